@@ -1,0 +1,19 @@
+/* cmd.h — the subcommands of the dxhub executable (hub-private).
+ * Each takes argc/argv after the command name and returns the process
+ * exit status: 0 success, 1 operation failed, 2 bad input or usage. */
+#ifndef DXHUB_CMD_H
+#define DXHUB_CMD_H
+
+typedef struct dx_command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} dx_command;
+
+int cmd_dump(int argc, char **argv);
+int cmd_transcode(int argc, char **argv);
+
+/* "dxhub CMD: " + message on stderr, one line. */
+void dx_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

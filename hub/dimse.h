@@ -1,0 +1,143 @@
+/* dimse.h — the hub's DICOM network adapter: a C-ECHO / C-STORE SCP.
+ *
+ * Hub-private. The only C++ in hub/ lives behind this header (hub/dimse.cc,
+ * over DCMTK dcmnet); no C++ type crosses it and every entry point catches
+ * all C++ exceptions.
+ *
+ * What it does
+ *   - listens on cfg->bind_addr:cfg->port (that address only), TCP_NODELAY on
+ *     every accepted socket whatever the environment says;
+ *   - one thread per association, at most cfg->max_assocs at once; one more
+ *     is rejected with A-ASSOCIATE-RJ "local limit exceeded" (transient);
+ *   - accepts Verification and every storage SOP class DCMTK knows, and any
+ *     other well-formed SOP class UID DCMTK does not know (private and newer
+ *     storage classes); refuses SOP classes DCMTK knows as non-storage
+ *     (query/retrieve, worklist, MPPS, commitment ...);
+ *   - accepts, per presentation context, the first proposed transfer syntax
+ *     that is in its table (implicit/explicit LE, explicit BE, deflated,
+ *     JPEG .50 .51 .57 .70, JPEG-LS .80 .81, JPEG 2000 .90 .91, HTJ2K .201
+ *     .202 .203, RLE .5, deflated image frame .8.1): the sender's own
+ *     preference, never a conversion;
+ *   - streams each C-STORE data set, bit for bit as it came off the wire, to
+ *     <spool_dir>/rx-<random>.dcm.part behind a Part 10 meta header, never
+ *     holding the instance in memory (one PDU at a time), then calls
+ *     cfg->store and only after it returns sends the C-STORE-RSP.
+ *
+ * Threads: cfg->accept and cfg->store run on the association's thread, up to
+ * max_assocs of them at once; they must be thread-safe. cfg->log likewise.
+ *
+ * Process-wide side effects (DCMTK's, done once): SIGPIPE is ignored, DCMTK's
+ * dcmnet logger is switched off (it would print AE titles and UIDs), reverse
+ * DNS lookup of peers is disabled (dcmDisableGethostbyaddr). Incoming sockets
+ * are handed to DCMTK through its process-global dcmExternalSocketHandle under
+ * a lock held for a few system calls; another DCMTK *acceptor* in the same
+ * process must not use that global at the same time (requestors are fine).
+ */
+#ifndef DXHUB_HUB_DIMSE_H
+#define DXHUB_HUB_DIMSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Error codes: 0 or negative. System errors pass through as -errno; the
+ * adapter's own lie in [-4099, -4000]. */
+enum {
+    DIMSE_ELIB = -4001,    /* DCMTK failed, or threw, during start-up */
+};
+/* Message for a code returned by dimse_scp_start(); never NULL, static. */
+const char *dimse_strerror(int code);
+
+/* DIMSE status codes the store callback typically returns (PS3.4 B.2.3). */
+enum {
+    DIMSE_STATUS_SUCCESS           = 0x0000,
+    DIMSE_STATUS_OUT_OF_RESOURCES  = 0xA700,
+    DIMSE_STATUS_DATASET_MISMATCH  = 0xA900,  /* data set does not match SOP class */
+    DIMSE_STATUS_CANNOT_UNDERSTAND = 0xC000,
+};
+
+/* What the accept callback returns (anything else non-zero: rejected
+ * permanently, "no reason given"). */
+enum {
+    DIMSE_ACCEPT = 0,
+    DIMSE_REJECT_CALLING_AE = 1,   /* calling AE title not recognised */
+    DIMSE_REJECT_CALLED_AE  = 2,   /* called AE title not recognised */
+};
+
+typedef struct dimse_scp dimse_scp;
+
+/* One received instance. Every string is borrowed for the duration of the
+ * callback only. AE titles have their padding spaces removed. */
+typedef struct dimse_store_req {
+    const char *calling_aet, *called_aet, *peer_ip;
+    const char *sop_class_uid, *sop_instance_uid;   /* from the C-STORE-RQ */
+    const char *transfer_syntax_uid;   /* as negotiated for the presentation context */
+    const char *path;   /* a complete Part 10 file (meta header + the data set
+                           exactly as sent) in spool_dir; the callback takes
+                           ownership: it renames or deletes it */
+    uint64_t    size;   /* bytes of that file */
+} dimse_store_req;
+
+/* Returns the DIMSE status for the C-STORE-RSP; may write a NUL-terminated
+ * comment into comment[comment_len] (sent as Error Comment (0000,0902), cut
+ * to 64 characters, only with a non-success status). Runs on the
+ * association's thread and may block: the response is sent after it returns,
+ * so commit to durable storage before returning success. */
+typedef uint16_t (*dimse_store_fn)(void *ctx, const dimse_store_req *req,
+                                   char *comment, size_t comment_len);
+
+/* Decides on an association request: DIMSE_ACCEPT or a DIMSE_REJECT_*; may
+ * write a reason into reason[reason_len] for the log. */
+typedef int (*dimse_accept_fn)(void *ctx, const char *calling_aet,
+                               const char *called_aet, const char *peer_ip,
+                               char *reason, size_t reason_len);
+
+/* Association events for the operator (accepted, rejected and why, aborted,
+ * receive failures). One line, no patient data: AE titles, addresses, DIMSE
+ * statuses and DCMTK's condition texts only. */
+typedef void (*dimse_log_fn)(void *ctx, const char *msg);
+
+typedef struct dimse_config {
+    const char *bind_addr;   /* numeric address or host name; NULL or "": "127.0.0.1" */
+    uint16_t    port;        /* 0: an ephemeral port, see dimse_scp_port() */
+    const char *aet;         /* our AE title, 1..16 characters */
+    const char *spool_dir;   /* must exist; received files are written here */
+    int         max_assocs;  /* concurrent associations; 0: 16 (max 1024) */
+    uint32_t    max_pdu;     /* max PDU we receive; 0: 116794; clamped to
+                                DCMTK's 4096..131072 */
+    int         acse_timeout_s;   /* association negotiation; 0: 30 */
+    int         dimse_timeout_s;  /* silence tolerated between or within
+                                     messages before aborting; 0: 120 */
+    int         stop_grace_ms;    /* dimse_scp_stop() waits this long for
+                                     peers to finish before cutting them
+                                     off; 0: 5000 */
+    /* NULL accept: every calling AE, called AE must equal aet. */
+    dimse_accept_fn accept;
+    dimse_store_fn  store;   /* required */
+    dimse_log_fn    log;     /* optional */
+    void           *ctx;     /* passed to the three callbacks */
+} dimse_config;
+
+/* Validates cfg, initialises DCMTK once, binds and starts the listener
+ * thread; returns once connections are being accepted. The strings of cfg
+ * are copied. Returns 0 and *out, or a negative code with a message in
+ * err[errlen] (err may be NULL). */
+int dimse_scp_start(const dimse_config *cfg, dimse_scp **out, char *err, size_t errlen);
+
+/* The TCP port actually bound (the ephemeral one when cfg->port was 0). */
+uint16_t dimse_scp_port(const dimse_scp *s);
+
+/* Closes the listening socket, gives running associations stop_grace_ms to
+ * finish, then shuts their sockets down (a data set being received is
+ * discarded; a store callback already running is waited for), frees the
+ * handle and sets *s to NULL. NULL or *s == NULL: no-op. */
+void dimse_scp_stop(dimse_scp **s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DXHUB_HUB_DIMSE_H */
