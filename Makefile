@@ -29,7 +29,8 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) $(SANFLAGS) -I.
 CXXFLAGS:= -std=c++17 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Wno-unused-parameter $(SANFLAGS) -I. $(PKG_CFLAGS)
 LDFLAGS := $(SANFLAGS)
-LDLIBS  := $(PKG_LIBS) -lstdc++ -lpthread -lm
+# Debian's openjph.pc has an empty Libs: line (0.9.0-3), so name the library here.
+LDLIBS  := $(PKG_LIBS) -lopenjph -lstdc++ -lpthread -lm
 
 # Modules: every .c/.cc file in a module folder belongs to it (add a file, no Makefile edit).
 MODULES := codecs worklist hub viewer

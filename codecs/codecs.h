@@ -155,7 +155,8 @@ typedef struct dcm_elem {
     uint32_t       length;   /* value length field as encoded */
     int32_t        parent, child, next;
     size_t         offset;   /* of the element header in the parsed buffer */
-    const uint8_t *value;    /* borrowed: points into the parsed buffer; NULL for SQ/items */
+    const uint8_t *value;    /* borrowed: points into the parsed buffer; NULL for SQ/items.
+                                encapsulated Pixel Data: its items and delimiter as encoded */
     size_t         value_len;/* bytes at value; for SQ/items: bytes spanned by content */
 } dcm_elem;
 
@@ -250,7 +251,8 @@ int dcm_json_write(const dcm_file *f, const dcm_json_opts *opts, dcm_sink out, d
 /* Writing Part 10                                                     */
 /* ------------------------------------------------------------------ */
 
-#define DXHUB_IMPLEMENTATION_CLASS_UID "1.2.826.0.1.3680043.10.1453.1"
+/* A UUID-derived UID (PS3.5 B.2: the 2.25 root needs no registration). */
+#define DXHUB_IMPLEMENTATION_CLASS_UID "2.25.195486485352944700671938280730139929525"
 #define DXHUB_IMPLEMENTATION_VERSION   "DXHUB_0_1"
 
 /* An edit applied on write at top level: set (add or replace) or remove. */
@@ -267,6 +269,14 @@ typedef struct dcm_write_opts {
     const dcm_edit *edits;    /* sorted or not; at most one per tag */
     size_t          n_edits;
     int             no_preamble;
+    /* Pixel data supplied by a pixel codec (cdc_transcode): when set, the
+     * top-level Pixel Data element is not copied; pixel_writer is called
+     * at its place and writes the whole element (tag, VR, length, value or
+     * items) through out, encoded for ts (byte order, VR convention; the
+     * sink deflates when ts says so).  Setting it lifts the refusal to
+     * change between native and encapsulated syntaxes. */
+    int           (*pixel_writer)(void *ctx, dcm_sink out, const dcm_ts *ts, dcm_err *err);
+    void           *pixel_ctx;
 } dcm_write_opts;
 
 /* Write f as a Part 10 file: preamble, meta group (recomputed group length,
@@ -278,6 +288,362 @@ int dcm_write(const dcm_file *f, const dcm_write_opts *opts, dcm_sink out, dcm_e
 
 /* Write to path atomically (temporary file, fsync, rename). */
 int dcm_write_file(const dcm_file *f, const dcm_write_opts *opts, const char *path, dcm_err *err);
+
+/* ------------------------------------------------------------------ */
+/* Pixel data: decode, encode, transcode, render (cdc_)                */
+/* ------------------------------------------------------------------ */
+
+/* The pixel path of the product: read the image attributes of a parsed
+ * file (cdc_image), decode one frame at a time whatever the transfer
+ * syntax, encode frames, transcode whole files, and render a frame to
+ * 8-bit grey or RGB through the DICOM display pipeline.
+ *
+ * Decoded frame layout (cdc_decode_frame), the same for every syntax:
+ *   - samples interleaved per pixel (R G B R G B ...), whatever Planar
+ *     Configuration the file has; rows top to bottom, no padding;
+ *   - each sample in a container of img->out_bytes bytes (1 for Bits
+ *     Allocated 1 and 8, 2 for 16, 4 for 32), host byte order (little
+ *     endian on every platform dxhub builds on);
+ *   - unsigned samples masked to Bits Stored; signed ones (Pixel
+ *     Representation 1) sign-extended from bit Bits Stored-1 to the
+ *     container, so a 16-bit container reads as int16_t;
+ *   - Bits Allocated 1 is unpacked to one byte (0 or 1) per pixel;
+ *   - colour as img->out_photometric says: the stored colour space, except
+ *     that YBR_FULL_422 native data is upsampled to YBR_FULL, lossy JPEG
+ *     (Baseline/Extended) colour comes out as RGB (libjpeg's conversion, as
+ *     dcmdjpeg does), and JPEG 2000 / HTJ2K YBR_RCT and YBR_ICT come out as
+ *     RGB (the codestream's own inverse component transform).  PALETTE
+ *     COLOR frames are the indices; cdc_render applies the palette.
+ * This equals pydicom 2.3.1's pixel_array after the same Bits Stored
+ * normalisation (YBR kept, as pydicom keeps it) except for lossy JPEG
+ * colour, where pydicom keeps YCbCr and dxhub gives RGB.
+ *
+ * Limits (refused before any allocation, DCM_ETOOBIG): one decoded frame
+ * at most CDC_MAX_FRAME_BYTES; a codestream whose own header disagrees
+ * with Rows/Columns/Samples is refused (CDC_ECODEC) before its codec
+ * allocates; the frame count can never exceed what the pixel data holds
+ * (native bytes, or fragments / offset-table entries). */
+
+#define CDC_MAX_FRAME_BYTES ((size_t)1 << 30) /* 1 GiB: 16384 x 16384 x 2 samples x 2 bytes */
+
+/* Codes of the pixel path (the other failures use DCM_E*). */
+enum cdc_error {
+    CDC_ECODEC = -1101, /* the codec rejected the compressed data, or it disagrees with the header */
+    CDC_EFRAME = -1102, /* no such frame, or fragments do not map to frames */
+    CDC_EPIXEL = -1103, /* image pixel attributes missing or inconsistent */
+};
+/* Text of a CDC_E* or DCM_E* code.  Never NULL. */
+const char *cdc_strerror(int code);
+
+typedef enum cdc_photometric {
+    CDC_PI_UNKNOWN = 0,
+    CDC_PI_MONOCHROME1, CDC_PI_MONOCHROME2, CDC_PI_PALETTE, CDC_PI_RGB,
+    CDC_PI_YBR_FULL, CDC_PI_YBR_FULL_422, CDC_PI_YBR_PARTIAL_420,
+    CDC_PI_YBR_ICT, CDC_PI_YBR_RCT,
+} cdc_photometric;
+/* The DICOM defined term ("MONOCHROME2"); "" for unknown. */
+const char *cdc_photometric_name(cdc_photometric pi);
+
+/* A lookup table as the file has it (PS3.3 C.11): descriptor plus data,
+ * expanded (segmented palettes are expanded) into memory the cdc_image owns. */
+typedef struct cdc_lut {
+    uint32_t  n;     /* entries; 0: no table */
+    int32_t   first; /* input value mapped to entry 0 */
+    uint8_t   bits;  /* bits per entry (8 or 16; up to 16) */
+    uint16_t *data;  /* n entries */
+} cdc_lut;
+
+#define CDC_MAX_WINDOWS 8
+
+/* The pixel attributes of an image, read once by cdc_image_init.  A
+ * caller-owned struct: cdc_image_init fills it, cdc_image_release frees
+ * what it owns.  It borrows the dcm_file, which must outlive it. */
+typedef struct cdc_image {
+    const dcm_file *file;
+    const dcm_ts   *ts;
+    uint32_t rows, cols, frames;
+    uint16_t samples, bits_allocated, bits_stored, high_bit;
+    uint8_t  is_signed;      /* Pixel Representation 1 */
+    uint8_t  planar;         /* Planar Configuration as stored */
+    uint8_t  is_float;       /* Float/Double Float Pixel Data (native only) */
+    cdc_photometric photometric;      /* as stored */
+    cdc_photometric out_photometric;  /* of decoded frames (see above) */
+    uint8_t  out_bytes;               /* container bytes per decoded sample */
+    /* Display attributes of the top level data set (per-frame functional
+     * groups are resolved by cdc_frame_display). */
+    cdc_lut  palette[3];              /* red, green, blue (PALETTE COLOR) */
+    int32_t  pixel_elem;              /* node of Pixel Data (or Float Pixel Data) */
+    /* private: fragment ranges per frame (encapsulated) */
+    int32_t *frag_first;              /* node index of each frame's first fragment */
+    uint32_t *frag_count;             /* fragments in each frame */
+    size_t   *frag_bytes;             /* bytes in each frame's fragments */
+} cdc_image;
+
+/* Read the pixel attributes of f and map frames to fragments (Extended
+ * Offset Table, Basic Offset Table, one fragment per frame, or a scan for
+ * each frame's start marker: PS3.5 A.4).  DCM_ENOTFOUND when f has no
+ * pixel data; DCM_ETS when its transfer syntax has no decoder here;
+ * CDC_EPIXEL for missing/inconsistent attributes; DCM_ETOOBIG past
+ * CDC_MAX_FRAME_BYTES; DCM_ETRUNC when native pixel data is short. */
+int  cdc_image_init(cdc_image *img, const dcm_file *f, dcm_err *err);
+void cdc_image_release(cdc_image *img); /* NULL-safe; leaves it zeroed */
+
+/* Bytes of one decoded frame: rows * cols * samples * out_bytes. */
+size_t cdc_frame_size(const cdc_image *img);
+
+/* Decode frame `frame` (0-based) into out (out_len >= cdc_frame_size).
+ * Touches only that frame's bytes in the file.  Thread-safe for distinct
+ * out buffers. */
+int cdc_decode_frame(const cdc_image *img, uint32_t frame, void *out, size_t out_len, dcm_err *err);
+
+/* The compressed bytes of a frame as stored (encapsulated syntaxes): a
+ * pointer into the file when the frame is one fragment (*owned NULL),
+ * else a heap concatenation the caller frees via *owned. */
+int cdc_frame_bytes(const cdc_image *img, uint32_t frame, const uint8_t **p, size_t *n,
+                    uint8_t **owned, dcm_err *err);
+
+/* --- encoding ------------------------------------------------------- */
+
+typedef struct cdc_encode_opts {
+    int jpeg_quality; /* JPEG Baseline: 1..100; 0: 90 */
+    int jpegls_near;  /* JPEG-LS Near-Lossless: NEAR; 0: 2 */
+} cdc_encode_opts;
+
+/* What a target syntax does with an image of this shape: the Photometric
+ * Interpretation and Bits Allocated it will be written with.  DCM_ETS when
+ * the syntax cannot hold it (e.g. JPEG Baseline with 16-bit samples) or
+ * has no encoder here. */
+int cdc_encode_plan(const cdc_image *img, const char *ts_uid, cdc_photometric *pi_out,
+                    uint16_t *bits_allocated_out, dcm_err *err);
+
+/* Encode one decoded frame (layout as cdc_decode_frame gives it for img)
+ * in syntax ts_uid.  *out is heap memory the caller frees. */
+int cdc_encode_frame(const cdc_image *img, const char *ts_uid, const cdc_encode_opts *o,
+                     const void *frame, size_t frame_len, uint8_t **out, size_t *out_len,
+                     dcm_err *err);
+
+/* Transcodable targets: every native syntax (implicit, explicit LE/BE,
+ * deflated), RLE Lossless, JPEG-LS Lossless and Near-Lossless, JPEG 2000
+ * Lossless, HTJ2K Lossless and Lossless RPCL, Deflated Image Frame
+ * Compression, JPEG Baseline (8-bit; previews).  Streams frame by frame:
+ * one decoded and one encoded frame in memory at a time.  Encapsulated
+ * output has one fragment per frame and an empty Basic Offset Table
+ * (PS3.5 A.4), so no pass over all frames is needed before writing.
+ * Photometric Interpretation, Planar Configuration (0), Bits Allocated
+ * and Lossy Image Compression are updated; Extended Offset Table
+ * elements are dropped.  Files without pixel data are written as they
+ * are (dcm_write). */
+int cdc_transcode(const dcm_file *f, const char *ts_uid, const cdc_encode_opts *o,
+                  dcm_sink out, dcm_err *err);
+/* Same, to path atomically (temporary file, fsync, rename). */
+int cdc_transcode_file(const dcm_file *f, const char *ts_uid, const cdc_encode_opts *o,
+                       const char *path, dcm_err *err);
+
+/* --- display pipeline (PS3.3 C.11, PS3.4 N.2.1) --------------------- */
+
+/* The display attributes in force for one frame: per-frame functional
+ * group, else shared functional group, else the top level data set. */
+typedef struct cdc_frame_display {
+    double   slope, intercept;   /* Rescale; 1, 0 when absent */
+    cdc_lut  modality_lut;       /* Modality LUT Sequence, borrowed from a cdc_display */
+    uint32_t n_windows;
+    double   center[CDC_MAX_WINDOWS], width[CDC_MAX_WINDOWS];
+    int      voi_sigmoid;        /* VOI LUT Function SIGMOID */
+    cdc_lut  voi_lut;            /* first VOI LUT Sequence item */
+} cdc_frame_display;
+
+typedef struct cdc_render_opts {
+    uint32_t frame;
+    int      has_window;          /* 1: use center/width below */
+    double   center, width;
+} cdc_render_opts;
+
+/* An 8-bit picture: channels 1 (grey) or 3 (RGB), rows packed. */
+typedef struct cdc_raster {
+    uint32_t width, height, channels;
+    uint8_t *pixels;              /* heap; cdc_raster_release frees */
+} cdc_raster;
+void cdc_raster_release(cdc_raster *r);
+
+/* Read the display attributes for frame (LUT data owned by d; release
+ * with cdc_frame_display_release). */
+int  cdc_frame_display_init(const cdc_image *img, uint32_t frame, cdc_frame_display *d, dcm_err *err);
+void cdc_frame_display_release(cdc_frame_display *d);
+
+/* Render one frame as dcm2pnm does: modality LUT (table, else rescale),
+ * VOI (opts' window, else the frame's first window, else its VOI LUT,
+ * else an automatic window from the histogram ignoring the darkest and
+ * brightest 5%... see cdc_auto_window), MONOCHROME1 inverted; colour
+ * (RGB, YBR_* converted to RGB, PALETTE COLOR through its LUTs) to 8-bit
+ * RGB without windowing. */
+int cdc_render_8bit(const cdc_image *img, const cdc_render_opts *o, cdc_raster *out, dcm_err *err);
+
+/* The automatic window over modality values v[0..n): DCMTK's histogram
+ * algorithm (dcm2pnm +Wh 5): the values below which and above which 5%
+ * of the pixels lie bound the window. */
+int cdc_auto_window(const double *v, size_t n, double *center, double *width);
+
+/* Encode a raster as PNG (zlib) or baseline JPEG (libjpeg-turbo). */
+int cdc_write_png(const cdc_raster *r, dcm_sink out, dcm_err *err);
+int cdc_write_jpeg(const cdc_raster *r, int quality, dcm_sink out, dcm_err *err);
+
+/* ------------------------------------------------------------------ */
+/* ECG waveforms (ecg_)                                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * One in-memory model for every ECG source: a record is one multiplex
+ * group — leads sampled together at one rate, all of the same length.
+ * Samples are the source's integer counts (int32), never rescaled, so
+ * the codec round-trips them exactly; each lead says how counts become
+ * physical units:
+ *
+ *     physical = (sample - baseline) * scale      [unit]
+ *
+ * (WFDB: scale = 1/gain, baseline = the header's baseline; DICOM:
+ * scale = Channel Sensitivity x Correction Factor, baseline = -Channel
+ * Baseline / scale (PS3.3 C.10.9.1.4.3: the baseline is in physical
+ * units); aECG: scale = <scale>, baseline = -<origin>/scale.)
+ * ecg_uv_per_count() folds the unit in for voltage leads, which is what
+ * measurements want.
+ *
+ * Lead names are normalised to I, II, III, aVR, aVL, aVF, V1..V9,
+ * V1R..V9R, X, Y, Z where the source says so (DICOM/SCP-ECG/MDC lead
+ * codes, MDC_ECG_LEAD_* names, case-insensitive labels like "avr"); any
+ * other label ("MLII", "vx") is kept as the source spells it.
+ */
+
+#define ECG_MAX_LEADS     64          /* more channels in a group: DCM_ETOOBIG */
+#define ECG_MAX_TOTAL     (1u << 27)  /* leads x samples (512 MiB of int32) */
+#define ECG_NAME_MAX      16          /* lead name incl. NUL (longer labels are cut) */
+#define ECG_UNIT_MAX      16          /* UCUM unit incl. NUL */
+#define ECG_LABEL_MAX     32          /* multiplex group label incl. NUL */
+#define ECG_CODEC_MAX_ABS (1 << 24)   /* codec: |sample| must stay below this */
+
+/* ECG codes extend the DCM_E* list (ecg_strerror knows both). */
+enum ecg_error {
+    ECG_ENOTECG      = -1101, /* the input holds no waveform we recognise */
+    ECG_EUNSUPPORTED = -1102, /* recognised, but a variant we do not read (message says which) */
+    ECG_ECORRUPT     = -1103, /* codec stream damaged: bad magic, checksum, impossible field */
+    ECG_ERANGE       = -1104, /* a sample the codec cannot represent (|v| >= ECG_CODEC_MAX_ABS) */
+};
+const char *ecg_strerror(int code); /* ECG_E*, DCM_E* or negated errno; never NULL */
+
+enum ecg_source {
+    ECG_SRC_UNKNOWN = 0,
+    ECG_SRC_DICOM   = 1, /* 12-lead / General ECG / hemodynamic ... Waveform Storage */
+    ECG_SRC_WFDB    = 2, /* PhysioNet header + signal files */
+    ECG_SRC_AECG    = 3, /* HL7 v3 annotated ECG XML */
+    ECG_SRC_SCP     = 4, /* SCP-ECG (EN 1064) — detected, not read yet */
+    ECG_SRC_CODEC   = 5, /* dxhub's own compressed stream (ecg_encode) */
+};
+const char *ecg_source_name(int source); /* "DICOM", "WFDB", ... */
+
+typedef struct ecg_lead {
+    char     name[ECG_NAME_MAX]; /* normalised (see above), never empty ("ch3" if unlabelled) */
+    char     unit[ECG_UNIT_MAX]; /* UCUM as the source says: "uV", "mV", "mmHg"; "" unknown */
+    double   scale;              /* physical units per count, > 0 */
+    double   baseline;           /* the count that is physical zero */
+    int32_t *samples;            /* n_samples counts; owned by the record */
+    uint8_t  bits;               /* significant bits at the source (11 for mitdb's 212, 16 ...) */
+} ecg_lead;
+
+typedef struct ecg_record {
+    double    rate;                 /* samples per second, per lead (> 0) */
+    size_t    n_samples;            /* per lead */
+    size_t    n_leads;              /* 1 .. ECG_MAX_LEADS */
+    ecg_lead *leads;                /* n_leads entries; owned */
+    int       source;               /* enum ecg_source the samples were read from */
+    int       group;                /* which group of the source this is (0-based) */
+    int       n_groups;             /* groups the source holds (DICOM multiplex groups,
+                                       aECG sequence sets; 1 for WFDB) */
+    char      label[ECG_LABEL_MAX]; /* group label ("RHYTHM", "MEDIAN BEAT"), may be "" */
+} ecg_record;
+
+/* A zeroed record with n_leads leads of n_samples samples each (one
+ * allocation for all samples), scale 1, baseline 0, names "ch1"...
+ * NULL on bad sizes (0 leads, > ECG_MAX_LEADS, > ECG_MAX_TOTAL) or no memory. */
+ecg_record *ecg_new(size_t n_leads, size_t n_samples, double rate);
+void        ecg_free(ecg_record **r); /* NULLs *r; NULL-safe */
+
+/* Microvolts per count for a voltage lead ("uV", "mV", "V", "nV"), else 0. */
+double ecg_uv_per_count(const ecg_lead *l);
+/* Index of the lead with this (normalised or raw) name, or -1. */
+int    ecg_lead_index(const ecg_record *r, const char *name);
+/* Normalise a source label ("avr", "Lead aVR", "MDC_ECG_LEAD_AVR") into out;
+ * returns 1 if it is a standard lead name, 0 if the label was kept as is. */
+int    ecg_normalise_lead(const char *label, size_t len, char *out, size_t n);
+/* Smallest and largest sample of a lead (0, 0 when empty). */
+void   ecg_lead_range(const ecg_record *r, size_t lead, int32_t *min, int32_t *max);
+
+typedef struct ecg_read_opts {
+    int group; /* which multiplex group / sequence set (default 0: the first,
+                  which is the rhythm in every source we know) */
+} ecg_read_opts;
+
+/* DICOM Waveform (PS3.3 C.10.9): the chosen item of the Waveform Sequence
+ * (5400,0100): channels, samples, sampling frequency, channel definitions
+ * (source code -> lead name, sensitivity, units, correction factor,
+ * baseline, bits stored), Waveform Data demultiplexed.  8/16/32-bit
+ * SB/UB/SS/US/SL/UL samples; mu-law and A-law are ECG_EUNSUPPORTED.
+ * The record copies the samples: f may be freed afterwards. */
+int ecg_read_dicom(const dcm_file *f, const ecg_read_opts *opts, ecg_record **out, dcm_err *err);
+
+/* WFDB record: hea_path names the header (".hea"); its signal files are
+ * read from the header's folder (names with "/" or ".." are refused).
+ * Single-segment records, signal formats 8, 16, 24, 32, 61, 80, 160 and
+ * 212, one sample per frame, byte offsets; checksums verified. */
+int ecg_read_wfdb(const char *hea_path, const ecg_read_opts *opts, ecg_record **out, dcm_err *err);
+
+/* The same from memory: the header text and the signal files it names
+ * (files[i].name as in the header).  Borrowed; nothing is kept. */
+typedef struct ecg_wfdb_file {
+    const char    *name;
+    const uint8_t *data;
+    size_t         len;
+} ecg_wfdb_file;
+int ecg_read_wfdb_mem(const char *hea, size_t hea_len, const ecg_wfdb_file *files,
+                      size_t n_files, const ecg_read_opts *opts, ecg_record **out, dcm_err *err);
+
+/* HL7 aECG (AnnotatedECG, urn:hl7-org:v3): the chosen sequenceSet of the
+ * series (series before derivedSeries, document order); a GLIST_TS/PQ time
+ * sequence gives the rate, each SLIST_PQ lead its origin, scale and
+ * integer digits.  Leads shorter than the longest are ECG_EUNSUPPORTED. */
+int ecg_read_aecg(const uint8_t *xml, size_t len, const ecg_read_opts *opts, ecg_record **out, dcm_err *err);
+
+/* Open any of the above by content (DICOM, aECG XML, a dxhub ECG stream,
+ * SCP-ECG) or as a WFDB record: "x.hea", "x.dat" beside an "x.hea", or
+ * the record name "x".  SCP-ECG is recognised and refused with
+ * ECG_EUNSUPPORTED ("SCP-ECG ... not supported").  *source_out (may be
+ * NULL) says what the file was even when reading fails. */
+int ecg_open(const char *path, const ecg_read_opts *opts, ecg_record **out, int *source_out, dcm_err *err);
+
+/* ---- lossless codec ----------------------------------------------------
+ * Stream (version 1): magic "DXECG1\r\n", a header (rate, leads, samples,
+ * per lead: name, unit, scale, baseline, bits, coding mode), the samples
+ * coded time-interleaved, and a CRC-32 of everything before it.
+ * Independent leads: first difference -> 16-tap sign-sign LMS -> 2-tap
+ * cross-lead LMS on the residuals of the two previous leads; derived
+ * leads (III, aVR, aVL, aVF when I and II are present and the samples
+ * obey Einthoven/Goldberger) are coded as the difference from their exact
+ * formula, with the formula's rounding fraction as context.  Residuals go
+ * to an adaptive binary range coder (bit-length tree, two mantissa bits
+ * and sign modelled under a context of the recent residual energy).
+ * Every sample must satisfy |v| < ECG_CODEC_MAX_ABS (else ECG_ERANGE). */
+int ecg_encode(const ecg_record *r, dcm_sink out, dcm_err *err);
+/* The same into a malloc'd buffer the caller frees. */
+int ecg_encode_buf(const ecg_record *r, uint8_t **out, size_t *out_len, dcm_err *err);
+/* Decode a stream.  Every count is bounded before allocation and the
+ * CRC-32 is checked before decoding; damaged input is ECG_ECORRUPT.
+ * max_total caps leads x samples (0: ECG_MAX_TOTAL). */
+int ecg_decode(const uint8_t *p, size_t len, size_t max_total, ecg_record **out, dcm_err *err);
+/* 1 if p starts like an ecg_encode stream. */
+int ecg_is_stream(const uint8_t *p, size_t len);
+
+/* Write the summary `dxhub ecg` prints: text (one line per lead) or one
+ * JSON object (rate, samples, duration, per lead name, unit, scale,
+ * baseline, min/max counts and physical). */
+int ecg_summary(const ecg_record *r, int json, dcm_sink out, dcm_err *err);
 
 #ifdef __cplusplus
 }

@@ -43,13 +43,11 @@
  */
 #include <errno.h>
 #include <iconv.h>
-#include <limits.h>
 #include <stdio.h>
 #include "codecs/dcm_private.h"
 
 /* Output cap: text values may be 4 GiB (UT); their UTF-8 must fit memory. */
 #define CS_MAX_OUT   ((size_t)1 << 30)
-#define CS_MAX_TERMS 8   /* values of (0008,0005) looked at */
 #define CS_TERM_MAX  32  /* longest defined term we compare (with slack) */
 #define ESC          0x1B
 

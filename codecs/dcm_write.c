@@ -14,6 +14,7 @@
 
 typedef struct wctx {
     const dcm_file *f;
+    const dcm_ts   *ts;       /* target */
     dcm_sink        out;
     dcm_err        *err;
     bool            explicit_vr, big_endian; /* target */
@@ -135,6 +136,11 @@ static void write_encoded(wctx *w, int32_t i)
     dcm_vr vr = dcm_effective_vr(f, e);
     bool be = w->big_endian;
     if (vr == DCM_VR_SQ) {
+        /* CP-246: the items of a sequence sent as UN are implicit VR little
+         * endian whatever the data set is: never copy them byte for byte. */
+        bool saved = w->same_encoding;
+        if ((e->flags & DCM_F_VR_GUESSED) && w->src_explicit)
+            w->same_encoding = false;
         emit_header(w, e->tag, DCM_VR_SQ, DCM_UNDEFINED_LENGTH, w->explicit_vr, be);
         for (int32_t it = e->child; it >= 0 && w->rc == 0; it = f->nodes[it].next) {
             emit_tag_len(w, DCM_TAG_ITEM, DCM_UNDEFINED_LENGTH, be);
@@ -142,6 +148,7 @@ static void write_encoded(wctx *w, int32_t i)
             emit_tag_len(w, DCM_TAG_ITEM_DELIM, 0, be);
         }
         emit_tag_len(w, DCM_TAG_SEQ_DELIM, 0, be);
+        w->same_encoding = saved;
         return;
     }
     if (e->flags & DCM_F_ENCAPS) {
@@ -222,6 +229,12 @@ static void write_top(wctx *w, const dcm_write_opts *o)
                 write_edit(w, ed);
         }
         done_upto = e->tag;
+        if (o && o->pixel_writer && e->tag == DCM_TAG_PIXEL_DATA) {
+            /* A pixel codec supplies the element (cdc_transcode). */
+            if (w->rc == 0)
+                w->rc = o->pixel_writer(o->pixel_ctx, w->out, w->ts, w->err);
+            continue;
+        }
         const dcm_edit *ed = edit_for(o, e->tag);
         if (ed) {
             write_edit(w, ed);
@@ -360,14 +373,14 @@ int dcm_write(const dcm_file *f, const dcm_write_opts *o, dcm_sink out, dcm_err 
     }
     bool src_encaps = dcm_find(f, -1, DCM_TAG_PIXEL_DATA) >= 0 &&
                       (f->nodes[dcm_find(f, -1, DCM_TAG_PIXEL_DATA)].flags & DCM_F_ENCAPS);
-    if (ts != src && (ts->encapsulated || src_encaps))
+    if (ts != src && (ts->encapsulated || src_encaps) && !(o && o->pixel_writer))
         return dcm_fail(err, DCM_ETS, 0, "cannot write %s pixel data as %s without a pixel codec",
                         src->name, ts->name);
     dcm_buf meta = {0};
     int rc = build_meta(f, ts, &meta, err);
     if (rc < 0)
         return rc;
-    wctx w = {.f = f, .out = out, .err = err, .explicit_vr = ts->explicit_vr, .big_endian = ts->big_endian};
+    wctx w = {.f = f, .ts = ts, .out = out, .err = err, .explicit_vr = ts->explicit_vr, .big_endian = ts->big_endian};
     /* The source encoding as parsed (a meta/data mismatch was corrected then). */
     int32_t first_ds = -1;
     for (int32_t i = dcm_first(f); i >= 0; i = f->nodes[i].next)

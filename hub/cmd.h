@@ -4,6 +4,8 @@
 #ifndef DXHUB_CMD_H
 #define DXHUB_CMD_H
 
+#include <stdint.h>
+
 typedef struct dx_command {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -12,6 +14,18 @@ typedef struct dx_command {
 
 int cmd_dump(int argc, char **argv);
 int cmd_transcode(int argc, char **argv);
+int cmd_render(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_ecg(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_edge(int argc, char **argv);
+int cmd_push(int argc, char **argv);
+int cmd_reports(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
+int cmd_allow(int argc, char **argv);
+
+/* "16G", "512M", "100K" or bytes; -1 when malformed. */
+int parse_size(const char *s, uint64_t *out);
 
 /* "dxhub CMD: " + message on stderr, one line. */
 void dx_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -1,4 +1,4 @@
-/* cmd_dicom.c — `dxhub dump` and `dxhub transcode`: the DICOM file tools. */
+/* cmd_dicom.c — `dxhub dump`: the DICOM file listing (transcode: cmd_pixel.c). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,45 +77,4 @@ int cmd_dump(int argc, char **argv)
     return status;
 }
 
-int cmd_transcode(int argc, char **argv)
-{
-    static const struct option opts[] = {
-        {"ts", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
-    const char *ts = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
-        if (c == 't') {
-            ts = optarg;
-        } else {
-            fprintf(c == 'h' ? stdout : stderr,
-                    "usage: dxhub transcode [--ts UID] IN OUT\n"
-                    "  writes IN as a Part 10 file OUT in transfer syntax UID (default: IN's)\n");
-            return c == 'h' ? 0 : 2;
-        }
-    }
-    if (argc - optind != 2) {
-        dx_errorf("transcode", "need IN and OUT (usage: dxhub transcode [--ts UID] IN OUT)");
-        return 2;
-    }
-    const char *in = argv[optind], *out = argv[optind + 1];
-    if (ts && !dcm_ts_find(ts, strlen(ts))) {
-        dx_errorf("transcode", "unknown transfer syntax UID '%s'", ts);
-        return 2;
-    }
-    dcm_file *f = NULL;
-    dcm_err err = {0};
-    int rc = dcm_open(in, NULL, &f, &err);
-    if (rc < 0) {
-        report("transcode", in, &err, rc);
-        return 2;
-    }
-    dcm_write_opts wo = {.ts_uid = ts};
-    rc = dcm_write_file(f, &wo, out, &err);
-    dcm_free(&f);
-    if (rc < 0) {
-        report("transcode", out, &err, rc);
-        return rc == DCM_ETS ? 2 : 1;
-    }
-    return 0;
-}
+/* `dxhub transcode` lives in cmd_pixel.c: it needs the pixel codecs. */

@@ -7,8 +7,10 @@
  * What it does
  *   - listens on cfg->bind_addr:cfg->port (that address only), TCP_NODELAY on
  *     every accepted socket whatever the environment says;
- *   - one thread per association, at most cfg->max_assocs at once; one more
- *     is rejected with A-ASSOCIATE-RJ "local limit exceeded" (transient);
+ *   - one thread per association, at most cfg->max_assocs at once; beyond
+ *     that a request is rejected with A-ASSOCIATE-RJ "local limit exceeded"
+ *     (transient; up to 4 such rejections in flight, further connections are
+ *     closed at once);
  *   - accepts Verification and every storage SOP class DCMTK knows, and any
  *     other well-formed SOP class UID DCMTK does not know (private and newer
  *     storage classes); refuses SOP classes DCMTK knows as non-storage
@@ -82,8 +84,11 @@ typedef struct dimse_store_req {
 } dimse_store_req;
 
 /* Returns the DIMSE status for the C-STORE-RSP; may write a NUL-terminated
- * comment into comment[comment_len] (sent as Error Comment (0000,0902), cut
- * to 64 characters, only with a non-success status). Runs on the
+ * comment into comment[comment_len] (sent as Error Comment (0000,0902) with a
+ * non-success status only: cut to 64 characters, backslash and controls
+ * become spaces, non-ASCII bytes '?'). Not called when the data set could not
+ * be received or spooled (the sender then gets 0xA700 or the association is
+ * aborted, and the partial file is deleted). Runs on the
  * association's thread and may block: the response is sent after it returns,
  * so commit to durable storage before returning success. */
 typedef uint16_t (*dimse_store_fn)(void *ctx, const dimse_store_req *req,
@@ -133,7 +138,8 @@ uint16_t dimse_scp_port(const dimse_scp *s);
 /* Closes the listening socket, gives running associations stop_grace_ms to
  * finish, then shuts their sockets down (a data set being received is
  * discarded; a store callback already running is waited for), frees the
- * handle and sets *s to NULL. NULL or *s == NULL: no-op. */
+ * handle and sets *s to NULL. NULL or *s == NULL: no-op. Never call it from
+ * one of the callbacks: it waits for them. */
 void dimse_scp_stop(dimse_scp **s);
 
 #ifdef __cplusplus

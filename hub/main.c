@@ -9,8 +9,17 @@ static int cmd_help(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 
 static const dx_command commands[] = {
+    {"serve",     cmd_serve,     "the hub: DICOM ingest into LMDB, study completeness, HTTP API"},
+    {"edge",      cmd_edge,      "the clinic gateway: DICOM listener, watch folder, store-and-forward to the hub"},
+    {"push",      cmd_push,      "queue DICOM files at the clinic gateway (stat/urgent/routine, referral, note)"},
+    {"reports",   cmd_reports,   "list the reports and alerts the clinic received"},
+    {"keygen",    cmd_keygen,    "make a CURVE keypair for a role"},
+    {"allow",     cmd_allow,     "add (or revoke) a public key in the hub's allow-list"},
     {"dump",      cmd_dump,      "print DICOM files like dcmdump, or as DICOM JSON (--json)"},
     {"transcode", cmd_transcode, "rewrite a DICOM file, optionally in another transfer syntax (--ts UID)"},
+    {"render",    cmd_render,    "render a frame to PNG or JPEG through the DICOM display pipeline"},
+    {"status",    cmd_status,    "print a running hub's health: studies by state, instances, store use, uptime"},
+    {"ecg",       cmd_ecg,       "print an ECG's leads, rate, duration and ranges (DICOM, WFDB, HL7 aECG)"},
     {"help",      cmd_help,      "list the commands"},
     {"version",   cmd_version,   "print the version"},
 };

@@ -24,7 +24,6 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1453.1"  # dxhub's
 NAMESPACE = uuid.UUID("6f1c7f0e-3a4b-5c2d-9e8f-0a1b2c3d4e5f")
 ROWS = COLS = 512
 PIXEL_MM = 0.78125  # 400 mm field of view
@@ -144,8 +143,6 @@ def make_dataset(k, args, study_uid, series_uid, frame_uid, hu):
     meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
     meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = "DXHUB_SAMPLES"
 
     ds = Dataset()
     ds.file_meta = meta

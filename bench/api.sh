@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# api.sh — the hub's HTTP API side by side with Orthanc, on loopback.
+#
+# Starts `dxhub serve` and Orthanc (Debian package `orthanc`) each with its
+# own data in a temporary directory, loads the same synthetic 300-slice CT
+# series into both with DCMTK's storescu, then measures with wrk:
+#   - study lookup by UID: dxhub GET /api/v1/studies?StudyInstanceUID=UID
+#     vs Orthanc GET /studies/{id} (both: the study's main attributes),
+#     a fixed number of requests (API_BENCH_REQUESTS, default 50000);
+#   - study metadata, all 300 instances' headers: dxhub GET
+#     /api/v1/studies/{UID} vs Orthanc GET /studies/{id}/instances-tags,
+#     for a fixed duration;
+#   - one instance's stored file (512 KiB): /api/v1/instances/{UID}/file
+#     vs Orthanc /instances/{id}/file, for a fixed duration;
+#   - loading the series by C-STORE (storescu, one association).
+# Prints a table and writes build/bench/api.json: a list of
+# {"metric","value","unit","peer","peer_value","ratio"}, ratio = value /
+# peer_value (below 1 is better for times and latencies, above 1 for rates).
+#
+# Usage: bench/api.sh   (BUILD=build, PY=/usr/bin/python3; make bench runs it)
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+PY=${PY:-/usr/bin/python3}
+DX="$PWD/$BUILD/dxhub"
+N=${API_BENCH_REQUESTS:-50000}
+THREADS=${API_BENCH_THREADS:-2}
+CONNS=${API_BENCH_CONNECTIONS:-16}
+SECS=${API_BENCH_SECONDS:-10}
+LUA="$PWD/bench/api_wrk.lua"
+OUT="$BUILD/bench/api.json"
+export TCP_NODELAY=1 # DCMTK's storescu stalls on Nagle's algorithm without it
+
+die() { echo "bench/api.sh: $*" >&2; exit 1; }
+[ -x "$DX" ] || die "$DX missing: run make first"
+"$DX" help | grep -q '^  serve ' || die "$DX has no 'serve' command yet"
+command -v wrk >/dev/null || die "wrk missing (Debian package wrk; make deps)"
+command -v storescu >/dev/null || die "storescu missing (Debian package dcmtk; make deps)"
+HAVE_ORTHANC=1
+command -v Orthanc >/dev/null || { HAVE_ORTHANC=0; echo "bench/api.sh: Orthanc missing (Debian package orthanc): dxhub figures only" >&2; }
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/dxhub-bench-api-XXXXXX")
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { # URL: up to 30 s
+    for _ in $(seq 300); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done
+    return 1
+}
+ms_now() { echo $(($(date +%s%N) / 1000000)); }
+json_get() { "$PY" -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+# ---- the series -------------------------------------------------------------
+SERIES="$TMP/ct"
+if ! "$PY" samples/gen_ct_series.py --slices 300 --out "$SERIES" >/dev/null 2>"$TMP/gen.err"; then
+    echo "bench/api.sh: gen_ct_series.py failed ($(tail -1 "$TMP/gen.err")); using corpus files" >&2
+    CORPUS=${DXHUB_CORPUS:-../shared/corpus}
+    mkdir -p "$SERIES" && cp "$CORPUS"/dicom/explicit_le/*.dcm "$SERIES"/
+fi
+FILES=("$SERIES"/*.dcm)
+NFILES=${#FILES[@]}
+
+# ---- dxhub ------------------------------------------------------------------
+DX_HTTP=$(free_port) DX_DICOM=$(free_port) DX_EDGE=$(free_port)
+"$DX" serve --data "$TMP/dxhub" --http-port "$DX_HTTP" --dicom-port "$DX_DICOM" --edge-port "$DX_EDGE" \
+    --open-dicom --map-size 4G >"$TMP/dxhub.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$DX_HTTP/api/v1/health" || { cat "$TMP/dxhub.log"; die "dxhub serve did not start"; }
+t0=$(ms_now)
+storescu -aec DXHUB 127.0.0.1 "$DX_DICOM" "${FILES[@]}" >"$TMP/storescu-dx.log" 2>&1 || die "storescu to dxhub failed"
+DX_LOAD=$(($(ms_now) - t0))
+DX_BASE="http://127.0.0.1:$DX_HTTP"
+# The study with the most instances is the one under test.
+STUDY=$(curl -sf "$DX_BASE/api/v1/studies?limit=1000" |
+    json_get 'max(d["studies"], key=lambda s: s["00201208"]["Value"][0])["0020000D"]["Value"][0]')
+SOP=$(curl -sf "$DX_BASE/api/v1/studies/$STUDY" | json_get 'd["series"][0]["instances"][0]["00080018"]["Value"][0]')
+[ -n "$STUDY" ] && [ -n "$SOP" ] || die "dxhub does not list the loaded study"
+
+# ---- Orthanc ----------------------------------------------------------------
+if [ $HAVE_ORTHANC = 1 ]; then
+    OR_HTTP=$(free_port) OR_DICOM=$(free_port)
+    mkdir -p "$TMP/orthanc"
+    cat >"$TMP/orthanc/config.json" <<EOF
+{
+  "Name": "dxhub-bench",
+  "StorageDirectory": "$TMP/orthanc/storage",
+  "IndexDirectory": "$TMP/orthanc/index",
+  "HttpPort": $OR_HTTP,
+  "DicomPort": $OR_DICOM,
+  "DicomAet": "ORTHANC",
+  "DicomCheckCalledAet": false,
+  "RemoteAccessAllowed": false,
+  "AuthenticationEnabled": false,
+  "KeepAlive": true,
+  "StorageCompression": false,
+  "Plugins": []
+}
+EOF
+    Orthanc "$TMP/orthanc/config.json" >"$TMP/orthanc/log" 2>&1 &
+    PIDS+=($!)
+    wait_http "http://127.0.0.1:$OR_HTTP/system" || { tail "$TMP/orthanc/log"; die "Orthanc did not start"; }
+    t0=$(ms_now)
+    storescu -aec ORTHANC 127.0.0.1 "$OR_DICOM" "${FILES[@]}" >"$TMP/storescu-or.log" 2>&1 || die "storescu to Orthanc failed"
+    OR_LOAD=$(($(ms_now) - t0))
+    OR_BASE="http://127.0.0.1:$OR_HTTP"
+    OR_STUDY=$(curl -sf -X POST "$OR_BASE/tools/lookup" -d "$STUDY" | json_get 'd[0]["ID"]')
+    OR_SOP=$(curl -sf -X POST "$OR_BASE/tools/lookup" -d "$SOP" | json_get 'd[0]["ID"]')
+    [ -n "$OR_STUDY" ] && [ -n "$OR_SOP" ] || die "Orthanc does not find the loaded study"
+fi
+
+# ---- measurements -----------------------------------------------------------
+# run_wrk NAME URL MODE: MODE "count" stops after N requests, "time" runs SECS.
+run_wrk() {
+    local name=$1 url=$2 mode=$3 per=0 dur=$SECS
+    if [ "$mode" = count ]; then per=$(((N + THREADS - 1) / THREADS)); dur=300; fi
+    curl -sf -o /dev/null "$url" || die "$url does not answer 200"
+    WRK_REQUESTS_PER_THREAD=$per wrk -t"$THREADS" -c"$CONNS" -d"${dur}s" --timeout 30s -s "$LUA" "$url" \
+        >"$TMP/wrk-$name.out" 2>&1
+    local line
+    line=$(grep '^RESULT' "$TMP/wrk-$name.out") || { cat "$TMP/wrk-$name.out"; die "wrk $name gave no result"; }
+    echo "$name $line" >>"$TMP/results"
+}
+: >"$TMP/results"
+run_wrk dx_lookup "$DX_BASE/api/v1/studies?StudyInstanceUID=$STUDY" count
+run_wrk dx_detail "$DX_BASE/api/v1/studies/$STUDY" time
+run_wrk dx_file "$DX_BASE/api/v1/instances/$SOP/file" time
+if [ $HAVE_ORTHANC = 1 ]; then
+    run_wrk or_lookup "$OR_BASE/studies/$OR_STUDY" count
+    run_wrk or_detail "$OR_BASE/studies/$OR_STUDY/instances-tags" time
+    run_wrk or_file "$OR_BASE/instances/$OR_SOP/file" time
+fi
+echo "loads dx=$DX_LOAD or=${OR_LOAD:-} files=$NFILES" >>"$TMP/results"
+curl -sf "$DX_BASE/api/v1/studies/$STUDY" -o "$TMP/dx_detail.json"
+[ $HAVE_ORTHANC = 1 ] && curl -sf "$OR_BASE/studies/$OR_STUDY/instances-tags" -o "$TMP/or_detail.json"
+
+# ---- table and JSON ---------------------------------------------------------
+mkdir -p "$(dirname "$OUT")"
+"$PY" - "$TMP/results" "$OUT" "$N" "$CONNS" "$THREADS" <<'EOF'
+import json, sys
+res, out, n, conns, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+runs, loads = {}, {}
+for line in open(res):
+    words = line.split()
+    kv = dict(w.split("=", 1) for w in words[1:] if "=" in w)
+    if words[0] == "loads":
+        loads = kv
+    else:
+        runs[words[0]] = {k: float(v) for k, v in kv.items()}
+
+rows = []
+def row(metric, value, unit, peer_value, peer="Orthanc 1.10"):
+    ratio = round(value / peer_value, 4) if peer_value else None
+    rows.append({"metric": metric, "value": round(value, 3), "unit": unit,
+                 "peer": peer if peer_value is not None else None,
+                 "peer_value": round(peer_value, 3) if peer_value is not None else None, "ratio": ratio})
+
+def rps(r): return r["requests"] / (r["duration_us"] / 1e6)
+for key, what in (("lookup", "study lookup by UID"), ("detail", "study metadata, 300 instances"),
+                  ("file", "instance file (Part 10 bytes)")):
+    d, o = runs.get("dx_" + key), runs.get("or_" + key)
+    if not d:
+        continue
+    for r in (d, o):
+        if r and (r["errors"] or r["non200"]):
+            sys.exit("bench/api.sh: %s: %d errors, %d non-200 answers" % (key, r["errors"], r["non200"]))
+    row(what + ": p50", d["p50_us"] / 1000, "ms", o and o["p50_us"] / 1000)
+    row(what + ": p99", d["p99_us"] / 1000, "ms", o and o["p99_us"] / 1000)
+    row(what + ": throughput", rps(d), "req/s", o and rps(o))
+    if key == "lookup":
+        row(what + ": requests", d["requests"], "requests", o and o["requests"])
+if loads.get("dx"):
+    row("C-STORE of %s files (storescu, 1 association)" % loads["files"], float(loads["dx"]) / 1000, "s",
+        float(loads["or"]) / 1000 if loads.get("or") else None)
+json.dump(rows, open(out, "w"), indent=1)
+print("\nHTTP API on loopback, wrk -t%s -c%s (lookup: %d requests; others: fixed duration)" % (threads, conns, n))
+print("%-52s %12s %12s %9s  %s" % ("metric", "dxhub", "Orthanc", "ratio", "unit"))
+for r in rows:
+    pv = "%12.3f" % r["peer_value"] if r["peer_value"] is not None else "%12s" % "-"
+    ra = "%9.3f" % r["ratio"] if r["ratio"] is not None else "%9s" % "-"
+    print("%-52s %12.3f %s %s  %s" % (r["metric"], r["value"], pv, ra, r["unit"]))
+print("(ratio = dxhub / Orthanc)  written to %s" % out)
+EOF
+rc=$?
+echo "detail bodies: dxhub $(stat -c %s "$TMP/dx_detail.json") bytes$([ $HAVE_ORTHANC = 1 ] && echo ", Orthanc $(stat -c %s "$TMP/or_detail.json") bytes")"
+exit $rc

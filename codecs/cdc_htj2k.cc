@@ -1,0 +1,207 @@
+// cdc_htj2k.cc — High-Throughput JPEG 2000 (ISO 15444-15) through OpenJPH,
+// the only C++ codec library of codecs/ besides DCMTK.  OpenJPH reports
+// errors by throwing from its message handler: we install handlers that
+// throw quietly (never print), once under pthread_once, and catch every
+// exception at the C boundary.
+#include <pthread.h>
+#include <cstdarg>
+#include <cstdio>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include "openjph/ojph_arch.h"
+#include "openjph/ojph_codestream.h"
+#include "openjph/ojph_file.h"
+#include "openjph/ojph_mem.h"
+#include "openjph/ojph_message.h"
+#include "openjph/ojph_params.h"
+#include "codecs/cdc_private.h"
+
+namespace {
+
+// OpenJPH keeps pointers to its handlers; these objects have no state.
+class quiet_error : public ojph::message_error {
+public:
+    void operator()(int code, const char *file, int line, const char *fmt, ...) override
+    {
+        char buf[160];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof buf, fmt, ap);
+        va_end(ap);
+        (void)code, (void)file, (void)line;
+        throw std::runtime_error(buf);
+    }
+};
+class quiet_warning : public ojph::message_warning {
+public:
+    void operator()(int, const char *, int, const char *, ...) override {}
+};
+class quiet_info : public ojph::message_info {
+public:
+    void operator()(int, const char *, int, const char *, ...) override {}
+};
+
+quiet_error   q_error;
+quiet_warning q_warning;
+quiet_info    q_info;
+pthread_once_t ojph_once = PTHREAD_ONCE_INIT;
+
+void ojph_setup()
+{
+    ojph::configure_error(&q_error);
+    ojph::configure_warning(&q_warning);
+    ojph::configure_info(&q_info);
+}
+
+int decode(const cdc_fmt *fmt, const uint8_t *src, size_t n, uint8_t *out, dcm_err *err)
+{
+    ojph::mem_infile in;
+    in.open(src, n);
+    ojph::codestream cs;
+    cs.read_headers(&in);
+    ojph::param_siz siz = cs.access_siz();
+    ojph::point ext = siz.get_image_extent(), off = siz.get_image_offset();
+    ojph::ui32 nc = siz.get_num_components();
+    int rc = cdc_check_dims(fmt, ext.y - off.y, ext.x - off.x, nc, "HTJ2K", err);
+    if (rc < 0)
+        return rc;
+    for (ojph::ui32 c = 0; c < nc; c++) {
+        ojph::point ds = siz.get_downsampling(c);
+        if (ds.x != 1 || ds.y != 1 || siz.get_bit_depth(c) > fmt->bytes * 8u)
+            return dcm_fail(err, CDC_ECODEC, 0, "HTJ2K component %u: %u bits, subsampling %ux%u", c,
+                            siz.get_bit_depth(c), ds.x, ds.y);
+    }
+    cs.create();
+    size_t w = fmt->cols, ns = nc;
+    if (cs.is_planar()) {
+        for (ojph::ui32 c = 0; c < nc; c++)
+            for (ojph::ui32 y = 0; y < fmt->rows; y++) {
+                ojph::ui32 comp;
+                ojph::line_buf *line = cs.pull(comp);
+                const ojph::si32 *d = line->i32;
+                size_t base = (size_t)y * w * ns + comp;
+                if (fmt->bytes == 1)
+                    for (size_t x = 0; x < w; x++) out[base + x * ns] = (uint8_t)d[x];
+                else if (fmt->bytes == 2)
+                    for (size_t x = 0; x < w; x++) ((uint16_t *)out)[base + x * ns] = (uint16_t)d[x];
+                else
+                    for (size_t x = 0; x < w; x++) ((uint32_t *)out)[base + x * ns] = (uint32_t)d[x];
+            }
+    } else {
+        for (ojph::ui32 y = 0; y < fmt->rows; y++)
+            for (ojph::ui32 c = 0; c < nc; c++) {
+                ojph::ui32 comp;
+                ojph::line_buf *line = cs.pull(comp);
+                const ojph::si32 *d = line->i32;
+                size_t base = (size_t)y * w * ns + comp;
+                if (fmt->bytes == 1)
+                    for (size_t x = 0; x < w; x++) out[base + x * ns] = (uint8_t)d[x];
+                else if (fmt->bytes == 2)
+                    for (size_t x = 0; x < w; x++) ((uint16_t *)out)[base + x * ns] = (uint16_t)d[x];
+                else
+                    for (size_t x = 0; x < w; x++) ((uint32_t *)out)[base + x * ns] = (uint32_t)d[x];
+            }
+    }
+    cs.close();
+    return 0;
+}
+
+int encode(const cdc_fmt *fmt, const uint8_t *frame, const char *progression, dcm_buf *out, dcm_err *err)
+{
+    if (fmt->bits_stored > 16 || fmt->bits_allocated == 1 || fmt->bits_stored < 1)
+        return dcm_fail(err, DCM_ETS, 0, "HTJ2K here holds 1 to 16 bits per sample; this image has %u",
+                        fmt->bits_stored);
+    ojph::codestream cs;
+    ojph::param_siz siz = cs.access_siz();
+    siz.set_image_extent(ojph::point(fmt->cols, fmt->rows));
+    siz.set_num_components(fmt->samples);
+    for (ojph::ui32 c = 0; c < fmt->samples; c++)
+        siz.set_component(c, ojph::point(1, 1), fmt->bits_stored, fmt->is_signed != 0);
+    siz.set_image_offset(ojph::point(0, 0));
+    siz.set_tile_size(ojph::size(0, 0));
+    siz.set_tile_offset(ojph::point(0, 0));
+    ojph::param_cod cod = cs.access_cod();
+    ojph::ui32 levels = 5, smaller = fmt->rows < fmt->cols ? fmt->rows : fmt->cols;
+    while (levels > 0 && (1u << levels) > smaller)
+        levels--;
+    cod.set_num_decomposition(levels);
+    cod.set_block_dims(64, 64);
+    if (progression)
+        cod.set_progression_order(progression);
+    cod.set_color_transform(fmt->samples == 3 && fmt->photometric == CDC_PI_RGB);
+    cod.set_reversible(true);
+    cs.set_planar(false);
+    ojph::mem_outfile mf;
+    mf.open();
+    cs.write_headers(&mf);
+    size_t w = fmt->cols, ns = fmt->samples;
+    uint32_t mask = (1u << fmt->bits_stored) - 1;
+    ojph::ui32 comp = 0;
+    ojph::line_buf *line = cs.exchange(NULL, comp);
+    for (ojph::ui32 y = 0; y < fmt->rows; y++)
+        for (ojph::ui32 c = 0; c < ns; c++) {
+            ojph::si32 *d = line->i32;
+            size_t base = (size_t)y * w * ns + comp;
+            for (size_t x = 0; x < w; x++) {
+                size_t k = base + x * ns;
+                if (fmt->is_signed)
+                    d[x] = fmt->bytes == 1 ? (int8_t)frame[k] : (int16_t)((const uint16_t *)frame)[k];
+                else
+                    d[x] = (ojph::si32)((fmt->bytes == 1 ? frame[k] : ((const uint16_t *)frame)[k]) & mask);
+            }
+            line = cs.exchange(line, comp);
+        }
+    cs.flush();
+    size_t len = (size_t)mf.tell();
+    int rc = dcm_buf_put(out, mf.get_data(), len);
+    cs.close();
+    mf.close();
+    return rc < 0 ? dcm_fail(err, DCM_ENOMEM, 0, "out of memory") : 0;
+}
+
+} // namespace
+
+extern "C" int cdc_htj2k_decode(const cdc_fmt *fmt, const uint8_t *src, size_t n, uint8_t *out, size_t out_len,
+                                dcm_err *err)
+{
+    pthread_once(&ojph_once, ojph_setup);
+    (void)out_len;
+    try {
+        return decode(fmt, src, n, out, err);
+    } catch (const std::bad_alloc &) {
+        return dcm_fail(err, DCM_ENOMEM, 0, "out of memory");
+    } catch (const std::exception &e) {
+        return dcm_fail(err, CDC_ECODEC, 0, "HTJ2K: %s", e.what());
+    } catch (...) {
+        return dcm_fail(err, CDC_ECODEC, 0, "HTJ2K: decoder failed");
+    }
+}
+
+static int encode_guarded(const cdc_fmt *fmt, const uint8_t *frame, const char *prog, dcm_buf *out, dcm_err *err)
+{
+    pthread_once(&ojph_once, ojph_setup);
+    try {
+        return encode(fmt, frame, prog, out, err);
+    } catch (const std::bad_alloc &) {
+        return dcm_fail(err, DCM_ENOMEM, 0, "out of memory");
+    } catch (const std::exception &e) {
+        return dcm_fail(err, CDC_ECODEC, 0, "HTJ2K encoding: %s", e.what());
+    } catch (...) {
+        return dcm_fail(err, CDC_ECODEC, 0, "HTJ2K encoding failed");
+    }
+}
+
+extern "C" int cdc_htj2k_encode(const cdc_fmt *fmt, const uint8_t *frame, size_t len, const cdc_encode_opts *o,
+                                int lossy, dcm_buf *out, dcm_err *err)
+{
+    (void)len, (void)o, (void)lossy;
+    return encode_guarded(fmt, frame, NULL, out, err);
+}
+
+extern "C" int cdc_htj2k_rpcl_encode(const cdc_fmt *fmt, const uint8_t *frame, size_t len, const cdc_encode_opts *o,
+                                     int lossy, dcm_buf *out, dcm_err *err)
+{
+    (void)len, (void)o, (void)lossy;
+    return encode_guarded(fmt, frame, "RPCL", out, err);
+}

@@ -1,0 +1,607 @@
+/* api.c — the hub's HTTP API on libmicrohttpd: listening, the route table,
+ * query parameters, errors as JSON, and the audit of every access to
+ * patient data.  The JSON itself is rendered by api_json.c (studies,
+ * instances) and api_metrics.c (health, metrics); bytes are streamed by
+ * api_file.c.  See api.h for the routes. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "hub/api.h"
+#include "hub/api_file.h"
+#include "hub/api_private.h"
+#include "codecs/banned.h"
+
+#define HCACHE_BYTES  ((size_t)64 << 20) /* instance header JSON kept in memory */
+#define BCACHE_BYTES  ((size_t)64 << 20) /* whole study details kept in memory */
+#define LISTEN_BACKLOG 1024
+
+struct api_server {
+    struct MHD_Daemon *d;
+    store             *st;
+    hub_metrics       *metrics;
+    hub_metrics        own_metrics; /* when the caller passes none */
+    api_hcache        *cache;   /* instance headers as DICOM JSON */
+    api_bcache        *bcache;  /* whole study details */
+    api_auditor       *auditor;
+    api_status         status;
+    uint16_t           port;
+};
+
+/* One request being answered. */
+typedef struct req {
+    api_server            *a;
+    struct MHD_Connection *c;
+    const char            *url;
+    const char            *arg;     /* the {UID} of the route, NUL-terminated copy in argbuf */
+    char                   argbuf[STORE_UID_MAX + 1];
+    char                   who[INET6_ADDRSTRLEN + 8]; /* "http:<peer ip>" */
+} req;
+
+/* ---- responses ------------------------------------------------------ */
+
+static enum MHD_Result queue(req *r, unsigned status, struct MHD_Response *resp, const char *type)
+{
+    if (!resp)
+        return MHD_NO; /* out of memory: libmicrohttpd closes the connection */
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    enum MHD_Result ok = MHD_queue_response(r->c, status, resp);
+    MHD_destroy_response(resp);
+    return ok;
+}
+
+static enum MHD_Result send_body(req *r, unsigned status, jbuf *b, const char *type)
+{
+    if (!jb_ok(b)) {
+        jb_release(b);
+        return MHD_NO;
+    }
+    size_t len;
+    char *p = jb_detach(b, &len);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, p ? p : "", p ? MHD_RESPMEM_MUST_FREE
+                                                                                   : MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        free(p);
+    return queue(r, status, resp, type);
+}
+
+static enum MHD_Result send_json(req *r, unsigned status, jbuf *b)
+{
+    return send_body(r, status, b, "application/json; charset=utf-8");
+}
+
+static void count_error(req *r, unsigned status)
+{
+    if (status == MHD_HTTP_BAD_REQUEST || status == MHD_HTTP_METHOD_NOT_ALLOWED ||
+        status == MHD_HTTP_RANGE_NOT_SATISFIABLE)
+        hub_count_error(r->a->metrics, HUB_ERR_HTTP_BAD_REQUEST);
+    else if (status == MHD_HTTP_NOT_FOUND)
+        hub_count_error(r->a->metrics, HUB_ERR_HTTP_NOT_FOUND);
+}
+
+/* {"error":msg,"path":url} */
+static enum MHD_Result send_error(req *r, unsigned status, const char *msg)
+{
+    count_error(r, status);
+    jbuf b = {0};
+    jb_puts(&b, "{\"error\":");
+    jb_str(&b, msg);
+    jb_puts(&b, ",\"path\":");
+    jb_str(&b, r->url);
+    jb_put(&b, "}", 1);
+    return send_json(r, status, &b);
+}
+
+/* {"error":"bad parameter","parameter":name,"reason":why} */
+static enum MHD_Result send_bad_param(req *r, const char *name, const char *why)
+{
+    count_error(r, MHD_HTTP_BAD_REQUEST);
+    jbuf b = {0};
+    jb_puts(&b, "{\"error\":\"bad parameter\",\"parameter\":");
+    jb_str(&b, name);
+    jb_puts(&b, ",\"reason\":");
+    jb_str(&b, why);
+    jb_puts(&b, ",\"path\":");
+    jb_str(&b, r->url);
+    jb_put(&b, "}", 1);
+    return send_json(r, MHD_HTTP_BAD_REQUEST, &b);
+}
+
+/* Patient data leaves only after its access is queued for the audit
+ * trail (api_audit.c writes it behind the answer). */
+static int audit(req *r, const char *what, const char *study_uid, const char *detail)
+{
+    return api_audit(r->a->auditor, api_now_ms(), r->who, what, study_uid, detail);
+}
+
+static enum MHD_Result send_audit_failed(req *r, jbuf *discard)
+{
+    if (discard)
+        jb_release(discard);
+    hub_count_error(r->a->metrics, HUB_ERR_STORE_FAILED);
+    return send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "audit trail cannot be written; data withheld");
+}
+
+/* ---- GET /api/v1/studies ------------------------------------------- */
+
+typedef struct list_out {
+    jbuf   b;
+    size_t n;
+} list_out;
+
+static int list_one(void *ctx, const store_study *st)
+{
+    list_out *o = ctx;
+    if (o->n++)
+        jb_put(&o->b, ",", 1);
+    api_json_study(&o->b, st);
+    return 0;
+}
+
+/* Runs the query; returns the total number of matches or a negative code. */
+static int list_run(store *st, const api_list_query *q, list_out *o)
+{
+    if (!q->study_uid)
+        return store_list_studies(st, &q->flt, (size_t)q->offset, (size_t)q->limit, list_one, o);
+    store_study one;
+    int rc = store_get_study(st, q->study_uid, &one);
+    if (rc == -ENOENT || (rc == 0 && !api_study_matches(&one, &q->flt)))
+        return 0;
+    if (rc < 0)
+        return rc;
+    if (q->offset == 0 && q->limit > 0)
+        list_one(o, &one);
+    return 1;
+}
+
+static enum MHD_Result h_studies(req *r, const api_params *p)
+{
+    api_list_query q;
+    const char *name, *why;
+    if (!api_list_query_parse(p, &q, &name, &why))
+        return send_bad_param(r, name, why);
+    list_out o = {0};
+    int total = list_run(r->a->st, &q, &o);
+    if (total < 0) {
+        jb_release(&o.b);
+        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
+    }
+    char detail[384];
+    api_list_audit_detail(p, o.n, total, detail, sizeof detail);
+    if (audit(r, "list-studies", q.study_uid, detail) < 0)
+        return send_audit_failed(r, &o.b);
+    jbuf b = {0};
+    jb_printf(&b, "{\"total\":%d,\"offset\":%llu,\"limit\":%llu,\"studies\":[", total,
+              (unsigned long long)q.offset, (unsigned long long)q.limit);
+    jb_put(&b, o.b.p, o.b.len);
+    jb_puts(&b, "]}");
+    if (!jb_ok(&o.b))
+        b.failed = true;
+    jb_release(&o.b);
+    return send_json(r, MHD_HTTP_OK, &b);
+}
+
+/* ---- GET /api/v1/studies/{uid} ------------------------------------- */
+
+static void body_release(void *cls) { api_body_unref(cls); }
+
+static enum MHD_Result send_shared(req *r, api_body *body)
+{
+    size_t len;
+    const char *p = api_body_data(body, &len);
+    /* libmicrohttpd only reads the buffer; its prototype is not const. */
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback_cls(len, (void *)p, body_release, body);
+    if (!resp)
+        api_body_unref(body);
+    return queue(r, MHD_HTTP_OK, resp, "application/json; charset=utf-8");
+}
+
+/* The detail of st: the cached body when st is unchanged since it was
+ * rendered, else rendered now (and cached).  NULL with *rc on failure. */
+static api_body *study_body(api_server *a, const store_study *st, int *rc)
+{
+    api_body *body = api_bcache_get(a->bcache, st);
+    if (body)
+        return body;
+    jbuf b = {0};
+    *rc = api_json_study_detail(&b, a->st, a->cache, st);
+    if (*rc < 0 || !(body = api_body_new(&b))) {
+        *rc = *rc < 0 ? *rc : -ENOMEM;
+        jb_release(&b);
+        return NULL;
+    }
+    api_bcache_put(a->bcache, st, body);
+    return body;
+}
+
+static enum MHD_Result h_study(req *r, const api_params *p)
+{
+    (void)p;
+    if (!api_valid_uid(r->arg))
+        return send_bad_param(r, "StudyInstanceUID", "a UID: digits and dots, at most 64");
+    store_study st;
+    int rc = store_get_study(r->a->st, r->arg, &st);
+    if (rc == -ENOENT) {
+        if (audit(r, "read-study", r->arg, "not found") < 0)
+            return send_audit_failed(r, NULL);
+        return send_error(r, MHD_HTTP_NOT_FOUND, "no such study");
+    }
+    api_body *body = rc == 0 ? study_body(r->a, &st, &rc) : NULL;
+    if (rc == -ENOMEM)
+        return MHD_NO;
+    if (!body)
+        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
+    if (audit(r, "read-study", st.study_uid, NULL) < 0) {
+        api_body_unref(body);
+        return send_audit_failed(r, NULL);
+    }
+    return send_shared(r, body);
+}
+
+/* ---- GET /api/v1/instances/{uid}/file ------------------------------ */
+
+/* The byte range asked for: ?offset=&length= (our BulkDataURIs), else an
+ * HTTP Range header.  Returns the status to answer with (200, 206, 416) or
+ * 400 with *bad naming the parameter. */
+static unsigned file_range(req *r, const api_params *p, uint64_t size, uint64_t *off, uint64_t *len,
+                           const char **bad)
+{
+    *off = 0;
+    *len = size;
+    if (p->v[API_P_OFFSET] || p->v[API_P_LENGTH]) {
+        *bad = "offset";
+        if (p->v[API_P_OFFSET] && !api_parse_uint(p->v[API_P_OFFSET], size, off))
+            return MHD_HTTP_BAD_REQUEST;
+        *len = size - *off;
+        *bad = "length";
+        if (p->v[API_P_LENGTH] && !api_parse_uint(p->v[API_P_LENGTH], size - *off, len))
+            return MHD_HTTP_BAD_REQUEST;
+        return MHD_HTTP_OK;
+    }
+    const char *range = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
+    int rc = api_parse_range(range, size, off, len);
+    if (rc < 0)
+        return MHD_HTTP_RANGE_NOT_SATISFIABLE;
+    return rc > 0 ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK;
+}
+
+static enum MHD_Result send_file(req *r, const store_instance *in, unsigned status, uint64_t off, uint64_t len,
+                                 bool bulk)
+{
+    struct MHD_Response *resp = api_file_response(r->a->st, in, off, len);
+    if (!resp)
+        return MHD_NO;
+    char v[160];
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+    if (status == MHD_HTTP_PARTIAL_CONTENT) {
+        snprintf(v, sizeof v, "bytes %llu-%llu/%llu", (unsigned long long)off, (unsigned long long)(off + len - 1),
+                 (unsigned long long)in->size);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, v);
+    }
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    v[n++] = '"';
+    for (int i = 0; i < 32; i++) {
+        v[n++] = hex[in->digest[i] >> 4];
+        v[n++] = hex[in->digest[i] & 15];
+    }
+    v[n++] = '"';
+    v[n] = 0;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, v);
+    return queue(r, status, resp, bulk ? "application/octet-stream" : "application/dicom");
+}
+
+static enum MHD_Result h_file(req *r, const api_params *p)
+{
+    if (!api_valid_uid(r->arg))
+        return send_bad_param(r, "SOPInstanceUID", "a UID: digits and dots, at most 64");
+    store_instance in;
+    int rc = store_get_instance(r->a->st, r->arg, &in);
+    if (rc == -ENOENT) {
+        if (audit(r, "read-instance", NULL, r->arg) < 0)
+            return send_audit_failed(r, NULL);
+        return send_error(r, MHD_HTTP_NOT_FOUND, "no such instance");
+    }
+    if (rc < 0)
+        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
+    uint64_t off, len;
+    const char *bad = NULL;
+    unsigned status = file_range(r, p, in.size, &off, &len, &bad);
+    if (status == MHD_HTTP_BAD_REQUEST)
+        return send_bad_param(r, bad, "a byte count within the instance's size");
+    if (status == MHD_HTTP_RANGE_NOT_SATISFIABLE) {
+        char cr[48];
+        snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)in.size);
+        count_error(r, status);
+        struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+        if (resp)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+        return queue(r, status, resp, "application/json; charset=utf-8");
+    }
+    char detail[STORE_UID_MAX + 64];
+    snprintf(detail, sizeof detail, "%s bytes=%llu+%llu", in.sop_uid, (unsigned long long)off,
+             (unsigned long long)len);
+    if (audit(r, "read-instance", in.study_uid, detail) < 0)
+        return send_audit_failed(r, NULL);
+    return send_file(r, &in, status, off, len, p->v[API_P_OFFSET] || p->v[API_P_LENGTH]);
+}
+
+/* ---- health, metrics ----------------------------------------------- */
+
+static enum MHD_Result h_health(req *r, const api_params *p)
+{
+    (void)p;
+    jbuf b = {0};
+    int rc = api_render_health(&b, &r->a->status, api_mono_ms());
+    return send_json(r, rc < 0 ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, &b);
+}
+
+static enum MHD_Result h_metrics(req *r, const api_params *p)
+{
+    (void)p;
+    jbuf b = {0};
+    api_render_metrics(&b, &r->a->status, api_mono_ms());
+    return send_body(r, MHD_HTTP_OK, &b, "text/plain; version=0.0.4; charset=utf-8");
+}
+
+/* ---- routing ------------------------------------------------------- */
+
+#define PB(x) (1u << (x))
+#define ANY_PARAMS 0xFFFFFFFFu /* health and metrics ignore the query */
+
+/* "/prefix" exact, or "/prefix{UID}suffix" when suffix is set. */
+static const struct route {
+    const char *prefix, *suffix;
+    enum MHD_Result (*fn)(req *, const api_params *);
+    unsigned params;
+} routes[] = {
+    {"/api/v1/studies", NULL, h_studies,
+     PB(API_P_PATIENT_ID) | PB(API_P_STUDY_DATE) | PB(API_P_MODALITY) | PB(API_P_ACCESSION) |
+         PB(API_P_STUDY_UID) | PB(API_P_STATE) | PB(API_P_OFFSET) | PB(API_P_LIMIT)},
+    {"/api/v1/studies/", "", h_study, 0},
+    {"/api/v1/instances/", "/file", h_file, PB(API_P_OFFSET) | PB(API_P_LENGTH)},
+    {"/api/v1/health", NULL, h_health, ANY_PARAMS},
+    {"/metrics", NULL, h_metrics, ANY_PARAMS},
+};
+
+static const struct route *route_of(req *r)
+{
+    size_t ul = strlen(r->url);
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        const struct route *rt = &routes[i];
+        size_t pl = strlen(rt->prefix);
+        if (strncmp(r->url, rt->prefix, pl))
+            continue;
+        if (!rt->suffix) {
+            if (ul == pl)
+                return rt;
+            continue;
+        }
+        size_t sl = strlen(rt->suffix);
+        if (ul < pl + sl + 1 || strcmp(r->url + ul - sl, rt->suffix))
+            continue;
+        size_t al = ul - pl - sl;
+        if (memchr(r->url + pl, '/', al))
+            continue;
+        /* An argument too long for a UID is kept short so that the
+         * handler's check fails with 400, not a silent truncation. */
+        snprintf(r->argbuf, sizeof r->argbuf, "%.*s", (int)(al < sizeof r->argbuf - 1 ? al : sizeof r->argbuf - 1),
+                 r->url + pl);
+        r->arg = r->argbuf;
+        return rt;
+    }
+    return NULL;
+}
+
+static enum MHD_Result collect_param(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    api_params_add(cls, key, value);
+    return MHD_YES;
+}
+
+static void peer_of(req *r)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char ip[INET6_ADDRSTRLEN] = "unknown";
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, ip, sizeof ip);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, ip, sizeof ip);
+    snprintf(r->who, sizeof r->who, "http:%s", ip);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    (void)version;
+    (void)upload_data;
+    api_server *a = cls;
+    bool readonly = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
+    /* libmicrohttpd calls first with the headers alone; a response queued
+     * then, before the request is complete, makes it close the connection.
+     * So GET and HEAD answer on the second call (keep-alive works); other
+     * methods are refused at once and their connection closes. */
+    if (readonly && !*req_cls) {
+        *req_cls = a;
+        return MHD_YES;
+    }
+    if (readonly && *upload_data_size) {
+        *upload_data_size = 0; /* a body on GET means nothing here */
+        return MHD_YES;
+    }
+    atomic_fetch_add_explicit(&a->metrics->http_requests, 1, memory_order_relaxed);
+    req r = {.a = a, .c = c, .url = url};
+    const struct route *rt = route_of(&r);
+    if (!rt)
+        return send_error(&r, MHD_HTTP_NOT_FOUND, "not found");
+    if (!readonly) {
+        count_error(&r, MHD_HTTP_METHOD_NOT_ALLOWED);
+        jbuf b = {0};
+        jb_puts(&b, "{\"error\":\"method not allowed\",\"method\":");
+        jb_str(&b, method);
+        jb_puts(&b, ",\"path\":");
+        jb_str(&b, url);
+        jb_puts(&b, ",\"allow\":\"GET, HEAD\"}");
+        size_t len;
+        char *p = jb_detach(&b, &len);
+        struct MHD_Response *resp = p ? MHD_create_response_from_buffer(len, p, MHD_RESPMEM_MUST_FREE) : NULL;
+        if (!resp)
+            free(p);
+        else
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+        return queue(&r, MHD_HTTP_METHOD_NOT_ALLOWED, resp, "application/json; charset=utf-8");
+    }
+    api_params p = {.allowed = rt->params};
+    if (rt->params != ANY_PARAMS) {
+        MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_param, &p);
+        if (p.bad)
+            return send_bad_param(&r, p.bad, p.bad_why);
+    }
+    peer_of(&r);
+    return rt->fn(&r, &p);
+}
+
+/* ---- start and stop ------------------------------------------------ */
+
+/* Nagle's algorithm would hold a small response's last segment for the
+ * peer's delayed ACK (40 ms on Linux): switch it off on every connection. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls;
+    (void)socket_context;
+    if (code != MHD_CONNECTION_NOTIFY_STARTED)
+        return;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int one = 1;
+    if (ci)
+        setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+/* Our own listening socket, so that a failure names its reason (errno)
+ * and port 0 yields the ephemeral port. */
+static int listen_on(const char *bind_addr, uint16_t port, int *fd_out, uint16_t *port_out, bool *v6,
+                     char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    socklen_t sl;
+    if (inet_pton(AF_INET, bind_addr, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(port);
+        sl = sizeof *s4;
+        *v6 = false;
+    } else if (inet_pton(AF_INET6, bind_addr, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(port);
+        sl = sizeof *s6;
+        *v6 = true;
+    } else {
+        snprintf(err, errlen, "bind address '%s' is not a numeric IPv4 or IPv6 address", bind_addr);
+        return -EINVAL;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -errno;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot listen on %s port %u: %s", bind_addr, port, strerror(e));
+        close(fd);
+        return -e;
+    }
+    sl = sizeof ss;
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *port_out = ntohs(ss.ss_family == AF_INET ? s4->sin_port : s6->sin6_port);
+    *fd_out = fd;
+    return 0;
+}
+
+static unsigned thread_count(int asked)
+{
+    if (asked > 0)
+        return (unsigned)(asked < 64 ? asked : 64);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)(n < 64 ? n : 64) : 1;
+}
+
+int api_start(const api_config *cfg, api_server **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!cfg || !cfg->st) {
+        snprintf(err, errlen, "no store to serve");
+        return -EINVAL;
+    }
+    int rc, fd = -1;
+    bool v6 = false;
+    api_server *a = calloc(1, sizeof *a);
+    if (!a)
+        goto nomem;
+    a->st = cfg->st;
+    a->metrics = cfg->metrics ? cfg->metrics : &a->own_metrics;
+    if (!(a->cache = api_hcache_new(HCACHE_BYTES)) || !(a->bcache = api_bcache_new(BCACHE_BYTES)) ||
+        api_auditor_start(a->st, a->metrics, &a->auditor) < 0)
+        goto nomem;
+    a->status = (api_status){.st = cfg->st, .metrics = a->metrics, .started_mono_ms = api_mono_ms()};
+    rc = listen_on(cfg->bind ? cfg->bind : "127.0.0.1", cfg->port, &fd, &a->port, &v6, err, errlen);
+    if (rc < 0)
+        goto fail;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | (v6 ? MHD_USE_IPv6 : 0);
+    a->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, a,
+                            MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+                            MHD_OPTION_THREAD_POOL_SIZE, thread_count(cfg->threads),
+                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+                            MHD_OPTION_END);
+    if (!a->d) {
+        snprintf(err, errlen, "libmicrohttpd could not start on port %u", a->port);
+        close(fd);
+        rc = -EIO;
+        goto fail;
+    }
+    *out = a;
+    return 0;
+nomem:
+    snprintf(err, errlen, "out of memory");
+    rc = -ENOMEM;
+fail:
+    if (a) {
+        api_auditor_stop(&a->auditor);
+        api_bcache_free(&a->bcache);
+        api_hcache_free(&a->cache);
+        free(a);
+    }
+    return rc;
+}
+
+uint16_t api_port(const api_server *a) { return a ? a->port : 0; }
+
+void api_stop(api_server **ap)
+{
+    api_server *a = ap ? *ap : NULL;
+    if (!a)
+        return;
+    MHD_stop_daemon(a->d); /* joins its threads; closes the listening socket */
+    api_auditor_stop(&a->auditor); /* after the last request: writes every queued record */
+    api_bcache_free(&a->bcache);
+    api_hcache_free(&a->cache);
+    free(a);
+    *ap = NULL;
+}

@@ -1,0 +1,56 @@
+/* api.h — the hub's HTTP API (libmicrohttpd), hub-private.
+ *
+ * Routes (GET and HEAD; anything else on a known path is 405):
+ *   /api/v1/studies                       study list, filtered and paged
+ *   /api/v1/studies/{StudyInstanceUID}    a study, its series and instances (DICOM JSON)
+ *   /api/v1/instances/{SOPInstanceUID}/file
+ *                                         the stored Part 10 bytes, streamed;
+ *                                         HTTP Range, or ?offset=&length= (the
+ *                                         BulkDataURIs of the metadata)
+ *   /api/v1/health                        JSON status for people and probes
+ *   /metrics                              Prometheus text format
+ * Unknown paths answer 404, bad query parameters 400 naming the parameter,
+ * both as JSON ({"error":..}).  Every access to patient data (list, detail,
+ * instance bytes) appends an audit record through store_audit (who
+ * "http:<peer ip>", what "list-studies" / "read-study" / "read-instance"):
+ * queued before the answer is sent and written behind it by one thread, so
+ * a lookup does not wait for an fsync; identical accesses queued during one
+ * store commit share a record carrying their count ("accesses=N").  If the
+ * store keeps refusing audit records, patient data is withheld (503).
+ * api_stop writes every queued record.  Nothing here logs: no patient data
+ * can leak to a log, and the caller decides what to print.
+ *
+ * Threads: libmicrohttpd's epoll thread pool (cfg->threads, 0: one per CPU)
+ * answers requests; the store and metrics are only read (and audited) from
+ * them, both being safe from any thread.
+ */
+#ifndef DXHUB_API_H
+#define DXHUB_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "hub/metrics.h"
+#include "hub/store.h"
+
+typedef struct api_server api_server;
+
+typedef struct api_config {
+    const char  *bind;    /* numeric IPv4 or IPv6 address; NULL: "127.0.0.1" */
+    uint16_t     port;    /* 0 = ephemeral (see api_port) */
+    store       *st;      /* borrowed; must outlive the server (api_stop first) */
+    hub_metrics *metrics; /* borrowed; may be NULL (the server then keeps its own) */
+    int          threads; /* request threads; 0: one per online CPU */
+} api_config;
+
+/* Bind, listen and start serving.  On failure returns a negative errno-like
+ * code and writes the reason into err ("cannot bind 127.0.0.1:8410: Address
+ * already in use"); *out stays NULL. */
+int api_start(const api_config *cfg, api_server **out, char *err, size_t errlen);
+
+/* The port actually bound (the ephemeral one when cfg->port was 0). */
+uint16_t api_port(const api_server *a);
+
+/* Stop accepting, finish the requests in flight, free.  NULL-safe; NULLs *a. */
+void api_stop(api_server **a);
+
+#endif

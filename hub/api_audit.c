@@ -1,0 +1,208 @@
+/* api_audit.c — the audit trail of the HTTP API's reads, written behind
+ * the answers.
+ *
+ * Why behind: store_audit is one durable LMDB transaction (an fsync, 1-10
+ * ms on ordinary disks, serialised with every other writer), and a study
+ * lookup must answer in well under that.  So a request queues its record
+ * in memory before its answer is sent, and one writer thread appends the
+ * queue to the store in order.  Accesses that are identical (who, what,
+ * study, detail) while the writer is busy become one record that says how
+ * many there were and until when: the trail still names every access,
+ * and a burst of one client's polling costs one commit, not thousands.
+ *
+ * What stays true: no answer is sent without its record queued; records
+ * reach the store in arrival order; a crash loses at most the queue (the
+ * accesses of the last commit's duration); when the store refuses records
+ * (map full, I/O) the writer keeps them and retries, and once the queue is
+ * full the API withholds patient data (api_audit fails) until the trail
+ * can be written again.  api_auditor_stop writes everything queued. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "hub/api_private.h"
+#include "codecs/banned.h"
+
+#define AUDIT_QUEUE     8192 /* records waiting for the writer */
+#define AUDIT_COALESCE  64   /* how far back an identical record is looked for */
+#define AUDIT_WAIT_MS   2000 /* a full queue makes a request wait this long at most */
+#define AUDIT_RETRY_MS  200  /* after a failed write */
+
+typedef struct audit_rec {
+    int64_t  first_ms, last_ms;
+    uint32_t count;
+    char     who[64], what[24], study[STORE_UID_MAX], detail[320];
+} audit_rec;
+
+struct api_auditor {
+    store          *st;
+    hub_metrics    *metrics;
+    pthread_mutex_t mu;
+    pthread_cond_t  work, space;
+    audit_rec      *q, *batch; /* requests fill q; the writer swaps it with batch */
+    size_t          n;
+    bool            stopping, failing;
+    pthread_t       writer;
+};
+
+static bool same_key(const audit_rec *r, const char *who, const char *what, const char *study, const char *detail)
+{
+    return !strcmp(r->who, who) && !strcmp(r->what, what) && !strcmp(r->study, study) && !strcmp(r->detail, detail);
+}
+
+static void deadline_in(struct timespec *ts, int ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+int api_audit(api_auditor *a, int64_t now_ms, const char *who, const char *what, const char *study,
+              const char *detail)
+{
+    study = study ? study : "";
+    detail = detail ? detail : "";
+    pthread_mutex_lock(&a->mu);
+    for (size_t i = a->n, k = 0; i > 0 && k < AUDIT_COALESCE; i--, k++) {
+        audit_rec *r = &a->q[i - 1];
+        if (same_key(r, who, what, study, detail)) {
+            r->count++;
+            r->last_ms = now_ms;
+            pthread_mutex_unlock(&a->mu);
+            return 0;
+        }
+    }
+    struct timespec until;
+    deadline_in(&until, AUDIT_WAIT_MS);
+    while (a->n == AUDIT_QUEUE && !a->stopping)
+        if (pthread_cond_timedwait(&a->space, &a->mu, &until) == ETIMEDOUT)
+            break;
+    if (a->n == AUDIT_QUEUE || a->stopping) {
+        pthread_mutex_unlock(&a->mu);
+        return -EAGAIN;
+    }
+    audit_rec *r = &a->q[a->n++];
+    r->first_ms = r->last_ms = now_ms;
+    r->count = 1;
+    snprintf(r->who, sizeof r->who, "%s", who);
+    snprintf(r->what, sizeof r->what, "%s", what);
+    snprintf(r->study, sizeof r->study, "%s", study);
+    snprintf(r->detail, sizeof r->detail, "%s", detail);
+    pthread_cond_signal(&a->work);
+    pthread_mutex_unlock(&a->mu);
+    return 0;
+}
+
+static int write_one(api_auditor *a, const audit_rec *r)
+{
+    if (r->count == 1)
+        return store_audit(a->st, r->first_ms, r->who, r->what, r->study, r->detail);
+    char detail[400];
+    snprintf(detail, sizeof detail, "%s%saccesses=%u last_ms=%lld", r->detail, r->detail[0] ? " " : "", r->count,
+             (long long)r->last_ms);
+    return store_audit(a->st, r->first_ms, r->who, r->what, r->study, detail);
+}
+
+/* Writes batch[from..n); returns how many were written before a failure. */
+static size_t write_batch(api_auditor *a, size_t from, size_t n)
+{
+    size_t i = from;
+    for (; i < n; i++) {
+        if (write_one(a, &a->batch[i]) < 0) {
+            hub_count_error(a->metrics, HUB_ERR_STORE_FAILED);
+            break;
+        }
+    }
+    return i;
+}
+
+static void *writer_main(void *arg)
+{
+    api_auditor *a = arg;
+    size_t n = 0, done = 0; /* the batch in hand, and how much of it is written */
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        if (done == n) {
+            while (!a->n && !a->stopping)
+                pthread_cond_wait(&a->work, &a->mu);
+            if (!a->n && a->stopping)
+                break;
+            audit_rec *t = a->batch;
+            a->batch = a->q;
+            a->q = t;
+            n = a->n;
+            done = 0;
+            a->n = 0;
+            pthread_cond_broadcast(&a->space);
+        }
+        pthread_mutex_unlock(&a->mu);
+        done = write_batch(a, done, n);
+        pthread_mutex_lock(&a->mu);
+        a->failing = done < n;
+        if (a->failing && a->stopping)
+            break; /* the store refuses: nothing more can be done at exit */
+        if (a->failing) {
+            struct timespec until;
+            deadline_in(&until, AUDIT_RETRY_MS);
+            pthread_cond_timedwait(&a->work, &a->mu, &until);
+        }
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+int api_auditor_start(store *st, hub_metrics *m, api_auditor **out)
+{
+    *out = NULL;
+    api_auditor *a = calloc(1, sizeof *a);
+    if (!a)
+        return -ENOMEM;
+    a->q = calloc(AUDIT_QUEUE, sizeof *a->q);
+    a->batch = calloc(AUDIT_QUEUE, sizeof *a->batch);
+    if (!a->q || !a->batch) {
+        free(a->q);
+        free(a->batch);
+        free(a);
+        return -ENOMEM;
+    }
+    a->st = st;
+    a->metrics = m;
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->work, NULL);
+    pthread_cond_init(&a->space, NULL);
+    int rc = pthread_create(&a->writer, NULL, writer_main, a);
+    if (rc) {
+        free(a->q);
+        free(a->batch);
+        free(a);
+        return -rc;
+    }
+    *out = a;
+    return 0;
+}
+
+void api_auditor_stop(api_auditor **ap)
+{
+    api_auditor *a = ap ? *ap : NULL;
+    if (!a)
+        return;
+    pthread_mutex_lock(&a->mu);
+    a->stopping = true;
+    pthread_cond_broadcast(&a->work);
+    pthread_cond_broadcast(&a->space);
+    pthread_mutex_unlock(&a->mu);
+    pthread_join(a->writer, NULL);
+    pthread_mutex_destroy(&a->mu);
+    pthread_cond_destroy(&a->work);
+    pthread_cond_destroy(&a->space);
+    free(a->q);
+    free(a->batch);
+    free(a);
+    *ap = NULL;
+}

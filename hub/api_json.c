@@ -1,0 +1,408 @@
+/* api_json.c — the HTTP API's JSON: a growable text buffer, a study as a
+ * DICOM JSON object (PS3.18 Annex F), and a study's series/instances tree
+ * (each instance's header from api_header.c plus its "dxhub" member). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "codecs/codecs.h"
+#include "hub/api_private.h"
+#include "codecs/banned.h"
+
+/* ---- text buffer --------------------------------------------------- */
+
+static bool jb_reserve(jbuf *b, size_t n)
+{
+    if (b->failed)
+        return false;
+    if (n <= b->cap - b->len)
+        return true;
+    if (n > API_BODY_MAX - b->len) {
+        b->failed = true;
+        return false;
+    }
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap - b->len < n)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->failed = true;
+        return false;
+    }
+    b->p = p;
+    b->cap = cap;
+    return true;
+}
+
+void jb_put(jbuf *b, const void *p, size_t n)
+{
+    if (!n || !jb_reserve(b, n))
+        return;
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+}
+
+void jb_puts(jbuf *b, const char *s) { jb_put(b, s, strlen(s)); }
+
+void jb_printf(jbuf *b, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->failed = true;
+        return;
+    }
+    if ((size_t)n < sizeof tmp) {
+        jb_put(b, tmp, (size_t)n);
+        return;
+    }
+    if (!jb_reserve(b, (size_t)n + 1))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (!len || len > n || (len == 2 && c < 0xC2) || (len == 4 && c > 0xF4))
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    if (len == 3 && ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] >= 0xA0)))
+        return 0; /* overlong, or a UTF-16 surrogate */
+    if (len == 4 && ((c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90)))
+        return 0;
+    return len;
+}
+
+/* A JSON string.  Store fields are UTF-8 by contract, but a bad byte must
+ * not make the whole answer invalid JSON: it becomes U+FFFD. */
+void jb_strn(jbuf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *u = (const unsigned char *)s;
+    jb_put(b, "\"", 1);
+    size_t run = 0, i = 0;
+    while (i < n) {
+        unsigned char c = u[i];
+        size_t sl = c >= 0x80 ? utf8_seq(u + i, n - i) : 1;
+        if (sl > 1 || (sl == 1 && c >= 0x20 && c != '"' && c != '\\')) {
+            i += sl;
+            continue;
+        }
+        jb_put(b, s + run, i - run);
+        if (!sl) {
+            jb_puts(b, "\xEF\xBF\xBD");
+        } else if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
+            jb_put(b, esc, 2);
+        } else {
+            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            jb_put(b, esc, 6);
+        }
+        run = ++i;
+    }
+    jb_put(b, s + run, n - run);
+    jb_put(b, "\"", 1);
+}
+
+void jb_str(jbuf *b, const char *s) { jb_strn(b, s, strlen(s)); }
+
+void jb_time(jbuf *b, int64_t ms)
+{
+    if (ms <= 0) {
+        jb_puts(b, "null");
+        return;
+    }
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (!gmtime_r(&t, &tm)) {
+        jb_puts(b, "null");
+        return;
+    }
+    jb_printf(b, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+              tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+bool jb_ok(const jbuf *b) { return !b->failed; }
+
+char *jb_detach(jbuf *b, size_t *len)
+{
+    char *p = b->p;
+    *len = b->len;
+    *b = (jbuf){0};
+    return p;
+}
+
+void jb_release(jbuf *b)
+{
+    free(b->p);
+    *b = (jbuf){0};
+}
+
+int64_t api_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t api_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- a study as DICOM JSON ----------------------------------------- */
+
+/* "TTTTTTTT":{"vr":"XX","Value":["a","b"]} — values split at '\\' when
+ * multi, one value otherwise; no Value member when empty (F.2.5). */
+static void attr_str(jbuf *b, const char *tag, const char *vr, const char *v, bool multi)
+{
+    jb_printf(b, "\"%s\":{\"vr\":\"%s\"", tag, vr);
+    if (v[0]) {
+        jb_puts(b, ",\"Value\":[");
+        for (const char *p = v;;) {
+            size_t l = multi ? strcspn(p, "\\") : strlen(p);
+            jb_strn(b, p, l);
+            if (!p[l])
+                break;
+            jb_put(b, ",", 1);
+            p += l + 1;
+        }
+        jb_put(b, "]", 1);
+    }
+    jb_put(b, "}", 1);
+}
+
+/* PN as an object of component groups (F.2.2): alphabetic=ideographic=phonetic. */
+static void attr_pn(jbuf *b, const char *tag, const char *name)
+{
+    static const char *const groups[3] = {"Alphabetic", "Ideographic", "Phonetic"};
+    jb_printf(b, "\"%s\":{\"vr\":\"PN\"", tag);
+    if (name[0]) {
+        jb_puts(b, ",\"Value\":[{");
+        const char *p = name;
+        bool any = false;
+        for (int g = 0; g < 3; g++) {
+            size_t l = strcspn(p, "=");
+            if (l) {
+                jb_printf(b, "%s\"%s\":", any ? "," : "", groups[g]);
+                jb_strn(b, p, l);
+                any = true;
+            }
+            if (!p[l])
+                break;
+            p += l + 1;
+        }
+        jb_puts(b, "}]");
+    }
+    jb_put(b, "}", 1);
+}
+
+static const char *priority_name(unsigned p)
+{
+    static const char *const names[] = {"routine", "urgent", "stat"};
+    return p < 3 ? names[p] : "unknown";
+}
+
+static void study_dxhub(jbuf *b, const store_study *st)
+{
+    jb_puts(b, "\"dxhub\":{\"state\":");
+    jb_str(b, study_state_name((study_state)st->state));
+    jb_printf(b, ",\"priority\":\"%s\",\"referral\":%s,\"origin\":", priority_name(st->priority),
+              st->referral ? "true" : "false");
+    jb_str(b, st->origin);
+    jb_printf(b, ",\"expected\":%u,\"late_arrivals\":%u,\"conflicts\":%u,\"bytes\":%llu,\"first_received\":",
+              st->expected, st->late_arrivals, st->conflicts, (unsigned long long)st->bytes);
+    jb_time(b, st->first_ms);
+    jb_puts(b, ",\"last_received\":");
+    jb_time(b, st->last_ms);
+    jb_puts(b, ",\"completed\":");
+    jb_time(b, st->completed_ms);
+    jb_put(b, "}", 1);
+}
+
+void api_json_study(jbuf *b, const store_study *st)
+{
+    /* Members in tag order, as DICOM JSON producers conventionally write them. */
+    jb_put(b, "{", 1);
+    attr_str(b, "00080020", "DA", st->study_date, false);
+    jb_put(b, ",", 1);
+    attr_str(b, "00080030", "TM", st->study_time, false);
+    jb_put(b, ",", 1);
+    attr_str(b, "00080050", "SH", st->accession, false);
+    jb_put(b, ",", 1);
+    attr_str(b, "00080061", "CS", st->modalities, true);
+    jb_put(b, ",", 1);
+    attr_str(b, "00081030", "LO", st->description, false);
+    jb_put(b, ",", 1);
+    attr_pn(b, "00100010", st->patient_name);
+    jb_put(b, ",", 1);
+    attr_str(b, "00100020", "LO", st->patient_id, false);
+    jb_put(b, ",", 1);
+    attr_str(b, "00100030", "DA", st->patient_birth_date, false);
+    jb_put(b, ",", 1);
+    attr_str(b, "00100040", "CS", st->patient_sex, false);
+    jb_put(b, ",", 1);
+    attr_str(b, "0020000D", "UI", st->study_uid, false);
+    jb_printf(b, ",\"00201206\":{\"vr\":\"IS\",\"Value\":[%u]},\"00201208\":{\"vr\":\"IS\",\"Value\":[%u]},",
+              st->n_series, st->n_instances);
+    study_dxhub(b, st);
+    jb_put(b, "}", 1);
+}
+
+static void instance_dxhub(jbuf *b, const store_instance *in, const char *error)
+{
+    static const char hex[] = "0123456789abcdef";
+    char dg[65];
+    for (int i = 0; i < 32; i++) {
+        dg[2 * i] = hex[in->digest[i] >> 4];
+        dg[2 * i + 1] = hex[in->digest[i] & 15];
+    }
+    dg[64] = 0;
+    jb_printf(b, "\"dxhub\":{\"sop_instance_uid\":\"%s\",\"size\":%llu,\"digest\":\"%s\",\"transfer_syntax\":",
+              in->sop_uid, (unsigned long long)in->size, dg);
+    jb_str(b, in->ts_uid);
+    jb_puts(b, ",\"source\":");
+    jb_str(b, in->source);
+    jb_puts(b, ",\"received\":");
+    jb_time(b, in->received_ms);
+    jb_printf(b, ",\"conflict\":%s", in->conflict ? "true" : "false");
+    if (error) {
+        jb_puts(b, ",\"error\":");
+        jb_str(b, error);
+    }
+    jb_put(b, "}", 1);
+}
+
+/* One instance: its header object with the "dxhub" member spliced in
+ * before the closing brace.  An unreadable header still lists the
+ * instance, with the reason in dxhub.error (no patient data in it). */
+static int instance_json(jbuf *b, store *st, api_hcache *cache, const store_instance *in, api_series_attrs *sa)
+{
+    size_t mark = b->len;
+    int rc = api_header_json(st, cache, in, b, sa);
+    if (rc == -ENOMEM || !jb_ok(b))
+        return -ENOMEM;
+    if (rc < 0 || b->len - mark < 2 || b->p[b->len - 1] != '}') {
+        b->len = mark;
+        memset(sa, 0, sizeof *sa);
+        char why[96];
+        snprintf(why, sizeof why, "stored header unreadable: %s",
+                 rc <= -1000 ? dcm_strerror(rc) : strerror(rc < 0 ? -rc : EINVAL));
+        jb_put(b, "{", 1);
+        instance_dxhub(b, in, why);
+        jb_put(b, "}", 1);
+        return 0;
+    }
+    b->len--; /* the header's closing brace */
+    if (b->len - mark > 1)
+        jb_put(b, ",", 1);
+    instance_dxhub(b, in, NULL);
+    jb_put(b, "}", 1);
+    return jb_ok(b) ? 0 : -ENOMEM;
+}
+
+int api_json_instance(jbuf *b, store *st, api_hcache *cache, const store_instance *in)
+{
+    api_series_attrs sa;
+    return instance_json(b, st, cache, in, &sa);
+}
+
+/* ---- a study's series and instances -------------------------------- */
+
+typedef struct inst_list {
+    store_instance *v;
+    size_t          n, cap;
+    int             rc;
+} inst_list;
+
+static int collect(void *ctx, const store_instance *in)
+{
+    inst_list *l = ctx;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        store_instance *v = realloc(l->v, cap * sizeof *v);
+        if (!v) {
+            l->rc = -ENOMEM;
+            return 1;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = *in;
+    return 0;
+}
+
+static void series_head(jbuf *b, const char *series_uid, const api_series_attrs *sa)
+{
+    jb_put(b, "{", 1);
+    attr_str(b, "00080060", "CS", sa->modality, false);
+    jb_put(b, ",", 1);
+    attr_str(b, "0008103E", "LO", sa->description, false);
+    jb_put(b, ",", 1);
+    attr_str(b, "0020000E", "UI", series_uid, false);
+    if (sa->has_number)
+        jb_printf(b, ",\"00200011\":{\"vr\":\"IS\",\"Value\":[%ld]}", sa->number);
+    else
+        jb_puts(b, ",\"00200011\":{\"vr\":\"IS\"}");
+    jb_puts(b, ",\"instances\":[");
+}
+
+/* Instances arrive ordered by series then instance number, so a series
+ * is a run; its attributes come from its first instance's header. */
+static int write_series(jbuf *b, store *st, api_hcache *cache, const inst_list *l)
+{
+    jbuf first = {0};
+    int rc = 0;
+    for (size_t i = 0; i < l->n && rc == 0; i++) {
+        bool starts = i == 0 || strcmp(l->v[i].series_uid, l->v[i - 1].series_uid);
+        api_series_attrs sa;
+        if (!starts) {
+            jb_put(b, ",", 1);
+            rc = instance_json(b, st, cache, &l->v[i], &sa);
+            continue;
+        }
+        if (i > 0)
+            jb_puts(b, "]},");
+        first.len = 0;
+        rc = instance_json(&first, st, cache, &l->v[i], &sa);
+        series_head(b, l->v[i].series_uid, &sa);
+        jb_put(b, first.p, first.len);
+    }
+    if (l->n)
+        jb_puts(b, "]}");
+    jb_release(&first);
+    return rc;
+}
+
+int api_json_study_detail(jbuf *b, store *st, api_hcache *cache, const store_study *study)
+{
+    inst_list l = {0};
+    int n = store_list_instances(st, study->study_uid, collect, &l);
+    int rc = n < 0 ? n : l.rc;
+    if (rc == 0) {
+        jb_puts(b, "{\"study\":");
+        api_json_study(b, study);
+        jb_puts(b, ",\"series\":[");
+        rc = write_series(b, st, cache, &l);
+        jb_puts(b, "]}");
+    }
+    free(l.v);
+    if (rc == 0 && !jb_ok(b))
+        rc = -ENOMEM;
+    return rc;
+}

@@ -1,0 +1,159 @@
+/* api_metrics.c — GET /api/v1/health (JSON for people and probes) and
+ * GET /metrics (Prometheus text exposition format 0.0.4: one # HELP and
+ * one # TYPE line per family, counters ending in _total, a cumulative
+ * histogram with le="+Inf", _sum and _count). */
+#include <stdio.h>
+#include <string.h>
+#include "hub/api_private.h"
+#include "codecs/banned.h"
+
+/* The store refused data recently: remember when put_full last grew. */
+static bool store_full_recently(api_status *s, const store_stats *ss, int64_t now)
+{
+    uint64_t seen = atomic_load(&s->last_full_count);
+    if (ss->put_full > seen && atomic_compare_exchange_strong(&s->last_full_count, &seen, ss->put_full))
+        atomic_store(&s->last_full_mono_ms, now);
+    int64_t at = atomic_load(&s->last_full_mono_ms);
+    return at && now - at < API_FULL_RECENT_MS;
+}
+
+static double used_ratio(const store_stats *ss)
+{
+    return ss->map_size ? (double)ss->map_used / (double)ss->map_size : 0.0;
+}
+
+static int64_t uptime_ms(const api_status *s, int64_t now_mono)
+{
+    /* hub_metrics.started_ms is wall-clock time set by the serving role;
+     * prefer it (the process's uptime), else the API's own start. */
+    int64_t started = s->metrics ? atomic_load(&s->metrics->started_ms) : 0;
+    if (started > 0) {
+        int64_t up = api_now_ms() - started;
+        return up > 0 ? up : 0;
+    }
+    return now_mono - s->started_mono_ms;
+}
+
+int api_render_health(jbuf *b, api_status *s, int64_t now)
+{
+    store_stats ss;
+    int rc = store_get_stats(s->st, &ss);
+    if (rc < 0) {
+        jb_printf(b, "{\"status\":\"error\",\"store\":\"unreadable\",\"uptime_s\":%lld}",
+                  (long long)(uptime_ms(s, now) / 1000));
+        return rc;
+    }
+    bool full = used_ratio(&ss) > API_FULL_RATIO || store_full_recently(s, &ss, now);
+    jb_printf(b, "{\"status\":\"ok\",\"uptime_s\":%lld,\"studies\":{", (long long)(uptime_ms(s, now) / 1000));
+    for (int i = 0; i < STUDY_STATE_COUNT; i++)
+        jb_printf(b, "%s\"%s\":%llu", i ? "," : "", study_state_name((study_state)i),
+                  (unsigned long long)ss.studies_by_state[i]);
+    jb_printf(b, "},\"instances\":%llu,\"conflicts\":%llu,\"map_used_bytes\":%llu,\"map_size_bytes\":%llu,"
+                 "\"map_used_ratio\":%.4f,\"store\":\"%s\"}",
+              (unsigned long long)ss.instances, (unsigned long long)ss.conflicts,
+              (unsigned long long)ss.map_used, (unsigned long long)ss.map_size, used_ratio(&ss),
+              full ? "full" : "ok");
+    return 0;
+}
+
+static void family(jbuf *b, const char *name, const char *type, const char *help)
+{
+    jb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void sample(jbuf *b, const char *name, uint64_t v)
+{
+    jb_printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void labelled(jbuf *b, const char *name, const char *label, const char *value, uint64_t v)
+{
+    jb_printf(b, "%s{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)v);
+}
+
+static void store_results(jbuf *b, const store_stats *ss)
+{
+    static const char *const names[] = {"stored", "duplicate", "conflict", "full", "invalid", "failed"};
+    const uint64_t v[] = {ss->put_stored, ss->put_duplicate, ss->put_conflict,
+                          ss->put_full,   ss->put_invalid,   ss->put_failed};
+    uint64_t total = 0;
+    for (size_t i = 0; i < 6; i++)
+        total += v[i];
+    family(b, "dxhub_instances_received_total", "counter", "Instances offered to the store, whatever the result.");
+    sample(b, "dxhub_instances_received_total", total);
+    family(b, "dxhub_bytes_received_total", "counter", "Bytes of instances offered to the store.");
+    sample(b, "dxhub_bytes_received_total", ss->bytes_received);
+    family(b, "dxhub_store_results_total", "counter", "Store answers by result.");
+    for (size_t i = 0; i < 6; i++)
+        labelled(b, "dxhub_store_results_total", "result", names[i], v[i]);
+}
+
+/* store_stats keeps one count per bucket; Prometheus buckets are cumulative. */
+static void commit_histogram(jbuf *b, const store_stats *ss)
+{
+    family(b, "dxhub_commits_total", "counter", "LMDB write transactions committed by the group committer.");
+    sample(b, "dxhub_commits_total", ss->commits);
+    family(b, "dxhub_commit_instances_total", "counter", "Instances made durable by those commits.");
+    sample(b, "dxhub_commit_instances_total", ss->commit_instances);
+    family(b, "dxhub_commit_duration_seconds", "histogram", "Time of one group commit, fsync included.");
+    uint64_t cum = 0;
+    for (int i = 0; i < 11; i++) {
+        cum += ss->commit_us_buckets[i];
+        jb_printf(b, "dxhub_commit_duration_seconds_bucket{le=\"%g\"} %llu\n", store_commit_bucket_ms[i] / 1000.0,
+                  (unsigned long long)cum);
+    }
+    cum += ss->commit_us_buckets[11];
+    jb_printf(b, "dxhub_commit_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    jb_printf(b, "dxhub_commit_duration_seconds_sum %.6f\n", (double)ss->commit_us_sum / 1e6);
+    /* _count equals the +Inf bucket by definition. */
+    jb_printf(b, "dxhub_commit_duration_seconds_count %llu\n", (unsigned long long)cum);
+}
+
+static void store_gauges(jbuf *b, const store_stats *ss)
+{
+    family(b, "dxhub_studies", "gauge", "Studies in the store by state.");
+    for (int i = 0; i < STUDY_STATE_COUNT; i++)
+        labelled(b, "dxhub_studies", "state", study_state_name((study_state)i), ss->studies_by_state[i]);
+    family(b, "dxhub_instances", "gauge", "Instances in the store.");
+    sample(b, "dxhub_instances", ss->instances);
+    family(b, "dxhub_conflicts", "gauge", "Conflicting copies kept apart (same UID, other bytes).");
+    sample(b, "dxhub_conflicts", ss->conflicts);
+    family(b, "dxhub_audit_records", "gauge", "Records in the audit trail.");
+    sample(b, "dxhub_audit_records", ss->audit_records);
+    family(b, "dxhub_lmdb_map_used_bytes", "gauge", "Bytes of the LMDB map in use.");
+    sample(b, "dxhub_lmdb_map_used_bytes", ss->map_used);
+    family(b, "dxhub_lmdb_map_size_bytes", "gauge", "Size of the LMDB map.");
+    sample(b, "dxhub_lmdb_map_size_bytes", ss->map_size);
+}
+
+static void process_counters(jbuf *b, const hub_metrics *m)
+{
+    family(b, "dxhub_errors_total", "counter", "Errors by kind.");
+    for (int i = 0; i < HUB_ERR_KIND_COUNT; i++)
+        labelled(b, "dxhub_errors_total", "kind", hub_error_kind_names[i], atomic_load(&m->errors[i]));
+    family(b, "dxhub_http_requests_total", "counter", "HTTP requests answered by the API.");
+    sample(b, "dxhub_http_requests_total", atomic_load(&m->http_requests));
+    family(b, "dxhub_dicom_associations_total", "counter", "DICOM associations accepted.");
+    sample(b, "dxhub_dicom_associations_total", atomic_load(&m->dicom_associations));
+    family(b, "dxhub_dicom_echoes_total", "counter", "DICOM C-ECHO requests answered.");
+    sample(b, "dxhub_dicom_echoes_total", atomic_load(&m->dicom_echoes));
+}
+
+int api_render_metrics(jbuf *b, api_status *s, int64_t now)
+{
+    store_stats ss;
+    int rc = store_get_stats(s->st, &ss);
+    family(b, "dxhub_up", "gauge", "1 when the hub serves and its store can be read.");
+    sample(b, "dxhub_up", rc == 0);
+    family(b, "dxhub_uptime_seconds", "gauge", "Seconds since the hub started.");
+    jb_printf(b, "dxhub_uptime_seconds %.3f\n", (double)uptime_ms(s, now) / 1000.0);
+    if (rc == 0) {
+        family(b, "dxhub_store_full", "gauge", "1 when the map is over 95% used or the store refused data in the last minute.");
+        sample(b, "dxhub_store_full", used_ratio(&ss) > API_FULL_RATIO || store_full_recently(s, &ss, now));
+        store_results(b, &ss);
+        commit_histogram(b, &ss);
+        store_gauges(b, &ss);
+    }
+    process_counters(b, s->metrics);
+    return rc;
+}

@@ -1,0 +1,183 @@
+/* api_private.h — what the HTTP API's files share: a growable JSON text
+ * buffer, the renderers of study and instance JSON, the header cache, and
+ * the health/metrics renderers.  Only hub/api*.c include it; it does not
+ * include microhttpd.h, so renderers can be read (and tested) without it.
+ *
+ * JSON is written by hand into one buffer per response rather than built
+ * as a jansson tree: instance metadata already arrives as text from
+ * dcm_json_write (and from the cache), and a study lookup must stay well
+ * under a millisecond; the only escaping needed is api_json_str's. */
+#ifndef DXHUB_API_PRIVATE_H
+#define DXHUB_API_PRIVATE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "hub/metrics.h"
+#include "hub/store.h"
+
+/* ---- text buffer --------------------------------------------------- */
+
+#define API_BODY_MAX ((size_t)256 << 20) /* no response body grows past this */
+
+/* A growable byte buffer.  After an allocation failure (or API_BODY_MAX)
+ * it stays failed: later appends do nothing and jb_ok says false, so a
+ * renderer checks once at the end. */
+typedef struct jbuf {
+    char  *p;
+    size_t len, cap;
+    bool   failed;
+} jbuf;
+
+void  jb_put(jbuf *b, const void *p, size_t n);
+void  jb_puts(jbuf *b, const char *s);
+void  jb_printf(jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void  jb_str(jbuf *b, const char *s);               /* a JSON string, quoted and escaped */
+void  jb_strn(jbuf *b, const char *s, size_t n);
+void  jb_time(jbuf *b, int64_t ms);                 /* ISO 8601 UTC string, or null for 0 */
+bool  jb_ok(const jbuf *b);
+char *jb_detach(jbuf *b, size_t *len);              /* caller frees; b is reset */
+void  jb_release(jbuf *b);
+
+/* ---- instance headers (api_header.c) ------------------------------- */
+
+/* DICOM JSON of an instance's header, keyed by content digest: a stored
+ * instance's bytes never change, so an entry never goes stale; bounded by
+ * bytes, evicted by a clock hand.  Thread-safe. */
+typedef struct api_hcache api_hcache;
+api_hcache *api_hcache_new(size_t max_bytes);
+void        api_hcache_free(api_hcache **c);
+
+/* What a series object says, taken from its first instance's header. */
+typedef struct api_series_attrs {
+    char modality[17], description[200];
+    long number;
+    bool has_number;
+} api_series_attrs;
+
+/* Append the instance's header as one DICOM JSON object (pixel data left
+ * out, bulk values as BulkDataURIs under /api/v1/instances/{uid}/file)
+ * and fill *sa: from the cache, else read from the store and cached.
+ * Returns 0, or a negative code (DCM_E*, -errno) with out unchanged. */
+int api_header_json(store *st, api_hcache *cache, const store_instance *in, jbuf *out, api_series_attrs *sa);
+
+/* ---- whole study details (api_body.c) ------------------------------ */
+
+/* An immutable response body shared by reference: the cache holds one
+ * reference and each response being sent another. */
+typedef struct api_body api_body;
+api_body   *api_body_new(jbuf *b);       /* takes b's bytes (b is reset); NULL on OOM */
+api_body   *api_body_ref(api_body *b);
+void        api_body_unref(api_body *b); /* NULL-safe; frees with the last reference */
+const char *api_body_data(const api_body *b, size_t *len);
+
+/* Study details by study UID, each valid while the study record it was
+ * rendered from is unchanged; bounded by bytes, least recently used out.
+ * Thread-safe. */
+typedef struct api_bcache api_bcache;
+api_bcache *api_bcache_new(size_t max_bytes);
+void        api_bcache_free(api_bcache **c);
+api_body   *api_bcache_get(api_bcache *c, const store_study *st); /* a new reference, or NULL */
+void        api_bcache_put(api_bcache *c, const store_study *st, api_body *b);
+
+/* ---- renderers (api_json.c) ---------------------------------------- */
+
+/* A study as a DICOM JSON object plus the non-DICOM "dxhub" member. */
+void api_json_study(jbuf *b, const store_study *st);
+
+/* The instance's full header (DICOM JSON, pixel data left out) plus its
+ * "dxhub" member.  Reads the stored bytes the first time, then the cache.
+ * Returns 0 or a negative code (DCM_E*, -errno); on failure nothing is
+ * appended. */
+int api_json_instance(jbuf *b, store *st, api_hcache *cache, const store_instance *in);
+
+/* {"study":{..},"series":[{.., "instances":[..]}]} for a study read from
+ * the store.  Returns 0, -ENOENT, or a negative code. */
+int api_json_study_detail(jbuf *b, store *st, api_hcache *cache, const store_study *study);
+
+/* ---- the audit trail of reads (api_audit.c) ------------------------ */
+
+/* Records queued by requests and appended to the store by one writer
+ * thread, identical accesses coalesced while it is busy (see api_audit.c
+ * for why and what stays true). */
+typedef struct api_auditor api_auditor;
+int  api_auditor_start(store *st, hub_metrics *m, api_auditor **out);
+/* Queue one access.  0, or -EAGAIN when the queue is full because the
+ * store has refused records for a while: withhold the data. */
+int  api_audit(api_auditor *a, int64_t now_ms, const char *who, const char *what, const char *study,
+               const char *detail);
+/* Write everything queued (retrying only while the store accepts), stop
+ * the writer, free.  NULL-safe; NULLs *a. */
+void api_auditor_stop(api_auditor **a);
+
+/* ---- query parameters (api_query.c) -------------------------------- */
+
+#define API_LIST_DEFAULT 100
+#define API_LIST_MAX     1000
+
+typedef enum api_param_id {
+    API_P_PATIENT_ID, API_P_STUDY_DATE, API_P_MODALITY, API_P_ACCESSION, API_P_STUDY_UID, API_P_STATE,
+    API_P_OFFSET, API_P_LIMIT, API_P_LENGTH, API_P_COUNT
+} api_param_id;
+
+typedef struct api_param_name {
+    const char *name, *tag; /* keyword, and the tag form QIDO-RS also accepts (or NULL) */
+} api_param_name;
+extern const api_param_name api_param_names[API_P_COUNT];
+
+/* The query of one request.  Values are borrowed (libmicrohttpd's, valid
+ * during the request). */
+typedef struct api_params {
+    unsigned    allowed;            /* bit per api_param_id the path takes */
+    const char *v[API_P_COUNT];
+    const char *given[API_P_COUNT]; /* the name as the client spelled it */
+    const char *bad, *bad_why;      /* the first problem seen */
+} api_params;
+
+/* Record key=value; an unknown, unallowed or repeated name sets bad. */
+void api_params_add(api_params *p, const char *key, const char *value);
+
+typedef struct api_list_query {
+    store_study_filter flt;
+    char               from[9], to[9];
+    const char        *study_uid;   /* StudyInstanceUID: a lookup, not a scan */
+    uint64_t           offset, limit;
+} api_list_query;
+
+/* The list query from p; false with the offending parameter's name (as
+ * given) and the reason. */
+bool api_list_query_parse(const api_params *p, api_list_query *q, const char **name, const char **why);
+bool api_study_matches(const store_study *st, const store_study_filter *f);
+bool api_valid_uid(const char *s);
+bool api_parse_uint(const char *s, uint64_t max, uint64_t *out);
+/* The audit detail of a list: what was asked (IDs, never names) and how
+ * many studies were shown. */
+void api_list_audit_detail(const api_params *p, size_t shown, int total, char *out, size_t n);
+
+/* ---- health and metrics (api_metrics.c) ---------------------------- */
+
+/* What /health and /metrics know besides the store: process counters,
+ * start time, and when the store last refused data (STORE_FULL). */
+typedef struct api_status {
+    store            *st;
+    hub_metrics      *metrics;
+    int64_t           started_mono_ms;
+    _Atomic uint64_t  last_full_count;   /* put_full seen at the last look */
+    _Atomic int64_t   last_full_mono_ms; /* when it last grew; 0 never */
+} api_status;
+
+#define API_FULL_RATIO   0.95  /* map use above this: "store":"full" */
+#define API_FULL_RECENT_MS 60000 /* a STORE_FULL this recent: "store":"full" */
+
+/* Health JSON; returns 0, or a negative code when the store cannot be read
+ * (b then holds an error object and the caller answers 503). */
+int api_render_health(jbuf *b, api_status *s, int64_t now_mono_ms);
+/* Prometheus text exposition format 0.0.4. */
+int api_render_metrics(jbuf *b, api_status *s, int64_t now_mono_ms);
+
+int64_t api_now_ms(void);      /* wall clock, for audit records and "received" times */
+int64_t api_mono_ms(void);     /* monotonic, for uptime and recency */
+
+#endif

@@ -1,0 +1,343 @@
+/* cmd_edge.c — the clinic's commands: `dxhub edge` (the gateway, and
+ * --status), `dxhub push` (queue files from the command line), and
+ * `dxhub reports` (what came back from the hub). */
+#include <dirent.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "hub/cmd.h"
+#include "hub/edge.h"
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void human_bytes(uint64_t b, char *out, size_t n)
+{
+    const char *u[] = {"B", "KB", "MB", "GB", "TB"};
+    double v = (double)b;
+    int i = 0;
+    while (v >= 1000 && i < 4)
+        v /= 1000, i++;
+    snprintf(out, n, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+}
+
+static void human_age(int64_t ms, char *out, size_t n)
+{
+    int64_t s = ms / 1000;
+    if (s < 120)
+        snprintf(out, n, "%lld s", (long long)s);
+    else if (s < 7200)
+        snprintf(out, n, "%lld min", (long long)(s / 60));
+    else if (s < 172800)
+        snprintf(out, n, "%lld h", (long long)(s / 3600));
+    else
+        snprintf(out, n, "%lld days", (long long)(s / 86400));
+}
+
+static int print_item(void *ctx, const spool_item *it)
+{
+    int *shown = ctx;
+    if ((*shown)++ >= 20)
+        return 1;
+    char size[32], age[32];
+    human_bytes(it->size, size, sizeof size);
+    human_age(now_ms() - it->created_ms, age, sizeof age);
+    if (it->kind == SPOOL_MARKER) {
+        printf("  #%-6llu %-7s study marker (%u instances)  waiting %s\n", (unsigned long long)it->seq,
+               spool_priority_name(it->priority), it->expected, age);
+        return 0;
+    }
+    int pct = it->size ? (int)(100 * (it->acked_bytes < it->size ? it->acked_bytes : it->size) / it->size) : 0;
+    printf("  #%-6llu %-7s %s%-9s %3d%% sent  waiting %-8s %s%s%s\n", (unsigned long long)it->seq,
+           spool_priority_name(it->priority), it->referral ? "referral " : "", size, pct, age,
+           it->failed ? "REFUSED: " : it->attempts ? "retrying: " : "", it->failed || it->attempts ? it->last_error : "",
+           "");
+    return 0;
+}
+
+static int edge_status(const char *data_dir)
+{
+    spool *sp = NULL;
+    char err[512];
+    struct stat st;
+    if (stat(data_dir, &st) < 0) {
+        dx_errorf("edge", "no edge data in %s (is this the clinic gateway's --data?)", data_dir);
+        return 1;
+    }
+    if (spool_open(data_dir, 0, &sp, err, sizeof err) < 0) {
+        dx_errorf("edge", "%s", err);
+        return 1;
+    }
+    spool_stats s;
+    spool_get_stats(sp, &s);
+    char bytes[32], age[32], since[32];
+    human_bytes(s.bytes_pending, bytes, sizeof bytes);
+    human_age(s.oldest_ms ? now_ms() - s.oldest_ms : 0, age, sizeof age);
+    human_age(s.link_since_ms ? now_ms() - s.link_since_ms : 0, since, sizeof since);
+    printf("Clinic gateway (%s)\n", data_dir);
+    printf("  link to the hub: %s (for %s)\n", s.link_state[0] ? s.link_state : "unknown", since);
+    if (s.last_ack_ms) {
+        char ack[32];
+        human_age(now_ms() - s.last_ack_ms, ack, sizeof ack);
+        printf("  last study data confirmed by the hub: %s ago\n", ack);
+    }
+    printf("  waiting to be sent: %llu instances, %s (stat %llu, urgent %llu, routine %llu)\n",
+           (unsigned long long)s.depth, bytes, (unsigned long long)s.by_priority[PRIO_STAT],
+           (unsigned long long)s.by_priority[PRIO_URGENT], (unsigned long long)s.by_priority[PRIO_ROUTINE]);
+    if (s.depth)
+        printf("  oldest waiting: %s\n", age);
+    printf("  delivered to the hub so far: %llu instances\n", (unsigned long long)s.delivered);
+    if (s.failed)
+        printf("  REFUSED by the hub (kept here, needs attention): %llu\n", (unsigned long long)s.failed);
+    if (s.last_error[0])
+        printf("  last error: %s\n", s.last_error);
+    printf("  reports and alerts received: %llu ('dxhub reports' lists them)\n", (unsigned long long)s.inbox);
+    if (s.depth || s.failed || s.markers) {
+        printf("queue (most urgent first):\n");
+        int shown = 0;
+        spool_list(sp, 1, print_item, &shown);
+        if (shown > 20)
+            printf("  ... and %d more\n", shown - 20);
+    }
+    spool_close(&sp);
+    return 0;
+}
+
+int cmd_edge(int argc, char **argv)
+{
+    enum { O_DATA = 1, O_HUB, O_HUBKEY, O_KEYS, O_FAC, O_BIND, O_AET, O_ALLOW, O_OPEN, O_DPORT, O_WATCH, O_LINKTS,
+           O_INFLIGHT, O_STATUS };
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, O_DATA},       {"hub", required_argument, NULL, O_HUB},
+        {"hub-key", required_argument, NULL, O_HUBKEY},  {"keys", required_argument, NULL, O_KEYS},
+        {"facility", required_argument, NULL, O_FAC},    {"bind", required_argument, NULL, O_BIND},
+        {"aet", required_argument, NULL, O_AET},         {"allow-ae", required_argument, NULL, O_ALLOW},
+        {"open-dicom", no_argument, NULL, O_OPEN},       {"dicom-port", required_argument, NULL, O_DPORT},
+        {"watch", required_argument, NULL, O_WATCH},     {"link-ts", required_argument, NULL, O_LINKTS},
+        {"max-inflight", required_argument, NULL, O_INFLIGHT}, {"status", no_argument, NULL, O_STATUS},
+        {"help", no_argument, NULL, 'h'},                {0, 0, 0, 0}};
+    edge_config c = {.data_dir = "./var/edge", .bind = "127.0.0.1", .aet = "DXEDGE", .allow_ae = "",
+                     .dicom_port = 11113, .link_ts = EDGE_LINK_TS_DEFAULT, .max_inflight = 4, .facility = ""};
+    int status = 0, o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o) {
+        case O_DATA: c.data_dir = optarg; break;
+        case O_HUB: c.hub = optarg; break;
+        case O_HUBKEY: c.hub_key = optarg; break;
+        case O_KEYS: c.keys_dir = optarg; break;
+        case O_FAC: c.facility = optarg; break;
+        case O_BIND: c.bind = optarg; break;
+        case O_AET: c.aet = optarg; break;
+        case O_ALLOW: c.allow_ae = optarg; break;
+        case O_OPEN: c.open_dicom = 1; break;
+        case O_WATCH: c.watch_dir = optarg; break;
+        case O_LINKTS: c.link_ts = optarg; break;
+        case O_INFLIGHT: c.max_inflight = atoi(optarg); break;
+        case O_STATUS: status = 1; break;
+        case O_DPORT: {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 0 || v > 65535) {
+                dx_errorf("edge", "bad port '%s' for --dicom-port", optarg);
+                return 2;
+            }
+            c.dicom_port = (uint16_t)v;
+            break;
+        }
+        case 'h':
+            printf("usage: dxhub edge --hub tcp://HOST:PORT --hub-key HUB.pub [OPTIONS]\n"
+                   "       dxhub edge --status [--data DIR]\n"
+                   "  the clinic gateway: a DICOM listener and a watch folder feeding a durable\n"
+                   "  spool, forwarded to the hub over ZeroMQ (CURVE); reports come back here\n"
+                   "  --data DIR         spool directory (default ./var/edge)\n"
+                   "  --keys DIR         edge.key/edge.pub (default DATA/keys; made on first start)\n"
+                   "  --facility ID      this clinic's facility id (as the hub's allow-list names it)\n"
+                   "  --dicom-port N     DICOM port for the clinic's modalities (default 11113)\n"
+                   "  --aet AET          our AE title (default DXEDGE)\n"
+                   "  --allow-ae A,B     calling AE titles accepted; --open-dicom: any\n"
+                   "  --watch DIR        take DICOM files dropped here (moved to DIR/done when queued)\n"
+                   "  --link-ts UID      lossless compression for the link (default JPEG-LS Lossless)\n"
+                   "  --status           how the queue and the link are doing\n");
+            return 0;
+        default:
+            return 2;
+        }
+    }
+    if (status)
+        return edge_status(c.data_dir);
+    if (!c.hub || !c.hub_key) {
+        dx_errorf("edge", "--hub tcp://HOST:PORT and --hub-key HUB.pub are required ('dxhub edge --help')");
+        return 2;
+    }
+    char keys[4200];
+    if (!c.keys_dir) {
+        snprintf(keys, sizeof keys, "%s/keys", c.data_dir);
+        c.keys_dir = keys;
+    }
+    mkdir(c.data_dir, 0700);
+    return edge_run(&c);
+}
+
+/* --- push ---------------------------------------------------------------- */
+
+typedef struct push_ctx {
+    int queued, failed;
+} push_ctx;
+
+static void push_report(void *ctx, const char *path, const spool_item *it, const char *error)
+{
+    push_ctx *p = ctx;
+    if (it) {
+        char size[32];
+        human_bytes(it->size, size, sizeof size);
+        printf("queued  %s  (%s, #%llu)\n", path, size, (unsigned long long)it->seq);
+        p->queued++;
+    } else {
+        fprintf(stderr, "dxhub push: %s: %s\n", path, error);
+        p->failed++;
+    }
+}
+
+static int collect(const char *path, char ***list, size_t *n, size_t *cap)
+{
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        fprintf(stderr, "dxhub push: %s: no such file or directory\n", path);
+        return -1;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        struct dirent **ents;
+        int k = scandir(path, &ents, NULL, alphasort);
+        for (int i = 0; i < k; i++) {
+            if (ents[i]->d_name[0] != '.') {
+                char sub[8400];
+                snprintf(sub, sizeof sub, "%s/%s", path, ents[i]->d_name);
+                collect(sub, list, n, cap);
+            }
+            free(ents[i]);
+        }
+        free(ents);
+        return 0;
+    }
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        char **q = realloc(*list, *cap * sizeof *q);
+        if (!q)
+            return -1;
+        *list = q;
+    }
+    (*list)[(*n)++] = strdup(path);
+    return 0;
+}
+
+int cmd_push(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"edge-data", required_argument, NULL, 'd'}, {"priority", required_argument, NULL, 'p'},
+        {"referral", no_argument, NULL, 'r'},        {"note", required_argument, NULL, 'n'},
+        {"link-ts", required_argument, NULL, 't'},   {"help", no_argument, NULL, 'h'},
+        {0, 0, 0, 0}};
+    const char *data = "./var/edge", *note = "", *link_ts = EDGE_LINK_TS_DEFAULT;
+    int prio = PRIO_ROUTINE, referral = 0, o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'd': data = optarg; break;
+        case 'n': note = optarg; break;
+        case 'r': referral = 1; break;
+        case 't': link_ts = optarg; break;
+        case 'p':
+            prio = spool_priority_parse(optarg);
+            if (prio < 0) {
+                dx_errorf("push", "--priority must be stat, urgent or routine (not '%s')", optarg);
+                return 2;
+            }
+            break;
+        case 'h':
+            printf("usage: dxhub push [--edge-data DIR] [--priority stat|urgent|routine] [--referral]\n"
+                   "                  [--note TEXT] FILE|DIR...\n"
+                   "  queues DICOM files in the clinic gateway's spool (works while the hub is\n"
+                   "  unreachable); the gateway sends them, most urgent first\n");
+            return 0;
+        default:
+            return 2;
+        }
+    }
+    if (optind >= argc) {
+        dx_errorf("push", "no FILE or DIR given ('dxhub push --help')");
+        return 2;
+    }
+    char **files = NULL;
+    size_t n = 0, cap = 0;
+    int missing = 0;
+    for (int i = optind; i < argc; i++)
+        missing |= collect(argv[i], &files, &n, &cap) < 0;
+    spool *sp = NULL;
+    char err[512];
+    if (spool_open(data, 0, &sp, err, sizeof err) < 0) {
+        dx_errorf("push", "%s", err);
+        return 1;
+    }
+    push_ctx p = {0};
+    edge_queue(sp, (const char *const *)files, n, prio, referral, note, "push", link_ts, 1, push_report, &p);
+    spool_stats s;
+    spool_get_stats(sp, &s);
+    spool_close(&sp);
+    for (size_t i = 0; i < n; i++)
+        free(files[i]);
+    free(files);
+    char bytes[32];
+    human_bytes(s.bytes_pending, bytes, sizeof bytes);
+    printf("%d file(s) queued as %s%s; %d refused. The gateway now has %llu waiting (%s).\n", p.queued,
+           spool_priority_name(prio), referral ? " referral" : "", p.failed, (unsigned long long)s.depth, bytes);
+    return p.failed || missing ? 2 : 0;
+}
+
+/* --- reports (the clinic's inbox) ------------------------------------------ */
+
+static int print_inbox(void *ctx, const char *id, const char *kind, int64_t received_ms, const void *data, size_t len)
+{
+    (void)ctx;
+    (void)data;
+    char age[32];
+    human_age(now_ms() - received_ms, age, sizeof age);
+    printf("%-7s %-40s %6zu bytes  received %s ago\n", kind, id, len, age);
+    return 0;
+}
+
+int cmd_reports(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"edge-data", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
+    const char *data = "./var/edge";
+    int o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (o == 'd')
+            data = optarg;
+        else {
+            printf("usage: dxhub reports [--edge-data DIR]\n  lists the reports and alerts this clinic received\n");
+            return o == 'h' ? 0 : 2;
+        }
+    }
+    spool *sp = NULL;
+    char err[512];
+    if (spool_open(data, 0, &sp, err, sizeof err) < 0) {
+        dx_errorf("reports", "%s", err);
+        return 1;
+    }
+    int n = spool_inbox_list(sp, print_inbox, NULL);
+    if (n == 0)
+        printf("no reports or alerts yet\n");
+    spool_close(&sp);
+    return 0;
+}

@@ -1,0 +1,58 @@
+/* digest.c — SHA-256 through OpenSSL's EVP interface. */
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <unistd.h>
+#include "hub/digest.h"
+
+int digest_fd(int fd, uint64_t offset, uint8_t out[32])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+        EVP_MD_CTX_free(md);
+        return -ENOMEM;
+    }
+    static const size_t bufsize = 1 << 20;
+    uint8_t *buf = malloc(bufsize);
+    int rc = buf ? 0 : -ENOMEM;
+    off_t off = (off_t)offset;
+    ssize_t k;
+    while (!rc && (k = pread(fd, buf, bufsize, off)) != 0) {
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            break;
+        }
+        EVP_DigestUpdate(md, buf, (size_t)k);
+        off += k;
+    }
+    unsigned dl = 0;
+    if (!rc)
+        EVP_DigestFinal_ex(md, out, &dl);
+    EVP_MD_CTX_free(md);
+    free(buf);
+    return rc;
+}
+
+void digest_hex(const uint8_t d[32], char out[65])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+int digest_from_hex(const char *hex, uint8_t out[32])
+{
+    for (int i = 0; i < 32; i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+            return -1;
+        out[i] = (uint8_t)v;
+    }
+    return hex[64] == '\0' ? 0 : -1;
+}

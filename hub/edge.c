@@ -1,0 +1,314 @@
+/* edge.c — the clinic gateway role: queueing (shared with `dxhub push`),
+ * the clinic's own DICOM listener, the watch folder, and the link. */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+#include "hub/dimse.h"
+#include "hub/edge.h"
+#include "hub/log.h"
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- queueing ------------------------------------------------------------ */
+
+typedef struct study_count {
+    char     uid[65];
+    uint32_t n;
+} study_count;
+
+int edge_queue(spool *sp, const char *const *paths, size_t n, int priority, int referral, const char *note,
+               const char *source, const char *link_ts, int with_markers, edge_report_fn report, void *ctx)
+{
+    char tmp_dir[4200];
+    snprintf(tmp_dir, sizeof tmp_dir, "%s/tmp", spool_dir(sp));
+    mkdir(tmp_dir, 0700);
+    enum { BATCH = 32 }; /* files per durable transaction */
+    char *prepared[BATCH];
+    spool_item meta[BATCH];
+    const char *origin[BATCH];
+    study_count *studies = NULL;
+    size_t n_studies = 0;
+    int queued = 0;
+    for (size_t i = 0; i < n;) {
+        size_t k = 0;
+        for (; i < n && k < BATCH; i++) {
+            char out[4400], err[256];
+            memset(&meta[k], 0, sizeof meta[k]);
+            meta[k].priority = (uint8_t)priority;
+            meta[k].referral = (uint8_t)referral;
+            meta[k].created_ms = now_ms();
+            snprintf(meta[k].note, sizeof meta[k].note, "%s", note ? note : "");
+            snprintf(meta[k].source, sizeof meta[k].source, "%s", source);
+            if (edge_prepare(paths[i], tmp_dir, link_ts, out, sizeof out, &meta[k], err, sizeof err) < 0) {
+                if (report)
+                    report(ctx, paths[i], NULL, err);
+                continue;
+            }
+            prepared[k] = strdup(out);
+            origin[k] = paths[i];
+            k++;
+        }
+        if (k == 0)
+            continue;
+        char err[256];
+        int rc = spool_put_files(sp, (const char *const *)prepared, meta, k, err, sizeof err);
+        for (size_t j = 0; j < k; j++) {
+            unlink(prepared[j]);
+            free(prepared[j]);
+            if (report)
+                report(ctx, origin[j], rc == 0 ? &meta[j] : NULL, rc == 0 ? NULL : err);
+            if (rc)
+                continue;
+            queued++;
+            size_t s = 0;
+            while (s < n_studies && strcmp(studies[s].uid, meta[j].study_uid))
+                s++;
+            if (s == n_studies) {
+                study_count *q = realloc(studies, (n_studies + 1) * sizeof *q);
+                if (!q)
+                    continue;
+                studies = q;
+                snprintf(studies[n_studies].uid, sizeof studies[n_studies].uid, "%s", meta[j].study_uid);
+                studies[n_studies++].n = 0;
+            }
+            studies[s].n++;
+        }
+    }
+    for (size_t s = 0; with_markers && s < n_studies; s++) {
+        spool_item m = {.priority = (uint8_t)priority, .referral = (uint8_t)referral, .expected = studies[s].n,
+                        .created_ms = now_ms()};
+        snprintf(m.study_uid, sizeof m.study_uid, "%s", studies[s].uid);
+        snprintf(m.note, sizeof m.note, "%s", note ? note : "");
+        snprintf(m.source, sizeof m.source, "%s", source);
+        char err[256];
+        if (spool_put_marker(sp, &m, err, sizeof err) < 0)
+            log_error("queueing the study marker failed: %s", err);
+    }
+    free(studies);
+    return queued;
+}
+
+/* --- the role ---------------------------------------------------------------- */
+
+typedef struct edge {
+    const edge_config *cfg;
+    spool             *sp;
+    dimse_scp         *scp;
+    edge_link         *link;
+    pthread_t          watcher;
+    volatile int       stop;
+    char               spool_in[4200];
+} edge;
+
+static bool ae_listed(const char *list, const char *ae)
+{
+    size_t al = strlen(ae);
+    for (const char *p = list; p && *p;) {
+        size_t l = strcspn(p, ",");
+        if (l == al && !strncmp(p, ae, l))
+            return true;
+        p += l + (p[l] == ',');
+    }
+    return false;
+}
+
+static int on_associate(void *ctx, const char *calling, const char *called, const char *peer, char *reason,
+                        size_t reason_len)
+{
+    edge *e = ctx;
+    if (strcmp(called, e->cfg->aet)) {
+        snprintf(reason, reason_len, "called AE title '%s' is not ours ('%s')", called, e->cfg->aet);
+        log_warn("association from %s rejected: %s", peer, reason);
+        return DIMSE_REJECT_CALLED_AE;
+    }
+    if (!e->cfg->open_dicom && !ae_listed(e->cfg->allow_ae, calling)) {
+        snprintf(reason, reason_len, "calling AE title '%s' is not in --allow-ae", calling);
+        log_warn("association from %s rejected: %s", peer, reason);
+        return DIMSE_REJECT_CALLING_AE;
+    }
+    return DIMSE_ACCEPT;
+}
+
+typedef struct one_result {
+    char err[256];
+    int  ok;
+} one_result;
+
+static void one_report(void *ctx, const char *path, const spool_item *it, const char *error)
+{
+    one_result *r = ctx;
+    (void)path;
+    r->ok = it != NULL;
+    snprintf(r->err, sizeof r->err, "%s", error ? error : "");
+}
+
+static uint16_t on_store(void *ctx, const dimse_store_req *req, char *comment, size_t comment_len)
+{
+    edge *e = ctx;
+    char source[80];
+    snprintf(source, sizeof source, "dicom:%s", req->calling_aet);
+    one_result r = {0};
+    const char *paths[1] = {req->path};
+    edge_queue(e->sp, paths, 1, PRIO_ROUTINE, 0, NULL, source, e->cfg->link_ts, 0, one_report, &r);
+    unlink(req->path);
+    if (r.ok)
+        return DIMSE_STATUS_SUCCESS; /* durable in the spool */
+    snprintf(comment, comment_len, "%s", r.err);
+    log_warn("refused an instance from %s: %s", source, r.err);
+    return strstr(r.err, "full") ? DIMSE_STATUS_OUT_OF_RESOURCES : DIMSE_STATUS_CANNOT_UNDERSTAND;
+}
+
+/* Watch folder: a file is taken once it is closed after writing (or moved
+ * in whole), never while a writer still has it open; files already there
+ * at start are taken when their size has been stable for two seconds. */
+static void take_file(edge *e, const char *dir, const char *name)
+{
+    if (name[0] == '.' || !strcmp(name, "done") || !strcmp(name, "failed"))
+        return;
+    char path[8400], dest[8400];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    struct stat st;
+    if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+        return;
+    one_result r = {0};
+    const char *paths[1] = {path};
+    edge_queue(e->sp, paths, 1, PRIO_ROUTINE, 0, NULL, "watch", e->cfg->link_ts, 0, one_report, &r);
+    snprintf(dest, sizeof dest, "%s/%s/%s", dir, r.ok ? "done" : "failed", name);
+    if (rename(path, dest) < 0)
+        log_error("watch: cannot move %s aside: %s", name, strerror(errno));
+    if (r.ok)
+        log_info("watch: queued %s", name);
+    else
+        log_warn("watch: %s is not a DICOM file we can send (%s); moved to failed/", name, r.err);
+}
+
+static void *watch_main(void *arg)
+{
+    edge *e = arg;
+    const char *dir = e->cfg->watch_dir;
+    char sub[4200];
+    snprintf(sub, sizeof sub, "%s/done", dir);
+    mkdir(sub, 0755);
+    snprintf(sub, sizeof sub, "%s/failed", dir);
+    mkdir(sub, 0755);
+    int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (fd < 0 || inotify_add_watch(fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+        log_error("watch: cannot watch %s: %s", dir, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    /* Files present at start: take them when their size is stable. */
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            char path[8400];
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            struct stat a, b;
+            if (de->d_name[0] == '.' || stat(path, &a) < 0 || !S_ISREG(a.st_mode))
+                continue;
+            sleep(2);
+            if (stat(path, &b) == 0 && a.st_size == b.st_size && a.st_mtime == b.st_mtime)
+                take_file(e, dir, de->d_name);
+        }
+        closedir(d);
+    }
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    while (!e->stop) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 300) <= 0)
+            continue;
+        ssize_t len = read(fd, buf, sizeof buf);
+        for (char *q = buf; len > 0 && q < buf + len;) {
+            struct inotify_event *ev = (struct inotify_event *)q;
+            if (ev->len)
+                take_file(e, dir, ev->name);
+            q += sizeof *ev + ev->len;
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+int edge_run(const edge_config *cfg)
+{
+    log_set_role("edge");
+    edge e = {.cfg = cfg};
+    char err[512];
+    int rc = spool_open(cfg->data_dir, 0, &e.sp, err, sizeof err);
+    if (rc < 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    keypair kp;
+    char hub_pub[KEY_Z85_LEN + 1];
+    if (keys_load_or_create(cfg->keys_dir, "edge", &kp, err, sizeof err) < 0 ||
+        keys_read_public(cfg->hub_key, hub_pub, err, sizeof err) < 0) {
+        log_error("%s", err);
+        spool_close(&e.sp);
+        return 1;
+    }
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    void *zctx = zmq_ctx_new();
+    snprintf(e.spool_in, sizeof e.spool_in, "%s/incoming", cfg->data_dir);
+    mkdir(e.spool_in, 0700);
+    dimse_config dc = {.bind_addr = cfg->bind, .port = cfg->dicom_port, .aet = cfg->aet, .spool_dir = e.spool_in,
+                       .accept = on_associate, .store = on_store, .ctx = &e};
+    edge_link_config lc = {.zctx = zctx, .hub = cfg->hub, .kp = &kp, .hub_pub = hub_pub, .sp = e.sp,
+                           .max_inflight = cfg->max_inflight};
+    rc = dimse_scp_start(&dc, &e.scp, err, sizeof err);
+    if (rc < 0) {
+        log_error("DICOM listener: %s", err);
+        goto out;
+    }
+    if ((rc = edge_link_start(&lc, &e.link, err, sizeof err)) < 0) {
+        log_error("link: %s", err);
+        goto out;
+    }
+    if (cfg->watch_dir && cfg->watch_dir[0])
+        pthread_create(&e.watcher, NULL, watch_main, &e);
+    printf("dxhub edge: ready dicom=%s:%u aet=%s hub=%s data=%s key=%s/edge.pub\n", cfg->bind,
+           dimse_scp_port(e.scp), cfg->aet, cfg->hub, cfg->data_dir, cfg->keys_dir);
+    fflush(stdout);
+    log_info("ready: DICOM %s:%u (AE %s), forwarding to %s", cfg->bind, dimse_scp_port(e.scp), cfg->aet, cfg->hub);
+    for (;;) {
+        int sig = sigwaitinfo(&sigs, NULL);
+        if (sig == SIGINT || sig == SIGTERM)
+            break;
+    }
+    log_info("stopping");
+    rc = 0;
+out:
+    e.stop = 1;
+    if (e.watcher)
+        pthread_join(e.watcher, NULL);
+    dimse_scp_stop(&e.scp);
+    edge_link_stop(&e.link);
+    zmq_ctx_term(zctx);
+    spool_close(&e.sp);
+    return rc < 0 ? 1 : 0;
+}

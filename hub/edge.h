@@ -1,0 +1,60 @@
+/* edge.h — the clinic gateway (`dxhub edge`, `dxhub push`).  Hub-private.
+ *
+ * Data path: modality C-STORE / watch folder / push → edge_prepare (link
+ * compression, digest) → spool (durable, then acknowledged) → edge_link
+ * (ZeroMQ to the hub; an item leaves the spool only on the hub's ACK). */
+#ifndef DXHUB_EDGE_H
+#define DXHUB_EDGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "hub/keys.h"
+#include "hub/spool.h"
+
+#define EDGE_LINK_TS_DEFAULT "1.2.840.10008.1.2.4.80" /* JPEG-LS Lossless */
+
+typedef struct edge_config {
+    const char *data_dir;     /* --data, default ./var/edge */
+    const char *hub;          /* --hub tcp://HOST:PORT */
+    const char *hub_key;      /* --hub-key: the hub's .pub file */
+    const char *keys_dir;     /* --keys, default DATA/keys */
+    const char *facility;     /* --facility */
+    const char *bind;         /* --bind, default 127.0.0.1 */
+    const char *aet;          /* --aet, default DXEDGE */
+    const char *allow_ae;     /* --allow-ae */
+    int         open_dicom;   /* --open-dicom */
+    uint16_t    dicom_port;   /* --dicom-port, default 11113 */
+    const char *watch_dir;    /* --watch (files taken in once complete, moved to WATCH/done) */
+    const char *link_ts;      /* --link-ts, default JPEG-LS Lossless */
+    int         max_inflight; /* transfers in flight, default 4 */
+} edge_config;
+
+int edge_run(const edge_config *cfg);
+
+/* Prepare one file for the link into tmp_dir (out_path gets the prepared
+ * file's name); fills meta's UIDs, transfer syntax, size, digest. */
+int edge_prepare(const char *in, const char *tmp_dir, const char *link_ts, char *out_path, size_t out_len,
+                 spool_item *meta, char *err, size_t errlen);
+
+/* Prepare and queue files as one durable batch, then one marker per study
+ * (count, priority, referral, note) when with_markers.  report (may be
+ * NULL) is told about each file: queued or why not.  Returns the number
+ * of files queued. */
+typedef void (*edge_report_fn)(void *ctx, const char *path, const spool_item *it, const char *error);
+int edge_queue(spool *sp, const char *const *paths, size_t n, int priority, int referral, const char *note,
+               const char *source, const char *link_ts, int with_markers, edge_report_fn report, void *ctx);
+
+/* The forwarding loop on its own thread. */
+typedef struct edge_link edge_link;
+typedef struct edge_link_config {
+    void          *zctx;
+    const char    *hub;          /* endpoint */
+    const keypair *kp;           /* our CURVE keys */
+    const char    *hub_pub;      /* the hub's public key, Z85 */
+    spool         *sp;
+    int            max_inflight;
+} edge_link_config;
+int  edge_link_start(const edge_link_config *cfg, edge_link **out, char *err, size_t errlen);
+void edge_link_stop(edge_link **l);
+
+#endif

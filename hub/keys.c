@@ -1,0 +1,307 @@
+/* keys.c — CURVE keypairs on disk and the allow-list of public keys. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+#include "hub/keys.h"
+
+static int write_file(const char *path, const char *text, mode_t mode, int excl)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (excl && access(path, F_OK) == 0)
+        return -EEXIST;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0)
+        return -errno;
+    size_t n = strlen(text);
+    int rc = write(fd, text, n) == (ssize_t)n ? 0 : -EIO;
+    if (!rc && fsync(fd) < 0)
+        rc = -errno;
+    close(fd);
+    if (!rc && rename(tmp, path) < 0)
+        rc = -errno;
+    if (rc)
+        unlink(tmp);
+    return rc;
+}
+
+static int read_z85(const char *path, char out[KEY_Z85_LEN + 1])
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return -errno;
+    char line[256];
+    int rc = -EINVAL;
+    while (fgets(line, sizeof line, fp)) {
+        char *p = line + strspn(line, " \t");
+        if (*p == '#' || *p == '\n' || !*p)
+            continue;
+        size_t n = strcspn(p, " \t\r\n");
+        if (n == KEY_Z85_LEN) {
+            memcpy(out, p, KEY_Z85_LEN);
+            out[KEY_Z85_LEN] = '\0';
+            rc = 0;
+        }
+        break;
+    }
+    fclose(fp);
+    return rc;
+}
+
+static void key_paths(const char *dir, const char *name, char *sec, char *pub, size_t n)
+{
+    snprintf(sec, n, "%s/%s.key", dir, name);
+    snprintf(pub, n, "%s/%s.pub", dir, name);
+}
+
+int keys_generate(const char *dir, const char *name, keypair *out, char *err, size_t errlen)
+{
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        return -errno;
+    }
+    char sec[4096], pub[4096];
+    key_paths(dir, name, sec, pub, sizeof sec);
+    if (zmq_curve_keypair(out->pub, out->sec) != 0) {
+        snprintf(err, errlen, "this libzmq has no CURVE support");
+        return -ENOTSUP;
+    }
+    char text[128];
+    snprintf(text, sizeof text, "%s\n", out->sec);
+    int rc = write_file(sec, text, 0600, 1);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: %s", sec, rc == -EEXIST ? "exists already (not overwritten)" : strerror(-rc));
+        return rc;
+    }
+    snprintf(text, sizeof text, "%s\n", out->pub);
+    if ((rc = write_file(pub, text, 0644, 0)) < 0) {
+        snprintf(err, errlen, "%s: %s", pub, strerror(-rc));
+        return rc;
+    }
+    return 0;
+}
+
+int keys_load_or_create(const char *dir, const char *name, keypair *out, char *err, size_t errlen)
+{
+    char sec[4096], pub[4096];
+    key_paths(dir, name, sec, pub, sizeof sec);
+    if (access(sec, F_OK) != 0)
+        return keys_generate(dir, name, out, err, errlen);
+    int rc = read_z85(sec, out->sec);
+    if (rc < 0 || zmq_curve_public(out->pub, out->sec) != 0) {
+        snprintf(err, errlen, "%s: not a CURVE secret key (40 Z85 characters)", sec);
+        return rc < 0 ? rc : -EINVAL;
+    }
+    struct stat st;
+    if (stat(sec, &st) == 0 && (st.st_mode & 077))
+        chmod(sec, 0600); /* a secret key readable by others is repaired, not trusted blindly */
+    return 0;
+}
+
+int keys_read_public(const char *path, char out[KEY_Z85_LEN + 1], char *err, size_t errlen)
+{
+    uint8_t bin[32];
+    if (strlen(path) == KEY_Z85_LEN && zmq_z85_decode(bin, path)) {
+        memcpy(out, path, KEY_Z85_LEN + 1);
+        return 0;
+    }
+    int rc = read_z85(path, out);
+    if (rc < 0 || !zmq_z85_decode(bin, out)) {
+        snprintf(err, errlen, "%s: not a CURVE public key file (%s)", path,
+                 rc == -ENOENT ? "no such file" : "40 Z85 characters expected");
+        return rc < 0 ? rc : -EINVAL;
+    }
+    return 0;
+}
+
+int keys_role_valid(const char *role)
+{
+    static const char *const kinds[] = {"edge:", "reader:", "peer:"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t l = strlen(kinds[i]);
+        if (!strncmp(role, kinds[i], l) && role[l]) {
+            for (const char *p = role + l; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      *p == '-' || *p == '_' || *p == '.'))
+                    return 0;
+            return strlen(role) < 64;
+        }
+    }
+    return 0;
+}
+
+/* --- allow-list ---------------------------------------------------------- */
+
+typedef struct allow_entry {
+    unsigned char key[32];
+    char          role[64];
+} allow_entry;
+
+struct allowlist {
+    pthread_mutex_t mu;
+    allow_entry    *e;
+    size_t          n;
+};
+
+allowlist *allowlist_new(void)
+{
+    allowlist *a = calloc(1, sizeof *a);
+    if (a)
+        pthread_mutex_init(&a->mu, NULL);
+    return a;
+}
+
+void allowlist_free(allowlist **ap)
+{
+    if (!ap || !*ap)
+        return;
+    pthread_mutex_destroy(&(*ap)->mu);
+    free((*ap)->e);
+    free(*ap);
+    *ap = NULL;
+}
+
+int allowlist_load(allowlist *a, const char *dir, char *err, size_t errlen)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/allow.txt", dir);
+    FILE *fp = fopen(path, "r");
+    allow_entry *e = NULL;
+    size_t n = 0, cap = 0;
+    if (fp) {
+        char line[512];
+        int lineno = 0;
+        while (fgets(line, sizeof line, fp)) {
+            lineno++;
+            char key[128], role[128];
+            char *p = line + strspn(line, " \t");
+            if (*p == '#' || *p == '\n' || !*p)
+                continue;
+            if (sscanf(p, "%127s %127s", key, role) != 2 || strlen(key) != KEY_Z85_LEN || !keys_role_valid(role)) {
+                snprintf(err, errlen, "%s:%d: expected \"PUBLICKEY edge:|reader:|peer:NAME\"", path, lineno);
+                fclose(fp);
+                free(e);
+                return -EINVAL;
+            }
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                allow_entry *q = realloc(e, cap * sizeof *e);
+                if (!q) {
+                    fclose(fp);
+                    free(e);
+                    return -ENOMEM;
+                }
+                e = q;
+            }
+            if (!zmq_z85_decode(e[n].key, key)) {
+                snprintf(err, errlen, "%s:%d: public key is not Z85", path, lineno);
+                fclose(fp);
+                free(e);
+                return -EINVAL;
+            }
+            snprintf(e[n].role, sizeof e[n].role, "%.63s", role);
+            n++;
+        }
+        fclose(fp);
+    } else if (errno != ENOENT) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -errno;
+    }
+    pthread_mutex_lock(&a->mu);
+    free(a->e);
+    a->e = e;
+    a->n = n;
+    pthread_mutex_unlock(&a->mu);
+    return (int)n;
+}
+
+int allowlist_role(allowlist *a, const unsigned char key[32], char *role, size_t n)
+{
+    int rc = -1;
+    pthread_mutex_lock(&a->mu);
+    for (size_t i = 0; i < a->n; i++)
+        if (!memcmp(a->e[i].key, key, 32)) {
+            snprintf(role, n, "%s", a->e[i].role);
+            rc = 0;
+            break;
+        }
+    pthread_mutex_unlock(&a->mu);
+    return rc;
+}
+
+int allowlist_edit(const char *dir, const char *pub, const char *role, int revoke, char *err, size_t errlen)
+{
+    if (!revoke && !keys_role_valid(role)) {
+        snprintf(err, errlen, "role '%s' must be edge:<facility>, reader:<id> or peer:<hub>", role);
+        return -EINVAL;
+    }
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        return -errno;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/allow.txt", dir);
+    size_t cap = 4096, used = 0;
+    char *out = malloc(cap);
+    if (!out)
+        return -ENOMEM;
+    out[0] = '\0';
+    FILE *fp = fopen(path, "r");
+    int found = 0;
+    if (fp) {
+        char line[512];
+        while (fgets(line, sizeof line, fp)) {
+            if (!strncmp(line, pub, KEY_Z85_LEN)) {
+                found = 1;
+                if (revoke)
+                    continue;
+                snprintf(line, sizeof line, "%s %s\n", pub, role); /* re-assigned role */
+            }
+            size_t l = strlen(line);
+            if (used + l + 1 > cap) {
+                cap = (used + l + 1) * 2;
+                char *q = realloc(out, cap);
+                if (!q) {
+                    free(out);
+                    fclose(fp);
+                    return -ENOMEM;
+                }
+                out = q;
+            }
+            memcpy(out + used, line, l + 1);
+            used += l;
+        }
+        fclose(fp);
+    } else {
+        used = (size_t)snprintf(out, cap, "# dxhub allow-list: PUBLICKEY ROLE (edge:<facility>, reader:<id>, peer:<hub>)\n");
+    }
+    if (!found && !revoke) {
+        char line[160];
+        int l = snprintf(line, sizeof line, "%s %s\n", pub, role);
+        if (used + (size_t)l + 1 > cap) {
+            char *q = realloc(out, used + (size_t)l + 1);
+            if (!q) {
+                free(out);
+                return -ENOMEM;
+            }
+            out = q;
+        }
+        memcpy(out + used, line, (size_t)l + 1);
+    }
+    if (revoke && !found) {
+        free(out);
+        snprintf(err, errlen, "key not in %s", path);
+        return -ENOENT;
+    }
+    int rc = write_file(path, out, 0644, 0);
+    free(out);
+    if (rc < 0)
+        snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+    return rc;
+}

@@ -1,0 +1,394 @@
+/* link_edge.c — the edge's forwarding loop (protocol in link.h).
+ *
+ * Offers queued items best first, sends chunks within the credit the hub
+ * grants — always for the most urgent transfer that has credit, so a STAT
+ * study overtakes routine ones already on the wire — and removes an item
+ * only on the hub's ACK (or HAVE).  A silent hub or a dropped connection
+ * is met with exponential backoff with jitter, and transfers resume at the
+ * offset the hub reports. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "hub/digest.h"
+#include "hub/edge.h"
+#include "hub/link.h"
+#include "hub/log.h"
+#include "hub/proto.h"
+
+#define MAX_SLOTS 16
+#define HUB_SILENCE_MS 15000
+#define OFFER_RETRY_MS 20000
+#define LIST_EVERY_MS 500
+
+typedef struct slot {
+    bool       used;
+    spool_item it;
+    uint64_t   next_off, limit;
+    bool       granted, committed;
+    int64_t    last_ms;
+} slot;
+
+struct edge_link {
+    edge_link_config cfg;
+    void            *dealer;
+    pthread_t        thread;
+    volatile int     stop;
+    slot             slots[MAX_SLOTS];
+    bool             connected;
+    int64_t          last_rx_ms, last_hello_ms, last_list_ms, socket_ms;
+    uint8_t         *chunk;
+    char             link_state[32];
+    unsigned         rng;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_state(edge_link *l, const char *state, const char *error)
+{
+    if (!strcmp(l->link_state, state) && !error)
+        return;
+    snprintf(l->link_state, sizeof l->link_state, "%s", state);
+    spool_set_link(l->cfg.sp, state, error, now_ms());
+}
+
+static int send_msg(edge_link *l, const char *cmd, json_t *h, const void *data, size_t len)
+{
+    /* ZMQ_IMMEDIATE: nothing queues for a hub we are not connected to. */
+    json_object_set_new(h, "v", json_integer(PROTO_VERSION));
+    char *text = json_dumps(h, JSON_COMPACT);
+    int rc = -ENOMEM;
+    if (text) {
+        rc = zmq_send(l->dealer, cmd, strlen(cmd), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ? -zmq_errno() : 0;
+        if (!rc && zmq_send(l->dealer, text, strlen(text), (data ? ZMQ_SNDMORE : 0)) < 0)
+            rc = -zmq_errno();
+        if (!rc && data && zmq_send(l->dealer, data, len, 0) < 0)
+            rc = -zmq_errno();
+        free(text);
+    }
+    json_decref(h);
+    return rc;
+}
+
+static slot *slot_of(edge_link *l, long long xfer)
+{
+    for (int i = 0; i < MAX_SLOTS; i++)
+        if (l->slots[i].used && (long long)l->slots[i].it.seq == xfer)
+            return &l->slots[i];
+    return NULL;
+}
+
+static void offer(edge_link *l, slot *s)
+{
+    s->last_ms = now_ms();
+    s->granted = s->committed = false;
+    if (s->it.kind == SPOOL_MARKER) {
+        send_msg(l, "STUDY_DONE",
+                 json_pack("{s:I,s:s,s:i,s:i,s:i,s:s}", "xfer", (json_int_t)s->it.seq, "study", s->it.study_uid,
+                           "expected", (int)s->it.expected, "priority", s->it.priority, "referral",
+                           s->it.referral, "note", s->it.note),
+                 NULL, 0);
+        return;
+    }
+    char hex[65];
+    digest_hex(s->it.digest, hex);
+    send_msg(l, "OFFER",
+             json_pack("{s:I,s:s,s:s,s:s,s:I,s:i}", "xfer", (json_int_t)s->it.seq, "sop", s->it.sop_uid, "study",
+                       s->it.study_uid, "digest", hex, "size", (json_int_t)s->it.size, "priority", s->it.priority),
+             NULL, 0);
+}
+
+static void backoff(edge_link *l, slot *s, const char *why, bool permanent)
+{
+    spool_item it = s->it;
+    it.attempts++;
+    snprintf(it.last_error, sizeof it.last_error, "%s", why);
+    if (permanent) {
+        it.failed = 1;
+        log_error("link: the hub refused item %llu for good: %s (kept in the spool)", (unsigned long long)it.seq, why);
+    } else {
+        /* exponential backoff with jitter: 1 s, 2 s, 4 s ... capped at 5 min */
+        int64_t base = 1000LL << (it.attempts < 9 ? it.attempts : 9);
+        if (base > 300000)
+            base = 300000;
+        it.next_try_ms = now_ms() + base / 2 + (int64_t)(rand_r(&l->rng) % (unsigned)(base / 2 + 1));
+        log_warn("link: item %llu will be retried: %s", (unsigned long long)it.seq, why);
+    }
+    spool_update(l->cfg.sp, &it);
+    s->used = false;
+    set_state(l, l->connected ? "connected" : "down", why);
+}
+
+static void on_message(edge_link *l, proto_msg *m)
+{
+    l->last_rx_ms = now_ms();
+    long long xfer = proto_int(m, "xfer", -1);
+    slot *s = slot_of(l, xfer);
+    if (!strcmp(m->cmd, "WELCOME")) {
+        if (!l->connected)
+            log_info("link: connected to the hub as %s", proto_str(m, "role") ? proto_str(m, "role") : "?");
+        l->connected = true;
+        set_state(l, "connected", NULL);
+        for (int i = 0; i < MAX_SLOTS; i++)
+            if (l->slots[i].used)
+                offer(l, &l->slots[i]);
+    } else if ((!strcmp(m->cmd, "SEND") || !strcmp(m->cmd, "CREDIT")) && s) {
+        long long off = proto_int(m, "offset", -1), limit = proto_int(m, "limit", -1);
+        if (off < 0 || limit < off || (uint64_t)off > s->it.size)
+            return;
+        if (!strcmp(m->cmd, "SEND") || !s->granted) {
+            s->next_off = (uint64_t)off; /* the hub says where it is: resume there */
+            s->committed = false;
+        }
+        if (!s->granted || (uint64_t)limit > s->limit)
+            s->limit = (uint64_t)limit;
+        s->granted = true;
+        s->last_ms = now_ms();
+        if (s->it.acked_bytes + LINK_WINDOW * 8 < (uint64_t)off) {
+            s->it.acked_bytes = (uint64_t)off; /* progress for --status, written now and then */
+            spool_update(l->cfg.sp, &s->it);
+        }
+    } else if ((!strcmp(m->cmd, "ACK") || !strcmp(m->cmd, "HAVE")) && s) {
+        spool_remove(l->cfg.sp, s->it.seq);
+        set_state(l, "acked", "");
+        log_info("link: item %llu (%s) is durable at the hub (%s)", (unsigned long long)s->it.seq,
+                 s->it.kind == SPOOL_MARKER ? "study marker" : "instance",
+                 !strcmp(m->cmd, "HAVE") ? "already there" : proto_str(m, "result") ? proto_str(m, "result") : "ok");
+        s->used = false;
+    } else if (!strcmp(m->cmd, "NACK") && s) {
+        const char *why = proto_str(m, "reason");
+        json_t *retry = json_object_get(m->hdr, "retry");
+        backoff(l, s, why ? why : "refused by the hub", json_is_false(retry));
+    } else if (!strcmp(m->cmd, "DELIVER")) {
+        const char *id = proto_str(m, "id"), *kind = proto_str(m, "kind");
+        if (!id || !kind || m->n_data != 1 || strlen(id) > 120)
+            return;
+        int rc = spool_inbox_put(l->cfg.sp, id, kind, zmq_msg_data(&m->data[0]), zmq_msg_size(&m->data[0]),
+                                 now_ms());
+        if (rc >= 0) { /* durable here: acknowledge */
+            send_msg(l, "DELIVERED", json_pack("{s:s}", "id", id), NULL, 0);
+            if (rc == 1 && !strcmp(kind, "alert"))
+                log_error("CRITICAL VALUE ALERT received from the hub: %s — see 'dxhub reports'", id);
+            else if (rc == 1)
+                log_info("link: received %s %s from the hub", kind, id);
+        }
+    } else if (!strcmp(m->cmd, "ERROR")) {
+        const char *e = proto_str(m, "error");
+        log_warn("link: the hub answered ERROR: %s", e ? e : "?");
+        set_state(l, l->connected ? "connected" : "down", e);
+    }
+}
+
+typedef struct fill_ctx {
+    edge_link *l;
+    int64_t    now;
+    int        free_slots, min_prio_inflight;
+} fill_ctx;
+
+static int fill_one(void *ctx, const spool_item *it)
+{
+    fill_ctx *f = ctx;
+    edge_link *l = f->l;
+    if (slot_of(l, (long long)it->seq) || it->next_try_ms > f->now)
+        return 0;
+    /* Over the in-flight limit only to let a more urgent item overtake. */
+    if (f->free_slots <= 0 && !(it->priority > f->min_prio_inflight && f->free_slots > -2))
+        return 1;
+    for (int i = 0; i < MAX_SLOTS; i++) {
+        if (l->slots[i].used)
+            continue;
+        memset(&l->slots[i], 0, sizeof l->slots[i]);
+        l->slots[i].used = true;
+        l->slots[i].it = *it;
+        offer(l, &l->slots[i]);
+        f->free_slots--;
+        return 0;
+    }
+    return 1;
+}
+
+static void fill(edge_link *l)
+{
+    fill_ctx f = {.l = l, .now = now_ms(), .free_slots = l->cfg.max_inflight, .min_prio_inflight = 3};
+    for (int i = 0; i < MAX_SLOTS; i++)
+        if (l->slots[i].used) {
+            f.free_slots--;
+            if (l->slots[i].it.priority < f.min_prio_inflight)
+                f.min_prio_inflight = l->slots[i].it.priority;
+        }
+    spool_list(l->cfg.sp, 0, fill_one, &f);
+}
+
+/* Send chunks for the most urgent transfer with credit; a bounded burst. */
+static void pump(edge_link *l)
+{
+    for (int burst = 0; burst < 16; burst++) {
+        slot *best = NULL;
+        for (int i = 0; i < MAX_SLOTS; i++) {
+            slot *s = &l->slots[i];
+            if (!s->used || s->it.kind != SPOOL_INSTANCE || !s->granted || s->committed)
+                continue;
+            bool can_send = s->next_off < s->it.size && s->next_off < s->limit;
+            bool done = s->next_off >= s->it.size;
+            if (!can_send && !done)
+                continue;
+            if (!best || s->it.priority > best->it.priority ||
+                (s->it.priority == best->it.priority && s->it.seq < best->it.seq))
+                best = s;
+        }
+        if (!best)
+            return;
+        if (best->next_off >= best->it.size) {
+            char hex[65];
+            digest_hex(best->it.digest, hex);
+            if (send_msg(l, "COMMIT", json_pack("{s:I,s:s}", "xfer", (json_int_t)best->it.seq, "digest", hex), NULL,
+                         0) == 0)
+                best->committed = true;
+            best->last_ms = now_ms();
+            continue;
+        }
+        uint64_t end = best->limit < best->it.size ? best->limit : best->it.size;
+        size_t n = end - best->next_off < PROTO_CHUNK ? (size_t)(end - best->next_off) : PROTO_CHUNK;
+        long got = spool_read(l->cfg.sp, &best->it, best->next_off, l->chunk, n);
+        if (got <= 0) {
+            backoff(l, best, "cannot read the item from the spool", false);
+            continue;
+        }
+        int rc = send_msg(l, "CHUNK", json_pack("{s:I,s:I}", "xfer", (json_int_t)best->it.seq, "offset",
+                                                (json_int_t)best->next_off),
+                          l->chunk, (size_t)got);
+        if (rc < 0)
+            return; /* socket full or no connection: later */
+        best->next_off += (uint64_t)got;
+        best->last_ms = now_ms();
+    }
+}
+
+/* A fresh DEALER: libzmq stops retrying after a refused CURVE handshake
+ * (say, before the hub's operator allowed our key), so a link down for a
+ * while gets a new socket rather than waiting forever. */
+static int open_socket(edge_link *l, char *err, size_t errlen)
+{
+    if (l->dealer)
+        zmq_close(l->dealer);
+    l->dealer = zmq_socket(l->cfg.zctx, ZMQ_DEALER);
+    if (!l->dealer) {
+        snprintf(err, errlen, "cannot create the link socket");
+        return -EIO;
+    }
+    proto_tune(l->dealer);
+    int immediate = 1;
+    zmq_setsockopt(l->dealer, ZMQ_IMMEDIATE, &immediate, sizeof immediate);
+    if (proto_curve_client(l->dealer, l->cfg.kp->pub, l->cfg.kp->sec, l->cfg.hub_pub) < 0) {
+        snprintf(err, errlen, "CURVE setup failed: %s", zmq_strerror(zmq_errno()));
+        return -EIO;
+    }
+    if (zmq_connect(l->dealer, l->cfg.hub) != 0) {
+        snprintf(err, errlen, "bad hub endpoint '%s': %s", l->cfg.hub, zmq_strerror(zmq_errno()));
+        return -EINVAL;
+    }
+    l->socket_ms = now_ms();
+    return 0;
+}
+
+static void *link_main(void *arg)
+{
+    edge_link *l = arg;
+    while (!l->stop) {
+        zmq_pollitem_t it = {l->dealer, 0, ZMQ_POLLIN, 0};
+        zmq_poll(&it, 1, 50);
+        for (int burst = 0; burst < 64; burst++) {
+            proto_msg m;
+            char err[160];
+            int rc = proto_recv(l->dealer, false, ZMQ_DONTWAIT, &m, err, sizeof err);
+            if (rc == PROTO_OK)
+                on_message(l, &m);
+            else if (rc == PROTO_MALFORMED)
+                log_warn("link: malformed message from the hub ignored: %s", err);
+            proto_msg_close(&m);
+            if (rc < 0)
+                break;
+        }
+        int64_t t = now_ms();
+        if (l->connected && t - l->last_rx_ms > HUB_SILENCE_MS) {
+            l->connected = false;
+            log_warn("link: the hub is silent; will reconnect and resume");
+            set_state(l, "down", "hub not answering");
+        }
+        if (!l->connected && t - l->socket_ms > 10000) {
+            char err[160];
+            if (open_socket(l, err, sizeof err) < 0)
+                log_error("link: %s", err);
+        }
+        if (!l->connected && t - l->last_hello_ms > 2000) {
+            l->last_hello_ms = t;
+            if (send_msg(l, "HELLO", json_object(), NULL, 0) < 0 && strcmp(l->link_state, "down"))
+                set_state(l, "down", "hub unreachable");
+            continue;
+        }
+        if (!l->connected)
+            continue;
+        if (t - l->last_hello_ms > 5000) { /* keep-alive: the answer proves the hub is there */
+            l->last_hello_ms = t;
+            send_msg(l, "PING", json_object(), NULL, 0);
+        }
+        if (t - l->last_list_ms > LIST_EVERY_MS) {
+            l->last_list_ms = t;
+            fill(l);
+        }
+        for (int i = 0; i < MAX_SLOTS; i++)
+            if (l->slots[i].used && t - l->slots[i].last_ms > OFFER_RETRY_MS)
+                offer(l, &l->slots[i]);
+        pump(l);
+    }
+    return NULL;
+}
+
+int edge_link_start(const edge_link_config *cfg, edge_link **out, char *err, size_t errlen)
+{
+    edge_link *l = calloc(1, sizeof *l);
+    if (!l)
+        return -ENOMEM;
+    l->cfg = *cfg;
+    if (l->cfg.max_inflight <= 0)
+        l->cfg.max_inflight = 4;
+    if (l->cfg.max_inflight > MAX_SLOTS - 2)
+        l->cfg.max_inflight = MAX_SLOTS - 2;
+    l->rng = (unsigned)getpid() ^ (unsigned)now_ms();
+    l->chunk = malloc(PROTO_CHUNK);
+    if (!l->chunk || open_socket(l, err, errlen) < 0)
+        goto fail;
+    snprintf(l->link_state, sizeof l->link_state, "starting");
+    spool_set_link(l->cfg.sp, "connecting", NULL, now_ms());
+    pthread_create(&l->thread, NULL, link_main, l);
+    *out = l;
+    return 0;
+fail:
+    if (l->dealer)
+        zmq_close(l->dealer);
+    free(l->chunk);
+    free(l);
+    return -EIO;
+}
+
+void edge_link_stop(edge_link **lp)
+{
+    if (!lp || !*lp)
+        return;
+    edge_link *l = *lp;
+    l->stop = 1;
+    pthread_join(l->thread, NULL);
+    zmq_close(l->dealer);
+    spool_set_link(l->cfg.sp, "stopped", NULL, now_ms());
+    free(l->chunk);
+    free(l);
+    *lp = NULL;
+}

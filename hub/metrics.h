@@ -1,0 +1,38 @@
+/* metrics.h — the hub's process counters, rendered by GET /metrics in the
+ * Prometheus text format together with the store's own figures.  One
+ * struct of atomics owned by the serving role and passed down (no globals). */
+#ifndef DXHUB_METRICS_H
+#define DXHUB_METRICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* Errors by kind: the label value of dxhub_errors_total{kind="..."}. */
+typedef enum hub_error_kind {
+    HUB_ERR_INVALID_INSTANCE,   /* a received file that does not parse */
+    HUB_ERR_STORE_FULL,         /* refused: LMDB map full */
+    HUB_ERR_STORE_FAILED,       /* I/O or LMDB failure */
+    HUB_ERR_ASSOC_REJECTED,     /* DICOM association refused (AE titles, limits) */
+    HUB_ERR_HTTP_BAD_REQUEST,   /* 400s */
+    HUB_ERR_HTTP_NOT_FOUND,     /* 404s */
+    HUB_ERR_HTTP_UNAUTHORIZED,  /* 401/403 */
+    HUB_ERR_PROTOCOL,           /* malformed ZeroMQ message */
+    HUB_ERR_AUTH,               /* unknown or wrong-role key */
+    HUB_ERR_KIND_COUNT
+} hub_error_kind;
+
+extern const char *const hub_error_kind_names[HUB_ERR_KIND_COUNT];
+
+typedef struct hub_metrics {
+    _Atomic uint64_t errors[HUB_ERR_KIND_COUNT];
+    _Atomic uint64_t dicom_associations, dicom_echoes, http_requests;
+    _Atomic int64_t  started_ms;
+} hub_metrics;
+
+static inline void hub_count_error(hub_metrics *m, hub_error_kind k)
+{
+    if (m)
+        atomic_fetch_add_explicit(&m->errors[k], 1, memory_order_relaxed);
+}
+
+#endif

@@ -1,0 +1,210 @@
+/* proto.c — receiving and sending dxhub protocol messages safely. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include "hub/proto.h"
+
+static void drain(void *sock)
+{
+    int more = 1;
+    while (more) {
+        zmq_msg_t junk;
+        zmq_msg_init(&junk);
+        if (zmq_msg_recv(&junk, sock, 0) < 0) {
+            zmq_msg_close(&junk);
+            return;
+        }
+        more = zmq_msg_more(&junk);
+        zmq_msg_close(&junk);
+    }
+}
+
+static int fail(proto_msg *m, int more, void *sock, char *err, size_t errlen, const char *why)
+{
+    if (more)
+        drain(sock);
+    snprintf(err, errlen, "%s", why);
+    if (m->hdr) {
+        json_decref(m->hdr);
+        m->hdr = NULL;
+    }
+    return PROTO_MALFORMED;
+}
+
+int proto_recv(void *sock, bool router, int flags, proto_msg *m, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    zmq_msg_t f;
+    zmq_msg_init(&f);
+    if (router) {
+        zmq_msg_init(&m->route);
+        if (zmq_msg_recv(&m->route, sock, flags) < 0) {
+            int e = zmq_errno();
+            zmq_msg_close(&m->route);
+            return -e;
+        }
+        m->has_route = true;
+        if (!zmq_msg_more(&m->route))
+            return fail(m, 0, sock, err, errlen, "empty message");
+        flags &= ~ZMQ_DONTWAIT;
+    }
+    if (zmq_msg_recv(&f, sock, flags) < 0) {
+        int e = zmq_errno();
+        zmq_msg_close(&f);
+        if (m->has_route)
+            zmq_msg_close(&m->route);
+        m->has_route = false;
+        return -e;
+    }
+    const char *role = zmq_msg_gets(&f, "User-Id");
+    const char *peer = zmq_msg_gets(&f, "Peer-Address");
+    snprintf(m->role, sizeof m->role, "%s", role ? role : "");
+    snprintf(m->peer, sizeof m->peer, "%s", peer ? peer : "");
+    int more = zmq_msg_more(&f);
+    size_t n = zmq_msg_size(&f);
+    const char *d = zmq_msg_data(&f);
+    bool ok = n > 0 && n < sizeof m->cmd;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isupper((unsigned char)d[i]) || d[i] == '_';
+    if (ok) {
+        memcpy(m->cmd, d, n);
+        m->cmd[n] = '\0';
+    }
+    zmq_msg_close(&f);
+    if (!ok)
+        return fail(m, more, sock, err, errlen, "command frame is not 1-15 upper-case letters");
+    if (!more)
+        return fail(m, 0, sock, err, errlen, "header frame missing");
+    zmq_msg_init(&f);
+    zmq_msg_recv(&f, sock, 0);
+    more = zmq_msg_more(&f);
+    if (zmq_msg_size(&f) > PROTO_MAX_HEADER) {
+        zmq_msg_close(&f);
+        return fail(m, more, sock, err, errlen, "header frame too large");
+    }
+    json_error_t je;
+    m->hdr = json_loadb(zmq_msg_data(&f), zmq_msg_size(&f), JSON_REJECT_DUPLICATES, &je);
+    zmq_msg_close(&f);
+    if (!m->hdr || !json_is_object(m->hdr))
+        return fail(m, more, sock, err, errlen, "header is not a JSON object");
+    json_t *v = json_object_get(m->hdr, "v");
+    if (!json_is_integer(v) || json_integer_value(v) != PROTO_VERSION)
+        return fail(m, more, sock, err, errlen, "unsupported protocol version (\"v\" must be 1)");
+    while (more) {
+        if (m->n_data == PROTO_MAX_FRAMES)
+            return fail(m, more, sock, err, errlen, "too many data frames");
+        zmq_msg_t *df = &m->data[m->n_data];
+        zmq_msg_init(df);
+        zmq_msg_recv(df, sock, 0);
+        more = zmq_msg_more(df);
+        m->n_data++;
+        if (zmq_msg_size(df) > PROTO_MAX_DATA)
+            return fail(m, more, sock, err, errlen, "data frame too large");
+    }
+    return PROTO_OK;
+}
+
+void proto_msg_close(proto_msg *m)
+{
+    if (m->has_route)
+        zmq_msg_close(&m->route);
+    for (size_t i = 0; i < m->n_data; i++)
+        zmq_msg_close(&m->data[i]);
+    if (m->hdr)
+        json_decref(m->hdr);
+    memset(m, 0, sizeof *m);
+}
+
+int proto_send(void *sock, zmq_msg_t *route, const char *cmd, json_t *hdr, const void *data, size_t len)
+{
+    json_t *h = hdr ? hdr : json_object();
+    json_object_set_new(h, "v", json_integer(PROTO_VERSION));
+    char *text = json_dumps(h, JSON_COMPACT);
+    if (!hdr)
+        json_decref(h);
+    if (!text)
+        return -ENOMEM;
+    int rc = 0;
+    if (route) {
+        zmq_msg_t r;
+        zmq_msg_init(&r);
+        zmq_msg_copy(&r, route);
+        if (zmq_msg_send(&r, sock, ZMQ_SNDMORE) < 0) {
+            zmq_msg_close(&r);
+            rc = -zmq_errno();
+        }
+    }
+    if (!rc && zmq_send(sock, cmd, strlen(cmd), ZMQ_SNDMORE) < 0)
+        rc = -zmq_errno();
+    if (!rc && zmq_send(sock, text, strlen(text), data ? ZMQ_SNDMORE : 0) < 0)
+        rc = -zmq_errno();
+    if (!rc && data && zmq_send(sock, data, len, 0) < 0)
+        rc = -zmq_errno();
+    free(text);
+    return rc;
+}
+
+int proto_send_error(void *sock, zmq_msg_t *route, const char *about_cmd, const char *reason)
+{
+    json_t *h = json_pack("{s:s,s:s}", "error", reason, "to", about_cmd ? about_cmd : "");
+    int rc = proto_send(sock, route, "ERROR", h, NULL, 0);
+    json_decref(h);
+    return rc;
+}
+
+const char *proto_str(const proto_msg *m, const char *key)
+{
+    json_t *v = m->hdr ? json_object_get(m->hdr, key) : NULL;
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+long long proto_int(const proto_msg *m, const char *key, long long dflt)
+{
+    json_t *v = m->hdr ? json_object_get(m->hdr, key) : NULL;
+    return json_is_integer(v) ? json_integer_value(v) : dflt;
+}
+
+bool proto_is_hex(const char *s, size_t len)
+{
+    if (!s || strlen(s) != len)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!isxdigit((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+void proto_tune(void *sock)
+{
+    int linger = 0, hb_ivl = 2000, hb_ttl = 10000, hb_timeout = 6000, reconnect = 200, reconnect_max = 5000;
+    int hwm = 1000;
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(sock, ZMQ_HEARTBEAT_IVL, &hb_ivl, sizeof hb_ivl);
+    zmq_setsockopt(sock, ZMQ_HEARTBEAT_TTL, &hb_ttl, sizeof hb_ttl);
+    zmq_setsockopt(sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof hb_timeout);
+    zmq_setsockopt(sock, ZMQ_RECONNECT_IVL, &reconnect, sizeof reconnect);
+    zmq_setsockopt(sock, ZMQ_RECONNECT_IVL_MAX, &reconnect_max, sizeof reconnect_max);
+    zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+}
+
+int proto_curve_server(void *sock, const char *secret_z85)
+{
+    int on = 1;
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &on, sizeof on) ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret_z85, 40) ||
+        zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, "dxhub", 5))
+        return -zmq_errno();
+    /* The ZAP handler (zap.c) must be bound on the context before this
+     * socket binds: without one, libzmq would let any CURVE client in. */
+    return 0;
+}
+
+int proto_curve_client(void *sock, const char *pub, const char *sec, const char *server_pub)
+{
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, server_pub, 40) ||
+        zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, pub, 40) || zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, sec, 40))
+        return -zmq_errno();
+    return 0;
+}

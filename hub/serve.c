@@ -1,0 +1,273 @@
+/* serve.c — the hub role: wires the store, the DICOM listener, the HTTP
+ * API and the housekeeping loop (completeness, retention) together, and
+ * stops them in reverse order on SIGINT/SIGTERM. */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+#include "hub/api.h"
+#include "hub/keys.h"
+#include "hub/link.h"
+#include "hub/zap.h"
+#include "hub/dimse.h"
+#include "hub/log.h"
+#include "hub/metrics.h"
+#include "hub/serve.h"
+#include "hub/store.h"
+
+typedef struct hub {
+    const serve_config *cfg;
+    store              *st;
+    dimse_scp          *scp;
+    api_server         *api;
+    void               *zctx;
+    allowlist          *allow;
+    zap_handler        *zap;
+    link_hub           *link;
+    keypair             kp;
+    hub_metrics         metrics;
+    char                spool[4096];
+    _Atomic int         evict_now; /* set when the store refused for lack of space */
+} hub;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- DICOM callbacks -------------------------------------------------- */
+
+static bool ae_listed(const char *list, const char *ae)
+{
+    size_t al = strlen(ae);
+    for (const char *p = list; p && *p;) {
+        size_t l = strcspn(p, ",");
+        if (l == al && !strncmp(p, ae, l))
+            return true;
+        p += l + (p[l] == ',');
+    }
+    return false;
+}
+
+static int on_associate(void *ctx, const char *calling, const char *called, const char *peer,
+                        char *reason, size_t reason_len)
+{
+    hub *h = ctx;
+    h->metrics.dicom_associations++;
+    if (strcmp(called, h->cfg->aet)) {
+        snprintf(reason, reason_len, "called AE title '%s' is not ours ('%s')", called, h->cfg->aet);
+        hub_count_error(&h->metrics, HUB_ERR_ASSOC_REJECTED);
+        log_warn("association from %s rejected: %s", peer, reason);
+        return DIMSE_REJECT_CALLED_AE;
+    }
+    if (!h->cfg->open_dicom && !ae_listed(h->cfg->allow_ae, calling)) {
+        snprintf(reason, reason_len, "calling AE title '%s' is not in --allow-ae", calling);
+        hub_count_error(&h->metrics, HUB_ERR_ASSOC_REJECTED);
+        log_warn("association from %s rejected: %s", peer, reason);
+        return DIMSE_REJECT_CALLING_AE;
+    }
+    return DIMSE_ACCEPT;
+}
+
+static uint16_t on_store(void *ctx, const dimse_store_req *req, char *comment, size_t comment_len)
+{
+    hub *h = ctx;
+    char source[80];
+    snprintf(source, sizeof source, "dicom:%s", req->calling_aet);
+    store_put_result res;
+    int64_t t = now_ms();
+    store_put_file(h->st, req->path, source, t, &res);
+    unlink(req->path);
+    switch (res.result) {
+    case STORE_STORED:
+    case STORE_DUPLICATE:
+        return DIMSE_STATUS_SUCCESS;
+    case STORE_CONFLICT:
+        /* Durable (kept apart and flagged): the sender must not retry. */
+        log_warn("instance from %s conflicts with a stored one of the same UID (kept apart, audited)", source);
+        return DIMSE_STATUS_SUCCESS;
+    case STORE_FULL:
+        hub_count_error(&h->metrics, HUB_ERR_STORE_FULL);
+        h->evict_now = 1;
+        snprintf(comment, comment_len, "hub storage full; retry later");
+        log_error("refused an instance from %s: %s", source, res.reason);
+        return DIMSE_STATUS_OUT_OF_RESOURCES;
+    case STORE_INVALID:
+        hub_count_error(&h->metrics, HUB_ERR_INVALID_INSTANCE);
+        snprintf(comment, comment_len, "%s", res.reason);
+        store_audit(h->st, t, source, "invalid-instance", "", res.reason);
+        log_warn("refused an invalid instance from %s: %s", source, res.reason);
+        return DIMSE_STATUS_CANNOT_UNDERSTAND;
+    default:
+        hub_count_error(&h->metrics, HUB_ERR_STORE_FAILED);
+        snprintf(comment, comment_len, "%s", res.reason);
+        log_error("storing an instance from %s failed: %s", source, res.reason);
+        return DIMSE_STATUS_OUT_OF_RESOURCES;
+    }
+}
+
+static void on_refused_key(void *ctx, const char *addr, const char *key)
+{
+    hub *h = ctx;
+    hub_count_error(&h->metrics, HUB_ERR_AUTH);
+    char detail[160];
+    snprintf(detail, sizeof detail, "unknown CURVE key %s", key);
+    store_audit(h->st, now_ms(), addr, "refused-key", "", detail);
+    log_warn("refused a ZeroMQ peer at %s: key %s is not in the allow-list", addr, key);
+}
+
+static void on_dimse_log(void *ctx, const char *msg)
+{
+    (void)ctx;
+    log_info("dicom: %s", msg);
+}
+
+/* --- housekeeping ------------------------------------------------------ */
+
+static void on_complete(void *ctx, const store_study *st)
+{
+    (void)ctx;
+    log_info("study complete: %u instances in %u series", st->n_instances, st->n_series);
+}
+
+static void housekeeping(hub *h)
+{
+    int64_t t = now_ms();
+    int n = store_sweep_complete(h->st, t, (int64_t)h->cfg->stable_seconds * 1000, on_complete, h);
+    if (n < 0)
+        log_error("completeness sweep failed: %s", strerror(-n));
+    if (h->cfg->retain_days >= 0) {
+        static const int batch = 64;
+        int64_t older = t - (int64_t)h->cfg->retain_days * 86400000;
+        int ev = store_evict(h->st, older, batch, t);
+        if (ev > 0)
+            log_info("retention: evicted %d studies older than %d days", ev, h->cfg->retain_days);
+        if (h->evict_now && ev <= 0)
+            log_error("storage full and nothing is old enough to evict (--retain-days %d)", h->cfg->retain_days);
+    } else if (h->evict_now) {
+        log_error("storage full: no --retain-days configured; free space or raise --map-size");
+    }
+    h->evict_now = 0;
+}
+
+/* Leftover partial receptions were never acknowledged: remove them. */
+static void clean_spool(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    char p[4400];
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        unlink(p);
+    }
+    closedir(d);
+}
+
+int serve_run(const serve_config *cfg)
+{
+    hub h = {.cfg = cfg};
+    h.metrics.started_ms = now_ms();
+    log_set_role("serve");
+    char err[512];
+    store_config sc = {.dir = cfg->data_dir, .map_size = cfg->map_size};
+    int rc = store_open(&sc, &h.st, err, sizeof err);
+    if (rc < 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    snprintf(h.spool, sizeof h.spool, "%s/spool", cfg->data_dir);
+    mkdir(h.spool, 0700);
+    clean_spool(h.spool);
+
+    /* Signals are taken synchronously by the main loop only. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    dimse_config dc = {.bind_addr = cfg->bind, .port = cfg->dicom_port, .aet = cfg->aet,
+                       .spool_dir = h.spool, .max_assocs = cfg->max_assocs,
+                       .accept = on_associate, .store = on_store, .log = on_dimse_log, .ctx = &h};
+    if ((rc = dimse_scp_start(&dc, &h.scp, err, sizeof err)) < 0) {
+        log_error("DICOM listener: %s", err);
+        goto out;
+    }
+    /* ZeroMQ: keys, allow-list and the ZAP handler before any CURVE socket binds. */
+    h.zctx = zmq_ctx_new();
+    h.allow = allowlist_new();
+    if (keys_load_or_create(cfg->keys_dir, "hub", &h.kp, err, sizeof err) < 0 ||
+        allowlist_load(h.allow, cfg->keys_dir, err, sizeof err) < 0) {
+        log_error("keys: %s", err);
+        rc = -1;
+        goto out;
+    }
+    if ((rc = zap_start(h.zctx, h.allow, on_refused_key, &h, &h.zap)) < 0) {
+        log_error("cannot start the ZeroMQ authentication handler: %s", zmq_strerror(-rc));
+        goto out;
+    }
+    char incoming[4200];
+    snprintf(incoming, sizeof incoming, "%s/incoming", cfg->data_dir);
+    link_hub_config lc = {.zctx = h.zctx, .bind = cfg->bind, .port = cfg->edge_port, .secret_key = h.kp.sec,
+                          .st = h.st, .incoming_dir = incoming, .metrics = &h.metrics};
+    if ((rc = link_hub_start(&lc, &h.link, err, sizeof err)) < 0) {
+        log_error("edge link: %s", err);
+        goto out;
+    }
+    api_config ac = {.bind = cfg->bind, .port = cfg->http_port, .st = h.st, .metrics = &h.metrics};
+    if ((rc = api_start(&ac, &h.api, err, sizeof err)) < 0) {
+        log_error("HTTP API: %s", err);
+        goto out;
+    }
+    printf("dxhub serve: ready dicom=%s:%u aet=%s http=%s:%u edge=tcp://%s:%u data=%s key=%s/hub.pub\n", cfg->bind,
+           dimse_scp_port(h.scp), cfg->aet, cfg->bind, api_port(h.api), cfg->bind, link_hub_port(h.link),
+           cfg->data_dir, cfg->keys_dir);
+    fflush(stdout);
+    log_info("ready: DICOM %s:%u (AE %s), HTTP %s:%u, stable %d s", cfg->bind, dimse_scp_port(h.scp), cfg->aet,
+             cfg->bind, api_port(h.api), cfg->stable_seconds);
+    int period_ms = cfg->stable_seconds > 4 ? 1000 : 250;
+    for (;;) {
+        struct timespec ts = {period_ms / 1000, (long)(period_ms % 1000) * 1000000};
+        int sig = sigtimedwait(&sigs, NULL, &ts);
+        if (sig == SIGINT || sig == SIGTERM) {
+            log_info("stopping (signal %d)", sig);
+            break;
+        }
+        if (sig == SIGHUP) {
+            int n = allowlist_load(h.allow, cfg->keys_dir, err, sizeof err);
+            if (n < 0)
+                log_error("SIGHUP: allow-list not reloaded (kept the old one): %s", err);
+            else
+                log_info("SIGHUP: allow-list reloaded (%d keys)", n);
+        }
+        housekeeping(&h);
+    }
+    rc = 0;
+out:
+    /* Reverse order: stop taking data, then close the store. */
+    dimse_scp_stop(&h.scp);
+    link_hub_stop(&h.link);
+    api_stop(&h.api);
+    zap_stop(&h.zap);
+    if (h.zctx)
+        zmq_ctx_term(h.zctx);
+    allowlist_free(&h.allow);
+    store_close(&h.st);
+    return rc < 0 ? 1 : 0;
+}

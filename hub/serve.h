@@ -1,0 +1,27 @@
+/* serve.h — the hub role (`dxhub serve`): the store, the DICOM listener,
+ * completeness and retention, the HTTP API.  Hub-private. */
+#ifndef DXHUB_SERVE_H
+#define DXHUB_SERVE_H
+
+#include <stdint.h>
+
+typedef struct serve_config {
+    const char *data_dir;       /* --data, default ./var/hub */
+    const char *bind;           /* --bind, default 127.0.0.1 */
+    const char *aet;            /* --aet, default DXHUB */
+    const char *allow_ae;       /* --allow-ae: comma-separated calling AE titles */
+    int         open_dicom;     /* --open-dicom: any calling AE title */
+    uint16_t    dicom_port;     /* --dicom-port, default 11112 */
+    uint16_t    http_port;      /* --http-port, default 8410 */
+    int         stable_seconds; /* --stable-seconds, default 60 */
+    int         retain_days;    /* --retain-days, -1: keep everything */
+    uint64_t    map_size;       /* --map-size bytes, default 16 GiB */
+    int         max_assocs;     /* --max-associations, default 16 */
+    uint16_t    edge_port;      /* --edge-port, default 5570 */
+    const char *keys_dir;       /* --keys, default DATA/keys: hub.key/.pub, allow.txt */
+} serve_config;
+
+/* Runs until SIGINT or SIGTERM; returns the exit status. */
+int serve_run(const serve_config *cfg);
+
+#endif

@@ -1,0 +1,518 @@
+/* spool.c — the edge's LMDB queue.  Databases:
+ *   item   seq (8 bytes BE)          → spool_item (versioned record)
+ *   data   seq ‖ chunk number (BE)   → up to STORE_CHUNK bytes of the file
+ *   inbox  id                        → kind, time and bytes from the hub
+ *   state  "link"                    → what the running edge last saw
+ * The queue is small (a clinic's backlog), so listing scans `item`. */
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "hub/spool.h"
+
+#define SPOOL_CHUNK (1u << 20)
+#define RECORD_VERSION 1
+
+struct spool {
+    char   *dir;
+    MDB_env *env;
+    MDB_dbi item, data, inbox, state;
+};
+
+typedef struct item_rec {
+    uint8_t    version;
+    spool_item it;
+} item_rec;
+
+typedef struct link_rec {
+    char     state[32];
+    char     last_error[160];
+    int64_t  since_ms, last_ack_ms;
+    uint64_t delivered;
+} link_rec;
+
+static const char *const prio_names[3] = {"routine", "urgent", "stat"};
+
+const char *spool_priority_name(int p) { return p >= 0 && p < 3 ? prio_names[p] : "routine"; }
+
+int spool_priority_parse(const char *name)
+{
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(name, prio_names[i]))
+            return i;
+    return -1;
+}
+
+static int lerr(int rc)
+{
+    if (rc == 0)
+        return 0;
+    if (rc == MDB_NOTFOUND)
+        return -ENOENT;
+    if (rc == MDB_MAP_FULL)
+        return -ENOSPC;
+    return rc > 0 ? -rc : -EIO;
+}
+
+static void seq_key(uint8_t k[8], uint64_t seq)
+{
+    for (int i = 0; i < 8; i++)
+        k[i] = (uint8_t)(seq >> (56 - 8 * i));
+}
+
+int spool_open(const char *dir, uint64_t map_size, spool **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        return -errno;
+    }
+    spool *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    s->dir = strdup(dir);
+    int rc;
+    MDB_txn *txn = NULL;
+    if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 8)) ||
+        (rc = mdb_env_set_mapsize(s->env, map_size ? map_size : (uint64_t)8 << 30)) ||
+        (rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600)) || (rc = mdb_txn_begin(s->env, NULL, 0, &txn)) ||
+        (rc = mdb_dbi_open(txn, "item", MDB_CREATE, &s->item)) ||
+        (rc = mdb_dbi_open(txn, "data", MDB_CREATE, &s->data)) ||
+        (rc = mdb_dbi_open(txn, "inbox", MDB_CREATE, &s->inbox)) ||
+        (rc = mdb_dbi_open(txn, "state", MDB_CREATE, &s->state)) || (rc = mdb_txn_commit(txn))) {
+        snprintf(err, errlen, "cannot open the spool in %s: %s", dir, mdb_strerror(rc));
+        if (txn && rc)
+            mdb_txn_abort(txn);
+        if (s->env)
+            mdb_env_close(s->env);
+        free(s->dir);
+        free(s);
+        return lerr(rc);
+    }
+    *out = s;
+    return 0;
+}
+
+void spool_close(spool **sp)
+{
+    if (!sp || !*sp)
+        return;
+    mdb_env_close((*sp)->env);
+    free((*sp)->dir);
+    free(*sp);
+    *sp = NULL;
+}
+
+const char *spool_dir(const spool *s) { return s->dir; }
+
+static uint64_t next_seq(spool *s, MDB_txn *txn)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    uint64_t seq = 1;
+    mdb_cursor_open(txn, s->item, &c);
+    if (mdb_cursor_get(c, &k, &v, MDB_LAST) == 0 && k.mv_size == 8) {
+        const uint8_t *p = k.mv_data;
+        seq = 0;
+        for (int i = 0; i < 8; i++)
+            seq = seq << 8 | p[i];
+        seq++;
+    }
+    mdb_cursor_close(c);
+    /* Sequences must never be reused while the hub may still hold a
+     * half-sent item under an old number: keep a high-water mark too. */
+    MDB_val hk = {3, "seq"}, hv;
+    if (mdb_get(txn, s->state, &hk, &hv) == 0 && hv.mv_size == 8) {
+        uint64_t hw;
+        memcpy(&hw, hv.mv_data, 8);
+        if (hw >= seq)
+            seq = hw + 1;
+    }
+    hv = (MDB_val){8, &seq};
+    mdb_put(txn, s->state, &hk, &hv, 0);
+    return seq;
+}
+
+static int put_item(spool *s, MDB_txn *txn, const spool_item *it)
+{
+    uint8_t k[8];
+    seq_key(k, it->seq);
+    item_rec r = {.version = RECORD_VERSION, .it = *it};
+    MDB_val kv = {8, k}, vv = {sizeof r, &r};
+    return mdb_put(txn, s->item, &kv, &vv, 0);
+}
+
+static int put_data(spool *s, MDB_txn *txn, uint64_t seq, int fd, uint64_t size)
+{
+    for (uint32_t c = 0; (uint64_t)c * SPOOL_CHUNK < size; c++) {
+        uint8_t k[12];
+        seq_key(k, seq);
+        k[8] = (uint8_t)(c >> 24);
+        k[9] = (uint8_t)(c >> 16);
+        k[10] = (uint8_t)(c >> 8);
+        k[11] = (uint8_t)c;
+        uint64_t off = (uint64_t)c * SPOOL_CHUNK;
+        size_t n = size - off < SPOOL_CHUNK ? (size_t)(size - off) : SPOOL_CHUNK;
+        MDB_val kv = {12, k}, vv = {n, NULL};
+        int rc = mdb_put(txn, s->data, &kv, &vv, MDB_RESERVE);
+        if (rc)
+            return rc;
+        for (size_t got = 0; got < n;) {
+            ssize_t r = pread(fd, (uint8_t *)vv.mv_data + got, n - got, (off_t)(off + got));
+            if (r <= 0)
+                return r < 0 ? errno : EIO;
+            got += (size_t)r;
+        }
+    }
+    return 0;
+}
+
+int spool_put_files(spool *s, const char *const *paths, spool_item *meta, size_t n, char *err, size_t errlen)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc) {
+        snprintf(err, errlen, "spool: %s", mdb_strerror(rc));
+        return lerr(rc);
+    }
+    for (size_t i = 0; i < n && !rc; i++) {
+        int fd = open(paths[i], O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            rc = errno;
+            snprintf(err, errlen, "%s: %s", paths[i], strerror(errno));
+            break;
+        }
+        meta[i].seq = next_seq(s, txn);
+        meta[i].kind = SPOOL_INSTANCE;
+        if ((rc = put_data(s, txn, meta[i].seq, fd, meta[i].size)) == 0)
+            rc = put_item(s, txn, &meta[i]);
+        close(fd);
+        if (rc)
+            snprintf(err, errlen, "spool: %s", rc == MDB_MAP_FULL ? "spool is full" : mdb_strerror(rc));
+    }
+    if (rc) {
+        mdb_txn_abort(txn);
+        return lerr(rc);
+    }
+    if ((rc = mdb_txn_commit(txn))) {
+        snprintf(err, errlen, "spool commit: %s", mdb_strerror(rc));
+        return lerr(rc);
+    }
+    return 0;
+}
+
+int spool_put_marker(spool *s, spool_item *m, char *err, size_t errlen)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (!rc) {
+        m->seq = next_seq(s, txn);
+        m->kind = SPOOL_MARKER;
+        rc = put_item(s, txn, m);
+        if (rc)
+            mdb_txn_abort(txn);
+        else
+            rc = mdb_txn_commit(txn);
+    }
+    if (rc)
+        snprintf(err, errlen, "spool: %s", mdb_strerror(rc));
+    return lerr(rc);
+}
+
+static int read_item(const MDB_val *v, spool_item *out)
+{
+    item_rec r;
+    memset(&r, 0, sizeof r);
+    memcpy(&r, v->mv_data, v->mv_size < sizeof r ? v->mv_size : sizeof r);
+    *out = r.it;
+    return r.version == RECORD_VERSION ? 0 : -EINVAL;
+}
+
+static int cmp_items(const void *a, const void *b)
+{
+    const spool_item *x = a, *y = b;
+    if (x->priority != y->priority)
+        return x->priority > y->priority ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+int spool_list(spool *s, int include_failed, int (*cb)(void *ctx, const spool_item *it), void *ctx)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return lerr(rc);
+    MDB_cursor *c;
+    mdb_cursor_open(txn, s->item, &c);
+    MDB_val k, v;
+    spool_item *items = NULL;
+    size_t n = 0, cap = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        spool_item it;
+        if (read_item(&v, &it) < 0 || (it.failed && !include_failed))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            spool_item *q = realloc(items, cap * sizeof *q);
+            if (!q)
+                break;
+            items = q;
+        }
+        items[n++] = it;
+    }
+    mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    qsort(items, n, sizeof *items, cmp_items);
+    for (size_t i = 0; i < n; i++)
+        if (cb(ctx, &items[i]))
+            break;
+    free(items);
+    return (int)n;
+}
+
+int spool_get(spool *s, uint64_t seq, spool_item *out)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return lerr(rc);
+    uint8_t k[8];
+    seq_key(k, seq);
+    MDB_val kv = {8, k}, v;
+    rc = mdb_get(txn, s->item, &kv, &v);
+    if (!rc)
+        read_item(&v, out);
+    mdb_txn_abort(txn);
+    return lerr(rc);
+}
+
+long spool_read(spool *s, const spool_item *it, uint64_t offset, void *buf, size_t len)
+{
+    if (offset >= it->size)
+        return 0;
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return lerr(rc);
+    size_t copied = 0;
+    while (copied < len && offset + copied < it->size) {
+        uint64_t pos = offset + copied;
+        uint32_t c = (uint32_t)(pos / SPOOL_CHUNK);
+        uint8_t k[12];
+        seq_key(k, it->seq);
+        k[8] = (uint8_t)(c >> 24);
+        k[9] = (uint8_t)(c >> 16);
+        k[10] = (uint8_t)(c >> 8);
+        k[11] = (uint8_t)c;
+        MDB_val kv = {12, k}, v;
+        if ((rc = mdb_get(txn, s->data, &kv, &v))) {
+            mdb_txn_abort(txn);
+            return rc == MDB_NOTFOUND ? -EIO : lerr(rc);
+        }
+        size_t in = (size_t)(pos % SPOOL_CHUNK);
+        if (in >= v.mv_size)
+            break;
+        size_t n = v.mv_size - in < len - copied ? v.mv_size - in : len - copied;
+        memcpy((uint8_t *)buf + copied, (uint8_t *)v.mv_data + in, n);
+        copied += n;
+    }
+    mdb_txn_abort(txn);
+    return (long)copied;
+}
+
+int spool_update(spool *s, const spool_item *it)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc)
+        return lerr(rc);
+    uint8_t k[8];
+    seq_key(k, it->seq);
+    MDB_val kv = {8, k}, v;
+    if ((rc = mdb_get(txn, s->item, &kv, &v)) == 0) /* only items still queued */
+        rc = put_item(s, txn, it);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return lerr(rc);
+    }
+    return lerr(mdb_txn_commit(txn));
+}
+
+int spool_remove(spool *s, uint64_t seq)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc)
+        return lerr(rc);
+    uint8_t k[8];
+    seq_key(k, seq);
+    MDB_val kv = {8, k}, v;
+    spool_item it;
+    if ((rc = mdb_get(txn, s->item, &kv, &v)) == 0) {
+        read_item(&v, &it);
+        for (uint32_t c = 0; (uint64_t)c * SPOOL_CHUNK < it.size && !rc; c++) {
+            uint8_t dk[12];
+            memcpy(dk, k, 8);
+            dk[8] = (uint8_t)(c >> 24);
+            dk[9] = (uint8_t)(c >> 16);
+            dk[10] = (uint8_t)(c >> 8);
+            dk[11] = (uint8_t)c;
+            MDB_val dkv = {12, dk};
+            rc = mdb_del(txn, s->data, &dkv, NULL);
+            if (rc == MDB_NOTFOUND)
+                rc = 0;
+        }
+        if (!rc)
+            rc = mdb_del(txn, s->item, &kv, NULL);
+        /* count deliveries for the status page */
+        MDB_val lk = {4, "link"}, lv;
+        link_rec lr = {0};
+        if (!rc && mdb_get(txn, s->state, &lk, &lv) == 0)
+            memcpy(&lr, lv.mv_data, lv.mv_size < sizeof lr ? lv.mv_size : sizeof lr);
+        if (!rc && it.kind == SPOOL_INSTANCE) {
+            lr.delivered++;
+            lv = (MDB_val){sizeof lr, &lr};
+            rc = mdb_put(txn, s->state, &lk, &lv, 0);
+        }
+    }
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc == MDB_NOTFOUND ? 0 : lerr(rc); /* already gone: idempotent */
+    }
+    return lerr(mdb_txn_commit(txn));
+}
+
+int spool_get_stats(spool *s, spool_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return lerr(rc);
+    MDB_cursor *c;
+    mdb_cursor_open(txn, s->item, &c);
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        spool_item it;
+        if (read_item(&v, &it) < 0)
+            continue;
+        if (it.failed) {
+            out->failed++;
+            continue;
+        }
+        if (it.kind == SPOOL_MARKER) {
+            out->markers++;
+            continue;
+        }
+        out->depth++;
+        out->bytes_pending += it.size - (it.acked_bytes < it.size ? it.acked_bytes : it.size);
+        out->by_priority[it.priority < 3 ? it.priority : 0]++;
+        if (!out->oldest_ms || it.created_ms < out->oldest_ms)
+            out->oldest_ms = it.created_ms;
+    }
+    mdb_cursor_close(c);
+    MDB_val lk = {4, "link"}, lv;
+    if (mdb_get(txn, s->state, &lk, &lv) == 0) {
+        link_rec lr = {0};
+        memcpy(&lr, lv.mv_data, lv.mv_size < sizeof lr ? lv.mv_size : sizeof lr);
+        snprintf(out->link_state, sizeof out->link_state, "%s", lr.state);
+        snprintf(out->last_error, sizeof out->last_error, "%s", lr.last_error);
+        out->link_since_ms = lr.since_ms;
+        out->last_ack_ms = lr.last_ack_ms;
+        out->delivered = lr.delivered;
+    } else {
+        snprintf(out->link_state, sizeof out->link_state, "never connected");
+    }
+    MDB_stat st;
+    if (mdb_stat(txn, s->inbox, &st) == 0)
+        out->inbox = st.ms_entries;
+    mdb_txn_abort(txn);
+    return 0;
+}
+
+int spool_set_link(spool *s, const char *state, const char *last_error, int64_t now_ms)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc)
+        return lerr(rc);
+    MDB_val lk = {4, "link"}, lv;
+    link_rec lr = {0};
+    if (mdb_get(txn, s->state, &lk, &lv) == 0)
+        memcpy(&lr, lv.mv_data, lv.mv_size < sizeof lr ? lv.mv_size : sizeof lr);
+    if (state && strcmp(lr.state, state)) {
+        snprintf(lr.state, sizeof lr.state, "%s", state);
+        lr.since_ms = now_ms;
+    }
+    if (last_error)
+        snprintf(lr.last_error, sizeof lr.last_error, "%s", last_error);
+    if (state && !strcmp(state, "acked"))
+        lr.last_ack_ms = now_ms;
+    lv = (MDB_val){sizeof lr, &lr};
+    if ((rc = mdb_put(txn, s->state, &lk, &lv, 0))) {
+        mdb_txn_abort(txn);
+        return lerr(rc);
+    }
+    return lerr(mdb_txn_commit(txn));
+}
+
+typedef struct inbox_hdr {
+    char    kind[16];
+    int64_t received_ms;
+} inbox_hdr;
+
+int spool_inbox_put(spool *s, const char *id, const char *kind, const void *data, size_t len, int64_t now_ms)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc)
+        return lerr(rc);
+    MDB_val k = {strlen(id), (void *)id}, v;
+    if (mdb_get(txn, s->inbox, &k, &v) == 0) {
+        mdb_txn_abort(txn);
+        return 0;
+    }
+    v = (MDB_val){sizeof(inbox_hdr) + len, NULL};
+    if ((rc = mdb_put(txn, s->inbox, &k, &v, MDB_RESERVE))) {
+        mdb_txn_abort(txn);
+        return lerr(rc);
+    }
+    inbox_hdr h = {.received_ms = now_ms};
+    snprintf(h.kind, sizeof h.kind, "%s", kind);
+    memcpy(v.mv_data, &h, sizeof h);
+    memcpy((uint8_t *)v.mv_data + sizeof h, data, len);
+    rc = mdb_txn_commit(txn);
+    return rc ? lerr(rc) : 1;
+}
+
+int spool_inbox_list(spool *s, int (*cb)(void *ctx, const char *id, const char *kind, int64_t received_ms,
+                                         const void *data, size_t len), void *ctx)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return lerr(rc);
+    MDB_cursor *c;
+    mdb_cursor_open(txn, s->inbox, &c);
+    MDB_val k, v;
+    int n = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (v.mv_size < sizeof(inbox_hdr))
+            continue;
+        inbox_hdr h;
+        memcpy(&h, v.mv_data, sizeof h);
+        h.kind[sizeof h.kind - 1] = '\0';
+        char id[128];
+        snprintf(id, sizeof id, "%.*s", (int)k.mv_size, (char *)k.mv_data);
+        n++;
+        if (cb(ctx, id, h.kind, h.received_ms, (uint8_t *)v.mv_data + sizeof h, v.mv_size - sizeof h))
+            break;
+    }
+    mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    return n;
+}

@@ -1,0 +1,83 @@
+/* spool.h — the clinic edge's durable store-and-forward queue: one LMDB
+ * environment under the edge's --data (DESIGN.md §4).  Hub-private.
+ *
+ * Invariants:
+ *  - spool_put_* returns only after the item's bytes and record committed
+ *    with default sync: the edge may then acknowledge its sender.
+ *  - An item leaves only through spool_remove, called after the hub's ACK
+ *    that it is durable there.
+ *  - Several processes may open the same spool (the running edge and
+ *    `dxhub push`): LMDB's lock file serialises writers.
+ */
+#ifndef DXHUB_SPOOL_H
+#define DXHUB_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct spool spool;
+
+enum spool_kind { SPOOL_INSTANCE = 0, SPOOL_MARKER = 1 };
+enum spool_priority { PRIO_ROUTINE = 0, PRIO_URGENT = 1, PRIO_STAT = 2 };
+
+const char *spool_priority_name(int prio);
+int         spool_priority_parse(const char *name); /* -1 when unknown */
+
+typedef struct spool_item {
+    uint64_t seq;          /* assigned by the spool, increasing */
+    uint8_t  kind;         /* spool_kind */
+    uint8_t  priority;     /* spool_priority */
+    uint8_t  referral;     /* 转诊: referred patient */
+    uint8_t  failed;       /* refused by the hub for good: kept for the operator */
+    char     sop_uid[65], study_uid[65], ts_uid[65];
+    char     source[65];   /* "dicom:AE", "watch", "push" */
+    char     note[256];    /* clinical note (travels to the hub) */
+    uint8_t  digest[32];   /* SHA-256 of the data set bytes (instances) */
+    uint64_t size;         /* bytes of the Part 10 file to send */
+    uint64_t dataset_offset;
+    uint32_t expected;     /* markers: instances in the study */
+    int64_t  created_ms;
+    uint32_t attempts;
+    int64_t  next_try_ms;  /* backoff: not before */
+    uint64_t acked_bytes;  /* progress the hub reported (resume point) */
+    char     last_error[160];
+} spool_item;
+
+int  spool_open(const char *dir, uint64_t map_size, spool **out, char *err, size_t errlen);
+void spool_close(spool **s);
+const char *spool_dir(const spool *s);
+
+/* Queue Part 10 files (already prepared for the link) in one durable
+ * transaction.  meta[i] gives kind/priority/referral/note/source and the
+ * UIDs, digest, size and dataset offset; seq is assigned.  n ≥ 1. */
+int  spool_put_files(spool *s, const char *const *paths, spool_item *meta, size_t n, char *err, size_t errlen);
+/* Queue a study marker (count, priority, referral, note). */
+int  spool_put_marker(spool *s, spool_item *marker, char *err, size_t errlen);
+
+/* Items ready to go (not failed), best first: priority, then sequence. */
+int  spool_list(spool *s, int include_failed, int (*cb)(void *ctx, const spool_item *it), void *ctx);
+int  spool_get(spool *s, uint64_t seq, spool_item *out); /* 0, -ENOENT */
+long spool_read(spool *s, const spool_item *it, uint64_t offset, void *buf, size_t len);
+int  spool_update(spool *s, const spool_item *it);        /* attempts, errors, progress */
+int  spool_remove(spool *s, uint64_t seq);                 /* after the hub's ACK */
+
+typedef struct spool_stats {
+    uint64_t depth, bytes_pending, failed, markers;
+    int64_t  oldest_ms;          /* created_ms of the oldest pending item, 0 if none */
+    uint64_t by_priority[3];
+    char     link_state[32];     /* as the running edge last wrote it */
+    char     last_error[160];
+    int64_t  link_since_ms, last_ack_ms;
+    uint64_t delivered;          /* instances acknowledged by the hub, ever */
+    uint64_t inbox;              /* reports and alerts received */
+} spool_stats;
+int  spool_get_stats(spool *s, spool_stats *out);
+int  spool_set_link(spool *s, const char *state, const char *last_error, int64_t now_ms);
+
+/* Inbox: what the hub sends back (reports, critical-value alerts),
+ * idempotent by id.  Returns 1 when new, 0 when already there. */
+int  spool_inbox_put(spool *s, const char *id, const char *kind, const void *data, size_t len, int64_t now_ms);
+int  spool_inbox_list(spool *s, int (*cb)(void *ctx, const char *id, const char *kind, int64_t received_ms,
+                                          const void *data, size_t len), void *ctx);
+
+#endif

@@ -1,0 +1,602 @@
+/* store.c — the LMDB environment and ingest with group commit.
+ *
+ * Callers (one thread per DICOM association or edge) parse and digest their
+ * instance outside any lock, then queue a job; one committer thread applies
+ * queued jobs in one write transaction and commits with default sync, then
+ * wakes every caller of the batch.  Durability costs one fsync per batch,
+ * not per instance. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "codecs/codecs.h"
+#include "hub/digest.h"
+#include "hub/store_private.h"
+
+struct put_job {
+    put_job         *next;
+    int              fd;
+    const char      *source;
+    int64_t          now_ms;
+    store_instance   in;
+    store_study      st;       /* study fields from this instance's header */
+    char             series_modality[17], series_desc[65];
+    int32_t          series_number;
+    store_put_result *res;
+    bool             done;
+};
+
+static const char *const state_names[STUDY_STATE_COUNT] = {
+    "receiving", "complete", "queued", "reading", "reported", "signed"};
+
+const char *study_state_name(study_state st)
+{
+    return (unsigned)st < STUDY_STATE_COUNT ? state_names[st] : "unknown";
+}
+
+int study_state_parse(const char *name)
+{
+    for (int i = 0; i < STUDY_STATE_COUNT; i++)
+        if (!strcmp(state_names[i], name))
+            return i;
+    return -1;
+}
+
+int store_lmdb_err(int rc)
+{
+    if (rc == 0)
+        return 0;
+    if (rc == MDB_NOTFOUND)
+        return -ENOENT;
+    if (rc == MDB_MAP_FULL)
+        return -ENOSPC;
+    if (rc > 0)
+        return -rc; /* errno */
+    return -EIO;
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void *committer_main(void *arg);
+
+static int mkdir_p(const char *dir)
+{
+    char buf[4096];
+    size_t n = strlen(dir);
+    if (n >= sizeof buf)
+        return -ENAMETOOLONG;
+    memcpy(buf, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char c = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+                return -errno;
+            buf[i] = c;
+        }
+    }
+    return 0;
+}
+
+int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    store *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    s->dir = strdup(cfg->dir);
+    s->batch_max = cfg->batch_max ? cfg->batch_max : 64;
+    s->map_size = cfg->map_size ? cfg->map_size : (uint64_t)16 << 30;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->audit_mu, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    pthread_cond_init(&s->done, NULL);
+    int rc = mkdir_p(cfg->dir);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create data directory %s: %s", cfg->dir, strerror(-rc));
+        goto fail;
+    }
+    if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 16)) ||
+        (rc = mdb_env_set_mapsize(s->env, s->map_size)) || (rc = mdb_env_set_maxreaders(s->env, 256)) ||
+        (rc = mdb_env_open(s->env, cfg->dir, MDB_NOTLS, 0600))) {
+        snprintf(err, errlen, "cannot open LMDB environment in %s: %s", cfg->dir, mdb_strerror(rc));
+        rc = store_lmdb_err(rc);
+        goto fail;
+    }
+    /* The map size of an existing environment may be larger than asked. */
+    MDB_envinfo info;
+    mdb_env_info(s->env, &info);
+    s->map_size = info.me_mapsize;
+    MDB_txn *txn;
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
+        snprintf(err, errlen, "LMDB: %s", mdb_strerror(rc));
+        rc = store_lmdb_err(rc);
+        goto fail;
+    }
+    struct { const char *name; unsigned flags; MDB_dbi *dbi; } dbs[] = {
+        {"inst", 0, &s->inst},       {"blob", 0, &s->blob},         {"study", 0, &s->study},
+        {"series", 0, &s->series},   {"sinst", 0, &s->sinst},
+        {"patient", MDB_DUPSORT, &s->patient}, {"pending", 0, &s->pending},
+        {"conflict", 0, &s->conflict}, {"audit", MDB_INTEGERKEY, &s->audit}, {"meta", 0, &s->meta},
+        {"outbox", 0, &s->outbox},
+    };
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+        if ((rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | MDB_CREATE, dbs[i].dbi))) {
+            mdb_txn_abort(txn);
+            snprintf(err, errlen, "LMDB: cannot open database %s: %s", dbs[i].name, mdb_strerror(rc));
+            rc = store_lmdb_err(rc);
+            goto fail;
+        }
+    }
+    if ((rc = mdb_txn_commit(txn))) {
+        snprintf(err, errlen, "LMDB: %s", mdb_strerror(rc));
+        rc = store_lmdb_err(rc);
+        goto fail;
+    }
+    if ((rc = pthread_create(&s->committer, NULL, committer_main, s))) {
+        snprintf(err, errlen, "cannot start committer thread: %s", strerror(rc));
+        rc = -rc;
+        goto fail;
+    }
+    *out = s;
+    return 0;
+fail:
+    if (s->env)
+        mdb_env_close(s->env);
+    free(s->dir);
+    free(s);
+    return rc < 0 ? rc : -EIO;
+}
+
+void store_close(store **sp)
+{
+    if (!sp || !*sp)
+        return;
+    store *s = *sp;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->wake);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->committer, NULL);
+    mdb_env_close(s->env);
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->audit_mu);
+    pthread_cond_destroy(&s->wake);
+    pthread_cond_destroy(&s->done);
+    free(s->dir);
+    free(s);
+    *sp = NULL;
+}
+
+const char *store_dir(const store *s) { return s->dir; }
+
+/* --- indexing a received file (caller's thread, no lock) ------------- */
+
+static void top(const dcm_file *f, uint32_t tag, char *buf, size_t n)
+{
+    if (dcm_top_str(f, tag, buf, n) < 0)
+        buf[0] = '\0';
+}
+
+static int32_t top_int(const dcm_file *f, uint32_t tag)
+{
+    int32_t i = dcm_find(f, -1, tag);
+    uint32_t v;
+    if (i < 0 || dcm_get_u32(f, dcm_at(f, i), 0, &v) < 0)
+        return 0;
+    return (int32_t)v;
+}
+
+static int index_file(const char *path, put_job *job, store_put_result *res)
+{
+    dcm_file *f = NULL;
+    dcm_err err = {0};
+    int rc = dcm_open(path, NULL, &f, &err);
+    if (rc < 0) {
+        res->result = STORE_INVALID;
+        snprintf(res->reason, sizeof res->reason, "%s", err.msg[0] ? err.msg : dcm_strerror(rc));
+        return rc;
+    }
+    store_instance *in = &job->in;
+    store_study *st = &job->st;
+    top(f, DCM_TAG(0x0008, 0x0018), in->sop_uid, sizeof in->sop_uid);
+    top(f, DCM_TAG(0x0008, 0x0016), in->sop_class, sizeof in->sop_class);
+    top(f, DCM_TAG(0x0020, 0x000D), in->study_uid, sizeof in->study_uid);
+    top(f, DCM_TAG(0x0020, 0x000E), in->series_uid, sizeof in->series_uid);
+    if (!in->sop_uid[0] || !in->study_uid[0] || !in->series_uid[0]) {
+        res->result = STORE_INVALID;
+        snprintf(res->reason, sizeof res->reason, "missing %s",
+                 !in->sop_uid[0] ? "SOP Instance UID (0008,0018)"
+                 : !in->study_uid[0] ? "Study Instance UID (0020,000D)" : "Series Instance UID (0020,000E)");
+        dcm_free(&f);
+        return DCM_EVALUE;
+    }
+    snprintf(in->ts_uid, sizeof in->ts_uid, "%s", dcm_file_ts(f)->uid);
+    in->instance_number = top_int(f, DCM_TAG(0x0020, 0x0013));
+    in->dataset_offset = dcm_dataset_offset(f);
+    memcpy(st->study_uid, in->study_uid, sizeof st->study_uid);
+    top(f, DCM_TAG(0x0010, 0x0020), st->patient_id, sizeof st->patient_id);
+    int32_t pn = dcm_find(f, -1, DCM_TAG(0x0010, 0x0010));
+    if (pn >= 0) {
+        char *u = NULL;
+        size_t ul = 0;
+        if (dcm_get_utf8(f, dcm_at(f, pn), &u, &ul, &err) == 0) {
+            while (ul && (u[ul - 1] == ' ' || u[ul - 1] == '\0'))
+                ul--;
+            snprintf(st->patient_name, sizeof st->patient_name, "%.*s", (int)ul, u);
+        }
+        free(u);
+    }
+    top(f, DCM_TAG(0x0010, 0x0030), st->patient_birth_date, sizeof st->patient_birth_date);
+    top(f, DCM_TAG(0x0010, 0x0040), st->patient_sex, sizeof st->patient_sex);
+    top(f, DCM_TAG(0x0008, 0x0050), st->accession, sizeof st->accession);
+    top(f, DCM_TAG(0x0008, 0x0020), st->study_date, sizeof st->study_date);
+    top(f, DCM_TAG(0x0008, 0x0030), st->study_time, sizeof st->study_time);
+    top(f, DCM_TAG(0x0008, 0x1030), st->description, sizeof st->description);
+    top(f, DCM_TAG(0x0018, 0x0015), st->body_part, sizeof st->body_part);
+    top(f, DCM_TAG(0x0008, 0x0060), job->series_modality, sizeof job->series_modality);
+    top(f, DCM_TAG(0x0008, 0x103E), job->series_desc, sizeof job->series_desc);
+    job->series_number = top_int(f, DCM_TAG(0x0020, 0x0011));
+
+    /* Digest of the data set bytes as received (digest.h). */
+    struct stat sb;
+    in->size = fstat(job->fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+    rc = digest_fd(job->fd, in->dataset_offset, in->digest);
+    dcm_free(&f);
+    if (rc < 0) {
+        res->result = STORE_FAILED;
+        snprintf(res->reason, sizeof res->reason, "reading received file: %s", strerror(-rc));
+    }
+    return rc;
+}
+
+int store_put_file(store *s, const char *path, const char *source, int64_t now_ms, store_put_result *res)
+{
+    return store_put_file_expect(s, path, source, now_ms, NULL, res);
+}
+
+int store_put_file_expect(store *s, const char *path, const char *source, int64_t now_ms,
+                          const uint8_t expect[32], store_put_result *res)
+{
+    memset(res, 0, sizeof *res);
+    put_job job = {.fd = -1, .source = source, .now_ms = now_ms, .res = res};
+    job.fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (job.fd < 0) {
+        res->result = STORE_FAILED;
+        snprintf(res->reason, sizeof res->reason, "cannot open received file: %s", strerror(errno));
+        return -errno;
+    }
+    int rc = index_file(path, &job, res);
+    if (rc < 0) {
+        close(job.fd);
+        __atomic_fetch_add(res->result == STORE_INVALID ? &s->put_invalid : &s->put_failed, 1, __ATOMIC_RELAXED);
+        return rc;
+    }
+    if (expect && memcmp(expect, job.in.digest, 32)) {
+        close(job.fd);
+        res->result = STORE_INVALID;
+        snprintf(res->reason, sizeof res->reason, "digest mismatch: the bytes received are not the bytes offered");
+        s->put_invalid++;
+        return -EBADMSG;
+    }
+    snprintf(job.in.source, sizeof job.in.source, "%s", source ? source : "");
+    job.in.received_ms = now_ms;
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        close(job.fd);
+        res->result = STORE_FAILED;
+        snprintf(res->reason, sizeof res->reason, "store is shutting down");
+        return -ESHUTDOWN;
+    }
+    if (s->queue_tail)
+        s->queue_tail->next = &job;
+    else
+        s->queue_head = &job;
+    s->queue_tail = &job;
+    pthread_cond_signal(&s->wake);
+    while (!job.done)
+        pthread_cond_wait(&s->done, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    close(job.fd);
+    res->inst = job.in;
+    return res->result == STORE_STORED || res->result == STORE_DUPLICATE || res->result == STORE_CONFLICT ? 0 : -EIO;
+}
+
+/* --- the committer --------------------------------------------------- */
+
+static int put_blob(store *s, MDB_txn *txn, const put_job *job)
+{
+    uint8_t key[36];
+    memcpy(key, job->in.digest, 32);
+    uint64_t size = job->in.size;
+    for (uint32_t chunk = 0; (uint64_t)chunk * STORE_CHUNK < size || (size == 0 && chunk == 0); chunk++) {
+        uint64_t off = (uint64_t)chunk * STORE_CHUNK;
+        size_t n = size - off < STORE_CHUNK ? (size_t)(size - off) : STORE_CHUNK;
+        key[32] = (uint8_t)(chunk >> 24);
+        key[33] = (uint8_t)(chunk >> 16);
+        key[34] = (uint8_t)(chunk >> 8);
+        key[35] = (uint8_t)chunk;
+        MDB_val k = {sizeof key, key}, v = {n, NULL};
+        int rc = mdb_put(txn, s->blob, &k, &v, MDB_RESERVE);
+        if (rc)
+            return rc;
+        /* Read straight into the page LMDB reserved: no copy in between. */
+        size_t got = 0;
+        while (got < n) {
+            ssize_t r = pread(job->fd, (uint8_t *)v.mv_data + got, n - got, (off_t)(off + got));
+            if (r <= 0)
+                return r < 0 ? errno : EIO;
+            got += (size_t)r;
+        }
+        if (size == 0)
+            break;
+    }
+    return 0;
+}
+
+static size_t series_key(char *key, size_t n, const char *study, const char *series)
+{
+    return (size_t)snprintf(key, n, "%s%c%s", study, '\0', series) + 1;
+}
+
+typedef struct series_rec {
+    uint8_t  version;
+    char     modality[17], description[65];
+    int32_t  number;
+    uint32_t n_instances;
+} series_rec;
+
+static void add_modality(char *list, size_t n, const char *mod)
+{
+    if (!mod[0])
+        return;
+    for (const char *p = list; *p;) {
+        size_t l = strcspn(p, "\\");
+        if (l == strlen(mod) && !strncmp(p, mod, l))
+            return;
+        p += l + (p[l] == '\\');
+    }
+    size_t used = strlen(list);
+    snprintf(list + used, n - used, "%s%s", used ? "\\" : "", mod);
+}
+
+static int apply_new_instance(store *s, MDB_txn *txn, put_job *job)
+{
+    int rc = put_blob(s, txn, job);
+    if (rc)
+        return rc;
+    inst_rec ir = {.version = RECORD_VERSION, .in = job->in};
+    MDB_val k = {strlen(job->in.sop_uid), job->in.sop_uid}, v = {sizeof ir, &ir};
+    if ((rc = mdb_put(txn, s->inst, &k, &v, 0)))
+        return rc;
+    /* series */
+    char skey[2 * STORE_UID_MAX + 2];
+    size_t sk = series_key(skey, sizeof skey, job->in.study_uid, job->in.series_uid);
+    MDB_val sk_v = {sk, skey}, sv;
+    series_rec sr = {.version = RECORD_VERSION};
+    bool new_series = mdb_get(txn, s->series, &sk_v, &sv) != 0;
+    if (!new_series && sv.mv_size == sizeof sr)
+        memcpy(&sr, sv.mv_data, sizeof sr);
+    if (new_series) {
+        snprintf(sr.modality, sizeof sr.modality, "%s", job->series_modality);
+        snprintf(sr.description, sizeof sr.description, "%s", job->series_desc);
+        sr.number = job->series_number;
+    }
+    sr.n_instances++;
+    sv = (MDB_val){sizeof sr, &sr};
+    if ((rc = mdb_put(txn, s->series, &sk_v, &sv, 0)))
+        return rc;
+    /* study → series → instance order index */
+    char ikey[3 * STORE_UID_MAX + 8];
+    size_t il = series_key(ikey, sizeof ikey, job->in.study_uid, job->in.series_uid);
+    uint32_t num = (uint32_t)job->in.instance_number ^ 0x80000000u; /* signed order as unsigned BE */
+    ikey[il++] = (char)(num >> 24);
+    ikey[il++] = (char)(num >> 16);
+    ikey[il++] = (char)(num >> 8);
+    ikey[il++] = (char)num;
+    il += (size_t)snprintf(ikey + il, sizeof ikey - il, "%s", job->in.sop_uid);
+    MDB_val ik = {il, ikey}, iv = {strlen(job->in.sop_uid), job->in.sop_uid};
+    if ((rc = mdb_put(txn, s->sinst, &ik, &iv, 0)))
+        return rc;
+    /* study */
+    store_study st;
+    bool new_study = store_txn_get_study(s, txn, job->in.study_uid, &st) != 0;
+    if (new_study) {
+        st = job->st;
+        st.state = STUDY_RECEIVING;
+        st.first_ms = job->now_ms;
+        snprintf(st.origin, sizeof st.origin, "%s", job->in.source);
+    } else if (st.state != STUDY_RECEIVING) {
+        /* Late arrival: a complete (or queued) study is reopened; one
+         * already being read or reported keeps its state, the arrival is
+         * recorded either way. */
+        st.late_arrivals++;
+        if (st.state <= STUDY_QUEUED)
+            st.state = STUDY_RECEIVING;
+        store_txn_audit(s, txn, job->now_ms, job->in.source, "late-arrival", st.study_uid, job->in.sop_uid);
+    }
+    add_modality(st.modalities, sizeof st.modalities, job->series_modality);
+    st.n_instances++;
+    st.n_series += new_series;
+    st.bytes += job->in.size;
+    st.last_ms = job->now_ms;
+    if (st.state == STUDY_RECEIVING && st.expected && st.n_instances >= st.expected) {
+        st.state = STUDY_COMPLETE;
+        st.completed_ms = job->now_ms;
+    }
+    if ((rc = store_txn_put_study(s, txn, &st)))
+        return rc;
+    MDB_val pk = {strlen(st.study_uid), st.study_uid}, pv = {sizeof st.last_ms, &st.last_ms};
+    rc = st.state == STUDY_RECEIVING ? mdb_put(txn, s->pending, &pk, &pv, 0) : mdb_del(txn, s->pending, &pk, NULL);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    if (st.patient_id[0]) {
+        MDB_val patk = {strlen(st.patient_id), st.patient_id}, patv = {strlen(st.study_uid), st.study_uid};
+        rc = mdb_put(txn, s->patient, &patk, &patv, MDB_NODUPDATA);
+        if (rc && rc != MDB_KEYEXIST)
+            return rc;
+    }
+    return store_txn_audit(s, txn, job->now_ms, job->in.source, "store", st.study_uid, job->in.sop_uid);
+}
+
+static int apply_conflict(store *s, MDB_txn *txn, put_job *job)
+{
+    char key[STORE_UID_MAX + 65];
+    int kl = snprintf(key, sizeof key, "%s/", job->in.sop_uid);
+    for (int i = 0; i < 32; i++)
+        kl += snprintf(key + kl, sizeof key - (size_t)kl, "%02x", job->in.digest[i]);
+    MDB_val k = {(size_t)kl, key}, v;
+    if (mdb_get(txn, s->conflict, &k, &v) == 0)
+        return 0; /* this conflicting copy is already kept */
+    int rc = put_blob(s, txn, job);
+    if (rc)
+        return rc;
+    inst_rec ir = {.version = RECORD_VERSION, .in = job->in};
+    ir.in.conflict = 1;
+    v = (MDB_val){sizeof ir, &ir};
+    if ((rc = mdb_put(txn, s->conflict, &k, &v, 0)))
+        return rc;
+    store_study st;
+    if (store_txn_get_study(s, txn, job->in.study_uid, &st) == 0) {
+        st.conflicts++;
+        if ((rc = store_txn_put_study(s, txn, &st)))
+            return rc;
+    }
+    return store_txn_audit(s, txn, job->now_ms, job->in.source, "conflict", job->in.study_uid,
+                           job->in.sop_uid);
+}
+
+static int apply_job(store *s, MDB_txn *txn, put_job *job)
+{
+    MDB_val k = {strlen(job->in.sop_uid), job->in.sop_uid}, v;
+    int rc = mdb_get(txn, s->inst, &k, &v);
+    if (rc == 0) {
+        inst_rec ir;
+        memcpy(&ir, v.mv_data, v.mv_size < sizeof ir ? v.mv_size : sizeof ir);
+        if (!memcmp(ir.in.digest, job->in.digest, 32)) {
+            job->res->result = STORE_DUPLICATE;
+            job->in = ir.in;
+            return 0;
+        }
+        job->res->result = STORE_CONFLICT;
+        return apply_conflict(s, txn, job);
+    }
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    job->res->result = STORE_STORED;
+    return apply_new_instance(s, txn, job);
+}
+
+static void finish(store *s, put_job *job, store_result r, const char *why)
+{
+    job->res->result = r;
+    if (why)
+        snprintf(job->res->reason, sizeof job->res->reason, "%s", why);
+    _Atomic uint64_t *c = r == STORE_STORED ? &s->put_stored : r == STORE_DUPLICATE ? &s->put_duplicate
+                        : r == STORE_CONFLICT ? &s->put_conflict : r == STORE_FULL ? &s->put_full
+                        : &s->put_failed;
+    (*c)++;
+    if (r == STORE_STORED)
+        s->bytes_received += job->in.size;
+}
+
+/* Apply jobs[0..n) in one transaction.  A job that does not fit (map full)
+ * is refused alone and the others are applied again without it. */
+static void commit_batch(store *s, put_job **jobs, unsigned n)
+{
+    bool refused[n];
+    memset(refused, 0, sizeof refused);
+    for (;;) {
+        int64_t t0 = mono_us();
+        MDB_txn *txn;
+        int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+        unsigned bad = n;
+        for (unsigned i = 0; rc == 0 && i < n; i++) {
+            if (refused[i])
+                continue;
+            if ((rc = apply_job(s, txn, jobs[i])))
+                bad = i;
+        }
+        if (rc == MDB_MAP_FULL && bad < n) {
+            mdb_txn_abort(txn);
+            refused[bad] = true;
+            continue;
+        }
+        if (rc == 0)
+            rc = mdb_txn_commit(txn);
+        else
+            mdb_txn_abort(txn);
+        unsigned applied = 0;
+        for (unsigned i = 0; i < n; i++) {
+            if (refused[i]) {
+                finish(s, jobs[i], STORE_FULL, "storage full (LMDB map full): retry later");
+            } else if (rc == MDB_MAP_FULL) {
+                finish(s, jobs[i], STORE_FULL, "storage full (LMDB map full): retry later");
+            } else if (rc) {
+                char why[96];
+                snprintf(why, sizeof why, "storage failure: %s", mdb_strerror(rc));
+                finish(s, jobs[i], STORE_FAILED, why);
+            } else {
+                finish(s, jobs[i], jobs[i]->res->result, NULL);
+                applied++;
+            }
+        }
+        if (rc == 0 && applied)
+            store_count_commit(s, (uint64_t)(mono_us() - t0), applied);
+        return;
+    }
+}
+
+void store_count_commit(store *s, uint64_t us, unsigned n)
+{
+    s->commits++;
+    s->commit_instances += n;
+    s->commit_us_sum += us;
+    size_t b = 0;
+    while (b < 11 && (double)us / 1000.0 > store_commit_bucket_ms[b])
+        b++;
+    s->commit_us_buckets[b]++;
+}
+
+const double store_commit_bucket_ms[11] = {0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000};
+
+static void *committer_main(void *arg)
+{
+    store *s = arg;
+    put_job **batch = calloc(s->batch_max, sizeof *batch);
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->queue_head && !s->stopping)
+            pthread_cond_wait(&s->wake, &s->mu);
+        if (!s->queue_head && s->stopping)
+            break;
+        unsigned n = 0;
+        while (s->queue_head && n < s->batch_max && batch) {
+            batch[n++] = s->queue_head;
+            s->queue_head = s->queue_head->next;
+        }
+        if (!s->queue_head)
+            s->queue_tail = NULL;
+        pthread_mutex_unlock(&s->mu);
+        commit_batch(s, batch, n);
+        pthread_mutex_lock(&s->mu);
+        for (unsigned i = 0; i < n; i++)
+            batch[i]->done = true;
+        pthread_cond_broadcast(&s->done);
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(batch);
+    return NULL;
+}

@@ -1,0 +1,183 @@
+/* store.h — the hub's durable store: one LMDB environment under --data
+ * (DESIGN.md §4).  Hub-private.
+ *
+ * Invariants:
+ *  - store_put_file returns only after the LMDB transaction holding the
+ *    instance committed with default sync: the caller may then acknowledge.
+ *    Concurrent callers are group-committed by one committer thread.
+ *  - Idempotent by SOP Instance UID + digest: the same bytes twice are stored
+ *    once (STORE_DUPLICATE); the same UID with other bytes is kept apart as a
+ *    conflict (STORE_CONFLICT) and never overwrites the first.
+ *  - Map full is an answer (STORE_FULL), not a crash; reads keep working.
+ *  - The digest is SHA-256 of the data set bytes as received (after the file
+ *    meta group), so the meta header the receiver writes does not matter.
+ *
+ * Records are small versioned C structs (host byte order: the environment
+ * never leaves its host; dxhub backup copies it with LMDB's own copy).
+ */
+#ifndef DXHUB_STORE_H
+#define DXHUB_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct store store;
+
+typedef struct store_config {
+    const char *dir;        /* data directory, created if missing */
+    uint64_t    map_size;   /* LMDB map size in bytes; 0: 16 GiB */
+    unsigned    batch_max;  /* instances per group commit; 0: 64 */
+} store_config;
+
+/* Opens (creating) the environment; starts the committer thread. */
+int  store_open(const store_config *cfg, store **out, char *err, size_t errlen);
+void store_close(store **s); /* NULL-safe; NULLs *s */
+
+typedef enum store_result {
+    STORE_STORED = 0,
+    STORE_DUPLICATE,   /* same UID, same digest: already durable */
+    STORE_CONFLICT,    /* same UID, other bytes: kept apart, flagged */
+    STORE_FULL,        /* map full: refuse, the sender keeps it */
+    STORE_INVALID,     /* not a DICOM instance we can index */
+    STORE_FAILED,      /* I/O or LMDB failure */
+} store_result;
+
+typedef enum study_state {
+    STUDY_RECEIVING = 0,
+    STUDY_COMPLETE,
+    STUDY_QUEUED,
+    STUDY_READING,
+    STUDY_REPORTED,
+    STUDY_SIGNED,
+    STUDY_STATE_COUNT
+} study_state;
+
+const char *study_state_name(study_state st);
+int         study_state_parse(const char *name); /* -1 when unknown */
+
+#define STORE_UID_MAX 65
+#define STORE_CHUNK   (1u << 20) /* blob chunk size */
+
+typedef struct store_instance {
+    char     sop_uid[STORE_UID_MAX], sop_class[STORE_UID_MAX];
+    char     study_uid[STORE_UID_MAX], series_uid[STORE_UID_MAX];
+    char     ts_uid[STORE_UID_MAX];
+    char     source[STORE_UID_MAX];   /* "dicom:CALLING_AE" or "edge:facility" */
+    uint8_t  digest[32];
+    uint64_t size;                    /* bytes of the stored Part 10 file */
+    uint64_t dataset_offset;          /* where the data set starts in it */
+    int64_t  received_ms;
+    int32_t  instance_number;
+    uint8_t  conflict;                /* this record is a conflicting copy */
+} store_instance;
+
+typedef struct store_study {
+    char     study_uid[STORE_UID_MAX];
+    char     patient_id[STORE_UID_MAX];
+    char     patient_name[200];       /* UTF-8; never logged */
+    char     patient_birth_date[9], patient_sex[17];
+    char     accession[17], study_date[9], study_time[17];
+    char     description[65], body_part[17];
+    char     modalities[65];          /* backslash-separated, in arrival order */
+    char     origin[STORE_UID_MAX];   /* source of the first instance */
+    uint8_t  state;                   /* study_state */
+    uint8_t  priority;                /* 0 routine, 1 urgent, 2 stat (from markers) */
+    uint8_t  referral;
+    char     note[256];
+    uint32_t n_instances, n_series, expected, late_arrivals, conflicts;
+    uint64_t bytes;
+    int64_t  first_ms, last_ms, completed_ms;
+} store_study;
+
+typedef struct store_put_result {
+    store_result result;
+    char         reason[256]; /* for INVALID/FULL/FAILED: what and why, no patient data */
+    store_instance inst;      /* what was indexed */
+} store_put_result;
+
+/* Index and store the Part 10 file at path (read, not moved; the caller
+ * deletes it).  Blocks until durable or refused. */
+int store_put_file(store *s, const char *path, const char *source, int64_t now_ms, store_put_result *res);
+/* The same, refusing (STORE_INVALID, "digest mismatch") unless the data
+ * set's digest equals expect: what a link transfer offered. */
+int store_put_file_expect(store *s, const char *path, const char *source, int64_t now_ms,
+                          const uint8_t expect[32], store_put_result *res);
+
+/* A study marker (edge → hub): how many instances the study has, and the
+ * clinic's priority, referral flag and note.  Completes the study at once
+ * when all have arrived.  Durable on return. */
+typedef struct store_marker {
+    uint32_t    expected;
+    uint8_t     priority, referral;
+    const char *note;
+} store_marker;
+int store_study_marker(store *s, const char *study_uid, const store_marker *m, int64_t now_ms);
+
+/* Completeness by quiet time: every study still receiving whose last
+ * instance came before now_ms - stable_ms becomes complete.  cb (may be
+ * NULL) is called for each, inside the same transaction.  Returns the
+ * number completed. */
+int store_sweep_complete(store *s, int64_t now_ms, int64_t stable_ms,
+                         void (*cb)(void *ctx, const store_study *st), void *ctx);
+
+/* Retention: evict completed studies (oldest completion first) older than
+ * older_than_ms, at most max_studies.  Returns the number evicted. */
+int store_evict(store *s, int64_t older_than_ms, int max_studies, int64_t now_ms);
+
+/* Reads (each in its own read transaction; safe from any thread). */
+int store_get_study(store *s, const char *study_uid, store_study *out);            /* 0, -ENOENT */
+int store_get_instance(store *s, const char *sop_uid, store_instance *out);        /* 0, -ENOENT */
+/* Copy up to len bytes of an instance's stored file from offset; returns
+ * bytes copied (0 at end) or a negative code. */
+long store_read_instance(store *s, const store_instance *inst, uint64_t offset, void *buf, size_t len);
+
+typedef struct store_study_filter {
+    const char *patient_id, *accession, *modality;
+    const char *date_from, *date_to; /* YYYYMMDD inclusive; NULL open */
+    int         state;               /* -1 any */
+} store_study_filter;
+/* Calls cb for matching studies in Study UID order, skipping offset and
+ * stopping after limit; returns the number of matches (all, for paging). */
+int store_list_studies(store *s, const store_study_filter *flt, size_t offset, size_t limit,
+                       int (*cb)(void *ctx, const store_study *st), void *ctx);
+/* Instances of a study, ordered by series then instance number. */
+int store_list_instances(store *s, const char *study_uid,
+                         int (*cb)(void *ctx, const store_instance *in), void *ctx);
+
+int store_set_study_state(store *s, const char *study_uid, study_state st, int64_t now_ms);
+
+/* Append an audit record (who, what, which study, detail) durably. */
+int store_audit(store *s, int64_t now_ms, const char *who, const char *what,
+                const char *study_uid, const char *detail);
+/* Walk audit records from sequence `from`; cb gets the JSON line. */
+int store_audit_walk(store *s, uint64_t from, int (*cb)(void *ctx, uint64_t seq, const char *json, size_t len),
+                     void *ctx);
+
+typedef struct store_stats {
+    uint64_t map_size, map_used;
+    uint64_t studies_by_state[STUDY_STATE_COUNT];
+    uint64_t instances, conflicts, audit_records;
+    uint64_t commits, commit_instances, put_stored, put_duplicate, put_conflict, put_full,
+             put_invalid, put_failed;
+    uint64_t commit_us_buckets[12]; /* histogram: ≤0.5,1,2,5,10,20,50,100,200,500,1000 ms, +Inf */
+    uint64_t commit_us_sum;
+    uint64_t bytes_received;
+} store_stats;
+int store_get_stats(store *s, store_stats *out);
+extern const double store_commit_bucket_ms[11];
+
+/* Outbox: messages for a facility's edge (reports, critical-value alerts),
+ * kept until the edge acknowledges them.  Alerts are listed first. */
+int store_outbox_put(store *s, const char *facility, const char *id, const char *kind,
+                     const void *data, size_t len, int64_t now_ms);
+int store_outbox_list(store *s, const char *facility,
+                      int (*cb)(void *ctx, const char *id, const char *kind, const void *data, size_t len),
+                      void *ctx);
+int store_outbox_ack(store *s, const char *facility, const char *id, int64_t now_ms); /* 0, -ENOENT */
+
+/* LMDB's consistent online copy into dir (dxhub backup). */
+int store_backup(store *s, const char *dir, char *err, size_t errlen);
+
+const char *store_dir(const store *s);
+
+#endif

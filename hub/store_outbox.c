@@ -1,0 +1,97 @@
+/* store_outbox.c — durable messages from the hub to a clinic's edge.
+ * Key: facility \0 rank \0 id (rank 0 for alerts so they sort, and are
+ * delivered, ahead of everything else); value: kind \0 bytes. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "hub/store_private.h"
+
+static size_t outbox_key(char *k, size_t n, const char *facility, const char *kind, const char *id)
+{
+    int rank = !strcmp(kind, "alert") ? 0 : 1;
+    return (size_t)snprintf(k, n, "%s%c%d%c%s", facility, 0, rank, 0, id);
+}
+
+int store_outbox_put(store *s, const char *facility, const char *id, const char *kind, const void *data,
+                     size_t len, int64_t now_ms)
+{
+    char key[512];
+    size_t kl = outbox_key(key, sizeof key, facility, kind, id);
+    if (kl >= sizeof key || strlen(kind) > 31)
+        return -EINVAL;
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc)
+        return store_lmdb_err(rc);
+    size_t klen = strlen(kind) + 1;
+    MDB_val k = {kl, key}, v = {klen + len, NULL};
+    if ((rc = mdb_put(txn, s->outbox, &k, &v, MDB_RESERVE)) == 0) {
+        memcpy(v.mv_data, kind, klen);
+        memcpy((char *)v.mv_data + klen, data, len);
+        rc = store_txn_audit(s, txn, now_ms, "hub", "outbox", "", id);
+    }
+    if (rc) {
+        mdb_txn_abort(txn);
+        return store_lmdb_err(rc);
+    }
+    return store_lmdb_err(mdb_txn_commit(txn));
+}
+
+int store_outbox_list(store *s, const char *facility,
+                      int (*cb)(void *ctx, const char *id, const char *kind, const void *data, size_t len), void *ctx)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return store_lmdb_err(rc);
+    MDB_cursor *c;
+    mdb_cursor_open(txn, s->outbox, &c);
+    size_t pl = strlen(facility) + 1;
+    MDB_val k = {pl, (void *)facility}, v;
+    int n = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < pl + 2 || memcmp(k.mv_data, facility, pl))
+            break;
+        char id[256];
+        snprintf(id, sizeof id, "%.*s", (int)(k.mv_size - pl - 2), (char *)k.mv_data + pl + 2);
+        size_t kindlen = strnlen(v.mv_data, v.mv_size);
+        if (kindlen >= v.mv_size)
+            continue;
+        n++;
+        if (cb(ctx, id, v.mv_data, (char *)v.mv_data + kindlen + 1, v.mv_size - kindlen - 1))
+            break;
+    }
+    mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    return n;
+}
+
+int store_outbox_ack(store *s, const char *facility, const char *id, int64_t now_ms)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc)
+        return store_lmdb_err(rc);
+    int found = 0;
+    for (int rank = 0; rank < 2 && !rc; rank++) {
+        char key[512];
+        size_t kl = outbox_key(key, sizeof key, facility, rank ? "report" : "alert", id);
+        MDB_val k = {kl, key};
+        int d = mdb_del(txn, s->outbox, &k, NULL);
+        if (d == 0)
+            found = 1;
+        else if (d != MDB_NOTFOUND)
+            rc = d;
+    }
+    if (!rc && found) {
+        char who[96];
+        snprintf(who, sizeof who, "edge:%s", facility);
+        rc = store_txn_audit(s, txn, now_ms, who, "delivered", "", id);
+    }
+    if (rc || !found) {
+        mdb_txn_abort(txn);
+        return rc ? store_lmdb_err(rc) : -ENOENT;
+    }
+    return store_lmdb_err(mdb_txn_commit(txn));
+}

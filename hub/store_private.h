@@ -1,0 +1,56 @@
+/* store_private.h — what the store's files share (LMDB handles, record
+ * layouts).  Only hub/store*.c include it: lmdb.h lives behind the store. */
+#ifndef DXHUB_STORE_PRIVATE_H
+#define DXHUB_STORE_PRIVATE_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include "hub/store.h"
+
+#define RECORD_VERSION 1
+
+typedef struct put_job put_job;
+
+struct store {
+    char        *dir;
+    MDB_env     *env;
+    MDB_dbi      inst, blob, study, series, sinst, patient, pending, conflict, audit, meta, outbox;
+    unsigned     batch_max;
+    uint64_t     map_size;
+    /* group commit */
+    pthread_mutex_t mu;
+    pthread_cond_t  wake, done;
+    put_job        *queue_head, *queue_tail;
+    bool            stopping;
+    pthread_t       committer;
+    /* counters (atomics: read by /metrics from other threads) */
+    _Atomic uint64_t commits, commit_instances, put_stored, put_duplicate, put_conflict, put_full,
+                     put_invalid, put_failed, bytes_received, commit_us_sum;
+    _Atomic uint64_t commit_us_buckets[12];
+    pthread_mutex_t  audit_mu; /* serialises audit sequence allocation */
+};
+
+/* inst record (value of inst and conflict dbs) */
+typedef struct inst_rec {
+    uint8_t  version;
+    store_instance in;
+} inst_rec;
+
+typedef struct study_rec {
+    uint8_t     version;
+    store_study st;
+} study_rec;
+
+/* sinst key: study \0 series \0 instance-number(BE, biased) sop  → value: sop uid */
+
+/* Helpers shared by the store's files. */
+int  store_txn_audit(store *s, MDB_txn *txn, int64_t now_ms, const char *who, const char *what,
+                     const char *study_uid, const char *detail);
+int  store_txn_get_study(store *s, MDB_txn *txn, const char *uid, store_study *out);
+int  store_txn_put_study(store *s, MDB_txn *txn, const store_study *st);
+void store_count_commit(store *s, uint64_t us, unsigned n);
+int  store_lmdb_err(int rc); /* MDB code → negative errno-like code */
+
+#endif

@@ -1,0 +1,315 @@
+/* test_store.c — the hub's LMDB store on real LMDB files in a temporary
+ * directory, fed with real corpus instances. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "hub/store.h"
+
+static char corpus[1024];
+static char tmpdir[256];
+
+static void path_of(char *out, size_t n, const char *rel)
+{
+    snprintf(out, n, "%s/dicom/%s", corpus, rel);
+}
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    fseek(fp, 0, SEEK_END);
+    *len = (size_t)ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    uint8_t *p = malloc(*len);
+    assert_int_equal(fread(p, 1, *len, fp), *len);
+    fclose(fp);
+    return p;
+}
+
+static void spit(const char *path, const uint8_t *p, size_t n)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(p, 1, n, fp), n);
+    fclose(fp);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *c = getenv("DXHUB_CORPUS");
+    snprintf(corpus, sizeof corpus, "%s", c ? c : "../shared/corpus");
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/dxhub-test-store-XXXXXX");
+    assert_non_null(mkdtemp(tmpdir));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd);
+}
+
+static store *open_store(const char *sub, uint64_t map)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", tmpdir, sub);
+    store_config cfg = {.dir = dir, .map_size = map};
+    store *s = NULL;
+    char err[256];
+    assert_int_equal(store_open(&cfg, &s, err, sizeof err), 0);
+    return s;
+}
+
+static void test_put_then_read_back_identical_bytes(void **state)
+{
+    (void)state;
+    store *s = open_store("a", 64 << 20);
+    char p[1200];
+    path_of(p, sizeof p, "explicit_le/CT_small.dcm");
+    store_put_result r;
+    assert_int_equal(store_put_file(s, p, "dicom:TEST", 1000, &r), 0);
+    assert_int_equal(r.result, STORE_STORED);
+    size_t len;
+    uint8_t *orig = slurp(p, &len);
+    store_instance in;
+    assert_int_equal(store_get_instance(s, r.inst.sop_uid, &in), 0);
+    assert_int_equal(in.size, len);
+    uint8_t *back = malloc(len);
+    size_t got = 0;
+    long k;
+    while ((k = store_read_instance(s, &in, got, back + got, 7777)) > 0) /* odd slices on purpose */
+        got += (size_t)k;
+    assert_int_equal(got, len);
+    assert_memory_equal(back, orig, len);
+    store_study st;
+    assert_int_equal(store_get_study(s, in.study_uid, &st), 0);
+    assert_int_equal(st.n_instances, 1);
+    assert_string_equal(st.patient_id, "1CT1");
+    assert_string_equal(st.modalities, "CT");
+    assert_int_equal(st.state, STUDY_RECEIVING);
+    free(back);
+    free(orig);
+    store_close(&s);
+    assert_null(s);
+}
+
+static void test_same_instance_twice_is_stored_once(void **state)
+{
+    (void)state;
+    store *s = open_store("b", 64 << 20);
+    char p[1200];
+    path_of(p, sizeof p, "explicit_le/MR_small.dcm");
+    store_put_result r1, r2;
+    assert_int_equal(store_put_file(s, p, "dicom:A", 1000, &r1), 0);
+    assert_int_equal(store_put_file(s, p, "dicom:B", 2000, &r2), 0);
+    assert_int_equal(r1.result, STORE_STORED);
+    assert_int_equal(r2.result, STORE_DUPLICATE);
+    store_study st;
+    assert_int_equal(store_get_study(s, r1.inst.study_uid, &st), 0);
+    assert_int_equal(st.n_instances, 1);
+    store_stats stats;
+    store_get_stats(s, &stats);
+    assert_int_equal(stats.instances, 1);
+    store_close(&s);
+}
+
+static void test_same_uid_other_bytes_is_kept_as_conflict(void **state)
+{
+    (void)state;
+    store *s = open_store("c", 64 << 20);
+    char p[1200], q[600];
+    path_of(p, sizeof p, "explicit_le/MR_small.dcm");
+    size_t len;
+    uint8_t *b = slurp(p, &len);
+    b[len - 1] ^= 0xFF; /* last pixel byte differs */
+    snprintf(q, sizeof q, "%s/changed.dcm", tmpdir);
+    spit(q, b, len);
+    store_put_result r1, r2, r3;
+    assert_int_equal(store_put_file(s, p, "dicom:A", 1000, &r1), 0);
+    assert_int_equal(store_put_file(s, q, "dicom:B", 2000, &r2), 0);
+    assert_int_equal(r2.result, STORE_CONFLICT);
+    assert_int_equal(store_put_file(s, q, "dicom:B", 3000, &r3), 0); /* the conflict again */
+    assert_int_equal(r3.result, STORE_CONFLICT);
+    /* the first is kept */
+    store_instance in;
+    assert_int_equal(store_get_instance(s, r1.inst.sop_uid, &in), 0);
+    assert_memory_equal(in.digest, r1.inst.digest, 32);
+    store_study st;
+    store_get_study(s, in.study_uid, &st);
+    assert_int_equal(st.conflicts, 1);
+    store_stats stats;
+    store_get_stats(s, &stats);
+    assert_int_equal(stats.conflicts, 1);
+    free(b);
+    store_close(&s);
+}
+
+static void test_invalid_file_is_refused_with_reason(void **state)
+{
+    (void)state;
+    store *s = open_store("d", 64 << 20);
+    char q[600];
+    snprintf(q, sizeof q, "%s/garbage.dcm", tmpdir);
+    spit(q, (const uint8_t *)"this is not DICOM at all, not even close", 40);
+    store_put_result r;
+    assert_true(store_put_file(s, q, "dicom:X", 1000, &r) < 0);
+    assert_int_equal(r.result, STORE_INVALID);
+    assert_true(strlen(r.reason) > 0);
+    store_close(&s);
+}
+
+static void test_map_full_refuses_then_recovers_after_eviction(void **state)
+{
+    (void)state;
+    store *s = open_store("e", 3 << 20); /* 3 MiB map */
+    char p[1200];
+    path_of(p, sizeof p, "explicit_le/CT1_UNC.explicit_little_endian.dcm"); /* ~520 KB each */
+    size_t len;
+    uint8_t *b = slurp(p, &len);
+    /* Distinct instances, one study each: patch the UIDs' last characters. */
+    int stored = 0, full = 0;
+    char study_first[80] = "";
+    for (int i = 0; i < 12; i++) {
+        uint8_t *c = malloc(len);
+        memcpy(c, b, len);
+        /* SOP Instance UID value is at (0008,0018): find it and its study (0020,000D) */
+        for (size_t k = 0; k + 8 < len && k < 8192; k++) {
+            if (c[k] == 0x08 && c[k + 1] == 0 && c[k + 2] == 0x18 && c[k + 3] == 0 && c[k + 4] == 'U') {
+                uint16_t vl = (uint16_t)(c[k + 6] | c[k + 7] << 8);
+                c[k + 8 + vl - 2] = (uint8_t)('A' + i); /* unusual but unique */
+            }
+            if (c[k] == 0x20 && c[k + 1] == 0 && c[k + 2] == 0x0D && c[k + 3] == 0 && c[k + 4] == 'U') {
+                uint16_t vl = (uint16_t)(c[k + 6] | c[k + 7] << 8);
+                c[k + 8 + vl - 2] = (uint8_t)('A' + i); /* one study per instance */
+            }
+        }
+        char q[600];
+        snprintf(q, sizeof q, "%s/i%d.dcm", tmpdir, i);
+        spit(q, c, len);
+        free(c);
+        store_put_result r;
+        store_put_file(s, q, "dicom:A", 1000 + i, &r);
+        if (r.result == STORE_STORED) {
+            stored++;
+            if (!study_first[0])
+                snprintf(study_first, sizeof study_first, "%s", r.inst.study_uid);
+        } else {
+            assert_int_equal(r.result, STORE_FULL);
+            assert_non_null(strstr(r.reason, "full"));
+            full++;
+        }
+    }
+    assert_true(stored >= 1);
+    assert_true(full >= 1);
+    /* reads keep working while full */
+    store_study st;
+    assert_int_equal(store_get_study(s, study_first, &st), 0);
+    /* complete everything, evict, and a new instance fits again */
+    assert_true(store_sweep_complete(s, 100000, 1000, NULL, NULL) >= 1);
+    assert_true(store_evict(s, 100000, 100, 100000) >= 1);
+    assert_int_equal(store_get_study(s, study_first, &st), -2 /* -ENOENT */);
+    char q[600];
+    snprintf(q, sizeof q, "%s/i%d.dcm", tmpdir, 11);
+    store_put_result r;
+    store_put_file(s, q, "dicom:A", 200000, &r);
+    assert_true(r.result == STORE_STORED || r.result == STORE_DUPLICATE);
+    free(b);
+    store_close(&s);
+}
+
+static void test_completeness_by_marker_and_quiet_time_survives_reopen(void **state)
+{
+    (void)state;
+    store *s = open_store("f", 64 << 20);
+    char p[1200];
+    path_of(p, sizeof p, "explicit_le/MR_small.dcm");
+    store_put_result r;
+    assert_int_equal(store_put_file(s, p, "edge:clinic1", 1000, &r), 0);
+    char study[80];
+    snprintf(study, sizeof study, "%s", r.inst.study_uid);
+    /* Not yet quiet long enough. */
+    assert_int_equal(store_sweep_complete(s, 30000, 60000, NULL, NULL), 0);
+    store_close(&s);
+    s = open_store("f", 64 << 20);
+    store_study st;
+    store_get_study(s, study, &st);
+    assert_int_equal(st.state, STUDY_RECEIVING);
+    assert_int_equal(store_sweep_complete(s, 62000, 60000, NULL, NULL), 1);
+    store_close(&s);
+    s = open_store("f", 64 << 20);
+    store_get_study(s, study, &st);
+    assert_int_equal(st.state, STUDY_COMPLETE);
+    /* a late arrival reopens it */
+    char q[1200];
+    path_of(q, sizeof q, "explicit_le/MR_small.dcm");
+    store_put_result r2;
+    store_put_file(s, p, "edge:clinic1", 70000, &r2); /* duplicate: not an arrival */
+    store_get_study(s, study, &st);
+    assert_int_equal(st.state, STUDY_COMPLETE);
+    /* marker on a fresh study: complete as soon as the count is reached */
+    path_of(q, sizeof q, "explicit_le/CT_small.dcm");
+    store_put_result r3;
+    store_put_file(s, q, "edge:clinic1", 71000, &r3);
+    store_marker m = {.expected = 1, .priority = 2, .referral = 1, .note = "chest pain"};
+    assert_int_equal(store_study_marker(s, r3.inst.study_uid, &m, 71500), 0);
+    store_get_study(s, r3.inst.study_uid, &st);
+    assert_int_equal(st.state, STUDY_COMPLETE);
+    assert_int_equal(st.priority, 2);
+    assert_string_equal(st.note, "chest pain");
+    store_close(&s);
+}
+
+static int count_cb(void *ctx, const store_study *st)
+{
+    (void)st;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+static void test_list_studies_filters_by_patient_and_modality(void **state)
+{
+    (void)state;
+    store *s = open_store("g", 64 << 20);
+    const char *files[] = {"explicit_le/CT_small.dcm", "explicit_le/MR_small.dcm", "charset/chrX1.dcm"};
+    for (size_t i = 0; i < 3; i++) {
+        char p[1200];
+        path_of(p, sizeof p, files[i]);
+        store_put_result r;
+        assert_int_equal(store_put_file(s, p, "dicom:A", 1000, &r), 0);
+    }
+    int n = 0;
+    store_study_filter f = {.state = -1, .modality = "CT"};
+    assert_int_equal(store_list_studies(s, &f, 0, 100, count_cb, &n), 1);
+    store_study_filter g = {.state = -1, .patient_id = "1CT1"};
+    n = 0;
+    assert_int_equal(store_list_studies(s, &g, 0, 100, count_cb, &n), 1);
+    assert_int_equal(n, 1);
+    store_study_filter all = {.state = -1};
+    n = 0;
+    assert_int_equal(store_list_studies(s, &all, 1, 1, count_cb, &n), 3);
+    assert_int_equal(n, 1); /* paged */
+    store_close(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_put_then_read_back_identical_bytes),
+        cmocka_unit_test(test_same_instance_twice_is_stored_once),
+        cmocka_unit_test(test_same_uid_other_bytes_is_kept_as_conflict),
+        cmocka_unit_test(test_invalid_file_is_refused_with_reason),
+        cmocka_unit_test(test_map_full_refuses_then_recovers_after_eviction),
+        cmocka_unit_test(test_completeness_by_marker_and_quiet_time_survives_reopen),
+        cmocka_unit_test(test_list_studies_filters_by_patient_and_modality),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
