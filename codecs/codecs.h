@@ -553,7 +553,8 @@ typedef struct ecg_record {
     size_t    n_samples;            /* per lead */
     size_t    n_leads;              /* 1 .. ECG_MAX_LEADS */
     ecg_lead *leads;                /* n_leads entries; owned */
-    int       source;               /* enum ecg_source the samples were read from */
+    int       source;               /* enum ecg_source the samples were first read from
+                                       (a codec stream keeps its record's) */
     int       group;                /* which group of the source this is (0-based) */
     int       n_groups;             /* groups the source holds (DICOM multiplex groups,
                                        aECG sequence sets; 1 for WFDB) */
@@ -596,7 +597,8 @@ int ecg_read_dicom(const dcm_file *f, const ecg_read_opts *opts, ecg_record **ou
 int ecg_read_wfdb(const char *hea_path, const ecg_read_opts *opts, ecg_record **out, dcm_err *err);
 
 /* The same from memory: the header text and the signal files it names
- * (files[i].name as in the header).  Borrowed; nothing is kept. */
+ * (files[i].name as in the header; a NULL name stands for any file, which
+ * fuzzers and tests use).  Borrowed; nothing is kept. */
 typedef struct ecg_wfdb_file {
     const char    *name;
     const uint8_t *data;
@@ -627,8 +629,9 @@ int ecg_open(const char *path, const ecg_read_opts *opts, ecg_record **out, int 
  * leads (III, aVR, aVL, aVF when I and II are present and the samples
  * obey Einthoven/Goldberger) are coded as the difference from their exact
  * formula, with the formula's rounding fraction as context.  Residuals go
- * to an adaptive binary range coder (bit-length tree, two mantissa bits
- * and sign modelled under a context of the recent residual energy).
+ * to an adaptive binary range coder (bit length against the length the
+ * context expects, two mantissa bits and the sign modelled; the context
+ * is the lead's recent residual energy).  Details: codecs/ecg_codec.c.
  * Every sample must satisfy |v| < ECG_CODEC_MAX_ABS (else ECG_ERANGE). */
 int ecg_encode(const ecg_record *r, dcm_sink out, dcm_err *err);
 /* The same into a malloc'd buffer the caller frees. */

@@ -307,7 +307,7 @@ static int32_t sample_at(int fmt, const uint8_t *d, uint64_t i)
 static const ecg_wfdb_file *find_file(const ecg_wfdb_file *files, size_t n, const char *name)
 {
     for (size_t i = 0; i < n; i++)
-        if (files[i].name && !strcmp(files[i].name, name))
+        if (!files[i].name || !strcmp(files[i].name, name))
             return &files[i];
     return NULL;
 }

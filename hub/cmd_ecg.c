@@ -10,14 +10,38 @@
 
 static void usage(FILE *fp)
 {
-    fprintf(fp, "usage: dxhub ecg [--json] [--group N] [--encode OUT] FILE\n"
+    fprintf(fp, "usage: dxhub ecg [--json] [--group N] [--encode OUT] [--raw OUT] FILE\n"
                 "  prints the leads, sampling rate, duration and per-lead ranges of an ECG:\n"
                 "  a DICOM waveform (12-lead, General ECG, hemodynamic ...), a WFDB record\n"
                 "  (FILE.hea, FILE.dat or the record name), an HL7 aECG XML file or a dxhub\n"
                 "  ECG stream.  SCP-ECG is recognised but not read yet.\n"
                 "  --json        one JSON object instead of the table\n"
                 "  --group N     the N-th multiplex group / sequence set (0: the first, the rhythm)\n"
-                "  --encode OUT  also write the record losslessly compressed (dxhub ECG stream)\n");
+                "  --encode OUT  also write the record losslessly compressed (dxhub ECG stream)\n"
+                "  --raw OUT     also write the samples as little-endian int32, time-major\n"
+                "                (sample 0 of every lead, then sample 1 ...), for other tools\n");
+}
+
+static int write_raw(const ecg_record *r, const char *path)
+{
+    FILE *fp = fopen(path, "wb");
+    if (!fp) {
+        dx_errorf("ecg", "%s: cannot create", path);
+        return 1;
+    }
+    int ok = 1;
+    for (size_t t = 0; ok && t < r->n_samples; t++)
+        for (size_t k = 0; ok && k < r->n_leads; k++) {
+            uint32_t v = (uint32_t)r->leads[k].samples[t];
+            unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                                  (unsigned char)(v >> 24)};
+            ok = fwrite(b, 1, 4, fp) == 4;
+        }
+    if (fclose(fp) != 0 || !ok) {
+        dx_errorf("ecg", "%s: write failed", path);
+        return 1;
+    }
+    return 0;
 }
 
 static int write_stream(const ecg_record *r, const char *path)
@@ -43,13 +67,14 @@ int cmd_ecg(int argc, char **argv)
     static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
                                          {"group", required_argument, NULL, 'g'},
                                          {"encode", required_argument, NULL, 'e'},
+                                         {"raw", required_argument, NULL, 'r'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0, 0, 0, 0}};
     int json = 0, c;
     ecg_read_opts ro = {0};
-    const char *encode = NULL;
+    const char *encode = NULL, *raw = NULL;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "jg:e:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "jg:e:r:h", opts, NULL)) != -1) {
         if (c == 'j') {
             json = 1;
         } else if (c == 'g') {
@@ -62,13 +87,15 @@ int cmd_ecg(int argc, char **argv)
             ro.group = (int)g;
         } else if (c == 'e') {
             encode = optarg;
+        } else if (c == 'r') {
+            raw = optarg;
         } else {
             usage(c == 'h' ? stdout : stderr);
             return c == 'h' ? 0 : 2;
         }
     }
     if (argc - optind != 1) {
-        dx_errorf("ecg", "need one FILE (usage: dxhub ecg [--json] [--group N] [--encode OUT] FILE)");
+        dx_errorf("ecg", "need one FILE (usage: dxhub ecg [--json] [--group N] [--encode OUT] [--raw OUT] FILE)");
         return 2;
     }
     const char *path = argv[optind];
@@ -79,7 +106,7 @@ int cmd_ecg(int argc, char **argv)
     if (rc < 0) {
         dx_errorf("ecg", "%s: %s%s%s", path, source ? ecg_source_name(source) : "",
                   source ? ": " : "", err.msg[0] ? err.msg : ecg_strerror(rc));
-        return rc == DCM_ENOMEM || (rc < 0 && rc > -1000) ? 1 : 2;
+        return rc == DCM_ENOMEM ? 1 : 2; /* unreadable or unsupported input: bad input */
     }
     if (!json)
         printf("# %s\n", path);
@@ -87,6 +114,8 @@ int cmd_ecg(int argc, char **argv)
     int status = rc < 0 ? 1 : 0;
     if (status == 0 && encode)
         status = write_stream(r, encode);
+    if (status == 0 && raw)
+        status = write_raw(r, raw);
     ecg_free(&r);
     fflush(stdout);
     return status;

@@ -189,24 +189,27 @@ def frames_of(ds):
 
 
 def ojph_expand(ds, tmp):
+    """Decode each frame with OpenJPH's command-line tool: PPM for colour,
+    raw (little-endian samples, signed as the codestream says) for grey."""
+    spp, signed = int(ds.SamplesPerPixel), int(ds.get("PixelRepresentation", 0)) == 1
+    rows, cols, bs = int(ds.Rows), int(ds.Columns), int(ds.BitsStored)
     out = []
     for i, fr in enumerate(frames_of(ds)):
-        j2c, ppm = tmp / f"f{i}.j2c", tmp / (f"f{i}.ppm" if int(ds.SamplesPerPixel) == 3 else f"f{i}.pgm")
+        j2c, dst = tmp / f"f{i}.j2c", tmp / (f"f{i}.ppm" if spp == 3 else f"f{i}.raw")
         j2c.write_bytes(fr)
-        r = run(["ojph_expand", "-i", j2c, "-o", ppm])
+        r = run(["ojph_expand", "-i", j2c, "-o", dst])
         assert r.returncode == 0, r.stderr.decode()
-        data = ppm.read_bytes()
-        magic, rest = data.split(b"\n", 1)
-        dims, rest = rest.split(b"\n", 1)
-        maxv, raw = rest.split(b"\n", 1)
-        w, h = map(int, dims.split())
-        dt = np.uint8 if int(maxv) < 256 else np.dtype(">u2")
-        out.append(np.frombuffer(raw, dtype=dt).reshape(h, w, -1))
-    a = np.stack(out).astype(np.int64)
-    if int(ds.get("PixelRepresentation", 0)) == 1:  # PGM carries unsigned values
-        bs = int(ds.BitsStored)
-        a = np.where(a >= 1 << (bs - 1), a - (1 << bs), a)
-    return a
+        data = dst.read_bytes()
+        if spp == 3:
+            magic, rest = data.split(b"\n", 1)
+            dims, rest = rest.split(b"\n", 1)
+            maxv, raw = rest.split(b"\n", 1)
+            dt = np.uint8 if int(maxv) < 256 else np.dtype(">u2")
+            out.append(np.frombuffer(raw, dtype=dt).reshape(rows, cols, 3))
+        else:
+            dt = ("<i2" if signed else "<u2") if bs > 8 else (np.int8 if signed else np.uint8)
+            out.append(np.frombuffer(data, dtype=dt).reshape(rows, cols, 1))
+    return np.stack(out).astype(np.int64)
 
 
 def inflate_frames(ds):

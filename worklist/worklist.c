@@ -1,0 +1,815 @@
+/* worklist.c — the worklist over LMDB (see worklist.h for the model).
+ *
+ * Databases (in the caller's environment):
+ *   wl_task   id (8 bytes BE)                         → wl_task record
+ *   wl_queue  rank ‖ front ‖ due (BE) ‖ seq (BE)      → id      tasks waiting for a reader
+ *   wl_held   reader \0 id (BE)                       → (empty) tasks offered to / held by a reader
+ *   wl_hist   id ‖ event number (BE)                  → wl_event
+ *   wl_meta   "next_id", "next_seq"                   → counters
+ * A task is in wl_queue exactly when it is QUEUED or REVIEW, and in
+ * wl_held exactly when OFFERED, CLAIMED or DRAFTED: wl_put keeps both
+ * indexes in step with the record, so no path can forget one. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "worklist/worklist.h"
+
+#define RECORD_VERSION 1
+
+struct wl {
+    MDB_dbi   task, queue, held, hist, meta;
+    wl_config cfg;
+    wl_rule  *rules;
+    size_t    n_rules;
+};
+
+typedef struct task_rec {
+    uint8_t version;
+    wl_task t;
+} task_rec;
+
+static const wl_rule default_rules[] = {
+    {-1, NULL, WL_STAT, 10 * 60 * 1000LL},
+    {-1, NULL, WL_URGENT, 30 * 60 * 1000LL},
+    {-1, NULL, WL_ROUTINE, 24 * 3600 * 1000LL},
+};
+
+static const char *const kind_names[] = {"imaging", "ecg"};
+static const char *const prio_names[] = {"routine", "urgent", "stat"};
+static const char *const state_names[WL_STATE_COUNT] = {"queued", "offered", "claimed", "drafted",
+                                                        "review", "signed", "cancelled"};
+static const char *const seniority_names[] = {"resident", "attending", "chief"};
+
+const char *wl_kind_name(wl_kind k) { return (unsigned)k < 2 ? kind_names[k] : "?"; }
+const char *wl_priority_name(wl_priority p) { return (unsigned)p < 3 ? prio_names[p] : "?"; }
+const char *wl_state_name(wl_state s) { return (unsigned)s < WL_STATE_COUNT ? state_names[s] : "?"; }
+
+int wl_priority_parse(const char *s)
+{
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, prio_names[i]))
+            return i;
+    return -1;
+}
+
+int wl_seniority_parse(const char *s)
+{
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, seniority_names[i]))
+            return i;
+    return -1;
+}
+
+static const struct { int code; const char *text; } errors[] = {
+    {WL_OK, "success"},
+    {WL_ENOTFOUND, "no such task"},
+    {WL_ESTATE, "not allowed in the task's current state"},
+    {WL_ENOTYOURS, "the task is offered to or held by another reader"},
+    {WL_EQUALIFY, "the reader is not qualified for this task"},
+    {WL_EFULL, "the reader already holds as many tasks as allowed"},
+    {WL_EEMPTY, "no task for this reader"},
+    {WL_ESTORE, "worklist storage failure"},
+    {WL_EINVAL, "invalid argument"},
+};
+
+const char *wl_strerror(int code)
+{
+    for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++)
+        if (errors[i].code == code)
+            return errors[i].text;
+    return "unknown worklist error";
+}
+
+static int lmdb_err(int rc)
+{
+    if (rc == 0)
+        return 0;
+    return rc == MDB_NOTFOUND ? WL_ENOTFOUND : WL_ESTORE;
+}
+
+int wl_open(MDB_txn *txn, const wl_config *cfg, wl **out)
+{
+    wl *w = calloc(1, sizeof *w);
+    if (!w)
+        return WL_ESTORE;
+    if (cfg)
+        w->cfg = *cfg;
+    if (!w->cfg.lease_ms)
+        w->cfg.lease_ms = 60000;
+    if (!w->cfg.offer_ms)
+        w->cfg.offer_ms = 30000;
+    const wl_rule *rules = cfg && cfg->rules ? cfg->rules : default_rules;
+    w->n_rules = cfg && cfg->rules ? cfg->n_rules : sizeof default_rules / sizeof default_rules[0];
+    w->rules = calloc(w->n_rules, sizeof *w->rules);
+    if (!w->rules) {
+        free(w);
+        return WL_ESTORE;
+    }
+    memcpy(w->rules, rules, w->n_rules * sizeof *w->rules);
+    int rc;
+    if ((rc = mdb_dbi_open(txn, "wl_task", MDB_CREATE, &w->task)) ||
+        (rc = mdb_dbi_open(txn, "wl_queue", MDB_CREATE, &w->queue)) ||
+        (rc = mdb_dbi_open(txn, "wl_held", MDB_CREATE, &w->held)) ||
+        (rc = mdb_dbi_open(txn, "wl_hist", MDB_CREATE, &w->hist)) ||
+        (rc = mdb_dbi_open(txn, "wl_meta", MDB_CREATE, &w->meta))) {
+        free(w->rules);
+        free(w);
+        return WL_ESTORE;
+    }
+    *out = w;
+    return 0;
+}
+
+void wl_close(wl **w)
+{
+    if (!w || !*w)
+        return;
+    free((*w)->rules);
+    free(*w);
+    *w = NULL;
+}
+
+/* --- keys and records ------------------------------------------------------ */
+
+static void be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t rd64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static size_t queue_key(uint8_t k[18], const wl_task *t)
+{
+    k[0] = (uint8_t)(2 - t->priority); /* STAT first */
+    k[1] = t->front ? 0 : 1;
+    be64(k + 2, (uint64_t)(t->due_ms < 0 ? 0 : t->due_ms));
+    be64(k + 10, t->seq);
+    return 18;
+}
+
+static size_t held_key(uint8_t *k, size_t n, const char *reader, uint64_t id)
+{
+    size_t l = strnlen(reader, WL_ID_MAX - 1);
+    if (l + 9 > n)
+        return 0;
+    memcpy(k, reader, l);
+    k[l] = 0;
+    be64(k + l + 1, id);
+    return l + 9;
+}
+
+static bool in_queue(uint8_t st) { return st == WL_QUEUED || st == WL_REVIEW; }
+static bool is_held(uint8_t st) { return st == WL_OFFERED || st == WL_CLAIMED || st == WL_DRAFTED; }
+
+static int counter(wl *w, MDB_txn *txn, const char *name, uint64_t *out)
+{
+    MDB_val k = {strlen(name), (void *)name}, v;
+    uint64_t n = 1;
+    if (mdb_get(txn, w->meta, &k, &v) == 0 && v.mv_size == 8)
+        memcpy(&n, v.mv_data, 8);
+    *out = n;
+    n++;
+    v = (MDB_val){8, &n};
+    return lmdb_err(mdb_put(txn, w->meta, &k, &v, 0));
+}
+
+int wl_get(wl *w, MDB_txn *txn, uint64_t id, wl_task *out)
+{
+    uint8_t k[8];
+    be64(k, id);
+    MDB_val kv = {8, k}, v;
+    int rc = mdb_get(txn, w->task, &kv, &v);
+    if (rc)
+        return lmdb_err(rc);
+    task_rec r;
+    memset(&r, 0, sizeof r);
+    memcpy(&r, v.mv_data, v.mv_size < sizeof r ? v.mv_size : sizeof r);
+    *out = r.t;
+    return 0;
+}
+
+/* Write t, moving it between the indexes as its state (and key) changed
+ * from old (NULL for a new task). */
+static int wl_put(wl *w, MDB_txn *txn, const wl_task *old, const wl_task *t)
+{
+    int rc;
+    uint8_t k[80];
+    if (old && in_queue(old->state)) {
+        size_t kl = queue_key(k, old);
+        MDB_val kv = {kl, k};
+        if ((rc = mdb_del(txn, w->queue, &kv, NULL)) && rc != MDB_NOTFOUND)
+            return WL_ESTORE;
+    }
+    if (old && is_held(old->state)) {
+        size_t kl = held_key(k, sizeof k, old->holder, old->id);
+        MDB_val kv = {kl, k};
+        if ((rc = mdb_del(txn, w->held, &kv, NULL)) && rc != MDB_NOTFOUND)
+            return WL_ESTORE;
+    }
+    if (in_queue(t->state)) {
+        size_t kl = queue_key(k, t);
+        uint8_t idb[8];
+        be64(idb, t->id);
+        MDB_val kv = {kl, k}, v = {8, idb};
+        if ((rc = mdb_put(txn, w->queue, &kv, &v, 0)))
+            return WL_ESTORE;
+    }
+    if (is_held(t->state)) {
+        size_t kl = held_key(k, sizeof k, t->holder, t->id);
+        MDB_val kv = {kl, k}, v = {0, ""};
+        if (!kl || (rc = mdb_put(txn, w->held, &kv, &v, 0)))
+            return WL_ESTORE;
+    }
+    uint8_t idk[8];
+    be64(idk, t->id);
+    task_rec r = {.version = RECORD_VERSION, .t = *t};
+    MDB_val kv = {8, idk}, v = {sizeof r, &r};
+    return lmdb_err(mdb_put(txn, w->task, &kv, &v, 0));
+}
+
+static int record(wl *w, MDB_txn *txn, wl_task *t, uint8_t from, const char *actor, const char *what,
+                  const char *note, int64_t now)
+{
+    wl_event e = {.at_ms = now, .from = from, .to = t->state};
+    snprintf(e.actor, sizeof e.actor, "%s", actor ? actor : "");
+    snprintf(e.what, sizeof e.what, "%s", what);
+    snprintf(e.note, sizeof e.note, "%s", note ? note : "");
+    uint8_t k[12];
+    be64(k, t->id);
+    uint32_t n = t->events++;
+    k[8] = (uint8_t)(n >> 24);
+    k[9] = (uint8_t)(n >> 16);
+    k[10] = (uint8_t)(n >> 8);
+    k[11] = (uint8_t)n;
+    MDB_val kv = {12, k}, v = {sizeof e, &e};
+    return lmdb_err(mdb_put(txn, w->hist, &kv, &v, 0));
+}
+
+/* Change t (whose stored form is old) and log the transition. */
+static int transition(wl *w, MDB_txn *txn, const wl_task *old, wl_task *t, const char *actor, const char *what,
+                      const char *note, int64_t now)
+{
+    int rc = record(w, txn, t, old ? old->state : WL_QUEUED, actor, what, note, now);
+    return rc ? rc : wl_put(w, txn, old, t);
+}
+
+static int64_t due_for(const wl *w, int kind, const char *modality, int priority)
+{
+    for (size_t i = 0; i < w->n_rules; i++) {
+        const wl_rule *r = &w->rules[i];
+        if (r->priority != priority || (r->kind >= 0 && r->kind != kind))
+            continue;
+        if (r->modality && strcmp(r->modality, "*") && strcmp(r->modality, modality))
+            continue;
+        return r->due_ms;
+    }
+    for (size_t i = 0; i < sizeof default_rules / sizeof default_rules[0]; i++)
+        if (default_rules[i].priority == priority)
+            return default_rules[i].due_ms;
+    return 24 * 3600 * 1000LL;
+}
+
+int wl_add(wl *w, MDB_txn *txn, const wl_task_spec *s, int64_t now, wl_task *out)
+{
+    if (!s->study_uid || strlen(s->study_uid) > 64 || (unsigned)s->clinic_priority > WL_STAT)
+        return WL_EINVAL;
+    wl_task t = {0};
+    int rc;
+    if ((rc = counter(w, txn, "next_id", &t.id)) || (rc = counter(w, txn, "next_seq", &t.seq)))
+        return rc;
+    snprintf(t.study_uid, sizeof t.study_uid, "%s", s->study_uid);
+    snprintf(t.modality, sizeof t.modality, "%s", s->modality ? s->modality : "");
+    snprintf(t.body_part, sizeof t.body_part, "%s", s->body_part ? s->body_part : "");
+    snprintf(t.facility, sizeof t.facility, "%s", s->facility ? s->facility : "");
+    snprintf(t.note, sizeof t.note, "%s", s->note ? s->note : "");
+    t.kind = (uint8_t)s->kind;
+    t.clinic_priority = (uint8_t)s->clinic_priority;
+    t.referral = s->referral != 0;
+    /* Referred patients (转诊) come before routine ones by consortium rule. */
+    t.priority = (uint8_t)(t.referral && s->clinic_priority < WL_URGENT ? WL_URGENT : s->clinic_priority);
+    t.arrival_ms = now;
+    t.due_ms = now + due_for(w, t.kind, t.modality, t.priority);
+    t.version = 1;
+    t.state = WL_QUEUED;
+    if ((rc = transition(w, txn, NULL, &t, "hub", "added", wl_priority_name(t.priority), now)))
+        return rc;
+    if (out)
+        *out = t;
+    return 0;
+}
+
+/* --- qualification and offers ----------------------------------------------- */
+
+static bool listed(const char *list, const char *item)
+{
+    size_t il = strlen(item);
+    for (const char *p = list; *p;) {
+        size_t l = strcspn(p, ",");
+        if ((l == 1 && *p == '*') || (l == il && !strncmp(p, item, l)))
+            return true;
+        p += l + (p[l] == ',');
+    }
+    return false;
+}
+
+int wl_qualified(const wl_reader *r, const wl_task *t)
+{
+    if (!(r->kinds & (1u << t->kind)))
+        return 0;
+    if (!listed(r->modalities, t->modality[0] ? t->modality : "OT"))
+        return 0;
+    if (t->facility[0] && !listed(r->facilities, t->facility))
+        return 0;
+    /* 审核: a review is for an attending or chief, never the author. */
+    if (t->state == WL_REVIEW && (r->seniority < WL_ATTENDING || !strcmp(r->id, t->drafted_by)))
+        return 0;
+    return 1;
+}
+
+static int count_held(wl *w, MDB_txn *txn, const char *reader)
+{
+    MDB_cursor *c;
+    if (mdb_cursor_open(txn, w->held, &c))
+        return WL_ESTORE;
+    size_t pl = strnlen(reader, WL_ID_MAX - 1) + 1;
+    uint8_t prefix[WL_ID_MAX + 1];
+    memcpy(prefix, reader, pl - 1);
+    prefix[pl - 1] = 0;
+    MDB_val k = {pl, prefix}, v;
+    int n = 0;
+    for (int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != pl + 8 || memcmp(k.mv_data, prefix, pl))
+            break;
+        n++;
+    }
+    mdb_cursor_close(c);
+    return n;
+}
+
+int wl_offer(wl *w, MDB_txn *txn, const wl_reader *r, int64_t now, wl_task *out)
+{
+    int held = count_held(w, txn, r->id);
+    if (held < 0)
+        return held;
+    if (held >= r->max_tasks)
+        return WL_EFULL;
+    MDB_cursor *c;
+    if (mdb_cursor_open(txn, w->queue, &c))
+        return WL_ESTORE;
+    MDB_val k, v;
+    wl_task t;
+    int rc, found = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (wl_get(w, txn, rd64(v.mv_data), &t) == 0 && wl_qualified(r, &t)) {
+            found = 1;
+            break;
+        }
+    }
+    mdb_cursor_close(c);
+    if (!found)
+        return WL_EEMPTY;
+    wl_task old = t;
+    t.review = t.state == WL_REVIEW;
+    t.state = WL_OFFERED;
+    snprintf(t.holder, sizeof t.holder, "%s", r->id);
+    t.holder_until_ms = now + w->cfg.offer_ms;
+    if ((rc = transition(w, txn, &old, &t, r->id, "offered", NULL, now)))
+        return rc;
+    if (out)
+        *out = t;
+    return 0;
+}
+
+/* A task offered elsewhere, or back to its queue state. */
+static uint8_t queue_state_of(const wl_task *t) { return t->review ? WL_REVIEW : WL_QUEUED; }
+
+int wl_claim(wl *w, MDB_txn *txn, uint64_t id, const wl_reader *r, int64_t now, wl_task *out)
+{
+    wl_task t;
+    int rc = wl_get(w, txn, id, &t);
+    if (rc)
+        return rc;
+    wl_task old = t;
+    if (t.state == WL_OFFERED) {
+        if (strcmp(t.holder, r->id))
+            return WL_ENOTYOURS;
+    } else if (in_queue(t.state)) {
+        if (!wl_qualified(r, &t))
+            return WL_EQUALIFY;
+        int held = count_held(w, txn, r->id);
+        if (held >= r->max_tasks)
+            return WL_EFULL;
+        t.review = t.state == WL_REVIEW;
+    } else if (is_held(t.state)) {
+        return strcmp(t.holder, r->id) ? WL_ENOTYOURS : WL_ESTATE;
+    } else {
+        return WL_ESTATE;
+    }
+    t.state = WL_CLAIMED;
+    t.front = 0;
+    snprintf(t.holder, sizeof t.holder, "%s", r->id);
+    t.holder_until_ms = now + w->cfg.lease_ms;
+    if ((rc = transition(w, txn, &old, &t, r->id, t.review ? "claimed-review" : "claimed", NULL, now)))
+        return rc;
+    if (out)
+        *out = t;
+    return 0;
+}
+
+typedef int (*held_fn)(wl *w, MDB_txn *txn, wl_task *t, void *ctx);
+
+/* Apply fn to every task held by reader (all readers when NULL). */
+static int each_held(wl *w, MDB_txn *txn, const char *reader, held_fn fn, void *ctx)
+{
+    uint64_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    MDB_cursor *c;
+    if (mdb_cursor_open(txn, w->held, &c))
+        return WL_ESTORE;
+    uint8_t prefix[WL_ID_MAX + 1];
+    size_t pl = 0;
+    if (reader) {
+        pl = strnlen(reader, WL_ID_MAX - 1) + 1;
+        memcpy(prefix, reader, pl - 1);
+        prefix[pl - 1] = 0;
+    }
+    MDB_val k = {pl, prefix}, v;
+    int rc;
+    for (rc = mdb_cursor_get(c, &k, &v, reader ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (reader && (k.mv_size != pl + 8 || memcmp(k.mv_data, prefix, pl)))
+            break;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            uint64_t *q = realloc(ids, cap * sizeof *q);
+            if (!q)
+                break;
+            ids = q;
+        }
+        ids[n++] = rd64((const uint8_t *)k.mv_data + k.mv_size - 8);
+    }
+    mdb_cursor_close(c);
+    int changed = 0;
+    for (size_t i = 0; i < n; i++) {
+        wl_task t;
+        if (wl_get(w, txn, ids[i], &t))
+            continue;
+        rc = fn(w, txn, &t, ctx);
+        if (rc < 0) {
+            free(ids);
+            return rc;
+        }
+        changed += rc;
+    }
+    free(ids);
+    return changed;
+}
+
+static int extend_one(wl *w, MDB_txn *txn, wl_task *t, void *ctx)
+{
+    int64_t now = *(int64_t *)ctx;
+    if (t->state != WL_CLAIMED && t->state != WL_DRAFTED)
+        return 0;
+    wl_task old = *t;
+    t->holder_until_ms = now + w->cfg.lease_ms;
+    int rc = wl_put(w, txn, &old, t); /* heartbeats are not history */
+    return rc ? rc : 1;
+}
+
+int wl_heartbeat(wl *w, MDB_txn *txn, const char *reader, int64_t now)
+{
+    return each_held(w, txn, reader, extend_one, &now);
+}
+
+static int back_to_queue(wl *w, MDB_txn *txn, wl_task *t, const char *actor, const char *what, bool front,
+                         int64_t now)
+{
+    wl_task old = *t;
+    if (t->state == WL_DRAFTED) {
+        /* A draft's author lost the lease: the draft is kept with the task. */
+    }
+    t->state = queue_state_of(t);
+    t->front = front;
+    t->holder[0] = '\0';
+    t->holder_until_ms = 0;
+    return transition(w, txn, &old, t, actor, what, NULL, now);
+}
+
+int wl_release(wl *w, MDB_txn *txn, uint64_t id, const char *reader, int64_t now)
+{
+    wl_task t;
+    int rc = wl_get(w, txn, id, &t);
+    if (rc)
+        return rc;
+    if (!is_held(t.state))
+        return WL_ESTATE;
+    if (strcmp(t.holder, reader))
+        return WL_ENOTYOURS;
+    return back_to_queue(w, txn, &t, reader, "released", false, now);
+}
+
+static int held_by_check(const wl_task *t, const wl_reader *r)
+{
+    if (t->state != WL_CLAIMED && t->state != WL_DRAFTED)
+        return WL_ESTATE;
+    return strcmp(t->holder, r->id) ? WL_ENOTYOURS : 0;
+}
+
+int wl_draft(wl *w, MDB_txn *txn, uint64_t id, const wl_reader *r, const char *report_id, int64_t now,
+             wl_task *out)
+{
+    wl_task t;
+    int rc = wl_get(w, txn, id, &t);
+    if (rc || (rc = held_by_check(&t, r)))
+        return rc;
+    wl_task old = t;
+    snprintf(t.report_id, sizeof t.report_id, "%s", report_id ? report_id : "");
+    if (r->seniority == WL_RESIDENT && !t.review) {
+        /* 初审 done: the draft waits for an attending's 审核. */
+        snprintf(t.drafted_by, sizeof t.drafted_by, "%s", r->id);
+        t.state = WL_REVIEW;
+        t.review = 1;
+        t.front = 0;
+        t.holder[0] = '\0';
+        t.holder_until_ms = 0;
+        rc = transition(w, txn, &old, &t, r->id, "drafted-for-review", NULL, now);
+    } else {
+        t.state = WL_DRAFTED;
+        if (!t.drafted_by[0])
+            snprintf(t.drafted_by, sizeof t.drafted_by, "%s", r->id);
+        rc = transition(w, txn, &old, &t, r->id, "drafted", NULL, now);
+    }
+    if (!rc && out)
+        *out = t;
+    return rc;
+}
+
+int wl_sign(wl *w, MDB_txn *txn, uint64_t id, const wl_reader *r, const char *report_id, int64_t now,
+            wl_task *out)
+{
+    wl_task t;
+    int rc = wl_get(w, txn, id, &t);
+    if (rc || (rc = held_by_check(&t, r)))
+        return rc;
+    if (r->seniority < WL_ATTENDING)
+        return WL_EQUALIFY; /* a resident's reading is signed after review */
+    wl_task old = t;
+    t.state = WL_SIGNED;
+    snprintf(t.signed_by, sizeof t.signed_by, "%s", r->id);
+    if (report_id)
+        snprintf(t.report_id, sizeof t.report_id, "%s", report_id);
+    t.holder[0] = '\0';
+    t.holder_until_ms = 0;
+    if ((rc = transition(w, txn, &old, &t, r->id, "signed", t.report_id, now)))
+        return rc;
+    if (out)
+        *out = t;
+    return 0;
+}
+
+int wl_return(wl *w, MDB_txn *txn, uint64_t id, const wl_reader *r, const char *why, int64_t now)
+{
+    wl_task t;
+    int rc = wl_get(w, txn, id, &t);
+    if (rc || (rc = held_by_check(&t, r)))
+        return rc;
+    if (!t.review || !t.drafted_by[0])
+        return WL_ESTATE;
+    wl_task old = t;
+    /* Back to its author, claimed again, to revise. */
+    t.state = WL_CLAIMED;
+    t.review = 0;
+    snprintf(t.holder, sizeof t.holder, "%s", t.drafted_by);
+    t.holder_until_ms = now + w->cfg.lease_ms;
+    return transition(w, txn, &old, &t, r->id, "returned", why, now);
+}
+
+int wl_addendum(wl *w, MDB_txn *txn, uint64_t id, const wl_reader *r, int64_t now, wl_task *out)
+{
+    wl_task signed_task;
+    int rc = wl_get(w, txn, id, &signed_task);
+    if (rc)
+        return rc;
+    if (signed_task.state != WL_SIGNED)
+        return WL_ESTATE;
+    if (r->seniority < WL_ATTENDING || !wl_qualified(r, &signed_task))
+        return WL_EQUALIFY;
+    wl_task t = signed_task;
+    if ((rc = counter(w, txn, "next_id", &t.id)) || (rc = counter(w, txn, "next_seq", &t.seq)))
+        return rc;
+    t.version = signed_task.version + 1;
+    t.supersedes = signed_task.id;
+    t.events = 0;
+    t.state = WL_CLAIMED;
+    t.review = 0;
+    snprintf(t.holder, sizeof t.holder, "%s", r->id);
+    t.holder_until_ms = now + w->cfg.lease_ms;
+    t.signed_by[0] = t.report_id[0] = t.drafted_by[0] = '\0';
+    char note[64];
+    snprintf(note, sizeof note, "addendum to task %llu", (unsigned long long)signed_task.id);
+    if ((rc = transition(w, txn, NULL, &t, r->id, "addendum", note, now)))
+        return rc;
+    if (out)
+        *out = t;
+    return 0;
+}
+
+int wl_cancel(wl *w, MDB_txn *txn, uint64_t id, const char *actor, const char *why, int64_t now)
+{
+    wl_task t;
+    int rc = wl_get(w, txn, id, &t);
+    if (rc)
+        return rc;
+    if (t.state == WL_SIGNED || t.state == WL_CANCELLED)
+        return WL_ESTATE;
+    wl_task old = t;
+    t.state = WL_CANCELLED;
+    t.holder[0] = '\0';
+    return transition(w, txn, &old, &t, actor, "cancelled", why, now);
+}
+
+int wl_raise(wl *w, MDB_txn *txn, uint64_t id, wl_priority p, const char *why, int64_t now)
+{
+    wl_task t;
+    int rc = wl_get(w, txn, id, &t);
+    if (rc)
+        return rc;
+    if (p <= t.priority || t.state == WL_SIGNED || t.state == WL_CANCELLED)
+        return 0;
+    wl_task old = t;
+    t.priority = (uint8_t)p;
+    int64_t due = t.arrival_ms + due_for(w, t.kind, t.modality, p);
+    if (due < t.due_ms)
+        t.due_ms = due;
+    rc = transition(w, txn, &old, &t, "hub", "raised", why, now);
+    return rc ? rc : 1;
+}
+
+int wl_set_triage(wl *w, MDB_txn *txn, uint64_t id, const char *text, int64_t now)
+{
+    wl_task t;
+    int rc = wl_get(w, txn, id, &t);
+    if (rc)
+        return rc;
+    wl_task old = t;
+    snprintf(t.triage, sizeof t.triage, "%s", text);
+    (void)now;
+    return wl_put(w, txn, &old, &t);
+}
+
+/* --- time passing -------------------------------------------------------------- */
+
+static int expire_one(wl *w, MDB_txn *txn, wl_task *t, void *ctx)
+{
+    int64_t now = *(int64_t *)ctx;
+    if (t->holder_until_ms > now)
+        return 0;
+    char holder[WL_ID_MAX];
+    snprintf(holder, sizeof holder, "%s", t->holder);
+    /* An unanswered offer goes back in line; a lapsed lease goes to the
+     * front of its priority: somebody already judged it ready. */
+    bool lease = t->state != WL_OFFERED;
+    int rc = back_to_queue(w, txn, t, holder, lease ? "lease-lapsed" : "offer-expired", lease, now);
+    return rc ? rc : 1;
+}
+
+int wl_tick(wl *w, MDB_txn *txn, int64_t now)
+{
+    int changed = each_held(w, txn, NULL, expire_one, &now);
+    if (changed < 0)
+        return changed;
+    /* Escalate tasks about to breach their due time. */
+    MDB_cursor *c;
+    if (mdb_cursor_open(txn, w->queue, &c))
+        return WL_ESTORE;
+    MDB_val k, v;
+    uint64_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        const uint8_t *kb = k.mv_data;
+        if (kb[0] == 0)
+            continue; /* STAT: nothing higher */
+        int prio = 2 - kb[0];
+        int64_t due = (int64_t)rd64(kb + 2);
+        int64_t window = w->cfg.escalate_before ? w->cfg.escalate_before
+                                                : due_for(w, -1, "*", prio) / 5;
+        if (due - now > window)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            uint64_t *q = realloc(ids, cap * sizeof *q);
+            if (!q)
+                break;
+            ids = q;
+        }
+        ids[n++] = rd64(v.mv_data);
+    }
+    mdb_cursor_close(c);
+    for (size_t i = 0; i < n; i++) {
+        wl_task t;
+        if (wl_get(w, txn, ids[i], &t) || t.escalated || t.priority >= WL_STAT)
+            continue;
+        wl_task old = t;
+        t.priority++;
+        t.escalated = 1;
+        int rc = transition(w, txn, &old, &t, "hub", "escalated", "due time near", now);
+        if (rc) {
+            free(ids);
+            return rc;
+        }
+        changed++;
+    }
+    free(ids);
+    return changed;
+}
+
+/* --- walks ---------------------------------------------------------------------- */
+
+int wl_list(wl *w, MDB_txn *txn, int (*cb)(void *ctx, const wl_task *t), void *ctx)
+{
+    MDB_cursor *c;
+    if (mdb_cursor_open(txn, w->task, &c))
+        return WL_ESTORE;
+    MDB_val k, v;
+    int n = 0;
+    for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        task_rec r;
+        memset(&r, 0, sizeof r);
+        memcpy(&r, v.mv_data, v.mv_size < sizeof r ? v.mv_size : sizeof r);
+        n++;
+        if (cb && cb(ctx, &r.t))
+            break;
+    }
+    mdb_cursor_close(c);
+    return n;
+}
+
+int wl_list_queue(wl *w, MDB_txn *txn, int (*cb)(void *ctx, const wl_task *t), void *ctx)
+{
+    MDB_cursor *c;
+    if (mdb_cursor_open(txn, w->queue, &c))
+        return WL_ESTORE;
+    MDB_val k, v;
+    int n = 0;
+    for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        wl_task t;
+        if (wl_get(w, txn, rd64(v.mv_data), &t))
+            continue;
+        n++;
+        if (cb && cb(ctx, &t))
+            break;
+    }
+    mdb_cursor_close(c);
+    return n;
+}
+
+typedef struct held_walk {
+    int (*cb)(void *ctx, const wl_task *t);
+    void *ctx;
+} held_walk;
+
+static int held_cb(wl *w, MDB_txn *txn, wl_task *t, void *ctx)
+{
+    (void)w;
+    (void)txn;
+    held_walk *h = ctx;
+    return h->cb ? (h->cb(h->ctx, t) ? -1 : 0) : 0;
+}
+
+int wl_held_by(wl *w, MDB_txn *txn, const char *reader, int (*cb)(void *ctx, const wl_task *t), void *ctx)
+{
+    held_walk h = {cb, ctx};
+    int rc = each_held(w, txn, reader, held_cb, &h);
+    return rc == -1 ? 0 : rc;
+}
+
+int wl_history(wl *w, MDB_txn *txn, uint64_t id, int (*cb)(void *ctx, const wl_event *e), void *ctx)
+{
+    MDB_cursor *c;
+    if (mdb_cursor_open(txn, w->hist, &c))
+        return WL_ESTORE;
+    uint8_t p[8];
+    be64(p, id);
+    MDB_val k = {8, p}, v;
+    int n = 0;
+    for (int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 12 || memcmp(k.mv_data, p, 8))
+            break;
+        wl_event e;
+        memcpy(&e, v.mv_data, v.mv_size < sizeof e ? v.mv_size : sizeof e);
+        n++;
+        if (cb && cb(ctx, &e))
+            break;
+    }
+    mdb_cursor_close(c);
+    return n;
+}
