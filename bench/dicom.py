@@ -147,7 +147,7 @@ def main():
                   "dcmdump", ["dcmdump"], RUNS, False, target_ratio=5)
     compare_tools("dump --json, per file (corpus + CT sample)", sample, [DXHUB, "dump", "--json"],
                   "dcmdump", ["dcmdump"], RUNS_PER_FILE, True)
-    compare_tools("dump --json, per file (corpus + CT sample)", sample, [DXHUB, "dump", "--json"],
+    compare_tools("dump --json vs dcm2json, per file (corpus + CT sample)", sample, [DXHUB, "dump", "--json"],
                   "dcm2json", ["dcm2json"], RUNS_PER_FILE, True)
     # Process start-up alone: what every per-file invocation pays.
     def starts(cmd, k=20):

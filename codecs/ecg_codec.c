@@ -10,8 +10,9 @@
  *   varint payload length, payload (range coder), u32 CRC-32 of all before
  *   (str = u8 length + bytes)
  *
- * Samples are coded time-interleaved (lead 0..n-1 at t, then t+1), so a
- * lead may be predicted from the current samples of the leads before it.
+ * Samples are coded in blocks of 256 instants, lead by lead within a
+ * block, so a lead may be predicted from the samples of the leads before
+ * it at the same instants.
  *
  * Independent leads: d = x[t] - x[t-1]; a 16-tap sign-sign LMS on d's
  * history (Monkey's Audio's NN filter: int16 taps, step scaled by how the
@@ -49,6 +50,7 @@ static const uint8_t MAGIC[8] = {'D', 'X', 'E', 'C', 'G', '1', '\r', '\n'};
 #define NN_ORDER    16
 #define NN_SHIFT    11
 #define NN_WIN      512      /* history ring: NN_ORDER values slide through it */
+#define BLOCK       256      /* instants coded lead by lead */
 #define S2_TAPS     2
 #define S2_SHIFT    10
 #define S2_STEP     16
@@ -465,11 +467,11 @@ static inline void stage2_update(lead_state *s, const int32_t in[S2_TAPS], int32
     }
 }
 
-static inline int64_t derived_num(const lead_state *s, const int32_t *row)
+static inline int64_t derived_num(const lead_state *s, const ecg_record *r, size_t t)
 {
     int64_t num = 0;
     for (int j = 0; j < s->nref; j++)
-        num += (int64_t)s->coef[j] * row[s->ref[j]];
+        num += (int64_t)s->coef[j] * r->leads[s->ref[j]].samples[t];
     return num;
 }
 
@@ -654,35 +656,66 @@ static void get_str(reader *rd, char *out, size_t n)
 
 /* ---- encoder ------------------------------------------------------------- */
 
+/* Blocks of BLOCK instants, lead by lead within a block: each lead's
+ * filter and model stay hot while it is coded, and a lead still sees the
+ * samples (derived) and residuals (stage 2) of the leads before it at the
+ * same instants.  e1 of the two previous independent leads is kept for
+ * the block in prev1/prev2. */
+typedef struct block_bufs {
+    int32_t a[BLOCK], b[BLOCK], c[BLOCK];
+    int32_t *cur, *prev1, *prev2;
+} block_bufs;
+
+static void block_start(block_bufs *bb)
+{
+    memset(bb->b, 0, sizeof bb->b);
+    memset(bb->c, 0, sizeof bb->c);
+    bb->cur = bb->a;
+    bb->prev1 = bb->b;
+    bb->prev2 = bb->c;
+}
+
+static void block_next_lead(block_bufs *bb)
+{
+    int32_t *old = bb->prev2;
+    bb->prev2 = bb->prev1;
+    bb->prev1 = bb->cur;
+    bb->cur = old;
+}
+
 static int encode_payload(const ecg_record *r, codec *c, dcm_buf *out)
 {
     rc_enc rc = {.range = 0xFFFFFFFFu, .pending = 1, .out = out};
-    int32_t row[ECG_MAX_LEADS];
-    for (size_t t = 0; t < r->n_samples; t++) {
-        int32_t e1_prev[S2_TAPS] = {0, 0};
-        for (size_t k = 0; k < r->n_leads; k++)
-            row[k] = r->leads[k].samples[t];
+    block_bufs *bb = malloc(sizeof *bb);
+    if (!bb)
+        return DCM_ENOMEM;
+    for (size_t t0 = 0; t0 < r->n_samples && !rc.failed; t0 += BLOCK) {
+        size_t nb = r->n_samples - t0 < BLOCK ? r->n_samples - t0 : BLOCK;
+        block_start(bb);
         for (size_t k = 0; k < r->n_leads; k++) {
             lead_state *s = &c->ls[k];
-            int32_t x = row[k];
+            const int32_t *x = r->leads[k].samples + t0;
             if (s->derived) {
-                int64_t num = derived_num(s, row);
-                int32_t p = clamp_pred(num >> s->shift);
-                put_residual(&rc, &s->models[frac_bucket(s, num)], x - p);
+                for (size_t i = 0; i < nb; i++) {
+                    int64_t num = derived_num(s, r, t0 + i);
+                    int32_t p = clamp_pred(num >> s->shift);
+                    put_residual(&rc, &s->models[frac_bucket(s, num)], x[i] - p);
+                }
                 continue;
             }
-            int32_t e1 = nn_step(&s->nn, x - s->last, 0);
-            s->last = x;
-            int32_t p2 = stage2_pred(s, e1_prev);
-            int32_t e2 = (int32_t)((int64_t)e1 - p2);
-            stage2_update(s, e1_prev, e2);
-            e1_prev[1] = e1_prev[0];
-            e1_prev[0] = e1;
-            put_residual(&rc, &s->models[0], e2);
+            for (size_t i = 0; i < nb; i++) {
+                int32_t e1 = nn_step(&s->nn, x[i] - s->last, 0);
+                s->last = x[i];
+                int32_t in[S2_TAPS] = {bb->prev1[i], bb->prev2[i]};
+                int32_t e2 = (int32_t)((int64_t)e1 - stage2_pred(s, in));
+                stage2_update(s, in, e2);
+                bb->cur[i] = e1;
+                put_residual(&rc, &s->models[0], e2);
+            }
+            block_next_lead(bb);
         }
-        if (rc.failed)
-            return DCM_ENOMEM;
     }
+    free(bb);
     rce_flush(&rc);
     return rc.failed ? DCM_ENOMEM : 0;
 }
@@ -813,40 +846,53 @@ static int decode_payload(ecg_record *r, codec *c, const uint8_t *p, size_t n, s
 {
     rc_dec rc;
     rcd_init(&rc, p, n);
-    int32_t row[ECG_MAX_LEADS];
-    for (size_t t = 0; t < r->n_samples; t++) {
-        int32_t e1_prev[S2_TAPS] = {0, 0};
-        for (size_t k = 0; k < r->n_leads; k++) {
+    block_bufs *bb = malloc(sizeof *bb);
+    if (!bb)
+        return dcm_fail(err, DCM_ENOMEM, 0, "out of memory");
+    int status = 0;
+    for (size_t t0 = 0; t0 < r->n_samples && status == 0; t0 += BLOCK) {
+        size_t nb = r->n_samples - t0 < BLOCK ? r->n_samples - t0 : BLOCK;
+        block_start(bb);
+        for (size_t k = 0; k < r->n_leads && status == 0; k++) {
             lead_state *s = &c->ls[k];
-            int32_t e, x;
-            if (s->derived) {
-                int64_t num = derived_num(s, row);
-                if (get_residual(&rc, &s->models[frac_bucket(s, num)], &e) < 0)
-                    return corrupt(err, at, "impossible residual");
-                x = (int32_t)((int64_t)clamp_pred(num >> s->shift) + e);
-            } else {
-                if (get_residual(&rc, &s->models[0], &e) < 0)
-                    return corrupt(err, at, "impossible residual");
-                int32_t p2 = stage2_pred(s, e1_prev);
-                int32_t e1 = (int32_t)((int64_t)e + p2);
-                stage2_update(s, e1_prev, e);
-                e1_prev[1] = e1_prev[0];
-                e1_prev[0] = e1;
-                int32_t d = nn_step(&s->nn, e1, 1);
-                x = (int32_t)((int64_t)s->last + d);
+            int32_t *x = r->leads[k].samples + t0;
+            for (size_t i = 0; i < nb; i++) {
+                int32_t e;
+                int64_t v;
+                if (s->derived) {
+                    int64_t num = derived_num(s, r, t0 + i);
+                    if (get_residual(&rc, &s->models[frac_bucket(s, num)], &e) < 0) {
+                        status = corrupt(err, at, "impossible residual");
+                        break;
+                    }
+                    v = (int64_t)clamp_pred(num >> s->shift) + e;
+                } else {
+                    if (get_residual(&rc, &s->models[0], &e) < 0) {
+                        status = corrupt(err, at, "impossible residual");
+                        break;
+                    }
+                    int32_t in[S2_TAPS] = {bb->prev1[i], bb->prev2[i]};
+                    int32_t e1 = (int32_t)((int64_t)e + stage2_pred(s, in));
+                    stage2_update(s, in, e);
+                    bb->cur[i] = e1;
+                    v = (int64_t)s->last + nn_step(&s->nn, e1, 1);
+                }
+                if (v >= ECG_CODEC_MAX_ABS || v <= -ECG_CODEC_MAX_ABS) {
+                    status = corrupt(err, at, "decoded sample out of range");
+                    break;
+                }
+                x[i] = s->last = (int32_t)v;
             }
-            if (x >= ECG_CODEC_MAX_ABS || x <= -ECG_CODEC_MAX_ABS)
-                return corrupt(err, at, "decoded sample out of range");
-            s->last = x;
-            row[k] = x;
-            r->leads[k].samples[t] = x;
+            if (!s->derived)
+                block_next_lead(bb);
+            if (status == 0 && rc.overrun > 8)
+                status = corrupt(err, at, "payload ends early");
         }
-        if (rc.overrun > 8)
-            return corrupt(err, at, "payload ends early");
     }
-    if (rc.overrun)
-        return corrupt(err, at, "payload ends early");
-    return 0;
+    free(bb);
+    if (status == 0 && rc.overrun)
+        status = corrupt(err, at, "payload ends early");
+    return status;
 }
 
 int ecg_decode(const uint8_t *p, size_t len, size_t max_total, ecg_record **out, dcm_err *err)

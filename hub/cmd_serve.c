@@ -22,7 +22,10 @@ static const char usage[] =
     "  --map-size BYTES      LMDB map size (default 16G; K/M/G suffixes)\n"
     "  --max-associations N  concurrent DICOM associations (default 16)\n"
     "  --edge-port N         ZeroMQ port for clinic edges (default 5570)\n"
-    "  --keys DIR            hub.key/hub.pub and allow.txt (default DATA/keys)\n";
+    "  --keys DIR            hub.key/hub.pub and allow.txt (default DATA/keys)\n"
+    "  --reader-port N       ZeroMQ port for reading workstations (default 5571)\n"
+    "  --readers FILE        reader profiles (default DATA/readers.conf)\n"
+    "  --lease-seconds N     a claimed task returns to the queue without heartbeats (default 60)\n";
 
 static int parse_port(const char *s, uint16_t *out)
 {
@@ -53,7 +56,7 @@ int parse_size(const char *s, uint64_t *out)
 
 int cmd_serve(int argc, char **argv)
 {
-    enum { O_DATA = 1, O_BIND, O_DPORT, O_AET, O_ALLOW, O_OPEN, O_HPORT, O_STABLE, O_RETAIN, O_MAP, O_ASSOC, O_EPORT, O_KEYS };
+    enum { O_DATA = 1, O_BIND, O_DPORT, O_AET, O_ALLOW, O_OPEN, O_HPORT, O_STABLE, O_RETAIN, O_MAP, O_ASSOC, O_EPORT, O_KEYS, O_RPORT, O_READERS, O_LEASE };
     static const struct option opts[] = {
         {"data", required_argument, NULL, O_DATA},          {"bind", required_argument, NULL, O_BIND},
         {"dicom-port", required_argument, NULL, O_DPORT},   {"aet", required_argument, NULL, O_AET},
@@ -62,10 +65,13 @@ int cmd_serve(int argc, char **argv)
         {"retain-days", required_argument, NULL, O_RETAIN}, {"map-size", required_argument, NULL, O_MAP},
         {"max-associations", required_argument, NULL, O_ASSOC}, {"help", no_argument, NULL, 'h'},
         {"edge-port", required_argument, NULL, O_EPORT},    {"keys", required_argument, NULL, O_KEYS},
+        {"reader-port", required_argument, NULL, O_RPORT},  {"readers", required_argument, NULL, O_READERS},
+        {"lease-seconds", required_argument, NULL, O_LEASE},
         {0, 0, 0, 0}};
     serve_config c = {.data_dir = "./var/hub", .bind = "127.0.0.1", .aet = "DXHUB", .allow_ae = "",
                       .dicom_port = 11112, .http_port = 8410, .stable_seconds = 60, .retain_days = -1,
-                      .max_assocs = 16, .edge_port = 5570};
+                      .max_assocs = 16, .edge_port = 5570,
+                      .reader_port = 5571, .lease_seconds = 60};
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -77,6 +83,22 @@ int cmd_serve(int argc, char **argv)
         case O_ALLOW: c.allow_ae = optarg; break;
         case O_OPEN: c.open_dicom = 1; break;
         case O_KEYS: c.keys_dir = optarg; break;
+        case O_READERS: c.readers_file = optarg; break;
+        case O_RPORT:
+            if (parse_port(optarg, &c.reader_port) < 0) {
+                dx_errorf("serve", "bad port '%s' for --reader-port", optarg);
+                return 2;
+            }
+            break;
+        case O_LEASE: {
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 86400) {
+                dx_errorf("serve", "bad number '%s' for --lease-seconds", optarg);
+                return 2;
+            }
+            c.lease_seconds = (int)v;
+            break;
+        }
         case O_DPORT:
         case O_HPORT:
         case O_EPORT:
@@ -124,6 +146,11 @@ int cmd_serve(int argc, char **argv)
     if (strlen(c.aet) == 0 || strlen(c.aet) > 16) {
         dx_errorf("serve", "--aet must be 1 to 16 characters");
         return 2;
+    }
+    char readers_file[4200];
+    if (!c.readers_file) {
+        snprintf(readers_file, sizeof readers_file, "%s/readers.conf", c.data_dir);
+        c.readers_file = readers_file;
     }
     char keys[4200];
     if (!c.keys_dir) {

@@ -16,6 +16,8 @@
 #include "hub/api.h"
 #include "hub/keys.h"
 #include "hub/link.h"
+#include "hub/reader_link.h"
+#include "hub/readers.h"
 #include "hub/zap.h"
 #include "hub/dimse.h"
 #include "hub/log.h"
@@ -32,6 +34,8 @@ typedef struct hub {
     allowlist          *allow;
     zap_handler        *zap;
     link_hub           *link;
+    reader_link        *rlink;
+    readers            *profiles;
     keypair             kp;
     hub_metrics         metrics;
     char                spool[4096];
@@ -116,6 +120,13 @@ static uint16_t on_store(void *ctx, const dimse_store_req *req, char *comment, s
     }
 }
 
+static void on_tasks(void *ctx)
+{
+    hub *h = ctx;
+    if (h->rlink)
+        reader_link_kick(h->rlink);
+}
+
 static void on_refused_key(void *ctx, const char *addr, const char *key)
 {
     hub *h = ctx;
@@ -183,7 +194,9 @@ int serve_run(const serve_config *cfg)
     h.metrics.started_ms = now_ms();
     log_set_role("serve");
     char err[512];
-    store_config sc = {.dir = cfg->data_dir, .map_size = cfg->map_size};
+    wl_config wc = {.lease_ms = (int64_t)cfg->lease_seconds * 1000};
+    store_config sc = {.dir = cfg->data_dir, .map_size = cfg->map_size, .worklist = &wc,
+                       .on_tasks = on_tasks, .on_tasks_ctx = &h};
     int rc = store_open(&sc, &h.st, err, sizeof err);
     if (rc < 0) {
         log_error("%s", err);
@@ -230,14 +243,25 @@ int serve_run(const serve_config *cfg)
         log_error("edge link: %s", err);
         goto out;
     }
+    h.profiles = readers_new();
+    int nr = readers_load(h.profiles, cfg->readers_file, err, sizeof err);
+    if (nr < 0)
+        log_warn("no reader profiles (%s): readers cannot take tasks until it exists (SIGHUP reloads)", err);
+    reader_link_config rc_cfg = {.zctx = h.zctx, .bind = cfg->bind, .port = cfg->reader_port,
+                                 .secret_key = h.kp.sec, .st = h.st, .profiles = h.profiles,
+                                 .metrics = &h.metrics};
+    if ((rc = reader_link_start(&rc_cfg, &h.rlink, err, sizeof err)) < 0) {
+        log_error("reader link: %s", err);
+        goto out;
+    }
     api_config ac = {.bind = cfg->bind, .port = cfg->http_port, .st = h.st, .metrics = &h.metrics};
     if ((rc = api_start(&ac, &h.api, err, sizeof err)) < 0) {
         log_error("HTTP API: %s", err);
         goto out;
     }
-    printf("dxhub serve: ready dicom=%s:%u aet=%s http=%s:%u edge=tcp://%s:%u data=%s key=%s/hub.pub\n", cfg->bind,
-           dimse_scp_port(h.scp), cfg->aet, cfg->bind, api_port(h.api), cfg->bind, link_hub_port(h.link),
-           cfg->data_dir, cfg->keys_dir);
+    printf("dxhub serve: ready dicom=%s:%u aet=%s http=%s:%u edge=tcp://%s:%u readers=tcp://%s:%u data=%s key=%s/hub.pub\n",
+           cfg->bind, dimse_scp_port(h.scp), cfg->aet, cfg->bind, api_port(h.api), cfg->bind, link_hub_port(h.link),
+           cfg->bind, reader_link_port(h.rlink), cfg->data_dir, cfg->keys_dir);
     fflush(stdout);
     log_info("ready: DICOM %s:%u (AE %s), HTTP %s:%u, stable %d s", cfg->bind, dimse_scp_port(h.scp), cfg->aet,
              cfg->bind, api_port(h.api), cfg->stable_seconds);
@@ -255,6 +279,12 @@ int serve_run(const serve_config *cfg)
                 log_error("SIGHUP: allow-list not reloaded (kept the old one): %s", err);
             else
                 log_info("SIGHUP: allow-list reloaded (%d keys)", n);
+            n = readers_load(h.profiles, cfg->readers_file, err, sizeof err);
+            if (n < 0)
+                log_error("SIGHUP: reader profiles not reloaded: %s", err);
+            else
+                log_info("SIGHUP: %d reader profiles loaded", n);
+            reader_link_kick(h.rlink);
         }
         housekeeping(&h);
     }
@@ -263,11 +293,13 @@ out:
     /* Reverse order: stop taking data, then close the store. */
     dimse_scp_stop(&h.scp);
     link_hub_stop(&h.link);
+    reader_link_stop(&h.rlink);
     api_stop(&h.api);
     zap_stop(&h.zap);
     if (h.zctx)
         zmq_ctx_term(h.zctx);
     allowlist_free(&h.allow);
+    readers_free(&h.profiles);
     store_close(&h.st);
     return rc < 0 ? 1 : 0;
 }

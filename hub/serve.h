@@ -19,6 +19,9 @@ typedef struct serve_config {
     int         max_assocs;     /* --max-associations, default 16 */
     uint16_t    edge_port;      /* --edge-port, default 5570 */
     const char *keys_dir;       /* --keys, default DATA/keys: hub.key/.pub, allow.txt */
+    uint16_t    reader_port;    /* --reader-port, default 5571 */
+    const char *readers_file;   /* --readers, default DATA/readers.conf */
+    int         lease_seconds;  /* --lease-seconds, default 60 */
 } serve_config;
 
 /* Runs until SIGINT or SIGTERM; returns the exit status. */

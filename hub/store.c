@@ -107,7 +107,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create data directory %s: %s", cfg->dir, strerror(-rc));
         goto fail;
     }
-    if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 16)) ||
+    if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 32)) ||
         (rc = mdb_env_set_mapsize(s->env, s->map_size)) || (rc = mdb_env_set_maxreaders(s->env, 256)) ||
         (rc = mdb_env_open(s->env, cfg->dir, MDB_NOTLS, 0600))) {
         snprintf(err, errlen, "cannot open LMDB environment in %s: %s", cfg->dir, mdb_strerror(rc));
@@ -129,7 +129,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
         {"series", 0, &s->series},   {"sinst", 0, &s->sinst},
         {"patient", MDB_DUPSORT, &s->patient}, {"pending", 0, &s->pending},
         {"conflict", 0, &s->conflict}, {"audit", MDB_INTEGERKEY, &s->audit}, {"meta", 0, &s->meta},
-        {"outbox", 0, &s->outbox},
+        {"outbox", 0, &s->outbox},   {"report", 0, &s->report},     {"report_idx", 0, &s->report_idx},
     };
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         if ((rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | MDB_CREATE, dbs[i].dbi))) {
@@ -139,6 +139,14 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
             goto fail;
         }
     }
+    if ((rc = wl_open(txn, cfg->worklist, &s->wl))) {
+        mdb_txn_abort(txn);
+        snprintf(err, errlen, "cannot open the worklist: %s", wl_strerror(rc));
+        rc = -EIO;
+        goto fail;
+    }
+    s->on_tasks = cfg->on_tasks;
+    s->on_tasks_ctx = cfg->on_tasks_ctx;
     if ((rc = mdb_txn_commit(txn))) {
         snprintf(err, errlen, "LMDB: %s", mdb_strerror(rc));
         rc = store_lmdb_err(rc);
@@ -154,6 +162,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
 fail:
     if (s->env)
         mdb_env_close(s->env);
+    wl_close(&s->wl);
     free(s->dir);
     free(s);
     return rc < 0 ? rc : -EIO;
@@ -170,6 +179,7 @@ void store_close(store **sp)
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->committer, NULL);
     mdb_env_close(s->env);
+    wl_close(&s->wl);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->audit_mu);
     pthread_cond_destroy(&s->wake);
@@ -435,6 +445,9 @@ static int apply_new_instance(store *s, MDB_txn *txn, put_job *job)
     if (st.state == STUDY_RECEIVING && st.expected && st.n_instances >= st.expected) {
         st.state = STUDY_COMPLETE;
         st.completed_ms = job->now_ms;
+        if ((rc = store_txn_audit(s, txn, job->now_ms, "hub", "study-complete", st.study_uid, "marker count reached")) ||
+            (rc = store_txn_study_completed(s, txn, &st, job->now_ms)))
+            return rc;
     }
     if ((rc = store_txn_put_study(s, txn, &st)))
         return rc;
@@ -555,6 +568,8 @@ static void commit_batch(store *s, put_job **jobs, unsigned n)
         }
         if (rc == 0 && applied)
             store_count_commit(s, (uint64_t)(mono_us() - t0), applied);
+        if (rc == 0)
+            store_notify_tasks(s);
         return;
     }
 }

@@ -23,10 +23,16 @@
 
 typedef struct store store;
 
+struct wl_config;
+
 typedef struct store_config {
     const char *dir;        /* data directory, created if missing */
     uint64_t    map_size;   /* LMDB map size in bytes; 0: 16 GiB */
     unsigned    batch_max;  /* instances per group commit; 0: 64 */
+    const struct wl_config *worklist; /* NULL: the worklist's defaults */
+    /* Called after a commit that queued new reading tasks (any thread). */
+    void      (*on_tasks)(void *ctx);
+    void       *on_tasks_ctx;
 } store_config;
 
 /* Opens (creating) the environment; starts the committer thread. */
@@ -87,6 +93,7 @@ typedef struct store_study {
     uint32_t n_instances, n_series, expected, late_arrivals, conflicts;
     uint64_t bytes;
     int64_t  first_ms, last_ms, completed_ms;
+    uint64_t task_id;                 /* the reading task made when it completed */
 } store_study;
 
 typedef struct store_put_result {

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include "hub/store.h"
+#include "worklist/worklist.h"
 
 #define RECORD_VERSION 1
 
@@ -16,7 +17,7 @@ typedef struct put_job put_job;
 struct store {
     char        *dir;
     MDB_env     *env;
-    MDB_dbi      inst, blob, study, series, sinst, patient, pending, conflict, audit, meta, outbox;
+    MDB_dbi      inst, blob, study, series, sinst, patient, pending, conflict, audit, meta, outbox, report, report_idx;
     unsigned     batch_max;
     uint64_t     map_size;
     /* group commit */
@@ -30,6 +31,10 @@ struct store {
                      put_invalid, put_failed, bytes_received, commit_us_sum;
     _Atomic uint64_t commit_us_buckets[12];
     pthread_mutex_t  audit_mu; /* serialises audit sequence allocation */
+    wl              *wl;       /* the reading worklist, in this environment */
+    void           (*on_tasks)(void *ctx);
+    void            *on_tasks_ctx;
+    _Atomic int      tasks_added; /* set inside a transaction, reported after its commit */
 };
 
 /* inst record (value of inst and conflict dbs) */
@@ -51,6 +56,11 @@ int  store_txn_audit(store *s, MDB_txn *txn, int64_t now_ms, const char *who, co
 int  store_txn_get_study(store *s, MDB_txn *txn, const char *uid, store_study *out);
 int  store_txn_put_study(store *s, MDB_txn *txn, const store_study *st);
 void store_count_commit(store *s, uint64_t us, unsigned n);
+/* A study just became complete inside txn: make its reading task and
+ * mark it queued (same transaction: both commit or neither). */
+int  store_txn_study_completed(store *s, MDB_txn *txn, store_study *st, int64_t now_ms);
+/* After a successful commit: tell the reader side about new tasks. */
+void store_notify_tasks(store *s);
 int  store_lmdb_err(int rc); /* MDB code → negative errno-like code */
 
 #endif

@@ -6,6 +6,7 @@
  * still receiving sit in the small `pending` database so the sweep never
  * scans the whole index. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +74,9 @@ static int mark_complete(store *s, MDB_txn *txn, store_study *st, int64_t now_ms
 {
     st->state = STUDY_COMPLETE;
     st->completed_ms = now_ms;
-    int rc = store_txn_put_study(s, txn, st);
+    int rc = store_txn_study_completed(s, txn, st, now_ms);
+    if (!rc)
+        rc = store_txn_put_study(s, txn, st);
     MDB_val k = {strlen(st->study_uid), st->study_uid};
     if (!rc) {
         rc = mdb_del(txn, s->pending, &k, NULL);
@@ -121,7 +124,10 @@ out:
         mdb_txn_abort(txn);
         return store_lmdb_err(rc);
     }
-    return store_lmdb_err(mdb_txn_commit(txn));
+    rc = mdb_txn_commit(txn);
+    if (!rc)
+        store_notify_tasks(s);
+    return store_lmdb_err(rc);
 }
 
 int store_sweep_complete(store *s, int64_t now_ms, int64_t stable_ms,
@@ -174,6 +180,8 @@ int store_sweep_complete(store *s, int64_t now_ms, int64_t stable_ms,
         return rc ? store_lmdb_err(rc) : 0;
     }
     rc = mdb_txn_commit(txn);
+    if (!rc)
+        store_notify_tasks(s);
     return rc ? store_lmdb_err(rc) : done;
 }
 
@@ -289,8 +297,10 @@ int store_evict(store *s, int64_t older_than_ms, int max_studies, int64_t now_ms
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         study_rec r;
         memcpy(&r, v.mv_data, v.mv_size < sizeof r ? v.mv_size : sizeof r);
-        if (r.st.state == STUDY_RECEIVING || r.st.state == STUDY_READING || r.st.completed_ms == 0 ||
-            r.st.completed_ms > older_than_ms)
+        /* Only what nobody still has to read: signed studies, or complete
+         * ones that never got a reading task.  Unread studies stay. */
+        bool evictable = r.st.state == STUDY_SIGNED || (r.st.state == STUDY_COMPLETE && !r.st.task_id);
+        if (!evictable || r.st.completed_ms == 0 || r.st.completed_ms > older_than_ms)
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 64;
@@ -306,6 +316,7 @@ int store_evict(store *s, int64_t older_than_ms, int max_studies, int64_t now_ms
     }
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
+    rc = 0;
     /* selection of the best max_studies candidates: signed first, oldest first */
     int evicted = 0;
     for (int round = 0; round < max_studies && n > 0; round++) {

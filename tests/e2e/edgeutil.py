@@ -381,7 +381,7 @@ class Edge:
         return s["waiting"] == 0 and not s["markers"] and s["refused"] == 0
 
 
-def storescu(host, port, files, ns=None, aec="DXEDGE", timeout=600, required=True):
+def storescu(host, port, files, ns=None, aec="DXEDGE", timeout=600, required=True, extra=()):
     """Send files in one association (storescu -R -nh -v); returns
     ({file: True when the peer answered Success}, CompletedProcess).
     A file storescu could not even read counts as not sent."""
@@ -389,6 +389,7 @@ def storescu(host, port, files, ns=None, aec="DXEDGE", timeout=600, required=Tru
     args = ["storescu", "-v", "-nh", "-aec", aec, "-aet", "MODALITY", "-to", "30", "-ta", "30", "-td", "60"]
     if required:
         args.append("-R")
+    args += [str(a) for a in extra]
     r = run(args + [host, str(port)] + files, ns=ns, timeout=timeout)
     text = (r.stdout + r.stderr).decode("utf-8", "replace")
     ok = {f: False for f in files}

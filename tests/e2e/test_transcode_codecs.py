@@ -108,7 +108,8 @@ def test_lossless_round_trip_is_pixel_identical(dxhub, src, ts, tmp, decoded_ori
         assert r.returncode == 0, r.stderr.decode()
         assert np.array_equal(pixels(plain)[1], ref), f"{DCMTK_DECOMPRESSOR[ts]} decodes our {ts} differently"
     if ts in (HTJ2K, HTJ2K_RPCL):
-        assert np.array_equal(ojph_expand(ds, tmp), ref), "ojph_expand decodes our HTJ2K differently"
+        # ojph_expand's raw and PGM writers clamp negative samples to 0.
+        assert np.array_equal(ojph_expand(ds, tmp), np.maximum(ref, 0)), "ojph_expand decodes our HTJ2K differently"
 
 
 @pytest.mark.parametrize("src", [p for p, _ in CASES], ids=[n for _, n in CASES])

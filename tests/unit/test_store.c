@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "hub/store.h"
+#include "hub/store_tasks.h"
 
 static char corpus[1024];
 static char tmpdir[256];
@@ -167,6 +168,34 @@ static void test_invalid_file_is_refused_with_reason(void **state)
     store_close(&s);
 }
 
+static int collect_task(void *ctx, const wl_task *t)
+{
+    uint64_t *ids = ctx;
+    for (int i = 0; i < 63; i++)
+        if (!ids[i]) {
+            ids[i] = t->id;
+            break;
+        }
+    return 0;
+}
+
+/* An attending claims and signs every queued task. */
+static void sign_all(store *s, int64_t now)
+{
+    static const wl_reader att = {"att1", "*", "*", 3, WL_ATTENDING, 100};
+    uint64_t ids[64] = {0};
+    store_task_walk(s, 1, collect_task, ids);
+    for (int i = 0; ids[i]; i++) {
+        wl_task t;
+        assert_int_equal(store_task_claim(s, ids[i], &att, now, &t), 0);
+        store_submission sub = {.task = ids[i], .reader = &att, .action = "sign", .report_id = "r",
+                                .report = "{}", .report_len = 2};
+        char why[128];
+        assert_int_equal(store_task_submit(s, &sub, now, &t, why, sizeof why), 0);
+        assert_int_equal(t.state, WL_SIGNED);
+    }
+}
+
 static void test_map_full_refuses_then_recovers_after_eviction(void **state)
 {
     (void)state;
@@ -213,9 +242,12 @@ static void test_map_full_refuses_then_recovers_after_eviction(void **state)
     /* reads keep working while full */
     store_study st;
     assert_int_equal(store_get_study(s, study_first, &st), 0);
-    /* complete everything, evict, and a new instance fits again */
+    /* complete everything; unread studies are never evicted; once read and
+     * signed they are, and a new instance fits again */
     assert_true(store_sweep_complete(s, 100000, 1000, NULL, NULL) >= 1);
-    assert_true(store_evict(s, 100000, 100, 100000) >= 1);
+    assert_int_equal(store_evict(s, 100000, 100, 100000), 0);
+    sign_all(s, 100500);
+    assert_true(store_evict(s, 100000, 100, 101000) >= 1);
     assert_int_equal(store_get_study(s, study_first, &st), -2 /* -ENOENT */);
     char q[600];
     snprintf(q, sizeof q, "%s/i%d.dcm", tmpdir, 11);
@@ -247,14 +279,19 @@ static void test_completeness_by_marker_and_quiet_time_survives_reopen(void **st
     store_close(&s);
     s = open_store("f", 64 << 20);
     store_get_study(s, study, &st);
-    assert_int_equal(st.state, STUDY_COMPLETE);
+    assert_int_equal(st.state, STUDY_QUEUED); /* complete, and its reading task queued with it */
+    assert_true(st.task_id > 0);
+    wl_task task;
+    assert_int_equal(store_task_get(s, st.task_id, &task), 0);
+    assert_string_equal(task.study_uid, study);
+    assert_string_equal(task.facility, "clinic1");
     /* a late arrival reopens it */
     char q[1200];
     path_of(q, sizeof q, "explicit_le/MR_small.dcm");
     store_put_result r2;
     store_put_file(s, p, "edge:clinic1", 70000, &r2); /* duplicate: not an arrival */
     store_get_study(s, study, &st);
-    assert_int_equal(st.state, STUDY_COMPLETE);
+    assert_int_equal(st.state, STUDY_QUEUED);
     /* marker on a fresh study: complete as soon as the count is reached */
     path_of(q, sizeof q, "explicit_le/CT_small.dcm");
     store_put_result r3;
@@ -262,8 +299,10 @@ static void test_completeness_by_marker_and_quiet_time_survives_reopen(void **st
     store_marker m = {.expected = 1, .priority = 2, .referral = 1, .note = "chest pain"};
     assert_int_equal(store_study_marker(s, r3.inst.study_uid, &m, 71500), 0);
     store_get_study(s, r3.inst.study_uid, &st);
-    assert_int_equal(st.state, STUDY_COMPLETE);
+    assert_int_equal(st.state, STUDY_QUEUED);
     assert_int_equal(st.priority, 2);
+    assert_int_equal(store_task_get(s, st.task_id, &task), 0);
+    assert_int_equal(task.priority, WL_STAT);
     assert_string_equal(st.note, "chest pain");
     store_close(&s);
 }

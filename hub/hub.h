@@ -1,0 +1,96 @@
+/* hub.h — what a reader's software needs of the hub: the reader protocol
+ * and its client.  The one header of hub/ that viewer/ (the workstation)
+ * and `dxhub reader` use.
+ *
+ * Reader protocol (ZeroMQ DEALER → hub ROUTER on --reader-port, CURVE
+ * with the reader's key; the hub's allow-list gives it role reader:<id>,
+ * and the hub's readers file its profile).  Framing as proto.h: COMMAND,
+ * JSON header with "v":1, optional data frames.  Requests carry "req"
+ * (a number the client picks); the reply carries the same "req".
+ *
+ *   HELLO {}                       → WELCOME {reader, seniority, modalities, max_tasks}
+ *   READY {credit}                 → (later, unsolicited) TASK {task} offers, at most credit
+ *   CLAIM {req, task}              → CLAIMED {req, task, lease_ms} | NACK {req, reason}
+ *   HEARTBEAT {req}                → HEARTBEAT {req, leases}       keeps every lease alive
+ *   RELEASE {req, task}            → OK {req} | NACK
+ *   STUDY {req, task}              → STUDY {req, task, instances:[{sop, series, size, digest, ts, number}]}
+ *   FETCH {req, task, sop, offset, length} → DATA {req, sop, offset, size, eof} + bytes | NACK
+ *   SUBMIT {req, task, action, report_id} + report bytes [+ signature] [+ certificate chain]
+ *        action: "draft" (a resident's goes to review), "sign", "return" (reviewer), "addendum"
+ *                                  → ACK {req, task, state} after it is durable | NACK {req, reason}
+ *   malformed / not allowed        → ERROR {error, to}
+ *
+ * A task object: {id, study, kind, priority, modality, body_part, facility,
+ * referral, note, triage, state, due (ms since epoch), version, review,
+ * patient_id, instances}.  Study data is the stored bytes (compressed as
+ * received); the reader decodes.  FETCH is resumable by offset.
+ */
+#ifndef DXHUB_HUB_H
+#define DXHUB_HUB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HUB_READER_PORT_DEFAULT 5571
+
+enum hub_client_error {
+    HUB_ETIMEDOUT = -3001, /* no answer in time: the hub is unreachable or busy */
+    HUB_EREFUSED  = -3002, /* NACK or ERROR: reason in the client's last_error */
+    HUB_EPROTO    = -3003, /* an answer we cannot understand */
+};
+
+typedef struct hub_client hub_client;
+
+typedef struct hub_client_config {
+    const char *endpoint;    /* tcp://HOST:PORT */
+    const char *hub_public;  /* Z85 */
+    const char *public_key;  /* ours, Z85 */
+    const char *secret_key;
+    int         timeout_ms;  /* per request; 0: 10000 */
+} hub_client_config;
+
+typedef struct hub_task {
+    uint64_t id;
+    char     study_uid[65];
+    char     kind[16], priority[16], state[16];
+    char     modality[17], body_part[17], facility[64];
+    char     note[256], triage[256];
+    char     patient_id[65];
+    int64_t  due_ms;
+    int      referral, review;
+    uint32_t version, instances;
+} hub_task;
+
+typedef struct hub_instance {
+    char     sop_uid[65], series_uid[65], ts_uid[65];
+    char     digest[65]; /* hex SHA-256 of the data set (DESIGN.md §4) */
+    uint64_t size;
+    int32_t  number;
+} hub_instance;
+
+int  hub_client_open(const hub_client_config *cfg, hub_client **out, char *err, size_t errlen);
+void hub_client_close(hub_client **c);
+const char *hub_client_error(const hub_client *c); /* last NACK/ERROR reason */
+
+/* HELLO; fills our reader id as the hub knows it. */
+int hub_client_hello(hub_client *c, char *reader_id, size_t n);
+/* Offer capacity; offers then arrive through hub_client_next_offer. */
+int hub_client_ready(hub_client *c, int credit);
+/* Wait up to timeout_ms for a TASK offer (0: poll). HUB_ETIMEDOUT if none. */
+int hub_client_next_offer(hub_client *c, int timeout_ms, hub_task *out);
+int hub_client_claim(hub_client *c, uint64_t task, hub_task *out);
+int hub_client_heartbeat(hub_client *c, int *leases);
+int hub_client_release(hub_client *c, uint64_t task);
+/* The instances of a held task's study; *out is malloc'd (caller frees). */
+int hub_client_study(hub_client *c, uint64_t task, hub_instance **out, size_t *n);
+/* Fetch one instance's stored bytes from offset, calling sink per chunk
+ * (sink returns non-zero to stop).  Resumable: pass the offset reached. */
+int hub_client_fetch(hub_client *c, uint64_t task, const char *sop, uint64_t offset,
+                     int (*sink)(void *ctx, uint64_t offset, const void *p, size_t n), void *ctx);
+/* Submit a report (the exact bytes to store) with an optional detached
+ * signature and certificate chain (PEM).  state_out gets the task's new state. */
+int hub_client_submit(hub_client *c, uint64_t task, const char *action, const char *report_id,
+                      const void *report, size_t report_len, const void *sig, size_t sig_len,
+                      const void *chain, size_t chain_len, char *state_out, size_t state_len);
+
+#endif

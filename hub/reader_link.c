@@ -1,0 +1,435 @@
+/* reader_link.c — the hub's reader protocol server (protocol in hub.h).
+ * One thread owns the ROUTER socket; store calls run on it (each a short
+ * LMDB transaction).  Other threads wake it through an eventfd when tasks
+ * appear. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+#include "hub/digest.h"
+#include "hub/log.h"
+#include "hub/proto.h"
+#include "hub/reader_link.h"
+
+#define MAX_READERS 1024
+#define FETCH_MAX (1u << 20)
+
+typedef struct conn {
+    bool      used;
+    char      id[WL_ID_MAX];
+    zmq_msg_t route;
+    int       credit;
+    int64_t   last_ms;
+} conn;
+
+struct reader_link {
+    reader_link_config cfg;
+    void              *router;
+    uint16_t           port;
+    int                evfd;
+    pthread_t          thread;
+    volatile int       stop;
+    conn              *conns;
+    uint8_t           *buf;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void reader_link_kick(reader_link *l)
+{
+    uint64_t one = 1;
+    ssize_t r = write(l->evfd, &one, sizeof one);
+    (void)r;
+}
+
+json_t *task_to_json(const wl_task *t, const store_study *st)
+{
+    json_t *j = json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:s,s:s,s:I,s:I,s:i,s:b,s:b}", "id",
+                          (json_int_t)t->id, "study", t->study_uid, "kind", wl_kind_name((wl_kind)t->kind), "priority",
+                          wl_priority_name((wl_priority)t->priority), "clinic_priority",
+                          wl_priority_name((wl_priority)t->clinic_priority), "modality", t->modality, "body_part",
+                          t->body_part, "facility", t->facility, "referral", t->referral, "note", t->note, "triage",
+                          t->triage, "state", wl_state_name((wl_state)t->state), "due", (json_int_t)t->due_ms,
+                          "arrival", (json_int_t)t->arrival_ms, "version", (int)t->version, "review", t->review,
+                          "escalated", t->escalated);
+    if (t->holder[0])
+        json_object_set_new(j, "holder", json_string(t->holder));
+    if (t->drafted_by[0])
+        json_object_set_new(j, "drafted_by", json_string(t->drafted_by));
+    if (t->signed_by[0])
+        json_object_set_new(j, "signed_by", json_string(t->signed_by));
+    if (t->report_id[0])
+        json_object_set_new(j, "report_id", json_string(t->report_id));
+    if (t->supersedes)
+        json_object_set_new(j, "supersedes", json_integer((json_int_t)t->supersedes));
+    if (st) {
+        json_object_set_new(j, "patient_id", json_string(st->patient_id));
+        json_object_set_new(j, "instances", json_integer(st->n_instances));
+        json_object_set_new(j, "series", json_integer(st->n_series));
+    }
+    return j;
+}
+
+static json_t *task_json(reader_link *l, const wl_task *t)
+{
+    store_study st;
+    return task_to_json(t, store_get_study(l->cfg.st, t->study_uid, &st) == 0 ? &st : NULL);
+}
+
+static conn *conn_of(reader_link *l, const char *id, const proto_msg *m)
+{
+    conn *free_slot = NULL;
+    for (int i = 0; i < MAX_READERS; i++) {
+        conn *c = &l->conns[i];
+        if (c->used && !strcmp(c->id, id)) {
+            if (m) { /* a reconnect gets a new routing id */
+                zmq_msg_close(&c->route);
+                zmq_msg_init(&c->route);
+                zmq_msg_copy(&c->route, (zmq_msg_t *)&m->route);
+            }
+            return c;
+        }
+        if (!c->used && !free_slot)
+            free_slot = c;
+    }
+    if (!free_slot || !m)
+        return NULL;
+    free_slot->used = true;
+    snprintf(free_slot->id, sizeof free_slot->id, "%s", id);
+    zmq_msg_init(&free_slot->route);
+    zmq_msg_copy(&free_slot->route, (zmq_msg_t *)&m->route);
+    free_slot->credit = 0;
+    return free_slot;
+}
+
+static void refuse(reader_link *l, proto_msg *m, const char *why)
+{
+    hub_count_error(l->cfg.metrics, HUB_ERR_PROTOCOL);
+    char detail[320];
+    snprintf(detail, sizeof detail, "%s: %s", m->cmd[0] ? m->cmd : "(no command)", why);
+    store_audit(l->cfg.st, now_ms(), m->role[0] ? m->role : m->peer, "protocol-error", "", detail);
+    log_warn("readers: refused a message from %s: %s", m->role[0] ? m->role : m->peer, detail);
+    if (m->has_route)
+        proto_send_error(l->router, &m->route, m->cmd, why);
+}
+
+static void reply(reader_link *l, proto_msg *m, const char *cmd, json_t *h, const void *data, size_t len)
+{
+    json_t *req = json_object_get(m->hdr, "req");
+    if (req)
+        json_object_set(h, "req", req);
+    proto_send(l->router, &m->route, cmd, h, data, len);
+    json_decref(h);
+}
+
+static void nack(reader_link *l, proto_msg *m, const char *why)
+{
+    reply(l, m, "NACK", json_pack("{s:s}", "reason", why), NULL, 0);
+}
+
+/* Offer tasks to every reader with credit. */
+static void offer_all(reader_link *l)
+{
+    int64_t t = now_ms();
+    for (int i = 0; i < MAX_READERS; i++) {
+        conn *c = &l->conns[i];
+        if (!c->used || c->credit <= 0)
+            continue;
+        wl_reader r;
+        if (readers_find(l->cfg.profiles, c->id, &r) < 0)
+            continue;
+        while (c->credit > 0) {
+            wl_task task;
+            if (store_task_offer(l->cfg.st, &r, t, &task) != 0)
+                break;
+            json_t *h = json_object();
+            json_object_set_new(h, "task", task_json(l, &task));
+            proto_send(l->router, &c->route, "TASK", h, NULL, 0);
+            json_decref(h);
+            c->credit--;
+        }
+    }
+}
+
+/* The task must be one this reader holds (claimed, drafted). */
+static int held_task(reader_link *l, proto_msg *m, const char *reader, wl_task *t)
+{
+    long long id = proto_int(m, "task", -1);
+    if (id < 0 || store_task_get(l->cfg.st, (uint64_t)id, t) != 0) {
+        nack(l, m, "no such task");
+        return -1;
+    }
+    if (strcmp(t->holder, reader) || (t->state != WL_CLAIMED && t->state != WL_DRAFTED)) {
+        nack(l, m, "task not yours (claim it first, or your lease lapsed)");
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct study_ctx {
+    json_t *list;
+} study_ctx;
+
+static int add_instance(void *ctx, const store_instance *in)
+{
+    study_ctx *s = ctx;
+    char hex[65];
+    digest_hex(in->digest, hex);
+    json_array_append_new(s->list, json_pack("{s:s,s:s,s:I,s:s,s:s,s:i}", "sop", in->sop_uid, "series", in->series_uid,
+                                             "size", (json_int_t)in->size, "digest", hex, "ts", in->ts_uid, "number",
+                                             (int)in->instance_number));
+    return 0;
+}
+
+static void on_submit(reader_link *l, proto_msg *m, const wl_reader *r)
+{
+    long long id = proto_int(m, "task", -1);
+    const char *action = proto_str(m, "action"), *rid = proto_str(m, "report_id");
+    if (id < 0 || !action) {
+        refuse(l, m, "SUBMIT needs task and action");
+        return;
+    }
+    store_submission sub = {.task = (uint64_t)id, .reader = r, .action = action, .report_id = rid,
+                            .verify = l->cfg.verify, .verify_ctx = l->cfg.verify_ctx};
+    if (m->n_data > 0) {
+        sub.report = zmq_msg_data(&m->data[0]);
+        sub.report_len = zmq_msg_size(&m->data[0]);
+    }
+    if (m->n_data > 1) {
+        sub.sig = zmq_msg_data(&m->data[1]);
+        sub.sig_len = zmq_msg_size(&m->data[1]);
+    }
+    if (m->n_data > 2) {
+        sub.chain = zmq_msg_data(&m->data[2]);
+        sub.chain_len = zmq_msg_size(&m->data[2]);
+    }
+    if (strcmp(action, "return") && !sub.report_len) {
+        nack(l, m, "a report is required");
+        return;
+    }
+    wl_task t;
+    char why[256] = "";
+    int rc = store_task_submit(l->cfg.st, &sub, now_ms(), &t, why, sizeof why);
+    if (rc) {
+        log_warn("readers: %s's %s of task %lld refused: %s", r->id, action, id, why);
+        nack(l, m, why[0] ? why : wl_strerror(rc));
+        return;
+    }
+    log_info("readers: %s: task %lld %s, now %s", r->id, id, action, wl_state_name((wl_state)t.state));
+    reply(l, m, "ACK", json_pack("{s:I,s:s}", "task", (json_int_t)t.id, "state", wl_state_name((wl_state)t.state)),
+          NULL, 0);
+    if (t.state == WL_SIGNED && l->cfg.on_report)
+        l->cfg.on_report(l->cfg.on_report_ctx, &t, t.report_id);
+}
+
+static void on_message(reader_link *l, proto_msg *m)
+{
+    if (strncmp(m->role, "reader:", 7)) {
+        hub_count_error(l->cfg.metrics, HUB_ERR_AUTH);
+        refuse(l, m, "this key's role may not read (reader:<id> required)");
+        return;
+    }
+    const char *id = m->role + 7;
+    wl_reader r;
+    if (readers_find(l->cfg.profiles, id, &r) < 0) {
+        refuse(l, m, "no reader profile for this reader on the hub");
+        return;
+    }
+    conn *c = conn_of(l, id, m);
+    if (!c) {
+        refuse(l, m, "too many readers connected");
+        return;
+    }
+    c->last_ms = now_ms();
+    wl_task t;
+    if (!strcmp(m->cmd, "HELLO")) {
+        static const char *const sen[] = {"resident", "attending", "chief"};
+        reply(l, m, "WELCOME", json_pack("{s:s,s:s,s:s,s:i}", "reader", r.id, "seniority", sen[r.seniority % 3],
+                                         "modalities", r.modalities, "max_tasks", r.max_tasks),
+              NULL, 0);
+    } else if (!strcmp(m->cmd, "READY")) {
+        long long credit = proto_int(m, "credit", 1);
+        c->credit = credit < 0 ? 0 : credit > 100 ? 100 : (int)credit;
+        offer_all(l);
+    } else if (!strcmp(m->cmd, "CLAIM")) {
+        long long tid = proto_int(m, "task", -1);
+        int rc = tid < 0 ? WL_EINVAL : store_task_claim(l->cfg.st, (uint64_t)tid, &r, now_ms(), &t);
+        if (rc) {
+            nack(l, m, wl_strerror(rc));
+            return;
+        }
+        json_t *h = json_object();
+        json_object_set_new(h, "task", task_json(l, &t));
+        json_object_set_new(h, "lease_until", json_integer((json_int_t)t.holder_until_ms));
+        reply(l, m, "CLAIMED", h, NULL, 0);
+    } else if (!strcmp(m->cmd, "HEARTBEAT")) {
+        int n = store_task_heartbeat(l->cfg.st, r.id, now_ms());
+        reply(l, m, "HEARTBEAT", json_pack("{s:i}", "leases", n < 0 ? 0 : n), NULL, 0);
+    } else if (!strcmp(m->cmd, "RELEASE")) {
+        long long tid = proto_int(m, "task", -1);
+        int rc = tid < 0 ? WL_EINVAL : store_task_release(l->cfg.st, (uint64_t)tid, r.id, now_ms());
+        if (rc)
+            nack(l, m, wl_strerror(rc));
+        else
+            reply(l, m, "OK", json_object(), NULL, 0);
+        offer_all(l);
+    } else if (!strcmp(m->cmd, "STUDY")) {
+        if (held_task(l, m, r.id, &t) < 0)
+            return;
+        study_ctx s = {json_array()};
+        store_list_instances(l->cfg.st, t.study_uid, add_instance, &s);
+        json_t *h = json_object();
+        json_object_set_new(h, "task", json_integer((json_int_t)t.id));
+        json_object_set_new(h, "instances", s.list);
+        reply(l, m, "STUDY", h, NULL, 0);
+        char who[96];
+        snprintf(who, sizeof who, "reader:%s", r.id);
+        store_audit(l->cfg.st, now_ms(), who, "read-study", t.study_uid, "study listing");
+    } else if (!strcmp(m->cmd, "FETCH")) {
+        if (held_task(l, m, r.id, &t) < 0)
+            return;
+        const char *sop = proto_str(m, "sop");
+        long long off = proto_int(m, "offset", 0), len = proto_int(m, "length", FETCH_MAX);
+        store_instance in;
+        if (!sop || off < 0 || len <= 0 || store_get_instance(l->cfg.st, sop, &in) != 0 ||
+            strcmp(in.study_uid, t.study_uid)) {
+            nack(l, m, "no such instance in this task's study");
+            return;
+        }
+        size_t want = len > FETCH_MAX ? FETCH_MAX : (size_t)len;
+        long got = store_read_instance(l->cfg.st, &in, (uint64_t)off, l->buf, want);
+        if (got < 0) {
+            nack(l, m, "cannot read the instance");
+            return;
+        }
+        bool eof = (uint64_t)off + (uint64_t)got >= in.size;
+        reply(l, m, "DATA", json_pack("{s:s,s:I,s:I,s:b}", "sop", sop, "offset", (json_int_t)off, "size",
+                                      (json_int_t)in.size, "eof", eof),
+              l->buf, (size_t)got);
+        if (off == 0) {
+            char who[96];
+            snprintf(who, sizeof who, "reader:%s", r.id);
+            store_audit(l->cfg.st, now_ms(), who, "read-instance", t.study_uid, sop);
+        }
+    } else if (!strcmp(m->cmd, "SUBMIT")) {
+        on_submit(l, m, &r);
+        offer_all(l);
+    } else {
+        refuse(l, m, "unknown command");
+    }
+}
+
+static void *link_main(void *arg)
+{
+    reader_link *l = arg;
+    int64_t last_tick = 0;
+    while (!l->stop) {
+        zmq_pollitem_t items[2] = {{l->router, 0, ZMQ_POLLIN, 0}, {NULL, l->evfd, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, 2, 200) < 0 && zmq_errno() == ETERM)
+            break;
+        if (items[1].revents & ZMQ_POLLIN) {
+            uint64_t v;
+            ssize_t r = read(l->evfd, &v, sizeof v);
+            (void)r;
+            offer_all(l);
+        }
+        for (int burst = 0; burst < 256 && (items[0].revents & ZMQ_POLLIN); burst++) {
+            proto_msg m;
+            char err[160];
+            int rc = proto_recv(l->router, true, ZMQ_DONTWAIT, &m, err, sizeof err);
+            if (rc == PROTO_MALFORMED)
+                refuse(l, &m, err);
+            else if (rc == PROTO_OK)
+                on_message(l, &m);
+            proto_msg_close(&m);
+            if (rc < 0)
+                break;
+        }
+        int64_t t = now_ms();
+        if (t - last_tick >= 500) {
+            last_tick = t;
+            if (store_task_tick(l->cfg.st, t) > 0)
+                offer_all(l);
+        }
+    }
+    return NULL;
+}
+
+int reader_link_start(const reader_link_config *cfg, reader_link **out, char *err, size_t errlen)
+{
+    reader_link *l = calloc(1, sizeof *l);
+    if (!l)
+        return -ENOMEM;
+    l->cfg = *cfg;
+    l->conns = calloc(MAX_READERS, sizeof *l->conns);
+    l->buf = malloc(FETCH_MAX);
+    l->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    l->router = zmq_socket(cfg->zctx, ZMQ_ROUTER);
+    if (!l->conns || !l->buf || l->evfd < 0 || !l->router) {
+        snprintf(err, errlen, "cannot create the reader socket");
+        goto fail;
+    }
+    proto_tune(l->router);
+    int mandatory = 1;
+    zmq_setsockopt(l->router, ZMQ_ROUTER_MANDATORY, &mandatory, sizeof mandatory);
+    if (proto_curve_server(l->router, cfg->secret_key) < 0) {
+        snprintf(err, errlen, "CURVE setup failed: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    char ep[128];
+    if (cfg->port)
+        snprintf(ep, sizeof ep, "tcp://%s:%u", cfg->bind, cfg->port);
+    else
+        snprintf(ep, sizeof ep, "tcp://%s:*", cfg->bind);
+    if (zmq_bind(l->router, ep) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", ep, zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    char last[128];
+    size_t ll = sizeof last;
+    zmq_getsockopt(l->router, ZMQ_LAST_ENDPOINT, last, &ll);
+    const char *colon = strrchr(last, ':');
+    l->port = colon ? (uint16_t)atoi(colon + 1) : cfg->port;
+    pthread_create(&l->thread, NULL, link_main, l);
+    *out = l;
+    return 0;
+fail:
+    if (l->router)
+        zmq_close(l->router);
+    if (l->evfd >= 0)
+        close(l->evfd);
+    free(l->conns);
+    free(l->buf);
+    free(l);
+    return -EIO;
+}
+
+uint16_t reader_link_port(const reader_link *l) { return l->port; }
+
+void reader_link_stop(reader_link **lp)
+{
+    if (!lp || !*lp)
+        return;
+    reader_link *l = *lp;
+    l->stop = 1;
+    reader_link_kick(l);
+    pthread_join(l->thread, NULL);
+    for (int i = 0; i < MAX_READERS; i++)
+        if (l->conns[i].used)
+            zmq_msg_close(&l->conns[i].route);
+    zmq_close(l->router);
+    close(l->evfd);
+    free(l->conns);
+    free(l->buf);
+    free(l);
+    *lp = NULL;
+}

@@ -1,0 +1,285 @@
+/* store_tasks.c — the reading worklist inside the store's environment:
+ * tasks are made in the same transaction that completes their study, and
+ * every reader action changes the task, the study state, the stored
+ * report and the audit trail in one transaction. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "hub/store_private.h"
+#include "hub/store_tasks.h"
+
+void store_notify_tasks(store *s)
+{
+    if (atomic_exchange(&s->tasks_added, 0) && s->on_tasks)
+        s->on_tasks(s->on_tasks_ctx);
+}
+
+static const char *facility_of(const char *origin)
+{
+    /* "edge:clinic1" → "clinic1"; "dicom:CT_AE" → "CT_AE" */
+    const char *c = strchr(origin, ':');
+    return c ? c + 1 : origin;
+}
+
+static int is_ecg_study(const store_study *st)
+{
+    return !strcmp(st->modalities, "ECG");
+}
+
+int store_txn_study_completed(store *s, MDB_txn *txn, store_study *st, int64_t now_ms)
+{
+    if (st->task_id) {
+        wl_task t;
+        if (wl_get(s->wl, txn, st->task_id, &t) == 0 && t.state != WL_CANCELLED) {
+            st->state = t.state == WL_SIGNED ? STUDY_SIGNED : STUDY_QUEUED;
+            return 0; /* a late arrival completed it again: same task */
+        }
+    }
+    const char *first_mod = st->modalities;
+    char mod[17];
+    size_t ml = strcspn(first_mod, "\\");
+    snprintf(mod, sizeof mod, "%.*s", (int)(ml < 16 ? ml : 16), first_mod);
+    wl_task_spec spec = {.study_uid = st->study_uid, .modality = mod, .body_part = st->body_part,
+                         .facility = facility_of(st->origin), .note = st->note,
+                         .kind = is_ecg_study(st) ? WL_ECG : WL_IMAGING,
+                         .clinic_priority = (wl_priority)(st->priority <= WL_STAT ? st->priority : WL_ROUTINE),
+                         .referral = st->referral};
+    wl_task t;
+    int rc = wl_add(s->wl, txn, &spec, now_ms, &t);
+    if (rc)
+        return EIO;
+    st->task_id = t.id;
+    st->state = STUDY_QUEUED;
+    atomic_store(&s->tasks_added, 1);
+    char detail[64];
+    snprintf(detail, sizeof detail, "task %llu %s", (unsigned long long)t.id, wl_priority_name(t.priority));
+    return store_txn_audit(s, txn, now_ms, "hub", "task-queued", st->study_uid, detail);
+}
+
+/* --- reader actions: one write transaction each ------------------------------ */
+
+static int begin(store *s, MDB_txn **txn)
+{
+    return store_lmdb_err(mdb_txn_begin(s->env, NULL, 0, txn));
+}
+
+static int finish(store *s, MDB_txn *txn, int rc)
+{
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    rc = mdb_txn_commit(txn);
+    if (!rc)
+        store_notify_tasks(s);
+    return rc ? store_lmdb_err(rc) : 0;
+}
+
+static int set_study_state(store *s, MDB_txn *txn, const char *uid, study_state state)
+{
+    store_study st;
+    if (store_txn_get_study(s, txn, uid, &st) != 0)
+        return 0;
+    st.state = (uint8_t)state;
+    return store_txn_put_study(s, txn, &st) ? WL_ESTORE : 0;
+}
+
+int store_task_offer(store *s, const wl_reader *r, int64_t now, wl_task *out)
+{
+    MDB_txn *txn;
+    int rc = begin(s, &txn);
+    if (rc)
+        return rc;
+    rc = wl_offer(s->wl, txn, r, now, out);
+    return finish(s, txn, rc);
+}
+
+int store_task_claim(store *s, uint64_t id, const wl_reader *r, int64_t now, wl_task *out)
+{
+    MDB_txn *txn;
+    int rc = begin(s, &txn);
+    if (rc)
+        return rc;
+    rc = wl_claim(s->wl, txn, id, r, now, out);
+    if (!rc)
+        rc = set_study_state(s, txn, out->study_uid, STUDY_READING);
+    if (!rc) {
+        char detail[64];
+        snprintf(detail, sizeof detail, "task %llu", (unsigned long long)id);
+        char who[96];
+        snprintf(who, sizeof who, "reader:%s", r->id);
+        rc = store_txn_audit(s, txn, now, who, "claim", out->study_uid, detail) ? WL_ESTORE : 0;
+    }
+    return finish(s, txn, rc);
+}
+
+int store_task_heartbeat(store *s, const char *reader, int64_t now)
+{
+    MDB_txn *txn;
+    int rc = begin(s, &txn);
+    if (rc)
+        return rc;
+    int n = wl_heartbeat(s->wl, txn, reader, now);
+    rc = finish(s, txn, n < 0 ? n : 0);
+    return rc ? rc : n;
+}
+
+int store_task_release(store *s, uint64_t id, const char *reader, int64_t now)
+{
+    MDB_txn *txn;
+    int rc = begin(s, &txn);
+    if (rc)
+        return rc;
+    wl_task t;
+    rc = wl_get(s->wl, txn, id, &t);
+    if (!rc)
+        rc = wl_release(s->wl, txn, id, reader, now);
+    if (!rc)
+        rc = set_study_state(s, txn, t.study_uid, STUDY_QUEUED);
+    return finish(s, txn, rc);
+}
+
+int store_task_tick(store *s, int64_t now)
+{
+    MDB_txn *txn;
+    int rc = begin(s, &txn);
+    if (rc)
+        return rc;
+    int n = wl_tick(s->wl, txn, now);
+    if (n > 0)
+        atomic_store(&s->tasks_added, 1); /* tasks back in line: offer them */
+    rc = finish(s, txn, n < 0 ? n : 0);
+    return rc ? rc : n;
+}
+
+int store_task_get(store *s, uint64_t id, wl_task *out)
+{
+    MDB_txn *txn;
+    int rc = store_lmdb_err(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn));
+    if (rc)
+        return rc;
+    rc = wl_get(s->wl, txn, id, out);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int store_task_walk(store *s, int queue_order, int (*cb)(void *ctx, const wl_task *t), void *ctx)
+{
+    MDB_txn *txn;
+    int rc = store_lmdb_err(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn));
+    if (rc)
+        return rc;
+    rc = queue_order ? wl_list_queue(s->wl, txn, cb, ctx) : wl_list(s->wl, txn, cb, ctx);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int store_task_history(store *s, uint64_t id, int (*cb)(void *ctx, const wl_event *e), void *ctx)
+{
+    MDB_txn *txn;
+    int rc = store_lmdb_err(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn));
+    if (rc)
+        return rc;
+    rc = wl_history(s->wl, txn, id, cb, ctx);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* --- reports ------------------------------------------------------------------ */
+
+static int put_blob(MDB_txn *txn, MDB_dbi dbi, const char *key, const void *p, size_t n)
+{
+    MDB_val k = {strlen(key), (void *)key}, v = {n, (void *)p};
+    return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+int store_task_submit(store *s, const store_submission *sub, int64_t now, wl_task *out, char *why, size_t why_len)
+{
+    if (!sub->report_id || !sub->report_id[0] || strlen(sub->report_id) > 60 || strchr(sub->report_id, '/')) {
+        snprintf(why, why_len, "report_id missing or invalid");
+        return WL_EINVAL;
+    }
+    MDB_txn *txn;
+    int rc = begin(s, &txn);
+    if (rc)
+        return rc;
+    wl_task t;
+    rc = wl_get(s->wl, txn, sub->task, &t);
+    if (rc) {
+        snprintf(why, why_len, "no such task");
+        return finish(s, txn, rc);
+    }
+    /* Verification hook: runs inside the transaction, before anything is
+     * stored; a refusal leaves no trace but the audit record. */
+    if (sub->verify && (rc = sub->verify(sub->verify_ctx, &t, sub, why, why_len)) != 0) {
+        mdb_txn_abort(txn);
+        char who[96];
+        snprintf(who, sizeof who, "reader:%s", sub->reader->id);
+        store_audit(s, now, who, "submit-refused", t.study_uid, why);
+        return rc;
+    }
+    const char *action = sub->action;
+    if (!strcmp(action, "draft"))
+        rc = wl_draft(s->wl, txn, sub->task, sub->reader, sub->report_id, now, &t);
+    else if (!strcmp(action, "sign"))
+        rc = wl_sign(s->wl, txn, sub->task, sub->reader, sub->report_id, now, &t);
+    else if (!strcmp(action, "return"))
+        rc = wl_return(s->wl, txn, sub->task, sub->reader, sub->report_id, now);
+    else
+        rc = WL_EINVAL;
+    if (rc) {
+        snprintf(why, why_len, "%s", wl_strerror(rc));
+        return finish(s, txn, rc);
+    }
+    char key[96];
+    if (sub->report && sub->report_len) {
+        snprintf(key, sizeof key, "%s", sub->report_id);
+        rc = put_blob(txn, s->report, key, sub->report, sub->report_len);
+        if (!rc && sub->sig_len) {
+            snprintf(key, sizeof key, "%s.sig", sub->report_id);
+            rc = put_blob(txn, s->report, key, sub->sig, sub->sig_len);
+        }
+        if (!rc && sub->chain_len) {
+            snprintf(key, sizeof key, "%s.chain", sub->report_id);
+            rc = put_blob(txn, s->report, key, sub->chain, sub->chain_len);
+        }
+        if (!rc) {
+            /* index: study → report ids */
+            char ik[160];
+            int il = snprintf(ik, sizeof ik, "%s%c%s", t.study_uid, 0, sub->report_id);
+            MDB_val k = {(size_t)il, ik}, v = {0, ""};
+            rc = mdb_put(txn, s->report_idx, &k, &v, 0);
+        }
+        if (rc) {
+            snprintf(why, why_len, "storing the report failed: %s", mdb_strerror(rc));
+            return finish(s, txn, store_lmdb_err(rc));
+        }
+    }
+    study_state st = t.state == WL_SIGNED ? STUDY_SIGNED : t.state == WL_REVIEW || t.state == WL_DRAFTED ? STUDY_REPORTED
+                                                                                                    : STUDY_READING;
+    if ((rc = set_study_state(s, txn, t.study_uid, st)) == 0) {
+        char who[96], detail[128];
+        snprintf(who, sizeof who, "reader:%s", sub->reader->id);
+        snprintf(detail, sizeof detail, "task %llu %s report %s", (unsigned long long)t.id, action, sub->report_id);
+        rc = store_txn_audit(s, txn, now, who, "submit", t.study_uid, detail) ? WL_ESTORE : 0;
+    }
+    if (out)
+        *out = t;
+    return finish(s, txn, rc);
+}
+
+long store_report_get(store *s, const char *key, void *buf, size_t len)
+{
+    MDB_txn *txn;
+    int rc = store_lmdb_err(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn));
+    if (rc)
+        return rc;
+    MDB_val k = {strlen(key), (void *)key}, v;
+    rc = mdb_get(txn, s->report, &k, &v);
+    long n = rc ? store_lmdb_err(rc) : (long)v.mv_size;
+    if (!rc && buf)
+        memcpy(buf, v.mv_data, v.mv_size < len ? v.mv_size : len);
+    mdb_txn_abort(txn);
+    return n;
+}

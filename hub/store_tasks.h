@@ -1,0 +1,40 @@
+/* store_tasks.h — the reading worklist as the store runs it: each call
+ * one transaction in the hub's environment (worklist.h holds the model).
+ * Hub-private; used by the reader link, the HTTP API and `dxhub status`. */
+#ifndef DXHUB_STORE_TASKS_H
+#define DXHUB_STORE_TASKS_H
+
+#include "hub/store.h"
+#include "worklist/worklist.h"
+
+int store_task_offer(store *s, const wl_reader *r, int64_t now, wl_task *out);
+int store_task_claim(store *s, uint64_t id, const wl_reader *r, int64_t now, wl_task *out);
+int store_task_heartbeat(store *s, const char *reader, int64_t now);           /* leases kept */
+int store_task_release(store *s, uint64_t id, const char *reader, int64_t now);
+int store_task_tick(store *s, int64_t now);                                     /* expiries, escalations */
+int store_task_get(store *s, uint64_t id, wl_task *out);
+int store_task_walk(store *s, int queue_order, int (*cb)(void *ctx, const wl_task *t), void *ctx);
+int store_task_history(store *s, uint64_t id, int (*cb)(void *ctx, const wl_event *e), void *ctx);
+
+typedef struct store_submission store_submission;
+struct store_submission {
+    uint64_t         task;
+    const wl_reader *reader;
+    const char      *action;     /* draft, sign, return */
+    const char      *report_id;
+    const void      *report;  size_t report_len;  /* exactly the bytes signed */
+    const void      *sig;     size_t sig_len;
+    const void      *chain;   size_t chain_len;
+    /* Checks before anything is stored (signature, chain, digests): 0 to
+     * accept, else a negative code with the reason in why. */
+    int (*verify)(void *ctx, const wl_task *t, const store_submission *sub, char *why, size_t why_len);
+    void            *verify_ctx;
+};
+/* Apply the action and store the report, signature and chain with it,
+ * durably, in one transaction.  why gets the reason of a refusal. */
+int store_task_submit(store *s, const store_submission *sub, int64_t now, wl_task *out, char *why, size_t why_len);
+/* A stored report blob ("ID", "ID.sig", "ID.chain"): its size, copying
+ * up to len bytes into buf (buf may be NULL to ask the size). */
+long store_report_get(store *s, const char *key, void *buf, size_t len);
+
+#endif
