@@ -1,5 +1,6 @@
--- api_wrk.lua — wrk script for bench/api.sh: stops each thread after
--- WRK_REQUESTS_PER_THREAD answers (0: run for wrk's -d), counts non-200
+-- api_wrk.lua — wrk script for bench/api.sh: ends the run when a thread
+-- has had WRK_REQUESTS_PER_THREAD answers (0: run for wrk's -d; the other
+-- threads are then within a few requests of theirs), counts non-200
 -- answers, and prints one parseable summary line:
 --   RESULT requests=N duration_us=N p50_us=N p90_us=N p99_us=N mean_us=N errors=N non200=N
 -- With WRK_REQUESTS_PER_THREAD=0 no response() hook is installed, so wrk
@@ -23,8 +24,11 @@ if limit > 0 then
         if status ~= 200 then
             non200 = non200 + 1
         end
-        if count >= limit then
+        if count == limit then
+            -- wrk's main thread sleeps for -d whatever the threads do; its
+            -- SIGINT handler ends the run.  The shell's parent is wrk.
             wrk.thread:stop()
+            os.execute("kill -INT $PPID")
         end
     end
 end

@@ -19,6 +19,7 @@
 #include "hub/reader_link.h"
 #include "hub/readers.h"
 #include "hub/zap.h"
+#include "hub/b64.h"
 #include "hub/dimse.h"
 #include "hub/log.h"
 #include "hub/metrics.h"
@@ -118,6 +119,59 @@ static uint16_t on_store(void *ctx, const dimse_store_req *req, char *comment, s
         log_error("storing an instance from %s failed: %s", source, res.reason);
         return DIMSE_STATUS_OUT_OF_RESOURCES;
     }
+}
+
+/* A signed report goes back to the clinic it came from, through the edge
+ * link's durable outbox; a critical value travels as an alert, ahead of
+ * everything else (危急值: the clinic must hear at once). */
+static void on_report(void *ctx, const wl_task *t, const char *report_id)
+{
+    hub *h = ctx;
+    long n = store_report_get(h->st, report_id, NULL, 0);
+    if (n <= 0 || !t->facility[0])
+        return;
+    char *doc = malloc((size_t)n);
+    char sig_key[96], chain_key[96];
+    snprintf(sig_key, sizeof sig_key, "%s.sig", report_id);
+    snprintf(chain_key, sizeof chain_key, "%s.chain", report_id);
+    long sn = store_report_get(h->st, sig_key, NULL, 0), cn = store_report_get(h->st, chain_key, NULL, 0);
+    char *sig = sn > 0 ? malloc((size_t)sn) : NULL, *chain = cn > 0 ? malloc((size_t)cn + 1) : NULL;
+    if (!doc || (sn > 0 && !sig) || (cn > 0 && !chain))
+        goto out;
+    store_report_get(h->st, report_id, doc, (size_t)n);
+    if (sig)
+        store_report_get(h->st, sig_key, sig, (size_t)sn);
+    if (chain) {
+        store_report_get(h->st, chain_key, chain, (size_t)cn);
+        chain[cn] = '\0';
+    }
+    json_error_t je;
+    json_t *parsed = json_loadb(doc, (size_t)n, 0, &je);
+    int critical = parsed && json_is_true(json_object_get(parsed, "critical"));
+    json_decref(parsed);
+    /* The exact signed bytes travel base64-encoded: never re-serialised. */
+    json_t *bundle = json_pack("{s:s,s:I,s:s,s:b,s:s}", "report_id", report_id, "task", (json_int_t)t->id,
+                               "study", t->study_uid, "critical", critical, "chain_pem", chain ? chain : "");
+    char *b64 = base64_encode((const uint8_t *)doc, (size_t)n);
+    char *sb64 = sig ? base64_encode((const uint8_t *)sig, (size_t)sn) : NULL;
+    json_object_set_new(bundle, "report_b64", json_string(b64 ? b64 : ""));
+    json_object_set_new(bundle, "signature_b64", json_string(sb64 ? sb64 : ""));
+    char *text = json_dumps(bundle, JSON_COMPACT);
+    const char *facility = t->facility;
+    if (text && store_outbox_put(h->st, facility, report_id, critical ? "alert" : "report", text, strlen(text),
+                                 now_ms()) == 0) {
+        log_info("report %s for task %llu queued for the clinic%s", report_id, (unsigned long long)t->id,
+                 critical ? " as a CRITICAL VALUE ALERT" : "");
+        link_hub_kick(h->link);
+    }
+    free(text);
+    free(b64);
+    free(sb64);
+    json_decref(bundle);
+out:
+    free(doc);
+    free(sig);
+    free(chain);
 }
 
 static void on_tasks(void *ctx)
@@ -249,7 +303,7 @@ int serve_run(const serve_config *cfg)
         log_warn("no reader profiles (%s): readers cannot take tasks until it exists (SIGHUP reloads)", err);
     reader_link_config rc_cfg = {.zctx = h.zctx, .bind = cfg->bind, .port = cfg->reader_port,
                                  .secret_key = h.kp.sec, .st = h.st, .profiles = h.profiles,
-                                 .metrics = &h.metrics};
+                                 .metrics = &h.metrics, .on_report = on_report, .on_report_ctx = &h};
     if ((rc = reader_link_start(&rc_cfg, &h.rlink, err, sizeof err)) < 0) {
         log_error("reader link: %s", err);
         goto out;

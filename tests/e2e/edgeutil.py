@@ -188,6 +188,18 @@ def allow(hub_keys_dir, role, pub_file, revoke=False):
 # --------------------------------------------------------------------------
 # the hub
 
+_PORT_OPTIONS = None
+
+
+def serve_port_options():
+    """The --*-port options `dxhub serve --help` lists (more arrive with new
+    roles; each gets a port of its own so parallel hubs never collide)."""
+    global _PORT_OPTIONS
+    if _PORT_OPTIONS is None:
+        r = run([dxhub_bin(), "serve", "--help"], timeout=30)
+        _PORT_OPTIONS = sorted(set(re.findall(r"(--[a-z]+-port)\b", r.stdout.decode() + r.stderr.decode())))
+    return _PORT_OPTIONS
+
 class Hub:
     """`dxhub serve` on fixed ports (so a restart after SIGKILL comes back
     where the edges expect it).  In a namespace, `bind` is the address the
@@ -201,9 +213,14 @@ class Hub:
         if ports is None:
             ports = (free_port(), free_port(), free_port()) if not ns else (11112, 8410, 5570)
         self.dicom_port, self.http_port, self.edge_port = ports
+        # the other listeners the hub has (readers, peer hubs ...): free ports too
+        other = []
+        for opt in serve_port_options():
+            if opt not in ("--dicom-port", "--http-port", "--edge-port"):
+                other += [opt, free_port() if not ns else 0]
         self.proc = Proc([dxhub_bin(), "serve", "--data", self.data, "--bind", bind, "--dicom-port", self.dicom_port,
                           "--http-port", self.http_port, "--edge-port", self.edge_port, "--open-dicom",
-                          "--stable-seconds", stable_seconds],
+                          "--stable-seconds", stable_seconds] + other,
                          Path(log_dir) / f"hub-{self.data.name}.log", r"dxhub serve: ready .*key=(\S+)", ns=ns)
 
     @property

@@ -58,8 +58,32 @@ def free_port():
 # ---------------------------------------------------------------- the hub
 
 
-READY = re.compile(r"^dxhub serve: ready dicom=([0-9.]+):(\d+) aet=(\S+) http=([0-9.]+):(\d+) "
-                   r"edge=tcp://([0-9.]+):(\d+) data=(.*) key=(.*)$")
+_HELP = {}
+
+
+def serve_options(binary):
+    """The options `dxhub serve --help` lists (the role grows listeners)."""
+    binary = str(binary)
+    if binary not in _HELP:
+        r = subprocess.run([binary, "serve", "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+        _HELP[binary] = set(re.findall(r"(--[a-z][a-z-]*)", r.stdout.decode(errors="replace")))
+    return _HELP[binary]
+
+
+def parse_ready(line):
+    """{'dicom': port, 'http': port, 'edge': port, ...} from the ready line
+    ("dxhub serve: ready dicom=127.0.0.1:P aet=.. http=127.0.0.1:H edge=tcp://127.0.0.1:E ...")."""
+    if not line.startswith("dxhub serve: ready "):
+        raise ValueError(line)
+    out = {}
+    for tok in line[len("dxhub serve: ready "):].split():
+        k, _, v = tok.partition("=")
+        m = re.match(r"^(?:tcp://)?[0-9.]+:(\d+)$", v)
+        out[k] = int(m.group(1)) if m else v
+    for k in ("dicom", "http"):
+        if not isinstance(out.get(k), int):
+            raise ValueError(f"no {k} port in {line!r}")
+    return out
 
 
 class HubError(Exception):
@@ -76,9 +100,14 @@ class Hub:
                  aet="DXHUB", extra=(), binary=None):
         self.data = Path(data)
         self.log_dir = Path(log_dir) if log_dir else self.data.parent
-        self.args = [str(binary or dxhub_path()), "serve", "--data", str(self.data),
+        binary = str(binary or dxhub_path())
+        self.args = [binary, "serve", "--data", str(self.data),
                      "--dicom-port", "0", "--http-port", "0", "--edge-port", "0", "--open-dicom",
                      "--stable-seconds", str(stable_seconds), "--aet", aet]
+        # Every listener on an ephemeral port, so that tests run side by side.
+        for opt in ("--reader-port", "--peer-port"):
+            if opt in serve_options(binary):
+                self.args += [opt, "0"]
         if retain_days is not None:
             self.args += ["--retain-days", str(retain_days)]
         if map_size is not None:
@@ -104,10 +133,13 @@ class Hub:
             text = self.out_path.read_text(errors="replace")
             line = next((l for l in text.splitlines() if l.startswith("dxhub serve: ready")), None)
             if line:
-                m = READY.match(line)
-                if not m:
+                try:
+                    self.ready = parse_ready(line)
+                except ValueError:
+                    self.kill()
                     raise HubError(f"unexpected ready line: {line!r}")
-                self.dicom_port, self.http_port, self.edge_port = int(m.group(2)), int(m.group(5)), int(m.group(7))
+                self.dicom_port, self.http_port = self.ready["dicom"], self.ready["http"]
+                self.edge_port = self.ready.get("edge")
                 return self
             if self.proc.poll() is not None:
                 raise HubError(f"hub exited with {self.proc.returncode} before ready: {self.log_tail()}")
