@@ -591,39 +591,82 @@ class RawSCU:
 
 # ---------------------------------------------------------------- synthetic instances
 
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
-def make_instances(template, out_dir, studies, per_study, prefix="2.25.4242", seed_name="x", series_per_study=1):
-    """Copies of a template file (pydicom) with new Study/Series/SOP
-    Instance UIDs and Instance Numbers, written as Explicit VR Little
-    Endian Part 10 files: {study_uid: [paths]} in instance order.  UIDs are
-    derived from prefix, seed_name and the counters, so two calls with the
-    same arguments give the same UIDs."""
-    import pydicom
-    import hashlib
+
+def uid_root(name, prefix="2.25"):
+    """A UID root derived from a name (2.25: a UUID as a decimal integer)."""
+    import uuid
+    return f"{prefix}.{uuid.uuid5(uuid.NAMESPACE_URL, 'dxhub-tests/' + name).int}"
+
+
+def synth_instance(path, study_uid, series_uid, sop_uid, number, patient_id="PAT1", rows=64, cols=64,
+                   seed=0, modality="CT", patient_name="TEST^HUB", study_date="20240101"):
+    """Writes a small CT image (Explicit VR Little Endian, no sequences, no
+    group lengths; pydicom pads odd values) with pydicom: a file whose
+    data set storescu sends unchanged, so the bytes after its meta header
+    are the bytes on the wire.  Pixel values derive from seed and number."""
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = EXPLICIT_LE
+    meta.ImplementationClassUID = "1.2.826.0.1.3680043.9.7133.2"
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.preamble = b"\0" * 128
+    ds.is_little_endian, ds.is_implicit_VR = True, False
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = CT_IMAGE_STORAGE
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyDate = study_date
+    ds.StudyTime = "120000"
+    ds.AccessionNumber = "ACC" + str(abs(hash(study_uid)) % 10000).zfill(4)
+    ds.Modality = modality
+    ds.PatientName = patient_name
+    ds.PatientID = patient_id
+    ds.PatientBirthDate = "19700101"
+    ds.PatientSex = "O"
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.StudyID = "1"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = number
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = rows, cols
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleIntercept, ds.RescaleSlope = "-1024", "1"
+    rng = np.random.default_rng([seed, number])
+    ds.PixelData = rng.integers(0, 4096, size=(rows, cols), dtype=np.uint16).tobytes()
+    ds.save_as(str(path), write_like_original=False)
+    return Path(path)
+
+
+def synth_studies(out_dir, name, studies, per_study, rows=64, cols=64, series_per_study=1):
+    """{study_uid: [paths in instance order]} of synthetic instances under
+    UIDs derived from name (same arguments, same files and UIDs)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    base = pydicom.dcmread(str(template))
-    root = prefix + "." + str(int(hashlib.sha1(seed_name.encode()).hexdigest()[:12], 16))
+    root = uid_root(name)
     made = {}
     for s in range(studies):
-        study_uid = f"{root}.{s + 1}"
-        made[study_uid] = []
+        study = f"{root}.{s + 1}"
+        made[study] = []
         for k in range(per_study):
-            series = k * series_per_study // per_study + 1
-            ds = copy.deepcopy(base)
-            ds.StudyInstanceUID = study_uid
-            ds.SeriesInstanceUID = f"{study_uid}.{series}"
-            ds.SeriesNumber = series
-            ds.SOPInstanceUID = f"{study_uid}.{series}.{k + 1}"
-            ds.InstanceNumber = k + 1
-            ds.PatientID = f"PAT{s + 1}"
-            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            ds.file_meta.TransferSyntaxUID = EXPLICIT_LE
-            ds.is_little_endian, ds.is_implicit_VR = True, False
-            p = out_dir / f"s{s + 1}_{k + 1:04d}.dcm"
-            ds.save_as(str(p), write_like_original=False)
-            made[study_uid].append(p)
+            series = f"{study}.{k * series_per_study // per_study + 1}"
+            p = out_dir / f"{name}_s{s + 1}_{k + 1:04d}.dcm"
+            synth_instance(p, study, series, f"{series}.{k + 1}", k + 1, patient_id=f"{name[:8].upper()}{s + 1}",
+                           rows=rows, cols=cols, seed=s)
+            made[study].append(p)
     return made
+
+
+def sop_of(path):
+    """The SOP Instance UID in a file's meta (the files made here have one)."""
+    import pydicom
+    return str(pydicom.dcmread(str(path), stop_before_pixels=True).SOPInstanceUID)
 
 
 # ---------------------------------------------------------------- DCMTK storescp as the oracle
@@ -685,3 +728,27 @@ class Storescp:
                 self.proc.wait()
         if self.proc:
             self.log.close()
+
+
+# ---------------------------------------------------------------- the store on disk
+
+
+def audit_records(data_dir):
+    """The hub's audit trail as LMDB holds it (mdb_dump of the `audit`
+    database; a reader, safe beside the running hub): [dict] in order."""
+    r = subprocess.run(["mdb_dump", "-p", "-s", "audit", str(data_dir)], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(f"mdb_dump: {r.stderr.decode(errors='replace')}")
+    out = []
+    for line in r.stdout.decode(errors="replace").splitlines():
+        if line.startswith(" {"):
+            out.append(json.loads(line[1:].replace("\\\\", "\\")))
+    return out
+
+
+def mdb_stat(data_dir):
+    """mdb_stat -e -a on the environment: (exit status, output)."""
+    r = subprocess.run(["mdb_stat", "-e", "-a", str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=60)
+    return r.returncode, r.stdout.decode(errors="replace")
