@@ -23,6 +23,9 @@ int cmd_push(int argc, char **argv);
 int cmd_reports(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_allow(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_reader(int argc, char **argv);
 
 /* "16G", "512M", "100K" or bytes; -1 when malformed. */
 int parse_size(const char *s, uint64_t *out);

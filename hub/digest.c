@@ -6,6 +6,35 @@
 #include <unistd.h>
 #include "hub/digest.h"
 
+struct digest_ctx {
+    EVP_MD_CTX *md;
+};
+
+digest_ctx *digest_new(void)
+{
+    digest_ctx *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    d->md = EVP_MD_CTX_new();
+    if (!d->md || !EVP_DigestInit_ex(d->md, EVP_sha256(), NULL)) {
+        EVP_MD_CTX_free(d->md);
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+void digest_update(digest_ctx *d, const void *p, size_t n) { EVP_DigestUpdate(d->md, p, n); }
+
+void digest_final(digest_ctx **dp, uint8_t out[32])
+{
+    unsigned dl = 0;
+    EVP_DigestFinal_ex((*dp)->md, out, &dl);
+    EVP_MD_CTX_free((*dp)->md);
+    free(*dp);
+    *dp = NULL;
+}
+
 int digest_fd(int fd, uint64_t offset, uint8_t out[32])
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();

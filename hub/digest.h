@@ -8,6 +8,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Incremental digest for bytes that arrive in pieces. */
+typedef struct digest_ctx digest_ctx;
+digest_ctx *digest_new(void);                       /* NULL on allocation failure */
+void        digest_update(digest_ctx *d, const void *p, size_t n);
+void        digest_final(digest_ctx **d, uint8_t out[32]); /* frees, NULLs *d */
+
 /* Digest of fd's bytes from offset to end of file. */
 int  digest_fd(int fd, uint64_t offset, uint8_t out[32]);
 void digest_hex(const uint8_t d[32], char out[65]);

@@ -182,6 +182,10 @@ int store_outbox_list(store *s, const char *facility,
                       void *ctx);
 int store_outbox_ack(store *s, const char *facility, const char *id, int64_t now_ms); /* 0, -ENOENT */
 
+/* Walk every stored instance (and conflicting copy), recompute its digest
+ * from the stored bytes and report each one to cb (ok = digest matches). */
+int store_check(store *s, int (*cb)(void *ctx, const store_instance *in, int ok, const char *why), void *ctx);
+
 /* LMDB's consistent online copy into dir (dxhub backup). */
 int store_backup(store *s, const char *dir, char *err, size_t errlen);
 
