@@ -10,10 +10,12 @@
 #     duration computed from a 2 s calibration run);
 #   - study metadata, all 300 instances' headers: dxhub GET
 #     /api/v1/studies/{UID} vs Orthanc GET /studies/{id}/instances-tags,
-#     for a fixed duration;
+#     for API_BENCH_DETAIL_SECONDS (default 12: Orthanc takes seconds per answer);
 #   - one instance's stored file (512 KiB): /api/v1/instances/{UID}/file
-#     vs Orthanc /instances/{id}/file, for a fixed duration;
+#     vs Orthanc /instances/{id}/file, for API_BENCH_SECONDS (default 5);
 #   - loading the series by C-STORE (storescu, one association).
+# wrk -t API_BENCH_THREADS (2) -c API_BENCH_CONNECTIONS (16); every round
+# is repeated API_BENCH_REPEAT times (3) and the medians are reported.
 # Prints a table and writes build/bench/api.json: a list of
 # {"metric","value","unit","peer","peer_value","ratio"}, ratio = value /
 # peer_value (below 1 is better for times and latencies, above 1 for rates).
@@ -27,7 +29,9 @@ DX="$PWD/$BUILD/dxhub"
 N=${API_BENCH_REQUESTS:-50000}
 THREADS=${API_BENCH_THREADS:-2}
 CONNS=${API_BENCH_CONNECTIONS:-16}
-SECS=${API_BENCH_SECONDS:-10}
+SECS=${API_BENCH_SECONDS:-5}
+DETAIL_SECS=${API_BENCH_DETAIL_SECONDS:-12}
+REPEAT=${API_BENCH_REPEAT:-3}
 LUA="$PWD/bench/api_wrk.lua"
 OUT="$BUILD/bench/api.json"
 export TCP_NODELAY=1 # DCMTK's storescu stalls on Nagle's algorithm without it
@@ -118,9 +122,9 @@ fi
 # ---- measurements -----------------------------------------------------------
 # run_wrk NAME URL MODE.  wrk runs for a duration, so MODE "count" first
 # measures the rate for 2 s and then runs long enough for at least N
-# requests (the count made is reported); "time" runs SECS.
+# requests (the count made is reported); otherwise MODE is the seconds.
 run_wrk() {
-    local name=$1 url=$2 mode=$3 dur=$SECS line
+    local name=$1 url=$2 mode=$3 dur=$3 line
     curl -sf -o /dev/null "$url" || die "$url does not answer 200"
     if [ "$mode" = count ]; then
         wrk -t"$THREADS" -c"$CONNS" -d2s -s "$LUA" "$url" >"$TMP/wrk-$name.cal" 2>&1
@@ -133,14 +137,17 @@ rate=float(r['requests'])/(float(r['duration_us'])/1e6); print(min(300, max(3, m
     echo "$name $line" >>"$TMP/results"
 }
 : >"$TMP/results"
-run_wrk dx_lookup "$DX_BASE/api/v1/studies?StudyInstanceUID=$STUDY" count
-run_wrk dx_detail "$DX_BASE/api/v1/studies/$STUDY" time
-run_wrk dx_file "$DX_BASE/api/v1/instances/$SOP/file" time
-if [ $HAVE_ORTHANC = 1 ]; then
-    run_wrk or_lookup "$OR_BASE/studies/$OR_STUDY" count
-    run_wrk or_detail "$OR_BASE/studies/$OR_STUDY/instances-tags" time
-    run_wrk or_file "$OR_BASE/instances/$OR_SOP/file" time
-fi
+# Each dxhub run is followed by its Orthanc run, so that both see the
+# same machine (other load drifts over minutes, not seconds), and the whole
+# round is repeated REPEAT times: the table shows each figure's median.
+for _ in $(seq "$REPEAT"); do
+    run_wrk dx_lookup "$DX_BASE/api/v1/studies?StudyInstanceUID=$STUDY" count
+    [ $HAVE_ORTHANC = 1 ] && run_wrk or_lookup "$OR_BASE/studies/$OR_STUDY" count
+    run_wrk dx_detail "$DX_BASE/api/v1/studies/$STUDY" "$DETAIL_SECS"
+    [ $HAVE_ORTHANC = 1 ] && run_wrk or_detail "$OR_BASE/studies/$OR_STUDY/instances-tags" "$DETAIL_SECS"
+    run_wrk dx_file "$DX_BASE/api/v1/instances/$SOP/file" "$SECS"
+    [ $HAVE_ORTHANC = 1 ] && run_wrk or_file "$OR_BASE/instances/$OR_SOP/file" "$SECS"
+done
 echo "loads dx=$DX_LOAD or=${OR_LOAD:-} files=$NFILES" >>"$TMP/results"
 curl -sf "$DX_BASE/api/v1/studies/$STUDY" -o "$TMP/dx_detail.json"
 [ $HAVE_ORTHANC = 1 ] && curl -sf "$OR_BASE/studies/$OR_STUDY/instances-tags" -o "$TMP/or_detail.json"
@@ -148,16 +155,23 @@ curl -sf "$DX_BASE/api/v1/studies/$STUDY" -o "$TMP/dx_detail.json"
 # ---- table and JSON ---------------------------------------------------------
 mkdir -p "$(dirname "$OUT")"
 "$PY" - "$TMP/results" "$OUT" "$N" "$CONNS" "$THREADS" <<'EOF'
-import json, sys
+import json, statistics, sys
 res, out, n, conns, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-runs, loads = {}, {}
+reps, loads = {}, {}
 for line in open(res):
     words = line.split()
     kv = dict(w.split("=", 1) for w in words[1:] if "=" in w)
     if words[0] == "loads":
         loads = kv
     else:
-        runs[words[0]] = {k: float(v) for k, v in kv.items()}
+        reps.setdefault(words[0], []).append({k: float(v) for k, v in kv.items()})
+# Per figure, the median over the repetitions (the rate of each run first).
+for rs in reps.values():
+    for r in rs:
+        r["rate"] = r["requests"] / (r["duration_us"] / 1e6)
+runs = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} | {"errors": sum(r["errors"] for r in rs)}
+        for name, rs in reps.items()}
+nrep = max(len(rs) for rs in reps.values())
 
 rows = []
 def row(metric, value, unit, peer_value, peer="Orthanc 1.10"):
@@ -166,7 +180,7 @@ def row(metric, value, unit, peer_value, peer="Orthanc 1.10"):
                  "peer": peer if peer_value is not None else None,
                  "peer_value": round(peer_value, 3) if peer_value is not None else None, "ratio": ratio})
 
-def rps(r): return r["requests"] / (r["duration_us"] / 1e6)
+def rps(r): return r["rate"]
 for key, what in (("lookup", "study lookup by UID"), ("detail", "study metadata, 300 instances"),
                   ("file", "instance file (Part 10 bytes)")):
     d, o = runs.get("dx_" + key), runs.get("or_" + key)
@@ -179,12 +193,13 @@ for key, what in (("lookup", "study lookup by UID"), ("detail", "study metadata,
     row(what + ": p99", d["p99_us"] / 1000, "ms", o and o["p99_us"] / 1000)
     row(what + ": throughput", rps(d), "req/s", o and rps(o))
     if key == "lookup":
-        row(what + ": requests", d["requests"], "requests", o and o["requests"])
+        row(what + ": requests per run", d["requests"], "requests", o and o["requests"])
 if loads.get("dx"):
     row("C-STORE of %s files (storescu, 1 association)" % loads["files"], float(loads["dx"]) / 1000, "s",
         float(loads["or"]) / 1000 if loads.get("or") else None)
 json.dump(rows, open(out, "w"), indent=1)
-print("\nHTTP API on loopback, wrk -t%s -c%s (lookup: at least %d requests; others: fixed duration)" % (threads, conns, n))
+print("\nHTTP API on loopback, wrk -t%s -c%s, median of %d runs (lookup: at least %d requests a run; others: fixed duration)"
+      % (threads, conns, nrep, n))
 print("%-52s %12s %12s %9s  %s" % ("metric", "dxhub", "Orthanc", "ratio", "unit"))
 for r in rows:
     pv = "%12.3f" % r["peer_value"] if r["peer_value"] is not None else "%12s" % "-"

@@ -223,9 +223,9 @@ static int read_set(xmlNode *set, ecg_record **out, dcm_err *err)
         if (ounit[0] && strcmp(ounit, l->unit)) { /* origin in mV, scale in uV ... */
             double a = volt_factor(ounit), b = volt_factor(l->unit);
             if (a == 0 || b == 0) {
-                ecg_free(&r);
                 rc = dcm_fail(err, ECG_EUNSUPPORTED, 0, "line %ld: origin unit '%s' differs from scale unit '%s'",
                               xmlGetLineNo(origin), ounit, l->unit);
+                ecg_free(&r); /* after the message: l points into r */
                 goto out;
             }
             o = o * a / b;

@@ -411,9 +411,9 @@ static inline __attribute__((always_inline)) int32_t nn_step(nn_filter *f, int32
         nn_adapt(f, out);
     int32_t a = value < 0 ? -value : value, step;
     int sgn = value < 0;
-    if (a > f->avg * 3)
+    if ((int64_t)a > (int64_t)f->avg * 3)
         step = 32;
-    else if (a > (f->avg * 4) / 3)
+    else if ((int64_t)a > ((int64_t)f->avg * 4) / 3)
         step = 16;
     else
         step = a > 0 ? 8 : 0;

@@ -1,11 +1,12 @@
 /* api.c — the hub's HTTP API on libmicrohttpd: listening, the route table,
- * query parameters, errors as JSON, and the audit of every access to
- * patient data.  The JSON itself is rendered by api_json.c (studies,
- * instances) and api_metrics.c (health, metrics); bytes are streamed by
- * api_file.c.  See api.h for the routes. */
+ * the handlers, errors as JSON, and the audit of every access to patient
+ * data.  Query parameters are checked by api_query.c; JSON is rendered by
+ * api_json.c (studies), api_header.c (instance headers) and api_metrics.c
+ * (health, metrics); whole details are kept by api_body.c; bytes are
+ * streamed by api_file.c; audit records are written by api_audit.c.
+ * See api.h for the routes. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>

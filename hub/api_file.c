@@ -10,7 +10,7 @@
 #include "hub/api_file.h"
 #include "codecs/banned.h"
 
-#define FILE_BLOCK ((size_t)256 << 10) /* bytes per read from the store */
+#define FILE_BLOCK ((size_t)STORE_CHUNK) /* per read from the store: one blob chunk, fewer wake-ups */
 
 static bool parse_u64(const char *s, size_t n, uint64_t *out)
 {
@@ -88,7 +88,8 @@ struct MHD_Response *api_file_response(store *st, const store_instance *in, uint
     if (!fs)
         return NULL;
     *fs = (file_stream){.st = st, .in = *in, .off = off, .len = len};
-    struct MHD_Response *r = MHD_create_response_from_callback(len, FILE_BLOCK, file_read, fs, file_free);
+    size_t block = len < FILE_BLOCK ? (size_t)(len ? len : 1) : FILE_BLOCK; /* small files, small buffers */
+    struct MHD_Response *r = MHD_create_response_from_callback(len, block, file_read, fs, file_free);
     if (!r)
         free(fs);
     return r;

@@ -4,6 +4,7 @@
  * keyed by content digest: a stored instance's bytes never change, so an
  * entry never goes stale. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,7 +188,7 @@ static long read_prefix(store *st, const store_instance *in, uint8_t *buf, size_
     return (long)got;
 }
 
-static void get_api_series_attrs(const dcm_file *f, api_series_attrs *sa)
+static void get_series_attrs(const dcm_file *f, api_series_attrs *sa)
 {
     memset(sa, 0, sizeof *sa);
     dcm_top_str(f, DCM_TAG(0x0008, 0x0060), sa->modality, sizeof sa->modality);
@@ -241,9 +242,12 @@ static int render_header(store *st, const store_instance *in, jbuf *out, api_ser
         if (rc == 0 && !more) {
             char base[STORE_UID_MAX + 32];
             snprintf(base, sizeof base, "/api/v1/instances/%s/file", in->sop_uid);
-            dcm_json_opts jo = {.bulk_threshold = 1024, .bulk_uri_base = base};
+            /* A deflated data set's offsets are into its inflated bytes,
+             * not the stored file: its binary values go inline instead. */
+            bool deflated = ts && ts->deflated;
+            dcm_json_opts jo = {.bulk_threshold = deflated ? SIZE_MAX : 1024, .bulk_uri_base = base};
             rc = dcm_json_write(f, &jo, (dcm_sink){sink_jbuf, out}, &err);
-            get_api_series_attrs(f, sa);
+            get_series_attrs(f, sa);
         }
         dcm_free(&f);
         free(buf);

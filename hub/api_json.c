@@ -273,8 +273,9 @@ static void instance_dxhub(jbuf *b, const store_instance *in, const char *error)
         dg[2 * i + 1] = hex[in->digest[i] & 15];
     }
     dg[64] = 0;
-    jb_printf(b, "\"dxhub\":{\"sop_instance_uid\":\"%s\",\"size\":%llu,\"digest\":\"%s\",\"transfer_syntax\":",
-              in->sop_uid, (unsigned long long)in->size, dg);
+    jb_puts(b, "\"dxhub\":{\"sop_instance_uid\":");
+    jb_str(b, in->sop_uid);
+    jb_printf(b, ",\"size\":%llu,\"digest\":\"%s\",\"transfer_syntax\":", (unsigned long long)in->size, dg);
     jb_str(b, in->ts_uid);
     jb_puts(b, ",\"source\":");
     jb_str(b, in->source);
@@ -314,12 +315,6 @@ static int instance_json(jbuf *b, store *st, api_hcache *cache, const store_inst
     instance_dxhub(b, in, NULL);
     jb_put(b, "}", 1);
     return jb_ok(b) ? 0 : -ENOMEM;
-}
-
-int api_json_instance(jbuf *b, store *st, api_hcache *cache, const store_instance *in)
-{
-    api_series_attrs sa;
-    return instance_json(b, st, cache, in, &sa);
 }
 
 /* ---- a study's series and instances -------------------------------- */

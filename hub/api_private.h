@@ -87,14 +87,12 @@ void        api_bcache_put(api_bcache *c, const store_study *st, api_body *b);
 /* A study as a DICOM JSON object plus the non-DICOM "dxhub" member. */
 void api_json_study(jbuf *b, const store_study *st);
 
-/* The instance's full header (DICOM JSON, pixel data left out) plus its
- * "dxhub" member.  Reads the stored bytes the first time, then the cache.
- * Returns 0 or a negative code (DCM_E*, -errno); on failure nothing is
- * appended. */
-int api_json_instance(jbuf *b, store *st, api_hcache *cache, const store_instance *in);
-
 /* {"study":{..},"series":[{.., "instances":[..]}]} for a study read from
- * the store.  Returns 0, -ENOENT, or a negative code. */
+ * the store: each instance its full header (api_header_json) plus a
+ * "dxhub" member (size, digest, transfer syntax, source, received,
+ * conflict; an unreadable header still lists the instance, with the
+ * reason in dxhub.error).  Returns 0, or a negative code (-ENOMEM, the
+ * store's). */
 int api_json_study_detail(jbuf *b, store *st, api_hcache *cache, const store_study *study);
 
 /* ---- the audit trail of reads (api_audit.c) ------------------------ */

@@ -10,15 +10,15 @@
  *
  *   HELLO {}                       → WELCOME {reader, seniority, modalities, max_tasks}
  *   READY {credit}                 → (later, unsolicited) TASK {task} offers, at most credit
- *   CLAIM {req, task}              → CLAIMED {req, task, lease_ms} | NACK {req, reason}
+ *   CLAIM {req, task}              → CLAIMED {req, task, lease_until (ms since epoch)} | NACK {req, reason}
  *   HEARTBEAT {req}                → HEARTBEAT {req, leases}       keeps every lease alive
  *   RELEASE {req, task}            → OK {req} | NACK
- *   STUDY {req, task}              → STUDY {req, task, instances:[{sop, series, size, digest, ts, number}]}
+ *   STUDY {req, task}              → STUDY {req, task, study, instances:[{sop, series, size, digest, ts, number}]}
  *   FETCH {req, task, sop, offset, length} → DATA {req, sop, offset, size, eof} + bytes | NACK
  *   SUBMIT {req, task, action, report_id} + report bytes [+ signature] [+ certificate chain]
  *        action: "draft" (a resident's goes to review), "sign", "return" (reviewer), "addendum"
  *                                  → ACK {req, task, state} after it is durable | NACK {req, reason}
- *   malformed / not allowed        → ERROR {error, to}
+ *   malformed / not allowed        → ERROR {error, to[, req]}   (req echoed when the header had one)
  *
  * A task object: {id, study, kind, priority, modality, body_part, facility,
  * referral, note, triage, state, due (ms since epoch), version, review,
@@ -83,6 +83,8 @@ int hub_client_heartbeat(hub_client *c, int *leases);
 int hub_client_release(hub_client *c, uint64_t task);
 /* The instances of a held task's study; *out is malloc'd (caller frees). */
 int hub_client_study(hub_client *c, uint64_t task, hub_instance **out, size_t *n);
+/* The Study Instance UID of a held task (a STUDY request). */
+int hub_client_study_uid(hub_client *c, uint64_t task, char *uid, size_t n);
 /* Fetch one instance's stored bytes from offset, calling sink per chunk
  * (sink returns non-zero to stop).  Resumable: pass the offset reached. */
 int hub_client_fetch(hub_client *c, uint64_t task, const char *sop, uint64_t offset,
@@ -92,5 +94,20 @@ int hub_client_fetch(hub_client *c, uint64_t task, const char *sop, uint64_t off
 int hub_client_submit(hub_client *c, uint64_t task, const char *action, const char *report_id,
                       const void *report, size_t report_len, const void *sig, size_t sig_len,
                       const void *chain, size_t chain_len, char *state_out, size_t state_len);
+
+/* What WELCOME said about us (after hub_client_hello): 0, or -1 before. */
+typedef struct hub_reader_profile {
+    char id[64], seniority[16], modalities[128];
+    int  max_tasks;
+} hub_reader_profile;
+int hub_client_profile(const hub_client *c, hub_reader_profile *out);
+
+/* Leases: while the client holds claimed tasks, every call sends a
+ * HEARTBEAT first when one is due (automatic: a third of the lease the hub
+ * granted; interval_ms > 0: that; < 0: never — the caller heartbeats).
+ * Returns the interval now in force. */
+int     hub_client_keepalive(hub_client *c, int interval_ms);
+int64_t hub_client_lease_until(const hub_client *c); /* the hub's clock, ms; 0 before a claim */
+int     hub_client_leases(const hub_client *c);      /* leases held, as last counted */
 
 #endif

@@ -24,6 +24,7 @@ typedef struct conn {
     zmq_msg_t route;
     int       credit;
     int64_t   last_ms;
+    uint64_t  empty_gen; /* the queue generation at which nothing fitted this reader */
 } conn;
 
 struct reader_link {
@@ -35,6 +36,12 @@ struct reader_link {
     volatile int       stop;
     conn              *conns;
     uint8_t           *buf;
+    /* Fix (performance): bumped whenever tasks may have become available
+     * (new tasks, lapsed leases and offers, releases, submissions).  A
+     * reader with credit for whom nothing fitted is not offered again until
+     * it changes: each such offer walks the whole queue (100,000 queued CT
+     * tasks and one waiting ECG reader made every event cost ~1 s). */
+    uint64_t           gen;
 };
 
 static int64_t now_ms(void)
@@ -118,8 +125,18 @@ static void refuse(reader_link *l, proto_msg *m, const char *why)
     snprintf(detail, sizeof detail, "%s: %s", m->cmd[0] ? m->cmd : "(no command)", why);
     store_audit(l->cfg.st, now_ms(), m->role[0] ? m->role : m->peer, "protocol-error", "", detail);
     log_warn("readers: refused a message from %s: %s", m->role[0] ? m->role : m->peer, detail);
-    if (m->has_route)
-        proto_send_error(l->router, &m->route, m->cmd, why);
+    if (m->has_route) {
+        /* Fix (hub_client): echo the request's "req" when the header had
+         * one, so a client waiting on that request knows this ERROR is its
+         * answer (proto_send_error cannot carry it). */
+        json_t *req = m->hdr ? json_object_get(m->hdr, "req") : NULL;
+        json_t *h = json_pack("{s:s,s:s}", "error", why, "to", m->cmd);
+        if (h && json_is_integer(req))
+            json_object_set(h, "req", req);
+        if (h)
+            proto_send(l->router, &m->route, "ERROR", h, NULL, 0);
+        json_decref(h);
+    }
 }
 
 static void reply(reader_link *l, proto_msg *m, const char *cmd, json_t *h, const void *data, size_t len)
@@ -136,25 +153,40 @@ static void nack(reader_link *l, proto_msg *m, const char *why)
     reply(l, m, "NACK", json_pack("{s:s}", "reason", why), NULL, 0);
 }
 
+static void queue_changed(reader_link *l) { l->gen++; }
+
 /* Offer tasks to every reader with credit. */
 static void offer_all(reader_link *l)
 {
     int64_t t = now_ms();
     for (int i = 0; i < MAX_READERS; i++) {
         conn *c = &l->conns[i];
-        if (!c->used || c->credit <= 0)
+        if (!c->used || c->credit <= 0 || c->empty_gen == l->gen)
             continue;
         wl_reader r;
         if (readers_find(l->cfg.profiles, c->id, &r) < 0)
             continue;
         while (c->credit > 0) {
             wl_task task;
-            if (store_task_offer(l->cfg.st, &r, t, &task) != 0)
+            int rc = store_task_offer(l->cfg.st, &r, t, &task);
+            if (rc == WL_EEMPTY)
+                c->empty_gen = l->gen;
+            if (rc != 0)
                 break;
             json_t *h = json_object();
             json_object_set_new(h, "task", task_json(l, &task));
-            proto_send(l->router, &c->route, "TASK", h, NULL, 0);
+            int sent = proto_send(l->router, &c->route, "TASK", h, NULL, 0);
             json_decref(h);
+            if (sent < 0) {
+                /* Fix: the reader is gone (killed, disconnected) or not
+                 * reading; the offer would sit with it for the whole offer
+                 * timeout.  Put the task back now and stop offering to it
+                 * until it says READY again. */
+                store_task_release(l->cfg.st, task.id, r.id, t);
+                queue_changed(l);
+                c->credit = 0;
+                break;
+            }
             c->credit--;
         }
     }
@@ -253,6 +285,8 @@ static void on_message(reader_link *l, proto_msg *m)
     wl_task t;
     if (!strcmp(m->cmd, "HELLO")) {
         static const char *const sen[] = {"resident", "attending", "chief"};
+        c->credit = 0; /* Fix: a new session (maybe a new process under the same id) starts without the old credit */
+        c->empty_gen = 0;
         reply(l, m, "WELCOME", json_pack("{s:s,s:s,s:s,s:i}", "reader", r.id, "seniority", sen[r.seniority % 3],
                                          "modalities", r.modalities, "max_tasks", r.max_tasks),
               NULL, 0);
@@ -281,6 +315,7 @@ static void on_message(reader_link *l, proto_msg *m)
             nack(l, m, wl_strerror(rc));
         else
             reply(l, m, "OK", json_object(), NULL, 0);
+        queue_changed(l);
         offer_all(l);
     } else if (!strcmp(m->cmd, "STUDY")) {
         if (held_task(l, m, r.id, &t) < 0)
@@ -289,6 +324,9 @@ static void on_message(reader_link *l, proto_msg *m)
         store_list_instances(l->cfg.st, t.study_uid, add_instance, &s);
         json_t *h = json_object();
         json_object_set_new(h, "task", json_integer((json_int_t)t.id));
+        /* Added (hub_client): the study's UID, so a reader that holds a task
+         * from an earlier session knows where its files belong. */
+        json_object_set_new(h, "study", json_string(t.study_uid));
         json_object_set_new(h, "instances", s.list);
         reply(l, m, "STUDY", h, NULL, 0);
         char who[96];
@@ -322,6 +360,7 @@ static void on_message(reader_link *l, proto_msg *m)
         }
     } else if (!strcmp(m->cmd, "SUBMIT")) {
         on_submit(l, m, &r);
+        queue_changed(l); /* a draft queued for review, a return, a lease freed */
         offer_all(l);
     } else {
         refuse(l, m, "unknown command");
@@ -340,6 +379,7 @@ static void *link_main(void *arg)
             uint64_t v;
             ssize_t r = read(l->evfd, &v, sizeof v);
             (void)r;
+            queue_changed(l); /* new tasks, or a reload of the readers file */
             offer_all(l);
         }
         for (int burst = 0; burst < 256 && (items[0].revents & ZMQ_POLLIN); burst++) {
@@ -357,8 +397,10 @@ static void *link_main(void *arg)
         int64_t t = now_ms();
         if (t - last_tick >= 500) {
             last_tick = t;
-            if (store_task_tick(l->cfg.st, t) > 0)
+            if (store_task_tick(l->cfg.st, t) > 0) {
+                queue_changed(l);
                 offer_all(l);
+            }
         }
     }
     return NULL;
@@ -370,6 +412,7 @@ int reader_link_start(const reader_link_config *cfg, reader_link **out, char *er
     if (!l)
         return -ENOMEM;
     l->cfg = *cfg;
+    l->gen = 1;
     l->conns = calloc(MAX_READERS, sizeof *l->conns);
     l->buf = malloc(FETCH_MAX);
     l->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -381,6 +424,11 @@ int reader_link_start(const reader_link_config *cfg, reader_link **out, char *er
     proto_tune(l->router);
     int mandatory = 1;
     zmq_setsockopt(l->router, ZMQ_ROUTER_MANDATORY, &mandatory, sizeof mandatory);
+    /* Fix: with ROUTER_MANDATORY a reader whose pipe is full (it sends
+     * FETCH after FETCH and never reads) would block this thread, and every
+     * reader with it, in zmq_send; give up on that reader after a second. */
+    int sndtimeo = 1000;
+    zmq_setsockopt(l->router, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo);
     if (proto_curve_server(l->router, cfg->secret_key) < 0) {
         snprintf(err, errlen, "CURVE setup failed: %s", zmq_strerror(zmq_errno()));
         goto fail;

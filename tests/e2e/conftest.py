@@ -105,9 +105,10 @@ class PerFile:
 
 def split_dcmdump(r, files):
     """Split `dcmdump +F` over many files at its "# dcmdump (k/n): path"
-    headers; its errors name no file consistently, so a file whose section
-    shows no data set counts as failed."""
+    headers.  A file failed when dcmdump's stderr has an error line naming it
+    ("E: ... reading file: PATH") or its section shows no data set."""
     out = r.stdout.decode("utf-8", "replace").splitlines(keepends=True)
+    errors = [ln for ln in r.stderr.decode("utf-8", "replace").splitlines() if ln.startswith("E:")]
     sections, cur, n = {}, None, len(files)
     heads = {f"# dcmdump ({k + 1}/{n}): {p}": p for k, p in enumerate(files)}
     for line in out:
@@ -119,6 +120,8 @@ def split_dcmdump(r, files):
     res = {}
     for p in files:
         text = sections.get(p, "")
-        ok = "# Dicom-Data-Set" in text
-        res[p] = PerFile(text.encode("utf-8"), b"" if ok else b"dcmdump: no data set")
+        err = [ln for ln in errors if ln.endswith(f"reading file: {p}")]
+        if not err and "# Dicom-Data-Set" not in text:
+            err = ["dcmdump shows no data set"]
+        res[p] = PerFile(text.encode("utf-8"), "\n".join(err).encode("utf-8"))
     return res

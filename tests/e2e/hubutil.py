@@ -11,7 +11,7 @@ Environment (tests/run-all sets both; defaults relative to the repository):
 Every process started here is remembered by PID and ended by the owner's
 finalizer (Hub.close, or `with Hub(...)`); nothing is killed by name.
 """
-import copy
+import hashlib
 import http.client
 import json
 import os
@@ -124,8 +124,11 @@ class Hub:
         if self.proc and self.proc.poll() is None:
             raise HubError("hub already running")
         self.starts += 1
-        self.out_path = self.log_dir / f"hub-{self.starts}.out"
-        self.err_path = self.log_dir / f"hub-{self.starts}.err"
+        n = 1
+        while (self.log_dir / f"hub-{n}.out").exists():  # one log per start, never overwritten
+            n += 1
+        self.out_path = self.log_dir / f"hub-{n}.out"
+        self.err_path = self.log_dir / f"hub-{n}.err"
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(self.args, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
@@ -600,17 +603,11 @@ def uid_root(name, prefix="2.25"):
     return f"{prefix}.{uuid.uuid5(uuid.NAMESPACE_URL, 'dxhub-tests/' + name).int}"
 
 
-def synth_instance(path, study_uid, series_uid, sop_uid, number, patient_id="PAT1", rows=64, cols=64,
-                   seed=0, modality="CT", patient_name="TEST^HUB", study_date="20240101"):
-    """Writes a small CT image (Explicit VR Little Endian, no sequences, no
-    group lengths; pydicom pads odd values) with pydicom: a file whose
-    data set storescu sends unchanged, so the bytes after its meta header
-    are the bytes on the wire.  Pixel values derive from seed and number."""
-    import numpy as np
+def _synth_base(rows, cols, modality, patient_name, study_date):
     from pydicom.dataset import Dataset, FileMetaDataset
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.MediaStorageSOPInstanceUID = "1.2"
     meta.TransferSyntaxUID = EXPLICIT_LE
     meta.ImplementationClassUID = "1.2.826.0.1.3680043.9.7133.2"
     ds = Dataset()
@@ -619,25 +616,44 @@ def synth_instance(path, study_uid, series_uid, sop_uid, number, patient_id="PAT
     ds.is_little_endian, ds.is_implicit_VR = True, False
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = CT_IMAGE_STORAGE
-    ds.SOPInstanceUID = sop_uid
+    ds.SOPInstanceUID = "1.2"
     ds.StudyDate = study_date
     ds.StudyTime = "120000"
-    ds.AccessionNumber = "ACC" + str(abs(hash(study_uid)) % 10000).zfill(4)
+    ds.AccessionNumber = ""
     ds.Modality = modality
     ds.PatientName = patient_name
-    ds.PatientID = patient_id
+    ds.PatientID = ""
     ds.PatientBirthDate = "19700101"
     ds.PatientSex = "O"
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = series_uid
+    ds.StudyInstanceUID = "1.2"
+    ds.SeriesInstanceUID = "1.2"
     ds.StudyID = "1"
     ds.SeriesNumber = 1
-    ds.InstanceNumber = number
+    ds.InstanceNumber = 1
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows, ds.Columns = rows, cols
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
     ds.RescaleIntercept, ds.RescaleSlope = "-1024", "1"
+    ds.PixelData = b""
+    return ds
+
+
+def synth_instance(path, study_uid, series_uid, sop_uid, number, patient_id="PAT1", rows=64, cols=64,
+                   seed=0, modality="CT", patient_name="TEST^HUB", study_date="20240101", _base=None):
+    """Writes a small CT image (Explicit VR Little Endian, no sequences, no
+    group lengths; pydicom pads odd values) with pydicom: a file whose
+    data set storescu sends unchanged, so the bytes after its meta header
+    are the bytes on the wire.  Pixel values derive from seed and number."""
+    import numpy as np
+    ds = _base if _base is not None else _synth_base(rows, cols, modality, patient_name, study_date)
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.InstanceNumber = number
+    ds.PatientID = patient_id
+    ds.AccessionNumber = "A" + hashlib.sha1(study_uid.encode()).hexdigest()[:8].upper()
     rng = np.random.default_rng([seed, number])
     ds.PixelData = rng.integers(0, 4096, size=(rows, cols), dtype=np.uint16).tobytes()
     ds.save_as(str(path), write_like_original=False)
@@ -646,10 +662,12 @@ def synth_instance(path, study_uid, series_uid, sop_uid, number, patient_id="PAT
 
 def synth_studies(out_dir, name, studies, per_study, rows=64, cols=64, series_per_study=1):
     """{study_uid: [paths in instance order]} of synthetic instances under
-    UIDs derived from name (same arguments, same files and UIDs)."""
+    UIDs derived from name (same arguments, same files and UIDs).  The SOP
+    Instance UID of instance k (from 1) of series j is f"{study}.{j}.{k}"."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     root = uid_root(name)
+    base = _synth_base(rows, cols, "CT", "TEST^HUB", "20240101")
     made = {}
     for s in range(studies):
         study = f"{root}.{s + 1}"
@@ -658,7 +676,7 @@ def synth_studies(out_dir, name, studies, per_study, rows=64, cols=64, series_pe
             series = f"{study}.{k * series_per_study // per_study + 1}"
             p = out_dir / f"{name}_s{s + 1}_{k + 1:04d}.dcm"
             synth_instance(p, study, series, f"{series}.{k + 1}", k + 1, patient_id=f"{name[:8].upper()}{s + 1}",
-                           rows=rows, cols=cols, seed=s)
+                           rows=rows, cols=cols, seed=s, _base=base)
             made[study].append(p)
     return made
 
@@ -752,3 +770,138 @@ def mdb_stat(data_dir):
     r = subprocess.run(["mdb_stat", "-e", "-a", str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=60)
     return r.returncode, r.stdout.decode(errors="replace")
+
+
+# ---------------------------------------------------------------- crash rounds
+
+
+COMPLETED_STATES = ("complete", "queued")
+
+
+def check_store_contents(hub, data, acked):
+    """After a crash and restart: every acknowledged instance is there with
+    the bytes sent; every instance the store lists (acknowledged or not)
+    is whole and byte-identical; each study's count matches its listing.
+    Returns the set of SOP UIDs present.  data: {sop: data set bytes}."""
+    problems, present = [], set()
+    for st in hub.studies():
+        study = attr(st, "0020000D")
+        insts = detail_instances(hub.study(study))
+        if attr(st, "00201208") != len(insts):
+            problems.append(f"study {study}: counts {attr(st, '00201208')} instances, lists {len(insts)}")
+        for x in insts:
+            present.add(x["dxhub"]["sop_instance_uid"])
+    for sop in sorted(present | set(acked)):
+        status, body = hub.instance_file(sop)
+        if status != 200:
+            problems.append(f"{sop}: HTTP {status}" + (" (acknowledged!)" if sop in acked else ""))
+        elif sop not in data:
+            problems.append(f"{sop}: an instance nobody sent")
+        elif split_part10(body)[1] != data[sop]:
+            problems.append(f"{sop}: stored bytes differ from the bytes sent")
+    missing = set(acked) - present
+    if missing:
+        problems.append(f"{len(missing)} acknowledged instances not listed in their study, e.g. {sorted(missing)[:3]}")
+    if problems:
+        raise AssertionError("after restart:\n" + "\n".join(problems[:20]) + "\nhub log:\n" + hub.log_tail())
+    return present
+
+
+class _Watch:
+    """Reads a storescu's output as it comes, counting Store Responses."""
+
+    def __init__(self, proc):
+        import threading
+        self.proc, self.chunks, self.responses = proc, [], 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        for line in iter(self.proc.stdout.readline, b""):
+            self.chunks.append(line)
+            if b"Received Store Response" in line:
+                self.responses += 1
+
+    def result(self, timeout=120):
+        self.proc.wait(timeout)
+        self.thread.join(timeout)
+        return StoreRun(b"".join(self.chunks).decode(errors="replace"), self.proc.returncode)
+
+
+def crash_rounds(work, rounds=5, studies=3, per_study=100, seed=None, stable=2, rows=64, cols=64, note=print):
+    """SIGKILL the hub at a random moment while one storescu per study
+    sends, `rounds` times.  The moment: after a random number of store
+    responses (0 to 70 % of what is left: the kill lands mid-stream on a
+    fast machine as on a slow one) plus a random 0-50 ms, so it falls
+    inside a data set, a commit or an answer.  After each: mdb_stat opens the environment
+    cleanly, the restarted hub has every acknowledged instance byte for
+    byte (check_store_contents); the spool holds no leftovers.  Then the
+    rest is sent without a kill, and after the quiet time no study is left
+    receiving.  Returns a summary dict; raises AssertionError on failure.
+    Each round sends what was not acknowledged yet (an instance stored but
+    not acknowledged before a kill comes back as a duplicate), or, once
+    less than a fifth is left, everything again."""
+    import random
+    seed = seed if seed is not None else random.randrange(1 << 30)
+    rng = random.Random(seed)
+    note(f"crash rounds: seed {seed} (set DXHUB_CRASH_SEED={seed} to replay)")
+    work = Path(work)
+    made = synth_studies(work / "in", "crash", studies, per_study, rows=rows, cols=cols)
+    sop = {p: f"{study}.1.{k + 1}" for study, files in made.items() for k, p in enumerate(files)}
+    data = {sop[p]: dataset_bytes(p) for p in sop}
+    acked, kills = set(), []
+    hub = Hub(work / "hub", log_dir=work, stable_seconds=stable)
+    try:
+        hub.start()
+        for rnd in range(rounds):
+            pending = {s: [p for p in files if sop[p] not in acked] for s, files in made.items()}
+            if sum(len(f) for f in pending.values()) < 0.2 * len(sop):
+                # Little left: send everything again (duplicates are killed mid-stream too).
+                pending = {s: list(files) for s, files in made.items()}
+            left = sum(len(f) for f in pending.values())
+            target = rng.randint(0, int(left * 0.7))
+            jitter = rng.uniform(0, 0.05)
+            watches = [_Watch(storescu(hub.dicom_port, files, popen=True)) for files in pending.values() if files]
+            deadline = time.monotonic() + 120
+            while sum(w.responses for w in watches) < target and time.monotonic() < deadline \
+                    and any(w.proc.poll() is None for w in watches):
+                time.sleep(0.002)
+            time.sleep(jitter)
+            seen = sum(w.responses for w in watches)
+            hub.kill()
+            got = 0
+            for w in watches:
+                run = w.result()
+                for p in run.succeeded():
+                    if sop[Path(p)] not in acked:
+                        got += 1
+                    acked.add(sop[Path(p)])
+            rc, text = mdb_stat(hub.data)
+            if rc != 0 or "Status of inst" not in text:
+                raise AssertionError(f"round {rnd + 1}: mdb_stat on the crashed environment: exit {rc}\n{text[-2000:]}")
+            hub.start()
+            present = check_store_contents(hub, data, acked)
+            leftovers = list((hub.data / "spool").iterdir())
+            if leftovers:
+                raise AssertionError(f"round {rnd + 1}: spool leftovers after restart: {leftovers[:3]}")
+            kills.append({"round": rnd + 1, "left": left, "target": target, "responses_at_kill": seen,
+                          "new_acks": got, "acked": len(acked), "present": len(present)})
+            note(f"round {rnd + 1}: SIGKILL {jitter * 1000:.0f} ms after response {target} of {left} "
+                 f"({seen} seen): {got} newly acknowledged, {len(acked)} acknowledged, {len(present)} present")
+        pending = [p for files in made.values() for p in files if sop[p] not in acked]
+        if pending:
+            run = storescu(hub.dicom_port, pending)
+            if run.statuses() != ["Success"] * len(pending):
+                raise AssertionError(f"final send: {run.statuses()}\n{run.output[-2000:]}")
+            acked.update(sop[p] for p in pending)
+        present = check_store_contents(hub, data, acked)
+        if present != set(data):
+            raise AssertionError(f"{len(set(data) - present)} instances missing at the end")
+        hub.wait_for(lambda: not hub.studies(state="receiving"), stable + 15, "no study left receiving")
+        for st in hub.studies():
+            if st["dxhub"]["state"] not in COMPLETED_STATES or attr(st, "00201208") != per_study:
+                raise AssertionError(f"study {attr(st, '0020000D')}: {st['dxhub']['state']}, "
+                                     f"{attr(st, '00201208')} instances")
+        return {"seed": seed, "rounds": kills, "instances": len(data)}
+    finally:
+        hub.close()

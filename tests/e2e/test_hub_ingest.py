@@ -40,6 +40,9 @@ import pytest
 from hubutil import (Hub, RawSCU, Storescp, attr, corpus_path, detail_instances, split_part10, storescu,
                      transfer_syntax_of)
 
+# pydicom warns about the corpus's odd values (that is what they are for).
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
 # Corpus files that have a SOP Class UID but that storescu cannot send, and
 # why.  Exactly these: the test fails when the list changes either way.
 NOT_SENDABLE = {

@@ -429,7 +429,9 @@ static json_t *header_of_file(const fixture *fx, int i)
     size_t tl = 0;
     FILE *mem = open_memstream(&text, &tl);
     snprintf(base, sizeof base, "/api/v1/instances/%s/file", fx->in[i].sop_uid);
-    dcm_json_opts jo = {.bulk_threshold = 1024, .bulk_uri_base = base};
+    /* Deflated data sets: binary values inline (offsets would be into the
+     * inflated bytes, not the stored file). */
+    dcm_json_opts jo = {.bulk_threshold = dcm_file_ts(f)->deflated ? SIZE_MAX : 1024, .bulk_uri_base = base};
     assert_int_equal(dcm_json_write(f, &jo, dcm_sink_stdio(mem), &err), 0);
     fclose(mem);
     dcm_free(&f);
@@ -929,6 +931,50 @@ static void test_burst_of_reads_is_counted_on_the_trail(void **state)
     assert_int_equal(audited(fx, "read-study", uid, "", before + 200, NULL), before + 200);
 }
 
+/* A full map is an operating condition: health says so, reads go on. */
+static void test_health_says_full_when_the_store_refuses_data(void **state)
+{
+    fixture *fx = *state;
+    static const char *const big[] = {
+        "explicit_le/eCT_Supplemental.dcm", "explicit_le/OBXXXX1A_2frame.dcm", "explicit_le/US1_UNCR.dcm",
+        "explicit_le/693_UNCI.dcm", "explicit_le/mlut_18.dcm", "explicit_le/0051.dcm",
+        "implicit_le/IM00001.implicit_little_endian.dcm"};
+    char dir[300], err[256];
+    snprintf(dir, sizeof dir, "%s/full", fx->dir);
+    store_config sc = {.dir = dir, .map_size = 3 << 20};
+    store *st = NULL;
+    assert_int_equal(store_open(&sc, &st, err, sizeof err), 0);
+    int full = 0, stored = 0;
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+        char p[1200];
+        snprintf(p, sizeof p, "%s/dicom/%s", fx->corpus, big[i]);
+        store_put_result r;
+        store_put_file(st, p, "dicom:TESTSCU", 1700000000000, &r);
+        full += r.result == STORE_FULL;
+        stored += r.result == STORE_STORED;
+    }
+    assert_true(full > 0 && stored > 0);
+    api_config ac = {.st = st, .threads = 1};
+    api_server *a = NULL;
+    assert_int_equal(api_start(&ac, &a, err, sizeof err), 0);
+    fixture other = *fx;
+    other.port = api_port(a);
+    json_t *h = get_json(&other, "/api/v1/health", 200);
+    assert_string_equal(jstr(h, "status"), "ok");
+    assert_string_equal(jstr(h, "store"), "full");
+    json_decref(h);
+    json_t *l = get_json(&other, "/api/v1/studies", 200); /* reading goes on */
+    assert_int_equal(json_integer_value(json_object_get(l, "total")), stored);
+    json_decref(l);
+    reply r;
+    get(&other, "/metrics", &r);
+    assert_non_null(strstr((char *)r.body, "\ndxhub_store_full 1\n"));
+    assert_non_null(strstr((char *)r.body, "dxhub_store_results_total{result=\"full\"} "));
+    free(r.body);
+    api_stop(&a); /* the audit records it cannot write are given up, without hanging */
+    store_close(&st);
+}
+
 /* ---- lifecycle and dxhub status ---------------------------------------------- */
 
 static void test_start_fails_cleanly_on_a_busy_port(void **state)
@@ -1033,6 +1079,7 @@ int main(void)
         cmocka_unit_test(test_keep_alive_answers_several_requests_on_one_connection),
         cmocka_unit_test(test_every_access_to_patient_data_is_audited),
         cmocka_unit_test(test_burst_of_reads_is_counted_on_the_trail),
+        cmocka_unit_test(test_health_says_full_when_the_store_refuses_data),
         cmocka_unit_test(test_start_fails_cleanly_on_a_busy_port),
         cmocka_unit_test(test_status_command_prints_health_for_people),
     };

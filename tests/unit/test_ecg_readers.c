@@ -462,6 +462,9 @@ static void test_aecg_refusals(void **state)
     assert_int_equal(aecg("0.002", "furlong", LEAD("MDC_ECG_LEAD_I", "0", "uV", "1", "1"), &r, &err),
                      ECG_EUNSUPPORTED);
     assert_int_equal(aecg("0.002", "s", "", &r, &err), ECG_ENOTECG);
+    assert_int_equal(aecg("0.002", "s", LEAD("MDC_ECG_LEAD_I", "3", "mmHg", "1", "1 2"), &r, &err),
+                     ECG_EUNSUPPORTED); /* found by fuzz_ecg_aecg: the message read a freed lead */
+    assert_non_null(strstr(err.msg, "'mmHg' differs from scale unit 'uV'"));
     assert_int_equal(aecg("0.002", "s", LEAD("MDC_ECG_LEAD_I", "0", "uV", "-1", "1"), &r, &err), DCM_EVALUE);
     const char *other = "<html><body/></html>";
     assert_int_equal(ecg_read_aecg((const uint8_t *)other, strlen(other), NULL, &r, &err), ECG_ENOTECG);

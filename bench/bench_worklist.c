@@ -1,0 +1,558 @@
+/* bench_worklist.c — the reading worklist under load (bench/worklist.sh).
+ *
+ *   bench_worklist --dxhub BIN --dir DIR [--tasks N] [--readers R] [--seconds S]
+ *                  [--json OUT] STAT_ECG.dcm...
+ *
+ * 1. Populate: a hub data directory with N queued routine CT tasks (and
+ *    their study records), written straight into the store by
+ *    store_bench_add_tasks — the ingest path would take an hour for 100,000.
+ * 2. Serve: `dxhub serve` on that directory (real process, real ports),
+ *    with R readers (each its own CURVE keypair in the allow-list, role
+ *    reader:rNNN, and a readers-file line) and one ECG reader.
+ * 3. Assign: R threads, each a hub_client (hub/hub.h) over 127.0.0.1, loop
+ *    READY 1 → TASK → CLAIM for S seconds.  Measured: assignments per
+ *    second (claims completed) and the READY→TASK latency per offer.
+ * 4. STAT: `dxhub edge` runs; for each STAT ECG file (distinct study UIDs)
+ *    the ECG reader says READY, `dxhub push --priority stat` queues it at
+ *    the clinic, and the reader waits for the TASK.  After the hub stops,
+ *    the store gives each study's completion time (the hub's clock, same
+ *    host): study complete → offer received.
+ * 5. Diagnostics on the stopped store: one worklist tick (lease expiry and
+ *    escalation scan) and one offer to a reader nothing queued fits, each
+ *    over the whole queue — both run on the hub's reader thread.
+ *
+ * Prints a table; writes the figures as JSON (a list of {"metric", "value",
+ * "unit", "peer", "peer_value", "ratio"}; the "peer" is the issue's target). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+#include "hub/hub.h"
+#include "hub/keys.h"
+#include "hub/store.h"
+#include "hub/store_bench.h"
+#include "hub/store_tasks.h"
+
+#define MAX_READERS 1000
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t real_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* --- child processes (killed by their pid only) ------------------------------------- */
+
+typedef struct child {
+    pid_t pid;
+    int   out; /* its stdout (pipe), -1 when not kept */
+} child;
+
+static child hub_proc = {0, -1}, edge_proc = {0, -1};
+
+static void stop_child(child *c, int sig)
+{
+    if (c->pid <= 0)
+        return;
+    kill(c->pid, sig);
+    for (int i = 0; i < 200; i++) {
+        if (waitpid(c->pid, NULL, WNOHANG) == c->pid) {
+            c->pid = 0;
+            break;
+        }
+        usleep(50000);
+    }
+    if (c->pid > 0) {
+        kill(c->pid, SIGKILL);
+        waitpid(c->pid, NULL, 0);
+        c->pid = 0;
+    }
+    if (c->out >= 0)
+        close(c->out);
+    c->out = -1;
+}
+
+static void cleanup(void)
+{
+    stop_child(&edge_proc, SIGTERM);
+    stop_child(&hub_proc, SIGTERM);
+}
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "bench_worklist: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    cleanup();
+    exit(1);
+}
+
+/* Start argv with stdout on a pipe (keep_out) or log, stderr on log. */
+static child spawn(char *const argv[], const char *log, int keep_out)
+{
+    int p[2] = {-1, -1};
+    if (keep_out && pipe(p) < 0)
+        die("pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            if (!keep_out)
+                dup2(fd, 1);
+        }
+        if (keep_out) {
+            dup2(p[1], 1);
+            close(p[0]);
+            close(p[1]);
+        }
+        int null = open("/dev/null", O_RDONLY);
+        if (null >= 0)
+            dup2(null, 0);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    if (keep_out)
+        close(p[1]);
+    return (child){pid, keep_out ? p[0] : -1};
+}
+
+/* Read c's stdout until a line starting with prefix; copy it to line. */
+static void wait_line(child *c, const char *prefix, char *line, size_t n, int timeout_ms)
+{
+    char buf[8192];
+    size_t have = 0;
+    int64_t end = mono_us() + (int64_t)timeout_ms * 1000;
+    for (;;) {
+        int64_t left = (end - mono_us()) / 1000;
+        struct pollfd pf = {c->out, POLLIN, 0};
+        if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
+            die("no '%s' line within %d ms", prefix, timeout_ms);
+        ssize_t r = read(c->out, buf + have, sizeof buf - 1 - have);
+        if (r <= 0)
+            die("the process exited before '%s'", prefix);
+        have += (size_t)r;
+        buf[have] = '\0';
+        char *l = strstr(buf, prefix);
+        if (l && strchr(l, '\n')) {
+            *strchr(l, '\n') = '\0';
+            snprintf(line, n, "%s", l);
+            return;
+        }
+        if (have == sizeof buf - 1)
+            have = 0;
+    }
+}
+
+static void field(const char *line, const char *key, char *out, size_t n)
+{
+    const char *p = strstr(line, key);
+    if (!p)
+        die("no %s in '%s'", key, line);
+    p += strlen(key);
+    size_t l = strcspn(p, " \n");
+    snprintf(out, n, "%.*s", (int)l, p);
+}
+
+/* --- the assignment phase ---------------------------------------------------------- */
+
+typedef struct rdr {
+    pthread_t      thread;
+    int            index;
+    keypair        kp;
+    hub_client    *c;
+    uint32_t      *lat_us, *claim_us;
+    size_t         n, cap;
+    int            timeouts, refused;
+} rdr;
+
+static const char     *g_endpoint;
+static char            g_hub_pub[41];
+static pthread_barrier_t g_connected, g_start;
+static int64_t         g_end_us;
+
+static void *reader_main(void *arg)
+{
+    rdr *r = arg;
+    hub_client_config cfg = {.endpoint = g_endpoint, .hub_public = g_hub_pub, .public_key = r->kp.pub,
+                             .secret_key = r->kp.sec, .timeout_ms = 20000};
+    char err[256], id[64];
+    if (hub_client_open(&cfg, &r->c, err, sizeof err) < 0)
+        die("reader %d: %s", r->index, err);
+    hub_client_keepalive(r->c, -1); /* leases last the whole run (--lease-seconds) */
+    if (hub_client_hello(r->c, id, sizeof id))
+        die("reader %d: HELLO: %s", r->index, hub_client_error(r->c));
+    pthread_barrier_wait(&g_connected);
+    pthread_barrier_wait(&g_start);
+    while (mono_us() < g_end_us) {
+        int64_t t0 = mono_us();
+        if (hub_client_ready(r->c, 1))
+            break;
+        hub_task t;
+        int rc = hub_client_next_offer(r->c, 10000, &t);
+        int64_t t1 = mono_us();
+        if (rc) {
+            r->timeouts++;
+            break; /* nothing left for us (max tasks reached, queue empty) */
+        }
+        rc = hub_client_claim(r->c, t.id, NULL);
+        int64_t t2 = mono_us();
+        if (rc) {
+            r->refused++;
+            continue;
+        }
+        if (r->n == r->cap) {
+            r->cap = r->cap ? r->cap * 2 : 1024;
+            r->lat_us = realloc(r->lat_us, r->cap * sizeof *r->lat_us);
+            r->claim_us = realloc(r->claim_us, r->cap * sizeof *r->claim_us);
+            if (!r->lat_us || !r->claim_us)
+                die("out of memory");
+        }
+        r->lat_us[r->n] = (uint32_t)(t1 - t0);
+        r->claim_us[r->n] = (uint32_t)(t2 - t1);
+        r->n++;
+    }
+    hub_client_ready(r->c, 0);
+    return NULL;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(const uint32_t *v, size_t n, double p)
+{
+    if (!n)
+        return 0;
+    size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+    return v[i] / 1000.0;
+}
+
+/* --- results ------------------------------------------------------------------------ */
+
+static json_t *results;
+
+static void metric(const char *name, double value, const char *unit, const char *peer, double peer_value,
+                   int lower_is_better)
+{
+    json_t *m = json_pack("{s:s,s:f,s:s}", "metric", name, "value", value, "unit", unit);
+    if (peer) {
+        json_object_set_new(m, "peer", json_string(peer));
+        json_object_set_new(m, "peer_value", json_real(peer_value));
+        json_object_set_new(m, "ratio", peer_value ? json_real(value / peer_value) : json_null());
+    } else {
+        json_object_set_new(m, "peer", json_null());
+        json_object_set_new(m, "peer_value", json_null());
+        json_object_set_new(m, "ratio", json_null());
+    }
+    json_array_append_new(results, m);
+    const char *verdict = "";
+    if (peer)
+        verdict = (lower_is_better ? value <= peer_value : value >= peer_value) ? "meets target" : "MISSES target";
+    if (peer)
+        printf("  %-44s %12.2f %-6s  target %s%g  %s\n", name, value, unit, lower_is_better ? "<= " : ">= ", peer_value,
+               verdict);
+    else
+        printf("  %-44s %12.2f %-6s\n", name, value, unit);
+}
+
+/* --- main ----------------------------------------------------------------------------- */
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "w");
+    if (!fp || fputs(text, fp) < 0 || fclose(fp) != 0)
+        die("cannot write %s", path);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"dxhub", required_argument, NULL, 'b'}, {"dir", required_argument, NULL, 'd'},
+                                         {"tasks", required_argument, NULL, 'n'}, {"readers", required_argument, NULL, 'r'},
+                                         {"seconds", required_argument, NULL, 's'}, {"json", required_argument, NULL, 'j'},
+                                         {0, 0, 0, 0}};
+    const char *bin = NULL, *dir = NULL, *json_out = NULL;
+    int n_tasks = 100000, n_readers = 100, seconds = 10, o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case 'b': bin = optarg; break;
+        case 'd': dir = optarg; break;
+        case 'n': n_tasks = atoi(optarg); break;
+        case 'r': n_readers = atoi(optarg); break;
+        case 's': seconds = atoi(optarg); break;
+        case 'j': json_out = optarg; break;
+        default: return 2;
+        }
+    }
+    if (!bin || !dir || n_tasks < 1 || n_readers < 1 || n_readers > MAX_READERS || seconds < 1) {
+        fprintf(stderr, "usage: bench_worklist --dxhub BIN --dir DIR [--tasks N] [--readers R] [--seconds S] "
+                        "[--json OUT] STAT_ECG.dcm...\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    atexit(cleanup);
+    results = json_array();
+    char p[4300], q[4300], err[512];
+    mkdir(dir, 0755);
+
+    /* keys: the hub's, R readers', the ECG reader's, the clinic's */
+    keypair hub_kp, ecg_kp, edge_kp;
+    snprintf(p, sizeof p, "%s/keys", dir);
+    if (keys_load_or_create(p, "hub", &hub_kp, err, sizeof err) < 0)
+        die("%s", err);
+    snprintf(g_hub_pub, sizeof g_hub_pub, "%s", hub_kp.pub);
+    snprintf(q, sizeof q, "%s/edge/keys", dir);
+    mkdir(q, 0700);
+    snprintf(q, sizeof q, "%s/edge", dir);
+    mkdir(q, 0700);
+    snprintf(q, sizeof q, "%s/edge/keys", dir);
+    if (keys_load_or_create(q, "edge", &edge_kp, err, sizeof err) < 0)
+        die("%s", err);
+    rdr *rs = calloc((size_t)n_readers, sizeof *rs);
+    size_t cap = (size_t)n_readers * 120 + 4096;
+    char *allow = malloc(cap), *conf = malloc(cap);
+    size_t al = 0, cl = 0;
+    for (int i = 0; i < n_readers; i++) {
+        rs[i].index = i;
+        if (zmq_curve_keypair(rs[i].kp.pub, rs[i].kp.sec))
+            die("no CURVE in this libzmq");
+        al += (size_t)snprintf(allow + al, cap - al, "%s reader:r%03d\n", rs[i].kp.pub, i);
+        cl += (size_t)snprintf(conf + cl, cap - cl, "r%03d attending CT imaging * 1000\n", i);
+    }
+    zmq_curve_keypair(ecg_kp.pub, ecg_kp.sec);
+    al += (size_t)snprintf(allow + al, cap - al, "%s reader:ecg\n%s edge:benchclinic\n", ecg_kp.pub, edge_kp.pub);
+    cl += (size_t)snprintf(conf + cl, cap - cl, "ecg attending ECG ecg * 100\n");
+    snprintf(p, sizeof p, "%s/keys/allow.txt", dir);
+    write_file(p, allow);
+    snprintf(p, sizeof p, "%s/readers.conf", dir);
+    write_file(p, conf);
+    free(allow);
+    free(conf);
+
+    /* 1. populate */
+    printf("worklist: %d queued tasks, %d readers, %d s of assignments, %d STAT studies\n", n_tasks, n_readers,
+           seconds, argc - optind);
+    snprintf(p, sizeof p, "%s/hub", dir);
+    store *st = NULL;
+    store_config sc = {.dir = p};
+    if (store_open(&sc, &st, err, sizeof err) < 0)
+        die("%s", err);
+    int64_t t0 = mono_us();
+    int added = store_bench_add_tasks(st, n_tasks, "2.25.424242", "CT", 0 /* imaging */, 0 /* routine */, "benchclinic",
+                                      real_ms() - 60000, err, sizeof err);
+    if (added < 0)
+        die("populating: %s", err);
+    double pop_s = (double)(mono_us() - t0) / 1e6;
+    store_close(&st);
+
+    /* 2. serve */
+    char hub_data[4300], keys[4300], readers[4300], log[4300], line[1024];
+    snprintf(hub_data, sizeof hub_data, "%s/hub", dir);
+    snprintf(keys, sizeof keys, "%s/keys", dir);
+    snprintf(readers, sizeof readers, "%s/readers.conf", dir);
+    snprintf(log, sizeof log, "%s/hub.log", dir);
+    char *hub_argv[] = {(char *)bin, "serve", "--data", hub_data, "--keys", keys, "--readers", readers,
+                        "--lease-seconds", "3600", "--stable-seconds", "600", "--dicom-port", "0", "--http-port", "0",
+                        "--edge-port", "0", "--reader-port", "0", NULL};
+    hub_proc = spawn(hub_argv, log, 1);
+    wait_line(&hub_proc, "dxhub serve: ready", line, sizeof line, 60000);
+    char reader_ep[128], edge_ep[128];
+    double first_scan_ms = 0;
+    field(line, "readers=", reader_ep, sizeof reader_ep);
+    field(line, "edge=", edge_ep, sizeof edge_ep);
+    g_endpoint = reader_ep;
+
+    /* An ECG reader waits (READY 1) through the whole run, as an ECG
+     * physician would while CTs are read: nothing queued fits it. */
+    hub_client *ecg = NULL;
+    {
+        hub_client_config cfg = {.endpoint = reader_ep, .hub_public = g_hub_pub, .public_key = ecg_kp.pub,
+                                 .secret_key = ecg_kp.sec, .timeout_ms = 30000};
+        char id[64];
+        if (hub_client_open(&cfg, &ecg, err, sizeof err) < 0 || hub_client_hello(ecg, id, sizeof id))
+            die("ECG reader: %s", ecg ? hub_client_error(ecg) : err);
+        int64_t a0 = mono_us();
+        hub_client_ready(ecg, 1);
+        int leases;
+        hub_client_heartbeat(ecg, &leases); /* answered after the hub looked for an ECG task */
+        first_scan_ms = (double)(mono_us() - a0) / 1000.0;
+    }
+
+    /* 3. assign */
+    pthread_barrier_init(&g_connected, NULL, (unsigned)n_readers + 1);
+    pthread_barrier_init(&g_start, NULL, (unsigned)n_readers + 1);
+    for (int i = 0; i < n_readers; i++)
+        pthread_create(&rs[i].thread, NULL, reader_main, &rs[i]);
+    pthread_barrier_wait(&g_connected); /* all said HELLO */
+    int64_t start = mono_us();
+    g_end_us = start + (int64_t)seconds * 1000000;
+    pthread_barrier_wait(&g_start);
+    for (int i = 0; i < n_readers; i++)
+        pthread_join(rs[i].thread, NULL);
+    double elapsed = (double)(mono_us() - start) / 1e6;
+    size_t total = 0;
+    int timeouts = 0, refused = 0;
+    for (int i = 0; i < n_readers; i++)
+        total += rs[i].n, timeouts += rs[i].timeouts, refused += rs[i].refused;
+    uint32_t *lat = malloc((total ? total : 1) * sizeof *lat), *clat = malloc((total ? total : 1) * sizeof *clat);
+    size_t k = 0;
+    for (int i = 0; i < n_readers; i++) {
+        memcpy(lat + k, rs[i].lat_us, rs[i].n * sizeof *lat);
+        memcpy(clat + k, rs[i].claim_us, rs[i].n * sizeof *clat);
+        k += rs[i].n;
+        hub_client_close(&rs[i].c);
+        free(rs[i].lat_us);
+        free(rs[i].claim_us);
+    }
+    qsort(lat, total, sizeof *lat, cmp_u32);
+    qsort(clat, total, sizeof *clat, cmp_u32);
+
+    /* 4. STAT: complete → offered, through a real clinic gateway */
+    int n_stat = argc - optind;
+    char stat_uid[64][65];
+    int64_t stat_offer_ms[64];
+    int got_stat = 0;
+    if (n_stat > 64)
+        n_stat = 64;
+    if (n_stat > 0) {
+        char edge_data[4300], hub_key[4300], elog[4300];
+        snprintf(edge_data, sizeof edge_data, "%s/edge", dir);
+        snprintf(hub_key, sizeof hub_key, "%s/keys/hub.pub", dir);
+        snprintf(elog, sizeof elog, "%s/edge.log", dir);
+        char *edge_argv[] = {(char *)bin, "edge", "--data", edge_data, "--hub", edge_ep, "--hub-key", hub_key,
+                             "--dicom-port", "0", "--facility", "benchclinic", NULL};
+        edge_proc = spawn(edge_argv, elog, 1);
+        wait_line(&edge_proc, "dxhub edge: ready", line, sizeof line, 30000);
+        hub_client *c = ecg;
+        for (int i = 0; i < n_stat; i++) {
+            hub_task dummy;
+            if (i > 0)
+                hub_client_ready(c, 1);
+            if (hub_client_next_offer(c, 0, &dummy) == 0)
+                die("an ECG task was offered before any was pushed");
+            char *push_argv[] = {(char *)bin, "push", "--edge-data", edge_data, "--priority", "stat", argv[optind + i],
+                                 NULL};
+            child pc = spawn(push_argv, elog, 0);
+            int status;
+            waitpid(pc.pid, &status, 0);
+            if (!WIFEXITED(status) || WEXITSTATUS(status))
+                die("dxhub push %s failed (see %s)", argv[optind + i], elog);
+            hub_task t;
+            if (hub_client_next_offer(c, 30000, &t))
+                die("STAT study %d: %s", i, hub_client_error(c));
+            stat_offer_ms[got_stat] = real_ms();
+            snprintf(stat_uid[got_stat], sizeof stat_uid[got_stat], "%s", t.study_uid);
+            got_stat++;
+            if (hub_client_claim(c, t.id, NULL))
+                die("claiming the STAT task: %s", hub_client_error(c));
+        }
+        stop_child(&edge_proc, SIGTERM);
+    }
+    hub_client_close(&ecg);
+    stop_child(&hub_proc, SIGTERM);
+
+    /* 5. the stopped store: completion times, and the two whole-queue scans */
+    if (store_open(&sc, &st, err, sizeof err) < 0)
+        die("%s", err);
+    uint32_t stat_lat[64];
+    int n_lat = 0;
+    for (int i = 0; i < got_stat; i++) {
+        store_study s;
+        if (store_get_study(st, stat_uid[i], &s) == 0 && s.completed_ms > 0) {
+            int64_t d = stat_offer_ms[i] - s.completed_ms;
+            stat_lat[n_lat++] = (uint32_t)(d < 0 ? 0 : d) * 1000u;
+        }
+    }
+    qsort(stat_lat, (size_t)n_lat, sizeof *stat_lat, cmp_u32);
+    int64_t a = mono_us();
+    store_task_tick(st, real_ms());
+    double tick_ms = (double)(mono_us() - a) / 1000.0;
+    wl_reader nobody = {.id = "nobody", .modalities = "XA", .facilities = "*", .kinds = 1, .seniority = 1,
+                        .max_tasks = 1};
+    wl_task t;
+    a = mono_us();
+    int orc = store_task_offer(st, &nobody, real_ms(), &t);
+    double scan_ms = (double)(mono_us() - a) / 1000.0;
+    (void)orc;
+    /* one offer txn on its own: what each assignment pays at least */
+    wl_reader one = {.id = "probe", .modalities = "CT", .facilities = "*", .kinds = 1, .seniority = 1,
+                     .max_tasks = 10};
+    double offer_ms = 1e9;
+    for (int i = 0; i < 5; i++) {
+        a = mono_us();
+        if (store_task_offer(st, &one, real_ms(), &t) == 0) {
+            double d = (double)(mono_us() - a) / 1000.0;
+            offer_ms = d < offer_ms ? d : offer_ms;
+        }
+    }
+    /* the same offers, 100 to a transaction (group commit) */
+    wl_reader many = one;
+    snprintf(many.id, sizeof many.id, "probe-many");
+    many.max_tasks = 1000;
+    a = mono_us();
+    int batched = store_bench_offer_batch(st, &many, 100, real_ms());
+    double batch_ms = (double)(mono_us() - a) / 1000.0;
+    store_close(&st);
+
+    printf("\n  %-44s %12s %-6s\n", "metric", "value", "unit");
+    metric("populate: tasks written directly", pop_s ? added / pop_s : 0, "1/s", NULL, 0, 0);
+    metric("assignments (READY→TASK→CLAIMED) per second", elapsed ? total / elapsed : 0, "1/s", "target", 10000, 0);
+    metric("READY→TASK latency p50", pct(lat, total, 0.50), "ms", NULL, 0, 1);
+    metric("READY→TASK latency p99", pct(lat, total, 0.99), "ms", "target", 2, 1);
+    metric("READY→TASK latency max", total ? lat[total - 1] / 1000.0 : 0, "ms", NULL, 0, 1);
+    metric("TASK→CLAIMED latency p50", pct(clat, total, 0.50), "ms", NULL, 0, 1);
+    metric("TASK→CLAIMED latency p99", pct(clat, total, 0.99), "ms", NULL, 0, 1);
+    if (n_lat) {
+        metric("STAT study complete→offer p50", pct(stat_lat, (size_t)n_lat, 0.5), "ms", NULL, 0, 1);
+        metric("STAT study complete→offer max", stat_lat[n_lat - 1] / 1000.0, "ms", "target", 50, 1);
+    }
+    metric("one offer transaction (fsync), best of 5", offer_ms < 1e9 ? offer_ms : 0, "ms", NULL, 0, 1);
+    if (batched > 0)
+        metric("offers/s, 100 offers to one transaction", batched / (batch_ms / 1000.0), "1/s", NULL, 0, 0);
+    metric("worklist tick over the queue (every 500 ms)", tick_ms, "ms", NULL, 0, 1);
+    metric("offer scan for a reader nothing fits", scan_ms, "ms", NULL, 0, 1);
+    if (first_scan_ms)
+        metric("  an ECG reader's READY→HEARTBEAT answered", first_scan_ms, "ms", NULL, 0, 1);
+    printf("  (%zu assignments in %.1f s by %d readers; %d readers stopped on a timeout, %d claims refused; "
+           "%d STAT studies timed)\n",
+           total, elapsed, n_readers, timeouts, refused, n_lat);
+    if (json_out) {
+        if (json_dump_file(results, json_out, JSON_INDENT(1)) != 0)
+            die("cannot write %s", json_out);
+    }
+    json_decref(results);
+    free(lat);
+    free(clat);
+    free(rs);
+    return 0;
+}

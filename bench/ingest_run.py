@@ -1,0 +1,271 @@
+#!/usr/bin/python3
+"""ingest_run.py — the measurements of bench/ingest.sh (see there).
+
+C-STORE ingest of the same files, by DCMTK's storescu over 127.0.0.1, into
+three receivers side by side, in alternating order, several runs, medians:
+
+  dxhub     `dxhub serve`, fresh data directory per run; acknowledges each
+            instance after its LMDB group commit (fsync'd)
+  Orthanc   Debian's Orthanc, own configuration in a temporary directory,
+            SyncStorageArea true (its default: each file fsync'd before the
+            answer), SQLite index
+  storescp  DCMTK's storescp writing the received bytes to files (+B), no
+            sync: what the network and DCMTK's DIMSE allow, not durable
+
+All three advertise the same maximum PDU (116794 bytes, dxhub's), so the
+network framing is the same.  Also measures the data directory
+filesystem's synchronous write bandwidth (dd conv=fdatasync) in the same
+run.  Prints a table; writes a JSON list of {"metric", "value", "unit",
+"peer", "peer_value", "ratio"}.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+PDU = 116794
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_json(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def wait_until(pred, timeout, what, proc=None, log=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = Path(log).read_text(errors="replace")[-2000:] if log else ""
+            raise RuntimeError(f"{what}: the process exited with {proc.returncode}\n{tail}")
+        try:
+            if pred():
+                return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what}: not ready after {timeout} s")
+
+
+def stop_pid(proc, timeout=30):
+    """SIGTERM the process we started (by its PID), SIGKILL if it lingers."""
+    if proc and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class Dxhub:
+    name, label, aec = "dxhub", "dxhub", "DXHUB"
+
+    def __init__(self, binary):
+        self.binary = binary
+        help_text = subprocess.run([binary, "serve", "--help"], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT).stdout.decode()
+        self.extra = [a for o in ("--reader-port", "--peer-port") if o in help_text for a in (o, "0")]
+
+    def start(self, d):
+        self.data = d / "data"
+        self.log = d / "dxhub.log"
+        out = d / "dxhub.out"
+        with open(out, "wb") as o, open(self.log, "wb") as e:
+            self.proc = subprocess.Popen([self.binary, "serve", "--data", str(self.data), "--dicom-port", "0",
+                                          "--http-port", "0", "--edge-port", "0", "--open-dicom",
+                                          "--stable-seconds", "3600"] + self.extra,
+                                         stdout=o, stderr=e, stdin=subprocess.DEVNULL)
+        wait_until(lambda: "ready" in out.read_text(), 30, "dxhub serve", self.proc, self.log)
+        line = out.read_text()
+        self.port = int(re.search(r"dicom=[0-9.]+:(\d+)", line).group(1))
+        self.http = int(re.search(r"http=[0-9.]+:(\d+)", line).group(1))
+
+    def count(self):
+        return http_json(f"http://127.0.0.1:{self.http}/api/v1/health")["instances"]
+
+    def stop(self):
+        stop_pid(self.proc)
+
+
+class Orthanc:
+    name, label, aec = "orthanc", "Orthanc", "ORTHANC"
+
+    def start(self, d):
+        self.port, self.http = free_port(), free_port()
+        cfg = {
+            "Name": "dxhub-bench-ingest",
+            "StorageDirectory": str(d / "storage"), "IndexDirectory": str(d / "index"),
+            "DicomPort": self.port, "HttpPort": self.http, "DicomAet": "ORTHANC",
+            "DicomCheckCalledAet": False, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+            "SyncStorageArea": True, "StorageCompression": False, "MaximumPduLength": PDU,
+            "Plugins": [], "SaveJobs": False,
+        }
+        (d / "orthanc.json").write_text(json.dumps(cfg, indent=1))
+        self.log = d / "orthanc.log"
+        with open(self.log, "wb") as e:
+            self.proc = subprocess.Popen(["Orthanc", str(d / "orthanc.json")], stdout=e, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+        wait_until(lambda: http_json(f"http://127.0.0.1:{self.http}/system"), 60, "Orthanc", self.proc, self.log)
+
+    def count(self):
+        return http_json(f"http://127.0.0.1:{self.http}/statistics")["CountInstances"]
+
+    def stop(self):
+        stop_pid(self.proc)
+
+
+class Storescp:
+    name, label, aec = "storescp", "storescp (no sync)", "STORESCP"
+
+    def start(self, d):
+        self.port = free_port()
+        self.od = d / "files"
+        self.od.mkdir()
+        self.log = d / "storescp.log"
+        with open(self.log, "wb") as e:
+            self.proc = subprocess.Popen(["storescp", "+B", "-pdu", str(PDU), "-aet", "STORESCP", "-od", str(self.od),
+                                          str(self.port)], stdout=e, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+
+        def up():
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        wait_until(up, 30, "storescp", self.proc, self.log)
+
+    def count(self):
+        return sum(1 for _ in self.od.iterdir())
+
+    def stop(self):
+        stop_pid(self.proc)
+
+
+def send(target, files, log):
+    t0 = time.monotonic()
+    r = subprocess.run(["storescu", "-R", "-aet", "BENCH", "-aec", target.aec, "127.0.0.1", str(target.port)]
+                       + [str(f) for f in files], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1800)
+    dt = time.monotonic() - t0
+    Path(log).write_bytes(r.stdout)
+    if r.returncode != 0:
+        raise RuntimeError(f"storescu to {target.label} failed (exit {r.returncode}): "
+                           f"{r.stdout.decode(errors='replace')[-1000:]}")
+    return dt
+
+
+def dd_sync_bandwidth(directory, mb):
+    """MB/s of a `dd ... conv=fdatasync` of mb MiB into directory."""
+    f = Path(directory) / "dd-sync.tmp"
+    try:
+        t0 = time.monotonic()
+        r = subprocess.run(["dd", "if=/dev/zero", f"of={f}", "bs=1M", f"count={mb}", "conv=fdatasync"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=900)
+        dt = time.monotonic() - t0
+        if r.returncode != 0:
+            raise RuntimeError(f"dd: {r.stderr.decode(errors='replace')}")
+        m = re.search(r"copied, ([0-9.,]+) s", r.stderr.decode())
+        secs = float(m.group(1).replace(",", ".")) if m else dt
+        return mb * 1048576 / secs / 1e6
+    finally:
+        f.unlink(missing_ok=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dxhub", required=True)
+    ap.add_argument("--ct", required=True)
+    ap.add_argument("--dx", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--dd-mb", type=int, default=1000)
+    ap.add_argument("--no-orthanc", action="store_true")
+    a = ap.parse_args()
+    work = Path(a.work)
+    sets = {"CT": sorted(Path(a.ct).glob("*.dcm")), "DX": sorted(Path(a.dx).glob("*.dcm"))}
+    size = {k: sum(f.stat().st_size for f in v) for k, v in sets.items()}
+    for k, v in sets.items():
+        if not v:
+            sys.exit(f"ingest_run.py: no {k} files")
+        for f in v:  # into the page cache: every receiver reads warm files
+            f.read_bytes()
+    targets = [Dxhub(a.dxhub)] + ([] if a.no_orthanc else [Orthanc()]) + [Storescp()]
+    print(f"input: CT {len(sets['CT'])} files {size['CT'] / 1e6:.1f} MB, DX {len(sets['DX'])} files "
+          f"{size['DX'] / 1e6:.1f} MB; {a.runs} runs over {', '.join(t.label for t in targets)}", flush=True)
+    dd = dd_sync_bandwidth(work, a.dd_mb)
+    print(f"disk sync write bandwidth (dd {a.dd_mb} MiB conv=fdatasync in {work}): {dd:.1f} MB/s", flush=True)
+    times = {t.name: {k: [] for k in sets} for t in targets}
+    n_all = sum(len(v) for v in sets.values())
+    for run in range(a.runs):
+        order = targets[run % len(targets):] + targets[:run % len(targets)]  # alternate who goes first
+        for t in order:
+            d = work / f"run{run + 1}-{t.name}"
+            d.mkdir(parents=True)
+            try:
+                t.start(d)
+                for k, files in sets.items():
+                    times[t.name][k].append(send(t, files, d / f"storescu-{k}.log"))
+                got = t.count()
+                if got != n_all:
+                    raise RuntimeError(f"{t.label} holds {got} instances after the run, {n_all} were sent")
+            finally:
+                t.stop()
+            shutil.rmtree(d, ignore_errors=True)
+            print(f"run {run + 1} {t.label:20s} " + "  ".join(
+                f"{k} {times[t.name][k][-1]:6.2f} s" for k in sets), flush=True)
+
+    rows = []
+
+    def row(metric, value, unit, peer=None, peer_value=None):
+        rows.append({"metric": metric, "value": round(value, 3), "unit": unit, "peer": peer,
+                     "peer_value": None if peer_value is None else round(peer_value, 3),
+                     "ratio": None if not peer_value else round(value / peer_value, 4)})
+
+    med = {t.name: {k: statistics.median(v) for k, v in times[t.name].items()} for t in targets}
+    rate = {t: {k: {"inst": len(sets[k]) / med[t][k], "mb": size[k] / 1e6 / med[t][k]} for k in sets} for t in med}
+    for k in sets:
+        what = f"{k} ({len(sets[k])} x {size[k] / len(sets[k]) / 1e6:.1f} MB)"
+        for peer in targets[1:]:
+            row(f"C-STORE {what}: instances/s", rate["dxhub"][k]["inst"], "instances/s", peer.label,
+                rate[peer.name][k]["inst"])
+            row(f"C-STORE {what}: MB/s", rate["dxhub"][k]["mb"], "MB/s", peer.label, rate[peer.name][k]["mb"])
+    row("disk synchronous write bandwidth (dd conv=fdatasync)", dd, "MB/s")
+    for k in sets:
+        row(f"dxhub {k} MB/s / disk sync bandwidth", rate["dxhub"][k]["mb"] / dd, "fraction", "dd conv=fdatasync",
+            dd)
+        rows[-1]["ratio"] = rows[-1]["value"]
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(rows, indent=1) + "\n")
+
+    print(f"\nC-STORE ingest by storescu over 127.0.0.1 (TCP_NODELAY=1), median of {a.runs} alternating runs, "
+          f"max PDU {PDU}")
+    print("%-52s %10s %12s %20s %9s" % ("metric", "dxhub", "peer value", "peer", "ratio"))
+    for r in rows:
+        pv = "%12.3f" % r["peer_value"] if r["peer_value"] is not None else "%12s" % "-"
+        ra = "%9.3f" % r["ratio"] if r["ratio"] is not None else "%9s" % "-"
+        print("%-52s %10.3f %s %20s %s  %s" % (r["metric"], r["value"], pv, r["peer"] or "-", ra, r["unit"]))
+    print("\ntargets (printed, not asserted):")
+    if not a.no_orthanc:
+        x = rate["dxhub"]["CT"]["inst"] / rate["orthanc"]["CT"]["inst"]
+        print(f"  CT instances/s >= 2x Orthanc at equal durability: {x:.2f}x  {'met' if x >= 2 else 'NOT met'}")
+    for k in sets:
+        f = rate["dxhub"][k]["mb"] / dd
+        print(f"  {k} MB/s >= 80% of the disk's sync bandwidth: {100 * f:.0f}%  {'met' if f >= 0.8 else 'NOT met'}")
+    print(f"written to {a.out}")
+
+
+if __name__ == "__main__":
+    main()
