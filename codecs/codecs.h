@@ -140,6 +140,7 @@ enum dcm_elem_flags {
     DCM_F_META      = 4, /* belongs to the File Meta Information */
     DCM_F_VR_GUESSED= 8, /* implicit VR and not in the dictionary, or UN resolved */
     DCM_F_SWAPPED   = 16,/* value bytes are big endian (Explicit VR BE) */
+    DCM_F_IMPLICIT  = 32,/* encoded in implicit VR (8-byte header) */
 };
 
 /* One element, item or fragment.  The tree is a flat array: each node

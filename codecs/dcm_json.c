@@ -186,23 +186,33 @@ static void put_decimal(jctx *j, const char *s, size_t n, dcm_vr vr)
     put_double(j, d);
 }
 
+/* PS3.18 F.2.2: component groups as members; trailing empty groups are
+ * left out (as pydicom and DCMTK's dcm2json do). */
 static void put_pn(jctx *j, const char *s, size_t n)
 {
     static const char *const groups[] = {"Alphabetic", "Ideographic", "Phonetic"};
-    puts_(j, "{");
+    size_t from[3] = {0}, to[3] = {0};
+    int last = 0;
     size_t a = 0;
     for (int g = 0; g < 3; g++) {
         size_t b = a;
         while (b < n && s[b] != '=')
             b++;
+        from[g] = a;
+        to[g] = b;
+        if (b > a || g == 0)
+            last = g;
+        if (b >= n)
+            break;
+        a = b + 1;
+    }
+    puts_(j, "{");
+    for (int g = 0; g <= last; g++) {
         if (g)
             puts_(j, ",");
         put_json_string(j, groups[g], strlen(groups[g]));
         puts_(j, ":");
-        put_json_string(j, s + a, b - a);
-        if (b >= n)
-            break;
-        a = b + 1;
+        put_json_string(j, s + from[g], to[g] - from[g]);
     }
     puts_(j, "}");
 }
@@ -254,6 +264,28 @@ static void write_text(jctx *j, const dcm_elem *e, dcm_vr vr)
     free(u);
 }
 
+static void element_path(const dcm_file *f, const dcm_elem *e, char *out, size_t n)
+{
+    /* Walk up to the top, then print top-down: ?element=GGGGEEEE/item/GGGGEEEE */
+    int32_t chain[2 * DCM_MAX_DEPTH + 2];
+    int depth = 0;
+    for (int32_t i = (int32_t)(e - f->nodes); i >= 0 && depth < (int)(sizeof chain / sizeof chain[0]);
+         i = f->nodes[i].parent)
+        chain[depth++] = i;
+    size_t o = (size_t)snprintf(out, n, "?element=");
+    for (int d = depth - 1; d >= 0 && o < n; d--) {
+        const dcm_elem *x = &f->nodes[chain[d]];
+        if (x->tag == DCM_TAG_ITEM) {
+            int idx = 0;
+            for (int32_t c = f->nodes[x->parent].child; c >= 0 && c != chain[d]; c = f->nodes[c].next)
+                idx++;
+            o += (size_t)snprintf(out + o, n - o, "/%d/", idx);
+        } else {
+            o += (size_t)snprintf(out + o, n - o, "%08X", x->tag);
+        }
+    }
+}
+
 static void write_bulk(jctx *j, const dcm_elem *e, dcm_vr vr)
 {
     const uint8_t *v = e->value;
@@ -267,8 +299,14 @@ static void write_bulk(jctx *j, const dcm_elem *e, dcm_vr vr)
     size_t threshold = j->o && j->o->bulk_threshold ? j->o->bulk_threshold : 1024;
     if (n > threshold) {
         const char *base = j->o && j->o->bulk_uri_base ? j->o->bulk_uri_base : "file:";
-        char tail[96];
-        snprintf(tail, sizeof tail, "?offset=%zu&length=%zu", (size_t)(v - j->f->buf), n);
+        char tail[600];
+        if (j->f->owned) {
+            /* A deflated data set: offsets into the file mean nothing, so
+             * name the element by its path (tag/item/tag...). */
+            element_path(j->f, e, tail, sizeof tail);
+        } else {
+            snprintf(tail, sizeof tail, "?offset=%zu&length=%zu", (size_t)(v - j->f->buf), n);
+        }
         puts_(j, ",\"BulkDataURI\":");
         size_t bl = strlen(base), tl = strlen(tail);
         char *uri = malloc(bl + tl + 1);

@@ -240,9 +240,13 @@ static int parse_dataset(parser *p, size_t *pos, size_t end, int32_t parent,
     while (*pos < end) {
         size_t at = *pos;
         if (end - at < 8) {
-            if (depth == 0 && !until_delim) {
-                /* Trailing padding shorter than an element header: DCMTK
-                 * and pydicom ignore it. */
+            bool zeros = true;
+            for (size_t k = at; k < end; k++)
+                zeros &= p->b[k] == 0;
+            if (depth == 0 && !until_delim && zeros) {
+                /* A few zero bytes after the last element (padding some
+                 * writers add): nothing is lost by ignoring them.  Anything
+                 * else is a header cut short: the file is truncated. */
                 *pos = end;
                 return 0;
             }
@@ -272,7 +276,7 @@ static int parse_dataset(parser *p, size_t *pos, size_t end, int32_t parent,
         dcm_vr vr;
         uint32_t vl;
         size_t hdr;
-        uint8_t flags = e.big_endian ? DCM_F_SWAPPED : 0;
+        uint8_t flags = (e.big_endian ? DCM_F_SWAPPED : 0) | (e.explicit_vr ? 0 : DCM_F_IMPLICIT);
         int rc = read_header(p, at, end, tag, e, &vr, &vl, &hdr, &flags);
         if (rc < 0)
             return rc;

@@ -122,9 +122,10 @@ static size_t header_len(const dcm_file *f, const dcm_elem *e)
         return (size_t)(e->value - f->buf) - e->offset;
     if (e->child >= 0)
         return f->nodes[e->child].offset - e->offset;
-    return e->length == 0 || e->length == DCM_UNDEFINED_LENGTH
-               ? ((e->flags & DCM_F_SWAPPED) || dcm_vr_info_of((dcm_vr)e->vr)->long_header ? 12 : 8)
-               : 12;
+    /* An empty sequence or item: 8 bytes, or 12 for an explicit VR long header. */
+    if (e->tag == DCM_TAG_ITEM || (e->flags & DCM_F_IMPLICIT))
+        return 8;
+    return dcm_vr_info_of((dcm_vr)e->vr)->long_header ? 12 : 8;
 }
 
 static void write_nodes(wctx *w, int32_t first, bool top);
@@ -254,11 +255,13 @@ static void write_top(wctx *w, const dcm_write_opts *o)
 
 /* --- meta group --------------------------------------------------------- */
 
+/* The data set's SOP Class/Instance UID wins over a stale meta copy (as
+ * dcmconv does); the meta one serves when the data set lacks it. */
 static int meta_string(const dcm_file *f, uint32_t meta_tag, uint32_t ds_tag, char *buf, size_t n)
 {
-    if (dcm_top_str(f, meta_tag, buf, n) > 0)
+    if (dcm_top_str(f, ds_tag, buf, n) > 0)
         return 0;
-    return dcm_top_str(f, ds_tag, buf, n) > 0 ? 0 : DCM_ENOTFOUND;
+    return dcm_top_str(f, meta_tag, buf, n) > 0 ? 0 : DCM_ENOTFOUND;
 }
 
 static int put_meta_elem(dcm_buf *b, uint32_t tag, dcm_vr vr, const void *v, size_t n)
@@ -376,6 +379,16 @@ int dcm_write(const dcm_file *f, const dcm_write_opts *o, dcm_sink out, dcm_err 
     if (ts != src && (ts->encapsulated || src_encaps) && !(o && o->pixel_writer))
         return dcm_fail(err, DCM_ETS, 0, "cannot write %s pixel data as %s without a pixel codec",
                         src->name, ts->name);
+    /* A DICOMDIR's records point at byte offsets in its own file: any
+     * rewrite that changes sizes breaks them, so refuse rather than
+     * produce a directory that no longer reads. */
+    char sop_class[72];
+    if (dcm_top_str(f, DCM_TAG(0x0008, 0x0016), sop_class, sizeof sop_class) > 0 &&
+        !strcmp(sop_class, "1.2.840.10008.1.3.10"))
+        return dcm_fail(err, DCM_ETS, 0, "a DICOMDIR cannot be rewritten: its record offsets would no longer hold");
+    if (dcm_top_str(f, DCM_TAG(0x0002, 0x0002), sop_class, sizeof sop_class) > 0 &&
+        !strcmp(sop_class, "1.2.840.10008.1.3.10"))
+        return dcm_fail(err, DCM_ETS, 0, "a DICOMDIR cannot be rewritten: its record offsets would no longer hold");
     dcm_buf meta = {0};
     int rc = build_meta(f, ts, &meta, err);
     if (rc < 0)

@@ -108,12 +108,22 @@ def norm(v):
 
 
 def bulk_bytes(uri):
-    """The bytes a `file:PATH?offset=N&length=M` BulkDataURI names."""
+    """The bytes a BulkDataURI names: `file:PATH?offset=N&length=M` (bytes in
+    the file), or for a deflated data set, where file offsets mean nothing,
+    `file:PATH?element=GGGGEEEE/item/GGGGEEEE...` (read back with pydicom)."""
     m = re.fullmatch(r"file:(.*)\?offset=(\d+)&length=(\d+)", uri)
-    assert m, f"BulkDataURI {uri!r} is not file:PATH?offset=N&length=M"
-    with open(m.group(1), "rb") as fp:
-        fp.seek(int(m.group(2)))
-        return fp.read(int(m.group(3)))
+    if m:
+        with open(m.group(1), "rb") as fp:
+            fp.seek(int(m.group(2)))
+            return fp.read(int(m.group(3)))
+    m = re.fullmatch(r"file:(.*)\?element=([0-9A-F]{8}(?:/\d+/[0-9A-F]{8})*)", uri)
+    assert m, f"BulkDataURI {uri!r} is neither file:PATH?offset=N&length=M nor file:PATH?element=PATH"
+    ds = pydicom.dcmread(m.group(1), force=True)
+    assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1.99", "element paths are for deflated files only"
+    parts = m.group(2).split("/")
+    for k in range(0, len(parts) - 1, 2):
+        ds = ds[int(parts[k], 16)].value[int(parts[k + 1])]
+    return ds[int(parts[-1], 16)].value
 
 
 class Comparison:
