@@ -577,17 +577,45 @@ int dcm_open(const char *path, const dcm_parse_opts *opts, dcm_file **out, dcm_e
         close(fd);
         return dcm_fail(err, DCM_ENOTDICOM, 0, "offset 0: empty file");
     }
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    size_t size = (size_t)st.st_size;
+    if (size <= DCM_READ_LIMIT) {
+        /* Small files: one read is cheaper than mapping (munmap's TLB
+         * shootdown dominates a batch of small files). */
+        uint8_t *buf = malloc(size);
+        size_t got = 0;
+        while (buf && got < size) {
+            ssize_t k = read(fd, buf + got, size - got);
+            if (k <= 0) {
+                if (k < 0 && errno == EINTR)
+                    continue;
+                break;
+            }
+            got += (size_t)k;
+        }
+        close(fd);
+        if (!buf || got != size) {
+            free(buf);
+            return dcm_fail(err, buf ? DCM_EIO : DCM_ENOMEM, 0, "cannot read the file");
+        }
+        int rc = dcm_parse(buf, size, opts, out, err);
+        if (rc < 0) {
+            free(buf);
+            return rc;
+        }
+        (*out)->heap_input = buf;
+        return 0;
+    }
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED)
         return dcm_fail(err, -errno, 0, "cannot map: %s", strerror(errno));
-    int rc = dcm_parse(map, (size_t)st.st_size, opts, out, err);
+    int rc = dcm_parse(map, size, opts, out, err);
     if (rc < 0) {
-        munmap(map, (size_t)st.st_size);
+        munmap(map, size);
         return rc;
     }
     (*out)->map = map;
-    (*out)->map_len = (size_t)st.st_size;
+    (*out)->map_len = size;
     return 0;
 }
 
@@ -598,6 +626,7 @@ void dcm_free(dcm_file **fp)
     dcm_file *f = *fp;
     free(f->nodes);
     free(f->owned);
+    free(f->heap_input);
     if (f->map)
         munmap(f->map, f->map_len);
     free(f);

@@ -8,11 +8,15 @@
 #include <string.h>
 #include "codecs/codecs.h"
 
+/* dcm_open reads files up to this size, maps larger ones. */
+#define DCM_READ_LIMIT (4u << 20)
+
 struct dcm_file {
     const uint8_t *buf;      /* bytes every node points into */
     size_t         len;
     uint8_t       *owned;    /* heap copy when the dataset was inflated */
-    void          *map;      /* mmap of dcm_open, or NULL */
+    void          *map;      /* mmap of dcm_open (large files), or NULL */
+    uint8_t       *heap_input; /* dcm_open's copy of a small file, or NULL */
     size_t         map_len;
     dcm_elem      *nodes;
     size_t         n, cap;
