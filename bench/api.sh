@@ -41,8 +41,9 @@ die() { echo "bench/api.sh: $*" >&2; exit 1; }
 "$DX" help | grep -q '^  serve ' || die "$DX has no 'serve' command yet"
 command -v wrk >/dev/null || die "wrk missing (Debian package wrk; make deps)"
 command -v storescu >/dev/null || die "storescu missing (Debian package dcmtk; make deps)"
-HAVE_ORTHANC=1
+HAVE_ORTHANC=1 PEER="Orthanc"
 command -v Orthanc >/dev/null || { HAVE_ORTHANC=0; echo "bench/api.sh: Orthanc missing (Debian package orthanc): dxhub figures only" >&2; }
+[ $HAVE_ORTHANC = 1 ] && PEER="Orthanc $(Orthanc --version 2>/dev/null | awk 'NR == 1 {print $2}')"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/dxhub-bench-api-XXXXXX")
 PIDS=()
@@ -154,9 +155,9 @@ curl -sf "$DX_BASE/api/v1/studies/$STUDY" -o "$TMP/dx_detail.json"
 
 # ---- table and JSON ---------------------------------------------------------
 mkdir -p "$(dirname "$OUT")"
-"$PY" - "$TMP/results" "$OUT" "$N" "$CONNS" "$THREADS" <<'EOF'
+"$PY" - "$TMP/results" "$OUT" "$N" "$CONNS" "$THREADS" "$PEER" <<'EOF'
 import json, statistics, sys
-res, out, n, conns, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+res, out, n, conns, threads, peer_name = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 reps, loads = {}, {}
 for line in open(res):
     words = line.split()
@@ -174,7 +175,7 @@ runs = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} | {"errors
 nrep = max(len(rs) for rs in reps.values())
 
 rows = []
-def row(metric, value, unit, peer_value, peer="Orthanc 1.10"):
+def row(metric, value, unit, peer_value, peer=peer_name):
     ratio = round(value / peer_value, 4) if peer_value else None
     rows.append({"metric": metric, "value": round(value, 3), "unit": unit,
                  "peer": peer if peer_value is not None else None,
@@ -200,7 +201,7 @@ if loads.get("dx"):
 json.dump(rows, open(out, "w"), indent=1)
 print("\nHTTP API on loopback, wrk -t%s -c%s, median of %d runs (lookup: at least %d requests a run; others: fixed duration)"
       % (threads, conns, nrep, n))
-print("%-52s %12s %12s %9s  %s" % ("metric", "dxhub", "Orthanc", "ratio", "unit"))
+print("%-52s %12s %12s %9s  %s" % ("metric", "dxhub", peer_name.split()[0], "ratio", "unit"))
 for r in rows:
     pv = "%12.3f" % r["peer_value"] if r["peer_value"] is not None else "%12s" % "-"
     ra = "%9.3f" % r["ratio"] if r["ratio"] is not None else "%9s" % "-"

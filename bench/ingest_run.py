@@ -20,7 +20,6 @@ run.  Prints a table; writes a JSON list of {"metric", "value", "unit",
 """
 import argparse
 import json
-import os
 import re
 import shutil
 import signal

@@ -205,3 +205,31 @@ extern "C" int cdc_htj2k_rpcl_encode(const cdc_fmt *fmt, const uint8_t *frame, s
     (void)len, (void)o, (void)lossy;
     return encode_guarded(fmt, frame, "RPCL", out, err);
 }
+
+// The library alone, for `make bench` (bench/bench_codecs.c): decode a
+// codestream pulling every line and touching it, no DICOM framing, no
+// copy into a frame buffer.  *sum is a checksum so no work is elided.
+extern "C" int cdc_htj2k_raw_decode(const uint8_t *src, size_t n, uint64_t *sum)
+{
+    pthread_once(&ojph_once, ojph_setup);
+    try {
+        ojph::mem_infile in;
+        in.open(src, n);
+        ojph::codestream cs;
+        cs.read_headers(&in);
+        ojph::param_siz siz = cs.access_siz();
+        ojph::ui32 nc = siz.get_num_components(), h = siz.get_image_extent().y - siz.get_image_offset().y;
+        cs.create();
+        uint64_t acc = 0;
+        for (ojph::ui32 i = 0; i < h * nc; i++) {
+            ojph::ui32 comp;
+            ojph::line_buf *line = cs.pull(comp);
+            acc += (uint64_t)line->i32[0];
+        }
+        cs.close();
+        *sum += acc;
+        return 0;
+    } catch (...) {
+        return CDC_ECODEC;
+    }
+}

@@ -67,6 +67,8 @@ int cdc_j2k_encode(const cdc_fmt *, const uint8_t *, size_t, const cdc_encode_op
 int cdc_htj2k_decode(const cdc_fmt *, const uint8_t *, size_t, uint8_t *, size_t, dcm_err *);
 int cdc_htj2k_encode(const cdc_fmt *, const uint8_t *, size_t, const cdc_encode_opts *, int, dcm_buf *, dcm_err *);
 int cdc_htj2k_rpcl_encode(const cdc_fmt *, const uint8_t *, size_t, const cdc_encode_opts *, int, dcm_buf *, dcm_err *);
+/* OpenJPH alone, for `make bench`: decode and touch every line. */
+int cdc_htj2k_raw_decode(const uint8_t *src, size_t n, uint64_t *sum);
 /* DCMTK dcmjpeg (12-bit Extended, lossless Process 14 / SV1, any precision). */
 int cdc_dcmtk_jpeg_decode(const cdc_fmt *, const uint8_t *, size_t, uint8_t *, size_t, dcm_err *);
 

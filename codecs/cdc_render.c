@@ -234,7 +234,8 @@ static uint8_t window(double x, double c, double w, int sigmoid)
         return 0;
     if (x > hi)
         return 255;
-    return to8(((x - (c - 0.5)) / (w - 1) + 0.5) * 255);
+    /* truncated, not rounded, as DCMTK's DiMonoOutputPixelTemplate does */
+    return trunc8(((x - (c - 0.5)) / (w - 1) + 0.5) * 255);
 }
 
 int cdc_render_8bit(const cdc_image *img, const cdc_render_opts *o, cdc_raster *out, dcm_err *err)

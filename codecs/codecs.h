@@ -535,7 +535,7 @@ enum ecg_source {
     ECG_SRC_DICOM   = 1, /* 12-lead / General ECG / hemodynamic ... Waveform Storage */
     ECG_SRC_WFDB    = 2, /* PhysioNet header + signal files */
     ECG_SRC_AECG    = 3, /* HL7 v3 annotated ECG XML */
-    ECG_SRC_SCP     = 4, /* SCP-ECG (EN 1064) — detected, not read yet */
+    ECG_SRC_SCP     = 4, /* SCP-ECG (EN 1064) rhythm data */
     ECG_SRC_CODEC   = 5, /* dxhub's own compressed stream (ecg_encode) */
 };
 const char *ecg_source_name(int source); /* "DICOM", "WFDB", ... */
@@ -614,11 +614,17 @@ int ecg_read_wfdb_mem(const char *hea, size_t hea_len, const ecg_wfdb_file *file
  * integer digits.  Leads shorter than the longest are ECG_EUNSUPPORTED. */
 int ecg_read_aecg(const uint8_t *xml, size_t len, const ecg_read_opts *opts, ecg_record **out, dcm_err *err);
 
-/* Open any of the above by content (DICOM, aECG XML, a dxhub ECG stream,
- * SCP-ECG) or as a WFDB record: "x.hea", "x.dat" beside an "x.hea", or
- * the record name "x".  SCP-ECG is recognised and refused with
- * ECG_EUNSUPPORTED ("SCP-ECG ... not supported").  *source_out (may be
- * NULL) says what the file was even when reading fails. */
+/* SCP-ECG (EN 1064): the rhythm data of section 6 with the default
+ * Huffman table, first or second differences; leads from section 3 (lead
+ * codes as for DICOM), uV at the AVM.  Reference-beat subtraction,
+ * bimodal compression and custom Huffman tables are ECG_EUNSUPPORTED
+ * with the reason. */
+int ecg_read_scp(const uint8_t *p, size_t len, const ecg_read_opts *opts, ecg_record **out, dcm_err *err);
+
+/* Open any of the above by content (DICOM, aECG XML, SCP-ECG, a dxhub ECG
+ * stream) or as a WFDB record: "x.hea", "x.dat" beside an "x.hea", or
+ * the record name "x".  *source_out (may be NULL) says what the file was
+ * even when reading fails. */
 int ecg_open(const char *path, const ecg_read_opts *opts, ecg_record **out, int *source_out, dcm_err *err);
 
 /* ---- lossless codec ----------------------------------------------------

@@ -340,9 +340,7 @@ int ecg_open(const char *path, const ecg_read_opts *opts, ecg_record **out, int 
         src = ECG_SRC_DICOM;
     } else if (looks_scp(buf, len)) {
         src = ECG_SRC_SCP;
-        rc = dcm_fail(err, ECG_EUNSUPPORTED, 0,
-                      "SCP-ECG (EN 1064) files are recognised but not supported yet; "
-                      "convert to DICOM, WFDB or HL7 aECG");
+        rc = ecg_read_scp(buf, len, opts, out, err);
     } else if (looks_xml(buf, len)) {
         src = ECG_SRC_AECG;
         rc = ecg_read_aecg(buf, len, opts, out, err);

@@ -346,6 +346,14 @@ static enum MHD_Result h_health(req *r, const api_params *p)
     return send_json(r, rc < 0 ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, &b);
 }
 
+static enum MHD_Result h_tasks(req *r, const api_params *p)
+{
+    (void)p;
+    jbuf b = {0};
+    int rc = api_render_tasks(&b, r->a->st, api_now_ms());
+    return send_json(r, rc < 0 ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, &b);
+}
+
 static enum MHD_Result h_metrics(req *r, const api_params *p)
 {
     (void)p;
@@ -371,6 +379,7 @@ static const struct route {
     {"/api/v1/studies/", "", h_study, 0},
     {"/api/v1/instances/", "/file", h_file, PB(API_P_OFFSET) | PB(API_P_LENGTH)},
     {"/api/v1/health", NULL, h_health, ANY_PARAMS},
+    {"/api/v1/tasks", NULL, h_tasks, 0},
     {"/metrics", NULL, h_metrics, ANY_PARAMS},
 };
 
@@ -535,12 +544,16 @@ static int listen_on(const char *bind_addr, uint16_t port, int *fd_out, uint16_t
     return 0;
 }
 
+/* Default: two epoll threads per CPU, at least four.  Answers are CPU
+ * work, but an instance's bytes come from the store's memory map, and on
+ * a store larger than RAM a read can wait for the disk: that stalls every
+ * connection of its thread, so a few spare threads keep the others going. */
 static unsigned thread_count(int asked)
 {
     if (asked > 0)
         return (unsigned)(asked < 64 ? asked : 64);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (unsigned)(n < 64 ? n : 64) : 1;
+    long n = 2 * sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 4 ? 4 : n > 64 ? 64 : (unsigned)n;
 }
 
 int api_start(const api_config *cfg, api_server **out, char *err, size_t errlen)

@@ -13,16 +13,20 @@
  * both as JSON ({"error":..}).  Every access to patient data (list, detail,
  * instance bytes) appends an audit record through store_audit (who
  * "http:<peer ip>", what "list-studies" / "read-study" / "read-instance"):
- * queued before the answer is sent and written behind it by one thread, so
- * a lookup does not wait for an fsync; identical accesses queued during one
- * store commit share a record carrying their count ("accesses=N").  If the
- * store keeps refusing audit records, patient data is withheld (503).
- * api_stop writes every queued record.  Nothing here logs: no patient data
- * can leak to a log, and the caller decides what to print.
+ * queued before the answer is sent and written behind it by one thread
+ * (within ~50 ms), so a lookup does not wait for an fsync; identical
+ * accesses queued meanwhile share a record carrying their count
+ * ("accesses=N").  If the store keeps refusing audit records, patient data
+ * is withheld (503).  api_stop writes every queued record.  Nothing here
+ * logs: no patient data can leak to a log, and the caller decides what to
+ * print.
  *
- * Threads: libmicrohttpd's epoll thread pool (cfg->threads, 0: one per CPU)
- * answers requests; the store and metrics are only read (and audited) from
- * them, both being safe from any thread.
+ * Memory: instance headers' JSON (by digest) and whole study details (while
+ * their study record is unchanged) are cached, 64 MiB each at most.
+ *
+ * Threads: libmicrohttpd's epoll thread pool (cfg->threads; 0: two per
+ * CPU, at least four) answers requests; the store and metrics are only
+ * read (and audited) from them, both being safe from any thread.
  */
 #ifndef DXHUB_API_H
 #define DXHUB_API_H
@@ -39,7 +43,7 @@ typedef struct api_config {
     uint16_t     port;    /* 0 = ephemeral (see api_port) */
     store       *st;      /* borrowed; must outlive the server (api_stop first) */
     hub_metrics *metrics; /* borrowed; may be NULL (the server then keeps its own) */
-    int          threads; /* request threads; 0: one per online CPU */
+    int          threads; /* request threads; 0: two per online CPU, at least 4 */
 } api_config;
 
 /* Bind, listen and start serving.  On failure returns a negative errno-like

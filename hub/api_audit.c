@@ -11,8 +11,9 @@
  * and a burst of one client's polling costs one commit, not thousands.
  *
  * What stays true: no answer is sent without its record queued; records
- * reach the store in arrival order; a crash loses at most the queue (the
- * accesses of the last commit's duration); when the store refuses records
+ * reach the store in arrival order, at most AUDIT_LINGER_MS plus one
+ * commit after the access; a crash loses at most the queue (the accesses
+ * of that window); when the store refuses records
  * (map full, I/O) the writer keeps them and retries, and once the queue is
  * full the API withholds patient data (api_audit fails) until the trail
  * can be written again.  api_auditor_stop writes everything queued. */
@@ -29,6 +30,7 @@
 #define AUDIT_COALESCE  64   /* how far back an identical record is looked for */
 #define AUDIT_WAIT_MS   2000 /* a full queue makes a request wait this long at most */
 #define AUDIT_RETRY_MS  200  /* after a failed write */
+#define AUDIT_LINGER_MS 50   /* between two commits: at most 20 audit fsyncs a second */
 
 typedef struct audit_rec {
     int64_t  first_ms, last_ms;
@@ -52,9 +54,10 @@ static bool same_key(const audit_rec *r, const char *who, const char *what, cons
     return !strcmp(r->who, who) && !strcmp(r->what, what) && !strcmp(r->study, study) && !strcmp(r->detail, detail);
 }
 
+/* The conditions wait on CLOCK_MONOTONIC (see api_auditor_start). */
 static void deadline_in(struct timespec *ts, int ms)
 {
-    clock_gettime(CLOCK_REALTIME, ts);
+    clock_gettime(CLOCK_MONOTONIC, ts);
     ts->tv_sec += ms / 1000;
     ts->tv_nsec += (long)(ms % 1000) * 1000000L;
     if (ts->tv_nsec >= 1000000000L) {
@@ -122,10 +125,23 @@ static size_t write_batch(api_auditor *a, size_t from, size_t n)
     return i;
 }
 
+/* Called with the lock held: wait until `until`, unless stopping or the
+ * queue is half full.  Meanwhile identical accesses coalesce, and audit
+ * commits (each an fsync holding the store's write lock, which ingest
+ * needs too) stay few however busy the API is. */
+static void linger(api_auditor *a, const struct timespec *until)
+{
+    while (!a->stopping && a->n < AUDIT_QUEUE / 2)
+        if (pthread_cond_timedwait(&a->work, &a->mu, until) == ETIMEDOUT)
+            break;
+}
+
 static void *writer_main(void *arg)
 {
     api_auditor *a = arg;
     size_t n = 0, done = 0; /* the batch in hand, and how much of it is written */
+    struct timespec next;   /* the earliest time of the next commit */
+    deadline_in(&next, 0);
     pthread_mutex_lock(&a->mu);
     for (;;) {
         if (done == n) {
@@ -133,6 +149,7 @@ static void *writer_main(void *arg)
                 pthread_cond_wait(&a->work, &a->mu);
             if (!a->n && a->stopping)
                 break;
+            linger(a, &next);
             audit_rec *t = a->batch;
             a->batch = a->q;
             a->q = t;
@@ -142,6 +159,7 @@ static void *writer_main(void *arg)
             pthread_cond_broadcast(&a->space);
         }
         pthread_mutex_unlock(&a->mu);
+        deadline_in(&next, AUDIT_LINGER_MS);
         done = write_batch(a, done, n);
         pthread_mutex_lock(&a->mu);
         a->failing = done < n;
@@ -173,9 +191,13 @@ int api_auditor_start(store *st, hub_metrics *m, api_auditor **out)
     }
     a->st = st;
     a->metrics = m;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* timeouts immune to clock steps */
     pthread_mutex_init(&a->mu, NULL);
-    pthread_cond_init(&a->work, NULL);
-    pthread_cond_init(&a->space, NULL);
+    pthread_cond_init(&a->work, &ca);
+    pthread_cond_init(&a->space, &ca);
+    pthread_condattr_destroy(&ca);
     int rc = pthread_create(&a->writer, NULL, writer_main, a);
     if (rc) {
         free(a->q);

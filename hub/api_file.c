@@ -10,7 +10,7 @@
 #include "hub/api_file.h"
 #include "codecs/banned.h"
 
-#define FILE_BLOCK ((size_t)STORE_CHUNK) /* per read from the store: one blob chunk, fewer wake-ups */
+#define FILE_BLOCK ((size_t)1024 << 10) /* per read from the store: one blob chunk, fewer wake-ups */
 
 static bool parse_u64(const char *s, size_t n, uint64_t *out)
 {

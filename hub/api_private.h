@@ -171,6 +171,9 @@ typedef struct api_status {
 
 /* Health JSON; returns 0, or a negative code when the store cannot be read
  * (b then holds an error object and the caller answers 503). */
+/* GET /api/v1/tasks (api_tasks.c). */
+int api_render_tasks(jbuf *b, store *st, int64_t now_ms);
+
 int api_render_health(jbuf *b, api_status *s, int64_t now_mono_ms);
 /* Prometheus text exposition format 0.0.4. */
 int api_render_metrics(jbuf *b, api_status *s, int64_t now_mono_ms);

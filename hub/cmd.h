@@ -23,6 +23,8 @@ int cmd_push(int argc, char **argv);
 int cmd_reports(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_allow(int argc, char **argv);
+int cmd_sign(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_reader(int argc, char **argv);

@@ -590,9 +590,13 @@ int cmd_reader(int argc, char **argv)
         while ((long)n_done < take && !stop_flag) {
             int64_t left = deadline - mono_ms();
             hub_task offer;
-            int orc = hub_client_next_offer(c, left > 0 ? (int)left : 0, &offer);
-            if (orc == HUB_ETIMEDOUT)
-                break;
+            /* in slices, so SIGINT/SIGTERM are noticed while waiting */
+            int orc = hub_client_next_offer(c, left > 250 ? 250 : left > 0 ? (int)left : 0, &offer);
+            if (orc == HUB_ETIMEDOUT) {
+                if (mono_ms() >= deadline)
+                    break;
+                continue;
+            }
             if (orc) {
                 dx_errorf("reader", "%s", hub_client_error(c));
                 failures++;
@@ -621,7 +625,10 @@ int cmd_reader(int argc, char **argv)
         while (hub_client_next_offer(c, 0, &extra) == 0) /* offers we will not take: back to the queue */
             hub_client_release(c, extra.id);
         if (n_done == 0 && !failures) {
-            dx_errorf("reader", "no task offered within %ld s", wait_s);
+            if (stop_flag)
+                dx_errorf("reader", "interrupted before any task was offered");
+            else
+                dx_errorf("reader", "no task offered within %ld s", wait_s);
             failures++;
         }
     }

@@ -162,6 +162,48 @@ static long long num(const json_t *o, const char *key)
     return (long long)json_integer_value(json_object_get(o, key));
 }
 
+/* The worklist part: counts, what is urgent, who holds what. */
+static void print_worklist(const hub_url *u)
+{
+    char *reply;
+    size_t len;
+    if (http_get(u, "/api/v1/tasks", &reply, &len) < 0)
+        return;
+    char *body = strstr(reply, "\r\n\r\n");
+    json_error_t je;
+    json_t *t = body ? json_loads(body + 4, 0, &je) : NULL;
+    if (t && json_is_object(t)) {
+        json_t *c = json_object_get(t, "counts"), *p = json_object_get(t, "open_by_priority");
+        printf("worklist   waiting %lld (review %lld), offered %lld, being read %lld, drafted %lld, signed %lld\n",
+               (long long)json_integer_value(json_object_get(c, "queued")),
+               (long long)json_integer_value(json_object_get(c, "review")),
+               (long long)json_integer_value(json_object_get(c, "offered")),
+               (long long)json_integer_value(json_object_get(c, "claimed")),
+               (long long)json_integer_value(json_object_get(c, "drafted")),
+               (long long)json_integer_value(json_object_get(c, "signed")));
+        printf("  open     stat %lld, urgent %lld, routine %lld; due within 30 min %lld, overdue %lld\n",
+               (long long)json_integer_value(json_object_get(p, "stat")),
+               (long long)json_integer_value(json_object_get(p, "urgent")),
+               (long long)json_integer_value(json_object_get(p, "routine")),
+               (long long)json_integer_value(json_object_get(t, "due_within_30_min")),
+               (long long)json_integer_value(json_object_get(t, "overdue")));
+        json_t *old = json_object_get(t, "oldest_waiting_s");
+        if (json_is_integer(old))
+            printf("  oldest   waiting for %lld s\n", (long long)json_integer_value(old));
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(t, "readers"), k, v)
+            printf("  reader   %-16s holds %lld\n", k, (long long)json_integer_value(v));
+        json_t *ta = json_object_get(t, "turnaround_s");
+        if (json_is_object(ta))
+            printf("  turnaround (signed %lld): median %.0f s, p90 %.0f s\n",
+                   (long long)json_integer_value(json_object_get(ta, "signed")),
+                   json_number_value(json_object_get(ta, "median")), json_number_value(json_object_get(ta, "p90")));
+    }
+    json_decref(t);
+    free(reply);
+}
+
 static void print_health(const char *hub, const json_t *h)
 {
     char up[48], used[32], size[32];
@@ -202,14 +244,19 @@ int cmd_status(int argc, char **argv)
     const char *hub = "http://127.0.0.1:8410";
     int raw = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == 'H')
+    opterr = 0; /* one line of our own instead of getopt's */
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (c == 'H') {
             hub = optarg;
-        else if (c == 'j')
+        } else if (c == 'j') {
             raw = 1;
-        else {
-            usage(c == 'h' ? stdout : stderr);
-            return c == 'h' ? 0 : 2;
+        } else if (c == 'h') {
+            usage(stdout);
+            return 0;
+        } else {
+            dx_errorf("status", c == ':' ? "option '%s' needs a value" : "bad option '%s'; 'dxhub status --help' lists them",
+                      argv[optind - 1]);
+            return 2;
         }
     }
     hub_url u;
@@ -244,8 +291,10 @@ int cmd_status(int argc, char **argv)
     }
     if (raw)
         printf("%s\n", body);
-    else
+    else {
         print_health(hub, h);
+        print_worklist(&u);
+    }
     const char *status = json_string_value(json_object_get(h, "status"));
     int ok = code == 200 && status && !strcmp(status, "ok");
     if (!ok)

@@ -1,5 +1,5 @@
-"""Helpers of the hub's end-to-end tests (tests/e2e/test_hub_*.py, the fault
-tests in tests/fault/ and bench/ingest_*.py): start and stop `dxhub serve`,
+"""Helpers of the hub's end-to-end tests (tests/e2e/test_hub_*.py and the
+fault tests in tests/fault/): start and stop `dxhub serve`,
 talk to its HTTP API, send DICOM with DCMTK's storescu (and, for what
 storescu refuses to send, a minimal C-STORE SCU written here), and make
 synthetic instances with pydicom.
@@ -31,11 +31,6 @@ REPO = Path(__file__).resolve().parents[2]
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 EXPLICIT_BE = "1.2.840.10008.1.2.2"
-DEFLATED_LE = "1.2.840.10008.1.2.1.99"
-
-STATUS_SUCCESS = 0x0000
-STATUS_OUT_OF_RESOURCES = 0xA700
-STATUS_CANNOT_UNDERSTAND = 0xC000
 
 
 def dxhub_path():
@@ -262,11 +257,6 @@ class Hub:
                        + self.log_tail())
 
 
-def study_state(study_json):
-    """The dxhub state of a study object (list entry or detail's "study")."""
-    return study_json["dxhub"]["state"]
-
-
 def attr(obj, tag, default=None):
     """The first value of a DICOM JSON attribute."""
     v = obj.get(tag, {}).get("Value")
@@ -415,13 +405,6 @@ def storescu(port, files, contexts=None, cfg_path=None, aet="STORESCU", aec="DXH
         return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
     return StoreRun(r)
-
-
-def file_context(path):
-    """(SOP Class UID, transfer syntax) storescu will see for a file (pydicom)."""
-    import pydicom
-    ds = pydicom.dcmread(str(path), force=True, stop_before_pixels=True)
-    return str(ds.SOPClassUID), transfer_syntax_of(ds)
 
 
 def transfer_syntax_of(ds):
@@ -681,12 +664,6 @@ def synth_studies(out_dir, name, studies, per_study, rows=64, cols=64, series_pe
     return made
 
 
-def sop_of(path):
-    """The SOP Instance UID in a file's meta (the files made here have one)."""
-    import pydicom
-    return str(pydicom.dcmread(str(path), stop_before_pixels=True).SOPInstanceUID)
-
-
 # ---------------------------------------------------------------- DCMTK storescp as the oracle
 
 
@@ -849,7 +826,7 @@ def crash_rounds(work, rounds=5, studies=3, per_study=100, seed=None, stable=2, 
     made = synth_studies(work / "in", "crash", studies, per_study, rows=rows, cols=cols)
     sop = {p: f"{study}.1.{k + 1}" for study, files in made.items() for k, p in enumerate(files)}
     data = {sop[p]: dataset_bytes(p) for p in sop}
-    acked, kills = set(), []
+    acked, kills, spawned = set(), [], []
     hub = Hub(work / "hub", log_dir=work, stable_seconds=stable)
     try:
         hub.start()
@@ -862,6 +839,7 @@ def crash_rounds(work, rounds=5, studies=3, per_study=100, seed=None, stable=2, 
             target = rng.randint(0, int(left * 0.7))
             jitter = rng.uniform(0, 0.05)
             watches = [_Watch(storescu(hub.dicom_port, files, popen=True)) for files in pending.values() if files]
+            spawned += [w.proc for w in watches]
             deadline = time.monotonic() + 120
             while sum(w.responses for w in watches) < target and time.monotonic() < deadline \
                     and any(w.proc.poll() is None for w in watches):
@@ -905,3 +883,7 @@ def crash_rounds(work, rounds=5, studies=3, per_study=100, seed=None, stable=2, 
         return {"seed": seed, "rounds": kills, "instances": len(data)}
     finally:
         hub.close()
+        for proc in spawned:  # storescu ends with its connection; in case it did not
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -32,7 +32,6 @@ import hashlib
 import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pydicom
 import pytest

@@ -94,6 +94,7 @@ def broken_variants(good):
     return [
         ("value length beyond the end", bytes(too_long), r"(?i)\(0010,0010\).*length"),
         ("pixel data cut short", good[:px + 12 + 100], r"(?i)\(7FE0,0010\).*(length|exceed|truncat)"),
+        ("cut inside an element header", good[:px + 5], r"(?i)header.*\b5\b|truncat"),
         ("invalid VR", bytes(bad_vr), r"(?i)\(0010,0010\).*VR"),
         ("not DICOM at all", b"\xff" * 200, r"\S"),
     ]

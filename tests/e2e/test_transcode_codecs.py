@@ -71,11 +71,28 @@ def size_of(path):
     return int(ds.Rows) * int(ds.Columns) * frames
 
 
-# The outside tools are checked on every image up to a megapixel (all the
-# shapes, depths, colours and multi-frame layouts of the corpus) plus the
-# largest one; the round trip itself runs on every image.
-SMALL = [(p, n) for p, n in CASES if size_of(p) <= 1 << 20]
-SMALL += [max(CASES, key=lambda c: size_of(c[0]))]
+# The outside tools are checked on one image of each shape class of the
+# corpus (depth, stored bits, colour, sign, multi-frame); the
+# round trip itself runs on every image.
+def shape_class(path):
+    ds = read(path, stop_before_pixels=True)
+    return (int(ds.BitsAllocated), int(ds.get("BitsStored", ds.BitsAllocated)), int(ds.SamplesPerPixel),
+            int(ds.get("PixelRepresentation", 0)), str(ds.PhotometricInterpretation), size_of(path) > int(
+                ds.Rows) * int(ds.Columns))
+
+
+def representatives():
+    """The smallest image of each shape class (depth, stored bits, samples,
+    sign, photometric, multi-frame)."""
+    best = {}
+    for p, n in CASES:
+        k = shape_class(p)
+        if k not in best or size_of(p) < size_of(best[k][0]):
+            best[k] = (p, n)
+    return sorted(best.values(), key=lambda c: c[1])
+
+
+SMALL = representatives()
 
 
 @pytest.fixture(scope="module")
@@ -164,9 +181,12 @@ def test_jpegls_near_lossless_stays_within_near(dxhub, src, tmp, decoded_origina
         return
     assert r.returncode == 0, r.stderr.decode()
     _, ref = decoded_originals(src)
-    plain = tmp / "plain.dcm"
-    assert run(["dcmdjpls", out, plain]).returncode == 0
-    theirs = pixels(plain)[1]
+    if int(head.get("BitsStored", head.BitsAllocated)) >= 8:
+        plain = tmp / "plain.dcm"
+        assert run(["dcmdjpls", out, plain]).returncode == 0
+        theirs = pixels(plain)[1]
+    else:  # DCMTK 3.6.7 rejects JPEG-LS below 8 bits (the corpus' own JLSL_08_07 too): GDCM
+        theirs = pixels(out)[1]
     err = np.abs(theirs - ref)
     if int(head.get("PixelRepresentation", 0)) == 1:
         # JPEG-LS works on the unsigned bit patterns: compare modulo 2^BitsStored

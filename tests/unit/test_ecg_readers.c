@@ -491,6 +491,11 @@ static void test_aecg_does_not_expand_external_entities(void **state)
     }
 }
 
+static uint32_t dcm_rd32_test(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 /* ---- the corpus and detection -------------------------------------------- */
 
 static const char *corpus(void)
@@ -518,7 +523,7 @@ static void test_mitdb_100_first_samples_match_header_initial_values(void **stat
     ecg_free(&r);
 }
 
-static void test_open_refuses_scp_ecg_clearly(void **state)
+static void test_open_reads_scp_ecg_example(void **state)
 {
     (void)state;
     char path[4096];
@@ -526,9 +531,123 @@ static void test_open_refuses_scp_ecg_clearly(void **state)
     ecg_record *r = NULL;
     dcm_err err = {0};
     int src = 0;
-    assert_int_equal(ecg_open(path, NULL, &r, &src, &err), ECG_EUNSUPPORTED);
+    int rc = ecg_open(path, NULL, &r, &src, &err);
+    if (rc)
+        fail_msg("%s", err.msg);
     assert_int_equal(src, ECG_SRC_SCP);
-    assert_non_null(strstr(err.msg, "SCP-ECG"));
+    assert_int_equal(r->n_leads, 12);
+    assert_int_equal(r->n_samples, 5000);
+    assert_true(r->rate == 500);
+    assert_string_equal(r->leads[8].name, "III");
+    assert_true(r->leads[0].scale == 2.5);
+    ecg_free(&r);
+}
+
+/* A synthetic SCP-ECG file: sections 0, 2 (default table), 3, 6. */
+typedef struct scp_buf {
+    uint8_t p[1024];
+    size_t  n;
+} scp_buf;
+
+static void le16(uint8_t *p, unsigned v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static void le32(uint8_t *p, uint32_t v) { le16(p, v & 0xFFFF); le16(p + 2, v >> 16); }
+
+static size_t scp_section(scp_buf *b, unsigned id, const uint8_t *body, size_t n)
+{
+    size_t at = b->n;
+    memset(b->p + at, 0, 16);
+    le16(b->p + at + 2, id);
+    le32(b->p + at + 4, (uint32_t)(16 + n));
+    b->p[at + 8] = b->p[at + 9] = 20;
+    memcpy(b->p + at + 10, "SCPECG", 6);
+    memcpy(b->p + at + 16, body, n);
+    b->n += 16 + n;
+    return at;
+}
+
+/* Two leads (I, aVR) of 4 samples, second differences: lead I codes
+ * 10, 12 (8-bit escapes: the first two are samples), +1, -2, giving
+ * 10 12 15 16; lead aVR codes -100 (escape), 0, 0, 0, giving -100 0 100 200. */
+static void build_scp(scp_buf *b, uint8_t flags3, uint8_t bimodal, unsigned table)
+{
+    b->n = 6;
+    uint8_t ptrs[3 * 10] = {0};
+    size_t s0 = scp_section(b, 0, ptrs, sizeof ptrs); /* filled below */
+    uint8_t s2[2];
+    le16(s2, table);
+    size_t at2 = scp_section(b, 2, s2, 2);
+    uint8_t s3[2 + 18] = {2, flags3};
+    le32(s3 + 2, 1), le32(s3 + 6, 4), s3[10] = 1;
+    le32(s3 + 11, 1), le32(s3 + 15, 4), s3[19] = 62;
+    size_t at3 = scp_section(b, 3, s3, sizeof s3);
+    /* lead I: 10 = escape 8-bit (1111111110 00001010), 12 = escape (..00001100),
+     * +1 = 100, -2 = 11011 -> bits, packed MSB first */
+    const char *bits1 = "1111111110" "00001010" "1111111110" "00001100" "100" "11011";
+    const char *bits2 = "1111111110" "10011100" "0" "0" "0";
+    uint8_t d[32] = {0};
+    size_t nb1 = (strlen(bits1) + 7) / 8, nb2 = (strlen(bits2) + 7) / 8;
+    for (size_t i = 0; bits1[i]; i++)
+        d[i / 8] |= (uint8_t)((bits1[i] - '0') << (7 - i % 8));
+    for (size_t i = 0; bits2[i]; i++)
+        d[nb1 + i / 8] |= (uint8_t)((bits2[i] - '0') << (7 - i % 8));
+    uint8_t s6[6 + 4 + 32] = {0};
+    le16(s6, 5000);       /* AVM 5000 nV */
+    le16(s6 + 2, 4000);   /* 250 Hz */
+    s6[4] = 2;
+    s6[5] = bimodal;
+    le16(s6 + 6, (unsigned)nb1);
+    le16(s6 + 8, (unsigned)nb2);
+    memcpy(s6 + 10, d, nb1 + nb2);
+    size_t at6 = scp_section(b, 6, s6, 10 + nb1 + nb2);
+    size_t ats[3] = {at2, at3, at6};
+    unsigned ids[3] = {2, 3, 6};
+    for (int i = 0; i < 3; i++) {
+        uint8_t *e = b->p + s0 + 16 + 10 * (size_t)i;
+        le16(e, ids[i]);
+        le32(e + 2, (uint32_t)dcm_rd32_test(b->p + ats[i] + 4));
+        le32(e + 6, (uint32_t)(ats[i] + 1));
+    }
+    le32(b->p + 2, (uint32_t)b->n);
+}
+
+static void test_scp_default_huffman_and_second_differences(void **state)
+{
+    (void)state;
+    scp_buf b;
+    build_scp(&b, 0x14, 0, 19999);
+    ecg_record *r = NULL;
+    dcm_err err = {0};
+    int rc = ecg_read_scp(b.p, b.n, NULL, &r, &err);
+    if (rc)
+        fail_msg("%s", err.msg);
+    assert_true(r->rate == 250);
+    assert_string_equal(r->leads[0].name, "I");
+    assert_string_equal(r->leads[1].name, "aVR");
+    assert_true(r->leads[0].scale == 5.0);
+    int32_t want1[4] = {10, 12, 15, 16}, want2[4] = {-100, 0, 100, 200};
+    assert_memory_equal(r->leads[0].samples, want1, sizeof want1);
+    assert_memory_equal(r->leads[1].samples, want2, sizeof want2);
+    ecg_free(&r);
+}
+
+static void test_scp_refusals_name_the_reason(void **state)
+{
+    (void)state;
+    scp_buf b;
+    ecg_record *r = NULL;
+    dcm_err err = {0};
+    build_scp(&b, 0x15, 0, 19999);
+    assert_int_equal(ecg_read_scp(b.p, b.n, NULL, &r, &err), ECG_EUNSUPPORTED);
+    assert_non_null(strstr(err.msg, "reference-beat"));
+    build_scp(&b, 0x14, 1, 19999);
+    assert_int_equal(ecg_read_scp(b.p, b.n, NULL, &r, &err), ECG_EUNSUPPORTED);
+    assert_non_null(strstr(err.msg, "bimodal"));
+    build_scp(&b, 0x14, 0, 1);
+    assert_int_equal(ecg_read_scp(b.p, b.n, NULL, &r, &err), ECG_EUNSUPPORTED);
+    assert_non_null(strstr(err.msg, "Huffman"));
+    build_scp(&b, 0x14, 0, 19999);
+    for (size_t n = 0; n < b.n; n++) /* every truncation fails cleanly */
+        assert_true(ecg_read_scp(b.p, n, NULL, &r, &err) < 0);
     assert_null(r);
 }
 
@@ -567,7 +686,9 @@ int main(void)
         cmocka_unit_test(test_aecg_refusals),
         cmocka_unit_test(test_aecg_does_not_expand_external_entities),
         cmocka_unit_test(test_mitdb_100_first_samples_match_header_initial_values),
-        cmocka_unit_test(test_open_refuses_scp_ecg_clearly),
+        cmocka_unit_test(test_open_reads_scp_ecg_example),
+        cmocka_unit_test(test_scp_default_huffman_and_second_differences),
+        cmocka_unit_test(test_scp_refusals_name_the_reason),
         cmocka_unit_test(test_open_refuses_non_ecg_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

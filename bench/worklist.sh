@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# worklist.sh — the reading-worklist section of `make bench`
+# (bench/bench_worklist.c does the work; see its header):
+#   - 100,000 queued routine CT tasks written straight into a hub store,
+#     then a real `dxhub serve` on it;
+#   - 100 simulated readers (threads, each a hub_client with its own CURVE
+#     key) on 127.0.0.1 looping READY 1 → TASK → CLAIM for 10 s:
+#     assignments per second, READY→TASK latency (p50/p99), and the same
+#     for one reader alone;
+#   - STAT ECG studies (the corpus ECG under fresh UIDs, made here with
+#     pydicom) pushed through a real `dxhub edge`: study complete → first
+#     offer to a waiting ECG reader;
+#   - diagnostics of what limits it (one offer transaction, group-committed
+#     offers, the worklist tick, an offer scan that finds nothing).
+# Targets (the issue; printed, never asserted): >= 10,000 assignments/s
+# with p99 < 2 ms; a STAT study offered within 50 ms of completing.
+# Writes build/bench/worklist.json as a list of {"metric", "value", "unit",
+# "peer", "peer_value", "ratio"}; "peer" is "target" where there is one.
+# Knobs: WL_TASKS (100000), WL_READERS (100), WL_SECONDS (10), WL_STAT (10).
+set -eu
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+PY=${PY:-/usr/bin/python3}
+CORPUS=${DXHUB_CORPUS:-$(cd .. && pwd)/shared/corpus}
+DXHUB=${DXHUB:-$PWD/$BUILD/dxhub}
+[ -x "$BUILD/bench/bench_worklist" ] || make --no-print-directory "$BUILD/bench/bench_worklist" >/dev/null
+mkdir -p "$BUILD/bench"
+# the data directory is ~400 MB: under build/ (a real disk, like the hub's), removed afterwards
+work=$(mktemp -d "$PWD/$BUILD/bench/worklist.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+"$PY" - "$CORPUS/ecg/dicom/waveform_ecg.dcm" "$work/stat" "${WL_STAT:-10}" <<'PYEOF'
+import os, sys, pydicom
+src, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+os.makedirs(out, exist_ok=True)
+for i in range(n):
+    ds = pydicom.dcmread(src)
+    base = f"2.25.{os.getpid()}{i:03d}"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = base + "1", base + "2", base + "3"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.save_as(os.path.join(out, f"stat{i:03d}.dcm"), write_like_original=True)
+PYEOF
+
+"$BUILD/bench/bench_worklist" --dxhub "$DXHUB" --dir "$work/data" --tasks "${WL_TASKS:-100000}" \
+    --readers "${WL_READERS:-100}" --seconds "${WL_SECONDS:-10}" --json "$BUILD/bench/worklist.json" \
+    "$work"/stat/*.dcm
+echo "results in $BUILD/bench/worklist.json"

@@ -1,0 +1,181 @@
+/* report_verify.c — the checks on a signed report: offline (report_verify,
+ * `dxhub verify`) and on SUBMIT (report_verify_submission, the store's
+ * verification hook).  The trust list is reloadable while readers submit:
+ * each check takes a reference to the list current when it starts. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "hub/report.h"
+#include "codecs/banned.h"
+
+struct report_verifier {
+    report_verifier_config cfg;
+    char                  *trust_dir;
+    pthread_mutex_t        lock;
+    pki_trust             *trust; /* under lock */
+};
+
+static int fail(int code, char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int fail(int code, char *why, size_t whylen, const char *fmt, ...)
+{
+    if (why && whylen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, whylen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+int report_verifier_new(const report_verifier_config *cfg, report_verifier **out, char *err, size_t errlen)
+{
+    if (!cfg || !cfg->trust_dir)
+        return fail(PKI_EINVAL, err, errlen, "a trust directory is required");
+    report_verifier *v = calloc(1, sizeof *v);
+    if (!v || !(v->trust_dir = strdup(cfg->trust_dir))) {
+        free(v);
+        return fail(-ENOMEM, err, errlen, "out of memory");
+    }
+    v->cfg = *cfg;
+    v->cfg.trust_dir = v->trust_dir;
+    pthread_mutex_init(&v->lock, NULL);
+    int rc = pki_trust_load(v->trust_dir, &v->trust, err, errlen);
+    if (rc < 0) {
+        report_verifier_free(&v);
+        return rc;
+    }
+    *out = v;
+    return 0;
+}
+
+int report_verifier_reload(report_verifier *v, char *err, size_t errlen)
+{
+    pki_trust *fresh = NULL, *old;
+    int rc = pki_trust_load(v->trust_dir, &fresh, err, errlen);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&v->lock);
+    old = v->trust;
+    v->trust = fresh;
+    pthread_mutex_unlock(&v->lock);
+    pki_trust_free(&old); /* a check still running keeps its own reference */
+    return 0;
+}
+
+void report_verifier_free(report_verifier **vp)
+{
+    if (!vp || !*vp)
+        return;
+    report_verifier *v = *vp;
+    pki_trust_free(&v->trust);
+    pthread_mutex_destroy(&v->lock);
+    free(v->trust_dir);
+    free(v);
+    *vp = NULL;
+}
+
+static pki_trust *current(report_verifier *v)
+{
+    pthread_mutex_lock(&v->lock);
+    pki_trust *t = pki_trust_ref(v->trust);
+    pthread_mutex_unlock(&v->lock);
+    return t;
+}
+
+void report_verifier_counts(report_verifier *v, size_t *cas, size_t *crls)
+{
+    pki_trust *t = current(v);
+    pki_trust_counts(t, cas, crls);
+    pki_trust_free(&t);
+}
+
+int report_verify(report_verifier *v, const void *report, size_t len, const void *sig, size_t sig_len,
+                  const void *chain, size_t chain_len, time_t at, pki_identity *signer, report_doc **doc, char *why,
+                  size_t whylen)
+{
+    pki_chain *c = NULL;
+    pki_trust *t = NULL;
+    report_doc *d = NULL;
+    char e[256];
+    int rc;
+    if (doc)
+        *doc = NULL;
+    if (signer)
+        memset(signer, 0, sizeof *signer);
+    if (!report || !len)
+        return fail(REPORT_EFORMAT, why, whylen, "no report");
+    if (!sig || !sig_len || !chain || !chain_len)
+        return fail(REPORT_EUNSIGNED, why, whylen, "signing requires a signature and the signer's certificate chain");
+    if ((rc = pki_chain_parse(chain, chain_len, &c, e, sizeof e)) < 0)
+        return fail(rc, why, whylen, "signer's certificate chain unreadable: %s", e);
+    if (signer)
+        pki_chain_identity(c, signer);
+    /* The bytes first: whatever else holds, these must be what was signed. */
+    if ((rc = pki_chain_verify_data(c, report, len, sig, sig_len, e, sizeof e)) < 0) {
+        fail(rc, why, whylen, "%s", rc == PKI_ESIG ? "signature does not verify" : e);
+        goto out;
+    }
+    t = current(v);
+    if ((rc = pki_trust_check(t, c, at ? at : v->cfg.at ? v->cfg.at : time(NULL), why, whylen)) < 0)
+        goto out;
+    if ((rc = report_parse(report, len, &d, why, whylen)) < 0)
+        goto out;
+    pki_identity id;
+    pki_chain_identity(c, &id);
+    const report_info *in = report_doc_info(d);
+    if (!id.reader_id[0] || strcmp(in->reader_id, id.reader_id)) {
+        rc = fail(REPORT_ESIGNER, why, whylen, "the report names another reader than its signer");
+        goto out;
+    }
+    if (strcmp(in->reading_facility, id.facility)) {
+        rc = fail(REPORT_ESIGNER, why, whylen, "the report names another reading facility than its signer's");
+        goto out;
+    }
+out:
+    if (!rc && doc) {
+        *doc = d;
+        d = NULL;
+    }
+    report_free(&d);
+    pki_trust_free(&t);
+    pki_chain_free(&c);
+    return rc;
+}
+
+int report_verify_submission(void *ctx, const wl_task *t, const store_submission *sub, char *why, size_t why_len)
+{
+    report_verifier *v = ctx;
+    if (!v || !t || !sub || !sub->action || !sub->reader)
+        return fail(PKI_EINVAL, why, why_len, "verification not configured");
+    int signing = !strcmp(sub->action, "sign");
+    if (!signing && sub->sig_len == 0)
+        return 0; /* an unsigned draft, or a return */
+    if (!sub->report || !sub->report_len)
+        return fail(REPORT_EFORMAT, why, why_len, "a signature without a report");
+    if (!sub->sig_len || !sub->chain_len)
+        return fail(REPORT_EUNSIGNED, why, why_len, "signing requires a signature and the signer's certificate chain");
+    pki_identity signer;
+    report_doc *d = NULL;
+    int rc = report_verify(v, sub->report, sub->report_len, sub->sig, sub->sig_len, sub->chain, sub->chain_len, 0,
+                           &signer, &d, why, why_len);
+    if (rc < 0)
+        return rc;
+    const report_info *in = report_doc_info(d);
+    if (strcmp(signer.reader_id, sub->reader->id))
+        rc = fail(REPORT_ESIGNER, why, why_len, "signer is not the reader holding the task");
+    else if (sub->report_id && strcmp(in->report_id, sub->report_id))
+        rc = fail(REPORT_EFORMAT, why, why_len, "the report's id differs from the submission's");
+    else if (strcmp(in->study_uid, t->study_uid))
+        rc = fail(REPORT_ESTUDY, why, why_len, "the report is for another study");
+    else if (t->version && in->version != t->version)
+        rc = fail(REPORT_ESTUDY, why, why_len, "the report's version (%u) is not the task's (%u)", in->version,
+                  (unsigned)t->version);
+    else if (v->cfg.stored_digest)
+        rc = report_check_digests(d, v->cfg.stored_digest, v->cfg.stored_digest_ctx, "the stored study", why,
+                                  why_len);
+    report_free(&d);
+    return rc;
+}
