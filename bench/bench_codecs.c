@@ -119,18 +119,18 @@ static int raw_encode(int kind, const input *in, const uint8_t *px, int near, ui
         charls_jpegls_encoder *e = charls_jpegls_encoder_create();
         charls_frame_info fi = {im->cols, im->rows, im->bits_stored, im->samples};
         size_t cap = 0, w = 0;
-        charls_jpegls_encoder_set_frame_info(e, &fi);
-        charls_jpegls_encoder_set_near_lossless(e, near);
+        int ec = charls_jpegls_encoder_set_frame_info(e, &fi);
+        ec |= charls_jpegls_encoder_set_near_lossless(e, near);
         if (im->samples > 1)
-            charls_jpegls_encoder_set_interleave_mode(e, CHARLS_INTERLEAVE_MODE_SAMPLE);
-        charls_jpegls_encoder_get_estimated_destination_size(e, &cap);
+            ec |= charls_jpegls_encoder_set_interleave_mode(e, CHARLS_INTERLEAVE_MODE_SAMPLE);
+        ec |= charls_jpegls_encoder_get_estimated_destination_size(e, &cap);
         *out = malloc(cap);
-        charls_jpegls_encoder_set_destination_buffer(e, *out, cap);
-        int rc = charls_jpegls_encoder_encode_from_buffer(e, px, cdc_frame_size(im), 0) ? -1 : 0;
-        charls_jpegls_encoder_get_bytes_written(e, &w);
+        ec |= charls_jpegls_encoder_set_destination_buffer(e, *out, cap);
+        ec |= charls_jpegls_encoder_encode_from_buffer(e, px, cdc_frame_size(im), 0);
+        ec |= charls_jpegls_encoder_get_bytes_written(e, &w);
         charls_jpegls_encoder_destroy(e);
         *n = w;
-        return rc;
+        return ec ? -1 : 0;
     }
     return -1;
 }
@@ -147,8 +147,9 @@ static int raw_decode(int kind, const input *in, const uint8_t *cs, size_t n, ui
     }
     if (kind == 2) {
         charls_jpegls_decoder *d = charls_jpegls_decoder_create();
-        charls_jpegls_decoder_set_source_buffer(d, cs, n);
-        int rc = charls_jpegls_decoder_read_header(d) ? -1 : 0;
+        int rc = charls_jpegls_decoder_set_source_buffer(d, cs, n) ? -1 : 0;
+        if (rc == 0)
+            rc = charls_jpegls_decoder_read_header(d) ? -1 : 0;
         if (rc == 0)
             rc = charls_jpegls_decoder_decode_to_buffer(d, out, cdc_frame_size(im), 0) ? -1 : 0;
         charls_jpegls_decoder_destroy(d);

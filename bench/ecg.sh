@@ -27,7 +27,8 @@ mkdir -p "$BUILD/bench"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-records=(dicom/waveform_ecg.dcm dicom/wave_dfl wfdb/mitdb/100.hea wfdb/ptbdb/s0010_re.hea hl7aecg/subject1_0.xml)
+records=(dicom/waveform_ecg.dcm dicom/wave_dfl wfdb/mitdb/100.hea wfdb/ptbdb/s0010_re.hea hl7aecg/subject1_0.xml
+         scp/Example.scp)
 paths=()
 for r in "${records[@]}"; do paths+=("$CORPUS/ecg/$r"); done
 "$BUILD/bench/bench_ecg" --raw-dir "$tmp" "${paths[@]}" >"$tmp/ours.txt"

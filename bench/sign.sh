@@ -74,9 +74,9 @@ for alg in ("sm2", "ed25519"):
                         "peer": f"{peer} {peer_op}", "peer_value": round(pval, 1), "ratio": round(rate / pval, 3)})
 
 print(f"report signatures: dxhub (libdxhub.a) vs openssl speed, OpenSSL {version}, one core, CPU time")
-print("%-8s %-38s %8s %10s %14s %7s" % ("alg", "operation", "bytes", "dxhub/s", "openssl/s", "ratio"))
+print("%-8s %-38s %6s %9s %10s %-6s %6s" % ("alg", "operation", "bytes", "dxhub/s", "openssl/s", "(op)", "ratio"))
 for alg, what, size, rate, peer_op, pval, ratio in rows:
-    print("%-8s %-38s %8d %10.0f %9.0f %-6s %6.2f" % (alg, what, size, rate, pval, peer_op, ratio))
+    print("%-8s %-38s %6d %9.0f %10.0f %-6s %6.2f" % (alg, what, size, rate, pval, peer_op, ratio))
 with open(out, "w") as f:
     json.dump(metrics, f, indent=1)
     f.write("\n")

@@ -54,8 +54,69 @@ void ojph_setup()
     ojph::configure_info(&q_info);
 }
 
+/* OpenJPH 0.9 asserts (aborts the process) when quantisation and wavelet
+ * disagree: reversible 5/3 needs QCD/QCC style 0, irreversible 9/7 style 2
+ * (found by fuzz_cdc_htj2k).  Check the main and tile-part headers first
+ * (ISO 15444-1 A.6.1, A.6.2, A.6.4, A.6.5). */
+int check_markers(const uint8_t *p, size_t n, dcm_err *err)
+{
+    if (n < 4 || p[0] != 0xFF || p[1] != 0x4F)
+        return dcm_fail(err, CDC_ECODEC, 0, "HTJ2K frame does not start with SOC");
+    int transform = -1; /* from COD: 1 reversible 5/3, 0 irreversible 9/7 */
+    unsigned csiz = 0;
+    size_t i = 2;
+    while (i + 4 <= n) {
+        if (p[i] != 0xFF)
+            return dcm_fail(err, CDC_ECODEC, i, "HTJ2K marker expected at byte %zu", i);
+        uint8_t m = p[i + 1];
+        size_t len = (size_t)p[i + 2] << 8 | p[i + 3];
+        if (m == 0x93 || m == 0xD9) /* SOD: tile data follows; EOC */
+            break;
+        if (len < 2 || i + 2 + len > n)
+            return dcm_fail(err, CDC_ECODEC, i, "HTJ2K marker FF%02X length %zu overruns the frame", m, len);
+        const uint8_t *v = p + i + 4;
+        size_t vl = len - 2;
+        unsigned cbytes = csiz < 257 ? 1 : 2;
+        if (m == 0x51 && vl >= 36) /* SIZ */
+            csiz = (unsigned)v[34] << 8 | v[35];
+        else if (m == 0x52 && vl >= 10) /* COD */
+            transform = v[9];
+        else if (m == 0x53 && vl >= cbytes + 6u && transform >= 0 && v[cbytes + 5] != transform)
+            return dcm_fail(err, CDC_ECODEC, i, "HTJ2K: a component's wavelet differs from the default one");
+        else if ((m == 0x5C && vl >= 1) || (m == 0x5D && vl > cbytes)) { /* QCD, QCC */
+            unsigned style = (m == 0x5C ? v[0] : v[cbytes]) & 0x1F;
+            if (transform < 0 || (transform == 1 && style != 0) || (transform == 0 && style != 2))
+                return dcm_fail(err, CDC_ECODEC, i, "HTJ2K: quantisation style %u does not fit the %s wavelet",
+                                style, transform == 1 ? "reversible" : "irreversible");
+        }
+        if (m == 0x90 && vl >= 8) { /* SOT: check this tile-part's header, then jump to the next */
+            size_t psot = (size_t)v[2] << 24 | (size_t)v[3] << 16 | (size_t)v[4] << 8 | v[5];
+            size_t j = i + 2 + len;
+            while (j + 4 <= n && p[j] == 0xFF && p[j + 1] != 0x93) {
+                size_t l2 = (size_t)p[j + 2] << 8 | p[j + 3];
+                if (l2 < 2 || j + 2 + l2 > n)
+                    return dcm_fail(err, CDC_ECODEC, j, "HTJ2K tile-part header overruns the frame");
+                if (p[j + 1] == 0x52 || p[j + 1] == 0x53 || p[j + 1] == 0x5C || p[j + 1] == 0x5D)
+                    return dcm_fail(err, CDC_ECODEC, j, "HTJ2K: coding parameters in a tile-part header");
+                j += 2 + l2;
+            }
+            if (psot == 0 || psot < 12)
+                break;
+            i += psot;
+            continue;
+        }
+        i += 2 + len;
+    }
+    if (transform < 0)
+        return dcm_fail(err, CDC_ECODEC, 0, "HTJ2K main header has no COD");
+    return 0;
+}
+
 int decode(const cdc_fmt *fmt, const uint8_t *src, size_t n, uint8_t *out, dcm_err *err)
 {
+    int rc0 = check_markers(src, n, err);
+    if (rc0 < 0)
+        return rc0;
     ojph::mem_infile in;
     in.open(src, n);
     ojph::codestream cs;
@@ -212,6 +273,8 @@ extern "C" int cdc_htj2k_rpcl_encode(const cdc_fmt *fmt, const uint8_t *frame, s
 extern "C" int cdc_htj2k_raw_decode(const uint8_t *src, size_t n, uint64_t *sum)
 {
     pthread_once(&ojph_once, ojph_setup);
+    if (check_markers(src, n, NULL) < 0)
+        return CDC_ECODEC;
     try {
         ojph::mem_infile in;
         in.open(src, n);

@@ -13,9 +13,28 @@ static int ls_fail(dcm_err *err, const char *what, charls_jpegls_errc ec)
 
 int cdc_jpegls_decode(const cdc_fmt *fmt, const uint8_t *src, size_t n, uint8_t *out, size_t out_len, dcm_err *err)
 {
+    /* CharLS 2.4 takes tens of seconds on a scan that ends without EOI
+     * (fuzz_cdc_jpegls, crashers/): give it one.  Fragments may carry
+     * trailing zero padding (PS3.5 A.4: even length). */
+    size_t end = n;
+    while (end > 2 && src[end - 1] == 0 && !(src[end - 2] == 0xFF && src[end - 1] == 0xD9))
+        end--;
+    uint8_t *with_eoi = NULL;
+    if (end < 2 || src[end - 2] != 0xFF || src[end - 1] != 0xD9) {
+        with_eoi = malloc(end + 2);
+        if (!with_eoi)
+            return dcm_fail(err, DCM_ENOMEM, 0, "out of memory");
+        memcpy(with_eoi, src, end);
+        with_eoi[end] = 0xFF;
+        with_eoi[end + 1] = 0xD9;
+        src = with_eoi;
+        n = end + 2;
+    }
     charls_jpegls_decoder *d = charls_jpegls_decoder_create();
-    if (!d)
+    if (!d) {
+        free(with_eoi);
         return dcm_fail(err, DCM_ENOMEM, 0, "out of memory");
+    }
     int rc = 0;
     uint8_t *tmp = NULL;
     charls_frame_info fi;
@@ -73,6 +92,7 @@ out:
     if (tmp != out)
         free(tmp);
     charls_jpegls_decoder_destroy(d);
+    free(with_eoi);
     (void)out_len;
     return rc;
 }

@@ -471,12 +471,19 @@ void cdc_raster_release(cdc_raster *r);
 int  cdc_frame_display_init(const cdc_image *img, uint32_t frame, cdc_frame_display *d, dcm_err *err);
 void cdc_frame_display_release(cdc_frame_display *d);
 
-/* Render one frame as dcm2pnm does: modality LUT (table, else rescale),
- * VOI (opts' window, else the frame's first window, else its VOI LUT,
- * else an automatic window from the histogram ignoring the darkest and
- * brightest 5%... see cdc_auto_window), MONOCHROME1 inverted; colour
- * (RGB, YBR_* converted to RGB, PALETTE COLOR through its LUTs) to 8-bit
- * RGB without windowing. */
+/* Render one frame (o->frame, 0-based; NULL: frame 0, file's window) to
+ * 8 bits as DCMTK's dcm2pnm does (tests/e2e/test_render.py: within one
+ * grey level):
+ *   grey:   modality LUT (Modality LUT Sequence, else Rescale Slope and
+ *           Intercept: per-frame functional group, else shared, else top
+ *           level) → VOI (o's window, else the frame's first window with its
+ *           VOI LUT Function, else the first VOI LUT Sequence table, else
+ *           cdc_auto_window) → MONOCHROME1 inverted.  Windowing follows
+ *           PS3.3 C.11.2.1.2 with DCMTK's truncation to integers.
+ *   colour: RGB as is (scaled to 8 bits), YBR_FULL / YBR_FULL_422 converted
+ *           to RGB, PALETTE COLOR through its (expanded) lookup tables.
+ * out->pixels is heap memory: cdc_raster_release.  CDC_EFRAME when the frame
+ * does not exist; decode errors pass through. */
 int cdc_render_8bit(const cdc_image *img, const cdc_render_opts *o, cdc_raster *out, dcm_err *err);
 
 /* The automatic window over modality values v[0..n): DCMTK's histogram
@@ -504,12 +511,13 @@ int cdc_write_jpeg(const cdc_raster *r, int quality, dcm_sink out, dcm_err *err)
  * (WFDB: scale = 1/gain, baseline = the header's baseline; DICOM:
  * scale = Channel Sensitivity x Correction Factor, baseline = -Channel
  * Baseline / scale (PS3.3 C.10.9.1.4.3: the baseline is in physical
- * units); aECG: scale = <scale>, baseline = -<origin>/scale.)
+ * units); aECG: scale = <scale>, baseline = -<origin>/scale; SCP-ECG:
+ * scale = AVM / 1000 uV.)
  * ecg_uv_per_count() folds the unit in for voltage leads, which is what
  * measurements want.
  *
  * Lead names are normalised to I, II, III, aVR, aVL, aVF, V1..V9,
- * V1R..V9R, X, Y, Z where the source says so (DICOM/SCP-ECG/MDC lead
+ * V2R..V9R, X, Y, Z where the source says so (DICOM/SCP-ECG/MDC lead
  * codes, MDC_ECG_LEAD_* names, case-insensitive labels like "avr"); any
  * other label ("MLII", "vx") is kept as the source spells it.
  */

@@ -135,7 +135,7 @@ static const struct { uint8_t code; const char *name; } lead_table[] = {
     {13, "V5R"}, {14, "V6R"}, {15, "V7R"}, {16, "X"},   {17, "Y"},   {18, "Z"},
     {19, "CC5"}, {20, "CM5"}, {21, "LA"},  {22, "RA"},  {23, "LL"},  {61, "III"},
     {62, "aVR"}, {63, "aVL"}, {64, "aVF"}, {65, "-aVR"}, {66, "V8"},  {67, "V9"},
-    {68, "V8R"}, {69, "V9R"}, {84, "V1R"},
+    {68, "V8R"}, {69, "V9R"},
 };
 
 const char *ecg_lead_from_code(unsigned code)

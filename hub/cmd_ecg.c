@@ -1,5 +1,5 @@
 /* cmd_ecg.c — `dxhub ecg`: read an ECG (DICOM waveform, WFDB record,
- * HL7 aECG, dxhub ECG stream) and print its leads, rate, duration and
+ * HL7 aECG, SCP-ECG, dxhub ECG stream) and print its leads, rate, duration and
  * per-lead ranges; optionally write it as a dxhub ECG stream. */
 #include <getopt.h>
 #include <stdio.h>
@@ -13,8 +13,8 @@ static void usage(FILE *fp)
     fprintf(fp, "usage: dxhub ecg [--json] [--group N] [--encode OUT] [--raw OUT] FILE\n"
                 "  prints the leads, sampling rate, duration and per-lead ranges of an ECG:\n"
                 "  a DICOM waveform (12-lead, General ECG, hemodynamic ...), a WFDB record\n"
-                "  (FILE.hea, FILE.dat or the record name), an HL7 aECG XML file or a dxhub\n"
-                "  ECG stream.  SCP-ECG is recognised but not read yet.\n"
+                "  (FILE.hea, FILE.dat or the record name), an HL7 aECG XML file, an SCP-ECG\n"
+                "  file (default-Huffman rhythm data) or a dxhub ECG stream.\n"
                 "  --json        one JSON object instead of the table\n"
                 "  --group N     the N-th multiplex group / sequence set (0: the first, the rhythm)\n"
                 "  --encode OUT  also write the record losslessly compressed (dxhub ECG stream)\n"

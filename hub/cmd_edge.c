@@ -125,7 +125,8 @@ int cmd_edge(int argc, char **argv)
         {"max-inflight", required_argument, NULL, O_INFLIGHT}, {"status", no_argument, NULL, O_STATUS},
         {"help", no_argument, NULL, 'h'},                {0, 0, 0, 0}};
     edge_config c = {.data_dir = "./var/edge", .bind = "127.0.0.1", .aet = "DXEDGE", .allow_ae = "",
-                     .dicom_port = 11113, .link_ts = EDGE_LINK_TS_DEFAULT, .max_inflight = 4, .facility = ""};
+                     .dicom_port = 11113, .link_ts = EDGE_LINK_TS_DEFAULT, .max_inflight = EDGE_INFLIGHT_DEFAULT,
+                     .facility = ""};
     int status = 0, o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {

@@ -12,6 +12,11 @@
 #include "hub/spool.h"
 
 #define EDGE_LINK_TS_DEFAULT "1.2.840.10008.1.2.4.80" /* JPEG-LS Lossless */
+/* Transfers offered at once.  8, not 4: with 4, a CT slice (~200 KB for
+ * the link) every 160 ms at 10 Mbit/s left the line idle one round trip per
+ * batch of 4 (each batch is offered behind the previous one's data); 8
+ * keeps the next offers ahead of the drain (bench/link.sh: 83% → 93%). */
+#define EDGE_INFLIGHT_DEFAULT 8
 
 typedef struct edge_config {
     const char *data_dir;     /* --data, default ./var/edge */
@@ -26,7 +31,7 @@ typedef struct edge_config {
     uint16_t    dicom_port;   /* --dicom-port, default 11113 */
     const char *watch_dir;    /* --watch (files taken in once complete, moved to WATCH/done) */
     const char *link_ts;      /* --link-ts, default JPEG-LS Lossless */
-    int         max_inflight; /* transfers in flight, default 4 */
+    int         max_inflight; /* transfers in flight, default EDGE_INFLIGHT_DEFAULT */
 } edge_config;
 
 int edge_run(const edge_config *cfg);

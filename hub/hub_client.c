@@ -45,8 +45,9 @@ struct hub_client {
     hub_task *offers;
     size_t    n_offers, cap_offers;
     /* handshake as the monitor saw it */
-    int      handshake_failed;
+    int      handshake_failed, connected, connect_retries;
     char     handshake_why[200];
+    char     endpoint[256];
     /* leases and keep-alive */
     int      leases;
     int64_t  lease_until_ms, lease_span_ms, last_hb_ms;
@@ -204,6 +205,11 @@ static void drain_monitor(hub_client *c)
         }
         if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
             c->handshake_failed = 0;
+            c->connected = 1;
+        } else if (id == ZMQ_EVENT_DISCONNECTED) {
+            c->connected = 0;
+        } else if (id == ZMQ_EVENT_CONNECT_RETRIED) {
+            c->connect_retries++;
         } else if (id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
             c->handshake_failed = 1;
             snprintf(c->handshake_why, sizeof c->handshake_why,
@@ -314,6 +320,10 @@ static int wait_for(hub_client *c, uint64_t req, const char *cmd, int timeout_ms
         if (zmq_poll(items, 2, (long)left) < 0 && zmq_errno() != EINTR)
             return fail(c, HUB_EPROTO, "poll failed: %s", zmq_strerror(zmq_errno()));
     }
+    drain_monitor(c);
+    if (req && !c->connected)
+        return fail(c, HUB_ETIMEDOUT, "%s: cannot reach the hub at %s within %d ms (%s)", cmd, c->endpoint, timeout_ms,
+                    c->connect_retries ? "connection refused: is it running, is the port right?" : "no connection");
     if (req)
         return fail(c, HUB_ETIMEDOUT, "%s: no answer from the hub within %d ms", cmd, timeout_ms);
     return fail(c, HUB_ETIMEDOUT, "no task offered within %d ms", timeout_ms);
@@ -398,6 +408,7 @@ int hub_client_open(const hub_client_config *cfg, hub_client **out, char *err, s
         return -EIO;
     }
     c->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : DEFAULT_TIMEOUT_MS;
+    snprintf(c->endpoint, sizeof c->endpoint, "%s", cfg->endpoint);
     c->sock = zmq_socket(ctx, ZMQ_DEALER);
     char mon_ep[96];
     snprintf(mon_ep, sizeof mon_ep, "inproc://dxhub-client-monitor-%lu", seq);
@@ -416,7 +427,8 @@ int hub_client_open(const hub_client_config *cfg, hub_client **out, char *err, s
         goto fail;
     }
     if (zmq_socket_monitor(c->sock, mon_ep,
-                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_DISCONNECTED |
+                               ZMQ_EVENT_CONNECT_RETRIED |
                                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0 ||
         !(c->mon = zmq_socket(ctx, ZMQ_PAIR)) || zmq_connect(c->mon, mon_ep) != 0) {
         snprintf(err, errlen, "cannot monitor the connection: %s", zmq_strerror(zmq_errno()));

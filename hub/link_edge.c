@@ -23,9 +23,9 @@
 #define HUB_SILENCE_MS 15000
 #define OFFER_RETRY_MS 20000
 #define LIST_EVERY_MS 500
-#ifndef LINK_AHEAD
-#define LINK_AHEAD (512 * 1024) /* bytes on their way, not yet confirmed by the hub */
-#endif
+/* Bytes on their way, not yet confirmed written by the hub: a 256 KiB chunk
+ * plus the bandwidth-delay product of a 20 Mbit/s line with 100 ms RTT. */
+#define LINK_AHEAD (512 * 1024)
 
 typedef struct slot {
     bool       used;
@@ -279,13 +279,14 @@ static void pump(edge_link *l)
             continue;
         }
         /* Keep what is on its way short (LINK_AHEAD): everything sent queues
-         * in one FIFO (socket buffers, the link), and an OFFER or a STAT
-         * chunk sent now waits behind all of it.  Without this bound the
-         * whole credit of every transfer (4 x 1 MiB, seconds on a clinic
-         * line) sat in the queue: each batch of transfers was offered
-         * behind the previous batch's data, so the line idled one round
-         * trip per batch (~80% utilisation at 10 Mbit/s, 40 ms), and a
-         * STAT study waited behind seconds of routine data. */
+         * in one FIFO (socket buffers, the line), and an OFFER, a COMMIT or
+         * a STAT study's chunk sent now waits behind all of it.  Unbounded,
+         * the whole credit of every transfer (max_inflight x LINK_WINDOW,
+         * seconds on a clinic line) could sit in that queue: the next
+         * transfers were offered only once it had drained, so the line
+         * idled a round trip per batch, and a STAT study waited behind
+         * seconds of routine data.  Sending resumes as the hub's CREDIT
+         * messages confirm what it has written. */
         if (unconfirmed(l) >= LINK_AHEAD)
             return;
         uint64_t end = best->limit < best->it.size ? best->limit : best->it.size;
@@ -451,7 +452,7 @@ int edge_link_start(const edge_link_config *cfg, edge_link **out, char *err, siz
         return -ENOMEM;
     l->cfg = *cfg;
     if (l->cfg.max_inflight <= 0)
-        l->cfg.max_inflight = 4;
+        l->cfg.max_inflight = EDGE_INFLIGHT_DEFAULT;
     if (l->cfg.max_inflight > MAX_SLOTS - 2)
         l->cfg.max_inflight = MAX_SLOTS - 2;
     l->rng = (unsigned)getpid() ^ (unsigned)now_ms();

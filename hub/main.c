@@ -24,7 +24,7 @@ static const dx_command commands[] = {
     {"transcode", cmd_transcode, "rewrite a DICOM file, optionally in another transfer syntax (--ts UID)"},
     {"render",    cmd_render,    "render a frame to PNG or JPEG through the DICOM display pipeline"},
     {"status",    cmd_status,    "print a running hub's health: studies by state, instances, store use, uptime"},
-    {"ecg",       cmd_ecg,       "print an ECG's leads, rate, duration and ranges (DICOM, WFDB, HL7 aECG)"},
+    {"ecg",       cmd_ecg,       "print an ECG's leads, rate, duration and ranges (DICOM, WFDB, HL7 aECG, SCP-ECG)"},
     {"help",      cmd_help,      "list the commands"},
     {"version",   cmd_version,   "print the version"},
 };

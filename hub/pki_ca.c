@@ -315,12 +315,13 @@ int pki_ca_issue(const char *cadir, const pki_pass_src *ca_pass, const pki_reade
     int rc = mkdir_private(outdir);
     if (rc < 0)
         return pki_fail(rc, err, errlen, "%s: %s", outdir, strerror(-rc));
-    if (path_in(kp, sizeof kp, outdir, fname))
-        return pki_fail(-ENAMETOOLONG, err, errlen, "%s: path too long", outdir);
+    int toolong = path_in(kp, sizeof kp, outdir, fname);
     snprintf(fname, sizeof fname, "%s.pem", spec->reader_id);
-    path_in(cp, sizeof cp, outdir, fname);
+    toolong |= path_in(cp, sizeof cp, outdir, fname);
     snprintf(fname, sizeof fname, "%s.chain.pem", spec->reader_id);
-    path_in(chp, sizeof chp, outdir, fname);
+    toolong |= path_in(chp, sizeof chp, outdir, fname);
+    if (toolong)
+        return pki_fail(-ENAMETOOLONG, err, errlen, "%s: path too long", outdir);
     if (access(kp, F_OK) == 0 || access(cp, F_OK) == 0 || access(chp, F_OK) == 0)
         return pki_fail(PKI_EEXIST, err, errlen, "%s already holds %s's key or certificate: refusing to replace them",
                         outdir, spec->reader_id);
@@ -410,7 +411,10 @@ int pki_ca_revoke(const char *cadir, const pki_pass_src *ca_pass, const char *ce
     if (cert_path && (rc = load_cert(cert_path, &x, err, errlen)) < 0)
         return rc;
     char cp[4200];
-    path_in(cp, sizeof cp, cadir, "ca.pem");
+    if (path_in(cp, sizeof cp, cadir, "ca.pem")) {
+        rc = pki_fail(-ENAMETOOLONG, err, errlen, "%s: path too long", cadir);
+        goto out;
+    }
     if ((rc = load_cert(cp, &ca, err, errlen)) < 0)
         goto out;
     if (x) {

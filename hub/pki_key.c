@@ -170,8 +170,15 @@ int pki_write_file(const char *path, const void *p, size_t n, int mode, int excl
     close(fd);
     /* excl: link() fails if the name appeared meanwhile; never replace a key. */
     if (!rc && excl) {
-        if (link(tmp, path) < 0)
-            rc = errno == EEXIST ? PKI_EEXIST : -errno;
+        if (link(tmp, path) == 0) {
+            unlink(tmp);
+            return 0;
+        }
+        rc = errno == EEXIST ? PKI_EEXIST : -errno;
+        /* No hard links on this file system: check, then rename (a race
+         * remains there, between two keygens writing the same name). */
+        if ((rc == -EPERM || rc == -ENOTSUP || rc == -EOPNOTSUPP) && access(path, F_OK) < 0 && rename(tmp, path) == 0)
+            return 0;
         unlink(tmp);
         return rc;
     }

@@ -80,6 +80,18 @@ static int is_date(const char *s)
     return 1;
 }
 
+/* "YYYY-MM-DDThh:mm:ssZ", as report_build writes times.reported. */
+static int is_timestamp(const char *s)
+{
+    static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
+    if (!s || strlen(s) != sizeof shape - 1)
+        return 0;
+    for (size_t i = 0; i < sizeof shape - 1; i++)
+        if (shape[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != shape[i])
+            return 0;
+    return 1;
+}
+
 static int is_hex64(const char *s)
 {
     if (!s || strlen(s) != 64)
@@ -284,9 +296,11 @@ int report_parse(const void *bytes, size_t len, report_doc **out, char *err, siz
     }
     json_int_t v = json_integer_value(ver);
     if (!is_report_id(in->report_id) || (in->supersedes && !is_report_id(in->supersedes)) ||
-        !is_uid(in->study_uid) || v < 1 || v > 1000000 || (until && !is_date(until))) {
+        !is_uid(in->study_uid) || v < 1 || v > 1000000 || (until && !is_date(until)) ||
+        !is_timestamp(in->reported)) {
         report_free(&d);
-        return fail(REPORT_EFORMAT, err, errlen, "report_id, supersedes, study_uid, version or valid_until malformed");
+        return fail(REPORT_EFORMAT, err, errlen,
+                    "report_id, supersedes, study_uid, version, times.reported or valid_until malformed");
     }
     in->version = (unsigned)v;
     in->critical = json_is_true(crit);

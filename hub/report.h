@@ -16,7 +16,7 @@
  *   findings, impression   text;  critical: true for a critical value (危急值)
  *   instances         {"<SOP Instance UID>": "<hex SHA-256 of the data set
  *                     bytes, as hub/digest.h computes it>", ...}, at least one
- *   times             {"reported": "YYYY-MM-DDThh:mm:ssZ", "exam": text or absent}
+ *   times             {"reported": "YYYY-MM-DDThh:mm:ssZ" (UTC), "exam": text or absent}
  *   recognition       {"exam_type", "scope" (or null), "valid_until"
  *                     ("YYYY-MM-DD" or null)}
  *

@@ -20,6 +20,7 @@
 #include "hub/readers.h"
 #include "hub/zap.h"
 #include "hub/b64.h"
+#include "hub/report.h"
 #include "hub/dimse.h"
 #include "hub/log.h"
 #include "hub/metrics.h"
@@ -37,6 +38,7 @@ typedef struct hub {
     link_hub           *link;
     reader_link        *rlink;
     readers            *profiles;
+    report_verifier    *verifier;
     keypair             kp;
     hub_metrics         metrics;
     char                spool[4096];
@@ -174,6 +176,30 @@ out:
     free(chain);
 }
 
+/* Without a trust list nothing signed can be accepted (drafts can). */
+static int refuse_unverifiable(void *ctx, const wl_task *t, const store_submission *sub, char *why, size_t why_len)
+{
+    (void)ctx;
+    (void)t;
+    if (!strcmp(sub->action, "sign") || sub->sig_len) {
+        snprintf(why, why_len, "the hub has no consortium trust list: it cannot verify signatures");
+        return -EACCES;
+    }
+    return 0;
+}
+
+/* What the store holds for a SOP instance: the report's digests are
+ * checked against it before a signed report is accepted. */
+static int stored_digest(void *ctx, const char *sop, uint8_t out[32])
+{
+    hub *h = ctx;
+    store_instance in;
+    if (store_get_instance(h->st, sop, &in) != 0)
+        return -ENOENT;
+    memcpy(out, in.digest, 32);
+    return 0;
+}
+
 static void on_tasks(void *ctx)
 {
     hub *h = ctx;
@@ -301,9 +327,18 @@ int serve_run(const serve_config *cfg)
     int nr = readers_load(h.profiles, cfg->readers_file, err, sizeof err);
     if (nr < 0)
         log_warn("no reader profiles (%s): readers cannot take tasks until it exists (SIGHUP reloads)", err);
+    char trust_dir[4200];
+    snprintf(trust_dir, sizeof trust_dir, "%s/trust", cfg->keys_dir);
+    mkdir(trust_dir, 0755);
+    report_verifier_config vc = {.trust_dir = trust_dir, .stored_digest = stored_digest, .stored_digest_ctx = &h};
+    if (report_verifier_new(&vc, &h.verifier, err, sizeof err) < 0)
+        log_warn("trust list: %s (signed reports are refused until %s holds the consortium's CA certificates)", err,
+                 trust_dir);
     reader_link_config rc_cfg = {.zctx = h.zctx, .bind = cfg->bind, .port = cfg->reader_port,
                                  .secret_key = h.kp.sec, .st = h.st, .profiles = h.profiles,
-                                 .metrics = &h.metrics, .on_report = on_report, .on_report_ctx = &h};
+                                 .metrics = &h.metrics, .on_report = on_report, .on_report_ctx = &h,
+                                 .verify = h.verifier ? report_verify_submission : refuse_unverifiable,
+                                 .verify_ctx = h.verifier};
     if ((rc = reader_link_start(&rc_cfg, &h.rlink, err, sizeof err)) < 0) {
         log_error("reader link: %s", err);
         goto out;
@@ -338,6 +373,8 @@ int serve_run(const serve_config *cfg)
                 log_error("SIGHUP: reader profiles not reloaded: %s", err);
             else
                 log_info("SIGHUP: %d reader profiles loaded", n);
+            if (h.verifier && report_verifier_reload(h.verifier, err, sizeof err) < 0)
+                log_error("SIGHUP: trust list not reloaded: %s", err);
             reader_link_kick(h.rlink);
         }
         housekeeping(&h);
@@ -354,6 +391,7 @@ out:
         zmq_ctx_term(h.zctx);
     allowlist_free(&h.allow);
     readers_free(&h.profiles);
+    report_verifier_free(&h.verifier);
     store_close(&h.st);
     return rc < 0 ? 1 : 0;
 }

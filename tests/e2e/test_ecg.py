@@ -1,8 +1,8 @@
 """`dxhub ecg` on every ECG of the corpus, checked against oracles nobody
 here wrote: pydicom for DICOM waveforms, the WFDB header and the signal
 bytes decoded here with numpy for PhysioNet records, xml.etree for HL7
-aECG.  Every record also goes through the lossless codec (--encode) and
-must come back sample for sample.
+aECG, BioSig for SCP-ECG.  Every record also goes through the lossless
+codec (--encode) and must come back sample for sample.
 
 Environment: DXHUB (the binary), DXHUB_CORPUS (the corpus).
 """
@@ -266,10 +266,43 @@ def test_aecg_fda_example_holds_the_twelve_standard_leads(ecg_bin, ecg_dir):
 
 # ---- refusals and the text table ------------------------------------------
 
-def test_scp_ecg_is_refused_with_a_clear_message(ecg_bin, ecg_dir):
-    p = run(ecg_bin, ecg_dir / "scp" / "Example.scp", check=False)
+# ---- SCP-ECG --------------------------------------------------------------
+
+def test_scp_ecg_matches_biosig(ecg_bin, ecg_dir, tmp_path):
+    """BioSig (Debian's python3-biosig) decodes the same file to microvolts."""
+    biosig = pytest.importorskip("biosig")
+    path = ecg_dir / "scp" / "Example.scp"
+    phys = biosig.data(str(path))  # (samples, leads), physical units
+    js = summary(ecg_bin, path)
+    assert js["source"] == "SCP-ECG"
+    assert js["rate"] == 500 and js["samples"] == phys.shape[0] == 5000
+    assert [l["name"] for l in js["leads"]] == ["I", "II", "V1", "V2", "V3", "V4", "V5", "V6",
+                                               "III", "aVR", "aVL", "aVF"]
+    assert all(l["unit"] == "uV" for l in js["leads"])
+    arr = samples(ecg_bin, path, tmp_path, 12)
+    for k, lead in enumerate(js["leads"]):
+        assert np.array_equal((arr[:, k] - lead["baseline"]) * lead["scale"], phys[:, k]), lead["name"]
+    check_ranges(js, arr)
+    roundtrip(ecg_bin, path, tmp_path, js, arr)
+
+
+def test_scp_example_is_the_fda_aecg_example(ecg_bin, ecg_dir, tmp_path):
+    """Example.scp and subject1_0.xml carry the same recording: two readers
+    of two formats must agree sample for sample."""
+    scp = samples(ecg_bin, ecg_dir / "scp" / "Example.scp", tmp_path, 12)
+    xml = samples(ecg_bin, ecg_dir / "hl7aecg" / "subject1_0.xml", tmp_path, 12)
+    assert np.array_equal(scp, xml)
+
+
+def test_scp_variants_we_do_not_read_are_refused_clearly(ecg_bin, ecg_dir, tmp_path):
+    data = bytearray((ecg_dir / "scp" / "Example.scp").read_bytes())
+    # section 3 (lead definitions) starts at byte index 329 (1-based); flag byte 1 of its body
+    data[328 + 16 + 1] |= 1  # "reference beat subtraction used"
+    f = tmp_path / "refbeat.scp"
+    f.write_bytes(bytes(data))
+    p = run(ecg_bin, f, check=False)
     assert p.returncode == 2
-    assert "SCP-ECG" in p.stderr and "not supported" in p.stderr
+    assert "SCP-ECG" in p.stderr and "reference-beat subtraction is not supported" in p.stderr
     assert p.stderr.count("\n") == 1
 
 

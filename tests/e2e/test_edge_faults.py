@@ -108,30 +108,47 @@ def reference(dataset, tmp_path_factory):
     each file sent both ways (storescu and push) to two hubs."""
     files, sop = dataset
     d = tmp_path_factory.mktemp("faultref")
-    out = {}
-    for how in ("storescu", "push"):
-        hub = Hub(d / f"hub-{how}", d, stable_seconds=600)
-        (hub.data / "keys").mkdir(parents=True)
-        edge = Edge(d / f"edge-{how}", hub.endpoint, hub.key_file, d)
-        allow(hub.keys_dir, "edge:ref", edge.make_key())
+    out, errors = {}, []
+
+    def one(how):
         try:
-            hub.start()
-            edge.start()
-            if how == "storescu":
-                native = [f for f in files if is_native(f)]
-                ok, r = storescu("127.0.0.1", edge.dicom_port, native)
-                assert all(ok.values()), r.stderr.decode()[-2000:]
-                rc, queued, text = edge.push([f for f in files if f not in native])  # (never used via storescu)
-            else:
-                rc, queued, text = edge.push(files)
-                assert len(queued) == len(files), text
-            wait_for(edge.drained, 60, what="the reference run's spool to empty")
-            digests = hub_digests(hub)
-        finally:
-            edge.stop()
-            hub.stop()
-        out[how] = {f: digests[sop[f]] for f in files}
+            out[how] = reference_run(d, how, files, sop)
+        except BaseException as e:  # reported below, in the test's thread
+            errors.append(e)
+    threads = [threading.Thread(target=one, args=(how,)) for how in ("storescu", "push")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
     return out
+
+
+def reference_run(d, how, files, sop):
+    hub = Hub(d / f"hub-{how}", d, stable_seconds=600)
+    (hub.data / "keys").mkdir(parents=True)
+    edge = Edge(d / f"edge-{how}", hub.endpoint, hub.key_file, d)
+    allow(hub.keys_dir, "edge:ref", edge.make_key())
+    try:
+        hub.start()
+        edge.start()
+        if how == "storescu":
+            native = [f for f in files if is_native(f)]
+            ok, r = storescu("127.0.0.1", edge.dicom_port, native)
+            assert all(ok.values()), r.stderr.decode()[-2000:]
+            rest = [f for f in files if f not in native]  # compressed: always pushed (split_methods)
+            rc, queued, text = edge.push(rest)
+            assert len(queued) == len(rest), text
+        else:
+            rc, queued, text = edge.push(files)
+            assert len(queued) == len(files), text
+        wait_for(edge.drained, 60, what="the reference run's spool to empty")
+        digests = hub_digests(hub)
+    finally:
+        edge.stop()
+        hub.stop()
+    return {f: digests[sop[f]] for f in files}
 
 
 def hub_digests(hub):
@@ -159,6 +176,7 @@ class Scenario:
         self.duration = duration
         self.net = net
         self.acked = {}  # file → how it was acknowledged
+        self.resent = 0
         self.log = []
         self.stop = threading.Event()
         self.lock = threading.Lock()
@@ -182,6 +200,7 @@ class Scenario:
 
     def start(self):
         self.t0 = time.monotonic()
+        self.chaos_end = self.t0 + self.duration
         self.hub.start()
         if self.proxy:
             self.proxy.start()
@@ -197,11 +216,20 @@ class Scenario:
                 time.sleep(0.5)  # the port may still be held for a moment
         raise RuntimeError(f"{role} would not restart:\n{proc.proc.log_tail()}")
 
-    # modalities and clinic staff: keep sending what is not acknowledged yet
+    # modalities and clinic staff: keep sending what is not acknowledged yet,
+    # spread over the faults; then send acknowledged files again (a modality
+    # that never saw the answer does that) until the faults end
     def sender(self):
         pending = list(self.files)
         self.rng.shuffle(pending)
-        while pending and not self.stop.is_set():
+        pace = self.duration * 0.6 / max(1, (len(pending) + 7) // 8)
+        while not self.stop.is_set():
+            if not pending:
+                if time.monotonic() > self.chaos_end or not self.acked:
+                    break
+                with self.lock:
+                    pending = self.rng.sample(sorted(self.acked), min(4, len(self.acked)))
+                self.resent += len(pending)
             batch, pending = pending[:8], pending[8:]
             by = collections.defaultdict(list)
             for f in batch:
@@ -228,15 +256,13 @@ class Scenario:
                     else:
                         again.append(f)
             pending += again
-            if again:
-                time.sleep(0.3)
-        return pending
+            time.sleep(pace if time.monotonic() < self.chaos_end else 0.3 if again else 0)
+        return [f for f in pending if f not in self.acked]
 
     def chaos(self):
         """SIGKILL the edge or the hub (and cut the link, in namespaces) at
         random moments until the duration is over."""
-        end = self.t0 + self.duration
-        while time.monotonic() < end:
+        while time.monotonic() < self.chaos_end:
             time.sleep(self.rng.uniform(1.0, 3.5))
             what = self.rng.choice(["edge", "hub", "link"] if self.net else ["edge", "hub"])
             if what == "link":

@@ -312,6 +312,7 @@ static void test_roundtrip_corpus_mitdb_100(void **s) { (void)s; corpus_roundtri
 static void test_roundtrip_corpus_ptbdb(void **s) { (void)s; corpus_roundtrip("wfdb/ptbdb/s0010_re.hea", 15, 1000); }
 static void test_roundtrip_corpus_aecg(void **s) { (void)s; corpus_roundtrip("hl7aecg/subject1_0.xml", 12, 500); }
 static void test_roundtrip_corpus_aecg_minimal(void **s) { (void)s; corpus_roundtrip("hl7aecg/minimum_aecg.xml", 1, 500); }
+static void test_roundtrip_corpus_scp(void **s) { (void)s; corpus_roundtrip("scp/Example.scp", 12, 500); }
 
 int main(void)
 {
@@ -333,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip_corpus_ptbdb),
         cmocka_unit_test(test_roundtrip_corpus_aecg),
         cmocka_unit_test(test_roundtrip_corpus_aecg_minimal),
+        cmocka_unit_test(test_roundtrip_corpus_scp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
