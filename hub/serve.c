@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
+#include "codecs/codecs.h"
 #include "hub/api.h"
 #include "hub/keys.h"
 #include "hub/link.h"
@@ -86,13 +87,45 @@ static int on_associate(void *ctx, const char *calling, const char *called, cons
     return DIMSE_ACCEPT;
 }
 
+static int check_command_uids(const dimse_store_req *req, char *why, size_t n)
+{
+    dcm_file *f = NULL;
+    dcm_err err = {0};
+    dcm_parse_opts o = {.stop_at_tag = DCM_TAG(0x0008, 0x0019)};
+    if (dcm_open(req->path, &o, &f, &err) < 0)
+        return 0; /* unparseable: the store names the reason */
+    char cls[72] = "", inst[72] = "";
+    dcm_top_str(f, DCM_TAG(0x0008, 0x0016), cls, sizeof cls);
+    dcm_top_str(f, DCM_TAG(0x0008, 0x0018), inst, sizeof inst);
+    dcm_free(&f);
+    if (inst[0] && strcmp(inst, req->sop_instance_uid)) {
+        snprintf(why, n, "SOP Instance UID differs from the C-STORE request's");
+        return -1;
+    }
+    if (cls[0] && strcmp(cls, req->sop_class_uid)) {
+        snprintf(why, n, "SOP Class UID differs from the C-STORE request's");
+        return -1;
+    }
+    return 0;
+}
+
 static uint16_t on_store(void *ctx, const dimse_store_req *req, char *comment, size_t comment_len)
 {
     hub *h = ctx;
     char source[80];
     snprintf(source, sizeof source, "dicom:%s", req->calling_aet);
-    store_put_result res;
     int64_t t = now_ms();
+    /* PS3.4 B.2.3: the data set must be the instance the command names. */
+    char mismatch[96] = "";
+    if (check_command_uids(req, mismatch, sizeof mismatch) < 0) {
+        unlink(req->path);
+        hub_count_error(&h->metrics, HUB_ERR_INVALID_INSTANCE);
+        snprintf(comment, comment_len, "%s", mismatch);
+        store_audit(h->st, t, source, "invalid-instance", "", mismatch);
+        log_warn("refused an instance from %s: %s", source, mismatch);
+        return strstr(mismatch, "Class") ? DIMSE_STATUS_DATASET_MISMATCH : DIMSE_STATUS_CANNOT_UNDERSTAND;
+    }
+    store_put_result res;
     store_put_file(h->st, req->path, source, t, &res);
     unlink(req->path);
     switch (res.result) {
@@ -244,7 +277,8 @@ static void housekeeping(hub *h)
         if (ev > 0)
             log_info("retention: evicted %d studies older than %d days", ev, h->cfg->retain_days);
         if (h->evict_now && ev <= 0)
-            log_error("storage full and nothing is old enough to evict (--retain-days %d)", h->cfg->retain_days);
+            log_error("storage full and nothing can be evicted: only signed studies older than %d days are "
+                      "(unread studies are always kept); free space or raise --map-size", h->cfg->retain_days);
     } else if (h->evict_now) {
         log_error("storage full: no --retain-days configured; free space or raise --map-size");
     }
