@@ -266,7 +266,8 @@ int spool_list(spool *s, int include_failed, int (*cb)(void *ctx, const spool_it
     }
     mdb_cursor_close(c);
     mdb_txn_abort(txn);
-    qsort(items, n, sizeof *items, cmp_items);
+    if (n)
+        qsort(items, n, sizeof *items, cmp_items);
     for (size_t i = 0; i < n; i++)
         if (cb(ctx, &items[i]))
             break;

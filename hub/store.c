@@ -423,8 +423,18 @@ static int apply_new_instance(store *s, MDB_txn *txn, put_job *job)
     /* study */
     store_study st;
     bool new_study = store_txn_get_study(s, txn, job->in.study_uid, &st) != 0;
-    if (new_study) {
+    if (new_study || st.n_instances == 0) {
+        /* New, or only a marker so far (it often arrives first): the
+         * study's identity comes from its first instance; the marker's
+         * count, priority, referral and note stay. */
+        store_study marker = st;
         st = job->st;
+        if (!new_study) {
+            st.expected = marker.expected;
+            st.priority = marker.priority;
+            st.referral = marker.referral;
+            memcpy(st.note, marker.note, sizeof st.note);
+        }
         st.state = STUDY_RECEIVING;
         st.first_ms = job->now_ms;
         snprintf(st.origin, sizeof st.origin, "%s", job->in.source);
