@@ -17,6 +17,9 @@ int cmd_transcode(int argc, char **argv);
 int cmd_render(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_ecg(int argc, char **argv);
+/* `dxhub ecg --measure`: print r's measurements and triage (hub/cmd_ecg_measure.c). */
+struct ecg_record;
+int cmd_ecg_measure(const struct ecg_record *r, int json);
 int cmd_serve(int argc, char **argv);
 int cmd_edge(int argc, char **argv);
 int cmd_push(int argc, char **argv);
@@ -26,6 +29,7 @@ int cmd_allow(int argc, char **argv);
 int cmd_sign(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_reader(int argc, char **argv);
 
