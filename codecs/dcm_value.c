@@ -163,7 +163,8 @@ static int binary_number(const dcm_elem *e, dcm_vr vr, size_t i, double *d, uint
     default: return DCM_EVALUE;
     }
     *is_signed = true;
-    *u = (uint64_t)(int64_t)*d;
+    /* NaN, infinities and huge floats have no integer value (converting them is UB). */
+    *u = isfinite(*d) && *d > -9.2e18 && *d < 9.2e18 ? (uint64_t)(int64_t)*d : 0;
     return 0;
 }
 
@@ -200,7 +201,7 @@ int dcm_get_u32(const dcm_file *f, const dcm_elem *e, size_t i, uint32_t *out)
     int rc = dcm_get_f64(f, e, i, &d);
     if (rc < 0)
         return rc;
-    if (d < (double)INT32_MIN || d > (double)UINT32_MAX)
+    if (!isfinite(d) || d < (double)INT32_MIN || d > (double)UINT32_MAX)
         return DCM_EVALUE;
     *out = d < 0 ? (uint32_t)(int32_t)d : (uint32_t)d;
     return 0;
