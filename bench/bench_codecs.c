@@ -155,7 +155,7 @@ static int raw_decode(int kind, const input *in, const uint8_t *cs, size_t n, ui
         charls_jpegls_decoder_destroy(d);
         return rc;
     }
-    return cdc_htj2k_raw_decode(cs, n, sum);
+    return cdc_htj2k_raw_decode(cs, n, (uint16_t *)out, sum);
 }
 
 /* --- one syntax over all inputs ------------------------------------------ */
@@ -237,7 +237,7 @@ static void run_syntax(const syntax *sx, input *ins, int nin)
             ok[i] = 0;
         }
     }
-    uint8_t *buf = malloc(maxfs ? maxfs : 1);
+    uint8_t *buf = malloc(maxfs ? 2 * maxfs : 1); /* the OpenJPH row writes 16-bit samples */
     uint64_t sum = 0;
     t0 = cpu_now();
     reps = 0;

@@ -14,7 +14,7 @@
 #     the same durability),
 #   - storescp writing the received bytes to files, no sync (the ceiling
 #     of storescu + DIMSE on this machine, not durable),
-# in alternating order, INGEST_BENCH_RUNS times (default 3); medians.  The
+# in alternating order, INGEST_BENCH_RUNS times (default 5); medians.  The
 # data directories' filesystem's synchronous write bandwidth is measured in
 # the same run (dd 1000 MiB conv=fdatasync).  Prints a table and writes
 # $BUILD/bench/ingest.json: a list of {"metric","value","unit","peer",
@@ -23,14 +23,14 @@
 # MB/s >= 80% of the disk's synchronous write bandwidth.
 #
 # Usage: bench/ingest.sh   (BUILD=build, PY=/usr/bin/python3, DXHUB=$BUILD/dxhub;
-#        INGEST_BENCH_RUNS=3, INGEST_BENCH_DIR=work directory on the disk to
+#        INGEST_BENCH_RUNS=5, INGEST_BENCH_DIR=work directory on the disk to
 #        measure, default $BUILD/bench/ingest-work; INGEST_BENCH_DD_MB=1000)
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 PY=${PY:-/usr/bin/python3}
 DX=${DXHUB:-$PWD/$BUILD/dxhub}
-RUNS=${INGEST_BENCH_RUNS:-3}
+RUNS=${INGEST_BENCH_RUNS:-5}
 DD_MB=${INGEST_BENCH_DD_MB:-1000}
 OUT="$BUILD/bench/ingest.json"
 DATA="$BUILD/bench/ingest-data"

@@ -216,6 +216,11 @@ def main():
         orthanc_version = r.stdout.decode().split("\n")[0].replace("Orthanc ", "").strip()
     peer = f"Orthanc {orthanc_version} (C-STORE to a second Orthanc)"
     proxy_opts = dict(delay=a.delay, loss=a.loss, seed=1453)
+    # SIGTERM/SIGINT end the run through the cleanup below (namespaces deleted)
+    def leave(sig, frame):
+        raise SystemExit(f"bench/link_run.py: signal {sig}")
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGINT, leave)
     work = Path(tempfile.mkdtemp(prefix="dxhub-bench-link-"))
     net = NetPair()
     results = []

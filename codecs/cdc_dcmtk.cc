@@ -81,6 +81,8 @@ int decode(const cdc_fmt *fmt, const uint8_t *src, size_t n, uint8_t *out, size_
     if (tmp != out)
         free(tmp);
     delete dec;
+    if (rc == 0 && !fmt->is_signed && sof.precision <= fmt->bits_stored)
+        rc = CDC_NORMALISED; /* unsigned samples of at most Bits Stored bits */
     (void)out_len;
     return rc;
 }

@@ -163,8 +163,6 @@ bad:
 /* Read a LUT: descriptor (3 values) and data (OW/US words, or bytes when
  * the data has one byte per entry), or segmented data. */
 int cdc_read_lut(const dcm_file *f, int32_t parent, uint32_t desc_tag, uint32_t data_tag,
-                 uint32_t seg_tag, cdc_lut *lut, dcm_err *err);
-int cdc_read_lut(const dcm_file *f, int32_t parent, uint32_t desc_tag, uint32_t data_tag,
                  uint32_t seg_tag, cdc_lut *lut, dcm_err *err)
 {
     memset(lut, 0, sizeof *lut);
@@ -645,7 +643,9 @@ int cdc_decode_frame(const cdc_image *img, uint32_t frame, void *out, size_t out
         return rc;
     rc = cd->decode(&fmt, p, n, out, need, err);
     free(owned);
-    if (rc == 0 && cd->normalise)
+    if (rc == CDC_NORMALISED) /* the codec knows its samples fit Bits Stored */
+        rc = 0;
+    else if (rc == 0 && cd->normalise)
         cdc_normalise(&fmt, out, need / img->out_bytes);
     if (rc < 0 && err && !err->msg[0])
         dcm_fail(err, rc, 0, "frame %u: %s", frame, cdc_strerror(rc));

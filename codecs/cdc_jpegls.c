@@ -88,6 +88,9 @@ int cdc_jpegls_decode(const cdc_fmt *fmt, const uint8_t *src, size_t n, uint8_t 
                     ((uint32_t *)out)[o] = v;
             }
     }
+    /* Unsigned samples of at most Bits Stored bits need no masking pass. */
+    if (!fmt->is_signed && fi.bits_per_sample <= fmt->bits_stored)
+        rc = CDC_NORMALISED;
 out:
     if (tmp != out)
         free(tmp);
@@ -95,6 +98,20 @@ out:
     free(with_eoi);
     (void)out_len;
     return rc;
+}
+
+/* Any sample with bits above Bits Stored (a negative value, sign-extended)?
+ * A read-only pass: cheaper than masking a copy nobody needed. */
+static bool has_high_bits(const cdc_fmt *fmt, const uint8_t *frame, size_t ns)
+{
+    uint32_t acc = 0, m = ~((1u << fmt->bits_stored) - 1);
+    if (fmt->bytes == 1)
+        for (size_t i = 0; i < ns; i++)
+            acc |= frame[i];
+    else
+        for (size_t i = 0; i < ns; i++)
+            acc |= ((const uint16_t *)frame)[i];
+    return (acc & m) != 0;
 }
 
 int cdc_jpegls_encode(const cdc_fmt *fmt, const uint8_t *frame, size_t len, const cdc_encode_opts *o,
@@ -105,7 +122,7 @@ int cdc_jpegls_encode(const cdc_fmt *fmt, const uint8_t *frame, size_t len, cons
     size_t ns = (size_t)fmt->rows * fmt->cols * fmt->samples;
     const uint8_t *src = frame;
     uint8_t *masked = NULL;
-    if (fmt->bits_stored < fmt->bytes * 8u) { /* sign-extended or stray high bits */
+    if (fmt->bits_stored < fmt->bytes * 8u && has_high_bits(fmt, frame, ns)) { /* sign-extended or stray */
         masked = malloc(ns * fmt->bytes);
         if (!masked)
             return dcm_fail(err, DCM_ENOMEM, 0, "out of memory");

@@ -30,7 +30,10 @@ typedef struct cdc_fmt {
 } cdc_fmt;
 
 /* Decode n compressed bytes of one frame into out (exactly frame bytes of
- * the layout above).  Returns 0 or a negative code with err set. */
+ * the layout above).  Returns 0, CDC_NORMALISED (the samples are known to
+ * fit Bits Stored already: the normalising pass is skipped), or a negative
+ * code with err set. */
+#define CDC_NORMALISED 1
 typedef int (*cdc_decode_fn)(const cdc_fmt *fmt, const uint8_t *src, size_t n,
                              uint8_t *out, size_t out_len, dcm_err *err);
 /* Encode one frame; appends the codestream to out. */
@@ -67,8 +70,8 @@ int cdc_j2k_encode(const cdc_fmt *, const uint8_t *, size_t, const cdc_encode_op
 int cdc_htj2k_decode(const cdc_fmt *, const uint8_t *, size_t, uint8_t *, size_t, dcm_err *);
 int cdc_htj2k_encode(const cdc_fmt *, const uint8_t *, size_t, const cdc_encode_opts *, int, dcm_buf *, dcm_err *);
 int cdc_htj2k_rpcl_encode(const cdc_fmt *, const uint8_t *, size_t, const cdc_encode_opts *, int, dcm_buf *, dcm_err *);
-/* OpenJPH alone, for `make bench`: decode and touch every line. */
-int cdc_htj2k_raw_decode(const uint8_t *src, size_t n, uint64_t *sum);
+/* OpenJPH alone, for `make bench`: decode, samples to out (16 bits each). */
+int cdc_htj2k_raw_decode(const uint8_t *src, size_t n, uint16_t *out, uint64_t *sum);
 /* DCMTK dcmjpeg (12-bit Extended, lossless Process 14 / SV1, any precision). */
 int cdc_dcmtk_jpeg_decode(const cdc_fmt *, const uint8_t *, size_t, uint8_t *, size_t, dcm_err *);
 

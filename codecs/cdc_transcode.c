@@ -271,11 +271,16 @@ static int prepare(plan *pl, const dcm_file *f, const char *ts_uid, const cdc_en
         pl->bits8[0] = (uint8_t)ba;
         e[pl->n_edits++] = (dcm_edit){DCM_TAG(0x0028, 0x0100), DCM_VR_US, pl->bits8, 2, 0};
     }
-    if (pl->x.cd && pl->x.cd->lossy_target) {
+    /* PS3.3 C.7.6.1.1.5: once lossy, always marked lossy (the decoded
+     * pixels of a lossy source stay what that compression made them). */
+    const cdc_codec *src_cd = cdc_codec_find(src->uid);
+    const char *method = pl->x.cd && pl->x.cd->lossy_target ? pl->x.cd->method
+                         : src->lossy && src_cd && src_cd->method && dcm_find(f, -1, DCM_TAG(0x0028, 0x2114)) < 0
+                             ? src_cd->method : NULL;
+    if ((pl->x.cd && pl->x.cd->lossy_target) || src->lossy)
         e[pl->n_edits++] = (dcm_edit){DCM_TAG(0x0028, 0x2110), DCM_VR_CS, (const uint8_t *)"01", 2, 0};
-        e[pl->n_edits++] = (dcm_edit){DCM_TAG(0x0028, 0x2114), DCM_VR_CS, (const uint8_t *)pl->x.cd->method,
-                                      strlen(pl->x.cd->method), 0};
-    }
+    if (method)
+        e[pl->n_edits++] = (dcm_edit){DCM_TAG(0x0028, 0x2114), DCM_VR_CS, (const uint8_t *)method, strlen(method), 0};
     /* Offset tables describe the old fragments. */
     e[pl->n_edits++] = (dcm_edit){DCM_TAG(0x7FE0, 0x0001), DCM_VR_OV, NULL, 0, 1};
     e[pl->n_edits++] = (dcm_edit){DCM_TAG(0x7FE0, 0x0002), DCM_VR_OV, NULL, 0, 1};

@@ -425,8 +425,10 @@ int cdc_encode_frame(const cdc_image *img, const char *ts_uid, const cdc_encode_
 
 /* Transcodable targets: every native syntax (implicit, explicit LE/BE,
  * deflated), RLE Lossless, JPEG-LS Lossless and Near-Lossless, JPEG 2000
- * Lossless, HTJ2K Lossless and Lossless RPCL, Deflated Image Frame
- * Compression, JPEG Baseline (8-bit; previews).  Streams frame by frame:
+ * Lossless, HTJ2K Lossless and Lossless RPCL (with the TLM marker segment
+ * the RPCL syntax asks for), Deflated Image Frame Compression, JPEG
+ * Baseline (8-bit; previews).  Decoding any source syntax above, plus JPEG
+ * Extended, JPEG Lossless (Process 14, SV1), JPEG 2000 and HTJ2K lossy.  Streams frame by frame:
  * one decoded and one encoded frame in memory at a time.  Encapsulated
  * output has one fragment per frame and an empty Basic Offset Table
  * (PS3.5 A.4), so no pass over all frames is needed before writing.
@@ -446,11 +448,11 @@ int cdc_transcode_file(const dcm_file *f, const char *ts_uid, const cdc_encode_o
  * group, else shared functional group, else the top level data set. */
 typedef struct cdc_frame_display {
     double   slope, intercept;   /* Rescale; 1, 0 when absent */
-    cdc_lut  modality_lut;       /* Modality LUT Sequence, borrowed from a cdc_display */
+    cdc_lut  modality_lut;       /* first Modality LUT Sequence item (owned) */
     uint32_t n_windows;
     double   center[CDC_MAX_WINDOWS], width[CDC_MAX_WINDOWS];
     int      voi_sigmoid;        /* VOI LUT Function SIGMOID */
-    cdc_lut  voi_lut;            /* first VOI LUT Sequence item */
+    cdc_lut  voi_lut;            /* first VOI LUT Sequence item (owned) */
 } cdc_frame_display;
 
 typedef struct cdc_render_opts {
@@ -662,6 +664,102 @@ int ecg_is_stream(const uint8_t *p, size_t len);
  * JSON object (rate, samples, duration, per lead name, unit, scale,
  * baseline, min/max counts and physical). */
 int ecg_summary(const ecg_record *r, int json, dcm_sink out, dcm_err *err);
+
+/* ---- ECG measurements (ecg_measure.c) -----------------------------------
+ * What a resting-ECG measurement program reports, from any lead set:
+ * QRS complexes, rhythm (rate, RR variability, pauses), the global
+ * intervals PR, QRS, QT and QTc (Bazett, Fridericia), the frontal QRS
+ * axis, and per lead the ST level and the signal quality.  Measurements,
+ * never interpretation: what they suggest is the caller's business
+ * (hub/triage.c).  Times are ms, amplitudes uV; a value that could not be
+ * measured is NaN (isnan()).
+ *
+ * QRS detection: Pan & Tompkins, "A real-time QRS detection algorithm",
+ * IEEE Trans Biomed Eng 32(3):230-236, 1985 — band-pass 5-15 Hz,
+ * derivative, squaring, 150 ms moving-window integration, adaptive
+ * signal/noise peak levels and thresholds, 200 ms refractory period,
+ * T-wave discrimination by slope within 360 ms, search-back at 166 % of
+ * the regular RR average — run once on all usable leads together (each
+ * lead's squared slope normalised by its typical beat, then summed),
+ * zero-phase, and offline (the whole record is known).
+ * Intervals: a median beat (at most ECG_MEASURE_MEDIAN_BEATS beats of the
+ * dominant morphology, aligned by cross-correlation, baseline removed by
+ * linear interpolation between PR-segment knots) delineated globally, as
+ * the CSE/AHA recommendations ask (earliest onset, latest offset over the
+ * leads): QRS onset and offset where the spatial velocity of all leads
+ * leaves / returns to its quiet level; T end and P onset by the trapezium
+ * area method (Zhang et al., IEEE Trans Biomed Eng 53(12):2544-2552, 2006)
+ * on the leads' root-mean-square curve.
+ * Quality per lead: flat (peak-to-peak of the central 99 % below
+ * ECG_FLAT_UV: electrode off / disconnected), noisy (RMS above 40 Hz
+ * outside the QRS complexes over ECG_NOISE_UV: muscle, mains), wander
+ * (baseline below 0.7 Hz moving more than ECG_WANDER_UV).  Only leads of
+ * good quality count for the median beat; the detector drops noisy ones
+ * when clean ones remain.
+ */
+#define ECG_MEASURE_MAX_SAMPLES  (1u << 22) /* per lead (3.2 h at 360 Hz); longer: DCM_ETOOBIG */
+#define ECG_MEASURE_MAX_TOTAL    (1u << 24) /* leads x samples analysed; more: DCM_ETOOBIG */
+#define ECG_MEASURE_MEDIAN_BEATS 32         /* beats at most in the median beat */
+#define ECG_MEASURE_MIN_RATE     100.0      /* samples/s below which ECG_EUNSUPPORTED */
+#define ECG_FLAT_UV              40.0
+#define ECG_NOISE_UV             40.0
+#define ECG_WANDER_UV            2000.0
+
+enum ecg_lead_quality {
+    ECG_LQ_OK     = 0,
+    ECG_LQ_FLAT   = 1, /* no signal: a flat line (electrode off, lead disconnected) */
+    ECG_LQ_NOISY  = 2, /* high-frequency noise (muscle tremor, mains) */
+    ECG_LQ_WANDER = 3, /* the baseline wanders (breathing, electrode contact) */
+    ECG_LQ_NOTECG = 4, /* not a voltage lead (pressure, respiration ...): not analysed */
+};
+const char *ecg_lead_quality_name(int q); /* "ok", "flat", "noisy", "wander", "not-ecg" */
+
+typedef struct ecg_lead_measure {
+    char   name[ECG_NAME_MAX]; /* as in the record */
+    int    quality;            /* enum ecg_lead_quality */
+    double range_uv;           /* peak to peak of the central 99 % of the samples */
+    double noise_uv;           /* RMS above 40 Hz outside the QRS complexes */
+    double wander_uv;          /* peak to peak of the baseline (< 0.7 Hz) */
+    double qrs_uv;             /* median beat: QRS peak to peak */
+    double st_j_uv;            /* median beat: level at J (QRS offset) from the PR baseline */
+    double st_uv;              /* median beat: level at J+60 ms from the PR baseline */
+} ecg_lead_measure;
+
+typedef struct ecg_measurements {
+    double    rate;             /* samples/s of the record */
+    double    duration_ms;
+    size_t    n_beats;
+    uint32_t *beats;            /* sample index of each QRS complex (its peak), ascending;
+                                   owned: ecg_measure_release frees it */
+    size_t    detect_leads;     /* leads the detector used (0: no usable signal) */
+    double    hr_bpm;           /* 60000 / mean RR (NaN with fewer than 2 beats) */
+    double    rr_mean_ms, rr_min_ms, rr_max_ms;
+    double    rr_sdnn_ms;       /* standard deviation of the RR intervals */
+    double    rr_rmssd_ms;      /* root mean square of successive RR differences */
+    double    longest_pause_ms; /* longest time without a QRS, the record's edges included */
+    size_t    median_beats;     /* beats in the median beat (0: none made) */
+    int       p_wave;           /* 1: a P wave precedes the dominant QRS */
+    double    pr_ms, qrs_ms, qt_ms, qtc_bazett_ms, qtc_fridericia_ms;
+    double    axis_deg;         /* frontal QRS axis, (-180, 180] (0 = lead I, +90 = aVF) */
+    /* Delineation of the median beat, ms from its fiducial point (the QRS
+     * peak the beats were aligned on): where to put calipers on any beat. */
+    double    p_onset_ms, qrs_onset_ms, qrs_offset_ms, t_end_ms;
+    size_t    n_leads;          /* = the record's */
+    ecg_lead_measure leads[ECG_MAX_LEADS];
+} ecg_measurements;
+
+typedef struct ecg_measure_opts {
+    int rhythm_only; /* QRS detection, rhythm and quality only: no median beat */
+} ecg_measure_opts;
+
+/* Measure r into *m (caller's struct; release with ecg_measure_release
+ * even after a failure).  opts may be NULL.  A record without any usable
+ * lead is not an error: every lead says why (flat, not-ecg) and nothing
+ * else is measured.  Errors: ECG_EUNSUPPORTED (rate below
+ * ECG_MEASURE_MIN_RATE or under one second), DCM_ETOOBIG (past the
+ * ECG_MEASURE_MAX_* caps), DCM_ENOMEM. */
+int  ecg_measure(const ecg_record *r, const ecg_measure_opts *opts, ecg_measurements *m, dcm_err *err);
+void ecg_measure_release(ecg_measurements *m); /* NULL-safe; leaves *m zeroed */
 
 #ifdef __cplusplus
 }

@@ -65,10 +65,13 @@ static const uint8_t MAGIC[8] = {'D', 'X', 'E', 'C', 'G', '1', '\r', '\n'};
 
 /* ---- range coder ------------------------------------------------------- */
 
-/* Probability of a 0 bit, in 1/2^15; kept within [16, 2^15-16] when used so
- * that no symbol ever gets a zero-width interval (the range stays > 0
- * whatever a damaged stream says). */
+/* Probability of a 0 bit, in 1/2^15.  The update moves it 1/32 of the
+ * way toward 32 or 2^15-32 (not 0 or 2^15), so it stays in
+ * [32, 2^15-32] by construction: no symbol ever gets a zero-width
+ * interval, whatever a damaged stream says, and no clamp is needed. */
 typedef uint16_t prob;
+#define P_LO 32
+#define P_HI (PONE - 32)
 
 static void prob_init(prob *p, size_t n)
 {
@@ -78,15 +81,14 @@ static void prob_init(prob *p, size_t n)
 
 static inline uint32_t prob_p0(const prob *p)
 {
-    uint32_t v = *p;
-    return v < 16 ? 16 : v > PONE - 16 ? PONE - 16 : v;
+    return *p;
 }
 
-/* Move the estimate 1/32 of the way toward the bit seen (branch-free: the
- * bit is unpredictable, a branch on it mispredicts half the time). */
+/* Branch-free: the bit is unpredictable, a branch on it would
+ * mispredict half the time. */
 static inline void prob_update(prob *p, int bit)
 {
-    int32_t target = bit ? 0 : (int32_t)PONE;
+    int32_t target = bit ? P_LO : (int32_t)P_HI;
     *p = (uint16_t)(*p + ((target - (int32_t)*p) >> 5));
 }
 

@@ -1,6 +1,7 @@
 /* cmd_ecg.c — `dxhub ecg`: read an ECG (DICOM waveform, WFDB record,
  * HL7 aECG, SCP-ECG, dxhub ECG stream) and print its leads, rate, duration and
- * per-lead ranges; optionally write it as a dxhub ECG stream. */
+ * per-lead ranges; optionally write it as a dxhub ECG stream.  With
+ * --measure: its measurements and triage suggestions (cmd_ecg_measure.c). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,12 +11,16 @@
 
 static void usage(FILE *fp)
 {
-    fprintf(fp, "usage: dxhub ecg [--json] [--group N] [--encode OUT] [--raw OUT] FILE\n"
+    fprintf(fp, "usage: dxhub ecg [--json] [--measure] [--group N] [--encode OUT] [--raw OUT] FILE\n"
                 "  prints the leads, sampling rate, duration and per-lead ranges of an ECG:\n"
                 "  a DICOM waveform (12-lead, General ECG, hemodynamic ...), a WFDB record\n"
                 "  (FILE.hea, FILE.dat or the record name), an HL7 aECG XML file, an SCP-ECG\n"
                 "  file (default-Huffman rhythm data) or a dxhub ECG stream.\n"
                 "  --json        one JSON object instead of the table\n"
+                "  --measure     measurements instead of the summary: QRS complexes, heart rate,\n"
+                "                RR variability, PR, QRS, QT, QTc (Bazett, Fridericia), frontal\n"
+                "                axis, ST level and signal quality per lead, and the triage\n"
+                "                suggestions the hub would make (never a diagnosis)\n"
                 "  --group N     the N-th multiplex group / sequence set (0: the first, the rhythm)\n"
                 "  --encode OUT  also write the record losslessly compressed (dxhub ECG stream)\n"
                 "  --raw OUT     also write the samples as little-endian int32, time-major\n"
@@ -65,18 +70,21 @@ static int write_stream(const ecg_record *r, const char *path)
 int cmd_ecg(int argc, char **argv)
 {
     static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                         {"measure", no_argument, NULL, 'm'},
                                          {"group", required_argument, NULL, 'g'},
                                          {"encode", required_argument, NULL, 'e'},
                                          {"raw", required_argument, NULL, 'r'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0, 0, 0, 0}};
-    int json = 0, c;
+    int json = 0, measure = 0, c;
     ecg_read_opts ro = {0};
     const char *encode = NULL, *raw = NULL;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "jg:e:r:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "jmg:e:r:h", opts, NULL)) != -1) {
         if (c == 'j') {
             json = 1;
+        } else if (c == 'm') {
+            measure = 1;
         } else if (c == 'g') {
             char *end;
             long g = strtol(optarg, &end, 10);
@@ -95,7 +103,7 @@ int cmd_ecg(int argc, char **argv)
         }
     }
     if (argc - optind != 1) {
-        dx_errorf("ecg", "need one FILE (usage: dxhub ecg [--json] [--group N] [--encode OUT] [--raw OUT] FILE)");
+        dx_errorf("ecg", "need one FILE (usage: dxhub ecg [--json] [--measure] [--group N] [--encode OUT] [--raw OUT] FILE)");
         return 2;
     }
     const char *path = argv[optind];
@@ -110,8 +118,13 @@ int cmd_ecg(int argc, char **argv)
     }
     if (!json)
         printf("# %s\n", path);
-    rc = ecg_summary(r, json, dcm_sink_stdio(stdout), &err);
-    int status = rc < 0 ? 1 : 0;
+    int status;
+    if (measure) {
+        status = cmd_ecg_measure(r, json);
+    } else {
+        rc = ecg_summary(r, json, dcm_sink_stdio(stdout), &err);
+        status = rc < 0 ? 1 : 0;
+    }
     if (status == 0 && encode)
         status = write_stream(r, encode);
     if (status == 0 && raw)

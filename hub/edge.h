@@ -12,10 +12,11 @@
 #include "hub/spool.h"
 
 #define EDGE_LINK_TS_DEFAULT "1.2.840.10008.1.2.4.80" /* JPEG-LS Lossless */
-/* Transfers offered at once.  8, not 4: with 4, a CT slice (~200 KB for
- * the link) every 160 ms at 10 Mbit/s left the line idle one round trip per
- * batch of 4 (each batch is offered behind the previous one's data); 8
- * keeps the next offers ahead of the drain (bench/link.sh: 83% → 93%). */
+/* Transfers offered at once.  8, not 4: each batch of transfers is offered
+ * behind the data of the one before, so the line idles about a round trip
+ * per batch; with CT slices (~175 KB for the link) at 10 Mbit/s and 40 ms,
+ * batches of 4 kept a 10 Mbit/s line 83% busy, batches of 8 (with
+ * LINK_AHEAD in link_edge.c) 95% (bench/link.sh). */
 #define EDGE_INFLIGHT_DEFAULT 8
 
 typedef struct edge_config {

@@ -331,6 +331,20 @@ static int wait_for(hub_client *c, uint64_t req, const char *cmd, int timeout_ms
 
 static void keepalive(hub_client *c);
 
+/* After a refused handshake libzmq does not try again on its own: start a
+ * fresh connection, so a key allowed meanwhile (dxhub allow, SIGHUP) works
+ * without a new client. */
+static void retry_refused(hub_client *c)
+{
+    drain_monitor(c);
+    if (!c->handshake_failed)
+        return;
+    c->handshake_failed = 0;
+    c->connect_retries = 0;
+    zmq_disconnect(c->sock, c->endpoint);
+    zmq_connect(c->sock, c->endpoint);
+}
+
 /* Send cmd with header h (stolen) and frames; wait for an answer named
  * expect into *m (closed by the caller on success). */
 static int request(hub_client *c, const char *cmd, json_t *h, const struct iovec *frames, int n, const char *expect,
@@ -340,6 +354,7 @@ static int request(hub_client *c, const char *cmd, json_t *h, const struct iovec
         keepalive(c);
     if (!h)
         return fail(c, HUB_EPROTO, "out of memory");
+    retry_refused(c);
     uint64_t req = ++c->req;
     json_object_set_new(h, "req", json_integer((json_int_t)req));
     int rc = send_msg(c, cmd, h, frames, n);
@@ -499,6 +514,7 @@ int hub_client_profile(const hub_client *c, hub_reader_profile *out)
 int hub_client_ready(hub_client *c, int credit)
 {
     keepalive(c);
+    retry_refused(c);
     json_t *h = json_pack("{s:i,s:I}", "credit", credit < 0 ? 0 : credit, "req", (json_int_t)(++c->req));
     if (!h)
         return fail(c, HUB_EPROTO, "out of memory");

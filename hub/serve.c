@@ -238,6 +238,8 @@ static void on_tasks(void *ctx)
     hub *h = ctx;
     if (h->rlink)
         reader_link_kick(h->rlink);
+    if (h->link) /* the ECG triage may have queued a repeat request for the clinic */
+        link_hub_kick(h->link);
 }
 
 static void on_refused_key(void *ctx, const char *addr, const char *key)

@@ -38,6 +38,26 @@ int store_outbox_put(store *s, const char *facility, const char *id, const char 
     return store_lmdb_err(mdb_txn_commit(txn));
 }
 
+/* The same inside the caller's write transaction (the ECG triage queues a
+ * repeat request in the transaction that makes the task).  Returns 0, an
+ * LMDB code, or EINVAL for a key that does not fit. */
+int store_txn_outbox_put(store *s, MDB_txn *txn, const char *facility, const char *id, const char *kind,
+                         const void *data, size_t len, int64_t now_ms)
+{
+    char key[512];
+    size_t kl = outbox_key(key, sizeof key, facility, kind, id);
+    if (kl >= sizeof key || strlen(kind) > 31)
+        return EINVAL;
+    size_t klen = strlen(kind) + 1;
+    MDB_val k = {kl, key}, v = {klen + len, NULL};
+    int rc = mdb_put(txn, s->outbox, &k, &v, MDB_RESERVE);
+    if (rc)
+        return rc;
+    memcpy(v.mv_data, kind, klen);
+    memcpy((char *)v.mv_data + klen, data, len);
+    return store_txn_audit(s, txn, now_ms, "hub", "outbox", "", id);
+}
+
 int store_outbox_list(store *s, const char *facility,
                       int (*cb)(void *ctx, const char *id, const char *kind, const void *data, size_t len), void *ctx)
 {

@@ -59,6 +59,9 @@ void store_count_commit(store *s, uint64_t us, unsigned n);
 /* A study just became complete inside txn: make its reading task and
  * mark it queued (same transaction: both commit or neither). */
 int  store_txn_study_completed(store *s, MDB_txn *txn, store_study *st, int64_t now_ms);
+/* store_outbox_put inside txn (hub/store_outbox.c): 0, an LMDB code or EINVAL. */
+int  store_txn_outbox_put(store *s, MDB_txn *txn, const char *facility, const char *id, const char *kind,
+                          const void *data, size_t len, int64_t now_ms);
 /* After a successful commit: tell the reader side about new tasks. */
 void store_notify_tasks(store *s);
 int  store_lmdb_err(int rc); /* MDB code → negative errno-like code */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include "hub/store_private.h"
 #include "hub/store_tasks.h"
+#include "hub/triage.h"
 
 void store_notify_tasks(store *s)
 {
@@ -49,6 +50,8 @@ int store_txn_study_completed(store *s, MDB_txn *txn, store_study *st, int64_t n
     int rc = wl_add(s->wl, txn, &spec, now_ms, &t);
     if (rc)
         return EIO;
+    if ((rc = triage_ecg_task(s, txn, st, &t, now_ms))) /* ECG: suggestions, STAT, repeat request */
+        return rc;
     st->task_id = t.id;
     st->state = STUDY_QUEUED;
     atomic_store(&s->tasks_added, 1);

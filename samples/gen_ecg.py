@@ -170,7 +170,7 @@ def dipole(spec, t, onsets):
     """H(t): 3 x len(t) in mV."""
     c = components(spec)
     H = np.zeros((3, len(t)))
-    q_d, d = spec.qrs / 1000.0, None
+    q_d = spec.qrs / 1000.0
     qt = spec.qt / 1000.0
     for q in onsets:
         j = q + q_d
@@ -360,7 +360,7 @@ def dataset(spec, counts, tag):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True, help="output directory (created)")
+    ap.add_argument("--out", help="output directory (created)")
     ap.add_argument("--only", nargs="*", help="variant names (default: all)")
     ap.add_argument("--tag", default="set1", help="varies the UIDs (distinct studies of the same ECG)")
     ap.add_argument("--list", action="store_true", help="list the variants and exit")
@@ -370,6 +370,8 @@ def main(argv=None):
         for s in specs:
             print(s.name)
         return 0
+    if not args.out:
+        ap.error("--out is required")
     if args.only:
         known = {s.name for s in specs}
         bad = [n for n in args.only if n not in known]

@@ -441,6 +441,18 @@ class NetPair:
         self.created = False
 
     @staticmethod
+    def sweep_stale():
+        """Delete namespaces an earlier run of ours left behind when it was
+        killed before its cleanup (their creator's PID is gone)."""
+        r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+        for line in r.stdout.splitlines():
+            name = line.split()[0] if line.split() else ""
+            m = re.fullmatch(r"dx[ch](\d{3,7})", name)
+            if m and not os.path.exists(f"/proc/{int(m.group(1)[:-2] or 0)}"):
+                kill_ns_processes(name)
+                subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+    @staticmethod
     def available():
         if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("tc"):
             return False
@@ -455,6 +467,7 @@ class NetPair:
         run(["ip"] + list(args), check=True, timeout=30)
 
     def create(self, rate_mbit=None, burst="32kb", latency="100ms"):
+        self.sweep_stale()
         self.created = True
         self._ip("netns", "add", self.clinic)
         self._ip("netns", "add", self.hub)

@@ -306,7 +306,7 @@ def test_scp_variants_we_do_not_read_are_refused_clearly(ecg_bin, ecg_dir, tmp_p
     assert p.stderr.count("\n") == 1
 
 
-def test_unreadable_inputs_are_bad_input(ecg_bin, tmp_path):
+def test_unreadable_inputs_are_bad_input(ecg_bin, ecg_dir, tmp_path):
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"neither DICOM nor XML nor WFDB" * 10)
     for args in ([junk], [tmp_path / "missing.dcm"], [], ["--group", "x", junk]):
@@ -315,8 +315,7 @@ def test_unreadable_inputs_are_bad_input(ecg_bin, tmp_path):
         assert p.stderr.startswith("dxhub ecg: ")
     damaged = tmp_path / "damaged.dxecg"
     rec = tmp_path / "ok.dxecg"
-    run(ecg_bin, "--encode", rec, REPO.parent / "shared" / "corpus" / "ecg" / "hl7aecg" / "minimum_aecg.xml"
-        if not os.environ.get("DXHUB_CORPUS") else Path(os.environ["DXHUB_CORPUS"]) / "ecg" / "hl7aecg" / "minimum_aecg.xml")
+    run(ecg_bin, "--encode", rec, ecg_dir / "hl7aecg" / "minimum_aecg.xml")
     data = bytearray(rec.read_bytes())
     data[len(data) // 2] ^= 0x40
     damaged.write_bytes(bytes(data))

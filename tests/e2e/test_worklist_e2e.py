@@ -13,15 +13,21 @@ What this proves:
     heartbeats) is killed with SIGKILL; its lease lapses (3 s) and the same
     task — same id — is offered to the next qualified reader.
 (c) two-level review (审核): a resident's draft goes to review; an attending
-    is offered it with review:true and signs it (state signed), or returns
-    it — back to the resident, who holds it again and re-drafts.
+    is offered it with review:true, reads it and signs it — a report whose
+    exact bytes carry an SM2/SM3 signature by the attending's certificate
+    from the facility CA the hub trusts (state signed; an unsigned "sign"
+    is refused) — or returns it: back to the resident, who holds it again
+    and re-drafts.
 
 Readers are kept apart by modality (CT/ECG for (a), MR for (b), NM for
 (c)) so the scenarios share one hub without taking each other's tasks.
 """
 import copy
+import hashlib
 import json
+import shutil
 import signal
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -33,6 +39,8 @@ from edgeutil import Edge, Proc, allow, corpus_root, dxhub_bin, keygen, run, wai
 
 N_CT = 200
 LEASE_SECONDS = 3
+FACILITY = "县医院影像中心"
+PASS = "correct horse battery staple"
 
 READERS = """\
 # id      seniority  modalities  kinds        facilities  max
@@ -78,6 +86,12 @@ class WorklistHub:
     def stop(self):
         self.proc.stop()
 
+    def trust(self, ca_dir):
+        """The consortium trust list: the facility CA's certificate and CRL."""
+        (self.keys / "trust").mkdir(exist_ok=True)
+        for f in ("ca.pem", "crl.pem"):
+            shutil.copyfile(ca_dir / f, self.keys / "trust" / f)
+
     def get_json(self, path):
         import urllib.request
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=10) as r:
@@ -103,6 +117,15 @@ class World:
         for rid in reader_ids():
             allow(self.hub.keys, f"reader:{rid}", keygen(self.rkeys, rid))
         self.edges = []
+        # the facility CA (trusted by the hub) and the attending's signing certificate
+        self.pass_file = base / "pass.txt"
+        self.pass_file.write_text(PASS + "\n")
+        for args in (["--ca", "--facility", FACILITY, "--keys", base / "ca"],
+                     ["--reader", "att-nm", "--name", "Dr Att", "--role", "attending", "--facility", FACILITY,
+                      "--ca", base / "ca", "--keys", base / "pki", "--passphrase-file", self.pass_file]):
+            r = run([dxhub_bin(), "keygen", *args])
+            assert r.returncode == 0, r.stderr.decode()
+        self.hub.trust(base / "ca")
 
     def allow_edge(self, facility):
         """The clinic's keypair, allowed before the hub starts (no SIGHUP needed)."""
@@ -168,6 +191,35 @@ def world(tmp_path_factory):
         for e in w.edges:
             e.kill()
         w.hub.proc.kill()
+
+
+def dataset_digest(path):
+    """SHA-256 of the data set bytes after the File Meta group (hub/digest.h)."""
+    raw = Path(path).read_bytes()
+    assert raw[128:132] == b"DICM" and raw[132:136] == b"\x02\x00\x00\x00" and raw[136:138] == b"UL"
+    (glen,) = struct.unpack("<I", raw[140:144])
+    return hashlib.sha256(raw[144 + glen:]).hexdigest()
+
+
+def signed_report(world, task, fetched_dir, out):
+    """A report for the task (every instance read, by digest), signed with
+    `dxhub sign`; returns (report path, signature, chain, report id)."""
+    rid = f"rpt-{task['task']}-signed"
+    doc = {
+        "format": "dxhub-report/1", "report_id": rid, "version": task["version"], "supersedes": None,
+        "study_uid": task["study"], "patient_id": task["patient_id"], "origin_facility": "clinic2",
+        "reading_facility": FACILITY, "reader": {"id": "att-nm", "role": "attending", "name": "Dr Att"},
+        "findings": "未见异常", "impression": "normal", "critical": False,
+        "instances": {p.stem: dataset_digest(p) for p in sorted(Path(fetched_dir).glob("*.dcm"))},
+        "times": {"reported": "2025-06-01T08:30:00Z"},
+        "recognition": {"exam_type": "NM", "scope": None, "valid_until": None},
+    }
+    assert doc["instances"]
+    out.write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    r = run([dxhub_bin(), "sign", "--key", world.base / "pki" / "att-nm.key", "--cert",
+             world.base / "pki" / "att-nm.chain.pem", "--passphrase-file", world.pass_file, out])
+    assert r.returncode == 0, r.stderr.decode()
+    return out, Path(f"{out}.sig"), Path(f"{out}.chain.pem"), rid
 
 
 def queued(world, uids):
@@ -267,7 +319,7 @@ def test_resident_draft_goes_to_review_then_signed_or_returned(world, tmp_path):
 
     # the resident reads both and drafts; a resident may not sign
     rc, lines, err = world.reader("res-nm", "--take", "2", "--fetch-to", tmp_path / "res")
-    assert rc == 0 and len(lines) == 2, err
+    assert rc == 0 and len(lines) == 2, (lines, err)
     tasks = {l["task"]: l for l in lines}
     assert all(not l["review"] for l in lines)
     t1, t2 = sorted(tasks)
@@ -275,18 +327,26 @@ def test_resident_draft_goes_to_review_then_signed_or_returned(world, tmp_path):
     assert rc == 1 and "refused" in lines[0]["error"], (lines, err)
     for t in (t1, t2):
         rc, lines, err = world.reader("res-nm", "--task", str(t), "--submit", draft, "--action", "draft")
-        assert rc == 0, err
+        assert rc == 0, (lines, err)
         assert lines[0]["submitted"]["state"] == "review"
 
-    # an attending is offered each draft for review and signs one ...
-    rc, lines, err = world.reader("att-nm", "--take", "1", "--submit", final, "--action", "sign")
-    assert rc == 0, err
+    # an attending is offered a draft for review and reads it ...
+    rc, lines, err = world.reader("att-nm", "--take", "1", "--fetch-to", tmp_path / "att")
+    assert rc == 0, (lines, err)
     signed = lines[0]
-    assert signed["review"] is True and signed["task"] in (t1, t2)
-    assert signed["submitted"]["state"] == "signed"
+    assert signed["review"] is True and signed["task"] in (t1, t2) and signed["state"] == "claimed"
+    tid = str(signed["task"])
+    # ... "sign" without a signature is refused; with the report signed it is accepted
+    rc, lines, err = world.reader("att-nm", "--task", tid, "--submit", final, "--action", "sign")
+    assert rc == 1 and "signature" in lines[0]["error"], (lines, err)
+    report, sig, chain, rid = signed_report(world, signed, signed["fetched"]["dir"], tmp_path / "report.json")
+    rc, lines, err = world.reader("att-nm", "--task", tid, "--submit", report, "--sig", sig, "--chain", chain,
+                                  "--action", "sign", "--report-id", rid)
+    assert rc == 0, (lines, err)
+    assert lines[0]["submitted"] == {"action": "sign", "report_id": rid, "state": "signed"}
     # ... and returns the other to its author
     rc, lines, err = world.reader("att-nm", "--take", "1", "--action", "return")
-    assert rc == 0, err
+    assert rc == 0, (lines, err)
     returned = lines[0]
     assert returned["review"] is True and returned["task"] == ({t1, t2} - {signed["task"]}).pop()
     assert returned["submitted"]["state"] == "claimed"

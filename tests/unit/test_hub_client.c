@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -381,6 +382,16 @@ static void test_refused_key_is_reported(void **state)
     char id[64];
     assert_int_equal(hub_client_hello(c, id, sizeof id), HUB_EREFUSED);
     assert_non_null(strstr(hub_client_error(c), "refused our key"));
+    /* the operator allows the key (dxhub allow, SIGHUP): the same client gets in */
+    char dir[] = "/tmp/dxhub-test-client-XXXXXX", err[256];
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(allowlist_edit(dir, client_pub, "reader:dr-test", 0, err, sizeof err), 0);
+    assert_true(allowlist_load(empty, dir, err, sizeof err) >= 1);
+    assert_int_equal(hub_client_hello(c, id, sizeof id), 0);
+    assert_string_equal(id, "dr-test");
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
     hub_client_close(&c);
     hub_stop(h, &zap);
     allowlist_free(&empty);
