@@ -69,6 +69,12 @@ enum {
     DIMSE_REJECT_CALLED_AE  = 2,   /* called AE title not recognised */
 };
 
+/* Our listeners' rule (dimse_accept.c): the called AE must be our_aet, the
+ * calling AE in the comma-separated allow_list unless open.  Returns
+ * DIMSE_ACCEPT or a DIMSE_REJECT_* with the reason. */
+int dimse_check_aets(const char *our_aet, const char *allow_list, int open, const char *calling, const char *called,
+                     char *reason, size_t reason_len);
+
 typedef struct dimse_scp dimse_scp;
 
 /* One received instance. Every string is borrowed for the duration of the

@@ -117,33 +117,16 @@ typedef struct edge {
     char               spool_in[4200];
 } edge;
 
-static bool ae_listed(const char *list, const char *ae)
-{
-    size_t al = strlen(ae);
-    for (const char *p = list; p && *p;) {
-        size_t l = strcspn(p, ",");
-        if (l == al && !strncmp(p, ae, l))
-            return true;
-        p += l + (p[l] == ',');
-    }
-    return false;
-}
-
 static int on_associate(void *ctx, const char *calling, const char *called, const char *peer, char *reason,
                         size_t reason_len)
 {
     edge *e = ctx;
-    if (strcmp(called, e->cfg->aet)) {
-        snprintf(reason, reason_len, "called AE title '%s' is not ours ('%s')", called, e->cfg->aet);
+    int rc = dimse_check_aets(e->cfg->aet, e->cfg->allow_ae, e->cfg->open_dicom, calling, called, reason,
+                              reason_len);
+    if (rc != DIMSE_ACCEPT) {
         log_warn("association from %s rejected: %s", peer, reason);
-        return DIMSE_REJECT_CALLED_AE;
     }
-    if (!e->cfg->open_dicom && !ae_listed(e->cfg->allow_ae, calling)) {
-        snprintf(reason, reason_len, "calling AE title '%s' is not in --allow-ae", calling);
-        log_warn("association from %s rejected: %s", peer, reason);
-        return DIMSE_REJECT_CALLING_AE;
-    }
-    return DIMSE_ACCEPT;
+    return rc;
 }
 
 typedef struct one_result {

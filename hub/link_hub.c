@@ -499,33 +499,15 @@ int link_hub_start(const link_hub_config *cfg, link_hub **out, char *err, size_t
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
     l->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    l->router = zmq_socket(cfg->zctx, ZMQ_ROUTER);
-    if (!l->xf || l->evfd < 0 || !l->router) {
-        snprintf(err, errlen, "cannot create the link socket");
+    if (!l->xf || l->evfd < 0) {
+        snprintf(err, errlen, "out of memory");
         goto fail;
     }
     for (size_t i = 0; i < MAX_XFERS; i++)
         l->xf[i].fd = -1;
-    proto_tune(l->router);
-    int mandatory = 1;
-    zmq_setsockopt(l->router, ZMQ_ROUTER_MANDATORY, &mandatory, sizeof mandatory);
-    if (proto_curve_server(l->router, cfg->secret_key) < 0) {
-        snprintf(err, errlen, "CURVE setup failed: %s", zmq_strerror(zmq_errno()));
+    l->router = proto_router_listen(cfg->zctx, cfg->bind, cfg->port, cfg->secret_key, &l->port, err, errlen);
+    if (!l->router)
         goto fail;
-    }
-    char ep[128];
-    snprintf(ep, sizeof ep, "tcp://%s:%u", cfg->bind, cfg->port);
-    if (cfg->port == 0)
-        snprintf(ep, sizeof ep, "tcp://%s:*", cfg->bind);
-    if (zmq_bind(l->router, ep) != 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", ep, zmq_strerror(zmq_errno()));
-        goto fail;
-    }
-    char last[128];
-    size_t ll = sizeof last;
-    zmq_getsockopt(l->router, ZMQ_LAST_ENDPOINT, last, &ll);
-    const char *colon = strrchr(last, ':');
-    l->port = colon ? (uint16_t)atoi(colon + 1) : cfg->port;
     l->n_workers = cfg->workers > 0 ? cfg->workers : 4;
     l->workers = calloc((size_t)l->n_workers, sizeof *l->workers);
     for (int i = 0; i < l->n_workers; i++)

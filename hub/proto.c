@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "hub/proto.h"
 
@@ -207,4 +208,38 @@ int proto_curve_client(void *sock, const char *pub, const char *sec, const char 
         zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, pub, 40) || zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, sec, 40))
         return -zmq_errno();
     return 0;
+}
+
+void *proto_router_listen(void *zctx, const char *bind, uint16_t port, const char *secret_z85, uint16_t *port_out,
+                          char *err, size_t errlen)
+{
+    void *r = zmq_socket(zctx, ZMQ_ROUTER);
+    if (!r) {
+        snprintf(err, errlen, "cannot create a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
+        return NULL;
+    }
+    proto_tune(r);
+    int mandatory = 1;
+    zmq_setsockopt(r, ZMQ_ROUTER_MANDATORY, &mandatory, sizeof mandatory);
+    if (proto_curve_server(r, secret_z85) < 0) {
+        snprintf(err, errlen, "CURVE setup failed: %s", zmq_strerror(zmq_errno()));
+        zmq_close(r);
+        return NULL;
+    }
+    char ep[128];
+    if (port)
+        snprintf(ep, sizeof ep, "tcp://%s:%u", bind, port);
+    else
+        snprintf(ep, sizeof ep, "tcp://%s:*", bind);
+    if (zmq_bind(r, ep) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", ep, zmq_strerror(zmq_errno()));
+        zmq_close(r);
+        return NULL;
+    }
+    char last[128];
+    size_t ll = sizeof last;
+    zmq_getsockopt(r, ZMQ_LAST_ENDPOINT, last, &ll);
+    const char *colon = strrchr(last, ':');
+    *port_out = colon ? (uint16_t)atoi(colon + 1) : port;
+    return r;
 }

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <zmq.h>
 
 #define PROTO_VERSION     1
@@ -58,5 +59,10 @@ bool        proto_is_hex(const char *s, size_t len);                /* exactly l
 int  proto_curve_server(void *sock, const char *secret_z85);
 int  proto_curve_client(void *sock, const char *public_z85, const char *secret_z85, const char *server_public_z85);
 void proto_tune(void *sock);
+/* A CURVE ROUTER for a hub port: tuned, ROUTER_MANDATORY, bound to
+ * tcp://bind:port (port 0: ephemeral); *port_out gets the port bound.
+ * NULL on failure, with the reason in err. */
+void *proto_router_listen(void *zctx, const char *bind, uint16_t port, const char *secret_z85, uint16_t *port_out,
+                          char *err, size_t errlen);
 
 #endif

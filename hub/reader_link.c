@@ -416,37 +416,18 @@ int reader_link_start(const reader_link_config *cfg, reader_link **out, char *er
     l->conns = calloc(MAX_READERS, sizeof *l->conns);
     l->buf = malloc(FETCH_MAX);
     l->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    l->router = zmq_socket(cfg->zctx, ZMQ_ROUTER);
-    if (!l->conns || !l->buf || l->evfd < 0 || !l->router) {
-        snprintf(err, errlen, "cannot create the reader socket");
+    if (!l->conns || !l->buf || l->evfd < 0) {
+        snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    proto_tune(l->router);
-    int mandatory = 1;
-    zmq_setsockopt(l->router, ZMQ_ROUTER_MANDATORY, &mandatory, sizeof mandatory);
-    /* Fix: with ROUTER_MANDATORY a reader whose pipe is full (it sends
-     * FETCH after FETCH and never reads) would block this thread, and every
+    l->router = proto_router_listen(cfg->zctx, cfg->bind, cfg->port, cfg->secret_key, &l->port, err, errlen);
+    if (!l->router)
+        goto fail;
+    /* With ROUTER_MANDATORY a reader whose pipe is full (it sends FETCH
+     * after FETCH and never reads) would block this thread, and every
      * reader with it, in zmq_send; give up on that reader after a second. */
     int sndtimeo = 1000;
     zmq_setsockopt(l->router, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo);
-    if (proto_curve_server(l->router, cfg->secret_key) < 0) {
-        snprintf(err, errlen, "CURVE setup failed: %s", zmq_strerror(zmq_errno()));
-        goto fail;
-    }
-    char ep[128];
-    if (cfg->port)
-        snprintf(ep, sizeof ep, "tcp://%s:%u", cfg->bind, cfg->port);
-    else
-        snprintf(ep, sizeof ep, "tcp://%s:*", cfg->bind);
-    if (zmq_bind(l->router, ep) != 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", ep, zmq_strerror(zmq_errno()));
-        goto fail;
-    }
-    char last[128];
-    size_t ll = sizeof last;
-    zmq_getsockopt(l->router, ZMQ_LAST_ENDPOINT, last, &ll);
-    const char *colon = strrchr(last, ':');
-    l->port = colon ? (uint16_t)atoi(colon + 1) : cfg->port;
     pthread_create(&l->thread, NULL, link_main, l);
     *out = l;
     return 0;

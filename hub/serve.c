@@ -55,36 +55,18 @@ static int64_t now_ms(void)
 
 /* --- DICOM callbacks -------------------------------------------------- */
 
-static bool ae_listed(const char *list, const char *ae)
-{
-    size_t al = strlen(ae);
-    for (const char *p = list; p && *p;) {
-        size_t l = strcspn(p, ",");
-        if (l == al && !strncmp(p, ae, l))
-            return true;
-        p += l + (p[l] == ',');
-    }
-    return false;
-}
-
-static int on_associate(void *ctx, const char *calling, const char *called, const char *peer,
-                        char *reason, size_t reason_len)
+static int on_associate(void *ctx, const char *calling, const char *called, const char *peer, char *reason,
+                        size_t reason_len)
 {
     hub *h = ctx;
     h->metrics.dicom_associations++;
-    if (strcmp(called, h->cfg->aet)) {
-        snprintf(reason, reason_len, "called AE title '%s' is not ours ('%s')", called, h->cfg->aet);
+    int rc = dimse_check_aets(h->cfg->aet, h->cfg->allow_ae, h->cfg->open_dicom, calling, called, reason,
+                              reason_len);
+    if (rc != DIMSE_ACCEPT) {
         hub_count_error(&h->metrics, HUB_ERR_ASSOC_REJECTED);
         log_warn("association from %s rejected: %s", peer, reason);
-        return DIMSE_REJECT_CALLED_AE;
     }
-    if (!h->cfg->open_dicom && !ae_listed(h->cfg->allow_ae, calling)) {
-        snprintf(reason, reason_len, "calling AE title '%s' is not in --allow-ae", calling);
-        hub_count_error(&h->metrics, HUB_ERR_ASSOC_REJECTED);
-        log_warn("association from %s rejected: %s", peer, reason);
-        return DIMSE_REJECT_CALLING_AE;
-    }
-    return DIMSE_ACCEPT;
+    return rc;
 }
 
 static int check_command_uids(const dimse_store_req *req, char *why, size_t n)
