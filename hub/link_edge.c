@@ -187,7 +187,7 @@ static void on_message(edge_link *l, proto_msg *m)
         if (rc >= 0) { /* durable here: acknowledge */
             send_msg(l, "DELIVERED", json_pack("{s:s}", "id", id), NULL, 0);
             if (rc == 1 && !strcmp(kind, "alert"))
-                log_error("CRITICAL VALUE ALERT received from the hub: %s — see 'dxhub reports'", id);
+                log_error("ALERT from the hub (%s): a critical value or a request to repeat the exam — see 'dxhub reports'", id);
             else if (rc == 1)
                 log_info("link: received %s %s from the hub", kind, id);
         }
