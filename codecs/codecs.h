@@ -141,6 +141,7 @@ enum dcm_elem_flags {
     DCM_F_VR_GUESSED= 8, /* implicit VR and not in the dictionary, or UN resolved */
     DCM_F_SWAPPED   = 16,/* value bytes are big endian (Explicit VR BE) */
     DCM_F_IMPLICIT  = 32,/* encoded in implicit VR (8-byte header) */
+    DCM_F_UNREAD    = 64,/* value not read from disk (skip_pixels): bytes past 256 undefined */
 };
 
 /* One element, item or fragment.  The tree is a flat array: each node
@@ -167,6 +168,10 @@ typedef struct dcm_parse_opts {
     uint32_t stop_at_tag;  /* 0: parse all; else stop before the first top-level tag >= it */
     uint32_t max_depth;    /* 0: DCM_MAX_DEPTH */
     size_t   max_inflated; /* deflated datasets: cap on inflated size; 0: 1 GiB */
+    int      skip_pixels;  /* dcm_open only, for listing tools: a native Pixel Data
+                              value over 64 KiB is not read from disk; only its
+                              first 256 bytes are valid (the node is flagged
+                              DCM_F_UNREAD).  Never for writing or decoding. */
 } dcm_parse_opts;
 
 /* Parse a Part 10 file (with or without preamble, with or without meta)

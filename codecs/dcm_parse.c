@@ -545,6 +545,8 @@ int dcm_parse(const uint8_t *buf, size_t len, const dcm_parse_opts *opts,
     f->ts = ts;
     if ((rc = parse_dataset(&p, &pos, p.len, -1, 0, e, false)) < 0)
         goto fail;
+    if (p.stopped)
+        f->stopped_at = pos;
     /* Top-level nodes chain: meta nodes first then the data set. */
     int32_t prev = -1;
     for (size_t i = 0; i < f->n; i++) {
@@ -559,6 +561,48 @@ int dcm_parse(const uint8_t *buf, size_t len, const dcm_parse_opts *opts,
 fail:
     dcm_free(&f);
     return rc;
+}
+
+#define DCM_HEAD_BYTES (64u << 10)
+
+static int read_range(int fd, uint8_t *buf, size_t from, size_t to)
+{
+    while (from < to) {
+        ssize_t k = pread(fd, buf + from, to - from, (off_t)from);
+        if (k <= 0) {
+            if (k < 0 && errno == EINTR)
+                continue;
+            return -1;
+        }
+        from += (size_t)k;
+    }
+    return 0;
+}
+
+/* For listing tools: where native Pixel Data's value lies, so it need not
+ * be read.  Parses the first 64 KiB up to Pixel Data; any doubt (deflated,
+ * big endian, encapsulated, a header past the head) means "read it all". */
+static void find_native_pixels(int fd, uint8_t *buf, size_t size, size_t *from, size_t *to)
+{
+    if (read_range(fd, buf, 0, DCM_HEAD_BYTES) < 0)
+        return;
+    dcm_file *h = NULL;
+    dcm_err scratch;
+    dcm_parse_opts ho = {.stop_at_tag = DCM_TAG_PIXEL_DATA, .max_inflated = 1};
+    if (dcm_parse(buf, DCM_HEAD_BYTES, &ho, &h, &scratch) < 0)
+        return;
+    size_t at = h->stopped_at;
+    bool plain = at && !h->ts->deflated && !h->ts->big_endian;
+    dcm_free(&h);
+    if (!plain || at + 12 > DCM_HEAD_BYTES || dcm_rd16(buf + at, false) != 0x7FE0 || dcm_rd16(buf + at + 2, false) != 0x0010)
+        return;
+    bool explicit_vr = (buf[at + 4] == 'O' && (buf[at + 5] == 'B' || buf[at + 5] == 'W'));
+    size_t hdr = explicit_vr ? 12 : 8;
+    uint32_t vl = dcm_rd32(buf + at + (explicit_vr ? 8 : 4), false);
+    if (vl == DCM_UNDEFINED_LENGTH || vl < DCM_HEAD_BYTES || at + hdr + vl > size)
+        return;
+    *from = at + hdr;
+    *to = at + hdr + vl;
 }
 
 int dcm_open(const char *path, const dcm_parse_opts *opts, dcm_file **out, dcm_err *err)
@@ -582,22 +626,27 @@ int dcm_open(const char *path, const dcm_parse_opts *opts, dcm_file **out, dcm_e
         /* Small files: one read is cheaper than mapping (munmap's TLB
          * shootdown dominates a batch of small files). */
         uint8_t *buf = malloc(size);
-        size_t got = 0;
-        while (buf && got < size) {
-            ssize_t k = read(fd, buf + got, size - got);
-            if (k <= 0) {
-                if (k < 0 && errno == EINTR)
-                    continue;
-                break;
-            }
-            got += (size_t)k;
-        }
+        size_t skip_from = 0, skip_to = 0;
+        if (buf && opts && opts->skip_pixels && size > DCM_HEAD_BYTES)
+            find_native_pixels(fd, buf, size, &skip_from, &skip_to);
+        int ok;
+        if (!buf)
+            ok = 0;
+        else if (skip_to) /* the head is read; then up to 256 bytes into the pixels, then what follows them */
+            ok = read_range(fd, buf, DCM_HEAD_BYTES, skip_from + 256) == 0 && read_range(fd, buf, skip_to, size) == 0;
+        else
+            ok = read_range(fd, buf, 0, size) == 0;
         close(fd);
-        if (!buf || got != size) {
+        if (!ok) {
             free(buf);
             return dcm_fail(err, buf ? DCM_EIO : DCM_ENOMEM, 0, "cannot read the file");
         }
         int rc = dcm_parse(buf, size, opts, out, err);
+        if (rc == 0 && skip_to) {
+            int32_t px = dcm_find(*out, -1, DCM_TAG_PIXEL_DATA);
+            if (px >= 0)
+                (*out)->nodes[px].flags |= DCM_F_UNREAD;
+        }
         if (rc < 0) {
             free(buf);
             return rc;

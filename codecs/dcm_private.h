@@ -23,6 +23,7 @@ struct dcm_file {
     const dcm_ts  *ts;       /* dataset transfer syntax */
     bool           preamble, meta;
     size_t         dataset_offset;
+    size_t         stopped_at; /* where a stop_at_tag parse stopped (0: it did not) */
 };
 
 /* Record a failure in err (if any) and return code.  The one place

@@ -15,7 +15,9 @@ static int dump_one(const char *path, int json)
 {
     dcm_file *f = NULL;
     dcm_err err = {0};
-    int rc = dcm_open(path, NULL, &f, &err);
+    /* A listing never needs the pixel values themselves: don't read them. */
+    dcm_parse_opts po = {.skip_pixels = 1};
+    int rc = dcm_open(path, &po, &f, &err);
     if (rc < 0) {
         report("dump", path, &err, rc);
         return 2;
