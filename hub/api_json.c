@@ -225,6 +225,10 @@ static void study_dxhub(jbuf *b, const store_study *st)
     jb_printf(b, ",\"priority\":\"%s\",\"referral\":%s,\"origin\":", priority_name(st->priority),
               st->referral ? "true" : "false");
     jb_str(b, st->origin);
+    jb_puts(b, ",\"note\":");
+    jb_str(b, st->note);
+    if (st->task_id)
+        jb_printf(b, ",\"task\":%llu", (unsigned long long)st->task_id);
     jb_printf(b, ",\"expected\":%u,\"late_arrivals\":%u,\"conflicts\":%u,\"bytes\":%llu,\"first_received\":",
               st->expected, st->late_arrivals, st->conflicts, (unsigned long long)st->bytes);
     jb_time(b, st->first_ms);

@@ -435,7 +435,9 @@ class NetPair:
     CLINIC_IP, HUB_IP = "198.18.0.1", "198.18.0.2"
 
     def __init__(self, tag=None):
-        tag = tag or f"{os.getpid() % 100000}{random.randrange(100):02d}"
+        # the creator's full PID (and two random digits): sweep_stale() tells
+        # a live run's namespaces from those of a run that was killed
+        tag = tag or f"{os.getpid()}{random.randrange(100):02d}"
         self.clinic, self.hub = f"dxc{tag}", f"dxh{tag}"
         self.vc, self.vh = f"dxvc{tag}", f"dxvh{tag}"
         self.created = False
@@ -447,8 +449,8 @@ class NetPair:
         r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
         for line in r.stdout.splitlines():
             name = line.split()[0] if line.split() else ""
-            m = re.fullmatch(r"dx[ch](\d{3,7})", name)
-            if m and not os.path.exists(f"/proc/{int(m.group(1)[:-2] or 0)}"):
+            m = re.fullmatch(r"dx[ch](\d{3,9})", name)
+            if m and not os.path.exists(f"/proc/{int(m.group(1)[:-2])}"):
                 kill_ns_processes(name)
                 subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
