@@ -521,7 +521,7 @@ int dcm_parse(const uint8_t *buf, size_t len, const dcm_parse_opts *opts,
     }
     if (!ts) {
         if (pos == len && f->meta) {
-            ts = ts_for((enc){true, false}); /* meta only (e.g. a DICOMDIR stub) */
+            ts = ts_for((enc){true, false}); /* meta only: nothing follows the meta group */
             e = (enc){true, false};
         } else if (f->meta && p.len - pos >= 8) {
             /* Meta without a transfer syntax: DCMTK assumes implicit VR
