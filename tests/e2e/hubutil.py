@@ -17,6 +17,7 @@ import json
 import os
 import re
 import signal
+import random
 import socket
 import struct
 import subprocess
@@ -44,10 +45,27 @@ def corpus_path():
 
 
 def free_port():
-    """A port nobody listens on right now (127.0.0.1, chosen by the kernel)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on 127.0.0.1 now.  Chosen at random below the
+    kernel's ephemeral range (32768-60999): a port the kernel hands out can
+    be taken again by any outgoing connection (storescu, ZeroMQ, HTTP) before
+    our server binds it, and parallel test workers pick from a wide range
+    rather than the kernel's next few."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        if port in _PICKED:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PICKED.add(port)
+        return port
+    raise RuntimeError("no free TCP port found in 20000-32000")
+
+
+_PICKED = set()
 
 
 # ---------------------------------------------------------------- the hub
