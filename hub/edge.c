@@ -1,16 +1,13 @@
 /* edge.c — the clinic gateway role: queueing (shared with `dxhub push`),
  * the clinic's own DICOM listener, the watch folder, and the link. */
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -112,7 +109,7 @@ typedef struct edge {
     spool             *sp;
     dimse_scp         *scp;
     edge_link         *link;
-    pthread_t          watcher;
+    edge_watch        *watch;
     volatile int       stop;
     char               spool_in[4200];
 } edge;
@@ -158,79 +155,6 @@ static uint16_t on_store(void *ctx, const dimse_store_req *req, char *comment, s
     return strstr(r.err, "full") ? DIMSE_STATUS_OUT_OF_RESOURCES : DIMSE_STATUS_CANNOT_UNDERSTAND;
 }
 
-/* Watch folder: a file is taken once it is closed after writing (or moved
- * in whole), never while a writer still has it open; files already there
- * at start are taken when their size has been stable for two seconds. */
-static void take_file(edge *e, const char *dir, const char *name)
-{
-    if (name[0] == '.' || !strcmp(name, "done") || !strcmp(name, "failed"))
-        return;
-    char path[8400], dest[8400];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    struct stat st;
-    if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
-        return;
-    one_result r = {0};
-    const char *paths[1] = {path};
-    edge_queue(e->sp, paths, 1, PRIO_ROUTINE, 0, NULL, "watch", e->cfg->link_ts, 0, one_report, &r);
-    snprintf(dest, sizeof dest, "%s/%s/%s", dir, r.ok ? "done" : "failed", name);
-    if (rename(path, dest) < 0)
-        log_error("watch: cannot move %s aside: %s", name, strerror(errno));
-    if (r.ok)
-        log_info("watch: queued %s", name);
-    else
-        log_warn("watch: %s is not a DICOM file we can send (%s); moved to failed/", name, r.err);
-}
-
-static void *watch_main(void *arg)
-{
-    edge *e = arg;
-    const char *dir = e->cfg->watch_dir;
-    char sub[4200];
-    snprintf(sub, sizeof sub, "%s/done", dir);
-    mkdir(sub, 0755);
-    snprintf(sub, sizeof sub, "%s/failed", dir);
-    mkdir(sub, 0755);
-    int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    if (fd < 0 || inotify_add_watch(fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
-        log_error("watch: cannot watch %s: %s", dir, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return NULL;
-    }
-    /* Files present at start: take them when their size is stable. */
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d))) {
-            char path[8400];
-            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-            struct stat a, b;
-            if (de->d_name[0] == '.' || stat(path, &a) < 0 || !S_ISREG(a.st_mode))
-                continue;
-            sleep(2);
-            if (stat(path, &b) == 0 && a.st_size == b.st_size && a.st_mtime == b.st_mtime)
-                take_file(e, dir, de->d_name);
-        }
-        closedir(d);
-    }
-    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-    while (!e->stop) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, 300) <= 0)
-            continue;
-        ssize_t len = read(fd, buf, sizeof buf);
-        for (char *q = buf; len > 0 && q < buf + len;) {
-            struct inotify_event *ev = (struct inotify_event *)q;
-            if (ev->len)
-                take_file(e, dir, ev->name);
-            q += sizeof *ev + ev->len;
-        }
-    }
-    close(fd);
-    return NULL;
-}
-
 int edge_run(const edge_config *cfg)
 {
     log_set_role("edge");
@@ -272,8 +196,11 @@ int edge_run(const edge_config *cfg)
         log_error("link: %s", err);
         goto out;
     }
-    if (cfg->watch_dir && cfg->watch_dir[0])
-        pthread_create(&e.watcher, NULL, watch_main, &e);
+    if (cfg->watch_dir && cfg->watch_dir[0] &&
+        (rc = edge_watch_start(cfg->watch_dir, e.sp, cfg->link_ts, &e.watch, err, sizeof err)) < 0) {
+        log_error("watch: %s", err);
+        goto out;
+    }
     printf("dxhub edge: ready dicom=%s:%u aet=%s hub=%s data=%s key=%s/edge.pub\n", cfg->bind,
            dimse_scp_port(e.scp), cfg->aet, cfg->hub, cfg->data_dir, cfg->keys_dir);
     fflush(stdout);
@@ -287,8 +214,7 @@ int edge_run(const edge_config *cfg)
     rc = 0;
 out:
     e.stop = 1;
-    if (e.watcher)
-        pthread_join(e.watcher, NULL);
+    edge_watch_stop(&e.watch);
     dimse_scp_stop(&e.scp);
     edge_link_stop(&e.link);
     zmq_ctx_term(zctx);

@@ -50,6 +50,12 @@ typedef void (*edge_report_fn)(void *ctx, const char *path, const spool_item *it
 int edge_queue(spool *sp, const char *const *paths, size_t n, int priority, int referral, const char *note,
                const char *source, const char *link_ts, int with_markers, edge_report_fn report, void *ctx);
 
+/* The watch folder on its own thread (edge_watch.c): files are queued
+ * once no writer has them open, then moved to DIR/done or DIR/failed. */
+typedef struct edge_watch edge_watch;
+int  edge_watch_start(const char *dir, spool *sp, const char *link_ts, edge_watch **out, char *err, size_t errlen);
+void edge_watch_stop(edge_watch **w);
+
 /* The forwarding loop on its own thread. */
 typedef struct edge_link edge_link;
 typedef struct edge_link_config {
