@@ -4,7 +4,9 @@
 #ifndef DXHUB_CMD_H
 #define DXHUB_CMD_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef struct dx_command {
     const char *name;
@@ -32,6 +34,17 @@ int cmd_backup(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_reader(int argc, char **argv);
+int cmd_sr(int argc, char **argv);
+
+/* A whole regular file of at most max bytes into *out (malloc'd, NUL
+ * appended, *len without it): 0, -errno, -EFBIG when larger (hub/cmd_file.c). */
+int dx_read_file(const char *path, size_t max, char **out, size_t *len);
+/* Writes path atomically (a temporary file, fsync, rename): 0 or -errno. */
+int dx_write_file(const char *path, const void *p, size_t n);
+/* t as "YYYY-MM-DDThh:mm:ssZ" (UTC), "?" for 0. */
+void   dx_fmt_time(time_t t, char *out, size_t n);
+/* "YYYY-MM-DD" or "YYYY-MM-DDThh:mm:ssZ" (UTC); 0 when malformed. */
+time_t dx_parse_time(const char *s);
 
 /* "16G", "512M", "100K" or bytes; -1 when malformed. */
 int parse_size(const char *s, uint64_t *out);

@@ -16,78 +16,6 @@
 #include "hub/report.h"
 #include "codecs/banned.h"
 
-/* A whole file of at most max bytes; -errno, -EFBIG. */
-static int slurp(const char *path, size_t max, char **out, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    struct stat sb;
-    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > max) {
-        int rc = S_ISREG(sb.st_mode) ? -EFBIG : -EINVAL;
-        close(fd);
-        return rc;
-    }
-    char *p = malloc((size_t)sb.st_size + 1);
-    size_t got = 0;
-    while (p && got < (size_t)sb.st_size) {
-        ssize_t k = read(fd, p + got, (size_t)sb.st_size - got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            break;
-        got += (size_t)k;
-    }
-    close(fd);
-    if (!p)
-        return -ENOMEM;
-    p[got] = '\0';
-    *out = p;
-    *len = got;
-    return 0;
-}
-
-static int spit(const char *path, const void *p, size_t n)
-{
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return -ENAMETOOLONG;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -errno;
-    int rc = write(fd, p, n) == (ssize_t)n ? 0 : -EIO;
-    if (!rc && fsync(fd) < 0)
-        rc = -errno;
-    close(fd);
-    if (!rc && rename(tmp, path) < 0)
-        rc = -errno;
-    if (rc)
-        unlink(tmp);
-    return rc;
-}
-
-static void fmt_time(time_t t, char *out, size_t n)
-{
-    struct tm tm;
-    if (!t || !gmtime_r(&t, &tm) || !strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm))
-        snprintf(out, n, "?");
-}
-
-/* "YYYY-MM-DD" or "YYYY-MM-DDThh:mm:ssZ" (UTC); 0 when malformed. */
-static time_t parse_time(const char *s)
-{
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    if (!end || *end) {
-        memset(&tm, 0, sizeof tm);
-        end = strptime(s, "%Y-%m-%d", &tm);
-        if (!end || *end)
-            return 0;
-    }
-    return timegm(&tm);
-}
-
 static const char sign_usage[] =
     "usage: dxhub sign --key KEY --cert CHAIN.pem [--passphrase-file F] [--sig OUT] REPORT.json\n"
     "  signs exactly the bytes of REPORT.json with the reader's key (SM2/SM3 or Ed25519,\n"
@@ -142,7 +70,7 @@ int cmd_sign(int argc, char **argv)
     pki_chain *chain = NULL;
     pki_key *key = NULL;
     report_doc *doc = NULL;
-    int rc = slurp(rp, REPORT_MAX_BYTES, &report, &rlen), status = 2;
+    int rc = dx_read_file(rp, REPORT_MAX_BYTES, &report, &rlen), status = 2;
     if (rc < 0) {
         dx_errorf("sign", "%s: %s", rp, rc == -EFBIG ? "larger than a report may be" : strerror(-rc));
         goto out;
@@ -151,7 +79,7 @@ int cmd_sign(int argc, char **argv)
         dx_errorf("sign", "%s: %s", rp, err);
         goto out;
     }
-    if ((rc = slurp(certp, PKI_PEM_MAX, &chain_pem, &clen)) < 0) {
+    if ((rc = dx_read_file(certp, PKI_PEM_MAX, &chain_pem, &clen)) < 0) {
         dx_errorf("sign", "%s: %s", certp, strerror(-rc));
         goto out;
     }
@@ -193,12 +121,12 @@ int cmd_sign(int argc, char **argv)
         dx_errorf("sign", "the new signature does not verify: %s", err);
         goto out;
     }
-    if ((rc = spit(sig_path, sig, slen)) < 0 || (rc = spit(chain_path, chain_pem, clen)) < 0) {
+    if ((rc = dx_write_file(sig_path, sig, slen)) < 0 || (rc = dx_write_file(chain_path, chain_pem, clen)) < 0) {
         dx_errorf("sign", "writing %s: %s", rc == 0 ? chain_path : sig_path, strerror(-rc));
         goto out;
     }
     char when[32];
-    fmt_time(now, when, sizeof when);
+    dx_fmt_time(now, when, sizeof when);
     printf("signed %s (%zu bytes) with %s at %s\n  signer %s (reader %s, %s, %s)\n  %s\n  %s\n", rp, rlen, id.alg,
            when, id.name, id.reader_id, id.role, id.facility, sig_path, chain_path);
     status = 0;
@@ -252,7 +180,7 @@ int cmd_verify(int argc, char **argv)
         return 2;
     }
     time_t at = 0;
-    if (at_s && !(at = parse_time(at_s))) {
+    if (at_s && !(at = dx_parse_time(at_s))) {
         dx_errorf("verify", "--at %s: not YYYY-MM-DD or YYYY-MM-DDThh:mm:ssZ", at_s);
         return 2;
     }
@@ -269,7 +197,7 @@ int cmd_verify(int argc, char **argv)
     report_doc *doc = NULL;
     int status = 2, rc;
     for (int i = 0; i < 3; i++)
-        if ((rc = slurp(paths[i], caps[i], &data[i], &lens[i])) < 0) {
+        if ((rc = dx_read_file(paths[i], caps[i], &data[i], &lens[i])) < 0) {
             dx_errorf("verify", "%s: %s", paths[i], rc == -EFBIG ? "too large" : strerror(-rc));
             goto out;
         }
@@ -293,8 +221,8 @@ int cmd_verify(int argc, char **argv)
     }
     const report_info *in = report_doc_info(doc);
     char nb[32], na[32];
-    fmt_time(id.not_before, nb, sizeof nb);
-    fmt_time(id.not_after, na, sizeof na);
+    dx_fmt_time(id.not_before, nb, sizeof nb);
+    dx_fmt_time(id.not_after, na, sizeof na);
     printf("verified %s\n", rp);
     printf("  signer      %s (reader %s, %s, %s)\n", id.name, id.reader_id, id.role, id.facility);
     printf("  algorithm   %s\n", id.alg);

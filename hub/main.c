@@ -18,6 +18,7 @@ static const dx_command commands[] = {
     {"keygen",    cmd_keygen,    "make a CURVE keypair for a role, or X.509 CAs, reader certificates, revocations"},
     {"allow",     cmd_allow,     "add (or revoke) a public key in the hub's allow-list"},
     {"sign",      cmd_sign,      "sign a report's exact bytes with a reader's key (SM2/SM3 or Ed25519)"},
+    {"sr",        cmd_sr,        "export a verified signed report as a DICOM Basic Text SR for a PACS"},
     {"verify",    cmd_verify,    "verify a signed report offline: signature, chain, revocation, digests"},
     {"backup",    cmd_backup,    "consistent online copy of the hub's store"},
     {"check",     cmd_check,     "verify every stored instance against its digest"},

@@ -275,15 +275,16 @@ int report_parse(const void *bytes, size_t len, report_doc **out, char *err, siz
     in->origin_facility = get_str(root, "origin_facility", 0, &bad);
     in->reading_facility = get_str(root, "reading_facility", 0, &bad);
     in->supersedes = get_str(root, "supersedes", 1, &bad);
-    get_str(root, "findings", 0, &bad);
-    get_str(root, "impression", 0, &bad);
+    in->findings = get_str(root, "findings", 0, &bad);
+    in->impression = get_str(root, "impression", 0, &bad);
+    in->exam_time = json_string_value(json_object_get(times, "exam")); /* free text, optional */
     in->reader_id = get_str(reader, "id", 0, &bad);
     in->reader_role = get_str(reader, "role", 0, &bad);
     in->reader_name = get_str(reader, "name", 1, &bad);
     in->reported = get_str(times, "reported", 0, &bad);
     in->exam_type = get_str(recog, "exam_type", 0, &bad);
-    get_str(recog, "scope", 1, &bad);
-    const char *until = get_str(recog, "valid_until", 1, &bad);
+    in->scope = get_str(recog, "scope", 1, &bad);
+    const char *until = in->valid_until = get_str(recog, "valid_until", 1, &bad);
     if (bad) {
         report_free(&d);
         return fail(REPORT_EFORMAT, err, errlen, "a required text member of the report is missing or not text");

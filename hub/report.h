@@ -94,6 +94,9 @@ typedef struct report_info {
     unsigned    version;
     int         critical;
     size_t      n_instances;
+    const char *findings, *impression;               /* the reader's text */
+    const char *exam_time;                           /* times.exam, NULL when absent */
+    const char *scope, *valid_until;                 /* recognition; NULL when null */
 } report_info;
 
 /* Parses and checks the members above (duplicate keys refused). */
@@ -121,6 +124,8 @@ typedef struct report_study report_study;
 int    report_study_open(const char *dir, report_study **out, char *err, size_t errlen);
 int    report_study_digest(void *ctx, const char *sop, uint8_t out[32]);
 size_t report_study_count(const report_study *s);
+/* The file holding that SOP Instance UID (borrowed from s), NULL if none. */
+const char *report_study_path(const report_study *s, const char *sop);
 void   report_study_free(report_study **s);
 
 /* --- the verifier ------------------------------------------------------------ */

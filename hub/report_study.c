@@ -137,6 +137,13 @@ int report_study_digest(void *ctx, const char *sop, uint8_t out[32])
     return 0;
 }
 
+const char *report_study_path(const report_study *s, const char *sop)
+{
+    study_file key = {.sop = (char *)sop};
+    const study_file *f = s && s->n ? bsearch(&key, s->files, s->n, sizeof *s->files, cmp_file) : NULL;
+    return f ? f->path : NULL;
+}
+
 size_t report_study_count(const report_study *s)
 {
     return s ? s->n : 0;
