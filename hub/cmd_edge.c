@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include "hub/cmd.h"
 #include "hub/edge.h"
+#include "hub/report_export.h"
 
 static int64_t now_ms(void)
 {
@@ -315,30 +316,129 @@ static int print_inbox(void *ctx, const char *id, const char *kind, int64_t rece
     return 0;
 }
 
+/* --export: every signed report of the inbox (or the one --id names). */
+typedef struct export_ctx {
+    report_export_opts o;
+    const char        *only;
+    int                exported, refused, skipped;
+} export_ctx;
+
+static int export_inbox(void *ctx, const char *id, const char *kind, int64_t received_ms, const void *data,
+                        size_t len)
+{
+    (void)kind;
+    (void)received_ms;
+    export_ctx *e = ctx;
+    if (e->only && strcmp(e->only, id))
+        return 0;
+    char rid[REPORT_ID_MAX + 1], why[768];
+    pki_identity who;
+    int rc = report_export(&e->o, data, len, rid, &who, why, sizeof why);
+    if (rc == 1) {
+        e->skipped++;
+    } else if (rc < 0) {
+        dx_errorf("reports", "%s", why);
+        e->refused++;
+    } else {
+        printf("exported %s to %s/%s/ (signature verified: %s, reader %s, %s)\n", rid, e->o.out_dir, rid, who.name,
+               who.reader_id, who.facility);
+        e->exported++;
+    }
+    return 0;
+}
+
+static const char reports_usage[] =
+    "usage: dxhub reports [--edge-data DIR]\n"
+    "       dxhub reports [--edge-data DIR] --export OUT --trust DIR [--id REPORT] [--format json,html,pdf]\n"
+    "  lists the reports and alerts this clinic received; with --export writes each\n"
+    "  signed report to OUT/<report id>/: report.json with report.json.sig and\n"
+    "  report.json.chain.pem (as 'dxhub verify' and openssl take them) and a printable\n"
+    "  page, report.html and report.pdf.  A report whose signature does not verify\n"
+    "  against the trust list is not exported (the reason on stderr, exit 1).\n"
+    "  --trust DIR    the consortium's CA certificates and CRLs\n"
+    "  --id REPORT    only this report\n"
+    "  --format LIST  what to write (default json,html,pdf)\n";
+
+static int parse_formats(const char *s, report_export_opts *o)
+{
+    o->json = o->html = o->pdf = 0;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", s);
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (!strcmp(t, "json"))
+            o->json = 1;
+        else if (!strcmp(t, "html"))
+            o->html = 1;
+        else if (!strcmp(t, "pdf"))
+            o->pdf = 1;
+        else
+            return -1;
+    }
+    return o->json || o->html || o->pdf ? 0 : -1;
+}
+
 int cmd_reports(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"edge-data", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
-    const char *data = "./var/edge";
+        {"edge-data", required_argument, NULL, 'd'}, {"export", required_argument, NULL, 'x'},
+        {"trust", required_argument, NULL, 't'},     {"id", required_argument, NULL, 'i'},
+        {"format", required_argument, NULL, 'f'},    {"help", no_argument, NULL, 'h'},
+        {0, 0, 0, 0}};
+    const char *data = "./var/edge", *trust = NULL, *formats = "json,html,pdf";
+    export_ctx e = {0};
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (o == 'd')
-            data = optarg;
-        else {
-            printf("usage: dxhub reports [--edge-data DIR]\n  lists the reports and alerts this clinic received\n");
+        switch (o) {
+        case 'd': data = optarg; break;
+        case 'x': e.o.out_dir = optarg; break;
+        case 't': trust = optarg; break;
+        case 'i': e.only = optarg; break;
+        case 'f': formats = optarg; break;
+        default:
+            fputs(reports_usage, o == 'h' ? stdout : stderr);
             return o == 'h' ? 0 : 2;
         }
     }
-    spool *sp = NULL;
+    if (optind != argc || (e.o.out_dir && !trust) || ((trust || e.only) && !e.o.out_dir)) {
+        dx_errorf("reports", "--export OUT needs --trust DIR (and --trust, --id go with --export)");
+        return 2;
+    }
+    if (parse_formats(formats, &e.o) < 0) {
+        dx_errorf("reports", "--format %s: a list of json, html, pdf", formats);
+        return 2;
+    }
     char err[512];
+    if (e.o.out_dir) {
+        report_verifier_config cfg = {.trust_dir = trust};
+        if (report_verifier_new(&cfg, &e.o.verifier, err, sizeof err) < 0) {
+            dx_errorf("reports", "trust list: %s", err);
+            return 2;
+        }
+    }
+    spool *sp = NULL;
     if (spool_open(data, 0, &sp, err, sizeof err) < 0) {
         dx_errorf("reports", "%s", err);
+        report_verifier_free(&e.o.verifier);
         return 1;
     }
-    int n = spool_inbox_list(sp, print_inbox, NULL);
-    if (n == 0)
-        printf("no reports or alerts yet\n");
+    int status = 0;
+    if (!e.o.out_dir) {
+        if (spool_inbox_list(sp, print_inbox, NULL) == 0)
+            printf("no reports or alerts yet\n");
+    } else {
+        spool_inbox_list(sp, export_inbox, &e);
+        if (e.only && !e.exported && !e.refused) {
+            dx_errorf("reports", "no signed report %s in the inbox", e.only);
+            status = 1;
+        } else {
+            printf("%d report(s) exported, %d refused%s\n", e.exported, e.refused,
+                   e.skipped ? " (alerts without a signed report are not exported)" : "");
+            status = e.refused ? 1 : 0;
+        }
+    }
     spool_close(&sp);
-    return 0;
+    report_verifier_free(&e.o.verifier);
+    return status;
 }

@@ -1,0 +1,163 @@
+/* report_export.c — a received report written out: the hub's bundle
+ * unpacked, the signature verified against the clinic's trust list, then
+ * the three verifiable files and the printable pages in OUT/<report id>/.
+ *
+ * A report whose signature does not verify is refused, not exported with
+ * a "NOT VERIFIED" mark.  A printed report is what the patient carries to
+ * the next facility for mutual recognition, and a sheet of paper loses its
+ * warnings: a banner can be cut off or photocopied away, and the page
+ * would still look like a signed reading of record.  The clinic instead
+ * gets the reason on the command line (stale CRL, revoked reader, altered
+ * bytes) and acts on it: refreshes its trust list or calls the reading
+ * centre.  The report stays in the inbox, so a later export can succeed. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "hub/b64.h"
+#include "hub/cmd.h"
+#include "hub/report_export.h"
+#include "codecs/banned.h"
+
+static int fail(int code, char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int fail(int code, char *why, size_t whylen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void report_bundle_clear(report_bundle *b)
+{
+    if (!b)
+        return;
+    free(b->report_id);
+    free(b->doc);
+    free(b->sig);
+    free(b->chain);
+    memset(b, 0, sizeof *b);
+}
+
+/* base64 member -> NUL-terminated malloc'd bytes; -1 malformed. */
+static int member_b64(json_t *o, const char *key, size_t max, uint8_t **out, size_t *n)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    if (!s || !*s)
+        return -1;
+    size_t sl = strlen(s);
+    if (sl / 4 * 3 > max + 3)
+        return -1;
+    uint8_t *p = NULL;
+    size_t k = 0;
+    if (base64_decode(s, sl, &p, &k) < 0 || k == 0 || k > max) {
+        free(p);
+        return -1;
+    }
+    uint8_t *z = realloc(p, k + 1);
+    if (!z) {
+        free(p);
+        return -1;
+    }
+    z[k] = 0;
+    *out = z;
+    *n = k;
+    return 0;
+}
+
+int report_bundle_parse(const void *data, size_t len, report_bundle *b, char *why, size_t whylen)
+{
+    memset(b, 0, sizeof *b);
+    json_error_t je;
+    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root || !json_is_object(root)) {
+        json_decref(root);
+        return fail(REPORT_EFORMAT, why, whylen, "not a delivery from the hub (JSON line %d)", je.line);
+    }
+    json_t *doc = json_object_get(root, "report_b64"), *sig = json_object_get(root, "signature_b64");
+    const char *id = json_string_value(json_object_get(root, "report_id"));
+    const char *chain = json_string_value(json_object_get(root, "chain_pem"));
+    int rc = 0;
+    if (!doc || !sig || !id || !chain || !*chain || !*json_string_value(sig)) {
+        rc = 1; /* an ECG triage alert, or a report delivered without signature */
+    } else if (strlen(chain) > PKI_PEM_MAX || !(b->report_id = strdup(id)) || !(b->chain = strdup(chain)) ||
+               member_b64(root, "report_b64", REPORT_MAX_BYTES, (uint8_t **)&b->doc, &b->doc_len) < 0 ||
+               member_b64(root, "signature_b64", PKI_SIG_MAX, &b->sig, &b->sig_len) < 0) {
+        report_bundle_clear(b);
+        rc = fail(REPORT_EFORMAT, why, whylen, "delivery of report %.60s: report, signature or chain malformed",
+                  id);
+    } else {
+        b->chain_len = strlen(chain);
+    }
+    json_decref(root);
+    return rc;
+}
+
+static int write_in(const char *dir, const char *name, const void *p, size_t n, char *why, size_t whylen)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int rc = dx_write_file(path, p, n);
+    return rc < 0 ? fail(rc, why, whylen, "writing %s: %s", path, strerror(-rc)) : 0;
+}
+
+static int make_dir(const char *path, char *why, size_t whylen)
+{
+    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+        return fail(-errno, why, whylen, "cannot make %s: %s", path, strerror(errno));
+    return 0;
+}
+
+int report_export(const report_export_opts *o, const void *data, size_t len, char *id, pki_identity *signer,
+                  char *why, size_t whylen)
+{
+    report_bundle b;
+    id[0] = '\0';
+    int rc = report_bundle_parse(data, len, &b, why, whylen);
+    if (rc != 0)
+        return rc;
+    snprintf(id, REPORT_ID_MAX + 1, "%s", b.report_id);
+    pki_identity who;
+    report_doc *doc = NULL;
+    char reason[512];
+    rc = report_verify(o->verifier, b.doc, b.doc_len, b.sig, b.sig_len, b.chain, b.chain_len, 0, &who, &doc, reason,
+                       sizeof reason);
+    time_t verified_at = time(NULL);
+    if (rc < 0) {
+        fail(rc, why, whylen, "report %.60s: not verified, not exported: %s", id, reason);
+        goto out;
+    }
+    const report_info *in = report_doc_info(doc);
+    if (strcmp(in->report_id, b.report_id)) {
+        rc = fail(REPORT_EFORMAT, why, whylen, "report %.60s: the delivery names another report than the document",
+                  id);
+        goto out;
+    }
+    if (signer)
+        *signer = who;
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/%s", o->out_dir, in->report_id); /* report_parse checked the id's characters */
+    if ((rc = make_dir(o->out_dir, why, whylen)) < 0 || (rc = make_dir(dir, why, whylen)) < 0)
+        goto out;
+    if (o->json && ((rc = write_in(dir, "report.json", b.doc, b.doc_len, why, whylen)) < 0 ||
+                    (rc = write_in(dir, "report.json.sig", b.sig, b.sig_len, why, whylen)) < 0 ||
+                    (rc = write_in(dir, "report.json.chain.pem", b.chain, b.chain_len, why, whylen)) < 0))
+        goto out;
+    report_page page = {.info = in, .signer = &who, .verified_at = verified_at};
+    char path[4400];
+    snprintf(path, sizeof path, "%s/report.html", dir);
+    if (o->html && (rc = report_page_html(&page, path, why, whylen)) < 0)
+        goto out;
+    snprintf(path, sizeof path, "%s/report.pdf", dir);
+    if (o->pdf && (rc = report_page_pdf(&page, path, why, whylen)) < 0)
+        goto out;
+    rc = 0;
+out:
+    report_free(&doc);
+    report_bundle_clear(&b);
+    return rc;
+}
