@@ -27,7 +27,7 @@ typedef struct pdf {
     cairo_t    *cr;
     double      y;
     int         page;
-    const char *report_id;
+    const char *report_id, *patient_id; /* on every page: a loose sheet still names its patient */
     int         missing; /* glyphs no font has */
     FILE       *out;     /* the PDF's bytes, collected in memory */
 } pdf;
@@ -55,8 +55,9 @@ static PangoLayout *layout(pdf *d, const char *text, double size, int bold, doub
 
 static void footer(pdf *d)
 {
-    char s[128];
-    snprintf(s, sizeof s, "%.60s — 第 %d 页 page %d", d->report_id, d->page, d->page);
+    char s[256];
+    snprintf(s, sizeof s, "%.60s · 患者ID Patient ID %.64s — 第 %d 页 page %d", d->report_id, d->patient_id, d->page,
+             d->page);
     PangoLayout *l = layout(d, s, 8, 0, PAGE_W - 2 * MARGIN);
     cairo_set_source_rgb(d->cr, 0.4, 0.4, 0.4);
     cairo_move_to(d->cr, MARGIN, PAGE_H - MARGIN + 14);
@@ -184,7 +185,8 @@ int report_page_pdf(const report_page *p, const char *path, char *why, size_t wh
     size_t n = report_page_items(p, items);
     char *buf = NULL;
     size_t len = 0;
-    pdf d = {.y = MARGIN, .page = 1, .report_id = p->info->report_id, .out = open_memstream(&buf, &len)};
+    pdf d = {.y = MARGIN, .page = 1, .report_id = p->info->report_id,
+             .patient_id = p->info->patient_id, .out = open_memstream(&buf, &len)};
     if (!d.out) {
         snprintf(why, whylen, "out of memory");
         return -ENOMEM;
