@@ -254,6 +254,8 @@ def test_sr_export_is_read_by_dcmtk_and_pydicom_and_taken_by_the_hub(world, tmp_
                                 timeout=10) as resp:
         detail = resp.read().decode("utf-8")
     assert ds.SOPInstanceUID in detail
+    # the reading of record joins its study without reopening it for reading
+    assert re.search(r'"dxhub":\{"state":"signed"', detail), detail[:400]
 
 
 def test_sr_refused_unless_the_report_verifies_against_the_study(world, tmp_path):
