@@ -137,10 +137,15 @@ int report_export(const report_export_opts *o, const void *data, size_t len, cha
                   id);
         goto out;
     }
+    /* The id names a folder: report_parse allows [A-Za-z0-9._-], so "." and ".." must be kept out here. */
+    if (in->report_id[0] == '.') {
+        rc = fail(REPORT_EFORMAT, why, whylen, "report %.60s: an id starting with '.' cannot name a folder", id);
+        goto out;
+    }
     if (signer)
         *signer = who;
     char dir[4200];
-    snprintf(dir, sizeof dir, "%s/%s", o->out_dir, in->report_id); /* report_parse checked the id's characters */
+    snprintf(dir, sizeof dir, "%s/%s", o->out_dir, in->report_id);
     if ((rc = make_dir(o->out_dir, why, whylen)) < 0 || (rc = make_dir(dir, why, whylen)) < 0)
         goto out;
     if (o->json && ((rc = write_in(dir, "report.json", b.doc, b.doc_len, why, whylen)) < 0 ||

@@ -60,16 +60,49 @@ static char *slurp(const char *path, size_t *len)
 }
 
 /* The hub's DELIVER payload, as hub/serve.c makes it. */
-static char *make_bundle(const char *report, size_t len, const uint8_t *sig, size_t sig_len, const char *chain)
+static char *make_bundle_id(const char *id, const char *report, size_t len, const uint8_t *sig, size_t sig_len,
+                            const char *chain)
 {
     char *rb = base64_encode((const uint8_t *)report, len), *sb = base64_encode(sig, sig_len);
-    json_t *j = json_pack("{s:s,s:i,s:s,s:b,s:s,s:s,s:s}", "report_id", "rpt-x1", "task", 7, "study", "1.2.3",
+    json_t *j = json_pack("{s:s,s:i,s:s,s:b,s:s,s:s,s:s}", "report_id", id, "task", 7, "study", "1.2.3",
                           "critical", 1, "chain_pem", chain, "report_b64", rb, "signature_b64", sb);
     char *text = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     free(rb);
     free(sb);
     return text;
+}
+
+static char *make_bundle(const char *report, size_t len, const uint8_t *sig, size_t sig_len, const char *chain)
+{
+    return make_bundle_id("rpt-x1", report, len, sig, sig_len, chain);
+}
+
+/* A report with this id, signed by the reader, as the hub delivers it; *report gets its bytes. */
+static char *signed_bundle(const char *id, char **report, size_t *report_len)
+{
+    char err[512];
+    report_instance inst = {.sop = "1.2.3.4"};
+    report_fields f = {.report_id = id, .study_uid = "1.2.3", .patient_id = "P0001",
+                       .origin_facility = "clinic1", .reading_facility = FACILITY, .reader_id = "wangwei",
+                       .reader_role = "attending", .reader_name = "王伟", .findings = FINDINGS,
+                       .impression = "肺炎。", .critical = 1, .version = 1, .reported = time(NULL) - 60,
+                       .exam_type = "CT chest"};
+    if (report_build(&f, &inst, 1, report, report_len, err, sizeof err))
+        fail_msg("report_build: %s", err);
+    pki_key *k = NULL;
+    pki_pass_src src = {.literal = PASS};
+    if (pki_key_load(at("rd/wangwei.key"), &src, &k, err, sizeof err))
+        fail_msg("key: %s", err);
+    uint8_t sig[PKI_SIG_MAX];
+    size_t sig_len;
+    assert_int_equal(pki_sign(k, *report, *report_len, sig, &sig_len, err, sizeof err), 0);
+    pki_key_free(&k);
+    size_t cl;
+    char *chain = slurp(at("rd/wangwei.chain.pem"), &cl);
+    char *b = make_bundle_id(id, *report, *report_len, sig, sig_len, chain);
+    free(chain);
+    return b;
 }
 
 static report_verifier *verifier(const char *trust)
@@ -230,6 +263,24 @@ static void test_mutated_deliveries_never_crash_or_export_other_bytes(void **sta
     (void)exported;
 }
 
+static void test_report_id_dot_dot_never_names_a_folder(void **state)
+{
+    (void)state;
+    char *r;
+    size_t rl;
+    char *b = signed_bundle("..", &r, &rl);
+    char why[768];
+    assert_int_equal(mkdir(at("dots"), 0755), 0);
+    assert_int_equal(mkdir(at("dots/out"), 0755), 0);
+    assert_int_equal(export_to(b, strlen(b), at("dots/out"), 1, 1, 0, why, sizeof why), REPORT_EFORMAT);
+    assert_non_null(strstr(why, "cannot name a folder"));
+    struct stat sb;
+    assert_int_equal(stat(at("dots/report.json"), &sb), -1);
+    assert_int_equal(stat(at("dots/report.html"), &sb), -1);
+    free(b);
+    free(r);
+}
+
 static report_info page_info(const char *findings)
 {
     report_info in = {.format = REPORT_FORMAT, .report_id = "rpt-page", .study_uid = "1.2.3", .patient_id = "P1",
@@ -296,26 +347,7 @@ static int setup(void **state)
                             .not_before = now - 300, .not_after = now + 365 * 86400L};
     if (pki_ca_issue(cap, NULL, &spec, dp, PASS, strlen(PASS), NULL, err, sizeof err))
         fail_msg("issue: %s", err);
-    report_instance inst = {.sop = "1.2.3.4"};
-    report_fields f = {.report_id = "rpt-x1", .study_uid = "1.2.3", .patient_id = "P0001",
-                       .origin_facility = "clinic1", .reading_facility = FACILITY, .reader_id = "wangwei",
-                       .reader_role = "attending", .reader_name = "王伟", .findings = FINDINGS,
-                       .impression = "肺炎。", .critical = 1, .version = 1, .reported = now - 60,
-                       .exam_type = "CT chest"};
-    if (report_build(&f, &inst, 1, &doc, &doc_len, err, sizeof err))
-        fail_msg("report_build: %s", err);
-    pki_key *k = NULL;
-    pki_pass_src src = {.literal = PASS};
-    if (pki_key_load(at("rd/wangwei.key"), &src, &k, err, sizeof err))
-        fail_msg("key: %s", err);
-    uint8_t sig[PKI_SIG_MAX];
-    size_t sig_len;
-    assert_int_equal(pki_sign(k, doc, doc_len, sig, &sig_len, err, sizeof err), 0);
-    pki_key_free(&k);
-    size_t cl;
-    char *chain = slurp(at("rd/wangwei.chain.pem"), &cl);
-    bundle = make_bundle(doc, doc_len, sig, sig_len, chain);
-    free(chain);
+    bundle = signed_bundle("rpt-x1", &doc, &doc_len);
     return 0;
 }
 
@@ -336,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_export_refused_when_the_trust_list_lacks_the_signer),
         cmocka_unit_test(test_malformed_deliveries_refused_or_skipped),
         cmocka_unit_test(test_mutated_deliveries_never_crash_or_export_other_bytes),
+        cmocka_unit_test(test_report_id_dot_dot_never_names_a_folder),
         cmocka_unit_test(test_pdf_runs_long_findings_onto_more_pages_and_refuses_missing_glyphs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
