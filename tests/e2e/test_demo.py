@@ -78,6 +78,13 @@ def test_demo_runs_a_full_reading_and_stops_cleanly(tmp_path):
         r = run(["verify", str(report), "--trust", str(demo_dir / "hub/keys/trust"), "--study-dir",
                  str(fetched / task["study"])])
         assert r.returncode == 0, r.stdout + r.stderr
+        # what the demo suggests next: print it at the clinic, hand it to a PACS as an SR
+        r = run(["reports", "--edge-data", str(clinic), "--export", str(clinic / "printed"), "--trust",
+                 str(demo_dir / "hub/keys/trust")])
+        assert r.returncode == 0 and (clinic / "printed/demo-r1/report.pdf").is_file(), r.stdout + r.stderr
+        r = run(["sr", str(report), "--trust", str(demo_dir / "hub/keys/trust"), "--study-dir",
+                 str(fetched / task["study"]), "-o", str(tmp_path / "r1-sr.dcm")])
+        assert r.returncode == 0 and "Basic Text SR" in r.stdout, r.stdout + r.stderr
     finally:
         proc.send_signal(signal.SIGINT)
         try:
