@@ -69,6 +69,41 @@ static int member_b64(json_t *o, const char *key, size_t max, uint8_t **out, siz
     return 0;
 }
 
+/* A string member into out; a value cut short is cut at a UTF-8 character boundary. */
+static void copy_member(json_t *o, const char *key, char *out, size_t n)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    snprintf(out, n, "%s", v ? v : "");
+    size_t len = strlen(out);
+    if (!v || len == strlen(v))
+        return;
+    size_t start = len;
+    while (start > 0 && ((unsigned char)out[start - 1] & 0xC0) == 0x80)
+        start--; /* back over continuation bytes to the lead byte */
+    if (start > 0) {
+        unsigned char lead = (unsigned char)out[start - 1];
+        size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+        if (len - (start - 1) < need)
+            out[start - 1] = '\0';
+    }
+}
+
+/* The optional "exam" member: strings only, cut to the hub's own field sizes. */
+static void parse_exam(json_t *e, report_exam *x)
+{
+    if (!json_is_object(e))
+        return;
+    copy_member(e, "patient_id", x->patient_id, sizeof x->patient_id);
+    copy_member(e, "patient_name", x->patient_name, sizeof x->patient_name);
+    copy_member(e, "birth_date", x->birth_date, sizeof x->birth_date);
+    copy_member(e, "sex", x->sex, sizeof x->sex);
+    copy_member(e, "accession", x->accession, sizeof x->accession);
+    copy_member(e, "study_date", x->study_date, sizeof x->study_date);
+    copy_member(e, "description", x->description, sizeof x->description);
+    copy_member(e, "modalities", x->modalities, sizeof x->modalities);
+    x->present = x->patient_id[0] != '\0';
+}
+
 int report_bundle_parse(const void *data, size_t len, report_bundle *b, char *why, size_t whylen)
 {
     memset(b, 0, sizeof *b);
@@ -92,6 +127,7 @@ int report_bundle_parse(const void *data, size_t len, report_bundle *b, char *wh
                   id);
     } else {
         b->chain_len = strlen(chain);
+        parse_exam(json_object_get(root, "exam"), &b->exam);
     }
     json_decref(root);
     return rc;
@@ -152,7 +188,7 @@ int report_export(const report_export_opts *o, const void *data, size_t len, cha
                     (rc = write_in(dir, "report.json.sig", b.sig, b.sig_len, why, whylen)) < 0 ||
                     (rc = write_in(dir, "report.json.chain.pem", b.chain, b.chain_len, why, whylen)) < 0))
         goto out;
-    report_page page = {.info = in, .signer = &who, .verified_at = verified_at};
+    report_page page = {.info = in, .exam = &b.exam, .signer = &who, .verified_at = verified_at};
     char path[4400];
     snprintf(path, sizeof path, "%s/report.html", dir);
     if (o->html && (rc = report_page_html(&page, path, why, whylen)) < 0)

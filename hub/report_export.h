@@ -22,14 +22,24 @@
 
 /* --- what the hub delivers ------------------------------------------------------ */
 
+/* The patient and exam as the hub stored the study (the "exam" member of
+ * a delivery): shown above the report, outside what was signed. */
+typedef struct report_exam {
+    int  present;
+    char patient_id[65], patient_name[200], birth_date[9], sex[17];
+    char accession[17], study_date[9], description[65], modalities[65];
+} report_exam;
+
 /* The hub's DELIVER payload for a report (hub/serve.c): JSON with
- * report_id, report_b64 (the exact signed bytes), signature_b64 and
- * chain_pem.  Buffers are malloc'd and NUL-terminated. */
+ * report_id, report_b64 (the exact signed bytes), signature_b64,
+ * chain_pem and, optionally, exam.  Buffers are malloc'd and
+ * NUL-terminated. */
 typedef struct report_bundle {
-    char    *report_id;
-    char    *doc;   size_t doc_len;
-    uint8_t *sig;   size_t sig_len;
-    char    *chain; size_t chain_len;
+    char       *report_id;
+    char       *doc;   size_t doc_len;
+    uint8_t    *sig;   size_t sig_len;
+    char       *chain; size_t chain_len;
+    report_exam exam;  /* present 0 when absent or malformed */
 } report_bundle;
 
 /* 0; 1 when the item is not a signed report (an ECG triage alert, a
@@ -61,6 +71,7 @@ typedef struct report_item {
 
 typedef struct report_page {
     const report_info  *info;        /* the verified document */
+    const report_exam  *exam;        /* may be NULL; shown only when its patient ID is the report's */
     const pki_identity *signer;      /* from its verified chain */
     time_t              verified_at; /* when report_verify passed */
 } report_page;

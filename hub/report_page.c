@@ -25,6 +25,48 @@ static void add_text(report_item *items, size_t *n, int kind, const char *label,
     add(items, n, kind, label)->text = text && *text ? text : "—";
 }
 
+/* The lead byte of a 3-byte UTF-8 sequence in U+2E80..U+DFFF: CJK
+ * ideographs, kana, Hangul (names written without spaces). */
+static int is_cjk_lead(unsigned char c)
+{
+    return c >= 0xE2 && c <= 0xED;
+}
+
+/* A DICOM PN for reading: components joined by spaces, except between two
+ * CJK characters (张^三丰 -> 张三丰); representations (a=b=c) by " / ". */
+static void person_name(const char *pn, char *out, size_t n)
+{
+    size_t k = 0;
+    for (const char *p = pn; *p && k + 4 < n; p++) {
+        if (*p == '^' || *p == '=') {
+            while (p[1] == '^')
+                p++;
+            size_t last = k;
+            while (last > 0 && ((unsigned char)out[last - 1] & 0xC0) == 0x80)
+                last--;
+            int cjk_before = last > 0 && is_cjk_lead((unsigned char)out[last - 1]);
+            int cjk_after = is_cjk_lead((unsigned char)p[1]);
+            if (*p == '=' && k && p[1] && p[1] != '=')
+                k += (size_t)snprintf(out + k, n - k, " / ");
+            else if (*p == '^' && k && p[1] && p[1] != '=' && !(cjk_before && cjk_after))
+                out[k++] = ' ';
+            continue;
+        }
+        out[k++] = *p;
+    }
+    out[k] = '\0';
+}
+
+/* DA "YYYYMMDD" as "YYYY-MM-DD"; anything else as it is. */
+static const char *da_date(const char *da, char out[16])
+{
+    if (strlen(da) == 8)
+        snprintf(out, 16, "%.4s-%.2s-%.2s", da, da + 4, da + 6);
+    else
+        snprintf(out, 16, "%.15s", da);
+    return out;
+}
+
 size_t report_page_items(const report_page *p, report_item *items)
 {
     const report_info *in = p->info;
@@ -37,6 +79,20 @@ size_t report_page_items(const report_page *p, report_item *items)
 
     add_text(items, &n, RI_HEADING, NULL, "患者与检查 Patient and examination");
     add_text(items, &n, RI_FIELD, "患者ID Patient ID", in->patient_id);
+    const report_exam *x = p->exam && p->exam->present && !strcmp(p->exam->patient_id, in->patient_id) ? p->exam
+                                                                                                     : NULL;
+    if (x) {
+        it = add(items, &n, RI_FIELD, "姓名 Name");
+        person_name(x->patient_name, it->buf, sizeof it->buf);
+        size_t k = strlen(it->buf);
+        if (x->sex[0] || x->birth_date[0])
+            snprintf(it->buf + k, sizeof it->buf - k, " (%s%s%s)", x->sex, x->sex[0] && x->birth_date[0] ? ", " : "",
+                     da_date(x->birth_date, (char[16]){0}));
+        it = add(items, &n, RI_FIELD, "检查日期 Exam date");
+        snprintf(it->buf, sizeof it->buf, "%s%s%.16s%s%.64s%s%.64s", da_date(x->study_date, (char[16]){0}),
+                 x->accession[0] ? ", accession " : "", x->accession, x->modalities[0] ? ", " : "", x->modalities,
+                 x->description[0] ? ", " : "", x->description);
+    }
     it = add(items, &n, RI_FIELD, "检查 Examination");
     snprintf(it->buf, sizeof it->buf, "%.200s%s%.200s", in->exam_type, in->exam_time ? ", " : "",
              in->exam_time ? in->exam_time : "");
@@ -74,6 +130,11 @@ size_t report_page_items(const report_page *p, report_item *items)
              "签名已验证 Signature verified at export, %s: the signature over the report's exact bytes, "
              "the signer's certificate chained to %.200s in this clinic's trust list, valid and not revoked.",
              when, s->issuer);
+    if (x)
+        add_text(items, &n, RI_NOTE, NULL,
+                 "姓名、性别、出生日期与检查日期来自枢纽的检查记录，不在签名范围内。 Name, sex, birth date, exam date and "
+                 "accession are from the hub's study record; the signature covers the report, which names the patient "
+                 "by ID.");
     add_text(items, &n, RI_NOTE, NULL,
              "复核 To re-verify: dxhub verify report.json --trust <trust list>  (report.json, report.json.sig and "
              "report.json.chain.pem are exported beside this page); or with openssl alone, as "

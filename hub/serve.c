@@ -171,6 +171,15 @@ static void on_report(void *ctx, const wl_task *t, const char *report_id)
                                "study", t->study_uid, "critical", critical, "chain_pem", chain ? chain : "");
     char *b64 = base64_encode((const uint8_t *)doc, (size_t)n);
     char *sb64 = sig ? base64_encode((const uint8_t *)sig, (size_t)sn) : NULL;
+    /* What the clinic prints above the report: the patient and exam as the
+     * hub stored them (the signed document names the patient by ID only). */
+    store_study st;
+    if (bundle && store_get_study(h->st, t->study_uid, &st) == 0)
+        json_object_set_new(bundle, "exam",
+                            json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "patient_id", st.patient_id,
+                                      "patient_name", st.patient_name, "birth_date", st.patient_birth_date, "sex",
+                                      st.patient_sex, "accession", st.accession, "study_date", st.study_date,
+                                      "description", st.description, "modalities", st.modalities));
     json_object_set_new(bundle, "report_b64", json_string(b64 ? b64 : ""));
     json_object_set_new(bundle, "signature_b64", json_string(sb64 ? sb64 : ""));
     char *text = json_dumps(bundle, JSON_COMPACT);

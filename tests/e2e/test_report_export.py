@@ -146,7 +146,7 @@ def test_clinic_exports_verifiable_files_and_printable_pages(world, tmp_path):
     assert '<meta charset="utf-8">' in html and "<script" not in html and "http" not in html.replace(
         "https://", "").split("<body>")[0]
     assert "&lt;b&gt;不是标记&lt;/b&gt; &amp; 其余" in html and "<b>不是" not in html  # the reader's text is data
-    for want in ("P0001", "CT chest", "clinic1", world.study_uid, IMPRESSION, "CRITICAL VALUE", NAME, READER,
+    for want in ("张三丰", "1970-01-01", "2025-06-01, accession A", "P0001", "CT chest", "clinic1", world.study_uid, IMPRESSION, "CRITICAL VALUE", NAME, READER,
                  FACILITY, "2030-01-01", "Signature verified at export", "dxhub verify report.json",
                  "verify-with-openssl.md"):
         assert want in html, want
@@ -156,7 +156,7 @@ def test_clinic_exports_verifiable_files_and_printable_pages(world, tmp_path):
     r = run(["pdftotext", "-enc", "UTF-8", d / "report.pdf", "-"])
     assert r.returncode == 0, r.stderr
     text = re.sub(r"\s+", "", r.stdout.decode("utf-8"))
-    for want in (NAME, FACILITY, "右肺上叶见团片状高密度影", IMPRESSION, "CRITICALVALUE", "危急值", "P0001",
+    for want in (NAME, FACILITY, "张三丰", "右肺上叶见团片状高密度影", IMPRESSION, "CRITICALVALUE", "危急值", "P0001",
                  "Signatureverifiedatexport", READER, serial.upper()[:12]):
         assert want in text or want.lower() in text.lower(), want
     info = run(["pdfinfo", d / "report.pdf"]).stdout.decode()

@@ -291,6 +291,32 @@ static report_info page_info(const char *findings)
     return in;
 }
 
+static void test_page_shows_the_hubs_patient_record_only_for_the_reports_patient(void **state)
+{
+    (void)state;
+    report_info in = page_info("所见");
+    pki_identity who = {.name = "王伟", .reader_id = "wangwei", .facility = FACILITY, .issuer = "CA", .serial = "0A",
+                        .alg = "sm2-sm3"};
+    report_exam x = {.present = 1, .patient_id = "P1", .patient_name = "Wang^XiaoDong=王^小東=", .sex = "M",
+                     .birth_date = "19700102", .accession = "A77", .study_date = "20250601", .modalities = "CT"};
+    report_page page = {.info = &in, .exam = &x, .signer = &who, .verified_at = time(NULL)};
+    char why[256];
+    assert_int_equal(report_page_html(&page, at("exam.html"), why, sizeof why), 0);
+    size_t n;
+    char *h = slurp(at("exam.html"), &n);
+    assert_non_null(strstr(h, "Wang XiaoDong / 王小東 (M, 1970-01-02)"));
+    assert_non_null(strstr(h, "2025-06-01, accession A77, CT"));
+    assert_non_null(strstr(h, "from the hub&#39;s study record"));
+    free(h);
+    /* another patient's record is never printed above this report */
+    snprintf(x.patient_id, sizeof x.patient_id, "P2");
+    assert_int_equal(report_page_html(&page, at("other.html"), why, sizeof why), 0);
+    h = slurp(at("other.html"), &n);
+    assert_null(strstr(h, "XiaoDong"));
+    assert_null(strstr(h, "study record"));
+    free(h);
+}
+
 static int count_pages(const char *pdf, size_t n)
 {
     int pages = 0;
@@ -369,6 +395,7 @@ int main(void)
         cmocka_unit_test(test_malformed_deliveries_refused_or_skipped),
         cmocka_unit_test(test_mutated_deliveries_never_crash_or_export_other_bytes),
         cmocka_unit_test(test_report_id_dot_dot_never_names_a_folder),
+        cmocka_unit_test(test_page_shows_the_hubs_patient_record_only_for_the_reports_patient),
         cmocka_unit_test(test_pdf_runs_long_findings_onto_more_pages_and_refuses_missing_glyphs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
