@@ -1,6 +1,6 @@
 /* cmd_edge.c — the clinic's commands: `dxhub edge` (the gateway, and
  * --status), `dxhub push` (queue files from the command line), and
- * `dxhub reports` (what came back from the hub). */
+ * `dxhub reports` (what came back from the hub; --export writes it out). */
 #include <dirent.h>
 #include <getopt.h>
 #include <stdio.h>
