@@ -361,7 +361,7 @@ static int setup(void **state)
 {
     (void)state;
     time_t now = time(NULL);
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/dxhub-test-export-XXXXXX");
+    snprintf(tmpdir, sizeof tmpdir, "%s/dxhub-test-export-XXXXXX", P_tmpdir);
     assert_non_null(mkdtemp(tmpdir));
     char err[512];
     if (pki_ca_init(at("ca"), PKI_SM2, FACILITY, now - 300, now + 3650 * 86400L, 30, NULL, 0, err, sizeof err))
