@@ -8,7 +8,7 @@ DEBIAN_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev \
 	libxml2-dev libcmocka-dev python3-pytest python3-pydicom python3-numpy \
 	python3-zmq python3-gdcm python3-prometheus-client wrk hyperfine orthanc flac python3-biosig \
 	libsndfile1-dev libgdcm-tools python3-pytest-xdist \
-	libpango1.0-dev libcairo2-dev fonts-wqy-microhei poppler-utils
+	libpango1.0-dev libcairo2-dev fonts-wqy-microhei poppler-utils libinih-dev
 
 PY      := /usr/bin/python3
 SAN     ?= 0
@@ -21,7 +21,7 @@ SANFLAGS :=
 endif
 
 PKGS    := zlib libturbojpeg charls libopenjp2 openjph libzmq lmdb libcrypto libssl \
-	libmicrohttpd jansson libzstd libxml-2.0 dcmtk pangocairo cairo-pdf
+	libmicrohttpd jansson libzstd libxml-2.0 dcmtk pangocairo cairo-pdf inih
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

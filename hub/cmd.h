@@ -46,6 +46,10 @@ void   dx_fmt_time(time_t t, char *out, size_t n);
 /* "YYYY-MM-DD" or "YYYY-MM-DDThh:mm:ssZ" (UTC); 0 when malformed. */
 time_t dx_parse_time(const char *s);
 
+/* The roles' settings tables (hub/config.h), in their cmd_*.c files. */
+struct cfg_role;
+extern const struct cfg_role serve_role, edge_role;
+
 /* "16G", "512M", "100K" or bytes; -1 when malformed. */
 int parse_size(const char *s, uint64_t *out);
 

@@ -3,6 +3,7 @@
  * `dxhub reports` (what came back from the hub; --export writes it out). */
 #include <dirent.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 #include "hub/cmd.h"
+#include "hub/config.h"
 #include "hub/edge.h"
+#include "hub/log.h"
 #include "hub/report_export.h"
 
 static int64_t now_ms(void)
@@ -112,81 +115,85 @@ static int edge_status(const char *data_dir)
     return 0;
 }
 
+typedef struct edge_settings {
+    edge_config c;
+    const char *log_file;
+    int         log_level;
+    int         status;
+} edge_settings;
+
+#define E(field) offsetof(edge_settings, field)
+static const cfg_option edge_options[] = {
+    {"edge", "data", CFG_STRING, E(c.data_dir), "./var/edge", 1, 0, NULL, "DIR", "spool directory (the LMDB queue)"},
+    {"edge", "keys", CFG_STRING, E(c.keys_dir), NULL, 0, 0, NULL, "DIR",
+     "edge.key/edge.pub, made on first start (default DATA/keys)"},
+    {"edge", "facility", CFG_STRING, E(c.facility), "", 0, 0, NULL, "ID",
+     "this clinic's facility id (as the hub's allow-list names it)"},
+    {"edge", "bind", CFG_STRING, E(c.bind), "127.0.0.1", 1, 0, NULL, "ADDR", "address the DICOM listener binds"},
+    {"edge", "log", CFG_STRING, E(log_file), NULL, 0, 0, NULL, "FILE",
+     "append log lines to FILE, reopened on SIGHUP (default stderr)"},
+    {"edge", "log-level", CFG_CHOICE, E(log_level), "info", 0, 0, LOG_LEVEL_NAMES, "LEVEL",
+     "error, warn, info or debug"},
+    {"hub", "hub", CFG_STRING, E(c.hub), NULL, 0, 0, NULL, "tcp://HOST:PORT", "the hub's edge port (required)"},
+    {"hub", "hub-key", CFG_STRING, E(c.hub_key), NULL, 0, 0, NULL, "FILE", "the hub's public key, hub.pub (required)"},
+    {"hub", "link-ts", CFG_STRING, E(c.link_ts), EDGE_LINK_TS_DEFAULT, 1, 64, NULL, "UID",
+     "lossless transfer syntax for the link (JPEG-LS Lossless)"},
+    {"hub", "max-inflight", CFG_INT, E(c.max_inflight), "8", 1, 64, NULL, "N", "transfers offered to the hub at once"},
+    {"dicom", "dicom-port", CFG_PORT, E(c.dicom_port), "11113", 0, 0, NULL, "N",
+     "DICOM port for the clinic's modalities"},
+    {"dicom", "aet", CFG_STRING, E(c.aet), "DXEDGE", 1, 16, NULL, "AET", "our AE title"},
+    {"dicom", "allow-ae", CFG_STRING, E(c.allow_ae), "", 0, 0, NULL, "A,B,...", "calling AE titles accepted"},
+    {"dicom", "open-dicom", CFG_FLAG, E(c.open_dicom), NULL, 0, 0, NULL, NULL, "accept any calling AE title"},
+    {"watch", "watch", CFG_STRING, E(c.watch_dir), NULL, 0, 0, NULL, "DIR",
+     "take DICOM files dropped here (moved to DIR/done when queued)"},
+    {NULL, "status", CFG_FLAG, E(status), NULL, 0, 0, NULL, NULL,
+     "print how the queue, each study and the link are doing, and exit"},
+};
+
+const cfg_role edge_role = {
+    .name = "edge",
+    .synopsis = "usage: dxhub edge --hub tcp://HOST:PORT --hub-key HUB.pub [--config FILE] [OPTIONS]\n"
+                "       dxhub edge --status [--data DIR]\n"
+                "  the clinic gateway: a DICOM listener and a watch folder feeding a durable\n"
+                "  spool, forwarded to the hub over ZeroMQ (CURVE); reports come back here\n",
+    .opts = edge_options,
+    .n_opts = sizeof edge_options / sizeof edge_options[0],
+};
+
 int cmd_edge(int argc, char **argv)
 {
-    enum { O_DATA = 1, O_HUB, O_HUBKEY, O_KEYS, O_FAC, O_BIND, O_AET, O_ALLOW, O_OPEN, O_DPORT, O_WATCH, O_LINKTS,
-           O_INFLIGHT, O_STATUS };
-    static const struct option opts[] = {
-        {"data", required_argument, NULL, O_DATA},       {"hub", required_argument, NULL, O_HUB},
-        {"hub-key", required_argument, NULL, O_HUBKEY},  {"keys", required_argument, NULL, O_KEYS},
-        {"facility", required_argument, NULL, O_FAC},    {"bind", required_argument, NULL, O_BIND},
-        {"aet", required_argument, NULL, O_AET},         {"allow-ae", required_argument, NULL, O_ALLOW},
-        {"open-dicom", no_argument, NULL, O_OPEN},       {"dicom-port", required_argument, NULL, O_DPORT},
-        {"watch", required_argument, NULL, O_WATCH},     {"link-ts", required_argument, NULL, O_LINKTS},
-        {"max-inflight", required_argument, NULL, O_INFLIGHT}, {"status", no_argument, NULL, O_STATUS},
-        {"help", no_argument, NULL, 'h'},                {0, 0, 0, 0}};
-    edge_config c = {.data_dir = "./var/edge", .bind = "127.0.0.1", .aet = "DXEDGE", .allow_ae = "",
-                     .dicom_port = 11113, .link_ts = EDGE_LINK_TS_DEFAULT, .max_inflight = EDGE_INFLIGHT_DEFAULT,
-                     .facility = ""};
-    int status = 0, o;
-    optind = 1;
-    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (o) {
-        case O_DATA: c.data_dir = optarg; break;
-        case O_HUB: c.hub = optarg; break;
-        case O_HUBKEY: c.hub_key = optarg; break;
-        case O_KEYS: c.keys_dir = optarg; break;
-        case O_FAC: c.facility = optarg; break;
-        case O_BIND: c.bind = optarg; break;
-        case O_AET: c.aet = optarg; break;
-        case O_ALLOW: c.allow_ae = optarg; break;
-        case O_OPEN: c.open_dicom = 1; break;
-        case O_WATCH: c.watch_dir = optarg; break;
-        case O_LINKTS: c.link_ts = optarg; break;
-        case O_INFLIGHT: c.max_inflight = atoi(optarg); break;
-        case O_STATUS: status = 1; break;
-        case O_DPORT: {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 0 || v > 65535) {
-                dx_errorf("edge", "bad port '%s' for --dicom-port", optarg);
-                return 2;
-            }
-            c.dicom_port = (uint16_t)v;
-            break;
-        }
-        case 'h':
-            printf("usage: dxhub edge --hub tcp://HOST:PORT --hub-key HUB.pub [OPTIONS]\n"
-                   "       dxhub edge --status [--data DIR]\n"
-                   "  the clinic gateway: a DICOM listener and a watch folder feeding a durable\n"
-                   "  spool, forwarded to the hub over ZeroMQ (CURVE); reports come back here\n"
-                   "  --data DIR         spool directory (default ./var/edge)\n"
-                   "  --keys DIR         edge.key/edge.pub (default DATA/keys; made on first start)\n"
-                   "  --facility ID      this clinic's facility id (as the hub's allow-list names it)\n"
-                   "  --dicom-port N     DICOM port for the clinic's modalities (default 11113)\n"
-                   "  --aet AET          our AE title (default DXEDGE)\n"
-                   "  --allow-ae A,B     calling AE titles accepted; --open-dicom: any\n"
-                   "  --watch DIR        take DICOM files dropped here (moved to DIR/done when queued)\n"
-                   "  --link-ts UID      lossless compression for the link (default JPEG-LS Lossless)\n"
-                   "  --status           how the queue and the link are doing\n");
-            return 0;
-        default:
-            return 2;
-        }
+    edge_settings s = {0};
+    cfg_strings own = {0};
+    int rc = cfg_parse(&edge_role, &s, argc, argv, &own);
+    if (rc != CFG_RUN) {
+        cfg_release(&own);
+        return rc == CFG_DONE ? 0 : 2;
     }
-    if (status)
-        return edge_status(c.data_dir);
-    if (!c.hub || !c.hub_key) {
+    if (s.status) {
+        rc = edge_status(s.c.data_dir);
+        cfg_release(&own);
+        return rc;
+    }
+    if (!s.c.hub || !s.c.hub_key) {
         dx_errorf("edge", "--hub tcp://HOST:PORT and --hub-key HUB.pub are required ('dxhub edge --help')");
+        cfg_release(&own);
         return 2;
     }
-    char keys[4200];
-    if (!c.keys_dir) {
-        snprintf(keys, sizeof keys, "%s/keys", c.data_dir);
-        c.keys_dir = keys;
+    char keys[4200], err[512];
+    if (!s.c.keys_dir) {
+        snprintf(keys, sizeof keys, "%s/keys", s.c.data_dir);
+        s.c.keys_dir = keys;
     }
-    mkdir(c.data_dir, 0700);
-    return edge_run(&c);
+    log_set_level(s.log_level);
+    if (s.log_file && log_open(s.log_file, err, sizeof err) < 0) {
+        dx_errorf("edge", "--log: %s", err);
+        cfg_release(&own);
+        return 1;
+    }
+    mkdir(s.c.data_dir, 0700);
+    rc = edge_run(&s.c);
+    cfg_release(&own);
+    return rc;
 }
 
 /* --- push ---------------------------------------------------------------- */

@@ -209,6 +209,13 @@ int edge_run(const edge_config *cfg)
         int sig = sigwaitinfo(&sigs, NULL);
         if (sig == SIGINT || sig == SIGTERM)
             break;
+        if (sig == SIGHUP) {
+            int n = log_reopen(err, sizeof err);
+            if (n < 0)
+                log_error("SIGHUP: log file not reopened (still writing the old one): %s", err);
+            else if (n == 0)
+                log_info("SIGHUP: log file reopened");
+        }
     }
     log_info("stopping");
     rc = 0;

@@ -390,7 +390,12 @@ int serve_run(const serve_config *cfg)
             break;
         }
         if (sig == SIGHUP) {
-            int n = allowlist_load(h.allow, cfg->keys_dir, err, sizeof err);
+            int n = log_reopen(err, sizeof err);
+            if (n < 0)
+                log_error("SIGHUP: log file not reopened (still writing the old one): %s", err);
+            else if (n == 0)
+                log_info("SIGHUP: log file reopened");
+            n = allowlist_load(h.allow, cfg->keys_dir, err, sizeof err);
             if (n < 0)
                 log_error("SIGHUP: allow-list not reloaded (kept the old one): %s", err);
             else
