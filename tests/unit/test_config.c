@@ -54,11 +54,11 @@ static const cfg_option demo_opts[] = {
 };
 static const cfg_role demo = {"demo", "usage: dxhub demo\n", demo_opts, sizeof demo_opts / sizeof demo_opts[0]};
 
-static char tmpdir[256];
+static char tmpdir[128];
 
 static const char *write_file(const char *name, const char *text)
 {
-    static char path[256];
+    static char path[400];
     snprintf(path, sizeof path, "%s/%s", tmpdir, name);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
@@ -172,7 +172,7 @@ static void test_written_ini_reads_back_to_the_same_settings(void **state)
     char err[512];
     assert_int_equal(cfg_defaults(&demo, &a, err, sizeof err), 0);
     assert_int_equal(cfg_load_file(&demo, &a, path, &own, err, sizeof err), 0);
-    char out[256];
+    char out[400];
     snprintf(out, sizeof out, "%s/out.ini", tmpdir);
     FILE *f = fopen(out, "w");
     cfg_write_ini(&demo, &a, f);
