@@ -14,6 +14,7 @@
 #include "hub/config.h"
 #include "hub/edge.h"
 #include "hub/log.h"
+#include "hub/progress.h"
 #include "hub/report_export.h"
 
 static int64_t now_ms(void)
@@ -67,6 +68,27 @@ static int print_item(void *ctx, const spool_item *it)
     return 0;
 }
 
+static int print_study(void *ctx, const spool_study *st)
+{
+    int *shown = ctx;
+    if ((*shown)++ >= 20)
+        return 0; /* keep counting */
+    char sent[32], total[32];
+    human_bytes(st->sent_bytes, sent, sizeof sent);
+    human_bytes(st->bytes, total, sizeof total);
+    int pct = st->bytes ? (int)(100 * (st->sent_bytes < st->bytes ? st->sent_bytes : st->bytes) / st->bytes) : 100;
+    const char *state = st->acked >= st->instances ? "delivered"
+                        : st->refused                ? "REFUSED in part"
+                        : st->sent_bytes             ? "sending"
+                                                     : "waiting";
+    printf("  %s (%s%s)\n      %u/%u instances acknowledged, %s of %s sent (%d%%): %s\n", st->study_uid,
+           spool_priority_name(st->priority), st->referral ? ", referral" : "", st->acked, st->instances, sent,
+           total, pct, state);
+    if (st->refused)
+        printf("      %u instance(s) refused by the hub (see the queue below)\n", st->refused);
+    return 0;
+}
+
 static int edge_status(const char *data_dir)
 {
     spool *sp = NULL;
@@ -104,6 +126,13 @@ static int edge_status(const char *data_dir)
     if (s.last_error[0])
         printf("  last error: %s\n", s.last_error);
     printf("  reports and alerts received: %llu ('dxhub reports' lists them)\n", (unsigned long long)s.inbox);
+    int studies = 0;
+    printf("studies (on their way first, then delivered in the last week):\n");
+    spool_studies(sp, print_study, &studies);
+    if (!studies)
+        printf("  none\n");
+    else if (studies > 20)
+        printf("  ... and %d more\n", studies - 20);
     if (s.depth || s.failed || s.markers) {
         printf("queue (most urgent first):\n");
         int shown = 0;
@@ -199,12 +228,25 @@ int cmd_edge(int argc, char **argv)
 /* --- push ---------------------------------------------------------------- */
 
 typedef struct push_ctx {
-    int queued, failed;
+    int      queued, failed;
+    int      show;      /* progress on stderr */
+    progress meter;
 } push_ctx;
+
+static uint64_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
 
 static void push_report(void *ctx, const char *path, const spool_item *it, const char *error)
 {
     push_ctx *p = ctx;
+    if (p->show) {
+        progress_add(&p->meter, file_size(path), 1, now_ms());
+        if (p->meter.tty && !it) /* the error goes on a line of its own */
+            fputc('\n', stderr);
+    }
     if (it) {
         char size[32];
         human_bytes(it->size, size, sizeof size);
@@ -253,10 +295,10 @@ int cmd_push(int argc, char **argv)
     static const struct option opts[] = {
         {"edge-data", required_argument, NULL, 'd'}, {"priority", required_argument, NULL, 'p'},
         {"referral", no_argument, NULL, 'r'},        {"note", required_argument, NULL, 'n'},
-        {"link-ts", required_argument, NULL, 't'},   {"help", no_argument, NULL, 'h'},
-        {0, 0, 0, 0}};
+        {"link-ts", required_argument, NULL, 't'},   {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},            {0, 0, 0, 0}};
     const char *data = "./var/edge", *note = "", *link_ts = EDGE_LINK_TS_DEFAULT;
-    int prio = PRIO_ROUTINE, referral = 0, o;
+    int prio = PRIO_ROUTINE, referral = 0, quiet = 0, o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
@@ -264,6 +306,7 @@ int cmd_push(int argc, char **argv)
         case 'n': note = optarg; break;
         case 'r': referral = 1; break;
         case 't': link_ts = optarg; break;
+        case 'q': quiet = 1; break;
         case 'p':
             prio = spool_priority_parse(optarg);
             if (prio < 0) {
@@ -273,9 +316,10 @@ int cmd_push(int argc, char **argv)
             break;
         case 'h':
             printf("usage: dxhub push [--edge-data DIR] [--priority stat|urgent|routine] [--referral]\n"
-                   "                  [--note TEXT] FILE|DIR...\n"
+                   "                  [--note TEXT] [--quiet] FILE|DIR...\n"
                    "  queues DICOM files in the clinic gateway's spool (works while the hub is\n"
-                   "  unreachable); the gateway sends them, most urgent first\n");
+                   "  unreachable); the gateway sends them, most urgent first.  Progress goes to\n"
+                   "  stderr: a bar on a terminal, a line every tenth otherwise (--quiet: none)\n");
             return 0;
         default:
             return 2;
@@ -296,8 +340,16 @@ int cmd_push(int argc, char **argv)
         dx_errorf("push", "%s", err);
         return 1;
     }
-    push_ctx p = {0};
+    push_ctx p = {.show = !quiet && n > 0};
+    if (p.show) {
+        uint64_t total = 0;
+        for (size_t i = 0; i < n; i++)
+            total += file_size(files[i]);
+        progress_start(&p.meter, stderr, isatty(STDERR_FILENO), "push", total, (unsigned)n, now_ms());
+    }
     edge_queue(sp, (const char *const *)files, n, prio, referral, note, "push", link_ts, 1, push_report, &p);
+    if (p.show)
+        progress_finish(&p.meter, now_ms());
     spool_stats s;
     spool_get_stats(sp, &s);
     spool_close(&sp);
