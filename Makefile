@@ -118,6 +118,35 @@ demo: deps $(BUILD)/dxhub
 lint:
 	@tests/lint
 
+# make install [PREFIX=/usr/local] [DESTDIR=staging]: the binary, the viewer's
+# web files, example configs (also as PREFIX/etc/dxhub/*.ini when none is
+# there yet: an upgrade never overwrites an operator's settings), systemd
+# units and the dxhub system user (sysusers.d).
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+DATADIR    ?= $(PREFIX)/share
+DOCDIR     ?= $(DATADIR)/doc/dxhub
+SYSCONFDIR ?= $(PREFIX)/etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR?= $(PREFIX)/lib/sysusers.d
+UNITS      := dxhub-serve dxhub-edge dxhub-workstation
+install: $(BUILD)/dxhub
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/dxhub/web $(DESTDIR)$(DATADIR)/dxhub/examples \
+		$(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/dxhub $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
+	install -m 0755 $(BUILD)/dxhub $(DESTDIR)$(BINDIR)/dxhub
+	if [ -d viewer/web ]; then cp -R viewer/web/. $(DESTDIR)$(DATADIR)/dxhub/web/ && \
+		chmod -R u=rwX,go=rX $(DESTDIR)$(DATADIR)/dxhub/web; fi
+	install -m 0644 samples/config/*.ini $(DESTDIR)$(DATADIR)/dxhub/examples/
+	for f in samples/config/*.ini; do t=$(DESTDIR)$(SYSCONFDIR)/dxhub/$${f##*/}; \
+		[ -e "$$t" ] || install -m 0644 "$$f" "$$t"; done
+	install -m 0644 README.md ARCHITECTURE.md $(DESTDIR)$(DOCDIR)/
+	for u in $(UNITS); do sed -e 's|@BINDIR@|$(BINDIR)|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		-e 's|@DATADIR@|$(DATADIR)|g; s|@DOCDIR@|$(DOCDIR)|g' samples/systemd/$$u.service.in \
+		> $(DESTDIR)$(UNITDIR)/$$u.service && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.service; done
+	install -m 0644 samples/systemd/dxhub.sysusers $(DESTDIR)$(SYSUSERSDIR)/dxhub.conf
+	@echo "installed under $(DESTDIR)$(PREFIX); as root: systemd-sysusers && systemctl daemon-reload &&" \
+		"systemctl enable --now dxhub-serve (or dxhub-edge)"
+
 clean:
 	rm -rf build var
 
