@@ -53,7 +53,7 @@ BENCH_SRCS := $(wildcard bench/bench_*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 FUZZ_REPLAY := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/replay_%,$(FUZZ_SRCS))
 
-.PHONY: all deps test unit e2e bench fuzz fuzz-smoke demo clean lint install
+.PHONY: all deps test unit e2e bench fuzz fuzz-smoke demo clean lint install config-reference
 all: $(BUILD)/dxhub
 
 $(BUILD)/%.o: %.c
@@ -117,6 +117,10 @@ demo: deps $(BUILD)/dxhub
 
 lint:
 	@tests/lint
+
+# README's configuration reference, from the option tables (a test checks it).
+config-reference: $(BUILD)/dxhub
+	$(PY) docs/config_reference.py $(BUILD)/dxhub README.md
 
 # make install [PREFIX=/usr/local] [DESTDIR=staging]: the binary, the viewer's
 # web files, example configs (also as PREFIX/etc/dxhub/*.ini when none is

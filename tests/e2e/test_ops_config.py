@@ -110,3 +110,16 @@ def test_hub_runs_from_a_file_and_sighup_reopens_its_log(tmp_path):
     finally:
         assert hub.stop() == 0
     assert "stopping" in log.read_text()
+
+
+def test_readme_configuration_reference_matches_the_option_tables():
+    repo = Path(__file__).resolve().parents[2]
+    r = subprocess.run(["/usr/bin/python3", repo / "docs" / "config_reference.py", "--check", dxhub_bin(),
+                        repo / "README.md"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    assert r.returncode == 0, r.stdout.decode()
+    text = (repo / "README.md").read_text()
+    for role in ("serve", "edge"):
+        for line in print_config(role).splitlines():
+            m = re.match(r"^(?:; )?([a-z-]+) =", line)
+            if m:
+                assert f"| `{m.group(1)}` |" in text, f"README lacks {role}'s {m.group(1)}"
