@@ -36,8 +36,13 @@ void log_msg(int level, const char *fmt, ...)
     if (n > 0 && (size_t)n < sizeof line)
         vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
-    /* one write per line so concurrent threads never interleave */
+    /* One event, one line: a message carrying a library's multi-line
+     * text (or a control character from the wire) is flattened. */
     size_t len = strnlen(line, sizeof line - 2);
+    for (size_t i = (size_t)(n > 0 ? n : 0); i < len; i++)
+        if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+            line[i] = ' ';
+    /* one write per line so concurrent threads never interleave */
     line[len++] = '\n';
     fwrite(line, 1, len, stderr);
 }
