@@ -8,11 +8,13 @@ and its logs on SIGHUP, with real processes:
   ready line names the file's AE title) and logs to the file's `log`;
 - a bad file (unknown key, bad value, wrong section) stops the role with
   exit 2 and one line naming the file, the line, the key and why;
-- SIGHUP reopens the log file (logrotate's move-then-HUP) and reloads the
-  allow-list: new lines go to a new file, none to the moved one.
+- SIGHUP reopens the log file (logrotate's move-then-HUP), reloads the
+  allow-list (new lines go to a new file, none to the moved one) and loads
+  a trust list that arrived after the start.
 """
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -104,6 +106,17 @@ def test_hub_runs_from_a_file_and_sighup_reopens_its_log(tmp_path):
         assert re.search(r"allow-list reloaded \((\d+) keys\)", new).group(1) != "0"
         old = rotated.read_text()
         assert "ready:" in old and "SIGHUP:" not in old
+        assert "trust list" in old and "SIGHUP: still no trust list" in new  # started without one
+        # a consortium CA arrives: SIGHUP loads the trust list without a restart
+        r = run([dxhub_bin(), "keygen", "--ca", "--facility", "HOSP", "--keys", tmp_path / "ca"], timeout=60)
+        assert r.returncode == 0, r.stderr.decode()
+        for name in ("ca.pem", "crl.pem"):
+            shutil.copy(tmp_path / "ca" / name, data / "keys" / "trust" / f"hosp-{name}")
+        hub.signal(signal.SIGHUP)
+        wait_for(lambda: "trust list loaded" in log.read_text(), 10, what="the trust list loaded on SIGHUP")
+        hub.signal(signal.SIGHUP)
+        wait_for(lambda: "SIGHUP: trust list reloaded" in log.read_text(), 10, what="the trust list reloaded")
+        new = log.read_text()
         # one line per event: time, level, role
         for line in (old + new).splitlines():
             assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (error|warn|info|debug) serve: \S", line), line
