@@ -242,20 +242,20 @@ static uint64_t file_size(const char *path)
 static void push_report(void *ctx, const char *path, const spool_item *it, const char *error)
 {
     push_ctx *p = ctx;
-    if (p->show) {
-        progress_add(&p->meter, file_size(path), 1, now_ms());
-        if (p->meter.tty && !it) /* the error goes on a line of its own */
-            fputc('\n', stderr);
-    }
+    if (p->show)
+        progress_clear(&p->meter); /* the line below goes where the bar was */
     if (it) {
         char size[32];
         human_bytes(it->size, size, sizeof size);
         printf("queued  %s  (%s, #%llu)\n", path, size, (unsigned long long)it->seq);
+        fflush(stdout);
         p->queued++;
     } else {
         fprintf(stderr, "dxhub push: %s: %s\n", path, error);
         p->failed++;
     }
+    if (p->show)
+        progress_add(&p->meter, file_size(path), 1, now_ms());
 }
 
 static int collect(const char *path, char ***list, size_t *n, size_t *cap)

@@ -78,6 +78,15 @@ void progress_add(progress *p, uint64_t bytes, unsigned items, int64_t now_ms)
         draw(p, now_ms, 0);
 }
 
+void progress_clear(progress *p)
+{
+    if (!p->tty || p->drawn_ms < 0)
+        return;
+    fputs("\r\033[K", p->out);
+    fflush(p->out);
+    p->drawn_ms = -1;
+}
+
 void progress_finish(progress *p, int64_t now_ms)
 {
     draw(p, now_ms, 1);

@@ -22,6 +22,9 @@ typedef struct progress {
 void progress_start(progress *p, FILE *out, int tty, const char *what, uint64_t total_bytes, unsigned items,
                     int64_t now_ms);
 void progress_add(progress *p, uint64_t bytes, unsigned items, int64_t now_ms);
+/* Erases the bar (on a terminal) so that a line can be printed in its
+ * place; the next progress_add draws it again below. */
+void progress_clear(progress *p);
 /* The last bar or line, with the time taken. */
 void progress_finish(progress *p, int64_t now_ms);
 

@@ -58,8 +58,9 @@ def test_push_writes_plain_progress_lines_when_not_a_terminal(ct_series, tmp_pat
 
 def test_push_draws_a_bar_with_rate_and_eta_on_a_terminal(ct_series, tmp_path):
     master, slave = pty.openpty()
+    # stdout on the same terminal, as a person sees it
     p = subprocess.Popen([dxhub_bin(), "push", "--edge-data", str(tmp_path / "edge"), str(ct_series)],
-                         stdout=subprocess.DEVNULL, stderr=slave, stdin=subprocess.DEVNULL)
+                         stdout=slave, stderr=slave, stdin=subprocess.DEVNULL)
     os.close(slave)
     got = b""
     while True:
@@ -81,6 +82,9 @@ def test_push_draws_a_bar_with_rate_and_eta_on_a_terminal(ct_series, tmp_path):
     last = bars[-1]
     assert re.search(r"\[#{24}\] 100%  ([\d.]+ MB) of \1  [\d.]+ [KMG]?B/s  in \S+", last), repr(last)
     assert text.endswith("\n")
+    # each "queued" line starts where the bar was erased, never after the bar's text
+    assert len(re.findall(r"(?:^|\r\x1b\[K)queued  ", text, re.M)) == SLICES, repr(text[:3000])
+    assert not re.search(r"\][^\r\n]*queued", text)
 
 
 def study_block(status_text, study_uid):
