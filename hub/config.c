@@ -4,6 +4,7 @@
 #include <ini.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "hub/cmd.h"
 #include "hub/config.h"
 
@@ -260,8 +261,19 @@ int cfg_load_file(const cfg_role *r, void *conf, const char *path, cfg_strings *
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
+    struct stat st;
+    if (fstat(fileno(c.f), &st) == 0 && !S_ISREG(st.st_mode)) {
+        fclose(c.f);
+        snprintf(err, errlen, "%s: not a file", path);
+        return -1;
+    }
     int rc = ini_parse_stream(read_line, &c, on_pair, &c);
+    int read_error = ferror(c.f);
     fclose(c.f);
+    if (read_error && !c.failed) {
+        snprintf(err, errlen, "%s: read error", path);
+        return -1;
+    }
     if (c.failed)
         return -1;
     if (rc > 0) {

@@ -158,6 +158,8 @@ static void test_bad_option_and_missing_file_are_usage_errors(void **state)
     assert_int_equal(run_parse(&s, &own, a1), CFG_USAGE);
     char *a2[] = {"demo", "--config", "/nonexistent/x.ini", NULL};
     assert_int_equal(run_parse(&s, &own, a2), CFG_USAGE);
+    char *a4[] = {"demo", "--config", tmpdir, NULL}; /* a directory */
+    assert_int_equal(run_parse(&s, &own, a4), CFG_USAGE);
     char *a3[] = {"demo", "stray", NULL};
     assert_int_equal(run_parse(&s, &own, a3), CFG_USAGE);
     cfg_release(&own);
