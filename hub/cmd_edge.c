@@ -255,6 +255,14 @@ static void push_report(void *ctx, const char *path, const spool_item *it, const
         p->failed++;
     }
     if (p->show)
+        progress_add(&p->meter, 0, 0, now_ms()); /* draws the bar again */
+}
+
+/* Progress moves as each file is prepared (compressed for the link). */
+static void push_prepared(void *ctx, const char *path)
+{
+    push_ctx *p = ctx;
+    if (p->show)
         progress_add(&p->meter, file_size(path), 1, now_ms());
 }
 
@@ -347,7 +355,8 @@ int cmd_push(int argc, char **argv)
             total += file_size(files[i]);
         progress_start(&p.meter, stderr, isatty(STDERR_FILENO), "push", total, (unsigned)n, now_ms());
     }
-    edge_queue(sp, (const char *const *)files, n, prio, referral, note, "push", link_ts, 1, push_report, &p);
+    edge_queue(sp, (const char *const *)files, n, prio, referral, note, "push", link_ts, 1, push_report,
+               push_prepared, &p);
     if (p.show)
         progress_finish(&p.meter, now_ms());
     spool_stats s;

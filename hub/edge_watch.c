@@ -62,7 +62,7 @@ static void take_file(edge_watch *w, const char *name)
         return;
     one_result r = {0};
     const char *paths[1] = {path};
-    edge_queue(w->sp, paths, 1, PRIO_ROUTINE, 0, NULL, "watch", w->link_ts, 0, one_report, &r);
+    edge_queue(w->sp, paths, 1, PRIO_ROUTINE, 0, NULL, "watch", w->link_ts, 0, one_report, NULL, &r);
     snprintf(dest, sizeof dest, "%s/%s/%s", w->dir, r.ok ? "done" : "failed", name);
     /* A modality may name files after the patient: names go to debug only. */
     log_debug("watch: %s %s", name, r.ok ? "queued" : "refused");
