@@ -4,11 +4,18 @@
  *   wl_task   id (8 bytes BE)                         → wl_task record
  *   wl_queue  rank ‖ front ‖ due (BE) ‖ seq (BE)      → id      tasks waiting for a reader
  *   wl_held   reader \0 id (BE)                       → (empty) tasks offered to / held by a reader
+ *   wl_bymod  modality \0 ‖ wl_queue key                → id      the same queue, per modality
+ *   wl_held   reader \0 id (BE)                       → (empty) tasks offered to / held by a reader
+ *   wl_until  holder_until (BE) ‖ id (BE)             → (empty) the same tasks, by offer/lease end
  *   wl_hist   id ‖ event number (BE)                  → wl_event
- *   wl_meta   "next_id", "next_seq"                   → counters
- * A task is in wl_queue exactly when it is QUEUED or REVIEW, and in
- * wl_held exactly when OFFERED, CLAIMED or DRAFTED: wl_put keeps both
- * indexes in step with the record, so no path can forget one. */
+ *   wl_meta   "next_id", "next_seq", "index_version"  → counters
+ *             "held:" reader                          → how many tasks the reader holds
+ * A task is in wl_queue and wl_bymod exactly when it is QUEUED or REVIEW,
+ * and in wl_held and wl_until exactly when OFFERED, CLAIMED or DRAFTED:
+ * wl_put keeps every index in step with the record, so no path can forget
+ * one.  The second indexes keep each call's cost to what it touches: an
+ * offer looks only at the reader's modalities, the tick only at what
+ * expires or nears its due time, never at the whole queue. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -17,9 +24,10 @@
 #include "worklist/worklist.h"
 
 #define RECORD_VERSION 1
+#define INDEX_VERSION  2 /* 2: wl_bymod, wl_until and held counts */
 
 struct wl {
-    MDB_dbi   task, queue, held, hist, meta;
+    MDB_dbi   task, queue, bymod, held, until, hist, meta;
     wl_config cfg;
     wl_rule  *rules;
     size_t    n_rules;
@@ -89,6 +97,8 @@ static int lmdb_err(int rc)
     return rc == MDB_NOTFOUND ? WL_ENOTFOUND : WL_ESTORE;
 }
 
+static int upgrade_indexes(wl *w, MDB_txn *txn);
+
 int wl_open(MDB_txn *txn, const wl_config *cfg, wl **out)
 {
     wl *w = calloc(1, sizeof *w);
@@ -113,7 +123,9 @@ int wl_open(MDB_txn *txn, const wl_config *cfg, wl **out)
         (rc = mdb_dbi_open(txn, "wl_queue", MDB_CREATE, &w->queue)) ||
         (rc = mdb_dbi_open(txn, "wl_held", MDB_CREATE, &w->held)) ||
         (rc = mdb_dbi_open(txn, "wl_hist", MDB_CREATE, &w->hist)) ||
-        (rc = mdb_dbi_open(txn, "wl_meta", MDB_CREATE, &w->meta))) {
+        (rc = mdb_dbi_open(txn, "wl_meta", MDB_CREATE, &w->meta)) ||
+        (rc = mdb_dbi_open(txn, "wl_bymod", MDB_CREATE, &w->bymod)) ||
+        (rc = mdb_dbi_open(txn, "wl_until", MDB_CREATE, &w->until)) || (rc = upgrade_indexes(w, txn))) {
         free(w->rules);
         free(w);
         return WL_ESTORE;
@@ -197,43 +209,148 @@ int wl_get(wl *w, MDB_txn *txn, uint64_t id, wl_task *out)
     return 0;
 }
 
+/* The modality a reader must list to read t (as wl_qualified). */
+static const char *qual_modality(const wl_task *t) { return t->modality[0] ? t->modality : "OT"; }
+
+static size_t bymod_key(uint8_t *k, size_t n, const wl_task *t)
+{
+    const char *m = qual_modality(t);
+    size_t ml = strnlen(m, sizeof t->modality - 1);
+    if (ml + 1 + 18 > n)
+        return 0;
+    memcpy(k, m, ml);
+    k[ml] = 0;
+    return ml + 1 + queue_key(k + ml + 1, t);
+}
+
+static size_t until_key(uint8_t k[16], const wl_task *t)
+{
+    be64(k, (uint64_t)(t->holder_until_ms < 0 ? 0 : t->holder_until_ms));
+    be64(k + 8, t->id);
+    return 16;
+}
+
+static size_t held_count_key(uint8_t *k, size_t n, const char *reader)
+{
+    size_t l = strnlen(reader, WL_ID_MAX - 1);
+    if (l + 5 > n)
+        return 0;
+    memcpy(k, "held:", 5);
+    memcpy(k + 5, reader, l);
+    return l + 5;
+}
+
+static int held_count(wl *w, MDB_txn *txn, const char *reader)
+{
+    uint8_t k[WL_ID_MAX + 8];
+    MDB_val kv = {held_count_key(k, sizeof k, reader), k}, v;
+    uint32_t n = 0;
+    int rc = mdb_get(txn, w->meta, &kv, &v);
+    if (rc && rc != MDB_NOTFOUND)
+        return WL_ESTORE;
+    if (!rc && v.mv_size == sizeof n)
+        memcpy(&n, v.mv_data, sizeof n);
+    return (int)n;
+}
+
+static int held_count_add(wl *w, MDB_txn *txn, const char *reader, int d)
+{
+    int n = held_count(w, txn, reader);
+    if (n < 0)
+        return n;
+    uint32_t m = (uint32_t)(n + d < 0 ? 0 : n + d);
+    uint8_t k[WL_ID_MAX + 8];
+    MDB_val kv = {held_count_key(k, sizeof k, reader), k}, v = {sizeof m, &m};
+    int rc = m ? mdb_put(txn, w->meta, &kv, &v, 0) : mdb_del(txn, w->meta, &kv, NULL);
+    return rc && rc != MDB_NOTFOUND ? WL_ESTORE : 0;
+}
+
+static int index_one(MDB_txn *txn, MDB_dbi dbi, uint8_t *key, size_t kl, MDB_val *val, bool add)
+{
+    if (!kl)
+        return WL_ESTORE;
+    MDB_val kv = {kl, key};
+    int rc = add ? mdb_put(txn, dbi, &kv, val, 0) : mdb_del(txn, dbi, &kv, NULL);
+    return rc && !(rc == MDB_NOTFOUND && !add) ? WL_ESTORE : 0;
+}
+
+/* Put (add) or delete (!add) the index entries of t's state. */
+static int index_task(wl *w, MDB_txn *txn, const wl_task *t, bool add)
+{
+    uint8_t k1[96], k2[96], idb[8];
+    be64(idb, t->id);
+    MDB_val id = {8, idb}, none = {0, ""};
+    int rc;
+    if (in_queue(t->state)) {
+        if ((rc = index_one(txn, w->queue, k1, queue_key(k1, t), &id, add)))
+            return rc;
+        return index_one(txn, w->bymod, k2, bymod_key(k2, sizeof k2, t), &id, add);
+    }
+    if (!is_held(t->state))
+        return 0;
+    if ((rc = index_one(txn, w->held, k1, held_key(k1, sizeof k1, t->holder, t->id), &none, add)) ||
+        (rc = index_one(txn, w->until, k2, until_key(k2, t), &none, add)))
+        return rc;
+    return held_count_add(w, txn, t->holder, add ? 1 : -1);
+}
+
 /* Write t, moving it between the indexes as its state (and key) changed
  * from old (NULL for a new task). */
 static int wl_put(wl *w, MDB_txn *txn, const wl_task *old, const wl_task *t)
 {
     int rc;
-    uint8_t k[80];
-    if (old && in_queue(old->state)) {
-        size_t kl = queue_key(k, old);
-        MDB_val kv = {kl, k};
-        if ((rc = mdb_del(txn, w->queue, &kv, NULL)) && rc != MDB_NOTFOUND)
-            return WL_ESTORE;
-    }
-    if (old && is_held(old->state)) {
-        size_t kl = held_key(k, sizeof k, old->holder, old->id);
-        MDB_val kv = {kl, k};
-        if ((rc = mdb_del(txn, w->held, &kv, NULL)) && rc != MDB_NOTFOUND)
-            return WL_ESTORE;
-    }
-    if (in_queue(t->state)) {
-        size_t kl = queue_key(k, t);
-        uint8_t idb[8];
-        be64(idb, t->id);
-        MDB_val kv = {kl, k}, v = {8, idb};
-        if ((rc = mdb_put(txn, w->queue, &kv, &v, 0)))
-            return WL_ESTORE;
-    }
-    if (is_held(t->state)) {
-        size_t kl = held_key(k, sizeof k, t->holder, t->id);
-        MDB_val kv = {kl, k}, v = {0, ""};
-        if (!kl || (rc = mdb_put(txn, w->held, &kv, &v, 0)))
-            return WL_ESTORE;
-    }
+    if (old && (rc = index_task(w, txn, old, false)))
+        return rc;
+    if ((rc = index_task(w, txn, t, true)))
+        return rc;
     uint8_t idk[8];
     be64(idk, t->id);
     task_rec r = {.version = RECORD_VERSION, .t = *t};
     MDB_val kv = {8, idk}, v = {sizeof r, &r};
     return lmdb_err(mdb_put(txn, w->task, &kv, &v, 0));
+}
+
+/* A store made before INDEX_VERSION: build the indexes it lacks from the
+ * task records (once, in the opening transaction). */
+static int upgrade_indexes(wl *w, MDB_txn *txn)
+{
+    static const char key[] = "index_version";
+    MDB_val k = {sizeof key - 1, (void *)key}, v;
+    uint32_t ver = 0;
+    if (mdb_get(txn, w->meta, &k, &v) == 0 && v.mv_size == sizeof ver)
+        memcpy(&ver, v.mv_data, sizeof ver);
+    if (ver >= INDEX_VERSION)
+        return 0;
+    if (mdb_drop(txn, w->bymod, 0) || mdb_drop(txn, w->until, 0))
+        return WL_ESTORE;
+    MDB_cursor *c;
+    if (mdb_cursor_open(txn, w->task, &c))
+        return WL_ESTORE;
+    MDB_val tk, tv;
+    int rc = 0;
+    for (int g = mdb_cursor_get(c, &tk, &tv, MDB_FIRST); g == 0 && !rc; g = mdb_cursor_get(c, &tk, &tv, MDB_NEXT)) {
+        task_rec r;
+        memset(&r, 0, sizeof r);
+        memcpy(&r, tv.mv_data, tv.mv_size < sizeof r ? tv.mv_size : sizeof r);
+        uint8_t bk[96];
+        MDB_val kv, none = {0, ""};
+        if (in_queue(r.t.state)) {
+            uint8_t idb[8];
+            be64(idb, r.t.id);
+            kv = (MDB_val){bymod_key(bk, sizeof bk, &r.t), bk};
+            MDB_val iv = {8, idb};
+            rc = mdb_put(txn, w->bymod, &kv, &iv, 0) ? WL_ESTORE : 0;
+        } else if (is_held(r.t.state)) {
+            kv = (MDB_val){until_key(bk, &r.t), bk};
+            rc = mdb_put(txn, w->until, &kv, &none, 0) ? WL_ESTORE : held_count_add(w, txn, r.t.holder, 1);
+        }
+    }
+    mdb_cursor_close(c);
+    if (rc)
+        return rc;
+    ver = INDEX_VERSION;
+    v = (MDB_val){sizeof ver, &ver};
+    return mdb_put(txn, w->meta, &k, &v, 0) ? WL_ESTORE : 0;
 }
 
 static int record(wl *w, MDB_txn *txn, wl_task *t, uint8_t from, const char *actor, const char *what,
@@ -335,48 +452,72 @@ int wl_qualified(const wl_reader *r, const wl_task *t)
     return 1;
 }
 
-static int count_held(wl *w, MDB_txn *txn, const char *reader)
+/* The first task in dbi from key `from` on (while the key starts with
+ * prefix[0..pl)) that r may read; its queue key (without the prefix) in
+ * qkey.  Returns 1 found, 0 none, or an error. */
+static int first_qualified(wl *w, MDB_txn *txn, MDB_dbi dbi, const uint8_t *prefix, size_t pl,
+                           const wl_reader *r, wl_task *t, uint8_t qkey[18])
 {
     MDB_cursor *c;
-    if (mdb_cursor_open(txn, w->held, &c))
+    if (mdb_cursor_open(txn, dbi, &c))
         return WL_ESTORE;
-    size_t pl = strnlen(reader, WL_ID_MAX - 1) + 1;
-    uint8_t prefix[WL_ID_MAX + 1];
-    memcpy(prefix, reader, pl - 1);
-    prefix[pl - 1] = 0;
-    MDB_val k = {pl, prefix}, v;
-    int n = 0;
-    for (int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != pl + 8 || memcmp(k.mv_data, prefix, pl))
-            break;
-        n++;
-    }
-    mdb_cursor_close(c);
-    return n;
-}
-
-int wl_offer(wl *w, MDB_txn *txn, const wl_reader *r, int64_t now, wl_task *out)
-{
-    int held = count_held(w, txn, r->id);
-    if (held < 0)
-        return held;
-    if (held >= r->max_tasks)
-        return WL_EFULL;
-    MDB_cursor *c;
-    if (mdb_cursor_open(txn, w->queue, &c))
-        return WL_ESTORE;
-    MDB_val k, v;
-    wl_task t;
+    MDB_val k = {pl, (void *)prefix}, v;
     int rc, found = 0;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (wl_get(w, txn, rd64(v.mv_data), &t) == 0 && wl_qualified(r, &t)) {
+    for (rc = mdb_cursor_get(c, &k, &v, pl ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != pl + 18 || memcmp(k.mv_data, prefix, pl))
+            break;
+        if (wl_get(w, txn, rd64(v.mv_data), t) == 0 && wl_qualified(r, t)) {
+            memcpy(qkey, (const uint8_t *)k.mv_data + pl, 18);
             found = 1;
             break;
         }
     }
     mdb_cursor_close(c);
-    if (!found)
-        return WL_EEMPTY;
+    return rc && rc != MDB_NOTFOUND ? WL_ESTORE : found;
+}
+
+/* The best task for r: a reader of any modality walks the queue in offer
+ * order; otherwise only each listed modality's part of it is looked at,
+ * and the best of their first qualified tasks wins. */
+static int best_for(wl *w, MDB_txn *txn, const wl_reader *r, wl_task *out)
+{
+    uint8_t qkey[18], best[18];
+    if (listed(r->modalities, "*"))
+        return first_qualified(w, txn, w->queue, NULL, 0, r, out, qkey);
+    int found = 0;
+    for (const char *p = r->modalities; *p;) {
+        size_t l = strcspn(p, ",");
+        uint8_t prefix[sizeof out->modality + 1];
+        if (l > 0 && l < sizeof out->modality) {
+            memcpy(prefix, p, l);
+            prefix[l] = 0;
+            wl_task t;
+            int rc = first_qualified(w, txn, w->bymod, prefix, l + 1, r, &t, qkey);
+            if (rc < 0)
+                return rc;
+            if (rc && (!found || memcmp(qkey, best, 18) < 0)) {
+                memcpy(best, qkey, 18);
+                *out = t;
+                found = 1;
+            }
+        }
+        p += l + (p[l] == ',');
+    }
+    return found;
+}
+
+int wl_offer(wl *w, MDB_txn *txn, const wl_reader *r, int64_t now, wl_task *out)
+{
+    int held = held_count(w, txn, r->id);
+    if (held < 0)
+        return held;
+    if (held >= r->max_tasks)
+        return WL_EFULL;
+    wl_task t;
+    int rc = best_for(w, txn, r, &t);
+    if (rc <= 0)
+        return rc < 0 ? rc : WL_EEMPTY;
     wl_task old = t;
     t.review = t.state == WL_REVIEW;
     t.state = WL_OFFERED;
@@ -405,7 +546,9 @@ int wl_claim(wl *w, MDB_txn *txn, uint64_t id, const wl_reader *r, int64_t now, 
     } else if (in_queue(t.state)) {
         if (!wl_qualified(r, &t))
             return WL_EQUALIFY;
-        int held = count_held(w, txn, r->id);
+        int held = held_count(w, txn, r->id);
+        if (held < 0)
+            return held;
         if (held >= r->max_tasks)
             return WL_EFULL;
         t.review = t.state == WL_REVIEW;
@@ -682,54 +825,100 @@ static int expire_one(wl *w, MDB_txn *txn, wl_task *t, void *ctx)
     return rc ? rc : 1;
 }
 
-int wl_tick(wl *w, MDB_txn *txn, int64_t now)
+/* Append the 8-byte big-endian id at idp to a growing list. */
+static int push_id(uint64_t **ids, size_t *n, size_t *cap, const uint8_t *idp)
 {
-    int changed = each_held(w, txn, NULL, expire_one, &now);
-    if (changed < 0)
-        return changed;
-    /* Escalate tasks about to breach their due time. */
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        uint64_t *q = realloc(*ids, nc * sizeof *q);
+        if (!q)
+            return WL_ESTORE;
+        *ids = q;
+        *cap = nc;
+    }
+    (*ids)[(*n)++] = rd64(idp);
+    return 0;
+}
+
+/* Offers and leases that ended by now: the front of wl_until. */
+static int expire_due(wl *w, MDB_txn *txn, int64_t now)
+{
     MDB_cursor *c;
-    if (mdb_cursor_open(txn, w->queue, &c))
+    if (mdb_cursor_open(txn, w->until, &c))
         return WL_ESTORE;
     MDB_val k, v;
     uint64_t *ids = NULL;
     size_t n = 0, cap = 0;
-    for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        const uint8_t *kb = k.mv_data;
-        if (kb[0] == 0)
-            continue; /* STAT: nothing higher */
-        int prio = 2 - kb[0];
-        int64_t due = (int64_t)rd64(kb + 2);
-        int64_t window = w->cfg.escalate_before ? w->cfg.escalate_before
-                                                : due_for(w, -1, "*", prio) / 5;
-        if (due - now > window)
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            uint64_t *q = realloc(ids, cap * sizeof *q);
-            if (!q)
-                break;
-            ids = q;
-        }
-        ids[n++] = rd64(v.mv_data);
+    int rc = 0;
+    for (int g = mdb_cursor_get(c, &k, &v, MDB_FIRST); g == 0 && !rc; g = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 16 || (int64_t)rd64(k.mv_data) > now)
+            break;
+        rc = push_id(&ids, &n, &cap, (const uint8_t *)k.mv_data + 8);
     }
     mdb_cursor_close(c);
-    for (size_t i = 0; i < n; i++) {
+    int changed = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        wl_task t;
+        if (wl_get(w, txn, ids[i], &t) || !is_held(t.state))
+            continue;
+        int e = expire_one(w, txn, &t, &now);
+        if (e < 0)
+            rc = e;
+        else
+            changed += e;
+    }
+    free(ids);
+    return rc < 0 ? rc : changed;
+}
+
+/* Escalate tasks about to breach their due time.  Within a priority the
+ * queue is ordered by front, then due time: per (priority, front) only the
+ * entries due within the window are read. */
+static int escalate_due(wl *w, MDB_txn *txn, int64_t now)
+{
+    MDB_cursor *c;
+    if (mdb_cursor_open(txn, w->queue, &c))
+        return WL_ESTORE;
+    uint64_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    for (int prio = WL_ROUTINE; prio < WL_STAT && !rc; prio++) { /* STAT: nothing higher */
+        int64_t window = w->cfg.escalate_before ? w->cfg.escalate_before : due_for(w, -1, "*", prio) / 5;
+        for (uint8_t front = 0; front < 2 && !rc; front++) {
+            uint8_t from[2] = {(uint8_t)(2 - prio), front};
+            MDB_val k = {2, from}, v;
+            for (int g = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); g == 0 && !rc;
+                 g = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+                const uint8_t *kb = k.mv_data;
+                if (k.mv_size != 18 || memcmp(kb, from, 2) || (int64_t)rd64(kb + 2) - now > window)
+                    break;
+                rc = push_id(&ids, &n, &cap, v.mv_data);
+            }
+        }
+    }
+    mdb_cursor_close(c);
+    int changed = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
         wl_task t;
         if (wl_get(w, txn, ids[i], &t) || t.escalated || t.priority >= WL_STAT)
             continue;
         wl_task old = t;
         t.priority++;
         t.escalated = 1;
-        int rc = transition(w, txn, &old, &t, "hub", "escalated", "due time near", now);
-        if (rc) {
-            free(ids);
-            return rc;
-        }
-        changed++;
+        if (!(rc = transition(w, txn, &old, &t, "hub", "escalated", "due time near", now)))
+            changed++;
     }
     free(ids);
-    return changed;
+    return rc < 0 ? rc : changed;
+}
+
+int wl_tick(wl *w, MDB_txn *txn, int64_t now)
+{
+    int expired = expire_due(w, txn, now);
+    if (expired < 0)
+        return expired;
+    int escalated = escalate_due(w, txn, now);
+    return escalated < 0 ? escalated : expired + escalated;
 }
 
 /* --- walks ---------------------------------------------------------------------- */
@@ -782,7 +971,7 @@ static int held_cb(wl *w, MDB_txn *txn, wl_task *t, void *ctx)
     (void)w;
     (void)txn;
     held_walk *h = ctx;
-    return h->cb ? (h->cb(h->ctx, t) ? -1 : 0) : 0;
+    return h->cb && h->cb(h->ctx, t) ? -1 : 1; /* 1: counted */
 }
 
 int wl_held_by(wl *w, MDB_txn *txn, const char *reader, int (*cb)(void *ctx, const wl_task *t), void *ctx)

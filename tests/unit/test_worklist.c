@@ -270,6 +270,22 @@ static int queue_state_cb(void *ctx, const wl_task *t)
     return 0;
 }
 
+/* The worklist's own count of a reader's held tasks (wl_meta "held:ID"). */
+static int held_counter(MDB_txn *txn, const char *reader)
+{
+    MDB_dbi meta;
+    assert_int_equal(mdb_dbi_open(txn, "wl_meta", 0, &meta), 0);
+    char key[WL_ID_MAX + 8];
+    int kl = snprintf(key, sizeof key, "held:%s", reader);
+    MDB_val k = {(size_t)kl, key}, v;
+    uint32_t n = 0;
+    if (mdb_get(txn, meta, &k, &v) == 0) {
+        assert_int_equal(v.mv_size, sizeof n);
+        memcpy(&n, v.mv_data, sizeof n);
+    }
+    return (int)n;
+}
+
 static void check_invariants(env *e, MDB_txn *txn, uint64_t created)
 {
     check_ctx c = {.e = e, .txn = txn};
@@ -279,6 +295,7 @@ static void check_invariants(env *e, MDB_txn *txn, uint64_t created)
         int held = 0;
         wl_held_by(e->w, txn, readers[r].id, count_cb, &held);
         assert_int_equal(held, c.held_per_reader[r]); /* index agrees: none held twice */
+        assert_int_equal(held, held_counter(txn, readers[r].id)); /* the count offers trust agrees too */
         assert_true(held <= readers[r].max_tasks);
     }
     int queued = 0, waiting = 0;
@@ -342,6 +359,25 @@ static uint64_t pick(env *e, MDB_txn *txn, int state, const char *holder, unsign
     return p.n ? p.ids[rand_r(rng) % (unsigned)p.n] : 0;
 }
 
+typedef struct tick_ctx {
+    int64_t now;
+} tick_ctx;
+
+/* After a tick: no offer or lease past its end is still held, and no
+ * waiting task due within its escalation window (a fifth of the default
+ * allowance: URGENT 30 min, ROUTINE 24 h) is left unescalated. */
+static int after_tick(void *ctx, const wl_task *t)
+{
+    const tick_ctx *c = ctx;
+    if (t->state == WL_OFFERED || t->state == WL_CLAIMED || t->state == WL_DRAFTED)
+        assert_true(t->holder_until_ms > c->now);
+    if ((t->state == WL_QUEUED || t->state == WL_REVIEW) && t->priority < WL_STAT && !t->escalated) {
+        int64_t window = (t->priority == WL_URGENT ? 30 * 60000LL : 24 * 3600000LL) / 5;
+        assert_true(t->due_ms - c->now > window);
+    }
+    return 0;
+}
+
 static void run_random(unsigned seed, int steps)
 {
     env e;
@@ -389,6 +425,8 @@ static void run_random(unsigned seed, int steps)
         } else if (op < 68) {
             now += (int64_t)(rand_r(&rng) % 90000);
             assert_true(wl_tick(e.w, txn, now) >= 0);
+            tick_ctx tc = {now};
+            wl_list(e.w, txn, after_tick, &tc); /* from the records, not the indexes the tick uses */
         } else if (op < 73) {
             uint64_t id = pick(&e, txn, -1, r->id, &rng);
             if (id)
@@ -408,6 +446,12 @@ static void run_random(unsigned seed, int steps)
             if (id) {
                 int rc = wl_return(e.w, txn, id, r, "revise", now);
                 assert_true(rc == 0 || rc == WL_ESTATE);
+                /* the author gets the draft back even when full: release to keep the bound */
+                if (rc == 0 && wl_get(e.w, txn, id, &t) == 0) {
+                    const wl_reader *author = &readers[reader_index(t.holder)];
+                    if (wl_held_by(e.w, txn, author->id, NULL, NULL) > author->max_tasks)
+                        assert_int_equal(wl_release(e.w, txn, id, author->id, now), 0);
+                }
             }
         } else if (op < 95) {
             uint64_t id = pick(&e, txn, WL_SIGNED, NULL, &rng);
