@@ -1,7 +1,13 @@
 /* reader_link.c — the hub's reader protocol server (protocol in hub.h).
- * One thread owns the ROUTER socket; store calls run on it (each a short
- * LMDB transaction).  Other threads wake it through an eventfd when tasks
- * appear. */
+ * One thread owns the ROUTER socket.  Each turn of its loop takes every
+ * request waiting (up to a burst), applies the worklist ones — READY's
+ * offers, CLAIM, HEARTBEAT, RELEASE, the tick — in one LMDB write
+ * transaction, commits it once with default sync, and only then sends
+ * their answers (group commit: durable before answered, one fsync for
+ * many readers).  Other requests (STUDY, FETCH, SUBMIT...) first flush
+ * the batch, so answers to one reader keep their order.  Other threads
+ * wake the loop through an eventfd when tasks appear, and it offers them
+ * at once. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -27,6 +33,15 @@ typedef struct conn {
     uint64_t  empty_gen; /* the queue generation at which nothing fitted this reader */
 } conn;
 
+/* An answer held back until the batch commits. */
+typedef struct pending {
+    zmq_msg_t route;
+    char      cmd[12];
+    json_t   *hdr;
+    int       conn;  /* an offer (TASK) to this connection, else -1 */
+    uint64_t  task;  /* the task offered */
+} pending;
+
 struct reader_link {
     reader_link_config cfg;
     void              *router;
@@ -42,6 +57,10 @@ struct reader_link {
      * it changes: each such offer walks the whole queue (100,000 queued CT
      * tasks and one waiting ECG reader made every event cost ~1 s). */
     uint64_t           gen;
+    store_batch       *batch;      /* open while requests of this turn are applied */
+    pending           *pend;
+    size_t             n_pend, cap_pend;
+    bool               want_offer; /* offer to readers with credit before committing */
 };
 
 static int64_t now_ms(void)
@@ -86,10 +105,85 @@ json_t *task_to_json(const wl_task *t, const store_study *st)
     return j;
 }
 
-static json_t *task_json(reader_link *l, const wl_task *t)
+/* The batch of this turn, begun on first use; NULL when LMDB refuses. */
+static store_batch *batch(reader_link *l)
 {
-    store_study st;
-    return task_to_json(t, store_get_study(l->cfg.st, t->study_uid, &st) == 0 ? &st : NULL);
+    if (!l->batch && store_batch_begin(l->cfg.st, &l->batch) < 0) {
+        log_warn("readers: cannot begin a worklist transaction");
+        l->batch = NULL;
+    }
+    return l->batch;
+}
+
+/* Hold an answer (hdr is taken) until the batch commits. */
+static void defer(reader_link *l, zmq_msg_t *route, const char *cmd, json_t *hdr, int conn_index, uint64_t task)
+{
+    if (l->n_pend == l->cap_pend) {
+        size_t cap = l->cap_pend ? l->cap_pend * 2 : 64;
+        pending *p = realloc(l->pend, cap * sizeof *p);
+        if (!p) {
+            json_decref(hdr);
+            return; /* the reader times out and asks again */
+        }
+        l->pend = p;
+        l->cap_pend = cap;
+    }
+    pending *p = &l->pend[l->n_pend++];
+    zmq_msg_init(&p->route);
+    zmq_msg_copy(&p->route, route);
+    snprintf(p->cmd, sizeof p->cmd, "%s", cmd);
+    p->hdr = hdr;
+    p->conn = conn_index;
+    p->task = task;
+}
+
+static void queue_changed(reader_link *l) { l->gen++; }
+
+/* Commit the batch, then send what it answers.  A failed commit keeps
+ * nothing: offers are not sent (the reader keeps its credit), requests
+ * get a NACK. */
+static void flush(reader_link *l)
+{
+    if (!l->batch)
+        return;
+    int rc = store_batch_commit(&l->batch);
+    if (rc) {
+        hub_count_error(l->cfg.metrics, HUB_ERR_STORE_FAILED);
+        log_warn("readers: worklist commit failed (%d): %zu answers refused", rc, l->n_pend);
+    }
+    int64_t t = now_ms();
+    for (size_t i = 0; i < l->n_pend; i++) {
+        pending *p = &l->pend[i];
+        conn *c = p->conn >= 0 ? &l->conns[p->conn] : NULL;
+        if (rc && c) {
+            c->credit++;
+        } else if (rc) {
+            json_t *h = json_pack("{s:s}", "reason", "worklist storage failure");
+            json_t *req = json_object_get(p->hdr, "req");
+            if (h && req)
+                json_object_set(h, "req", req);
+            if (h)
+                proto_send(l->router, &p->route, "NACK", h, NULL, 0);
+            json_decref(h);
+        } else if (c && c->credit < 0) {
+            /* an earlier offer to this reader could not be sent: neither can this */
+            store_task_release(l->cfg.st, p->task, c->id, t);
+        } else if (proto_send(l->router, &p->route, p->cmd, p->hdr, NULL, 0) < 0 && c) {
+            /* Fix: the reader is gone (killed, disconnected) or not
+             * reading; the offer would sit with it for the whole offer
+             * timeout.  Put the task back now and stop offering to it
+             * until it says READY again. */
+            store_task_release(l->cfg.st, p->task, c->id, t);
+            queue_changed(l);
+            c->credit = -1;
+        }
+        json_decref(p->hdr);
+        zmq_msg_close(&p->route);
+    }
+    for (int i = 0; i < MAX_READERS; i++)
+        if (l->conns[i].credit < 0)
+            l->conns[i].credit = 0;
+    l->n_pend = 0;
 }
 
 static conn *conn_of(reader_link *l, const char *id, const proto_msg *m)
@@ -120,6 +214,7 @@ static conn *conn_of(reader_link *l, const char *id, const proto_msg *m)
 
 static void refuse(reader_link *l, proto_msg *m, const char *why)
 {
+    flush(l); /* the audit below is a transaction of its own */
     hub_count_error(l->cfg.metrics, HUB_ERR_PROTOCOL);
     char detail[320];
     snprintf(detail, sizeof detail, "%s: %s", m->cmd[0] ? m->cmd : "(no command)", why);
@@ -153,9 +248,16 @@ static void nack(reader_link *l, proto_msg *m, const char *why)
     reply(l, m, "NACK", json_pack("{s:s}", "reason", why), NULL, 0);
 }
 
-static void queue_changed(reader_link *l) { l->gen++; }
+/* reply() once the batch has committed. */
+static void reply_later(reader_link *l, proto_msg *m, const char *cmd, json_t *h)
+{
+    json_t *req = json_object_get(m->hdr, "req");
+    if (req)
+        json_object_set(h, "req", req);
+    defer(l, &m->route, cmd, h, -1, 0);
+}
 
-/* Offer tasks to every reader with credit. */
+/* Offer tasks to every reader with credit, in the batch. */
 static void offer_all(reader_link *l)
 {
     int64_t t = now_ms();
@@ -167,26 +269,20 @@ static void offer_all(reader_link *l)
         if (readers_find(l->cfg.profiles, c->id, &r) < 0)
             continue;
         while (c->credit > 0) {
+            store_batch *b = batch(l);
+            if (!b)
+                return;
             wl_task task;
-            int rc = store_task_offer(l->cfg.st, &r, t, &task);
+            store_study st;
+            int has_st = 0;
+            int rc = store_batch_offer(b, &r, t, &task, &st, &has_st);
             if (rc == WL_EEMPTY)
                 c->empty_gen = l->gen;
             if (rc != 0)
                 break;
             json_t *h = json_object();
-            json_object_set_new(h, "task", task_json(l, &task));
-            int sent = proto_send(l->router, &c->route, "TASK", h, NULL, 0);
-            json_decref(h);
-            if (sent < 0) {
-                /* Fix: the reader is gone (killed, disconnected) or not
-                 * reading; the offer would sit with it for the whole offer
-                 * timeout.  Put the task back now and stop offering to it
-                 * until it says READY again. */
-                store_task_release(l->cfg.st, task.id, r.id, t);
-                queue_changed(l);
-                c->credit = 0;
-                break;
-            }
+            json_object_set_new(h, "task", task_to_json(&task, has_st ? &st : NULL));
+            defer(l, &c->route, "TASK", h, i, task.id);
             c->credit--;
         }
     }
@@ -263,6 +359,36 @@ static void on_submit(reader_link *l, proto_msg *m, const wl_reader *r)
         l->cfg.on_report(l->cfg.on_report_ctx, &t, t.report_id);
 }
 
+/* CLAIM, HEARTBEAT, RELEASE: applied in this turn's batch, answered after it commits. */
+static void on_batched(reader_link *l, proto_msg *m, store_batch *b, const wl_reader *r)
+{
+    int64_t t = now_ms();
+    if (!strcmp(m->cmd, "CLAIM")) {
+        long long tid = proto_int(m, "task", -1);
+        wl_task task;
+        store_study st;
+        int has_st = 0;
+        int rc = tid < 0 ? WL_EINVAL : store_batch_claim(b, (uint64_t)tid, r, t, &task, &st, &has_st);
+        if (rc) {
+            reply_later(l, m, "NACK", json_pack("{s:s}", "reason", wl_strerror(rc)));
+            return;
+        }
+        json_t *h = json_object();
+        json_object_set_new(h, "task", task_to_json(&task, has_st ? &st : NULL));
+        json_object_set_new(h, "lease_until", json_integer((json_int_t)task.holder_until_ms));
+        reply_later(l, m, "CLAIMED", h);
+    } else if (!strcmp(m->cmd, "HEARTBEAT")) {
+        int n = store_batch_heartbeat(b, r->id, t);
+        reply_later(l, m, "HEARTBEAT", json_pack("{s:i}", "leases", n < 0 ? 0 : n));
+    } else {
+        long long tid = proto_int(m, "task", -1);
+        int rc = tid < 0 ? WL_EINVAL : store_batch_release(b, (uint64_t)tid, r->id, t);
+        reply_later(l, m, rc ? "NACK" : "OK", rc ? json_pack("{s:s}", "reason", wl_strerror(rc)) : json_object());
+        queue_changed(l);
+        l->want_offer = true;
+    }
+}
+
 static void on_message(reader_link *l, proto_msg *m)
 {
     if (strncmp(m->role, "reader:", 7)) {
@@ -283,6 +409,22 @@ static void on_message(reader_link *l, proto_msg *m)
     }
     c->last_ms = now_ms();
     wl_task t;
+    if (!strcmp(m->cmd, "READY")) {
+        long long credit = proto_int(m, "credit", 1);
+        c->credit = credit < 0 ? 0 : credit > 100 ? 100 : (int)credit;
+        l->want_offer = true; /* offered before this turn's commit */
+        return;
+    }
+    if (!strcmp(m->cmd, "CLAIM") || !strcmp(m->cmd, "HEARTBEAT") || !strcmp(m->cmd, "RELEASE")) {
+        store_batch *b = batch(l);
+        if (!b) {
+            nack(l, m, "worklist storage failure");
+            return;
+        }
+        on_batched(l, m, b, &r);
+        return;
+    }
+    flush(l); /* what follows answers at once: earlier answers go first */
     if (!strcmp(m->cmd, "HELLO")) {
         static const char *const sen[] = {"resident", "attending", "chief"};
         c->credit = 0; /* Fix: a new session (maybe a new process under the same id) starts without the old credit */
@@ -290,33 +432,6 @@ static void on_message(reader_link *l, proto_msg *m)
         reply(l, m, "WELCOME", json_pack("{s:s,s:s,s:s,s:i}", "reader", r.id, "seniority", sen[r.seniority % 3],
                                          "modalities", r.modalities, "max_tasks", r.max_tasks),
               NULL, 0);
-    } else if (!strcmp(m->cmd, "READY")) {
-        long long credit = proto_int(m, "credit", 1);
-        c->credit = credit < 0 ? 0 : credit > 100 ? 100 : (int)credit;
-        offer_all(l);
-    } else if (!strcmp(m->cmd, "CLAIM")) {
-        long long tid = proto_int(m, "task", -1);
-        int rc = tid < 0 ? WL_EINVAL : store_task_claim(l->cfg.st, (uint64_t)tid, &r, now_ms(), &t);
-        if (rc) {
-            nack(l, m, wl_strerror(rc));
-            return;
-        }
-        json_t *h = json_object();
-        json_object_set_new(h, "task", task_json(l, &t));
-        json_object_set_new(h, "lease_until", json_integer((json_int_t)t.holder_until_ms));
-        reply(l, m, "CLAIMED", h, NULL, 0);
-    } else if (!strcmp(m->cmd, "HEARTBEAT")) {
-        int n = store_task_heartbeat(l->cfg.st, r.id, now_ms());
-        reply(l, m, "HEARTBEAT", json_pack("{s:i}", "leases", n < 0 ? 0 : n), NULL, 0);
-    } else if (!strcmp(m->cmd, "RELEASE")) {
-        long long tid = proto_int(m, "task", -1);
-        int rc = tid < 0 ? WL_EINVAL : store_task_release(l->cfg.st, (uint64_t)tid, r.id, now_ms());
-        if (rc)
-            nack(l, m, wl_strerror(rc));
-        else
-            reply(l, m, "OK", json_object(), NULL, 0);
-        queue_changed(l);
-        offer_all(l);
     } else if (!strcmp(m->cmd, "STUDY")) {
         if (held_task(l, m, r.id, &t) < 0)
             return;
@@ -361,7 +476,7 @@ static void on_message(reader_link *l, proto_msg *m)
     } else if (!strcmp(m->cmd, "SUBMIT")) {
         on_submit(l, m, &r);
         queue_changed(l); /* a draft queued for review, a return, a lease freed */
-        offer_all(l);
+        l->want_offer = true;
     } else {
         refuse(l, m, "unknown command");
     }
@@ -380,7 +495,7 @@ static void *link_main(void *arg)
             ssize_t r = read(l->evfd, &v, sizeof v);
             (void)r;
             queue_changed(l); /* new tasks, or a reload of the readers file */
-            offer_all(l);
+            l->want_offer = true;
         }
         for (int burst = 0; burst < 256 && (items[0].revents & ZMQ_POLLIN); burst++) {
             proto_msg m;
@@ -394,15 +509,24 @@ static void *link_main(void *arg)
             if (rc < 0)
                 break;
         }
+        /* Expiries and escalations: index range scans, cheap enough for
+         * every turn, but twice a second is as fine as leases need. */
         int64_t t = now_ms();
         if (t - last_tick >= 500) {
             last_tick = t;
-            if (store_task_tick(l->cfg.st, t) > 0) {
+            store_batch *b = batch(l);
+            if (b && store_batch_tick(b, t) > 0) {
                 queue_changed(l);
-                offer_all(l);
+                l->want_offer = true;
             }
         }
+        if (l->want_offer) {
+            l->want_offer = false;
+            offer_all(l);
+        }
+        flush(l);
     }
+    flush(l);
     return NULL;
 }
 
@@ -459,6 +583,7 @@ void reader_link_stop(reader_link **lp)
     close(l->evfd);
     free(l->conns);
     free(l->buf);
+    free(l->pend);
     free(l);
     *lp = NULL;
 }

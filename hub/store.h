@@ -150,6 +150,10 @@ int store_list_studies(store *s, const store_study_filter *flt, size_t offset, s
 /* Instances of a study, ordered by series then instance number. */
 int store_list_instances(store *s, const char *study_uid,
                          int (*cb)(void *ctx, const store_instance *in), void *ctx);
+/* Conflicting copies kept of an instance (same SOP Instance UID, other
+ * bytes; the first stored stays the instance), in digest order; cb gets
+ * each record (conflict set).  Returns how many. */
+int store_list_conflicts(store *s, const char *sop_uid, int (*cb)(void *ctx, const store_instance *in), void *ctx);
 
 int store_set_study_state(store *s, const char *study_uid, study_state st, int64_t now_ms);
 

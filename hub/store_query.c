@@ -201,6 +201,36 @@ int store_list_instances(store *s, const char *study_uid,
     return n;
 }
 
+int store_list_conflicts(store *s, const char *sop_uid, int (*cb)(void *ctx, const store_instance *in), void *ctx)
+{
+    MDB_txn *txn;
+    int rc = read_txn(s, &txn);
+    if (rc)
+        return rc;
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, s->conflict, &cur))) {
+        mdb_txn_abort(txn);
+        return store_lmdb_err(rc);
+    }
+    char prefix[STORE_UID_MAX + 2];
+    int pl = snprintf(prefix, sizeof prefix, "%s/", sop_uid); /* conflict key: sop "/" digest hex */
+    MDB_val k = {(size_t)pl, prefix}, v;
+    int n = 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < (size_t)pl || memcmp(k.mv_data, prefix, (size_t)pl))
+            break;
+        inst_rec r;
+        memset(&r, 0, sizeof r);
+        memcpy(&r, v.mv_data, v.mv_size < sizeof r ? v.mv_size : sizeof r);
+        n++;
+        if (cb && cb(ctx, &r.in))
+            break;
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return n;
+}
+
 int store_audit_walk(store *s, uint64_t from, int (*cb)(void *ctx, uint64_t seq, const char *json, size_t len),
                      void *ctx)
 {

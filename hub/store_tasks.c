@@ -60,23 +60,67 @@ int store_txn_study_completed(store *s, MDB_txn *txn, store_study *st, int64_t n
     return store_txn_audit(s, txn, now_ms, "hub", "task-queued", st->study_uid, detail);
 }
 
-/* --- reader actions: one write transaction each ------------------------------ */
+/* --- reader actions, group-committed ---------------------------------------------
+ * The reader link applies every request that arrived together in one write
+ * transaction (a batch) and answers them after its one commit.  A refusal
+ * (not yours, nothing to offer...) is decided before anything is written, so
+ * it leaves the batch intact; a storage failure spoils the batch, and every
+ * request in it is then refused. */
 
-static int begin(store *s, MDB_txn **txn)
+struct store_batch {
+    store   *s;
+    MDB_txn *txn;
+    int      failed; /* a storage error: the transaction can only be aborted */
+};
+
+int store_batch_begin(store *s, store_batch **out)
 {
-    return store_lmdb_err(mdb_txn_begin(s->env, NULL, 0, txn));
+    store_batch *b = calloc(1, sizeof *b);
+    if (!b)
+        return -ENOMEM;
+    b->s = s;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &b->txn);
+    if (rc) {
+        free(b);
+        return store_lmdb_err(rc);
+    }
+    *out = b;
+    return 0;
 }
 
-static int finish(store *s, MDB_txn *txn, int rc)
+void store_batch_abort(store_batch **bp)
 {
-    if (rc) {
-        mdb_txn_abort(txn);
-        return rc;
+    if (!bp || !*bp)
+        return;
+    mdb_txn_abort((*bp)->txn);
+    free(*bp);
+    *bp = NULL;
+}
+
+int store_batch_commit(store_batch **bp)
+{
+    store_batch *b = *bp;
+    if (b->failed) {
+        store_batch_abort(bp);
+        return WL_ESTORE;
     }
-    rc = mdb_txn_commit(txn);
-    if (!rc)
-        store_notify_tasks(s);
-    return rc ? store_lmdb_err(rc) : 0;
+    store *s = b->s;
+    int rc = mdb_txn_commit(b->txn);
+    free(b);
+    *bp = NULL;
+    if (rc)
+        return store_lmdb_err(rc);
+    store_notify_tasks(s);
+    return 0;
+}
+
+/* Each action: refused at once when the batch already failed; a storage
+ * error marks it failed. */
+static int spoil(store_batch *b, int rc)
+{
+    if (rc == WL_ESTORE)
+        b->failed = 1;
+    return rc;
 }
 
 static int set_study_state(store *s, MDB_txn *txn, const char *uid, study_state state)
@@ -88,72 +132,114 @@ static int set_study_state(store *s, MDB_txn *txn, const char *uid, study_state 
     return store_txn_put_study(s, txn, &st) ? WL_ESTORE : 0;
 }
 
-int store_task_offer(store *s, const wl_reader *r, int64_t now, wl_task *out)
+int store_batch_offer(store_batch *b, const wl_reader *r, int64_t now, wl_task *out, store_study *st, int *has_st)
 {
-    MDB_txn *txn;
-    int rc = begin(s, &txn);
-    if (rc)
-        return rc;
-    rc = wl_offer(s->wl, txn, r, now, out);
-    return finish(s, txn, rc);
+    if (b->failed)
+        return WL_ESTORE;
+    int rc = wl_offer(b->s->wl, b->txn, r, now, out);
+    if (!rc && st)
+        *has_st = store_txn_get_study(b->s, b->txn, out->study_uid, st) == 0;
+    return spoil(b, rc);
 }
 
-int store_task_claim(store *s, uint64_t id, const wl_reader *r, int64_t now, wl_task *out)
+int store_batch_claim(store_batch *b, uint64_t id, const wl_reader *r, int64_t now, wl_task *out, store_study *st,
+                      int *has_st)
 {
-    MDB_txn *txn;
-    int rc = begin(s, &txn);
-    if (rc)
-        return rc;
-    rc = wl_claim(s->wl, txn, id, r, now, out);
+    if (b->failed)
+        return WL_ESTORE;
+    store *s = b->s;
+    int rc = wl_claim(s->wl, b->txn, id, r, now, out);
     if (!rc)
-        rc = set_study_state(s, txn, out->study_uid, STUDY_READING);
+        rc = set_study_state(s, b->txn, out->study_uid, STUDY_READING);
     if (!rc) {
         char detail[64];
         snprintf(detail, sizeof detail, "task %llu", (unsigned long long)id);
         char who[96];
         snprintf(who, sizeof who, "reader:%s", r->id);
-        rc = store_txn_audit(s, txn, now, who, "claim", out->study_uid, detail) ? WL_ESTORE : 0;
+        rc = store_txn_audit(s, b->txn, now, who, "claim", out->study_uid, detail) ? WL_ESTORE : 0;
     }
-    return finish(s, txn, rc);
+    if (!rc && st)
+        *has_st = store_txn_get_study(s, b->txn, out->study_uid, st) == 0;
+    return spoil(b, rc);
+}
+
+int store_batch_heartbeat(store_batch *b, const char *reader, int64_t now)
+{
+    if (b->failed)
+        return WL_ESTORE;
+    return spoil(b, wl_heartbeat(b->s->wl, b->txn, reader, now));
+}
+
+int store_batch_release(store_batch *b, uint64_t id, const char *reader, int64_t now)
+{
+    if (b->failed)
+        return WL_ESTORE;
+    store *s = b->s;
+    wl_task t;
+    int rc = wl_get(s->wl, b->txn, id, &t);
+    if (!rc)
+        rc = wl_release(s->wl, b->txn, id, reader, now);
+    if (!rc)
+        rc = set_study_state(s, b->txn, t.study_uid, STUDY_QUEUED);
+    return spoil(b, rc);
+}
+
+int store_batch_tick(store_batch *b, int64_t now)
+{
+    if (b->failed)
+        return WL_ESTORE;
+    int n = wl_tick(b->s->wl, b->txn, now);
+    if (n > 0)
+        atomic_store(&b->s->tasks_added, 1); /* tasks back in line: offer them */
+    return spoil(b, n);
+}
+
+/* --- the same actions, one transaction each ---------------------------------------- */
+
+/* Run one action in a batch of its own: its result, or the commit's failure. */
+static int alone(store_batch *b, int rc)
+{
+    if (rc < 0 && !b->failed) {
+        store_batch_abort(&b);
+        return rc;
+    }
+    int crc = store_batch_commit(&b);
+    return crc ? crc : rc;
+}
+
+int store_task_offer(store *s, const wl_reader *r, int64_t now, wl_task *out)
+{
+    store_batch *b;
+    int rc = store_batch_begin(s, &b);
+    return rc ? rc : alone(b, store_batch_offer(b, r, now, out, NULL, NULL));
+}
+
+int store_task_claim(store *s, uint64_t id, const wl_reader *r, int64_t now, wl_task *out)
+{
+    store_batch *b;
+    int rc = store_batch_begin(s, &b);
+    return rc ? rc : alone(b, store_batch_claim(b, id, r, now, out, NULL, NULL));
 }
 
 int store_task_heartbeat(store *s, const char *reader, int64_t now)
 {
-    MDB_txn *txn;
-    int rc = begin(s, &txn);
-    if (rc)
-        return rc;
-    int n = wl_heartbeat(s->wl, txn, reader, now);
-    rc = finish(s, txn, n < 0 ? n : 0);
-    return rc ? rc : n;
+    store_batch *b;
+    int rc = store_batch_begin(s, &b);
+    return rc ? rc : alone(b, store_batch_heartbeat(b, reader, now));
 }
 
 int store_task_release(store *s, uint64_t id, const char *reader, int64_t now)
 {
-    MDB_txn *txn;
-    int rc = begin(s, &txn);
-    if (rc)
-        return rc;
-    wl_task t;
-    rc = wl_get(s->wl, txn, id, &t);
-    if (!rc)
-        rc = wl_release(s->wl, txn, id, reader, now);
-    if (!rc)
-        rc = set_study_state(s, txn, t.study_uid, STUDY_QUEUED);
-    return finish(s, txn, rc);
+    store_batch *b;
+    int rc = store_batch_begin(s, &b);
+    return rc ? rc : alone(b, store_batch_release(b, id, reader, now));
 }
 
 int store_task_tick(store *s, int64_t now)
 {
-    MDB_txn *txn;
-    int rc = begin(s, &txn);
-    if (rc)
-        return rc;
-    int n = wl_tick(s->wl, txn, now);
-    if (n > 0)
-        atomic_store(&s->tasks_added, 1); /* tasks back in line: offer them */
-    rc = finish(s, txn, n < 0 ? n : 0);
-    return rc ? rc : n;
+    store_batch *b;
+    int rc = store_batch_begin(s, &b);
+    return rc ? rc : alone(b, store_batch_tick(b, now));
 }
 
 int store_task_get(store *s, uint64_t id, wl_task *out)
@@ -189,7 +275,24 @@ int store_task_history(store *s, uint64_t id, int (*cb)(void *ctx, const wl_even
     return rc;
 }
 
-/* --- reports ------------------------------------------------------------------ */
+/* --- reports: a submission is its own transaction ---------------------------- */
+
+static int begin(store *s, MDB_txn **txn)
+{
+    return store_lmdb_err(mdb_txn_begin(s->env, NULL, 0, txn));
+}
+
+static int finish(store *s, MDB_txn *txn, int rc)
+{
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    rc = mdb_txn_commit(txn);
+    if (!rc)
+        store_notify_tasks(s);
+    return rc ? store_lmdb_err(rc) : 0;
+}
 
 static int put_blob(MDB_txn *txn, MDB_dbi dbi, const char *key, const void *p, size_t n)
 {

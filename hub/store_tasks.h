@@ -1,5 +1,5 @@
-/* store_tasks.h — the reading worklist as the store runs it: each call
- * one transaction in the hub's environment (worklist.h holds the model).
+/* store_tasks.h — the reading worklist as the store runs it, in the hub's
+ * environment (worklist.h holds the model).
  * Hub-private; used by the reader link, the HTTP API and `dxhub status`. */
 #ifndef DXHUB_STORE_TASKS_H
 #define DXHUB_STORE_TASKS_H
@@ -7,6 +7,26 @@
 #include "hub/store.h"
 #include "worklist/worklist.h"
 
+/* Group commit: several reader requests in one write transaction, answered
+ * after its one durable commit.  Each store_batch_* call is refused
+ * (WL_ESTORE) once a storage error spoiled the batch; a refusal for any
+ * other reason (WL_EEMPTY, WL_ENOTYOURS...) writes nothing, so the others
+ * in the batch stand.  The calls below and the study reads return the task
+ * (and its study when st is given, *has_st saying whether it was found) as
+ * they will be once committed.  One batch at a time per thread, and no other
+ * write transaction on that thread while it is open. */
+typedef struct store_batch store_batch;
+int  store_batch_begin(store *s, store_batch **out);
+int  store_batch_commit(store_batch **b); /* durable, or an error and nothing of it kept; frees *b */
+void store_batch_abort(store_batch **b);
+int  store_batch_offer(store_batch *b, const wl_reader *r, int64_t now, wl_task *out, store_study *st, int *has_st);
+int  store_batch_claim(store_batch *b, uint64_t id, const wl_reader *r, int64_t now, wl_task *out, store_study *st,
+                       int *has_st);
+int  store_batch_heartbeat(store_batch *b, const char *reader, int64_t now); /* leases kept */
+int  store_batch_release(store_batch *b, uint64_t id, const char *reader, int64_t now);
+int  store_batch_tick(store_batch *b, int64_t now);                        /* expiries, escalations */
+
+/* The same, each in a transaction of its own. */
 int store_task_offer(store *s, const wl_reader *r, int64_t now, wl_task *out);
 int store_task_claim(store *s, uint64_t id, const wl_reader *r, int64_t now, wl_task *out);
 int store_task_heartbeat(store *s, const char *reader, int64_t now);           /* leases kept */
