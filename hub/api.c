@@ -210,7 +210,8 @@ static enum MHD_Result send_shared(req *r, api_body *body)
  * rendered, else rendered now (and cached).  NULL with *rc on failure. */
 static api_body *study_body(api_server *a, const store_study *st, int *rc)
 {
-    api_body *body = api_bcache_get(a->bcache, st);
+    uint64_t gen = store_conflict_gen(a->st); /* before rendering: a conflict after it re-renders */
+    api_body *body = api_bcache_get(a->bcache, st, gen);
     if (body)
         return body;
     jbuf b = {0};
@@ -220,7 +221,7 @@ static api_body *study_body(api_server *a, const store_study *st, int *rc)
         jb_release(&b);
         return NULL;
     }
-    api_bcache_put(a->bcache, st, body);
+    api_bcache_put(a->bcache, st, gen, body);
     return body;
 }
 
@@ -246,6 +247,53 @@ static enum MHD_Result h_study(req *r, const api_params *p)
         return send_audit_failed(r, NULL);
     }
     return send_shared(r, body);
+}
+
+/* ---- GET /api/v1/instances/{uid}/conflicts ------------------------- */
+
+static int add_conflict(void *ctx, const store_instance *in)
+{
+    jbuf *b = ctx;
+    if (b->len && b->p[b->len - 1] == '}')
+        jb_put(b, ",", 1);
+    api_json_instance_record(b, in);
+    return 0;
+}
+
+/* The instance kept under a UID and every other content received under
+ * it (kept apart, never served as the instance): {"sop_instance_uid",
+ * "kept": record or null, "conflicts": [record...]}. */
+static enum MHD_Result h_conflicts(req *r, const api_params *p)
+{
+    (void)p;
+    if (!api_valid_uid(r->arg))
+        return send_bad_param(r, "SOPInstanceUID", "a UID: digits and dots, at most 64");
+    store_instance in;
+    int rc = store_get_instance(r->a->st, r->arg, &in);
+    if (rc < 0 && rc != -ENOENT)
+        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
+    jbuf b = {0};
+    jb_puts(&b, "{\"sop_instance_uid\":");
+    jb_str(&b, r->arg);
+    jb_puts(&b, ",\"kept\":");
+    if (rc == 0)
+        api_json_instance_record(&b, &in);
+    else
+        jb_puts(&b, "null");
+    jb_puts(&b, ",\"conflicts\":[");
+    int n = store_list_conflicts(r->a->st, r->arg, add_conflict, &b);
+    jb_puts(&b, "]}");
+    if (n < 0) {
+        jb_release(&b);
+        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
+    }
+    if (audit(r, "read-conflicts", rc == 0 ? in.study_uid : NULL, r->arg) < 0)
+        return send_audit_failed(r, &b);
+    if (rc == -ENOENT && n == 0) {
+        jb_release(&b);
+        return send_error(r, MHD_HTTP_NOT_FOUND, "no such instance");
+    }
+    return send_json(r, MHD_HTTP_OK, &b);
 }
 
 /* ---- GET /api/v1/instances/{uid}/file ------------------------------ */
@@ -378,6 +426,7 @@ static const struct route {
          PB(API_P_STUDY_UID) | PB(API_P_STATE) | PB(API_P_OFFSET) | PB(API_P_LIMIT)},
     {"/api/v1/studies/", "", h_study, 0},
     {"/api/v1/instances/", "/file", h_file, PB(API_P_OFFSET) | PB(API_P_LENGTH)},
+    {"/api/v1/instances/", "/conflicts", h_conflicts, 0},
     {"/api/v1/health", NULL, h_health, ANY_PARAMS},
     {"/api/v1/tasks", NULL, h_tasks, 0},
     {"/metrics", NULL, h_metrics, ANY_PARAMS},

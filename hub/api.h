@@ -7,12 +7,18 @@
  *                                         the stored Part 10 bytes, streamed;
  *                                         HTTP Range, or ?offset=&length= (the
  *                                         BulkDataURIs of the metadata)
+ *   /api/v1/instances/{SOPInstanceUID}/conflicts
+ *                                         the copy kept under that UID and every
+ *                                         other content received under it, kept
+ *                                         apart (the study detail lists their
+ *                                         digests in the instance's dxhub.conflicts)
  *   /api/v1/health                        JSON status for people and probes
  *   /metrics                              Prometheus text format
  * Unknown paths answer 404, bad query parameters 400 naming the parameter,
  * both as JSON ({"error":..}).  Every access to patient data (list, detail,
  * instance bytes) appends an audit record through store_audit (who
- * "http:<peer ip>", what "list-studies" / "read-study" / "read-instance"):
+ * "http:<peer ip>", what "list-studies" / "read-study" / "read-instance" /
+ * "read-conflicts"):
  * queued before the answer is sent and written behind it by one thread
  * (within ~50 ms), so a lookup does not wait for an fsync; identical
  * accesses queued meanwhile share a record carrying their count

@@ -52,6 +52,7 @@ typedef struct bentry {
     store_study st;       /* the record the body was rendered from */
     api_body   *body;     /* NULL: free entry */
     uint64_t    used;     /* tick of last use, for LRU */
+    uint64_t    gen;      /* the store's conflict generation then */
 } bentry;
 
 struct api_bcache {
@@ -99,12 +100,12 @@ static bentry *lookup(api_bcache *c, const char *study_uid)
     return NULL;
 }
 
-api_body *api_bcache_get(api_bcache *c, const store_study *st)
+api_body *api_bcache_get(api_bcache *c, const store_study *st, uint64_t gen)
 {
     api_body *b = NULL;
     pthread_mutex_lock(&c->mu);
     bentry *e = lookup(c, st->study_uid);
-    if (e && !memcmp(&e->st, st, sizeof *st)) {
+    if (e && e->gen == gen && !memcmp(&e->st, st, sizeof *st)) {
         e->used = ++c->tick;
         b = api_body_ref(e->body);
     }
@@ -124,7 +125,7 @@ static bentry *least_recent(api_bcache *c)
     return old;
 }
 
-void api_bcache_put(api_bcache *c, const store_study *st, api_body *b)
+void api_bcache_put(api_bcache *c, const store_study *st, uint64_t gen, api_body *b)
 {
     if (b->len > c->max_bytes / 4)
         return; /* one huge study must not push every other out */
@@ -138,6 +139,7 @@ void api_bcache_put(api_bcache *c, const store_study *st, api_body *b)
     if (e->body)
         drop(c, e);
     e->st = *st;
+    e->gen = gen;
     e->body = api_body_ref(b);
     e->used = ++c->tick;
     c->bytes += b->len;

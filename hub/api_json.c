@@ -268,16 +268,22 @@ void api_json_study(jbuf *b, const store_study *st)
     jb_put(b, "}", 1);
 }
 
-static void instance_dxhub(jbuf *b, const store_instance *in, const char *error)
+static void digest_hex(const uint8_t d[32], char out[65])
 {
     static const char hex[] = "0123456789abcdef";
-    char dg[65];
     for (int i = 0; i < 32; i++) {
-        dg[2 * i] = hex[in->digest[i] >> 4];
-        dg[2 * i + 1] = hex[in->digest[i] & 15];
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
     }
-    dg[64] = 0;
-    jb_puts(b, "\"dxhub\":{\"sop_instance_uid\":");
+    out[64] = 0;
+}
+
+/* The members every instance record has (without braces). */
+static void instance_fields(jbuf *b, const store_instance *in)
+{
+    char dg[65];
+    digest_hex(in->digest, dg);
+    jb_puts(b, "\"sop_instance_uid\":");
     jb_str(b, in->sop_uid);
     jb_printf(b, ",\"size\":%llu,\"digest\":\"%s\",\"transfer_syntax\":", (unsigned long long)in->size, dg);
     jb_str(b, in->ts_uid);
@@ -286,6 +292,52 @@ static void instance_dxhub(jbuf *b, const store_instance *in, const char *error)
     jb_puts(b, ",\"received\":");
     jb_time(b, in->received_ms);
     jb_printf(b, ",\"conflict\":%s", in->conflict ? "true" : "false");
+}
+
+void api_json_instance_record(jbuf *b, const store_instance *in)
+{
+    jb_put(b, "{", 1);
+    instance_fields(b, in);
+    jb_puts(b, ",\"study_instance_uid\":");
+    jb_str(b, in->study_uid);
+    jb_puts(b, ",\"series_instance_uid\":");
+    jb_str(b, in->series_uid);
+    jb_put(b, "}", 1);
+}
+
+typedef struct conflict_out {
+    jbuf *b;
+    int   n;
+} conflict_out;
+
+static int conflict_digest(void *ctx, const store_instance *in)
+{
+    conflict_out *o = ctx;
+    char dg[65];
+    digest_hex(in->digest, dg);
+    jb_printf(o->b, "%s{\"digest\":\"%s\",\"size\":%llu,\"source\":", o->n++ ? "," : "", dg,
+              (unsigned long long)in->size);
+    jb_str(o->b, in->source);
+    jb_puts(o->b, ",\"received\":");
+    jb_time(o->b, in->received_ms);
+    jb_put(o->b, "}", 1);
+    return 0;
+}
+
+/* "dxhub": what the store knows of the instance; "conflicts" (only when
+ * there are any) lists the other contents received under its UID, kept
+ * apart (GET /api/v1/instances/{uid}/conflicts has their full records). */
+static void instance_dxhub(jbuf *b, store *st, const store_instance *in, const char *error)
+{
+    jb_puts(b, "\"dxhub\":{");
+    instance_fields(b, in);
+    size_t mark = b->len;
+    jb_puts(b, ",\"conflicts\":[");
+    conflict_out o = {b, 0};
+    if (store_list_conflicts(st, in->sop_uid, conflict_digest, &o) > 0)
+        jb_put(b, "]", 1);
+    else if (!b->failed)
+        b->len = mark;
     if (error) {
         jb_puts(b, ",\"error\":");
         jb_str(b, error);
@@ -309,14 +361,14 @@ static int instance_json(jbuf *b, store *st, api_hcache *cache, const store_inst
         snprintf(why, sizeof why, "stored header unreadable: %s",
                  rc <= -1000 ? dcm_strerror(rc) : strerror(rc < 0 ? -rc : EINVAL));
         jb_put(b, "{", 1);
-        instance_dxhub(b, in, why);
+        instance_dxhub(b, st, in, why);
         jb_put(b, "}", 1);
         return 0;
     }
     b->len--; /* the header's closing brace */
     if (b->len - mark > 1)
         jb_put(b, ",", 1);
-    instance_dxhub(b, in, NULL);
+    instance_dxhub(b, st, in, NULL);
     jb_put(b, "}", 1);
     return jb_ok(b) ? 0 : -ENOMEM;
 }

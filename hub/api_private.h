@@ -63,6 +63,10 @@ typedef struct api_series_attrs {
  * Returns 0, or a negative code (DCM_E*, -errno) with out unchanged. */
 int api_header_json(store *st, api_hcache *cache, const store_instance *in, jbuf *out, api_series_attrs *sa);
 
+/* An instance (or conflicting copy) as the store records it: UID, size,
+ * digest, transfer syntax, source, received, conflict, study and series. */
+void api_json_instance_record(jbuf *b, const store_instance *in);
+
 /* ---- whole study details (api_body.c) ------------------------------ */
 
 /* An immutable response body shared by reference: the cache holds one
@@ -79,8 +83,11 @@ const char *api_body_data(const api_body *b, size_t *len);
 typedef struct api_bcache api_bcache;
 api_bcache *api_bcache_new(size_t max_bytes);
 void        api_bcache_free(api_bcache **c);
-api_body   *api_bcache_get(api_bcache *c, const store_study *st); /* a new reference, or NULL */
-void        api_bcache_put(api_bcache *c, const store_study *st, api_body *b);
+/* gen: the store's conflict generation when the body was rendered (a
+ * conflicting copy from another study changes a detail but not its study
+ * record). */
+api_body   *api_bcache_get(api_bcache *c, const store_study *st, uint64_t gen); /* a new reference, or NULL */
+void        api_bcache_put(api_bcache *c, const store_study *st, uint64_t gen, api_body *b);
 
 /* ---- renderers (api_json.c) ---------------------------------------- */
 

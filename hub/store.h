@@ -154,6 +154,8 @@ int store_list_instances(store *s, const char *study_uid,
  * bytes; the first stored stays the instance), in digest order; cb gets
  * each record (conflict set).  Returns how many. */
 int store_list_conflicts(store *s, const char *sop_uid, int (*cb)(void *ctx, const store_instance *in), void *ctx);
+/* Grows whenever a conflicting copy is received (after its commit). */
+uint64_t store_conflict_gen(store *s);
 
 int store_set_study_state(store *s, const char *study_uid, study_state st, int64_t now_ms);
 

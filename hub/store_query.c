@@ -231,6 +231,8 @@ int store_list_conflicts(store *s, const char *sop_uid, int (*cb)(void *ctx, con
     return n;
 }
 
+uint64_t store_conflict_gen(store *s) { return s->put_conflict; }
+
 int store_audit_walk(store *s, uint64_t from, int (*cb)(void *ctx, uint64_t seq, const char *json, size_t len),
                      void *ctx)
 {

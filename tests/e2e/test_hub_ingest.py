@@ -440,3 +440,46 @@ def test_conflicts_keep_the_first_copy(ingest):
     assert m['dxhub_store_results_total{result="conflict"}'] >= len(conflicts)
     assert m["dxhub_conflicts"] == len(conflicts)
     assert m["dxhub_instances"] == len(w)
+
+
+def test_api_lists_each_conflicting_copy(ingest):
+    """GET /api/v1/instances/{uid}/conflicts gives the copy kept and every
+    other content received under the UID (digest of the data set sent, a
+    size that holds it); the kept instance's entry in its study detail lists the same
+    digests; an instance without conflicts lists none; an unknown UID is
+    404."""
+    hub, c = ingest["hub"], ingest["corpus"]
+    _, conflicts, _ = expected_studies(ingest)
+    w = winners(ingest)
+    oracle = ingest["sent"][0]
+    want = {}  # SOP UID -> {digest hex: bytes of the data set sent}
+    for k, (r, _) in enumerate(ingest["runs"]):
+        for p in c.batches[k] if k else []:
+            sop = c.info[p]["sop"]
+            f = ingest["sent"][k].get(sop)
+            if f is None:
+                continue
+            ds = split_part10(f.read_bytes())[1]
+            dg = hashlib.sha256(ds).hexdigest()
+            if (sop, bytes.fromhex(dg)) in conflicts:
+                want.setdefault(sop, {})[dg] = len(ds)
+    assert want and sum(len(v) for v in want.values()) == len(conflicts)
+    for sop, copies in want.items():
+        j = hub.get_json(f"/api/v1/instances/{sop}/conflicts")
+        kept = hashlib.sha256(split_part10(oracle[sop].read_bytes())[1]).hexdigest()
+        assert j["sop_instance_uid"] == sop and j["kept"]["digest"] == kept and not j["kept"]["conflict"], j
+        got = {x["digest"]: x for x in j["conflicts"]}
+        assert set(got) == set(copies), (sop, j)
+        for dg, x in got.items():
+            assert x["conflict"] is True and x["sop_instance_uid"] == sop and x["size"] > copies[dg], x
+        study = c.info[w[sop]]["study"]
+        entry = next(x["dxhub"] for x in detail_instances(hub.study(study)) if x["dxhub"]["sop_instance_uid"] == sop)
+        assert sorted(x["digest"] for x in entry["conflicts"]) == sorted(copies), entry
+    plain = next(sop for sop in w if sop not in want)
+    j = hub.get_json(f"/api/v1/instances/{plain}/conflicts")
+    assert j["kept"]["sop_instance_uid"] == plain and j["conflicts"] == []
+    study = c.info[w[plain]]["study"]
+    entry = next(x["dxhub"] for x in detail_instances(hub.study(study)) if x["dxhub"]["sop_instance_uid"] == plain)
+    assert "conflicts" not in entry
+    assert hub.get_json("/api/v1/instances/1.2.3.999999/conflicts", expect=404)["error"] == "no such instance"
+    assert hub.get_json("/api/v1/instances/not-a-uid/conflicts", expect=400)["parameter"] == "SOPInstanceUID"
