@@ -28,8 +28,9 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CC      ?= cc
 CXX     ?= c++
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
-CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) $(SANFLAGS) -I.
-CXXFLAGS:= -std=c++17 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Wno-unused-parameter $(SANFLAGS) -I. $(PKG_CFLAGS)
+# -fPIC: the same objects make the static library (tests, benches) and dxhub-roles.so.
+CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC $(WARN) $(SANFLAGS) -I.
+CXXFLAGS:= -std=c++17 -D_GNU_SOURCE -O2 -g -fPIC -Wall -Wextra -Wno-unused-parameter $(SANFLAGS) -I. $(PKG_CFLAGS)
 LDFLAGS := $(SANFLAGS)
 # Debian's openjph.pc has an empty Libs: line (0.9.0-3), so name the library here.
 LDLIBS  := $(PKG_LIBS) -lopenjph -lstdc++ -lpthread -lm
@@ -45,6 +46,7 @@ HUB_OBJS      := $(filter-out $(BUILD)/hub/main.o,$(call module_objs,hub))
 VIEWER_OBJS   := $(call module_objs,viewer)
 LIB_OBJS      := $(VIEWER_OBJS) $(HUB_OBJS) $(WORKLIST_OBJS) $(CODECS_OBJS)
 LIB           := $(BUILD)/libdxhub.a
+ROLES         := $(BUILD)/dxhub-roles.so
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
@@ -67,8 +69,13 @@ $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/dxhub: $(BUILD)/hub/main.o $(LIB)
-	$(CXX) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+# build/dxhub holds what `dxhub dump` needs (libc, zlib) and loads
+# dxhub-roles.so, built beside it, for every other command (hub/main.c).
+$(BUILD)/dxhub: $(BUILD)/hub/main.o $(LIB) $(ROLES)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB) -lz -ldl
+
+$(ROLES): $(LIB_OBJS)
+	$(CXX) -shared -Wl,-Bsymbolic -Wl,--as-needed $(LDFLAGS) -o $@ $(LIB_OBJS) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)

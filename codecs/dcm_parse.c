@@ -563,7 +563,9 @@ fail:
     return rc;
 }
 
-#define DCM_HEAD_BYTES (64u << 10)
+#define DCM_PROBE_BYTES (8u << 10)
+#define DCM_HEAD_BYTES  (64u << 10)
+#define DCM_MAP_FROM    (256u << 10) /* listing: map files from this size when all must be read */
 
 static int read_range(int fd, uint8_t *buf, size_t from, size_t to)
 {
@@ -580,21 +582,32 @@ static int read_range(int fd, uint8_t *buf, size_t from, size_t to)
 }
 
 /* For listing tools: where native Pixel Data's value lies, so it need not
- * be read.  Parses the first 64 KiB up to Pixel Data; any doubt (deflated,
- * big endian, encapsulated, a header past the head) means "read it all". */
-static void find_native_pixels(int fd, uint8_t *buf, size_t size, size_t *from, size_t *to)
+ * be read.  Parses the head up to Pixel Data: the first 8 KiB (most
+ * headers: a listing of a CT series then copies 8 KiB a slice, not 64),
+ * else the first 64 KiB; any doubt (deflated, big endian, encapsulated, a
+ * header past the head) means "read it all".  *head: bytes of buf read. */
+static void find_native_pixels(int fd, uint8_t *buf, size_t size, size_t *head, size_t *from, size_t *to)
 {
-    if (read_range(fd, buf, 0, DCM_HEAD_BYTES) < 0)
-        return;
-    dcm_file *h = NULL;
-    dcm_err scratch;
-    dcm_parse_opts ho = {.stop_at_tag = DCM_TAG_PIXEL_DATA, .max_inflated = 1};
-    if (dcm_parse(buf, DCM_HEAD_BYTES, &ho, &h, &scratch) < 0)
-        return;
-    size_t at = h->stopped_at;
-    bool plain = at && !h->ts->deflated && !h->ts->big_endian;
-    dcm_free(&h);
-    if (!plain || at + 12 > DCM_HEAD_BYTES || dcm_rd16(buf + at, false) != 0x7FE0 || dcm_rd16(buf + at + 2, false) != 0x0010)
+    static const size_t tries[] = {DCM_PROBE_BYTES, DCM_HEAD_BYTES};
+    size_t at = 0;
+    *head = 0;
+    for (size_t i = 0; i < 2 && !at; i++) {
+        size_t n = tries[i] < size ? tries[i] : size;
+        if (read_range(fd, buf, *head, n) < 0)
+            return;
+        *head = n;
+        dcm_file *h = NULL;
+        dcm_err scratch;
+        dcm_parse_opts ho = {.stop_at_tag = DCM_TAG_PIXEL_DATA, .max_inflated = 1};
+        if (dcm_parse(buf, n, &ho, &h, &scratch) < 0)
+            continue; /* the header goes on past this head */
+        bool plain = h->stopped_at && !h->ts->deflated && !h->ts->big_endian;
+        at = plain && h->stopped_at + 12 <= n ? h->stopped_at : 0;
+        dcm_free(&h);
+        if (!plain)
+            return;
+    }
+    if (!at || dcm_rd16(buf + at, false) != 0x7FE0 || dcm_rd16(buf + at + 2, false) != 0x0010)
         return;
     bool explicit_vr = (buf[at + 4] == 'O' && (buf[at + 5] == 'B' || buf[at + 5] == 'W'));
     size_t hdr = explicit_vr ? 12 : 8;
@@ -626,16 +639,24 @@ int dcm_open(const char *path, const dcm_parse_opts *opts, dcm_file **out, dcm_e
         /* Small files: one read is cheaper than mapping (munmap's TLB
          * shootdown dominates a batch of small files). */
         uint8_t *buf = malloc(size);
-        size_t skip_from = 0, skip_to = 0;
+        size_t head = 0, skip_from = 0, skip_to = 0;
         if (buf && opts && opts->skip_pixels && size > DCM_HEAD_BYTES)
-            find_native_pixels(fd, buf, size, &skip_from, &skip_to);
+            find_native_pixels(fd, buf, size, &head, &skip_from, &skip_to);
         int ok;
+        if (buf && !skip_to && head && size > DCM_MAP_FROM) {
+            /* A listing of a big file whose values cannot be skipped
+             * (compressed frames...): map it, so that only the pages it
+             * looks at are read, and nothing is copied. */
+            free(buf);
+            goto map;
+        }
         if (!buf)
             ok = 0;
         else if (skip_to) /* the head is read; then up to 256 bytes into the pixels, then what follows them */
-            ok = read_range(fd, buf, DCM_HEAD_BYTES, skip_from + 256) == 0 && read_range(fd, buf, skip_to, size) == 0;
+            ok = (head >= skip_from + 256 || read_range(fd, buf, head, skip_from + 256) == 0) &&
+                 read_range(fd, buf, skip_to, size) == 0;
         else
-            ok = read_range(fd, buf, 0, size) == 0;
+            ok = read_range(fd, buf, head, size) == 0;
         close(fd);
         if (!ok) {
             free(buf);
@@ -654,6 +675,7 @@ int dcm_open(const char *path, const dcm_parse_opts *opts, dcm_file **out, dcm_e
         (*out)->heap_input = buf;
         return 0;
     }
+map:;
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED)

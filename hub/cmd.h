@@ -8,12 +8,6 @@
 #include <stdint.h>
 #include <time.h>
 
-typedef struct dx_command {
-    const char *name;
-    int (*run)(int argc, char **argv);
-    const char *summary;
-} dx_command;
-
 int cmd_dump(int argc, char **argv);
 int cmd_transcode(int argc, char **argv);
 int cmd_render(int argc, char **argv);

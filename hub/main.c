@@ -1,45 +1,77 @@
 /* main.c — the dxhub executable: one binary, subcommands as git has.
- * The command table is the one place that knows every role. */
-#include <stdarg.h>
+ * The command table is the one place that knows every role.
+ *
+ * Start-up: the file tool people run on many files (dump) is linked into
+ * the executable itself, which needs only libc and zlib.  Every other
+ * command lives in dxhub-roles.so beside it, loaded when one of them runs:
+ * the ~50 libraries the roles need (DCMTK, ZeroMQ and its TLS/Kerberos,
+ * libmicrohttpd, OpenSSL, libxml2 and ICU, the pixel codecs) took a dump
+ * of a few files longer to load than to do. */
+#include <dlfcn.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include "hub/cmd.h"
 
 static int cmd_help(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 
-static const dx_command commands[] = {
-    {"serve",     cmd_serve,     "the hub: DICOM ingest into LMDB, study completeness, HTTP API"},
-    {"edge",      cmd_edge,      "the clinic gateway: DICOM listener, watch folder, store-and-forward to the hub"},
-    {"push",      cmd_push,      "queue DICOM files at the clinic gateway (stat/urgent/routine, referral, note)"},
-    {"reports",   cmd_reports,   "list the reports and alerts the clinic received"},
-    {"reader",    cmd_reader,    "a headless reader: take offered tasks, fetch their studies, submit reports"},
-    {"report",    cmd_report,    "write the report document for a fetched study (then sign and submit it)"},
-    {"keygen",    cmd_keygen,    "make a CURVE keypair for a role, or X.509 CAs, reader certificates, revocations"},
-    {"allow",     cmd_allow,     "add (or revoke) a public key in the hub's allow-list"},
-    {"sign",      cmd_sign,      "sign a report's exact bytes with a reader's key (SM2/SM3 or Ed25519)"},
-    {"sr",        cmd_sr,        "export a verified signed report as a DICOM Basic Text SR for a PACS"},
-    {"verify",    cmd_verify,    "verify a signed report offline: signature, chain, revocation, digests"},
-    {"backup",    cmd_backup,    "consistent online copy of the hub's store"},
-    {"check",     cmd_check,     "verify every stored instance against its digest"},
-    {"dump",      cmd_dump,      "print DICOM files like dcmdump, or as DICOM JSON (--json)"},
-    {"transcode", cmd_transcode, "rewrite a DICOM file, optionally in another transfer syntax (--ts UID)"},
-    {"render",    cmd_render,    "render a frame to PNG or JPEG through the DICOM display pipeline"},
-    {"status",    cmd_status,    "print a running hub's health: studies by state, instances, store use, uptime"},
-    {"ecg",       cmd_ecg,       "print an ECG's leads, rate, duration and ranges (DICOM, WFDB, HL7 aECG, SCP-ECG)"},
-    {"help",      cmd_help,      "list the commands"},
-    {"version",   cmd_version,   "print the version"},
+/* run: linked in; else sym names the function in dxhub-roles.so. */
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *sym, *summary;
+} command;
+
+#define ROLE(name, fn, summary) {name, NULL, #fn, summary}
+#define HERE(name, fn, summary) {name, fn, #fn, summary}
+
+static const command commands[] = {
+    ROLE("serve",     cmd_serve,     "the hub: DICOM ingest into LMDB, study completeness, HTTP API"),
+    ROLE("edge",      cmd_edge,      "the clinic gateway: DICOM listener, watch folder, store-and-forward to the hub"),
+    ROLE("push",      cmd_push,      "queue DICOM files at the clinic gateway (stat/urgent/routine, referral, note)"),
+    ROLE("reports",   cmd_reports,   "list the reports and alerts the clinic received"),
+    ROLE("reader",    cmd_reader,    "a headless reader: take offered tasks, fetch their studies, submit reports"),
+    ROLE("report",    cmd_report,    "write the report document for a fetched study (then sign and submit it)"),
+    ROLE("keygen",    cmd_keygen,    "make a CURVE keypair for a role, or X.509 CAs, reader certificates, revocations"),
+    ROLE("allow",     cmd_allow,     "add (or revoke) a public key in the hub's allow-list"),
+    ROLE("sign",      cmd_sign,      "sign a report's exact bytes with a reader's key (SM2/SM3 or Ed25519)"),
+    ROLE("sr",        cmd_sr,        "export a verified signed report as a DICOM Basic Text SR for a PACS"),
+    ROLE("verify",    cmd_verify,    "verify a signed report offline: signature, chain, revocation, digests"),
+    ROLE("backup",    cmd_backup,    "consistent online copy of the hub's store"),
+    ROLE("check",     cmd_check,     "verify every stored instance against its digest"),
+    HERE("dump",      cmd_dump,      "print DICOM files like dcmdump, or as DICOM JSON (--json)"),
+    ROLE("transcode", cmd_transcode, "rewrite a DICOM file, optionally in another transfer syntax (--ts UID)"),
+    ROLE("render",    cmd_render,    "render a frame to PNG or JPEG through the DICOM display pipeline"),
+    ROLE("status",    cmd_status,    "print a running hub's health: studies by state, instances, store use, uptime"),
+    ROLE("ecg",       cmd_ecg,       "print an ECG's leads, rate, duration and ranges (DICOM, WFDB, HL7 aECG, SCP-ECG)"),
+    HERE("help",      cmd_help,      "list the commands"),
+    HERE("version",   cmd_version,   "print the version"),
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
-void dx_errorf(const char *cmd, const char *fmt, ...)
+/* Run a command of dxhub-roles.so, found beside this executable. */
+static int run_role(const command *c, int argc, char **argv)
 {
-    va_list ap;
-    fprintf(stderr, "dxhub %s: ", cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
+    char path[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 32);
+    if (n <= 0) {
+        fprintf(stderr, "dxhub: cannot find this executable's folder (/proc/self/exe)\n");
+        return 1;
+    }
+    path[n] = '\0';
+    char *slash = strrchr(path, '/');
+    snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0), "dxhub-roles.so");
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    int (*fn)(int, char **) = NULL;
+    if (h)
+        *(void **)&fn = dlsym(h, c->sym);
+    if (!fn) {
+        fprintf(stderr, "dxhub: cannot load the '%s' command: %s\n", c->name, dlerror());
+        return 1;
+    }
+    return fn(argc, argv); /* the library stays loaded until exit */
 }
 
 static int cmd_help(int argc, char **argv)
@@ -76,7 +108,7 @@ int main(int argc, char **argv)
         name = "version";
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (!strcmp(commands[i].name, name))
-            return commands[i].run(argc - 1, argv + 1);
+            return commands[i].run ? commands[i].run(argc - 1, argv + 1) : run_role(&commands[i], argc - 1, argv + 1);
     fprintf(stderr, "dxhub: '%s' is not a command; 'dxhub help' lists them\n", argv[1]);
     return 2;
 }
