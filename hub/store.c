@@ -100,6 +100,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     s->map_size = cfg->map_size ? cfg->map_size : (uint64_t)16 << 30;
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->audit_mu, NULL);
+    pthread_mutex_init(&s->rpool_mu, NULL);
     pthread_cond_init(&s->wake, NULL);
     pthread_cond_init(&s->done, NULL);
     int rc = mkdir_p(cfg->dir);
@@ -178,10 +179,13 @@ void store_close(store **sp)
     pthread_cond_broadcast(&s->wake);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->committer, NULL);
+    for (unsigned i = 0; i < s->rpool_n; i++)
+        mdb_txn_abort(s->rpool[i]);
     mdb_env_close(s->env);
     wl_close(&s->wl);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->audit_mu);
+    pthread_mutex_destroy(&s->rpool_mu);
     pthread_cond_destroy(&s->wake);
     pthread_cond_destroy(&s->done);
     free(s->dir);

@@ -35,6 +35,12 @@ struct store {
     void           (*on_tasks)(void *ctx);
     void            *on_tasks_ctx;
     _Atomic int      tasks_added; /* set inside a transaction, reported after its commit */
+    /* Read transactions kept reset for reuse (store_query.c): beginning one
+     * takes LMDB's reader-table lock and scans it; renewing a reset one
+     * (it keeps its slot) takes neither. */
+    pthread_mutex_t  rpool_mu;
+    MDB_txn         *rpool[32];
+    unsigned         rpool_n;
 };
 
 /* inst record (value of inst and conflict dbs) */

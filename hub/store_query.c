@@ -28,9 +28,36 @@ int store_txn_put_study(store *s, MDB_txn *txn, const store_study *st)
     return mdb_put(txn, s->study, &k, &v, 0);
 }
 
+/* A read transaction: a pooled one renewed, else a new one. */
 static int read_txn(store *s, MDB_txn **txn)
 {
+    MDB_txn *t = NULL;
+    pthread_mutex_lock(&s->rpool_mu);
+    if (s->rpool_n)
+        t = s->rpool[--s->rpool_n];
+    pthread_mutex_unlock(&s->rpool_mu);
+    if (t) {
+        if (mdb_txn_renew(t) == 0) {
+            *txn = t;
+            return 0;
+        }
+        mdb_txn_abort(t);
+    }
     return store_lmdb_err(mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn));
+}
+
+/* Its end: reset (no snapshot held) and back to the pool. */
+static void read_end(store *s, MDB_txn *txn)
+{
+    mdb_txn_reset(txn);
+    pthread_mutex_lock(&s->rpool_mu);
+    if (s->rpool_n < sizeof s->rpool / sizeof s->rpool[0]) {
+        s->rpool[s->rpool_n++] = txn;
+        txn = NULL;
+    }
+    pthread_mutex_unlock(&s->rpool_mu);
+    if (txn)
+        mdb_txn_abort(txn);
 }
 
 int store_get_study(store *s, const char *uid, store_study *out)
@@ -40,7 +67,7 @@ int store_get_study(store *s, const char *uid, store_study *out)
     if (rc)
         return rc;
     rc = store_txn_get_study(s, txn, uid, out);
-    mdb_txn_abort(txn);
+    read_end(s, txn);
     return rc;
 }
 
@@ -58,7 +85,7 @@ int store_get_instance(store *s, const char *sop_uid, store_instance *out)
         memcpy(&r, v.mv_data, v.mv_size < sizeof r ? v.mv_size : sizeof r);
         *out = r.in;
     }
-    mdb_txn_abort(txn);
+    read_end(s, txn);
     return store_lmdb_err(rc);
 }
 
@@ -82,7 +109,7 @@ long store_read_instance(store *s, const store_instance *inst, uint64_t offset, 
         key[35] = (uint8_t)chunk;
         MDB_val k = {sizeof key, key}, v;
         if ((rc = mdb_get(txn, s->blob, &k, &v))) {
-            mdb_txn_abort(txn);
+            read_end(s, txn);
             return rc == MDB_NOTFOUND ? -EIO : store_lmdb_err(rc); /* a missing chunk is corruption */
         }
         size_t in_chunk = (size_t)(pos % STORE_CHUNK);
@@ -94,7 +121,7 @@ long store_read_instance(store *s, const store_instance *inst, uint64_t offset, 
         memcpy((uint8_t *)buf + copied, (uint8_t *)v.mv_data + in_chunk, n);
         copied += n;
     }
-    mdb_txn_abort(txn);
+    read_end(s, txn);
     return (long)copied;
 }
 
@@ -136,7 +163,7 @@ int store_list_studies(store *s, const store_study_filter *flt, size_t offset, s
     int matches = 0;
     MDB_cursor *cur;
     if ((rc = mdb_cursor_open(txn, s->study, &cur))) {
-        mdb_txn_abort(txn);
+        read_end(s, txn);
         return store_lmdb_err(rc);
     }
     MDB_val k, v;
@@ -167,7 +194,7 @@ int store_list_studies(store *s, const store_study_filter *flt, size_t offset, s
         }
     }
     mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    read_end(s, txn);
     return matches;
 }
 
@@ -197,7 +224,7 @@ int store_list_instances(store *s, const char *study_uid,
             break;
     }
     mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    read_end(s, txn);
     return n;
 }
 
@@ -209,7 +236,7 @@ int store_list_conflicts(store *s, const char *sop_uid, int (*cb)(void *ctx, con
         return rc;
     MDB_cursor *cur;
     if ((rc = mdb_cursor_open(txn, s->conflict, &cur))) {
-        mdb_txn_abort(txn);
+        read_end(s, txn);
         return store_lmdb_err(rc);
     }
     char prefix[STORE_UID_MAX + 2];
@@ -227,7 +254,7 @@ int store_list_conflicts(store *s, const char *sop_uid, int (*cb)(void *ctx, con
             break;
     }
     mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    read_end(s, txn);
     return n;
 }
 
@@ -253,7 +280,7 @@ int store_audit_walk(store *s, uint64_t from, int (*cb)(void *ctx, uint64_t seq,
             break;
     }
     mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    read_end(s, txn);
     return n;
 }
 
@@ -287,7 +314,7 @@ int store_get_stats(store *s, store_stats *out)
             out->studies_by_state[r.st.state]++;
     }
     mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    read_end(s, txn);
     out->commits = s->commits;
     out->commit_instances = s->commit_instances;
     out->put_stored = s->put_stored;
