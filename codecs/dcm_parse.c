@@ -601,6 +601,10 @@ static void find_native_pixels(int fd, uint8_t *buf, size_t size, size_t *head, 
         dcm_parse_opts ho = {.stop_at_tag = DCM_TAG_PIXEL_DATA, .max_inflated = 1};
         if (dcm_parse(buf, n, &ho, &h, &scratch) < 0)
             continue; /* the header goes on past this head */
+        if (!h->stopped_at && n < size) { /* ended at an element boundary before Pixel Data */
+            dcm_free(&h);
+            continue;
+        }
         bool plain = h->stopped_at && !h->ts->deflated && !h->ts->big_endian;
         at = plain && h->stopped_at + 12 <= n ? h->stopped_at : 0;
         dcm_free(&h);
