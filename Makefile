@@ -145,6 +145,8 @@ install: $(BUILD)/dxhub
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/dxhub/web $(DESTDIR)$(DATADIR)/dxhub/examples \
 		$(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/dxhub $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
 	install -m 0755 $(BUILD)/dxhub $(DESTDIR)$(BINDIR)/dxhub
+	install -d $(DESTDIR)$(BINDIR)/../lib/dxhub
+	install -m 0644 $(ROLES) $(DESTDIR)$(BINDIR)/../lib/dxhub/dxhub-roles.so
 	if [ -d viewer/web ]; then cp -R viewer/web/. $(DESTDIR)$(DATADIR)/dxhub/web/ && \
 		chmod -R u=rwX,go=rX $(DESTDIR)$(DATADIR)/dxhub/web; fi
 	install -m 0644 samples/config/*.ini $(DESTDIR)$(DATADIR)/dxhub/examples/

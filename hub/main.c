@@ -51,24 +51,38 @@ static const command commands[] = {
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
-/* Run a command of dxhub-roles.so, found beside this executable. */
-static int run_role(const command *c, int argc, char **argv)
+/* dxhub-roles.so: beside this executable (the build tree), else in
+ * ../lib/dxhub/ from it (make install). */
+static void *load_roles(void)
 {
     char path[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 32);
-    if (n <= 0) {
-        fprintf(stderr, "dxhub: cannot find this executable's folder (/proc/self/exe)\n");
-        return 1;
-    }
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 40);
+    if (n <= 0)
+        return NULL;
     path[n] = '\0';
     char *slash = strrchr(path, '/');
-    snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0), "dxhub-roles.so");
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    size_t dir = slash ? (size_t)(slash + 1 - path) : 0;
+    static const char *const where[] = {"dxhub-roles.so", "../lib/dxhub/dxhub-roles.so"};
+    void *h = NULL;
+    for (size_t i = 0; i < 2 && !h; i++) {
+        snprintf(path + dir, sizeof path - dir, "%s", where[i]);
+        if (access(path, F_OK) == 0 || i == 1)
+            h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    }
+    return h;
+}
+
+/* Run a command of dxhub-roles.so. */
+static int run_role(const command *c, int argc, char **argv)
+{
+    void *h = load_roles();
     int (*fn)(int, char **) = NULL;
     if (h)
         *(void **)&fn = dlsym(h, c->sym);
     if (!fn) {
-        fprintf(stderr, "dxhub: cannot load the '%s' command: %s\n", c->name, dlerror());
+        const char *why = dlerror();
+        fprintf(stderr, "dxhub: cannot load the '%s' command: %s\n", c->name,
+                why ? why : "dxhub-roles.so is neither beside dxhub nor in ../lib/dxhub/");
         return 1;
     }
     return fn(argc, argv); /* the library stays loaded until exit */
