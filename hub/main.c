@@ -33,6 +33,7 @@ static const command commands[] = {
     ROLE("push",      cmd_push,      "queue DICOM files at the clinic gateway (stat/urgent/routine, referral, note)"),
     ROLE("reports",   cmd_reports,   "list the reports and alerts the clinic received"),
     ROLE("reader",    cmd_reader,    "a headless reader: take offered tasks, fetch their studies, submit reports"),
+    ROLE("workstation", cmd_workstation, "the reading workstation: worklist, prefetch cache, viewer UI on 127.0.0.1, signing"),
     ROLE("report",    cmd_report,    "write the report document for a fetched study (then sign and submit it)"),
     ROLE("keygen",    cmd_keygen,    "make a CURVE keypair for a role, or X.509 CAs, reader certificates, revocations"),
     ROLE("allow",     cmd_allow,     "add (or revoke) a public key in the hub's allow-list"),

@@ -288,28 +288,39 @@ static void offer_all(reader_link *l)
     }
 }
 
-/* The task must be one this reader holds (claimed, drafted). */
-static int held_task(reader_link *l, proto_msg *m, const char *reader, wl_task *t)
+/* The task must be one this reader holds (claimed, drafted) or, to read
+ * its study (STUDY, FETCH), one offered to it: a workstation prefetches the
+ * studies it is likely to be given before the reader claims them. */
+static int held_task(reader_link *l, proto_msg *m, const char *reader, wl_task *t, bool offered_ok)
 {
     long long id = proto_int(m, "task", -1);
     if (id < 0 || store_task_get(l->cfg.st, (uint64_t)id, t) != 0) {
         nack(l, m, "no such task");
         return -1;
     }
-    if (strcmp(t->holder, reader) || (t->state != WL_CLAIMED && t->state != WL_DRAFTED)) {
+    if (strcmp(t->holder, reader) ||
+        (t->state != WL_CLAIMED && t->state != WL_DRAFTED && !(offered_ok && t->state == WL_OFFERED))) {
         nack(l, m, "task not yours (claim it first, or your lease lapsed)");
         return -1;
     }
     return 0;
 }
 
+/* Instances per STUDY answer: 200 entries stay well inside PROTO_MAX_HEADER
+ * (about 250 bytes each); a reader pages with "offset" through larger studies. */
+#define STUDY_PAGE 200
+
 typedef struct study_ctx {
     json_t *list;
+    size_t  skip, seen, total;
 } study_ctx;
 
 static int add_instance(void *ctx, const store_instance *in)
 {
     study_ctx *s = ctx;
+    s->total++;
+    if (s->seen++ < s->skip || json_array_size(s->list) >= STUDY_PAGE)
+        return 0; /* counted, not listed: the total is what tells the reader to page */
     char hex[65];
     digest_hex(in->digest, hex);
     json_array_append_new(s->list, json_pack("{s:s,s:s,s:I,s:s,s:s,s:i}", "sop", in->sop_uid, "series", in->series_uid,
@@ -433,11 +444,14 @@ static void on_message(reader_link *l, proto_msg *m)
                                          "modalities", r.modalities, "max_tasks", r.max_tasks),
               NULL, 0);
     } else if (!strcmp(m->cmd, "STUDY")) {
-        if (held_task(l, m, r.id, &t) < 0)
+        if (held_task(l, m, r.id, &t, true) < 0)
             return;
-        study_ctx s = {json_array()};
+        long long off = proto_int(m, "offset", 0);
+        study_ctx s = {json_array(), off < 0 ? 0 : (size_t)off, 0, 0};
         store_list_instances(l->cfg.st, t.study_uid, add_instance, &s);
         json_t *h = json_object();
+        json_object_set_new(h, "offset", json_integer((json_int_t)s.skip));
+        json_object_set_new(h, "total", json_integer((json_int_t)s.total));
         json_object_set_new(h, "task", json_integer((json_int_t)t.id));
         /* Added (hub_client): the study's UID, so a reader that holds a task
          * from an earlier session knows where its files belong. */
@@ -448,7 +462,7 @@ static void on_message(reader_link *l, proto_msg *m)
         snprintf(who, sizeof who, "reader:%s", r.id);
         store_audit(l->cfg.st, now_ms(), who, "read-study", t.study_uid, "study listing");
     } else if (!strcmp(m->cmd, "FETCH")) {
-        if (held_task(l, m, r.id, &t) < 0)
+        if (held_task(l, m, r.id, &t, true) < 0)
             return;
         const char *sop = proto_str(m, "sop");
         long long off = proto_int(m, "offset", 0), len = proto_int(m, "length", FETCH_MAX);
