@@ -45,6 +45,8 @@ int dx_write_file(const char *path, const void *p, size_t n);
 void   dx_fmt_time(time_t t, char *out, size_t n);
 /* "YYYY-MM-DD" or "YYYY-MM-DDThh:mm:ssZ" (UTC); 0 when malformed. */
 time_t dx_parse_time(const char *s);
+/* The reading workstation daemon (viewer/ws_main.c): the one call from hub/ into viewer/. */
+int cmd_workstation(int argc, char **argv);
 
 /* "16G", "512M", "100K" or bytes; -1 when malformed. */
 int parse_size(const char *s, uint64_t *out);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "codecs/codecs.h"
 #include "hub/cmd.h"
+#include "hub/hub.h"
 #include "hub/triage.h"
 
 static json_t *num(double v, int decimals)
@@ -127,6 +128,30 @@ static void measure_text(const ecg_measurements *m, const triage_result *tr)
                l->range_uv, l->noise_uv, l->wander_uv, l->qrs_uv, l->st_j_uv, l->st_uv);
     }
     printf("triage: %s\n", tr->text[0] ? tr->text : "no suggestion");
+}
+
+int hub_ecg_measure_json(const struct ecg_record *r, char **out, char *errbuf, size_t errlen)
+{
+    *out = NULL;
+    ecg_measurements m;
+    dcm_err err = {0};
+    int rc = ecg_measure(r, NULL, &m, &err);
+    if (rc < 0) {
+        snprintf(errbuf, errlen, "cannot measure: %s", err.msg[0] ? err.msg : ecg_strerror(rc));
+        ecg_measure_release(&m);
+        return rc;
+    }
+    triage_result tr;
+    triage_ecg(&m, NULL, &tr);
+    json_t *j = measure_json(&m, &tr);
+    *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    ecg_measure_release(&m);
+    if (!*out) {
+        snprintf(errbuf, errlen, "out of memory");
+        return DCM_ENOMEM;
+    }
+    return 0;
 }
 
 int cmd_ecg_measure(const struct ecg_record *r, int json)

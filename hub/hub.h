@@ -23,7 +23,9 @@
  * A task object: {id, study, kind, priority, modality, body_part, facility,
  * referral, note, triage, state, due (ms since epoch), version, review,
  * patient_id, instances}.  Study data is the stored bytes (compressed as
- * received); the reader decodes.  FETCH is resumable by offset.
+ * received); the reader decodes.  FETCH is resumable by offset.  STUDY and
+ * FETCH answer for a task held by the reader or offered to it (so a
+ * workstation can prefetch what it is likely to read next).
  */
 #ifndef DXHUB_HUB_H
 #define DXHUB_HUB_H
@@ -109,5 +111,90 @@ int hub_client_profile(const hub_client *c, hub_reader_profile *out);
 int     hub_client_keepalive(hub_client *c, int interval_ms);
 int64_t hub_client_lease_until(const hub_client *c); /* the hub's clock, ms; 0 before a claim */
 int     hub_client_leases(const hub_client *c);      /* leases held, as last counted */
+
+/* --- a reader's CURVE keys (hub_keys.c) ----------------------------------------
+ * As `dxhub reader` does: our keypair DIR/NAME.key (made when missing, *made
+ * set; the hub must then allow DIR/NAME.pub as reader:<id>) and the hub's
+ * public key file.  The strings a hub_client_config points at. */
+typedef struct hub_reader_keys {
+    char hub_public[41], public_key[41], secret_key[41];
+} hub_reader_keys;
+int hub_reader_keys_load(const char *keys_dir, const char *name, const char *hub_key_file, hub_reader_keys *out,
+                         int *made, char *err, size_t errlen);
+
+/* --- what a reader's software needs besides the protocol (hub_sign.c) ------
+ * The report document (DESIGN.md §6) built by the same code as `dxhub
+ * report`, signed by the same code as `dxhub sign`, and the instance
+ * digest the hub's STUDY listing carries, so a workstation can check what
+ * it fetched and name it in a report without seeing hub internals. */
+
+enum hub_sign_error {
+    HUB_EPASS  = -3004, /* no passphrase, or a wrong one */
+    HUB_ESIGN  = -3005, /* the key, certificate or report was refused (reason in err) */
+};
+
+/* Who a certificate chain's first certificate names (UTF-8). */
+typedef struct hub_signer_identity {
+    char name[256];     /* CN */
+    char reader_id[64]; /* UID: must be the reader id the hub knows */
+    char role[64];      /* title */
+    char facility[128]; /* O: the reading facility */
+    char subject[600];  /* "CN=..., title=..., O=..., UID=..." */
+    char issuer[256];   /* the issuer's CN */
+    char serial[80];    /* hex */
+    char alg[16];       /* "sm2-sm3", "ed25519" */
+    int64_t not_after;  /* seconds since epoch */
+} hub_signer_identity;
+
+/* The identity a PEM certificate (or chain) file names (no private key needed). */
+int hub_chain_identity(const char *cert_path, hub_signer_identity *out, char *err, size_t errlen);
+
+/* A reader's signing key, decrypted once and kept in OpenSSL's locked
+ * secure heap (never written anywhere), with its certificate chain.
+ * hub_signer_open: HUB_EPASS for a wrong passphrase; HUB_ESIGN when the key
+ * is unreadable or is not the chain's first certificate's. */
+typedef struct hub_signer hub_signer;
+/* cert_path: the reader's certificate, or its whole chain; chain_path
+ * (may be NULL): the issuing CA certificates to send after it. */
+int  hub_signer_open(const char *key_path, const char *cert_path, const char *chain_path, const char *pass,
+                     hub_signer **out, char *err, size_t errlen);
+void hub_signer_free(hub_signer **s); /* NULL-safe; NULLs *s */
+void hub_signer_who(const hub_signer *s, hub_signer_identity *out);
+/* The chain's PEM bytes, borrowed from s. */
+const void *hub_signer_chain(const hub_signer *s, size_t *len);
+#define HUB_SIG_MAX 128
+/* A detached signature over exactly p[0..n) (SM2/SM3 with the GM/T ID, or Ed25519). */
+int hub_signer_sign(const hub_signer *s, const void *p, size_t n, uint8_t sig[HUB_SIG_MAX], size_t *sig_len,
+                    char *err, size_t errlen);
+
+typedef struct hub_report_fields {
+    const char *report_id, *study_uid, *patient_id;
+    const char *origin_facility, *reading_facility;
+    const char *reader_id, *reader_role, *reader_name; /* name may be NULL */
+    const char *findings, *impression;
+    int         critical;
+    unsigned    version;    /* the task's version (0 taken as 1) */
+    const char *supersedes; /* NULL: none */
+    int64_t     reported;   /* seconds since epoch */
+    const char *exam_type;  /* e.g. "CT CHEST", "ECG" */
+} hub_report_fields;
+
+typedef struct hub_report_instance {
+    const char *sop;
+    const char *digest; /* hex SHA-256, as the STUDY listing gives it */
+} hub_report_instance;
+
+/* The report document's bytes (malloc'd, NUL-terminated; *len without it). */
+int hub_report_build(const hub_report_fields *f, const hub_report_instance *inst, size_t n, char **out,
+                     size_t *len, char *err, size_t errlen);
+
+/* hex SHA-256 of fd's bytes from offset to its end: an instance's digest
+ * when offset is where its data set starts (after the File Meta group). */
+int hub_digest_fd(int fd, uint64_t offset, char hex[65]);
+
+/* `dxhub ecg --measure --json`'s object for r, as a malloc'd compact JSON
+ * string (*out), or a negative ECG_E* or DCM_E* code with the reason in err. */
+struct ecg_record;
+int hub_ecg_measure_json(const struct ecg_record *r, char **out, char *err, size_t errlen);
 
 #endif

@@ -14,6 +14,7 @@ static const dx_command commands[] = {
     {"push",      cmd_push,      "queue DICOM files at the clinic gateway (stat/urgent/routine, referral, note)"},
     {"reports",   cmd_reports,   "list the reports and alerts the clinic received"},
     {"reader",    cmd_reader,    "a headless reader: take offered tasks, fetch their studies, submit reports"},
+    {"workstation", cmd_workstation, "the reading workstation: worklist, prefetch cache, viewer UI on 127.0.0.1, signing"},
     {"report",    cmd_report,    "write the report document for a fetched study (then sign and submit it)"},
     {"keygen",    cmd_keygen,    "make a CURVE keypair for a role, or X.509 CAs, reader certificates, revocations"},
     {"allow",     cmd_allow,     "add (or revoke) a public key in the hub's allow-list"},

@@ -96,6 +96,10 @@ int     pki_key_save(const pki_key *k, const char *path, const char *pass, size_
  * encrypted (pass may be NULL for an unencrypted key). */
 int     pki_key_load(const char *path, const pki_pass_src *pass, pki_key **out, char *err, size_t errlen);
 void    pki_key_free(pki_key **k); /* NULL-safe; NULLs *k */
+/* Once per process, before loading a key that stays in memory: OpenSSL's
+ * secure heap (mlock'd, guard pages, never in a core dump), where it keeps
+ * private key numbers.  Best effort: without it keys live on the normal heap. */
+void    pki_secure_heap(void);
 pki_alg pki_key_alg(const pki_key *k);
 
 /* A detached raw signature over exactly data[0..len): SM2 with SM3 and

@@ -3,7 +3,9 @@
  * context with SM2's distinguishing ID, small files. */
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <pthread.h>
 #include <openssl/pem.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -259,6 +261,20 @@ static int pass_cb(char *buf, int size, int rwflag, void *u)
         return -1;
     }
     return n;
+}
+
+static void secure_heap_once(void)
+{
+    /* 64 KiB in 32-byte blocks: a few keys' numbers; fails quietly where
+     * RLIMIT_MEMLOCK is too small (the keys then use the normal heap). */
+    if (!CRYPTO_secure_malloc_initialized())
+        CRYPTO_secure_malloc_init(1 << 16, 32);
+}
+
+void pki_secure_heap(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, secure_heap_once);
 }
 
 int pki_key_load(const char *path, const pki_pass_src *pass, pki_key **out, char *err, size_t errlen)

@@ -192,15 +192,18 @@ static void offer_all(reader_link *l)
     }
 }
 
-/* The task must be one this reader holds (claimed, drafted). */
-static int held_task(reader_link *l, proto_msg *m, const char *reader, wl_task *t)
+/* The task must be one this reader holds (claimed, drafted) or, to read
+ * its study (STUDY, FETCH), one offered to it: a workstation prefetches the
+ * studies it is likely to be given before the reader claims them. */
+static int held_task(reader_link *l, proto_msg *m, const char *reader, wl_task *t, bool offered_ok)
 {
     long long id = proto_int(m, "task", -1);
     if (id < 0 || store_task_get(l->cfg.st, (uint64_t)id, t) != 0) {
         nack(l, m, "no such task");
         return -1;
     }
-    if (strcmp(t->holder, reader) || (t->state != WL_CLAIMED && t->state != WL_DRAFTED)) {
+    if (strcmp(t->holder, reader) ||
+        (t->state != WL_CLAIMED && t->state != WL_DRAFTED && !(offered_ok && t->state == WL_OFFERED))) {
         nack(l, m, "task not yours (claim it first, or your lease lapsed)");
         return -1;
     }
@@ -318,7 +321,7 @@ static void on_message(reader_link *l, proto_msg *m)
         queue_changed(l);
         offer_all(l);
     } else if (!strcmp(m->cmd, "STUDY")) {
-        if (held_task(l, m, r.id, &t) < 0)
+        if (held_task(l, m, r.id, &t, true) < 0)
             return;
         study_ctx s = {json_array()};
         store_list_instances(l->cfg.st, t.study_uid, add_instance, &s);
@@ -333,7 +336,7 @@ static void on_message(reader_link *l, proto_msg *m)
         snprintf(who, sizeof who, "reader:%s", r.id);
         store_audit(l->cfg.st, now_ms(), who, "read-study", t.study_uid, "study listing");
     } else if (!strcmp(m->cmd, "FETCH")) {
-        if (held_task(l, m, r.id, &t) < 0)
+        if (held_task(l, m, r.id, &t, true) < 0)
             return;
         const char *sop = proto_str(m, "sop");
         long long off = proto_int(m, "offset", 0), len = proto_int(m, "length", FETCH_MAX);

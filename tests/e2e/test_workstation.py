@@ -1,0 +1,254 @@
+"""The reading workstation daemon (`dxhub workstation`) against a real hub:
+studies sent with storescu become reading tasks, the workstation is
+offered them, the reader claims, reads and signs through its HTTP API
+(viewer/API.md).  Oracles: pydicom for headers, pixels and waveforms;
+`dxhub verify` and the hub's own store for the signed report.
+
+Readers are kept apart by modality (see test_workstation_faults.py for
+the SIGKILL and cache-bound tests, on their own hub)."""
+import json
+import math
+import re
+import socket
+import subprocess
+
+import numpy as np
+import pydicom
+import pytest
+
+from edgeutil import corpus_root, dxhub_bin, run, wait_for
+from wsutil import FACILITY, PASS, World, ct_study, restudy
+
+NAME = "王伟"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    base = tmp_path_factory.mktemp("ws")
+    w = World(base, {"ws-att": ("CT,MR,ECG", "imaging,ecg", NAME)})
+    try:
+        w.start()
+        root = corpus_root()
+        w.ct, ct_files = ct_study(root / "dicom" / "explicit_le" / "CT_small.dcm", base / "ct")
+        w.mr, mr_files = restudy([root / "dicom" / "jpegls_lossless_80" / "MR_small_jpeg_ls_lossless.dcm",
+                                  root / "dicom" / "j2k_lossless_90" / "MR_small_jp2klossless.dcm"], base / "mr")
+        w.ecg, ecg_files = restudy([root / "ecg" / "dicom" / "waveform_ecg.dcm"], base / "ecg")
+        w.files = {"ct": ct_files, "mr": mr_files, "ecg": ecg_files}
+        w.send(ct_files + mr_files + ecg_files)
+        wait_for(lambda: all(w.studies().get(s) == "queued" for s in (w.ct, w.mr, w.ecg)), 30, interval=0.1,
+                 what="the three studies queued at the hub")
+        w.ws = w.workstation("ws-att", "--prefetch", "2", unlock=False)
+        yield w
+    finally:
+        w.close()
+
+
+def test_api_needs_the_token_and_listens_on_loopback_only(world):
+    ws = world.ws
+    for token in (False, "0" * 64, ws.token[:-1]):
+        status, headers, body = ws.request("GET", "/api/tasks", token=token)
+        assert status == 401 and headers["content-type"].startswith("application/json"), (token, status)
+        assert "X-Dxhub-Token" in json.loads(body)["error"]
+    assert ws.request("GET", "/api/session")[0] == 200
+    # the listening socket is bound to 127.0.0.1 (kernel's view: /proc/net/tcp, state 0A = LISTEN)
+    listen = [l.split() for l in open("/proc/net/tcp").read().splitlines()[1:]]
+    mine = [l[1] for l in listen if l[3] == "0A" and int(l[1].split(":")[1], 16) == ws.port]
+    assert mine == [f"0100007F:{ws.port:04X}"], mine
+    s = ws.json("GET", "/api/session")
+    assert s["reader"] == "ws-att" and s["name"] == NAME and s["facility"] == FACILITY
+    assert s["hub"] == "connected" and s["unlocked"] is False and "CT" in s["modalities"]
+
+
+def test_offers_listed_by_priority_and_claimed(world):
+    ws = world.ws
+    tasks = ws.wait_tasks([world.ct, world.mr, world.ecg])
+    ranks = [{"STAT": 2, "URGENT": 1, "ROUTINE": 0}[t["priority"]] for t in tasks]
+    assert ranks == sorted(ranks, reverse=True), tasks
+    ct = ws.task_of(world.ct)
+    assert ct["state"] == "offered" and ct["mine"] is False and ct["modality"] == "CT" and ct["patient_id"] == "WS0001"
+    got = ws.json("POST", f"/api/tasks/{ct['id']}/claim")["task"]
+    assert got["id"] == ct["id"] and got["mine"] is True and got["state"] == "claimed"
+    for study in (world.mr, world.ecg):
+        ws.json("POST", f"/api/tasks/{ws.task_of(study)['id']}/claim")
+    assert all(t["mine"] for t in ws.tasks() if t["study"] in (world.ct, world.mr, world.ecg))
+    # a task nobody offered us cannot be claimed; the hub's reason comes back
+    status, _, body = ws.request("POST", "/api/tasks/999999/claim")
+    assert status == 409 and "claim refused" in json.loads(body)["error"]
+    # claimed studies are prefetched into the cache
+    wait_for(lambda: all(ws.task_of(s)["prefetched"] == 1 for s in (world.ct, world.mr, world.ecg)), 30,
+             interval=0.1, what="the claimed studies prefetched")
+
+
+def pydicom_window_list(ds):
+    c, w = ds.WindowCenter, ds.WindowWidth
+    c = list(c) if isinstance(c, pydicom.multival.MultiValue) else [c]
+    w = list(w) if isinstance(w, pydicom.multival.MultiValue) else [w]
+    return [{"center": float(a), "width": float(b)} for a, b in zip(c, w)]
+
+
+def test_study_json_matches_pydicom(world):
+    ws = world.ws
+    tid = ws.task_of(world.ct)["id"]
+    j = ws.json("GET", f"/api/tasks/{tid}/study")
+    dss = [pydicom.dcmread(str(p)) for p in world.files["ct"]]
+    assert j["study_uid"] == world.ct
+    assert j["patient"]["name"] == str(dss[0].PatientName) == "王^伟"
+    assert j["patient"]["id"] == "WS0001" and j["study"]["modalities"] == ["CT"]
+    # series by Series Number; slices by position along the normal (z here), not Instance Number
+    want = {}
+    for ds in dss:
+        want.setdefault(int(ds.SeriesNumber), []).append(ds)
+    assert [s["number"] for s in j["series"]] == sorted(want)
+    for s in j["series"]:
+        expect = sorted(want[s["number"]], key=lambda d: float(d.ImagePositionPatient[2]))
+        assert [i["sop"] for i in s["instances"]] == [str(d.SOPInstanceUID) for d in expect]
+        for i, d in zip(s["instances"], expect):
+            assert i["pixel_spacing"] == [float(x) for x in d.PixelSpacing]
+            assert i["windows"] == pydicom_window_list(d)
+            assert i["rescale"] == {"slope": float(d.RescaleSlope), "intercept": float(d.RescaleIntercept)}
+            assert (i["rows"], i["columns"], i["bits_allocated"], i["signed"]) == \
+                (d.Rows, d.Columns, d.BitsAllocated, d.PixelRepresentation == 1)
+            assert i["image_position"] == [float(x) for x in d.ImagePositionPatient]
+            assert i["slice_location"] == float(d.SliceLocation) and i["number"] == d.InstanceNumber
+            assert i["frames"] == 1 and i["photometric"] == "MONOCHROME2" and i["waveform"] is False
+    # a task not held: 409; an unknown one: 404; not a number: 400
+    assert ws.request("GET", "/api/tasks/424242/study")[0] == 404
+    assert ws.request("GET", "/api/tasks/x1/study")[0] == 400
+
+
+def frame(ws, sop, n=1):
+    status, h, body = ws.request("GET", f"/api/instances/{sop}/frames/{n}")
+    assert status == 200, body[:300]
+    dtype = {(16, 1): "<i2", (16, 0): "<u2", (8, 0): "u1"}[(int(h["x-bits-allocated"]), int(h["x-signed"]))]
+    arr = np.frombuffer(body, dtype=dtype)
+    return arr.reshape(int(h["x-rows"]), int(h["x-columns"]), int(h["x-samples"]))[..., 0] \
+        if h["x-samples"] == "1" else arr.reshape(int(h["x-rows"]), int(h["x-columns"]), 3)
+
+
+@pytest.mark.parametrize("which", ["ct", "mr"])
+def test_frames_equal_pydicom_pixels(world, which):
+    """Native CT, JPEG-LS lossless and JPEG 2000 lossless MR: the decoded
+    frame is pydicom's pixel array, value for value."""
+    ws = world.ws
+    for p in world.files[which]:
+        ds = pydicom.dcmread(str(p))
+        got = frame(ws, str(ds.SOPInstanceUID))
+        assert got.shape == ds.pixel_array.shape
+        assert np.array_equal(got, ds.pixel_array), f"{p.name} ({ds.file_meta.TransferSyntaxUID})"
+    sop = str(pydicom.dcmread(str(world.files[which][0])).SOPInstanceUID)
+    assert ws.request("GET", f"/api/instances/{sop}/frames/2")[0] == 404
+    assert ws.request("GET", f"/api/instances/{sop}/frames/0")[0] == 400
+    assert ws.request("GET", "/api/instances/1.2.3.4.5/frames/1")[0] == 404
+
+
+def test_ecg_json_equals_pydicom_waveform_and_dxhub_ecg(world):
+    ws = world.ws
+    p = world.files["ecg"][0]
+    ds = pydicom.dcmread(str(p))
+    j = ws.json("GET", f"/api/instances/{ds.SOPInstanceUID}/ecg")
+    wf = ds.WaveformSequence[0]
+    assert j["sampling_rate"] == float(wf.SamplingFrequency) and j["samples"] == wf.NumberOfWaveformSamples
+    arr = ds.waveform_array(0)  # in the channels' units, sensitivity and baseline applied
+    units = [ch.ChannelSensitivityUnitsSequence[0].CodeValue for ch in wf.ChannelDefinitionSequence]
+    scale = {"uV": 1, "mV": 1000}
+    assert len(j["leads"]) == arr.shape[1]
+    for k, lead in enumerate(j["leads"]):
+        want = np.rint(arr[:, k] * scale[units[k]]).astype(np.int64)
+        assert np.max(np.abs(np.asarray(lead["uv"]) - want)) <= 1, lead["name"]
+    # lead names and the measurements as `dxhub ecg` gives them
+    r = run([dxhub_bin(), "ecg", "--json", p])
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert [l["name"] for l in j["leads"]] == [l["name"] for l in summary["leads"]]
+    r = run([dxhub_bin(), "ecg", "--measure", "--json", p])
+    assert r.returncode == 0, r.stderr
+    assert j["measurements"] == json.loads(r.stdout)
+
+
+def test_draft_kept_in_the_cache(world):
+    ws = world.ws
+    tid = ws.task_of(world.ct)["id"]
+    empty = ws.json("GET", f"/api/tasks/{tid}/draft")
+    assert empty["findings"] == "" and empty["saved"] is None
+    d = {"findings": "右肺上叶见一结节，直径约 8 mm。", "impression": "右肺上叶结节，建议随访。", "critical": True}
+    saved = ws.json("PUT", f"/api/tasks/{tid}/draft", d)
+    assert saved["saved"] > 0
+    # a new connection (the browser closed and opened again) finds it
+    again = ws.json("GET", f"/api/tasks/{tid}/draft")
+    assert {k: again[k] for k in d} == d
+    status, _, body = ws.request("PUT", f"/api/tasks/{tid}/draft", b"{not json")
+    assert status == 400 and "not JSON" in json.loads(body)["error"]
+    status, _, body = ws.request("PUT", f"/api/tasks/{tid}/draft", {"findings": 5})
+    assert status == 400
+    assert ws.json("GET", f"/api/tasks/{tid}/draft")["findings"] == d["findings"]
+
+
+def test_sign_and_submit_then_the_hub_has_it_and_dxhub_verify_accepts(world, tmp_path):
+    ws = world.ws
+    tid = ws.task_of(world.ct)["id"]
+    body = {"action": "sign", "findings": "双肺纹理清晰。", "impression": "未见明显异常。", "critical": False}
+    status, _, data = ws.request("POST", f"/api/tasks/{tid}/submit", body)
+    assert status == 403 and "unlock" in json.loads(data)["error"]
+    status, _, data = ws.request("POST", "/api/unlock", {"passphrase": "wrong " + PASS})
+    assert status == 403 and "passphrase" in json.loads(data)["error"]
+    assert ws.json("POST", "/api/unlock", {"passphrase": PASS}) == {"unlocked": True}
+    assert ws.json("GET", "/api/session")["unlocked"] is True
+    res = ws.json("POST", f"/api/tasks/{tid}/submit", body)
+    assert res["state"] == "signed" and res["instances"] == len(world.files["ct"])
+    assert res["signer"]["name"] == NAME and res["signer"]["reader"] == "ws-att"
+    assert res["signer"]["facility"] == FACILITY and re.fullmatch(r"[0-9A-F]+", res["signer"]["serial"], re.I)
+    # what was signed, and by whom
+    status, h, signed = ws.request("GET", f"/api/tasks/{tid}/signed")
+    assert status == 200 and json.loads(h["x-signer"])["name"] == NAME
+    doc = json.loads(signed)
+    assert doc["report_id"] == res["report_id"] and doc["study_uid"] == world.ct
+    assert doc["findings"] == body["findings"] and doc["reader"]["id"] == "ws-att"
+    # the hub stored these exact bytes, with the signature and chain: dxhub verify accepts them
+    reports = world.reports()
+    rid = res["report_id"]
+    assert reports[rid] == signed
+    (tmp_path / "r.json").write_bytes(reports[rid])
+    (tmp_path / "r.json.sig").write_bytes(reports[rid + ".sig"])
+    (tmp_path / "r.json.chain.pem").write_bytes(reports[rid + ".chain"])
+    # the instances as the hub stored them (storescu re-encodes what it sends)
+    stored = tmp_path / "stored"
+    stored.mkdir()
+    for sop in doc["instances"]:
+        stored.joinpath(f"{sop}.dcm").write_bytes(world.instance_file(sop))
+    r = run([dxhub_bin(), "verify", tmp_path / "r.json", "--trust", world.keys / "trust", "--study-dir", stored])
+    assert r.returncode == 0, r.stderr.decode()
+    assert f"all {len(world.files['ct'])} match" in r.stdout.decode()
+    assert world.studies()[world.ct] == "signed"
+    t = ws.task_of(world.ct)
+    assert t["state"] == "signed" and t["mine"] is False
+
+
+def test_garbage_requests_get_clear_4xx_and_the_daemon_keeps_serving(world):
+    ws = world.ws
+    (world.base / "web" / "index.html").write_text("<!doctype html><title>dxhub</title>")
+    status, h, body = ws.request("GET", "/", token=False)
+    assert status == 200 and h["content-type"].startswith("text/html") and b"dxhub" in body
+    for path in ("/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/.hidden", "/a//b", "/x\\y"):
+        c = socket.create_connection(("127.0.0.1", ws.port), timeout=10)
+        c.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        resp = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            resp += chunk
+        c.close()
+        code = int(resp.split(b" ", 2)[1])
+        assert code in (400, 404) and b"root:" not in resp, (path, resp[:200])
+    assert ws.request("GET", "/nope.js", token=False)[0] == 404
+    cases = [("POST", "/api/unlock", b"\xff\xfe"), ("POST", "/api/unlock", b"[1,2]"),
+             ("POST", "/api/tasks/1/submit", b"{}"), ("GET", "/api/nothing", None),
+             ("DELETE", "/api/tasks", None), ("GET", "/api/tasks/18446744073709551616/draft", None),
+             ("PUT", "/api/tasks/1/draft", b"x" * (2 << 20))]
+    for method, path, body in cases:
+        status, h, data = ws.request(method, path, body)
+        assert 400 <= status < 500, (method, path, status)
+        assert json.loads(data)["error"], (method, path)
+    assert ws.json("GET", "/api/session")["hub"] == "connected"
+    assert ws.json("GET", "/api/templates")["templates"]
+    assert ws.json("GET", "/api/priors?patient=WS0001") == {"priors": [], "source": "unavailable"}

@@ -1,0 +1,95 @@
+/* ws.h — the reading workstation daemon's shared state (private to
+ * viewer/).  `dxhub workstation` (ws_main.c) connects to the hub as a
+ * reader, keeps the tasks it is offered and holds (ws_hub.c), prefetches
+ * their studies into the LMDB cache (ws_fetch.c, ws_cache.c) and serves the
+ * reader's browser on 127.0.0.1 (ws_http.c routes; ws_api_*.c answer; the
+ * contract is viewer/API.md).
+ *
+ * Threads and locks, always taken in this order, never the reverse:
+ *   fetch_mu  one instance fetch at a time (the prefetcher or a request)
+ *   hub_mu    the hub client (ZeroMQ: one thread at a time)
+ *   mu        the task list, the signer, the connection state
+ * The cache's own write lock may be taken under fetch_mu; mu is never held
+ * while waiting for the hub or the cache. */
+#ifndef DXHUB_WS_H
+#define DXHUB_WS_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "hub/hub.h"
+#include "viewer/ws_cache.h"
+
+#define WS_MAX_TASKS 64
+
+typedef struct ws_config {
+    const char *hub, *hub_key, *keys_dir, *name;
+    const char *sign_key, *cert, *chain, *passphrase_file;
+    const char *cache_dir, *web_dir, *bind;
+    uint64_t    cache_bytes;
+    int         http_port, prefetch, offers, timeout_ms;
+} ws_config;
+
+typedef struct ws_task {
+    hub_task      t;
+    int           held;        /* claimed by us (or given back to us) */
+    int64_t       offered_ms;  /* monotonic time of the offer (0: held) */
+    hub_instance *inst;        /* the study listing, NULL until asked */
+    size_t        n_inst;
+    size_t        n_cached;    /* instances of the listing in the cache */
+    int64_t       retry_ms;    /* a prefetch failed: not again before this (monotonic) */
+    int           done;        /* submitted and no longer ours (kept to show its state) */
+} ws_task;
+
+typedef struct ws {
+    ws_config cfg;
+    char      token[65];
+    char      reader_id[64];
+    hub_reader_profile  profile;
+    hub_signer_identity cert;  /* who --cert names (before unlocking) */
+
+    pthread_mutex_t fetch_mu, hub_mu, mu;
+    pthread_cond_t  changed;   /* mu: the task list changed (events) or work for the prefetcher */
+    hub_client *hc;
+    int         connected;     /* the last request reached the hub */
+    int         credit_sent;   /* credit last sent with READY */
+    int64_t     ready_ms;      /* when READY was last sent (monotonic) */
+    ws_task     tasks[WS_MAX_TASKS];
+    size_t      n_tasks;
+    uint64_t    gen;           /* bumped whenever the task list changes */
+    hub_signer *signer;        /* NULL until unlocked */
+    ws_cache   *cache;
+    volatile int stop;
+} ws;
+
+int64_t ws_now_ms(void);  /* wall clock, ms since epoch */
+int64_t ws_mono_ms(void); /* monotonic, ms */
+
+/* --- ws_hub.c: the hub side ------------------------------------------------------- */
+
+/* One round of the background thread: take offers, renew credit, expire
+ * old offers, keep leases alive.  Takes hub_mu and mu as it needs. */
+void ws_hub_poll(ws *w);
+int  ws_hub_claim(ws *w, uint64_t id, char *err, size_t errlen);   /* 0, or -1 with the hub's reason */
+int  ws_hub_release(ws *w, uint64_t id, char *err, size_t errlen);
+/* Index of task id in w->tasks (mu held), or -1. */
+int  ws_task_find(ws *w, uint64_t id);
+/* Marks the list changed and wakes the waiters (mu held). */
+void ws_changed(ws *w);
+/* 1 when a task offered to or held by us is of this study (takes mu). */
+int  ws_study_pinned(void *w, const char *study);
+/* 2 STAT, 1 URGENT, 0 ROUTINE (the hub's lower-case names). */
+int  ws_priority_rank(const char *p);
+
+/* --- ws_fetch.c: prefetching into the cache ---------------------------------------- */
+
+/* The study listing of task id (asked once, kept); a malloc'd copy in
+ * *out.  -1 with a reason when the hub refuses. */
+int ws_study_listing(ws *w, uint64_t id, hub_instance **out, size_t *n, char *study, char *err, size_t errlen);
+/* Every instance of the task's study in the cache (fetching what is not). */
+int ws_fetch_study(ws *w, uint64_t id, char *err, size_t errlen);
+/* One prefetch step (held tasks first, then the best offers): 1 if it
+ * did something, 0 when there was nothing to do. */
+int ws_prefetch_step(ws *w);
+
+#endif

@@ -1,0 +1,214 @@
+/* ws_hub.c — the workstation's side of the reader protocol: the offers the
+ * hub makes (kept as the reader's worklist), credit, claims and releases.
+ *
+ * The hub keeps an unclaimed offer for 30 s and then gives it to someone
+ * else; we release ours a little before that and ask again (READY), so
+ * the list the reader sees is never older than OFFER_KEEP_MS and the task
+ * is not held away from other readers for long.  Leases of held tasks are
+ * kept alive by the client's own heartbeats (hub.h) from every poll. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include "viewer/ws.h"
+#include "codecs/banned.h"
+
+#define OFFER_KEEP_MS 25000 /* below the hub's 30 s offer timeout */
+#define READY_EVERY_MS 10000
+#define PROBE_EVERY_MS 5000  /* a heartbeat to know the hub is there */
+#define MAX_DRAIN     64
+
+int64_t ws_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t ws_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int ws_task_find(ws *w, uint64_t id)
+{
+    for (size_t i = 0; i < w->n_tasks; i++)
+        if (w->tasks[i].t.id == id)
+            return (int)i;
+    return -1;
+}
+
+void ws_changed(ws *w)
+{
+    w->gen++;
+    pthread_cond_broadcast(&w->changed);
+}
+
+static void drop_task(ws *w, size_t i)
+{
+    free(w->tasks[i].inst);
+    w->tasks[i] = w->tasks[--w->n_tasks];
+    memset(&w->tasks[w->n_tasks], 0, sizeof w->tasks[0]);
+}
+
+int ws_study_pinned(void *ctx, const char *study)
+{
+    ws *w = ctx;
+    int pinned = 0;
+    pthread_mutex_lock(&w->mu);
+    for (size_t i = 0; i < w->n_tasks && !pinned; i++)
+        pinned = !strcmp(w->tasks[i].t.study_uid, study) && (w->tasks[i].held || w->tasks[i].offered_ms);
+    pthread_mutex_unlock(&w->mu);
+    return pinned;
+}
+
+static void set_connected(ws *w, int rc)
+{
+    int up = rc != HUB_ETIMEDOUT;
+    pthread_mutex_lock(&w->mu);
+    if (w->connected != up) {
+        w->connected = up;
+        ws_changed(w);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void add_offers(ws *w, const hub_task *got, size_t n)
+{
+    if (!n)
+        return;
+    pthread_mutex_lock(&w->mu);
+    int64_t now = ws_mono_ms();
+    for (size_t k = 0; k < n; k++) {
+        int i = ws_task_find(w, got[k].id);
+        if (i < 0) {
+            if (w->n_tasks == WS_MAX_TASKS)
+                continue; /* released below: the hub gets it back when it times out */
+            i = (int)w->n_tasks++;
+            memset(&w->tasks[i], 0, sizeof w->tasks[i]);
+        }
+        ws_task *t = &w->tasks[i];
+        t->t = got[k];
+        t->held = 0;
+        t->offered_ms = now;
+    }
+    ws_changed(w);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void ws_hub_poll(ws *w)
+{
+    hub_task got[MAX_DRAIN];
+    size_t n = 0;
+    int rc = 0;
+    pthread_mutex_lock(&w->hub_mu);
+    while (n < MAX_DRAIN && (rc = hub_client_next_offer(w->hc, 0, &got[n])) == 0)
+        n++;
+    pthread_mutex_unlock(&w->hub_mu);
+    add_offers(w, got, n);
+
+    /* offers about to time out at the hub: give them back, ask again */
+    uint64_t expired[WS_MAX_TASKS];
+    size_t n_exp = 0;
+    int offers = 0;
+    int64_t now = ws_mono_ms();
+    pthread_mutex_lock(&w->mu);
+    for (size_t i = 0; i < w->n_tasks;) {
+        ws_task *t = &w->tasks[i];
+        if (t->offered_ms && now - t->offered_ms > OFFER_KEEP_MS) {
+            expired[n_exp++] = t->t.id;
+            drop_task(w, i);
+            ws_changed(w);
+            continue;
+        }
+        offers += t->offered_ms != 0;
+        i++;
+    }
+    int want = w->cfg.offers - offers;
+    if (want < 0)
+        want = 0;
+    int send_ready = want != w->credit_sent || now - w->ready_ms > READY_EVERY_MS;
+    int probe = now - w->ready_ms > PROBE_EVERY_MS || !w->connected;
+    pthread_mutex_unlock(&w->mu);
+
+    pthread_mutex_lock(&w->hub_mu);
+    for (size_t i = 0; i < n_exp; i++)
+        hub_client_release(w->hc, expired[i]);
+    if (send_ready || probe) {
+        int leases;
+        rc = hub_client_heartbeat(w->hc, &leases); /* the hub is there (and leases stay alive) */
+        if (rc == 0 && send_ready)
+            rc = hub_client_ready(w->hc, want);
+        if (rc == 0 || rc == HUB_EREFUSED) {
+            pthread_mutex_lock(&w->mu);
+            w->credit_sent = want;
+            w->ready_ms = now;
+            pthread_mutex_unlock(&w->mu);
+        }
+    }
+    pthread_mutex_unlock(&w->hub_mu);
+    if (send_ready || probe)
+        set_connected(w, rc);
+}
+
+int ws_hub_claim(ws *w, uint64_t id, char *err, size_t errlen)
+{
+    hub_task t;
+    pthread_mutex_lock(&w->hub_mu);
+    int rc = hub_client_claim(w->hc, id, &t);
+    if (rc)
+        snprintf(err, errlen, "%s", hub_client_error(w->hc));
+    pthread_mutex_unlock(&w->hub_mu);
+    set_connected(w, rc);
+    pthread_mutex_lock(&w->mu);
+    int i = ws_task_find(w, id);
+    if (rc == 0) {
+        if (i < 0 && w->n_tasks < WS_MAX_TASKS) {
+            i = (int)w->n_tasks++;
+            memset(&w->tasks[i], 0, sizeof w->tasks[i]);
+        }
+        if (i >= 0) {
+            int review = w->tasks[i].t.review;
+            w->tasks[i].t = t;
+            w->tasks[i].t.review = t.review || review;
+            w->tasks[i].held = 1;
+            w->tasks[i].offered_ms = 0;
+        }
+    } else if (i >= 0 && rc == HUB_EREFUSED && !w->tasks[i].held) {
+        drop_task(w, (size_t)i); /* offered to us no longer */
+    }
+    ws_changed(w);
+    pthread_mutex_unlock(&w->mu);
+    return rc ? -1 : 0;
+}
+
+int ws_hub_release(ws *w, uint64_t id, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&w->hub_mu);
+    int rc = hub_client_release(w->hc, id);
+    if (rc)
+        snprintf(err, errlen, "%s", hub_client_error(w->hc));
+    pthread_mutex_unlock(&w->hub_mu);
+    set_connected(w, rc);
+    if (rc)
+        return -1;
+    pthread_mutex_lock(&w->mu);
+    int i = ws_task_find(w, id);
+    if (i >= 0)
+        drop_task(w, (size_t)i);
+    ws_changed(w);
+    pthread_mutex_unlock(&w->mu);
+    return 0;
+}
+
+int ws_priority_rank(const char *p)
+{
+    if (!strcasecmp(p, "stat"))
+        return 2;
+    if (!strcasecmp(p, "urgent"))
+        return 1;
+    return 0;
+}
