@@ -76,8 +76,12 @@ int  ws_hub_release(ws *w, uint64_t id, char *err, size_t errlen);
 int  ws_task_find(ws *w, uint64_t id);
 /* Marks the list changed and wakes the waiters (mu held). */
 void ws_changed(ws *w);
-/* 1 when a task offered to or held by us is of this study (takes mu). */
-int  ws_study_pinned(void *w, const char *study);
+/* Eviction guards (ws_pinned_fn, take mu): 1 when a task we hold is of
+ * this study; ws_study_listed also when a task offered to us is.  Fetching
+ * for a held task may evict offered studies; prefetching an offer never
+ * evicts another offer's study (no thrashing when offers do not all fit). */
+int  ws_study_held(void *w, const char *study);
+int  ws_study_listed(void *w, const char *study);
 /* 2 STAT, 1 URGENT, 0 ROUTINE (the hub's lower-case names). */
 int  ws_priority_rank(const char *p);
 

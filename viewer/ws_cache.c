@@ -62,7 +62,8 @@ int ws_cache_open(const char *dir, uint64_t limit, ws_cache **out, char *err, si
     uint64_t map = limit + limit / 2 + MAP_EXTRA;
     if ((rc = mdb_env_create(&c->env)) || (rc = mdb_env_set_maxdbs(c->env, 8)) ||
         (rc = mdb_env_set_mapsize(c->env, map)) || (rc = mdb_env_set_maxreaders(c->env, 256)) ||
-        (rc = mdb_env_open(c->env, dir, MDB_NOTLS, 0600)) || (rc = mdb_txn_begin(c->env, NULL, 0, &txn)) ||
+        (rc = mdb_env_open(c->env, dir, MDB_NOTLS, 0600)) || (rc = mdb_reader_check(c->env, NULL)) ||
+        (rc = mdb_txn_begin(c->env, NULL, 0, &txn)) ||
         (rc = mdb_dbi_open(txn, "inst", MDB_CREATE, &c->inst)) ||
         (rc = mdb_dbi_open(txn, "imeta", MDB_CREATE, &c->imeta)) ||
         (rc = mdb_dbi_open(txn, "study", MDB_CREATE, &c->study)) ||
@@ -187,6 +188,34 @@ static int lru_victim(ws_cache *c, MDB_txn *txn, const char *except, ws_pinned_f
     }
     mdb_cursor_close(cur);
     return found;
+}
+
+int ws_cache_room(ws_cache *c, uint64_t size, ws_pinned_fn pinned, void *pctx)
+{
+    uint64_t need = charge(size), freeable = 0;
+    if (c->bytes + need <= c->limit)
+        return 1;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    if (mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn))
+        return 0;
+    if (mdb_cursor_open(txn, c->study, &cur) == 0) {
+        MDB_val k, v;
+        for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
+            study_rec r;
+            char uid[72];
+            if (v.mv_size != sizeof r || k.mv_size >= sizeof uid)
+                continue;
+            memcpy(&r, v.mv_data, sizeof r);
+            memcpy(uid, k.mv_data, k.mv_size);
+            uid[k.mv_size] = '\0';
+            if (!pinned || !pinned(pctx, uid))
+                freeable += r.bytes;
+        }
+        mdb_cursor_close(cur);
+    }
+    mdb_txn_abort(txn);
+    return c->bytes - (freeable < c->bytes ? freeable : c->bytes) + need <= c->limit;
 }
 
 static int read_into(int fd, uint8_t *dst, uint64_t size)

@@ -38,6 +38,9 @@ size_t ws_cache_study_count(ws_cache *c, const char *study);
 /* 1 when the study must not be evicted now. */
 typedef int (*ws_pinned_fn)(void *ctx, const char *study);
 
+/* 1 when size more bytes would fit once every study not pinned were evicted. */
+int ws_cache_room(ws_cache *c, uint64_t size, ws_pinned_fn pinned, void *pctx);
+
 /* Copies size bytes read from fd (from offset 0) into the cache as sop of
  * study, evicting unpinned studies as needed.  One write transaction. */
 int ws_cache_put_fd(ws_cache *c, const char *study, const char *sop, int fd, uint64_t size, ws_pinned_fn pinned,

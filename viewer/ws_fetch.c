@@ -126,8 +126,35 @@ static int check_digest(int fd, const char *path, const char *want, char *err, s
     return 0;
 }
 
-static int fetch_one(ws *w, uint64_t id, const char *study, const hub_instance *in, char *err, size_t errlen)
+/* After an eviction: how much of each listed study is still cached. */
+static void recount(ws *w)
 {
+    char studies[WS_MAX_TASKS][65];
+    size_t n = 0, counts[WS_MAX_TASKS];
+    pthread_mutex_lock(&w->mu);
+    for (size_t i = 0; i < w->n_tasks; i++)
+        snprintf(studies[n++], sizeof studies[0], "%s", w->tasks[i].t.study_uid);
+    pthread_mutex_unlock(&w->mu);
+    for (size_t i = 0; i < n; i++)
+        counts[i] = ws_cache_study_count(w->cache, studies[i]);
+    pthread_mutex_lock(&w->mu);
+    for (size_t i = 0; i < w->n_tasks; i++)
+        for (size_t k = 0; k < n; k++)
+            if (!strcmp(w->tasks[i].t.study_uid, studies[k]) && w->tasks[i].inst) {
+                size_t c = counts[k] < w->tasks[i].n_inst ? counts[k] : w->tasks[i].n_inst;
+                if (c != w->tasks[i].n_cached) {
+                    w->tasks[i].n_cached = c;
+                    ws_changed(w);
+                }
+            }
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* held: for a task we hold (may evict offered studies), else for an offer. */
+static int fetch_one(ws *w, uint64_t id, const char *study, const hub_instance *in, int held, char *err,
+                     size_t errlen)
+{
+    ws_pinned_fn pinned = held ? ws_study_held : ws_study_listed;
     if (!uid_safe(in->sop_uid)) {
         snprintf(err, errlen, "an instance UID is not usable as a file name");
         return -1;
@@ -136,6 +163,11 @@ static int fetch_one(ws *w, uint64_t id, const char *study, const hub_instance *
     if (ws_cache_has(w->cache, in->sop_uid)) {
         pthread_mutex_unlock(&w->fetch_mu);
         return 0;
+    }
+    if (!ws_cache_room(w->cache, in->size, pinned, w)) { /* do not fetch what cannot be kept */
+        pthread_mutex_unlock(&w->fetch_mu);
+        snprintf(err, errlen, "the cache is full with the studies held and offered (--cache-mb)");
+        return -1;
     }
     char path[4400];
     snprintf(path, sizeof path, "%s/fetch", w->cfg.cache_dir);
@@ -161,11 +193,18 @@ static int fetch_one(ws *w, uint64_t id, const char *study, const hub_instance *
     }
     if (!rc)
         rc = check_digest(fd, path, in->digest, err, errlen);
+    ws_cache_stats before, after;
+    ws_cache_stats_get(w->cache, &before);
     if (!rc)
-        rc = ws_cache_put_fd(w->cache, study, in->sop_uid, fd, in->size, ws_study_pinned, w, err, errlen);
+        rc = ws_cache_put_fd(w->cache, study, in->sop_uid, fd, in->size, pinned, w, err, errlen);
     close(fd);
     unlink(path);
+    ws_cache_stats_get(w->cache, &after);
     pthread_mutex_unlock(&w->fetch_mu);
+    if (after.evicted_studies != before.evicted_studies) {
+        recount(w); /* counts this instance too */
+        return rc ? -1 : 0;
+    }
     if (rc)
         return -1;
     pthread_mutex_lock(&w->mu);
@@ -185,9 +224,12 @@ int ws_fetch_study(ws *w, uint64_t id, char *err, size_t errlen)
     char study[65];
     if (ws_study_listing(w, id, &list, &n, study, err, errlen) < 0)
         return -1;
+    pthread_mutex_lock(&w->mu);
+    int i = ws_task_find(w, id), held = i >= 0 && w->tasks[i].held;
+    pthread_mutex_unlock(&w->mu);
     int rc = 0;
-    for (size_t i = 0; i < n && !rc; i++)
-        rc = fetch_one(w, id, study, &list[i], err, errlen);
+    for (size_t k = 0; k < n && !rc; k++)
+        rc = fetch_one(w, id, study, &list[k], held, err, errlen);
     free(list);
     return rc;
 }
@@ -235,6 +277,7 @@ int ws_prefetch_step(ws *w)
         return 0;
     }
     uint64_t id = w->tasks[i].t.id;
+    int held = w->tasks[i].held;
     pthread_mutex_unlock(&w->mu);
 
     hub_instance *list;
@@ -245,7 +288,7 @@ int ws_prefetch_step(ws *w)
         if (ws_cache_has(w->cache, list[k].sop_uid))
             continue;
         missing = 1;
-        rc = fetch_one(w, id, study, &list[k], err, sizeof err);
+        rc = fetch_one(w, id, study, &list[k], held, err, sizeof err);
         break; /* one instance per step: claims and requests get their turn */
     }
     free(list);

@@ -54,16 +54,20 @@ static void drop_task(ws *w, size_t i)
     memset(&w->tasks[w->n_tasks], 0, sizeof w->tasks[0]);
 }
 
-int ws_study_pinned(void *ctx, const char *study)
+static int study_pinned(ws *w, const char *study, int offers_too)
 {
-    ws *w = ctx;
     int pinned = 0;
     pthread_mutex_lock(&w->mu);
     for (size_t i = 0; i < w->n_tasks && !pinned; i++)
-        pinned = !strcmp(w->tasks[i].t.study_uid, study) && (w->tasks[i].held || w->tasks[i].offered_ms);
+        pinned = !strcmp(w->tasks[i].t.study_uid, study) &&
+                 (w->tasks[i].held || (offers_too && w->tasks[i].offered_ms));
     pthread_mutex_unlock(&w->mu);
     return pinned;
 }
+
+int ws_study_held(void *w, const char *study) { return study_pinned(w, study, 0); }
+
+int ws_study_listed(void *w, const char *study) { return study_pinned(w, study, 1); }
 
 static void set_connected(ws *w, int rc)
 {

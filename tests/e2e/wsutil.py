@@ -102,8 +102,8 @@ class World:
         finally:
             c.close()
 
-    def workstation(self, rid, *extra, unlock=True, name=None):
-        w = Workstation(self, rid, *extra, unlock=unlock, name=name)
+    def workstation(self, rid, *extra, unlock=True, name=None, cache=None):
+        w = Workstation(self, rid, *extra, unlock=unlock, name=name, cache=cache)
         self.workstations.append(w)
         return w.start()
 
@@ -127,9 +127,9 @@ def _peer_port():
 
 
 class Workstation:
-    def __init__(self, world, rid, *extra, unlock=True, name=None):
+    def __init__(self, world, rid, *extra, unlock=True, name=None, cache=None):
         self.world, self.rid = world, rid
-        self.cache = world.base / f"cache-{name or rid}"
+        self.cache = cache or world.base / f"cache-{name or rid}"
         args = [dxhub_bin(), "workstation", "--hub", world.reader_ep, "--hub-key", world.hub_key,
                 "--keys", world.rkeys, "--name", rid, "--sign-key", world.pki / f"{rid}.key",
                 "--cert", world.pki / f"{rid}.chain.pem", "--cache", self.cache, "--http-port", 0,

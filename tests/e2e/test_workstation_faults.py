@@ -1,0 +1,108 @@
+"""The workstation when things go wrong or run full, on a hub of its own
+(3 s leases):
+
+- a workstation killed with SIGKILL: the task it held goes back to the
+  queue when its lease lapses and is offered to another reader; the report
+  it signed before (acknowledged by the hub) is at the hub, byte for byte,
+  and still in its cache when it starts again;
+- prefetch fills the cache up to --cache-mb and no further: offered studies
+  that do not fit wait; a claimed study evicts the least recently used
+  offered one; the cache never holds more than its bound.
+"""
+import json
+import signal
+import time
+
+import pydicom
+import pytest
+
+from edgeutil import corpus_root, dxhub_bin, run, wait_for
+from wsutil import PASS, World, big_ot_study, restudy
+
+OT_ROWS, OT_COLS = 1536, 2048  # 6 MiB of 16-bit pixels per study
+CACHE_MB = 16
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    base = tmp_path_factory.mktemp("wsf")
+    w = World(base, {"ws-kill": ("CR", "imaging", "李娜"), "ws-next": ("CR", "imaging", "张强"),
+                     "ws-cache": ("OT", "imaging", "赵敏")})
+    try:
+        w.start()
+        yield w
+    finally:
+        w.close()
+
+
+def test_sigkilled_workstation_loses_its_lease_and_no_signed_report(world):
+    root = corpus_root()
+    a, a_files = restudy([root / "dicom" / "explicit_le" / "CT_small.dcm"], world.base / "cr-a", modality="CR")
+    b, b_files = restudy([root / "dicom" / "explicit_le" / "CT_small.dcm"], world.base / "cr-b", modality="CR")
+    world.send(a_files + b_files)
+    wait_for(lambda: all(world.studies().get(s) == "queued" for s in (a, b)), 30, interval=0.1,
+             what="the CR studies queued")
+    ws = world.workstation("ws-kill")
+    ws.wait_tasks([a, b])
+    ta, tb = ws.task_of(a)["id"], ws.task_of(b)["id"]
+    for t in (ta, tb):
+        ws.json("POST", f"/api/tasks/{t}/claim")
+    res = ws.json("POST", f"/api/tasks/{tb}/submit",
+                  {"action": "sign", "findings": "no fracture", "impression": "normal", "critical": False})
+    assert res["state"] == "signed"
+    status, _, signed = ws.request("GET", f"/api/tasks/{tb}/signed")
+    assert status == 200
+    ws.json("PUT", f"/api/tasks/{ta}/draft", {"findings": "half written", "impression": "", "critical": False})
+
+    ws.proc.kill()  # SIGKILL: no release, no goodbye
+    t_kill = time.monotonic()
+    r = run([dxhub_bin(), "reader", "--hub", world.reader_ep, "--hub-key", world.hub_key, "--keys", world.rkeys,
+             "--name", "ws-next", "--json", "--take", "1", "--wait", "20", "--release"], timeout=60)
+    waited = time.monotonic() - t_kill
+    lines = [json.loads(l) for l in r.stdout.decode().splitlines() if l.strip()]
+    assert r.returncode == 0, r.stderr.decode()
+    assert lines[0]["task"] == ta and lines[0]["study"] == a, lines
+    assert waited < 3 + 10, f"the held task came back only after {waited:.1f} s"
+    # the acknowledged report is at the hub, exactly the bytes signed, and the study is signed
+    assert world.reports()[res["report_id"]] == signed
+    assert world.studies()[b] == "signed"
+    # the restarted workstation (same cache) still shows what it signed, and the draft
+    ws2 = world.workstation("ws-kill", name="ws-kill-2", cache=ws.cache)
+    status, _, again = ws2.request("GET", f"/api/tasks/{tb}/signed")
+    assert status == 200 and again == signed
+
+
+def test_prefetch_fills_the_cache_within_its_bound_and_a_claim_evicts(world):
+    made = [big_ot_study(world.base / "ot", OT_ROWS, OT_COLS, seed) for seed in (1, 2, 3)]
+    studies = [s for s, _ in made]
+    world.send([f for _, fs in made for f in fs])
+    wait_for(lambda: all(world.studies().get(s) == "queued" for s in studies), 30, interval=0.1,
+             what="the OT studies queued")
+    ws = world.workstation("ws-cache", "--cache-mb", CACHE_MB, "--offers", 3, "--prefetch", 3)
+    limit = CACHE_MB << 20
+    ws.wait_tasks(studies)
+
+    def settled():
+        t = {x["study"]: x["prefetched"] for x in ws.tasks()}
+        s = ws.json("GET", "/api/session")["cache"]
+        assert s["bytes"] <= s["limit"] == limit, s
+        return sorted(t.get(x, 0) for x in studies) == [0, 1, 1] and (t, s)
+
+    t, s = wait_for(settled, 30, interval=0.1, what="two of three offered studies prefetched, the third waiting")
+    assert s["studies"] == 2 and s["evicted_studies"] == 0
+    # the study that did not fit: claim and open it; it evicts an offered one (never more than the bound)
+    waiting = next(x for x in studies if t[x] == 0)
+    tid = ws.task_of(waiting)["id"]
+    ws.json("POST", f"/api/tasks/{tid}/claim")
+    j = ws.json("GET", f"/api/tasks/{tid}/study")
+    sop = j["series"][0]["instances"][0]["sop"]
+    status, h, body = ws.request("GET", f"/api/instances/{sop}/frames/1")
+    assert status == 200 and len(body) == OT_ROWS * OT_COLS * 2
+    ds = pydicom.dcmread(str(next(fs for st, fs in made if st == waiting)[0]))
+    assert body == ds.pixel_array.astype("<u2").tobytes()
+    s = ws.json("GET", "/api/session")["cache"]
+    assert s["evicted_studies"] >= 1 and s["bytes"] <= limit, s
+    assert ws.task_of(waiting)["prefetched"] == 1
+    assert sorted(x["prefetched"] for x in ws.tasks() if x["study"] != waiting) == [0, 1]
+    # the LMDB file itself stays bounded too (the bound plus LMDB's copy-on-write headroom)
+    assert (ws.cache / "data.mdb").stat().st_size <= limit * 1.5 + (64 << 20)
