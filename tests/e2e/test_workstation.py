@@ -66,8 +66,13 @@ def test_offers_listed_by_priority_and_claimed(world):
     assert ranks == sorted(ranks, reverse=True), tasks
     ct = ws.task_of(world.ct)
     assert ct["state"] == "offered" and ct["mine"] is False and ct["modality"] == "CT" and ct["patient_id"] == "WS0001"
+    events = EventStream(ws)
+    first = events.next()
     got = ws.json("POST", f"/api/tasks/{ct['id']}/claim")["task"]
     assert got["id"] == ct["id"] and got["mine"] is True and got["state"] == "claimed"
+    # the event stream announced the change (what the UI uses for STAT arrivals)
+    assert events.next()["gen"] > first["gen"]
+    events.close()
     for study in (world.mr, world.ecg):
         ws.json("POST", f"/api/tasks/{ws.task_of(study)['id']}/claim")
     assert all(t["mine"] for t in ws.tasks() if t["study"] in (world.ct, world.mr, world.ecg))
@@ -77,6 +82,37 @@ def test_offers_listed_by_priority_and_claimed(world):
     # claimed studies are prefetched into the cache
     wait_for(lambda: all(ws.task_of(s)["prefetched"] == 1 for s in (world.ct, world.mr, world.ecg)), 30,
              interval=0.1, what="the claimed studies prefetched")
+
+
+class EventStream:
+    """GET /api/events on a raw socket: next() is the data of the next `tasks` event."""
+
+    def __init__(self, ws):
+        self.sock = socket.create_connection(("127.0.0.1", ws.port), timeout=20)
+        self.sock.sendall(f"GET /api/events HTTP/1.1\r\nHost: x\r\nX-Dxhub-Token: {ws.token}\r\n\r\n".encode())
+        self.buf = b""
+        head = self._until(b"\r\n\r\n")
+        assert b" 200 " in head.split(b"\r\n")[0] and b"text/event-stream" in head, head
+
+    def _until(self, sep):
+        while sep not in self.buf:
+            chunk = self.sock.recv(4096)
+            assert chunk, "the event stream closed"
+            self.buf += chunk
+        out, self.buf = self.buf.split(sep, 1)
+        return out
+
+    def next(self):
+        while True:
+            block = self._until(b"\n\n").decode()
+            # chunked transfer: drop the chunk-size lines around the event text
+            lines = [l for l in block.replace("\r", "").split("\n") if ":" in l]
+            data = [l[5:].strip() for l in lines if l.startswith("data:")]
+            if any(l.startswith("event: tasks") for l in lines) and data:
+                return json.loads(data[0])
+
+    def close(self):
+        self.sock.close()
 
 
 def pydicom_window_list(ds):
