@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include "hub/hub.h"
 #include "viewer/ws_cache.h"
+#include "viewer/ws_frames.h"
 
 #define WS_MAX_TASKS 64
 
@@ -59,6 +60,7 @@ typedef struct ws {
     uint64_t    gen;           /* bumped whenever the task list changes */
     hub_signer *signer;        /* NULL until unlocked */
     ws_cache   *cache;
+    ws_frames  *frames;        /* decoded frames of compressed instances */
     volatile int stop;
 } ws;
 

@@ -113,6 +113,10 @@ void ws_api_session(ws_req *r, ws_resp *o)
     ws *w = r->w;
     ws_cache_stats cs;
     ws_cache_stats_get(w->cache, &cs);
+    uint64_t hits = 0, misses = 0;
+    size_t fbytes = 0;
+    if (w->frames)
+        ws_frames_stats(w->frames, &hits, &misses, &fbytes);
     pthread_mutex_lock(&w->mu);
     json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:i,s:{s:I,s:I,s:I,s:I,s:I}}", "reader", w->reader_id,
                           "name", w->cert.name, "role", w->cert.role, "seniority", w->profile.seniority, "facility",
@@ -122,6 +126,8 @@ void ws_api_session(ws_req *r, ws_resp *o)
                           (json_int_t)cs.limit, "studies", (json_int_t)cs.studies, "instances",
                           (json_int_t)cs.instances, "evicted_studies", (json_int_t)cs.evicted_studies);
     pthread_mutex_unlock(&w->mu);
+    json_object_set_new(j, "frames", json_pack("{s:I,s:I,s:I}", "hits", (json_int_t)hits, "misses",
+                                               (json_int_t)misses, "bytes", (json_int_t)fbytes));
     ws_json(o, 200, j);
 }
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "codecs/codecs.h"
+#include "viewer/ws_frames.h"
 #include "viewer/ws_http.h"
 #include "codecs/banned.h"
 
@@ -118,13 +119,25 @@ static int to_rgb(const cdc_image *img, const uint8_t *in, size_t pixels, uint8_
     return 0;
 }
 
+/* The frame's bytes and headers into o (takes p). */
+static void send_frame(ws_resp *o, const ws_frame_info *fi, void *p, size_t len)
+{
+    ws_bytes(o, 200, "application/octet-stream", p, len);
+    ws_header(o, "X-Rows", "%u", fi->rows);
+    ws_header(o, "X-Columns", "%u", fi->cols);
+    ws_header(o, "X-Bits-Allocated", "%u", fi->bits);
+    ws_header(o, "X-Samples", "%u", fi->samples);
+    ws_header(o, "X-Signed", "%u", fi->is_signed);
+    ws_header(o, "X-Photometric", "%s", fi->photometric);
+}
+
 void ws_api_frame(ws_req *r, ws_resp *o)
 {
     const char *sop = r->args[0], *ns = r->args[1];
     char *end;
     errno = 0;
     long fno = strtol(ns, &end, 10);
-    if (!ns[0] || *end || errno || fno < 1) {
+    if (!ns[0] || *end || errno || fno < 1 || fno > INT32_MAX) {
         ws_error(o, 400, "'%.40s' is not a frame number (1, 2, ...)", ns);
         return;
     }
@@ -133,6 +146,14 @@ void ws_api_frame(ws_req *r, ws_resp *o)
     size_t n;
     if (open_instance(r, o, sop, &rd, &p, &n) < 0)
         return;
+    ws_frame_info fi = {0};
+    void *kept;
+    size_t kept_len;
+    if (ws_frames_get(r->w->frames, sop, (uint32_t)fno, &fi, &kept, &kept_len) == 0) {
+        ws_read_end(&rd);
+        send_frame(o, &fi, kept, kept_len);
+        return;
+    }
     dcm_file *f = NULL;
     dcm_err de = {0};
     cdc_image img = {0};
@@ -166,30 +187,28 @@ void ws_api_frame(ws_req *r, ws_resp *o)
         goto out;
     }
     int mono = img.out_photometric == CDC_PI_MONOCHROME1 || img.out_photometric == CDC_PI_MONOCHROME2;
-    size_t pixels = (size_t)img.rows * img.cols;
-    if (mono) {
-        ws_bytes(o, 200, "application/octet-stream", raw, size);
-        raw = NULL;
-        ws_header(o, "X-Bits-Allocated", "%u", img.out_bytes * 8u);
-        ws_header(o, "X-Samples", "1");
-        ws_header(o, "X-Signed", "%d", img.is_signed ? 1 : 0);
-    } else {
+    size_t pixels = (size_t)img.rows * img.cols, len = size;
+    fi = (ws_frame_info){.rows = img.rows, .cols = img.cols, .bits = (uint8_t)(mono ? img.out_bytes * 8 : 8),
+                         .samples = (uint8_t)(mono ? 1 : 3), .is_signed = (uint8_t)(mono && img.is_signed)};
+    snprintf(fi.photometric, sizeof fi.photometric, "%s", cdc_photometric_name(img.photometric));
+    uint8_t *out_bytes = raw;
+    if (!mono) {
         rgb = malloc(pixels * 3 + 1);
         if (!rgb || to_rgb(&img, raw, pixels, rgb) < 0) {
             ws_error(o, rgb ? 422 : 500, "frame %ld of %s: %s", fno, sop,
                      rgb ? "a palette colour image without its palette" : "out of memory");
             goto out;
         }
-        ws_bytes(o, 200, "application/octet-stream", rgb, pixels * 3);
-        rgb = NULL;
-        ws_header(o, "X-Bits-Allocated", "8");
-        ws_header(o, "X-Samples", "3");
-        ws_header(o, "X-Signed", "0");
+        out_bytes = rgb;
+        len = pixels * 3;
     }
-    ws_header(o, "X-Rows", "%u", img.rows);
-    ws_header(o, "X-Columns", "%u", img.cols);
-    ws_header(o, "X-Photometric", "%s", cdc_photometric_name(img.photometric));
-    ws_header(o, "Access-Control-Expose-Headers", "X-Rows, X-Columns, X-Bits-Allocated, X-Signed, X-Samples");
+    if (img.ts && img.ts->encapsulated) /* worth keeping: decoding it again costs more than a copy */
+        ws_frames_put(r->w->frames, sop, (uint32_t)fno, &fi, out_bytes, len);
+    send_frame(o, &fi, out_bytes, len);
+    if (out_bytes == raw)
+        raw = NULL;
+    else
+        rgb = NULL;
 out:
     free(raw);
     free(rgb);

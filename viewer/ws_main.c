@@ -21,6 +21,8 @@
 #include "viewer/ws_http.h"
 #include "codecs/banned.h"
 
+#define FRAME_CACHE_BYTES ((size_t)256 << 20) /* decoded frames of compressed instances kept in memory */
+
 static const char usage[] =
     "usage: dxhub workstation --hub tcp://HOST:PORT --hub-key HUB.pub --keys DIR --sign-key KEY --cert CERT [OPTIONS]\n"
     "  the reading workstation: takes the tasks the hub offers this reader, prefetches their\n"
@@ -221,6 +223,7 @@ int cmd_workstation(int argc, char **argv)
         dx_errorf("workstation", "%s", err);
         goto done;
     }
+    w.frames = ws_frames_new(FRAME_CACHE_BYTES);
     if (c->passphrase_file) {
         char pass[1024];
         if (read_passphrase(c->passphrase_file, pass, sizeof pass) < 0) {
@@ -289,5 +292,6 @@ done:
     hub_client_close(&w.hc);
     hub_signer_free(&w.signer);
     ws_cache_close(&w.cache);
+    ws_frames_free(&w.frames);
     return rc;
 }

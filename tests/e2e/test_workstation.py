@@ -168,9 +168,15 @@ def test_frames_equal_pydicom_pixels(world, which):
     ws = world.ws
     for p in world.files[which]:
         ds = pydicom.dcmread(str(p))
+        before = ws.json("GET", "/api/session")["frames"]
         got = frame(ws, str(ds.SOPInstanceUID))
         assert got.shape == ds.pixel_array.shape
         assert np.array_equal(got, ds.pixel_array), f"{p.name} ({ds.file_meta.TransferSyntaxUID})"
+        # again: a compressed frame comes from the decoded-frame cache, the same values
+        assert np.array_equal(frame(ws, str(ds.SOPInstanceUID)), ds.pixel_array)
+        after = ws.json("GET", "/api/session")["frames"]
+        compressed = ds.file_meta.TransferSyntaxUID.is_compressed
+        assert after["hits"] - before["hits"] == (1 if compressed else 0), (p.name, before, after)
     sop = str(pydicom.dcmread(str(world.files[which][0])).SOPInstanceUID)
     assert ws.request("GET", f"/api/instances/{sop}/frames/2")[0] == 404
     assert ws.request("GET", f"/api/instances/{sop}/frames/0")[0] == 400
