@@ -13,7 +13,8 @@
  *   CLAIM {req, task}              → CLAIMED {req, task, lease_until (ms since epoch)} | NACK {req, reason}
  *   HEARTBEAT {req}                → HEARTBEAT {req, leases}       keeps every lease alive
  *   RELEASE {req, task}            → OK {req} | NACK
- *   STUDY {req, task}              → STUDY {req, task, study, instances:[{sop, series, size, digest, ts, number}]}
+ *   STUDY {req, task[, offset]}    → STUDY {req, task, study, offset, total, instances:[{sop, series, size, digest, ts, number}]}
+ *                                    at most 200 instances from offset (0) of total: page with offset
  *   FETCH {req, task, sop, offset, length} → DATA {req, sop, offset, size, eof} + bytes | NACK
  *   SUBMIT {req, task, action, report_id} + report bytes [+ signature] [+ certificate chain]
  *        action: "draft" (a resident's goes to review), "sign", "return" (reviewer), "addendum"

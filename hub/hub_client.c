@@ -618,12 +618,12 @@ int hub_client_release(hub_client *c, uint64_t task)
     return 0;
 }
 
-int hub_client_study(hub_client *c, uint64_t task, hub_instance **out, size_t *n)
+/* One page of a study listing from offset: appended to *v (grown). */
+static int study_page(hub_client *c, uint64_t task, size_t offset, hub_instance **v, size_t *n, size_t *total)
 {
-    *out = NULL;
-    *n = 0;
     proto_msg m;
-    int rc = request(c, "STUDY", json_pack("{s:I}", "task", (json_int_t)task), NULL, 0, "STUDY", &m);
+    int rc = request(c, "STUDY", json_pack("{s:I,s:I}", "task", (json_int_t)task, "offset", (json_int_t)offset),
+                     NULL, 0, "STUDY", &m);
     if (rc)
         return rc;
     json_t *list = json_object_get(m.hdr, "instances");
@@ -632,29 +632,57 @@ int hub_client_study(hub_client *c, uint64_t task, hub_instance **out, size_t *n
         return fail(c, HUB_EPROTO, "STUDY: the answer carries no instance list");
     }
     size_t k = json_array_size(list);
-    hub_instance *v = calloc(k ? k : 1, sizeof *v);
-    if (!v) {
+    long long t = get_int(m.hdr, "total", -1);
+    /* a hub that does not page lists everything at once */
+    *total = t < 0 ? offset + k : (size_t)t;
+    if (*total > 1000000 || (k == 0 && offset < *total)) {
+        proto_msg_close(&m);
+        return fail(c, HUB_EPROTO, "STUDY: a listing of %zu instances that does not advance", *total);
+    }
+    hub_instance *grown = realloc(*v, (*n + k + 1) * sizeof **v);
+    if (!grown) {
         proto_msg_close(&m);
         return fail(c, HUB_EPROTO, "out of memory");
     }
+    *v = grown;
     for (size_t i = 0; i < k; i++) {
         json_t *o = json_array_get(list, i);
-        copy_str(o, "sop", v[i].sop_uid, sizeof v[i].sop_uid);
-        copy_str(o, "series", v[i].series_uid, sizeof v[i].series_uid);
-        copy_str(o, "ts", v[i].ts_uid, sizeof v[i].ts_uid);
-        copy_str(o, "digest", v[i].digest, sizeof v[i].digest);
+        hub_instance *in = &grown[*n + i];
+        memset(in, 0, sizeof *in);
+        copy_str(o, "sop", in->sop_uid, sizeof in->sop_uid);
+        copy_str(o, "series", in->series_uid, sizeof in->series_uid);
+        copy_str(o, "ts", in->ts_uid, sizeof in->ts_uid);
+        copy_str(o, "digest", in->digest, sizeof in->digest);
         long long size = get_int(o, "size", -1);
-        v[i].size = size < 0 ? 0 : (uint64_t)size;
-        v[i].number = (int32_t)get_int(o, "number", 0);
-        if (!v[i].sop_uid[0] || size < 0) {
-            free(v);
+        in->size = size < 0 ? 0 : (uint64_t)size;
+        in->number = (int32_t)get_int(o, "number", 0);
+        if (!in->sop_uid[0] || size < 0) {
             proto_msg_close(&m);
-            return fail(c, HUB_EPROTO, "STUDY: instance %zu lacks its UID or size", i);
+            return fail(c, HUB_EPROTO, "STUDY: instance %zu lacks its UID or size", offset + i);
         }
     }
+    *n += k;
     proto_msg_close(&m);
+    return 0;
+}
+
+int hub_client_study(hub_client *c, uint64_t task, hub_instance **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    hub_instance *v = NULL;
+    size_t got = 0, total = 0;
+    do {
+        int rc = study_page(c, task, got, &v, &got, &total);
+        if (rc) {
+            free(v);
+            return rc;
+        }
+    } while (got < total);
+    if (!v && !(v = calloc(1, sizeof *v)))
+        return fail(c, HUB_EPROTO, "out of memory");
     *out = v;
-    *n = k;
+    *n = got;
     return 0;
 }
 

@@ -210,13 +210,21 @@ static int held_task(reader_link *l, proto_msg *m, const char *reader, wl_task *
     return 0;
 }
 
+/* Instances per STUDY answer: 200 entries stay well inside PROTO_MAX_HEADER
+ * (about 250 bytes each); a reader pages with "offset" through larger studies. */
+#define STUDY_PAGE 200
+
 typedef struct study_ctx {
     json_t *list;
+    size_t  skip, seen, total;
 } study_ctx;
 
 static int add_instance(void *ctx, const store_instance *in)
 {
     study_ctx *s = ctx;
+    s->total++;
+    if (s->seen++ < s->skip || json_array_size(s->list) >= STUDY_PAGE)
+        return 0; /* counted, not listed: the total is what tells the reader to page */
     char hex[65];
     digest_hex(in->digest, hex);
     json_array_append_new(s->list, json_pack("{s:s,s:s,s:I,s:s,s:s,s:i}", "sop", in->sop_uid, "series", in->series_uid,
@@ -323,9 +331,12 @@ static void on_message(reader_link *l, proto_msg *m)
     } else if (!strcmp(m->cmd, "STUDY")) {
         if (held_task(l, m, r.id, &t, true) < 0)
             return;
-        study_ctx s = {json_array()};
+        long long off = proto_int(m, "offset", 0);
+        study_ctx s = {json_array(), off < 0 ? 0 : (size_t)off, 0, 0};
         store_list_instances(l->cfg.st, t.study_uid, add_instance, &s);
         json_t *h = json_object();
+        json_object_set_new(h, "offset", json_integer((json_int_t)s.skip));
+        json_object_set_new(h, "total", json_integer((json_int_t)s.total));
         json_object_set_new(h, "task", json_integer((json_int_t)t.id));
         /* Added (hub_client): the study's UID, so a reader that holds a task
          * from an earlier session knows where its files belong. */

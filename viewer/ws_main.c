@@ -281,11 +281,19 @@ done:
     pthread_cond_broadcast(&w.changed);
     pthread_mutex_unlock(&w.mu);
     ws_http_stop(&http);
-    if (w.hc) { /* offers go back to the queue now rather than at their timeout */
+    if (w.hc && w.connected) { /* offers go back to the queue now rather than at their timeout */
+        hub_client_ready(w.hc, 0); /* first, or what we give back is offered to us again */
         for (size_t i = 0; i < w.n_tasks; i++)
             if (w.tasks[i].offered_ms)
                 hub_client_release(w.hc, w.tasks[i].t.id);
-        hub_client_ready(w.hc, 0);
+        /* offers sent before the hub read READY 0 arrived before the answer
+         * to the first RELEASE (one ordered connection); a HEARTBEAT's answer
+         * makes sure when there was nothing to release */
+        int leases;
+        hub_client_heartbeat(w.hc, &leases);
+        hub_task late;
+        while (hub_client_next_offer(w.hc, 0, &late) == 0)
+            hub_client_release(w.hc, late.id);
     }
     for (size_t i = 0; i < w.n_tasks; i++)
         free(w.tasks[i].inst);

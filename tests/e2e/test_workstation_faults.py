@@ -5,6 +5,8 @@
   queue when its lease lapses and is offered to another reader; the report
   it signed before (acknowledged by the hub) is at the hub, byte for byte,
   and still in its cache when it starts again;
+- a study of more instances than one STUDY answer holds (200) is listed
+  whole, page by page, by the workstation and by `dxhub reader`;
 - prefetch fills the cache up to --cache-mb and no further: offered studies
   that do not fit wait; a claimed study evicts the least recently used
   offered one; the cache never holds more than its bound.
@@ -17,7 +19,7 @@ import pydicom
 import pytest
 
 from edgeutil import corpus_root, dxhub_bin, run, wait_for
-from wsutil import PASS, World, big_ot_study, restudy
+from wsutil import PASS, World, big_ot_study, many_instances_study, restudy
 
 OT_ROWS, OT_COLS = 1536, 2048  # 6 MiB of 16-bit pixels per study
 CACHE_MB = 16
@@ -27,7 +29,7 @@ CACHE_MB = 16
 def world(tmp_path_factory):
     base = tmp_path_factory.mktemp("wsf")
     w = World(base, {"ws-kill": ("CR", "imaging", "李娜"), "ws-next": ("CR", "imaging", "张强"),
-                     "ws-cache": ("OT", "imaging", "赵敏")})
+                     "ws-cache": ("OT", "imaging", "赵敏"), "ws-big": ("NM", "imaging", "钱多")})
     try:
         w.start()
         yield w
@@ -106,3 +108,25 @@ def test_prefetch_fills_the_cache_within_its_bound_and_a_claim_evicts(world):
     assert sorted(x["prefetched"] for x in ws.tasks() if x["study"] != waiting) == [0, 1]
     # the LMDB file itself stays bounded too (the bound plus LMDB's copy-on-write headroom)
     assert (ws.cache / "data.mdb").stat().st_size <= limit * 1.5 + (64 << 20)
+
+
+def test_study_larger_than_one_listing_page_arrives_whole(world, tmp_path):
+    n = 201  # one more than a STUDY answer lists
+    study, files = many_instances_study(world.base / "many", n)
+    world.send(files)
+    wait_for(lambda: world.studies().get(study) == "queued", 30, interval=0.1, what="the NM study queued")
+    ws = world.workstation("ws-big")
+    tid = ws.wait_tasks([study])[0]["id"]
+    ws.json("POST", f"/api/tasks/{tid}/claim")
+    j = ws.json("GET", f"/api/tasks/{tid}/study")
+    inst = [i for s in j["series"] for i in s["instances"]]
+    assert len(inst) == n and [i["number"] for i in inst] == list(range(1, n + 1))
+    assert ws.task_of(study)["prefetched"] == 1
+    ws.json("POST", f"/api/tasks/{tid}/release")
+    ws.proc.stop()
+    r = run([dxhub_bin(), "reader", "--hub", world.reader_ep, "--hub-key", world.hub_key, "--keys", world.rkeys,
+             "--name", "ws-big", "--json", "--take", "1", "--wait", "20", "--fetch-to", tmp_path, "--release"],
+            timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    fetched = json.loads(r.stdout.decode().splitlines()[0])["fetched"]
+    assert fetched["instances"] == n and fetched["fetched"] == n

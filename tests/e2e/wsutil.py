@@ -238,6 +238,32 @@ def restudy(srcs, out, modality=None):
     return study, files
 
 
+def many_instances_study(out, n, modality="NM"):
+    """n tiny 8x8 instances in one series of one study."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    out.mkdir(parents=True, exist_ok=True)
+    study, series, files = generate_uid(), generate_uid(), []
+    for i in range(n):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        p = out / f"{i:04d}.dcm"
+        ds = FileDataset(str(p), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.PatientName, ds.PatientID, ds.Modality = "Many^Slices", "MANY1", modality
+        ds.SeriesNumber, ds.InstanceNumber = 1, i + 1
+        ds.Rows = ds.Columns = 8
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.PixelData = bytes([i % 256]) * 64
+        ds.is_little_endian, ds.is_implicit_VR = True, False
+        ds.save_as(str(p), write_like_original=False)
+        files.append(p)
+    return study, files
+
+
 def big_ot_study(out, rows, cols, seed):
     """One 16-bit secondary capture of rows x cols noise (modality OT)."""
     from pydicom.dataset import FileDataset, FileMetaDataset
