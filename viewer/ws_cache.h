@@ -59,7 +59,7 @@ typedef struct ws_cache_stats {
 } ws_cache_stats;
 void ws_cache_stats_get(ws_cache *c, ws_cache_stats *out);
 
-/* Small records (db: "draft", "signed", "signer"), durable at return. */
+/* Small records (db: "draft", "signed", "signer"), durable (synced) at return. */
 int ws_cache_kv_put(ws_cache *c, const char *db, const char *key, const void *p, size_t n);
 /* A malloc'd copy (NUL-terminated; *n without the NUL); -ENOENT when absent. */
 int ws_cache_kv_get(ws_cache *c, const char *db, const char *key, char **p, size_t *n);
