@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "viewer/ws_http.h"
 #include "codecs/banned.h"
 
@@ -156,6 +157,7 @@ void ws_api_unlock(ws_req *r, ws_resp *o)
     int rc = hub_signer_open(w->cfg.sign_key, w->cfg.cert, w->cfg.chain, pass, &s, err, sizeof err);
     json_decref(b); /* jansson frees the string; the key holds no copy of it */
     if (rc == HUB_EPASS) {
+        sleep(1); /* a guesser gets one try a second per connection */
         ws_error(o, 403, "wrong passphrase for the signing key");
         return;
     }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,6 +26,8 @@
 struct ws_http {
     struct MHD_Daemon *d;
     ws                *w;
+    char               bind[64];
+    int                port;
     char               web_dir[4096];
     FILE              *audit;
     pthread_mutex_t    audit_mu;
@@ -170,6 +173,23 @@ static void serve_static(ws_http *h, const char *path, ws_resp *o, int *fd_out)
 
 /* ---- the request handler -------------------------------------------------------- */
 
+/* The Host header names us: the bound address or localhost (any port the
+ * browser shows; a missing Host is an HTTP/1.0 client, not a browser). */
+static int host_ok(const ws_http *h, const char *host)
+{
+    if (!host)
+        return 1;
+    size_t n = strlen(host);
+    const char *colon = strrchr(host, ':');
+    if (colon && !strchr(colon, ']'))
+        n = (size_t)(colon - host);
+    static const char *const local[] = {"127.0.0.1", "localhost", "[::1]"};
+    for (size_t i = 0; i < sizeof local / sizeof local[0]; i++)
+        if (strlen(local[i]) == n && !strncasecmp(host, local[i], n))
+            return 1;
+    return strlen(h->bind) == n && !strncmp(host, h->bind, n);
+}
+
 static int token_ok(const ws *w, const char *got)
 {
     if (!got || strlen(got) != strlen(w->token))
@@ -286,12 +306,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     ws_resp o = {.status = 500};
     int fd = -1;
     int api = !strncmp(url, "/api/", 5) || !strcmp(url, "/api");
-    if (!api) {
+    const char *token = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Dxhub-Token");
+    if (!token && !strcmp(url, "/api/events")) /* EventSource cannot set headers */
+        token = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "token");
+    if (!host_ok(h, MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST))) {
+        /* DNS rebinding: a page from elsewhere whose name now points here */
+        ws_error(&o, 421, "this server answers to %s:%d or localhost only", h->bind, h->port);
+    } else if (!api) {
         if (strcmp(method, "GET") && strcmp(method, "HEAD"))
             ws_error(&o, 405, "only GET for the web UI's files");
         else
             serve_static(h, url, &o, &fd);
-    } else if (!token_ok(h->w, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Dxhub-Token"))) {
+    } else if (!token_ok(h->w, token)) {
         ws_error(&o, 401, "missing or wrong X-Dxhub-Token (the token is in the URL the workstation printed)");
     } else if (cs->too_big) {
         ws_error(&o, 413, "request body over %u bytes", WS_BODY_MAX);
@@ -343,6 +369,7 @@ int ws_http_start(ws *w, const char *bind_addr, int port, const char *web_dir, w
         return -ENOMEM;
     }
     h->w = w;
+    snprintf(h->bind, sizeof h->bind, "%s", bind_addr);
     snprintf(h->web_dir, sizeof h->web_dir, "%s", web_dir);
     pthread_mutex_init(&h->audit_mu, NULL);
     char path[4400];
@@ -360,7 +387,7 @@ int ws_http_start(ws *w, const char *bind_addr, int port, const char *web_dir, w
         free(h);
         return -EIO;
     }
-    *port_out = ntohs(sa.sin_port);
+    *port_out = h->port = ntohs(sa.sin_port);
     *out = h;
     return 0;
 }

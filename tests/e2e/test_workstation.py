@@ -88,8 +88,9 @@ class EventStream:
     """GET /api/events on a raw socket: next() is the data of the next `tasks` event."""
 
     def __init__(self, ws):
+        # as a browser's EventSource asks (it cannot set headers): the token in the query
         self.sock = socket.create_connection(("127.0.0.1", ws.port), timeout=20)
-        self.sock.sendall(f"GET /api/events HTTP/1.1\r\nHost: x\r\nX-Dxhub-Token: {ws.token}\r\n\r\n".encode())
+        self.sock.sendall(f"GET /api/events?token={ws.token} HTTP/1.1\r\nHost: 127.0.0.1:{ws.port}\r\n\r\n".encode())
         self.buf = b""
         head = self._until(b"\r\n\r\n")
         assert b" 200 " in head.split(b"\r\n")[0] and b"text/event-stream" in head, head
@@ -272,7 +273,7 @@ def test_garbage_requests_get_clear_4xx_and_the_daemon_keeps_serving(world):
     assert status == 200 and h["content-type"].startswith("text/html") and b"dxhub" in body
     for path in ("/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/.hidden", "/a//b", "/x\\y"):
         c = socket.create_connection(("127.0.0.1", ws.port), timeout=10)
-        c.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        c.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
         resp = b""
         while True:
             chunk = c.recv(65536)
@@ -291,6 +292,13 @@ def test_garbage_requests_get_clear_4xx_and_the_daemon_keeps_serving(world):
         status, h, data = ws.request(method, path, body)
         assert 400 <= status < 500, (method, path, status)
         assert json.loads(data)["error"], (method, path)
+    # another site's name pointing here (DNS rebinding) is refused, files and API alike
+    for path in ("/", "/api/session"):
+        status, _, data = ws.request("GET", path, headers={"Host": f"evil.example:{ws.port}"})
+        assert status == 421 and "localhost" in json.loads(data)["error"]
+    assert ws.request("GET", "/api/session", headers={"Host": f"localhost:{ws.port}"})[0] == 200
+    # the token in the query counts for the event stream only
+    assert ws.request("GET", f"/api/session?token={ws.token}", token=False)[0] == 401
     assert ws.json("GET", "/api/session")["hub"] == "connected"
     assert ws.json("GET", "/api/templates")["templates"]
     assert ws.json("GET", "/api/priors?patient=WS0001") == {"priors": [], "source": "unavailable"}
