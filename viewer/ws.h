@@ -74,6 +74,11 @@ int64_t ws_mono_ms(void); /* monotonic, ms */
 void ws_hub_poll(ws *w);
 int  ws_hub_claim(ws *w, uint64_t id, char *err, size_t errlen);   /* 0, or -1 with the hub's reason */
 int  ws_hub_release(ws *w, uint64_t id, char *err, size_t errlen);
+/* At start, after HELLO: take up the tasks a previous run of this
+ * workstation held and whose leases have not lapsed; returns how many. */
+int  ws_adopt(ws *w);
+/* The task is no longer ours: not to be taken up after a restart. */
+void ws_forget(ws *w, uint64_t id);
 /* Index of task id in w->tasks (mu held), or -1. */
 int  ws_task_find(ws *w, uint64_t id);
 /* Marks the list changed and wakes the waiters (mu held). */

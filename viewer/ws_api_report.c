@@ -213,11 +213,13 @@ void ws_api_submit(ws_req *r, ws_resp *o)
         free(ss);
     }
     free(doc);
+    int still = !strcmp(state, "claimed") || !strcmp(state, "drafted");
+    if (!still)
+        ws_forget(w, t.id);
     pthread_mutex_lock(&w->mu);
     int j = ws_task_find(w, t.id);
     if (j >= 0) {
         snprintf(w->tasks[j].t.state, sizeof w->tasks[j].t.state, "%s", state);
-        int still = !strcmp(state, "claimed") || !strcmp(state, "drafted");
         w->tasks[j].held = still;
         w->tasks[j].done = !still;
         ws_changed(w);

@@ -24,7 +24,7 @@
 
 struct ws_cache {
     MDB_env *env;
-    MDB_dbi  inst, imeta, study, sinst, draft, signed_, signer;
+    MDB_dbi  inst, imeta, study, sinst, draft, signed_, signer, held;
     uint64_t limit, bytes, studies, instances, evicted;
 };
 
@@ -65,7 +65,7 @@ int ws_cache_open(const char *dir, uint64_t limit, ws_cache **out, char *err, si
     /* Room for the limit, plus the pages a transaction that evicts and
      * inserts needs before its frees can be reused. */
     uint64_t map = limit + limit / 2 + MAP_EXTRA;
-    if ((rc = mdb_env_create(&c->env)) || (rc = mdb_env_set_maxdbs(c->env, 8)) ||
+    if ((rc = mdb_env_create(&c->env)) || (rc = mdb_env_set_maxdbs(c->env, 12)) ||
         (rc = mdb_env_set_mapsize(c->env, map)) || (rc = mdb_env_set_maxreaders(c->env, 256)) ||
         (rc = mdb_env_open(c->env, dir, MDB_NOTLS | MDB_NOSYNC, 0600)) || (rc = mdb_reader_check(c->env, NULL)) ||
         (rc = mdb_txn_begin(c->env, NULL, 0, &txn)) ||
@@ -75,7 +75,8 @@ int ws_cache_open(const char *dir, uint64_t limit, ws_cache **out, char *err, si
         (rc = mdb_dbi_open(txn, "sinst", MDB_CREATE | MDB_DUPSORT, &c->sinst)) ||
         (rc = mdb_dbi_open(txn, "draft", MDB_CREATE, &c->draft)) ||
         (rc = mdb_dbi_open(txn, "signed", MDB_CREATE, &c->signed_)) ||
-        (rc = mdb_dbi_open(txn, "signer", MDB_CREATE, &c->signer)))
+        (rc = mdb_dbi_open(txn, "signer", MDB_CREATE, &c->signer)) ||
+        (rc = mdb_dbi_open(txn, "held", MDB_CREATE, &c->held)))
         goto fail;
     MDB_cursor *cur;
     if ((rc = mdb_cursor_open(txn, c->study, &cur)))
@@ -398,6 +399,8 @@ static int kv_dbi(ws_cache *c, const char *db, MDB_dbi *out)
         *out = c->signed_;
     else if (!strcmp(db, "signer"))
         *out = c->signer;
+    else if (!strcmp(db, "held"))
+        *out = c->held;
     else
         return -EINVAL;
     return 0;
@@ -446,4 +449,70 @@ int ws_cache_kv_get(ws_cache *c, const char *db, const char *key, char **p, size
     }
     mdb_txn_abort(txn);
     return q ? 0 : -ENOMEM;
+}
+
+int ws_cache_kv_del(ws_cache *c, const char *db, const char *key)
+{
+    MDB_dbi dbi;
+    MDB_txn *txn;
+    if (kv_dbi(c, db, &dbi) < 0)
+        return -EINVAL;
+    if (mdb_txn_begin(c->env, NULL, 0, &txn))
+        return -EIO;
+    MDB_val k = sval(key);
+    int rc = mdb_del(txn, dbi, &k, NULL);
+    if (rc && rc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return -EIO;
+    }
+    if (mdb_txn_commit(txn))
+        return -EIO;
+    return mdb_env_sync(c->env, 1) ? -EIO : 0;
+}
+
+int ws_cache_kv_each(ws_cache *c, const char *db, int (*cb)(void *ctx, const char *key, const char *v, size_t n),
+                     void *ctx)
+{
+    MDB_dbi dbi;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    if (kv_dbi(c, db, &dbi) < 0)
+        return -EINVAL;
+    if (mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn))
+        return -EIO;
+    if (mdb_cursor_open(txn, dbi, &cur)) {
+        mdb_txn_abort(txn);
+        return -EIO;
+    }
+    /* copies first: cb may write to the cache (a write waits for no reader) */
+    typedef struct rec { char *k, *v; size_t n; } rec;
+    rec *list = NULL;
+    size_t n = 0, cap = 0;
+    MDB_val k, v;
+    int rc = 0;
+    for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            rec *g = realloc(list, cap * sizeof *g);
+            if (!g) {
+                rc = -ENOMEM;
+                break;
+            }
+            list = g;
+        }
+        list[n].k = strndup(k.mv_data, k.mv_size);
+        list[n].v = strndup(v.mv_data, v.mv_size);
+        list[n].n = v.mv_size;
+        n++;
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    for (size_t i = 0; i < n; i++) {
+        if (!rc && list[i].k && list[i].v && cb(ctx, list[i].k, list[i].v, list[i].n))
+            rc = 1;
+        free(list[i].k);
+        free(list[i].v);
+    }
+    free(list);
+    return rc < 0 ? rc : 0;
 }

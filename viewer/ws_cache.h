@@ -8,6 +8,7 @@
  *   draft   task id → the reader's draft (JSON), kept while the daemon runs and after
  *   signed  task id → the exact report bytes last signed and acknowledged
  *   signer  task id → who signed them (JSON)
+ *   held    task id → a task this reader claimed (JSON), to take up again after a restart
  *
  * Instances count against the size limit (rounded up to LMDB pages); when a
  * new one does not fit, whole studies are evicted least recently used
@@ -59,8 +60,12 @@ typedef struct ws_cache_stats {
 } ws_cache_stats;
 void ws_cache_stats_get(ws_cache *c, ws_cache_stats *out);
 
-/* Small records (db: "draft", "signed", "signer"), durable (synced) at return. */
+/* Small records (db: "draft", "signed", "signer", "held"), durable (synced) at return. */
 int ws_cache_kv_put(ws_cache *c, const char *db, const char *key, const void *p, size_t n);
+int ws_cache_kv_del(ws_cache *c, const char *db, const char *key); /* 0, also when absent */
+/* Every record of db in key order: cb(ctx, key, value, len) (NUL-terminated copies); stops on non-zero. */
+int ws_cache_kv_each(ws_cache *c, const char *db, int (*cb)(void *ctx, const char *key, const char *v, size_t n),
+                     void *ctx);
 /* A malloc'd copy (NUL-terminated; *n without the NUL); -ENOENT when absent. */
 int ws_cache_kv_get(ws_cache *c, const char *db, const char *key, char **p, size_t *n);
 

@@ -6,6 +6,7 @@
  * the list the reader sees is never older than OFFER_KEEP_MS and the task
  * is not held away from other readers for long.  Leases of held tasks are
  * kept alive by the client's own heartbeats (hub.h) from every poll. */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,28 @@ static void add_offers(ws *w, const hub_task *got, size_t n)
     pthread_mutex_unlock(&w->mu);
 }
 
+/* hub_mu held: when the hub counts fewer leases than we hold tasks (the
+ * hub was away longer than a lease, say), which of ours it no longer
+ * answers for; their ids into lost. */
+static size_t lapsed(ws *w, int leases, uint64_t lost[WS_MAX_TASKS])
+{
+    uint64_t held[WS_MAX_TASKS];
+    size_t n = 0, k = 0;
+    pthread_mutex_lock(&w->mu);
+    for (size_t i = 0; i < w->n_tasks; i++)
+        if (w->tasks[i].held)
+            held[n++] = w->tasks[i].t.id;
+    pthread_mutex_unlock(&w->mu);
+    if ((size_t)(leases < 0 ? 0 : leases) >= n)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char study[65];
+        if (hub_client_study_uid(w->hc, held[i], study, sizeof study) == HUB_EREFUSED)
+            lost[k++] = held[i];
+    }
+    return k;
+}
+
 void ws_hub_poll(ws *w)
 {
     hub_task got[MAX_DRAIN];
@@ -138,12 +161,16 @@ void ws_hub_poll(ws *w)
     int probe = now - w->ready_ms > PROBE_EVERY_MS || !w->connected;
     pthread_mutex_unlock(&w->mu);
 
+    uint64_t lost[WS_MAX_TASKS];
+    size_t n_lost = 0;
     pthread_mutex_lock(&w->hub_mu);
     for (size_t i = 0; i < n_exp; i++)
         hub_client_release(w->hc, expired[i]);
     if (send_ready || probe) {
         int leases;
         rc = hub_client_heartbeat(w->hc, &leases); /* the hub is there (and leases stay alive) */
+        if (rc == 0)
+            n_lost = lapsed(w, leases, lost);
         if (rc == 0 && send_ready)
             rc = hub_client_ready(w->hc, want);
         if (rc == 0 || rc == HUB_EREFUSED) {
@@ -156,6 +183,114 @@ void ws_hub_poll(ws *w)
     pthread_mutex_unlock(&w->hub_mu);
     if (send_ready || probe)
         set_connected(w, rc);
+    for (size_t k = 0; k < n_lost; k++) {
+        fprintf(stderr, "dxhub workstation: task %llu is no longer ours (its lease lapsed)\n",
+                (unsigned long long)lost[k]);
+        ws_forget(w, lost[k]);
+        pthread_mutex_lock(&w->mu);
+        int i = ws_task_find(w, lost[k]);
+        if (i >= 0)
+            drop_task(w, (size_t)i);
+        ws_changed(w);
+        pthread_mutex_unlock(&w->mu);
+    }
+}
+
+/* --- held tasks across restarts ---------------------------------------------------
+ * A claimed task is written to the cache ("held"); a workstation started
+ * again while its leases last takes its tasks up again (the hub answers
+ * STUDY for them: still ours) and keeps the leases alive from then on. */
+
+static void task_key(uint64_t id, char key[32]) { snprintf(key, 32, "%llu", (unsigned long long)id); }
+
+static void remember(ws *w, const hub_task *t, int64_t lease_ms)
+{
+    json_t *j = json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:b,s:b,s:i,s:i,s:I}", "id",
+                          (json_int_t)t->id, "study", t->study_uid, "kind", t->kind, "priority", t->priority, "state",
+                          t->state, "modality", t->modality, "body_part", t->body_part, "facility", t->facility,
+                          "note", t->note, "triage", t->triage, "patient_id", t->patient_id, "due",
+                          (json_int_t)t->due_ms, "referral", t->referral, "review", t->review, "version",
+                          (int)t->version, "instances", (int)t->instances, "lease_ms", (json_int_t)lease_ms);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    char key[32];
+    task_key(t->id, key);
+    if (s)
+        ws_cache_kv_put(w->cache, "held", key, s, strlen(s));
+    free(s);
+}
+
+void ws_forget(ws *w, uint64_t id)
+{
+    char key[32];
+    task_key(id, key);
+    ws_cache_kv_del(w->cache, "held", key);
+}
+
+static void str_of(json_t *j, const char *k, char *out, size_t n)
+{
+    const char *v = json_string_value(json_object_get(j, k));
+    snprintf(out, n, "%s", v ? v : "");
+}
+
+typedef struct adopt_ctx {
+    ws     *w;
+    int64_t lease_ms;
+    int     adopted;
+} adopt_ctx;
+
+static int adopt_one(void *ctx, const char *key, const char *v, size_t n)
+{
+    adopt_ctx *a = ctx;
+    ws *w = a->w;
+    json_t *j = json_loadb(v, n, 0, NULL);
+    json_int_t id = json_integer_value(json_object_get(j, "id"));
+    char study[65];
+    if (!j || id <= 0 || w->n_tasks == WS_MAX_TASKS ||
+        hub_client_study_uid(w->hc, (uint64_t)id, study, sizeof study) != 0) {
+        ws_cache_kv_del(w->cache, "held", key); /* lapsed, taken by another, or done */
+        json_decref(j);
+        return 0;
+    }
+    ws_task *t = &w->tasks[w->n_tasks++];
+    memset(t, 0, sizeof *t);
+    t->t.id = (uint64_t)id;
+    snprintf(t->t.study_uid, sizeof t->t.study_uid, "%s", study);
+    str_of(j, "kind", t->t.kind, sizeof t->t.kind);
+    str_of(j, "priority", t->t.priority, sizeof t->t.priority);
+    str_of(j, "state", t->t.state, sizeof t->t.state);
+    str_of(j, "modality", t->t.modality, sizeof t->t.modality);
+    str_of(j, "body_part", t->t.body_part, sizeof t->t.body_part);
+    str_of(j, "facility", t->t.facility, sizeof t->t.facility);
+    str_of(j, "note", t->t.note, sizeof t->t.note);
+    str_of(j, "triage", t->t.triage, sizeof t->t.triage);
+    str_of(j, "patient_id", t->t.patient_id, sizeof t->t.patient_id);
+    t->t.due_ms = json_integer_value(json_object_get(j, "due"));
+    t->t.referral = json_is_true(json_object_get(j, "referral"));
+    t->t.review = json_is_true(json_object_get(j, "review"));
+    t->t.version = (uint32_t)json_integer_value(json_object_get(j, "version"));
+    t->t.instances = (uint32_t)json_integer_value(json_object_get(j, "instances"));
+    t->held = 1;
+    int64_t lease = json_integer_value(json_object_get(j, "lease_ms"));
+    if (lease > 0 && (a->lease_ms == 0 || lease < a->lease_ms))
+        a->lease_ms = lease;
+    a->adopted++;
+    json_decref(j);
+    return 0;
+}
+
+int ws_adopt(ws *w)
+{
+    adopt_ctx a = {w, 0, 0};
+    ws_cache_kv_each(w->cache, "held", adopt_one, &a);
+    if (a.adopted) {
+        /* the client counts no lease it did not claim: heartbeat at a third of
+         * the lease the hub granted then (60 s when unknown) */
+        hub_client_keepalive(w->hc, (int)((a.lease_ms > 0 ? a.lease_ms : 60000) / 3));
+        int leases;
+        hub_client_heartbeat(w->hc, &leases);
+    }
+    return a.adopted;
 }
 
 int ws_hub_claim(ws *w, uint64_t id, char *err, size_t errlen)
@@ -163,9 +298,12 @@ int ws_hub_claim(ws *w, uint64_t id, char *err, size_t errlen)
     hub_task t;
     pthread_mutex_lock(&w->hub_mu);
     int rc = hub_client_claim(w->hc, id, &t);
+    int64_t lease_ms = rc ? 0 : hub_client_lease_until(w->hc) - ws_now_ms();
     if (rc)
         snprintf(err, errlen, "%s", hub_client_error(w->hc));
     pthread_mutex_unlock(&w->hub_mu);
+    if (rc == 0)
+        remember(w, &t, lease_ms);
     set_connected(w, rc);
     pthread_mutex_lock(&w->mu);
     int i = ws_task_find(w, id);
@@ -199,6 +337,7 @@ int ws_hub_release(ws *w, uint64_t id, char *err, size_t errlen)
     set_connected(w, rc);
     if (rc)
         return -1;
+    ws_forget(w, id);
     pthread_mutex_lock(&w->mu);
     int i = ws_task_find(w, id);
     if (i >= 0)

@@ -251,6 +251,9 @@ int cmd_workstation(int argc, char **argv)
     }
     hub_client_profile(w.hc, &w.profile);
     w.connected = 1;
+    int adopted = ws_adopt(&w);
+    if (adopted)
+        dx_errorf("workstation", "took up %d task(s) this workstation held before it stopped", adopted);
     if (w.cert.reader_id[0] && strcmp(w.cert.reader_id, w.reader_id))
         dx_errorf("workstation", "warning: --cert names reader %s but the hub knows this key as %s; the hub will "
                                  "refuse reports it signs", w.cert.reader_id, w.reader_id);

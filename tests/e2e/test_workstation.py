@@ -25,7 +25,7 @@ NAME = "王伟"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     base = tmp_path_factory.mktemp("ws")
-    w = World(base, {"ws-att": ("CT,MR,ECG", "imaging,ecg", NAME)})
+    w = World(base, {"ws-att": ("CT,MR,ECG", "imaging,ecg", NAME)}, lease_seconds=10)
     try:
         w.start()
         root = corpus_root()
@@ -302,3 +302,27 @@ def test_garbage_requests_get_clear_4xx_and_the_daemon_keeps_serving(world):
     assert ws.json("GET", "/api/session")["hub"] == "connected"
     assert ws.json("GET", "/api/templates")["templates"]
     assert ws.json("GET", "/api/priors?patient=WS0001") == {"priors": [], "source": "unavailable"}
+
+
+def test_restarted_workstation_takes_up_its_tasks_and_drafts(world):
+    """Killed and started again while its leases last (10 s here): the tasks
+    it held are its own again, drafts and cached studies with them; the task
+    it signed is not taken up."""
+    ws = world.ws
+    mr = ws.task_of(world.mr)["id"]
+    d = {"findings": "左侧顶叶小片状长T2信号。", "impression": "建议复查。", "critical": False}
+    ws.json("PUT", f"/api/tasks/{mr}/draft", d)
+    ws.proc.kill()
+    ws2 = world.workstation("ws-att", name="ws-att-2", cache=ws.cache, unlock=False)
+    world.ws = ws2
+    t = ws2.task_of(world.mr)
+    assert t["mine"] is True and t["state"] == "claimed" and t["modality"] == "MR"
+    wait_for(lambda: ws2.task_of(world.mr)["prefetched"] == 1, 10, interval=0.05, what="the MR study found cached")
+    assert ws2.task_of(world.ecg)["mine"] is True
+    assert world.ct not in [x["study"] for x in ws2.tasks() if x["mine"]]
+    got = ws2.json("GET", f"/api/tasks/{mr}/draft")
+    assert {k: got[k] for k in d} == d
+    j = ws2.json("GET", f"/api/tasks/{mr}/study")
+    assert len([i for s in j["series"] for i in s["instances"]]) == len(world.files["mr"])
+    # and it is still ours at the hub: another claim of it is refused as held
+    assert ws2.request("POST", f"/api/tasks/{mr}/claim")[0] == 409
