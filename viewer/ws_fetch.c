@@ -210,8 +210,9 @@ static int fetch_one(ws *w, uint64_t id, const char *study, const hub_instance *
     pthread_mutex_lock(&w->mu);
     int i = ws_task_find(w, id);
     if (i >= 0 && w->tasks[i].n_cached < w->tasks[i].n_inst) {
-        w->tasks[i].n_cached++;
-        ws_changed(w);
+        size_t k = ++w->tasks[i].n_cached, of = w->tasks[i].n_inst;
+        if (k == of || k * 10 / of != (k - 1) * 10 / of) /* progress by tenths: no event per instance */
+            ws_changed(w);
     }
     pthread_mutex_unlock(&w->mu);
     return 0;

@@ -374,7 +374,10 @@ int ws_http_start(ws *w, const char *bind_addr, int port, const char *web_dir, w
     pthread_mutex_init(&h->audit_mu, NULL);
     char path[4400];
     snprintf(path, sizeof path, "%s/audit.log", w->cfg.cache_dir);
-    h->audit = fopen(path, "ae");
+    int afd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600); /* who read which study: the reader's eyes only */
+    h->audit = afd >= 0 ? fdopen(afd, "a") : NULL;
+    if (!h->audit && afd >= 0)
+        close(afd);
     h->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
                             on_request, h, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_NOTIFY_COMPLETED,
                             on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,

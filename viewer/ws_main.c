@@ -196,6 +196,10 @@ int cmd_workstation(int argc, char **argv)
         default_web(web, sizeof web);
         c->web_dir = web;
     }
+    struct stat wst;
+    if (stat(c->web_dir, &wst) < 0 || !S_ISDIR(wst.st_mode))
+        dx_errorf("workstation", "warning: no web UI in %s (--web DIR): the API works, the pages are missing",
+                  c->web_dir);
     /* the decrypted signing key lives in this process: no core dumps, no ptrace by others */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
@@ -284,11 +288,11 @@ done:
     pthread_cond_broadcast(&w.changed);
     pthread_mutex_unlock(&w.mu);
     ws_http_stop(&http);
-    if (w.hc && w.connected) { /* offers go back to the queue now rather than at their timeout */
+    if (w.hc && w.reader_id[0]) { /* offers go back to the queue now rather than at their timeout */
         hub_client_ready(w.hc, 0); /* first, or what we give back is offered to us again */
         for (size_t i = 0; i < w.n_tasks; i++)
-            if (w.tasks[i].offered_ms)
-                hub_client_release(w.hc, w.tasks[i].t.id);
+            if (w.tasks[i].offered_ms && hub_client_release(w.hc, w.tasks[i].t.id) == HUB_ETIMEDOUT)
+                break; /* the hub is away: its offer timeout will do */
         /* offers sent before the hub read READY 0 arrived before the answer
          * to the first RELEASE (one ordered connection); a HEARTBEAT's answer
          * makes sure when there was nothing to release */

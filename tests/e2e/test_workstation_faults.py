@@ -125,7 +125,7 @@ def test_study_larger_than_one_listing_page_arrives_whole(world, tmp_path):
     ws.json("POST", f"/api/tasks/{tid}/release")
     ws.proc.stop()
     r = run([dxhub_bin(), "reader", "--hub", world.reader_ep, "--hub-key", world.hub_key, "--keys", world.rkeys,
-             "--name", "ws-big", "--json", "--take", "1", "--wait", "20", "--fetch-to", tmp_path, "--release"],
+             "--name", "ws-big", "--json", "--take", "1", "--wait", "40", "--fetch-to", tmp_path, "--release"],
             timeout=120)
     assert r.returncode == 0, r.stderr.decode()
     fetched = json.loads(r.stdout.decode().splitlines()[0])["fetched"]
