@@ -266,6 +266,26 @@ def test_sign_and_submit_then_the_hub_has_it_and_dxhub_verify_accepts(world, tmp
     assert t["state"] == "signed" and t["mine"] is False
 
 
+def test_ecg_drafted_then_signed(world):
+    """An attending's "draft" keeps the task (drafted, still held); "sign"
+    then closes it; the ECG report names the ECG exam."""
+    ws = world.ws
+    tid = ws.task_of(world.ecg)["id"]
+    body = {"action": "draft", "findings": "窦性心律，心率 72 次/分。", "impression": "正常心电图。", "critical": False}
+    res = ws.json("POST", f"/api/tasks/{tid}/submit", body)
+    assert res["state"] == "drafted" and res["signer"] is None
+    assert ws.task_of(world.ecg)["mine"] is True
+    draft_id = res["report_id"]
+    res = ws.json("POST", f"/api/tasks/{tid}/submit", dict(body, action="sign"))
+    assert res["state"] == "signed" and res["report_id"] != draft_id
+    reports = world.reports()
+    assert draft_id in reports and draft_id + ".sig" not in reports
+    doc = json.loads(reports[res["report_id"]])
+    assert doc["recognition"]["exam_type"] == "ECG" and doc["impression"] == body["impression"]
+    status, _, data = ws.request("POST", f"/api/tasks/{tid}/submit", dict(body, action="sign"))
+    assert status == 409 and "not held" in json.loads(data)["error"]
+
+
 def test_garbage_requests_get_clear_4xx_and_the_daemon_keeps_serving(world):
     ws = world.ws
     (world.base / "web" / "index.html").write_text("<!doctype html><title>dxhub</title>")
@@ -318,7 +338,6 @@ def test_restarted_workstation_takes_up_its_tasks_and_drafts(world):
     t = ws2.task_of(world.mr)
     assert t["mine"] is True and t["state"] == "claimed" and t["modality"] == "MR"
     wait_for(lambda: ws2.task_of(world.mr)["prefetched"] == 1, 10, interval=0.05, what="the MR study found cached")
-    assert ws2.task_of(world.ecg)["mine"] is True
     assert world.ct not in [x["study"] for x in ws2.tasks() if x["mine"]]
     got = ws2.json("GET", f"/api/tasks/{mr}/draft")
     assert {k: got[k] for k in d} == d
