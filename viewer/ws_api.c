@@ -155,7 +155,8 @@ void ws_api_unlock(ws_req *r, ws_resp *o)
     hub_signer *s = NULL;
     char err[512];
     int rc = hub_signer_open(w->cfg.sign_key, w->cfg.cert, w->cfg.chain, pass, &s, err, sizeof err);
-    json_decref(b); /* jansson frees the string; the key holds no copy of it */
+    explicit_bzero((char *)pass, strlen(pass)); /* the body's copy is wiped by ws_http.c */
+    json_decref(b);
     if (rc == HUB_EPASS) {
         sleep(1); /* a guesser gets one try a second per connection */
         ws_error(o, 403, "wrong passphrase for the signing key");

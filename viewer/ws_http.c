@@ -337,6 +337,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 {
     conn_state *cs = *con_cls;
     if (cs) {
+        if (cs->body) /* it may have held a passphrase */
+            explicit_bzero(cs->body, cs->cap);
         free(cs->body);
         free(cs);
         *con_cls = NULL;
