@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "hub/cmd.h"
 #include "hub/digest.h"
 #include "hub/hub.h"
 #include "hub/pki.h"
@@ -20,35 +21,6 @@ struct hub_signer {
     size_t              chain_len;
     hub_signer_identity who;
 };
-
-static int slurp(const char *path, size_t max, char **out, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    struct stat sb;
-    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > max) {
-        close(fd);
-        return -EINVAL;
-    }
-    char *p = malloc((size_t)sb.st_size + 1);
-    size_t got = 0;
-    while (p && got < (size_t)sb.st_size) {
-        ssize_t k = read(fd, p + got, (size_t)sb.st_size - got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            break;
-        got += (size_t)k;
-    }
-    close(fd);
-    if (!p)
-        return -ENOMEM;
-    p[got] = '\0';
-    *out = p;
-    *len = got;
-    return 0;
-}
 
 static void to_identity(const pki_identity *id, hub_signer_identity *out)
 {
@@ -86,7 +58,7 @@ int hub_chain_identity(const char *chain_path, hub_signer_identity *out, char *e
 {
     char *pem = NULL;
     size_t len = 0;
-    if (slurp(chain_path, PKI_PEM_MAX, &pem, &len) < 0) {
+    if (dx_read_file(chain_path, PKI_PEM_MAX, &pem, &len) < 0) {
         snprintf(err, errlen, "%.300s: cannot read the certificate chain", chain_path);
         return HUB_ESIGN;
     }
@@ -110,14 +82,14 @@ int hub_signer_open(const char *key_path, const char *cert_path, const char *cha
     }
     pki_chain *chain = NULL;
     int rc = HUB_ESIGN;
-    if (slurp(cert_path, PKI_PEM_MAX, &s->chain_pem, &s->chain_len) < 0) {
+    if (dx_read_file(cert_path, PKI_PEM_MAX, &s->chain_pem, &s->chain_len) < 0) {
         snprintf(err, errlen, "%.300s: cannot read the certificate", cert_path);
         goto fail;
     }
     if (chain_path) { /* the CA certificates follow the reader's */
         char *ca = NULL;
         size_t ca_len = 0;
-        if (slurp(chain_path, PKI_PEM_MAX, &ca, &ca_len) < 0) {
+        if (dx_read_file(chain_path, PKI_PEM_MAX, &ca, &ca_len) < 0) {
             snprintf(err, errlen, "%.300s: cannot read the certificate chain", chain_path);
             goto fail;
         }
