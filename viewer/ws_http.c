@@ -39,7 +39,7 @@ typedef struct conn_state {
     int    too_big;
 } conn_state;
 
-/* ---- helpers for handlers ------------------------------------------------------ */
+/* ---- what handlers call --------------------------------------------------------- */
 
 const char *ws_req_query(const ws_req *r, const char *name)
 {

@@ -1,4 +1,4 @@
-"""Helpers of the workstation tests (tests/e2e/test_workstation*.py): a hub
+"""What the workstation tests share (tests/e2e/test_workstation*.py): a hub
 with reader keys, a readers file, a facility CA it trusts and readers'
 signing certificates; studies made with pydicom and sent with storescu in
 their own transfer syntaxes; `dxhub workstation` processes and their HTTP
