@@ -29,7 +29,10 @@ export class ReportPanel {
   async open(task, study) {
     await this.flush();
     this.task = task; this.study = study;
-    $('#report').hidden = false;
+    const box = $('#report');
+    box.hidden = false;
+    delete box.dataset.task;                 // set again once the draft is in: typing waits for it
+    for (const x of [this.f, this.i, this.c, this.sel]) x.disabled = true;
     $('#signed-box').hidden = true;
     $('#report-title').textContent = `${task.modality || ''} ${task.body_part || ''} · ${task.facility || ''}`;
     if (!this.templates) {
@@ -51,9 +54,11 @@ export class ReportPanel {
       this.f.value = ''; this.i.value = ''; this.c.checked = false; this.saved.textContent = '';
       if (mine[0]) this.applyTemplate(mine[0].id, false);
     }
+    if (this.task !== task) return;          // another task was opened meanwhile
     this.lastSaved = this.snapshot();
     this.markCritical();
     this.showState();
+    box.dataset.task = task.id;
   }
 
   fits(t, task) {
