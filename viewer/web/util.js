@@ -12,6 +12,7 @@ export function el(spec, attrs, ...children) {
     if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
     else if (k === 'text') node.textContent = v;
     else if (k === 'dataset') Object.assign(node.dataset, v);
+    else if (k === 'class') node.classList.add(...String(v).split(/\s+/).filter(Boolean));
     else node.setAttribute(k, v === true ? '' : v);
   }
   for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) node.append(c);

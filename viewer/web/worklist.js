@@ -11,6 +11,7 @@ export class Worklist {
   constructor({ body, banner, count, onOpen }) {
     this.body = body; this.banner = banner; this.count = count; this.onOpen = onOpen;
     this.tasks = []; this.skew = 0; this.openId = null;
+    this.claimed = new Map();   // id -> {task, at}: claimed here, until the daemon's list shows it held
     this.announced = new Set(JSON.parse(sessionStorage.getItem('dxhub.stat-seen') || '[]'));
   }
 
@@ -39,7 +40,16 @@ export class Worklist {
     try {
       const r = await get('/api/tasks');
       if (typeof r.now === 'number') this.skew = r.now - Date.now();
-      this.tasks = (r.tasks || []).slice().sort((a, b) =>
+      const tasks = (r.tasks || []).slice();
+      // Just after a claim the daemon's list can miss the task for a few
+      // seconds (its offers are replaced before the held set is listed):
+      // keep showing it as held rather than letting it blink away.
+      for (const [id, c] of this.claimed) {
+        const t = tasks.find((x) => String(x.id) === id);
+        if ((t && t.mine) || Date.now() - c.at > 30000) this.claimed.delete(id);
+        else if (!t) tasks.push(c.task);
+      }
+      this.tasks = tasks.sort((a, b) =>
         (RANK[a.priority] ?? 9) - (RANK[b.priority] ?? 9) || (a.due || 0) - (b.due || 0));
       this.render();
       this.announce();
@@ -51,16 +61,16 @@ export class Worklist {
   find(id) { return this.tasks.find((t) => String(t.id) === String(id)); }
 
   render() {
-    this.count.textContent = `${this.tasks.filter((t) => t.mine).length} held · ${this.tasks.filter((t) => !t.mine).length} offered`;
+    this.count.textContent = `${this.tasks.filter((t) => t.mine).length} held · ${this.tasks.filter((t) => t.state === 'offered').length} offered`;
     const rows = this.tasks.map((t) => {
       const action = t.mine
         ? el('button.open', { onclick: (e) => { e.stopPropagation(); this.open(t); }, text: 'Open' })
-        : el('button.claim', { onclick: (e) => { e.stopPropagation(); this.claim(t); }, text: 'Claim' });
+        : t.state === 'offered' ? el('button.claim', { onclick: (e) => { e.stopPropagation(); this.claim(t); }, text: 'Claim' }) : '';
       const pct = Math.round((t.prefetched || 0) * 100);
       return el(`tr.task.p-${(t.priority || 'ROUTINE').toLowerCase()}`,
         { dataset: { taskId: t.id, state: t.state, mine: t.mine ? '1' : '0', modality: t.modality || '', kind: t.kind || '' },
           class: String(t.id) === String(this.openId) ? 'current' : null,
-          ondblclick: () => (t.mine ? this.open(t) : this.claim(t)) },
+          ondblclick: () => (t.mine ? this.open(t) : t.state === 'offered' && this.claim(t)) },
         el('td', null, el('span.prio', { text: t.priority })),
         el('td.due', { dataset: { due: t.due } }),
         el('td', { text: t.facility || '' }),
@@ -72,7 +82,7 @@ export class Worklist {
     });
     this.body.replaceChildren(...rows);
     const shown = this.find(this.banner.dataset.taskId);
-    if (!this.banner.hidden && (!shown || shown.mine)) this.hideBanner();   // claimed here or elsewhere
+    if (!this.banner.hidden && (!shown || shown.state !== 'offered')) this.hideBanner();   // claimed here or elsewhere
     this.tick();
   }
 
@@ -86,12 +96,12 @@ export class Worklist {
       td.classList.toggle('overdue', due < now);
       td.classList.toggle('soon', due >= now && due - now < 15 * 60000);
     }
-    const stat = this.tasks.filter((t) => t.priority === 'STAT' && !t.mine);
+    const stat = this.tasks.filter((t) => t.priority === 'STAT' && t.state === 'offered');
     document.title = (stat.length ? `(${stat.length} STAT) ` : '') + 'dxhub reading';
   }
 
   announce() {
-    const fresh = this.tasks.filter((t) => t.priority === 'STAT' && !t.mine && !this.announced.has(String(t.id)));
+    const fresh = this.tasks.filter((t) => t.priority === 'STAT' && t.state === 'offered' && !this.announced.has(String(t.id)));
     if (!fresh.length) return;
     for (const t of fresh) this.announced.add(String(t.id));
     sessionStorage.setItem('dxhub.stat-seen', JSON.stringify([...this.announced].slice(-200)));
@@ -113,6 +123,7 @@ export class Worklist {
     try {
       const r = await post(`/api/tasks/${encodeURIComponent(t.id)}/claim`);
       status(`Claimed task ${t.id}`);
+      this.claimed.set(String(t.id), { task: Object.assign({}, t, r.task || {}, { mine: true, state: 'claimed' }), at: Date.now() });
       await this.refresh();
       this.open(Object.assign({}, t, r.task || {}, { mine: true }));
     } catch (e) {

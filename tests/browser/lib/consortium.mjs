@@ -16,8 +16,8 @@ export const READER = { id: 'dr-chen', name: '陈静', facility: 'lead-hospital'
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 export class Consortium {
-  constructor({ repo, dxhub, dir, py = '/usr/bin/python3', slices = 60, log = () => {} }) {
-    Object.assign(this, { repo, dxhub, dir, py, slices, log });
+  constructor({ repo, dxhub, dir, web, py = '/usr/bin/python3', slices = 60 }) {
+    Object.assign(this, { repo, dxhub, dir, web, py, slices });
     this.procs = [];
   }
 
@@ -103,7 +103,7 @@ export class Consortium {
     const ws = await this.start('workstation', [this.dxhub, 'workstation', '--hub', this.hubReaders, '--hub-key', this.hubKey,
       '--keys', this.readerDir, '--name', 'workstation', '--sign-key', path.join(this.readerDir, `${READER.id}.key`),
       '--cert', path.join(this.readerDir, `${READER.id}.chain.pem`), '--chain', path.join(d, 'ca/ca.pem'),
-      '--cache', path.join(d, 'workstation'), '--http-port', '0'],
+      '--cache', path.join(d, 'workstation'), '--http-port', '0', '--web', this.web],
     /^dxhub workstation: ready url=(\S+)/);
     this.url = ws[1];
     return this;
