@@ -18,6 +18,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export class Consortium {
   constructor({ repo, dxhub, dir, web, py = '/usr/bin/python3', slices = 60 }) {
     Object.assign(this, { repo, dxhub, dir, web, py, slices });
+    // Quiet time before the hub calls a study complete: long enough that a
+    // busy machine's pause in the link does not cut the CT series short.
+    this.stable = slices > 100 ? 15 : 4;
     this.procs = [];
   }
 
@@ -91,7 +94,7 @@ export class Consortium {
     this.samples();
     const d = this.dir;
     const hub = await this.start('hub', [this.dxhub, 'serve', '--data', path.join(d, 'hub'), '--dicom-port', '0', '--http-port', '0',
-      '--edge-port', '0', '--reader-port', '0', '--stable-seconds', '2', '--open-dicom'],
+      '--edge-port', '0', '--reader-port', '0', '--stable-seconds', String(this.stable), '--open-dicom'],
     /^dxhub serve: ready .*http=[\d.]+:(\d+) edge=(tcp:\S+) readers=(tcp:\S+)/);
     this.hubHttp = `http://127.0.0.1:${hub[1]}`; this.hubEdge = hub[2]; this.hubReaders = hub[3];
     this.hubKey = path.join(d, 'hub/keys/hub.pub');
@@ -99,7 +102,11 @@ export class Consortium {
       '--hub-key', this.hubKey, '--dicom-port', String(await freePort()), '--open-dicom'], /^dxhub edge: ready/);
     this.dx('push', '--edge-data', path.join(d, 'clinic'), '--referral', '--note', 'cough for three weeks', this.ctDir);
     this.dx('push', '--edge-data', path.join(d, 'clinic'), '--priority', 'stat', '--note', 'chest pain 40 min', path.join(this.ecgDir, 'normal.dcm'));
-    await this.waitFor(async () => (await this.hubStudies('queued')).length >= 2, 90000, 'both studies queued at the hub');
+    const count = (st) => Number((st['00201208'] && st['00201208'].Value && st['00201208'].Value[0]) || 0);
+    const queued = await this.waitFor(async () => { const q = await this.hubStudies('queued'); return q.length >= 2 && q; },
+      240000, 'both studies queued at the hub');
+    const n = queued.map(count).sort((a, b) => b - a);
+    if (n[0] !== this.slices) throw new Error(`the hub queued the CT with ${n[0]} of ${this.slices} instances`);
     const ws = await this.start('workstation', [this.dxhub, 'workstation', '--hub', this.hubReaders, '--hub-key', this.hubKey,
       '--keys', this.readerDir, '--name', 'workstation', '--sign-key', path.join(this.readerDir, `${READER.id}.key`),
       '--cert', path.join(this.readerDir, `${READER.id}.chain.pem`), '--chain', path.join(d, 'ca/ca.pem'),
