@@ -18,7 +18,7 @@ const stack = new StackViewer({
   overlays: { tl: $('#ov-tl'), tr: $('#ov-tr'), bl: $('#ov-bl'), br: $('#ov-br') },
 });
 const ecg = new EcgViewer({ canvas: $('#ecg'), measurements: $('#ecg-meas'), caliperOut: $('#caliper') });
-const worklist = new Worklist({ body: $('#tasks'), banner: $('#stat-banner'), count: $('#task-count'), onOpen: openTask });
+const worklist = new Worklist({ body: $('#tasks'), banner: $('#stat-banner'), count: $('#task-count'), onOpen: openTask, onTasks: warmHeld });
 const report = new ReportPanel(session, { onSubmitted: () => worklist.refresh() });
 let current = null;
 
@@ -67,7 +67,7 @@ async function openTask(task) {
   current = task;
   $('#empty').hidden = true;
   let study;
-  try { study = await get(`/api/tasks/${encodeURIComponent(task.id)}/study`); } catch (e) {
+  try { study = await studyOf(task.id); } catch (e) {
     status(`Study of task ${task.id}: ${e.message}`, true); return;
   }
   if (current !== task) return;       // another task was opened meanwhile
@@ -79,6 +79,30 @@ async function openTask(task) {
   if (waves.length) loadEcg(study, waves[0]);
   report.open(task, study);
   showPriors($('#priors'), (study.patient && study.patient.id) || task.patient_id, study.study_uid);
+}
+
+// Study listings of held tasks, kept while they are held (a study does not
+// change once complete), so opening one needs no round trip.
+const studies = new Map();
+function studyOf(id) {
+  const k = String(id);
+  if (!studies.has(k)) {
+    const p = get(`/api/tasks/${encodeURIComponent(id)}/study`);
+    studies.set(k, p);
+    p.catch(() => studies.delete(k));
+  }
+  return studies.get(k);
+}
+
+// When the daemon has a held task's study in its cache, the page takes its
+// listing and first image too: clicking it then draws at once.
+function warmHeld(tasks) {
+  const held = new Set(tasks.filter((t) => t.mine).map((t) => String(t.id)));
+  for (const k of [...studies.keys()]) if (!held.has(k)) studies.delete(k);
+  for (const t of tasks) {
+    if (!t.mine || (t.prefetched ?? 0) < 1 || studies.has(String(t.id))) continue;
+    studyOf(t.id).then((st) => stack.warm(st), () => {});
+  }
 }
 
 async function loadEcg(study, inst) {

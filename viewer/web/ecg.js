@@ -139,7 +139,7 @@ export class EcgViewer {
     if (!this.ecg || e.button !== 0) return;
     const p = this.pos(e);
     this.caliper = { a: p, b: { ...p } }; this.drag = true;
-    this.canvas.setPointerCapture(e.pointerId);
+    try { this.canvas.setPointerCapture(e.pointerId); } catch (_) { /* a pointer that is gone already */ }
     this.draw();
   }
 

@@ -36,7 +36,7 @@ export class StackViewer {
     this.stopCine();
     this.study = study;
     this.series = (study.series || []).filter((s) => s.instances.some((i) => !i.waveform));
-    this.marks.clear(); this.cache.clear();
+    this.marks.clear();        // frames stay cached: reopening a study is instant
     this.firstImagePending = true;
     this.buildStrip();
     if (this.series.length) this.openSeries(0); else this.clear('No images in this study');
@@ -113,14 +113,23 @@ export class StackViewer {
 
   scroll(d) { this.setSlice(this.index + d); }
 
+  // Neighbours first (more ahead than behind), then the rest of the series
+  // outwards, as much of it as half the page's frame cache holds.
   prefetch() {
-    const list = [];
-    for (let d = 1; d <= PREFETCH_AHEAD; d++) {
-      for (const j of d <= PREFETCH_BEHIND ? [this.index + d, this.index - d] : [this.index + d]) {
-        const it = this.items[j]; if (it) list.push([it.inst.sop, it.n]);
-      }
-    }
+    const list = [], seen = new Set([this.index]);
+    const add = (j) => { const it = this.items[j]; if (it && !seen.has(j)) { seen.add(j); list.push([it.inst.sop, it.n]); } };
+    for (let d = 1; d <= PREFETCH_AHEAD; d++) { add(this.index + d); if (d <= PREFETCH_BEHIND) add(this.index - d); }
+    const inst = this.current.inst, bytes = Math.max(1, inst.rows * inst.columns * (inst.samples || 1) * Math.ceil((inst.bits_allocated || 16) / 8));
+    const room = Math.floor(this.cache.limit / 2 / bytes);
+    for (let d = 1; list.length < room && (this.index + d < this.items.length || this.index - d >= 0); d++) { add(this.index + d); add(this.index - d); }
     this.cache.prefetch(list);
+  }
+
+  // Fetch the first image a study opens on, so that opening it draws at once.
+  warm(study) {
+    const s = (study.series || []).find((x) => x.instances.some((i) => !i.waveform));
+    const inst = s && s.instances.find((i) => !i.waveform);
+    if (inst && !this.cache.has(inst.sop, 1)) this.cache.get(inst.sop, 1).catch(() => {});
   }
 
   setWindow(center, width) {
@@ -323,7 +332,7 @@ export class StackViewer {
       this.pending = { kind: mode, pts: [p, { ...p }], spacing };
     }
     this.drag = { mode, x: e.clientX, y: e.clientY, win: this.win && { ...this.win }, view: { ...this.view }, acc: 0, zoom0: this.transform().zoom };
-    this.viewport.setPointerCapture(e.pointerId);
+    try { this.viewport.setPointerCapture(e.pointerId); } catch (_) { /* a pointer that is gone already */ }
     e.preventDefault();
   }
 

@@ -8,8 +8,8 @@ import { el, countdown, status } from './util.js';
 const RANK = { STAT: 0, URGENT: 1, ROUTINE: 2 };
 
 export class Worklist {
-  constructor({ body, banner, count, onOpen }) {
-    this.body = body; this.banner = banner; this.count = count; this.onOpen = onOpen;
+  constructor({ body, banner, count, onOpen, onTasks }) {
+    this.body = body; this.banner = banner; this.count = count; this.onOpen = onOpen; this.onTasks = onTasks || (() => {});
     this.tasks = []; this.skew = 0; this.openId = null;
     this.claimed = new Map();   // id -> {task, at}: claimed here, until the daemon's list shows it held
     this.announced = new Set(JSON.parse(sessionStorage.getItem('dxhub.stat-seen') || '[]'));
@@ -53,6 +53,7 @@ export class Worklist {
         (RANK[a.priority] ?? 9) - (RANK[b.priority] ?? 9) || (a.due || 0) - (b.due || 0));
       this.render();
       this.announce();
+      this.onTasks(this.tasks);
     } catch (e) {
       status(`Worklist: ${e.message}`, true);
     } finally { this.busy = false; }
