@@ -7,8 +7,10 @@ pydicom and numpy (not by the viewer's code), for tests/browser.
         the linear VOI window of PS3.3 C.11.2.1.2.1; writes rows*columns
         bytes to OUT.raw and prints {"rows", "columns", "mean", "std",
         "pixel_spacing", "sop"} as JSON.
-    oracle.py index DIR
-        {SOP Instance UID: file} of every DICOM file in DIR, as JSON.
+    oracle.py windows DIR SOP OUTDIR CENTER,WIDTH...
+        the same for the file of DIR whose SOP Instance UID is SOP, for each
+        window, to OUTDIR/CENTER_WIDTH.raw; prints a JSON list of the
+        objects above (one process: pydicom and numpy load once).
 """
 import json
 import os
@@ -30,25 +32,34 @@ def window(path, center, width, out):
         y = 255 - y
     y.tofile(out)
     spacing = [float(v) for v in ds.PixelSpacing] if "PixelSpacing" in ds else None
-    print(json.dumps({"rows": int(ds.Rows), "columns": int(ds.Columns), "mean": float(y.mean()), "std": float(y.std()),
-                      "pixel_spacing": spacing, "sop": ds.SOPInstanceUID}))
+    return {"rows": int(ds.Rows), "columns": int(ds.Columns), "mean": float(y.mean()), "std": float(y.std()),
+            "pixel_spacing": spacing, "sop": ds.SOPInstanceUID, "center": float(center), "width": float(width)}
 
 
-def index(d):
-    out = {}
+def find(d, sop):
     for name in sorted(os.listdir(d)):
         p = os.path.join(d, name)
         try:
-            out[pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID] = p
+            if pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID == sop:
+                return p
         except Exception:  # not DICOM (truth files, stamps)
             continue
+    sys.exit(f"oracle.py: no file with SOP Instance UID {sop} in {d}")
+
+
+def windows(d, sop, outdir, *cws):
+    path = find(d, sop)
+    out = []
+    for cw in cws:
+        c, w = cw.split(",")
+        out.append(window(path, c, w, os.path.join(outdir, f"{c}_{w}.raw")))
     print(json.dumps(out))
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "window":
-        window(*sys.argv[2:])
-    elif len(sys.argv) == 3 and sys.argv[1] == "index":
-        index(sys.argv[2])
+        print(json.dumps(window(*sys.argv[2:])))
+    elif len(sys.argv) >= 6 and sys.argv[1] == "windows":
+        windows(*sys.argv[2:])
     else:
         sys.exit(__doc__)

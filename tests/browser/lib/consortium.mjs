@@ -5,7 +5,8 @@
 // drives.  Keys, a CA and the reader's SM2 certificate are made as
 // samples/demo makes them.  Every process is remembered by PID and ended by
 // stop(); nothing is killed by name.
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -20,7 +21,7 @@ export class Consortium {
     Object.assign(this, { repo, dxhub, dir, web, py, slices });
     // Quiet time before the hub calls a study complete: long enough that a
     // busy machine's pause in the link does not cut the CT series short.
-    this.stable = slices > 100 ? 15 : 4;
+    this.stable = slices > 100 ? 15 : 3;
     this.procs = [];
   }
 
@@ -79,19 +80,23 @@ export class Consortium {
     this.readerDir = rd;
   }
 
-  // Synthetic inputs: a CT series and the "normal" 12-lead ECG with its truth.
-  samples() {
+  // Synthetic inputs, made while the keys are: a CT series and the
+  // "normal" 12-lead ECG with its truth.
+  async samples() {
     this.ctDir = path.join(this.dir, 'samples/ct');
     this.ecgDir = path.join(this.dir, 'samples/ecg');
-    this.run([this.py, 'samples/gen_ct_series.py', '--slices', String(this.slices), '--out', this.ctDir]);
-    this.run([this.py, 'samples/gen_ecg.py', '--out', this.ecgDir, '--only', 'normal']);
+    const run = promisify(execFile), opts = { cwd: this.repo, timeout: 120000 };
+    await Promise.all([
+      run(this.py, ['samples/gen_ct_series.py', '--slices', String(this.slices), '--out', this.ctDir], opts),
+      run(this.py, ['samples/gen_ecg.py', '--out', this.ecgDir, '--only', 'normal'], opts)]);
     this.ecgTruth = JSON.parse(fs.readFileSync(path.join(this.ecgDir, 'normal.json'), 'utf8'));
   }
 
   async up() {
     fs.mkdirSync(this.dir, { recursive: true });
+    const samples = this.samples();
+    samples.catch(() => {});
     this.keys();
-    this.samples();
     const d = this.dir;
     const hub = await this.start('hub', [this.dxhub, 'serve', '--data', path.join(d, 'hub'), '--dicom-port', '0', '--http-port', '0',
       '--edge-port', '0', '--reader-port', '0', '--stable-seconds', String(this.stable), '--open-dicom'],
@@ -100,6 +105,7 @@ export class Consortium {
     this.hubKey = path.join(d, 'hub/keys/hub.pub');
     await this.start('edge', [this.dxhub, 'edge', '--data', path.join(d, 'clinic'), '--facility', 'clinic1', '--hub', this.hubEdge,
       '--hub-key', this.hubKey, '--dicom-port', String(await freePort()), '--open-dicom'], /^dxhub edge: ready/);
+    await samples;
     this.dx('push', '--edge-data', path.join(d, 'clinic'), '--referral', '--note', 'cough for three weeks', this.ctDir);
     this.dx('push', '--edge-data', path.join(d, 'clinic'), '--priority', 'stat', '--note', 'chest pain 40 min', path.join(this.ecgDir, 'normal.dcm'));
     const count = (st) => Number((st['00201208'] && st['00201208'].Value && st['00201208'].Value[0]) || 0);
