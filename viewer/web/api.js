@@ -43,6 +43,7 @@ export async function frame(sop, n) {
   let data;
   if (bits === 16) data = signed ? new Int16Array(buf, 0, buf.byteLength >> 1) : new Uint16Array(buf, 0, buf.byteLength >> 1);
   else if (bits === 8) data = new Uint8Array(buf);
+  else if (bits === 32) data = signed ? new Int32Array(buf, 0, buf.byteLength >> 2) : new Uint32Array(buf, 0, buf.byteLength >> 2);
   else throw new ApiError(415, `frame ${n}: ${bits}-bit pixels are not displayable here`);
   if (data.length < rows * columns * samples) throw new ApiError(502, `frame ${n}: ${data.length} samples, expected ${rows * columns * samples}`);
   return { rows, columns, samples, signed, bits, data };

@@ -19,13 +19,13 @@ const stack = new StackViewer({
 });
 const ecg = new EcgViewer({ canvas: $('#ecg'), measurements: $('#ecg-meas'), caliperOut: $('#caliper') });
 const worklist = new Worklist({ body: $('#tasks'), banner: $('#stat-banner'), count: $('#task-count'), onOpen: openTask, onTasks: warmHeld });
-const report = new ReportPanel(session, { onSubmitted: () => worklist.refresh() });
+const report = new ReportPanel(session, { onSubmitted: () => worklist.refresh(), onUnlocked: () => showSession(session) });
 let current = null;
 
 wireImageTools();
 wireEcgTools();
 $('#release').addEventListener('click', () => { if (current) worklist.release(current); });
-$('#unlock-btn').addEventListener('click', async () => { if (await report.unlock()) showSession(session); });
+$('#unlock-btn').addEventListener('click', () => report.unlock());
 for (const b of document.querySelectorAll('#modes button')) b.addEventListener('click', () => showMode(b.dataset.mode));
 document.addEventListener('keydown', (e) => {
   if (e.target.closest('input, textarea, select, dialog')) return;

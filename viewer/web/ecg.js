@@ -187,8 +187,8 @@ export class EcgViewer {
       ['QT', m.qt_ms, 'ms'], ['QTc (Bazett)', m.qtc_bazett_ms, 'ms'], ['QTc (Fridericia)', m.qtc_fridericia_ms, 'ms'],
       ['Axis', m.axis_deg, '°'], ['Longest pause', m.longest_pause_ms, 'ms'],
     ].filter(([, v]) => typeof v === 'number');
-    const table = el('table.meas', null, rows.map(([k, v, u]) =>
-      el('tr', { dataset: { key: k } }, el('th', { text: k }), el('td', { text: `${Math.round(v * 10) / 10} ${u}` }))));
+    const table = el('div.meas', null, rows.map(([k, v, u]) =>
+      el('span.m', { dataset: { key: k } }, el('span.k', { text: k }), ' ', el('b.v', { text: `${Math.round(v * 10) / 10} ${u}` }))));
     const notes = [];
     if (m.p_wave === false) notes.push('No P waves detected');
     const st = (m.leads || []).filter((l) => Math.abs(l.st_uv || 0) >= 100).map((l) => `${l.name} ${(l.st_uv / 1000).toFixed(2)} mV`);

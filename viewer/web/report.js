@@ -10,8 +10,8 @@ const SIGNED_STATES = new Set(['signed', 'reported', 'verified', 'done', 'final'
 const AUTOSAVE_MS = 700;
 
 export class ReportPanel {
-  constructor(session, { onSubmitted }) {
-    this.session = session; this.onSubmitted = onSubmitted;
+  constructor(session, { onSubmitted, onUnlocked }) {
+    this.session = session; this.onSubmitted = onSubmitted; this.onUnlocked = onUnlocked || (() => {});
     this.task = null; this.templates = null; this.timer = null; this.lastSaved = '';
     this.f = $('#findings'); this.i = $('#impression'); this.c = $('#critical');
     this.sel = $('#template'); this.saved = $('#draft-saved');
@@ -91,6 +91,7 @@ export class ReportPanel {
     $('#sign').textContent = reviewing ? 'Approve and sign…' : 'Sign and submit…';
     $('#to-review').hidden = done || !this.resident;
     $('#return').hidden = !reviewing;
+    $('#release').hidden = done;
     $('#addendum-box').hidden = !done;
     for (const x of [this.f, this.i, this.c, this.sel]) x.disabled = done;
   }
@@ -131,7 +132,11 @@ export class ReportPanel {
     for (;;) {
       const v = await ask(dlg);
       if (v !== 'unlock') return false;
-      try { await post('/api/unlock', { passphrase: pass.value }); pass.value = ''; this.session.unlocked = true; return true; } catch (e) { err.textContent = e.message; pass.value = ''; }
+      try {
+        await post('/api/unlock', { passphrase: pass.value });
+        pass.value = ''; this.session.unlocked = true; this.onUnlocked();
+        return true;
+      } catch (e) { err.textContent = e.message; pass.value = ''; }
     }
   }
 

@@ -25,13 +25,25 @@ export function windowLevel(x, center, width) {
 
 // Table from stored value (offset by lutOffset) to an opaque RGBA word
 // (little-endian ImageData order).  invert: MONOCHROME1 XOR the user's invert.
+// 32-bit values get no table (it would have 4 billion entries): each pixel
+// goes through grey() instead, slower but the same function.
 export function buildLut(frame, { slope, intercept, center, width, invert }) {
-  const size = frame.bits === 8 ? 256 : 65536;
-  const offset = frame.bits === 16 && frame.signed ? 32768 : 0;
-  const lut = new Uint32Array(size);
   const s = slope || 1, b = intercept || 0;
   const w = Math.max(width, 1), lo = center - 0.5 - (w - 1) / 2, hi = center - 0.5 + (w - 1) / 2;
   const k = w > 1 ? 255 / (w - 1) : 0, c0 = center - 0.5;
+  if (frame.bits === 32) {
+    const grey = (v) => {
+      const x = v * s + b;
+      let g = x <= lo ? 0 : x > hi ? 255 : Math.round((x - c0) * k + 127.5);
+      if (g > 255) g = 255; else if (g < 0) g = 0;
+      if (invert) g = 255 - g;
+      return (OPAQUE | (g << 16) | (g << 8) | g) >>> 0;
+    };
+    return { lut: null, offset: 0, grey };
+  }
+  const size = frame.bits === 8 ? 256 : 65536;
+  const offset = frame.bits === 16 && frame.signed ? 32768 : 0;
+  const lut = new Uint32Array(size);
   for (let i = 0; i < size; i++) {
     const x = (i - offset) * s + b;
     let g = x <= lo ? 0 : x > hi ? 255 : Math.round((x - c0) * k + 127.5);
@@ -43,8 +55,9 @@ export function buildLut(frame, { slope, intercept, center, width, invert }) {
 }
 
 // Fill an ImageData's pixels (Uint32 view) from a frame through its table.
-export function applyLut(frame, { lut, offset }, out32) {
+export function applyLut(frame, { lut, offset, grey }, out32) {
   const d = frame.data, n = frame.rows * frame.columns;
+  if (grey) { for (let i = 0; i < n; i++) out32[i] = grey(d[i]); return; }
   if (frame.samples === 3) {
     // Colour: the window acts on each channel alike (8-bit stored values).
     for (let i = 0, j = 0; i < n; i++, j += 3) {

@@ -82,8 +82,15 @@ export class Worklist {
         el('td', null, action));
     });
     this.body.replaceChildren(...rows);
+    // The STAT banner goes when its task is no longer offered (claimed here
+    // or elsewhere); a task missing from one list may be between offers.
     const shown = this.find(this.banner.dataset.taskId);
-    if (!this.banner.hidden && (!shown || shown.state !== 'offered')) this.hideBanner();   // claimed here or elsewhere
+    if (!this.banner.hidden) {
+      if (shown && shown.state !== 'offered') this.hideBanner();
+      else if (shown) this.bannerMissing = null;
+      else if (!this.bannerMissing) this.bannerMissing = Date.now();
+      else if (Date.now() - this.bannerMissing > 30000) this.hideBanner();
+    }
     this.tick();
   }
 
@@ -118,7 +125,7 @@ export class Worklist {
     this.banner.classList.remove('flash'); void this.banner.offsetWidth; this.banner.classList.add('flash');
   }
 
-  hideBanner() { this.banner.hidden = true; }
+  hideBanner() { this.banner.hidden = true; this.bannerMissing = null; }
 
   async claim(t) {
     try {
