@@ -82,11 +82,14 @@ export class ReportPanel {
     const t = this.task, st = String(t.state || '');
     const done = SIGNED_STATES.has(st);
     $('#report-state').textContent = st;
+    // A review task (a resident's draft) is claimed by an attending to sign
+    // or return; one returned is claimed by its resident again.
     const notice = $('#report-notice');
     const reason = t.reason || t.return_reason || t.returned_reason;
-    notice.hidden = !(st === 'returned' || reason);
-    notice.textContent = reason ? `Returned for revision: ${reason}` : 'Returned for revision';
-    const reviewing = st === 'review' && !this.resident;
+    const returned = this.resident && !!t.review && st === 'claimed';
+    notice.hidden = !(returned || reason);
+    notice.textContent = reason ? `Returned for revision: ${reason}` : 'Returned for revision: see the reviewer\'s changes below.';
+    const reviewing = !this.resident && !!t.review && st !== 'offered';
     $('#sign').hidden = done || this.resident;
     $('#sign').textContent = reviewing ? 'Approve and sign…' : 'Sign and submit…';
     $('#to-review').hidden = done || !this.resident;
