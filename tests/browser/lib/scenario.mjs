@@ -128,10 +128,13 @@ export async function scenario({ browser, ctx, checks, shots }) {
     const d1 = await waitImage(page, {}, Number(d0.draws));
     const [c0] = d0.window.split('/').map(Number), [c1] = d1.window.split('/').map(Number);
     expect(c1 > c0 + 50, `window level moved from ${d0.window} to ${d1.window}`);
+    // The same 256×256 region of the canvas, now and under the lung window.
     const o = await oracle(-600, 1500);
-    const x0 = Number(d1.x0), y0 = Number(d1.y0);
-    const m = stats(await canvasGray(page, '#image', Math.max(0, x0), Math.max(0, y0), 256, 256)).mean;
-    const m0 = stats(Buffer.from(Array.from({ length: 256 }, (_, y) => o.pixels.subarray((y + Math.max(0, -y0)) * o.columns + Math.max(0, -x0), (y + Math.max(0, -y0)) * o.columns + Math.max(0, -x0) + 256)).flatMap((r) => [...r]))).mean;
+    const x0 = Number(d1.x0), y0 = Number(d1.y0), ax = Math.max(0, x0), ay = Math.max(0, y0);
+    const m = stats(await canvasGray(page, '#image', ax, ay, 256, 256)).mean;
+    const lung = [];
+    for (let y = ay; y < ay + 256; y++) lung.push(o.pixels.subarray((y - y0) * o.columns + (ax - x0), (y - y0) * o.columns + (ax - x0) + 256));
+    const m0 = stats(Buffer.concat(lung)).mean;
     expect(m < m0 - 5, `raising the level did not darken the image (mean ${m.toFixed(1)} vs ${m0.toFixed(1)})`);
     const before = Number(d1.draws);
     await page.click('button[data-preset="mediastinum"]');
