@@ -1,4 +1,4 @@
-// scenario.mjs — a reading session in real Chromium against the real
+// scenario.mjs — one reader's work in real Chromium against the real
 // workstation daemon: worklist, claim a CT, scroll, window, measure, an ECG
 // with calipers, a report written, signed and found verified at the hub.
 // Every check compares what the page shows with something computed
