@@ -8,7 +8,7 @@ DEBIAN_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev \
 	libxml2-dev libcmocka-dev python3-pytest python3-pydicom python3-numpy \
 	python3-zmq python3-gdcm python3-prometheus-client wrk hyperfine orthanc flac python3-biosig \
 	libsndfile1-dev libgdcm-tools python3-pytest-xdist \
-	libpango1.0-dev libcairo2-dev fonts-wqy-microhei poppler-utils chromium
+	libpango1.0-dev libcairo2-dev fonts-wqy-microhei poppler-utils libinih-dev chromium
 
 PY      := /usr/bin/python3
 SAN     ?= 0
@@ -21,7 +21,7 @@ SANFLAGS :=
 endif
 
 PKGS    := zlib libturbojpeg charls libopenjp2 openjph libzmq lmdb libcrypto libssl \
-	libmicrohttpd jansson libzstd libxml-2.0 dcmtk pangocairo cairo-pdf
+	libmicrohttpd jansson libzstd libxml-2.0 dcmtk pangocairo cairo-pdf inih
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -53,7 +53,7 @@ BENCH_SRCS := $(wildcard bench/bench_*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 FUZZ_REPLAY := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/replay_%,$(FUZZ_SRCS))
 
-.PHONY: all deps node-deps test unit e2e bench fuzz fuzz-smoke demo clean lint install
+.PHONY: all deps node-deps test unit e2e bench fuzz fuzz-smoke demo clean lint install config-reference
 all: $(BUILD)/dxhub
 
 $(BUILD)/%.o: %.c
@@ -117,6 +117,39 @@ demo: deps $(BUILD)/dxhub
 
 lint:
 	@tests/lint
+
+# README's configuration reference, from the option tables (a test checks it).
+config-reference: $(BUILD)/dxhub
+	$(PY) docs/config_reference.py $(BUILD)/dxhub README.md
+
+# make install [PREFIX=/usr/local] [DESTDIR=staging]: the binary, the viewer's
+# web files, example configs (also as PREFIX/etc/dxhub/*.ini when none is
+# there yet: an upgrade never overwrites an operator's settings), systemd
+# units and the dxhub system user (sysusers.d).
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+DATADIR    ?= $(PREFIX)/share
+DOCDIR     ?= $(DATADIR)/doc/dxhub
+SYSCONFDIR ?= $(PREFIX)/etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR?= $(PREFIX)/lib/sysusers.d
+UNITS      := dxhub-serve dxhub-edge dxhub-workstation
+install: $(BUILD)/dxhub
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/dxhub/web $(DESTDIR)$(DATADIR)/dxhub/examples \
+		$(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/dxhub $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
+	install -m 0755 $(BUILD)/dxhub $(DESTDIR)$(BINDIR)/dxhub
+	if [ -d viewer/web ]; then cp -R viewer/web/. $(DESTDIR)$(DATADIR)/dxhub/web/ && \
+		chmod -R u=rwX,go=rX $(DESTDIR)$(DATADIR)/dxhub/web; fi
+	install -m 0644 samples/config/*.ini $(DESTDIR)$(DATADIR)/dxhub/examples/
+	for f in samples/config/*.ini; do t=$(DESTDIR)$(SYSCONFDIR)/dxhub/$${f##*/}; \
+		[ -e "$$t" ] || install -m 0644 "$$f" "$$t"; done
+	install -m 0644 README.md ARCHITECTURE.md $(DESTDIR)$(DOCDIR)/
+	for u in $(UNITS); do sed -e 's|@BINDIR@|$(BINDIR)|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		-e 's|@DATADIR@|$(DATADIR)|g; s|@DOCDIR@|$(DOCDIR)|g' samples/systemd/$$u.service.in \
+		> $(DESTDIR)$(UNITDIR)/$$u.service && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.service; done
+	install -m 0644 samples/systemd/dxhub.sysusers $(DESTDIR)$(SYSUSERSDIR)/dxhub.conf
+	@echo "installed under $(DESTDIR)$(PREFIX); as root: systemd-sysusers && systemctl daemon-reload &&" \
+		"systemctl enable --now dxhub-serve (or dxhub-edge)"
 
 clean:
 	rm -rf build var

@@ -48,6 +48,10 @@ time_t dx_parse_time(const char *s);
 /* The reading workstation daemon (viewer/ws_main.c): the one call from hub/ into viewer/. */
 int cmd_workstation(int argc, char **argv);
 
+/* The roles' settings tables (hub/config.h), in their cmd_*.c files. */
+struct cfg_role;
+extern const struct cfg_role serve_role, edge_role;
+
 /* "16G", "512M", "100K" or bytes; -1 when malformed. */
 int parse_size(const char *s, uint64_t *out);
 

@@ -3,6 +3,7 @@
  * `dxhub reports` (what came back from the hub; --export writes it out). */
 #include <dirent.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 #include "hub/cmd.h"
+#include "hub/config.h"
 #include "hub/edge.h"
+#include "hub/log.h"
+#include "hub/progress.h"
 #include "hub/report_export.h"
 
 static int64_t now_ms(void)
@@ -64,6 +68,27 @@ static int print_item(void *ctx, const spool_item *it)
     return 0;
 }
 
+static int print_study(void *ctx, const spool_study *st)
+{
+    int *shown = ctx;
+    if ((*shown)++ >= 20)
+        return 0; /* keep counting */
+    char sent[32], total[32];
+    human_bytes(st->sent_bytes, sent, sizeof sent);
+    human_bytes(st->bytes, total, sizeof total);
+    int pct = st->bytes ? (int)(100 * (st->sent_bytes < st->bytes ? st->sent_bytes : st->bytes) / st->bytes) : 100;
+    const char *state = st->acked >= st->instances ? "delivered"
+                        : st->refused                ? "REFUSED in part"
+                        : st->sent_bytes             ? "sending"
+                                                     : "waiting";
+    printf("  %s (%s%s)\n      %u/%u instances acknowledged, %s of %s sent (%d%%): %s\n", st->study_uid,
+           spool_priority_name(st->priority), st->referral ? ", referral" : "", st->acked, st->instances, sent,
+           total, pct, state);
+    if (st->refused)
+        printf("      %u instance(s) refused by the hub (see the queue below)\n", st->refused);
+    return 0;
+}
+
 static int edge_status(const char *data_dir)
 {
     spool *sp = NULL;
@@ -101,6 +126,13 @@ static int edge_status(const char *data_dir)
     if (s.last_error[0])
         printf("  last error: %s\n", s.last_error);
     printf("  reports and alerts received: %llu ('dxhub reports' lists them)\n", (unsigned long long)s.inbox);
+    int studies = 0;
+    printf("studies (on their way first, then delivered in the last week):\n");
+    spool_studies(sp, print_study, &studies);
+    if (!studies)
+        printf("  none\n");
+    else if (studies > 20)
+        printf("  ... and %d more\n", studies - 20);
     if (s.depth || s.failed || s.markers) {
         printf("queue (most urgent first):\n");
         int shown = 0;
@@ -112,101 +144,126 @@ static int edge_status(const char *data_dir)
     return 0;
 }
 
+typedef struct edge_settings {
+    edge_config c;
+    const char *log_file;
+    int         log_level;
+    int         status;
+} edge_settings;
+
+#define E(field) offsetof(edge_settings, field)
+static const cfg_option edge_options[] = {
+    {"edge", "data", CFG_STRING, E(c.data_dir), "./var/edge", 1, 0, NULL, "DIR", "spool directory (the LMDB queue)"},
+    {"edge", "keys", CFG_STRING, E(c.keys_dir), NULL, 0, 0, NULL, "DIR",
+     "edge.key/edge.pub, made on first start (default DATA/keys)"},
+    {"edge", "facility", CFG_STRING, E(c.facility), "", 0, 0, NULL, "ID",
+     "this clinic's facility id (as the hub's allow-list names it)"},
+    {"edge", "bind", CFG_STRING, E(c.bind), "127.0.0.1", 1, 0, NULL, "ADDR", "address the DICOM listener binds"},
+    {"edge", "log", CFG_STRING, E(log_file), NULL, 0, 0, NULL, "FILE",
+     "append log lines to FILE, reopened on SIGHUP (default stderr)"},
+    {"edge", "log-level", CFG_CHOICE, E(log_level), "info", 0, 0, LOG_LEVEL_NAMES, "LEVEL",
+     "error, warn, info or debug"},
+    {"hub", "hub", CFG_STRING, E(c.hub), NULL, 0, 0, NULL, "tcp://HOST:PORT", "the hub's edge port (required)"},
+    {"hub", "hub-key", CFG_STRING, E(c.hub_key), NULL, 0, 0, NULL, "FILE", "the hub's public key, hub.pub (required)"},
+    {"hub", "link-ts", CFG_STRING, E(c.link_ts), EDGE_LINK_TS_DEFAULT, 1, 64, NULL, "UID",
+     "lossless transfer syntax for the link (JPEG-LS Lossless)"},
+    {"hub", "max-inflight", CFG_INT, E(c.max_inflight), "8", 1, 64, NULL, "N", "transfers offered to the hub at once"},
+    {"dicom", "dicom-port", CFG_PORT, E(c.dicom_port), "11113", 0, 0, NULL, "N",
+     "DICOM port for the clinic's modalities"},
+    {"dicom", "aet", CFG_STRING, E(c.aet), "DXEDGE", 1, 16, NULL, "AET", "our AE title"},
+    {"dicom", "allow-ae", CFG_STRING, E(c.allow_ae), "", 0, 0, NULL, "A,B,...", "calling AE titles accepted"},
+    {"dicom", "open-dicom", CFG_FLAG, E(c.open_dicom), NULL, 0, 0, NULL, NULL, "accept any calling AE title"},
+    {"watch", "watch", CFG_STRING, E(c.watch_dir), NULL, 0, 0, NULL, "DIR",
+     "take DICOM files dropped here (moved to DIR/done when queued)"},
+    {NULL, "status", CFG_FLAG, E(status), NULL, 0, 0, NULL, NULL,
+     "print how the queue, each study and the link are doing, and exit"},
+};
+
+const cfg_role edge_role = {
+    .name = "edge",
+    .synopsis = "usage: dxhub edge --hub tcp://HOST:PORT --hub-key HUB.pub [--config FILE] [OPTIONS]\n"
+                "       dxhub edge --status [--data DIR]\n"
+                "  the clinic gateway: a DICOM listener and a watch folder feeding a durable\n"
+                "  spool, forwarded to the hub over ZeroMQ (CURVE); reports come back here\n",
+    .opts = edge_options,
+    .n_opts = sizeof edge_options / sizeof edge_options[0],
+};
+
 int cmd_edge(int argc, char **argv)
 {
-    enum { O_DATA = 1, O_HUB, O_HUBKEY, O_KEYS, O_FAC, O_BIND, O_AET, O_ALLOW, O_OPEN, O_DPORT, O_WATCH, O_LINKTS,
-           O_INFLIGHT, O_STATUS };
-    static const struct option opts[] = {
-        {"data", required_argument, NULL, O_DATA},       {"hub", required_argument, NULL, O_HUB},
-        {"hub-key", required_argument, NULL, O_HUBKEY},  {"keys", required_argument, NULL, O_KEYS},
-        {"facility", required_argument, NULL, O_FAC},    {"bind", required_argument, NULL, O_BIND},
-        {"aet", required_argument, NULL, O_AET},         {"allow-ae", required_argument, NULL, O_ALLOW},
-        {"open-dicom", no_argument, NULL, O_OPEN},       {"dicom-port", required_argument, NULL, O_DPORT},
-        {"watch", required_argument, NULL, O_WATCH},     {"link-ts", required_argument, NULL, O_LINKTS},
-        {"max-inflight", required_argument, NULL, O_INFLIGHT}, {"status", no_argument, NULL, O_STATUS},
-        {"help", no_argument, NULL, 'h'},                {0, 0, 0, 0}};
-    edge_config c = {.data_dir = "./var/edge", .bind = "127.0.0.1", .aet = "DXEDGE", .allow_ae = "",
-                     .dicom_port = 11113, .link_ts = EDGE_LINK_TS_DEFAULT, .max_inflight = EDGE_INFLIGHT_DEFAULT,
-                     .facility = ""};
-    int status = 0, o;
-    optind = 1;
-    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (o) {
-        case O_DATA: c.data_dir = optarg; break;
-        case O_HUB: c.hub = optarg; break;
-        case O_HUBKEY: c.hub_key = optarg; break;
-        case O_KEYS: c.keys_dir = optarg; break;
-        case O_FAC: c.facility = optarg; break;
-        case O_BIND: c.bind = optarg; break;
-        case O_AET: c.aet = optarg; break;
-        case O_ALLOW: c.allow_ae = optarg; break;
-        case O_OPEN: c.open_dicom = 1; break;
-        case O_WATCH: c.watch_dir = optarg; break;
-        case O_LINKTS: c.link_ts = optarg; break;
-        case O_INFLIGHT: c.max_inflight = atoi(optarg); break;
-        case O_STATUS: status = 1; break;
-        case O_DPORT: {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 0 || v > 65535) {
-                dx_errorf("edge", "bad port '%s' for --dicom-port", optarg);
-                return 2;
-            }
-            c.dicom_port = (uint16_t)v;
-            break;
-        }
-        case 'h':
-            printf("usage: dxhub edge --hub tcp://HOST:PORT --hub-key HUB.pub [OPTIONS]\n"
-                   "       dxhub edge --status [--data DIR]\n"
-                   "  the clinic gateway: a DICOM listener and a watch folder feeding a durable\n"
-                   "  spool, forwarded to the hub over ZeroMQ (CURVE); reports come back here\n"
-                   "  --data DIR         spool directory (default ./var/edge)\n"
-                   "  --keys DIR         edge.key/edge.pub (default DATA/keys; made on first start)\n"
-                   "  --facility ID      this clinic's facility id (as the hub's allow-list names it)\n"
-                   "  --dicom-port N     DICOM port for the clinic's modalities (default 11113)\n"
-                   "  --aet AET          our AE title (default DXEDGE)\n"
-                   "  --allow-ae A,B     calling AE titles accepted; --open-dicom: any\n"
-                   "  --watch DIR        take DICOM files dropped here (moved to DIR/done when queued)\n"
-                   "  --link-ts UID      lossless compression for the link (default JPEG-LS Lossless)\n"
-                   "  --status           how the queue and the link are doing\n");
-            return 0;
-        default:
-            return 2;
-        }
+    edge_settings s = {0};
+    cfg_strings own = {0};
+    int rc = cfg_parse(&edge_role, &s, argc, argv, &own);
+    if (rc != CFG_RUN) {
+        cfg_release(&own);
+        return rc == CFG_DONE ? 0 : 2;
     }
-    if (status)
-        return edge_status(c.data_dir);
-    if (!c.hub || !c.hub_key) {
+    if (s.status) {
+        rc = edge_status(s.c.data_dir);
+        cfg_release(&own);
+        return rc;
+    }
+    if (!s.c.hub || !s.c.hub_key) {
         dx_errorf("edge", "--hub tcp://HOST:PORT and --hub-key HUB.pub are required ('dxhub edge --help')");
+        cfg_release(&own);
         return 2;
     }
-    char keys[4200];
-    if (!c.keys_dir) {
-        snprintf(keys, sizeof keys, "%s/keys", c.data_dir);
-        c.keys_dir = keys;
+    char keys[4200], err[512];
+    if (!s.c.keys_dir) {
+        snprintf(keys, sizeof keys, "%s/keys", s.c.data_dir);
+        s.c.keys_dir = keys;
     }
-    mkdir(c.data_dir, 0700);
-    return edge_run(&c);
+    log_set_level(s.log_level);
+    if (s.log_file && log_open(s.log_file, err, sizeof err) < 0) {
+        dx_errorf("edge", "--log: %s", err);
+        cfg_release(&own);
+        return 1;
+    }
+    mkdir(s.c.data_dir, 0700);
+    rc = edge_run(&s.c);
+    cfg_release(&own);
+    return rc;
 }
 
 /* --- push ---------------------------------------------------------------- */
 
 typedef struct push_ctx {
-    int queued, failed;
+    int      queued, failed;
+    int      show;      /* progress on stderr */
+    progress meter;
 } push_ctx;
+
+static uint64_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
 
 static void push_report(void *ctx, const char *path, const spool_item *it, const char *error)
 {
     push_ctx *p = ctx;
+    if (p->show)
+        progress_clear(&p->meter); /* the line below goes where the bar was */
     if (it) {
         char size[32];
         human_bytes(it->size, size, sizeof size);
         printf("queued  %s  (%s, #%llu)\n", path, size, (unsigned long long)it->seq);
+        fflush(stdout);
         p->queued++;
     } else {
         fprintf(stderr, "dxhub push: %s: %s\n", path, error);
         p->failed++;
     }
+    if (p->show)
+        progress_add(&p->meter, 0, 0, now_ms()); /* draws the bar again */
+}
+
+/* Progress moves as each file is prepared (compressed for the link). */
+static void push_prepared(void *ctx, const char *path)
+{
+    push_ctx *p = ctx;
+    if (p->show)
+        progress_add(&p->meter, file_size(path), 1, now_ms());
 }
 
 static int collect(const char *path, char ***list, size_t *n, size_t *cap)
@@ -246,10 +303,10 @@ int cmd_push(int argc, char **argv)
     static const struct option opts[] = {
         {"edge-data", required_argument, NULL, 'd'}, {"priority", required_argument, NULL, 'p'},
         {"referral", no_argument, NULL, 'r'},        {"note", required_argument, NULL, 'n'},
-        {"link-ts", required_argument, NULL, 't'},   {"help", no_argument, NULL, 'h'},
-        {0, 0, 0, 0}};
+        {"link-ts", required_argument, NULL, 't'},   {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},            {0, 0, 0, 0}};
     const char *data = "./var/edge", *note = "", *link_ts = EDGE_LINK_TS_DEFAULT;
-    int prio = PRIO_ROUTINE, referral = 0, o;
+    int prio = PRIO_ROUTINE, referral = 0, quiet = 0, o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
@@ -257,6 +314,7 @@ int cmd_push(int argc, char **argv)
         case 'n': note = optarg; break;
         case 'r': referral = 1; break;
         case 't': link_ts = optarg; break;
+        case 'q': quiet = 1; break;
         case 'p':
             prio = spool_priority_parse(optarg);
             if (prio < 0) {
@@ -266,9 +324,10 @@ int cmd_push(int argc, char **argv)
             break;
         case 'h':
             printf("usage: dxhub push [--edge-data DIR] [--priority stat|urgent|routine] [--referral]\n"
-                   "                  [--note TEXT] FILE|DIR...\n"
+                   "                  [--note TEXT] [--quiet] FILE|DIR...\n"
                    "  queues DICOM files in the clinic gateway's spool (works while the hub is\n"
-                   "  unreachable); the gateway sends them, most urgent first\n");
+                   "  unreachable); the gateway sends them, most urgent first.  Progress goes to\n"
+                   "  stderr: a bar on a terminal, a line every tenth otherwise (--quiet: none)\n");
             return 0;
         default:
             return 2;
@@ -289,8 +348,17 @@ int cmd_push(int argc, char **argv)
         dx_errorf("push", "%s", err);
         return 1;
     }
-    push_ctx p = {0};
-    edge_queue(sp, (const char *const *)files, n, prio, referral, note, "push", link_ts, 1, push_report, &p);
+    push_ctx p = {.show = !quiet && n > 0};
+    if (p.show) {
+        uint64_t total = 0;
+        for (size_t i = 0; i < n; i++)
+            total += file_size(files[i]);
+        progress_start(&p.meter, stderr, isatty(STDERR_FILENO), "push", total, (unsigned)n, now_ms());
+    }
+    edge_queue(sp, (const char *const *)files, n, prio, referral, note, "push", link_ts, 1, push_report,
+               push_prepared, &p);
+    if (p.show)
+        progress_finish(&p.meter, now_ms());
     spool_stats s;
     spool_get_stats(sp, &s);
     spool_close(&sp);

@@ -31,7 +31,8 @@ typedef struct study_count {
 } study_count;
 
 int edge_queue(spool *sp, const char *const *paths, size_t n, int priority, int referral, const char *note,
-               const char *source, const char *link_ts, int with_markers, edge_report_fn report, void *ctx)
+               const char *source, const char *link_ts, int with_markers, edge_report_fn report,
+               edge_prepared_fn on_prepared, void *ctx)
 {
     char tmp_dir[4200];
     snprintf(tmp_dir, sizeof tmp_dir, "%s/tmp", spool_dir(sp));
@@ -53,7 +54,10 @@ int edge_queue(spool *sp, const char *const *paths, size_t n, int priority, int 
             meta[k].created_ms = now_ms();
             snprintf(meta[k].note, sizeof meta[k].note, "%s", note ? note : "");
             snprintf(meta[k].source, sizeof meta[k].source, "%s", source);
-            if (edge_prepare(paths[i], tmp_dir, link_ts, out, sizeof out, &meta[k], err, sizeof err) < 0) {
+            int rc = edge_prepare(paths[i], tmp_dir, link_ts, out, sizeof out, &meta[k], err, sizeof err);
+            if (on_prepared)
+                on_prepared(ctx, paths[i]);
+            if (rc < 0) {
                 if (report)
                     report(ctx, paths[i], NULL, err);
                 continue;
@@ -146,7 +150,7 @@ static uint16_t on_store(void *ctx, const dimse_store_req *req, char *comment, s
     snprintf(source, sizeof source, "dicom:%s", req->calling_aet);
     one_result r = {0};
     const char *paths[1] = {req->path};
-    edge_queue(e->sp, paths, 1, PRIO_ROUTINE, 0, NULL, source, e->cfg->link_ts, 0, one_report, &r);
+    edge_queue(e->sp, paths, 1, PRIO_ROUTINE, 0, NULL, source, e->cfg->link_ts, 0, one_report, NULL, &r);
     unlink(req->path);
     if (r.ok)
         return DIMSE_STATUS_SUCCESS; /* durable in the spool */
@@ -209,6 +213,13 @@ int edge_run(const edge_config *cfg)
         int sig = sigwaitinfo(&sigs, NULL);
         if (sig == SIGINT || sig == SIGTERM)
             break;
+        if (sig == SIGHUP) {
+            int n = log_reopen(err, sizeof err);
+            if (n < 0)
+                log_error("SIGHUP: log file not reopened (still writing the old one): %s", err);
+            else if (n == 0)
+                log_info("SIGHUP: log file reopened");
+        }
     }
     log_info("stopping");
     rc = 0;

@@ -44,11 +44,16 @@ int edge_prepare(const char *in, const char *tmp_dir, const char *link_ts, char 
 
 /* Prepare and queue files as one durable batch, then one marker per study
  * (count, priority, referral, note) when with_markers.  report (may be
- * NULL) is told about each file: queued or why not.  Returns the number
- * of files queued. */
+ * NULL) is told about each file: queued or why not, once its batch
+ * committed.  on_prepared (may be NULL) is told as soon as each file's
+ * preparation (the slow part: compression) is over, whatever its outcome,
+ * so a progress display moves file by file.  Returns the number of files
+ * queued. */
 typedef void (*edge_report_fn)(void *ctx, const char *path, const spool_item *it, const char *error);
+typedef void (*edge_prepared_fn)(void *ctx, const char *path);
 int edge_queue(spool *sp, const char *const *paths, size_t n, int priority, int referral, const char *note,
-               const char *source, const char *link_ts, int with_markers, edge_report_fn report, void *ctx);
+               const char *source, const char *link_ts, int with_markers, edge_report_fn report,
+               edge_prepared_fn on_prepared, void *ctx);
 
 /* The watch folder on its own thread (edge_watch.c): files are queued
  * once no writer has them open, then moved to DIR/done or DIR/failed. */

@@ -62,14 +62,16 @@ static void take_file(edge_watch *w, const char *name)
         return;
     one_result r = {0};
     const char *paths[1] = {path};
-    edge_queue(w->sp, paths, 1, PRIO_ROUTINE, 0, NULL, "watch", w->link_ts, 0, one_report, &r);
+    edge_queue(w->sp, paths, 1, PRIO_ROUTINE, 0, NULL, "watch", w->link_ts, 0, one_report, NULL, &r);
     snprintf(dest, sizeof dest, "%s/%s/%s", w->dir, r.ok ? "done" : "failed", name);
+    /* A modality may name files after the patient: names go to debug only. */
+    log_debug("watch: %s %s", name, r.ok ? "queued" : "refused");
     if (rename(path, dest) < 0)
-        log_error("watch: cannot move %s aside: %s", name, strerror(errno));
-    if (r.ok)
-        log_info("watch: queued %s", name);
+        log_error("watch: cannot move a file into %s/: %s", r.ok ? "done" : "failed", strerror(errno));
+    else if (r.ok)
+        log_info("watch: a file queued and moved to done/");
     else
-        log_warn("watch: %s is not a DICOM file we can send (%s); moved to failed/", name, r.err);
+        log_warn("watch: a file is not a DICOM file we can send (%s); moved to failed/", r.err);
 }
 
 /* 1: nobody else has the file open; 0: somebody does; -1: cannot tell. */

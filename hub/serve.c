@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +40,9 @@ typedef struct hub {
     link_hub           *link;
     reader_link        *rlink;
     readers            *profiles;
-    report_verifier    *verifier;
+    /* NULL until a trust list loads (at start or on SIGHUP); read by the
+     * reader link's thread, set by the main loop, freed after both stop. */
+    report_verifier *_Atomic verifier;
     keypair             kp;
     hub_metrics         metrics;
     char                spool[4096];
@@ -201,15 +204,35 @@ out:
 }
 
 /* Without a trust list nothing signed can be accepted (drafts can). */
-static int refuse_unverifiable(void *ctx, const wl_task *t, const store_submission *sub, char *why, size_t why_len)
+static int verify_or_refuse(void *ctx, const wl_task *t, const store_submission *sub, char *why, size_t why_len)
 {
-    (void)ctx;
-    (void)t;
+    hub *h = ctx;
+    report_verifier *v = atomic_load(&h->verifier);
+    if (v)
+        return report_verify_submission(v, t, sub, why, why_len);
     if (!strcmp(sub->action, "sign") || sub->sig_len) {
         snprintf(why, why_len, "the hub has no consortium trust list: it cannot verify signatures");
         return -EACCES;
     }
     return 0;
+}
+
+/* SIGHUP: reload the trust list, or load it for the first time. */
+static void reload_trust(hub *h, const report_verifier_config *vc)
+{
+    char err[512];
+    report_verifier *v = atomic_load(&h->verifier);
+    if (v) {
+        if (report_verifier_reload(v, err, sizeof err) < 0)
+            log_error("SIGHUP: trust list not reloaded (kept the old one): %s", err);
+        else
+            log_info("SIGHUP: trust list reloaded");
+    } else if (report_verifier_new(vc, &v, err, sizeof err) == 0) {
+        atomic_store(&h->verifier, v);
+        log_info("SIGHUP: trust list loaded: signed reports are accepted now");
+    } else {
+        log_warn("SIGHUP: still no trust list: %s", err);
+    }
 }
 
 /* What the store holds for a SOP instance: the report's digests are
@@ -358,14 +381,16 @@ int serve_run(const serve_config *cfg)
     snprintf(trust_dir, sizeof trust_dir, "%s/trust", cfg->keys_dir);
     mkdir(trust_dir, 0755);
     report_verifier_config vc = {.trust_dir = trust_dir, .stored_digest = stored_digest, .stored_digest_ctx = &h};
-    if (report_verifier_new(&vc, &h.verifier, err, sizeof err) < 0)
+    report_verifier *verifier = NULL;
+    if (report_verifier_new(&vc, &verifier, err, sizeof err) == 0)
+        atomic_store(&h.verifier, verifier);
+    else
         log_warn("trust list: %s (signed reports are refused until %s holds the consortium's CA certificates)", err,
                  trust_dir);
     reader_link_config rc_cfg = {.zctx = h.zctx, .bind = cfg->bind, .port = cfg->reader_port,
                                  .secret_key = h.kp.sec, .st = h.st, .profiles = h.profiles,
                                  .metrics = &h.metrics, .on_report = on_report, .on_report_ctx = &h,
-                                 .verify = h.verifier ? report_verify_submission : refuse_unverifiable,
-                                 .verify_ctx = h.verifier};
+                                 .verify = verify_or_refuse, .verify_ctx = &h};
     if ((rc = reader_link_start(&rc_cfg, &h.rlink, err, sizeof err)) < 0) {
         log_error("reader link: %s", err);
         goto out;
@@ -390,7 +415,12 @@ int serve_run(const serve_config *cfg)
             break;
         }
         if (sig == SIGHUP) {
-            int n = allowlist_load(h.allow, cfg->keys_dir, err, sizeof err);
+            int n = log_reopen(err, sizeof err);
+            if (n < 0)
+                log_error("SIGHUP: log file not reopened (still writing the old one): %s", err);
+            else if (n == 0)
+                log_info("SIGHUP: log file reopened");
+            n = allowlist_load(h.allow, cfg->keys_dir, err, sizeof err);
             if (n < 0)
                 log_error("SIGHUP: allow-list not reloaded (kept the old one): %s", err);
             else
@@ -400,8 +430,7 @@ int serve_run(const serve_config *cfg)
                 log_error("SIGHUP: reader profiles not reloaded: %s", err);
             else
                 log_info("SIGHUP: %d reader profiles loaded", n);
-            if (h.verifier && report_verifier_reload(h.verifier, err, sizeof err) < 0)
-                log_error("SIGHUP: trust list not reloaded: %s", err);
+            reload_trust(&h, &vc);
             reader_link_kick(h.rlink);
         }
         housekeeping(&h);
@@ -418,7 +447,8 @@ out:
         zmq_ctx_term(h.zctx);
     allowlist_free(&h.allow);
     readers_free(&h.profiles);
-    report_verifier_free(&h.verifier);
+    report_verifier *v = atomic_exchange(&h.verifier, NULL);
+    report_verifier_free(&v);
     store_close(&h.st);
     return rc < 0 ? 1 : 0;
 }

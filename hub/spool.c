@@ -3,6 +3,8 @@
  *   data   seq ‖ chunk number (BE)   → up to STORE_CHUNK bytes of the file
  *   inbox  id                        → kind, time and bytes from the hub
  *   state  "link"                    → what the running edge last saw
+ *   study  Study Instance UID        → instances and bytes queued and
+ *                                      acknowledged (for `edge --status`)
  * The queue is small (a clinic's backlog), so listing scans `item`. */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "hub/spool.h"
 
@@ -20,13 +23,22 @@
 struct spool {
     char   *dir;
     MDB_env *env;
-    MDB_dbi item, data, inbox, state;
+    MDB_dbi item, data, inbox, state, study;
 };
 
 typedef struct item_rec {
     uint8_t    version;
     spool_item it;
 } item_rec;
+
+/* Per-study progress.  Delivered studies are forgotten after a week. */
+typedef struct study_rec {
+    uint8_t  version, priority, referral;
+    uint32_t instances, acked;
+    uint64_t bytes, acked_bytes;
+    int64_t  first_ms, last_ack_ms;
+} study_rec;
+#define STUDY_KEEP_MS ((int64_t)7 * 86400 * 1000)
 
 typedef struct link_rec {
     char     state[32];
@@ -83,7 +95,8 @@ int spool_open(const char *dir, uint64_t map_size, spool **out, char *err, size_
         (rc = mdb_dbi_open(txn, "item", MDB_CREATE, &s->item)) ||
         (rc = mdb_dbi_open(txn, "data", MDB_CREATE, &s->data)) ||
         (rc = mdb_dbi_open(txn, "inbox", MDB_CREATE, &s->inbox)) ||
-        (rc = mdb_dbi_open(txn, "state", MDB_CREATE, &s->state)) || (rc = mdb_txn_commit(txn))) {
+        (rc = mdb_dbi_open(txn, "state", MDB_CREATE, &s->state)) ||
+        (rc = mdb_dbi_open(txn, "study", MDB_CREATE, &s->study)) || (rc = mdb_txn_commit(txn))) {
         snprintf(err, errlen, "cannot open the spool in %s: %s", dir, mdb_strerror(rc));
         if (txn && rc)
             mdb_txn_abort(txn);
@@ -171,6 +184,63 @@ static int put_data(spool *s, MDB_txn *txn, uint64_t seq, int fd, uint64_t size)
     return 0;
 }
 
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int get_study(spool *s, MDB_txn *txn, const char *uid, study_rec *out)
+{
+    memset(out, 0, sizeof *out);
+    MDB_val k = {strlen(uid), (void *)uid}, v;
+    int rc = mdb_get(txn, s->study, &k, &v);
+    if (rc == 0)
+        memcpy(out, v.mv_data, v.mv_size < sizeof *out ? v.mv_size : sizeof *out);
+    return rc;
+}
+
+static int put_study(spool *s, MDB_txn *txn, const char *uid, const study_rec *r)
+{
+    MDB_val k = {strlen(uid), (void *)uid}, v = {sizeof *r, (void *)r};
+    return mdb_put(txn, s->study, &k, &v, 0);
+}
+
+/* Counts a queued instance into its study's totals. */
+static int study_add(spool *s, MDB_txn *txn, const spool_item *it)
+{
+    if (!it->study_uid[0])
+        return 0;
+    study_rec r;
+    if (get_study(s, txn, it->study_uid, &r) != 0 || (r.instances && r.acked == r.instances)) {
+        /* new, or delivered before and now sent again: count afresh */
+        r = (study_rec){.version = 1, .first_ms = it->created_ms};
+    }
+    r.instances++;
+    r.bytes += it->size;
+    if (it->priority > r.priority)
+        r.priority = it->priority;
+    r.referral |= it->referral;
+    return put_study(s, txn, it->study_uid, &r);
+}
+
+/* Forgets studies delivered more than STUDY_KEEP_MS ago. */
+static void study_prune(spool *s, MDB_txn *txn, int64_t now)
+{
+    MDB_cursor *c;
+    if (mdb_cursor_open(txn, s->study, &c))
+        return;
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        study_rec r = {0};
+        memcpy(&r, v.mv_data, v.mv_size < sizeof r ? v.mv_size : sizeof r);
+        if (r.acked >= r.instances && r.last_ack_ms && now - r.last_ack_ms > STUDY_KEEP_MS)
+            mdb_cursor_del(c, 0);
+    }
+    mdb_cursor_close(c);
+}
+
 int spool_put_files(spool *s, const char *const *paths, spool_item *meta, size_t n, char *err, size_t errlen)
 {
     MDB_txn *txn;
@@ -188,8 +258,8 @@ int spool_put_files(spool *s, const char *const *paths, spool_item *meta, size_t
         }
         meta[i].seq = next_seq(s, txn);
         meta[i].kind = SPOOL_INSTANCE;
-        if ((rc = put_data(s, txn, meta[i].seq, fd, meta[i].size)) == 0)
-            rc = put_item(s, txn, &meta[i]);
+        if ((rc = put_data(s, txn, meta[i].seq, fd, meta[i].size)) == 0 && (rc = put_item(s, txn, &meta[i])) == 0)
+            rc = study_add(s, txn, &meta[i]);
         close(fd);
         if (rc)
             snprintf(err, errlen, "spool: %s", rc == MDB_MAP_FULL ? "spool is full" : mdb_strerror(rc));
@@ -198,6 +268,7 @@ int spool_put_files(spool *s, const char *const *paths, spool_item *meta, size_t
         mdb_txn_abort(txn);
         return lerr(rc);
     }
+    study_prune(s, txn, wall_ms());
     if ((rc = mdb_txn_commit(txn))) {
         snprintf(err, errlen, "spool commit: %s", mdb_strerror(rc));
         return lerr(rc);
@@ -378,6 +449,13 @@ int spool_remove(spool *s, uint64_t seq)
             lr.delivered++;
             lv = (MDB_val){sizeof lr, &lr};
             rc = mdb_put(txn, s->state, &lk, &lv, 0);
+            study_rec sr;
+            if (!rc && it.study_uid[0] && get_study(s, txn, it.study_uid, &sr) == 0 && sr.acked < sr.instances) {
+                sr.acked++;
+                sr.acked_bytes += it.size;
+                sr.last_ack_ms = wall_ms();
+                rc = put_study(s, txn, it.study_uid, &sr);
+            }
         }
     }
     if (rc) {
@@ -433,6 +511,87 @@ int spool_get_stats(spool *s, spool_stats *out)
         out->inbox = st.ms_entries;
     mdb_txn_abort(txn);
     return 0;
+}
+
+typedef struct study_list {
+    spool_study *v;
+    size_t       n, cap;
+} study_list;
+
+static spool_study *find_study(study_list *l, const char *uid)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (!strcmp(l->v[i].study_uid, uid))
+            return &l->v[i];
+    return NULL;
+}
+
+/* Unfinished first (most urgent, then oldest), then the latest delivered. */
+static int cmp_studies(const void *a, const void *b)
+{
+    const spool_study *x = a, *y = b;
+    int dx = x->acked >= x->instances, dy = y->acked >= y->instances;
+    if (dx != dy)
+        return dx - dy;
+    if (!dx) {
+        if (x->priority != y->priority)
+            return x->priority > y->priority ? -1 : 1;
+        return x->first_ms < y->first_ms ? -1 : x->first_ms > y->first_ms;
+    }
+    return x->last_ack_ms > y->last_ack_ms ? -1 : x->last_ack_ms < y->last_ack_ms;
+}
+
+int spool_studies(spool *s, int (*cb)(void *ctx, const spool_study *st), void *ctx)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return lerr(rc);
+    study_list l = {0};
+    MDB_cursor *c;
+    MDB_val k, v;
+    mdb_cursor_open(txn, s->study, &c);
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size >= sizeof l.v->study_uid)
+            continue;
+        if (l.n == l.cap) {
+            size_t cap = l.cap ? l.cap * 2 : 32;
+            spool_study *q = realloc(l.v, cap * sizeof *q);
+            if (!q)
+                break;
+            l.v = q;
+            l.cap = cap;
+        }
+        study_rec r = {0};
+        memcpy(&r, v.mv_data, v.mv_size < sizeof r ? v.mv_size : sizeof r);
+        spool_study *st = &l.v[l.n++];
+        *st = (spool_study){.priority = r.priority, .referral = r.referral, .instances = r.instances,
+                            .acked = r.acked, .bytes = r.bytes, .acked_bytes = r.acked_bytes,
+                            .sent_bytes = r.acked_bytes, .first_ms = r.first_ms, .last_ack_ms = r.last_ack_ms};
+        memcpy(st->study_uid, k.mv_data, k.mv_size);
+        st->study_uid[k.mv_size] = '\0';
+    }
+    mdb_cursor_close(c);
+    /* What is on its way: bytes the hub confirmed of items not yet acknowledged. */
+    mdb_cursor_open(txn, s->item, &c);
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        spool_item it;
+        spool_study *st;
+        if (read_item(&v, &it) < 0 || it.kind != SPOOL_INSTANCE || !(st = find_study(&l, it.study_uid)))
+            continue;
+        if (it.failed)
+            st->refused++;
+        st->sent_bytes += it.acked_bytes < it.size ? it.acked_bytes : it.size;
+    }
+    mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    if (l.n)
+        qsort(l.v, l.n, sizeof *l.v, cmp_studies);
+    for (size_t i = 0; i < l.n; i++)
+        if (cb(ctx, &l.v[i]))
+            break;
+    free(l.v);
+    return (int)l.n;
 }
 
 int spool_set_link(spool *s, const char *state, const char *last_error, int64_t now_ms)

@@ -72,6 +72,20 @@ typedef struct spool_stats {
     uint64_t inbox;              /* reports and alerts received */
 } spool_stats;
 int  spool_get_stats(spool *s, spool_stats *out);
+/* Progress toward the hub per study: instances and bytes queued, bytes
+ * sent (confirmed so far, also of instances still in transfer) and
+ * instances acknowledged (durable at the hub).  Studies still on their
+ * way come first (most urgent, oldest), then those delivered in the last
+ * week (latest first).  Returns the number of studies, or < 0. */
+typedef struct spool_study {
+    char     study_uid[65];
+    uint8_t  priority, referral;
+    uint32_t instances, acked, refused;
+    uint64_t bytes, sent_bytes, acked_bytes;
+    int64_t  first_ms, last_ack_ms;
+} spool_study;
+int  spool_studies(spool *s, int (*cb)(void *ctx, const spool_study *st), void *ctx);
+
 int  spool_set_link(spool *s, const char *state, const char *last_error, int64_t now_ms);
 
 /* Inbox: what the hub sends back (reports, critical-value alerts),

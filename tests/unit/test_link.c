@@ -170,7 +170,7 @@ static void queue_files(world *w, queued *q, int priority, int referral, const c
     }
     memset(q, 0, sizeof *q);
     assert_int_equal(edge_queue(w->sp, pp, N_FILES, priority, referral, note, "push", EDGE_LINK_TS_DEFAULT, 1,
-                                remember, q),
+                                remember, NULL, q),
                      (int)N_FILES);
     assert_int_equal(q->n, (int)N_FILES);
 }

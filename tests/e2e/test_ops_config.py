@@ -1,0 +1,139 @@
+"""Operating dxhub from a configuration file (`--config`, `--print-config`)
+and its logs on SIGHUP, with real processes:
+
+- `--print-config` prints INI that `--config` reads back to the same
+  settings, for the hub and the edge; a value changed in the file shows in
+  the next `--print-config`, and a command-line option beats the file;
+- a hub started from nothing but a file listens where the file says (its
+  ready line names the file's AE title) and logs to the file's `log`;
+- a bad file (unknown key, bad value, wrong section) stops the role with
+  exit 2 and one line naming the file, the line, the key and why;
+- SIGHUP reopens the log file (logrotate's move-then-HUP), reloads the
+  allow-list (new lines go to a new file, none to the moved one) and loads
+  a trust list that arrived after the start.
+"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from edgeutil import Proc, allow, dxhub_bin, keygen, run, wait_for
+
+
+def print_config(role, *args):
+    r = run([dxhub_bin(), role, *map(str, args), "--print-config"], timeout=30)
+    assert r.returncode == 0, r.stderr.decode()
+    return r.stdout.decode()
+
+
+def ini_value(text, key):
+    m = re.search(rf"^{re.escape(key)} = (.*)$", text, re.M)
+    return m.group(1) if m else None
+
+
+@pytest.mark.parametrize("role", ["serve", "edge"])
+def test_print_config_round_trips_and_file_changes_show(role, tmp_path):
+    first = print_config(role)
+    f = tmp_path / f"{role}.ini"
+    f.write_text(first)
+    assert print_config(role, "--config", f) == first
+    # change two settings in the file: both show, nothing else moves
+    changed = first.replace("dicom-port = " + ini_value(first, "dicom-port"), "dicom-port = 4242")
+    changed = changed.replace("log-level = info", "log-level = debug")
+    changed = changed.replace("; watch =" if role == "edge" else "; retain-days =",
+                              "watch = /srv/incoming" if role == "edge" else "retain-days = 30")
+    f.write_text(changed)
+    second = print_config(role, "--config", f)
+    assert ini_value(second, "dicom-port") == "4242"
+    assert ini_value(second, "log-level") == "debug"
+    assert ini_value(second, "watch" if role == "edge" else "retain-days") == (
+        "/srv/incoming" if role == "edge" else "30")
+    assert second == changed.replace("\r", "")
+    # the command line beats the file
+    third = print_config(role, "--config", f, "--dicom-port", "5151", "--aet", "FROMCLI")
+    assert ini_value(third, "dicom-port") == "5151" and ini_value(third, "aet") == "FROMCLI"
+    assert ini_value(third, "log-level") == "debug"
+
+
+@pytest.mark.parametrize("text,line,key,why", [
+    ("[dicom]\naet = A\n\n[dicom]\ndicom-prot = 1\n", 5, "dicom-prot", "unknown key"),
+    ("[hub]\nstable-seconds = soon\n", 2, "stable-seconds", "belongs in section [store]"),
+    ("[store]\nstable-seconds = soon\n", 2, "stable-seconds", "'soon' is not a whole number"),
+    ("[dicom]\naet = MUCH_TOO_LONG_AE_TITLE\n", 2, "aet", "must be 1 to 16 characters"),
+    ("[http]\nhttp-port = 99999\n", 2, "http-port", "is not a port"),
+])
+def test_bad_config_file_is_refused_naming_file_line_key_and_why(text, line, key, why, tmp_path):
+    f = tmp_path / "hub.ini"
+    f.write_text(text)
+    r = run([dxhub_bin(), "serve", "--config", f, "--data", tmp_path / "never"], timeout=30)
+    err = r.stderr.decode()
+    assert r.returncode == 2
+    assert len(err.splitlines()) == 1, err
+    assert f"{f}:{line}:" in err and key in err and why in err, err
+    assert not (tmp_path / "never").exists()  # nothing started
+
+
+def test_hub_runs_from_a_file_and_sighup_reopens_its_log(tmp_path):
+    data, log = tmp_path / "hub", tmp_path / "hub.log"
+    cfg = tmp_path / "hub.ini"
+    cfg.write_text(f"[hub]\ndata = {data}\nlog = {log}\n[dicom]\ndicom-port = 0\naet = FROMFILE\nopen-dicom = yes\n"
+                   "[http]\nhttp-port = 0\n[edges]\nedge-port = 0\n[readers]\nreader-port = 0\n"
+                   "[store]\nstable-seconds = 2\n")
+    extra = []
+    if "--peer-port" in run([dxhub_bin(), "serve", "--help"]).stdout.decode():
+        extra = ["--peer-port", "0"]
+    hub = Proc([dxhub_bin(), "serve", "--config", cfg] + extra, tmp_path / "hub.out",
+               r"dxhub serve: ready .*aet=(\S+)")
+    m = hub.start()
+    try:
+        assert m.group(1) == "FROMFILE"
+        wait_for(lambda: "ready:" in log.read_text(), 10, what="the ready line in the log file")
+        # logrotate: move the file away, then SIGHUP
+        rotated = tmp_path / "hub.log.1"
+        os.rename(log, rotated)
+        edge_pub = keygen(tmp_path / "edgekeys", "edge")
+        allow(data / "keys", "edge:clinic9", edge_pub)
+        hub.signal(signal.SIGHUP)
+        # the trust list is the last thing SIGHUP reloads
+        wait_for(lambda: log.exists() and "SIGHUP: still no trust list" in log.read_text(), 10,
+                 what="a new log file after SIGHUP")
+        new = log.read_text()
+        assert "log file reopened" in new
+        assert re.search(r"allow-list reloaded \((\d+) keys\)", new).group(1) != "0"
+        old = rotated.read_text()
+        assert "ready:" in old and "SIGHUP:" not in old
+        assert "trust list" in old  # started without one
+        # a consortium CA arrives: SIGHUP loads the trust list without a restart
+        r = run([dxhub_bin(), "keygen", "--ca", "--facility", "HOSP", "--keys", tmp_path / "ca"], timeout=60)
+        assert r.returncode == 0, r.stderr.decode()
+        for name in ("ca.pem", "crl.pem"):
+            shutil.copy(tmp_path / "ca" / name, data / "keys" / "trust" / f"hosp-{name}")
+        hub.signal(signal.SIGHUP)
+        wait_for(lambda: "trust list loaded" in log.read_text(), 10, what="the trust list loaded on SIGHUP")
+        hub.signal(signal.SIGHUP)
+        wait_for(lambda: "SIGHUP: trust list reloaded" in log.read_text(), 10, what="the trust list reloaded")
+        new = log.read_text()
+        # one line per event: time, level, role
+        for line in (old + new).splitlines():
+            assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (error|warn|info|debug) serve: \S", line), line
+    finally:
+        assert hub.stop() == 0
+    assert "stopping" in log.read_text()
+
+
+def test_readme_configuration_reference_matches_the_option_tables():
+    repo = Path(__file__).resolve().parents[2]
+    r = subprocess.run(["/usr/bin/python3", repo / "docs" / "config_reference.py", "--check", dxhub_bin(),
+                        repo / "README.md"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    assert r.returncode == 0, r.stdout.decode()
+    text = (repo / "README.md").read_text()
+    for role in ("serve", "edge"):
+        for line in print_config(role).splitlines():
+            m = re.match(r"^(?:; )?([a-z-]+) =", line)
+            if m:
+                assert f"| `{m.group(1)}` |" in text, f"README lacks {role}'s {m.group(1)}"
