@@ -8,7 +8,7 @@ DEBIAN_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev \
 	libxml2-dev libcmocka-dev python3-pytest python3-pydicom python3-numpy \
 	python3-zmq python3-gdcm python3-prometheus-client wrk hyperfine orthanc flac python3-biosig \
 	libsndfile1-dev libgdcm-tools python3-pytest-xdist \
-	libpango1.0-dev libcairo2-dev fonts-wqy-microhei poppler-utils libinih-dev
+	libpango1.0-dev libcairo2-dev fonts-wqy-microhei poppler-utils libinih-dev chromium
 
 PY      := /usr/bin/python3
 SAN     ?= 0
@@ -55,7 +55,7 @@ BENCH_SRCS := $(wildcard bench/bench_*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 FUZZ_REPLAY := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/replay_%,$(FUZZ_SRCS))
 
-.PHONY: all deps test unit e2e bench fuzz fuzz-smoke demo clean lint install config-reference
+.PHONY: all deps node-deps test unit e2e bench fuzz fuzz-smoke demo clean lint install config-reference
 all: $(BUILD)/dxhub
 
 $(BUILD)/%.o: %.c
@@ -99,13 +99,13 @@ deps:
 	else echo "  all present, nothing to install"; fi
 	@$(MAKE) --no-print-directory node-deps
 
-# Browser tests drive Debian's chromium through playwright-core (never a downloaded browser).
+# Browser tests drive Debian's chromium (DEBIAN_PACKAGES) through
+# playwright-core, pinned by tests/browser/package-lock.json; npm ci never
+# downloads a browser (playwright-core has none to download).
 node-deps:
-	@if [ -f tests/browser/package.json ] && [ ! -d tests/browser/node_modules/playwright-core ]; then \
-		echo "make deps: npm install in tests/browser (playwright-core)"; \
-		cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --silent; fi
-	@if [ -f tests/browser/package.json ] && ! command -v chromium >/dev/null; then \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
+	@if [ -f tests/browser/package-lock.json ] && [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then \
+		echo "make deps: npm ci in tests/browser (playwright-core)"; \
+		cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent; fi
 
 test: $(BUILD)/dxhub $(UNIT_BINS) $(FUZZ_REPLAY)
 	@BUILD=$(BUILD) PY=$(PY) SAN=$(SAN) tests/run-all

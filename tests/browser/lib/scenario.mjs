@@ -1,0 +1,313 @@
+// scenario.mjs — one reader's work in real Chromium against the real
+// workstation daemon: worklist, claim a CT, scroll, window, measure, an ECG
+// with calipers, a report written, signed and found verified at the hub.
+// Every check compares what the page shows with something computed
+// elsewhere: pydicom + numpy for pixels (tests/browser/oracle.py), Pixel
+// Spacing for lengths, the ECG generator's truth file for intervals, the
+// hub's own API for the signed report.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import fs from 'node:fs';
+import path from 'node:path';
+import { expect, near } from './checks.mjs';
+import { canvasGray, canvasRGBA, dataset, waitImage, api, stats } from './page.mjs';
+
+// The ECG view's documented geometry (viewer/web/ecg.js): 4 CSS px per mm at
+// zoom 1; 3×4 layout rows 38 mm high under a 5 mm top margin; traces start
+// 12 mm from the left.
+const ECG = { pxPerMm: 4, topMm: 5, rowMm: 38, leftMm: 12 };
+const FINDINGS = 'Right upper lobe: a solid nodule of 8 mm (右肺上叶结节). No effusion.';
+const IMPRESSION = 'Pulmonary nodule; follow-up CT in 6 months.';
+
+export async function scenario({ browser, ctx, checks, shots }) {
+  const page = await newPage(browser, ctx.url);
+  const shot = (name) => page.screenshot({ path: path.join(shots, `${name}.png`) });
+  const s = {};   // what later checks need from earlier ones
+
+  // What pydicom + numpy make of slice 50 (as the daemon orders the series)
+  // through the windows the checks use, computed once.
+  // (Started as soon as the CT is claimed; it runs while the page scrolls.)
+  const WINDOWS = ['-600,1500', '50,350'];
+  const computeOracle = async () => {
+    s.study = (await api(page, 'GET', `/api/tasks/${s.ctTask}/study`)).json;
+    const inst = s.study.series.flatMap((x) => x.instances).filter((i) => !i.waveform);
+    const tmp = fs.mkdtempSync(path.join(shots, 'oracle-'));
+    try {
+      const { stdout } = await promisify(execFile)(ctx.py, [path.join(ctx.here, 'oracle.py'), 'windows', ctx.ctDir, inst[49].sop, tmp, ...WINDOWS]);
+      return new Map(JSON.parse(stdout).map((o, i) => [WINDOWS[i], { ...o, pixels: fs.readFileSync(path.join(tmp, `${WINDOWS[i].replace(',', '_')}.raw`)) }]));
+    } finally { fs.rmSync(tmp, { recursive: true, force: true }); }
+  };
+  const oracle = async (center, width) => {
+    if (!s.oracle) { s.oracle = computeOracle(); s.oracle.catch(() => {}); }
+    return (await s.oracle).get(`${center},${width}`);
+  };
+
+  await checks.check('worklist lists the offered CT and STAT ECG, STAT first, and announces the STAT', async () => {
+    await page.waitForSelector('tr.task[data-modality="CT"]', { timeout: 40000 });
+    await page.waitForSelector('tr.task[data-modality="ECG"]', { timeout: 20000 });
+    const rows = await page.$$eval('tr.task', (trs) => trs.map((t) => ({ prio: t.querySelector('.prio').textContent,
+      modality: t.dataset.modality, due: t.querySelector('td.due').textContent, text: t.textContent })));
+    expect(rows[0].prio === 'STAT' && rows[0].modality === 'ECG', `first row is ${JSON.stringify(rows[0])}`);
+    const ct = rows.find((r) => r.modality === 'CT');
+    expect(/转诊/.test(ct.text) && /cough for three weeks/.test(ct.text), `CT row lacks referral flag or note: ${ct.text}`);
+    expect(/^\d+:\d\d$|h \d\d min/.test(ct.due), `CT due countdown "${ct.due}"`);
+    await page.waitForSelector('#stat-banner:not([hidden])', { timeout: 5000 });
+    const banner = await page.textContent('#stat-banner');
+    expect(/STAT/.test(banner) && /chest pain 40 min/.test(banner), `STAT banner says "${banner}"`);
+    await shot('worklist');
+  });
+
+  await checks.check('one click claims the CT and draws its first slice with the patient name in Chinese', async () => {
+    await page.click('tr.task[data-modality="CT"] button.claim');
+    const d = await waitImage(page, { slice: 1 }, 0, 30000);
+    s.slices = await page.evaluate(() => document.querySelector('.corner.bl .slice').textContent);
+    const name = await page.textContent('#ov-tl .pname');
+    expect(name.includes('张三'), `overlay name "${name}"`);
+    expect(/Im 1\/\d+/.test(s.slices), `slice overlay "${s.slices}"`);
+    s.ctTask = await page.getAttribute('tr.task[data-modality="CT"]', 'data-task-id');
+    expect(d.draws >= 1, 'drawn');
+    oracle(0, 0).catch(() => {});            // start pydicom's side now
+  }, { needs: [] });
+  const CT = 'one click claims the CT and draws its first slice with the patient name in Chinese';
+
+  await checks.check('wheel, PageDown and arrow keys scroll to slice 50', async () => {
+    const box = await page.locator('#viewport').boundingBox();
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    for (let i = 0; i < 10; i++) { await page.mouse.wheel(0, 100); }
+    await waitImage(page, { slice: 11 });
+    await page.focus('#viewport');
+    for (let i = 0; i < 3; i++) await page.keyboard.press('PageDown');
+    await waitImage(page, { slice: 41 });
+    for (let i = 0; i < 9; i++) await page.keyboard.press('ArrowDown');
+    await waitImage(page, { slice: 50 });
+    const t = await page.textContent('.corner.bl .slice');
+    expect(/^Im 50\//.test(t), `overlay says "${t}"`);
+  }, { needs: [CT] });
+  const AT50 = 'wheel, PageDown and arrow keys scroll to slice 50';
+
+  // Compare the canvas at 1:1 with the oracle's image where both overlap.
+  const compare = async (o, what) => {
+    const d = await dataset(page, '#image');
+    expect(Number(d.zoom) === 1, `zoom is ${d.zoom}, not 1:1`);
+    const cw = await page.evaluate(() => [document.querySelector('#image').width, document.querySelector('#image').height]);
+    const x0 = Number(d.x0), y0 = Number(d.y0);
+    const ax = Math.max(0, x0), ay = Math.max(0, y0), bx = Math.min(cw[0], x0 + o.columns), by = Math.min(cw[1], y0 + o.rows);
+    expect(bx - ax >= 256 && by - ay >= 256, `too little of the image visible: ${bx - ax}×${by - ay}`);
+    const got = await canvasGray(page, '#image', ax, ay, bx - ax, by - ay);
+    let maxd = 0, sumd = 0, n = 0, sg = 0, se = 0;
+    for (let y = ay; y < by; y++) {
+      for (let x = ax; x < bx; x++) {
+        const g = got[(y - ay) * (bx - ax) + (x - ax)], e = o.pixels[(y - y0) * o.columns + (x - x0)];
+        const dd = Math.abs(g - e); if (dd > maxd) maxd = dd; sumd += dd; sg += g; se += e; n++;
+      }
+    }
+    expect(maxd <= 1 && sumd / n < 0.02, `${what}: canvas differs from pydicom's window: max ${maxd}, mean |d| ${(sumd / n).toFixed(4)}`);
+    near(sg / n, se / n, 0.05, `${what}: mean grey`);
+    return { mean: sg / n };
+  };
+
+  await checks.check('the lung preset at 1:1 shows exactly the DICOM linear window of pydicom\'s pixels (-600/1500)', async () => {
+    const before = Number((await dataset(page, '#image')).draws);
+    await page.click('button[data-preset="lung"]');
+    await page.click('#actual');
+    await waitImage(page, { window: '-600/1500', zoom: '1.0000', slice: 50 }, before);
+    const o = await oracle(-600, 1500);
+    expect(o.std > 20, `the oracle image is nearly uniform (std ${o.std}): a weak check`);
+    s.lung = await compare(o, 'lung window');
+  }, { needs: [AT50] });
+  const LUNG = 'the lung preset at 1:1 shows exactly the DICOM linear window of pydicom\'s pixels (-600/1500)';
+
+  await checks.check('right-drag moves the window (level up: darker), and the mediastinum preset matches pydicom again', async () => {
+    const d0 = await dataset(page, '#image');
+    const box = await page.locator('#viewport').boundingBox();
+    const cx = box.x + box.width / 2, cy = box.y + box.height / 2;
+    await page.mouse.move(cx, cy);
+    await page.mouse.down({ button: 'right' });
+    for (let i = 1; i <= 10; i++) await page.mouse.move(cx, cy + i * 8);
+    await page.mouse.up({ button: 'right' });
+    const d1 = await waitImage(page, {}, Number(d0.draws));
+    const [c0] = d0.window.split('/').map(Number), [c1] = d1.window.split('/').map(Number);
+    expect(c1 > c0 + 50, `window level moved from ${d0.window} to ${d1.window}`);
+    // The same 256×256 region of the canvas, now and under the lung window.
+    const o = await oracle(-600, 1500);
+    const x0 = Number(d1.x0), y0 = Number(d1.y0), ax = Math.max(0, x0), ay = Math.max(0, y0);
+    const m = stats(await canvasGray(page, '#image', ax, ay, 256, 256)).mean;
+    const lung = [];
+    for (let y = ay; y < ay + 256; y++) lung.push(o.pixels.subarray((y - y0) * o.columns + (ax - x0), (y - y0) * o.columns + (ax - x0) + 256));
+    const m0 = stats(Buffer.concat(lung)).mean;
+    expect(m < m0 - 5, `raising the level did not darken the image (mean ${m.toFixed(1)} vs ${m0.toFixed(1)})`);
+    const before = Number(d1.draws);
+    await page.click('button[data-preset="mediastinum"]');
+    await waitImage(page, { window: '50/350' }, before);
+    await compare(await oracle(50, 350), 'mediastinum window');
+  }, { needs: [LUNG] });
+
+  await checks.check('a length drawn across the image reads in mm from Pixel Spacing', async () => {
+    const d = await dataset(page, '#image');
+    const box = await page.locator('#image').boundingBox();
+    await page.click('button[data-tool="length"]');
+    const ax = box.x + Number(d.x0) + 120, ay = box.y + Number(d.y0) + 150, dx = 300, dy = 200;
+    await page.mouse.move(ax, ay); await page.mouse.down();
+    for (let i = 1; i <= 10; i++) await page.mouse.move(ax + dx * i / 10, ay + dy * i / 10);
+    await page.mouse.up();
+    const o = await oracle(-600, 1500);
+    const want = Math.hypot(dx * o.pixel_spacing[1], dy * o.pixel_spacing[0]);
+    const text = await page.textContent('#marks li[data-kind="length"]');
+    const mm = Number(text.match(/([\d.]+) mm/)[1]);
+    near(mm, want, 0.15, `length "${text}" for ${dx}×${dy} px at ${o.pixel_spacing} mm`);
+  }, { needs: [LUNG] });
+
+  await checks.check('an angle drawn as a right angle reads 90°', async () => {
+    const d = await dataset(page, '#image');
+    const box = await page.locator('#image').boundingBox();
+    await page.click('button[data-tool="angle"]');
+    const bx = box.x + Number(d.x0) + 180, by = box.y + Number(d.y0) + 380;
+    await page.mouse.move(bx + 150, by); await page.mouse.down();
+    await page.mouse.move(bx + 70, by); await page.mouse.move(bx, by); await page.mouse.up();
+    await page.mouse.move(bx, by - 60); await page.mouse.move(bx, by - 120);
+    await page.mouse.down(); await page.mouse.up();
+    const text = await page.textContent('#marks li[data-kind="angle"]');
+    near(Number(text.match(/([\d.]+)°/)[1]), 90, 0.5, `angle "${text}"`);
+    await page.click('button[data-tool="wl"]');
+    await shot('ct-measurements');
+  }, { needs: [LUNG] });
+
+  await checks.check('the STAT banner claims the ECG; it opens at 25 mm/s and 10 mm/mV with the automatic measurements', async () => {
+    const banner = await page.isVisible('#stat-banner');
+    if (banner) await page.click('#stat-banner button:has-text("Claim")');
+    else await page.click('tr.task[data-modality="ECG"] button.claim');
+    await page.waitForFunction(() => Number(document.querySelector('#ecg').dataset.draws || 0) > 0 && !document.querySelector('#ecg-mode').hidden, null, { timeout: 30000 });
+    const d = await dataset(page, '#ecg');
+    expect(d.speed === '25' && d.gain === '10' && d.layout === '3x4', `ECG opened at ${JSON.stringify(d)}`);
+    const hr = await page.textContent('#ecg-meas [data-key="Heart rate"] .v', { timeout: 5000 });
+    near(parseFloat(hr), ctx.ecgTruth.hr_bpm, 3, `automatic heart rate "${hr}" against the generator's`);
+    s.ecgTask = await page.getAttribute('tr.task[data-modality="ECG"]', 'data-task-id');
+    const head = await page.textContent('#ecg-head');
+    expect(head.includes('王芳'), `ECG header "${head}"`);
+  }, { needs: [] });
+  const ECGOPEN = 'the STAT banner claims the ECG; it opens at 25 mm/s and 10 mm/mV with the automatic measurements';
+
+  await checks.check('at zoom 1.5 the ECG grid has a line every 6 px and a bold line every 30 px (1 mm / 5 mm)', async () => {
+    await page.selectOption('#ecg-zoom', '1.5');
+    await page.waitForFunction(() => document.querySelector('#ecg').dataset.pxPerMm === '6');
+    const W = Math.min(900, await page.evaluate(() => document.querySelector('#ecg').width));
+    const y = 9;                              // 1.5 mm: between grid lines, above every trace
+    const px = await canvasRGBA(page, '#ecg', 0, y, W, 1);
+    const major = [], minor = [];
+    for (let x = 0; x < W; x++) {
+      const r = px[4 * x], g = px[4 * x + 1];
+      if (r > 200 && g < 160) major.push(x); else if (r > 230 && g < 215) minor.push(x);
+    }
+    const gaps = (a) => a.slice(1).map((v, i) => v - a[i]);
+    expect(major.length >= 10, `only ${major.length} bold lines found`);
+    expect(gaps(major).every((g) => g === 30), `bold line gaps ${gaps(major).slice(0, 12)}`);
+    expect(minor.length >= 40 && [...minor, ...major].every((x) => x % 6 === 0), `thin lines at ${minor.slice(0, 12)}`);
+  }, { needs: [ECGOPEN] });
+  const GRID = 'at zoom 1.5 the ECG grid has a line every 6 px and a bold line every 30 px (1 mm / 5 mm)';
+
+  await checks.check('the rhythm strip\'s R waves are the generator\'s RR intervals apart, and calipers between two read that interval', async () => {
+    const ppm = ECG.pxPerMm * 1.5, pxPerMs = ppm * 25 / 1000;
+    const top = Math.round((ECG.topMm + 3 * ECG.rowMm) * ppm), bottom = Math.round((ECG.topMm + 4 * ECG.rowMm) * ppm);
+    const base = Math.round((ECG.topMm + 3.5 * ECG.rowMm) * ppm);
+    const x0 = Math.round(ECG.leftMm * ppm) + 40, W = Math.round((ECG.leftMm + 250) * ppm) - x0;
+    const px = await canvasRGBA(page, '#ecg', x0, top, W, bottom - top);
+    const height = new Array(W).fill(0);
+    for (let x = 0; x < W; x++) {
+      for (let y = 0; y < bottom - top; y++) {
+        const i = 4 * (y * W + x);
+        if (px[i] < 100 && px[i + 1] < 100 && px[i + 2] < 100) { height[x] = base - (top + y); break; }
+      }
+    }
+    const thr = 0.5 * Math.max(...height), peaks = [];
+    for (let x = 0; x < W;) {
+      if (height[x] <= thr) { x++; continue; }
+      let best = x;
+      while (x < W && height[x] > thr) { if (height[x] > height[best]) best = x; x++; }
+      peaks.push(best);
+    }
+    const truth = ctx.ecgTruth.rr_ms;
+    expect(peaks.length === truth.length + 1, `${peaks.length} R waves found on the rhythm strip, the generator made ${truth.length + 1}`);
+    const rr = peaks.slice(1).map((p, i) => (p - peaks[i]) / pxPerMs);
+    rr.forEach((v, i) => near(v, truth[i], 14, `RR ${i + 1} on the strip`));
+    // Calipers from the 4th to the 5th R wave, 10 mm up (= 1 mV at 10 mm/mV).
+    const xa = x0 + peaks[3], xb = x0 + peaks[4], ya = base, yb = base - 10 * ppm;
+    // Scroll so both points are visible, then drag.
+    await page.evaluate(([x, y]) => { const sc = document.querySelector('#ecg-scroll'); sc.scrollLeft = Math.max(0, x - 100); sc.scrollTop = Math.max(0, y - 200); }, [xa, yb]);
+    const cb = await page.locator('#ecg').boundingBox();
+    await page.mouse.move(cb.x + xa, cb.y + ya); await page.mouse.down();
+    await page.mouse.move(cb.x + (xa + xb) / 2, cb.y + (ya + yb) / 2); await page.mouse.move(cb.x + xb, cb.y + yb); await page.mouse.up();
+    const d = await dataset(page, '#caliper');
+    near(Number(d.ms), truth[3], 14, 'caliper interval (ms)');
+    near(Number(d.mv), 1.0, 0.03, 'caliper amplitude (mV)');
+    await shot('ecg-calipers');
+  }, { needs: [GRID] });
+
+  await checks.check('the 6×2 and 12×1 layouts and 50 mm/s redraw the paper at the chosen scale', async () => {
+    await page.selectOption('#ecg-layout', '12x1');
+    await page.selectOption('#ecg-speed', '50');
+    await page.selectOption('#ecg-zoom', '1');
+    const d = await dataset(page, '#ecg');
+    expect(d.layout === '12x1' && d.speed === '50', `ECG dataset ${JSON.stringify(d)}`);
+    // 10 s at 50 mm/s is 500 mm of paper (+ margins) at 4 px/mm.
+    const w = await page.evaluate(() => document.querySelector('#ecg').width);
+    near(w, (ECG.leftMm + 500 + 5) * 4, 2, 'canvas width for 10 s at 50 mm/s');
+    await page.selectOption('#ecg-layout', '6x2');
+    await page.selectOption('#ecg-speed', '25');
+    await page.selectOption('#ecg-layout', '3x4');
+  }, { needs: [ECGOPEN] });
+
+  await checks.check('the report draft autosaves and survives closing the browser, with the task still held', async () => {
+    await page.click('tr.task[data-modality="CT"] button.open');
+    await page.waitForSelector(`#report[data-task="${s.ctTask}"]`);
+    await page.fill('#findings', FINDINGS);
+    await page.fill('#impression', IMPRESSION);
+    await page.waitForFunction(() => /Draft saved/.test(document.querySelector('#draft-saved').textContent), null, { timeout: 10000 });
+    const draft = (await api(page, 'GET', `/api/tasks/${s.ctTask}/draft`)).json;
+    expect(draft && draft.findings === FINDINGS && draft.impression === IMPRESSION, `daemon's draft ${JSON.stringify(draft)}`);
+    await page.close();
+    s.page = await newPage(browser, ctx.url);
+    await s.page.waitForSelector('tr.task[data-modality="CT"][data-mine="1"] button.open', { timeout: 10000 });
+    await s.page.click('tr.task[data-modality="CT"] button.open');
+    await s.page.waitForSelector(`#report[data-task="${s.ctTask}"]`);
+    await s.page.waitForFunction((f) => document.querySelector('#findings').value === f, FINDINGS, { timeout: 10000 });
+  }, { needs: [CT] });
+  const DRAFT = 'the report draft autosaves and survives closing the browser, with the task still held';
+
+  await checks.check('signing asks the passphrase once, shows exactly what is signed and by whom, and the hub verifies the report', async () => {
+    const p = s.page;
+    await p.click('#sign');
+    await p.waitForSelector('#unlock-dialog[open]');
+    await p.fill('#passphrase', 'not the passphrase');
+    await p.click('#unlock-confirm');
+    await p.waitForFunction(() => document.querySelector('#unlock-error').textContent.length > 0, null, { timeout: 10000 });
+    await p.fill('#passphrase', ctx.passphrase);
+    await p.click('#unlock-confirm');
+    await p.waitForSelector('#sign-dialog[open]', { timeout: 10000 });
+    const what = await p.textContent('#sign-what');
+    expect(what.includes(FINDINGS) && what.includes(IMPRESSION), `confirmation lacks the text: ${what}`);
+    expect(what.includes(ctx.reader.name) && what.includes(ctx.reader.id), `confirmation lacks the signer: ${what}`);
+    await p.screenshot({ path: path.join(shots, 'sign-confirmation.png') });
+    await p.click('#sign-confirm');
+    await p.waitForSelector('#signed-box:not([hidden])', { timeout: 30000 });
+    const doc = await p.textContent('#signed-doc');
+    expect(doc.includes(FINDINGS.slice(0, 30)) || doc.includes(JSON.stringify(FINDINGS).slice(1, 30)), `signed bytes lack the findings: ${doc.slice(0, 300)}`);
+    const reportId = await p.getAttribute('#signed-box', 'data-report-id');
+    expect(reportId, 'no report id');
+    await p.screenshot({ path: path.join(shots, 'signed.png') });
+    if (ctx.hub) {
+      await ctx.hub.waitFor(async () => (await ctx.hub.hubJson('/api/v1/tasks')).counts.signed >= 1, 20000, 'the hub to count a signed task');
+      const uid = s.study ? s.study.study_uid : null;
+      if (uid) await ctx.hub.waitFor(async () => (await ctx.hub.hubStudies('signed')).some((x) => JSON.stringify(x).includes(uid)), 20000, 'the CT study signed at the hub');
+      await ctx.hub.waitFor(() => ctx.hub.dx('reports', '--edge-data', path.join(ctx.hub.dir, 'clinic')).includes(reportId), 30000, `report ${reportId} at the clinic`);
+    }
+  }, { needs: [DRAFT] });
+
+  return { page: s.page || page, state: s };
+}
+
+async function newPage(browser, url) {
+  const page = await browser.newPage({ viewport: { width: 1700, height: 1050 } });
+  page.on('pageerror', (e) => console.log(`    page error: ${e.message}`));
+  await page.goto(url);
+  return page;
+}

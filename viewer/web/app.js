@@ -1,0 +1,142 @@
+// app.js — the reading workstation's page: wires the worklist, the image and
+// ECG viewers, the report and the priors to the daemon's API (viewer/API.md).
+import { get } from './api.js';
+import { $, el, personName, dicomDate, status } from './util.js';
+import { PRESETS } from './voi.js';
+import { StackViewer } from './stack.js';
+import { EcgViewer, ZOOMS } from './ecg.js';
+import { Worklist } from './worklist.js';
+import { ReportPanel } from './report.js';
+import { showPriors } from './priors.js';
+
+const session = await loadSession();
+showSession(session);
+setInterval(async () => { try { showSession(Object.assign(session, await get('/api/session'))); } catch (_) { showHub('disconnected'); } }, 5000);
+
+const stack = new StackViewer({
+  viewport: $('#viewport'), canvas: $('#image'), strip: $('#series-strip'), marksList: $('#marks'),
+  overlays: { tl: $('#ov-tl'), tr: $('#ov-tr'), bl: $('#ov-bl'), br: $('#ov-br') },
+});
+const ecg = new EcgViewer({ canvas: $('#ecg'), measurements: $('#ecg-meas'), caliperOut: $('#caliper') });
+const worklist = new Worklist({ body: $('#tasks'), banner: $('#stat-banner'), count: $('#task-count'), onOpen: openTask, onTasks: warmHeld });
+const report = new ReportPanel(session, { onSubmitted: () => worklist.refresh(), onUnlocked: () => showSession(session) });
+let current = null;
+
+wireImageTools();
+wireEcgTools();
+$('#release').addEventListener('click', () => { if (current) worklist.release(current); });
+$('#unlock-btn').addEventListener('click', () => report.unlock());
+for (const b of document.querySelectorAll('#modes button')) b.addEventListener('click', () => showMode(b.dataset.mode));
+document.addEventListener('keydown', (e) => {
+  if (e.target.closest('input, textarea, select, dialog')) return;
+  if (!$('#image-mode').hidden && current && e.target !== $('#viewport')) stack.key(e);
+});
+worklist.start();
+
+async function loadSession() {
+  for (let wait = 500; ; wait = Math.min(wait * 2, 5000)) {
+    try { return await get('/api/session'); } catch (e) {
+      status(e.status === 401 ? 'This page needs the address the workstation printed (with #token=…).' : `Workstation: ${e.message}`, true);
+      if (e.status === 401) throw e;
+    }
+    await new Promise((r) => setTimeout(r, wait));
+  }
+}
+
+function showSession(s) {
+  $('#who').textContent = `${s.name || s.reader} (${s.reader}) · ${s.seniority || ''} · ${s.facility || ''}`;
+  showHub(s.hub);
+  $('#key-state').textContent = s.unlocked ? 'signing key unlocked' : 'signing key locked';
+  $('#unlock-btn').hidden = !!s.unlocked;
+}
+
+function showHub(state) {
+  const h = $('#hub-state');
+  h.textContent = `hub ${state || '?'}`;
+  h.className = `pill ${state || ''}`;
+}
+
+function showMode(mode) {
+  $('#image-mode').hidden = mode !== 'images';
+  $('#ecg-mode').hidden = mode !== 'ecg';
+  for (const b of document.querySelectorAll('#modes button')) b.classList.toggle('active', b.dataset.mode === mode);
+  if (mode === 'images') stack.resize(); else ecg.draw();
+}
+
+async function openTask(task) {
+  current = task;
+  $('#empty').hidden = true;
+  let study;
+  try { study = await studyOf(task.id); } catch (e) {
+    status(`Study of task ${task.id}: ${e.message}`, true); return;
+  }
+  if (current !== task) return;       // another task was opened meanwhile
+  const all = (study.series || []).flatMap((s) => s.instances);
+  const waves = all.filter((i) => i.waveform), images = all.filter((i) => !i.waveform);
+  $('#modes').hidden = !(waves.length && images.length);
+  showMode(images.length ? 'images' : 'ecg');
+  if (images.length) stack.load(study);
+  if (waves.length) loadEcg(study, waves[0]);
+  report.open(task, study);
+  showPriors($('#priors'), (study.patient && study.patient.id) || task.patient_id, study.study_uid);
+}
+
+// Study listings of held tasks, kept while they are held (a study does not
+// change once complete), so opening one needs no round trip.
+const studies = new Map();
+function studyOf(id) {
+  const k = String(id);
+  if (!studies.has(k)) {
+    const p = get(`/api/tasks/${encodeURIComponent(id)}/study`);
+    studies.set(k, p);
+    p.catch(() => studies.delete(k));
+  }
+  return studies.get(k);
+}
+
+// When the daemon has a held task's study in its cache, the page takes its
+// listing and first image too: clicking it then draws at once.
+function warmHeld(tasks) {
+  const held = new Set(tasks.filter((t) => t.mine).map((t) => String(t.id)));
+  for (const k of [...studies.keys()]) if (!held.has(k)) studies.delete(k);
+  for (const t of tasks) {
+    if (!t.mine || (t.prefetched ?? 0) < 1 || studies.has(String(t.id))) continue;
+    studyOf(t.id).then((st) => stack.warm(st), () => {});
+  }
+}
+
+async function loadEcg(study, inst) {
+  const p = study.patient || {}, sd = study.study || {};
+  $('#ecg-head').replaceChildren(el('span.pname', { text: personName(p.name) }), `  ID ${p.id || ''}  `,
+    [p.sex, p.age].filter(Boolean).join(' · '), `  ${dicomDate(sd.date)}  ${sd.description || ''}`);
+  try {
+    const data = await get(`/api/instances/${encodeURIComponent(inst.sop)}/ecg`);
+    ecg.load(data);
+  } catch (e) { status(`ECG: ${e.message}`, true); }
+}
+
+function wireImageTools() {
+  for (const b of document.querySelectorAll('#toolbar [data-tool]')) {
+    b.addEventListener('click', () => {
+      stack.setTool(b.dataset.tool);
+      for (const x of document.querySelectorAll('#toolbar [data-tool]')) x.classList.toggle('active', x === b);
+    });
+  }
+  $('#presets').replaceChildren(...PRESETS.map((p) => el('button', {
+    dataset: { preset: p.name }, title: `W ${p.width} L ${p.center} (${p.key})`, text: p.label, onclick: () => stack.preset(p.name) })));
+  $('#invert').addEventListener('click', () => stack.invert());
+  $('#actual').addEventListener('click', () => stack.actualSize());
+  $('#fit').addEventListener('click', () => stack.fit());
+  $('#reset').addEventListener('click', () => stack.reset());
+  $('#cine').addEventListener('click', () => stack.toggleCine());
+  $('#clear-marks').addEventListener('click', () => { stack.clearMarks(); stack.refreshMarksList(); });
+}
+
+function wireEcgTools() {
+  $('#ecg-zoom').replaceChildren(...ZOOMS.map((z) => el('option', { value: z, text: `${z}×` })));
+  const apply = () => ecg.set({ layout: $('#ecg-layout').value, speed: Number($('#ecg-speed').value),
+    gain: Number($('#ecg-gain').value), zoom: Number($('#ecg-zoom').value) });
+  for (const id of ['#ecg-layout', '#ecg-speed', '#ecg-gain', '#ecg-zoom']) $(id).addEventListener('change', apply);
+}
+
+
