@@ -103,7 +103,7 @@ deps:
 # playwright-core, pinned by tests/browser/package-lock.json; npm ci never
 # downloads a browser (playwright-core has none to download).
 node-deps:
-	@if [ -f tests/browser/package-lock.json ] && [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then \
+	@if [ -f tests/browser/package-lock.json ] && { [ ! -f tests/browser/node_modules/.package-lock.json ] || [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; }; then \
 		echo "make deps: npm ci in tests/browser (playwright-core)"; \
 		cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent; fi
 
