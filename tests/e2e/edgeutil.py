@@ -16,7 +16,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -38,28 +37,8 @@ def corpus_root():
     return Path(os.environ.get("DXHUB_CORPUS") or (REPO.parent / "shared" / "corpus")).resolve()
 
 
-def free_port():
-    """A TCP port free on 127.0.0.1 now.  Chosen at random below the
-    kernel's ephemeral range (32768-60999): a port the kernel hands out can
-    be taken again by any outgoing connection (storescu, ZeroMQ, HTTP) before
-    our server binds it, and parallel test workers pick from a wide range
-    rather than the kernel's next few."""
-    rng = random.SystemRandom()
-    for _ in range(200):
-        port = rng.randrange(20000, 32000)
-        if port in _PICKED:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _PICKED.add(port)
-        return port
-    raise RuntimeError("no free TCP port found in 20000-32000")
-
-
-_PICKED = set()
+# One port picker for all helpers, so ports picked by either are never picked twice.
+from hubutil import free_port  # noqa: E402
 
 
 def wait_for(pred, timeout, interval=0.2, what="condition"):
