@@ -33,7 +33,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "hub/apikeys.h"
 #include "hub/metrics.h"
+#include "hub/peer.h"
+#include "hub/recog.h"
 #include "hub/store.h"
 
 typedef struct api_server api_server;
@@ -44,6 +47,10 @@ typedef struct api_config {
     store       *st;      /* borrowed; must outlive the server (api_stop first) */
     hub_metrics *metrics; /* borrowed; may be NULL (the server then keeps its own) */
     int          threads; /* request threads; 0: two per online CPU, at least 4 */
+    apikeys     *keys;    /* borrowed; NULL: no facility keys (lookups refused) */
+    recog       *recog;   /* borrowed; NULL: no lookups (404) */
+    peers       *peers;   /* borrowed; NULL: this hub asks no other hub */
+    const char  *name;    /* this hub's name in lookup answers; NULL: "hub" */
 } api_config;
 
 /* Bind, listen and start serving.  On failure returns a negative errno-like
@@ -56,5 +63,13 @@ uint16_t api_port(const api_server *a);
 
 /* Stop accepting, finish the requests in flight, free.  NULL-safe; NULLs *a. */
 void api_stop(api_server **a);
+
+/* What this hub answers another hub (peer.h's peer_handlers, ctx the
+ * api_server): the local exams of a lookup, a report, a preview, each
+ * audited as who. */
+int api_peer_lookup(void *a, const peer_lookup_q *q, const char *who, char **out, size_t *len);
+int api_peer_report(void *a, const char *id, const char *link_prefix, const char *who, char **out, size_t *len);
+int api_peer_preview(void *a, const char *sop, const char *who, char **out, size_t *len, char *why, size_t whylen);
+int api_peer_audit(void *a, const char *who, const char *what, const char *study, const char *detail);
 
 #endif

@@ -25,7 +25,14 @@ static const char usage[] =
     "  --keys DIR            hub.key/hub.pub and allow.txt (default DATA/keys)\n"
     "  --reader-port N       ZeroMQ port for reading workstations (default 5571)\n"
     "  --readers FILE        reader profiles (default DATA/readers.conf)\n"
-    "  --lease-seconds N     a claimed task returns to the queue without heartbeats (default 60)\n";
+    "  --lease-seconds N     a claimed task returns to the queue without heartbeats (default 60)\n"
+    "  --name NAME           this hub's name in lookup answers (default hub)\n"
+    "  --peer-port N         ZeroMQ port for the consortium's other hubs (default 5572)\n"
+    "  --peers FILE          the other hubs to ask: NAME tcp://HOST:PORT PUBKEY (default DATA/peers.conf)\n"
+    "  --peer-timeout-ms N   how long a lookup waits for another hub (default 2000)\n"
+    "  --recognition FILE    recognition rules: consortium, mark, members, validity (default\n"
+    "                        DATA/recognition.conf; embedded defaults without it)\n"
+    "  API keys for other facilities: dxhub keygen --api-key FACILITY --keys DATA/keys\n";
 
 static int parse_port(const char *s, uint16_t *out)
 {
@@ -56,7 +63,7 @@ int parse_size(const char *s, uint64_t *out)
 
 int cmd_serve(int argc, char **argv)
 {
-    enum { O_DATA = 1, O_BIND, O_DPORT, O_AET, O_ALLOW, O_OPEN, O_HPORT, O_STABLE, O_RETAIN, O_MAP, O_ASSOC, O_EPORT, O_KEYS, O_RPORT, O_READERS, O_LEASE };
+    enum { O_DATA = 1, O_BIND, O_DPORT, O_AET, O_ALLOW, O_OPEN, O_HPORT, O_STABLE, O_RETAIN, O_MAP, O_ASSOC, O_EPORT, O_KEYS, O_RPORT, O_READERS, O_LEASE, O_NAME, O_PPORT, O_PEERS, O_PTIMEOUT, O_RECOG };
     static const struct option opts[] = {
         {"data", required_argument, NULL, O_DATA},          {"bind", required_argument, NULL, O_BIND},
         {"dicom-port", required_argument, NULL, O_DPORT},   {"aet", required_argument, NULL, O_AET},
@@ -67,11 +74,15 @@ int cmd_serve(int argc, char **argv)
         {"edge-port", required_argument, NULL, O_EPORT},    {"keys", required_argument, NULL, O_KEYS},
         {"reader-port", required_argument, NULL, O_RPORT},  {"readers", required_argument, NULL, O_READERS},
         {"lease-seconds", required_argument, NULL, O_LEASE},
+        {"name", required_argument, NULL, O_NAME},          {"peer-port", required_argument, NULL, O_PPORT},
+        {"peers", required_argument, NULL, O_PEERS},        {"peer-timeout-ms", required_argument, NULL, O_PTIMEOUT},
+        {"recognition", required_argument, NULL, O_RECOG},
         {0, 0, 0, 0}};
     serve_config c = {.data_dir = "./var/hub", .bind = "127.0.0.1", .aet = "DXHUB", .allow_ae = "",
                       .dicom_port = 11112, .http_port = 8410, .stable_seconds = 60, .retain_days = -1,
                       .max_assocs = 16, .edge_port = 5570,
-                      .reader_port = 5571, .lease_seconds = 60};
+                      .reader_port = 5571, .lease_seconds = 60, .peer_port = 5572, .peer_timeout_ms = 2000,
+                      .name = "hub"};
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -84,6 +95,27 @@ int cmd_serve(int argc, char **argv)
         case O_OPEN: c.open_dicom = 1; break;
         case O_KEYS: c.keys_dir = optarg; break;
         case O_READERS: c.readers_file = optarg; break;
+        case O_NAME: c.name = optarg; break;
+        case O_PEERS: c.peers_file = optarg; break;
+        case O_RECOG: c.recognition = optarg; break;
+        case O_PPORT: {
+            uint16_t pp;
+            if (parse_port(optarg, &pp) < 0) {
+                dx_errorf("serve", "bad port '%s' for --peer-port", optarg);
+                return 2;
+            }
+            c.peer_port = pp;
+            break;
+        }
+        case O_PTIMEOUT: {
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 10 || v > 600000) {
+                dx_errorf("serve", "bad number '%s' for --peer-timeout-ms (10..600000)", optarg);
+                return 2;
+            }
+            c.peer_timeout_ms = (int)v;
+            break;
+        }
         case O_RPORT:
             if (parse_port(optarg, &c.reader_port) < 0) {
                 dx_errorf("serve", "bad port '%s' for --reader-port", optarg);
@@ -151,6 +183,21 @@ int cmd_serve(int argc, char **argv)
     if (!c.readers_file) {
         snprintf(readers_file, sizeof readers_file, "%s/readers.conf", c.data_dir);
         c.readers_file = readers_file;
+    }
+    for (const char *p = c.name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+              *p == '_' || *p == '.') || strlen(c.name) > 63) {
+            dx_errorf("serve", "--name: letters, digits, '.', '_', '-', at most 63");
+            return 2;
+        }
+    char peers_file[4200], recognition[4200];
+    if (!c.peers_file) {
+        snprintf(peers_file, sizeof peers_file, "%s/peers.conf", c.data_dir);
+        c.peers_file = peers_file;
+    }
+    if (!c.recognition) {
+        snprintf(recognition, sizeof recognition, "%s/recognition.conf", c.data_dir);
+        c.recognition = recognition;
     }
     char keys[4200];
     if (!c.keys_dir) {
