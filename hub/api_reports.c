@@ -206,6 +206,25 @@ static void render_exam(jbuf *b, api_server *a, const store_report_view *v, cons
     jb_puts(b, "]}}");
 }
 
+static void put_jb(void *ctx, const void *p, size_t n) { jb_put(ctx, p, n); }
+
+/* An exam's JSON: the text kept from an earlier answer when nothing it
+ * says has changed (recog_memo_*), else written now and kept. */
+static void exam_json(jbuf *b, api_server *a, const store_report_view *v, recog_result *res, const char *prefix,
+                      const char *consortium, const char *mark)
+{
+    uint64_t key = res->state;
+    for (const char *p = prefix; *p; p++)
+        key = (key ^ (unsigned char)*p) * 0x100000001b3ULL;
+    if (recog_memo_get(res, key, put_jb, b))
+        return;
+    size_t start = b->len;
+    recog_explain(res);
+    render_exam(b, a, v, res, prefix, consortium, mark);
+    if (jb_ok(b))
+        recog_memo_set(res, key, b->p + start, b->len - start);
+}
+
 /* ---- the local part of a lookup --------------------------------------- */
 
 typedef struct local_lookup {
@@ -230,7 +249,7 @@ static int one_exam(void *ctx, const store_report_view *v)
     }
     if (l->n++)
         jb_put(l->b, ",", 1);
-    render_exam(l->b, l->a, v, &res, l->prefix, l->consortium, l->mark);
+    exam_json(l->b, l->a, v, &res, l->prefix, l->consortium, l->mark);
     l->recognised += res.recognised;
     recog_result_release(&res);
     return 0;
@@ -460,7 +479,7 @@ static int report_json(void *ctx, const store_report_view *v)
     jb_puts(b, ",\"chain_pem\":");
     jb_strn(b, v->chain, v->chain_len);
     jb_puts(b, ",\"exam\":");
-    render_exam(b, o->a, v, &res, o->prefix, consortium, mark);
+    exam_json(b, o->a, v, &res, o->prefix, consortium, mark);
     jb_put(b, "}", 1);
     if (!doc || !sig)
         b->failed = true;

@@ -73,13 +73,34 @@ typedef struct recog_instance {
     uint8_t digest[32];
 } recog_instance;
 
+enum { RECOG_MEMBER_NONE, RECOG_MEMBER_HOSPITAL, RECOG_MEMBER_LISTED, RECOG_MEMBER_EDGE };
+
+/* What the verdicts were decided from (read by recog_explain). */
+typedef struct recog_facts {
+    bool        unreadable, imaging;
+    size_t      n, missing, differ, broken, undecodable;
+    char        first_bad[160];
+    uint8_t     quality;
+    char        quality_why[160];
+    int         member;            /* RECOG_MEMBER_* */
+    char        modality[17];
+    int         days;              /* validity; -1: type not recognised */
+    long        today, until;      /* day numbers */
+    const char *from;              /* what the period counts from */
+} recog_facts;
+
 typedef struct recog_result {
     bool recognised;
     struct {
         bool ok;
-        char detail[200];
+        char detail[200];        /* "" until recog_explain */
     } rule[RECOG_RULES];
+    /* Every input of the verdicts and their sentences: two results of the
+     * same report with equal states read the same. */
+    uint64_t    state;
+    recog_facts facts;
     char facility[64];           /* where the exam was made */
+    /* what the report says (filled by recog_explain) */
     char exam_type[64];          /* the report's recognition.exam_type */
     char valid_until[11];        /* YYYY-MM-DD, "" when not recognised as a type */
     char signer[128], reader_id[64], reading_facility[128], signer_alg[16];
@@ -110,10 +131,21 @@ void recog_trust_changed(recog *r);
 /* The consortium name and mark, copied (the configuration may change). */
 void recog_names(recog *r, char *consortium, size_t cn, char *mark, size_t mn);
 
-/* Every rule for one report as the store holds it, at now_ms.  0, or a
- * negative code (out of memory); a report that fails rules is 0 with
- * out->recognised false.  Release out afterwards. */
+/* Every rule for one report as the store holds it, at now_ms: each
+ * rule's ok, recognised, and state.  0, or a negative code (out of
+ * memory); a report that fails rules is 0 with out->recognised false.
+ * Release out afterwards. */
 int  recog_evaluate(recog *r, const store_report_view *v, int64_t now_ms, recog_result *out);
+/* The sentence behind each verdict (rule[k].detail; no patient data). */
+void recog_explain(recog_result *out);
 void recog_result_release(recog_result *out);
+
+/* One rendering of a result kept with the report's verdict, so that a
+ * lookup of an unchanged exam copies its text instead of writing it
+ * again.  key: out->state mixed with whatever else the text depends on.
+ * get calls put with the text when the key matches (true), under a lock. */
+bool recog_memo_get(const recog_result *out, uint64_t key, void (*put)(void *ctx, const void *p, size_t n),
+                    void *ctx);
+void recog_memo_set(recog_result *out, uint64_t key, const void *p, size_t n);
 
 #endif
