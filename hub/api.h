@@ -1,14 +1,28 @@
 /* api.h — the hub's HTTP API (libmicrohttpd), hub-private.
  *
- * Routes (GET and HEAD; anything else on a known path is 405):
+ * Routes (GET and HEAD unless said; another method on a known path is 405):
  *   /api/v1/studies                       study list, filtered and paged
  *   /api/v1/studies/{StudyInstanceUID}    a study, its series and instances (DICOM JSON)
  *   /api/v1/instances/{SOPInstanceUID}/file
  *                                         the stored Part 10 bytes, streamed;
  *                                         HTTP Range, or ?offset=&length= (the
  *                                         BulkDataURIs of the metadata)
+ *   /api/v1/instances/{SOPInstanceUID}/preview.png   frame 1 through the display pipeline
+ *   /api/v1/reports?PatientID=&since=&type=&scope=   a patient's signed exams with
+ *                                         recognition (api_reports.c; scope
+ *                                         consortium, the default, asks the peer hubs)
+ *   /api/v1/reports/{id}                  the report's bytes, signature, chain, exam
+ *   POST /api/v1/exams/{StudyInstanceUID}/repeat     a physician repeats an exam
+ *   /api/v1/peers/{hub}/instances/{uid}/file, .../preview.png, /api/v1/peers/{hub}/reports/{id}
+ *                                         another hub's, through the peer link (api_peer.c)
+ *   /api/v1/tasks                         the reading worklist
  *   /api/v1/health                        JSON status for people and probes
  *   /metrics                              Prometheus text format
+ * Authentication: a facility API key (Authorization: Bearer TOKEN,
+ * apikeys.h) for lookups, repeats and peers always; for the other
+ * patient-data routes once the hub has any key (before that, loopback
+ * clients only); health and metrics are open.  401 without a key, 403
+ * with one the hub does not know.
  * Unknown paths answer 404, bad query parameters 400 naming the parameter,
  * both as JSON ({"error":..}).  Every access to patient data (list, detail,
  * instance bytes) appends an audit record through store_audit (who
