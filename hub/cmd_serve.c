@@ -184,12 +184,11 @@ int cmd_serve(int argc, char **argv)
         snprintf(readers_file, sizeof readers_file, "%s/readers.conf", c.data_dir);
         c.readers_file = readers_file;
     }
-    for (const char *p = c.name; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-              *p == '_' || *p == '.') || strlen(c.name) > 63) {
-            dx_errorf("serve", "--name: letters, digits, '.', '_', '-', at most 63");
-            return 2;
-        }
+    size_t nl = strlen(c.name);
+    if (!nl || nl > 63 || strspn(c.name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != nl) {
+        dx_errorf("serve", "--name: letters, digits, '.', '_', '-', 1 to 63");
+        return 2;
+    }
     char peers_file[4200], recognition[4200];
     if (!c.peers_file) {
         snprintf(peers_file, sizeof peers_file, "%s/peers.conf", c.data_dir);

@@ -29,6 +29,7 @@
 #include "hub/log.h"
 #include "hub/metrics.h"
 #include "hub/serve.h"
+#include "hub/store_lookup.h"
 #include "hub/store.h"
 
 typedef struct hub {
@@ -435,6 +436,11 @@ int serve_run(const serve_config *cfg)
         goto out;
     }
     /* Lookups: facility keys, recognition rules, the other hubs. */
+    int backfilled = store_index_existing_reports(h.st);
+    if (backfilled > 0)
+        log_info("indexed %d signed reports stored before lookups existed", backfilled);
+    else if (backfilled < 0)
+        log_error("indexing earlier signed reports failed: %s", strerror(-backfilled));
     h.apikeys = apikeys_new();
     int nk = apikeys_load(h.apikeys, cfg->keys_dir, err, sizeof err);
     if (nk < 0) {

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "hub/store_lookup.h"
 #include "hub/store_private.h"
 #include "hub/triage.h"
@@ -185,6 +186,73 @@ int store_txn_index_report(store *s, MDB_txn *txn, const wl_task *t, const char 
         rc = mdb_put(txn, s->report_ref, &ik, &v, 0);
     }
     return rc;
+}
+
+/* times.reported ("YYYY-MM-DDThh:mm:ssZ") of a report's bytes, in ms; 0
+ * when it cannot be read. */
+static int64_t reported_ms(const void *doc, size_t len)
+{
+    json_t *j = json_loadb(doc, len, 0, NULL);
+    const char *s = json_string_value(json_object_get(json_object_get(j, "times"), "reported"));
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *end = s ? strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm) : NULL;
+    int64_t ms = end && !*end ? (int64_t)timegm(&tm) * 1000 : 0;
+    json_decref(j);
+    return ms;
+}
+
+int store_index_existing_reports(store *s)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc)
+        return store_lmdb_err(rc);
+    MDB_stat ms;
+    if ((rc = mdb_stat(txn, s->report_ref, &ms)) || ms.ms_entries) {
+        mdb_txn_abort(txn);
+        return rc ? store_lmdb_err(rc) : 0;
+    }
+    MDB_cursor *c;
+    if ((rc = mdb_cursor_open(txn, s->report_idx, &c))) {
+        mdb_txn_abort(txn);
+        return store_lmdb_err(rc);
+    }
+    MDB_val k, v;
+    int n = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        const char *key = k.mv_data, *nul = memchr(key, 0, k.mv_size);
+        if (!nul || (size_t)(nul - key) >= STORE_UID_MAX || k.mv_size - (size_t)(nul - key) - 1 >= STORE_REPORT_ID_MAX)
+            continue;
+        char study[STORE_UID_MAX], id[STORE_REPORT_ID_MAX], sig[STORE_REPORT_ID_MAX + 8];
+        snprintf(study, sizeof study, "%.*s", (int)(nul - key), key);
+        snprintf(id, sizeof id, "%.*s", (int)(k.mv_size - (size_t)(nul - key) - 1), nul + 1);
+        snprintf(sig, sizeof sig, "%s.sig", id);
+        MDB_val sk = {strlen(sig), sig}, dk = {strlen(id), id}, sv, dv;
+        if (mdb_get(txn, s->report, &sk, &sv) || mdb_get(txn, s->report, &dk, &dv))
+            continue; /* a draft: nothing to look up */
+        int64_t at = reported_ms(dv.mv_data, dv.mv_size);
+        store_study st;
+        wl_task t;
+        memset(&t, 0, sizeof t);
+        if (store_txn_get_study(s, txn, study, &st) != 0 || !at)
+            continue;
+        if (!st.task_id || wl_get(s->wl, txn, st.task_id, &t) != 0) {
+            memset(&t, 0, sizeof t);
+            snprintf(t.study_uid, sizeof t.study_uid, "%s", study);
+            t.kind = !strcmp(st.modalities, "ECG") ? WL_ECG : WL_IMAGING;
+        }
+        if ((rc = store_txn_index_report(s, txn, &t, id, at)) != 0)
+            break;
+        n++;
+    }
+    mdb_cursor_close(c);
+    if (rc && rc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return store_lmdb_err(rc);
+    }
+    rc = mdb_txn_commit(txn);
+    return rc ? store_lmdb_err(rc) : n;
 }
 
 /* --- repeats ---------------------------------------------------------------------- */

@@ -72,6 +72,12 @@ struct wl_task;
 int store_txn_index_report(store *s, struct MDB_txn *txn, const struct wl_task *t, const char *report_id,
                            int64_t now_ms);
 
+/* Reports signed before this index existed (a hub upgraded in place):
+ * when report_ref is empty, index every stored report that has a
+ * signature, as of the time its document says it was reported.  Returns
+ * the number indexed, or a negative code. */
+int store_index_existing_reports(store *s);
+
 /* A physician's decision to repeat an exam (durable, audited in the same
  * transaction).  0 or a negative code. */
 typedef struct store_repeat {

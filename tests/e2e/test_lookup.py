@@ -390,3 +390,30 @@ def test_tampered_stored_report_is_not_recognised(world):
     assert rules(exam)["signature"]["detail"] == "signature does not verify"
     # the images themselves are untouched and still intact
     assert rules(exam)["images_intact"]["ok"] is True
+
+
+def test_reports_signed_before_the_index_existed_are_indexed_at_start(world):
+    """A hub upgraded in place: its store without the lookup index (copied
+    with mdb_dump/mdb_load, leaving report_pat and report_ref out) finds
+    the signed report again once it starts."""
+    world.a.proc.stop()
+    r = run(["mdb_dump", "-a", world.a.data])
+    assert r.returncode == 0, r.stderr
+    sections = re.split(rb"(?m)^(?=VERSION=)", r.stdout)
+    kept = [s for s in sections if s and not re.search(rb"(?m)^database=report_(pat|ref)$", s)]
+    assert len(kept) == len([s for s in sections if s]) - 2
+    dump = world.base / "a.dump"
+    dump.write_bytes(b"".join(kept))
+    old = world.base / "a-before-index"
+    shutil.move(world.a.data, old)
+    world.a.data.mkdir()
+    r = run(["mdb_load", "-f", dump, world.a.data])
+    assert r.returncode == 0, r.stderr
+    shutil.copytree(old / "keys", world.a.keys)
+    for f in ("readers.conf", "peers.conf"):
+        if (old / f).exists():
+            shutil.copyfile(old / f, world.a.data / f)
+    world.a.start()
+    [exam] = world.a.lookup(world.clinic2)["exams"]
+    assert exam["report_id"] == "lk-r1" and exam["study_uid"] == world.study
+    assert "indexed 1 signed reports" in world.a.proc.log_tail(20000)
