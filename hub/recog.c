@@ -29,11 +29,11 @@
 #define VBUCKETS     (1u << 18)          /* report verdicts: chains */
 #define IBUCKETS     (1u << 18)          /* instance verdicts: chains */
 #define STRIPES      256
-#define VCACHE_BYTES ((size_t)256 << 20) /* report verdicts kept at most */
+#define VCACHE_BYTES ((size_t)512 << 20) /* report verdicts kept at most (100,000 reports: ~210 MiB) */
 #define ICACHE_MAX   (4u << 20)          /* instance verdicts kept at most */
 #define INST_TTL_MS  ((int64_t)24 * 3600 * 1000)
 #define RECOG_MEMO_MAX            ((size_t)1 << 20)
-#define RECOG_MEMO_ESTIMATE(n)    (1600 + 200 * (n))
+#define RECOG_MEMO_ESTIMATE(n)    (1000 + 150 * (n)) /* an exam's JSON: ~1.1 KiB + a link pair per instance */
 #define DECODE_MAX   ((uint64_t)256 << 20) /* larger instances: hashed in pieces, not decoded */
 #define READ_CHUNK   ((size_t)1 << 20)
 
