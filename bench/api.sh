@@ -75,6 +75,7 @@ NFILES=${#FILES[@]}
 # ---- dxhub ------------------------------------------------------------------
 DX_HTTP=$(free_port) DX_DICOM=$(free_port) DX_EDGE=$(free_port)
 "$DX" serve --data "$TMP/dxhub" --http-port "$DX_HTTP" --dicom-port "$DX_DICOM" --edge-port "$DX_EDGE" \
+    --reader-port 0 --peer-port 0 \
     --open-dicom --map-size 4G >"$TMP/dxhub.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$DX_HTTP/api/v1/health" || { cat "$TMP/dxhub.log"; die "dxhub serve did not start"; }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include "hub/api.h"
@@ -24,31 +25,11 @@
 #define BCACHE_BYTES  ((size_t)64 << 20) /* whole study details kept in memory */
 #define LISTEN_BACKLOG 1024
 
-struct api_server {
-    struct MHD_Daemon *d;
-    store             *st;
-    hub_metrics       *metrics;
-    hub_metrics        own_metrics; /* when the caller passes none */
-    api_hcache        *cache;   /* instance headers as DICOM JSON */
-    api_bcache        *bcache;  /* whole study details */
-    api_auditor       *auditor;
-    api_status         status;
-    uint16_t           port;
-};
-
-/* One request being answered. */
-typedef struct req {
-    api_server            *a;
-    struct MHD_Connection *c;
-    const char            *url;
-    const char            *arg;     /* the {UID} of the route, NUL-terminated copy in argbuf */
-    char                   argbuf[STORE_UID_MAX + 1];
-    char                   who[INET6_ADDRSTRLEN + 8]; /* "http:<peer ip>" */
-} req;
+typedef api_req req;
 
 /* ---- responses ------------------------------------------------------ */
 
-static enum MHD_Result queue(req *r, unsigned status, struct MHD_Response *resp, const char *type)
+int api_queue(req *r, unsigned status, struct MHD_Response *resp, const char *type)
 {
     if (!resp)
         return MHD_NO; /* out of memory: libmicrohttpd closes the connection */
@@ -59,7 +40,7 @@ static enum MHD_Result queue(req *r, unsigned status, struct MHD_Response *resp,
     return ok;
 }
 
-static enum MHD_Result send_body(req *r, unsigned status, jbuf *b, const char *type)
+int api_send_body(req *r, unsigned status, jbuf *b, const char *type)
 {
     if (!jb_ok(b)) {
         jb_release(b);
@@ -71,15 +52,15 @@ static enum MHD_Result send_body(req *r, unsigned status, jbuf *b, const char *t
                                                                                    : MHD_RESPMEM_PERSISTENT);
     if (!resp)
         free(p);
-    return queue(r, status, resp, type);
+    return api_queue(r, status, resp, type);
 }
 
-static enum MHD_Result send_json(req *r, unsigned status, jbuf *b)
+int api_send_json(req *r, unsigned status, jbuf *b)
 {
-    return send_body(r, status, b, "application/json; charset=utf-8");
+    return api_send_body(r, status, b, "application/json; charset=utf-8");
 }
 
-static void count_error(req *r, unsigned status)
+void api_count_error(req *r, unsigned status)
 {
     if (status == MHD_HTTP_BAD_REQUEST || status == MHD_HTTP_METHOD_NOT_ALLOWED ||
         status == MHD_HTTP_RANGE_NOT_SATISFIABLE)
@@ -89,22 +70,22 @@ static void count_error(req *r, unsigned status)
 }
 
 /* {"error":msg,"path":url} */
-static enum MHD_Result send_error(req *r, unsigned status, const char *msg)
+int api_send_error(req *r, unsigned status, const char *msg)
 {
-    count_error(r, status);
+    api_count_error(r, status);
     jbuf b = {0};
     jb_puts(&b, "{\"error\":");
     jb_str(&b, msg);
     jb_puts(&b, ",\"path\":");
     jb_str(&b, r->url);
     jb_put(&b, "}", 1);
-    return send_json(r, status, &b);
+    return api_send_json(r, status, &b);
 }
 
 /* {"error":"bad parameter","parameter":name,"reason":why} */
-static enum MHD_Result send_bad_param(req *r, const char *name, const char *why)
+int api_send_bad_param(req *r, const char *name, const char *why)
 {
-    count_error(r, MHD_HTTP_BAD_REQUEST);
+    api_count_error(r, MHD_HTTP_BAD_REQUEST);
     jbuf b = {0};
     jb_puts(&b, "{\"error\":\"bad parameter\",\"parameter\":");
     jb_str(&b, name);
@@ -113,22 +94,22 @@ static enum MHD_Result send_bad_param(req *r, const char *name, const char *why)
     jb_puts(&b, ",\"path\":");
     jb_str(&b, r->url);
     jb_put(&b, "}", 1);
-    return send_json(r, MHD_HTTP_BAD_REQUEST, &b);
+    return api_send_json(r, MHD_HTTP_BAD_REQUEST, &b);
 }
 
 /* Patient data leaves only after its access is queued for the audit
  * trail (api_audit.c writes it behind the answer). */
-static int audit(req *r, const char *what, const char *study_uid, const char *detail)
+int api_req_audit(req *r, const char *what, const char *study_uid, const char *detail)
 {
     return api_audit(r->a->auditor, api_now_ms(), r->who, what, study_uid, detail);
 }
 
-static enum MHD_Result send_audit_failed(req *r, jbuf *discard)
+int api_send_audit_failed(req *r, jbuf *discard)
 {
     if (discard)
         jb_release(discard);
     hub_count_error(r->a->metrics, HUB_ERR_STORE_FAILED);
-    return send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "audit trail cannot be written; data withheld");
+    return api_send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "audit trail cannot be written; data withheld");
 }
 
 /* ---- GET /api/v1/studies ------------------------------------------- */
@@ -163,22 +144,22 @@ static int list_run(store *st, const api_list_query *q, list_out *o)
     return 1;
 }
 
-static enum MHD_Result h_studies(req *r, const api_params *p)
+static int h_studies(req *r, const api_params *p)
 {
     api_list_query q;
     const char *name, *why;
     if (!api_list_query_parse(p, &q, &name, &why))
-        return send_bad_param(r, name, why);
+        return api_send_bad_param(r, name, why);
     list_out o = {0};
     int total = list_run(r->a->st, &q, &o);
     if (total < 0) {
         jb_release(&o.b);
-        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
+        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
     }
     char detail[384];
     api_list_audit_detail(p, o.n, total, detail, sizeof detail);
-    if (audit(r, "list-studies", q.study_uid, detail) < 0)
-        return send_audit_failed(r, &o.b);
+    if (api_req_audit(r, "list-studies", q.study_uid, detail) < 0)
+        return api_send_audit_failed(r, &o.b);
     jbuf b = {0};
     jb_printf(&b, "{\"total\":%d,\"offset\":%llu,\"limit\":%llu,\"studies\":[", total,
               (unsigned long long)q.offset, (unsigned long long)q.limit);
@@ -187,14 +168,14 @@ static enum MHD_Result h_studies(req *r, const api_params *p)
     if (!jb_ok(&o.b))
         b.failed = true;
     jb_release(&o.b);
-    return send_json(r, MHD_HTTP_OK, &b);
+    return api_send_json(r, MHD_HTTP_OK, &b);
 }
 
 /* ---- GET /api/v1/studies/{uid} ------------------------------------- */
 
 static void body_release(void *cls) { api_body_unref(cls); }
 
-static enum MHD_Result send_shared(req *r, api_body *body)
+static int send_shared(req *r, api_body *body)
 {
     size_t len;
     const char *p = api_body_data(body, &len);
@@ -203,7 +184,7 @@ static enum MHD_Result send_shared(req *r, api_body *body)
         MHD_create_response_from_buffer_with_free_callback_cls(len, (void *)p, body_release, body);
     if (!resp)
         api_body_unref(body);
-    return queue(r, MHD_HTTP_OK, resp, "application/json; charset=utf-8");
+    return api_queue(r, MHD_HTTP_OK, resp, "application/json; charset=utf-8");
 }
 
 /* The detail of st: the cached body when st is unchanged since it was
@@ -225,26 +206,26 @@ static api_body *study_body(api_server *a, const store_study *st, int *rc)
     return body;
 }
 
-static enum MHD_Result h_study(req *r, const api_params *p)
+static int h_study(req *r, const api_params *p)
 {
     (void)p;
     if (!api_valid_uid(r->arg))
-        return send_bad_param(r, "StudyInstanceUID", "a UID: digits and dots, at most 64");
+        return api_send_bad_param(r, "StudyInstanceUID", "a UID: digits and dots, at most 64");
     store_study st;
     int rc = store_get_study(r->a->st, r->arg, &st);
     if (rc == -ENOENT) {
-        if (audit(r, "read-study", r->arg, "not found") < 0)
-            return send_audit_failed(r, NULL);
-        return send_error(r, MHD_HTTP_NOT_FOUND, "no such study");
+        if (api_req_audit(r, "read-study", r->arg, "not found") < 0)
+            return api_send_audit_failed(r, NULL);
+        return api_send_error(r, MHD_HTTP_NOT_FOUND, "no such study");
     }
     api_body *body = rc == 0 ? study_body(r->a, &st, &rc) : NULL;
     if (rc == -ENOMEM)
         return MHD_NO;
     if (!body)
-        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
-    if (audit(r, "read-study", st.study_uid, NULL) < 0) {
+        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
+    if (api_req_audit(r, "read-study", st.study_uid, NULL) < 0) {
         api_body_unref(body);
-        return send_audit_failed(r, NULL);
+        return api_send_audit_failed(r, NULL);
     }
     return send_shared(r, body);
 }
@@ -263,15 +244,15 @@ static int add_conflict(void *ctx, const store_instance *in)
 /* The instance kept under a UID and every other content received under
  * it (kept apart, never served as the instance): {"sop_instance_uid",
  * "kept": record or null, "conflicts": [record...]}. */
-static enum MHD_Result h_conflicts(req *r, const api_params *p)
+static int h_conflicts(req *r, const api_params *p)
 {
     (void)p;
     if (!api_valid_uid(r->arg))
-        return send_bad_param(r, "SOPInstanceUID", "a UID: digits and dots, at most 64");
+        return api_send_bad_param(r, "SOPInstanceUID", "a UID: digits and dots, at most 64");
     store_instance in;
     int rc = store_get_instance(r->a->st, r->arg, &in);
     if (rc < 0 && rc != -ENOENT)
-        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
+        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
     jbuf b = {0};
     jb_puts(&b, "{\"sop_instance_uid\":");
     jb_str(&b, r->arg);
@@ -285,15 +266,15 @@ static enum MHD_Result h_conflicts(req *r, const api_params *p)
     jb_puts(&b, "]}");
     if (n < 0) {
         jb_release(&b);
-        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
+        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
     }
-    if (audit(r, "read-conflicts", rc == 0 ? in.study_uid : NULL, r->arg) < 0)
-        return send_audit_failed(r, &b);
+    if (api_req_audit(r, "read-conflicts", rc == 0 ? in.study_uid : NULL, r->arg) < 0)
+        return api_send_audit_failed(r, &b);
     if (rc == -ENOENT && n == 0) {
         jb_release(&b);
-        return send_error(r, MHD_HTTP_NOT_FOUND, "no such instance");
+        return api_send_error(r, MHD_HTTP_NOT_FOUND, "no such instance");
     }
-    return send_json(r, MHD_HTTP_OK, &b);
+    return api_send_json(r, MHD_HTTP_OK, &b);
 }
 
 /* ---- GET /api/v1/instances/{uid}/file ------------------------------ */
@@ -323,7 +304,7 @@ static unsigned file_range(req *r, const api_params *p, uint64_t size, uint64_t 
     return rc > 0 ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK;
 }
 
-static enum MHD_Result send_file(req *r, const store_instance *in, unsigned status, uint64_t off, uint64_t len,
+static int send_file(req *r, const store_instance *in, unsigned status, uint64_t off, uint64_t len,
                                  bool bulk)
 {
     struct MHD_Response *resp = api_file_response(r->a->st, in, off, len);
@@ -346,68 +327,68 @@ static enum MHD_Result send_file(req *r, const store_instance *in, unsigned stat
     v[n++] = '"';
     v[n] = 0;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, v);
-    return queue(r, status, resp, bulk ? "application/octet-stream" : "application/dicom");
+    return api_queue(r, status, resp, bulk ? "application/octet-stream" : "application/dicom");
 }
 
-static enum MHD_Result h_file(req *r, const api_params *p)
+static int h_file(req *r, const api_params *p)
 {
     if (!api_valid_uid(r->arg))
-        return send_bad_param(r, "SOPInstanceUID", "a UID: digits and dots, at most 64");
+        return api_send_bad_param(r, "SOPInstanceUID", "a UID: digits and dots, at most 64");
     store_instance in;
     int rc = store_get_instance(r->a->st, r->arg, &in);
     if (rc == -ENOENT) {
-        if (audit(r, "read-instance", NULL, r->arg) < 0)
-            return send_audit_failed(r, NULL);
-        return send_error(r, MHD_HTTP_NOT_FOUND, "no such instance");
+        if (api_req_audit(r, "read-instance", NULL, r->arg) < 0)
+            return api_send_audit_failed(r, NULL);
+        return api_send_error(r, MHD_HTTP_NOT_FOUND, "no such instance");
     }
     if (rc < 0)
-        return send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
+        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
     uint64_t off, len;
     const char *bad = NULL;
     unsigned status = file_range(r, p, in.size, &off, &len, &bad);
     if (status == MHD_HTTP_BAD_REQUEST)
-        return send_bad_param(r, bad, "a byte count within the instance's size");
+        return api_send_bad_param(r, bad, "a byte count within the instance's size");
     if (status == MHD_HTTP_RANGE_NOT_SATISFIABLE) {
         char cr[48];
         snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)in.size);
-        count_error(r, status);
+        api_count_error(r, status);
         struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
         if (resp)
             MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
-        return queue(r, status, resp, "application/json; charset=utf-8");
+        return api_queue(r, status, resp, "application/json; charset=utf-8");
     }
     char detail[STORE_UID_MAX + 64];
     snprintf(detail, sizeof detail, "%s bytes=%llu+%llu", in.sop_uid, (unsigned long long)off,
              (unsigned long long)len);
-    if (audit(r, "read-instance", in.study_uid, detail) < 0)
-        return send_audit_failed(r, NULL);
+    if (api_req_audit(r, "read-instance", in.study_uid, detail) < 0)
+        return api_send_audit_failed(r, NULL);
     return send_file(r, &in, status, off, len, p->v[API_P_OFFSET] || p->v[API_P_LENGTH]);
 }
 
 /* ---- health, metrics ----------------------------------------------- */
 
-static enum MHD_Result h_health(req *r, const api_params *p)
+static int h_health(req *r, const api_params *p)
 {
     (void)p;
     jbuf b = {0};
     int rc = api_render_health(&b, &r->a->status, api_mono_ms());
-    return send_json(r, rc < 0 ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, &b);
+    return api_send_json(r, rc < 0 ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, &b);
 }
 
-static enum MHD_Result h_tasks(req *r, const api_params *p)
+static int h_tasks(req *r, const api_params *p)
 {
     (void)p;
     jbuf b = {0};
     int rc = api_render_tasks(&b, r->a->st, api_now_ms());
-    return send_json(r, rc < 0 ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, &b);
+    return api_send_json(r, rc < 0 ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, &b);
 }
 
-static enum MHD_Result h_metrics(req *r, const api_params *p)
+static int h_metrics(req *r, const api_params *p)
 {
     (void)p;
     jbuf b = {0};
     api_render_metrics(&b, &r->a->status, api_mono_ms());
-    return send_body(r, MHD_HTTP_OK, &b, "text/plain; version=0.0.4; charset=utf-8");
+    return api_send_body(r, MHD_HTTP_OK, &b, "text/plain; version=0.0.4; charset=utf-8");
 }
 
 /* ---- routing ------------------------------------------------------- */
@@ -415,30 +396,71 @@ static enum MHD_Result h_metrics(req *r, const api_params *p)
 #define PB(x) (1u << (x))
 #define ANY_PARAMS 0xFFFFFFFFu /* health and metrics ignore the query */
 
-/* "/prefix" exact, or "/prefix{UID}suffix" when suffix is set. */
+/* Who may ask (a facility API key: "Authorization: Bearer TOKEN"). */
+enum route_auth {
+    AUTH_OPEN,       /* health and metrics: no patient data */
+    AUTH_PATIENT,    /* patient data: a key once the hub has keys; before
+                      * that, to loopback clients only */
+    AUTH_KEY,        /* lookups, repeats, peers: always a key */
+};
+
+/* "/prefix" exact, or "/prefix{UID}suffix" when suffix is set; peer
+ * routes are "/api/v1/peers/{hub}" + prefix + {ID} + suffix. */
 static const struct route {
     const char *prefix, *suffix;
-    enum MHD_Result (*fn)(req *, const api_params *);
+    int (*fn)(req *, const api_params *);
     unsigned params;
+    unsigned char auth, post, peer;
 } routes[] = {
     {"/api/v1/studies", NULL, h_studies,
      PB(API_P_PATIENT_ID) | PB(API_P_STUDY_DATE) | PB(API_P_MODALITY) | PB(API_P_ACCESSION) |
-         PB(API_P_STUDY_UID) | PB(API_P_STATE) | PB(API_P_OFFSET) | PB(API_P_LIMIT)},
-    {"/api/v1/studies/", "", h_study, 0},
-    {"/api/v1/instances/", "/file", h_file, PB(API_P_OFFSET) | PB(API_P_LENGTH)},
-    {"/api/v1/instances/", "/conflicts", h_conflicts, 0},
-    {"/api/v1/health", NULL, h_health, ANY_PARAMS},
-    {"/api/v1/tasks", NULL, h_tasks, 0},
-    {"/metrics", NULL, h_metrics, ANY_PARAMS},
+         PB(API_P_STUDY_UID) | PB(API_P_STATE) | PB(API_P_OFFSET) | PB(API_P_LIMIT), AUTH_PATIENT, 0, 0},
+    {"/api/v1/studies/", "", h_study, 0, AUTH_PATIENT, 0, 0},
+    {"/api/v1/instances/", "/file", h_file, PB(API_P_OFFSET) | PB(API_P_LENGTH), AUTH_PATIENT, 0, 0},
+    {"/api/v1/instances/", "/preview.png", api_h_preview, 0, AUTH_PATIENT, 0, 0},
+    {"/api/v1/instances/", "/conflicts", h_conflicts, 0, AUTH_PATIENT, 0, 0},
+    {"/api/v1/reports", NULL, api_h_reports,
+     PB(API_P_PATIENT_ID) | PB(API_P_SINCE) | PB(API_P_TYPE) | PB(API_P_SCOPE), AUTH_KEY, 0, 0},
+    {"/api/v1/reports/", "", api_h_report, 0, AUTH_KEY, 0, 0},
+    {"/api/v1/exams/", "/repeat", api_h_repeat, 0, AUTH_KEY, 1, 0},
+    {"/instances/", "/file", api_h_peer_file, PB(API_P_OFFSET) | PB(API_P_LENGTH), AUTH_KEY, 0, 1},
+    {"/instances/", "/preview.png", api_h_peer_preview, 0, AUTH_KEY, 0, 1},
+    {"/reports/", "", api_h_peer_report, 0, AUTH_KEY, 0, 1},
+    {"/api/v1/health", NULL, h_health, ANY_PARAMS, AUTH_OPEN, 0, 0},
+    {"/api/v1/tasks", NULL, h_tasks, 0, AUTH_PATIENT, 0, 0},
+    {"/metrics", NULL, h_metrics, ANY_PARAMS, AUTH_OPEN, 0, 0},
 };
+
+#define PEERS_PREFIX "/api/v1/peers/"
+
+/* /api/v1/peers/{hub}/rest: r->peer gets hub, *rest the path after it. */
+static bool split_peer(req *r, const char **rest)
+{
+    size_t pl = strlen(PEERS_PREFIX);
+    if (strncmp(r->url, PEERS_PREFIX, pl))
+        return false;
+    const char *name = r->url + pl, *slash = strchr(name, '/');
+    if (!slash || slash == name || (size_t)(slash - name) >= sizeof r->peerbuf)
+        return false;
+    snprintf(r->peerbuf, sizeof r->peerbuf, "%.*s", (int)(slash - name), name);
+    r->peer = r->peerbuf;
+    *rest = slash;
+    return true;
+}
 
 static const struct route *route_of(req *r)
 {
-    size_t ul = strlen(r->url);
+    const char *url = r->url, *rest = NULL;
+    bool via_peer = split_peer(r, &rest);
+    if (via_peer)
+        url = rest;
+    size_t ul = strlen(url);
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         const struct route *rt = &routes[i];
+        if (rt->peer != via_peer)
+            continue;
         size_t pl = strlen(rt->prefix);
-        if (strncmp(r->url, rt->prefix, pl))
+        if (strncmp(url, rt->prefix, pl))
             continue;
         if (!rt->suffix) {
             if (ul == pl)
@@ -446,15 +468,15 @@ static const struct route *route_of(req *r)
             continue;
         }
         size_t sl = strlen(rt->suffix);
-        if (ul < pl + sl + 1 || strcmp(r->url + ul - sl, rt->suffix))
+        if (ul < pl + sl + 1 || strcmp(url + ul - sl, rt->suffix))
             continue;
         size_t al = ul - pl - sl;
-        if (memchr(r->url + pl, '/', al))
+        if (memchr(url + pl, '/', al))
             continue;
         /* An argument too long for a UID is kept short so that the
          * handler's check fails with 400, not a silent truncation. */
         snprintf(r->argbuf, sizeof r->argbuf, "%.*s", (int)(al < sizeof r->argbuf - 1 ? al : sizeof r->argbuf - 1),
-                 r->url + pl);
+                 url + pl);
         r->arg = r->argbuf;
         return rt;
     }
@@ -468,16 +490,122 @@ static enum MHD_Result collect_param(void *cls, enum MHD_ValueKind kind, const c
     return MHD_YES;
 }
 
-static void peer_of(req *r)
+/* The client's address; true when it is the loopback interface. */
+static bool peer_of(req *r)
 {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     char ip[INET6_ADDRSTRLEN] = "unknown";
     const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-    if (sa && sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, ip, sizeof ip);
-    else if (sa && sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, ip, sizeof ip);
+    bool loopback = false;
+    if (sa && sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof ip);
+        loopback = (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+    } else if (sa && sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof ip);
+        loopback = IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr);
+    }
     snprintf(r->who, sizeof r->who, "http:%s", ip);
+    return loopback;
+}
+
+static int send_auth_error(req *r, unsigned status, const char *msg)
+{
+    hub_count_error(r->a->metrics, HUB_ERR_HTTP_UNAUTHORIZED);
+    jbuf b = {0};
+    jb_puts(&b, "{\"error\":");
+    jb_str(&b, msg);
+    jb_puts(&b, ",\"path\":");
+    jb_str(&b, r->url);
+    jb_put(&b, "}", 1);
+    size_t len;
+    char *p = jb_detach(&b, &len);
+    struct MHD_Response *resp = p ? MHD_create_response_from_buffer(len, p, MHD_RESPMEM_MUST_FREE) : NULL;
+    if (!resp) {
+        free(p);
+        return MHD_NO;
+    }
+    if (status == MHD_HTTP_UNAUTHORIZED) /* RFC 6750 §3 */
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"dxhub\"");
+    return api_queue(r, status, resp, "application/json; charset=utf-8");
+}
+
+/* The facility's key, when the route wants one.  With *answered 0 the
+ * request goes on (r->who names the facility); else the refusal was
+ * queued and the result is libmicrohttpd's. */
+static int authenticate(req *r, unsigned auth, bool loopback, int *answered)
+{
+    *answered = 0;
+    if (auth == AUTH_OPEN)
+        return 0;
+    const char *h = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    bool have_keys = apikeys_count(r->a->keys) > 0;
+    if (!h) {
+        /* A hub without any key keeps its old contract: patient data for
+         * loopback clients (the hospital's own tools on the machine). */
+        if (auth == AUTH_PATIENT && !have_keys && loopback)
+            return 0;
+        *answered = 1;
+        return send_auth_error(r, MHD_HTTP_UNAUTHORIZED,
+                               have_keys || auth == AUTH_KEY
+                                   ? "an API key is required: Authorization: Bearer TOKEN (dxhub keygen --api-key)"
+                                   : "this hub has no API keys yet: patient data is served to 127.0.0.1 only");
+    }
+    size_t sl = strlen("Bearer ");
+    *answered = 1;
+    if (strncasecmp(h, "Bearer ", sl))
+        return send_auth_error(r, MHD_HTTP_UNAUTHORIZED, "the Authorization header must be: Bearer TOKEN");
+    const char *tok = h + sl;
+    while (*tok == ' ')
+        tok++;
+    size_t tl = strlen(tok);
+    while (tl && tok[tl - 1] == ' ')
+        tl--;
+    if (apikeys_check(r->a->keys, tok, tl, r->facility) < 0)
+        return send_auth_error(r, MHD_HTTP_FORBIDDEN, "API key not recognised (unknown or revoked)");
+    *answered = 0;
+    snprintf(r->who, sizeof r->who, "facility:%s", r->facility);
+    return 0;
+}
+
+/* A POST body being received (the request's context between calls). */
+typedef struct post_body {
+    const api_server *magic; /* distinguishes it from the GET marker (the server itself) */
+    size_t            len;
+    bool              too_big;
+    char              data[API_BODY_IN_MAX + 1];
+} post_body;
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe)
+{
+    (void)c;
+    (void)toe;
+    if (*req_cls && *req_cls != cls)
+        free(*req_cls);
+    *req_cls = NULL;
+}
+
+static int method_not_allowed(req *r, const char *method, bool post)
+{
+    const char *allow = post ? "POST" : "GET, HEAD";
+    api_count_error(r, MHD_HTTP_METHOD_NOT_ALLOWED);
+    jbuf b = {0};
+    jb_puts(&b, "{\"error\":\"method not allowed\",\"method\":");
+    jb_str(&b, method);
+    jb_puts(&b, ",\"path\":");
+    jb_str(&b, r->url);
+    jb_puts(&b, ",\"allow\":");
+    jb_str(&b, allow);
+    jb_put(&b, "}", 1);
+    size_t len;
+    char *p = jb_detach(&b, &len);
+    struct MHD_Response *resp = p ? MHD_create_response_from_buffer(len, p, MHD_RESPMEM_MUST_FREE) : NULL;
+    if (!resp)
+        free(p);
+    else
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    return api_queue(r, MHD_HTTP_METHOD_NOT_ALLOWED, resp, "application/json; charset=utf-8");
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -485,50 +613,65 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   void **req_cls)
 {
     (void)version;
-    (void)upload_data;
     api_server *a = cls;
     bool readonly = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
+    bool post = !strcmp(method, MHD_HTTP_METHOD_POST);
+    req r = {.a = a, .c = c, .url = url};
+    const struct route *rt = route_of(&r);
     /* libmicrohttpd calls first with the headers alone; a response queued
      * then, before the request is complete, makes it close the connection.
-     * So GET and HEAD answer on the second call (keep-alive works); other
-     * methods are refused at once and their connection closes. */
-    if (readonly && !*req_cls) {
-        *req_cls = a;
-        return MHD_YES;
-    }
-    if (readonly && *upload_data_size) {
+     * So GET and HEAD answer on the second call (keep-alive works), a POST
+     * to a POST route once its body is in; other methods are refused at
+     * once and their connection closes. */
+    if (!*req_cls) {
+        if (readonly && (!rt || !rt->post)) {
+            *req_cls = a;
+            return MHD_YES;
+        }
+        if (post && rt && rt->post) {
+            post_body *pb = calloc(1, sizeof *pb);
+            if (!pb)
+                return MHD_NO;
+            pb->magic = a;
+            *req_cls = pb;
+            return MHD_YES;
+        }
+    } else if (*upload_data_size) {
+        post_body *pb = *req_cls != a ? *req_cls : NULL;
+        if (pb && !pb->too_big) {
+            if (pb->len + *upload_data_size > API_BODY_IN_MAX)
+                pb->too_big = true;
+            else {
+                memcpy(pb->data + pb->len, upload_data, *upload_data_size);
+                pb->len += *upload_data_size;
+            }
+        }
         *upload_data_size = 0; /* a body on GET means nothing here */
         return MHD_YES;
     }
     atomic_fetch_add_explicit(&a->metrics->http_requests, 1, memory_order_relaxed);
-    req r = {.a = a, .c = c, .url = url};
-    const struct route *rt = route_of(&r);
     if (!rt)
-        return send_error(&r, MHD_HTTP_NOT_FOUND, "not found");
-    if (!readonly) {
-        count_error(&r, MHD_HTTP_METHOD_NOT_ALLOWED);
-        jbuf b = {0};
-        jb_puts(&b, "{\"error\":\"method not allowed\",\"method\":");
-        jb_str(&b, method);
-        jb_puts(&b, ",\"path\":");
-        jb_str(&b, url);
-        jb_puts(&b, ",\"allow\":\"GET, HEAD\"}");
-        size_t len;
-        char *p = jb_detach(&b, &len);
-        struct MHD_Response *resp = p ? MHD_create_response_from_buffer(len, p, MHD_RESPMEM_MUST_FREE) : NULL;
-        if (!resp)
-            free(p);
-        else
-            MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-        return queue(&r, MHD_HTTP_METHOD_NOT_ALLOWED, resp, "application/json; charset=utf-8");
-    }
+        return api_send_error(&r, MHD_HTTP_NOT_FOUND, "not found");
+    if (rt->post ? !post : !readonly)
+        return method_not_allowed(&r, method, rt->post);
     api_params p = {.allowed = rt->params};
     if (rt->params != ANY_PARAMS) {
         MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_param, &p);
         if (p.bad)
-            return send_bad_param(&r, p.bad, p.bad_why);
+            return api_send_bad_param(&r, p.bad, p.bad_why);
     }
-    peer_of(&r);
+    bool loopback = peer_of(&r);
+    int answered, rc = authenticate(&r, rt->auth, loopback, &answered);
+    if (answered)
+        return rc;
+    if (rt->post) {
+        post_body *pb = *req_cls;
+        if (pb->too_big)
+            return api_send_error(&r, 413 /* Content Too Large */, "request body too large");
+        pb->data[pb->len] = 0;
+        r.body = pb->data;
+        r.body_len = pb->len;
+    }
     return rt->fn(&r, &p);
 }
 
@@ -619,10 +762,17 @@ int api_start(const api_config *cfg, api_server **out, char *err, size_t errlen)
         goto nomem;
     a->st = cfg->st;
     a->metrics = cfg->metrics ? cfg->metrics : &a->own_metrics;
+    a->keys = cfg->keys;
+    a->recog = cfg->recog;
+    a->peers = cfg->peers;
+    snprintf(a->name, sizeof a->name, "%s", cfg->name ? cfg->name : "hub");
     if (!(a->cache = api_hcache_new(HCACHE_BYTES)) || !(a->bcache = api_bcache_new(BCACHE_BYTES)) ||
+        !(a->counters = api_counters_new()) ||
         api_auditor_start(a->st, a->metrics, &a->auditor) < 0)
         goto nomem;
-    a->status = (api_status){.st = cfg->st, .metrics = a->metrics, .started_mono_ms = api_mono_ms()};
+    a->status = (api_status){.st = cfg->st, .metrics = a->metrics, .started_mono_ms = api_mono_ms(),
+                             .counters = a->counters};
+    api_counters_load(a->counters, a->st);
     rc = listen_on(cfg->bind ? cfg->bind : "127.0.0.1", cfg->port, &fd, &a->port, &v6, err, errlen);
     if (rc < 0)
         goto fail;
@@ -631,6 +781,7 @@ int api_start(const api_config *cfg, api_server **out, char *err, size_t errlen)
                             MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
                             MHD_OPTION_THREAD_POOL_SIZE, thread_count(cfg->threads),
                             MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
                             MHD_OPTION_END);
     if (!a->d) {
@@ -649,6 +800,7 @@ fail:
         api_auditor_stop(&a->auditor);
         api_bcache_free(&a->bcache);
         api_hcache_free(&a->cache);
+        api_counters_free(&a->counters);
         free(a);
     }
     return rc;
@@ -665,6 +817,7 @@ void api_stop(api_server **ap)
     api_auditor_stop(&a->auditor); /* after the last request: writes every queued record */
     api_bcache_free(&a->bcache);
     api_hcache_free(&a->cache);
+    api_counters_free(&a->counters);
     free(a);
     *ap = NULL;
 }

@@ -1,6 +1,6 @@
 /* api.h — the hub's HTTP API (libmicrohttpd), hub-private.
  *
- * Routes (GET and HEAD; anything else on a known path is 405):
+ * Routes (GET and HEAD unless said; another method on a known path is 405):
  *   /api/v1/studies                       study list, filtered and paged
  *   /api/v1/studies/{StudyInstanceUID}    a study, its series and instances (DICOM JSON)
  *   /api/v1/instances/{SOPInstanceUID}/file
@@ -12,8 +12,22 @@
  *                                         other content received under it, kept
  *                                         apart (the study detail lists their
  *                                         digests in the instance's dxhub.conflicts)
+ *   /api/v1/instances/{SOPInstanceUID}/preview.png   frame 1 through the display pipeline
+ *   /api/v1/reports?PatientID=&since=&type=&scope=   a patient's signed exams with
+ *                                         recognition (api_reports.c; scope
+ *                                         consortium, the default, asks the peer hubs)
+ *   /api/v1/reports/{id}                  the report's bytes, signature, chain, exam
+ *   POST /api/v1/exams/{StudyInstanceUID}/repeat     a physician repeats an exam
+ *   /api/v1/peers/{hub}/instances/{uid}/file, .../preview.png, /api/v1/peers/{hub}/reports/{id}
+ *                                         another hub's, through the peer link (api_peer.c)
+ *   /api/v1/tasks                         the reading worklist
  *   /api/v1/health                        JSON status for people and probes
  *   /metrics                              Prometheus text format
+ * Authentication: a facility API key (Authorization: Bearer TOKEN,
+ * apikeys.h) for lookups, repeats and peers always; for the other
+ * patient-data routes once the hub has any key (before that, loopback
+ * clients only); health and metrics are open.  401 without a key, 403
+ * with one the hub does not know.
  * Unknown paths answer 404, bad query parameters 400 naming the parameter,
  * both as JSON ({"error":..}).  Every access to patient data (list, detail,
  * instance bytes) appends an audit record through store_audit (who
@@ -39,7 +53,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "hub/apikeys.h"
 #include "hub/metrics.h"
+#include "hub/peer.h"
+#include "hub/recog.h"
 #include "hub/store.h"
 
 typedef struct api_server api_server;
@@ -50,6 +67,10 @@ typedef struct api_config {
     store       *st;      /* borrowed; must outlive the server (api_stop first) */
     hub_metrics *metrics; /* borrowed; may be NULL (the server then keeps its own) */
     int          threads; /* request threads; 0: two per online CPU, at least 4 */
+    apikeys     *keys;    /* borrowed; NULL: no facility keys (lookups refused) */
+    recog       *recog;   /* borrowed; NULL: no lookups (404) */
+    peers       *peers;   /* borrowed; NULL: this hub asks no other hub */
+    const char  *name;    /* this hub's name in lookup answers; NULL: "hub" */
 } api_config;
 
 /* Bind, listen and start serving.  On failure returns a negative errno-like
@@ -62,5 +83,13 @@ uint16_t api_port(const api_server *a);
 
 /* Stop accepting, finish the requests in flight, free.  NULL-safe; NULLs *a. */
 void api_stop(api_server **a);
+
+/* What this hub answers another hub (peer.h's peer_handlers, ctx the
+ * api_server): the local exams of a lookup, a report, a preview, each
+ * audited as who. */
+int api_peer_lookup(void *a, const peer_lookup_q *q, const char *who, char **out, size_t *len);
+int api_peer_report(void *a, const char *id, const char *link_prefix, const char *who, char **out, size_t *len);
+int api_peer_preview(void *a, const char *sop, const char *who, char **out, size_t *len, char *why, size_t whylen);
+int api_peer_audit(void *a, const char *who, const char *what, const char *study, const char *detail);
 
 #endif

@@ -155,5 +155,6 @@ int api_render_metrics(jbuf *b, api_status *s, int64_t now)
         store_gauges(b, &ss);
     }
     process_counters(b, s->metrics);
+    api_render_lookup_metrics(b, s->counters);
     return rc;
 }

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "hub/api.h"
 #include "hub/metrics.h"
 #include "hub/store.h"
 
@@ -124,7 +125,7 @@ void api_auditor_stop(api_auditor **a);
 
 typedef enum api_param_id {
     API_P_PATIENT_ID, API_P_STUDY_DATE, API_P_MODALITY, API_P_ACCESSION, API_P_STUDY_UID, API_P_STATE,
-    API_P_OFFSET, API_P_LIMIT, API_P_LENGTH, API_P_COUNT
+    API_P_OFFSET, API_P_LIMIT, API_P_LENGTH, API_P_SINCE, API_P_TYPE, API_P_SCOPE, API_P_COUNT
 } api_param_id;
 
 typedef struct api_param_name {
@@ -161,12 +162,15 @@ bool api_parse_uint(const char *s, uint64_t max, uint64_t *out);
  * many studies were shown. */
 void api_list_audit_detail(const api_params *p, size_t shown, int total, char *out, size_t n);
 
+typedef struct api_counters api_counters; /* api_reports.c */
+
 /* ---- health and metrics (api_metrics.c) ---------------------------- */
 
 /* What /health and /metrics know besides the store: process counters,
  * start time, and when the store last refused data (STORE_FULL). */
 typedef struct api_status {
     store            *st;
+    api_counters     *counters;
     hub_metrics      *metrics;
     int64_t           started_mono_ms;
     _Atomic uint64_t  last_full_count;   /* put_full seen at the last look */
@@ -185,7 +189,81 @@ int api_render_health(jbuf *b, api_status *s, int64_t now_mono_ms);
 /* Prometheus text exposition format 0.0.4. */
 int api_render_metrics(jbuf *b, api_status *s, int64_t now_mono_ms);
 
+/* ---- lookups and repeats (api_reports.c) ------------------------- */
+
+/* Per asking facility: exams answered recognised / not, and repeats by
+ * reason; rendered on /metrics.  Thread-safe; bounded (API_COUNTER_ROWS). */
+#define API_COUNTER_ROWS 1024
+typedef struct api_counters api_counters;
+api_counters *api_counters_new(void);
+void          api_counters_free(api_counters **c);
+void          api_count_lookup(api_counters *c, const char *facility, unsigned recognised, unsigned not_recognised);
+void          api_count_repeat(api_counters *c, const char *facility, const char *reason);
+void          api_render_lookup_metrics(jbuf *b, api_counters *c);
+/* The repeats recorded in the store (at start: counters survive restarts). */
+void          api_counters_load(api_counters *c, store *st);
+
 int64_t api_now_ms(void);      /* wall clock, for audit records and "received" times */
 int64_t api_mono_ms(void);     /* monotonic, for uptime and recency */
+
+/* ---- the server and one request (api.c), for handlers in api_*.c -- */
+
+struct MHD_Connection;
+struct MHD_Daemon;
+struct MHD_Response;
+
+struct api_server {
+    struct MHD_Daemon *d;
+    store             *st;
+    hub_metrics       *metrics;
+    hub_metrics        own_metrics; /* when the caller passes none */
+    api_hcache        *cache;   /* instance headers as DICOM JSON */
+    api_bcache        *bcache;  /* whole study details */
+    api_auditor       *auditor;
+    api_status         status;
+    api_counters      *counters;
+    apikeys           *keys;
+    recog             *recog;
+    peers             *peers;
+    char               name[PEER_NAME_MAX];
+    uint16_t           port;
+};
+
+#define API_BODY_IN_MAX 16384 /* a POST body */
+
+/* One request being answered. */
+typedef struct api_req {
+    api_server            *a;
+    struct MHD_Connection *c;
+    const char            *url;
+    const char            *arg;     /* the {UID} of the route, NUL-terminated copy in argbuf */
+    char                   argbuf[STORE_UID_MAX + 1];
+    const char            *peer;    /* /api/v1/peers/{name}/...: the name (in peerbuf) */
+    char                   peerbuf[PEER_NAME_MAX];
+    char                   who[80]; /* "facility:<name>" with a key, else "http:<peer ip>" */
+    char                   facility[APIKEY_FACILITY_MAX]; /* "" without a key */
+    const char            *body;    /* POST: the request body (NUL-terminated) */
+    size_t                 body_len;
+} api_req;
+
+/* Each returns libmicrohttpd's MHD_YES/MHD_NO (an int here). */
+int  api_queue(api_req *r, unsigned status, struct MHD_Response *resp, const char *type);
+int  api_send_body(api_req *r, unsigned status, jbuf *b, const char *type);
+int  api_send_json(api_req *r, unsigned status, jbuf *b);
+int  api_send_error(api_req *r, unsigned status, const char *msg);
+int  api_send_bad_param(api_req *r, const char *name, const char *why);
+int  api_send_audit_failed(api_req *r, jbuf *discard);
+void api_count_error(api_req *r, unsigned status);
+/* Queue the access's audit record (before any patient data leaves). */
+int  api_req_audit(api_req *r, const char *what, const char *study_uid, const char *detail);
+
+/* Handlers of api_reports.c and api_peer.c. */
+int api_h_reports(api_req *r, const api_params *p);
+int api_h_report(api_req *r, const api_params *p);
+int api_h_repeat(api_req *r, const api_params *p);
+int api_h_preview(api_req *r, const api_params *p);
+int api_h_peer_file(api_req *r, const api_params *p);
+int api_h_peer_preview(api_req *r, const api_params *p);
+int api_h_peer_report(api_req *r, const api_params *p);
 
 #endif

@@ -18,6 +18,9 @@ const api_param_name api_param_names[API_P_COUNT] = {
     [API_P_OFFSET] = {"offset", NULL},
     [API_P_LIMIT] = {"limit", NULL},
     [API_P_LENGTH] = {"length", NULL},
+    [API_P_SINCE] = {"since", NULL},
+    [API_P_TYPE] = {"type", NULL},
+    [API_P_SCOPE] = {"scope", NULL},
 };
 
 void api_params_add(api_params *p, const char *key, const char *value)

@@ -2,11 +2,13 @@
  * --revoke, --crl or --facility the X.509 material of signed reports:
  * pki.h) and `dxhub allow` (the hub's allow-list of public keys and
  * their roles). */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "hub/apikeys.h"
 #include "hub/cmd.h"
 #include "hub/keys.h"
 #include "hub/pki.h"
@@ -32,10 +34,18 @@ static const char keygen_usage[] =
     "  dxhub keygen --crl --ca CADIR [--crl-days N]\n"
     "      re-signs CADIR/crl.pem unchanged (publish a fresh CRL before nextUpdate)\n"
     "  The CA key's passphrase, when it has one: --ca-passphrase-file, else\n"
-    "  $DXHUB_CA_PASSPHRASE, else asked on the terminal.\n";
+    "  $DXHUB_CA_PASSPHRASE, else asked on the terminal.\n"
+    "\n"
+    "API keys for the hub's HTTP API (another facility's lookups):\n"
+    "  dxhub keygen --api-key FACILITY --keys HUBKEYS\n"
+    "      prints a new token once (give it to the facility: Authorization: Bearer\n"
+    "      TOKEN); HUBKEYS/api-keys.txt keeps only its SHA-256; kill -HUP the hub\n"
+    "  dxhub keygen --revoke-api-key FACILITY --keys HUBKEYS\n"
+    "      removes every key of FACILITY\n";
 
 typedef struct keygen_opts {
     const char *keys, *name, *facility, *reader, *role, *revoke, *cadir, *alg, *passf, *ca_passf;
+    const char *api_key, *revoke_api_key;
     int         ca, crl, days_set, days, crl_days;
 } keygen_opts;
 
@@ -168,6 +178,40 @@ static int keygen_revoke(const keygen_opts *o)
     return 0;
 }
 
+/* A facility's API key: printed once, only its hash kept (apikeys.h). */
+static int keygen_api_key(const keygen_opts *o)
+{
+    const char *facility = o->api_key ? o->api_key : o->revoke_api_key;
+    if (!o->keys) {
+        dx_errorf("keygen", "--keys HUBKEYS is required (the hub's keys folder, DATA/keys)");
+        return 2;
+    }
+    if (!apikeys_facility_valid(facility)) {
+        dx_errorf("keygen", "facility '%s': letters, digits, '.', '_' and '-', 1 to 63", facility);
+        return 2;
+    }
+    char err[512];
+    if (o->revoke_api_key) {
+        int n = apikeys_revoke(o->keys, facility, err, sizeof err);
+        if (n < 0) {
+            dx_errorf("keygen", "%s", err);
+            return n == -ENOENT ? 2 : 1;
+        }
+        printf("%d API key%s of %s revoked in %s/%s; kill -HUP the hub\n", n, n == 1 ? "" : "s", facility, o->keys,
+               APIKEYS_FILE);
+        return 0;
+    }
+    char token[APIKEY_TOKEN_LEN + 1];
+    if (apikeys_issue(o->keys, facility, token, err, sizeof err) < 0) {
+        dx_errorf("keygen", "%s", err);
+        return 1;
+    }
+    printf("%s\n", token);
+    fprintf(stderr, "API key for %s: shown once above (only its hash is in %s/%s); kill -HUP the hub to use it\n",
+            facility, o->keys, APIKEYS_FILE);
+    return 0;
+}
+
 int cmd_keygen(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -178,6 +222,7 @@ int cmd_keygen(int argc, char **argv)
         {"alg", required_argument, NULL, 'a'},        {"days", required_argument, NULL, 'd'},
         {"crl-days", required_argument, NULL, 'D'},   {"passphrase-file", required_argument, NULL, 'p'},
         {"ca-passphrase-file", required_argument, NULL, 'P'},
+        {"api-key", required_argument, NULL, 'A'},    {"revoke-api-key", required_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},             {0, 0, 0, 0}};
     keygen_opts k = {.crl_days = 30};
     int o, x509 = 0;
@@ -205,6 +250,8 @@ int cmd_keygen(int argc, char **argv)
         case 'a': k.alg = optarg; break;
         case 'p': k.passf = optarg; break;
         case 'P': k.ca_passf = optarg; break;
+        case 'A': k.api_key = optarg; break;
+        case 'V': k.revoke_api_key = optarg; break;
         case 'd':
         case 'D':
             if (parse_int(optarg, o == 'd' ? &k.days : &k.crl_days) < 0 || (o == 'D' && k.crl_days <= 0) ||
@@ -221,6 +268,13 @@ int cmd_keygen(int argc, char **argv)
     }
     if (optind != argc) {
         dx_errorf("keygen", "unexpected argument '%s' ('dxhub keygen --help')", argv[optind]);
+        return 2;
+    }
+    if (k.api_key || k.revoke_api_key) {
+        if (x509 || k.name || (k.api_key && k.revoke_api_key))
+            dx_errorf("keygen", "--api-key and --revoke-api-key take --keys only");
+        else
+            return keygen_api_key(&k);
         return 2;
     }
     if (x509) {

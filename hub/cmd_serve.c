@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "hub/cmd.h"
 #include "hub/config.h"
 #include "hub/log.h"
@@ -44,13 +45,23 @@ static const cfg_option serve_options[] = {
     {"store", "retain-days", CFG_INT, S(c.retain_days), NULL, 0, 1000000, NULL, "N",
      "evict completed studies older than N days, signed first (default: keep everything)"},
     {"store", "map-size", CFG_SIZE, S(c.map_size), "16G", 0, 0, NULL, "BYTES", "LMDB map size (K/M/G suffixes)"},
+    {"lookup", "name", CFG_STRING, S(c.name), "hub", 1, 63, NULL, "NAME", "this hub's name in lookup answers"},
+    {"lookup", "peer-port", CFG_PORT, S(c.peer_port), "5572", 0, 0, NULL, "N",
+     "ZeroMQ port for the consortium's other hubs"},
+    {"lookup", "peers", CFG_STRING, S(c.peers_file), NULL, 0, 0, NULL, "FILE",
+     "the other hubs to ask, NAME tcp://HOST:PORT PUBKEY per line (default DATA/peers.conf)"},
+    {"lookup", "peer-timeout-ms", CFG_INT, S(c.peer_timeout_ms), "2000", 10, 600000, NULL, "N",
+     "how long a lookup waits for another hub"},
+    {"lookup", "recognition", CFG_STRING, S(c.recognition), NULL, 0, 0, NULL, "FILE",
+     "recognition rules: consortium, mark, members, validity (default DATA/recognition.conf; embedded defaults without it)"},
 };
 
 const cfg_role serve_role = {
     .name = "serve",
     .synopsis = "usage: dxhub serve [--config FILE] [OPTIONS]\n"
                 "  the hub: receives DICOM (C-STORE), stores it durably in LMDB, decides when\n"
-                "  studies are complete, serves the HTTP API\n",
+                "  studies are complete, serves the HTTP API and lookups across the consortium\n"
+                "  (facility API keys: dxhub keygen --api-key FACILITY --keys DATA/keys)\n",
     .opts = serve_options,
     .n_opts = sizeof serve_options / sizeof serve_options[0],
 };
@@ -78,6 +89,21 @@ int cmd_serve(int argc, char **argv)
         dx_errorf("serve", "--log: %s", err);
         cfg_release(&own);
         return 1;
+    }
+    size_t nl = strlen(s.c.name);
+    if (!nl || nl > 63 || strspn(s.c.name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != nl) {
+        dx_errorf("serve", "name: letters, digits, '.', '_', '-', 1 to 63");
+        cfg_release(&own);
+        return 2;
+    }
+    char peers_file[4200], recognition[4200];
+    if (!s.c.peers_file) {
+        snprintf(peers_file, sizeof peers_file, "%s/peers.conf", s.c.data_dir);
+        s.c.peers_file = peers_file;
+    }
+    if (!s.c.recognition) {
+        snprintf(recognition, sizeof recognition, "%s/recognition.conf", s.c.data_dir);
+        s.c.recognition = recognition;
     }
     rc = serve_run(&s.c);
     cfg_release(&own);

@@ -98,9 +98,14 @@ static int http_get(const hub_url *u, const char *path, char **out, size_t *len)
     int fd = -1, rc = connect_to(u, &fd);
     if (rc < 0)
         return rc;
-    char req[512];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: %s:%s\r\nAccept: application/json\r\n\r\n", path,
-                     u->host, u->port);
+    /* A hub with facility API keys wants one for the worklist. */
+    const char *key = getenv("DXHUB_API_KEY");
+    char auth[160] = "";
+    if (key && *key)
+        snprintf(auth, sizeof auth, "Authorization: Bearer %.100s\r\n", key);
+    char req[640];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: %s:%s\r\nAccept: application/json\r\n%s\r\n", path,
+                     u->host, u->port, auth);
     char *buf = malloc(STATUS_MAX_REPLY + 1);
     size_t got = 0;
     if (!buf)
@@ -169,6 +174,12 @@ static void print_worklist(const hub_url *u)
     size_t len;
     if (http_get(u, "/api/v1/tasks", &reply, &len) < 0)
         return;
+    int code = 0;
+    if (sscanf(reply, "HTTP/1.%*d %d", &code) == 1 && (code == 401 || code == 403)) {
+        printf("worklist   (the hub wants an API key: set DXHUB_API_KEY, see dxhub keygen --api-key)\n");
+        free(reply);
+        return;
+    }
     char *body = strstr(reply, "\r\n\r\n");
     json_error_t je;
     json_t *t = body ? json_loads(body + 4, 0, &je) : NULL;

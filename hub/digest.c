@@ -1,6 +1,7 @@
 /* digest.c — SHA-256 through OpenSSL's EVP interface. */
 #include <errno.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -10,13 +11,28 @@ struct digest_ctx {
     EVP_MD_CTX *md;
 };
 
+/* OpenSSL 3 looks an algorithm up in its provider tables (under a global
+ * lock) on every init with EVP_sha256(); fetched once, lookups that hash
+ * ten reports per request stop queueing on that lock.  Set once, then
+ * only read: in effect a constant. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void fetch_sha256(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
+
+static const EVP_MD *sha256(void)
+{
+    pthread_once(&sha256_once, fetch_sha256);
+    return sha256_md ? sha256_md : EVP_sha256();
+}
+
 digest_ctx *digest_new(void)
 {
     digest_ctx *d = calloc(1, sizeof *d);
     if (!d)
         return NULL;
     d->md = EVP_MD_CTX_new();
-    if (!d->md || !EVP_DigestInit_ex(d->md, EVP_sha256(), NULL)) {
+    if (!d->md || !EVP_DigestInit_ex(d->md, sha256(), NULL)) {
         EVP_MD_CTX_free(d->md);
         free(d);
         return NULL;
@@ -38,7 +54,7 @@ void digest_final(digest_ctx **dp, uint8_t out[32])
 int digest_fd(int fd, uint64_t offset, uint8_t out[32])
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+    if (!md || !EVP_DigestInit_ex(md, sha256(), NULL)) {
         EVP_MD_CTX_free(md);
         return -ENOMEM;
     }

@@ -235,6 +235,16 @@ int allowlist_role(allowlist *a, const unsigned char key[32], char *role, size_t
     return rc;
 }
 
+int allowlist_has_role(allowlist *a, const char *role)
+{
+    int found = 0;
+    pthread_mutex_lock(&a->mu);
+    for (size_t i = 0; i < a->n && !found; i++)
+        found = !strcmp(a->e[i].role, role);
+    pthread_mutex_unlock(&a->mu);
+    return found;
+}
+
 int allowlist_edit(const char *dir, const char *pub, const char *role, int revoke, char *err, size_t errlen)
 {
     if (!revoke && !keys_role_valid(role)) {

@@ -36,6 +36,8 @@ void       allowlist_free(allowlist **a);
 int        allowlist_load(allowlist *a, const char *dir, char *err, size_t errlen);
 /* Role of a 32-byte binary public key into role[n]; 0 or -1 unknown. */
 int        allowlist_role(allowlist *a, const unsigned char key[32], char *role, size_t n);
+/* Whether some key holds exactly this role ("edge:clinic1"). */
+int        allowlist_has_role(allowlist *a, const char *role);
 /* Add (or with revoke, remove) a key in DIR/allow.txt, atomically. */
 int        allowlist_edit(const char *dir, const char *pub_z85, const char *role, int revoke,
                           char *err, size_t errlen);

@@ -16,7 +16,10 @@
 #include <zmq.h>
 #include "codecs/codecs.h"
 #include "hub/api.h"
+#include "hub/apikeys.h"
 #include "hub/keys.h"
+#include "hub/peer.h"
+#include "hub/recog.h"
 #include "hub/link.h"
 #include "hub/reader_link.h"
 #include "hub/readers.h"
@@ -27,6 +30,7 @@
 #include "hub/log.h"
 #include "hub/metrics.h"
 #include "hub/serve.h"
+#include "hub/store_lookup.h"
 #include "hub/store.h"
 
 typedef struct hub {
@@ -43,6 +47,10 @@ typedef struct hub {
     /* NULL until a trust list loads (at start or on SIGHUP); read by the
      * reader link's thread, set by the main loop, freed after both stop. */
     report_verifier *_Atomic verifier;
+    apikeys            *apikeys;
+    recog              *recog;
+    peers              *peers;
+    _Atomic(api_server *) api_live; /* for the peer link's thread, once the API serves */
     keypair             kp;
     hub_metrics         metrics;
     char                spool[4096];
@@ -266,6 +274,63 @@ static void on_refused_key(void *ctx, const char *addr, const char *key)
     log_warn("refused a ZeroMQ peer at %s: key %s is not in the allow-list", addr, key);
 }
 
+/* Recognition: a clinic is in the consortium when its gateway's key is
+ * allowed here. */
+static bool has_edge(void *ctx, const char *facility)
+{
+    hub *h = ctx;
+    char role[96];
+    snprintf(role, sizeof role, "edge:%s", facility);
+    return allowlist_has_role(h->allow, role);
+}
+
+/* The peer link answers through the HTTP API's renderers once it serves. */
+static int peer_lookup(void *ctx, const peer_lookup_q *q, const char *who, char **out, size_t *len)
+{
+    api_server *a = atomic_load(&((hub *)ctx)->api_live);
+    return a ? api_peer_lookup(a, q, who, out, len) : -EAGAIN;
+}
+
+static int peer_report(void *ctx, const char *id, const char *prefix, const char *who, char **out, size_t *len)
+{
+    api_server *a = atomic_load(&((hub *)ctx)->api_live);
+    return a ? api_peer_report(a, id, prefix, who, out, len) : -EAGAIN;
+}
+
+static int peer_preview(void *ctx, const char *sop, const char *who, char **out, size_t *len, char *why, size_t whylen)
+{
+    api_server *a = atomic_load(&((hub *)ctx)->api_live);
+    if (!a)
+        snprintf(why, whylen, "starting");
+    return a ? api_peer_preview(a, sop, who, out, len, why, whylen) : -EAGAIN;
+}
+
+static int peer_audit(void *ctx, const char *who, const char *what, const char *study, const char *detail)
+{
+    api_server *a = atomic_load(&((hub *)ctx)->api_live);
+    return a ? api_peer_audit(a, who, what, study, detail) : -EAGAIN;
+}
+
+static void reload_lookup(hub *h)
+{
+    char err[512];
+    int n = apikeys_load(h->apikeys, h->cfg->keys_dir, err, sizeof err);
+    if (n < 0)
+        log_error("SIGHUP: API keys not reloaded (kept the old ones): %s", err);
+    else
+        log_info("SIGHUP: %d facility API keys", n);
+    recog_config *rc = NULL;
+    if (recog_config_load(h->cfg->recognition, &rc, err, sizeof err) < 0)
+        log_error("SIGHUP: recognition rules not reloaded: %s", err);
+    else
+        recog_set_config(h->recog, rc);
+    recog_trust_changed(h->recog); /* a new CRL revokes at once */
+    if ((n = peers_reload(h->peers, err, sizeof err)) < 0)
+        log_error("SIGHUP: peer hubs not reloaded: %s", err);
+    else
+        log_info("SIGHUP: %d peer hubs", n);
+}
+
 static void on_dimse_log(void *ctx, const char *msg)
 {
     (void)ctx;
@@ -395,14 +460,56 @@ int serve_run(const serve_config *cfg)
         log_error("reader link: %s", err);
         goto out;
     }
-    api_config ac = {.bind = cfg->bind, .port = cfg->http_port, .st = h.st, .metrics = &h.metrics};
+    /* Lookups: facility keys, recognition rules, the other hubs. */
+    int backfilled = store_index_existing_reports(h.st);
+    if (backfilled > 0)
+        log_info("indexed %d signed reports stored before lookups existed", backfilled);
+    else if (backfilled < 0)
+        log_error("indexing earlier signed reports failed: %s", strerror(-backfilled));
+    h.apikeys = apikeys_new();
+    int nk = apikeys_load(h.apikeys, cfg->keys_dir, err, sizeof err);
+    if (nk < 0) {
+        log_error("API keys: %s", err);
+        rc = -1;
+        goto out;
+    }
+    if (nk == 0)
+        log_warn("no facility API keys (dxhub keygen --api-key FACILITY --keys %s): lookups are refused and patient "
+                 "data is served to 127.0.0.1 only",
+                 cfg->keys_dir);
+    recog_config *rcfg = NULL;
+    if (recog_config_load(cfg->recognition, &rcfg, err, sizeof err) < 0) {
+        log_error("recognition rules: %s", err);
+        rc = -1;
+        goto out;
+    }
+    recog_env re = {.st = h.st, .verifier = &h.verifier, .has_edge = has_edge, .has_edge_ctx = &h};
+    if ((rc = recog_new(&re, rcfg, &h.recog)) < 0) {
+        log_error("recognition: out of memory");
+        goto out;
+    }
+    peer_config pc = {.zctx = h.zctx, .bind = cfg->bind, .port = cfg->peer_port, .public_key = h.kp.pub,
+                      .secret_key = h.kp.sec, .peers_file = cfg->peers_file, .timeout_ms = cfg->peer_timeout_ms,
+                      .st = h.st, .metrics = &h.metrics,
+                      .handlers = {.lookup = peer_lookup, .report = peer_report, .preview = peer_preview,
+                                   .audit = peer_audit, .ctx = &h}};
+    if ((rc = peers_start(&pc, &h.peers, err, sizeof err)) < 0) {
+        log_error("peer link: %s", err);
+        goto out;
+    }
+    api_config ac = {.bind = cfg->bind, .port = cfg->http_port, .st = h.st, .metrics = &h.metrics,
+                     .keys = h.apikeys, .recog = h.recog, .peers = h.peers, .name = cfg->name};
     if ((rc = api_start(&ac, &h.api, err, sizeof err)) < 0) {
         log_error("HTTP API: %s", err);
         goto out;
     }
-    printf("dxhub serve: ready dicom=%s:%u aet=%s http=%s:%u edge=tcp://%s:%u readers=tcp://%s:%u data=%s key=%s/hub.pub\n",
+    atomic_store(&h.api_live, h.api);
+    char peer_ep[96];
+    snprintf(peer_ep, sizeof peer_ep, "tcp://%s:%u", cfg->bind, peers_port(h.peers));
+    printf("dxhub serve: ready dicom=%s:%u aet=%s http=%s:%u edge=tcp://%s:%u readers=tcp://%s:%u peers=%s "
+           "data=%s key=%s/hub.pub name=%s\n",
            cfg->bind, dimse_scp_port(h.scp), cfg->aet, cfg->bind, api_port(h.api), cfg->bind, link_hub_port(h.link),
-           cfg->bind, reader_link_port(h.rlink), cfg->data_dir, cfg->keys_dir);
+           cfg->bind, reader_link_port(h.rlink), peer_ep, cfg->data_dir, cfg->keys_dir, cfg->name);
     fflush(stdout);
     log_info("ready: DICOM %s:%u (AE %s), HTTP %s:%u, stable %d s", cfg->bind, dimse_scp_port(h.scp), cfg->aet,
              cfg->bind, api_port(h.api), cfg->stable_seconds);
@@ -431,6 +538,7 @@ int serve_run(const serve_config *cfg)
             else
                 log_info("SIGHUP: %d reader profiles loaded", n);
             reload_trust(&h, &vc);
+            reload_lookup(&h);
             reader_link_kick(h.rlink);
         }
         housekeeping(&h);
@@ -441,12 +549,17 @@ out:
     dimse_scp_stop(&h.scp);
     link_hub_stop(&h.link);
     reader_link_stop(&h.rlink);
+    peers_quiesce(h.peers); /* its thread answers through the API */
+    atomic_store(&h.api_live, NULL);
     api_stop(&h.api);
+    peers_stop(&h.peers); /* after the API: its requests ask other hubs */
     zap_stop(&h.zap);
     if (h.zctx)
         zmq_ctx_term(h.zctx);
     allowlist_free(&h.allow);
     readers_free(&h.profiles);
+    recog_free(&h.recog);
+    apikeys_free(&h.apikeys);
     report_verifier *v = atomic_exchange(&h.verifier, NULL);
     report_verifier_free(&v);
     store_close(&h.st);

@@ -22,6 +22,11 @@ typedef struct serve_config {
     uint16_t    reader_port;    /* --reader-port, default 5571 */
     const char *readers_file;   /* --readers, default DATA/readers.conf */
     int         lease_seconds;  /* --lease-seconds, default 60 */
+    uint16_t    peer_port;      /* --peer-port, default 5572; 0: any free port */
+    const char *peers_file;     /* --peers, default DATA/peers.conf */
+    int         peer_timeout_ms;/* --peer-timeout-ms, default 2000 */
+    const char *name;           /* --name: this hub in lookup answers (default "hub") */
+    const char *recognition;    /* --recognition, default DATA/recognition.conf */
 } serve_config;
 
 /* Runs until SIGINT or SIGTERM; returns the exit status. */

@@ -131,6 +131,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
         {"patient", MDB_DUPSORT, &s->patient}, {"pending", 0, &s->pending},
         {"conflict", 0, &s->conflict}, {"audit", MDB_INTEGERKEY, &s->audit}, {"meta", 0, &s->meta},
         {"outbox", 0, &s->outbox},   {"report", 0, &s->report},     {"report_idx", 0, &s->report_idx},
+        {"report_pat", 0, &s->report_pat}, {"report_ref", 0, &s->report_ref}, {"repeat", 0, &s->repeat},
     };
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         if ((rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | MDB_CREATE, dbs[i].dbi))) {

@@ -22,4 +22,23 @@ int store_bench_add_tasks(store *s, int n, const char *uid_prefix, const char *m
  * the number offered. */
 int store_bench_offer_batch(store *s, const wl_reader *r, int n, int64_t now_ms);
 
+/* One signed report for store_bench_add_reports: its study (one instance,
+ * sop_uid) and the exact bytes a reader submitted. */
+typedef struct store_bench_report {
+    const char *report_id, *study_uid, *sop_uid, *patient_id, *modality, *origin, *study_date;
+    const void *doc, *sig, *chain;
+    size_t      doc_len, sig_len, chain_len;
+    int64_t     reported_ms;
+} store_bench_report;
+
+/* Store n signed reports as a SUBMIT would leave them (study record in
+ * state signed, report, signature, chain, the lookup index), each study's
+ * one instance a copy of tmpl's record under its own UIDs sharing tmpl's
+ * stored bytes; make(ctx, i, out) describes report i (its pointers need
+ * to live until the next call).  One write transaction per 1000.
+ * Returns the number added, or a negative code with err filled. */
+int store_bench_add_reports(store *s, const store_instance *tmpl, int n,
+                            int (*make)(void *ctx, int i, store_bench_report *out), void *ctx, char *err,
+                            size_t errlen);
+
 #endif

@@ -17,7 +17,8 @@ typedef struct put_job put_job;
 struct store {
     char        *dir;
     MDB_env     *env;
-    MDB_dbi      inst, blob, study, series, sinst, patient, pending, conflict, audit, meta, outbox, report, report_idx;
+    MDB_dbi      inst, blob, study, series, sinst, patient, pending, conflict, audit, meta, outbox, report, report_idx,
+                 report_pat, report_ref, repeat;
     unsigned     batch_max;
     uint64_t     map_size;
     /* group commit */

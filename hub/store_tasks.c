@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "hub/store_lookup.h"
 #include "hub/store_private.h"
 #include "hub/store_tasks.h"
 #include "hub/triage.h"
@@ -357,6 +358,9 @@ int store_task_submit(store *s, const store_submission *sub, int64_t now, wl_tas
             MDB_val k = {(size_t)il, ik}, v = {0, ""};
             rc = mdb_put(txn, s->report_idx, &k, &v, 0);
         }
+        /* A signed report can be looked up by patient from now on. */
+        if (!rc && t.state == WL_SIGNED && sub->sig_len)
+            rc = store_txn_index_report(s, txn, &t, sub->report_id, now);
         if (rc) {
             snprintf(why, why_len, "storing the report failed: %s", mdb_strerror(rc));
             return finish(s, txn, store_lmdb_err(rc));

@@ -153,7 +153,7 @@ int triage_ecg_task(store *s, MDB_txn *txn, const store_study *st, wl_task *t, i
     triage_result tr;
     memset(&tr, 0, sizeof tr);
     if (why[0]) {
-        snprintf(tr.text, sizeof tr.text, "AUTO-TRIAGE: the ECG could not be analysed automatically (%.180s)", why);
+        snprintf(tr.text, sizeof tr.text, "AUTO-TRIAGE: the ECG " TRIAGE_UNANALYSED_WORDS " (%.180s)", why);
     } else {
         triage_patient p = {.sex = st->patient_sex[0] == 'M' || st->patient_sex[0] == 'F' ? st->patient_sex[0] : 0,
                             .age = triage_age(st->patient_birth_date, st->study_date)};

@@ -173,7 +173,7 @@ void triage_ecg(const ecg_measurements *m, const triage_patient *patient, triage
     for (size_t i = 0; i < ni; i++)
         put(&b, "%s%s", i ? "; " : "", items[i]);
     if (out->flags & TRIAGE_REPEAT)
-        put(&b, "%spoor signal: %s - repeat requested from the clinic", ni ? "; " : "", out->repeat);
+        put(&b, "%spoor signal: %s - " TRIAGE_REPEAT_WORDS, ni ? "; " : "", out->repeat);
 }
 
 static int digits(const char *s, size_t n, int *out)

@@ -47,6 +47,11 @@ enum triage_flag {
     TRIAGE_NOSIGNAL_F  = 1u << 11, /* no lead carries an ECG */
     TRIAGE_REPEAT      = 0xF00u,
 };
+/* Words of the task's triage text that the report index reads back
+ * (hub/store_lookup.c: an exam whose signal failed is not recognised). */
+#define TRIAGE_REPEAT_WORDS     "repeat requested from the clinic"
+#define TRIAGE_UNANALYSED_WORDS "could not be analysed automatically"
+
 /* "rate-low", "rate-high", "pause", "wide-complex-tachycardia", "stemi",
  * "lead-flat", "lead-noisy", "lead-wander", "no-signal"; NULL otherwise. */
 const char *triage_flag_name(unsigned flag);

@@ -232,8 +232,18 @@ class Hub:
         return self.data / "keys"
 
     def start(self, timeout=20):
+        self.api_key()
         self.proc.start(timeout)
         return self
+
+    def api_key(self):
+        """The facility API key these tests read the hub's HTTP API with,
+        made before the first start (a hub serves patient data without
+        keys to 127.0.0.1 only; in a namespace the client is elsewhere)."""
+        if getattr(self, "_api_key", None) is None:
+            r = run([dxhub_bin(), "keygen", "--api-key", "tests", "--keys", self.data / "keys"], check=True)
+            self._api_key = r.stdout.decode().strip()
+        return self._api_key
 
     def kill(self):
         self.proc.kill()
@@ -247,13 +257,15 @@ class Hub:
     def get(self, path, timeout=10):
         """(status, body bytes) of GET path on the hub's HTTP API."""
         url = f"http://{self.bind}:{self.http_port}{path}"
+        auth = f"Authorization: Bearer {self.api_key()}"
         if self.ns:
-            r = run(["curl", "-s", "-m", str(timeout), "-o", "/dev/stdout", "-w", "\n%{http_code}", url],
+            r = run(["curl", "-s", "-m", str(timeout), "-H", auth, "-o", "/dev/stdout", "-w", "\n%{http_code}", url],
                     ns=self.ns, timeout=timeout + 5)
             body, _, code = r.stdout.rpartition(b"\n")
             return int(code or 0), body
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
+            req = urllib.request.Request(url, headers={"Authorization": auth.split(": ", 1)[1]})
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()

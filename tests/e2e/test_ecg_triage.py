@@ -47,7 +47,7 @@ class TriageWorld:
         allow(self.keys, "edge:clinic7", keygen(edge_data / "keys", "edge"))
         self.hub = Proc([dxhub_bin(), "serve", "--data", self.base / "hub", "--keys", self.keys, "--readers",
                          self.base / "readers.conf", "--stable-seconds", 600, "--open-dicom", "--dicom-port", 0,
-                         "--http-port", 0, "--edge-port", 0, "--reader-port", 0], self.base / "hub.log", self.READY)
+                         "--http-port", 0, "--edge-port", 0, "--reader-port", 0, "--peer-port", 0], self.base / "hub.log", self.READY)
         self.edge = None
 
     def start(self):

@@ -73,7 +73,7 @@ class WorklistHub:
         self.proc = Proc([dxhub_bin(), "serve", "--data", self.base / "hub", "--keys", self.keys,
                           "--readers", self.readers_file, "--lease-seconds", LEASE_SECONDS,
                           "--stable-seconds", 600, "--open-dicom", "--dicom-port", 0, "--http-port", 0,
-                          "--edge-port", 0, "--reader-port", 0],
+                          "--edge-port", 0, "--reader-port", 0, "--peer-port", 0],
                          self.base / "hub.log", self.READY)
 
     def start(self):

@@ -53,7 +53,8 @@ class SecHub:
         (self.base / "readers.conf").write_text(READERS)
         self.proc = Proc([dxhub_bin(), "serve", "--data", self.base / "hub", "--keys", self.keys,
                           "--readers", self.base / "readers.conf", "--stable-seconds", 1, "--open-dicom",
-                          "--dicom-port", 0, "--http-port", 0, "--edge-port", 0, "--reader-port", 0],
+                          "--dicom-port", 0, "--http-port", 0, "--edge-port", 0, "--reader-port", 0,
+                          "--peer-port", 0],
                          self.base / "hub.log", self.READY)
 
     def start(self):

@@ -1,0 +1,691 @@
+/* peer.c — the consortium's hubs asking each other (peer.h).
+ *
+ * Server: one thread owns the ROUTER; each request is answered before the
+ * next is read (lookups are index scans; FETCH pieces are bounded).
+ * Client: any HTTP thread may ask; a DEALER socket is taken from a small
+ * pool (or made: CURVE handshake) for one request and given back when the
+ * answer came in time.  A socket whose answer is late is closed, so a late
+ * answer can never be read as the answer to a later question. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "hub/keys.h"
+#include "hub/log.h"
+#include "hub/peer.h"
+#include "hub/proto.h"
+#include "codecs/banned.h"
+
+_Static_assert(PEER_FETCH_MAX <= PROTO_MAX_DATA, "a FETCH piece must fit a data frame");
+
+#define PEERS_MAX     64
+#define POOL_MAX      32 /* idle sockets kept, over all peers */
+#define POLL_MS       200
+
+typedef struct peer_def {
+    char name[PEER_NAME_MAX];
+    char endpoint[256];
+    char pub[KEY_Z85_LEN + 1];
+} peer_def;
+
+typedef struct pooled {
+    peer_def def;
+    void    *sock;
+} pooled;
+
+struct peers {
+    peer_config      cfg;
+    char            *bind, *pub, *sec, *peers_file;
+    void            *router;
+    uint16_t         port;
+    pthread_t        thread;
+    bool             running;
+    volatile int     stop;
+    pthread_mutex_t  lock; /* defs and pool */
+    peer_def         defs[PEERS_MAX];
+    size_t           n;
+    pooled           pool[POOL_MAX];
+    size_t           npool;
+    _Atomic uint64_t next_id;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- peers.conf -------------------------------------------------------------- */
+
+static bool name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (!n || n >= PEER_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+              c == '.'))
+            return false;
+    }
+    return true;
+}
+
+static int load_defs(const char *path, peer_def *defs, size_t *n, char *err, size_t errlen)
+{
+    *n = 0;
+    FILE *fp = path ? fopen(path, "r") : NULL;
+    if (!fp) {
+        if (!path || errno == ENOENT)
+            return 0;
+        int rc = -errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return rc;
+    }
+    char line[1024];
+    int lineno = 0, rc = 0;
+    while (!rc && fgets(line, sizeof line, fp)) {
+        lineno++;
+        char *p = line + strspn(line, " \t");
+        if (*p == '#' || *p == '\n' || *p == '\r' || !*p)
+            continue;
+        char name[128], ep[300], key[600], kerr[256];
+        peer_def d;
+        memset(&d, 0, sizeof d);
+        if (sscanf(p, "%127s %299s %599s", name, ep, key) != 3 || !name_ok(name) || strncmp(ep, "tcp://", 6) ||
+            strlen(ep) >= sizeof d.endpoint) {
+            snprintf(err, errlen, "%s:%d: expected \"NAME tcp://HOST:PORT PUBLIC-KEY\"", path, lineno);
+            rc = -EINVAL;
+        } else if (strlen(key) != KEY_Z85_LEN && keys_read_public(key, d.pub, kerr, sizeof kerr) < 0) {
+            snprintf(err, errlen, "%s:%d: %s", path, lineno, kerr);
+            rc = -EINVAL;
+        } else if (*n == PEERS_MAX) {
+            snprintf(err, errlen, "%s:%d: more than %d peers", path, lineno, PEERS_MAX);
+            rc = -E2BIG;
+        } else {
+            snprintf(d.name, sizeof d.name, "%s", name);
+            snprintf(d.endpoint, sizeof d.endpoint, "%s", ep);
+            if (strlen(key) == KEY_Z85_LEN)
+                snprintf(d.pub, sizeof d.pub, "%s", key);
+            defs[(*n)++] = d;
+        }
+    }
+    fclose(fp);
+    return rc;
+}
+
+int peers_reload(peers *p, char *err, size_t errlen)
+{
+    peer_def *defs = calloc(PEERS_MAX, sizeof *defs);
+    if (!defs)
+        return -ENOMEM;
+    size_t n;
+    int rc = load_defs(p->peers_file, defs, &n, err, errlen);
+    if (rc == 0) {
+        pthread_mutex_lock(&p->lock);
+        memcpy(p->defs, defs, n * sizeof *defs);
+        p->n = n;
+        pthread_mutex_unlock(&p->lock);
+    }
+    free(defs);
+    return rc < 0 ? rc : (int)n;
+}
+
+size_t peers_count(peers *p)
+{
+    pthread_mutex_lock(&p->lock);
+    size_t n = p->n;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+static bool find_def(peers *p, const char *name, peer_def *out)
+{
+    bool found = false;
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < p->n && !found; i++)
+        if (!strcmp(p->defs[i].name, name)) {
+            *out = p->defs[i];
+            found = true;
+        }
+    pthread_mutex_unlock(&p->lock);
+    return found;
+}
+
+/* --- client sockets ------------------------------------------------------------ */
+
+static void *sock_get(peers *p, const peer_def *d)
+{
+    void *s = NULL;
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < p->npool; i++)
+        if (!memcmp(&p->pool[i].def, d, sizeof *d)) {
+            s = p->pool[i].sock;
+            p->pool[i] = p->pool[--p->npool];
+            break;
+        }
+    pthread_mutex_unlock(&p->lock);
+    if (s)
+        return s;
+    if (!(s = zmq_socket(p->cfg.zctx, ZMQ_DEALER)))
+        return NULL;
+    proto_tune(s);
+    if (proto_curve_client(s, p->pub, p->sec, d->pub) < 0 || zmq_connect(s, d->endpoint) != 0) {
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void sock_put(peers *p, const peer_def *d, void *s)
+{
+    pthread_mutex_lock(&p->lock);
+    if (p->npool < POOL_MAX) {
+        p->pool[p->npool++] = (pooled){.def = *d, .sock = s};
+        s = NULL;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (s)
+        zmq_close(s);
+}
+
+/* One request in flight to one peer. */
+typedef struct call {
+    peer_def  def;
+    void     *sock;
+    uint64_t  id;
+    bool      done;
+    int       status;
+    char      error[160];
+    proto_msg reply;
+} call;
+
+static int call_send(peers *p, call *c, const char *cmd, json_t *hdr)
+{
+    c->sock = sock_get(p, &c->def);
+    if (!c->sock) {
+        c->done = true;
+        c->status = -EIO;
+        snprintf(c->error, sizeof c->error, "cannot connect to %.120s", c->def.endpoint);
+        return c->status;
+    }
+    c->id = atomic_fetch_add(&p->next_id, 1) + 1;
+    json_object_set_new(hdr, "id", json_integer((json_int_t)c->id));
+    if (proto_send(c->sock, NULL, cmd, hdr, NULL, 0) < 0) {
+        zmq_close(c->sock);
+        c->sock = NULL;
+        c->done = true;
+        c->status = -EIO;
+        snprintf(c->error, sizeof c->error, "cannot send to %.120s", c->def.endpoint);
+        return c->status;
+    }
+    return 0;
+}
+
+/* Read c's answer (it is ready). */
+static void call_read(peers *p, call *c)
+{
+    char err[160];
+    int rc = proto_recv(c->sock, false, ZMQ_DONTWAIT, &c->reply, err, sizeof err);
+    if (rc == -EAGAIN)
+        return; /* a heartbeat woke us, not a message */
+    c->done = true;
+    if (rc != PROTO_OK) {
+        c->status = -EPROTO;
+        snprintf(c->error, sizeof c->error, "malformed answer: %.120s", rc < 0 ? zmq_strerror(-rc) : err);
+    } else if (proto_int(&c->reply, "id", -1) != (long long)c->id) {
+        c->status = -EPROTO;
+        snprintf(c->error, sizeof c->error, "answer to another request");
+    } else if (!strcmp(c->reply.cmd, "ERROR")) {
+        const char *e = proto_str(&c->reply, "error");
+        c->status = proto_int(&c->reply, "missing", 0) ? -ENOENT : -EPROTO;
+        snprintf(c->error, sizeof c->error, "%.150s", e ? e : "error");
+    } else {
+        c->status = 0;
+    }
+    if (c->status == 0 || c->status == -ENOENT)
+        sock_put(p, &c->def, c->sock); /* in step: reusable */
+    else
+        zmq_close(c->sock);
+    c->sock = NULL;
+}
+
+/* Wait for every call's answer until the timeout; late ones fail. */
+static void call_wait(peers *p, call *calls, size_t n)
+{
+    int timeout = p->cfg.timeout_ms > 0 ? p->cfg.timeout_ms : 2000;
+    int64_t deadline = mono_ms() + timeout;
+    for (;;) {
+        zmq_pollitem_t items[PEERS_MAX];
+        size_t idx[PEERS_MAX], k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!calls[i].done) {
+                items[k] = (zmq_pollitem_t){calls[i].sock, 0, ZMQ_POLLIN, 0};
+                idx[k++] = i;
+            }
+        int64_t left = deadline - mono_ms();
+        if (!k || left <= 0)
+            break;
+        if (zmq_poll(items, (int)k, (long)left) < 0 && zmq_errno() != EINTR)
+            break;
+        for (size_t j = 0; j < k; j++)
+            if (items[j].revents & ZMQ_POLLIN)
+                call_read(p, &calls[idx[j]]);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!calls[i].done) {
+            calls[i].done = true;
+            calls[i].status = -ETIMEDOUT;
+            snprintf(calls[i].error, sizeof calls[i].error, "no answer within %d ms", timeout);
+            zmq_close(calls[i].sock); /* a late answer must not meet the next request */
+            calls[i].sock = NULL;
+        }
+}
+
+int peers_lookup_all(peers *p, const peer_lookup_q *q, peer_answer **out, size_t *nout)
+{
+    *out = NULL;
+    *nout = 0;
+    call *calls = calloc(PEERS_MAX, sizeof *calls);
+    if (!calls)
+        return -ENOMEM;
+    pthread_mutex_lock(&p->lock);
+    size_t n = p->n;
+    for (size_t i = 0; i < n; i++)
+        calls[i].def = p->defs[i];
+    pthread_mutex_unlock(&p->lock);
+    peer_answer *a = calloc(n ? n : 1, sizeof *a);
+    if (!a) {
+        free(calls);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char prefix[128];
+        snprintf(prefix, sizeof prefix, "/api/v1/peers/%s", calls[i].def.name);
+        json_t *h = json_pack("{s:s,s:I,s:s,s:s}", "patient", q->patient_id, "since", (json_int_t)q->since_ms,
+                              "asking", q->asking ? q->asking : "", "link_prefix", prefix);
+        if (q->type)
+            json_object_set_new(h, "type", json_string(q->type));
+        call_send(p, &calls[i], "LOOKUP", h);
+        json_decref(h);
+    }
+    call_wait(p, calls, n);
+    for (size_t i = 0; i < n; i++) {
+        call *c = &calls[i];
+        snprintf(a[i].name, sizeof a[i].name, "%s", c->def.name);
+        a[i].status = c->status;
+        snprintf(a[i].error, sizeof a[i].error, "%s", c->error);
+        if (c->status == 0 && c->reply.n_data == 1 && strcmp(c->reply.cmd, "ANSWER") == 0) {
+            size_t len = zmq_msg_size(&c->reply.data[0]);
+            if ((a[i].body = malloc(len + 1))) {
+                memcpy(a[i].body, zmq_msg_data(&c->reply.data[0]), len);
+                a[i].body[len] = 0;
+                a[i].len = len;
+            }
+        } else if (c->status == 0) {
+            a[i].status = -EPROTO;
+            snprintf(a[i].error, sizeof a[i].error, "unexpected answer %s", c->reply.cmd);
+        }
+        proto_msg_close(&c->reply);
+    }
+    free(calls);
+    *out = a;
+    *nout = n;
+    return 0;
+}
+
+void peer_answers_free(peer_answer *a, size_t n)
+{
+    for (size_t i = 0; a && i < n; i++)
+        free(a[i].body);
+    free(a);
+}
+
+/* One request to one named peer; on success c->reply holds the answer. */
+static int ask_one(peers *p, const char *name, const char *cmd, json_t *hdr, call *c, char *why, size_t whylen)
+{
+    memset(c, 0, sizeof *c);
+    if (!find_def(p, name, &c->def)) {
+        snprintf(why, whylen, "no peer hub named %s in peers.conf", name);
+        return -ENOENT;
+    }
+    if (call_send(p, c, cmd, hdr) == 0)
+        call_wait(p, c, 1);
+    if (c->status < 0) {
+        snprintf(why, whylen, "%s", c->error);
+        proto_msg_close(&c->reply);
+    }
+    return c->status;
+}
+
+/* The answer's one data frame, copied; -EPROTO without one. */
+static int take_data(call *c, const char *want, char **out, size_t *len, char *why, size_t whylen)
+{
+    if (strcmp(c->reply.cmd, want) || c->reply.n_data != 1) {
+        snprintf(why, whylen, "unexpected answer %s", c->reply.cmd);
+        proto_msg_close(&c->reply);
+        return -EPROTO;
+    }
+    size_t n = zmq_msg_size(&c->reply.data[0]);
+    char *b = malloc(n + 1);
+    if (b) {
+        memcpy(b, zmq_msg_data(&c->reply.data[0]), n);
+        b[n] = 0;
+    }
+    proto_msg_close(&c->reply);
+    if (!b)
+        return -ENOMEM;
+    *out = b;
+    *len = n;
+    return 0;
+}
+
+int peers_report(peers *p, const char *name, const char *id, const char *asking, char **out, size_t *len, char *why,
+                 size_t whylen)
+{
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, "/api/v1/peers/%s", name);
+    json_t *h = json_pack("{s:s,s:s,s:s}", "report", id, "asking", asking ? asking : "", "link_prefix", prefix);
+    call c;
+    int rc = ask_one(p, name, "REPORT", h, &c, why, whylen);
+    json_decref(h);
+    return rc < 0 ? rc : take_data(&c, "ANSWER", out, len, why, whylen);
+}
+
+int peers_preview(peers *p, const char *name, const char *sop, const char *asking, char **out, size_t *len, char *why,
+                  size_t whylen)
+{
+    json_t *h = json_pack("{s:s,s:s}", "sop", sop, "asking", asking ? asking : "");
+    call c;
+    int rc = ask_one(p, name, "PREVIEW", h, &c, why, whylen);
+    json_decref(h);
+    return rc < 0 ? rc : take_data(&c, "DATA", out, len, why, whylen);
+}
+
+int peers_fetch(peers *p, const char *name, const char *sop, uint64_t offset, size_t len, const char *asking,
+                void *buf, size_t *got, uint64_t *total, char *why, size_t whylen)
+{
+    if (len > PEER_FETCH_MAX)
+        len = PEER_FETCH_MAX;
+    json_t *h = json_pack("{s:s,s:I,s:I,s:s}", "sop", sop, "offset", (json_int_t)offset, "length", (json_int_t)len,
+                          "asking", asking ? asking : "");
+    call c;
+    int rc = ask_one(p, name, "FETCH", h, &c, why, whylen);
+    json_decref(h);
+    if (rc < 0)
+        return rc;
+    long long size = proto_int(&c.reply, "size", -1);
+    size_t n = c.reply.n_data == 1 ? zmq_msg_size(&c.reply.data[0]) : 0;
+    if (strcmp(c.reply.cmd, "DATA") || c.reply.n_data != 1 || size < 0 || n > len) {
+        snprintf(why, whylen, "unexpected answer %s", c.reply.cmd);
+        proto_msg_close(&c.reply);
+        return -EPROTO;
+    }
+    memcpy(buf, zmq_msg_data(&c.reply.data[0]), n);
+    *got = n;
+    *total = (uint64_t)size;
+    proto_msg_close(&c.reply);
+    return 0;
+}
+
+/* --- server ------------------------------------------------------------------------ */
+
+static void refuse(peers *p, proto_msg *m, const char *why)
+{
+    hub_count_error(p->cfg.metrics, HUB_ERR_PROTOCOL);
+    const char *who = m->role[0] ? m->role : m->peer;
+    store_audit(p->cfg.st, wall_ms(), who, "protocol-error", "", why);
+    log_warn("peer link: refused a message from %s: %s", who, why);
+    json_t *h = json_pack("{s:s,s:s}", "error", why, "to", m->cmd);
+    json_t *id = m->hdr ? json_object_get(m->hdr, "id") : NULL;
+    if (json_is_integer(id))
+        json_object_set(h, "id", id);
+    proto_send(p->router, m->has_route ? &m->route : NULL, "ERROR", h, NULL, 0);
+    json_decref(h);
+}
+
+static void answer(peers *p, proto_msg *m, const char *cmd, json_t *h, const void *data, size_t len)
+{
+    json_t *id = json_object_get(m->hdr, "id");
+    if (json_is_integer(id))
+        json_object_set(h, "id", id);
+    proto_send(p->router, &m->route, cmd, h, data, len);
+    json_decref(h);
+}
+
+static void not_found(peers *p, proto_msg *m, const char *why)
+{
+    answer(p, m, "ERROR", json_pack("{s:s,s:s,s:b}", "error", why, "to", m->cmd, "missing", 1), NULL, 0);
+}
+
+/* "peer:B for facility X" is who asked; the audit names both. */
+static void who_of(const proto_msg *m, char *out, size_t n)
+{
+    const char *asking = proto_str(m, "asking");
+    if (asking && asking[0])
+        snprintf(out, n, "%.40s/%.30s", m->role, asking);
+    else
+        snprintf(out, n, "%.70s", m->role);
+}
+
+static void serve_lookup(peers *p, proto_msg *m, const char *who)
+{
+    const char *patient = proto_str(m, "patient");
+    if (!patient) {
+        refuse(p, m, "LOOKUP needs a patient");
+        return;
+    }
+    peer_lookup_q q = {.patient_id = patient, .type = proto_str(m, "type"), .asking = proto_str(m, "asking"),
+                       .link_prefix = proto_str(m, "link_prefix"), .since_ms = proto_int(m, "since", 0)};
+    if (q.link_prefix && (strncmp(q.link_prefix, "/api/v1/", 8) || strlen(q.link_prefix) > 120 ||
+                          strpbrk(q.link_prefix, "\"\\?#"))) {
+        refuse(p, m, "link_prefix must be a path under /api/v1/");
+        return;
+    }
+    char *out = NULL;
+    size_t len = 0;
+    int rc = p->cfg.handlers.lookup(p->cfg.handlers.ctx, &q, who, &out, &len);
+    if (rc < 0)
+        refuse(p, m, rc == -EINVAL ? "LOOKUP: bad patient, type or since" : "LOOKUP failed at this hub");
+    else if (len > PROTO_MAX_DATA)
+        refuse(p, m, "the answer is too large for one message; narrow it with since or type");
+    else
+        answer(p, m, "ANSWER", json_object(), out, len);
+    free(out);
+}
+
+static void serve_report(peers *p, proto_msg *m, const char *who)
+{
+    const char *id = proto_str(m, "report"), *prefix = proto_str(m, "link_prefix");
+    if (!id || (prefix && (strncmp(prefix, "/api/v1/", 8) || strlen(prefix) > 120 || strpbrk(prefix, "\"\\?#")))) {
+        refuse(p, m, "REPORT needs a report id (and a link_prefix under /api/v1/)");
+        return;
+    }
+    char *out = NULL;
+    size_t len = 0;
+    int rc = p->cfg.handlers.report(p->cfg.handlers.ctx, id, prefix, who, &out, &len);
+    if (rc == -ENOENT)
+        not_found(p, m, "no such report");
+    else if (rc < 0 || len > PROTO_MAX_DATA)
+        refuse(p, m, rc == -EINVAL ? "REPORT: not a report id" : "REPORT failed at this hub");
+    else
+        answer(p, m, "ANSWER", json_object(), out, len);
+    free(out);
+}
+
+static void serve_preview(peers *p, proto_msg *m, const char *who)
+{
+    const char *sop = proto_str(m, "sop");
+    char *out = NULL, why[200] = "";
+    size_t len = 0;
+    int rc = sop ? p->cfg.handlers.preview(p->cfg.handlers.ctx, sop, who, &out, &len, why, sizeof why) : -EINVAL;
+    if (rc == -ENOENT)
+        not_found(p, m, "no such instance");
+    else if (rc < 0 || len > PROTO_MAX_DATA)
+        refuse(p, m, why[0] ? why : "PREVIEW needs a sop");
+    else
+        answer(p, m, "DATA", json_pack("{s:I}", "size", (json_int_t)len), out ? out : "", len);
+    free(out);
+}
+
+static void serve_fetch(peers *p, proto_msg *m, const char *who, uint8_t *buf)
+{
+    const char *sop = proto_str(m, "sop");
+    long long off = proto_int(m, "offset", -1), len = proto_int(m, "length", -1);
+    if (!sop || off < 0 || len < 0 || len > PEER_FETCH_MAX) {
+        refuse(p, m, "FETCH needs sop, offset and length (at most 1 MiB)");
+        return;
+    }
+    store_instance in;
+    if (store_get_instance(p->cfg.st, sop, &in) != 0) {
+        not_found(p, m, "no such instance");
+        return;
+    }
+    char detail[160];
+    snprintf(detail, sizeof detail, "%.64s", sop);
+    if (p->cfg.handlers.audit(p->cfg.handlers.ctx, who, "read-instance", in.study_uid, detail) < 0) {
+        refuse(p, m, "audit trail cannot be written; data withheld");
+        return;
+    }
+    long k = (uint64_t)off >= in.size ? 0 : store_read_instance(p->cfg.st, &in, (uint64_t)off, buf, (size_t)len);
+    if (k < 0) {
+        refuse(p, m, "stored bytes unreadable");
+        return;
+    }
+    answer(p, m, "DATA", json_pack("{s:I,s:I}", "size", (json_int_t)in.size, "offset", (json_int_t)off), buf,
+           (size_t)k);
+}
+
+static void serve_one(peers *p, uint8_t *buf)
+{
+    proto_msg m;
+    char err[200];
+    int rc = proto_recv(p->router, true, ZMQ_DONTWAIT, &m, err, sizeof err);
+    if (rc < 0)
+        return;
+    if (rc == PROTO_MALFORMED) {
+        refuse(p, &m, err);
+    } else if (strncmp(m.role, "peer:", 5)) {
+        char why[128];
+        snprintf(why, sizeof why, "role %.60s may not use the peer link", m.role[0] ? m.role : "(none)");
+        hub_count_error(p->cfg.metrics, HUB_ERR_AUTH);
+        refuse(p, &m, why);
+    } else {
+        char who[80];
+        who_of(&m, who, sizeof who);
+        if (!strcmp(m.cmd, "LOOKUP"))
+            serve_lookup(p, &m, who);
+        else if (!strcmp(m.cmd, "REPORT"))
+            serve_report(p, &m, who);
+        else if (!strcmp(m.cmd, "FETCH"))
+            serve_fetch(p, &m, who, buf);
+        else if (!strcmp(m.cmd, "PREVIEW"))
+            serve_preview(p, &m, who);
+        else
+            refuse(p, &m, "unknown command (LOOKUP, REPORT, FETCH, PREVIEW)");
+    }
+    proto_msg_close(&m);
+}
+
+static void *server_main(void *arg)
+{
+    peers *p = arg;
+    uint8_t *buf = malloc(PEER_FETCH_MAX);
+    while (buf && !p->stop) {
+        zmq_pollitem_t it = {p->router, 0, ZMQ_POLLIN, 0};
+        int rc = zmq_poll(&it, 1, POLL_MS);
+        if (rc < 0 && zmq_errno() == ETERM)
+            break;
+        if (rc > 0)
+            serve_one(p, buf);
+    }
+    free(buf);
+    return NULL;
+}
+
+/* --- life cycle --------------------------------------------------------------------- */
+
+int peers_start(const peer_config *cfg, peers **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    peers *p = calloc(1, sizeof *p);
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    p->cfg = *cfg;
+    pthread_mutex_init(&p->lock, NULL);
+    p->bind = strdup(cfg->bind ? cfg->bind : "127.0.0.1");
+    p->pub = strdup(cfg->public_key ? cfg->public_key : "");
+    p->sec = strdup(cfg->secret_key ? cfg->secret_key : "");
+    p->peers_file = cfg->peers_file ? strdup(cfg->peers_file) : NULL;
+    int rc = 0;
+    if (!p->bind || !p->pub || !p->sec || (cfg->peers_file && !p->peers_file)) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+        goto fail;
+    }
+    if ((rc = peers_reload(p, err, errlen)) < 0)
+        goto fail;
+    if (cfg->port >= 0) {
+        p->router = proto_router_listen(cfg->zctx, p->bind, (uint16_t)cfg->port, p->sec, &p->port, err, errlen);
+        if (!p->router) {
+            rc = -EIO;
+            goto fail;
+        }
+        if (pthread_create(&p->thread, NULL, server_main, p) != 0) {
+            snprintf(err, errlen, "cannot start the peer link thread");
+            rc = -EAGAIN;
+            goto fail;
+        }
+        p->running = true;
+    }
+    *out = p;
+    return 0;
+fail:
+    peers_stop(&p);
+    return rc;
+}
+
+uint16_t peers_port(const peers *p) { return p ? p->port : 0; }
+
+void peers_quiesce(peers *p)
+{
+    if (!p)
+        return;
+    p->stop = 1;
+    if (p->running)
+        pthread_join(p->thread, NULL);
+    p->running = false;
+}
+
+void peers_stop(peers **pp)
+{
+    if (!pp || !*pp)
+        return;
+    peers *p = *pp;
+    peers_quiesce(p);
+    if (p->router)
+        zmq_close(p->router);
+    for (size_t i = 0; i < p->npool; i++)
+        zmq_close(p->pool[i].sock);
+    pthread_mutex_destroy(&p->lock);
+    free(p->bind);
+    free(p->pub);
+    free(p->sec);
+    free(p->peers_file);
+    free(p);
+    *pp = NULL;
+}

@@ -1,0 +1,419 @@
+"""Cross-facility lookup and recognition (检查检验结果互认) end to end, every
+part a real process on 127.0.0.1: hub A (the lead hospital) with a clinic's
+gateway and a headless reader, and hub B (another hospital of the
+consortium) that knows hub A as a peer (ZeroMQ, CURVE; A allows B's hub key
+as peer:hubB).  A facility holds an API key at its own hub only.
+
+The consortium is built once for the module (one full reading: clinic push
+→ task → reader fetch → signed report → hub verifies → clinic gateway
+receives it); the tests then look the patient up, from hub B through hub A
+and at hub A itself, and change one thing at a time — the recognition
+rules, the CRL, the stored bytes — to see each rule decide with its reason.
+Tests that cannot be undone (revocation, tampering) come last.
+"""
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import zmq
+
+from edgeutil import Edge, Proc, allow, dxhub_bin, free_port, keygen, run, wait_for
+from hubutil import audit_records, synth_instance, uid_root
+
+PATIENT = "LK0001"
+PASS = "lookup test passphrase"
+EXAM_DAYS_AGO = 10
+
+
+class LookupHub:
+    """`dxhub serve` on ports chosen once, so a restart comes back where
+    the peer hub and the gateway expect it."""
+
+    def __init__(self, base, name, extra=()):
+        self.base = Path(base)
+        self.name = name
+        self.data = self.base / "data"
+        self.keys = self.data / "keys"
+        self.keys.mkdir(parents=True, exist_ok=True)
+        self.key_file = keygen(self.keys, "hub")
+        self.ports = {k: free_port() for k in ("dicom", "http", "edge", "readers", "peers")}
+        self.proc = Proc([dxhub_bin(), "serve", "--data", self.data, "--name", name, "--open-dicom",
+                          "--stable-seconds", 2, "--dicom-port", self.ports["dicom"], "--http-port",
+                          self.ports["http"], "--edge-port", self.ports["edge"], "--reader-port",
+                          self.ports["readers"], "--peer-port", self.ports["peers"], *extra],
+                         self.base / f"hub-{name}.log", r"dxhub serve: ready .*peers=(\S+)")
+
+    def start(self):
+        self.proc.start(30)
+        return self
+
+    def ep(self, what):
+        return f"tcp://127.0.0.1:{self.ports[what]}"
+
+    def hup(self):
+        self.proc.signal(signal.SIGHUP)
+        time.sleep(1.2)  # the main loop takes signals between housekeeping rounds
+
+    def api_key(self, facility):
+        r = run([dxhub_bin(), "keygen", "--api-key", facility, "--keys", self.keys], check=True)
+        token = r.stdout.decode().strip()
+        assert re.fullmatch(r"dxk_[0-9a-f]{64}", token), token
+        return token
+
+    def request(self, path, token=None, method="GET", body=None):
+        """(status, headers, body bytes)."""
+        req = urllib.request.Request(f"http://127.0.0.1:{self.ports['http']}{path}", method=method,
+                                     data=body.encode() if body is not None else None)
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    def lookup(self, token, **params):
+        q = "&".join(f"{k}={v}" for k, v in {"PatientID": PATIENT, **params}.items())
+        code, _, body = self.request(f"/api/v1/reports?{q}", token)
+        assert code == 200, body
+        return json.loads(body)
+
+    def metrics(self):
+        return self.request("/metrics")[2].decode()
+
+
+class Consortium:
+    def __init__(self, base):
+        self.base = base
+        self.a = LookupHub(base / "a", "hubA")
+        self.b = LookupHub(base / "b", "hubB")
+        # hub B may ask hub A (and only as a peer)
+        allow(self.a.keys, "peer:hubB", self.b.key_file)
+        (self.b.data / "peers.conf").write_text(f"# the other hubs\nhubA {self.a.ep('peers')} {self.a.key_file}\n")
+        # the reading centre: a reader's CURVE key and profile, the facility CA and its certificate
+        self.rkeys = base / "rkeys"
+        allow(self.a.keys, "reader:dr-wang", keygen(self.rkeys, "dr-wang"))
+        (self.a.data / "readers.conf").write_text("dr-wang  attending  DX  imaging  *  4\n")
+        self.pass_file = base / "pass.txt"
+        self.pass_file.write_text(PASS + "\n")
+        self.ca = base / "ca"
+        for args in (["--ca", "--facility", "lead-hospital", "--keys", self.ca, "--alg", "ed25519"],
+                     ["--reader", "dr-wang", "--name", "王伟", "--role", "attending", "--ca", self.ca, "--keys",
+                      base / "pki", "--passphrase-file", self.pass_file]):
+            run([dxhub_bin(), "keygen", *args], check=True)
+        self.trust = self.a.keys / "trust"
+        self.trust.mkdir(parents=True, exist_ok=True)
+        for f in ("ca.pem", "crl.pem"):
+            shutil.copyfile(self.ca / f, self.trust / f)
+        # a clinic's gateway; facility keys at each hub
+        self.edge_data = base / "clinic1"
+        self.edge_data.mkdir()
+        allow(self.a.keys, "edge:clinic1", keygen(self.edge_data / "keys", "edge"))
+        self.county = self.b.api_key("county")      # another hospital, client of hub B
+        self.clinic2 = self.a.api_key("clinic2")    # a clinic asking hub A directly
+        self.a.start()
+        self.b.start()
+        self.edge = Edge(self.edge_data, self.a.ep("edge"), self.a.key_file, base, extra=("--facility", "clinic1"))
+        self.edge.start()
+
+    def read_one_study(self):
+        """A two-image DX study from clinic1 read and signed at hub A; returns
+        {sop: original file}."""
+        study = uid_root("lookup-e2e") + ".1"
+        day = (datetime.date.today() - datetime.timedelta(days=EXAM_DAYS_AGO)).strftime("%Y%m%d")
+        src = self.base / "study"
+        src.mkdir()
+        files = {}
+        for k in (1, 2):
+            sop = f"{study}.1.{k}"
+            files[sop] = synth_instance(src / f"{k}.dcm", study, f"{study}.1", sop, k, patient_id=PATIENT,
+                                        modality="DX", study_date=day, rows=96, cols=80, seed=7)
+        code, _, out = self.edge.push(list(files.values()), priority="routine")
+        assert code == 0, out
+        hub = ["--hub", self.a.ep("readers"), "--hub-key", self.a.key_file, "--keys", self.rkeys, "--name",
+               "dr-wang"]
+        fetched = self.base / "fetched"
+        task = None
+        deadline = time.time() + 40
+        while time.time() < deadline and not task:
+            r = run([dxhub_bin(), "reader", *hub, "--take", "1", "--wait", "3", "--fetch-to", fetched, "--json"])
+            lines = [json.loads(l) for l in r.stdout.decode().splitlines() if l.startswith("{")]
+            task = next((t for t in lines if t.get("study") == study and t.get("claimed")), None)
+        assert task, f"no task for the study: {r.stdout.decode()} {r.stderr.decode()}"
+        report = self.base / "lk-r1.json"
+        run([dxhub_bin(), "report", "--study-dir", fetched / study, "--report-id", "lk-r1", "--reader", "dr-wang",
+             "--name", "王伟", "--origin", "clinic1", "--reading-facility", "lead-hospital", "--findings",
+             "双肺纹理清晰。", "--impression", "未见异常。", "--exam-type", "DX chest PA", report], check=True)
+        run([dxhub_bin(), "sign", "--key", self.base / "pki" / "dr-wang.key", "--cert",
+             self.base / "pki" / "dr-wang.chain.pem", "--passphrase-file", self.pass_file, report], check=True)
+        r = run([dxhub_bin(), "reader", *hub, "--task", task["task"], "--action", "sign", "--report-id", "lk-r1",
+                 "--submit", report, "--sig", f"{report}.sig", "--chain", f"{report}.chain.pem"])
+        assert r.returncode == 0 and b"signed" in r.stdout, r.stdout + r.stderr
+        wait_for(lambda: b"lk-r1" in run([dxhub_bin(), "reports", "--edge-data", self.edge_data]).stdout, 20,
+                 what="the signed report at the clinic's gateway")
+        self.study, self.files, self.report = study, files, report
+        return files
+
+    def close(self):
+        for p in (self.edge, self.b.proc, self.a.proc):
+            p.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    w = Consortium(tmp_path_factory.mktemp("lookup"))
+    try:
+        w.read_one_study()
+        yield w
+    finally:
+        w.close()
+
+
+def rules(exam):
+    return {r["rule"]: r for r in exam["recognition"]["rules"]}
+
+
+def pixels(data, tmp, name):
+    p = tmp / name
+    p.write_bytes(data)
+    return pydicom.dcmread(p).pixel_array
+
+
+def test_second_hub_finds_the_exam_recognises_it_and_retrieves_intact_pixels(world, tmp_path):
+    """The must-show path: the report signed at hub A is found by a facility
+    asking hub B; it is recognised with every rule's reason, and the images
+    come through hub B's links (hub B fetches them from hub A) with the
+    pixels the clinic sent."""
+    r = run([dxhub_bin(), "lookup", "--hub", f"http://127.0.0.1:{world.b.ports['http']}", "--patient", PATIENT,
+             "--json"], env=dict(os.environ, DXHUB_API_KEY=world.county))
+    assert r.returncode == 0, r.stderr
+    ans = json.loads(r.stdout)
+    assert ans["hub"] == "hubB" and ans["peers"] == [{"hub": "hubA", "status": "ok", "exams": 1}]
+    [exam] = ans["exams"]
+    assert exam["hub"] == "hubA" and exam["report_id"] == "lk-r1" and exam["study_uid"] == world.study
+    assert exam["facility"] == "clinic1" and exam["modality"] == "DX" and exam["exam_type"] == "DX chest PA"
+    assert exam["signer"]["reader_id"] == "dr-wang" and exam["signer"]["name"] == "王伟"
+    rec = exam["recognition"]
+    assert rec["recognised"] is True and rec["mark"] == "HR" and rec["failed"] == [], rec
+    assert set(rules(exam)) == {"images_intact", "quality", "signature", "facility", "exam_type", "validity"}
+    assert "all 2 instances" in rules(exam)["images_intact"]["detail"]
+    assert "not revoked" in rules(exam)["signature"]["detail"]
+    assert "clinic1" in rules(exam)["facility"]["detail"]
+    expected_until = datetime.date.today() - datetime.timedelta(days=EXAM_DAYS_AGO) + datetime.timedelta(days=180)
+    assert rec["valid_until"] == expected_until.isoformat()
+
+    # the people's view names the verdict and every rule
+    r = run([dxhub_bin(), "lookup", "--hub", f"http://127.0.0.1:{world.b.ports['http']}", "--patient", PATIENT],
+            env=dict(os.environ, DXHUB_API_KEY=world.county))
+    text = r.stdout.decode()
+    assert "RECOGNISED" in text and "hub hubA: answered, 1 exams" in text and "images_intact" in text
+
+    # the images through hub B's links: the pixels the clinic sent, bit for bit
+    links = exam["links"]["instances"]
+    assert sorted(l["sop"] for l in links) == sorted(world.files)
+    for link in links:
+        assert link["file"].startswith("/api/v1/peers/hubA/instances/")
+        code, hdr, data = world.b.request(link["file"], world.county)
+        assert code == 200 and hdr["Content-Type"] == "application/dicom", data[:200]
+        got = pixels(data, tmp_path, "got.dcm")
+        want = pydicom.dcmread(world.files[link["sop"]]).pixel_array
+        assert got.shape == want.shape and np.array_equal(got, want)
+        code, hdr, png = world.b.request(link["preview"], world.county)
+        assert code == 200 and png[:8] == b"\x89PNG\r\n\x1a\n", png[:200]
+    code, _, body = world.b.request(exam["links"]["report"], world.county)
+    doc = json.loads(body)
+    assert code == 200 and doc["report_id"] == "lk-r1"
+    import base64
+    assert base64.b64decode(doc["report_b64"]) == world.report.read_bytes()  # exactly the signed bytes
+    # the same study is not at hub B itself; a local lookup there finds nothing
+    assert world.b.lookup(world.county, scope="local")["exams"] == []
+
+    # audited on both sides: at B the facility, at A hub B on the facility's behalf
+    wait_for(lambda: any(a["who"] == "facility:county" and a["what"] == "lookup" for a in audit_records(world.b.data)),
+             5, what="the lookup in hub B's audit trail")
+    wait_for(lambda: any(a["who"].startswith("peer:hubB/county") and a["what"] == "read-instance"
+                         for a in audit_records(world.a.data)), 5, what="hub B's fetch in hub A's audit trail")
+
+
+def test_no_key_or_a_wrong_one_is_refused(world):
+    for hub in (world.a, world.b):
+        code, hdr, body = hub.request(f"/api/v1/reports?PatientID={PATIENT}")
+        assert code == 401 and "Bearer" in hdr.get("WWW-Authenticate", ""), body
+        assert "API key" in json.loads(body)["error"]
+        code, _, body = hub.request(f"/api/v1/reports?PatientID={PATIENT}", token="dxk_" + "0" * 64)
+        assert code == 403 and "not recognised" in json.loads(body)["error"]
+    # a hub with keys wants one for every patient-data path; health stays open
+    assert world.a.request("/api/v1/studies")[0] == 401
+    sop = next(iter(world.files))
+    assert world.a.request(f"/api/v1/instances/{sop}/file")[0] == 401
+    assert world.a.request(f"/api/v1/instances/{sop}/file", token=world.clinic2)[0] == 200
+    assert world.a.request("/api/v1/health")[0] == 200
+    # hub B's key is not a key at hub A (a facility's key is for its own hub)
+    assert world.a.request(f"/api/v1/reports?PatientID={PATIENT}", token=world.county)[0] == 403
+    # bad parameters are named
+    code, _, body = world.a.request("/api/v1/reports?since=2024-01-01", token=world.clinic2)
+    assert code == 400 and json.loads(body)["parameter"] == "PatientID"
+    code, _, body = world.a.request(f"/api/v1/reports?PatientID={PATIENT}&since=yesterday", token=world.clinic2)
+    assert code == 400 and json.loads(body)["parameter"] == "since"
+    assert 'kind="http_unauthorized"' in world.a.metrics()
+    # a revoked key stops working after SIGHUP
+    run([dxhub_bin(), "keygen", "--revoke-api-key", "county", "--keys", world.b.keys], check=True)
+    world.b.hup()
+    assert world.b.request(f"/api/v1/reports?PatientID={PATIENT}", token=world.county)[0] == 403
+    world.county = world.b.api_key("county")
+    world.b.hup()
+    assert world.b.request(f"/api/v1/reports?PatientID={PATIENT}", token=world.county)[0] == 200
+
+
+def test_lookup_filters_and_repeat_is_recorded_and_counted(world):
+    assert len(world.a.lookup(world.clinic2)["exams"]) == 1
+    assert world.a.lookup(world.clinic2, type="CT")["exams"] == []
+    future = (datetime.date.today() + datetime.timedelta(days=1)).isoformat()
+    assert world.a.lookup(world.clinic2, since=future)["exams"] == []
+    body = json.dumps({"reason": "clinical-change", "physician": "Dr Zhao", "note": "new symptoms since"})
+    code, _, ans = world.b.request(f"/api/v1/exams/{world.study}/repeat", world.county, "POST", body)
+    assert code == 201 and json.loads(ans)["recorded"] is True
+    code, _, ans = world.b.request(f"/api/v1/exams/{world.study}/repeat", world.county, "POST", '{"reason": "x y"}')
+    assert code == 400 and json.loads(ans)["parameter"] == "reason"
+    assert world.b.request(f"/api/v1/exams/{world.study}/repeat", world.county)[0] == 405
+    m = world.b.metrics()
+    assert 'dxhub_exam_repeats_total{facility="county",reason="clinical-change"} 1' in m
+    assert re.search(r'dxhub_lookup_exams_total\{facility="county",recognised="true"\} [1-9]', m), m
+    assert 'dxhub_recognition_rate{facility="county"}' in m
+    assert any(a["what"] == "exam-repeat" and a["study"] == world.study for a in audit_records(world.b.data))
+
+
+def test_garbage_on_the_peer_socket_gets_an_error_and_the_hub_keeps_serving(world):
+    ctx = zmq.Context.instance()
+    pub, sec = zmq.curve_keypair()
+    keys = world.base / "rogue"
+    keys.mkdir(exist_ok=True)
+    (keys / "rogue.pub").write_text(pub.decode() + "\n")
+    allow(world.a.keys, "peer:rogue", keys / "rogue.pub")
+    world.a.hup()
+    s = ctx.socket(zmq.DEALER)
+    s.curve_publickey, s.curve_secretkey = pub, sec
+    s.curve_serverkey = world.a.key_file.read_text().strip().encode()
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(world.a.ep("peers"))
+    try:
+        for frames in ([b"\x00\xff garbage"], [b"LOOKUP", b"not json"], [b"LOOKUP", b'{"v":1}'],
+                       [b"DELETE", b'{"v":1,"id":7}']):
+            s.send_multipart(frames)
+            assert s.poll(5000), f"no answer to {frames}"
+            reply = s.recv_multipart()
+            assert reply[0] == b"ERROR", reply
+        # a well-formed lookup on the same socket still works
+        s.send_multipart([b"LOOKUP", json.dumps({"v": 1, "id": 9, "patient": PATIENT}).encode()])
+        assert s.poll(5000)
+        cmd, hdr, body = s.recv_multipart()
+        assert cmd == b"ANSWER" and json.loads(hdr)["id"] == 9 and json.loads(body)["exams"][0]["report_id"] == "lk-r1"
+    finally:
+        s.close()
+    assert any(a["what"] == "protocol-error" for a in audit_records(world.a.data))
+    assert world.a.lookup(world.clinic2)["total"] == 1  # still serving
+
+
+def test_a_peer_that_does_not_answer_is_reported_and_does_not_block(world):
+    dead = free_port()
+    (world.b.data / "peers.conf").write_text(f"hubA {world.a.ep('peers')} {world.a.key_file}\n"
+                                             f"hubC tcp://127.0.0.1:{dead} {world.a.key_file}\n")
+    world.b.hup()
+    try:
+        t0 = time.monotonic()
+        ans = world.b.lookup(world.county)
+        took = time.monotonic() - t0
+        peers = {p["hub"]: p for p in ans["peers"]}
+        assert peers["hubA"]["status"] == "ok" and peers["hubC"]["status"] == "unreachable", peers
+        assert "no answer within" in peers["hubC"]["error"]
+        assert len(ans["exams"]) == 1 and took < 15
+    finally:
+        (world.b.data / "peers.conf").write_text(f"hubA {world.a.ep('peers')} {world.a.key_file}\n")
+        world.b.hup()
+
+
+def test_validity_and_exam_type_come_from_the_recognition_rules(world):
+    conf = world.a.data / "recognition.conf"
+    try:
+        conf.write_text("consortium 示范县医共体\nmark HR-X\nvalidity DX 5  # days\n")
+        world.a.hup()
+        [exam] = world.b.lookup(world.county)["exams"]
+        assert exam["recognition"]["recognised"] is False and exam["recognition"]["failed"] == ["validity"]
+        assert exam["recognition"]["scope"] == "示范县医共体"
+        assert "expired on" in rules(exam)["validity"]["detail"]
+        conf.write_text("validity DX off\n")
+        world.a.hup()
+        [exam] = world.a.lookup(world.clinic2)["exams"]
+        assert "exam_type" in exam["recognition"]["failed"] and exam["recognition"]["mark"] is None
+        assert "not recognised" in rules(exam)["exam_type"]["detail"]
+    finally:
+        conf.unlink()
+        world.a.hup()
+    [exam] = world.a.lookup(world.clinic2)["exams"]
+    assert exam["recognition"]["recognised"] is True
+
+
+def test_revoked_certificate_is_not_recognised(world):
+    run([dxhub_bin(), "keygen", "--revoke", world.base / "pki" / "dr-wang.pem", "--ca", world.ca], check=True)
+    shutil.copyfile(world.ca / "crl.pem", world.trust / "crl.pem")
+    world.a.hup()
+    [exam] = world.b.lookup(world.county)["exams"]
+    assert exam["recognition"]["recognised"] is False and exam["recognition"]["failed"] == ["signature"]
+    assert rules(exam)["signature"]["detail"] == "certificate revoked"
+
+
+def test_tampered_stored_report_is_not_recognised(world):
+    """One byte of the report's findings flipped inside the hub's LMDB file
+    (the hub stopped meanwhile): the signature no longer verifies."""
+    world.a.proc.stop()
+    mdb = world.a.data / "data.mdb"
+    raw = bytearray(mdb.read_bytes())
+    needle = "双肺纹理清晰".encode()
+    hits = [m.start() for m in re.finditer(re.escape(needle), raw)]
+    assert hits, "the report's text is not in the store file"
+    for i in hits:
+        raw[i + 1] ^= 0x01
+    mdb.write_bytes(bytes(raw))
+    world.a.start()
+    [exam] = world.a.lookup(world.clinic2)["exams"]
+    assert exam["recognition"]["recognised"] is False and "signature" in exam["recognition"]["failed"]
+    assert rules(exam)["signature"]["detail"] == "signature does not verify"
+    # the images themselves are untouched and still intact
+    assert rules(exam)["images_intact"]["ok"] is True
+
+
+def test_reports_signed_before_the_index_existed_are_indexed_at_start(world):
+    """A hub upgraded in place: its store without the lookup index (copied
+    with mdb_dump/mdb_load, leaving report_pat and report_ref out) finds
+    the signed report again once it starts."""
+    world.a.proc.stop()
+    r = run(["mdb_dump", "-a", world.a.data])
+    assert r.returncode == 0, r.stderr
+    sections = re.split(rb"(?m)^(?=VERSION=)", r.stdout)
+    kept = [s for s in sections if s and not re.search(rb"(?m)^database=report_(pat|ref)$", s)]
+    assert len(kept) == len([s for s in sections if s]) - 2
+    dump = world.base / "a.dump"
+    dump.write_bytes(b"".join(kept))
+    old = world.base / "a-before-index"
+    shutil.move(world.a.data, old)
+    world.a.data.mkdir()
+    r = run(["mdb_load", "-f", dump, world.a.data])
+    assert r.returncode == 0, r.stderr
+    shutil.copytree(old / "keys", world.a.keys)
+    for f in ("readers.conf", "peers.conf"):
+        if (old / f).exists():
+            shutil.copyfile(old / f, world.a.data / f)
+    world.a.start()
+    [exam] = world.a.lookup(world.clinic2)["exams"]
+    assert exam["report_id"] == "lk-r1" and exam["study_uid"] == world.study
+    assert "indexed 1 signed reports" in world.a.proc.log_tail(20000)
