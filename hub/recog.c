@@ -32,6 +32,7 @@
 #define VCACHE_BYTES ((size_t)512 << 20) /* report verdicts kept at most (100,000 reports: ~210 MiB) */
 #define ICACHE_MAX   (4u << 20)          /* instance verdicts kept at most */
 #define INST_TTL_MS  ((int64_t)24 * 3600 * 1000)
+#define REPORT_RECHECK_MS ((int64_t)10 * 1000) /* a report's bytes are hashed again this long after the last time */
 #define RECOG_MEMO_MAX            ((size_t)1 << 20)
 #define RECOG_MEMO_ESTIMATE(n)    (1000 + 150 * (n)) /* an exam's JSON: ~1.1 KiB + a link pair per instance */
 #define DECODE_MAX   ((uint64_t)256 << 20) /* larger instances: hashed in pieces, not decoded */
@@ -48,6 +49,9 @@ struct verdict {
     char        id[STORE_REPORT_ID_MAX];
     uint8_t     hash[32];
     uint64_t    gen;
+    int64_t     ref_ms;     /* the index record it was made for (reported_ms, version): */
+    uint32_t    ref_version; /* the hub re-signing a report under its id rewrites both */
+    int64_t     hashed_ms;  /* monotonic: when the bytes last hashed to `hash` (under the stripe lock) */
     int         rc; /* report_verify's */
     char        why[200];
     bool        parsed; /* the document parses (fields below are known) */
@@ -240,6 +244,8 @@ static verdict *verify(recog *r, const store_report_view *v, const uint8_t hash[
     vd->gen = gen;
     memcpy(vd->hash, hash, 32);
     snprintf(vd->id, sizeof vd->id, "%s", v->ref->report_id);
+    vd->ref_ms = v->ref->reported_ms;
+    vd->ref_version = v->ref->report_version;
     report_verifier *verifier = r->env.verifier ? atomic_load(r->env.verifier) : NULL;
     if (!verifier) {
         vd->rc = PKI_EUNTRUSTED;
@@ -283,28 +289,60 @@ static void drop_chain(recog *r, verdict **head)
     *head = NULL;
 }
 
-/* The verdict for v: cached when its bytes and the trust list are
- * unchanged, else made now (and cached).  A reference, or NULL (OOM). */
-static verdict *verdict_for(recog *r, const store_report_view *v)
+static int64_t mono_ms(void)
 {
-    uint8_t hash[32];
-    bytes_hash(v, hash);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool same_report(const verdict *vd, const store_report_ref *ref, uint64_t gen)
+{
+    return vd->gen == gen && vd->ref_ms == ref->reported_ms && vd->ref_version == ref->report_version;
+}
+
+/* The verdict for v: cached when the trust list and the report's index
+ * record are unchanged and its bytes hashed to the same SHA-256 at most
+ * REPORT_RECHECK_MS ago (past that they are read and hashed again), else
+ * made now (and cached).  A reference, or NULL with *err. */
+static verdict *verdict_for(recog *r, store_report_view *v, int *err)
+{
     uint64_t gen = atomic_load(&r->gen);
     const char *id = v->ref->report_id;
     uint32_t b = fnv(id, strlen(id)) & (VBUCKETS - 1);
     pthread_mutex_t *lk = &r->vlock[b % STRIPES];
+    int64_t now = mono_ms();
     pthread_mutex_lock(lk);
     verdict *vd = r->v[b];
     while (vd && strcmp(vd->id, id))
         vd = vd->next;
-    bool hit = vd && vd->gen == gen && !memcmp(vd->hash, hash, 32);
+    bool hit = vd && same_report(vd, v->ref, gen) && now - vd->hashed_ms < REPORT_RECHECK_MS;
     if (hit)
         atomic_fetch_add(&vd->refs, 1);
     pthread_mutex_unlock(lk);
     if (hit)
         return vd;
-    if (!(vd = verify(r, v, hash, gen)))
+    if ((*err = store_report_bytes(v)) < 0)
         return NULL;
+    uint8_t hash[32];
+    bytes_hash(v, hash);
+    pthread_mutex_lock(lk);
+    vd = r->v[b];
+    while (vd && strcmp(vd->id, id))
+        vd = vd->next;
+    hit = vd && same_report(vd, v->ref, gen) && !memcmp(vd->hash, hash, 32);
+    if (hit) {
+        vd->hashed_ms = now;
+        atomic_fetch_add(&vd->refs, 1);
+    }
+    pthread_mutex_unlock(lk);
+    if (hit)
+        return vd;
+    if (!(vd = verify(r, v, hash, gen))) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    vd->hashed_ms = now;
     pthread_mutex_lock(lk);
     /* the stale verdict of this report (bytes or trust changed), if any */
     for (verdict **pp = &r->v[b]; *pp; pp = &(*pp)->next)
@@ -627,12 +665,13 @@ static void period(recog *r, const store_report_view *v, const verdict *vd, int6
     civil_from_days(f->until, o->valid_until);
 }
 
-int recog_evaluate(recog *r, const store_report_view *v, int64_t now_ms, recog_result *o)
+int recog_evaluate(recog *r, store_report_view *v, int64_t now_ms, recog_result *o)
 {
     memset(o, 0, sizeof *o);
-    verdict *vd = verdict_for(r, v);
+    int err = 0;
+    verdict *vd = verdict_for(r, v, &err);
     if (!vd)
-        return -ENOMEM;
+        return err;
     o->hold = vd;
     o->inst = vd->inst;
     o->n_inst = vd->parsed ? vd->n_inst : 0;

@@ -72,5 +72,10 @@ int  store_txn_outbox_put(store *s, MDB_txn *txn, const char *facility, const ch
 /* After a successful commit: tell the reader side about new tasks. */
 void store_notify_tasks(store *s);
 int  store_lmdb_err(int rc); /* MDB code → negative errno-like code */
+/* A read transaction from the pool (renewed; a new one when the pool is
+ * empty), and its end (reset, back to the pool): neither takes LMDB's
+ * reader-table lock once the pool is warm (store_query.c). */
+int  store_read_txn(store *s, MDB_txn **txn);
+void store_read_end(store *s, MDB_txn *txn);
 
 #endif
