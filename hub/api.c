@@ -742,6 +742,7 @@ static int listen_on(const char *bind_addr, uint16_t port, int *fd_out, uint16_t
  * connection of its thread, so a few spare threads keep the others going. */
 static unsigned thread_count(int asked)
 {
+    if (getenv("XX_THREADS")) asked = atoi(getenv("XX_THREADS"));
     if (asked > 0)
         return (unsigned)(asked < 64 ? asked : 64);
     long n = 2 * sysconf(_SC_NPROCESSORS_ONLN);

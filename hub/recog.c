@@ -57,8 +57,15 @@ struct verdict {
     bool        parsed; /* the document parses (fields below are known) */
     char        signer[128], reader_id[64], reading_facility[128], alg[16];
     char        exam_type[64], valid_until[11], reported[24];
+    pthread_mutex_t lock; /* guards the memo and the image facts below */
+    /* images(): what the instance records said, while the store's
+     * instance generation is img_gen and for REPORT_RECHECK_MS */
+    bool        img_known;
+    uint64_t    img_gen;
+    int64_t     img_ms;
+    size_t      img_missing, img_differ, img_broken, img_undecodable;
+    char        img_first_bad[160];
     /* a caller's rendering of the last result (recog_memo_*) */
-    pthread_mutex_t memo_lock;
     uint64_t    memo_key;
     char       *memo;
     size_t      memo_len;
@@ -126,7 +133,7 @@ int recog_new(const recog_env *env, recog_config *cfg, recog **out)
 static void verdict_unref(verdict *v)
 {
     if (v && atomic_fetch_sub(&v->refs, 1) == 1) {
-        pthread_mutex_destroy(&v->memo_lock);
+        pthread_mutex_destroy(&v->lock);
         free(v->memo);
         free(v);
     }
@@ -238,7 +245,7 @@ static verdict *verify(recog *r, const store_report_view *v, const uint8_t hash[
         return NULL;
     }
     atomic_init(&vd->refs, 1);
-    pthread_mutex_init(&vd->memo_lock, NULL);
+    pthread_mutex_init(&vd->lock, NULL);
     vd->bytes = bytes + RECOG_MEMO_ESTIMATE(n); /* room for the memo it will likely hold */
     vd->n_inst = n;
     vd->gen = gen;
@@ -586,7 +593,40 @@ static uint64_t mix(uint64_t h, uint64_t v)
     return h * 0x100000001b3ULL;
 }
 
-static void images(recog *r, const store_report_view *v, const verdict *vd, recog_result *o)
+/* The instances' facts kept with the verdict, when they still hold. */
+static bool images_known(verdict *vd, uint64_t gen, int64_t now, recog_facts *f)
+{
+    pthread_mutex_lock(&vd->lock);
+    bool hit = vd->img_known && vd->img_gen == gen && now - vd->img_ms < REPORT_RECHECK_MS;
+    if (hit) {
+        f->missing = vd->img_missing;
+        f->differ = vd->img_differ;
+        f->broken = vd->img_broken;
+        f->undecodable = vd->img_undecodable;
+        memcpy(f->first_bad, vd->img_first_bad, sizeof f->first_bad);
+    }
+    pthread_mutex_unlock(&vd->lock);
+    return hit;
+}
+
+static void images_keep(verdict *vd, uint64_t gen, int64_t now, const recog_facts *f)
+{
+    pthread_mutex_lock(&vd->lock);
+    vd->img_known = true;
+    vd->img_gen = gen;
+    vd->img_ms = now;
+    vd->img_missing = f->missing;
+    vd->img_differ = f->differ;
+    vd->img_broken = f->broken;
+    vd->img_undecodable = f->undecodable;
+    memcpy(vd->img_first_bad, f->first_bad, sizeof vd->img_first_bad);
+    pthread_mutex_unlock(&vd->lock);
+}
+
+/* Each instance the report signed: stored with that digest, its bytes
+ * intact and decodable.  The instance records are read again when this
+ * hub stored or evicted instances since, or REPORT_RECHECK_MS passed. */
+static void images(recog *r, const store_report_view *v, verdict *vd, recog_result *o)
 {
     recog_facts *f = &o->facts;
     f->imaging = v->ref->kind != 1; /* WL_ECG */
@@ -597,6 +637,10 @@ static void images(recog *r, const store_report_view *v, const verdict *vd, reco
         return;
     }
     f->n = vd->n_inst;
+    uint64_t gen = store_view_instance_gen(v->view);
+    int64_t now = mono_ms();
+    if (images_known(vd, gen, now, f))
+        return;
     for (size_t i = 0; i < vd->n_inst; i++) {
         store_instance in;
         if (store_view_instance(v->view, vd->inst[i].sop, &in) != 0) {
@@ -614,6 +658,7 @@ static void images(recog *r, const store_report_view *v, const verdict *vd, reco
         else if (!iv.decodes && f->undecodable++ == 0)
             snprintf(f->first_bad, sizeof f->first_bad, "%.150s", iv.why);
     }
+    images_keep(vd, gen, now, f);
 }
 
 static bool images_ok(const recog_facts *f)
@@ -771,12 +816,12 @@ bool recog_memo_get(const recog_result *o, uint64_t key, void (*put)(void *ctx, 
 {
     verdict *vd = o->hold;
     bool hit = false;
-    pthread_mutex_lock(&vd->memo_lock);
+    pthread_mutex_lock(&vd->lock);
     if (vd->memo && vd->memo_key == key) {
         put(ctx, vd->memo, vd->memo_len);
         hit = true;
     }
-    pthread_mutex_unlock(&vd->memo_lock);
+    pthread_mutex_unlock(&vd->lock);
     return hit;
 }
 
@@ -789,12 +834,12 @@ void recog_memo_set(recog_result *o, uint64_t key, const void *p, size_t n)
     if (!copy)
         return;
     memcpy(copy, p, n);
-    pthread_mutex_lock(&vd->memo_lock);
+    pthread_mutex_lock(&vd->lock);
     char *old = vd->memo;
     vd->memo = copy;
     vd->memo_len = n;
     vd->memo_key = key;
-    pthread_mutex_unlock(&vd->memo_lock);
+    pthread_mutex_unlock(&vd->lock);
     free(old);
 }
 

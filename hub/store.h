@@ -156,6 +156,10 @@ int store_list_instances(store *s, const char *study_uid,
 int store_list_conflicts(store *s, const char *sop_uid, int (*cb)(void *ctx, const store_instance *in), void *ctx);
 /* Grows whenever a conflicting copy is received (after its commit). */
 uint64_t store_conflict_gen(store *s);
+/* Grows whenever this process adds or removes an instance record (after
+ * the commit): while it is unchanged, every SOP Instance UID names the
+ * same record or none.  Writers in other processes do not move it. */
+uint64_t store_instance_gen(store *s);
 
 int store_set_study_state(store *s, const char *study_uid, study_state st, int64_t now_ms);
 

@@ -15,7 +15,10 @@
 struct store_view {
     store   *s;
     MDB_txn *txn;
+    uint64_t inst_gen; /* read before the snapshot */
 };
+
+uint64_t store_view_instance_gen(const store_view *v) { return v->inst_gen; }
 
 static void be64(uint8_t out[8], uint64_t v)
 {
@@ -104,7 +107,7 @@ int store_reports_by_patient(store *s, const char *patient_id, int64_t since_ms,
     size_t kl = pat_key(start, sizeof start, patient_id, since_ms, "");
     if (!kl)
         return -EINVAL;
-    store_view v = {.s = s};
+    store_view v = {.s = s, .inst_gen = store_instance_gen(s)};
     int rc = store_read_txn(s, &v.txn);
     if (rc)
         return rc;
@@ -135,7 +138,7 @@ int store_reports_by_patient(store *s, const char *patient_id, int64_t since_ms,
 
 int store_report_by_id(store *s, const char *report_id, store_report_fn cb, void *ctx)
 {
-    store_view v = {.s = s};
+    store_view v = {.s = s, .inst_gen = store_instance_gen(s)};
     int rc = store_read_txn(s, &v.txn);
     if (rc)
         return rc;

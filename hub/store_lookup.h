@@ -47,6 +47,10 @@ enum { STORE_QUALITY_UNCHECKED = 0, STORE_QUALITY_PASSED = 1, STORE_QUALITY_FAIL
 typedef struct store_view store_view;
 /* The instance record of sop in the same snapshot: 0, -ENOENT. */
 int store_view_instance(store_view *v, const char *sop, store_instance *out);
+/* store_instance_gen as read just before the view's snapshot was taken:
+ * facts about instance records seen in this view hold for as long as the
+ * store's generation still equals it. */
+uint64_t store_view_instance_gen(const store_view *v);
 
 /* One report as a lookup sees it.  The bytes are read on demand
  * (store_report_bytes): a lookup that trusts a recent verdict of the

@@ -31,6 +31,7 @@ struct store {
     _Atomic uint64_t commits, commit_instances, put_stored, put_duplicate, put_conflict, put_full,
                      put_invalid, put_failed, bytes_received, commit_us_sum;
     _Atomic uint64_t commit_us_buckets[12];
+    _Atomic uint64_t evicted_studies; /* after each eviction's commit (store_instance_gen) */
     pthread_mutex_t  audit_mu; /* serialises audit sequence allocation */
     wl              *wl;       /* the reading worklist, in this environment */
     void           (*on_tasks)(void *ctx);

@@ -362,6 +362,7 @@ int store_evict(store *s, int64_t older_than_ms, int max_studies, int64_t now_ms
         }
         if ((rc = mdb_txn_commit(txn)))
             break;
+        s->evicted_studies++;
         evicted++;
         c[best] = c[--n];
     }
