@@ -49,6 +49,7 @@ struct api_auditor {
     pthread_mutex_t mu;
     pthread_cond_t  work, space;
     audit_rec      *q, *batch; /* requests fill q; the writer swaps it with batch */
+    uint64_t       *qkey;      /* key_of each record of q, compact for the coalescing scan */
     store_audit_rec *recs;     /* the batch as the store takes it (the writer's) */
     size_t          n;
     bool            stopping, failing;
@@ -58,6 +59,21 @@ struct api_auditor {
 static bool same_key(const audit_rec *r, const char *who, const char *what, const char *study, const char *detail)
 {
     return !strcmp(r->who, who) && !strcmp(r->what, what) && !strcmp(r->study, study) && !strcmp(r->detail, detail);
+}
+
+/* FNV-1a over the four strings (each with its NUL): the coalescing scan
+ * compares these first and the strings only when they match. */
+static uint64_t key_of(const char *who, const char *what, const char *study, const char *detail)
+{
+    const char *parts[4] = {who, what, study, detail};
+    uint64_t h = 14695981039346656037ULL;
+    for (int i = 0; i < 4; i++) {
+        const unsigned char *p = (const unsigned char *)parts[i];
+        do
+            h = (h ^ *p) * 1099511628211ULL;
+        while (*p++);
+    }
+    return h;
 }
 
 /* The conditions wait on CLOCK_MONOTONIC (see api_auditor_start). */
@@ -77,10 +93,11 @@ int api_audit(api_auditor *a, int64_t now_ms, const char *who, const char *what,
 {
     study = study ? study : "";
     detail = detail ? detail : "";
+    uint64_t key = key_of(who, what, study, detail);
     pthread_mutex_lock(&a->mu);
     for (size_t i = a->n, k = 0; i > 0 && k < AUDIT_COALESCE; i--, k++) {
         audit_rec *r = &a->q[i - 1];
-        if (same_key(r, who, what, study, detail)) {
+        if (a->qkey[i - 1] == key && same_key(r, who, what, study, detail)) {
             r->count++;
             r->last_ms = now_ms;
             pthread_mutex_unlock(&a->mu);
@@ -96,6 +113,7 @@ int api_audit(api_auditor *a, int64_t now_ms, const char *who, const char *what,
         pthread_mutex_unlock(&a->mu);
         return -EAGAIN;
     }
+    a->qkey[a->n] = key;
     audit_rec *r = &a->q[a->n++];
     r->first_ms = r->last_ms = now_ms;
     r->count = 1;
@@ -210,7 +228,9 @@ int api_auditor_start(store *st, hub_metrics *m, api_auditor **out)
     a->q = calloc(AUDIT_QUEUE, sizeof *a->q);
     a->batch = calloc(AUDIT_QUEUE, sizeof *a->batch);
     a->recs = calloc(AUDIT_QUEUE, sizeof *a->recs);
-    if (!a->q || !a->batch || !a->recs) {
+    a->qkey = calloc(AUDIT_QUEUE, sizeof *a->qkey);
+    if (!a->q || !a->batch || !a->recs || !a->qkey) {
+        free(a->qkey);
         free(a->q);
         free(a->batch);
         free(a->recs);
@@ -228,6 +248,7 @@ int api_auditor_start(store *st, hub_metrics *m, api_auditor **out)
     pthread_condattr_destroy(&ca);
     int rc = pthread_create(&a->writer, NULL, writer_main, a);
     if (rc) {
+        free(a->qkey);
         free(a->q);
         free(a->batch);
         free(a->recs);
@@ -255,6 +276,7 @@ void api_auditor_stop(api_auditor **ap)
     free(a->q);
     free(a->batch);
     free(a->recs);
+    free(a->qkey);
     free(a);
     *ap = NULL;
 }
