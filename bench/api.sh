@@ -138,11 +138,15 @@ run_wrk() { # NAME URL MODE PID
         dur=$("$PY" -c "import sys,math; r=dict(w.split('=') for w in sys.argv[1].split()[1:]); \
 rate=float(r['requests'])/(float(r['duration_us'])/1e6); print(min(300, max(3, math.ceil(1.15*$N/max(rate,1)))))" "$line")
     fi
+    local srv= base=${url%%/api/v1/*}
+    [ "$pid" = "$DX_PID" ] && curl -sf "$base/metrics" -o "$TMP/metrics.before"
     c0=$(cpu_ticks "$pid")
     wrk -t"$THREADS" -c"$CONNS" -d"${dur}s" --timeout 30s -s "$LUA" "$url" >"$TMP/wrk-$name.out" 2>&1
     c1=$(cpu_ticks "$pid")
+    [ "$pid" = "$DX_PID" ] && curl -sf "$base/metrics" -o "$TMP/metrics.after" &&
+        srv=$("$PY" bench/http_handling.py "$TMP/metrics.before" "$TMP/metrics.after")
     line=$(grep '^RESULT' "$TMP/wrk-$name.out") || { cat "$TMP/wrk-$name.out"; die "wrk $name gave no result"; }
-    echo "$name $line cpu_s=$(awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {print t / hz}') load=$(cut -d' ' -f1 /proc/loadavg)" >>"$TMP/results"
+    echo "$name $line cpu_s=$(awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {print t / hz}') load=$(cut -d' ' -f1 /proc/loadavg) $srv" >>"$TMP/results"
 }
 : >"$TMP/results"
 # Each dxhub run is followed by its Orthanc run, so that both see the
@@ -201,6 +205,8 @@ for key, what in (("lookup", "study lookup by UID"), ("detail", "study metadata,
             sys.exit("bench/api.sh: %s: %d failed requests" % (key, r["errors"]))
     row(what + ": p50", d["p50_us"] / 1000, "ms", o and o["p50_us"] / 1000)
     row(what + ": p99", d["p99_us"] / 1000, "ms", o and o["p99_us"] / 1000)
+    if d.get("srv_p99_us"):
+        row(what + ": p99 of dxhub's own handling", d["srv_p99_us"] / 1000, "ms", None)
     row(what + ": throughput", rps(d), "req/s", o and rps(o))
     row(what + ": server CPU per request", d["cpu_us"], "us", o and o["cpu_us"])
     if key == "lookup":

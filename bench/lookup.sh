@@ -114,13 +114,16 @@ fi
 # CPU time (user + system, clock ticks) a process has used so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run_wrk() { # NAME URL PEER PID
-    local line c0 c1
+    local line c0 c1 srv=
+    [ "$3" = dxhub ] && curl -sf "$2/metrics" -o "$WORK/metrics.before"
     c0=$(cpu_ticks "$4")
     LOOKUP_PEER=$3 LOOKUP_TOKEN=$TOKEN wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --timeout 30s \
         -s bench/lookup_wrk.lua "$2" >"$WORK/wrk-$1.out" 2>&1
     c1=$(cpu_ticks "$4")
+    [ "$3" = dxhub ] && curl -sf "$2/metrics" -o "$WORK/metrics.after" &&
+        srv=$("$PY" bench/http_handling.py "$WORK/metrics.before" "$WORK/metrics.after")
     line=$(grep '^RESULT' "$WORK/wrk-$1.out") || { cat "$WORK/wrk-$1.out"; die "wrk $1 gave no result"; }
-    echo "$1 $line cpu_s=$(awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {print t / hz}') load=$(cut -d' ' -f1 /proc/loadavg)" >>"$WORK/results"
+    echo "$1 $line cpu_s=$(awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {print t / hz}') load=$(cut -d' ' -f1 /proc/loadavg) $srv" >>"$WORK/results"
 }
 : >"$WORK/results"
 for _ in $(seq "$REPEAT"); do
@@ -155,11 +158,13 @@ what = "lookup by patient (10 exams each)"
 row(what + ": throughput", d["rate"], "req/s", o and o["rate"])
 row(what + ": p50", d["p50_us"] / 1000, "ms", o and o["p50_us"] / 1000)
 row(what + ": p99", d["p99_us"] / 1000, "ms", o and o["p99_us"] / 1000)
+row(what + ": p99 of the hub's own handling (its histogram)", d["srv_p99_us"] / 1000, "ms", None)
 row(what + ": failed requests", d["errors"], "requests", o and o["errors"])
 row(what + ": server CPU per request", d["cpu_us"], "us", o and o["cpu_us"])
 row(what + ": one core's worth (1 s / CPU per request)", 1e6 / d["cpu_us"], "req/s", o and 1e6 / o["cpu_us"])
 row("target: throughput", d["rate"], "req/s", 20000.0, "target")
 row("target: p99", d["p99_us"] / 1000, "ms", 2.0, "target")
+row("target: p99 of the hub's own handling", d["srv_p99_us"] / 1000, "ms", 2.0, "target")
 if o:
     row("target: throughput vs Orthanc", d["rate"] / o["rate"], "x", 10.0, "target")
 json.dump(rows, open(out, "w"), indent=1)
