@@ -698,7 +698,7 @@ static void test_metrics_are_well_formed_prometheus_text(void **state)
                              REG_EXTENDED), 0);
     family fam[64];
     int nf = 0;
-    double stored = -1, count = -1, inf = -1, prev_bucket = 0;
+    double stored = -1, count = -1, inf = -1, prev_bucket = 0, http_inf = -1, http_count = -2, http_prev = 0;
     char *text = (char *)r.body;
     assert_true(r.body_len > 0 && text[r.body_len - 1] == '\n');
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
@@ -743,14 +743,24 @@ static void test_metrics_are_well_formed_prometheus_text(void **state)
         }
         if (!strcmp(name, "dxhub_commit_duration_seconds_count"))
             count = v;
+        if (!strcmp(name, "dxhub_http_handling_seconds_bucket")) {
+            assert_true(v >= http_prev); /* cumulative */
+            http_prev = v;
+            if (strstr(line, "le=\"+Inf\""))
+                http_inf = v;
+        }
+        if (!strcmp(name, "dxhub_http_handling_seconds_count"))
+            http_count = v;
     }
     assert_true(stored == F_COUNT);
     assert_true(inf >= 1 && inf == count);
+    /* every request answered before this one was timed */
+    assert_true(http_inf >= 1 && http_inf == http_count);
     static const char *const needed[] = {
         "dxhub_instances_received_total", "dxhub_bytes_received_total", "dxhub_store_results_total",
         "dxhub_commits_total", "dxhub_commit_instances_total", "dxhub_commit_duration_seconds", "dxhub_studies",
         "dxhub_errors_total", "dxhub_lmdb_map_used_bytes", "dxhub_lmdb_map_size_bytes",
-        "dxhub_http_requests_total", "dxhub_up"};
+        "dxhub_http_requests_total", "dxhub_http_handling_seconds", "dxhub_up"};
     for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++) {
         bool found = false;
         for (int k = 0; k < nf && !found; k++)
