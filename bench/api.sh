@@ -16,6 +16,10 @@
 #   - loading the series by C-STORE (storescu, one association).
 # wrk -t API_BENCH_THREADS (2) -c API_BENCH_CONNECTIONS (16); every round
 # is repeated API_BENCH_REPEAT times (3) and the medians are reported.
+# Beside wrk's figures: each server's CPU time per request (from /proc), the
+# p99 of dxhub's own handling time (its dxhub_http_handling_seconds
+# histogram, scraped around each run) and the load average, since wrk and
+# the servers share the machine's cores.
 # Prints a table and writes build/bench/api.json: a list of
 # {"metric","value","unit","peer","peer_value","ratio"}, ratio = value /
 # peer_value (below 1 is better for times and latencies, above 1 for rates).
@@ -221,11 +225,11 @@ loads = [r["load"] for rs in reps.values() for r in rs]
 print("wrk and the servers share this machine's %s cores (load average %.1f to %.1f during the runs): throughput and"
       " p99 are bounded by the CPU the server gets; its CPU per request does not depend on that."
       % (cores, min(loads), max(loads)))
-print("%-52s %12s %12s %9s  %s" % ("metric", "dxhub", peer_name.split()[0], "ratio", "unit"))
+print("%-60s %12s %12s %9s  %s" % ("metric", "dxhub", peer_name.split()[0], "ratio", "unit"))
 for r in rows:
     pv = "%12.3f" % r["peer_value"] if r["peer_value"] is not None else "%12s" % "-"
     ra = "%9.3f" % r["ratio"] if r["ratio"] is not None else "%9s" % "-"
-    print("%-52s %12.3f %s %s  %s" % (r["metric"], r["value"], pv, ra, r["unit"]))
+    print("%-60s %12.3f %s %s  %s" % (r["metric"], r["value"], pv, ra, r["unit"]))
 print("(ratio = dxhub / Orthanc)  written to %s" % out)
 EOF
 rc=$?
