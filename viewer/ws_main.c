@@ -51,7 +51,7 @@ static const cfg_option ws_options[] = {
     {"hub", "hub", CFG_STRING, W(c.hub), NULL, 0, 0, NULL, "tcp://HOST:PORT", "the hub's reader port (required)"},
     {"hub", "hub-key", CFG_STRING, W(c.hub_key), NULL, 0, 0, NULL, "FILE", "the hub's public key, hub.pub (required)"},
     {"hub", "keys", CFG_STRING, W(c.keys_dir), NULL, 0, 0, NULL, "DIR",
-     "our CURVE keypair DIR/NAME.key, made when missing; the hub allows DIR/NAME.pub as reader:<id> (required)"},
+     "our CURVE keypair DIR/NAME.key, made when missing; the hub allows DIR/NAME.pub as reader:ID (required)"},
     {"hub", "name", CFG_STRING, W(c.name), "reader", 1, 63, NULL, "NAME", "the keypair's file name"},
     {"hub", "timeout", CFG_INT, W(timeout_s), "5", 1, 600, NULL, "SECONDS", "per hub request"},
     {"hub", "prefetch", CFG_INT, W(c.prefetch), "3", 0, 32, NULL, "N",
