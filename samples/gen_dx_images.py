@@ -231,16 +231,20 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="output directory (created)")
     ap.add_argument("--seed", type=int, default=1453)
     ap.add_argument("--date", default="20240116", help="study date YYYYMMDD (a demo dates its exams today)")
+    ap.add_argument("--only", nargs="*", help="file names to write (default: all)")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    rng = np.random.default_rng(args.seed)
     for i, spec in enumerate(IMAGES):
+        if args.only and spec[0] not in args.only:
+            continue
+        rng = np.random.default_rng([args.seed, i])  # per image, so --only gives the same bytes
         cv = Canvas()
         spec[7](cv)
         cv.blur()
         ds = make_dataset(i, spec, cv.pixels(rng, spec[3]), args.date)
         ds.save_as(os.path.join(args.out, spec[0]), write_like_original=False)
-    print("gen_dx_images: %d images in %s" % (len(IMAGES), args.out), file=sys.stderr)
+    n = sum(1 for spec in IMAGES if not args.only or spec[0] in args.only)
+    print("gen_dx_images: %d images in %s" % (n, args.out), file=sys.stderr)
     return 0
 
 
