@@ -125,9 +125,12 @@ def test_demo_runs_a_full_reading_and_stops_cleanly(tmp_path):
         # the lead hospital's hub and recognised
         lookup = re.search(r"dxhub lookup (.*)", text).group(1).split()
         assert "--api-key-file" in lookup and "--patient" in lookup, text
-        r = run(["lookup"] + lookup + ["--json"])
-        assert r.returncode == 0, r.stdout + r.stderr
-        ans = json.loads(r.stdout)
+        for _ in range(3):  # a machine busy with other work may keep the lead hub past the peer timeout
+            r = run(["lookup"] + lookup + ["--json"])
+            assert r.returncode == 0, r.stdout + r.stderr
+            ans = json.loads(r.stdout)
+            if ans["peers"] and ans["peers"][0]["status"] == "ok":
+                break
         assert ans["hub"] == "county" and ans["peers"] == [{"hub": "lead-hospital", "status": "ok", "exams": 1}], ans
         [exam] = ans["exams"]
         assert exam["report_id"] == "demo-r1" and exam["study_uid"] == task["study"], exam
