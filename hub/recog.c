@@ -1,11 +1,15 @@
 /* recog.c — evaluating the recognition rules for one stored report
- * (recog.h), with two caches so that a lookup costs a hash of the
- * report's bytes and a few record reads, not a signature check and a
- * re-read of the images:
+ * (recog.h), with two caches so that a lookup of a recently evaluated
+ * report costs a cache hit, and otherwise a hash of the report's bytes and
+ * a few record reads, not a signature check and a re-read of the images:
  *   verdicts   report id → the SHA-256 of (report, signature, chain) it
- *              was verified with, the trust generation, the outcome and
- *              what the document says (instances, exam type, signer);
- *              used only while all three still match
+ *              was verified with, the trust generation, the index record
+ *              (time, version), the outcome and what the document says
+ *              (instances, exam type, signer); used only while all still
+ *              match.  With it, the facts its instance records gave, under
+ *              the store's instance generation.  Both are trusted without
+ *              reading the bytes or records for REPORT_RECHECK_MS after
+ *              they were last checked (what that bounds: ARCHITECTURE.md)
  *   instances  digest → whether the stored bytes still hash to it and
  *              one frame decodes
  * Both are chained hash tables locked by stripes, bounded: past the
