@@ -195,6 +195,57 @@ int store_batch_tick(store_batch *b, int64_t now)
     return spoil(b, n);
 }
 
+int store_batch_offer_task(store_batch *b, uint64_t id, const wl_reader *r, int64_t now)
+{
+    if (b->failed)
+        return WL_ESTORE;
+    return spoil(b, wl_offer_task(b->s->wl, b->txn, id, r, now, NULL));
+}
+
+/* --- offers decided on a read snapshot ---------------------------------------------- */
+
+struct store_view {
+    store   *s;
+    MDB_txn *txn;
+};
+
+int store_view_begin(store *s, store_view **out)
+{
+    store_view *v = calloc(1, sizeof *v);
+    if (!v)
+        return -ENOMEM;
+    v->s = s;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &v->txn);
+    if (rc) {
+        free(v);
+        return store_lmdb_err(rc);
+    }
+    *out = v;
+    return 0;
+}
+
+void store_view_end(store_view **vp)
+{
+    if (!vp || !*vp)
+        return;
+    mdb_txn_abort((*vp)->txn);
+    free(*vp);
+    *vp = NULL;
+}
+
+int store_view_held(store_view *v, const char *reader) { return wl_held_count(v->s->wl, v->txn, reader); }
+
+int store_view_pick(store_view *v, const wl_reader *r, const wl_skip *skip, wl_task *out, store_study *st,
+                    int *has_st)
+{
+    int rc = wl_pick(v->s->wl, v->txn, r, skip, out);
+    if (!rc && st)
+        *has_st = store_txn_get_study(v->s, v->txn, out->study_uid, st) == 0;
+    return rc;
+}
+
+int store_view_task(store_view *v, uint64_t id, wl_task *out) { return wl_get(v->s->wl, v->txn, id, out); }
+
 /* --- the same actions, one transaction each ---------------------------------------- */
 
 /* Run one action in a batch of its own: its result, or the commit's failure. */
