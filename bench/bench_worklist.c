@@ -10,8 +10,11 @@
  *    with R readers (each its own CURVE keypair in the allow-list, role
  *    reader:rNNN, and a readers-file line) and one ECG reader.
  * 3. Assign: R threads, each a hub_client (hub/hub.h) over 127.0.0.1, loop
- *    READY 1 → TASK → CLAIM for S seconds.  Measured: assignments per
- *    second (claims completed) and the READY→TASK latency per offer.
+ *    READY 1 → TASK → CLAIM → CLAIMED for S seconds.  An "assignment" is
+ *    that whole round: a lease the reader was told about, so durable
+ *    (the hub answers CLAIM after its commit).  Measured: assignments per
+ *    second, READY→TASK (the offer: sent before its record is committed)
+ *    and CLAIM→CLAIMED (the lease: after the commit) separately.
  * 4. STAT: `dxhub edge` runs; for each STAT ECG file (distinct study UIDs)
  *    the ECG reader says READY, `dxhub push --priority stat` queues it at
  *    the clinic, and the reader waits for the TASK.  After the hub stops,
@@ -557,8 +560,8 @@ int main(int argc, char **argv)
     metric("READY→TASK, all readers, p50", pct(lat, total, 0.50), "ms", NULL, 0, 1);
     metric("READY→TASK, all readers, p99", pct(lat, total, 0.99), "ms", "target", 2, 1);
     metric("READY→TASK, all readers, max", total ? lat[total - 1] / 1000.0 : 0, "ms", NULL, 0, 1);
-    metric("TASK→CLAIMED latency p50", pct(clat, total, 0.50), "ms", NULL, 0, 1);
-    metric("TASK→CLAIMED latency p99", pct(clat, total, 0.99), "ms", NULL, 0, 1);
+    metric("CLAIM→CLAIMED (durable lease), p50", pct(clat, total, 0.50), "ms", NULL, 0, 1);
+    metric("CLAIM→CLAIMED (durable lease), p99", pct(clat, total, 0.99), "ms", NULL, 0, 1);
     if (n_lat) {
         metric("STAT study complete→offer p50", pct(stat_lat, (size_t)n_lat, 0.5), "ms", NULL, 0, 1);
         metric("STAT study complete→offer max", stat_lat[n_lat - 1] / 1000.0, "ms", "target", 50, 1);
