@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "hub/log.h"
 #include "hub/reader_commit.h"
@@ -28,7 +29,16 @@ struct reader_commit {
     pthread_cond_t  cv;
     bool            stop;
     rc_list         todo, done;
+    /* for the log line at stop: how well commits were shared */
+    uint64_t        commits, ops, commit_us;
 };
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 static int list_add(rc_list *l, const rc_op *op)
 {
@@ -151,7 +161,11 @@ static void *commit_main(void *arg)
         work = t;
         pthread_mutex_unlock(&c->mu);
 
+        uint64_t t0 = mono_us();
         apply_all(c, &work);
+        c->commits++;
+        c->ops += work.n;
+        c->commit_us += mono_us() - t0;
 
         pthread_mutex_lock(&c->mu);
         for (size_t i = 0; i < work.n; i++)
@@ -237,6 +251,10 @@ void reader_commit_stop(reader_commit **cp, rc_list *rest)
     pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
     pthread_join(c->thread, NULL);
+    if (c->commits)
+        log_info("readers: %llu worklist commits for %llu requests (%.1f a commit), %.2f ms each on average",
+                 (unsigned long long)c->commits, (unsigned long long)c->ops, (double)c->ops / (double)c->commits,
+                 (double)c->commit_us / 1000.0 / (double)c->commits);
     move_all(&c->done, rest);
     rc_list_free(&c->todo);
     rc_list_free(&c->done);
