@@ -56,7 +56,7 @@ int cmd_workstation(int argc, char **argv);
 
 /* The roles' settings tables (hub/config.h), in their cmd_*.c files. */
 struct cfg_role;
-extern const struct cfg_role serve_role, edge_role;
+extern const struct cfg_role serve_role, edge_role, workstation_role; /* workstation_role: viewer/ws_main.c */
 
 /* "16G", "512M", "100K" or bytes; -1 when malformed. */
 int parse_size(const char *s, uint64_t *out);
