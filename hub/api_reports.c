@@ -256,7 +256,7 @@ static int one_exam(void *ctx, const store_report_view *v)
 }
 
 /* The local exams of patient as a JSON array's elements into b. */
-static int local_exams(api_server *a, const char *patient, int64_t since, const char *type, const char *prefix,
+int local_exams(api_server *a, const char *patient, int64_t since, const char *type, const char *prefix,
                        jbuf *b, unsigned *n, unsigned *recognised)
 {
     local_lookup l = {.a = a, .b = b, .type = type, .prefix = prefix, .now = api_now_ms()};
@@ -334,7 +334,7 @@ static int parse_lookup(api_req *r, const api_params *p, lookup_q *q)
 /* ---- GET /api/v1/reports ---------------------------------------------- */
 
 /* The exams of one peer's answer appended to b; counts them. */
-static void splice_peer(jbuf *b, peer_answer *pa, unsigned *n, unsigned *recognised, unsigned *got)
+void splice_peer(jbuf *b, peer_answer *pa, unsigned *n, unsigned *recognised, unsigned *got)
 {
     json_error_t je;
     json_t *root = json_loadb(pa->body, pa->len, 0, &je);
@@ -490,7 +490,7 @@ static int report_json(void *ctx, const store_report_view *v)
 }
 
 /* 0 with the report's JSON in b; -ENOENT; another negative code. */
-static int report_answer(api_server *a, const char *id, const char *prefix, jbuf *b, char study[STORE_UID_MAX])
+int report_answer(api_server *a, const char *id, const char *prefix, jbuf *b, char study[STORE_UID_MAX])
 {
     one_report o = {.a = a, .b = b, .prefix = prefix};
     int rc = store_report_by_id(a->st, id, report_json, &o);
