@@ -366,8 +366,9 @@ static void on_submit(reader_link *l, proto_msg *m, const wl_reader *r)
         return;
     }
     log_info("readers: %s: task %lld %s, now %s", r->id, id, action, wl_state_name((wl_state)t.state));
-    reply(l, m, "ACK", json_pack("{s:I,s:s}", "task", (json_int_t)t.id, "state", wl_state_name((wl_state)t.state)),
-          NULL, 0);
+    /* A returned task is claimed again, but by its resident: to the reviewer it is "returned". */
+    const char *state = !strcmp(action, "return") ? "returned" : wl_state_name((wl_state)t.state);
+    reply(l, m, "ACK", json_pack("{s:I,s:s}", "task", (json_int_t)t.id, "state", state), NULL, 0);
     if (t.state == WL_SIGNED && l->cfg.on_report)
         l->cfg.on_report(l->cfg.on_report_ctx, &t, t.report_id);
 }

@@ -349,7 +349,7 @@ def test_resident_draft_goes_to_review_then_signed_or_returned(world, tmp_path):
     assert rc == 0, (lines, err)
     returned = lines[0]
     assert returned["review"] is True and returned["task"] == ({t1, t2} - {signed["task"]}).pop()
-    assert returned["submitted"]["state"] == "claimed"
+    assert returned["submitted"]["state"] == "returned"
     # back with the resident: held already (no claim needed), re-drafted into review
     rc, lines, err = world.reader("res-nm", "--task", str(returned["task"]), "--fetch-to", tmp_path / "res",
                                   "--submit", draft, "--action", "draft")
