@@ -183,8 +183,6 @@ void ws_hub_poll(ws *w)
     pthread_mutex_unlock(&w->hub_mu);
     if (send_ready || probe)
         set_connected(w, rc);
-    if (probe && rc == 0)
-        ws_sync_held(w);
     for (size_t k = 0; k < n_lost; k++) {
         fprintf(stderr, "dxhub workstation: task %llu is no longer ours (its lease lapsed)\n",
                 (unsigned long long)lost[k]);
@@ -196,6 +194,9 @@ void ws_hub_poll(ws *w)
         ws_changed(w);
         pthread_mutex_unlock(&w->mu);
     }
+    /* after the lapsed ones are dropped: a task returned to us meanwhile is taken up again */
+    if (probe && rc == 0)
+        ws_sync_held(w);
 }
 
 /* --- held tasks across restarts ---------------------------------------------------

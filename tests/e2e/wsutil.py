@@ -41,14 +41,16 @@ class World:
         self.pass_file = self.base / "pass.txt"
         self.pass_file.write_text(PASS + "\n", encoding="utf-8")
         lines = ["# id  seniority  modalities  kinds  facilities  max"]
-        for rid, (mods, kinds, name) in readers.items():
-            lines.append(f"{rid} attending {mods} {kinds} * 4")
+        # a reader is (modalities, kinds, name[, seniority]); attending when not said
+        readers = {rid: tuple(v) + ("attending",) * (4 - len(v)) for rid, v in readers.items()}
+        for rid, (mods, kinds, name, seniority) in readers.items():
+            lines.append(f"{rid} {seniority} {mods} {kinds} * 4")
             allow(self.keys, f"reader:{rid}", keygen(self.rkeys, rid))
         (self.base / "readers.conf").write_text("\n".join(lines) + "\n")
         r = run([dxhub_bin(), "keygen", "--ca", "--facility", FACILITY, "--keys", self.base / "ca"])
         assert r.returncode == 0, r.stderr.decode()
-        for rid, (_, _, name) in readers.items():
-            r = run([dxhub_bin(), "keygen", "--reader", rid, "--name", name, "--role", "attending", "--facility",
+        for rid, (_, _, name, seniority) in readers.items():
+            r = run([dxhub_bin(), "keygen", "--reader", rid, "--name", name, "--role", seniority, "--facility",
                      FACILITY, "--ca", self.base / "ca", "--keys", self.pki, "--passphrase-file", self.pass_file])
             assert r.returncode == 0, r.stderr.decode()
         (self.keys / "trust").mkdir(parents=True, exist_ok=True)
