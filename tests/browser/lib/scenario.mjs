@@ -18,6 +18,7 @@ import { canvasGray, canvasRGBA, dataset, waitImage, api, stats } from './page.m
 const ECG = { pxPerMm: 4, topMm: 5, rowMm: 38, leftMm: 12 };
 const FINDINGS = 'Right upper lobe: a solid nodule of 8 mm (右肺上叶结节). No effusion.';
 const IMPRESSION = 'Pulmonary nodule; follow-up CT in 6 months.';
+const ADDENDUM = 'Addendum: the nodule was also present on the outside CT of 2025 (补充).';
 
 export async function scenario({ browser, ctx, checks, shots }) {
   const page = await newPage(browser, ctx.url);
@@ -301,6 +302,29 @@ export async function scenario({ browser, ctx, checks, shots }) {
       await ctx.hub.waitFor(() => ctx.hub.dx('reports', '--edge-data', path.join(ctx.hub.dir, 'clinic')).includes(reportId), 30000, `report ${reportId} at the clinic`);
     }
   }, { needs: [DRAFT] });
+  const SIGNED = 'signing asks the passphrase once, shows exactly what is signed and by whom, and the hub verifies the report';
+
+  await checks.check('an addendum to the signed report is its own signed document, and it reaches the clinic', async () => {
+    const p = s.page;
+    const original = await p.getAttribute('#signed-box', 'data-report-id');
+    await p.fill('#addendum', ADDENDUM);
+    await p.click('#sign-addendum');
+    await p.waitForSelector('#sign-dialog[open]', { timeout: 10000 });
+    const what = await p.textContent('#sign-what');
+    expect(what.includes(ADDENDUM) && what.includes(original), `confirmation lacks the addendum or the report it follows: ${what}`);
+    await p.click('#sign-confirm');
+    await p.waitForSelector('#addendum-done[data-report-id]', { timeout: 30000 });
+    const id = await p.getAttribute('#addendum-done', 'data-report-id');
+    expect(id && id !== original, `addendum id ${id} (report ${original})`);
+    expect(await p.getAttribute('#signed-box', 'data-report-id') === original, 'the signed report was replaced in the panel');
+    if (ctx.hub) await ctx.hub.waitFor(() => ctx.hub.dx('reports', '--edge-data', path.join(ctx.hub.dir, 'clinic')).includes(id), 30000, `addendum ${id} at the clinic`);
+    // the priors panel answers from the hub's lookup for the ECG's patient (no earlier signed exam)
+    await p.evaluate(() => { delete document.querySelector('#priors').dataset.state; });
+    await p.click('tr.task[data-kind="ecg"] button.open');
+    await p.waitForSelector('#priors[data-state="done"]', { timeout: 15000 });
+    const priors = await p.textContent('#priors');
+    expect(/No prior signed reports/.test(priors), `priors panel: ${priors}`);
+  }, { needs: [SIGNED] });
 
   return { page: s.page || page, state: s };
 }
