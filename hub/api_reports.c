@@ -142,6 +142,20 @@ void api_render_lookup_metrics(jbuf *b, api_counters *c)
 
 /* ---- one exam as JSON ------------------------------------------------- */
 
+/* "supersedes": the report an addendum follows (null for a report).  Only
+ * an addendum (version > 1) is read for it: the index does not keep it. */
+static void render_supersedes(jbuf *b, const store_report_view *v)
+{
+    json_t *doc = v->ref->report_version > 1 ? json_loadb(v->doc, v->doc_len, 0, NULL) : NULL;
+    const char *id = json_string_value(json_object_get(doc, "supersedes"));
+    jb_puts(b, "\"supersedes\":");
+    if (id)
+        jb_str(b, id);
+    else
+        jb_puts(b, "null");
+    json_decref(doc);
+}
+
 static void render_exam(jbuf *b, api_server *a, const store_report_view *v, const recog_result *res,
                         const char *prefix, const char *consortium, const char *mark)
 {
@@ -150,7 +164,9 @@ static void render_exam(jbuf *b, api_server *a, const store_report_view *v, cons
     jb_str(b, a->name);
     jb_puts(b, ",\"report_id\":");
     jb_str(b, ref->report_id);
-    jb_printf(b, ",\"version\":%u,\"study_uid\":", (unsigned)ref->report_version);
+    jb_printf(b, ",\"version\":%u,", (unsigned)ref->report_version);
+    render_supersedes(b, v);
+    jb_puts(b, ",\"study_uid\":");
     jb_str(b, ref->study_uid);
     jb_puts(b, ",\"patient_id\":");
     jb_str(b, ref->patient_id);

@@ -453,5 +453,9 @@ def test_resident_draft_reviewed_returned_resubmitted_cosigned_then_an_addendum(
     assert adoc["supersedes"] == done["report_id"] and adoc["version"] == 2 and adoc["study_uid"] == uid
     out = verify_stored(world, reports, add["report_id"], tmp_path, adoc)
     assert f"addendum    to report {done['report_id']}" in out
+    # a lookup shows the addendum with the report it follows
+    exams = [e for e in world.lookup(doc["patient_id"])["exams"] if e["study_uid"] == uid]
+    assert sorted((e["report_id"], e["version"], e["supersedes"]) for e in exams) == \
+        sorted([(done["report_id"], 1, None), (add["report_id"], 2, done["report_id"])])
     # a second "sign" of the original is refused; an addendum to an unsigned task too
     assert att.request("POST", f"/api/tasks/{tid}/submit", dict(revised, action="sign"))[0] == 409
