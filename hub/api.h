@@ -16,6 +16,8 @@
  *   /api/v1/reports?PatientID=&since=&type=&scope=   a patient's signed exams with
  *                                         recognition (api_reports.c; scope
  *                                         consortium, the default, asks the peer hubs)
+ *                                         (an addendum is an exam of its own, version 2..,
+ *                                         "supersedes": the report it follows; else null)
  *   /api/v1/reports/{id}                  the report's bytes, signature, chain, exam
  *   POST /api/v1/exams/{StudyInstanceUID}/repeat     a physician repeats an exam
  *   /api/v1/peers/{hub}/instances/{uid}/file, .../preview.png, /api/v1/peers/{hub}/reports/{id}
