@@ -16,6 +16,8 @@
  *   /api/v1/reports?PatientID=&since=&type=&scope=   a patient's signed exams with
  *                                         recognition (api_reports.c; scope
  *                                         consortium, the default, asks the peer hubs)
+ *                                         (an addendum is an exam of its own, version 2..,
+ *                                         "supersedes": the report it follows; else null)
  *   /api/v1/reports/{id}                  the report's bytes, signature, chain, exam
  *   POST /api/v1/exams/{StudyInstanceUID}/repeat     a physician repeats an exam
  *   /api/v1/peers/{hub}/instances/{uid}/file, .../preview.png, /api/v1/peers/{hub}/reports/{id}
@@ -92,5 +94,15 @@ int api_peer_lookup(void *a, const peer_lookup_q *q, const char *who, char **out
 int api_peer_report(void *a, const char *id, const char *link_prefix, const char *who, char **out, size_t *len);
 int api_peer_preview(void *a, const char *sop, const char *who, char **out, size_t *len, char *why, size_t whylen);
 int api_peer_audit(void *a, const char *who, const char *what, const char *study, const char *detail);
+
+/* What a reader's workstation asks about a task's patient (the reader
+ * link's PRIORS and PRIOR, ctx the api_server), audited as who
+ * ("reader:<id>"): the lookup answer of GET /api/v1/reports for patient
+ * (this hub's exams and, when it has peers, theirs), and one report as GET
+ * /api/v1/reports/{id} gives it (hub: a peer's name, or NULL/this hub's
+ * name for a local one).  0 with malloc'd JSON in *out, or a negative code
+ * (-ENOENT: no such report). */
+int api_reader_priors(void *a, const char *patient, const char *who, char **out, size_t *len);
+int api_reader_report(void *a, const char *hub, const char *id, const char *who, char **out, size_t *len);
 
 #endif

@@ -261,6 +261,11 @@ int  api_req_audit(api_req *r, const char *what, const char *study_uid, const ch
 /* Handlers of api_reports.c and api_peer.c. */
 int api_h_reports(api_req *r, const api_params *p);
 int api_h_report(api_req *r, const api_params *p);
+/* Shared by the HTTP lookups and a reader's priors (api_reader.c). */
+int  local_exams(api_server *a, const char *patient, int64_t since, const char *type, const char *prefix, jbuf *b,
+                 unsigned *n, unsigned *recognised);
+void splice_peer(jbuf *b, peer_answer *pa, unsigned *n, unsigned *recognised, unsigned *got);
+int  report_answer(api_server *a, const char *id, const char *prefix, jbuf *b, char study[STORE_UID_MAX]);
 int api_h_repeat(api_req *r, const api_params *p);
 int api_h_preview(api_req *r, const api_params *p);
 int api_h_peer_file(api_req *r, const api_params *p);

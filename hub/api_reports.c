@@ -142,6 +142,20 @@ void api_render_lookup_metrics(jbuf *b, api_counters *c)
 
 /* ---- one exam as JSON ------------------------------------------------- */
 
+/* "supersedes": the report an addendum follows (null for a report).  Only
+ * an addendum (version > 1) is read for it: the index does not keep it. */
+static void render_supersedes(jbuf *b, const store_report_view *v)
+{
+    json_t *doc = v->ref->report_version > 1 ? json_loadb(v->doc, v->doc_len, 0, NULL) : NULL;
+    const char *id = json_string_value(json_object_get(doc, "supersedes"));
+    jb_puts(b, "\"supersedes\":");
+    if (id)
+        jb_str(b, id);
+    else
+        jb_puts(b, "null");
+    json_decref(doc);
+}
+
 static void render_exam(jbuf *b, api_server *a, const store_report_view *v, const recog_result *res,
                         const char *prefix, const char *consortium, const char *mark)
 {
@@ -150,7 +164,9 @@ static void render_exam(jbuf *b, api_server *a, const store_report_view *v, cons
     jb_str(b, a->name);
     jb_puts(b, ",\"report_id\":");
     jb_str(b, ref->report_id);
-    jb_printf(b, ",\"version\":%u,\"study_uid\":", (unsigned)ref->report_version);
+    jb_printf(b, ",\"version\":%u,", (unsigned)ref->report_version);
+    render_supersedes(b, v);
+    jb_puts(b, ",\"study_uid\":");
     jb_str(b, ref->study_uid);
     jb_puts(b, ",\"patient_id\":");
     jb_str(b, ref->patient_id);
@@ -257,7 +273,7 @@ static int one_exam(void *ctx, store_report_view *v)
 }
 
 /* The local exams of patient as a JSON array's elements into b. */
-static int local_exams(api_server *a, const char *patient, int64_t since, const char *type, const char *prefix,
+int local_exams(api_server *a, const char *patient, int64_t since, const char *type, const char *prefix,
                        jbuf *b, unsigned *n, unsigned *recognised)
 {
     local_lookup l = {.a = a, .b = b, .type = type, .prefix = prefix, .now = api_now_ms()};
@@ -335,7 +351,7 @@ static int parse_lookup(api_req *r, const api_params *p, lookup_q *q)
 /* ---- GET /api/v1/reports ---------------------------------------------- */
 
 /* The exams of one peer's answer appended to b; counts them. */
-static void splice_peer(jbuf *b, peer_answer *pa, unsigned *n, unsigned *recognised, unsigned *got)
+void splice_peer(jbuf *b, peer_answer *pa, unsigned *n, unsigned *recognised, unsigned *got)
 {
     json_error_t je;
     json_t *root = json_loadb(pa->body, pa->len, 0, &je);
@@ -492,7 +508,7 @@ static int report_json(void *ctx, store_report_view *v)
 }
 
 /* 0 with the report's JSON in b; -ENOENT; another negative code. */
-static int report_answer(api_server *a, const char *id, const char *prefix, jbuf *b, char study[STORE_UID_MAX])
+int report_answer(api_server *a, const char *id, const char *prefix, jbuf *b, char study[STORE_UID_MAX])
 {
     one_report o = {.a = a, .b = b, .prefix = prefix};
     int rc = store_report_by_id(a->st, id, report_json, &o);

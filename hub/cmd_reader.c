@@ -42,6 +42,7 @@ static const char usage[] =
     "  --fetch-to DIR      fetch each task's study into DIR/<study uid>/<sop>.dcm (resumable)\n"
     "  --submit FILE       the report: these exact bytes are stored\n"
     "  --action A          draft, sign or return (return needs no --submit)\n"
+    "  --reason TEXT       with --action return: why, for the resident\n"
     "  --report-id ID      the report's id (default task<ID>-<action>-<time>)\n"
     "  --sig FILE          detached signature to submit with the report\n"
     "  --chain FILE        certificate chain (PEM) to submit with the report\n"
@@ -278,7 +279,7 @@ out:
 /* --- one task -------------------------------------------------------------------- */
 
 typedef struct opts {
-    const char *fetch_to, *action, *report_id;
+    const char *fetch_to, *action, *report_id, *reason;
     const char *report, *sig, *chain;
     size_t      report_len, sig_len, chain_len;
     int         json;
@@ -362,8 +363,11 @@ static int work(hub_client *c, const opts *o, outcome *r)
         else
             snprintf(r->report_id, sizeof r->report_id, "task%llu-%s-%lld", (unsigned long long)t->id, o->action,
                      (long long)now_ms());
-        if (hub_client_submit(c, t->id, o->action, r->report_id, o->report, o->report_len, o->sig, o->sig_len,
-                              o->chain, o->chain_len, r->state, sizeof r->state)) {
+        int rc = !strcmp(o->action, "return")
+                     ? hub_client_return(c, t->id, r->report_id, o->reason, r->state, sizeof r->state)
+                     : hub_client_submit(c, t->id, o->action, r->report_id, o->report, o->report_len, o->sig,
+                                         o->sig_len, o->chain, o->chain_len, r->state, sizeof r->state);
+        if (rc) {
             snprintf(r->error, sizeof r->error, "%s refused: %s", o->action, hub_client_error(c));
             r->failed = 1;
         } else {
@@ -397,7 +401,7 @@ static long parse_num(const char *s, long lo, long hi)
 int cmd_reader(int argc, char **argv)
 {
     enum { O_HUB = 1, O_HUBKEY, O_KEYS, O_NAME, O_TAKE, O_TASK, O_WAIT, O_FETCH, O_SUBMIT, O_ACTION, O_RID, O_SIG,
-           O_CHAIN, O_HOLD, O_RELEASE, O_TIMEOUT, O_JSON };
+           O_CHAIN, O_HOLD, O_RELEASE, O_TIMEOUT, O_JSON, O_REASON };
     static const struct option lopts[] = {
         {"hub", required_argument, NULL, O_HUB},        {"hub-key", required_argument, NULL, O_HUBKEY},
         {"keys", required_argument, NULL, O_KEYS},      {"name", required_argument, NULL, O_NAME},
@@ -408,6 +412,7 @@ int cmd_reader(int argc, char **argv)
         {"chain", required_argument, NULL, O_CHAIN},    {"hold", required_argument, NULL, O_HOLD},
         {"release", no_argument, NULL, O_RELEASE},      {"timeout", required_argument, NULL, O_TIMEOUT},
         {"json", no_argument, NULL, O_JSON},            {"help", no_argument, NULL, 'h'},
+        {"reason", required_argument, NULL, O_REASON},
         {0, 0, 0, 0}};
     const char *hub = NULL, *hub_key = NULL, *keys_dir = NULL, *name = "reader", *submit = NULL, *sig = NULL,
                *chain = NULL;
@@ -428,6 +433,7 @@ int cmd_reader(int argc, char **argv)
         case O_SUBMIT: submit = optarg; break;
         case O_ACTION: o.action = optarg; break;
         case O_RID: o.report_id = optarg; break;
+        case O_REASON: o.reason = optarg; break;
         case O_SIG: sig = optarg; break;
         case O_CHAIN: chain = optarg; break;
         case O_RELEASE: release = 1; break;

@@ -222,6 +222,11 @@ int cmd_verify(int argc, char **argv)
     printf("  certificate serial %s from %s, valid %s to %s\n", id.serial, id.issuer, nb, na);
     printf("  report      %s version %u, %zu instances%s\n", in->report_id, in->version, in->n_instances,
            in->critical ? ", critical value" : "");
+    if (in->supersedes) /* the original stays as it was signed; verify it on its own */
+        printf("  addendum    to report %s\n", in->supersedes);
+    if (in->drafted_by)
+        printf("  drafted by  %s%s%s%s (reviewed and signed by the signer)\n", in->drafted_by_name,
+               in->drafted_by_name[0] ? " (reader " : "", in->drafted_by, in->drafted_by_name[0] ? ")" : "");
     if (st)
         printf("  digests     all %zu match %s\n", in->n_instances, study);
     else

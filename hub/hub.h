@@ -16,9 +16,23 @@
  *   STUDY {req, task[, offset]}    → STUDY {req, task, study, offset, total, instances:[{sop, series, size, digest, ts, number}]}
  *                                    at most 200 instances from offset (0) of total: page with offset
  *   FETCH {req, task, sop, offset, length} → DATA {req, sop, offset, size, eof} + bytes | NACK
- *   SUBMIT {req, task, action, report_id} + report bytes [+ signature] [+ certificate chain]
- *        action: "draft" (a resident's goes to review), "sign", "return" (reviewer), "addendum"
+ *   SUBMIT {req, task, action, report_id[, reason]} + report bytes [+ signature] [+ certificate chain]
+ *        action: "draft" (a resident's goes to review), "sign", "return" (reviewer; "reason" for
+ *        the resident, at most 127 bytes kept), "addendum" (task: the signed task; the signed
+ *        document has version + 1 and supersedes = the signed report's id; the ACK's task is
+ *        the addendum's own, signed, task)
  *                                  → ACK {req, task, state} after it is durable | NACK {req, reason}
+ *   HELD {req}                     → HELD {req, tasks:[task + {lease_until, returned?, returned_by?}]}
+ *                                    the tasks the reader holds; a task a reviewer sent back carries
+ *                                    the reviewer's reason (how a resident learns of a return)
+ *   DRAFT {req, task}              → DRAFT {req, task, report_id, drafted_by, returned?, returned_by?}
+ *                                    + the task's latest stored draft document (no frame when none)
+ *   PRIORS {req, task}             → PRIORS {req, task, patient_id} + one frame: the lookup answer
+ *                                    for the task's patient, as GET /api/v1/reports gives it (this
+ *                                    hub's signed exams and its peers'), audited as the reader
+ *   PRIOR {req, task, report_id[, hub]} → PRIOR {req} + one frame: GET /api/v1/reports/{id}'s
+ *                                    answer (a peer hub's when hub names one), for a prior of the
+ *                                    task's patient
  *   malformed / not allowed        → ERROR {error, to[, req]}   (req echoed when the header had one)
  *
  * A task object: {id, study, kind, priority, modality, body_part, facility,
@@ -62,6 +76,11 @@ typedef struct hub_task {
     int64_t  due_ms;
     int      referral, review;
     uint32_t version, instances;
+    char     report_id[64];   /* the latest report stored for the task (a draft under review) */
+    char     drafted_by[64];  /* the resident whose draft this is */
+    char     returned[128];   /* HELD: why a reviewer sent it back ("" when not returned) */
+    char     returned_by[64];
+    int64_t  lease_until_ms;  /* HELD: the lease's end, hub clock */
 } hub_task;
 
 typedef struct hub_instance {
@@ -97,6 +116,27 @@ int hub_client_fetch(hub_client *c, uint64_t task, const char *sop, uint64_t off
 int hub_client_submit(hub_client *c, uint64_t task, const char *action, const char *report_id,
                       const void *report, size_t report_len, const void *sig, size_t sig_len,
                       const void *chain, size_t chain_len, char *state_out, size_t state_len);
+
+/* Send a task under review back to its resident with the reason (SUBMIT
+ * action "return"). */
+int hub_client_return(hub_client *c, uint64_t task, const char *report_id, const char *reason, char *state_out,
+                      size_t state_len);
+/* The tasks the hub says we hold (HELD): *out malloc'd (caller frees). */
+int hub_client_held(hub_client *c, hub_task **out, size_t *n);
+/* The latest draft stored for a task we hold or are offered (DRAFT): the
+ * document's bytes in *doc (malloc'd, NUL-terminated; NULL when none),
+ * who drafted it, and the reviewer's reason when it was returned. */
+typedef struct hub_draft {
+    char  report_id[64], drafted_by[64], returned[128], returned_by[64];
+    char *doc;
+    size_t len;
+} hub_draft;
+int hub_client_draft(hub_client *c, uint64_t task, hub_draft *out);
+/* PRIORS and PRIOR: the hub's lookup JSON (malloc'd, NUL-terminated) for
+ * the patient of a task we hold or are offered; hub may be NULL. */
+int hub_client_priors(hub_client *c, uint64_t task, char **json, size_t *len);
+int hub_client_prior(hub_client *c, uint64_t task, const char *report_id, const char *hub, char **json,
+                     size_t *len);
 
 /* What WELCOME said about us (after hub_client_hello): 0, or -1 before. */
 typedef struct hub_reader_profile {
@@ -178,6 +218,7 @@ typedef struct hub_report_fields {
     const char *supersedes; /* NULL: none */
     int64_t     reported;   /* seconds since epoch */
     const char *exam_type;  /* e.g. "CT CHEST", "ECG" */
+    const char *drafted_by, *drafted_by_name; /* a reviewed resident's draft: who drafted it; else NULL */
 } hub_report_fields;
 
 typedef struct hub_report_instance {

@@ -152,6 +152,11 @@ static int parse_task(json_t *j, hub_task *t)
     t->review = get_bool(j, "review");
     t->version = (uint32_t)get_int(j, "version", 1);
     t->instances = (uint32_t)get_int(j, "instances", 0);
+    copy_str(j, "report_id", t->report_id, sizeof t->report_id);
+    copy_str(j, "drafted_by", t->drafted_by, sizeof t->drafted_by);
+    copy_str(j, "returned", t->returned, sizeof t->returned);
+    copy_str(j, "returned_by", t->returned_by, sizeof t->returned_by);
+    t->lease_until_ms = get_int(j, "lease_until", 0);
     return 0;
 }
 
@@ -774,3 +779,110 @@ int hub_client_keepalive(hub_client *c, int interval_ms)
 int64_t hub_client_lease_until(const hub_client *c) { return c->lease_until_ms; }
 
 int hub_client_leases(const hub_client *c) { return c->leases; }
+
+/* --- a reader's questions about its tasks: HELD, DRAFT, PRIORS, PRIOR ---------- */
+
+int hub_client_return(hub_client *c, uint64_t task, const char *report_id, const char *reason, char *state_out,
+                      size_t state_len)
+{
+    proto_msg m;
+    json_t *h = json_pack("{s:I,s:s,s:s,s:s}", "task", (json_int_t)task, "action", "return", "report_id",
+                          report_id ? report_id : "return", "reason", reason ? reason : "");
+    int rc = request(c, "SUBMIT", h, NULL, 0, "ACK", &m);
+    if (rc)
+        return rc;
+    char state[16];
+    copy_str(m.hdr, "state", state, sizeof state);
+    proto_msg_close(&m);
+    if (strcmp(state, "claimed") && strcmp(state, "drafted") && c->leases > 0)
+        c->leases--; /* the task went back to its resident */
+    if (state_out && state_len)
+        snprintf(state_out, state_len, "%s", state);
+    return 0;
+}
+
+int hub_client_held(hub_client *c, hub_task **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    proto_msg m;
+    int rc = request(c, "HELD", json_object(), NULL, 0, "HELD", &m);
+    if (rc)
+        return rc;
+    json_t *list = json_object_get(m.hdr, "tasks");
+    size_t k = json_array_size(list);
+    hub_task *v = calloc(k ? k : 1, sizeof *v);
+    if (!v) {
+        proto_msg_close(&m);
+        return fail(c, HUB_EPROTO, "out of memory");
+    }
+    for (size_t i = 0; i < k; i++)
+        if (parse_task(json_array_get(list, i), &v[*n]) == 0)
+            (*n)++;
+    proto_msg_close(&m);
+    *out = v;
+    return 0;
+}
+
+/* The first data frame of m as a malloc'd NUL-terminated copy (NULL, 0 when none). */
+static int frame_copy(hub_client *c, proto_msg *m, char **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    if (!m->n_data)
+        return 0;
+    size_t n = zmq_msg_size(&m->data[0]);
+    char *p = malloc(n + 1);
+    if (!p)
+        return fail(c, HUB_EPROTO, "out of memory");
+    memcpy(p, zmq_msg_data(&m->data[0]), n);
+    p[n] = '\0';
+    *out = p;
+    *len = n;
+    return 0;
+}
+
+int hub_client_draft(hub_client *c, uint64_t task, hub_draft *out)
+{
+    memset(out, 0, sizeof *out);
+    proto_msg m;
+    int rc = request(c, "DRAFT", json_pack("{s:I}", "task", (json_int_t)task), NULL, 0, "DRAFT", &m);
+    if (rc)
+        return rc;
+    copy_str(m.hdr, "report_id", out->report_id, sizeof out->report_id);
+    copy_str(m.hdr, "drafted_by", out->drafted_by, sizeof out->drafted_by);
+    copy_str(m.hdr, "returned", out->returned, sizeof out->returned);
+    copy_str(m.hdr, "returned_by", out->returned_by, sizeof out->returned_by);
+    rc = frame_copy(c, &m, &out->doc, &out->len);
+    proto_msg_close(&m);
+    return rc;
+}
+
+int hub_client_priors(hub_client *c, uint64_t task, char **json, size_t *len)
+{
+    proto_msg m;
+    int rc = request(c, "PRIORS", json_pack("{s:I}", "task", (json_int_t)task), NULL, 0, "PRIORS", &m);
+    if (rc)
+        return rc;
+    rc = frame_copy(c, &m, json, len);
+    proto_msg_close(&m);
+    if (!rc && !*json)
+        return fail(c, HUB_EPROTO, "PRIORS: the hub's answer has no lookup");
+    return rc;
+}
+
+int hub_client_prior(hub_client *c, uint64_t task, const char *report_id, const char *hub, char **json, size_t *len)
+{
+    json_t *h = json_pack("{s:I,s:s}", "task", (json_int_t)task, "report_id", report_id ? report_id : "");
+    if (h && hub && hub[0])
+        json_object_set_new(h, "hub", json_string(hub));
+    proto_msg m;
+    int rc = request(c, "PRIOR", h, NULL, 0, "PRIOR", &m);
+    if (rc)
+        return rc;
+    rc = frame_copy(c, &m, json, len);
+    proto_msg_close(&m);
+    if (!rc && !*json)
+        return fail(c, HUB_EPROTO, "PRIOR: the hub's answer has no report");
+    return rc;
+}

@@ -176,7 +176,8 @@ int hub_report_build(const hub_report_fields *f, const hub_report_instance *inst
         .origin_facility = f->origin_facility, .reading_facility = f->reading_facility,
         .reader_id = f->reader_id, .reader_role = f->reader_role, .reader_name = f->reader_name,
         .findings = f->findings, .impression = f->impression, .critical = f->critical, .version = f->version,
-        .supersedes = f->supersedes, .reported = (time_t)f->reported, .exam_type = f->exam_type};
+        .supersedes = f->supersedes, .reported = (time_t)f->reported, .exam_type = f->exam_type,
+        .drafted_by = f->drafted_by, .drafted_by_name = f->drafted_by_name};
     int rc = report_build(&rf, ri, n, out, len, err, errlen);
     free(ri);
     return rc;

@@ -32,6 +32,7 @@
 #include "hub/proto.h"
 #include "hub/reader_commit.h"
 #include "hub/reader_link.h"
+#include "hub/reader_queries.h"
 
 #define MAX_READERS 1024
 #define FETCH_MAX (1u << 20)
@@ -341,7 +342,8 @@ static void on_submit(reader_link *l, proto_msg *m, const wl_reader *r)
         return;
     }
     store_submission sub = {.task = (uint64_t)id, .reader = r, .action = action, .report_id = rid,
-                            .verify = l->cfg.verify, .verify_ctx = l->cfg.verify_ctx};
+                            .reason = proto_str(m, "reason"), .verify = l->cfg.verify,
+                            .verify_ctx = l->cfg.verify_ctx};
     if (m->n_data > 0) {
         sub.report = zmq_msg_data(&m->data[0]);
         sub.report_len = zmq_msg_size(&m->data[0]);
@@ -367,10 +369,23 @@ static void on_submit(reader_link *l, proto_msg *m, const wl_reader *r)
         return;
     }
     log_info("readers: %s: task %lld %s, now %s", r->id, id, action, wl_state_name((wl_state)t.state));
-    reply(l, m, "ACK", json_pack("{s:I,s:s}", "task", (json_int_t)t.id, "state", wl_state_name((wl_state)t.state)),
-          NULL, 0);
+    /* A returned task is claimed again, but by its resident: to the reviewer it is "returned". */
+    const char *state = !strcmp(action, "return") ? "returned" : wl_state_name((wl_state)t.state);
+    reply(l, m, "ACK", json_pack("{s:I,s:s}", "task", (json_int_t)t.id, "state", state), NULL, 0);
     if (t.state == WL_SIGNED && l->cfg.on_report)
         l->cfg.on_report(l->cfg.on_report_ctx, &t, t.report_id);
+}
+
+/* HELD, DRAFT, PRIORS, PRIOR (reader_queries.c): read-only, answered at once. */
+static void on_query(reader_link *l, proto_msg *m, const wl_reader *r)
+{
+    reader_answer a;
+    if (reader_query(&l->cfg, m, r, &a) < 0) {
+        nack(l, m, a.why);
+        return;
+    }
+    reply(l, m, a.cmd, a.hdr, a.data, a.len);
+    free(a.data);
 }
 
 /* CLAIM, HEARTBEAT, RELEASE: applied by the committer, answered once durable. */
@@ -472,6 +487,8 @@ static void on_message(reader_link *l, proto_msg *m)
         on_submit(l, m, &r);
         queue_changed(l); /* a draft queued for review, a return, a lease freed */
         l->want_offer = true;
+    } else if (reader_query_known(m->cmd)) {
+        on_query(l, m, &r);
     } else {
         refuse(l, m, "unknown command");
     }

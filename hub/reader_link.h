@@ -28,6 +28,10 @@ typedef struct reader_link_config {
     /* After a report is stored (to send it back to the clinic). */
     void       (*on_report)(void *ctx, const wl_task *t, const char *report_id);
     void        *on_report_ctx;
+    /* A reader's priors (PRIORS, PRIOR; api_reader_priors/_report), NULL: not configured. */
+    int        (*priors)(void *ctx, const char *patient, const char *who, char **out, size_t *len);
+    int        (*prior_report)(void *ctx, const char *hub, const char *id, const char *who, char **out, size_t *len);
+    void        *lookup_ctx;
 } reader_link_config;
 
 int      reader_link_start(const reader_link_config *cfg, reader_link **out, char *err, size_t errlen);

@@ -163,8 +163,10 @@ int report_build(const report_fields *f, const report_instance *inst, size_t n, 
     gmtime_r(&f->reported, &tm);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
 
+    if (f->drafted_by && !f->drafted_by[0])
+        return fail(REPORT_EFORMAT, err, errlen, "drafted_by must name the resident");
     json_t *doc = json_object(), *reader = json_object(), *insts = json_object(), *times = json_object(),
-           *recog = json_object();
+           *recog = json_object(), *drafted = f->drafted_by ? json_object() : NULL;
     int bad = !doc || !reader || !insts || !times || !recog;
     for (size_t i = 0; !bad && i < n; i++) {
         char hex[65];
@@ -184,6 +186,10 @@ int report_build(const report_fields *f, const report_instance *inst, size_t n, 
           put_str(doc, "reading_facility", f->reading_facility, 0) || put_str(doc, "findings", f->findings, 0) ||
           put_str(doc, "impression", f->impression, 0) ||
           json_object_set_new(doc, "critical", json_boolean(f->critical));
+    bad = bad || (drafted && (put_str(drafted, "id", f->drafted_by, 0) ||
+                              (f->drafted_by_name && put_str(drafted, "name", f->drafted_by_name, 0)) ||
+                              json_object_set(doc, "drafted_by", drafted)));
+    json_decref(drafted);
     if (!bad) {
         json_object_set(doc, "reader", reader);
         json_object_set(doc, "instances", insts);
@@ -285,6 +291,17 @@ int report_parse(const void *bytes, size_t len, report_doc **out, char *err, siz
     in->reader_role = get_str(reader, "role", 0, &bad);
     in->reader_name = get_str(reader, "name", 1, &bad);
     in->reported = get_str(times, "reported", 0, &bad);
+    json_t *drafted = json_object_get(root, "drafted_by");
+    if (drafted && !json_is_null(drafted)) {
+        if (!json_is_object(drafted))
+            bad = 1;
+        else {
+            in->drafted_by = get_str(drafted, "id", 0, &bad);
+            in->drafted_by_name = get_str(drafted, "name", 1, &bad);
+            if (!in->drafted_by_name)
+                in->drafted_by_name = "";
+        }
+    }
     in->exam_type = get_str(recog, "exam_type", 0, &bad);
     in->scope = get_str(recog, "scope", 1, &bad);
     const char *until = in->valid_until = get_str(recog, "valid_until", 1, &bad);

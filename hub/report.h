@@ -13,6 +13,9 @@
  *                     an addendum follows, or null
  *   study_uid, patient_id, origin_facility, reading_facility
  *   reader            {"id", "role", "name"}  (name may be absent)
+ *   drafted_by        absent, or {"id", "name"} (name may be absent): the
+ *                     resident whose draft the signer reviewed and signed
+ *                     (two-level review); the signer's signature covers it
  *   findings, impression   text;  critical: true for a critical value (危急值)
  *   instances         {"<SOP Instance UID>": "<hex SHA-256 of the data set
  *                     bytes, as hub/digest.h computes it>", ...}, at least one
@@ -64,6 +67,7 @@ typedef struct report_fields {
     const char *report_id, *study_uid, *patient_id;
     const char *origin_facility, *reading_facility;
     const char *reader_id, *reader_role, *reader_name; /* reader_name may be NULL */
+    const char *drafted_by, *drafted_by_name;          /* NULL: not a reviewed draft; name may be NULL */
     const char *findings, *impression;
     int         critical;
     unsigned    version;         /* 0 is taken as 1 */
@@ -88,6 +92,7 @@ typedef struct report_info {
     const char *format, *report_id, *study_uid, *patient_id;
     const char *origin_facility, *reading_facility;
     const char *reader_id, *reader_role, *reader_name; /* name: "" when absent */
+    const char *drafted_by, *drafted_by_name;         /* NULL when absent; name "" when absent */
     const char *reported;                             /* times.reported */
     const char *supersedes;                           /* NULL when null */
     const char *exam_type;

@@ -150,7 +150,8 @@ int report_verify_submission(void *ctx, const wl_task *t, const store_submission
     report_verifier *v = ctx;
     if (!v || !t || !sub || !sub->action || !sub->reader)
         return fail(PKI_EINVAL, why, why_len, "verification not configured");
-    int signing = !strcmp(sub->action, "sign");
+    int addendum = !strcmp(sub->action, "addendum");
+    int signing = !strcmp(sub->action, "sign") || addendum;
     if (!signing && sub->sig_len == 0)
         return 0; /* an unsigned draft, or a return */
     if (!sub->report || !sub->report_len)
@@ -170,9 +171,19 @@ int report_verify_submission(void *ctx, const wl_task *t, const store_submission
         rc = fail(REPORT_EFORMAT, why, why_len, "the report's id differs from the submission's");
     else if (strcmp(in->study_uid, t->study_uid))
         rc = fail(REPORT_ESTUDY, why, why_len, "the report is for another study");
-    else if (t->version && in->version != t->version)
+    else if (addendum && t->state != WL_SIGNED)
+        rc = fail(REPORT_ESTUDY, why, why_len, "an addendum follows a signed report: this task is not signed");
+    else if (addendum && (!in->supersedes || strcmp(in->supersedes, t->report_id)))
+        rc = fail(REPORT_ESTUDY, why, why_len, "an addendum must name the report it follows (supersedes: %s)",
+                  t->report_id);
+    else if (addendum && in->version != t->version + 1)
+        rc = fail(REPORT_ESTUDY, why, why_len, "the addendum's version (%u) must follow the signed report's (%u)",
+                  in->version, (unsigned)t->version);
+    else if (!addendum && t->version && in->version != t->version)
         rc = fail(REPORT_ESTUDY, why, why_len, "the report's version (%u) is not the task's (%u)", in->version,
                   (unsigned)t->version);
+    else if (t->review && t->drafted_by[0] && in->drafted_by && strcmp(in->drafted_by, t->drafted_by))
+        rc = fail(REPORT_ESIGNER, why, why_len, "the report names another resident than the one who drafted it");
     else if (v->cfg.stored_digest)
         rc = report_check_digests(d, v->cfg.stored_digest, v->cfg.stored_digest_ctx, "the stored study", why,
                                   why_len);

@@ -297,6 +297,19 @@ static int peer_report(void *ctx, const char *id, const char *prefix, const char
     return a ? api_peer_report(a, id, prefix, who, out, len) : -EAGAIN;
 }
 
+/* A reader's priors, through the same renderers (reader_link's PRIORS, PRIOR). */
+static int reader_priors(void *ctx, const char *patient, const char *who, char **out, size_t *len)
+{
+    api_server *a = atomic_load(&((hub *)ctx)->api_live);
+    return a ? api_reader_priors(a, patient, who, out, len) : -EAGAIN;
+}
+
+static int reader_prior(void *ctx, const char *hub_name, const char *id, const char *who, char **out, size_t *len)
+{
+    api_server *a = atomic_load(&((hub *)ctx)->api_live);
+    return a ? api_reader_report(a, hub_name, id, who, out, len) : -EAGAIN;
+}
+
 static int peer_preview(void *ctx, const char *sop, const char *who, char **out, size_t *len, char *why, size_t whylen)
 {
     api_server *a = atomic_load(&((hub *)ctx)->api_live);
@@ -455,7 +468,8 @@ int serve_run(const serve_config *cfg)
     reader_link_config rc_cfg = {.zctx = h.zctx, .bind = cfg->bind, .port = cfg->reader_port,
                                  .secret_key = h.kp.sec, .st = h.st, .profiles = h.profiles,
                                  .metrics = &h.metrics, .on_report = on_report, .on_report_ctx = &h,
-                                 .verify = verify_or_refuse, .verify_ctx = &h};
+                                 .verify = verify_or_refuse, .verify_ctx = &h, .priors = reader_priors,
+                                 .prior_report = reader_prior, .lookup_ctx = &h};
     if ((rc = reader_link_start(&rc_cfg, &h.rlink, err, sizeof err)) < 0) {
         log_error("reader link: %s", err);
         goto out;

@@ -366,6 +366,28 @@ static int put_blob(MDB_txn *txn, MDB_dbi dbi, const char *key, const void *p, s
     return mdb_put(txn, dbi, &k, &v, 0);
 }
 
+/* s cut to fit n bytes without splitting a UTF-8 character (into buf). */
+static const char *utf8_cut(const char *s, char *buf, size_t n)
+{
+    size_t len = s ? strlen(s) : 0;
+    if (len >= n) {
+        len = n - 1;
+        while (len && ((unsigned char)s[len] & 0xC0) == 0x80)
+            len--; /* s[len] would start the cut: back to a character's first byte */
+    }
+    memcpy(buf, s ? s : "", len);
+    buf[len] = '\0';
+    return buf;
+}
+
+/* An addendum: a new version of the signed task, claimed and signed by
+ * the reader in the same transaction; the signed original is untouched. */
+static int addendum(store *s, MDB_txn *txn, const store_submission *sub, int64_t now, wl_task *t)
+{
+    int rc = wl_addendum(s->wl, txn, sub->task, sub->reader, now, t);
+    return rc ? rc : wl_sign(s->wl, txn, t->id, sub->reader, sub->report_id, now, t);
+}
+
 int store_task_submit(store *s, const store_submission *sub, int64_t now, wl_task *out, char *why, size_t why_len)
 {
     if (!sub->report_id || !sub->report_id[0] || strlen(sub->report_id) > 60 || strchr(sub->report_id, '/')) {
@@ -392,12 +414,15 @@ int store_task_submit(store *s, const store_submission *sub, int64_t now, wl_tas
         return rc;
     }
     const char *action = sub->action;
+    char reason[128]; /* what the history keeps of a return's reason */
     if (!strcmp(action, "draft"))
         rc = wl_draft(s->wl, txn, sub->task, sub->reader, sub->report_id, now, &t);
     else if (!strcmp(action, "sign"))
         rc = wl_sign(s->wl, txn, sub->task, sub->reader, sub->report_id, now, &t);
     else if (!strcmp(action, "return"))
-        rc = wl_return(s->wl, txn, sub->task, sub->reader, sub->report_id, now);
+        rc = wl_return(s->wl, txn, sub->task, sub->reader, utf8_cut(sub->reason, reason, sizeof reason), now);
+    else if (!strcmp(action, "addendum"))
+        rc = addendum(s, txn, sub, now, &t);
     else
         rc = WL_EINVAL;
     if (rc) {
@@ -442,6 +467,75 @@ int store_task_submit(store *s, const store_submission *sub, int64_t now, wl_tas
     if (out)
         *out = t;
     return finish(s, txn, rc);
+}
+
+/* --- what a reader asks about its own tasks ------------------------------------ */
+
+typedef struct last_return {
+    char why[128], by[WL_ID_MAX];
+} last_return;
+
+static int note_return(void *ctx, const wl_event *e)
+{
+    last_return *r = ctx;
+    /* A return counts until the task is drafted, signed or cancelled again. */
+    if (!strcmp(e->what, "returned")) {
+        snprintf(r->why, sizeof r->why, "%s", e->note);
+        snprintf(r->by, sizeof r->by, "%s", e->actor);
+    } else if (!strncmp(e->what, "drafted", 7) || !strcmp(e->what, "signed") || !strcmp(e->what, "cancelled")) {
+        r->why[0] = r->by[0] = '\0';
+    }
+    return 0;
+}
+
+static int returned_in(store *s, MDB_txn *txn, uint64_t id, last_return *r)
+{
+    memset(r, 0, sizeof *r);
+    return wl_history(s->wl, txn, id, note_return, r);
+}
+
+int store_task_returned(store *s, uint64_t id, char *why, size_t why_len, char *by, size_t by_len)
+{
+    MDB_txn *txn;
+    int rc = store_lmdb_err(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn));
+    if (rc)
+        return rc;
+    last_return r;
+    rc = returned_in(s, txn, id, &r);
+    mdb_txn_abort(txn);
+    snprintf(why, why_len, "%s", r.why);
+    snprintf(by, by_len, "%s", r.by);
+    return rc;
+}
+
+typedef struct held_walk {
+    store   *s;
+    MDB_txn *txn;
+    int    (*cb)(void *ctx, const wl_task *t, const char *returned, const char *returned_by);
+    void    *ctx;
+} held_walk;
+
+static int held_one(void *ctx, const wl_task *t)
+{
+    held_walk *h = ctx;
+    if (t->state != WL_CLAIMED && t->state != WL_DRAFTED)
+        return 0; /* offers are not held */
+    last_return r;
+    returned_in(h->s, h->txn, t->id, &r);
+    return h->cb(h->ctx, t, r.why, r.by);
+}
+
+int store_task_held(store *s, const char *reader,
+                    int (*cb)(void *ctx, const wl_task *t, const char *returned, const char *returned_by), void *ctx)
+{
+    MDB_txn *txn;
+    int rc = store_lmdb_err(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn));
+    if (rc)
+        return rc;
+    held_walk h = {s, txn, cb, ctx};
+    rc = wl_held_by(s->wl, txn, reader, held_one, &h);
+    mdb_txn_abort(txn);
+    return rc;
 }
 
 long store_report_get(store *s, const char *key, void *buf, size_t len)

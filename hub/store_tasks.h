@@ -54,8 +54,9 @@ typedef struct store_submission store_submission;
 struct store_submission {
     uint64_t         task;
     const wl_reader *reader;
-    const char      *action;     /* draft, sign, return */
+    const char      *action;     /* draft, sign, return, addendum (task: the signed one) */
     const char      *report_id;
+    const char      *reason;     /* return: why, for the resident (NULL: none) */
     const void      *report;  size_t report_len;  /* exactly the bytes signed */
     const void      *sig;     size_t sig_len;
     const void      *chain;   size_t chain_len;
@@ -67,6 +68,13 @@ struct store_submission {
 /* Apply the action and store the report, signature and chain with it,
  * durably, in one transaction.  why gets the reason of a refusal. */
 int store_task_submit(store *s, const store_submission *sub, int64_t now, wl_task *out, char *why, size_t why_len);
+/* The tasks reader holds (claimed or drafted), with the reason of the
+ * last return when a reviewer sent it back (returned[0] == 0 otherwise). */
+int store_task_held(store *s, const char *reader,
+                    int (*cb)(void *ctx, const wl_task *t, const char *returned, const char *returned_by), void *ctx);
+/* Why task id was last returned and by whom, "" when its last change was
+ * not a return.  0, or a negative code. */
+int store_task_returned(store *s, uint64_t id, char *why, size_t why_len, char *by, size_t by_len);
 /* A stored report blob ("ID", "ID.sig", "ID.chain"): its size, copying
  * up to len bytes into buf (buf may be NULL to ask the size). */
 long store_report_get(store *s, const char *key, void *buf, size_t len);

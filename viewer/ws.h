@@ -77,6 +77,9 @@ int  ws_hub_release(ws *w, uint64_t id, char *err, size_t errlen);
 /* At start, after HELLO: take up the tasks a previous run of this
  * workstation held and whose leases have not lapsed; returns how many. */
 int  ws_adopt(ws *w);
+/* Ask the hub which tasks we hold and take up those a reviewer returned
+ * to us (with the reason).  Takes hub_mu and mu as it needs. */
+void ws_sync_held(ws *w);
 /* The task is no longer ours: not to be taken up after a restart. */
 void ws_forget(ws *w, uint64_t id);
 /* Index of task id in w->tasks (mu held), or -1. */

@@ -1,6 +1,7 @@
 /* ws_api.c — the workstation's route table and its small answers: the
  * session, unlocking the signing key, the task list, claim and release,
- * report templates, priors and the event stream (viewer/API.md). */
+ * report templates and the event stream (viewer/API.md); priors and the
+ * draft under review are ws_api_review.c's. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -33,6 +34,8 @@ static const route routes[] = {
     {"GET", "/api/instances/{}/ecg", ws_api_ecg},
     {"GET", "/api/templates", ws_api_templates},
     {"GET", "/api/priors", ws_api_priors},
+    {"GET", "/api/tasks/{}/review", ws_api_review},
+    {"GET", "/api/tasks/{}/priors/{}", ws_api_prior},
     {"GET", "/api/events", ws_api_events},
 };
 
@@ -203,6 +206,19 @@ static json_t *task_json(const ws_task *t)
                      "review", t->t.review, "instances", (int)total, "version", (int)t->t.version);
 }
 
+/* What review adds to a task: who drafted it, and a reviewer's reason when it came back. */
+static json_t *task_json_review(const ws_task *t)
+{
+    json_t *j = task_json(t);
+    if (t->t.drafted_by[0])
+        json_object_set_new(j, "drafted_by", json_string(t->t.drafted_by));
+    if (t->t.returned_by[0]) {
+        json_object_set_new(j, "returned", json_string(t->t.returned));
+        json_object_set_new(j, "returned_by", json_string(t->t.returned_by));
+    }
+    return j;
+}
+
 static int task_order(const void *a, const void *b)
 {
     const ws_task *x = *(const ws_task *const *)a, *y = *(const ws_task *const *)b;
@@ -224,7 +240,7 @@ void ws_api_tasks(ws_req *r, ws_resp *o)
         order[i] = &w->tasks[i];
     qsort(order, w->n_tasks, sizeof order[0], task_order);
     for (size_t i = 0; i < w->n_tasks; i++)
-        json_array_append_new(list, task_json(order[i]));
+        json_array_append_new(list, task_json_review(order[i]));
     pthread_mutex_unlock(&w->mu);
     ws_json(o, 200, json_pack("{s:o,s:I}", "tasks", list, "now", (json_int_t)ws_now_ms()));
 }
@@ -255,7 +271,7 @@ void ws_api_claim(ws_req *r, ws_resp *o)
     }
     pthread_mutex_lock(&r->w->mu);
     int i = ws_task_find(r->w, id);
-    json_t *t = i >= 0 ? task_json(&r->w->tasks[i]) : json_null();
+    json_t *t = i >= 0 ? task_json_review(&r->w->tasks[i]) : json_null();
     pthread_mutex_unlock(&r->w->mu);
     ws_json(o, 200, json_pack("{s:o}", "task", t));
 }
@@ -280,7 +296,7 @@ void ws_api_release(ws_req *r, ws_resp *o)
     ws_json(o, 200, json_pack("{s:b}", "ok", 1));
 }
 
-/* ---- templates and priors ------------------------------------------------------ */
+/* ---- templates ------------------------------------------------------ */
 
 void ws_api_templates(ws_req *r, ws_resp *o)
 {
@@ -320,12 +336,6 @@ void ws_api_templates(ws_req *r, ws_resp *o)
     ws_json(o, 200, json_pack("{s:o}", "templates", list));
 }
 
-void ws_api_priors(ws_req *r, ws_resp *o)
-{
-    (void)ws_req_query(r, "patient");
-    /* The hub's prior lookup is not part of the reader protocol yet. */
-    ws_json(o, 200, json_pack("{s:[],s:s}", "priors", "source", "unavailable"));
-}
 
 /* ---- the event stream ------------------------------------------------------------ */
 

@@ -92,10 +92,18 @@ static json_t *signer_json(const hub_signer_identity *id, const char *reader)
                      "subject", id->subject, "serial", id->serial, "role", id->role, "alg", id->alg);
 }
 
+/* What a report says besides the reader's words: an addendum's place
+ * after the report it follows, a reviewed draft's resident. */
+typedef struct lineage {
+    unsigned    version;                   /* 0: the task's */
+    const char *supersedes;                /* NULL: none */
+    const char *drafted_by, *drafted_name; /* NULL: not a reviewed draft */
+} lineage;
+
 /* The report document for task t (a copy taken under mu). */
 static int build(ws *w, const hub_task *t, const hub_signer_identity *who, const char *findings,
-                 const char *impression, int critical, char *report_id, char **doc, size_t *len, size_t *n_inst,
-                 char *err, size_t errlen)
+                 const char *impression, int critical, const lineage *lin, char *report_id, char **doc, size_t *len,
+                 size_t *n_inst, char *err, size_t errlen)
 {
     hub_instance *list;
     size_t n;
@@ -110,7 +118,7 @@ static int build(ws *w, const hub_task *t, const hub_signer_identity *who, const
     for (size_t i = 0; i < n; i++)
         ri[i] = (hub_report_instance){list[i].sop_uid, list[i].digest};
     int64_t now = ws_now_ms();
-    snprintf(report_id, 64, "ws-%llu-%lld", (unsigned long long)t->id, (long long)now);
+    snprintf(report_id, 64, "ws-%llu-%s%lld", (unsigned long long)t->id, lin->supersedes ? "a-" : "", (long long)now);
     char exam[64];
     if (!strcmp(t->kind, "ecg"))
         snprintf(exam, sizeof exam, "ECG");
@@ -120,13 +128,55 @@ static int build(ws *w, const hub_task *t, const hub_signer_identity *who, const
                            .origin_facility = t->facility, .reading_facility = who->facility,
                            .reader_id = w->reader_id, .reader_role = who->role[0] ? who->role : w->profile.seniority,
                            .reader_name = who->name[0] ? who->name : NULL, .findings = findings,
-                           .impression = impression, .critical = critical, .version = t->version,
+                           .impression = impression, .critical = critical,
+                           .version = lin->version ? lin->version : t->version, .supersedes = lin->supersedes,
+                           .drafted_by = lin->drafted_by, .drafted_by_name = lin->drafted_name,
                            .reported = now / 1000, .exam_type = exam[0] ? exam : "imaging"};
     int rc = hub_report_build(&f, ri, n, doc, len, err, errlen);
     free(ri);
     free(list);
     *n_inst = n;
     return rc < 0 ? -1 : 0;
+}
+
+/* The report signed here for task id (the cache's "signed"): its id, and
+ * the version an addendum to it takes (every addendum follows the signed
+ * report itself).  -1 when none. */
+static int signed_lineage(ws *w, uint64_t id, char report_id[64], unsigned *next_version)
+{
+    char key[32], *p;
+    size_t n;
+    task_key(id, key);
+    if (ws_cache_kv_get(w->cache, "signed", key, &p, &n) < 0)
+        return -1;
+    json_t *doc = json_loadb(p, n, 0, NULL);
+    free(p);
+    const char *rid = json_string_value(json_object_get(doc, "report_id"));
+    json_int_t v = json_integer_value(json_object_get(doc, "version"));
+    int ok = rid && v > 0;
+    if (ok) {
+        snprintf(report_id, 64, "%s", rid);
+        *next_version = (unsigned)v + 1;
+    }
+    json_decref(doc);
+    return ok ? 0 : -1;
+}
+
+/* The resident's name as their draft names it (DRAFT), "" when unknown. */
+static void resident_of(ws *w, uint64_t id, char *name, size_t n)
+{
+    hub_draft d;
+    name[0] = '\0';
+    pthread_mutex_lock(&w->hub_mu);
+    int rc = hub_client_draft(w->hc, id, &d);
+    pthread_mutex_unlock(&w->hub_mu);
+    if (rc)
+        return;
+    json_t *doc = d.doc ? json_loadb(d.doc, d.len, 0, NULL) : NULL;
+    const char *v = json_string_value(json_object_get(json_object_get(doc, "reader"), "name"));
+    snprintf(name, n, "%s", v ? v : "");
+    json_decref(doc);
+    free(d.doc);
 }
 
 void ws_api_submit(ws_req *r, ws_resp *o)
@@ -149,14 +199,47 @@ void ws_api_submit(ws_req *r, ws_resp *o)
         json_decref(b);
         return;
     }
-    int i = ws_api_task(r, o, 0);
+    int is_addendum = !strcmp(action, "addendum");
+    /* An addendum follows a report signed here: the task is ours no longer. */
+    int i = ws_api_task(r, o, is_addendum);
     if (i < 0) {
         json_decref(b);
         return;
     }
     hub_task t = w->tasks[i].t;
+    int held = w->tasks[i].held;
     hub_signer *signer = w->signer; /* never freed while the daemon runs */
     pthread_mutex_unlock(&w->mu);
+    if (is_addendum && held) {
+        json_decref(b);
+        ws_error(o, 409, "task %llu is not signed yet: sign it; an addendum follows a signed report",
+                 (unsigned long long)t.id);
+        return;
+    }
+    char reason[512] = "";
+    const char *rs = json_string_value(json_object_get(b, "reason"));
+    snprintf(reason, sizeof reason, "%s", rs ? rs : "");
+    if (!strcmp(action, "return") && !reason[0]) {
+        json_decref(b);
+        ws_error(o, 400, "a return needs a reason for the resident: {\"reason\": \"...\"}");
+        return;
+    }
+    lineage lin = {0};
+    char signed_id[64] = "", resident[64] = "", resident_name[256] = "";
+    if (is_addendum && signed_lineage(w, t.id, signed_id, &lin.version) < 0) {
+        json_decref(b);
+        ws_error(o, 409, "no report signed for task %llu from this workstation to add to", (unsigned long long)t.id);
+        return;
+    }
+    if (is_addendum)
+        lin.supersedes = signed_id;
+    if (!strcmp(action, "sign") && t.review && t.drafted_by[0] && strcmp(t.drafted_by, w->reader_id)) {
+        /* co-signed: the attending's signature covers the resident's authorship */
+        snprintf(resident, sizeof resident, "%s", t.drafted_by);
+        resident_of(w, t.id, resident_name, sizeof resident_name);
+        lin.drafted_by = resident;
+        lin.drafted_name = resident_name[0] ? resident_name : NULL;
+    }
     int signing = !strcmp(action, "sign") || !strcmp(action, "addendum");
     if (signing && !signer) {
         json_decref(b);
@@ -172,7 +255,8 @@ void ws_api_submit(ws_req *r, ws_resp *o)
     uint8_t sig[HUB_SIG_MAX];
     const void *chain = NULL;
     if (strcmp(action, "return")) {
-        if (build(w, &t, &who, findings, impression, critical, report_id, &doc, &len, &n_inst, err, sizeof err) < 0) {
+        if (build(w, &t, &who, findings, impression, critical, &lin, report_id, &doc, &len, &n_inst, err,
+                  sizeof err) < 0) {
             json_decref(b);
             ws_error(o, 502, "cannot write the report: %s", err);
             return;
@@ -191,8 +275,10 @@ void ws_api_submit(ws_req *r, ws_resp *o)
         chain = hub_signer_chain(signer, &chain_len);
     }
     pthread_mutex_lock(&w->hub_mu);
-    int rc = hub_client_submit(w->hc, t.id, action, report_id, doc, len, signing ? sig : NULL, sig_len, chain,
-                               chain_len, state, sizeof state);
+    int rc = !strcmp(action, "return")
+                 ? hub_client_return(w->hc, t.id, report_id, reason, state, sizeof state)
+                 : hub_client_submit(w->hc, t.id, action, report_id, doc, len, signing ? sig : NULL, sig_len, chain,
+                                     chain_len, state, sizeof state);
     if (rc)
         snprintf(err, sizeof err, "%s", hub_client_error(w->hc));
     pthread_mutex_unlock(&w->hub_mu);
@@ -205,6 +291,8 @@ void ws_api_submit(ws_req *r, ws_resp *o)
     json_t *sj = signer_json(&who, w->reader_id);
     char key[32];
     task_key(t.id, key);
+    if (is_addendum) /* kept beside the report it follows: "<task>.a<version>" */
+        snprintf(key, sizeof key, "%llu.a%u", (unsigned long long)t.id, lin.version);
     if (signing) {
         char *ss = json_dumps(sj, JSON_COMPACT | JSON_ENSURE_ASCII); /* an HTTP header: ASCII */
         ws_cache_kv_put(w->cache, "signed", key, doc, len);
@@ -214,6 +302,8 @@ void ws_api_submit(ws_req *r, ws_resp *o)
     }
     free(doc);
     int still = !strcmp(state, "claimed") || !strcmp(state, "drafted");
+    if (is_addendum) /* the signed original keeps its state; the addendum is a task of its own */
+        snprintf(state, sizeof state, "%s", "signed");
     if (!still)
         ws_forget(w, t.id);
     pthread_mutex_lock(&w->mu);
@@ -230,9 +320,16 @@ void ws_api_submit(ws_req *r, ws_resp *o)
     struct tm tm;
     if (gmtime_r(&now, &tm))
         strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    ws_json(o, 200, json_pack("{s:s,s:s,s:o,s:s,s:I,s:s}", "state", state, "report_id", report_id, "signer",
-                              signing ? sj : (json_decref(sj), json_null()), "signed_at", signing ? when : "",
-                              "instances", (json_int_t)n_inst, "action", action));
+    json_t *ans = json_pack("{s:s,s:s,s:o,s:s,s:I,s:s}", "state", state, "report_id", report_id, "signer",
+                            signing ? sj : (json_decref(sj), json_null()), "signed_at", signing ? when : "",
+                            "instances", (json_int_t)n_inst, "action", action);
+    if (ans && lin.supersedes) {
+        json_object_set_new(ans, "supersedes", json_string(lin.supersedes));
+        json_object_set_new(ans, "version", json_integer(lin.version));
+    }
+    if (ans && lin.drafted_by)
+        json_object_set_new(ans, "drafted_by", json_pack("{s:s,s:s}", "id", lin.drafted_by, "name", resident_name));
+    ws_json(o, 200, ans);
 }
 
 void ws_api_signed(ws_req *r, ws_resp *o)

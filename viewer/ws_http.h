@@ -60,7 +60,9 @@ void ws_api_tasks(ws_req *r, ws_resp *o);
 void ws_api_claim(ws_req *r, ws_resp *o);
 void ws_api_release(ws_req *r, ws_resp *o);
 void ws_api_templates(ws_req *r, ws_resp *o);
-void ws_api_priors(ws_req *r, ws_resp *o);
+void ws_api_priors(ws_req *r, ws_resp *o);   /* ws_api_review.c */
+void ws_api_prior(ws_req *r, ws_resp *o);
+void ws_api_review(ws_req *r, ws_resp *o);
 void ws_api_events(ws_req *r, ws_resp *o);
 void ws_api_study(ws_req *r, ws_resp *o);     /* ws_api_study.c */
 void ws_api_frame(ws_req *r, ws_resp *o);     /* ws_api_pixels.c */

@@ -194,6 +194,9 @@ void ws_hub_poll(ws *w)
         ws_changed(w);
         pthread_mutex_unlock(&w->mu);
     }
+    /* after the lapsed ones are dropped: a task returned to us meanwhile is taken up again */
+    if (probe && rc == 0)
+        ws_sync_held(w);
 }
 
 /* --- held tasks across restarts ---------------------------------------------------
@@ -354,4 +357,74 @@ int ws_priority_rank(const char *p)
     if (!strcasecmp(p, "urgent"))
         return 1;
     return 0;
+}
+
+/* --- tasks given to us: a draft returned for revision ------------------------------
+ * A reviewer's "return" makes the task the resident's again, claimed, with
+ * the reviewer's reason.  The hub says so in its HELD answer, asked at every
+ * probe: a held task we do not hold (or submitted and let go) is taken up,
+ * remembered across restarts and kept alive like any claim. */
+
+static void update_held(ws *w, const hub_task *got, size_t n, int64_t *lease_ms)
+{
+    pthread_mutex_lock(&w->mu);
+    int changed = 0;
+    for (size_t k = 0; k < n; k++) {
+        const hub_task *g = &got[k];
+        int i = ws_task_find(w, g->id);
+        if (i >= 0 && w->tasks[i].held) {
+            /* ours already: only the return's reason may have changed */
+            if (strcmp(w->tasks[i].t.returned, g->returned) || strcmp(w->tasks[i].t.returned_by, g->returned_by)) {
+                snprintf(w->tasks[i].t.returned, sizeof w->tasks[i].t.returned, "%s", g->returned);
+                snprintf(w->tasks[i].t.returned_by, sizeof w->tasks[i].t.returned_by, "%s", g->returned_by);
+                changed = 1;
+            }
+            continue;
+        }
+        if (!g->returned_by[0])
+            continue; /* held but unknown and not returned: a claim still on its way */
+        if (i < 0) {
+            if (w->n_tasks == WS_MAX_TASKS)
+                continue;
+            i = (int)w->n_tasks++;
+            memset(&w->tasks[i], 0, sizeof w->tasks[i]);
+        }
+        ws_task *t = &w->tasks[i];
+        t->t = *g;
+        t->held = 1;
+        t->done = 0;
+        t->offered_ms = 0;
+        int64_t left = g->lease_until_ms - ws_now_ms();
+        if (left > 0 && (*lease_ms == 0 || left < *lease_ms))
+            *lease_ms = left;
+        changed = 1;
+    }
+    if (changed)
+        ws_changed(w);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void ws_sync_held(ws *w)
+{
+    hub_task *got = NULL;
+    size_t n = 0;
+    pthread_mutex_lock(&w->hub_mu);
+    int rc = hub_client_held(w->hc, &got, &n);
+    pthread_mutex_unlock(&w->hub_mu);
+    if (rc) {
+        free(got);
+        return; /* a hub without HELD, or away: asked again at the next probe */
+    }
+    int64_t lease_ms = 0;
+    update_held(w, got, n, &lease_ms);
+    for (size_t k = 0; k < n; k++)
+        if (got[k].returned_by[0])
+            remember(w, &got[k], got[k].lease_until_ms - ws_now_ms());
+    if (lease_ms > 0) {
+        /* the client counts no lease it did not claim: heartbeat at a third of it */
+        pthread_mutex_lock(&w->hub_mu);
+        hub_client_keepalive(w->hc, (int)(lease_ms / 3 > 300 ? lease_ms / 3 : 300));
+        pthread_mutex_unlock(&w->hub_mu);
+    }
+    free(got);
 }

@@ -345,11 +345,11 @@ def test_resident_draft_goes_to_review_then_signed_or_returned(world, tmp_path):
     assert rc == 0, (lines, err)
     assert lines[0]["submitted"] == {"action": "sign", "report_id": rid, "state": "signed"}
     # ... and returns the other to its author
-    rc, lines, err = world.reader("att-nm", "--take", "1", "--action", "return")
+    rc, lines, err = world.reader("att-nm", "--take", "1", "--action", "return", "--reason", "描述不完整")
     assert rc == 0, (lines, err)
     returned = lines[0]
     assert returned["review"] is True and returned["task"] == ({t1, t2} - {signed["task"]}).pop()
-    assert returned["submitted"]["state"] == "claimed"
+    assert returned["submitted"]["state"] == "returned"
     # back with the resident: held already (no claim needed), re-drafted into review
     rc, lines, err = world.reader("res-nm", "--task", str(returned["task"]), "--fetch-to", tmp_path / "res",
                                   "--submit", draft, "--action", "draft")

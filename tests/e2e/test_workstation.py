@@ -21,12 +21,15 @@ from edgeutil import corpus_root, dxhub_bin, run, wait_for
 from wsutil import FACILITY, PASS, World, ct_study, restudy
 
 NAME = "王伟"
+RESIDENT = "李娜"
+REVIEWER = "赵强"
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     base = tmp_path_factory.mktemp("ws")
-    w = World(base, {"ws-att": ("CT,MR,ECG", "imaging,ecg", NAME)}, lease_seconds=10)
+    w = World(base, {"ws-att": ("CT,MR,ECG", "imaging,ecg", NAME), "ws-res": ("US", "imaging", RESIDENT, "resident"),
+                     "ws-usatt": ("US", "imaging", REVIEWER)}, lease_seconds=10)
     try:
         w.start()
         root = corpus_root()
@@ -322,7 +325,8 @@ def test_garbage_requests_get_clear_4xx_and_the_daemon_keeps_serving(world):
     assert ws.request("GET", f"/api/session?token={ws.token}", token=False)[0] == 401
     assert ws.json("GET", "/api/session")["hub"] == "connected"
     assert ws.json("GET", "/api/templates")["templates"]
-    assert ws.json("GET", "/api/priors?patient=WS0001") == {"priors": [], "source": "unavailable"}
+    assert ws.request("GET", "/api/priors?patient=NOBODY")[0] == 404
+    assert ws.request("GET", "/api/priors")[0] == 400
 
 
 def test_restarted_workstation_takes_up_its_tasks_and_drafts(world, tmp_path):
@@ -358,3 +362,113 @@ def test_restarted_workstation_takes_up_its_tasks_and_drafts(world, tmp_path):
     wait_for(lambda: log.exists() and "SIGHUP: log file reopened" in log.read_text(), 10,
              what="a new log file after SIGHUP")
     assert ws2.json("GET", "/api/session")["hub"] == "connected"
+
+
+def verify_stored(world, reports, rid, tmp_path, doc):
+    """`dxhub verify` on the hub's stored bytes of report rid, against the hub's copies of its instances."""
+    out = tmp_path / rid
+    out.mkdir()
+    (out / "r.json").write_bytes(reports[rid])
+    (out / "r.json.sig").write_bytes(reports[rid + ".sig"])
+    (out / "r.json.chain.pem").write_bytes(reports[rid + ".chain"])
+    for sop in doc["instances"]:
+        out.joinpath(f"{sop}.dcm").write_bytes(world.instance_file(sop))
+    r = run([dxhub_bin(), "verify", out / "r.json", "--trust", world.keys / "trust", "--study-dir", out])
+    assert r.returncode == 0, r.stderr.decode()
+    return r.stdout.decode()
+
+
+def test_priors_list_the_patients_earlier_signed_exam_with_its_recognition(world, tmp_path):
+    """A new CT of the patient whose CT was signed above: the workstation's
+    priors (PRIORS over the reader link, the hub's lookup) list the signed
+    exam with its recognition verdict, and its report opens (PRIOR)."""
+    ws = world.ws
+    uid, files = ct_study(corpus_root() / "dicom" / "explicit_le" / "CT_small.dcm", world.base / "ct2")
+    world.send(files[:1])
+    ws.wait_tasks([uid], what="the patient's new CT")
+    tid = ws.task_of(uid)["id"]
+    j = ws.json("GET", f"/api/priors?task={tid}")
+    assert j["source"] == "hub" and j["patient_id"] == "WS0001"
+    prior = [p for p in j["priors"] if p["study"] == world.ct]
+    assert len(prior) == 1, j
+    p = prior[0]
+    signed = json.loads(world.reports()[p["report_id"]])
+    assert signed["study_uid"] == world.ct and p["modality"] == "CT"
+    # the verdict and its reasons: every failed rule has its sentence
+    assert isinstance(p["recognised"], bool) and p["recognised"] == (not p["failed"])
+    assert len(p["reasons"]) == len(p["failed"]) and all(p["reasons"])
+    assert {r["rule"] for r in p["rules"]} >= {"signature", "images_intact"}
+    # by patient too (a task of ours for that patient), the same list
+    assert [x["report_id"] for x in ws.json("GET", "/api/priors?patient=WS0001")["priors"]] == \
+        [x["report_id"] for x in j["priors"]]
+    # the prior's report opens: the signed document's text
+    got = ws.json("GET", f"/api/tasks/{tid}/priors/{p['report_id']}")
+    assert got["document"]["findings"] == signed["findings"] and got["document"]["report_id"] == p["report_id"]
+    assert got["prior"]["recognised"] == p["recognised"]
+    assert ws.request("GET", f"/api/tasks/{tid}/priors/no-such-report")[0] == 404
+
+
+def test_resident_draft_reviewed_returned_resubmitted_cosigned_then_an_addendum(world, tmp_path):
+    """Two-level review end to end: the resident drafts; the attending sees
+    the draft's text and the resident's name, returns it with a reason; the
+    resident's workstation takes the task back with that reason, the
+    resident revises and resubmits; the attending signs a report naming the
+    resident, then adds a signed addendum that `dxhub verify` accepts."""
+    uid, files = restudy([corpus_root() / "dicom" / "explicit_le" / "CT_small.dcm"], world.base / "us", modality="US")
+    res = world.workstation("ws-res")
+    world.send(files)
+    res.wait_tasks([uid], what="the US study")
+    tid = res.task_of(uid)["id"]
+    res.json("POST", f"/api/tasks/{tid}/claim")
+    first = {"findings": "肝脏大小形态正常。", "impression": "肝脏未见异常。", "critical": False}
+    assert res.json("POST", f"/api/tasks/{tid}/submit", dict(first, action="draft"))["state"] == "review"
+
+    att = world.workstation("ws-usatt")
+    att.wait_tasks([uid], what="the draft for review")
+    assert att.task_of(uid)["review"] is True and att.task_of(uid)["drafted_by"] == "ws-res"
+    att.json("POST", f"/api/tasks/{tid}/claim")
+    rv = att.json("GET", f"/api/tasks/{tid}/review")
+    assert rv["findings"] == first["findings"] and rv["impression"] == first["impression"]
+    assert rv["drafted_by"] == {"id": "ws-res", "name": RESIDENT, "role": "resident"} and rv["returned"] is None
+    assert att.request("POST", f"/api/tasks/{tid}/submit", {"action": "return"})[0] == 400  # no reason
+    why = "请补充胆囊及胰腺的描述。"
+    assert att.json("POST", f"/api/tasks/{tid}/submit", {"action": "return", "reason": why})["state"] == "returned"
+    assert att.task_of(uid)["mine"] is False
+
+    back = wait_for(lambda: (lambda t: t if t["mine"] and t.get("returned") == why else None)(res.task_of(uid)),
+                    15, interval=0.2, what="the returned task back in the resident's list with the reason")
+    assert back["state"] == "claimed" and back["returned_by"] == "ws-usatt"
+    revised = dict(first, findings=first["findings"] + "胆囊壁光滑，胰腺显示清晰。")
+    assert res.json("POST", f"/api/tasks/{tid}/submit", dict(revised, action="draft"))["state"] == "review"
+
+    wait_for(lambda: any(t["id"] == tid and t["state"] == "offered" for t in att.tasks()), 15, interval=0.1,
+             what="the revised draft offered for review again")
+    att.json("POST", f"/api/tasks/{tid}/claim")
+    rv = att.json("GET", f"/api/tasks/{tid}/review")
+    assert rv["findings"] == revised["findings"] and rv["returned"] is None
+    done = att.json("POST", f"/api/tasks/{tid}/submit", dict(revised, action="sign"))
+    assert done["state"] == "signed" and done["drafted_by"] == {"id": "ws-res", "name": RESIDENT}
+    reports = world.reports()
+    doc = json.loads(reports[done["report_id"]])
+    assert doc["reader"]["id"] == "ws-usatt" and doc["drafted_by"] == {"id": "ws-res", "name": RESIDENT}
+    assert doc["findings"] == revised["findings"]
+    out = verify_stored(world, reports, done["report_id"], tmp_path, doc)
+    assert "drafted by" in out and "ws-res" in out
+
+    # an addendum: its own signed document after the report, which stays as signed
+    add = att.json("POST", f"/api/tasks/{tid}/submit",
+                   {"action": "addendum", "findings": "补充：肝内未见占位。", "impression": ""})
+    assert add["state"] == "signed" and add["supersedes"] == done["report_id"] and add["version"] == 2
+    original = reports[done["report_id"]]
+    reports = world.reports()
+    assert reports[done["report_id"]] == original
+    adoc = json.loads(reports[add["report_id"]])
+    assert adoc["supersedes"] == done["report_id"] and adoc["version"] == 2 and adoc["study_uid"] == uid
+    out = verify_stored(world, reports, add["report_id"], tmp_path, adoc)
+    assert f"addendum    to report {done['report_id']}" in out
+    # a lookup shows the addendum with the report it follows
+    exams = [e for e in world.lookup(doc["patient_id"])["exams"] if e["study_uid"] == uid]
+    assert sorted((e["report_id"], e["version"], e["supersedes"]) for e in exams) == \
+        sorted([(done["report_id"], 1, None), (add["report_id"], 2, done["report_id"])])
+    # a second "sign" of the original is refused; an addendum to an unsigned task too
+    assert att.request("POST", f"/api/tasks/{tid}/submit", dict(revised, action="sign"))[0] == 409

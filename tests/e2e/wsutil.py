@@ -41,19 +41,24 @@ class World:
         self.pass_file = self.base / "pass.txt"
         self.pass_file.write_text(PASS + "\n", encoding="utf-8")
         lines = ["# id  seniority  modalities  kinds  facilities  max"]
-        for rid, (mods, kinds, name) in readers.items():
-            lines.append(f"{rid} attending {mods} {kinds} * 4")
+        # a reader is (modalities, kinds, name[, seniority]); attending when not said
+        readers = {rid: tuple(v) + ("attending",) * (4 - len(v)) for rid, v in readers.items()}
+        for rid, (mods, kinds, name, seniority) in readers.items():
+            lines.append(f"{rid} {seniority} {mods} {kinds} * 4")
             allow(self.keys, f"reader:{rid}", keygen(self.rkeys, rid))
         (self.base / "readers.conf").write_text("\n".join(lines) + "\n")
         r = run([dxhub_bin(), "keygen", "--ca", "--facility", FACILITY, "--keys", self.base / "ca"])
         assert r.returncode == 0, r.stderr.decode()
-        for rid, (_, _, name) in readers.items():
-            r = run([dxhub_bin(), "keygen", "--reader", rid, "--name", name, "--role", "attending", "--facility",
+        for rid, (_, _, name, seniority) in readers.items():
+            r = run([dxhub_bin(), "keygen", "--reader", rid, "--name", name, "--role", seniority, "--facility",
                      FACILITY, "--ca", self.base / "ca", "--keys", self.pki, "--passphrase-file", self.pass_file])
             assert r.returncode == 0, r.stderr.decode()
         (self.keys / "trust").mkdir(parents=True, exist_ok=True)
         for f in ("ca.pem", "crl.pem"):
             shutil.copyfile(self.base / "ca" / f, self.keys / "trust" / f)
+        # a facility API key (the lookup routes need one; with keys, every patient-data route does)
+        r = run([dxhub_bin(), "keygen", "--api-key", "tests", "--keys", self.keys], check=True)
+        self.api_key = r.stdout.decode().strip()
         self.hub = Proc([dxhub_bin(), "serve", "--data", self.base / "hub", "--keys", self.keys, "--readers",
                          self.base / "readers.conf", "--lease-seconds", lease_seconds, "--stable-seconds", 1,
                          "--open-dicom", "--dicom-port", 0, "--http-port", 0, "--edge-port", 0, "--reader-port", 0]
@@ -85,16 +90,31 @@ class World:
         """{study uid: state} at the hub."""
         c = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
         try:
-            c.request("GET", "/api/v1/studies?limit=1000")
+            c.request("GET", "/api/v1/studies?limit=1000", headers=self.auth())
             j = json.loads(c.getresponse().read())
         finally:
             c.close()
         return {s["0020000D"]["Value"][0]: s["dxhub"]["state"] for s in j["studies"]}
 
+    def auth(self):
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def lookup(self, patient_id):
+        """GET /api/v1/reports?PatientID= with the tests' facility key."""
+        c = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=30)
+        try:
+            c.request("GET", f"/api/v1/reports?PatientID={patient_id}", headers=self.auth())
+            r = c.getresponse()
+            body = r.read()
+            assert r.status == 200, (r.status, body[:300])
+            return json.loads(body)
+        finally:
+            c.close()
+
     def instance_file(self, sop):
         c = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=30)
         try:
-            c.request("GET", f"/api/v1/instances/{sop}/file")
+            c.request("GET", f"/api/v1/instances/{sop}/file", headers=self.auth())
             r = c.getresponse()
             body = r.read()
             assert r.status == 200, (sop, r.status)

@@ -519,6 +519,62 @@ static void test_unsigned_draft_passes_but_signing_needs_a_signature(void **stat
     free_report(&sr);
 }
 
+static void test_addendum_must_follow_the_signed_report_with_the_next_version(void **state)
+{
+    (void)state;
+    signed_report sr; /* version 1, supersedes null: not an addendum of anything */
+    sign_report("rd-ed25519", "wangwei", &sr);
+    report_verifier *v = verifier("ca-ed25519", NULL);
+    wl_reader r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.id, sizeof r.id, "wangwei");
+    wl_task t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.study_uid, sizeof t.study_uid, "%s", STUDY);
+    snprintf(t.report_id, sizeof t.report_id, "rpt-0");
+    t.version = 1;
+    t.state = WL_CLAIMED;
+    store_submission sub = {.task = 1, .reader = &r, .action = "addendum", .report_id = "rpt-1", .report = sr.report,
+                            .report_len = sr.len, .sig = sr.sig, .sig_len = sr.sig_len, .chain = sr.chain,
+                            .chain_len = sr.chain_len};
+    char why[512];
+    assert_int_equal(report_verify_submission(v, &t, &sub, why, sizeof why), REPORT_ESTUDY);
+    assert_non_null(strstr(why, "not signed"));
+    t.state = WL_SIGNED;
+    assert_int_equal(report_verify_submission(v, &t, &sub, why, sizeof why), REPORT_ESTUDY);
+    assert_non_null(strstr(why, "supersedes: rpt-0"));
+    sub.sig_len = 0; /* an addendum is signed, always */
+    assert_int_equal(report_verify_submission(v, &t, &sub, why, sizeof why), REPORT_EUNSIGNED);
+    report_verifier_free(&v);
+    free_report(&sr);
+}
+
+static void test_report_names_the_reviewed_resident_and_reads_back(void **state)
+{
+    (void)state;
+    report_instance inst = {.sop = sops[0]};
+    digest_of(0, inst.digest);
+    report_fields f = {.report_id = "rpt-2", .study_uid = STUDY, .patient_id = "P0001", .origin_facility = "乡镇卫生院",
+                       .reading_facility = FACILITY, .reader_id = "wangwei", .reader_role = "attending",
+                       .drafted_by = "lina", .drafted_by_name = "李娜", .findings = "f", .impression = "i",
+                       .version = 2, .supersedes = "rpt-1", .reported = 1750000000, .exam_type = "DX"};
+    char *doc = NULL, err[256];
+    size_t len = 0;
+    assert_int_equal(report_build(&f, &inst, 1, &doc, &len, err, sizeof err), 0);
+    assert_non_null(strstr(doc, "\"drafted_by\":{\"id\":\"lina\",\"name\":\"李娜\"}"));
+    report_doc *d = NULL;
+    assert_int_equal(report_parse(doc, len, &d, err, sizeof err), 0);
+    const report_info *in = report_doc_info(d);
+    assert_string_equal(in->drafted_by, "lina");
+    assert_string_equal(in->drafted_by_name, "李娜");
+    assert_string_equal(in->supersedes, "rpt-1");
+    assert_int_equal(in->version, 2);
+    report_free(&d);
+    free(doc);
+    f.drafted_by = ""; /* naming nobody is an error, not an empty member */
+    assert_int_equal(report_build(&f, &inst, 1, &doc, &len, err, sizeof err), REPORT_EFORMAT);
+}
+
 static void test_every_report_byte_flipped_refused(void **state)
 {
     (void)state;
@@ -755,6 +811,8 @@ int main(void)
         cmocka_unit_test(test_report_build_writes_utf8_sorted_once),
         cmocka_unit_test(test_report_id_cannot_be_a_path_component),
         cmocka_unit_test(test_report_parse_refuses_duplicates_and_missing_members),
+        cmocka_unit_test(test_addendum_must_follow_the_signed_report_with_the_next_version),
+        cmocka_unit_test(test_report_names_the_reviewed_resident_and_reads_back),
         cmocka_unit_test(test_revoked_certificate_refused_after_reload),
         cmocka_unit_test(test_expired_certificate_refused_with_its_own_reason),
         cmocka_unit_test(test_ca_outside_the_trust_list_refused),

@@ -78,7 +78,7 @@ async function openTask(task) {
   if (images.length) stack.load(study);
   if (waves.length) loadEcg(study, waves[0]);
   report.open(task, study);
-  showPriors($('#priors'), (study.patient && study.patient.id) || task.patient_id, study.study_uid);
+  showPriors($('#priors'), task, study.study_uid);
 }
 
 // Study listings of held tasks, kept while they are held (a study does not

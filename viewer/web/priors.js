@@ -1,22 +1,56 @@
-// priors.js — other reports of the same patient from the hub's lookup, with
-// whether each may be recognised without repeating the exam (互认) and why.
+// priors.js — the patient's other signed exams from the hub's lookup (this
+// hub's and its peer hubs'), each with whether it may be recognised without
+// repeating the exam (互认) and, when not, the rules' reasons.  A row opens
+// the prior's signed report text.
 import { get } from './api.js';
-import { el, dicomDate } from './util.js';
+import { el, $, dicomDate } from './util.js';
 
-export async function showPriors(box, patientId, currentStudy) {
+let shown = null; // the task whose priors are in the panel
+
+export async function showPriors(box, task, currentStudy) {
+  shown = task;
+  $('#prior-report').hidden = true;
   box.replaceChildren(el('p.muted', { text: 'Looking up priors…' }));
-  if (!patientId) { box.replaceChildren(el('p.muted', { text: 'No patient ID.' })); return; }
+  box.dataset.state = 'loading';
   let r;
-  try { r = await get(`/api/priors?patient=${encodeURIComponent(patientId)}`); } catch (e) {
-    box.replaceChildren(el('p.error', { text: `Priors: ${e.message}` })); return;
+  try { r = await get(`/api/priors?task=${encodeURIComponent(task.id)}`); } catch (e) {
+    if (shown !== task) return;
+    box.replaceChildren(el('p.error', { text: `Priors: ${e.message}` }));
+    box.dataset.state = 'error';
+    return;
   }
+  if (shown !== task) return;
+  box.dataset.state = 'done';
+  if (r.source === 'unavailable') { box.replaceChildren(el('p.muted', { text: `The prior lookup is not available${r.reason ? `: ${r.reason}` : ''}.` })); return; }
   const list = (r.priors || []).filter((p) => p.study !== currentStudy);
-  if (r.source === 'unavailable') { box.replaceChildren(el('p.muted', { text: 'The prior lookup is not available yet.' })); return; }
-  if (!list.length) { box.replaceChildren(el('p.muted', { text: `No prior reports (${r.source || 'hub'}).` })); return; }
+  const peers = (r.peers || []).filter((p) => p.status !== 'ok').map((p) => `${p.hub}: ${p.status}`);
+  const note = peers.length ? el('p.muted', { text: `Not answered: ${peers.join(', ')}` }) : '';
+  if (!list.length) { box.replaceChildren(el('p.muted', { text: 'No prior signed reports for this patient.' }), note); return; }
   box.replaceChildren(el('table.priors', null,
-    el('tr', null, el('th', { text: 'Date' }), el('th', { text: 'Exam' }), el('th', { text: 'Report' }), el('th', { text: 'Recognition' })),
-    list.map((p) => el('tr', { dataset: { study: p.study } },
-      el('td', { text: dicomDate(p.date) }), el('td', { text: p.modality || '' }), el('td', { text: p.report_id || '—' }),
+    el('tr', null, el('th', { text: 'Date' }), el('th', { text: 'Exam' }), el('th', { text: 'Where' }), el('th', { text: 'Recognition' })),
+    list.map((p) => el('tr', { dataset: { study: p.study, report: p.report_id, hub: p.hub || '', recognised: p.recognised ? '1' : '0' },
+      title: `report ${p.report_id}${p.version > 1 ? ` (addendum, version ${p.version})` : ''}`, onclick: (ev) => openPrior(task, p, ev.currentTarget) },
+      el('td', { text: dicomDate(p.date) }), el('td', { text: p.exam_type || p.modality || '' }), el('td', { text: p.facility || p.hub || '' }),
       el('td', { class: p.recognised ? 'ok' : 'no', title: (p.reasons || []).join('; '),
-        text: p.recognised ? 'recognised (互认)' : `not recognised${p.reasons && p.reasons.length ? `: ${p.reasons.join('; ')}` : ''}` })))));
+        text: p.recognised ? `recognised (互认)${p.mark ? ` ${p.mark}` : ''}` : `not recognised${p.reasons && p.reasons.length ? `: ${p.reasons.join('; ')}` : ''}` })))), note);
+}
+
+async function openPrior(task, p, row) {
+  for (const r of document.querySelectorAll('table.priors tr.open')) r.classList.remove('open');
+  row.classList.add('open');
+  const box = $('#prior-report');
+  box.hidden = false;
+  delete box.dataset.reportId;
+  $('#prior-title').textContent = `${p.exam_type || p.modality || ''} ${dicomDate(p.date)}`;
+  $('#prior-meta').textContent = 'Opening…';
+  $('#prior-findings').textContent = ''; $('#prior-impression').textContent = '';
+  try {
+    const q = p.hub ? `?hub=${encodeURIComponent(p.hub)}` : '';
+    const r = await get(`/api/tasks/${encodeURIComponent(task.id)}/priors/${encodeURIComponent(p.report_id)}${q}`);
+    const d = r.document || {}, rd = d.reader || {};
+    $('#prior-meta').textContent = `Report ${d.report_id} · signed by ${rd.name || rd.id || ''} (${d.reading_facility || ''}) · ${d.times ? d.times.reported : ''}${d.supersedes ? ` · addendum to ${d.supersedes}` : ''}`;
+    $('#prior-findings').textContent = d.findings || '';
+    $('#prior-impression').textContent = d.impression || '';
+    box.dataset.reportId = d.report_id || '';
+  } catch (e) { $('#prior-meta').textContent = `The report could not be opened: ${e.message}`; }
 }

@@ -34,6 +34,8 @@ export class ReportPanel {
     delete box.dataset.task;                 // set again once the draft is in: typing waits for it
     for (const x of [this.f, this.i, this.c, this.sel]) x.disabled = true;
     $('#signed-box').hidden = true;
+    $('#addendum-done').textContent = '';
+    delete $('#addendum-done').dataset.reportId;
     $('#report-title').textContent = `${task.modality || ''} ${task.body_part || ''} · ${task.facility || ''}`;
     if (!this.templates) {
       try { this.templates = (await get('/api/templates')).templates || []; } catch (e) { this.templates = []; status(`Templates: ${e.message}`, true); }
@@ -47,6 +49,13 @@ export class ReportPanel {
       ...[...mine, ...others].map((t) => el('option', { value: t.id, text: t.exam })));
     let draft = null;
     try { draft = await get(`/api/tasks/${encodeURIComponent(task.id)}/draft`); } catch (e) { if (!(e instanceof ApiError && e.status === 404)) status(`Draft: ${e.message}`, true); }
+    // An attending reviewing a resident's draft reads it first; with nothing
+    // of their own yet, they start from the resident's text.
+    const review = await this.showReview(task);
+    if (this.task !== task) return;
+    if (review && !(draft && (draft.findings || draft.impression))) {
+      draft = { findings: review.findings, impression: review.impression, critical: review.critical, saved: null };
+    }
     if (draft && (draft.findings || draft.impression || draft.critical)) {
       this.f.value = draft.findings || ''; this.i.value = draft.impression || ''; this.c.checked = !!draft.critical;
       this.saved.textContent = draft.saved ? `Draft saved ${clock(draft.saved)}` : '';
@@ -59,6 +68,27 @@ export class ReportPanel {
     this.markCritical();
     this.showState();
     box.dataset.task = task.id;
+  }
+
+  // The draft under review (GET /api/tasks/{id}/review): text and author.
+  async showReview(task) {
+    const box = $('#review-box');
+    box.hidden = true;
+    delete box.dataset.reportId;
+    if (!task.review || this.resident || SIGNED_STATES.has(String(task.state || ''))) return null;
+    let r;
+    try { r = await get(`/api/tasks/${encodeURIComponent(task.id)}/review`); } catch (e) {
+      if (!(e instanceof ApiError && e.status === 404)) status(`Draft for review: ${e.message}`, true);
+      return null;
+    }
+    const by = r.drafted_by || {};
+    $('#review-by').textContent = `Drafted by ${by.name || by.id || '?'} (${by.id || ''})${by.role ? `, ${by.role}` : ''}${r.reported ? ` · ${new Date(r.reported).toLocaleString()}` : ''}`;
+    $('#review-findings').textContent = r.findings || '';
+    $('#review-impression').textContent = r.impression || '';
+    box.dataset.reportId = r.report_id || '';
+    box.dataset.draftedBy = by.id || '';
+    box.hidden = false;
+    return r;
   }
 
   fits(t, task) {
@@ -85,10 +115,10 @@ export class ReportPanel {
     // A review task (a resident's draft) is claimed by an attending to sign
     // or return; one returned is claimed by its resident again.
     const notice = $('#report-notice');
-    const reason = t.reason || t.return_reason || t.returned_reason;
-    const returned = this.resident && !!t.review && st === 'claimed';
-    notice.hidden = !(returned || reason);
-    notice.textContent = reason ? `Returned for revision: ${reason}` : 'Returned for revision: see the reviewer\'s changes below.';
+    const reason = t.returned;
+    notice.hidden = !reason || done;
+    notice.textContent = reason ? `Returned for revision by ${t.returned_by || 'the reviewer'}: ${reason}` : '';
+    notice.dataset.returned = reason || '';
     const reviewing = !this.resident && !!t.review && st !== 'offered';
     $('#sign').hidden = done || this.resident;
     $('#sign').textContent = reviewing ? 'Approve and sign…' : 'Sign and submit…';
@@ -152,6 +182,8 @@ export class ReportPanel {
     $('#sign-what').replaceChildren(
       el('dl', null,
         el('dt', { text: 'Signed by' }), el('dd.signer', { text: `${s.name || s.reader} (${s.reader}), ${s.seniority || ''}, ${s.facility || ''}` }),
+        ...(!addendum && !$('#review-box').hidden ? [el('dt', { text: 'Drafted by' }), el('dd.what-drafted', { text: $('#review-by').textContent.replace(/^Drafted by /, '') })] : []),
+        ...(addendum ? [el('dt', { text: 'Adds to' }), el('dd', { text: `report ${$('#signed-box').dataset.reportId || ''} (which stays as signed)` })] : []),
         el('dt', { text: 'Patient' }), el('dd', { text: `${(st.patient && st.patient.id) || this.task.patient_id || ''}` }),
         el('dt', { text: 'Study' }), el('dd', { text: `${(st.study && st.study.description) || ''} ${st.study_uid || this.task.study || ''}` }),
         el('dt', { text: addendum ? 'Addendum' : 'Findings' }), el('dd', null, el('pre.what-findings', { text: findings })),
@@ -179,9 +211,18 @@ export class ReportPanel {
     status(action === 'sign' ? 'Signing and submitting…' : 'Submitting…');
     try {
       const r = await post(`/api/tasks/${encodeURIComponent(this.task.id)}/submit`, body);
+      if (action === 'addendum') {
+        // the signed report stays as it is; the addendum is a document of its own
+        const d = $('#addendum-done');
+        d.textContent = `Addendum ${r.report_id} to ${r.supersedes} signed by ${(r.signer && r.signer.name) || ''}`;
+        d.dataset.reportId = r.report_id || '';
+        status(`Addendum ${r.report_id || ''} signed`);
+        return;
+      }
       this.task = Object.assign({}, this.task, { state: r.state || this.task.state });
+      if (action === 'draft' || action === 'return') this.task.returned = '';
       status(`Report ${r.report_id || ''} ${r.state || 'submitted'}`);
-      if (action === 'sign' || action === 'addendum') await this.showSigned(r);
+      if (action === 'sign') await this.showSigned(r);
       this.showState();
       this.onSubmitted(this.task, r);
     } catch (e) {

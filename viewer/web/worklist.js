@@ -69,7 +69,8 @@ export class Worklist {
         : t.state === 'offered' ? el('button.claim', { onclick: (e) => { e.stopPropagation(); this.claim(t); }, text: 'Claim' }) : '';
       const pct = Math.round((t.prefetched || 0) * 100);
       return el(`tr.task.p-${(t.priority || 'ROUTINE').toLowerCase()}`,
-        { dataset: { taskId: t.id, state: t.state, mine: t.mine ? '1' : '0', modality: t.modality || '', kind: t.kind || '' },
+        { dataset: { taskId: t.id, state: t.state, mine: t.mine ? '1' : '0', modality: t.modality || '', kind: t.kind || '',
+          review: t.review ? '1' : '0', returned: t.returned ? '1' : '0' },
           class: String(t.id) === String(this.openId) ? 'current' : null,
           ondblclick: () => (t.mine ? this.open(t) : t.state === 'offered' && this.claim(t)) },
         el('td', null, el('span.prio', { text: t.priority })),
@@ -78,7 +79,9 @@ export class Worklist {
         el('td', null, el('b', { text: t.modality || '' }), ' ', t.body_part || '', ' ',
           t.referral ? el('span.referral', { title: 'Referred patient (转诊)', text: '转诊' }) : '',
           t.note ? el('div.note', { title: t.note, text: t.note }) : ''),
-        el('td', null, el('span.state', { text: t.state }), t.mine && pct < 100 ? el('span.pf', { text: ` ${pct}%` }) : ''),
+        el('td', null, el('span.state', { text: t.returned ? 'returned' : t.review && t.state !== 'signed' ? `${t.state} · review` : t.state,
+          title: t.returned ? `Returned for revision by ${t.returned_by || 'the reviewer'}: ${t.returned}` : '' }),
+        t.mine && pct < 100 ? el('span.pf', { text: ` ${pct}%` }) : ''),
         el('td', null, action));
     });
     this.body.replaceChildren(...rows);

@@ -13,6 +13,8 @@ import path from 'node:path';
 
 export const PASSPHRASE = 'browser test passphrase';
 export const READER = { id: 'dr-chen', name: '陈静', facility: 'lead-hospital' };
+// A resident of the same facility, reading CR, whose drafts the reader reviews.
+export const RESIDENT = { id: 'dr-li', name: '李明' };
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -75,9 +77,41 @@ export class Consortium {
       '--ca', path.join(d, 'ca'), '--keys', rd, '--passphrase-file', path.join(d, 'passphrase'));
     fs.mkdirSync(path.join(hubKeys, 'trust'), { recursive: true });
     for (const f of ['ca.pem', 'crl.pem']) fs.copyFileSync(path.join(d, 'ca', f), path.join(hubKeys, 'trust', f));
-    fs.writeFileSync(path.join(d, 'hub/readers.conf'),
-      `# id  seniority  modalities  kinds  facilities  max\n${READER.id}  attending  CT,ECG  imaging,ecg  *  4\n`);
+    const res = path.join(d, 'resident');
+    fs.mkdirSync(res, { recursive: true });
+    this.dx('keygen', '--keys', res, '--name', 'workstation');
+    this.dx('allow', '--keys', hubKeys, '--role', `reader:${RESIDENT.id}`, path.join(res, 'workstation.pub'));
+    this.dx('keygen', '--reader', RESIDENT.id, '--name', RESIDENT.name, '--role', 'resident', '--facility', READER.facility,
+      '--ca', path.join(d, 'ca'), '--keys', res, '--passphrase-file', path.join(d, 'passphrase'));
+    this.readers('CT,ECG');
     this.readerDir = rd;
+    this.residentDir = res;
+  }
+
+  // The hub's readers file: the reader (reading `modalities`) and the resident (CR).
+  readers(modalities) {
+    fs.writeFileSync(path.join(this.dir, 'hub/readers.conf'),
+      `# id  seniority  modalities  kinds  facilities  max\n${READER.id}  attending  ${modalities}  imaging,ecg  *  4\n` +
+      `${RESIDENT.id}  resident  CR  imaging  *  4\n`);
+  }
+
+  // The reader reads CR too from now on: the readers file again, and SIGHUP.
+  async readersAlsoCR() {
+    this.readers('CT,ECG,CR');
+    this.procs.find((x) => x.name === 'hub').p.kill('SIGHUP'); // taken between housekeeping rounds
+  }
+
+  // The resident's own workstation daemon (driven through its API), for
+  // the CR pushed at the start; { base, token } of its API.
+  async resident() {
+    const d = this.dir;
+    const ws = await this.start('resident', [this.dxhub, 'workstation', '--hub', this.hubReaders, '--hub-key', this.hubKey,
+      '--keys', this.residentDir, '--name', 'workstation', '--sign-key', path.join(this.residentDir, `${RESIDENT.id}.key`),
+      '--cert', path.join(this.residentDir, `${RESIDENT.id}.chain.pem`), '--chain', path.join(d, 'ca/ca.pem'),
+      '--passphrase-file', path.join(d, 'passphrase'), '--cache', path.join(d, 'resident-cache'), '--http-port', '0',
+      '--web', this.web], /^dxhub workstation: ready url=(\S+)/);
+    const u = new URL(ws[1]);
+    return { base: u.origin, token: u.hash.replace('#token=', '') };
   }
 
   // Synthetic inputs, made while the keys are: a CT series and the
@@ -85,10 +119,12 @@ export class Consortium {
   async samples() {
     this.ctDir = path.join(this.dir, 'samples/ct');
     this.ecgDir = path.join(this.dir, 'samples/ecg');
+    this.crDir = path.join(this.dir, 'samples/cr'); // for the resident (review path)
     const run = promisify(execFile), opts = { cwd: this.repo, timeout: 120000 };
     await Promise.all([
       run(this.py, ['samples/gen_ct_series.py', '--slices', String(this.slices), '--out', this.ctDir], opts),
-      run(this.py, ['samples/gen_ecg.py', '--out', this.ecgDir, '--only', 'normal'], opts)]);
+      run(this.py, ['samples/gen_ecg.py', '--out', this.ecgDir, '--only', 'normal'], opts),
+      run(this.py, ['samples/gen_dx_images.py', '--out', this.crDir, '--only', 'CR_chest_PA.dcm'], opts)]);
     this.ecgTruth = JSON.parse(fs.readFileSync(path.join(this.ecgDir, 'normal.json'), 'utf8'));
   }
 
@@ -108,9 +144,10 @@ export class Consortium {
     await samples;
     this.dx('push', '--edge-data', path.join(d, 'clinic'), '--referral', '--note', 'cough for three weeks', this.ctDir);
     this.dx('push', '--edge-data', path.join(d, 'clinic'), '--priority', 'stat', '--note', 'chest pain 40 min', path.join(this.ecgDir, 'normal.dcm'));
+    this.dx('push', '--edge-data', path.join(d, 'clinic'), this.crDir);
     const count = (st) => Number((st['00201208'] && st['00201208'].Value && st['00201208'].Value[0]) || 0);
-    const queued = await this.waitFor(async () => { const q = await this.hubStudies('queued'); return q.length >= 2 && q; },
-      240000, 'both studies queued at the hub');
+    const queued = await this.waitFor(async () => { const q = await this.hubStudies('queued'); return q.length >= 3 && q; },
+      240000, 'the three studies queued at the hub');
     const n = queued.map(count).sort((a, b) => b - a);
     if (n[0] !== this.slices) throw new Error(`the hub queued the CT with ${n[0]} of ${this.slices} instances`);
     const ws = await this.start('workstation', [this.dxhub, 'workstation', '--hub', this.hubReaders, '--hub-key', this.hubKey,

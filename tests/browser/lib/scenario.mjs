@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { expect, near } from './checks.mjs';
 import { canvasGray, canvasRGBA, dataset, waitImage, api, stats } from './page.mjs';
+import { RESIDENT } from './consortium.mjs';
 
 // The ECG view's documented geometry (viewer/web/ecg.js): 4 CSS px per mm at
 // zoom 1; 3×4 layout rows 38 mm high under a 5 mm top margin; traces start
@@ -18,6 +19,8 @@ import { canvasGray, canvasRGBA, dataset, waitImage, api, stats } from './page.m
 const ECG = { pxPerMm: 4, topMm: 5, rowMm: 38, leftMm: 12 };
 const FINDINGS = 'Right upper lobe: a solid nodule of 8 mm (右肺上叶结节). No effusion.';
 const IMPRESSION = 'Pulmonary nodule; follow-up CT in 6 months.';
+const ADDENDUM = 'Addendum: the nodule was also present on the outside CT of 2025 (补充).';
+const REASON = 'Describe the heart size too (请描述心影).';
 
 export async function scenario({ browser, ctx, checks, shots }) {
   const page = await newPage(browser, ctx.url);
@@ -301,6 +304,78 @@ export async function scenario({ browser, ctx, checks, shots }) {
       await ctx.hub.waitFor(() => ctx.hub.dx('reports', '--edge-data', path.join(ctx.hub.dir, 'clinic')).includes(reportId), 30000, `report ${reportId} at the clinic`);
     }
   }, { needs: [DRAFT] });
+  const SIGNED = 'signing asks the passphrase once, shows exactly what is signed and by whom, and the hub verifies the report';
+
+  await checks.check('an addendum to the signed report is its own signed document, and it reaches the clinic', async () => {
+    const p = s.page;
+    const original = await p.getAttribute('#signed-box', 'data-report-id');
+    await p.fill('#addendum', ADDENDUM);
+    await p.click('#sign-addendum');
+    await p.waitForSelector('#sign-dialog[open]', { timeout: 10000 });
+    const what = await p.textContent('#sign-what');
+    expect(what.includes(ADDENDUM) && what.includes(original), `confirmation lacks the addendum or the report it follows: ${what}`);
+    await p.click('#sign-confirm');
+    await p.waitForSelector('#addendum-done[data-report-id]', { timeout: 30000 });
+    const id = await p.getAttribute('#addendum-done', 'data-report-id');
+    expect(id && id !== original, `addendum id ${id} (report ${original})`);
+    expect(await p.getAttribute('#signed-box', 'data-report-id') === original, 'the signed report was replaced in the panel');
+    if (ctx.hub) await ctx.hub.waitFor(() => ctx.hub.dx('reports', '--edge-data', path.join(ctx.hub.dir, 'clinic')).includes(id), 30000, `addendum ${id} at the clinic`);
+    // the priors panel answers from the hub's lookup for the ECG's patient (no earlier signed exam)
+    await p.evaluate(() => { delete document.querySelector('#priors').dataset.state; });
+    await p.click('tr.task[data-kind="ecg"] button.open');
+    await p.waitForSelector('#priors[data-state="done"]', { timeout: 15000 });
+    const priors = await p.textContent('#priors');
+    expect(/No prior signed reports/.test(priors), `priors panel: ${priors}`);
+  }, { needs: [SIGNED] });
+
+  await checks.check('a resident\'s draft comes for review: read, returned with a reason the resident sees, revised, then signed naming the resident', async () => {
+    const p = s.page, hub = ctx.hub;
+    const res = await hub.resident();
+    const rapi = async (method, url, body) => {
+      const r = await fetch(res.base + url, { method, headers: { 'X-Dxhub-Token': res.token, 'Content-Type': 'application/json' },
+        body: body ? JSON.stringify(body) : undefined });
+      return { status: r.status, json: await r.json() };
+    };
+    const crTask = async () => (await rapi('GET', '/api/tasks')).json.tasks.find((t) => t.modality === 'CR');
+    const cr = await hub.waitFor(crTask, 60000, 'the CR offered to the resident');
+    expect((await rapi('POST', `/api/tasks/${cr.id}/claim`)).status === 200, 'the resident could not claim the CR');
+    const first = { findings: 'Lungs clear (双肺清晰).', impression: 'Normal chest.', critical: false };
+    const d1 = await rapi('POST', `/api/tasks/${cr.id}/submit`, { action: 'draft', ...first });
+    expect(d1.json.state === 'review', `resident's draft: ${JSON.stringify(d1.json)}`);
+    await hub.readersAlsoCR();
+    const row = `tr.task[data-task-id="${cr.id}"][data-review="1"] button.claim`;
+    await p.waitForSelector(row, { timeout: 30000 });
+    await p.click(row);
+    await p.waitForSelector(`#report[data-task="${cr.id}"]`, { timeout: 30000 });
+    const by = await p.textContent('#review-by');
+    expect(by.includes(RESIDENT.name) && by.includes(RESIDENT.id), `review box names ${by}`);
+    expect(await p.textContent('#review-findings') === first.findings, 'the review box lacks the resident\'s findings');
+    expect(await p.inputValue('#findings') === first.findings, 'the report does not start from the resident\'s text');
+    await p.screenshot({ path: path.join(shots, 'review.png') });
+    await p.click('#return');
+    await p.waitForSelector('#return-dialog[open]');
+    await p.fill('#return-reason', REASON);
+    await p.click('#return-confirm');
+    const back = await hub.waitFor(async () => { const t = await crTask(); return t && t.mine && t.returned === REASON && t; },
+      20000, 'the task back at the resident with the reason');
+    expect(back.state === 'claimed', `returned task ${JSON.stringify(back)}`);
+    const revised = { ...first, findings: `${first.findings} Heart size normal.` };
+    const d2 = await rapi('POST', `/api/tasks/${cr.id}/submit`, { action: 'draft', ...revised });
+    expect(d2.json.state === 'review', `revised draft: ${JSON.stringify(d2.json)}`);
+    await p.waitForSelector(row, { timeout: 30000 });
+    await p.click(row);
+    await p.waitForFunction((f) => document.querySelector('#review-findings').textContent === f, revised.findings, { timeout: 15000 });
+    await p.waitForFunction(() => !document.querySelector('#review-box').hidden && document.querySelector('#report').dataset.task, null, { timeout: 15000 });
+    await p.click('#sign');
+    await p.waitForSelector('#sign-dialog[open]', { timeout: 10000 });
+    const what = await p.textContent('#sign-what');
+    expect(what.includes(RESIDENT.name) && what.includes(revised.findings), `confirmation: ${what}`);
+    await p.click('#sign-confirm');
+    await p.waitForSelector('#signed-box:not([hidden])', { timeout: 30000 });
+    const doc = JSON.parse(await p.textContent('#signed-doc'));
+    expect(doc.drafted_by && doc.drafted_by.id === RESIDENT.id && doc.drafted_by.name === RESIDENT.name, `signed: ${JSON.stringify(doc.drafted_by)}`);
+    expect(doc.reader.id === ctx.reader.id && doc.findings === revised.findings, `signed by ${doc.reader.id}: ${doc.findings}`);
+  });
 
   return { page: s.page || page, state: s };
 }

@@ -1,0 +1,201 @@
+/* reader_queries.c — a reader's questions about its tasks (hub.h):
+ *   HELD    the tasks it holds, a returned one with the reviewer's reason
+ *           (how a resident's workstation learns a draft came back);
+ *   DRAFT   the latest draft stored for a task (what a reviewer reviews);
+ *   PRIORS  the lookup answer for the task's patient (其他检查 with their
+ *           recognition status), through the HTTP API's renderers;
+ *   PRIOR   one of those reports, only when it is the same patient's.
+ * Each is about a task the reader holds or is offered, and each read of
+ * patient data is audited as the reader. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "hub/reader_queries.h"
+#include "hub/store_tasks.h"
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int refuse(reader_answer *a, const char *why)
+{
+    snprintf(a->why, sizeof a->why, "%s", why);
+    return -1;
+}
+
+static void audit(const reader_link_config *cfg, const wl_reader *r, const char *what, const char *study,
+                  const char *detail)
+{
+    char who[96];
+    snprintf(who, sizeof who, "reader:%s", r->id);
+    store_audit(cfg->st, now_ms(), who, what, study, detail);
+}
+
+/* The task named by m, held by r or offered to it. */
+static int own_task(const reader_link_config *cfg, const proto_msg *m, const wl_reader *r, wl_task *t,
+                    reader_answer *a)
+{
+    long long id = proto_int(m, "task", -1);
+    if (id < 0 || store_task_get(cfg->st, (uint64_t)id, t) != 0)
+        return refuse(a, "no such task");
+    if (strcmp(t->holder, r->id) || (t->state != WL_CLAIMED && t->state != WL_DRAFTED && t->state != WL_OFFERED))
+        return refuse(a, "task not yours (claim it first, or your lease lapsed)");
+    return 0;
+}
+
+/* --- HELD -------------------------------------------------------------------------- */
+
+typedef struct held_ctx {
+    store  *st;
+    json_t *list;
+} held_ctx;
+
+static int held_one(void *ctx, const wl_task *t, const char *returned, const char *returned_by)
+{
+    held_ctx *h = ctx;
+    store_study st;
+    int has = store_get_study(h->st, t->study_uid, &st) == 0;
+    json_t *j = task_to_json(t, has ? &st : NULL);
+    if (!j)
+        return 0;
+    json_object_set_new(j, "lease_until", json_integer((json_int_t)t->holder_until_ms));
+    if (returned_by[0]) {
+        json_object_set_new(j, "returned", json_string(returned));
+        json_object_set_new(j, "returned_by", json_string(returned_by));
+    }
+    json_array_append_new(h->list, j);
+    return 0;
+}
+
+static int on_held(const reader_link_config *cfg, const wl_reader *r, reader_answer *a)
+{
+    held_ctx h = {cfg->st, json_array()};
+    if (!h.list || store_task_held(cfg->st, r->id, held_one, &h) < 0) {
+        json_decref(h.list);
+        return refuse(a, "the worklist cannot be read");
+    }
+    a->cmd = "HELD";
+    a->hdr = json_pack("{s:o}", "tasks", h.list);
+    return 0;
+}
+
+/* --- DRAFT ------------------------------------------------------------------------- */
+
+static int on_draft(const reader_link_config *cfg, const proto_msg *m, const wl_reader *r, reader_answer *a)
+{
+    wl_task t;
+    if (own_task(cfg, m, r, &t, a) < 0)
+        return -1;
+    char why[128] = "", by[WL_ID_MAX] = "";
+    store_task_returned(cfg->st, t.id, why, sizeof why, by, sizeof by);
+    a->cmd = "DRAFT";
+    a->hdr = json_pack("{s:I,s:s,s:s}", "task", (json_int_t)t.id, "report_id", t.report_id, "drafted_by",
+                       t.drafted_by);
+    if (by[0]) {
+        json_object_set_new(a->hdr, "returned", json_string(why));
+        json_object_set_new(a->hdr, "returned_by", json_string(by));
+    }
+    long n = t.report_id[0] ? store_report_get(cfg->st, t.report_id, NULL, 0) : -1;
+    if (n > 0 && (a->data = malloc((size_t)n))) {
+        store_report_get(cfg->st, t.report_id, a->data, (size_t)n);
+        a->len = (size_t)n;
+    }
+    audit(cfg, r, "read-draft", t.study_uid, t.report_id[0] ? t.report_id : "no draft");
+    return 0;
+}
+
+/* --- PRIORS and PRIOR ---------------------------------------------------------------- */
+
+static int patient_of(const reader_link_config *cfg, const wl_task *t, char pid[STORE_UID_MAX], reader_answer *a)
+{
+    store_study st;
+    if (store_get_study(cfg->st, t->study_uid, &st) != 0 || !st.patient_id[0])
+        return refuse(a, "the task's study names no patient");
+    snprintf(pid, STORE_UID_MAX, "%s", st.patient_id);
+    return 0;
+}
+
+static int lookup_refused(reader_answer *a, int rc)
+{
+    return refuse(a, rc == -ENOTSUP   ? "lookups are not configured on this hub"
+                     : rc == -ENOENT  ? "no such report"
+                     : rc == -EAGAIN  ? "the audit trail cannot be written; data withheld"
+                     : rc == -ETIMEDOUT ? "the other hub did not answer"
+                                      : "the lookup failed");
+}
+
+static int on_priors(const reader_link_config *cfg, const proto_msg *m, const wl_reader *r, reader_answer *a)
+{
+    wl_task t;
+    char pid[STORE_UID_MAX], who[96];
+    if (own_task(cfg, m, r, &t, a) < 0 || patient_of(cfg, &t, pid, a) < 0)
+        return -1;
+    if (!cfg->priors)
+        return lookup_refused(a, -ENOTSUP);
+    snprintf(who, sizeof who, "reader:%s", r->id);
+    int rc = cfg->priors(cfg->lookup_ctx, pid, who, &a->data, &a->len);
+    if (rc < 0)
+        return lookup_refused(a, rc);
+    a->cmd = "PRIORS";
+    a->hdr = json_pack("{s:I,s:s}", "task", (json_int_t)t.id, "patient_id", pid);
+    return 0;
+}
+
+static int on_prior(const reader_link_config *cfg, const proto_msg *m, const wl_reader *r, reader_answer *a)
+{
+    wl_task t;
+    char pid[STORE_UID_MAX], who[96];
+    if (own_task(cfg, m, r, &t, a) < 0 || patient_of(cfg, &t, pid, a) < 0)
+        return -1;
+    const char *id = proto_str(m, "report_id"), *hub = proto_str(m, "hub");
+    if (!id || !id[0] || strlen(id) > 60 || strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
+                                             strlen(id))
+        return refuse(a, "PRIOR needs a report_id (letters, digits, '.', '_', '-')");
+    if (!cfg->prior_report)
+        return lookup_refused(a, -ENOTSUP);
+    snprintf(who, sizeof who, "reader:%s", r->id);
+    char *out = NULL;
+    size_t len = 0;
+    int rc = cfg->prior_report(cfg->lookup_ctx, hub, id, who, &out, &len);
+    if (rc < 0)
+        return lookup_refused(a, rc);
+    /* A prior is the same patient's: a reader reads no other report this way. */
+    json_t *j = json_loadb(out, len, 0, NULL);
+    const char *their = json_string_value(json_object_get(json_object_get(j, "exam"), "patient_id"));
+    int same = their && !strcmp(their, pid);
+    json_decref(j);
+    if (!same) {
+        free(out);
+        audit(cfg, r, "prior-refused", t.study_uid, id);
+        return refuse(a, "that report is not of this task's patient");
+    }
+    a->cmd = "PRIOR";
+    a->hdr = json_pack("{s:s}", "report_id", id);
+    a->data = out;
+    a->len = len;
+    return 0;
+}
+
+bool reader_query_known(const char *cmd)
+{
+    return !strcmp(cmd, "HELD") || !strcmp(cmd, "DRAFT") || !strcmp(cmd, "PRIORS") || !strcmp(cmd, "PRIOR");
+}
+
+int reader_query(const reader_link_config *cfg, const proto_msg *m, const wl_reader *r, reader_answer *a)
+{
+    memset(a, 0, sizeof *a);
+    if (!strcmp(m->cmd, "HELD"))
+        return on_held(cfg, r, a);
+    if (!strcmp(m->cmd, "DRAFT"))
+        return on_draft(cfg, m, r, a);
+    if (!strcmp(m->cmd, "PRIORS"))
+        return on_priors(cfg, m, r, a);
+    if (!strcmp(m->cmd, "PRIOR"))
+        return on_prior(cfg, m, r, a);
+    return refuse(a, "unknown command");
+}

@@ -1,0 +1,26 @@
+/* reader_queries.h — what a reader asks about its own tasks (hub.h's
+ * HELD, DRAFT, PRIORS, PRIOR): read-only questions answered at once by the
+ * reader link.  Hub-private. */
+#ifndef DXHUB_READER_QUERIES_H
+#define DXHUB_READER_QUERIES_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include "hub/proto.h"
+#include "hub/reader_link.h"
+
+typedef struct reader_answer {
+    const char *cmd;       /* the answer's command */
+    json_t     *hdr;       /* taken by the sender */
+    char       *data;      /* one data frame (malloc'd) or NULL */
+    size_t      len;
+    char        why[256];  /* the NACK reason when reader_query fails */
+} reader_answer;
+
+/* Is cmd one of these questions? */
+bool reader_query_known(const char *cmd);
+/* The answer to m from reader r: 0, or -1 with a->why for a NACK. */
+int reader_query(const reader_link_config *cfg, const proto_msg *m, const wl_reader *r, reader_answer *a);
+
+#endif
