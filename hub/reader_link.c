@@ -260,7 +260,7 @@ static void offer_all(reader_link *l)
             wl_task task;
             store_study st;
             int has_st = 0;
-            int rc = store_view_pick(v, &r, &skip, &task, &st, &has_st);
+            int rc = store_view_pick(v, &r, &skip, now_ms(), &task, &st, &has_st);
             if (rc == WL_EEMPTY)
                 c->empty_gen = l->gen;
             if (rc != 0 || offer_set_add(l->unrecorded, task.id, i) < 0)

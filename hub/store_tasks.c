@@ -248,10 +248,10 @@ void store_view_end(store_view **vp)
 
 int store_view_held(store_view *v, const char *reader) { return wl_held_count(v->s->wl, v->txn, reader); }
 
-int store_view_pick(store_view *v, const wl_reader *r, const wl_skip *skip, wl_task *out, store_study *st,
+int store_view_pick(store_view *v, const wl_reader *r, const wl_skip *skip, int64_t now, wl_task *out, store_study *st,
                     int *has_st)
 {
-    int rc = wl_pick(v->s->wl, v->txn, r, skip, out);
+    int rc = wl_pick(v->s->wl, v->txn, r, skip, now, out);
     if (!rc && st)
         *has_st = store_txn_get_study(v->s, v->txn, out->study_uid, st) == 0;
     return rc;

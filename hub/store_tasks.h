@@ -36,7 +36,7 @@ int  store_view_begin(store *s, store_view **out);
 void store_view_end(store_view **v);
 int  store_view_held(store_view *v, const char *reader); /* tasks held (wl_held_count) */
 /* wl_pick, and the task's study (as store_batch_offer). */
-int  store_view_pick(store_view *v, const wl_reader *r, const wl_skip *skip, wl_task *out, store_study *st,
+int  store_view_pick(store_view *v, const wl_reader *r, const wl_skip *skip, int64_t now, wl_task *out, store_study *st,
                      int *has_st);
 int  store_view_task(store_view *v, uint64_t id, wl_task *out);
 

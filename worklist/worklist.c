@@ -511,9 +511,20 @@ static int best_for(wl *w, MDB_txn *txn, const wl_reader *r, const wl_skip *skip
 
 int wl_held_count(wl *w, MDB_txn *txn, const char *reader) { return held_count(w, txn, reader); }
 
-int wl_pick(wl *w, MDB_txn *txn, const wl_reader *r, const wl_skip *skip, wl_task *out)
+/* t as it reads once offered to r at now. */
+static void as_offered(const wl *w, wl_task *t, const wl_reader *r, int64_t now)
+{
+    t->review = t->state == WL_REVIEW;
+    t->state = WL_OFFERED;
+    snprintf(t->holder, sizeof t->holder, "%s", r->id);
+    t->holder_until_ms = now + w->cfg.offer_ms;
+}
+
+int wl_pick(wl *w, MDB_txn *txn, const wl_reader *r, const wl_skip *skip, int64_t now, wl_task *out)
 {
     int rc = best_for(w, txn, r, skip, out);
+    if (rc > 0)
+        as_offered(w, out, r, now);
     return rc <= 0 ? (rc < 0 ? rc : WL_EEMPTY) : 0;
 }
 
@@ -522,10 +533,7 @@ static int offer_to(wl *w, MDB_txn *txn, wl_task t, const wl_reader *r, int64_t 
 {
     wl_task old = t;
     int rc;
-    t.review = t.state == WL_REVIEW;
-    t.state = WL_OFFERED;
-    snprintf(t.holder, sizeof t.holder, "%s", r->id);
-    t.holder_until_ms = now + w->cfg.offer_ms;
+    as_offered(w, &t, r, now);
     if ((rc = transition(w, txn, &old, &t, r->id, "offered", NULL, now)))
         return rc;
     if (out)
