@@ -365,11 +365,12 @@ typedef struct cdc_lut {
  * crafted data (OpenJPH 0.9 aborts on some HTJ2K packet headers), so
  * their frames are decoded in a child: a crash, a hang past a timeout or a
  * runaway allocation there gives CDC_ECODEC here, and the next frame
- * starts a new child.  A cdc_sandbox keeps one child between frames (open
- * it before starting threads: the child is a fork of the caller); set
+ * starts a new child.  A cdc_sandbox keeps one child between frames; set
  * cdc_image.sandbox to use it.  Images without one fork a child per such
- * frame (about a millisecond).  Thread-safe: frames through one sandbox
- * are decoded one at a time. */
+ * frame.  The child is a fork (no exec) of the decoding thread at the first
+ * frame and after a crash: it runs only the codec (glibc's malloc is
+ * fork-safe).  Thread-safe: frames through one sandbox are decoded one at
+ * a time. */
 typedef struct cdc_sandbox cdc_sandbox;
 int  cdc_sandbox_open(cdc_sandbox **sb, dcm_err *err); /* the child starts at the first frame */
 void cdc_sandbox_close(cdc_sandbox **sb);              /* stops the child; NULLs *sb; NULL-safe */
