@@ -143,14 +143,15 @@ static void child_serve(int sock, int memfd, pid_t parent)
         signal(crash[i], SIG_DFL);
     close_others(sock, memfd);
     uint8_t *map = NULL;
-    size_t map_len = 0;
+    size_t map_len = 0, limited_for = 0;
     for (;;) {
         request rq;
         ssize_t r = recv(sock, &rq, sizeof rq, 0);
         if (r != (ssize_t)sizeof rq) /* the parent closed its end */
             _exit(0);
         remap(memfd, &map, &map_len, rq.map_len);
-        limit_memory(rq.out_len + rq.n);
+        if (rq.out_len + rq.n != limited_for) /* frames of one series share a size */
+            limit_memory(limited_for = rq.out_len + rq.n);
         reply rp;
         memset(&rp, 0, sizeof rp);
         rp.rc = rq.fn(&rq.fmt, map + IN_OFF, rq.n, map + out_off(rq.n), rq.out_len, &rp.err);
