@@ -9,8 +9,11 @@
 # Inputs: the corpus's images, a generated CT series (512x512x16 bit) and
 # generated CR/DX radiographs (2500x2048x12 bit).  Times are CPU time (the
 # bench thread's, or the children's), so other load on the machine does not
-# skew the ratios.  Prints a table; writes build/bench/codecs.json as a list
-# of {"metric","value","unit","peer","peer_value","ratio"}.
+# skew the ratios; decoder child processes (HTJ2K) are counted too.  Both
+# sides run one thread: OpenJPEG (ours and gdcmconv's) uses one unless
+# OPJ_NUM_THREADS is set, and the script unsets it.  Prints a table;
+# writes build/bench/codecs.json as a list of
+# {"metric","value","unit","peer","peer_value","ratio"}.
 #   BENCH_SECONDS  minimum CPU seconds per in-process measurement (default 0.3)
 #   BENCH_CT       CT slices in the batch (default 20)
 set -eu
@@ -23,6 +26,8 @@ NCT=${BENCH_CT:-20}
 out="$BUILD/bench"
 data="$out/codecs-data"
 mkdir -p "$out" "$data"
+unset OPJ_NUM_THREADS
+echo "codecs.sh: single thread on both sides (OPJ_NUM_THREADS unset); CPU time; load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 make -s "$BUILD/dxhub" "$BUILD/bench/bench_codecs" >&2 || { echo "codecs.sh: build failed" >&2; exit 1; }
 [ -d "$data/ct" ] || $PY samples/gen_ct_series.py --slices "$NCT" --out "$data/ct" >&2
@@ -179,6 +184,17 @@ for t, sx, op, tab in PAIRS:
     mine, theirs = tab[(sx, op, "dxhub")]["mpix_s"], tools[t]["mpix_s"]
     m(f"{sx} {op} batch (dxhub in process)", mine, "MP/s", t + " (per file)", theirs)
     print(f"{t:<52} {theirs:8.1f} {mine:17.1f} {mine / theirs:6.1f}")
+
+# HTJ2K frames decode in a child process (codecs/cdc_sandbox.c): what that
+# costs, with the child's CPU time counted.
+print("\nHTJ2K decode, where it runs (MP/s)       corpus    batch")
+for who, what in (("dxhub", "kept decoder child (workstation)"), ("dxhub-fork", "a child per frame (no sandbox)"),
+                  ("dxhub-inproc", "in process (no isolation)"), ("raw", "OpenJPH alone")):
+    c, b = corpus.get(("HTJ2K Lossless (OpenJPH)", "decode", who)), batch.get(("HTJ2K Lossless (OpenJPH)", "decode", who))
+    if c and b:
+        print(f"  {what:<38} {c['mpix_s']:8.1f} {b['mpix_s']:8.1f}")
+        if who != "dxhub":
+            m(f"HTJ2K Lossless decode (batch, {what})", b["mpix_s"], "MP/s")
 
 ht, j2 = batch.get(("HTJ2K Lossless (OpenJPH)", "decode", "dxhub")), batch.get(("JPEG 2000 Lossless (OpenJPEG)", "decode", "dxhub"))
 if ht and j2:

@@ -6,21 +6,23 @@
 
 /* --- the transfer syntax → codec table --------------------------------- */
 
-/*  uid                          decode                 encode                 marker         norm lossy method */
+/* isolate: the library can crash on crafted data (OpenJPH 0.9 asserts on
+ * some HTJ2K packet headers), so frames decode in a child (cdc_sandbox.c). */
+/*  uid                          decode                 encode                 marker         norm lossy method  isolate */
 static const cdc_codec codecs[] = {
-    {"1.2.840.10008.1.2.5",      cdc_rle_decode,        cdc_rle_encode,        CDC_MARK_NONE, 1, 0, NULL},
-    {"1.2.840.10008.1.2.4.50",   cdc_jpeg_decode,       cdc_jpeg_encode,       CDC_MARK_JPEG, 1, 1, "ISO_10918_1"},
-    {"1.2.840.10008.1.2.4.51",   cdc_jpeg_decode,       NULL,                  CDC_MARK_JPEG, 1, 1, "ISO_10918_1"},
-    {"1.2.840.10008.1.2.4.57",   cdc_dcmtk_jpeg_decode, NULL,                  CDC_MARK_JPEG, 1, 0, NULL},
-    {"1.2.840.10008.1.2.4.70",   cdc_dcmtk_jpeg_decode, NULL,                  CDC_MARK_JPEG, 1, 0, NULL},
-    {"1.2.840.10008.1.2.4.80",   cdc_jpegls_decode,     cdc_jpegls_encode,     CDC_MARK_JPEG, 1, 0, NULL},
-    {"1.2.840.10008.1.2.4.81",   cdc_jpegls_decode,     cdc_jpegls_encode,     CDC_MARK_JPEG, 1, 1, "ISO_14495_1"},
-    {"1.2.840.10008.1.2.4.90",   cdc_j2k_decode,        cdc_j2k_encode,        CDC_MARK_J2K,  0, 0, NULL},
-    {"1.2.840.10008.1.2.4.91",   cdc_j2k_decode,        NULL,                  CDC_MARK_J2K,  0, 1, "ISO_15444_1"},
-    {"1.2.840.10008.1.2.4.201",  cdc_htj2k_decode,      cdc_htj2k_encode,      CDC_MARK_J2K,  0, 0, NULL},
-    {"1.2.840.10008.1.2.4.202",  cdc_htj2k_decode,      cdc_htj2k_rpcl_encode, CDC_MARK_J2K,  0, 0, NULL},
-    {"1.2.840.10008.1.2.4.203",  cdc_htj2k_decode,      NULL,                  CDC_MARK_J2K,  0, 1, "ISO_15444_15"},
-    {"1.2.840.10008.1.2.8.1",    cdc_deflate_decode,    cdc_deflate_encode,    CDC_MARK_NONE, 1, 0, NULL},
+    {"1.2.840.10008.1.2.5",      cdc_rle_decode,        cdc_rle_encode,        CDC_MARK_NONE, 1, 0, NULL, 0},
+    {"1.2.840.10008.1.2.4.50",   cdc_jpeg_decode,       cdc_jpeg_encode,       CDC_MARK_JPEG, 1, 1, "ISO_10918_1", 0},
+    {"1.2.840.10008.1.2.4.51",   cdc_jpeg_decode,       NULL,                  CDC_MARK_JPEG, 1, 1, "ISO_10918_1", 0},
+    {"1.2.840.10008.1.2.4.57",   cdc_dcmtk_jpeg_decode, NULL,                  CDC_MARK_JPEG, 1, 0, NULL, 0},
+    {"1.2.840.10008.1.2.4.70",   cdc_dcmtk_jpeg_decode, NULL,                  CDC_MARK_JPEG, 1, 0, NULL, 0},
+    {"1.2.840.10008.1.2.4.80",   cdc_jpegls_decode,     cdc_jpegls_encode,     CDC_MARK_JPEG, 1, 0, NULL, 0},
+    {"1.2.840.10008.1.2.4.81",   cdc_jpegls_decode,     cdc_jpegls_encode,     CDC_MARK_JPEG, 1, 1, "ISO_14495_1", 0},
+    {"1.2.840.10008.1.2.4.90",   cdc_j2k_decode,        cdc_j2k_encode,        CDC_MARK_J2K,  0, 0, NULL, 0},
+    {"1.2.840.10008.1.2.4.91",   cdc_j2k_decode,        NULL,                  CDC_MARK_J2K,  0, 1, "ISO_15444_1", 0},
+    {"1.2.840.10008.1.2.4.201",  cdc_htj2k_decode,      cdc_htj2k_encode,      CDC_MARK_J2K,  0, 0, NULL, 1},
+    {"1.2.840.10008.1.2.4.202",  cdc_htj2k_decode,      cdc_htj2k_rpcl_encode, CDC_MARK_J2K,  0, 0, NULL, 1},
+    {"1.2.840.10008.1.2.4.203",  cdc_htj2k_decode,      NULL,                  CDC_MARK_J2K,  0, 1, "ISO_15444_15", 1},
+    {"1.2.840.10008.1.2.8.1",    cdc_deflate_decode,    cdc_deflate_encode,    CDC_MARK_NONE, 1, 0, NULL, 0},
 };
 
 const cdc_codec *cdc_codec_find(const char *uid)
@@ -641,7 +643,10 @@ int cdc_decode_frame(const cdc_image *img, uint32_t frame, void *out, size_t out
     int rc = cdc_frame_bytes(img, frame, &p, &n, &owned, err);
     if (rc < 0)
         return rc;
-    rc = cd->decode(&fmt, p, n, out, need, err);
+    if (cd->isolate)
+        rc = cdc_sandbox_decode(img->sandbox, cd->decode, img->ts->name, &fmt, p, n, out, need, err);
+    else
+        rc = cd->decode(&fmt, p, n, out, need, err);
     free(owned);
     if (rc == CDC_NORMALISED) /* the codec knows its samples fit Bits Stored */
         rc = 0;

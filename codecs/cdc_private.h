@@ -51,10 +51,18 @@ typedef struct cdc_codec {
     uint8_t       normalise;    /* decoder output is raw Bits Stored patterns */
     uint8_t       lossy_target; /* encoder makes a lossy stream */
     const char   *method;       /* Lossy Image Compression Method (0028,2114) */
+    uint8_t       isolate;      /* its library can crash on crafted data: decode in a
+                                   child process (cdc_sandbox.c) */
 } cdc_codec;
 
 /* The codec row of a transfer syntax, NULL when none. */
 const cdc_codec *cdc_codec_find(const char *uid);
+
+/* Run fn in sb's child process (a child for this frame alone when sb is
+ * NULL): same contract as fn, and CDC_ECODEC naming `what` and the signal
+ * when the child crashes, hangs or runs out of memory. */
+int cdc_sandbox_decode(cdc_sandbox *sb, cdc_decode_fn fn, const char *what, const cdc_fmt *fmt,
+                       const uint8_t *src, size_t n, uint8_t *out, size_t out_len, dcm_err *err);
 
 /* Codec entry points (one file each). */
 int cdc_rle_decode(const cdc_fmt *, const uint8_t *, size_t, uint8_t *, size_t, dcm_err *);

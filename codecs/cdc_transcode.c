@@ -291,16 +291,30 @@ static int prepare(plan *pl, const dcm_file *f, const char *ts_uid, const cdc_en
     return 0;
 }
 
+/* A multi-frame source whose codec decodes in a child (cdc_sandbox.c):
+ * one child for the whole file rather than a fork per frame. */
+static cdc_sandbox *child_for_file(plan *pl)
+{
+    cdc_sandbox *sb = NULL;
+    const cdc_codec *cd = pl->plain ? NULL : cdc_codec_find(pl->x.img.ts->uid);
+    if (cd && cd->isolate && pl->x.img.frames > 1 && !pl->x.img.sandbox &&
+        cdc_sandbox_open(&sb, &(dcm_err){{0}, 0}) == 0)
+        pl->x.img.sandbox = sb;
+    return sb;
+}
+
 int cdc_transcode(const dcm_file *f, const char *ts_uid, const cdc_encode_opts *o, dcm_sink out, dcm_err *err)
 {
     plan *pl = malloc(sizeof *pl);
     if (!pl)
         return dcm_fail(err, DCM_ENOMEM, 0, "out of memory");
     int rc = prepare(pl, f, ts_uid, o, err);
+    cdc_sandbox *sb = rc == 0 ? child_for_file(pl) : NULL;
     if (rc == 0)
         rc = dcm_write(f, &pl->wo, out, err);
     if (!pl->plain)
         cdc_image_release(&pl->x.img);
+    cdc_sandbox_close(&sb);
     free(pl);
     return rc;
 }
@@ -312,10 +326,12 @@ int cdc_transcode_file(const dcm_file *f, const char *ts_uid, const cdc_encode_o
     if (!pl)
         return dcm_fail(err, DCM_ENOMEM, 0, "out of memory");
     int rc = prepare(pl, f, ts_uid, o, err);
+    cdc_sandbox *sb = rc == 0 ? child_for_file(pl) : NULL;
     if (rc == 0)
         rc = dcm_write_file(f, &pl->wo, path, err);
     if (!pl->plain)
         cdc_image_release(&pl->x.img);
+    cdc_sandbox_close(&sb);
     free(pl);
     return rc;
 }

@@ -361,6 +361,22 @@ typedef struct cdc_lut {
 
 #define CDC_MAX_WINDOWS 8
 
+/* A decoder child process.  Some codec libraries can crash the process on
+ * crafted data (OpenJPH 0.9 aborts on some HTJ2K packet headers), so
+ * their frames are decoded in a child: a crash, a hang past a timeout or a
+ * runaway allocation there gives CDC_ECODEC here, and the next frame
+ * starts a new child.  A cdc_sandbox keeps one child between frames; set
+ * cdc_image.sandbox to use it.  Images without one fork a child per such
+ * frame.  The child is a fork (no exec) of the decoding thread at the first
+ * frame and after a crash: it runs only the codec (glibc's malloc is
+ * fork-safe).  Thread-safe: frames through one sandbox are decoded one at
+ * a time. */
+typedef struct cdc_sandbox cdc_sandbox;
+int  cdc_sandbox_open(cdc_sandbox **sb, dcm_err *err); /* the child starts at the first frame */
+void cdc_sandbox_close(cdc_sandbox **sb);              /* stops the child; NULLs *sb; NULL-safe */
+/* The child's process id (0 when none runs), e.g. to account its CPU time. */
+int  cdc_sandbox_pid(const cdc_sandbox *sb);
+
 /* The pixel attributes of an image, read once by cdc_image_init.  A
  * caller-owned struct: cdc_image_init fills it, cdc_image_release frees
  * what it owns.  It borrows the dcm_file, which must outlive it. */
@@ -379,6 +395,10 @@ typedef struct cdc_image {
      * groups are resolved by cdc_frame_display). */
     cdc_lut  palette[3];              /* red, green, blue (PALETTE COLOR) */
     int32_t  pixel_elem;              /* node of Pixel Data (or Float Pixel Data) */
+    /* Where frames of a crash-prone codec are decoded (see cdc_sandbox):
+     * borrowed, the caller's to set after cdc_image_init; NULL: a child
+     * process per frame. */
+    cdc_sandbox *sandbox;
     /* private: fragment ranges per frame (encapsulated) */
     int32_t *frag_first;              /* node index of each frame's first fragment */
     uint32_t *frag_count;             /* fragments in each frame */

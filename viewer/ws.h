@@ -61,6 +61,7 @@ typedef struct ws {
     hub_signer *signer;        /* NULL until unlocked */
     ws_cache   *cache;
     ws_frames  *frames;        /* decoded frames of compressed instances */
+    struct cdc_sandbox *decoder; /* the child process HTJ2K frames decode in */
     volatile int stop;
 } ws;
 

@@ -172,6 +172,7 @@ void ws_api_frame(ws_req *r, ws_resp *o)
         ws_error(o, 415, "instance %s has floating-point pixels, which the viewer does not show", sop);
         goto out;
     }
+    img.sandbox = r->w->decoder; /* crash-prone codecs decode in the workstation's child */
     if ((uint32_t)fno > img.frames) {
         ws_error(o, 404, "instance %s has %u frame(s), not %ld", sop, img.frames, fno);
         goto out;

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "codecs/codecs.h"
 #include "hub/cmd.h"
 #include "hub/config.h"
 #include "hub/log.h"
@@ -239,6 +240,8 @@ int cmd_workstation(int argc, char **argv)
         goto done;
     }
     w.frames = ws_frames_new(FRAME_CACHE_BYTES);
+    if (cdc_sandbox_open(&w.decoder, &(dcm_err){0}) < 0)
+        w.decoder = NULL; /* frames then fork a decoder each */
     if (c->passphrase_file) {
         char pass[1024];
         if (read_passphrase(c->passphrase_file, pass, sizeof pass) < 0) {
@@ -321,6 +324,7 @@ done:
     hub_signer_free(&w.signer);
     ws_cache_close(&w.cache);
     ws_frames_free(&w.frames);
+    cdc_sandbox_close(&w.decoder);
 release:
     cfg_release(&own);
     return rc;

@@ -9,6 +9,7 @@ import os
 import random
 import re
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -297,3 +298,54 @@ def test_help_lists_dump_and_transcode(dxhub):
     for cmd in ("dump", "transcode"):
         r = run([dxhub, cmd, "--help"])
         assert r.returncode == 0 and b"usage: dxhub " + cmd.encode() in r.stdout
+
+
+# Codestreams on which OpenJPH 0.9 (Debian) fails an assertion or throws,
+# found by fuzz_cdc_htj2k: each wrapped as a one-frame HTJ2K image of the
+# shape its first four bytes give (tests/fuzz/cdc_decoder_fuzz.h).  HTJ2K
+# frames decode in a child process, so each is one clear error.
+HTJ2K_CRASHERS = sorted((Path(__file__).resolve().parents[1] / "fuzz" / "crashers" / "fuzz_cdc_htj2k").iterdir())
+
+
+MPEG2 = "1.2.840.10008.1.2.4.100"
+
+
+def htj2k_image(data):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    rows, cols, flags = data[0] + 1, data[1] + 1, data[2]
+    samples, bits = (3 if flags & 1 else 1), (16 if flags & 2 else 8)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    meta.MediaStorageSOPInstanceUID = "2.25.5150"
+    # pydicom 2.3 does not know HTJ2K: write as MPEG2 (a UID of the same
+    # length, also encapsulated), then swap the UID in the bytes.
+    meta.TransferSyntaxUID = MPEG2
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns, ds.SamplesPerPixel = rows, cols, samples
+    ds.PhotometricInterpretation = "RGB" if samples == 3 else "MONOCHROME2"
+    if samples == 3:
+        ds.PlanarConfiguration = 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, data[3] % bits + 1, data[3] % bits
+    ds.PixelRepresentation = 1 if flags & 4 else 0
+    ds.PixelData = encapsulate([data[4:] + (b"\0" if len(data) % 2 else b"")])
+    ds["PixelData"].VR = "OB"
+    ds.is_little_endian, ds.is_implicit_VR = True, False
+    return ds
+
+
+def test_openjph_crashers_are_clear_errors(dxhub, tmp):
+    for c in HTJ2K_CRASHERS:
+        p = tmp / f"{c.name}.dcm"
+        htj2k_image(c.read_bytes()).save_as(p, write_like_original=False)
+        raw = p.read_bytes()
+        assert raw.count(MPEG2.encode()) == 1
+        p.write_bytes(raw.replace(MPEG2.encode(), b"1.2.840.10008.1.2.4.201"))
+        out = tmp / "never.dcm"
+        r = run([dxhub, "transcode", "--ts", "1.2.840.10008.1.2.1", p, out], timeout=30)
+        err = r.stderr.decode("utf-8", "replace")
+        assert r.returncode == 2, f"{c.name}: exit {r.returncode}: {err!r}"
+        assert len(err.splitlines()) == 1 and str(p) in err and "HTJ2K" in err, err
+        assert not out.exists()

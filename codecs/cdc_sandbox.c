@@ -1,0 +1,349 @@
+/* cdc_sandbox.c — decoding a frame in a child process, for codecs whose
+ * library can abort or corrupt memory on crafted input (OpenJPH 0.9
+ * asserts inside its packet-header parser; no check before the call can
+ * rule every case out).  A crash, a hang or a runaway allocation then
+ * costs the child, never the caller: the caller gets CDC_ECODEC naming
+ * the signal, and the next decode starts a new child.
+ *
+ * The child is a fork of the caller (no exec), so the codec's decode
+ * function is at the same address there; it serves one request at a time
+ * over a SOCK_SEQPACKET socketpair: a request names the function, the
+ * frame's shape and sizes; input and output travel through one shared
+ * memfd that the parent grows and the child remaps when its size changes.
+ * Bounds in the child: address space (RLIMIT_AS: its size at the request
+ * plus a budget for that frame), no core dumps, SIGKILL when the parent
+ * dies; in the parent: a wall-clock timeout per frame, after which the
+ * child is killed.
+ *
+ * A cdc_sandbox keeps its child between frames (the workstation decodes
+ * many); decoding with none forks a child for that frame alone. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "codecs/cdc_private.h"
+#include "codecs/banned.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SANDBOX_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANDBOX_UNDER_ASAN 1
+#endif
+#endif
+
+/* Memory a child may take for one frame beyond what it has mapped: the
+ * codec's working set is a few times the frame, plus a fixed margin. */
+#define SANDBOX_MEM_MARGIN ((size_t)256 << 20)
+/* A frame gets this long, plus a second per SANDBOX_BYTES_PER_S of output
+ * (OpenJPH decodes well over 100 MB/s; a loaded machine is slower). */
+#define SANDBOX_TIMEOUT_MS 5000
+#define SANDBOX_BYTES_PER_S ((size_t)16 << 20)
+
+struct cdc_sandbox {
+    pthread_mutex_t lock; /* one frame at a time through the child */
+    pid_t    pid;         /* 0: no child (none yet, or it died) */
+    int      sock;        /* parent's end of the socketpair, -1 without a child */
+    int      memfd;
+    uint8_t *map;
+    size_t   map_len;
+};
+
+typedef struct request {
+    cdc_decode_fn fn;     /* valid in the child: a fork of this process */
+    cdc_fmt       fmt;
+    uint64_t      n, out_len, map_len;
+} request;
+
+typedef struct reply {
+    int32_t rc;
+    dcm_err err;
+} reply;
+
+#define IN_OFF ((size_t)0)
+static size_t out_off(size_t n)
+{
+    return (n + 63) & ~(size_t)63;
+}
+
+/* --- the child ------------------------------------------------------- */
+
+/* Bytes of address space this process has mapped now. */
+static size_t mapped_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    if (f) {
+        if (fscanf(f, "%lu", &pages) != 1)
+            pages = 0;
+        fclose(f);
+    }
+    return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static void limit_memory(size_t frame_bytes)
+{
+#ifndef SANDBOX_UNDER_ASAN /* ASan reserves terabytes of shadow up front */
+    size_t cap = mapped_bytes() + SANDBOX_MEM_MARGIN + 4 * frame_bytes;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && (rl.rlim_max == RLIM_INFINITY || cap < rl.rlim_max)) {
+        rl.rlim_cur = cap;
+        setrlimit(RLIMIT_AS, &rl);
+    }
+#else
+    (void)frame_bytes;
+#endif
+}
+
+static void remap(int memfd, uint8_t **map, size_t *map_len, size_t want)
+{
+    if (*map && *map_len == want)
+        return;
+    if (*map)
+        munmap(*map, *map_len);
+    *map_len = want;
+    *map = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    if (*map == MAP_FAILED)
+        _exit(3);
+}
+
+/* The child holds no descriptor of the parent's but its two: a listening
+ * socket or a store's file must not outlive the parent in it. */
+static void close_others(int a, int b)
+{
+    int lo = a < b ? a : b, hi = a < b ? b : a;
+    if (lo > 3)
+        close_range(3, (unsigned)lo - 1, 0);
+    if (hi > lo + 1)
+        close_range((unsigned)lo + 1, (unsigned)hi - 1, 0);
+    close_range((unsigned)hi + 1, ~0u, 0);
+}
+
+static void child_serve(int sock, int memfd, pid_t parent)
+{
+    /* SIGKILL when the parent goes, and no core of a crafted frame. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(0);
+    struct rlimit nocore = {0, 0};
+    setrlimit(RLIMIT_CORE, &nocore);
+    signal(SIGPIPE, SIG_IGN);
+    /* The parent's crash handlers (a backtrace printer, a test harness's
+     * longjmp) must not run here: a crash ends this process, nothing else. */
+    const int crash[] = {SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE};
+    for (size_t i = 0; i < sizeof crash / sizeof crash[0]; i++)
+        signal(crash[i], SIG_DFL);
+    close_others(sock, memfd);
+    uint8_t *map = NULL;
+    size_t map_len = 0, limited_for = 0;
+    for (;;) {
+        request rq;
+        ssize_t r = recv(sock, &rq, sizeof rq, 0);
+        if (r != (ssize_t)sizeof rq) /* the parent closed its end */
+            _exit(0);
+        remap(memfd, &map, &map_len, rq.map_len);
+        if (rq.out_len + rq.n != limited_for) /* frames of one series share a size */
+            limit_memory(limited_for = rq.out_len + rq.n);
+        reply rp;
+        memset(&rp, 0, sizeof rp);
+        rp.rc = rq.fn(&rq.fmt, map + IN_OFF, rq.n, map + out_off(rq.n), rq.out_len, &rp.err);
+        if (send(sock, &rp, sizeof rp, MSG_NOSIGNAL) != (ssize_t)sizeof rp)
+            _exit(0);
+    }
+}
+
+/* --- the parent ------------------------------------------------------ */
+
+static void stop_child(cdc_sandbox *sb, int *status)
+{
+    if (sb->sock >= 0)
+        close(sb->sock);
+    sb->sock = -1;
+    if (sb->pid > 0) {
+        kill(sb->pid, SIGKILL);
+        int st = 0;
+        while (waitpid(sb->pid, &st, 0) < 0 && errno == EINTR)
+            ;
+        if (status)
+            *status = st;
+    }
+    sb->pid = 0;
+}
+
+static int start_child(cdc_sandbox *sb, dcm_err *err)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return dcm_fail(err, -errno, 0, "decoder process: socketpair: %s", strerror(errno));
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(sv[0]), close(sv[1]);
+        return dcm_fail(err, -e, 0, "decoder process: fork: %s", strerror(e));
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        child_serve(sv[1], sb->memfd, parent);
+        _exit(0);
+    }
+    close(sv[1]);
+    sb->pid = pid;
+    sb->sock = sv[0];
+    return 0;
+}
+
+int cdc_sandbox_open(cdc_sandbox **out, dcm_err *err)
+{
+    *out = NULL;
+    cdc_sandbox *sb = calloc(1, sizeof *sb);
+    if (!sb)
+        return dcm_fail(err, DCM_ENOMEM, 0, "out of memory");
+    sb->sock = -1;
+    sb->memfd = memfd_create("dxhub-decode", MFD_CLOEXEC);
+    if (sb->memfd < 0) {
+        int e = errno;
+        free(sb);
+        return dcm_fail(err, -e, 0, "decoder process: memfd_create: %s", strerror(e));
+    }
+    pthread_mutex_init(&sb->lock, NULL);
+    *out = sb;
+    return 0;
+}
+
+void cdc_sandbox_close(cdc_sandbox **psb)
+{
+    cdc_sandbox *sb = psb ? *psb : NULL;
+    if (!sb)
+        return;
+    stop_child(sb, NULL);
+    if (sb->map)
+        munmap(sb->map, sb->map_len);
+    close(sb->memfd);
+    pthread_mutex_destroy(&sb->lock);
+    free(sb);
+    *psb = NULL;
+}
+
+int cdc_sandbox_pid(const cdc_sandbox *sb)
+{
+    return sb ? (int)sb->pid : 0;
+}
+
+/* Room for n input and out_len output bytes in the shared memory. */
+static int reserve(cdc_sandbox *sb, size_t n, size_t out_len, dcm_err *err)
+{
+    size_t need = out_off(n) + out_len;
+    if (sb->map && need <= sb->map_len)
+        return 0;
+    size_t len = sb->map_len ? sb->map_len : (size_t)1 << 20;
+    while (len < need)
+        len *= 2;
+    if (ftruncate(sb->memfd, (off_t)len) < 0)
+        return dcm_fail(err, -errno, 0, "decoder process: %zu bytes of shared memory: %s", len, strerror(errno));
+    uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, sb->memfd, 0);
+    if (m == MAP_FAILED)
+        return dcm_fail(err, DCM_ENOMEM, 0, "decoder process: mapping %zu bytes: %s", len, strerror(errno));
+    if (sb->map)
+        munmap(sb->map, sb->map_len);
+    sb->map = m;
+    sb->map_len = len;
+    return 0;
+}
+
+static long long now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Wait for the child's reply: 1 when it came, 0 on timeout, -1 when the
+ * child closed its end (it died). */
+static int await_reply(cdc_sandbox *sb, reply *rp, int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+    for (;;) {
+        struct pollfd pf = {sb->sock, POLLIN, 0};
+        long long left = deadline - now_ms();
+        if (left <= 0)
+            return 0;
+        int pr = poll(&pf, 1, (int)left);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            return 0;
+        ssize_t r = recv(sb->sock, rp, sizeof *rp, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        return r == (ssize_t)sizeof *rp ? 1 : -1;
+    }
+}
+
+/* Why the child is gone, for the caller's message. */
+static int child_failed(cdc_sandbox *sb, const char *what, int timed_out, int timeout_ms, dcm_err *err)
+{
+    int st = 0;
+    stop_child(sb, &st);
+    if (timed_out)
+        return dcm_fail(err, CDC_ECODEC, 0, "%s decoder gave no answer in %d ms on this frame; stopped it",
+                        what, timeout_ms);
+    if (WIFSIGNALED(st))
+        return dcm_fail(err, CDC_ECODEC, 0, "%s decoder crashed on this frame (signal %d, %s): malformed data",
+                        what, WTERMSIG(st), strsignal(WTERMSIG(st)));
+    return dcm_fail(err, CDC_ECODEC, 0, "%s decoder process ended on this frame (exit %d): malformed data "
+                    "or out of memory", what, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
+static int decode_locked(cdc_sandbox *sb, cdc_decode_fn fn, const char *what, const cdc_fmt *fmt,
+                         const uint8_t *src, size_t n, uint8_t *out, size_t out_len, dcm_err *err)
+{
+    int rc = reserve(sb, n, out_len, err);
+    if (rc < 0)
+        return rc;
+    if (sb->pid == 0 && (rc = start_child(sb, err)) < 0)
+        return rc;
+    memcpy(sb->map + IN_OFF, src, n);
+    request rq = {fn, *fmt, n, out_len, sb->map_len};
+    if (send(sb->sock, &rq, sizeof rq, MSG_NOSIGNAL) != (ssize_t)sizeof rq)
+        return child_failed(sb, what, 0, 0, err);
+    int timeout_ms = SANDBOX_TIMEOUT_MS + (int)(out_len / SANDBOX_BYTES_PER_S) * 1000;
+    reply rp;
+    int got = await_reply(sb, &rp, timeout_ms);
+    if (got <= 0)
+        return child_failed(sb, what, got == 0, timeout_ms, err);
+    if (rp.rc < 0) {
+        if (err)
+            *err = rp.err;
+        return rp.rc;
+    }
+    memcpy(out, sb->map + out_off(n), out_len);
+    return rp.rc;
+}
+
+int cdc_sandbox_decode(cdc_sandbox *sb, cdc_decode_fn fn, const char *what, const cdc_fmt *fmt,
+                       const uint8_t *src, size_t n, uint8_t *out, size_t out_len, dcm_err *err)
+{
+    if (sb) {
+        pthread_mutex_lock(&sb->lock);
+        int rc = decode_locked(sb, fn, what, fmt, src, n, out, out_len, err);
+        pthread_mutex_unlock(&sb->lock);
+        return rc;
+    }
+    /* No sandbox of the caller's: a child for this frame alone. */
+    cdc_sandbox *one;
+    int rc = cdc_sandbox_open(&one, err);
+    if (rc < 0)
+        return rc;
+    rc = decode_locked(one, fn, what, fmt, src, n, out, out_len, err);
+    cdc_sandbox_close(&one);
+    return rc;
+}
