@@ -66,6 +66,7 @@ function showMode(mode) {
 async function openTask(task) {
   current = task;
   $('#empty').hidden = true;
+  stack.warmImage(task.first_image);   // beside the study listing, not after it
   let study;
   try { study = await studyOf(task.id); } catch (e) {
     status(`Study of task ${task.id}: ${e.message}`, true); return;
@@ -101,6 +102,7 @@ function warmHeld(tasks) {
   for (const k of [...studies.keys()]) if (!held.has(k)) studies.delete(k);
   for (const t of tasks) {
     if (!t.mine || (t.prefetched ?? 0) < 1 || studies.has(String(t.id))) continue;
+    stack.warmImage(t.first_image);
     studyOf(t.id).then((st) => stack.warm(st), () => {});
   }
 }
