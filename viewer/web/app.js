@@ -78,8 +78,14 @@ async function openTask(task) {
   showMode(images.length ? 'images' : 'ecg');
   if (images.length) stack.load(study);
   if (waves.length) loadEcg(study, waves[0]);
-  report.open(task, study);
-  showPriors($('#priors'), (study.patient && study.patient.id) || task.patient_id, study.study_uid);
+  // The report and priors panels come right after the first image: on a
+  // busy machine building them first would delay it.
+  const panels = () => {
+    if (current !== task) return;
+    report.open(task, study);
+    showPriors($('#priors'), (study.patient && study.patient.id) || task.patient_id, study.study_uid);
+  };
+  if (images.length) stack.later(panels); else panels();
 }
 
 // Study listings of held tasks, kept while they are held (a study does not

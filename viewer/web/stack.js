@@ -60,7 +60,8 @@ export class StackViewer {
     this.firstImagePending = true;
     this.deferred = [];
     this.buildStrip();
-    if (this.series.length) this.openSeries(0); else this.clear('No images in this study');
+    if (this.series.length) this.openSeries(0);
+    else { this.clear('No images in this study'); this.firstImagePending = false; this.runDeferred(); }
   }
 
   clear(msg) {
