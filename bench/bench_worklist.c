@@ -383,7 +383,7 @@ int main(int argc, char **argv)
     snprintf(log, sizeof log, "%s/hub.log", dir);
     char *hub_argv[] = {(char *)bin, "serve", "--data", hub_data, "--keys", keys, "--readers", readers,
                         "--lease-seconds", "3600", "--stable-seconds", "600", "--dicom-port", "0", "--http-port", "0",
-                        "--edge-port", "0", "--reader-port", "0", NULL};
+                        "--edge-port", "0", "--reader-port", "0", "--peer-port", "0", NULL};
     hub_proc = spawn(hub_argv, log, 1);
     wait_line(&hub_proc, "dxhub serve: ready", line, sizeof line, 60000);
     char reader_ep[128], edge_ep[128];

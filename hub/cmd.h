@@ -34,6 +34,17 @@ int cmd_lookup(int argc, char **argv);
 /* A whole regular file of at most max bytes into *out (malloc'd, NUL
  * appended, *len without it): 0, -errno, -EFBIG when larger (hub/cmd_file.c). */
 int dx_read_file(const char *path, size_t max, char **out, size_t *len);
+/* A signed report as `dxhub sign` leaves it: the document, its signature
+ * (default REPORT.sig) and the signer's chain (default REPORT.chain.pem). */
+typedef struct dx_signed_report {
+    char  *doc, *sig, *chain;
+    size_t doc_len, sig_len, chain_len;
+} dx_signed_report;
+/* 0, or -1 after naming the unreadable file on stderr as command cmd;
+ * sig and chain may be NULL for the defaults. */
+int  dx_read_signed_report(const char *cmd, const char *report, const char *sig, const char *chain,
+                           dx_signed_report *out);
+void dx_signed_report_free(dx_signed_report *r);
 /* Writes path atomically (a temporary file, fsync, rename): 0 or -errno. */
 int dx_write_file(const char *path, const void *p, size_t n);
 /* t as "YYYY-MM-DDThh:mm:ssZ" (UTC), "?" for 0. */
@@ -45,7 +56,7 @@ int cmd_workstation(int argc, char **argv);
 
 /* The roles' settings tables (hub/config.h), in their cmd_*.c files. */
 struct cfg_role;
-extern const struct cfg_role serve_role, edge_role;
+extern const struct cfg_role serve_role, edge_role, workstation_role; /* workstation_role: viewer/ws_main.c */
 
 /* "16G", "512M", "100K" or bytes; -1 when malformed. */
 int parse_size(const char *s, uint64_t *out);

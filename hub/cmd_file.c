@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 #include "hub/cmd.h"
+#include "hub/pki.h"
+#include "hub/report.h"
 #include "codecs/banned.h"
 
 int dx_read_file(const char *path, size_t max, char **out, size_t *len)
@@ -40,6 +42,36 @@ int dx_read_file(const char *path, size_t max, char **out, size_t *len)
     *out = p;
     *len = got;
     return 0;
+}
+
+int dx_read_signed_report(const char *cmd, const char *report, const char *sig, const char *chain,
+                          dx_signed_report *out)
+{
+    char sig_def[4200], chain_def[4200];
+    snprintf(sig_def, sizeof sig_def, "%s.sig", report);
+    snprintf(chain_def, sizeof chain_def, "%s.chain.pem", report);
+    const char *paths[3] = {report, sig ? sig : sig_def, chain ? chain : chain_def};
+    const size_t caps[3] = {REPORT_MAX_BYTES, 4096, PKI_PEM_MAX};
+    char **data[3] = {&out->doc, &out->sig, &out->chain};
+    size_t *lens[3] = {&out->doc_len, &out->sig_len, &out->chain_len};
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < 3; i++) {
+        int rc = dx_read_file(paths[i], caps[i], data[i], lens[i]);
+        if (rc < 0) {
+            dx_errorf(cmd, "%s: %s", paths[i], rc == -EFBIG ? "too large" : strerror(-rc));
+            dx_signed_report_free(out);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void dx_signed_report_free(dx_signed_report *r)
+{
+    free(r->doc);
+    free(r->sig);
+    free(r->chain);
+    memset(r, 0, sizeof *r);
 }
 
 int dx_write_file(const char *path, const void *p, size_t n)

@@ -185,22 +185,14 @@ int cmd_verify(int argc, char **argv)
         return 2;
     }
     const char *rp = argv[optind];
-    char sig_def[4200], chain_def[4200], why[512];
-    snprintf(sig_def, sizeof sig_def, "%s.sig", rp);
-    snprintf(chain_def, sizeof chain_def, "%s.chain.pem", rp);
-    const char *paths[3] = {rp, sigp ? sigp : sig_def, chainp ? chainp : chain_def};
-    const size_t caps[3] = {REPORT_MAX_BYTES, 4096, PKI_PEM_MAX};
-    char *data[3] = {NULL, NULL, NULL};
-    size_t lens[3] = {0, 0, 0};
+    char why[512];
+    dx_signed_report sr;
     report_verifier *v = NULL;
     report_study *st = NULL;
     report_doc *doc = NULL;
     int status = 2, rc;
-    for (int i = 0; i < 3; i++)
-        if ((rc = dx_read_file(paths[i], caps[i], &data[i], &lens[i])) < 0) {
-            dx_errorf("verify", "%s: %s", paths[i], rc == -EFBIG ? "too large" : strerror(-rc));
-            goto out;
-        }
+    if (dx_read_signed_report("verify", rp, sigp, chainp, &sr) < 0)
+        return 2;
     report_verifier_config cfg = {.trust_dir = trust};
     if ((rc = report_verifier_new(&cfg, &v, why, sizeof why)) < 0) {
         dx_errorf("verify", "trust list: %s", why);
@@ -212,7 +204,7 @@ int cmd_verify(int argc, char **argv)
     }
     pki_identity id;
     status = 1;
-    rc = report_verify(v, data[0], lens[0], data[1], lens[1], data[2], lens[2], at, &id, &doc, why, sizeof why);
+    rc = report_verify(v, sr.doc, sr.doc_len, sr.sig, sr.sig_len, sr.chain, sr.chain_len, at, &id, &doc, why, sizeof why);
     if (!rc && st)
         rc = report_check_digests(doc, report_study_digest, st, "the study folder", why, sizeof why);
     if (rc < 0) {
@@ -239,7 +231,6 @@ out:
     report_free(&doc);
     report_study_free(&st);
     report_verifier_free(&v);
-    for (int i = 0; i < 3; i++)
-        free(data[i]);
+    dx_signed_report_free(&sr);
     return status;
 }

@@ -95,23 +95,15 @@ int cmd_sr(int argc, char **argv)
         return 2;
     }
     const char *rp = argv[optind];
-    char sig_def[4200], chain_def[4200], why[512];
-    snprintf(sig_def, sizeof sig_def, "%s.sig", rp);
-    snprintf(chain_def, sizeof chain_def, "%s.chain.pem", rp);
-    const char *paths[3] = {rp, sigp ? sigp : sig_def, chainp ? chainp : chain_def};
-    const size_t caps[3] = {REPORT_MAX_BYTES, 4096, PKI_PEM_MAX};
-    char *data[3] = {NULL, NULL, NULL};
-    size_t lens[3] = {0, 0, 0};
+    char why[512];
+    dx_signed_report sr;
     report_verifier *v = NULL;
     report_study *st = NULL;
     report_doc *doc = NULL;
     const char **files = NULL;
     int status = 2, rc;
-    for (int i = 0; i < 3; i++)
-        if ((rc = dx_read_file(paths[i], caps[i], &data[i], &lens[i])) < 0) {
-            dx_errorf("sr", "%s: %s", paths[i], rc == -EFBIG ? "too large" : strerror(-rc));
-            goto out;
-        }
+    if (dx_read_signed_report("sr", rp, sigp, chainp, &sr) < 0)
+        return 2;
     report_verifier_config cfg = {.trust_dir = trust};
     if ((rc = report_verifier_new(&cfg, &v, why, sizeof why)) < 0) {
         dx_errorf("sr", "trust list: %s", why);
@@ -123,7 +115,7 @@ int cmd_sr(int argc, char **argv)
     }
     pki_identity id;
     status = 1;
-    rc = report_verify(v, data[0], lens[0], data[1], lens[1], data[2], lens[2], at, &id, &doc, why, sizeof why);
+    rc = report_verify(v, sr.doc, sr.doc_len, sr.sig, sr.sig_len, sr.chain, sr.chain_len, at, &id, &doc, why, sizeof why);
     if (!rc)
         rc = report_check_digests(doc, report_study_digest, st, "the study folder", why, sizeof why);
     if (rc < 0) {
@@ -142,8 +134,8 @@ int cmd_sr(int argc, char **argv)
         files[i] = report_study_path(st, ri.sop); /* present: the digests matched */
     }
     char sop[64], series[64], when[24], desc[96];
-    uid_from(data[0], lens[0], "sr-instance", sop);
-    uid_from(data[0], lens[0], "sr-series", series);
+    uid_from(sr.doc, sr.doc_len, "sr-instance", sop);
+    uid_from(sr.doc, sr.doc_len, "sr-series", series);
     to_dt(in->reported, when);
     snprintf(desc, sizeof desc, "Signed report %.60s v%u", in->report_id, in->version);
     sr_spec spec = {.files = files, .n_files = in->n_instances, .study_uid = in->study_uid,
@@ -163,7 +155,6 @@ out:
     report_free(&doc);
     report_study_free(&st);
     report_verifier_free(&v);
-    for (int i = 0; i < 3; i++)
-        free(data[i]);
+    dx_signed_report_free(&sr);
     return status;
 }

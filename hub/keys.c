@@ -107,7 +107,11 @@ int keys_load_or_create(const char *dir, const char *name, keypair *out, char *e
 int keys_read_public(const char *path, char out[KEY_Z85_LEN + 1], char *err, size_t errlen)
 {
     uint8_t bin[32];
-    if (strlen(path) == KEY_Z85_LEN && zmq_z85_decode(bin, path)) {
+    /* A file first: '/', '.' and '-' are Z85 characters, so a 40-character
+     * path such as /var/lib/dxhub/readers/dr-wang/reader.pub also decodes
+     * as a key. */
+    struct stat st;
+    if (stat(path, &st) < 0 && strlen(path) == KEY_Z85_LEN && zmq_z85_decode(bin, path)) {
         memcpy(out, path, KEY_Z85_LEN + 1);
         return 0;
     }

@@ -108,7 +108,7 @@ static int load_defs(const char *path, peer_def *defs, size_t *n, char *err, siz
             strlen(ep) >= sizeof d.endpoint) {
             snprintf(err, errlen, "%s:%d: expected \"NAME tcp://HOST:PORT PUBLIC-KEY\"", path, lineno);
             rc = -EINVAL;
-        } else if (strlen(key) != KEY_Z85_LEN && keys_read_public(key, d.pub, kerr, sizeof kerr) < 0) {
+        } else if (keys_read_public(key, d.pub, kerr, sizeof kerr) < 0) { /* a .pub file or the key itself */
             snprintf(err, errlen, "%s:%d: %s", path, lineno, kerr);
             rc = -EINVAL;
         } else if (*n == PEERS_MAX) {
@@ -117,8 +117,6 @@ static int load_defs(const char *path, peer_def *defs, size_t *n, char *err, siz
         } else {
             snprintf(d.name, sizeof d.name, "%s", name);
             snprintf(d.endpoint, sizeof d.endpoint, "%s", ep);
-            if (strlen(key) == KEY_Z85_LEN)
-                snprintf(d.pub, sizeof d.pub, "%s", key);
             defs[(*n)++] = d;
         }
     }

@@ -47,7 +47,10 @@ static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
 static int is_report_id(const char *s)
 {
     size_t n = s ? strlen(s) : 0;
-    if (!n || n > REPORT_ID_MAX)
+    /* It names files at the clinic and in exports: a leading letter or
+     * digit keeps ".", ".." and hidden names out. */
+    if (!n || n > REPORT_ID_MAX || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') ||
+                                     (s[0] >= '0' && s[0] <= '9')))
         return 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
@@ -122,7 +125,7 @@ int report_build(const report_fields *f, const report_instance *inst, size_t n, 
     if (!f || !out || !out_len)
         return fail(REPORT_EFORMAT, err, errlen, "no fields");
     if (!is_report_id(f->report_id))
-        return fail(REPORT_EFORMAT, err, errlen, "report_id must be 1..%d of A-Z a-z 0-9 . _ -", REPORT_ID_MAX);
+        return fail(REPORT_EFORMAT, err, errlen, "report_id must be 1..%d of A-Z a-z 0-9 . _ -, starting with a letter or digit", REPORT_ID_MAX);
     if (f->supersedes && !is_report_id(f->supersedes))
         return fail(REPORT_EFORMAT, err, errlen, "supersedes must be a report id");
     if (!is_uid(f->study_uid))

@@ -8,7 +8,7 @@
  * the bytes are signed):
  *
  *   format            "dxhub-report/1"
- *   report_id         [A-Za-z0-9._-], 1..60 (the store's key)
+ *   report_id         [A-Za-z0-9._-], 1..60, starting with a letter or digit (the store's key)
  *   version           1, then 2.. for addenda;  supersedes: the report id
  *                     an addendum follows, or null
  *   study_uid, patient_id, origin_facility, reading_facility

@@ -150,7 +150,7 @@ def make_dataset(k, args, study_uid, series_uid, frame_uid, hu):
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
     ds.SOPClassUID = CT_IMAGE_STORAGE
     ds.SOPInstanceUID = sop_uid
-    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = "20240115"
+    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = args.date
     ds.StudyTime = "093000"
     ds.SeriesTime = "093512"
     ds.AcquisitionTime = "093514.%06d" % (k * 1000)
@@ -221,6 +221,7 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="output directory (created)")
     ap.add_argument("--seed", type=int, default=1453)
     ap.add_argument("--name", default="series1", help="varies the UIDs (several distinct series)")
+    ap.add_argument("--date", default="20240115", help="study date YYYYMMDD (a demo dates its exams today)")
     args = ap.parse_args(argv)
     if args.slices < 1:
         ap.error("--slices must be >= 1")

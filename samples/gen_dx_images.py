@@ -153,7 +153,7 @@ IMAGES = [
 ]
 
 
-def make_dataset(i, spec, pixels):
+def make_dataset(i, spec, pixels, date="20240116"):
     name, sop_class, modality, mono1, part, view, laterality, _ = spec
     sop_uid = uid("dxhub-sample-dx/%s" % name)
     meta = FileMetaDataset()
@@ -166,7 +166,7 @@ def make_dataset(i, spec, pixels):
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop_uid
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = ds.AcquisitionDate = "20240116"
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = ds.AcquisitionDate = date
     ds.StudyTime = "141500"
     ds.SeriesTime = ds.ContentTime = ds.AcquisitionTime = "14%02d00" % (16 + i)
     ds.AccessionNumber = "DXS%04d" % (10 + i)
@@ -230,16 +230,21 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="output directory (created)")
     ap.add_argument("--seed", type=int, default=1453)
+    ap.add_argument("--date", default="20240116", help="study date YYYYMMDD (a demo dates its exams today)")
+    ap.add_argument("--only", nargs="*", help="file names to write (default: all)")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    rng = np.random.default_rng(args.seed)
     for i, spec in enumerate(IMAGES):
+        if args.only and spec[0] not in args.only:
+            continue
+        rng = np.random.default_rng([args.seed, i])  # per image, so --only gives the same bytes
         cv = Canvas()
         spec[7](cv)
         cv.blur()
-        ds = make_dataset(i, spec, cv.pixels(rng, spec[3]))
+        ds = make_dataset(i, spec, cv.pixels(rng, spec[3]), args.date)
         ds.save_as(os.path.join(args.out, spec[0]), write_like_original=False)
-    print("gen_dx_images: %d images in %s" % (len(IMAGES), args.out), file=sys.stderr)
+    n = sum(1 for spec in IMAGES if not args.only or spec[0] in args.only)
+    print("gen_dx_images: %d images in %s" % (n, args.out), file=sys.stderr)
     return 0
 
 

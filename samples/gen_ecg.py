@@ -288,7 +288,7 @@ def code_item(value, scheme, meaning, version=None):
     return it
 
 
-def dataset(spec, counts, tag):
+def dataset(spec, counts, tag, date="20240301"):
     base = "dxhub-sample-ecg/%s/%s" % (tag, spec.name)
     sop_uid = uid(base + "/sop")
     meta = FileMetaDataset()
@@ -301,10 +301,10 @@ def dataset(spec, counts, tag):
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.SOPClassUID = TWELVE_LEAD_ECG
     ds.SOPInstanceUID = sop_uid
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20240301"
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = date
     ds.StudyTime = ds.SeriesTime = "081500"
     ds.ContentTime = "081512"
-    ds.AcquisitionDateTime = "20240301081502"
+    ds.AcquisitionDateTime = date + "081502"
     ds.AccessionNumber = ("E" + uuid.uuid5(NAMESPACE, base).hex[:12]).upper()
     ds.Modality = "ECG"
     ds.Manufacturer = "dxhub synthetic ECG"
@@ -363,6 +363,7 @@ def main(argv=None):
     ap.add_argument("--out", help="output directory (created)")
     ap.add_argument("--only", nargs="*", help="variant names (default: all)")
     ap.add_argument("--tag", default="set1", help="varies the UIDs (distinct studies of the same ECG)")
+    ap.add_argument("--date", default="20240301", help="study date YYYYMMDD (a demo dates its exams today)")
     ap.add_argument("--list", action="store_true", help="list the variants and exit")
     args = ap.parse_args(argv)
     specs = variants()
@@ -381,7 +382,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     for spec in specs:
         counts, truth = make(spec)
-        ds = dataset(spec, counts, args.tag)
+        ds = dataset(spec, counts, args.tag, args.date)
         path = os.path.join(args.out, spec.name + ".dcm")
         ds.save_as(path, write_like_original=False)
         truth["study_uid"] = str(ds.StudyInstanceUID)

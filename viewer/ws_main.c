@@ -1,12 +1,14 @@
 /* ws_main.c — `dxhub workstation`: the reading workstation daemon.
- * Options, start-up (keys, certificate, cache, hub session, optional
- * passphrase file, HTTP), the ready line, and the background loop that
- * polls the hub and prefetches until SIGINT/SIGTERM.
+ * Its settings table (hub/config.h: options, --config FILE, --print-config),
+ * start-up (keys, certificate, cache, hub session, optional passphrase
+ * file, HTTP), the ready line, and the background loop that polls the hub
+ * and prefetches until SIGINT/SIGTERM (SIGHUP reopens the log file).
  *
  * Exit status: 0 stopped by a signal; 1 the hub or the HTTP port could not
  * be reached or opened; 2 bad usage or input (a wrong passphrase file). */
 #include <errno.h>
-#include <getopt.h>
+#include <limits.h>
+#include <stddef.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,56 +20,100 @@
 #include <time.h>
 #include <unistd.h>
 #include "hub/cmd.h"
+#include "hub/config.h"
+#include "hub/log.h"
 #include "viewer/ws_http.h"
 #include "codecs/banned.h"
 
 #define FRAME_CACHE_BYTES ((size_t)256 << 20) /* decoded frames of compressed instances kept in memory */
 
-static const char usage[] =
-    "usage: dxhub workstation --hub tcp://HOST:PORT --hub-key HUB.pub --keys DIR --sign-key KEY --cert CERT [OPTIONS]\n"
-    "  the reading workstation: takes the tasks the hub offers this reader, prefetches their\n"
-    "  studies into a local cache, serves the viewer on http://127.0.0.1 (a random token in the\n"
-    "  URL it prints), signs and submits reports\n"
-    "  --keys DIR            our CURVE keypair DIR/NAME.key (made when missing; the hub must allow\n"
-    "                        DIR/NAME.pub as reader:<id>)\n"
-    "  --name NAME           keypair name (default reader)\n"
-    "  --sign-key FILE       the reader's signing key (encrypted PKCS#8, from dxhub keygen --reader)\n"
-    "  --cert FILE           the reader's certificate (or its chain: ID.chain.pem)\n"
-    "  --chain FILE          the CA certificates to send after it (when --cert is the certificate alone)\n"
-    "  --passphrase-file F   unlock the signing key at start (else the reader unlocks it in the viewer)\n"
-    "  --cache DIR           the local cache (default ./var/workstation)\n"
-    "  --cache-mb N          its size bound in MB (default 2048)\n"
-    "  --http-port N         the viewer's port (default 8090; 0: any free port)\n"
-    "  --bind ADDR           the viewer's address (default 127.0.0.1)\n"
-    "  --prefetch N          also prefetch the N best offered studies (default 3)\n"
-    "  --offers N            how many offers to keep in the worklist (default 5)\n"
-    "  --web DIR             the viewer's files (default: viewer/web beside the program)\n"
-    "  --timeout SECONDS     per hub request (default 5)\n";
+/* The workstation's settings: one table (hub/config.h), so a file
+ * (--config), --print-config and the README's reference agree with the
+ * options.  Units the table cannot hold (MB, seconds, a port as an int)
+ * are converted into ws_config after parsing. */
+typedef struct ws_settings {
+    ws_config   c;
+    int         cache_mb, timeout_s;
+    uint16_t    http_port;
+    const char *log_file;
+    int         log_level;
+} ws_settings;
 
-static volatile sig_atomic_t stop_flag;
+#define W(field) offsetof(ws_settings, field)
+static const cfg_option ws_options[] = {
+    {"workstation", "cache", CFG_STRING, W(c.cache_dir), "./var/workstation", 1, 0, NULL, "DIR",
+     "the local cache of prefetched studies and drafts (LMDB)"},
+    {"workstation", "cache-mb", CFG_INT, W(cache_mb), "2048", 16, 1 << 22, NULL, "N", "the cache's size bound in MB"},
+    {"workstation", "log", CFG_STRING, W(log_file), NULL, 0, 0, NULL, "FILE",
+     "append log lines to FILE, reopened on SIGHUP (default stderr)"},
+    {"workstation", "log-level", CFG_CHOICE, W(log_level), "info", 0, 0, LOG_LEVEL_NAMES, "LEVEL",
+     "error, warn, info or debug"},
+    {"hub", "hub", CFG_STRING, W(c.hub), NULL, 0, 0, NULL, "tcp://HOST:PORT", "the hub's reader port (required)"},
+    {"hub", "hub-key", CFG_STRING, W(c.hub_key), NULL, 0, 0, NULL, "FILE", "the hub's public key, hub.pub (required)"},
+    {"hub", "keys", CFG_STRING, W(c.keys_dir), NULL, 0, 0, NULL, "DIR",
+     "our CURVE keypair DIR/NAME.key, made when missing; the hub allows DIR/NAME.pub as reader:ID (required)"},
+    {"hub", "name", CFG_STRING, W(c.name), "reader", 1, 63, NULL, "NAME", "the keypair's file name"},
+    {"hub", "timeout", CFG_INT, W(timeout_s), "5", 1, 600, NULL, "SECONDS", "per hub request"},
+    {"hub", "prefetch", CFG_INT, W(c.prefetch), "3", 0, 32, NULL, "N",
+     "also prefetch the N best offered studies"},
+    {"hub", "offers", CFG_INT, W(c.offers), "5", 0, 50, NULL, "N", "how many offers to keep in the worklist"},
+    {"signing", "sign-key", CFG_STRING, W(c.sign_key), NULL, 0, 0, NULL, "FILE",
+     "the reader's signing key, encrypted PKCS#8 from dxhub keygen --reader (required)"},
+    {"signing", "cert", CFG_STRING, W(c.cert), NULL, 0, 0, NULL, "FILE",
+     "the reader's certificate, or its chain ID.chain.pem (required)"},
+    {"signing", "chain", CFG_STRING, W(c.chain), NULL, 0, 0, NULL, "FILE",
+     "the CA certificates to send after it (when cert is the certificate alone)"},
+    {"signing", "passphrase-file", CFG_STRING, W(c.passphrase_file), NULL, 0, 0, NULL, "FILE",
+     "unlock the signing key at start (else the reader unlocks it in the viewer)"},
+    {"viewer", "http-port", CFG_PORT, W(http_port), "8090", 0, 0, NULL, "N",
+     "the viewer's port (0: any free port); the ready line prints its URL with a fresh token"},
+    {"viewer", "bind", CFG_STRING, W(c.bind), "127.0.0.1", 1, 0, NULL, "ADDR", "the viewer's address"},
+    {"viewer", "web", CFG_STRING, W(c.web_dir), NULL, 0, 0, NULL, "DIR",
+     "the viewer's files (default viewer/web beside the program, else ../share/dxhub/web from it, "
+     "else /usr/share/dxhub/web)"},
+};
+
+const cfg_role workstation_role = {
+    .name = "workstation",
+    .synopsis = "usage: dxhub workstation --hub tcp://HOST:PORT --hub-key HUB.pub --keys DIR --sign-key KEY --cert CERT\n"
+                "                         [--config FILE] [OPTIONS]\n"
+                "  the reading workstation: takes the tasks the hub offers this reader, prefetches their\n"
+                "  studies into a local cache, serves the viewer on http://127.0.0.1 (a random token in the\n"
+                "  URL it prints), signs and submits reports\n",
+    .opts = ws_options,
+    .n_opts = sizeof ws_options / sizeof ws_options[0],
+};
+
+static volatile sig_atomic_t stop_flag, hup_flag;
 static void on_stop(int sig) { (void)sig; stop_flag = 1; }
+static void on_hup(int sig) { (void)sig; hup_flag = 1; }
 
-static long parse_num(const char *s, long lo, long hi)
+static int is_dir(const char *path)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    return (*s && !*end && !errno && v >= lo && v <= hi) ? v : lo - 1;
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* viewer/web beside the program (build/dxhub → ../viewer/web), else the
- * installed copy. */
+/* The viewer's files, found from the program's own path: the build tree
+ * (build/dxhub → ../viewer/web), then make install's layout
+ * (PREFIX/bin/dxhub → ../share/dxhub/web, wherever PREFIX is), then
+ * Debian's place.  out is the canonical path of the first that exists. */
 static void default_web(char *out, size_t n)
 {
+    static const char *const beside[] = {"../viewer/web", "../share/dxhub/web"};
     char exe[4096];
     ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (k > 0) {
         exe[k] = '\0';
         char *dir = dirname(exe);
-        snprintf(out, n, "%s/../viewer/web", dir);
-        struct stat st;
-        if (stat(out, &st) == 0 && S_ISDIR(st.st_mode))
-            return;
+        for (size_t i = 0; i < sizeof beside / sizeof beside[0]; i++) {
+            char cand[4200], real[PATH_MAX];
+            snprintf(cand, sizeof cand, "%s/%s", dir, beside[i]);
+            if (is_dir(cand) && realpath(cand, real)) {
+                snprintf(out, n, "%s", real);
+                return;
+            }
+        }
     }
     snprintf(out, n, "/usr/share/dxhub/web");
 }
@@ -98,6 +144,15 @@ static int make_token(char out[65])
 static void background(ws *w)
 {
     while (!stop_flag) {
+        if (hup_flag) {
+            hup_flag = 0;
+            char err[512];
+            int rc = log_reopen(err, sizeof err);
+            if (rc < 0)
+                log_error("SIGHUP: log file not reopened (still writing the old one): %s", err);
+            else if (rc == 0)
+                log_info("SIGHUP: log file reopened");
+        }
         ws_hub_poll(w);
         if (ws_prefetch_step(w))
             continue;
@@ -117,103 +172,60 @@ static void background(ws *w)
 
 int cmd_workstation(int argc, char **argv)
 {
-    enum { O_HUB = 1, O_HUBKEY, O_KEYS, O_NAME, O_SIGNKEY, O_CERT, O_CHAIN, O_PASSFILE, O_CACHE, O_CACHEMB, O_PORT,
-           O_BIND, O_PREFETCH, O_OFFERS, O_WEB, O_TIMEOUT };
-    static const struct option lopts[] = {
-        {"hub", required_argument, NULL, O_HUB},           {"hub-key", required_argument, NULL, O_HUBKEY},
-        {"keys", required_argument, NULL, O_KEYS},         {"name", required_argument, NULL, O_NAME},
-        {"sign-key", required_argument, NULL, O_SIGNKEY},  {"cert", required_argument, NULL, O_CERT},
-        {"chain", required_argument, NULL, O_CHAIN},       {"passphrase-file", required_argument, NULL, O_PASSFILE},
-        {"cache", required_argument, NULL, O_CACHE},       {"cache-mb", required_argument, NULL, O_CACHEMB},
-        {"http-port", required_argument, NULL, O_PORT},    {"bind", required_argument, NULL, O_BIND},
-        {"prefetch", required_argument, NULL, O_PREFETCH}, {"offers", required_argument, NULL, O_OFFERS},
-        {"web", required_argument, NULL, O_WEB},           {"timeout", required_argument, NULL, O_TIMEOUT},
-        {"help", no_argument, NULL, 'h'},                  {0, 0, 0, 0}};
     static ws w; /* one daemon per process; its threads outlive no function but this one */
     memset(&w, 0, sizeof w);
     ws_config *c = &w.cfg;
-    *c = (ws_config){.name = "reader", .cache_dir = "var/workstation", .bind = "127.0.0.1", .http_port = 8090,
-                     .prefetch = 3, .offers = 5, .timeout_ms = 5000, .cache_bytes = (uint64_t)2048 << 20};
-    long mb = 2048;
-    char web[4200];
-    int opt;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
-        long *num = NULL, lo = 0, hi = 0, v = 0;
-        const char *optname = "";
-        switch (opt) {
-        case O_HUB: c->hub = optarg; break;
-        case O_HUBKEY: c->hub_key = optarg; break;
-        case O_KEYS: c->keys_dir = optarg; break;
-        case O_NAME: c->name = optarg; break;
-        case O_SIGNKEY: c->sign_key = optarg; break;
-        case O_CERT: c->cert = optarg; break;
-        case O_CHAIN: c->chain = optarg; break;
-        case O_PASSFILE: c->passphrase_file = optarg; break;
-        case O_CACHE: c->cache_dir = optarg; break;
-        case O_BIND: c->bind = optarg; break;
-        case O_WEB: c->web_dir = optarg; break;
-        case O_CACHEMB: num = &mb, lo = 16, hi = 1 << 22, optname = "cache-mb"; break;
-        case O_PORT: num = &v, lo = 0, hi = 65535, optname = "http-port"; break;
-        case O_PREFETCH: num = &v, lo = 0, hi = 32, optname = "prefetch"; break;
-        case O_OFFERS: num = &v, lo = 0, hi = 50, optname = "offers"; break;
-        case O_TIMEOUT: num = &v, lo = 1, hi = 600, optname = "timeout"; break;
-        case 'h': fputs(usage, stdout); return 0;
-        default: fputs(usage, stderr); return 2;
-        }
-        if (num) {
-            long got = parse_num(optarg, lo, hi);
-            if (got < lo) {
-                dx_errorf("workstation", "bad number '%s' for --%s (%ld to %ld)", optarg, optname, lo, hi);
-                return 2;
-            }
-            *num = got;
-            if (opt == O_PORT)
-                c->http_port = (int)got;
-            else if (opt == O_PREFETCH)
-                c->prefetch = (int)got;
-            else if (opt == O_OFFERS)
-                c->offers = (int)got;
-            else if (opt == O_TIMEOUT)
-                c->timeout_ms = (int)got * 1000;
-        }
+    ws_settings s = {0};
+    cfg_strings own = {0};
+    int rc = cfg_parse(&workstation_role, &s, argc, argv, &own);
+    if (rc != CFG_RUN) {
+        cfg_release(&own);
+        return rc == CFG_DONE ? 0 : 2;
     }
-    c->cache_bytes = (uint64_t)mb << 20;
-    if (optind < argc) {
-        dx_errorf("workstation", "unexpected argument '%s'", argv[optind]);
-        return 2;
-    }
+    *c = s.c;
+    c->cache_bytes = (uint64_t)s.cache_mb << 20;
+    c->http_port = s.http_port;
+    c->timeout_ms = s.timeout_s * 1000;
+    rc = 2;
+    char err[600], web[4200];
+    ws_http *http = NULL;
     if (!c->hub || !c->hub_key || !c->keys_dir || !c->sign_key || !c->cert) {
-        dx_errorf("workstation", "--hub, --hub-key, --keys, --sign-key and --cert are required "
+        dx_errorf("workstation", "hub, hub-key, keys, sign-key and cert are required, as options or in --config "
                                  "('dxhub workstation --help')");
-        return 2;
+        goto release;
     }
-    if (!c->name[0] || strchr(c->name, '/')) {
+    if (strchr(c->name, '/')) {
         dx_errorf("workstation", "--name must be a file name without '/'");
-        return 2;
+        goto release;
+    }
+    log_set_role("workstation");
+    log_set_level(s.log_level);
+    if (s.log_file && log_open(s.log_file, err, sizeof err) < 0) {
+        dx_errorf("workstation", "--log: %s", err);
+        rc = 1;
+        goto release;
     }
     if (!c->web_dir) {
         default_web(web, sizeof web);
         c->web_dir = web;
     }
-    struct stat wst;
-    if (stat(c->web_dir, &wst) < 0 || !S_ISDIR(wst.st_mode))
+    if (is_dir(c->web_dir))
+        log_info("viewer files in %s", c->web_dir);
+    else
         dx_errorf("workstation", "warning: no web UI in %s (--web DIR): the API works, the pages are missing",
                   c->web_dir);
     /* the decrypted signing key lives in this process: no core dumps, no ptrace by others */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
-    char err[600];
-    int rc = 2;
     if (hub_chain_identity(c->cert, &w.cert, err, sizeof err) < 0) {
         dx_errorf("workstation", "--cert: %s", err);
-        return 2;
+        goto release;
     }
     hub_reader_keys keys;
     int made = 0;
     if (hub_reader_keys_load(c->keys_dir, c->name, c->hub_key, &keys, &made, err, sizeof err) < 0) {
         dx_errorf("workstation", "%s", err);
-        return 2;
+        goto release;
     }
     if (made)
         dx_errorf("workstation", "made a new keypair %s/%s.key; the hub must allow %s/%s.pub as reader:<id>",
@@ -222,7 +234,6 @@ int cmd_workstation(int argc, char **argv)
     pthread_mutex_init(&w.hub_mu, NULL);
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.changed, NULL);
-    ws_http *http = NULL;
     if (ws_cache_open(c->cache_dir, c->cache_bytes, &w.cache, err, sizeof err) < 0) {
         dx_errorf("workstation", "%s", err);
         goto done;
@@ -270,6 +281,8 @@ int cmd_workstation(int argc, char **argv)
     sa.sa_handler = on_stop;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     int port = 0;
@@ -308,5 +321,7 @@ done:
     hub_signer_free(&w.signer);
     ws_cache_close(&w.cache);
     ws_frames_free(&w.frames);
+release:
+    cfg_release(&own);
     return rc;
 }

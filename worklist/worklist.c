@@ -465,7 +465,7 @@ static int first_qualified(wl *w, MDB_txn *txn, MDB_dbi dbi, const uint8_t *pref
     int rc, found = 0;
     for (rc = mdb_cursor_get(c, &k, &v, pl ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != pl + 18 || memcmp(k.mv_data, prefix, pl))
+        if (k.mv_size != pl + 18 || (pl && memcmp(k.mv_data, prefix, pl)))
             break;
         if (wl_get(w, txn, rd64(v.mv_data), t) == 0 && wl_qualified(r, t)) {
             memcpy(qkey, (const uint8_t *)k.mv_data + pl, 18);

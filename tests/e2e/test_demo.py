@@ -1,13 +1,18 @@
-"""make demo's consortium, driven as a reader would: the demo starts, one full
-reading goes through (claim, fetch, write, sign, submit), the signed report
-reaches the clinic's gateway and verifies offline, and Ctrl-C (SIGINT) stops
-every process the demo started."""
+"""make demo's consortium, driven as a reader would: the demo starts (two
+hubs, two clinic gateways, two readers' workstations), each workstation
+lists the offers its reader is qualified for, one full reading goes
+through the headless reader (claim, fetch, write, sign, submit), the
+signed report reaches the clinic's gateway and verifies offline, the
+county hospital's hub finds the exam at the lead hospital's hub and marks
+it recognised, and Ctrl-C (SIGINT) stops every process the demo started."""
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,9 +24,29 @@ def run(args, **kw):
 
 
 def demo_pids(demo_dir):
-    """Processes whose command line names the demo's data directory."""
-    out = subprocess.run(["pgrep", "-f", str(demo_dir)], capture_output=True, text=True).stdout
-    return {int(p) for p in out.split()}
+    """{pid: command line} of the processes whose command line names the demo's data directory."""
+    out = subprocess.run(["pgrep", "-af", str(demo_dir)], capture_output=True, text=True).stdout
+    return {int(l.split(" ", 1)[0]): l.split(" ", 1)[1] for l in out.splitlines() if " " in l}
+
+
+def viewer_tasks(url):
+    """The workstation's worklist, through its API with the token of its URL."""
+    m = re.fullmatch(r"(http://127\.0\.0\.1:\d+)/#token=([0-9a-f]{64})", url)
+    assert m, url
+    req = urllib.request.Request(m.group(1) + "/api/tasks", headers={"X-Dxhub-Token": m.group(2)})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())["tasks"]
+
+
+def wait_tasks(url, want, seconds=20):
+    tasks = []
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        tasks = viewer_tasks(url)
+        if want(tasks):
+            return tasks
+        time.sleep(0.2)
+    raise AssertionError(f"the workstation at {url} lists {tasks}")
 
 
 def test_demo_runs_a_full_reading_and_stops_cleanly(tmp_path):
@@ -38,32 +63,42 @@ def test_demo_runs_a_full_reading_and_stops_cleanly(tmp_path):
             if not line:
                 break
             out.append(line)
-            if "dxhub demo: ready" in line:
+            if "Ctrl-C stops" in line:  # the last line of the page after the ready line
                 break
         assert any("dxhub demo: ready" in l for l in out), "demo never got ready:\n" + "".join(out)
         started = demo_pids(demo_dir)
-        assert len(started) >= 3, f"hub and two gateways expected, found {started}"
+        roles = sorted(re.search(r"dxhub (\w+)", c).group(1) for c in started.values() if "dxhub " in c)
+        assert roles == ["edge", "edge", "serve", "serve", "workstation", "workstation"], started
+        text = "".join(out)
 
+        # each reader's viewer URL, with its token; each lists what its reader reads
+        urls = dict(re.findall(r"(dr-wang|dr-li) \(.*?\)\s+(http://\S+)", text))
+        assert set(urls) == {"dr-wang", "dr-li"}, text
+        ecgs = wait_tasks(urls["dr-li"], lambda t: len(t) == 2)
+        assert [t["priority"] for t in ecgs] == ["STAT", "ROUTINE"] and {t["kind"] for t in ecgs} == {"ecg"}, ecgs
+        images = wait_tasks(urls["dr-wang"], lambda t: len(t) == 2)
+        assert sorted(t["modality"] for t in images) == ["CT", "US"], images
+
+        # the headless reader reads the referred chest X-ray (URGENT), which no workstation holds
         hub = ["--hub", f"tcp://127.0.0.1:{base + 571}", "--hub-key", str(demo_dir / "hub/keys/hub.pub")]
-        wang = ["--keys", str(demo_dir / "readers/dr-wang")]
+        zhao = ["--keys", str(demo_dir / "readers/dr-zhao")]
         fetched = tmp_path / "studies"
-        r = run(["reader"] + hub + wang + ["--take", "1", "--fetch-to", str(fetched), "--json"])
+        r = run(["reader"] + hub + zhao + ["--take", "1", "--fetch-to", str(fetched), "--json"])
         assert r.returncode == 0, r.stderr
         task = json.loads(r.stdout.strip().splitlines()[-1])
         assert task["claimed"] and task["fetched"]["fetched"] == task["instances"] > 0
-        # the referred chest X-ray (URGENT) comes before the routine CT
-        assert task["priority"] in ("urgent", "stat"), task
+        assert task["priority"] == "urgent" and task["facility"] == "clinic1", task
 
         report = tmp_path / "r1.json"
         r = run(["report", "--study-dir", str(fetched / task["study"]), "--report-id", "demo-r1", "--reader",
-                 "dr-wang", "--name", "王伟", "--origin", task["facility"], "--reading-facility", "lead-hospital",
+                 "dr-zhao", "--name", "赵敏", "--origin", task["facility"], "--reading-facility", "lead-hospital",
                  "--findings", "No consolidation.", "--impression", "Normal chest.", str(report)])
         assert r.returncode == 0, r.stderr
-        r = run(["sign", "--key", str(demo_dir / "readers/dr-wang/dr-wang.key"), "--cert",
-                 str(demo_dir / "readers/dr-wang/dr-wang.chain.pem"), "--passphrase-file",
+        r = run(["sign", "--key", str(demo_dir / "readers/dr-zhao/dr-zhao.key"), "--cert",
+                 str(demo_dir / "readers/dr-zhao/dr-zhao.chain.pem"), "--passphrase-file",
                  str(demo_dir / "readers/passphrase"), str(report)])
         assert r.returncode == 0, r.stderr
-        r = run(["reader"] + hub + wang + ["--task", str(task["task"]), "--action", "sign", "--report-id", "demo-r1",
+        r = run(["reader"] + hub + zhao + ["--task", str(task["task"]), "--action", "sign", "--report-id", "demo-r1",
                                            "--submit", str(report), "--sig", f"{report}.sig", "--chain",
                                            f"{report}.chain.pem"])
         assert r.returncode == 0 and "signed" in r.stdout, r.stdout + r.stderr
@@ -85,6 +120,21 @@ def test_demo_runs_a_full_reading_and_stops_cleanly(tmp_path):
         r = run(["sr", str(report), "--trust", str(demo_dir / "hub/keys/trust"), "--study-dir",
                  str(fetched / task["study"]), "-o", str(tmp_path / "r1-sr.dcm")])
         assert r.returncode == 0 and "Basic Text SR" in r.stdout, r.stdout + r.stderr
+
+        # the county hospital looks the patient up at its own hub, as the page says: found at
+        # the lead hospital's hub and recognised
+        lookup = re.search(r"dxhub lookup (.*)", text).group(1).split()
+        assert "--api-key-file" in lookup and "--patient" in lookup, text
+        for _ in range(3):  # a machine busy with other work may keep the lead hub past the peer timeout
+            r = run(["lookup"] + lookup + ["--json"])
+            assert r.returncode == 0, r.stdout + r.stderr
+            ans = json.loads(r.stdout)
+            if ans["peers"] and ans["peers"][0]["status"] == "ok":
+                break
+        assert ans["hub"] == "county" and ans["peers"] == [{"hub": "lead-hospital", "status": "ok", "exams": 1}], ans
+        [exam] = ans["exams"]
+        assert exam["report_id"] == "demo-r1" and exam["study_uid"] == task["study"], exam
+        assert exam["recognition"]["recognised"] is True and exam["recognition"]["failed"] == [], exam
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -93,8 +143,5 @@ def test_demo_runs_a_full_reading_and_stops_cleanly(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             raise
     assert proc.returncode == 0, "".join(out)
-    for _ in range(50):
-        if not demo_pids(demo_dir):
-            break
-        time.sleep(0.1)
-    assert not demo_pids(demo_dir), "processes left running after Ctrl-C"
+    # the demo waits for each before it exits: nothing is left, workstations and both hubs included
+    assert not demo_pids(demo_dir), f"processes left running after Ctrl-C: {demo_pids(demo_dir)}"

@@ -132,7 +132,7 @@ def test_readme_configuration_reference_matches_the_option_tables():
                         repo / "README.md"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
     assert r.returncode == 0, r.stdout.decode()
     text = (repo / "README.md").read_text()
-    for role in ("serve", "edge"):
+    for role in ("serve", "edge", "workstation"):
         for line in print_config(role).splitlines():
             m = re.match(r"^(?:; )?([a-z-]+) =", line)
             if m:

@@ -1,5 +1,5 @@
 """`make install`: into a staging DESTDIR, the binary (which runs), the
-viewer's web files, example configurations (valid for their role, and
+viewer's web files (which the installed workstation finds), example configurations (valid for their role, and
 copied to PREFIX/etc/dxhub only when none is there, so reinstalling never
 overwrites an operator's settings), hardened systemd units that name the
 installed paths (never DESTDIR), and the system user.  Where systemd's
@@ -36,14 +36,16 @@ def test_make_install_into_destdir(tmp_path):
     r = subprocess.run([binary, "version"], stdout=subprocess.PIPE, timeout=30)
     assert r.returncode == 0 and r.stdout.startswith(b"dxhub ")
     # example configurations, valid for their role
-    for role in ("serve", "edge"):
+    data = {"serve": "data = /var/lib/dxhub/hub", "edge": "data = /var/lib/dxhub/edge",
+            "workstation": "cache = /var/lib/dxhub/workstation/cache"}
+    for role in ("serve", "edge", "workstation"):
         example = root / "share" / "dxhub" / "examples" / f"{role}.ini"
         etc = root / "etc" / "dxhub" / f"{role}.ini"
         assert example.read_bytes() == etc.read_bytes() == (REPO / "samples" / "config" / f"{role}.ini").read_bytes()
         r = subprocess.run([binary, role, "--config", etc, "--print-config"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=30)
         assert r.returncode == 0, r.stderr.decode()
-        assert f"data = /var/lib/dxhub/{'hub' if role == 'serve' else 'edge'}" in r.stdout.decode()
+        assert data[role] in r.stdout.decode()
     # the viewer's web files, whatever is there
     web = REPO / "viewer" / "web"
     if web.is_dir():
@@ -51,6 +53,14 @@ def test_make_install_into_destdir(tmp_path):
             if f.is_file():
                 assert (root / "share" / "dxhub" / "web" / f.relative_to(web)).read_bytes() == f.read_bytes()
     assert (root / "share" / "dxhub" / "web").is_dir()
+    # the installed workstation finds them from its own place (bin/../share/dxhub/web), before
+    # it stops at the example's signing certificate, which is not there
+    r = subprocess.run([binary, "workstation", "--config", root / "etc" / "dxhub" / "workstation.ini"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    err = r.stderr.decode()
+    assert r.returncode == 2 and "--cert:" in err, err
+    assert f"viewer files in {os.path.realpath(root / 'share' / 'dxhub' / 'web')}\n" in err, err
+    assert "no web UI" not in err, err
     # units: installed paths, hardening, one writable data directory each
     for unit in UNITS:
         text = (root / "lib" / "systemd" / "system" / f"{unit}.service").read_text()

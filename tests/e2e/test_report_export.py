@@ -66,7 +66,7 @@ def world(tmp_path_factory):
     allow(keys, "edge:clinic1", keygen(base / "edge" / "keys", "edge"))
     hub = Proc([dxhub_bin(), "serve", "--data", base / "hub", "--keys", keys, "--readers", base / "readers.conf",
                 "--stable-seconds", 600, "--open-dicom", "--dicom-port", 0, "--http-port", 0, "--edge-port", 0,
-                "--reader-port", 0], base / "hub.log", READY)
+                "--reader-port", 0, "--peer-port", 0], base / "hub.log", READY)
     edge = None
     try:
         m = hub.start(30)

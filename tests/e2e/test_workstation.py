@@ -9,6 +9,7 @@ the SIGKILL and cache-bound tests, on their own hub)."""
 import json
 import math
 import re
+import signal
 import socket
 import subprocess
 
@@ -331,16 +332,21 @@ def test_garbage_requests_get_clear_4xx_and_the_daemon_keeps_serving(world):
     assert ws.json("GET", "/api/priors?patient=WS0001") == {"priors": [], "source": "unavailable"}
 
 
-def test_restarted_workstation_takes_up_its_tasks_and_drafts(world):
+def test_restarted_workstation_takes_up_its_tasks_and_drafts(world, tmp_path):
     """Killed and started again while its leases last (10 s here): the tasks
     it held are its own again, drafts and cached studies with them; the task
-    it signed is not taken up."""
+    it signed is not taken up.  The second run reads part of its settings
+    from a file (--config) and logs where the file says; SIGHUP (systemctl
+    reload) reopens that log after logrotate moved it, and it keeps serving."""
     ws = world.ws
     mr = ws.task_of(world.mr)["id"]
     d = {"findings": "左侧顶叶小片状长T2信号。", "impression": "建议复查。", "critical": False}
     ws.json("PUT", f"/api/tasks/{mr}/draft", d)
     ws.proc.kill()
-    ws2 = world.workstation("ws-att", name="ws-att-2", cache=ws.cache, unlock=False)
+    log = tmp_path / "ws.log"
+    cfg = tmp_path / "ws.ini"
+    cfg.write_text(f"[workstation]\nlog = {log}\nlog-level = info\n[hub]\nprefetch = 1\n")
+    ws2 = world.workstation("ws-att", "--config", cfg, name="ws-att-2", cache=ws.cache, unlock=False)
     world.ws = ws2
     t = ws2.task_of(world.mr)
     assert t["mine"] is True and t["state"] == "claimed" and t["modality"] == "MR"
@@ -352,3 +358,10 @@ def test_restarted_workstation_takes_up_its_tasks_and_drafts(world):
     assert len([i for s in j["series"] for i in s["instances"]]) == len(world.files["mr"])
     # and it is still ours at the hub: another claim of it is refused as held
     assert ws2.request("POST", f"/api/tasks/{mr}/claim")[0] == 409
+    # its log is the file's; logrotate moves it, SIGHUP opens a new one
+    assert re.search(r"^\S+Z info workstation: viewer files in \S+$", log.read_text(), re.M), log.read_text()
+    log.rename(tmp_path / "ws.log.1")
+    ws2.proc.signal(signal.SIGHUP)
+    wait_for(lambda: log.exists() and "SIGHUP: log file reopened" in log.read_text(), 10,
+             what="a new log file after SIGHUP")
+    assert ws2.json("GET", "/api/session")["hub"] == "connected"

@@ -5,7 +5,7 @@
  *    unknown key, key in the wrong section, bad value, syntax, a line too
  *    long for libinih's buffer;
  *  - --print-config's INI reads back to the same settings;
- *  - every real role's table (serve, edge) has valid defaults and no name
+ *  - every real role's table (serve, edge, workstation) has valid defaults and no name
  *    twice.
  */
 #include <setjmp.h>
@@ -218,6 +218,7 @@ static void test_every_role_table_has_valid_defaults(void **state)
 {
     check_role(&serve_role);
     check_role(&edge_role);
+    check_role(&workstation_role);
 }
 
 static int setup(void **state)

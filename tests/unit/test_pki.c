@@ -287,6 +287,26 @@ static void test_report_build_writes_utf8_sorted_once(void **state)
     free(b);
 }
 
+/* Report ids name files at the clinic and in exports. */
+static void test_report_id_cannot_be_a_path_component(void **state)
+{
+    (void)state;
+    report_instance inst = {.sop = sops[0]};
+    digest_of(0, inst.digest);
+    static const char *bad[] = {".", "..", ".hidden", "-rf", "a/b", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        report_fields f = {.report_id = bad[i], .study_uid = STUDY, .patient_id = "P0001", .origin_facility = "c",
+                           .reading_facility = FACILITY, .reader_id = "wangwei", .reader_role = "attending",
+                           .findings = "f", .impression = "i", .version = 1, .reported = 1750000000,
+                           .exam_type = "DX", .scope = "HR"};
+        char *out = NULL, err[256] = "";
+        size_t len = 0;
+        assert_int_equal(report_build(&f, &inst, 1, &out, &len, err, sizeof err), REPORT_EFORMAT);
+        assert_non_null(strstr(err, "report_id"));
+        assert_null(out);
+    }
+}
+
 static void test_report_parse_refuses_duplicates_and_missing_members(void **state)
 {
     (void)state;
@@ -733,6 +753,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_both_algorithms_sign_and_verify_with_signer_named),
         cmocka_unit_test(test_report_build_writes_utf8_sorted_once),
+        cmocka_unit_test(test_report_id_cannot_be_a_path_component),
         cmocka_unit_test(test_report_parse_refuses_duplicates_and_missing_members),
         cmocka_unit_test(test_revoked_certificate_refused_after_reload),
         cmocka_unit_test(test_expired_certificate_refused_with_its_own_reason),

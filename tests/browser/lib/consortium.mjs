@@ -99,7 +99,7 @@ export class Consortium {
     this.keys();
     const d = this.dir;
     const hub = await this.start('hub', [this.dxhub, 'serve', '--data', path.join(d, 'hub'), '--dicom-port', '0', '--http-port', '0',
-      '--edge-port', '0', '--reader-port', '0', '--stable-seconds', String(this.stable), '--open-dicom'],
+      '--edge-port', '0', '--reader-port', '0', '--peer-port', '0', '--stable-seconds', String(this.stable), '--open-dicom'],
     /^dxhub serve: ready .*http=[\d.]+:(\d+) edge=(tcp:\S+) readers=(tcp:\S+)/);
     this.hubHttp = `http://127.0.0.1:${hub[1]}`; this.hubEdge = hub[2]; this.hubReaders = hub[3];
     this.hubKey = path.join(d, 'hub/keys/hub.pub');
