@@ -1,10 +1,7 @@
 // api.js — the daemon's HTTP API (viewer/API.md): every /api/ call carries
 // the per-start token the daemon put in the page's address (#token=...).
-// The page's frame worker (frame_worker.js) uses it too, given the token.
 
-let token = new URLSearchParams(location.hash.slice(1)).get('token') || '';
-export const apiToken = () => token;
-export function useToken(t) { token = t; }
+const token = new URLSearchParams(location.hash.slice(1)).get('token') || '';
 
 export class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }

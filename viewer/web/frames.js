@@ -1,28 +1,7 @@
 // frames.js — decoded frames kept in the browser, least recently used out
 // first, bounded in bytes; a prefetch queue fetches the neighbours of what
-// the reader looks at (the latest view's wishes replace older ones).  The
-// transfers run in a worker (frame_worker.js), off the thread that draws.
-import { apiToken, ApiError } from './api.js';
-
-class FrameFetcher {
-  constructor() {
-    this.worker = new Worker(new URL('./frame_worker.js', import.meta.url), { type: 'module' });
-    this.worker.postMessage({ token: apiToken() });
-    this.calls = new Map();     // id -> {resolve, reject}
-    this.next = 1;
-    this.worker.onmessage = ({ data }) => {
-      const c = this.calls.get(data.id); if (!c) return;
-      this.calls.delete(data.id);
-      if (data.frame) c.resolve(data.frame); else c.reject(new ApiError(data.status, data.error));
-    };
-  }
-
-  frame(sop, n) {
-    const id = this.next++;
-    return new Promise((resolve, reject) => { this.calls.set(id, { resolve, reject }); this.worker.postMessage({ id, sop, n }); });
-  }
-}
-
+// the reader looks at (the latest view's wishes replace older ones).
+import { frame as fetchFrame } from './api.js';
 
 export class FrameCache {
   constructor(limitBytes = 768 << 20, parallel = 4) {
@@ -32,7 +11,6 @@ export class FrameCache {
     this.parallel = parallel;
     this.active = 0;
     this.wanted = [];           // [sop, n] not yet asked for, nearest first
-    this.fetcher = new FrameFetcher();   // started with the page: ready before the first study opens
   }
 
   static key(sop, n) { return `${sop}/${n}`; }
@@ -52,7 +30,7 @@ export class FrameCache {
     if (e) { this.entries.delete(k); this.entries.set(k, e); return e.promise; }
     e = { frame: null, bytes: 0, promise: null };
     this.active++;
-    e.promise = this.fetcher.frame(sop, n).then((f) => {
+    e.promise = fetchFrame(sop, n).then((f) => {
       e.frame = f; e.bytes = f.data.byteLength; this.bytes += e.bytes; this.evict(k);
       return f;
     }, (err) => { this.entries.delete(k); throw err; })
