@@ -16,6 +16,10 @@
 #   - loading the series by C-STORE (storescu, one association).
 # wrk -t API_BENCH_THREADS (2) -c API_BENCH_CONNECTIONS (16); every round
 # is repeated API_BENCH_REPEAT times (3) and the medians are reported.
+# Beside wrk's figures: each server's CPU time per request (from /proc), the
+# p99 of dxhub's own handling time (its dxhub_http_handling_seconds
+# histogram, scraped around each run) and the load average, since wrk and
+# the servers share the machine's cores.
 # Prints a table and writes build/bench/api.json: a list of
 # {"metric","value","unit","peer","peer_value","ratio"}, ratio = value /
 # peer_value (below 1 is better for times and latencies, above 1 for rates).
@@ -78,6 +82,7 @@ DX_HTTP=$(free_port) DX_DICOM=$(free_port) DX_EDGE=$(free_port)
     --reader-port 0 --peer-port 0 \
     --open-dicom --map-size 4G >"$TMP/dxhub.log" 2>&1 &
 PIDS+=($!)
+DX_PID=$!
 wait_http "http://127.0.0.1:$DX_HTTP/api/v1/health" || { cat "$TMP/dxhub.log"; die "dxhub serve did not start"; }
 t0=$(ms_now)
 storescu -aec DXHUB 127.0.0.1 "$DX_DICOM" "${FILES[@]}" >"$TMP/storescu-dx.log" 2>&1 || die "storescu to dxhub failed"
@@ -111,6 +116,7 @@ if [ $HAVE_ORTHANC = 1 ]; then
 EOF
     Orthanc "$TMP/orthanc/config.json" >"$TMP/orthanc/log" 2>&1 &
     PIDS+=($!)
+    OR_PID=$!
     wait_http "http://127.0.0.1:$OR_HTTP/system" || { tail "$TMP/orthanc/log"; die "Orthanc did not start"; }
     t0=$(ms_now)
     storescu -aec ORTHANC 127.0.0.1 "$OR_DICOM" "${FILES[@]}" >"$TMP/storescu-or.log" 2>&1 || die "storescu to Orthanc failed"
@@ -125,8 +131,10 @@ fi
 # run_wrk NAME URL MODE.  wrk runs for a duration, so MODE "count" first
 # measures the rate for 2 s and then runs long enough for at least N
 # requests (the count made is reported); otherwise MODE is the seconds.
-run_wrk() {
-    local name=$1 url=$2 mode=$3 dur=$3 line
+# CPU time (user + system, clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+run_wrk() { # NAME URL MODE PID
+    local name=$1 url=$2 mode=$3 dur=$3 pid=$4 line c0 c1
     curl -sf -o /dev/null "$url" || die "$url does not answer 200"
     if [ "$mode" = count ]; then
         wrk -t"$THREADS" -c"$CONNS" -d2s -s "$LUA" "$url" >"$TMP/wrk-$name.cal" 2>&1
@@ -134,21 +142,27 @@ run_wrk() {
         dur=$("$PY" -c "import sys,math; r=dict(w.split('=') for w in sys.argv[1].split()[1:]); \
 rate=float(r['requests'])/(float(r['duration_us'])/1e6); print(min(300, max(3, math.ceil(1.15*$N/max(rate,1)))))" "$line")
     fi
+    local srv= base=${url%%/api/v1/*}
+    [ "$pid" = "$DX_PID" ] && curl -sf "$base/metrics" -o "$TMP/metrics.before"
+    c0=$(cpu_ticks "$pid")
     wrk -t"$THREADS" -c"$CONNS" -d"${dur}s" --timeout 30s -s "$LUA" "$url" >"$TMP/wrk-$name.out" 2>&1
+    c1=$(cpu_ticks "$pid")
+    [ "$pid" = "$DX_PID" ] && curl -sf "$base/metrics" -o "$TMP/metrics.after" &&
+        srv=$("$PY" bench/http_handling.py "$TMP/metrics.before" "$TMP/metrics.after")
     line=$(grep '^RESULT' "$TMP/wrk-$name.out") || { cat "$TMP/wrk-$name.out"; die "wrk $name gave no result"; }
-    echo "$name $line" >>"$TMP/results"
+    echo "$name $line cpu_s=$(awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {print t / hz}') load=$(cut -d' ' -f1 /proc/loadavg) $srv" >>"$TMP/results"
 }
 : >"$TMP/results"
 # Each dxhub run is followed by its Orthanc run, so that both see the
 # same machine (other load drifts over minutes, not seconds), and the whole
 # round is repeated REPEAT times: the table shows each figure's median.
 for _ in $(seq "$REPEAT"); do
-    run_wrk dx_lookup "$DX_BASE/api/v1/studies?StudyInstanceUID=$STUDY" count
-    [ $HAVE_ORTHANC = 1 ] && run_wrk or_lookup "$OR_BASE/studies/$OR_STUDY" count
-    run_wrk dx_detail "$DX_BASE/api/v1/studies/$STUDY" "$DETAIL_SECS"
-    [ $HAVE_ORTHANC = 1 ] && run_wrk or_detail "$OR_BASE/studies/$OR_STUDY/instances-tags" "$DETAIL_SECS"
-    run_wrk dx_file "$DX_BASE/api/v1/instances/$SOP/file" "$SECS"
-    [ $HAVE_ORTHANC = 1 ] && run_wrk or_file "$OR_BASE/instances/$OR_SOP/file" "$SECS"
+    run_wrk dx_lookup "$DX_BASE/api/v1/studies?StudyInstanceUID=$STUDY" count "$DX_PID"
+    [ $HAVE_ORTHANC = 1 ] && run_wrk or_lookup "$OR_BASE/studies/$OR_STUDY" count "$OR_PID"
+    run_wrk dx_detail "$DX_BASE/api/v1/studies/$STUDY" "$DETAIL_SECS" "$DX_PID"
+    [ $HAVE_ORTHANC = 1 ] && run_wrk or_detail "$OR_BASE/studies/$OR_STUDY/instances-tags" "$DETAIL_SECS" "$OR_PID"
+    run_wrk dx_file "$DX_BASE/api/v1/instances/$SOP/file" "$SECS" "$DX_PID"
+    [ $HAVE_ORTHANC = 1 ] && run_wrk or_file "$OR_BASE/instances/$OR_SOP/file" "$SECS" "$OR_PID"
 done
 echo "loads dx=$DX_LOAD or=${OR_LOAD:-} files=$NFILES" >>"$TMP/results"
 curl -sf "$DX_BASE/api/v1/studies/$STUDY" -o "$TMP/dx_detail.json"
@@ -156,9 +170,10 @@ curl -sf "$DX_BASE/api/v1/studies/$STUDY" -o "$TMP/dx_detail.json"
 
 # ---- table and JSON ---------------------------------------------------------
 mkdir -p "$(dirname "$OUT")"
-"$PY" - "$TMP/results" "$OUT" "$N" "$CONNS" "$THREADS" "$PEER" <<'EOF'
+"$PY" - "$TMP/results" "$OUT" "$N" "$CONNS" "$THREADS" "$PEER" "$(nproc)" <<'EOF'
 import json, statistics, sys
 res, out, n, conns, threads, peer_name = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+cores = sys.argv[7]
 reps, loads = {}, {}
 for line in open(res):
     words = line.split()
@@ -171,6 +186,7 @@ for line in open(res):
 for rs in reps.values():
     for r in rs:
         r["rate"] = r["requests"] / (r["duration_us"] / 1e6)
+        r["cpu_us"] = r["cpu_s"] * 1e6 / max(r["requests"], 1)
 runs = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} | {"errors": sum(r["errors"] for r in rs)}
         for name, rs in reps.items()}
 nrep = max(len(rs) for rs in reps.values())
@@ -193,7 +209,10 @@ for key, what in (("lookup", "study lookup by UID"), ("detail", "study metadata,
             sys.exit("bench/api.sh: %s: %d failed requests" % (key, r["errors"]))
     row(what + ": p50", d["p50_us"] / 1000, "ms", o and o["p50_us"] / 1000)
     row(what + ": p99", d["p99_us"] / 1000, "ms", o and o["p99_us"] / 1000)
+    if d.get("srv_p99_us"):
+        row(what + ": p99 of dxhub's own handling", d["srv_p99_us"] / 1000, "ms", None)
     row(what + ": throughput", rps(d), "req/s", o and rps(o))
+    row(what + ": server CPU per request", d["cpu_us"], "us", o and o["cpu_us"])
     if key == "lookup":
         row(what + ": requests per run", d["requests"], "requests", o and o["requests"])
 if loads.get("dx"):
@@ -202,11 +221,15 @@ if loads.get("dx"):
 json.dump(rows, open(out, "w"), indent=1)
 print("\nHTTP API on loopback, wrk -t%s -c%s, median of %d runs (lookup: at least %d requests a run; others: fixed duration)"
       % (threads, conns, nrep, n))
-print("%-52s %12s %12s %9s  %s" % ("metric", "dxhub", peer_name.split()[0], "ratio", "unit"))
+loads = [r["load"] for rs in reps.values() for r in rs]
+print("wrk and the servers share this machine's %s cores (load average %.1f to %.1f during the runs): throughput and"
+      " p99 are bounded by the CPU the server gets; its CPU per request does not depend on that."
+      % (cores, min(loads), max(loads)))
+print("%-60s %12s %12s %9s  %s" % ("metric", "dxhub", peer_name.split()[0], "ratio", "unit"))
 for r in rows:
     pv = "%12.3f" % r["peer_value"] if r["peer_value"] is not None else "%12s" % "-"
     ra = "%9.3f" % r["ratio"] if r["ratio"] is not None else "%9s" % "-"
-    print("%-52s %12.3f %s %s  %s" % (r["metric"], r["value"], pv, ra, r["unit"]))
+    print("%-60s %12.3f %s %s  %s" % (r["metric"], r["value"], pv, ra, r["unit"]))
 print("(ratio = dxhub / Orthanc)  written to %s" % out)
 EOF
 rc=$?

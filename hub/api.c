@@ -608,6 +608,9 @@ static int method_not_allowed(req *r, const char *method, bool post)
     return api_queue(r, MHD_HTTP_METHOD_NOT_ALLOWED, resp, "application/json; charset=utf-8");
 }
 
+static int answer(req *r, const struct route *rt, struct MHD_Connection *c, const char *method, bool readonly,
+                  bool post, void *req_ctx);
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **req_cls)
@@ -650,29 +653,39 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     atomic_fetch_add_explicit(&a->metrics->http_requests, 1, memory_order_relaxed);
+    int64_t t0 = api_mono_us();
+    int rc = answer(&r, rt, c, method, readonly, post, *req_cls);
+    hub_count_http(a->metrics, (uint64_t)(api_mono_us() - t0));
+    return rc;
+}
+
+/* The whole request in hand: route, method, parameters, key, handler. */
+static int answer(req *r, const struct route *rt, struct MHD_Connection *c, const char *method, bool readonly,
+                  bool post, void *req_ctx)
+{
     if (!rt)
-        return api_send_error(&r, MHD_HTTP_NOT_FOUND, "not found");
+        return api_send_error(r, MHD_HTTP_NOT_FOUND, "not found");
     if (rt->post ? !post : !readonly)
-        return method_not_allowed(&r, method, rt->post);
+        return method_not_allowed(r, method, rt->post);
     api_params p = {.allowed = rt->params};
     if (rt->params != ANY_PARAMS) {
         MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_param, &p);
         if (p.bad)
-            return api_send_bad_param(&r, p.bad, p.bad_why);
+            return api_send_bad_param(r, p.bad, p.bad_why);
     }
-    bool loopback = peer_of(&r);
-    int answered, rc = authenticate(&r, rt->auth, loopback, &answered);
+    bool loopback = peer_of(r);
+    int answered, rc = authenticate(r, rt->auth, loopback, &answered);
     if (answered)
         return rc;
     if (rt->post) {
-        post_body *pb = *req_cls;
+        post_body *pb = req_ctx;
         if (pb->too_big)
-            return api_send_error(&r, 413 /* Content Too Large */, "request body too large");
+            return api_send_error(r, 413 /* Content Too Large */, "request body too large");
         pb->data[pb->len] = 0;
-        r.body = pb->data;
-        r.body_len = pb->len;
+        r->body = pb->data;
+        r->body_len = pb->len;
     }
-    return rt->fn(&r, &p);
+    return rt->fn(r, &p);
 }
 
 /* ---- start and stop ------------------------------------------------ */
@@ -742,6 +755,7 @@ static int listen_on(const char *bind_addr, uint16_t port, int *fd_out, uint16_t
  * connection of its thread, so a few spare threads keep the others going. */
 static unsigned thread_count(int asked)
 {
+    if (getenv("XX_THREADS")) asked = atoi(getenv("XX_THREADS"));
     if (asked > 0)
         return (unsigned)(asked < 64 ? asked : 64);
     long n = 2 * sysconf(_SC_NPROCESSORS_ONLN);

@@ -30,11 +30,12 @@
  * with one the hub does not know.
  * Unknown paths answer 404, bad query parameters 400 naming the parameter,
  * both as JSON ({"error":..}).  Every access to patient data (list, detail,
- * instance bytes) appends an audit record through store_audit (who
+ * instance bytes) appends an audit record to the store's trail (who
  * "http:<peer ip>", what "list-studies" / "read-study" / "read-instance" /
  * "read-conflicts"):
- * queued before the answer is sent and written behind it by one thread
- * (within ~50 ms), so a lookup does not wait for an fsync; identical
+ * queued before the answer is sent and written behind it by one thread,
+ * everything queued in one transaction (within ~50 ms), so a lookup does
+ * not wait for an fsync; identical
  * accesses queued meanwhile share a record carrying their count
  * ("accesses=N").  If the store keeps refusing audit records, patient data
  * is withheld (503).  api_stop writes every queued record.  Nothing here

@@ -133,6 +133,18 @@ static void process_counters(jbuf *b, const hub_metrics *m)
         labelled(b, "dxhub_errors_total", "kind", hub_error_kind_names[i], atomic_load(&m->errors[i]));
     family(b, "dxhub_http_requests_total", "counter", "HTTP requests answered by the API.");
     sample(b, "dxhub_http_requests_total", atomic_load(&m->http_requests));
+    family(b, "dxhub_http_handling_seconds", "histogram",
+           "Time from an HTTP request received whole to its answer queued (the server's own part).");
+    uint64_t cum = 0;
+    for (int i = 0; i < HUB_HTTP_BUCKETS - 1; i++) {
+        cum += atomic_load(&m->http_us_buckets[i]);
+        jb_printf(b, "dxhub_http_handling_seconds_bucket{le=\"%g\"} %llu\n", hub_http_bucket_ms[i] / 1000.0,
+                  (unsigned long long)cum);
+    }
+    cum += atomic_load(&m->http_us_buckets[HUB_HTTP_BUCKETS - 1]);
+    jb_printf(b, "dxhub_http_handling_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    jb_printf(b, "dxhub_http_handling_seconds_sum %.6f\n", (double)atomic_load(&m->http_us_sum) / 1e6);
+    jb_printf(b, "dxhub_http_handling_seconds_count %llu\n", (unsigned long long)cum);
     family(b, "dxhub_dicom_associations_total", "counter", "DICOM associations accepted.");
     sample(b, "dxhub_dicom_associations_total", atomic_load(&m->dicom_associations));
     family(b, "dxhub_dicom_echoes_total", "counter", "DICOM C-ECHO requests answered.");

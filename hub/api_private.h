@@ -205,6 +205,7 @@ void          api_counters_load(api_counters *c, store *st);
 
 int64_t api_now_ms(void);      /* wall clock, for audit records and "received" times */
 int64_t api_mono_ms(void);     /* monotonic, for uptime and recency */
+int64_t api_mono_us(void);     /* monotonic, for the handling-time histogram */
 
 /* ---- the server and one request (api.c), for handlers in api_*.c -- */
 

@@ -237,14 +237,15 @@ typedef struct local_lookup {
     char        consortium[128], mark[32];
 } local_lookup;
 
-static int one_exam(void *ctx, const store_report_view *v)
+static int one_exam(void *ctx, store_report_view *v)
 {
     local_lookup *l = ctx;
     if (l->type && strcmp(v->ref->modality, l->type))
         return 0;
     recog_result res;
-    if (recog_evaluate(l->a->recog, v, l->now, &res) < 0) {
-        l->err = -ENOMEM;
+    int rc = recog_evaluate(l->a->recog, v, l->now, &res);
+    if (rc < 0) {
+        l->err = rc;
         return 1;
     }
     if (l->n++)
@@ -456,14 +457,15 @@ typedef struct one_report {
     int         err;
 } one_report;
 
-static int report_json(void *ctx, const store_report_view *v)
+static int report_json(void *ctx, store_report_view *v)
 {
     one_report *o = ctx;
     char consortium[128], mark[32];
     recog_names(o->a->recog, consortium, sizeof consortium, mark, sizeof mark);
     recog_result res;
-    if (recog_evaluate(o->a->recog, v, api_now_ms(), &res) < 0) {
-        o->err = -ENOMEM;
+    int rc = recog_evaluate(o->a->recog, v, api_now_ms(), &res);
+    if (rc < 0) {
+        o->err = rc;
         return 1;
     }
     snprintf(o->study, sizeof o->study, "%s", v->ref->study_uid);

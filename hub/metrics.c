@@ -12,3 +12,5 @@ const char *const hub_error_kind_names[HUB_ERR_KIND_COUNT] = {
     [HUB_ERR_PROTOCOL] = "protocol",
     [HUB_ERR_AUTH] = "auth",
 };
+
+const double hub_http_bucket_ms[HUB_HTTP_BUCKETS - 1] = {0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 100, 1000};

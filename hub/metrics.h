@@ -23,9 +23,17 @@ typedef enum hub_error_kind {
 
 extern const char *const hub_error_kind_names[HUB_ERR_KIND_COUNT];
 
+/* dxhub_http_handling_seconds: upper bounds (ms) of its buckets; the
+ * last bucket counts the rest. */
+#define HUB_HTTP_BUCKETS 12
+extern const double hub_http_bucket_ms[HUB_HTTP_BUCKETS - 1];
+
 typedef struct hub_metrics {
     _Atomic uint64_t errors[HUB_ERR_KIND_COUNT];
     _Atomic uint64_t dicom_associations, dicom_echoes, http_requests;
+    /* From a request complete to its answer queued: the server's own
+     * time, apart from the network and the client. */
+    _Atomic uint64_t http_us_buckets[HUB_HTTP_BUCKETS], http_us_sum;
     _Atomic int64_t  started_ms;
 } hub_metrics;
 
@@ -33,6 +41,15 @@ static inline void hub_count_error(hub_metrics *m, hub_error_kind k)
 {
     if (m)
         atomic_fetch_add_explicit(&m->errors[k], 1, memory_order_relaxed);
+}
+
+static inline void hub_count_http(hub_metrics *m, uint64_t us)
+{
+    int b = 0;
+    while (b < HUB_HTTP_BUCKETS - 1 && (double)us > hub_http_bucket_ms[b] * 1000.0)
+        b++;
+    atomic_fetch_add_explicit(&m->http_us_buckets[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->http_us_sum, us, memory_order_relaxed);
 }
 
 #endif

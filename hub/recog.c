@@ -1,11 +1,15 @@
 /* recog.c — evaluating the recognition rules for one stored report
- * (recog.h), with two caches so that a lookup costs a hash of the
- * report's bytes and a few record reads, not a signature check and a
- * re-read of the images:
+ * (recog.h), with two caches so that a lookup of a recently evaluated
+ * report costs a cache hit, and otherwise a hash of the report's bytes and
+ * a few record reads, not a signature check and a re-read of the images:
  *   verdicts   report id → the SHA-256 of (report, signature, chain) it
- *              was verified with, the trust generation, the outcome and
- *              what the document says (instances, exam type, signer);
- *              used only while all three still match
+ *              was verified with, the trust generation, the index record
+ *              (time, version), the outcome and what the document says
+ *              (instances, exam type, signer); used only while all still
+ *              match.  With it, the facts its instance records gave, under
+ *              the store's instance generation.  Both are trusted without
+ *              reading the bytes or records for REPORT_RECHECK_MS after
+ *              they were last checked (what that bounds: ARCHITECTURE.md)
  *   instances  digest → whether the stored bytes still hash to it and
  *              one frame decodes
  * Both are chained hash tables locked by stripes, bounded: past the
@@ -32,6 +36,7 @@
 #define VCACHE_BYTES ((size_t)512 << 20) /* report verdicts kept at most (100,000 reports: ~210 MiB) */
 #define ICACHE_MAX   (4u << 20)          /* instance verdicts kept at most */
 #define INST_TTL_MS  ((int64_t)24 * 3600 * 1000)
+#define REPORT_RECHECK_MS ((int64_t)10 * 1000) /* a report's bytes are hashed again this long after the last time */
 #define RECOG_MEMO_MAX            ((size_t)1 << 20)
 #define RECOG_MEMO_ESTIMATE(n)    (1000 + 150 * (n)) /* an exam's JSON: ~1.1 KiB + a link pair per instance */
 #define DECODE_MAX   ((uint64_t)256 << 20) /* larger instances: hashed in pieces, not decoded */
@@ -48,13 +53,23 @@ struct verdict {
     char        id[STORE_REPORT_ID_MAX];
     uint8_t     hash[32];
     uint64_t    gen;
+    int64_t     ref_ms;     /* the index record it was made for (reported_ms, version): */
+    uint32_t    ref_version; /* the hub re-signing a report under its id rewrites both */
+    int64_t     hashed_ms;  /* monotonic: when the bytes last hashed to `hash` (under the stripe lock) */
     int         rc; /* report_verify's */
     char        why[200];
     bool        parsed; /* the document parses (fields below are known) */
     char        signer[128], reader_id[64], reading_facility[128], alg[16];
     char        exam_type[64], valid_until[11], reported[24];
+    pthread_mutex_t lock; /* guards the memo and the image facts below */
+    /* images(): what the instance records said, while the store's
+     * instance generation is img_gen and for REPORT_RECHECK_MS */
+    bool        img_known;
+    uint64_t    img_gen;
+    int64_t     img_ms;
+    size_t      img_missing, img_differ, img_broken, img_undecodable;
+    char        img_first_bad[160];
     /* a caller's rendering of the last result (recog_memo_*) */
-    pthread_mutex_t memo_lock;
     uint64_t    memo_key;
     char       *memo;
     size_t      memo_len;
@@ -122,7 +137,7 @@ int recog_new(const recog_env *env, recog_config *cfg, recog **out)
 static void verdict_unref(verdict *v)
 {
     if (v && atomic_fetch_sub(&v->refs, 1) == 1) {
-        pthread_mutex_destroy(&v->memo_lock);
+        pthread_mutex_destroy(&v->lock);
         free(v->memo);
         free(v);
     }
@@ -234,12 +249,14 @@ static verdict *verify(recog *r, const store_report_view *v, const uint8_t hash[
         return NULL;
     }
     atomic_init(&vd->refs, 1);
-    pthread_mutex_init(&vd->memo_lock, NULL);
+    pthread_mutex_init(&vd->lock, NULL);
     vd->bytes = bytes + RECOG_MEMO_ESTIMATE(n); /* room for the memo it will likely hold */
     vd->n_inst = n;
     vd->gen = gen;
     memcpy(vd->hash, hash, 32);
     snprintf(vd->id, sizeof vd->id, "%s", v->ref->report_id);
+    vd->ref_ms = v->ref->reported_ms;
+    vd->ref_version = v->ref->report_version;
     report_verifier *verifier = r->env.verifier ? atomic_load(r->env.verifier) : NULL;
     if (!verifier) {
         vd->rc = PKI_EUNTRUSTED;
@@ -283,28 +300,60 @@ static void drop_chain(recog *r, verdict **head)
     *head = NULL;
 }
 
-/* The verdict for v: cached when its bytes and the trust list are
- * unchanged, else made now (and cached).  A reference, or NULL (OOM). */
-static verdict *verdict_for(recog *r, const store_report_view *v)
+static int64_t mono_ms(void)
 {
-    uint8_t hash[32];
-    bytes_hash(v, hash);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool same_report(const verdict *vd, const store_report_ref *ref, uint64_t gen)
+{
+    return vd->gen == gen && vd->ref_ms == ref->reported_ms && vd->ref_version == ref->report_version;
+}
+
+/* The verdict for v: cached when the trust list and the report's index
+ * record are unchanged and its bytes hashed to the same SHA-256 at most
+ * REPORT_RECHECK_MS ago (past that they are read and hashed again), else
+ * made now (and cached).  A reference, or NULL with *err. */
+static verdict *verdict_for(recog *r, store_report_view *v, int *err)
+{
     uint64_t gen = atomic_load(&r->gen);
     const char *id = v->ref->report_id;
     uint32_t b = fnv(id, strlen(id)) & (VBUCKETS - 1);
     pthread_mutex_t *lk = &r->vlock[b % STRIPES];
+    int64_t now = mono_ms();
     pthread_mutex_lock(lk);
     verdict *vd = r->v[b];
     while (vd && strcmp(vd->id, id))
         vd = vd->next;
-    bool hit = vd && vd->gen == gen && !memcmp(vd->hash, hash, 32);
+    bool hit = vd && same_report(vd, v->ref, gen) && now - vd->hashed_ms < REPORT_RECHECK_MS;
     if (hit)
         atomic_fetch_add(&vd->refs, 1);
     pthread_mutex_unlock(lk);
     if (hit)
         return vd;
-    if (!(vd = verify(r, v, hash, gen)))
+    if ((*err = store_report_bytes(v)) < 0)
         return NULL;
+    uint8_t hash[32];
+    bytes_hash(v, hash);
+    pthread_mutex_lock(lk);
+    vd = r->v[b];
+    while (vd && strcmp(vd->id, id))
+        vd = vd->next;
+    hit = vd && same_report(vd, v->ref, gen) && !memcmp(vd->hash, hash, 32);
+    if (hit) {
+        vd->hashed_ms = now;
+        atomic_fetch_add(&vd->refs, 1);
+    }
+    pthread_mutex_unlock(lk);
+    if (hit)
+        return vd;
+    if (!(vd = verify(r, v, hash, gen))) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    vd->hashed_ms = now;
     pthread_mutex_lock(lk);
     /* the stale verdict of this report (bytes or trust changed), if any */
     for (verdict **pp = &r->v[b]; *pp; pp = &(*pp)->next)
@@ -548,7 +597,40 @@ static uint64_t mix(uint64_t h, uint64_t v)
     return h * 0x100000001b3ULL;
 }
 
-static void images(recog *r, const store_report_view *v, const verdict *vd, recog_result *o)
+/* The instances' facts kept with the verdict, when they still hold. */
+static bool images_known(verdict *vd, uint64_t gen, int64_t now, recog_facts *f)
+{
+    pthread_mutex_lock(&vd->lock);
+    bool hit = vd->img_known && vd->img_gen == gen && now - vd->img_ms < REPORT_RECHECK_MS;
+    if (hit) {
+        f->missing = vd->img_missing;
+        f->differ = vd->img_differ;
+        f->broken = vd->img_broken;
+        f->undecodable = vd->img_undecodable;
+        memcpy(f->first_bad, vd->img_first_bad, sizeof f->first_bad);
+    }
+    pthread_mutex_unlock(&vd->lock);
+    return hit;
+}
+
+static void images_keep(verdict *vd, uint64_t gen, int64_t now, const recog_facts *f)
+{
+    pthread_mutex_lock(&vd->lock);
+    vd->img_known = true;
+    vd->img_gen = gen;
+    vd->img_ms = now;
+    vd->img_missing = f->missing;
+    vd->img_differ = f->differ;
+    vd->img_broken = f->broken;
+    vd->img_undecodable = f->undecodable;
+    memcpy(vd->img_first_bad, f->first_bad, sizeof vd->img_first_bad);
+    pthread_mutex_unlock(&vd->lock);
+}
+
+/* Each instance the report signed: stored with that digest, its bytes
+ * intact and decodable.  The instance records are read again when this
+ * hub stored or evicted instances since, or REPORT_RECHECK_MS passed. */
+static void images(recog *r, const store_report_view *v, verdict *vd, recog_result *o)
 {
     recog_facts *f = &o->facts;
     f->imaging = v->ref->kind != 1; /* WL_ECG */
@@ -559,6 +641,10 @@ static void images(recog *r, const store_report_view *v, const verdict *vd, reco
         return;
     }
     f->n = vd->n_inst;
+    uint64_t gen = store_view_instance_gen(v->view);
+    int64_t now = mono_ms();
+    if (images_known(vd, gen, now, f))
+        return;
     for (size_t i = 0; i < vd->n_inst; i++) {
         store_instance in;
         if (store_view_instance(v->view, vd->inst[i].sop, &in) != 0) {
@@ -576,6 +662,7 @@ static void images(recog *r, const store_report_view *v, const verdict *vd, reco
         else if (!iv.decodes && f->undecodable++ == 0)
             snprintf(f->first_bad, sizeof f->first_bad, "%.150s", iv.why);
     }
+    images_keep(vd, gen, now, f);
 }
 
 static bool images_ok(const recog_facts *f)
@@ -627,12 +714,13 @@ static void period(recog *r, const store_report_view *v, const verdict *vd, int6
     civil_from_days(f->until, o->valid_until);
 }
 
-int recog_evaluate(recog *r, const store_report_view *v, int64_t now_ms, recog_result *o)
+int recog_evaluate(recog *r, store_report_view *v, int64_t now_ms, recog_result *o)
 {
     memset(o, 0, sizeof *o);
-    verdict *vd = verdict_for(r, v);
+    int err = 0;
+    verdict *vd = verdict_for(r, v, &err);
     if (!vd)
-        return -ENOMEM;
+        return err;
     o->hold = vd;
     o->inst = vd->inst;
     o->n_inst = vd->parsed ? vd->n_inst : 0;
@@ -732,12 +820,12 @@ bool recog_memo_get(const recog_result *o, uint64_t key, void (*put)(void *ctx, 
 {
     verdict *vd = o->hold;
     bool hit = false;
-    pthread_mutex_lock(&vd->memo_lock);
+    pthread_mutex_lock(&vd->lock);
     if (vd->memo && vd->memo_key == key) {
         put(ctx, vd->memo, vd->memo_len);
         hit = true;
     }
-    pthread_mutex_unlock(&vd->memo_lock);
+    pthread_mutex_unlock(&vd->lock);
     return hit;
 }
 
@@ -750,12 +838,12 @@ void recog_memo_set(recog_result *o, uint64_t key, const void *p, size_t n)
     if (!copy)
         return;
     memcpy(copy, p, n);
-    pthread_mutex_lock(&vd->memo_lock);
+    pthread_mutex_lock(&vd->lock);
     char *old = vd->memo;
     vd->memo = copy;
     vd->memo_len = n;
     vd->memo_key = key;
-    pthread_mutex_unlock(&vd->memo_lock);
+    pthread_mutex_unlock(&vd->lock);
     free(old);
 }
 

@@ -34,10 +34,12 @@
  * NM, PT 90; RF 90; XA, ES and others not recognised.
  *
  * Cost: verifying a signature and re-hashing a study's stored bytes is
- * done once and remembered (a report by the SHA-256 of its stored
- * bytes, signature and chain, which is recomputed on every evaluation;
- * an instance by its digest).  recog_trust_changed forgets every
- * signature verdict (a new CRL).  Thread-safe.
+ * done once and remembered: a report's verdict by the SHA-256 of its
+ * stored bytes, signature and chain and by its index record (time and
+ * version), the bytes read and hashed again when the verdict is older
+ * than 10 s (what that bounds: ARCHITECTURE.md, "Lookup"); an
+ * instance's by its digest, for a day.  recog_trust_changed forgets
+ * every signature verdict (a new CRL).  Thread-safe.
  */
 #ifndef DXHUB_RECOG_H
 #define DXHUB_RECOG_H
@@ -135,9 +137,11 @@ void recog_names(recog *r, char *consortium, size_t cn, char *mark, size_t mn);
 
 /* Every rule for one report as the store holds it, at now_ms: each
  * rule's ok, recognised, and state.  0, or a negative code (out of
- * memory); a report that fails rules is 0 with out->recognised false.
+ * memory, the store unreadable); a report that fails rules is 0 with
+ * out->recognised false.  Reads v's bytes (store_report_bytes) only when
+ * its verdict is not recent.
  * Release out afterwards. */
-int  recog_evaluate(recog *r, const store_report_view *v, int64_t now_ms, recog_result *out);
+int  recog_evaluate(recog *r, store_report_view *v, int64_t now_ms, recog_result *out);
 /* The sentence behind each verdict (rule[k].detail; no patient data). */
 void recog_explain(recog_result *out);
 void recog_result_release(recog_result *out);

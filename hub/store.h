@@ -156,12 +156,24 @@ int store_list_instances(store *s, const char *study_uid,
 int store_list_conflicts(store *s, const char *sop_uid, int (*cb)(void *ctx, const store_instance *in), void *ctx);
 /* Grows whenever a conflicting copy is received (after its commit). */
 uint64_t store_conflict_gen(store *s);
+/* Grows whenever this process adds or removes an instance record (after
+ * the commit): while it is unchanged, every SOP Instance UID names the
+ * same record or none.  Writers in other processes do not move it. */
+uint64_t store_instance_gen(store *s);
 
 int store_set_study_state(store *s, const char *study_uid, study_state st, int64_t now_ms);
 
 /* Append an audit record (who, what, which study, detail) durably. */
 int store_audit(store *s, int64_t now_ms, const char *who, const char *what,
                 const char *study_uid, const char *detail);
+/* One audit record of a batch (the strings are borrowed). */
+typedef struct store_audit_rec {
+    int64_t     t_ms;
+    const char *who, *what, *study_uid, *detail;
+} store_audit_rec;
+/* Append n records in order in one durable transaction (one fsync for
+ * all): all of them, or none and a negative code. */
+int store_audit_many(store *s, const store_audit_rec *recs, size_t n);
 /* Walk audit records from sequence `from`; cb gets the JSON line. */
 int store_audit_walk(store *s, uint64_t from, int (*cb)(void *ctx, uint64_t seq, const char *json, size_t len),
                      void *ctx);

@@ -15,7 +15,10 @@
 struct store_view {
     store   *s;
     MDB_txn *txn;
+    uint64_t inst_gen; /* read before the snapshot */
 };
+
+uint64_t store_view_instance_gen(const store_view *v) { return v->inst_gen; }
 
 static void be64(uint8_t out[8], uint64_t v)
 {
@@ -68,21 +71,31 @@ static int get_blob(store_view *v, const char *id, const char *suffix, const voi
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* The view of one index record: its bytes from the report db. */
-static int visit(store_view *v, const MDB_val *val, store_report_fn cb, void *ctx, int *stop)
+int store_report_bytes(store_report_view *rv)
+{
+    if (rv->loaded)
+        return 0;
+    const char *id = rv->ref->report_id;
+    int rc = get_blob(rv->view, id, "", &rv->doc, &rv->doc_len);
+    if (!rc)
+        rc = get_blob(rv->view, id, ".sig", &rv->sig, &rv->sig_len);
+    if (!rc)
+        rc = get_blob(rv->view, id, ".chain", &rv->chain, &rv->chain_len);
+    rv->loaded = rc == 0;
+    return store_lmdb_err(rc);
+}
+
+/* The view of one index record (its bytes when `bytes`). */
+static int visit(store_view *v, const MDB_val *val, bool bytes, store_report_fn cb, void *ctx, int *stop)
 {
     store_report_ref ref;
     memset(&ref, 0, sizeof ref);
     memcpy(&ref, val->mv_data, val->mv_size < sizeof ref ? val->mv_size : sizeof ref);
     ref.report_id[sizeof ref.report_id - 1] = 0;
     store_report_view rv = {.ref = &ref, .view = v};
-    int rc = get_blob(v, ref.report_id, "", &rv.doc, &rv.doc_len);
-    if (!rc)
-        rc = get_blob(v, ref.report_id, ".sig", &rv.sig, &rv.sig_len);
-    if (!rc)
-        rc = get_blob(v, ref.report_id, ".chain", &rv.chain, &rv.chain_len);
+    int rc = bytes ? store_report_bytes(&rv) : 0;
     if (rc)
-        return store_lmdb_err(rc);
+        return rc;
     *stop = cb(ctx, &rv);
     return 0;
 }
@@ -94,13 +107,13 @@ int store_reports_by_patient(store *s, const char *patient_id, int64_t since_ms,
     size_t kl = pat_key(start, sizeof start, patient_id, since_ms, "");
     if (!kl)
         return -EINVAL;
-    store_view v = {.s = s};
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &v.txn);
+    store_view v = {.s = s, .inst_gen = store_instance_gen(s)};
+    int rc = store_read_txn(s, &v.txn);
     if (rc)
-        return store_lmdb_err(rc);
+        return rc;
     MDB_cursor *c;
     if ((rc = mdb_cursor_open(v.txn, s->report_pat, &c))) {
-        mdb_txn_abort(v.txn);
+        store_read_end(s, v.txn);
         return store_lmdb_err(rc);
     }
     MDB_val k = {kl, start}, val;
@@ -112,28 +125,28 @@ int store_reports_by_patient(store *s, const char *patient_id, int64_t since_ms,
             break; /* past this patient */
         if ((int64_t)from_be64(kp + pl + 1) < since_ms)
             continue;
-        if ((err = visit(&v, &val, cb, ctx, &stop)) < 0)
+        if ((err = visit(&v, &val, false, cb, ctx, &stop)) < 0)
             break;
         n++;
     }
     if (!err && rc != 0 && rc != MDB_NOTFOUND)
         err = store_lmdb_err(rc);
     mdb_cursor_close(c);
-    mdb_txn_abort(v.txn);
+    store_read_end(s, v.txn);
     return err < 0 ? err : n;
 }
 
 int store_report_by_id(store *s, const char *report_id, store_report_fn cb, void *ctx)
 {
-    store_view v = {.s = s};
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &v.txn);
+    store_view v = {.s = s, .inst_gen = store_instance_gen(s)};
+    int rc = store_read_txn(s, &v.txn);
     if (rc)
-        return store_lmdb_err(rc);
+        return rc;
     MDB_val k = {strlen(report_id), (void *)report_id}, val;
     int stop = 0;
     rc = mdb_get(v.txn, s->report_ref, &k, &val);
-    rc = rc ? store_lmdb_err(rc) : visit(&v, &val, cb, ctx, &stop);
-    mdb_txn_abort(v.txn);
+    rc = rc ? store_lmdb_err(rc) : visit(&v, &val, true, cb, ctx, &stop);
+    store_read_end(s, v.txn);
     return rc;
 }
 

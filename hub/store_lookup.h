@@ -17,6 +17,7 @@
 #ifndef DXHUB_STORE_LOOKUP_H
 #define DXHUB_STORE_LOOKUP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "hub/store.h"
@@ -46,23 +47,34 @@ enum { STORE_QUALITY_UNCHECKED = 0, STORE_QUALITY_PASSED = 1, STORE_QUALITY_FAIL
 typedef struct store_view store_view;
 /* The instance record of sop in the same snapshot: 0, -ENOENT. */
 int store_view_instance(store_view *v, const char *sop, store_instance *out);
+/* store_instance_gen as read just before the view's snapshot was taken:
+ * facts about instance records seen in this view hold for as long as the
+ * store's generation still equals it. */
+uint64_t store_view_instance_gen(const store_view *v);
 
-/* One report as a lookup sees it.  The byte pointers point into the
+/* One report as a lookup sees it.  The bytes are read on demand
+ * (store_report_bytes): a lookup that trusts a recent verdict of the
+ * report needs only its index record.  The byte pointers point into the
  * store's memory map: valid during the callback only, never written. */
 typedef struct store_report_view {
     const store_report_ref *ref;
-    const void *doc, *sig, *chain;
+    const void *doc, *sig, *chain; /* NULL until store_report_bytes */
     size_t      doc_len, sig_len, chain_len;
+    bool        loaded;
     store_view *view;
 } store_report_view;
 
-typedef int (*store_report_fn)(void *ctx, const store_report_view *r); /* non-zero stops */
+/* Fill v's doc, sig and chain from the same snapshot (once; a missing
+ * signature or chain stays NULL with length 0).  0 or a negative code. */
+int store_report_bytes(store_report_view *v);
+
+typedef int (*store_report_fn)(void *ctx, store_report_view *r); /* non-zero stops */
 
 /* Every indexed report of patient_id reported at or after since_ms,
  * oldest first, in one read transaction.  Returns the number seen or a
  * negative code. */
 int store_reports_by_patient(store *s, const char *patient_id, int64_t since_ms, store_report_fn cb, void *ctx);
-/* One report by id: 0 after cb ran, -ENOENT. */
+/* One report by id, its bytes read: 0 after cb ran, -ENOENT. */
 int store_report_by_id(store *s, const char *report_id, store_report_fn cb, void *ctx);
 
 /* Inside store_task_submit's transaction, for a report just signed

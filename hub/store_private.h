@@ -31,6 +31,7 @@ struct store {
     _Atomic uint64_t commits, commit_instances, put_stored, put_duplicate, put_conflict, put_full,
                      put_invalid, put_failed, bytes_received, commit_us_sum;
     _Atomic uint64_t commit_us_buckets[12];
+    _Atomic uint64_t evicted_studies; /* after each eviction's commit (store_instance_gen) */
     pthread_mutex_t  audit_mu; /* serialises audit sequence allocation */
     wl              *wl;       /* the reading worklist, in this environment */
     void           (*on_tasks)(void *ctx);
@@ -72,5 +73,10 @@ int  store_txn_outbox_put(store *s, MDB_txn *txn, const char *facility, const ch
 /* After a successful commit: tell the reader side about new tasks. */
 void store_notify_tasks(store *s);
 int  store_lmdb_err(int rc); /* MDB code → negative errno-like code */
+/* A read transaction from the pool (renewed; a new one when the pool is
+ * empty), and its end (reset, back to the pool): neither takes LMDB's
+ * reader-table lock once the pool is warm (store_query.c). */
+int  store_read_txn(store *s, MDB_txn **txn);
+void store_read_end(store *s, MDB_txn *txn);
 
 #endif

@@ -29,7 +29,7 @@ int store_txn_put_study(store *s, MDB_txn *txn, const store_study *st)
 }
 
 /* A read transaction: a pooled one renewed, else a new one. */
-static int read_txn(store *s, MDB_txn **txn)
+int store_read_txn(store *s, MDB_txn **txn)
 {
     MDB_txn *t = NULL;
     pthread_mutex_lock(&s->rpool_mu);
@@ -47,7 +47,7 @@ static int read_txn(store *s, MDB_txn **txn)
 }
 
 /* Its end: reset (no snapshot held) and back to the pool. */
-static void read_end(store *s, MDB_txn *txn)
+void store_read_end(store *s, MDB_txn *txn)
 {
     mdb_txn_reset(txn);
     pthread_mutex_lock(&s->rpool_mu);
@@ -63,18 +63,18 @@ static void read_end(store *s, MDB_txn *txn)
 int store_get_study(store *s, const char *uid, store_study *out)
 {
     MDB_txn *txn;
-    int rc = read_txn(s, &txn);
+    int rc = store_read_txn(s, &txn);
     if (rc)
         return rc;
     rc = store_txn_get_study(s, txn, uid, out);
-    read_end(s, txn);
+    store_read_end(s, txn);
     return rc;
 }
 
 int store_get_instance(store *s, const char *sop_uid, store_instance *out)
 {
     MDB_txn *txn;
-    int rc = read_txn(s, &txn);
+    int rc = store_read_txn(s, &txn);
     if (rc)
         return rc;
     MDB_val k = {strlen(sop_uid), (void *)sop_uid}, v;
@@ -85,7 +85,7 @@ int store_get_instance(store *s, const char *sop_uid, store_instance *out)
         memcpy(&r, v.mv_data, v.mv_size < sizeof r ? v.mv_size : sizeof r);
         *out = r.in;
     }
-    read_end(s, txn);
+    store_read_end(s, txn);
     return store_lmdb_err(rc);
 }
 
@@ -94,7 +94,7 @@ long store_read_instance(store *s, const store_instance *inst, uint64_t offset, 
     if (offset >= inst->size)
         return 0;
     MDB_txn *txn;
-    int rc = read_txn(s, &txn);
+    int rc = store_read_txn(s, &txn);
     if (rc)
         return rc;
     size_t copied = 0;
@@ -109,7 +109,7 @@ long store_read_instance(store *s, const store_instance *inst, uint64_t offset, 
         key[35] = (uint8_t)chunk;
         MDB_val k = {sizeof key, key}, v;
         if ((rc = mdb_get(txn, s->blob, &k, &v))) {
-            read_end(s, txn);
+            store_read_end(s, txn);
             return rc == MDB_NOTFOUND ? -EIO : store_lmdb_err(rc); /* a missing chunk is corruption */
         }
         size_t in_chunk = (size_t)(pos % STORE_CHUNK);
@@ -121,7 +121,7 @@ long store_read_instance(store *s, const store_instance *inst, uint64_t offset, 
         memcpy((uint8_t *)buf + copied, (uint8_t *)v.mv_data + in_chunk, n);
         copied += n;
     }
-    read_end(s, txn);
+    store_read_end(s, txn);
     return (long)copied;
 }
 
@@ -157,13 +157,13 @@ int store_list_studies(store *s, const store_study_filter *flt, size_t offset, s
                        int (*cb)(void *ctx, const store_study *st), void *ctx)
 {
     MDB_txn *txn;
-    int rc = read_txn(s, &txn);
+    int rc = store_read_txn(s, &txn);
     if (rc)
         return rc;
     int matches = 0;
     MDB_cursor *cur;
     if ((rc = mdb_cursor_open(txn, s->study, &cur))) {
-        read_end(s, txn);
+        store_read_end(s, txn);
         return store_lmdb_err(rc);
     }
     MDB_val k, v;
@@ -194,7 +194,7 @@ int store_list_studies(store *s, const store_study_filter *flt, size_t offset, s
         }
     }
     mdb_cursor_close(cur);
-    read_end(s, txn);
+    store_read_end(s, txn);
     return matches;
 }
 
@@ -202,7 +202,7 @@ int store_list_instances(store *s, const char *study_uid,
                          int (*cb)(void *ctx, const store_instance *in), void *ctx)
 {
     MDB_txn *txn;
-    int rc = read_txn(s, &txn);
+    int rc = store_read_txn(s, &txn);
     if (rc)
         return rc;
     MDB_cursor *cur;
@@ -224,19 +224,19 @@ int store_list_instances(store *s, const char *study_uid,
             break;
     }
     mdb_cursor_close(cur);
-    read_end(s, txn);
+    store_read_end(s, txn);
     return n;
 }
 
 int store_list_conflicts(store *s, const char *sop_uid, int (*cb)(void *ctx, const store_instance *in), void *ctx)
 {
     MDB_txn *txn;
-    int rc = read_txn(s, &txn);
+    int rc = store_read_txn(s, &txn);
     if (rc)
         return rc;
     MDB_cursor *cur;
     if ((rc = mdb_cursor_open(txn, s->conflict, &cur))) {
-        read_end(s, txn);
+        store_read_end(s, txn);
         return store_lmdb_err(rc);
     }
     char prefix[STORE_UID_MAX + 2];
@@ -254,17 +254,21 @@ int store_list_conflicts(store *s, const char *sop_uid, int (*cb)(void *ctx, con
             break;
     }
     mdb_cursor_close(cur);
-    read_end(s, txn);
+    store_read_end(s, txn);
     return n;
 }
 
 uint64_t store_conflict_gen(store *s) { return s->put_conflict; }
 
+/* Both grow after their commit: a reader that reads the sum before its
+ * snapshot never labels a newer snapshot with an older generation. */
+uint64_t store_instance_gen(store *s) { return s->put_stored + s->evicted_studies; }
+
 int store_audit_walk(store *s, uint64_t from, int (*cb)(void *ctx, uint64_t seq, const char *json, size_t len),
                      void *ctx)
 {
     MDB_txn *txn;
-    int rc = read_txn(s, &txn);
+    int rc = store_read_txn(s, &txn);
     if (rc)
         return rc;
     MDB_cursor *cur;
@@ -280,7 +284,7 @@ int store_audit_walk(store *s, uint64_t from, int (*cb)(void *ctx, uint64_t seq,
             break;
     }
     mdb_cursor_close(cur);
-    read_end(s, txn);
+    store_read_end(s, txn);
     return n;
 }
 
@@ -294,7 +298,7 @@ int store_get_stats(store *s, store_stats *out)
     out->map_size = info.me_mapsize;
     out->map_used = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
     MDB_txn *txn;
-    int rc = read_txn(s, &txn);
+    int rc = store_read_txn(s, &txn);
     if (rc)
         return rc;
     MDB_stat ds;
@@ -314,7 +318,7 @@ int store_get_stats(store *s, store_stats *out)
             out->studies_by_state[r.st.state]++;
     }
     mdb_cursor_close(cur);
-    read_end(s, txn);
+    store_read_end(s, txn);
     out->commits = s->commits;
     out->commit_instances = s->commit_instances;
     out->put_stored = s->put_stored;

@@ -29,16 +29,23 @@ static void json_str(char *out, size_t n, const char *s)
     out[o] = '\0';
 }
 
-int store_txn_audit(store *s, MDB_txn *txn, int64_t now_ms, const char *who, const char *what,
-                    const char *study_uid, const char *detail)
+/* One record as a JSON line into rec; returns its length. */
+static int audit_line(char rec[900], int64_t now_ms, const char *who, const char *what, const char *study_uid,
+                      const char *detail)
 {
-    char w[160], a[64], st[160], d[400], rec[900];
+    char w[160], a[64], st[160], d[400];
     json_str(w, sizeof w, who ? who : "");
     json_str(a, sizeof a, what ? what : "");
     json_str(st, sizeof st, study_uid ? study_uid : "");
     json_str(d, sizeof d, detail ? detail : "");
-    int n = snprintf(rec, sizeof rec, "{\"t\":%lld,\"who\":\"%s\",\"what\":\"%s\",\"study\":\"%s\",\"detail\":\"%s\"}",
+    int n = snprintf(rec, 900, "{\"t\":%lld,\"who\":\"%s\",\"what\":\"%s\",\"study\":\"%s\",\"detail\":\"%s\"}",
                      (long long)now_ms, w, a, st, d);
+    return n < 900 ? n : 899;
+}
+
+/* Appends n records after the last sequence number, under one cursor. */
+static int txn_audit_many(store *s, MDB_txn *txn, const store_audit_rec *recs, size_t n)
+{
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, s->audit, &cur);
     if (rc)
@@ -49,25 +56,45 @@ int store_txn_audit(store *s, MDB_txn *txn, int64_t now_ms, const char *who, con
         memcpy(&seq, k.mv_data, sizeof seq);
         seq++;
     }
-    k = (MDB_val){sizeof seq, &seq};
-    v = (MDB_val){(size_t)n, rec};
-    rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND);
+    for (size_t i = 0; i < n && !rc; i++, seq++) {
+        char rec[900];
+        const store_audit_rec *r = &recs[i];
+        int len = audit_line(rec, r->t_ms, r->who, r->what, r->study_uid, r->detail);
+        k = (MDB_val){sizeof seq, &seq};
+        v = (MDB_val){(size_t)len, rec};
+        rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND);
+    }
     mdb_cursor_close(cur);
     return rc;
+}
+
+int store_txn_audit(store *s, MDB_txn *txn, int64_t now_ms, const char *who, const char *what,
+                    const char *study_uid, const char *detail)
+{
+    store_audit_rec r = {now_ms, who, what, study_uid, detail};
+    return txn_audit_many(s, txn, &r, 1);
+}
+
+int store_audit_many(store *s, const store_audit_rec *recs, size_t n)
+{
+    if (!n)
+        return 0;
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc)
+        return store_lmdb_err(rc);
+    if ((rc = txn_audit_many(s, txn, recs, n))) {
+        mdb_txn_abort(txn);
+        return store_lmdb_err(rc);
+    }
+    return store_lmdb_err(mdb_txn_commit(txn));
 }
 
 int store_audit(store *s, int64_t now_ms, const char *who, const char *what, const char *study_uid,
                 const char *detail)
 {
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-    if (rc)
-        return store_lmdb_err(rc);
-    if ((rc = store_txn_audit(s, txn, now_ms, who, what, study_uid, detail))) {
-        mdb_txn_abort(txn);
-        return store_lmdb_err(rc);
-    }
-    return store_lmdb_err(mdb_txn_commit(txn));
+    store_audit_rec r = {now_ms, who, what, study_uid, detail};
+    return store_audit_many(s, &r, 1);
 }
 
 static int mark_complete(store *s, MDB_txn *txn, store_study *st, int64_t now_ms, const char *why)
@@ -335,6 +362,7 @@ int store_evict(store *s, int64_t older_than_ms, int max_studies, int64_t now_ms
         }
         if ((rc = mdb_txn_commit(txn)))
             break;
+        s->evicted_studies++;
         evicted++;
         c[best] = c[--n];
     }

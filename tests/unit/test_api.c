@@ -698,7 +698,7 @@ static void test_metrics_are_well_formed_prometheus_text(void **state)
                              REG_EXTENDED), 0);
     family fam[64];
     int nf = 0;
-    double stored = -1, count = -1, inf = -1, prev_bucket = 0;
+    double stored = -1, count = -1, inf = -1, prev_bucket = 0, http_inf = -1, http_count = -2, http_prev = 0;
     char *text = (char *)r.body;
     assert_true(r.body_len > 0 && text[r.body_len - 1] == '\n');
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
@@ -743,14 +743,24 @@ static void test_metrics_are_well_formed_prometheus_text(void **state)
         }
         if (!strcmp(name, "dxhub_commit_duration_seconds_count"))
             count = v;
+        if (!strcmp(name, "dxhub_http_handling_seconds_bucket")) {
+            assert_true(v >= http_prev); /* cumulative */
+            http_prev = v;
+            if (strstr(line, "le=\"+Inf\""))
+                http_inf = v;
+        }
+        if (!strcmp(name, "dxhub_http_handling_seconds_count"))
+            http_count = v;
     }
     assert_true(stored == F_COUNT);
     assert_true(inf >= 1 && inf == count);
+    /* every request answered before this one was timed */
+    assert_true(http_inf >= 1 && http_inf == http_count);
     static const char *const needed[] = {
         "dxhub_instances_received_total", "dxhub_bytes_received_total", "dxhub_store_results_total",
         "dxhub_commits_total", "dxhub_commit_instances_total", "dxhub_commit_duration_seconds", "dxhub_studies",
         "dxhub_errors_total", "dxhub_lmdb_map_used_bytes", "dxhub_lmdb_map_size_bytes",
-        "dxhub_http_requests_total", "dxhub_up"};
+        "dxhub_http_requests_total", "dxhub_http_handling_seconds", "dxhub_up"};
     for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++) {
         bool found = false;
         for (int k = 0; k < nf && !found; k++)
@@ -931,6 +941,57 @@ static void test_burst_of_reads_is_counted_on_the_trail(void **state)
     assert_int_equal(audited(fx, "read-study", uid, "", before + 200, NULL), before + 200);
 }
 
+typedef struct distinct_scan {
+    bool seen[501];
+    int  records, twice;
+} distinct_scan;
+
+static int scan_distinct(void *ctx, uint64_t seq, const char *json, size_t len)
+{
+    (void)seq;
+    distinct_scan *d = ctx;
+    char rec[1024];
+    snprintf(rec, sizeof rec, "%.*s", (int)len, json);
+    const char *l = strstr(rec, "PatientID=AUDITBATCH limit=");
+    if (!l || !strstr(rec, "\"what\":\"list-studies\""))
+        return 0;
+    long n = atol(l + strlen("PatientID=AUDITBATCH limit="));
+    if (n < 1 || n > 500)
+        return 0;
+    d->twice += d->seen[n];
+    d->seen[n] = true;
+    d->records++;
+    return 0;
+}
+
+/* Many different accesses in a burst (as under a load generator): the
+ * writer commits them in batches, and every one is on the trail once. */
+static void test_distinct_accesses_in_a_burst_each_get_a_record(void **state)
+{
+    fixture *fx = *state;
+    int fd = dial(fx->port);
+    for (int i = 1; i <= 500; i++) {
+        char req[256];
+        int n = snprintf(req, sizeof req,
+                         "GET /api/v1/studies?PatientID=AUDITBATCH&limit=%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", i);
+        send_all(fd, req, (size_t)n);
+        reply r;
+        read_reply(fd, &r, false);
+        assert_int_equal(r.status, 200);
+        free(r.body);
+    }
+    close(fd);
+    distinct_scan d;
+    for (int tries = 0; tries < 500; tries++, usleep(10000)) {
+        memset(&d, 0, sizeof d);
+        store_audit_walk(fx->st, 0, scan_distinct, &d);
+        if (d.records >= 500)
+            break;
+    }
+    assert_int_equal(d.records, 500);
+    assert_int_equal(d.twice, 0);
+}
+
 /* A full map is an operating condition: health says so, reads go on. */
 static void test_health_says_full_when_the_store_refuses_data(void **state)
 {
@@ -1078,6 +1139,7 @@ int main(void)
         cmocka_unit_test(test_unknown_path_is_404_and_wrong_method_405),
         cmocka_unit_test(test_keep_alive_answers_several_requests_on_one_connection),
         cmocka_unit_test(test_every_access_to_patient_data_is_audited),
+        cmocka_unit_test(test_distinct_accesses_in_a_burst_each_get_a_record),
         cmocka_unit_test(test_burst_of_reads_is_counted_on_the_trail),
         cmocka_unit_test(test_health_says_full_when_the_store_refuses_data),
         cmocka_unit_test(test_start_fails_cleanly_on_a_busy_port),
