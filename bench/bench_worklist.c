@@ -10,8 +10,13 @@
  *    with R readers (each its own CURVE keypair in the allow-list, role
  *    reader:rNNN, and a readers-file line) and one ECG reader.
  * 3. Assign: R threads, each a hub_client (hub/hub.h) over 127.0.0.1, loop
- *    READY 1 → TASK → CLAIM for S seconds.  Measured: assignments per
- *    second (claims completed) and the READY→TASK latency per offer.
+ *    READY 1 → TASK → CLAIM → CLAIMED for S seconds.  An "assignment" is
+ *    that whole round: a lease the reader was told about, so durable
+ *    (the hub answers CLAIM after its commit).  Measured: assignments per
+ *    second, READY→TASK (the offer: sent before its record is committed)
+ *    and CLAIM→CLAIMED (the lease: after the commit) separately.
+ * 3b. Offers alone: the same readers loop READY 1 → TASK for S/2 seconds
+ *    (nothing claimed): the offer path's rate and latency by itself.
  * 4. STAT: `dxhub edge` runs; for each STAT ECG file (distinct study UIDs)
  *    the ECG reader says READY, `dxhub push --priority stat` queues it at
  *    the clinic, and the reader waits for the TASK.  After the hub stops,
@@ -198,6 +203,28 @@ static const char     *g_endpoint;
 static char            g_hub_pub[41];
 static pthread_barrier_t g_connected, g_start;
 static int64_t         g_end_us;
+
+/* 3b: the same readers, READY 1 → TASK only (no CLAIM): the offer path
+ * alone, which no commit holds up.  The offers stay unclaimed until the
+ * hub's offer timeout; each reader's max (1000) leaves room for them. */
+static void *offer_main(void *arg)
+{
+    rdr *r = arg;
+    r->n = 0;
+    pthread_barrier_wait(&g_start);
+    while (mono_us() < g_end_us) {
+        int64_t t0 = mono_us();
+        hub_task t;
+        if (hub_client_ready(r->c, 1) || hub_client_next_offer(r->c, 10000, &t)) {
+            r->timeouts++;
+            break;
+        }
+        if (r->n < r->cap)
+            r->lat_us[r->n++] = (uint32_t)(mono_us() - t0);
+    }
+    hub_client_ready(r->c, 0);
+    return NULL;
+}
 
 static void *reader_main(void *arg)
 {
@@ -455,12 +482,45 @@ int main(int argc, char **argv)
         memcpy(lat + k, rs[i].lat_us, rs[i].n * sizeof *lat);
         memcpy(clat + k, rs[i].claim_us, rs[i].n * sizeof *clat);
         k += rs[i].n;
+    }
+    qsort(lat, total, sizeof *lat, cmp_u32);
+    qsort(clat, total, sizeof *clat, cmp_u32);
+
+    /* 3b. offers alone, half as long */
+    int offer_s = seconds > 1 ? seconds / 2 : 1;
+    for (int i = 0; i < n_readers; i++) {
+        rs[i].timeouts = 0;
+        if (rs[i].cap < 65536) {
+            rs[i].cap = 65536;
+            rs[i].lat_us = realloc(rs[i].lat_us, rs[i].cap * sizeof *rs[i].lat_us);
+            if (!rs[i].lat_us)
+                die("out of memory");
+        }
+    }
+    pthread_barrier_destroy(&g_start);
+    pthread_barrier_init(&g_start, NULL, (unsigned)n_readers + 1);
+    for (int i = 0; i < n_readers; i++)
+        pthread_create(&rs[i].thread, NULL, offer_main, &rs[i]);
+    int64_t ostart = mono_us();
+    g_end_us = ostart + (int64_t)offer_s * 1000000;
+    pthread_barrier_wait(&g_start);
+    for (int i = 0; i < n_readers; i++)
+        pthread_join(rs[i].thread, NULL);
+    double oelapsed = (double)(mono_us() - ostart) / 1e6;
+    size_t ototal = 0;
+    int otimeouts = 0;
+    for (int i = 0; i < n_readers; i++)
+        ototal += rs[i].n, otimeouts += rs[i].timeouts;
+    uint32_t *olat = malloc((ototal ? ototal : 1) * sizeof *olat);
+    k = 0;
+    for (int i = 0; i < n_readers; i++) {
+        memcpy(olat + k, rs[i].lat_us, rs[i].n * sizeof *olat);
+        k += rs[i].n;
         hub_client_close(&rs[i].c);
         free(rs[i].lat_us);
         free(rs[i].claim_us);
     }
-    qsort(lat, total, sizeof *lat, cmp_u32);
-    qsort(clat, total, sizeof *clat, cmp_u32);
+    qsort(olat, ototal, sizeof *olat, cmp_u32);
 
     /* 4. STAT: complete → offered, through a real clinic gateway */
     int n_stat = argc - optind;
@@ -557,8 +617,11 @@ int main(int argc, char **argv)
     metric("READY→TASK, all readers, p50", pct(lat, total, 0.50), "ms", NULL, 0, 1);
     metric("READY→TASK, all readers, p99", pct(lat, total, 0.99), "ms", "target", 2, 1);
     metric("READY→TASK, all readers, max", total ? lat[total - 1] / 1000.0 : 0, "ms", NULL, 0, 1);
-    metric("TASK→CLAIMED latency p50", pct(clat, total, 0.50), "ms", NULL, 0, 1);
-    metric("TASK→CLAIMED latency p99", pct(clat, total, 0.99), "ms", NULL, 0, 1);
+    metric("CLAIM→CLAIMED (durable lease), p50", pct(clat, total, 0.50), "ms", NULL, 0, 1);
+    metric("CLAIM→CLAIMED (durable lease), p99", pct(clat, total, 0.99), "ms", NULL, 0, 1);
+    metric("offers alone (READY→TASK, no CLAIM) per second", oelapsed ? ototal / oelapsed : 0, "1/s", NULL, 0, 0);
+    metric("offers alone, READY→TASK p50", pct(olat, ototal, 0.50), "ms", NULL, 0, 1);
+    metric("offers alone, READY→TASK p99", pct(olat, ototal, 0.99), "ms", NULL, 0, 1);
     if (n_lat) {
         metric("STAT study complete→offer p50", pct(stat_lat, (size_t)n_lat, 0.5), "ms", NULL, 0, 1);
         metric("STAT study complete→offer max", stat_lat[n_lat - 1] / 1000.0, "ms", "target", 50, 1);
@@ -571,8 +634,8 @@ int main(int argc, char **argv)
     if (first_scan_ms)
         metric("  an ECG reader's READY→HEARTBEAT answered", first_scan_ms, "ms", NULL, 0, 1);
     printf("  (%zu assignments in %.1f s by %d readers; %d readers stopped on a timeout, %d claims refused; "
-           "%d STAT studies timed)\n",
-           total, elapsed, n_readers, timeouts, refused, n_lat);
+           "%zu offers alone in %.1f s, %d timeouts; %d STAT studies timed)\n",
+           total, elapsed, n_readers, timeouts, refused, ototal, oelapsed, otimeouts, n_lat);
     if (json_out) {
         if (json_dump_file(results, json_out, JSON_INDENT(1) | JSON_REAL_PRECISION(6)) != 0)
             die("cannot write %s", json_out);
@@ -580,6 +643,7 @@ int main(int argc, char **argv)
     json_decref(results);
     free(lat);
     free(clat);
+    free(olat);
     free(rs);
     return 0;
 }

@@ -4,9 +4,13 @@
 #   - 100,000 queued routine CT tasks written straight into a hub store,
 #     then a real `dxhub serve` on it;
 #   - 100 simulated readers (threads, each a hub_client with its own CURVE
-#     key) on 127.0.0.1 looping READY 1 → TASK → CLAIM for 10 s:
-#     assignments per second, READY→TASK latency (p50/p99), and the same
-#     for one reader alone;
+#     key) on 127.0.0.1 looping READY 1 → TASK → CLAIM → CLAIMED for 10 s:
+#     assignments per second (an assignment is the whole round, ending with
+#     a durable lease), READY→TASK latency (p50/p99; offers leave before
+#     their record is committed) and CLAIM→CLAIMED latency (after the
+#     commit), and READY→TASK for one reader alone; then 5 s of the same
+#     readers looping READY 1 → TASK only (offers alone: the offer path's
+#     own rate and latency, no commit in the loop);
 #   - STAT ECG studies (the corpus ECG under fresh UIDs, made here with
 #     pydicom) pushed through a real `dxhub edge`: study complete → first
 #     offer to a waiting ECG reader;

@@ -1,13 +1,23 @@
 /* reader_link.c — the hub's reader protocol server (protocol in hub.h).
- * One thread owns the ROUTER socket.  Each turn of its loop takes every
- * request waiting (up to a burst), applies the worklist ones — READY's
- * offers, CLAIM, HEARTBEAT, RELEASE, the tick — in one LMDB write
- * transaction, commits it once with default sync, and only then sends
- * their answers (group commit: durable before answered, one fsync for
- * many readers).  Other requests (STUDY, FETCH, SUBMIT...) first flush
- * the batch, so answers to one reader keep their order.  Other threads
- * wake the loop through an eventfd when tasks appear, and it offers them
- * at once. */
+ * One thread owns the ROUTER socket and never waits for a disk.
+ *  - READY: it picks each offer on a read snapshot of the worklist
+ *    (store_view), passing over tasks offered but not yet recorded (the
+ *    offer_set), and sends the TASK at once.  An offer acknowledges
+ *    nothing the reader sent: it is a proposal, recorded afterwards.
+ *  - The writes — recording those offers, CLAIM, HEARTBEAT, RELEASE, the
+ *    tick — go to the committer thread (reader_commit.c), which applies
+ *    everything that arrived together in one write transaction, commits
+ *    it durably, and hands back the answers; this thread sends them.  So
+ *    a lease is announced only once it is durable, and a CLAIM of an
+ *    offer is applied after the offer's record (the same queue, in
+ *    order), in the commit that covers both.
+ *  - If the hub stops before an offer is recorded, the reader's CLAIM
+ *    finds the task still queued (and takes it if it may) or taken by
+ *    someone else (a NACK); offers are made again after a restart.
+ *  - Other requests (STUDY, FETCH, SUBMIT...) are answered at once; the
+ *    client matches answers by "req".
+ * Other threads wake the loop through an eventfd when tasks appear, and it
+ * offers them at once. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -18,11 +28,15 @@
 #include <unistd.h>
 #include "hub/digest.h"
 #include "hub/log.h"
+#include "hub/offer_set.h"
 #include "hub/proto.h"
+#include "hub/reader_commit.h"
 #include "hub/reader_link.h"
 
 #define MAX_READERS 1024
 #define FETCH_MAX (1u << 20)
+/* Offers sent and not yet recorded, at most (then the link waits for a commit). */
+#define MAX_UNRECORDED 8192
 
 typedef struct conn {
     bool      used;
@@ -31,16 +45,8 @@ typedef struct conn {
     int       credit;
     int64_t   last_ms;
     uint64_t  empty_gen; /* the queue generation at which nothing fitted this reader */
+    int       unrecorded; /* offers sent to it whose record is not committed yet */
 } conn;
-
-/* An answer held back until the batch commits. */
-typedef struct pending {
-    zmq_msg_t route;
-    char      cmd[12];
-    json_t   *hdr;
-    int       conn;  /* an offer (TASK) to this connection, else -1 */
-    uint64_t  task;  /* the task offered */
-} pending;
 
 struct reader_link {
     reader_link_config cfg;
@@ -57,10 +63,12 @@ struct reader_link {
      * it changes: each such offer walks the whole queue (100,000 queued CT
      * tasks and one waiting ECG reader made every event cost ~1 s). */
     uint64_t           gen;
-    store_batch       *batch;      /* open while requests of this turn are applied */
-    pending           *pend;
-    size_t             n_pend, cap_pend;
-    bool               want_offer; /* offer to readers with credit before committing */
+    bool               want_offer; /* offer to readers with credit at the end of this turn */
+    reader_commit     *committer;
+    int                done_fd;    /* the committer's "answers ready" */
+    rc_list            done;
+    offer_set         *unrecorded; /* offers sent, record not committed */
+    bool               tick_queued;
 };
 
 static int64_t now_ms(void)
@@ -105,85 +113,63 @@ json_t *task_to_json(const wl_task *t, const store_study *st)
     return j;
 }
 
-/* The batch of this turn, begun on first use; NULL when LMDB refuses. */
-static store_batch *batch(reader_link *l)
-{
-    if (!l->batch && store_batch_begin(l->cfg.st, &l->batch) < 0) {
-        log_warn("readers: cannot begin a worklist transaction");
-        l->batch = NULL;
-    }
-    return l->batch;
-}
-
-/* Hold an answer (hdr is taken) until the batch commits. */
-static void defer(reader_link *l, zmq_msg_t *route, const char *cmd, json_t *hdr, int conn_index, uint64_t task)
-{
-    if (l->n_pend == l->cap_pend) {
-        size_t cap = l->cap_pend ? l->cap_pend * 2 : 64;
-        pending *p = realloc(l->pend, cap * sizeof *p);
-        if (!p) {
-            json_decref(hdr);
-            return; /* the reader times out and asks again */
-        }
-        l->pend = p;
-        l->cap_pend = cap;
-    }
-    pending *p = &l->pend[l->n_pend++];
-    zmq_msg_init(&p->route);
-    zmq_msg_copy(&p->route, route);
-    snprintf(p->cmd, sizeof p->cmd, "%s", cmd);
-    p->hdr = hdr;
-    p->conn = conn_index;
-    p->task = task;
-}
-
 static void queue_changed(reader_link *l) { l->gen++; }
 
-/* Commit the batch, then send what it answers.  A failed commit keeps
- * nothing: offers are not sent (the reader keeps its credit), requests
- * get a NACK. */
+/* Queue a write for the committer; route (when given) and the request's
+ * "req" are copied into it.  -1 when the committer is full. */
+static int commit_later(reader_link *l, rc_kind kind, int conn_index, const wl_reader *r, uint64_t task,
+                        zmq_msg_t *route, const proto_msg *m)
+{
+    rc_op op = {.kind = kind, .conn = conn_index, .task = task, .now = now_ms()};
+    if (r)
+        op.reader = *r;
+    zmq_msg_init(&op.route);
+    if (route)
+        zmq_msg_copy(&op.route, route);
+    json_t *req = m && m->hdr ? json_object_get(m->hdr, "req") : NULL;
+    op.req = req ? json_deep_copy(req) : NULL; /* the committer's thread sets it in the answer */
+    if (reader_commit_push(l->committer, &op) == 0)
+        return 0;
+    zmq_msg_close(&op.route);
+    json_decref(op.req);
+    return -1;
+}
+
+/* Send the answers of what the committer has made durable, and note what
+ * it changed.  Never waits. */
 static void flush(reader_link *l)
 {
-    if (!l->batch)
-        return;
-    int rc = store_batch_commit(&l->batch);
-    if (rc) {
-        hub_count_error(l->cfg.metrics, HUB_ERR_STORE_FAILED);
-        log_warn("readers: worklist commit failed (%d): %zu answers refused", rc, l->n_pend);
-    }
-    int64_t t = now_ms();
-    for (size_t i = 0; i < l->n_pend; i++) {
-        pending *p = &l->pend[i];
-        conn *c = p->conn >= 0 ? &l->conns[p->conn] : NULL;
-        if (rc && c) {
-            c->credit++;
-        } else if (rc) {
-            json_t *h = json_pack("{s:s}", "reason", "worklist storage failure");
-            json_t *req = json_object_get(p->hdr, "req");
-            if (h && req)
-                json_object_set(h, "req", req);
-            if (h)
-                proto_send(l->router, &p->route, "NACK", h, NULL, 0);
-            json_decref(h);
-        } else if (c && c->credit < 0) {
-            /* an earlier offer to this reader could not be sent: neither can this */
-            store_task_release(l->cfg.st, p->task, c->id, t);
-        } else if (proto_send(l->router, &p->route, p->cmd, p->hdr, NULL, 0) < 0 && c) {
-            /* Fix: the reader is gone (killed, disconnected) or not
-             * reading; the offer would sit with it for the whole offer
-             * timeout.  Put the task back now and stop offering to it
-             * until it says READY again. */
-            store_task_release(l->cfg.st, p->task, c->id, t);
+    reader_commit_take(l->committer, &l->done);
+    for (size_t i = 0; i < l->done.n; i++) {
+        rc_op *op = &l->done.v[i];
+        if (op->rc == WL_ESTORE)
+            hub_count_error(l->cfg.metrics, HUB_ERR_STORE_FAILED);
+        if (op->kind == RC_OFFER) {
+            offer_set_remove(l->unrecorded, op->task);
+            if (op->conn >= 0 && l->conns[op->conn].unrecorded > 0)
+                l->conns[op->conn].unrecorded--;
+            if (op->rc) {
+                /* The task changed before its offer was recorded (claimed
+                 * by another, cancelled): the reader's CLAIM will be
+                 * refused; the reader may be offered another task. */
+                log_info("readers: an offer of task %llu could not be recorded: %s",
+                         (unsigned long long)op->task, wl_strerror(op->rc));
+                queue_changed(l);
+            }
+            l->want_offer = true; /* room for more offers */
+        } else if (op->kind == RC_TICK) {
+            l->tick_queued = false;
+            if (op->rc > 0)
+                queue_changed(l);
+            l->want_offer = true;
+        } else if (op->kind == RC_RELEASE) {
             queue_changed(l);
-            c->credit = -1;
+            l->want_offer = true;
         }
-        json_decref(p->hdr);
-        zmq_msg_close(&p->route);
+        if (op->cmd)
+            proto_send(l->router, &op->route, op->cmd, op->answer, NULL, 0);
     }
-    for (int i = 0; i < MAX_READERS; i++)
-        if (l->conns[i].credit < 0)
-            l->conns[i].credit = 0;
-    l->n_pend = 0;
+    rc_list_clear(&l->done);
 }
 
 static conn *conn_of(reader_link *l, const char *id, const proto_msg *m)
@@ -248,19 +234,15 @@ static void nack(reader_link *l, proto_msg *m, const char *why)
     reply(l, m, "NACK", json_pack("{s:s}", "reason", why), NULL, 0);
 }
 
-/* reply() once the batch has committed. */
-static void reply_later(reader_link *l, proto_msg *m, const char *cmd, json_t *h)
-{
-    json_t *req = json_object_get(m->hdr, "req");
-    if (req)
-        json_object_set(h, "req", req);
-    defer(l, &m->route, cmd, h, -1, 0);
-}
+static int unrecorded_offer(void *ctx, uint64_t id) { return offer_set_conn(ctx, id) >= 0; }
 
-/* Offer tasks to every reader with credit, in the batch. */
+/* Offer tasks to every reader with credit: picked on a snapshot taken now
+ * (after the answers of the last commits were taken, so it shows them),
+ * sent at once, recorded by the committer. */
 static void offer_all(reader_link *l)
 {
-    int64_t t = now_ms();
+    store_view *v = NULL;
+    wl_skip skip = {unrecorded_offer, l->unrecorded};
     for (int i = 0; i < MAX_READERS; i++) {
         conn *c = &l->conns[i];
         if (!c->used || c->credit <= 0 || c->empty_gen == l->gen)
@@ -268,29 +250,47 @@ static void offer_all(reader_link *l)
         wl_reader r;
         if (readers_find(l->cfg.profiles, c->id, &r) < 0)
             continue;
-        while (c->credit > 0) {
-            store_batch *b = batch(l);
-            if (!b)
-                return;
+        if (!v && store_view_begin(l->cfg.st, &v) < 0) {
+            log_warn("readers: cannot read the worklist");
+            return;
+        }
+        int held = store_view_held(v, r.id);
+        while (c->credit > 0 && held >= 0 && held + c->unrecorded < r.max_tasks) {
             wl_task task;
             store_study st;
             int has_st = 0;
-            int rc = store_batch_offer(b, &r, t, &task, &st, &has_st);
+            int rc = store_view_pick(v, &r, &skip, &task, &st, &has_st);
             if (rc == WL_EEMPTY)
                 c->empty_gen = l->gen;
-            if (rc != 0)
-                break;
+            if (rc != 0 || offer_set_add(l->unrecorded, task.id, i) < 0)
+                break; /* nothing, or too many unrecorded: again after the next commit */
             json_t *h = json_object();
             json_object_set_new(h, "task", task_to_json(&task, has_st ? &st : NULL));
-            defer(l, &c->route, "TASK", h, i, task.id);
+            int sent = proto_send(l->router, &c->route, "TASK", h, NULL, 0);
+            json_decref(h);
+            if (sent < 0) {
+                /* Fix: the reader is gone (killed, disconnected) or not
+                 * reading.  Nothing was recorded; stop offering to it
+                 * until it says READY again. */
+                offer_set_remove(l->unrecorded, task.id);
+                c->credit = 0;
+                break;
+            }
             c->credit--;
+            if (commit_later(l, RC_OFFER, i, &r, task.id, NULL, NULL) < 0) {
+                offer_set_remove(l->unrecorded, task.id); /* a CLAIM may still take it while queued */
+                break;
+            }
+            c->unrecorded++;
         }
     }
+    store_view_end(&v);
 }
 
 /* The task must be one this reader holds (claimed, drafted) or, to read
  * its study (STUDY, FETCH), one offered to it: a workstation prefetches the
- * studies it is likely to be given before the reader claims them. */
+ * studies it is likely to be given before the reader claims them — maybe
+ * before the offer's record is committed. */
 static int held_task(reader_link *l, proto_msg *m, const char *reader, wl_task *t, bool offered_ok)
 {
     long long id = proto_int(m, "task", -1);
@@ -298,6 +298,9 @@ static int held_task(reader_link *l, proto_msg *m, const char *reader, wl_task *
         nack(l, m, "no such task");
         return -1;
     }
+    int to = offer_set_conn(l->unrecorded, (uint64_t)id);
+    if (offered_ok && to >= 0 && !strcmp(l->conns[to].id, reader))
+        return 0;
     if (strcmp(t->holder, reader) ||
         (t->state != WL_CLAIMED && t->state != WL_DRAFTED && !(offered_ok && t->state == WL_OFFERED))) {
         nack(l, m, "task not yours (claim it first, or your lease lapsed)");
@@ -370,34 +373,17 @@ static void on_submit(reader_link *l, proto_msg *m, const wl_reader *r)
         l->cfg.on_report(l->cfg.on_report_ctx, &t, t.report_id);
 }
 
-/* CLAIM, HEARTBEAT, RELEASE: applied in this turn's batch, answered after it commits. */
-static void on_batched(reader_link *l, proto_msg *m, store_batch *b, const wl_reader *r)
+/* CLAIM, HEARTBEAT, RELEASE: applied by the committer, answered once durable. */
+static void on_batched(reader_link *l, proto_msg *m, int conn_index, const wl_reader *r)
 {
-    int64_t t = now_ms();
-    if (!strcmp(m->cmd, "CLAIM")) {
-        long long tid = proto_int(m, "task", -1);
-        wl_task task;
-        store_study st;
-        int has_st = 0;
-        int rc = tid < 0 ? WL_EINVAL : store_batch_claim(b, (uint64_t)tid, r, t, &task, &st, &has_st);
-        if (rc) {
-            reply_later(l, m, "NACK", json_pack("{s:s}", "reason", wl_strerror(rc)));
-            return;
-        }
-        json_t *h = json_object();
-        json_object_set_new(h, "task", task_to_json(&task, has_st ? &st : NULL));
-        json_object_set_new(h, "lease_until", json_integer((json_int_t)task.holder_until_ms));
-        reply_later(l, m, "CLAIMED", h);
-    } else if (!strcmp(m->cmd, "HEARTBEAT")) {
-        int n = store_batch_heartbeat(b, r->id, t);
-        reply_later(l, m, "HEARTBEAT", json_pack("{s:i}", "leases", n < 0 ? 0 : n));
-    } else {
-        long long tid = proto_int(m, "task", -1);
-        int rc = tid < 0 ? WL_EINVAL : store_batch_release(b, (uint64_t)tid, r->id, t);
-        reply_later(l, m, rc ? "NACK" : "OK", rc ? json_pack("{s:s}", "reason", wl_strerror(rc)) : json_object());
-        queue_changed(l);
-        l->want_offer = true;
+    rc_kind kind = !strcmp(m->cmd, "CLAIM") ? RC_CLAIM : !strcmp(m->cmd, "HEARTBEAT") ? RC_HEARTBEAT : RC_RELEASE;
+    long long tid = proto_int(m, "task", -1);
+    if (kind != RC_HEARTBEAT && tid < 0) {
+        nack(l, m, wl_strerror(WL_EINVAL));
+        return;
     }
+    if (commit_later(l, kind, conn_index, r, tid < 0 ? 0 : (uint64_t)tid, &m->route, m) < 0)
+        nack(l, m, "the hub is busy: try again");
 }
 
 static void on_message(reader_link *l, proto_msg *m)
@@ -423,19 +409,14 @@ static void on_message(reader_link *l, proto_msg *m)
     if (!strcmp(m->cmd, "READY")) {
         long long credit = proto_int(m, "credit", 1);
         c->credit = credit < 0 ? 0 : credit > 100 ? 100 : (int)credit;
-        l->want_offer = true; /* offered before this turn's commit */
+        l->want_offer = true; /* offered at the end of this turn */
         return;
     }
     if (!strcmp(m->cmd, "CLAIM") || !strcmp(m->cmd, "HEARTBEAT") || !strcmp(m->cmd, "RELEASE")) {
-        store_batch *b = batch(l);
-        if (!b) {
-            nack(l, m, "worklist storage failure");
-            return;
-        }
-        on_batched(l, m, b, &r);
+        on_batched(l, m, (int)(c - l->conns), &r);
         return;
     }
-    flush(l); /* what follows answers at once: earlier answers go first */
+    flush(l); /* answers already durable go first */
     if (!strcmp(m->cmd, "HELLO")) {
         static const char *const sen[] = {"resident", "attending", "chief"};
         c->credit = 0; /* Fix: a new session (maybe a new process under the same id) starts without the old credit */
@@ -501,8 +482,9 @@ static void *link_main(void *arg)
     reader_link *l = arg;
     int64_t last_tick = 0;
     while (!l->stop) {
-        zmq_pollitem_t items[2] = {{l->router, 0, ZMQ_POLLIN, 0}, {NULL, l->evfd, ZMQ_POLLIN, 0}};
-        if (zmq_poll(items, 2, 200) < 0 && zmq_errno() == ETERM)
+        zmq_pollitem_t items[3] = {{l->router, 0, ZMQ_POLLIN, 0}, {NULL, l->evfd, ZMQ_POLLIN, 0},
+                                   {NULL, l->done_fd, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, 3, 200) < 0 && zmq_errno() == ETERM)
             break;
         if (items[1].revents & ZMQ_POLLIN) {
             uint64_t v;
@@ -510,6 +492,12 @@ static void *link_main(void *arg)
             (void)r;
             queue_changed(l); /* new tasks, or a reload of the readers file */
             l->want_offer = true;
+        }
+        if (items[2].revents & ZMQ_POLLIN) {
+            uint64_t v;
+            ssize_t r = read(l->done_fd, &v, sizeof v);
+            (void)r;
+            flush(l);
         }
         for (int burst = 0; burst < 256 && (items[0].revents & ZMQ_POLLIN); burst++) {
             proto_msg m;
@@ -526,21 +514,16 @@ static void *link_main(void *arg)
         /* Expiries and escalations: index range scans, cheap enough for
          * every turn, but twice a second is as fine as leases need. */
         int64_t t = now_ms();
-        if (t - last_tick >= 500) {
+        if (t - last_tick >= 500 && !l->tick_queued) {
             last_tick = t;
-            store_batch *b = batch(l);
-            if (b && store_batch_tick(b, t) > 0) {
-                queue_changed(l);
-                l->want_offer = true;
-            }
+            l->tick_queued = commit_later(l, RC_TICK, -1, NULL, 0, NULL, NULL) == 0;
         }
+        flush(l); /* the snapshot offers are picked on shows what is committed */
         if (l->want_offer) {
             l->want_offer = false;
             offer_all(l);
         }
-        flush(l);
     }
-    flush(l);
     return NULL;
 }
 
@@ -554,7 +537,10 @@ int reader_link_start(const reader_link_config *cfg, reader_link **out, char *er
     l->conns = calloc(MAX_READERS, sizeof *l->conns);
     l->buf = malloc(FETCH_MAX);
     l->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (!l->conns || !l->buf || l->evfd < 0) {
+    l->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    l->unrecorded = offer_set_new(MAX_UNRECORDED);
+    if (!l->conns || !l->buf || l->evfd < 0 || l->done_fd < 0 || !l->unrecorded ||
+        reader_commit_start(cfg->st, l->done_fd, &l->committer) < 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -572,8 +558,13 @@ int reader_link_start(const reader_link_config *cfg, reader_link **out, char *er
 fail:
     if (l->router)
         zmq_close(l->router);
+    reader_commit_stop(&l->committer, &l->done);
+    rc_list_free(&l->done);
+    offer_set_free(&l->unrecorded);
     if (l->evfd >= 0)
         close(l->evfd);
+    if (l->done_fd >= 0)
+        close(l->done_fd);
     free(l->conns);
     free(l->buf);
     free(l);
@@ -590,14 +581,22 @@ void reader_link_stop(reader_link **lp)
     l->stop = 1;
     reader_link_kick(l);
     pthread_join(l->thread, NULL);
+    /* What the readers asked for is committed before the hub stops; the
+     * answers go out if the readers are still there. */
+    reader_commit_stop(&l->committer, &l->done);
+    for (size_t i = 0; i < l->done.n; i++)
+        if (l->done.v[i].cmd)
+            proto_send(l->router, &l->done.v[i].route, l->done.v[i].cmd, l->done.v[i].answer, NULL, 0);
+    rc_list_free(&l->done);
+    offer_set_free(&l->unrecorded);
     for (int i = 0; i < MAX_READERS; i++)
         if (l->conns[i].used)
             zmq_msg_close(&l->conns[i].route);
     zmq_close(l->router);
     close(l->evfd);
+    close(l->done_fd);
     free(l->conns);
     free(l->buf);
-    free(l->pend);
     free(l);
     *lp = NULL;
 }

@@ -562,6 +562,7 @@ static void commit_batch(store *s, put_job **jobs, unsigned n)
             refused[bad] = true;
             continue;
         }
+        uint64_t txn_id = mdb_txn_id(txn);
         if (rc == 0)
             rc = mdb_txn_commit(txn);
         else
@@ -584,7 +585,7 @@ static void commit_batch(store *s, put_job **jobs, unsigned n)
         if (rc == 0 && applied)
             store_count_commit(s, (uint64_t)(mono_us() - t0), applied);
         if (rc == 0)
-            store_notify_tasks(s);
+            store_notify_tasks(s, txn_id);
         return;
     }
 }

@@ -36,7 +36,11 @@ struct store {
     wl              *wl;       /* the reading worklist, in this environment */
     void           (*on_tasks)(void *ctx);
     void            *on_tasks_ctx;
-    _Atomic int      tasks_added; /* set inside a transaction, reported after its commit */
+    /* The id of the latest write transaction that queued tasks (or put
+     * them back), 0 when reported.  Set inside it; reported only by a
+     * commit of that id or later — a later writer's commit must not report
+     * tasks of one still open, or they would be looked for before visible. */
+    _Atomic uint64_t tasks_txn;
     /* Read transactions kept reset for reuse (store_query.c): beginning one
      * takes LMDB's reader-table lock and scans it; renewing a reset one
      * (it keeps its slot) takes neither. */
@@ -71,7 +75,9 @@ int  store_txn_study_completed(store *s, MDB_txn *txn, store_study *st, int64_t 
 int  store_txn_outbox_put(store *s, MDB_txn *txn, const char *facility, const char *id, const char *kind,
                           const void *data, size_t len, int64_t now_ms);
 /* After a successful commit: tell the reader side about new tasks. */
-void store_notify_tasks(store *s);
+void store_tasks_changed(store *s, MDB_txn *txn);   /* inside txn: tasks to offer */
+/* After committing the transaction whose mdb_txn_id was `committed`. */
+void store_notify_tasks(store *s, uint64_t committed);
 int  store_lmdb_err(int rc); /* MDB code → negative errno-like code */
 /* A read transaction from the pool (renewed; a new one when the pool is
  * empty), and its end (reset, back to the pool): neither takes LMDB's

@@ -151,9 +151,10 @@ out:
         mdb_txn_abort(txn);
         return store_lmdb_err(rc);
     }
+    uint64_t id = mdb_txn_id(txn);
     rc = mdb_txn_commit(txn);
     if (!rc)
-        store_notify_tasks(s);
+        store_notify_tasks(s, id);
     return store_lmdb_err(rc);
 }
 
@@ -206,9 +207,10 @@ int store_sweep_complete(store *s, int64_t now_ms, int64_t stable_ms,
         mdb_txn_abort(txn);
         return rc ? store_lmdb_err(rc) : 0;
     }
+    uint64_t id = mdb_txn_id(txn);
     rc = mdb_txn_commit(txn);
     if (!rc)
-        store_notify_tasks(s);
+        store_notify_tasks(s, id);
     return rc ? store_lmdb_err(rc) : done;
 }
 

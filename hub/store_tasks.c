@@ -11,10 +11,22 @@
 #include "hub/store_tasks.h"
 #include "hub/triage.h"
 
-void store_notify_tasks(store *s)
+void store_tasks_changed(store *s, MDB_txn *txn)
 {
-    if (atomic_exchange(&s->tasks_added, 0) && s->on_tasks)
-        s->on_tasks(s->on_tasks_ctx);
+    uint64_t id = mdb_txn_id(txn), t = atomic_load(&s->tasks_txn);
+    while (t < id && !atomic_compare_exchange_weak(&s->tasks_txn, &t, id))
+        ;
+}
+
+void store_notify_tasks(store *s, uint64_t committed)
+{
+    uint64_t t = atomic_load(&s->tasks_txn);
+    while (t && t <= committed) /* ids grow with commits: that one is visible now */
+        if (atomic_compare_exchange_weak(&s->tasks_txn, &t, 0)) {
+            if (s->on_tasks)
+                s->on_tasks(s->on_tasks_ctx);
+            return;
+        }
 }
 
 static const char *facility_of(const char *origin)
@@ -55,7 +67,7 @@ int store_txn_study_completed(store *s, MDB_txn *txn, store_study *st, int64_t n
         return rc;
     st->task_id = t.id;
     st->state = STUDY_QUEUED;
-    atomic_store(&s->tasks_added, 1);
+    store_tasks_changed(s, txn);
     char detail[64];
     snprintf(detail, sizeof detail, "task %llu %s", (unsigned long long)t.id, wl_priority_name(t.priority));
     return store_txn_audit(s, txn, now_ms, "hub", "task-queued", st->study_uid, detail);
@@ -106,12 +118,13 @@ int store_batch_commit(store_batch **bp)
         return WL_ESTORE;
     }
     store *s = b->s;
+    uint64_t id = mdb_txn_id(b->txn);
     int rc = mdb_txn_commit(b->txn);
     free(b);
     *bp = NULL;
     if (rc)
         return store_lmdb_err(rc);
-    store_notify_tasks(s);
+    store_notify_tasks(s, id);
     return 0;
 }
 
@@ -191,9 +204,60 @@ int store_batch_tick(store_batch *b, int64_t now)
         return WL_ESTORE;
     int n = wl_tick(b->s->wl, b->txn, now);
     if (n > 0)
-        atomic_store(&b->s->tasks_added, 1); /* tasks back in line: offer them */
+        store_tasks_changed(b->s, b->txn); /* tasks back in line: offer them */
     return spoil(b, n);
 }
+
+int store_batch_offer_task(store_batch *b, uint64_t id, const wl_reader *r, int64_t now)
+{
+    if (b->failed)
+        return WL_ESTORE;
+    return spoil(b, wl_offer_task(b->s->wl, b->txn, id, r, now, NULL));
+}
+
+/* --- offers decided on a read snapshot ---------------------------------------------- */
+
+struct store_view {
+    store   *s;
+    MDB_txn *txn;
+};
+
+int store_view_begin(store *s, store_view **out)
+{
+    store_view *v = calloc(1, sizeof *v);
+    if (!v)
+        return -ENOMEM;
+    v->s = s;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &v->txn);
+    if (rc) {
+        free(v);
+        return store_lmdb_err(rc);
+    }
+    *out = v;
+    return 0;
+}
+
+void store_view_end(store_view **vp)
+{
+    if (!vp || !*vp)
+        return;
+    mdb_txn_abort((*vp)->txn);
+    free(*vp);
+    *vp = NULL;
+}
+
+int store_view_held(store_view *v, const char *reader) { return wl_held_count(v->s->wl, v->txn, reader); }
+
+int store_view_pick(store_view *v, const wl_reader *r, const wl_skip *skip, wl_task *out, store_study *st,
+                    int *has_st)
+{
+    int rc = wl_pick(v->s->wl, v->txn, r, skip, out);
+    if (!rc && st)
+        *has_st = store_txn_get_study(v->s, v->txn, out->study_uid, st) == 0;
+    return rc;
+}
+
+int store_view_task(store_view *v, uint64_t id, wl_task *out) { return wl_get(v->s->wl, v->txn, id, out); }
 
 /* --- the same actions, one transaction each ---------------------------------------- */
 
@@ -289,9 +353,10 @@ static int finish(store *s, MDB_txn *txn, int rc)
         mdb_txn_abort(txn);
         return rc;
     }
+    uint64_t id = mdb_txn_id(txn);
     rc = mdb_txn_commit(txn);
     if (!rc)
-        store_notify_tasks(s);
+        store_notify_tasks(s, id);
     return rc ? store_lmdb_err(rc) : 0;
 }
 

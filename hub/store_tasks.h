@@ -25,6 +25,20 @@ int  store_batch_claim(store_batch *b, uint64_t id, const wl_reader *r, int64_t 
 int  store_batch_heartbeat(store_batch *b, const char *reader, int64_t now); /* leases kept */
 int  store_batch_release(store_batch *b, uint64_t id, const char *reader, int64_t now);
 int  store_batch_tick(store_batch *b, int64_t now);                        /* expiries, escalations */
+/* Record an offer decided earlier on a view (wl_offer_task's refusals). */
+int  store_batch_offer_task(store_batch *b, uint64_t id, const wl_reader *r, int64_t now);
+
+/* A read snapshot of the worklist, to decide offers without the write
+ * lock (so without waiting for a commit): the reader link sends an offer
+ * at once and records it in a later batch.  Any thread; short-lived. */
+typedef struct store_view store_view;
+int  store_view_begin(store *s, store_view **out);
+void store_view_end(store_view **v);
+int  store_view_held(store_view *v, const char *reader); /* tasks held (wl_held_count) */
+/* wl_pick, and the task's study (as store_batch_offer). */
+int  store_view_pick(store_view *v, const wl_reader *r, const wl_skip *skip, wl_task *out, store_study *st,
+                     int *has_st);
+int  store_view_task(store_view *v, uint64_t id, wl_task *out);
 
 /* The same, each in a transaction of its own. */
 int store_task_offer(store *s, const wl_reader *r, int64_t now, wl_task *out);

@@ -456,7 +456,7 @@ int wl_qualified(const wl_reader *r, const wl_task *t)
  * prefix[0..pl)) that r may read; its queue key (without the prefix) in
  * qkey.  Returns 1 found, 0 none, or an error. */
 static int first_qualified(wl *w, MDB_txn *txn, MDB_dbi dbi, const uint8_t *prefix, size_t pl,
-                           const wl_reader *r, wl_task *t, uint8_t qkey[18])
+                           const wl_reader *r, const wl_skip *skip, wl_task *t, uint8_t qkey[18])
 {
     MDB_cursor *c;
     if (mdb_cursor_open(txn, dbi, &c))
@@ -467,6 +467,8 @@ static int first_qualified(wl *w, MDB_txn *txn, MDB_dbi dbi, const uint8_t *pref
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         if (k.mv_size != pl + 18 || (pl && memcmp(k.mv_data, prefix, pl)))
             break;
+        if (v.mv_size != 8 || (skip && skip->fn(skip->ctx, rd64(v.mv_data))))
+            continue;
         if (wl_get(w, txn, rd64(v.mv_data), t) == 0 && wl_qualified(r, t)) {
             memcpy(qkey, (const uint8_t *)k.mv_data + pl, 18);
             found = 1;
@@ -480,11 +482,11 @@ static int first_qualified(wl *w, MDB_txn *txn, MDB_dbi dbi, const uint8_t *pref
 /* The best task for r: a reader of any modality walks the queue in offer
  * order; otherwise only each listed modality's part of it is looked at,
  * and the best of their first qualified tasks wins. */
-static int best_for(wl *w, MDB_txn *txn, const wl_reader *r, wl_task *out)
+static int best_for(wl *w, MDB_txn *txn, const wl_reader *r, const wl_skip *skip, wl_task *out)
 {
     uint8_t qkey[18], best[18];
     if (listed(r->modalities, "*"))
-        return first_qualified(w, txn, w->queue, NULL, 0, r, out, qkey);
+        return first_qualified(w, txn, w->queue, NULL, 0, r, skip, out, qkey);
     int found = 0;
     for (const char *p = r->modalities; *p;) {
         size_t l = strcspn(p, ",");
@@ -493,7 +495,7 @@ static int best_for(wl *w, MDB_txn *txn, const wl_reader *r, wl_task *out)
             memcpy(prefix, p, l);
             prefix[l] = 0;
             wl_task t;
-            int rc = first_qualified(w, txn, w->bymod, prefix, l + 1, r, &t, qkey);
+            int rc = first_qualified(w, txn, w->bymod, prefix, l + 1, r, skip, &t, qkey);
             if (rc < 0)
                 return rc;
             if (rc && (!found || memcmp(qkey, best, 18) < 0)) {
@@ -507,18 +509,19 @@ static int best_for(wl *w, MDB_txn *txn, const wl_reader *r, wl_task *out)
     return found;
 }
 
-int wl_offer(wl *w, MDB_txn *txn, const wl_reader *r, int64_t now, wl_task *out)
+int wl_held_count(wl *w, MDB_txn *txn, const char *reader) { return held_count(w, txn, reader); }
+
+int wl_pick(wl *w, MDB_txn *txn, const wl_reader *r, const wl_skip *skip, wl_task *out)
 {
-    int held = held_count(w, txn, r->id);
-    if (held < 0)
-        return held;
-    if (held >= r->max_tasks)
-        return WL_EFULL;
-    wl_task t;
-    int rc = best_for(w, txn, r, &t);
-    if (rc <= 0)
-        return rc < 0 ? rc : WL_EEMPTY;
+    int rc = best_for(w, txn, r, skip, out);
+    return rc <= 0 ? (rc < 0 ? rc : WL_EEMPTY) : 0;
+}
+
+/* Make t (queued, qualified, r not full: checked by the caller) offered to r. */
+static int offer_to(wl *w, MDB_txn *txn, wl_task t, const wl_reader *r, int64_t now, wl_task *out)
+{
     wl_task old = t;
+    int rc;
     t.review = t.state == WL_REVIEW;
     t.state = WL_OFFERED;
     snprintf(t.holder, sizeof t.holder, "%s", r->id);
@@ -528,6 +531,38 @@ int wl_offer(wl *w, MDB_txn *txn, const wl_reader *r, int64_t now, wl_task *out)
     if (out)
         *out = t;
     return 0;
+}
+
+int wl_offer(wl *w, MDB_txn *txn, const wl_reader *r, int64_t now, wl_task *out)
+{
+    int held = held_count(w, txn, r->id);
+    if (held < 0)
+        return held;
+    if (held >= r->max_tasks)
+        return WL_EFULL;
+    wl_task t;
+    int rc = best_for(w, txn, r, NULL, &t);
+    if (rc <= 0)
+        return rc < 0 ? rc : WL_EEMPTY;
+    return offer_to(w, txn, t, r, now, out);
+}
+
+int wl_offer_task(wl *w, MDB_txn *txn, uint64_t id, const wl_reader *r, int64_t now, wl_task *out)
+{
+    wl_task t;
+    int rc = wl_get(w, txn, id, &t);
+    if (rc)
+        return rc;
+    if (!in_queue(t.state))
+        return is_held(t.state) && strcmp(t.holder, r->id) ? WL_ENOTYOURS : WL_ESTATE;
+    if (!wl_qualified(r, &t))
+        return WL_EQUALIFY;
+    int held = held_count(w, txn, r->id);
+    if (held < 0)
+        return held;
+    if (held >= r->max_tasks)
+        return WL_EFULL;
+    return offer_to(w, txn, t, r, now, out);
 }
 
 /* A task offered elsewhere, or back to its queue state. */

@@ -127,6 +127,20 @@ int wl_get(wl *w, MDB_txn *txn, uint64_t id, wl_task *out);
 
 /* The best task this reader may take now: it becomes OFFERED to them. */
 int wl_offer(wl *w, MDB_txn *txn, const wl_reader *r, int64_t now, wl_task *out);
+/* The same choice without changing anything (a read transaction will do),
+ * passing over the tasks skip->fn says are taken (offers not yet recorded):
+ * 0 and the task in out, WL_EEMPTY, or an error.  The caller checks the
+ * reader's load (wl_held_count) and records the offer with wl_offer_task. */
+typedef struct wl_skip {
+    int  (*fn)(void *ctx, uint64_t id); /* nonzero: pass over task id */
+    void *ctx;
+} wl_skip;
+int wl_pick(wl *w, MDB_txn *txn, const wl_reader *r, const wl_skip *skip, wl_task *out);
+/* Offer this task to r if it is still queued, r may read it and r is not
+ * full (WL_ESTATE, WL_ENOTYOURS, WL_EQUALIFY, WL_EFULL otherwise). */
+int wl_offer_task(wl *w, MDB_txn *txn, uint64_t id, const wl_reader *r, int64_t now, wl_task *out);
+/* How many tasks reader holds (offered, claimed, drafted). */
+int wl_held_count(wl *w, MDB_txn *txn, const char *reader);
 /* Claim a task offered to the reader (or queued and qualified): a lease. */
 int wl_claim(wl *w, MDB_txn *txn, uint64_t id, const wl_reader *r, int64_t now, wl_task *out);
 /* Extend every lease the reader holds (a heartbeat). Returns how many. */
