@@ -40,6 +40,12 @@ typedef struct ws_task {
     size_t        n_cached;    /* instances of the listing in the cache */
     int64_t       retry_ms;    /* a prefetch failed: not again before this (monotonic) */
     int           done;        /* submitted and no longer ours (kept to show its state) */
+    char         *view;        /* the study as /study answers it (ws_view.c), once wholly cached; NULL until */
+    size_t        view_len;
+    char        (*images)[65]; /* with the view: the images in the order the viewer shows them */
+    size_t        n_images;
+    size_t        n_ahead;     /* of those, decoded ahead (or found decoded) so far */
+    int           view_failed; /* the background could not build the view: built on request */
 } ws_task;
 
 typedef struct ws {
@@ -95,6 +101,29 @@ int  ws_study_held(void *w, const char *study);
 int  ws_study_listed(void *w, const char *study);
 /* 2 STAT, 1 URGENT, 0 ROUTINE (the hub's lower-case names). */
 int  ws_priority_rank(const char *p);
+
+/* --- ws_view.c: the study as the viewer lays it out --------------------------------- */
+
+/* The study JSON of task id (a malloc'd copy in *json, NUL-terminated):
+ * the one kept with the task, else built now from the cache (fetching
+ * what is missing) and kept when the whole study was read.  0, or an HTTP
+ * status (500, 502) with the reason in err. */
+int  ws_view_get(ws *w, uint64_t id, char **json, size_t *len, char *err, size_t errlen);
+/* One step of work after prefetching: the view of a wholly cached study
+ * (held tasks first, then offers) with the image it opens on decoded, else
+ * one more image of a held study decoded ahead of the reader while the
+ * frame cache has room.  1 if it did something, 0 when there was nothing. */
+int  ws_view_step(ws *w);
+/* Frees what a task keeps (listing, view); the task is out of reach. */
+void ws_task_release(ws_task *t);
+
+/* --- ws_api_pixels.c: decoding ahead ----------------------------------------------- */
+
+/* Frame n (1-based) of the cached instance sop decoded into w->frames, when
+ * it is of a compressed syntax and not there yet: 1 when decoded, 0 when
+ * there was nothing to do, -ENOSPC when the frame cache is full (nothing
+ * is evicted for it), another negative code when it cannot be decoded. */
+int ws_frame_ahead(ws *w, const char *sop, uint32_t n);
 
 /* --- ws_fetch.c: prefetching into the cache ---------------------------------------- */
 

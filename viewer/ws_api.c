@@ -198,12 +198,13 @@ static json_t *task_json(const ws_task *t)
     if (pre > 1)
         pre = 1;
     const char *state = t->held ? (t->t.state[0] ? t->t.state : "claimed") : t->done ? t->t.state : "offered";
-    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:s,s:s,s:I,s:b,s:f,s:s,s:b,s:i,s:i}", "id",
+    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:s,s:s,s:I,s:b,s:f,s:s,s:b,s:i,s:i,s:s?}", "id",
                      (json_int_t)t->t.id, "study", t->t.study_uid, "priority", prio, "kind", t->t.kind, "modality",
                      t->t.modality, "body_part", t->t.body_part, "facility", t->t.facility, "referral",
                      t->t.referral, "note", t->t.note, "triage", t->t.triage, "state", state, "due",
                      (json_int_t)t->t.due_ms, "mine", t->held, "prefetched", pre, "patient_id", t->t.patient_id,
-                     "review", t->t.review, "instances", (int)total, "version", (int)t->t.version);
+                     "review", t->t.review, "instances", (int)total, "version", (int)t->t.version, "first_image",
+                     t->n_images ? t->images[0] : NULL); /* fetched beside the study when it opens */
 }
 
 /* What review adds to a task: who drafted it, and a reviewer's reason when it came back. */

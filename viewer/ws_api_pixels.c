@@ -131,6 +131,83 @@ static void send_frame(ws_resp *o, const ws_frame_info *fi, void *p, size_t len)
     ws_header(o, "X-Photometric", "%s", fi->photometric);
 }
 
+/* Frame fno (1-based) of the instance bytes p/n as the viewer takes it:
+ * grey at full bit depth, colour as RGB bytes.  0 with *out (malloc'd) and
+ * *keep set when it is worth keeping in w->frames (decoding it again costs
+ * more than a copy), or an HTTP status with the reason in msg. */
+static int decode_frame(cdc_sandbox *sb, const char *sop, const uint8_t *p, size_t n, long fno, ws_frame_info *fi,
+                        uint8_t **out, size_t *out_len, int *keep, char *msg, size_t msglen)
+{
+    dcm_file *f = NULL;
+    dcm_err de = {0};
+    cdc_image img = {0};
+    uint8_t *raw = NULL, *rgb = NULL;
+    int status = 0;
+    *out = NULL;
+    if (dcm_parse(p, n, NULL, &f, &de) < 0) {
+        snprintf(msg, msglen, "instance %s is not readable DICOM: %s", sop, de.msg);
+        status = 422;
+        goto out;
+    }
+    int rc = cdc_image_init(&img, f, &de);
+    if (rc < 0) {
+        snprintf(msg, msglen, "instance %s has no frames to show: %s", sop, de.msg[0] ? de.msg : cdc_strerror(rc));
+        status = rc == DCM_ENOTFOUND ? 404 : 422;
+        goto out;
+    }
+    if (img.is_float) {
+        snprintf(msg, msglen, "instance %s has floating-point pixels, which the viewer does not show", sop);
+        status = 415;
+        goto out;
+    }
+    img.sandbox = sb; /* crash-prone codecs decode in the workstation's child */
+    if ((uint32_t)fno > img.frames) {
+        snprintf(msg, msglen, "instance %s has %u frame(s), not %ld", sop, img.frames, fno);
+        status = 404;
+        goto out;
+    }
+    size_t size = cdc_frame_size(&img);
+    raw = malloc(size ? size : 1);
+    if (!raw) {
+        snprintf(msg, msglen, "out of memory for a frame of %zu bytes", size);
+        status = 500;
+        goto out;
+    }
+    if ((rc = cdc_decode_frame(&img, (uint32_t)fno - 1, raw, size, &de)) < 0) {
+        snprintf(msg, msglen, "frame %ld of %s does not decode: %s", fno, sop, de.msg[0] ? de.msg : cdc_strerror(rc));
+        status = 422;
+        goto out;
+    }
+    int mono = img.out_photometric == CDC_PI_MONOCHROME1 || img.out_photometric == CDC_PI_MONOCHROME2;
+    size_t pixels = (size_t)img.rows * img.cols;
+    *fi = (ws_frame_info){.rows = img.rows, .cols = img.cols, .bits = (uint8_t)(mono ? img.out_bytes * 8 : 8),
+                          .samples = (uint8_t)(mono ? 1 : 3), .is_signed = (uint8_t)(mono && img.is_signed)};
+    snprintf(fi->photometric, sizeof fi->photometric, "%s", cdc_photometric_name(img.photometric));
+    *keep = img.ts && img.ts->encapsulated;
+    if (mono) {
+        *out = raw;
+        *out_len = size;
+        raw = NULL;
+        goto out;
+    }
+    rgb = malloc(pixels * 3 + 1);
+    if (!rgb || to_rgb(&img, raw, pixels, rgb) < 0) {
+        snprintf(msg, msglen, "frame %ld of %s: %s", fno, sop,
+                 rgb ? "a palette colour image without its palette" : "out of memory");
+        status = rgb ? 422 : 500;
+        goto out;
+    }
+    *out = rgb;
+    *out_len = pixels * 3;
+    rgb = NULL;
+out:
+    free(raw);
+    free(rgb);
+    cdc_image_release(&img);
+    dcm_free(&f);
+    return status;
+}
+
 void ws_api_frame(ws_req *r, ws_resp *o)
 {
     const char *sop = r->args[0], *ns = r->args[1];
@@ -154,68 +231,44 @@ void ws_api_frame(ws_req *r, ws_resp *o)
         send_frame(o, &fi, kept, kept_len);
         return;
     }
-    dcm_file *f = NULL;
-    dcm_err de = {0};
-    cdc_image img = {0};
-    uint8_t *raw = NULL, *rgb = NULL;
-    if (dcm_parse(p, n, NULL, &f, &de) < 0) {
-        ws_error(o, 422, "instance %s is not readable DICOM: %s", sop, de.msg);
-        goto out;
-    }
-    int rc = cdc_image_init(&img, f, &de);
-    if (rc < 0) {
-        ws_error(o, rc == DCM_ENOTFOUND ? 404 : 422, "instance %s has no frames to show: %s", sop,
-                 de.msg[0] ? de.msg : cdc_strerror(rc));
-        goto out;
-    }
-    if (img.is_float) {
-        ws_error(o, 415, "instance %s has floating-point pixels, which the viewer does not show", sop);
-        goto out;
-    }
-    img.sandbox = r->w->decoder; /* crash-prone codecs decode in the workstation's child */
-    if ((uint32_t)fno > img.frames) {
-        ws_error(o, 404, "instance %s has %u frame(s), not %ld", sop, img.frames, fno);
-        goto out;
-    }
-    size_t size = cdc_frame_size(&img);
-    raw = malloc(size ? size : 1);
-    if (!raw) {
-        ws_error(o, 500, "out of memory for a frame of %zu bytes", size);
-        goto out;
-    }
-    if ((rc = cdc_decode_frame(&img, (uint32_t)fno - 1, raw, size, &de)) < 0) {
-        ws_error(o, 422, "frame %ld of %s does not decode: %s", fno, sop, de.msg[0] ? de.msg : cdc_strerror(rc));
-        goto out;
-    }
-    int mono = img.out_photometric == CDC_PI_MONOCHROME1 || img.out_photometric == CDC_PI_MONOCHROME2;
-    size_t pixels = (size_t)img.rows * img.cols, len = size;
-    fi = (ws_frame_info){.rows = img.rows, .cols = img.cols, .bits = (uint8_t)(mono ? img.out_bytes * 8 : 8),
-                         .samples = (uint8_t)(mono ? 1 : 3), .is_signed = (uint8_t)(mono && img.is_signed)};
-    snprintf(fi.photometric, sizeof fi.photometric, "%s", cdc_photometric_name(img.photometric));
-    uint8_t *out_bytes = raw;
-    if (!mono) {
-        rgb = malloc(pixels * 3 + 1);
-        if (!rgb || to_rgb(&img, raw, pixels, rgb) < 0) {
-            ws_error(o, rgb ? 422 : 500, "frame %ld of %s: %s", fno, sop,
-                     rgb ? "a palette colour image without its palette" : "out of memory");
-            goto out;
-        }
-        out_bytes = rgb;
-        len = pixels * 3;
-    }
-    if (img.ts && img.ts->encapsulated) /* worth keeping: decoding it again costs more than a copy */
-        ws_frames_put(r->w->frames, sop, (uint32_t)fno, &fi, out_bytes, len);
-    send_frame(o, &fi, out_bytes, len);
-    if (out_bytes == raw)
-        raw = NULL;
-    else
-        rgb = NULL;
-out:
-    free(raw);
-    free(rgb);
-    cdc_image_release(&img);
-    dcm_free(&f);
+    uint8_t *px;
+    size_t len;
+    int keep = 0;
+    char msg[600];
+    int status = decode_frame(r->w->decoder, sop, p, n, fno, &fi, &px, &len, &keep, msg, sizeof msg);
     ws_read_end(&rd);
+    if (status) {
+        ws_error(o, status, "%s", msg);
+        return;
+    }
+    if (keep)
+        ws_frames_put(r->w->frames, sop, (uint32_t)fno, &fi, px, len);
+    send_frame(o, &fi, px, len);
+}
+
+int ws_frame_ahead(ws *w, const char *sop, uint32_t n)
+{
+    if (ws_frames_has(w->frames, sop, n))
+        return 0;
+    ws_read *rd;
+    const uint8_t *p;
+    size_t len;
+    if (ws_cache_get(w->cache, sop, &rd, &p, &len, NULL) < 0)
+        return -ENOENT;
+    ws_frame_info fi = {0};
+    uint8_t *px;
+    size_t px_len;
+    int keep = 0;
+    char msg[600];
+    int status = decode_frame(w->decoder, sop, p, len, n, &fi, &px, &px_len, &keep, msg, sizeof msg);
+    ws_read_end(&rd);
+    if (status)
+        return -EINVAL; /* the reader's request will say why */
+    int rc = !keep ? 0 : !ws_frames_room(w->frames, px_len) ? -ENOSPC : 1;
+    if (rc == 1)
+        ws_frames_put(w->frames, sop, n, &fi, px, px_len);
+    free(px);
+    return rc;
 }
 
 void ws_api_ecg(ws_req *r, ws_resp *o)

@@ -275,7 +275,7 @@ int ws_prefetch_step(ws *w)
     int i = pick(w, now);
     if (i < 0) {
         pthread_mutex_unlock(&w->mu);
-        return 0;
+        return ws_view_step(w); /* everything cached: views and decoding ahead */
     }
     uint64_t id = w->tasks[i].t.id;
     int held = w->tasks[i].held;

@@ -122,6 +122,26 @@ void ws_frames_put(ws_frames *f, const char *sop, uint32_t frame, const ws_frame
     pthread_mutex_unlock(&f->mu);
 }
 
+int ws_frames_has(ws_frames *f, const char *sop, uint32_t frame)
+{
+    if (!f)
+        return 0;
+    pthread_mutex_lock(&f->mu);
+    int i = find(f, sop, frame);
+    pthread_mutex_unlock(&f->mu);
+    return i >= 0;
+}
+
+int ws_frames_room(ws_frames *f, size_t len)
+{
+    if (!f)
+        return 0;
+    pthread_mutex_lock(&f->mu);
+    int room = f->bytes + len <= f->max && len <= f->max / 4;
+    pthread_mutex_unlock(&f->mu);
+    return room;
+}
+
 void ws_frames_stats(ws_frames *f, uint64_t *hits, uint64_t *misses, size_t *bytes)
 {
     pthread_mutex_lock(&f->mu);

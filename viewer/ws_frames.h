@@ -22,6 +22,10 @@ void       ws_frames_free(ws_frames **f);   /* NULL-safe; NULLs *f */
 int  ws_frames_get(ws_frames *f, const char *sop, uint32_t frame, ws_frame_info *info, void **copy, size_t *len);
 void ws_frames_put(ws_frames *f, const char *sop, uint32_t frame, const ws_frame_info *info, const void *p,
                    size_t len);
+/* 1 when the frame is kept. */
+int  ws_frames_has(ws_frames *f, const char *sop, uint32_t frame);
+/* 1 when len more bytes fit without evicting anything. */
+int  ws_frames_room(ws_frames *f, size_t len);
 void ws_frames_stats(ws_frames *f, uint64_t *hits, uint64_t *misses, size_t *bytes);
 
 #endif

@@ -50,7 +50,7 @@ void ws_changed(ws *w)
 
 static void drop_task(ws *w, size_t i)
 {
-    free(w->tasks[i].inst);
+    ws_task_release(&w->tasks[i]);
     w->tasks[i] = w->tasks[--w->n_tasks];
     memset(&w->tasks[w->n_tasks], 0, sizeof w->tasks[0]);
 }

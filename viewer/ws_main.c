@@ -319,7 +319,7 @@ done:
             hub_client_release(w.hc, late.id);
     }
     for (size_t i = 0; i < w.n_tasks; i++)
-        free(w.tasks[i].inst);
+        ws_task_release(&w.tasks[i]);
     hub_client_close(&w.hc);
     hub_signer_free(&w.signer);
     ws_cache_close(&w.cache);

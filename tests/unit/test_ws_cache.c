@@ -175,6 +175,11 @@ static void test_frame_lru_keeps_the_recent_within_its_bound(void **state)
     assert_int_equal(((char *)p)[999], 'a');
     assert_int_equal(out.cols, 50);
     free(p);
+    /* what decoding ahead asks: kept or not, and room without evicting (neither counts as a use) */
+    assert_true(ws_frames_has(f, "1.2", 1));
+    assert_false(ws_frames_has(f, "1.2", 2));
+    assert_false(ws_frames_room(f, 1000)); /* four frames of 1000 fill the 4000 */
+    assert_true(ws_frames_room(f, 0));
     uint64_t hits, misses;
     size_t bytes;
     ws_frames_stats(f, &hits, &misses, &bytes);

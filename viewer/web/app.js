@@ -66,6 +66,7 @@ function showMode(mode) {
 async function openTask(task) {
   current = task;
   $('#empty').hidden = true;
+  stack.warmImage(task.first_image);   // beside the study listing, not after it
   let study;
   try { study = await studyOf(task.id); } catch (e) {
     status(`Study of task ${task.id}: ${e.message}`, true); return;
@@ -77,8 +78,14 @@ async function openTask(task) {
   showMode(images.length ? 'images' : 'ecg');
   if (images.length) stack.load(study);
   if (waves.length) loadEcg(study, waves[0]);
-  report.open(task, study);
-  showPriors($('#priors'), task, study.study_uid);
+  // The report and priors panels come right after the first image: on a
+  // busy machine building them first would delay it.
+  const panels = () => {
+    if (current !== task) return;
+    report.open(task, study);
+    showPriors($('#priors'), task, study.study_uid);
+  };
+  if (images.length) stack.later(panels); else panels();
 }
 
 // Study listings of held tasks, kept while they are held (a study does not
@@ -101,6 +108,7 @@ function warmHeld(tasks) {
   for (const k of [...studies.keys()]) if (!held.has(k)) studies.delete(k);
   for (const t of tasks) {
     if (!t.mine || (t.prefetched ?? 0) < 1 || studies.has(String(t.id))) continue;
+    stack.warmImage(t.first_image);
     studyOf(t.id).then((st) => stack.warm(st), () => {});
   }
 }

@@ -21,13 +21,33 @@ export class StackViewer {
     this.view = { zoom: 1, fit: true, panX: 0, panY: 0, invert: false };
     this.win = null;                 // {center, width} for the series shown
     this.marks = new Map();          // frame key -> [{kind, pts, spacing}]
+    this.prefetchLater = () => { if (this.items.length) this.prefetch(); };
     this.pending = null;             // measurement being drawn
     this.rendered = { key: null, lutKey: null, canvas: document.createElement('canvas'), image: null };
     this.lut = null; this.lutKey = null;
     this.draws = 0; this.scheduled = false; this.cine = null;
     this.firstImagePending = false;
+    this.deferred = [];              // what waits for a study's first image (see later())
     this.bindInput();
     new ResizeObserver(() => this.resize()).observe(viewport);
+    this.prime();
+  }
+
+  // The pixel path run once on blank 512×512 frames (signed and unsigned)
+  // when the page starts: the first study opened then finds it compiled
+  // and the canvas's drawing context set up, instead of paying for both
+  // (over 100 ms on a busy machine) between the click and its first image.
+  prime() {
+    const n = 512, r = this.rendered;
+    r.image = new ImageData(n, n); r.canvas.width = n; r.canvas.height = n;
+    r.pixels = new Uint32Array(r.image.data.buffer);
+    for (const data of [new Int16Array(n * n), new Uint16Array(n * n)]) {
+      const f = { rows: n, columns: n, samples: 1, bits: 16, signed: data instanceof Int16Array, data };
+      for (let k = 0; k < 3; k++) applyLut(f, buildLut(f, { slope: 1, intercept: -1024, center: 40 + k, width: 400, invert: k === 2 }), r.pixels);
+    }
+    r.canvas.getContext('2d').putImageData(r.image, 0, 0);
+    this.ctx.drawImage(r.canvas, 0, 0, 1, 1);
+    this.ctx.fillStyle = '#000'; this.ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
   }
 
   // ---------------------------------------------------------------- loading
@@ -38,8 +58,10 @@ export class StackViewer {
     this.series = (study.series || []).filter((s) => s.instances.some((i) => !i.waveform));
     this.marks.clear();        // frames stay cached: reopening a study is instant
     this.firstImagePending = true;
+    this.deferred = [];
     this.buildStrip();
-    if (this.series.length) this.openSeries(0); else this.clear('No images in this study');
+    if (this.series.length) this.openSeries(0);
+    else { this.clear('No images in this study'); this.firstImagePending = false; this.runDeferred(); }
   }
 
   clear(msg) {
@@ -76,8 +98,19 @@ export class StackViewer {
         el('span.desc', { text: s.description || '' }));
       this.strip.append(btn);
       const mid = s.instances.filter((x) => !x.waveform)[Math.floor(s.instances.length / 2)] || s.instances[0];
-      this.cache.get(mid.sop, 1).then((f) => this.drawThumb(thumb, mid, f)).catch(() => {});
+      this.later(() => this.cache.get(mid.sop, 1).then((f) => this.drawThumb(thumb, mid, f)).catch(() => {}));
     });
+  }
+
+  // Thumbnails and prefetching wait until the study's first image is drawn:
+  // on a busy machine their transfers and drawing would delay it.
+  later(fn) {
+    if (this.firstImagePending) this.deferred.push(fn); else fn();
+  }
+
+  runDeferred() {
+    const d = this.deferred; this.deferred = [];
+    if (d.length) setTimeout(() => d.forEach((fn) => fn()), 0);
   }
 
   countFrames(s) { return s.instances.reduce((n, i) => n + (i.waveform ? 0 : Math.max(1, i.frames || 1)), 0); }
@@ -104,9 +137,13 @@ export class StackViewer {
     this.index = Math.max(0, Math.min(this.items.length - 1, i));
     const it = this.current;
     if (!this.cache.peek(it.inst.sop, it.n)) {
-      this.cache.get(it.inst.sop, it.n).then(() => this.invalidate(), (e) => status(`Image ${this.index + 1}: ${e.message}`, true));
+      this.cache.get(it.inst.sop, it.n).then(() => this.invalidate(), (e) => {
+        status(`Image ${this.index + 1}: ${e.message}`, true);
+        if (this.firstImagePending) { this.firstImagePending = false; this.runDeferred(); }
+      });
     }
-    this.prefetch();
+    if (!this.firstImagePending) this.prefetch();
+    else if (!this.deferred.includes(this.prefetchLater)) this.deferred.push(this.prefetchLater);
     this.refreshMarksList();
     this.invalidate();
   }
@@ -129,7 +166,13 @@ export class StackViewer {
   warm(study) {
     const s = (study.series || []).find((x) => x.instances.some((i) => !i.waveform));
     const inst = s && s.instances.find((i) => !i.waveform);
-    if (inst && !this.cache.has(inst.sop, 1)) this.cache.get(inst.sop, 1).catch(() => {});
+    if (inst) this.warmImage(inst.sop);
+  }
+
+  // The same when the daemon named that image in the task list
+  // (first_image): fetched while the study listing is on its way.
+  warmImage(sop) {
+    if (sop && !this.cache.has(sop, 1)) this.cache.get(sop, 1).catch(() => {});
   }
 
   setWindow(center, width) {
@@ -246,7 +289,7 @@ export class StackViewer {
     canvas.dataset.zoom = tr.zoom.toFixed(4);
     canvas.dataset.x0 = tr.x0; canvas.dataset.y0 = tr.y0;
     canvas.dataset.ms = (performance.now() - t0).toFixed(2);
-    if (this.firstImagePending) { this.firstImagePending = false; performance.mark('dxhub:first-image'); }
+    if (this.firstImagePending) { this.firstImagePending = false; performance.mark('dxhub:first-image'); this.runDeferred(); }
   }
 
   drawMarks(tr) {

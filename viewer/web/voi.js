@@ -44,13 +44,29 @@ export function buildLut(frame, { slope, intercept, center, width, invert }) {
   const size = frame.bits === 8 ? 256 : 65536;
   const offset = frame.bits === 16 && frame.signed ? 32768 : 0;
   const lut = new Uint32Array(size);
-  for (let i = 0; i < size; i++) {
+  const entry = (i) => {
     const x = (i - offset) * s + b;
     let g = x <= lo ? 0 : x > hi ? 255 : Math.round((x - c0) * k + 127.5);
     if (g > 255) g = 255; else if (g < 0) g = 0;
     if (invert) g = 255 - g;
-    lut[i] = (OPAQUE | (g << 16) | (g << 8) | g) >>> 0;
+    return (OPAQUE | (g << 16) | (g << 8) | g) >>> 0;
+  };
+  // With a rising rescale only the ramp between lo and hi needs the
+  // formula; below and above it the table is flat (one native fill each),
+  // so a window change costs its width in entries, not 65,536.
+  let from = 0, to = size;
+  if (s > 0 && Number.isFinite(s) && Number.isFinite(b)) {
+    const x = (i) => (i - offset) * s + b;
+    from = Math.min(size, Math.max(0, Math.floor((lo - b) / s) + offset + 1));
+    while (from > 0 && !(x(from - 1) <= lo)) from--;   // the same test the formula makes
+    while (from < size && x(from) <= lo) from++;
+    to = Math.min(size, Math.max(from, Math.floor((hi - b) / s) + offset + 1));
+    while (to > from && x(to - 1) > hi) to--;
+    while (to < size && !(x(to) > hi)) to++;
+    if (from > 0) lut.fill(entry(0), 0, from);
+    if (to < size) lut.fill(entry(size - 1), to, size);
   }
+  for (let i = from; i < to; i++) lut[i] = entry(i);
   return { lut, offset };
 }
 
