@@ -1,9 +1,9 @@
 /* reader_commit.c — the reader link's committer thread (reader_commit.h).
- * The link appends ops to `todo`; the thread swaps the whole list out,
+ * The link appends ops to `pending`; the thread swaps the whole list out,
  * applies it in one write transaction (store_batch_*), commits it with
  * LMDB's default sync (so a commit is durable, and a system crash cannot
  * corrupt the store), and moves the ops to `done` with their answers.
- * While it commits, the next requests gather in `todo`: one fsync covers
+ * While it commits, the next requests gather in `pending`: one fsync covers
  * everything that arrived during the one before. */
 #include <errno.h>
 #include <pthread.h>
@@ -28,7 +28,7 @@ struct reader_commit {
     pthread_mutex_t mu;
     pthread_cond_t  cv;
     bool            stop;
-    rc_list         todo, done;
+    rc_list         pending, done;
     /* for the log line at stop: how well commits were shared */
     uint64_t        commits, ops, commit_us;
 };
@@ -150,14 +150,14 @@ static void *commit_main(void *arg)
     rc_list work = {0};
     for (;;) {
         pthread_mutex_lock(&c->mu);
-        while (!c->todo.n && !c->stop)
+        while (!c->pending.n && !c->stop)
             pthread_cond_wait(&c->cv, &c->mu);
-        if (!c->todo.n) {
+        if (!c->pending.n) {
             pthread_mutex_unlock(&c->mu);
             break;
         }
-        rc_list t = c->todo;
-        c->todo = work;
+        rc_list t = c->pending;
+        c->pending = work;
         work = t;
         pthread_mutex_unlock(&c->mu);
 
@@ -206,7 +206,7 @@ int reader_commit_start(store *st, int wake_fd, reader_commit **out)
 int reader_commit_push(reader_commit *c, rc_op *op)
 {
     pthread_mutex_lock(&c->mu);
-    int rc = c->todo.n >= RC_MAX_WAITING ? -ENOSPC : list_add(&c->todo, op);
+    int rc = c->pending.n >= RC_MAX_WAITING ? -ENOSPC : list_add(&c->pending, op);
     if (!rc)
         pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
@@ -256,7 +256,7 @@ void reader_commit_stop(reader_commit **cp, rc_list *rest)
                  (unsigned long long)c->commits, (unsigned long long)c->ops, (double)c->ops / (double)c->commits,
                  (double)c->commit_us / 1000.0 / (double)c->commits);
     move_all(&c->done, rest);
-    rc_list_free(&c->todo);
+    rc_list_free(&c->pending);
     rc_list_free(&c->done);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
