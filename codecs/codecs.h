@@ -376,6 +376,15 @@ int  cdc_sandbox_open(cdc_sandbox **sb, dcm_err *err); /* the child starts at th
 void cdc_sandbox_close(cdc_sandbox **sb);              /* stops the child; NULLs *sb; NULL-safe */
 /* The child's process id (0 when none runs), e.g. to account its CPU time. */
 int  cdc_sandbox_pid(const cdc_sandbox *sb);
+/* A buffer of at least len bytes that the child shares: a frame decoded
+ * into it (out == this pointer in cdc_decode_frame on an image using sb)
+ * is written there by the child, one copy of the frame fewer.  Owned by
+ * sb, one per sandbox: valid until the next call (a larger len moves it)
+ * or cdc_sandbox_close, and its contents until the next frame decoded
+ * into it — for a caller that decodes through sb from one thread, or
+ * copies the frame out before letting others decode.  NULL with err set
+ * when the memory cannot be had. */
+uint8_t *cdc_sandbox_frame_buffer(cdc_sandbox *sb, size_t len, dcm_err *err);
 
 /* The pixel attributes of an image, read once by cdc_image_init.  A
  * caller-owned struct: cdc_image_init fills it, cdc_image_release frees

@@ -124,6 +124,43 @@ static void test_large_frames_grow_the_shared_memory(void **st)
     cdc_sandbox_close(&sb);
 }
 
+/* A frame decoded into the sandbox's shared frame buffer is written there
+ * by the child; the buffer may grow after the child started (the child
+ * maps the new size), and a crash while decoding into it is the same
+ * clear error, after which a new child writes into the same buffer. */
+static void test_the_shared_frame_buffer_takes_the_frame_from_the_child(void **st)
+{
+    (void)st;
+    cdc_sandbox *sb;
+    dcm_err err = {0};
+    assert_int_equal(cdc_sandbox_open(&sb, &err), 0);
+    uint8_t in[1] = {7}, mine[32];
+    assert_int_equal(cdc_sandbox_decode(sb, fill_decode, "test", &shape, in, 1, mine, sizeof mine, &err), 0);
+    int first = cdc_sandbox_pid(sb);
+    uint8_t *fb = cdc_sandbox_frame_buffer(sb, 32, &err);
+    assert_non_null(fb);
+    assert_int_equal(cdc_sandbox_decode(sb, fill_decode, "test", &shape, in, 1, fb, 32, &err), 0);
+    expect_filled(fb, 7);
+    assert_int_equal(cdc_sandbox_pid(sb), first);
+
+    size_t len = (size_t)3 << 20; /* past the first mapping: it moves */
+    fb = cdc_sandbox_frame_buffer(sb, len, &err);
+    assert_non_null(fb);
+    in[0] = 90;
+    assert_int_equal(cdc_sandbox_decode(sb, fill_decode, "test", &shape, in, 1, fb, len, &err), 0);
+    for (size_t i = 0; i < len; i += 4099)
+        assert_int_equal(fb[i], (uint8_t)(90 + i));
+    assert_int_equal(cdc_sandbox_pid(sb), first);
+
+    assert_int_equal(cdc_sandbox_decode(sb, abort_decode, "HTJ2K", &shape, in, 1, fb, len, &err), CDC_ECODEC);
+    assert_non_null(strstr(err.msg, "HTJ2K decoder crashed"));
+    in[0] = 3;
+    assert_int_equal(cdc_sandbox_decode(sb, fill_decode, "test", &shape, in, 1, fb, 32, &err), 0);
+    expect_filled(fb, 3);
+    assert_true(cdc_sandbox_pid(sb) > 0 && cdc_sandbox_pid(sb) != first);
+    cdc_sandbox_close(&sb);
+}
+
 /* Without a sandbox of the caller's, each frame has a child of its own. */
 static void test_without_a_sandbox_each_frame_forks(void **st)
 {
@@ -179,6 +216,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crash_in_the_child_is_an_error_and_the_next_frame_decodes),
         cmocka_unit_test(test_large_frames_grow_the_shared_memory),
+        cmocka_unit_test(test_the_shared_frame_buffer_takes_the_frame_from_the_child),
         cmocka_unit_test(test_without_a_sandbox_each_frame_forks),
         cmocka_unit_test(test_openjph_crasher_gives_a_clean_error),
     };
