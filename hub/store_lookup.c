@@ -265,6 +265,8 @@ int store_index_existing_reports(store *s)
         return store_lmdb_err(rc);
     }
     rc = mdb_txn_commit(txn);
+    if (!rc)
+        atomic_fetch_add(&s->data_commits, 1); /* store_report_gen */
     return rc ? store_lmdb_err(rc) : n;
 }
 
