@@ -3,9 +3,11 @@
  * again costs a copy instead of an index scan and a recognition pass per
  * exam.
  *
- * An entry holds only while every input of its answer is unchanged: its
- * generation mixes the store's report generation (a report indexed or a
- * study evicted), its instance generation, the recognition generation
+ * An entry holds only while every input of its answer is unchanged: no
+ * report was indexed after the commit its snapshot saw (store_report_txn,
+ * marked inside the indexing transaction, so never seen too late); its
+ * generation mixes the store's instance generation (instances stored or
+ * evicted), the recognition generation
  * (trust list, CRL, rules, allow-list: every SIGHUP) and the day (validity
  * counts days), all read before the answer's snapshot; and it expires when
  * the first of its exams' verdicts would be checked again against the
@@ -29,7 +31,7 @@
 
 typedef struct lslot {
     char     key[LC_KEY_MAX]; /* "" : free */
-    uint64_t gen;
+    uint64_t gen, snap;
     int64_t  expires_ms;      /* monotonic */
     char    *text;
     size_t   len;
@@ -91,7 +93,8 @@ static void clear(api_lcache *c, lslot *s)
     s->key[0] = '\0';
 }
 
-bool api_lcache_get(api_lcache *c, const char *key, uint64_t gen, jbuf *b, unsigned *n, unsigned *recognised)
+bool api_lcache_get(api_lcache *c, const char *key, uint64_t gen, uint64_t report_txn, jbuf *b, unsigned *n,
+                    unsigned *recognised)
 {
     if (!c || strlen(key) >= LC_KEY_MAX)
         return false;
@@ -102,7 +105,7 @@ bool api_lcache_get(api_lcache *c, const char *key, uint64_t gen, jbuf *b, unsig
     pthread_mutex_lock(lk);
     lslot *s = &c->s[i];
     if (s->key[0] && !strcmp(s->key, key)) {
-        if (s->gen == gen && now < s->expires_ms) {
+        if (s->gen == gen && report_txn <= s->snap && now < s->expires_ms) {
             jb_put(b, s->text, s->len);
             *n = s->n;
             *recognised = s->recognised;
@@ -115,8 +118,8 @@ bool api_lcache_get(api_lcache *c, const char *key, uint64_t gen, jbuf *b, unsig
     return hit;
 }
 
-void api_lcache_put(api_lcache *c, const char *key, uint64_t gen, int64_t expires_ms, const void *text, size_t len,
-                    unsigned n, unsigned recognised)
+void api_lcache_put(api_lcache *c, const char *key, uint64_t gen, uint64_t snap, int64_t expires_ms, const void *text,
+                    size_t len, unsigned n, unsigned recognised)
 {
     if (!c || strlen(key) >= LC_KEY_MAX || len > LC_TEXT_MAX || atomic_load(&c->bytes) + len > c->max_bytes)
         return;
@@ -132,6 +135,7 @@ void api_lcache_put(api_lcache *c, const char *key, uint64_t gen, int64_t expire
         clear(c, s);
     snprintf(s->key, sizeof s->key, "%s", key);
     s->gen = gen;
+    s->snap = snap;
     s->expires_ms = expires_ms;
     s->text = copy;
     s->len = len;

@@ -282,8 +282,7 @@ static int one_exam(void *ctx, store_report_view *v)
  * snapshot (api_lookups.c says why each). */
 static uint64_t answer_gen(api_server *a, int64_t now_ms)
 {
-    uint64_t g = store_report_gen(a->st);
-    g = (g ^ store_instance_gen(a->st)) * 0x100000001b3ULL;
+    uint64_t g = store_instance_gen(a->st);
     g = (g ^ recog_generation(a->recog)) * 0x100000001b3ULL;
     return (g ^ (uint64_t)(now_ms / 86400000)) * 0x100000001b3ULL; /* the day: validity */
 }
@@ -297,12 +296,12 @@ int local_exams(api_server *a, const char *patient, int64_t since, const char *t
     local_lookup l = {.a = a, .b = b, .type = type, .prefix = prefix, .now = api_now_ms(),
                       .trusted_ms = REPORT_TRUST_MAX_MS};
     int64_t t0 = api_lcache_now_ms();
-    uint64_t gen = answer_gen(a, l.now);
+    uint64_t gen = answer_gen(a, l.now), snap = store_last_commit(a->st);
     char key[192];
     int kl = snprintf(key, sizeof key, "%zu:%s|%lld|%s|%s", strlen(patient), patient, (long long)since,
                       type ? type : "", prefix); /* the length first: a patient ID may hold '|' */
     bool keyed = kl > 0 && (size_t)kl < sizeof key;
-    if (keyed && api_lcache_get(a->lcache, key, gen, b, n, recognised))
+    if (keyed && api_lcache_get(a->lcache, key, gen, store_report_txn(a->st), b, n, recognised))
         return 0;
     size_t start = b->len;
     recog_names(a->recog, l.consortium, sizeof l.consortium, l.mark, sizeof l.mark);
@@ -311,7 +310,7 @@ int local_exams(api_server *a, const char *patient, int64_t since, const char *t
     *recognised = l.recognised;
     rc = rc < 0 ? rc : l.err;
     if (rc >= 0 && keyed && jb_ok(b))
-        api_lcache_put(a->lcache, key, gen, t0 + l.trusted_ms, b->p + start, b->len - start, l.n, l.recognised);
+        api_lcache_put(a->lcache, key, gen, snap, t0 + l.trusted_ms, b->p + start, b->len - start, l.n, l.recognised);
     return rc;
 }
 

@@ -20,9 +20,6 @@ void store_tasks_changed(store *s, MDB_txn *txn)
 
 void store_notify_tasks(store *s, uint64_t committed)
 {
-    /* Every commit but the audit trail's passes here, reports indexed
-     * for lookups among them (store_report_gen). */
-    atomic_fetch_add(&s->data_commits, 1);
     uint64_t t = atomic_load(&s->tasks_txn);
     while (t && t <= committed) /* ids grow with commits: that one is visible now */
         if (atomic_compare_exchange_weak(&s->tasks_txn, &t, 0)) {
