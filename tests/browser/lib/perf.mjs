@@ -31,6 +31,13 @@ export async function perf({ browser, ctx, checks, out }) {
       return t && t.prefetched >= 1;
     };
     await ctx.hub.waitFor(prefetched, 180000, 'the offered CT prefetched by the daemon');
+    // ... and laid out (first_image named), its first frame taken by the page
+    const warmed = async () => {
+      const t = (await api(page, 'GET', '/api/tasks')).json.tasks.find((x) => String(x.id) === ctTask);
+      return t && t.first_image && page.evaluate((sop) => performance.getEntriesByType('resource')
+        .some((e) => e.name.includes(`/instances/${sop}/frames/1`) && e.responseEnd > 0), t.first_image);
+    };
+    await ctx.hub.waitFor(warmed, 60000, 'the offered CT laid out and its first frame in the page');
     await page.click('tr.task[data-modality="CT"] button.claim');
     await waitImage(page, { slice: 1 }, 0, 60000);
     // The first open: the page took the offer's listing and first frame
