@@ -4,7 +4,8 @@
 # hub, clinic gateway and `dxhub workstation` holding a 300-slice 512×512
 # CT and a 10-s 12-lead ECG (tests/browser/viewer.mjs --bench):
 #   open_to_first_image_ms             click on a held, prefetched CT → first slice drawn
-#   open_to_first_image_ms_first_time  the same, the first time (nothing in the page yet)
+#   open_to_first_image_ms_first_time  the same, the first time (right after the claim)
+#   claim_click_to_first_image_ms      click on Claim → first slice drawn (the hub's claim included)
 #   scroll_fps_300_slices              slices drawn per second scrolling the whole stack,
 #                                      right after opening (frames from the daemon)
 #   scroll_fps_300_slices_in_page      the same, back over frames the page holds

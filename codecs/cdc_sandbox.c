@@ -17,11 +17,14 @@
  * Bounds in the child: address space (RLIMIT_AS: its size at the request
  * plus a budget for that frame), no core dumps, SIGKILL when the parent
  * dies; in the parent: a wall-clock timeout per frame, after which the
- * child is killed.
+ * child is killed.  The child's stderr is a pipe to the parent: what a
+ * library prints as it dies (an assert's message) joins the caller's one
+ * error line instead of reaching the terminal on its own.
  *
  * A cdc_sandbox keeps its child between frames (the workstation decodes
  * many); decoding with none forks a child for that frame alone. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -56,6 +59,7 @@ struct cdc_sandbox {
     pthread_mutex_t lock; /* one frame at a time through the child */
     pid_t    pid;         /* 0: no child (none yet, or it died) */
     int      sock;        /* parent's end of the socketpair, -1 without a child */
+    int      said;        /* read end of the child's stderr, -1 without a child */
     int      memfd;       /* the codestream in, the frame out (copied to the caller) */
     uint8_t *map;
     size_t   map_len;
@@ -84,6 +88,7 @@ static size_t out_off(size_t n)
 
 /* --- the child ------------------------------------------------------- */
 
+#ifndef SANDBOX_UNDER_ASAN
 /* Bytes of address space this process has mapped now. */
 static size_t mapped_bytes(void)
 {
@@ -96,6 +101,7 @@ static size_t mapped_bytes(void)
     }
     return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
 }
+#endif
 
 static void limit_memory(size_t frame_bytes)
 {
@@ -198,26 +204,67 @@ static void stop_child(cdc_sandbox *sb, int *status)
     sb->pid = 0;
 }
 
+/* The last line the dead child wrote to stderr, trimmed, into line[n]
+ * ("" when it said nothing); then the pipe is closed. */
+static void child_last_words(cdc_sandbox *sb, char *line, size_t n)
+{
+    char buf[4096];
+    size_t len = 0;
+    line[0] = 0;
+    if (sb->said < 0)
+        return;
+    for (;;) { /* keep the tail of whatever it wrote */
+        ssize_t r = read(sb->said, buf + len, sizeof buf - 1 - len);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        if (len == sizeof buf - 1) {
+            memmove(buf, buf + len / 2, len - len / 2);
+            len -= len / 2;
+        }
+    }
+    close(sb->said);
+    sb->said = -1;
+    while (len && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
+        len--;
+    buf[len] = 0;
+    char *start = memrchr(buf, '\n', len);
+    start = start ? start + 1 : buf;
+    snprintf(line, n, "%s%s", start, strlen(start) >= n ? "..." : "");
+    if (strlen(start) >= n && n > 4)
+        memcpy(line + n - 4, "...", 4);
+}
+
 static int start_child(cdc_sandbox *sb, dcm_err *err)
 {
-    int sv[2];
+    int sv[2], ep[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return dcm_fail(err, -errno, 0, "decoder process: socketpair: %s", strerror(errno));
+    if (pipe2(ep, O_CLOEXEC | O_NONBLOCK) < 0) {
+        int e = errno;
+        close(sv[0]), close(sv[1]);
+        return dcm_fail(err, -e, 0, "decoder process: pipe: %s", strerror(e));
+    }
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         int e = errno;
-        close(sv[0]), close(sv[1]);
+        close(sv[0]), close(sv[1]), close(ep[0]), close(ep[1]);
         return dcm_fail(err, -e, 0, "decoder process: fork: %s", strerror(e));
     }
     if (pid == 0) {
         close(sv[0]);
+        dup2(ep[1], STDERR_FILENO); /* non-blocking: a chatty library loses words, never blocks */
         child_serve(sv[1], sb->memfd, sb->frame_fd, parent);
         _exit(0);
     }
     close(sv[1]);
+    close(ep[1]);
+    if (sb->said >= 0)
+        close(sb->said);
     sb->pid = pid;
     sb->sock = sv[0];
+    sb->said = ep[0];
     return 0;
 }
 
@@ -228,6 +275,7 @@ int cdc_sandbox_open(cdc_sandbox **out, dcm_err *err)
     if (!sb)
         return dcm_fail(err, DCM_ENOMEM, 0, "out of memory");
     sb->sock = -1;
+    sb->said = -1;
     sb->memfd = memfd_create("dxhub-decode", MFD_CLOEXEC);
     sb->frame_fd = sb->memfd < 0 ? -1 : memfd_create("dxhub-frame", MFD_CLOEXEC);
     if (sb->frame_fd < 0) {
@@ -248,6 +296,8 @@ void cdc_sandbox_close(cdc_sandbox **psb)
     if (!sb)
         return;
     stop_child(sb, NULL);
+    if (sb->said >= 0)
+        close(sb->said);
     if (sb->map)
         munmap(sb->map, sb->map_len);
     if (sb->frame_map)
@@ -334,14 +384,18 @@ static int child_failed(cdc_sandbox *sb, const char *what, int timed_out, int ti
 {
     int st = 0;
     stop_child(sb, &st);
+    char said[112], why[128] = "";
+    child_last_words(sb, said, sizeof said);
+    if (said[0])
+        snprintf(why, sizeof why, "; it said: %s", said);
     if (timed_out)
         return dcm_fail(err, CDC_ECODEC, 0, "%s decoder gave no answer in %d ms on this frame; stopped it",
                         what, timeout_ms);
     if (WIFSIGNALED(st))
-        return dcm_fail(err, CDC_ECODEC, 0, "%s decoder crashed on this frame (signal %d, %s): malformed data",
-                        what, WTERMSIG(st), strsignal(WTERMSIG(st)));
+        return dcm_fail(err, CDC_ECODEC, 0, "%s decoder crashed on this frame (signal %d, %s): malformed data%s",
+                        what, WTERMSIG(st), strsignal(WTERMSIG(st)), why);
     return dcm_fail(err, CDC_ECODEC, 0, "%s decoder process ended on this frame (exit %d): malformed data "
-                    "or out of memory", what, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+                    "or out of memory%s", what, WIFEXITED(st) ? WEXITSTATUS(st) : -1, why);
 }
 
 static int decode_locked(cdc_sandbox *sb, cdc_decode_fn fn, const char *what, const cdc_fmt *fmt,

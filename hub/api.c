@@ -23,6 +23,7 @@
 
 #define HCACHE_BYTES  ((size_t)64 << 20) /* instance header JSON kept in memory */
 #define BCACHE_BYTES  ((size_t)64 << 20) /* whole study details kept in memory */
+#define LCACHE_BYTES ((size_t)256 << 20) /* lookup answers: 10,000 patients of 10 exams take ~130 MiB */
 #define LISTEN_BACKLOG 1024
 
 typedef api_req req;
@@ -755,7 +756,6 @@ static int listen_on(const char *bind_addr, uint16_t port, int *fd_out, uint16_t
  * connection of its thread, so a few spare threads keep the others going. */
 static unsigned thread_count(int asked)
 {
-    if (getenv("XX_THREADS")) asked = atoi(getenv("XX_THREADS"));
     if (asked > 0)
         return (unsigned)(asked < 64 ? asked : 64);
     long n = 2 * sysconf(_SC_NPROCESSORS_ONLN);
@@ -781,6 +781,7 @@ int api_start(const api_config *cfg, api_server **out, char *err, size_t errlen)
     a->peers = cfg->peers;
     snprintf(a->name, sizeof a->name, "%s", cfg->name ? cfg->name : "hub");
     if (!(a->cache = api_hcache_new(HCACHE_BYTES)) || !(a->bcache = api_bcache_new(BCACHE_BYTES)) ||
+        !(a->lcache = api_lcache_new(LCACHE_BYTES)) ||
         !(a->counters = api_counters_new()) ||
         api_auditor_start(a->st, a->metrics, &a->auditor) < 0)
         goto nomem;
@@ -813,6 +814,7 @@ fail:
     if (a) {
         api_auditor_stop(&a->auditor);
         api_bcache_free(&a->bcache);
+        api_lcache_free(&a->lcache);
         api_hcache_free(&a->cache);
         api_counters_free(&a->counters);
         free(a);
@@ -830,6 +832,7 @@ void api_stop(api_server **ap)
     MHD_stop_daemon(a->d); /* joins its threads; closes the listening socket */
     api_auditor_stop(&a->auditor); /* after the last request: writes every queued record */
     api_bcache_free(&a->bcache);
+    api_lcache_free(&a->lcache);
     api_hcache_free(&a->cache);
     api_counters_free(&a->counters);
     free(a);

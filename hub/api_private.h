@@ -90,6 +90,24 @@ void        api_bcache_free(api_bcache **c);
 api_body   *api_bcache_get(api_bcache *c, const store_study *st, uint64_t gen); /* a new reference, or NULL */
 void        api_bcache_put(api_bcache *c, const store_study *st, uint64_t gen, api_body *b);
 
+/* ---- the local part of lookup answers (api_lookups.c) -------------- */
+
+/* Lookup answers (the exams' JSON and their counts) by question, each
+ * valid while gen (every input's generation, read before the answer's
+ * snapshot) is unchanged, while no report was indexed after commit snap
+ * (store_last_commit before the snapshot; get's report_txn is
+ * store_report_txn now) and until expires_ms (api_lcache_now_ms's clock).
+ * Bounded by bytes; thread-safe. */
+typedef struct api_lcache api_lcache;
+api_lcache *api_lcache_new(size_t max_bytes);
+void        api_lcache_free(api_lcache **c);
+int64_t     api_lcache_now_ms(void); /* monotonic */
+/* true with the text appended to b and the counts set */
+bool        api_lcache_get(api_lcache *c, const char *key, uint64_t gen, uint64_t report_txn, jbuf *b, unsigned *n,
+                           unsigned *recognised);
+void        api_lcache_put(api_lcache *c, const char *key, uint64_t gen, uint64_t snap, int64_t expires_ms, const void *text,
+                           size_t len, unsigned n, unsigned recognised);
+
 /* ---- renderers (api_json.c) ---------------------------------------- */
 
 /* A study as a DICOM JSON object plus the non-DICOM "dxhub" member. */
@@ -220,6 +238,7 @@ struct api_server {
     hub_metrics        own_metrics; /* when the caller passes none */
     api_hcache        *cache;   /* instance headers as DICOM JSON */
     api_bcache        *bcache;  /* whole study details */
+    api_lcache        *lcache;  /* lookup answers */
     api_auditor       *auditor;
     api_status         status;
     api_counters      *counters;

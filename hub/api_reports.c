@@ -26,6 +26,9 @@
 #include "codecs/banned.h"
 
 #define PREVIEW_MAX ((uint64_t)256 << 20) /* instances larger than this get no preview */
+/* An answer without exams is kept no longer than one with them (a new
+ * report moves store_report_gen anyway). */
+#define REPORT_TRUST_MAX_MS ((int64_t)10 * 1000)
 
 /* ---- counters ------------------------------------------------------- */
 
@@ -248,6 +251,7 @@ typedef struct local_lookup {
     jbuf       *b;
     const char *type, *prefix;
     int64_t     now;
+    int64_t     trusted_ms; /* the least recog_result.trusted_ms of the exams */
     unsigned    n, recognised;
     int         err;
     char        consortium[128], mark[32];
@@ -268,20 +272,46 @@ static int one_exam(void *ctx, store_report_view *v)
         jb_put(l->b, ",", 1);
     exam_json(l->b, l->a, v, &res, l->prefix, l->consortium, l->mark);
     l->recognised += res.recognised;
+    if (res.trusted_ms < l->trusted_ms)
+        l->trusted_ms = res.trusted_ms;
     recog_result_release(&res);
     return 0;
 }
 
-/* The local exams of patient as a JSON array's elements into b. */
+/* Every input of a lookup's answer besides the question, read before its
+ * snapshot (api_lookups.c says why each). */
+static uint64_t answer_gen(api_server *a, int64_t now_ms)
+{
+    uint64_t g = store_instance_gen(a->st);
+    g = (g ^ recog_generation(a->recog)) * 0x100000001b3ULL;
+    return (g ^ (uint64_t)(now_ms / 86400000)) * 0x100000001b3ULL; /* the day: validity */
+}
+
+/* The local exams of patient as a JSON array's elements into b: the
+ * answer kept from an earlier lookup of the same question while nothing
+ * it depends on changed, else made now and kept. */
 int local_exams(api_server *a, const char *patient, int64_t since, const char *type, const char *prefix,
                        jbuf *b, unsigned *n, unsigned *recognised)
 {
-    local_lookup l = {.a = a, .b = b, .type = type, .prefix = prefix, .now = api_now_ms()};
+    local_lookup l = {.a = a, .b = b, .type = type, .prefix = prefix, .now = api_now_ms(),
+                      .trusted_ms = REPORT_TRUST_MAX_MS};
+    int64_t t0 = api_lcache_now_ms();
+    uint64_t gen = answer_gen(a, l.now), snap = store_last_commit(a->st);
+    char key[192];
+    int kl = snprintf(key, sizeof key, "%zu:%s|%lld|%s|%s", strlen(patient), patient, (long long)since,
+                      type ? type : "", prefix); /* the length first: a patient ID may hold '|' */
+    bool keyed = kl > 0 && (size_t)kl < sizeof key;
+    if (keyed && api_lcache_get(a->lcache, key, gen, store_report_txn(a->st), b, n, recognised))
+        return 0;
+    size_t start = b->len;
     recog_names(a->recog, l.consortium, sizeof l.consortium, l.mark, sizeof l.mark);
     int rc = store_reports_by_patient(a->st, patient, since, one_exam, &l);
     *n = l.n;
     *recognised = l.recognised;
-    return rc < 0 ? rc : l.err;
+    rc = rc < 0 ? rc : l.err;
+    if (rc >= 0 && keyed && jb_ok(b))
+        api_lcache_put(a->lcache, key, gen, snap, t0 + l.trusted_ms, b->p + start, b->len - start, l.n, l.recognised);
+    return rc;
 }
 
 /* ---- query parameters ------------------------------------------------- */

@@ -5,7 +5,10 @@
  * fetch its study into DIR/<study uid>/<sop>.dcm (resumable: a .part file
  * grows until the instance is whole, its digest is checked, then it is
  * renamed), submit the report file's exact bytes with --action, print one
- * line (or one JSON object per line).  Leases are kept alive by heartbeats
+ * line (or one JSON object per line).  A task held already says why a
+ * reviewer returned it, if one did (HELD).  "--task ID --action addendum"
+ * adds a signed addendum to the signed task ID (no claim: the hub checks
+ * that the signer signed it).  Leases are kept alive by heartbeats
  * while it works and for --hold seconds; --release gives the tasks back.
  *
  * Exit status: 0 done; 1 an operation failed (hub unreachable or refusing,
@@ -41,7 +44,8 @@ static const char usage[] =
     "  --wait SECONDS      how long to wait for offers (default 10)\n"
     "  --fetch-to DIR      fetch each task's study into DIR/<study uid>/<sop>.dcm (resumable)\n"
     "  --submit FILE       the report: these exact bytes are stored\n"
-    "  --action A          draft, sign or return (return needs no --submit)\n"
+    "  --action A          draft, sign, return (needs no --submit) or addendum (with\n"
+    "                      --task: the signed task; the document supersedes its report)\n"
     "  --reason TEXT       with --action return: why, for the resident\n"
     "  --report-id ID      the report's id (default task<ID>-<action>-<time>)\n"
     "  --sig FILE          detached signature to submit with the report\n"
@@ -291,6 +295,7 @@ typedef struct outcome {
     int         fetched, submitted, failed;
     int         claimed;     /* claimed by this run */
     int         held_before; /* --task: ours already (not claimed by this run) */
+    int         addendum;    /* --task of a signed task, --action addendum: nothing claimed */
     fetch_stats fs;
     char        report_id[64], state[16], error[600];
 } outcome;
@@ -317,6 +322,10 @@ static void print_outcome(const opts *o, const outcome *r)
         if (r->submitted)
             json_object_set_new(j, "submitted", json_pack("{s:s,s:s,s:s}", "action", o->action, "report_id",
                                                           r->report_id, "state", r->state));
+        if (t->returned_by[0]) {
+            json_object_set_new(j, "returned", json_string(t->returned));
+            json_object_set_new(j, "returned_by", json_string(t->returned_by));
+        }
         if (r->error[0])
             json_object_set_new(j, "error", json_string(r->error));
         char *s = json_dumps(j, JSON_COMPACT);
@@ -325,12 +334,16 @@ static void print_outcome(const opts *o, const outcome *r)
         free(s);
         json_decref(j);
     } else {
-        if (r->held_before)
+        if (r->addendum)
+            printf("task %llu (signed)", (unsigned long long)t->id);
+        else if (r->held_before)
             printf("task %llu (held already)", (unsigned long long)t->id);
         else
             printf("task %llu %s %s %s%s from %s, study %s (%u instances)%s", (unsigned long long)t->id, t->priority,
                    t->kind, t->modality, t->referral ? " referral" : "", t->facility[0] ? t->facility : "?",
                    t->study_uid, t->instances, t->review ? " for review" : "");
+        if (t->returned_by[0]) /* the reviewer's words, for the resident */
+            printf("; returned by %s: %s", t->returned_by, t->returned);
         if (r->fetched) {
             char b[32];
             human(r->fs.bytes, b, sizeof b);
@@ -376,6 +389,21 @@ static int work(hub_client *c, const opts *o, outcome *r)
     }
     print_outcome(o, r);
     return r->failed ? -1 : 0;
+}
+
+/* A task we hold already: the reviewer's reason when it was returned to us
+ * (HELD); left empty when the hub does not say. */
+static void held_reason(hub_client *c, hub_task *t)
+{
+    hub_task *held = NULL;
+    size_t n = 0;
+    if (hub_client_held(c, &held, &n) == 0)
+        for (size_t i = 0; i < n; i++)
+            if (held[i].id == t->id) {
+                snprintf(t->returned, sizeof t->returned, "%s", held[i].returned);
+                snprintf(t->returned_by, sizeof t->returned_by, "%s", held[i].returned_by);
+            }
+    free(held);
 }
 
 static int held_state(const char *s) { return !strcmp(s, "claimed") || !strcmp(s, "drafted"); }
@@ -471,12 +499,17 @@ int cmd_reader(int argc, char **argv)
         dx_errorf("reader", "--take and --task exclude each other");
         return 2;
     }
-    if (o.action && strcmp(o.action, "draft") && strcmp(o.action, "sign") && strcmp(o.action, "return")) {
-        dx_errorf("reader", "--action must be draft, sign or return (not '%s')", o.action);
+    if (o.action && strcmp(o.action, "draft") && strcmp(o.action, "sign") && strcmp(o.action, "return") &&
+        strcmp(o.action, "addendum")) {
+        dx_errorf("reader", "--action must be draft, sign, return or addendum (not '%s')", o.action);
+        return 2;
+    }
+    if (o.action && !strcmp(o.action, "addendum") && task_id < 0) {
+        dx_errorf("reader", "--action addendum needs --task ID (the signed task it adds to)");
         return 2;
     }
     if (submit && !o.action) {
-        dx_errorf("reader", "--submit needs --action draft|sign|return");
+        dx_errorf("reader", "--submit needs --action draft|sign|return|addendum");
         return 2;
     }
     if (o.action && !submit && strcmp(o.action, "return")) {
@@ -564,7 +597,14 @@ int cmd_reader(int argc, char **argv)
     }
     size_t n_done = 0;
     int failures = 0;
-    if (task_id > 0) {
+    if (task_id > 0 && !strcmp(o.action ? o.action : "", "addendum")) {
+        outcome *r = &done_list[n_done++]; /* a signed task: nothing to claim */
+        r->t.id = (uint64_t)task_id;
+        r->addendum = 1;
+        snprintf(r->t.state, sizeof r->t.state, "signed");
+        if (work(c, &o, r) < 0)
+            failures++;
+    } else if (task_id > 0) {
         outcome *r = &done_list[n_done++];
         if (hub_client_claim(c, (uint64_t)task_id, &r->t) == 0) {
             r->claimed = 1;
@@ -578,6 +618,7 @@ int cmd_reader(int argc, char **argv)
                 r->t.id = (uint64_t)task_id;
                 r->held_before = 1;
                 snprintf(r->t.state, sizeof r->t.state, "held");
+                held_reason(c, &r->t);
             } else {
                 dx_errorf("reader", "task %ld: claim refused: %s", task_id, why);
                 free(done_list);

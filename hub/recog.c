@@ -186,6 +186,14 @@ void recog_trust_changed(recog *r)
     atomic_fetch_add(&r->gen, 1);
 }
 
+uint64_t recog_generation(recog *r)
+{
+    pthread_mutex_lock(&r->cfg_lock);
+    uint64_t g = r->cfg_gen;
+    pthread_mutex_unlock(&r->cfg_lock);
+    return atomic_load(&r->gen) * 0x100000001b3ULL ^ g;
+}
+
 void recog_names(recog *r, char *consortium, size_t cn, char *mark, size_t mn)
 {
     pthread_mutex_lock(&r->cfg_lock);
@@ -316,7 +324,7 @@ static bool same_report(const verdict *vd, const store_report_ref *ref, uint64_t
  * record are unchanged and its bytes hashed to the same SHA-256 at most
  * REPORT_RECHECK_MS ago (past that they are read and hashed again), else
  * made now (and cached).  A reference, or NULL with *err. */
-static verdict *verdict_for(recog *r, store_report_view *v, int *err)
+static verdict *verdict_for(recog *r, store_report_view *v, int *err, int64_t *hashed_ms)
 {
     uint64_t gen = atomic_load(&r->gen);
     const char *id = v->ref->report_id;
@@ -328,11 +336,14 @@ static verdict *verdict_for(recog *r, store_report_view *v, int *err)
     while (vd && strcmp(vd->id, id))
         vd = vd->next;
     bool hit = vd && same_report(vd, v->ref, gen) && now - vd->hashed_ms < REPORT_RECHECK_MS;
-    if (hit)
+    if (hit) {
         atomic_fetch_add(&vd->refs, 1);
+        *hashed_ms = vd->hashed_ms;
+    }
     pthread_mutex_unlock(lk);
     if (hit)
         return vd;
+    *hashed_ms = now;
     if ((*err = store_report_bytes(v)) < 0)
         return NULL;
     uint8_t hash[32];
@@ -598,11 +609,12 @@ static uint64_t mix(uint64_t h, uint64_t v)
 }
 
 /* The instances' facts kept with the verdict, when they still hold. */
-static bool images_known(verdict *vd, uint64_t gen, int64_t now, recog_facts *f)
+static bool images_known(verdict *vd, uint64_t gen, int64_t now, recog_facts *f, int64_t *known_ms)
 {
     pthread_mutex_lock(&vd->lock);
     bool hit = vd->img_known && vd->img_gen == gen && now - vd->img_ms < REPORT_RECHECK_MS;
     if (hit) {
+        *known_ms = vd->img_ms;
         f->missing = vd->img_missing;
         f->differ = vd->img_differ;
         f->broken = vd->img_broken;
@@ -630,7 +642,8 @@ static void images_keep(verdict *vd, uint64_t gen, int64_t now, const recog_fact
 /* Each instance the report signed: stored with that digest, its bytes
  * intact and decodable.  The instance records are read again when this
  * hub stored or evicted instances since, or REPORT_RECHECK_MS passed. */
-static void images(recog *r, const store_report_view *v, verdict *vd, recog_result *o)
+/* Returns when the facts were last read from the store (monotonic ms). */
+static int64_t images(recog *r, const store_report_view *v, verdict *vd, recog_result *o)
 {
     recog_facts *f = &o->facts;
     f->imaging = v->ref->kind != 1; /* WL_ECG */
@@ -638,13 +651,14 @@ static void images(recog *r, const store_report_view *v, verdict *vd, recog_resu
     snprintf(f->quality_why, sizeof f->quality_why, "%s", v->ref->quality_why);
     if (!vd->parsed) {
         f->unreadable = true;
-        return;
+        return INT64_MAX; /* nothing read: the verdict alone decides */
     }
     f->n = vd->n_inst;
     uint64_t gen = store_view_instance_gen(v->view);
     int64_t now = mono_ms();
-    if (images_known(vd, gen, now, f))
-        return;
+    int64_t known_ms;
+    if (images_known(vd, gen, now, f, &known_ms))
+        return known_ms;
     for (size_t i = 0; i < vd->n_inst; i++) {
         store_instance in;
         if (store_view_instance(v->view, vd->inst[i].sop, &in) != 0) {
@@ -663,6 +677,7 @@ static void images(recog *r, const store_report_view *v, verdict *vd, recog_resu
             snprintf(f->first_bad, sizeof f->first_bad, "%.150s", iv.why);
     }
     images_keep(vd, gen, now, f);
+    return now;
 }
 
 static bool images_ok(const recog_facts *f)
@@ -718,13 +733,19 @@ int recog_evaluate(recog *r, store_report_view *v, int64_t now_ms, recog_result 
 {
     memset(o, 0, sizeof *o);
     int err = 0;
-    verdict *vd = verdict_for(r, v, &err);
+    int64_t hashed_ms = 0;
+    verdict *vd = verdict_for(r, v, &err, &hashed_ms);
     if (!vd)
         return err;
     o->hold = vd;
     o->inst = vd->inst;
     o->n_inst = vd->parsed ? vd->n_inst : 0;
-    images(r, v, vd, o);
+    int64_t read_ms = images(r, v, vd, o);
+    if (read_ms > hashed_ms)
+        read_ms = hashed_ms;
+    o->trusted_ms = read_ms + REPORT_RECHECK_MS - mono_ms();
+    if (o->trusted_ms < 0)
+        o->trusted_ms = 0;
     pthread_mutex_lock(&r->cfg_lock);
     facility(r, v, o);
     period(r, v, vd, now_ms, o);

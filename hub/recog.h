@@ -100,6 +100,10 @@ typedef struct recog_result {
     /* Every input of the verdicts and their sentences: two results of the
      * same report with equal states read the same. */
     uint64_t    state;
+    /* How much longer (ms, from the evaluation) the verdict and image
+     * facts this result used are trusted without reading the stored bytes
+     * and instance records again: an answer kept whole must not outlive it. */
+    int64_t     trusted_ms;
     recog_facts facts;
     char facility[64];           /* where the exam was made */
     /* what the report says (filled by recog_explain) */
@@ -132,6 +136,9 @@ void recog_free(recog **r);
 void recog_set_config(recog *r, recog_config *cfg);
 /* The trust list was reloaded: verify signatures again. */
 void recog_trust_changed(recog *r);
+/* Grows whenever a rule's input outside the store changes: the trust
+ * list or CRL, the rules, the allow-list (each SIGHUP). */
+uint64_t recog_generation(recog *r);
 /* The consortium name and mark, copied (the configuration may change). */
 void recog_names(recog *r, char *consortium, size_t cn, char *mark, size_t mn);
 

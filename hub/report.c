@@ -141,6 +141,8 @@ int report_build(const report_fields *f, const report_instance *inst, size_t n, 
         return fail(REPORT_EFORMAT, err, errlen, "a report lists 1..%d instances", REPORT_MAX_INSTANCES);
     if (f->reported <= 0)
         return fail(REPORT_EFORMAT, err, errlen, "the report time is required");
+    if (f->drafted_by && !f->drafted_by[0])
+        return fail(REPORT_EFORMAT, err, errlen, "drafted_by must name the resident");
 
     report_instance *sorted = malloc(n * sizeof *sorted);
     if (!sorted)
@@ -163,8 +165,6 @@ int report_build(const report_fields *f, const report_instance *inst, size_t n, 
     gmtime_r(&f->reported, &tm);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
 
-    if (f->drafted_by && !f->drafted_by[0])
-        return fail(REPORT_EFORMAT, err, errlen, "drafted_by must name the resident");
     json_t *doc = json_object(), *reader = json_object(), *insts = json_object(), *times = json_object(),
            *recog = json_object(), *drafted = f->drafted_by ? json_object() : NULL;
     int bad = !doc || !reader || !insts || !times || !recog;

@@ -160,6 +160,13 @@ uint64_t store_conflict_gen(store *s);
  * the commit): while it is unchanged, every SOP Instance UID names the
  * same record or none.  Writers in other processes do not move it. */
 uint64_t store_instance_gen(store *s);
+/* The id of the latest committed write transaction; a snapshot taken
+ * afterwards sees at least that. */
+uint64_t store_last_commit(store *s);
+/* The id of the latest write transaction that added to the report index,
+ * marked before it commits (an aborted one may leave its mark): an answer
+ * made from a snapshot taken after commit C holds while this is <= C. */
+uint64_t store_report_txn(store *s);
 
 int store_set_study_state(store *s, const char *study_uid, study_state st, int64_t now_ms);
 

@@ -192,6 +192,11 @@ int store_txn_index_report(store *s, MDB_txn *txn, const wl_task *t, const char 
     size_t kl = pat_key(key, sizeof key, r.patient_id, now_ms, r.report_id);
     if (!kl)
         return EINVAL;
+    /* Marked before the commit: a lookup answer made from an earlier
+     * snapshot is known stale from now on (store_report_txn). */
+    uint64_t id = mdb_txn_id(txn), seen = atomic_load(&s->report_txn);
+    while (seen < id && !atomic_compare_exchange_weak(&s->report_txn, &seen, id))
+        ;
     MDB_val k = {kl, key}, v = {sizeof r, &r};
     int rc = mdb_put(txn, s->report_pat, &k, &v, 0);
     if (!rc) {

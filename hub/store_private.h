@@ -32,6 +32,7 @@ struct store {
                      put_invalid, put_failed, bytes_received, commit_us_sum;
     _Atomic uint64_t commit_us_buckets[12];
     _Atomic uint64_t evicted_studies; /* after each eviction's commit (store_instance_gen) */
+    _Atomic uint64_t report_txn;      /* the latest write transaction that indexed a report (store_report_txn) */
     pthread_mutex_t  audit_mu; /* serialises audit sequence allocation */
     wl              *wl;       /* the reading worklist, in this environment */
     void           (*on_tasks)(void *ctx);

@@ -263,6 +263,13 @@ uint64_t store_conflict_gen(store *s) { return s->put_conflict; }
 /* Both grow after their commit: a reader that reads the sum before its
  * snapshot never labels a newer snapshot with an older generation. */
 uint64_t store_instance_gen(store *s) { return s->put_stored + s->evicted_studies; }
+uint64_t store_report_txn(store *s) { return atomic_load(&s->report_txn); }
+
+uint64_t store_last_commit(store *s)
+{
+    MDB_envinfo info;
+    return mdb_env_info(s->env, &info) ? 0 : (uint64_t)info.me_last_txnid;
+}
 
 int store_audit_walk(store *s, uint64_t from, int (*cb)(void *ctx, uint64_t seq, const char *json, size_t len),
                      void *ctx)

@@ -61,6 +61,7 @@ typedef struct ws {
     int         connected;     /* the last request reached the hub */
     int         credit_sent;   /* credit last sent with READY */
     int64_t     ready_ms;      /* when READY was last sent (monotonic) */
+    int64_t     held_ms;       /* when HELD was last asked (monotonic) */
     ws_task     tasks[WS_MAX_TASKS];
     size_t      n_tasks;
     uint64_t    gen;           /* bumped whenever the task list changes */

@@ -24,12 +24,15 @@ static int uid_ok(const char *s)
     return 1;
 }
 
-/* The held task whose study lists sop (mu held), or -1. */
-static int held_task_of(ws *w, const char *sop, const char *study)
+/* The task held by or offered to this reader whose study lists sop (mu
+ * held), or -1.  Offered too: the hub answers FETCH for an offer, and the
+ * page loads the best offers' first images before the reader claims one,
+ * so the first open after a claim draws without waiting for the daemon. */
+static int listed_task_of(ws *w, const char *sop, const char *study)
 {
     for (size_t i = 0; i < w->n_tasks; i++) {
         ws_task *t = &w->tasks[i];
-        if (!t->held)
+        if (!t->held && !t->offered_ms)
             continue;
         if (study && study[0] && !strcmp(t->t.study_uid, study))
             return (int)i;
@@ -40,7 +43,7 @@ static int held_task_of(ws *w, const char *sop, const char *study)
     return -1;
 }
 
-/* The cached instance of a held task's study, fetching the study when it
+/* The cached instance of a held or offered task's study, fetching the study when it
  * is not cached; 0 or -1 with o filled. */
 static int open_instance(ws_req *r, ws_resp *o, const char *sop, ws_read **rd, const uint8_t **p, size_t *n)
 {
@@ -52,22 +55,22 @@ static int open_instance(ws_req *r, ws_resp *o, const char *sop, ws_read **rd, c
     char study[65] = "";
     if (ws_cache_get(w->cache, sop, rd, p, n, study) == 0) {
         pthread_mutex_lock(&w->mu);
-        int i = held_task_of(w, sop, study);
+        int i = listed_task_of(w, sop, study);
         pthread_mutex_unlock(&w->mu);
         if (i >= 0) {
             ws_cache_touch(w->cache, study);
             return 0;
         }
         ws_read_end(rd);
-        ws_error(o, 403, "instance %s is not of a study this reader holds", sop);
+        ws_error(o, 403, "instance %s is not of a study this reader holds or is offered", sop);
         return -1;
     }
     pthread_mutex_lock(&w->mu);
-    int i = held_task_of(w, sop, NULL);
+    int i = listed_task_of(w, sop, NULL);
     uint64_t id = i >= 0 ? w->tasks[i].t.id : 0;
     pthread_mutex_unlock(&w->mu);
     if (i < 0) {
-        ws_error(o, 404, "unknown instance %s (not of a study this reader holds; open the study first)", sop);
+        ws_error(o, 404, "unknown instance %s (not of a study this reader holds or is offered; open the study first)", sop);
         return -1;
     }
     char err[512];

@@ -7,7 +7,7 @@
 void ws_api_study(ws_req *r, ws_resp *o)
 {
     ws *w = r->w;
-    int i = ws_api_task(r, o, 0);
+    int i = ws_api_task(r, o, 1); /* offers too: the page loads the best ones ahead of a claim */
     if (i < 0)
         return;
     uint64_t id = w->tasks[i].t.id;

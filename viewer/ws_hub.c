@@ -18,6 +18,10 @@
 #define OFFER_KEEP_MS 25000 /* below the hub's 30 s offer timeout */
 #define READY_EVERY_MS 10000
 #define PROBE_EVERY_MS 5000  /* a heartbeat to know the hub is there */
+/* HELD: a draft a reviewer returned shows within a second.  The hub answers
+ * it at once from a read snapshot of the reader's held index (no commit,
+ * no walk of the queue), so asking every second costs it little. */
+#define HELD_EVERY_MS 1000
 #define MAX_DRAIN     64
 
 int64_t ws_now_ms(void)
@@ -195,7 +199,12 @@ void ws_hub_poll(ws *w)
         pthread_mutex_unlock(&w->mu);
     }
     /* after the lapsed ones are dropped: a task returned to us meanwhile is taken up again */
-    if (probe && rc == 0)
+    pthread_mutex_lock(&w->mu);
+    int ask_held = w->connected && now - w->held_ms >= HELD_EVERY_MS;
+    if (ask_held)
+        w->held_ms = now;
+    pthread_mutex_unlock(&w->mu);
+    if (ask_held)
         ws_sync_held(w);
 }
 
@@ -361,8 +370,8 @@ int ws_priority_rank(const char *p)
 
 /* --- tasks given to us: a draft returned for revision ------------------------------
  * A reviewer's "return" makes the task the resident's again, claimed, with
- * the reviewer's reason.  The hub says so in its HELD answer, asked at every
- * probe: a held task we do not hold (or submitted and let go) is taken up,
+ * the reviewer's reason.  The hub says so in its HELD answer, asked every
+ * HELD_EVERY_MS: a held task we do not hold (or submitted and let go) is taken up,
  * remembered across restarts and kept alive like any claim. */
 
 static void update_held(ws *w, const hub_task *got, size_t n, int64_t *lease_ms)

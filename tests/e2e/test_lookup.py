@@ -150,6 +150,9 @@ class Consortium:
             lines = [json.loads(l) for l in r.stdout.decode().splitlines() if l.startswith("{")]
             task = next((t for t in lines if t.get("study") == study and t.get("claimed")), None)
         assert task, f"no task for the study: {r.stdout.decode()} {r.stderr.decode()}"
+        # Asked before the report is signed: nothing yet, and that answer is
+        # kept by the hub; the signed report must show at once all the same.
+        assert self.a.lookup(self.clinic2, scope="local")["total"] == 0
         report = self.base / "lk-r1.json"
         run([dxhub_bin(), "report", "--study-dir", fetched / study, "--report-id", "lk-r1", "--reader", "dr-wang",
              "--name", "王伟", "--origin", "clinic1", "--reading-facility", "lead-hospital", "--findings",
@@ -159,6 +162,7 @@ class Consortium:
         r = run([dxhub_bin(), "reader", *hub, "--task", task["task"], "--action", "sign", "--report-id", "lk-r1",
                  "--submit", report, "--sig", f"{report}.sig", "--chain", f"{report}.chain.pem"])
         assert r.returncode == 0 and b"signed" in r.stdout, r.stdout + r.stderr
+        assert self.a.lookup(self.clinic2, scope="local")["total"] == 1
         wait_for(lambda: b"lk-r1" in run([dxhub_bin(), "reports", "--edge-data", self.edge_data]).stdout, 20,
                  what="the signed report at the clinic's gateway")
         self.study, self.files, self.report = study, files, report

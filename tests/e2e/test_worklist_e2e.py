@@ -201,12 +201,14 @@ def dataset_digest(path):
     return hashlib.sha256(raw[144 + glen:]).hexdigest()
 
 
-def signed_report(world, task, fetched_dir, out):
+def signed_report(world, task, fetched_dir, out, supersedes=None):
     """A report for the task (every instance read, by digest), signed with
-    `dxhub sign`; returns (report path, signature, chain, report id)."""
-    rid = f"rpt-{task['task']}-signed"
+    `dxhub sign` — an addendum when it supersedes a signed report id;
+    returns (report path, signature, chain, report id)."""
+    rid = f"rpt-{task['task']}-{'addendum' if supersedes else 'signed'}"
     doc = {
-        "format": "dxhub-report/1", "report_id": rid, "version": task["version"], "supersedes": None,
+        "format": "dxhub-report/1", "report_id": rid, "version": task["version"] + (1 if supersedes else 0),
+        "supersedes": supersedes,
         "study_uid": task["study"], "patient_id": task["patient_id"], "origin_facility": "clinic2",
         "reading_facility": FACILITY, "reader": {"id": "att-nm", "role": "attending", "name": "Dr Att"},
         "findings": "未见异常", "impression": "normal", "critical": False,
@@ -344,6 +346,16 @@ def test_resident_draft_goes_to_review_then_signed_or_returned(world, tmp_path):
                                   "--action", "sign", "--report-id", rid)
     assert rc == 0, (lines, err)
     assert lines[0]["submitted"] == {"action": "sign", "report_id": rid, "state": "signed"}
+    # ... then adds a signed addendum to it (no claim: the signed task); the resident may not
+    add, asig, achain, arid = signed_report(world, signed, signed["fetched"]["dir"], tmp_path / "addendum.json",
+                                            supersedes=rid)
+    addendum = ["--task", tid, "--submit", add, "--sig", asig, "--chain", achain, "--action", "addendum",
+                "--report-id", arid]
+    rc, lines, err = world.reader("res-nm", *addendum)
+    assert rc == 1 and "addendum refused" in lines[0]["error"], (lines, err)
+    rc, lines, err = world.reader("att-nm", *addendum)
+    assert rc == 0, (lines, err)
+    assert lines[0]["submitted"] == {"action": "addendum", "report_id": arid, "state": "signed"}, lines
     # ... and returns the other to its author
     rc, lines, err = world.reader("att-nm", "--take", "1", "--action", "return", "--reason", "描述不完整")
     assert rc == 0, (lines, err)
@@ -355,6 +367,7 @@ def test_resident_draft_goes_to_review_then_signed_or_returned(world, tmp_path):
                                   "--submit", draft, "--action", "draft")
     assert rc == 0, (lines, err)
     assert lines[0]["claimed"] is False, "the returned task should have been the resident's already"
+    assert (lines[0]["returned"], lines[0]["returned_by"]) == ("描述不完整", "att-nm"), lines
     assert lines[0]["fetched"]["present"] == 1  # resumed: the file from the first read is kept
     assert lines[0]["submitted"]["state"] == "review"
     states = world.hub.study_states()

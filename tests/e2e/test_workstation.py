@@ -442,8 +442,9 @@ def test_resident_draft_reviewed_returned_resubmitted_cosigned_then_an_addendum(
     assert att.json("POST", f"/api/tasks/{tid}/submit", {"action": "return", "reason": why})["state"] == "returned"
     assert att.task_of(uid)["mine"] is False
 
+    # the resident's workstation asks the hub every second (HELD): back promptly, not at a 5-s probe
     back = wait_for(lambda: (lambda t: t if t["mine"] and t.get("returned") == why else None)(res.task_of(uid)),
-                    15, interval=0.2, what="the returned task back in the resident's list with the reason")
+                    3.5, interval=0.1, what="the returned task back in the resident's list with the reason")
     assert back["state"] == "claimed" and back["returned_by"] == "ws-usatt"
     revised = dict(first, findings=first["findings"] + "胆囊壁光滑，胰腺显示清晰。")
     assert res.json("POST", f"/api/tasks/{tid}/submit", dict(revised, action="draft"))["state"] == "review"

@@ -88,8 +88,8 @@ async function openTask(task) {
   if (images.length) stack.later(panels); else panels();
 }
 
-// Study listings of held tasks, kept while they are held (a study does not
-// change once complete), so opening one needs no round trip.
+// Study listings of held and offered tasks, kept while they are listed (a
+// study does not change once complete), so opening one needs no round trip.
 const studies = new Map();
 function studyOf(id) {
   const k = String(id);
@@ -101,13 +101,17 @@ function studyOf(id) {
   return studies.get(k);
 }
 
-// When the daemon has a held task's study in its cache, the page takes its
-// listing and first image too: clicking it then draws at once.
+// When the daemon has a task's study cached and laid out (first_image is
+// named), the page takes its listing and first image too — for the best
+// offers as well as held tasks: the first open right after a claim then
+// draws at once instead of waiting for the daemon while it starts decoding
+// the claimed study ahead.
 function warmHeld(tasks) {
-  const held = new Set(tasks.filter((t) => t.mine).map((t) => String(t.id)));
-  for (const k of [...studies.keys()]) if (!held.has(k)) studies.delete(k);
+  const listed = new Set(tasks.filter((t) => t.mine || t.state === 'offered').map((t) => String(t.id)));
+  for (const k of [...studies.keys()]) if (!listed.has(k)) studies.delete(k);
   for (const t of tasks) {
-    if (!t.mine || (t.prefetched ?? 0) < 1 || studies.has(String(t.id))) continue;
+    if (!listed.has(String(t.id)) || (t.prefetched ?? 0) < 1 || studies.has(String(t.id))) continue;
+    if (!t.mine && !t.first_image) continue;   // an offer's listing only once laid out: never built on the page's account
     stack.warmImage(t.first_image);
     studyOf(t.id).then((st) => stack.warm(st), () => {});
   }

@@ -131,6 +131,7 @@ export class Worklist {
   hideBanner() { this.banner.hidden = true; this.bannerMissing = null; }
 
   async claim(t) {
+    performance.clearMarks('dxhub:claim'); performance.mark('dxhub:claim');
     try {
       const r = await post(`/api/tasks/${encodeURIComponent(t.id)}/claim`);
       status(`Claimed task ${t.id}`);

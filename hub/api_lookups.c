@@ -1,0 +1,146 @@
+/* api_lookups.c — the local part of a lookup answer kept whole, per
+ * question (patient, since, type, link prefix), so a patient asked about
+ * again costs a copy instead of an index scan and a recognition pass per
+ * exam.
+ *
+ * An entry holds only while every input of its answer is unchanged: no
+ * report was indexed after the commit its snapshot saw (store_report_txn,
+ * marked inside the indexing transaction, so never seen too late); its
+ * generation mixes the store's instance generation (instances stored or
+ * evicted), the recognition generation
+ * (trust list, CRL, rules, allow-list: every SIGHUP) and the day (validity
+ * counts days), all read before the answer's snapshot; and it expires when
+ * the first of its exams' verdicts would be checked again against the
+ * stored bytes (recog_result.trusted_ms, at most 10 s), so this cache never
+ * stretches the re-hash window ARCHITECTURE.md promises.
+ *
+ * Direct-mapped slots under striped locks; a question that meets an
+ * occupied slot replaces it.  Bounded by bytes: past the bound an answer is
+ * not kept. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "hub/api_private.h"
+#include "codecs/banned.h"
+
+#define LC_SLOTS   65536 /* power of two; ~16 MiB of slots */
+#define LC_STRIPES 64
+#define LC_KEY_MAX 192
+#define LC_TEXT_MAX ((size_t)1 << 20) /* a larger answer is not kept */
+
+typedef struct lslot {
+    char     key[LC_KEY_MAX]; /* "" : free */
+    uint64_t gen, snap;
+    int64_t  expires_ms;      /* monotonic */
+    char    *text;
+    size_t   len;
+    unsigned n, recognised;
+} lslot;
+
+struct api_lcache {
+    pthread_mutex_t  lock[LC_STRIPES];
+    _Atomic size_t   bytes;
+    size_t           max_bytes;
+    lslot            s[LC_SLOTS];
+};
+
+int64_t api_lcache_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+api_lcache *api_lcache_new(size_t max_bytes)
+{
+    api_lcache *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    for (int i = 0; i < LC_STRIPES; i++)
+        pthread_mutex_init(&c->lock[i], NULL);
+    c->max_bytes = max_bytes;
+    return c;
+}
+
+void api_lcache_free(api_lcache **cp)
+{
+    api_lcache *c = cp ? *cp : NULL;
+    if (!c)
+        return;
+    for (size_t i = 0; i < LC_SLOTS; i++)
+        free(c->s[i].text);
+    for (int i = 0; i < LC_STRIPES; i++)
+        pthread_mutex_destroy(&c->lock[i]);
+    free(c);
+    *cp = NULL;
+}
+
+static size_t slot_of(const char *key)
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (const char *p = key; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+    return (size_t)(h ^ (h >> 29)) & (LC_SLOTS - 1);
+}
+
+static void clear(api_lcache *c, lslot *s)
+{
+    atomic_fetch_sub(&c->bytes, s->len);
+    free(s->text);
+    s->text = NULL;
+    s->len = 0;
+    s->key[0] = '\0';
+}
+
+bool api_lcache_get(api_lcache *c, const char *key, uint64_t gen, uint64_t report_txn, jbuf *b, unsigned *n,
+                    unsigned *recognised)
+{
+    if (!c || strlen(key) >= LC_KEY_MAX)
+        return false;
+    size_t i = slot_of(key);
+    pthread_mutex_t *lk = &c->lock[i % LC_STRIPES];
+    int64_t now = api_lcache_now_ms();
+    bool hit = false;
+    pthread_mutex_lock(lk);
+    lslot *s = &c->s[i];
+    if (s->key[0] && !strcmp(s->key, key)) {
+        if (s->gen == gen && report_txn <= s->snap && now < s->expires_ms) {
+            jb_put(b, s->text, s->len);
+            *n = s->n;
+            *recognised = s->recognised;
+            hit = true;
+        } else {
+            clear(c, s); /* stale: its memory back at once */
+        }
+    }
+    pthread_mutex_unlock(lk);
+    return hit;
+}
+
+void api_lcache_put(api_lcache *c, const char *key, uint64_t gen, uint64_t snap, int64_t expires_ms, const void *text,
+                    size_t len, unsigned n, unsigned recognised)
+{
+    if (!c || strlen(key) >= LC_KEY_MAX || len > LC_TEXT_MAX || atomic_load(&c->bytes) + len > c->max_bytes)
+        return;
+    char *copy = malloc(len ? len : 1);
+    if (!copy)
+        return;
+    memcpy(copy, text, len);
+    size_t i = slot_of(key);
+    pthread_mutex_t *lk = &c->lock[i % LC_STRIPES];
+    pthread_mutex_lock(lk);
+    lslot *s = &c->s[i];
+    if (s->text)
+        clear(c, s);
+    snprintf(s->key, sizeof s->key, "%s", key);
+    s->gen = gen;
+    s->snap = snap;
+    s->expires_ms = expires_ms;
+    s->text = copy;
+    s->len = len;
+    s->n = n;
+    s->recognised = recognised;
+    atomic_fetch_add(&c->bytes, len);
+    pthread_mutex_unlock(lk);
+}
