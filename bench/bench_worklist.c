@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -68,6 +69,66 @@ static int64_t real_ms(void)
 }
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* --- where the time goes ------------------------------------------------------------ */
+
+static int cmp_u32(const void *a, const void *b);
+
+/* CPU seconds (user + system) a process has used: /proc/PID/stat. */
+static double proc_cpu_s(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long long ut = 0, stt = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stt) != 2)
+        return 0;
+    return (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds this process (the simulated readers) has used. */
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+/* The disk's floor: p50 of 4 KiB overwrites each followed by fdatasync, in
+ * a file beside the store.  An LMDB commit pays two of these (data, then
+ * the meta page), so a durable lease can never be answered faster. */
+static double fdatasync_p50_ms(const char *dir)
+{
+    char path[4300];
+    snprintf(path, sizeof path, "%s/fdatasync.probe", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return 0;
+    char block[4096];
+    memset(block, 0x5a, sizeof block);
+    uint32_t us[40];
+    int n = 0;
+    if (pwrite(fd, block, sizeof block, 0) == (ssize_t)sizeof block && fsync(fd) == 0)
+        for (; n < 40; n++) {
+            int64_t a = mono_us();
+            if (pwrite(fd, block, sizeof block, 0) != (ssize_t)sizeof block || fdatasync(fd) != 0)
+                break;
+            us[n] = (uint32_t)(mono_us() - a);
+        }
+    close(fd);
+    unlink(path);
+    if (!n)
+        return 0;
+    qsort(us, (size_t)n, sizeof *us, cmp_u32);
+    return us[n / 2] / 1000.0;
+}
 
 /* --- child processes (killed by their pid only) ------------------------------------- */
 
@@ -466,12 +527,15 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_readers; i++)
         pthread_create(&rs[i].thread, NULL, reader_main, &rs[i]);
     pthread_barrier_wait(&g_connected); /* all said HELLO */
+    double hub_cpu0 = proc_cpu_s(hub_proc.pid), self_cpu0 = self_cpu_s();
     int64_t start = mono_us();
     g_end_us = start + (int64_t)seconds * 1000000;
     pthread_barrier_wait(&g_start);
     for (int i = 0; i < n_readers; i++)
         pthread_join(rs[i].thread, NULL);
     double elapsed = (double)(mono_us() - start) / 1e6;
+    /* Is the reader simulation the bottleneck?  Both sides' CPU, in cores. */
+    double hub_cores = (proc_cpu_s(hub_proc.pid) - hub_cpu0) / elapsed, sim_cores = (self_cpu_s() - self_cpu0) / elapsed;
     size_t total = 0;
     int timeouts = 0, refused = 0;
     for (int i = 0; i < n_readers; i++)
@@ -608,6 +672,7 @@ int main(int argc, char **argv)
     int batched = store_bench_offer_batch(st, &many, 100, real_ms());
     double batch_ms = (double)(mono_us() - a) / 1000.0;
     store_close(&st);
+    double sync_ms = fdatasync_p50_ms(dir);
 
     printf("\n  %-44s %12s %-6s\n", "metric", "value", "unit");
     metric("populate: tasks written directly", pop_s ? added / pop_s : 0, "1/s", NULL, 0, 0);
@@ -629,6 +694,9 @@ int main(int argc, char **argv)
     metric("one offer transaction (fsync), best of 5", offer_ms < 1e9 ? offer_ms : 0, "ms", NULL, 0, 1);
     if (batched > 0)
         metric("offers/s, 100 offers to one transaction", batched / (batch_ms / 1000.0), "1/s", NULL, 0, 0);
+    metric("CPU of the hub while assigning", hub_cores, "cores", NULL, 0, 0);
+    metric("CPU of the simulated readers meanwhile", sim_cores, "cores", NULL, 0, 0);
+    metric("4 KiB write + fdatasync beside the store, p50", sync_ms, "ms", NULL, 0, 1);
     metric("worklist tick over the queue (every 500 ms)", tick_ms, "ms", NULL, 0, 1);
     metric("offer scan for a reader nothing fits", scan_ms, "ms", NULL, 0, 1);
     if (first_scan_ms)

@@ -63,5 +63,7 @@ int parse_size(const char *s, uint64_t *out);
 
 /* "dxhub CMD: " + message on stderr, one line. */
 void dx_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Allocator settings for a role that writes large values into LMDB. */
+void dx_tune_malloc_for_store(void);
 
 #endif

@@ -220,6 +220,7 @@ int cmd_edge(int argc, char **argv)
         return 1;
     }
     mkdir(s.c.data_dir, 0700);
+    dx_tune_malloc_for_store();
     rc = edge_run(&s.c);
     cfg_release(&own);
     return rc;

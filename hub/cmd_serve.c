@@ -105,6 +105,7 @@ int cmd_serve(int argc, char **argv)
         snprintf(recognition, sizeof recognition, "%s/recognition.conf", s.c.data_dir);
         s.c.recognition = recognition;
     }
+    dx_tune_malloc_for_store();
     rc = serve_run(&s.c);
     cfg_release(&own);
     return rc;

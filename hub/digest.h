@@ -14,8 +14,11 @@ digest_ctx *digest_new(void);                       /* NULL on allocation failur
 void        digest_update(digest_ctx *d, const void *p, size_t n);
 void        digest_final(digest_ctx **d, uint8_t out[32]); /* frees, NULLs *d */
 
-/* Digest of fd's bytes from offset to end of file. */
+/* Digest of fd's bytes from offset to end of file.  digest_own_fd maps
+ * the file instead of copying it: only for files no other process can
+ * truncate meanwhile (the hub's own spool files). */
 int  digest_fd(int fd, uint64_t offset, uint8_t out[32]);
+int  digest_own_fd(int fd, uint64_t offset, uint8_t out[32]);
 void digest_hex(const uint8_t d[32], char out[65]);
 int  digest_from_hex(const char *hex, uint8_t out[32]); /* 0 or -1 */
 

@@ -267,7 +267,7 @@ static int index_file(const char *path, put_job *job, store_put_result *res)
     /* Digest of the data set bytes as received (digest.h). */
     struct stat sb;
     in->size = fstat(job->fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
-    rc = digest_fd(job->fd, in->dataset_offset, in->digest);
+    rc = digest_own_fd(job->fd, in->dataset_offset, in->digest); /* our spool file */
     dcm_free(&f);
     if (rc < 0) {
         res->result = STORE_FAILED;
