@@ -23,9 +23,18 @@
 #define HUB_SILENCE_MS 15000
 #define OFFER_RETRY_MS 20000
 #define LIST_EVERY_MS 500
-/* Bytes on their way, not yet confirmed written by the hub: a 256 KiB chunk
- * plus the bandwidth-delay product of a 20 Mbit/s line with 100 ms RTT. */
-#define LINK_AHEAD (512 * 1024)
+/* The edge's chunks are smaller than the PROTO_CHUNK the hub accepts: the
+ * hub confirms (CREDIT) a chunk once all of it is written, so a 256 KiB
+ * chunk left up to a quarter MiB on the line unconfirmed, and a STAT
+ * chunk queued behind a whole one. */
+#define LINK_CHUNK (64 * 1024)
+/* Bytes on their way, not yet confirmed written by the hub.  It must cover
+ * the round trip plus a loss's retransmission timeout (>= 200 ms) at the
+ * line rate, or the line idles after each timeout: at 10 Mbit/s, 40 ms RTT
+ * and 1% loss 512 KiB of 256 KiB chunks left it idle ~3% of the time
+ * (bench/link.sh).  768 KiB of 64 KiB chunks covers 10 Mbit/s with 300 ms
+ * of loss recovery; a STAT chunk waits behind at most 0.6 s of it there. */
+#define LINK_AHEAD (768 * 1024)
 
 typedef struct slot {
     bool       used;
@@ -34,6 +43,7 @@ typedef struct slot {
     uint64_t   hub_off;    /* what the hub last said it has written */
     bool       granted, committed;
     int64_t    last_ms;
+    unsigned   hello_gen;  /* the HELLO this transfer was last offered behind */
 } slot;
 
 struct edge_link {
@@ -47,6 +57,7 @@ struct edge_link {
     bool             connected;
     bool             refill;     /* a slot came free: offer the next item now */
     int64_t          last_rx_ms, last_hello_ms, last_list_ms, socket_ms;
+    unsigned         hello_gen;  /* HELLOs sent */
     uint8_t         *chunk;
     char             link_state[32];
     unsigned         rng;
@@ -97,6 +108,7 @@ static void offer(edge_link *l, slot *s)
 {
     s->last_ms = now_ms();
     s->granted = s->committed = false;
+    s->hello_gen = l->hello_gen;
     if (s->it.kind == SPOOL_MARKER) {
         send_msg(l, "STUDY_DONE",
                  json_pack("{s:I,s:s,s:i,s:i,s:i,s:s}", "xfer", (json_int_t)s->it.seq, "study", s->it.study_uid,
@@ -145,8 +157,8 @@ static void on_message(edge_link *l, proto_msg *m)
             log_info("link: connected to the hub as %s", proto_str(m, "role") ? proto_str(m, "role") : "?");
         l->connected = true;
         set_state(l, "connected", NULL);
-        for (int i = 0; i < MAX_SLOTS; i++)
-            if (l->slots[i].used)
+        for (int i = 0; i < MAX_SLOTS; i++) /* what went out behind this HELLO needs no second offer */
+            if (l->slots[i].used && l->slots[i].hello_gen != l->hello_gen)
                 offer(l, &l->slots[i]);
     } else if ((!strcmp(m->cmd, "SEND") || !strcmp(m->cmd, "CREDIT")) && s) {
         long long off = proto_int(m, "offset", -1), limit = proto_int(m, "limit", -1);
@@ -253,7 +265,7 @@ static uint64_t unconfirmed(const edge_link *l)
 /* Send chunks for the most urgent transfer with credit; a bounded burst. */
 static void pump(edge_link *l)
 {
-    for (int burst = 0; burst < 16; burst++) {
+    for (int burst = 0; burst < 64; burst++) {
         slot *best = NULL;
         for (int i = 0; i < MAX_SLOTS; i++) {
             slot *s = &l->slots[i];
@@ -290,7 +302,7 @@ static void pump(edge_link *l)
         if (unconfirmed(l) >= LINK_AHEAD)
             return;
         uint64_t end = best->limit < best->it.size ? best->limit : best->it.size;
-        size_t n = end - best->next_off < PROTO_CHUNK ? (size_t)(end - best->next_off) : PROTO_CHUNK;
+        size_t n = end - best->next_off < LINK_CHUNK ? (size_t)(end - best->next_off) : LINK_CHUNK;
         long got = spool_read(l->cfg.sp, &best->it, best->next_off, l->chunk, n);
         if (got <= 0) {
             backoff(l, best, "cannot read the item from the spool", false);
@@ -416,9 +428,18 @@ static void *link_main(void *arg)
              * and CURVE handshakes are done; only a HELLO ZeroMQ took starts
              * the 2 s wait for WELCOME, so a fresh (re)connection says HELLO
              * within one loop turn instead of up to 2 s later. */
-            if (send_msg(l, "HELLO", json_object(), NULL, 0) == 0)
+            if (send_msg(l, "HELLO", json_object(), NULL, 0) == 0) {
                 l->last_hello_ms = t;
-            else if (strcmp(l->link_state, "down"))
+                l->hello_gen++;
+                /* Offer in the same flight, not a round trip later on
+                 * WELCOME: the hub reads the HELLO first, and a transfer
+                 * starts a round trip sooner on every (re)connection. */
+                for (int i = 0; i < MAX_SLOTS; i++)
+                    if (l->slots[i].used)
+                        offer(l, &l->slots[i]);
+                l->last_list_ms = t;
+                fill(l);
+            } else if (strcmp(l->link_state, "down"))
                 set_state(l, "down", "hub unreachable");
             continue;
         }
@@ -456,7 +477,7 @@ int edge_link_start(const edge_link_config *cfg, edge_link **out, char *err, siz
     if (l->cfg.max_inflight > MAX_SLOTS - 2)
         l->cfg.max_inflight = MAX_SLOTS - 2;
     l->rng = (unsigned)getpid() ^ (unsigned)now_ms();
-    l->chunk = malloc(PROTO_CHUNK);
+    l->chunk = malloc(LINK_CHUNK);
     if (!l->chunk || open_socket(l, err, errlen) < 0)
         goto fail;
     snprintf(l->link_state, sizeof l->link_state, "starting");
