@@ -126,7 +126,8 @@ void api_lcache_put(api_lcache *c, const char *key, uint64_t gen, uint64_t snap,
     char *copy = malloc(len ? len : 1);
     if (!copy)
         return;
-    memcpy(copy, text, len);
+    if (len) /* an answer with no exams has no text (text may be NULL) */
+        memcpy(copy, text, len);
     size_t i = slot_of(key);
     pthread_mutex_t *lk = &c->lock[i % LC_STRIPES];
     pthread_mutex_lock(lk);
