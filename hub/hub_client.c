@@ -858,17 +858,24 @@ int hub_client_draft(hub_client *c, uint64_t task, hub_draft *out)
     return rc;
 }
 
-int hub_client_priors(hub_client *c, uint64_t task, char **json, size_t *len)
+/* A question whose answer is one JSON frame (PRIORS, PRIOR): the frame
+ * into *json; missing names what the answer lacked. */
+static int ask_for_frame(hub_client *c, const char *cmd, json_t *hdr, const char *missing, char **json, size_t *len)
 {
     proto_msg m;
-    int rc = request(c, "PRIORS", json_pack("{s:I}", "task", (json_int_t)task), NULL, 0, "PRIORS", &m);
+    int rc = request(c, cmd, hdr, NULL, 0, cmd, &m);
     if (rc)
         return rc;
     rc = frame_copy(c, &m, json, len);
     proto_msg_close(&m);
     if (!rc && !*json)
-        return fail(c, HUB_EPROTO, "PRIORS: the hub's answer has no lookup");
+        return fail(c, HUB_EPROTO, "%s: the hub's answer has no %s", cmd, missing);
     return rc;
+}
+
+int hub_client_priors(hub_client *c, uint64_t task, char **json, size_t *len)
+{
+    return ask_for_frame(c, "PRIORS", json_pack("{s:I}", "task", (json_int_t)task), "lookup", json, len);
 }
 
 int hub_client_prior(hub_client *c, uint64_t task, const char *report_id, const char *hub, char **json, size_t *len)
@@ -876,13 +883,5 @@ int hub_client_prior(hub_client *c, uint64_t task, const char *report_id, const 
     json_t *h = json_pack("{s:I,s:s}", "task", (json_int_t)task, "report_id", report_id ? report_id : "");
     if (h && hub && hub[0])
         json_object_set_new(h, "hub", json_string(hub));
-    proto_msg m;
-    int rc = request(c, "PRIOR", h, NULL, 0, "PRIOR", &m);
-    if (rc)
-        return rc;
-    rc = frame_copy(c, &m, json, len);
-    proto_msg_close(&m);
-    if (!rc && !*json)
-        return fail(c, HUB_EPROTO, "PRIOR: the hub's answer has no report");
-    return rc;
+    return ask_for_frame(c, "PRIOR", h, "report", json, len);
 }
