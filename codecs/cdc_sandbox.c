@@ -230,8 +230,10 @@ static void child_last_words(cdc_sandbox *sb, char *line, size_t n)
     buf[len] = 0;
     char *start = memrchr(buf, '\n', len);
     start = start ? start + 1 : buf;
-    snprintf(line, n, "%s%s", start, strlen(start) >= n ? "..." : "");
-    if (strlen(start) >= n && n > 4)
+    size_t sl = strlen(start);
+    memcpy(line, start, sl < n ? sl + 1 : n - 1);
+    line[n - 1] = 0;
+    if (sl >= n && n > 4) /* cut: say so */
         memcpy(line + n - 4, "...", 4);
 }
 
