@@ -2,6 +2,7 @@
  * OpenJPEG.  A raw codestream is what DICOM carries; a JP2 file in the
  * fragments (seen in the wild) is accepted.  The codestream's own inverse
  * component transform turns YBR_RCT / YBR_ICT into RGB. */
+#include <math.h>
 #include <openjpeg.h>
 #include "codecs/cdc_private.h"
 
@@ -159,6 +160,59 @@ out:
     return rc;
 }
 
+/* Lazy coding (ISO 15444-1 Table A.19, code-block style bit 0, "selective
+ * arithmetic coding bypass"): below each code-block's four most significant
+ * bit-planes the significance and refinement passes are written raw instead
+ * of through the MQ coder.  Part 1, so every J2K decoder reads it.  Where
+ * those low bit-planes are noise, as in radiographs, raw costs nothing (the
+ * batch's CR/DX files come out 1% smaller) and encoding is 15-25% faster,
+ * decoding 20-35%; where they are not (flat or synthetic images, 8-bit
+ * images, CT with its empty air) it costs 2% to 70% of the bytes, and on the
+ * link bytes decide.  So it is used only on grey images of at least 9 bits
+ * and 256x256 whose prediction residual carries at least
+ * J2K_BYPASS_MIN_BITS bits of entropy per sample (bench/codecs.sh, figures
+ * in ARCHITECTURE.md). */
+#define J2K_CBLK_BYPASS     0x01
+#define J2K_BYPASS_MIN_BITS 6.0
+#define J2K_RESIDUAL_CLIP   2048 /* residuals beyond +-this share an escape bin */
+
+/* Zero-order entropy, in bits per sample, of the median-edge prediction
+ * residual (the JPEG-LS predictor) over every fourth row: a cheap measure of
+ * how many low bits are noise. */
+static double residual_entropy(const OPJ_INT32 *d, uint32_t rows, uint32_t cols)
+{
+    static const int nbins = 2 * J2K_RESIDUAL_CLIP + 1;
+    uint32_t *hist = calloc((size_t)nbins, sizeof *hist);
+    if (!hist)
+        return 0;
+    size_t n = 0;
+    for (uint32_t y = 1; y < rows; y += 4) {
+        const OPJ_INT32 *up = d + (size_t)(y - 1) * cols, *row = d + (size_t)y * cols;
+        for (uint32_t x = 1; x < cols; x++) {
+            int32_t a = row[x - 1], b = up[x], c = up[x - 1];
+            int32_t lo = a < b ? a : b, hi = a < b ? b : a;
+            int32_t pred = c >= hi ? lo : c <= lo ? hi : a + b - c;
+            int32_t r = row[x] - pred;
+            r = r < -J2K_RESIDUAL_CLIP ? -J2K_RESIDUAL_CLIP : r > J2K_RESIDUAL_CLIP ? J2K_RESIDUAL_CLIP : r;
+            hist[r + J2K_RESIDUAL_CLIP]++;
+            n++;
+        }
+    }
+    double h = 0;
+    for (int i = 0; i < nbins && n; i++)
+        if (hist[i])
+            h -= hist[i] * log2((double)hist[i] / (double)n);
+    free(hist);
+    return n ? h / (double)n : 0;
+}
+
+static bool wants_bypass(const cdc_fmt *fmt, const OPJ_INT32 *grey)
+{
+    if (fmt->samples != 1 || fmt->bits_stored < 9 || fmt->rows < 256 || fmt->cols < 256)
+        return false;
+    return residual_entropy(grey, fmt->rows, fmt->cols) >= J2K_BYPASS_MIN_BITS;
+}
+
 int cdc_j2k_encode(const cdc_fmt *fmt, const uint8_t *frame, size_t len, const cdc_encode_opts *o,
                    int lossy, dcm_buf *out, dcm_err *err)
 {
@@ -198,6 +252,7 @@ int cdc_j2k_encode(const cdc_fmt *fmt, const uint8_t *frame, size_t len, const c
     p.cp_disto_alloc = 1;
     p.irreversible = 0;
     p.tcp_mct = fmt->samples == 3 && fmt->photometric == CDC_PI_RGB ? 1 : 0;
+    p.mode = wants_bypass(fmt, im->comps[0].data) ? J2K_CBLK_BYPASS : 0;
     p.numresolution = 6;
     while (p.numresolution > 1 && (1u << (p.numresolution - 1)) > (fmt->rows < fmt->cols ? fmt->rows : fmt->cols))
         p.numresolution--;

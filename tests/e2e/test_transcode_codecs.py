@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import rel, run, run_many
-from test_pixels import (DEFLATED_FRAME, DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, HTJ2K, HTJ2K_RPCL, IMAGES,
+from test_pixels import (DEFLATED_FRAME, DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, HTJ2K, HTJ2K_RPCL, IMAGES, frames_of,
                          IMPLICIT_LE, J2K, JLS, JLS_NEAR, JPEG_BASELINE, REFUSED, RLE, is_image, ojph_expand,
                          pixels, read, transcode, ts_of, with_uids)
 
@@ -251,3 +251,62 @@ def test_multiframe_output_has_one_fragment_per_frame(dxhub, corpus, tmp):
     frags = list(generate_pixel_data_fragment(fp))
     assert not has_bot and len(frags) == int(ds.NumberOfFrames) == 10
     assert all(f[:2] == b"\xff\xd8" for f in frags)
+
+
+# --- JPEG 2000 lazy coding ------------------------------------------------------
+
+def grey12(path, pixels_):
+    """A native 12-bit MONOCHROME2 secondary capture of pixels_ (uint16)."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import generate_uid
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = EXPLICIT_LE
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    ds.Rows, ds.Columns = pixels_.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = pixels_.astype("<u2").tobytes()
+    ds.save_as(str(path), write_like_original=False)
+
+
+def cod_style(codestream):
+    """The code-block style byte of the main header's COD (ISO 15444-1 A.6.1):
+    after FF52, Lcod(2), Scod, SGcod(4), levels, xcb, ycb."""
+    at = codestream.index(b"\xff\x52")
+    return codestream[at + 12]
+
+
+def grk_decompress(codestream, shape, tmp):
+    """Grok's decoder (its own block decoder, not OpenJPEG's) on one grey
+    frame: a 16-bit PGM, whose samples are its last rows x cols x 2 bytes."""
+    j2c, pgm = tmp / "grk.j2k", tmp / "grk.pgm"
+    j2c.write_bytes(codestream)
+    r = run(["grk_decompress", "-H", "1", "-i", j2c, "-o", pgm])
+    assert r.returncode == 0, r.stderr.decode()
+    data = pgm.read_bytes()
+    assert data.startswith(b"P5"), data[:20]
+    return np.frombuffer(data[len(data) - shape[0] * shape[1] * 2:], dtype=">u2").reshape(shape)
+
+
+def test_j2k_lazy_coding_only_where_low_bits_are_noise_and_outsiders_decode_it(dxhub, tmp):
+    """A noisy radiograph-like image is coded with the arithmetic-coder
+    bypass (code-block style bit 0), a smooth one without; both decode to
+    the original pixels through GDCM (pydicom) and Grok."""
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[0:256, 0:320]
+    smooth = (1000 + 3 * x + 2 * y).astype(np.uint16)
+    noisy = np.clip(smooth + rng.normal(0, 40, smooth.shape), 0, 4095).astype(np.uint16)
+    for name, img, lazy in (("noisy", noisy, True), ("smooth", smooth, False)):
+        src, out = tmp / f"{name}.dcm", tmp / f"{name}.j2k.dcm"
+        grey12(src, img)
+        r = transcode(dxhub, src, J2K, out, tmp)
+        assert r.returncode == 0, r.stderr.decode()
+        ds = read(out)
+        (cs,) = frames_of(ds)
+        assert bool(cod_style(cs) & 1) == lazy, f"{name}: code-block style {cod_style(cs):#x}"
+        assert np.array_equal(pixels(out)[1].reshape(img.shape), img), f"{name}: GDCM decodes differently"
+        assert np.array_equal(grk_decompress(cs, img.shape, tmp), img), f"{name}: Grok decodes differently"
