@@ -3,7 +3,7 @@
 # per second and compression ratio per transfer syntax, side by side in one
 # run, single thread:
 #   dxhub in process          build/bench/bench_codecs (cdc_encode_frame, cdc_decode_frame)
-#   the raw library alone     TurboJPEG, CharLS, OpenJPH (the ceiling)
+#   the raw library alone     TurboJPEG, CharLS, OpenJPEG, OpenJPH (the ceiling)
 #   whole-process tools       dcmcjpls dcmdjpls dcmcjpeg dcmdjpeg (DCMTK), gdcmconv (GDCM),
 #                             and `dxhub transcode`, one process per file over a batch
 # Inputs: the corpus's images, a generated CT series (512x512x16 bit) and
@@ -145,6 +145,7 @@ def m(metric, value, unit, peer=None, peer_value=None):
 
 
 RAW = {"JPEG-LS Lossless": "CharLS alone", "JPEG-LS Near-Lossless (NEAR 2)": "CharLS alone",
+       "JPEG 2000 Lossless (OpenJPEG)": "OpenJPEG alone",
        "HTJ2K Lossless (OpenJPH)": "OpenJPH alone", "JPEG Baseline q90 (8-bit)": "TurboJPEG alone"}
 print(f"\n{'pixel codecs, single thread, CPU time':<46} {'corpus':>24} {'CT + CR/DX batch':>26}")
 print(f"{'syntax':<34}{'op':>12} {'MP/s':>9} {'raw lib':>8} {'ratio':>6} {'MP/s':>10} {'raw lib':>8} {'ratio':>6}")
