@@ -248,6 +248,22 @@ static void field(const char *line, const char *key, char *out, size_t n)
     snprintf(out, n, "%.*s", (int)l, p);
 }
 
+/* The last line of the log at path holding what (the committer's summary
+ * at stop: commits, requests a commit, time a commit), or "". */
+static void last_log_line(const char *path, const char *what, char *out, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    out[0] = '\0';
+    while (f && fgets(line, sizeof line, f))
+        if (strstr(line, what)) {
+            line[strcspn(line, "\n")] = '\0';
+            snprintf(out, n, "%s", line);
+        }
+    if (f)
+        fclose(f);
+}
+
 /* --- the assignment phase ---------------------------------------------------------- */
 
 typedef struct rdr {
@@ -629,6 +645,8 @@ int main(int argc, char **argv)
     }
     hub_client_close(&ecg);
     stop_child(&hub_proc, SIGTERM);
+    char commit_line[1024] = "";
+    last_log_line(log, "worklist commits", commit_line, sizeof commit_line);
 
     /* 5. the stopped store: completion times, and the two whole-queue scans */
     if (store_open(&sc, &st, err, sizeof err) < 0)
@@ -704,6 +722,8 @@ int main(int argc, char **argv)
     printf("  (%zu assignments in %.1f s by %d readers; %d readers stopped on a timeout, %d claims refused; "
            "%zu offers alone in %.1f s, %d timeouts; %d STAT studies timed)\n",
            total, elapsed, n_readers, timeouts, refused, ototal, oelapsed, otimeouts, n_lat);
+    if (commit_line[0])
+        printf("  hub %s\n", strstr(commit_line, "readers:") ? strstr(commit_line, "readers:") : commit_line);
     if (json_out) {
         if (json_dump_file(results, json_out, JSON_INDENT(1) | JSON_REAL_PRECISION(6)) != 0)
             die("cannot write %s", json_out);
