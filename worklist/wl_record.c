@@ -14,6 +14,7 @@
 
 #define TASK_LAYOUT_RAW     1
 #define TASK_LAYOUT_COMPACT 2
+#define TASK_PAD            64
 
 typedef struct raw_task {
     uint8_t version;
@@ -97,7 +98,13 @@ size_t wl_task_encode(const wl_task *t, uint8_t *buf)
     STR(&w, t, drafted_by);
     STR(&w, t, signed_by);
     STR(&w, t, report_id);
-    return (size_t)(w.p - buf);
+    /* Padded to a multiple of TASK_PAD: a task that gains or loses a holder
+     * keeps its size, so LMDB rewrites it in place; a record that changed
+     * size is deleted and inserted again, and tasks updated in id order
+     * then split their pages until each held two tasks. */
+    size_t n = (size_t)(w.p - buf), padded = (n + TASK_PAD - 1) / TASK_PAD * TASK_PAD;
+    memset(w.p, 0, padded - n);
+    return padded;
 }
 
 int wl_task_decode(const void *p, size_t n, wl_task *t)

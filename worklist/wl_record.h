@@ -15,7 +15,7 @@
 #include "worklist/worklist.h"
 
 /* The largest encodings, for the caller's buffers. */
-#define WL_TASK_REC_MAX  (1 + 64 + sizeof(wl_task))
+#define WL_TASK_REC_MAX  (1 + 64 + sizeof(wl_task) + 64)
 #define WL_EVENT_REC_MAX (sizeof(wl_event))
 
 /* Encode into buf (WL_TASK_REC_MAX / WL_EVENT_REC_MAX bytes): the length. */
