@@ -21,9 +21,17 @@
  *     .202 .203, RLE .5, deflated image frame .8.1): the sender's own
  *     preference, never a conversion;
  *   - streams each C-STORE data set, bit for bit as it came off the wire, to
- *     <spool_dir>/rx-<random>.dcm.part behind a Part 10 meta header, never
- *     holding the instance in memory (one PDU at a time), then calls
- *     cfg->store and only after it returns sends the C-STORE-RSP.
+ *     <spool_dir>/rx-<random>.dcm.part behind a Part 10 meta header (one PDU
+ *     in memory at a time), then calls cfg->store and only after it returns
+ *     sends the C-STORE-RSP;
+ *   - or, when cfg->mem_instance_max is set, collects the same bytes in a
+ *     buffer of the association while they fit (a bigger instance spills
+ *     to the spool file at that point and goes on there): no file written,
+ *     read back and deleted per instance. The buffers of all associations
+ *     together stay within cfg->mem_budget; an association that finds none
+ *     left spools;
+ *   - with cfg->digest_dataset, hashes the data set (SHA-256, digest.h) PDV by
+ *     PDV as it arrives, so the store need not read it again for that.
  *
  * Threads: cfg->accept and cfg->store run on the association's thread, up to
  * max_assocs of them at once; they must be thread-safe. cfg->log likewise.
@@ -85,8 +93,15 @@ typedef struct dimse_store_req {
     const char *transfer_syntax_uid;   /* as negotiated for the presentation context */
     const char *path;   /* a complete Part 10 file (meta header + the data set
                            exactly as sent) in spool_dir; the callback takes
-                           ownership: it renames or deletes it */
+                           ownership: it renames or deletes it. "" when the
+                           file is in memory (data) */
+    const unsigned char *data;   /* non-NULL: the same Part 10 file in memory
+                                    (size bytes), borrowed for the callback */
     uint64_t    size;   /* bytes of that file */
+    uint64_t    dataset_offset;   /* where the data set starts in it */
+    const uint8_t *dataset_sha256;   /* SHA-256 of the data set bytes (from
+                                        dataset_offset on) with
+                                        cfg->digest_dataset, else NULL */
 } dimse_store_req;
 
 /* Returns the DIMSE status for the C-STORE-RSP; may write a NUL-terminated
@@ -125,6 +140,14 @@ typedef struct dimse_config {
     int         stop_grace_ms;    /* dimse_scp_stop() waits this long for
                                      peers to finish before cutting them
                                      off; 0: 5000 */
+    size_t      mem_instance_max; /* instances up to this many bytes (meta
+                                     header included) reach cfg->store in
+                                     memory; 0: always spooled */
+    size_t      mem_budget;       /* bytes of such buffers at once, all
+                                     associations together (each holds
+                                     mem_instance_max while it lasts);
+                                     0: 4 x mem_instance_max */
+    int         digest_dataset;   /* non-zero: fill dataset_sha256 */
     /* NULL accept: every calling AE, called AE must equal aet. */
     dimse_accept_fn accept;
     dimse_store_fn  store;   /* required */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,7 +20,7 @@
 
 struct put_job {
     put_job         *next;
-    int              fd;
+    const uint8_t   *file;     /* the Part 10 file's bytes (in.size of them) */
     const char      *source;
     int64_t          now_ms;
     store_instance   in;
@@ -213,11 +214,13 @@ static int32_t top_int(const dcm_file *f, uint32_t tag)
     return (int32_t)v;
 }
 
-static int index_file(const char *path, put_job *job, store_put_result *res)
+/* Parses the file in place (job->file, in.size bytes) for its index fields;
+ * digests its data set unless the receiver already did (digest given). */
+static int index_file(put_job *job, const uint8_t *digest, store_put_result *res)
 {
     dcm_file *f = NULL;
     dcm_err err = {0};
-    int rc = dcm_open(path, NULL, &f, &err);
+    int rc = dcm_parse(job->file, (size_t)job->in.size, NULL, &f, &err);
     if (rc < 0) {
         res->result = STORE_INVALID;
         snprintf(res->reason, sizeof res->reason, "%s", err.msg[0] ? err.msg : dcm_strerror(rc));
@@ -264,16 +267,21 @@ static int index_file(const char *path, put_job *job, store_put_result *res)
     top(f, DCM_TAG(0x0008, 0x103E), job->series_desc, sizeof job->series_desc);
     job->series_number = top_int(f, DCM_TAG(0x0020, 0x0011));
 
-    /* Digest of the data set bytes as received (digest.h). */
-    struct stat sb;
-    in->size = fstat(job->fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
-    rc = digest_own_fd(job->fd, in->dataset_offset, in->digest); /* our spool file */
     dcm_free(&f);
-    if (rc < 0) {
-        res->result = STORE_FAILED;
-        snprintf(res->reason, sizeof res->reason, "reading received file: %s", strerror(-rc));
+    /* Digest of the data set bytes as received (digest.h). */
+    if (digest) {
+        memcpy(in->digest, digest, 32);
+        return 0;
     }
-    return rc;
+    digest_ctx *d = digest_new();
+    if (!d) {
+        res->result = STORE_FAILED;
+        snprintf(res->reason, sizeof res->reason, "out of memory");
+        return -ENOMEM;
+    }
+    digest_update(d, job->file + in->dataset_offset, (size_t)(in->size - in->dataset_offset));
+    digest_final(&d, in->digest);
+    return 0;
 }
 
 int store_put_file(store *s, const char *path, const char *source, int64_t now_ms, store_put_result *res)
@@ -281,25 +289,54 @@ int store_put_file(store *s, const char *path, const char *source, int64_t now_m
     return store_put_file_expect(s, path, source, now_ms, NULL, res);
 }
 
+/* The file is mapped, not read: parsing, digest and the copy into LMDB's
+ * pages all read the page cache in place (the caller owns the file, so
+ * nobody truncates it under the mapping). */
 int store_put_file_expect(store *s, const char *path, const char *source, int64_t now_ms,
                           const uint8_t expect[32], store_put_result *res)
 {
     memset(res, 0, sizeof *res);
-    put_job job = {.fd = -1, .source = source, .now_ms = now_ms, .res = res};
-    job.fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (job.fd < 0) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
         res->result = STORE_FAILED;
-        snprintf(res->reason, sizeof res->reason, "cannot open received file: %s", strerror(errno));
-        return -errno;
+        snprintf(res->reason, sizeof res->reason, "cannot open received file: %s", strerror(e));
+        s->put_failed++;
+        return -e;
     }
-    int rc = index_file(path, &job, res);
+    size_t len = (size_t)sb.st_size;
+    void *map = len ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+    int e = errno;
+    close(fd);
+    if (map == MAP_FAILED) {
+        res->result = STORE_FAILED;
+        snprintf(res->reason, sizeof res->reason, "cannot map received file: %s", strerror(e));
+        s->put_failed++;
+        return -e;
+    }
+    if (map)
+        madvise(map, len, MADV_SEQUENTIAL);
+    int rc = store_put_mem(s, map ? map : "", len, NULL, expect, source, now_ms, res);
+    if (map)
+        munmap(map, len);
+    return rc;
+}
+
+int store_put_mem(store *s, const void *file, size_t len, const uint8_t digest[32], const uint8_t expect[32],
+                  const char *source, int64_t now_ms, store_put_result *res)
+{
+    memset(res, 0, sizeof *res);
+    put_job job = {.file = file, .source = source, .now_ms = now_ms, .res = res};
+    job.in.size = len;
+    int rc = index_file(&job, digest, res);
     if (rc < 0) {
-        close(job.fd);
         __atomic_fetch_add(res->result == STORE_INVALID ? &s->put_invalid : &s->put_failed, 1, __ATOMIC_RELAXED);
         return rc;
     }
     if (expect && memcmp(expect, job.in.digest, 32)) {
-        close(job.fd);
         res->result = STORE_INVALID;
         snprintf(res->reason, sizeof res->reason, "digest mismatch: the bytes received are not the bytes offered");
         s->put_invalid++;
@@ -310,7 +347,6 @@ int store_put_file_expect(store *s, const char *path, const char *source, int64_
     pthread_mutex_lock(&s->mu);
     if (s->stopping) {
         pthread_mutex_unlock(&s->mu);
-        close(job.fd);
         res->result = STORE_FAILED;
         snprintf(res->reason, sizeof res->reason, "store is shutting down");
         return -ESHUTDOWN;
@@ -324,7 +360,6 @@ int store_put_file_expect(store *s, const char *path, const char *source, int64_
     while (!job.done)
         pthread_cond_wait(&s->done, &s->mu);
     pthread_mutex_unlock(&s->mu);
-    close(job.fd);
     res->inst = job.in;
     return res->result == STORE_STORED || res->result == STORE_DUPLICATE || res->result == STORE_CONFLICT ? 0 : -EIO;
 }
@@ -347,14 +382,8 @@ static int put_blob(store *s, MDB_txn *txn, const put_job *job)
         int rc = mdb_put(txn, s->blob, &k, &v, MDB_RESERVE);
         if (rc)
             return rc;
-        /* Read straight into the page LMDB reserved: no copy in between. */
-        size_t got = 0;
-        while (got < n) {
-            ssize_t r = pread(job->fd, (uint8_t *)v.mv_data + got, n - got, (off_t)(off + got));
-            if (r <= 0)
-                return r < 0 ? errno : EIO;
-            got += (size_t)r;
-        }
+        /* Straight into the pages LMDB reserved: the one copy of the bytes. */
+        memcpy(v.mv_data, job->file + off, n);
         if (size == 0)
             break;
     }

@@ -102,13 +102,20 @@ typedef struct store_put_result {
     store_instance inst;      /* what was indexed */
 } store_put_result;
 
-/* Index and store the Part 10 file at path (read, not moved; the caller
- * deletes it).  Blocks until durable or refused. */
+/* Index and store the Part 10 file at path (mapped and read, not moved;
+ * the caller owns it and deletes it: nobody may truncate it meanwhile).
+ * Blocks until durable or refused. */
 int store_put_file(store *s, const char *path, const char *source, int64_t now_ms, store_put_result *res);
 /* The same, refusing (STORE_INVALID, "digest mismatch") unless the data
  * set's digest equals expect: what a link transfer offered. */
 int store_put_file_expect(store *s, const char *path, const char *source, int64_t now_ms,
                           const uint8_t expect[32], store_put_result *res);
+
+/* The same for a Part 10 file held in memory (len bytes, borrowed until
+ * return).  digest: SHA-256 of its data set when the caller already has it
+ * (NULL: computed here); expect as above (NULL: anything). */
+int store_put_mem(store *s, const void *file, size_t len, const uint8_t digest[32], const uint8_t expect[32],
+                  const char *source, int64_t now_ms, store_put_result *res);
 
 /* A study marker (edge → hub): how many instances the study has, and the
  * clinic's priority, referral flag and note.  Completes the study at once
