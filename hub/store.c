@@ -68,6 +68,7 @@ static int64_t mono_us(void)
 }
 
 static void *committer_main(void *arg);
+static void commit_batch(store *s, put_job **jobs, unsigned n);
 
 static int mkdir_p(const char *dir)
 {
@@ -351,14 +352,29 @@ int store_put_mem(store *s, const void *file, size_t len, const uint8_t digest[3
         snprintf(res->reason, sizeof res->reason, "store is shutting down");
         return -ESHUTDOWN;
     }
-    if (s->queue_tail)
-        s->queue_tail->next = &job;
-    else
-        s->queue_head = &job;
-    s->queue_tail = &job;
-    pthread_cond_signal(&s->wake);
-    while (!job.done)
-        pthread_cond_wait(&s->done, &s->mu);
+    if (!s->committing && !s->queue_head) {
+        /* Nobody is committing: commit on this thread. A lone sender waits
+         * for each commit in turn; handing every instance to the committer
+         * thread and back cost two thread switches per instance, and on a
+         * busy machine each is a wait for a CPU. Jobs queued meanwhile are
+         * batched by the committer thread. */
+        s->committing = true;
+        pthread_mutex_unlock(&s->mu);
+        put_job *one = &job;
+        commit_batch(s, &one, 1);
+        pthread_mutex_lock(&s->mu);
+        s->committing = false;
+        pthread_cond_signal(&s->wake);
+    } else {
+        if (s->queue_tail)
+            s->queue_tail->next = &job;
+        else
+            s->queue_head = &job;
+        s->queue_tail = &job;
+        pthread_cond_signal(&s->wake);
+        while (!job.done)
+            pthread_cond_wait(&s->done, &s->mu);
+    }
     pthread_mutex_unlock(&s->mu);
     res->inst = job.in;
     return res->result == STORE_STORED || res->result == STORE_DUPLICATE || res->result == STORE_CONFLICT ? 0 : -EIO;
@@ -638,10 +654,11 @@ static void *committer_main(void *arg)
     put_job **batch = calloc(s->batch_max, sizeof *batch);
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->queue_head && !s->stopping)
+        while (s->committing || (!s->queue_head && !s->stopping))
             pthread_cond_wait(&s->wake, &s->mu);
-        if (!s->queue_head && s->stopping)
+        if (!s->queue_head) /* stopping, nothing queued, nobody committing */
             break;
+        s->committing = true;
         unsigned n = 0;
         while (s->queue_head && n < s->batch_max && batch) {
             batch[n++] = s->queue_head;
@@ -652,6 +669,7 @@ static void *committer_main(void *arg)
         pthread_mutex_unlock(&s->mu);
         commit_batch(s, batch, n);
         pthread_mutex_lock(&s->mu);
+        s->committing = false;
         for (unsigned i = 0; i < n; i++)
             batch[i]->done = true;
         pthread_cond_broadcast(&s->done);

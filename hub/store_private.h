@@ -26,6 +26,7 @@ struct store {
     pthread_cond_t  wake, done;
     put_job        *queue_head, *queue_tail;
     bool            stopping;
+    bool            committing; /* a put's commit is running (committer or the caller's own thread) */
     pthread_t       committer;
     /* counters (atomics: read by /metrics from other threads) */
     _Atomic uint64_t commits, commit_instances, put_stored, put_duplicate, put_conflict, put_full,
