@@ -281,6 +281,9 @@ struct dimse_scp {
     void *ctx;
     size_t mem_instance_max, mem_budget;
     bool digest_dataset;
+    size_t early_bytes;
+    dimse_early_fn early;
+    dimse_early_end_fn early_end;
 
     int listen_fd;
     int wake[2];       /* pipe: stop wakes the listener */
@@ -697,6 +700,8 @@ struct dimse_sink {
                            neither fd nor mem: discarding */
     char path[DIMSE_PATH_MAX];
     uint64_t size, meta_len;
+    uint64_t early_done;   /* bytes of mem handed to scp->early */
+    void *early_state;
     digest_ctx *dg;     /* SHA-256 of the data set, or NULL */
     uint16_t status;    /* non-zero: refuse with this after draining */
     char comment[DIMSE_COMMENT_MAX + 1];
@@ -776,7 +781,8 @@ static void dimse_sink_open(dimse_sink *k, dimse_assoc *a, const dimse_cmd *cmd,
     k->fd = -1;
     k->mem = NULL;
     k->dg = NULL;
-    k->size = k->meta_len = 0;
+    k->size = k->meta_len = k->early_done = 0;
+    k->early_state = NULL;
     if (k->status)
         return;
     if (s->digest_dataset && !(k->dg = digest_new())) {
@@ -820,6 +826,10 @@ static void dimse_sink_put(dimse_sink *k, const dimse_scp *s, const void *p, siz
     if (k->mem) {
         memcpy(k->mem + k->size, p, n);
         k->size += n;
+        while (s->early && k->size - k->early_done >= s->early_bytes) {
+            s->early(s->ctx, &k->early_state, k->mem + k->early_done, k->early_done, s->early_bytes);
+            k->early_done += s->early_bytes;
+        }
     } else if (k->fd >= 0) {
         int rc = dimse_write_all(k->fd, p, n);
         if (rc < 0)
@@ -827,6 +837,14 @@ static void dimse_sink_put(dimse_sink *k, const dimse_scp *s, const void *p, siz
         else
             k->size += n;
     }
+}
+
+/* Tells the owner of early hand-overs that the instance is done with. */
+static void dimse_sink_early_end(dimse_sink *k, const dimse_scp *s)
+{
+    if (k->early_state && s->early_end)
+        s->early_end(s->ctx, k->early_state);
+    k->early_state = NULL;
 }
 
 static void dimse_sink_discard(dimse_sink *k)
@@ -896,6 +914,7 @@ static dimse_rx dimse_handle_store(dimse_assoc *a, const dimse_cmd *cmd)
     dimse_rx rx = dimse_receive_dataset(a, cmd, &k);
     if (rx != DIMSE_RX_OK) {   /* broken mid data set: nothing is stored */
         dimse_sink_discard(&k);
+        dimse_sink_early_end(&k, a->scp);
         return rx;
     }
     uint8_t sha[32];
@@ -929,11 +948,13 @@ static dimse_rx dimse_handle_store(dimse_assoc *a, const dimse_cmd *cmd)
         req.size = k.size;
         req.dataset_offset = k.meta_len;
         req.dataset_sha256 = hashed ? sha : NULL;
+        req.early_state = k.early_state;
         status = a->scp->store(a->scp->ctx, &req, comment, sizeof comment);
         comment[sizeof comment - 1] = '\0';
     } else {
         dimse_copy(comment, sizeof comment, k.comment);
     }
+    dimse_sink_early_end(&k, a->scp);
     dimse_sanitize_comment(comment);
     if (!dimse_respond(a, cmd, status, comment))
         return DIMSE_RX_ERROR;
@@ -1437,6 +1458,9 @@ static int dimse_start(const dimse_config *cfg, dimse_scp **out, char *err, size
     s->mem_instance_max = cfg->mem_instance_max;
     s->mem_budget = cfg->mem_budget ? cfg->mem_budget : 4 * cfg->mem_instance_max;
     s->digest_dataset = cfg->digest_dataset != 0;
+    s->early = cfg->mem_instance_max && cfg->early_bytes && cfg->early_end ? cfg->early : NULL;
+    s->early_bytes = cfg->early_bytes;
+    s->early_end = cfg->early_end;
     s->accept = cfg->accept;
     s->store = cfg->store;
     s->log = cfg->log;

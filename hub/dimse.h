@@ -102,6 +102,7 @@ typedef struct dimse_store_req {
     const uint8_t *dataset_sha256;   /* SHA-256 of the data set bytes (from
                                         dataset_offset on) with
                                         cfg->digest_dataset, else NULL */
+    void       *early_state;   /* what cfg->early kept for this instance */
 } dimse_store_req;
 
 /* Returns the DIMSE status for the C-STORE-RSP; may write a NUL-terminated
@@ -114,6 +115,18 @@ typedef struct dimse_store_req {
  * so commit to durable storage before returning success. */
 typedef uint16_t (*dimse_store_fn)(void *ctx, const dimse_store_req *req,
                                    char *comment, size_t comment_len);
+
+/* Optional, with mem_instance_max: while an instance arrives in memory,
+ * every further early_bytes of its file (from offset 0, meta header
+ * included) are handed over at once, so that the callback may start
+ * writing them; p stays valid and unchanged until cfg->early_end returns.
+ * *state is NULL at the first call for an instance; the callback keeps
+ * what it needs there (given back in dimse_store_req.early_state).  Once an
+ * instance spills to the spool file, no more calls for it. */
+typedef void (*dimse_early_fn)(void *ctx, void **state, const unsigned char *p, uint64_t offset, size_t n);
+/* The instance whose early calls set state is done with (stored, refused
+ * or broken off; after cfg->store when that was called): release state. */
+typedef void (*dimse_early_end_fn)(void *ctx, void *state);
 
 /* Decides on an association request: DIMSE_ACCEPT or a DIMSE_REJECT_*; may
  * write a reason into reason[reason_len] for the log. */
@@ -148,6 +161,9 @@ typedef struct dimse_config {
                                      mem_instance_max while it lasts);
                                      0: 4 x mem_instance_max */
     int         digest_dataset;   /* non-zero: fill dataset_sha256 */
+    size_t      early_bytes;      /* with early: hand-over unit, > 0 */
+    dimse_early_fn     early;     /* optional */
+    dimse_early_end_fn early_end; /* required with early */
     /* NULL accept: every calling AE, called AE must equal aet. */
     dimse_accept_fn accept;
     dimse_store_fn  store;   /* required */

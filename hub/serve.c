@@ -130,7 +130,8 @@ static uint16_t on_store(void *ctx, const dimse_store_req *req, char *comment, s
     }
     store_put_result res;
     if (req->data) {
-        store_put_mem(h->st, req->data, (size_t)req->size, req->dataset_sha256, NULL, source, t, &res);
+        store_put_mem(h->st, req->data, (size_t)req->size, req->dataset_sha256, NULL, req->early_state, source, t,
+                      &res);
     } else {
         store_put_file(h->st, req->path, source, t, &res);
         unlink(req->path);
@@ -161,6 +162,25 @@ static uint16_t on_store(void *ctx, const dimse_store_req *req, char *comment, s
         log_error("storing an instance from %s failed: %s", source, res.reason);
         return DIMSE_STATUS_OUT_OF_RESOURCES;
     }
+}
+
+/* A large instance's chunks go to the store while the rest arrives: the
+ * commit that makes it durable then flushes little more than its tail. */
+static void on_early(void *ctx, void **state, const unsigned char *p, uint64_t offset, size_t n)
+{
+    hub *h = ctx;
+    (void)n; /* STORE_CHUNK, as configured */
+    if (!*state && offset == 0)
+        *state = store_blob_new(h->st);
+    if (*state)
+        store_blob_chunk(h->st, *state, (uint32_t)(offset / STORE_CHUNK), p); /* a refusal: the put writes it */
+}
+
+static void on_early_end(void *ctx, void *state)
+{
+    hub *h = ctx;
+    store_blob *b = state;
+    store_blob_free(h->st, &b);
 }
 
 /* A signed report goes back to the clinic it came from, through the edge
@@ -440,7 +460,8 @@ int serve_run(const serve_config *cfg)
     dimse_config dc = {.bind_addr = cfg->bind, .port = cfg->dicom_port, .aet = cfg->aet,
                        .spool_dir = h.spool, .max_assocs = cfg->max_assocs,
                        .mem_instance_max = SERVE_DICOM_MEM_INSTANCE, .mem_budget = SERVE_DICOM_MEM_BUDGET,
-                       .digest_dataset = 1,
+                       .digest_dataset = 1, .early_bytes = STORE_CHUNK, .early = on_early,
+                       .early_end = on_early_end,
                        .accept = on_associate, .store = on_store, .log = on_dimse_log, .ctx = &h};
     if ((rc = dimse_scp_start(&dc, &h.scp, err, sizeof err)) < 0) {
         log_error("DICOM listener: %s", err);
