@@ -1,10 +1,12 @@
 /* store.c — the LMDB environment and ingest with group commit.
  *
  * Callers (one thread per DICOM association or edge) parse and digest their
- * instance outside any lock, then queue a job; one committer thread applies
- * queued jobs in one write transaction and commits with default sync, then
- * wakes every caller of the batch.  Durability costs one fsync per batch,
- * not per instance. */
+ * instance outside any lock, then commit it: on their own thread when
+ * nobody is committing, else by queueing a job that the committer thread
+ * applies with everything else queued in one write transaction (default
+ * sync), waking every caller of the batch.  Durability costs one fsync per
+ * batch, not per instance.  A large instance's first chunks may come
+ * earlier, as chunk jobs nobody waits for (store_blob, store.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
