@@ -817,8 +817,8 @@ static void dimse_sink_open(dimse_sink *k, dimse_assoc *a, const dimse_cmd *cmd,
  * there, else written to the spool file. */
 static void dimse_sink_put(dimse_sink *k, const dimse_scp *s, const void *p, size_t n)
 {
-    if (k->fd < 0 && !k->mem)
-        return;   /* discarding */
+    if ((k->fd < 0 && !k->mem) || n == 0)
+        return;   /* discarding, or an empty PDV (whose data may be NULL) */
     if (k->dg)
         digest_update(k->dg, p, n);
     if (k->mem && k->size + n > s->mem_instance_max)
