@@ -130,8 +130,8 @@ static uint16_t on_store(void *ctx, const dimse_store_req *req, char *comment, s
     }
     store_put_result res;
     if (req->data) {
-        store_put_mem(h->st, req->data, (size_t)req->size, req->dataset_sha256, NULL, req->early_state, source, t,
-                      &res);
+        store_put_mem(h->st, req->data, (size_t)req->size, req->dataset_sha256, req->dataset_offset, NULL,
+                      req->early_state, source, t, &res);
     } else {
         store_put_file(h->st, req->path, source, t, &res);
         unlink(req->path);

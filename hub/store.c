@@ -287,8 +287,10 @@ static int32_t top_int(const dcm_file *f, uint32_t tag)
 }
 
 /* Parses the file in place (job->file, in.size bytes) for its index fields;
- * digests its data set unless the receiver already did (digest given). */
-static int index_file(put_job *job, const uint8_t *digest, store_put_result *res)
+ * digests its data set unless the receiver already did (digest of the bytes
+ * from digest_from on: a data set that begins with stray group 0002
+ * elements starts later than the receiver thought). */
+static int index_file(put_job *job, const uint8_t *digest, uint64_t digest_from, store_put_result *res)
 {
     dcm_file *f = NULL;
     dcm_err err = {0};
@@ -341,7 +343,7 @@ static int index_file(put_job *job, const uint8_t *digest, store_put_result *res
 
     dcm_free(&f);
     /* Digest of the data set bytes as received (digest.h). */
-    if (digest) {
+    if (digest && digest_from == in->dataset_offset) {
         memcpy(in->digest, digest, 32);
         return 0;
     }
@@ -391,19 +393,20 @@ int store_put_file_expect(store *s, const char *path, const char *source, int64_
     }
     if (map)
         madvise(map, len, MADV_SEQUENTIAL);
-    int rc = store_put_mem(s, map ? map : "", len, NULL, expect, NULL, source, now_ms, res);
+    int rc = store_put_mem(s, map ? map : "", len, NULL, 0, expect, NULL, source, now_ms, res);
     if (map)
         munmap(map, len);
     return rc;
 }
 
-int store_put_mem(store *s, const void *file, size_t len, const uint8_t digest[32], const uint8_t expect[32],
-                  store_blob *early, const char *source, int64_t now_ms, store_put_result *res)
+int store_put_mem(store *s, const void *file, size_t len, const uint8_t digest[32], uint64_t digest_from,
+                  const uint8_t expect[32], store_blob *early, const char *source, int64_t now_ms,
+                  store_put_result *res)
 {
     memset(res, 0, sizeof *res);
     put_job job = {.file = file, .source = source, .now_ms = now_ms, .res = res, .blob = early};
     job.in.size = len;
-    int rc = index_file(&job, digest, res);
+    int rc = index_file(&job, digest, digest_from, res);
     if (rc < 0) {
         __atomic_fetch_add(res->result == STORE_INVALID ? &s->put_invalid : &s->put_failed, 1, __ATOMIC_RELAXED);
         return rc;

@@ -114,12 +114,15 @@ int store_put_file_expect(store *s, const char *path, const char *source, int64_
                           const uint8_t expect[32], store_put_result *res);
 
 /* The same for a Part 10 file held in memory (len bytes, borrowed until
- * return).  digest: SHA-256 of its data set when the caller already has it
- * (NULL: computed here); expect as above (NULL: anything).  early: the
- * handle its first chunks were written under while it arrived, or NULL. */
+ * return).  digest: SHA-256 of the file's bytes from offset digest_from on,
+ * when the caller already has it: used if that is where the parser finds
+ * the data set (NULL: computed here).  expect as above (NULL: anything).
+ * early: the handle its first chunks were written under while it arrived,
+ * or NULL. */
 typedef struct store_blob store_blob;
-int store_put_mem(store *s, const void *file, size_t len, const uint8_t digest[32], const uint8_t expect[32],
-                  store_blob *early, const char *source, int64_t now_ms, store_put_result *res);
+int store_put_mem(store *s, const void *file, size_t len, const uint8_t digest[32], uint64_t digest_from,
+                  const uint8_t expect[32], store_blob *early, const char *source, int64_t now_ms,
+                  store_put_result *res);
 
 /* Writing a large instance while it arrives, so that the commit that makes
  * it durable has little left to flush.  Chunk n is the file's bytes

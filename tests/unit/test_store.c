@@ -147,7 +147,7 @@ static void test_early_chunks_become_the_instance(void **state)
         assert_non_null(b);
         assert_int_equal(store_blob_chunk(s, b, 0, orig), 0);
         assert_int_equal(store_blob_chunk(s, b, 1, orig + STORE_CHUNK), 0);
-        assert_int_equal(store_put_mem(s, orig, len, NULL, NULL, b, "dicom:A", 1000, &r), 0);
+        assert_int_equal(store_put_mem(s, orig, len, NULL, 0, NULL, b, "dicom:A", 1000, &r), 0);
         store_blob_free(s, &b);
         assert_null(b);
         assert_int_equal(r.result, round == 0 ? STORE_STORED : STORE_DUPLICATE);
