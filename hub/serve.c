@@ -133,7 +133,10 @@ static uint16_t on_store(void *ctx, const dimse_store_req *req, char *comment, s
         store_put_mem(h->st, req->data, (size_t)req->size, req->dataset_sha256, req->dataset_offset, NULL,
                       req->early_state, source, t, &res);
     } else {
-        store_put_file(h->st, req->path, source, t, &res);
+        /* Spilled to the spool: the chunks written from the buffer before
+         * count, the rest comes from the file. */
+        store_put_file_early(h->st, req->path, req->dataset_sha256, req->dataset_offset, req->early_state, source, t,
+                             &res);
         unlink(req->path);
     }
     switch (res.result) {

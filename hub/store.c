@@ -358,16 +358,40 @@ static int index_file(put_job *job, const uint8_t *digest, uint64_t digest_from,
     return 0;
 }
 
+typedef struct put_known {
+    const uint8_t *digest, *expect;
+    uint64_t       digest_from;
+    store_blob    *early;
+} put_known;
+
+static int put_file(store *s, const char *path, const put_known *kn, const char *source, int64_t now_ms,
+                    store_put_result *res);
+
 int store_put_file(store *s, const char *path, const char *source, int64_t now_ms, store_put_result *res)
 {
-    return store_put_file_expect(s, path, source, now_ms, NULL, res);
+    put_known kn = {0};
+    return put_file(s, path, &kn, source, now_ms, res);
+}
+
+int store_put_file_expect(store *s, const char *path, const char *source, int64_t now_ms,
+                          const uint8_t expect[32], store_put_result *res)
+{
+    put_known kn = {.expect = expect};
+    return put_file(s, path, &kn, source, now_ms, res);
+}
+
+int store_put_file_early(store *s, const char *path, const uint8_t digest[32], uint64_t digest_from,
+                         store_blob *early, const char *source, int64_t now_ms, store_put_result *res)
+{
+    put_known kn = {.digest = digest, .digest_from = digest_from, .early = early};
+    return put_file(s, path, &kn, source, now_ms, res);
 }
 
 /* The file is mapped, not read: parsing, digest and the copy into LMDB's
  * pages all read the page cache in place (the caller owns the file, so
  * nobody truncates it under the mapping). */
-int store_put_file_expect(store *s, const char *path, const char *source, int64_t now_ms,
-                          const uint8_t expect[32], store_put_result *res)
+static int put_file(store *s, const char *path, const put_known *kn, const char *source, int64_t now_ms,
+                    store_put_result *res)
 {
     memset(res, 0, sizeof *res);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -393,7 +417,8 @@ int store_put_file_expect(store *s, const char *path, const char *source, int64_
     }
     if (map)
         madvise(map, len, MADV_SEQUENTIAL);
-    int rc = store_put_mem(s, map ? map : "", len, NULL, 0, expect, NULL, source, now_ms, res);
+    int rc = store_put_mem(s, map ? map : "", len, kn->digest, kn->digest_from, kn->expect, kn->early, source,
+                           now_ms, res);
     if (map)
         munmap(map, len);
     return rc;

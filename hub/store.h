@@ -112,6 +112,13 @@ int store_put_file(store *s, const char *path, const char *source, int64_t now_m
  * set's digest equals expect: what a link transfer offered. */
 int store_put_file_expect(store *s, const char *path, const char *source, int64_t now_ms,
                           const uint8_t expect[32], store_put_result *res);
+/* store_put_file for a file received by the hub itself, with what the
+ * receiver knows already: digest and digest_from as for store_put_mem
+ * below, and the chunks written early from a buffer before the rest went
+ * to this file (store_blob below; NULL: none). */
+typedef struct store_blob store_blob;
+int store_put_file_early(store *s, const char *path, const uint8_t digest[32], uint64_t digest_from,
+                         store_blob *early, const char *source, int64_t now_ms, store_put_result *res);
 
 /* The same for a Part 10 file held in memory (len bytes, borrowed until
  * return).  digest: SHA-256 of the file's bytes from offset digest_from on,
@@ -119,7 +126,6 @@ int store_put_file_expect(store *s, const char *path, const char *source, int64_
  * the data set (NULL: computed here).  expect as above (NULL: anything).
  * early: the handle its first chunks were written under while it arrived,
  * or NULL. */
-typedef struct store_blob store_blob;
 int store_put_mem(store *s, const void *file, size_t len, const uint8_t digest[32], uint64_t digest_from,
                   const uint8_t expect[32], store_blob *early, const char *source, int64_t now_ms,
                   store_put_result *res);

@@ -158,8 +158,23 @@ static void test_early_chunks_become_the_instance(void **state)
     uint8_t *back = malloc(len);
     read_whole(s, &in, back);
     assert_memory_equal(back, orig, len);
+    /* Other bytes under the same UID, spilled to a file after two early
+     * chunks: kept as a conflict, its first chunks those written early. */
+    orig[len - 1] ^= 0xFF;
+    char q[600];
+    snprintf(q, sizeof q, "%s/early-conflict.dcm", tmpdir);
+    spit(q, orig, len);
+    store_blob *b = store_blob_new(s);
+    assert_int_equal(store_blob_chunk(s, b, 0, orig), 0);
+    assert_int_equal(store_blob_chunk(s, b, 1, orig + STORE_CHUNK), 0);
+    assert_int_equal(store_put_file_early(s, q, NULL, 0, b, "dicom:B", 2000, &r), 0);
+    store_blob_free(s, &b);
+    assert_int_equal(r.result, STORE_CONFLICT);
+    assert_true(r.inst.blob_id != 0 && r.inst.blob_id != in.blob_id);
+    read_whole(s, &r.inst, back);
+    assert_memory_equal(back, orig, len);
     store_close(&s);
-    assert_int_equal(db_entries("early", "blob"), 3); /* the first copy's chunks only */
+    assert_int_equal(db_entries("early", "blob"), 6); /* the first copy's chunks and the conflict's */
     assert_int_equal(db_entries("early", "early"), 0);
     free(back);
     free(orig);
