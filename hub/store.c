@@ -871,7 +871,13 @@ const double store_commit_bucket_ms[11] = {0.5, 1, 2, 5, 10, 20, 50, 100, 200, 5
 static void *committer_main(void *arg)
 {
     store *s = arg;
-    put_job **batch = calloc(s->batch_max, sizeof *batch);
+    put_job *one[1];
+    unsigned cap = s->batch_max;
+    put_job **batch = calloc(cap, sizeof *batch);
+    if (!batch) { /* out of memory: one job per commit, slower but on */
+        batch = one;
+        cap = 1;
+    }
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (s->committing || (!s->queue_head && !s->stopping))
@@ -880,7 +886,7 @@ static void *committer_main(void *arg)
             break;
         s->committing = true;
         unsigned n = 0;
-        while (s->queue_head && n < s->batch_max && batch) {
+        while (s->queue_head && n < cap) {
             batch[n++] = s->queue_head;
             s->queue_head = s->queue_head->next;
         }
@@ -901,6 +907,7 @@ static void *committer_main(void *arg)
         pthread_cond_broadcast(&s->done);
     }
     pthread_mutex_unlock(&s->mu);
-    free(batch);
+    if (batch != one)
+        free(batch);
     return NULL;
 }
