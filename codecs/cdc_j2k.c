@@ -165,9 +165,9 @@ out:
  * bit-planes the significance and refinement passes are written raw instead
  * of through the MQ coder.  Part 1, so every J2K decoder reads it.  Where
  * those low bit-planes are noise, as in radiographs, raw costs nothing (the
- * batch's CR/DX files come out 1% smaller) and encoding is 15-25% faster,
- * decoding 20-35%; where they are not (flat or synthetic images, 8-bit
- * images, CT with its empty air) it costs 2% to 70% of the bytes, and on the
+ * batch's CR/DX files come out 1% smaller) and encoding is 15-20% faster,
+ * decoding 25-35%; where they are not (flat or synthetic images, 8-bit
+ * images, CT with its empty air) it costs 1.5% to 70% of the bytes, and on the
  * link bytes decide.  So it is used only on grey images of at least 9 bits
  * and 256x256 whose prediction residual carries at least
  * J2K_BYPASS_MIN_BITS bits of entropy per sample (bench/codecs.sh, figures
