@@ -491,6 +491,21 @@ static enum MHD_Result collect_param(void *cls, enum MHD_ValueKind kind, const c
     return MHD_YES;
 }
 
+/* Dotted quad of a (host order) into out (16 bytes): every request names
+ * its client, and inet_ntop formats through sprintf. */
+static void ipv4_text(uint32_t a, char *out)
+{
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        unsigned v = (a >> shift) & 255;
+        if (v >= 100)
+            *out++ = (char)('0' + v / 100);
+        if (v >= 10)
+            *out++ = (char)('0' + v / 10 % 10);
+        *out++ = (char)('0' + v % 10);
+        *out++ = shift ? '.' : '\0';
+    }
+}
+
 /* The client's address; true when it is the loopback interface. */
 static bool peer_of(req *r)
 {
@@ -500,8 +515,9 @@ static bool peer_of(req *r)
     bool loopback = false;
     if (sa && sa->sa_family == AF_INET) {
         const struct sockaddr_in *s4 = (const struct sockaddr_in *)(const void *)sa;
-        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof ip);
-        loopback = (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+        uint32_t a = ntohl(s4->sin_addr.s_addr);
+        ipv4_text(a, ip);
+        loopback = (a >> 24) == 127;
     } else if (sa && sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)sa;
         inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof ip);

@@ -37,6 +37,7 @@ void  jb_puts(jbuf *b, const char *s);
 void  jb_printf(jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void  jb_str(jbuf *b, const char *s);               /* a JSON string, quoted and escaped */
 void  jb_strn(jbuf *b, const char *s, size_t n);
+void  jb_uint(jbuf *b, uint64_t v);                 /* decimal digits, no printf */
 void  jb_time(jbuf *b, int64_t ms);                 /* ISO 8601 UTC string, or null for 0 */
 bool  jb_ok(const jbuf *b);
 char *jb_detach(jbuf *b, size_t *len);              /* caller frees; b is reset */
