@@ -13,7 +13,7 @@
 
 /* ---- text buffer --------------------------------------------------- */
 
-static bool jb_reserve(jbuf *b, size_t n)
+bool jb_reserve(jbuf *b, size_t n)
 {
     if (b->failed)
         return false;
