@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "hub/cmd.h"
+#include "hub/cmd_verified.h"
 #include "hub/pki.h"
 #include "hub/report.h"
 #include "codecs/banned.h"
@@ -185,33 +186,12 @@ int cmd_verify(int argc, char **argv)
         return 2;
     }
     const char *rp = argv[optind];
-    char why[512];
-    dx_signed_report sr;
-    report_verifier *v = NULL;
-    report_study *st = NULL;
-    report_doc *doc = NULL;
-    int status = 2, rc;
-    if (dx_read_signed_report("verify", rp, sigp, chainp, &sr) < 0)
-        return 2;
-    report_verifier_config cfg = {.trust_dir = trust};
-    if ((rc = report_verifier_new(&cfg, &v, why, sizeof why)) < 0) {
-        dx_errorf("verify", "trust list: %s", why);
+    dx_verified_report vr;
+    int status = dx_verify_report_files("verify", rp, sigp, chainp, trust, study, at, "", &vr);
+    if (status)
         goto out;
-    }
-    if (study && (rc = report_study_open(study, &st, why, sizeof why)) < 0) {
-        dx_errorf("verify", "%s", why);
-        goto out;
-    }
-    pki_identity id;
-    status = 1;
-    rc = report_verify(v, sr.doc, sr.doc_len, sr.sig, sr.sig_len, sr.chain, sr.chain_len, at, &id, &doc, why, sizeof why);
-    if (!rc && st)
-        rc = report_check_digests(doc, report_study_digest, st, "the study folder", why, sizeof why);
-    if (rc < 0) {
-        dx_errorf("verify", "%s: not verified: %s", rp, why);
-        goto out;
-    }
-    const report_info *in = report_doc_info(doc);
+    const report_info *in = report_doc_info(vr.doc);
+    const pki_identity id = vr.signer;
     char nb[32], na[32];
     dx_fmt_time(id.not_before, nb, sizeof nb);
     dx_fmt_time(id.not_after, na, sizeof na);
@@ -227,15 +207,11 @@ int cmd_verify(int argc, char **argv)
     if (in->drafted_by)
         printf("  drafted by  %s%s%s%s (reviewed and signed by the signer)\n", in->drafted_by_name,
                in->drafted_by_name[0] ? " (reader " : "", in->drafted_by, in->drafted_by_name[0] ? ")" : "");
-    if (st)
+    if (vr.study)
         printf("  digests     all %zu match %s\n", in->n_instances, study);
     else
         printf("  digests     not checked (no --study-dir)\n");
-    status = 0;
 out:
-    report_free(&doc);
-    report_study_free(&st);
-    report_verifier_free(&v);
-    dx_signed_report_free(&sr);
+    dx_verified_report_free(&vr);
     return status;
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "hub/cmd.h"
+#include "hub/cmd_verified.h"
 #include "hub/digest.h"
 #include "hub/report.h"
 #include "hub/sr.h"
@@ -96,33 +97,15 @@ int cmd_sr(int argc, char **argv)
     }
     const char *rp = argv[optind];
     char why[512];
-    dx_signed_report sr;
-    report_verifier *v = NULL;
-    report_study *st = NULL;
-    report_doc *doc = NULL;
     const char **files = NULL;
-    int status = 2, rc;
-    if (dx_read_signed_report("sr", rp, sigp, chainp, &sr) < 0)
-        return 2;
-    report_verifier_config cfg = {.trust_dir = trust};
-    if ((rc = report_verifier_new(&cfg, &v, why, sizeof why)) < 0) {
-        dx_errorf("sr", "trust list: %s", why);
+    int rc;
+    dx_verified_report vr;
+    int status = dx_verify_report_files("sr", rp, sigp, chainp, trust, study, at, ", no SR written", &vr);
+    if (status)
         goto out;
-    }
-    if ((rc = report_study_open(study, &st, why, sizeof why)) < 0) {
-        dx_errorf("sr", "%s", why);
-        goto out;
-    }
-    pki_identity id;
     status = 1;
-    rc = report_verify(v, sr.doc, sr.doc_len, sr.sig, sr.sig_len, sr.chain, sr.chain_len, at, &id, &doc, why, sizeof why);
-    if (!rc)
-        rc = report_check_digests(doc, report_study_digest, st, "the study folder", why, sizeof why);
-    if (rc < 0) {
-        dx_errorf("sr", "%s: not verified, no SR written: %s", rp, why);
-        goto out;
-    }
-    const report_info *in = report_doc_info(doc);
+    const report_info *in = report_doc_info(vr.doc);
+    const pki_identity id = vr.signer;
     files = calloc(in->n_instances, sizeof *files);
     if (!files) {
         dx_errorf("sr", "out of memory");
@@ -130,12 +113,12 @@ int cmd_sr(int argc, char **argv)
     }
     for (size_t i = 0; i < in->n_instances; i++) {
         report_instance ri;
-        report_doc_instance(doc, i, &ri);
-        files[i] = report_study_path(st, ri.sop); /* present: the digests matched */
+        report_doc_instance(vr.doc, i, &ri);
+        files[i] = report_study_path(vr.study, ri.sop); /* present: the digests matched */
     }
     char sop[64], series[64], when[24], desc[96];
-    uid_from(sr.doc, sr.doc_len, "sr-instance", sop);
-    uid_from(sr.doc, sr.doc_len, "sr-series", series);
+    uid_from(vr.files.doc, vr.files.doc_len, "sr-instance", sop);
+    uid_from(vr.files.doc, vr.files.doc_len, "sr-series", series);
     to_dt(in->reported, when);
     snprintf(desc, sizeof desc, "Signed report %.60s v%u", in->report_id, in->version);
     sr_spec spec = {.files = files, .n_files = in->n_instances, .study_uid = in->study_uid,
@@ -152,9 +135,6 @@ int cmd_sr(int argc, char **argv)
     status = 0;
 out:
     free(files);
-    report_free(&doc);
-    report_study_free(&st);
-    report_verifier_free(&v);
-    dx_signed_report_free(&sr);
+    dx_verified_report_free(&vr);
     return status;
 }
