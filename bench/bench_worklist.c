@@ -9,8 +9,9 @@
  * 2. Serve: `dxhub serve` on that directory (real process, real ports),
  *    with R readers (each its own CURVE keypair in the allow-list, role
  *    reader:rNNN, and a readers-file line) and one ECG reader.
- * 3. Assign: R threads, each a hub_client (hub/hub.h) over 127.0.0.1, loop
- *    READY 1 → TASK → CLAIM → CLAIMED for S seconds.  An "assignment" is
+ * 3. Assign: R readers over 127.0.0.1, each its own DEALER and CURVE key
+ *    (the reader protocol of hub/hub.h), all driven by one thread with
+ *    epoll, loop READY 1 → TASK → CLAIM → CLAIMED for S seconds.  An "assignment" is
  *    that whole round: a lease the reader was told about, so durable
  *    (the hub answers CLAIM after its commit).  Measured: assignments per
  *    second, READY→TASK (the offer: sent before its record is committed)
@@ -34,13 +35,13 @@
 #include <jansson.h>
 #include <poll.h>
 #include <stdarg.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -48,6 +49,7 @@
 #include <zmq.h>
 #include "hub/hub.h"
 #include "hub/keys.h"
+#include "hub/proto.h"
 #include "hub/store.h"
 #include "hub/store_bench.h"
 #include "hub/store_tasks.h"
@@ -248,88 +250,204 @@ static void field(const char *line, const char *key, char *out, size_t n)
     snprintf(out, n, "%.*s", (int)l, p);
 }
 
-/* --- the assignment phase ---------------------------------------------------------- */
-
-typedef struct rdr {
-    pthread_t      thread;
-    int            index;
-    keypair        kp;
-    hub_client    *c;
-    uint32_t      *lat_us, *claim_us;
-    size_t         n, cap;
-    int            timeouts, refused;
-} rdr;
-
-static const char     *g_endpoint;
-static char            g_hub_pub[41];
-static pthread_barrier_t g_connected, g_start;
-static int64_t         g_end_us;
-
-/* 3b: the same readers, READY 1 → TASK only (no CLAIM): the offer path
- * alone, which no commit holds up.  The offers stay unclaimed until the
- * hub's offer timeout; each reader's max (1000) leaves room for them. */
-static void *offer_main(void *arg)
+/* The last line of the log at path holding what (the committer's summary
+ * at stop: commits, requests a commit, time a commit), or "". */
+static void last_log_line(const char *path, const char *what, char *out, size_t n)
 {
-    rdr *r = arg;
-    r->n = 0;
-    pthread_barrier_wait(&g_start);
-    while (mono_us() < g_end_us) {
-        int64_t t0 = mono_us();
-        hub_task t;
-        if (hub_client_ready(r->c, 1) || hub_client_next_offer(r->c, 10000, &t)) {
-            r->timeouts++;
-            break;
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    out[0] = '\0';
+    while (f && fgets(line, sizeof line, f))
+        if (strstr(line, what)) {
+            line[strcspn(line, "\n")] = '\0';
+            snprintf(out, n, "%s", line);
         }
-        if (r->n < r->cap)
-            r->lat_us[r->n++] = (uint32_t)(mono_us() - t0);
-    }
-    hub_client_ready(r->c, 0);
-    return NULL;
+    if (f)
+        fclose(f);
 }
 
-static void *reader_main(void *arg)
+/* --- the assignment phase ---------------------------------------------------------- */
+
+/* The simulated readers all live on this one thread, each a DEALER with
+ * its own CURVE key in one context (one I/O thread), driven by epoll on
+ * their ZMQ_FDs.  A thread per reader (a blocking hub_client each) cost
+ * more CPU than the hub itself — two thread wake-ups per message — on the
+ * same 2 cores, so the simulation was part of what it measured. */
+typedef enum { R_IDLE, R_WAIT_TASK, R_WAIT_CLAIMED, R_DONE } rstate;
+
+typedef struct rdr {
+    int         index;
+    keypair     kp;
+    void       *sock;
+    int         fd;        /* ZMQ_FD: readable when the socket's events may have changed */
+    rstate      st;
+    uint64_t    req;       /* the last request's number */
+    int64_t     t0, t1;    /* READY sent, CLAIM sent (µs) */
+    uint32_t   *lat_us, *claim_us;
+    size_t      n, cap;
+    int         timeouts, refused;
+} rdr;
+
+static const char *g_endpoint;
+static char        g_hub_pub[41];
+
+static void send_req(rdr *r, const char *cmd, json_t *h)
 {
-    rdr *r = arg;
-    hub_client_config cfg = {.endpoint = g_endpoint, .hub_public = g_hub_pub, .public_key = r->kp.pub,
-                             .secret_key = r->kp.sec, .timeout_ms = 20000};
-    char err[256], id[64];
-    if (hub_client_open(&cfg, &r->c, err, sizeof err) < 0)
-        die("reader %d: %s", r->index, err);
-    hub_client_keepalive(r->c, -1); /* leases last the whole run (--lease-seconds) */
-    if (hub_client_hello(r->c, id, sizeof id))
-        die("reader %d: HELLO: %s", r->index, hub_client_error(r->c));
-    pthread_barrier_wait(&g_connected);
-    pthread_barrier_wait(&g_start);
-    while (mono_us() < g_end_us) {
-        int64_t t0 = mono_us();
-        if (hub_client_ready(r->c, 1))
-            break;
-        hub_task t;
-        int rc = hub_client_next_offer(r->c, 10000, &t);
-        int64_t t1 = mono_us();
-        if (rc) {
-            r->timeouts++;
-            break; /* nothing left for us (max tasks reached, queue empty) */
-        }
-        rc = hub_client_claim(r->c, t.id, NULL);
-        int64_t t2 = mono_us();
-        if (rc) {
-            r->refused++;
-            continue;
-        }
-        if (r->n == r->cap) {
-            r->cap = r->cap ? r->cap * 2 : 1024;
-            r->lat_us = realloc(r->lat_us, r->cap * sizeof *r->lat_us);
-            r->claim_us = realloc(r->claim_us, r->cap * sizeof *r->claim_us);
-            if (!r->lat_us || !r->claim_us)
-                die("out of memory");
-        }
-        r->lat_us[r->n] = (uint32_t)(t1 - t0);
-        r->claim_us[r->n] = (uint32_t)(t2 - t1);
-        r->n++;
+    json_object_set_new(h, "req", json_integer((json_int_t)++r->req));
+    if (proto_send(r->sock, NULL, cmd, h, NULL, 0) < 0)
+        die("reader %d: sending %s: %s", r->index, cmd, zmq_strerror(zmq_errno()));
+    json_decref(h);
+}
+
+static void send_ready(rdr *r, int credit)
+{
+    send_req(r, "READY", json_pack("{s:i}", "credit", credit));
+    r->st = credit ? R_WAIT_TASK : R_DONE;
+    r->t0 = mono_us();
+}
+
+static void keep(rdr *r, uint32_t lat, uint32_t claim)
+{
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 4096;
+        r->lat_us = realloc(r->lat_us, r->cap * sizeof *r->lat_us);
+        r->claim_us = realloc(r->claim_us, r->cap * sizeof *r->claim_us);
+        if (!r->lat_us || !r->claim_us)
+            die("out of memory");
     }
-    hub_client_ready(r->c, 0);
-    return NULL;
+    r->lat_us[r->n] = lat;
+    r->claim_us[r->n] = claim;
+    r->n++;
+}
+
+/* One message from the hub to r: the next step of its loop. */
+static void on_answer(rdr *r, proto_msg *m, bool claim, int64_t end_us)
+{
+    int64_t now = mono_us();
+    if (!strcmp(m->cmd, "TASK") && r->st == R_WAIT_TASK) {
+        json_t *task = json_object_get(m->hdr, "task");
+        json_t *id = json_object_get(task, "id");
+        if (!json_is_integer(id))
+            die("reader %d: a TASK without an id", r->index);
+        if (!claim) {
+            keep(r, (uint32_t)(now - r->t0), 0);
+            send_ready(r, now < end_us);
+            return;
+        }
+        r->t1 = now;
+        send_req(r, "CLAIM", json_pack("{s:I}", "task", json_integer_value(id)));
+        r->st = R_WAIT_CLAIMED;
+        return;
+    }
+    if (r->st == R_WAIT_CLAIMED && proto_int(m, "req", -1) == (long long)r->req) {
+        if (!strcmp(m->cmd, "CLAIMED"))
+            keep(r, (uint32_t)(r->t1 - r->t0), (uint32_t)(now - r->t1));
+        else
+            r->refused++;
+        send_ready(r, now < end_us);
+        return;
+    }
+    if (!strcmp(m->cmd, "ERROR"))
+        die("reader %d: the hub refused %s: %s", r->index, proto_str(m, "to"), proto_str(m, "error"));
+    /* anything else (WELCOME, a late answer) needs no step */
+}
+
+/* Read everything r has waiting; true when it got something. */
+static bool drain(rdr *r, bool claim, int64_t end_us, bool *welcomed)
+{
+    bool got = false;
+    for (;;) {
+        int ev = 0;
+        size_t len = sizeof ev;
+        if (zmq_getsockopt(r->sock, ZMQ_EVENTS, &ev, &len) < 0 || !(ev & ZMQ_POLLIN))
+            return got;
+        proto_msg m;
+        char err[160];
+        int rc = proto_recv(r->sock, false, ZMQ_DONTWAIT, &m, err, sizeof err);
+        if (rc == PROTO_OK) {
+            got = true;
+            if (welcomed && !strcmp(m.cmd, "WELCOME"))
+                *welcomed = true;
+            else if (!welcomed)
+                on_answer(r, &m, claim, end_us);
+        }
+        proto_msg_close(&m);
+        if (rc < 0)
+            return got;
+    }
+}
+
+static void readers_open(rdr *rs, int n, void *zctx, int ep)
+{
+    for (int i = 0; i < n; i++) {
+        rdr *r = &rs[i];
+        r->sock = zmq_socket(zctx, ZMQ_DEALER);
+        if (!r->sock)
+            die("zmq_socket: %s", zmq_strerror(zmq_errno()));
+        proto_tune(r->sock);
+        if (proto_curve_client(r->sock, r->kp.pub, r->kp.sec, g_hub_pub) < 0 || zmq_connect(r->sock, g_endpoint) < 0)
+            die("reader %d: %s", r->index, zmq_strerror(zmq_errno()));
+        size_t len = sizeof r->fd;
+        zmq_getsockopt(r->sock, ZMQ_FD, &r->fd, &len);
+        struct epoll_event e = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, r->fd, &e) < 0)
+            die("epoll_ctl: %s", strerror(errno));
+        send_req(r, "HELLO", json_object());
+    }
+    /* every reader welcomed before the clock starts */
+    int welcomed = 0;
+    bool *ok = calloc((size_t)n, sizeof *ok);
+    for (int64_t end = mono_us() + 30000000; welcomed < n;) {
+        if (mono_us() > end)
+            die("only %d of %d readers were welcomed within 30 s", welcomed, n);
+        struct epoll_event evs[64];
+        epoll_wait(ep, evs, 64, 50);
+        for (int i = 0; i < n; i++)
+            if (!ok[i] && (drain(&rs[i], false, 0, &ok[i]), ok[i]))
+                welcomed++;
+    }
+    free(ok);
+}
+
+/* Every reader loops READY 1 → TASK (→ CLAIM → CLAIMED when claim) until
+ * the end; a reader that waits 10 s for an answer stops (a timeout). */
+static void readers_run(rdr *rs, int n, int ep, bool claim, int64_t end_us)
+{
+    for (int i = 0; i < n; i++) {
+        rs[i].n = 0;
+        rs[i].timeouts = 0;
+        send_ready(&rs[i], 1);
+    }
+    int active = n;
+    int64_t last_sweep = 0;
+    while (active > 0) {
+        struct epoll_event evs[128];
+        int k = epoll_wait(ep, evs, 128, 5);
+        for (int j = 0; j < k; j++) {
+            rdr *r = &rs[evs[j].data.u32];
+            if (r->st != R_DONE)
+                drain(r, claim, end_us, NULL);
+        }
+        /* ZMQ_FD only says "look": a send can consume its signal, so every
+         * few ms each reader is looked at anyway, and the stragglers stop. */
+        int64_t now = mono_us();
+        if (now - last_sweep >= 5000) {
+            last_sweep = now;
+            active = 0;
+            for (int i = 0; i < n; i++) {
+                rdr *r = &rs[i];
+                if (r->st == R_DONE)
+                    continue;
+                drain(r, claim, end_us, NULL);
+                int64_t since = r->st == R_WAIT_CLAIMED ? r->t1 : r->t0;
+                if (r->st != R_DONE && now - since > 10000000) {
+                    r->timeouts++;
+                    send_ready(r, 0);
+                }
+                active += r->st != R_DONE;
+            }
+        }
+    }
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -522,17 +640,14 @@ int main(int argc, char **argv)
     }
 
     /* 3. assign */
-    pthread_barrier_init(&g_connected, NULL, (unsigned)n_readers + 1);
-    pthread_barrier_init(&g_start, NULL, (unsigned)n_readers + 1);
-    for (int i = 0; i < n_readers; i++)
-        pthread_create(&rs[i].thread, NULL, reader_main, &rs[i]);
-    pthread_barrier_wait(&g_connected); /* all said HELLO */
+    void *zctx = zmq_ctx_new();
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (!zctx || ep < 0)
+        die("no ZeroMQ context or epoll");
+    readers_open(rs, n_readers, zctx, ep); /* all said HELLO and were welcomed */
     double hub_cpu0 = proc_cpu_s(hub_proc.pid), self_cpu0 = self_cpu_s();
     int64_t start = mono_us();
-    g_end_us = start + (int64_t)seconds * 1000000;
-    pthread_barrier_wait(&g_start);
-    for (int i = 0; i < n_readers; i++)
-        pthread_join(rs[i].thread, NULL);
+    readers_run(rs, n_readers, ep, true, start + (int64_t)seconds * 1000000);
     double elapsed = (double)(mono_us() - start) / 1e6;
     /* Is the reader simulation the bottleneck?  Both sides' CPU, in cores. */
     double hub_cores = (proc_cpu_s(hub_proc.pid) - hub_cpu0) / elapsed, sim_cores = (self_cpu_s() - self_cpu0) / elapsed;
@@ -552,24 +667,8 @@ int main(int argc, char **argv)
 
     /* 3b. offers alone, half as long */
     int offer_s = seconds > 1 ? seconds / 2 : 1;
-    for (int i = 0; i < n_readers; i++) {
-        rs[i].timeouts = 0;
-        if (rs[i].cap < 65536) {
-            rs[i].cap = 65536;
-            rs[i].lat_us = realloc(rs[i].lat_us, rs[i].cap * sizeof *rs[i].lat_us);
-            if (!rs[i].lat_us)
-                die("out of memory");
-        }
-    }
-    pthread_barrier_destroy(&g_start);
-    pthread_barrier_init(&g_start, NULL, (unsigned)n_readers + 1);
-    for (int i = 0; i < n_readers; i++)
-        pthread_create(&rs[i].thread, NULL, offer_main, &rs[i]);
     int64_t ostart = mono_us();
-    g_end_us = ostart + (int64_t)offer_s * 1000000;
-    pthread_barrier_wait(&g_start);
-    for (int i = 0; i < n_readers; i++)
-        pthread_join(rs[i].thread, NULL);
+    readers_run(rs, n_readers, ep, false, ostart + (int64_t)offer_s * 1000000);
     double oelapsed = (double)(mono_us() - ostart) / 1e6;
     size_t ototal = 0;
     int otimeouts = 0;
@@ -580,10 +679,12 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_readers; i++) {
         memcpy(olat + k, rs[i].lat_us, rs[i].n * sizeof *olat);
         k += rs[i].n;
-        hub_client_close(&rs[i].c);
+        zmq_close(rs[i].sock);
         free(rs[i].lat_us);
         free(rs[i].claim_us);
     }
+    close(ep);
+    zmq_ctx_term(zctx);
     qsort(olat, ototal, sizeof *olat, cmp_u32);
 
     /* 4. STAT: complete → offered, through a real clinic gateway */
@@ -629,6 +730,8 @@ int main(int argc, char **argv)
     }
     hub_client_close(&ecg);
     stop_child(&hub_proc, SIGTERM);
+    char commit_line[1024] = "";
+    last_log_line(log, "worklist commits", commit_line, sizeof commit_line);
 
     /* 5. the stopped store: completion times, and the two whole-queue scans */
     if (store_open(&sc, &st, err, sizeof err) < 0)
@@ -704,6 +807,8 @@ int main(int argc, char **argv)
     printf("  (%zu assignments in %.1f s by %d readers; %d readers stopped on a timeout, %d claims refused; "
            "%zu offers alone in %.1f s, %d timeouts; %d STAT studies timed)\n",
            total, elapsed, n_readers, timeouts, refused, ototal, oelapsed, otimeouts, n_lat);
+    if (commit_line[0])
+        printf("  hub %s\n", strstr(commit_line, "readers:") ? strstr(commit_line, "readers:") : commit_line);
     if (json_out) {
         if (json_dump_file(results, json_out, JSON_INDENT(1) | JSON_REAL_PRECISION(6)) != 0)
             die("cannot write %s", json_out);

@@ -3,8 +3,8 @@
 # (bench/bench_worklist.c does the work; see its header):
 #   - 100,000 queued routine CT tasks written straight into a hub store,
 #     then a real `dxhub serve` on it;
-#   - 100 simulated readers (threads, each a hub_client with its own CURVE
-#     key) on 127.0.0.1 looping READY 1 → TASK → CLAIM → CLAIMED for 10 s:
+#   - 100 simulated readers (each a DEALER with its own CURVE key, all on
+#     one thread) on 127.0.0.1 looping READY 1 → TASK → CLAIM → CLAIMED for 10 s:
 #     assignments per second (an assignment is the whole round, ending with
 #     a durable lease), READY→TASK latency (p50/p99; offers leave before
 #     their record is committed) and CLAIM→CLAIMED latency (after the

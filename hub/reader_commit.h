@@ -28,6 +28,7 @@ typedef struct rc_op {
     int         conn;     /* the reader's connection slot in the link, -1 none */
     uint64_t    task;
     int64_t     now;
+    uint64_t    queued_us; /* set by reader_commit_push (monotonic): for the log line at stop */
     wl_reader   reader;
     zmq_msg_t   route;    /* whom to answer; initialised for every op */
     json_t     *req;      /* the request's "req" to echo, or NULL (owned) */

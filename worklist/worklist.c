@@ -21,9 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "worklist/wl_record.h"
 #include "worklist/worklist.h"
 
-#define RECORD_VERSION 1
 #define INDEX_VERSION  2 /* 2: wl_bymod, wl_until and held counts */
 
 struct wl {
@@ -32,11 +32,6 @@ struct wl {
     wl_rule  *rules;
     size_t    n_rules;
 };
-
-typedef struct task_rec {
-    uint8_t version;
-    wl_task t;
-} task_rec;
 
 static const wl_rule default_rules[] = {
     {-1, NULL, WL_STAT, 10 * 60 * 1000LL},
@@ -202,11 +197,7 @@ int wl_get(wl *w, MDB_txn *txn, uint64_t id, wl_task *out)
     int rc = mdb_get(txn, w->task, &kv, &v);
     if (rc)
         return lmdb_err(rc);
-    task_rec r;
-    memset(&r, 0, sizeof r);
-    memcpy(&r, v.mv_data, v.mv_size < sizeof r ? v.mv_size : sizeof r);
-    *out = r.t;
-    return 0;
+    return wl_task_decode(v.mv_data, v.mv_size, out) ? WL_ESTORE : 0;
 }
 
 /* The modality a reader must list to read t (as wl_qualified). */
@@ -274,24 +265,62 @@ static int index_one(MDB_txn *txn, MDB_dbi dbi, uint8_t *key, size_t kl, MDB_val
     return rc && !(rc == MDB_NOTFOUND && !add) ? WL_ESTORE : 0;
 }
 
-/* Put (add) or delete (!add) the index entries of t's state. */
-static int index_task(wl *w, MDB_txn *txn, const wl_task *t, bool add)
+/* Put (add) or delete (!add) t's entries in the queue indexes. */
+static int queue_index(wl *w, MDB_txn *txn, const wl_task *t, bool add)
 {
     uint8_t k1[96], k2[96], idb[8];
     be64(idb, t->id);
-    MDB_val id = {8, idb}, none = {0, ""};
+    MDB_val id = {8, idb};
+    int rc = index_one(txn, w->queue, k1, queue_key(k1, t), &id, add);
+    return rc ? rc : index_one(txn, w->bymod, k2, bymod_key(k2, sizeof k2, t), &id, add);
+}
+
+/* The same for the held indexes; with count, the holder's count too. */
+static int held_index(wl *w, MDB_txn *txn, const wl_task *t, bool add, bool count)
+{
+    uint8_t k1[96], k2[96];
+    MDB_val none = {0, ""};
     int rc;
-    if (in_queue(t->state)) {
-        if ((rc = index_one(txn, w->queue, k1, queue_key(k1, t), &id, add)))
-            return rc;
-        return index_one(txn, w->bymod, k2, bymod_key(k2, sizeof k2, t), &id, add);
-    }
-    if (!is_held(t->state))
-        return 0;
     if ((rc = index_one(txn, w->held, k1, held_key(k1, sizeof k1, t->holder, t->id), &none, add)) ||
         (rc = index_one(txn, w->until, k2, until_key(k2, t), &none, add)))
         return rc;
-    return held_count_add(w, txn, t->holder, add ? 1 : -1);
+    return count ? held_count_add(w, txn, t->holder, add ? 1 : -1) : 0;
+}
+
+static bool same_queue_key(const wl_task *a, const wl_task *b)
+{
+    uint8_t ka[18], kb[18];
+    queue_key(ka, a);
+    queue_key(kb, b);
+    return !memcmp(ka, kb, sizeof ka) && !strcmp(qual_modality(a), qual_modality(b));
+}
+
+/* Move t's index entries from what old's state (NULL: none) had to what
+ * t's has, touching only the entries that change: an offered task claimed
+ * by its reader keeps its held entry and count, and only its until entry
+ * moves (each B-tree write dirties pages a commit must write and flush). */
+static int reindex(wl *w, MDB_txn *txn, const wl_task *old, const wl_task *t)
+{
+    bool was_q = old && in_queue(old->state), is_q = in_queue(t->state);
+    bool was_h = old && is_held(old->state), is_h = is_held(t->state);
+    int rc;
+    if (was_q && is_q && same_queue_key(old, t)) {
+        /* unchanged */
+    } else if ((was_q && (rc = queue_index(w, txn, old, false))) || (is_q && (rc = queue_index(w, txn, t, true)))) {
+        return rc;
+    }
+    if (was_h && is_h && !strcmp(old->holder, t->holder)) {
+        if (old->holder_until_ms == t->holder_until_ms)
+            return 0;
+        uint8_t k[16];
+        MDB_val none = {0, ""};
+        if ((rc = index_one(txn, w->until, k, until_key(k, old), &none, false)))
+            return rc;
+        return index_one(txn, w->until, k, until_key(k, t), &none, true);
+    }
+    if ((was_h && (rc = held_index(w, txn, old, false, true))) || (is_h && (rc = held_index(w, txn, t, true, true))))
+        return rc;
+    return 0;
 }
 
 /* Write t, moving it between the indexes as its state (and key) changed
@@ -299,14 +328,12 @@ static int index_task(wl *w, MDB_txn *txn, const wl_task *t, bool add)
 static int wl_put(wl *w, MDB_txn *txn, const wl_task *old, const wl_task *t)
 {
     int rc;
-    if (old && (rc = index_task(w, txn, old, false)))
-        return rc;
-    if ((rc = index_task(w, txn, t, true)))
+    if ((rc = reindex(w, txn, old, t)))
         return rc;
     uint8_t idk[8];
     be64(idk, t->id);
-    task_rec r = {.version = RECORD_VERSION, .t = *t};
-    MDB_val kv = {8, idk}, v = {sizeof r, &r};
+    uint8_t rec[WL_TASK_REC_MAX];
+    MDB_val kv = {8, idk}, v = {wl_task_encode(t, rec), rec};
     return lmdb_err(mdb_put(txn, w->task, &kv, &v, 0));
 }
 
@@ -329,20 +356,22 @@ static int upgrade_indexes(wl *w, MDB_txn *txn)
     MDB_val tk, tv;
     int rc = 0;
     for (int g = mdb_cursor_get(c, &tk, &tv, MDB_FIRST); g == 0 && !rc; g = mdb_cursor_get(c, &tk, &tv, MDB_NEXT)) {
-        task_rec r;
-        memset(&r, 0, sizeof r);
-        memcpy(&r, tv.mv_data, tv.mv_size < sizeof r ? tv.mv_size : sizeof r);
+        wl_task t;
+        if (wl_task_decode(tv.mv_data, tv.mv_size, &t)) {
+            rc = WL_ESTORE;
+            break;
+        }
         uint8_t bk[96];
         MDB_val kv, none = {0, ""};
-        if (in_queue(r.t.state)) {
+        if (in_queue(t.state)) {
             uint8_t idb[8];
-            be64(idb, r.t.id);
-            kv = (MDB_val){bymod_key(bk, sizeof bk, &r.t), bk};
+            be64(idb, t.id);
+            kv = (MDB_val){bymod_key(bk, sizeof bk, &t), bk};
             MDB_val iv = {8, idb};
             rc = mdb_put(txn, w->bymod, &kv, &iv, 0) ? WL_ESTORE : 0;
-        } else if (is_held(r.t.state)) {
-            kv = (MDB_val){until_key(bk, &r.t), bk};
-            rc = mdb_put(txn, w->until, &kv, &none, 0) ? WL_ESTORE : held_count_add(w, txn, r.t.holder, 1);
+        } else if (is_held(t.state)) {
+            kv = (MDB_val){until_key(bk, &t), bk};
+            rc = mdb_put(txn, w->until, &kv, &none, 0) ? WL_ESTORE : held_count_add(w, txn, t.holder, 1);
         }
     }
     mdb_cursor_close(c);
@@ -367,7 +396,8 @@ static int record(wl *w, MDB_txn *txn, wl_task *t, uint8_t from, const char *act
     k[9] = (uint8_t)(n >> 16);
     k[10] = (uint8_t)(n >> 8);
     k[11] = (uint8_t)n;
-    MDB_val kv = {12, k}, v = {sizeof e, &e};
+    uint8_t rec[WL_EVENT_REC_MAX];
+    MDB_val kv = {12, k}, v = {wl_event_encode(&e, rec), rec};
     return lmdb_err(mdb_put(txn, w->hist, &kv, &v, 0));
 }
 
@@ -974,11 +1004,11 @@ int wl_list(wl *w, MDB_txn *txn, int (*cb)(void *ctx, const wl_task *t), void *c
     MDB_val k, v;
     int n = 0;
     for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        task_rec r;
-        memset(&r, 0, sizeof r);
-        memcpy(&r, v.mv_data, v.mv_size < sizeof r ? v.mv_size : sizeof r);
+        wl_task t;
+        if (wl_task_decode(v.mv_data, v.mv_size, &t))
+            continue; /* unreadable: not listed */
         n++;
-        if (cb && cb(ctx, &r.t))
+        if (cb && cb(ctx, &t))
             break;
     }
     mdb_cursor_close(c);
@@ -1037,7 +1067,8 @@ int wl_history(wl *w, MDB_txn *txn, uint64_t id, int (*cb)(void *ctx, const wl_e
         if (k.mv_size != 12 || memcmp(k.mv_data, p, 8))
             break;
         wl_event e;
-        memcpy(&e, v.mv_data, v.mv_size < sizeof e ? v.mv_size : sizeof e);
+        if (wl_event_decode(v.mv_data, v.mv_size, &e))
+            continue;
         n++;
         if (cb && cb(ctx, &e))
             break;
