@@ -46,6 +46,17 @@ void jb_put(jbuf *b, const void *p, size_t n)
 
 void jb_puts(jbuf *b, const char *s) { jb_put(b, s, strlen(s)); }
 
+void jb_fit(jbuf *b)
+{
+    if (b->failed || !b->p || b->len == b->cap)
+        return;
+    char *p = realloc(b->p, b->len ? b->len : 1);
+    if (p) {
+        b->p = p;
+        b->cap = b->len ? b->len : 1;
+    }
+}
+
 void jb_printf(jbuf *b, const char *fmt, ...)
 {
     char tmp[512];

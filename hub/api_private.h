@@ -34,6 +34,7 @@ typedef struct jbuf {
 
 void  jb_put(jbuf *b, const void *p, size_t n);
 bool  jb_reserve(jbuf *b, size_t n);                /* room for n more bytes (one allocation) */
+void  jb_fit(jbuf *b);                              /* capacity cut to the length: text to keep */
 void  jb_puts(jbuf *b, const char *s);
 void  jb_printf(jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void  jb_str(jbuf *b, const char *s);               /* a JSON string, quoted and escaped */

@@ -313,6 +313,7 @@ static api_body *local_exams_body(api_server *a, const char *patient, int64_t si
     *n = l.n;
     *recognised = l.recognised;
     *rc = *rc < 0 ? *rc : l.err < 0 ? l.err : 0;
+    jb_fit(&b); /* kept: the cache's bound counts these bytes */
     if (*rc == 0 && (!jb_ok(&b) || !(body = api_body_new(&b))))
         *rc = -ENOMEM;
     if (*rc < 0) {
