@@ -367,12 +367,14 @@ typedef struct cdc_lut {
  * runaway allocation there gives CDC_ECODEC here, and the next frame
  * starts a new child.  A cdc_sandbox keeps one child between frames; set
  * cdc_image.sandbox to use it.  Images without one fork a child per such
- * frame.  The child is a fork (no exec) of the decoding thread at the first
- * frame and after a crash: it runs only the codec (glibc's malloc is
- * fork-safe).  Thread-safe: frames through one sandbox are decoded one at
- * a time. */
+ * frame.  The child is a fork (no exec) of the calling thread, made by
+ * cdc_sandbox_open (open it early, while the process is small: a fork
+ * costs more the larger the process) and again after a crash: it runs only
+ * the codec (glibc's malloc is fork-safe), so decode functions must be
+ * loaded before the sandbox opens.  Thread-safe: frames through one
+ * sandbox are decoded one at a time. */
 typedef struct cdc_sandbox cdc_sandbox;
-int  cdc_sandbox_open(cdc_sandbox **sb, dcm_err *err); /* the child starts at the first frame */
+int  cdc_sandbox_open(cdc_sandbox **sb, dcm_err *err); /* starts the child (or the first frame does) */
 void cdc_sandbox_close(cdc_sandbox **sb);              /* stops the child; NULLs *sb; NULL-safe */
 /* The child's process id (0 when none runs), e.g. to account its CPU time. */
 int  cdc_sandbox_pid(const cdc_sandbox *sb);

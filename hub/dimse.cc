@@ -31,6 +31,9 @@
 #include "dcmtk/oflog/oflog.h"
 
 #include "hub/dimse.h"
+extern "C" {
+#include "hub/digest.h"
+}
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -44,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -275,6 +279,11 @@ struct dimse_scp {
     dimse_store_fn store;
     dimse_log_fn log;
     void *ctx;
+    size_t mem_instance_max, mem_budget;
+    bool digest_dataset;
+    size_t early_bytes;
+    dimse_early_fn early;
+    dimse_early_end_fn early_end;
 
     int listen_fd;
     int wake[2];       /* pipe: stop wakes the listener */
@@ -286,6 +295,7 @@ struct dimse_scp {
     pthread_cond_t cv;    /* signalled when threads drops */
     bool stopping;
     int active, rejecting, threads;
+    size_t mem_used;   /* bytes of association buffers (mem_instance_max each) */
     struct dimse_conn *conns;
 };
 
@@ -380,6 +390,10 @@ struct dimse_assoc {
     T_ASC_Association *as;
     char calling[DIMSE_AE_MAX + 1], called[DIMSE_AE_MAX + 1];
     char why[160];   /* last DCMTK condition text, for the log */
+    unsigned char *mem;   /* scp->mem_instance_max bytes, charged to
+                             scp->mem_used, kept for the association's life:
+                             its pages fault in once, not per instance */
+    bool mem_tried;       /* asked for mem once (none left: spool) */
 };
 
 struct dimse_cmd {
@@ -681,12 +695,55 @@ static int dimse_spool_open(const dimse_scp *s, char *path, size_t cap)
 
 /* Where the data set goes while it arrives. */
 struct dimse_sink {
-    int fd;             /* -1: discarding */
+    int fd;             /* the spool file, or -1 */
+    unsigned char *mem; /* the association's buffer while the file fits, or NULL;
+                           neither fd nor mem: discarding */
     char path[DIMSE_PATH_MAX];
-    uint64_t size;
+    uint64_t size, meta_len;
+    uint64_t early_done;   /* bytes of mem handed to scp->early */
+    void *early_state;
+    digest_ctx *dg;     /* SHA-256 of the data set, or NULL */
     uint16_t status;    /* non-zero: refuse with this after draining */
     char comment[DIMSE_COMMENT_MAX + 1];
 };
+
+/* The association's buffer, taken from the budget on first use. */
+static unsigned char *dimse_assoc_mem(dimse_assoc *a)
+{
+    dimse_scp *s = a->scp;
+    if (a->mem || a->mem_tried || !s->mem_instance_max)
+        return a->mem;
+    a->mem_tried = true;
+    pthread_mutex_lock(&s->mu);
+    bool room = s->mem_used + s->mem_instance_max <= s->mem_budget;
+    if (room)
+        s->mem_used += s->mem_instance_max;
+    pthread_mutex_unlock(&s->mu);
+    if (!room)
+        return NULL;
+    /* Reserved, not committed: pages exist once written. */
+    void *p = mmap(NULL, s->mem_instance_max, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p != MAP_FAILED) {
+        a->mem = (unsigned char *)p;
+        return a->mem;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->mem_used -= s->mem_instance_max;
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+static void dimse_assoc_mem_release(dimse_assoc *a)
+{
+    if (!a->mem)
+        return;
+    munmap(a->mem, a->scp->mem_instance_max);
+    a->mem = NULL;
+    pthread_mutex_lock(&a->scp->mu);
+    a->scp->mem_used -= a->scp->mem_instance_max;
+    pthread_mutex_unlock(&a->scp->mu);
+}
 
 static void dimse_sink_fail(dimse_sink *k, const dimse_scp *s, int err, const char *what)
 {
@@ -695,32 +752,113 @@ static void dimse_sink_fail(dimse_sink *k, const dimse_scp *s, int err, const ch
         unlink(k->path);
         k->fd = -1;
     }
+    k->mem = NULL;
     k->status = DIMSE_STATUS_OUT_OF_RESOURCES;
     dimse_copy(k->comment, sizeof k->comment, "cannot write spool file");
     dimse_log(s, "C-STORE: %s %s: %s", what, k->path, strerror(-err));
 }
 
-/* Opens the spool file and writes the meta header, unless already refused. */
-static void dimse_sink_open(dimse_sink *k, const dimse_assoc *a, const dimse_cmd *cmd, const char *ts)
+/* Opens the spool file and writes what is in memory so far into it. */
+static void dimse_sink_spill(dimse_sink *k, const dimse_scp *s)
 {
-    k->fd = -1;
-    k->size = 0;
-    if (k->status)
-        return;
-    int fd = dimse_spool_open(a->scp, k->path, sizeof k->path);
+    int fd = dimse_spool_open(s, k->path, sizeof k->path);
     if (fd < 0) {
-        dimse_sink_fail(k, a->scp, fd, "create");
+        dimse_sink_fail(k, s, fd, "create");
         return;
     }
     k->fd = fd;
-    unsigned char meta[DIMSE_META_MAX];
-    size_t n = dimse_build_meta(meta, cmd->sop_class, cmd->sop_instance, ts, a->calling);
-    int rc = dimse_write_all(k->fd, meta, n);
-    if (rc < 0) {
-        dimse_sink_fail(k, a->scp, rc, "write");
+    int rc = dimse_write_all(k->fd, k->mem, (size_t)k->size);
+    k->mem = NULL;
+    if (rc < 0)
+        dimse_sink_fail(k, s, rc, "write");
+}
+
+/* Starts the file (in the association's buffer, else in a spool file) with
+ * the meta header, unless already refused. */
+static void dimse_sink_open(dimse_sink *k, dimse_assoc *a, const dimse_cmd *cmd, const char *ts)
+{
+    dimse_scp *s = a->scp;
+    k->fd = -1;
+    k->mem = NULL;
+    k->dg = NULL;
+    k->size = k->meta_len = k->early_done = 0;
+    k->early_state = NULL;
+    if (k->status)
+        return;
+    if (s->digest_dataset && !(k->dg = digest_new())) {
+        k->status = DIMSE_STATUS_OUT_OF_RESOURCES;
+        dimse_copy(k->comment, sizeof k->comment, "out of memory");
         return;
     }
-    k->size = n;
+    unsigned char meta[DIMSE_META_MAX];
+    size_t n = dimse_build_meta(meta, cmd->sop_class, cmd->sop_instance, ts, a->calling);
+    k->mem = dimse_assoc_mem(a);
+    if (k->mem && n <= s->mem_instance_max) {
+        memcpy(k->mem, meta, n);
+        k->size = k->meta_len = n;
+        return;
+    }
+    k->mem = NULL;
+    int fd = dimse_spool_open(s, k->path, sizeof k->path);
+    if (fd < 0) {
+        dimse_sink_fail(k, s, fd, "create");
+        return;
+    }
+    k->fd = fd;
+    int rc = dimse_write_all(k->fd, meta, n);
+    if (rc < 0) {
+        dimse_sink_fail(k, s, rc, "write");
+        return;
+    }
+    k->size = k->meta_len = n;
+}
+
+/* One PDV of the data set: hashed, then kept in memory while the file fits
+ * there, else written to the spool file. */
+static void dimse_sink_put(dimse_sink *k, const dimse_scp *s, const void *p, size_t n)
+{
+    if ((k->fd < 0 && !k->mem) || n == 0)
+        return;   /* discarding, or an empty PDV (whose data may be NULL) */
+    if (k->dg)
+        digest_update(k->dg, p, n);
+    if (k->mem && k->size + n > s->mem_instance_max)
+        dimse_sink_spill(k, s);
+    if (k->mem) {
+        memcpy(k->mem + k->size, p, n);
+        k->size += n;
+        while (s->early && k->size - k->early_done >= s->early_bytes) {
+            s->early(s->ctx, &k->early_state, k->mem + k->early_done, k->early_done, s->early_bytes);
+            k->early_done += s->early_bytes;
+        }
+    } else if (k->fd >= 0) {
+        int rc = dimse_write_all(k->fd, p, n);
+        if (rc < 0)
+            dimse_sink_fail(k, s, rc, "write");
+        else
+            k->size += n;
+    }
+}
+
+/* Tells the owner of early hand-overs that the instance is done with. */
+static void dimse_sink_early_end(dimse_sink *k, const dimse_scp *s)
+{
+    if (k->early_state && s->early_end)
+        s->early_end(s->ctx, k->early_state);
+    k->early_state = NULL;
+}
+
+static void dimse_sink_discard(dimse_sink *k)
+{
+    if (k->fd >= 0) {
+        close(k->fd);
+        unlink(k->path);
+        k->fd = -1;
+    }
+    k->mem = NULL;
+    if (k->dg) {
+        uint8_t ignored[32];
+        digest_final(&k->dg, ignored);
+    }
 }
 
 /* Streams the data set's PDVs to the sink, one PDU in memory at a time. The
@@ -737,13 +875,7 @@ static dimse_rx dimse_receive_dataset(dimse_assoc *a, const dimse_cmd *cmd, dims
             dimse_copy(a->why, sizeof a->why, "command PDV or other context inside a data set");
             return DIMSE_RX_ERROR;
         }
-        if (k->fd >= 0) {
-            int rc = dimse_write_all(k->fd, pdv.data, pdv.fragmentLength);
-            if (rc < 0)
-                dimse_sink_fail(k, a->scp, rc, "write");
-            else
-                k->size += pdv.fragmentLength;
-        }
+        dimse_sink_put(k, a->scp, pdv.data, pdv.fragmentLength);
         if (pdv.lastPDV)
             return DIMSE_RX_OK;
     }
@@ -781,11 +913,15 @@ static dimse_rx dimse_handle_store(dimse_assoc *a, const dimse_cmd *cmd)
 
     dimse_rx rx = dimse_receive_dataset(a, cmd, &k);
     if (rx != DIMSE_RX_OK) {   /* broken mid data set: nothing is stored */
-        if (k.fd >= 0) {
-            close(k.fd);
-            unlink(k.path);
-        }
+        dimse_sink_discard(&k);
+        dimse_sink_early_end(&k, a->scp);
         return rx;
+    }
+    uint8_t sha[32];
+    bool hashed = false;
+    if (k.dg) {
+        digest_final(&k.dg, sha);
+        hashed = true;
     }
     if (k.fd >= 0) {
         int fd = k.fd;
@@ -807,13 +943,18 @@ static dimse_rx dimse_handle_store(dimse_assoc *a, const dimse_cmd *cmd)
         req.sop_class_uid = cmd->sop_class;
         req.sop_instance_uid = cmd->sop_instance;
         req.transfer_syntax_uid = pc.acceptedTransferSyntax;
-        req.path = k.path;
+        req.path = k.mem ? "" : k.path;
+        req.data = k.mem;
         req.size = k.size;
+        req.dataset_offset = k.meta_len;
+        req.dataset_sha256 = hashed ? sha : NULL;
+        req.early_state = k.early_state;
         status = a->scp->store(a->scp->ctx, &req, comment, sizeof comment);
         comment[sizeof comment - 1] = '\0';
     } else {
         dimse_copy(comment, sizeof comment, k.comment);
     }
+    dimse_sink_early_end(&k, a->scp);
     dimse_sanitize_comment(comment);
     if (!dimse_respond(a, cmd, status, comment))
         return DIMSE_RX_ERROR;
@@ -1019,6 +1160,7 @@ static void dimse_assoc_run(dimse_conn *c)
     } catch (...) {
         dimse_log(a.scp, "association %s -> %s: C++ exception, dropped", a.calling, a.called);
     }
+    dimse_assoc_mem_release(&a);
     try {
         if (a.as) {
             ASC_dropSCPAssociation(a.as, DIMSE_DROP_WAIT_S);
@@ -1313,6 +1455,12 @@ static int dimse_start(const dimse_config *cfg, dimse_scp **out, char *err, size
     s->acse_timeout_s = cfg->acse_timeout_s ? cfg->acse_timeout_s : DIMSE_DEFAULT_ACSE_S;
     s->dimse_timeout_s = cfg->dimse_timeout_s ? cfg->dimse_timeout_s : DIMSE_DEFAULT_DIMSE_S;
     s->stop_grace_ms = cfg->stop_grace_ms ? cfg->stop_grace_ms : DIMSE_DEFAULT_GRACE_MS;
+    s->mem_instance_max = cfg->mem_instance_max;
+    s->mem_budget = cfg->mem_budget ? cfg->mem_budget : 4 * cfg->mem_instance_max;
+    s->digest_dataset = cfg->digest_dataset != 0;
+    s->early = cfg->mem_instance_max && cfg->early_bytes && cfg->early_end ? cfg->early : NULL;
+    s->early_bytes = cfg->early_bytes;
+    s->early_end = cfg->early_end;
     s->accept = cfg->accept;
     s->store = cfg->store;
     s->log = cfg->log;

@@ -21,9 +21,17 @@
  *     .202 .203, RLE .5, deflated image frame .8.1): the sender's own
  *     preference, never a conversion;
  *   - streams each C-STORE data set, bit for bit as it came off the wire, to
- *     <spool_dir>/rx-<random>.dcm.part behind a Part 10 meta header, never
- *     holding the instance in memory (one PDU at a time), then calls
- *     cfg->store and only after it returns sends the C-STORE-RSP.
+ *     <spool_dir>/rx-<random>.dcm.part behind a Part 10 meta header (one PDU
+ *     in memory at a time), then calls cfg->store and only after it returns
+ *     sends the C-STORE-RSP;
+ *   - or, when cfg->mem_instance_max is set, collects the same bytes in a
+ *     buffer of the association while they fit (a bigger instance spills
+ *     to the spool file at that point and goes on there): no file written,
+ *     read back and deleted per instance. The buffers of all associations
+ *     together stay within cfg->mem_budget; an association that finds none
+ *     left spools;
+ *   - with cfg->digest_dataset, hashes the data set (SHA-256, digest.h) PDV by
+ *     PDV as it arrives, so the store need not read it again for that.
  *
  * Threads: cfg->accept and cfg->store run on the association's thread, up to
  * max_assocs of them at once; they must be thread-safe. cfg->log likewise.
@@ -85,8 +93,16 @@ typedef struct dimse_store_req {
     const char *transfer_syntax_uid;   /* as negotiated for the presentation context */
     const char *path;   /* a complete Part 10 file (meta header + the data set
                            exactly as sent) in spool_dir; the callback takes
-                           ownership: it renames or deletes it */
+                           ownership: it renames or deletes it. "" when the
+                           file is in memory (data) */
+    const unsigned char *data;   /* non-NULL: the same Part 10 file in memory
+                                    (size bytes), borrowed for the callback */
     uint64_t    size;   /* bytes of that file */
+    uint64_t    dataset_offset;   /* where the data set starts in it */
+    const uint8_t *dataset_sha256;   /* SHA-256 of the data set bytes (from
+                                        dataset_offset on) with
+                                        cfg->digest_dataset, else NULL */
+    void       *early_state;   /* what cfg->early kept for this instance */
 } dimse_store_req;
 
 /* Returns the DIMSE status for the C-STORE-RSP; may write a NUL-terminated
@@ -99,6 +115,18 @@ typedef struct dimse_store_req {
  * so commit to durable storage before returning success. */
 typedef uint16_t (*dimse_store_fn)(void *ctx, const dimse_store_req *req,
                                    char *comment, size_t comment_len);
+
+/* Optional, with mem_instance_max: while an instance arrives in memory,
+ * every further early_bytes of its file (from offset 0, meta header
+ * included) are handed over at once, so that the callback may start
+ * writing them; p stays valid and unchanged until cfg->early_end returns.
+ * *state is NULL at the first call for an instance; the callback keeps
+ * what it needs there (given back in dimse_store_req.early_state).  Once an
+ * instance spills to the spool file, no more calls for it. */
+typedef void (*dimse_early_fn)(void *ctx, void **state, const unsigned char *p, uint64_t offset, size_t n);
+/* The instance whose early calls set state is done with (stored, refused
+ * or broken off; after cfg->store when that was called): release state. */
+typedef void (*dimse_early_end_fn)(void *ctx, void *state);
 
 /* Decides on an association request: DIMSE_ACCEPT or a DIMSE_REJECT_*; may
  * write a reason into reason[reason_len] for the log. */
@@ -125,6 +153,17 @@ typedef struct dimse_config {
     int         stop_grace_ms;    /* dimse_scp_stop() waits this long for
                                      peers to finish before cutting them
                                      off; 0: 5000 */
+    size_t      mem_instance_max; /* instances up to this many bytes (meta
+                                     header included) reach cfg->store in
+                                     memory; 0: always spooled */
+    size_t      mem_budget;       /* bytes of such buffers at once, all
+                                     associations together (each holds
+                                     mem_instance_max while it lasts);
+                                     0: 4 x mem_instance_max */
+    int         digest_dataset;   /* non-zero: fill dataset_sha256 */
+    size_t      early_bytes;      /* with early: hand-over unit, > 0 */
+    dimse_early_fn     early;     /* optional */
+    dimse_early_end_fn early_end; /* required with early */
     /* NULL accept: every calling AE, called AE must equal aet. */
     dimse_accept_fn accept;
     dimse_store_fn  store;   /* required */

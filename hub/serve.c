@@ -33,6 +33,14 @@
 #include "hub/store_lookup.h"
 #include "hub/store.h"
 
+/* A received instance up to this size reaches the store in memory, not
+ * through a spool file written, read back and deleted (a radiograph is about
+ * 10 MB, a CT slice 0.5 MB); bigger ones spill to the spool as they arrive.
+ * At most SERVE_DICOM_MEM_BUDGET of such buffers at once: four
+ * associations; the others spool. */
+#define SERVE_DICOM_MEM_INSTANCE ((size_t)16 << 20)
+#define SERVE_DICOM_MEM_BUDGET   (4 * SERVE_DICOM_MEM_INSTANCE)
+
 typedef struct hub {
     const serve_config *cfg;
     store              *st;
@@ -85,7 +93,8 @@ static int check_command_uids(const dimse_store_req *req, char *why, size_t n)
     dcm_file *f = NULL;
     dcm_err err = {0};
     dcm_parse_opts o = {.stop_at_tag = DCM_TAG(0x0008, 0x0019)};
-    if (dcm_open(req->path, &o, &f, &err) < 0)
+    int rc = req->data ? dcm_parse(req->data, (size_t)req->size, &o, &f, &err) : dcm_open(req->path, &o, &f, &err);
+    if (rc < 0)
         return 0; /* unparseable: the store names the reason */
     char cls[72] = "", inst[72] = "";
     dcm_top_str(f, DCM_TAG(0x0008, 0x0016), cls, sizeof cls);
@@ -111,7 +120,8 @@ static uint16_t on_store(void *ctx, const dimse_store_req *req, char *comment, s
     /* PS3.4 B.2.3: the data set must be the instance the command names. */
     char mismatch[96] = "";
     if (check_command_uids(req, mismatch, sizeof mismatch) < 0) {
-        unlink(req->path);
+        if (!req->data)
+            unlink(req->path);
         hub_count_error(&h->metrics, HUB_ERR_INVALID_INSTANCE);
         snprintf(comment, comment_len, "%s", mismatch);
         store_audit(h->st, t, source, "invalid-instance", "", mismatch);
@@ -119,8 +129,16 @@ static uint16_t on_store(void *ctx, const dimse_store_req *req, char *comment, s
         return strstr(mismatch, "Class") ? DIMSE_STATUS_DATASET_MISMATCH : DIMSE_STATUS_CANNOT_UNDERSTAND;
     }
     store_put_result res;
-    store_put_file(h->st, req->path, source, t, &res);
-    unlink(req->path);
+    if (req->data) {
+        store_put_mem(h->st, req->data, (size_t)req->size, req->dataset_sha256, req->dataset_offset, NULL,
+                      req->early_state, source, t, &res);
+    } else {
+        /* Spilled to the spool: the chunks written from the buffer before
+         * count, the rest comes from the file. */
+        store_put_file_early(h->st, req->path, req->dataset_sha256, req->dataset_offset, req->early_state, source, t,
+                             &res);
+        unlink(req->path);
+    }
     switch (res.result) {
     case STORE_STORED:
     case STORE_DUPLICATE:
@@ -147,6 +165,25 @@ static uint16_t on_store(void *ctx, const dimse_store_req *req, char *comment, s
         log_error("storing an instance from %s failed: %s", source, res.reason);
         return DIMSE_STATUS_OUT_OF_RESOURCES;
     }
+}
+
+/* A large instance's chunks go to the store while the rest arrives: the
+ * commit that makes it durable then flushes little more than its tail. */
+static void on_early(void *ctx, void **state, const unsigned char *p, uint64_t offset, size_t n)
+{
+    hub *h = ctx;
+    (void)n; /* STORE_CHUNK, as configured */
+    if (!*state && offset == 0)
+        *state = store_blob_new(h->st);
+    if (*state)
+        store_blob_chunk(h->st, *state, (uint32_t)(offset / STORE_CHUNK), p); /* a refusal: the put writes it */
+}
+
+static void on_early_end(void *ctx, void *state)
+{
+    hub *h = ctx;
+    store_blob *b = state;
+    store_blob_free(h->st, &b);
 }
 
 /* A signed report goes back to the clinic it came from, through the edge
@@ -425,6 +462,9 @@ int serve_run(const serve_config *cfg)
 
     dimse_config dc = {.bind_addr = cfg->bind, .port = cfg->dicom_port, .aet = cfg->aet,
                        .spool_dir = h.spool, .max_assocs = cfg->max_assocs,
+                       .mem_instance_max = SERVE_DICOM_MEM_INSTANCE, .mem_budget = SERVE_DICOM_MEM_BUDGET,
+                       .digest_dataset = 1, .early_bytes = STORE_CHUNK, .early = on_early,
+                       .early_end = on_early_end,
                        .accept = on_associate, .store = on_store, .log = on_dimse_log, .ctx = &h};
     if ((rc = dimse_scp_start(&dc, &h.scp, err, sizeof err)) < 0) {
         log_error("DICOM listener: %s", err);

@@ -1,15 +1,19 @@
 /* store.c — the LMDB environment and ingest with group commit.
  *
  * Callers (one thread per DICOM association or edge) parse and digest their
- * instance outside any lock, then queue a job; one committer thread applies
- * queued jobs in one write transaction and commits with default sync, then
- * wakes every caller of the batch.  Durability costs one fsync per batch,
- * not per instance. */
+ * instance outside any lock, then commit it: on their own thread when
+ * nobody is committing, else by queueing a job that the committer thread
+ * applies with everything else queued in one write transaction (default
+ * sync), waking every caller of the batch.  Durability costs one fsync per
+ * batch, not per instance.  A large instance's first chunks may come
+ * earlier, as chunk jobs nobody waits for (store_blob, store.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,9 +21,27 @@
 #include "hub/digest.h"
 #include "hub/store_private.h"
 
+typedef enum job_kind {
+    JOB_PUT = 0, /* index and store an instance (the caller waits) */
+    JOB_CHUNK,   /* write one early chunk of a store_blob (nobody waits; freed by the committer) */
+    JOB_DROP,    /* delete a store_blob's early chunks (the caller waits) */
+} job_kind;
+
+/* Early chunks of one instance (store.h).  Counters under s->mu. */
+struct store_blob {
+    uint64_t id;
+    uint32_t queued;   /* chunks 0..queued-1 handed over */
+    uint32_t pending;  /* of those, not yet through a commit */
+    bool     failed;   /* one was refused or its commit failed */
+    bool     settled;  /* a JOB_PUT using it committed: referenced or deleted */
+};
+
 struct put_job {
     put_job         *next;
-    int              fd;
+    job_kind         kind;
+    store_blob      *blob;     /* JOB_PUT: early chunks, or NULL; JOB_CHUNK, JOB_DROP: whose */
+    uint32_t         chunk;    /* JOB_CHUNK */
+    const uint8_t   *file;     /* the Part 10 file's bytes (in.size of them); JOB_CHUNK: the chunk's */
     const char      *source;
     int64_t          now_ms;
     store_instance   in;
@@ -67,6 +89,10 @@ static int64_t mono_us(void)
 }
 
 static void *committer_main(void *arg);
+static void commit_batch(store *s, put_job **jobs, unsigned n);
+static int run_job(store *s, put_job *job);
+static int apply_drop(store *s, MDB_txn *txn, const store_blob *b);
+static void enqueue(store *s, put_job *job);
 
 static int mkdir_p(const char *dir)
 {
@@ -85,6 +111,46 @@ static int mkdir_p(const char *dir)
         }
     }
     return 0;
+}
+
+/* Deletes every chunk keyed by blob id `id` (blob id ‖ n keys, 12 bytes). */
+static int drop_chunks(store *s, MDB_txn *txn, uint64_t id)
+{
+    store_instance in = {.blob_id = id};
+    uint8_t key[36];
+    MDB_val k = {store_blob_key(&in, 0, key), key}, v;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, s->blob, &c);
+    if (rc)
+        return rc;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 12 || memcmp(k.mv_data, key, 8))
+            break;
+        if ((rc = mdb_cursor_del(c, 0)))
+            break;
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Chunks written early for instances whose receiving never completed
+ * (the process stopped meanwhile): nothing refers to them. */
+static int drop_orphan_chunks(store *s, MDB_txn *txn)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, s->early, &c);
+    if (rc)
+        return rc;
+    MDB_val k, v;
+    while ((rc = mdb_cursor_get(c, &k, &v, MDB_FIRST)) == 0) {
+        uint64_t id = 0;
+        if (k.mv_size == sizeof id)
+            memcpy(&id, k.mv_data, sizeof id);
+        if ((id && (rc = drop_chunks(s, txn, id))) || (rc = mdb_cursor_del(c, 0)))
+            break;
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
@@ -132,6 +198,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
         {"conflict", 0, &s->conflict}, {"audit", MDB_INTEGERKEY, &s->audit}, {"meta", 0, &s->meta},
         {"outbox", 0, &s->outbox},   {"report", 0, &s->report},     {"report_idx", 0, &s->report_idx},
         {"report_pat", 0, &s->report_pat}, {"report_ref", 0, &s->report_ref}, {"repeat", 0, &s->repeat},
+        {"early", 0, &s->early},
     };
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         if ((rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | MDB_CREATE, dbs[i].dbi))) {
@@ -140,6 +207,12 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
             rc = store_lmdb_err(rc);
             goto fail;
         }
+    }
+    if ((rc = drop_orphan_chunks(s, txn))) {
+        mdb_txn_abort(txn);
+        snprintf(err, errlen, "LMDB: deleting chunks of instances never completed: %s", mdb_strerror(rc));
+        rc = store_lmdb_err(rc);
+        goto fail;
     }
     if ((rc = wl_open(txn, cfg->worklist, &s->wl))) {
         mdb_txn_abort(txn);
@@ -213,11 +286,15 @@ static int32_t top_int(const dcm_file *f, uint32_t tag)
     return (int32_t)v;
 }
 
-static int index_file(const char *path, put_job *job, store_put_result *res)
+/* Parses the file in place (job->file, in.size bytes) for its index fields;
+ * digests its data set unless the receiver already did (digest of the bytes
+ * from digest_from on: a data set that begins with stray group 0002
+ * elements starts later than the receiver thought). */
+static int index_file(put_job *job, const uint8_t *digest, uint64_t digest_from, store_put_result *res)
 {
     dcm_file *f = NULL;
     dcm_err err = {0};
-    int rc = dcm_open(path, NULL, &f, &err);
+    int rc = dcm_parse(job->file, (size_t)job->in.size, NULL, &f, &err);
     if (rc < 0) {
         res->result = STORE_INVALID;
         snprintf(res->reason, sizeof res->reason, "%s", err.msg[0] ? err.msg : dcm_strerror(rc));
@@ -264,42 +341,102 @@ static int index_file(const char *path, put_job *job, store_put_result *res)
     top(f, DCM_TAG(0x0008, 0x103E), job->series_desc, sizeof job->series_desc);
     job->series_number = top_int(f, DCM_TAG(0x0020, 0x0011));
 
-    /* Digest of the data set bytes as received (digest.h). */
-    struct stat sb;
-    in->size = fstat(job->fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
-    rc = digest_own_fd(job->fd, in->dataset_offset, in->digest); /* our spool file */
     dcm_free(&f);
-    if (rc < 0) {
-        res->result = STORE_FAILED;
-        snprintf(res->reason, sizeof res->reason, "reading received file: %s", strerror(-rc));
+    /* Digest of the data set bytes as received (digest.h). */
+    if (digest && digest_from == in->dataset_offset) {
+        memcpy(in->digest, digest, 32);
+        return 0;
     }
-    return rc;
+    digest_ctx *d = digest_new();
+    if (!d) {
+        res->result = STORE_FAILED;
+        snprintf(res->reason, sizeof res->reason, "out of memory");
+        return -ENOMEM;
+    }
+    digest_update(d, job->file + in->dataset_offset, (size_t)(in->size - in->dataset_offset));
+    digest_final(&d, in->digest);
+    return 0;
 }
+
+typedef struct put_known {
+    const uint8_t *digest, *expect;
+    uint64_t       digest_from;
+    store_blob    *early;
+} put_known;
+
+static int put_file(store *s, const char *path, const put_known *kn, const char *source, int64_t now_ms,
+                    store_put_result *res);
 
 int store_put_file(store *s, const char *path, const char *source, int64_t now_ms, store_put_result *res)
 {
-    return store_put_file_expect(s, path, source, now_ms, NULL, res);
+    put_known kn = {0};
+    return put_file(s, path, &kn, source, now_ms, res);
 }
 
 int store_put_file_expect(store *s, const char *path, const char *source, int64_t now_ms,
                           const uint8_t expect[32], store_put_result *res)
 {
+    put_known kn = {.expect = expect};
+    return put_file(s, path, &kn, source, now_ms, res);
+}
+
+int store_put_file_early(store *s, const char *path, const uint8_t digest[32], uint64_t digest_from,
+                         store_blob *early, const char *source, int64_t now_ms, store_put_result *res)
+{
+    put_known kn = {.digest = digest, .digest_from = digest_from, .early = early};
+    return put_file(s, path, &kn, source, now_ms, res);
+}
+
+/* The file is mapped, not read: parsing, digest and the copy into LMDB's
+ * pages all read the page cache in place (the caller owns the file, so
+ * nobody truncates it under the mapping). */
+static int put_file(store *s, const char *path, const put_known *kn, const char *source, int64_t now_ms,
+                    store_put_result *res)
+{
     memset(res, 0, sizeof *res);
-    put_job job = {.fd = -1, .source = source, .now_ms = now_ms, .res = res};
-    job.fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (job.fd < 0) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
         res->result = STORE_FAILED;
-        snprintf(res->reason, sizeof res->reason, "cannot open received file: %s", strerror(errno));
-        return -errno;
+        snprintf(res->reason, sizeof res->reason, "cannot open received file: %s", strerror(e));
+        s->put_failed++;
+        return -e;
     }
-    int rc = index_file(path, &job, res);
+    size_t len = (size_t)sb.st_size;
+    void *map = len ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+    int e = errno;
+    close(fd);
+    if (map == MAP_FAILED) {
+        res->result = STORE_FAILED;
+        snprintf(res->reason, sizeof res->reason, "cannot map received file: %s", strerror(e));
+        s->put_failed++;
+        return -e;
+    }
+    if (map)
+        madvise(map, len, MADV_SEQUENTIAL);
+    int rc = store_put_mem(s, map ? map : "", len, kn->digest, kn->digest_from, kn->expect, kn->early, source,
+                           now_ms, res);
+    if (map)
+        munmap(map, len);
+    return rc;
+}
+
+int store_put_mem(store *s, const void *file, size_t len, const uint8_t digest[32], uint64_t digest_from,
+                  const uint8_t expect[32], store_blob *early, const char *source, int64_t now_ms,
+                  store_put_result *res)
+{
+    memset(res, 0, sizeof *res);
+    put_job job = {.file = file, .source = source, .now_ms = now_ms, .res = res, .blob = early};
+    job.in.size = len;
+    int rc = index_file(&job, digest, digest_from, res);
     if (rc < 0) {
-        close(job.fd);
         __atomic_fetch_add(res->result == STORE_INVALID ? &s->put_invalid : &s->put_failed, 1, __ATOMIC_RELAXED);
         return rc;
     }
     if (expect && memcmp(expect, job.in.digest, 32)) {
-        close(job.fd);
         res->result = STORE_INVALID;
         snprintf(res->reason, sizeof res->reason, "digest mismatch: the bytes received are not the bytes offered");
         s->put_invalid++;
@@ -307,54 +444,134 @@ int store_put_file_expect(store *s, const char *path, const char *source, int64_
     }
     snprintf(job.in.source, sizeof job.in.source, "%s", source ? source : "");
     job.in.received_ms = now_ms;
-    pthread_mutex_lock(&s->mu);
-    if (s->stopping) {
-        pthread_mutex_unlock(&s->mu);
-        close(job.fd);
-        res->result = STORE_FAILED;
-        snprintf(res->reason, sizeof res->reason, "store is shutting down");
+    if (run_job(s, &job) < 0)
         return -ESHUTDOWN;
-    }
-    if (s->queue_tail)
-        s->queue_tail->next = &job;
-    else
-        s->queue_head = &job;
-    s->queue_tail = &job;
-    pthread_cond_signal(&s->wake);
-    while (!job.done)
-        pthread_cond_wait(&s->done, &s->mu);
-    pthread_mutex_unlock(&s->mu);
-    close(job.fd);
     res->inst = job.in;
     return res->result == STORE_STORED || res->result == STORE_DUPLICATE || res->result == STORE_CONFLICT ? 0 : -EIO;
 }
 
+/* Commits job (on this thread when nobody else is committing, else through
+ * the committer) and returns once it is through; -ESHUTDOWN when closing. */
+static int run_job(store *s, put_job *job)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        job->res->result = STORE_FAILED;
+        snprintf(job->res->reason, sizeof job->res->reason, "store is shutting down");
+        return -ESHUTDOWN;
+    }
+    if (!s->committing && !s->queue_head) {
+        /* Nobody is committing: commit on this thread. A lone sender waits
+         * for each commit in turn; handing every instance to the committer
+         * thread and back cost two thread switches per instance, and on a
+         * busy machine each is a wait for a CPU. Jobs queued meanwhile are
+         * batched by the committer thread. */
+        s->committing = true;
+        pthread_mutex_unlock(&s->mu);
+        commit_batch(s, &job, 1);
+        pthread_mutex_lock(&s->mu);
+        s->committing = false;
+        pthread_cond_signal(&s->wake);
+    } else {
+        enqueue(s, job);
+        while (!job->done)
+            pthread_cond_wait(&s->done, &s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+static void enqueue(store *s, put_job *job) /* under s->mu */
+{
+    if (s->queue_tail)
+        s->queue_tail->next = job;
+    else
+        s->queue_head = job;
+    s->queue_tail = job;
+    pthread_cond_signal(&s->wake);
+}
+
+store_blob *store_blob_new(store *s)
+{
+    (void)s;
+    store_blob *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    /* Random: unique among the few in flight and the orphans of a crash. */
+    while (!b->id)
+        if (getrandom(&b->id, sizeof b->id, 0) != (ssize_t)sizeof b->id)
+            b->id = (uint64_t)mono_us() * 0x9E3779B97F4A7C15u;
+    return b;
+}
+
+int store_blob_chunk(store *s, store_blob *b, uint32_t n, const void *p)
+{
+    put_job *job = calloc(1, sizeof *job);
+    if (!job)
+        return -ENOMEM;
+    job->kind = JOB_CHUNK;
+    job->blob = b;
+    job->chunk = n;
+    job->file = p;
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping || n != b->queued) {
+        pthread_mutex_unlock(&s->mu);
+        free(job);
+        return -EINVAL;
+    }
+    b->queued++;
+    b->pending++;
+    enqueue(s, job);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+void store_blob_free(store *s, store_blob **bp)
+{
+    store_blob *b = bp ? *bp : NULL;
+    if (!b)
+        return;
+    pthread_mutex_lock(&s->mu);
+    while (b->pending)
+        pthread_cond_wait(&s->done, &s->mu);
+    bool drop = b->queued && !b->settled;
+    pthread_mutex_unlock(&s->mu);
+    if (drop) {
+        store_put_result res;
+        put_job job = {.kind = JOB_DROP, .blob = b, .res = &res};
+        run_job(s, &job); /* failing that, store_open deletes them */
+    }
+    free(b);
+    *bp = NULL;
+}
+
 /* --- the committer --------------------------------------------------- */
 
-static int put_blob(store *s, MDB_txn *txn, const put_job *job)
+/* The instance's bytes, chunk by chunk; with early chunks, only those not
+ * yet written, and under its blob id. */
+static int put_blob(store *s, MDB_txn *txn, put_job *job)
 {
     uint8_t key[36];
-    memcpy(key, job->in.digest, 32);
     uint64_t size = job->in.size;
-    for (uint32_t chunk = 0; (uint64_t)chunk * STORE_CHUNK < size || (size == 0 && chunk == 0); chunk++) {
+    uint32_t first = 0;
+    if (job->blob) {
+        job->in.blob_id = job->blob->id;
+        first = job->blob->queued;
+        MDB_val ek = {sizeof job->blob->id, &job->blob->id};
+        int rc = mdb_del(txn, s->early, &ek, NULL); /* an instance's from now on */
+        if (rc && rc != MDB_NOTFOUND)
+            return rc;
+    }
+    for (uint32_t chunk = first; (uint64_t)chunk * STORE_CHUNK < size || (size == 0 && chunk == 0); chunk++) {
         uint64_t off = (uint64_t)chunk * STORE_CHUNK;
         size_t n = size - off < STORE_CHUNK ? (size_t)(size - off) : STORE_CHUNK;
-        key[32] = (uint8_t)(chunk >> 24);
-        key[33] = (uint8_t)(chunk >> 16);
-        key[34] = (uint8_t)(chunk >> 8);
-        key[35] = (uint8_t)chunk;
-        MDB_val k = {sizeof key, key}, v = {n, NULL};
+        MDB_val k = {store_blob_key(&job->in, chunk, key), key}, v = {n, NULL};
         int rc = mdb_put(txn, s->blob, &k, &v, MDB_RESERVE);
         if (rc)
             return rc;
-        /* Read straight into the page LMDB reserved: no copy in between. */
-        size_t got = 0;
-        while (got < n) {
-            ssize_t r = pread(job->fd, (uint8_t *)v.mv_data + got, n - got, (off_t)(off + got));
-            if (r <= 0)
-                return r < 0 ? errno : EIO;
-            got += (size_t)r;
-        }
+        /* Straight into the pages LMDB reserved: the one copy of the bytes. */
+        memcpy(v.mv_data, job->file + off, n);
         if (size == 0)
             break;
     }
@@ -486,8 +703,8 @@ static int apply_conflict(store *s, MDB_txn *txn, put_job *job)
     for (int i = 0; i < 32; i++)
         kl += snprintf(key + kl, sizeof key - (size_t)kl, "%02x", job->in.digest[i]);
     MDB_val k = {(size_t)kl, key}, v;
-    if (mdb_get(txn, s->conflict, &k, &v) == 0)
-        return 0; /* this conflicting copy is already kept */
+    if (mdb_get(txn, s->conflict, &k, &v) == 0) /* this conflicting copy is already kept */
+        return job->blob ? apply_drop(s, txn, job->blob) : 0;
     int rc = put_blob(s, txn, job);
     if (rc)
         return rc;
@@ -506,17 +723,54 @@ static int apply_conflict(store *s, MDB_txn *txn, put_job *job)
                            job->in.sop_uid);
 }
 
+/* An early chunk: its bytes under the blob id, and the id in `early` until
+ * an instance takes it (or store_open drops it). */
+static int apply_chunk(store *s, MDB_txn *txn, put_job *job)
+{
+    store_instance in = {.blob_id = job->blob->id};
+    uint8_t key[36];
+    MDB_val ek = {sizeof in.blob_id, &in.blob_id}, ev = {0, ""};
+    int rc = mdb_put(txn, s->early, &ek, &ev, 0);
+    if (rc)
+        return rc;
+    MDB_val k = {store_blob_key(&in, job->chunk, key), key}, v = {STORE_CHUNK, NULL};
+    if ((rc = mdb_put(txn, s->blob, &k, &v, MDB_RESERVE)))
+        return rc;
+    memcpy(v.mv_data, job->file, STORE_CHUNK);
+    return 0;
+}
+
+/* Early chunks nobody will refer to: gone with their `early` record. */
+static int apply_drop(store *s, MDB_txn *txn, const store_blob *b)
+{
+    MDB_val ek = {sizeof b->id, (void *)&b->id};
+    int rc = mdb_del(txn, s->early, &ek, NULL);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    return drop_chunks(s, txn, b->id);
+}
+
 static int apply_job(store *s, MDB_txn *txn, put_job *job)
 {
+    if (job->kind == JOB_CHUNK)
+        return apply_chunk(s, txn, job);
+    if (job->kind == JOB_DROP)
+        return apply_drop(s, txn, job->blob);
+    if (job->blob && job->blob->failed) {
+        /* An early chunk did not fit: neither does the instance. */
+        job->res->result = STORE_FULL;
+        return apply_drop(s, txn, job->blob);
+    }
     MDB_val k = {strlen(job->in.sop_uid), job->in.sop_uid}, v;
     int rc = mdb_get(txn, s->inst, &k, &v);
     if (rc == 0) {
         inst_rec ir;
+        memset(&ir, 0, sizeof ir);
         memcpy(&ir, v.mv_data, v.mv_size < sizeof ir ? v.mv_size : sizeof ir);
         if (!memcmp(ir.in.digest, job->in.digest, 32)) {
             job->res->result = STORE_DUPLICATE;
             job->in = ir.in;
-            return 0;
+            return job->blob ? apply_drop(s, txn, job->blob) : 0;
         }
         job->res->result = STORE_CONFLICT;
         return apply_conflict(s, txn, job);
@@ -560,6 +814,8 @@ static void commit_batch(store *s, put_job **jobs, unsigned n)
         if (rc == MDB_MAP_FULL && bad < n) {
             mdb_txn_abort(txn);
             refused[bad] = true;
+            if (jobs[bad]->kind == JOB_CHUNK)
+                jobs[bad]->blob->failed = true; /* its instance's put, later in this batch or not, is refused */
             continue;
         }
         uint64_t txn_id = mdb_txn_id(txn);
@@ -569,6 +825,15 @@ static void commit_batch(store *s, put_job **jobs, unsigned n)
             mdb_txn_abort(txn);
         unsigned applied = 0;
         for (unsigned i = 0; i < n; i++) {
+            if (jobs[i]->kind == JOB_CHUNK) {
+                if (rc || refused[i])
+                    jobs[i]->blob->failed = true;
+                continue;
+            }
+            if (jobs[i]->kind == JOB_DROP)
+                continue;
+            if (rc == 0 && !refused[i] && jobs[i]->blob)
+                jobs[i]->blob->settled = true;
             if (refused[i]) {
                 finish(s, jobs[i], STORE_FULL, "storage full (LMDB map full): retry later");
             } else if (rc == MDB_MAP_FULL) {
@@ -582,7 +847,7 @@ static void commit_batch(store *s, put_job **jobs, unsigned n)
                 applied++;
             }
         }
-        if (rc == 0 && applied)
+        if (rc == 0)
             store_count_commit(s, (uint64_t)(mono_us() - t0), applied);
         if (rc == 0)
             store_notify_tasks(s, txn_id);
@@ -606,15 +871,22 @@ const double store_commit_bucket_ms[11] = {0.5, 1, 2, 5, 10, 20, 50, 100, 200, 5
 static void *committer_main(void *arg)
 {
     store *s = arg;
-    put_job **batch = calloc(s->batch_max, sizeof *batch);
+    put_job *one[1];
+    unsigned cap = s->batch_max;
+    put_job **batch = calloc(cap, sizeof *batch);
+    if (!batch) { /* out of memory: one job per commit, slower but on */
+        batch = one;
+        cap = 1;
+    }
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->queue_head && !s->stopping)
+        while (s->committing || (!s->queue_head && !s->stopping))
             pthread_cond_wait(&s->wake, &s->mu);
-        if (!s->queue_head && s->stopping)
+        if (!s->queue_head) /* stopping, nothing queued, nobody committing */
             break;
+        s->committing = true;
         unsigned n = 0;
-        while (s->queue_head && n < s->batch_max && batch) {
+        while (s->queue_head && n < cap) {
             batch[n++] = s->queue_head;
             s->queue_head = s->queue_head->next;
         }
@@ -623,11 +895,19 @@ static void *committer_main(void *arg)
         pthread_mutex_unlock(&s->mu);
         commit_batch(s, batch, n);
         pthread_mutex_lock(&s->mu);
-        for (unsigned i = 0; i < n; i++)
-            batch[i]->done = true;
+        s->committing = false;
+        for (unsigned i = 0; i < n; i++) {
+            if (batch[i]->kind == JOB_CHUNK) { /* nobody waits for it but its blob */
+                batch[i]->blob->pending--;
+                free(batch[i]);
+            } else {
+                batch[i]->done = true;
+            }
+        }
         pthread_cond_broadcast(&s->done);
     }
     pthread_mutex_unlock(&s->mu);
-    free(batch);
+    if (batch != one)
+        free(batch);
     return NULL;
 }

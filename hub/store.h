@@ -75,6 +75,8 @@ typedef struct store_instance {
     int64_t  received_ms;
     int32_t  instance_number;
     uint8_t  conflict;                /* this record is a conflicting copy */
+    uint64_t blob_id;                 /* 0: its bytes are keyed by digest; else by
+                                         this id (written while they arrived) */
 } store_instance;
 
 typedef struct store_study {
@@ -102,13 +104,49 @@ typedef struct store_put_result {
     store_instance inst;      /* what was indexed */
 } store_put_result;
 
-/* Index and store the Part 10 file at path (read, not moved; the caller
- * deletes it).  Blocks until durable or refused. */
+/* Index and store the Part 10 file at path (mapped and read, not moved;
+ * the caller owns it and deletes it: nobody may truncate it meanwhile).
+ * Blocks until durable or refused. */
 int store_put_file(store *s, const char *path, const char *source, int64_t now_ms, store_put_result *res);
 /* The same, refusing (STORE_INVALID, "digest mismatch") unless the data
  * set's digest equals expect: what a link transfer offered. */
 int store_put_file_expect(store *s, const char *path, const char *source, int64_t now_ms,
                           const uint8_t expect[32], store_put_result *res);
+/* store_put_file for a file received by the hub itself, with what the
+ * receiver knows already: digest and digest_from as for store_put_mem
+ * below, and the chunks written early from a buffer before the rest went
+ * to this file (store_blob below; NULL: none). */
+typedef struct store_blob store_blob;
+int store_put_file_early(store *s, const char *path, const uint8_t digest[32], uint64_t digest_from,
+                         store_blob *early, const char *source, int64_t now_ms, store_put_result *res);
+
+/* The same for a Part 10 file held in memory (len bytes, borrowed until
+ * return).  digest: SHA-256 of the file's bytes from offset digest_from on,
+ * when the caller already has it: used if that is where the parser finds
+ * the data set (NULL: computed here).  expect as above (NULL: anything).
+ * early: the handle its first chunks were written under while it arrived,
+ * or NULL. */
+int store_put_mem(store *s, const void *file, size_t len, const uint8_t digest[32], uint64_t digest_from,
+                  const uint8_t expect[32], store_blob *early, const char *source, int64_t now_ms,
+                  store_put_result *res);
+
+/* Writing a large instance while it arrives, so that the commit that makes
+ * it durable has little left to flush.  Chunk n is the file's bytes
+ * [n * STORE_CHUNK, (n + 1) * STORE_CHUNK); chunks are handed over in order
+ * from 0, each written in a transaction of its own under a provisional id
+ * (the instance is not indexed, nothing is acknowledged) while the caller
+ * goes on receiving.  store_put_mem(..., early, ...) writes the rest and
+ * indexes it under that id in one commit.  A crash leaves provisional
+ * chunks behind: store_open deletes them.
+ *
+ * store_blob_new: NULL when out of memory.  store_blob_chunk: queues chunk
+ * n (p borrowed, unchanged, until store_blob_free returns) and returns at
+ * once; 0 or -ENOMEM.  store_blob_free: waits for queued chunks, deletes
+ * what was written unless store_put_mem made it an instance's, frees *b,
+ * NULLs it; NULL-safe. */
+store_blob *store_blob_new(store *s);
+int         store_blob_chunk(store *s, store_blob *b, uint32_t n, const void *p);
+void        store_blob_free(store *s, store_blob **b);
 
 /* A study marker (edge → hub): how many instances the study has, and the
  * clinic's priority, referral flag and note.  Completes the study at once

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <string.h>
 #include "hub/store.h"
 #include "worklist/worklist.h"
 
@@ -18,7 +19,8 @@ struct store {
     char        *dir;
     MDB_env     *env;
     MDB_dbi      inst, blob, study, series, sinst, patient, pending, conflict, audit, meta, outbox, report, report_idx,
-                 report_pat, report_ref, repeat;
+                 report_pat, report_ref, repeat,
+                 early; /* provisional blob ids (store_blob) not yet an instance's */
     unsigned     batch_max;
     uint64_t     map_size;
     /* group commit */
@@ -26,6 +28,7 @@ struct store {
     pthread_cond_t  wake, done;
     put_job        *queue_head, *queue_tail;
     bool            stopping;
+    bool            committing; /* a put's commit is running (committer or the caller's own thread) */
     pthread_t       committer;
     /* counters (atomics: read by /metrics from other threads) */
     _Atomic uint64_t commits, commit_instances, put_stored, put_duplicate, put_conflict, put_full,
@@ -62,6 +65,26 @@ typedef struct study_rec {
 } study_rec;
 
 /* sinst key: study \0 series \0 instance-number(BE, biased) sop  → value: sop uid */
+
+/* Key of chunk n of an instance's bytes in `blob`: digest ‖ n (36 bytes),
+ * or, for bytes written while they arrived, blob id ‖ n (12 bytes); n and
+ * the id big-endian.  Returns the key's length. */
+static inline size_t store_blob_key(const store_instance *in, uint32_t n, uint8_t key[36])
+{
+    size_t at = 0;
+    if (in->blob_id) {
+        for (int i = 7; i >= 0; i--)
+            key[at++] = (uint8_t)(in->blob_id >> (8 * i));
+    } else {
+        memcpy(key, in->digest, 32);
+        at = 32;
+    }
+    key[at++] = (uint8_t)(n >> 24);
+    key[at++] = (uint8_t)(n >> 16);
+    key[at++] = (uint8_t)(n >> 8);
+    key[at++] = (uint8_t)n;
+    return at;
+}
 
 /* Helpers shared by the store's files. */
 int  store_txn_audit(store *s, MDB_txn *txn, int64_t now_ms, const char *who, const char *what,

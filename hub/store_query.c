@@ -102,12 +102,7 @@ long store_read_instance(store *s, const store_instance *inst, uint64_t offset, 
         uint64_t pos = offset + copied;
         uint32_t chunk = (uint32_t)(pos / STORE_CHUNK);
         uint8_t key[36];
-        memcpy(key, inst->digest, 32);
-        key[32] = (uint8_t)(chunk >> 24);
-        key[33] = (uint8_t)(chunk >> 16);
-        key[34] = (uint8_t)(chunk >> 8);
-        key[35] = (uint8_t)chunk;
-        MDB_val k = {sizeof key, key}, v;
+        MDB_val k = {store_blob_key(inst, chunk, key), key}, v;
         if ((rc = mdb_get(txn, s->blob, &k, &v))) {
             store_read_end(s, txn);
             return rc == MDB_NOTFOUND ? -EIO : store_lmdb_err(rc); /* a missing chunk is corruption */

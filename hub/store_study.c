@@ -236,19 +236,14 @@ int store_set_study_state(store *s, const char *study_uid, study_state state, in
 
 /* --- retention ---------------------------------------------------------- */
 
-static int delete_blob(store *s, MDB_txn *txn, const uint8_t digest[32], uint64_t size)
+static int delete_blob(store *s, MDB_txn *txn, const store_instance *in)
 {
-    uint32_t chunks = (uint32_t)((size + STORE_CHUNK - 1) / STORE_CHUNK);
+    uint32_t chunks = (uint32_t)((in->size + STORE_CHUNK - 1) / STORE_CHUNK);
     if (chunks == 0)
         chunks = 1;
     for (uint32_t c = 0; c < chunks; c++) {
         uint8_t key[36];
-        memcpy(key, digest, 32);
-        key[32] = (uint8_t)(c >> 24);
-        key[33] = (uint8_t)(c >> 16);
-        key[34] = (uint8_t)(c >> 8);
-        key[35] = (uint8_t)c;
-        MDB_val k = {sizeof key, key};
+        MDB_val k = {store_blob_key(in, c, key), key};
         int rc = mdb_del(txn, s->blob, &k, NULL);
         if (rc && rc != MDB_NOTFOUND)
             return rc;
@@ -272,8 +267,9 @@ static int delete_study_rows(store *s, MDB_txn *txn, const store_study *st)
         MDB_val ik = v;
         if (mdb_get(txn, s->inst, &ik, &iv) == 0) {
             inst_rec r;
+            memset(&r, 0, sizeof r);
             memcpy(&r, iv.mv_data, iv.mv_size < sizeof r ? iv.mv_size : sizeof r);
-            if ((rc = delete_blob(s, txn, r.in.digest, r.in.size)) || (rc = mdb_del(txn, s->inst, &ik, NULL)))
+            if ((rc = delete_blob(s, txn, &r.in)) || (rc = mdb_del(txn, s->inst, &ik, NULL)))
                 break;
         }
         if ((rc = mdb_cursor_del(cur, 0)))

@@ -63,12 +63,7 @@ static int read_instance(store *s, MDB_txn *txn, const store_instance *in, uint8
     size_t got = 0;
     for (uint32_t chunk = 0; got < in->size; chunk++) {
         uint8_t key[36];
-        memcpy(key, in->digest, 32);
-        key[32] = (uint8_t)(chunk >> 24);
-        key[33] = (uint8_t)(chunk >> 16);
-        key[34] = (uint8_t)(chunk >> 8);
-        key[35] = (uint8_t)chunk;
-        MDB_val k = {sizeof key, key}, v;
+        MDB_val k = {store_blob_key(in, chunk, key), key}, v;
         int rc = mdb_get(txn, s->blob, &k, &v);
         if (rc || v.mv_size == 0 || v.mv_size > in->size - got) {
             free(buf);

@@ -8,7 +8,9 @@ data set it cannot parse), hubutil.RawSCU, a minimal C-STORE SCU that sends
 the bytes it is given.
 """
 import hashlib
+import re
 import struct
+import subprocess
 import time
 
 import pytest
@@ -91,7 +93,11 @@ def broken_variants(good):
     too_long[pn + 6:pn + 8] = struct.pack("<H", 0xFFF0)
     bad_vr = bytearray(good)
     bad_vr[pn + 4:pn + 6] = b"\x01Z"
+    # Big enough (2.5 MB) that its first chunks reach LMDB while it arrives.
+    big_cut = bytearray(good[:px + 12]) + bytes(2_500_000)
+    big_cut[px + 8:px + 12] = struct.pack("<I", 16_000_000)
     return [
+        ("2.5 MB, pixel data cut short", bytes(big_cut), r"(?i)\(7FE0,0010\).*(length|exceed|truncat)"),
         ("value length beyond the end", bytes(too_long), r"(?i)\(0010,0010\).*length"),
         ("pixel data cut short", good[:px + 12 + 100], r"(?i)\(7FE0,0010\).*(length|exceed|truncat)"),
         ("cut inside an element header", good[:px + 5], r"(?i)header.*\b5\b|truncat"),
@@ -126,6 +132,16 @@ def test_broken_data_set_is_refused_with_its_reason(hub, tmp_path):
     invalid = [a for a in audit_records(hub.data) if a["what"] == "invalid-instance"]
     assert len(invalid) == len(variants) and all(a["who"] == "dicom:BROKENSCU" and a["detail"] for a in invalid)
     assert not list((hub.data / "spool").iterdir()), "refused data left in the spool"
+    # Nor in LMDB: the refused 2.5 MB one's early chunks are gone.
+    chunks = sum(-(-len(hub.instance_file(u)[1]) // 2**20) for u in (sop, f"{root}.1.1.2"))
+    assert db_entries(hub.data, "early") == 0
+    assert db_entries(hub.data, "blob") == chunks
+
+
+def db_entries(data_dir, db):
+    """Entries of one LMDB database, as LMDB's own mdb_stat counts them."""
+    out = subprocess.run(["mdb_stat", "-s", db, str(data_dir)], stdout=subprocess.PIPE, check=True).stdout.decode()
+    return int(re.search(r"Entries: (\d+)", out).group(1))
 
 
 # ---------------------------------------------------------------- map full

@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <unistd.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -61,13 +62,13 @@ static void test_crash_in_the_child_is_an_error_and_the_next_frame_decodes(void 
     cdc_sandbox *sb;
     dcm_err err = {0};
     assert_int_equal(cdc_sandbox_open(&sb, &err), 0);
-    assert_int_equal(cdc_sandbox_pid(sb), 0); /* the child starts with the first frame */
+    int first = cdc_sandbox_pid(sb); /* the child starts with the sandbox, while the caller is small */
+    assert_true(first > 0);
     uint8_t in[3] = {10, 0, 0}, out[32];
     assert_int_equal(cdc_sandbox_decode(sb, fill_decode, "test", &shape, in, 3, out, sizeof out, &err),
                      CDC_NORMALISED);
     expect_filled(out, 10);
-    int first = cdc_sandbox_pid(sb);
-    assert_true(first > 0);
+    assert_int_equal(cdc_sandbox_pid(sb), first);
 
     /* The library aborts: an error naming the codec and the signal. */
     memset(&err, 0, sizeof err);
@@ -161,6 +162,63 @@ static void test_the_shared_frame_buffer_takes_the_frame_from_the_child(void **s
     cdc_sandbox_close(&sb);
 }
 
+/* Allocates and touches 48 MB in four blocks, as a codec's working
+ * memory, and frees it. */
+static int hungry_decode(const cdc_fmt *fmt, const uint8_t *src, size_t n, uint8_t *out, size_t out_len,
+                         dcm_err *err)
+{
+    size_t len = (size_t)12 << 20;
+    uint8_t *work[4];
+    for (int i = 0; i < 4; i++) {
+        if (!(work[i] = malloc(len)))
+            return dcm_fail(err, DCM_ENOMEM, 0, "out of memory");
+        memset(work[i], src[0], len);
+    }
+    int rc = fill_decode(fmt, src, n, out, out_len, err);
+    for (int i = 0; i < 4; i++) {
+        out[0] = (uint8_t)(out[0] + work[i][len - 1] - src[0]);
+        free(work[i]);
+    }
+    return rc;
+}
+
+/* Resident kB of process pid (/proc/PID/statm, second field). */
+static long resident_kb(int pid)
+{
+    char path[64];
+    long size = 0, rss = -1;
+    snprintf(path, sizeof path, "/proc/%d/statm", pid);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &size, &rss) != 2)
+            rss = -1;
+        fclose(f);
+    }
+    return rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* The child keeps a frame's working memory for the next frame of a series,
+ * and gives it back once no frame has come for a while. */
+static void test_an_idle_child_gives_its_working_memory_back(void **st)
+{
+    (void)st;
+    cdc_sandbox *sb;
+    dcm_err err = {0};
+    assert_int_equal(cdc_sandbox_open(&sb, &err), 0);
+    uint8_t in[1] = {4}, out[32];
+    assert_int_equal(cdc_sandbox_decode(sb, hungry_decode, "test", &shape, in, 1, out, sizeof out, &err), 0);
+    int pid = cdc_sandbox_pid(sb);
+    long busy = resident_kb(pid);
+    assert_true(busy > 40 * 1024); /* kept: the next frame reuses it */
+    for (int i = 0; i < 30 && resident_kb(pid) > busy - 40 * 1024; i++)
+        usleep(100 * 1000);
+    assert_true(resident_kb(pid) < busy - 40 * 1024);
+    assert_int_equal(cdc_sandbox_decode(sb, hungry_decode, "test", &shape, in, 1, out, sizeof out, &err), 0);
+    expect_filled(out, 4);
+    assert_int_equal(cdc_sandbox_pid(sb), pid);
+    cdc_sandbox_close(&sb);
+}
+
 /* Without a sandbox of the caller's, each frame has a child of its own. */
 static void test_without_a_sandbox_each_frame_forks(void **st)
 {
@@ -217,6 +275,7 @@ int main(void)
         cmocka_unit_test(test_crash_in_the_child_is_an_error_and_the_next_frame_decodes),
         cmocka_unit_test(test_large_frames_grow_the_shared_memory),
         cmocka_unit_test(test_the_shared_frame_buffer_takes_the_frame_from_the_child),
+        cmocka_unit_test(test_an_idle_child_gives_its_working_memory_back),
         cmocka_unit_test(test_without_a_sandbox_each_frame_forks),
         cmocka_unit_test(test_openjph_crasher_gives_a_clean_error),
     };

@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/sha.h>
+
 #include "hub/dimse.h"
 
 #define OUR_AET "DXHUB"
@@ -43,7 +45,9 @@
 typedef struct record {
     char sop_class[65], sop_instance[65], ts[65], calling[17], called[17], peer[64];
     char path[512];   /* where the callback moved the file */
-    uint64_t size;
+    uint64_t size, dataset_offset;
+    bool in_memory, hashed;
+    unsigned char sha256[32];
 } record;
 
 typedef struct fixture {
@@ -73,10 +77,22 @@ static uint16_t fx_store(void *ctx, const dimse_store_req *req, char *comment, s
         snprintf(r->peer, sizeof r->peer, "%s", req->peer_ip);
         snprintf(r->path, sizeof r->path, "%s/%03d.dcm", fx->out, n);
         r->size = req->size;
-        if (rename(req->path, r->path) != 0)
+        r->dataset_offset = req->dataset_offset;
+        r->in_memory = req->data != NULL;
+        r->hashed = req->dataset_sha256 != NULL;
+        if (r->hashed)
+            memcpy(r->sha256, req->dataset_sha256, 32);
+        if (req->data) {   /* in memory: no spool file; keep a copy to compare */
+            FILE *fp = fopen(r->path, "wb");
+            if (!fp || fwrite(req->data, 1, (size_t)req->size, fp) != req->size)
+                r->path[0] = '\0';
+            if (fp)
+                fclose(fp);
+        } else if (rename(req->path, r->path) != 0) {
             r->path[0] = '\0';
+        }
         fx->count = n + 1;
-    } else {
+    } else if (!req->data) {
         unlink(req->path);
     }
     if (status != DIMSE_STATUS_SUCCESS)
@@ -108,10 +124,12 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
     return remove(path);
 }
 
-static void fx_start(fixture *fx, const char *bind, int max_assocs, int grace_ms)
+static void fx_start_mem(fixture *fx, const char *bind, int max_assocs, int grace_ms, size_t mem_max)
 {
     dimse_config cfg;
     memset(&cfg, 0, sizeof cfg);
+    cfg.mem_instance_max = mem_max;
+    cfg.digest_dataset = mem_max != 0;
     cfg.bind_addr = bind;
     cfg.aet = OUR_AET;
     cfg.spool_dir = fx->spool;
@@ -126,6 +144,11 @@ static void fx_start(fixture *fx, const char *bind, int max_assocs, int grace_ms
         fail_msg("dimse_scp_start: %d %s", rc, err);
     fx->port = dimse_scp_port(fx->scp);
     assert_true(fx->port != 0);
+}
+
+static void fx_start(fixture *fx, const char *bind, int max_assocs, int grace_ms)
+{
+    fx_start_mem(fx, bind, max_assocs, grace_ms, 0);
 }
 
 static int setup(void **state)
@@ -760,6 +783,50 @@ static void test_dimse_stores_data_set_bytes_exactly_as_sent(void **state)
     }
 }
 
+/* In memory while the file fits, spilled to the spool file from the PDV
+ * that does not fit; either way the same bytes, and the data set's SHA-256
+ * (OpenSSL's one-shot SHA256 as the oracle) computed on the way. */
+static void test_dimse_memory_mode_keeps_small_spills_large_and_hashes(void **state)
+{
+    fixture *fx = *state;
+    require_corpus(fx);
+    enum { MEM_MAX = 256 * 1024 };
+    fx_start_mem(fx, NULL, 0, 0, MEM_MAX);
+    size_t nfiles = sizeof raw_files / sizeof raw_files[0];
+    int in_memory = 0, spilled = 0;
+    for (size_t i = 0; i < nfiles; i++) {
+        char path[600];
+        corpus_path(fx, raw_files[i], path, sizeof path);
+        dfile orig, got;
+        if (!dfile_read(&orig, path))
+            fail_msg("cannot read %s", path);
+        rsp r = scu_store_file(fx, &orig);
+        assert_true(r.ok);
+        assert_int_equal(r.status, 0x0000);
+        const record *rec = &fx->rec[i];
+        assert_true(dfile_read(&got, rec->path));
+        assert_int_equal(rec->dataset_offset, got.ds);
+        if (got.n - got.ds != orig.n - orig.ds || memcmp(got.b + got.ds, orig.b + orig.ds, orig.n - orig.ds) != 0)
+            fail_msg("%s: data set bytes differ", raw_files[i]);
+        unsigned char want[32];
+        SHA256(orig.b + orig.ds, orig.n - orig.ds, want);
+        assert_true(rec->hashed);
+        assert_memory_equal(rec->sha256, want, 32);
+        assert_int_equal(rec->in_memory, got.n <= MEM_MAX);
+        in_memory += rec->in_memory;
+        spilled += !rec->in_memory;
+        dfile_free(&orig);
+        dfile_free(&got);
+    }
+    assert_true(in_memory > 0 && spilled > 0);   /* both paths taken */
+    DIR *d = opendir(fx->spool);   /* spilled files were handed over, none left */
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.')
+            fail_msg("left in spool: %s", e->d_name);
+    closedir(d);
+}
+
 static void test_dimse_failure_status_and_comment_reach_the_sender(void **state)
 {
     fixture *fx = *state;
@@ -1073,6 +1140,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dimse_broken_transfer_leaves_no_file_and_no_call, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dimse_stop_cuts_idle_associations_after_grace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dimse_serves_concurrent_storescu, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dimse_memory_mode_keeps_small_spills_large_and_hashes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dimse_binds_only_the_requested_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dimse_sets_tcp_nodelay_whatever_the_environment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dimse_start_rejects_bad_configuration, setup, teardown),

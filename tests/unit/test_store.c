@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include "hub/store.h"
@@ -101,6 +102,115 @@ static void test_put_then_read_back_identical_bytes(void **state)
     free(orig);
     store_close(&s);
     assert_null(s);
+}
+
+/* Entries of one LMDB database, as LMDB's own mdb_stat counts them. */
+static long db_entries(const char *sub, const char *db)
+{
+    char cmd[700], line[256];
+    snprintf(cmd, sizeof cmd, "mdb_stat -s %s '%s/%s'", db, tmpdir, sub);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    long n = -1;
+    while (fgets(line, sizeof line, p))
+        if (sscanf(line, " Entries: %ld", &n) == 1)
+            break;
+    pclose(p);
+    return n;
+}
+
+static void read_whole(store *s, const store_instance *in, uint8_t *buf)
+{
+    size_t got = 0;
+    long k;
+    while ((k = store_read_instance(s, in, got, buf + got, 300000)) > 0)
+        got += (size_t)k;
+    assert_int_equal(got, in->size);
+}
+
+/* A 2.1 MB instance whose first two 1 MiB chunks were written while it
+ * "arrived": stored under its blob id, read back byte for byte; the same
+ * bytes again, early chunks and all, are a duplicate that leaves no chunk
+ * behind. */
+static void test_early_chunks_become_the_instance(void **state)
+{
+    (void)state;
+    store *s = open_store("early", 64 << 20);
+    char p[1200];
+    path_of(p, sizeof p, "jpeg_lossless_sv1_70/RG2_JPLL.dcm");
+    size_t len;
+    uint8_t *orig = slurp(p, &len);
+    assert_true(len > 2 * STORE_CHUNK);
+    store_put_result r;
+    for (int round = 0; round < 2; round++) {
+        store_blob *b = store_blob_new(s);
+        assert_non_null(b);
+        assert_int_equal(store_blob_chunk(s, b, 0, orig), 0);
+        assert_int_equal(store_blob_chunk(s, b, 1, orig + STORE_CHUNK), 0);
+        assert_int_equal(store_put_mem(s, orig, len, NULL, 0, NULL, b, "dicom:A", 1000, &r), 0);
+        store_blob_free(s, &b);
+        assert_null(b);
+        assert_int_equal(r.result, round == 0 ? STORE_STORED : STORE_DUPLICATE);
+    }
+    store_instance in;
+    assert_int_equal(store_get_instance(s, r.inst.sop_uid, &in), 0);
+    assert_true(in.blob_id != 0);
+    uint8_t *back = malloc(len);
+    read_whole(s, &in, back);
+    assert_memory_equal(back, orig, len);
+    /* Other bytes under the same UID, spilled to a file after two early
+     * chunks: kept as a conflict, its first chunks those written early. */
+    orig[len - 1] ^= 0xFF;
+    char q[600];
+    snprintf(q, sizeof q, "%s/early-conflict.dcm", tmpdir);
+    spit(q, orig, len);
+    store_blob *b = store_blob_new(s);
+    assert_int_equal(store_blob_chunk(s, b, 0, orig), 0);
+    assert_int_equal(store_blob_chunk(s, b, 1, orig + STORE_CHUNK), 0);
+    assert_int_equal(store_put_file_early(s, q, NULL, 0, b, "dicom:B", 2000, &r), 0);
+    store_blob_free(s, &b);
+    assert_int_equal(r.result, STORE_CONFLICT);
+    assert_true(r.inst.blob_id != 0 && r.inst.blob_id != in.blob_id);
+    read_whole(s, &r.inst, back);
+    assert_memory_equal(back, orig, len);
+    store_close(&s);
+    assert_int_equal(db_entries("early", "blob"), 6); /* the first copy's chunks and the conflict's */
+    assert_int_equal(db_entries("early", "early"), 0);
+    free(back);
+    free(orig);
+}
+
+/* The process dies after early chunks were committed but before their
+ * instance was: the next store_open deletes them. */
+static void test_orphan_early_chunks_are_deleted_at_open(void **state)
+{
+    (void)state;
+    char p[1200];
+    path_of(p, sizeof p, "jpeg_lossless_sv1_70/RG2_JPLL.dcm");
+    size_t len;
+    uint8_t *orig = slurp(p, &len);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        store *s = open_store("orphan", 64 << 20);
+        store_blob *b = store_blob_new(s);
+        int bad = !b || store_blob_chunk(s, b, 0, orig) || store_blob_chunk(s, b, 1, orig + STORE_CHUNK);
+        char q[1200];
+        path_of(q, sizeof q, "explicit_le/CT_small.dcm");
+        store_put_result r; /* queued behind the chunks: returns once they are committed */
+        bad |= store_put_file(s, q, "dicom:A", 1000, &r) != 0;
+        _exit(bad); /* no store_blob_free, no store_close: as if killed */
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(db_entries("orphan", "early"), 1);
+    assert_int_equal(db_entries("orphan", "blob"), 3); /* two early chunks + CT_small */
+    store *s = open_store("orphan", 64 << 20);
+    store_close(&s);
+    assert_int_equal(db_entries("orphan", "early"), 0);
+    assert_int_equal(db_entries("orphan", "blob"), 1);
+    free(orig);
 }
 
 static void test_same_instance_twice_is_stored_once(void **state)
@@ -344,6 +454,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_put_then_read_back_identical_bytes),
         cmocka_unit_test(test_same_instance_twice_is_stored_once),
+        cmocka_unit_test(test_early_chunks_become_the_instance),
+        cmocka_unit_test(test_orphan_early_chunks_are_deleted_at_open),
         cmocka_unit_test(test_same_uid_other_bytes_is_kept_as_conflict),
         cmocka_unit_test(test_invalid_file_is_refused_with_reason),
         cmocka_unit_test(test_map_full_refuses_then_recovers_after_eviction),
