@@ -13,13 +13,20 @@
 #     for API_BENCH_DETAIL_SECONDS (default 12: Orthanc takes seconds per answer);
 #   - one instance's stored file (512 KiB): /api/v1/instances/{UID}/file
 #     vs Orthanc /instances/{id}/file, for API_BENCH_SECONDS (default 5);
-#   - loading the series by C-STORE (storescu, one association).
-# wrk -t API_BENCH_THREADS (2) -c API_BENCH_CONNECTIONS (16); every round
-# is repeated API_BENCH_REPEAT times (3) and the medians are reported.
-# Beside wrk's figures: each server's CPU time per request (from /proc), the
+#   - loading the series by C-STORE (storescu, one association);
+#   - the study lookup again at API_BENCH_CURVE connections ("1 4 16 64"),
+#     API_BENCH_CURVE_SECONDS (3) a point: how throughput and p50/p99 move
+#     with concurrency, so a p99 always names its number of connections.
+# wrk -t API_BENCH_THREADS (one per CPU wrk has) -c API_BENCH_CONNECTIONS
+# (16); every round is repeated API_BENCH_REPEAT times (3), dxhub and
+# Orthanc alternating, and the medians are reported.  wrk runs on a CPU of
+# its own and the servers on the others (bench/http_pin.sh; BENCH_PIN=0
+# turns that off), as a load generator on another machine would.
+# Beside wrk's figures: each server's CPU time per request and the time its
+# threads waited for a CPU (run queue) per request (both from /proc), the
 # p99 of dxhub's own handling time (its dxhub_http_handling_seconds
-# histogram, scraped around each run) and the load average, since wrk and
-# the servers share the machine's cores.
+# histogram, scraped around each run) and the load average, since other
+# work on the machine still takes CPU from both sides.
 # Prints a table and writes build/bench/api.json: a list of
 # {"metric","value","unit","peer","peer_value","ratio"}, ratio = value /
 # peer_value (below 1 is better for times and latencies, above 1 for rates).
@@ -27,14 +34,18 @@
 # Usage: bench/api.sh   (BUILD=build, PY=/usr/bin/python3; make bench runs it)
 set -u
 cd "$(dirname "$0")/.."
+. bench/http_pin.sh
+pin_init
 BUILD=${BUILD:-build}
 PY=${PY:-/usr/bin/python3}
 DX="$PWD/$BUILD/dxhub"
 N=${API_BENCH_REQUESTS:-50000}
-THREADS=${API_BENCH_THREADS:-2}
+THREADS=${API_BENCH_THREADS:-$CLIENT_NCPUS}
 CONNS=${API_BENCH_CONNECTIONS:-16}
 SECS=${API_BENCH_SECONDS:-5}
 DETAIL_SECS=${API_BENCH_DETAIL_SECONDS:-12}
+CURVE=${API_BENCH_CURVE:-1 4 16 64}
+CURVE_SECS=${API_BENCH_CURVE_SECONDS:-3}
 REPEAT=${API_BENCH_REPEAT:-3}
 LUA="$PWD/bench/api_wrk.lua"
 OUT="$BUILD/bench/api.json"
@@ -78,14 +89,14 @@ NFILES=${#FILES[@]}
 
 # ---- dxhub ------------------------------------------------------------------
 DX_HTTP=$(free_port) DX_DICOM=$(free_port) DX_EDGE=$(free_port)
-"$DX" serve --data "$TMP/dxhub" --http-port "$DX_HTTP" --dicom-port "$DX_DICOM" --edge-port "$DX_EDGE" \
+on_server "$DX" serve --data "$TMP/dxhub" --http-port "$DX_HTTP" --dicom-port "$DX_DICOM" --edge-port "$DX_EDGE" \
     --reader-port 0 --peer-port 0 \
     --open-dicom --map-size 4G >"$TMP/dxhub.log" 2>&1 &
 PIDS+=($!)
 DX_PID=$!
 wait_http "http://127.0.0.1:$DX_HTTP/api/v1/health" || { cat "$TMP/dxhub.log"; die "dxhub serve did not start"; }
 t0=$(ms_now)
-storescu -aec DXHUB 127.0.0.1 "$DX_DICOM" "${FILES[@]}" >"$TMP/storescu-dx.log" 2>&1 || die "storescu to dxhub failed"
+on_client storescu -aec DXHUB 127.0.0.1 "$DX_DICOM" "${FILES[@]}" >"$TMP/storescu-dx.log" 2>&1 || die "storescu to dxhub failed"
 DX_LOAD=$(($(ms_now) - t0))
 DX_BASE="http://127.0.0.1:$DX_HTTP"
 # The study with the most instances is the one under test.
@@ -114,12 +125,12 @@ if [ $HAVE_ORTHANC = 1 ]; then
   "Plugins": []
 }
 EOF
-    Orthanc "$TMP/orthanc/config.json" >"$TMP/orthanc/log" 2>&1 &
+    on_server Orthanc "$TMP/orthanc/config.json" >"$TMP/orthanc/log" 2>&1 &
     PIDS+=($!)
     OR_PID=$!
     wait_http "http://127.0.0.1:$OR_HTTP/system" || { tail "$TMP/orthanc/log"; die "Orthanc did not start"; }
     t0=$(ms_now)
-    storescu -aec ORTHANC 127.0.0.1 "$OR_DICOM" "${FILES[@]}" >"$TMP/storescu-or.log" 2>&1 || die "storescu to Orthanc failed"
+    on_client storescu -aec ORTHANC 127.0.0.1 "$OR_DICOM" "${FILES[@]}" >"$TMP/storescu-or.log" 2>&1 || die "storescu to Orthanc failed"
     OR_LOAD=$(($(ms_now) - t0))
     OR_BASE="http://127.0.0.1:$OR_HTTP"
     OR_STUDY=$(curl -sf -X POST "$OR_BASE/tools/lookup" -d "$STUDY" | json_get 'd[0]["ID"]')
@@ -128,29 +139,31 @@ EOF
 fi
 
 # ---- measurements -----------------------------------------------------------
-# run_wrk NAME URL MODE.  wrk runs for a duration, so MODE "count" first
-# measures the rate for 2 s and then runs long enough for at least N
-# requests (the count made is reported); otherwise MODE is the seconds.
-# CPU time (user + system, clock ticks) a process has used so far.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-run_wrk() { # NAME URL MODE PID
-    local name=$1 url=$2 mode=$3 dur=$3 pid=$4 line c0 c1
+# run_wrk NAME URL MODE PID [CONNS].  wrk runs for a duration, so MODE
+# "count" first measures the rate for 2 s and then runs long enough for at
+# least N requests (the count made is reported); otherwise MODE is the
+# seconds.  Each run's line in the results: wrk's RESULT, the server's CPU
+# time and run-queue wait over the run (from /proc), the load average and,
+# for dxhub, its own handling time.
+run_wrk() { # NAME URL MODE PID [CONNS]
+    local name=$1 url=$2 mode=$3 dur=$3 pid=$4 conns=${5:-$CONNS} line s0 s1
+    local threads=$((THREADS < conns ? THREADS : conns))
     curl -sf -o /dev/null "$url" || die "$url does not answer 200"
     if [ "$mode" = count ]; then
-        wrk -t"$THREADS" -c"$CONNS" -d2s -s "$LUA" "$url" >"$TMP/wrk-$name.cal" 2>&1
+        on_client wrk -t"$threads" -c"$conns" -d2s -s "$LUA" "$url" >"$TMP/wrk-$name.cal" 2>&1
         line=$(grep '^RESULT' "$TMP/wrk-$name.cal") || { cat "$TMP/wrk-$name.cal"; die "wrk $name gave no result"; }
         dur=$("$PY" -c "import sys,math; r=dict(w.split('=') for w in sys.argv[1].split()[1:]); \
 rate=float(r['requests'])/(float(r['duration_us'])/1e6); print(min(300, max(3, math.ceil(1.15*$N/max(rate,1)))))" "$line")
     fi
     local srv= base=${url%%/api/v1/*}
     [ "$pid" = "$DX_PID" ] && curl -sf "$base/metrics" -o "$TMP/metrics.before"
-    c0=$(cpu_ticks "$pid")
-    wrk -t"$THREADS" -c"$CONNS" -d"${dur}s" --timeout 30s -s "$LUA" "$url" >"$TMP/wrk-$name.out" 2>&1
-    c1=$(cpu_ticks "$pid")
+    s0=$(sched_ns "$pid")
+    on_client wrk -t"$threads" -c"$conns" -d"${dur}s" --timeout 30s -s "$LUA" "$url" >"$TMP/wrk-$name.out" 2>&1
+    s1=$(sched_ns "$pid")
     [ "$pid" = "$DX_PID" ] && curl -sf "$base/metrics" -o "$TMP/metrics.after" &&
         srv=$("$PY" bench/http_handling.py "$TMP/metrics.before" "$TMP/metrics.after")
     line=$(grep '^RESULT' "$TMP/wrk-$name.out") || { cat "$TMP/wrk-$name.out"; die "wrk $name gave no result"; }
-    echo "$name $line cpu_s=$(awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {print t / hz}') load=$(cut -d' ' -f1 /proc/loadavg) $srv" >>"$TMP/results"
+    echo "$name $line conns=$conns $(echo "$s0 $s1" | awk '{printf "cpu_s=%.6f wait_s=%.6f", ($3 - $1) / 1e9, ($4 - $2) / 1e9}') load=$(cut -d' ' -f1 /proc/loadavg) $srv" >>"$TMP/results"
 }
 : >"$TMP/results"
 # Each dxhub run is followed by its Orthanc run, so that both see the
@@ -163,6 +176,10 @@ for _ in $(seq "$REPEAT"); do
     [ $HAVE_ORTHANC = 1 ] && run_wrk or_detail "$OR_BASE/studies/$OR_STUDY/instances-tags" "$DETAIL_SECS" "$OR_PID"
     run_wrk dx_file "$DX_BASE/api/v1/instances/$SOP/file" "$SECS" "$DX_PID"
     [ $HAVE_ORTHANC = 1 ] && run_wrk or_file "$OR_BASE/instances/$OR_SOP/file" "$SECS" "$OR_PID"
+    for c in $CURVE; do
+        run_wrk "dx_curve$c" "$DX_BASE/api/v1/studies?StudyInstanceUID=$STUDY" "$CURVE_SECS" "$DX_PID" "$c"
+        [ $HAVE_ORTHANC = 1 ] && run_wrk "or_curve$c" "$OR_BASE/studies/$OR_STUDY" "$CURVE_SECS" "$OR_PID" "$c"
+    done
 done
 echo "loads dx=$DX_LOAD or=${OR_LOAD:-} files=$NFILES" >>"$TMP/results"
 curl -sf "$DX_BASE/api/v1/studies/$STUDY" -o "$TMP/dx_detail.json"
@@ -170,10 +187,10 @@ curl -sf "$DX_BASE/api/v1/studies/$STUDY" -o "$TMP/dx_detail.json"
 
 # ---- table and JSON ---------------------------------------------------------
 mkdir -p "$(dirname "$OUT")"
-"$PY" - "$TMP/results" "$OUT" "$N" "$CONNS" "$THREADS" "$PEER" "$(nproc)" <<'EOF'
+"$PY" - "$TMP/results" "$OUT" "$N" "$CONNS" "$THREADS" "$PEER" "$(nproc)" "$PIN_NOTE" "$CURVE_SECS" <<'EOF'
 import json, statistics, sys
 res, out, n, conns, threads, peer_name = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
-cores = sys.argv[7]
+cores, pin_note, curve_secs = sys.argv[7], sys.argv[8], sys.argv[9]
 reps, loads = {}, {}
 for line in open(res):
     words = line.split()
@@ -187,6 +204,7 @@ for rs in reps.values():
     for r in rs:
         r["rate"] = r["requests"] / (r["duration_us"] / 1e6)
         r["cpu_us"] = r["cpu_s"] * 1e6 / max(r["requests"], 1)
+        r["wait_us"] = r["wait_s"] * 1e6 / max(r["requests"], 1)
 runs = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} | {"errors": sum(r["errors"] for r in rs)}
         for name, rs in reps.items()}
 nrep = max(len(rs) for rs in reps.values())
@@ -213,20 +231,33 @@ for key, what in (("lookup", "study lookup by UID"), ("detail", "study metadata,
         row(what + ": p99 of dxhub's own handling", d["srv_p99_us"] / 1000, "ms", None)
     row(what + ": throughput", rps(d), "req/s", o and rps(o))
     row(what + ": server CPU per request", d["cpu_us"], "us", o and o["cpu_us"])
+    row(what + ": wait for a CPU per request", d["wait_us"], "us", o and o["wait_us"])
     if key == "lookup":
         row(what + ": requests per run", d["requests"], "requests", o and o["requests"])
 if loads.get("dx"):
     row("C-STORE of %s files (storescu, 1 association)" % loads["files"], float(loads["dx"]) / 1000, "s",
         float(loads["or"]) / 1000 if loads.get("or") else None)
+# The curve: the study lookup at each number of connections.
+curve = sorted(int(k[len("dx_curve"):]) for k in runs if k.startswith("dx_curve"))
+for c in curve:
+    d, o = runs["dx_curve%d" % c], runs.get("or_curve%d" % c)
+    if d["errors"] or (o and o["errors"]):
+        sys.exit("bench/api.sh: study lookup at %d connections: failed requests" % c)
+    what = "study lookup by UID, %d connection%s" % (c, "" if c == 1 else "s")
+    row(what + ": throughput", rps(d), "req/s", o and rps(o))
+    row(what + ": p50", d["p50_us"] / 1000, "ms", o and o["p50_us"] / 1000)
+    row(what + ": p99", d["p99_us"] / 1000, "ms", o and o["p99_us"] / 1000)
 json.dump(rows, open(out, "w"), indent=1)
 print("\nHTTP API on loopback, wrk -t%s -c%s, median of %d runs (lookup: at least %d requests a run; others: fixed duration)"
       % (threads, conns, nrep, n))
 loads = [r["load"] for rs in reps.values() for r in rs]
-print("wrk and the servers share this machine's %s cores (load average %.1f to %.1f during the runs): throughput and"
-      " p99 are bounded by the CPU the server gets; its CPU per request does not depend on that."
-      % (cores, min(loads), max(loads)))
+print("%s.\nThe machine's %s CPUs are shared with other work (load average %.1f to %.1f during the runs): a server's"
+      " wait for a CPU is time its answers spent behind other programs." % (pin_note, cores, min(loads), max(loads)))
 print("%-60s %12s %12s %9s  %s" % ("metric", "dxhub", peer_name.split()[0], "ratio", "unit"))
+first_curve = curve and "study lookup by UID, %d connection" % curve[0]
 for r in rows:
+    if first_curve and r["metric"].startswith(first_curve + ("" if curve[0] == 1 else "s")) and r["metric"].endswith("throughput"):
+        print("latency by concurrency, the study lookup (%s s a point):" % curve_secs)
     pv = "%12.3f" % r["peer_value"] if r["peer_value"] is not None else "%12s" % "-"
     ra = "%9.3f" % r["ratio"] if r["ratio"] is not None else "%9s" % "-"
     print("%-60s %12.3f %s %s  %s" % (r["metric"], r["value"], pv, ra, r["unit"]))

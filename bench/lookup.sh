@@ -12,34 +12,45 @@
 #   - Orthanc: the same 10,000 patients with 100,000 studies (one image each)
 #     loaded through its REST API; POST /tools/find at study level with
 #     "Expand": true (the studies' main tags), the closest Orthanc has;
-#   - wrk -t LOOKUP_BENCH_THREADS (2) -c LOOKUP_BENCH_CONNECTIONS (16), a
-#     random patient per request (bench/lookup_wrk.lua), LOOKUP_BENCH_SECONDS
-#     (10) per run, dxhub and Orthanc alternating, LOOKUP_BENCH_REPEAT (3)
-#     rounds, medians reported.
+#   - wrk -t LOOKUP_BENCH_THREADS (one per CPU wrk has) -c
+#     LOOKUP_BENCH_CONNECTIONS (16), a random patient per request
+#     (bench/lookup_wrk.lua), LOOKUP_BENCH_SECONDS (10) per run, dxhub and
+#     Orthanc alternating, LOOKUP_BENCH_REPEAT (3) rounds, medians reported;
+#     then dxhub alone at LOOKUP_BENCH_CURVE connections ("1 4 16 64"),
+#     LOOKUP_BENCH_CURVE_SECONDS (3) a point, so that a p99 names its
+#     concurrency (Orthanc answers ~2 lookups a second: its curve would be
+#     a handful of requests);
+#   - wrk on a CPU of its own, the servers on the others
+#     (bench/http_pin.sh; BENCH_PIN=0 turns that off), as a load generator
+#     on another machine would be.
 # Before timing, every patient is looked up once at dxhub and the totals
 # checked (100,000 exams found, all recognised); that also fills the hub's
 # signature-verdict cache, as a running hub's would be.
 # Targets (the issue; printed, not asserted): >= 20,000 lookups/s, p99 < 2 ms,
-# >= 10x Orthanc.  wrk and the servers share the machine's cores, so beside
-# wrk's figures the table gives each server's CPU time per request (from
-# /proc) and the p99 of the hub's own handling time (its
-# dxhub_http_handling_seconds histogram, scraped around each run), and the
-# load average during the runs.  Writes build/bench/lookup.json (the usual list of
+# >= 10x Orthanc.  Other work on the machine still takes CPU from both
+# sides, so beside wrk's figures the table gives each server's CPU time and
+# its wait for a CPU (run queue) per request (from /proc), the p99 of the
+# hub's own handling time (its dxhub_http_handling_seconds histogram,
+# scraped around each run), and the load average during the runs.  Writes build/bench/lookup.json (the usual list of
 # {"metric","value","unit","peer","peer_value","ratio"}).
 # Knobs: LOOKUP_PATIENTS (10000), LOOKUP_REPORTS (100000),
 # LOOKUP_ORTHANC_STUDIES (= LOOKUP_REPORTS; Orthanc ingests ~400/s here).
 set -u
 cd "$(dirname "$0")/.."
+. bench/http_pin.sh
+pin_init
 BUILD=${BUILD:-build}
 PY=${PY:-/usr/bin/python3}
 DX="$PWD/$BUILD/dxhub"
 PATIENTS=${LOOKUP_PATIENTS:-10000}
 REPORTS=${LOOKUP_REPORTS:-100000}
 OR_STUDIES=${LOOKUP_ORTHANC_STUDIES:-$REPORTS}
-THREADS=${LOOKUP_BENCH_THREADS:-2}
+THREADS=${LOOKUP_BENCH_THREADS:-$CLIENT_NCPUS}
 CONNS=${LOOKUP_BENCH_CONNECTIONS:-16}
 SECS=${LOOKUP_BENCH_SECONDS:-10}
 REPEAT=${LOOKUP_BENCH_REPEAT:-3}
+CURVE=${LOOKUP_BENCH_CURVE:-1 4 16 64}
+CURVE_SECS=${LOOKUP_BENCH_CURVE_SECONDS:-3}
 OUT="$BUILD/bench/lookup.json"
 CORPUS=${DXHUB_CORPUS:-$(cd .. && pwd)/shared/corpus}
 export LOOKUP_WRK_DIR="$PWD/bench" LOOKUP_PATIENTS="$PATIENTS"
@@ -80,14 +91,14 @@ echo "loading $REPORTS signed reports for $PATIENTS patients into a hub store ..
     die "bench_lookup_load failed"
 TOKEN=$("$DX" keygen --api-key bench-county --keys "$WORK/hub/keys" 2>/dev/null) || die "keygen --api-key failed"
 DX_HTTP=$(free_port)
-"$DX" serve --data "$WORK/hub" --http-port "$DX_HTTP" --dicom-port 0 --edge-port 0 --reader-port 0 --peer-port 0 \
+on_server "$DX" serve --data "$WORK/hub" --http-port "$DX_HTTP" --dicom-port 0 --edge-port 0 --reader-port 0 --peer-port 0 \
     --name bench-hub >"$WORK/hub.log" 2>&1 &
 PIDS+=($!)
 DX_PID=$!
 wait_http "http://127.0.0.1:$DX_HTTP/metrics" || { tail "$WORK/hub.log"; die "dxhub serve did not start"; }
 DX_BASE="http://127.0.0.1:$DX_HTTP"
 echo "every patient looked up once (checks the answers, fills the verdict cache) ..."
-"$PY" bench/lookup_orthanc.py warm --url "$DX_BASE" --patients "$PATIENTS" --token "$TOKEN" --expect "$REPORTS" \
+on_client "$PY" bench/lookup_orthanc.py warm --url "$DX_BASE" --patients "$PATIENTS" --token "$TOKEN" --expect "$REPORTS" \
     >"$WORK/warm.json" || die "the hub's answers are wrong: $(cat "$WORK/warm.json")"
 echo "  $(cat "$WORK/warm.json")"
 
@@ -101,13 +112,13 @@ if [ $HAVE_ORTHANC = 1 ]; then
   "KeepAlive": true, "StorageCompression": false, "SaveJobs": false, "Plugins": []
 }
 EOF
-    Orthanc "$OR_DIR/config.json" >"$OR_DIR/log" 2>&1 &
+    on_server Orthanc "$OR_DIR/config.json" >"$OR_DIR/log" 2>&1 &
     PIDS+=($!)
     OR_PID=$!
     wait_http "http://127.0.0.1:$OR_HTTP/system" || { tail "$OR_DIR/log"; die "Orthanc did not start"; }
     OR_BASE="http://127.0.0.1:$OR_HTTP"
     echo "loading $OR_STUDIES studies for $PATIENTS patients into Orthanc (REST, 4 connections) ..."
-    "$PY" bench/lookup_orthanc.py load --url "$OR_BASE" --patients "$PATIENTS" --studies "$OR_STUDIES" \
+    on_client "$PY" bench/lookup_orthanc.py load --url "$OR_BASE" --patients "$PATIENTS" --studies "$OR_STUDIES" \
         >"$WORK/orload.json" || die "loading Orthanc failed"
     echo "  $(cat "$WORK/orload.json")"
     n=$(curl -sf -X POST "$OR_BASE/tools/find" -d '{"Level":"Study","Query":{"PatientID":"BP00001"}}' |
@@ -116,39 +127,46 @@ EOF
 fi
 
 # ---- measurements -------------------------------------------------------------
-# CPU time (user + system, clock ticks) a process has used so far.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-run_wrk() { # NAME URL PEER PID
-    local line c0 c1 srv=
+# run_wrk NAME URL PEER PID SECONDS [CONNS]: one wrk run; its line in the
+# results is wrk's RESULT, the server's CPU time and run-queue wait over the
+# run (from /proc), the load average and, for dxhub, its own handling time.
+run_wrk() {
+    local conns=${6:-$CONNS} line s0 s1 srv=
+    local threads=$((THREADS < conns ? THREADS : conns))
     [ "$3" = dxhub ] && curl -sf "$2/metrics" -o "$WORK/metrics.before"
-    c0=$(cpu_ticks "$4")
-    LOOKUP_PEER=$3 LOOKUP_TOKEN=$TOKEN wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --timeout 30s \
+    s0=$(sched_ns "$4")
+    LOOKUP_PEER=$3 LOOKUP_TOKEN=$TOKEN on_client wrk -t"$threads" -c"$conns" -d"$5s" --timeout 30s \
         -s bench/lookup_wrk.lua "$2" >"$WORK/wrk-$1.out" 2>&1
-    c1=$(cpu_ticks "$4")
+    s1=$(sched_ns "$4")
     [ "$3" = dxhub ] && curl -sf "$2/metrics" -o "$WORK/metrics.after" &&
         srv=$("$PY" bench/http_handling.py "$WORK/metrics.before" "$WORK/metrics.after")
     line=$(grep '^RESULT' "$WORK/wrk-$1.out") || { cat "$WORK/wrk-$1.out"; die "wrk $1 gave no result"; }
-    echo "$1 $line cpu_s=$(awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {print t / hz}') load=$(cut -d' ' -f1 /proc/loadavg) $srv" >>"$WORK/results"
+    echo "$1 $line conns=$conns $(echo "$s0 $s1" | awk '{printf "cpu_s=%.6f wait_s=%.6f", ($3 - $1) / 1e9, ($4 - $2) / 1e9}') load=$(cut -d' ' -f1 /proc/loadavg) $srv" >>"$WORK/results"
 }
 : >"$WORK/results"
 for _ in $(seq "$REPEAT"); do
-    run_wrk dx "$DX_BASE" dxhub "$DX_PID"
-    [ $HAVE_ORTHANC = 1 ] && run_wrk or "$OR_BASE" orthanc "$OR_PID"
+    run_wrk dx "$DX_BASE" dxhub "$DX_PID" "$SECS"
+    [ $HAVE_ORTHANC = 1 ] && run_wrk or "$OR_BASE" orthanc "$OR_PID" "$SECS"
+done
+for _ in $(seq "$REPEAT"); do
+    for c in $CURVE; do run_wrk "dx_curve$c" "$DX_BASE" dxhub "$DX_PID" "$CURVE_SECS" "$c"; done
 done
 curl -sf -H "Authorization: Bearer $TOKEN" "$DX_BASE/api/v1/reports?PatientID=BP00001&scope=local" -o "$WORK/dx.json"
 [ $HAVE_ORTHANC = 1 ] && curl -sf -X POST "$OR_BASE/tools/find" -o "$WORK/or.json" \
     -d '{"Level":"Study","Expand":true,"Query":{"PatientID":"BP00001"}}'
 
 # ---- table and JSON -----------------------------------------------------------
-"$PY" - "$WORK/results" "$OUT" "$PEER" "$PATIENTS" "$REPORTS" "$THREADS" "$CONNS" "$SECS" "$(nproc)" <<'EOF'
+"$PY" - "$WORK/results" "$OUT" "$PEER" "$PATIENTS" "$REPORTS" "$THREADS" "$CONNS" "$SECS" "$(nproc)" "$PIN_NOTE" \
+    "$CURVE_SECS" <<'EOF'
 import json, statistics, sys
-res, out, peer, patients, reports, threads, conns, secs, cores = sys.argv[1:10]
+res, out, peer, patients, reports, threads, conns, secs, cores, pin_note, curve_secs = sys.argv[1:12]
 runs = {}
 for line in open(res):
     words = line.split()
     r = {k: float(v) for k, v in (w.split("=", 1) for w in words[2:])}
     r["rate"] = r["requests"] / (r["duration_us"] / 1e6)
     r["cpu_us"] = r["cpu_s"] * 1e6 / max(r["requests"], 1)
+    r["wait_us"] = r["wait_s"] * 1e6 / max(r["requests"], 1)
     runs.setdefault(words[0], []).append(r)
 med = {n: {k: statistics.median(x[k] for x in rs) for k in rs[0]} | {"errors": sum(x["errors"] for x in rs)}
        for n, rs in runs.items()}
@@ -166,21 +184,31 @@ row(what + ": p99", d["p99_us"] / 1000, "ms", o and o["p99_us"] / 1000)
 row(what + ": p99 of the hub's own handling (its histogram)", d["srv_p99_us"] / 1000, "ms", None)
 row(what + ": failed requests", d["errors"], "requests", o and o["errors"])
 row(what + ": server CPU per request", d["cpu_us"], "us", o and o["cpu_us"])
+row(what + ": wait for a CPU per request", d["wait_us"], "us", o and o["wait_us"])
 row(what + ": one core's worth (1 s / CPU per request)", 1e6 / d["cpu_us"], "req/s", o and 1e6 / o["cpu_us"])
 row("target: throughput", d["rate"], "req/s", 20000.0, "target")
 row("target: p99", d["p99_us"] / 1000, "ms", 2.0, "target")
 row("target: p99 of the hub's own handling", d["srv_p99_us"] / 1000, "ms", 2.0, "target")
 if o:
     row("target: throughput vs Orthanc", d["rate"] / o["rate"], "x", 10.0, "target")
+curve = sorted(int(k[len("dx_curve"):]) for k in med if k.startswith("dx_curve"))
+for c in curve:
+    x = med["dx_curve%d" % c]
+    w = "lookup by patient, %d connection%s" % (c, "" if c == 1 else "s")
+    row(w + ": throughput", x["rate"], "req/s", None)
+    row(w + ": p50", x["p50_us"] / 1000, "ms", None)
+    row(w + ": p99", x["p99_us"] / 1000, "ms", None)
+    row(w + ": failed requests", x["errors"], "requests", None)
 json.dump(rows, open(out, "w"), indent=1)
 loads = [x["load"] for rs in runs.values() for x in rs]
 print(f"\nlookups by patient on loopback: {patients} patients, {reports} reports; wrk -t{threads} -c{conns}, "
       f"{secs} s a run, median of {len(runs['dx'])} runs")
-print(f"wrk and the server share this machine's {cores} cores (load average {min(loads):.1f} to {max(loads):.1f} "
-      f"during the runs): throughput and p99 are bounded by the CPU the server gets; its CPU per request is the "
-      f"figure that does not depend on that.")
+print(f"{pin_note}.\nThe machine's {cores} CPUs are shared with other work (load average {min(loads):.1f} to "
+      f"{max(loads):.1f} during the runs): a server's wait for a CPU is time its answers spent behind other programs.")
 print("%-72s %12s %12s %9s  %s" % ("metric", "dxhub", "peer", "ratio", "unit"))
 for r in rows:
+    if curve and r["metric"].startswith("lookup by patient, %d connection" % curve[0]) and r["metric"].endswith("throughput"):
+        print(f"latency by concurrency, dxhub alone ({curve_secs} s a point, median of {len(runs['dx_curve%d' % curve[0]])}):")
     pv = "%12.3f" % r["peer_value"] if r["peer_value"] is not None else "%12s" % "-"
     ra = "%9.3f" % r["ratio"] if r["ratio"] is not None else "%9s" % "-"
     print("%-72s %12.3f %s %s  %s" % (r["metric"], r["value"], pv, ra, r["unit"]))

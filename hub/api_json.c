@@ -13,7 +13,7 @@
 
 /* ---- text buffer --------------------------------------------------- */
 
-static bool jb_reserve(jbuf *b, size_t n)
+bool jb_reserve(jbuf *b, size_t n)
 {
     if (b->failed)
         return false;
@@ -45,6 +45,17 @@ void jb_put(jbuf *b, const void *p, size_t n)
 }
 
 void jb_puts(jbuf *b, const char *s) { jb_put(b, s, strlen(s)); }
+
+void jb_fit(jbuf *b)
+{
+    if (b->failed || !b->p || b->len == b->cap)
+        return;
+    char *p = realloc(b->p, b->len ? b->len : 1);
+    if (p) {
+        b->p = p;
+        b->cap = b->len ? b->len : 1;
+    }
+}
 
 void jb_printf(jbuf *b, const char *fmt, ...)
 {
@@ -119,20 +130,52 @@ void jb_strn(jbuf *b, const char *s, size_t n)
 
 void jb_str(jbuf *b, const char *s) { jb_strn(b, s, strlen(s)); }
 
+void jb_uint(jbuf *b, uint64_t v)
+{
+    char d[20];
+    size_t n = sizeof d;
+    do
+        d[--n] = (char)('0' + v % 10);
+    while (v /= 10);
+    jb_put(b, d + n, sizeof d - n);
+}
+
+/* Writes v as exactly `width` digits ending at end (v < 10^width). */
+static void digits(char *end, unsigned v, int width)
+{
+    while (width--) {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
+/* Every request renders times, and glibc's gmtime_r takes its global
+ * time-zone lock each call: the civil date is computed here instead
+ * (days to year/month/day, H. Hinnant's "civil_from_days"). */
 void jb_time(jbuf *b, int64_t ms)
 {
-    if (ms <= 0) {
+    if (ms <= 0 || ms >= INT64_C(253402300800000)) { /* after 9999-12-31 has no 4-digit year */
         jb_puts(b, "null");
         return;
     }
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    if (!gmtime_r(&t, &tm)) {
-        jb_puts(b, "null");
-        return;
-    }
-    jb_printf(b, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-              tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    int64_t secs = ms / 1000, days = secs / 86400, sod = secs % 86400;
+    days += 719468; /* from 1970-01-01 to 0000-03-01 */
+    int64_t era = days / 146097;
+    unsigned doe = (unsigned)(days - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    unsigned day = doy - (153 * mp + 2) / 5 + 1, month = mp < 10 ? mp + 3 : mp - 9;
+    unsigned year = (unsigned)(yoe + era * 400) + (month <= 2);
+    char t[] = "\"0000-00-00T00:00:00.000Z\"";
+    digits(t + 5, year, 4);
+    digits(t + 8, month, 2);
+    digits(t + 11, day, 2);
+    digits(t + 14, (unsigned)(sod / 3600), 2);
+    digits(t + 17, (unsigned)(sod / 60 % 60), 2);
+    digits(t + 20, (unsigned)(sod % 60), 2);
+    digits(t + 24, (unsigned)(ms % 1000), 3);
+    jb_put(b, t, sizeof t - 1);
 }
 
 bool jb_ok(const jbuf *b) { return !b->failed; }
@@ -171,9 +214,18 @@ int64_t api_mono_us(void)
 
 /* "TTTTTTTT":{"vr":"XX","Value":["a","b"]} — values split at '\\' when
  * multi, one value otherwise; no Value member when empty (F.2.5). */
+/* "TTTTTTTT":{"vr":"XX" — the opening every attribute shares. */
+static void attr_open(jbuf *b, const char *tag, const char *vr)
+{
+    char t[] = "\"TTTTTTTT\":{\"vr\":\"XX\"";
+    memcpy(t + 1, tag, 8);
+    memcpy(t + 18, vr, 2);
+    jb_put(b, t, sizeof t - 1);
+}
+
 static void attr_str(jbuf *b, const char *tag, const char *vr, const char *v, bool multi)
 {
-    jb_printf(b, "\"%s\":{\"vr\":\"%s\"", tag, vr);
+    attr_open(b, tag, vr);
     if (v[0]) {
         jb_puts(b, ",\"Value\":[");
         for (const char *p = v;;) {
@@ -193,7 +245,7 @@ static void attr_str(jbuf *b, const char *tag, const char *vr, const char *v, bo
 static void attr_pn(jbuf *b, const char *tag, const char *name)
 {
     static const char *const groups[3] = {"Alphabetic", "Ideographic", "Phonetic"};
-    jb_printf(b, "\"%s\":{\"vr\":\"PN\"", tag);
+    attr_open(b, tag, "PN");
     if (name[0]) {
         jb_puts(b, ",\"Value\":[{");
         const char *p = name;
@@ -201,7 +253,11 @@ static void attr_pn(jbuf *b, const char *tag, const char *name)
         for (int g = 0; g < 3; g++) {
             size_t l = strcspn(p, "=");
             if (l) {
-                jb_printf(b, "%s\"%s\":", any ? "," : "", groups[g]);
+                if (any)
+                    jb_put(b, ",", 1);
+                jb_put(b, "\"", 1);
+                jb_puts(b, groups[g]);
+                jb_put(b, "\":", 2);
                 jb_strn(b, p, l);
                 any = true;
             }
@@ -224,15 +280,25 @@ static void study_dxhub(jbuf *b, const store_study *st)
 {
     jb_puts(b, "\"dxhub\":{\"state\":");
     jb_str(b, study_state_name((study_state)st->state));
-    jb_printf(b, ",\"priority\":\"%s\",\"referral\":%s,\"origin\":", priority_name(st->priority),
-              st->referral ? "true" : "false");
+    jb_puts(b, ",\"priority\":\"");
+    jb_puts(b, priority_name(st->priority));
+    jb_puts(b, st->referral ? "\",\"referral\":true,\"origin\":" : "\",\"referral\":false,\"origin\":");
     jb_str(b, st->origin);
     jb_puts(b, ",\"note\":");
     jb_str(b, st->note);
-    if (st->task_id)
-        jb_printf(b, ",\"task\":%llu", (unsigned long long)st->task_id);
-    jb_printf(b, ",\"expected\":%u,\"late_arrivals\":%u,\"conflicts\":%u,\"bytes\":%llu,\"first_received\":",
-              st->expected, st->late_arrivals, st->conflicts, (unsigned long long)st->bytes);
+    if (st->task_id) {
+        jb_puts(b, ",\"task\":");
+        jb_uint(b, st->task_id);
+    }
+    jb_puts(b, ",\"expected\":");
+    jb_uint(b, st->expected);
+    jb_puts(b, ",\"late_arrivals\":");
+    jb_uint(b, st->late_arrivals);
+    jb_puts(b, ",\"conflicts\":");
+    jb_uint(b, st->conflicts);
+    jb_puts(b, ",\"bytes\":");
+    jb_uint(b, st->bytes);
+    jb_puts(b, ",\"first_received\":");
     jb_time(b, st->first_ms);
     jb_puts(b, ",\"last_received\":");
     jb_time(b, st->last_ms);
@@ -264,8 +330,11 @@ void api_json_study(jbuf *b, const store_study *st)
     attr_str(b, "00100040", "CS", st->patient_sex, false);
     jb_put(b, ",", 1);
     attr_str(b, "0020000D", "UI", st->study_uid, false);
-    jb_printf(b, ",\"00201206\":{\"vr\":\"IS\",\"Value\":[%u]},\"00201208\":{\"vr\":\"IS\",\"Value\":[%u]},",
-              st->n_series, st->n_instances);
+    jb_puts(b, ",\"00201206\":{\"vr\":\"IS\",\"Value\":[");
+    jb_uint(b, st->n_series);
+    jb_puts(b, "]},\"00201208\":{\"vr\":\"IS\",\"Value\":[");
+    jb_uint(b, st->n_instances);
+    jb_puts(b, "]},");
     study_dxhub(b, st);
     jb_put(b, "}", 1);
 }

@@ -1,7 +1,9 @@
 /* api_lookups.c — the local part of a lookup answer kept whole, per
  * question (patient, since, type, link prefix), so a patient asked about
- * again costs a copy instead of an index scan and a recognition pass per
- * exam.
+ * again costs one copy into the answer instead of an index scan and a
+ * recognition pass per exam.  Entries are shared bodies (api_body.c): a
+ * lookup takes a reference under the slot's lock and copies outside it,
+ * and a replaced entry is freed by whoever holds its last reference.
  *
  * An entry holds only while every input of its answer is unchanged: no
  * report was indexed after the commit its snapshot saw (store_report_txn,
@@ -33,8 +35,8 @@ typedef struct lslot {
     char     key[LC_KEY_MAX]; /* "" : free */
     uint64_t gen, snap;
     int64_t  expires_ms;      /* monotonic */
-    char    *text;
-    size_t   len;
+    api_body *body;           /* the exams' JSON; one reference is the slot's */
+    size_t   len;             /* its length, as counted in bytes */
     unsigned n, recognised;
 } lslot;
 
@@ -69,7 +71,7 @@ void api_lcache_free(api_lcache **cp)
     if (!c)
         return;
     for (size_t i = 0; i < LC_SLOTS; i++)
-        free(c->s[i].text);
+        api_body_unref(c->s[i].body);
     for (int i = 0; i < LC_STRIPES; i++)
         pthread_mutex_destroy(&c->lock[i]);
     free(c);
@@ -87,29 +89,28 @@ static size_t slot_of(const char *key)
 static void clear(api_lcache *c, lslot *s)
 {
     atomic_fetch_sub(&c->bytes, s->len);
-    free(s->text);
-    s->text = NULL;
+    api_body_unref(s->body);
+    s->body = NULL;
     s->len = 0;
     s->key[0] = '\0';
 }
 
-bool api_lcache_get(api_lcache *c, const char *key, uint64_t gen, uint64_t report_txn, jbuf *b, unsigned *n,
-                    unsigned *recognised)
+api_body *api_lcache_get(api_lcache *c, const char *key, uint64_t gen, uint64_t report_txn, unsigned *n,
+                         unsigned *recognised)
 {
     if (!c || strlen(key) >= LC_KEY_MAX)
-        return false;
+        return NULL;
     size_t i = slot_of(key);
     pthread_mutex_t *lk = &c->lock[i % LC_STRIPES];
     int64_t now = api_lcache_now_ms();
-    bool hit = false;
+    api_body *hit = NULL;
     pthread_mutex_lock(lk);
     lslot *s = &c->s[i];
     if (s->key[0] && !strcmp(s->key, key)) {
         if (s->gen == gen && report_txn <= s->snap && now < s->expires_ms) {
-            jb_put(b, s->text, s->len);
+            hit = api_body_ref(s->body);
             *n = s->n;
             *recognised = s->recognised;
-            hit = true;
         } else {
             clear(c, s); /* stale: its memory back at once */
         }
@@ -118,27 +119,24 @@ bool api_lcache_get(api_lcache *c, const char *key, uint64_t gen, uint64_t repor
     return hit;
 }
 
-void api_lcache_put(api_lcache *c, const char *key, uint64_t gen, uint64_t snap, int64_t expires_ms, const void *text,
-                    size_t len, unsigned n, unsigned recognised)
+void api_lcache_put(api_lcache *c, const char *key, uint64_t gen, uint64_t snap, int64_t expires_ms, api_body *body,
+                    unsigned n, unsigned recognised)
 {
+    size_t len;
+    api_body_data(body, &len);
     if (!c || strlen(key) >= LC_KEY_MAX || len > LC_TEXT_MAX || atomic_load(&c->bytes) + len > c->max_bytes)
         return;
-    char *copy = malloc(len ? len : 1);
-    if (!copy)
-        return;
-    if (len) /* an answer with no exams has no text (text may be NULL) */
-        memcpy(copy, text, len);
     size_t i = slot_of(key);
     pthread_mutex_t *lk = &c->lock[i % LC_STRIPES];
     pthread_mutex_lock(lk);
     lslot *s = &c->s[i];
-    if (s->text)
+    if (s->body)
         clear(c, s);
     snprintf(s->key, sizeof s->key, "%s", key);
     s->gen = gen;
     s->snap = snap;
     s->expires_ms = expires_ms;
-    s->text = copy;
+    s->body = api_body_ref(body);
     s->len = len;
     s->n = n;
     s->recognised = recognised;

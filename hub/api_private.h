@@ -33,10 +33,13 @@ typedef struct jbuf {
 } jbuf;
 
 void  jb_put(jbuf *b, const void *p, size_t n);
+bool  jb_reserve(jbuf *b, size_t n);                /* room for n more bytes (one allocation) */
+void  jb_fit(jbuf *b);                              /* capacity cut to the length: text to keep */
 void  jb_puts(jbuf *b, const char *s);
 void  jb_printf(jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void  jb_str(jbuf *b, const char *s);               /* a JSON string, quoted and escaped */
 void  jb_strn(jbuf *b, const char *s, size_t n);
+void  jb_uint(jbuf *b, uint64_t v);                 /* decimal digits, no printf */
 void  jb_time(jbuf *b, int64_t ms);                 /* ISO 8601 UTC string, or null for 0 */
 bool  jb_ok(const jbuf *b);
 char *jb_detach(jbuf *b, size_t *len);              /* caller frees; b is reset */
@@ -102,11 +105,12 @@ typedef struct api_lcache api_lcache;
 api_lcache *api_lcache_new(size_t max_bytes);
 void        api_lcache_free(api_lcache **c);
 int64_t     api_lcache_now_ms(void); /* monotonic */
-/* true with the text appended to b and the counts set */
-bool        api_lcache_get(api_lcache *c, const char *key, uint64_t gen, uint64_t report_txn, jbuf *b, unsigned *n,
+/* A new reference to the exams' text with the counts set, or NULL. */
+api_body   *api_lcache_get(api_lcache *c, const char *key, uint64_t gen, uint64_t report_txn, unsigned *n,
                            unsigned *recognised);
-void        api_lcache_put(api_lcache *c, const char *key, uint64_t gen, uint64_t snap, int64_t expires_ms, const void *text,
-                           size_t len, unsigned n, unsigned recognised);
+/* Keeps its own reference to body (the caller keeps the caller's). */
+void        api_lcache_put(api_lcache *c, const char *key, uint64_t gen, uint64_t snap, int64_t expires_ms,
+                           api_body *body, unsigned n, unsigned recognised);
 
 /* ---- renderers (api_json.c) ---------------------------------------- */
 

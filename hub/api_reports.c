@@ -287,13 +287,15 @@ static uint64_t answer_gen(api_server *a, int64_t now_ms)
     return (g ^ (uint64_t)(now_ms / 86400000)) * 0x100000001b3ULL; /* the day: validity */
 }
 
-/* The local exams of patient as a JSON array's elements into b: the
- * answer kept from an earlier lookup of the same question while nothing
- * it depends on changed, else made now and kept. */
-int local_exams(api_server *a, const char *patient, int64_t since, const char *type, const char *prefix,
-                       jbuf *b, unsigned *n, unsigned *recognised)
+/* The local exams of patient as a JSON array's elements, shared (a new
+ * reference): the answer kept from an earlier lookup of the same question
+ * while nothing it depends on changed, else made now and kept.  NULL with
+ * *rc negative (-ENOMEM when the text could not be made). */
+static api_body *local_exams_body(api_server *a, const char *patient, int64_t since, const char *type,
+                                  const char *prefix, unsigned *n, unsigned *recognised, int *rc)
 {
-    local_lookup l = {.a = a, .b = b, .type = type, .prefix = prefix, .now = api_now_ms(),
+    jbuf b = {0};
+    local_lookup l = {.a = a, .b = &b, .type = type, .prefix = prefix, .now = api_now_ms(),
                       .trusted_ms = REPORT_TRUST_MAX_MS};
     int64_t t0 = api_lcache_now_ms();
     uint64_t gen = answer_gen(a, l.now), snap = store_last_commit(a->st);
@@ -301,17 +303,41 @@ int local_exams(api_server *a, const char *patient, int64_t since, const char *t
     int kl = snprintf(key, sizeof key, "%zu:%s|%lld|%s|%s", strlen(patient), patient, (long long)since,
                       type ? type : "", prefix); /* the length first: a patient ID may hold '|' */
     bool keyed = kl > 0 && (size_t)kl < sizeof key;
-    if (keyed && api_lcache_get(a->lcache, key, gen, store_report_txn(a->st), b, n, recognised))
-        return 0;
-    size_t start = b->len;
+    api_body *body = keyed ? api_lcache_get(a->lcache, key, gen, store_report_txn(a->st), n, recognised) : NULL;
+    if (body) {
+        *rc = 0;
+        return body;
+    }
     recog_names(a->recog, l.consortium, sizeof l.consortium, l.mark, sizeof l.mark);
-    int rc = store_reports_by_patient(a->st, patient, since, one_exam, &l);
+    *rc = store_reports_by_patient(a->st, patient, since, one_exam, &l);
     *n = l.n;
     *recognised = l.recognised;
-    rc = rc < 0 ? rc : l.err;
-    if (rc >= 0 && keyed && jb_ok(b))
-        api_lcache_put(a->lcache, key, gen, snap, t0 + l.trusted_ms, b->p + start, b->len - start, l.n, l.recognised);
-    return rc;
+    *rc = *rc < 0 ? *rc : l.err < 0 ? l.err : 0;
+    jb_fit(&b); /* kept: the cache's bound counts these bytes */
+    if (*rc == 0 && (!jb_ok(&b) || !(body = api_body_new(&b))))
+        *rc = -ENOMEM;
+    if (*rc < 0) {
+        jb_release(&b);
+        return NULL;
+    }
+    if (keyed)
+        api_lcache_put(a->lcache, key, gen, snap, t0 + l.trusted_ms, body, l.n, l.recognised);
+    return body;
+}
+
+/* The same appended to b (peers' and readers' answers). */
+int local_exams(api_server *a, const char *patient, int64_t since, const char *type, const char *prefix,
+                       jbuf *b, unsigned *n, unsigned *recognised)
+{
+    int rc;
+    api_body *body = local_exams_body(a, patient, since, type, prefix, n, recognised, &rc);
+    if (!body)
+        return rc;
+    size_t len;
+    const char *p = api_body_data(body, &len);
+    jb_put(b, p, len);
+    api_body_unref(body);
+    return 0;
 }
 
 /* ---- query parameters ------------------------------------------------- */
@@ -425,12 +451,16 @@ int api_h_reports(api_req *r, const api_params *p)
         peer_lookup_q pq = {.patient_id = q.patient, .type = q.type, .since_ms = q.since, .asking = r->facility};
         peers_lookup_all(a->peers, &pq, &pa, &npa);
     }
+    /* The local exams are shared with the cache and copied once, into the
+     * answer; the peers' exams (each after a comma when one precedes it)
+     * follow them in ex. */
     jbuf ex = {0};
     unsigned n = 0, recognised = 0;
-    rc = local_exams(a, q.patient, q.since, q.type, "/api/v1", &ex, &n, &recognised);
-    if (rc < 0) {
-        jb_release(&ex);
+    api_body *local = local_exams_body(a, q.patient, q.since, q.type, "/api/v1", &n, &recognised, &rc);
+    if (!local) {
         peer_answers_free(pa, npa);
+        if (rc == -ENOMEM)
+            return MHD_NO;
         return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
     }
     unsigned local_n = n;
@@ -463,20 +493,28 @@ int api_h_reports(api_req *r, const api_params *p)
              p->v[API_P_SINCE] ? p->v[API_P_SINCE] : "-", q.type ? q.type : "-", n, recognised, local_n, peer_detail);
     if (api_req_audit(r, "lookup", "", detail) < 0) {
         jb_release(&peers_json);
+        api_body_unref(local);
         return api_send_audit_failed(r, &ex);
     }
     api_count_lookup(a->counters, r->facility, recognised, n - recognised);
     char consortium[128], mark[32];
     recog_names(a->recog, consortium, sizeof consortium, mark, sizeof mark);
+    size_t local_len;
+    const char *local_text = api_body_data(local, &local_len);
     jbuf b = {0};
+    jb_reserve(&b, local_len + ex.len + peers_json.len + 1024); /* the answer in one allocation */
     jb_puts(&b, "{\"PatientID\":");
     jb_str(&b, q.patient);
     jb_puts(&b, ",\"hub\":");
     jb_str(&b, a->name);
     jb_puts(&b, ",\"consortium\":");
     jb_str(&b, consortium);
-    jb_printf(&b, ",\"scope\":\"%s\",\"total\":%u,\"recognised\":%u,\"exams\":[", q.local_only ? "local" : "consortium",
-              n, recognised);
+    jb_puts(&b, q.local_only ? ",\"scope\":\"local\",\"total\":" : ",\"scope\":\"consortium\",\"total\":");
+    jb_uint(&b, n);
+    jb_puts(&b, ",\"recognised\":");
+    jb_uint(&b, recognised);
+    jb_puts(&b, ",\"exams\":[");
+    jb_put(&b, local_text, local_len);
     jb_put(&b, ex.p, ex.len);
     jb_puts(&b, "],\"peers\":[");
     jb_put(&b, peers_json.p, peers_json.len);
@@ -485,6 +523,7 @@ int api_h_reports(api_req *r, const api_params *p)
         b.failed = true;
     jb_release(&ex);
     jb_release(&peers_json);
+    api_body_unref(local);
     return api_send_json(r, MHD_HTTP_OK, &b);
 }
 

@@ -551,7 +551,8 @@ int serve_run(const serve_config *cfg)
         log_error("peer link: %s", err);
         goto out;
     }
-    api_config ac = {.bind = cfg->bind, .port = cfg->http_port, .st = h.st, .metrics = &h.metrics,
+    api_config ac = {.bind = cfg->bind, .port = cfg->http_port, .threads = cfg->http_threads,
+                     .st = h.st, .metrics = &h.metrics,
                      .keys = h.apikeys, .recog = h.recog, .peers = h.peers, .name = cfg->name};
     if ((rc = api_start(&ac, &h.api, err, sizeof err)) < 0) {
         log_error("HTTP API: %s", err);

@@ -13,6 +13,7 @@ typedef struct serve_config {
     int         open_dicom;     /* --open-dicom: any calling AE title */
     uint16_t    dicom_port;     /* --dicom-port, default 11112 */
     uint16_t    http_port;      /* --http-port, default 8410 */
+    int         http_threads;   /* --http-threads; <= 0: api.h's default */
     int         stable_seconds; /* --stable-seconds, default 60 */
     int         retain_days;    /* --retain-days, -1: keep everything */
     uint64_t    map_size;       /* --map-size bytes, default 16 GiB */

@@ -24,10 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "codecs/codecs.h"
 #include "hub/api.h"
+#include "hub/api_private.h" /* jb_time, jb_uint: checked against libc below */
 #include "hub/cmd.h"
 #include "hub/store.h"
 
@@ -1116,6 +1118,54 @@ static void test_status_command_prints_health_for_people(void **state)
     assert_int_equal(run_status("ftp://x", out, sizeof out), 2);
 }
 
+/* The API writes times and counts without printf or gmtime_r (whose
+ * global lock every request would take); libc is the oracle here, over
+ * the edges of the calendar (leap days, centuries, 2038) and a spread of
+ * instants up to the year 9999. */
+static void test_json_times_and_numbers_match_libc(void **state)
+{
+    (void)state;
+    int64_t edges[] = {1, 999, 1000, 86399999, 86400000, 951782400000 /* 2000-02-29 */,
+                       951868800000 /* 2000-03-01 */, 4107542400000 /* 2100-02-28 */,
+                       4107628800000 /* 2100-03-01 */, 2147483648000 /* past 2038-01-19 */,
+                       253402300799999 /* 9999-12-31T23:59:59.999 */};
+    uint64_t x = 88172645463325252ULL;
+    for (int i = 0; i < 20000 + (int)(sizeof edges / sizeof edges[0]); i++) {
+        int64_t ms;
+        if (i < (int)(sizeof edges / sizeof edges[0])) {
+            ms = edges[i];
+        } else {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            ms = 1 + (int64_t)(x % 253402300799999ULL);
+        }
+        time_t t = (time_t)(ms / 1000);
+        struct tm tm;
+        assert_non_null(gmtime_r(&t, &tm));
+        char want[40], day[32];
+        strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(want, sizeof want, "\"%s.%03dZ\"", day, (int)(ms % 1000));
+        jbuf b = {0};
+        jb_time(&b, ms);
+        jb_put(&b, "", 1);
+        assert_string_equal(b.p, want);
+        jb_release(&b);
+
+        char num[24];
+        snprintf(num, sizeof num, "%llu", (unsigned long long)x);
+        jb_uint(&b, x);
+        jb_put(&b, "", 1);
+        assert_string_equal(b.p, num);
+        jb_release(&b);
+    }
+    jbuf b = {0};
+    jb_time(&b, 0);
+    jb_uint(&b, 0);
+    jb_time(&b, 253402300800000); /* year 10000: no 4-digit form */
+    jb_put(&b, "", 1);
+    assert_string_equal(b.p, "null0null");
+    jb_release(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1144,6 +1194,7 @@ int main(void)
         cmocka_unit_test(test_health_says_full_when_the_store_refuses_data),
         cmocka_unit_test(test_start_fails_cleanly_on_a_busy_port),
         cmocka_unit_test(test_status_command_prints_health_for_people),
+        cmocka_unit_test(test_json_times_and_numbers_match_libc),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

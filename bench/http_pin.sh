@@ -1,0 +1,52 @@
+# http_pin.sh — sourced by bench/api.sh and bench/lookup.sh: where the
+# HTTP benchmarks' processes run, and how long a server waited for a CPU.
+#
+# wrk stands in for the other machines of a hospital's network, so it gets
+# CPUs of its own and the server under test (dxhub and Orthanc alike) the
+# others: on a machine of N CPUs, wrk the last one and the servers the
+# first N-1 (taskset).  Sharing every core, wrk's own threads would take
+# the server's CPU in turns and its latencies would be the two programs'
+# scheduling, not the server's answers.  BENCH_PIN=0 runs everything
+# unpinned; BENCH_CLIENT_CPUS (a taskset list) moves wrk.  Other work on
+# the machine is not pinned and can still take either side's CPU: the
+# tables give the load average and each server's run-queue wait.
+#
+# Sets SERVER_CPUS, CLIENT_CPUS ("" when unpinned), CLIENT_NCPUS, PIN_NOTE;
+# defines on_server CMD... and on_client CMD... (exec CMD pinned) and
+# sched_ns PID (prints "RUN_NS WAIT_NS": the CPU time of all its threads
+# so far and the time they spent runnable, waiting for a CPU, from
+# /proc/PID/task/*/schedstat).
+
+pin_init() {
+    local n
+    n=$(nproc)
+    SERVER_CPUS="" CLIENT_CPUS="" CLIENT_NCPUS=$n
+    PIN_NOTE="unpinned: wrk and the server share all $n CPUs"
+    if [ "${BENCH_PIN:-1}" = 0 ] || [ "$n" -lt 2 ] || ! command -v taskset >/dev/null; then
+        [ "$n" -lt 2 ] && PIN_NOTE="unpinned: one CPU, wrk and the server share it"
+        return 0
+    fi
+    local all last
+    all=$(taskset -pc $$ | sed 's/.*: //')
+    last=$(cpu_list_expand "$all" | tail -1)
+    CLIENT_CPUS=${BENCH_CLIENT_CPUS:-$last}
+    SERVER_CPUS=$(cpu_list_expand "$all" | grep -vxF -f <(cpu_list_expand "$CLIENT_CPUS") | paste -sd,)
+    [ -n "$SERVER_CPUS" ] || { SERVER_CPUS="" CLIENT_CPUS=""; return 0; }
+    CLIENT_NCPUS=$(cpu_list_expand "$CLIENT_CPUS" | wc -l)
+    PIN_NOTE="wrk on CPU $CLIENT_CPUS, the server under test on CPU $SERVER_CPUS (taskset; BENCH_PIN=0 unpins)"
+}
+
+# "0-2,5" -> one CPU number a line
+cpu_list_expand() {
+    local part
+    for part in ${1//,/ }; do
+        if [[ $part == *-* ]]; then seq "${part%-*}" "${part#*-}"; else echo "$part"; fi
+    done
+}
+
+on_server() { if [ -n "$SERVER_CPUS" ]; then exec taskset -c "$SERVER_CPUS" "$@"; else exec "$@"; fi; }
+on_client() { if [ -n "$CLIENT_CPUS" ]; then taskset -c "$CLIENT_CPUS" "$@"; else "$@"; fi; }
+
+sched_ns() {
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{r += $1; w += $2} END {printf "%.0f %.0f\n", r, w}'
+}
