@@ -65,7 +65,7 @@ int readers_load(readers *rs, const char *path, char *err, size_t errlen)
         char id[WL_ID_MAX], sen[32], mods[128], kinds[32], facs[256];
         int max;
         if (sscanf(p, "%63s %31s %127s %31s %255s %d", id, sen, mods, kinds, facs, &max) != 6 ||
-            wl_seniority_parse(sen) < 0 || parse_kinds(kinds) <= 0 || max < 1 || max > 1000) {
+            wl_seniority_parse(sen) < 0 || parse_kinds(kinds) <= 0 || max < 1 || max > UINT16_MAX) {
             snprintf(err, errlen, "%s:%d: expected \"ID resident|attending|chief MODALITIES imaging|ecg FACILITIES MAX\"",
                      path, lineno);
             fclose(fp);
