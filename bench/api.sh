@@ -22,6 +22,7 @@
 # Orthanc alternating, and the medians are reported.  wrk runs on a CPU of
 # its own and the servers on the others (bench/http_pin.sh; BENCH_PIN=0
 # turns that off), as a load generator on another machine would.
+# API_BENCH_DXHUB_ARGS: more options for `dxhub serve` (e.g. --http-threads 1).
 # Beside wrk's figures: each server's CPU time per request and the time its
 # threads waited for a CPU (run queue) per request (both from /proc), the
 # p99 of dxhub's own handling time (its dxhub_http_handling_seconds
@@ -91,7 +92,7 @@ NFILES=${#FILES[@]}
 DX_HTTP=$(free_port) DX_DICOM=$(free_port) DX_EDGE=$(free_port)
 on_server "$DX" serve --data "$TMP/dxhub" --http-port "$DX_HTTP" --dicom-port "$DX_DICOM" --edge-port "$DX_EDGE" \
     --reader-port 0 --peer-port 0 \
-    --open-dicom --map-size 4G >"$TMP/dxhub.log" 2>&1 &
+    --open-dicom --map-size 4G ${API_BENCH_DXHUB_ARGS:-} >"$TMP/dxhub.log" 2>&1 &
 PIDS+=($!)
 DX_PID=$!
 wait_http "http://127.0.0.1:$DX_HTTP/api/v1/health" || { cat "$TMP/dxhub.log"; die "dxhub serve did not start"; }

@@ -23,6 +23,7 @@
 #   - wrk on a CPU of its own, the servers on the others
 #     (bench/http_pin.sh; BENCH_PIN=0 turns that off), as a load generator
 #     on another machine would be.
+#   - LOOKUP_BENCH_DXHUB_ARGS: more options for `dxhub serve` (e.g. --http-threads 1)
 # Before timing, every patient is looked up once at dxhub and the totals
 # checked (100,000 exams found, all recognised); that also fills the hub's
 # signature-verdict cache, as a running hub's would be.
@@ -92,7 +93,7 @@ echo "loading $REPORTS signed reports for $PATIENTS patients into a hub store ..
 TOKEN=$("$DX" keygen --api-key bench-county --keys "$WORK/hub/keys" 2>/dev/null) || die "keygen --api-key failed"
 DX_HTTP=$(free_port)
 on_server "$DX" serve --data "$WORK/hub" --http-port "$DX_HTTP" --dicom-port 0 --edge-port 0 --reader-port 0 --peer-port 0 \
-    --name bench-hub >"$WORK/hub.log" 2>&1 &
+    --name bench-hub ${LOOKUP_BENCH_DXHUB_ARGS:-} >"$WORK/hub.log" 2>&1 &
 PIDS+=($!)
 DX_PID=$!
 wait_http "http://127.0.0.1:$DX_HTTP/metrics" || { tail "$WORK/hub.log"; die "dxhub serve did not start"; }

@@ -34,7 +34,7 @@ static const cfg_option serve_options[] = {
      "concurrent DICOM associations"},
     {"http", "http-port", CFG_PORT, S(c.http_port), "8410", 0, 0, NULL, "N", "HTTP API and /metrics port"},
     {"http", "http-threads", CFG_INT, S(c.http_threads), NULL, 1, 64, NULL, "N",
-     "HTTP request threads (default: two per CPU the hub may run on)"},
+     "HTTP request threads (default: one per CPU the hub may run on; two per CPU for a store larger than RAM)"},
     {"edges", "edge-port", CFG_PORT, S(c.edge_port), "5570", 0, 0, NULL, "N", "ZeroMQ port for clinic edges"},
     {"readers", "reader-port", CFG_PORT, S(c.reader_port), "5571", 0, 0, NULL, "N",
      "ZeroMQ port for reading workstations"},
