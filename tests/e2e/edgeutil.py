@@ -209,11 +209,13 @@ class Hub:
         if ports is None:
             ports = (free_port(), free_port(), free_port()) if not ns else (11112, 8410, 5570)
         self.dicom_port, self.http_port, self.edge_port = ports
-        # the other listeners the hub has (readers, peer hubs ...): free ports too
+        # the other listeners the hub has (readers, peer hubs ...) are not used
+        # here: off, since a random free port can be taken by another test
+        # worker's process before the hub binds it (the hub then stops)
         other = []
         for opt in serve_port_options():
             if opt not in ("--dicom-port", "--http-port", "--edge-port"):
-                other += [opt, free_port() if not ns else 0]
+                other += [opt, 0]
         self.proc = Proc([dxhub_bin(), "serve", "--data", self.data, "--bind", bind, "--dicom-port", self.dicom_port,
                           "--http-port", self.http_port, "--edge-port", self.edge_port, "--open-dicom",
                           "--stable-seconds", stable_seconds] + other,
