@@ -273,7 +273,13 @@ static void last_log_line(const char *path, const char *what, char *out, size_t 
  * their ZMQ_FDs.  A thread per reader (a blocking hub_client each) cost
  * more CPU than the hub itself — two thread wake-ups per message — on the
  * same 2 cores, so the simulation was part of what it measured. */
-typedef enum { R_IDLE, R_WAIT_TASK, R_WAIT_CLAIMED, R_DONE } rstate;
+/* A reader waits for a TASK (R_WAIT_TASK: credit outstanding), has
+ * nothing outstanding (R_IDLE), or has stopped (R_DONE); apart from that it
+ * may have one CLAIM outstanding (claiming).  Its CLAIM carries the next
+ * READY ("ready": 1), so the next offer comes while the claim commits: a
+ * round is three messages (CLAIM, TASK, CLAIMED), and a reader claims the
+ * next task once the last claim was answered (one CLAIM at a time). */
+typedef enum { R_IDLE, R_WAIT_TASK, R_DONE } rstate;
 
 typedef struct rdr {
     int         index;
@@ -282,7 +288,12 @@ typedef struct rdr {
     int         fd;        /* ZMQ_FD: readable when the socket's events may have changed */
     rstate      st;
     uint64_t    req;       /* the last request's number */
-    int64_t     t0, t1;    /* READY sent, CLAIM sent (µs) */
+    int64_t     t0, t1;    /* credit asked (READY, or CLAIM with ready), CLAIM sent (µs) */
+    bool        claiming;  /* a CLAIM is outstanding: its number is claim_req */
+    uint64_t    claim_req;
+    uint32_t    claim_lat; /* READY→TASK of the task being claimed */
+    uint64_t    next_id;   /* a TASK that came while claiming (0: none), and its READY→TASK */
+    uint32_t    next_lat;
     int64_t     last_us;   /* the last answer kept: a reader left waiting when the queue ran dry stops there */
     uint32_t   *lat_us, *claim_us;
     size_t      n, cap;
@@ -322,6 +333,20 @@ static void keep(rdr *r, uint32_t lat, uint32_t claim)
     r->last_us = mono_us();
 }
 
+/* CLAIM task id, asking for the next offer with it until the end. */
+static void claim_task(rdr *r, uint64_t id, uint32_t lat, int64_t now, int64_t end_us)
+{
+    bool more = now < end_us;
+    send_req(r, "CLAIM", json_pack("{s:I,s:i}", "task", (json_int_t)id, "ready", more ? 1 : 0));
+    r->claiming = true;
+    r->claim_req = r->req;
+    r->claim_lat = lat;
+    r->t1 = now;
+    r->st = more ? R_WAIT_TASK : R_IDLE;
+    if (more)
+        r->t0 = now;
+}
+
 /* One message from the hub to r: the next step of its loop. */
 static void on_answer(rdr *r, proto_msg *m, bool claim, int64_t end_us)
 {
@@ -331,22 +356,36 @@ static void on_answer(rdr *r, proto_msg *m, bool claim, int64_t end_us)
         json_t *id = json_object_get(task, "id");
         if (!json_is_integer(id))
             die("reader %d: a TASK without an id", r->index);
+        uint32_t lat = (uint32_t)(now - r->t0);
         if (!claim) {
-            keep(r, (uint32_t)(now - r->t0), 0);
+            keep(r, lat, 0);
             send_ready(r, now < end_us);
             return;
         }
-        r->t1 = now;
-        send_req(r, "CLAIM", json_pack("{s:I}", "task", json_integer_value(id)));
-        r->st = R_WAIT_CLAIMED;
+        r->st = R_IDLE;
+        if (r->claiming) {
+            r->next_id = (uint64_t)json_integer_value(id);
+            r->next_lat = lat;
+        } else {
+            claim_task(r, (uint64_t)json_integer_value(id), lat, now, end_us);
+        }
         return;
     }
-    if (r->st == R_WAIT_CLAIMED && proto_int(m, "req", -1) == (long long)r->req) {
+    if (r->claiming && proto_int(m, "req", -1) == (long long)r->claim_req) {
+        r->claiming = false;
         if (!strcmp(m->cmd, "CLAIMED"))
-            keep(r, (uint32_t)(r->t1 - r->t0), (uint32_t)(now - r->t1));
+            keep(r, r->claim_lat, (uint32_t)(now - r->t1));
         else
             r->refused++;
-        send_ready(r, now < end_us);
+        if (r->next_id) {
+            claim_task(r, r->next_id, r->next_lat, now, end_us);
+            r->next_id = 0;
+        } else if (r->st == R_IDLE) {
+            if (now < end_us)
+                send_ready(r, 1); /* after a refused claim that asked for nothing more */
+            else
+                r->st = R_DONE;
+        }
         return;
     }
     if (!strcmp(m->cmd, "ERROR"))
@@ -418,6 +457,8 @@ static void readers_run(rdr *rs, int n, int ep, bool claim, int64_t end_us)
     for (int i = 0; i < n; i++) {
         rs[i].n = 0;
         rs[i].timeouts = 0;
+        rs[i].claiming = false;
+        rs[i].next_id = 0;
         send_ready(&rs[i], 1);
     }
     int active = n;
@@ -441,10 +482,13 @@ static void readers_run(rdr *rs, int n, int ep, bool claim, int64_t end_us)
                 if (r->st == R_DONE)
                     continue;
                 drain(r, claim, end_us, NULL);
-                int64_t since = r->st == R_WAIT_CLAIMED ? r->t1 : r->t0;
+                int64_t since = r->claiming ? r->t1 : r->t0;
                 if (r->st != R_DONE && now - since > 10000000) {
                     r->timeouts++;
+                    r->claiming = false;
                     send_ready(r, 0);
+                } else if (r->st == R_WAIT_TASK && !r->claiming && now >= end_us) {
+                    send_ready(r, 0); /* the end: no more offers wanted */
                 }
                 active += r->st != R_DONE;
             }

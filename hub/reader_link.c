@@ -397,8 +397,19 @@ static void on_batched(reader_link *l, proto_msg *m, int conn_index, const wl_re
         nack(l, m, wl_strerror(WL_EINVAL));
         return;
     }
-    if (commit_later(l, kind, conn_index, r, tid < 0 ? 0 : (uint64_t)tid, &m->route, m) < 0)
+    if (commit_later(l, kind, conn_index, r, tid < 0 ? 0 : (uint64_t)tid, &m->route, m) < 0) {
         nack(l, m, "the hub is busy: try again");
+        return;
+    }
+    /* A CLAIM may carry the next READY ("ready": credit): one message less
+     * a round, and the next offer leaves now instead of after this claim's
+     * commit.  It is an offer like any other (this task is already held or
+     * offered to the reader, so it is never the one offered). */
+    long long ready = kind == RC_CLAIM ? proto_int(m, "ready", -1) : -1;
+    if (ready >= 0) {
+        l->conns[conn_index].credit = ready > 100 ? 100 : (int)ready;
+        l->want_offer = true;
+    }
 }
 
 static void on_message(reader_link *l, proto_msg *m)
