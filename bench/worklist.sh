@@ -19,7 +19,8 @@
 #     offer to a waiting ECG reader;
 #   - diagnostics of what limits it (one offer transaction, group-committed
 #     offers, the worklist tick, an offer scan that finds nothing, the CPU
-#     the hub and the simulated readers used while assigning, and one
+#     the hub and the simulated readers used while assigning — in cores
+#     and per assignment, the figure to compare on a shared machine —, and one
 #     4 KiB write + fdatasync beside the store: the disk's floor).
 # Targets (the issue; printed, never asserted): >= 10,000 assignments/s
 # with p99 < 2 ms; a STAT study offered within 50 ms of completing.
