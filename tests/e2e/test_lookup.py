@@ -312,8 +312,8 @@ def thread_facts(pid):
 
 
 def test_audit_writer_gives_way_to_request_threads_and_still_audits_every_lookup(world):
-    """The tail of lookups by patient was a request thread waiting for the
-    audit writer's time slice: the writer runs at nice 10 and a request
+    """A request thread woken while the audit writer committed waited for the
+    writer's time slice: the writer now runs at nice 10 and a request
     thread asks for a 0.1 ms slice.  Every lookup is still audited."""
     def lookups_audited():
         return sum(int(re.search(r"accesses=(\d+)", a["detail"]).group(1)) if "accesses=" in a["detail"] else 1
