@@ -8,9 +8,15 @@ restarts it on the same store, and proves:
   may read the task's study, and its HEARTBEAT counts at least as many
   leases as it was told it holds; the other reader may not read it;
 - no task was announced as claimed to two readers;
-- a task offered before the crash but not yet claimed can be claimed by the
-  reader it was offered to — whether or not the offer's record reached the
-  disk — or is already its own (a CLAIMED lost with the hub).
+- an offer is not a lease: it may leave before its record is committed, so
+  an offer not yet claimed may be gone after the kill.  Each such task is
+  claimed first by the *other* reader: if the offer's record survived, that
+  claim is refused ("offered to or held by another reader") and the reader
+  it was offered to claims it (or already holds it: a CLAIMED lost with the
+  hub); if the offer was lost, the task was queued again and the other
+  reader takes it, and the first reader's CLAIM of the lost offer is
+  refused with that reason.  Either way exactly one reader holds it;
+- no task is lost: the worklist still counts every task.
 
 crash-a's CLAIMs carry its next READY ("ready": 3) and it never says READY
 again; crash-b says READY after each CLAIMED: crash-a must still be offered
@@ -109,7 +115,7 @@ def queue_ct_studies(hub, n):
         time.sleep(0.2)
 
 
-def test_hub_killed_while_readers_claim_keeps_every_lease_it_announced(crash_hub):
+def test_hub_killed_while_readers_claim_keeps_every_lease_and_no_offer_makes_two_holders(crash_hub):
     hub = crash_hub
     queue_ct_studies(hub, N_STUDIES)
     ctx = zmq.Context()
@@ -175,9 +181,19 @@ def test_hub_killed_while_readers_claim_keeps_every_lease_it_announced(crash_hub
         pending = [(t, rid) for t, rid in offered.items() if t not in told]
         assert held_back and all(t in dict(pending) for t in held_back), (held_back, pending)
         for t, rid in pending:
+            rival = readers[other[rid]]
+            cmd_o, h_o = rival.ask("CLAIM", task=t)
             cmd, h = readers[rid].ask("CLAIM", task=t)
-            if cmd != "CLAIMED":  # only if the claim committed and its answer died with the hub
-                assert cmd == "NACK" and readers[rid].ask("STUDY", task=t)[0] == "STUDY", (t, rid, cmd, h)
+            assert (cmd_o, cmd).count("CLAIMED") <= 1, f"task {t} claimed by two readers"
+            if cmd_o == "CLAIMED":  # the offer was lost with the hub: the task had been queued again
+                assert cmd == "NACK" and "another reader" in h["reason"], (t, rid, cmd, h)
+                assert readers[rid].ask("STUDY", task=t)[0] == "NACK", f"{rid} reads task {t} it lost"
+            else:  # the offer's record survived: it is still the first reader's
+                assert cmd_o == "NACK" and "another reader" in h_o["reason"], (t, rid, cmd_o, h_o)
+                if cmd != "CLAIMED":  # only if the claim committed and its answer died with the hub
+                    assert cmd == "NACK" and readers[rid].ask("STUDY", task=t)[0] == "STUDY", (t, rid, cmd, h)
+        counts = hub.get_json("/api/v1/tasks")["counts"]
+        assert sum(counts.values()) == N_STUDIES, f"tasks lost or duplicated by the crash: {counts}"
         for r in readers.values():
             r.s.close()
     finally:
