@@ -37,6 +37,14 @@
  *                                    task's patient
  *   malformed / not allowed        → ERROR {error, to[, req]}   (req echoed when the header had one)
  *
+ * Durability: a TASK offer is a proposal, sent before its "offered" record
+ * is committed; should the hub stop first, the offer is forgotten and the
+ * task queued again, and a CLAIM of it is taken if the task is still
+ * queued and the reader may, else refused (NACK "the task is offered to or
+ * held by another reader": drop the offer).  Every other answer — CLAIMED,
+ * HEARTBEAT, OK, ACK and the NACKs of those requests — leaves only once
+ * what it reports is durable.
+ *
  * A task object: {id, study, kind, priority, modality, body_part, facility,
  * referral, note, triage, state, due (ms since epoch), version, review,
  * patient_id, instances}.  Study data is the stored bytes (compressed as
