@@ -2,8 +2,9 @@
  * One thread owns the ROUTER socket and never waits for a disk.
  *  - READY: it picks each offer on a read snapshot of the worklist
  *    (store_view), passing over tasks offered but not yet recorded (the
- *    offer_set), and sends the TASK at once.  An offer acknowledges
- *    nothing the reader sent: it is a proposal, recorded afterwards.
+ *    offer_set), and sends the TASK at once — ahead of the durable
+ *    answers taken in the same turn.  An offer acknowledges nothing the
+ *    reader sent: it is a proposal, recorded afterwards.
  *  - The writes — recording those offers, CLAIM, HEARTBEAT, RELEASE, the
  *    tick — go to the committer thread (reader_commit.c), which applies
  *    everything that arrived together in one write transaction, commits
