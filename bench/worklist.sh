@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # worklist.sh — the reading-worklist section of `make bench`
 # (bench/bench_worklist.c does the work; see its header):
-#   - 100,000 queued routine CT tasks written straight into a hub store,
-#     then a real `dxhub serve` on it;
+#   - 200,000 queued routine CT tasks written straight into a hub store,
+#     then a real `dxhub serve` on it (at 10,000 assignments/s the 10 s of
+#     assignments take 100,000 of them: the readers work against at least
+#     100,000 queued tasks throughout, and the offers alone still find some);
 #   - 100 simulated readers (each a DEALER with its own CURVE key, all on
-#     one thread) on 127.0.0.1 looping READY 1 → TASK → CLAIM → CLAIMED for 10 s:
+#     one thread) on 127.0.0.1 looping TASK → CLAIM (carrying the next
+#     READY 1) → CLAIMED for 10 s, one CLAIM outstanding per reader:
 #     assignments per second (an assignment is the whole round, ending with
 #     a durable lease), READY→TASK latency (p50/p99; offers leave before
 #     their record is committed) and CLAIM→CLAIMED latency (after the
@@ -16,13 +19,14 @@
 #     offer to a waiting ECG reader;
 #   - diagnostics of what limits it (one offer transaction, group-committed
 #     offers, the worklist tick, an offer scan that finds nothing, the CPU
-#     the hub and the simulated readers used while assigning, and one
+#     the hub and the simulated readers used while assigning — in cores
+#     and per assignment, the figure to compare on a shared machine —, and one
 #     4 KiB write + fdatasync beside the store: the disk's floor).
 # Targets (the issue; printed, never asserted): >= 10,000 assignments/s
 # with p99 < 2 ms; a STAT study offered within 50 ms of completing.
 # Writes build/bench/worklist.json as a list of {"metric", "value", "unit",
 # "peer", "peer_value", "ratio"}; "peer" is "target" where there is one.
-# Knobs: WL_TASKS (100000), WL_READERS (100), WL_SECONDS (10), WL_STAT (10).
+# Knobs: WL_TASKS (200000), WL_READERS (100), WL_SECONDS (10), WL_STAT (10).
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -31,7 +35,7 @@ CORPUS=${DXHUB_CORPUS:-$(cd .. && pwd)/shared/corpus}
 DXHUB=${DXHUB:-$PWD/$BUILD/dxhub}
 [ -x "$BUILD/bench/bench_worklist" ] || make --no-print-directory "$BUILD/bench/bench_worklist" >/dev/null
 mkdir -p "$BUILD/bench"
-# the data directory is ~400 MB: under build/ (a real disk, like the hub's), removed afterwards
+# the data directory is ~800 MB: under build/ (a real disk, like the hub's), removed afterwards
 work=$(mktemp -d "$PWD/$BUILD/bench/worklist.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
@@ -47,7 +51,7 @@ for i in range(n):
     ds.save_as(os.path.join(out, f"stat{i:03d}.dcm"), write_like_original=True)
 PYEOF
 
-"$BUILD/bench/bench_worklist" --dxhub "$DXHUB" --dir "$work/data" --tasks "${WL_TASKS:-100000}" \
+"$BUILD/bench/bench_worklist" --dxhub "$DXHUB" --dir "$work/data" --tasks "${WL_TASKS:-200000}" \
     --readers "${WL_READERS:-100}" --seconds "${WL_SECONDS:-10}" --json "$BUILD/bench/worklist.json" \
     "$work"/stat/*.dcm
 echo "results in $BUILD/bench/worklist.json"

@@ -20,6 +20,7 @@
 #include "hub/api.h"
 #include "hub/api_file.h"
 #include "hub/api_private.h"
+#include "hub/sched_hint.h"
 #include "codecs/banned.h"
 
 #define HCACHE_BYTES  ((size_t)64 << 20) /* instance header JSON kept in memory */
@@ -717,6 +718,10 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     (void)socket_context;
     if (code != MHD_CONNECTION_NOTIFY_STARTED)
         return;
+    /* Runs in the thread that serves the connection: a short slice lets
+     * it preempt the hub's other threads when a request wakes it (a hint:
+     * refused, the thread serves as before). */
+    (void)sched_hint_request_thread();
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     int one = 1;
     if (ci)

@@ -10,7 +10,9 @@
  *
  *   HELLO {}                       → WELCOME {reader, seniority, modalities, max_tasks}
  *   READY {credit}                 → (later, unsolicited) TASK {task} offers, at most credit
- *   CLAIM {req, task}              → CLAIMED {req, task, lease_until (ms since epoch)} | NACK {req, reason}
+ *   CLAIM {req, task[, ready]}     → CLAIMED {req, task, lease_until (ms since epoch)} | NACK {req, reason}
+ *                                    ready: the next READY's credit, carried along (offers follow
+ *                                    at once, before this CLAIM's answer, which waits for its commit)
  *   HEARTBEAT {req}                → HEARTBEAT {req, leases}       keeps every lease alive
  *   RELEASE {req, task}            → OK {req} | NACK
  *   STUDY {req, task[, offset]}    → STUDY {req, task, study, offset, total, instances:[{sop, series, size, digest, ts, number}]}

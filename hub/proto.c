@@ -146,6 +146,22 @@ int proto_send(void *sock, zmq_msg_t *route, const char *cmd, json_t *hdr, const
     return rc;
 }
 
+int proto_send_text(void *sock, zmq_msg_t *route, const char *cmd, const char *hdr, size_t len)
+{
+    if (route) {
+        zmq_msg_t r;
+        zmq_msg_init(&r);
+        zmq_msg_copy(&r, route);
+        if (zmq_msg_send(&r, sock, ZMQ_SNDMORE) < 0) {
+            zmq_msg_close(&r);
+            return -zmq_errno();
+        }
+    }
+    if (zmq_send(sock, cmd, strlen(cmd), ZMQ_SNDMORE) < 0 || zmq_send(sock, hdr, len, 0) < 0)
+        return -zmq_errno();
+    return 0;
+}
+
 int proto_send_error(void *sock, zmq_msg_t *route, const char *about_cmd, const char *reason)
 {
     json_t *h = json_pack("{s:s,s:s}", "error", reason, "to", about_cmd ? about_cmd : "");

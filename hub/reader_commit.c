@@ -16,6 +16,7 @@
 #include "hub/reader_commit.h"
 #include "hub/reader_link.h"
 #include "hub/store_tasks.h"
+#include "hub/task_json.h"
 
 /* Requests waiting to be applied at most: each reader waits for its
  * answers, so only a flood from misbehaving readers comes near it. */
@@ -62,6 +63,7 @@ void rc_list_clear(rc_list *l)
         zmq_msg_close(&l->v[i].route);
         json_decref(l->v[i].req);
         json_decref(l->v[i].answer);
+        free(l->v[i].text);
     }
     l->n = 0;
 }
@@ -93,6 +95,13 @@ static void apply(store_batch *b, rc_op *op)
             break;
         }
         op->cmd = "CLAIMED";
+        char text[TASK_JSON_MAX];
+        int len = task_json_header(text, sizeof text, &task, has_st ? &study : NULL, task.holder_until_ms, op->req);
+        if (len >= 0 && (op->text = malloc((size_t)len + 1))) {
+            memcpy(op->text, text, (size_t)len + 1);
+            op->text_len = (size_t)len;
+            break;
+        }
         op->answer = json_object();
         json_object_set_new(op->answer, "task", task_to_json(&task, has_st ? &study : NULL));
         json_object_set_new(op->answer, "lease_until", json_integer((json_int_t)task.holder_until_ms));
@@ -119,6 +128,8 @@ static void failed(rc_op *op)
     op->rc = WL_ESTORE;
     json_decref(op->answer);
     op->answer = NULL;
+    free(op->text);
+    op->text = NULL;
     op->cmd = NULL;
     if (op->kind == RC_CLAIM || op->kind == RC_HEARTBEAT || op->kind == RC_RELEASE) {
         op->cmd = "NACK";
@@ -225,6 +236,7 @@ int reader_commit_push(reader_commit *c, rc_op *op)
         zmq_msg_init(&op->route);
         op->req = NULL;
         op->answer = NULL;
+        op->text = NULL;
     }
     return rc;
 }

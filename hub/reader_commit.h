@@ -36,6 +36,8 @@ typedef struct rc_op {
     int         rc;       /* the action's result (a count for HEARTBEAT, TICK) */
     const char *cmd;      /* the answer's command, NULL for none */
     json_t     *answer;   /* its header (owned) */
+    char       *text;     /* or its header as JSON text, "req" in it (owned; CLAIMED) */
+    size_t      text_len;
 } rc_op;
 
 typedef struct rc_list {

@@ -33,6 +33,7 @@
 #include "hub/reader_commit.h"
 #include "hub/reader_link.h"
 #include "hub/reader_queries.h"
+#include "hub/task_json.h"
 
 #define MAX_READERS 1024
 #define FETCH_MAX (1u << 20)
@@ -136,6 +137,14 @@ static int commit_later(reader_link *l, rc_kind kind, int conn_index, const wl_r
     return -1;
 }
 
+static void send_answer(reader_link *l, rc_op *op)
+{
+    if (op->text)
+        proto_send_text(l->router, &op->route, op->cmd, op->text, op->text_len);
+    else if (op->cmd)
+        proto_send(l->router, &op->route, op->cmd, op->answer, NULL, 0);
+}
+
 /* Send the answers of what the committer has made durable, and note what
  * it changed.  Never waits. */
 static void flush(reader_link *l)
@@ -167,8 +176,7 @@ static void flush(reader_link *l)
             queue_changed(l);
             l->want_offer = true;
         }
-        if (op->cmd)
-            proto_send(l->router, &op->route, op->cmd, op->answer, NULL, 0);
+        send_answer(l, op);
     }
     rc_list_clear(&l->done);
 }
@@ -235,6 +243,21 @@ static void nack(reader_link *l, proto_msg *m, const char *why)
     reply(l, m, "NACK", json_pack("{s:s}", "reason", why), NULL, 0);
 }
 
+/* TASK: the header written as text (task_json.c), or built with jansson
+ * when a text is not UTF-8 (which then says so). */
+static int send_offer(reader_link *l, conn *c, const wl_task *task, const store_study *st)
+{
+    char text[TASK_JSON_MAX];
+    int len = task_json_header(text, sizeof text, task, st, -1, NULL);
+    if (len >= 0)
+        return proto_send_text(l->router, &c->route, "TASK", text, (size_t)len);
+    json_t *h = json_object();
+    json_object_set_new(h, "task", task_to_json(task, st));
+    int sent = proto_send(l->router, &c->route, "TASK", h, NULL, 0);
+    json_decref(h);
+    return sent;
+}
+
 static int unrecorded_offer(void *ctx, uint64_t id) { return offer_set_conn(ctx, id) >= 0; }
 
 /* Offer tasks to every reader with credit: picked on a snapshot taken now
@@ -265,10 +288,7 @@ static void offer_all(reader_link *l)
                 c->empty_gen = l->gen;
             if (rc != 0 || offer_set_add(l->unrecorded, task.id, i) < 0)
                 break; /* nothing, or too many unrecorded: again after the next commit */
-            json_t *h = json_object();
-            json_object_set_new(h, "task", task_to_json(&task, has_st ? &st : NULL));
-            int sent = proto_send(l->router, &c->route, "TASK", h, NULL, 0);
-            json_decref(h);
+            int sent = send_offer(l, c, &task, has_st ? &st : NULL);
             if (sent < 0) {
                 /* Fix: the reader is gone (killed, disconnected) or not
                  * reading.  Nothing was recorded; stop offering to it
@@ -397,8 +417,19 @@ static void on_batched(reader_link *l, proto_msg *m, int conn_index, const wl_re
         nack(l, m, wl_strerror(WL_EINVAL));
         return;
     }
-    if (commit_later(l, kind, conn_index, r, tid < 0 ? 0 : (uint64_t)tid, &m->route, m) < 0)
+    if (commit_later(l, kind, conn_index, r, tid < 0 ? 0 : (uint64_t)tid, &m->route, m) < 0) {
         nack(l, m, "the hub is busy: try again");
+        return;
+    }
+    /* A CLAIM may carry the next READY ("ready": credit): one message less
+     * a round, and the next offer leaves now instead of after this claim's
+     * commit.  It is an offer like any other (this task is already held or
+     * offered to the reader, so it is never the one offered). */
+    long long ready = kind == RC_CLAIM ? proto_int(m, "ready", -1) : -1;
+    if (ready >= 0) {
+        l->conns[conn_index].credit = ready > 100 ? 100 : (int)ready;
+        l->want_offer = true;
+    }
 }
 
 static void on_message(reader_link *l, proto_msg *m)
@@ -602,8 +633,7 @@ void reader_link_stop(reader_link **lp)
      * answers go out if the readers are still there. */
     reader_commit_stop(&l->committer, &l->done);
     for (size_t i = 0; i < l->done.n; i++)
-        if (l->done.v[i].cmd)
-            proto_send(l->router, &l->done.v[i].route, l->done.v[i].cmd, l->done.v[i].answer, NULL, 0);
+        send_answer(l, &l->done.v[i]);
     rc_list_free(&l->done);
     offer_set_free(&l->unrecorded);
     for (int i = 0; i < MAX_READERS; i++)

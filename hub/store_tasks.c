@@ -137,13 +137,26 @@ static int spoil(store_batch *b, int rc)
     return rc;
 }
 
+/* The study's state; the study as written in *out when out is given
+ * (*has: whether there is one), which spares a claim a second read. */
+static int study_state_to(store *s, MDB_txn *txn, const char *uid, study_state state, store_study *out, int *has)
+{
+    store_study local, *st = out ? out : &local;
+    if (has)
+        *has = 0;
+    if (store_txn_get_study(s, txn, uid, st) != 0)
+        return 0;
+    st->state = (uint8_t)state;
+    if (store_txn_put_study(s, txn, st))
+        return WL_ESTORE;
+    if (has)
+        *has = 1;
+    return 0;
+}
+
 static int set_study_state(store *s, MDB_txn *txn, const char *uid, study_state state)
 {
-    store_study st;
-    if (store_txn_get_study(s, txn, uid, &st) != 0)
-        return 0;
-    st.state = (uint8_t)state;
-    return store_txn_put_study(s, txn, &st) ? WL_ESTORE : 0;
+    return study_state_to(s, txn, uid, state, NULL, NULL);
 }
 
 int store_batch_offer(store_batch *b, const wl_reader *r, int64_t now, wl_task *out, store_study *st, int *has_st)
@@ -164,7 +177,7 @@ int store_batch_claim(store_batch *b, uint64_t id, const wl_reader *r, int64_t n
     store *s = b->s;
     int rc = wl_claim(s->wl, b->txn, id, r, now, out);
     if (!rc)
-        rc = set_study_state(s, b->txn, out->study_uid, STUDY_READING);
+        rc = study_state_to(s, b->txn, out->study_uid, STUDY_READING, st, has_st);
     if (!rc) {
         char detail[64];
         snprintf(detail, sizeof detail, "task %llu", (unsigned long long)id);
@@ -172,8 +185,6 @@ int store_batch_claim(store_batch *b, uint64_t id, const wl_reader *r, int64_t n
         snprintf(who, sizeof who, "reader:%s", r->id);
         rc = store_txn_audit(s, b->txn, now, who, "claim", out->study_uid, detail) ? WL_ESTORE : 0;
     }
-    if (!rc && st)
-        *has_st = store_txn_get_study(s, b->txn, out->study_uid, st) == 0;
     return spoil(b, rc);
 }
 

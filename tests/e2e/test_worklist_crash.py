@@ -11,6 +11,10 @@ restarts it on the same store, and proves:
 - a task offered before the crash but not yet claimed can be claimed by the
   reader it was offered to — whether or not the offer's record reached the
   disk — or is already its own (a CLAIMED lost with the hub).
+
+crash-a's CLAIMs carry its next READY ("ready": 3) and it never says READY
+again; crash-b says READY after each CLAIMED: crash-a must still be offered
+more than its first three tasks, with the same guarantees.
 """
 import copy
 import itertools
@@ -130,12 +134,13 @@ def test_hub_killed_while_readers_claim_keeps_every_lease_it_announced(crash_hub
                     held_back.append(h["task"]["id"])
                 elif respond:
                     claims.add(h["task"]["id"])
-                    r.send("CLAIM", task=h["task"]["id"])
+                    ready = {"ready": 3} if r.rid == "crash-a" else {}
+                    r.send("CLAIM", task=h["task"]["id"], **ready)
             elif cmd == "CLAIMED":
                 tid = h["task"]["id"]
                 assert told.get(tid, r.rid) == r.rid, f"task {tid} announced as claimed to two readers"
                 told[tid] = r.rid
-                if respond:
+                if respond and r.rid != "crash-a":
                     r.send("READY", credit=3)
 
         # claim half the tasks; once a quarter are announced and an offer
@@ -148,6 +153,8 @@ def test_hub_killed_while_readers_claim_keeps_every_lease_it_announced(crash_hub
                 r = by_sock[s]
                 take(r, r.recv(0), respond=True)
         hub.kill()
+        a_offers = sum(1 for who in offered.values() if who == "crash-a")
+        assert a_offers > 3, f"CLAIM with ready brought crash-a no offers beyond its first READY's ({a_offers})"
         for r in readers:  # what arrived before the hub died counts as told
             while (a := r.recv(0.3)) is not None:
                 take(r, a, respond=False)
