@@ -157,6 +157,7 @@ run_wrk() { # NAME URL MODE PID [CONNS]
 rate=float(r['requests'])/(float(r['duration_us'])/1e6); print(min(300, max(3, math.ceil(1.15*$N/max(rate,1)))))" "$line")
     fi
     local srv= base=${url%%/api/v1/*}
+    settle "$DX_PID" ${OR_PID:-}
     [ "$pid" = "$DX_PID" ] && curl -sf "$base/metrics" -o "$TMP/metrics.before"
     s0=$(sched_ns "$pid")
     on_client wrk -t"$threads" -c"$conns" -d"${dur}s" --timeout 30s -s "$LUA" "$url" >"$TMP/wrk-$name.out" 2>&1

@@ -50,3 +50,27 @@ on_client() { if [ -n "$CLIENT_CPUS" ]; then taskset -c "$CLIENT_CPUS" "$@"; els
 sched_ns() {
     cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{r += $1; w += $2} END {printf "%.0f %.0f\n", r, w}'
 }
+
+# settle PID...: wait until every given server is idle (under 2% of a CPU
+# over half a second), at most BENCH_SETTLE_SECONDS (60).  A server still
+# answering the previous run's queued requests (Orthanc takes seconds per
+# lookup and keeps working on them after wrk has gone), or indexing what was
+# just loaded, would otherwise take the CPU the next run's server needs and
+# its work would show as that server's latency tail.
+settle() {
+    local pid t0 t1 waited=0 limit=$((${BENCH_SETTLE_SECONDS:-60} * 2)) busy
+    while :; do
+        busy=0
+        for pid in "$@"; do
+            [ -d /proc/"$pid" ] || continue
+            t0=$(sched_ns "$pid" | cut -d' ' -f1)
+            sleep 0.5; waited=$((waited + 1))
+            t1=$(sched_ns "$pid" | cut -d' ' -f1)
+            [ $((t1 - t0)) -lt 10000000 ] || busy=1
+        done
+        [ $busy = 0 ] && break
+        [ $waited -ge $limit ] && { echo "  (a server was still busy after ${BENCH_SETTLE_SECONDS:-60} s; measuring anyway)" >&2; break; }
+    done
+    [ $waited -gt 4 ] && echo "  (waited $((waited / 2)) s for the servers to go idle)" >&2
+    return 0
+}

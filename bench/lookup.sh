@@ -134,6 +134,7 @@ fi
 run_wrk() {
     local conns=${6:-$CONNS} line s0 s1 srv=
     local threads=$((THREADS < conns ? THREADS : conns))
+    settle "$DX_PID" ${OR_PID:-}
     [ "$3" = dxhub ] && curl -sf "$2/metrics" -o "$WORK/metrics.before"
     s0=$(sched_ns "$4")
     LOOKUP_PEER=$3 LOOKUP_TOKEN=$TOKEN on_client wrk -t"$threads" -c"$conns" -d"$5s" --timeout 30s \

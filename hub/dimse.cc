@@ -725,6 +725,10 @@ static unsigned char *dimse_assoc_mem(dimse_assoc *a)
     void *p = mmap(NULL, s->mem_instance_max, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p != MAP_FAILED) {
+        /* In 2 MiB pages where the kernel allows: a radiograph's first
+         * arrival otherwise faults its 10 MB in one 4 KiB page at a time,
+         * which cost 45 ms of a 60 ms receive on a virtual machine. */
+        madvise(p, s->mem_instance_max, MADV_HUGEPAGE);
         a->mem = (unsigned char *)p;
         return a->mem;
     }

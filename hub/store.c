@@ -81,6 +81,16 @@ int store_lmdb_err(int rc)
     return -EIO;
 }
 
+int store_write_begin(store *s, MDB_txn **txn)
+{
+    pthread_mutex_lock(&s->write_mu);
+    int rc = mdb_txn_begin(s->env, NULL, 0, txn);
+    pthread_mutex_unlock(&s->write_mu);
+    if (rc)
+        *txn = NULL;
+    return rc;
+}
+
 static int64_t mono_us(void)
 {
     struct timespec ts;
@@ -166,6 +176,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     s->map_size = cfg->map_size ? cfg->map_size : (uint64_t)16 << 30;
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->audit_mu, NULL);
+    pthread_mutex_init(&s->write_mu, NULL);
     pthread_mutex_init(&s->rpool_mu, NULL);
     pthread_cond_init(&s->wake, NULL);
     pthread_cond_init(&s->done, NULL);
@@ -186,7 +197,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     mdb_env_info(s->env, &info);
     s->map_size = info.me_mapsize;
     MDB_txn *txn;
-    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
+    if ((rc = store_write_begin(s, &txn))) {
         snprintf(err, errlen, "LMDB: %s", mdb_strerror(rc));
         rc = store_lmdb_err(rc);
         goto fail;
@@ -259,6 +270,7 @@ void store_close(store **sp)
     wl_close(&s->wl);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->audit_mu);
+    pthread_mutex_destroy(&s->write_mu);
     pthread_mutex_destroy(&s->rpool_mu);
     pthread_cond_destroy(&s->wake);
     pthread_cond_destroy(&s->done);
@@ -794,16 +806,63 @@ static void finish(store *s, put_job *job, store_result r, const char *why)
         s->bytes_received += job->in.size;
 }
 
+/* A batch's write transaction (see commit_batch on nometa).  On failure
+ * *txn stays NULL and nothing is held. */
+static int batch_begin(store *s, bool nometa, MDB_txn **txn)
+{
+    if (!nometa)
+        return store_write_begin(s, txn);
+    pthread_mutex_lock(&s->write_mu);
+    int rc = mdb_txn_begin(s->env, NULL, 0, txn);
+    if (rc) {
+        *txn = NULL;
+        pthread_mutex_unlock(&s->write_mu);
+    }
+    return rc;
+}
+
+/* Commits (or aborts) what batch_begin began; an LMDB code. */
+static int batch_end(store *s, bool nometa, MDB_txn *txn, bool commit)
+{
+    int rc = 0;
+    if (!commit)
+        mdb_txn_abort(txn);
+    else if (!nometa)
+        rc = mdb_txn_commit(txn);
+    else {
+        mdb_env_set_flags(s->env, MDB_NOMETASYNC, 1);
+        rc = mdb_txn_commit(txn);
+        mdb_env_set_flags(s->env, MDB_NOMETASYNC, 0);
+    }
+    if (nometa)
+        pthread_mutex_unlock(&s->write_mu);
+    return rc;
+}
+
 /* Apply jobs[0..n) in one transaction.  A job that does not fit (map full)
  * is refused alone and the others are applied again without it. */
 static void commit_batch(store *s, put_job **jobs, unsigned n)
 {
     bool refused[n];
     memset(refused, 0, sizeof refused);
+    /* Early chunks alone: nobody waits for this commit and nothing is
+     * acknowledged by it, so it flushes once (the data pages) and writes
+     * its meta page without a flush of its own (MDB_NOMETASYNC): the next
+     * commit's flush carries it.  LMDB keeps the environment intact that
+     * way (the data pages are durable before the meta page names them);
+     * a power loss may only undo this commit, whose chunks store_open
+     * would delete anyway.  Every commit that answers somebody keeps both
+     * flushes.  The flag is environment-wide: write_mu, held from this
+     * transaction's begin until the flag is off again, keeps every other
+     * write transaction from beginning meanwhile, and one begun before
+     * ours has ended before ours begins (LMDB's writer lock). */
+    bool chunks_only = true;
+    for (unsigned i = 0; i < n; i++)
+        chunks_only &= jobs[i]->kind == JOB_CHUNK;
     for (;;) {
         int64_t t0 = mono_us();
-        MDB_txn *txn;
-        int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+        MDB_txn *txn = NULL;
+        int rc = batch_begin(s, chunks_only, &txn);
         unsigned bad = n;
         for (unsigned i = 0; rc == 0 && i < n; i++) {
             if (refused[i])
@@ -812,17 +871,18 @@ static void commit_batch(store *s, put_job **jobs, unsigned n)
                 bad = i;
         }
         if (rc == MDB_MAP_FULL && bad < n) {
-            mdb_txn_abort(txn);
+            batch_end(s, chunks_only, txn, false);
             refused[bad] = true;
             if (jobs[bad]->kind == JOB_CHUNK)
                 jobs[bad]->blob->failed = true; /* its instance's put, later in this batch or not, is refused */
             continue;
         }
-        uint64_t txn_id = mdb_txn_id(txn);
-        if (rc == 0)
-            rc = mdb_txn_commit(txn);
-        else
-            mdb_txn_abort(txn);
+        uint64_t txn_id = txn ? mdb_txn_id(txn) : 0;
+        if (txn) {
+            int end = batch_end(s, chunks_only, txn, rc == 0);
+            if (rc == 0)
+                rc = end;
+        }
         unsigned applied = 0;
         for (unsigned i = 0; i < n; i++) {
             if (jobs[i]->kind == JOB_CHUNK) {

@@ -17,7 +17,7 @@ int store_bench_add_tasks(store *s, int n, const char *uid_prefix, const char *m
     int added = 0;
     while (added < n) {
         MDB_txn *txn;
-        int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+        int rc = store_write_begin(s, &txn);
         if (rc) {
             snprintf(err, errlen, "begin: %s", mdb_strerror(rc));
             return store_lmdb_err(rc);
@@ -61,7 +61,7 @@ int store_bench_add_tasks(store *s, int n, const char *uid_prefix, const char *m
 int store_bench_offer_batch(store *s, const wl_reader *r, int n, int64_t now_ms)
 {
     MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    int rc = store_write_begin(s, &txn);
     if (rc)
         return store_lmdb_err(rc);
     int k = 0;
@@ -128,7 +128,7 @@ int store_bench_add_reports(store *s, const store_instance *tmpl, int n,
     int added = 0;
     while (added < n) {
         MDB_txn *txn;
-        int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+        int rc = store_write_begin(s, &txn);
         if (rc) {
             snprintf(err, errlen, "begin: %s", mdb_strerror(rc));
             return store_lmdb_err(rc);

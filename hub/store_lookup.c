@@ -223,7 +223,7 @@ static int64_t reported_ms(const void *doc, size_t len)
 int store_index_existing_reports(store *s)
 {
     MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    int rc = store_write_begin(s, &txn);
     if (rc)
         return store_lmdb_err(rc);
     MDB_stat ms;
@@ -294,7 +294,7 @@ int store_repeat_put(store *s, const store_repeat *r, int64_t now_ms)
     be64(key + sl + 1, (uint64_t)now_ms);
     memcpy(key + sl + 9, r->facility, fl);
     MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    int rc = store_write_begin(s, &txn);
     if (rc) {
         free(text);
         return store_lmdb_err(rc);

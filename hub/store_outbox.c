@@ -21,7 +21,7 @@ int store_outbox_put(store *s, const char *facility, const char *id, const char 
     if (kl >= sizeof key || strlen(kind) > 31)
         return -EINVAL;
     MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    int rc = store_write_begin(s, &txn);
     if (rc)
         return store_lmdb_err(rc);
     size_t klen = strlen(kind) + 1;
@@ -90,7 +90,7 @@ int store_outbox_list(store *s, const char *facility,
 int store_outbox_ack(store *s, const char *facility, const char *id, int64_t now_ms)
 {
     MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    int rc = store_write_begin(s, &txn);
     if (rc)
         return store_lmdb_err(rc);
     int found = 0;

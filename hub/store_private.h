@@ -37,6 +37,11 @@ struct store {
     _Atomic uint64_t evicted_studies; /* after each eviction's commit (store_instance_gen) */
     _Atomic uint64_t report_txn;      /* the latest write transaction that indexed a report (store_report_txn) */
     pthread_mutex_t  audit_mu; /* serialises audit sequence allocation */
+    /* Held around every write transaction's begin (store_write_begin), and
+     * by a commit of early chunks from its begin to after its commit:
+     * that commit alone runs with MDB_NOMETASYNC, an environment-wide
+     * flag, so no other write transaction may begin while it is set. */
+    pthread_mutex_t  write_mu;
     wl              *wl;       /* the reading worklist, in this environment */
     void           (*on_tasks)(void *ctx);
     void            *on_tasks_ctx;
@@ -103,6 +108,9 @@ void store_tasks_changed(store *s, MDB_txn *txn);   /* inside txn: tasks to offe
 /* After committing the transaction whose mdb_txn_id was `committed`. */
 void store_notify_tasks(store *s, uint64_t committed);
 int  store_lmdb_err(int rc); /* MDB code → negative errno-like code */
+/* Begins a write transaction: every one of the store's goes through here
+ * (see write_mu).  An LMDB code, as mdb_txn_begin. */
+int  store_write_begin(store *s, MDB_txn **txn);
 /* A read transaction from the pool (renewed; a new one when the pool is
  * empty), and its end (reset, back to the pool): neither takes LMDB's
  * reader-table lock once the pool is warm (store_query.c). */

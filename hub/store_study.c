@@ -80,7 +80,7 @@ int store_audit_many(store *s, const store_audit_rec *recs, size_t n)
     if (!n)
         return 0;
     MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    int rc = store_write_begin(s, &txn);
     if (rc)
         return store_lmdb_err(rc);
     if ((rc = txn_audit_many(s, txn, recs, n))) {
@@ -118,7 +118,7 @@ static int mark_complete(store *s, MDB_txn *txn, store_study *st, int64_t now_ms
 int store_study_marker(store *s, const char *study_uid, const store_marker *m, int64_t now_ms)
 {
     MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    int rc = store_write_begin(s, &txn);
     if (rc)
         return store_lmdb_err(rc);
     store_study st;
@@ -162,7 +162,7 @@ int store_sweep_complete(store *s, int64_t now_ms, int64_t stable_ms,
                          void (*cb)(void *ctx, const store_study *st), void *ctx)
 {
     MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    int rc = store_write_begin(s, &txn);
     if (rc)
         return store_lmdb_err(rc);
     MDB_cursor *cur;
@@ -217,7 +217,7 @@ int store_sweep_complete(store *s, int64_t now_ms, int64_t stable_ms,
 int store_set_study_state(store *s, const char *study_uid, study_state state, int64_t now_ms)
 {
     MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    int rc = store_write_begin(s, &txn);
     if (rc)
         return store_lmdb_err(rc);
     store_study st;
@@ -349,7 +349,7 @@ int store_evict(store *s, int64_t older_than_ms, int max_studies, int64_t now_ms
         for (size_t i = 1; i < n; i++)
             if (c[i].rank < c[best].rank || (c[i].rank == c[best].rank && c[i].when < c[best].when))
                 best = i;
-        if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)))
+        if ((rc = store_write_begin(s, &txn)))
             break;
         store_study st;
         if (store_txn_get_study(s, txn, c[best].uid, &st) == 0 && (rc = delete_study_rows(s, txn, &st)) == 0)

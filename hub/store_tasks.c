@@ -92,7 +92,7 @@ int store_batch_begin(store *s, store_batch **out)
     if (!b)
         return -ENOMEM;
     b->s = s;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &b->txn);
+    int rc = store_write_begin(s, &b->txn);
     if (rc) {
         free(b);
         return store_lmdb_err(rc);
@@ -355,7 +355,7 @@ int store_task_history(store *s, uint64_t id, int (*cb)(void *ctx, const wl_even
 
 static int begin(store *s, MDB_txn **txn)
 {
-    return store_lmdb_err(mdb_txn_begin(s->env, NULL, 0, txn));
+    return store_lmdb_err(store_write_begin(s, txn));
 }
 
 static int finish(store *s, MDB_txn *txn, int rc)
