@@ -20,6 +20,7 @@ run.  Prints a table; writes a JSON list of {"metric", "value", "unit",
 """
 import argparse
 import json
+import os
 import re
 import shutil
 import signal
@@ -213,6 +214,9 @@ def main():
         for t in order:
             d = work / f"run{run + 1}-{t.name}"
             d.mkdir(parents=True)
+            # The previous receiver's data and anything else still dirty is
+            # written back now, untimed, not during this one's run.
+            os.sync()
             try:
                 t.start(d)
                 for k, files in sets.items():
