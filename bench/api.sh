@@ -64,6 +64,7 @@ command -v Orthanc >/dev/null || { HAVE_ORTHANC=0; echo "bench/api.sh: Orthanc m
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/dxhub-bench-api-XXXXXX")
 PIDS=()
 cleanup() {
+    resume "${PIDS[@]}"
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
     rm -rf "$TMP"
@@ -159,9 +160,13 @@ rate=float(r['requests'])/(float(r['duration_us'])/1e6); print(min(300, max(3, m
     local srv= base=${url%%/api/v1/*}
     settle "$DX_PID" ${OR_PID:-}
     [ "$pid" = "$DX_PID" ] && curl -sf "$base/metrics" -o "$TMP/metrics.before"
+    local other=${OR_PID:-}
+    [ "$pid" = "$DX_PID" ] || other=$DX_PID
+    pause $other
     s0=$(sched_ns "$pid")
     on_client wrk -t"$threads" -c"$conns" -d"${dur}s" --timeout 30s -s "$LUA" "$url" >"$TMP/wrk-$name.out" 2>&1
     s1=$(sched_ns "$pid")
+    resume $other
     [ "$pid" = "$DX_PID" ] && curl -sf "$base/metrics" -o "$TMP/metrics.after" &&
         srv=$("$PY" bench/http_handling.py "$TMP/metrics.before" "$TMP/metrics.after")
     line=$(grep '^RESULT' "$TMP/wrk-$name.out") || { cat "$TMP/wrk-$name.out"; die "wrk $name gave no result"; }

@@ -74,3 +74,11 @@ settle() {
     [ $waited -gt 4 ] && echo "  (waited $((waited / 2)) s for the servers to go idle)" >&2
     return 0
 }
+
+# pause PID... / resume PID...: the servers not under test are stopped
+# (SIGSTOP) for the length of a run, so their housekeeping threads (Orthanc
+# wakes every few tens of milliseconds to check its index even when idle)
+# take no CPU from the one measured, as on a machine of its own.  A cleanup
+# must resume them before asking them to stop.
+pause() { local p; for p in "$@"; do [ -n "$p" ] && kill -STOP "$p" 2>/dev/null; done; return 0; }
+resume() { local p; for p in "$@"; do [ -n "$p" ] && kill -CONT "$p" 2>/dev/null; done; return 0; }

@@ -75,6 +75,7 @@ OR_DIR=$(mktemp -d "${LOOKUP_ORTHANC_DIR:-/dev/shm}/dxhub-bench-orthanc-XXXXXX" 
     OR_DIR=$(mktemp -d "$WORK/orthanc.XXXXXX")
 PIDS=()
 cleanup() {
+    resume "${PIDS[@]}"
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
     rm -rf "$WORK" "$OR_DIR"
@@ -136,10 +137,14 @@ run_wrk() {
     local threads=$((THREADS < conns ? THREADS : conns))
     settle "$DX_PID" ${OR_PID:-}
     [ "$3" = dxhub ] && curl -sf "$2/metrics" -o "$WORK/metrics.before"
+    local other=${OR_PID:-}
+    [ "$4" = "$DX_PID" ] || other=$DX_PID
+    pause $other
     s0=$(sched_ns "$4")
     LOOKUP_PEER=$3 LOOKUP_TOKEN=$TOKEN on_client wrk -t"$threads" -c"$conns" -d"$5s" --timeout 30s \
         -s bench/lookup_wrk.lua "$2" >"$WORK/wrk-$1.out" 2>&1
     s1=$(sched_ns "$4")
+    resume $other
     [ "$3" = dxhub ] && curl -sf "$2/metrics" -o "$WORK/metrics.after" &&
         srv=$("$PY" bench/http_handling.py "$WORK/metrics.before" "$WORK/metrics.after")
     line=$(grep '^RESULT' "$WORK/wrk-$1.out") || { cat "$WORK/wrk-$1.out"; die "wrk $1 gave no result"; }
