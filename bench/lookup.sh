@@ -23,6 +23,10 @@
 #   - wrk on a CPU of its own, the servers on the others
 #     (bench/http_pin.sh; BENCH_PIN=0 turns that off), as a load generator
 #     on another machine would be.
+#   - before each run both servers are left to go idle, and the one not
+#     under test is stopped (SIGSTOP) while it runs (settle and pause in
+#     bench/http_pin.sh), so neither's background work lands in the other's
+#     figures.
 #   - LOOKUP_BENCH_DXHUB_ARGS: more options for `dxhub serve` (e.g. --http-threads 1)
 # Before timing, every patient is looked up once at dxhub and the totals
 # checked (100,000 exams found, all recognised); that also fills the hub's
