@@ -148,7 +148,7 @@ fi
 # time and run-queue wait over the run (from /proc), the load average and,
 # for dxhub, its own handling time.
 run_wrk() { # NAME URL MODE PID [CONNS]
-    local name=$1 url=$2 mode=$3 dur=$3 pid=$4 conns=${5:-$CONNS} line s0 s1
+    local name=$1 url=$2 mode=$3 dur=$3 pid=$4 conns=${5:-$CONNS} line run
     local threads=$((THREADS < conns ? THREADS : conns))
     curl -sf -o /dev/null "$url" || die "$url does not answer 200"
     if [ "$mode" = count ]; then
@@ -158,21 +158,15 @@ run_wrk() { # NAME URL MODE PID [CONNS]
 rate=float(r['requests'])/(float(r['duration_us'])/1e6); print(min(300, max(3, math.ceil(1.15*$N/max(rate,1)))))" "$line")
     fi
     local srv= base=${url%%/api/v1/*}
-    settle "$DX_PID" ${OR_PID:-}
     [ "$pid" = "$DX_PID" ] && curl -sf "$base/metrics" -o "$TMP/metrics.before"
-    local other=${OR_PID:-}
-    [ "$pid" = "$DX_PID" ] || other=$DX_PID
-    pause $other
-    s0=$(sched_ns "$pid")
-    on_client wrk -t"$threads" -c"$conns" -d"${dur}s" --timeout 30s -s "$LUA" "$url" >"$TMP/wrk-$name.out" 2>&1
-    s1=$(sched_ns "$pid")
-    resume $other
+    run=$(measure "$pid" "$TMP/wrk-$name.out" wrk -t"$threads" -c"$conns" -d"${dur}s" --timeout 30s -s "$LUA" "$url")
     [ "$pid" = "$DX_PID" ] && curl -sf "$base/metrics" -o "$TMP/metrics.after" &&
         srv=$("$PY" bench/http_handling.py "$TMP/metrics.before" "$TMP/metrics.after")
     line=$(grep '^RESULT' "$TMP/wrk-$name.out") || { cat "$TMP/wrk-$name.out"; die "wrk $name gave no result"; }
-    echo "$name $line conns=$conns $(echo "$s0 $s1" | awk '{printf "cpu_s=%.6f wait_s=%.6f", ($3 - $1) / 1e9, ($4 - $2) / 1e9}') load=$(cut -d' ' -f1 /proc/loadavg) $srv" >>"$TMP/results"
+    echo "$name $line conns=$conns $run load=$(cut -d' ' -f1 /proc/loadavg) $srv" >>"$TMP/results"
 }
 : >"$TMP/results"
+BENCH_SERVERS=("$DX_PID" ${OR_PID:-})
 # Each dxhub run is followed by its Orthanc run, so that both see the
 # same machine (other load drifts over minutes, not seconds), and the whole
 # round is repeated REPEAT times: the table shows each figure's median.

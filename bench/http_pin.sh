@@ -1,5 +1,6 @@
 # http_pin.sh — sourced by bench/api.sh and bench/lookup.sh: where the
-# HTTP benchmarks' processes run, and how long a server waited for a CPU.
+# HTTP benchmarks' processes run, how each run is timed, and how long a
+# server waited for a CPU.
 #
 # wrk stands in for the other machines of a hospital's network, so it gets
 # CPUs of its own and the server under test (dxhub and Orthanc alike) the
@@ -15,7 +16,8 @@
 # defines on_server CMD... and on_client CMD... (exec CMD pinned) and
 # sched_ns PID (prints "RUN_NS WAIT_NS": the CPU time of all its threads
 # so far and the time they spent runnable, waiting for a CPU, from
-# /proc/PID/task/*/schedstat).
+# /proc/PID/task/*/schedstat); settle, pause, resume and measure (one
+# timed run, below).
 
 pin_init() {
     local n
@@ -58,16 +60,15 @@ sched_ns() {
 # just loaded, would otherwise take the CPU the next run's server needs and
 # its work would show as that server's latency tail.
 settle() {
-    local pid t0 t1 waited=0 limit=$((${BENCH_SETTLE_SECONDS:-60} * 2)) busy
+    local pid t0=() t1=() i waited=0 limit=$((${BENCH_SETTLE_SECONDS:-60} * 2)) busy
     while :; do
+        for pid in "$@"; do t0+=("$(sched_ns "$pid" | cut -d' ' -f1)"); done
+        sleep 0.5
+        waited=$((waited + 1))
+        for pid in "$@"; do t1+=("$(sched_ns "$pid" | cut -d' ' -f1)"); done
         busy=0
-        for pid in "$@"; do
-            [ -d /proc/"$pid" ] || continue
-            t0=$(sched_ns "$pid" | cut -d' ' -f1)
-            sleep 0.5; waited=$((waited + 1))
-            t1=$(sched_ns "$pid" | cut -d' ' -f1)
-            [ $((t1 - t0)) -lt 10000000 ] || busy=1
-        done
+        for i in "${!t0[@]}"; do [ $((${t1[$i]:-0} - ${t0[$i]:-0})) -lt 10000000 ] || busy=1; done
+        t0=() t1=()
         [ $busy = 0 ] && break
         [ $waited -ge $limit ] && { echo "  (a server was still busy after ${BENCH_SETTLE_SECONDS:-60} s; measuring anyway)" >&2; break; }
     done
@@ -76,9 +77,28 @@ settle() {
 }
 
 # pause PID... / resume PID...: the servers not under test are stopped
-# (SIGSTOP) for the length of a run, so their housekeeping threads (Orthanc
-# wakes every few tens of milliseconds to check its index even when idle)
-# take no CPU from the one measured, as on a machine of its own.  A cleanup
+# (SIGSTOP) for the length of a run, so their housekeeping threads (an
+# idle Orthanc holding 100,000 studies still woke on the measured server's
+# CPU, within what settle calls idle) take no CPU from the one measured,
+# as on a machine of its own.  A cleanup
 # must resume them before asking them to stop.
 pause() { local p; for p in "$@"; do [ -n "$p" ] && kill -STOP "$p" 2>/dev/null; done; return 0; }
 resume() { local p; for p in "$@"; do [ -n "$p" ] && kill -CONT "$p" 2>/dev/null; done; return 0; }
+
+# measure PID OUT CMD...: one timed run of CMD (wrk) on the client's CPUs,
+# its output into OUT, the server PID under test.  Every server in
+# BENCH_SERVERS (the bench's PIDs) first settles, and the others are paused
+# while CMD runs.  Prints "cpu_s=S wait_s=S": PID's CPU time over the run
+# and the time its threads waited for a CPU.
+measure() {
+    local pid=$1 out=$2 p s0 s1 others=()
+    shift 2
+    settle "${BENCH_SERVERS[@]}"
+    for p in "${BENCH_SERVERS[@]}"; do [ "$p" = "$pid" ] || others+=("$p"); done
+    pause "${others[@]}"
+    s0=$(sched_ns "$pid")
+    on_client "$@" >"$out" 2>&1
+    s1=$(sched_ns "$pid")
+    resume "${others[@]}"
+    echo "$s0 $s1" | awk '{printf "cpu_s=%.6f wait_s=%.6f", ($3 - $1) / 1e9, ($4 - $2) / 1e9}'
+}

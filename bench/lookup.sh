@@ -137,24 +137,18 @@ fi
 # results is wrk's RESULT, the server's CPU time and run-queue wait over the
 # run (from /proc), the load average and, for dxhub, its own handling time.
 run_wrk() {
-    local conns=${6:-$CONNS} line s0 s1 srv=
+    local conns=${6:-$CONNS} line run srv=
     local threads=$((THREADS < conns ? THREADS : conns))
-    settle "$DX_PID" ${OR_PID:-}
     [ "$3" = dxhub ] && curl -sf "$2/metrics" -o "$WORK/metrics.before"
-    local other=${OR_PID:-}
-    [ "$4" = "$DX_PID" ] || other=$DX_PID
-    pause $other
-    s0=$(sched_ns "$4")
-    LOOKUP_PEER=$3 LOOKUP_TOKEN=$TOKEN on_client wrk -t"$threads" -c"$conns" -d"$5s" --timeout 30s \
-        -s bench/lookup_wrk.lua "$2" >"$WORK/wrk-$1.out" 2>&1
-    s1=$(sched_ns "$4")
-    resume $other
+    run=$(measure "$4" "$WORK/wrk-$1.out" env LOOKUP_PEER="$3" LOOKUP_TOKEN="$TOKEN" \
+        wrk -t"$threads" -c"$conns" -d"$5s" --timeout 30s -s bench/lookup_wrk.lua "$2")
     [ "$3" = dxhub ] && curl -sf "$2/metrics" -o "$WORK/metrics.after" &&
         srv=$("$PY" bench/http_handling.py "$WORK/metrics.before" "$WORK/metrics.after")
     line=$(grep '^RESULT' "$WORK/wrk-$1.out") || { cat "$WORK/wrk-$1.out"; die "wrk $1 gave no result"; }
-    echo "$1 $line conns=$conns $(echo "$s0 $s1" | awk '{printf "cpu_s=%.6f wait_s=%.6f", ($3 - $1) / 1e9, ($4 - $2) / 1e9}') load=$(cut -d' ' -f1 /proc/loadavg) $srv" >>"$WORK/results"
+    echo "$1 $line conns=$conns $run load=$(cut -d' ' -f1 /proc/loadavg) $srv" >>"$WORK/results"
 }
 : >"$WORK/results"
+BENCH_SERVERS=("$DX_PID" ${OR_PID:-})
 for _ in $(seq "$REPEAT"); do
     run_wrk dx "$DX_BASE" dxhub "$DX_PID" "$SECS"
     [ $HAVE_ORTHANC = 1 ] && run_wrk or "$OR_BASE" orthanc "$OR_PID" "$SECS"

@@ -47,7 +47,7 @@
  * Memory: instance headers' JSON (by digest) and whole study details (while
  * their study record is unchanged) are cached, 64 MiB each at most.
  *
- * Threads: libmicrohttpd's epoll thread pool (cfg->threads; 0: two per
+ * Threads: libmicrohttpd's epoll thread pool (cfg->threads; 0: one per
  * CPU the process may run on, its affinity) answers requests; the store and metrics are only
  * read (and audited) from them, both being safe from any thread.
  */
@@ -69,7 +69,7 @@ typedef struct api_config {
     uint16_t     port;    /* 0 = ephemeral (see api_port) */
     store       *st;      /* borrowed; must outlive the server (api_stop first) */
     hub_metrics *metrics; /* borrowed; may be NULL (the server then keeps its own) */
-    int          threads; /* request threads (at most 64); 0: two per CPU of the process's affinity */
+    int          threads; /* request threads (at most 64); 0: one per CPU of the process's affinity */
     apikeys     *keys;    /* borrowed; NULL: no facility keys (lookups refused) */
     recog       *recog;   /* borrowed; NULL: no lookups (404) */
     peers       *peers;   /* borrowed; NULL: this hub asks no other hub */

@@ -117,6 +117,19 @@ void proto_msg_close(proto_msg *m)
     memset(m, 0, sizeof *m);
 }
 
+/* The ROUTER's routing frame (a copy: the caller keeps route). */
+static int send_route(void *sock, zmq_msg_t *route)
+{
+    zmq_msg_t r;
+    zmq_msg_init(&r);
+    zmq_msg_copy(&r, route);
+    if (zmq_msg_send(&r, sock, ZMQ_SNDMORE) < 0) {
+        zmq_msg_close(&r);
+        return -zmq_errno();
+    }
+    return 0;
+}
+
 int proto_send(void *sock, zmq_msg_t *route, const char *cmd, json_t *hdr, const void *data, size_t len)
 {
     json_t *h = hdr ? hdr : json_object();
@@ -127,15 +140,8 @@ int proto_send(void *sock, zmq_msg_t *route, const char *cmd, json_t *hdr, const
     if (!text)
         return -ENOMEM;
     int rc = 0;
-    if (route) {
-        zmq_msg_t r;
-        zmq_msg_init(&r);
-        zmq_msg_copy(&r, route);
-        if (zmq_msg_send(&r, sock, ZMQ_SNDMORE) < 0) {
-            zmq_msg_close(&r);
-            rc = -zmq_errno();
-        }
-    }
+    if (route)
+        rc = send_route(sock, route);
     if (!rc && zmq_send(sock, cmd, strlen(cmd), ZMQ_SNDMORE) < 0)
         rc = -zmq_errno();
     if (!rc && zmq_send(sock, text, strlen(text), data ? ZMQ_SNDMORE : 0) < 0)
@@ -148,15 +154,9 @@ int proto_send(void *sock, zmq_msg_t *route, const char *cmd, json_t *hdr, const
 
 int proto_send_text(void *sock, zmq_msg_t *route, const char *cmd, const char *hdr, size_t len)
 {
-    if (route) {
-        zmq_msg_t r;
-        zmq_msg_init(&r);
-        zmq_msg_copy(&r, route);
-        if (zmq_msg_send(&r, sock, ZMQ_SNDMORE) < 0) {
-            zmq_msg_close(&r);
-            return -zmq_errno();
-        }
-    }
+    int rc = route ? send_route(sock, route) : 0;
+    if (rc)
+        return rc;
     if (zmq_send(sock, cmd, strlen(cmd), ZMQ_SNDMORE) < 0 || zmq_send(sock, hdr, len, 0) < 0)
         return -zmq_errno();
     return 0;

@@ -46,9 +46,9 @@ void proto_msg_close(proto_msg *m);
 /* Send COMMAND + header (its "v" is added; the reference is NOT stolen)
  * + optional data.  route may be NULL (DEALER side). */
 int  proto_send(void *sock, zmq_msg_t *route, const char *cmd, json_t *hdr, const void *data, size_t len);
-/* Send ERROR {"v":1,"error":reason,"to":cmd}. */
 /* The same with the header already JSON text (it must hold "v":1). */
 int  proto_send_text(void *sock, zmq_msg_t *route, const char *cmd, const char *hdr, size_t len);
+/* Send ERROR {"v":1,"error":reason,"to":cmd}. */
 int  proto_send_error(void *sock, zmq_msg_t *route, const char *about_cmd, const char *reason);
 
 /* Header accessors with defaults (no aborts on missing/mistyped fields). */

@@ -81,13 +81,20 @@ int store_lmdb_err(int rc)
     return -EIO;
 }
 
+/* A write transaction begun with write_mu held; *txn NULL on failure. */
+static int write_begin_held(store *s, MDB_txn **txn)
+{
+    int rc = mdb_txn_begin(s->env, NULL, 0, txn);
+    if (rc)
+        *txn = NULL;
+    return rc;
+}
+
 int store_write_begin(store *s, MDB_txn **txn)
 {
     pthread_mutex_lock(&s->write_mu);
-    int rc = mdb_txn_begin(s->env, NULL, 0, txn);
+    int rc = write_begin_held(s, txn);
     pthread_mutex_unlock(&s->write_mu);
-    if (rc)
-        *txn = NULL;
     return rc;
 }
 
@@ -812,12 +819,10 @@ static int batch_begin(store *s, bool nometa, MDB_txn **txn)
 {
     if (!nometa)
         return store_write_begin(s, txn);
-    pthread_mutex_lock(&s->write_mu);
-    int rc = mdb_txn_begin(s->env, NULL, 0, txn);
-    if (rc) {
-        *txn = NULL;
+    pthread_mutex_lock(&s->write_mu); /* kept until batch_end */
+    int rc = write_begin_held(s, txn);
+    if (rc)
         pthread_mutex_unlock(&s->write_mu);
-    }
     return rc;
 }
 
