@@ -121,7 +121,9 @@ static int load(const char *path, input *in)
 /* --- raw libraries ------------------------------------------------------ */
 
 /* OpenJPEG alone, with the coding parameters codecs/cdc_j2k.c uses; lazy
- * coding as dxhub chose for the same frame (its COD marker says). */
+ * coding as dxhub chose for the same frame (its COD marker says).  Its
+ * memory stream is its own, not cdc_j2k.c's: the ceiling dxhub is
+ * compared with must not share dxhub's code. */
 typedef struct opj_mem {
     uint8_t *p;
     size_t   n, cap, pos;
