@@ -14,23 +14,28 @@
 #     the same durability),
 #   - storescp writing the received bytes to files, no sync (the ceiling
 #     of storescu + DIMSE on this machine, not durable),
-# in alternating order, INGEST_BENCH_RUNS times (default 5); medians.  The
-# data directories' filesystem's synchronous write bandwidth is measured in
-# the same run (dd 1000 MiB conv=fdatasync).  Prints a table and writes
+# INGEST_BENCH_RUNS times (default 4); medians.  The data directories'
+# filesystem's synchronous write bandwidth (dd 1000 MiB conv=fdatasync) is
+# measured as a fourth step of every run, median.  Each run's order is a
+# row of a balanced design (over 4 runs every step goes first once and
+# right after each other step once), and every timed step starts from the
+# same settled state, untimed: the previous step's files deleted, sync,
+# the disk idle for half a second (ingest_run.py says why: a step's speed
+# depended on which step ran right before it).  Prints a table and writes
 # $BUILD/bench/ingest.json: a list of {"metric","value","unit","peer",
 # "peer_value","ratio"} (ratio = dxhub / peer; rates: above 1 is better).
 # Targets, printed and not asserted: CT instances/s >= 2x Orthanc's, and
 # MB/s >= 80% of the disk's synchronous write bandwidth.
 #
 # Usage: bench/ingest.sh   (BUILD=build, PY=/usr/bin/python3, DXHUB=$BUILD/dxhub;
-#        INGEST_BENCH_RUNS=5, INGEST_BENCH_DIR=work directory on the disk to
+#        INGEST_BENCH_RUNS=4, INGEST_BENCH_DIR=work directory on the disk to
 #        measure, default $BUILD/bench/ingest-work; INGEST_BENCH_DD_MB=1000)
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 PY=${PY:-/usr/bin/python3}
 DX=${DXHUB:-$PWD/$BUILD/dxhub}
-RUNS=${INGEST_BENCH_RUNS:-5}
+RUNS=${INGEST_BENCH_RUNS:-4}
 DD_MB=${INGEST_BENCH_DD_MB:-1000}
 OUT="$BUILD/bench/ingest.json"
 DATA="$BUILD/bench/ingest-data"

@@ -13,10 +13,31 @@ three receivers side by side, in alternating order, several runs, medians:
             sync: what the network and DCMTK's DIMSE allow, not durable
 
 All three advertise the same maximum PDU (116794 bytes, dxhub's), so the
-network framing is the same.  Also measures the data directory
-filesystem's synchronous write bandwidth (dd conv=fdatasync) in the same
-run.  Prints a table; writes a JSON list of {"metric", "value", "unit",
+network framing is the same.  The data directory filesystem's synchronous
+write bandwidth (dd conv=fdatasync), the yardstick of the MB/s target, is
+measured the same way: as a fourth member of the rotation, once per run,
+median.  Prints a table; writes a JSON list of {"metric", "value", "unit",
 "peer", "peer_value", "ratio"}.
+
+Every timed step (each receiver, and dd) starts from the same settled
+state, untimed: the previous step's files deleted, everything dirty
+written back (sync; it also waits for the journal commit that discards
+the deleted files' blocks, this filesystem being mounted with online
+discard), then the disk idle (no request completed) for half a second.
+Why: a step measured differently by which step ran right before it
+(e.g. dxhub's DX 0.29-0.35 s right after dd or Orthanc, 0.38-0.49 s
+right after storescp; dd 565 MB/s right after storescp, 345-358 after
+the others), and the one dd at the start measured only one position.
+So the order of each run is a row of a balanced design (every step
+first, and right after every other step, equally often over a multiple
+of 4 runs; 6 without Orthanc), not a rotation, which put dd right
+before dxhub in every run.  Traced (block-layer and syscall tracepoints, /proc/diskstats):
+the receivers' own writes, flushes and discards are the same in either
+position and nothing of the previous step reaches the disk during the
+next (storescp's unsynced files are deleted before write-back and never
+reach it; the others' discards finish inside the sync); what differs is
+CPU time in the kernel (page-cache and memory first touch on this virtual
+machine), which dd pays too, so it is measured in the same positions.
 """
 import argparse
 import json
@@ -166,6 +187,65 @@ def send(target, files, log):
     return dt
 
 
+def device_of(directory):
+    """The /proc/diskstats name of the block device holding directory, or None."""
+    st = os.stat(directory)
+    want = (os.major(st.st_dev), os.minor(st.st_dev))
+    for line in Path("/proc/diskstats").read_text().splitlines():
+        f = line.split()
+        if (int(f[0]), int(f[1])) == want:
+            return f[2]
+    return None
+
+
+def settle(directory, quiet=0.5, limit=10.0):
+    """Untimed, before every timed step: write everything dirty back, then
+    wait until the disk holding directory completed no request (read,
+    write, discard, flush) for `quiet` seconds (at most `limit`)."""
+    os.sync()
+    dev = device_of(directory)
+    if dev is None:
+        return
+
+    def done():
+        for line in Path("/proc/diskstats").read_text().splitlines():
+            f = line.split()
+            if f[2] == dev:
+                return [int(f[i]) for i in (3, 7, 14, 18) if i < len(f)], int(f[11])
+        return [], 0
+    deadline = time.monotonic() + limit
+    last, since = done(), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet:
+        time.sleep(0.05)
+        cur = done()
+        if cur != last or cur[1]:  # something completed, or is in flight
+            last, since = cur, time.monotonic()
+
+
+def balanced_orders(n):
+    """Orders of n steps in which every step comes first equally often and
+    right after every other step equally often (a Williams design: n
+    orders for even n, 2n for odd), so no step always follows the same one."""
+    first = [0]
+    lo, hi = 1, n - 1
+    while len(first) < n:
+        first.append(lo)
+        lo += 1
+        if len(first) < n:
+            first.append(hi)
+            hi -= 1
+    orders = [[(x + i) % n for x in first] for i in range(n)]
+    return orders if n % 2 == 0 else orders + [o[::-1] for o in orders]
+
+
+class Dd:
+    """The yardstick, measured as a member of the rotation."""
+    name, label = "dd", "dd conv=fdatasync"
+
+    def __init__(self, mb):
+        self.mb = mb
+
+
 def dd_sync_bandwidth(directory, mb):
     """MB/s of a `dd ... conv=fdatasync` of mb MiB into directory."""
     f = Path(directory) / "dd-sync.tmp"
@@ -203,20 +283,25 @@ def main():
         for f in v:  # into the page cache: every receiver reads warm files
             f.read_bytes()
     targets = [Dxhub(a.dxhub)] + ([] if a.no_orthanc else [Orthanc()]) + [Storescp()]
+    rotation = targets + [Dd(a.dd_mb)]
     print(f"input: CT {len(sets['CT'])} files {size['CT'] / 1e6:.1f} MB, DX {len(sets['DX'])} files "
-          f"{size['DX'] / 1e6:.1f} MB; {a.runs} runs over {', '.join(t.label for t in targets)}", flush=True)
-    dd = dd_sync_bandwidth(work, a.dd_mb)
-    print(f"disk sync write bandwidth (dd {a.dd_mb} MiB conv=fdatasync in {work}): {dd:.1f} MB/s", flush=True)
+          f"{size['DX'] / 1e6:.1f} MB; {a.runs} runs over {', '.join(t.label for t in rotation)} "
+          f"(dd: {a.dd_mb} MiB in {work})", flush=True)
+    dds = []
     times = {t.name: {k: [] for k in sets} for t in targets}
     n_all = sum(len(v) for v in sets.values())
+    orders = balanced_orders(len(rotation))
     for run in range(a.runs):
-        order = targets[run % len(targets):] + targets[:run % len(targets)]  # alternate who goes first
+        order = [rotation[i] for i in orders[run % len(orders)]]
         for t in order:
             d = work / f"run{run + 1}-{t.name}"
             d.mkdir(parents=True)
-            # The previous receiver's data and anything else still dirty is
-            # written back now, untimed, not during this one's run.
-            os.sync()
+            settle(work)  # the same starting state for every step (see above)
+            if isinstance(t, Dd):
+                dds.append(dd_sync_bandwidth(d, t.mb))
+                shutil.rmtree(d, ignore_errors=True)
+                print(f"run {run + 1} {t.label:20s} {dds[-1]:6.1f} MB/s", flush=True)
+                continue
             try:
                 t.start(d)
                 for k, files in sets.items():
@@ -230,6 +315,7 @@ def main():
             print(f"run {run + 1} {t.label:20s} " + "  ".join(
                 f"{k} {times[t.name][k][-1]:6.2f} s" for k in sets), flush=True)
 
+    dd = statistics.median(dds)
     rows = []
 
     def row(metric, value, unit, peer=None, peer_value=None):
@@ -245,7 +331,7 @@ def main():
             row(f"C-STORE {what}: instances/s", rate["dxhub"][k]["inst"], "instances/s", peer.label,
                 rate[peer.name][k]["inst"])
             row(f"C-STORE {what}: MB/s", rate["dxhub"][k]["mb"], "MB/s", peer.label, rate[peer.name][k]["mb"])
-    row("disk synchronous write bandwidth (dd conv=fdatasync)", dd, "MB/s")
+    row("disk synchronous write bandwidth (dd conv=fdatasync, median)", dd, "MB/s")
     for k in sets:
         row(f"dxhub {k} MB/s / disk sync bandwidth", rate["dxhub"][k]["mb"] / dd, "fraction", "dd conv=fdatasync",
             dd)
@@ -253,7 +339,7 @@ def main():
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(rows, indent=1) + "\n")
 
-    print(f"\nC-STORE ingest by storescu over 127.0.0.1 (TCP_NODELAY=1), median of {a.runs} alternating runs, "
+    print(f"\nC-STORE ingest by storescu over 127.0.0.1 (TCP_NODELAY=1), median of {a.runs} runs in balanced orders, "
           f"max PDU {PDU}")
     print("%-52s %10s %12s %20s %9s" % ("metric", "dxhub", "peer value", "peer", "ratio"))
     for r in rows:
