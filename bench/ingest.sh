@@ -23,7 +23,9 @@
 # the disk idle for half a second (ingest_run.py says why: a step's speed
 # depended on which step ran right before it).  Prints a table and writes
 # $BUILD/bench/ingest.json: a list of {"metric","value","unit","peer",
-# "peer_value","ratio"} (ratio = dxhub / peer; rates: above 1 is better).
+# "peer_value","ratio"} (ratio = dxhub / peer; rates: above 1 is better;
+# the receiver process's CPU per instance, load-independent: below 1 is
+# better).
 # Targets, printed and not asserted: CT instances/s >= 2x Orthanc's, and
 # MB/s >= 80% of the disk's synchronous write bandwidth.
 #

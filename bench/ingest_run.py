@@ -175,6 +175,13 @@ class Storescp:
         stop_pid(self.proc)
 
 
+def proc_cpu(pid):
+    """CPU seconds (user + system) a process used so far, its exited threads included."""
+    f = Path(f"/proc/{pid}/stat").read_text()
+    f = f[f.rindex(")") + 2:].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def send(target, files, log):
     t0 = time.monotonic()
     r = subprocess.run(["storescu", "-R", "-aet", "BENCH", "-aec", target.aec, "127.0.0.1", str(target.port)]
@@ -289,6 +296,7 @@ def main():
           f"(dd: {a.dd_mb} MiB in {work})", flush=True)
     dds = []
     times = {t.name: {k: [] for k in sets} for t in targets}
+    cpu = {t.name: {k: [] for k in sets} for t in targets}  # the receiver's CPU seconds per set (load-independent)
     n_all = sum(len(v) for v in sets.values())
     orders = balanced_orders(len(rotation))
     for run in range(a.runs):
@@ -305,7 +313,9 @@ def main():
             try:
                 t.start(d)
                 for k, files in sets.items():
+                    c0 = proc_cpu(t.proc.pid)
                     times[t.name][k].append(send(t, files, d / f"storescu-{k}.log"))
+                    cpu[t.name][k].append(proc_cpu(t.proc.pid) - c0)
                 got = t.count()
                 if got != n_all:
                     raise RuntimeError(f"{t.label} holds {got} instances after the run, {n_all} were sent")
@@ -313,7 +323,7 @@ def main():
                 t.stop()
             shutil.rmtree(d, ignore_errors=True)
             print(f"run {run + 1} {t.label:20s} " + "  ".join(
-                f"{k} {times[t.name][k][-1]:6.2f} s" for k in sets), flush=True)
+                f"{k} {times[t.name][k][-1]:6.2f} s (CPU {cpu[t.name][k][-1]:5.2f} s)" for k in sets), flush=True)
 
     dd = statistics.median(dds)
     rows = []
@@ -331,6 +341,8 @@ def main():
             row(f"C-STORE {what}: instances/s", rate["dxhub"][k]["inst"], "instances/s", peer.label,
                 rate[peer.name][k]["inst"])
             row(f"C-STORE {what}: MB/s", rate["dxhub"][k]["mb"], "MB/s", peer.label, rate[peer.name][k]["mb"])
+            row(f"C-STORE {what}: receiver CPU per instance", 1000 * statistics.median(cpu["dxhub"][k]) / len(sets[k]),
+                "ms", peer.label, 1000 * statistics.median(cpu[peer.name][k]) / len(sets[k]))
     row("disk synchronous write bandwidth (dd conv=fdatasync, median)", dd, "MB/s")
     for k in sets:
         row(f"dxhub {k} MB/s / disk sync bandwidth", rate["dxhub"][k]["mb"] / dd, "fraction", "dd conv=fdatasync",
