@@ -677,6 +677,7 @@ typedef struct pacer {
     samples    task, claim, round, late;
     size_t     claimed, claimed_counted, refused, rounds_started;
     int64_t    last_claimed;
+    double     cpu_s; /* this thread's CPU, taken as it ends (it is gone from /proc after) */
 } pacer;
 
 static void paced_ready(pacer *p, paced_rdr *q, int64_t now)
@@ -782,12 +783,17 @@ static void *pacer_main(void *arg)
     for (int i = 0; i < p->n; i++)
         if (p->ps[i].wait_sched)
             send_text(p->ps[i].r, "READY", "{\"req\":%lld,\"credit\":%lld,\"v\":1}", 0, 0);
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    p->cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+               ru.ru_stime.tv_usec / 1e6;
     return NULL;
 }
 
 typedef struct paced_result {
     double  rate;          /* CLAIMEDs a second after the first second */
     size_t  rounds, claimed, refused;
+    double  pacer_cpu_s; /* the generator threads' CPU */
     samples task, claim, round, late;
 } paced_result;
 
@@ -841,6 +847,7 @@ static paced_result paced_run(rdr *rs, int n, int threads, double rate, int seco
         res.rounds += p->rounds_started;
         res.claimed += p->claimed;
         res.refused += p->refused;
+        res.pacer_cpu_s += p->cpu_s;
         res.rate += (double)p->claimed_counted;
         merge(&res.task, &p->task);
         merge(&res.claim, &p->claim);
@@ -1250,6 +1257,8 @@ int main(int argc, char **argv)
                 snprintf(name, sizeof name, "paced: readers' thread %.31s, CPU per assignment", sc1[i].name);
                 metric(name, d * 1e6 / (double)pr.claimed, "us", NULL, 0, 0);
             }
+            metric("paced: readers' generator threads, CPU per assignment", pr.pacer_cpu_s * 1e6 / (double)pr.claimed,
+                   "us", NULL, 0, 0);
         }
     }
     /* The closed loop: each reader always has a request outstanding, so
