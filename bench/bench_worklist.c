@@ -128,6 +128,7 @@ static double self_cpu_s(void)
 typedef struct thread_cpu {
     char   name[32];
     double s;
+    double wait_s; /* time runnable but waiting for a CPU (schedstat) */
 } thread_cpu;
 
 static int threads_cpu(pid_t pid, thread_cpu *out, int max)
@@ -151,6 +152,13 @@ static int threads_cpu(pid_t pid, thread_cpu *out, int max)
         unsigned long long ut = 0, stt = 0;
         if (!l || !r || sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stt) != 2)
             continue;
+        unsigned long long run_ns = 0, wait_ns = 0;
+        snprintf(sp, sizeof sp, "/proc/%d/task/%s/schedstat", (int)pid, e->d_name);
+        if ((f = fopen(sp, "r"))) {
+            if (fscanf(f, "%llu %llu", &run_ns, &wait_ns) != 2)
+                wait_ns = 0;
+            fclose(f);
+        }
         char name[32];
         snprintf(name, sizeof name, "%.*s", (int)(r - l - 1), l + 1);
         int i = 0;
@@ -160,21 +168,27 @@ static int threads_cpu(pid_t pid, thread_cpu *out, int max)
             if (n == max)
                 continue;
             snprintf(out[n].name, sizeof out[n].name, "%s", name);
-            out[n++].s = 0;
+            out[n].s = out[n].wait_s = 0;
+            n++;
         }
         out[i].s += (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
+        out[i].wait_s += (double)wait_ns / 1e9;
     }
     if (d)
         closedir(d);
     return n;
 }
 
-/* after - before, by name (a thread named only after is counted whole). */
-static double thread_delta(const thread_cpu *before, int nb, const thread_cpu *after, int i)
+/* after - before, by name (a thread named only after is counted whole);
+ * its run-queue wait in *wait. */
+static double thread_delta(const thread_cpu *before, int nb, const thread_cpu *after, int i, double *wait)
 {
     for (int j = 0; j < nb; j++)
-        if (!strcmp(before[j].name, after[i].name))
+        if (!strcmp(before[j].name, after[i].name)) {
+            *wait = after[i].wait_s - before[j].wait_s;
             return after[i].s - before[j].s;
+        }
+    *wait = after[i].wait_s;
     return after[i].s;
 }
 
@@ -678,7 +692,7 @@ typedef struct pacer {
     samples    task, sent_task, claim, round, late;
     size_t     claimed, claimed_counted, refused, rounds_started;
     int64_t    last_claimed;
-    double     cpu_s; /* this thread's CPU, taken as it ends (it is gone from /proc after) */
+    double     cpu_s, wait_s; /* this thread's CPU and run-queue wait, taken as it ends (gone from /proc after) */
 } pacer;
 
 static void paced_ready(pacer *p, paced_rdr *q, int64_t now)
@@ -790,13 +804,19 @@ static void *pacer_main(void *arg)
     getrusage(RUSAGE_THREAD, &ru);
     p->cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
                ru.ru_stime.tv_usec / 1e6;
+    FILE *f = fopen("/proc/thread-self/schedstat", "r");
+    unsigned long long run_ns, wait_ns;
+    if (f && fscanf(f, "%llu %llu", &run_ns, &wait_ns) == 2)
+        p->wait_s = (double)wait_ns / 1e9;
+    if (f)
+        fclose(f);
     return NULL;
 }
 
 typedef struct paced_result {
     double  rate;          /* CLAIMEDs a second after the first second */
     size_t  rounds, claimed, refused;
-    double  pacer_cpu_s; /* the generator threads' CPU */
+    double  pacer_cpu_s, pacer_wait_s; /* the generator threads' CPU and run-queue wait */
     samples task, sent_task, claim, round, late;
 } paced_result;
 
@@ -851,6 +871,7 @@ static paced_result paced_run(rdr *rs, int n, int threads, double rate, int seco
         res.claimed += p->claimed;
         res.refused += p->refused;
         res.pacer_cpu_s += p->cpu_s;
+        res.pacer_wait_s += p->wait_s / threads;
         res.rate += (double)p->claimed_counted;
         merge(&res.task, &p->task);
         merge(&res.sent_task, &p->sent_task);
@@ -1254,22 +1275,30 @@ int main(int argc, char **argv)
             metric("paced: hub CPU per assignment", p_hub_cores * p_elapsed / (double)pr.claimed * 1e6, "us", NULL, 0, 0);
             metric("paced: simulated readers' CPU per assignment", p_sim_cores * p_elapsed / (double)pr.claimed * 1e6,
                    "us", NULL, 0, 0);
+            /* A thread's run-queue wait: the time it was ready to run
+             * while the CPUs were busy (with anything, others' work too). */
             for (int i = 0; i < n_tc1; i++) {
-                double d = thread_delta(tc0, n_tc0, tc1, i);
+                double w, d = thread_delta(tc0, n_tc0, tc1, i, &w);
                 if (d * 1e6 / (double)pr.claimed < 1)
                     continue; /* idle threads */
                 snprintf(name, sizeof name, "paced: hub thread %.31s, CPU per assignment", tc1[i].name);
                 metric(name, d * 1e6 / (double)pr.claimed, "us", NULL, 0, 0);
+                snprintf(name, sizeof name, "paced: hub thread %.31s, run-queue wait", tc1[i].name);
+                metric(name, w / p_elapsed * 100, "%", NULL, 0, 1);
             }
             for (int i = 0; i < n_sc1; i++) {
-                double d = thread_delta(sc0, n_sc0, sc1, i);
+                double w, d = thread_delta(sc0, n_sc0, sc1, i, &w);
                 if (d * 1e6 / (double)pr.claimed < 1)
                     continue;
                 snprintf(name, sizeof name, "paced: readers' thread %.31s, CPU per assignment", sc1[i].name);
                 metric(name, d * 1e6 / (double)pr.claimed, "us", NULL, 0, 0);
+                snprintf(name, sizeof name, "paced: readers' thread %.31s, run-queue wait", sc1[i].name);
+                metric(name, w / p_elapsed * 100, "%", NULL, 0, 1);
             }
             metric("paced: readers' generator threads, CPU per assignment", pr.pacer_cpu_s * 1e6 / (double)pr.claimed,
                    "us", NULL, 0, 0);
+            metric("paced: readers' generator threads, run-queue wait", pr.pacer_wait_s / p_elapsed * 100, "%", NULL,
+                   0, 1);
         }
     }
     /* The closed loop: each reader always has a request outstanding, so
