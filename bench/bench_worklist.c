@@ -1,6 +1,7 @@
 /* bench_worklist.c — the reading worklist under load (bench/worklist.sh).
  *
  *   bench_worklist --dxhub BIN --dir DIR [--tasks N] [--readers R] [--seconds S]
+ *                  [--rate N] [--paced-seconds S] [--paced-threads T]
  *                  [--json OUT] STAT_ECG.dcm...
  *
  * 1. Populate: a hub data directory with N queued routine CT tasks (and
@@ -19,6 +20,18 @@
  *    measured from the message that gave the credit (READY, or CLAIM).  Measured: assignments per
  *    second, READY→TASK (the offer: sent before its record is committed)
  *    and CLAIM→CLAIMED (the lease: after the commit) separately.
+ *    This closed loop gives the rate at saturation; its latencies are
+ *    queueing at saturation (each commit answers ~40 claims at once and
+ *    those readers' next requests come back together, and the last of
+ *    such a burst waits behind the rest in the hub and in this process).
+ * 3c. Paced (the issue's target, a latency *at* a rate): the same readers
+ *    start rounds READY 1 → TASK → CLAIM → CLAIMED on a fixed schedule of
+ *    --rate rounds a second in all (each reader every R/rate s from its
+ *    own random phase), over --paced-threads threads, for --paced-seconds.
+ *    READY→TASK is timed from the round's scheduled start, so a late
+ *    generator or a hub that falls behind counts against it (no
+ *    coordinated omission); the rate counts the CLAIMEDs after the first
+ *    second.  Also the hub's CPU per assignment by thread.
  * 3b. Offers alone: the same readers loop READY 1 → TASK for S/2 seconds
  *    (nothing claimed): the offer path's rate and latency by itself.
  * 4. STAT: `dxhub edge` runs; for each STAT ECG file (distinct study UIDs)
@@ -32,15 +45,18 @@
  *
  * Prints a table; writes the figures as JSON (a list of {"metric", "value",
  * "unit", "peer", "peer_value", "ratio"}; the "peer" is the issue's target). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -104,6 +120,76 @@ static double self_cpu_s(void)
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
            ru.ru_stime.tv_usec / 1e6;
+}
+
+/* CPU seconds of each of pid's threads, summed by thread name (the hub
+ * names its reader link and committer threads): where an assignment's
+ * CPU goes.  The number of names, at most max. */
+typedef struct thread_cpu {
+    char   name[32];
+    double s;
+    double wait_s; /* time runnable but waiting for a CPU (schedstat) */
+} thread_cpu;
+
+static int threads_cpu(pid_t pid, thread_cpu *out, int max)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char sp[300], buf[1024];
+        snprintf(sp, sizeof sp, "/proc/%d/task/%s/stat", (int)pid, e->d_name);
+        FILE *f = fopen(sp, "r");
+        if (!f)
+            continue;
+        size_t k = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[k] = 0;
+        char *l = strchr(buf, '('), *r = strrchr(buf, ')');
+        unsigned long long ut = 0, stt = 0;
+        if (!l || !r || sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stt) != 2)
+            continue;
+        unsigned long long run_ns = 0, wait_ns = 0;
+        snprintf(sp, sizeof sp, "/proc/%d/task/%s/schedstat", (int)pid, e->d_name);
+        if ((f = fopen(sp, "r"))) {
+            if (fscanf(f, "%llu %llu", &run_ns, &wait_ns) != 2)
+                wait_ns = 0;
+            fclose(f);
+        }
+        char name[32];
+        snprintf(name, sizeof name, "%.*s", (int)(r - l - 1), l + 1);
+        int i = 0;
+        while (i < n && strcmp(out[i].name, name))
+            i++;
+        if (i == n) {
+            if (n == max)
+                continue;
+            snprintf(out[n].name, sizeof out[n].name, "%s", name);
+            out[n].s = out[n].wait_s = 0;
+            n++;
+        }
+        out[i].s += (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
+        out[i].wait_s += (double)wait_ns / 1e9;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* after - before, by name (a thread named only after is counted whole);
+ * its run-queue wait in *wait. */
+static double thread_delta(const thread_cpu *before, int nb, const thread_cpu *after, int i, double *wait)
+{
+    for (int j = 0; j < nb; j++)
+        if (!strcmp(before[j].name, after[i].name)) {
+            *wait = after[i].wait_s - before[j].wait_s;
+            return after[i].s - before[j].s;
+        }
+    *wait = after[i].wait_s;
+    return after[i].s;
 }
 
 /* The disk's floor: p50 of 4 KiB overwrites each followed by fdatasync, in
@@ -550,6 +636,256 @@ static void readers_run(rdr *rs, int n, int ep, bool claim, int64_t end_us)
     }
 }
 
+/* --- the paced run: assignments at a set rate ------------------------------------
+ * The closed loop above measures latency at saturation: every commit
+ * answers ~40 claims at once and those readers' next requests come back
+ * together, so the last offer of such a burst waits behind the whole burst
+ * — in the hub and in this process, whose one thread takes each message
+ * in turn.  The issue's target is a latency *at* a rate (10,000
+ * assignments/s with READY→TASK p99 < 2 ms).  Here each reader starts its
+ * rounds on its own fixed schedule — every R/rate seconds from a random
+ * phase, so the readers together start `rate` rounds a second, spread
+ * apart and not released by commits — and a round is the whole
+ * assignment: READY 1 → TASK → CLAIM → CLAIMED (the lease durable, as
+ * before).  READY→TASK is timed from the round's *scheduled* start, so a
+ * late generator or a hub that falls behind counts against the figure (no
+ * coordinated omission): a round whose READY could not leave on time
+ * (its reader still waits for the last TASK) leaves when it can, timed
+ * from its schedule.  A reader does not wait for CLAIMED before its next
+ * round (up to PACED_CLAIMS claims outstanding); the readers are split
+ * over `threads` threads, each its own epoll over its readers' sockets
+ * (the sockets move to them; one ZeroMQ I/O thread as before). */
+#define PACED_CLAIMS 16
+
+typedef struct samples {
+    uint32_t *v;
+    size_t    n, cap;
+} samples;
+
+static void sample(samples *s, int64_t us)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 4096;
+        s->v = realloc(s->v, s->cap * sizeof *s->v);
+        if (!s->v)
+            die("out of memory");
+    }
+    s->v[s->n++] = (uint32_t)(us < 0 ? 0 : us);
+}
+
+typedef struct paced_rdr {
+    rdr    *r;
+    int64_t next;       /* the next round's scheduled start (µs) */
+    int64_t wait_sched; /* the round whose READY is outstanding: its schedule; 0 none */
+    int64_t wait_sent;  /* and when that READY actually left */
+    struct {
+        uint64_t req;
+        int64_t  sched, sent;
+    } claims[PACED_CLAIMS];
+    int n_claims;
+} paced_rdr;
+
+typedef struct pacer {
+    paced_rdr *ps;
+    int        n, ep;
+    int64_t    start, end, period, count_from;
+    samples    task, sent_task, claim, round, late;
+    size_t     claimed, claimed_counted, refused, rounds_started;
+    int64_t    last_claimed;
+    double     cpu_s, wait_s; /* this thread's CPU and run-queue wait, taken as it ends (gone from /proc after) */
+} pacer;
+
+static void paced_ready(pacer *p, paced_rdr *q, int64_t now)
+{
+    q->wait_sched = q->next;
+    q->wait_sent = now;
+    q->next += p->period;
+    p->rounds_started++;
+    sample(&p->late, now - q->wait_sched);
+    send_text(q->r, "READY", "{\"req\":%lld,\"credit\":%lld,\"v\":1}", 1, 0);
+}
+
+static void paced_answer(pacer *p, paced_rdr *q, const answer *m);
+
+static void paced_drain(pacer *p, paced_rdr *q)
+{
+    answer m;
+    while (recv_answer(q->r, &m))
+        paced_answer(p, q, &m);
+}
+
+/* Start every round that is due and may start; the next time one is due. */
+static int64_t paced_due(pacer *p, int64_t now)
+{
+    int64_t next = INT64_MAX;
+    for (int i = 0; i < p->n; i++) {
+        paced_rdr *q = &p->ps[i];
+        if (q->wait_sched || q->n_claims == PACED_CLAIMS || q->next >= p->end)
+            continue;
+        if (q->next <= now) {
+            paced_ready(p, q, now);
+            paced_drain(p, q); /* a send can take the socket's signal: look now */
+        }
+        if (!q->wait_sched && q->next < next)
+            next = q->next;
+    }
+    return next;
+}
+
+static void paced_answer(pacer *p, paced_rdr *q, const answer *m)
+{
+    int64_t now = mono_us();
+    rdr *r = q->r;
+    if (!strcmp(m->cmd, "TASK") && q->wait_sched) {
+        if (m->id <= 0)
+            die("reader %d: a TASK without an id: %s", r->index, m->hdr);
+        sample(&p->task, now - q->wait_sched);
+        sample(&p->sent_task, now - q->wait_sent);
+        send_text(r, "CLAIM", "{\"req\":%lld,\"task\":%lld,\"v\":1}", m->id, 0);
+        q->claims[q->n_claims].req = r->req;
+        q->claims[q->n_claims].sched = q->wait_sched;
+        q->claims[q->n_claims].sent = now;
+        q->n_claims++;
+        q->wait_sched = 0;
+        return;
+    }
+    for (int i = 0; i < q->n_claims; i++)
+        if ((long long)q->claims[i].req == m->req) {
+            if (!strcmp(m->cmd, "CLAIMED")) {
+                sample(&p->claim, now - q->claims[i].sent);
+                sample(&p->round, now - q->claims[i].sched);
+                p->claimed++;
+                p->last_claimed = now;
+                if (now >= p->count_from && now < p->end)
+                    p->claimed_counted++;
+            } else {
+                p->refused++;
+            }
+            q->claims[i] = q->claims[--q->n_claims];
+            return;
+        }
+    if (!strcmp(m->cmd, "ERROR"))
+        die("reader %d: the hub refused a request: %s", r->index, m->hdr);
+}
+
+static void *pacer_main(void *arg)
+{
+    pacer *p = arg;
+    int64_t give_up = p->end + 10000000, last_sweep = mono_us();
+    for (;;) {
+        int64_t now = mono_us();
+        int64_t next = paced_due(p, now);
+        bool busy = next != INT64_MAX;
+        for (int i = 0; i < p->n && !busy; i++)
+            busy = p->ps[i].wait_sched || p->ps[i].n_claims;
+        if (!busy || now > give_up)
+            break;
+        /* Wake for the next round on time (to the microsecond), or for an
+         * answer; 100 ms at most, for the sweep. */
+        int64_t wait = next == INT64_MAX ? 100000 : next - now;
+        if (wait > 100000)
+            wait = 100000;
+        struct timespec ts = {(time_t)(wait / 1000000), (long)(wait % 1000000) * 1000};
+        struct epoll_event evs[128];
+        int k = epoll_pwait2(p->ep, evs, 128, wait > 0 ? &ts : &(struct timespec){0, 0}, NULL);
+        for (int j = 0; j < k; j++)
+            paced_drain(p, &p->ps[evs[j].data.u32]);
+        if (mono_us() - last_sweep >= 100000) { /* the safety net, as in readers_run */
+            last_sweep = mono_us();
+            for (int i = 0; i < p->n; i++)
+                paced_drain(p, &p->ps[i]);
+        }
+    }
+    /* stragglers (a timeout): no more offers wanted */
+    for (int i = 0; i < p->n; i++)
+        if (p->ps[i].wait_sched)
+            send_text(p->ps[i].r, "READY", "{\"req\":%lld,\"credit\":%lld,\"v\":1}", 0, 0);
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    p->cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+               ru.ru_stime.tv_usec / 1e6;
+    FILE *f = fopen("/proc/thread-self/schedstat", "r");
+    unsigned long long run_ns, wait_ns;
+    if (f && fscanf(f, "%llu %llu", &run_ns, &wait_ns) == 2)
+        p->wait_s = (double)wait_ns / 1e9;
+    if (f)
+        fclose(f);
+    return NULL;
+}
+
+typedef struct paced_result {
+    double  rate;          /* CLAIMEDs a second after the first second */
+    size_t  rounds, claimed, refused;
+    double  pacer_cpu_s, pacer_wait_s; /* the generator threads' CPU and run-queue wait */
+    samples task, sent_task, claim, round, late;
+} paced_result;
+
+static void merge(samples *into, samples *from)
+{
+    for (size_t i = 0; i < from->n; i++)
+        sample(into, from->v[i]);
+    free(from->v);
+    qsort(into->v, into->n, sizeof *into->v, cmp_u32);
+}
+
+/* Run rate rounds a second for seconds over the readers rs (all connected
+ * and welcomed), on threads threads.  The rate counts the CLAIMEDs that
+ * arrive after the first second (start-up) until the end. */
+static paced_result paced_run(rdr *rs, int n, int threads, double rate, int seconds)
+{
+    paced_result res = {0};
+    paced_rdr *ps = calloc((size_t)n, sizeof *ps);
+    pacer *pc = calloc((size_t)threads, sizeof *pc);
+    pthread_t *tid = calloc((size_t)threads, sizeof *tid);
+    if (!ps || !pc || !tid)
+        die("out of memory");
+    int64_t period = (int64_t)((double)n / rate * 1e6), start = mono_us() + 20000;
+    int64_t end = start + (int64_t)seconds * 1000000;
+    unsigned seed = (unsigned)start;
+    for (int i = 0; i < n; i++) {
+        ps[i].r = &rs[i];
+        ps[i].next = start + (int64_t)(rand_r(&seed) % (unsigned)period); /* its own phase */
+    }
+    for (int t = 0; t < threads; t++) {
+        pacer *p = &pc[t];
+        int from = n * t / threads, to = n * (t + 1) / threads;
+        *p = (pacer){.ps = ps + from, .n = to - from, .start = start, .end = end, .period = period,
+                     .count_from = start + 1000000};
+        p->ep = epoll_create1(EPOLL_CLOEXEC);
+        if (p->ep < 0)
+            die("epoll_create1: %s", strerror(errno));
+        for (int i = 0; i < p->n; i++) {
+            struct epoll_event e = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+            if (epoll_ctl(p->ep, EPOLL_CTL_ADD, p->ps[i].r->fd, &e) < 0)
+                die("epoll_ctl: %s", strerror(errno));
+        }
+        if (pthread_create(&tid[t], NULL, pacer_main, p))
+            die("pthread_create failed");
+        pthread_setname_np(tid[t], "bench-pacer");
+    }
+    for (int t = 0; t < threads; t++) {
+        pthread_join(tid[t], NULL);
+        pacer *p = &pc[t];
+        close(p->ep);
+        res.rounds += p->rounds_started;
+        res.claimed += p->claimed;
+        res.refused += p->refused;
+        res.pacer_cpu_s += p->cpu_s;
+        res.pacer_wait_s += p->wait_s / threads;
+        res.rate += (double)p->claimed_counted;
+        merge(&res.task, &p->task);
+        merge(&res.sent_task, &p->sent_task);
+        merge(&res.claim, &p->claim);
+        merge(&res.round, &p->round);
+        merge(&res.late, &p->late);
+    }
+    res.rate /= (double)(end - start - 1000000) / 1e6;
+    free(ps);
+    free(pc);
+    free(tid);
+    return res;
+}
+
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -606,9 +942,11 @@ int main(int argc, char **argv)
     static const struct option opts[] = {{"dxhub", required_argument, NULL, 'b'}, {"dir", required_argument, NULL, 'd'},
                                          {"tasks", required_argument, NULL, 'n'}, {"readers", required_argument, NULL, 'r'},
                                          {"seconds", required_argument, NULL, 's'}, {"json", required_argument, NULL, 'j'},
-                                         {0, 0, 0, 0}};
+                                         {"rate", required_argument, NULL, 'R'}, {"paced-seconds", required_argument, NULL, 'P'},
+                                         {"paced-threads", required_argument, NULL, 'T'}, {0, 0, 0, 0}};
     const char *bin = NULL, *dir = NULL, *json_out = NULL;
-    int n_tasks = 100000, n_readers = 100, seconds = 10, o;
+    int n_tasks = 100000, n_readers = 100, seconds = 10, paced_s = -1, paced_threads = 2, o;
+    double rate = 10000;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
         case 'b': bin = optarg; break;
@@ -617,11 +955,18 @@ int main(int argc, char **argv)
         case 'r': n_readers = atoi(optarg); break;
         case 's': seconds = atoi(optarg); break;
         case 'j': json_out = optarg; break;
+        case 'R': rate = atof(optarg); break;
+        case 'P': paced_s = atoi(optarg); break;
+        case 'T': paced_threads = atoi(optarg); break;
         default: return 2;
         }
     }
-    if (!bin || !dir || n_tasks < 1 || n_readers < 1 || n_readers > MAX_READERS || seconds < 1) {
+    if (paced_s < 0)
+        paced_s = seconds;
+    if (!bin || !dir || n_tasks < 1 || n_readers < 1 || n_readers > MAX_READERS || seconds < 1 || rate <= 0 ||
+        (paced_s > 0 && paced_s < 2) || paced_threads < 1 || paced_threads > n_readers) {
         fprintf(stderr, "usage: bench_worklist --dxhub BIN --dir DIR [--tasks N] [--readers R] [--seconds S] "
+                        "[--rate N] [--paced-seconds S (0: none, else >= 2)] [--paced-threads T] "
                         "[--json OUT] STAT_ECG.dcm...\n");
         return 2;
     }
@@ -765,6 +1110,24 @@ int main(int argc, char **argv)
     qsort(lat, total, sizeof *lat, cmp_u32);
     qsort(clat, total, sizeof *clat, cmp_u32);
 
+    /* 3c. paced: rate assignments a second, latency from the schedule */
+    paced_result pr = {0};
+    thread_cpu tc0[32], tc1[32], sc0[8], sc1[8];
+    int n_tc0 = 0, n_tc1 = 0, n_sc0 = 0, n_sc1 = 0;
+    double p_hub_cores = 0, p_sim_cores = 0, p_elapsed = 0;
+    if (paced_s > 0) {
+        n_tc0 = threads_cpu(hub_proc.pid, tc0, 32);
+        n_sc0 = threads_cpu(getpid(), sc0, 8);
+        double h0 = proc_cpu_s(hub_proc.pid), s0 = self_cpu_s();
+        int64_t pstart = mono_us();
+        pr = paced_run(rs, n_readers, paced_threads, rate, paced_s);
+        p_elapsed = (double)(mono_us() - pstart) / 1e6;
+        p_hub_cores = (proc_cpu_s(hub_proc.pid) - h0) / p_elapsed;
+        p_sim_cores = (self_cpu_s() - s0) / p_elapsed;
+        n_tc1 = threads_cpu(hub_proc.pid, tc1, 32);
+        n_sc1 = threads_cpu(getpid(), sc1, 8);
+    }
+
     /* 3b. offers alone, half as long */
     int offer_s = seconds > 1 ? seconds / 2 : 1;
     int64_t ostart = mono_us();
@@ -887,14 +1250,69 @@ int main(int argc, char **argv)
 
     printf("\n  %-44s %12s %-6s\n", "metric", "value", "unit");
     metric("populate: tasks written directly", pop_s ? added / pop_s : 0, "1/s", NULL, 0, 0);
-    metric("assignments (READY→TASK→CLAIMED) per second", elapsed ? total / elapsed : 0, "1/s", "target", 10000, 0);
+    if (paced_s > 0) {
+        char name[96];
+        snprintf(name, sizeof name, "paced at %.0f/s: assignments per second", rate);
+        metric(name, pr.rate, "1/s", "target", 10000, 0);
+        metric("paced: READY→TASK from the schedule, p50", pct(pr.task.v, pr.task.n, 0.50), "ms", NULL, 0, 1);
+        metric("paced: READY→TASK from the schedule, p99", pct(pr.task.v, pr.task.n, 0.99), "ms", "target", 2, 1);
+        metric("paced: READY→TASK from the schedule, max", pr.task.n ? pr.task.v[pr.task.n - 1] / 1000.0 : 0, "ms",
+               NULL, 0, 1);
+        metric("paced: READY sent after its schedule, p99", pct(pr.late.v, pr.late.n, 0.99), "ms", NULL, 0, 1);
+        /* the same offers timed from the READY's actual send: the hub and
+         * both sides' I/O without the generator's lateness (not the target's
+         * measure: a late send is the loaded system's too) */
+        metric("paced: READY→TASK from the actual send, p50", pct(pr.sent_task.v, pr.sent_task.n, 0.50), "ms", NULL,
+               0, 1);
+        metric("paced: READY→TASK from the actual send, p99", pct(pr.sent_task.v, pr.sent_task.n, 0.99), "ms", NULL,
+               0, 1);
+        metric("paced: CLAIM→CLAIMED (durable lease), p50", pct(pr.claim.v, pr.claim.n, 0.50), "ms", NULL, 0, 1);
+        metric("paced: CLAIM→CLAIMED (durable lease), p99", pct(pr.claim.v, pr.claim.n, 0.99), "ms", NULL, 0, 1);
+        metric("paced: whole round, schedule→CLAIMED, p99", pct(pr.round.v, pr.round.n, 0.99), "ms", NULL, 0, 1);
+        metric("paced: CPU of the hub", p_hub_cores, "cores", NULL, 0, 0);
+        metric("paced: CPU of the simulated readers", p_sim_cores, "cores", NULL, 0, 0);
+        if (pr.claimed) {
+            metric("paced: hub CPU per assignment", p_hub_cores * p_elapsed / (double)pr.claimed * 1e6, "us", NULL, 0, 0);
+            metric("paced: simulated readers' CPU per assignment", p_sim_cores * p_elapsed / (double)pr.claimed * 1e6,
+                   "us", NULL, 0, 0);
+            /* A thread's run-queue wait: the time it was ready to run
+             * while the CPUs were busy (with anything, others' work too). */
+            for (int i = 0; i < n_tc1; i++) {
+                double w, d = thread_delta(tc0, n_tc0, tc1, i, &w);
+                if (d * 1e6 / (double)pr.claimed < 1)
+                    continue; /* idle threads */
+                snprintf(name, sizeof name, "paced: hub thread %.31s, CPU per assignment", tc1[i].name);
+                metric(name, d * 1e6 / (double)pr.claimed, "us", NULL, 0, 0);
+                snprintf(name, sizeof name, "paced: hub thread %.31s, run-queue wait", tc1[i].name);
+                metric(name, w / p_elapsed * 100, "%", NULL, 0, 1);
+            }
+            for (int i = 0; i < n_sc1; i++) {
+                double w, d = thread_delta(sc0, n_sc0, sc1, i, &w);
+                if (d * 1e6 / (double)pr.claimed < 1)
+                    continue;
+                snprintf(name, sizeof name, "paced: readers' thread %.31s, CPU per assignment", sc1[i].name);
+                metric(name, d * 1e6 / (double)pr.claimed, "us", NULL, 0, 0);
+                snprintf(name, sizeof name, "paced: readers' thread %.31s, run-queue wait", sc1[i].name);
+                metric(name, w / p_elapsed * 100, "%", NULL, 0, 1);
+            }
+            metric("paced: readers' generator threads, CPU per assignment", pr.pacer_cpu_s * 1e6 / (double)pr.claimed,
+                   "us", NULL, 0, 0);
+            metric("paced: readers' generator threads, run-queue wait", pr.pacer_wait_s / p_elapsed * 100, "%", NULL,
+                   0, 1);
+        }
+    }
+    /* The closed loop: each reader always has a request outstanding, so
+     * this is the rate at saturation, and its latencies are queueing at
+     * saturation (see the paced run's comment). */
+    metric("closed loop: assignments (CLAIM+READY→TASK→CLAIMED) per second", elapsed ? total / elapsed : 0, "1/s",
+           "target", 10000, 0);
     metric("READY→TASK, one reader alone, p50", pct(solo, (size_t)n_solo, 0.50), "ms", NULL, 0, 1);
     metric("READY→TASK, one reader alone, p99", pct(solo, (size_t)n_solo, 0.99), "ms", NULL, 0, 1);
-    metric("READY→TASK, all readers, p50", pct(lat, total, 0.50), "ms", NULL, 0, 1);
-    metric("READY→TASK, all readers, p99", pct(lat, total, 0.99), "ms", "target", 2, 1);
-    metric("READY→TASK, all readers, max", total ? lat[total - 1] / 1000.0 : 0, "ms", NULL, 0, 1);
-    metric("CLAIM→CLAIMED (durable lease), p50", pct(clat, total, 0.50), "ms", NULL, 0, 1);
-    metric("CLAIM→CLAIMED (durable lease), p99", pct(clat, total, 0.99), "ms", NULL, 0, 1);
+    metric("closed loop: READY→TASK, all readers, p50", pct(lat, total, 0.50), "ms", NULL, 0, 1);
+    metric("closed loop: READY→TASK, all readers, p99", pct(lat, total, 0.99), "ms", NULL, 0, 1);
+    metric("closed loop: READY→TASK, all readers, max", total ? lat[total - 1] / 1000.0 : 0, "ms", NULL, 0, 1);
+    metric("closed loop: CLAIM→CLAIMED (durable lease), p50", pct(clat, total, 0.50), "ms", NULL, 0, 1);
+    metric("closed loop: CLAIM→CLAIMED (durable lease), p99", pct(clat, total, 0.99), "ms", NULL, 0, 1);
     metric("offers alone (READY→TASK, no CLAIM) per second", oelapsed ? ototal / oelapsed : 0, "1/s", NULL, 0, 0);
     metric("offers alone, READY→TASK p50", pct(olat, ototal, 0.50), "ms", NULL, 0, 1);
     metric("offers alone, READY→TASK p99", pct(olat, ototal, 0.99), "ms", NULL, 0, 1);
@@ -905,19 +1323,22 @@ int main(int argc, char **argv)
     metric("one offer transaction (fsync), best of 5", offer_ms < 1e9 ? offer_ms : 0, "ms", NULL, 0, 1);
     if (batched > 0)
         metric("offers/s, 100 offers to one transaction", batched / (batch_ms / 1000.0), "1/s", NULL, 0, 0);
-    metric("CPU of the hub while assigning", hub_cores, "cores", NULL, 0, 0);
-    metric("CPU of the simulated readers meanwhile", sim_cores, "cores", NULL, 0, 0);
+    metric("closed loop: CPU of the hub", hub_cores, "cores", NULL, 0, 0);
+    metric("closed loop: CPU of the simulated readers", sim_cores, "cores", NULL, 0, 0);
     /* The figures to compare between runs on a shared machine: CPU time an
      * assignment, which load moves far less than the rate. */
-    metric("hub CPU per assignment", total ? hub_cores * elapsed / (double)total * 1e6 : 0, "us", NULL, 0, 0);
-    metric("simulated readers' CPU per assignment", total ? sim_cores * elapsed / (double)total * 1e6 : 0, "us", NULL,
+    metric("closed loop: hub CPU per assignment", total ? hub_cores * elapsed / (double)total * 1e6 : 0, "us", NULL, 0, 0);
+    metric("closed loop: simulated readers' CPU per assignment", total ? sim_cores * elapsed / (double)total * 1e6 : 0, "us", NULL,
            0, 0);
     metric("4 KiB write + fdatasync beside the store, p50", sync_ms, "ms", NULL, 0, 1);
     metric("worklist tick over the queue (every 500 ms)", tick_ms, "ms", NULL, 0, 1);
     metric("offer scan for a reader nothing fits", scan_ms, "ms", NULL, 0, 1);
     if (first_scan_ms)
         metric("  an ECG reader's READY→HEARTBEAT answered", first_scan_ms, "ms", NULL, 0, 1);
-    printf("  (%zu assignments in %.1f s by %d readers; %d readers stopped on a timeout, %d claims refused; "
+    if (paced_s > 0)
+        printf("  (paced: %zu rounds started on schedule in %d s over %d threads, %zu CLAIMED, %zu claims refused)\n",
+               pr.rounds, paced_s, paced_threads, pr.claimed, pr.refused);
+    printf("  (closed loop: %zu assignments in %.1f s by %d readers; %d readers stopped on a timeout, %d claims refused; "
            "%zu offers alone in %.1f s, %d readers left waiting on an empty queue; %d STAT studies timed)\n",
            total, elapsed, n_readers, timeouts, refused, ototal, oelapsed, otimeouts, n_lat);
     if (commit_line[0])
@@ -927,6 +1348,11 @@ int main(int argc, char **argv)
             die("cannot write %s", json_out);
     }
     json_decref(results);
+    free(pr.task.v);
+    free(pr.sent_task.v);
+    free(pr.claim.v);
+    free(pr.round.v);
+    free(pr.late.v);
     free(lat);
     free(clat);
     free(olat);

@@ -25,6 +25,7 @@ Readers are kept apart by modality (CT/ECG for (a), MR for (b), NM for
 import copy
 import hashlib
 import json
+import os
 import shutil
 import signal
 import struct
@@ -373,3 +374,12 @@ def test_resident_draft_goes_to_review_then_signed_or_returned(world, tmp_path):
     states = world.hub.study_states()
     assert states[tasks[signed["task"]]["study"]] == "signed"
     assert states[tasks[returned["task"]]["study"]] == "reported"
+
+
+def test_hub_names_its_reader_link_and_committer_threads(world):
+    """The worklist bench (and top, perf) tell the reader link's CPU from the
+    committer's by these names: a rename would silently drop them from its
+    per-thread figures."""
+    pid = world.hub.proc.p.pid
+    names = {(Path(f"/proc/{pid}/task") / t / "comm").read_text().strip() for t in os.listdir(f"/proc/{pid}/task")}
+    assert {"dxhub-readers", "dxhub-wlcommit"} <= names, names
