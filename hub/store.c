@@ -203,11 +203,6 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     MDB_envinfo info;
     mdb_env_info(s->env, &info);
     s->map_size = info.me_mapsize;
-    MDB_stat est;
-    if (mdb_env_get_fd(s->env, &s->fd) || mdb_env_stat(s->env, &est))
-        s->page_size = 0; /* instance bytes then stay in the page cache */
-    else
-        s->page_size = est.ms_psize;
     MDB_txn *txn;
     if ((rc = store_write_begin(s, &txn))) {
         snprintf(err, errlen, "LMDB: %s", mdb_strerror(rc));
@@ -596,7 +591,6 @@ static int put_blob(store *s, MDB_txn *txn, put_job *job)
             return rc;
         /* Straight into the pages LMDB reserved: the one copy of the bytes. */
         memcpy(v.mv_data, job->file + off, n);
-        store_uncache_note(s, v.mv_data, n);
         if (size == 0)
             break;
     }
@@ -762,7 +756,6 @@ static int apply_chunk(store *s, MDB_txn *txn, put_job *job)
     if ((rc = mdb_put(txn, s->blob, &k, &v, MDB_RESERVE)))
         return rc;
     memcpy(v.mv_data, job->file, STORE_CHUNK);
-    store_uncache_note(s, v.mv_data, STORE_CHUNK);
     return 0;
 }
 
@@ -874,7 +867,6 @@ static void commit_batch(store *s, put_job **jobs, unsigned n)
     for (;;) {
         int64_t t0 = mono_us();
         MDB_txn *txn = NULL;
-        store_uncache_begin(s);
         int rc = batch_begin(s, chunks_only, &txn);
         unsigned bad = n;
         for (unsigned i = 0; rc == 0 && i < n; i++) {
@@ -920,10 +912,8 @@ static void commit_batch(store *s, put_job **jobs, unsigned n)
                 applied++;
             }
         }
-        if (rc == 0) {
+        if (rc == 0)
             store_count_commit(s, (uint64_t)(mono_us() - t0), applied);
-            store_uncache_committed(s); /* flushed: the instance bytes' pages are clean */
-        }
         if (rc == 0)
             store_notify_tasks(s, txn_id);
         return;

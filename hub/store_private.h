@@ -56,12 +56,6 @@ struct store {
     pthread_mutex_t  rpool_mu;
     MDB_txn         *rpool[32];
     unsigned         rpool_n;
-    /* Page runs of instance bytes the running commit wrote, dropped from
-     * the page cache after its flush (store_uncache.c; committer only). */
-    int              fd;        /* data.mdb's */
-    unsigned         page_size; /* 0: keep everything cached */
-    struct store_uncache_run { uint64_t off, len; } uncache[64];
-    unsigned         uncache_n;
 };
 
 /* inst record (value of inst and conflict dbs) */
@@ -122,12 +116,5 @@ int  store_write_begin(store *s, MDB_txn **txn);
  * reader-table lock once the pool is warm (store_query.c). */
 int  store_read_txn(store *s, MDB_txn **txn);
 void store_read_end(store *s, MDB_txn *txn);
-/* Instance bytes out of the page cache once durable (store_uncache.c): a
- * commit begins with store_uncache_begin, notes each instance-bytes value
- * it reserved (the pointer MDB_RESERVE gave, inside the transaction) and,
- * after its successful commit, calls store_uncache_committed. */
-void store_uncache_begin(store *s);
-void store_uncache_note(store *s, const void *value, size_t len);
-void store_uncache_committed(store *s);
 
 #endif
