@@ -117,6 +117,10 @@ typedef struct pki_chain pki_chain;
 int  pki_chain_parse(const void *pem, size_t len, pki_chain **out, char *err, size_t errlen);
 int  pki_chain_load(const char *path, pki_chain **out, char *err, size_t errlen);
 void pki_chain_free(pki_chain **c); /* NULL-safe; NULLs *c */
+/* The same certificates, shared (each one's reference count raised), for a
+ * caller that keeps a parsed chain and hands out copies: no parsing.  NULL
+ * when out of memory. */
+pki_chain *pki_chain_dup(const pki_chain *c);
 
 /* Who a certificate names (the first of the chain).  Strings are UTF-8. */
 typedef struct pki_identity {

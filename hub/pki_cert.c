@@ -60,6 +60,21 @@ int pki_chain_load(const char *path, pki_chain **out, char *err, size_t errlen)
     return 0;
 }
 
+pki_chain *pki_chain_dup(const pki_chain *c)
+{
+    pki_chain *d = c ? calloc(1, sizeof *d) : NULL;
+    if (!d)
+        return NULL;
+    for (size_t i = 0; i < c->n; i++) {
+        if (!X509_up_ref(c->certs[i])) {
+            pki_chain_free(&d);
+            return NULL;
+        }
+        d->certs[d->n++] = c->certs[i];
+    }
+    return d;
+}
+
 void pki_chain_free(pki_chain **c)
 {
     if (!c || !*c)

@@ -1,21 +1,38 @@
 /* report_verify.c — the checks on a signed report: offline (report_verify,
  * `dxhub verify`) and on SUBMIT (report_verify_submission, the store's
  * verification hook).  The trust list is reloadable while readers submit:
- * each check takes a reference to the list current when it starts. */
+ * each check takes a reference to the list current when it starts.
+ *
+ * Parsed signer chains are kept, keyed by the SHA-256 of their PEM bytes:
+ * a consortium's reports are signed by a few hundred readers, each report
+ * carries its signer's chain, and parsing it (OpenSSL's PEM and public-key
+ * decoders) was a third of the CPU of a lookup that checks ten signatures.
+ * Only the parse is kept, a pure function of the bytes; the signature,
+ * the chain's trust, validity and revocation are checked on every call. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "hub/digest.h"
 #include "hub/report.h"
 #include "codecs/banned.h"
+
+#define CHAIN_SLOTS 256 /* parsed chains kept (direct-mapped by hash) */
+
+typedef struct chain_slot {
+    uint8_t    hash[32]; /* SHA-256 of the PEM bytes */
+    pki_chain *chain;    /* NULL: free */
+} chain_slot;
 
 struct report_verifier {
     report_verifier_config cfg;
     char                  *trust_dir;
     pthread_mutex_t        lock;
     pki_trust             *trust; /* under lock */
+    chain_slot             chains[CHAIN_SLOTS]; /* under lock */
+    size_t                 chains_parsed, chains_reused; /* under lock */
 };
 
 static int fail(int code, char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -71,6 +88,8 @@ void report_verifier_free(report_verifier **vp)
         return;
     report_verifier *v = *vp;
     pki_trust_free(&v->trust);
+    for (size_t i = 0; i < CHAIN_SLOTS; i++)
+        pki_chain_free(&v->chains[i].chain);
     pthread_mutex_destroy(&v->lock);
     free(v->trust_dir);
     free(v);
@@ -92,6 +111,48 @@ void report_verifier_counts(report_verifier *v, size_t *cas, size_t *crls)
     pki_trust_free(&t);
 }
 
+/* The chain in pem, parsed or a copy of the one kept for the same bytes;
+ * the caller's to free. */
+static int chain_of(report_verifier *v, const void *pem, size_t len, pki_chain **out, char *err, size_t errlen)
+{
+    uint8_t h[32];
+    digest_ctx *d = digest_new();
+    if (!d) /* nothing to key it by: parse it, keep nothing */
+        return pki_chain_parse(pem, len, out, err, errlen);
+    digest_update(d, pem, len);
+    digest_final(&d, h);
+    chain_slot *s = &v->chains[(h[0] | (size_t)h[1] << 8) % CHAIN_SLOTS];
+    pthread_mutex_lock(&v->lock);
+    *out = s->chain && !memcmp(s->hash, h, sizeof h) ? pki_chain_dup(s->chain) : NULL;
+    if (*out)
+        v->chains_reused++;
+    pthread_mutex_unlock(&v->lock);
+    if (*out)
+        return 0;
+    int rc = pki_chain_parse(pem, len, out, err, errlen);
+    if (rc < 0)
+        return rc;
+    pki_chain *keep = pki_chain_dup(*out), *old = NULL;
+    pthread_mutex_lock(&v->lock);
+    v->chains_parsed++;
+    if (keep) {
+        old = s->chain;
+        s->chain = keep;
+        memcpy(s->hash, h, sizeof h);
+    }
+    pthread_mutex_unlock(&v->lock);
+    pki_chain_free(&old);
+    return 0;
+}
+
+void report_verifier_chain_counts(report_verifier *v, size_t *parsed, size_t *reused)
+{
+    pthread_mutex_lock(&v->lock);
+    *parsed = v->chains_parsed;
+    *reused = v->chains_reused;
+    pthread_mutex_unlock(&v->lock);
+}
+
 int report_verify(report_verifier *v, const void *report, size_t len, const void *sig, size_t sig_len,
                   const void *chain, size_t chain_len, time_t at, pki_identity *signer, report_doc **doc, char *why,
                   size_t whylen)
@@ -109,7 +170,7 @@ int report_verify(report_verifier *v, const void *report, size_t len, const void
         return fail(REPORT_EFORMAT, why, whylen, "no report");
     if (!sig || !sig_len || !chain || !chain_len)
         return fail(REPORT_EUNSIGNED, why, whylen, "signing requires a signature and the signer's certificate chain");
-    if ((rc = pki_chain_parse(chain, chain_len, &c, e, sizeof e)) < 0)
+    if ((rc = chain_of(v, chain, chain_len, &c, e, sizeof e)) < 0)
         return fail(rc, why, whylen, "signer's certificate chain unreadable: %s", e);
     if (signer)
         pki_chain_identity(c, signer);

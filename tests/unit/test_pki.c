@@ -356,10 +356,47 @@ static void test_revoked_certificate_refused_after_reload(void **state)
         assert_int_equal(report_verifier_reload(v, err, sizeof err), 0);
         assert_int_equal(verify(v, &sr, why, sizeof why), PKI_EREVOKED);
         assert_string_equal(why, "certificate revoked");
+        /* the chain was parsed once and reused: trust is checked on every call */
+        size_t parsed, reused;
+        report_verifier_chain_counts(v, &parsed, &reused);
+        assert_int_equal(parsed, 1);
+        assert_int_equal(reused, 2);
         assert_int_equal(pki_ca_revoke(cap, NULL, at("%s/liming.pem", rd), now, 30, err, sizeof err), 1);
         report_verifier_free(&v);
         free_report(&sr);
     }
+}
+
+/* A kept chain is found by its exact bytes: another signer's chain, or the
+ * same chain with one byte changed, is parsed on its own (and the damaged
+ * one refused), never answered from the kept one. */
+static void test_signer_chain_kept_by_its_bytes(void **state)
+{
+    (void)state;
+    signed_report a, b;
+    sign_report(nm("rd-%s", algs_dir[PKI_ED25519]), "wangwei", &a);
+    make_reader(nm("ca-%s", algs_dir[PKI_ED25519]), "rd-keep", "sunli", PKI_ED25519, now - 300, now + 86400);
+    sign_report("rd-keep", "sunli", &b);
+    report_verifier *v = verifier(nm("ca-%s", algs_dir[PKI_ED25519]), NULL);
+    char why[512];
+    size_t parsed, reused;
+    assert_int_equal(verify(v, &a, why, sizeof why), 0);
+    assert_int_equal(verify(v, &a, why, sizeof why), 0);
+    assert_int_equal(verify(v, &b, why, sizeof why), 0);
+    report_verifier_chain_counts(v, &parsed, &reused);
+    assert_int_equal(parsed, 2);
+    assert_int_equal(reused, 1);
+    /* one base64 character of the leaf certificate changed */
+    char *p = memchr(a.chain, '\n', a.chain_len);
+    assert_non_null(p);
+    p += 40;
+    *p = *p == 'A' ? 'B' : 'A';
+    assert_int_not_equal(verify(v, &a, why, sizeof why), 0);
+    report_verifier_chain_counts(v, &parsed, &reused);
+    assert_int_equal(reused, 1);
+    report_verifier_free(&v);
+    free_report(&a);
+    free_report(&b);
 }
 
 static void test_expired_certificate_refused_with_its_own_reason(void **state)
@@ -814,6 +851,7 @@ int main(void)
         cmocka_unit_test(test_addendum_must_follow_the_signed_report_with_the_next_version),
         cmocka_unit_test(test_report_names_the_reviewed_resident_and_reads_back),
         cmocka_unit_test(test_revoked_certificate_refused_after_reload),
+        cmocka_unit_test(test_signer_chain_kept_by_its_bytes),
         cmocka_unit_test(test_expired_certificate_refused_with_its_own_reason),
         cmocka_unit_test(test_ca_outside_the_trust_list_refused),
         cmocka_unit_test(test_trust_list_of_several_cas_and_a_reader_cert_lying_there),
