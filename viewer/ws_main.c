@@ -296,6 +296,7 @@ int cmd_workstation(int argc, char **argv)
     printf("dxhub workstation: ready url=http://%s:%d/#token=%s reader=%s\n", c->bind, port, w.token, w.reader_id);
     fflush(stdout);
     background(&w);
+    log_info("stopping"); /* each step below is bounded; "stopped" says they all ended */
     rc = 0;
 
 done:
@@ -325,6 +326,8 @@ done:
     ws_cache_close(&w.cache);
     ws_frames_free(&w.frames);
     cdc_sandbox_close(&w.decoder);
+    if (rc == 0)
+        log_info("stopped");
 release:
     cfg_release(&own);
     return rc;
