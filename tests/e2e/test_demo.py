@@ -58,8 +58,11 @@ def test_demo_runs_a_full_reading_and_stops_cleanly(tmp_path):
     demo_dir = tmp_path / "demo"
     base = random.randrange(10000, 19000, 1000)  # below free_port()s range (20000-32000)
     env = dict(os.environ, DEMO=str(demo_dir), DEMO_PORT_BASE=str(base))
+    # Ctrl-C as at a terminal: a suite started in the background (`make test &`) inherits SIGINT
+    # ignored, and a signal ignored when a shell starts cannot be trapped by it
     proc = subprocess.Popen([str(REPO / "samples" / "demo")], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     out = []
     try:
         deadline = time.time() + 240
