@@ -95,22 +95,34 @@ static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noret
 
 static int cmp_u32(const void *a, const void *b);
 
+/* A /proc .../stat file's command name (into name[n], when name) and CPU
+ * seconds (user + system); 0, or -1 when it cannot be read. */
+static int read_stat(const char *path, char *name, size_t n, double *cpu_s)
+{
+    char buf[1024];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t k = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[k] = 0;
+    char *l = strchr(buf, '('), *r = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long long ut = 0, stt = 0;
+    if (!l || !r || sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stt) != 2)
+        return -1;
+    if (name)
+        snprintf(name, n, "%.*s", (int)(r - l - 1), l + 1);
+    *cpu_s = (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
+    return 0;
+}
+
 /* CPU seconds (user + system) a process has used: /proc/PID/stat. */
 static double proc_cpu_s(pid_t pid)
 {
-    char path[64], buf[1024];
+    char path[64];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-    unsigned long long ut = 0, stt = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stt) != 2)
-        return 0;
-    return (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
+    double s = 0;
+    return read_stat(path, NULL, 0, &s) ? 0 : s;
 }
 
 /* CPU seconds this process (the simulated readers) has used. */
@@ -140,27 +152,19 @@ static int threads_cpu(pid_t pid, thread_cpu *out, int max)
     for (struct dirent *e; d && (e = readdir(d));) {
         if (e->d_name[0] == '.')
             continue;
-        char sp[300], buf[1024];
+        char sp[300], name[32];
+        double cpu_s;
         snprintf(sp, sizeof sp, "/proc/%d/task/%s/stat", (int)pid, e->d_name);
-        FILE *f = fopen(sp, "r");
-        if (!f)
-            continue;
-        size_t k = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[k] = 0;
-        char *l = strchr(buf, '('), *r = strrchr(buf, ')');
-        unsigned long long ut = 0, stt = 0;
-        if (!l || !r || sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stt) != 2)
+        if (read_stat(sp, name, sizeof name, &cpu_s))
             continue;
         unsigned long long run_ns = 0, wait_ns = 0;
         snprintf(sp, sizeof sp, "/proc/%d/task/%s/schedstat", (int)pid, e->d_name);
-        if ((f = fopen(sp, "r"))) {
+        FILE *f = fopen(sp, "r");
+        if (f) {
             if (fscanf(f, "%llu %llu", &run_ns, &wait_ns) != 2)
                 wait_ns = 0;
             fclose(f);
         }
-        char name[32];
-        snprintf(name, sizeof name, "%.*s", (int)(r - l - 1), l + 1);
         int i = 0;
         while (i < n && strcmp(out[i].name, name))
             i++;
@@ -171,7 +175,7 @@ static int threads_cpu(pid_t pid, thread_cpu *out, int max)
             out[n].s = out[n].wait_s = 0;
             n++;
         }
-        out[i].s += (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
+        out[i].s += cpu_s;
         out[i].wait_s += (double)wait_ns / 1e9;
     }
     if (d)
