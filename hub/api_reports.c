@@ -28,7 +28,7 @@
 #define PREVIEW_MAX ((uint64_t)256 << 20) /* instances larger than this get no preview */
 /* An answer without exams is kept no longer than one with them (a new
  * report moves store_report_gen anyway). */
-#define REPORT_TRUST_MAX_MS ((int64_t)10 * 1000)
+#define REPORT_TRUST_MAX_MS ((int64_t)24 * 3600 * 1000) /* as recog.c's REPORT_RECHECK_MS */
 
 /* ---- counters ------------------------------------------------------- */
 

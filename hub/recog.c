@@ -8,8 +8,11 @@
  *              (instances, exam type, signer); used only while all still
  *              match.  With it, the facts its instance records gave, under
  *              the store's instance generation.  Both are trusted without
- *              reading the bytes or records for REPORT_RECHECK_MS after
- *              they were last checked (what that bounds: ARCHITECTURE.md)
+ *              reading the bytes or records while no other process
+ *              committed to the store (store_outside_gen) and for
+ *              REPORT_RECHECK_MS after they were last checked; bytes a
+ *              caller already holds (a report being served) are hashed
+ *              every time (what that bounds: ARCHITECTURE.md)
  *   instances  digest → whether the stored bytes still hash to it and
  *              one frame decodes
  * Both are chained hash tables locked by stripes, bounded: past the
@@ -36,7 +39,8 @@
 #define VCACHE_BYTES ((size_t)512 << 20) /* report verdicts kept at most (100,000 reports: ~210 MiB) */
 #define ICACHE_MAX   (4u << 20)          /* instance verdicts kept at most */
 #define INST_TTL_MS  ((int64_t)24 * 3600 * 1000)
-#define REPORT_RECHECK_MS ((int64_t)10 * 1000) /* a report's bytes are hashed again this long after the last time */
+#define REPORT_RECHECK_MS ((int64_t)24 * 3600 * 1000) /* a report's bytes are hashed again this long after the last time,
+                                                        * as an instance's (INST_TTL_MS) */
 #define RECOG_MEMO_MAX            ((size_t)1 << 20)
 #define RECOG_MEMO_ESTIMATE(n)    (1000 + 150 * (n)) /* an exam's JSON: ~1.1 KiB + a link pair per instance */
 #define DECODE_MAX   ((uint64_t)256 << 20) /* larger instances: hashed in pieces, not decoded */
@@ -53,6 +57,7 @@ struct verdict {
     char        id[STORE_REPORT_ID_MAX];
     uint8_t     hash[32];
     uint64_t    gen;
+    uint64_t    outside;    /* store_view_outside_gen when the bytes last hashed to `hash` */
     int64_t     ref_ms;     /* the index record it was made for (reported_ms, version): */
     uint32_t    ref_version; /* the hub re-signing a report under its id rewrites both */
     int64_t     hashed_ms;  /* monotonic: when the bytes last hashed to `hash` (under the stripe lock) */
@@ -98,6 +103,7 @@ struct recog {
     recog_config    *cfg;
     uint64_t         cfg_gen; /* under cfg_lock: bumped by recog_set_config */
     _Atomic uint64_t gen;
+    _Atomic uint64_t changed; /* verdicts made again because stored bytes changed under the same index record */
     _Atomic size_t   vbytes, icount;
     pthread_mutex_t  vlock[STRIPES], ilock[STRIPES];
     verdict        **v;  /* VBUCKETS chains */
@@ -191,7 +197,8 @@ uint64_t recog_generation(recog *r)
     pthread_mutex_lock(&r->cfg_lock);
     uint64_t g = r->cfg_gen;
     pthread_mutex_unlock(&r->cfg_lock);
-    return atomic_load(&r->gen) * 0x100000001b3ULL ^ g;
+    uint64_t h = (atomic_load(&r->gen) * 0x100000001b3ULL ^ g) * 0x100000001b3ULL;
+    return h ^ atomic_load(&r->changed);
 }
 
 void recog_names(recog *r, char *consortium, size_t cn, char *mark, size_t mn)
@@ -321,50 +328,62 @@ static bool same_report(const verdict *vd, const store_report_ref *ref, uint64_t
 }
 
 /* The verdict for v: cached when the trust list and the report's index
- * record are unchanged and its bytes hashed to the same SHA-256 at most
- * REPORT_RECHECK_MS ago (past that they are read and hashed again), else
- * made now (and cached).  A reference, or NULL with *err. */
+ * record are unchanged and its bytes hashed to the same SHA-256, at most
+ * REPORT_RECHECK_MS ago and with no other process's commit since (past
+ * either they are read and hashed again; bytes already read, as when the
+ * report is being served, are hashed every time), else made now (and
+ * cached).  A reference, or NULL with *err. */
 static verdict *verdict_for(recog *r, store_report_view *v, int *err, int64_t *hashed_ms)
 {
-    uint64_t gen = atomic_load(&r->gen);
+    uint64_t gen = atomic_load(&r->gen), outside = store_view_outside_gen(v->view);
     const char *id = v->ref->report_id;
     uint32_t b = fnv(id, strlen(id)) & (VBUCKETS - 1);
     pthread_mutex_t *lk = &r->vlock[b % STRIPES];
     int64_t now = mono_ms();
-    pthread_mutex_lock(lk);
-    verdict *vd = r->v[b];
-    while (vd && strcmp(vd->id, id))
-        vd = vd->next;
-    bool hit = vd && same_report(vd, v->ref, gen) && now - vd->hashed_ms < REPORT_RECHECK_MS;
-    if (hit) {
-        atomic_fetch_add(&vd->refs, 1);
-        *hashed_ms = vd->hashed_ms;
+    if (!v->loaded) {
+        pthread_mutex_lock(lk);
+        verdict *vd = r->v[b];
+        while (vd && strcmp(vd->id, id))
+            vd = vd->next;
+        bool hit = vd && same_report(vd, v->ref, gen) && vd->outside == outside &&
+                   now - vd->hashed_ms < REPORT_RECHECK_MS;
+        if (hit) {
+            atomic_fetch_add(&vd->refs, 1);
+            *hashed_ms = vd->hashed_ms;
+        }
+        pthread_mutex_unlock(lk);
+        if (hit)
+            return vd;
     }
-    pthread_mutex_unlock(lk);
-    if (hit)
-        return vd;
     *hashed_ms = now;
     if ((*err = store_report_bytes(v)) < 0)
         return NULL;
     uint8_t hash[32];
     bytes_hash(v, hash);
     pthread_mutex_lock(lk);
-    vd = r->v[b];
+    verdict *vd = r->v[b];
     while (vd && strcmp(vd->id, id))
         vd = vd->next;
-    hit = vd && same_report(vd, v->ref, gen) && !memcmp(vd->hash, hash, 32);
+    bool hit = vd && same_report(vd, v->ref, gen) && !memcmp(vd->hash, hash, 32);
     if (hit) {
         vd->hashed_ms = now;
+        vd->outside = outside;
         atomic_fetch_add(&vd->refs, 1);
     }
+    /* the same index record with other bytes: changed behind this hub's
+     * back, so answers kept with the old verdict go too */
+    bool changed = !hit && vd && same_report(vd, v->ref, gen);
     pthread_mutex_unlock(lk);
     if (hit)
         return vd;
+    if (changed)
+        atomic_fetch_add(&r->changed, 1);
     if (!(vd = verify(r, v, hash, gen))) {
         *err = -ENOMEM;
         return NULL;
     }
     vd->hashed_ms = now;
+    vd->outside = outside;
     pthread_mutex_lock(lk);
     /* the stale verdict of this report (bytes or trust changed), if any */
     for (verdict **pp = &r->v[b]; *pp; pp = &(*pp)->next)

@@ -36,9 +36,11 @@
  * Cost: verifying a signature and re-hashing a study's stored bytes is
  * done once and remembered: a report's verdict by the SHA-256 of its
  * stored bytes, signature and chain and by its index record (time and
- * version), the bytes read and hashed again when the verdict is older
- * than 10 s (what that bounds: ARCHITECTURE.md, "Lookup"); an
- * instance's by its digest, for a day.  recog_trust_changed forgets
+ * version), the bytes read and hashed again when another process
+ * committed to the store since, when the verdict is a day old, and
+ * whenever the caller already holds them (a report being served; what
+ * that bounds: ARCHITECTURE.md, "Lookup"); an instance's by its digest,
+ * for a day.  recog_trust_changed forgets
  * every signature verdict (a new CRL).  Thread-safe.
  */
 #ifndef DXHUB_RECOG_H
@@ -137,7 +139,9 @@ void recog_set_config(recog *r, recog_config *cfg);
 /* The trust list was reloaded: verify signatures again. */
 void recog_trust_changed(recog *r);
 /* Grows whenever a rule's input outside the store changes: the trust
- * list or CRL, the rules, the allow-list (each SIGHUP). */
+ * list or CRL, the rules, the allow-list (each SIGHUP), and whenever a
+ * stored report's bytes are found changed under the same index record
+ * (by another process or on the disk). */
 uint64_t recog_generation(recog *r);
 /* The consortium name and mark, copied (the configuration may change). */
 void recog_names(recog *r, char *consortium, size_t cn, char *mark, size_t mn);

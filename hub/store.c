@@ -184,6 +184,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->audit_mu, NULL);
     pthread_mutex_init(&s->write_mu, NULL);
+    pthread_mutex_init(&s->outside_mu, NULL);
     pthread_mutex_init(&s->rpool_mu, NULL);
     pthread_cond_init(&s->wake, NULL);
     pthread_cond_init(&s->done, NULL);
@@ -203,6 +204,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     MDB_envinfo info;
     mdb_env_info(s->env, &info);
     s->map_size = info.me_mapsize;
+    store_outside_init(s);
     MDB_txn *txn;
     if ((rc = store_write_begin(s, &txn))) {
         snprintf(err, errlen, "LMDB: %s", mdb_strerror(rc));
@@ -240,7 +242,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     }
     s->on_tasks = cfg->on_tasks;
     s->on_tasks_ctx = cfg->on_tasks_ctx;
-    if ((rc = mdb_txn_commit(txn))) {
+    if ((rc = store_txn_commit(s, txn))) {
         snprintf(err, errlen, "LMDB: %s", mdb_strerror(rc));
         rc = store_lmdb_err(rc);
         goto fail;
@@ -278,6 +280,7 @@ void store_close(store **sp)
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->audit_mu);
     pthread_mutex_destroy(&s->write_mu);
+    pthread_mutex_destroy(&s->outside_mu);
     pthread_mutex_destroy(&s->rpool_mu);
     pthread_cond_destroy(&s->wake);
     pthread_cond_destroy(&s->done);
@@ -833,10 +836,10 @@ static int batch_end(store *s, bool nometa, MDB_txn *txn, bool commit)
     if (!commit)
         mdb_txn_abort(txn);
     else if (!nometa)
-        rc = mdb_txn_commit(txn);
+        rc = store_txn_commit(s, txn);
     else {
         mdb_env_set_flags(s->env, MDB_NOMETASYNC, 1);
-        rc = mdb_txn_commit(txn);
+        rc = store_txn_commit(s, txn);
         mdb_env_set_flags(s->env, MDB_NOMETASYNC, 0);
     }
     if (nometa)

@@ -195,9 +195,14 @@ int store_list_conflicts(store *s, const char *sop_uid, int (*cb)(void *ctx, con
 /* Grows whenever a conflicting copy is received (after its commit). */
 uint64_t store_conflict_gen(store *s);
 /* Grows whenever this process adds or removes an instance record (after
- * the commit): while it is unchanged, every SOP Instance UID names the
- * same record or none.  Writers in other processes do not move it. */
+ * the commit) and whenever another process's commit is seen
+ * (store_outside_gen): while it is unchanged, every SOP Instance UID names
+ * the same record or none. */
 uint64_t store_instance_gen(store *s);
+/* Grows whenever a commit to the environment by another process is seen
+ * (hub/store_outside.c): while it is unchanged, every record this process
+ * did not rewrite itself holds the bytes it held. */
+uint64_t store_outside_gen(store *s);
 /* The id of the latest committed write transaction; a snapshot taken
  * afterwards sees at least that. */
 uint64_t store_last_commit(store *s);

@@ -49,7 +49,7 @@ int store_bench_add_tasks(store *s, int n, const char *uid_prefix, const char *m
                 return rc < 0 ? rc : -rc;
             }
         }
-        if ((rc = mdb_txn_commit(txn)) != 0) {
+        if ((rc = store_txn_commit(s, txn)) != 0) {
             snprintf(err, errlen, "commit: %s", mdb_strerror(rc));
             return store_lmdb_err(rc);
         }
@@ -74,7 +74,7 @@ int store_bench_offer_batch(store *s, const wl_reader *r, int n, int64_t now_ms)
         mdb_txn_abort(txn);
         return rc;
     }
-    rc = mdb_txn_commit(txn);
+    rc = store_txn_commit(s, txn);
     return rc ? store_lmdb_err(rc) : k;
 }
 
@@ -148,7 +148,7 @@ int store_bench_add_reports(store *s, const store_instance *tmpl, int n,
                 return store_lmdb_err(rc);
             }
         }
-        if ((rc = mdb_txn_commit(txn)) != 0) {
+        if ((rc = store_txn_commit(s, txn)) != 0) {
             snprintf(err, errlen, "commit: %s", mdb_strerror(rc));
             return store_lmdb_err(rc);
         }

@@ -15,10 +15,12 @@
 struct store_view {
     store   *s;
     MDB_txn *txn;
-    uint64_t inst_gen; /* read before the snapshot */
+    uint64_t inst_gen;    /* read before the snapshot */
+    uint64_t outside_gen; /* read before the snapshot */
 };
 
 uint64_t store_view_instance_gen(const store_view *v) { return v->inst_gen; }
+uint64_t store_view_outside_gen(const store_view *v) { return v->outside_gen; }
 
 static void be64(uint8_t out[8], uint64_t v)
 {
@@ -107,7 +109,7 @@ int store_reports_by_patient(store *s, const char *patient_id, int64_t since_ms,
     size_t kl = pat_key(start, sizeof start, patient_id, since_ms, "");
     if (!kl)
         return -EINVAL;
-    store_view v = {.s = s, .inst_gen = store_instance_gen(s)};
+    store_view v = {.s = s, .outside_gen = store_outside_gen(s), .inst_gen = store_instance_gen(s)};
     int rc = store_read_txn(s, &v.txn);
     if (rc)
         return rc;
@@ -138,7 +140,7 @@ int store_reports_by_patient(store *s, const char *patient_id, int64_t since_ms,
 
 int store_report_by_id(store *s, const char *report_id, store_report_fn cb, void *ctx)
 {
-    store_view v = {.s = s, .inst_gen = store_instance_gen(s)};
+    store_view v = {.s = s, .outside_gen = store_outside_gen(s), .inst_gen = store_instance_gen(s)};
     int rc = store_read_txn(s, &v.txn);
     if (rc)
         return rc;
@@ -269,7 +271,7 @@ int store_index_existing_reports(store *s)
         mdb_txn_abort(txn);
         return store_lmdb_err(rc);
     }
-    rc = mdb_txn_commit(txn);
+    rc = store_txn_commit(s, txn);
     return rc ? store_lmdb_err(rc) : n;
 }
 
@@ -312,7 +314,7 @@ int store_repeat_put(store *s, const store_repeat *r, int64_t now_ms)
         mdb_txn_abort(txn);
         return store_lmdb_err(rc);
     }
-    return store_lmdb_err(mdb_txn_commit(txn));
+    return store_lmdb_err(store_txn_commit(s, txn));
 }
 
 int store_repeat_walk(store *s, int (*cb)(void *ctx, const char *facility, const char *reason), void *ctx)

@@ -51,6 +51,11 @@ int store_view_instance(store_view *v, const char *sop, store_instance *out);
  * facts about instance records seen in this view hold for as long as the
  * store's generation still equals it. */
 uint64_t store_view_instance_gen(const store_view *v);
+/* store_outside_gen as read just before the view's snapshot was taken:
+ * what was verified of a record's bytes in an earlier view still holds
+ * when this equals the generation then and this process did not rewrite
+ * the record. */
+uint64_t store_view_outside_gen(const store_view *v);
 
 /* One report as a lookup sees it.  The bytes are read on demand
  * (store_report_bytes): a lookup that trusts a recent verdict of the

@@ -35,7 +35,7 @@ int store_outbox_put(store *s, const char *facility, const char *id, const char 
         mdb_txn_abort(txn);
         return store_lmdb_err(rc);
     }
-    return store_lmdb_err(mdb_txn_commit(txn));
+    return store_lmdb_err(store_txn_commit(s, txn));
 }
 
 /* The same inside the caller's write transaction (the ECG triage queues a
@@ -113,5 +113,5 @@ int store_outbox_ack(store *s, const char *facility, const char *id, int64_t now
         mdb_txn_abort(txn);
         return rc ? store_lmdb_err(rc) : -ENOENT;
     }
-    return store_lmdb_err(mdb_txn_commit(txn));
+    return store_lmdb_err(store_txn_commit(s, txn));
 }

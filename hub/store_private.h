@@ -12,6 +12,7 @@
 #include "worklist/worklist.h"
 
 #define RECORD_VERSION 1
+#define STORE_OWN_IDS  256 /* this process's commit ids remembered (store_outside.c) */
 
 typedef struct put_job put_job;
 
@@ -36,6 +37,15 @@ struct store {
     _Atomic uint64_t commit_us_buckets[12];
     _Atomic uint64_t evicted_studies; /* after each eviction's commit (store_instance_gen) */
     _Atomic uint64_t report_txn;      /* the latest write transaction that indexed a report (store_report_txn) */
+    /* Commits by other processes (store_outside.c): own_last is the id of
+     * the latest commit judged (this process's, or another's already
+     * counted), own_ids the ids of this process's latest commits,
+     * commits_under_way how many of its commits are in mdb_txn_commit, outside_gen how
+     * many times others' commits were seen. */
+    pthread_mutex_t  outside_mu;
+    _Atomic uint64_t own_last, outside_gen;
+    _Atomic uint64_t own_ids[STORE_OWN_IDS];
+    _Atomic unsigned commits_under_way;
     pthread_mutex_t  audit_mu; /* serialises audit sequence allocation */
     /* Held around every write transaction's begin (store_write_begin), and
      * by a commit of early chunks from its begin to after its commit:
@@ -111,6 +121,13 @@ int  store_lmdb_err(int rc); /* MDB code → negative errno-like code */
 /* Begins a write transaction: every one of the store's goes through here
  * (see write_mu).  An LMDB code, as mdb_txn_begin. */
 int  store_write_begin(store *s, MDB_txn **txn);
+/* Commits a write transaction begun there: every one of the store's goes
+ * through here, so that commits by other processes are told apart
+ * (store_outside.c).  An LMDB code, as mdb_txn_commit. */
+int  store_txn_commit(store *s, MDB_txn *txn);
+/* Once the environment is open, before any commit: the commits so far
+ * are nobody's to judge (store_outside.c). */
+void store_outside_init(store *s);
 /* A read transaction from the pool (renewed; a new one when the pool is
  * empty), and its end (reset, back to the pool): neither takes LMDB's
  * reader-table lock once the pool is warm (store_query.c). */

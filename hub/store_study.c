@@ -87,7 +87,7 @@ int store_audit_many(store *s, const store_audit_rec *recs, size_t n)
         mdb_txn_abort(txn);
         return store_lmdb_err(rc);
     }
-    return store_lmdb_err(mdb_txn_commit(txn));
+    return store_lmdb_err(store_txn_commit(s, txn));
 }
 
 int store_audit(store *s, int64_t now_ms, const char *who, const char *what, const char *study_uid,
@@ -152,7 +152,7 @@ out:
         return store_lmdb_err(rc);
     }
     uint64_t id = mdb_txn_id(txn);
-    rc = mdb_txn_commit(txn);
+    rc = store_txn_commit(s, txn);
     if (!rc)
         store_notify_tasks(s, id);
     return store_lmdb_err(rc);
@@ -208,7 +208,7 @@ int store_sweep_complete(store *s, int64_t now_ms, int64_t stable_ms,
         return rc ? store_lmdb_err(rc) : 0;
     }
     uint64_t id = mdb_txn_id(txn);
-    rc = mdb_txn_commit(txn);
+    rc = store_txn_commit(s, txn);
     if (!rc)
         store_notify_tasks(s, id);
     return rc ? store_lmdb_err(rc) : done;
@@ -231,7 +231,7 @@ int store_set_study_state(store *s, const char *study_uid, study_state state, in
         mdb_txn_abort(txn);
         return store_lmdb_err(rc);
     }
-    return store_lmdb_err(mdb_txn_commit(txn));
+    return store_lmdb_err(store_txn_commit(s, txn));
 }
 
 /* --- retention ---------------------------------------------------------- */
@@ -358,7 +358,7 @@ int store_evict(store *s, int64_t older_than_ms, int max_studies, int64_t now_ms
             mdb_txn_abort(txn);
             break;
         }
-        if ((rc = mdb_txn_commit(txn)))
+        if ((rc = store_txn_commit(s, txn)))
             break;
         s->evicted_studies++;
         evicted++;

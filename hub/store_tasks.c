@@ -119,7 +119,7 @@ int store_batch_commit(store_batch **bp)
     }
     store *s = b->s;
     uint64_t id = mdb_txn_id(b->txn);
-    int rc = mdb_txn_commit(b->txn);
+    int rc = store_txn_commit(s, b->txn);
     free(b);
     *bp = NULL;
     if (rc)
@@ -365,7 +365,7 @@ static int finish(store *s, MDB_txn *txn, int rc)
         return rc;
     }
     uint64_t id = mdb_txn_id(txn);
-    rc = mdb_txn_commit(txn);
+    rc = store_txn_commit(s, txn);
     if (!rc)
         store_notify_tasks(s, id);
     return rc ? store_lmdb_err(rc) : 0;

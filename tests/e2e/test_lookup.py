@@ -405,6 +405,68 @@ def test_validity_and_exam_type_come_from_the_recognition_rules(world):
     assert exam["recognition"]["recognised"] is True
 
 
+def flip_report_text(data, at=None):
+    """One bit of the report's findings flipped in place in the hub's LMDB
+    file, behind LMDB (as a disk or an editor would): the running hub's
+    map sees the new bytes at once.  Returns where; flipping there again
+    restores them."""
+    mdb = data / "data.mdb"
+    if at is None:
+        needle = "双肺纹理清晰".encode()
+        at = [m.start() + 1 for m in re.finditer(re.escape(needle), mdb.read_bytes())]
+        assert at, "the report's text is not in the store file"
+    with open(mdb, "r+b") as f:
+        for i in at:
+            f.seek(i)
+            b = f.read(1)[0]
+            f.seek(i)
+            f.write(bytes([b ^ 0x01]))
+    return at
+
+
+def served_signature(world):
+    code, _, body = world.a.request("/api/v1/reports/lk-r1", world.clinic2)
+    assert code == 200, body
+    return rules(json.loads(body)["exam"])["signature"]
+
+
+def outside_commit(data):
+    """A commit to the hub's environment by another process (mdb_load)."""
+    r = run(["mdb_load", "-T", "-s", "outside-probe", data], input=f"k{time.time_ns()}\nv\n".encode())
+    assert r.returncode == 0, r.stderr
+
+
+def test_report_bytes_changed_under_a_running_hub(world):
+    """The hub keeps each report's signature verdict.  Bytes changed behind
+    its back are hashed again whenever the report itself is served, and
+    from then on lookups say so too; and after any commit by another
+    process every verdict is checked against the bytes again."""
+    def recognised():
+        [exam] = world.a.lookup(world.clinic2, scope="local")["exams"]
+        return exam["recognition"]["recognised"], rules(exam)["signature"]
+    assert recognised()[0] is True  # verdict and answer kept
+    at = flip_report_text(world.a.data)
+    try:
+        sig = served_signature(world)
+        assert sig["ok"] is False and sig["detail"] == "signature does not verify", sig
+        ok, sig = recognised()
+        assert ok is False and sig["detail"] == "signature does not verify", sig
+    finally:
+        flip_report_text(world.a.data, at)
+    assert served_signature(world)["ok"] is True
+    assert recognised()[0] is True
+    # the same change, then a commit by another process: no serving needed
+    flip_report_text(world.a.data, at)
+    try:
+        outside_commit(world.a.data)
+        ok, sig = recognised()
+        assert ok is False and sig["detail"] == "signature does not verify", sig
+    finally:
+        flip_report_text(world.a.data, at)
+    outside_commit(world.a.data)
+    assert recognised()[0] is True
+
+
 def test_revoked_certificate_is_not_recognised(world):
     run([dxhub_bin(), "keygen", "--revoke", world.base / "pki" / "dr-wang.pem", "--ca", world.ca], check=True)
     shutil.copyfile(world.ca / "crl.pem", world.trust / "crl.pem")

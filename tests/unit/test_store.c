@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <lmdb.h>
+#include <pthread.h>
 #include "hub/store.h"
 #include "hub/store_tasks.h"
 
@@ -211,6 +213,68 @@ static void test_orphan_early_chunks_are_deleted_at_open(void **state)
     assert_int_equal(db_entries("orphan", "early"), 0);
     assert_int_equal(db_entries("orphan", "blob"), 1);
     free(orig);
+}
+
+typedef struct audit_loop {
+    store *s;
+    int    n;
+} audit_loop;
+
+static void *audit_many(void *arg)
+{
+    audit_loop *a = arg;
+    for (int i = 0; i < a->n; i++)
+        if (store_audit(a->s, 1000 + i, "test", "probe", "", "own commit"))
+            return (void *)1;
+    return NULL;
+}
+
+/* A commit by another process (a child writing the environment through
+ * LMDB itself) moves store_outside_gen and store_instance_gen; this
+ * process's own commits, many at once from two threads while the
+ * generation is read, never do. */
+static void test_commits_by_another_process_are_told_from_own(void **state)
+{
+    (void)state;
+    store *s = open_store("outside", 64 << 20);
+    uint64_t g0 = store_outside_gen(s), i0 = store_instance_gen(s);
+    pthread_t t[2];
+    audit_loop a = {s, 200};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, audit_many, &a), 0);
+    for (int i = 0; i < 2000; i++)
+        assert_int_equal(store_outside_gen(s), g0);
+    for (int i = 0; i < 2; i++) {
+        void *rv;
+        assert_int_equal(pthread_join(t[i], &rv), 0);
+        assert_null(rv);
+    }
+    assert_int_equal(store_outside_gen(s), g0);
+    assert_int_equal(store_instance_gen(s), i0);
+
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/outside", tmpdir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        MDB_env *env;
+        MDB_txn *txn;
+        MDB_dbi dbi;
+        MDB_val k = {5, "probe"}, v = {3, "yes"};
+        int bad = mdb_env_create(&env) || mdb_env_set_maxdbs(env, 4) || mdb_env_open(env, dir, 0, 0600) ||
+                  mdb_txn_begin(env, NULL, 0, &txn) || mdb_dbi_open(txn, "outside-probe", MDB_CREATE, &dbi) ||
+                  mdb_put(txn, dbi, &k, &v, 0) || mdb_txn_commit(txn);
+        _exit(bad);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    uint64_t g1 = store_outside_gen(s);
+    assert_true(g1 > g0);
+    assert_true(store_instance_gen(s) != i0);
+    assert_int_equal(store_audit(s, 5000, "test", "probe", "", "own again"), 0);
+    assert_int_equal(store_outside_gen(s), g1); /* counted once, own commits after it still not */
+    store_close(&s);
 }
 
 static void test_same_instance_twice_is_stored_once(void **state)
@@ -457,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_early_chunks_become_the_instance),
         cmocka_unit_test(test_orphan_early_chunks_are_deleted_at_open),
         cmocka_unit_test(test_same_uid_other_bytes_is_kept_as_conflict),
+        cmocka_unit_test(test_commits_by_another_process_are_told_from_own),
         cmocka_unit_test(test_invalid_file_is_refused_with_reason),
         cmocka_unit_test(test_map_full_refuses_then_recovers_after_eviction),
         cmocka_unit_test(test_completeness_by_marker_and_quiet_time_survives_reopen),
