@@ -7,6 +7,7 @@
  * marker, completion) rewrites that record, so no stale body is served. */
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 #include "hub/api_private.h"
 #include "codecs/banned.h"
 
@@ -16,6 +17,12 @@ struct api_body {
     _Atomic unsigned refs;
     char            *p;
     size_t           len;
+    /* the text deflated once, for gzip answers (api_body_deflated) */
+    pthread_mutex_t  zmu;
+    _Atomic bool     zready;
+    char            *z;
+    size_t           zlen;
+    uint32_t         crc;
 };
 
 api_body *api_body_new(jbuf *b)
@@ -25,7 +32,36 @@ api_body *api_body_new(jbuf *b)
         return NULL;
     atomic_init(&body->refs, 1);
     body->p = jb_detach(b, &body->len);
+    pthread_mutex_init(&body->zmu, NULL);
+    atomic_init(&body->zready, false);
+    body->z = NULL;
+    body->zlen = 0;
+    body->crc = 0;
     return body;
+}
+
+int api_body_deflated(api_body *b, const uint8_t **z, size_t *zlen, uint32_t *crc)
+{
+    if (!atomic_load_explicit(&b->zready, memory_order_acquire)) {
+        pthread_mutex_lock(&b->zmu);
+        if (!atomic_load_explicit(&b->zready, memory_order_relaxed)) {
+            jbuf out = {0};
+            if (api_deflate_raw(&out, b->p ? b->p : "", b->len, false) < 0 || !jb_ok(&out)) {
+                jb_release(&out);
+                pthread_mutex_unlock(&b->zmu);
+                return -1;
+            }
+            jb_fit(&out);
+            b->z = jb_detach(&out, &b->zlen);
+            b->crc = (uint32_t)crc32(0L, (const Bytef *)(b->p ? b->p : ""), (uInt)b->len);
+            atomic_store_explicit(&b->zready, true, memory_order_release);
+        }
+        pthread_mutex_unlock(&b->zmu);
+    }
+    *z = (const uint8_t *)b->z;
+    *zlen = b->zlen;
+    *crc = b->crc;
+    return 0;
 }
 
 const char *api_body_data(const api_body *b, size_t *len)
@@ -44,6 +80,8 @@ void api_body_unref(api_body *b)
 {
     if (b && atomic_fetch_sub(&b->refs, 1) == 1) {
         free(b->p);
+        free(b->z);
+        pthread_mutex_destroy(&b->zmu);
         free(b);
     }
 }

@@ -80,6 +80,20 @@ api_body   *api_body_new(jbuf *b);       /* takes b's bytes (b is reset); NULL o
 api_body   *api_body_ref(api_body *b);
 void        api_body_unref(api_body *b); /* NULL-safe; frees with the last reference */
 const char *api_body_data(const api_body *b, size_t *len);
+/* The text as raw deflate ending in a sync flush (made once, kept with the
+ * body) and its CRC-32, for api_gzip_answer: 0, or -1 out of memory. */
+int         api_body_deflated(api_body *b, const uint8_t **z, size_t *zlen, uint32_t *crc);
+
+/* ---- gzip answers (api_gzip.c) ------------------------------------- */
+
+/* The client's Accept-Encoding header (NULL: none) takes gzip. */
+bool api_accepts_gzip(const char *accept_encoding);
+/* p[0..n) appended to out as raw deflate: the final block when `final`,
+ * else ending in a sync flush (byte-aligned, more may follow).  0 or -1. */
+int  api_deflate_raw(jbuf *out, const void *p, size_t n, bool final);
+/* One gzip member of head, mid's text and tail appended to out, mid's
+ * deflated segment reused.  0 or -1 (out of memory). */
+int  api_gzip_answer(jbuf *out, const jbuf *head, api_body *mid, const jbuf *tail);
 
 /* Study details by study UID, each valid while the study record it was
  * rendered from is unchanged; bounded by bytes, least recently used out.
