@@ -13,9 +13,9 @@
  *
  * This process's commit is visible in the environment a moment before its
  * id is recorded (LMDB lets go of its writer lock inside mdb_txn_commit),
- * so ids are judged only while none of this process's commits is in that
- * moment (`commits_under_way`); otherwise the judgement waits for the next
- * lookup. */
+ * so the id of the commit under way (`commit_in_flight`; LMDB lets one
+ * write transaction run at a time, and no other process can commit while
+ * it holds the lock) counts as this process's too. */
 #include "hub/store_private.h"
 #include "codecs/banned.h"
 
@@ -32,15 +32,24 @@ void store_outside_init(store *s)
 
 int store_txn_commit(store *s, MDB_txn *txn)
 {
+    /* A write transaction's id is one past the last commit (it holds the
+     * writer lock: nobody commits meanwhile); a read transaction's is the
+     * snapshot's, and ending one records nothing. */
     uint64_t id = (uint64_t)mdb_txn_id(txn);
-    atomic_fetch_add(&s->commits_under_way, 1);
+    if (id <= last_txnid(s))
+        return mdb_txn_commit(txn);
+    atomic_store(&s->commit_in_flight, id);
     int rc = mdb_txn_commit(txn);
-    if (rc == 0) {
+    /* A transaction that wrote nothing commits without taking its id (the
+     * next one, anyone's, gets it): recorded only when the id was taken,
+     * read right after LMDB let go of its lock, long before another
+     * process could write and sync a commit of its own. */
+    if (rc == 0 && last_txnid(s) >= id) {
         atomic_store(&s->own_ids[id % STORE_OWN_IDS], id);
         uint64_t before = id - 1; /* the usual case: every earlier commit judged */
         atomic_compare_exchange_strong(&s->own_last, &before, id);
     }
-    atomic_fetch_sub(&s->commits_under_way, 1);
+    atomic_store(&s->commit_in_flight, 0);
     return rc;
 }
 
@@ -51,16 +60,16 @@ uint64_t store_outside_gen(store *s)
         return atomic_load(&s->outside_gen);
     pthread_mutex_lock(&s->outside_mu);
     uint64_t from = atomic_load(&s->own_last);
-    /* read after `last`: 0 means every commit of ours up to it is recorded */
-    if (from < last && atomic_load(&s->commits_under_way) == 0) {
-        bool others = last - from > STORE_OWN_IDS; /* too many to tell: counted as others' */
-        for (uint64_t id = from + 1; id <= last && !others; id++)
-            others = atomic_load(&s->own_ids[id % STORE_OWN_IDS]) != id;
-        if (others)
-            atomic_fetch_add(&s->outside_gen, 1);
-        while (from < last && !atomic_compare_exchange_weak(&s->own_last, &from, last))
-            ;
-    }
+    /* read after `last`: a commit of ours up to it is recorded or still
+     * in flight (its record is made before the flight ends) */
+    uint64_t flying = atomic_load(&s->commit_in_flight);
+    bool others = last > from && last - from > STORE_OWN_IDS; /* too many to tell: counted as others' */
+    for (uint64_t id = from + 1; id <= last && !others; id++)
+        others = id != flying && atomic_load(&s->own_ids[id % STORE_OWN_IDS]) != id;
+    if (others)
+        atomic_fetch_add(&s->outside_gen, 1);
+    while (from < last && !atomic_compare_exchange_weak(&s->own_last, &from, last))
+        ;
     pthread_mutex_unlock(&s->outside_mu);
     return atomic_load(&s->outside_gen);
 }

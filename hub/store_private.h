@@ -40,12 +40,12 @@ struct store {
     /* Commits by other processes (store_outside.c): own_last is the id of
      * the latest commit judged (this process's, or another's already
      * counted), own_ids the ids of this process's latest commits,
-     * commits_under_way how many of its commits are in mdb_txn_commit, outside_gen how
-     * many times others' commits were seen. */
+     * commit_in_flight the id of its commit in mdb_txn_commit (0: none),
+     * outside_gen how many times others' commits were seen. */
     pthread_mutex_t  outside_mu;
     _Atomic uint64_t own_last, outside_gen;
     _Atomic uint64_t own_ids[STORE_OWN_IDS];
-    _Atomic unsigned commits_under_way;
+    _Atomic uint64_t commit_in_flight;
     pthread_mutex_t  audit_mu; /* serialises audit sequence allocation */
     /* Held around every write transaction's begin (store_write_begin), and
      * by a commit of early chunks from its begin to after its commit:
@@ -121,9 +121,10 @@ int  store_lmdb_err(int rc); /* MDB code → negative errno-like code */
 /* Begins a write transaction: every one of the store's goes through here
  * (see write_mu).  An LMDB code, as mdb_txn_begin. */
 int  store_write_begin(store *s, MDB_txn **txn);
-/* Commits a write transaction begun there: every one of the store's goes
+/* Commits a transaction: every write transaction of the store's commits
  * through here, so that commits by other processes are told apart
- * (store_outside.c).  An LMDB code, as mdb_txn_commit. */
+ * (store_outside.c; a read-only one is only ended).  An LMDB code, as
+ * mdb_txn_commit. */
 int  store_txn_commit(store *s, MDB_txn *txn);
 /* Once the environment is open, before any commit: the commits so far
  * are nobody's to judge (store_outside.c). */

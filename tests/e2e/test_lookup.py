@@ -12,6 +12,7 @@ rules, the CRL, the stored bytes — to see each rule decide with its reason.
 Tests that cannot be undone (revocation, tampering) come last.
 """
 import datetime
+import gzip
 import json
 import os
 import re
@@ -70,10 +71,10 @@ class LookupHub:
         assert re.fullmatch(r"dxk_[0-9a-f]{64}", token), token
         return token
 
-    def request(self, path, token=None, method="GET", body=None):
+    def request(self, path, token=None, method="GET", body=None, headers=None):
         """(status, headers, body bytes)."""
         req = urllib.request.Request(f"http://127.0.0.1:{self.ports['http']}{path}", method=method,
-                                     data=body.encode() if body is not None else None)
+                                     data=body.encode() if body is not None else None, headers=headers or {})
         if token:
             req.add_header("Authorization", f"Bearer {token}")
         try:
@@ -295,6 +296,28 @@ def test_lookup_filters_and_repeat_is_recorded_and_counted(world):
     assert re.search(r'dxhub_lookup_exams_total\{facility="county",recognised="true"\} [1-9]', m), m
     assert 'dxhub_recognition_rate{facility="county"}' in m
     assert any(a["what"] == "exam-repeat" and a["study"] == world.study for a in audit_records(world.b.data))
+
+
+def test_lookup_answer_in_gzip_is_the_same_answer(world):
+    """A client that takes gzip gets the answer compressed (the kept exams
+    deflated once, the rest around them), and it inflates to the very
+    bytes a client without it gets; q=0 refuses gzip."""
+    path = f"/api/v1/reports?PatientID={PATIENT}&scope=local"
+    code, h, plain = world.a.request(path, world.clinic2)
+    assert code == 200 and "Content-Encoding" not in h and h["Vary"] == "Accept-Encoding"
+    for _ in range(2):  # made, then kept
+        code, h, packed = world.a.request(path, world.clinic2, headers={"Accept-Encoding": "br, gzip;q=0.8"})
+        assert code == 200 and h["Content-Encoding"] == "gzip" and h["Vary"] == "Accept-Encoding", h
+        assert packed[:2] == b"\x1f\x8b" and len(packed) < len(plain)
+        assert gzip.decompress(packed) == plain
+    code, h, body = world.a.request(path, world.clinic2, headers={"Accept-Encoding": "gzip;q=0"})
+    assert code == 200 and "Content-Encoding" not in h and body == plain
+    # through hub B (peer exams after the local ones: the tail is deflated)
+    path_b = f"/api/v1/reports?PatientID={PATIENT}"
+    code, h, packed = world.b.request(path_b, world.county, headers={"Accept-Encoding": "gzip"})
+    assert code == 200 and h["Content-Encoding"] == "gzip"
+    answer = json.loads(gzip.decompress(packed))
+    assert answer["total"] == 1 and answer["exams"][0]["hub"] == "hubA"
 
 
 def thread_facts(pid):

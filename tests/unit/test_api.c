@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "codecs/codecs.h"
 #include "hub/api.h"
@@ -1166,6 +1167,91 @@ static void test_json_times_and_numbers_match_libc(void **state)
     jb_release(&b);
 }
 
+/* Accept-Encoding as RFC 9110 reads it: names case-insensitive, q=0
+ * refuses, "*" stands for codings not named. */
+static void test_accept_encoding_takes_gzip_as_the_rfc_says(void **state)
+{
+    (void)state;
+    static const struct { const char *h; bool gzip; } cases[] = {
+        {"gzip", true},           {"GZip", true},                  {"deflate, gzip;q=1.0", true},
+        {"gzip, deflate, br", true}, {"br;q=1, gzip ; q=0.5", true}, {"x-gzip", true},
+        {"*", true},              {"br, *;q=0.1", true},           {"gzip;q=0.001", true},
+        {"", false},              {"identity", false},             {"deflate, br", false},
+        {"gzip;q=0", false},      {"gzip;q=0.000", false},         {"gzip; q=0, *", false},
+        {"*;q=0", false},         {"gzipx", false},                {"x-gzip;q=0, gzip", false},
+    };
+    assert_false(api_accepts_gzip(NULL));
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (api_accepts_gzip(cases[i].h) != cases[i].gzip)
+            fail_msg("Accept-Encoding \"%s\": expected %s", cases[i].h, cases[i].gzip ? "gzip" : "identity");
+    }
+}
+
+/* zlib's own inflate, as any client: the gzip member of head, kept body
+ * and tail inflates to exactly their concatenation with a good CRC and
+ * size (a bad one is an error), for short and long tails and an empty
+ * body; the body's deflated segment is made once and reused. */
+static void test_gzip_answer_inflates_to_head_body_and_tail(void **state)
+{
+    (void)state;
+    static char big[200000];
+    uint32_t x = 12345;
+    for (size_t i = 0; i < sizeof big; i++) {
+        x = x * 1103515245u + 12345u;
+        big[i] = "{}[],:\"abcdefghijklmnop0123456789 "[(x >> 16) % 34];
+    }
+    const size_t body_lens[] = {0, 1, 13101, 70000}, tail_lens[] = {0, 13, 1024, 1025, 140000};
+    for (size_t bi = 0; bi < 4; bi++) {
+        jbuf text = {0};
+        jb_put(&text, big + 7, body_lens[bi]);
+        api_body *body = api_body_new(&text);
+        assert_non_null(body);
+        for (size_t ti = 0; ti < 5; ti++) {
+            jbuf head = {0}, tail = {0}, out = {0};
+            jb_puts(&head, "{\"PatientID\":\"P1\",\"exams\":[");
+            jb_put(&tail, big + 99, tail_lens[ti]);
+            assert_int_equal(api_gzip_answer(&out, &head, body, &tail), 0);
+            size_t want_len = head.len + body_lens[bi] + tail.len;
+            char *want = malloc(want_len + 1), *got = malloc(want_len + 64);
+            memcpy(want, head.p, head.len);
+            memcpy(want + head.len, big + 7, body_lens[bi]);
+            memcpy(want + head.len + body_lens[bi], tail.p, tail.len);
+            z_stream z = {0};
+            assert_int_equal(inflateInit2(&z, 16 + 15), Z_OK); /* gzip wrapper only */
+            z.next_in = (Bytef *)out.p;
+            z.avail_in = (uInt)out.len;
+            z.next_out = (Bytef *)got;
+            z.avail_out = (uInt)(want_len + 64);
+            assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+            assert_int_equal(z.total_out, want_len);
+            assert_int_equal(z.avail_in, 0);
+            assert_memory_equal(got, want, want_len);
+            inflateEnd(&z);
+            out.p[out.len - 5] ^= 1; /* the size in the trailer */
+            assert_int_equal(inflateInit2(&z, 16 + 15), Z_OK);
+            z.next_in = (Bytef *)out.p;
+            z.avail_in = (uInt)out.len;
+            z.next_out = (Bytef *)got;
+            z.avail_out = (uInt)(want_len + 64);
+            assert_int_equal(inflate(&z, Z_FINISH), Z_DATA_ERROR);
+            inflateEnd(&z);
+            free(want);
+            free(got);
+            jb_release(&head);
+            jb_release(&tail);
+            jb_release(&out);
+        }
+        const uint8_t *z1, *z2;
+        size_t l1, l2;
+        uint32_t c1, c2;
+        assert_int_equal(api_body_deflated(body, &z1, &l1, &c1), 0);
+        assert_int_equal(api_body_deflated(body, &z2, &l2, &c2), 0);
+        assert_ptr_equal(z1, z2);
+        assert_int_equal(c1, (uint32_t)crc32(0L, (const Bytef *)big + 7, (uInt)body_lens[bi]));
+        api_body_unref(body);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1195,6 +1281,8 @@ int main(void)
         cmocka_unit_test(test_start_fails_cleanly_on_a_busy_port),
         cmocka_unit_test(test_status_command_prints_health_for_people),
         cmocka_unit_test(test_json_times_and_numbers_match_libc),
+        cmocka_unit_test(test_accept_encoding_takes_gzip_as_the_rfc_says),
+        cmocka_unit_test(test_gzip_answer_inflates_to_head_body_and_tail),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
