@@ -9,6 +9,8 @@
  * the final block, then the CRC-32 of the whole combined from the pieces'
  * (crc32_combine).  A deflate stream may be cut into blocks anywhere, so
  * the result is one ordinary gzip member any client inflates. */
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <zlib.h>
@@ -73,21 +75,39 @@ static void put_stored(jbuf *out, const void *p, size_t n, bool final)
     } while (n);
 }
 
-/* One thread's deflate state, reset for each use: initialising one
- * allocates and clears ~270 KiB. */
+/* One thread's deflate state, reset for each use (initialising one
+ * allocates and clears ~270 KiB), ended with its thread. */
+static pthread_key_t  stream_key;
+static pthread_once_t stream_once = PTHREAD_ONCE_INIT;
+
+static void stream_end(void *p)
+{
+    deflateEnd(p);
+    free(p);
+}
+
+static void stream_key_make(void)
+{
+    pthread_key_create(&stream_key, stream_end);
+}
+
 static z_stream *stream(void)
 {
-    static _Thread_local z_stream z;
-    static _Thread_local bool ready;
-    if (!ready) {
-        memset(&z, 0, sizeof z);
-        if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-            return NULL;
-        ready = true;
-    } else if (deflateReset(&z) != Z_OK) {
+    pthread_once(&stream_once, stream_key_make);
+    z_stream *z = pthread_getspecific(stream_key);
+    if (z)
+        return deflateReset(z) == Z_OK ? z : NULL;
+    if (!(z = calloc(1, sizeof *z)))
+        return NULL;
+    if (deflateInit2(z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+        free(z);
         return NULL;
     }
-    return &z;
+    if (pthread_setspecific(stream_key, z)) {
+        stream_end(z);
+        return NULL;
+    }
+    return z;
 }
 
 int api_deflate_raw(jbuf *out, const void *p, size_t n, bool final)
