@@ -63,7 +63,7 @@ bool api_accepts_gzip(const char *h)
 /* p[0..n) as stored blocks; the last one final when `final`. */
 static void put_stored(jbuf *out, const void *p, size_t n, bool final)
 {
-    const uint8_t *b = p;
+    const uint8_t *b = p ? p : (const uint8_t *)""; /* an empty piece may have no buffer */
     do {
         size_t k = n < STORED_MAX ? n : STORED_MAX;
         uint8_t hdr[5] = {final && k == n ? 1 : 0, (uint8_t)k, (uint8_t)(k >> 8), (uint8_t)~k,
