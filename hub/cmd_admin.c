@@ -18,7 +18,7 @@ static int open_existing(const char *cmd, const char *dir, store **st)
         dx_errorf(cmd, "%s holds no hub data (no data.mdb)", dir);
         return 2;
     }
-    store_config cfg = {.dir = dir};
+    store_config cfg = {.dir = dir, .attach = true}; /* the hub may be serving it */
     char err[512];
     if (store_open(&cfg, st, err, sizeof err) < 0) {
         dx_errorf(cmd, "%s", err);

@@ -228,7 +228,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
             goto fail;
         }
     }
-    if ((rc = drop_orphan_chunks(s, txn))) {
+    if (!cfg->attach && (rc = drop_orphan_chunks(s, txn))) {
         mdb_txn_abort(txn);
         snprintf(err, errlen, "LMDB: deleting chunks of instances never completed: %s", mdb_strerror(rc));
         rc = store_lmdb_err(rc);

@@ -18,6 +18,7 @@
 #ifndef DXHUB_STORE_H
 #define DXHUB_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,11 @@ typedef struct store_config {
     /* Called after a commit that queued new reading tasks (any thread). */
     void      (*on_tasks)(void *ctx);
     void       *on_tasks_ctx;
+    /* Opened beside the hub that owns the store (`dxhub backup`, `dxhub
+     * check` while it serves): the owner's open-time cleanup is left to
+     * it, or the chunks of an instance it is receiving would be deleted
+     * as a crashed hub's leftovers. */
+    bool        attach;
 } store_config;
 
 /* Opens (creating) the environment; starts the committer thread. */

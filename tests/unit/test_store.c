@@ -277,6 +277,54 @@ static void test_commits_by_another_process_are_told_from_own(void **state)
     store_close(&s);
 }
 
+/* `dxhub backup` and `dxhub check` open the store beside the hub that
+ * serves it (.attach): an instance the hub is receiving at that moment,
+ * its early chunks committed and its own commit still to come, must not
+ * lose them to the open-time cleanup of a crashed hub's leftovers. */
+static void test_opening_beside_the_hub_keeps_its_chunks_in_flight(void **state)
+{
+    (void)state;
+    char p[1200], dir[512];
+    path_of(p, sizeof p, "jpeg_lossless_sv1_70/RG2_JPLL.dcm");
+    snprintf(dir, sizeof dir, "%s/attach", tmpdir);
+    size_t len;
+    uint8_t *orig = slurp(p, &len);
+    assert_true(len > 2 * STORE_CHUNK);
+    store *s = open_store("attach", 64 << 20);
+    store_blob *b = store_blob_new(s);
+    assert_non_null(b);
+    assert_int_equal(store_blob_chunk(s, b, 0, orig), 0);
+    assert_int_equal(store_blob_chunk(s, b, 1, orig + STORE_CHUNK), 0);
+    char q[1200];
+    path_of(q, sizeof q, "explicit_le/CT_small.dcm");
+    store_put_result r; /* queued behind the chunks: they are committed when it returns */
+    assert_int_equal(store_put_file(s, q, "dicom:A", 1000, &r), 0);
+    assert_int_equal(db_entries("attach", "early"), 1);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        store_config cfg = {.dir = dir, .attach = true};
+        store *other = NULL;
+        char err[256];
+        int bad = store_open(&cfg, &other, err, sizeof err) != 0;
+        store_close(&other);
+        _exit(bad);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(db_entries("attach", "early"), 1);
+    assert_int_equal(store_put_file_early(s, p, NULL, 0, b, "dicom:A", 2000, &r), 0);
+    store_blob_free(s, &b);
+    assert_int_equal(r.result, STORE_STORED);
+    uint8_t *back = malloc(len);
+    read_whole(s, &r.inst, back);
+    assert_memory_equal(back, orig, len);
+    store_close(&s);
+    free(back);
+    free(orig);
+}
+
 static void test_same_instance_twice_is_stored_once(void **state)
 {
     (void)state;
@@ -522,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_orphan_early_chunks_are_deleted_at_open),
         cmocka_unit_test(test_same_uid_other_bytes_is_kept_as_conflict),
         cmocka_unit_test(test_commits_by_another_process_are_told_from_own),
+        cmocka_unit_test(test_opening_beside_the_hub_keeps_its_chunks_in_flight),
         cmocka_unit_test(test_invalid_file_is_refused_with_reason),
         cmocka_unit_test(test_map_full_refuses_then_recovers_after_eviction),
         cmocka_unit_test(test_completeness_by_marker_and_quiet_time_survives_reopen),
