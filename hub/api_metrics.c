@@ -118,6 +118,9 @@ static void store_gauges(jbuf *b, const store_stats *ss)
     sample(b, "dxhub_instances", ss->instances);
     family(b, "dxhub_conflicts", "gauge", "Conflicting copies kept apart (same UID, other bytes).");
     sample(b, "dxhub_conflicts", ss->conflicts);
+    family(b, "dxhub_store_outside_commits_total", "counter",
+           "Times commits to the store by another process were seen (every kept verdict checked again).");
+    sample(b, "dxhub_store_outside_commits_total", ss->outside_commits);
     family(b, "dxhub_audit_records", "gauge", "Records in the audit trail.");
     sample(b, "dxhub_audit_records", ss->audit_records);
     family(b, "dxhub_lmdb_map_used_bytes", "gauge", "Bytes of the LMDB map in use.");

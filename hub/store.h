@@ -243,6 +243,7 @@ typedef struct store_stats {
     uint64_t commit_us_buckets[12]; /* histogram: ≤0.5,1,2,5,10,20,50,100,200,500,1000 ms, +Inf */
     uint64_t commit_us_sum;
     uint64_t bytes_received;
+    uint64_t outside_commits; /* times another process's commits were seen (store_outside_gen) */
 } store_stats;
 int store_get_stats(store *s, store_stats *out);
 extern const double store_commit_bucket_ms[11];

@@ -297,6 +297,7 @@ int store_audit_walk(store *s, uint64_t from, int (*cb)(void *ctx, uint64_t seq,
 int store_get_stats(store *s, store_stats *out)
 {
     memset(out, 0, sizeof *out);
+    out->outside_commits = store_outside_gen(s);
     MDB_envinfo info;
     MDB_stat st;
     mdb_env_info(s->env, &info);

@@ -478,10 +478,17 @@ def test_report_bytes_changed_under_a_running_hub(world):
         flip_report_text(world.a.data, at)
     assert served_signature(world)["ok"] is True
     assert recognised()[0] is True
+    def outside_seen():
+        m = re.search(r"^dxhub_store_outside_commits_total (\d+)$", world.a.metrics(), re.M)
+        assert m, "no dxhub_store_outside_commits_total on /metrics"
+        return int(m.group(1))
+    seen = outside_seen()
+    assert outside_seen() == seen  # the hub's own commits (the lookups' audit) are not counted
     # the same change, then a commit by another process: no serving needed
     flip_report_text(world.a.data, at)
     try:
         outside_commit(world.a.data)
+        assert outside_seen() == seen + 1
         ok, sig = recognised()
         assert ok is False and sig["detail"] == "signature does not verify", sig
     finally:
