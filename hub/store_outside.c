@@ -12,10 +12,12 @@
  * verdict and kept answer is made again from the bytes.
  *
  * This process's commit is visible in the environment a moment before its
- * id is recorded (LMDB lets go of its writer lock inside mdb_txn_commit),
- * so the id of the commit under way (`commit_in_flight`; LMDB lets one
- * write transaction run at a time, and no other process can commit while
- * it holds the lock) counts as this process's too. */
+ * id is recorded (LMDB lets go of its writer lock inside mdb_txn_commit,
+ * and another of its threads may begin and commit meanwhile), so an id
+ * with a commit of this process under way (`flying`, counted per id) is
+ * this process's too: no other process can take that id while the commit
+ * holds the lock, nor write and sync a commit of its own in the moment
+ * between LMDB letting go and the count going down. */
 #include "hub/store_private.h"
 #include "codecs/banned.h"
 
@@ -38,18 +40,17 @@ int store_txn_commit(store *s, MDB_txn *txn)
     uint64_t id = (uint64_t)mdb_txn_id(txn);
     if (id <= last_txnid(s))
         return mdb_txn_commit(txn);
-    atomic_store(&s->commit_in_flight, id);
+    _Atomic unsigned *flying = &s->own_flying[id % STORE_OWN_IDS];
+    atomic_fetch_add(flying, 1);
     int rc = mdb_txn_commit(txn);
     /* A transaction that wrote nothing commits without taking its id (the
-     * next one, anyone's, gets it): recorded only when the id was taken,
-     * read right after LMDB let go of its lock, long before another
-     * process could write and sync a commit of its own. */
+     * next one, anyone's, gets it): recorded only when the id was taken. */
     if (rc == 0 && last_txnid(s) >= id) {
         atomic_store(&s->own_ids[id % STORE_OWN_IDS], id);
         uint64_t before = id - 1; /* the usual case: every earlier commit judged */
         atomic_compare_exchange_strong(&s->own_last, &before, id);
     }
-    atomic_store(&s->commit_in_flight, 0);
+    atomic_fetch_sub(flying, 1);
     return rc;
 }
 
@@ -60,12 +61,12 @@ uint64_t store_outside_gen(store *s)
         return atomic_load(&s->outside_gen);
     pthread_mutex_lock(&s->outside_mu);
     uint64_t from = atomic_load(&s->own_last);
-    /* read after `last`: a commit of ours up to it is recorded or still
-     * in flight (its record is made before the flight ends) */
-    uint64_t flying = atomic_load(&s->commit_in_flight);
+    /* read after `last`: a commit of ours up to it is recorded, or its
+     * count is still up (the record is made before the count goes down) */
     bool others = last > from && last - from > STORE_OWN_IDS; /* too many to tell: counted as others' */
     for (uint64_t id = from + 1; id <= last && !others; id++)
-        others = id != flying && atomic_load(&s->own_ids[id % STORE_OWN_IDS]) != id;
+        others = atomic_load(&s->own_flying[id % STORE_OWN_IDS]) == 0 &&
+                 atomic_load(&s->own_ids[id % STORE_OWN_IDS]) != id;
     if (others)
         atomic_fetch_add(&s->outside_gen, 1);
     while (from < last && !atomic_compare_exchange_weak(&s->own_last, &from, last))

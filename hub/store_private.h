@@ -40,12 +40,12 @@ struct store {
     /* Commits by other processes (store_outside.c): own_last is the id of
      * the latest commit judged (this process's, or another's already
      * counted), own_ids the ids of this process's latest commits,
-     * commit_in_flight the id of its commit in mdb_txn_commit (0: none),
+     * own_flying how many of its commits of each id (modulo) are under way,
      * outside_gen how many times others' commits were seen. */
     pthread_mutex_t  outside_mu;
     _Atomic uint64_t own_last, outside_gen;
     _Atomic uint64_t own_ids[STORE_OWN_IDS];
-    _Atomic uint64_t commit_in_flight;
+    _Atomic unsigned own_flying[STORE_OWN_IDS];
     pthread_mutex_t  audit_mu; /* serialises audit sequence allocation */
     /* Held around every write transaction's begin (store_write_begin), and
      * by a commit of early chunks from its begin to after its commit:

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include "hub/store.h"
 #include "hub/store_tasks.h"
 
@@ -215,36 +216,51 @@ static void test_orphan_early_chunks_are_deleted_at_open(void **state)
     free(orig);
 }
 
-typedef struct audit_loop {
+typedef struct commit_loop {
     store *s;
     int    n;
-} audit_loop;
+    int    kind; /* 0 audit records, 1 outbox puts, 2 worklist ticks (on an empty worklist: commits
+                  * that write nothing, over in microseconds) */
+} commit_loop;
 
-static void *audit_many(void *arg)
+static _Atomic int loops_done;
+
+static void *commit_many(void *arg)
 {
-    audit_loop *a = arg;
-    for (int i = 0; i < a->n; i++)
-        if (store_audit(a->s, 1000 + i, "test", "probe", "", "own commit"))
+    commit_loop *a = arg;
+    for (int i = 0; i < a->n; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "m%d", i);
+        int rc = a->kind == 0 ? store_audit(a->s, 1000 + i, "test", "probe", "", "own commit")
+                 : a->kind == 1 ? store_outbox_put(a->s, "clinic", id, "report", "x", 1, 1000 + i)
+                                : store_task_tick(a->s, 1000 + i);
+        if (rc < 0) {
+            atomic_fetch_add(&loops_done, 1);
             return (void *)1;
+        }
+    }
+    atomic_fetch_add(&loops_done, 1);
     return NULL;
 }
 
 /* A commit by another process (a child writing the environment through
  * LMDB itself) moves store_outside_gen and store_instance_gen; this
- * process's own commits, many at once from two threads while the
- * generation is read, never do. */
+ * process's own commits, from two threads at once (one commit's
+ * bookkeeping overlaps the next one's whole commit) while the generation
+ * is read, never do. */
 static void test_commits_by_another_process_are_told_from_own(void **state)
 {
     (void)state;
     store *s = open_store("outside", 64 << 20);
     uint64_t g0 = store_outside_gen(s), i0 = store_instance_gen(s);
-    pthread_t t[2];
-    audit_loop a = {s, 200};
-    for (int i = 0; i < 2; i++)
-        assert_int_equal(pthread_create(&t[i], NULL, audit_many, &a), 0);
-    for (int i = 0; i < 2000; i++)
+    pthread_t t[3];
+    commit_loop a[3] = {{s, 300, 0}, {s, 300, 1}, {s, 20000, 2}};
+    atomic_store(&loops_done, 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, commit_many, &a[i]), 0);
+    while (atomic_load(&loops_done) < 3) /* read throughout */
         assert_int_equal(store_outside_gen(s), g0);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         void *rv;
         assert_int_equal(pthread_join(t[i], &rv), 0);
         assert_null(rv);
