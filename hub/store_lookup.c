@@ -22,6 +22,13 @@ struct store_view {
 uint64_t store_view_instance_gen(const store_view *v) { return v->inst_gen; }
 uint64_t store_view_outside_gen(const store_view *v) { return v->outside_gen; }
 
+/* A view's generations, read once each before its snapshot. */
+static store_view view_of(store *s)
+{
+    uint64_t outside = store_outside_gen(s);
+    return (store_view){.s = s, .outside_gen = outside, .inst_gen = store_instance_gen_with(s, outside)};
+}
+
 static void be64(uint8_t out[8], uint64_t v)
 {
     for (int i = 7; i >= 0; i--, v >>= 8)
@@ -109,7 +116,7 @@ int store_reports_by_patient(store *s, const char *patient_id, int64_t since_ms,
     size_t kl = pat_key(start, sizeof start, patient_id, since_ms, "");
     if (!kl)
         return -EINVAL;
-    store_view v = {.s = s, .outside_gen = store_outside_gen(s), .inst_gen = store_instance_gen(s)};
+    store_view v = view_of(s);
     int rc = store_read_txn(s, &v.txn);
     if (rc)
         return rc;
@@ -140,7 +147,7 @@ int store_reports_by_patient(store *s, const char *patient_id, int64_t since_ms,
 
 int store_report_by_id(store *s, const char *report_id, store_report_fn cb, void *ctx)
 {
-    store_view v = {.s = s, .outside_gen = store_outside_gen(s), .inst_gen = store_instance_gen(s)};
+    store_view v = view_of(s);
     int rc = store_read_txn(s, &v.txn);
     if (rc)
         return rc;

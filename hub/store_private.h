@@ -126,6 +126,9 @@ int  store_write_begin(store *s, MDB_txn **txn);
  * (store_outside.c; a read-only one is only ended).  An LMDB code, as
  * mdb_txn_commit. */
 int  store_txn_commit(store *s, MDB_txn *txn);
+/* store_instance_gen with store_outside_gen already read (a view reads
+ * it once for both). */
+uint64_t store_instance_gen_with(store *s, uint64_t outside);
 /* Once the environment is open, before any commit: the commits so far
  * are nobody's to judge (store_outside.c). */
 void store_outside_init(store *s);

@@ -255,13 +255,14 @@ int store_list_conflicts(store *s, const char *sop_uid, int (*cb)(void *ctx, con
 
 uint64_t store_conflict_gen(store *s) { return s->put_conflict; }
 
-/* Both grow after their commit: a reader that reads the sum before its
- * snapshot never labels a newer snapshot with an older generation. */
-uint64_t store_instance_gen(store *s)
+/* All three grow after their commit: a reader that reads the sum before
+ * its snapshot never labels a newer snapshot with an older generation. */
+uint64_t store_instance_gen_with(store *s, uint64_t outside)
 {
-    uint64_t outside = store_outside_gen(s);
     return s->put_stored + s->evicted_studies + outside;
 }
+
+uint64_t store_instance_gen(store *s) { return store_instance_gen_with(s, store_outside_gen(s)); }
 uint64_t store_report_txn(store *s) { return atomic_load(&s->report_txn); }
 
 uint64_t store_last_commit(store *s)
