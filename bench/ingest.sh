@@ -14,7 +14,9 @@
 #     the same durability),
 #   - storescp writing the received bytes to files, no sync (the ceiling
 #     of storescu + DIMSE on this machine, not durable),
-# INGEST_BENCH_RUNS times (default 4); medians.  The data directories'
+# INGEST_BENCH_RUNS times (default 4); medians.  A send is timed from
+# storescu's association request to its release (its dated log); the
+# whole storescu process, its own start included, is printed beside it.  The data directories'
 # filesystem's synchronous write bandwidth (dd 1000 MiB conv=fdatasync) is
 # measured as a fourth step of every run, median.  Each run's order is a
 # row of a balanced design (over 4 runs every step goes first once and
