@@ -21,7 +21,10 @@ dictionary, about 45 ms here, and reads the files' headers: 40-60 ms a
 send for every receiver alike) is timed too and printed beside it.  The data directory filesystem's synchronous
 write bandwidth (dd conv=fdatasync), the yardstick of the MB/s target, is
 measured the same way: as a fourth member of the rotation, once per run,
-median.  Prints a table; writes a JSON list of {"metric", "value", "unit",
+median; beside it, in the same step, dd writing one instance's size at a
+time with each write durable before the next (oflag=dsync), the yardstick
+of a sender that waits for every answer, printed as context.  Prints a
+table; writes a JSON list of {"metric", "value", "unit",
 "peer", "peer_value", "ratio"}.
 
 Every timed step (each receiver, and dd) starts from the same settled
@@ -306,6 +309,22 @@ def dd_sync_bandwidth(directory, mb):
         f.unlink(missing_ok=True)
 
 
+def dd_per_instance_bandwidth(directory, size, count):
+    """MB/s of `dd ... oflag=dsync` writing count blocks of size bytes, each
+    durable before the next is written: the disk's synchronous bandwidth at
+    one instance per flush, as a sender that waits for each answer needs."""
+    f = Path(directory) / "dd-dsync.tmp"
+    try:
+        r = subprocess.run(["dd", "if=/dev/zero", f"of={f}", f"bs={size}", f"count={count}", "oflag=dsync"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=900)
+        if r.returncode != 0:
+            raise RuntimeError(f"dd: {r.stderr.decode(errors='replace')}")
+        m = re.search(r"copied, ([0-9.,]+) s", r.stderr.decode())
+        return size * count / float(m.group(1).replace(",", ".")) / 1e6
+    finally:
+        f.unlink(missing_ok=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dxhub", required=True)
@@ -331,6 +350,7 @@ def main():
           f"{size['DX'] / 1e6:.1f} MB; {a.runs} runs over {', '.join(t.label for t in rotation)} "
           f"(dd: {a.dd_mb} MiB in {work})", flush=True)
     dds = []
+    dsyncs = {k: [] for k in sets}  # dd oflag=dsync, one instance's size per write
     times = {t.name: {k: [] for k in sets} for t in targets}  # association request to release
     walls = {t.name: {k: [] for k in sets} for t in targets}  # storescu process start to exit
     log_config = work / "storescu-log.cfg"
@@ -346,8 +366,12 @@ def main():
             settle(work)  # the same starting state for every step (see above)
             if isinstance(t, Dd):
                 dds.append(dd_sync_bandwidth(d, t.mb))
+                for k in sets:
+                    settle(work)
+                    dsyncs[k].append(dd_per_instance_bandwidth(d, size[k] // len(sets[k]), len(sets[k])))
                 shutil.rmtree(d, ignore_errors=True)
-                print(f"run {run + 1} {t.label:20s} {dds[-1]:6.1f} MB/s", flush=True)
+                print(f"run {run + 1} {t.label:20s} {dds[-1]:6.1f} MB/s; oflag=dsync by instance: " +
+                      ", ".join(f"{k} {dsyncs[k][-1]:.1f} MB/s" for k in sets), flush=True)
                 continue
             try:
                 t.start(d)
@@ -396,6 +420,10 @@ def main():
         row(f"dxhub {k} MB/s, storescu process / disk sync bandwidth", wall_mb["dxhub"][k] / dd, "fraction",
             "dd conv=fdatasync", dd)
         rows[-1]["ratio"] = rows[-1]["value"]
+        dsync = statistics.median(dsyncs[k])
+        row(f"dxhub {k} MB/s / disk sync bandwidth by instance", rate["dxhub"][k]["mb"] / dsync, "fraction",
+            f"dd oflag=dsync bs={size[k] // len(sets[k])}", dsync)
+        rows[-1]["ratio"] = rows[-1]["value"]
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(rows, indent=1) + "\n")
 
@@ -407,6 +435,8 @@ def main():
         pv = "%12.3f" % r["peer_value"] if r["peer_value"] is not None else "%12s" % "-"
         ra = "%9.3f" % r["ratio"] if r["ratio"] is not None else "%9s" % "-"
         print("%-52s %10.3f %s %20s %s  %s" % (r["metric"], r["value"], pv, r["peer"] or "-", ra, r["unit"]))
+    print("\n'by instance': dd writing one instance's size at a time, each write durable before the next (oflag=dsync),"
+          "\nas a sender waiting for each answer needs; context for the target below, which is against conv=fdatasync.")
     print("\ntargets (printed, not asserted):")
     if not a.no_orthanc:
         x = rate["dxhub"]["CT"]["inst"] / rate["orthanc"]["CT"]["inst"]
