@@ -115,10 +115,11 @@ class Dxhub:
         self.log = d / "dxhub.log"
         out = d / "dxhub.out"
         with open(out, "wb") as o, open(self.log, "wb") as e:
+            env = {k: v for k, v in os.environ.items() if k != "DXHUB_RUNWAY"}  # the product's default
             self.proc = subprocess.Popen([self.binary, "serve", "--data", str(self.data), "--dicom-port", "0",
                                           "--http-port", "0", "--edge-port", "0", "--open-dicom",
                                           "--stable-seconds", "3600"] + self.extra,
-                                         stdout=o, stderr=e, stdin=subprocess.DEVNULL)
+                                         stdout=o, stderr=e, stdin=subprocess.DEVNULL, env=env)
         wait_until(lambda: "ready" in out.read_text(), 30, "dxhub serve", self.proc, self.log)
         line = out.read_text()
         self.port = int(re.search(r"dicom=[0-9.]+:(\d+)", line).group(1))

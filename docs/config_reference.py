@@ -8,6 +8,7 @@ is what `dxhub ROLE --config-reference` prints.
     docs/config_reference.py --check build/dxhub README.md  # exit 1 if stale
 """
 import re
+import os
 import subprocess
 import sys
 
@@ -20,7 +21,9 @@ def main(argv):
     text = open(readme, encoding="utf-8").read()
 
     def table(m):
-        out = subprocess.run([binary, m.group(2), "--config-reference"], stdout=subprocess.PIPE, check=True)
+        # The embedded defaults, not a test run's (DXHUB_RUNWAY sets one).
+        env = {k: v for k, v in os.environ.items() if k != "DXHUB_RUNWAY"}
+        out = subprocess.run([binary, m.group(2), "--config-reference"], stdout=subprocess.PIPE, check=True, env=env)
         return m.group(1) + out.stdout.decode() + m.group(4)
 
     new, n = BLOCK.subn(table, text)

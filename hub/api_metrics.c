@@ -127,6 +127,9 @@ static void store_gauges(jbuf *b, const store_stats *ss)
     sample(b, "dxhub_lmdb_map_used_bytes", ss->map_used);
     family(b, "dxhub_lmdb_map_size_bytes", "gauge", "Size of the LMDB map.");
     sample(b, "dxhub_lmdb_map_size_bytes", ss->map_size);
+    family(b, "dxhub_store_runway_bytes", "gauge",
+           "Zeroed space written ahead of the store's end (commits there flush no file-system metadata).");
+    sample(b, "dxhub_store_runway_bytes", ss->runway_ahead);
 }
 
 static void process_counters(jbuf *b, const hub_metrics *m)

@@ -16,6 +16,8 @@ typedef struct serve_settings {
 } serve_settings;
 
 #define S(field) offsetof(serve_settings, field)
+#define SERVE_RUNWAY_DEFAULT "256M"
+
 static const cfg_option serve_options[] = {
     {"hub", "data", CFG_STRING, S(c.data_dir), "./var/hub", 1, 0, NULL, "DIR", "data directory (the LMDB store)"},
     {"hub", "keys", CFG_STRING, S(c.keys_dir), NULL, 0, 0, NULL, "DIR",
@@ -46,7 +48,10 @@ static const cfg_option serve_options[] = {
      "quiet time after which a study is complete"},
     {"store", "retain-days", CFG_INT, S(c.retain_days), NULL, 0, 1000000, NULL, "N",
      "evict completed studies older than N days, signed first (default: keep everything)"},
-    {"store", "map-size", CFG_SIZE, S(c.map_size), "16G", 0, 0, NULL, "BYTES", "LMDB map size (K/M/G suffixes)"},
+    {"store", "map-size", CFG_SIZE, S(c.map_size), "16G", 1, 0, NULL, "BYTES", "LMDB map size (K/M/G suffixes)"},
+    {"store", "runway", CFG_SIZE, S(c.runway_bytes), SERVE_RUNWAY_DEFAULT, 0, 0, NULL, "BYTES",
+     "zeroed space kept written ahead of the store's end, so that commits flush no file-system metadata "
+     "(0: none; the default comes from DXHUB_RUNWAY when set)"},
     {"lookup", "name", CFG_STRING, S(c.name), "hub", 1, 63, NULL, "NAME", "this hub's name in lookup answers"},
     {"lookup", "peer-port", CFG_PORT, S(c.peer_port), "5572", 0, 0, NULL, "N",
      "ZeroMQ port for the consortium's other hubs"},
@@ -68,11 +73,28 @@ const cfg_role serve_role = {
     .n_opts = sizeof serve_options / sizeof serve_options[0],
 };
 
+/* serve_role, with the runway's embedded default taken from DXHUB_RUNWAY
+ * when that is set (the test suite's hubs lay none: hundreds of them would
+ * write gigabytes of zeros). */
+static cfg_role serve_role_here(cfg_option *opts)
+{
+    cfg_role r = serve_role;
+    memcpy(opts, serve_options, sizeof serve_options);
+    const char *env = getenv("DXHUB_RUNWAY");
+    for (size_t i = 0; env && *env && i < r.n_opts; i++)
+        if (!strcmp(opts[i].name, "runway"))
+            opts[i].def = env;
+    r.opts = opts;
+    return r;
+}
+
 int cmd_serve(int argc, char **argv)
 {
     serve_settings s = {0};
     cfg_strings own = {0};
-    int rc = cfg_parse(&serve_role, &s, argc, argv, &own);
+    cfg_option opts[sizeof serve_options / sizeof serve_options[0]];
+    cfg_role role = serve_role_here(opts);
+    int rc = cfg_parse(&role, &s, argc, argv, &own);
     if (rc != CFG_RUN) {
         cfg_release(&own);
         return rc == CFG_DONE ? 0 : 2;

@@ -131,8 +131,8 @@ int cfg_set(const cfg_option *o, void *conf, const char *value, cfg_strings *own
         return 0;
     }
     case CFG_SIZE: {
-        uint64_t v;
-        if (parse_size(value, &v) < 0) {
+        uint64_t v = 0;
+        if (!(o->min == 0 && !strcmp(value, "0")) && parse_size(value, &v) < 0) { /* min 0: "0" allowed */
             snprintf(err, errlen, "'%s' is not a size (bytes, or with K, M or G: 16G)", value);
             return -1;
         }

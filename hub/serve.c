@@ -440,7 +440,8 @@ int serve_run(const serve_config *cfg)
     log_set_role("serve");
     char err[512];
     wl_config wc = {.lease_ms = (int64_t)cfg->lease_seconds * 1000};
-    store_config sc = {.dir = cfg->data_dir, .map_size = cfg->map_size, .worklist = &wc,
+    store_config sc = {.dir = cfg->data_dir, .map_size = cfg->map_size, .runway_bytes = cfg->runway_bytes,
+                       .worklist = &wc,
                        .on_tasks = on_tasks, .on_tasks_ctx = &h};
     int rc = store_open(&sc, &h.st, err, sizeof err);
     if (rc < 0) {

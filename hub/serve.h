@@ -17,6 +17,7 @@ typedef struct serve_config {
     int         stable_seconds; /* --stable-seconds, default 60 */
     int         retain_days;    /* --retain-days, -1: keep everything */
     uint64_t    map_size;       /* --map-size bytes, default 16 GiB */
+    uint64_t    runway_bytes;   /* --runway: zeroed space ahead of the store's end (store_config) */
     int         max_assocs;     /* --max-associations, default 16 */
     uint16_t    edge_port;      /* --edge-port, default 5570 */
     const char *keys_dir;       /* --keys, default DATA/keys: hub.key/.pub, allow.txt */

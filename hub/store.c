@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include "codecs/codecs.h"
 #include "hub/digest.h"
+#include "hub/log.h"
 #include "hub/store_private.h"
 
 typedef enum job_kind {
@@ -252,6 +253,10 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
         rc = -rc;
         goto fail;
     }
+    s->runway_fd = -1;
+    s->runway_bytes = cfg->attach ? 0 : cfg->runway_bytes;
+    if (s->runway_bytes && (rc = store_runway_start(s, cfg->dir)) < 0) /* commits only flush more */
+        log_warn("store: no write-ahead space: %s", strerror(-rc));
     *out = s;
     return 0;
 fail:
@@ -268,6 +273,7 @@ void store_close(store **sp)
     if (!sp || !*sp)
         return;
     store *s = *sp;
+    store_runway_stop(s);
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
     pthread_cond_broadcast(&s->wake);

@@ -39,6 +39,12 @@ typedef struct store_config {
      * it, or the chunks of an instance it is receiving would be deleted
      * as a crashed hub's leftovers. */
     bool        attach;
+    /* Zeroed space kept written past the store's end, so that commits
+     * overwrite flushed blocks instead of growing the file (whose flush
+     * also commits the file system's journal); laid at open and, later,
+     * while no instance has been committed for half a second
+     * (hub/store_runway.c).  0: none.  Ignored with attach. */
+    uint64_t    runway_bytes;
 } store_config;
 
 /* Opens (creating) the environment; starts the committer thread. */
@@ -244,6 +250,7 @@ typedef struct store_stats {
     uint64_t commit_us_sum;
     uint64_t bytes_received;
     uint64_t outside_commits; /* times another process's commits were seen (store_outside_gen) */
+    uint64_t runway_ahead;    /* zeroed bytes written past the store's end (store_config.runway_bytes) */
 } store_stats;
 int store_get_stats(store *s, store_stats *out);
 extern const double store_commit_bucket_ms[11];

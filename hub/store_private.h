@@ -31,6 +31,13 @@ struct store {
     bool            stopping;
     bool            committing; /* a put's commit is running (committer or the caller's own thread) */
     pthread_t       committer;
+    /* write-ahead space (store_runway.c) */
+    uint64_t        runway_bytes;
+    int             runway_fd;
+    bool            runway_on, runway_stop;
+    pthread_t       runway_thread;
+    pthread_mutex_t runway_mu;
+    pthread_cond_t  runway_cv;
     /* counters (atomics: read by /metrics from other threads) */
     _Atomic uint64_t commits, commit_instances, put_stored, put_duplicate, put_conflict, put_full,
                      put_invalid, put_failed, bytes_received, commit_us_sum;
@@ -137,5 +144,17 @@ void store_outside_init(store *s);
  * reader-table lock once the pool is warm (store_query.c). */
 int  store_read_txn(store *s, MDB_txn **txn);
 void store_read_end(store *s, MDB_txn *txn);
+
+/* Write-ahead space (store_runway.c).  start: opens data.mdb, lays the
+ * space, starts the thread that keeps it laid while the store is idle;
+ * 0 or -errno.  stop: NULL-safe for a store that never started it.
+ * step: lays at most one step; 1 laid some, 0 nothing left to lay,
+ * -errno; *ahead gets the zeroed bytes past the end.  lay: steps until
+ * laid. */
+int      store_runway_start(store *s, const char *dir);
+void     store_runway_stop(store *s);
+int      store_runway_step(store *s, uint64_t *ahead);
+int      store_runway_lay(store *s);
+uint64_t store_runway_ahead(store *s);
 
 #endif

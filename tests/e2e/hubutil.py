@@ -823,7 +823,8 @@ class _Watch:
         return StoreRun(b"".join(self.chunks).decode(errors="replace"), self.proc.returncode)
 
 
-def crash_rounds(work, rounds=5, studies=3, per_study=100, seed=None, stable=2, rows=64, cols=64, note=print):
+def crash_rounds(work, rounds=5, studies=3, per_study=100, seed=None, stable=2, rows=64, cols=64, note=print,
+                 extra=()):
     """SIGKILL the hub at a random moment while one storescu per study
     sends, `rounds` times.  The moment: after a random number of store
     responses (0 to 70 % of what is left: the kill lands mid-stream on a
@@ -845,7 +846,7 @@ def crash_rounds(work, rounds=5, studies=3, per_study=100, seed=None, stable=2, 
     sop = {p: f"{study}.1.{k + 1}" for study, files in made.items() for k, p in enumerate(files)}
     data = {sop[p]: dataset_bytes(p) for p in sop}
     acked, kills, spawned = set(), [], []
-    hub = Hub(work / "hub", log_dir=work, stable_seconds=stable)
+    hub = Hub(work / "hub", log_dir=work, stable_seconds=stable, extra=extra)
     try:
         hub.start()
         for rnd in range(rounds):
