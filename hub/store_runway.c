@@ -104,9 +104,11 @@ int store_runway_lay(store *s)
 static void *runway_main(void *arg)
 {
     store *s = arg;
-    uint64_t seen = s->commits;
+    MDB_envinfo info;
+    mdb_env_info(s->env, &info);
+    uint64_t seen = s->commits, seen_txn = info.me_last_txnid;
     int64_t idle_since = now_ms(), retry_at = 0;
-    bool full = false; /* laid to the end: nothing to do until a commit */
+    bool full = false; /* laid to the end: nothing to do until something is committed */
     pthread_mutex_lock(&s->runway_mu);
     while (!s->runway_stop) {
         struct timespec ts;
@@ -124,6 +126,11 @@ static void *runway_main(void *arg)
             idle_since = now;
             full = false;
             continue;
+        }
+        mdb_env_info(s->env, &info); /* reports, tasks, audit records grow the store too */
+        if (info.me_last_txnid != seen_txn) {
+            seen_txn = info.me_last_txnid;
+            full = false;
         }
         if (full || s->runway_stop || now - idle_since < RUNWAY_IDLE_MS || now < retry_at)
             continue;
