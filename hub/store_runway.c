@@ -8,7 +8,8 @@
  * (zeros) and flushed is overwritten in place: its fdatasync writes data
  * only.  PostgreSQL fills its WAL segments with zeros for the same reason.
  * The price is each byte of growth written twice, once as zeros while the
- * hub is idle, and up to runway bytes of disk held ahead.
+ * hub is idle, and up to runway bytes of disk held ahead (never the
+ * last GiB of free disk).
  *
  * Safety: zeros are written only past LMDB's last used page, while this
  * thread holds a write transaction (LMDB's writer lock, across processes),
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include "hub/log.h"
@@ -30,7 +32,11 @@
 #define RUNWAY_STEP      ((uint64_t)8 << 20) /* zeros per writer-lock hold: a few ms of disk */
 #define RUNWAY_IDLE_MS   500                 /* no commit for this long: the hub is idle */
 #define RUNWAY_POLL_MS   200
-#define RUNWAY_RETRY_MS  60000               /* after a failure (disk full) */
+#define RUNWAY_RETRY_MS  60000               /* after a failure */
+/* Free disk left to everything else: zeros never take the last of it,
+ * or a store on a nearly full disk would fill it for a moment at every
+ * try, and a commit or a log line in that moment would fail. */
+#define RUNWAY_DISK_KEEP ((uint64_t)1 << 30)
 
 static const unsigned char zeros[1 << 16];
 
@@ -80,6 +86,11 @@ int store_runway_step(store *s, uint64_t *ahead)
     uint64_t n = want > from ? want - from : 0;
     if (n > RUNWAY_STEP)
         n = RUNWAY_STEP;
+    struct statvfs vfs;
+    if (n && fstatvfs(s->runway_fd, &vfs) == 0) {
+        uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+        n = avail > RUNWAY_DISK_KEEP + n ? n : 0; /* nothing to lay until there is room */
+    }
     rc = n ? write_zeros(s->runway_fd, from, n) : 0;
     if (rc && ftruncate(s->runway_fd, (off_t)from) != 0) /* give back what a full disk let us write */
         log_warn("store: write-ahead space: cannot truncate back: %s", strerror(errno));
