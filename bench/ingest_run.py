@@ -293,37 +293,34 @@ class Dd:
         self.mb = mb
 
 
-def dd_sync_bandwidth(directory, mb):
-    """MB/s of a `dd ... conv=fdatasync` of mb MiB into directory."""
+def dd_mb_per_s(directory, block, count, flag):
+    """MB/s of `dd if=/dev/zero bs=block count=count flag` into a file in
+    directory, by dd's own clock (its transfer, not its start)."""
     f = Path(directory) / "dd-sync.tmp"
     try:
         t0 = time.monotonic()
-        r = subprocess.run(["dd", "if=/dev/zero", f"of={f}", "bs=1M", f"count={mb}", "conv=fdatasync"],
+        r = subprocess.run(["dd", "if=/dev/zero", f"of={f}", f"bs={block}", f"count={count}", flag],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=900)
         dt = time.monotonic() - t0
         if r.returncode != 0:
             raise RuntimeError(f"dd: {r.stderr.decode(errors='replace')}")
         m = re.search(r"copied, ([0-9.,]+) s", r.stderr.decode())
         secs = float(m.group(1).replace(",", ".")) if m else dt
-        return mb * 1048576 / secs / 1e6
+        return block * count / secs / 1e6
     finally:
         f.unlink(missing_ok=True)
+
+
+def dd_sync_bandwidth(directory, mb):
+    """The yardstick: mb MiB and one flush at the end (conv=fdatasync)."""
+    return dd_mb_per_s(directory, 1048576, mb, "conv=fdatasync")
 
 
 def dd_per_instance_bandwidth(directory, size, count):
-    """MB/s of `dd ... oflag=dsync` writing count blocks of size bytes, each
-    durable before the next is written: the disk's synchronous bandwidth at
-    one instance per flush, as a sender that waits for each answer needs."""
-    f = Path(directory) / "dd-dsync.tmp"
-    try:
-        r = subprocess.run(["dd", "if=/dev/zero", f"of={f}", f"bs={size}", f"count={count}", "oflag=dsync"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=900)
-        if r.returncode != 0:
-            raise RuntimeError(f"dd: {r.stderr.decode(errors='replace')}")
-        m = re.search(r"copied, ([0-9.,]+) s", r.stderr.decode())
-        return size * count / float(m.group(1).replace(",", ".")) / 1e6
-    finally:
-        f.unlink(missing_ok=True)
+    """count blocks of one instance's size, each durable before the next is
+    written (oflag=dsync): the disk's synchronous bandwidth at one instance
+    per flush, as a sender that waits for each answer needs."""
+    return dd_mb_per_s(directory, size, count, "oflag=dsync")
 
 
 def main():

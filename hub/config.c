@@ -131,9 +131,13 @@ int cfg_set(const cfg_option *o, void *conf, const char *value, cfg_strings *own
         return 0;
     }
     case CFG_SIZE: {
-        uint64_t v = 0;
-        if (!(o->min == 0 && !strcmp(value, "0")) && parse_size(value, &v) < 0) { /* min 0: "0" allowed */
+        uint64_t v;
+        if (parse_size(value, &v) < 0) {
             snprintf(err, errlen, "'%s' is not a size (bytes, or with K, M or G: 16G)", value);
+            return -1;
+        }
+        if (v < (uint64_t)o->min) {
+            snprintf(err, errlen, "'%s' is less than %ld bytes", value, o->min);
             return -1;
         }
         *FIELD(conf, o, uint64_t) = v;
@@ -189,7 +193,7 @@ int parse_size(const char *s, uint64_t *out)
         mul = 1 << 20, end++;
     else if (*end == 'G' || *end == 'g')
         mul = 1 << 30, end++;
-    if (end == s || *end || !(v > 0) || v * (double)mul > 1e18)
+    if (end == s || *end || !(v >= 0) || v * (double)mul > 1e18)
         return -1;
     *out = (uint64_t)(v * (double)mul);
     return 0;

@@ -28,7 +28,7 @@ typedef enum cfg_type {
     CFG_STRING, /* const char *; at least min characters, at most max when max > 0 */
     CFG_INT,    /* int in [min, max] */
     CFG_PORT,   /* uint16_t, 0 = any free port */
-    CFG_SIZE,   /* uint64_t bytes; "16G", "512M", "100K" in files and options; "0" too where min is 0 */
+    CFG_SIZE,   /* uint64_t bytes; "16G", "512M", "100K" in files and options; at least min */
     CFG_FLAG,   /* int 0/1: an option without argument; true/false in files */
     CFG_CHOICE, /* int: index of the value in choices ("error|warn|info|debug") */
 } cfg_type;

@@ -147,14 +147,10 @@ void store_read_end(store *s, MDB_txn *txn);
 
 /* Write-ahead space (store_runway.c).  start: opens data.mdb, lays the
  * space, starts the thread that keeps it laid while the store is idle;
- * 0 or -errno.  stop: NULL-safe for a store that never started it.
- * step: lays at most one step; 1 laid some, 0 nothing left to lay,
- * -errno; *ahead gets the zeroed bytes past the end.  lay: steps until
- * laid. */
+ * 0 or -errno.  stop: safe for a store that never started it.  ahead:
+ * the zeroed bytes past end (the used size, store_stats.map_used). */
 int      store_runway_start(store *s, const char *dir);
 void     store_runway_stop(store *s);
-int      store_runway_step(store *s, uint64_t *ahead);
-int      store_runway_lay(store *s);
-uint64_t store_runway_ahead(store *s);
+uint64_t store_runway_ahead(store *s, uint64_t end);
 
 #endif

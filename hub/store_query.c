@@ -305,7 +305,7 @@ int store_get_stats(store *s, store_stats *out)
     mdb_env_stat(s->env, &st);
     out->map_size = info.me_mapsize;
     out->map_used = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
-    out->runway_ahead = store_runway_ahead(s);
+    out->runway_ahead = store_runway_ahead(s, out->map_used);
     MDB_txn *txn;
     int rc = store_read_txn(s, &txn);
     if (rc)

@@ -62,7 +62,9 @@ static int write_zeros(int fd, uint64_t from, uint64_t n)
     return 0;
 }
 
-int store_runway_step(store *s, uint64_t *ahead)
+/* Lays at most one step: 1 laid some, 0 nothing (left) to lay, -errno.
+ * *ahead gets the zeroed bytes past the end. */
+static int runway_step(store *s, uint64_t *ahead)
 {
     MDB_txn *txn;
     int rc = store_write_begin(s, &txn);
@@ -103,11 +105,11 @@ int store_runway_step(store *s, uint64_t *ahead)
     return n ? 1 : 0;
 }
 
-int store_runway_lay(store *s)
+static int runway_lay(store *s)
 {
     uint64_t ahead = 0;
     int rc;
-    while ((rc = store_runway_step(s, &ahead)) > 0)
+    while ((rc = runway_step(s, &ahead)) > 0)
         ;
     return rc;
 }
@@ -147,7 +149,7 @@ static void *runway_main(void *arg)
             continue;
         pthread_mutex_unlock(&s->runway_mu);
         uint64_t ahead = 0;
-        int rc = store_runway_step(s, &ahead);
+        int rc = runway_step(s, &ahead);
         pthread_mutex_lock(&s->runway_mu);
         if (rc == 0) {
             full = true;
@@ -171,7 +173,7 @@ int store_runway_start(store *s, const char *dir)
         return -errno;
     pthread_mutex_init(&s->runway_mu, NULL);
     pthread_cond_init(&s->runway_cv, NULL);
-    int rc = store_runway_lay(s);
+    int rc = runway_lay(s);
     if (rc < 0) /* not fatal: commits only flush a little more */
         log_warn("store: write-ahead space not laid: %s", strerror(-rc));
     if ((rc = pthread_create(&s->runway_thread, NULL, runway_main, s))) {
@@ -200,17 +202,10 @@ void store_runway_stop(store *s)
     pthread_cond_destroy(&s->runway_cv);
 }
 
-uint64_t store_runway_ahead(store *s)
+uint64_t store_runway_ahead(store *s, uint64_t end)
 {
-    if (!s->runway_on)
-        return 0;
-    MDB_envinfo info;
-    MDB_stat st;
     struct stat fst;
-    mdb_env_info(s->env, &info);
-    mdb_env_stat(s->env, &st);
-    uint64_t end = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
-    if (fstat(s->runway_fd, &fst) != 0 || (uint64_t)fst.st_size <= end)
+    if (!s->runway_on || fstat(s->runway_fd, &fst) != 0 || (uint64_t)fst.st_size <= end)
         return 0;
     return (uint64_t)fst.st_size - end;
 }

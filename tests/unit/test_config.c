@@ -35,7 +35,7 @@ typedef struct demo_settings {
     const char *data, *name, *optional;
     int         count, flag, level, days;
     uint16_t    port;
-    uint64_t    size;
+    uint64_t    size, spare;
     int         action;
 } demo_settings;
 
@@ -49,7 +49,8 @@ static const cfg_option demo_opts[] = {
     {"net", "count", CFG_INT, D(count), "16", 1, 100, NULL, "N", "a count"},
     {"net", "open", CFG_FLAG, D(flag), NULL, 0, 0, NULL, NULL, "a flag"},
     {"store", "days", CFG_INT, D(days), NULL, 0, 1000, NULL, "N", "days, or unset"},
-    {"store", "size", CFG_SIZE, D(size), "16G", 0, 0, NULL, "BYTES", "a size"},
+    {"store", "size", CFG_SIZE, D(size), "16G", 1, 0, NULL, "BYTES", "a size"},
+    {"store", "spare", CFG_SIZE, D(spare), "0", 0, 0, NULL, "BYTES", "a size that may be none"},
     {NULL, "action", CFG_FLAG, D(action), NULL, 0, 0, NULL, NULL, "command line only"},
 };
 static const cfg_role demo = {"demo", "usage: dxhub demo\n", demo_opts, sizeof demo_opts / sizeof demo_opts[0]};
@@ -141,6 +142,8 @@ static void test_bad_files_are_refused_with_file_line_key_and_why(void **state)
     expect_file_error("[main]\nname = SEVENTEEN_CHARS_X\n", "[main] name: 'SEVENTEEN_CHARS_X' must be 1 to 16");
     expect_file_error("[main]\ndata =\n", "[main] data: must not be empty");
     expect_file_error("[store]\nsize = 12Q\n", "[store] size: '12Q' is not a size");
+    expect_file_error("[store]\nsize = 0\n", "[store] size: '0' is less than 1 bytes");
+    expect_file_error("[store]\nspare = -1M\n", "[store] spare: '-1M' is not a size");
     expect_file_error("[main]\njust words\n", "bad.ini:2: not 'key = value'");
     expect_file_error("[main]\naction = true\n", "[main] action: unknown key");
     char long_line[400];
@@ -168,7 +171,7 @@ static void test_bad_option_and_missing_file_are_usage_errors(void **state)
 static void test_written_ini_reads_back_to_the_same_settings(void **state)
 {
     const char *path = write_file("b.ini", "[main]\nname = X\nlevel = warn\n[net]\nport = 0\nopen = true\n"
-                                           "[store]\nsize = 3000\n");
+                                           "[store]\nsize = 3000\nspare = 0\n");
     demo_settings a = {0}, b = {0};
     cfg_strings own = {0};
     char err[512];
@@ -193,6 +196,7 @@ static void test_written_ini_reads_back_to_the_same_settings(void **state)
     assert_int_equal(b.count, a.count);
     assert_int_equal(b.days, 9); /* an unset key is written commented out: it does not reset */
     assert_true(b.size == 3000);
+    assert_true(b.spare == 0);
     cfg_release(&own);
 }
 

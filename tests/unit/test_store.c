@@ -65,16 +65,18 @@ static int teardown(void **state)
     return system(cmd);
 }
 
-static store *open_store(const char *sub, uint64_t map)
+static store *open_store_with(const char *sub, uint64_t map, uint64_t runway)
 {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/%s", tmpdir, sub);
-    store_config cfg = {.dir = dir, .map_size = map};
+    store_config cfg = {.dir = dir, .map_size = map, .runway_bytes = runway};
     store *s = NULL;
     char err[256];
     assert_int_equal(store_open(&cfg, &s, err, sizeof err), 0);
     return s;
 }
+
+static store *open_store(const char *sub, uint64_t map) { return open_store_with(sub, map, 0); }
 
 static void test_put_then_read_back_identical_bytes(void **state)
 {
@@ -606,17 +608,6 @@ static int zeros_from(const char *sub, uint64_t from, uint64_t to)
     return all;
 }
 
-static store *open_runway(const char *sub, uint64_t runway)
-{
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/%s", tmpdir, sub);
-    store_config cfg = {.dir = dir, .map_size = 64 << 20, .runway_bytes = runway};
-    store *s = NULL;
-    char err[256];
-    assert_int_equal(store_open(&cfg, &s, err, sizeof err), 0);
-    return s;
-}
-
 static void test_runway_is_laid_ahead_and_commits_land_on_it(void **state)
 {
     (void)state;
@@ -627,7 +618,7 @@ static void test_runway_is_laid_ahead_and_commits_land_on_it(void **state)
         fprintf(stderr, "skipped: less than 3 GiB free under %s\n", tmpdir);
         skip();
     }
-    store *s = open_runway("rw", runway);
+    store *s = open_store_with("rw", 64 << 20, runway);
     store_stats ss;
     assert_int_equal(store_get_stats(s, &ss), 0);
     assert_int_equal(ss.runway_ahead, runway);
@@ -663,7 +654,7 @@ static void test_runway_is_laid_ahead_and_commits_land_on_it(void **state)
     store_close(&s);
 
     /* Reopened: laid already, every instance intact. */
-    s = open_runway("rw", runway);
+    s = open_store_with("rw", 64 << 20, runway);
     assert_int_equal(store_get_stats(s, &ss), 0);
     assert_int_equal(ss.runway_ahead, runway);
     for (size_t i = 0, j = 0; i < sizeof rel / sizeof rel[0]; i++) {
