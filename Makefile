@@ -8,7 +8,7 @@ DEBIAN_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev \
 	libxml2-dev libcmocka-dev python3-pytest python3-pydicom python3-numpy \
 	python3-zmq python3-gdcm python3-pil python3-prometheus-client wrk hyperfine orthanc flac python3-biosig \
 	libsndfile1-dev libgdcm-tools grokj2k-tools python3-pytest-xdist \
-	libpango1.0-dev libcairo2-dev fonts-wqy-microhei poppler-utils libinih-dev chromium
+	libsodium-dev libpango1.0-dev libcairo2-dev fonts-wqy-microhei poppler-utils libinih-dev chromium
 
 PY      := /usr/bin/python3
 # Every core by default (a fresh clone's build is a third of `make test`);
@@ -91,6 +91,12 @@ $(BUILD)/fuzz/replay_%: tests/fuzz/%.c tests/fuzz/replay_main.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< tests/fuzz/replay_main.c $(LIB) $(LDFLAGS) $(LDLIBS)
 
+# The worklist bench's simulated readers speak ZMTP with CURVE themselves
+# (bench/zmtp_curve.h says why), with libsodium as libzmq does.
+$(BUILD)/bench/bench_worklist: bench/bench_worklist.c bench/zmtp_curve.c bench/zmtp_curve.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< bench/zmtp_curve.c $(LIB) $(LDFLAGS) $(LDLIBS) -lsodium
+
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
@@ -112,7 +118,7 @@ node-deps:
 		echo "make deps: npm ci in tests/browser (playwright-core)"; \
 		cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent; fi
 
-test: $(BUILD)/dxhub $(UNIT_BINS) $(FUZZ_REPLAY)
+test: $(BUILD)/dxhub $(UNIT_BINS) $(FUZZ_REPLAY) $(BUILD)/bench/bench_worklist
 	@BUILD=$(BUILD) PY=$(PY) SAN=$(SAN) tests/run-all
 
 unit: $(UNIT_BINS)

@@ -11,8 +11,9 @@
  *    with R readers (each its own CURVE keypair in the allow-list, role
  *    reader:rNNN, and a readers-file line) and one ECG reader.
  * 3. Assign: R readers over 127.0.0.1, each its own DEALER and CURVE key
- *    (the reader protocol of hub/hub.h), all driven by one thread with
- *    epoll, loop TASK → CLAIM → CLAIMED for S seconds, each CLAIM carrying
+ *    (the reader protocol of hub/hub.h, spoken over ZMTP by
+ *    zmtp_curve.c, or through libzmq with --transport libzmq), all driven
+ *    by one thread with epoll, loop TASK → CLAIM → CLAIMED for S seconds, each CLAIM carrying
  *    the next READY 1 (so the next TASK comes while the claim commits; a
  *    reader sends its next CLAIM once the last one is answered).  An
  *    "assignment" is that round: a lease the reader was told about, so
@@ -72,6 +73,7 @@
 #include "hub/store.h"
 #include "hub/store_bench.h"
 #include "hub/store_tasks.h"
+#include "bench/zmtp_curve.h"
 
 #define MAX_READERS 1000
 
@@ -362,10 +364,14 @@ static void last_log_line(const char *path, const char *what, char *out, size_t 
 /* --- the assignment phase ---------------------------------------------------------- */
 
 /* The simulated readers all live on this one thread, each a DEALER with
- * its own CURVE key in one context (one I/O thread), driven by epoll on
- * their ZMQ_FDs.  A thread per reader (a blocking hub_client each) cost
- * more CPU than the hub itself — two thread wake-ups per message — on the
- * same 2 cores, so the simulation was part of what it measured. */
+ * its own CURVE key, driven by epoll.  A thread per reader (a blocking
+ * hub_client each) cost more CPU than the hub itself — two thread
+ * wake-ups per message — on the same 2 cores, so the simulation was part
+ * of what it measured.  So did one libzmq context for all of them (one
+ * I/O thread, epoll on their ZMQ_FDs; --transport libzmq): 75–90 µs of
+ * CPU per assignment against the hub's ~90, half of it in that I/O
+ * thread.  By default each reader speaks ZMTP 3.1 + CURVE itself on its
+ * TCP socket (zmtp_curve.h), about a third of that. */
 /* A reader waits for a TASK (R_WAIT_TASK: credit outstanding), has
  * nothing outstanding (R_IDLE), or has stopped (R_DONE); apart from that it
  * may have one CLAIM outstanding (claiming).  Its CLAIM carries the next
@@ -377,8 +383,10 @@ typedef enum { R_IDLE, R_WAIT_TASK, R_DONE } rstate;
 typedef struct rdr {
     int         index;
     keypair     kp;
-    void       *sock;
-    int         fd;        /* ZMQ_FD: readable when the socket's events may have changed */
+    void       *sock;      /* through libzmq (--transport libzmq), or */
+    zc          z;         /* ZMTP spoken here (the default; zmtp_curve.h says why) */
+    bool        read_once; /* this drain read z's socket already */
+    int         fd;        /* ZMQ_FD (readable when the socket's events may have changed), or z's socket */
     rstate      st;
     uint64_t    req;       /* the last request's number */
     int64_t     t0, t1;    /* credit asked (READY, or CLAIM with ready), CLAIM sent (µs) */
@@ -395,6 +403,7 @@ typedef struct rdr {
 
 static const char *g_endpoint;
 static char        g_hub_pub[41];
+static bool        g_libzmq; /* the readers go through libzmq */
 
 /* The simulated readers write and read headers as text: one thread plays
  * 100 workstations on the hub's two cores, and jansson trees for every
@@ -404,8 +413,15 @@ static void send_text(rdr *r, const char *cmd, const char *fmt, long long a, lon
 {
     char h[160];
     int len = snprintf(h, sizeof h, fmt, (long long)++r->req, a, b);
-    if (proto_send_text(r->sock, NULL, cmd, h, (size_t)len) < 0)
-        die("reader %d: sending %s: %s", r->index, cmd, zmq_strerror(zmq_errno()));
+    if (g_libzmq) {
+        if (proto_send_text(r->sock, NULL, cmd, h, (size_t)len) < 0)
+            die("reader %d: sending %s: %s", r->index, cmd, zmq_strerror(zmq_errno()));
+        return;
+    }
+    struct iovec f[2] = {{(void *)cmd, strlen(cmd)}, {h, (size_t)len}};
+    int rc = zc_send(&r->z, f, 2);
+    if (rc < 0)
+        die("reader %d: sending %s: %s", r->index, cmd, strerror(-rc));
 }
 
 typedef struct answer {
@@ -420,9 +436,48 @@ static long long number_after(const char *text, size_t len, const char *key)
     return k ? strtoll(k + strlen(key), NULL, 10) : -1;
 }
 
+static void parse_header(answer *a, const char *h, size_t len)
+{
+    a->req = number_after(h, len, "\"req\":");
+    a->id = number_after(h, len, "\"id\":"); /* the task's: no other key is "id" */
+    size_t k = len < sizeof a->hdr ? len : sizeof a->hdr - 1;
+    memcpy(a->hdr, h, k);
+    a->hdr[k] = '\0';
+}
+
+/* The next message r has, from its own ZMTP: 1, or 0 when there is none. */
+static int recv_zmtp(rdr *r, answer *a)
+{
+    zc_msg m;
+    int rc = r->z.out_len ? zc_flush(&r->z) : 0; /* what a full socket held back */
+    if (!rc)
+        rc = zc_recv(&r->z, &m);
+    if (!rc && !r->read_once) { /* one read a drain: epoll says when there is more */
+        r->read_once = true;
+        rc = zc_fill(&r->z);
+        if (rc > 0)
+            rc = zc_recv(&r->z, &m);
+    }
+    if (rc < 0)
+        die("reader %d: receiving: %s", r->index, strerror(-rc));
+    if (!rc)
+        return 0;
+    size_t n = m.off[1] - m.off[0];
+    n = n < sizeof a->cmd ? n : sizeof a->cmd - 1;
+    memcpy(a->cmd, m.data + m.off[0], n);
+    a->cmd[n] = '\0';
+    a->req = a->id = -1;
+    a->hdr[0] = '\0';
+    if (m.frames > 1)
+        parse_header(a, (const char *)m.data + m.off[1], m.off[2] - m.off[1]);
+    return 1;
+}
+
 /* The next message r has: 1, or 0 when there is none (EAGAIN). */
 static int recv_answer(rdr *r, answer *a)
 {
+    if (!g_libzmq)
+        return recv_zmtp(r, a);
     zmq_msg_t f;
     zmq_msg_init(&f);
     if (zmq_msg_recv(&f, r->sock, ZMQ_DONTWAIT) < 0) {
@@ -441,26 +496,11 @@ static int recv_answer(rdr *r, answer *a)
         zmq_msg_init(&f);
         if (zmq_msg_recv(&f, r->sock, 0) < 0)
             die("reader %d: receiving: %s", r->index, zmq_strerror(zmq_errno()));
-        if (frame == 1) {
-            const char *h = zmq_msg_data(&f);
-            size_t len = zmq_msg_size(&f);
-            a->req = number_after(h, len, "\"req\":");
-            a->id = number_after(h, len, "\"id\":"); /* the task's: no other key is "id" */
-            size_t k = len < sizeof a->hdr ? len : sizeof a->hdr - 1;
-            memcpy(a->hdr, h, k);
-            a->hdr[k] = '\0';
-        }
+        if (frame == 1)
+            parse_header(a, zmq_msg_data(&f), zmq_msg_size(&f));
     }
     zmq_msg_close(&f);
     return 1;
-}
-
-static void send_req(rdr *r, const char *cmd, json_t *h)
-{
-    json_object_set_new(h, "req", json_integer((json_int_t)++r->req));
-    if (proto_send(r->sock, NULL, cmd, h, NULL, 0) < 0)
-        die("reader %d: sending %s: %s", r->index, cmd, zmq_strerror(zmq_errno()));
-    json_decref(h);
 }
 
 static void send_ready(rdr *r, int credit)
@@ -549,6 +589,7 @@ static bool drain(rdr *r, bool claim, int64_t end_us, bool *welcomed)
 {
     bool got = false;
     answer m;
+    r->read_once = false;
     while (recv_answer(r, &m)) {
         got = true;
         if (welcomed && !strcmp(m.cmd, "WELCOME"))
@@ -563,18 +604,31 @@ static void readers_open(rdr *rs, int n, void *zctx, int ep)
 {
     for (int i = 0; i < n; i++) {
         rdr *r = &rs[i];
-        r->sock = zmq_socket(zctx, ZMQ_DEALER);
-        if (!r->sock)
-            die("zmq_socket: %s", zmq_strerror(zmq_errno()));
-        proto_tune(r->sock);
-        if (proto_curve_client(r->sock, r->kp.pub, r->kp.sec, g_hub_pub) < 0 || zmq_connect(r->sock, g_endpoint) < 0)
-            die("reader %d: %s", r->index, zmq_strerror(zmq_errno()));
-        size_t len = sizeof r->fd;
-        zmq_getsockopt(r->sock, ZMQ_FD, &r->fd, &len);
+        if (g_libzmq) {
+            r->sock = zmq_socket(zctx, ZMQ_DEALER);
+            if (!r->sock)
+                die("zmq_socket: %s", zmq_strerror(zmq_errno()));
+            proto_tune(r->sock);
+            if (proto_curve_client(r->sock, r->kp.pub, r->kp.sec, g_hub_pub) < 0 ||
+                zmq_connect(r->sock, g_endpoint) < 0)
+                die("reader %d: %s", r->index, zmq_strerror(zmq_errno()));
+            size_t len = sizeof r->fd;
+            zmq_getsockopt(r->sock, ZMQ_FD, &r->fd, &len);
+        } else {
+            uint8_t pub[32], sec[32], server[32];
+            unsigned port = 0;
+            char err[256];
+            if (sscanf(g_endpoint, "tcp://127.0.0.1:%u", &port) != 1 || !zmq_z85_decode(pub, r->kp.pub) ||
+                !zmq_z85_decode(sec, r->kp.sec) || !zmq_z85_decode(server, g_hub_pub))
+                die("reader %d: cannot use endpoint %s or its keys", r->index, g_endpoint);
+            if (zc_connect(&r->z, "127.0.0.1", (uint16_t)port, pub, sec, server, 10000, err, sizeof err) < 0)
+                die("reader %d: %s", r->index, err);
+            r->fd = r->z.fd;
+        }
         struct epoll_event e = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
         if (epoll_ctl(ep, EPOLL_CTL_ADD, r->fd, &e) < 0)
             die("epoll_ctl: %s", strerror(errno));
-        send_req(r, "HELLO", json_object());
+        send_text(r, "HELLO", "{\"req\":%lld,\"v\":1}", 0, 0);
     }
     /* every reader welcomed before the clock starts */
     int welcomed = 0;
@@ -658,7 +712,7 @@ static void readers_run(rdr *rs, int n, int ep, bool claim, int64_t end_us)
  * from its schedule.  A reader does not wait for CLAIMED before its next
  * round (up to PACED_CLAIMS claims outstanding); the readers are split
  * over `threads` threads, each its own epoll over its readers' sockets
- * (the sockets move to them; one ZeroMQ I/O thread as before). */
+ * (the sockets move to them). */
 #define PACED_CLAIMS 16
 
 typedef struct samples {
@@ -714,6 +768,7 @@ static void paced_answer(pacer *p, paced_rdr *q, const answer *m);
 static void paced_drain(pacer *p, paced_rdr *q)
 {
     answer m;
+    q->r->read_once = false;
     while (recv_answer(q->r, &m))
         paced_answer(p, q, &m);
 }
@@ -947,7 +1002,8 @@ int main(int argc, char **argv)
                                          {"tasks", required_argument, NULL, 'n'}, {"readers", required_argument, NULL, 'r'},
                                          {"seconds", required_argument, NULL, 's'}, {"json", required_argument, NULL, 'j'},
                                          {"rate", required_argument, NULL, 'R'}, {"paced-seconds", required_argument, NULL, 'P'},
-                                         {"paced-threads", required_argument, NULL, 'T'}, {0, 0, 0, 0}};
+                                         {"paced-threads", required_argument, NULL, 'T'},
+                                         {"transport", required_argument, NULL, 't'}, {0, 0, 0, 0}};
     const char *bin = NULL, *dir = NULL, *json_out = NULL;
     int n_tasks = 100000, n_readers = 100, seconds = 10, paced_s = -1, paced_threads = 2, o;
     double rate = 10000;
@@ -962,6 +1018,11 @@ int main(int argc, char **argv)
         case 'R': rate = atof(optarg); break;
         case 'P': paced_s = atoi(optarg); break;
         case 'T': paced_threads = atoi(optarg); break;
+        case 't':
+            if (strcmp(optarg, "zmtp") && strcmp(optarg, "libzmq"))
+                die("--transport is zmtp or libzmq, not '%s'", optarg);
+            g_libzmq = !strcmp(optarg, "libzmq");
+            break;
         default: return 2;
         }
     }
@@ -971,7 +1032,7 @@ int main(int argc, char **argv)
         (paced_s > 0 && paced_s < 2) || paced_threads < 1 || paced_threads > n_readers) {
         fprintf(stderr, "usage: bench_worklist --dxhub BIN --dir DIR [--tasks N] [--readers R] [--seconds S] "
                         "[--rate N] [--paced-seconds S (0: none, else >= 2)] [--paced-threads T] "
-                        "[--json OUT] STAT_ECG.dcm...\n");
+                        "[--transport zmtp|libzmq] [--json OUT] STAT_ECG.dcm...\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -1015,8 +1076,8 @@ int main(int argc, char **argv)
     free(conf);
 
     /* 1. populate */
-    printf("worklist: %d queued tasks, %d readers, %d s of assignments, %d STAT studies\n", n_tasks, n_readers,
-           seconds, argc - optind);
+    printf("worklist: %d queued tasks, %d readers (%s), %d s of assignments, %d STAT studies\n", n_tasks, n_readers,
+           g_libzmq ? "through libzmq" : "speaking ZMTP themselves", seconds, argc - optind);
     snprintf(p, sizeof p, "%s/hub", dir);
     store *st = NULL;
     store_config sc = {.dir = p};
@@ -1154,7 +1215,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_readers; i++) {
         memcpy(olat + k, rs[i].lat_us, rs[i].n * sizeof *olat);
         k += rs[i].n;
-        zmq_close(rs[i].sock);
+        if (g_libzmq)
+            zmq_close(rs[i].sock);
+        else
+            zc_close(&rs[i].z);
         free(rs[i].lat_us);
         free(rs[i].claim_us);
     }

@@ -7,7 +7,9 @@
 #     paced run work against at least 100,000 queued tasks throughout, and
 #     the offers alone still find some);
 #   - 100 simulated readers (each a DEALER with its own CURVE key, all on
-#     one thread) on 127.0.0.1 looping TASK → CLAIM (carrying the next
+#     one thread, speaking ZMTP + CURVE themselves, bench/zmtp_curve.h:
+#     through libzmq they took as much CPU as the hub, from its two cores;
+#     WL_TRANSPORT=libzmq runs them through libzmq) on 127.0.0.1 looping TASK → CLAIM (carrying the next
 #     READY 1) → CLAIMED for 10 s, one CLAIM outstanding per reader:
 #     assignments per second (an assignment is the whole round, ending with
 #     a durable lease), READY→TASK latency (p50/p99; offers leave before
@@ -42,7 +44,7 @@
 # "peer", "peer_value", "ratio"}; "peer" is "target" where there is one.
 # Knobs: WL_TASKS (300000), WL_READERS (100), WL_SECONDS (10), WL_STAT (10),
 # WL_RATE (10000), WL_PACED_SECONDS (WL_SECONDS; 0: no paced run),
-# WL_PACED_THREADS (2).
+# WL_PACED_THREADS (2), WL_TRANSPORT (zmtp, or libzmq).
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -69,6 +71,7 @@ PYEOF
 
 "$BUILD/bench/bench_worklist" --dxhub "$DXHUB" --dir "$work/data" --tasks "${WL_TASKS:-300000}" \
     --readers "${WL_READERS:-100}" --seconds "${WL_SECONDS:-10}" --rate "${WL_RATE:-10000}" \
-    --paced-seconds "${WL_PACED_SECONDS:-${WL_SECONDS:-10}}" --paced-threads "${WL_PACED_THREADS:-2}" --json "$BUILD/bench/worklist.json" \
+    --paced-seconds "${WL_PACED_SECONDS:-${WL_SECONDS:-10}}" --paced-threads "${WL_PACED_THREADS:-2}" \
+    --transport "${WL_TRANSPORT:-zmtp}" --json "$BUILD/bench/worklist.json" \
     "$work"/stat/*.dcm
 echo "results in $BUILD/bench/worklist.json"
