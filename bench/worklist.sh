@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # worklist.sh — the reading-worklist section of `make bench`
 # (bench/bench_worklist.c does the work; see its header):
-#   - 300,000 queued routine CT tasks written straight into a hub store,
-#     then a real `dxhub serve` on it (at 10,000 assignments/s each 10 s
-#     phase of assignments takes 100,000 of them: the closed loop and the
-#     paced run work against at least 100,000 queued tasks throughout, and
-#     the offers alone still find some);
+#   - 400,000 queued routine CT tasks written straight into a hub store,
+#     then a real `dxhub serve` on it (each 10 s phase of assignments takes
+#     100,000–150,000 of them: the closed loop and the paced run work
+#     against at least 100,000 queued tasks throughout, and the offers
+#     alone still find some);
 #   - 100 simulated readers (each a DEALER with its own CURVE key, all on
 #     one thread, speaking ZMTP + CURVE themselves, bench/zmtp_curve.h:
 #     through libzmq they took as much CPU as the hub, from its two cores;
-#     WL_TRANSPORT=libzmq runs them through libzmq) on 127.0.0.1 looping TASK → CLAIM (carrying the next
+#     WL_TRANSPORT=libzmq runs them through libzmq) on 127.0.0.1 looping
+#     TASK → CLAIM (carrying the next
 #     READY 1) → CLAIMED for 10 s, one CLAIM outstanding per reader:
 #     assignments per second (an assignment is the whole round, ending with
 #     a durable lease), READY→TASK latency (p50/p99; offers leave before
@@ -42,7 +43,7 @@
 # of completing.
 # Writes build/bench/worklist.json as a list of {"metric", "value", "unit",
 # "peer", "peer_value", "ratio"}; "peer" is "target" where there is one.
-# Knobs: WL_TASKS (300000), WL_READERS (100), WL_SECONDS (10), WL_STAT (10),
+# Knobs: WL_TASKS (400000), WL_READERS (100), WL_SECONDS (10), WL_STAT (10),
 # WL_RATE (10000), WL_PACED_SECONDS (WL_SECONDS; 0: no paced run),
 # WL_PACED_THREADS (2), WL_TRANSPORT (zmtp, or libzmq).
 set -eu
@@ -69,7 +70,7 @@ for i in range(n):
     ds.save_as(os.path.join(out, f"stat{i:03d}.dcm"), write_like_original=True)
 PYEOF
 
-"$BUILD/bench/bench_worklist" --dxhub "$DXHUB" --dir "$work/data" --tasks "${WL_TASKS:-300000}" \
+"$BUILD/bench/bench_worklist" --dxhub "$DXHUB" --dir "$work/data" --tasks "${WL_TASKS:-400000}" \
     --readers "${WL_READERS:-100}" --seconds "${WL_SECONDS:-10}" --rate "${WL_RATE:-10000}" \
     --paced-seconds "${WL_PACED_SECONDS:-${WL_SECONDS:-10}}" --paced-threads "${WL_PACED_THREADS:-2}" \
     --transport "${WL_TRANSPORT:-zmtp}" --json "$BUILD/bench/worklist.json" \
