@@ -193,11 +193,12 @@ static int take_message(zc *c, const uint8_t *body, size_t len)
         return -EPROTO;
     uint8_t inner = pt[0];
     if (inner & 2) { /* a command: the hub's heartbeat */
-        if (pt_len >= 7 && !memcmp(pt + 1, "\x04PING", 5)) {
+        /* flags, "\x04PING", a 2-byte TTL, up to 16 bytes of context to echo */
+        if (pt_len >= 8 && !memcmp(pt + 1, "\x04PING", 5)) {
             uint8_t pong[5 + 16];
-            size_t ctx = pt_len - 7 > 16 ? 16 : pt_len - 7;
+            size_t ctx = pt_len - 8 > 16 ? 16 : pt_len - 8;
             memcpy(pong, "\x04PONG", 5);
-            memcpy(pong + 5, pt + 7, ctx);
+            memcpy(pong + 5, pt + 8, ctx);
             int rc = put_message(c, 2, pong, 5 + ctx);
             return rc ? rc : zc_flush(c);
         }
@@ -309,7 +310,8 @@ static int handshake(zc *c, const uint8_t pub[32], const uint8_t sec[32], const 
 {
     uint8_t greeting[64] = {0xFF, 0, 0, 0, 0, 0, 0, 0, 1, 0x7F, 3, 1, 'C', 'U', 'R', 'V', 'E'};
     c->out_len = 0;
-    reserve(&c->out, &c->out_cap, 4096);
+    if (reserve(&c->out, &c->out_cap, 4096)) /* the greeting, HELLO and INITIATE fit */
+        return snprintf(err, errlen, "out of memory"), -1;
     memcpy(c->out, greeting, 64);
     c->out_len = 64;
 
