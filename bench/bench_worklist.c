@@ -731,6 +731,63 @@ static void sample(samples *s, int64_t us)
     s->v[s->n++] = (uint32_t)(us < 0 ? 0 : us);
 }
 
+/* The machine's own part of a latency: a thread that sleeps 1 ms at a
+ * time, and how late each wake-up is.  Run on the idle machine first, then
+ * beside the paced run: no offer can come back sooner than the machine
+ * lets a woken thread run (each round wakes four threads).  Here a kernel
+ * thread (kdamond: DAMON's memory monitor, proactive reclaim) samples the
+ * pages every 0.5 s, 2–7 ms on a CPU each time. */
+typedef struct wake_probe {
+    int64_t   end;
+    samples   late;
+    pthread_t tid;
+} wake_probe;
+
+static void *wake_probe_main(void *arg)
+{
+    wake_probe *w = arg;
+    while (mono_us() < w->end) {
+        int64_t a = mono_us();
+        clock_nanosleep(CLOCK_MONOTONIC, 0, &(struct timespec){0, 1000000}, NULL);
+        sample(&w->late, mono_us() - a - 1000);
+    }
+    return NULL;
+}
+
+static void wake_probe_start(wake_probe *w, int64_t end)
+{
+    *w = (wake_probe){.end = end};
+    if (pthread_create(&w->tid, NULL, wake_probe_main, w))
+        die("pthread_create failed");
+    pthread_setname_np(w->tid, "bench-probe");
+}
+
+static void wake_probe_join(wake_probe *w)
+{
+    pthread_join(w->tid, NULL);
+    qsort(w->late.v, w->late.n, sizeof *w->late.v, cmp_u32);
+}
+
+/* CPU seconds of the kernel's threads named prefix* (kdamond). */
+static double kthreads_cpu_s(const char *prefix)
+{
+    double total = 0;
+    DIR *d = opendir("/proc");
+    if (!d)
+        return 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        char path[300], name[64];
+        double s;
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        if (read_stat(path, name, sizeof name, &s) == 0 && !strncmp(name, prefix, strlen(prefix)))
+            total += s;
+    }
+    closedir(d);
+    return total;
+}
+
 typedef struct paced_rdr {
     rdr    *r;
     int64_t next;       /* the next round's scheduled start (µs) */
@@ -1075,6 +1132,11 @@ int main(int argc, char **argv)
     free(allow);
     free(conf);
 
+    /* 0. the idle machine's wake-up lateness, for the paced run's beside it */
+    wake_probe idle_probe;
+    wake_probe_start(&idle_probe, mono_us() + 2000000);
+    wake_probe_join(&idle_probe);
+
     /* 1. populate */
     printf("worklist: %d queued tasks, %d readers (%s), %d s of assignments, %d STAT studies\n", n_tasks, n_readers,
            g_libzmq ? "through libzmq" : "speaking ZMTP themselves", seconds, argc - optind);
@@ -1179,13 +1241,18 @@ int main(int argc, char **argv)
     paced_result pr = {0};
     thread_cpu tc0[32], tc1[32], sc0[8], sc1[8];
     int n_tc0 = 0, n_tc1 = 0, n_sc0 = 0, n_sc1 = 0;
-    double p_hub_cores = 0, p_sim_cores = 0, p_elapsed = 0;
+    double p_hub_cores = 0, p_sim_cores = 0, p_elapsed = 0, kd0 = 0, kd_cores = 0;
+    wake_probe busy_probe = {0};
     if (paced_s > 0) {
         n_tc0 = threads_cpu(hub_proc.pid, tc0, 32);
         n_sc0 = threads_cpu(getpid(), sc0, 8);
         double h0 = proc_cpu_s(hub_proc.pid), s0 = self_cpu_s();
         int64_t pstart = mono_us();
+        kd0 = kthreads_cpu_s("kdamond");
+        wake_probe_start(&busy_probe, pstart + (int64_t)paced_s * 1000000);
         pr = paced_run(rs, n_readers, paced_threads, rate, paced_s);
+        wake_probe_join(&busy_probe);
+        kd_cores = (kthreads_cpu_s("kdamond") - kd0) / ((double)(mono_us() - pstart) / 1e6);
         p_elapsed = (double)(mono_us() - pstart) / 1e6;
         p_hub_cores = (proc_cpu_s(hub_proc.pid) - h0) / p_elapsed;
         p_sim_cores = (self_cpu_s() - s0) / p_elapsed;
@@ -1317,6 +1384,10 @@ int main(int argc, char **argv)
     double sync_ms = fdatasync_p50_ms(dir);
 
     printf("\n  %-44s %12s %-6s\n", "metric", "value", "unit");
+    metric("idle machine: a thread sleeping 1 ms wakes late by, p99", pct(idle_probe.late.v, idle_probe.late.n, 0.99),
+           "ms", NULL, 0, 1);
+    metric("idle machine: a thread sleeping 1 ms wakes late by, max",
+           idle_probe.late.n ? idle_probe.late.v[idle_probe.late.n - 1] / 1000.0 : 0, "ms", NULL, 0, 1);
     metric("populate: tasks written directly", pop_s ? added / pop_s : 0, "1/s", NULL, 0, 0);
     if (paced_s > 0) {
         char name[96];
@@ -1337,6 +1408,11 @@ int main(int argc, char **argv)
         metric("paced: CLAIM→CLAIMED (durable lease), p50", pct(pr.claim.v, pr.claim.n, 0.50), "ms", NULL, 0, 1);
         metric("paced: CLAIM→CLAIMED (durable lease), p99", pct(pr.claim.v, pr.claim.n, 0.99), "ms", NULL, 0, 1);
         metric("paced: whole round, schedule→CLAIMED, p99", pct(pr.round.v, pr.round.n, 0.99), "ms", NULL, 0, 1);
+        metric("paced: a thread sleeping 1 ms wakes late by, p99", pct(busy_probe.late.v, busy_probe.late.n, 0.99),
+               "ms", NULL, 0, 1);
+        metric("paced: a thread sleeping 1 ms wakes late by, max",
+               busy_probe.late.n ? busy_probe.late.v[busy_probe.late.n - 1] / 1000.0 : 0, "ms", NULL, 0, 1);
+        metric("paced: CPU of the kernel's memory monitor (kdamond)", kd_cores, "cores", NULL, 0, 0);
         metric("paced: CPU of the hub", p_hub_cores, "cores", NULL, 0, 0);
         metric("paced: CPU of the simulated readers", p_sim_cores, "cores", NULL, 0, 0);
         if (pr.claimed) {

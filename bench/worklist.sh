@@ -32,6 +32,9 @@
 #   - STAT ECG studies (the corpus ECG under fresh UIDs, made here with
 #     pydicom) pushed through a real `dxhub edge`: study complete → first
 #     offer to a waiting ECG reader;
+#   - the machine's own wake-up lateness (a thread sleeping 1 ms: p99 and
+#     max, idle and beside the paced run) and the CPU of the kernel's
+#     memory monitor (kdamond) meanwhile: a floor under any latency here;
 #   - diagnostics of what limits it (one offer transaction, group-committed
 #     offers, the worklist tick, an offer scan that finds nothing, the CPU
 #     the hub and the simulated readers used while assigning — in cores

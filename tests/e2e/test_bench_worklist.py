@@ -49,3 +49,7 @@ def test_every_round_completes(dxhub, tmp_path, transport):
     metrics = {m["metric"]: m["value"] for m in json.loads(out.read_text())}
     assert metrics["paced: READY→TASK from the schedule, p50"] > 0
     assert metrics["closed loop: assignments (CLAIM+READY→TASK→CLAIMED) per second"] > 0
+    # the machine's own wake-up lateness, printed beside the offers' (a 1 ms sleep is never early)
+    for when in ("idle machine", "paced"):
+        p99 = metrics[f"{when}: a thread sleeping 1 ms wakes late by, p99"]
+        assert 0 <= p99 <= metrics[f"{when}: a thread sleeping 1 ms wakes late by, max"]
