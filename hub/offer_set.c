@@ -10,8 +10,9 @@ typedef struct slot {
 } slot;
 
 struct offer_set {
-    slot  *v;
-    size_t mask, n, max;
+    slot    *v;
+    size_t   mask, n, max;
+    uint64_t removals;
 };
 
 offer_set *offer_set_new(size_t max)
@@ -72,6 +73,7 @@ void offer_set_remove(offer_set *s, uint64_t id)
     if (!s->v[i].id)
         return;
     s->n--;
+    s->removals++;
     /* Backward shift: move up every later entry of the run that may sit
      * at i, so no entry is ever behind an empty slot from its home. */
     for (size_t j = (i + 1) & s->mask; s->v[j].id; j = (j + 1) & s->mask) {
@@ -85,3 +87,5 @@ void offer_set_remove(offer_set *s, uint64_t id)
 }
 
 size_t offer_set_count(const offer_set *s) { return s->n; }
+
+uint64_t offer_set_removals(const offer_set *s) { return s->removals; }

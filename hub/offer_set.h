@@ -21,5 +21,8 @@ int        offer_set_add(offer_set *s, uint64_t id, int conn);
 int        offer_set_conn(const offer_set *s, uint64_t id);
 void       offer_set_remove(offer_set *s, uint64_t id);
 size_t     offer_set_count(const offer_set *s);
+/* How many ids have left the set so far: a pick's memo of the tasks it
+ * passes over (wl_skip_memo) holds until this changes. */
+uint64_t   offer_set_removals(const offer_set *s);
 
 #endif

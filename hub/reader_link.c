@@ -67,6 +67,7 @@ struct reader_link {
      * tasks and one waiting ECG reader made every event cost ~1 s). */
     uint64_t           gen;
     bool               want_offer; /* offer to readers with credit at the end of this turn */
+    wl_skip_memo       pick_memo;  /* where picks on the current snapshot may start */
     reader_commit     *committer;
     int                done_fd;    /* the committer's "answers ready" */
     rc_list            done;
@@ -277,6 +278,7 @@ static int send_offer(reader_link *l, conn *c, const wl_task *task, const store_
 }
 
 static int unrecorded_offer(void *ctx, uint64_t id) { return offer_set_conn(ctx, id) >= 0; }
+static uint64_t unrecorded_gen(void *ctx) { return offer_set_removals(ctx); }
 
 /* Offer tasks to every reader with credit: picked on a snapshot taken now
  * (after the answers of the last commits were taken, so it shows them),
@@ -284,7 +286,10 @@ static int unrecorded_offer(void *ctx, uint64_t id) { return offer_set_conn(ctx,
 static void offer_all(reader_link *l)
 {
     store_view *v = NULL;
-    wl_skip skip = {unrecorded_offer, l->unrecorded};
+    /* The memo lets each pick start past the offers not yet recorded (the
+     * queue's front) instead of walking them again: with ~50 of them in
+     * flight at 10,000 assignments/s that walk was most of a pick. */
+    wl_skip skip = {unrecorded_offer, l->unrecorded, &l->pick_memo, unrecorded_gen};
     for (int i = 0; i < MAX_READERS; i++) {
         conn *c = &l->conns[i];
         if (!c->used || c->credit <= 0 || c->empty_gen == l->gen)

@@ -482,23 +482,64 @@ int wl_qualified(const wl_reader *r, const wl_task *t)
     return 1;
 }
 
-/* The first task in dbi from key `from` on (while the key starts with
- * prefix[0..pl)) that r may read; its queue key (without the prefix) in
- * qkey.  Returns 1 found, 0 none, or an error. */
+/* The memo's slot for the part of dbi under prefix[0..pl), valid for
+ * txn (a stale memo is emptied first); -1 when skip has no memo or the
+ * key would not fit. */
+static int memo_part(const wl_skip *skip, MDB_txn *txn, MDB_dbi dbi, const uint8_t *prefix, size_t pl)
+{
+    wl_skip_memo *m = skip ? skip->memo : NULL;
+    if (!m || pl + 18 > WL_MEMO_KEY)
+        return -1;
+    uint64_t id = (uint64_t)mdb_txn_id(txn), gen = skip->gen ? skip->gen(skip->ctx) : 0;
+    if (m->txn_id != id || m->gen != gen) {
+        memset(m, 0, sizeof *m);
+        m->txn_id = id;
+        m->gen = gen;
+    }
+    int free_slot = -1;
+    for (int i = 0; i < WL_MEMO_PARTS; i++) {
+        if (m->part[i].kl && m->part[i].dbi == dbi && m->part[i].pl == pl && !memcmp(m->part[i].key, prefix, pl))
+            return i;
+        if (!m->part[i].kl && free_slot < 0)
+            free_slot = i;
+    }
+    if (free_slot < 0)
+        free_slot = 0; /* more parts than slots: reuse the first */
+    m->part[free_slot].kl = 0;
+    m->part[free_slot].dbi = dbi;
+    m->part[free_slot].pl = (uint8_t)pl;
+    return free_slot;
+}
+
+/* The first task in dbi (while the key starts with prefix[0..pl)) that r
+ * may read; its queue key (without the prefix) in qkey.  Returns 1 found,
+ * 0 none, or an error. */
 static int first_qualified(wl *w, MDB_txn *txn, MDB_dbi dbi, const uint8_t *prefix, size_t pl,
                            const wl_reader *r, const wl_skip *skip, wl_task *t, uint8_t qkey[18])
 {
     MDB_cursor *c;
     if (mdb_cursor_open(txn, dbi, &c))
         return WL_ESTORE;
+    int slot = memo_part(skip, txn, dbi, prefix, pl);
+    wl_skip_memo *m = slot >= 0 ? skip->memo : NULL;
     MDB_val k = {pl, (void *)prefix}, v;
+    MDB_cursor_op first = pl ? MDB_SET_RANGE : MDB_FIRST;
+    if (m && m->part[slot].kl) { /* every task before it is passed over */
+        k = (MDB_val){m->part[slot].kl, m->part[slot].key};
+        first = MDB_SET_RANGE;
+    }
+    bool noted = false;
     int rc, found = 0;
-    for (rc = mdb_cursor_get(c, &k, &v, pl ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    for (rc = mdb_cursor_get(c, &k, &v, first); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         if (k.mv_size != pl + 18 || (pl && memcmp(k.mv_data, prefix, pl)))
             break;
         if (v.mv_size != 8 || (skip && skip->fn(skip->ctx, rd64(v.mv_data))))
             continue;
+        if (m && !noted) { /* the first one not passed over: the next pick starts here */
+            memcpy(m->part[slot].key, k.mv_data, k.mv_size);
+            m->part[slot].kl = (uint8_t)k.mv_size;
+            noted = true;
+        }
         if (wl_get(w, txn, rd64(v.mv_data), t) == 0 && wl_qualified(r, t)) {
             memcpy(qkey, (const uint8_t *)k.mv_data + pl, 18);
             found = 1;

@@ -132,9 +132,29 @@ int wl_offer(wl *w, MDB_txn *txn, const wl_reader *r, int64_t now, wl_task *out)
  * 0 and the task in out as it reads once offered to r at now (what the
  * reader is sent), WL_EEMPTY, or an error.  The caller checks the
  * reader's load (wl_held_count) and records the offer with wl_offer_task. */
+/* Optional (memo non-NULL, read-only transactions only): where earlier
+ * picks on the same snapshot found, in each part of the queue they walked,
+ * the first task fn did not pass over.  The tasks passed over are the
+ * best ones (offers not yet recorded sit at the queue's front), so without
+ * it every pick walks past all of them again.  It holds while the
+ * snapshot (the transaction's id) and gen(ctx) are unchanged: the caller
+ * bumps gen whenever a task stops being passed over, so until then every
+ * task before the remembered one still is. */
+#define WL_MEMO_PARTS 4
+#define WL_MEMO_KEY   48
+typedef struct wl_skip_memo {
+    uint64_t txn_id, gen;
+    struct {
+        MDB_dbi dbi;
+        uint8_t pl, kl; /* prefix and whole key lengths; kl 0: unused */
+        uint8_t key[WL_MEMO_KEY];
+    } part[WL_MEMO_PARTS];
+} wl_skip_memo;
 typedef struct wl_skip {
-    int  (*fn)(void *ctx, uint64_t id); /* nonzero: pass over task id */
-    void *ctx;
+    int          (*fn)(void *ctx, uint64_t id); /* nonzero: pass over task id */
+    void         *ctx;
+    wl_skip_memo *memo;                         /* NULL: none */
+    uint64_t     (*gen)(void *ctx);              /* with memo */
 } wl_skip;
 int wl_pick(wl *w, MDB_txn *txn, const wl_reader *r, const wl_skip *skip, int64_t now, wl_task *out);
 /* Offer this task to r if it is still queued, r may read it and r is not

@@ -483,6 +483,101 @@ static void run_random(unsigned seed, int steps)
     env_destroy(&e);
 }
 
+/* A pick's memo (wl_skip_memo) only saves walking: over a growing and
+ * sometimes shrinking set of tasks passed over, on one snapshot and then
+ * on a newer one, every pick with it gives what the same pick without it
+ * gives — for a reader of every modality (the whole queue) and for one
+ * of three (three parts of the by-modality index). */
+typedef struct taken {
+    bool     by_id[1024];
+    uint64_t gen;
+} taken;
+
+static int taken_fn(void *ctx, uint64_t id) { return id < 1024 && ((taken *)ctx)->by_id[id]; }
+static uint64_t taken_gen(void *ctx) { return ((taken *)ctx)->gen; }
+
+static void test_pick_memo_changes_no_pick(void **state)
+{
+    (void)state;
+    env e;
+    env_new(&e);
+    MDB_txn *txn = begin(&e);
+    static const char *const mods[] = {"CT", "DX", "MR", "CR"};
+    unsigned rng = 7;
+    char uid[64];
+    for (int i = 0; i < 300; i++) {
+        snprintf(uid, sizeof uid, "1.2.%d", i);
+        wl_priority p = rand_r(&rng) % 10 == 0 ? WL_STAT : WL_ROUTINE;
+        add(&e, txn, uid, WL_IMAGING, mods[rand_r(&rng) % 4], p, rand_r(&rng) % 7 == 0, 1000 + i);
+    }
+    assert_int_equal(mdb_txn_commit(txn), 0);
+
+    taken tk = {0};
+    wl_skip_memo memo;
+    memset(&memo, 0, sizeof memo);
+    wl_skip plain = {taken_fn, &tk, NULL, NULL}, memoized = {taken_fn, &tk, &memo, taken_gen};
+    int picks = 0, empty = 0;
+    for (int round = 0; round < 2; round++) {
+        MDB_txn *rd;
+        assert_int_equal(mdb_txn_begin(e.env, NULL, MDB_RDONLY, &rd), 0);
+        for (int step = 0; step < 150; step++) {
+            const wl_reader *r = rand_r(&rng) % 2 ? &attending : &resident;
+            wl_task a, b;
+            int ra = wl_pick(e.w, rd, r, &plain, 5000, &a), rb = wl_pick(e.w, rd, r, &memoized, 5000, &b);
+            assert_int_equal(ra, rb);
+            if (ra == WL_EEMPTY) {
+                empty++;
+            } else {
+                assert_int_equal(ra, 0);
+                assert_int_equal(a.id, b.id);
+                picks++;
+                tk.by_id[a.id] = true; /* offered: passed over from now on */
+            }
+            if (rand_r(&rng) % 8 == 0) { /* an offer that failed: its task is back */
+                uint64_t id = 1 + rand_r(&rng) % 300;
+                if (tk.by_id[id]) {
+                    tk.by_id[id] = false;
+                    tk.gen++;
+                }
+            }
+        }
+        /* the memo now remembers a place past the STAT tasks' part of the queue */
+        wl_task last;
+        assert_int_equal(wl_pick(e.w, rd, &attending, &memoized, 5000, &last), 0);
+        assert_true(last.priority != WL_STAT);
+        mdb_txn_abort(rd);
+        /* a newer snapshot: a STAT task near the front, the memo must not hide it */
+        txn = begin(&e);
+        wl_task stat = add(&e, txn, "9.9.9", WL_IMAGING, "CT", WL_STAT, 0, 6000 + round);
+        assert_int_equal(mdb_txn_commit(txn), 0);
+        assert_int_equal(mdb_txn_begin(e.env, NULL, MDB_RDONLY, &rd), 0);
+        wl_task a;
+        assert_int_equal(wl_pick(e.w, rd, &attending, &memoized, 7000, &a), 0);
+        assert_int_equal(a.id, stat.id);
+        tk.by_id[a.id] = true;
+        mdb_txn_abort(rd);
+    }
+    assert_true(picks > 250); /* most of the queue, with tasks coming back */
+
+    /* then until nothing is left: both say so */
+    MDB_txn *rd;
+    assert_int_equal(mdb_txn_begin(e.env, NULL, MDB_RDONLY, &rd), 0);
+    for (int step = 0; step < 400; step++) {
+        wl_task a, b;
+        int ra = wl_pick(e.w, rd, &resident, &plain, 5000, &a), rb = wl_pick(e.w, rd, &resident, &memoized, 5000, &b);
+        assert_int_equal(ra, rb);
+        if (ra == WL_EEMPTY) {
+            empty++;
+            break;
+        }
+        assert_int_equal(a.id, b.id);
+        tk.by_id[a.id] = true;
+    }
+    mdb_txn_abort(rd);
+    assert_int_equal(empty, 1);
+    env_destroy(&e);
+}
+
 static void test_invariants_hold_over_random_interleavings(void **state)
 {
     (void)state;
@@ -501,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_lapsed_lease_returns_task_to_front_for_another_reader),
         cmocka_unit_test(test_resident_draft_goes_to_attending_review_and_can_return),
         cmocka_unit_test(test_routine_task_near_due_time_is_escalated),
+        cmocka_unit_test(test_pick_memo_changes_no_pick),
         cmocka_unit_test(test_invariants_hold_over_random_interleavings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
