@@ -60,7 +60,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -69,6 +72,7 @@
 #include <zmq.h>
 #include "hub/hub.h"
 #include "hub/keys.h"
+#include "hub/metrics.h"
 #include "hub/proto.h"
 #include "hub/store.h"
 #include "hub/store_bench.h"
@@ -788,6 +792,61 @@ static double kthreads_cpu_s(const char *prefix)
     return total;
 }
 
+/* The hub's own part of each offer: its dxhub_reader_offer_seconds
+ * histogram (GET /metrics), bucket counts in the order of
+ * hub_http_bucket_ms (+Inf last); 0, or -1 when it cannot be read. */
+static int offer_histogram(uint16_t http_port, uint64_t counts[HUB_HTTP_BUCKETS])
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(http_port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    static const char req[] = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    size_t cap = 1 << 20, len = 0;
+    char *text = malloc(cap);
+    ssize_t n = text ? write(fd, req, sizeof req - 1) : -1;
+    while (n >= 0 && len < cap - 1 && (n = read(fd, text + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
+    close(fd);
+    if (!text)
+        return -1;
+    text[len] = '\0';
+    /* cumulative bucket counts, in order: back to counts per bucket */
+    int k = 0;
+    uint64_t prev = 0;
+    static const char key[] = "dxhub_reader_offer_seconds_bucket{le=";
+    for (char *p = strstr(text, key); p && k < HUB_HTTP_BUCKETS; p = strstr(p + 1, key)) {
+        char *sp = strchr(p, ' ');
+        uint64_t cum = sp ? strtoull(sp + 1, NULL, 10) : 0;
+        counts[k++] = cum - prev;
+        prev = cum;
+    }
+    free(text);
+    return k == HUB_HTTP_BUCKETS ? 0 : -1;
+}
+
+/* The upper bound (ms) of the bucket where the q-th of the offers counted
+ * between two histograms falls; -1 when none were counted or the last
+ * (unbounded) bucket holds it. */
+static double offer_quantile_ms(const uint64_t before[HUB_HTTP_BUCKETS], const uint64_t after[HUB_HTTP_BUCKETS],
+                                double q, uint64_t *total)
+{
+    uint64_t n = 0, cum = 0;
+    for (int i = 0; i < HUB_HTTP_BUCKETS; i++)
+        n += after[i] - before[i];
+    *total = n;
+    for (int i = 0; i < HUB_HTTP_BUCKETS - 1 && n; i++) {
+        cum += after[i] - before[i];
+        if ((double)cum >= q * (double)n)
+            return hub_http_bucket_ms[i];
+    }
+    return -1;
+}
+
 typedef struct paced_rdr {
     rdr    *r;
     int64_t next;       /* the next round's scheduled start (µs) */
@@ -1169,6 +1228,10 @@ int main(int argc, char **argv)
     field(line, "readers=", reader_ep, sizeof reader_ep);
     field(line, "edge=", edge_ep, sizeof edge_ep);
     g_endpoint = reader_ep;
+    char http_ep[64];
+    unsigned http_port = 0;
+    field(line, "http=", http_ep, sizeof http_ep);
+    sscanf(http_ep, "127.0.0.1:%u", &http_port);
 
     /* An ECG reader waits (READY 1) through the whole run, as an ECG
      * physician would while CTs are read: nothing queued fits it. */
@@ -1243,15 +1306,19 @@ int main(int argc, char **argv)
     int n_tc0 = 0, n_tc1 = 0, n_sc0 = 0, n_sc1 = 0;
     double p_hub_cores = 0, p_sim_cores = 0, p_elapsed = 0, kd0 = 0, kd_cores = 0;
     wake_probe busy_probe = {0};
+    uint64_t hist0[HUB_HTTP_BUCKETS] = {0}, hist1[HUB_HTTP_BUCKETS] = {0};
+    bool hub_hist_ok = false;
     if (paced_s > 0) {
         n_tc0 = threads_cpu(hub_proc.pid, tc0, 32);
         n_sc0 = threads_cpu(getpid(), sc0, 8);
         double h0 = proc_cpu_s(hub_proc.pid), s0 = self_cpu_s();
         int64_t pstart = mono_us();
         kd0 = kthreads_cpu_s("kdamond");
+        hub_hist_ok = offer_histogram((uint16_t)http_port, hist0) == 0;
         wake_probe_start(&busy_probe, pstart + (int64_t)paced_s * 1000000);
         pr = paced_run(rs, n_readers, paced_threads, rate, paced_s);
         wake_probe_join(&busy_probe);
+        hub_hist_ok = hub_hist_ok && offer_histogram((uint16_t)http_port, hist1) == 0;
         kd_cores = (kthreads_cpu_s("kdamond") - kd0) / ((double)(mono_us() - pstart) / 1e6);
         p_elapsed = (double)(mono_us() - pstart) / 1e6;
         p_hub_cores = (proc_cpu_s(hub_proc.pid) - h0) / p_elapsed;
@@ -1408,6 +1475,15 @@ int main(int argc, char **argv)
         metric("paced: CLAIM→CLAIMED (durable lease), p50", pct(pr.claim.v, pr.claim.n, 0.50), "ms", NULL, 0, 1);
         metric("paced: CLAIM→CLAIMED (durable lease), p99", pct(pr.claim.v, pr.claim.n, 0.99), "ms", NULL, 0, 1);
         metric("paced: whole round, schedule→CLAIMED, p99", pct(pr.round.v, pr.round.n, 0.99), "ms", NULL, 0, 1);
+        if (hub_hist_ok) {
+            /* the hub's own part (READY in → TASK out, its /metrics histogram):
+             * a bucket's upper bound, so "at most" */
+            uint64_t counted;
+            double p50 = offer_quantile_ms(hist0, hist1, 0.50, &counted), p99 = offer_quantile_ms(hist0, hist1, 0.99, &counted);
+            metric("paced: the hub's own READY→TASK, p50 at most", p50, "ms", NULL, 0, 1);
+            metric("paced: the hub's own READY→TASK, p99 at most", p99, "ms", NULL, 0, 1);
+            metric("paced: offers the hub timed", (double)counted, "", NULL, 0, 0);
+        }
         metric("paced: a thread sleeping 1 ms wakes late by, p99", pct(busy_probe.late.v, busy_probe.late.n, 0.99),
                "ms", NULL, 0, 1);
         metric("paced: a thread sleeping 1 ms wakes late by, max",

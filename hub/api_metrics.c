@@ -132,6 +132,22 @@ static void store_gauges(jbuf *b, const store_stats *ss)
     sample(b, "dxhub_store_runway_bytes", ss->runway_ahead);
 }
 
+/* A histogram in microseconds, rendered in seconds (the buckets of metrics.h). */
+static void histogram(jbuf *b, const char *name, const char *help, const _Atomic uint64_t *buckets,
+                      const _Atomic uint64_t *sum_us)
+{
+    family(b, name, "histogram", help);
+    uint64_t cum = 0;
+    for (int i = 0; i < HUB_HTTP_BUCKETS - 1; i++) {
+        cum += atomic_load(&buckets[i]);
+        jb_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, hub_http_bucket_ms[i] / 1000.0, (unsigned long long)cum);
+    }
+    cum += atomic_load(&buckets[HUB_HTTP_BUCKETS - 1]);
+    jb_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+    jb_printf(b, "%s_sum %.6f\n", name, (double)atomic_load(sum_us) / 1e6);
+    jb_printf(b, "%s_count %llu\n", name, (unsigned long long)cum);
+}
+
 static void process_counters(jbuf *b, const hub_metrics *m)
 {
     family(b, "dxhub_errors_total", "counter", "Errors by kind.");
@@ -139,18 +155,13 @@ static void process_counters(jbuf *b, const hub_metrics *m)
         labelled(b, "dxhub_errors_total", "kind", hub_error_kind_names[i], atomic_load(&m->errors[i]));
     family(b, "dxhub_http_requests_total", "counter", "HTTP requests answered by the API.");
     sample(b, "dxhub_http_requests_total", atomic_load(&m->http_requests));
-    family(b, "dxhub_http_handling_seconds", "histogram",
-           "Time from an HTTP request received whole to its answer queued (the server's own part).");
-    uint64_t cum = 0;
-    for (int i = 0; i < HUB_HTTP_BUCKETS - 1; i++) {
-        cum += atomic_load(&m->http_us_buckets[i]);
-        jb_printf(b, "dxhub_http_handling_seconds_bucket{le=\"%g\"} %llu\n", hub_http_bucket_ms[i] / 1000.0,
-                  (unsigned long long)cum);
-    }
-    cum += atomic_load(&m->http_us_buckets[HUB_HTTP_BUCKETS - 1]);
-    jb_printf(b, "dxhub_http_handling_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-    jb_printf(b, "dxhub_http_handling_seconds_sum %.6f\n", (double)atomic_load(&m->http_us_sum) / 1e6);
-    jb_printf(b, "dxhub_http_handling_seconds_count %llu\n", (unsigned long long)cum);
+    histogram(b, "dxhub_http_handling_seconds",
+              "Time from an HTTP request received whole to its answer queued (the server's own part).",
+              m->http_us_buckets, &m->http_us_sum);
+    histogram(b, "dxhub_reader_offer_seconds",
+              "Time from a reader's READY reaching the hub (or, when nothing fitted it, from the change that "
+              "brought a task) to its TASK sent: the hub's own part of an offer.",
+              m->offer_us_buckets, &m->offer_us_sum);
     family(b, "dxhub_dicom_associations_total", "counter", "DICOM associations accepted.");
     sample(b, "dxhub_dicom_associations_total", atomic_load(&m->dicom_associations));
     family(b, "dxhub_dicom_echoes_total", "counter", "DICOM C-ECHO requests answered.");

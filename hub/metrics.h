@@ -23,8 +23,8 @@ typedef enum hub_error_kind {
 
 extern const char *const hub_error_kind_names[HUB_ERR_KIND_COUNT];
 
-/* dxhub_http_handling_seconds: upper bounds (ms) of its buckets; the
- * last bucket counts the rest. */
+/* dxhub_http_handling_seconds and dxhub_reader_offer_seconds: upper
+ * bounds (ms) of their buckets; the last bucket counts the rest. */
 #define HUB_HTTP_BUCKETS 12
 extern const double hub_http_bucket_ms[HUB_HTTP_BUCKETS - 1];
 
@@ -34,6 +34,10 @@ typedef struct hub_metrics {
     /* From a request complete to its answer queued: the server's own
      * time, apart from the network and the client. */
     _Atomic uint64_t http_us_buckets[HUB_HTTP_BUCKETS], http_us_sum;
+    /* From a reader's credit (READY) reaching the reader link — or, for a
+     * reader nothing fitted, from the change that brought a task — to its
+     * TASK handed to ZeroMQ: the hub's own part of an offer. */
+    _Atomic uint64_t offer_us_buckets[HUB_HTTP_BUCKETS], offer_us_sum;
     _Atomic int64_t  started_ms;
 } hub_metrics;
 
@@ -43,13 +47,26 @@ static inline void hub_count_error(hub_metrics *m, hub_error_kind k)
         atomic_fetch_add_explicit(&m->errors[k], 1, memory_order_relaxed);
 }
 
-static inline void hub_count_http(hub_metrics *m, uint64_t us)
+static inline int hub_bucket_of(uint64_t us)
 {
     int b = 0;
     while (b < HUB_HTTP_BUCKETS - 1 && (double)us > hub_http_bucket_ms[b] * 1000.0)
         b++;
-    atomic_fetch_add_explicit(&m->http_us_buckets[b], 1, memory_order_relaxed);
+    return b;
+}
+
+static inline void hub_count_http(hub_metrics *m, uint64_t us)
+{
+    atomic_fetch_add_explicit(&m->http_us_buckets[hub_bucket_of(us)], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&m->http_us_sum, us, memory_order_relaxed);
+}
+
+static inline void hub_count_offer(hub_metrics *m, uint64_t us)
+{
+    if (!m)
+        return;
+    atomic_fetch_add_explicit(&m->offer_us_buckets[hub_bucket_of(us)], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->offer_us_sum, us, memory_order_relaxed);
 }
 
 #endif

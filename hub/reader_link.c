@@ -49,6 +49,8 @@ typedef struct conn {
     int64_t   last_ms;
     uint64_t  empty_gen; /* the queue generation at which nothing fitted this reader */
     int       unrecorded; /* offers sent to it whose record is not committed yet */
+    int64_t   credit_us;  /* its READY's arrival, until the TASK it asked for leaves (0: none timed) */
+    bool      waited;     /* nothing fitted it since: its next offer is timed from the change that brings it */
 } conn;
 
 struct reader_link {
@@ -67,6 +69,7 @@ struct reader_link {
      * tasks and one waiting ECG reader made every event cost ~1 s). */
     uint64_t           gen;
     bool               want_offer; /* offer to readers with credit at the end of this turn */
+    int64_t            changed_us; /* the last queue_changed: when tasks may have come for a waiting reader */
     wl_skip_memo       pick_memo;  /* where picks on the current snapshot may start */
     reader_commit     *committer;
     int                done_fd;    /* the committer's "answers ready" */
@@ -117,7 +120,18 @@ json_t *task_to_json(const wl_task *t, const store_study *st)
     return j;
 }
 
-static void queue_changed(reader_link *l) { l->gen++; }
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void queue_changed(reader_link *l)
+{
+    l->gen++;
+    l->changed_us = mono_us();
+}
 
 /* Queue a write for the committer; route (when given) and the request's
  * "req" are copied into it.  -1 when the committer is full. */
@@ -307,8 +321,11 @@ static void offer_all(reader_link *l)
             store_study st;
             int has_st = 0;
             int rc = store_view_pick(v, &r, &skip, now_ms(), &task, &st, &has_st);
-            if (rc == WL_EEMPTY)
+            if (rc == WL_EEMPTY) {
                 c->empty_gen = l->gen;
+                c->credit_us = 0; /* its offer, when one comes, is timed from the change that brings it */
+                c->waited = true;
+            }
             if (rc != 0 || offer_set_add(l->unrecorded, task.id, i) < 0)
                 break; /* nothing, or too many unrecorded: again after the next commit */
             int sent = send_offer(l, c, &task, has_st ? &st : NULL);
@@ -321,6 +338,12 @@ static void offer_all(reader_link *l)
                 break;
             }
             c->credit--;
+            /* the first TASK of a credit is timed (the rest leave in the same turn) */
+            int64_t from = c->credit_us ? c->credit_us : c->waited ? l->changed_us : 0;
+            if (from)
+                hub_count_offer(l->cfg.metrics, (uint64_t)(mono_us() - from));
+            c->credit_us = 0;
+            c->waited = false;
             if (commit_later(l, RC_OFFER, i, &r, task.id, NULL, NULL) < 0) {
                 offer_set_remove(l->unrecorded, task.id); /* a CLAIM may still take it while queued */
                 break;
@@ -451,6 +474,8 @@ static void on_batched(reader_link *l, proto_msg *m, int conn_index, const wl_re
     long long ready = kind == RC_CLAIM ? proto_int(m, "ready", -1) : -1;
     if (ready >= 0) {
         l->conns[conn_index].credit = ready > 100 ? 100 : (int)ready;
+        l->conns[conn_index].credit_us = mono_us();
+        l->conns[conn_index].waited = false;
         l->want_offer = true;
     }
 }
@@ -478,6 +503,8 @@ static void on_message(reader_link *l, proto_msg *m)
     if (!strcmp(m->cmd, "READY")) {
         long long credit = proto_int(m, "credit", 1);
         c->credit = credit < 0 ? 0 : credit > 100 ? 100 : (int)credit;
+        c->credit_us = mono_us();
+        c->waited = false;
         l->want_offer = true; /* offered at the end of this turn */
         return;
     }

@@ -47,6 +47,9 @@ def test_every_round_completes(dxhub, tmp_path, transport):
     assert assigned > 500 and timeouts == 0 and refused == 0 and offers > 500, closed.group(0)
 
     metrics = {m["metric"]: m["value"] for m in json.loads(out.read_text())}
+    # the hub's dxhub_reader_offer_seconds histogram (/metrics) timed each round's offer, once
+    assert metrics["paced: offers the hub timed"] == rounds
+    assert 0 < metrics["paced: the hub's own READY→TASK, p50 at most"] <= metrics["paced: the hub's own READY→TASK, p99 at most"]
     assert metrics["paced: READY→TASK from the schedule, p50"] > 0
     assert metrics["closed loop: assignments (CLAIM+READY→TASK→CLAIMED) per second"] > 0
     # the machine's own wake-up lateness, printed beside the offers' (a 1 ms sleep is never early)

@@ -763,7 +763,7 @@ static void test_metrics_are_well_formed_prometheus_text(void **state)
         "dxhub_instances_received_total", "dxhub_bytes_received_total", "dxhub_store_results_total",
         "dxhub_commits_total", "dxhub_commit_instances_total", "dxhub_commit_duration_seconds", "dxhub_studies",
         "dxhub_errors_total", "dxhub_lmdb_map_used_bytes", "dxhub_lmdb_map_size_bytes",
-        "dxhub_http_requests_total", "dxhub_http_handling_seconds", "dxhub_up"};
+        "dxhub_http_requests_total", "dxhub_http_handling_seconds", "dxhub_reader_offer_seconds", "dxhub_up"};
     for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++) {
         bool found = false;
         for (int k = 0; k < nf && !found; k++)
