@@ -60,10 +60,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -71,6 +68,7 @@
 #include <unistd.h>
 #include <zmq.h>
 #include "hub/hub.h"
+#include "hub/http_client.h"
 #include "hub/keys.h"
 #include "hub/metrics.h"
 #include "hub/proto.h"
@@ -795,26 +793,15 @@ static double kthreads_cpu_s(const char *prefix)
 /* The hub's own part of each offer: its dxhub_reader_offer_seconds
  * histogram (GET /metrics), bucket counts in the order of
  * hub_http_bucket_ms (+Inf last); 0, or -1 when it cannot be read. */
-static int offer_histogram(uint16_t http_port, uint64_t counts[HUB_HTTP_BUCKETS])
+static int offer_histogram(const char *http_ep, uint64_t counts[HUB_HTTP_BUCKETS])
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(http_port)};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        if (fd >= 0)
-            close(fd);
+    http_url u;
+    http_reply r = {0};
+    if (http_url_parse(http_ep, &u) || http_get_json(&u, "/metrics", NULL, 10000, 1 << 20, &r) || r.status != 200) {
+        free(r.body);
         return -1;
     }
-    static const char req[] = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    size_t cap = 1 << 20, len = 0;
-    char *text = malloc(cap);
-    ssize_t n = text ? write(fd, req, sizeof req - 1) : -1;
-    while (n >= 0 && len < cap - 1 && (n = read(fd, text + len, cap - 1 - len)) > 0)
-        len += (size_t)n;
-    close(fd);
-    if (!text)
-        return -1;
-    text[len] = '\0';
+    char *text = r.body;
     /* cumulative bucket counts, in order: back to counts per bucket */
     int k = 0;
     uint64_t prev = 0;
@@ -1229,9 +1216,7 @@ int main(int argc, char **argv)
     field(line, "edge=", edge_ep, sizeof edge_ep);
     g_endpoint = reader_ep;
     char http_ep[64];
-    unsigned http_port = 0;
     field(line, "http=", http_ep, sizeof http_ep);
-    sscanf(http_ep, "127.0.0.1:%u", &http_port);
 
     /* An ECG reader waits (READY 1) through the whole run, as an ECG
      * physician would while CTs are read: nothing queued fits it. */
@@ -1314,11 +1299,11 @@ int main(int argc, char **argv)
         double h0 = proc_cpu_s(hub_proc.pid), s0 = self_cpu_s();
         int64_t pstart = mono_us();
         kd0 = kthreads_cpu_s("kdamond");
-        hub_hist_ok = offer_histogram((uint16_t)http_port, hist0) == 0;
+        hub_hist_ok = offer_histogram(http_ep, hist0) == 0;
         wake_probe_start(&busy_probe, pstart + (int64_t)paced_s * 1000000);
         pr = paced_run(rs, n_readers, paced_threads, rate, paced_s);
         wake_probe_join(&busy_probe);
-        hub_hist_ok = hub_hist_ok && offer_histogram((uint16_t)http_port, hist1) == 0;
+        hub_hist_ok = hub_hist_ok && offer_histogram(http_ep, hist1) == 0;
         kd_cores = (kthreads_cpu_s("kdamond") - kd0) / ((double)(mono_us() - pstart) / 1e6);
         p_elapsed = (double)(mono_us() - pstart) / 1e6;
         p_hub_cores = (proc_cpu_s(hub_proc.pid) - h0) / p_elapsed;

@@ -10,6 +10,7 @@
  *             Box[flags + frame](C'→S'); the flags inside say MORE (1)
  *             and COMMAND (2: PING and PONG). */
 #include <arpa/inet.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -29,24 +30,18 @@
 #define F_LONG 2
 #define F_COMMAND 4
 
+/* ZMTP's sizes and CurveZMQ's nonces are in network order. */
 static void put_u64(uint8_t *p, uint64_t v)
 {
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
+    v = htobe64(v);
+    memcpy(p, &v, 8);
 }
 
 static uint64_t get_u64(const uint8_t *p)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 3; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return be64toh(v);
 }
 
 static int reserve(uint8_t **buf, size_t *cap, size_t need)
@@ -300,7 +295,8 @@ static int property(uint8_t *p, const char *name, const char *value)
     size_t nl = strlen(name), vl = strlen(value);
     p[0] = (uint8_t)nl;
     memcpy(p + 1, name, nl);
-    put_u32(p + 1 + nl, (uint32_t)vl);
+    uint32_t be = htobe32((uint32_t)vl);
+    memcpy(p + 1 + nl, &be, 4);
     memcpy(p + 5 + nl, value, vl);
     return (int)(5 + nl + vl);
 }

@@ -62,23 +62,40 @@ static int write_zeros(int fd, uint64_t from, uint64_t n)
     return 0;
 }
 
+/* Where the space should end (never past the map), with *end the end of
+ * the latest commit's pages, from info and st. */
+static uint64_t runway_want(const store *s, const MDB_envinfo *info, const MDB_stat *st, uint64_t *end)
+{
+    *end = ((uint64_t)info->me_last_pgno + 1) * st->ms_psize;
+    uint64_t want = *end + s->runway_bytes;
+    return want > info->me_mapsize ? info->me_mapsize : want;
+}
+
 /* Lays at most one step: 1 laid some, 0 nothing (left) to lay, -errno.
  * *ahead gets the zeroed bytes past the end. */
 static int runway_step(store *s, uint64_t *ahead)
 {
+    MDB_envinfo info;
+    MDB_stat st;
+    struct stat fst;
+    uint64_t end;
+    /* Most turns find the space laid already (a commit reused free pages):
+     * say so without the writer lock, which the commits want.  A commit
+     * under way can only move the end further, and the next turn sees it. */
+    mdb_env_info(s->env, &info);
+    mdb_env_stat(s->env, &st);
+    uint64_t want = runway_want(s, &info, &st, &end);
+    if (fstat(s->runway_fd, &fst) == 0 && (uint64_t)fst.st_size >= want) {
+        *ahead = (uint64_t)fst.st_size - end;
+        return 0;
+    }
     MDB_txn *txn;
     int rc = store_write_begin(s, &txn);
     if (rc)
         return rc == ENOMEM ? -ENOMEM : -EIO;
-    MDB_envinfo info;
-    MDB_stat st;
-    mdb_env_info(s->env, &info);
+    mdb_env_info(s->env, &info); /* again, under the lock: the end cannot move now */
     mdb_env_stat(s->env, &st);
-    uint64_t end = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
-    uint64_t want = end + s->runway_bytes;
-    if (want > info.me_mapsize)
-        want = info.me_mapsize;
-    struct stat fst;
+    want = runway_want(s, &info, &st, &end);
     if (fstat(s->runway_fd, &fst) != 0) {
         rc = -errno;
         mdb_txn_abort(txn);
