@@ -235,6 +235,12 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
         rc = store_lmdb_err(rc);
         goto fail;
     }
+    if (!cfg->attach && (rc = store_counts_ensure(s, txn))) {
+        mdb_txn_abort(txn);
+        snprintf(err, errlen, "LMDB: counting studies by state: %s", mdb_strerror(rc));
+        rc = store_lmdb_err(rc);
+        goto fail;
+    }
     if ((rc = wl_open(txn, cfg->worklist, &s->wl))) {
         mdb_txn_abort(txn);
         snprintf(err, errlen, "cannot open the worklist: %s", wl_strerror(rc));

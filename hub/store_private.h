@@ -114,6 +114,14 @@ int  store_txn_audit(store *s, MDB_txn *txn, int64_t now_ms, const char *who, co
 int  store_txn_get_study(store *s, MDB_txn *txn, const char *uid, store_study *out);
 int  store_txn_put_study(store *s, MDB_txn *txn, const store_study *st);
 void store_count_commit(store *s, uint64_t us, unsigned n);
+/* Studies by state (store_counts.c), a record kept inside the transactions
+ * that change studies.  adjust: a study went from state `from` to `to`
+ * (-1: none; absent, deleted); ensure: at the hub's open, counts by a scan
+ * if the record is missing; read: the counts of txn's snapshot (by a scan
+ * if missing).  0 or an LMDB code. */
+int  store_counts_adjust(store *s, MDB_txn *txn, int from, int to);
+int  store_counts_ensure(store *s, MDB_txn *txn);
+int  store_counts_read(store *s, MDB_txn *txn, uint64_t out[STUDY_STATE_COUNT]);
 /* A study just became complete inside txn: make its reading task and
  * mark it queued (same transaction: both commit or neither). */
 int  store_txn_study_completed(store *s, MDB_txn *txn, store_study *st, int64_t now_ms);

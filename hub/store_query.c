@@ -24,8 +24,19 @@ int store_txn_get_study(store *s, MDB_txn *txn, const char *uid, store_study *ou
 int store_txn_put_study(store *s, MDB_txn *txn, const store_study *st)
 {
     study_rec r = {.version = RECORD_VERSION, .st = *st};
-    MDB_val k = {strlen(st->study_uid), (void *)st->study_uid}, v = {sizeof r, &r};
-    return mdb_put(txn, s->study, &k, &v, 0);
+    MDB_val k = {strlen(st->study_uid), (void *)st->study_uid}, v = {sizeof r, &r}, was;
+    int from = -1, rc = mdb_get(txn, s->study, &k, &was);
+    if (rc == 0) {
+        study_rec old;
+        memset(&old, 0, sizeof old);
+        memcpy(&old, was.mv_data, was.mv_size < sizeof old ? was.mv_size : sizeof old);
+        from = old.st.state;
+    } else if (rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    if ((rc = mdb_put(txn, s->study, &k, &v, 0)))
+        return rc;
+    return store_counts_adjust(s, txn, from, st->state);
 }
 
 /* A read transaction: a pooled one renewed, else a new one. */
@@ -317,17 +328,10 @@ int store_get_stats(store *s, store_stats *out)
         out->conflicts = ds.ms_entries;
     if (mdb_stat(txn, s->audit, &ds) == 0)
         out->audit_records = ds.ms_entries;
-    MDB_cursor *cur;
-    mdb_cursor_open(txn, s->study, &cur);
-    MDB_val k, v;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        study_rec r;
-        memcpy(&r, v.mv_data, v.mv_size < sizeof r ? v.mv_size : sizeof r);
-        if (r.st.state < STUDY_STATE_COUNT)
-            out->studies_by_state[r.st.state]++;
-    }
-    mdb_cursor_close(cur);
+    rc = store_counts_read(s, txn, out->studies_by_state);
     store_read_end(s, txn);
+    if (rc)
+        return store_lmdb_err(rc);
     out->commits = s->commits;
     out->commit_instances = s->commit_instances;
     out->put_stored = s->put_stored;

@@ -299,6 +299,8 @@ static int delete_study_rows(store *s, MDB_txn *txn, const store_study *st)
     }
     MDB_val sk = {strlen(st->study_uid), (void *)st->study_uid};
     rc = mdb_del(txn, s->study, &sk, NULL);
+    if (rc == 0)
+        rc = store_counts_adjust(s, txn, st->state, -1);
     if (rc && rc != MDB_NOTFOUND)
         return rc;
     rc = mdb_del(txn, s->pending, &sk, NULL);

@@ -582,6 +582,104 @@ static void test_list_studies_filters_by_patient_and_modality(void **state)
 }
 
 
+/* Studies by state, as /metrics and /api/v1/health show them: kept inside
+ * the transactions that change studies (no scan per request); they must
+ * agree with the studies themselves after every kind of change, after a
+ * reopen, and for a store written before the counts were kept. */
+static int tally_cb(void *ctx, const store_study *st)
+{
+    uint64_t *n = ctx;
+    if (st->state < STUDY_STATE_COUNT)
+        n[st->state]++;
+    return 0;
+}
+
+static void assert_counts_agree(store *s, int expected_total)
+{
+    uint64_t scanned[STUDY_STATE_COUNT] = {0}, total = 0;
+    store_study_filter all = {.state = -1};
+    store_list_studies(s, &all, 0, 1000, tally_cb, scanned);
+    store_stats ss;
+    assert_int_equal(store_get_stats(s, &ss), 0);
+    for (int i = 0; i < STUDY_STATE_COUNT; i++) {
+        assert_int_equal(ss.studies_by_state[i], scanned[i]);
+        total += ss.studies_by_state[i];
+    }
+    assert_int_equal(total, expected_total);
+}
+
+/* Deletes the counts record with LMDB directly, as a store written before
+ * it existed would be; 1 if it was there. */
+static int drop_counts_record(const char *sub)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", tmpdir, sub);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi meta;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 32), 0);
+    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    MDB_val k = {strlen("study_counts"), "study_counts"};
+    int rc = mdb_del(txn, meta, &k, NULL);
+    assert_true(rc == 0 || rc == MDB_NOTFOUND);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    return rc == 0;
+}
+
+static void test_studies_by_state_are_counted_with_every_change(void **state)
+{
+    (void)state;
+    store *s = open_store("k", 64 << 20);
+    const char *files[] = {"explicit_le/CT_small.dcm", "explicit_le/MR_small.dcm", "charset/chrX1.dcm"};
+    char uid[3][80];
+    for (size_t i = 0; i < 3; i++) {
+        char p[1200];
+        path_of(p, sizeof p, files[i]);
+        store_put_result r;
+        assert_int_equal(store_put_file(s, p, "dicom:A", 1000, &r), 0);
+        snprintf(uid[i], sizeof uid[i], "%s", r.inst.study_uid);
+    }
+    store_stats ss;
+    assert_int_equal(store_get_stats(s, &ss), 0);
+    assert_int_equal(ss.studies_by_state[STUDY_RECEIVING], 3);
+    assert_counts_agree(s, 3);
+    assert_int_equal(store_sweep_complete(s, 100000, 1000, NULL, NULL), 3); /* → queued, with their tasks */
+    assert_int_equal(store_get_stats(s, &ss), 0);
+    assert_int_equal(ss.studies_by_state[STUDY_RECEIVING], 0);
+    assert_int_equal(ss.studies_by_state[STUDY_QUEUED], 3);
+    assert_counts_agree(s, 3);
+    assert_int_equal(store_set_study_state(s, uid[0], STUDY_READING, 100100), 0);
+    assert_counts_agree(s, 3);
+    sign_all(s, 100500);
+    assert_int_equal(store_get_stats(s, &ss), 0);
+    assert_int_equal(ss.studies_by_state[STUDY_SIGNED], 3);
+    assert_counts_agree(s, 3);
+    assert_true(store_evict(s, 200000, 1, 200000) == 1); /* one study deleted */
+    assert_counts_agree(s, 2);
+    store_close(&s);
+
+    /* a store from before the counts: read beside a hub (attach), they
+     * are counted by a scan; the hub's next open writes them again */
+    assert_int_equal(drop_counts_record("k"), 1);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/k", tmpdir);
+    store_config cfg = {.dir = dir, .map_size = 64 << 20, .attach = true};
+    char err[256];
+    assert_int_equal(store_open(&cfg, &s, err, sizeof err), 0);
+    assert_counts_agree(s, 2);
+    store_close(&s);
+    assert_int_equal(drop_counts_record("k"), 0); /* attach wrote nothing */
+    s = open_store("k", 64 << 20);
+    assert_counts_agree(s, 2);
+    store_close(&s);
+    assert_int_equal(drop_counts_record("k"), 1); /* the hub's open wrote them */
+}
+
+
 /* The write-ahead space: zeros laid past the store's end at open, commits
  * landing on them (the file does not grow), zeros laid again while the
  * store is idle, and never over a stored byte — across a reopen too. */
@@ -692,6 +790,7 @@ int main(void)
         cmocka_unit_test(test_map_full_refuses_then_recovers_after_eviction),
         cmocka_unit_test(test_completeness_by_marker_and_quiet_time_survives_reopen),
         cmocka_unit_test(test_list_studies_filters_by_patient_and_modality),
+        cmocka_unit_test(test_studies_by_state_are_counted_with_every_change),
         cmocka_unit_test(test_runway_is_laid_ahead_and_commits_land_on_it),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
