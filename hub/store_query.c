@@ -2,6 +2,7 @@
  * backup.  Each call runs in its own read transaction, so readers never
  * wait for the committer (LMDB's MVCC). */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,14 @@ static bool match(const store_study *st, const store_study_filter *f)
     return true;
 }
 
+/* A filter on nothing but the state: the number of matches is in the
+ * studies-by-state record, so a page needs no walk past its end. */
+static bool by_state_only(const store_study_filter *f)
+{
+    return !f || (!f->patient_id && !f->accession && !f->modality && !f->date_from && !f->date_to &&
+                  f->state < STUDY_STATE_COUNT);
+}
+
 int store_list_studies(store *s, const store_study_filter *flt, size_t offset, size_t limit,
                        int (*cb)(void *ctx, const store_study *st), void *ctx)
 {
@@ -189,7 +198,16 @@ int store_list_studies(store *s, const store_study_filter *flt, size_t offset, s
         }
         mdb_cursor_close(pc);
     } else {
+        uint64_t counts[STUDY_STATE_COUNT];
+        int64_t total = -1; /* unknown: count by the walk */
+        if (by_state_only(flt) && store_counts_read(s, txn, counts) == 0) {
+            total = 0;
+            for (int i = 0; i < STUDY_STATE_COUNT; i++)
+                total += !flt || flt->state < 0 || flt->state == i ? (int64_t)counts[i] : 0;
+        }
         for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if (total >= 0 && (size_t)matches >= offset + limit)
+                break;
             study_rec r;
             memset(&r, 0, sizeof r);
             memcpy(&r, v.mv_data, v.mv_size < sizeof r ? v.mv_size : sizeof r);
@@ -198,6 +216,8 @@ int store_list_studies(store *s, const store_study_filter *flt, size_t offset, s
             if ((size_t)matches++ >= offset && (size_t)matches <= offset + limit && cb)
                 cb(ctx, &r.st);
         }
+        if (total >= 0)
+            matches = total > INT_MAX ? INT_MAX : (int)total;
     }
     mdb_cursor_close(cur);
     store_read_end(s, txn);

@@ -652,6 +652,14 @@ static void test_studies_by_state_are_counted_with_every_change(void **state)
     assert_int_equal(ss.studies_by_state[STUDY_RECEIVING], 0);
     assert_int_equal(ss.studies_by_state[STUDY_QUEUED], 3);
     assert_counts_agree(s, 3);
+    /* a page filtered by state alone: its total from the counts, the page walked */
+    int n = 0;
+    store_study_filter queued = {.state = STUDY_QUEUED}, receiving = {.state = STUDY_RECEIVING};
+    assert_int_equal(store_list_studies(s, &queued, 1, 1, count_cb, &n), 3);
+    assert_int_equal(n, 1);
+    n = 0;
+    assert_int_equal(store_list_studies(s, &receiving, 0, 10, count_cb, &n), 0);
+    assert_int_equal(n, 0);
     assert_int_equal(store_set_study_state(s, uid[0], STUDY_READING, 100100), 0);
     assert_counts_agree(s, 3);
     sign_all(s, 100500);
