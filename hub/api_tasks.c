@@ -26,7 +26,8 @@ typedef struct tstats {
     size_t   n_turn, cap_turn;
 } tstats;
 
-static int count_task(void *ctx, const wl_task *t)
+/* One pass over every task: the counts, and the turnaround of signed ones. */
+static int count_task(void *ctx, const wl_task *t, int64_t signed_ms)
 {
     tstats *s = ctx;
     s->by_state[t->state < WL_STATE_COUNT ? t->state : 0]++;
@@ -53,43 +54,16 @@ static int count_task(void *ctx, const wl_task *t)
         if (i < s->n_readers)
             s->readers[i].held++;
     }
-    return 0;
-}
-
-typedef struct sign_ctx {
-    int64_t signed_at;
-} sign_ctx;
-
-static int find_signed(void *ctx, const wl_event *e)
-{
-    if (!strcmp(e->what, "signed"))
-        ((sign_ctx *)ctx)->signed_at = e->at_ms;
-    return 0;
-}
-
-typedef struct walk2 {
-    store  *st;
-    tstats *s;
-} walk2;
-
-static int turnaround(void *ctx, const wl_task *t)
-{
-    walk2 *w = ctx;
-    if (t->state != WL_SIGNED)
-        return 0;
-    sign_ctx sc = {0};
-    store_task_history(w->st, t->id, find_signed, &sc);
-    if (!sc.signed_at)
-        return 0;
-    tstats *s = w->s;
-    if (s->n_turn == s->cap_turn) {
-        s->cap_turn = s->cap_turn ? s->cap_turn * 2 : 64;
-        double *q = realloc(s->turnaround, s->cap_turn * sizeof *q);
-        if (!q)
-            return 1;
-        s->turnaround = q;
+    if (signed_ms) {
+        if (s->n_turn == s->cap_turn) {
+            s->cap_turn = s->cap_turn ? s->cap_turn * 2 : 64;
+            double *q = realloc(s->turnaround, s->cap_turn * sizeof *q);
+            if (!q)
+                return 1;
+            s->turnaround = q;
+        }
+        s->turnaround[s->n_turn++] = (double)(signed_ms - t->arrival_ms) / 1000.0;
     }
-    s->turnaround[s->n_turn++] = (double)(sc.signed_at - t->arrival_ms) / 1000.0;
     return 0;
 }
 
@@ -124,10 +98,10 @@ static int list_one(void *ctx, const wl_task *t)
 int api_render_tasks(jbuf *b, store *st, int64_t now_ms)
 {
     tstats s = {.now = now_ms};
-    if (store_task_walk(st, 0, count_task, &s) < 0)
+    if (store_task_walk_signed(st, count_task, &s) < 0) {
+        free(s.turnaround);
         return -1;
-    walk2 w = {st, &s};
-    store_task_walk(st, 0, turnaround, &w);
+    }
     jb_puts(b, "{\"counts\":{");
     for (int i = 0; i < WL_STATE_COUNT; i++)
         jb_printf(b, "%s\"%s\":%llu", i ? "," : "", wl_state_name((wl_state)i), (unsigned long long)s.by_state[i]);

@@ -340,6 +340,42 @@ int store_task_walk(store *s, int queue_order, int (*cb)(void *ctx, const wl_tas
     return rc;
 }
 
+typedef struct signed_walk {
+    store   *s;
+    MDB_txn *txn;
+    int (*cb)(void *ctx, const wl_task *t, int64_t signed_ms);
+    void    *ctx;
+    int64_t  signed_ms;
+} signed_walk;
+
+static int last_signed(void *ctx, const wl_event *e)
+{
+    if (!strcmp(e->what, "signed"))
+        ((signed_walk *)ctx)->signed_ms = e->at_ms;
+    return 0;
+}
+
+static int with_signed(void *ctx, const wl_task *t)
+{
+    signed_walk *w = ctx;
+    w->signed_ms = 0;
+    if (t->state == WL_SIGNED)
+        wl_history(w->s->wl, w->txn, t->id, last_signed, w);
+    return w->cb(w->ctx, t, w->signed_ms);
+}
+
+int store_task_walk_signed(store *s, int (*cb)(void *ctx, const wl_task *t, int64_t signed_ms), void *ctx)
+{
+    MDB_txn *txn;
+    int rc = store_lmdb_err(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn));
+    if (rc)
+        return rc;
+    signed_walk w = {s, txn, cb, ctx, 0};
+    rc = wl_list(s->wl, txn, with_signed, &w);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
 int store_task_history(store *s, uint64_t id, int (*cb)(void *ctx, const wl_event *e), void *ctx)
 {
     MDB_txn *txn;

@@ -49,6 +49,9 @@ int store_task_tick(store *s, int64_t now);                                     
 int store_task_get(store *s, uint64_t id, wl_task *out);
 int store_task_walk(store *s, int queue_order, int (*cb)(void *ctx, const wl_task *t), void *ctx);
 int store_task_history(store *s, uint64_t id, int (*cb)(void *ctx, const wl_event *e), void *ctx);
+/* Every task by id, with the time it was last signed (its history's
+ * "signed" event; 0 for a task not signed), all in one read transaction. */
+int store_task_walk_signed(store *s, int (*cb)(void *ctx, const wl_task *t, int64_t signed_ms), void *ctx);
 
 typedef struct store_submission store_submission;
 struct store_submission {

@@ -343,10 +343,17 @@ def test_resident_draft_goes_to_review_then_signed_or_returned(world, tmp_path):
     rc, lines, err = world.reader("att-nm", "--task", tid, "--submit", final, "--action", "sign")
     assert rc == 1 and "signature" in lines[0]["error"], (lines, err)
     report, sig, chain, rid = signed_report(world, signed, signed["fetched"]["dir"], tmp_path / "report.json")
+    before = world.hub.get_json("/api/v1/tasks")
     rc, lines, err = world.reader("att-nm", "--task", tid, "--submit", report, "--sig", sig, "--chain", chain,
                                   "--action", "sign", "--report-id", rid)
     assert rc == 0, (lines, err)
     assert lines[0]["submitted"] == {"action": "sign", "report_id": rid, "state": "signed"}
+    # the coordinator's view: one more signed task, and its arrival→signature time among the turnarounds
+    after = world.hub.get_json("/api/v1/tasks")
+    assert after["counts"]["signed"] == before["counts"]["signed"] + 1, (before["counts"], after["counts"])
+    turned = (before["turnaround_s"] or {"signed": 0})["signed"]
+    assert after["turnaround_s"]["signed"] == turned + 1, after["turnaround_s"]
+    assert 0 <= after["turnaround_s"]["median"] <= after["turnaround_s"]["p90"] < 3600, after["turnaround_s"]
     # ... then adds a signed addendum to it (no claim: the signed task); the resident may not
     add, asig, achain, arid = signed_report(world, signed, signed["fetched"]["dir"], tmp_path / "addendum.json",
                                             supersedes=rid)
