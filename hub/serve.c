@@ -63,6 +63,7 @@ typedef struct hub {
     hub_metrics         metrics;
     char                spool[4096];
     _Atomic int         evict_now; /* set when the store refused for lack of space */
+    int64_t             next_retention_ms; /* the next retention pass when space is not short */
 } hub;
 
 static int64_t now_ms(void)
@@ -395,16 +396,30 @@ static void on_complete(void *ctx, const store_study *st)
     log_info("study complete: %u instances in %u series", st->n_instances, st->n_series);
 }
 
+#define RETENTION_PERIOD_MS (10 * 60 * 1000)
+#define SPACE_SHORT_RATIO   0.90 /* map use above which retention runs every second */
+
+static bool space_short(hub *h)
+{
+    store_stats ss;
+    return store_get_stats(h->st, &ss) == 0 && ss.map_size &&
+           (double)ss.map_used / (double)ss.map_size > SPACE_SHORT_RATIO;
+}
+
 static void housekeeping(hub *h)
 {
     int64_t t = now_ms();
     int n = store_sweep_complete(h->st, t, (int64_t)h->cfg->stable_seconds * 1000, on_complete, h);
     if (n < 0)
         log_error("completeness sweep failed: %s", strerror(-n));
-    if (h->cfg->retain_days >= 0) {
+    if (h->cfg->retain_days >= 0 && (h->evict_now || t >= h->next_retention_ms || space_short(h))) {
+        /* A pass reads every study record (0.4 s at 400,000 studies): every
+         * second only while space is short or a batch left more to evict;
+         * otherwise every RETENTION_PERIOD_MS (retention is counted in days). */
         static const int batch = 64;
         int64_t older = t - (int64_t)h->cfg->retain_days * 86400000;
         int ev = store_evict(h->st, older, batch, t);
+        h->next_retention_ms = ev >= batch ? t : t + RETENTION_PERIOD_MS;
         if (ev > 0)
             log_info("retention: evicted %d studies older than %d days", ev, h->cfg->retain_days);
         if (h->evict_now && ev <= 0)
