@@ -5,7 +5,9 @@
 # Data: the synthetic 300-slice CT (samples/gen_ct_series.py, 512x512x16)
 # and 10 large radiographs (samples/gen_dx_images.py, 2500x2048x16, copied
 # under distinct UIDs by bench/ingest_dx.py); generated once into
-# $BUILD/bench/ingest-data and reused while the generators are unchanged.
+# $BUILD/bench/ingest-data and reused while the generators are unchanged;
+# storescu sends them from a copy in memory (/dev/shm, ingest_run.py says
+# why), so its reads never share the disk under test.
 # Each run sends the CT series and the DX images with storescu (one
 # association each, TCP_NODELAY=1) to
 #   - dxhub serve (fresh data directory; acknowledged after its fsync'd

@@ -57,6 +57,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -335,13 +336,48 @@ def main():
     ap.add_argument("--no-orthanc", action="store_true")
     a = ap.parse_args()
     work = Path(a.work)
-    sets = {"CT": sorted(Path(a.ct).glob("*.dcm")), "DX": sorted(Path(a.dx).glob("*.dcm"))}
+    stage = stage_in_memory({"CT": Path(a.ct), "DX": Path(a.dx)})
+    try:
+        run_all(a, work, stage)
+    finally:
+        shutil.rmtree(stage["root"], ignore_errors=True)
+
+
+def stage_in_memory(dirs):
+    """Copies of the input files in memory (tmpfs, /dev/shm), the sender's
+    reads never reaching the disk under test.  Why: files read once into
+    the page cache did not stay there.  The kernel's proactive reclaim
+    (DAMON pageout, as on this machine) dropped them within a minute:
+    traced, storescu's first reads of a slice took 0.1-0.3 ms from the disk
+    (1 ms of a 4 ms slice), competing with the receiver's flushes on the
+    disk measured.  A sender on another machine reads its own disk.  tmpfs
+    pages are not reclaimed without swap.  Falls back to the files as they
+    are (warmed) when /dev/shm is missing or too small."""
+    need = sum(f.stat().st_size for d in dirs.values() for f in d.glob("*.dcm"))
+    shm = Path("/dev/shm")
+    if shm.is_dir() and shutil.disk_usage(shm).free > 2 * need:
+        root = Path(tempfile.mkdtemp(prefix="dxhub-bench-ingest-", dir=shm))
+        out = {"root": root}
+        for k, d in dirs.items():
+            (root / k).mkdir()
+            out[k] = sorted(Path(shutil.copyfile(f, root / k / f.name)) for f in d.glob("*.dcm"))
+        return out
+    print("ingest_run.py: /dev/shm missing or too small: the sender reads the files from the disk under test",
+          file=sys.stderr)
+    out = {"root": Path(tempfile.mkdtemp(prefix="dxhub-bench-ingest-"))}
+    for k, d in dirs.items():
+        out[k] = sorted(d.glob("*.dcm"))
+        for f in out[k]:  # into the page cache, as warm as it will stay
+            f.read_bytes()
+    return out
+
+
+def run_all(a, work, stage):
+    sets = {"CT": stage["CT"], "DX": stage["DX"]}
     size = {k: sum(f.stat().st_size for f in v) for k, v in sets.items()}
     for k, v in sets.items():
         if not v:
             sys.exit(f"ingest_run.py: no {k} files")
-        for f in v:  # into the page cache: every receiver reads warm files
-            f.read_bytes()
     targets = [Dxhub(a.dxhub)] + ([] if a.no_orthanc else [Orthanc()]) + [Storescp()]
     rotation = targets + [Dd(a.dd_mb)]
     print(f"input: CT {len(sets['CT'])} files {size['CT'] / 1e6:.1f} MB, DX {len(sets['DX'])} files "
