@@ -8,8 +8,10 @@
  * through store_txn_put_study, an eviction's delete adjusts it too), so
  * any read transaction sees counts that agree with its snapshot, after a
  * crash too.  A store written before the record existed gets it, by one
- * scan, when the hub opens it (store_counts_ensure). */
+ * scan, when the hub opens it (store_counts_ensure), and so does one
+ * whose studies an older version added or deleted meanwhile. */
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 #include "hub/log.h"
 #include "hub/store_private.h"
@@ -39,6 +41,20 @@ static int counts_get(store *s, MDB_txn *txn, counts_rec *out)
     if (out->version != COUNTS_VERSION || out->states != STUDY_STATE_COUNT)
         return MDB_NOTFOUND;
     return 0;
+}
+
+/* The record's total is the number of studies (one O(1) look): a
+ * version before the record, run on this store in between, added or
+ * deleted studies without counting them. */
+static bool counts_whole(store *s, MDB_txn *txn, const counts_rec *r)
+{
+    MDB_stat st;
+    if (mdb_stat(txn, s->study, &st))
+        return false;
+    uint64_t total = 0;
+    for (int i = 0; i < STUDY_STATE_COUNT; i++)
+        total += r->n[i];
+    return total == st.ms_entries;
 }
 
 static int counts_put(store *s, MDB_txn *txn, const counts_rec *r)
@@ -98,8 +114,12 @@ int store_counts_ensure(store *s, MDB_txn *txn)
 {
     counts_rec r;
     int rc = counts_get(s, txn, &r);
-    if (rc != MDB_NOTFOUND)
+    if (rc && rc != MDB_NOTFOUND)
         return rc;
+    if (rc == 0 && counts_whole(s, txn, &r))
+        return 0;
+    if (rc == 0)
+        log_warn("store: study counts disagreed with the number of studies; recounted");
     if ((rc = counts_scan(s, txn, &r)))
         return rc;
     return counts_put(s, txn, &r);
@@ -109,6 +129,8 @@ int store_counts_read(store *s, MDB_txn *txn, uint64_t out[STUDY_STATE_COUNT])
 {
     counts_rec r;
     int rc = counts_get(s, txn, &r);
+    if (rc == 0 && !counts_whole(s, txn, &r))
+        rc = MDB_NOTFOUND;
     if (rc == MDB_NOTFOUND) /* a store no hub of this version opened yet (read beside it) */
         rc = counts_scan(s, txn, &r);
     if (rc)
