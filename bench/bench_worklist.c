@@ -86,6 +86,13 @@ static int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static int64_t real_us(void) /* the kernel's receive timestamps are on this clock */
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int64_t real_ms(void)
 {
     struct timespec ts;
@@ -429,6 +436,7 @@ static void send_text(rdr *r, const char *cmd, const char *fmt, long long a, lon
 typedef struct answer {
     char      cmd[16];
     long long req, id; /* -1: absent */
+    int64_t   rx_ns;   /* its receive time in the kernel (zc_msg.rx_ns), 0 unknown (libzmq) */
     char      hdr[512]; /* the header's start, for an ERROR's message */
 } answer;
 
@@ -470,6 +478,7 @@ static int recv_zmtp(rdr *r, answer *a)
     a->cmd[n] = '\0';
     a->req = a->id = -1;
     a->hdr[0] = '\0';
+    a->rx_ns = m.rx_ns;
     if (m.frames > 1)
         parse_header(a, (const char *)m.data + m.off[1], m.off[2] - m.off[1]);
     return 1;
@@ -850,7 +859,7 @@ typedef struct pacer {
     paced_rdr *ps;
     int        n, ep;
     int64_t    start, end, period, count_from;
-    samples    task, sent_task, claim, round, late;
+    samples    task, sent_task, arrived_task, claim, round, late;
     size_t     claimed, claimed_counted, refused, rounds_started;
     int64_t    last_claimed;
     double     cpu_s, wait_s; /* this thread's CPU and run-queue wait, taken as it ends (gone from /proc after) */
@@ -903,6 +912,8 @@ static void paced_answer(pacer *p, paced_rdr *q, const answer *m)
             die("reader %d: a TASK without an id: %s", r->index, m->hdr);
         sample(&p->task, now - q->wait_sched);
         sample(&p->sent_task, now - q->wait_sent);
+        if (m->rx_ns) /* the TASK's arrival in this host's kernel, on the monotonic clock */
+            sample(&p->arrived_task, m->rx_ns / 1000 - (real_us() - mono_us()) - q->wait_sent);
         send_text(r, "CLAIM", "{\"req\":%lld,\"task\":%lld,\"v\":1}", m->id, 0);
         q->claims[q->n_claims].req = r->req;
         q->claims[q->n_claims].sched = q->wait_sched;
@@ -979,7 +990,7 @@ typedef struct paced_result {
     double  rate;          /* CLAIMEDs a second after the first second */
     size_t  rounds, claimed, refused;
     double  pacer_cpu_s, pacer_wait_s; /* the generator threads' CPU and run-queue wait */
-    samples task, sent_task, claim, round, late;
+    samples task, sent_task, arrived_task, claim, round, late;
 } paced_result;
 
 static void merge(samples *into, samples *from)
@@ -1037,6 +1048,7 @@ static paced_result paced_run(rdr *rs, int n, int threads, double rate, int seco
         res.rate += (double)p->claimed_counted;
         merge(&res.task, &p->task);
         merge(&res.sent_task, &p->sent_task);
+        merge(&res.arrived_task, &p->arrived_task);
         merge(&res.claim, &p->claim);
         merge(&res.round, &p->round);
         merge(&res.late, &p->late);
@@ -1457,6 +1469,16 @@ int main(int argc, char **argv)
                0, 1);
         metric("paced: READY→TASK from the actual send, p99", pct(pr.sent_task.v, pr.sent_task.n, 0.99), "ms", NULL,
                0, 1);
+        /* ... and to the TASK's arrival in the reader's kernel (its receive
+         * timestamp): the hub's part and the network's, without the
+         * simulated reader's own wait for a CPU to read it (a reader on
+         * another machine does not share the hub's cores) */
+        if (pr.arrived_task.n) {
+            metric("paced: READY sent→TASK in the reader's kernel, p50", pct(pr.arrived_task.v, pr.arrived_task.n, 0.50),
+                   "ms", NULL, 0, 1);
+            metric("paced: READY sent→TASK in the reader's kernel, p99", pct(pr.arrived_task.v, pr.arrived_task.n, 0.99),
+                   "ms", NULL, 0, 1);
+        }
         metric("paced: CLAIM→CLAIMED (durable lease), p50", pct(pr.claim.v, pr.claim.n, 0.50), "ms", NULL, 0, 1);
         metric("paced: CLAIM→CLAIMED (durable lease), p99", pct(pr.claim.v, pr.claim.n, 0.99), "ms", NULL, 0, 1);
         metric("paced: whole round, schedule→CLAIMED, p99", pct(pr.round.v, pr.round.n, 0.99), "ms", NULL, 0, 1);
@@ -1555,6 +1577,7 @@ int main(int argc, char **argv)
     json_decref(results);
     free(pr.task.v);
     free(pr.sent_task.v);
+    free(pr.arrived_task.v);
     free(pr.claim.v);
     free(pr.round.v);
     free(pr.late.v);

@@ -13,6 +13,8 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/errqueue.h>
+#include <linux/net_tstamp.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -154,14 +156,34 @@ static void consume(zc *c, size_t n)
 }
 
 /* Read what the socket has: 1 something, 0 nothing now, -errno. */
+/* The kernel's software receive timestamp of what recvmsg just read (for
+ * TCP: of the last segment it took), or 0. */
+static int64_t rx_timestamp(struct msghdr *mh)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm))
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPING) {
+            struct scm_timestamping ts;
+            memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+            return (int64_t)ts.ts[0].tv_sec * 1000000000 + ts.ts[0].tv_nsec;
+        }
+    return 0;
+}
+
 static int fill(zc *c)
 {
     if (reserve(&c->in, &c->in_cap, c->in_len + 65536))
         return -ENOMEM;
     for (;;) {
-        ssize_t r = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+        struct iovec iov = {c->in + c->in_len, c->in_cap - c->in_len};
+        union {
+            char           buf[CMSG_SPACE(sizeof(struct scm_timestamping))];
+            struct cmsghdr align;
+        } ctl;
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+        ssize_t r = recvmsg(c->fd, &mh, 0);
         if (r > 0) {
             c->in_len += (size_t)r;
+            c->rx_ns = rx_timestamp(&mh);
             return 1;
         }
         if (r == 0)
@@ -225,6 +247,7 @@ int zc_recv(zc *c, zc_msg *m)
             m->data = c->msg;
             m->off = c->frame_off;
             m->frames = c->frames;
+            m->rx_ns = c->rx_ns;
             c->frames = 0; /* the next call starts a new message; this one stays readable until then */
             c->msg_len = 0;
             return 1;
@@ -424,6 +447,11 @@ int zc_connect(zc *c, const char *host, uint16_t port, const uint8_t pub[32], co
                zc_close(c), -1;
     if (handshake(c, pub, sec, server, deadline, err, errlen) < 0)
         return zc_close(c), -1;
+    /* receive times from the kernel, to tell the network's and the hub's
+     * part of a latency from this host's own scheduling (no error if
+     * refused: the times stay unknown) */
+    int tsf = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
+    setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPING, &tsf, sizeof tsf);
     return 0;
 }
 

@@ -31,6 +31,7 @@ typedef struct zc {
     size_t   msg_len, msg_cap;
     size_t   frame_off[ZC_MAX_FRAMES + 1];
     int      frames;
+    int64_t  rx_ns; /* when the kernel received the bytes zc_fill read last (CLOCK_REALTIME, SO_TIMESTAMPING); 0 unknown */
 } zc;
 
 /* A message as received: frame i is data + off[i], off[i+1] - off[i] long;
@@ -39,6 +40,8 @@ typedef struct zc_msg {
     const uint8_t *data;
     const size_t  *off;
     int            frames;
+    int64_t        rx_ns; /* the kernel's receive time of the read that completed it, or a later one
+                           * (CLOCK_REALTIME ns; 0 unknown): when it reached this host, not this thread */
 } zc_msg;
 
 /* Connect to host:port and run the CURVE handshake as client key

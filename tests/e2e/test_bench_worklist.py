@@ -51,6 +51,16 @@ def test_every_round_completes(dxhub, tmp_path, transport):
     assert metrics["paced: offers the hub timed"] == rounds
     assert 0 < metrics["paced: the hub's own READY→TASK, p50 at most"] <= metrics["paced: the hub's own READY→TASK, p99 at most"]
     assert metrics["paced: READY→TASK from the schedule, p50"] > 0
+    # the kernel's receive time of each TASK (our own ZMTP reads it; libzmq's
+    # readers cannot) comes before the reader thread reads it, sample by
+    # sample, so its quantiles cannot exceed those of the reads (1 us: the
+    # clocks' conversion)
+    arrived = [f"paced: READY sent→TASK in the reader's kernel, {q}" for q in ("p50", "p99")]
+    if transport == "zmtp":
+        for a, q in zip(arrived, ("p50", "p99")):
+            assert 0 < metrics[a] <= metrics[f"paced: READY→TASK from the actual send, {q}"] + 0.001, metrics
+    else:
+        assert not any(a in metrics for a in arrived)
     assert metrics["closed loop: assignments (CLAIM+READY→TASK→CLAIMED) per second"] > 0
     # the machine's own wake-up lateness, printed beside the offers' (a 1 ms sleep is never early)
     for when in ("idle machine", "paced"):
