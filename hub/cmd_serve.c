@@ -47,7 +47,8 @@ static const cfg_option serve_options[] = {
     {"store", "stable-seconds", CFG_INT, S(c.stable_seconds), "60", 0, 1000000, NULL, "N",
      "quiet time after which a study is complete"},
     {"store", "retain-days", CFG_INT, S(c.retain_days), NULL, 0, 1000000, NULL, "N",
-     "evict completed studies older than N days, signed first (default: keep everything)"},
+     "evict completed studies older than N days, signed first, checked every 10 minutes and every second "
+     "while the store is over 90% full (default: keep everything)"},
     {"store", "map-size", CFG_SIZE, S(c.map_size), "16G", 1, 0, NULL, "BYTES", "LMDB map size (K/M/G suffixes)"},
     {"store", "runway", CFG_SIZE, S(c.runway_bytes), SERVE_RUNWAY_DEFAULT, 0, 0, NULL, "BYTES",
      "zeroed space kept written ahead of the store's end, so that commits flush no file-system metadata "
