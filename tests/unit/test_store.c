@@ -608,31 +608,13 @@ static void assert_counts_agree(store *s, int expected_total)
     assert_int_equal(total, expected_total);
 }
 
-/* Deletes the counts record with LMDB directly, as a store written before
- * it existed would be; 1 if it was there. */
-static int drop_counts_record(const char *sub)
-{
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/%s", tmpdir, sub);
-    MDB_env *env;
-    MDB_txn *txn;
-    MDB_dbi meta;
-    assert_int_equal(mdb_env_create(&env), 0);
-    assert_int_equal(mdb_env_set_maxdbs(env, 32), 0);
-    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
-    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-    MDB_val k = {strlen("study_counts"), "study_counts"};
-    int rc = mdb_del(txn, meta, &k, NULL);
-    assert_true(rc == 0 || rc == MDB_NOTFOUND);
-    assert_int_equal(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
-    return rc == 0;
-}
+/* The counts record handled with LMDB directly, as another version of the
+ * hub would: COUNTS_DROP deletes it (1 if it was there, as a store written
+ * before it existed), COUNTS_BUMP adds one to its first count (a study an
+ * older version added without counting it), COUNTS_TOTAL sums its counts. */
+typedef enum counts_op { COUNTS_DROP, COUNTS_BUMP, COUNTS_TOTAL } counts_op;
 
-/* Adds one to the record's first count with LMDB directly: as if an older
- * version had added a study without counting it. */
-static void bump_counts_record(const char *sub)
+static uint64_t counts_record(const char *sub, counts_op op)
 {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/%s", tmpdir, sub);
@@ -645,44 +627,32 @@ static void bump_counts_record(const char *sub)
     assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
     assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
     MDB_val k = {strlen("study_counts"), "study_counts"}, v;
-    assert_int_equal(mdb_get(txn, meta, &k, &v), 0);
+    int rc = mdb_get(txn, meta, &k, &v);
+    assert_true(rc == 0 || (rc == MDB_NOTFOUND && op == COUNTS_DROP));
+    uint64_t out = 0;
     uint8_t rec[256];
-    assert_true(v.mv_size <= sizeof rec && v.mv_size >= 16);
-    memcpy(rec, v.mv_data, v.mv_size);
-    uint64_t n0;
-    memcpy(&n0, rec + 8, 8); /* after version and states */
-    n0++;
-    memcpy(rec + 8, &n0, 8);
-    v.mv_data = rec;
-    assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+    if (op == COUNTS_DROP && rc == 0) {
+        assert_int_equal(mdb_del(txn, meta, &k, NULL), 0);
+        out = 1;
+    } else if (op == COUNTS_BUMP) {
+        assert_true(v.mv_size <= sizeof rec && v.mv_size >= 16);
+        memcpy(rec, v.mv_data, v.mv_size);
+        uint64_t n0;
+        memcpy(&n0, rec + 8, 8); /* after version and states */
+        n0++;
+        memcpy(rec + 8, &n0, 8);
+        v.mv_data = rec;
+        assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+    } else if (op == COUNTS_TOTAL) {
+        for (size_t at = 8; at + 8 <= v.mv_size; at += 8) {
+            uint64_t n;
+            memcpy(&n, (uint8_t *)v.mv_data + at, 8);
+            out += n;
+        }
+    }
     assert_int_equal(mdb_txn_commit(txn), 0);
     mdb_env_close(env);
-}
-
-/* The sum of the record's counts, read with LMDB directly. */
-static uint64_t counts_record_total(const char *sub)
-{
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/%s", tmpdir, sub);
-    MDB_env *env;
-    MDB_txn *txn;
-    MDB_dbi meta;
-    assert_int_equal(mdb_env_create(&env), 0);
-    assert_int_equal(mdb_env_set_maxdbs(env, 32), 0);
-    assert_int_equal(mdb_env_open(env, dir, MDB_RDONLY, 0600), 0);
-    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
-    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-    MDB_val k = {strlen("study_counts"), "study_counts"}, v;
-    assert_int_equal(mdb_get(txn, meta, &k, &v), 0);
-    uint64_t total = 0;
-    for (size_t at = 8; at + 8 <= v.mv_size; at += 8) {
-        uint64_t n;
-        memcpy(&n, (uint8_t *)v.mv_data + at, 8);
-        total += n;
-    }
-    mdb_txn_abort(txn);
-    mdb_env_close(env);
-    return total;
+    return out;
 }
 
 static void test_studies_by_state_are_counted_with_every_change(void **state)
@@ -727,7 +697,7 @@ static void test_studies_by_state_are_counted_with_every_change(void **state)
 
     /* a store from before the counts: read beside a hub (attach), they
      * are counted by a scan; the hub's next open writes them again */
-    assert_int_equal(drop_counts_record("k"), 1);
+    assert_int_equal(counts_record("k", COUNTS_DROP), 1);
     char dir[512];
     snprintf(dir, sizeof dir, "%s/k", tmpdir);
     store_config cfg = {.dir = dir, .map_size = 64 << 20, .attach = true};
@@ -735,23 +705,23 @@ static void test_studies_by_state_are_counted_with_every_change(void **state)
     assert_int_equal(store_open(&cfg, &s, err, sizeof err), 0);
     assert_counts_agree(s, 2);
     store_close(&s);
-    assert_int_equal(drop_counts_record("k"), 0); /* attach wrote nothing */
+    assert_int_equal(counts_record("k", COUNTS_DROP), 0); /* attach wrote nothing */
     s = open_store("k", 64 << 20);
     assert_counts_agree(s, 2);
     store_close(&s);
-    assert_int_equal(drop_counts_record("k"), 1); /* the hub's open wrote them */
+    assert_int_equal(counts_record("k", COUNTS_DROP), 1); /* the hub's open wrote them */
 
     /* counts that miss a study (an older version ran in between): read
      * beside the hub, counted by a scan; the hub's open counts again */
     s = open_store("k", 64 << 20);
     store_close(&s);
-    bump_counts_record("k");
+    counts_record("k", COUNTS_BUMP);
     assert_int_equal(store_open(&cfg, &s, err, sizeof err), 0);
     assert_counts_agree(s, 2);
     store_close(&s);
     s = open_store("k", 64 << 20);
     store_close(&s);
-    assert_int_equal(counts_record_total("k"), 2); /* the record itself, as the open rewrote it */
+    assert_int_equal(counts_record("k", COUNTS_TOTAL), 2); /* the record itself, as the open rewrote it */
 }
 
 
