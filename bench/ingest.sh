@@ -31,7 +31,10 @@
 # the receiver process's CPU per instance, load-independent: below 1 is
 # better).
 # Targets, printed and not asserted: CT instances/s >= 2x Orthanc's, and
-# MB/s >= 80% of the disk's synchronous write bandwidth.
+# MB/s >= 80% of the disk's synchronous write bandwidth; beside them the
+# ceiling of any receiver that answers each instance once it is durable
+# (storescp's transfer plus one dd oflag=dsync write of the instance, in
+# series) and dxhub's fraction of it.
 #
 # Usage: bench/ingest.sh   (BUILD=build, PY=/usr/bin/python3, DXHUB=$BUILD/dxhub;
 #        INGEST_BENCH_RUNS=4, INGEST_BENCH_DIR=work directory on the disk to
