@@ -163,6 +163,15 @@ int edge_run(const edge_config *cfg)
 {
     log_set_role("edge");
     edge e = {.cfg = cfg};
+    /* Blocked before any thread starts: every thread inherits the mask, so
+     * only the main loop's sigwaitinfo ever takes these. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
     char err[512];
     int rc = spool_open(cfg->data_dir, 0, &e.sp, err, sizeof err);
     if (rc < 0) {
@@ -177,13 +186,6 @@ int edge_run(const edge_config *cfg)
         spool_close(&e.sp);
         return 1;
     }
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
     void *zctx = zmq_ctx_new();
     snprintf(e.spool_in, sizeof e.spool_in, "%s/incoming", cfg->data_dir);
     mkdir(e.spool_in, 0700);

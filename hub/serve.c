@@ -453,6 +453,17 @@ int serve_run(const serve_config *cfg)
     hub h = {.cfg = cfg};
     h.metrics.started_ms = now_ms();
     log_set_role("serve");
+    /* Signals are taken synchronously by the main loop only, so they are
+     * blocked before the first thread starts (the store's): a thread that
+     * did not block SIGHUP would take logrotate's SIGHUP with the default
+     * action and end the hub whenever the main loop was busy. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
     char err[512];
     wl_config wc = {.lease_ms = (int64_t)cfg->lease_seconds * 1000};
     store_config sc = {.dir = cfg->data_dir, .map_size = cfg->map_size, .runway_bytes = cfg->runway_bytes,
@@ -467,14 +478,6 @@ int serve_run(const serve_config *cfg)
     mkdir(h.spool, 0700);
     clean_spool(h.spool);
 
-    /* Signals are taken synchronously by the main loop only. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     dimse_config dc = {.bind_addr = cfg->bind, .port = cfg->dicom_port, .aet = cfg->aet,
                        .spool_dir = h.spool, .max_assocs = cfg->max_assocs,

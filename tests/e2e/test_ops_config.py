@@ -10,7 +10,9 @@ and its logs on SIGHUP, with real processes:
   exit 2 and one line naming the file, the line, the key and why;
 - SIGHUP reopens the log file (logrotate's move-then-HUP), reloads the
   allow-list (new lines go to a new file, none to the moved one) and loads
-  a trust list that arrived after the start.
+  a trust list that arrived after the start;
+- a burst of SIGHUPs (logrotate HUPs once per file it rotates) never ends
+  the hub or the edge, whatever their threads are doing meanwhile.
 """
 import os
 import re
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeutil import Proc, allow, dxhub_bin, keygen, run, wait_for
+from edgeutil import Edge, Hub, Proc, allow, dxhub_bin, keygen, run, wait_for
 
 
 def print_config(role, *args):
@@ -137,3 +139,26 @@ def test_readme_configuration_reference_matches_the_option_tables():
             m = re.match(r"^(?:; )?([a-z-]+) =", line)
             if m:
                 assert f"| `{m.group(1)}` |" in text, f"README lacks {role}'s {m.group(1)}"
+
+
+def test_a_burst_of_sighups_never_ends_the_hub_or_the_edge(tmp_path):
+    """Signals are the main loop's; a thread that left them unblocked took a
+    SIGHUP that came while the loop was busy, with the default action."""
+    hub = Hub(tmp_path / "hub", tmp_path, stable_seconds=600)
+    hub.keys_dir.mkdir(parents=True)
+    edge = Edge(tmp_path / "edge", hub.endpoint, hub.key_file, tmp_path)
+    allow(hub.keys_dir, "edge:clinic1", edge.make_key())
+    hub.start()
+    edge.start()
+    try:
+        for proc in (hub.proc, edge.proc):
+            for _ in range(3000):  # dies within the first hundred without the fix
+                proc.signal(signal.SIGHUP)
+                time.sleep(0.0002)
+            time.sleep(0.3)
+            assert proc.p.poll() is None, f"{proc.args[1]} ended on SIGHUP: {proc.p.returncode}"
+        status, body = hub.get("/api/v1/health")
+        assert status == 200, body
+    finally:
+        assert edge.stop() == 0
+        assert hub.stop() == 0
