@@ -78,8 +78,11 @@ static void put_base64(jctx *j, const uint8_t *p, size_t n, size_t word, bool sw
     char q[4];
     uint8_t in[3];
     size_t i = 0;
-    /* F.2.7: InlineBinary is little endian; swap big endian words. */
-    #define BYTE(k) (swap && word > 1 ? p[((k) / word) * word + (word - 1 - (k) % word)] : p[k])
+    /* F.2.7: InlineBinary is little endian; swap big endian words.  A
+     * malformed odd-length value leaves a partial last word: copy it as is
+     * rather than reach past the value. */
+    size_t whole = swap && word > 1 ? n / word * word : 0;
+    #define BYTE(k) ((k) < whole ? p[((k) / word) * word + (word - 1 - (k) % word)] : p[k])
     put(j, "\"", 1);
     for (; i + 3 <= n; i += 3) {
         in[0] = BYTE(i); in[1] = BYTE(i + 1); in[2] = BYTE(i + 2);
