@@ -1581,6 +1581,8 @@ int main(int argc, char **argv)
     free(pr.claim.v);
     free(pr.round.v);
     free(pr.late.v);
+    free(idle_probe.late.v);
+    free(busy_probe.late.v);
     free(lat);
     free(clat);
     free(olat);

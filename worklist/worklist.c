@@ -498,7 +498,8 @@ static int memo_part(const wl_skip *skip, MDB_txn *txn, MDB_dbi dbi, const uint8
     }
     int free_slot = -1;
     for (int i = 0; i < WL_MEMO_PARTS; i++) {
-        if (m->part[i].kl && m->part[i].dbi == dbi && m->part[i].pl == pl && !memcmp(m->part[i].key, prefix, pl))
+        if (m->part[i].kl && m->part[i].dbi == dbi && m->part[i].pl == pl &&
+            (pl == 0 || !memcmp(m->part[i].key, prefix, pl))) /* prefix is NULL when pl is 0 */
             return i;
         if (!m->part[i].kl && free_slot < 0)
             free_slot = i;

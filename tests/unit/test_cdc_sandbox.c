@@ -202,6 +202,9 @@ static long resident_kb(int pid)
 static void test_an_idle_child_gives_its_working_memory_back(void **st)
 {
     (void)st;
+#if defined(__SANITIZE_ADDRESS__)
+    skip(); /* ASan's allocator replaces glibc's: malloc_trim has nothing to give back */
+#endif
     cdc_sandbox *sb;
     dcm_err err = {0};
     assert_int_equal(cdc_sandbox_open(&sb, &err), 0);
