@@ -53,22 +53,6 @@ struct put_job {
     bool             done;
 };
 
-static const char *const state_names[STUDY_STATE_COUNT] = {
-    "receiving", "complete", "queued", "reading", "reported", "signed"};
-
-const char *study_state_name(study_state st)
-{
-    return (unsigned)st < STUDY_STATE_COUNT ? state_names[st] : "unknown";
-}
-
-int study_state_parse(const char *name)
-{
-    for (int i = 0; i < STUDY_STATE_COUNT; i++)
-        if (!strcmp(state_names[i], name))
-            return i;
-    return -1;
-}
-
 int store_lmdb_err(int rc)
 {
     if (rc == 0)
