@@ -482,7 +482,11 @@ int edge_link_start(const edge_link_config *cfg, edge_link **out, char *err, siz
         goto fail;
     snprintf(l->link_state, sizeof l->link_state, "starting");
     spool_set_link(l->cfg.sp, "connecting", NULL, now_ms());
-    pthread_create(&l->thread, NULL, link_main, l);
+    int trc = pthread_create(&l->thread, NULL, link_main, l);
+    if (trc) {
+        snprintf(err, errlen, "cannot start the link thread: %s", strerror(trc));
+        goto fail;
+    }
     *out = l;
     return 0;
 fail:

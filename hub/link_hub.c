@@ -510,16 +510,32 @@ int link_hub_start(const link_hub_config *cfg, link_hub **out, char *err, size_t
         goto fail;
     l->n_workers = cfg->workers > 0 ? cfg->workers : 4;
     l->workers = calloc((size_t)l->n_workers, sizeof *l->workers);
-    for (int i = 0; i < l->n_workers; i++)
-        pthread_create(&l->workers[i], NULL, worker_main, l);
-    pthread_create(&l->thread, NULL, link_main, l);
-    *out = l;
-    return 0;
+    if (!l->workers) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    /* A thread that cannot start (a process or memory limit) fails the
+     * start: a hub that says ready must be taking the edges' data. */
+    int started = 0, trc = 0;
+    while (started < l->n_workers && !(trc = pthread_create(&l->workers[started], NULL, worker_main, l)))
+        started++;
+    if (!trc && !(trc = pthread_create(&l->thread, NULL, link_main, l))) {
+        *out = l;
+        return 0;
+    }
+    snprintf(err, errlen, "cannot start the edge link's threads: %s", strerror(trc));
+    pthread_mutex_lock(&l->mu);
+    l->stop = 1;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    for (int i = 0; i < started; i++)
+        pthread_join(l->workers[i], NULL);
 fail:
     if (l->router)
         zmq_close(l->router);
     if (l->evfd >= 0)
         close(l->evfd);
+    free(l->workers);
     free(l->xf);
     free(l);
     return -EIO;

@@ -655,7 +655,11 @@ int reader_link_start(const reader_link_config *cfg, reader_link **out, char *er
      * reader with it, in zmq_send; give up on that reader after a second. */
     int sndtimeo = 1000;
     zmq_setsockopt(l->router, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo);
-    pthread_create(&l->thread, NULL, link_main, l);
+    int trc = pthread_create(&l->thread, NULL, link_main, l);
+    if (trc) {
+        snprintf(err, errlen, "cannot start the readers' thread: %s", strerror(trc));
+        goto fail;
+    }
     pthread_setname_np(l->thread, "dxhub-readers"); /* per-thread CPU in top, perf and the worklist bench */
     *out = l;
     return 0;
