@@ -501,6 +501,7 @@ static int recv_answer(rdr *r, answer *a)
     memcpy(a->cmd, zmq_msg_data(&f), n);
     a->cmd[n] = '\0';
     a->req = a->id = -1;
+    a->rx_ns = 0; /* libzmq does not say when the kernel received it */
     a->hdr[0] = '\0';
     for (int frame = 1; zmq_msg_more(&f); frame++) { /* a multipart message arrives whole */
         zmq_msg_close(&f);
