@@ -999,7 +999,8 @@ static void merge(samples *into, samples *from)
     for (size_t i = 0; i < from->n; i++)
         sample(into, from->v[i]);
     free(from->v);
-    qsort(into->v, into->n, sizeof *into->v, cmp_u32);
+    if (into->n) /* into->v is NULL while empty */
+        qsort(into->v, into->n, sizeof *into->v, cmp_u32);
 }
 
 /* Run rate rounds a second for seconds over the readers rs (all connected
