@@ -811,9 +811,12 @@ int api_start(const api_config *cfg, api_server **out, char *err, size_t errlen)
     snprintf(a->name, sizeof a->name, "%s", cfg->name ? cfg->name : "hub");
     if (!(a->cache = api_hcache_new(HCACHE_BYTES)) || !(a->bcache = api_bcache_new(BCACHE_BYTES)) ||
         !(a->lcache = api_lcache_new(LCACHE_BYTES)) ||
-        !(a->counters = api_counters_new()) ||
-        api_auditor_start(a->st, a->metrics, &a->auditor) < 0)
+        !(a->counters = api_counters_new()))
         goto nomem;
+    if ((rc = api_auditor_start(a->st, a->metrics, &a->auditor)) < 0) {
+        snprintf(err, errlen, "cannot start the audit writer: %s", strerror(-rc));
+        goto fail;
+    }
     a->status = (api_status){.st = cfg->st, .metrics = a->metrics, .started_mono_ms = api_mono_ms(),
                              .counters = a->counters};
     api_counters_load(a->counters, a->st);
@@ -829,7 +832,9 @@ int api_start(const api_config *cfg, api_server **out, char *err, size_t errlen)
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
                             MHD_OPTION_END);
     if (!a->d) {
-        snprintf(err, errlen, "libmicrohttpd could not start on port %u", a->port);
+        /* The socket is bound already: what fails here is starting its
+         * threads or epoll (errno from the call that failed). */
+        snprintf(err, errlen, "libmicrohttpd could not start on port %u: %s", a->port, strerror(errno));
         close(fd);
         rc = -EIO;
         goto fail;

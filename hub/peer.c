@@ -643,8 +643,9 @@ int peers_start(const peer_config *cfg, peers **out, char *err, size_t errlen)
             rc = -EIO;
             goto fail;
         }
-        if (pthread_create(&p->thread, NULL, server_main, p) != 0) {
-            snprintf(err, errlen, "cannot start the peer link thread");
+        int trc = pthread_create(&p->thread, NULL, server_main, p);
+        if (trc != 0) {
+            snprintf(err, errlen, "cannot start the peer link thread: %s", strerror(trc));
             rc = -EAGAIN;
             goto fail;
         }

@@ -642,9 +642,13 @@ int reader_link_start(const reader_link_config *cfg, reader_link **out, char *er
     l->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     l->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     l->unrecorded = offer_set_new(MAX_UNRECORDED);
-    if (!l->conns || !l->buf || l->evfd < 0 || l->done_fd < 0 || !l->unrecorded ||
-        reader_commit_start(cfg->st, l->done_fd, &l->committer) < 0) {
+    if (!l->conns || !l->buf || l->evfd < 0 || l->done_fd < 0 || !l->unrecorded) {
         snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    int crc = reader_commit_start(cfg->st, l->done_fd, &l->committer);
+    if (crc < 0) {
+        snprintf(err, errlen, "cannot start the worklist's commit thread: %s", strerror(-crc));
         goto fail;
     }
     l->router = proto_router_listen(cfg->zctx, cfg->bind, cfg->port, cfg->secret_key, &l->port, err, errlen);
