@@ -15,6 +15,7 @@
 #include "hub/dimse.h"
 #include "hub/edge.h"
 #include "hub/log.h"
+#include "hub/main_signals.h"
 
 static int64_t now_ms(void)
 {
@@ -163,15 +164,8 @@ int edge_run(const edge_config *cfg)
 {
     log_set_role("edge");
     edge e = {.cfg = cfg};
-    /* Blocked before any thread starts: every thread inherits the mask, so
-     * only the main loop's sigwaitinfo ever takes these. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    sigset_t sigs; /* taken by the main loop only: blocked before any thread starts */
+    main_signals_block(&sigs);
     char err[512];
     int rc = spool_open(cfg->data_dir, 0, &e.sp, err, sizeof err);
     if (rc < 0) {

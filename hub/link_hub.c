@@ -487,6 +487,15 @@ static void *link_main(void *arg)
     return NULL;
 }
 
+/* Workers leave once the jobs queued are done; the link thread at its next wake. */
+static void ask_to_stop(link_hub *l)
+{
+    pthread_mutex_lock(&l->mu);
+    l->stop = 1;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
 int link_hub_start(const link_hub_config *cfg, link_hub **out, char *err, size_t errlen)
 {
     link_hub *l = calloc(1, sizeof *l);
@@ -524,10 +533,7 @@ int link_hub_start(const link_hub_config *cfg, link_hub **out, char *err, size_t
         return 0;
     }
     snprintf(err, errlen, "cannot start the edge link's threads: %s", strerror(trc));
-    pthread_mutex_lock(&l->mu);
-    l->stop = 1;
-    pthread_cond_broadcast(&l->cv);
-    pthread_mutex_unlock(&l->mu);
+    ask_to_stop(l);
     for (int i = 0; i < started; i++)
         pthread_join(l->workers[i], NULL);
 fail:
@@ -548,10 +554,7 @@ void link_hub_stop(link_hub **lp)
     if (!lp || !*lp)
         return;
     link_hub *l = *lp;
-    pthread_mutex_lock(&l->mu);
-    l->stop = 1;
-    pthread_cond_broadcast(&l->cv);
-    pthread_mutex_unlock(&l->mu);
+    ask_to_stop(l);
     wake(l);
     pthread_join(l->thread, NULL);
     for (int i = 0; i < l->n_workers; i++)

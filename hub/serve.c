@@ -28,6 +28,7 @@
 #include "hub/report.h"
 #include "hub/dimse.h"
 #include "hub/log.h"
+#include "hub/main_signals.h"
 #include "hub/metrics.h"
 #include "hub/serve.h"
 #include "hub/store_lookup.h"
@@ -453,17 +454,8 @@ int serve_run(const serve_config *cfg)
     hub h = {.cfg = cfg};
     h.metrics.started_ms = now_ms();
     log_set_role("serve");
-    /* Signals are taken synchronously by the main loop only, so they are
-     * blocked before the first thread starts (the store's): a thread that
-     * did not block SIGHUP would take logrotate's SIGHUP with the default
-     * action and end the hub whenever the main loop was busy. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    sigset_t sigs; /* taken by the main loop only: blocked before the store's threads start */
+    main_signals_block(&sigs);
     char err[512];
     wl_config wc = {.lease_ms = (int64_t)cfg->lease_seconds * 1000};
     store_config sc = {.dir = cfg->data_dir, .map_size = cfg->map_size, .runway_bytes = cfg->runway_bytes,
@@ -477,7 +469,6 @@ int serve_run(const serve_config *cfg)
     snprintf(h.spool, sizeof h.spool, "%s/spool", cfg->data_dir);
     mkdir(h.spool, 0700);
     clean_spool(h.spool);
-
 
     dimse_config dc = {.bind_addr = cfg->bind, .port = cfg->dicom_port, .aet = cfg->aet,
                        .spool_dir = h.spool, .max_assocs = cfg->max_assocs,
