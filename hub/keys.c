@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
+#include "hub/conf_lines.h"
 #include "hub/keys.h"
 
 static int write_file(const char *path, const char *text, mode_t mode, int excl)
@@ -171,51 +172,71 @@ void allowlist_free(allowlist **ap)
     *ap = NULL;
 }
 
+/* One line into e; NULL, or why not. */
+static const char *parse_allow(char *line, allow_entry *e)
+{
+    char *f[2];
+    if (conf_fields(line, f, 2) != 2)
+        return "expected \"PUBLICKEY edge:|reader:|peer:NAME\"";
+    if (strlen(f[0]) != KEY_Z85_LEN || !zmq_z85_decode(e->key, f[0]))
+        return "the public key is not 40 characters of Z85 (as in a .pub file)";
+    if (!keys_role_valid(f[1]))
+        return "the role is edge:<facility>, reader:<id> or peer:<hub> (letters, digits, '-', '_', '.')";
+    snprintf(e->role, sizeof e->role, "%s", f[1]);
+    return NULL;
+}
+
 int allowlist_load(allowlist *a, const char *dir, char *err, size_t errlen)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/allow.txt", dir);
-    FILE *fp = fopen(path, "r");
+    conf_lines cl;
+    int rc = conf_lines_open(&cl, path, err, errlen);
+    if (rc == -ENOENT)
+        rc = 0; /* nobody allowed yet */
+    else if (rc < 0)
+        return rc;
     allow_entry *e = NULL;
+    int *lines = NULL; /* e[i] came from line lines[i] */
     size_t n = 0, cap = 0;
-    if (fp) {
-        char line[512];
-        int lineno = 0;
-        while (fgets(line, sizeof line, fp)) {
-            lineno++;
-            char key[128], role[128];
-            char *p = line + strspn(line, " \t");
-            if (*p == '#' || *p == '\n' || !*p)
-                continue;
-            if (sscanf(p, "%127s %127s", key, role) != 2 || strlen(key) != KEY_Z85_LEN || !keys_role_valid(role)) {
-                snprintf(err, errlen, "%s:%d: expected \"PUBLICKEY edge:|reader:|peer:NAME\"", path, lineno);
-                fclose(fp);
-                free(e);
-                return -EINVAL;
-            }
-            if (n == cap) {
-                cap = cap ? cap * 2 : 16;
-                allow_entry *q = realloc(e, cap * sizeof *e);
-                if (!q) {
-                    fclose(fp);
-                    free(e);
-                    return -ENOMEM;
-                }
+    char *line;
+    while (cl.fp && (rc = conf_lines_next(&cl, &line, err, errlen)) > 0) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            allow_entry *q = realloc(e, cap * sizeof *e);
+            int *ql = q ? realloc(lines, cap * sizeof *ql) : NULL;
+            if (q)
                 e = q;
+            if (ql)
+                lines = ql;
+            if (!q || !ql) {
+                snprintf(err, errlen, "%s: out of memory", path);
+                rc = -ENOMEM;
+                break;
             }
-            if (!zmq_z85_decode(e[n].key, key)) {
-                snprintf(err, errlen, "%s:%d: public key is not Z85", path, lineno);
-                fclose(fp);
-                free(e);
-                return -EINVAL;
-            }
-            snprintf(e[n].role, sizeof e[n].role, "%.63s", role);
-            n++;
         }
-        fclose(fp);
-    } else if (errno != ENOENT) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -errno;
+        const char *why = parse_allow(line, &e[n]);
+        if (why) {
+            snprintf(err, errlen, "%s:%d: %s", path, cl.lineno, why);
+            rc = -EINVAL;
+            break;
+        }
+        size_t i = 0;
+        while (i < n && memcmp(e[i].key, e[n].key, 32))
+            i++;
+        if (i < n) { /* one key, two entries: which role it has would be a guess */
+            snprintf(err, errlen, "%s:%d: the same key is listed twice (first on line %d, as %s)", path, cl.lineno,
+                     lines[i], e[i].role);
+            rc = -EINVAL;
+            break;
+        }
+        lines[n++] = cl.lineno;
+    }
+    conf_lines_close(&cl);
+    free(lines);
+    if (rc < 0) {
+        free(e);
+        return rc;
     }
     pthread_mutex_lock(&a->mu);
     free(a->e);

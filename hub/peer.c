@@ -22,15 +22,8 @@
 
 _Static_assert(PEER_FETCH_MAX <= PROTO_MAX_DATA, "a FETCH piece must fit a data frame");
 
-#define PEERS_MAX     64
 #define POOL_MAX      32 /* idle sockets kept, over all peers */
 #define POLL_MS       200
-
-typedef struct peer_def {
-    char name[PEER_NAME_MAX];
-    char endpoint[256];
-    char pub[KEY_Z85_LEN + 1];
-} peer_def;
 
 typedef struct pooled {
     peer_def def;
@@ -67,70 +60,13 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* --- peers.conf -------------------------------------------------------------- */
-
-static bool name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (!n || n >= PEER_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-              c == '.'))
-            return false;
-    }
-    return true;
-}
-
-static int load_defs(const char *path, peer_def *defs, size_t *n, char *err, size_t errlen)
-{
-    *n = 0;
-    FILE *fp = path ? fopen(path, "r") : NULL;
-    if (!fp) {
-        if (!path || errno == ENOENT)
-            return 0;
-        int rc = -errno;
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return rc;
-    }
-    char line[1024];
-    int lineno = 0, rc = 0;
-    while (!rc && fgets(line, sizeof line, fp)) {
-        lineno++;
-        char *p = line + strspn(line, " \t");
-        if (*p == '#' || *p == '\n' || *p == '\r' || !*p)
-            continue;
-        char name[128], ep[300], key[600], kerr[256];
-        peer_def d;
-        memset(&d, 0, sizeof d);
-        if (sscanf(p, "%127s %299s %599s", name, ep, key) != 3 || !name_ok(name) || strncmp(ep, "tcp://", 6) ||
-            strlen(ep) >= sizeof d.endpoint) {
-            snprintf(err, errlen, "%s:%d: expected \"NAME tcp://HOST:PORT PUBLIC-KEY\"", path, lineno);
-            rc = -EINVAL;
-        } else if (keys_read_public(key, d.pub, kerr, sizeof kerr) < 0) { /* a .pub file or the key itself */
-            snprintf(err, errlen, "%s:%d: %s", path, lineno, kerr);
-            rc = -EINVAL;
-        } else if (*n == PEERS_MAX) {
-            snprintf(err, errlen, "%s:%d: more than %d peers", path, lineno, PEERS_MAX);
-            rc = -E2BIG;
-        } else {
-            snprintf(d.name, sizeof d.name, "%s", name);
-            snprintf(d.endpoint, sizeof d.endpoint, "%s", ep);
-            defs[(*n)++] = d;
-        }
-    }
-    fclose(fp);
-    return rc;
-}
-
 int peers_reload(peers *p, char *err, size_t errlen)
 {
     peer_def *defs = calloc(PEERS_MAX, sizeof *defs);
     if (!defs)
         return -ENOMEM;
     size_t n;
-    int rc = load_defs(p->peers_file, defs, &n, err, errlen);
+    int rc = peer_conf_load(p->peers_file, defs, PEERS_MAX, &n, err, errlen);
     if (rc == 0) {
         pthread_mutex_lock(&p->lock);
         memcpy(p->defs, defs, n * sizeof *defs);

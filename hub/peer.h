@@ -32,12 +32,26 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "hub/keys.h"
 #include "hub/metrics.h"
 #include "hub/store.h"
 
 #define PEER_NAME_MAX   64
+#define PEERS_MAX       64
 #define PEER_FETCH_MAX  (1u << 20)
 #define PEER_ANSWER_MAX (64u << 20) /* a lookup answer from a peer */
+
+/* One line of peers.conf. */
+typedef struct peer_def {
+    char name[PEER_NAME_MAX];
+    char endpoint[256];
+    char pub[KEY_Z85_LEN + 1];
+} peer_def;
+
+/* Reads peers.conf (peer_conf.c) into defs[max]: 0 with *n entries (a
+ * missing file, or NULL path: none), or -EINVAL, -E2BIG, -errno with
+ * "PATH:LINE: reason" in err.  A name listed twice is refused. */
+int peer_conf_load(const char *path, peer_def *defs, size_t max, size_t *n, char *err, size_t errlen);
 
 typedef struct peer_lookup_q {
     const char *patient_id, *type, *asking, *link_prefix;

@@ -1,9 +1,12 @@
 /* readers.c — the readers file (format in readers.h). */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "hub/conf_lines.h"
 #include "hub/readers.h"
 
 struct readers {
@@ -46,49 +49,97 @@ static int parse_kinds(const char *s)
     return k;
 }
 
+static bool id_char_ok(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
+           ch == '.';
+}
+
+/* One line's fields into r; NULL, or why not. */
+static const char *parse_reader(char *line, wl_reader *r)
+{
+    char *f[6];
+    int   nf = conf_fields(line, f, 6);
+    if (nf != 6)
+        return "expected 6 fields: ID resident|attending|chief MODALITIES imaging|ecg FACILITIES MAX";
+    size_t idl = strlen(f[0]);
+    if (idl >= sizeof r->id)
+        return "the reader id is longer than 63 bytes";
+    for (size_t i = 0; i < idl; i++)
+        if (!id_char_ok(f[0][i]))
+            return "the reader id takes letters, digits, '-', '_' and '.' (as in its key's role reader:ID)";
+    int sen = wl_seniority_parse(f[1]);
+    if (sen < 0)
+        return "seniority is resident, attending or chief";
+    if (strlen(f[2]) >= sizeof r->modalities)
+        return "the modalities list is longer than 127 bytes";
+    int kinds = parse_kinds(f[3]);
+    if (kinds <= 0)
+        return "kinds is imaging, ecg or imaging,ecg";
+    if (strlen(f[4]) >= sizeof r->facilities)
+        return "the facilities list is longer than 255 bytes";
+    char *end;
+    errno = 0;
+    long max = strtol(f[5], &end, 10);
+    if (errno || end == f[5] || *end || max < 1 || max > UINT16_MAX)
+        return "max (tasks held at once) is a whole number 1..65535";
+    memset(r, 0, sizeof *r);
+    memcpy(r->id, f[0], idl + 1);
+    snprintf(r->modalities, sizeof r->modalities, "%s", f[2]);
+    snprintf(r->facilities, sizeof r->facilities, "%s", f[4]);
+    r->kinds = (uint8_t)kinds;
+    r->seniority = (uint8_t)sen;
+    r->max_tasks = (uint16_t)max;
+    return NULL;
+}
+
 int readers_load(readers *rs, const char *path, char *err, size_t errlen)
 {
-    FILE *fp = fopen(path, "r");
-    if (!fp) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -errno;
-    }
+    conf_lines cl;
+    int rc = conf_lines_open(&cl, path, err, errlen);
+    if (rc < 0)
+        return rc;
     wl_reader *list = NULL;
+    int *lines = NULL; /* list[i] came from line lines[i] */
     size_t n = 0;
-    char line[1024];
-    int lineno = 0;
-    while (fgets(line, sizeof line, fp)) {
-        lineno++;
-        char *p = line + strspn(line, " \t");
-        if (*p == '#' || *p == '\n' || !*p)
-            continue;
-        char id[WL_ID_MAX], sen[32], mods[128], kinds[32], facs[256];
-        int max;
-        if (sscanf(p, "%63s %31s %127s %31s %255s %d", id, sen, mods, kinds, facs, &max) != 6 ||
-            wl_seniority_parse(sen) < 0 || parse_kinds(kinds) <= 0 || max < 1 || max > UINT16_MAX) {
-            snprintf(err, errlen, "%s:%d: expected \"ID resident|attending|chief MODALITIES imaging|ecg FACILITIES MAX\"",
-                     path, lineno);
-            fclose(fp);
-            free(list);
-            return -EINVAL;
+    char *line;
+    while ((rc = conf_lines_next(&cl, &line, err, errlen)) > 0) {
+        wl_reader r;
+        const char *why = parse_reader(line, &r);
+        if (why) {
+            snprintf(err, errlen, "%s:%d: %s", path, cl.lineno, why);
+            rc = -EINVAL;
+            break;
+        }
+        size_t i = 0;
+        while (i < n && strcmp(list[i].id, r.id))
+            i++;
+        if (i < n) { /* which line would win is a guess: refuse, name both */
+            snprintf(err, errlen, "%s:%d: reader %s is listed twice (first on line %d)", path, cl.lineno, r.id,
+                     lines[i]);
+            rc = -EINVAL;
+            break;
         }
         wl_reader *q = realloc(list, (n + 1) * sizeof *q);
-        if (!q) {
-            fclose(fp);
-            free(list);
-            return -ENOMEM;
+        int *ql = q ? realloc(lines, (n + 1) * sizeof *ql) : NULL;
+        if (q)
+            list = q;
+        if (ql)
+            lines = ql;
+        if (!q || !ql) {
+            snprintf(err, errlen, "%s: out of memory", path);
+            rc = -ENOMEM;
+            break;
         }
-        list = q;
-        wl_reader *r = &list[n++];
-        memset(r, 0, sizeof *r);
-        snprintf(r->id, sizeof r->id, "%s", id);
-        snprintf(r->modalities, sizeof r->modalities, "%s", mods);
-        snprintf(r->facilities, sizeof r->facilities, "%s", facs);
-        r->kinds = (uint8_t)parse_kinds(kinds);
-        r->seniority = (uint8_t)wl_seniority_parse(sen);
-        r->max_tasks = (uint16_t)max;
+        list[n] = r;
+        lines[n++] = cl.lineno;
     }
-    fclose(fp);
+    conf_lines_close(&cl);
+    free(lines);
+    if (rc < 0) {
+        free(list);
+        return rc;
+    }
     pthread_mutex_lock(&rs->mu);
     free(rs->r);
     rs->r = list;

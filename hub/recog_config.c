@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "hub/conf_lines.h"
 #include "hub/recog.h"
 #include "codecs/banned.h"
 
@@ -123,27 +124,26 @@ int recog_config_load(const char *path, recog_config **out, char *err, size_t er
     snprintf(c->mark, sizeof c->mark, "HR");
     for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
         c->v[c->nv++] = defaults[i];
-    FILE *fp = path ? fopen(path, "r") : NULL;
-    if (!fp && path && errno != ENOENT) {
-        int rc = -errno;
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    conf_lines cl = {0};
+    int        rc = path ? conf_lines_open(&cl, path, err, errlen) : -ENOENT;
+    if (rc < 0 && rc != -ENOENT) { /* missing: the defaults */
         recog_config_free(&c);
         return rc;
     }
-    char line[512];
-    int lineno = 0;
-    while (fp && fgets(line, sizeof line, fp)) {
-        lineno++;
+    char *line;
+    while (cl.fp && (rc = conf_lines_next(&cl, &line, err, errlen)) > 0) {
         const char *why = parse_line(c, line);
         if (why) {
-            snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
-            fclose(fp);
-            recog_config_free(&c);
-            return -EINVAL;
+            snprintf(err, errlen, "%s:%d: %s", path, cl.lineno, why);
+            rc = -EINVAL;
+            break;
         }
     }
-    if (fp)
-        fclose(fp);
+    conf_lines_close(&cl);
+    if (rc < 0 && rc != -ENOENT) {
+        recog_config_free(&c);
+        return rc;
+    }
     *out = c;
     return 0;
 }

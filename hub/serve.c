@@ -503,8 +503,11 @@ int serve_run(const serve_config *cfg)
     }
     h.profiles = readers_new();
     int nr = readers_load(h.profiles, cfg->readers_file, err, sizeof err);
-    if (nr < 0)
+    if (nr == -ENOENT)
         log_warn("no reader profiles (%s): readers cannot take tasks until it exists (SIGHUP reloads)", err);
+    else if (nr < 0) /* still serving: the clinics' studies keep arriving while the file is fixed */
+        log_error("reader profiles not loaded: %s: readers cannot take tasks until it is fixed (SIGHUP reloads)",
+                  err);
     char trust_dir[4200];
     snprintf(trust_dir, sizeof trust_dir, "%s/trust", cfg->keys_dir);
     mkdir(trust_dir, 0755);

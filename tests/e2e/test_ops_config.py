@@ -12,7 +12,10 @@ and its logs on SIGHUP, with real processes:
   allow-list (new lines go to a new file, none to the moved one) and loads
   a trust list that arrived after the start;
 - a burst of SIGHUPs (logrotate HUPs once per file it rotates) never ends
-  the hub or the edge, whatever their threads are doing meanwhile.
+  the hub or the edge, whatever their threads are doing meanwhile;
+- readers.conf and allow.txt saved on Windows (CR LF, blank lines) load,
+  and a reader or key listed twice is refused on SIGHUP naming the file
+  and line, the old ones kept.
 """
 import os
 import re
@@ -161,4 +164,44 @@ def test_a_burst_of_sighups_never_ends_the_hub_or_the_edge(tmp_path):
         assert status == 200, body
     finally:
         assert edge.stop() == 0
+        assert hub.stop() == 0
+
+
+def test_windows_edited_files_load_and_a_bad_one_on_sighup_is_named_and_the_old_one_kept(tmp_path):
+    """Hospital IT edits readers.conf and allow.txt on a Windows PC: CR LF
+    and blank lines load.  A reader or key listed twice is refused on
+    SIGHUP naming the file, the line and the first one, and the hub keeps
+    serving with what it had."""
+    hub = Hub(tmp_path / "hub", tmp_path, stable_seconds=600)
+    hub.keys_dir.mkdir(parents=True)
+    pubs = [keygen(tmp_path / f"r{i}", f"dr-{i}") for i in range(2)]
+    for i, pub in enumerate(pubs):
+        allow(hub.keys_dir, f"reader:dr-{i}", pub)
+    allow_txt = hub.keys_dir / "allow.txt"
+    allow_txt.write_bytes(b"\r\n" + allow_txt.read_bytes().replace(b"\n", b"\r\n") + b"\r\n")
+    readers = hub.data / "readers.conf"
+    readers.write_bytes(b"# id seniority modalities kinds facilities max\r\n\r\n"
+                        b"dr-0  attending  CT  imaging  *  3\r\ndr-1  resident  DX  imaging  *  2\r\n")
+    hub.start()
+    log = hub.proc.log_path
+    try:
+        text = log.read_text()
+        assert "reader profiles" not in text, text  # neither missing nor refused
+        hub.proc.signal(signal.SIGHUP)
+        wait_for(lambda: "SIGHUP: 2 reader profiles loaded" in log.read_text(), 10, what="the profiles reloaded")
+        assert "SIGHUP: allow-list reloaded (2 keys)" in log.read_text()
+
+        readers.write_text("dr-0 attending CT imaging * 3\ndr-0 chief MR imaging * 1\n")
+        key0 = allow_txt.read_text().split("reader:dr-0")[0].split()[-1]
+        with allow_txt.open("a") as f:
+            f.write(f"{key0} edge:clinic1\n")
+        hub.proc.signal(signal.SIGHUP)
+        wait_for(lambda: "SIGHUP: reader profiles not reloaded" in log.read_text(), 10, what="the refusal")
+        text = log.read_text()
+        assert f"{readers}:2: reader dr-0 is listed twice (first on line 1)" in text, text
+        assert re.search(rf"allow-list not reloaded \(kept the old one\): {re.escape(str(allow_txt))}:\d+: "
+                         r"the same key is listed twice \(first on line \d+, as reader:dr-0\)", text), text
+        status, body = hub.get("/api/v1/health")
+        assert status == 200, body
+    finally:
         assert hub.stop() == 0
