@@ -11,6 +11,7 @@
 #ifndef DXHUB_CODECS_H
 #define DXHUB_CODECS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -211,6 +212,22 @@ int dcm_get_str(const dcm_file *f, const dcm_elem *e, int i, char *buf, size_t n
 int dcm_get_utf8(const dcm_file *f, const dcm_elem *e, char **out, size_t *outlen, dcm_err *err);
 /* Convenience: top-level string attribute into buf ("" when absent). */
 int dcm_top_str(const dcm_file *f, uint32_t tag, char *buf, size_t n);
+/* A UID as PS3.5 §9.1 has it: 1..64 digits and dots, a digit first and
+ * last, no empty component (leading zeros in a component, common in the
+ * field, pass).  What the API, the reader and the workstation accept in
+ * paths and file names, so what the hub and the edge take in. */
+#define DCM_UID_MAX 64
+bool dcm_uid_valid(const char *s);
+/* Top-level UI attribute into out (at least DCM_UID_MAX + 1 bytes): 0;
+ * DCM_ENOTFOUND when absent or empty; DCM_EVALUE when the whole value (not
+ * a copy cut to fit, nor one ending at an embedded NUL) is no UID.  out is
+ * "" unless 0. */
+int dcm_top_uid(const dcm_file *f, uint32_t tag, char *out);
+/* The UIDs an instance is filed under (SOP Instance, Study Instance,
+ * Series Instance) into sop, study and series (DCM_UID_MAX + 1 bytes
+ * each): NULL, or why the instance cannot be filed ("missing Series
+ * Instance UID (0020,000E)", "... is not a valid UID ..."). */
+const char *dcm_uids_why(const dcm_file *f, char *sop, char *study, char *series);
 
 /* ------------------------------------------------------------------ */
 /* Character sets                                                      */

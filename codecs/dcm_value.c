@@ -139,6 +139,49 @@ int dcm_top_str(const dcm_file *f, uint32_t tag, char *buf, size_t n)
     return dcm_get_str(f, &f->nodes[i], -1, buf, n);
 }
 
+bool dcm_uid_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > DCM_UID_MAX || s[0] == '.' || s[n - 1] == '.' || strspn(s, "0123456789.") != n)
+        return false;
+    return !strstr(s, "..");
+}
+
+int dcm_top_uid(const dcm_file *f, uint32_t tag, char *out)
+{
+    char buf[DCM_UID_MAX + 2]; /* one more than a UID: a longer value shows */
+    int  n = dcm_top_str(f, tag, buf, sizeof buf);
+    out[0] = '\0';
+    if (n == DCM_ENOTFOUND || n == 0)
+        return DCM_ENOTFOUND;
+    if (n < 0 || (size_t)n != strlen(buf) || !dcm_uid_valid(buf))
+        return DCM_EVALUE;
+    memcpy(out, buf, (size_t)n + 1);
+    return 0;
+}
+
+const char *dcm_uids_why(const dcm_file *f, char *sop, char *study, char *series)
+{
+    static const struct {
+        uint32_t    tag;
+        const char *missing, *invalid;
+    } ids[3] = {
+        {DCM_TAG(0x0008, 0x0018), "missing SOP Instance UID (0008,0018)",
+         "SOP Instance UID (0008,0018) is not a valid UID (digits and dots, at most 64: PS3.5 9.1)"},
+        {DCM_TAG(0x0020, 0x000D), "missing Study Instance UID (0020,000D)",
+         "Study Instance UID (0020,000D) is not a valid UID (digits and dots, at most 64: PS3.5 9.1)"},
+        {DCM_TAG(0x0020, 0x000E), "missing Series Instance UID (0020,000E)",
+         "Series Instance UID (0020,000E) is not a valid UID (digits and dots, at most 64: PS3.5 9.1)"},
+    };
+    char *out[3] = {sop, study, series};
+    for (int i = 0; i < 3; i++) {
+        int rc = dcm_top_uid(f, ids[i].tag, out[i]);
+        if (rc < 0)
+            return rc == DCM_ENOTFOUND ? ids[i].missing : ids[i].invalid;
+    }
+    return NULL;
+}
+
 static int binary_number(const dcm_elem *e, dcm_vr vr, size_t i, double *d, uint64_t *u, bool *is_signed)
 {
     const dcm_vr_info *vi = dcm_vr_info_of(vr);

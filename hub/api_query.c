@@ -5,6 +5,7 @@
  * widen a query to every patient. */
 #include <stdio.h>
 #include <string.h>
+#include "codecs/codecs.h"
 #include "hub/api_private.h"
 #include "codecs/banned.h"
 
@@ -60,12 +61,7 @@ bool api_parse_uint(const char *s, uint64_t max, uint64_t *out)
     return true;
 }
 
-/* PS3.5 §9.1: digits and dots, at most 64. */
-bool api_valid_uid(const char *s)
-{
-    size_t n = strlen(s);
-    return n > 0 && n <= 64 && strspn(s, "0123456789.") == n;
-}
+bool api_valid_uid(const char *s) { return dcm_uid_valid(s); }
 
 static bool valid_date(const char *s, size_t n)
 {

@@ -112,17 +112,6 @@ static int slurp(const char *path, char **out, size_t *len)
     return 0;
 }
 
-/* A UID used as a file name: digits and dots only (never a path). */
-static int uid_safe(const char *s)
-{
-    if (!s[0] || strlen(s) > 64 || s[0] == '.')
-        return 0;
-    for (const char *p = s; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || *p == '.'))
-            return 0;
-    return 1;
-}
-
 static void human(uint64_t b, char *out, size_t n)
 {
     if (b < 1000)
@@ -203,7 +192,7 @@ static int fetch_study(hub_client *c, const hub_task *t, const char *root, fetch
         return -1;
     }
     int rc = 0;
-    if (!uid_safe(t->study_uid)) {
+    if (!dcm_uid_valid(t->study_uid)) {
         snprintf(err, errlen, "the study UID is not usable as a folder name");
         rc = -1;
         goto out;
@@ -217,7 +206,7 @@ static int fetch_study(hub_client *c, const hub_task *t, const char *root, fetch
     fs->instances = (unsigned)n;
     for (size_t i = 0; i < n && !rc; i++) {
         hub_instance *in = &list[i];
-        if (!uid_safe(in->sop_uid)) {
+        if (!dcm_uid_valid(in->sop_uid)) {
             snprintf(err, errlen, "an instance UID is not usable as a file name");
             rc = -1;
             break;

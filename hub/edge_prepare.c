@@ -16,12 +16,6 @@
 #include "hub/digest.h"
 #include "hub/edge.h"
 
-static void top(const dcm_file *f, uint32_t tag, char *buf, size_t n)
-{
-    if (dcm_top_str(f, tag, buf, n) < 0)
-        buf[0] = '\0';
-}
-
 /* Fill meta from the prepared file at path (UIDs, size, digest). */
 static int describe(const char *path, spool_item *meta, char *err, size_t errlen)
 {
@@ -32,13 +26,13 @@ static int describe(const char *path, spool_item *meta, char *err, size_t errlen
         snprintf(err, errlen, "%s", de.msg[0] ? de.msg : dcm_strerror(rc));
         return rc;
     }
-    top(f, DCM_TAG(0x0008, 0x0018), meta->sop_uid, sizeof meta->sop_uid);
-    top(f, DCM_TAG(0x0020, 0x000D), meta->study_uid, sizeof meta->study_uid);
+    char        series[DCM_UID_MAX + 1];
+    const char *why = dcm_uids_why(f, meta->sop_uid, meta->study_uid, series); /* what the hub would refuse */
     snprintf(meta->ts_uid, sizeof meta->ts_uid, "%s", dcm_file_ts(f)->uid);
     meta->dataset_offset = dcm_dataset_offset(f);
     dcm_free(&f);
-    if (!meta->sop_uid[0] || !meta->study_uid[0]) {
-        snprintf(err, errlen, "no SOP Instance UID or Study Instance UID");
+    if (why) {
+        snprintf(err, errlen, "%s", why);
         return DCM_EVALUE;
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);

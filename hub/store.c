@@ -320,15 +320,11 @@ static int index_file(put_job *job, const uint8_t *digest, uint64_t digest_from,
     }
     store_instance *in = &job->in;
     store_study *st = &job->st;
-    top(f, DCM_TAG(0x0008, 0x0018), in->sop_uid, sizeof in->sop_uid);
     top(f, DCM_TAG(0x0008, 0x0016), in->sop_class, sizeof in->sop_class);
-    top(f, DCM_TAG(0x0020, 0x000D), in->study_uid, sizeof in->study_uid);
-    top(f, DCM_TAG(0x0020, 0x000E), in->series_uid, sizeof in->series_uid);
-    if (!in->sop_uid[0] || !in->study_uid[0] || !in->series_uid[0]) {
+    const char *why = dcm_uids_why(f, in->sop_uid, in->study_uid, in->series_uid);
+    if (why) {
         res->result = STORE_INVALID;
-        snprintf(res->reason, sizeof res->reason, "missing %s",
-                 !in->sop_uid[0] ? "SOP Instance UID (0008,0018)"
-                 : !in->study_uid[0] ? "Study Instance UID (0020,000D)" : "Series Instance UID (0020,000E)");
+        snprintf(res->reason, sizeof res->reason, "%s", why);
         dcm_free(&f);
         return DCM_EVALUE;
     }

@@ -14,15 +14,6 @@
 #include "viewer/ws_http.h"
 #include "codecs/banned.h"
 
-static int uid_ok(const char *s)
-{
-    if (!s[0] || strlen(s) > 64)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= '0' && *s <= '9') || *s == '.'))
-            return 0;
-    return 1;
-}
 
 /* The task held by or offered to this reader whose study lists sop (mu
  * held), or -1.  Offered too: the hub answers FETCH for an offer, and the
@@ -48,7 +39,7 @@ static int listed_task_of(ws *w, const char *sop, const char *study)
 static int open_instance(ws_req *r, ws_resp *o, const char *sop, ws_read **rd, const uint8_t **p, size_t *n)
 {
     ws *w = r->w;
-    if (!uid_ok(sop)) {
+    if (!dcm_uid_valid(sop)) {
         ws_error(o, 400, "'%.80s' is not a SOP Instance UID", sop);
         return -1;
     }

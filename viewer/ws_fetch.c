@@ -16,16 +16,6 @@
 
 #define RETRY_MS 5000
 
-/* A UID used in a file name: digits and dots only. */
-static int uid_safe(const char *s)
-{
-    if (!s[0] || strlen(s) > 64 || s[0] == '.')
-        return 0;
-    for (const char *p = s; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || *p == '.'))
-            return 0;
-    return 1;
-}
 
 int ws_study_listing(ws *w, uint64_t id, hub_instance **out, size_t *n, char *study, char *err, size_t errlen)
 {
@@ -155,7 +145,7 @@ static int fetch_one(ws *w, uint64_t id, const char *study, const hub_instance *
                      size_t errlen)
 {
     ws_pinned_fn pinned = held ? ws_study_held : ws_study_listed;
-    if (!uid_safe(in->sop_uid)) {
+    if (!dcm_uid_valid(in->sop_uid)) { /* a file name: never "..", nor a slash */
         snprintf(err, errlen, "an instance UID is not usable as a file name");
         return -1;
     }

@@ -248,15 +248,22 @@ static int build(ws *w, uint64_t id, view *out, char *err, size_t errlen)
     out->images = malloc((k ? k : 1) * sizeof *out->images);
     json_t *series = json_array(), *mods = json_array(), *cur = NULL;
     for (size_t j = 0; j < k; j++) {
-        if (!cur || strcmp(json_string_value(json_object_get(cur, "uid")), ii[j].series)) {
+        const char *cur_uid = json_string_value(json_object_get(cur, "uid"));
+        if (!cur || !cur_uid || strcmp(cur_uid, ii[j].series)) {
+            /* NULL when the series could not be a JSON key (not UTF-8;
+             * the hub refuses such UIDs, a cache may hold older files) */
             cur = json_deep_copy(json_object_get(series_meta, ii[j].series));
+            if (!cur) {
+                json_decref(ii[j].json);
+                continue;
+            }
             json_object_set_new(cur, "instances", json_array());
             json_array_append_new(series, cur);
             const char *m = json_string_value(json_object_get(cur, "modality"));
             int seen = 0;
-            for (size_t q = 0; q < json_array_size(mods); q++)
+            for (size_t q = 0; m && q < json_array_size(mods); q++)
                 seen |= !strcmp(json_string_value(json_array_get(mods, q)), m);
-            if (!seen && m[0])
+            if (m && !seen && m[0])
                 json_array_append_new(mods, json_string(m));
         }
         json_array_append_new(json_object_get(cur, "instances"), ii[j].json);

@@ -254,6 +254,22 @@ def test_files_without_instance_or_study_uid_are_refused_with_a_reason(delivered
     assert "CannotUnderstand" in text or "ignoring file" in text, text
 
 
+def test_a_file_with_a_uid_the_hub_would_refuse_is_refused_at_the_clinic(delivered, tmp_path):
+    """Refused where the nurse sees it, not later at the hub: a UID of
+    letters or bytes that are not ASCII (digits and dots: PS3.5 9.1)."""
+    edge = delivered[0][0].edge
+    src = corpus_root() / "dicom" / "explicit_le" / "CT_small.dcm"
+    for name, uid in (("letters", "1.2.826.0.1.ABC"), ("spaces", "1.2.826.0.1 2")):
+        ds = read(src)
+        ds.SeriesInstanceUID = uid
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "2.25.4711" + str(len(name))
+        p = tmp_path / f"{name}.dcm"
+        ds.save_as(str(p))
+        rc, queued, out = edge.push([p])
+        assert rc == 2 and not queued, (name, out)
+        assert "Series Instance UID (0020,000E) is not a valid UID" in out, (name, out)
+
+
 def test_each_instance_is_at_the_hub_exactly_once_and_the_spool_is_empty(delivered):
     rounds, _ = delivered
     for r in rounds.values():

@@ -96,7 +96,14 @@ def broken_variants(good):
     # Big enough (2.5 MB) that its first chunks reach LMDB while it arrives.
     big_cut = bytearray(good[:px + 12]) + bytes(2_500_000)
     big_cut[px + 8:px + 12] = struct.pack("<I", 16_000_000)
+    # UIDs the API, the reader and the workstation would refuse later
+    se = good.index(b"\x20\x00\x0e\x00UI")          # (0020,000E) UI, 2-byte length after it
+    uid_letter, uid_not_ascii = bytearray(good), bytearray(good)
+    uid_letter[se + 8] = ord("x")
+    uid_not_ascii[se + 9] = 0xFF
     return [
+        ("Series Instance UID with a letter", bytes(uid_letter), r"\(0020,000E\) is not a valid UID"),
+        ("Series Instance UID not ASCII", bytes(uid_not_ascii), r"\(0020,000E\) is not a valid UID"),
         ("2.5 MB, pixel data cut short", bytes(big_cut), r"(?i)\(7FE0,0010\).*(length|exceed|truncat)"),
         ("value length beyond the end", bytes(too_long), r"(?i)\(0010,0010\).*length"),
         ("pixel data cut short", good[:px + 12 + 100], r"(?i)\(7FE0,0010\).*(length|exceed|truncat)"),

@@ -394,6 +394,57 @@ static void test_json_inline_binary_swaps_whole_words_only(void **s)
     free(m.p);
 }
 
+/* The UIDs an instance is filed under: what the API, the reader and the
+ * workstation accept (digits and dots, at most 64), judged on the whole
+ * value, not a copy cut to fit or ending at an embedded NUL. */
+static void test_uids_are_judged_on_the_whole_value(void **s)
+{
+    (void)s;
+    assert_true(dcm_uid_valid("1.2.840.10008.1.2"));
+    assert_true(dcm_uid_valid("1.2.840.0113654.2")); /* a leading zero: common in the field */
+    static const char *const bad[] = {"", ".1.2", "1.2.", "1..2", "..", "1.2.a", "1.2/3", "1.2 3", "1.2.\xc3\xa9"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (dcm_uid_valid(bad[i]))
+            fail_msg("\"%s\" taken for a UID", bad[i]);
+    char uid65[66];
+    memset(uid65, '1', 65);
+    uid65[65] = '\0';
+    assert_false(dcm_uid_valid(uid65));
+    assert_true(dcm_uid_valid(uid65 + 1));
+
+    static const struct {
+        const char *val;
+        size_t      n;
+        int         rc;
+    } cases[] = {
+        {"1.2.3\0", 6, 0},                    /* NUL padding */
+        {"1.2.3\0" "99", 8, DCM_EVALUE},       /* an embedded NUL: not "1.2.3" */
+        {"11111111111111111111111111111111111111111111111111111111111111111111", 68, DCM_EVALUE},
+        {"1.2.\xff", 6, DCM_EVALUE},
+        {"", 0, DCM_ENOTFOUND},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        static bb b;
+        b.n = 0; b.be = 0;
+        meta(&b, DCM_TS_EXPLICIT_LE);
+        ex(&b, 0x0008, 0x0018, "UI", cases[i].val, cases[i].n);
+        ex(&b, 0x0020, 0x000D, "UI", "1.2.4", 6);
+        dcm_file *f = parse_ok(&b);
+        char out[DCM_UID_MAX + 1] = "x", study[DCM_UID_MAX + 1], series[DCM_UID_MAX + 1];
+        int  rc = dcm_top_uid(f, DCM_TAG(0x0008, 0x0018), out);
+        if (rc != cases[i].rc)
+            fail_msg("case %zu: %d, wanted %d", i, rc, cases[i].rc);
+        assert_true(rc == 0 ? !strcmp(out, "1.2.3") : !out[0]);
+        const char *why = dcm_uids_why(f, out, study, series);
+        assert_non_null(why); /* no series UID in any of them */
+        assert_string_equal(why, rc == DCM_EVALUE ? "SOP Instance UID (0008,0018) is not a valid UID (digits and "
+                                                    "dots, at most 64: PS3.5 9.1)"
+                                 : rc == DCM_ENOTFOUND ? "missing SOP Instance UID (0008,0018)"
+                                                       : "missing Series Instance UID (0020,000E)");
+        dcm_free(&f);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -411,6 +462,7 @@ int main(void)
         cmocka_unit_test(test_write_changes_byte_order_and_reads_back_equal),
         cmocka_unit_test(test_write_applies_edits_in_tag_order),
         cmocka_unit_test(test_json_inline_binary_swaps_whole_words_only),
+        cmocka_unit_test(test_uids_are_judged_on_the_whole_value),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

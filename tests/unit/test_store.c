@@ -446,7 +446,7 @@ static void test_map_full_refuses_then_recovers_after_eviction(void **state)
     path_of(p, sizeof p, "explicit_le/CT1_UNC.explicit_little_endian.dcm"); /* ~520 KB each */
     size_t len;
     uint8_t *b = slurp(p, &len);
-    /* Distinct instances, one study each: patch the UIDs' last characters. */
+    /* Distinct instances, one study each: patch the UIDs' last two characters. */
     int stored = 0, full = 0;
     char study_first[80] = "";
     for (int i = 0; i < 12; i++) {
@@ -456,11 +456,13 @@ static void test_map_full_refuses_then_recovers_after_eviction(void **state)
         for (size_t k = 0; k + 8 < len && k < 8192; k++) {
             if (c[k] == 0x08 && c[k + 1] == 0 && c[k + 2] == 0x18 && c[k + 3] == 0 && c[k + 4] == 'U') {
                 uint16_t vl = (uint16_t)(c[k + 6] | c[k + 7] << 8);
-                c[k + 8 + vl - 2] = (uint8_t)('A' + i); /* unusual but unique */
+                c[k + 8 + vl - 3] = (uint8_t)('1' + i / 10); /* still digits: a valid UID */
+                c[k + 8 + vl - 2] = (uint8_t)('0' + i % 10);
             }
             if (c[k] == 0x20 && c[k + 1] == 0 && c[k + 2] == 0x0D && c[k + 3] == 0 && c[k + 4] == 'U') {
                 uint16_t vl = (uint16_t)(c[k + 6] | c[k + 7] << 8);
-                c[k + 8 + vl - 2] = (uint8_t)('A' + i); /* one study per instance */
+                c[k + 8 + vl - 3] = (uint8_t)('1' + i / 10); /* one study per instance */
+                c[k + 8 + vl - 2] = (uint8_t)('0' + i % 10);
             }
         }
         char q[600];
