@@ -55,13 +55,36 @@ static bool id_char_ok(char ch)
            ch == '.';
 }
 
+/* "*", or a comma list of items of 1..max characters each passing ok. */
+static bool list_ok(const char *s, size_t max, bool (*ok)(char))
+{
+    if (!strcmp(s, "*"))
+        return true;
+    for (const char *p = s;; p++) {
+        size_t l = strcspn(p, ",");
+        if (l == 0 || l > max)
+            return false;
+        for (size_t i = 0; i < l; i++)
+            if (!ok(p[i]))
+                return false;
+        p += l;
+        if (!*p)
+            return true;
+    }
+}
+
+/* A modality as DICOM codes it (CS: capitals, digits, '_'); matched exactly,
+ * so "ct" would never match a CT. */
+static bool modality_char_ok(char ch) { return (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_'; }
+
 /* One line's fields into r; NULL, or why not. */
 static const char *parse_reader(char *line, wl_reader *r)
 {
     char *f[6];
     int   nf = conf_fields(line, f, 6);
     if (nf != 6)
-        return "expected 6 fields: ID resident|attending|chief MODALITIES imaging|ecg FACILITIES MAX";
+        return "expected 6 fields: ID resident|attending|chief MODALITIES imaging|ecg FACILITIES MAX (lists without "
+               "spaces: CT,MR)";
     size_t idl = strlen(f[0]);
     if (idl >= sizeof r->id)
         return "the reader id is longer than 63 bytes";
@@ -73,11 +96,15 @@ static const char *parse_reader(char *line, wl_reader *r)
         return "seniority is resident, attending or chief";
     if (strlen(f[2]) >= sizeof r->modalities)
         return "the modalities list is longer than 127 bytes";
+    if (!list_ok(f[2], 16, modality_char_ok))
+        return "modalities are DICOM codes in capitals, comma-separated (CT,MR,DX; ECG for ECGs), or *";
     int kinds = parse_kinds(f[3]);
     if (kinds <= 0)
         return "kinds is imaging, ecg or imaging,ecg";
     if (strlen(f[4]) >= sizeof r->facilities)
         return "the facilities list is longer than 255 bytes";
+    if (!list_ok(f[4], 63, id_char_ok))
+        return "facilities are names (letters, digits, '-', '_', '.'), comma-separated, or *";
     char *end;
     errno = 0;
     long max = strtol(f[5], &end, 10);

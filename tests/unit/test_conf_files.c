@@ -128,6 +128,12 @@ static void test_readers_from_windows_and_errors_named(void **state)
         {"dr-wang attending CT imaging * 3x\n", ":1: max (tasks held at once)"},
         {"dr-wang attending CT imaging * 0\n", ":1: max (tasks held at once)"},
         {"dr/wang attending CT imaging * 3\n", ":1: the reader id takes letters"},
+        {"dr-wang attending ct,mr imaging * 3\n", ":1: modalities are DICOM codes in capitals"},
+        {"dr-wang attending CT;MR imaging * 3\n", ":1: modalities are DICOM codes in capitals"},
+        {"dr-wang attending CT,,MR imaging * 3\n", ":1: modalities are DICOM codes in capitals"},
+        {"dr-wang attending CT, MR imaging * 3\n", ":1: expected 6 fields"},
+        {"dr-wang attending CT imaging clinic1;clinic2 3\n", ":1: facilities are names"},
+        {"dr-wang attending CT imaging clinic1, 3\n", ":1: facilities are names"},
         {"dr-wangxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx attending CT imaging * 3\n",
          ":1: the reader id is longer than 63 bytes"},
     };
