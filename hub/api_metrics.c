@@ -49,10 +49,20 @@ int api_render_health(jbuf *b, api_status *s, int64_t now)
         jb_printf(b, "%s\"%s\":%llu", i ? "," : "", study_state_name((study_state)i),
                   (unsigned long long)ss.studies_by_state[i]);
     jb_printf(b, "},\"instances\":%llu,\"conflicts\":%llu,\"map_used_bytes\":%llu,\"map_size_bytes\":%llu,"
-                 "\"map_used_ratio\":%.4f,\"store\":\"%s\"}",
+                 "\"map_used_ratio\":%.4f,\"store\":\"%s\"",
               (unsigned long long)ss.instances, (unsigned long long)ss.conflicts,
               (unsigned long long)ss.map_used, (unsigned long long)ss.map_size, used_ratio(&ss),
               full ? "full" : "ok");
+    if (s->metrics) { /* null: no readers.conf in force (missing or refused) */
+        int64_t profiles = atomic_load(&s->metrics->reader_profiles);
+        if (profiles < 0)
+            jb_printf(b, ",\"reader_profiles\":null");
+        else
+            jb_printf(b, ",\"reader_profiles\":%lld", (long long)profiles);
+        jb_printf(b, ",\"config_reload_failures\":%llu",
+                  (unsigned long long)atomic_load(&s->metrics->config_reload_failures));
+    }
+    jb_printf(b, "}");
     return 0;
 }
 
@@ -166,6 +176,12 @@ static void process_counters(jbuf *b, const hub_metrics *m)
     sample(b, "dxhub_dicom_associations_total", atomic_load(&m->dicom_associations));
     family(b, "dxhub_dicom_echoes_total", "counter", "DICOM C-ECHO requests answered.");
     sample(b, "dxhub_dicom_echoes_total", atomic_load(&m->dicom_echoes));
+    int64_t profiles = atomic_load(&m->reader_profiles);
+    family(b, "dxhub_reader_profiles", "gauge", "Reader profiles in force (readers.conf); 0 when none could be loaded.");
+    sample(b, "dxhub_reader_profiles", profiles > 0 ? (uint64_t)profiles : 0);
+    family(b, "dxhub_config_reload_failures_total", "counter",
+           "SIGHUP reloads refused, the settings before them kept (the log says which file, line and why).");
+    sample(b, "dxhub_config_reload_failures_total", atomic_load(&m->config_reload_failures));
 }
 
 int api_render_metrics(jbuf *b, api_status *s, int64_t now)

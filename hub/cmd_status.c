@@ -120,6 +120,16 @@ static void print_health(const char *hub, const json_t *h)
     json_object_foreach((json_t *)st, k, v) total += (long long)json_integer_value(v);
     printf("\nstudies    %lld\n", total);
     json_object_foreach((json_t *)st, k, v) printf("  %-10s %6lld\n", k, (long long)json_integer_value(v));
+    const json_t *profiles = json_object_get(h, "reader_profiles");
+    if (json_is_null(profiles))
+        printf("readers    NO PROFILES: readers.conf is missing or was refused (the hub's log says why); "
+               "nobody can take a task\n");
+    else if (json_is_integer(profiles))
+        printf("readers    %lld profiles\n", (long long)json_integer_value(profiles));
+    long long failures = num(h, "config_reload_failures");
+    if (failures)
+        printf("config     %lld reload(s) refused since the start, the settings before them kept "
+               "(the hub's log names the file and line)\n", failures);
 }
 
 static void usage(FILE *fp)

@@ -39,6 +39,12 @@ typedef struct hub_metrics {
      * TASK handed to ZeroMQ: the hub's own part of an offer. */
     _Atomic uint64_t offer_us_buckets[HUB_HTTP_BUCKETS], offer_us_sum;
     _Atomic int64_t  started_ms;
+    /* Reader profiles in force (readers.conf); -1 none: missing or refused
+     * at start (the log says why).  Shown by /health and dxhub status. */
+    _Atomic int64_t  reader_profiles;
+    /* SIGHUP reloads refused, the settings before them kept (the log
+     * names the file, the line and why). */
+    _Atomic uint64_t config_reload_failures;
 } hub_metrics;
 
 static inline void hub_count_error(hub_metrics *m, hub_error_kind k)

@@ -264,6 +264,13 @@ static int verify_or_refuse(void *ctx, const wl_task *t, const store_submission 
     return 0;
 }
 
+/* A SIGHUP reload refused: the old settings stay; counted for /health. */
+static void reload_failed(hub *h, const char *what, const char *err)
+{
+    atomic_fetch_add(&h->metrics.config_reload_failures, 1);
+    log_error("SIGHUP: %s not reloaded (kept the old ones): %s", what, err);
+}
+
 /* SIGHUP: reload the trust list, or load it for the first time. */
 static void reload_trust(hub *h, const report_verifier_config *vc)
 {
@@ -271,7 +278,7 @@ static void reload_trust(hub *h, const report_verifier_config *vc)
     report_verifier *v = atomic_load(&h->verifier);
     if (v) {
         if (report_verifier_reload(v, err, sizeof err) < 0)
-            log_error("SIGHUP: trust list not reloaded (kept the old one): %s", err);
+            reload_failed(h, "trust list", err);
         else
             log_info("SIGHUP: trust list reloaded");
     } else if (report_verifier_new(vc, &v, err, sizeof err) == 0) {
@@ -368,17 +375,17 @@ static void reload_lookup(hub *h)
     char err[512];
     int n = apikeys_load(h->apikeys, h->cfg->keys_dir, err, sizeof err);
     if (n < 0)
-        log_error("SIGHUP: API keys not reloaded (kept the old ones): %s", err);
+        reload_failed(h, "API keys", err);
     else
         log_info("SIGHUP: %d facility API keys", n);
     recog_config *rc = NULL;
     if (recog_config_load(h->cfg->recognition, &rc, err, sizeof err) < 0)
-        log_error("SIGHUP: recognition rules not reloaded: %s", err);
+        reload_failed(h, "recognition rules", err);
     else
         recog_set_config(h->recog, rc);
     recog_trust_changed(h->recog); /* a new CRL revokes at once */
     if ((n = peers_reload(h->peers, err, sizeof err)) < 0)
-        log_error("SIGHUP: peer hubs not reloaded: %s", err);
+        reload_failed(h, "peer hubs", err);
     else
         log_info("SIGHUP: %d peer hubs", n);
 }
@@ -503,6 +510,7 @@ int serve_run(const serve_config *cfg)
     }
     h.profiles = readers_new();
     int nr = readers_load(h.profiles, cfg->readers_file, err, sizeof err);
+    atomic_store(&h.metrics.reader_profiles, nr < 0 ? -1 : nr);
     if (nr == -ENOENT)
         log_warn("no reader profiles (%s): readers cannot take tasks until it exists (SIGHUP reloads)", err);
     else if (nr < 0) /* still serving: the clinics' studies keep arriving while the file is fixed */
@@ -597,14 +605,16 @@ int serve_run(const serve_config *cfg)
                 log_info("SIGHUP: log file reopened");
             n = allowlist_load(h.allow, cfg->keys_dir, err, sizeof err);
             if (n < 0)
-                log_error("SIGHUP: allow-list not reloaded (kept the old one): %s", err);
+                reload_failed(&h, "allow-list", err);
             else
                 log_info("SIGHUP: allow-list reloaded (%d keys)", n);
             n = readers_load(h.profiles, cfg->readers_file, err, sizeof err);
-            if (n < 0)
-                log_error("SIGHUP: reader profiles not reloaded: %s", err);
-            else
+            if (n < 0) {
+                reload_failed(&h, "reader profiles", err);
+            } else {
+                atomic_store(&h.metrics.reader_profiles, n);
                 log_info("SIGHUP: %d reader profiles loaded", n);
+            }
             reload_trust(&h, &vc);
             reload_lookup(&h);
             reader_link_kick(h.rlink);

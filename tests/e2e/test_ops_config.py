@@ -17,12 +17,14 @@ and its logs on SIGHUP, with real processes:
   and a reader or key listed twice is refused on SIGHUP naming the file
   and line, the old ones kept.
 """
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -199,9 +201,34 @@ def test_windows_edited_files_load_and_a_bad_one_on_sighup_is_named_and_the_old_
         wait_for(lambda: "SIGHUP: reader profiles not reloaded" in log.read_text(), 10, what="the refusal")
         text = log.read_text()
         assert f"{readers}:2: reader dr-0 is listed twice (first on line 1)" in text, text
-        assert re.search(rf"allow-list not reloaded \(kept the old one\): {re.escape(str(allow_txt))}:\d+: "
+        assert re.search(rf"allow-list not reloaded \(kept the old ones\): {re.escape(str(allow_txt))}:\d+: "
                          r"the same key is listed twice \(first on line \d+, as reader:dr-0\)", text), text
         status, body = hub.get("/api/v1/health")
         assert status == 200, body
+        health = json.loads(body)
+        # the old profiles stay in force, and the refusals are counted for the operator
+        assert health["reader_profiles"] == 2 and health["config_reload_failures"] == 2, health
+        out = run([dxhub_bin(), "status", "--hub", f"http://127.0.0.1:{hub.http_port}"]).stdout.decode()
+        assert "readers    2 profiles" in out and "config     2 reload(s) refused" in out, out
+    finally:
+        assert hub.stop() == 0
+
+
+def test_a_readers_file_refused_at_start_shows_in_health_and_status(tmp_path):
+    """The hub keeps taking studies, but says loudly that nobody can read."""
+    hub = Hub(tmp_path / "hub", tmp_path, stable_seconds=600)
+    hub.data.mkdir(parents=True)
+    (hub.data / "readers.conf").write_text("dr-0 attending ct imaging * 3\n")
+    hub.start()
+    try:
+        text = hub.proc.log_path.read_text()
+        assert re.search(r"error serve: reader profiles not loaded: \S*readers\.conf:1: modalities are DICOM codes "
+                         r"in capitals", text), text
+        status, body = hub.get("/api/v1/health")
+        assert status == 200 and json.loads(body)["reader_profiles"] is None, body
+        out = run([dxhub_bin(), "status", "--hub", f"http://127.0.0.1:{hub.http_port}"]).stdout.decode()
+        assert "readers    NO PROFILES: readers.conf is missing or was refused" in out, out
+        assert "dxhub_reader_profiles 0" in urllib.request.urlopen(
+            f"http://127.0.0.1:{hub.http_port}/metrics", timeout=10).read().decode()
     finally:
         assert hub.stop() == 0
