@@ -2,6 +2,7 @@
  * --status), `dxhub push` (queue files from the command line), and
  * `dxhub reports` (what came back from the hub; --export writes it out). */
 #include <dirent.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -267,35 +268,92 @@ static void push_prepared(void *ctx, const char *path)
         progress_add(&p->meter, file_size(path), 1, now_ms());
 }
 
-static int collect(const char *path, char ***list, size_t *n, size_t *cap)
+/* The files under push's arguments: folders walked in name order, hidden
+ * entries skipped, links followed.  Each folder and file is taken once (by
+ * device and inode), so a link back up the tree ends there instead of
+ * looping, and a file reached twice is queued once.  Every path that cannot
+ * be read is named and counted: nothing is left behind without a word. */
+typedef struct push_walk {
+    char **files;
+    size_t n, cap;
+    struct {
+        dev_t dev;
+        ino_t ino;
+    }     *seen;
+    size_t n_seen, cap_seen;
+    int    errors;
+} push_walk;
+
+static int walk_failed(push_walk *w, const char *path, const char *why)
+{
+    fprintf(stderr, "dxhub push: %s: %s\n", path, why);
+    w->errors++;
+    return -1;
+}
+
+/* 1 when st was walked before; else remembers it (0), or -1 out of memory. */
+static int walk_seen(push_walk *w, const struct stat *st)
+{
+    for (size_t i = 0; i < w->n_seen; i++)
+        if (w->seen[i].dev == st->st_dev && w->seen[i].ino == st->st_ino)
+            return 1;
+    if (w->n_seen == w->cap_seen) {
+        size_t cap = w->cap_seen ? w->cap_seen * 2 : 64;
+        void  *q = realloc(w->seen, cap * sizeof *w->seen);
+        if (!q)
+            return -1;
+        w->seen = q;
+        w->cap_seen = cap;
+    }
+    w->seen[w->n_seen].dev = st->st_dev;
+    w->seen[w->n_seen++].ino = st->st_ino;
+    return 0;
+}
+
+static int walk_path(push_walk *w, const char *path)
 {
     struct stat st;
-    if (stat(path, &st) < 0) {
-        fprintf(stderr, "dxhub push: %s: no such file or directory\n", path);
-        return -1;
+    if (stat(path, &st) < 0)
+        return walk_failed(w, path, strerror(errno));
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) /* a FIFO would block the push */
+        return walk_failed(w, path, "neither a file nor a folder");
+    int seen = walk_seen(w, &st);
+    if (seen < 0)
+        return walk_failed(w, path, "out of memory");
+    if (seen) {
+        fprintf(stderr, "dxhub push: %s: skipped, the same %s as one already taken (a link)\n", path,
+                S_ISDIR(st.st_mode) ? "folder" : "file");
+        return 0;
     }
     if (S_ISDIR(st.st_mode)) {
         struct dirent **ents;
         int k = scandir(path, &ents, NULL, alphasort);
+        if (k < 0)
+            return walk_failed(w, path, strerror(errno));
         for (int i = 0; i < k; i++) {
             if (ents[i]->d_name[0] != '.') {
                 char sub[8400];
-                snprintf(sub, sizeof sub, "%s/%s", path, ents[i]->d_name);
-                collect(sub, list, n, cap);
+                if ((size_t)snprintf(sub, sizeof sub, "%s/%s", path, ents[i]->d_name) >= sizeof sub)
+                    walk_failed(w, ents[i]->d_name, "path too long");
+                else
+                    walk_path(w, sub);
             }
             free(ents[i]);
         }
         free(ents);
         return 0;
     }
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 64;
-        char **q = realloc(*list, *cap * sizeof *q);
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 64;
+        char **q = realloc(w->files, cap * sizeof *q);
         if (!q)
-            return -1;
-        *list = q;
+            return walk_failed(w, path, "out of memory");
+        w->files = q;
+        w->cap = cap;
     }
-    (*list)[(*n)++] = strdup(path);
+    if (!(w->files[w->n] = strdup(path)))
+        return walk_failed(w, path, "out of memory");
+    w->n++;
     return 0;
 }
 
@@ -338,11 +396,12 @@ int cmd_push(int argc, char **argv)
         dx_errorf("push", "no FILE or DIR given ('dxhub push --help')");
         return 2;
     }
-    char **files = NULL;
-    size_t n = 0, cap = 0;
-    int missing = 0;
+    push_walk w = {0};
     for (int i = optind; i < argc; i++)
-        missing |= collect(argv[i], &files, &n, &cap) < 0;
+        walk_path(&w, argv[i]);
+    free(w.seen);
+    char **files = w.files;
+    size_t n = w.n;
     spool *sp = NULL;
     char err[512];
     if (spool_open(data, 0, &sp, err, sizeof err) < 0) {
@@ -370,7 +429,9 @@ int cmd_push(int argc, char **argv)
     human_bytes(s.bytes_pending, bytes, sizeof bytes);
     printf("%d file(s) queued as %s%s; %d refused. The gateway now has %llu waiting (%s).\n", p.queued,
            spool_priority_name(prio), referral ? " referral" : "", p.failed, (unsigned long long)s.depth, bytes);
-    return p.failed || missing ? 2 : 0;
+    if (w.errors)
+        printf("%d path(s) could not be taken (named above).\n", w.errors);
+    return p.failed || w.errors ? 2 : 0;
 }
 
 /* --- reports (the clinic's inbox) ------------------------------------------ */

@@ -74,6 +74,17 @@ static void take_file(edge_watch *w, const char *name)
         log_warn("watch: a file is not a DICOM file we can send (%s); moved to failed/", r.err);
 }
 
+/* A folder put in the watch folder: only files are taken, so say so
+ * rather than leave its files unsent without a word. */
+static void folder_put_in(const char *name)
+{
+    if (is_ours(name))
+        return;
+    log_debug("watch: folder %s", name); /* may be named after the patient */
+    log_warn("watch: a folder was put in the watch folder; only files are taken, so its files are not sent "
+             "(queue a folder with 'dxhub push')");
+}
+
 /* 1: nobody else has the file open; 0: somebody does; -1: cannot tell. */
 static int nobody_has_it_open(const char *path)
 {
@@ -104,7 +115,11 @@ static void take_existing(edge_watch *w)
         char path[8400];
         snprintf(path, sizeof path, "%s/%s", w->dir, de->d_name);
         struct stat st;
-        if (is_ours(de->d_name) || stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+        if (is_ours(de->d_name) || stat(path, &st) < 0)
+            continue;
+        if (S_ISDIR(st.st_mode))
+            folder_put_in(de->d_name);
+        if (!S_ISREG(st.st_mode))
             continue;
         int open_state = nobody_has_it_open(path);
         if (open_state == 1) {
@@ -154,7 +169,9 @@ static void *watch_main(void *arg)
         ssize_t len = read(w->fd, buf, sizeof buf);
         for (char *q = buf; len > 0 && q < buf + len;) {
             struct inotify_event *ev = (struct inotify_event *)q;
-            if (ev->len)
+            if (ev->len && (ev->mask & IN_ISDIR))
+                folder_put_in(ev->name);
+            else if (ev->len && (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO))) /* a file written whole */
                 take_file(w, ev->name);
             q += sizeof *ev + ev->len;
         }
@@ -180,7 +197,7 @@ int edge_watch_start(const char *dir, spool *sp, const char *link_ts, edge_watch
     /* The watch is in place before the scan of what is there, so a file
      * closed in between is seen by one or the other. */
     w->fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    if (w->fd < 0 || inotify_add_watch(w->fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+    if (w->fd < 0 || inotify_add_watch(w->fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE) < 0) {
         snprintf(err, errlen, "cannot watch %s: %s", dir, strerror(errno));
         if (w->fd >= 0)
             close(w->fd);

@@ -32,7 +32,10 @@ study arrives with its priority, referral flag and note, complete at once
 by the study marker (the hub's quiet-time completion is set to 10 minutes).
 """
 import collections
+import os
 import re
+import shutil
+import subprocess
 import hashlib
 import struct
 import threading
@@ -500,3 +503,25 @@ def test_push_stat_referral_note_arrives_complete_with_its_flags(tmp_path):
     finally:
         edge.stop()
         hub.stop()
+
+
+def test_push_walks_a_folder_with_links_once_and_names_what_it_cannot_take(tmp_path):
+    """A USB stick or a PACS export may hold a link back up its tree, two
+    links to one file, or a FIFO: each file is queued once, the walk ends,
+    and whatever is not taken is named, with exit status 2."""
+    src = corpus_root() / "dicom" / "explicit_le" / "CT_small.dcm"
+    top = tmp_path / "export"
+    (top / "a").mkdir(parents=True)
+    shutil.copy(src, top / "a" / "one.dcm")
+    (top / "a" / "up").symlink_to("..")            # a loop
+    (top / "again.dcm").symlink_to("a/one.dcm")    # the same file twice
+    os.mkfifo(top / "a" / "pipe")                   # would block a reader
+    r = subprocess.run([dxhub_bin(), "push", "--edge-data", tmp_path / "spool", "--quiet", top],
+                       capture_output=True, timeout=60)
+    out, err = r.stdout.decode(), r.stderr.decode()
+    assert r.returncode == 2, (out, err)
+    assert out.count("queued  ") == 1 and "1 file(s) queued" in out, out
+    assert f"{top}/a/up: skipped, the same folder as one already taken (a link)" in err, err
+    assert "again.dcm: skipped, the same file as one already taken (a link)" in err, err
+    assert f"{top}/a/pipe: neither a file nor a folder" in err, err
+    assert "1 path(s) could not be taken" in out, out

@@ -1,6 +1,7 @@
 """The clinic gateway's watch folder: a file is taken only once its writer
 has closed it (a half-written file is never taken), then moved to done/ and
-delivered to the hub; something that is not DICOM goes to failed/."""
+delivered to the hub; something that is not DICOM goes to failed/; a
+folder put there is not taken, and the log says so."""
 import time
 
 from pydicom import dcmread
@@ -38,6 +39,12 @@ def test_watch_folder_takes_only_complete_files(tmp_path):
         (watch / "notes.txt").write_text("shift handover notes\n")
         wait_for(lambda: (watch / "failed" / "notes.txt").exists(), 20, what="the text file to move to failed/")
         wait_for(edge.drained, 20, what="the spool to empty")
+        # a folder: its files are not taken, and the log says so (without its name)
+        (watch / "WANG^XIAOMING").mkdir()
+        (watch / "WANG^XIAOMING" / "ct.dcm").write_bytes(data)
+        warning = "a folder was put in the watch folder; only files are taken"
+        wait_for(lambda: warning in edge.proc.log_tail(100000), 20, what="the folder's warning")
+        assert "WANG^XIAOMING" not in edge.proc.log_tail(100000)
     finally:
         edge.stop()
         hub.stop()
