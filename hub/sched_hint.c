@@ -6,7 +6,8 @@
  * more under EEVDF's run-to-parity), which was the tail of the lookups'
  * latency.  A request thread now asks for a 0.1 ms slice, which lets its
  * wake-up preempt a thread of a longer slice (EEVDF's PREEMPT_SHORT), and
- * the audit writer runs at nice 10.  Neither changes what work is done:
+ * the audit writer runs 10 nice levels below the rest of the hub (nice 10
+ * for a hub started at 0).  Neither changes what work is done:
  * the writer keeps a tenth of a CPU under full contention (it needs about
  * 0.75 us of CPU per record, so 130,000 records a second, above what one
  * CPU of request threads can ask of it) and all of it otherwise. */
@@ -51,5 +52,10 @@ int sched_hint_request_thread(void)
 int sched_hint_background_thread(void)
 {
     pid_t tid = (pid_t)syscall(SYS_gettid);
-    return setpriority(PRIO_PROCESS, (id_t)tid, SCHED_HINT_BACKGROUND_NICE) ? -errno : 0;
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, (id_t)tid);
+    if (nice == -1 && errno)
+        return -errno;
+    nice += SCHED_HINT_BACKGROUND_NICE;
+    return setpriority(PRIO_PROCESS, (id_t)tid, nice < 19 ? nice : 19) ? -errno : 0;
 }

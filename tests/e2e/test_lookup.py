@@ -347,10 +347,11 @@ def test_audit_writer_gives_way_to_request_threads_and_still_audits_every_lookup
     wait_for(lambda: lookups_audited() >= 20, 10, what="the 20 lookups in the audit trail")
     assert lookups_audited() == 20
     threads = thread_facts(world.a.proc.p.pid)
+    base = threads[str(world.a.proc.p.pid)][1]  # the nice the hub was started at (0, or a test run's own)
     writers = [t for t in threads.values() if t[0] == "dxhub-audit"]
-    assert len(writers) == 1 and writers[0][1] == 10, threads
+    assert len(writers) == 1 and writers[0][1] == min(base + 10, 19), threads
     others = [t for t in threads.values() if t[0] != "dxhub-audit"]
-    assert all(t[1] == 0 for t in others), threads  # nobody else was made to wait
+    assert all(t[1] == base for t in others), threads  # nobody else was made to wait
     # Custom slices are Linux 6.12's: before that the kernel keeps its own.
     kernel = tuple(int(x) for x in re.match(r"(\d+)\.(\d+)", os.uname().release).groups())
     if kernel >= (6, 12) and any(t[2] is not None for t in others):
