@@ -111,32 +111,44 @@ EVP_MD_CTX *pki_md_ctx(EVP_PKEY *pkey, int sign, int with_id)
 
 /* --- files ---------------------------------------------------------------------- */
 
+/* Whole file, at most PKI_PEM_MAX bytes.  Not only a regular file: an
+ * operator may give a passphrase as --passphrase-file <(pass show reader),
+ * a pipe, or /dev/stdin. */
 int pki_read_file(const char *path, char **out, size_t *len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     struct stat sb;
-    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size > PKI_PEM_MAX) {
-        int rc = S_ISREG(sb.st_mode) ? -EFBIG : -EINVAL;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > PKI_PEM_MAX) {
         close(fd);
-        return rc;
+        return -EFBIG;
     }
-    char *p = malloc((size_t)sb.st_size + 1);
+    char *p = malloc(PKI_PEM_MAX + 2);
     if (!p) {
         close(fd);
         return -ENOMEM;
     }
     size_t got = 0;
-    while (got < (size_t)sb.st_size) {
-        ssize_t k = read(fd, p + got, (size_t)sb.st_size - got);
+    int    rc = 0;
+    while (got <= PKI_PEM_MAX) {
+        ssize_t k = read(fd, p + got, PKI_PEM_MAX + 1 - got);
         if (k < 0 && errno == EINTR)
             continue;
+        if (k < 0)
+            rc = -errno; /* EISDIR for a folder */
         if (k <= 0)
             break;
         got += (size_t)k;
     }
     close(fd);
+    if (!rc && got > PKI_PEM_MAX)
+        rc = -EFBIG;
+    if (rc) {
+        pki_pass_wipe(p, got); /* it may have been a passphrase */
+        free(p);
+        return rc;
+    }
     p[got] = '\0';
     *out = p;
     *len = got;
@@ -255,6 +267,7 @@ static int pass_cb(char *buf, int size, int rwflag, void *u)
         snprintf(c->err, c->errlen, "the key is encrypted and no passphrase was given");
         return -1;
     }
+    ERR_clear_error(); /* an earlier attempt's (OpenSSL may ask again) is not this one's reason */
     int n = pki_pass_get(c->src, buf, (size_t)size, c->err, c->errlen);
     if (n < 0) {
         c->rc = n;
@@ -292,8 +305,10 @@ int pki_key_load(const char *path, const pki_pass_src *pass, pki_key **out, char
     pki_pass_wipe(pem, len);
     free(pem);
     if (!pkey) {
-        if (c.rc)
+        if (c.rc) { /* our own reason: not OpenSSL's "interrupted or cancelled" after it */
+            ERR_clear_error();
             return pki_fail(c.rc, err, errlen, "%s: %s", path, cb_err);
+        }
         if (c.asked)
             return pki_fail(PKI_EPASS, err, errlen, "%s: wrong passphrase (or not a key)", path);
         return pki_fail(PKI_EFORMAT, err, errlen, "%s: not a PEM private key", path);

@@ -316,6 +316,27 @@ def test_sign_with_a_wrong_passphrase_or_foreign_report_fails(dxhub, tmp):
     assert r.returncode == 2 and b"names reader liming" in r.stderr
 
 
+def test_passphrase_from_a_pipe_signs_and_an_empty_one_says_so_once(dxhub, tmp):
+    """--passphrase-file <(pass show ...) is a pipe, not a regular file: it
+    was refused as "Invalid argument".  An empty source says "empty
+    passphrase", without OpenSSL's reason appended (twice, before)."""
+    ca, rd = make_pki(dxhub, tmp, "sm2")
+    report = write_report(tmp / "r.json", {"1.2.3.4": "04" * 32})
+    args = [dxhub, "sign", "--key", rd / "wangwei.key", "--cert", rd / "wangwei.chain.pem", "--passphrase-file"]
+    r = run(args + ["/dev/null", report], stdin=subprocess.DEVNULL)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.decode().strip().endswith("/dev/null: empty passphrase"), r.stderr
+    rfd, wfd = os.pipe()
+    os.write(wfd, (PASS + "\n").encode())
+    os.close(wfd)
+    try:
+        r = run(args + [f"/dev/fd/{rfd}", report], stdin=subprocess.DEVNULL, pass_fds=(rfd,))
+    finally:
+        os.close(rfd)
+    assert r.returncode == 0, r.stderr
+    assert verify(dxhub, report, ca).returncode == 0
+
+
 def test_bad_input_exits_2_and_keys_are_never_replaced(dxhub, tmp):
     ca, rd = make_pki(dxhub, tmp, "sm2")
     report = write_report(tmp / "r.json", {"1.2.3.4": "03" * 32})
