@@ -547,6 +547,16 @@ int cmd_reports(int argc, char **argv)
             return 2;
         }
     }
+    /* Never made afresh here: a mistyped --edge-data would answer "no
+     * reports or alerts yet" while an alert waits in the real one. */
+    char mdb[4200];
+    struct stat st;
+    snprintf(mdb, sizeof mdb, "%s/data.mdb", data);
+    if (stat(mdb, &st) < 0) {
+        dx_errorf("reports", "no clinic gateway data in %s (is --edge-data the gateway's --data?)", data);
+        report_verifier_free(&e.o.verifier);
+        return 1;
+    }
     spool *sp = NULL;
     if (spool_open(data, 0, &sp, err, sizeof err) < 0) {
         dx_errorf("reports", "%s", err);

@@ -291,3 +291,13 @@ def test_sr_refused_unless_the_report_verifies_against_the_study(world, tmp_path
     assert dx("sr", world.report, "--trust", world.trust, "-o", sr).returncode == 2
     r = dx("sr", tmp_path / "missing.json", "--trust", world.trust, "--study-dir", world.study_dir, "-o", sr)
     assert r.returncode == 2 and b"missing.json" in r.stderr
+
+
+def test_reports_on_a_mistyped_folder_says_so_and_creates_nothing(tmp_path):
+    """'no reports or alerts yet' from a folder that is not the gateway's
+    would hide an alert waiting in the real one."""
+    wrong = tmp_path / "var" / "egde"
+    r = dx("reports", "--edge-data", wrong)
+    assert r.returncode == 1, r
+    assert f"no clinic gateway data in {wrong}" in r.stderr.decode() and b"no reports" not in r.stdout, r
+    assert not wrong.exists()
