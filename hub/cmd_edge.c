@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -402,6 +403,10 @@ int cmd_push(int argc, char **argv)
     free(w.seen);
     char **files = w.files;
     size_t n = w.n;
+    char mdb[4200];
+    struct stat st;
+    snprintf(mdb, sizeof mdb, "%s/data.mdb", data);
+    bool fresh = stat(mdb, &st) < 0; /* a mistyped --edge-data makes a queue nobody sends */
     spool *sp = NULL;
     char err[512];
     if (spool_open(data, 0, &sp, err, sizeof err) < 0) {
@@ -431,6 +436,9 @@ int cmd_push(int argc, char **argv)
            spool_priority_name(prio), referral ? " referral" : "", p.failed, (unsigned long long)s.depth, bytes);
     if (w.errors)
         printf("%d path(s) could not be taken (named above).\n", w.errors);
+    if (fresh && p.queued)
+        fprintf(stderr, "dxhub push: note: %s held no gateway queue, so a new one was made there: the gateway sends "
+                        "it only if it runs with --data %s\n", data, data);
     return p.failed || w.errors ? 2 : 0;
 }
 

@@ -525,3 +525,8 @@ def test_push_walks_a_folder_with_links_once_and_names_what_it_cannot_take(tmp_p
     assert "again.dcm: skipped, the same file as one already taken (a link)" in err, err
     assert f"{top}/a/pipe: neither a file nor a folder" in err, err
     assert "1 path(s) could not be taken" in out, out
+    # the folder held no gateway queue: a mistyped --edge-data is pointed out
+    assert f"{tmp_path / 'spool'} held no gateway queue, so a new one was made there" in err, err
+    r = subprocess.run([dxhub_bin(), "push", "--edge-data", tmp_path / "spool", "--quiet", top / "a" / "one.dcm"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0 and b"held no gateway queue" not in r.stderr, r

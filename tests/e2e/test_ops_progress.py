@@ -39,7 +39,9 @@ def ct_series(tmp_path_factory):
 def test_push_writes_plain_progress_lines_when_not_a_terminal(ct_series, tmp_path):
     r = run([dxhub_bin(), "push", "--edge-data", tmp_path / "edge", ct_series], timeout=120)
     assert r.returncode == 0, r.stderr.decode()
-    err = r.stderr.decode()
+    # a fresh folder: one note that a new queue was made there, then only progress
+    note, err = _split_note(r.stderr.decode())
+    assert "held no gateway queue" in note, note
     assert "\r" not in err and "\x1b" not in err
     lines = PLAIN.findall(err)
     assert len(lines) >= 3, err
@@ -52,8 +54,19 @@ def test_push_writes_plain_progress_lines_when_not_a_terminal(ct_series, tmp_pat
     assert lines[-1][3] == lines[-1][4] == str(SLICES)
     assert len(re.findall(r"^queued  ", r.stdout.decode(), re.M)) == SLICES
     # --quiet: no progress at all
-    r = run([dxhub_bin(), "push", "--quiet", "--edge-data", tmp_path / "edge2", ct_series], timeout=120)
+    r = run([dxhub_bin(), "push", "--quiet", "--edge-data", tmp_path / "edge", ct_series], timeout=120)
     assert r.returncode == 0 and r.stderr == b""
+
+
+def _split_note(err):
+    """(the fresh-queue note, the rest of stderr)."""
+    keep, note = [], ""
+    for line in err.splitlines(keepends=True):
+        if "held no gateway queue" in line:
+            note = line
+        else:
+            keep.append(line)
+    return note, "".join(keep)
 
 
 def test_push_draws_a_bar_with_rate_and_eta_on_a_terminal(ct_series, tmp_path):
