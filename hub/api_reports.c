@@ -23,6 +23,7 @@
 #include "codecs/codecs.h"
 #include "hub/api_private.h"
 #include "hub/b64.h"
+#include "hub/conf_lines.h"
 #include "codecs/banned.h"
 
 #define PREVIEW_MAX ((uint64_t)256 << 20) /* instances larger than this get no preview */
@@ -353,20 +354,6 @@ static bool valid_text(const char *s, size_t max)
     return true;
 }
 
-static bool valid_token(const char *s, size_t max)
-{
-    size_t n = strlen(s);
-    if (!n || n > max)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-              c == '.'))
-            return false;
-    }
-    return true;
-}
-
 /* "YYYYMMDD" or "YYYY-MM-DD" → ms at 00:00 UTC; -1 when malformed. */
 static int64_t parse_since(const char *s)
 {
@@ -395,7 +382,7 @@ static int parse_lookup(api_req *r, const api_params *p, lookup_q *q)
     if (p->v[API_P_SINCE] && (q->since = parse_since(p->v[API_P_SINCE])) < 0)
         return api_send_bad_param(r, "since", "a date: YYYYMMDD or YYYY-MM-DD");
     q->type = p->v[API_P_TYPE];
-    if (q->type && !valid_token(q->type, 16))
+    if (q->type && !conf_name_ok(q->type, 16))
         return api_send_bad_param(r, "type", "a modality: CR, DX, CT, MR, US, ECG, ...");
     const char *scope = p->v[API_P_SCOPE];
     if (scope && strcmp(scope, "local") && strcmp(scope, "consortium"))
@@ -558,7 +545,7 @@ int api_h_reports(api_req *r, const api_params *p)
 
 static bool valid_report_id(const char *s)
 {
-    return valid_token(s, STORE_REPORT_ID_MAX - 1);
+    return conf_name_ok(s, STORE_REPORT_ID_MAX - 1);
 }
 
 typedef struct one_report {
@@ -653,7 +640,7 @@ int api_h_repeat(api_req *r, const api_params *p)
     int rc;
     if (!json_is_object(j))
         rc = api_send_bad_param(r, "body", "a JSON object: {\"reason\": CODE, \"physician\": NAME, \"note\": TEXT}");
-    else if (!reason || !valid_token(reason, 40))
+    else if (!reason || !conf_name_ok(reason, 40))
         rc = api_send_bad_param(r, "reason", "a short code: letters, digits, '-', e.g. clinical-change, "
                                               "image-quality, not-recognised, patient-request, other");
     else if (!physician || !valid_text(physician, 128))
@@ -811,7 +798,7 @@ int api_peer_audit(void *ctx, const char *who, const char *what, const char *stu
 int api_peer_lookup(void *ctx, const peer_lookup_q *q, const char *who, char **out, size_t *len)
 {
     api_server *a = ctx;
-    if (!a->recog || !q->patient_id || !valid_text(q->patient_id, 64) || (q->type && !valid_token(q->type, 16)))
+    if (!a->recog || !q->patient_id || !valid_text(q->patient_id, 64) || (q->type && !conf_name_ok(q->type, 16)))
         return -EINVAL;
     jbuf ex = {0};
     unsigned n = 0, recognised = 0;

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "hub/apikeys.h"
+#include "hub/conf_lines.h"
 #include "hub/digest.h"
 #include "codecs/banned.h"
 
@@ -29,19 +30,7 @@ struct apikeys {
     size_t           n;
 };
 
-bool apikeys_facility_valid(const char *f)
-{
-    size_t n = f ? strlen(f) : 0;
-    if (!n || n >= APIKEY_FACILITY_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = f[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-              c == '-'))
-            return false;
-    }
-    return true;
-}
+bool apikeys_facility_valid(const char *f) { return f && conf_name_ok(f, APIKEY_FACILITY_MAX - 1); }
 
 apikeys *apikeys_new(void)
 {

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <search.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -274,14 +275,15 @@ static void push_prepared(void *ctx, const char *path)
  * device and inode), so a link back up the tree ends there instead of
  * looping, and a file reached twice is queued once.  Every path that cannot
  * be read is named and counted: nothing is left behind without a word. */
+typedef struct walk_id {
+    dev_t dev;
+    ino_t ino;
+} walk_id;
+
 typedef struct push_walk {
     char **files;
     size_t n, cap;
-    struct {
-        dev_t dev;
-        ino_t ino;
-    }     *seen;
-    size_t n_seen, cap_seen;
+    void  *seen; /* walk_id, a tsearch tree: an export may hold 100,000 files */
     int    errors;
 } push_walk;
 
@@ -292,23 +294,26 @@ static int walk_failed(push_walk *w, const char *path, const char *why)
     return -1;
 }
 
+static int walk_id_cmp(const void *a, const void *b)
+{
+    const walk_id *x = a, *y = b;
+    if (x->dev != y->dev)
+        return x->dev < y->dev ? -1 : 1;
+    return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
 /* 1 when st was walked before; else remembers it (0), or -1 out of memory. */
 static int walk_seen(push_walk *w, const struct stat *st)
 {
-    for (size_t i = 0; i < w->n_seen; i++)
-        if (w->seen[i].dev == st->st_dev && w->seen[i].ino == st->st_ino)
-            return 1;
-    if (w->n_seen == w->cap_seen) {
-        size_t cap = w->cap_seen ? w->cap_seen * 2 : 64;
-        void  *q = realloc(w->seen, cap * sizeof *w->seen);
-        if (!q)
-            return -1;
-        w->seen = q;
-        w->cap_seen = cap;
-    }
-    w->seen[w->n_seen].dev = st->st_dev;
-    w->seen[w->n_seen++].ino = st->st_ino;
-    return 0;
+    walk_id *id = malloc(sizeof *id);
+    if (!id)
+        return -1;
+    *id = (walk_id){st->st_dev, st->st_ino};
+    walk_id **found = tsearch(id, &w->seen, walk_id_cmp);
+    if (found && *found == id)
+        return 0;
+    free(id);
+    return found ? 1 : -1;
 }
 
 static int walk_path(push_walk *w, const char *path)
@@ -400,7 +405,7 @@ int cmd_push(int argc, char **argv)
     push_walk w = {0};
     for (int i = optind; i < argc; i++)
         walk_path(&w, argv[i]);
-    free(w.seen);
+    tdestroy(w.seen, free);
     char **files = w.files;
     size_t n = w.n;
     char mdb[4200];

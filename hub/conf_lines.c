@@ -60,9 +60,43 @@ void conf_lines_close(conf_lines *c)
     if (c->fp)
         fclose(c->fp);
     free(c->buf);
+    free(c->kept);
     c->fp = NULL;
     c->buf = NULL;
-    c->cap = 0;
+    c->kept = NULL;
+    c->cap = c->n_kept = c->cap_kept = 0;
+}
+
+int conf_lines_keep(conf_lines *c, char *err, size_t errlen)
+{
+    if (c->n_kept == c->cap_kept) {
+        size_t cap = c->cap_kept ? c->cap_kept * 2 : 16;
+        int   *q = realloc(c->kept, cap * sizeof *q);
+        if (!q) {
+            snprintf(err, errlen, "%s: out of memory", c->path);
+            return -ENOMEM;
+        }
+        c->kept = q;
+        c->cap_kept = cap;
+    }
+    c->kept[c->n_kept++] = c->lineno;
+    return 0;
+}
+
+int conf_lines_line_of(const conf_lines *c, size_t i) { return i < c->n_kept ? c->kept[i] : 0; }
+
+bool conf_name_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
+           ch == '.';
+}
+
+bool conf_name_ok(const char *s, size_t max)
+{
+    size_t n = 0;
+    while (s[n] && conf_name_char(s[n]))
+        n++;
+    return n > 0 && n <= max && !s[n];
 }
 
 int conf_fields(char *line, char **field, int max)

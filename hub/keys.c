@@ -130,13 +130,8 @@ int keys_role_valid(const char *role)
     static const char *const kinds[] = {"edge:", "reader:", "peer:"};
     for (size_t i = 0; i < 3; i++) {
         size_t l = strlen(kinds[i]);
-        if (!strncmp(role, kinds[i], l) && role[l]) {
-            for (const char *p = role + l; *p; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-                      *p == '-' || *p == '_' || *p == '.'))
-                    return 0;
-            return strlen(role) < 64;
-        }
+        if (!strncmp(role, kinds[i], l))
+            return conf_name_ok(role + l, 63 - l); /* the whole role under 64 */
     }
     return 0;
 }
@@ -197,23 +192,18 @@ int allowlist_load(allowlist *a, const char *dir, char *err, size_t errlen)
     else if (rc < 0)
         return rc;
     allow_entry *e = NULL;
-    int *lines = NULL; /* e[i] came from line lines[i] */
     size_t n = 0, cap = 0;
     char *line;
     while (cl.fp && (rc = conf_lines_next(&cl, &line, err, errlen)) > 0) {
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
             allow_entry *q = realloc(e, cap * sizeof *e);
-            int *ql = q ? realloc(lines, cap * sizeof *ql) : NULL;
-            if (q)
-                e = q;
-            if (ql)
-                lines = ql;
-            if (!q || !ql) {
+            if (!q) {
                 snprintf(err, errlen, "%s: out of memory", path);
                 rc = -ENOMEM;
                 break;
             }
+            e = q;
         }
         const char *why = parse_allow(line, &e[n]);
         if (why) {
@@ -226,14 +216,15 @@ int allowlist_load(allowlist *a, const char *dir, char *err, size_t errlen)
             i++;
         if (i < n) { /* one key, two entries: which role it has would be a guess */
             snprintf(err, errlen, "%s:%d: the same key is listed twice (first on line %d, as %s)", path, cl.lineno,
-                     lines[i], e[i].role);
+                     conf_lines_line_of(&cl, i), e[i].role);
             rc = -EINVAL;
             break;
         }
-        lines[n++] = cl.lineno;
+        if ((rc = conf_lines_keep(&cl, err, errlen)) < 0)
+            break;
+        n++;
     }
     conf_lines_close(&cl);
-    free(lines);
     if (rc < 0) {
         free(e);
         return rc;

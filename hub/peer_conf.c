@@ -1,25 +1,10 @@
 /* peer_conf.c — peers.conf, the consortium's other hubs (format in peer.h). */
 #include <errno.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include "hub/conf_lines.h"
 #include "hub/peer.h"
 #include "codecs/banned.h"
-
-static bool name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (!n || n >= PEER_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-              c == '.'))
-            return false;
-    }
-    return true;
-}
 
 /* One line into d; NULL, or why not (kerr holds a key's reason). */
 static const char *parse_peer(char *line, peer_def *d, char *kerr, size_t kerrlen)
@@ -27,7 +12,7 @@ static const char *parse_peer(char *line, peer_def *d, char *kerr, size_t kerrle
     char *f[3];
     if (conf_fields(line, f, 3) != 3)
         return "expected \"NAME tcp://HOST:PORT PUBLIC-KEY\"";
-    if (!name_ok(f[0]))
+    if (!conf_name_ok(f[0], PEER_NAME_MAX - 1))
         return "the hub's name takes letters, digits, '-', '_' and '.' (at most 63)";
     if (strncmp(f[1], "tcp://", 6) || !f[1][6] || strlen(f[1]) >= sizeof d->endpoint)
         return "the endpoint is tcp://HOST:PORT (at most 255 bytes)";
@@ -62,7 +47,8 @@ int peer_conf_load(const char *path, peer_def *defs, size_t max, size_t *n, char
         while (i < *n && strcmp(defs[i].name, d.name))
             i++;
         if (i < *n) {
-            snprintf(err, errlen, "%s:%d: hub %s is listed twice", path, cl.lineno, d.name);
+            snprintf(err, errlen, "%s:%d: hub %s is listed twice (first on line %d)", path, cl.lineno, d.name,
+                     conf_lines_line_of(&cl, i));
             rc = -EINVAL;
             break;
         }
@@ -71,6 +57,8 @@ int peer_conf_load(const char *path, peer_def *defs, size_t max, size_t *n, char
             rc = -E2BIG;
             break;
         }
+        if ((rc = conf_lines_keep(&cl, err, errlen)) < 0)
+            break;
         defs[(*n)++] = d;
     }
     conf_lines_close(&cl);

@@ -49,12 +49,6 @@ static int parse_kinds(const char *s)
     return k;
 }
 
-static bool id_char_ok(char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
-           ch == '.';
-}
-
 /* "*", or a comma list of items of 1..max characters each passing ok. */
 static bool list_ok(const char *s, size_t max, bool (*ok)(char))
 {
@@ -88,9 +82,8 @@ static const char *parse_reader(char *line, wl_reader *r)
     size_t idl = strlen(f[0]);
     if (idl >= sizeof r->id)
         return "the reader id is longer than 63 bytes";
-    for (size_t i = 0; i < idl; i++)
-        if (!id_char_ok(f[0][i]))
-            return "the reader id takes letters, digits, '-', '_' and '.' (as in its key's role reader:ID)";
+    if (!conf_name_ok(f[0], sizeof r->id - 1))
+        return "the reader id takes letters, digits, '-', '_' and '.' (as in its key's role reader:ID)";
     int sen = wl_seniority_parse(f[1]);
     if (sen < 0)
         return "seniority is resident, attending or chief";
@@ -103,7 +96,7 @@ static const char *parse_reader(char *line, wl_reader *r)
         return "kinds is imaging, ecg or imaging,ecg";
     if (strlen(f[4]) >= sizeof r->facilities)
         return "the facilities list is longer than 255 bytes";
-    if (!list_ok(f[4], 63, id_char_ok))
+    if (!list_ok(f[4], 63, conf_name_char))
         return "facilities are names (letters, digits, '-', '_', '.'), comma-separated, or *";
     char *end;
     errno = 0;
@@ -127,7 +120,6 @@ int readers_load(readers *rs, const char *path, char *err, size_t errlen)
     if (rc < 0)
         return rc;
     wl_reader *list = NULL;
-    int *lines = NULL; /* list[i] came from line lines[i] */
     size_t n = 0;
     char *line;
     while ((rc = conf_lines_next(&cl, &line, err, errlen)) > 0) {
@@ -143,26 +135,22 @@ int readers_load(readers *rs, const char *path, char *err, size_t errlen)
             i++;
         if (i < n) { /* which line would win is a guess: refuse, name both */
             snprintf(err, errlen, "%s:%d: reader %s is listed twice (first on line %d)", path, cl.lineno, r.id,
-                     lines[i]);
+                     conf_lines_line_of(&cl, i));
             rc = -EINVAL;
             break;
         }
         wl_reader *q = realloc(list, (n + 1) * sizeof *q);
-        int *ql = q ? realloc(lines, (n + 1) * sizeof *ql) : NULL;
-        if (q)
-            list = q;
-        if (ql)
-            lines = ql;
-        if (!q || !ql) {
+        if (!q) {
             snprintf(err, errlen, "%s: out of memory", path);
             rc = -ENOMEM;
             break;
         }
-        list[n] = r;
-        lines[n++] = cl.lineno;
+        list = q;
+        if ((rc = conf_lines_keep(&cl, err, errlen)) < 0)
+            break;
+        list[n++] = r;
     }
     conf_lines_close(&cl);
-    free(lines);
     if (rc < 0) {
         free(list);
         return rc;

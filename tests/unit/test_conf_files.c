@@ -199,7 +199,7 @@ static void test_peers_from_windows_and_duplicates(void **state)
     snprintf(text, sizeof text, "county tcp://127.0.0.1:1 %s\ncounty tcp://127.0.0.1:2 %s\n", key_a, key_b);
     path = file("peers.conf", text);
     assert_int_equal(peer_conf_load(path, defs, 4, &n, err, sizeof err), -EINVAL);
-    assert_non_null(strstr(err, "peers.conf:2: hub county is listed twice"));
+    assert_non_null(strstr(err, "peers.conf:2: hub county is listed twice (first on line 1)"));
     snprintf(text, sizeof text, "a tcp://h:1 %s\nb tcp://h:1 %s\nc tcp://h:1 %s\n", key_a, key_b, key_hash);
     path = file("peers.conf", text);
     assert_int_equal(peer_conf_load(path, defs, 2, &n, err, sizeof err), -E2BIG);
