@@ -807,7 +807,7 @@ static int offer_histogram(const char *http_ep, uint64_t counts[HUB_HTTP_BUCKETS
 {
     http_url u;
     http_reply r = {0};
-    if (http_url_parse(http_ep, &u) || http_get_json(&u, "/metrics", NULL, 10000, 1 << 20, &r) || r.status != 200) {
+    if (http_url_parse(http_ep, &u) || http_get_json(&u, "/metrics", NULL, NULL, 10000, 1 << 20, &r, NULL, 0) || r.status != 200) {
         free(r.body);
         return -1;
     }

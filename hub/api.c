@@ -27,6 +27,8 @@
 #define BCACHE_BYTES  ((size_t)64 << 20) /* whole study details kept in memory */
 #define LCACHE_BYTES ((size_t)256 << 20) /* lookup answers: 10,000 patients of 10 exams take ~130 MiB */
 #define LISTEN_BACKLOG 1024
+/* TLS 1.2 and 1.3 only, GnuTLS's default suites and curves otherwise. */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 typedef api_req req;
 
@@ -730,7 +732,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 
 /* Our own listening socket, so that a failure names its reason (errno)
  * and port 0 yields the ephemeral port. */
-static int listen_on(const char *bind_addr, uint16_t port, int *fd_out, uint16_t *port_out, bool *v6,
+static int listen_on(const char *bind_addr, uint16_t port, bool tls, int *fd_out, uint16_t *port_out, bool *v6,
                      char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
@@ -751,6 +753,15 @@ static int listen_on(const char *bind_addr, uint16_t port, int *fd_out, uint16_t
     } else {
         snprintf(err, errlen, "bind address '%s' is not a numeric IPv4 or IPv6 address", bind_addr);
         return -EINVAL;
+    }
+    /* Patient data and the facilities' API keys cross the network only
+     * encrypted: plain HTTP stays on this machine. */
+    bool loopback = *v6 ? IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr) : (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+    if (!tls && !loopback) {
+        snprintf(err, errlen,
+                 "plain HTTP on %s would send patient data and API keys unencrypted: give it a certificate "
+                 "(tls-cert and tls-key) or keep it on 127.0.0.1 (http-bind)", bind_addr);
+        return -EPERM;
     }
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
@@ -820,11 +831,19 @@ int api_start(const api_config *cfg, api_server **out, char *err, size_t errlen)
     a->status = (api_status){.st = cfg->st, .metrics = a->metrics, .started_mono_ms = api_mono_ms(),
                              .counters = a->counters};
     api_counters_load(a->counters, a->st);
-    rc = listen_on(cfg->bind ? cfg->bind : "127.0.0.1", cfg->port, &fd, &a->port, &v6, err, errlen);
+    bool tls = cfg->tls_cert_pem && cfg->tls_key_pem;
+    rc = listen_on(cfg->bind ? cfg->bind : "127.0.0.1", cfg->port, tls, &fd, &a->port, &v6, err, errlen);
     if (rc < 0)
         goto fail;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | (v6 ? MHD_USE_IPv6 : 0);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | (v6 ? MHD_USE_IPv6 : 0) | (tls ? MHD_USE_TLS : 0);
+    struct MHD_OptionItem tls_options[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cfg->tls_cert_pem},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)cfg->tls_key_pem},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES},
+        {MHD_OPTION_END, 0, NULL},
+    };
     a->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, a,
+                            MHD_OPTION_ARRAY, tls ? tls_options : &tls_options[3],
                             MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
                             MHD_OPTION_THREAD_POOL_SIZE, thread_count(cfg->threads),
                             MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,

@@ -25,6 +25,8 @@
  *   /api/v1/tasks                         the reading worklist
  *   /api/v1/health                        JSON status for people and probes
  *   /metrics                              Prometheus text format
+ * Transport: HTTPS when the hub has a certificate (TLS 1.2 or 1.3,
+ * GnuTLS through libmicrohttpd); plain HTTP only on a loopback address.
  * Authentication: a facility API key (Authorization: Bearer TOKEN,
  * apikeys.h) for lookups, repeats and peers always; for the other
  * patient-data routes once the hub has any key (before that, loopback
@@ -74,6 +76,10 @@ typedef struct api_config {
     recog       *recog;   /* borrowed; NULL: no lookups (404) */
     peers       *peers;   /* borrowed; NULL: this hub asks no other hub */
     const char  *name;    /* this hub's name in lookup answers; NULL: "hub" */
+    /* HTTPS with this certificate (PEM, its chain after it) and key (PEM,
+     * pki_tls_server_load checked them); NULL: plain HTTP, which api_start
+     * refuses on any address but loopback. */
+    const char  *tls_cert_pem, *tls_key_pem;
 } api_config;
 
 /* Bind, listen and start serving.  On failure returns a negative errno-like

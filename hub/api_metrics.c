@@ -4,6 +4,7 @@
  * histogram with le="+Inf", _sum and _count). */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include "hub/api_private.h"
 #include "codecs/banned.h"
 
@@ -61,6 +62,9 @@ int api_render_health(jbuf *b, api_status *s, int64_t now)
             jb_printf(b, ",\"reader_profiles\":%lld", (long long)profiles);
         jb_printf(b, ",\"config_reload_failures\":%llu",
                   (unsigned long long)atomic_load(&s->metrics->config_reload_failures));
+        int64_t tls_end = atomic_load(&s->metrics->tls_not_after);
+        if (tls_end > 0)
+            jb_printf(b, ",\"tls_certificate_expires_s\":%lld", (long long)(tls_end - (int64_t)time(NULL)));
     }
     jb_printf(b, "}");
     return 0;
@@ -182,6 +186,12 @@ static void process_counters(jbuf *b, const hub_metrics *m)
     family(b, "dxhub_config_reload_failures_total", "counter",
            "SIGHUP reloads refused, the settings before them kept (the log says which file, line and why).");
     sample(b, "dxhub_config_reload_failures_total", atomic_load(&m->config_reload_failures));
+    int64_t tls_end = atomic_load(&m->tls_not_after);
+    if (tls_end > 0) {
+        family(b, "dxhub_tls_certificate_expiry_timestamp_seconds", "gauge",
+               "When the HTTP API's certificate expires (Unix time); renew it and restart the hub before.");
+        sample(b, "dxhub_tls_certificate_expiry_timestamp_seconds", (uint64_t)tls_end);
+    }
 }
 
 int api_render_metrics(jbuf *b, api_status *s, int64_t now)

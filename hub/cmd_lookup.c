@@ -18,12 +18,14 @@
 #define LOOKUP_MAX_REPLY  (64u << 20)
 
 static const char usage[] =
-    "usage: dxhub lookup --patient ID [--hub http://HOST:PORT] [--api-key-file FILE]\n"
+    "usage: dxhub lookup --patient ID [--hub URL] [--api-key-file FILE] [--ca FILE]\n"
     "                    [--since YYYY-MM-DD] [--type MODALITY] [--local] [--json]\n"
     "  asks your hub (default http://127.0.0.1:8410), and through it the consortium's\n"
     "  other hubs, for the patient's signed exams: each with whether it may be\n"
     "  recognised (互认) and why, and the links that open its images.\n"
     "  The API key (dxhub keygen --api-key) is read from FILE, else $DXHUB_API_KEY.\n"
+    "  An https:// hub's certificate is checked against the CAs in --ca FILE\n"
+    "  (default: the system's).\n"
     "  --local  this hub only;  --json  the hub's answer as it came\n";
 
 /* "/api/v1/reports?PatientID=..." with every value percent-encoded. */
@@ -125,14 +127,17 @@ int cmd_lookup(int argc, char **argv)
         {"patient", required_argument, NULL, 'p'}, {"since", required_argument, NULL, 's'},
         {"type", required_argument, NULL, 't'},    {"local", no_argument, NULL, 'l'},
         {"json", no_argument, NULL, 'j'},          {"help", no_argument, NULL, 'h'},
+        {"ca", required_argument, NULL, 'c'},
         {0, 0, 0, 0}};
-    const char *hub = "http://127.0.0.1:8410", *keyfile = NULL, *patient = NULL, *since = NULL, *type = NULL;
+    const char *hub = "http://127.0.0.1:8410", *keyfile = NULL, *patient = NULL, *since = NULL, *type = NULL,
+               *ca_file = NULL;
     int local = 0, json = 0, o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
         case 'H': hub = optarg; break;
         case 'k': keyfile = optarg; break;
+        case 'c': ca_file = optarg; break;
         case 'p': patient = optarg; break;
         case 's': since = optarg; break;
         case 't': type = optarg; break;
@@ -149,7 +154,7 @@ int cmd_lookup(int argc, char **argv)
     }
     http_url u;
     if (http_url_parse(hub, &u) < 0) {
-        dx_errorf("lookup", "--hub %s: expected http://HOST:PORT", hub);
+        dx_errorf("lookup", "--hub %s: expected http://HOST:PORT or https://HOST:PORT", hub);
         return 2;
     }
     char token[256];
@@ -169,15 +174,16 @@ int cmd_lookup(int argc, char **argv)
     if (local)
         put_param(path, sizeof path, &used, "scope", "local");
     http_reply r;
-    if ((rc = http_get_json(&u, path, token, LOOKUP_TIMEOUT_MS, LOOKUP_MAX_REPLY, &r)) < 0) {
-        dx_errorf("lookup", "cannot ask %s: %s", hub, strerror(-rc));
+    char why[512];
+    if ((rc = http_get_json(&u, path, token, ca_file, LOOKUP_TIMEOUT_MS, LOOKUP_MAX_REPLY, &r, why, sizeof why)) < 0) {
+        dx_errorf("lookup", "cannot ask %s: %s", hub, why);
         return 1;
     }
     if (r.status != 200) {
         json_t *e = json_loads(r.body, 0, NULL);
-        const char *why = json_string_value(json_object_get(e, "error"));
+        const char *error = json_string_value(json_object_get(e, "error"));
         const char *reason = json_string_value(json_object_get(e, "reason"));
-        dx_errorf("lookup", "%s answered %d: %s%s%s", hub, r.status, why ? why : "(no reason given)",
+        dx_errorf("lookup", "%s answered %d: %s%s%s", hub, r.status, error ? error : "(no reason given)",
                   reason ? ": " : "", reason ? reason : "");
         json_decref(e);
         free(r.body);

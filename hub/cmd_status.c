@@ -1,6 +1,6 @@
-/* cmd_status.c — `dxhub status [--hub http://HOST:PORT] [--json]`: asks a
- * running hub for GET /api/v1/health over a plain HTTP/1.0 socket (no
- * HTTP library needed for one request) and prints it for a person:
+/* cmd_status.c — `dxhub status [--hub URL] [--ca FILE] [--json]`: asks a
+ * running hub for GET /api/v1/health over HTTP/1.0 (http_client.h, TLS for
+ * an https:// hub) and prints it for a person:
  * uptime, store use, instances, studies by state.  Exit 0 when the hub
  * answers "ok", 1 when it cannot be reached or is unhealthy, 2 on usage. */
 #include <errno.h>
@@ -19,10 +19,12 @@
 
 /* One GET to the hub; a hub with facility API keys wants one for the
  * worklist (DXHUB_API_KEY). */
-static int hub_get(const http_url *u, const char *path, http_reply *out)
+static int hub_get(const http_url *u, const char *ca_file, const char *path, http_reply *out, char *why,
+                   size_t whylen)
 {
     const char *key = getenv("DXHUB_API_KEY");
-    return http_get_json(u, path, key && *key ? key : NULL, STATUS_TIMEOUT_MS, STATUS_MAX_REPLY, out);
+    return http_get_json(u, path, key && *key ? key : NULL, ca_file, STATUS_TIMEOUT_MS, STATUS_MAX_REPLY, out, why,
+                         whylen);
 }
 
 static void human_bytes(double v, char *out, size_t n)
@@ -52,10 +54,11 @@ static long long num(const json_t *o, const char *key)
 }
 
 /* The worklist part: counts, what is urgent, who holds what. */
-static void print_worklist(const http_url *u)
+static void print_worklist(const http_url *u, const char *ca_file)
 {
     http_reply reply;
-    if (hub_get(u, "/api/v1/tasks", &reply) < 0)
+    char why[512];
+    if (hub_get(u, ca_file, "/api/v1/tasks", &reply, why, sizeof why) < 0)
         return;
     if (reply.status == 401 || reply.status == 403) {
         printf("worklist   (the hub wants an API key: set DXHUB_API_KEY, see dxhub keygen --api-key)\n");
@@ -126,6 +129,12 @@ static void print_health(const char *hub, const json_t *h)
                "nobody can take a task\n");
     else if (json_is_integer(profiles))
         printf("readers    %lld profiles\n", (long long)json_integer_value(profiles));
+    const json_t *tls_left = json_object_get(h, "tls_certificate_expires_s");
+    if (json_is_integer(tls_left)) {
+        long long days = (long long)json_integer_value(tls_left) / 86400;
+        printf("https      certificate valid %lld more day%s%s\n", days, days == 1 ? "" : "s",
+               days < 30 ? " -- RENEW IT, then restart the hub" : "");
+    }
     long long failures = num(h, "config_reload_failures");
     if (failures)
         printf("config     %lld reload(s) refused since the start, the settings before them kept "
@@ -134,22 +143,26 @@ static void print_health(const char *hub, const json_t *h)
 
 static void usage(FILE *fp)
 {
-    fprintf(fp, "usage: dxhub status [--hub http://HOST:PORT] [--json]\n"
+    fprintf(fp, "usage: dxhub status [--hub URL] [--ca FILE] [--json]\n"
                 "  asks a running hub (default http://127.0.0.1:8410) for its health\n"
+                "  --ca     the CAs an https:// hub's certificate must chain to (default: the system's)\n"
                 "  --json   print the hub's answer as it came\n");
 }
 
 int cmd_status(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"hub", required_argument, NULL, 'H'}, {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0}};
-    const char *hub = "http://127.0.0.1:8410";
+        {"hub", required_argument, NULL, 'H'}, {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'},
+        {"ca", required_argument, NULL, 'c'},  {0}};
+    const char *hub = "http://127.0.0.1:8410", *ca_file = NULL;
     int raw = 0, c;
     optind = 1;
     opterr = 0; /* one line of our own instead of getopt's */
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         if (c == 'H') {
             hub = optarg;
+        } else if (c == 'c') {
+            ca_file = optarg;
         } else if (c == 'j') {
             raw = 1;
         } else if (c == 'h') {
@@ -163,18 +176,20 @@ int cmd_status(int argc, char **argv)
     }
     http_url u;
     if (optind < argc || http_url_parse(hub, &u) < 0) {
-        dx_errorf("status", optind < argc ? "unexpected argument '%s'" : "'%s' is not an http://HOST:PORT address",
+        dx_errorf("status", optind < argc ? "unexpected argument '%s'" : "'%s' is not an http:// or https://HOST:PORT address",
                   optind < argc ? argv[optind] : hub);
         return 2;
     }
     http_reply reply;
-    int rc = hub_get(&u, "/api/v1/health", &reply);
+    char why[512];
+    int rc = hub_get(&u, ca_file, "/api/v1/health", &reply, why, sizeof why);
     if (rc == -EPROTO) {
-        dx_errorf("status", "%s answered something that is not HTTP", hub);
+        dx_errorf("status", "no health report from %s: %s", hub, why);
         return 1;
     }
     if (rc < 0) {
-        dx_errorf("status", "cannot reach the hub at %s: %s (is 'dxhub serve' running there?)", hub, strerror(-rc));
+        dx_errorf("status", "cannot reach the hub at %s: %s%s", hub, why,
+                  rc == -ECONNREFUSED || rc == -ETIMEDOUT ? " (is 'dxhub serve' running there?)" : "");
         return 1;
     }
     int code = reply.status;
@@ -192,7 +207,7 @@ int cmd_status(int argc, char **argv)
         printf("%s\n", body);
     else {
         print_health(hub, h);
-        print_worklist(&u);
+        print_worklist(&u, ca_file);
     }
     const char *status = json_string_value(json_object_get(h, "status"));
     int ok = code == 200 && status && !strcmp(status, "ok");

@@ -1,8 +1,14 @@
 /* http_client.c — one HTTP/1.0 GET (http_client.h): connect with a
- * deadline, send, read until the server closes, split status and body. */
+ * deadline, TLS (OpenSSL) for https://, send, read until the server
+ * closes, split status and body. */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
+#include <stdbool.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,10 +20,13 @@
 
 int http_url_parse(const char *s, http_url *u)
 {
-    if (!strncmp(s, "http://", 7))
+    bool tls = !strncmp(s, "https://", 8);
+    if (tls)
+        s += 8;
+    else if (!strncmp(s, "http://", 7))
         s += 7;
     else if (strstr(s, "://"))
-        return -1; /* https and others: not spoken here */
+        return -1; /* other schemes: not spoken here */
     size_t n = strcspn(s, "/");
     const char *host = s, *colon;
     size_t hl;
@@ -38,6 +47,7 @@ int http_url_parse(const char *s, http_url *u)
         return -1;
     snprintf(u->host, sizeof u->host, "%.*s", (int)hl, host);
     snprintf(u->port, sizeof u->port, "%.*s", (int)pl, port);
+    u->tls = tls;
     return 0;
 }
 
@@ -106,14 +116,161 @@ static int split_reply(char *buf, size_t got, http_reply *out)
     return 0;
 }
 
-int http_get_json(const http_url *u, const char *path, const char *token, int timeout_ms, size_t max_bytes,
-                  http_reply *out)
+/* One connection: the socket, and its TLS session for https://. */
+typedef struct conn {
+    int      fd;
+    SSL_CTX *ctx;
+    SSL     *ssl;
+    int64_t  deadline;
+} conn;
+
+static int fail(char *why, size_t whylen, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int fail(char *why, size_t whylen, int rc, const char *fmt, ...)
+{
+    if (why && whylen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, whylen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+/* Waits for what OpenSSL asked for; 0 when the call may be retried. */
+static int tls_wait(conn *c, int r)
+{
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ)
+        return wait_fd(c->fd, POLLIN, c->deadline);
+    if (e == SSL_ERROR_WANT_WRITE)
+        return wait_fd(c->fd, POLLOUT, c->deadline);
+    return -EPROTO;
+}
+
+/* The handshake, the hub's certificate checked against ca_file (else the
+ * system's CAs) and against the host asked for (its name or IP address). */
+static int tls_start(conn *c, const http_url *u, const char *ca_file, char *why, size_t whylen)
+{
+    if (!(c->ctx = SSL_CTX_new(TLS_client_method())) || !SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION))
+        return fail(why, whylen, -ENOMEM, "cannot set up TLS");
+    if (ca_file ? SSL_CTX_load_verify_locations(c->ctx, ca_file, NULL) != 1
+                : SSL_CTX_set_default_verify_paths(c->ctx) != 1) {
+        ERR_clear_error();
+        return fail(why, whylen, -EINVAL, "cannot read the CA certificates in %s", ca_file ? ca_file : "the system's store");
+    }
+    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+    if (!(c->ssl = SSL_new(c->ctx)) || SSL_set_fd(c->ssl, c->fd) != 1)
+        return fail(why, whylen, -ENOMEM, "cannot set up TLS");
+    unsigned char ip[16];
+    bool literal = inet_pton(AF_INET, u->host, ip) == 1 || inet_pton(AF_INET6, u->host, ip) == 1;
+    X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
+    if (literal ? X509_VERIFY_PARAM_set1_ip_asc(vp, u->host) != 1
+                : SSL_set_tlsext_host_name(c->ssl, u->host) != 1 || SSL_set1_host(c->ssl, u->host) != 1)
+        return fail(why, whylen, -EINVAL, "cannot check the certificate against host '%s'", u->host);
+    for (;;) {
+        int r = SSL_connect(c->ssl);
+        if (r == 1)
+            return 0;
+        long v = SSL_get_verify_result(c->ssl);
+        if (v != X509_V_OK) {
+            ERR_clear_error();
+            return fail(why, whylen, -EKEYREJECTED, "the hub's certificate is not trusted: %s%s",
+                        X509_verify_cert_error_string(v),
+                        ca_file ? "" : " (give the CA that issued it with --ca FILE)");
+        }
+        int w = tls_wait(c, r);
+        if (w == -EPROTO) {
+            unsigned long e = ERR_get_error();
+            ERR_clear_error();
+            return fail(why, whylen, -EPROTO, "TLS handshake failed: %s (is it an https:// address?)",
+                        e ? ERR_reason_error_string(e) : "the connection closed");
+        }
+        if (w < 0)
+            return fail(why, whylen, w, "TLS handshake: %s", strerror(-w));
+    }
+}
+
+static void conn_close(conn *c)
+{
+    if (c->ssl)
+        SSL_free(c->ssl);
+    SSL_CTX_free(c->ctx);
+    if (c->fd >= 0)
+        close(c->fd);
+    ERR_clear_error();
+}
+
+/* Sends all of p; 0 or a negative errno. */
+static int conn_send(conn *c, const char *p, size_t n)
+{
+    size_t sent = 0;
+    while (sent < n) {
+        if (c->ssl) {
+            size_t w;
+            int r = SSL_write_ex(c->ssl, p + sent, n - sent, &w);
+            if (r == 1)
+                sent += w;
+            else if ((r = tls_wait(c, r)) < 0)
+                return r;
+            continue;
+        }
+        ssize_t w = send(c->fd, p + sent, n - sent, MSG_NOSIGNAL);
+        int rc = 0;
+        if (w > 0)
+            sent += (size_t)w;
+        else if (w < 0 && errno == EAGAIN)
+            rc = wait_fd(c->fd, POLLOUT, c->deadline);
+        else
+            rc = -errno;
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Reads into p: bytes read, 0 at the end, or a negative errno.  Over
+ * TLS the end is the server's close_notify; a connection cut before it
+ * is an error, so a truncated answer is never taken for a whole one. */
+static ssize_t conn_recv(conn *c, char *p, size_t n)
+{
+    for (;;) {
+        if (c->ssl) {
+            size_t got;
+            int r = SSL_read_ex(c->ssl, p, n, &got);
+            if (r == 1)
+                return (ssize_t)got;
+            if (SSL_get_error(c->ssl, r) == SSL_ERROR_ZERO_RETURN)
+                return 0;
+            int w = tls_wait(c, r);
+            if (w < 0)
+                return w;
+            continue;
+        }
+        ssize_t r = recv(c->fd, p, n, 0);
+        if (r >= 0)
+            return r;
+        if (errno != EAGAIN)
+            return -errno;
+        int w = wait_fd(c->fd, POLLIN, c->deadline);
+        if (w < 0)
+            return w;
+    }
+}
+
+int http_get_json(const http_url *u, const char *path, const char *token, const char *ca_file, int timeout_ms,
+                  size_t max_bytes, http_reply *out, char *why, size_t whylen)
 {
     memset(out, 0, sizeof *out);
-    int64_t deadline = mono_ms() + timeout_ms;
-    int fd = -1, rc = connect_to(u, deadline, &fd);
+    if (why && whylen)
+        *why = 0;
+    conn c = {.fd = -1, .deadline = mono_ms() + timeout_ms};
+    int rc = connect_to(u, c.deadline, &c.fd);
     if (rc < 0)
+        return fail(why, whylen, rc, "%s", strerror(-rc));
+    if (u->tls && (rc = tls_start(&c, u, ca_file, why, whylen)) < 0) {
+        conn_close(&c);
         return rc;
+    }
     char auth[160] = "";
     if (token)
         snprintf(auth, sizeof auth, "Authorization: Bearer %.100s\r\n", token);
@@ -121,22 +278,12 @@ int http_get_json(const http_url *u, const char *path, const char *token, int ti
     int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: %s:%s\r\nAccept: application/json\r\n%s\r\n", path,
                      u->host, u->port, auth);
     if (n < 0 || (size_t)n >= sizeof req) {
-        close(fd);
-        return -E2BIG;
+        conn_close(&c);
+        return fail(why, whylen, -E2BIG, "request too long");
     }
     size_t cap = 64 << 10, got = 0;
     char *buf = malloc(cap + 1);
-    if (!buf)
-        rc = -ENOMEM;
-    for (int sent = 0; rc == 0 && sent < n;) {
-        ssize_t w = send(fd, req + sent, (size_t)(n - sent), MSG_NOSIGNAL);
-        if (w > 0)
-            sent += (int)w;
-        else if (w < 0 && errno == EAGAIN)
-            rc = wait_fd(fd, POLLOUT, deadline);
-        else
-            rc = -errno;
-    }
+    rc = buf ? conn_send(&c, req, (size_t)n) : -ENOMEM;
     while (rc == 0) {
         if (got == cap) {
             if (cap >= max_bytes) {
@@ -151,22 +298,26 @@ int http_get_json(const http_url *u, const char *path, const char *token, int ti
             }
             buf = q;
         }
-        ssize_t r = recv(fd, buf + got, cap - got, 0);
+        ssize_t r = conn_recv(&c, buf + got, cap - got);
         if (r > 0)
             got += (size_t)r;
         else if (r == 0)
             break;
-        else if (errno == EAGAIN)
-            rc = wait_fd(fd, POLLIN, deadline);
         else
-            rc = -errno;
+            rc = (int)r;
     }
-    close(fd);
+    conn_close(&c);
+    if (rc == 0 && got == 0)
+        rc = fail(why, whylen, -EPROTO, "the connection was closed without an answer%s",
+                  u->tls ? "" : " (is it an https:// address?)");
     if (rc == 0) {
         buf[got] = 0;
         rc = split_reply(buf, got, out);
     }
-    if (rc < 0)
+    if (rc < 0) {
         free(buf);
+        if (why && whylen && !*why)
+            fail(why, whylen, rc, "%s", rc == -EPROTO ? "the answer is not HTTP, or was cut short" : strerror(-rc));
+    }
     return rc;
 }

@@ -45,6 +45,9 @@ typedef struct hub_metrics {
     /* SIGHUP reloads refused, the settings before them kept (the log
      * names the file, the line and why). */
     _Atomic uint64_t config_reload_failures;
+    /* The HTTPS certificate's end of validity (Unix seconds); 0: plain
+     * HTTP.  A renewed certificate takes a restart. */
+    _Atomic int64_t  tls_not_after;
 } hub_metrics;
 
 static inline void hub_count_error(hub_metrics *m, hub_error_kind k)

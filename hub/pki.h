@@ -191,4 +191,20 @@ int pki_ca_issue(const char *cadir, const pki_pass_src *ca_pass, const pki_reade
 int pki_ca_revoke(const char *cadir, const pki_pass_src *ca_pass, const char *cert_path, time_t now, int crl_days,
                   char *err, size_t errlen);
 
+/* --- the HTTP API's TLS identity --------------------------------------------------- */
+
+typedef struct pki_tls_server {
+    char   *cert_pem;  /* the certificate file as read (its chain may follow) */
+    char   *key_pem;   /* the key as PKCS#8 PEM, wiped when freed */
+    int64_t not_after; /* the certificate's end of validity, Unix seconds */
+} pki_tls_server;
+/* Reads and checks a server certificate and its unencrypted private key
+ * for libmicrohttpd: the key not readable by every user, of a type GnuTLS
+ * serves (RSA >= 2048, ECDSA P-256/384/521, Ed25519; not SM2), the
+ * certificate's own key, and the certificate valid at now.  The reason
+ * names the setting (tls-cert, tls-key) and the file. */
+int  pki_tls_server_load(const char *cert_file, const char *key_file, time_t now, pki_tls_server *out, char *err,
+                         size_t errlen);
+void pki_tls_server_free(pki_tls_server *t); /* NULL-safe */
+
 #endif

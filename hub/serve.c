@@ -19,6 +19,7 @@
 #include "hub/apikeys.h"
 #include "hub/keys.h"
 #include "hub/peer.h"
+#include "hub/pki.h"
 #include "hub/recog.h"
 #include "hub/link.h"
 #include "hub/reader_link.h"
@@ -41,6 +42,8 @@
  * associations; the others spool. */
 #define SERVE_DICOM_MEM_INSTANCE ((size_t)16 << 20)
 #define SERVE_DICOM_MEM_BUDGET   (4 * SERVE_DICOM_MEM_INSTANCE)
+/* A certificate closer than this to its end is named at start. */
+#define TLS_RENEW_WARN_DAYS 30
 
 typedef struct hub {
     const serve_config *cfg;
@@ -464,6 +467,24 @@ int serve_run(const serve_config *cfg)
     sigset_t sigs; /* taken by the main loop only: blocked before the store's threads start */
     main_signals_block(&sigs);
     char err[512];
+    /* The certificate first: a wrong file stops the hub before it takes
+     * any data. */
+    pki_tls_server tls = {0};
+    if (!cfg->tls_cert != !cfg->tls_key) {
+        log_error("HTTP API: tls-cert and tls-key go together (%s is missing)", cfg->tls_cert ? "tls-key" : "tls-cert");
+        return 1;
+    }
+    if (cfg->tls_cert) {
+        time_t now = time(NULL);
+        if (pki_tls_server_load(cfg->tls_cert, cfg->tls_key, now, &tls, err, sizeof err) < 0) {
+            log_error("HTTP API: %s", err);
+            return 1;
+        }
+        atomic_store(&h.metrics.tls_not_after, tls.not_after);
+        if (tls.not_after - (int64_t)now < TLS_RENEW_WARN_DAYS * 86400)
+            log_warn("HTTP API: tls-cert %s expires in %lld days: renew it, then restart the hub", cfg->tls_cert,
+                     (long long)((tls.not_after - (int64_t)now) / 86400));
+    }
     wl_config wc = {.lease_ms = (int64_t)cfg->lease_seconds * 1000};
     store_config sc = {.dir = cfg->data_dir, .map_size = cfg->map_size, .runway_bytes = cfg->runway_bytes,
                        .worklist = &wc,
@@ -471,6 +492,7 @@ int serve_run(const serve_config *cfg)
     int rc = store_open(&sc, &h.st, err, sizeof err);
     if (rc < 0) {
         log_error("%s", err);
+        pki_tls_server_free(&tls);
         return 1;
     }
     snprintf(h.spool, sizeof h.spool, "%s/spool", cfg->data_dir);
@@ -572,9 +594,11 @@ int serve_run(const serve_config *cfg)
         log_error("peer link: %s", err);
         goto out;
     }
-    api_config ac = {.bind = cfg->bind, .port = cfg->http_port, .threads = cfg->http_threads,
+    const char *http_bind = cfg->http_bind ? cfg->http_bind : cfg->bind;
+    api_config ac = {.bind = http_bind, .port = cfg->http_port, .threads = cfg->http_threads,
                      .st = h.st, .metrics = &h.metrics,
-                     .keys = h.apikeys, .recog = h.recog, .peers = h.peers, .name = cfg->name};
+                     .keys = h.apikeys, .recog = h.recog, .peers = h.peers, .name = cfg->name,
+                     .tls_cert_pem = tls.cert_pem, .tls_key_pem = tls.key_pem};
     if ((rc = api_start(&ac, &h.api, err, sizeof err)) < 0) {
         log_error("HTTP API: %s", err);
         goto out;
@@ -582,13 +606,16 @@ int serve_run(const serve_config *cfg)
     atomic_store(&h.api_live, h.api);
     char peer_ep[96];
     snprintf(peer_ep, sizeof peer_ep, "tcp://%s:%u", cfg->bind, peers_port(h.peers));
+    const char *scheme = tls.cert_pem ? "https" : "http";
+    bool v6 = strchr(http_bind, ':') != NULL;
     printf("dxhub serve: ready dicom=%s:%u aet=%s http=%s:%u edge=tcp://%s:%u readers=tcp://%s:%u peers=%s "
-           "data=%s key=%s/hub.pub name=%s\n",
-           cfg->bind, dimse_scp_port(h.scp), cfg->aet, cfg->bind, api_port(h.api), cfg->bind, link_hub_port(h.link),
-           cfg->bind, reader_link_port(h.rlink), peer_ep, cfg->data_dir, cfg->keys_dir, cfg->name);
+           "data=%s key=%s/hub.pub name=%s api=%s://%s%s%s:%u/\n",
+           cfg->bind, dimse_scp_port(h.scp), cfg->aet, http_bind, api_port(h.api), cfg->bind, link_hub_port(h.link),
+           cfg->bind, reader_link_port(h.rlink), peer_ep, cfg->data_dir, cfg->keys_dir, cfg->name, scheme,
+           v6 ? "[" : "", http_bind, v6 ? "]" : "", api_port(h.api));
     fflush(stdout);
-    log_info("ready: DICOM %s:%u (AE %s), HTTP %s:%u, stable %d s", cfg->bind, dimse_scp_port(h.scp), cfg->aet,
-             cfg->bind, api_port(h.api), cfg->stable_seconds);
+    log_info("ready: DICOM %s:%u (AE %s), %s %s:%u, stable %d s", cfg->bind, dimse_scp_port(h.scp), cfg->aet,
+             tls.cert_pem ? "HTTPS" : "HTTP", http_bind, api_port(h.api), cfg->stable_seconds);
     int period_ms = cfg->stable_seconds > 4 ? 1000 : 250;
     for (;;) {
         struct timespec ts = {period_ms / 1000, (long)(period_ms % 1000) * 1000000};
@@ -638,6 +665,7 @@ out:
     readers_free(&h.profiles);
     recog_free(&h.recog);
     apikeys_free(&h.apikeys);
+    pki_tls_server_free(&tls);
     report_verifier *v = atomic_exchange(&h.verifier, NULL);
     report_verifier_free(&v);
     store_close(&h.st);

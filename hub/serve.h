@@ -13,6 +13,9 @@ typedef struct serve_config {
     int         open_dicom;     /* --open-dicom: any calling AE title */
     uint16_t    dicom_port;     /* --dicom-port, default 11112 */
     uint16_t    http_port;      /* --http-port, default 8410 */
+    const char *http_bind;      /* --http-bind; NULL: bind */
+    const char *tls_cert;       /* --tls-cert: the HTTP API's certificate (PEM); with tls_key: HTTPS */
+    const char *tls_key;        /* --tls-key: its private key (PEM, unencrypted) */
     int         http_threads;   /* --http-threads; <= 0: api.h's default */
     int         stable_seconds; /* --stable-seconds, default 60 */
     int         retain_days;    /* --retain-days, -1: keep everything */

@@ -345,15 +345,33 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     }
 }
 
+int ws_http_bind_check(const char *bind_addr, char *err, size_t errlen)
+{
+    struct in_addr a;
+    if (inet_pton(AF_INET, bind_addr, &a) != 1) {
+        snprintf(err, errlen, "--bind %s: not an IPv4 address", bind_addr);
+        return -EINVAL;
+    }
+    /* Plain HTTP carrying the patient's images, the report and the
+     * passphrase that unlocks the reader's signing key: this machine only. */
+    if ((ntohl(a.s_addr) >> 24) != 127) {
+        snprintf(err, errlen, "--bind %s: the viewer serves patient images and takes the signing passphrase over "
+                              "plain HTTP, so it listens on a 127.x.x.x address only (the reader's browser runs "
+                              "on this PC)", bind_addr);
+        return -EPERM;
+    }
+    return 0;
+}
+
 int ws_http_start(ws *w, const char *bind_addr, int port, const char *web_dir, ws_http **out, int *port_out,
                   char *err, size_t errlen)
 {
     *out = NULL;
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    if (inet_pton(AF_INET, bind_addr, &sa.sin_addr) != 1) {
-        snprintf(err, errlen, "--bind %s: not an IPv4 address", bind_addr);
-        return -EINVAL;
-    }
+    int rc = ws_http_bind_check(bind_addr, err, errlen);
+    if (rc < 0)
+        return rc;
+    inet_pton(AF_INET, bind_addr, &sa.sin_addr);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||

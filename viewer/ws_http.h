@@ -78,6 +78,10 @@ int ws_api_task(ws_req *r, ws_resp *o, int offered_ok);
 
 /* The HTTP server. */
 typedef struct ws_http ws_http;
+/* 0 when bind is an address the viewer may listen on (IPv4 loopback:
+ * its plain HTTP carries patient data and the signing passphrase), else
+ * a negative errno with the reason in err. */
+int  ws_http_bind_check(const char *bind, char *err, size_t errlen);
 int  ws_http_start(ws *w, const char *bind, int port, const char *web_dir, ws_http **out, int *port_out, char *err,
                    size_t errlen);
 void ws_http_stop(ws_http **h);

@@ -68,7 +68,7 @@ static const cfg_option ws_options[] = {
      "unlock the signing key at start (else the reader unlocks it in the viewer)"},
     {"viewer", "http-port", CFG_PORT, W(http_port), "8090", 0, 0, NULL, "N",
      "the viewer's port (0: any free port); the ready line prints its URL with a fresh token"},
-    {"viewer", "bind", CFG_STRING, W(c.bind), "127.0.0.1", 1, 0, NULL, "ADDR", "the viewer's address"},
+    {"viewer", "bind", CFG_STRING, W(c.bind), "127.0.0.1", 1, 0, NULL, "ADDR", "the viewer's address (127.x.x.x only: the browser is on this PC)"},
     {"viewer", "web", CFG_STRING, W(c.web_dir), NULL, 0, 0, NULL, "DIR",
      "the viewer's files (default viewer/web beside the program, else ../share/dxhub/web from it, "
      "else /usr/share/dxhub/web)"},
@@ -204,6 +204,10 @@ int cmd_workstation(int argc, char **argv)
     if (s.log_file && log_open(s.log_file, err, sizeof err) < 0) {
         dx_errorf("workstation", "--log: %s", err);
         rc = 1;
+        goto release;
+    }
+    if (ws_http_bind_check(c->bind, err, sizeof err) < 0) {
+        dx_errorf("workstation", "%s", err);
         goto release;
     }
     if (!c->web_dir) {

@@ -199,8 +199,8 @@ def serve_port_options():
 class Hub:
     """`dxhub serve` on fixed ports (so a restart after SIGKILL comes back
     where the edges expect it).  In a namespace, `bind` is the address the
-    edge port listens on and the HTTP API is reached through curl run inside
-    the namespace."""
+    edge port listens on and the HTTP API (on the namespace's loopback) is
+    reached through curl run inside the namespace."""
 
     def __init__(self, data, log_dir, stable_seconds=3, ns=None, bind="127.0.0.1", ports=None):
         self.data = Path(data)
@@ -216,7 +216,10 @@ class Hub:
         for opt in serve_port_options():
             if opt not in ("--dicom-port", "--http-port", "--edge-port"):
                 other += [opt, 0]
+        # The HTTP API stays on loopback (plain HTTP may not leave the
+        # machine); in a namespace, curl asks it from inside.
         self.proc = Proc([dxhub_bin(), "serve", "--data", self.data, "--bind", bind, "--dicom-port", self.dicom_port,
+                          "--http-bind", "127.0.0.1",
                           "--http-port", self.http_port, "--edge-port", self.edge_port, "--open-dicom",
                           "--stable-seconds", stable_seconds] + other,
                          Path(log_dir) / f"hub-{self.data.name}.log", r"dxhub serve: ready .*key=(\S+)", ns=ns)
@@ -258,7 +261,7 @@ class Hub:
 
     def get(self, path, timeout=10):
         """(status, body bytes) of GET path on the hub's HTTP API."""
-        url = f"http://{self.bind}:{self.http_port}{path}"
+        url = f"http://127.0.0.1:{self.http_port}{path}"
         auth = f"Authorization: Bearer {self.api_key()}"
         if self.ns:
             r = run(["curl", "-s", "-m", str(timeout), "-H", auth, "-o", "/dev/stdout", "-w", "\n%{http_code}", url],

@@ -18,7 +18,7 @@ import pydicom
 import pytest
 
 from edgeutil import corpus_root, dxhub_bin, run, wait_for
-from wsutil import FACILITY, PASS, World, ct_study, restudy
+from wsutil import FACILITY, PASS, Workstation, World, ct_study, restudy
 
 NAME = "王伟"
 RESIDENT = "李娜"
@@ -61,6 +61,13 @@ def test_api_needs_the_token_and_listens_on_loopback_only(world):
     s = ws.json("GET", "/api/session")
     assert s["reader"] == "ws-att" and s["name"] == NAME and s["facility"] == FACILITY
     assert s["hub"] == "connected" and s["unlocked"] is False and "CT" in s["modalities"]
+
+    # and no other address may be given: the page takes the signing passphrase
+    w = Workstation(world, "ws-att", "--bind", "0.0.0.0", name="wide")
+    with pytest.raises(Exception):
+        w.start()
+    log = w.proc.log_path.read_text(errors="replace")
+    assert "--bind 0.0.0.0: the viewer serves patient images and takes the signing passphrase over plain HTTP" in log
 
 
 def test_offers_listed_by_priority_and_claimed(world):
