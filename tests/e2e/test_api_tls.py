@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hubutil import Hub, HubError, dxhub_path
+from hubutil import Hub, HubError, dataset_bytes, dxhub_path, storescu, synth_instance, uid_root
 
 
 def openssl(*args, cwd):
@@ -59,11 +59,14 @@ def dxhub(*args, env=None, timeout=60):
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
-def https_get(port, path, ca, token=None):
+def https_get(port, path, ca, token=None, headers=None):
     ctx = ssl.create_default_context(cafile=str(ca))
     c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=20)
+    h = dict(headers or {})
+    if token:
+        h["Authorization"] = f"Bearer {token}"
     try:
-        c.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
+        c.request("GET", path, headers=h)
         r = c.getresponse()
         return r.status, r.read()
     finally:
@@ -86,6 +89,15 @@ def test_the_api_serves_https_to_its_clients_and_the_key_travels_encrypted(pki, 
         assert status == 200 and b'"studies"' in body
         status, _ = https_get(hub.http_port, "/api/v1/studies", pki.ca)
         assert status == 401, "TLS does not replace the API key"
+        # an instance's bytes, whole and by range, come through TLS unchanged
+        root = uid_root("tls")
+        src = synth_instance(tmp_path / "ct.dcm", f"{root}.1", f"{root}.2", f"{root}.3", 1, rows=256, cols=256)
+        assert storescu(hub.dicom_port, [src]).succeeded() == [str(src)]
+        status, whole = https_get(hub.http_port, f"/api/v1/instances/{root}.3/file", pki.ca, token)
+        assert status == 200 and dataset_bytes(whole) == dataset_bytes(src)
+        status, part = https_get(hub.http_port, f"/api/v1/instances/{root}.3/file", pki.ca, token,
+                                 {"Range": "bytes=1000-70999"})
+        assert status == 206 and part == whole[1000:71000]
         # curl, as an HIS would
         r = subprocess.run(["curl", "-s", "--cacert", str(pki.ca), "-o", "/dev/null", "-w", "%{http_code}",
                             f"https://127.0.0.1:{hub.http_port}/api/v1/health"], stdout=subprocess.PIPE, timeout=30)
