@@ -28,6 +28,7 @@
 #include "dcmtk/dcmnet/dcmlayer.h"
 #include "dcmtk/dcmnet/dcmtrans.h"
 #include "dcmtk/dcmnet/dul.h"
+#include "dcmtk/dcmtls/tlslayer.h"
 #include "dcmtk/oflog/oflog.h"
 
 #include "hub/dimse.h"
@@ -287,6 +288,8 @@ struct dimse_scp {
     size_t early_bytes;
     dimse_early_fn early;
     dimse_early_end_fn early_end;
+    DcmTLSTransportLayer *tls;   /* DICOM TLS: every association's SSL comes from it */
+    bool tls_verify_peer;        /* callers must present a certificate from tls_ca */
 
     int listen_fd;
     int wake[2];       /* pipe: stop wakes the listener */
@@ -374,16 +377,18 @@ static void dimse_handover_end(dimse_handover *h)
  * dcmExternalSocketHandle: the point where the next hand-over may start. */
 class DimseHandoverLayer : public DcmTransportLayer {
 public:
-    explicit DimseHandoverLayer(dimse_handover *h) : h_(h) {}
+    /* tls: the listener's TLS layer (its one SSL_CTX), NULL for plain TCP. */
+    DimseHandoverLayer(dimse_handover *h, DcmTLSTransportLayer *tls) : h_(h), tls_(tls) {}
     DcmTransportConnection *createConnection(DcmNativeSocketType sock, OFBool secure) override
     {
         dimse_handover_end(h_);
         h_->taken = true;   /* from here DCMTK closes sock, whatever happens */
-        return DcmTransportLayer::createConnection(sock, secure);
+        return tls_ ? tls_->createConnection(sock, OFTrue) : DcmTransportLayer::createConnection(sock, secure);
     }
 
 private:
     dimse_handover *h_;
+    DcmTLSTransportLayer *tls_;
 };
 
 /* ---- one association ---------------------------------------------------- */
@@ -1143,9 +1148,9 @@ static bool dimse_negotiate(dimse_assoc *a)
         dimse_log(s, "association %s -> %s: acknowledge failed: %s", a->calling, a->called, a->why);
         return false;
     }
-    dimse_log(s, "association %s -> %s from %s accepted (%d of %d contexts)", a->calling, a->called,
-              a->conn->peer_ip, ASC_countAcceptedPresentationContexts(params),
-              ASC_countPresentationContexts(params));
+    dimse_log(s, "association %s -> %s from %s accepted (%d of %d contexts)%s", a->calling, a->called,
+              a->conn->peer_ip, ASC_countAcceptedPresentationContexts(params), ASC_countPresentationContexts(params),
+              !s->tls ? "" : s->tls_verify_peer ? " over TLS, its certificate verified" : " over TLS");
     return true;
 }
 
@@ -1162,13 +1167,14 @@ static bool dimse_receive(dimse_assoc *a)
         cond = ASC_initializeNetwork(NET_ACCEPTOR, 0, s->acse_timeout_s, &a->net);
         DimseHandoverLayer *layer = NULL;
         if (cond.good()) {
-            layer = new DimseHandoverLayer(&h);
+            layer = new DimseHandoverLayer(&h, s->tls);
             cond = ASC_setTransportLayer(a->net, layer, 1);
             if (cond.bad())
                 delete layer;
         }
         if (cond.good())
-            cond = ASC_receiveAssociation(a->net, &a->as, (long)s->max_pdu, NULL, NULL, OFFalse, DUL_BLOCK, 0);
+            cond = ASC_receiveAssociation(a->net, &a->as, (long)s->max_pdu, NULL, NULL, s->tls ? OFTrue : OFFalse,
+                                          DUL_BLOCK, 0);
     } catch (...) {
         cond = EC_IllegalParameter;
         dimse_copy(a->why, sizeof a->why, "C++ exception");
@@ -1178,7 +1184,10 @@ static bool dimse_receive(dimse_assoc *a)
     if (cond.bad()) {
         if (!a->why[0])
             dimse_note(a, cond);
-        dimse_log(s, "connection from %s: no association: %s", a->conn->peer_ip, a->why);
+        /* OpenSSL's word for a caller that sent plain DICOM: say it plainly. */
+        bool plain = s->tls && strstr(a->why, "wrong version number");
+        dimse_log(s, "connection from %s: no association: %s%s", a->conn->peer_ip, a->why,
+                  plain ? " (the caller does not speak DICOM TLS)" : "");
         return false;
     }
     return true;
@@ -1456,10 +1465,44 @@ static void dimse_free(dimse_scp *s)
         close(s->wake[1]);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
+    delete s->tls;
     free(s->bind_addr);
     free(s->aet);
     free(s->spool_dir);
     free(s);
+}
+
+/* DICOM TLS (PS3.15 Annex B) with BCP 195's non-downgrading profile: TLS
+ * 1.2 or later and its cipher suites.  One layer for the listener; each
+ * association takes an SSL from its context (SSL_new is thread-safe). */
+static int dimse_tls_setup(dimse_scp *s, const dimse_config *cfg, char *err, size_t errlen)
+{
+    DcmTLSTransportLayer *t = new DcmTLSTransportLayer(NET_ACCEPTOR, NULL, OFTrue);
+    /* An encrypted key must fail, not prompt on a console nobody watches. */
+    t->setPrivateKeyPasswd("");
+    const char *step = "TLS profile";
+    OFCondition c = t->setTLSProfile(TSP_Profile_BCP195_ND);
+    if (c.good())
+        c = t->activateCipherSuites();
+    if (c.good() && (step = cfg->tls_key, c = t->setPrivateKeyFile(cfg->tls_key, DCF_Filetype_PEM)).good())
+        (step = cfg->tls_cert, c = t->setCertificateFile(cfg->tls_cert, DCF_Filetype_PEM));
+    if (c.good() && !t->checkPrivateKeyMatchesCertificate()) {
+        dimse_fmt(err, errlen, "TLS: the key in %s is not the key of the certificate in %s", cfg->tls_key,
+                  cfg->tls_cert);
+        delete t;
+        return -EINVAL;
+    }
+    if (c.good() && cfg->tls_ca && cfg->tls_ca[0])
+        (step = cfg->tls_ca, c = t->addTrustedCertificateFile(cfg->tls_ca, DCF_Filetype_PEM));
+    if (c.bad()) {
+        dimse_fmt(err, errlen, "TLS: %s: %s", step, c.text());
+        delete t;
+        return -EINVAL;
+    }
+    s->tls_verify_peer = cfg->tls_ca && cfg->tls_ca[0];
+    t->setCertificateVerification(s->tls_verify_peer ? DCV_requireCertificate : DCV_ignoreCertificate);
+    s->tls = t;
+    return 0;
 }
 
 static int dimse_start(const dimse_config *cfg, dimse_scp **out, char *err, size_t errlen)
@@ -1506,6 +1549,10 @@ static int dimse_start(const dimse_config *cfg, dimse_scp **out, char *err, size
     if (!s->bind_addr || !s->aet || !s->spool_dir) {
         dimse_free(s);
         return -ENOMEM;
+    }
+    if (cfg->tls_cert && cfg->tls_cert[0] && (rc = dimse_tls_setup(s, cfg, err, errlen)) != 0) {
+        dimse_free(s);
+        return rc;
     }
     if (pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         rc = -errno;

@@ -31,7 +31,10 @@
  *     together stay within cfg->mem_budget; an association that finds none
  *     left spools;
  *   - with cfg->digest_dataset, hashes the data set (SHA-256, digest.h) PDV by
- *     PDV as it arrives, so the store need not read it again for that.
+ *     PDV as it arrives, so the store need not read it again for that;
+ *   - with cfg->tls_cert, speaks DICOM TLS only (DCMTK dcmtls, BCP 195
+ *     non-downgrading), asking callers for a certificate from cfg->tls_ca
+ *     when given; a failed handshake is logged and costs no association.
  *
  * Threads: cfg->accept and cfg->store run on the association's thread, up to
  * max_assocs of them at once; they must be thread-safe. cfg->log likewise.
@@ -82,6 +85,12 @@ enum {
  * DIMSE_ACCEPT or a DIMSE_REJECT_* with the reason. */
 int dimse_check_aets(const char *our_aet, const char *allow_list, int open, const char *calling, const char *called,
                      char *reason, size_t reason_len);
+
+/* The DICOM TLS settings (dimse_tls.c): none, or a certificate and its
+ * key that pki_tls_server_load accepts, and, when given, a readable PEM
+ * file of CA certificates.  0, or a negative code with the reason, naming
+ * the setting (dicom-tls-cert, dicom-tls-key, dicom-tls-ca) and file. */
+int dimse_tls_check(const char *cert, const char *key, const char *ca, char *err, size_t errlen);
 
 typedef struct dimse_scp dimse_scp;
 
@@ -169,6 +178,11 @@ typedef struct dimse_config {
     dimse_store_fn  store;   /* required */
     dimse_log_fn    log;     /* optional */
     void           *ctx;     /* passed to the three callbacks */
+    /* DICOM TLS (PS3.15 Annex B; BCP 195, TLS 1.2 or later): with
+     * tls_cert and tls_key (PEM, the key unencrypted) every association is
+     * TLS; with tls_ca too, a caller must present a certificate that
+     * chains to a CA in that PEM file. */
+    const char     *tls_cert, *tls_key, *tls_ca;
 } dimse_config;
 
 /* Validates cfg, initialises DCMTK once, binds and starts the listener

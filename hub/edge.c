@@ -167,6 +167,10 @@ int edge_run(const edge_config *cfg)
     sigset_t sigs; /* taken by the main loop only: blocked before any thread starts */
     main_signals_block(&sigs);
     char err[512];
+    if (dimse_tls_check(cfg->dicom_tls_cert, cfg->dicom_tls_key, cfg->dicom_tls_ca, err, sizeof err) < 0) {
+        log_error("DICOM listener: %s", err);
+        return 1;
+    }
     int rc = spool_open(cfg->data_dir, 0, &e.sp, err, sizeof err);
     if (rc < 0) {
         log_error("%s", err);
@@ -184,7 +188,8 @@ int edge_run(const edge_config *cfg)
     snprintf(e.spool_in, sizeof e.spool_in, "%s/incoming", cfg->data_dir);
     mkdir(e.spool_in, 0700);
     dimse_config dc = {.bind_addr = cfg->bind, .port = cfg->dicom_port, .aet = cfg->aet, .spool_dir = e.spool_in,
-                       .accept = on_associate, .store = on_store, .ctx = &e};
+                       .accept = on_associate, .store = on_store, .ctx = &e,
+                       .tls_cert = cfg->dicom_tls_cert, .tls_key = cfg->dicom_tls_key, .tls_ca = cfg->dicom_tls_ca};
     edge_link_config lc = {.zctx = zctx, .hub = cfg->hub, .kp = &kp, .hub_pub = hub_pub, .sp = e.sp,
                            .max_inflight = cfg->max_inflight};
     rc = dimse_scp_start(&dc, &e.scp, err, sizeof err);

@@ -30,6 +30,9 @@ typedef struct edge_config {
     const char *allow_ae;     /* --allow-ae */
     int         open_dicom;   /* --open-dicom */
     uint16_t    dicom_port;   /* --dicom-port, default 11113 */
+    const char *dicom_tls_cert; /* --dicom-tls-cert: DICOM TLS with this certificate (PEM) */
+    const char *dicom_tls_key;  /* --dicom-tls-key: its key */
+    const char *dicom_tls_ca;   /* --dicom-tls-ca: callers' certificates must chain to these CAs */
     const char *watch_dir;    /* --watch (files taken in once complete, moved to WATCH/done) */
     const char *link_ts;      /* --link-ts, default JPEG-LS Lossless */
     int         max_inflight; /* transfers in flight, default EDGE_INFLIGHT_DEFAULT */

@@ -199,12 +199,13 @@ typedef struct pki_tls_server {
     int64_t not_after; /* the certificate's end of validity, Unix seconds */
 } pki_tls_server;
 /* Reads and checks a server certificate and its unencrypted private key
- * for libmicrohttpd: the key not readable by every user, of a type GnuTLS
- * serves (RSA >= 2048, ECDSA P-256/384/521, Ed25519; not SM2), the
- * certificate's own key, and the certificate valid at now.  The reason
- * names the setting (tls-cert, tls-key) and the file. */
-int  pki_tls_server_load(const char *cert_file, const char *key_file, time_t now, pki_tls_server *out, char *err,
-                         size_t errlen);
+ * (the HTTP API's through GnuTLS, the DICOM port's through DCMTK): the key
+ * not readable by every user, of a type TLS clients accept (RSA >= 2048,
+ * ECDSA P-256/384/521, Ed25519; not SM2), the certificate's own key, and
+ * the certificate valid at now.  The reason names the setting (setting
+ * "tls" gives tls-cert, tls-key) and the file. */
+int  pki_tls_server_load(const char *setting, const char *cert_file, const char *key_file, time_t now,
+                         pki_tls_server *out, char *err, size_t errlen);
 void pki_tls_server_free(pki_tls_server *t); /* NULL-safe */
 
 #endif

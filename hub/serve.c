@@ -476,7 +476,7 @@ int serve_run(const serve_config *cfg)
     }
     if (cfg->tls_cert) {
         time_t now = time(NULL);
-        if (pki_tls_server_load(cfg->tls_cert, cfg->tls_key, now, &tls, err, sizeof err) < 0) {
+        if (pki_tls_server_load("tls", cfg->tls_cert, cfg->tls_key, now, &tls, err, sizeof err) < 0) {
             log_error("HTTP API: %s", err);
             return 1;
         }
@@ -484,6 +484,11 @@ int serve_run(const serve_config *cfg)
         if (tls.not_after - (int64_t)now < TLS_RENEW_WARN_DAYS * 86400)
             log_warn("HTTP API: tls-cert %s expires in %lld days: renew it, then restart the hub", cfg->tls_cert,
                      (long long)((tls.not_after - (int64_t)now) / 86400));
+    }
+    if (dimse_tls_check(cfg->dicom_tls_cert, cfg->dicom_tls_key, cfg->dicom_tls_ca, err, sizeof err) < 0) {
+        log_error("DICOM listener: %s", err);
+        pki_tls_server_free(&tls);
+        return 1;
     }
     wl_config wc = {.lease_ms = (int64_t)cfg->lease_seconds * 1000};
     store_config sc = {.dir = cfg->data_dir, .map_size = cfg->map_size, .runway_bytes = cfg->runway_bytes,
@@ -504,7 +509,8 @@ int serve_run(const serve_config *cfg)
                        .mem_instance_max = SERVE_DICOM_MEM_INSTANCE, .mem_budget = SERVE_DICOM_MEM_BUDGET,
                        .digest_dataset = 1, .early_bytes = STORE_CHUNK, .early = on_early,
                        .early_end = on_early_end,
-                       .accept = on_associate, .store = on_store, .log = on_dimse_log, .ctx = &h};
+                       .accept = on_associate, .store = on_store, .log = on_dimse_log, .ctx = &h,
+                       .tls_cert = cfg->dicom_tls_cert, .tls_key = cfg->dicom_tls_key, .tls_ca = cfg->dicom_tls_ca};
     if ((rc = dimse_scp_start(&dc, &h.scp, err, sizeof err)) < 0) {
         log_error("DICOM listener: %s", err);
         goto out;

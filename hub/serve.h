@@ -12,6 +12,9 @@ typedef struct serve_config {
     const char *allow_ae;       /* --allow-ae: comma-separated calling AE titles */
     int         open_dicom;     /* --open-dicom: any calling AE title */
     uint16_t    dicom_port;     /* --dicom-port, default 11112 */
+    const char *dicom_tls_cert; /* --dicom-tls-cert: DICOM TLS with this certificate (PEM) */
+    const char *dicom_tls_key;  /* --dicom-tls-key: its key */
+    const char *dicom_tls_ca;   /* --dicom-tls-ca: callers' certificates must chain to these CAs */
     uint16_t    http_port;      /* --http-port, default 8410 */
     const char *http_bind;      /* --http-bind; NULL: bind */
     const char *tls_cert;       /* --tls-cert: the HTTP API's certificate (PEM); with tls_key: HTTPS */
