@@ -34,6 +34,7 @@
 #include "hub/dimse.h"
 extern "C" {
 #include "hub/digest.h"
+#include "hub/pki.h"
 }
 
 #include <arpa/inet.h>
@@ -1148,9 +1149,19 @@ static bool dimse_negotiate(dimse_assoc *a)
         dimse_log(s, "association %s -> %s: acknowledge failed: %s", a->calling, a->called, a->why);
         return false;
     }
-    dimse_log(s, "association %s -> %s from %s accepted (%d of %d contexts)%s", a->calling, a->called,
+    /* Which certificate the caller showed: what ties a modality to its
+     * associations for the auditor, beyond the AE title it claims. */
+    char peer_cert[200] = "";
+    unsigned long der_len = s->tls_verify_peer ? ASC_getPeerCertificateLength(a->as) : 0;
+    if (der_len && der_len < 65536) {
+        unsigned char *der = (unsigned char *)malloc(der_len);
+        if (der && ASC_getPeerCertificate(a->as, der, der_len) == der_len)
+            pki_der_subject(der, der_len, peer_cert, sizeof peer_cert);
+        free(der);
+    }
+    dimse_log(s, "association %s -> %s from %s accepted (%d of %d contexts)%s%s", a->calling, a->called,
               a->conn->peer_ip, ASC_countAcceptedPresentationContexts(params), ASC_countPresentationContexts(params),
-              !s->tls ? "" : s->tls_verify_peer ? " over TLS, its certificate verified" : " over TLS");
+              !s->tls ? "" : s->tls_verify_peer ? " over TLS, its certificate verified: " : " over TLS", peer_cert);
     return true;
 }
 

@@ -207,5 +207,8 @@ typedef struct pki_tls_server {
 int  pki_tls_server_load(const char *setting, const char *cert_file, const char *key_file, time_t now,
                          pki_tls_server *out, char *err, size_t errlen);
 void pki_tls_server_free(pki_tls_server *t); /* NULL-safe */
+/* "CN=<common name>, serial <hex>" of a DER certificate (a TLS peer's),
+ * for the log and the audit; "unreadable certificate" when it is not one. */
+void pki_der_subject(const void *der, size_t len, char *out, size_t n);
 
 #endif

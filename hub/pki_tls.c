@@ -4,6 +4,8 @@
  * libmicrohttpd's GnuTLS (or DCMTK, at the first handshake) would refuse
  * it with none. */
 #include <errno.h>
+#include <limits.h>
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -144,6 +146,29 @@ done:
         OPENSSL_cleanse(key_pem, key_len);
     free(key_pem);
     return rc;
+}
+
+void pki_der_subject(const void *der, size_t len, char *out, size_t n)
+{
+    const unsigned char *p = der;
+    X509 *x = len <= LONG_MAX ? d2i_X509(NULL, &p, (long)len) : NULL;
+    if (!x) {
+        ERR_clear_error();
+        snprintf(out, n, "unreadable certificate");
+        return;
+    }
+    char cn[128];
+    pki_name_get(X509_get_subject_name(x), NID_commonName, cn, sizeof cn);
+    /* The name is the peer's to choose: no control characters in a log line. */
+    for (char *c = cn; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+    char *hex = bn ? BN_bn2hex(bn) : NULL;
+    snprintf(out, n, "CN=%s, serial %s", cn[0] ? cn : "(none)", hex ? hex : "?");
+    OPENSSL_free(hex);
+    BN_free(bn);
+    X509_free(x);
 }
 
 void pki_tls_server_free(pki_tls_server *t)

@@ -6,13 +6,14 @@ TLS 1.2 or later); with dicom-tls-ca a caller must also present a
 certificate from that CA.  DCMTK's storescu is the modality: with its
 certificate, without one, from another CA, and without TLS at all.
 """
+import re
 import subprocess
 
 import pytest
 
 from edgeutil import Edge, free_port, keygen
 from hubutil import Hub, dataset_bytes, synth_instance, uid_root
-from tlsutil import Pki
+from tlsutil import Pki, openssl
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,9 @@ def test_a_modality_with_its_certificate_stores_and_every_other_caller_is_turned
             status, _, _ = hub.request(f"/api/v1/instances/{sop_x}/file")
             assert status == 404, f"{what} was stored"
         log = hub.err_path.read_text()
-        assert "over TLS, its certificate verified" in log
+        serial = openssl("x509", "-in", str(ct_cert), "-noout", "-serial", cwd=tmp_path).strip().split("=")[1]
+        assert re.search(r"CT1 -> DXHUB from 127\.0\.0\.1 accepted \(\d+ of \d+ contexts\) over TLS, "
+                         rf"its certificate verified: CN=ct1, serial {serial}\n", log), log
         for what, _, why in refused:
             assert why in log, f"{what}: {log[-2000:]}"
         # and the port keeps serving the modality it knows
