@@ -29,6 +29,8 @@
 #include "dcmtk/dcmnet/dcmtrans.h"
 #include "dcmtk/dcmnet/dul.h"
 #include "dcmtk/dcmtls/tlslayer.h"
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include "dcmtk/oflog/oflog.h"
 
 #include "hub/dimse.h"
@@ -1495,8 +1497,19 @@ static int dimse_tls_setup(dimse_scp *s, const dimse_config *cfg, char *err, siz
     OFCondition c = t->setTLSProfile(TSP_Profile_BCP195_ND);
     if (c.good())
         c = t->activateCipherSuites();
-    if (c.good() && (step = cfg->tls_key, c = t->setPrivateKeyFile(cfg->tls_key, DCF_Filetype_PEM)).good())
-        (step = cfg->tls_cert, c = t->setCertificateFile(cfg->tls_cert, DCF_Filetype_PEM));
+    /* The certificate with the chain after it in the file (callers that
+     * trust only the consortium's root need the issuing CA's); set through
+     * OpenSSL, since DCMTK 3.6.7's setCertificateFile leaks what it
+     * reads.  Then its key. */
+    if (c.good() && SSL_CTX_use_certificate_chain_file(t->getNativeHandle(), cfg->tls_cert) != 1) {
+        unsigned long e = ERR_get_error();
+        ERR_clear_error();
+        dimse_fmt(err, errlen, "TLS: %s: %s", cfg->tls_cert, e ? ERR_reason_error_string(e) : "not a PEM certificate");
+        delete t;
+        return -EINVAL;
+    }
+    if (c.good())
+        (step = cfg->tls_key, c = t->setPrivateKeyFile(cfg->tls_key, DCF_Filetype_PEM));
     if (c.good() && !t->checkPrivateKeyMatchesCertificate()) {
         dimse_fmt(err, errlen, "TLS: the key in %s is not the key of the certificate in %s", cfg->tls_key,
                   cfg->tls_cert);

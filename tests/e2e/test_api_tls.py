@@ -115,6 +115,15 @@ def test_a_client_refuses_a_hub_it_cannot_trust(pki, tmp_path):
         assert r.returncode == 1 and "cannot read the CA certificates in" in r.stderr.decode()
 
 
+def test_an_issuing_cas_certificate_goes_out_with_the_hubs(pki, tmp_path):
+    issuing = pki.intermediate("hospital-http")
+    chain, key = issuing.chained("hub-chained")
+    with Hub(tmp_path / "hub", extra=["--tls-cert", chain, "--tls-key", key]) as hub:
+        r = dxhub("status", "--hub", f"https://127.0.0.1:{hub.http_port}", "--ca", pki.ca)
+        assert r.returncode == 0, r.stderr.decode()
+        assert https_get(hub.http_port, "/api/v1/health", pki.ca)[0] == 200
+
+
 def test_plain_http_beyond_loopback_is_refused(tmp_path):
     hub = Hub(tmp_path / "hub", extra=["--http-bind", "0.0.0.0"])
     with pytest.raises(HubError):

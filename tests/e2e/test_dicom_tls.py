@@ -72,6 +72,20 @@ def test_a_modality_with_its_certificate_stores_and_every_other_caller_is_turned
         assert rc == 0, out
 
 
+def test_a_certificate_from_an_issuing_ca_goes_out_with_its_chain(pki, tmp_path):
+    """The modality trusts the consortium's root only: the hub must send the
+    issuing CA's certificate after its own (the file holds both)."""
+    issuing = pki.intermediate("hospital")
+    chain, key = issuing.chained("dicom-hub-chained")
+    ct_cert, ct_key = pki.server("ct-chain", san="DNS:ct.example")
+    with Hub(tmp_path / "hub", extra=["--dicom-tls-cert", chain, "--dicom-tls-key", key,
+                                      "--dicom-tls-ca", pki.ca]) as hub:
+        f, sop = instance(tmp_path, "chained")
+        rc, out = send(hub.dicom_port, [f], "+tls", ct_key, ct_cert, "+cf", pki.ca)
+        assert rc == 0, out
+        assert hub.request(f"/api/v1/instances/{sop}/file")[0] == 200
+
+
 def test_without_a_ca_the_port_is_encrypted_and_any_caller_may_store(pki, tmp_path):
     hub_cert, hub_key = pki.server("dicom-hub-open")
     with Hub(tmp_path / "hub", extra=["--dicom-tls-cert", hub_cert, "--dicom-tls-key", hub_key]) as hub:

@@ -32,3 +32,25 @@ class Pki:
         key = self.d / f"{stem}.key"
         key.chmod(0o600)
         return self.d / f"{stem}.pem", key
+
+    def intermediate(self, name):
+        """A CA this one signs (as a hospital's issuing CA under the
+        consortium's root); its own certificates go out with it appended
+        (chained())."""
+        sub = Pki.__new__(Pki)
+        sub.d = self.d
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f"{name}.key",
+                "-out", f"{name}.csr", "-subj", f"/CN={name} issuing CA", cwd=self.d)
+        (self.d / f"{name}.ext").write_text("basicConstraints=critical,CA:TRUE\n"
+                                            "keyUsage=critical,keyCertSign,cRLSign\n")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", self.ca.name, "-CAkey", self.ca_key.name,
+                "-CAcreateserial", "-out", f"{name}.pem", "-days", "30", "-extfile", f"{name}.ext", cwd=self.d)
+        sub.ca, sub.ca_key = self.d / f"{name}.pem", self.d / f"{name}.key"
+        return sub
+
+    def chained(self, stem, **kw):
+        """server(), its certificate file followed by this CA's."""
+        cert, key = self.server(stem, **kw)
+        chain = self.d / f"{stem}.chain.pem"
+        chain.write_bytes(cert.read_bytes() + self.ca.read_bytes())
+        return chain, key
