@@ -7,6 +7,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -267,6 +268,10 @@ int http_get_json(const http_url *u, const char *path, const char *token, const 
     int rc = connect_to(u, c.deadline, &c.fd);
     if (rc < 0)
         return fail(why, whylen, rc, "%s", strerror(-rc));
+    /* OpenSSL writes with plain send(): a hub that closes mid-request
+     * would end this command with SIGPIPE instead of an error. */
+    if (u->tls)
+        signal(SIGPIPE, SIG_IGN);
     if (u->tls && (rc = tls_start(&c, u, ca_file, why, whylen)) < 0) {
         conn_close(&c);
         return rc;

@@ -27,7 +27,8 @@ typedef struct http_reply {
  * system's) and name the host (DNS name or IP address), TLS 1.2 at
  * least.  0 with *out filled (free out->body), or a negative errno
  * (-ETIMEDOUT, -ECONNREFUSED, -EMSGSIZE, -EPROTO, -EKEYREJECTED: the
- * certificate is not trusted) with the reason in why. */
+ * certificate is not trusted) with the reason in why.  Over TLS the
+ * process ignores SIGPIPE from then on. */
 int http_get_json(const http_url *u, const char *path, const char *token, const char *ca_file, int timeout_ms,
                   size_t max_bytes, http_reply *out, char *why, size_t whylen);
 
