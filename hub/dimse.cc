@@ -271,6 +271,10 @@ struct dimse_conn {
                           after the record leaves scp->conns (under scp->mu) */
     bool taken;        /* DCMTK owns fd and closes it */
     bool over_limit;   /* only here to be told "local limit exceeded" */
+    /* Until the A-ASSOCIATE-RQ has been read (under scp->mu): the listener
+     * cuts the connection at negotiate_by (CLOCK_MONOTONIC ms). */
+    bool negotiating;
+    int64_t negotiate_by;
     char peer_ip[INET6_ADDRSTRLEN];
 };
 
@@ -393,6 +397,21 @@ private:
     dimse_handover *h_;
     DcmTLSTransportLayer *tls_;
 };
+
+/* Every blocking read and write on fd gives up after seconds of silence. */
+static void dimse_socket_timeout(int fd, int seconds)
+{
+    struct timeval tv = { seconds, 0 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+static int64_t dimse_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* ---- one association ---------------------------------------------------- */
 
@@ -1151,6 +1170,7 @@ static bool dimse_negotiate(dimse_assoc *a)
         dimse_log(s, "association %s -> %s: acknowledge failed: %s", a->calling, a->called, a->why);
         return false;
     }
+    dimse_socket_timeout(a->conn->ctl, s->dimse_timeout_s);   /* negotiated: the DIMSE timeout from here */
     /* Which certificate the caller showed: what ties a modality to its
      * associations for the auditor, beyond the AE title it claims. */
     char peer_cert[200] = "";
@@ -1213,7 +1233,11 @@ static void dimse_assoc_run(dimse_conn *c)
     a.scp = c->scp;
     a.conn = c;
     try {
-        if (dimse_receive(&a) && dimse_negotiate(&a))
+        bool received = dimse_receive(&a);
+        pthread_mutex_lock(&c->scp->mu);
+        c->negotiating = false;
+        pthread_mutex_unlock(&c->scp->mu);
+        if (received && dimse_negotiate(&a))
             dimse_serve(&a);
     } catch (...) {
         dimse_log(a.scp, "association %s -> %s: C++ exception, dropped", a.calling, a.called);
@@ -1270,9 +1294,10 @@ static void dimse_tune_socket(const dimse_scp *s, int fd)
      * touches the option when that variable is set to non-zero. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-    struct timeval tv = { s->dimse_timeout_s, 0 };
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    /* Until the association is accepted, the ACSE timeout: a TLS handshake
+     * blocks in OpenSSL, beyond DCMTK's own timer, and a caller that says
+     * nothing must not hold one of the max_assocs slots any longer. */
+    dimse_socket_timeout(fd, s->acse_timeout_s);
 }
 
 static void dimse_peer_ip(const struct sockaddr_storage *ss, socklen_t len, char *out, size_t cap)
@@ -1320,6 +1345,8 @@ static void dimse_conn_start(dimse_scp *s, int fd, const struct sockaddr_storage
     else
         s->active++;
     s->threads++;
+    c->negotiating = true;
+    c->negotiate_by = dimse_mono_ms() + (int64_t)s->acse_timeout_s * 1000;
     c->next = s->conns;
     if (s->conns)
         s->conns->prev = c;
@@ -1350,12 +1377,37 @@ static void dimse_conn_start(dimse_scp *s, int fd, const struct sockaddr_storage
     free(c);
 }
 
+/* Cuts the connections still negotiating past their deadline: DCMTK's
+ * ACSE timer does not run during a TLS handshake (OpenSSL's accept is
+ * retried on every read timeout), so a caller that connects and says
+ * nothing would hold one of the max_assocs slots for good.  Returns how
+ * long the listener may sleep before the next deadline (-1: none). */
+static int dimse_cut_silent(dimse_scp *s)
+{
+    int64_t now = dimse_mono_ms(), next = -1;
+    pthread_mutex_lock(&s->mu);
+    for (dimse_conn *c = s->conns; c; c = c->next) {
+        if (!c->negotiating)
+            continue;
+        if (c->negotiate_by <= now) {
+            shutdown(c->ctl, SHUT_RDWR);
+            c->negotiating = false;
+            dimse_log(s, "connection from %s: nothing negotiated within %d s: closed", c->peer_ip,
+                      s->acse_timeout_s);
+        } else if (next < 0 || c->negotiate_by - now < next) {
+            next = c->negotiate_by - now;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return next < 0 ? -1 : (int)next + 1;
+}
+
 static void *dimse_listener_main(void *arg)
 {
     dimse_scp *s = (dimse_scp *)arg;
     for (;;) {
         struct pollfd p[2] = { { s->listen_fd, POLLIN, 0 }, { s->wake[0], POLLIN, 0 } };
-        if (poll(p, 2, -1) < 0) {
+        if (poll(p, 2, dimse_cut_silent(s)) < 0) {
             if (errno == EINTR)
                 continue;
             dimse_log(s, "listener: poll: %s", strerror(errno));

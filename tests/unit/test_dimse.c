@@ -1099,6 +1099,56 @@ static void test_dimse_sets_tcp_nodelay_whatever_the_environment(void **state)
     free(keep);
 }
 
+/* A caller that connects and says nothing, in clear or before its TLS
+ * handshake, holds one of the max_assocs slots only for the ACSE timeout. */
+static void silent_caller_dropped(fixture *fx, bool tls)
+{
+    char cert[700], key[700], cmd[2400];
+    snprintf(cert, sizeof cert, "%s/scp.pem", fx->root);
+    snprintf(key, sizeof key, "%s/scp.key", fx->root);
+    if (tls) {
+        snprintf(cmd, sizeof cmd,
+                 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s -out %s "
+                 "-days 1 -subj /CN=scp >/dev/null 2>&1",
+                 key, cert);
+        assert_int_equal(system(cmd), 0);
+    }
+    dimse_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.aet = OUR_AET;
+    cfg.spool_dir = fx->spool;
+    cfg.acse_timeout_s = 1;
+    cfg.accept = fx_accept;
+    cfg.store = fx_store;
+    cfg.ctx = fx;
+    cfg.tls_cert = tls ? cert : NULL;
+    cfg.tls_key = tls ? key : NULL;
+    char err[256];
+    if (dimse_scp_start(&cfg, &fx->scp, err, sizeof err) != 0)
+        fail_msg("dimse_scp_start: %s", err);
+    int fd = tcp_connect("127.0.0.1", dimse_scp_port(fx->scp));
+    assert_true(fd >= 0);
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    double t0 = now_s();
+    char b[64];
+    ssize_t r = read(fd, b, sizeof b);   /* the SCP closes: 0, or a reset */
+    double took = now_s() - t0;
+    assert_true(r <= 0 && !(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)));
+    assert_true(took > 0.5 && took < 4.0);
+    close(fd);
+}
+
+static void test_dimse_silent_caller_is_dropped_after_the_acse_timeout(void **state)
+{
+    silent_caller_dropped(*state, false);
+}
+
+static void test_dimse_silent_tls_caller_is_dropped_after_the_acse_timeout(void **state)
+{
+    silent_caller_dropped(*state, true);
+}
+
 static void test_dimse_start_rejects_bad_configuration(void **state)
 {
     fixture *fx = *state;
@@ -1143,6 +1193,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dimse_memory_mode_keeps_small_spills_large_and_hashes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dimse_binds_only_the_requested_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dimse_sets_tcp_nodelay_whatever_the_environment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dimse_silent_caller_is_dropped_after_the_acse_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dimse_silent_tls_caller_is_dropped_after_the_acse_timeout, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_dimse_start_rejects_bad_configuration, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
