@@ -34,7 +34,10 @@
  *     PDV as it arrives, so the store need not read it again for that;
  *   - with cfg->tls_cert, speaks DICOM TLS only (DCMTK dcmtls, BCP 195
  *     non-downgrading), asking callers for a certificate from cfg->tls_ca
- *     when given; a failed handshake is logged and costs no association.
+ *     when given; a failed handshake is logged and costs no association;
+ *   - cuts a connection that has not delivered its A-ASSOCIATE-RQ within
+ *     cfg->acse_timeout_s (TLS handshake included), so silent callers
+ *     cannot hold the max_assocs slots.
  *
  * Threads: cfg->accept and cfg->store run on the association's thread, up to
  * max_assocs of them at once; they must be thread-safe. cfg->log likewise.
