@@ -51,8 +51,9 @@ def free_port():
     our server binds it, and parallel test workers pick from a wide range
     rather than the kernel's next few."""
     rng = random.SystemRandom()
+    lo, hi = _worker_ports()
     for _ in range(200):
-        port = rng.randrange(20000, 32000)
+        port = rng.randrange(lo, hi)
         if port in _PICKED:
             continue
         with socket.socket() as s:
@@ -62,10 +63,24 @@ def free_port():
                 continue
         _PICKED.add(port)
         return port
-    raise RuntimeError("no free TCP port found in 20000-32000")
+    raise RuntimeError(f"no free TCP port found in {lo}-{hi}")
 
 
 _PICKED = set()
+
+
+def _worker_ports():
+    """This test worker's share of 20000-32000: each pytest-xdist worker
+    (PYTEST_XDIST_WORKER gw0, gw1 ...) picks from its own slice, so two
+    workers never both find a port free and both take it (seen: a hub's
+    edge port taken by the other worker's edge a moment later)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count <= 1:
+        return 20000, 32000
+    k = int(worker[2:]) % count
+    width = 12000 // count
+    return 20000 + k * width, 20000 + (k + 1) * width
 
 
 # ---------------------------------------------------------------- the hub
