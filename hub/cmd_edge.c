@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include "hub/cmd.h"
 #include "hub/config.h"
+#include "hub/dimse.h"
 #include "hub/edge.h"
 #include "hub/log.h"
 #include "hub/progress.h"
@@ -176,12 +177,7 @@ static const cfg_option edge_options[] = {
     {"dicom", "aet", CFG_STRING, E(c.aet), "DXEDGE", 1, 16, NULL, "AET", "our AE title"},
     {"dicom", "allow-ae", CFG_STRING, E(c.allow_ae), "", 0, 0, NULL, "A,B,...", "calling AE titles accepted"},
     {"dicom", "open-dicom", CFG_FLAG, E(c.open_dicom), NULL, 0, 0, NULL, NULL, "accept any calling AE title"},
-    {"dicom", "dicom-tls-cert", CFG_STRING, E(c.dicom_tls_cert), NULL, 0, 0, NULL, "FILE",
-     "DICOM TLS (BCP 195) on the DICOM port with this certificate (PEM; ECDSA, RSA or Ed25519)"},
-    {"dicom", "dicom-tls-key", CFG_STRING, E(c.dicom_tls_key), NULL, 0, 0, NULL, "FILE",
-     "its private key (PEM, unencrypted, not readable by other users)"},
-    {"dicom", "dicom-tls-ca", CFG_STRING, E(c.dicom_tls_ca), NULL, 0, 0, NULL, "FILE",
-     "with TLS, callers must present a certificate from a CA in FILE (PEM): modalities authenticated by certificate"},
+    DIMSE_TLS_OPTIONS(E(c.dicom_tls_cert), E(c.dicom_tls_key), E(c.dicom_tls_ca)),
     {"watch", "watch", CFG_STRING, E(c.watch_dir), NULL, 0, 0, NULL, "DIR",
      "take DICOM files dropped here (moved to DIR/done when queued)"},
     {NULL, "status", CFG_FLAG, E(status), NULL, 0, 0, NULL, NULL,

@@ -6,6 +6,7 @@
 #include <string.h>
 #include "hub/cmd.h"
 #include "hub/config.h"
+#include "hub/dimse.h"
 #include "hub/log.h"
 #include "hub/serve.h"
 
@@ -33,12 +34,7 @@ static const cfg_option serve_options[] = {
     {"dicom", "allow-ae", CFG_STRING, S(c.allow_ae), "", 0, 0, NULL, "A,B,...",
      "calling AE titles accepted (others are rejected)"},
     {"dicom", "open-dicom", CFG_FLAG, S(c.open_dicom), NULL, 0, 0, NULL, NULL, "accept any calling AE title"},
-    {"dicom", "dicom-tls-cert", CFG_STRING, S(c.dicom_tls_cert), NULL, 0, 0, NULL, "FILE",
-     "DICOM TLS (BCP 195) on the DICOM port with this certificate (PEM; ECDSA, RSA or Ed25519)"},
-    {"dicom", "dicom-tls-key", CFG_STRING, S(c.dicom_tls_key), NULL, 0, 0, NULL, "FILE",
-     "its private key (PEM, unencrypted, not readable by other users)"},
-    {"dicom", "dicom-tls-ca", CFG_STRING, S(c.dicom_tls_ca), NULL, 0, 0, NULL, "FILE",
-     "with TLS, callers must present a certificate from a CA in FILE (PEM): modalities authenticated by certificate"},
+    DIMSE_TLS_OPTIONS(S(c.dicom_tls_cert), S(c.dicom_tls_key), S(c.dicom_tls_ca)),
     {"dicom", "max-associations", CFG_INT, S(c.max_assocs), "16", 0, 1000000, NULL, "N",
      "concurrent DICOM associations"},
     {"http", "http-port", CFG_PORT, S(c.http_port), "8410", 0, 0, NULL, "N", "HTTP API and /metrics port"},

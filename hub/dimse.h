@@ -95,6 +95,18 @@ int dimse_check_aets(const char *our_aet, const char *allow_list, int open, cons
  * the setting (dicom-tls-cert, dicom-tls-key, dicom-tls-ca) and file. */
 int dimse_tls_check(const char *cert, const char *key, const char *ca, char *err, size_t errlen);
 
+/* The same three settings as rows of a role's option table (hub/config.h),
+ * so the hub and the clinic edge name and describe them alike; each
+ * argument is the offset of that setting in the role's settings. */
+#define DIMSE_TLS_OPTIONS(cert_off, key_off, ca_off)                                                             \
+    {"dicom", "dicom-tls-cert", CFG_STRING, cert_off, NULL, 0, 0, NULL, "FILE",                                 \
+     "DICOM TLS (BCP 195) on the DICOM port with this certificate (PEM; ECDSA, RSA or Ed25519)"},               \
+    {"dicom", "dicom-tls-key", CFG_STRING, key_off, NULL, 0, 0, NULL, "FILE",                                   \
+     "its private key (PEM, unencrypted, not readable by other users)"},                                        \
+    {"dicom", "dicom-tls-ca", CFG_STRING, ca_off, NULL, 0, 0, NULL, "FILE",                                     \
+     "with TLS, callers must present a certificate from a CA in FILE (PEM): modalities authenticated by "       \
+     "certificate"}
+
 typedef struct dimse_scp dimse_scp;
 
 /* One received instance. Every string is borrowed for the duration of the
