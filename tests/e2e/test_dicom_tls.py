@@ -29,6 +29,16 @@ def send(port, files, *tls, aec="DXHUB"):
     return r.returncode, r.stdout.decode(errors="replace")
 
 
+def dicom_tls(cert, key, ca=None):
+    """The role's options for DICOM TLS (ca: callers must show a certificate)."""
+    return ["--dicom-tls-cert", cert, "--dicom-tls-key", key] + (["--dicom-tls-ca", ca] if ca else [])
+
+
+def with_certificate(cert, key, ca):
+    """storescu's options for a modality with its certificate, trusting ca."""
+    return ("+tls", key, cert, "+cf", ca)
+
+
 def instance(tmp_path, name):
     root = uid_root(f"dicom-tls-{name}")
     return synth_instance(tmp_path / f"{name}.dcm", f"{root}.1", f"{root}.2", f"{root}.3", 1), f"{root}.3"
@@ -40,10 +50,9 @@ def test_a_modality_with_its_certificate_stores_and_every_other_caller_is_turned
     stranger = tmp_path / "stranger"
     other = Pki(stranger, name="other")
     odd_cert, odd_key = other.server("odd", san="DNS:odd.example")
-    with Hub(tmp_path / "hub", extra=["--dicom-tls-cert", hub_cert, "--dicom-tls-key", hub_key,
-                                      "--dicom-tls-ca", pki.ca]) as hub:
+    with Hub(tmp_path / "hub", extra=dicom_tls(hub_cert, hub_key, pki.ca)) as hub:
         good, sop = instance(tmp_path, "good")
-        rc, out = send(hub.dicom_port, [good], "+tls", ct_key, ct_cert, "+cf", pki.ca)
+        rc, out = send(hub.dicom_port, [good], *with_certificate(ct_cert, ct_key, pki.ca))
         assert rc == 0, out
         status, _, body = hub.request(f"/api/v1/instances/{sop}/file")
         assert status == 200 and dataset_bytes(body) == dataset_bytes(good), "stored as sent"
@@ -51,7 +60,7 @@ def test_a_modality_with_its_certificate_stores_and_every_other_caller_is_turned
         refused = [
             ("plain DICOM", (), "(the caller does not speak DICOM TLS)"),
             ("TLS without a certificate", ("+tla", "+cf", pki.ca), "peer did not return a certificate"),
-            ("a certificate from another CA", ("+tls", odd_key, odd_cert, "+cf", pki.ca),
+            ("a certificate from another CA", with_certificate(odd_cert, odd_key, pki.ca),
              "TLS error: certificate verify failed"),
         ]
         for what, tls, _ in refused:
@@ -68,7 +77,7 @@ def test_a_modality_with_its_certificate_stores_and_every_other_caller_is_turned
             assert why in log, f"{what}: {log[-2000:]}"
         # and the port keeps serving the modality it knows
         again, sop2 = instance(tmp_path, "again")
-        rc, out = send(hub.dicom_port, [again], "+tls", ct_key, ct_cert, "+cf", pki.ca)
+        rc, out = send(hub.dicom_port, [again], *with_certificate(ct_cert, ct_key, pki.ca))
         assert rc == 0, out
 
 
@@ -78,17 +87,16 @@ def test_a_certificate_from_an_issuing_ca_goes_out_with_its_chain(pki, tmp_path)
     issuing = pki.intermediate("hospital")
     chain, key = issuing.chained("dicom-hub-chained")
     ct_cert, ct_key = pki.server("ct-chain", san="DNS:ct.example")
-    with Hub(tmp_path / "hub", extra=["--dicom-tls-cert", chain, "--dicom-tls-key", key,
-                                      "--dicom-tls-ca", pki.ca]) as hub:
+    with Hub(tmp_path / "hub", extra=dicom_tls(chain, key, pki.ca)) as hub:
         f, sop = instance(tmp_path, "chained")
-        rc, out = send(hub.dicom_port, [f], "+tls", ct_key, ct_cert, "+cf", pki.ca)
+        rc, out = send(hub.dicom_port, [f], *with_certificate(ct_cert, ct_key, pki.ca))
         assert rc == 0, out
         assert hub.request(f"/api/v1/instances/{sop}/file")[0] == 200
 
 
 def test_without_a_ca_the_port_is_encrypted_and_any_caller_may_store(pki, tmp_path):
     hub_cert, hub_key = pki.server("dicom-hub-open")
-    with Hub(tmp_path / "hub", extra=["--dicom-tls-cert", hub_cert, "--dicom-tls-key", hub_key]) as hub:
+    with Hub(tmp_path / "hub", extra=dicom_tls(hub_cert, hub_key)) as hub:
         f, sop = instance(tmp_path, "anon")
         # the modality checks the hub's certificate; the hub asks for none
         rc, out = send(hub.dicom_port, [f], "+tla", "+cf", pki.ca)
@@ -103,12 +111,12 @@ def test_the_clinic_edge_takes_dicom_tls_too(pki, tmp_path):
     hubkeys = tmp_path / "hubkeys"
     keygen(hubkeys, "hub")
     edge = Edge(tmp_path / "edge", f"tcp://127.0.0.1:{free_port()}", hubkeys / "hub.pub", tmp_path,
-                extra=["--dicom-tls-cert", edge_cert, "--dicom-tls-key", edge_key, "--dicom-tls-ca", pki.ca])
+                extra=dicom_tls(edge_cert, edge_key, pki.ca))
     edge.make_key()
     edge.start()
     try:
         f, _ = instance(tmp_path, "clinic")
-        rc, out = send(edge.dicom_port, [f], "+tls", ct_key, ct_cert, "+cf", pki.ca, aec="DXEDGE")
+        rc, out = send(edge.dicom_port, [f], *with_certificate(ct_cert, ct_key, pki.ca), aec="DXEDGE")
         assert rc == 0, out
         rc, out = send(edge.dicom_port, [instance(tmp_path, "clinic-plain")[0]], aec="DXEDGE")
         assert rc != 0
@@ -124,10 +132,10 @@ def test_wrong_dicom_tls_settings_stop_the_role_naming_the_file(pki, tmp_path, r
     keygen(hubkeys, "hub")
     cases = [
         (["--dicom-tls-key", key], "dicom-tls-cert and dicom-tls-key go together (dicom-tls-cert is missing)"),
-        (["--dicom-tls-cert", cert, "--dicom-tls-key", key, "--dicom-tls-ca", tmp_path / "no-ca.pem"],
+        (dicom_tls(cert, key, tmp_path / "no-ca.pem"),
          "dicom-tls-ca " + str(tmp_path / "no-ca.pem") + ": No such file or directory"),
-        (["--dicom-tls-cert", cert, "--dicom-tls-key", key, "--dicom-tls-ca", key], "not a PEM certificate chain"),
-        (["--dicom-tls-cert", pki.ca, "--dicom-tls-key", key], "is not the key of the certificate in dicom-tls-cert"),
+        (dicom_tls(cert, key, key), "not a PEM certificate chain"),
+        (dicom_tls(pki.ca, key), "is not the key of the certificate in dicom-tls-cert"),
     ]
     for i, (opts, why) in enumerate(cases):
         data = tmp_path / f"{role}-{i}"
