@@ -9,7 +9,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "hub/http_client.h"
+#include "hub/errbuf.h"
 #include "codecs/banned.h"
 
 int http_url_parse(const char *s, http_url *u)
@@ -125,18 +125,6 @@ typedef struct conn {
     int64_t  deadline;
 } conn;
 
-static int fail(char *why, size_t whylen, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int fail(char *why, size_t whylen, int rc, const char *fmt, ...)
-{
-    if (why && whylen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, whylen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 /* Waits for what OpenSSL asked for; 0 when the call may be retried. */
 static int tls_wait(conn *c, int r)
 {
@@ -153,21 +141,22 @@ static int tls_wait(conn *c, int r)
 static int tls_start(conn *c, const http_url *u, const char *ca_file, char *why, size_t whylen)
 {
     if (!(c->ctx = SSL_CTX_new(TLS_client_method())) || !SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION))
-        return fail(why, whylen, -ENOMEM, "cannot set up TLS");
+        return errbuf_fail(-ENOMEM, why, whylen, "cannot set up TLS");
     if (ca_file ? SSL_CTX_load_verify_locations(c->ctx, ca_file, NULL) != 1
                 : SSL_CTX_set_default_verify_paths(c->ctx) != 1) {
         ERR_clear_error();
-        return fail(why, whylen, -EINVAL, "cannot read the CA certificates in %s", ca_file ? ca_file : "the system's store");
+        return errbuf_fail(-EINVAL, why, whylen, "cannot read the CA certificates in %s",
+                           ca_file ? ca_file : "the system's store");
     }
     SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
     if (!(c->ssl = SSL_new(c->ctx)) || SSL_set_fd(c->ssl, c->fd) != 1)
-        return fail(why, whylen, -ENOMEM, "cannot set up TLS");
+        return errbuf_fail(-ENOMEM, why, whylen, "cannot set up TLS");
     unsigned char ip[16];
     bool literal = inet_pton(AF_INET, u->host, ip) == 1 || inet_pton(AF_INET6, u->host, ip) == 1;
     X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
     if (literal ? X509_VERIFY_PARAM_set1_ip_asc(vp, u->host) != 1
                 : SSL_set_tlsext_host_name(c->ssl, u->host) != 1 || SSL_set1_host(c->ssl, u->host) != 1)
-        return fail(why, whylen, -EINVAL, "cannot check the certificate against host '%s'", u->host);
+        return errbuf_fail(-EINVAL, why, whylen, "cannot check the certificate against host '%s'", u->host);
     for (;;) {
         int r = SSL_connect(c->ssl);
         if (r == 1)
@@ -175,7 +164,7 @@ static int tls_start(conn *c, const http_url *u, const char *ca_file, char *why,
         long v = SSL_get_verify_result(c->ssl);
         if (v != X509_V_OK) {
             ERR_clear_error();
-            return fail(why, whylen, -EKEYREJECTED, "the hub's certificate is not trusted: %s%s",
+            return errbuf_fail(-EKEYREJECTED, why, whylen, "the hub's certificate is not trusted: %s%s",
                         X509_verify_cert_error_string(v),
                         ca_file ? "" : " (give the CA that issued it with --ca FILE)");
         }
@@ -183,11 +172,11 @@ static int tls_start(conn *c, const http_url *u, const char *ca_file, char *why,
         if (w == -EPROTO) {
             unsigned long e = ERR_get_error();
             ERR_clear_error();
-            return fail(why, whylen, -EPROTO, "TLS handshake failed: %s (is it an https:// address?)",
+            return errbuf_fail(-EPROTO, why, whylen, "TLS handshake failed: %s (is it an https:// address?)",
                         e ? ERR_reason_error_string(e) : "the connection closed");
         }
         if (w < 0)
-            return fail(why, whylen, w, "TLS handshake: %s", strerror(-w));
+            return errbuf_fail(w, why, whylen, "TLS handshake: %s", strerror(-w));
     }
 }
 
@@ -267,7 +256,7 @@ int http_get_json(const http_url *u, const char *path, const char *token, const 
     conn c = {.fd = -1, .deadline = mono_ms() + timeout_ms};
     int rc = connect_to(u, c.deadline, &c.fd);
     if (rc < 0)
-        return fail(why, whylen, rc, "%s", strerror(-rc));
+        return errbuf_fail(rc, why, whylen, "%s", strerror(-rc));
     /* OpenSSL writes with plain send(): a hub that closes mid-request
      * would end this command with SIGPIPE instead of an error. */
     if (u->tls)
@@ -284,7 +273,7 @@ int http_get_json(const http_url *u, const char *path, const char *token, const 
                      u->host, u->port, auth);
     if (n < 0 || (size_t)n >= sizeof req) {
         conn_close(&c);
-        return fail(why, whylen, -E2BIG, "request too long");
+        return errbuf_fail(-E2BIG, why, whylen, "request too long");
     }
     size_t cap = 64 << 10, got = 0;
     char *buf = malloc(cap + 1);
@@ -313,7 +302,7 @@ int http_get_json(const http_url *u, const char *path, const char *token, const 
     }
     conn_close(&c);
     if (rc == 0 && got == 0)
-        rc = fail(why, whylen, -EPROTO, "the connection was closed without an answer%s",
+        rc = errbuf_fail(-EPROTO, why, whylen, "the connection was closed without an answer%s",
                   u->tls ? "" : " (is it an https:// address?)");
     if (rc == 0) {
         buf[got] = 0;
@@ -322,7 +311,8 @@ int http_get_json(const http_url *u, const char *path, const char *token, const 
     if (rc < 0) {
         free(buf);
         if (why && whylen && !*why)
-            fail(why, whylen, rc, "%s", rc == -EPROTO ? "the answer is not HTTP, or was cut short" : strerror(-rc));
+            errbuf_fail(rc, why, whylen, "%s",
+                        rc == -EPROTO ? "the answer is not HTTP, or was cut short" : strerror(-rc));
     }
     return rc;
 }

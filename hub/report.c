@@ -2,12 +2,12 @@
  * read (report_parse); digests checked against a lookup. */
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "hub/digest.h"
 #include "hub/report.h"
+#include "hub/errbuf.h"
 #include "codecs/banned.h"
 
 static const struct {
@@ -28,18 +28,6 @@ const char *report_strerror(int code)
         if (errors[i].code == code)
             return errors[i].text;
     return pki_strerror(code);
-}
-
-static int fail(int code, char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
 }
 
 /* --- syntax of the identifiers ---------------------------------------------- */
@@ -123,41 +111,43 @@ int report_build(const report_fields *f, const report_instance *inst, size_t n, 
                  char *err, size_t errlen)
 {
     if (!f || !out || !out_len)
-        return fail(REPORT_EFORMAT, err, errlen, "no fields");
+        return errbuf_fail(REPORT_EFORMAT, err, errlen, "no fields");
     if (!is_report_id(f->report_id))
-        return fail(REPORT_EFORMAT, err, errlen, "report_id must be 1..%d of A-Z a-z 0-9 . _ -, starting with a letter or digit", REPORT_ID_MAX);
+        return errbuf_fail(REPORT_EFORMAT, err, errlen,
+                           "report_id must be 1..%d of A-Z a-z 0-9 . _ -, starting with a letter or digit",
+                           REPORT_ID_MAX);
     if (f->supersedes && !is_report_id(f->supersedes))
-        return fail(REPORT_EFORMAT, err, errlen, "supersedes must be a report id");
+        return errbuf_fail(REPORT_EFORMAT, err, errlen, "supersedes must be a report id");
     if (!is_uid(f->study_uid))
-        return fail(REPORT_EFORMAT, err, errlen, "study_uid is not a UID");
+        return errbuf_fail(REPORT_EFORMAT, err, errlen, "study_uid is not a UID");
     if (!f->patient_id || !f->origin_facility || !f->reading_facility || !f->reader_id || !f->reader_role ||
         !f->findings || !f->impression || !f->exam_type)
-        return fail(REPORT_EFORMAT, err, errlen,
+        return errbuf_fail(REPORT_EFORMAT, err, errlen,
                     "patient_id, origin_facility, reading_facility, reader id and role, findings, impression and "
                     "exam_type are required");
     if (f->valid_until && !is_date(f->valid_until))
-        return fail(REPORT_EFORMAT, err, errlen, "valid_until must be YYYY-MM-DD");
+        return errbuf_fail(REPORT_EFORMAT, err, errlen, "valid_until must be YYYY-MM-DD");
     if (!n || !inst || n > REPORT_MAX_INSTANCES)
-        return fail(REPORT_EFORMAT, err, errlen, "a report lists 1..%d instances", REPORT_MAX_INSTANCES);
+        return errbuf_fail(REPORT_EFORMAT, err, errlen, "a report lists 1..%d instances", REPORT_MAX_INSTANCES);
     if (f->reported <= 0)
-        return fail(REPORT_EFORMAT, err, errlen, "the report time is required");
+        return errbuf_fail(REPORT_EFORMAT, err, errlen, "the report time is required");
     if (f->drafted_by && !f->drafted_by[0])
-        return fail(REPORT_EFORMAT, err, errlen, "drafted_by must name the resident");
+        return errbuf_fail(REPORT_EFORMAT, err, errlen, "drafted_by must name the resident");
 
     report_instance *sorted = malloc(n * sizeof *sorted);
     if (!sorted)
-        return fail(-ENOMEM, err, errlen, "out of memory");
+        return errbuf_fail(-ENOMEM, err, errlen, "out of memory");
     memcpy(sorted, inst, n * sizeof *sorted);
     for (size_t i = 0; i < n; i++)
         if (!is_uid(sorted[i].sop)) {
             free(sorted);
-            return fail(REPORT_EFORMAT, err, errlen, "instance %zu: not a SOP Instance UID", i);
+            return errbuf_fail(REPORT_EFORMAT, err, errlen, "instance %zu: not a SOP Instance UID", i);
         }
     qsort(sorted, n, sizeof *sorted, cmp_inst);
     for (size_t i = 1; i < n; i++)
         if (!strcmp(sorted[i - 1].sop, sorted[i].sop)) {
             free(sorted);
-            return fail(REPORT_EFORMAT, err, errlen, "an instance is listed twice");
+            return errbuf_fail(REPORT_EFORMAT, err, errlen, "an instance is listed twice");
         }
 
     char when[32];
@@ -202,22 +192,22 @@ int report_build(const report_fields *f, const report_instance *inst, size_t n, 
     json_decref(recog);
     if (bad) {
         json_decref(doc);
-        return fail(REPORT_EFORMAT, err, errlen, "a text member is not valid UTF-8 (or out of memory)");
+        return errbuf_fail(REPORT_EFORMAT, err, errlen, "a text member is not valid UTF-8 (or out of memory)");
     }
     /* Sorted keys, compact, no \u escapes for UTF-8 (JSON_ENSURE_ASCII off). */
     char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(doc);
     if (!text)
-        return fail(-ENOMEM, err, errlen, "out of memory");
+        return errbuf_fail(-ENOMEM, err, errlen, "out of memory");
     size_t len = strlen(text);
     if (len + 1 > REPORT_MAX_BYTES) {
         free(text);
-        return fail(REPORT_EFORMAT, err, errlen, "the report exceeds %u bytes", REPORT_MAX_BYTES);
+        return errbuf_fail(REPORT_EFORMAT, err, errlen, "the report exceeds %u bytes", REPORT_MAX_BYTES);
     }
     char *p = realloc(text, len + 2);
     if (!p) {
         free(text);
-        return fail(-ENOMEM, err, errlen, "out of memory");
+        return errbuf_fail(-ENOMEM, err, errlen, "out of memory");
     }
     p[len] = '\n';
     p[len + 1] = '\0';
@@ -255,15 +245,15 @@ static int cmp_str(const void *a, const void *b)
 int report_parse(const void *bytes, size_t len, report_doc **out, char *err, size_t errlen)
 {
     if (!bytes || !len || len > REPORT_MAX_BYTES)
-        return fail(REPORT_EFORMAT, err, errlen, "a report is 1..%u bytes", REPORT_MAX_BYTES);
+        return errbuf_fail(REPORT_EFORMAT, err, errlen, "a report is 1..%u bytes", REPORT_MAX_BYTES);
     json_error_t je;
     json_t *root = json_loadb(bytes, len, JSON_REJECT_DUPLICATES, &je);
     if (!root)
-        return fail(REPORT_EFORMAT, err, errlen, "report is not JSON (line %d column %d)", je.line, je.column);
+        return errbuf_fail(REPORT_EFORMAT, err, errlen, "report is not JSON (line %d column %d)", je.line, je.column);
     report_doc *d = calloc(1, sizeof *d);
     if (!d) {
         json_decref(root);
-        return fail(-ENOMEM, err, errlen, "out of memory");
+        return errbuf_fail(-ENOMEM, err, errlen, "out of memory");
     }
     d->root = root;
     report_info *in = &d->info;
@@ -274,7 +264,7 @@ int report_parse(const void *bytes, size_t len, report_doc **out, char *err, siz
     if (bad || !json_is_object(reader) || !json_is_object(times) || !json_is_object(recog) ||
         !json_is_object(insts) || !json_is_integer(ver) || !json_is_boolean(crit)) {
         report_free(&d);
-        return fail(REPORT_EFORMAT, err, errlen,
+        return errbuf_fail(REPORT_EFORMAT, err, errlen,
                     "report lacks reader, times, recognition, instances, version or critical (or has the wrong type)");
     }
     in->format = get_str(root, "format", 0, &bad);
@@ -307,20 +297,20 @@ int report_parse(const void *bytes, size_t len, report_doc **out, char *err, siz
     const char *until = in->valid_until = get_str(recog, "valid_until", 1, &bad);
     if (bad) {
         report_free(&d);
-        return fail(REPORT_EFORMAT, err, errlen, "a required text member of the report is missing or not text");
+        return errbuf_fail(REPORT_EFORMAT, err, errlen, "a required text member of the report is missing or not text");
     }
     if (!in->reader_name)
         in->reader_name = "";
     if (strcmp(in->format, REPORT_FORMAT)) {
         report_free(&d);
-        return fail(REPORT_EFORMAT, err, errlen, "report format is not %s", REPORT_FORMAT);
+        return errbuf_fail(REPORT_EFORMAT, err, errlen, "report format is not %s", REPORT_FORMAT);
     }
     json_int_t v = json_integer_value(ver);
     if (!is_report_id(in->report_id) || (in->supersedes && !is_report_id(in->supersedes)) ||
         !is_uid(in->study_uid) || v < 1 || v > 1000000 || (until && !is_date(until)) ||
         !is_timestamp(in->reported)) {
         report_free(&d);
-        return fail(REPORT_EFORMAT, err, errlen,
+        return errbuf_fail(REPORT_EFORMAT, err, errlen,
                     "report_id, supersedes, study_uid, version, times.reported or valid_until malformed");
     }
     in->version = (unsigned)v;
@@ -328,13 +318,13 @@ int report_parse(const void *bytes, size_t len, report_doc **out, char *err, siz
     size_t n = json_object_size(insts);
     if (!n || n > REPORT_MAX_INSTANCES) {
         report_free(&d);
-        return fail(REPORT_EFORMAT, err, errlen, "a report lists 1..%d instances", REPORT_MAX_INSTANCES);
+        return errbuf_fail(REPORT_EFORMAT, err, errlen, "a report lists 1..%d instances", REPORT_MAX_INSTANCES);
     }
     d->sops = calloc(n, sizeof *d->sops);
     d->hexes = calloc(n, sizeof *d->hexes);
     if (!d->sops || !d->hexes) {
         report_free(&d);
-        return fail(-ENOMEM, err, errlen, "out of memory");
+        return errbuf_fail(-ENOMEM, err, errlen, "out of memory");
     }
     const char *key;
     json_t *val;
@@ -342,7 +332,7 @@ int report_parse(const void *bytes, size_t len, report_doc **out, char *err, siz
     json_object_foreach(insts, key, val) {
         if (!is_uid(key) || !json_is_string(val) || !is_hex64(json_string_value(val))) {
             report_free(&d);
-            return fail(REPORT_EFORMAT, err, errlen, "instance %zu: not a SOP UID with a hex SHA-256 digest", k);
+            return errbuf_fail(REPORT_EFORMAT, err, errlen, "instance %zu: not a SOP UID with a hex SHA-256 digest", k);
         }
         d->sops[k++] = key;
     }
@@ -386,18 +376,19 @@ int report_check_digests(const report_doc *d, report_digest_fn lookup, void *ctx
         report_instance ri;
         uint8_t got[32];
         if (report_doc_instance(d, i, &ri) < 0)
-            return fail(REPORT_EFORMAT, why, whylen, "instance %zu: malformed digest", i);
+            return errbuf_fail(REPORT_EFORMAT, why, whylen, "instance %zu: malformed digest", i);
         int rc = lookup(ctx, ri.sop, got);
         if (rc == -ENOENT)
             missing++;
         else if (rc < 0)
-            return fail(REPORT_ELOOKUP, why, whylen, "looking up the stored digests failed: %s",
+            return errbuf_fail(REPORT_ELOOKUP, why, whylen, "looking up the stored digests failed: %s",
                         rc > -4096 ? strerror(-rc) : "store error");
         else if (memcmp(got, ri.digest, 32))
             differ++;
     }
     if (differ || missing)
-        return fail(REPORT_EDIGEST, why, whylen, "instance digests do not match %s (%zu of %zu differ, %zu missing)",
+        return errbuf_fail(REPORT_EDIGEST, why, whylen,
+                           "instance digests do not match %s (%zu of %zu differ, %zu missing)",
                     where, differ, n, missing);
     return 0;
 }

@@ -12,7 +12,6 @@
  * centre.  The report stays in the inbox, so a later export can succeed. */
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,17 +19,8 @@
 #include "hub/b64.h"
 #include "hub/cmd.h"
 #include "hub/report_export.h"
+#include "hub/errbuf.h"
 #include "codecs/banned.h"
-
-static int fail(int code, char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int fail(int code, char *why, size_t whylen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-    return code;
-}
 
 void report_bundle_clear(report_bundle *b)
 {
@@ -111,7 +101,7 @@ int report_bundle_parse(const void *data, size_t len, report_bundle *b, char *wh
     json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
     if (!root || !json_is_object(root)) {
         json_decref(root);
-        return fail(REPORT_EFORMAT, why, whylen, "not a delivery from the hub (JSON line %d)", je.line);
+        return errbuf_fail(REPORT_EFORMAT, why, whylen, "not a delivery from the hub (JSON line %d)", je.line);
     }
     json_t *doc = json_object_get(root, "report_b64"), *sig = json_object_get(root, "signature_b64");
     const char *id = json_string_value(json_object_get(root, "report_id"));
@@ -123,7 +113,7 @@ int report_bundle_parse(const void *data, size_t len, report_bundle *b, char *wh
                member_b64(root, "report_b64", REPORT_MAX_BYTES, (uint8_t **)&b->doc, &b->doc_len) < 0 ||
                member_b64(root, "signature_b64", PKI_SIG_MAX, &b->sig, &b->sig_len) < 0) {
         report_bundle_clear(b);
-        rc = fail(REPORT_EFORMAT, why, whylen, "delivery of report %.60s: report, signature or chain malformed",
+        rc = errbuf_fail(REPORT_EFORMAT, why, whylen, "delivery of report %.60s: report, signature or chain malformed",
                   id);
     } else {
         b->chain_len = strlen(chain);
@@ -138,13 +128,13 @@ static int write_in(const char *dir, const char *name, const void *p, size_t n, 
     char path[4400];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     int rc = dx_write_file(path, p, n);
-    return rc < 0 ? fail(rc, why, whylen, "writing %s: %s", path, strerror(-rc)) : 0;
+    return rc < 0 ? errbuf_fail(rc, why, whylen, "writing %s: %s", path, strerror(-rc)) : 0;
 }
 
 static int make_dir(const char *path, char *why, size_t whylen)
 {
     if (mkdir(path, 0755) < 0 && errno != EEXIST)
-        return fail(-errno, why, whylen, "cannot make %s: %s", path, strerror(errno));
+        return errbuf_fail(-errno, why, whylen, "cannot make %s: %s", path, strerror(errno));
     return 0;
 }
 
@@ -164,18 +154,19 @@ int report_export(const report_export_opts *o, const void *data, size_t len, cha
                        sizeof reason);
     time_t verified_at = time(NULL);
     if (rc < 0) {
-        fail(rc, why, whylen, "report %.60s: not verified, not exported: %s", id, reason);
+        errbuf_fail(rc, why, whylen, "report %.60s: not verified, not exported: %s", id, reason);
         goto out;
     }
     const report_info *in = report_doc_info(doc);
     if (strcmp(in->report_id, b.report_id)) {
-        rc = fail(REPORT_EFORMAT, why, whylen, "report %.60s: the delivery names another report than the document",
+        rc = errbuf_fail(REPORT_EFORMAT, why, whylen,
+                         "report %.60s: the delivery names another report than the document",
                   id);
         goto out;
     }
     /* The id names a folder: report_parse allows [A-Za-z0-9._-], so "." and ".." must be kept out here. */
     if (in->report_id[0] == '.') {
-        rc = fail(REPORT_EFORMAT, why, whylen, "report %.60s: an id starting with '.' cannot name a folder", id);
+        rc = errbuf_fail(REPORT_EFORMAT, why, whylen, "report %.60s: an id starting with '.' cannot name a folder", id);
         goto out;
     }
     if (signer)

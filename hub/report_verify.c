@@ -11,12 +11,12 @@
  * the chain's trust, validity and revocation are checked on every call. */
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "hub/digest.h"
 #include "hub/report.h"
+#include "hub/errbuf.h"
 #include "codecs/banned.h"
 
 #define CHAIN_SLOTS 256 /* parsed chains kept (direct-mapped by hash) */
@@ -35,26 +35,14 @@ struct report_verifier {
     size_t                 chains_parsed, chains_reused; /* under lock */
 };
 
-static int fail(int code, char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int fail(int code, char *why, size_t whylen, const char *fmt, ...)
-{
-    if (why && whylen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, whylen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 int report_verifier_new(const report_verifier_config *cfg, report_verifier **out, char *err, size_t errlen)
 {
     if (!cfg || !cfg->trust_dir)
-        return fail(PKI_EINVAL, err, errlen, "a trust directory is required");
+        return errbuf_fail(PKI_EINVAL, err, errlen, "a trust directory is required");
     report_verifier *v = calloc(1, sizeof *v);
     if (!v || !(v->trust_dir = strdup(cfg->trust_dir))) {
         free(v);
-        return fail(-ENOMEM, err, errlen, "out of memory");
+        return errbuf_fail(-ENOMEM, err, errlen, "out of memory");
     }
     v->cfg = *cfg;
     v->cfg.trust_dir = v->trust_dir;
@@ -167,16 +155,17 @@ int report_verify(report_verifier *v, const void *report, size_t len, const void
     if (signer)
         memset(signer, 0, sizeof *signer);
     if (!report || !len)
-        return fail(REPORT_EFORMAT, why, whylen, "no report");
+        return errbuf_fail(REPORT_EFORMAT, why, whylen, "no report");
     if (!sig || !sig_len || !chain || !chain_len)
-        return fail(REPORT_EUNSIGNED, why, whylen, "signing requires a signature and the signer's certificate chain");
+        return errbuf_fail(REPORT_EUNSIGNED, why, whylen,
+                           "signing requires a signature and the signer's certificate chain");
     if ((rc = chain_of(v, chain, chain_len, &c, e, sizeof e)) < 0)
-        return fail(rc, why, whylen, "signer's certificate chain unreadable: %s", e);
+        return errbuf_fail(rc, why, whylen, "signer's certificate chain unreadable: %s", e);
     if (signer)
         pki_chain_identity(c, signer);
     /* The bytes first: whatever else holds, these must be what was signed. */
     if ((rc = pki_chain_verify_data(c, report, len, sig, sig_len, e, sizeof e)) < 0) {
-        fail(rc, why, whylen, "%s", rc == PKI_ESIG ? "signature does not verify" : e);
+        errbuf_fail(rc, why, whylen, "%s", rc == PKI_ESIG ? "signature does not verify" : e);
         goto out;
     }
     t = current(v);
@@ -188,11 +177,11 @@ int report_verify(report_verifier *v, const void *report, size_t len, const void
     pki_chain_identity(c, &id);
     const report_info *in = report_doc_info(d);
     if (!id.reader_id[0] || strcmp(in->reader_id, id.reader_id)) {
-        rc = fail(REPORT_ESIGNER, why, whylen, "the report names another reader than its signer");
+        rc = errbuf_fail(REPORT_ESIGNER, why, whylen, "the report names another reader than its signer");
         goto out;
     }
     if (strcmp(in->reading_facility, id.facility)) {
-        rc = fail(REPORT_ESIGNER, why, whylen, "the report names another reading facility than its signer's");
+        rc = errbuf_fail(REPORT_ESIGNER, why, whylen, "the report names another reading facility than its signer's");
         goto out;
     }
 out:
@@ -210,15 +199,16 @@ int report_verify_submission(void *ctx, const wl_task *t, const store_submission
 {
     report_verifier *v = ctx;
     if (!v || !t || !sub || !sub->action || !sub->reader)
-        return fail(PKI_EINVAL, why, why_len, "verification not configured");
+        return errbuf_fail(PKI_EINVAL, why, why_len, "verification not configured");
     int addendum = !strcmp(sub->action, "addendum");
     int signing = !strcmp(sub->action, "sign") || addendum;
     if (!signing && sub->sig_len == 0)
         return 0; /* an unsigned draft, or a return */
     if (!sub->report || !sub->report_len)
-        return fail(REPORT_EFORMAT, why, why_len, "a signature without a report");
+        return errbuf_fail(REPORT_EFORMAT, why, why_len, "a signature without a report");
     if (!sub->sig_len || !sub->chain_len)
-        return fail(REPORT_EUNSIGNED, why, why_len, "signing requires a signature and the signer's certificate chain");
+        return errbuf_fail(REPORT_EUNSIGNED, why, why_len,
+                           "signing requires a signature and the signer's certificate chain");
     pki_identity signer;
     report_doc *d = NULL;
     int rc = report_verify(v, sub->report, sub->report_len, sub->sig, sub->sig_len, sub->chain, sub->chain_len, 0,
@@ -227,24 +217,25 @@ int report_verify_submission(void *ctx, const wl_task *t, const store_submission
         return rc;
     const report_info *in = report_doc_info(d);
     if (strcmp(signer.reader_id, sub->reader->id))
-        rc = fail(REPORT_ESIGNER, why, why_len, "signer is not the reader holding the task");
+        rc = errbuf_fail(REPORT_ESIGNER, why, why_len, "signer is not the reader holding the task");
     else if (sub->report_id && strcmp(in->report_id, sub->report_id))
-        rc = fail(REPORT_EFORMAT, why, why_len, "the report's id differs from the submission's");
+        rc = errbuf_fail(REPORT_EFORMAT, why, why_len, "the report's id differs from the submission's");
     else if (strcmp(in->study_uid, t->study_uid))
-        rc = fail(REPORT_ESTUDY, why, why_len, "the report is for another study");
+        rc = errbuf_fail(REPORT_ESTUDY, why, why_len, "the report is for another study");
     else if (addendum && t->state != WL_SIGNED)
-        rc = fail(REPORT_ESTUDY, why, why_len, "an addendum follows a signed report: this task is not signed");
+        rc = errbuf_fail(REPORT_ESTUDY, why, why_len, "an addendum follows a signed report: this task is not signed");
     else if (addendum && (!in->supersedes || strcmp(in->supersedes, t->report_id)))
-        rc = fail(REPORT_ESTUDY, why, why_len, "an addendum must name the report it follows (supersedes: %s)",
+        rc = errbuf_fail(REPORT_ESTUDY, why, why_len, "an addendum must name the report it follows (supersedes: %s)",
                   t->report_id);
     else if (addendum && in->version != t->version + 1)
-        rc = fail(REPORT_ESTUDY, why, why_len, "the addendum's version (%u) must follow the signed report's (%u)",
+        rc = errbuf_fail(REPORT_ESTUDY, why, why_len,
+                         "the addendum's version (%u) must follow the signed report's (%u)",
                   in->version, (unsigned)t->version);
     else if (!addendum && t->version && in->version != t->version)
-        rc = fail(REPORT_ESTUDY, why, why_len, "the report's version (%u) is not the task's (%u)", in->version,
+        rc = errbuf_fail(REPORT_ESTUDY, why, why_len, "the report's version (%u) is not the task's (%u)", in->version,
                   (unsigned)t->version);
     else if (t->review && t->drafted_by[0] && in->drafted_by && strcmp(in->drafted_by, t->drafted_by))
-        rc = fail(REPORT_ESIGNER, why, why_len, "the report names another resident than the one who drafted it");
+        rc = errbuf_fail(REPORT_ESIGNER, why, why_len, "the report names another resident than the one who drafted it");
     else if (v->cfg.stored_digest)
         rc = report_check_digests(d, v->cfg.stored_digest, v->cfg.stored_digest_ctx, "the stored study", why,
                                   why_len);

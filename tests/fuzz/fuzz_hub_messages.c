@@ -9,7 +9,7 @@
  * frames, the rest is split at each "\xff\xfe" into frames sent as one
  * multipart message over an inproc PAIR.
  *
- * fuzz-objects: hub/proto.c hub/report.c hub/digest.c hub/pki_key.c hub/pki_pass.c */
+ * fuzz-objects: hub/proto.c hub/report.c hub/errbuf.c hub/digest.c hub/pki_key.c hub/pki_pass.c */
 #include <string.h>
 #include <zmq.h>
 #include "hub/proto.h"

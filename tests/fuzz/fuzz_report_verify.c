@@ -15,7 +15,7 @@
  * Invariants: a verified report names its signer (reader id, facility)
  * as the document does; the verifier's reason is a terminated string.
  *
- * fuzz-objects: hub/report_verify.c hub/report.c hub/pki_cert.c hub/pki_trust.c hub/pki_key.c hub/pki_pass.c hub/digest.c */
+ * fuzz-objects: hub/report_verify.c hub/report.c hub/errbuf.c hub/pki_cert.c hub/pki_trust.c hub/pki_key.c hub/pki_pass.c hub/digest.c */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
