@@ -41,32 +41,32 @@ PEER = "dxhub without TLS"
 results = []
 
 
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+from tlsutil import Pki  # noqa: E402  (the tests' CA: the same certificates the TLS tests use)
 
 
-def make_pki(d):
+class Certs:
     """A CA, the hub's certificate (127.0.0.1) and a modality's."""
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
-            "-out", "ca.pem", "-days", "2", "-subj", "/CN=bench CA", cwd=d)
-    for name, san in (("hub", "IP:127.0.0.1"), ("ct", "DNS:ct.example")):
-        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f"{name}.key",
-                "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=d)
-        (d / f"{name}.ext").write_text(f"subjectAltName={san}\n")
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
-        (d / f"{name}.key").chmod(0o600)
+
+    def __init__(self, d):
+        pki = Pki(d)
+        self.ca = pki.ca
+        self.hub, self.hub_key = pki.server("hub", san="IP:127.0.0.1")
+        self.ct, self.ct_key = pki.server("ct", san="DNS:ct.example")
+
+    def modality(self):
+        """storescu's options: the modality's certificate, trusting the CA."""
+        return ["+tls", str(self.ct_key), str(self.ct), "+cf", str(self.ca)]
 
 
 class Hub:
-    def __init__(self, data, tls_dir=None):
+    def __init__(self, data, certs=None):
         self.args = [DXHUB, "serve", "--data", str(data), "--dicom-port", "0", "--http-port", "0", "--edge-port", "0",
                      "--reader-port", "0", "--peer-port", "0", "--open-dicom", "--map-size", "4G"]
-        if tls_dir:
-            t = tls_dir
-            self.args += ["--tls-cert", str(t / "hub.pem"), "--tls-key", str(t / "hub.key"),
-                          "--dicom-tls-cert", str(t / "hub.pem"), "--dicom-tls-key", str(t / "hub.key"),
-                          "--dicom-tls-ca", str(t / "ca.pem")]
+        if certs:
+            c = certs
+            self.args += ["--tls-cert", str(c.hub), "--tls-key", str(c.hub_key), "--dicom-tls-cert", str(c.hub),
+                          "--dicom-tls-key", str(c.hub_key), "--dicom-tls-ca", str(c.ca)]
         self.log = open(Path(data).parent / f"{Path(data).name}.log", "wb")
         self.p = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
         line = self.p.stdout.readline().decode()
@@ -82,21 +82,22 @@ class Hub:
         self.log.close()
 
 
-def ingest(work, tls_dir, files, n):
+def store(hub, files, certs):
+    """storescu in one association; its seconds."""
+    args = ["storescu", "-aec", "DXHUB"] + (certs.modality() if certs else [])
+    t = time.perf_counter()
+    r = subprocess.run(args + ["127.0.0.1", str(hub.dicom)] + files, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if r.returncode:
+        sys.exit(f"bench/tls.py: storescu failed: {r.stderr.decode()[-300:]}")
+    return time.perf_counter() - t
+
+
+def ingest(work, certs, files, n):
     """Instances/s of one storescu association into a fresh hub."""
-    data = work / f"ingest-{'tls' if tls_dir else 'plain'}-{n}"
-    hub = Hub(data, tls_dir)
+    data = work / f"ingest-{'tls' if certs else 'plain'}-{n}"
+    hub = Hub(data, certs)
     try:
-        args = ["storescu", "-aec", "DXHUB"]
-        if tls_dir:
-            args += ["+tls", str(tls_dir / "ct.key"), str(tls_dir / "ct.pem"), "+cf", str(tls_dir / "ca.pem")]
-        t = time.perf_counter()
-        r = subprocess.run(args + ["127.0.0.1", str(hub.dicom)] + files, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE)
-        dt = time.perf_counter() - t
-        if r.returncode:
-            sys.exit(f"bench/tls.py: storescu failed: {r.stderr.decode()[-300:]}")
-        return len(files) / dt
+        return len(files) / store(hub, files, certs)
     finally:
         hub.stop()
         shutil.rmtree(data, ignore_errors=True)
@@ -129,24 +130,18 @@ def main():
         sys.exit(f"bench/tls.py: no CT series in {CT} (bench/run-all makes it)")
     work = Path(tempfile.mkdtemp(prefix="dxhub-bench-tls-"))
     try:
-        tls_dir = work / "pki"
-        tls_dir.mkdir()
-        make_pki(tls_dir)
+        certs = Certs(work / "pki")
         plain, tls = [], []
         for n in range(RUNS):
             plain.append(ingest(work, None, files, n))
-            tls.append(ingest(work, tls_dir, files, n))
+            tls.append(ingest(work, certs, files, n))
         add("CT ingest, DICOM TLS", statistics.median(tls), "instances/s", statistics.median(plain))
 
         # one hub of each kind with the series, then the lookup alternating
-        hubs = {"plain": Hub(work / "lookup-plain"), "tls": Hub(work / "lookup-tls", tls_dir)}
+        hubs = {"plain": Hub(work / "lookup-plain"), "tls": Hub(work / "lookup-tls", certs)}
         try:
             for kind, hub in hubs.items():
-                args = ["storescu", "-aec", "DXHUB"]
-                if kind == "tls":
-                    args += ["+tls", str(tls_dir / "ct.key"), str(tls_dir / "ct.pem"), "+cf", str(tls_dir / "ca.pem")]
-                subprocess.run(args + ["127.0.0.1", str(hub.dicom)] + files, check=True, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                store(hub, files, certs if kind == "tls" else None)
             study = subprocess.run(["dcmdump", "-s", "+P", "0020,000d", files[0]], stdout=subprocess.PIPE,
                                    check=True).stdout.decode()
             uid = re.search(r"\[([0-9.]+)\]", study).group(1)
