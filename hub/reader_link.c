@@ -51,6 +51,8 @@ typedef struct conn {
     int       unrecorded; /* offers sent to it whose record is not committed yet */
     int64_t   credit_us;  /* its READY's arrival, until the TASK it asked for leaves (0: none timed) */
     bool      waited;     /* nothing fitted it since: its next offer is timed from the change that brings it */
+    int64_t   empty_ms;     /* when nothing fitted it (monotonic) */
+    uint64_t  empty_commit; /* the last commit the snapshot that had nothing for it showed */
 } conn;
 
 struct reader_link {
@@ -76,6 +78,8 @@ struct reader_link {
     rc_list            done;
     offer_set         *unrecorded; /* offers sent, record not committed */
     bool               tick_queued;
+    bool               offer_failed; /* a snapshot or a pick failed: offer again at the next tick */
+    bool               rescanning;   /* this turn's offers include the periodic look (rescan_waiting) */
 };
 
 static int64_t now_ms(void)
@@ -131,6 +135,7 @@ static void queue_changed(reader_link *l)
 {
     l->gen++;
     l->changed_us = mono_us();
+    l->rescanning = false; /* this turn's offers may come from the change: not a missed wake-up */
 }
 
 /* Queue a write for the committer; route (when given) and the request's
@@ -312,7 +317,9 @@ static void offer_all(reader_link *l)
         if (readers_find(l->cfg.profiles, c->id, &r) < 0)
             continue;
         if (!v && store_view_begin(l->cfg.st, &v) < 0) {
-            log_warn("readers: cannot read the worklist");
+            log_warn("readers: cannot read the worklist: offers wait for the next tick");
+            l->offer_failed = true;
+            l->rescanning = false;
             return;
         }
         int held = store_view_held(v, r.id);
@@ -323,8 +330,14 @@ static void offer_all(reader_link *l)
             int rc = store_view_pick(v, &r, &skip, now_ms(), &task, &st, &has_st);
             if (rc == WL_EEMPTY) {
                 c->empty_gen = l->gen;
+                c->empty_ms = mono_us() / 1000;
+                c->empty_commit = store_view_commit(v);
                 c->credit_us = 0; /* its offer, when one comes, is timed from the change that brings it */
                 c->waited = true;
+            }
+            if (rc < 0 && rc != WL_EEMPTY) {
+                log_warn("readers: cannot pick a task for %s: %s (again at the next tick)", r.id, wl_strerror(rc));
+                l->offer_failed = true;
             }
             if (rc != 0 || offer_set_add(l->unrecorded, task.id, i) < 0)
                 break; /* nothing, or too many unrecorded: again after the next commit */
@@ -338,6 +351,9 @@ static void offer_all(reader_link *l)
                 break;
             }
             c->credit--;
+            if (l->rescanning && c->waited)
+                log_warn("readers: task %llu offered to %s by the periodic look: no wake-up came for it",
+                         (unsigned long long)task.id, r.id);
             /* the first TASK of a credit is timed (the rest leave in the same turn) */
             int64_t from = c->credit_us ? c->credit_us : c->waited ? l->changed_us : 0;
             if (from)
@@ -352,6 +368,36 @@ static void offer_all(reader_link *l)
         }
     }
     store_view_end(&v);
+    l->rescanning = false;
+}
+
+/* A reader with credit for whom nothing fitted waits for the next change
+ * (gen), which the threads that commit tasks announce through the eventfd.
+ * Were one announcement ever missed, the reader would wait for the next
+ * unrelated change: at night, for hours, with a STAT ECG queued.  So a
+ * reader that has waited RESCAN_MS while commits landed is looked at
+ * again; an offer found that way is logged, as it means a missed wake-up. */
+#define RESCAN_MS 2000
+static void rescan_waiting(reader_link *l)
+{
+    int64_t now = mono_us() / 1000;
+    uint64_t last = store_last_commit(l->cfg.st);
+    bool due = false;
+    for (int i = 0; i < MAX_READERS && !due; i++) {
+        const conn *c = &l->conns[i];
+        due = c->used && c->credit > 0 && c->empty_gen == l->gen && now - c->empty_ms >= RESCAN_MS &&
+              last > c->empty_commit;
+    }
+    if (!due)
+        return;
+    uint64_t v;
+    if (read(l->evfd, &v, sizeof v) == (ssize_t)sizeof v) {
+        queue_changed(l); /* the announcement was on its way */
+    } else {
+        l->gen++;
+        l->rescanning = true;
+    }
+    l->want_offer = true;
 }
 
 /* The task must be one this reader holds (claimed, drafted) or, to read
@@ -578,7 +624,7 @@ static void on_message(reader_link *l, proto_msg *m)
 static void *link_main(void *arg)
 {
     reader_link *l = arg;
-    int64_t last_tick = 0;
+    int64_t last_tick = 0, last_rescan = 0;
     while (!l->stop) {
         zmq_pollitem_t items[3] = {{l->router, 0, ZMQ_POLLIN, 0}, {NULL, l->evfd, ZMQ_POLLIN, 0},
                                    {NULL, l->done_fd, ZMQ_POLLIN, 0}};
@@ -615,6 +661,14 @@ static void *link_main(void *arg)
         if (t - last_tick >= 500 && !l->tick_queued) {
             last_tick = t;
             l->tick_queued = commit_later(l, RC_TICK, -1, NULL, 0, NULL, NULL) == 0;
+            if (l->offer_failed) {
+                l->offer_failed = false;
+                l->want_offer = true;
+            }
+        }
+        if (t - last_rescan >= RESCAN_MS) {
+            last_rescan = t;
+            rescan_waiting(l);
         }
         /* Offers before the durable answers: the snapshot the offers are
          * picked on is taken after the commits taken here, and a TASK does

@@ -257,6 +257,8 @@ void store_view_end(store_view **vp)
     *vp = NULL;
 }
 
+uint64_t store_view_commit(const store_view *v) { return (uint64_t)mdb_txn_id(v->txn); }
+
 int store_view_held(store_view *v, const char *reader) { return wl_held_count(v->s->wl, v->txn, reader); }
 
 int store_view_pick(store_view *v, const wl_reader *r, const wl_skip *skip, int64_t now, wl_task *out, store_study *st,

@@ -39,6 +39,7 @@ int  store_view_held(store_view *v, const char *reader); /* tasks held (wl_held_
 int  store_view_pick(store_view *v, const wl_reader *r, const wl_skip *skip, int64_t now, wl_task *out, store_study *st,
                      int *has_st);
 int  store_view_task(store_view *v, uint64_t id, wl_task *out);
+uint64_t store_view_commit(const store_view *v); /* the last commit the snapshot shows */
 
 /* The same, each in a transaction of its own. */
 int store_task_offer(store *s, const wl_reader *r, int64_t now, wl_task *out);
