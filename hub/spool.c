@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "hub/lmdb_stamp.h"
 #include "hub/spool.h"
 
 #define SPOOL_CHUNK (1u << 20)
@@ -76,6 +77,14 @@ static void seq_key(uint8_t k[8], uint64_t seq)
         k[i] = (uint8_t)(seq >> (56 - 8 * i));
 }
 
+/* Commits the opening transaction, which LMDB frees even when the commit fails. */
+static int commit_open(MDB_txn **txn)
+{
+    int rc = mdb_txn_commit(*txn);
+    *txn = NULL;
+    return rc;
+}
+
 int spool_open(const char *dir, uint64_t map_size, spool **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -89,22 +98,27 @@ int spool_open(const char *dir, uint64_t map_size, spool **out, char *err, size_
     s->dir = strdup(dir);
     int rc;
     MDB_txn *txn = NULL;
+    static const char *const names[] = {"item", "data", "inbox", "state", "study", NULL};
+    const size_t sizes[] = {RECORD_VERSION, sizeof(item_rec), sizeof(study_rec), sizeof(link_rec)};
+    const lmdb_stamp stamp = {"edge spool", lmdb_stamp_layout(sizes, 4), names};
     if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 8)) ||
         (rc = mdb_env_set_mapsize(s->env, map_size ? map_size : (uint64_t)8 << 30)) ||
         (rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600)) || (rc = mdb_txn_begin(s->env, NULL, 0, &txn)) ||
+        (rc = lmdb_stamp_check(txn, &stamp, dir, err, errlen)) ||
         (rc = mdb_dbi_open(txn, "item", MDB_CREATE, &s->item)) ||
         (rc = mdb_dbi_open(txn, "data", MDB_CREATE, &s->data)) ||
         (rc = mdb_dbi_open(txn, "inbox", MDB_CREATE, &s->inbox)) ||
         (rc = mdb_dbi_open(txn, "state", MDB_CREATE, &s->state)) ||
-        (rc = mdb_dbi_open(txn, "study", MDB_CREATE, &s->study)) || (rc = mdb_txn_commit(txn))) {
-        snprintf(err, errlen, "cannot open the spool in %s: %s", dir, mdb_strerror(rc));
+        (rc = mdb_dbi_open(txn, "study", MDB_CREATE, &s->study)) || (rc = commit_open(&txn))) {
+        if (rc > 0) /* lmdb_stamp_check's refusals say why themselves */
+            snprintf(err, errlen, "cannot open the spool in %s: %s", dir, mdb_strerror(rc));
         if (txn && rc)
             mdb_txn_abort(txn);
         if (s->env)
             mdb_env_close(s->env);
         free(s->dir);
         free(s);
-        return lerr(rc);
+        return rc < 0 ? rc : lerr(rc);
     }
     *out = s;
     return 0;

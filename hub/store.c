@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include "codecs/codecs.h"
 #include "hub/digest.h"
+#include "hub/lmdb_stamp.h"
 #include "hub/log.h"
 #include "hub/store_private.h"
 
@@ -205,6 +206,26 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
         {"report_pat", 0, &s->report_pat}, {"report_ref", 0, &s->report_ref}, {"repeat", 0, &s->repeat},
         {"early", 0, &s->early},
     };
+    /* Refused before anything is made in it: an edge's spool, a cache, a
+     * store of another record layout (lmdb_stamp.h). */
+    static const char *const wl_names[] = {WL_DB_NAMES};
+    const char *names[sizeof dbs / sizeof dbs[0] + sizeof wl_names / sizeof wl_names[0] + 1];
+    size_t n_names = 0;
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++)
+        names[n_names++] = dbs[i].name;
+    for (size_t i = 0; i < sizeof wl_names / sizeof wl_names[0]; i++)
+        names[n_names++] = wl_names[i];
+    names[n_names] = NULL;
+    const size_t sizes[] = {RECORD_VERSION, sizeof(inst_rec), sizeof(study_rec)};
+    const lmdb_stamp stamp = {"hub store", lmdb_stamp_layout(sizes, 3), names};
+    if ((rc = lmdb_stamp_check(txn, &stamp, cfg->dir, err, errlen))) {
+        mdb_txn_abort(txn);
+        if (rc > 0) {
+            snprintf(err, errlen, "LMDB: %s", mdb_strerror(rc));
+            rc = store_lmdb_err(rc);
+        }
+        goto fail;
+    }
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         if ((rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | MDB_CREATE, dbs[i].dbi))) {
             mdb_txn_abort(txn);

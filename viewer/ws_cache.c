@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "viewer/ws_cache.h"
+#include "hub/lmdb_stamp.h"
 #include "codecs/banned.h"
 
 #define PAGE          4096u
@@ -65,10 +66,13 @@ int ws_cache_open(const char *dir, uint64_t limit, ws_cache **out, char *err, si
     /* Room for the limit, plus the pages a transaction that evicts and
      * inserts needs before its frees can be reused. */
     uint64_t map = limit + limit / 2 + MAP_EXTRA;
+    static const char *const names[] = {"inst", "imeta", "study", "sinst", "draft", "signed", "signer", "held", NULL};
+    const size_t sizes[] = {1, sizeof(study_rec)};
+    const lmdb_stamp stamp = {"workstation cache", lmdb_stamp_layout(sizes, 2), names};
     if ((rc = mdb_env_create(&c->env)) || (rc = mdb_env_set_maxdbs(c->env, 12)) ||
         (rc = mdb_env_set_mapsize(c->env, map)) || (rc = mdb_env_set_maxreaders(c->env, 256)) ||
         (rc = mdb_env_open(c->env, dir, MDB_NOTLS | MDB_NOSYNC, 0600)) || (rc = mdb_reader_check(c->env, NULL)) ||
-        (rc = mdb_txn_begin(c->env, NULL, 0, &txn)) ||
+        (rc = mdb_txn_begin(c->env, NULL, 0, &txn)) || (rc = lmdb_stamp_check(txn, &stamp, dir, err, errlen)) ||
         (rc = mdb_dbi_open(txn, "inst", MDB_CREATE, &c->inst)) ||
         (rc = mdb_dbi_open(txn, "imeta", MDB_CREATE, &c->imeta)) ||
         (rc = mdb_dbi_open(txn, "study", MDB_CREATE, &c->study)) ||
@@ -99,12 +103,13 @@ int ws_cache_open(const char *dir, uint64_t limit, ws_cache **out, char *err, si
     *out = c;
     return 0;
 fail:
-    snprintf(err, errlen, "cache %.300s: %s", dir, mdb_strerror(rc));
+    if (rc > 0) /* lmdb_stamp_check's refusals say why themselves */
+        snprintf(err, errlen, "cache %.300s: %s", dir, mdb_strerror(rc));
     if (txn)
         mdb_txn_abort(txn);
     mdb_env_close(c->env);
     free(c);
-    return -EIO;
+    return rc < 0 ? rc : -EIO;
 }
 
 void ws_cache_close(ws_cache **cp)

@@ -110,8 +110,9 @@ typedef struct wl_config {
 
 typedef struct wl wl;
 
-/* Open (creating) the worklist's databases in txn's environment (the
- * environment needs 5 free named databases).  Commit txn afterwards. */
+/* Open (creating) the worklist's databases, WL_DB_NAMES, in txn's
+ * environment (it needs 7 free named databases).  Commit txn afterwards. */
+#define WL_DB_NAMES "wl_task", "wl_queue", "wl_held", "wl_hist", "wl_meta", "wl_bymod", "wl_until"
 int  wl_open(MDB_txn *txn, const wl_config *cfg, wl **out);
 void wl_close(wl **w);
 
