@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "hub/clock.h"
 #include "hub/digest.h"
 #include "hub/edge.h"
 #include "hub/link.h"
@@ -63,19 +64,12 @@ struct edge_link {
     unsigned         rng;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void set_state(edge_link *l, const char *state, const char *error)
 {
     if (!strcmp(l->link_state, state) && !error)
         return;
     snprintf(l->link_state, sizeof l->link_state, "%s", state);
-    spool_set_link(l->cfg.sp, state, error, now_ms());
+    spool_set_link(l->cfg.sp, state, error, clock_wall_ms());
 }
 
 static int send_msg(edge_link *l, const char *cmd, json_t *h, const void *data, size_t len)
@@ -106,7 +100,7 @@ static slot *slot_of(edge_link *l, long long xfer)
 
 static void offer(edge_link *l, slot *s)
 {
-    s->last_ms = now_ms();
+    s->last_ms = clock_mono_ms();
     s->granted = s->committed = false;
     s->hello_gen = l->hello_gen;
     if (s->it.kind == SPOOL_MARKER) {
@@ -125,6 +119,9 @@ static void offer(edge_link *l, slot *s)
              NULL, 0);
 }
 
+/* The longest wait between tries of an item (exponential backoff's cap). */
+#define BACKOFF_MAX_MS 300000
+
 static void backoff(edge_link *l, slot *s, const char *why, bool permanent)
 {
     spool_item it = s->it;
@@ -136,9 +133,9 @@ static void backoff(edge_link *l, slot *s, const char *why, bool permanent)
     } else {
         /* exponential backoff with jitter: 1 s, 2 s, 4 s ... capped at 5 min */
         int64_t base = 1000LL << (it.attempts < 9 ? it.attempts : 9);
-        if (base > 300000)
-            base = 300000;
-        it.next_try_ms = now_ms() + base / 2 + (int64_t)(rand_r(&l->rng) % (unsigned)(base / 2 + 1));
+        if (base > BACKOFF_MAX_MS)
+            base = BACKOFF_MAX_MS;
+        it.next_try_ms = clock_wall_ms() + base / 2 + (int64_t)(rand_r(&l->rng) % (unsigned)(base / 2 + 1));
         log_warn("link: item %llu will be retried: %s", (unsigned long long)it.seq, why);
     }
     spool_update(l->cfg.sp, &it);
@@ -149,7 +146,7 @@ static void backoff(edge_link *l, slot *s, const char *why, bool permanent)
 
 static void on_message(edge_link *l, proto_msg *m)
 {
-    l->last_rx_ms = now_ms();
+    l->last_rx_ms = clock_mono_ms();
     long long xfer = proto_int(m, "xfer", -1);
     slot *s = slot_of(l, xfer);
     if (!strcmp(m->cmd, "WELCOME")) {
@@ -173,7 +170,7 @@ static void on_message(edge_link *l, proto_msg *m)
         if (!s->granted || (uint64_t)limit > s->limit)
             s->limit = (uint64_t)limit;
         s->granted = true;
-        s->last_ms = now_ms();
+        s->last_ms = clock_mono_ms();
         if (s->it.acked_bytes + LINK_WINDOW * 8 < (uint64_t)off) {
             s->it.acked_bytes = (uint64_t)off; /* progress for --status, written now and then */
             spool_update(l->cfg.sp, &s->it);
@@ -195,7 +192,7 @@ static void on_message(edge_link *l, proto_msg *m)
         if (!id || !kind || m->n_data != 1 || strlen(id) > 120)
             return;
         int rc = spool_inbox_put(l->cfg.sp, id, kind, zmq_msg_data(&m->data[0]), zmq_msg_size(&m->data[0]),
-                                 now_ms());
+                                 clock_wall_ms());
         if (rc >= 0) { /* durable here: acknowledge */
             send_msg(l, "DELIVERED", json_pack("{s:s}", "id", id), NULL, 0);
             if (rc == 1 && !strcmp(kind, "alert"))
@@ -220,7 +217,11 @@ static int fill_one(void *ctx, const spool_item *it)
 {
     fill_ctx *f = ctx;
     edge_link *l = f->l;
-    if (slot_of(l, (long long)it->seq) || it->next_try_ms > f->now)
+    /* A retry further ahead than any backoff was set before the wall clock
+     * went back (an NTP step, a corrected date): it is due now, or a STAT
+     * study would wait as long as the clock went back. */
+    bool waiting = it->next_try_ms > f->now && it->next_try_ms <= f->now + BACKOFF_MAX_MS;
+    if (slot_of(l, (long long)it->seq) || waiting)
         return 0;
     /* Over the in-flight limit only to let a more urgent item overtake. */
     if (f->free_slots <= 0 && !(it->priority > f->min_prio_inflight && f->free_slots > -2))
@@ -240,7 +241,7 @@ static int fill_one(void *ctx, const spool_item *it)
 
 static void fill(edge_link *l)
 {
-    fill_ctx f = {.l = l, .now = now_ms(), .free_slots = l->cfg.max_inflight, .min_prio_inflight = 3};
+    fill_ctx f = {.l = l, .now = clock_wall_ms(), .free_slots = l->cfg.max_inflight, .min_prio_inflight = 3};
     for (int i = 0; i < MAX_SLOTS; i++)
         if (l->slots[i].used) {
             f.free_slots--;
@@ -287,7 +288,7 @@ static void pump(edge_link *l)
             if (send_msg(l, "COMMIT", json_pack("{s:I,s:s}", "xfer", (json_int_t)best->it.seq, "digest", hex), NULL,
                          0) == 0)
                 best->committed = true;
-            best->last_ms = now_ms();
+            best->last_ms = clock_mono_ms();
             continue;
         }
         /* Keep what is on its way short (LINK_AHEAD): everything sent queues
@@ -314,7 +315,7 @@ static void pump(edge_link *l)
         if (rc < 0)
             return; /* socket full or no connection: later */
         best->next_off += (uint64_t)got;
-        best->last_ms = now_ms();
+        best->last_ms = clock_mono_ms();
     }
 }
 
@@ -358,7 +359,7 @@ static int open_socket(edge_link *l, char *err, size_t errlen)
         snprintf(err, errlen, "bad hub endpoint '%s': %s", l->cfg.hub, zmq_strerror(zmq_errno()));
         return -EINVAL;
     }
-    l->socket_ms = now_ms();
+    l->socket_ms = clock_mono_ms();
     return 0;
 }
 
@@ -412,7 +413,7 @@ static void *link_main(void *arg)
             if (rc < 0)
                 break;
         }
-        int64_t t = now_ms();
+        int64_t t = clock_mono_ms();
         if (l->connected && t - l->last_rx_ms > HUB_SILENCE_MS) {
             l->connected = false;
             log_warn("link: the hub is silent; will reconnect and resume");
@@ -476,12 +477,12 @@ int edge_link_start(const edge_link_config *cfg, edge_link **out, char *err, siz
         l->cfg.max_inflight = EDGE_INFLIGHT_DEFAULT;
     if (l->cfg.max_inflight > MAX_SLOTS - 2)
         l->cfg.max_inflight = MAX_SLOTS - 2;
-    l->rng = (unsigned)getpid() ^ (unsigned)now_ms();
+    l->rng = (unsigned)getpid() ^ (unsigned)clock_wall_ms();
     l->chunk = malloc(LINK_CHUNK);
     if (!l->chunk || open_socket(l, err, errlen) < 0)
         goto fail;
     snprintf(l->link_state, sizeof l->link_state, "starting");
-    spool_set_link(l->cfg.sp, "connecting", NULL, now_ms());
+    spool_set_link(l->cfg.sp, "connecting", NULL, clock_wall_ms());
     int trc = pthread_create(&l->thread, NULL, link_main, l);
     if (trc) {
         snprintf(err, errlen, "cannot start the link thread: %s", strerror(trc));
@@ -509,7 +510,7 @@ void edge_link_stop(edge_link **lp)
     if (l->monitor)
         zmq_close(l->monitor);
     zmq_close(l->dealer);
-    spool_set_link(l->cfg.sp, "stopped", NULL, now_ms());
+    spool_set_link(l->cfg.sp, "stopped", NULL, clock_wall_ms());
     free(l->chunk);
     free(l);
     *lp = NULL;

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "hub/clock.h"
 #include "hub/digest.h"
 #include "hub/link.h"
 #include "hub/log.h"
@@ -274,7 +275,7 @@ static void on_offer(link_hub *l, proto_msg *m)
         if ((uint64_t)st.st_size > x->size && ftruncate(x->fd, 0) < 0)
             x->received = 0;
     }
-    x->last_ms = now_ms();
+    x->last_ms = clock_mono_ms(); /* idle limit: an interval */
     send_credit(l, &m->route, x, "SEND");
 }
 
@@ -303,7 +304,7 @@ static void on_chunk(link_hub *l, proto_msg *m)
         return; /* the edge will re-offer */
     }
     x->received += n;
-    x->last_ms = now_ms();
+    x->last_ms = clock_mono_ms(); /* idle limit: an interval */
     send_credit(l, &m->route, x, "CREDIT");
 }
 
@@ -443,7 +444,7 @@ static void finish_jobs(link_hub *l)
 
 static void expire_idle(link_hub *l)
 {
-    int64_t t = now_ms();
+    int64_t t = clock_mono_ms();
     for (size_t i = 0; i < MAX_XFERS; i++)
         if (l->xf[i].used && !l->xf[i].committing && t - l->xf[i].last_ms > XFER_IDLE_MS)
             drop_xfer(&l->xf[i], false);
@@ -452,7 +453,7 @@ static void expire_idle(link_hub *l)
 static void *link_main(void *arg)
 {
     link_hub *l = arg;
-    int64_t last_expire = now_ms();
+    int64_t last_expire = clock_mono_ms();
     while (!l->stop) {
         zmq_pollitem_t items[2] = {{l->router, 0, ZMQ_POLLIN, 0}, {NULL, l->evfd, ZMQ_POLLIN, 0}};
         if (zmq_poll(items, 2, 500) < 0 && zmq_errno() == ETERM)
@@ -479,9 +480,9 @@ static void *link_main(void *arg)
             if (rc < 0)
                 break;
         }
-        if (now_ms() - last_expire > 60000) {
+        if (clock_mono_ms() - last_expire > 60000) {
             expire_idle(l);
-            last_expire = now_ms();
+            last_expire = clock_mono_ms();
         }
     }
     return NULL;

@@ -27,6 +27,7 @@
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
+#include "hub/clock.h"
 #include "hub/digest.h"
 #include "hub/log.h"
 #include "hub/offer_set.h"
@@ -657,7 +658,7 @@ static void *link_main(void *arg)
         }
         /* Expiries and escalations: index range scans, cheap enough for
          * every turn, but twice a second is as fine as leases need. */
-        int64_t t = now_ms();
+        int64_t t = clock_mono_ms(); /* intervals (clock.h) */
         if (t - last_tick >= 500 && !l->tick_queued) {
             last_tick = t;
             l->tick_queued = commit_later(l, RC_TICK, -1, NULL, 0, NULL, NULL) == 0;

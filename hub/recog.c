@@ -29,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 #include "codecs/codecs.h"
+#include "hub/clock.h"
 #include "hub/digest.h"
 #include "hub/recog.h"
 #include "codecs/banned.h"
@@ -492,18 +493,11 @@ static void check_instance(store *st, const store_instance *in, bool decode, ins
         snprintf(out->why, sizeof out->why, "stored bytes no longer match their digest");
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void instance_verdict(recog *r, const store_instance *in, bool decode, inst_verdict *out)
 {
     uint32_t b = fnv(in->digest, 32) & (IBUCKETS - 1);
     pthread_mutex_t *lk = &r->ilock[b % STRIPES];
-    int64_t now = wall_ms();
+    int64_t now = clock_mono_ms(); /* a cache age: an interval (clock.h) */
     pthread_mutex_lock(lk);
     inst_node *n = r->iv[b];
     while (n && memcmp(n->digest, in->digest, 32))

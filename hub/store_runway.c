@@ -142,7 +142,7 @@ static void *runway_main(void *arg)
     pthread_mutex_lock(&s->runway_mu);
     while (!s->runway_stop) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        clock_gettime(CLOCK_MONOTONIC, &ts); /* runway_cv waits on it */
         ts.tv_nsec += RUNWAY_POLL_MS * 1000000L;
         if (ts.tv_nsec >= 1000000000L) {
             ts.tv_sec++;
@@ -189,7 +189,11 @@ int store_runway_start(store *s, const char *dir)
     if (s->runway_fd < 0)
         return -errno;
     pthread_mutex_init(&s->runway_mu, NULL);
-    pthread_cond_init(&s->runway_cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* waits immune to the wall clock's steps */
+    pthread_cond_init(&s->runway_cv, &ca);
+    pthread_condattr_destroy(&ca);
     int rc = runway_lay(s);
     if (rc < 0) /* not fatal: commits only flush a little more */
         log_warn("store: write-ahead space not laid: %s", strerror(-rc));

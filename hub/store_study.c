@@ -172,9 +172,20 @@ int store_sweep_complete(store *s, int64_t now_ms, int64_t stable_ms,
     /* Collect first: marking deletes from pending under the cursor. */
     char (*due)[STORE_UID_MAX] = NULL;
     size_t n_due = 0, cap = 0;
+    int ahead = 0, put_rc = 0;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         int64_t last;
         memcpy(&last, v.mv_data, sizeof last);
+        if (last > now_ms + 1000 && v.mv_size == sizeof last) {
+            /* Its last arrival is later than now: stamped before the wall
+             * clock went back.  Its quiet time starts now, or it would wait
+             * as long as the clock went back. */
+            MDB_val nv = {sizeof now_ms, &now_ms};
+            if ((put_rc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT)))
+                break;
+            ahead++;
+            continue;
+        }
         if (now_ms - last < stable_ms || k.mv_size >= STORE_UID_MAX)
             continue;
         if (n_due == cap) {
@@ -188,7 +199,7 @@ int store_sweep_complete(store *s, int64_t now_ms, int64_t stable_ms,
         due[n_due++][k.mv_size] = '\0';
     }
     mdb_cursor_close(cur);
-    rc = 0;
+    rc = put_rc;
     for (size_t i = 0; i < n_due && !rc; i++) {
         store_study st;
         if (store_txn_get_study(s, txn, due[i], &st) != 0 || st.state != STUDY_RECEIVING || st.n_instances == 0)
@@ -203,7 +214,7 @@ int store_sweep_complete(store *s, int64_t now_ms, int64_t stable_ms,
         }
     }
     free(due);
-    if (rc || !done) {
+    if (rc || (!done && !ahead)) {
         mdb_txn_abort(txn);
         return rc ? store_lmdb_err(rc) : 0;
     }

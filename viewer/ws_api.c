@@ -358,7 +358,7 @@ static long events_next(void *ctx, char *buf, size_t max)
         return snprintf(buf, max, "retry: 2000\nevent: tasks\ndata: {\"gen\":%llu}\n\n", (unsigned long long)e->seen);
     }
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until); /* w->changed waits on CLOCK_MONOTONIC (ws_main.c) */
     until.tv_sec += EVENT_KEEPALIVE_S;
     pthread_mutex_lock(&w->mu);
     int timed_out = 0;

@@ -158,7 +158,7 @@ static void background(ws *w)
         if (ws_prefetch_step(w))
             continue;
         struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
+        clock_gettime(CLOCK_MONOTONIC, &until); /* w.changed waits on it: heartbeats go on through clock steps */
         until.tv_nsec += 100 * 1000000L;
         if (until.tv_nsec >= 1000000000L)
             until.tv_sec++, until.tv_nsec -= 1000000000L;
@@ -238,7 +238,11 @@ int cmd_workstation(int argc, char **argv)
     pthread_mutex_init(&w.fetch_mu, NULL);
     pthread_mutex_init(&w.hub_mu, NULL);
     pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.changed, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* waits immune to the wall clock's steps */
+    pthread_cond_init(&w.changed, &ca);
+    pthread_condattr_destroy(&ca);
     if (ws_cache_open(c->cache_dir, c->cache_bytes, &w.cache, err, sizeof err) < 0) {
         dx_errorf("workstation", "%s", err);
         goto done;

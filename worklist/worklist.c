@@ -1027,8 +1027,52 @@ static int escalate_due(wl *w, MDB_txn *txn, int64_t now)
     return rc < 0 ? rc : changed;
 }
 
+/* Offers and leases that end later than any can: set before the wall
+ * clock went back (an NTP step, a corrected date).  Left as they are, a
+ * task offered to a reader who went away, or claimed by one whose
+ * workstation died, would stay held for as long as the clock went back;
+ * each gets the time it could have from now.  The back of wl_until. */
+static int clamp_ahead(wl *w, MDB_txn *txn, int64_t now)
+{
+    int64_t longest = w->cfg.lease_ms > w->cfg.offer_ms ? w->cfg.lease_ms : w->cfg.offer_ms;
+    MDB_cursor *c;
+    if (mdb_cursor_open(txn, w->until, &c))
+        return WL_ESTORE;
+    MDB_val k, v;
+    uint64_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    for (int g = mdb_cursor_get(c, &k, &v, MDB_LAST); g == 0 && !rc; g = mdb_cursor_get(c, &k, &v, MDB_PREV)) {
+        if (k.mv_size != 16 || (int64_t)rd64(k.mv_data) <= now + longest)
+            break;
+        rc = push_id(&ids, &n, &cap, (const uint8_t *)k.mv_data + 8);
+    }
+    mdb_cursor_close(c);
+    int changed = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        wl_task t;
+        if (wl_get(w, txn, ids[i], &t) || !is_held(t.state))
+            continue;
+        int64_t most = now + (t.state == WL_OFFERED ? w->cfg.offer_ms : w->cfg.lease_ms);
+        if (t.holder_until_ms <= most)
+            continue;
+        char note[96];
+        snprintf(note, sizeof note, "the clock went back: it ended %lld s ahead",
+                 (long long)((t.holder_until_ms - now) / 1000));
+        wl_task old = t;
+        t.holder_until_ms = most;
+        if (!(rc = transition(w, txn, &old, &t, "hub", "hold-shortened", note, now)))
+            changed++;
+    }
+    free(ids);
+    return rc < 0 ? rc : changed;
+}
+
 int wl_tick(wl *w, MDB_txn *txn, int64_t now)
 {
+    int clamped = clamp_ahead(w, txn, now); /* not counted: nothing is freed */
+    if (clamped < 0)
+        return clamped;
     int expired = expire_due(w, txn, now);
     if (expired < 0)
         return expired;

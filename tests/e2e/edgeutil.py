@@ -345,7 +345,7 @@ class Edge:
     it before the edge ever connects)."""
 
     def __init__(self, data, hub_endpoint, hub_key, log_dir, ns=None, bind="127.0.0.1", dicom_port=None,
-                 watch=None, extra=()):
+                 watch=None, extra=(), env=None):
         self.data = Path(data)
         self.ns = ns
         self.bind = bind
@@ -355,7 +355,8 @@ class Edge:
         if watch:
             args += ["--watch", watch]
         args += list(extra)
-        self.proc = Proc(args, Path(log_dir) / f"edge-{self.data.name}.log", r"dxhub edge: ready .*key=(\S+)", ns=ns)
+        self.proc = Proc(args, Path(log_dir) / f"edge-{self.data.name}.log", r"dxhub edge: ready .*key=(\S+)", ns=ns,
+                         env=env)
 
     @property
     def key_file(self):

@@ -63,6 +63,15 @@ static void sub(char *out, size_t n, const char *name)
     snprintf(out, n, "%s/%s", tmpdir, name);
 }
 
+static void start_edge(world *w)
+{
+    char ep[64], err[512];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%u", link_hub_port(w->hub));
+    edge_link_config ec = {.zctx = w->edge_ctx, .hub = ep, .kp = &w->edge_kp, .hub_pub = w->hub_kp.pub,
+                           .sp = w->sp, .max_inflight = 4};
+    assert_int_equal(edge_link_start(&ec, &w->edge, err, sizeof err), 0);
+}
+
 static int setup(void **state)
 {
     const char *c = getenv("DXHUB_CORPUS");
@@ -99,11 +108,7 @@ static int setup(void **state)
     sub(dir, sizeof dir, "edge");
     assert_int_equal(spool_open(dir, 256u << 20, &w->sp, err, sizeof err), 0);
     w->edge_ctx = zmq_ctx_new();
-    char ep[64];
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%u", link_hub_port(w->hub));
-    edge_link_config ec = {.zctx = w->edge_ctx, .hub = ep, .kp = &w->edge_kp, .hub_pub = w->hub_kp.pub,
-                           .sp = w->sp, .max_inflight = 4};
-    assert_int_equal(edge_link_start(&ec, &w->edge, err, sizeof err), 0);
+    start_edge(w);
     *state = w;
     return 0;
 }
@@ -324,12 +329,43 @@ static void test_reports_and_alerts_come_back_alert_first(void **state)
     assert_int_equal(ss.inbox, 2);
 }
 
+/* The retries were set (a backoff of at most 5 min) before the wall clock
+ * went back an hour: they are due now, not in an hour. */
+static void test_retries_set_before_the_clock_went_back_are_not_waited_out(void **state)
+{
+    world *w = *state;
+    edge_link_stop(&w->edge); /* nothing leaves while the retries are set */
+    queued q;
+    queue_files(w, &q, PRIO_STAT, 0, "");
+    for (int i = 0; i < q.n; i++) {
+        spool_item it = q.it[i];
+        it.attempts = 3;
+        it.next_try_ms = now_ms() + 3600 * 1000LL;
+        assert_int_equal(spool_update(w->sp, &it), 0);
+    }
+    start_edge(w);
+    assert_true(wait_until(w, spool_empty)); /* 20 s at most */
+    /* a retry within the backoff's length still waits */
+    edge_link_stop(&w->edge);
+    queue_files(w, &q, PRIO_ROUTINE, 0, "");
+    spool_item it = q.it[0];
+    it.attempts = 3;
+    it.next_try_ms = now_ms() + 120 * 1000LL;
+    assert_int_equal(spool_update(w->sp, &it), 0);
+    start_edge(w);
+    usleep(3000 * 1000);
+    spool_stats s;
+    assert_int_equal(spool_get_stats(w->sp, &s), 0);
+    assert_int_equal(s.depth, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_instances_travel_and_arrive_with_the_edges_digest),
         cmocka_unit_test(test_the_same_instance_again_is_answered_have),
         cmocka_unit_test(test_reports_and_alerts_come_back_alert_first),
+        cmocka_unit_test(test_retries_set_before_the_clock_went_back_are_not_waited_out),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -551,6 +551,27 @@ static void test_completeness_by_marker_and_quiet_time_survives_reopen(void **st
     store_close(&s);
 }
 
+/* The wall clock went back an hour (an NTP step) while a study from a
+ * modality was still receiving: its quiet time counts from now, not from
+ * an arrival an hour ahead of the clock. */
+static void test_quiet_time_counts_from_now_after_the_clock_went_back(void **state)
+{
+    (void)state;
+    store *s = open_store("clockback", 64 << 20);
+    char p[1200];
+    path_of(p, sizeof p, "explicit_le/MR_small.dcm");
+    const int64_t arrived = 10 * 3600 * 1000LL, now = arrived - 3600 * 1000LL;
+    store_put_result r;
+    assert_int_equal(store_put_file(s, p, "dicom:MR_AE", arrived, &r), 0);
+    assert_int_equal(store_sweep_complete(s, now, 60000, NULL, NULL), 0);
+    assert_int_equal(store_sweep_complete(s, now + 30000, 60000, NULL, NULL), 0); /* not quiet long enough yet */
+    assert_int_equal(store_sweep_complete(s, now + 61000, 60000, NULL, NULL), 1);
+    store_study st;
+    assert_int_equal(store_get_study(s, r.inst.study_uid, &st), 0);
+    assert_int_equal(st.state, STUDY_QUEUED);
+    store_close(&s);
+}
+
 static int count_cb(void *ctx, const store_study *st)
 {
     (void)st;
@@ -836,6 +857,7 @@ int main(void)
         cmocka_unit_test(test_invalid_file_is_refused_with_reason),
         cmocka_unit_test(test_map_full_refuses_then_recovers_after_eviction),
         cmocka_unit_test(test_completeness_by_marker_and_quiet_time_survives_reopen),
+        cmocka_unit_test(test_quiet_time_counts_from_now_after_the_clock_went_back),
         cmocka_unit_test(test_list_studies_filters_by_patient_and_modality),
         cmocka_unit_test(test_studies_by_state_are_counted_with_every_change),
         cmocka_unit_test(test_runway_is_laid_ahead_and_commits_land_on_it),

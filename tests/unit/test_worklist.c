@@ -95,6 +95,49 @@ static void test_stat_ecg_is_offered_before_routine_ct_backlog(void **state)
     env_destroy(&e);
 }
 
+/* The wall clock went back an hour after a task was claimed and another
+ * offered (an NTP step): the reader whose workstation died must not hold
+ * the claimed task for an hour more, nor the offer outlive its 30 s. */
+static void test_holds_set_before_the_clock_went_back_keep_only_their_length(void **state)
+{
+    (void)state;
+    env e;
+    env_new(&e);
+    MDB_txn *txn = begin(&e);
+    const int64_t before = 10 * 3600 * 1000LL, back = 3600 * 1000LL;
+    wl_task a = add(&e, txn, "1.1", WL_IMAGING, "CT", WL_STAT, 0, before);
+    wl_task b = add(&e, txn, "1.2", WL_IMAGING, "CT", WL_ROUTINE, 0, before);
+    wl_task t;
+    assert_int_equal(wl_claim(e.w, txn, a.id, &attending, before, &t), 0);
+    assert_int_equal(t.holder_until_ms, before + 60000);
+    assert_int_equal(wl_offer(e.w, txn, &attending, before, &t), 0);
+    assert_int_equal(t.id, b.id);
+    /* an hour earlier by the clock, and a tick */
+    int64_t now = before - back + 1000;
+    assert_int_equal(wl_tick(e.w, txn, now), 0);
+    assert_int_equal(wl_get(e.w, txn, a.id, &t), 0);
+    assert_int_equal(t.state, WL_CLAIMED); /* still the reader's: its lease is not cut short */
+    assert_int_equal(t.holder_until_ms, now + 60000);
+    assert_int_equal(wl_get(e.w, txn, b.id, &t), 0);
+    assert_int_equal(t.state, WL_OFFERED);
+    assert_int_equal(t.holder_until_ms, now + 30000);
+    /* the history says why */
+    assert_true(t.events >= 2);
+    /* no heartbeat: both come back within their length, not an hour later */
+    assert_true(wl_tick(e.w, txn, now + 60001) >= 2);
+    assert_int_equal(wl_get(e.w, txn, a.id, &t), 0);
+    assert_int_equal(t.state, WL_QUEUED);
+    assert_int_equal(wl_get(e.w, txn, b.id, &t), 0);
+    assert_int_equal(t.state, WL_QUEUED);
+    /* a lease within its length is left alone */
+    assert_int_equal(wl_claim(e.w, txn, a.id, &attending, now + 70000, &t), 0);
+    assert_int_equal(wl_tick(e.w, txn, now + 70000 + 5000), 0);
+    assert_int_equal(wl_get(e.w, txn, a.id, &t), 0);
+    assert_int_equal(t.holder_until_ms, now + 70000 + 60000);
+    mdb_txn_commit(txn);
+    env_destroy(&e);
+}
+
 static void test_referral_comes_before_routine_and_due_times_follow_priority(void **state)
 {
     (void)state;
@@ -594,6 +637,7 @@ int main(void)
         cmocka_unit_test(test_stat_ecg_is_offered_before_routine_ct_backlog),
         cmocka_unit_test(test_referral_comes_before_routine_and_due_times_follow_priority),
         cmocka_unit_test(test_lapsed_lease_returns_task_to_front_for_another_reader),
+        cmocka_unit_test(test_holds_set_before_the_clock_went_back_keep_only_their_length),
         cmocka_unit_test(test_resident_draft_goes_to_attending_review_and_can_return),
         cmocka_unit_test(test_routine_task_near_due_time_is_escalated),
         cmocka_unit_test(test_pick_memo_changes_no_pick),
