@@ -15,6 +15,11 @@ step.  Everything else is real: the hub, the edge, `dxhub push`,
     died holding it, once its lease runs out (the lease ended an hour
     ahead of the clock, and the hub's tick, timed on the wall clock, had
     stopped for the hour).
+  - A workstation whose clock went back keeps the lease on the task its
+    reader is reading: its heartbeats are timed on the monotonic clock.
+    (libfaketime moves a timed condition wait's wall-clock deadline with
+    the offset, so the waits that used to read the wall clock — now on
+    CLOCK_MONOTONIC — are not what this case could catch.)
 """
 import json
 import os
@@ -27,6 +32,7 @@ import pytest
 
 from edgeutil import Edge, Hub, Proc, allow, corpus_root, dxhub_bin, keygen, run, wait_for
 from hubutil import _synth_base, synth_instance, uid_root
+from wsutil import World, ct_study
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 
@@ -147,3 +153,36 @@ def test_a_hub_whose_clock_went_back_takes_a_dead_readers_task_back(tmp_path):
         if edge:
             edge.kill()
         hub.stop()
+
+
+def test_a_workstation_whose_clock_went_back_keeps_its_readers_lease(tmp_path):
+    clock = FakeClock(tmp_path / "ws-clock")
+    world = World(tmp_path, {"ws-clk": ("CT", "imaging", "王伟")}, lease_seconds=5)
+    try:
+        world.start()
+        study, files = ct_study(corpus_root() / "dicom" / "explicit_le" / "CT_small.dcm", tmp_path / "ct")
+        world.send(files)
+        ws = world.workstation("ws-clk", env=clock.env())
+        ws.wait_tasks([study])
+        task = ws.task_of(study)
+        ws.json("POST", f"/api/tasks/{task['id']}/claim")
+        clock.step(-3600)
+        time.sleep(12)  # more than two leases of 5 s: only heartbeats keep it
+        code, body = world_tasks(world)
+        assert code == 200, body
+        counts = json.loads(body)
+        assert counts["readers"].get("ws-clk") == 1 and counts["counts"]["claimed"] == 1, counts
+        assert ws.task_of(study)["mine"] is True
+    finally:
+        world.close()
+
+
+def world_tasks(world):
+    import urllib.request
+    req = urllib.request.Request(f"http://127.0.0.1:{world.http_port}/api/v1/tasks",
+                                 headers={"Authorization": f"Bearer {world.api_key}"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()

@@ -122,8 +122,8 @@ class World:
         finally:
             c.close()
 
-    def workstation(self, rid, *extra, unlock=True, name=None, cache=None):
-        w = Workstation(self, rid, *extra, unlock=unlock, name=name, cache=cache)
+    def workstation(self, rid, *extra, unlock=True, name=None, cache=None, env=None):
+        w = Workstation(self, rid, *extra, unlock=unlock, name=name, cache=cache, env=env)
         self.workstations.append(w)
         return w.start()
 
@@ -147,7 +147,7 @@ def _peer_port():
 
 
 class Workstation:
-    def __init__(self, world, rid, *extra, unlock=True, name=None, cache=None):
+    def __init__(self, world, rid, *extra, unlock=True, name=None, cache=None, env=None):
         self.world, self.rid = world, rid
         self.cache = cache or world.base / f"cache-{name or rid}"
         args = [dxhub_bin(), "workstation", "--hub", world.reader_ep, "--hub-key", world.hub_key,
@@ -157,7 +157,7 @@ class Workstation:
         if unlock:
             args += ["--passphrase-file", world.pass_file]
         (world.base / "web").mkdir(exist_ok=True)
-        self.proc = Proc(args, world.base / f"ws-{name or rid}.log", READY_RE)
+        self.proc = Proc(args, world.base / f"ws-{name or rid}.log", READY_RE, env=env)
 
     def start(self):
         m = self.proc.start(30)
