@@ -17,6 +17,7 @@
 #include "codecs/codecs.h"
 #include "hub/api.h"
 #include "hub/apikeys.h"
+#include "hub/clock.h"
 #include "hub/keys.h"
 #include "hub/peer.h"
 #include "hub/pki.h"
@@ -67,7 +68,7 @@ typedef struct hub {
     hub_metrics         metrics;
     char                spool[4096];
     _Atomic int         evict_now; /* set when the store refused for lack of space */
-    int64_t             next_retention_ms; /* the next retention pass when space is not short */
+    int64_t             next_retention_ms; /* the next retention pass when space is not short (monotonic) */
 } hub;
 
 static int64_t now_ms(void)
@@ -423,14 +424,15 @@ static void housekeeping(hub *h)
     int n = store_sweep_complete(h->st, t, (int64_t)h->cfg->stable_seconds * 1000, on_complete, h);
     if (n < 0)
         log_error("completeness sweep failed: %s", strerror(-n));
-    if (h->cfg->retain_days >= 0 && (h->evict_now || t >= h->next_retention_ms || space_short(h))) {
+    int64_t mono = clock_mono_ms();
+    if (h->cfg->retain_days >= 0 && (h->evict_now || mono >= h->next_retention_ms || space_short(h))) {
         /* A pass reads every study record (0.4 s at 400,000 studies): every
          * second only while space is short or a batch left more to evict;
          * otherwise every RETENTION_PERIOD_MS (retention is counted in days). */
         static const int batch = 64;
         int64_t older = t - (int64_t)h->cfg->retain_days * 86400000;
         int ev = store_evict(h->st, older, batch, t);
-        h->next_retention_ms = ev >= batch ? t : t + RETENTION_PERIOD_MS;
+        h->next_retention_ms = ev >= batch ? mono : mono + RETENTION_PERIOD_MS;
         if (ev > 0)
             log_info("retention: evicted %d studies older than %d days", ev, h->cfg->retain_days);
         if (h->evict_now && ev <= 0)
