@@ -7,7 +7,10 @@
 #include "hub/errbuf.h"
 #include "hub/lmdb_stamp.h"
 
-#define STAMP_KEY "dxhub-format"
+/* A named database of its own (not a key of the main database), so that
+ * mdb_dump -a and mdb_load carry it along with the rest. */
+#define STAMP_DB  "dxhub-format"
+#define STAMP_KEY "stamp"
 
 uint32_t lmdb_stamp_layout(const size_t *sizes, size_t n)
 {
@@ -22,6 +25,8 @@ uint32_t lmdb_stamp_layout(const size_t *sizes, size_t n)
 
 static bool listed(const char *const *dbs, const MDB_val *name)
 {
+    if (name->mv_size == sizeof STAMP_DB - 1 && !memcmp(name->mv_data, STAMP_DB, name->mv_size))
+        return true;
     for (; dbs && *dbs; dbs++)
         if (strlen(*dbs) == name->mv_size && !memcmp(*dbs, name->mv_data, name->mv_size))
             return true;
@@ -68,19 +73,23 @@ static int refuse_stamped(const lmdb_stamp *want, const MDB_val *v, const char *
 
 int lmdb_stamp_check(MDB_txn *txn, const lmdb_stamp *want, const char *dir, char *err, size_t errlen)
 {
-    MDB_dbi main_db;
-    int rc = mdb_dbi_open(txn, NULL, 0, &main_db);
-    if (rc)
-        return rc;
     char stamp[128];
     int n = snprintf(stamp, sizeof stamp, "%s layout %08x", want->kind, want->layout);
     MDB_val k = {sizeof STAMP_KEY - 1, STAMP_KEY}, v;
-    rc = mdb_get(txn, main_db, &k, &v);
-    if (rc == 0)
+    MDB_dbi stamp_db, main_db;
+    int rc = mdb_dbi_open(txn, STAMP_DB, 0, &stamp_db);
+    if (rc == 0) {
+        if ((rc = mdb_get(txn, stamp_db, &k, &v)) == MDB_NOTFOUND)
+            v = (MDB_val){0, ""};
+        else if (rc)
+            return rc;
         return v.mv_size == (size_t)n && !memcmp(v.mv_data, stamp, (size_t)n)
                    ? 0
                    : refuse_stamped(want, &v, dir, err, errlen);
+    }
     if (rc != MDB_NOTFOUND)
+        return rc;
+    if ((rc = mdb_dbi_open(txn, NULL, 0, &main_db)))
         return rc;
     /* Unstamped: new, or made before stamps.  Its named databases are the
      * main database's keys; any this kind does not make means it is not
@@ -102,5 +111,7 @@ int lmdb_stamp_check(MDB_txn *txn, const lmdb_stamp *want, const char *dir, char
                            "another program's, and is left as it is",
                            dir, want->kind, foreign);
     MDB_val sv = {(size_t)n, stamp};
-    return mdb_put(txn, main_db, &k, &sv, 0);
+    if ((rc = mdb_dbi_open(txn, STAMP_DB, MDB_CREATE, &stamp_db)))
+        return rc;
+    return mdb_put(txn, stamp_db, &k, &sv, 0);
 }

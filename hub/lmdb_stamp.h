@@ -5,8 +5,9 @@
  * Pointed at the wrong folder (`dxhub serve --data` on an edge's spool),
  * or run by a dxhub whose records are laid out differently, a program
  * would add its databases beside the others' and read their records as
- * its own.  So each environment carries, in its main database, which
- * kind it is and a fingerprint of the record layouts it was written with;
+ * its own.  So each environment carries, in a database of its own
+ * (dxhub-format), which kind it is and a fingerprint of the record
+ * layouts it was written with;
  * an environment of another kind or layout is refused before anything in
  * it is read or written. */
 #ifndef DXHUB_LMDB_STAMP_H

@@ -157,7 +157,7 @@ def test_a_hub_whose_clock_went_back_takes_a_dead_readers_task_back(tmp_path):
 
 def test_a_workstation_whose_clock_went_back_keeps_its_readers_lease(tmp_path):
     clock = FakeClock(tmp_path / "ws-clock")
-    world = World(tmp_path, {"ws-clk": ("CT", "imaging", "王伟")}, lease_seconds=5)
+    world = World(tmp_path, {"ws-clk": ("CT", "imaging", "王伟")}, lease_seconds=3)
     try:
         world.start()
         study, files = ct_study(corpus_root() / "dicom" / "explicit_le" / "CT_small.dcm", tmp_path / "ct")
@@ -167,7 +167,7 @@ def test_a_workstation_whose_clock_went_back_keeps_its_readers_lease(tmp_path):
         task = ws.task_of(study)
         ws.json("POST", f"/api/tasks/{task['id']}/claim")
         clock.step(-3600)
-        time.sleep(12)  # more than two leases of 5 s: only heartbeats keep it
+        time.sleep(7)  # more than two leases of 3 s: only heartbeats keep it
         code, body = world_tasks(world)
         assert code == 200, body
         counts = json.loads(body)

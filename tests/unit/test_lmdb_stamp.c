@@ -49,7 +49,7 @@ static int open_store_at(const char *dir, store **out, char *err, size_t errlen)
     return store_open(&cfg, out, err, errlen);
 }
 
-/* The main database's keys (named databases and the stamp), comma-separated. */
+/* The main database's keys (the named databases), comma-separated. */
 static void main_keys(const char *dir, char *out, size_t n)
 {
     MDB_env *env;
@@ -71,8 +71,9 @@ static void main_keys(const char *dir, char *out, size_t n)
     mdb_env_close(env);
 }
 
-/* An environment made by another program: one named database, or one main-database key. */
-static void foreign_env(const char *dir, const char *db, const char *main_key, const char *main_val)
+/* An environment made by another program (one named database), or by
+ * another dxhub (and its stamp). */
+static void foreign_env(const char *dir, const char *db, const char *stamp)
 {
     MDB_env *env;
     MDB_txn *txn;
@@ -86,9 +87,9 @@ static void foreign_env(const char *dir, const char *db, const char *main_key, c
         MDB_val k = {3, "key"}, v = {5, "value"};
         assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
     }
-    if (main_key) {
-        assert_int_equal(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
-        MDB_val k = {strlen(main_key), (void *)main_key}, v = {strlen(main_val), (void *)main_val};
+    if (stamp) {
+        assert_int_equal(mdb_dbi_open(txn, "dxhub-format", MDB_CREATE, &dbi), 0);
+        MDB_val k = {5, "stamp"}, v = {strlen(stamp), (void *)stamp};
         assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
     }
     assert_int_equal(mdb_txn_commit(txn), 0);
@@ -143,7 +144,7 @@ static void test_another_layout_is_refused_not_misread(void **state)
     char dir[400], err[512];
     dir_of(dir, sizeof dir, "old-layout");
     /* what a dxhub whose records were laid out otherwise would have left */
-    foreign_env(dir, "inst", "dxhub-format", "hub store layout 0badf00d");
+    foreign_env(dir, "inst", "hub store layout 0badf00d");
     store *st = NULL;
     assert_int_equal(open_store_at(dir, &st, err, sizeof err), -EPROTO);
     assert_non_null(strstr(err, "laid out differently (layout 0badf00d"));
@@ -157,7 +158,7 @@ static void test_another_programs_environment_is_left_alone(void **state)
     (void)state;
     char dir[400], err[512], keys[1024];
     dir_of(dir, sizeof dir, "foreign");
-    foreign_env(dir, "accounts", NULL, NULL);
+    foreign_env(dir, "accounts", NULL);
     store *st = NULL;
     assert_int_equal(open_store_at(dir, &st, err, sizeof err), -EINVAL);
     assert_non_null(strstr(err, "databases a dxhub hub store does not make (accounts)"));
@@ -173,7 +174,7 @@ static void test_an_unstamped_store_of_its_own_is_adopted(void **state)
     (void)state;
     char dir[400], err[512], keys[1024];
     dir_of(dir, sizeof dir, "before-stamps");
-    foreign_env(dir, "inst", NULL, NULL); /* a store from before stamps: its own databases only */
+    foreign_env(dir, "inst", NULL); /* a store from before stamps: its own databases only */
     store *st = NULL;
     assert_int_equal(open_store_at(dir, &st, err, sizeof err), 0);
     store_close(&st);
@@ -181,6 +182,28 @@ static void test_an_unstamped_store_of_its_own_is_adopted(void **state)
     assert_non_null(strstr(keys, "dxhub-format"));
     assert_int_equal(open_store_at(dir, &st, err, sizeof err), 0);
     store_close(&st);
+}
+
+/* mdb_dump -a and mdb_load (an operator's copy or compaction) carry the
+ * stamp along: the copy opens, and another process's database added to a
+ * stamped store does not stop it. */
+static void test_the_stamp_survives_mdb_dump_and_mdb_load(void **state)
+{
+    (void)state;
+    char dir[400], copy[400], err[512], cmd[1200];
+    dir_of(dir, sizeof dir, "dumped");
+    dir_of(copy, sizeof copy, "loaded");
+    store *st = NULL;
+    assert_int_equal(open_store_at(dir, &st, err, sizeof err), 0);
+    store_close(&st);
+    foreign_env(dir, "outside-probe", NULL);
+    snprintf(cmd, sizeof cmd, "mdb_dump -a '%s' | mdb_load '%s'", dir, copy);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(open_store_at(copy, &st, err, sizeof err), 0);
+    store_close(&st);
+    spool *sp = NULL;
+    assert_int_equal(spool_open(copy, 32 << 20, &sp, err, sizeof err), -EINVAL); /* still a hub's store */
+    assert_non_null(strstr(err, "holds dxhub's hub store"));
 }
 
 static void test_layout_fingerprint_follows_the_sizes(void **state)
@@ -200,6 +223,7 @@ int main(void)
         cmocka_unit_test(test_another_layout_is_refused_not_misread),
         cmocka_unit_test(test_another_programs_environment_is_left_alone),
         cmocka_unit_test(test_an_unstamped_store_of_its_own_is_adopted),
+        cmocka_unit_test(test_the_stamp_survives_mdb_dump_and_mdb_load),
         cmocka_unit_test(test_layout_fingerprint_follows_the_sizes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
