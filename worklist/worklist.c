@@ -1028,7 +1028,8 @@ static int escalate_due(wl *w, MDB_txn *txn, int64_t now)
 }
 
 /* Offers and leases that end later than any can: set before the wall
- * clock went back (an NTP step, a corrected date).  Left as they are, a
+ * clock went back (an NTP step, a corrected date), or before the hub was
+ * restarted with shorter leases.  Left as they are, a
  * task offered to a reader who went away, or claimed by one whose
  * workstation died, would stay held for as long as the clock went back;
  * each gets the time it could have from now.  The back of wl_until. */
@@ -1057,7 +1058,7 @@ static int clamp_ahead(wl *w, MDB_txn *txn, int64_t now)
         if (t.holder_until_ms <= most)
             continue;
         char note[96];
-        snprintf(note, sizeof note, "the clock went back: it ended %lld s ahead",
+        snprintf(note, sizeof note, "it ended %lld s ahead: the clock went back, or the length was shortened",
                  (long long)((t.holder_until_ms - now) / 1000));
         wl_task old = t;
         t.holder_until_ms = most;
