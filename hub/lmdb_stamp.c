@@ -59,6 +59,8 @@ static int refuse_stamped(const lmdb_stamp *want, const MDB_val *v, const char *
     have[n] = '\0';
     char *layout = strstr(have, " layout ");
     size_t kl = strlen(want->kind);
+    if (!have[0])
+        return errbuf_fail(-EINVAL, err, errlen, "%s has an empty dxhub-format stamp: not opened", dir);
     if (!layout || (size_t)(layout - have) != kl || memcmp(have, want->kind, kl)) {
         if (layout)
             *layout = '\0';
