@@ -197,7 +197,8 @@ static void test_the_stamp_survives_mdb_dump_and_mdb_load(void **state)
     assert_int_equal(open_store_at(dir, &st, err, sizeof err), 0);
     store_close(&st);
     foreign_env(dir, "outside-probe", NULL);
-    snprintf(cmd, sizeof cmd, "mdb_dump -a '%s' | mdb_load '%s'", dir, copy);
+    /* (mdb_load names each dump header keyword it does not use: not a failure) */
+    snprintf(cmd, sizeof cmd, "mdb_dump -a '%s' | mdb_load '%s' 2>/dev/null", dir, copy);
     assert_int_equal(system(cmd), 0);
     assert_int_equal(open_store_at(copy, &st, err, sizeof err), 0);
     store_close(&st);
