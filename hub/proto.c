@@ -196,7 +196,9 @@ void proto_tune(void *sock)
 {
     int linger = 0, hb_ivl = 2000, hb_ttl = 10000, hb_timeout = 6000, reconnect = 200, reconnect_max = 5000;
     int hwm = 1000;
+    int64_t max_frame = PROTO_MAX_WIRE_FRAME; /* an authenticated peer's 2 GB frame is never allocated */
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame);
     zmq_setsockopt(sock, ZMQ_HEARTBEAT_IVL, &hb_ivl, sizeof hb_ivl);
     zmq_setsockopt(sock, ZMQ_HEARTBEAT_TTL, &hb_ttl, sizeof hb_ttl);
     zmq_setsockopt(sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof hb_timeout);

@@ -22,6 +22,10 @@
 #define PROTO_MAX_FRAMES  4
 #define PROTO_MAX_HEADER  (64 * 1024)
 #define PROTO_MAX_DATA    (4 * 1024 * 1024)
+/* A frame bigger than this is not even read: libzmq drops the peer's
+ * connection (ZMQ_MAXMSGSIZE) instead of allocating it.  Twice the data
+ * limit, so a frame just over it still gets an ERROR naming the limit. */
+#define PROTO_MAX_WIRE_FRAME (2 * PROTO_MAX_DATA)
 #define PROTO_CHUNK       (256 * 1024) /* link chunk: small enough to interleave transfers */
 
 typedef struct proto_msg {

@@ -252,6 +252,47 @@ def test_garbage_from_a_keyed_edge_is_refused(hub, tmp_path):
     assert len(recs) >= len(junk) - 1
 
 
+def peak_rss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_a_frame_beyond_the_protocol_costs_the_hub_no_memory(hub, tmp_path):
+    """A keyed edge (buggy or hostile) sends a 128 MiB frame: the hub does
+    not read it into memory (its peak resident size does not grow by it),
+    drops that connection, and answers the same edge once it reconnects."""
+    keys = tmp_path / "big-keys"
+    pub_file = keygen(keys, "edge")
+    allow(hub.keys_dir, "edge:bigclinic", pub_file)
+    hub.hup()
+    time.sleep(0.3)
+    sec = (keys / "edge.key").read_text().split()[0].encode()
+    pid = hub.proc.p.pid
+    s = dealer(hub, z85(pub_file), sec)
+    try:
+        s.send_multipart(msg("PING"))
+        assert any(f[0] == b"PONG" for f in replies(s, 5, until=count(b"PONG", 1)))
+        before = peak_rss_kib(pid)
+        s.send_multipart(msg("CHUNK", {"xfer": 1, "offset": 0}, b"\0" * (128 << 20)))
+        time.sleep(2)
+        grown = peak_rss_kib(pid) - before
+        assert grown < 64 * 1024, f"the hub's peak resident size grew by {grown} KiB"
+        # the connection was dropped (no answer to it); the edge's socket reconnects and is served
+        got = []
+        for _ in range(20):
+            s.send_multipart(msg("PING"))
+            got += replies(s, 0.5, until=count(b"PONG", 1))
+            if count(b"PONG", 1)(got):
+                break
+        assert count(b"PONG", 1)(got), got
+        assert not any(f[0] == b"ERROR" and b"CHUNK" in f[1] for f in got), got
+    finally:
+        s.close()
+    assert hub.proc.alive()
+
+
 def test_raw_junk_on_the_tcp_port(hub):
     for payload in (os.urandom(65536), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
                     b"\xff" + b"\x00" * 8 + b"\x01\x7f" + b"\x03\x00" + b"NULL" + b"\x00" * 16 + b"\x00" * 20,
