@@ -41,6 +41,8 @@ typedef struct link_hub_config {
     const char  *incoming_dir;  /* partial transfers */
     hub_metrics *metrics;
     int          workers;       /* ingest threads (0: 4) */
+    int          redeliver_ms;  /* outbox messages a connected edge has not acknowledged
+                                   are sent again at its keep-alive after this (0: 30 s) */
 } link_hub_config;
 
 int      link_hub_start(const link_hub_config *cfg, link_hub **out, char *err, size_t errlen);

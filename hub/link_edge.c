@@ -199,6 +199,9 @@ static void on_message(edge_link *l, proto_msg *m)
                 log_error("ALERT from the hub (%s): a critical value or a request to repeat the exam — see 'dxhub reports'", id);
             else if (rc == 1)
                 log_info("link: received %s %s from the hub", kind, id);
+        } else {
+            log_error("link: cannot keep %s %s from the hub: %s (not acknowledged: the hub sends it again)", kind, id,
+                      strerror(-rc));
         }
     } else if (!strcmp(m->cmd, "ERROR")) {
         const char *e = proto_str(m, "error");

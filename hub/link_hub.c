@@ -59,6 +59,7 @@ typedef struct routed {
     char      role[64];
     zmq_msg_t route;
     bool      set;
+    int64_t   offered_ms; /* when its outbox was last sent (monotonic) */
 } routed;
 
 struct link_hub {
@@ -197,14 +198,21 @@ static void remember_route(link_hub *l, const proto_msg *m)
     zmq_msg_init(&e->route);
     zmq_msg_copy(&e->route, (zmq_msg_t *)&m->route);
     e->set = true;
+    e->offered_ms = 0; /* never: its first keep-alive sends the outbox */
+}
+
+static routed *routed_of(link_hub *l, const char *role)
+{
+    for (size_t i = 0; i < l->n_routes; i++)
+        if (!strcmp(l->routes[i].role, role))
+            return &l->routes[i];
+    return NULL;
 }
 
 static zmq_msg_t *route_of(link_hub *l, const char *role)
 {
-    for (size_t i = 0; i < l->n_routes; i++)
-        if (!strcmp(l->routes[i].role, role))
-            return &l->routes[i].route;
-    return NULL;
+    routed *r = routed_of(l, role);
+    return r ? &r->route : NULL;
 }
 
 static void refuse(link_hub *l, proto_msg *m, const char *why)
@@ -374,10 +382,12 @@ static int deliver_one(void *ctx, const char *id, const char *kind, const void *
     return 0;
 }
 
-static void deliver_outbox(link_hub *l, const char *role, zmq_msg_t *route)
+/* Everything in the facility's outbox (what it acknowledges leaves it). */
+static void deliver_outbox(link_hub *l, routed *r)
 {
-    deliver_ctx d = {l, route};
-    store_outbox_list(l->cfg.st, role + 5, deliver_one, &d);
+    deliver_ctx d = {l, &r->route};
+    r->offered_ms = clock_mono_ms();
+    store_outbox_list(l->cfg.st, r->role + 5, deliver_one, &d);
 }
 
 static void on_message(link_hub *l, proto_msg *m)
@@ -392,7 +402,9 @@ static void on_message(link_hub *l, proto_msg *m)
         json_t *h = json_pack("{s:s,s:i}", "role", m->role, "window", LINK_WINDOW);
         proto_send(l->router, &m->route, "WELCOME", h, NULL, 0);
         json_decref(h);
-        deliver_outbox(l, m->role, &m->route);
+        routed *r = routed_of(l, m->role);
+        if (r)
+            deliver_outbox(l, r);
     } else if (!strcmp(m->cmd, "OFFER")) {
         on_offer(l, m);
     } else if (!strcmp(m->cmd, "CHUNK")) {
@@ -409,6 +421,13 @@ static void on_message(link_hub *l, proto_msg *m)
             log_info("link: %s acknowledged delivery %s", m->role, id);
     } else if (!strcmp(m->cmd, "PING")) {
         proto_send(l->router, &m->route, "PONG", NULL, NULL, 0);
+        /* What the edge has not acknowledged goes again: a DELIVER it could
+         * not keep (its disk full) or that never reached it would otherwise
+         * wait for the next report or reconnection — a critical value too. */
+        routed *r = routed_of(l, m->role);
+        int every = l->cfg.redeliver_ms > 0 ? l->cfg.redeliver_ms : 30000;
+        if (r && clock_mono_ms() - r->offered_ms >= every)
+            deliver_outbox(l, r);
     } else {
         refuse(l, m, "unknown command");
     }
@@ -464,7 +483,7 @@ static void *link_main(void *arg)
             (void)r;
             finish_jobs(l);
             for (size_t i = 0; i < l->n_routes; i++)
-                deliver_outbox(l, l->routes[i].role, &l->routes[i].route);
+                deliver_outbox(l, &l->routes[i]);
         }
         for (int burst = 0; burst < 256 && (items[0].revents & ZMQ_POLLIN); burst++) {
             proto_msg m;

@@ -30,6 +30,7 @@
 #include "hub/keys.h"
 #include "hub/link.h"
 #include "hub/metrics.h"
+#include "hub/proto.h"
 #include "hub/spool.h"
 #include "hub/store.h"
 #include "hub/zap.h"
@@ -100,7 +101,8 @@ static int setup(void **state)
     char incoming[400];
     sub(incoming, sizeof incoming, "hub/incoming");
     link_hub_config lc = {.zctx = w->hub_ctx, .bind = "127.0.0.1", .port = 0, .secret_key = w->hub_kp.sec,
-                          .st = w->st, .incoming_dir = incoming, .metrics = &w->metrics, .workers = 2};
+                          .st = w->st, .incoming_dir = incoming, .metrics = &w->metrics, .workers = 2,
+                          .redeliver_ms = 1500};
     assert_int_equal(link_hub_start(&lc, &w->hub, err, sizeof err), 0);
     assert_true(link_hub_port(w->hub) > 0);
 
@@ -359,6 +361,55 @@ static void test_retries_set_before_the_clock_went_back_are_not_waited_out(void 
     assert_int_equal(s.depth, 1);
 }
 
+/* DELIVERs of one id seen on a clinic's socket within ms, sending PING
+ * (the edge's keep-alive) every 250 ms. */
+static int delivers_seen(void *s, const char *id, int ms)
+{
+    int seen = 0;
+    for (int64_t stop = now_ms() + ms; now_ms() < stop;) {
+        proto_send(s, NULL, "PING", NULL, NULL, 0);
+        zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
+        int64_t end = now_ms() + 250;
+        while (now_ms() < end) {
+            if (zmq_poll(&it, 1, 50) <= 0)
+                continue;
+            proto_msg m;
+            char err[160];
+            if (proto_recv(s, false, ZMQ_DONTWAIT, &m, err, sizeof err) == PROTO_OK && !strcmp(m.cmd, "DELIVER") &&
+                proto_str(&m, "id") && !strcmp(proto_str(&m, "id"), id))
+                seen++;
+            proto_msg_close(&m);
+        }
+    }
+    return seen;
+}
+
+/* A critical value reaches a clinic whose edge cannot keep it (its disk
+ * full): not acknowledged, it is sent again at the edge's keep-alives
+ * until it is, not only at the next report or reconnection. */
+static void test_an_unacknowledged_delivery_is_sent_again(void **state)
+{
+    world *w = *state;
+    edge_link_stop(&w->edge);
+    static const char alert[] = "{\"critical\":\"K+ 7.1 mmol/L\"}";
+    assert_int_equal(store_outbox_put(w->st, FACILITY, "alert-0002", "alert", alert, sizeof alert - 1, now_ms()), 0);
+    void *ctx = zmq_ctx_new(); /* its own: a failed assertion leaves it open without hanging teardown */
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    proto_tune(s);
+    assert_int_equal(proto_curve_client(s, w->edge_kp.pub, w->edge_kp.sec, w->hub_kp.pub), 0);
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%u", link_hub_port(w->hub));
+    assert_int_equal(zmq_connect(s, ep), 0);
+    assert_int_equal(proto_send(s, NULL, "HELLO", NULL, NULL, 0), 0);
+    assert_true(delivers_seen(s, "alert-0002", 5000) >= 3); /* at HELLO, then every 1.5 s */
+    assert_int_equal(proto_send(s, NULL, "DELIVERED", json_pack("{s:s}", "id", "alert-0002"), NULL, 0), 0);
+    usleep(300 * 1000);
+    assert_int_equal(delivers_seen(s, "alert-0002", 3000), 0); /* acknowledged: gone from the outbox */
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    start_edge(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +417,7 @@ int main(void)
         cmocka_unit_test(test_the_same_instance_again_is_answered_have),
         cmocka_unit_test(test_reports_and_alerts_come_back_alert_first),
         cmocka_unit_test(test_retries_set_before_the_clock_went_back_are_not_waited_out),
+        cmocka_unit_test(test_an_unacknowledged_delivery_is_sent_again),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
