@@ -20,6 +20,7 @@
 #include "hub/api.h"
 #include "hub/api_file.h"
 #include "hub/api_private.h"
+#include "hub/log.h"
 #include "hub/sched_hint.h"
 #include "codecs/banned.h"
 
@@ -716,8 +717,13 @@ static int answer(req *r, const struct route *rt, struct MHD_Connection *c, cons
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
 {
-    (void)cls;
+    api_server *a = cls;
     (void)socket_context;
+    if (a->addrs) {
+        const union MHD_ConnectionInfo *ai = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ai && ai->client_addr)
+            api_addrs_add(a->addrs, ai->client_addr, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+    }
     if (code != MHD_CONNECTION_NOTIFY_STARTED)
         return;
     /* Runs in the thread that serves the connection: a short slice lets
@@ -728,6 +734,32 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     int one = 1;
     if (ci)
         setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+/* A new connection from an address that already holds http-max-per-address
+ * is refused (libmicrohttpd closes it), counted, and logged at most every
+ * 10 s with how many.  Connections accepted at the same moment by several
+ * threads may pass the limit by as many. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *sa, socklen_t len)
+{
+    api_server *a = cls;
+    (void)len;
+    if (!api_addrs_full(a->addrs, sa))
+        return MHD_YES;
+    hub_count_error(a->metrics, HUB_ERR_HTTP_TOO_MANY);
+    uint64_t n = atomic_fetch_add(&a->refused_unlogged, 1) + 1;
+    int64_t now = api_mono_ms(), last = atomic_load(&a->refused_logged_ms);
+    if ((last == 0 || now - last >= 10000) && atomic_compare_exchange_strong(&a->refused_logged_ms, &last, now)) {
+        atomic_fetch_sub(&a->refused_unlogged, n);
+        char ip[INET6_ADDRSTRLEN] = "?";
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, ip, sizeof ip);
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, ip, sizeof ip);
+        log_warn("HTTP: refused %llu connection(s) since the last such line; %s already held %d open "
+                 "(http-max-per-address)", (unsigned long long)n, ip, a->max_per_address);
+    }
+    return MHD_NO;
 }
 
 /* Our own listening socket, so that a failure names its reason (errno)
@@ -824,6 +856,9 @@ int api_start(const api_config *cfg, api_server **out, char *err, size_t errlen)
         !(a->lcache = api_lcache_new(LCACHE_BYTES)) ||
         !(a->counters = api_counters_new()))
         goto nomem;
+    a->max_per_address = cfg->max_per_address > 0 ? cfg->max_per_address : 0;
+    if (a->max_per_address && !(a->addrs = api_addrs_new(a->max_per_address)))
+        goto nomem;
     if ((rc = api_auditor_start(a->st, a->metrics, &a->auditor)) < 0) {
         snprintf(err, errlen, "cannot start the audit writer: %s", strerror(-rc));
         goto fail;
@@ -842,11 +877,11 @@ int api_start(const api_config *cfg, api_server **out, char *err, size_t errlen)
         {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES},
         {MHD_OPTION_END, 0, NULL},
     };
-    a->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, a,
+    a->d = MHD_start_daemon(flags, 0, a->addrs ? on_accept : NULL, a, on_request, a,
                             MHD_OPTION_ARRAY, tls ? tls_options : &tls_options[3],
                             MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
                             MHD_OPTION_THREAD_POOL_SIZE, thread_count(cfg->threads),
-                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, a,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
                             MHD_OPTION_END);
@@ -870,6 +905,7 @@ fail:
         api_lcache_free(&a->lcache);
         api_hcache_free(&a->cache);
         api_counters_free(&a->counters);
+        api_addrs_free(&a->addrs);
         free(a);
     }
     return rc;
@@ -888,6 +924,7 @@ void api_stop(api_server **ap)
     api_lcache_free(&a->lcache);
     api_hcache_free(&a->cache);
     api_counters_free(&a->counters);
+    api_addrs_free(&a->addrs);
     free(a);
     *ap = NULL;
 }

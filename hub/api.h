@@ -72,6 +72,7 @@ typedef struct api_config {
     store       *st;      /* borrowed; must outlive the server (api_stop first) */
     hub_metrics *metrics; /* borrowed; may be NULL (the server then keeps its own) */
     int          threads; /* request threads (at most 64); 0: one per CPU of the process's affinity */
+    int          max_per_address; /* connections one client address may hold open; 0: no limit */
     apikeys     *keys;    /* borrowed; NULL: no facility keys (lookups refused) */
     recog       *recog;   /* borrowed; NULL: no lookups (404) */
     peers       *peers;   /* borrowed; NULL: this hub asks no other hub */

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include "hub/api.h"
 #include "hub/metrics.h"
 #include "hub/store.h"
@@ -241,6 +242,13 @@ void          api_counters_load(api_counters *c, store *st);
 
 int64_t api_now_ms(void);      /* wall clock, for audit records and "received" times */
 int64_t api_mono_ms(void);     /* monotonic, for uptime and recency */
+
+/* Connections held open per client address (api_addrs.c). */
+typedef struct api_addrs api_addrs;
+api_addrs *api_addrs_new(int limit);
+void       api_addrs_free(api_addrs **t);
+bool       api_addrs_full(api_addrs *t, const struct sockaddr *sa); /* holds the limit already */
+void       api_addrs_add(api_addrs *t, const struct sockaddr *sa, int delta); /* +1 opened, -1 closed */
 int64_t api_mono_us(void);     /* monotonic, for the handling-time histogram */
 
 /* ---- the server and one request (api.c), for handlers in api_*.c -- */
@@ -265,6 +273,10 @@ struct api_server {
     peers             *peers;
     char               name[PEER_NAME_MAX];
     uint16_t           port;
+    int                max_per_address;   /* http-max-per-address; 0: no limit */
+    api_addrs         *addrs;             /* with it, the connections each address holds */
+    _Atomic int64_t    refused_logged_ms; /* its refusals: last logged (monotonic) */
+    _Atomic uint64_t   refused_unlogged;  /* and how many since */
 };
 
 #define API_BODY_IN_MAX 16384 /* a POST body */

@@ -44,6 +44,8 @@ static const cfg_option serve_options[] = {
      "serve the HTTP API as HTTPS with this certificate (PEM, its chain after it; ECDSA, RSA or Ed25519)"},
     {"http", "tls-key", CFG_STRING, S(c.tls_key), NULL, 0, 0, NULL, "FILE",
      "the certificate's private key (PEM, unencrypted, not readable by other users)"},
+    {"http", "http-max-per-address", CFG_INT, S(c.http_max_per_address), "128", 0, 1000000, NULL, "N",
+     "HTTP connections one client address may hold open (0: no limit); more are refused and counted"},
     {"http", "http-threads", CFG_INT, S(c.http_threads), NULL, 1, 64, NULL, "N",
      "HTTP request threads (default: one per CPU the hub may run on; two per CPU for a store larger than RAM)"},
     {"edges", "edge-port", CFG_PORT, S(c.edge_port), "5570", 0, 0, NULL, "N", "ZeroMQ port for clinic edges"},

@@ -18,6 +18,7 @@ typedef enum hub_error_kind {
     HUB_ERR_HTTP_UNAUTHORIZED,  /* 401/403 */
     HUB_ERR_PROTOCOL,           /* malformed ZeroMQ message */
     HUB_ERR_AUTH,               /* unknown or wrong-role key */
+    HUB_ERR_HTTP_TOO_MANY,      /* an HTTP connection refused: its address had http-max-per-address open */
     HUB_ERR_KIND_COUNT
 } hub_error_kind;
 
