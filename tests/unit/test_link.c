@@ -402,7 +402,9 @@ static void test_an_unacknowledged_delivery_is_sent_again(void **state)
     assert_int_equal(zmq_connect(s, ep), 0);
     assert_int_equal(proto_send(s, NULL, "HELLO", NULL, NULL, 0), 0);
     assert_true(delivers_seen(s, "alert-0002", 5000) >= 3); /* at HELLO, then every 1.5 s */
-    assert_int_equal(proto_send(s, NULL, "DELIVERED", json_pack("{s:s}", "id", "alert-0002"), NULL, 0), 0);
+    json_t *ack = json_pack("{s:s}", "id", "alert-0002");
+    assert_int_equal(proto_send(s, NULL, "DELIVERED", ack, NULL, 0), 0);
+    json_decref(ack);
     usleep(300 * 1000);
     assert_int_equal(delivers_seen(s, "alert-0002", 3000), 0); /* acknowledged: gone from the outbox */
     zmq_close(s);
