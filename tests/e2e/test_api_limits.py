@@ -8,10 +8,7 @@ is refused: closed without an answer, counted on /metrics, logged with
 the address once per 10 s.  The rest of the API keeps serving, and the
 address is served again as soon as one of its connections closes.
 """
-import socket
-import time
-import urllib.error
-import urllib.request
+import http.client
 
 import pytest
 
@@ -28,76 +25,49 @@ def hub(tmp_path):
     h.close()
 
 
-def get(port, path):
-    """(status, body), or (None, why) when the connection is closed without an answer."""
+def health(hub):
+    """/api/v1/health's status, or None when the connection is closed without an answer."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except (ConnectionError, urllib.error.URLError, OSError) as e:
-        return None, repr(e)
+        return hub.health()[0]
+    except (ConnectionError, http.client.HTTPException, OSError):
+        return None
 
 
-def refused_count(port):
-    status, body = get(port, "/metrics")
-    assert status == 200, body
-    for line in body.decode().splitlines():
-        if line.startswith('dxhub_errors_total{kind="http_connections_per_address"}'):
-            return float(line.split()[-1])
-    raise AssertionError("no http_connections_per_address counter on /metrics")
+def refused(hub):
+    return hub.metrics()['dxhub_errors_total{kind="http_connections_per_address"}']
 
 
-def served_connection(port):
+def served_connection(hub):
     """A keep-alive connection the hub has taken and answered once (so it
     counts against the address, however loaded the machine)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
-    got = b""
-    while b"\r\n\r\n" not in got:
-        chunk = s.recv(4096)
-        assert chunk, "the hub closed a connection within the limit"
-        got += chunk
-    assert got.startswith(b"HTTP/1.1 200"), got[:200]
-    head, _, body = got.partition(b"\r\n\r\n")
-    length = int(next(l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")))
-    while len(body) < length:
-        body += s.recv(4096)
-    return s
-
-
-def eventually(fn, timeout=10):
-    end = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got or time.monotonic() > end:
-            return got
-        time.sleep(0.1)
+    c = http.client.HTTPConnection("127.0.0.1", hub.http_port, timeout=10)
+    c.request("GET", "/api/v1/health")
+    r = c.getresponse()
+    assert r.status == 200, r.status
+    r.read()
+    return c
 
 
 def test_one_address_cannot_hold_every_connection(hub):
-    port = hub.http_port
-    assert refused_count(port) == 0
+    assert refused(hub) == 0
     held = []
     try:
         # LIMIT connections the hub has taken, the last one stopping halfway
         # through its next request, as a slow client would
-        held = [served_connection(port) for _ in range(LIMIT)]
-        held[-1].sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")  # never finished
+        held = [served_connection(hub) for _ in range(LIMIT)]
+        held[-1].sock.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")  # never finished
         for _ in range(3):
-            status, why = get(port, "/api/v1/health")
+            status = health(hub)
             assert status is None, f"a connection beyond the limit was served: {status}"
-        log = eventually(lambda: (lambda t: t if "(http-max-per-address)" in t else "")(
-            hub.err_path.read_text(errors="replace")))
-        assert "127.0.0.1 already held 8 open (http-max-per-address)" in log, log[-2000:]
+        hub.wait_for(lambda: "127.0.0.1 already held 8 open (http-max-per-address)" in
+                     hub.err_path.read_text(errors="replace"), 10, "the refusal in the hub's log")
         # one of them goes away: the address is served again
         held.pop(0).close()
-        status, body = eventually(lambda: (lambda r: r if r[0] == 200 else None)(get(port, "/api/v1/health")))
-        assert status == 200, body
+        hub.wait_for(lambda: health(hub) == 200, 10, "the address served again")
         # /metrics is asked over a connection of its own too: one more closed first
         held.pop(0).close()
-        assert eventually(lambda: (lambda r: r[0] == 200)(get(port, "/api/v1/health")))
-        assert refused_count(port) >= 3  # and any retry above that came before a close was seen
+        hub.wait_for(lambda: health(hub) == 200, 10, "room for /metrics")
+        assert refused(hub) >= 3  # and any retry above that came before a close was seen
     finally:
-        for s in held:
-            s.close()
+        for c in held:
+            c.close()
