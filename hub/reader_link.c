@@ -331,7 +331,7 @@ static void offer_all(reader_link *l)
             int rc = store_view_pick(v, &r, &skip, now_ms(), &task, &st, &has_st);
             if (rc == WL_EEMPTY) {
                 c->empty_gen = l->gen;
-                c->empty_ms = mono_us() / 1000;
+                c->empty_ms = clock_mono_ms();
                 c->empty_commit = store_view_commit(v);
                 c->credit_us = 0; /* its offer, when one comes, is timed from the change that brings it */
                 c->waited = true;
@@ -381,7 +381,7 @@ static void offer_all(reader_link *l)
 #define RESCAN_MS 2000
 static void rescan_waiting(reader_link *l)
 {
-    int64_t now = mono_us() / 1000;
+    int64_t now = clock_mono_ms();
     uint64_t last = store_last_commit(l->cfg.st);
     bool due = false;
     for (int i = 0; i < MAX_READERS && !due; i++) {

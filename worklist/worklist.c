@@ -955,22 +955,35 @@ static int push_id(uint64_t **ids, size_t *n, size_t *cap, const uint8_t *idp)
     return 0;
 }
 
-/* Offers and leases that ended by now: the front of wl_until. */
-static int expire_due(wl *w, MDB_txn *txn, int64_t now)
+/* The tasks whose offer or lease ends at or before `bound` (the front of
+ * wl_until), or after it (from the back), collected first because the
+ * callers move them in wl_until; *ids is the caller's to free. */
+static int held_ending(wl *w, MDB_txn *txn, int64_t bound, bool after, uint64_t **ids, size_t *n)
 {
     MDB_cursor *c;
     if (mdb_cursor_open(txn, w->until, &c))
         return WL_ESTORE;
     MDB_val k, v;
-    uint64_t *ids = NULL;
-    size_t n = 0, cap = 0;
+    size_t cap = 0;
     int rc = 0;
-    for (int g = mdb_cursor_get(c, &k, &v, MDB_FIRST); g == 0 && !rc; g = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != 16 || (int64_t)rd64(k.mv_data) > now)
+    *ids = NULL;
+    *n = 0;
+    MDB_cursor_op first = after ? MDB_LAST : MDB_FIRST, next = after ? MDB_PREV : MDB_NEXT;
+    for (int g = mdb_cursor_get(c, &k, &v, first); g == 0 && !rc; g = mdb_cursor_get(c, &k, &v, next)) {
+        if (k.mv_size != 16 || ((int64_t)rd64(k.mv_data) > bound) != after)
             break;
-        rc = push_id(&ids, &n, &cap, (const uint8_t *)k.mv_data + 8);
+        rc = push_id(ids, n, &cap, (const uint8_t *)k.mv_data + 8);
     }
     mdb_cursor_close(c);
+    return rc;
+}
+
+/* Offers and leases that ended by now. */
+static int expire_due(wl *w, MDB_txn *txn, int64_t now)
+{
+    uint64_t *ids;
+    size_t n;
+    int rc = held_ending(w, txn, now, false, &ids, &n);
     int changed = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         wl_task t;
@@ -1032,23 +1045,13 @@ static int escalate_due(wl *w, MDB_txn *txn, int64_t now)
  * restarted with shorter leases.  Left as they are, a
  * task offered to a reader who went away, or claimed by one whose
  * workstation died, would stay held for as long as the clock went back;
- * each gets the time it could have from now.  The back of wl_until. */
+ * each gets the time it could have from now. */
 static int clamp_ahead(wl *w, MDB_txn *txn, int64_t now)
 {
     int64_t longest = w->cfg.lease_ms > w->cfg.offer_ms ? w->cfg.lease_ms : w->cfg.offer_ms;
-    MDB_cursor *c;
-    if (mdb_cursor_open(txn, w->until, &c))
-        return WL_ESTORE;
-    MDB_val k, v;
-    uint64_t *ids = NULL;
-    size_t n = 0, cap = 0;
-    int rc = 0;
-    for (int g = mdb_cursor_get(c, &k, &v, MDB_LAST); g == 0 && !rc; g = mdb_cursor_get(c, &k, &v, MDB_PREV)) {
-        if (k.mv_size != 16 || (int64_t)rd64(k.mv_data) <= now + longest)
-            break;
-        rc = push_id(&ids, &n, &cap, (const uint8_t *)k.mv_data + 8);
-    }
-    mdb_cursor_close(c);
+    uint64_t *ids;
+    size_t n;
+    int rc = held_ending(w, txn, now + longest, true, &ids, &n);
     int changed = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         wl_task t;
