@@ -8,6 +8,7 @@
  * wake-up was missing. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -128,18 +129,19 @@ static void test_a_missed_wake_up_still_reaches_the_waiting_reader(void **state)
     assert_int_equal(store_get_study(st, put.inst.study_uid, &study), 0);
     assert_true(study.task_id > 0);
 
-    int64_t t0 = mono_ms();
     assert_int_equal(hub_client_next_offer(c, 10000, &offer), 0);
     assert_int_equal(offer.id, study.task_id);
     assert_string_equal(offer.study_uid, put.inst.study_uid);
-    assert_true(mono_ms() - t0 < 10000);
 
-    /* and the operator is told a wake-up went missing */
+    /* and the operator is told a wake-up went missing (the line follows the TASK) */
     snprintf(path, sizeof path, "%s/link.log", tmpdir);
-    char *log = slurp_text(path);
-    assert_non_null(log);
-    assert_non_null(strstr(log, "offered to dr-test by the periodic look: no wake-up came for it"));
-    free(log);
+    bool told = false;
+    for (int64_t end = mono_ms() + 5000; !told && mono_ms() < end; usleep(20000)) {
+        char *log = slurp_text(path);
+        told = log && strstr(log, "offered to dr-test by the periodic look: no wake-up came for it");
+        free(log);
+    }
+    assert_true(told);
     dup2(saved_stderr, 2);
     close(saved_stderr);
 
