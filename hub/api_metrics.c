@@ -50,10 +50,10 @@ int api_render_health(jbuf *b, api_status *s, int64_t now)
         jb_printf(b, "%s\"%s\":%llu", i ? "," : "", study_state_name((study_state)i),
                   (unsigned long long)ss.studies_by_state[i]);
     jb_printf(b, "},\"instances\":%llu,\"conflicts\":%llu,\"map_used_bytes\":%llu,\"map_size_bytes\":%llu,"
-                 "\"map_used_ratio\":%.4f,\"store\":\"%s\"",
+                 "\"map_used_ratio\":%.4f,\"disk_free_bytes\":%llu,\"disk_size_bytes\":%llu,\"store\":\"%s\"",
               (unsigned long long)ss.instances, (unsigned long long)ss.conflicts,
               (unsigned long long)ss.map_used, (unsigned long long)ss.map_size, used_ratio(&ss),
-              full ? "full" : "ok");
+              (unsigned long long)ss.disk_free, (unsigned long long)ss.disk_size, full ? "full" : "ok");
     if (s->metrics) { /* null: no readers.conf in force (missing or refused) */
         int64_t profiles = atomic_load(&s->metrics->reader_profiles);
         if (profiles < 0)
@@ -144,6 +144,11 @@ static void store_gauges(jbuf *b, const store_stats *ss)
     family(b, "dxhub_store_runway_bytes", "gauge",
            "Zeroed space written ahead of the store's end (commits there flush no file-system metadata).");
     sample(b, "dxhub_store_runway_bytes", ss->runway_ahead);
+    family(b, "dxhub_data_disk_free_bytes", "gauge",
+           "Bytes the hub may still write on the file system holding its data folder.");
+    sample(b, "dxhub_data_disk_free_bytes", ss->disk_free);
+    family(b, "dxhub_data_disk_size_bytes", "gauge", "Size of the file system holding the data folder.");
+    sample(b, "dxhub_data_disk_size_bytes", ss->disk_size);
 }
 
 /* A histogram in microseconds, rendered in seconds (the buckets of metrics.h). */
@@ -203,7 +208,7 @@ int api_render_metrics(jbuf *b, api_status *s, int64_t now)
     family(b, "dxhub_uptime_seconds", "gauge", "Seconds since the hub started.");
     jb_printf(b, "dxhub_uptime_seconds %.3f\n", (double)uptime_ms(s, now) / 1000.0);
     if (rc == 0) {
-        family(b, "dxhub_store_full", "gauge", "1 when the map is over 95% used or the store refused data in the last minute.");
+        family(b, "dxhub_store_full", "gauge", "1 when the map is over 95% used or the store refused data (map or disk full) in the last minute.");
         sample(b, "dxhub_store_full", used_ratio(&ss) > API_FULL_RATIO || store_full_recently(s, &ss, now));
         store_results(b, &ss);
         commit_histogram(b, &ss);

@@ -235,6 +235,8 @@ int cmd_edge(int argc, char **argv)
 
 typedef struct push_ctx {
     int      queued, failed;
+    int      kept_out; /* not queued for want of room or an I/O failure: push them again later */
+    char     kept_why[256]; /* the first such reason, said once in full */
     int      show;      /* progress on stderr */
     progress meter;
 } push_ctx;
@@ -245,20 +247,25 @@ static uint64_t file_size(const char *path)
     return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
-static void push_report(void *ctx, const char *path, const spool_item *it, const char *error)
+static void push_report(void *ctx, const char *path, const spool_item *it, edge_outcome outcome, const char *error)
 {
     push_ctx *p = ctx;
     if (p->show)
         progress_clear(&p->meter); /* the line below goes where the bar was */
-    if (it) {
+    if (outcome == EDGE_QUEUED) {
         char size[32];
         human_bytes(it->size, size, sizeof size);
         printf("queued  %s  (%s, #%llu)\n", path, size, (unsigned long long)it->seq);
         fflush(stdout);
         p->queued++;
-    } else {
+    } else if (outcome == EDGE_BAD_FILE) {
         fprintf(stderr, "dxhub push: %s: %s\n", path, error);
         p->failed++;
+    } else if (p->kept_out++ == 0 || strcmp(error, p->kept_why) != 0) {
+        fprintf(stderr, "dxhub push: %s: not queued: %s\n", path, error);
+        snprintf(p->kept_why, sizeof p->kept_why, "%s", error);
+    } else {
+        fprintf(stderr, "dxhub push: %s: not queued (the same)\n", path);
     }
     if (p->show)
         progress_add(&p->meter, 0, 0, now_ms()); /* draws the bar again */
@@ -394,7 +401,10 @@ int cmd_push(int argc, char **argv)
                    "                  [--note TEXT] [--quiet] FILE|DIR...\n"
                    "  queues DICOM files in the clinic gateway's spool (works while the hub is\n"
                    "  unreachable); the gateway sends them, most urgent first.  Progress goes to\n"
-                   "  stderr: a bar on a terminal, a line every tenth otherwise (--quiet: none)\n");
+                   "  stderr: a bar on a terminal, a line every tenth otherwise (--quiet: none)\n"
+                   "  exit status: 0 all queued; 2 a file or path refused (it is not usable DICOM);\n"
+                   "  75 none refused but some not queued for now (the gateway's disk or queue is\n"
+                   "  full): push again later\n");
             return 0;
         default:
             return 2;
@@ -441,12 +451,15 @@ int cmd_push(int argc, char **argv)
     human_bytes(s.bytes_pending, bytes, sizeof bytes);
     printf("%d file(s) queued as %s%s; %d refused. The gateway now has %llu waiting (%s).\n", p.queued,
            spool_priority_name(prio), referral ? " referral" : "", p.failed, (unsigned long long)s.depth, bytes);
+    if (p.kept_out)
+        printf("%d file(s) not queued for now (%s): push them again once that is mended (the hub keeps an "
+               "instance sent twice once).\n", p.kept_out, p.kept_why);
     if (w.errors)
         printf("%d path(s) could not be taken (named above).\n", w.errors);
     if (fresh && p.queued)
         fprintf(stderr, "dxhub push: note: %s held no gateway queue, so a new one was made there: the gateway sends "
                         "it only if it runs with --data %s\n", data, data);
-    return p.failed || w.errors ? 2 : 0;
+    return p.failed || w.errors ? 2 : p.kept_out ? 75 : 0; /* 75: EX_TEMPFAIL, the same push may succeed later */
 }
 
 /* --- reports (the clinic's inbox) ------------------------------------------ */

@@ -112,6 +112,12 @@ static void print_health(const char *hub, const json_t *h)
     printf("store      %s of %s used (%.1f%%)%s\n", used, size,
            100.0 * json_number_value(json_object_get(h, "map_used_ratio")),
            full ? " -- FULL: new data is refused" : "");
+    if (json_is_integer(json_object_get(h, "disk_size_bytes")) && num(h, "disk_size_bytes") > 0) {
+        char dfree[32], dsize[32];
+        human_bytes((double)num(h, "disk_free_bytes"), dfree, sizeof dfree);
+        human_bytes((double)num(h, "disk_size_bytes"), dsize, sizeof dsize);
+        printf("disk       %s free of %s (the data folder's file system)\n", dfree, dsize);
+    }
     printf("instances  %lld", num(h, "instances"));
     long long conflicts = num(h, "conflicts");
     if (conflicts)

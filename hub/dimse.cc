@@ -36,6 +36,7 @@
 #include "hub/dimse.h"
 extern "C" {
 #include "hub/digest.h"
+#include "hub/disk.h"
 #include "hub/pki.h"
 }
 
@@ -289,6 +290,7 @@ struct dimse_scp {
     dimse_accept_fn accept;
     dimse_store_fn store;
     dimse_log_fn log;
+    dimse_spool_failed_fn spool_failed;
     void *ctx;
     size_t mem_instance_max, mem_budget;
     bool digest_dataset;
@@ -737,6 +739,7 @@ struct dimse_sink {
     digest_ctx *dg;     /* SHA-256 of the data set, or NULL */
     uint16_t status;    /* non-zero: refuse with this after draining */
     char comment[DIMSE_COMMENT_MAX + 1];
+    const char *calling; /* the association's calling AE title */
 };
 
 #ifdef MADV_POPULATE_WRITE
@@ -817,8 +820,15 @@ static void dimse_sink_fail(dimse_sink *k, const dimse_scp *s, int err, const ch
     }
     k->mem = NULL;
     k->status = DIMSE_STATUS_OUT_OF_RESOURCES;
-    dimse_copy(k->comment, sizeof k->comment, "cannot write spool file");
-    dimse_log(s, "C-STORE: %s %s: %s", what, k->path, strerror(-err));
+    /* The file is gone, its space given back: what it was writing counts. */
+    bool full = disk_full_error(s->spool_dir, -err, k->size + s->max_pdu);
+    dimse_copy(k->comment, sizeof k->comment, full ? "disk full; retry later" : "cannot write spool file");
+    char msg[DIMSE_PATH_MAX + 128];
+    snprintf(msg, sizeof msg, "C-STORE: %s %s: %s", what, k->path, strerror(-err));
+    if (s->spool_failed)
+        s->spool_failed(s->ctx, k->calling, full, msg);
+    else
+        dimse_log(s, "%s", msg);
 }
 
 /* Opens the spool file and writes what is in memory so far into it. */
@@ -844,6 +854,7 @@ static void dimse_sink_open(dimse_sink *k, dimse_assoc *a, const dimse_cmd *cmd,
     k->fd = -1;
     k->mem = NULL;
     k->dg = NULL;
+    k->calling = a->calling;
     k->size = k->meta_len = k->early_done = 0;
     k->early_state = NULL;
     if (k->status)
@@ -1621,6 +1632,7 @@ static int dimse_start(const dimse_config *cfg, dimse_scp **out, char *err, size
     s->accept = cfg->accept;
     s->store = cfg->store;
     s->log = cfg->log;
+    s->spool_failed = cfg->spool_failed;
     s->ctx = cfg->ctx;
     if (!s->bind_addr || !s->aet || !s->spool_dir) {
         dimse_free(s);

@@ -52,6 +52,7 @@
 #ifndef DXHUB_HUB_DIMSE_H
 #define DXHUB_HUB_DIMSE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -163,6 +164,12 @@ typedef int (*dimse_accept_fn)(void *ctx, const char *calling_aet,
  * statuses and DCMTK's condition texts only. */
 typedef void (*dimse_log_fn)(void *ctx, const char *msg);
 
+/* An instance that could not be written to spool_dir (cfg->store is not
+ * called for it; the sender gets 0xA700).  disk_full: for want of room on
+ * its file system (disk.h), else another failure; msg names the file and
+ * the error.  For the operator's counters and log. */
+typedef void (*dimse_spool_failed_fn)(void *ctx, const char *calling_aet, bool disk_full, const char *msg);
+
 typedef struct dimse_config {
     const char *bind_addr;   /* numeric address or host name; NULL or "": "127.0.0.1" */
     uint16_t    port;        /* 0: an ephemeral port, see dimse_scp_port() */
@@ -192,7 +199,8 @@ typedef struct dimse_config {
     dimse_accept_fn accept;
     dimse_store_fn  store;   /* required */
     dimse_log_fn    log;     /* optional */
-    void           *ctx;     /* passed to the three callbacks */
+    dimse_spool_failed_fn spool_failed; /* optional; without it, cfg->log hears of it */
+    void           *ctx;     /* passed to the callbacks */
     /* DICOM TLS (PS3.15 Annex B; BCP 195, TLS 1.2 or later): with
      * tls_cert and tls_key (PEM, the key unencrypted) every association is
      * TLS; with tls_ca too, a caller must present a certificate that

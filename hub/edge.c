@@ -12,7 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
+#include "codecs/codecs.h"
 #include "hub/dimse.h"
+#include "hub/disk.h"
 #include "hub/edge.h"
 #include "hub/log.h"
 #include "hub/main_signals.h"
@@ -30,6 +32,42 @@ typedef struct study_count {
     char     uid[65];
     uint32_t n;
 } study_count;
+
+/* A file that could not be prepared: its own fault, unless reading it or
+ * writing its prepared copy failed.  The copy is deleted by then, giving
+ * its space back: the input's size stands for what it needed (compressed
+ * or deflated, seldom more). */
+static edge_outcome prepare_outcome(int rc, const char *tmp_dir, const char *in, char *err, size_t errlen)
+{
+    if (rc == DCM_ENOMEM)
+        return EDGE_FAILED;
+    if (rc != DCM_EIO && rc > -1000) /* -errno */
+        rc = -rc;
+    else if (rc == DCM_EIO)
+        rc = EIO;
+    else
+        return EDGE_BAD_FILE; /* the DICOM parser's DCM_E* */
+    struct stat st;
+    uint64_t need = stat(in, &st) == 0 ? (uint64_t)st.st_size : 0;
+    if (!disk_full_error(tmp_dir, rc, need))
+        return EDGE_FAILED;
+    disk_full_reason(tmp_dir, err, errlen);
+    return EDGE_NO_ROOM;
+}
+
+/* A batch the spool refused (nothing of it kept). */
+static edge_outcome spool_outcome(int rc, spool *sp, const spool_item *meta, size_t k, char *err, size_t errlen)
+{
+    if (rc == -ENOBUFS)
+        return EDGE_NO_ROOM; /* its LMDB map, as err says */
+    uint64_t need = 0;
+    for (size_t j = 0; j < k; j++)
+        need += meta[j].size;
+    if (!disk_full_error(spool_dir(sp), -rc, need))
+        return EDGE_FAILED;
+    disk_full_reason(spool_dir(sp), err, errlen);
+    return EDGE_NO_ROOM;
+}
 
 int edge_queue(spool *sp, const char *const *paths, size_t n, int priority, int referral, const char *note,
                const char *source, const char *link_ts, int with_markers, edge_report_fn report,
@@ -59,8 +97,9 @@ int edge_queue(spool *sp, const char *const *paths, size_t n, int priority, int 
             if (on_prepared)
                 on_prepared(ctx, paths[i]);
             if (rc < 0) {
+                edge_outcome why = prepare_outcome(rc, tmp_dir, paths[i], err, sizeof err);
                 if (report)
-                    report(ctx, paths[i], NULL, err);
+                    report(ctx, paths[i], NULL, why, err);
                 continue;
             }
             prepared[k] = strdup(out);
@@ -71,11 +110,12 @@ int edge_queue(spool *sp, const char *const *paths, size_t n, int priority, int 
             continue;
         char err[256];
         int rc = spool_put_files(sp, (const char *const *)prepared, meta, k, err, sizeof err);
+        edge_outcome why = rc == 0 ? EDGE_QUEUED : spool_outcome(rc, sp, meta, k, err, sizeof err);
         for (size_t j = 0; j < k; j++) {
             unlink(prepared[j]);
             free(prepared[j]);
             if (report)
-                report(ctx, origin[j], rc == 0 ? &meta[j] : NULL, rc == 0 ? NULL : err);
+                report(ctx, origin[j], rc == 0 ? &meta[j] : NULL, why, rc == 0 ? NULL : err);
             if (rc)
                 continue;
             queued++;
@@ -132,15 +172,16 @@ static int on_associate(void *ctx, const char *calling, const char *called, cons
 }
 
 typedef struct one_result {
-    char err[256];
-    int  ok;
+    char         err[256];
+    edge_outcome outcome;
 } one_result;
 
-static void one_report(void *ctx, const char *path, const spool_item *it, const char *error)
+static void one_report(void *ctx, const char *path, const spool_item *it, edge_outcome outcome, const char *error)
 {
     one_result *r = ctx;
     (void)path;
-    r->ok = it != NULL;
+    (void)it;
+    r->outcome = outcome;
     snprintf(r->err, sizeof r->err, "%s", error ? error : "");
 }
 
@@ -149,15 +190,37 @@ static uint16_t on_store(void *ctx, const dimse_store_req *req, char *comment, s
     edge *e = ctx;
     char source[80];
     snprintf(source, sizeof source, "dicom:%s", req->calling_aet);
-    one_result r = {0};
+    one_result r = {.outcome = EDGE_FAILED};
     const char *paths[1] = {req->path};
     edge_queue(e->sp, paths, 1, PRIO_ROUTINE, 0, NULL, source, e->cfg->link_ts, 0, one_report, NULL, &r);
     unlink(req->path);
-    if (r.ok)
+    switch (r.outcome) {
+    case EDGE_QUEUED:
         return DIMSE_STATUS_SUCCESS; /* durable in the spool */
-    snprintf(comment, comment_len, "%s", r.err);
-    log_warn("refused an instance from %s: %s", source, r.err);
-    return strstr(r.err, "full") ? DIMSE_STATUS_OUT_OF_RESOURCES : DIMSE_STATUS_CANNOT_UNDERSTAND;
+    case EDGE_BAD_FILE:
+        snprintf(comment, comment_len, "%s", r.err);
+        log_warn("refused an instance from %s: %s", source, r.err);
+        return DIMSE_STATUS_CANNOT_UNDERSTAND;
+    case EDGE_NO_ROOM:
+    case EDGE_FAILED:
+        break;
+    }
+    /* Ours, not the instance's: the modality keeps it and sends it again. */
+    snprintf(comment, comment_len, "%s", r.outcome == EDGE_NO_ROOM ? "disk full; retry later" : r.err);
+    log_error("refused an instance from %s: %s", source, r.err);
+    return DIMSE_STATUS_OUT_OF_RESOURCES;
+}
+
+/* An instance the listener could not write down (edge.c's on_store never
+ * saw it): the sender got 0xA700. */
+static void on_spool_failed(void *ctx, const char *calling_aet, bool disk_full, const char *msg)
+{
+    edge *e = ctx;
+    char why[160] = "";
+    if (disk_full)
+        disk_full_reason(e->spool_in, why, sizeof why);
+    log_error("refused an instance from dicom:%s: %s%s%s%s", calling_aet, why, why[0] ? " (" : "", msg,
+              why[0] ? ")" : "");
 }
 
 int edge_run(const edge_config *cfg)
@@ -188,7 +251,7 @@ int edge_run(const edge_config *cfg)
     snprintf(e.spool_in, sizeof e.spool_in, "%s/incoming", cfg->data_dir);
     mkdir(e.spool_in, 0700);
     dimse_config dc = {.bind_addr = cfg->bind, .port = cfg->dicom_port, .aet = cfg->aet, .spool_dir = e.spool_in,
-                       .accept = on_associate, .store = on_store, .ctx = &e,
+                       .accept = on_associate, .store = on_store, .spool_failed = on_spool_failed, .ctx = &e,
                        .tls_cert = cfg->dicom_tls_cert, .tls_key = cfg->dicom_tls_key, .tls_ca = cfg->dicom_tls_ca};
     edge_link_config lc = {.zctx = zctx, .hub = cfg->hub, .kp = &kp, .hub_pub = hub_pub, .sp = e.sp,
                            .max_inflight = cfg->max_inflight};

@@ -45,14 +45,23 @@ int edge_run(const edge_config *cfg);
 int edge_prepare(const char *in, const char *tmp_dir, const char *link_ts, char *out_path, size_t out_len,
                  spool_item *meta, char *err, size_t errlen);
 
+/* What became of a file given to edge_queue. */
+typedef enum edge_outcome {
+    EDGE_QUEUED = 0, /* durable in the spool */
+    EDGE_BAD_FILE,   /* the file itself (not DICOM, unusable identifiers): giving it again does not help */
+    EDGE_NO_ROOM,    /* the clinic's disk or spool is full: keep the file, give it again once there is room */
+    EDGE_FAILED,     /* another failure (an I/O error): keep the file, give it again later */
+} edge_outcome;
+
 /* Prepare and queue files as one durable batch, then one marker per study
  * (count, priority, referral, note) when with_markers.  report (may be
- * NULL) is told about each file: queued or why not, once its batch
- * committed.  on_prepared (may be NULL) is told as soon as each file's
+ * NULL) is told about each file: queued, or what kept it out and why, once
+ * its batch committed.  on_prepared (may be NULL) is told as soon as each file's
  * preparation (the slow part: compression) is over, whatever its outcome,
  * so a progress display moves file by file.  Returns the number of files
  * queued. */
-typedef void (*edge_report_fn)(void *ctx, const char *path, const spool_item *it, const char *error);
+typedef void (*edge_report_fn)(void *ctx, const char *path, const spool_item *it, edge_outcome outcome,
+                               const char *error);
 typedef void (*edge_prepared_fn)(void *ctx, const char *path);
 int edge_queue(spool *sp, const char *const *paths, size_t n, int priority, int referral, const char *note,
                const char *source, const char *link_ts, int with_markers, edge_report_fn report,

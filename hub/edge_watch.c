@@ -1,5 +1,7 @@
 /* edge_watch.c — the clinic's watch folder: DICOM files dropped into a
- * directory are queued for the hub and moved to done/ (or failed/).
+ * directory are queued for the hub and moved to done/, or to failed/ when
+ * the file itself is unusable.  A file the gateway cannot keep for now (its
+ * disk or queue is full) stays in the folder and is tried again.
  *
  * A file is taken only when no writer has it open: on IN_CLOSE_WRITE or
  * IN_MOVED_TO (a writer closed it, or it was renamed in whole), and, for
@@ -14,6 +16,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,20 +33,34 @@ struct edge_watch {
     const char  *link_ts;
     pthread_t    thread;
     volatile int stop;
-    int          fd; /* inotify */
+    int          fd;       /* inotify */
+    int64_t      retry_at; /* monotonic ms: look at the folder again (files kept by a full disk); 0 none */
 };
 
+/* While a file is kept, the folder is looked at again this often, and a
+ * round stops at the first file kept again (nothing else is compressed in
+ * vain); files closed meanwhile wait for the round. */
+#define WATCH_RETRY_MS 10000
+
 typedef struct one_result {
-    char err[256];
-    int  ok;
+    char         err[256];
+    edge_outcome outcome;
 } one_result;
 
-static void one_report(void *ctx, const char *path, const spool_item *it, const char *error)
+static void one_report(void *ctx, const char *path, const spool_item *it, edge_outcome outcome, const char *error)
 {
     one_result *r = ctx;
     (void)path;
-    r->ok = it != NULL;
+    (void)it;
+    r->outcome = outcome;
     snprintf(r->err, sizeof r->err, "%s", error ? error : "");
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int is_ours(const char *name)
@@ -60,15 +77,26 @@ static void take_file(edge_watch *w, const char *name)
     struct stat st;
     if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
         return;
-    one_result r = {0};
+    one_result r = {.outcome = EDGE_FAILED};
     const char *paths[1] = {path};
     edge_queue(w->sp, paths, 1, PRIO_ROUTINE, 0, NULL, "watch", w->link_ts, 0, one_report, NULL, &r);
-    snprintf(dest, sizeof dest, "%s/%s/%s", w->dir, r.ok ? "done" : "failed", name);
     /* A modality may name files after the patient: names go to debug only. */
-    log_debug("watch: %s %s", name, r.ok ? "queued" : "refused");
+    if (r.outcome == EDGE_NO_ROOM || r.outcome == EDGE_FAILED) {
+        /* Ours, not the file's: it stays where it is for the next round. */
+        log_debug("watch: %s kept for a retry", name);
+        if (!w->retry_at) {
+            w->retry_at = mono_ms() + WATCH_RETRY_MS;
+            log_error("watch: a file cannot be queued now (%s); it stays in the watch folder and is tried again "
+                      "every %d s", r.err, WATCH_RETRY_MS / 1000);
+        }
+        return;
+    }
+    bool ok = r.outcome == EDGE_QUEUED;
+    snprintf(dest, sizeof dest, "%s/%s/%s", w->dir, ok ? "done" : "failed", name);
+    log_debug("watch: %s %s", name, ok ? "queued" : "refused");
     if (rename(path, dest) < 0)
-        log_error("watch: cannot move a file into %s/: %s", r.ok ? "done" : "failed", strerror(errno));
-    else if (r.ok)
+        log_error("watch: cannot move a file into %s/: %s", ok ? "done" : "failed", strerror(errno));
+    else if (ok)
         log_info("watch: a file queued and moved to done/");
     else
         log_warn("watch: a file is not a DICOM file we can send (%s); moved to failed/", r.err);
@@ -111,7 +139,7 @@ static void take_existing(edge_watch *w)
     char **unsure = NULL;
     size_t n_unsure = 0;
     struct dirent *de;
-    while ((de = readdir(d)) && !w->stop) {
+    while (!w->retry_at && (de = readdir(d)) && !w->stop) {
         char path[8400];
         snprintf(path, sizeof path, "%s/%s", w->dir, de->d_name);
         struct stat st;
@@ -141,7 +169,7 @@ static void take_existing(edge_watch *w)
             stat(path, &before[i]);
         }
         sleep(2);
-        for (size_t i = 0; before && i < n_unsure && !w->stop; i++) {
+        for (size_t i = 0; before && i < n_unsure && !w->stop && !w->retry_at; i++) {
             char path[8400];
             snprintf(path, sizeof path, "%s/%s", w->dir, unsure[i]);
             struct stat after;
@@ -163,6 +191,12 @@ static void *watch_main(void *arg)
     take_existing(w);
     char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
     while (!w->stop) {
+        if (w->retry_at && mono_ms() >= w->retry_at) {
+            w->retry_at = 0; /* set again by a file still kept */
+            take_existing(w);
+            if (!w->retry_at)
+                log_info("watch: the files kept for a retry are taken");
+        }
         struct pollfd p = {w->fd, POLLIN, 0};
         if (poll(&p, 1, 300) <= 0)
             continue;
@@ -171,7 +205,7 @@ static void *watch_main(void *arg)
             struct inotify_event *ev = (struct inotify_event *)q;
             if (ev->len && (ev->mask & IN_ISDIR))
                 folder_put_in(ev->name);
-            else if (ev->len && (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO))) /* a file written whole */
+            else if (ev->len && (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) && !w->retry_at) /* written whole */
                 take_file(w, ev->name);
             q += sizeof *ev + ev->len;
         }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include "hub/clock.h"
 #include "hub/digest.h"
+#include "hub/disk.h"
 #include "hub/link.h"
 #include "hub/log.h"
 #include "hub/proto.h"
@@ -115,8 +116,11 @@ static void *worker_main(void *arg)
         if (j->marker) {
             j->m.note = j->note;
             j->rc = store_study_marker(l->cfg.st, j->study, &j->m, now_ms());
-            j->result = j->rc == 0 ? STORE_STORED : j->rc == -ENOSPC ? STORE_FULL : STORE_FAILED;
-            if (j->rc)
+            bool disk_full = j->rc && disk_full_error(store_dir(l->cfg.st), -j->rc, 0);
+            j->result = j->rc == 0 ? STORE_STORED : j->rc == -ENOSPC || disk_full ? STORE_FULL : STORE_FAILED;
+            if (disk_full)
+                disk_full_reason(store_dir(l->cfg.st), j->reason, sizeof j->reason);
+            else if (j->rc)
                 snprintf(j->reason, sizeof j->reason, "marker not stored: %s", strerror(-j->rc));
         } else {
             store_put_result res;
@@ -287,6 +291,27 @@ static void on_offer(link_hub *l, proto_msg *m)
     send_credit(l, &m->route, x, "SEND");
 }
 
+/* A chunk that could not be written: the part file goes (its space back),
+ * and the edge is told why and to try again later, as after a full store. */
+static void chunk_not_written(link_hub *l, proto_msg *m, xfer *x, int err)
+{
+    const char *dir = store_dir(l->cfg.st);
+    char why[256];
+    bool full = disk_full_error(dir, err, x->size - x->received);
+    if (full)
+        disk_full_reason(dir, why, sizeof why);
+    else
+        snprintf(why, sizeof why, "cannot write the transfer: %s", strerror(err));
+    if (full)
+        store_count_refused_full(l->cfg.st);
+    hub_count_error(l->cfg.metrics, full ? HUB_ERR_STORE_FULL : HUB_ERR_STORE_FAILED);
+    log_error("link: %s transfer %llu refused: %s", m->role, (unsigned long long)x->id, why);
+    json_t *h = json_pack("{s:I,s:s,s:b}", "xfer", (json_int_t)x->id, "reason", why, "retry", 1);
+    proto_send(l->router, &m->route, "NACK", h, NULL, 0);
+    json_decref(h);
+    drop_xfer(x, true);
+}
+
 static void on_chunk(link_hub *l, proto_msg *m)
 {
     long long id = proto_int(m, "xfer", -1), off = proto_int(m, "offset", -1);
@@ -307,9 +332,10 @@ static void on_chunk(link_hub *l, proto_msg *m)
         refuse(l, m, "CHUNK beyond the offered size or the granted credit");
         return;
     }
-    if (pwrite(x->fd, zmq_msg_data(&m->data[0]), n, (off_t)off) != (ssize_t)n) {
-        log_error("link: writing %s: %s", x->path, strerror(errno));
-        return; /* the edge will re-offer */
+    ssize_t w = pwrite(x->fd, zmq_msg_data(&m->data[0]), n, (off_t)off);
+    if (w != (ssize_t)n) {
+        chunk_not_written(l, m, x, w < 0 ? errno : ENOSPC); /* short: the disk filled part way */
+        return;
     }
     x->received += n;
     x->last_ms = clock_mono_ms(); /* idle limit: an interval */

@@ -8,10 +8,12 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "hub/disk.h"
 #include "hub/log.h"
 #include "hub/reader_commit.h"
 #include "hub/reader_link.h"
@@ -122,8 +124,8 @@ static void apply(store_batch *b, rc_op *op)
     }
 }
 
-/* Nothing of the batch was kept: every answer says so. */
-static void failed(rc_op *op)
+/* Nothing of the batch was kept: every answer says so, and why. */
+static void failed(rc_op *op, const char *why)
 {
     op->rc = WL_ESTORE;
     json_decref(op->answer);
@@ -133,7 +135,7 @@ static void failed(rc_op *op)
     op->cmd = NULL;
     if (op->kind == RC_CLAIM || op->kind == RC_HEARTBEAT || op->kind == RC_RELEASE) {
         op->cmd = "NACK";
-        op->answer = json_pack("{s:s}", "reason", "worklist storage failure");
+        op->answer = json_pack("{s:s}", "reason", why);
     }
 }
 
@@ -148,12 +150,17 @@ static void apply_all(reader_commit *c, rc_list *work)
         rc = store_batch_commit(&b); /* durable before any answer leaves */
         c->sync_us += mono_us() - t0;
     }
+    char why[200] = "worklist storage failure";
+    if (rc < 0 && disk_full_error(store_dir(c->st), -rc, 0)) {
+        snprintf(why, sizeof why, "worklist not stored: ");
+        disk_full_reason(store_dir(c->st), why + strlen(why), sizeof why - strlen(why));
+    }
     if (rc)
-        log_warn("readers: worklist commit failed (%d): %zu requests refused", rc, work->n);
+        log_warn("readers: worklist commit failed (%d, %s): %zu requests refused", rc, why, work->n);
     for (size_t i = 0; i < work->n; i++) {
         rc_op *op = &work->v[i];
         if (rc)
-            failed(op);
+            failed(op, why);
         if (op->answer && op->req)
             json_object_set(op->answer, "req", op->req);
     }

@@ -18,6 +18,7 @@
 #include "hub/api.h"
 #include "hub/apikeys.h"
 #include "hub/clock.h"
+#include "hub/disk.h"
 #include "hub/keys.h"
 #include "hub/peer.h"
 #include "hub/pki.h"
@@ -400,6 +401,24 @@ static void on_dimse_log(void *ctx, const char *msg)
     log_info("dicom: %s", msg);
 }
 
+/* An instance the listener could not write down: refused with 0xA700
+ * before the store saw it, counted as the store's refusals are. */
+static void on_spool_failed(void *ctx, const char *calling_aet, bool disk_full, const char *msg)
+{
+    hub *h = ctx;
+    if (disk_full) {
+        char why[160];
+        disk_full_reason(h->cfg->data_dir, why, sizeof why);
+        store_count_refused_full(h->st);
+        hub_count_error(&h->metrics, HUB_ERR_STORE_FULL);
+        h->evict_now = 1;
+        log_error("refused an instance from dicom:%s: %s (%s)", calling_aet, why, msg);
+    } else {
+        hub_count_error(&h->metrics, HUB_ERR_STORE_FAILED);
+        log_error("refused an instance from dicom:%s: %s", calling_aet, msg);
+    }
+}
+
 /* --- housekeeping ------------------------------------------------------ */
 
 static void on_complete(void *ctx, const store_study *st)
@@ -511,7 +530,8 @@ int serve_run(const serve_config *cfg)
                        .mem_instance_max = SERVE_DICOM_MEM_INSTANCE, .mem_budget = SERVE_DICOM_MEM_BUDGET,
                        .digest_dataset = 1, .early_bytes = STORE_CHUNK, .early = on_early,
                        .early_end = on_early_end,
-                       .accept = on_associate, .store = on_store, .log = on_dimse_log, .ctx = &h,
+                       .accept = on_associate, .store = on_store, .log = on_dimse_log,
+                       .spool_failed = on_spool_failed, .ctx = &h,
                        .tls_cert = cfg->dicom_tls_cert, .tls_key = cfg->dicom_tls_key, .tls_ca = cfg->dicom_tls_ca};
     if ((rc = dimse_scp_start(&dc, &h.scp, err, sizeof err)) < 0) {
         log_error("DICOM listener: %s", err);

@@ -67,7 +67,7 @@ static int lerr(int rc)
     if (rc == MDB_NOTFOUND)
         return -ENOENT;
     if (rc == MDB_MAP_FULL)
-        return -ENOSPC;
+        return -ENOBUFS; /* the spool's map; -ENOSPC is the disk's */
     return rc > 0 ? -rc : -EIO;
 }
 
@@ -276,7 +276,7 @@ int spool_put_files(spool *s, const char *const *paths, spool_item *meta, size_t
             rc = study_add(s, txn, &meta[i]);
         close(fd);
         if (rc)
-            snprintf(err, errlen, "spool: %s", rc == MDB_MAP_FULL ? "spool is full" : mdb_strerror(rc));
+            snprintf(err, errlen, "spool: %s", rc == MDB_MAP_FULL ? "the queue is full (its LMDB map)" : mdb_strerror(rc));
     }
     if (rc) {
         mdb_txn_abort(txn);

@@ -49,7 +49,9 @@ const char *spool_dir(const spool *s);
 
 /* Queue Part 10 files (already prepared for the link) in one durable
  * transaction.  meta[i] gives kind/priority/referral/note/source and the
- * UIDs, digest, size and dataset offset; seq is assigned.  n ≥ 1. */
+ * UIDs, digest, size and dataset offset; seq is assigned.  n ≥ 1.
+ * -ENOBUFS when the spool's LMDB map is full; a full disk gives -ENOSPC or
+ * -EIO (disk.h tells). */
 int  spool_put_files(spool *s, const char *const *paths, spool_item *meta, size_t n, char *err, size_t errlen);
 /* Queue a study marker (count, priority, referral, note). */
 int  spool_put_marker(spool *s, spool_item *marker, char *err, size_t errlen);

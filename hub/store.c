@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include "codecs/codecs.h"
 #include "hub/digest.h"
+#include "hub/disk.h"
 #include "hub/lmdb_stamp.h"
 #include "hub/log.h"
 #include "hub/store_private.h"
@@ -860,6 +861,15 @@ static int batch_end(store *s, bool nometa, MDB_txn *txn, bool commit)
     return rc;
 }
 
+/* The bytes a batch writes (its files and chunks), for disk_full_error. */
+static uint64_t batch_bytes(put_job *const *jobs, unsigned n)
+{
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < n; i++)
+        sum += jobs[i]->kind == JOB_CHUNK ? STORE_CHUNK : jobs[i]->kind == JOB_PUT ? jobs[i]->in.size : 0;
+    return sum;
+}
+
 /* Apply jobs[0..n) in one transaction.  A job that does not fit (map full)
  * is refused alone and the others are applied again without it. */
 static void commit_batch(store *s, put_job **jobs, unsigned n)
@@ -904,6 +914,11 @@ static void commit_batch(store *s, put_job **jobs, unsigned n)
             if (rc == 0)
                 rc = end;
         }
+        /* A full disk is a full store too: the sender keeps the instance
+         * and tries again, and retention may free pages for reuse. */
+        char disk_why[160] = "";
+        if (rc && rc != MDB_MAP_FULL && disk_full_error(s->dir, rc, batch_bytes(jobs, n)))
+            disk_full_reason(s->dir, disk_why, sizeof disk_why);
         unsigned applied = 0;
         for (unsigned i = 0; i < n; i++) {
             if (jobs[i]->kind == JOB_CHUNK) {
@@ -919,6 +934,8 @@ static void commit_batch(store *s, put_job **jobs, unsigned n)
                 finish(s, jobs[i], STORE_FULL, "storage full (LMDB map full): retry later");
             } else if (rc == MDB_MAP_FULL) {
                 finish(s, jobs[i], STORE_FULL, "storage full (LMDB map full): retry later");
+            } else if (disk_why[0]) {
+                finish(s, jobs[i], STORE_FULL, disk_why);
             } else if (rc) {
                 char why[96];
                 snprintf(why, sizeof why, "storage failure: %s", mdb_strerror(rc));
@@ -934,6 +951,11 @@ static void commit_batch(store *s, put_job **jobs, unsigned n)
             store_notify_tasks(s, txn_id);
         return;
     }
+}
+
+void store_count_refused_full(store *s)
+{
+    s->put_full++;
 }
 
 void store_count_commit(store *s, uint64_t us, unsigned n)

@@ -251,8 +251,12 @@ typedef struct store_stats {
     uint64_t bytes_received;
     uint64_t outside_commits; /* times another process's commits were seen (store_outside_gen) */
     uint64_t runway_ahead;    /* zeroed bytes written past the store's end (store_config.runway_bytes) */
+    uint64_t disk_free, disk_size; /* the file system holding the store (disk.h); 0 when unknown */
 } store_stats;
 int store_get_stats(store *s, store_stats *out);
+/* An instance refused for a full disk before it reached the store (the
+ * DICOM listener could not spool it): counted with put_full. */
+void store_count_refused_full(store *s);
 extern const double store_commit_bucket_ms[11];
 
 /* Outbox: messages for a facility's edge (reports, critical-value alerts),

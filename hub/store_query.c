@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "hub/disk.h"
 #include "hub/store_private.h"
 
 int store_txn_get_study(store *s, MDB_txn *txn, const char *uid, store_study *out)
@@ -337,6 +338,7 @@ int store_get_stats(store *s, store_stats *out)
     out->map_size = info.me_mapsize;
     out->map_used = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
     out->runway_ahead = store_runway_ahead(s, out->map_used);
+    disk_room(s->dir, &out->disk_free, &out->disk_size); /* 0 and 0 when it cannot be asked */
     MDB_txn *txn;
     int rc = store_read_txn(s, &txn);
     if (rc)
