@@ -62,7 +62,11 @@ struct edge_link {
     uint8_t         *chunk;
     char             link_state[32];
     unsigned         rng;
+    char             handshake_why[320]; /* the last handshake failure logged, "" none since connected */
+    int64_t          handshake_logged_ms;
 };
+
+#define HANDSHAKE_LOG_MS 60000 /* a handshake failure that lasts is logged again this often */
 
 static void set_state(edge_link *l, const char *state, const char *error)
 {
@@ -152,6 +156,7 @@ static void on_message(edge_link *l, proto_msg *m)
     if (!strcmp(m->cmd, "WELCOME")) {
         if (!l->connected)
             log_info("link: connected to the hub as %s", proto_str(m, "role") ? proto_str(m, "role") : "?");
+        l->handshake_why[0] = '\0';
         l->connected = true;
         set_state(l, "connected", NULL);
         for (int i = 0; i < MAX_SLOTS; i++) /* what went out behind this HELLO needs no second offer */
@@ -344,7 +349,9 @@ static int open_socket(edge_link *l, char *err, size_t errlen)
      * re-offers every transfer, resuming at the offset the hub has. */
     char mon[96];
     snprintf(mon, sizeof mon, "inproc://dxhub-edge-link-%p-%u", (void *)l, ++l->n_sockets);
-    if (zmq_socket_monitor(l->dealer, mon, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) == 0) {
+    if (zmq_socket_monitor(l->dealer, mon,
+                           ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
         l->monitor = zmq_socket(l->cfg.zctx, ZMQ_PAIR);
         if (l->monitor && zmq_connect(l->monitor, mon) != 0) {
             zmq_close(l->monitor);
@@ -366,6 +373,30 @@ static int open_socket(edge_link *l, char *err, size_t errlen)
     return 0;
 }
 
+/* The hub answered, but not as the hub this gateway may talk to: without
+ * this the clinic read "hub unreachable" and looked at the network, while
+ * the hub refused its key (not in the allow-list) or the gateway held
+ * another hub's key.  Said in --status at once and in the log when it
+ * changes, and every HANDSHAKE_LOG_MS while it lasts. */
+static void handshake_failed(edge_link *l, bool refused, uint32_t status)
+{
+    /* --status keeps 159 characters: the short why there, the key in the log. */
+    const char *why = refused ? "the hub refused this gateway's key: not in the hub's allow-list (on the hub: "
+                                "dxhub allow --role edge:FACILITY keys/edge.pub, then SIGHUP)"
+                              : "the encrypted handshake with the hub failed: is --hub-key the hub's own hub.pub? "
+                                "(a reinstalled hub has a new one)";
+    set_state(l, "down", why);
+    int64_t t = clock_mono_ms();
+    if (strcmp(why, l->handshake_why) != 0 || t - l->handshake_logged_ms >= HANDSHAKE_LOG_MS) {
+        if (refused)
+            log_error("link: %s; this gateway's key is %s (ZAP status %u)", why, l->cfg.kp->pub, status);
+        else
+            log_error("link: %s", why);
+        snprintf(l->handshake_why, sizeof l->handshake_why, "%s", why);
+        l->handshake_logged_ms = t;
+    }
+}
+
 /* Connection events since the last look: any drop or new handshake means
  * the hub may have lost what was in flight (or be a new process). */
 static void watch_connection(edge_link *l)
@@ -378,14 +409,22 @@ static void watch_connection(edge_link *l)
             return;
         }
         uint16_t event = 0;
-        if (zmq_msg_size(&ev) >= 2)
+        uint32_t value = 0;
+        if (zmq_msg_size(&ev) >= 6) {
             memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&value, (const char *)zmq_msg_data(&ev) + 2, 4);
+        }
         int more = zmq_msg_more(&ev);
         zmq_msg_close(&ev);
         if (more) { /* the endpoint frame */
             zmq_msg_init(&addr);
             zmq_msg_recv(&addr, l->monitor, 0);
             zmq_msg_close(&addr);
+        }
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH || event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+            event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+            handshake_failed(l, event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH, value);
+            continue;
         }
         if (l->connected && (event == ZMQ_EVENT_DISCONNECTED || event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)) {
             l->connected = false;

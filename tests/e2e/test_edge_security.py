@@ -3,9 +3,10 @@
 serving.
 
 - an edge whose key is not in the allow-list (ZAP refuses the CURVE
-  handshake: kind="auth", audit "refused-key" naming the key);
+  handshake: kind="auth", audit "refused-key" naming the key; the edge's
+  --status and log say its key was refused, not "hub unreachable");
 - an edge that holds the wrong hub key (the CURVE handshake cannot even be
-  decrypted by the hub);
+  decrypted by the hub; the edge says to check --hub-key);
 - a key allowed as reader:dr1 used as an edge — by a real `dxhub edge` and
   by a pyzmq DEALER — is answered ERROR (kind="auth");
 - garbage from a properly keyed edge (pyzmq DEALER, edge:clinic1): junk
@@ -112,6 +113,9 @@ def test_unknown_key_is_refused_and_audited(hub, tmp_path):
         nothing_stored(hub)
         st = e.status()
         assert st["waiting"] == 1 and st["refused"] == 0, st["text"]  # kept, to retry once allowed
+        # The clinic is told it is its key, not the network, and which key.
+        assert "the hub refused this gateway's key: not in the hub's allow-list" in st["text"], st["text"]
+        assert f"this gateway's key is {pub}" in e.proc.log_tail(100000)
     finally:
         e.stop()
     recs = [r for r in audit_records(hub.data) if r.get("what") == "refused-key"]
@@ -130,6 +134,8 @@ def test_edge_with_the_wrong_hub_key_gets_nowhere(hub, tmp_path):
         nothing_stored(hub)
         st = e.status()
         assert st["waiting"] == 1 and st["state"] != "connected", st["text"]
+        why = "the encrypted handshake with the hub failed: is --hub-key the hub's own hub.pub?"
+        assert why in st["text"] and why in e.proc.log_tail(100000), st["text"]
     finally:
         e.stop()
         allow(hub.keys_dir, None, e.key_file, revoke=True)
