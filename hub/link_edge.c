@@ -51,7 +51,6 @@ struct edge_link {
     edge_link_config cfg;
     void            *dealer;
     void            *monitor;    /* PAIR: the dealer's connection events */
-    unsigned         n_sockets;
     pthread_t        thread;
     volatile int     stop;
     slot             slots[MAX_SLOTS];
@@ -347,17 +346,10 @@ static int open_socket(edge_link *l, char *err, size_t errlen)
      * being told, the transfers waited OFFER_RETRY_MS (20 s) to be offered
      * again.  Each (re)connection now starts with HELLO, and WELCOME
      * re-offers every transfer, resuming at the offset the hub has. */
-    char mon[96];
-    snprintf(mon, sizeof mon, "inproc://dxhub-edge-link-%p-%u", (void *)l, ++l->n_sockets);
-    if (zmq_socket_monitor(l->dealer, mon,
-                           ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
-        l->monitor = zmq_socket(l->cfg.zctx, ZMQ_PAIR);
-        if (l->monitor && zmq_connect(l->monitor, mon) != 0) {
-            zmq_close(l->monitor);
-            l->monitor = NULL;
-        }
-    }
+    l->monitor = proto_monitor_open(l->cfg.zctx, l->dealer,
+                                    ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                                        ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                        ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
     proto_tune(l->dealer);
     int immediate = 1;
     zmq_setsockopt(l->dealer, ZMQ_IMMEDIATE, &immediate, sizeof immediate);
@@ -401,26 +393,9 @@ static void handshake_failed(edge_link *l, bool refused, uint32_t status)
  * the hub may have lost what was in flight (or be a new process). */
 static void watch_connection(edge_link *l)
 {
-    while (l->monitor) {
-        zmq_msg_t ev, addr;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, l->monitor, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
-            return;
-        }
-        uint16_t event = 0;
-        uint32_t value = 0;
-        if (zmq_msg_size(&ev) >= 6) {
-            memcpy(&event, zmq_msg_data(&ev), 2);
-            memcpy(&value, (const char *)zmq_msg_data(&ev) + 2, 4);
-        }
-        int more = zmq_msg_more(&ev);
-        zmq_msg_close(&ev);
-        if (more) { /* the endpoint frame */
-            zmq_msg_init(&addr);
-            zmq_msg_recv(&addr, l->monitor, 0);
-            zmq_msg_close(&addr);
-        }
+    uint16_t event;
+    uint32_t value;
+    while (proto_monitor_next(l->monitor, &event, &value)) {
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH || event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
             event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
             handshake_failed(l, event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH, value);

@@ -27,12 +27,13 @@ _Static_assert(PEER_FETCH_MAX <= PROTO_MAX_DATA, "a FETCH piece must fit a data 
 
 typedef struct pooled {
     peer_def def;
-    void    *sock;
+    void    *sock, *mon; /* mon: its connection events (proto_monitor_open), or NULL */
 } pooled;
 
 struct peers {
     peer_config      cfg;
     char            *bind, *pub, *sec, *peers_file;
+    char             self_name[PEER_NAME_MAX];
     void            *router;
     uint16_t         port;
     pthread_t        thread;
@@ -43,6 +44,10 @@ struct peers {
     size_t           n;
     pooled           pool[POOL_MAX];
     size_t           npool;
+    struct {
+        char    name[PEER_NAME_MAX], why[200];
+        int64_t at_ms;
+    } told[PEERS_MAX]; /* the last failure logged per peer (told_operator) */
     _Atomic uint64_t next_id;
 };
 
@@ -100,55 +105,74 @@ static bool find_def(peers *p, const char *name, peer_def *out)
 
 /* --- client sockets ------------------------------------------------------------ */
 
-static void *sock_get(peers *p, const peer_def *d)
+static void sock_close(void **sock, void **mon)
+{
+    if (*mon)
+        zmq_close(*mon);
+    if (*sock)
+        zmq_close(*sock);
+    *sock = *mon = NULL;
+}
+
+/* A socket to d from the pool, or a fresh one (its handshake under way). */
+static void *sock_get(peers *p, const peer_def *d, void **mon)
 {
     void *s = NULL;
+    *mon = NULL;
     pthread_mutex_lock(&p->lock);
     for (size_t i = 0; i < p->npool; i++)
         if (!memcmp(&p->pool[i].def, d, sizeof *d)) {
             s = p->pool[i].sock;
+            *mon = p->pool[i].mon;
             p->pool[i] = p->pool[--p->npool];
             break;
         }
     pthread_mutex_unlock(&p->lock);
-    if (s)
+    if (s) {
+        uint16_t event;
+        uint32_t value;
+        while (proto_monitor_next(*mon, &event, &value))
+            ; /* what it saw while idle: only this request's events count */
         return s;
+    }
     if (!(s = zmq_socket(p->cfg.zctx, ZMQ_DEALER)))
         return NULL;
+    *mon = proto_monitor_open(p->cfg.zctx, s,
+                              ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                  ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
     proto_tune(s);
     if (proto_curve_client(s, p->pub, p->sec, d->pub) < 0 || zmq_connect(s, d->endpoint) != 0) {
-        zmq_close(s);
+        sock_close(&s, mon);
         return NULL;
     }
     return s;
 }
 
-static void sock_put(peers *p, const peer_def *d, void *s)
+static void sock_put(peers *p, const peer_def *d, void *s, void *mon)
 {
     pthread_mutex_lock(&p->lock);
     if (p->npool < POOL_MAX) {
-        p->pool[p->npool++] = (pooled){.def = *d, .sock = s};
-        s = NULL;
+        p->pool[p->npool++] = (pooled){.def = *d, .sock = s, .mon = mon};
+        s = mon = NULL;
     }
     pthread_mutex_unlock(&p->lock);
-    if (s)
-        zmq_close(s);
+    sock_close(&s, &mon);
 }
 
 /* One request in flight to one peer. */
 typedef struct call {
     peer_def  def;
-    void     *sock;
+    void     *sock, *mon;
     uint64_t  id;
     bool      done;
     int       status;
-    char      error[160];
+    char      error[200];
     proto_msg reply;
 } call;
 
 static int call_send(peers *p, call *c, const char *cmd, json_t *hdr)
 {
-    c->sock = sock_get(p, &c->def);
+    c->sock = sock_get(p, &c->def, &c->mon);
     if (!c->sock) {
         c->done = true;
         c->status = -EIO;
@@ -158,8 +182,7 @@ static int call_send(peers *p, call *c, const char *cmd, json_t *hdr)
     c->id = atomic_fetch_add(&p->next_id, 1) + 1;
     json_object_set_new(hdr, "id", json_integer((json_int_t)c->id));
     if (proto_send(c->sock, NULL, cmd, hdr, NULL, 0) < 0) {
-        zmq_close(c->sock);
-        c->sock = NULL;
+        sock_close(&c->sock, &c->mon);
         c->done = true;
         c->status = -EIO;
         snprintf(c->error, sizeof c->error, "cannot send to %.120s", c->def.endpoint);
@@ -189,11 +212,77 @@ static void call_read(peers *p, call *c)
     } else {
         c->status = 0;
     }
-    if (c->status == 0 || c->status == -ENOENT)
-        sock_put(p, &c->def, c->sock); /* in step: reusable */
+    if (c->status == 0 || c->status == -ENOENT) {
+        sock_put(p, &c->def, c->sock, c->mon); /* in step: reusable */
+        c->sock = c->mon = NULL;
+    } else {
+        sock_close(&c->sock, &c->mon);
+    }
+}
+
+/* A peer that did not answer in time: what its socket saw says why. A
+ * refused key or a wrong peers.conf key is an error to mend, not a peer
+ * that is down (which stays "unreachable", -ETIMEDOUT). */
+static void why_silent(const peers *p, call *c, int timeout)
+{
+    bool connected = false, shook = false;
+    int failed = 0; /* 1: our key refused; 2: the handshake failed */
+    uint32_t zap = 0, value;
+    uint16_t event;
+    while (proto_monitor_next(c->mon, &event, &value)) {
+        connected |= event == ZMQ_EVENT_CONNECTED;
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            shook = true;
+            failed = 0;
+        } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+            failed = 1;
+            zap = value;
+        } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+            failed = failed ? failed : 2;
+        }
+    }
+    c->status = failed ? -EACCES : -ETIMEDOUT;
+    if (failed == 1)
+        snprintf(c->error, sizeof c->error,
+                 "it refused this hub's key (ZAP status %u): on %.32s, dxhub allow --role peer:%.32s this hub's "
+                 "hub.pub, then SIGHUP",
+                 zap, c->def.name, p->self_name);
+    else if (failed == 2)
+        snprintf(c->error, sizeof c->error,
+                 "the encrypted handshake failed: is %.32s's key in peers.conf its own hub.pub?", c->def.name);
+    else if (c->mon && !connected && !shook)
+        snprintf(c->error, sizeof c->error, "no connection within %d ms (is it running, its peer port open?)",
+                 timeout);
     else
-        zmq_close(c->sock);
-    c->sock = NULL;
+        snprintf(c->error, sizeof c->error, "no answer within %d ms", timeout);
+}
+
+/* A failed call, for the operator: logged when its reason changes, and
+ * at most every TOLD_EVERY_MS while it lasts (a clinic may look up every
+ * few seconds). */
+#define TOLD_EVERY_MS 60000
+static void told_operator(peers *p, const call *c)
+{
+    if (c->status == 0 || c->status == -ENOENT)
+        return;
+    int64_t t = mono_ms();
+    bool say = false;
+    pthread_mutex_lock(&p->lock);
+    size_t i = 0, free_slot = PEERS_MAX;
+    for (; i < PEERS_MAX && strcmp(p->told[i].name, c->def.name); i++)
+        if (!p->told[i].name[0] && free_slot == PEERS_MAX)
+            free_slot = i;
+    if (i == PEERS_MAX)
+        i = free_slot;
+    if (i < PEERS_MAX && (strcmp(p->told[i].why, c->error) || t - p->told[i].at_ms >= TOLD_EVERY_MS)) {
+        snprintf(p->told[i].name, sizeof p->told[i].name, "%s", c->def.name);
+        snprintf(p->told[i].why, sizeof p->told[i].why, "%s", c->error);
+        p->told[i].at_ms = t;
+        say = true;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (say)
+        log_warn("peers: %s: %s", c->def.name, c->error);
 }
 
 /* Wait for every call's answer until the timeout; late ones fail. */
@@ -221,11 +310,11 @@ static void call_wait(peers *p, call *calls, size_t n)
     for (size_t i = 0; i < n; i++)
         if (!calls[i].done) {
             calls[i].done = true;
-            calls[i].status = -ETIMEDOUT;
-            snprintf(calls[i].error, sizeof calls[i].error, "no answer within %d ms", timeout);
-            zmq_close(calls[i].sock); /* a late answer must not meet the next request */
-            calls[i].sock = NULL;
+            why_silent(p, &calls[i], timeout);
+            sock_close(&calls[i].sock, &calls[i].mon); /* a late answer must not meet the next request */
         }
+    for (size_t i = 0; i < n; i++)
+        told_operator(p, &calls[i]);
 }
 
 int peers_lookup_all(peers *p, const peer_lookup_q *q, peer_answer **out, size_t *nout)
@@ -565,6 +654,7 @@ int peers_start(const peer_config *cfg, peers **out, char *err, size_t errlen)
     p->pub = strdup(cfg->public_key ? cfg->public_key : "");
     p->sec = strdup(cfg->secret_key ? cfg->secret_key : "");
     p->peers_file = cfg->peers_file ? strdup(cfg->peers_file) : NULL;
+    snprintf(p->self_name, sizeof p->self_name, "%s", cfg->self_name ? cfg->self_name : "NAME");
     int rc = 0;
     if (!p->bind || !p->pub || !p->sec || (cfg->peers_file && !p->peers_file)) {
         snprintf(err, errlen, "out of memory");
@@ -615,7 +705,7 @@ void peers_stop(peers **pp)
     if (p->router)
         zmq_close(p->router);
     for (size_t i = 0; i < p->npool; i++)
-        zmq_close(p->pool[i].sock);
+        sock_close(&p->pool[i].sock, &p->pool[i].mon);
     pthread_mutex_destroy(&p->lock);
     free(p->bind);
     free(p->pub);

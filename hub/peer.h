@@ -77,6 +77,7 @@ typedef struct peer_config {
     int            port;        /* -1: no server; 0: ephemeral */
     const char    *public_key, *secret_key; /* this hub's CURVE keypair (Z85) */
     const char    *peers_file;  /* NULL or missing: no peers to ask */
+    const char    *self_name;   /* this hub's --name, for what a refusing peer must allow; NULL: "NAME" */
     int            timeout_ms;  /* per request to a peer; 0: 2000 */
     store         *st;
     hub_metrics   *metrics;
@@ -99,7 +100,7 @@ void     peers_stop(peers **p); /* NULL-safe; NULLs *p */
 typedef struct peer_answer {
     char   name[PEER_NAME_MAX];
     int    status;       /* 0 answered; negative: see error */
-    char   error[160];   /* "no answer within 2000 ms", "ERROR: ..." */
+    char   error[200];   /* "no connection within 2000 ms", "ERROR: ..." */
     char  *body;         /* the answer's JSON (status 0) */
     size_t len;
 } peer_answer;

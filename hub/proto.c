@@ -1,5 +1,6 @@
 /* proto.c — receiving and sending dxhub protocol messages safely. */
 #include <ctype.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,6 +207,48 @@ void proto_tune(void *sock)
     zmq_setsockopt(sock, ZMQ_RECONNECT_IVL_MAX, &reconnect_max, sizeof reconnect_max);
     zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+}
+
+void *proto_monitor_open(void *zctx, void *sock, int events)
+{
+    static _Atomic unsigned long seq;
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://dxhub-monitor-%lu", (unsigned long)++seq);
+    if (zmq_socket_monitor(sock, ep, events) != 0)
+        return NULL;
+    void *mon = zmq_socket(zctx, ZMQ_PAIR);
+    if (mon && zmq_connect(mon, ep) != 0) {
+        zmq_close(mon);
+        mon = NULL;
+    }
+    if (!mon)
+        zmq_socket_monitor(sock, NULL, 0);
+    return mon;
+}
+
+int proto_monitor_next(void *mon, uint16_t *event, uint32_t *value)
+{
+    zmq_msg_t ev;
+    zmq_msg_init(&ev);
+    if (!mon || zmq_msg_recv(&ev, mon, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&ev);
+        return 0;
+    }
+    *event = 0;
+    *value = 0;
+    if (zmq_msg_size(&ev) >= 6) {
+        memcpy(event, zmq_msg_data(&ev), 2);
+        memcpy(value, (const char *)zmq_msg_data(&ev) + 2, 4);
+    }
+    int more = zmq_msg_more(&ev);
+    zmq_msg_close(&ev);
+    while (more) { /* the endpoint frame */
+        zmq_msg_t addr;
+        zmq_msg_init(&addr);
+        more = zmq_msg_recv(&addr, mon, 0) >= 0 && zmq_msg_more(&addr);
+        zmq_msg_close(&addr);
+    }
+    return 1;
 }
 
 int proto_curve_server(void *sock, const char *secret_z85)

@@ -65,6 +65,15 @@ bool        proto_is_hex(const char *s, size_t len);                /* exactly l
 int  proto_curve_server(void *sock, const char *secret_z85);
 int  proto_curve_client(void *sock, const char *public_z85, const char *secret_z85, const char *server_public_z85);
 void proto_tune(void *sock);
+/* The connection events of a client socket, read off a PAIR socket
+ * (zmq_socket_monitor): the CURVE handshake's outcome above all, so a
+ * refused key is told from a hub that is not there.  events: ZMQ_EVENT_*
+ * bits.  NULL when the monitor cannot be set up (the caller goes on
+ * without it).  proto_monitor_next: 1 and the event (value: its number,
+ * the ZAP status for HANDSHAKE_FAILED_AUTH), 0 when none is waiting. */
+void *proto_monitor_open(void *zctx, void *sock, int events);
+int   proto_monitor_next(void *mon, uint16_t *event, uint32_t *value);
+
 /* A CURVE ROUTER for a hub port: tuned, ROUTER_MANDATORY, bound to
  * tcp://bind:port (port 0: ephemeral); *port_out gets the port bound.
  * NULL on failure, with the reason in err. */

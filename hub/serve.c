@@ -614,7 +614,8 @@ int serve_run(const serve_config *cfg)
         goto out;
     }
     peer_config pc = {.zctx = h.zctx, .bind = cfg->bind, .port = cfg->peer_port, .public_key = h.kp.pub,
-                      .secret_key = h.kp.sec, .peers_file = cfg->peers_file, .timeout_ms = cfg->peer_timeout_ms,
+                      .secret_key = h.kp.sec, .peers_file = cfg->peers_file, .self_name = cfg->name,
+                      .timeout_ms = cfg->peer_timeout_ms,
                       .st = h.st, .metrics = &h.metrics,
                       .handlers = {.lookup = peer_lookup, .report = peer_report, .preview = peer_preview,
                                    .audit = peer_audit, .ctx = &h}};

@@ -390,10 +390,18 @@ def test_garbage_on_the_peer_socket_gets_an_error_and_the_hub_keeps_serving(worl
     assert world.a.lookup(world.clinic2)["total"] == 1  # still serving
 
 
-def test_a_peer_that_does_not_answer_is_reported_and_does_not_block(world):
+def test_peers_that_do_not_answer_are_reported_with_why_and_do_not_block(world, tmp_path):
+    """Each peer that gives no answer is named with the reason an operator
+    can act on, in the answer and once in the log: nothing listening; a key
+    in peers.conf that is not the peer's (the handshake fails); this hub's
+    key not allowed there (hub B asking itself: it does not list its own
+    key).  The peer that answers is spliced in as ever."""
     dead = free_port()
+    wrong = keygen(tmp_path / "wrong", "hub")
     (world.b.data / "peers.conf").write_text(f"hubA {world.a.ep('peers')} {world.a.key_file}\n"
-                                             f"hubC tcp://127.0.0.1:{dead} {world.a.key_file}\n")
+                                             f"hubC tcp://127.0.0.1:{dead} {world.a.key_file}\n"
+                                             f"hubD {world.a.ep('peers')} {wrong}\n"
+                                             f"hubE {world.b.ep('peers')} {world.b.key_file}\n")
     world.b.hup()
     try:
         t0 = time.monotonic()
@@ -401,8 +409,19 @@ def test_a_peer_that_does_not_answer_is_reported_and_does_not_block(world):
         took = time.monotonic() - t0
         peers = {p["hub"]: p for p in ans["peers"]}
         assert peers["hubA"]["status"] == "ok" and peers["hubC"]["status"] == "unreachable", peers
-        assert "no answer within" in peers["hubC"]["error"]
+        assert "no connection within" in peers["hubC"]["error"], peers
+        assert peers["hubD"]["status"] == "error", peers
+        assert "the encrypted handshake failed: is hubD's key in peers.conf its own hub.pub?" \
+            in peers["hubD"]["error"], peers
+        assert peers["hubE"]["status"] == "error", peers
+        assert "it refused this hub's key" in peers["hubE"]["error"] and "allow --role peer:hubB" in peers["hubE"]["error"], peers
         assert len(ans["exams"]) == 1 and took < 15
+        log = world.b.proc.log_tail(200000)
+        for name in ("hubC", "hubD", "hubE"):
+            assert f"peers: {name}: {peers[name]['error']}" in log, name
+        world.b.lookup(world.county)  # the same again: not logged again within the minute
+        log = world.b.proc.log_tail(200000)
+        assert log.count(f"peers: hubE: {peers['hubE']['error']}") == 1
     finally:
         (world.b.data / "peers.conf").write_text(f"hubA {world.a.ep('peers')} {world.a.key_file}\n")
         world.b.hup()
