@@ -61,18 +61,15 @@ struct hub_client {
 static pthread_mutex_t ctx_mu = PTHREAD_MUTEX_INITIALIZER;
 static void           *ctx_shared;
 static int             ctx_users;
-static unsigned long   mon_seq;
 
-static void *ctx_acquire(unsigned long *seq)
+static void *ctx_acquire(void)
 {
     pthread_mutex_lock(&ctx_mu);
     if (!ctx_shared)
         ctx_shared = zmq_ctx_new();
     void *ctx = ctx_shared;
-    if (ctx) {
+    if (ctx)
         ctx_users++;
-        *seq = ++mon_seq;
-    }
     pthread_mutex_unlock(&ctx_mu);
     return ctx;
 }
@@ -184,30 +181,9 @@ static void pop_offer(hub_client *c, hub_task *out)
 
 static void drain_monitor(hub_client *c)
 {
-    for (;;) {
-        zmq_msg_t ev, addr;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
-            return;
-        }
-        uint16_t id = 0;
-        uint32_t value = 0;
-        if (zmq_msg_size(&ev) >= 6) {
-            memcpy(&id, zmq_msg_data(&ev), 2);
-            memcpy(&value, (const char *)zmq_msg_data(&ev) + 2, 4);
-        }
-        int more = zmq_msg_more(&ev);
-        zmq_msg_close(&ev);
-        while (more) {
-            zmq_msg_init(&addr);
-            if (zmq_msg_recv(&addr, c->mon, 0) < 0) {
-                zmq_msg_close(&addr);
-                break;
-            }
-            more = zmq_msg_more(&addr);
-            zmq_msg_close(&addr);
-        }
+    uint16_t id;
+    uint32_t value;
+    while (proto_monitor_next(c->mon, &id, &value)) {
         if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
             c->handshake_failed = 0;
             c->connected = 1;
@@ -420,8 +396,7 @@ int hub_client_open(const hub_client_config *cfg, hub_client **out, char *err, s
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    unsigned long seq = 0;
-    void *ctx = ctx_acquire(&seq);
+    void *ctx = ctx_acquire();
     if (!ctx) {
         free(c);
         snprintf(err, errlen, "cannot create a ZeroMQ context");
@@ -430,8 +405,6 @@ int hub_client_open(const hub_client_config *cfg, hub_client **out, char *err, s
     c->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : DEFAULT_TIMEOUT_MS;
     snprintf(c->endpoint, sizeof c->endpoint, "%s", cfg->endpoint);
     c->sock = zmq_socket(ctx, ZMQ_DEALER);
-    char mon_ep[96];
-    snprintf(mon_ep, sizeof mon_ep, "inproc://dxhub-client-monitor-%lu", seq);
     int rc = -EIO;
     if (!c->sock) {
         snprintf(err, errlen, "cannot create a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
@@ -446,16 +419,13 @@ int hub_client_open(const hub_client_config *cfg, hub_client **out, char *err, s
         rc = -EINVAL;
         goto fail;
     }
-    if (zmq_socket_monitor(c->sock, mon_ep,
-                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_DISCONNECTED |
-                               ZMQ_EVENT_CONNECT_RETRIED |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0 ||
-        !(c->mon = zmq_socket(ctx, ZMQ_PAIR)) || zmq_connect(c->mon, mon_ep) != 0) {
+    if (!(c->mon = proto_monitor_open(ctx, c->sock,
+                                      ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                          ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECT_RETRIED |
+                                          ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL))) {
         snprintf(err, errlen, "cannot monitor the connection: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
-    int linger = 0;
-    zmq_setsockopt(c->mon, ZMQ_LINGER, &linger, sizeof linger);
     if (zmq_connect(c->sock, cfg->endpoint) != 0) {
         snprintf(err, errlen, "cannot connect to %s: %s", cfg->endpoint, zmq_strerror(zmq_errno()));
         rc = -EINVAL;

@@ -217,6 +217,9 @@ void *proto_monitor_open(void *zctx, void *sock, int events)
     if (zmq_socket_monitor(sock, ep, events) != 0)
         return NULL;
     void *mon = zmq_socket(zctx, ZMQ_PAIR);
+    int linger = 0; /* events unread at close must not hold zmq_ctx_term */
+    if (mon)
+        zmq_setsockopt(mon, ZMQ_LINGER, &linger, sizeof linger);
     if (mon && zmq_connect(mon, ep) != 0) {
         zmq_close(mon);
         mon = NULL;
