@@ -126,6 +126,19 @@ void ws_task_release(ws_task *t);
  * is evicted for it), another negative code when it cannot be decoded. */
 int ws_frame_ahead(ws *w, const char *sop, uint32_t n);
 
+/* --- ws_cert.c: the signing certificate's end, told ahead --------------------------- */
+
+#define WS_CERT_WARN_DAYS 30 /* a certificate ending sooner is said at start and on the page */
+
+/* Whole days from now_s (seconds since the epoch) to the certificate's
+ * end, rounded down: negative once it has ended. */
+int64_t ws_cert_days_left(const hub_signer_identity *c, int64_t now_s);
+/* Its end as a UTC date, "2027-03-01", into buf[11]. */
+void ws_cert_end_date(const hub_signer_identity *c, char buf[11]);
+/* Why a signature by it would be refused now ("your signing certificate
+ * ended on ..."), into why; 0 while it is valid. */
+int ws_cert_refuses(const hub_signer_identity *c, int64_t now_s, char *why, size_t whylen);
+
 /* --- ws_fetch.c: prefetching into the cache ---------------------------------------- */
 
 /* The study listing of task id (asked once, kept); a malloc'd copy in

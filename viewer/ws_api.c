@@ -132,6 +132,11 @@ void ws_api_session(ws_req *r, ws_resp *o)
     pthread_mutex_unlock(&w->mu);
     json_object_set_new(j, "frames", json_pack("{s:I,s:I,s:I}", "hits", (json_int_t)hits, "misses",
                                                (json_int_t)misses, "bytes", (json_int_t)fbytes));
+    char end[11];
+    ws_cert_end_date(&w->cert, end); /* w->cert is set before the API starts and never changes */
+    json_object_set_new(j, "certificate", json_pack("{s:s,s:I,s:i}", "ends", end, "days_left",
+                                                    (json_int_t)ws_cert_days_left(&w->cert, (int64_t)time(NULL)),
+                                                    "warn_days", WS_CERT_WARN_DAYS));
     ws_json(o, 200, j);
 }
 

@@ -249,6 +249,12 @@ void ws_api_submit(ws_req *r, ws_resp *o)
     hub_signer_identity who = w->cert;
     if (signer)
         hub_signer_who(signer, &who);
+    char ended[300];
+    if (signing && ws_cert_refuses(&who, (int64_t)time(NULL), ended, sizeof ended) < 0) {
+        json_decref(b);
+        ws_error(o, 403, "%s", ended);
+        return;
+    }
     char report_id[64] = "", err[600], state[16] = "";
     char *doc = NULL;
     size_t len = 0, n_inst = 0, sig_len = 0, chain_len = 0;

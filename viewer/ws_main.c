@@ -226,6 +226,15 @@ int cmd_workstation(int argc, char **argv)
         dx_errorf("workstation", "--cert: %s", err);
         goto release;
     }
+    int64_t days_left = ws_cert_days_left(&w.cert, (int64_t)time(NULL));
+    char cert_end[11];
+    ws_cert_end_date(&w.cert, cert_end);
+    if (ws_cert_refuses(&w.cert, (int64_t)time(NULL), err, sizeof err) < 0)
+        dx_errorf("workstation", "warning: --cert: %s", err);
+    else if (days_left < WS_CERT_WARN_DAYS)
+        dx_errorf("workstation", "warning: --cert: the signing certificate ends on %s (UTC), in %lld days: ask %s's "
+                                 "CA for a new one before then", cert_end, (long long)days_left,
+                  w.cert.facility[0] ? w.cert.facility : "your facility");
     hub_reader_keys keys;
     int made = 0;
     if (hub_reader_keys_load(c->keys_dir, c->name, c->hub_key, &keys, &made, err, sizeof err) < 0) {

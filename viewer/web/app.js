@@ -48,6 +48,21 @@ function showSession(s) {
   showHub(s.hub);
   $('#key-state').textContent = s.unlocked ? 'signing key unlocked' : 'signing key locked';
   $('#unlock-btn').hidden = !!s.unlocked;
+  showCertificate(s.certificate);
+}
+
+// The signing certificate's end, said ahead: the hub refuses reports
+// signed after it, so the reader hears weeks before, not at a signature.
+function showCertificate(c) {
+  const p = $('#cert-state');
+  const ending = c && c.days_left < c.warn_days;
+  p.hidden = !ending;
+  if (!ending) return;
+  const ended = c.days_left < 0;
+  p.className = `pill ${ended ? 'ended' : 'ending'}`;
+  p.textContent = ended ? `certificate ended ${c.ends}: reports cannot be signed`
+    : `certificate ends ${c.ends} (in ${c.days_left} day${c.days_left === 1 ? '' : 's'})`;
+  p.title = 'Ask your facility\'s CA for a new signing certificate.';
 }
 
 function showHub(state) {

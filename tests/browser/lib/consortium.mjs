@@ -81,8 +81,9 @@ export class Consortium {
     fs.mkdirSync(res, { recursive: true });
     this.dx('keygen', '--keys', res, '--name', 'workstation');
     this.dx('allow', '--keys', hubKeys, '--role', `reader:${RESIDENT.id}`, path.join(res, 'workstation.pub'));
+    // The resident's certificate ends in 20 days: the page must say so (the attending's, a year away, not).
     this.dx('keygen', '--reader', RESIDENT.id, '--name', RESIDENT.name, '--role', 'resident', '--facility', READER.facility,
-      '--ca', path.join(d, 'ca'), '--keys', res, '--passphrase-file', path.join(d, 'passphrase'));
+      '--ca', path.join(d, 'ca'), '--keys', res, '--passphrase-file', path.join(d, 'passphrase'), '--days', '20');
     this.readers('CT,ECG');
     this.readerDir = rd;
     this.residentDir = res;
@@ -102,7 +103,7 @@ export class Consortium {
   }
 
   // The resident's own workstation daemon (driven through its API), for
-  // the CR pushed at the start; { base, token } of its API.
+  // the CR pushed at the start; { base, token, url } of its API and page.
   async resident() {
     const d = this.dir;
     const ws = await this.start('resident', [this.dxhub, 'workstation', '--hub', this.hubReaders, '--hub-key', this.hubKey,
@@ -111,7 +112,7 @@ export class Consortium {
       '--passphrase-file', path.join(d, 'passphrase'), '--cache', path.join(d, 'resident-cache'), '--http-port', '0',
       '--web', this.web], /^dxhub workstation: ready url=(\S+)/);
     const u = new URL(ws[1]);
-    return { base: u.origin, token: u.hash.replace('#token=', '') };
+    return { base: u.origin, token: u.hash.replace('#token=', ''), url: ws[1] };
   }
 
   // Synthetic inputs, made while the keys are: a CT series and the

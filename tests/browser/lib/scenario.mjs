@@ -331,6 +331,7 @@ export async function scenario({ browser, ctx, checks, shots }) {
   await checks.check('a resident\'s draft comes for review: read, returned with a reason the resident sees, revised, then signed naming the resident', async () => {
     const p = s.page, hub = ctx.hub;
     const res = await hub.resident();
+    s.resident = res;
     const rapi = async (method, url, body) => {
       const r = await fetch(res.base + url, { method, headers: { 'X-Dxhub-Token': res.token, 'Content-Type': 'application/json' },
         body: body ? JSON.stringify(body) : undefined });
@@ -375,6 +376,20 @@ export async function scenario({ browser, ctx, checks, shots }) {
     const doc = JSON.parse(await p.textContent('#signed-doc'));
     expect(doc.drafted_by && doc.drafted_by.id === RESIDENT.id && doc.drafted_by.name === RESIDENT.name, `signed: ${JSON.stringify(doc.drafted_by)}`);
     expect(doc.reader.id === ctx.reader.id && doc.findings === revised.findings, `signed by ${doc.reader.id}: ${doc.findings}`);
+  });
+
+  await checks.check('a signing certificate that ends within 30 days is shown with its date; one a year away is not', async () => {
+    expect(await (s.page || page).isHidden('#cert-state'), 'the attending\'s page warns about a certificate a year away');
+    expect(s.resident, 'the resident\'s workstation did not start (previous check)');
+    const rp = await newPage(browser, s.resident.url);
+    try {
+      await rp.waitForSelector('#cert-state:not([hidden])', { timeout: 15000 });
+      const text = await rp.textContent('#cert-state');
+      const end = new Date(Date.now() + 20 * 86400e3).toISOString().slice(0, 10);
+      expect(new RegExp(`^certificate ends ${end} \\(in (19|20) days\\)$`).test(text), `the pill says "${text}"`);
+      expect((await rp.getAttribute('#cert-state', 'class')).includes('ending'), 'the pill is not marked as ending');
+      await rp.screenshot({ path: path.join(shots, 'certificate-ending.png') });
+    } finally { await rp.close(); }
   });
 
   return { page: s.page || page, state: s };
