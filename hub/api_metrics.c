@@ -62,6 +62,9 @@ int api_render_health(jbuf *b, api_status *s, int64_t now)
             jb_printf(b, ",\"reader_profiles\":%lld", (long long)profiles);
         jb_printf(b, ",\"config_reload_failures\":%llu",
                   (unsigned long long)atomic_load(&s->metrics->config_reload_failures));
+        int64_t trust_end = atomic_load(&s->metrics->trust_deadline);
+        if (trust_end > 0)
+            jb_printf(b, ",\"trust_deadline_s\":%lld", (long long)(trust_end - (int64_t)time(NULL)));
         int64_t tls_end = atomic_load(&s->metrics->tls_not_after);
         if (tls_end > 0)
             jb_printf(b, ",\"tls_certificate_expires_s\":%lld", (long long)(tls_end - (int64_t)time(NULL)));
@@ -196,6 +199,13 @@ static void process_counters(jbuf *b, const hub_metrics *m)
         family(b, "dxhub_tls_certificate_expiry_timestamp_seconds", "gauge",
                "When the HTTP API's certificate expires (Unix time); renew it and restart the hub before.");
         sample(b, "dxhub_tls_certificate_expiry_timestamp_seconds", (uint64_t)tls_end);
+    }
+    int64_t trust_end = atomic_load(&m->trust_deadline);
+    if (trust_end > 0) {
+        family(b, "dxhub_trust_deadline_timestamp_seconds", "gauge",
+               "When the trust list starts refusing signed reports (Unix time): the earliest CA end or CRL "
+               "nextUpdate; re-sign and copy the CRL, or add the new CA certificate, before.");
+        sample(b, "dxhub_trust_deadline_timestamp_seconds", (uint64_t)trust_end);
     }
 }
 

@@ -141,6 +141,19 @@ static void print_health(const char *hub, const json_t *h)
         printf("https      certificate valid %lld more day%s%s\n", days, days == 1 ? "" : "s",
                days < 30 ? " -- RENEW IT, then restart the hub" : "");
     }
+    const json_t *trust_left = json_object_get(h, "trust_deadline_s");
+    if (json_is_integer(trust_left)) {
+        long long s = (long long)json_integer_value(trust_left);
+        if (s <= 0)
+            printf("trust      A CA'S REVOCATION LIST IS OUT OF DATE (or missing): reports signed under it are "
+                   "refused; the hub's log says which and what to do\n");
+        else
+            printf("trust      revocation lists and CAs good for %lld more day%s%s\n", s / 86400,
+                   s / 86400 == 1 ? "" : "s",
+                   s < 7 * 86400 ? " -- RE-SIGN the CRL (dxhub keygen --crl) and copy it to the trust list" : "");
+    } else if (json_is_null(profiles) || json_is_integer(profiles)) {
+        printf("trust      NO TRUST LIST: signed reports are refused\n");
+    }
     long long failures = num(h, "config_reload_failures");
     if (failures)
         printf("config     %lld reload(s) refused since the start, the settings before them kept "

@@ -49,6 +49,10 @@ typedef struct hub_metrics {
     /* The HTTPS certificate's end of validity (Unix seconds); 0: plain
      * HTTP.  A renewed certificate takes a restart. */
     _Atomic int64_t  tls_not_after;
+    /* When the trust list starts refusing signed reports unless acted on
+     * (trust_watch.h; Unix seconds, 1: already for a CA without a CRL);
+     * 0: no trust list. */
+    _Atomic int64_t  trust_deadline;
 } hub_metrics;
 
 static inline void hub_count_error(hub_metrics *m, hub_error_kind k)

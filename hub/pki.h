@@ -31,6 +31,7 @@
 #ifndef DXHUB_PKI_H
 #define DXHUB_PKI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -154,6 +155,18 @@ int        pki_trust_load(const char *dir, pki_trust **out, char *err, size_t er
 pki_trust *pki_trust_ref(pki_trust *t);
 void       pki_trust_free(pki_trust **t); /* drops a reference; NULLs *t */
 void       pki_trust_counts(const pki_trust *t, size_t *cas, size_t *crls);
+
+/* When the trust list starts refusing what it accepts now, unless someone
+ * acts: the earliest of each CA's end (notAfter) and its newest CRL's
+ * nextUpdate.  at: that moment (seconds since the epoch; past when it has
+ * come already; 0 when a CA has no CRL at all, so nothing under it is
+ * accepted).  -1 with an empty list. */
+typedef struct pki_trust_deadline {
+    int64_t at;
+    bool    crl;       /* a CRL's nextUpdate (re-sign and publish it), else a CA's end (a new CA certificate) */
+    char    ca[128];   /* the CA's common name */
+} pki_trust_deadline;
+int pki_trust_deadline_of(const pki_trust *t, pki_trust_deadline *out);
 
 /* The chain's first certificate at time at: a path to an anchor
  * (PKI_EUNTRUSTED, PKI_ECHAIN), every certificate on it within its

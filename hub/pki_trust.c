@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +182,47 @@ void pki_trust_counts(const pki_trust *t, size_t *cas, size_t *crls)
             k += t->crls[i].issuer != NULL;
         *crls = k;
     }
+}
+
+/* The nextUpdate of the newest CRL that anchor ca signed; 0 when it has none
+ * (a CRL without nextUpdate never goes out of date: INT64_MAX). */
+static int64_t crl_due(const pki_trust *t, X509 *ca)
+{
+    int64_t due = 0;
+    time_t newest = 0;
+    bool found = false;
+    for (size_t i = 0; i < t->n_crls; i++) {
+        if (!t->crls[i].issuer || X509_cmp(t->crls[i].issuer, ca) != 0)
+            continue;
+        time_t last = pki_asn1_time(X509_CRL_get0_lastUpdate(t->crls[i].crl));
+        if (found && last <= newest)
+            continue;
+        found = true;
+        newest = last;
+        const ASN1_TIME *next = X509_CRL_get0_nextUpdate(t->crls[i].crl);
+        due = next ? (int64_t)pki_asn1_time(next) : INT64_MAX;
+    }
+    return due;
+}
+
+int pki_trust_deadline_of(const pki_trust *t, pki_trust_deadline *out)
+{
+    memset(out, 0, sizeof *out);
+    int n = t ? sk_X509_num(t->anchors) : 0;
+    bool any = false;
+    for (int i = 0; i < n; i++) {
+        X509 *ca = sk_X509_value(t->anchors, i);
+        int64_t end = (int64_t)pki_asn1_time(X509_get0_notAfter(ca)), due = crl_due(t, ca);
+        bool crl = due < end;
+        int64_t at = crl ? due : end;
+        if (any && at >= out->at)
+            continue;
+        any = true;
+        out->at = at;
+        out->crl = crl;
+        pki_name_get(X509_get_subject_name(ca), NID_commonName, out->ca, sizeof out->ca);
+    }
+    return any ? 0 : -1;
 }
 
 static int map_verify_error(int e, int depth, char *why, size_t whylen)

@@ -151,6 +151,8 @@ int  report_verifier_new(const report_verifier_config *cfg, report_verifier **ou
 int  report_verifier_reload(report_verifier *v, char *err, size_t errlen);
 void report_verifier_free(report_verifier **v); /* NULL-safe; NULLs *v */
 void report_verifier_counts(report_verifier *v, size_t *cas, size_t *crls);
+/* pki_trust_deadline_of for the trust list in force. */
+int  report_verifier_deadline(report_verifier *v, pki_trust_deadline *out);
 /* Signer chains parsed, and reused from an earlier report with the same
  * chain bytes, since the verifier was made. */
 void report_verifier_chain_counts(report_verifier *v, size_t *parsed, size_t *reused);

@@ -99,6 +99,14 @@ void report_verifier_counts(report_verifier *v, size_t *cas, size_t *crls)
     pki_trust_free(&t);
 }
 
+int report_verifier_deadline(report_verifier *v, pki_trust_deadline *out)
+{
+    pki_trust *t = current(v);
+    int rc = pki_trust_deadline_of(t, out);
+    pki_trust_free(&t);
+    return rc;
+}
+
 /* The chain in pem, parsed or a copy of the one kept for the same bytes;
  * the caller's to free. */
 static int chain_of(report_verifier *v, const void *pem, size_t len, pki_chain **out, char *err, size_t errlen)

@@ -36,6 +36,7 @@
 #include "hub/serve.h"
 #include "hub/store_lookup.h"
 #include "hub/store.h"
+#include "hub/trust_watch.h"
 
 /* A received instance up to this size reaches the store in memory, not
  * through a spool file written, read back and deleted (a radiograph is about
@@ -70,6 +71,8 @@ typedef struct hub {
     char                spool[4096];
     _Atomic int         evict_now; /* set when the store refused for lack of space */
     int64_t             next_retention_ms; /* the next retention pass when space is not short (monotonic) */
+    trust_watch         trust;             /* the trust list's coming deadline (trust_watch.h) */
+    int64_t             next_trust_ms;     /* the next look at it (monotonic) */
 } hub;
 
 static int64_t now_ms(void)
@@ -292,6 +295,7 @@ static void reload_trust(hub *h, const report_verifier_config *vc)
     } else {
         log_warn("SIGHUP: still no trust list: %s", err);
     }
+    trust_watch_check(&h->trust, atomic_load(&h->verifier), &h->metrics, true);
 }
 
 /* What the store holds for a SOP instance: the report's digests are
@@ -461,6 +465,10 @@ static void housekeeping(hub *h)
         log_error("storage full: no --retain-days configured; free space or raise --map-size");
     }
     h->evict_now = 0;
+    if (mono >= h->next_trust_ms) {
+        trust_watch_check(&h->trust, atomic_load(&h->verifier), &h->metrics, false);
+        h->next_trust_ms = mono + 60000;
+    }
 }
 
 /* Leftover partial receptions were never acknowledged: remove them. */
@@ -576,6 +584,9 @@ int serve_run(const serve_config *cfg)
     else
         log_warn("trust list: %s (signed reports are refused until %s holds the consortium's CA certificates)", err,
                  trust_dir);
+    h.trust.trust_dir = trust_dir;
+    trust_watch_check(&h.trust, verifier, &h.metrics, true);
+    h.next_trust_ms = clock_mono_ms() + 60000;
     reader_link_config rc_cfg = {.zctx = h.zctx, .bind = cfg->bind, .port = cfg->reader_port,
                                  .secret_key = h.kp.sec, .st = h.st, .profiles = h.profiles,
                                  .metrics = &h.metrics, .on_report = on_report, .on_report_ctx = &h,

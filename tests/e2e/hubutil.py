@@ -125,8 +125,9 @@ class Hub:
     failure can show the hub's log."""
 
     def __init__(self, data, log_dir=None, stable_seconds=60, retain_days=None, map_size=None,
-                 aet="DXHUB", extra=(), binary=None):
+                 aet="DXHUB", extra=(), binary=None, env=None):
         self.data = Path(data)
+        self.env = dict(os.environ, **env) if env else None  # added to the environment
         self.log_dir = Path(log_dir) if log_dir else self.data.parent
         binary = str(binary or dxhub_path())
         self.args = [binary, "serve", "--data", str(self.data),
@@ -158,7 +159,7 @@ class Hub:
         self.out_path = self.log_dir / f"hub-{n}.out"
         self.err_path = self.log_dir / f"hub-{n}.err"
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(self.args, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(self.args, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=self.env)
         deadline = time.monotonic() + timeout
         while True:
             text = self.out_path.read_text(errors="replace")
