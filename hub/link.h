@@ -43,6 +43,7 @@ typedef struct link_hub_config {
     int          workers;       /* ingest threads (0: 4) */
     int          redeliver_ms;  /* outbox messages a connected edge has not acknowledged
                                    are sent again at its keep-alive after this (0: 30 s) */
+    struct handshake_watch *handshakes; /* told of the port's failed handshakes; NULL: nobody */
 } link_hub_config;
 
 int      link_hub_start(const link_hub_config *cfg, link_hub **out, char *err, size_t errlen);

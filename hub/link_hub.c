@@ -19,6 +19,7 @@
 #include "hub/clock.h"
 #include "hub/digest.h"
 #include "hub/disk.h"
+#include "hub/handshake_watch.h"
 #include "hub/link.h"
 #include "hub/log.h"
 #include "hub/proto.h"
@@ -561,6 +562,8 @@ int link_hub_start(const link_hub_config *cfg, link_hub **out, char *err, size_t
     for (size_t i = 0; i < MAX_XFERS; i++)
         l->xf[i].fd = -1;
     l->router = proto_router_listen(cfg->zctx, cfg->bind, cfg->port, cfg->secret_key, &l->port, err, errlen);
+    if (l->router && cfg->handshakes)
+        handshake_watch_add(cfg->handshakes, l->router, "edge port");
     if (!l->router)
         goto fail;
     l->n_workers = cfg->workers > 0 ? cfg->workers : 4;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "hub/handshake_watch.h"
 #include "hub/keys.h"
 #include "hub/log.h"
 #include "hub/peer.h"
@@ -665,6 +666,8 @@ int peers_start(const peer_config *cfg, peers **out, char *err, size_t errlen)
         goto fail;
     if (cfg->port >= 0) {
         p->router = proto_router_listen(cfg->zctx, p->bind, (uint16_t)cfg->port, p->sec, &p->port, err, errlen);
+        if (p->router && cfg->handshakes)
+            handshake_watch_add(cfg->handshakes, p->router, "peer port");
         if (!p->router) {
             rc = -EIO;
             goto fail;

@@ -82,6 +82,7 @@ typedef struct peer_config {
     store         *st;
     hub_metrics   *metrics;
     peer_handlers  handlers;
+    struct handshake_watch *handshakes; /* told of the port's failed handshakes; NULL: nobody */
 } peer_config;
 
 typedef struct peers peers;

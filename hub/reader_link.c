@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include "hub/clock.h"
 #include "hub/digest.h"
+#include "hub/handshake_watch.h"
 #include "hub/log.h"
 #include "hub/offer_set.h"
 #include "hub/proto.h"
@@ -707,6 +708,8 @@ int reader_link_start(const reader_link_config *cfg, reader_link **out, char *er
         goto fail;
     }
     l->router = proto_router_listen(cfg->zctx, cfg->bind, cfg->port, cfg->secret_key, &l->port, err, errlen);
+    if (l->router && cfg->handshakes)
+        handshake_watch_add(cfg->handshakes, l->router, "reader port");
     if (!l->router)
         goto fail;
     /* With ROUTER_MANDATORY a reader whose pipe is full (it sends FETCH

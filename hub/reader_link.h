@@ -32,6 +32,7 @@ typedef struct reader_link_config {
     int        (*priors)(void *ctx, const char *patient, const char *who, char **out, size_t *len);
     int        (*prior_report)(void *ctx, const char *hub, const char *id, const char *who, char **out, size_t *len);
     void        *lookup_ctx;
+    struct handshake_watch *handshakes; /* told of the port's failed handshakes; NULL: nobody */
 } reader_link_config;
 
 int      reader_link_start(const reader_link_config *cfg, reader_link **out, char *err, size_t errlen);

@@ -30,6 +30,7 @@
 #include "hub/b64.h"
 #include "hub/report.h"
 #include "hub/dimse.h"
+#include "hub/handshake_watch.h"
 #include "hub/log.h"
 #include "hub/main_signals.h"
 #include "hub/metrics.h"
@@ -72,6 +73,7 @@ typedef struct hub {
     _Atomic int         evict_now; /* set when the store refused for lack of space */
     int64_t             next_retention_ms; /* the next retention pass when space is not short (monotonic) */
     trust_watch         trust;             /* the trust list's coming deadline (trust_watch.h) */
+    handshake_watch    *handshakes;        /* failed handshakes on the ZeroMQ ports, logged */
     int64_t             next_trust_ms;     /* the next look at it (monotonic) */
 } hub;
 
@@ -560,8 +562,9 @@ int serve_run(const serve_config *cfg)
     }
     char incoming[4200];
     snprintf(incoming, sizeof incoming, "%s/incoming", cfg->data_dir);
+    h.handshakes = handshake_watch_new(h.zctx, &h.metrics, h.st);
     link_hub_config lc = {.zctx = h.zctx, .bind = cfg->bind, .port = cfg->edge_port, .secret_key = h.kp.sec,
-                          .st = h.st, .incoming_dir = incoming, .metrics = &h.metrics};
+                          .st = h.st, .incoming_dir = incoming, .metrics = &h.metrics, .handshakes = h.handshakes};
     if ((rc = link_hub_start(&lc, &h.link, err, sizeof err)) < 0) {
         log_error("edge link: %s", err);
         goto out;
@@ -591,7 +594,7 @@ int serve_run(const serve_config *cfg)
                                  .secret_key = h.kp.sec, .st = h.st, .profiles = h.profiles,
                                  .metrics = &h.metrics, .on_report = on_report, .on_report_ctx = &h,
                                  .verify = verify_or_refuse, .verify_ctx = &h, .priors = reader_priors,
-                                 .prior_report = reader_prior, .lookup_ctx = &h};
+                                 .prior_report = reader_prior, .lookup_ctx = &h, .handshakes = h.handshakes};
     if ((rc = reader_link_start(&rc_cfg, &h.rlink, err, sizeof err)) < 0) {
         log_error("reader link: %s", err);
         goto out;
@@ -629,11 +632,14 @@ int serve_run(const serve_config *cfg)
                       .timeout_ms = cfg->peer_timeout_ms,
                       .st = h.st, .metrics = &h.metrics,
                       .handlers = {.lookup = peer_lookup, .report = peer_report, .preview = peer_preview,
-                                   .audit = peer_audit, .ctx = &h}};
+                                   .audit = peer_audit, .ctx = &h},
+                      .handshakes = h.handshakes};
     if ((rc = peers_start(&pc, &h.peers, err, sizeof err)) < 0) {
         log_error("peer link: %s", err);
         goto out;
     }
+    if (handshake_watch_run(h.handshakes) < 0)
+        log_warn("failed handshakes on the ZeroMQ ports will not be logged: cannot start their thread");
     const char *http_bind = cfg->http_bind ? cfg->http_bind : cfg->bind;
     api_config ac = {.bind = http_bind, .port = cfg->http_port, .threads = cfg->http_threads,
                      .max_per_address = cfg->http_max_per_address,
@@ -700,6 +706,7 @@ out:
     api_stop(&h.api);
     peers_stop(&h.peers); /* after the API: its requests ask other hubs */
     zap_stop(&h.zap);
+    handshake_watch_stop(&h.handshakes);
     if (h.zctx)
         zmq_ctx_term(h.zctx);
     allowlist_free(&h.allow);

@@ -123,6 +123,7 @@ def test_unknown_key_is_refused_and_audited(hub, tmp_path):
 
 
 def test_edge_with_the_wrong_hub_key_gets_nowhere(hub, tmp_path):
+    before = hub.error_count("auth")
     wrong = keygen(tmp_path / "other", "hub")
     e = Edge(tmp_path / "confused", hub.endpoint, wrong, tmp_path)
     allow(hub.keys_dir, "edge:clinic7", e.make_key())
@@ -136,10 +137,18 @@ def test_edge_with_the_wrong_hub_key_gets_nowhere(hub, tmp_path):
         assert st["waiting"] == 1 and st["state"] != "connected", st["text"]
         why = "the encrypted handshake with the hub failed: is --hub-key the hub's own hub.pub?"
         assert why in st["text"] and why in e.proc.log_tail(100000), st["text"]
+        # The hub's operator hears of it too: which port, which address, why; counted and audited.
+        said = ("a client at 127.0.0.1 failed the encrypted handshake on the edge port: its handshake cannot be "
+                "decrypted with this hub's key: it holds another hub's public key")
+        wait_for(lambda: said in hub.proc.log_tail(200000), 10, what="the hub's log line")
+        assert hub.proc.log_tail(200000).count(said) == 1  # the edge retries; said once a minute
+        assert hub.error_count("auth") > before
     finally:
         e.stop()
         allow(hub.keys_dir, None, e.key_file, revoke=True)
         hub.hup()
+    recs = [r for r in audit_records(hub.data) if r.get("what") == "handshake-failed"]
+    assert any(r.get("who") == "127.0.0.1" and "edge port" in r.get("detail", "") for r in recs), recs[-3:]
 
 
 def test_reader_key_used_as_an_edge_is_answered_error(hub, tmp_path):
