@@ -20,6 +20,7 @@
 #include "hub/log.h"
 #include "hub/progress.h"
 #include "hub/report_export.h"
+#include "hub/trust_watch.h"
 
 static int64_t now_ms(void)
 {
@@ -574,6 +575,10 @@ int cmd_reports(int argc, char **argv)
             dx_errorf("reports", "trust list: %s", err);
             return 2;
         }
+        char soon[700]; /* a trust list about to refuse, or refusing already: said before the reports */
+        int level = trust_deadline_text(e.o.verifier, trust, (int64_t)time(NULL), soon, sizeof soon);
+        if (level)
+            dx_errorf("reports", "%s%s", level == 2 ? "" : "note: ", soon);
     }
     /* Never made afresh here: a mistyped --edge-data would answer "no
      * reports or alerts yet" while an alert waits in the real one. */

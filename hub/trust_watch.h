@@ -22,6 +22,11 @@ typedef struct trust_watch {
     int64_t     told_mono_ms; /* when the log last said it; 0 never */
 } trust_watch;
 
+/* What to say of v's deadline at now_s, into buf (the remedy names
+ * trust_dir): 2 when it has passed (or a CA has no CRL), 1 when it comes
+ * within TRUST_WARN_DAYS, 0 when nothing needs saying (buf empty). */
+int trust_deadline_text(report_verifier *v, const char *trust_dir, int64_t now_s, char *buf, size_t len);
+
 /* v: the verifier in force (NULL: none).  Sets m->trust_deadline and logs
  * when due: at once with now_told (a load or reload), else at most daily. */
 void trust_watch_check(trust_watch *w, report_verifier *v, hub_metrics *m, bool now_told);

@@ -120,3 +120,30 @@ def test_no_trust_list_is_said_by_status(tmp_path):
         assert "NO TRUST LIST: signed reports are refused" in status_text(hub)
     finally:
         hub.close()
+
+
+def test_the_clinics_export_says_when_its_trust_list_refuses(tmp_path):
+    """`dxhub reports --export` at a clinic verifies against the clinic's
+    copy of the trust list: it says first that the copy is about to refuse
+    (or refuses already), before a report is refused for it."""
+    ca = make_ca(tmp_path, crl_days=2)
+    t = tmp_path / "trust"
+    t.mkdir()
+    for f in ("ca.pem", "crl.pem"):
+        shutil.copyfile(ca / f, t / f)
+    edge = tmp_path / "edge"
+    r = subprocess.run([dxhub_path(), "push", "--edge-data", str(edge), "--quiet",  # makes the gateway's spool
+                        os.path.join(os.environ.get("DXHUB_CORPUS", "/nonexistent"), "dicom/explicit_le/CT_small.dcm")],
+                       capture_output=True, text=True, timeout=60)
+    assert (edge / "data.mdb").exists(), r.stderr
+    args = [dxhub_path(), "reports", "--edge-data", str(edge), "--export", str(tmp_path / "out"), "--trust", str(t)]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert re.search(r"dxhub reports: note: trust list: the revocation list of CA .+ is due on \S+ \S+ UTC \(in \d+ h\)"
+                     rf": reports signed under it will be refused after that; re-sign it .+ copy crl.pem into {t}",
+                     r.stderr), r.stderr
+    later = dict(os.environ, LD_PRELOAD=LIBFAKETIME, FAKETIME="+3d")
+    if os.environ.get("ASAN_OPTIONS") is not None:
+        later["ASAN_OPTIONS"] = os.environ["ASAN_OPTIONS"] + ":verify_asan_link_order=0"
+    r = subprocess.run(args, capture_output=True, text=True, timeout=60, env=later)
+    assert re.search(r"dxhub reports: trust list: the revocation list of CA .+ went out of date on .+: every report "
+                     r"signed under it is refused now", r.stderr), r.stderr
