@@ -35,12 +35,15 @@ struct edge_watch {
     volatile int stop;
     int          fd;       /* inotify */
     int64_t      retry_at; /* monotonic ms: look at the folder again (files kept by a full disk); 0 none */
+    char         kept_why[256]; /* the last reason logged for a kept file, and when */
+    int64_t      kept_told_ms;
 };
 
 /* While a file is kept, the folder is looked at again this often, and a
  * round stops at the first file kept again (nothing else is compressed in
  * vain); files closed meanwhile wait for the round. */
 #define WATCH_RETRY_MS 10000
+#define WATCH_TELL_MS  60000 /* the same reason is logged again after this */
 
 typedef struct one_result {
     char         err[256];
@@ -84,10 +87,14 @@ static void take_file(edge_watch *w, const char *name)
     if (r.outcome == EDGE_NO_ROOM || r.outcome == EDGE_FAILED) {
         /* Ours, not the file's: it stays where it is for the next round. */
         log_debug("watch: %s kept for a retry", name);
-        if (!w->retry_at) {
-            w->retry_at = mono_ms() + WATCH_RETRY_MS;
+        int64_t t = mono_ms();
+        if (!w->retry_at)
+            w->retry_at = t + WATCH_RETRY_MS;
+        if (strcmp(r.err, w->kept_why) || t - w->kept_told_ms >= WATCH_TELL_MS) { /* not every round */
             log_error("watch: a file cannot be queued now (%s); it stays in the watch folder and is tried again "
                       "every %d s", r.err, WATCH_RETRY_MS / 1000);
+            snprintf(w->kept_why, sizeof w->kept_why, "%s", r.err);
+            w->kept_told_ms = t;
         }
         return;
     }
@@ -194,8 +201,10 @@ static void *watch_main(void *arg)
         if (w->retry_at && mono_ms() >= w->retry_at) {
             w->retry_at = 0; /* set again by a file still kept */
             take_existing(w);
-            if (!w->retry_at)
-                log_info("watch: the files kept for a retry are taken");
+            if (!w->retry_at) {
+                log_info("watch: no file waits for a retry any more");
+                w->kept_why[0] = '\0';
+            }
         }
         struct pollfd p = {w->fd, POLLIN, 0};
         if (poll(&p, 1, 300) <= 0)
