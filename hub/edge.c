@@ -41,18 +41,17 @@ static edge_outcome prepare_outcome(int rc, const char *tmp_dir, const char *in,
 {
     if (rc == DCM_ENOMEM)
         return EDGE_FAILED;
-    if (rc != DCM_EIO && rc > -1000) /* -errno */
-        rc = -rc;
-    else if (rc == DCM_EIO)
-        rc = EIO;
-    else
+    if (rc != DCM_EIO && rc <= -1000)
         return EDGE_BAD_FILE; /* the DICOM parser's DCM_E* */
+    int e = rc == DCM_EIO ? EIO : -rc;
     struct stat st;
     uint64_t need = stat(in, &st) == 0 ? (uint64_t)st.st_size : 0;
-    if (!disk_full_error(tmp_dir, rc, need))
-        return EDGE_FAILED;
-    disk_full_reason(tmp_dir, err, errlen);
-    return EDGE_NO_ROOM;
+    if (disk_full_error(tmp_dir, e, need)) {
+        disk_full_reason(tmp_dir, err, errlen);
+        return EDGE_NO_ROOM;
+    }
+    /* Cannot open the file itself (its permissions, gone): trying again does not help. */
+    return e == EACCES || e == EPERM || e == ENOENT || e == EISDIR || e == ELOOP ? EDGE_BAD_FILE : EDGE_FAILED;
 }
 
 /* A batch the spool refused (nothing of it kept). */

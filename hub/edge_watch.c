@@ -34,14 +34,16 @@ struct edge_watch {
     pthread_t    thread;
     volatile int stop;
     int          fd;       /* inotify */
-    int64_t      retry_at; /* monotonic ms: look at the folder again (files kept by a full disk); 0 none */
+    int64_t      retry_at; /* monotonic ms: look at the folder again (files kept for a retry); 0 none */
+    bool         no_room;  /* one was kept for want of room: the others wait for the round too */
     char         kept_why[256]; /* the last reason logged for a kept file, and when */
     int64_t      kept_told_ms;
 };
 
-/* While a file is kept, the folder is looked at again this often, and a
- * round stops at the first file kept again (nothing else is compressed in
- * vain); files closed meanwhile wait for the round. */
+/* While a file is kept, the folder is looked at again this often.  When it
+ * was kept for want of room, a round stops at the first file kept again and
+ * files closed meanwhile wait for the round (nothing else is compressed in
+ * vain); a file kept for another reason holds up nothing else. */
 #define WATCH_RETRY_MS 10000
 #define WATCH_TELL_MS  60000 /* the same reason is logged again after this */
 
@@ -90,6 +92,7 @@ static void take_file(edge_watch *w, const char *name)
         int64_t t = mono_ms();
         if (!w->retry_at)
             w->retry_at = t + WATCH_RETRY_MS;
+        w->no_room |= r.outcome == EDGE_NO_ROOM;
         if (strcmp(r.err, w->kept_why) || t - w->kept_told_ms >= WATCH_TELL_MS) { /* not every round */
             log_error("watch: a file cannot be queued now (%s); it stays in the watch folder and is tried again "
                       "every %d s", r.err, WATCH_RETRY_MS / 1000);
@@ -146,7 +149,7 @@ static void take_existing(edge_watch *w)
     char **unsure = NULL;
     size_t n_unsure = 0;
     struct dirent *de;
-    while (!w->retry_at && (de = readdir(d)) && !w->stop) {
+    while (!w->no_room && (de = readdir(d)) && !w->stop) {
         char path[8400];
         snprintf(path, sizeof path, "%s/%s", w->dir, de->d_name);
         struct stat st;
@@ -176,7 +179,7 @@ static void take_existing(edge_watch *w)
             stat(path, &before[i]);
         }
         sleep(2);
-        for (size_t i = 0; before && i < n_unsure && !w->stop && !w->retry_at; i++) {
+        for (size_t i = 0; before && i < n_unsure && !w->stop && !w->no_room; i++) {
             char path[8400];
             snprintf(path, sizeof path, "%s/%s", w->dir, unsure[i]);
             struct stat after;
@@ -200,6 +203,7 @@ static void *watch_main(void *arg)
     while (!w->stop) {
         if (w->retry_at && mono_ms() >= w->retry_at) {
             w->retry_at = 0; /* set again by a file still kept */
+            w->no_room = false;
             take_existing(w);
             if (!w->retry_at) {
                 log_info("watch: no file waits for a retry any more");
@@ -214,7 +218,7 @@ static void *watch_main(void *arg)
             struct inotify_event *ev = (struct inotify_event *)q;
             if (ev->len && (ev->mask & IN_ISDIR))
                 folder_put_in(ev->name);
-            else if (ev->len && (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) && !w->retry_at) /* written whole */
+            else if (ev->len && (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) && !w->no_room) /* written whole */
                 take_file(w, ev->name);
             q += sizeof *ev + ev->len;
         }
