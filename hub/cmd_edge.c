@@ -16,6 +16,7 @@
 #include "hub/cmd.h"
 #include "hub/config.h"
 #include "hub/dimse.h"
+#include "hub/disk.h"
 #include "hub/edge.h"
 #include "hub/log.h"
 #include "hub/progress.h"
@@ -94,6 +95,8 @@ static int print_study(void *ctx, const spool_study *st)
     return 0;
 }
 
+#define EDGE_DISK_LOW ((uint64_t)2 << 30) /* a day of a clinic's studies, roughly: said as LOW below it */
+
 static int edge_status(const char *data_dir)
 {
     spool *sp = NULL;
@@ -130,6 +133,14 @@ static int edge_status(const char *data_dir)
         printf("  REFUSED by the hub (kept here, needs attention): %llu\n", (unsigned long long)s.failed);
     if (s.last_error[0])
         printf("  last error: %s\n", s.last_error);
+    uint64_t room, size;
+    if (disk_room(data_dir, &room, &size) == 0) {
+        char free_s[32], size_s[32];
+        human_bytes(room, free_s, sizeof free_s);
+        human_bytes(size, size_s, sizeof size_s);
+        printf("  disk: %s free of %s%s\n", free_s, size_s,
+               room < EDGE_DISK_LOW ? " -- LOW: new studies are refused once it is full (modalities retry)" : "");
+    }
     printf("  reports and alerts received: %llu ('dxhub reports' lists them)\n", (unsigned long long)s.inbox);
     int studies = 0;
     printf("studies (on their way first, then delivered in the last week):\n");

@@ -169,6 +169,8 @@ def test_gateway_keeps_what_it_cannot_take_for_a_retry(tmp_path, small_disk):
         assert not list((watch / "failed").iterdir())
         log = edge.proc.log_tail(100000)
         assert "disk full:" in log and "Input/output error" not in log and "not a DICOM file" not in log, log[-3000:]
+        st = edge.status()["text"]
+        assert re.search(r"disk: .* free of .* -- LOW: new studies are refused once it is full", st), st
 
         # Space freed: the modality and the nurse try again; the watch folder needs nobody.
         disk.free()
