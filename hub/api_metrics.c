@@ -65,6 +65,9 @@ int api_render_health(jbuf *b, api_status *s, int64_t now)
         int64_t trust_end = atomic_load(&s->metrics->trust_deadline);
         if (trust_end > 0)
             jb_printf(b, ",\"trust_deadline_s\":%lld", (long long)(trust_end - (int64_t)time(NULL)));
+        int64_t dicom_end = atomic_load(&s->metrics->dicom_tls_not_after);
+        if (dicom_end > 0)
+            jb_printf(b, ",\"dicom_tls_certificate_expires_s\":%lld", (long long)(dicom_end - (int64_t)time(NULL)));
         int64_t tls_end = atomic_load(&s->metrics->tls_not_after);
         if (tls_end > 0)
             jb_printf(b, ",\"tls_certificate_expires_s\":%lld", (long long)(tls_end - (int64_t)time(NULL)));
@@ -199,6 +202,13 @@ static void process_counters(jbuf *b, const hub_metrics *m)
         family(b, "dxhub_tls_certificate_expiry_timestamp_seconds", "gauge",
                "When the HTTP API's certificate expires (Unix time); renew it and restart the hub before.");
         sample(b, "dxhub_tls_certificate_expiry_timestamp_seconds", (uint64_t)tls_end);
+    }
+    int64_t dicom_end = atomic_load(&m->dicom_tls_not_after);
+    if (dicom_end > 0) {
+        family(b, "dxhub_dicom_tls_certificate_expiry_timestamp_seconds", "gauge",
+               "When the DICOM port's TLS certificate expires (Unix time): modalities cannot send after it; renew it "
+               "and restart the hub before.");
+        sample(b, "dxhub_dicom_tls_certificate_expiry_timestamp_seconds", (uint64_t)dicom_end);
     }
     int64_t trust_end = atomic_load(&m->trust_deadline);
     if (trust_end > 0) {

@@ -154,6 +154,12 @@ static void print_health(const char *hub, const json_t *h)
     } else if (json_is_null(profiles) || json_is_integer(profiles)) {
         printf("trust      NO TRUST LIST: signed reports are refused\n");
     }
+    const json_t *dicom_left = json_object_get(h, "dicom_tls_certificate_expires_s");
+    if (json_is_integer(dicom_left)) {
+        long long days = (long long)json_integer_value(dicom_left) / 86400;
+        printf("dicom tls  certificate valid %lld more day%s%s\n", days, days == 1 ? "" : "s",
+               days < 30 ? " -- RENEW IT, then restart the hub (modalities cannot send after it)" : "");
+    }
     long long failures = num(h, "config_reload_failures");
     if (failures)
         printf("config     %lld reload(s) refused since the start, the settings before them kept "

@@ -93,8 +93,12 @@ int dimse_check_aets(const char *our_aet, const char *allow_list, int open, cons
 /* The DICOM TLS settings (dimse_tls.c): none, or a certificate and its
  * key that pki_tls_server_load accepts, and, when given, a readable PEM
  * file of CA certificates.  0, or a negative code with the reason, naming
- * the setting (dicom-tls-cert, dicom-tls-key, dicom-tls-ca) and file. */
-int dimse_tls_check(const char *cert, const char *key, const char *ca, char *err, size_t errlen);
+ * the setting (dicom-tls-cert, dicom-tls-key, dicom-tls-ca) and file.
+ * *not_after (may be NULL): the certificate's end (Unix seconds), 0
+ * without TLS; a certificate ending within DIMSE_TLS_WARN_DAYS is logged
+ * as a warning. */
+#define DIMSE_TLS_WARN_DAYS 30
+int dimse_tls_check(const char *cert, const char *key, const char *ca, int64_t *not_after, char *err, size_t errlen);
 
 /* The same three settings as rows of a role's option table (hub/config.h),
  * so the hub and the clinic edge name and describe them alike; each

@@ -7,10 +7,13 @@
 #include <stdio.h>
 #include <time.h>
 #include "hub/dimse.h"
+#include "hub/log.h"
 #include "hub/pki.h"
 
-int dimse_tls_check(const char *cert, const char *key, const char *ca, char *err, size_t errlen)
+int dimse_tls_check(const char *cert, const char *key, const char *ca, int64_t *not_after, char *err, size_t errlen)
 {
+    if (not_after)
+        *not_after = 0;
     if (!cert && !key && !ca)
         return 0;
     if (!cert || !key) {
@@ -19,7 +22,13 @@ int dimse_tls_check(const char *cert, const char *key, const char *ca, char *err
         return -EINVAL;
     }
     pki_tls_server t;
-    int rc = pki_tls_server_load("dicom-tls", cert, key, time(NULL), &t, err, errlen);
+    time_t now = time(NULL);
+    int rc = pki_tls_server_load("dicom-tls", cert, key, now, &t, err, errlen);
+    if (rc == 0 && not_after)
+        *not_after = t.not_after;
+    if (rc == 0 && t.not_after - (int64_t)now < DIMSE_TLS_WARN_DAYS * 86400)
+        log_warn("DICOM listener: dicom-tls-cert %s expires in %lld days: modalities cannot send after that; "
+                 "renew it, then restart", cert, (long long)((t.not_after - (int64_t)now) / 86400));
     pki_tls_server_free(&t);
     if (rc < 0 || !ca)
         return rc;

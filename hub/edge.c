@@ -229,7 +229,7 @@ int edge_run(const edge_config *cfg)
     sigset_t sigs; /* taken by the main loop only: blocked before any thread starts */
     main_signals_block(&sigs);
     char err[512];
-    if (dimse_tls_check(cfg->dicom_tls_cert, cfg->dicom_tls_key, cfg->dicom_tls_ca, err, sizeof err) < 0) {
+    if (dimse_tls_check(cfg->dicom_tls_cert, cfg->dicom_tls_key, cfg->dicom_tls_ca, NULL, err, sizeof err) < 0) {
         log_error("DICOM listener: %s", err);
         return 1;
     }

@@ -49,6 +49,7 @@ typedef struct hub_metrics {
     /* The HTTPS certificate's end of validity (Unix seconds); 0: plain
      * HTTP.  A renewed certificate takes a restart. */
     _Atomic int64_t  tls_not_after;
+    _Atomic int64_t  dicom_tls_not_after; /* the same for the DICOM port's certificate; 0: no DICOM TLS */
     /* When the trust list starts refusing signed reports unless acted on
      * (trust_watch.h; Unix seconds, 1: already for a CA without a CRL);
      * 0: no trust list. */

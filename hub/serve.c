@@ -516,11 +516,14 @@ int serve_run(const serve_config *cfg)
             log_warn("HTTP API: tls-cert %s expires in %lld days: renew it, then restart the hub", cfg->tls_cert,
                      (long long)((tls.not_after - (int64_t)now) / 86400));
     }
-    if (dimse_tls_check(cfg->dicom_tls_cert, cfg->dicom_tls_key, cfg->dicom_tls_ca, err, sizeof err) < 0) {
+    int64_t dicom_tls_end = 0;
+    if (dimse_tls_check(cfg->dicom_tls_cert, cfg->dicom_tls_key, cfg->dicom_tls_ca, &dicom_tls_end, err,
+                        sizeof err) < 0) {
         log_error("DICOM listener: %s", err);
         pki_tls_server_free(&tls);
         return 1;
     }
+    atomic_store(&h.metrics.dicom_tls_not_after, dicom_tls_end);
     wl_config wc = {.lease_ms = (int64_t)cfg->lease_seconds * 1000};
     store_config sc = {.dir = cfg->data_dir, .map_size = cfg->map_size, .runway_bytes = cfg->runway_bytes,
                        .worklist = &wc,

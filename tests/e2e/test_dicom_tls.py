@@ -8,6 +8,7 @@ certificate, without one, from another CA, and without TLS at all.
 """
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -103,6 +104,14 @@ def test_without_a_ca_the_port_is_encrypted_and_any_caller_may_store(pki, tmp_pa
         assert rc == 0, out
         assert hub.request(f"/api/v1/instances/{sop}/file")[0] == 200
         assert "over TLS" in hub.err_path.read_text()
+        # The certificate's end is said ahead (it is good for 20 days here): log, /metrics, dxhub status.
+        assert re.search(rf"warn serve: DICOM listener: dicom-tls-cert {re.escape(str(hub_cert))} expires in "
+                         r"(19|20) days: modalities cannot send after that", hub.err_path.read_text())
+        end = hub.metrics()["dxhub_dicom_tls_certificate_expiry_timestamp_seconds"]
+        assert abs(end - (time.time() + 20 * 86400)) < 3600, end
+        st = subprocess.run([str(hub.args[0]), "status", "--hub", f"http://127.0.0.1:{hub.http_port}"],
+                            capture_output=True, text=True, timeout=30).stdout
+        assert re.search(r"dicom tls\s+certificate valid (19|20) more days -- RENEW IT", st), st
 
 
 def test_the_clinic_edge_takes_dicom_tls_too(pki, tmp_path):
