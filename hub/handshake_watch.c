@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 #include "hub/clock.h"
 #include "hub/handshake_watch.h"
@@ -26,6 +28,7 @@ struct handshake_watch {
     pthread_t    thread;
     bool         running;
     volatile int stop;
+    int          wake_fd; /* eventfd: stop wakes the thread at once (hubs stop often in tests and restarts) */
     struct {
         char    who[96]; /* port and address */
         int64_t at_ms;
@@ -36,6 +39,10 @@ struct handshake_watch {
 handshake_watch *handshake_watch_new(void *zctx, hub_metrics *m, store *st)
 {
     handshake_watch *w = calloc(1, sizeof *w);
+    if (w && (w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+        free(w);
+        return NULL;
+    }
     if (w) {
         w->zctx = zctx;
         w->metrics = m;
@@ -107,10 +114,11 @@ static void *watch_main(void *arg)
 {
     handshake_watch *w = arg;
     while (!w->stop) {
-        zmq_pollitem_t items[WATCH_PORTS];
+        zmq_pollitem_t items[WATCH_PORTS + 1];
         for (int i = 0; i < w->n; i++)
             items[i] = (zmq_pollitem_t){w->mon[i], 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(items, w->n, 300) <= 0)
+        items[w->n] = (zmq_pollitem_t){NULL, w->wake_fd, ZMQ_POLLIN, 0};
+        if (zmq_poll(items, w->n + 1, -1) <= 0)
             continue;
         for (int i = 0; i < w->n; i++) {
             if (!(items[i].revents & ZMQ_POLLIN))
@@ -156,8 +164,12 @@ void handshake_watch_stop(handshake_watch **wp)
     if (!w)
         return;
     w->stop = 1;
+    uint64_t one = 1;
+    if (write(w->wake_fd, &one, sizeof one) < 0) { /* a full counter wakes it as well */
+    }
     if (w->running)
         pthread_join(w->thread, NULL);
+    close(w->wake_fd);
     for (int i = 0; i < w->n; i++)
         zmq_close(w->mon[i]);
     free(w);
