@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 #include "hub/handshake_watch.h"
 #include "hub/keys.h"
 #include "hub/log.h"
@@ -24,7 +26,6 @@
 _Static_assert(PEER_FETCH_MAX <= PROTO_MAX_DATA, "a FETCH piece must fit a data frame");
 
 #define POOL_MAX      32 /* idle sockets kept, over all peers */
-#define POLL_MS       200
 
 typedef struct pooled {
     peer_def def;
@@ -40,6 +41,7 @@ struct peers {
     pthread_t        thread;
     bool             running;
     volatile int     stop;
+    int              wake_fd; /* eventfd: peers_quiesce wakes the server thread at once */
     pthread_mutex_t  lock; /* defs and pool */
     peer_def         defs[PEERS_MAX];
     size_t           n;
@@ -628,11 +630,11 @@ static void *server_main(void *arg)
     peers *p = arg;
     uint8_t *buf = malloc(PEER_FETCH_MAX);
     while (buf && !p->stop) {
-        zmq_pollitem_t it = {p->router, 0, ZMQ_POLLIN, 0};
-        int rc = zmq_poll(&it, 1, POLL_MS);
+        zmq_pollitem_t it[2] = {{p->router, 0, ZMQ_POLLIN, 0}, {NULL, p->wake_fd, ZMQ_POLLIN, 0}};
+        int rc = zmq_poll(it, 2, -1);
         if (rc < 0 && zmq_errno() == ETERM)
             break;
-        if (rc > 0)
+        if (rc > 0 && (it[0].revents & ZMQ_POLLIN))
             serve_one(p, buf);
     }
     free(buf);
@@ -651,13 +653,14 @@ int peers_start(const peer_config *cfg, peers **out, char *err, size_t errlen)
     }
     p->cfg = *cfg;
     pthread_mutex_init(&p->lock, NULL);
+    p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     p->bind = strdup(cfg->bind ? cfg->bind : "127.0.0.1");
     p->pub = strdup(cfg->public_key ? cfg->public_key : "");
     p->sec = strdup(cfg->secret_key ? cfg->secret_key : "");
     p->peers_file = cfg->peers_file ? strdup(cfg->peers_file) : NULL;
     snprintf(p->self_name, sizeof p->self_name, "%s", cfg->self_name ? cfg->self_name : "NAME");
     int rc = 0;
-    if (!p->bind || !p->pub || !p->sec || (cfg->peers_file && !p->peers_file)) {
+    if (!p->bind || !p->pub || !p->sec || (cfg->peers_file && !p->peers_file) || p->wake_fd < 0) {
         snprintf(err, errlen, "out of memory");
         rc = -ENOMEM;
         goto fail;
@@ -694,6 +697,9 @@ void peers_quiesce(peers *p)
     if (!p)
         return;
     p->stop = 1;
+    uint64_t one = 1;
+    if (p->wake_fd >= 0 && write(p->wake_fd, &one, sizeof one) < 0) { /* a full counter wakes it as well */
+    }
     if (p->running)
         pthread_join(p->thread, NULL);
     p->running = false;
@@ -710,6 +716,8 @@ void peers_stop(peers **pp)
     for (size_t i = 0; i < p->npool; i++)
         sock_close(&p->pool[i].sock, &p->pool[i].mon);
     pthread_mutex_destroy(&p->lock);
+    if (p->wake_fd >= 0)
+        close(p->wake_fd);
     free(p->bind);
     free(p->pub);
     free(p->sec);

@@ -3,6 +3,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <zmq.h>
 #include "hub/zap.h"
 
@@ -14,6 +16,7 @@ struct zap_handler {
     void          *ctx;
     pthread_t      thread;
     volatile int   stop;
+    int            wake_fd; /* eventfd: zap_stop wakes the thread at once */
 };
 
 static void send_str(void *s, const char *str, int more)
@@ -74,11 +77,11 @@ static void *zap_main(void *arg)
 {
     zap_handler *z = arg;
     while (!z->stop) {
-        zmq_pollitem_t it = {z->sock, 0, ZMQ_POLLIN, 0};
-        int rc = zmq_poll(&it, 1, 200);
+        zmq_pollitem_t it[2] = {{z->sock, 0, ZMQ_POLLIN, 0}, {NULL, z->wake_fd, ZMQ_POLLIN, 0}};
+        int rc = zmq_poll(it, 2, -1);
         if (rc < 0 && zmq_errno() == ETERM)
             break;
-        if (rc > 0)
+        if (rc > 0 && (it[0].revents & ZMQ_POLLIN))
             handle(z);
     }
     return NULL;
@@ -89,6 +92,11 @@ int zap_start(void *zctx, allowlist *allow, zap_refused_fn on_refused, void *ctx
     zap_handler *z = calloc(1, sizeof *z);
     if (!z)
         return -ENOMEM;
+    if ((z->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+        int e = errno;
+        free(z);
+        return -e;
+    }
     z->zctx = zctx;
     z->allow = allow;
     z->on_refused = on_refused;
@@ -100,11 +108,13 @@ int zap_start(void *zctx, allowlist *allow, zap_refused_fn on_refused, void *ctx
         int e = zmq_errno();
         if (z->sock)
             zmq_close(z->sock);
+        close(z->wake_fd);
         free(z);
         return -e;
     }
     if (pthread_create(&z->thread, NULL, zap_main, z) != 0) {
         zmq_close(z->sock);
+        close(z->wake_fd);
         free(z);
         return -EAGAIN;
     }
@@ -118,7 +128,11 @@ void zap_stop(zap_handler **zp)
         return;
     zap_handler *z = *zp;
     z->stop = 1;
+    uint64_t one = 1;
+    if (write(z->wake_fd, &one, sizeof one) < 0) { /* a full counter wakes it as well */
+    }
     pthread_join(z->thread, NULL);
+    close(z->wake_fd);
     zmq_close(z->sock);
     free(z);
     *zp = NULL;
