@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "hub/disk.h"
 #include "viewer/ws_http.h"
 #include "codecs/banned.h"
 
@@ -132,6 +133,9 @@ void ws_api_session(ws_req *r, ws_resp *o)
     pthread_mutex_unlock(&w->mu);
     json_object_set_new(j, "frames", json_pack("{s:I,s:I,s:I}", "hits", (json_int_t)hits, "misses",
                                                (json_int_t)misses, "bytes", (json_int_t)fbytes));
+    uint64_t room = 0;
+    if (disk_room(w->cfg.cache_dir, &room, NULL) == 0) /* the page warns below WS_DISK_LOW */
+        json_object_set_new(json_object_get(j, "cache"), "disk_free", json_integer((json_int_t)room));
     char end[11];
     ws_cert_end_date(&w->cert, end); /* w->cert is set before the API starts and never changes */
     json_object_set_new(j, "certificate", json_pack("{s:s,s:I,s:i}", "ends", end, "days_left",

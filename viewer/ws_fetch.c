@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "codecs/codecs.h"
+#include "hub/disk.h"
 #include "viewer/ws.h"
 #include "codecs/banned.h"
 
@@ -191,6 +192,12 @@ static int fetch_one(ws *w, uint64_t id, const char *study, const hub_instance *
     unlink(path);
     ws_cache_stats_get(w->cache, &after);
     pthread_mutex_unlock(&w->fetch_mu);
+    if (rc && disk_full_error(w->cfg.cache_dir, EIO, in->size)) { /* the PC's disk, not the hub: say so */
+        char why[300];
+        disk_full_reason(w->cfg.cache_dir, why, sizeof why);
+        snprintf(err, errlen, "this workstation's %s: studies cannot be cached; free space there (or lower "
+                              "--cache-mb)", why);
+    }
     if (after.evicted_studies != before.evicted_studies) {
         recount(w); /* counts this instance too */
         return rc ? -1 : 0;

@@ -3,7 +3,8 @@ hub and the clinic gateway tell the sender to try again later (DICOM
 0xA700, "out of resources"), say "disk full" with the folder and what is
 free instead of "Input/output error", keep serving, lose nothing they
 acknowledged, and take data again as soon as space is freed, without a
-restart.
+restart.  A reading workstation whose disk is full says so, not blaming
+the hub, and caches again once space is freed.
 
 The disk is a small tmpfs mounted for the test (root only, as CI runs),
 filled with a filler file that is deleted to free space.  LMDB meets it as
@@ -23,6 +24,7 @@ from pydicom import dcmread
 import edgeutil
 from hubutil import (CT_IMAGE_STORAGE, EXPLICIT_LE, Hub, RawSCU, dataset_bytes, split_part10, storescu,
                      synth_studies)
+from wsutil import World, big_ot_study
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small file system needs root (CI runs as root)")
 
@@ -227,3 +229,32 @@ def test_link_into_a_full_hub_backs_off_and_delivers_once_freed(tmp_path, small_
     finally:
         edge.stop()
         hub.stop()
+
+
+def test_a_workstation_on_a_full_disk_says_so_and_caches_once_freed(tmp_path, small_disk):
+    """The reading PC's disk, where studies are cached: a study that does
+    not fit is not blamed on the hub ("this workstation's disk full"), the
+    session tells the page (which shows it), and prefetching goes on by
+    itself once space is freed."""
+    disk = small_disk("disk", 24, 4)
+    (tmp_path / "w").mkdir()
+    world = World(tmp_path / "w", {"disk-att": ("OT", "imaging", "王伟")}, lease_seconds=30)
+    try:
+        world.start()
+        study, files = big_ot_study(tmp_path / "ot", 2000, 2000, 7)  # 8 MB
+        world.send(files)
+        edgeutil.wait_for(lambda: world.studies().get(study) == "queued", 30, what="the study queued")
+        cache = disk.path / "cache"
+        ws = world.workstation("disk-att", cache=cache)
+        ws.wait_tasks([study])
+        said = re.compile(r"prefetch of task \d+: this workstation's disk full: \d+ MiB free on the file system "
+                          rf"holding {re.escape(str(cache))}: studies cannot be cached")
+        edgeutil.wait_for(lambda: said.search(ws.proc.log_tail(100000)), 30, what="the workstation's disk-full line")
+        assert ws.json("GET", "/api/session")["cache"]["disk_free"] < 64 * MiB
+        assert ws.task_of(study)["prefetched"] != 1
+
+        disk.free()
+        edgeutil.wait_for(lambda: ws.task_of(study)["prefetched"] == 1, 30, what="the study cached once space is freed")
+        assert ws.json("GET", "/api/session")["cache"]["disk_free"] > 16 * MiB
+    finally:
+        world.close()

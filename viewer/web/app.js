@@ -49,6 +49,20 @@ function showSession(s) {
   $('#key-state').textContent = s.unlocked ? 'signing key unlocked' : 'signing key locked';
   $('#unlock-btn').hidden = !!s.unlocked;
   showCertificate(s.certificate);
+  showDisk(s.cache);
+}
+
+// This PC's disk, where studies are cached: below 1 GiB free, prefetching
+// soon stops (the daemon's log says why); said before a study fails to open.
+function showDisk(c) {
+  const p = $('#disk-state');
+  const free = c && typeof c.disk_free === 'number' ? c.disk_free : null;
+  p.hidden = free === null || free >= 2 ** 30;
+  if (p.hidden) return;
+  const full = free < 64 * 2 ** 20;
+  p.className = `pill ${full ? 'full' : 'low'}`;
+  p.textContent = full ? 'disk full: studies cannot be cached' : `disk nearly full: ${Math.round(free / 2 ** 20)} MiB free`;
+  p.title = 'Free space on this PC (or lower the workstation\'s --cache-mb).';
 }
 
 // The signing certificate's end, said ahead: the hub refuses reports
