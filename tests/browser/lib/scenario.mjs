@@ -378,7 +378,7 @@ export async function scenario({ browser, ctx, checks, shots }) {
     expect(doc.reader.id === ctx.reader.id && doc.findings === revised.findings, `signed by ${doc.reader.id}: ${doc.findings}`);
   });
 
-  await checks.check('a signing certificate that ends within 30 days is shown with its date; one a year away is not', async () => {
+  await checks.check('a signing certificate that ends within 30 days is shown with its date, one a year away not; a nearly full disk too', async () => {
     expect(await (s.page || page).isHidden('#cert-state'), 'the attending\'s page warns about a certificate a year away');
     expect(s.resident, 'the resident\'s workstation did not start (previous check)');
     const rp = await newPage(browser, s.resident.url);
@@ -389,6 +389,19 @@ export async function scenario({ browser, ctx, checks, shots }) {
       expect(new RegExp(`^certificate ends ${end} \\(in (19|20) days\\)$`).test(text), `the pill says "${text}"`);
       expect((await rp.getAttribute('#cert-state', 'class')).includes('ending'), 'the pill is not marked as ending');
       await rp.screenshot({ path: path.join(shots, 'certificate-ending.png') });
+      // The PC's disk, from the session: hidden with room; with 500 MiB free (the daemon's answer
+      // altered on its way to the page), said.
+      expect(await rp.isHidden('#disk-state'), 'the disk pill shows on a disk with room');
+      await rp.route('**/api/session', async (route) => {
+        const r = await route.fetch();
+        const j = await r.json();
+        j.cache.disk_free = 500 * 2 ** 20;
+        await route.fulfill({ response: r, json: j });
+      });
+      await rp.reload();
+      await rp.waitForSelector('#disk-state:not([hidden])', { timeout: 15000 });
+      const disk = await rp.textContent('#disk-state');
+      expect(disk === 'disk nearly full: 500 MiB free', `the disk pill says "${disk}"`);
     } finally { await rp.close(); }
   });
 
