@@ -26,6 +26,9 @@
 #include <string.h>
 #include <time.h>
 #include "hub/api_private.h"
+#include "hub/clock.h"
+#include "hub/disk.h"
+#include "hub/log.h"
 #include "hub/sched_hint.h"
 #include "codecs/banned.h"
 
@@ -55,7 +58,10 @@ struct api_auditor {
     size_t          n;
     bool            stopping, failing;
     pthread_t       writer;
+    int64_t         told_mono_ms; /* when a failure was last logged (the writer's) */
 };
+
+#define AUDIT_TELL_MS 60000 /* a failure that lasts is logged again this often */
 
 static bool same_key(const audit_rec *r, const char *who, const char *what, const char *study, const char *detail)
 {
@@ -149,6 +155,27 @@ static store_audit_rec as_store_rec(const audit_rec *r)
     return (store_audit_rec){r->first_ms, r->who, r->what, r->study, r->detail};
 }
 
+/* An operator must hear that accesses are not being recorded: patient
+ * data is withheld once the queue fills. */
+static void tell_failure(api_auditor *a, int rc, size_t waiting)
+{
+    int64_t t = clock_mono_ms();
+    if (a->told_mono_ms && t - a->told_mono_ms < AUDIT_TELL_MS)
+        return;
+    a->told_mono_ms = t;
+    char why[200];
+    const char *dir = store_dir(a->st);
+    uint64_t room = 0;
+    if (rc == -ENOSPC && disk_room(dir, &room, NULL) == 0 && room >= DISK_MARGIN) /* LMDB's map, not the disk */
+        snprintf(why, sizeof why, "the store's map is full");
+    else if (disk_full_error(dir, -rc, 0))
+        disk_full_reason(dir, why, sizeof why);
+    else
+        snprintf(why, sizeof why, "%s", strerror(-rc));
+    log_error("audit trail: %zu access records cannot be written (%s): they are kept and tried again; patient data "
+              "is withheld once %d wait", waiting, why, AUDIT_QUEUE);
+}
+
 /* Writes batch[from..n): all in one transaction (one fsync), else, when
  * the store refuses that (a nearly full map), one by one so that what
  * fits is kept.  Returns how many were written before a failure. */
@@ -161,12 +188,15 @@ static size_t write_batch(api_auditor *a, size_t from, size_t n)
     if (store_audit_many(a->st, a->recs + from, n - from) == 0)
         return n;
     size_t i = from;
+    int rc = 0;
     for (; i < n; i++) {
-        if (store_audit_many(a->st, &a->recs[i], 1) < 0) {
+        if ((rc = store_audit_many(a->st, &a->recs[i], 1)) < 0) {
             hub_count_error(a->metrics, HUB_ERR_STORE_FAILED);
             break;
         }
     }
+    if (i < n)
+        tell_failure(a, rc, n - i);
     return i;
 }
 

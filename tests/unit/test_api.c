@@ -32,6 +32,7 @@
 #include "hub/api.h"
 #include "hub/api_private.h" /* jb_time, jb_uint: checked against libc below */
 #include "hub/cmd.h"
+#include "hub/log.h"
 #include "hub/store.h"
 
 /* ---- fixture ------------------------------------------------------------ */
@@ -1018,6 +1019,22 @@ static void test_health_says_full_when_the_store_refuses_data(void **state)
         stored += r.result == STORE_STORED;
     }
     assert_true(full > 0 && stored > 0);
+    /* The trail too, to the last page: the API's own records cannot be written then. */
+    char filler[300];
+    int arc = 0;
+    for (size_t size = sizeof filler - 1; size >= 1; size /= 3) { /* smaller records fill what larger ones left */
+        memset(filler, 'x', size);
+        filler[size] = '\0';
+        arc = 0;
+        for (int i = 0; i < 200000 && arc == 0; i++)
+            arc = store_audit(st, 1700000000000 + i, "t", "f", "", filler);
+        assert_int_equal(arc, -ENOSPC);
+    }
+    /* the hub's log, to read back what the audit writer said; stderr comes back at the end */
+    char logpath[400];
+    snprintf(logpath, sizeof logpath, "%s/full.log", fx->dir);
+    int saved_stderr = dup(2);
+    assert_int_equal(log_open(logpath, err, sizeof err), 0);
     api_config ac = {.st = st, .threads = 1};
     api_server *a = NULL;
     assert_int_equal(api_start(&ac, &a, err, sizeof err), 0);
@@ -1037,6 +1054,15 @@ static void test_health_says_full_when_the_store_refuses_data(void **state)
     free(r.body);
     api_stop(&a); /* the audit records it cannot write are given up, without hanging */
     store_close(&st);
+    /* ... and said: an operator must hear that accesses go unrecorded */
+    size_t len = 0;
+    char *log = (char *)slurp(logpath, &len);
+    dup2(saved_stderr, 2);
+    close(saved_stderr);
+    assert_non_null(log);
+    assert_non_null(strstr(log, "audit trail: "));
+    assert_non_null(strstr(log, "access records cannot be written (the store's map is full)"));
+    free(log);
 }
 
 /* ---- lifecycle and dxhub status ---------------------------------------------- */
