@@ -156,7 +156,7 @@ def test_gateway_keeps_what_it_cannot_take_for_a_retry(tmp_path, small_disk):
         assert answers[n_ok:] == ["Refused: OutOfResources"] * (len(dicom) - n_ok), answers
 
         rc, queued, out = edge.push(pushed)
-        assert rc == 75 and queued == [], out
+        assert rc == 75 and len(queued) < len(pushed), out  # a first one may still fit in what is left
         assert "not queued: disk full:" in out and f"on the file system holding {disk.path / 'edge'}" in out, out
         assert "not queued for now" in out, out
 
@@ -178,8 +178,9 @@ def test_gateway_keeps_what_it_cannot_take_for_a_retry(tmp_path, small_disk):
         disk.free()
         ok, r = edgeutil.storescu("127.0.0.1", edge.dicom_port, dicom[n_ok:])
         assert all(ok.values()), (r.stdout + r.stderr).decode(errors="replace")
-        rc, queued, out = edge.push(pushed)
-        assert rc == 0 and len(queued) == len(pushed), out
+        again = [f for f in pushed if str(f) not in queued]
+        rc, queued_now, out = edge.push(again)
+        assert rc == 0 and len(queued_now) == len(again), out
         edgeutil.wait_for(lambda: len(list((watch / "done").iterdir())) == len(watched), 30,
                           what="the kept files to be taken from the watch folder")
         assert edge.status()["waiting"] == len(files)
@@ -236,7 +237,7 @@ def test_a_workstation_on_a_full_disk_says_so_and_caches_once_freed(tmp_path, sm
     not fit is not blamed on the hub ("this workstation's disk full"), the
     session tells the page (which shows it), and prefetching goes on by
     itself once space is freed."""
-    disk = small_disk("disk", 24, 4)
+    disk = small_disk("disk", 32, 4)  # once freed, room for the 8 MB study twice (fetched, then cached)
     (tmp_path / "w").mkdir()
     world = World(tmp_path / "w", {"disk-att": ("OT", "imaging", "王伟")}, lease_seconds=30)
     try:
