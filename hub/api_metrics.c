@@ -35,6 +35,13 @@ static int64_t uptime_ms(const api_status *s, int64_t now_mono)
     return now_mono - s->started_mono_ms;
 }
 
+/* A deadline (Unix seconds; 0: none) as the seconds left to it, negative once passed. */
+static void seconds_left(jbuf *b, const char *key, int64_t at)
+{
+    if (at > 0)
+        jb_printf(b, ",\"%s\":%lld", key, (long long)(at - (int64_t)time(NULL)));
+}
+
 int api_render_health(jbuf *b, api_status *s, int64_t now)
 {
     store_stats ss;
@@ -62,15 +69,9 @@ int api_render_health(jbuf *b, api_status *s, int64_t now)
             jb_printf(b, ",\"reader_profiles\":%lld", (long long)profiles);
         jb_printf(b, ",\"config_reload_failures\":%llu",
                   (unsigned long long)atomic_load(&s->metrics->config_reload_failures));
-        int64_t trust_end = atomic_load(&s->metrics->trust_deadline);
-        if (trust_end > 0)
-            jb_printf(b, ",\"trust_deadline_s\":%lld", (long long)(trust_end - (int64_t)time(NULL)));
-        int64_t dicom_end = atomic_load(&s->metrics->dicom_tls_not_after);
-        if (dicom_end > 0)
-            jb_printf(b, ",\"dicom_tls_certificate_expires_s\":%lld", (long long)(dicom_end - (int64_t)time(NULL)));
-        int64_t tls_end = atomic_load(&s->metrics->tls_not_after);
-        if (tls_end > 0)
-            jb_printf(b, ",\"tls_certificate_expires_s\":%lld", (long long)(tls_end - (int64_t)time(NULL)));
+        seconds_left(b, "trust_deadline_s", atomic_load(&s->metrics->trust_deadline));
+        seconds_left(b, "dicom_tls_certificate_expires_s", atomic_load(&s->metrics->dicom_tls_not_after));
+        seconds_left(b, "tls_certificate_expires_s", atomic_load(&s->metrics->tls_not_after));
     }
     jb_printf(b, "}");
     return 0;
@@ -84,6 +85,15 @@ static void family(jbuf *b, const char *name, const char *type, const char *help
 static void sample(jbuf *b, const char *name, uint64_t v)
 {
     jb_printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
+/* A deadline gauge (Unix seconds), left out while there is none (0). */
+static void deadline_gauge(jbuf *b, const char *name, const char *help, int64_t at)
+{
+    if (at <= 0)
+        return;
+    family(b, name, "gauge", help);
+    sample(b, name, (uint64_t)at);
 }
 
 static void labelled(jbuf *b, const char *name, const char *label, const char *value, uint64_t v)
@@ -197,26 +207,17 @@ static void process_counters(jbuf *b, const hub_metrics *m)
     family(b, "dxhub_config_reload_failures_total", "counter",
            "SIGHUP reloads refused, the settings before them kept (the log says which file, line and why).");
     sample(b, "dxhub_config_reload_failures_total", atomic_load(&m->config_reload_failures));
-    int64_t tls_end = atomic_load(&m->tls_not_after);
-    if (tls_end > 0) {
-        family(b, "dxhub_tls_certificate_expiry_timestamp_seconds", "gauge",
-               "When the HTTP API's certificate expires (Unix time); renew it and restart the hub before.");
-        sample(b, "dxhub_tls_certificate_expiry_timestamp_seconds", (uint64_t)tls_end);
-    }
-    int64_t dicom_end = atomic_load(&m->dicom_tls_not_after);
-    if (dicom_end > 0) {
-        family(b, "dxhub_dicom_tls_certificate_expiry_timestamp_seconds", "gauge",
-               "When the DICOM port's TLS certificate expires (Unix time): modalities cannot send after it; renew it "
-               "and restart the hub before.");
-        sample(b, "dxhub_dicom_tls_certificate_expiry_timestamp_seconds", (uint64_t)dicom_end);
-    }
-    int64_t trust_end = atomic_load(&m->trust_deadline);
-    if (trust_end > 0) {
-        family(b, "dxhub_trust_deadline_timestamp_seconds", "gauge",
-               "When the trust list starts refusing signed reports (Unix time): the earliest CA end or CRL "
-               "nextUpdate; re-sign and copy the CRL, or add the new CA certificate, before.");
-        sample(b, "dxhub_trust_deadline_timestamp_seconds", (uint64_t)trust_end);
-    }
+    deadline_gauge(b, "dxhub_tls_certificate_expiry_timestamp_seconds",
+                   "When the HTTP API's certificate expires (Unix time); renew it and restart the hub before.",
+                   atomic_load(&m->tls_not_after));
+    deadline_gauge(b, "dxhub_dicom_tls_certificate_expiry_timestamp_seconds",
+                   "When the DICOM port's TLS certificate expires (Unix time): modalities cannot send after it; "
+                   "renew it and restart the hub before.",
+                   atomic_load(&m->dicom_tls_not_after));
+    deadline_gauge(b, "dxhub_trust_deadline_timestamp_seconds",
+                   "When the trust list starts refusing signed reports (Unix time): the earliest CA end or CRL "
+                   "nextUpdate; re-sign and copy the CRL, or add the new CA certificate, before.",
+                   atomic_load(&m->trust_deadline));
 }
 
 int api_render_metrics(jbuf *b, api_status *s, int64_t now)
