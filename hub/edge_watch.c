@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "hub/clock.h"
 #include "hub/edge.h"
 #include "hub/log.h"
 
@@ -61,13 +62,6 @@ static void one_report(void *ctx, const char *path, const spool_item *it, edge_o
     snprintf(r->err, sizeof r->err, "%s", error ? error : "");
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int is_ours(const char *name)
 {
     return name[0] == '.' || !strcmp(name, "done") || !strcmp(name, "failed");
@@ -89,7 +83,7 @@ static void take_file(edge_watch *w, const char *name)
     if (r.outcome == EDGE_NO_ROOM || r.outcome == EDGE_FAILED) {
         /* Ours, not the file's: it stays where it is for the next round. */
         log_debug("watch: %s kept for a retry", name);
-        int64_t t = mono_ms();
+        int64_t t = clock_mono_ms();
         if (!w->retry_at)
             w->retry_at = t + WATCH_RETRY_MS;
         w->no_room |= r.outcome == EDGE_NO_ROOM;
@@ -201,7 +195,7 @@ static void *watch_main(void *arg)
     take_existing(w);
     char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
     while (!w->stop) {
-        if (w->retry_at && mono_ms() >= w->retry_at) {
+        if (w->retry_at && clock_mono_ms() >= w->retry_at) {
             w->retry_at = 0; /* set again by a file still kept */
             w->no_room = false;
             take_existing(w);

@@ -109,7 +109,6 @@ static void said(handshake_watch *w, int port, uint32_t code, const char *addr)
              "per address)", addr, w->name[port], why_of(code), code);
 }
 
-/* The monitor's second frame names the client (tcp://ADDR:PORT) for a bound socket. */
 static void *watch_main(void *arg)
 {
     handshake_watch *w = arg;
@@ -121,27 +120,12 @@ static void *watch_main(void *arg)
         if (zmq_poll(items, w->n + 1, -1) <= 0)
             continue;
         for (int i = 0; i < w->n; i++) {
-            if (!(items[i].revents & ZMQ_POLLIN))
-                continue;
-            zmq_msg_t ev, addr;
-            zmq_msg_init(&ev);
-            zmq_msg_init(&addr);
-            if (zmq_msg_recv(&ev, w->mon[i], ZMQ_DONTWAIT) >= 0 && zmq_msg_more(&ev) &&
-                zmq_msg_recv(&addr, w->mon[i], 0) >= 0 && zmq_msg_size(&ev) >= 6) {
-                uint32_t code;
-                memcpy(&code, (const char *)zmq_msg_data(&ev) + 2, 4);
-                char peer[80];
-                size_t n = zmq_msg_size(&addr) < sizeof peer - 1 ? zmq_msg_size(&addr) : sizeof peer - 1;
-                memcpy(peer, zmq_msg_data(&addr), n);
-                peer[n] = '\0';
-                const char *host = strncmp(peer, "tcp://", 6) ? peer : peer + 6;
-                char *colon = strrchr(peer, ':');
-                if (colon && colon > host)
-                    *colon = '\0'; /* the client's own port says nothing */
+            uint16_t event;
+            uint32_t code;
+            char host[80];
+            while ((items[i].revents & ZMQ_POLLIN) && proto_monitor_next_from(w->mon[i], &event, &code, host,
+                                                                               sizeof host))
                 said(w, i, code, host);
-            }
-            zmq_msg_close(&ev);
-            zmq_msg_close(&addr);
         }
     }
     return NULL;

@@ -231,6 +231,13 @@ void *proto_monitor_open(void *zctx, void *sock, int events)
 
 int proto_monitor_next(void *mon, uint16_t *event, uint32_t *value)
 {
+    return proto_monitor_next_from(mon, event, value, NULL, 0);
+}
+
+int proto_monitor_next_from(void *mon, uint16_t *event, uint32_t *value, char *addr, size_t addrlen)
+{
+    if (addr && addrlen)
+        addr[0] = '\0';
     zmq_msg_t ev;
     zmq_msg_init(&ev);
     if (!mon || zmq_msg_recv(&ev, mon, ZMQ_DONTWAIT) < 0) {
@@ -246,10 +253,21 @@ int proto_monitor_next(void *mon, uint16_t *event, uint32_t *value)
     int more = zmq_msg_more(&ev);
     zmq_msg_close(&ev);
     while (more) { /* the endpoint frame */
-        zmq_msg_t addr;
-        zmq_msg_init(&addr);
-        more = zmq_msg_recv(&addr, mon, 0) >= 0 && zmq_msg_more(&addr);
-        zmq_msg_close(&addr);
+        zmq_msg_t ep;
+        zmq_msg_init(&ep);
+        int got = zmq_msg_recv(&ep, mon, 0) >= 0;
+        more = got && zmq_msg_more(&ep);
+        if (got && addr && addrlen && !addr[0]) {
+            size_t n = zmq_msg_size(&ep) < addrlen - 1 ? zmq_msg_size(&ep) : addrlen - 1;
+            memcpy(addr, zmq_msg_data(&ep), n);
+            addr[n] = '\0';
+            if (!strncmp(addr, "tcp://", 6))
+                memmove(addr, addr + 6, strlen(addr + 6) + 1);
+            char *colon = strrchr(addr, ':');
+            if (colon && colon > addr)
+                *colon = '\0'; /* the client's own port says nothing */
+        }
+        zmq_msg_close(&ep);
     }
     return 1;
 }

@@ -73,6 +73,9 @@ void proto_tune(void *sock);
  * the ZAP status for HANDSHAKE_FAILED_AUTH), 0 when none is waiting. */
 void *proto_monitor_open(void *zctx, void *sock, int events);
 int   proto_monitor_next(void *mon, uint16_t *event, uint32_t *value);
+/* The same, with the event's endpoint: for a bound socket, the client's
+ * address without the "tcp://" and its port ("10.0.0.5"); "" if none. */
+int   proto_monitor_next_from(void *mon, uint16_t *event, uint32_t *value, char *addr, size_t addrlen);
 
 /* A CURVE ROUTER for a hub port: tuned, ROUTER_MANDATORY, bound to
  * tcp://bind:port (port 0: ephemeral); *port_out gets the port bound.
