@@ -76,6 +76,15 @@ def dealer(hub, pub, sec):
     return s
 
 
+def allowed_dealer(hub, keys, role):
+    """A pyzmq DEALER with a fresh key in keys, allowed at the hub as role."""
+    pub_file = keygen(keys, "edge")
+    allow(hub.keys_dir, role, pub_file)
+    hub.hup()
+    time.sleep(0.3)
+    return dealer(hub, z85(pub_file), z85(Path(keys) / "edge.key"))
+
+
 def replies(s, wait=3.0, until=None):
     """Messages received within wait seconds, or as soon as until(got)."""
     out, end = [], time.monotonic() + wait
@@ -153,14 +162,9 @@ def test_edge_with_the_wrong_hub_key_gets_nowhere(hub, tmp_path):
 
 def test_reader_key_used_as_an_edge_is_answered_error(hub, tmp_path):
     before = hub.error_count("auth")
+    # a pyzmq DEALER with a reader's key (in the file name an edge looks for) speaking the edge protocol
     rkeys = tmp_path / "reader-keys"
-    pub_file = keygen(rkeys, "edge")  # the reader's key, in the file name an edge looks for
-    allow(hub.keys_dir, "reader:dr1", pub_file)
-    hub.hup()
-    time.sleep(0.3)
-    # a pyzmq DEALER with the reader's key speaking the edge protocol
-    sec = (rkeys / "edge.key").read_text().split()[0].encode()
-    s = dealer(hub, z85(pub_file), sec)
+    s = allowed_dealer(hub, rkeys, "reader:dr1")
     try:
         s.send_multipart(msg("HELLO"))
         body = b"\0" * 1000
@@ -193,13 +197,7 @@ def test_reader_key_used_as_an_edge_is_answered_error(hub, tmp_path):
 
 def test_garbage_from_a_keyed_edge_is_refused(hub, tmp_path):
     before = hub.error_count("protocol")
-    keys = tmp_path / "junk-keys"
-    pub_file = keygen(keys, "edge")
-    allow(hub.keys_dir, "edge:junkclinic", pub_file)
-    hub.hup()
-    time.sleep(0.3)
-    sec = (keys / "edge.key").read_text().split()[0].encode()
-    s = dealer(hub, z85(pub_file), sec)
+    s = allowed_dealer(hub, tmp_path / "junk-keys", "edge:junkclinic")
     junk = [
         [b"\x00\xff\xfe"],                                   # not a command
         [b"hello", b"{}"],                                    # lower case
@@ -278,14 +276,8 @@ def test_a_frame_beyond_the_protocol_costs_the_hub_no_memory(hub, tmp_path):
     """A keyed edge (buggy or hostile) sends a 128 MiB frame: the hub does
     not read it into memory (its peak resident size does not grow by it),
     drops that connection, and answers the same edge once it reconnects."""
-    keys = tmp_path / "big-keys"
-    pub_file = keygen(keys, "edge")
-    allow(hub.keys_dir, "edge:bigclinic", pub_file)
-    hub.hup()
-    time.sleep(0.3)
-    sec = (keys / "edge.key").read_text().split()[0].encode()
     pid = hub.proc.p.pid
-    s = dealer(hub, z85(pub_file), sec)
+    s = allowed_dealer(hub, tmp_path / "big-keys", "edge:bigclinic")
     try:
         s.send_multipart(msg("PING"))
         assert any(f[0] == b"PONG" for f in replies(s, 5, until=count(b"PONG", 1)))
