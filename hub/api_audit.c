@@ -26,7 +26,6 @@
 #include <string.h>
 #include <time.h>
 #include "hub/api_private.h"
-#include "hub/clock.h"
 #include "hub/disk.h"
 #include "hub/log.h"
 #include "hub/sched_hint.h"
@@ -58,7 +57,7 @@ struct api_auditor {
     size_t          n;
     bool            stopping, failing;
     pthread_t       writer;
-    int64_t         told_mono_ms; /* when a failure was last logged (the writer's) */
+    log_repeat      told; /* when a failure was last logged (the writer's) */
 };
 
 #define AUDIT_TELL_MS 60000 /* a failure that lasts is logged again this often */
@@ -159,10 +158,8 @@ static store_audit_rec as_store_rec(const audit_rec *r)
  * data is withheld once the queue fills. */
 static void tell_failure(api_auditor *a, int rc, size_t waiting)
 {
-    int64_t t = clock_mono_ms();
-    if (a->told_mono_ms && t - a->told_mono_ms < AUDIT_TELL_MS)
+    if (!log_repeat_due(&a->told, "", AUDIT_TELL_MS))
         return;
-    a->told_mono_ms = t;
     char why[200];
     const char *dir = store_dir(a->st);
     uint64_t room = 0;

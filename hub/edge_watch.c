@@ -37,8 +37,7 @@ struct edge_watch {
     int          fd;       /* inotify */
     int64_t      retry_at; /* monotonic ms: look at the folder again (files kept for a retry); 0 none */
     bool         no_room;  /* one was kept for want of room: the others wait for the round too */
-    char         kept_why[256]; /* the last reason logged for a kept file, and when */
-    int64_t      kept_told_ms;
+    log_repeat   kept_told; /* the last reason logged for a kept file; zeroed once none is kept */
 };
 
 /* While a file is kept, the folder is looked at again this often.  When it
@@ -83,16 +82,12 @@ static void take_file(edge_watch *w, const char *name)
     if (r.outcome == EDGE_NO_ROOM || r.outcome == EDGE_FAILED) {
         /* Ours, not the file's: it stays where it is for the next round. */
         log_debug("watch: %s kept for a retry", name);
-        int64_t t = clock_mono_ms();
         if (!w->retry_at)
-            w->retry_at = t + WATCH_RETRY_MS;
+            w->retry_at = clock_mono_ms() + WATCH_RETRY_MS;
         w->no_room |= r.outcome == EDGE_NO_ROOM;
-        if (strcmp(r.err, w->kept_why) || t - w->kept_told_ms >= WATCH_TELL_MS) { /* not every round */
+        if (log_repeat_due(&w->kept_told, r.err, WATCH_TELL_MS)) /* not every round */
             log_error("watch: a file cannot be queued now (%s); it stays in the watch folder and is tried again "
                       "every %d s", r.err, WATCH_RETRY_MS / 1000);
-            snprintf(w->kept_why, sizeof w->kept_why, "%s", r.err);
-            w->kept_told_ms = t;
-        }
         return;
     }
     bool ok = r.outcome == EDGE_QUEUED;
@@ -201,7 +196,7 @@ static void *watch_main(void *arg)
             take_existing(w);
             if (!w->retry_at) {
                 log_info("watch: no file waits for a retry any more");
-                w->kept_why[0] = '\0';
+                w->kept_told = (log_repeat){0};
             }
         }
         struct pollfd p = {w->fd, POLLIN, 0};

@@ -61,8 +61,7 @@ struct edge_link {
     uint8_t         *chunk;
     char             link_state[32];
     unsigned         rng;
-    char             handshake_why[320]; /* the last handshake failure logged, "" none since connected */
-    int64_t          handshake_logged_ms;
+    log_repeat       handshake_told; /* the last handshake failure logged; zeroed once connected */
 };
 
 #define HANDSHAKE_LOG_MS 60000 /* a handshake failure that lasts is logged again this often */
@@ -155,7 +154,7 @@ static void on_message(edge_link *l, proto_msg *m)
     if (!strcmp(m->cmd, "WELCOME")) {
         if (!l->connected)
             log_info("link: connected to the hub as %s", proto_str(m, "role") ? proto_str(m, "role") : "?");
-        l->handshake_why[0] = '\0';
+        l->handshake_told = (log_repeat){0};
         l->connected = true;
         set_state(l, "connected", NULL);
         for (int i = 0; i < MAX_SLOTS; i++) /* what went out behind this HELLO needs no second offer */
@@ -378,14 +377,11 @@ static void handshake_failed(edge_link *l, bool refused, uint32_t status)
                               : "the encrypted handshake with the hub failed: is --hub-key the hub's own hub.pub? "
                                 "(a reinstalled hub has a new one)";
     set_state(l, "down", why);
-    int64_t t = clock_mono_ms();
-    if (strcmp(why, l->handshake_why) != 0 || t - l->handshake_logged_ms >= HANDSHAKE_LOG_MS) {
+    if (log_repeat_due(&l->handshake_told, why, HANDSHAKE_LOG_MS)) {
         if (refused)
             log_error("link: %s; this gateway's key is %s (ZAP status %u)", why, l->cfg.kp->pub, status);
         else
             log_error("link: %s", why);
-        snprintf(l->handshake_why, sizeof l->handshake_why, "%s", why);
-        l->handshake_logged_ms = t;
     }
 }
 

@@ -8,6 +8,7 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+#include "hub/clock.h"
 #include "hub/log.h"
 
 static int  log_level = LOG_INFO;
@@ -82,4 +83,14 @@ int log_reopen(char *err, size_t errlen)
     if (!log_path[0])
         return 1;
     return redirect(log_path, err, errlen);
+}
+
+bool log_repeat_due(log_repeat *r, const char *reason, int64_t every_ms)
+{
+    int64_t t = clock_mono_ms();
+    if (r->at_ms && !strncmp(r->last, reason, sizeof r->last - 1) && t - r->at_ms < every_ms)
+        return false;
+    snprintf(r->last, sizeof r->last, "%s", reason);
+    r->at_ms = t;
+    return true;
 }

@@ -5,7 +5,9 @@
 #ifndef DXHUB_LOG_H
 #define DXHUB_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 #define LOG_LEVEL_NAMES "error|warn|info|debug"
@@ -22,6 +24,16 @@ int log_open(const char *path, char *err, size_t errlen);
  * logging to stderr (nothing to do), -1 with the reason (the old file is
  * kept). */
 int log_reopen(char *err, size_t errlen);
+
+/* A message that repeats while a condition lasts (a full disk, a refused
+ * key): due when its reason differs from the last one said, else once
+ * every_ms (monotonic) have passed; due also marks it said.  Zeroed: the
+ * next one is due at once. */
+typedef struct log_repeat {
+    char    last[256];
+    int64_t at_ms;
+} log_repeat;
+bool log_repeat_due(log_repeat *r, const char *reason, int64_t every_ms);
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
