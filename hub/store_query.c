@@ -303,30 +303,6 @@ uint64_t store_last_commit(store *s)
     return mdb_env_info(s->env, &info) ? 0 : (uint64_t)info.me_last_txnid;
 }
 
-int store_audit_walk(store *s, uint64_t from, int (*cb)(void *ctx, uint64_t seq, const char *json, size_t len),
-                     void *ctx)
-{
-    MDB_txn *txn;
-    int rc = store_read_txn(s, &txn);
-    if (rc)
-        return rc;
-    MDB_cursor *cur;
-    mdb_cursor_open(txn, s->audit, &cur);
-    size_t seq_from = (size_t)from;
-    MDB_val k = {sizeof seq_from, &seq_from}, v;
-    int n = 0;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        size_t seq;
-        memcpy(&seq, k.mv_data, sizeof seq);
-        n++;
-        if (cb(ctx, seq, v.mv_data, v.mv_size))
-            break;
-    }
-    mdb_cursor_close(cur);
-    store_read_end(s, txn);
-    return n;
-}
-
 int store_get_stats(store *s, store_stats *out)
 {
     memset(out, 0, sizeof *out);

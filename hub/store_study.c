@@ -1,5 +1,5 @@
 /* store_study.c — study life cycle in the store: markers, completeness by
- * quiet time, state changes, retention, and the append-only audit log.
+ * quiet time, state changes and retention (the audit trail: store_audit.c).
  *
  * DICOM has no end-of-study signal: a study is complete when a marker's
  * count is reached, or when nothing arrived for the stable time.  Studies
@@ -11,91 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "hub/store_private.h"
-
-static void json_str(char *out, size_t n, const char *s)
-{
-    size_t o = 0;
-    for (; *s && o + 7 < n; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c < 0x20) {
-            o += (size_t)snprintf(out + o, n - o, "\\u%04x", c);
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    out[o] = '\0';
-}
-
-/* One record as a JSON line into rec; returns its length. */
-static int audit_line(char rec[900], int64_t now_ms, const char *who, const char *what, const char *study_uid,
-                      const char *detail)
-{
-    char w[160], a[64], st[160], d[400];
-    json_str(w, sizeof w, who ? who : "");
-    json_str(a, sizeof a, what ? what : "");
-    json_str(st, sizeof st, study_uid ? study_uid : "");
-    json_str(d, sizeof d, detail ? detail : "");
-    int n = snprintf(rec, 900, "{\"t\":%lld,\"who\":\"%s\",\"what\":\"%s\",\"study\":\"%s\",\"detail\":\"%s\"}",
-                     (long long)now_ms, w, a, st, d);
-    return n < 900 ? n : 899;
-}
-
-/* Appends n records after the last sequence number, under one cursor. */
-static int txn_audit_many(store *s, MDB_txn *txn, const store_audit_rec *recs, size_t n)
-{
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(txn, s->audit, &cur);
-    if (rc)
-        return rc;
-    size_t seq = 1;
-    MDB_val k, v;
-    if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0) {
-        memcpy(&seq, k.mv_data, sizeof seq);
-        seq++;
-    }
-    for (size_t i = 0; i < n && !rc; i++, seq++) {
-        char rec[900];
-        const store_audit_rec *r = &recs[i];
-        int len = audit_line(rec, r->t_ms, r->who, r->what, r->study_uid, r->detail);
-        k = (MDB_val){sizeof seq, &seq};
-        v = (MDB_val){(size_t)len, rec};
-        rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND);
-    }
-    mdb_cursor_close(cur);
-    return rc;
-}
-
-int store_txn_audit(store *s, MDB_txn *txn, int64_t now_ms, const char *who, const char *what,
-                    const char *study_uid, const char *detail)
-{
-    store_audit_rec r = {now_ms, who, what, study_uid, detail};
-    return txn_audit_many(s, txn, &r, 1);
-}
-
-int store_audit_many(store *s, const store_audit_rec *recs, size_t n)
-{
-    if (!n)
-        return 0;
-    MDB_txn *txn;
-    int rc = store_write_begin(s, &txn);
-    if (rc)
-        return store_lmdb_err(rc);
-    if ((rc = txn_audit_many(s, txn, recs, n))) {
-        mdb_txn_abort(txn);
-        return store_lmdb_err(rc);
-    }
-    return store_lmdb_err(store_txn_commit(s, txn));
-}
-
-int store_audit(store *s, int64_t now_ms, const char *who, const char *what, const char *study_uid,
-                const char *detail)
-{
-    store_audit_rec r = {now_ms, who, what, study_uid, detail};
-    return store_audit_many(s, &r, 1);
-}
 
 static int mark_complete(store *s, MDB_txn *txn, store_study *st, int64_t now_ms, const char *why)
 {
@@ -365,8 +280,10 @@ int store_evict(store *s, int64_t older_than_ms, int max_studies, int64_t now_ms
         if ((rc = store_write_begin(s, &txn)))
             break;
         store_study st;
-        if (store_txn_get_study(s, txn, c[best].uid, &st) == 0 && (rc = delete_study_rows(s, txn, &st)) == 0)
-            rc = store_txn_audit(s, txn, now_ms, "hub", "evict", st.study_uid, "retention");
+        /* the record first: it names the patient from the study it removes */
+        if (store_txn_get_study(s, txn, c[best].uid, &st) == 0 &&
+            (rc = store_txn_audit(s, txn, now_ms, "hub", "evict", st.study_uid, "retention")) == 0)
+            rc = delete_study_rows(s, txn, &st);
         if (rc) {
             mdb_txn_abort(txn);
             break;

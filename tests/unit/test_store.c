@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -678,6 +679,59 @@ static uint64_t counts_record(const char *sub, counts_op op)
     return out;
 }
 
+typedef struct audit_seen {
+    const char *what, *needle;
+    int         found;
+} audit_seen;
+
+static int find_audit(void *ctx, uint64_t seq, const char *json, size_t len)
+{
+    (void)seq;
+    audit_seen *a = ctx;
+    char rec[1200], what[64];
+    snprintf(rec, sizeof rec, "%.*s", (int)len, json);
+    snprintf(what, sizeof what, "\"what\":\"%s\"", a->what);
+    if (strstr(rec, what) && strstr(rec, a->needle))
+        a->found++;
+    return 0;
+}
+
+/* An auditor asks for a patient's accesses after retention removed the
+ * study: each record about a study names its patient as written, the
+ * eviction's own record too. */
+static void test_audit_records_name_the_studys_patient(void **state)
+{
+    (void)state;
+    store *s = open_store("ap", 64 << 20);
+    char p[1200];
+    path_of(p, sizeof p, "explicit_le/CT_small.dcm");
+    store_put_result r;
+    assert_int_equal(store_put_file(s, p, "dicom:A", 1000, &r), 0);
+    store_study st;
+    assert_int_equal(store_get_study(s, r.inst.study_uid, &st), 0);
+    assert_true(st.patient_id[0]);
+    char needle[120];
+    snprintf(needle, sizeof needle, "\"patient\":\"%s\"", st.patient_id);
+    audit_seen stored = {"store", needle, 0};
+    store_audit_walk(s, 0, find_audit, &stored);
+    assert_int_equal(stored.found, 1);
+    assert_int_equal(store_audit(s, 1500, "http:127.0.0.1", "read-study", st.study_uid, "detail"), 0);
+    assert_int_equal(store_audit(s, 1600, "hub", "none", "", "about no study"), 0);
+    audit_seen read = {"read-study", needle, 0}, none = {"none", "\"patient\"", 0};
+    store_audit_walk(s, 0, find_audit, &read);
+    store_audit_walk(s, 0, find_audit, &none);
+    assert_int_equal(read.found, 1);
+    assert_int_equal(none.found, 0); /* no study, no patient field */
+    assert_int_equal(store_sweep_complete(s, 100000, 1000, NULL, NULL), 1);
+    sign_all(s, 100500);
+    assert_int_equal(store_evict(s, 200000, 1, 200000), 1);
+    assert_int_equal(store_get_study(s, st.study_uid, &st), -ENOENT);
+    audit_seen evicted = {"evict", needle, 0};
+    store_audit_walk(s, 0, find_audit, &evicted);
+    assert_int_equal(evicted.found, 1);
+    store_close(&s);
+}
+
 static void test_studies_by_state_are_counted_with_every_change(void **state)
 {
     (void)state;
@@ -856,6 +910,7 @@ int main(void)
         cmocka_unit_test(test_opening_beside_the_hub_keeps_its_chunks_in_flight),
         cmocka_unit_test(test_invalid_file_is_refused_with_reason),
         cmocka_unit_test(test_map_full_refuses_then_recovers_after_eviction),
+        cmocka_unit_test(test_audit_records_name_the_studys_patient),
         cmocka_unit_test(test_completeness_by_marker_and_quiet_time_survives_reopen),
         cmocka_unit_test(test_quiet_time_counts_from_now_after_the_clock_went_back),
         cmocka_unit_test(test_list_studies_filters_by_patient_and_modality),

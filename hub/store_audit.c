@@ -1,0 +1,142 @@
+/* store_audit.c — the append-only audit trail in the store: one JSON line
+ * per record under a growing sequence number, written in the transaction
+ * of what it records, and walked by `dxhub audit`.
+ *
+ * A record about a study also names the study's patient (as the study
+ * index holds it when the record is written), so an auditor can ask for
+ * a patient's accesses after retention has removed the study itself. */
+#include <stdio.h>
+#include <string.h>
+#include "hub/store_private.h"
+
+static void json_str(char *out, size_t n, const char *s)
+{
+    size_t o = 0;
+    for (; *s && o + 7 < n; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20) {
+            o += (size_t)snprintf(out + o, n - o, "\\u%04x", c);
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+}
+
+/* One record as a JSON line into rec; returns its length.  patient is
+ * left out when empty (a record about no study, or an unknown one). */
+static int audit_line(char rec[1024], const store_audit_rec *r, const char *patient)
+{
+    char w[160], a[64], st[160], p[160], d[400];
+    json_str(w, sizeof w, r->who ? r->who : "");
+    json_str(a, sizeof a, r->what ? r->what : "");
+    json_str(st, sizeof st, r->study_uid ? r->study_uid : "");
+    json_str(p, sizeof p, patient);
+    json_str(d, sizeof d, r->detail ? r->detail : "");
+    int n = snprintf(rec, 1024, "{\"t\":%lld,\"who\":\"%s\",\"what\":\"%s\",\"study\":\"%s\"%s%s%s,\"detail\":\"%s\"}",
+                     (long long)r->t_ms, w, a, st, *p ? ",\"patient\":\"" : "", p, *p ? "\"" : "", d);
+    return n < 1024 ? n : 1023;
+}
+
+/* The patient of study_uid as txn sees the index, into out ("" when none);
+ * the previous answer is kept in last/last_patient for a batch's records
+ * about the same study. */
+static void patient_of(store *s, MDB_txn *txn, const char *study_uid, char last[STORE_UID_MAX],
+                       char last_patient[STORE_UID_MAX])
+{
+    if (!study_uid || !*study_uid) {
+        last[0] = last_patient[0] = '\0';
+        return;
+    }
+    if (strcmp(last, study_uid) == 0)
+        return;
+    store_study st;
+    snprintf(last, STORE_UID_MAX, "%s", study_uid);
+    if (store_txn_get_study(s, txn, study_uid, &st) == 0)
+        memcpy(last_patient, st.patient_id, STORE_UID_MAX);
+    else
+        last_patient[0] = '\0';
+}
+
+/* Appends n records after the last sequence number, under one cursor. */
+static int txn_audit_many(store *s, MDB_txn *txn, const store_audit_rec *recs, size_t n)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, s->audit, &cur);
+    if (rc)
+        return rc;
+    size_t seq = 1;
+    MDB_val k, v;
+    if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0) {
+        memcpy(&seq, k.mv_data, sizeof seq);
+        seq++;
+    }
+    char study[STORE_UID_MAX] = "", patient[STORE_UID_MAX] = "";
+    for (size_t i = 0; i < n && !rc; i++, seq++) {
+        char rec[1024];
+        patient_of(s, txn, recs[i].study_uid, study, patient);
+        int len = audit_line(rec, &recs[i], patient);
+        k = (MDB_val){sizeof seq, &seq};
+        v = (MDB_val){(size_t)len, rec};
+        rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND);
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+int store_txn_audit(store *s, MDB_txn *txn, int64_t now_ms, const char *who, const char *what,
+                    const char *study_uid, const char *detail)
+{
+    store_audit_rec r = {now_ms, who, what, study_uid, detail};
+    return txn_audit_many(s, txn, &r, 1);
+}
+
+int store_audit_many(store *s, const store_audit_rec *recs, size_t n)
+{
+    if (!n)
+        return 0;
+    MDB_txn *txn;
+    int rc = store_write_begin(s, &txn);
+    if (rc)
+        return store_lmdb_err(rc);
+    if ((rc = txn_audit_many(s, txn, recs, n))) {
+        mdb_txn_abort(txn);
+        return store_lmdb_err(rc);
+    }
+    return store_lmdb_err(store_txn_commit(s, txn));
+}
+
+int store_audit(store *s, int64_t now_ms, const char *who, const char *what, const char *study_uid,
+                const char *detail)
+{
+    store_audit_rec r = {now_ms, who, what, study_uid, detail};
+    return store_audit_many(s, &r, 1);
+}
+
+int store_audit_walk(store *s, uint64_t from, int (*cb)(void *ctx, uint64_t seq, const char *json, size_t len),
+                     void *ctx)
+{
+    MDB_txn *txn;
+    int rc = store_read_txn(s, &txn);
+    if (rc)
+        return rc;
+    MDB_cursor *cur;
+    mdb_cursor_open(txn, s->audit, &cur);
+    size_t seq_from = (size_t)from;
+    MDB_val k = {sizeof seq_from, &seq_from}, v;
+    int n = 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        size_t seq;
+        memcpy(&seq, k.mv_data, sizeof seq);
+        n++;
+        if (cb(ctx, seq, v.mv_data, v.mv_size))
+            break;
+    }
+    mdb_cursor_close(cur);
+    store_read_end(s, txn);
+    return n;
+}
+
