@@ -112,7 +112,7 @@ int api_audit(api_auditor *a, int64_t now_ms, const char *who, const char *what,
     }
     struct timespec until;
     deadline_in(&until, AUDIT_WAIT_MS);
-    while (a->n == AUDIT_QUEUE && !a->stopping)
+    while (a->n == AUDIT_QUEUE && !a->stopping && !a->failing) /* failing: it will not drain soon */
         if (pthread_cond_timedwait(&a->space, &a->mu, &until) == ETIMEDOUT)
             break;
     if (a->n == AUDIT_QUEUE || a->stopping) {

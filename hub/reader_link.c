@@ -582,10 +582,12 @@ static void on_message(reader_link *l, proto_msg *m)
          * from an earlier session knows where its files belong. */
         json_object_set_new(h, "study", json_string(t.study_uid));
         json_object_set_new(h, "instances", s.list);
+        if (reader_audit(&l->cfg, r.id, "read-study", t.study_uid, "study listing") < 0) {
+            json_decref(h);
+            nack(l, m, READER_AUDIT_WITHHELD);
+            return;
+        }
         reply(l, m, "STUDY", h, NULL, 0);
-        char who[96];
-        snprintf(who, sizeof who, "reader:%s", r.id);
-        store_audit(l->cfg.st, now_ms(), who, "read-study", t.study_uid, "study listing");
     } else if (!strcmp(m->cmd, "FETCH")) {
         if (held_task(l, m, r.id, &t, true) < 0)
             return;
@@ -603,15 +605,15 @@ static void on_message(reader_link *l, proto_msg *m)
             nack(l, m, "cannot read the instance");
             return;
         }
+        /* an instance's first chunk is its read; the rest are the same read */
+        if (off == 0 && reader_audit(&l->cfg, r.id, "read-instance", t.study_uid, sop) < 0) {
+            nack(l, m, READER_AUDIT_WITHHELD);
+            return;
+        }
         bool eof = (uint64_t)off + (uint64_t)got >= in.size;
         reply(l, m, "DATA", json_pack("{s:s,s:I,s:I,s:b}", "sop", sop, "offset", (json_int_t)off, "size",
                                       (json_int_t)in.size, "eof", eof),
               l->buf, (size_t)got);
-        if (off == 0) {
-            char who[96];
-            snprintf(who, sizeof who, "reader:%s", r.id);
-            store_audit(l->cfg.st, now_ms(), who, "read-instance", t.study_uid, sop);
-        }
     } else if (!strcmp(m->cmd, "SUBMIT")) {
         on_submit(l, m, &r);
         queue_changed(l); /* a draft queued for review, a return, a lease freed */

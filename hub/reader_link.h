@@ -33,6 +33,12 @@ typedef struct reader_link_config {
     int        (*prior_report)(void *ctx, const char *hub, const char *id, const char *who, char **out, size_t *len);
     void        *lookup_ctx;
     struct handshake_watch *handshakes; /* told of the port's failed handshakes; NULL: nobody */
+    /* A reader's read of patient data put on the audit trail before its
+     * answer leaves (serve: queued with the API's reads, one fsync for
+     * many): 0, or <0 and the data is withheld.  NULL: store_audit, one
+     * durable commit per record. */
+    int        (*audit)(void *ctx, const char *who, const char *what, const char *study, const char *detail);
+    void        *audit_ctx;
 } reader_link_config;
 
 int      reader_link_start(const reader_link_config *cfg, reader_link **out, char *err, size_t errlen);

@@ -28,12 +28,14 @@ static int refuse(reader_answer *a, const char *why)
     return -1;
 }
 
-static void audit(const reader_link_config *cfg, const wl_reader *r, const char *what, const char *study,
-                  const char *detail)
+int reader_audit(const reader_link_config *cfg, const char *reader_id, const char *what, const char *study,
+                 const char *detail)
 {
     char who[96];
-    snprintf(who, sizeof who, "reader:%s", r->id);
-    store_audit(cfg->st, now_ms(), who, what, study, detail);
+    snprintf(who, sizeof who, "reader:%s", reader_id);
+    if (cfg->audit)
+        return cfg->audit(cfg->audit_ctx, who, what, study, detail);
+    return store_audit(cfg->st, now_ms(), who, what, study, detail);
 }
 
 /* The task named by m, held by r or offered to it. */
@@ -91,6 +93,8 @@ static int on_draft(const reader_link_config *cfg, const proto_msg *m, const wl_
     wl_task t;
     if (own_task(cfg, m, r, &t, a) < 0)
         return -1;
+    if (reader_audit(cfg, r->id, "read-draft", t.study_uid, t.report_id[0] ? t.report_id : "no draft") < 0)
+        return refuse(a, READER_AUDIT_WITHHELD);
     char why[128] = "", by[WL_ID_MAX] = "";
     store_task_returned(cfg->st, t.id, why, sizeof why, by, sizeof by);
     a->cmd = "DRAFT";
@@ -105,7 +109,6 @@ static int on_draft(const reader_link_config *cfg, const proto_msg *m, const wl_
         store_report_get(cfg->st, t.report_id, a->data, (size_t)n);
         a->len = (size_t)n;
     }
-    audit(cfg, r, "read-draft", t.study_uid, t.report_id[0] ? t.report_id : "no draft");
     return 0;
 }
 
@@ -124,7 +127,7 @@ static int lookup_refused(reader_answer *a, int rc)
 {
     return refuse(a, rc == -ENOTSUP   ? "lookups are not configured on this hub"
                      : rc == -ENOENT  ? "no such report"
-                     : rc == -EAGAIN  ? "the audit trail cannot be written; data withheld"
+                     : rc == -EAGAIN  ? READER_AUDIT_WITHHELD
                      : rc == -ETIMEDOUT ? "the other hub did not answer"
                                       : "the lookup failed");
 }
@@ -171,7 +174,7 @@ static int on_prior(const reader_link_config *cfg, const proto_msg *m, const wl_
     json_decref(j);
     if (!same) {
         free(out);
-        audit(cfg, r, "prior-refused", t.study_uid, id);
+        reader_audit(cfg, r->id, "prior-refused", t.study_uid, id); /* nothing is shown either way */
         return refuse(a, "that report is not of this task's patient");
     }
     a->cmd = "PRIOR";

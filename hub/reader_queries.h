@@ -18,6 +18,13 @@ typedef struct reader_answer {
     char        why[256];  /* the NACK reason when reader_query fails */
 } reader_answer;
 
+/* Reader reader_id's read of patient data on the audit trail, through
+ * cfg->audit (reader_link.h): 0, or <0 and the data must be withheld.
+ * Shared with reader_link.c's STUDY and FETCH. */
+int reader_audit(const reader_link_config *cfg, const char *reader_id, const char *what, const char *study,
+                 const char *detail);
+#define READER_AUDIT_WITHHELD "the audit trail cannot be written; data withheld"
+
 /* Is cmd one of these questions? */
 bool reader_query_known(const char *cmd);
 /* The answer to m from reader r: 0, or -1 with a->why for a NACK. */

@@ -381,6 +381,16 @@ static int peer_audit(void *ctx, const char *who, const char *what, const char *
     return a ? api_peer_audit(a, who, what, study, detail) : -EAGAIN;
 }
 
+/* A reader's read, queued with the API's (one fsync for many, off the
+ * reader link's thread); before the API serves, written at once. */
+static int reader_audit_queued(void *ctx, const char *who, const char *what, const char *study, const char *detail)
+{
+    hub *h = ctx;
+    api_server *a = atomic_load(&h->api_live);
+    return a ? api_peer_audit(a, who, what, study, detail)
+             : store_audit(h->st, clock_wall_ms(), who, what, study, detail);
+}
+
 static void reload_lookup(hub *h)
 {
     char err[512];
@@ -597,7 +607,8 @@ int serve_run(const serve_config *cfg)
                                  .secret_key = h.kp.sec, .st = h.st, .profiles = h.profiles,
                                  .metrics = &h.metrics, .on_report = on_report, .on_report_ctx = &h,
                                  .verify = verify_or_refuse, .verify_ctx = &h, .priors = reader_priors,
-                                 .prior_report = reader_prior, .lookup_ctx = &h, .handshakes = h.handshakes};
+                                 .prior_report = reader_prior, .lookup_ctx = &h, .handshakes = h.handshakes,
+                                 .audit = reader_audit_queued, .audit_ctx = &h};
     if ((rc = reader_link_start(&rc_cfg, &h.rlink, err, sizeof err)) < 0) {
         log_error("reader link: %s", err);
         goto out;

@@ -5,7 +5,10 @@
  * committing a new task sends.  Here the store is opened without that
  * wake-up (no on_tasks), as if one were missed: the reader must still be
  * offered the task, by the link's periodic look, and the log must say a
- * wake-up was missing. */
+ * wake-up was missing.  Then the reader reads the study: each read is on
+ * the audit trail before its answer, and a read the trail refuses gets no
+ * data. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -51,6 +54,30 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The reader link's audit callback: records what it is told, or refuses
+ * as the hub's audit queue does once the store has refused records. */
+static int  audit_refuses, audited_study, audited_instance, audited_draft;
+static char audited_who[96];
+
+static int test_audit(void *ctx, const char *who, const char *what, const char *study, const char *detail)
+{
+    (void)ctx, (void)study, (void)detail;
+    if (audit_refuses)
+        return -EAGAIN;
+    snprintf(audited_who, sizeof audited_who, "%s", who);
+    audited_study += !strcmp(what, "read-study");
+    audited_instance += !strcmp(what, "read-instance");
+    audited_draft += !strcmp(what, "read-draft");
+    return 0;
+}
+
+static int count_chunks(void *ctx, uint64_t offset, const void *p, size_t n)
+{
+    (void)offset, (void)p, (void)n;
+    ++*(int *)ctx;
+    return 0;
+}
+
 static char *slurp_text(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -63,7 +90,7 @@ static char *slurp_text(const char *path)
     return buf;
 }
 
-static void test_a_missed_wake_up_still_reaches_the_waiting_reader(void **state)
+static void test_a_missed_wake_up_still_reaches_the_waiting_reader_whose_reads_are_audited(void **state)
 {
     (void)state;
     char path[1400], err[256];
@@ -101,7 +128,7 @@ static void test_a_missed_wake_up_still_reaches_the_waiting_reader(void **state)
 
     hub_metrics metrics = {0};
     reader_link_config lcfg = {.zctx = zctx, .bind = "127.0.0.1", .port = 0, .secret_key = hub_sec, .st = st,
-                               .profiles = profiles, .metrics = &metrics};
+                               .profiles = profiles, .metrics = &metrics, .audit = test_audit};
     reader_link *link = NULL;
     assert_int_equal(reader_link_start(&lcfg, &link, err, sizeof err), 0);
 
@@ -145,6 +172,37 @@ static void test_a_missed_wake_up_still_reaches_the_waiting_reader(void **state)
     dup2(saved_stderr, 2);
     close(saved_stderr);
 
+    /* a reader's reads go on the audit trail before their answer; a read
+     * the trail refuses is not answered */
+    hub_task held;
+    assert_int_equal(hub_client_claim(c, offer.id, &held), 0);
+    hub_instance *insts = NULL;
+    size_t n_insts = 0;
+    assert_int_equal(hub_client_study(c, offer.id, &insts, &n_insts), 0);
+    assert_int_equal(n_insts, 1);
+    assert_int_equal(audited_study, 1);
+    assert_string_equal(audited_who, "reader:dr-test");
+    int chunks = 0;
+    assert_int_equal(hub_client_fetch(c, offer.id, insts[0].sop_uid, 0, count_chunks, &chunks), 0);
+    assert_true(chunks >= 1);
+    assert_int_equal(audited_instance, 1);
+    hub_draft draft;
+    assert_int_equal(hub_client_draft(c, offer.id, &draft), 0);
+    free(draft.doc);
+    assert_int_equal(audited_draft, 1);
+    audit_refuses = 1;
+    chunks = 0;
+    assert_int_not_equal(hub_client_fetch(c, offer.id, insts[0].sop_uid, 0, count_chunks, &chunks), 0);
+    assert_int_equal(chunks, 0);
+    assert_non_null(strstr(hub_client_error(c), "audit trail cannot be written"));
+    hub_instance *again = NULL;
+    assert_int_not_equal(hub_client_study(c, offer.id, &again, &n_insts), 0);
+    assert_null(again);
+    assert_int_not_equal(hub_client_draft(c, offer.id, &draft), 0);
+    assert_non_null(strstr(hub_client_error(c), "audit trail cannot be written"));
+    audit_refuses = 0;
+    free(insts);
+
     hub_client_close(&c);
     reader_link_stop(&link);
     zap_stop(&zap);
@@ -157,7 +215,7 @@ static void test_a_missed_wake_up_still_reaches_the_waiting_reader(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_a_missed_wake_up_still_reaches_the_waiting_reader),
+        cmocka_unit_test(test_a_missed_wake_up_still_reaches_the_waiting_reader_whose_reads_are_audited),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
