@@ -30,6 +30,7 @@ int cmd_check(int argc, char **argv);
 int cmd_reader(int argc, char **argv);
 int cmd_sr(int argc, char **argv);
 int cmd_lookup(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 
 /* A whole regular file of at most max bytes into *out (malloc'd, NUL
  * appended, *len without it): 0, -errno, -EFBIG when larger (hub/cmd_file.c). */

@@ -269,6 +269,18 @@ def test_stat_ecg_is_offered_first_over_200_queued_routine_cts(world):
     assert f["instances"] == 1 and f["fetched"] == 1
     got = list(Path(f["dir"]).glob("*.dcm"))
     assert len(got) == 1 and pydicom.dcmread(str(got[0])).StudyInstanceUID == ecg_uid
+    # each read is on the audit trail, named by reader and patient: a listing and
+    # one record per instance (not per chunk), as `dxhub audit` shows them
+    ecg_patient = str(pydicom.dcmread(str(ecg), stop_before_pixels=True).PatientID)
+
+    def reads():
+        r = run([dxhub_bin(), "audit", "--data", world.base / "hub", "--json", "--who", "reader:att-ecg",
+                 "--what", "read-study,read-instance", "--patient", ecg_patient])
+        recs = [json.loads(line) for line in r.stdout.decode().splitlines()]
+        return recs if len(recs) >= 2 else None
+    recs = wait_for(reads, 10, what="the reader's reads on the audit trail")
+    assert sorted(r["what"] for r in recs) == ["read-instance", "read-study"], recs
+    assert all(r["study"] == ecg_uid and r["patient"] == ecg_patient for r in recs)
     print(f"{N_CT} CT studies made, pushed and queued in {t_cts:.1f} s")
 
 
