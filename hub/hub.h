@@ -55,6 +55,7 @@
 #ifndef DXHUB_HUB_H
 #define DXHUB_HUB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -103,6 +104,10 @@ typedef struct hub_instance {
 int  hub_client_open(const hub_client_config *cfg, hub_client **out, char *err, size_t errlen);
 void hub_client_close(hub_client **c);
 const char *hub_client_error(const hub_client *c); /* last NACK/ERROR reason */
+/* The last refusal said this client's key was revoked at the hub while
+ * connected (ERROR "revoked": true): nothing will work until the hub's
+ * operator allows a key again. */
+bool        hub_client_key_revoked(const hub_client *c);
 
 /* HELLO; fills our reader id as the hub knows it. */
 int hub_client_hello(hub_client *c, char *reader_id, size_t n);

@@ -41,6 +41,7 @@ struct hub_client {
     uint64_t req;          /* last request number used */
     uint64_t ready_req;    /* the last READY's number (an ERROR may answer it) */
     char     error[512];
+    bool     key_revoked; /* the last ERROR said our key was revoked */
     /* TASK offers received and not yet handed out (FIFO) */
     hub_task *offers;
     size_t    n_offers, cap_offers;
@@ -276,6 +277,7 @@ static int wait_for(hub_client *c, uint64_t req, const char *cmd, int timeout_ms
                 bool ours = has_req ? (req ? r == req : r == c->ready_req)
                                     : (to && ((req && !strcmp(to, cmd)) || (!req && !strcmp(to, "READY"))));
                 if (ours) {
+                    c->key_revoked = json_is_true(json_object_get(m->hdr, "revoked"));
                     int code = fail(c, HUB_EREFUSED, "%s", why ? why : "refused by the hub");
                     proto_msg_close(m);
                     return code;
@@ -460,6 +462,7 @@ void hub_client_close(hub_client **cp)
 }
 
 const char *hub_client_error(const hub_client *c) { return c ? c->error : "no client"; }
+bool        hub_client_key_revoked(const hub_client *c) { return c && c->key_revoked; }
 
 int hub_client_hello(hub_client *c, char *reader_id, size_t n)
 {

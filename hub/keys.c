@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +147,7 @@ typedef struct allow_entry {
 
 struct allowlist {
     pthread_mutex_t mu;
+    _Atomic uint64_t gen;
     allow_entry    *e;
     size_t          n;
 };
@@ -233,6 +236,7 @@ int allowlist_load(allowlist *a, const char *dir, char *err, size_t errlen)
     free(a->e);
     a->e = e;
     a->n = n;
+    atomic_fetch_add(&a->gen, 1);
     pthread_mutex_unlock(&a->mu);
     return (int)n;
 }
@@ -249,6 +253,21 @@ int allowlist_role(allowlist *a, const unsigned char key[32], char *role, size_t
         }
     pthread_mutex_unlock(&a->mu);
     return rc;
+}
+
+uint64_t allowlist_gen(allowlist *a) { return atomic_load(&a->gen); }
+
+bool allowlist_allows(allowlist *a, const char *key_z85, const char *role)
+{
+    uint8_t key[32];
+    if (strlen(key_z85) != KEY_Z85_LEN || !zmq_z85_decode(key, key_z85))
+        return false;
+    bool found = false;
+    pthread_mutex_lock(&a->mu);
+    for (size_t i = 0; i < a->n && !found; i++)
+        found = !memcmp(a->e[i].key, key, 32) && !strcmp(a->e[i].role, role);
+    pthread_mutex_unlock(&a->mu);
+    return found;
 }
 
 int allowlist_has_role(allowlist *a, const char *role)

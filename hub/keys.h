@@ -10,7 +10,9 @@
 #ifndef DXHUB_KEYS_H
 #define DXHUB_KEYS_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define KEY_Z85_LEN 40
 
@@ -36,6 +38,11 @@ void       allowlist_free(allowlist **a);
 int        allowlist_load(allowlist *a, const char *dir, char *err, size_t errlen);
 /* Role of a 32-byte binary public key into role[n]; 0 or -1 unknown. */
 int        allowlist_role(allowlist *a, const unsigned char key[32], char *role, size_t n);
+/* Grows at every load that replaced the list: a verdict taken at one
+ * generation holds until it changes. */
+uint64_t   allowlist_gen(allowlist *a);
+/* Whether the Z85 public key is in the list with exactly this role. */
+bool       allowlist_allows(allowlist *a, const char *key_z85, const char *role);
 /* Whether some key holds exactly this role ("edge:clinic1"). */
 int        allowlist_has_role(allowlist *a, const char *role);
 /* Add (or with revoke, remove) a key in DIR/allow.txt, atomically. */

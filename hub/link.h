@@ -25,6 +25,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "hub/keys.h"
 #include "hub/metrics.h"
 #include "hub/store.h"
 
@@ -44,6 +45,7 @@ typedef struct link_hub_config {
     int          redeliver_ms;  /* outbox messages a connected edge has not acknowledged
                                    are sent again at its keep-alive after this (0: 30 s) */
     struct handshake_watch *handshakes; /* told of the port's failed handshakes; NULL: nobody */
+    allowlist   *allow;         /* a key revoked after its handshake is refused (revoked.h); NULL: no check */
 } link_hub_config;
 
 int      link_hub_start(const link_hub_config *cfg, link_hub **out, char *err, size_t errlen);

@@ -208,6 +208,15 @@ static void on_message(edge_link *l, proto_msg *m)
         }
     } else if (!strcmp(m->cmd, "ERROR")) {
         const char *e = proto_str(m, "error");
+        if (json_is_true(json_object_get(m->hdr, "revoked"))) {
+            /* this gateway's key was revoked while connected: a fresh
+             * connection is refused at its handshake, which handshake_failed
+             * says the way the clinic reads it (and not once per message) */
+            l->connected = false;
+            l->socket_ms = 0;
+            set_state(l, "down", "the hub refused this gateway's key");
+            return;
+        }
         log_warn("link: the hub answered ERROR: %s", e ? e : "?");
         set_state(l, l->connected ? "connected" : "down", e);
     }

@@ -23,6 +23,7 @@
 #include "hub/link.h"
 #include "hub/log.h"
 #include "hub/proto.h"
+#include "hub/revoked.h"
 
 #define MAX_XFERS 4096
 #define XFER_IDLE_MS (10 * 60 * 1000)
@@ -66,6 +67,7 @@ typedef struct routed {
 
 struct link_hub {
     link_hub_config cfg;
+    revoked_watch   revoked;
     char            incoming[4096];
     void           *router;
     uint16_t        port;
@@ -419,6 +421,10 @@ static void deliver_outbox(link_hub *l, routed *r)
 
 static void on_message(link_hub *l, proto_msg *m)
 {
+    if (revoked_refuse(&l->revoked, m)) {
+        revoked_answer(l->router, m);
+        return;
+    }
     if (strncmp(m->role, "edge:", 5)) {
         hub_count_error(l->cfg.metrics, HUB_ERR_AUTH);
         refuse(l, m, "this key's role may not send studies (edge:<facility> required)");
@@ -549,6 +555,7 @@ int link_hub_start(const link_hub_config *cfg, link_hub **out, char *err, size_t
     if (!l)
         return -ENOMEM;
     l->cfg = *cfg;
+    l->revoked = (revoked_watch){.allow = cfg->allow, .port = "link", .st = cfg->st, .metrics = cfg->metrics};
     l->xf = calloc(MAX_XFERS, sizeof *l->xf);
     snprintf(l->incoming, sizeof l->incoming, "%s", cfg->incoming_dir);
     mkdir(l->incoming, 0700);

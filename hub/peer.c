@@ -20,6 +20,7 @@
 #include "hub/keys.h"
 #include "hub/log.h"
 #include "hub/peer.h"
+#include "hub/revoked.h"
 #include "hub/proto.h"
 #include "codecs/banned.h"
 
@@ -34,6 +35,7 @@ typedef struct pooled {
 
 struct peers {
     peer_config      cfg;
+    revoked_watch    revoked;
     char            *bind, *pub, *sec, *peers_file;
     char             self_name[PEER_NAME_MAX];
     void            *router;
@@ -603,6 +605,8 @@ static void serve_one(peers *p, uint8_t *buf)
         return;
     if (rc == PROTO_MALFORMED) {
         refuse(p, &m, err);
+    } else if (revoked_refuse(&p->revoked, &m)) {
+        revoked_answer(p->router, &m);
     } else if (strncmp(m.role, "peer:", 5)) {
         char why[128];
         snprintf(why, sizeof why, "role %.60s may not use the peer link", m.role[0] ? m.role : "(none)");
@@ -652,6 +656,7 @@ int peers_start(const peer_config *cfg, peers **out, char *err, size_t errlen)
         return -ENOMEM;
     }
     p->cfg = *cfg;
+    p->revoked = (revoked_watch){.allow = cfg->allow, .port = "peer link", .st = cfg->st, .metrics = cfg->metrics};
     pthread_mutex_init(&p->lock, NULL);
     p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     p->bind = strdup(cfg->bind ? cfg->bind : "127.0.0.1");

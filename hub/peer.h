@@ -83,6 +83,7 @@ typedef struct peer_config {
     hub_metrics   *metrics;
     peer_handlers  handlers;
     struct handshake_watch *handshakes; /* told of the port's failed handshakes; NULL: nobody */
+    allowlist     *allow;       /* a key revoked after its handshake is refused (revoked.h); NULL: no check */
 } peer_config;
 
 typedef struct peers peers;

@@ -63,6 +63,8 @@ int proto_recv(void *sock, bool router, int flags, proto_msg *m, char *err, size
     const char *peer = zmq_msg_gets(&f, "Peer-Address");
     snprintf(m->role, sizeof m->role, "%s", role ? role : "");
     snprintf(m->peer, sizeof m->peer, "%s", peer ? peer : "");
+    const char *key = zmq_msg_gets(&f, "X-Key"); /* hub/zap.c's metadata */
+    snprintf(m->key, sizeof m->key, "%s", key ? key : "");
     int more = zmq_msg_more(&f);
     size_t n = zmq_msg_size(&f);
     const char *d = zmq_msg_data(&f);

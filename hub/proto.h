@@ -37,6 +37,7 @@ typedef struct proto_msg {
     size_t    n_data;
     char      role[64];      /* ZAP User-Id of the sender ("" when none) */
     char      peer[64];      /* Peer-Address */
+    char      key[41];       /* the sender's CURVE public key (Z85), as ZAP approved it ("" when none) */
 } proto_msg;
 
 enum { PROTO_OK = 0, PROTO_MALFORMED = 1 };

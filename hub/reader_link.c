@@ -36,6 +36,7 @@
 #include "hub/reader_commit.h"
 #include "hub/reader_link.h"
 #include "hub/reader_queries.h"
+#include "hub/revoked.h"
 #include "hub/task_json.h"
 
 #define MAX_READERS 1024
@@ -59,6 +60,7 @@ typedef struct conn {
 
 struct reader_link {
     reader_link_config cfg;
+    revoked_watch      revoked;
     void              *router;
     uint16_t           port;
     int                evfd;
@@ -530,6 +532,10 @@ static void on_batched(reader_link *l, proto_msg *m, int conn_index, const wl_re
 
 static void on_message(reader_link *l, proto_msg *m)
 {
+    if (revoked_refuse(&l->revoked, m)) {
+        revoked_answer(l->router, m);
+        return;
+    }
     if (strncmp(m->role, "reader:", 7)) {
         hub_count_error(l->cfg.metrics, HUB_ERR_AUTH);
         refuse(l, m, "this key's role may not read (reader:<id> required)");
@@ -694,6 +700,7 @@ int reader_link_start(const reader_link_config *cfg, reader_link **out, char *er
     if (!l)
         return -ENOMEM;
     l->cfg = *cfg;
+    l->revoked = (revoked_watch){.allow = cfg->allow, .port = "readers", .st = cfg->st, .metrics = cfg->metrics};
     l->gen = 1;
     l->conns = calloc(MAX_READERS, sizeof *l->conns);
     l->buf = malloc(FETCH_MAX);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include "hub/metrics.h"
 #include "hub/readers.h"
+#include "hub/keys.h"
 #include "hub/store.h"
 #include "hub/store_tasks.h"
 
@@ -33,6 +34,7 @@ typedef struct reader_link_config {
     int        (*prior_report)(void *ctx, const char *hub, const char *id, const char *who, char **out, size_t *len);
     void        *lookup_ctx;
     struct handshake_watch *handshakes; /* told of the port's failed handshakes; NULL: nobody */
+    allowlist   *allow;        /* a key revoked after its handshake is refused (revoked.h); NULL: no check */
     /* A reader's read of patient data put on the audit trail before its
      * answer leaves (serve: queued with the API's reads, one fsync for
      * many): 0, or <0 and the data is withheld.  NULL: store_audit, one

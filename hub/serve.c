@@ -577,7 +577,8 @@ int serve_run(const serve_config *cfg)
     snprintf(incoming, sizeof incoming, "%s/incoming", cfg->data_dir);
     h.handshakes = handshake_watch_new(h.zctx, &h.metrics, h.st);
     link_hub_config lc = {.zctx = h.zctx, .bind = cfg->bind, .port = cfg->edge_port, .secret_key = h.kp.sec,
-                          .st = h.st, .incoming_dir = incoming, .metrics = &h.metrics, .handshakes = h.handshakes};
+                          .st = h.st, .incoming_dir = incoming, .metrics = &h.metrics, .handshakes = h.handshakes,
+                          .allow = h.allow};
     if ((rc = link_hub_start(&lc, &h.link, err, sizeof err)) < 0) {
         log_error("edge link: %s", err);
         goto out;
@@ -608,7 +609,7 @@ int serve_run(const serve_config *cfg)
                                  .metrics = &h.metrics, .on_report = on_report, .on_report_ctx = &h,
                                  .verify = verify_or_refuse, .verify_ctx = &h, .priors = reader_priors,
                                  .prior_report = reader_prior, .lookup_ctx = &h, .handshakes = h.handshakes,
-                                 .audit = reader_audit_queued, .audit_ctx = &h};
+                                 .audit = reader_audit_queued, .audit_ctx = &h, .allow = h.allow};
     if ((rc = reader_link_start(&rc_cfg, &h.rlink, err, sizeof err)) < 0) {
         log_error("reader link: %s", err);
         goto out;
@@ -647,7 +648,7 @@ int serve_run(const serve_config *cfg)
                       .st = h.st, .metrics = &h.metrics,
                       .handlers = {.lookup = peer_lookup, .report = peer_report, .preview = peer_preview,
                                    .audit = peer_audit, .ctx = &h},
-                      .handshakes = h.handshakes};
+                      .handshakes = h.handshakes, .allow = h.allow};
     if ((rc = peers_start(&pc, &h.peers, err, sizeof err)) < 0) {
         log_error("peer link: %s", err);
         goto out;

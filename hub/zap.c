@@ -1,5 +1,6 @@
 /* zap.c — ZAP handler thread: CURVE client key → role, or refusal. */
 #include <errno.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +65,22 @@ static void handle(zap_handler *z)
     send_str(z->sock, ok ? "200" : "400", 1);
     send_str(z->sock, ok ? "OK" : "key not in allow-list", 1);
     send_str(z->sock, ok ? role : "", 1);
-    zmq_send(z->sock, "", 0, 0);
+    /* ZAP metadata: the key rides on every message of the connection
+     * (zmq_msg_gets "X-Key"), so a key revoked later is known per message */
+    uint8_t meta[64];
+    size_t mlen = 0;
+    if (ok) {
+        static const char name[] = "X-Key";
+        meta[mlen++] = (uint8_t)(sizeof name - 1);
+        memcpy(meta + mlen, name, sizeof name - 1);
+        mlen += sizeof name - 1;
+        uint32_t vlen = KEY_Z85_LEN;
+        for (int i = 3; i >= 0; i--)
+            meta[mlen++] = (uint8_t)(vlen >> (8 * i));
+        memcpy(meta + mlen, key_z85, KEY_Z85_LEN);
+        mlen += KEY_Z85_LEN;
+    }
+    zmq_send(z->sock, meta, mlen, 0);
     if (!ok && z->on_refused)
         z->on_refused(z->ctx, addr, key_z85[0] ? key_z85 : "(not CURVE)");
     (void)reqid;

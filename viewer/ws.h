@@ -59,6 +59,7 @@ typedef struct ws {
     pthread_cond_t  changed;   /* mu: the task list changed (events) or work for the prefetcher */
     hub_client *hc;
     int         connected;     /* the last request reached the hub */
+    int         key_revoked;   /* the hub refused this workstation's key as revoked (hub_client_key_revoked) */
     int         credit_sent;   /* credit last sent with READY */
     int64_t     ready_ms;      /* when READY was last sent (monotonic) */
     int64_t     held_ms;       /* when HELD was last asked (monotonic) */

@@ -126,7 +126,7 @@ void ws_api_session(ws_req *r, ws_resp *o)
     json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:i,s:{s:I,s:I,s:I,s:I,s:I}}", "reader", w->reader_id,
                           "name", w->cert.name, "role", w->cert.role, "seniority", w->profile.seniority, "facility",
                           w->cert.facility, "modalities", w->profile.modalities, "hub",
-                          w->connected ? "connected" : "disconnected", "unlocked", w->signer != NULL, "max_tasks",
+                          !w->connected ? "disconnected" : w->key_revoked ? "revoked" : "connected", "unlocked", w->signer != NULL, "max_tasks",
                           w->profile.max_tasks, "cache", "bytes", (json_int_t)cs.bytes, "limit",
                           (json_int_t)cs.limit, "studies", (json_int_t)cs.studies, "instances",
                           (json_int_t)cs.instances, "evicted_studies", (json_int_t)cs.evicted_studies);

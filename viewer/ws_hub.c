@@ -77,9 +77,15 @@ int ws_study_listed(void *w, const char *study) { return study_pinned(w, study, 
 static void set_connected(ws *w, int rc)
 {
     int up = rc != HUB_ETIMEDOUT;
+    /* revoked: the hub answers, and refuses everything until IT allows a key */
+    int revoked = rc == HUB_EREFUSED && hub_client_key_revoked(w->hc);
     pthread_mutex_lock(&w->mu);
-    if (w->connected != up) {
+    if (revoked && !w->key_revoked)
+        fprintf(stderr, "dxhub workstation: the hub refused this workstation's key: %s\n", hub_client_error(w->hc));
+    if (w->connected != up || (rc != HUB_ETIMEDOUT && w->key_revoked != revoked)) {
         w->connected = up;
+        if (rc != HUB_ETIMEDOUT)
+            w->key_revoked = revoked;
         ws_changed(w);
     }
     pthread_mutex_unlock(&w->mu);

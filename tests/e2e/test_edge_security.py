@@ -322,6 +322,33 @@ def test_raw_junk_on_the_tcp_port(hub):
     nothing_stored(hub)
 
 
+def test_an_edge_whose_key_is_revoked_while_connected_is_cut_off_and_told(hub, tmp_path):
+    """A revoked key keeps no access on the connection it already has, and
+    the clinic reads the same 'refused this gateway's key' as at a refused
+    handshake, not a line per message."""
+    e = Edge(tmp_path / "revoked", hub.endpoint, hub.key_file, tmp_path)
+    allow(hub.keys_dir, "edge:clinic9", e.make_key())
+    hub.hup()
+    try:
+        e.start()
+        wait_for(lambda: e.status()["state"] == "connected", 20, what="the edge connected")
+        allow(hub.keys_dir, None, e.key_file, revoke=True)
+        hub.hup()
+        wait_for(lambda: "revoked after it connected" in hub.proc.log_tail(200000), 20,
+                 what="the hub refusing the connected edge")
+        e.push([corpus_root() / CT])
+        why = "the hub refused this gateway's key: not in the hub's allow-list"
+        wait_for(lambda: why in e.status()["text"], 20, what="the edge's status naming its key")
+        time.sleep(2)
+        nothing_stored(hub)
+        st = e.status()
+        assert st["waiting"] == 1 and st["state"] != "connected", st["text"]
+        log = e.proc.log_tail(200000)
+        assert log.count(why) == 1 and "the hub answered ERROR" not in log, log[-2000:]
+    finally:
+        e.stop()
+
+
 def test_the_hub_keeps_serving_an_allowed_edge(hub, tmp_path):
     # runs last in this module (pytest keeps file order)
     assert hub.proc.alive()

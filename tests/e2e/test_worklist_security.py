@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 import urllib.error
@@ -44,7 +45,7 @@ def z85(path):
 
 class SecHub:
     READY = (r"dxhub serve: ready dicom=[0-9.]+:(\d+) .*http=[0-9.]+:(\d+) edge=(tcp://[0-9.]+:\d+) "
-             r"readers=(tcp://[0-9.]+:\d+)")
+             r"readers=(tcp://[0-9.]+:\d+) peers=(tcp://[0-9.]+:\d+)")
 
     def __init__(self, base):
         self.base = Path(base)
@@ -60,7 +61,7 @@ class SecHub:
     def start(self):
         m = self.proc.start(30)
         self.dicom_port, self.http_port = int(m.group(1)), int(m.group(2))
-        self.edge_ep, self.reader_ep = m.group(3), m.group(4)
+        self.edge_ep, self.reader_ep, self.peer_ep = m.group(3), m.group(4), m.group(5)
         self.pub = z85(self.keys / "hub.pub")
         return self
 
@@ -244,3 +245,64 @@ def test_garbage_is_refused_counted_and_the_hub_keeps_serving(hub, port):
         s.close()
     assert hub.errors("protocol") >= before + len(GARBAGE)
     assert hub.proc.alive()
+
+
+def test_a_revoked_key_is_cut_off_on_its_open_connection(hub, tmp_path):
+    """ZAP judges a key once, at the handshake: a workstation, a clinic
+    gateway or another hub whose key is revoked (a stolen laptop) must lose
+    access at the reload, not whenever it next reconnects."""
+    def keyed(name, role):
+        pub = keygen(tmp_path / name, name)
+        allow(hub.keys, role, pub)
+        return pub, (z85(pub), z85(tmp_path / name / f"{name}.key"))
+
+    def reload():
+        n = hub.proc.log_tail(100000).count("SIGHUP: allow-list reloaded")
+        hub.proc.signal(signal.SIGHUP)
+        wait_for(lambda: hub.proc.log_tail(100000).count("SIGHUP: allow-list reloaded") > n, 10,
+                 what="the allow-list reloaded")
+    reader_pub, reader_key = keyed("laptop", "reader:sec-reader")  # a second key for the same reader
+    edge_pub, edge_key = keyed("gw", "edge:clinicR")
+    peer_pub, peer_key = keyed("county", "peer:county")
+    reload()
+    r = dealer(hub, hub.reader_ep, reader_key)
+    e = dealer(hub, hub.edge_ep, edge_key)
+    p = dealer(hub, hub.peer_ep, peer_key)
+    other = dealer(hub, hub.reader_ep, hub.reader_key)  # the reader's own key, not revoked
+    lookup = [b"LOOKUP", header(id=1, patient="NOBODY")]
+    try:
+        r.send_multipart([b"HELLO", header(req=1)])
+        assert answer(r)[0] == "WELCOME"
+        e.send_multipart([b"HELLO", header()])
+        assert answer(e)[0] == "WELCOME"
+        p.send_multipart(lookup)
+        assert answer(p)[0] == "ANSWER"
+        auth_before = hub.errors("auth")
+
+        for pub in (reader_pub, edge_pub, peer_pub):
+            allow(hub.keys, None, pub, revoke=True)
+        reload()
+
+        # the same connections, still open: refused, naming why
+        for sock, frames in ((r, [b"HELLO", header(req=2)]), (r, [b"STUDY", header(req=3, task=1)]),
+                             (e, [b"HELLO", header()]), (p, lookup)):
+            err = expect_error(sock, frames)
+            assert "revoked" in err["error"], err
+        assert hub.errors("auth") >= auth_before + 4
+        # the key left in the list is still served
+        other.send_multipart([b"HELLO", header(req=4)])
+        assert answer(other)[0] == "WELCOME"
+        log = hub.proc.log_tail(100000)
+        for port, role in (("readers", "reader:sec-reader"), ("link", "edge:clinicR"), ("peer link", "peer:county")):
+            assert f"{port}: refused" in log and f"from {role} at" in log and "was revoked after it connected" in log
+        # once a minute per role, not per message: two refusals of the reader, one line
+        assert log.count("from reader:sec-reader at") == 1
+        # and on the audit trail, as an auditor asks for it
+        trail = run([dxhub_bin(), "audit", "--data", hub.base / "hub", "--json", "--what", "revoked-key"], check=True)
+        recs = [json.loads(line) for line in trail.stdout.decode().splitlines()]
+        assert sorted(x["who"] for x in recs) == ["edge:clinicR", "peer:county", "reader:sec-reader"], recs
+        assert all(z85(pub).decode() in x["detail"] for x, pub in zip(sorted(recs, key=lambda x: x["who"]),
+                                                                      (edge_pub, peer_pub, reader_pub)))
+    finally:
+        for s in (r, e, p, other):
+            s.close()

@@ -9,7 +9,9 @@
   whole, page by page, by the workstation and by `dxhub reader`;
 - prefetch fills the cache up to --cache-mb and no further: offered studies
   that do not fit wait; a claimed study evicts the least recently used
-  offered one; the cache never holds more than its bound.
+  offered one; the cache never holds more than its bound;
+- a workstation whose key is revoked at the hub while it runs (a stolen
+  laptop) is refused from the reload on, and its page says so.
 """
 import json
 import signal
@@ -18,7 +20,7 @@ import time
 import pydicom
 import pytest
 
-from edgeutil import corpus_root, dxhub_bin, run, wait_for
+from edgeutil import allow, corpus_root, dxhub_bin, run, wait_for
 from wsutil import PASS, World, big_ot_study, many_instances_study, restudy
 
 OT_ROWS, OT_COLS = 1536, 2048  # 6 MiB of 16-bit pixels per study
@@ -29,7 +31,8 @@ CACHE_MB = 16
 def world(tmp_path_factory):
     base = tmp_path_factory.mktemp("wsf")
     w = World(base, {"ws-kill": ("CR", "imaging", "李娜"), "ws-next": ("CR", "imaging", "张强"),
-                     "ws-cache": ("OT", "imaging", "赵敏"), "ws-big": ("NM", "imaging", "钱多")})
+                     "ws-cache": ("OT", "imaging", "赵敏"), "ws-big": ("NM", "imaging", "钱多"),
+                     "ws-stolen": ("MG", "imaging", "孙丽")})
     try:
         w.start()
         yield w
@@ -130,3 +133,18 @@ def test_study_larger_than_one_listing_page_arrives_whole(world, tmp_path):
     assert r.returncode == 0, r.stderr.decode()
     fetched = json.loads(r.stdout.decode().splitlines()[0])["fetched"]
     assert fetched["instances"] == n and fetched["fetched"] == n
+
+
+def test_a_workstation_whose_key_is_revoked_is_refused_and_told(world):
+    ws = world.workstation("ws-stolen")
+    wait_for(lambda: ws.json("GET", "/api/session")["hub"] == "connected", 20, what="the workstation connected")
+    allow(world.keys, None, world.rkeys / "ws-stolen.pub", revoke=True)
+    world.hub.signal(signal.SIGHUP)
+    # its open connection is refused at the next heartbeat; the page's pill says so
+    wait_for(lambda: ws.json("GET", "/api/session")["hub"] == "revoked", 30, what="the session saying revoked")
+    assert "the hub refused this workstation's key: this key was revoked" in ws.proc.log_tail(100000)
+    assert "reader:ws-stolen" in world.hub.log_tail(200000)
+    # allowed again (a mistaken revocation): it works again without a restart
+    allow(world.keys, "reader:ws-stolen", world.rkeys / "ws-stolen.pub")
+    world.hub.signal(signal.SIGHUP)
+    wait_for(lambda: ws.json("GET", "/api/session")["hub"] == "connected", 30, what="the session connected again")

@@ -81,7 +81,8 @@ function showCertificate(c) {
 
 function showHub(state) {
   const h = $('#hub-state');
-  h.textContent = `hub ${state || '?'}`;
+  // revoked: the hub answers but refuses this workstation's key; only IT can mend it
+  h.textContent = state === 'revoked' ? "hub refused this workstation's key (revoked): call IT" : `hub ${state || '?'}`;
   h.className = `pill ${state || ''}`;
 }
 

@@ -378,7 +378,7 @@ export async function scenario({ browser, ctx, checks, shots }) {
     expect(doc.reader.id === ctx.reader.id && doc.findings === revised.findings, `signed by ${doc.reader.id}: ${doc.findings}`);
   });
 
-  await checks.check('a signing certificate that ends within 30 days is shown with its date, one a year away not; a nearly full disk too', async () => {
+  await checks.check('a signing certificate that ends within 30 days is shown with its date, one a year away not; a nearly full disk and a revoked key too', async () => {
     expect(await (s.page || page).isHidden('#cert-state'), 'the attending\'s page warns about a certificate a year away');
     expect(s.resident, 'the resident\'s workstation did not start (previous check)');
     const rp = await newPage(browser, s.resident.url);
@@ -397,12 +397,17 @@ export async function scenario({ browser, ctx, checks, shots }) {
         const r = await route.fetch();
         const j = await r.json();
         j.cache.disk_free = 500 * 2 ** 20;
+        j.hub = 'revoked'; // the hub refusing this workstation's key (e2e: test_workstation_faults.py)
         await route.fulfill({ response: r, json: j });
       });
       await rp.reload();
       await rp.waitForSelector('#disk-state:not([hidden])', { timeout: 15000 });
       const disk = await rp.textContent('#disk-state');
       expect(disk === 'disk nearly full: 500 MiB free', `the disk pill says "${disk}"`);
+      const hub = await rp.textContent('#hub-state');
+      expect(hub === "hub refused this workstation's key (revoked): call IT", `the hub pill says "${hub}"`);
+      const bg = await rp.$eval('#hub-state', (e) => getComputedStyle(e).backgroundColor);
+      expect(bg === 'rgb(92, 31, 31)', `the revoked pill is not red: ${bg}`);
     } finally { await rp.close(); }
   });
 
