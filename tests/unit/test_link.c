@@ -154,10 +154,10 @@ typedef struct queued {
     int        n;
 } queued;
 
-static void remember(void *ctx, const char *path, const spool_item *it, const char *error)
+static void remember(void *ctx, const char *path, const spool_item *it, edge_outcome outcome, const char *error)
 {
     queued *q = ctx;
-    if (!it)
+    if (!it || outcome != EDGE_QUEUED)
         fail_msg("edge_queue refused %s: %s", path, error);
     else if (q->n < 8)
         q->it[q->n++] = *it;
