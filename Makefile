@@ -33,7 +33,9 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CC      ?= cc
 CXX     ?= c++
-WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter \
+           -Werror=incompatible-pointer-types -Werror=implicit-function-declaration -Werror=int-conversion \
+           -Werror=return-type
 # -fPIC: the same objects make the static library (tests, benches) and dxhub-roles.so.
 CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC $(WARN) $(SANFLAGS) -I.
 CXXFLAGS:= -std=c++17 -D_GNU_SOURCE -O2 -g -fPIC -Wall -Wextra -Wno-unused-parameter $(SANFLAGS) -I. $(PKG_CFLAGS)
