@@ -389,6 +389,14 @@ static int h_tasks(req *r, const api_params *p)
     return api_send_json(r, rc < 0 ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, &b);
 }
 
+static int h_clinics(req *r, const api_params *p)
+{
+    (void)p;
+    jbuf b = {0};
+    int rc = api_render_clinics(&b, &r->a->status, api_now_ms());
+    return api_send_json(r, rc < 0 ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, &b);
+}
+
 static int h_metrics(req *r, const api_params *p)
 {
     (void)p;
@@ -434,6 +442,7 @@ static const struct route {
     {"/reports/", "", api_h_peer_report, 0, AUTH_KEY, 0, 1},
     {"/api/v1/health", NULL, h_health, ANY_PARAMS, AUTH_OPEN, 0, 0},
     {"/api/v1/tasks", NULL, h_tasks, 0, AUTH_PATIENT, 0, 0},
+    {"/api/v1/clinics", NULL, h_clinics, 0, AUTH_PATIENT, 0, 0},
     {"/metrics", NULL, h_metrics, ANY_PARAMS, AUTH_OPEN, 0, 0},
 };
 
@@ -864,7 +873,7 @@ int api_start(const api_config *cfg, api_server **out, char *err, size_t errlen)
         goto fail;
     }
     a->status = (api_status){.st = cfg->st, .metrics = a->metrics, .started_mono_ms = api_mono_ms(),
-                             .counters = a->counters};
+                             .counters = a->counters, .clinics = cfg->clinics, .clinics_ctx = cfg->clinics_ctx};
     api_counters_load(a->counters, a->st);
     bool tls = cfg->tls_cert_pem && cfg->tls_key_pem;
     rc = listen_on(cfg->bind ? cfg->bind : "127.0.0.1", cfg->port, tls, &fd, &a->port, &v6, err, errlen);

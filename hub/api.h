@@ -59,6 +59,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "hub/apikeys.h"
+#include "hub/link.h"
 #include "hub/metrics.h"
 #include "hub/peer.h"
 #include "hub/recog.h"
@@ -81,6 +82,11 @@ typedef struct api_config {
      * pki_tls_server_load checked them); NULL: plain HTTP, which api_start
      * refuses on any address but loopback. */
     const char  *tls_cert_pem, *tls_key_pem;
+    /* The clinic gateways known (heard on the edge link, or allowed), for
+     * GET /api/v1/clinics and /metrics; NULL: only those with something
+     * waiting in the outbox are listed. */
+    int        (*clinics)(void *ctx, link_clinic *out, int max);
+    void        *clinics_ctx;
 } api_config;
 
 /* Bind, listen and start serving.  On failure returns a negative errno-like

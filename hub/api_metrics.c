@@ -237,5 +237,7 @@ int api_render_metrics(jbuf *b, api_status *s, int64_t now)
     }
     process_counters(b, s->metrics);
     api_render_lookup_metrics(b, s->counters);
+    if (rc == 0)
+        api_render_clinic_metrics(b, s);
     return rc;
 }

@@ -212,6 +212,8 @@ typedef struct api_status {
     int64_t           started_mono_ms;
     _Atomic uint64_t  last_full_count;   /* put_full seen at the last look */
     _Atomic int64_t   last_full_mono_ms; /* when it last grew; 0 never */
+    int             (*clinics)(void *ctx, link_clinic *out, int max); /* api_config's */
+    void             *clinics_ctx;
 } api_status;
 
 #define API_FULL_RATIO   0.95  /* map use above this: "store":"full" */
@@ -223,6 +225,11 @@ typedef struct api_status {
 int api_render_tasks(jbuf *b, store *st, int64_t now_ms);
 
 int api_render_health(jbuf *b, api_status *s, int64_t now_mono_ms);
+/* GET /api/v1/clinics and its /metrics families (api_clinics.c): each
+ * clinic gateway known, whether it is connected, when it was last heard,
+ * and what waits for it in the outbox since when. */
+int  api_render_clinics(jbuf *b, api_status *s, int64_t now_wall_ms);
+void api_render_clinic_metrics(jbuf *b, api_status *s);
 /* Prometheus text exposition format 0.0.4. */
 int api_render_metrics(jbuf *b, api_status *s, int64_t now_mono_ms);
 

@@ -49,6 +49,9 @@ static const cfg_option serve_options[] = {
     {"http", "http-threads", CFG_INT, S(c.http_threads), NULL, 1, 64, NULL, "N",
      "HTTP request threads (default: one per CPU the hub may run on; two per CPU for a store larger than RAM)"},
     {"edges", "edge-port", CFG_PORT, S(c.edge_port), "5570", 0, 0, NULL, "N", "ZeroMQ port for clinic edges"},
+    {"edges", "alert-warn-seconds", CFG_INT, S(c.alert_warn_seconds), "300", 1, 86400, NULL, "N",
+     "a critical-value alert a clinic's gateway has not taken for this long is logged as an error, and again "
+     "every 30 minutes while it waits: phone the clinic (GET /api/v1/clinics lists what waits)"},
     {"readers", "reader-port", CFG_PORT, S(c.reader_port), "5571", 0, 0, NULL, "N",
      "ZeroMQ port for reading workstations"},
     {"readers", "readers", CFG_STRING, S(c.readers_file), NULL, 0, 0, NULL, "FILE",

@@ -99,6 +99,39 @@ static void print_worklist(const http_url *u, const char *ca_file)
     free(reply.body);
 }
 
+/* The clinics: which gateways are connected, and what waits for which
+ * (a critical-value alert a clinic has not taken is for a phone call). */
+static void print_clinics(const http_url *u, const char *ca_file)
+{
+    http_reply reply;
+    char why[512];
+    if (hub_get(u, ca_file, "/api/v1/clinics", &reply, why, sizeof why) < 0)
+        return;
+    json_t *t = reply.status == 200 ? json_loads(reply.body, 0, NULL) : NULL;
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(t, "clinics"), i, c) {
+        const char *name = json_string_value(json_object_get(c, "facility"));
+        const char *seen = json_string_value(json_object_get(c, "last_seen"));
+        json_t *w = json_object_get(c, "waiting");
+        long long alerts = num(w, "alerts"), reports = num(w, "reports");
+        printf("clinic     %-16s %s", name ? name : "?",
+               json_is_true(json_object_get(c, "connected")) ? "connected"
+               : seen                                         ? "NOT CONNECTED, last heard"
+                                                              : "not heard since the hub started");
+        if (seen && !json_is_true(json_object_get(c, "connected")))
+            printf(" %s", seen);
+        if (reports)
+            printf("; %lld report%s waiting", reports, reports == 1 ? "" : "s");
+        if (alerts)
+            printf("; %lld CRITICAL-VALUE ALERT%s NOT TAKEN for %lld min: phone the clinic", alerts,
+                   alerts == 1 ? "" : "S", num(w, "oldest_alert_seconds") / 60);
+        putchar('\n');
+    }
+    json_decref(t);
+    free(reply.body);
+}
+
 static void print_health(const char *hub, const json_t *h)
 {
     char up[48], used[32], size[32];
@@ -233,6 +266,7 @@ int cmd_status(int argc, char **argv)
     else {
         print_health(hub, h);
         print_worklist(&u, ca_file);
+        print_clinics(&u, ca_file);
     }
     const char *status = json_string_value(json_object_get(h, "status"));
     int ok = code == 200 && status && !strcmp(status, "ok");

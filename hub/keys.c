@@ -270,6 +270,16 @@ bool allowlist_allows(allowlist *a, const char *key_z85, const char *role)
     return found;
 }
 
+void allowlist_roles(allowlist *a, const char *prefix, void (*cb)(void *ctx, const char *role), void *ctx)
+{
+    size_t pl = strlen(prefix);
+    pthread_mutex_lock(&a->mu);
+    for (size_t i = 0; i < a->n; i++)
+        if (!strncmp(a->e[i].role, prefix, pl))
+            cb(ctx, a->e[i].role);
+    pthread_mutex_unlock(&a->mu);
+}
+
 int allowlist_has_role(allowlist *a, const char *role)
 {
     int found = 0;

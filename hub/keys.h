@@ -43,6 +43,8 @@ int        allowlist_role(allowlist *a, const unsigned char key[32], char *role,
 uint64_t   allowlist_gen(allowlist *a);
 /* Whether the Z85 public key is in the list with exactly this role. */
 bool       allowlist_allows(allowlist *a, const char *key_z85, const char *role);
+/* cb with each role that starts with prefix ("edge:"), once per key. */
+void       allowlist_roles(allowlist *a, const char *prefix, void (*cb)(void *ctx, const char *role), void *ctx);
 /* Whether some key holds exactly this role ("edge:clinic1"). */
 int        allowlist_has_role(allowlist *a, const char *role);
 /* Add (or with revoke, remove) a key in DIR/allow.txt, atomically. */

@@ -23,6 +23,7 @@
 #ifndef DXHUB_LINK_H
 #define DXHUB_LINK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "hub/keys.h"
@@ -53,5 +54,17 @@ uint16_t link_hub_port(const link_hub *l);
 void     link_hub_stop(link_hub **l);
 /* Wake the link so it delivers outbox messages for connected facilities. */
 void     link_hub_kick(link_hub *l);
+
+/* A clinic gateway as the hub knows it: heard on the edge link since the
+ * hub started, or only allowed (last_seen_ms 0). */
+#define LINK_HEARD_MS 20000 /* a gateway pings every 5 s: silent longer, it is not connected */
+typedef struct link_clinic {
+    char    facility[64];
+    int64_t last_seen_ms; /* wall clock of its last message; 0: not since the hub started */
+    bool    connected;    /* heard within LINK_HEARD_MS */
+} link_clinic;
+/* The gateways heard since the hub started, up to max, into out; returns
+ * how many.  Any thread. */
+int      link_hub_clinics(link_hub *l, link_clinic *out, int max);
 
 #endif

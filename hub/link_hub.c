@@ -26,6 +26,7 @@
 #include "hub/revoked.h"
 
 #define MAX_XFERS 4096
+#define LINK_MAX_CLINICS 512 /* gateways remembered as heard; more are served, just not listed */
 #define XFER_IDLE_MS (10 * 60 * 1000)
 
 typedef struct xfer {
@@ -82,6 +83,10 @@ struct link_hub {
     xfer           *xf;
     routed         *routes;
     size_t          n_routes;
+    /* when each gateway was last heard (wall ms), for the operator's view */
+    pthread_mutex_t seen_mu;
+    link_clinic     seen[LINK_MAX_CLINICS];
+    int             n_seen;
 };
 
 static int64_t now_ms(void)
@@ -411,6 +416,33 @@ static int deliver_one(void *ctx, const char *id, const char *kind, const void *
     return 0;
 }
 
+static void heard(link_hub *l, const char *facility)
+{
+    int64_t t = now_ms();
+    pthread_mutex_lock(&l->seen_mu);
+    int i = 0;
+    while (i < l->n_seen && strcmp(l->seen[i].facility, facility))
+        i++;
+    if (i == l->n_seen && l->n_seen < LINK_MAX_CLINICS)
+        snprintf(l->seen[l->n_seen++].facility, sizeof l->seen[0].facility, "%s", facility);
+    if (i < l->n_seen)
+        l->seen[i].last_seen_ms = t;
+    pthread_mutex_unlock(&l->seen_mu);
+}
+
+int link_hub_clinics(link_hub *l, link_clinic *out, int max)
+{
+    int64_t t = now_ms();
+    pthread_mutex_lock(&l->seen_mu);
+    int n = l->n_seen < max ? l->n_seen : max;
+    for (int i = 0; i < n; i++) {
+        out[i] = l->seen[i];
+        out[i].connected = t - out[i].last_seen_ms < LINK_HEARD_MS;
+    }
+    pthread_mutex_unlock(&l->seen_mu);
+    return n;
+}
+
 /* Everything in the facility's outbox (what it acknowledges leaves it). */
 static void deliver_outbox(link_hub *l, routed *r)
 {
@@ -431,6 +463,7 @@ static void on_message(link_hub *l, proto_msg *m)
         return;
     }
     remember_route(l, m);
+    heard(l, m->role + 5);
     if (!strcmp(m->cmd, "HELLO")) {
         json_t *h = json_pack("{s:s,s:i}", "role", m->role, "window", LINK_WINDOW);
         proto_send(l->router, &m->route, "WELCOME", h, NULL, 0);
@@ -560,6 +593,7 @@ int link_hub_start(const link_hub_config *cfg, link_hub **out, char *err, size_t
     snprintf(l->incoming, sizeof l->incoming, "%s", cfg->incoming_dir);
     mkdir(l->incoming, 0700);
     pthread_mutex_init(&l->mu, NULL);
+    pthread_mutex_init(&l->seen_mu, NULL);
     pthread_cond_init(&l->cv, NULL);
     l->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (!l->xf || l->evfd < 0) {
@@ -627,6 +661,7 @@ void link_hub_stop(link_hub **lp)
     free(l->workers);
     free(l->xf);
     pthread_mutex_destroy(&l->mu);
+    pthread_mutex_destroy(&l->seen_mu);
     pthread_cond_destroy(&l->cv);
     free(l);
     *lp = NULL;

@@ -75,6 +75,8 @@ typedef struct hub {
     trust_watch         trust;             /* the trust list's coming deadline (trust_watch.h) */
     handshake_watch    *handshakes;        /* failed handshakes on the ZeroMQ ports, logged */
     int64_t             next_trust_ms;     /* the next look at it (monotonic) */
+    int64_t             next_outbox_ms;    /* the next look for clinics' untaken alerts (monotonic) */
+    log_repeat          alert_told[64];    /* by facility: an untaken alert said again after ALERT_TELL_MS */
 } hub;
 
 static int64_t now_ms(void)
@@ -381,6 +383,78 @@ static int peer_audit(void *ctx, const char *who, const char *what, const char *
     return a ? api_peer_audit(a, who, what, study, detail) : -EAGAIN;
 }
 
+/* The clinic gateways the hub knows: heard on the edge link since it
+ * started, and those allowed that have not been heard (api.h). */
+typedef struct known_clinics {
+    link_clinic *out;
+    int          n, max;
+} known_clinics;
+
+static void add_allowed(void *ctx, const char *role)
+{
+    known_clinics *k = ctx;
+    const char *facility = role + 5; /* "edge:" */
+    for (int i = 0; i < k->n; i++)
+        if (!strcmp(k->out[i].facility, facility))
+            return;
+    if (k->n < k->max) {
+        memset(&k->out[k->n], 0, sizeof k->out[0]);
+        snprintf(k->out[k->n++].facility, sizeof k->out[0].facility, "%s", facility);
+    }
+}
+
+static int clinics_known(void *ctx, link_clinic *out, int max)
+{
+    hub *h = ctx;
+    known_clinics k = {out, link_hub_clinics(h->link, out, max), max};
+    allowlist_roles(h->allow, "edge:", add_allowed, &k);
+    return k.n;
+}
+
+#define ALERT_TELL_MS (30 * 60 * 1000) /* an untaken alert is said again this often */
+
+/* A critical-value alert (危急值) waits in the outbox until the clinic's
+ * gateway takes it: a gateway that is down holds it back, and only a
+ * phone call reaches the clinic then.  Said as an error once it has
+ * waited alert_warn_seconds, again when more arrive, and every 30 min. */
+static int untaken_alerts(void *ctx, const store_outbox_waiting *w)
+{
+    hub *h = ctx;
+    int64_t now = now_ms();
+    if (!w->alerts || !w->oldest_alert_ms || now - w->oldest_alert_ms < (int64_t)h->cfg->alert_warn_seconds * 1000)
+        return 0;
+    unsigned slot = 0;
+    for (const char *c = w->facility; *c; c++)
+        slot = slot * 31 + (unsigned char)*c;
+    char reason[96];
+    snprintf(reason, sizeof reason, "%s:%u", w->facility, w->alerts);
+    if (!log_repeat_due(&h->alert_told[slot % 64], reason, ALERT_TELL_MS))
+        return 0;
+    link_clinic seen[512];
+    int n = link_hub_clinics(h->link, seen, 512);
+    char gateway[128] = "has not connected since the hub started";
+    for (int i = 0; i < n; i++) {
+        if (strcmp(seen[i].facility, w->facility))
+            continue;
+        if (seen[i].connected) {
+            snprintf(gateway, sizeof gateway, "is connected but has not acknowledged it");
+        } else {
+            char when[32] = "?";
+            time_t t = (time_t)(seen[i].last_seen_ms / 1000);
+            struct tm tm;
+            if (gmtime_r(&t, &tm))
+                strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            snprintf(gateway, sizeof gateway, "was last heard at %s (%lld min ago)", when,
+                     (long long)((now - seen[i].last_seen_ms) / 60000));
+        }
+    }
+    log_error("clinic %s has not taken %u critical-value alert%s for %lld min; its gateway %s: phone the clinic "
+              "(GET /api/v1/clinics)",
+              w->facility, w->alerts, w->alerts == 1 ? "" : "s", (long long)((now - w->oldest_alert_ms) / 60000),
+              gateway);
+    return 0;
+}
+
 /* A reader's read, queued with the API's (one fsync for many, off the
  * reader link's thread); before the API serves, written at once. */
 static int reader_audit_queued(void *ctx, const char *who, const char *what, const char *study, const char *detail)
@@ -480,6 +554,11 @@ static void housekeeping(hub *h)
     if (mono >= h->next_trust_ms) {
         trust_watch_check(&h->trust, atomic_load(&h->verifier), &h->metrics, false);
         h->next_trust_ms = mono + 60000;
+    }
+    if (mono >= h->next_outbox_ms) {
+        store_outbox_summary(h->st, untaken_alerts, h);
+        int64_t every = (int64_t)h->cfg->alert_warn_seconds * 1000;
+        h->next_outbox_ms = mono + (every < 10000 ? every : 10000);
     }
 }
 
@@ -660,7 +739,8 @@ int serve_run(const serve_config *cfg)
                      .max_per_address = cfg->http_max_per_address,
                      .st = h.st, .metrics = &h.metrics,
                      .keys = h.apikeys, .recog = h.recog, .peers = h.peers, .name = cfg->name,
-                     .tls_cert_pem = tls.cert_pem, .tls_key_pem = tls.key_pem};
+                     .tls_cert_pem = tls.cert_pem, .tls_key_pem = tls.key_pem, .clinics = clinics_known,
+                     .clinics_ctx = &h};
     if ((rc = api_start(&ac, &h.api, err, sizeof err)) < 0) {
         log_error("HTTP API: %s", err);
         goto out;

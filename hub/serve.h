@@ -27,6 +27,7 @@ typedef struct serve_config {
     uint64_t    runway_bytes;   /* --runway: zeroed space ahead of the store's end (store_config) */
     int         max_assocs;     /* --max-associations, default 16 */
     uint16_t    edge_port;      /* --edge-port, default 5570 */
+    int         alert_warn_seconds; /* --alert-warn-seconds: a clinic's untaken critical-value alert is logged after this */
     const char *keys_dir;       /* --keys, default DATA/keys: hub.key/.pub, allow.txt */
     uint16_t    reader_port;    /* --reader-port, default 5571 */
     const char *readers_file;   /* --readers, default DATA/readers.conf */

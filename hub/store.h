@@ -267,6 +267,17 @@ int store_outbox_list(store *s, const char *facility,
                       int (*cb)(void *ctx, const char *id, const char *kind, const void *data, size_t len),
                       void *ctx);
 int store_outbox_ack(store *s, const char *facility, const char *id, int64_t now_ms); /* 0, -ENOENT */
+/* What waits in one facility's outbox: counts by kind and when the oldest
+ * of each was queued (0: unknown, queued by a hub from before this was
+ * recorded, or none). */
+typedef struct store_outbox_waiting {
+    char     facility[64];
+    unsigned alerts, reports;
+    int64_t  oldest_alert_ms, oldest_report_ms;
+} store_outbox_waiting;
+/* cb once per facility with something waiting, in facility order; returns
+ * how many facilities, or a negative errno. */
+int store_outbox_summary(store *s, int (*cb)(void *ctx, const store_outbox_waiting *w), void *ctx);
 
 /* Walk every stored instance (and conflicting copy), recompute its digest
  * from the stored bytes and report each one to cb (ok = digest matches). */

@@ -1,6 +1,8 @@
 /* store_outbox.c — durable messages from the hub to a clinic's edge.
  * Key: facility \0 rank \0 id (rank 0 for alerts so they sort, and are
- * delivered, ahead of everything else); value: kind \0 bytes. */
+ * delivered, ahead of everything else); value: kind \0 bytes.  The same
+ * key in outbox_at holds when it was queued, so the hub can say how long
+ * a clinic has not taken a critical-value alert. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,12 @@ static size_t outbox_key(char *k, size_t n, const char *facility, const char *ki
 {
     int rank = !strcmp(kind, "alert") ? 0 : 1;
     return (size_t)snprintf(k, n, "%s%c%d%c%s", facility, 0, rank, 0, id);
+}
+
+static int put_queued_at(store *s, MDB_txn *txn, MDB_val *key, int64_t now_ms)
+{
+    MDB_val v = {sizeof now_ms, &now_ms};
+    return mdb_put(txn, s->outbox_at, key, &v, 0);
 }
 
 int store_outbox_put(store *s, const char *facility, const char *id, const char *kind, const void *data,
@@ -29,7 +37,9 @@ int store_outbox_put(store *s, const char *facility, const char *id, const char 
     if ((rc = mdb_put(txn, s->outbox, &k, &v, MDB_RESERVE)) == 0) {
         memcpy(v.mv_data, kind, klen);
         memcpy((char *)v.mv_data + klen, data, len);
-        rc = store_txn_audit(s, txn, now_ms, "hub", "outbox", "", id);
+        rc = put_queued_at(s, txn, &k, now_ms);
+        if (!rc)
+            rc = store_txn_audit(s, txn, now_ms, "hub", "outbox", "", id);
     }
     if (rc) {
         mdb_txn_abort(txn);
@@ -55,6 +65,8 @@ int store_txn_outbox_put(store *s, MDB_txn *txn, const char *facility, const cha
         return rc;
     memcpy(v.mv_data, kind, klen);
     memcpy((char *)v.mv_data + klen, data, len);
+    if ((rc = put_queued_at(s, txn, &k, now_ms)))
+        return rc;
     return store_txn_audit(s, txn, now_ms, "hub", "outbox", "", id);
 }
 
@@ -103,6 +115,9 @@ int store_outbox_ack(store *s, const char *facility, const char *id, int64_t now
             found = 1;
         else if (d != MDB_NOTFOUND)
             rc = d;
+        d = mdb_del(txn, s->outbox_at, &k, NULL);
+        if (d != 0 && d != MDB_NOTFOUND && !rc)
+            rc = d;
     }
     if (!rc && found) {
         char who[96];
@@ -114,4 +129,50 @@ int store_outbox_ack(store *s, const char *facility, const char *id, int64_t now
         return rc ? store_lmdb_err(rc) : -ENOENT;
     }
     return store_lmdb_err(store_txn_commit(s, txn));
+}
+
+int store_outbox_summary(store *s, int (*cb)(void *ctx, const store_outbox_waiting *w), void *ctx)
+{
+    MDB_txn *txn;
+    int rc = store_read_txn(s, &txn);
+    if (rc)
+        return rc;
+    MDB_cursor *c;
+    if ((rc = mdb_cursor_open(txn, s->outbox, &c))) {
+        store_read_end(s, txn);
+        return store_lmdb_err(rc);
+    }
+    store_outbox_waiting w = {0};
+    int n = 0;
+    bool stop = false;
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && !stop; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        size_t fl = strnlen(k.mv_data, k.mv_size);
+        if (fl + 2 >= k.mv_size || fl >= sizeof w.facility)
+            continue; /* not a key this file wrote */
+        if (w.facility[0] && (strlen(w.facility) != fl || memcmp(w.facility, k.mv_data, fl))) {
+            n++;
+            stop = cb(ctx, &w) != 0;
+            memset(&w, 0, sizeof w);
+        }
+        memcpy(w.facility, k.mv_data, fl);
+        w.facility[fl] = '\0';
+        bool alert = ((const char *)k.mv_data)[fl + 1] == '0';
+        MDB_val at;
+        int64_t when = 0;
+        if (mdb_get(txn, s->outbox_at, &k, &at) == 0 && at.mv_size == sizeof when)
+            memcpy(&when, at.mv_data, sizeof when);
+        unsigned *count = alert ? &w.alerts : &w.reports;
+        int64_t *oldest = alert ? &w.oldest_alert_ms : &w.oldest_report_ms;
+        if (when && (!*oldest || when < *oldest))
+            *oldest = when;
+        (*count)++;
+    }
+    if (w.facility[0] && !stop) {
+        n++;
+        cb(ctx, &w);
+    }
+    mdb_cursor_close(c);
+    store_read_end(s, txn);
+    return n;
 }

@@ -732,6 +732,55 @@ static void test_audit_records_name_the_studys_patient(void **state)
     store_close(&s);
 }
 
+typedef struct waiting_seen {
+    store_outbox_waiting w[4];
+    int                  n;
+} waiting_seen;
+
+static int collect_waiting(void *ctx, const store_outbox_waiting *w)
+{
+    waiting_seen *s = ctx;
+    if (s->n < 4)
+        s->w[s->n++] = *w;
+    return 0;
+}
+
+/* What each clinic has not taken yet, and since when: the hub's operator
+ * phones a clinic whose critical-value alert has waited too long. */
+static void test_outbox_summary_counts_and_dates_what_waits(void **state)
+{
+    (void)state;
+    store *s = open_store("ob", 64 << 20);
+    assert_int_equal(store_outbox_put(s, "clinicA", "r1", "report", "{}", 2, 1500), 0);
+    assert_int_equal(store_outbox_put(s, "clinicA", "a2", "alert", "{}", 2, 2000), 0);
+    assert_int_equal(store_outbox_put(s, "clinicA", "a1", "alert", "{}", 2, 1000), 0);
+    assert_int_equal(store_outbox_put(s, "clinicB", "r2", "report", "{}", 2, 3000), 0);
+    waiting_seen got = {0};
+    assert_int_equal(store_outbox_summary(s, collect_waiting, &got), 2);
+    assert_int_equal(got.n, 2);
+    assert_string_equal(got.w[0].facility, "clinicA");
+    assert_int_equal(got.w[0].alerts, 2);
+    assert_int_equal(got.w[0].reports, 1);
+    assert_int_equal(got.w[0].oldest_alert_ms, 1000);
+    assert_int_equal(got.w[0].oldest_report_ms, 1500);
+    assert_string_equal(got.w[1].facility, "clinicB");
+    assert_int_equal(got.w[1].alerts, 0);
+    assert_int_equal(got.w[1].oldest_report_ms, 3000);
+    /* the oldest alert taken: the next one is the oldest */
+    assert_int_equal(store_outbox_ack(s, "clinicA", "a1", 4000), 0);
+    memset(&got, 0, sizeof got);
+    assert_int_equal(store_outbox_summary(s, collect_waiting, &got), 2);
+    assert_int_equal(got.w[0].alerts, 1);
+    assert_int_equal(got.w[0].oldest_alert_ms, 2000);
+    /* everything of clinicA taken: only clinicB waits */
+    assert_int_equal(store_outbox_ack(s, "clinicA", "a2", 4000), 0);
+    assert_int_equal(store_outbox_ack(s, "clinicA", "r1", 4000), 0);
+    memset(&got, 0, sizeof got);
+    assert_int_equal(store_outbox_summary(s, collect_waiting, &got), 1);
+    assert_string_equal(got.w[0].facility, "clinicB");
+    store_close(&s);
+}
+
 static void test_studies_by_state_are_counted_with_every_change(void **state)
 {
     (void)state;
@@ -911,6 +960,7 @@ int main(void)
         cmocka_unit_test(test_invalid_file_is_refused_with_reason),
         cmocka_unit_test(test_map_full_refuses_then_recovers_after_eviction),
         cmocka_unit_test(test_audit_records_name_the_studys_patient),
+        cmocka_unit_test(test_outbox_summary_counts_and_dates_what_waits),
         cmocka_unit_test(test_completeness_by_marker_and_quiet_time_survives_reopen),
         cmocka_unit_test(test_quiet_time_counts_from_now_after_the_clock_went_back),
         cmocka_unit_test(test_list_studies_filters_by_patient_and_modality),

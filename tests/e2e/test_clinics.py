@@ -1,0 +1,151 @@
+"""The clinics as the lead hospital's operator sees them, every part a real
+process: a hub, a clinic's gateway (clinic1) and a second clinic allowed
+but never connected (clinic2); a reader signs a critical-value report for
+clinic1 while its gateway is down.
+
+A critical-value alert (危急值) waits in the hub's outbox until the clinic's
+gateway takes it, so a gateway that is down holds it back: GET
+/api/v1/clinics, /metrics and `dxhub status` say which clinic has not taken
+what since when, and the hub's log says "phone the clinic" once the alert
+has waited --alert-warn-seconds.  When the gateway comes back, the alert
+reaches it and nothing waits any more."""
+import json
+import re
+import shutil
+import subprocess
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from edgeutil import Edge, Proc, allow, dxhub_bin, keygen, run, wait_for
+from hubutil import synth_instance, uid_root
+
+READER = "dr-chen"
+PASS = "correct horse battery staple"
+READY = (r"dxhub serve: ready dicom=[0-9.]+:(\d+) .*http=[0-9.]+:(\d+) edge=(tcp://[0-9.]+:\d+) "
+         r"readers=(tcp://[0-9.]+:\d+) .*key=(\S+)")
+
+
+def dx(*args, timeout=60):
+    r = run([dxhub_bin(), *args], timeout=timeout)
+    assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+    return r
+
+
+class World:
+    def get(self, path):
+        r = subprocess.run(["curl", "-s", "-m", "10", f"http://127.0.0.1:{self.http_port}{path}"],
+                           stdout=subprocess.PIPE, timeout=20)
+        return r.stdout.decode()
+
+    def clinics(self):
+        return {c["facility"]: c for c in json.loads(self.get("/api/v1/clinics"))["clinics"]}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    base = tmp_path_factory.mktemp("clinics")
+    w = World()
+    keys = base / "hubkeys"
+    (base / "pass.txt").write_text(PASS + "\n")
+    dx("keygen", "--ca", "--facility", "LEAD", "--keys", base / "ca")
+    dx("keygen", "--reader", READER, "--name", "陈医生", "--role", "attending", "--facility", "LEAD", "--ca",
+       base / "ca", "--keys", base / "pki", "--passphrase-file", base / "pass.txt")
+    (keys / "trust").mkdir(parents=True)
+    for f in ("ca.pem", "crl.pem"):
+        shutil.copyfile(base / "ca" / f, keys / "trust" / f)
+    (base / "readers.conf").write_text(f"{READER} attending CT imaging * 3\n")
+    allow(keys, f"reader:{READER}", keygen(base / "rkeys", READER))
+    (base / "edge").mkdir()
+    allow(keys, "edge:clinic1", keygen(base / "edge" / "keys", "edge"))
+    allow(keys, "edge:clinic2", keygen(base / "other", "edge"))
+    hub = Proc([dxhub_bin(), "serve", "--data", base / "hub", "--keys", keys, "--readers", base / "readers.conf",
+                "--stable-seconds", 600, "--alert-warn-seconds", 1, "--open-dicom", "--dicom-port", 0,
+                "--http-port", 0, "--edge-port", 0, "--reader-port", 0, "--peer-port", 0], base / "hub.log", READY)
+    edge = None
+    try:
+        m = hub.start(30)
+        w.http_port, edge_ep, reader_ep, hub_key = int(m.group(2)), m.group(3), m.group(4), keys / "hub.pub"
+        w.hub, w.hub_url = hub, f"http://127.0.0.1:{w.http_port}"
+        edge = Edge(base / "edge", edge_ep, hub_key, base, extra=("--facility", "clinic1"))
+        w.edge = edge
+        edge.start()
+        study = uid_root("clinics-alert")
+        src = base / "src"
+        src.mkdir()
+        f = synth_instance(src / "1.dcm", study, f"{study}.1", f"{study}.1.1", 1, patient_id="P-CL-1", rows=32,
+                           cols=32)
+        rc, _, out = edge.push([f], priority="stat")
+        assert rc == 0, out
+        r = dx("reader", "--hub", reader_ep, "--hub-key", hub_key, "--keys", base / "rkeys", "--name", READER,
+               "--json", "--take", "1", "--wait", "30", "--fetch-to", base / "fetched", timeout=90)
+        task = json.loads(r.stdout.decode().strip().splitlines()[-1])
+        assert task["study"] == study, task
+        w.heard = w.clinics()["clinic1"]  # connected, while its gateway runs
+        edge.stop()  # the clinic's gateway goes down (a power cut) before the report is signed
+
+        report = base / "r.json"
+        dx("report", "--study-dir", task["fetched"]["dir"], "--report-id", "rpt-cl-1", "--reader", READER,
+           "--name", "陈医生", "--origin", "clinic1", "--reading-facility", "LEAD", "--findings", "大量心包积液",
+           "--impression", "心包填塞可能，请立即处理", "--critical", report)
+        dx("sign", "--key", base / "pki" / f"{READER}.key", "--cert", base / "pki" / f"{READER}.chain.pem",
+           "--passphrase-file", base / "pass.txt", report)
+        dx("reader", "--hub", reader_ep, "--hub-key", hub_key, "--keys", base / "rkeys", "--name", READER,
+           "--json", "--task", str(task["task"]), "--action", "sign", "--report-id", "rpt-cl-1", "--submit", report,
+           "--sig", f"{report}.sig", "--chain", f"{report}.chain.pem")
+        w.signed_at = time.time()
+        yield w
+    finally:
+        if edge:
+            edge.kill()
+        hub.stop()
+
+
+def test_a_clinic_whose_gateway_is_down_is_shown_with_the_alert_it_has_not_taken(world):
+    heard = world.heard
+    assert heard["connected"] is True and heard["waiting"] == {"alerts": 0, "reports": 0, "oldest_alert": None,
+                                                               "oldest_report": None, "oldest_alert_seconds": 0}
+    c = world.clinics()
+    assert set(c) == {"clinic1", "clinic2"}
+    one = c["clinic1"]
+    seen = datetime.strptime(one["last_seen"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    assert time.time() - 120 < seen <= time.time() + 1
+    assert one["waiting"]["alerts"] == 1 and one["waiting"]["reports"] == 0, one
+    queued = datetime.strptime(one["waiting"]["oldest_alert"], "%Y-%m-%dT%H:%M:%SZ")
+    assert abs(queued.replace(tzinfo=timezone.utc).timestamp() - world.signed_at) < 30
+    # allowed, never connected
+    assert c["clinic2"] == {"facility": "clinic2", "connected": False, "last_seen": None,
+                            "waiting": {"alerts": 0, "reports": 0, "oldest_alert": None, "oldest_report": None,
+                                        "oldest_alert_seconds": 0}}
+    metrics = world.get("/metrics")
+    parser = pytest.importorskip("prometheus_client.parser")
+    families = {f.name: f for f in parser.text_string_to_metric_families(metrics)}
+    assert families["dxhub_outbox_waiting"].type == "gauge"
+    assert {s.labels["facility"] for s in families["dxhub_clinic_connected"].samples} == {"clinic1", "clinic2"}
+    assert 'dxhub_outbox_waiting{facility="clinic1",kind="alert"} 1' in metrics
+    assert 'dxhub_clinic_connected{facility="clinic2"} 0' in metrics
+    m = re.search(r'^dxhub_outbox_oldest_timestamp_seconds\{facility="clinic1",kind="alert"\} (\d+)$', metrics, re.M)
+    assert m and abs(int(m.group(1)) - world.signed_at) < 30
+    # the operator is told to phone, once (not every check), and `dxhub status` says the same
+    said = "clinic clinic1 has not taken 1 critical-value alert for"
+    wait_for(lambda: said in world.hub.log_tail(200000), 20, what="the hub's log line")
+    assert "phone the clinic" in world.hub.log_tail(200000)
+    time.sleep(2.5)  # a check a second (--alert-warn-seconds 1): still said once
+    assert world.hub.log_tail(200000).count(said) == 1
+    st = run([dxhub_bin(), "status", "--hub", world.hub_url]).stdout.decode()
+    line = next(x for x in st.splitlines() if x.startswith("clinic") and "clinic1" in x)
+    assert "1 CRITICAL-VALUE ALERT NOT TAKEN" in line and "phone the clinic" in line, st
+    assert any("clinic2" in x and "not heard since the hub started" in x for x in st.splitlines()), st
+
+
+def test_the_gateway_back_takes_the_alert_and_nothing_waits(world):
+    world.edge.start()
+    wait_for(lambda: "rpt-cl-1" in run([dxhub_bin(), "reports", "--edge-data", world.edge.data]).stdout.decode(), 30,
+             what="the alert at the clinic")
+    one = wait_for(lambda: (lambda c: c if c["waiting"]["alerts"] == 0 else None)(world.clinics()["clinic1"]), 20,
+                   what="the outbox emptied")
+    assert one["connected"] is True and one["waiting"]["oldest_alert"] is None
+    assert 'dxhub_outbox_waiting{facility="clinic1",kind="alert"} 0' in world.get("/metrics")
+    st = run([dxhub_bin(), "status", "--hub", world.hub_url]).stdout.decode()
+    assert "ALERT" not in st and "clinic1" in st, st
