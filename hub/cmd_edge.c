@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "hub/cmd.h"
+#include "hub/inbox_summary.h"
 #include "hub/config.h"
 #include "hub/dimse.h"
 #include "hub/disk.h"
@@ -476,13 +477,24 @@ int cmd_push(int argc, char **argv)
 
 /* --- reports (the clinic's inbox) ------------------------------------------ */
 
+/* One item as the nurse reads it: what, whose, and for an alert what it
+ * says: a critical value's impression, or what the hub asks for. */
 static int print_inbox(void *ctx, const char *id, const char *kind, int64_t received_ms, const void *data, size_t len)
 {
     (void)ctx;
-    (void)data;
-    char age[32];
+    char age[32], when[32];
     human_age(now_ms() - received_ms, age, sizeof age);
-    printf("%-7s %-40s %6zu bytes  received %s ago\n", kind, id, len, age);
+    dx_fmt_time((time_t)(received_ms / 1000), when, sizeof when);
+    inbox_summary sum;
+    inbox_summary_read(kind, data, len, &sum);
+    printf("%-7s %-40s received %s (%s ago)\n", sum.alert ? "ALERT" : kind, id, when, age);
+    if (sum.patient_id[0])
+        printf("        patient %s%s%s%s%s\n", sum.patient_id, sum.patient_name[0] ? " " : "", sum.patient_name,
+               sum.exam[0] ? " · " : "", sum.exam);
+    else if (sum.exam[0])
+        printf("        %s\n", sum.exam);
+    if (sum.alert && sum.text[0])
+        printf("        %s: %s\n", sum.critical ? "CRITICAL" : "REQUEST", sum.text);
     return 0;
 }
 

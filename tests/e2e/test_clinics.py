@@ -143,6 +143,13 @@ def test_the_gateway_back_takes_the_alert_and_nothing_waits(world):
     world.edge.start()
     wait_for(lambda: "rpt-cl-1" in run([dxhub_bin(), "reports", "--edge-data", world.edge.data]).stdout.decode(), 30,
              what="the alert at the clinic")
+    # the nurse reads whose exam and the critical finding, not a file size
+    inbox = run([dxhub_bin(), "reports", "--edge-data", world.edge.data]).stdout.decode()
+    lines = inbox.splitlines()
+    at = next(i for i, x in enumerate(lines) if "rpt-cl-1" in x)
+    assert lines[at].startswith("ALERT"), inbox
+    assert lines[at + 1].split() == ["patient", "P-CL-1", "TEST", "HUB", "·", "CT", "2024-01-01"], inbox
+    assert lines[at + 2].strip() == "CRITICAL: 心包填塞可能，请立即处理", inbox
     one = wait_for(lambda: (lambda c: c if c["waiting"]["alerts"] == 0 else None)(world.clinics()["clinic1"]), 20,
                    what="the outbox emptied")
     assert one["connected"] is True and one["waiting"]["oldest_alert"] is None

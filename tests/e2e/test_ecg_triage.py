@@ -133,8 +133,13 @@ def test_disconnected_lead_asks_the_clinic_to_repeat(world):
     # the clinic hears at once, before anybody reads it
     text = wait_for(lambda: "ecg-repeat-" in world.inbox() and world.inbox(), 30, interval=0.2,
                     what="the repeat request in the clinic's inbox")
-    alerts = [l for l in text.splitlines() if l.startswith("alert")]
+    lines = text.splitlines()
+    alerts = [l for l in lines if l.startswith("ALERT")]
     assert len(alerts) == 1 and "ecg-repeat-" in alerts[0], text
+    # what the nurse reads: which ECG, and what to do (not a critical value)
+    at = lines.index(alerts[0])
+    assert lines[at + 1].strip().startswith("ECG, accession "), text
+    assert lines[at + 2].strip().startswith("REQUEST: Please record this ECG again") and "V3 flat" in lines[at + 2]
     rc, lines, err = world.reader("--take", "4", "--release")
     assert rc == 0, err
     task = next(l for l in lines if l.get("study") == flat)

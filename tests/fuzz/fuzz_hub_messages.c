@@ -3,15 +3,21 @@
  * command, the JSON header, the data frames; every request of the reader
  * and link protocols starts here) and a signed report's document
  * (report_parse, then every field and instance read back, as a lookup
- * answer from another hub is read).
+ * answer from another hub is read); and, at a clinic's gateway, what the
+ * hub sent back as a person reads it (inbox_summary_read: a report bundle
+ * with its base64 document, or an ECG repeat request).
  *
- * Input: byte 0 chooses (even: frames, odd: a report document); for
+ * Input: byte 0 chooses (bit 0: a report document; else bit 1: an inbox
+ * item, bit 2 saying "report" rather than "alert"; else frames); for
  * frames, the rest is split at each "\xff\xfe" into frames sent as one
  * multipart message over an inproc PAIR.
  *
- * fuzz-objects: hub/proto.c hub/report.c hub/errbuf.c hub/digest.c hub/pki_key.c hub/pki_pass.c */
+ * fuzz-objects: hub/proto.c hub/report.c hub/errbuf.c hub/digest.c hub/pki_key.c hub/pki_pass.c
+ * fuzz-objects: hub/inbox_summary.c hub/b64.c */
 #include <string.h>
 #include <zmq.h>
+#include <stdlib.h>
+#include "hub/inbox_summary.h"
 #include "hub/proto.h"
 #include "hub/report.h"
 
@@ -69,6 +75,15 @@ static void report(const uint8_t *p, size_t n)
     report_free(&d);
 }
 
+static void inbox(const char *kind, const uint8_t *p, size_t n)
+{
+    inbox_summary sum;
+    if (inbox_summary_read(kind, p, n, &sum) == 0 &&
+        (!memchr(sum.patient_id, 0, sizeof sum.patient_id) || !memchr(sum.text, 0, sizeof sum.text) ||
+         !memchr(sum.exam, 0, sizeof sum.exam)))
+        abort(); /* every field a terminated string */
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -76,6 +91,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (data[0] & 1)
         report(data + 1, size - 1);
+    else if (data[0] & 2)
+        inbox(data[0] & 4 ? "report" : "alert", data + 1, size - 1);
     else
         frames(data + 1, size - 1);
     return 0;
