@@ -16,6 +16,7 @@
 #include "hub/dimse.h"
 #include "hub/disk.h"
 #include "hub/edge.h"
+#include "hub/edge_alert.h"
 #include "hub/log.h"
 #include "hub/main_signals.h"
 
@@ -154,6 +155,7 @@ typedef struct edge {
     dimse_scp         *scp;
     edge_link         *link;
     edge_watch        *watch;
+    edge_alerter      *alerter; /* --on-alert */
     volatile int       stop;
     char               spool_in[4200];
 } edge;
@@ -222,6 +224,8 @@ static void on_spool_failed(void *ctx, const char *calling_aet, bool disk_full, 
               why[0] ? ")" : "");
 }
 
+static void alert_arrived(void *ctx) { edge_alerter_kick(((edge *)ctx)->alerter); }
+
 int edge_run(const edge_config *cfg)
 {
     log_set_role("edge");
@@ -253,7 +257,13 @@ int edge_run(const edge_config *cfg)
                        .accept = on_associate, .store = on_store, .spool_failed = on_spool_failed, .ctx = &e,
                        .tls_cert = cfg->dicom_tls_cert, .tls_key = cfg->dicom_tls_key, .tls_ca = cfg->dicom_tls_ca};
     edge_link_config lc = {.zctx = zctx, .hub = cfg->hub, .kp = &kp, .hub_pub = hub_pub, .sp = e.sp,
-                           .max_inflight = cfg->max_inflight};
+                           .max_inflight = cfg->max_inflight, .on_alert = alert_arrived, .on_alert_ctx = &e};
+    /* before the link: an alert delivered at once is announced */
+    if (cfg->on_alert && cfg->on_alert[0] && (rc = edge_alerter_start(e.sp, cfg->on_alert, &e.alerter, err,
+                                                                      sizeof err)) < 0) {
+        log_error("on-alert: %s", err);
+        goto out;
+    }
     rc = dimse_scp_start(&dc, &e.scp, err, sizeof err);
     if (rc < 0) {
         log_error("DICOM listener: %s", err);
@@ -291,6 +301,7 @@ out:
     edge_watch_stop(&e.watch);
     dimse_scp_stop(&e.scp);
     edge_link_stop(&e.link);
+    edge_alerter_stop(&e.alerter);
     zmq_ctx_term(zctx);
     spool_close(&e.sp);
     return rc < 0 ? 1 : 0;

@@ -36,6 +36,7 @@ typedef struct edge_config {
     const char *watch_dir;    /* --watch (files taken in once complete, moved to WATCH/done) */
     const char *link_ts;      /* --link-ts, default JPEG-LS Lossless */
     int         max_inflight; /* transfers in flight, default EDGE_INFLIGHT_DEFAULT */
+    const char *on_alert;     /* --on-alert: run for each alert the hub delivers (edge_alert.h); NULL: none */
 } edge_config;
 
 int edge_run(const edge_config *cfg);
@@ -82,6 +83,8 @@ typedef struct edge_link_config {
     const char    *hub_pub;      /* the hub's public key, Z85 */
     spool         *sp;
     int            max_inflight;
+    void         (*on_alert)(void *ctx); /* an alert is durable in the inbox (may be NULL) */
+    void          *on_alert_ctx;
 } edge_link_config;
 int  edge_link_start(const edge_link_config *cfg, edge_link **out, char *err, size_t errlen);
 void edge_link_stop(edge_link **l);

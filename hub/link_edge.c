@@ -198,8 +198,11 @@ static void on_message(edge_link *l, proto_msg *m)
                                  clock_wall_ms());
         if (rc >= 0) { /* durable here: acknowledge */
             send_msg(l, "DELIVERED", json_pack("{s:s}", "id", id), NULL, 0);
-            if (rc == 1 && !strcmp(kind, "alert"))
+            if (rc == 1 && !strcmp(kind, "alert")) {
                 log_error("ALERT from the hub (%s): a critical value or a request to repeat the exam — see 'dxhub reports'", id);
+                if (l->cfg.on_alert)
+                    l->cfg.on_alert(l->cfg.on_alert_ctx);
+            }
             else if (rc == 1)
                 log_info("link: received %s %s from the hub", kind, id);
         } else {

@@ -24,7 +24,7 @@
 struct spool {
     char   *dir;
     MDB_env *env;
-    MDB_dbi item, data, inbox, state, study;
+    MDB_dbi item, data, inbox, state, study, announced; /* announced: alert id → when on-alert ran for it */
 };
 
 typedef struct item_rec {
@@ -98,7 +98,7 @@ int spool_open(const char *dir, uint64_t map_size, spool **out, char *err, size_
     s->dir = strdup(dir);
     int rc;
     MDB_txn *txn = NULL;
-    static const char *const names[] = {"item", "data", "inbox", "state", "study", NULL};
+    static const char *const names[] = {"item", "data", "inbox", "state", "study", "announced", NULL};
     const size_t sizes[] = {RECORD_VERSION, sizeof(item_rec), sizeof(study_rec), sizeof(link_rec)};
     const lmdb_stamp stamp = {"edge spool", lmdb_stamp_layout(sizes, 4), names};
     if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 8)) ||
@@ -109,7 +109,8 @@ int spool_open(const char *dir, uint64_t map_size, spool **out, char *err, size_
         (rc = mdb_dbi_open(txn, "data", MDB_CREATE, &s->data)) ||
         (rc = mdb_dbi_open(txn, "inbox", MDB_CREATE, &s->inbox)) ||
         (rc = mdb_dbi_open(txn, "state", MDB_CREATE, &s->state)) ||
-        (rc = mdb_dbi_open(txn, "study", MDB_CREATE, &s->study)) || (rc = commit_open(&txn))) {
+        (rc = mdb_dbi_open(txn, "study", MDB_CREATE, &s->study)) ||
+        (rc = mdb_dbi_open(txn, "announced", MDB_CREATE, &s->announced)) || (rc = commit_open(&txn))) {
         if (rc > 0) /* lmdb_stamp_check's refusals say why themselves */
             snprintf(err, errlen, "cannot open the spool in %s: %s", dir, mdb_strerror(rc));
         if (txn && rc)
@@ -689,4 +690,33 @@ int spool_inbox_list(spool *s, int (*cb)(void *ctx, const char *id, const char *
     mdb_cursor_close(c);
     mdb_txn_abort(txn);
     return n;
+}
+
+int spool_alert_announced(spool *s, const char *id, int64_t *when_ms)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return lerr(rc);
+    MDB_val k = {strlen(id), (void *)id}, v;
+    rc = mdb_get(txn, s->announced, &k, &v);
+    if (rc == 0 && v.mv_size == sizeof *when_ms)
+        memcpy(when_ms, v.mv_data, sizeof *when_ms);
+    mdb_txn_abort(txn);
+    return rc == MDB_NOTFOUND ? -ENOENT : rc ? lerr(rc) : 0;
+}
+
+int spool_alert_set_announced(spool *s, const char *id, int64_t now_ms)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc)
+        return lerr(rc);
+    MDB_val k = {strlen(id), (void *)id}, v = {sizeof now_ms, &now_ms};
+    if ((rc = mdb_put(txn, s->announced, &k, &v, 0))) {
+        mdb_txn_abort(txn);
+        return lerr(rc);
+    }
+    rc = mdb_txn_commit(txn);
+    return rc ? lerr(rc) : 0;
 }

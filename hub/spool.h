@@ -95,5 +95,9 @@ int  spool_set_link(spool *s, const char *state, const char *last_error, int64_t
 int  spool_inbox_put(spool *s, const char *id, const char *kind, const void *data, size_t len, int64_t now_ms);
 int  spool_inbox_list(spool *s, int (*cb)(void *ctx, const char *id, const char *kind, int64_t received_ms,
                                           const void *data, size_t len), void *ctx);
+/* When the gateway's on-alert command ran successfully for alert id
+ * (edge_alert.c): 0 with *when_ms, -ENOENT when it has not. */
+int  spool_alert_announced(spool *s, const char *id, int64_t *when_ms);
+int  spool_alert_set_announced(spool *s, const char *id, int64_t now_ms);
 
 #endif

@@ -68,7 +68,14 @@ def world(tmp_path_factory):
         m = hub.start(30)
         w.http_port, edge_ep, reader_ep, hub_key = int(m.group(2)), m.group(3), m.group(4), keys / "hub.pub"
         w.hub, w.hub_url = hub, f"http://127.0.0.1:{w.http_port}"
-        edge = Edge(base / "edge", edge_ep, hub_key, base, extra=("--facility", "clinic1"))
+        # the clinic's on-alert command: fails until the nurses' PC is "up" (the file ok), then
+        # leaves what it was given where the test reads it
+        w.announced, w.ok = base / "announced", base / "ok"
+        w.announced.mkdir()
+        cmd = (f'test -e {w.ok} || exit 3; echo "$DXHUB_ALERT_ID" >> {base}/runs.log; '
+               f'env | grep ^DXHUB_ > {base}/env.tmp && mv {base}/env.tmp {w.announced}/"$DXHUB_ALERT_ID".env')
+        w.runs = base / "runs.log"
+        edge = Edge(base / "edge", edge_ep, hub_key, base, extra=("--facility", "clinic1", "--on-alert", cmd))
         w.edge = edge
         edge.start()
         study = uid_root("clinics-alert")
@@ -156,3 +163,27 @@ def test_the_gateway_back_takes_the_alert_and_nothing_waits(world):
     assert 'dxhub_outbox_waiting{facility="clinic1",kind="alert"} 0' in world.get("/metrics")
     st = run([dxhub_bin(), "status", "--hub", world.hub_url]).stdout.decode()
     assert "ALERT" not in st and "clinic1" in st, st
+
+
+def test_the_clinics_on_alert_command_tells_a_person_once_it_works_and_only_once(world):
+    """The gateway back took the alert (previous test) while the clinic's
+    command failed: it was logged and is tried again until it works; a
+    restart does not announce it twice."""
+    said = "on-alert: the command failed for alert rpt-cl-1 (exit status 3)"
+    wait_for(lambda: said in world.edge.proc.log_tail(200000), 20, what="the failing command logged")
+    assert list(world.announced.iterdir()) == []
+    world.ok.touch()  # the nurses' PC is up again
+    env_file = world.announced / "rpt-cl-1.env"
+    wait_for(env_file.exists, 20, what="the command run again, and working")
+    env = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    assert env["DXHUB_ALERT_ID"] == "rpt-cl-1" and env["DXHUB_ALERT_KIND"] == "critical", env
+    assert env["DXHUB_PATIENT_ID"] == "P-CL-1" and env["DXHUB_EXAM"] == "CT 2024-01-01", env
+    assert env["DXHUB_ALERT_TEXT"] == "心包填塞可能，请立即处理", env
+    assert env["DXHUB_ALERT_SUMMARY"] == "CRITICAL VALUE: P-CL-1 TEST HUB · CT 2024-01-01: 心包填塞可能，请立即处理"
+    log = world.edge.proc.log_tail(200000)
+    assert log.count(said) == 1 and "announced alert rpt-cl-1" in log  # logged once, not every 5 s
+    assert "P-CL-1" not in log and "TEST HUB" not in log  # the log names no patient
+    world.edge.stop()
+    world.edge.start()
+    time.sleep(2)
+    assert world.runs.read_text().split() == ["rpt-cl-1"]  # announced once, restarts or not
