@@ -194,9 +194,8 @@ static const cfg_option edge_options[] = {
     {"watch", "watch", CFG_STRING, E(c.watch_dir), NULL, 0, 0, NULL, "DIR",
      "take DICOM files dropped here (moved to DIR/done when queued)"},
     {"reports", "on-alert", CFG_STRING, E(c.on_alert), NULL, 0, 0, NULL, "COMMAND",
-     "run through /bin/sh for each critical-value alert or repeat request the hub delivers, once it is kept "
-     "here, with DXHUB_ALERT_SUMMARY, DXHUB_PATIENT_ID, ... in its environment (a speaker, a pop-up, an SMS); "
-     "run again every 5 s until it exits 0"},
+     "run through /bin/sh for each alert the hub delivers, DXHUB_ALERT_SUMMARY etc. in its environment "
+     "(a speaker, a pop-up, an SMS); again every 5 s until it exits 0"},
     {NULL, "status", CFG_FLAG, E(status), NULL, 0, 0, NULL, NULL,
      "print how the queue, each study and the link are doing, and exit"},
 };
