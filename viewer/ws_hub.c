@@ -74,14 +74,17 @@ int ws_study_held(void *w, const char *study) { return study_pinned(w, study, 0)
 
 int ws_study_listed(void *w, const char *study) { return study_pinned(w, study, 1); }
 
-static void set_connected(ws *w, int rc)
+/* A request's outcome for the page's hub pill.  revoked and why are taken
+ * under hub_mu by the caller (hub_client_key_revoked, hub_client_error):
+ * the client is hub_mu's. */
+static void set_connected(ws *w, int rc, int revoked, const char *why)
 {
     int up = rc != HUB_ETIMEDOUT;
     /* revoked: the hub answers, and refuses everything until IT allows a key */
-    int revoked = rc == HUB_EREFUSED && hub_client_key_revoked(w->hc);
+    revoked = revoked && rc == HUB_EREFUSED;
     pthread_mutex_lock(&w->mu);
     if (revoked && !w->key_revoked)
-        fprintf(stderr, "dxhub workstation: the hub refused this workstation's key: %s\n", hub_client_error(w->hc));
+        fprintf(stderr, "dxhub workstation: the hub refused this workstation's key: %s\n", why);
     if (w->connected != up || (rc != HUB_ETIMEDOUT && w->key_revoked != revoked)) {
         w->connected = up;
         if (rc != HUB_ETIMEDOUT)
@@ -190,9 +193,12 @@ void ws_hub_poll(ws *w)
             pthread_mutex_unlock(&w->mu);
         }
     }
+    int revoked = hub_client_key_revoked(w->hc);
+    char why[512];
+    snprintf(why, sizeof why, "%s", hub_client_error(w->hc));
     pthread_mutex_unlock(&w->hub_mu);
     if (send_ready || probe)
-        set_connected(w, rc);
+        set_connected(w, rc, revoked, why);
     for (size_t k = 0; k < n_lost; k++) {
         fprintf(stderr, "dxhub workstation: task %llu is no longer ours (its lease lapsed)\n",
                 (unsigned long long)lost[k]);
@@ -319,10 +325,11 @@ int ws_hub_claim(ws *w, uint64_t id, char *err, size_t errlen)
     int64_t lease_ms = rc ? 0 : hub_client_lease_until(w->hc) - ws_now_ms();
     if (rc)
         snprintf(err, errlen, "%s", hub_client_error(w->hc));
+    int revoked = hub_client_key_revoked(w->hc);
     pthread_mutex_unlock(&w->hub_mu);
     if (rc == 0)
         remember(w, &t, lease_ms);
-    set_connected(w, rc);
+    set_connected(w, rc, revoked, err);
     pthread_mutex_lock(&w->mu);
     int i = ws_task_find(w, id);
     if (rc == 0) {
@@ -351,8 +358,9 @@ int ws_hub_release(ws *w, uint64_t id, char *err, size_t errlen)
     int rc = hub_client_release(w->hc, id);
     if (rc)
         snprintf(err, errlen, "%s", hub_client_error(w->hc));
+    int revoked = hub_client_key_revoked(w->hc);
     pthread_mutex_unlock(&w->hub_mu);
-    set_connected(w, rc);
+    set_connected(w, rc, revoked, err);
     if (rc)
         return -1;
     ws_forget(w, id);
