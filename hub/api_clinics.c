@@ -108,9 +108,12 @@ int api_render_clinics(jbuf *b, api_status *s, int64_t now_wall_ms)
         jb_printf(b, ",\"waiting\":{\"alerts\":%u,\"reports\":%u", r->waiting.alerts, r->waiting.reports);
         iso_or_null(b, "oldest_alert", r->waiting.oldest_alert_ms);
         iso_or_null(b, "oldest_report", r->waiting.oldest_report_ms);
-        int64_t oldest = r->waiting.oldest_alert_ms;
-        jb_printf(b, ",\"oldest_alert_seconds\":%lld}}",
-                  oldest ? (long long)((now_wall_ms - oldest) / 1000) : 0LL);
+        int64_t oldest = r->waiting.oldest_alert_ms, unread = r->waiting.oldest_unread_ms;
+        jb_printf(b, ",\"oldest_alert_seconds\":%lld", oldest ? (long long)((now_wall_ms - oldest) / 1000) : 0LL);
+        /* taken by the gateway, not yet confirmed read by a person there */
+        jb_printf(b, ",\"unread_alerts\":%u", r->waiting.unread_alerts);
+        iso_or_null(b, "oldest_unread_alert", unread);
+        jb_printf(b, ",\"oldest_unread_seconds\":%lld}}", unread ? (long long)((now_wall_ms - unread) / 1000) : 0LL);
     }
     jb_puts(b, "]}");
     free(rs.r);
@@ -145,6 +148,11 @@ void api_render_clinic_metrics(jbuf *b, api_status *s)
         jb_printf(b, "dxhub_outbox_waiting{facility=\"%s\",kind=\"report\"} %u\n", rs.r[i].seen.facility,
                   rs.r[i].waiting.reports);
     }
+    jb_puts(b, "# HELP dxhub_alerts_unread Alerts the clinic's gateway took that no person there has confirmed "
+               "reading (dxhub reports --ack).\n# TYPE dxhub_alerts_unread gauge\n");
+    for (int i = 0; i < rs.n; i++)
+        jb_printf(b, "dxhub_alerts_unread{facility=\"%s\"} %u\n", rs.r[i].seen.facility,
+                  rs.r[i].waiting.unread_alerts);
     jb_puts(b, "# HELP dxhub_outbox_oldest_timestamp_seconds When the oldest item of its kind waiting for the "
                "clinic was queued (Unix time): alert on an old critical-value alert.\n"
                "# TYPE dxhub_outbox_oldest_timestamp_seconds gauge\n");

@@ -484,7 +484,6 @@ int cmd_push(int argc, char **argv)
  * says: a critical value's impression, or what the hub asks for. */
 static int print_inbox(void *ctx, const char *id, const char *kind, int64_t received_ms, const void *data, size_t len)
 {
-    (void)ctx;
     char age[32], when[32];
     human_age(now_ms() - received_ms, age, sizeof age);
     dx_fmt_time((time_t)(received_ms / 1000), when, sizeof when);
@@ -498,6 +497,13 @@ static int print_inbox(void *ctx, const char *id, const char *kind, int64_t rece
         printf("        %s\n", sum.exam);
     if (sum.alert && sum.text[0])
         printf("        %s: %s\n", sum.critical ? "CRITICAL" : "REQUEST", sum.text);
+    spool_confirmation c;
+    if (sum.alert && spool_alert_confirmation(ctx, id, &c) == 0) {
+        dx_fmt_time((time_t)(c.at_ms / 1000), when, sizeof when);
+        printf("        read by %s at %s%s\n", c.by, when, c.told_hub ? "" : " (the hub not told yet)");
+    } else if (sum.alert) {
+        printf("        NOT CONFIRMED READ: once a person has read it, dxhub reports --ack %s --by NAME\n", id);
+    }
     return 0;
 }
 
@@ -532,10 +538,45 @@ static int export_inbox(void *ctx, const char *id, const char *kind, int64_t rec
     return 0;
 }
 
+/* --ack: a person confirms reading an alert; the gateway tells the hub. */
+static int confirm_read(const char *data, const char *id, const char *by)
+{
+    char mdb[4200], err[512];
+    struct stat st;
+    snprintf(mdb, sizeof mdb, "%s/data.mdb", data);
+    spool *sp = NULL;
+    if (stat(mdb, &st) < 0 || spool_open(data, 0, &sp, err, sizeof err) < 0) {
+        dx_errorf("reports", "no clinic gateway data in %s (is --edge-data the gateway's --data?)", data);
+        return 1;
+    }
+    spool_confirmation was;
+    int rc = spool_alert_confirm(sp, id, by, now_ms(), &was);
+    spool_close(&sp);
+    char when[32];
+    if (rc == -EEXIST) {
+        dx_fmt_time((time_t)(was.at_ms / 1000), when, sizeof when);
+        printf("alert %s was confirmed read already, by %s at %s\n", id, was.by, when);
+        return 0;
+    }
+    if (rc == -ENOENT || rc == -EINVAL) {
+        dx_errorf("reports", "%s: %s ('dxhub reports' lists what arrived)", id,
+                  rc == -ENOENT ? "no such item in this clinic's inbox" : "a report, not an alert: nothing to confirm");
+        return 1;
+    }
+    if (rc < 0) {
+        dx_errorf("reports", "cannot record it in %s: %s", data, strerror(-rc));
+        return 1;
+    }
+    printf("alert %s confirmed read by %s; the hub is told at the gateway's next keep-alive\n", id, by);
+    return 0;
+}
+
 static const char reports_usage[] =
     "usage: dxhub reports [--edge-data DIR]\n"
+    "       dxhub reports [--edge-data DIR] --ack ALERT --by NAME\n"
     "       dxhub reports [--edge-data DIR] --export OUT --trust DIR [--id REPORT] [--format json,html,pdf]\n"
-    "  lists the reports and alerts this clinic received; with --export writes each\n"
+    "  lists the reports and alerts this clinic received; --ack records that NAME read\n"
+    "  the alert (危急值 receipt: the hub's operator sees it unread until then); with --export writes each\n"
     "  signed report to OUT/<report id>/: report.json with report.json.sig and\n"
     "  report.json.chain.pem (as 'dxhub verify' and openssl take them) and a printable\n"
     "  page, report.html and report.pdf.  A report whose signature does not verify\n"
@@ -568,9 +609,10 @@ int cmd_reports(int argc, char **argv)
     static const struct option opts[] = {
         {"edge-data", required_argument, NULL, 'd'}, {"export", required_argument, NULL, 'x'},
         {"trust", required_argument, NULL, 't'},     {"id", required_argument, NULL, 'i'},
-        {"format", required_argument, NULL, 'f'},    {"help", no_argument, NULL, 'h'},
+        {"format", required_argument, NULL, 'f'},    {"ack", required_argument, NULL, 'a'},
+        {"by", required_argument, NULL, 'b'},        {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0}};
-    const char *data = "./var/edge", *trust = NULL, *formats = "json,html,pdf";
+    const char *data = "./var/edge", *trust = NULL, *formats = "json,html,pdf", *ack = NULL, *by = NULL;
     export_ctx e = {0};
     int o;
     optind = 1;
@@ -581,10 +623,19 @@ int cmd_reports(int argc, char **argv)
         case 't': trust = optarg; break;
         case 'i': e.only = optarg; break;
         case 'f': formats = optarg; break;
+        case 'a': ack = optarg; break;
+        case 'b': by = optarg; break;
         default:
             fputs(reports_usage, o == 'h' ? stdout : stderr);
             return o == 'h' ? 0 : 2;
         }
+    }
+    if (ack || by) {
+        if (!ack || !by || !*by || strlen(by) > 127 || e.o.out_dir || optind != argc) {
+            dx_errorf("reports", "--ack ALERT needs --by NAME (who read it, at most 127 bytes), and nothing else");
+            return 2;
+        }
+        return confirm_read(data, ack, by);
     }
     if (optind != argc || (e.o.out_dir && !trust) || ((trust || e.only) && !e.o.out_dir)) {
         dx_errorf("reports", "--export OUT needs --trust DIR (and --trust, --id go with --export)");
@@ -624,7 +675,7 @@ int cmd_reports(int argc, char **argv)
     }
     int status = 0;
     if (!e.o.out_dir) {
-        if (spool_inbox_list(sp, print_inbox, NULL) == 0)
+        if (spool_inbox_list(sp, print_inbox, sp) == 0)
             printf("no reports or alerts yet\n");
     } else {
         spool_inbox_list(sp, export_inbox, &e);

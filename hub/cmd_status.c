@@ -126,6 +126,10 @@ static void print_clinics(const http_url *u, const char *ca_file)
         if (alerts)
             printf("; %lld CRITICAL-VALUE ALERT%s NOT TAKEN for %lld min: phone the clinic", alerts,
                    alerts == 1 ? "" : "S", num(w, "oldest_alert_seconds") / 60);
+        long long unread = num(w, "unread_alerts");
+        if (unread)
+            printf("; %lld ALERT%s NOT CONFIRMED READ for %lld min: phone the clinic", unread, unread == 1 ? "" : "S",
+                   num(w, "oldest_unread_seconds") / 60);
         putchar('\n');
     }
     json_decref(t);

@@ -146,6 +146,14 @@ static void backoff(edge_link *l, slot *s, const char *why, bool permanent)
     set_state(l, l->connected ? "connected" : "down", why);
 }
 
+/* A person at the clinic confirmed reading an alert: the hub keeps it
+ * "unread" (and its operator told to phone) until it hears this. */
+static int tell_read(void *ctx, const char *id, const spool_confirmation *c)
+{
+    send_msg(ctx, "READ", json_pack("{s:s,s:s,s:I}", "id", id, "by", c->by, "at", (json_int_t)c->at_ms), NULL, 0);
+    return 0;
+}
+
 static void on_message(edge_link *l, proto_msg *m)
 {
     l->last_rx_ms = clock_mono_ms();
@@ -209,6 +217,10 @@ static void on_message(edge_link *l, proto_msg *m)
             log_error("link: cannot keep %s %s from the hub: %s (not acknowledged: the hub sends it again)", kind, id,
                       strerror(-rc));
         }
+    } else if (!strcmp(m->cmd, "READ_OK")) {
+        const char *id = proto_str(m, "id");
+        if (id)
+            spool_alert_told(l->cfg.sp, id);
     } else if (!strcmp(m->cmd, "ERROR")) {
         const char *e = proto_str(m, "error");
         if (json_is_true(json_object_get(m->hdr, "revoked"))) {
@@ -474,6 +486,7 @@ static void *link_main(void *arg)
         if (t - l->last_hello_ms > 5000) { /* keep-alive: the answer proves the hub is there */
             l->last_hello_ms = t;
             send_msg(l, "PING", json_object(), NULL, 0);
+            spool_alert_untold(l->cfg.sp, tell_read, l); /* until the hub says READ_OK */
         }
         /* Refill as soon as a transfer ends, not only on the timer: waiting
          * up to LIST_EVERY_MS per freed slot capped a backlog of small

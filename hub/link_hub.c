@@ -451,6 +451,30 @@ static void deliver_outbox(link_hub *l, routed *r)
     store_outbox_list(l->cfg.st, r->role + 5, deliver_one, &d);
 }
 
+/* A person at the clinic confirmed reading an alert: no longer unread
+ * (the audit names who and when).  READ_OK either way, so the gateway
+ * stops telling; a store that cannot write now gets no answer, and the
+ * gateway tells again at its next keep-alive. */
+static void on_read(link_hub *l, proto_msg *m)
+{
+    const char *id = proto_str(m, "id"), *by = proto_str(m, "by");
+    long long at = proto_int(m, "at", 0);
+    if (!id || !by || !*id || strlen(id) > 200 || strlen(by) > 127 || at <= 0) {
+        refuse(l, m, "READ needs id, by (at most 127 bytes) and at");
+        return;
+    }
+    int rc = store_alert_read(l->cfg.st, m->role + 5, id, by, (int64_t)at, now_ms());
+    if (rc < 0) {
+        log_error("link: %s read alert %s, not recorded: %s (it tells again)", m->role, id, strerror(-rc));
+        return;
+    }
+    if (rc == 1)
+        log_info("link: %s confirmed alert %s read", m->role, id); /* the name is in the audit trail */
+    json_t *h = json_pack("{s:s}", "id", id);
+    proto_send(l->router, &m->route, "READ_OK", h, NULL, 0);
+    json_decref(h);
+}
+
 static void on_message(link_hub *l, proto_msg *m)
 {
     if (revoked_refuse(&l->revoked, m)) {
@@ -471,6 +495,8 @@ static void on_message(link_hub *l, proto_msg *m)
         routed *r = routed_of(l, m->role);
         if (r)
             deliver_outbox(l, r);
+    } else if (!strcmp(m->cmd, "READ")) {
+        on_read(l, m);
     } else if (!strcmp(m->cmd, "OFFER")) {
         on_offer(l, m);
     } else if (!strcmp(m->cmd, "CHUNK")) {

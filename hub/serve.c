@@ -414,20 +414,25 @@ static int clinics_known(void *ctx, link_clinic *out, int max)
 #define ALERT_TELL_MS (30 * 60 * 1000) /* an untaken alert is said again this often */
 
 /* A critical-value alert (危急值) waits in the outbox until the clinic's
- * gateway takes it: a gateway that is down holds it back, and only a
- * phone call reaches the clinic then.  Said as an error once it has
- * waited alert_warn_seconds, again when more arrive, and every 30 min. */
+ * gateway takes it, and is unread until a person there confirms reading
+ * it: a gateway that is down, or a clinic where nobody looks, holds it
+ * back, and only a phone call reaches the clinic then.  Said as an error
+ * once it has waited alert_warn_seconds, again when more arrive, and
+ * every 30 min. */
 static int untaken_alerts(void *ctx, const store_outbox_waiting *w)
 {
     hub *h = ctx;
     int64_t now = now_ms();
-    if (!w->alerts || !w->oldest_alert_ms || now - w->oldest_alert_ms < (int64_t)h->cfg->alert_warn_seconds * 1000)
+    int64_t warn = (int64_t)h->cfg->alert_warn_seconds * 1000;
+    bool untaken = w->alerts && w->oldest_alert_ms && now - w->oldest_alert_ms >= warn;
+    bool unread = w->unread_alerts && w->oldest_unread_ms && now - w->oldest_unread_ms >= warn;
+    if (!untaken && !unread)
         return 0;
     unsigned slot = 0;
     for (const char *c = w->facility; *c; c++)
         slot = slot * 31 + (unsigned char)*c;
     char reason[96];
-    snprintf(reason, sizeof reason, "%s:%u", w->facility, w->alerts);
+    snprintf(reason, sizeof reason, "%s:%u:%u", w->facility, untaken ? w->alerts : 0, unread ? w->unread_alerts : 0);
     if (!log_repeat_due(&h->alert_told[slot % 64], reason, ALERT_TELL_MS))
         return 0;
     link_clinic seen[512];
@@ -448,10 +453,16 @@ static int untaken_alerts(void *ctx, const store_outbox_waiting *w)
                      (long long)((now - seen[i].last_seen_ms) / 60000));
         }
     }
-    log_error("clinic %s has not taken %u critical-value alert%s for %lld min; its gateway %s: phone the clinic "
-              "(GET /api/v1/clinics)",
-              w->facility, w->alerts, w->alerts == 1 ? "" : "s", (long long)((now - w->oldest_alert_ms) / 60000),
-              gateway);
+    if (untaken)
+        log_error("clinic %s has not taken %u critical-value alert%s for %lld min; its gateway %s: phone the clinic "
+                  "(GET /api/v1/clinics)",
+                  w->facility, w->alerts, w->alerts == 1 ? "" : "s", (long long)((now - w->oldest_alert_ms) / 60000),
+                  gateway);
+    if (unread)
+        log_error("clinic %s has not confirmed reading %u critical-value alert%s for %lld min (its gateway took "
+                  "%s; nobody there ran 'dxhub reports --ack'): phone the clinic (GET /api/v1/clinics)",
+                  w->facility, w->unread_alerts, w->unread_alerts == 1 ? "" : "s",
+                  (long long)((now - w->oldest_unread_ms) / 60000), w->unread_alerts == 1 ? "it" : "them");
     return 0;
 }
 

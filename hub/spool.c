@@ -7,6 +7,7 @@
  *                                      acknowledged (for `edge --status`)
  * The queue is small (a clinic's backlog), so listing scans `item`. */
 #include <errno.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <lmdb.h>
 #include <stdio.h>
@@ -24,7 +25,8 @@
 struct spool {
     char   *dir;
     MDB_env *env;
-    MDB_dbi item, data, inbox, state, study, announced; /* announced: alert id → when on-alert ran for it */
+    MDB_dbi item, data, inbox, state, study, announced, confirmed; /* announced: alert id → when on-alert ran for
+                                                                      it; confirmed: alert id → who read it (JSON) */
 };
 
 typedef struct item_rec {
@@ -98,7 +100,7 @@ int spool_open(const char *dir, uint64_t map_size, spool **out, char *err, size_
     s->dir = strdup(dir);
     int rc;
     MDB_txn *txn = NULL;
-    static const char *const names[] = {"item", "data", "inbox", "state", "study", "announced", NULL};
+    static const char *const names[] = {"item", "data", "inbox", "state", "study", "announced", "confirmed", NULL};
     const size_t sizes[] = {RECORD_VERSION, sizeof(item_rec), sizeof(study_rec), sizeof(link_rec)};
     const lmdb_stamp stamp = {"edge spool", lmdb_stamp_layout(sizes, 4), names};
     if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 8)) ||
@@ -110,7 +112,8 @@ int spool_open(const char *dir, uint64_t map_size, spool **out, char *err, size_
         (rc = mdb_dbi_open(txn, "inbox", MDB_CREATE, &s->inbox)) ||
         (rc = mdb_dbi_open(txn, "state", MDB_CREATE, &s->state)) ||
         (rc = mdb_dbi_open(txn, "study", MDB_CREATE, &s->study)) ||
-        (rc = mdb_dbi_open(txn, "announced", MDB_CREATE, &s->announced)) || (rc = commit_open(&txn))) {
+        (rc = mdb_dbi_open(txn, "announced", MDB_CREATE, &s->announced)) ||
+        (rc = mdb_dbi_open(txn, "confirmed", MDB_CREATE, &s->confirmed)) || (rc = commit_open(&txn))) {
         if (rc > 0) /* lmdb_stamp_check's refusals say why themselves */
             snprintf(err, errlen, "cannot open the spool in %s: %s", dir, mdb_strerror(rc));
         if (txn && rc)
@@ -716,6 +719,123 @@ int spool_alert_set_announced(spool *s, const char *id, int64_t now_ms)
     if ((rc = mdb_put(txn, s->announced, &k, &v, 0))) {
         mdb_txn_abort(txn);
         return lerr(rc);
+    }
+    rc = mdb_txn_commit(txn);
+    return rc ? lerr(rc) : 0;
+}
+
+/* --- a person's confirmation that an alert was read ----------------------- */
+
+static int put_confirmation(MDB_txn *txn, spool *s, const char *id, const spool_confirmation *c)
+{
+    json_t *j = json_pack("{s:s,s:I,s:b}", "by", c->by, "at", (json_int_t)c->at_ms, "told", c->told_hub);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!text)
+        return ENOMEM;
+    MDB_val k = {strlen(id), (void *)id}, v = {strlen(text), text};
+    int rc = mdb_put(txn, s->confirmed, &k, &v, 0);
+    free(text);
+    return rc;
+}
+
+static int get_confirmation(MDB_txn *txn, spool *s, const char *id, spool_confirmation *c)
+{
+    MDB_val k = {strlen(id), (void *)id}, v;
+    int rc = mdb_get(txn, s->confirmed, &k, &v);
+    if (rc)
+        return rc;
+    json_t *j = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+    memset(c, 0, sizeof *c);
+    const char *by = json_string_value(json_object_get(j, "by"));
+    snprintf(c->by, sizeof c->by, "%s", by ? by : "?");
+    c->at_ms = (int64_t)json_integer_value(json_object_get(j, "at"));
+    c->told_hub = json_is_true(json_object_get(j, "told"));
+    json_decref(j);
+    return 0;
+}
+
+int spool_alert_confirm(spool *s, const char *id, const char *by, int64_t now_ms, spool_confirmation *was)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc)
+        return lerr(rc);
+    MDB_val k = {strlen(id), (void *)id}, v;
+    inbox_hdr h;
+    if ((rc = mdb_get(txn, s->inbox, &k, &v)) || v.mv_size < sizeof h) {
+        mdb_txn_abort(txn);
+        return rc && rc != MDB_NOTFOUND ? lerr(rc) : -ENOENT;
+    }
+    memcpy(&h, v.mv_data, sizeof h);
+    if (strncmp(h.kind, "alert", sizeof h.kind)) {
+        mdb_txn_abort(txn);
+        return -EINVAL; /* a report: nothing to confirm */
+    }
+    if (get_confirmation(txn, s, id, was) == 0) {
+        mdb_txn_abort(txn);
+        return -EEXIST;
+    }
+    spool_confirmation c = {.at_ms = now_ms};
+    snprintf(c.by, sizeof c.by, "%s", by);
+    if ((rc = put_confirmation(txn, s, id, &c))) {
+        mdb_txn_abort(txn);
+        return lerr(rc);
+    }
+    rc = mdb_txn_commit(txn);
+    return rc ? lerr(rc) : 0;
+}
+
+int spool_alert_confirmation(spool *s, const char *id, spool_confirmation *out)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return lerr(rc);
+    rc = get_confirmation(txn, s, id, out);
+    mdb_txn_abort(txn);
+    return rc == MDB_NOTFOUND ? -ENOENT : rc ? lerr(rc) : 0;
+}
+
+int spool_alert_untold(spool *s, int (*cb)(void *ctx, const char *id, const spool_confirmation *c), void *ctx)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return lerr(rc);
+    MDB_cursor *cur;
+    mdb_cursor_open(txn, s->confirmed, &cur);
+    MDB_val k, v;
+    int n = 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        char id[256];
+        snprintf(id, sizeof id, "%.*s", (int)k.mv_size, (const char *)k.mv_data);
+        spool_confirmation c;
+        if (get_confirmation(txn, s, id, &c) || c.told_hub)
+            continue;
+        n++;
+        if (cb(ctx, id, &c))
+            break;
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return n;
+}
+
+int spool_alert_told(spool *s, const char *id)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc)
+        return lerr(rc);
+    spool_confirmation c;
+    if ((rc = get_confirmation(txn, s, id, &c)) == 0 && !c.told_hub) {
+        c.told_hub = true;
+        rc = put_confirmation(txn, s, id, &c);
+    }
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc == MDB_NOTFOUND ? -ENOENT : lerr(rc);
     }
     rc = mdb_txn_commit(txn);
     return rc ? lerr(rc) : 0;

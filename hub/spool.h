@@ -12,6 +12,7 @@
 #ifndef DXHUB_SPOOL_H
 #define DXHUB_SPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -99,5 +100,22 @@ int  spool_inbox_list(spool *s, int (*cb)(void *ctx, const char *id, const char 
  * (edge_alert.c): 0 with *when_ms, -ENOENT when it has not. */
 int  spool_alert_announced(spool *s, const char *id, int64_t *when_ms);
 int  spool_alert_set_announced(spool *s, const char *id, int64_t now_ms);
+
+/* A person at the clinic confirmed reading an alert (危急值 receipt:
+ * `dxhub reports --ack ID --by NAME`); the link tells the hub, which keeps
+ * the alert "unread" until then. */
+typedef struct spool_confirmation {
+    char    by[128];
+    int64_t at_ms;
+    bool    told_hub; /* the hub acknowledged it (READ_OK) */
+} spool_confirmation;
+/* 0; -ENOENT (no such item), -EINVAL (a report, not an alert), -EEXIST
+ * (confirmed already: *was says by whom and when), or another -errno. */
+int  spool_alert_confirm(spool *s, const char *id, const char *by, int64_t now_ms, spool_confirmation *was);
+/* 0 with *out, -ENOENT when not confirmed. */
+int  spool_alert_confirmation(spool *s, const char *id, spool_confirmation *out);
+/* cb for each confirmation the hub has not acknowledged; returns how many. */
+int  spool_alert_untold(spool *s, int (*cb)(void *ctx, const char *id, const spool_confirmation *c), void *ctx);
+int  spool_alert_told(spool *s, const char *id);
 
 #endif

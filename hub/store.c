@@ -205,7 +205,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
         {"conflict", 0, &s->conflict}, {"audit", MDB_INTEGERKEY, &s->audit}, {"meta", 0, &s->meta},
         {"outbox", 0, &s->outbox},   {"report", 0, &s->report},     {"report_idx", 0, &s->report_idx},
         {"report_pat", 0, &s->report_pat}, {"report_ref", 0, &s->report_ref}, {"repeat", 0, &s->repeat},
-        {"early", 0, &s->early},     {"outbox_at", 0, &s->outbox_at},
+        {"early", 0, &s->early},     {"outbox_at", 0, &s->outbox_at}, {"alert_open", 0, &s->alert_open},
     };
     /* Refused before anything is made in it: an edge's spool, a cache, a
      * store of another record layout (lmdb_stamp.h). */

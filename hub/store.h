@@ -267,6 +267,10 @@ int store_outbox_list(store *s, const char *facility,
                       int (*cb)(void *ctx, const char *id, const char *kind, const void *data, size_t len),
                       void *ctx);
 int store_outbox_ack(store *s, const char *facility, const char *id, int64_t now_ms); /* 0, -ENOENT */
+/* A person at the clinic read alert id (who and when, as the gateway
+ * says): 1 when it was unread (audited "alert-read"), 0 when it was not
+ * (read already, or not an alert), or a negative errno. */
+int store_alert_read(store *s, const char *facility, const char *id, const char *by, int64_t at_ms, int64_t now_ms);
 /* What waits in one facility's outbox: counts by kind and when the oldest
  * of each was queued (0: unknown, queued by a hub from before this was
  * recorded, or none). */
@@ -274,9 +278,11 @@ typedef struct store_outbox_waiting {
     char     facility[64];
     unsigned alerts, reports;
     int64_t  oldest_alert_ms, oldest_report_ms;
+    unsigned unread_alerts;     /* taken by the gateway, no person's confirmation yet */
+    int64_t  oldest_unread_ms;  /* when the oldest of those was taken */
 } store_outbox_waiting;
-/* cb once per facility with something waiting, in facility order; returns
- * how many facilities, or a negative errno. */
+/* cb once per facility with something waiting or unread, in facility
+ * order; returns how many facilities, or a negative errno. */
 int store_outbox_summary(store *s, int (*cb)(void *ctx, const store_outbox_waiting *w), void *ctx);
 
 /* Walk every stored instance (and conflicting copy), recompute its digest

@@ -7,12 +7,62 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "hub/store_private.h"
 
 static size_t outbox_key(char *k, size_t n, const char *facility, const char *kind, const char *id)
 {
     int rank = !strcmp(kind, "alert") ? 0 : 1;
     return (size_t)snprintf(k, n, "%s%c%d%c%s", facility, 0, rank, 0, id);
+}
+
+static size_t open_key(char *k, size_t n, const char *facility, const char *id)
+{
+    return (size_t)snprintf(k, n, "%s%c%s", facility, 0, id);
+}
+
+static int mark_unread(store *s, MDB_txn *txn, const char *facility, const char *id, int64_t now_ms)
+{
+    char key[512];
+    size_t kl = open_key(key, sizeof key, facility, id);
+    if (kl >= sizeof key)
+        return EINVAL;
+    MDB_val k = {kl, key}, v = {sizeof now_ms, &now_ms};
+    return mdb_put(txn, s->alert_open, &k, &v, 0);
+}
+
+int store_alert_read(store *s, const char *facility, const char *id, const char *by, int64_t at_ms, int64_t now_ms)
+{
+    char key[512];
+    size_t kl = open_key(key, sizeof key, facility, id);
+    if (kl >= sizeof key)
+        return -EINVAL;
+    MDB_txn *txn;
+    int rc = store_write_begin(s, &txn);
+    if (rc)
+        return store_lmdb_err(rc);
+    MDB_val k = {kl, key};
+    rc = mdb_del(txn, s->alert_open, &k, NULL);
+    if (rc == MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return 0;
+    }
+    if (!rc) {
+        char who[96], detail[400], when[32] = "?";
+        time_t t = (time_t)(at_ms / 1000);
+        struct tm tm;
+        if (gmtime_r(&t, &tm))
+            strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        snprintf(who, sizeof who, "edge:%s", facility);
+        snprintf(detail, sizeof detail, "%s read by %s at %s", id, by, when);
+        rc = store_txn_audit(s, txn, now_ms, who, "alert-read", "", detail);
+    }
+    if (rc) {
+        mdb_txn_abort(txn);
+        return store_lmdb_err(rc);
+    }
+    rc = store_txn_commit(s, txn);
+    return rc ? store_lmdb_err(rc) : 1;
 }
 
 static int put_queued_at(store *s, MDB_txn *txn, MDB_val *key, int64_t now_ms)
@@ -115,6 +165,8 @@ int store_outbox_ack(store *s, const char *facility, const char *id, int64_t now
             found = 1;
         else if (d != MDB_NOTFOUND)
             rc = d;
+        if (d == 0 && rank == 0) /* an alert: unread until a person at the clinic says otherwise */
+            rc = mark_unread(s, txn, facility, id, now_ms);
         d = mdb_del(txn, s->outbox_at, &k, NULL);
         if (d != 0 && d != MDB_NOTFOUND && !rc)
             rc = d;
@@ -131,48 +183,89 @@ int store_outbox_ack(store *s, const char *facility, const char *id, int64_t now
     return store_lmdb_err(store_txn_commit(s, txn));
 }
 
+typedef struct waiting_list {
+    store_outbox_waiting *w;
+    size_t                n, cap;
+} waiting_list;
+
+static store_outbox_waiting *waiting_of(waiting_list *l, const char *facility, size_t fl)
+{
+    if (fl >= sizeof l->w[0].facility)
+        return NULL;
+    if (l->n && strlen(l->w[l->n - 1].facility) == fl && !memcmp(l->w[l->n - 1].facility, facility, fl))
+        return &l->w[l->n - 1]; /* keys come grouped by facility */
+    for (size_t i = 0; i < l->n; i++)
+        if (strlen(l->w[i].facility) == fl && !memcmp(l->w[i].facility, facility, fl))
+            return &l->w[i];
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        store_outbox_waiting *p = realloc(l->w, cap * sizeof *p);
+        if (!p)
+            return NULL;
+        l->w = p;
+        l->cap = cap;
+    }
+    store_outbox_waiting *w = &l->w[l->n++];
+    memset(w, 0, sizeof *w);
+    memcpy(w->facility, facility, fl);
+    return w;
+}
+
+static void oldest(int64_t *at, int64_t when)
+{
+    if (when && (!*at || when < *at))
+        *at = when;
+}
+
+static int by_facility(const void *a, const void *b)
+{
+    return strcmp(((const store_outbox_waiting *)a)->facility, ((const store_outbox_waiting *)b)->facility);
+}
+
 int store_outbox_summary(store *s, int (*cb)(void *ctx, const store_outbox_waiting *w), void *ctx)
 {
     MDB_txn *txn;
     int rc = store_read_txn(s, &txn);
     if (rc)
         return rc;
+    waiting_list l = {0};
     MDB_cursor *c;
-    if ((rc = mdb_cursor_open(txn, s->outbox, &c))) {
-        store_read_end(s, txn);
-        return store_lmdb_err(rc);
-    }
-    store_outbox_waiting w = {0};
-    int n = 0;
-    bool stop = false;
     MDB_val k, v;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && !stop; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        size_t fl = strnlen(k.mv_data, k.mv_size);
-        if (fl + 2 >= k.mv_size || fl >= sizeof w.facility)
-            continue; /* not a key this file wrote */
-        if (w.facility[0] && (strlen(w.facility) != fl || memcmp(w.facility, k.mv_data, fl))) {
-            n++;
-            stop = cb(ctx, &w) != 0;
-            memset(&w, 0, sizeof w);
+    if (mdb_cursor_open(txn, s->outbox, &c) == 0) {
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+            size_t fl = strnlen(k.mv_data, k.mv_size);
+            store_outbox_waiting *w = fl + 2 < k.mv_size ? waiting_of(&l, k.mv_data, fl) : NULL;
+            if (!w)
+                continue; /* not a key this file wrote, or out of memory */
+            bool alert = ((const char *)k.mv_data)[fl + 1] == '0';
+            MDB_val at;
+            int64_t when = 0;
+            if (mdb_get(txn, s->outbox_at, &k, &at) == 0 && at.mv_size == sizeof when)
+                memcpy(&when, at.mv_data, sizeof when);
+            (*(alert ? &w->alerts : &w->reports))++;
+            oldest(alert ? &w->oldest_alert_ms : &w->oldest_report_ms, when);
         }
-        memcpy(w.facility, k.mv_data, fl);
-        w.facility[fl] = '\0';
-        bool alert = ((const char *)k.mv_data)[fl + 1] == '0';
-        MDB_val at;
-        int64_t when = 0;
-        if (mdb_get(txn, s->outbox_at, &k, &at) == 0 && at.mv_size == sizeof when)
-            memcpy(&when, at.mv_data, sizeof when);
-        unsigned *count = alert ? &w.alerts : &w.reports;
-        int64_t *oldest = alert ? &w.oldest_alert_ms : &w.oldest_report_ms;
-        if (when && (!*oldest || when < *oldest))
-            *oldest = when;
-        (*count)++;
+        mdb_cursor_close(c);
     }
-    if (w.facility[0] && !stop) {
-        n++;
-        cb(ctx, &w);
+    if (mdb_cursor_open(txn, s->alert_open, &c) == 0) {
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+            size_t fl = strnlen(k.mv_data, k.mv_size);
+            store_outbox_waiting *w = fl + 1 < k.mv_size ? waiting_of(&l, k.mv_data, fl) : NULL;
+            if (!w)
+                continue;
+            int64_t when = 0;
+            if (v.mv_size == sizeof when)
+                memcpy(&when, v.mv_data, sizeof when);
+            w->unread_alerts++;
+            oldest(&w->oldest_unread_ms, when);
+        }
+        mdb_cursor_close(c);
     }
-    mdb_cursor_close(c);
     store_read_end(s, txn);
-    return n;
+    qsort(l.w, l.n, sizeof *l.w, by_facility);
+    for (size_t i = 0; i < l.n; i++)
+        if (cb(ctx, &l.w[i]))
+            break;
+    free(l.w);
+    return (int)l.n;
 }

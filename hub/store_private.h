@@ -22,6 +22,7 @@ struct store {
     MDB_dbi      inst, blob, study, series, sinst, patient, pending, conflict, audit, meta, outbox, report, report_idx,
                  report_pat, report_ref, repeat,
                  outbox_at, /* outbox key → when it was queued (int64 ms): how long a clinic has not taken it */
+                 alert_open, /* facility \0 alert id → when the gateway took it (int64 ms), until a person reads it */
                  early; /* provisional blob ids (store_blob) not yet an instance's */
     unsigned     batch_max;
     uint64_t     map_size;

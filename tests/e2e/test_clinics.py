@@ -47,6 +47,7 @@ class World:
 def world(tmp_path_factory):
     base = tmp_path_factory.mktemp("clinics")
     w = World()
+    w.base = base
     keys = base / "hubkeys"
     (base / "pass.txt").write_text(PASS + "\n")
     dx("keygen", "--ca", "--facility", "LEAD", "--keys", base / "ca")
@@ -111,8 +112,9 @@ def world(tmp_path_factory):
 
 def test_a_clinic_whose_gateway_is_down_is_shown_with_the_alert_it_has_not_taken(world):
     heard = world.heard
-    assert heard["connected"] is True and heard["waiting"] == {"alerts": 0, "reports": 0, "oldest_alert": None,
-                                                               "oldest_report": None, "oldest_alert_seconds": 0}
+    nothing = {"alerts": 0, "reports": 0, "oldest_alert": None, "oldest_report": None, "oldest_alert_seconds": 0,
+               "unread_alerts": 0, "oldest_unread_alert": None, "oldest_unread_seconds": 0}
+    assert heard["connected"] is True and heard["waiting"] == nothing
     c = world.clinics()
     assert set(c) == {"clinic1", "clinic2"}
     one = c["clinic1"]
@@ -122,9 +124,7 @@ def test_a_clinic_whose_gateway_is_down_is_shown_with_the_alert_it_has_not_taken
     queued = datetime.strptime(one["waiting"]["oldest_alert"], "%Y-%m-%dT%H:%M:%SZ")
     assert abs(queued.replace(tzinfo=timezone.utc).timestamp() - world.signed_at) < 30
     # allowed, never connected
-    assert c["clinic2"] == {"facility": "clinic2", "connected": False, "last_seen": None,
-                            "waiting": {"alerts": 0, "reports": 0, "oldest_alert": None, "oldest_report": None,
-                                        "oldest_alert_seconds": 0}}
+    assert c["clinic2"] == {"facility": "clinic2", "connected": False, "last_seen": None, "waiting": nothing}
     metrics = world.get("/metrics")
     parser = pytest.importorskip("prometheus_client.parser")
     families = {f.name: f for f in parser.text_string_to_metric_families(metrics)}
@@ -161,8 +161,12 @@ def test_the_gateway_back_takes_the_alert_and_nothing_waits(world):
                    what="the outbox emptied")
     assert one["connected"] is True and one["waiting"]["oldest_alert"] is None
     assert 'dxhub_outbox_waiting{facility="clinic1",kind="alert"} 0' in world.get("/metrics")
+    assert one["waiting"]["unread_alerts"] == 1  # taken by the gateway; nobody has said they read it
+    metrics = world.get("/metrics")
+    assert 'dxhub_alerts_unread{facility="clinic1"} 1' in metrics
     st = run([dxhub_bin(), "status", "--hub", world.hub_url]).stdout.decode()
-    assert "ALERT" not in st and "clinic1" in st, st
+    line = next(x for x in st.splitlines() if x.startswith("clinic") and "clinic1" in x)
+    assert "NOT TAKEN" not in line and "1 ALERT NOT CONFIRMED READ" in line, st
 
 
 def test_the_clinics_on_alert_command_tells_a_person_once_it_works_and_only_once(world):
@@ -187,3 +191,34 @@ def test_the_clinics_on_alert_command_tells_a_person_once_it_works_and_only_once
     world.edge.start()
     time.sleep(2)
     assert world.runs.read_text().split() == ["rpt-cl-1"]  # announced once, restarts or not
+
+
+def test_a_person_confirms_reading_the_alert_and_the_hub_hears_it(world):
+    """危急值 receipt: the gateway took the alert, but the hub's operator is
+    told to phone until a person at the clinic says they read it."""
+    said = "clinic clinic1 has not confirmed reading 1 critical-value alert"
+    wait_for(lambda: said in world.hub.log_tail(200000), 20, what="the hub's unread-alert line")
+    reports = lambda *a: run([dxhub_bin(), "reports", "--edge-data", world.edge.data, *a])  # noqa: E731
+    assert "NOT CONFIRMED READ: once a person has read it, dxhub reports --ack rpt-cl-1 --by NAME" in \
+        reports().stdout.decode()
+    r = reports("--ack", "nosuch", "--by", "x")
+    assert r.returncode == 1 and b"nosuch: no such item in this clinic's inbox" in r.stderr
+    r = reports("--ack", "rpt-cl-1")
+    assert r.returncode == 2 and b"--ack ALERT needs --by NAME" in r.stderr
+    r = reports("--ack", "rpt-cl-1", "--by", "护士 李")
+    assert r.returncode == 0 and "confirmed read by 护士 李" in r.stdout.decode(), r.stderr
+    # the gateway tells the hub at its next keep-alive (every 5 s)
+    one = wait_for(lambda: (lambda c: c if c["waiting"]["unread_alerts"] == 0 else None)(world.clinics()["clinic1"]),
+                   20, what="the hub hearing the alert read")
+    assert one["waiting"]["oldest_unread_alert"] is None
+    listed = wait_for(lambda: (lambda t: t if "(the hub not told yet)" not in t else None)(reports().stdout.decode()),
+                      20, what="the gateway hearing READ_OK")
+    assert "read by 护士 李 at " in listed and "NOT CONFIRMED" not in listed, listed
+    trail = run([dxhub_bin(), "audit", "--data", world.base / "hub", "--json", "--what", "alert-read"], check=True)
+    recs = [json.loads(x) for x in trail.stdout.decode().splitlines()]
+    assert len(recs) == 1 and recs[0]["who"] == "edge:clinic1", recs
+    assert recs[0]["detail"].startswith("rpt-cl-1 read by 护士 李 at "), recs
+    r = reports("--ack", "rpt-cl-1", "--by", "someone else")
+    assert r.returncode == 0 and "confirmed read already, by 护士 李" in r.stdout.decode()
+    st = run([dxhub_bin(), "status", "--hub", world.hub_url]).stdout.decode()
+    assert "ALERT" not in st, st

@@ -766,15 +766,33 @@ static void test_outbox_summary_counts_and_dates_what_waits(void **state)
     assert_string_equal(got.w[1].facility, "clinicB");
     assert_int_equal(got.w[1].alerts, 0);
     assert_int_equal(got.w[1].oldest_report_ms, 3000);
-    /* the oldest alert taken: the next one is the oldest */
+    /* the oldest alert taken by the gateway: the next one is the oldest
+     * waiting, and the one taken is unread until a person confirms it */
     assert_int_equal(store_outbox_ack(s, "clinicA", "a1", 4000), 0);
     memset(&got, 0, sizeof got);
     assert_int_equal(store_outbox_summary(s, collect_waiting, &got), 2);
     assert_int_equal(got.w[0].alerts, 1);
     assert_int_equal(got.w[0].oldest_alert_ms, 2000);
-    /* everything of clinicA taken: only clinicB waits */
-    assert_int_equal(store_outbox_ack(s, "clinicA", "a2", 4000), 0);
-    assert_int_equal(store_outbox_ack(s, "clinicA", "r1", 4000), 0);
+    assert_int_equal(got.w[0].unread_alerts, 1);
+    assert_int_equal(got.w[0].oldest_unread_ms, 4000);
+    /* everything of clinicA taken: nothing waits there, two alerts unread;
+     * a report is never "unread" */
+    assert_int_equal(store_outbox_ack(s, "clinicA", "a2", 5000), 0);
+    assert_int_equal(store_outbox_ack(s, "clinicA", "r1", 5000), 0);
+    memset(&got, 0, sizeof got);
+    assert_int_equal(store_outbox_summary(s, collect_waiting, &got), 2);
+    assert_string_equal(got.w[0].facility, "clinicA");
+    assert_int_equal(got.w[0].alerts + got.w[0].reports, 0);
+    assert_int_equal(got.w[0].unread_alerts, 2);
+    assert_int_equal(got.w[0].oldest_unread_ms, 4000);
+    /* read by a person: once (a repeat, or a report's id, changes nothing) */
+    assert_int_equal(store_alert_read(s, "clinicA", "a1", "nurse Li", 6000, 6100), 1);
+    assert_int_equal(store_alert_read(s, "clinicA", "a1", "nurse Li", 6000, 6200), 0);
+    assert_int_equal(store_alert_read(s, "clinicA", "r1", "nurse Li", 6000, 6200), 0);
+    assert_int_equal(store_alert_read(s, "clinicA", "a2", "nurse Wu", 6500, 6600), 1);
+    audit_seen read = {"alert-read", "a1 read by nurse Li at", 0};
+    store_audit_walk(s, 0, find_audit, &read);
+    assert_int_equal(read.found, 1);
     memset(&got, 0, sizeof got);
     assert_int_equal(store_outbox_summary(s, collect_waiting, &got), 1);
     assert_string_equal(got.w[0].facility, "clinicB");
