@@ -102,7 +102,8 @@ def test_demo_runs_a_full_reading_and_stops_cleanly(tmp_path):
         report = tmp_path / "r1.json"
         r = run(["report", "--study-dir", str(fetched / task["study"]), "--report-id", "demo-r1", "--reader",
                  "dr-zhao", "--name", "赵敏", "--origin", task["facility"], "--reading-facility", "lead-hospital",
-                 "--findings", "No consolidation.", "--impression", "Normal chest.", str(report)])
+                 "--findings", "Large right pneumothorax.", "--impression", "Tension pneumothorax: treat now.",
+                 "--critical", str(report)])
         assert r.returncode == 0, r.stderr
         r = run(["sign", "--key", str(demo_dir / "readers/dr-zhao/dr-zhao.key"), "--cert",
                  str(demo_dir / "readers/dr-zhao/dr-zhao.chain.pem"), "--passphrase-file",
@@ -120,6 +121,14 @@ def test_demo_runs_a_full_reading_and_stops_cleanly(tmp_path):
                 break
             time.sleep(0.2)
         assert "demo-r1" in r.stdout, f"the report did not reach {task['facility']}: {r.stdout}"
+        # a critical value: the clinic's on-alert command (the demo's: a file) announced it
+        assert r.stdout.startswith("ALERT") or "\nALERT   demo-r1" in r.stdout, r.stdout
+        alerts = clinic / "alerts.txt"
+        for _ in range(100):
+            if alerts.exists() and alerts.read_text().strip():
+                break
+            time.sleep(0.2)
+        assert "CRITICAL VALUE: " in alerts.read_text() and "Tension pneumothorax: treat now." in alerts.read_text()
         r = run(["verify", str(report), "--trust", str(demo_dir / "hub/keys/trust"), "--study-dir",
                  str(fetched / task["study"])])
         assert r.returncode == 0, r.stdout + r.stderr
