@@ -262,7 +262,8 @@ int store_outbox_summary(store *s, int (*cb)(void *ctx, const store_outbox_waiti
         mdb_cursor_close(c);
     }
     store_read_end(s, txn);
-    qsort(l.w, l.n, sizeof *l.w, by_facility);
+    if (l.n) /* qsort of no array is undefined */
+        qsort(l.w, l.n, sizeof *l.w, by_facility);
     for (size_t i = 0; i < l.n; i++)
         if (cb(ctx, &l.w[i]))
             break;
