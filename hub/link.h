@@ -15,7 +15,13 @@
  *                                       ←    ACK {xfer}
  *                                       ←    DELIVER {id, kind} + bytes (reports, alerts)
  *   DELIVERED {id}                      →
+ *   READ {id, by, at}                   →    a person at the clinic read alert id
+ *                                       ←    READ_OK {id}           (told again at each PING until then)
+ *   PING                                →    keep-alive, every 5 s
+ *                                       ←    PONG
  *   anything malformed or not allowed   ←    ERROR {error, to}
+ *   a message under a key revoked since ←    ERROR {error, to, revoked: true}
+ *   the connection was made
  *
  * The hub keeps partial transfers in files named by facility and digest,
  * so a dropped link (or a restarted hub) resumes at the bytes it has.
