@@ -98,6 +98,23 @@ static int print_study(void *ctx, const spool_study *st)
 
 #define EDGE_DISK_LOW ((uint64_t)2 << 30) /* a day of a clinic's studies, roughly: said as LOW below it */
 
+/* Alerts a person here has not confirmed reading (危急值 receipt). */
+typedef struct unread_ctx {
+    spool *sp;
+    int    n;
+} unread_ctx;
+
+static int count_unread(void *ctx, const char *id, const char *kind, int64_t received_ms, const void *data,
+                        size_t len)
+{
+    (void)received_ms, (void)data, (void)len;
+    unread_ctx *u = ctx;
+    spool_confirmation c;
+    if (!strcmp(kind, "alert") && spool_alert_confirmation(u->sp, id, &c) != 0)
+        u->n++;
+    return 0;
+}
+
 static int edge_status(const char *data_dir)
 {
     spool *sp = NULL;
@@ -143,6 +160,11 @@ static int edge_status(const char *data_dir)
                room < EDGE_DISK_LOW ? " -- LOW: new studies are refused once it is full (modalities retry)" : "");
     }
     printf("  reports and alerts received: %llu ('dxhub reports' lists them)\n", (unsigned long long)s.inbox);
+    unread_ctx u = {sp, 0};
+    spool_inbox_list(sp, count_unread, &u);
+    if (u.n)
+        printf("  ALERTS NOT CONFIRMED READ: %d -- read them ('dxhub reports'), then: dxhub reports --ack ID --by NAME\n",
+               u.n);
     int studies = 0;
     printf("studies (on their way first, then delivered in the last week):\n");
     spool_studies(sp, print_study, &studies);

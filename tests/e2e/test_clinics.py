@@ -201,6 +201,7 @@ def test_a_person_confirms_reading_the_alert_and_the_hub_hears_it(world):
     reports = lambda *a: run([dxhub_bin(), "reports", "--edge-data", world.edge.data, *a])  # noqa: E731
     assert "NOT CONFIRMED READ: once a person has read it, dxhub reports --ack rpt-cl-1 --by NAME" in \
         reports().stdout.decode()
+    assert "ALERTS NOT CONFIRMED READ: 1" in world.edge.status_text()  # the nurse's view of the gateway
     r = reports("--ack", "nosuch", "--by", "x")
     assert r.returncode == 1 and b"nosuch: no such item in this clinic's inbox" in r.stderr
     r = reports("--ack", "rpt-cl-1")
@@ -214,6 +215,7 @@ def test_a_person_confirms_reading_the_alert_and_the_hub_hears_it(world):
     listed = wait_for(lambda: (lambda t: t if "(the hub not told yet)" not in t else None)(reports().stdout.decode()),
                       20, what="the gateway hearing READ_OK")
     assert "read by 护士 李 at " in listed and "NOT CONFIRMED" not in listed, listed
+    assert "NOT CONFIRMED" not in world.edge.status_text()
     trail = run([dxhub_bin(), "audit", "--data", world.base / "hub", "--json", "--what", "alert-read"], check=True)
     recs = [json.loads(x) for x in trail.stdout.decode().splitlines()]
     assert len(recs) == 1 and recs[0]["who"] == "edge:clinic1", recs
