@@ -48,6 +48,8 @@ int  dx_read_signed_report(const char *cmd, const char *report, const char *sig,
 void dx_signed_report_free(dx_signed_report *r);
 /* Writes path atomically (a temporary file, fsync, rename): 0 or -errno. */
 int dx_write_file(const char *path, const void *p, size_t n);
+/* A duration for people: "42 s", "17 min", "5 h", "3 days". */
+void   dx_human_age(int64_t ms, char *out, size_t n);
 /* t as "YYYY-MM-DDThh:mm:ssZ" (UTC), "?" for 0. */
 void   dx_fmt_time(time_t t, char *out, size_t n);
 /* "YYYY-MM-DD" or "YYYY-MM-DDThh:mm:ssZ" (UTC); 0 when malformed. */
