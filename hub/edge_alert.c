@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,8 @@ struct edge_alerter {
     pthread_t       thread;
     pthread_mutex_t mu;
     pthread_cond_t  cv;
-    bool            kicked, stop;
+    bool            kicked;
+    _Atomic bool    stop; /* read by a run under way, without the lock: the gateway stops, the command goes */
     log_repeat      told; /* a failing command: said when its reason changes, or once a minute */
 };
 
@@ -142,14 +144,17 @@ static int run_one(edge_alerter *a, const pending *p, char *why, size_t whylen)
     int status = 0;
     int64_t end = clock_mono_ms() + EDGE_ALERT_TIMEOUT_MS;
     pid_t got;
-    while ((got = waitpid(pid, &status, WNOHANG)) == 0 && clock_mono_ms() < end) {
+    while ((got = waitpid(pid, &status, WNOHANG)) == 0 && clock_mono_ms() < end && !atomic_load(&a->stop)) {
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
     }
     if (got == 0) {
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
-        snprintf(why, whylen, "still running after %d s: killed", EDGE_ALERT_TIMEOUT_MS / 1000);
+        if (atomic_load(&a->stop))
+            snprintf(why, whylen, "stopped with the gateway");
+        else
+            snprintf(why, whylen, "still running after %d s: killed", EDGE_ALERT_TIMEOUT_MS / 1000);
         return -1;
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
@@ -168,7 +173,7 @@ static bool announce_round(edge_alerter *a)
     round_ctx r = {a, NULL, 0, 0};
     spool_inbox_list(a->sp, collect, &r);
     bool left = false;
-    for (size_t i = 0; i < r.n && !a->stop; i++) {
+    for (size_t i = 0; i < r.n && !atomic_load(&a->stop); i++) {
         char why[160];
         if (run_one(a, &r.p[i], why, sizeof why) == 0) {
             int rc = spool_alert_set_announced(a->sp, r.p[i].id, clock_wall_ms());
@@ -177,6 +182,8 @@ static bool announce_round(edge_alerter *a)
             continue;
         }
         left = true;
+        if (atomic_load(&a->stop))
+            break; /* not a failure of the command: announced at the next start */
         char reason[448];
         snprintf(reason, sizeof reason, "%s: %s", r.p[i].id, why);
         if (log_repeat_due(&a->told, reason, 60000))

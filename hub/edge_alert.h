@@ -13,7 +13,8 @@ typedef struct edge_alerter edge_alerter;
 int  edge_alerter_start(spool *sp, const char *cmd, edge_alerter **out, char *err, size_t errlen);
 /* An alert arrived (the link, after it is durable in the spool).  NULL-safe. */
 void edge_alerter_kick(edge_alerter *a);
-/* Stops after the run under way (if any); NULL-safe; NULLs *a. */
+/* Stops; a command under way is killed (its alert is announced at the next
+ * start).  NULL-safe; NULLs *a. */
 void edge_alerter_stop(edge_alerter **a);
 
 #endif
