@@ -20,17 +20,6 @@
 #include "hub/cmd.h"
 #include "hub/config.h"
 
-/* main.c's, which the tests do not link. */
-void dx_errorf(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "dxhub %s: ", cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
 typedef struct demo_settings {
     const char *data, *name, *optional;
     int         count, flag, level, days;
