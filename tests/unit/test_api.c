@@ -1090,17 +1090,6 @@ static void test_start_fails_cleanly_on_a_busy_port(void **state)
     }
 }
 
-/* dx_errorf lives in hub/main.c, outside the library: the same here. */
-void dx_errorf(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "dxhub %s: ", cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
 static int run_status(const char *hub, char *out, size_t n)
 {
     char tmpl[] = "/tmp/dxhub-status-XXXXXX";
