@@ -25,8 +25,7 @@
 struct spool {
     char   *dir;
     MDB_env *env;
-    MDB_dbi item, data, inbox, state, study, announced, confirmed; /* announced: alert id → when on-alert ran for
-                                                                      it; confirmed: alert id → who read it (JSON) */
+    MDB_dbi item, data, inbox, state, study, alerts; /* alerts: alert id → what became of it here (JSON) */
 };
 
 typedef struct item_rec {
@@ -100,7 +99,7 @@ int spool_open(const char *dir, uint64_t map_size, spool **out, char *err, size_
     s->dir = strdup(dir);
     int rc;
     MDB_txn *txn = NULL;
-    static const char *const names[] = {"item", "data", "inbox", "state", "study", "announced", "confirmed", NULL};
+    static const char *const names[] = {"item", "data", "inbox", "state", "study", "alerts", NULL};
     const size_t sizes[] = {RECORD_VERSION, sizeof(item_rec), sizeof(study_rec), sizeof(link_rec)};
     const lmdb_stamp stamp = {"edge spool", lmdb_stamp_layout(sizes, 4), names};
     if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 8)) ||
@@ -112,8 +111,7 @@ int spool_open(const char *dir, uint64_t map_size, spool **out, char *err, size_
         (rc = mdb_dbi_open(txn, "inbox", MDB_CREATE, &s->inbox)) ||
         (rc = mdb_dbi_open(txn, "state", MDB_CREATE, &s->state)) ||
         (rc = mdb_dbi_open(txn, "study", MDB_CREATE, &s->study)) ||
-        (rc = mdb_dbi_open(txn, "announced", MDB_CREATE, &s->announced)) ||
-        (rc = mdb_dbi_open(txn, "confirmed", MDB_CREATE, &s->confirmed)) || (rc = commit_open(&txn))) {
+        (rc = mdb_dbi_open(txn, "alerts", MDB_CREATE, &s->alerts)) || (rc = commit_open(&txn))) {
         if (rc > 0) /* lmdb_stamp_check's refusals say why themselves */
             snprintf(err, errlen, "cannot open the spool in %s: %s", dir, mdb_strerror(rc));
         if (txn && rc)
@@ -695,106 +693,169 @@ int spool_inbox_list(spool *s, int (*cb)(void *ctx, const char *id, const char *
     return n;
 }
 
-int spool_alert_announced(spool *s, const char *id, int64_t *when_ms)
+/* --- what became of each alert at the clinic -------------------------------
+ * One record per alert id in `alerts` (JSON, so a field added later reads
+ * as absent): when the on-alert command announced it (edge_alert.c), and
+ * who read it, when, and whether the hub has heard so. */
+
+typedef struct alert_state {
+    int64_t            announced_ms; /* 0: not yet */
+    bool               confirmed;
+    spool_confirmation c;
+} alert_state;
+
+static void parse_alert_state(const MDB_val *v, alert_state *a)
 {
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return lerr(rc);
+    memset(a, 0, sizeof *a);
+    json_t *j = json_loadb(v->mv_data, v->mv_size, 0, NULL);
+    a->announced_ms = (int64_t)json_integer_value(json_object_get(j, "announced"));
+    const char *by = json_string_value(json_object_get(j, "by"));
+    a->confirmed = by != NULL;
+    snprintf(a->c.by, sizeof a->c.by, "%s", by ? by : "");
+    a->c.at_ms = (int64_t)json_integer_value(json_object_get(j, "at"));
+    a->c.told_hub = json_is_true(json_object_get(j, "told"));
+    json_decref(j);
+}
+
+/* 0 with *a (all zero when there is no record yet), or an LMDB code. */
+static int get_alert_state(MDB_txn *txn, spool *s, const char *id, alert_state *a)
+{
     MDB_val k = {strlen(id), (void *)id}, v;
-    rc = mdb_get(txn, s->announced, &k, &v);
-    if (rc == 0 && v.mv_size == sizeof *when_ms)
-        memcpy(when_ms, v.mv_data, sizeof *when_ms);
-    mdb_txn_abort(txn);
-    return rc == MDB_NOTFOUND ? -ENOENT : rc ? lerr(rc) : 0;
+    int rc = mdb_get(txn, s->alerts, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        memset(a, 0, sizeof *a);
+    else if (rc == 0)
+        parse_alert_state(&v, a);
+    return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-int spool_alert_set_announced(spool *s, const char *id, int64_t now_ms)
+static int put_alert_state(MDB_txn *txn, spool *s, const char *id, const alert_state *a)
 {
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-    if (rc)
-        return lerr(rc);
-    MDB_val k = {strlen(id), (void *)id}, v = {sizeof now_ms, &now_ms};
-    if ((rc = mdb_put(txn, s->announced, &k, &v, 0))) {
-        mdb_txn_abort(txn);
-        return lerr(rc);
-    }
-    rc = mdb_txn_commit(txn);
-    return rc ? lerr(rc) : 0;
-}
-
-/* --- a person's confirmation that an alert was read ----------------------- */
-
-static int put_confirmation(MDB_txn *txn, spool *s, const char *id, const spool_confirmation *c)
-{
-    json_t *j = json_pack("{s:s,s:I,s:b}", "by", c->by, "at", (json_int_t)c->at_ms, "told", c->told_hub);
+    json_t *j = json_pack("{s:I}", "announced", (json_int_t)a->announced_ms);
+    if (j && a->confirmed)
+        json_object_update_new(j, json_pack("{s:s,s:I,s:b}", "by", a->c.by, "at", (json_int_t)a->c.at_ms, "told",
+                                            a->c.told_hub));
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!text)
         return ENOMEM;
     MDB_val k = {strlen(id), (void *)id}, v = {strlen(text), text};
-    int rc = mdb_put(txn, s->confirmed, &k, &v, 0);
+    int rc = mdb_put(txn, s->alerts, &k, &v, 0);
     free(text);
     return rc;
 }
 
-static int get_confirmation(MDB_txn *txn, spool *s, const char *id, spool_confirmation *c)
+/* Reads id's record in a read transaction. */
+static int read_alert_state(spool *s, const char *id, alert_state *a)
 {
-    MDB_val k = {strlen(id), (void *)id}, v;
-    int rc = mdb_get(txn, s->confirmed, &k, &v);
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (rc)
-        return rc;
-    json_t *j = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-    memset(c, 0, sizeof *c);
-    const char *by = json_string_value(json_object_get(j, "by"));
-    snprintf(c->by, sizeof c->by, "%s", by ? by : "?");
-    c->at_ms = (int64_t)json_integer_value(json_object_get(j, "at"));
-    c->told_hub = json_is_true(json_object_get(j, "told"));
-    json_decref(j);
+        return lerr(rc);
+    rc = get_alert_state(txn, s, id, a);
+    mdb_txn_abort(txn);
+    return rc ? lerr(rc) : 0;
+}
+
+/* change(a, arg) on id's record in one write transaction: it returns 0 to
+ * write the record, 1 to leave it as it is, or a negative errno to say. */
+static int change_alert_state(spool *s, const char *id, int (*change)(alert_state *a, void *arg), void *arg)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc)
+        return lerr(rc);
+    alert_state a;
+    if ((rc = get_alert_state(txn, s, id, &a))) {
+        mdb_txn_abort(txn);
+        return lerr(rc);
+    }
+    int verdict = change(&a, arg);
+    if (verdict != 0) {
+        mdb_txn_abort(txn);
+        return verdict < 0 ? verdict : 0;
+    }
+    if ((rc = put_alert_state(txn, s, id, &a))) {
+        mdb_txn_abort(txn);
+        return lerr(rc);
+    }
+    rc = mdb_txn_commit(txn); /* frees txn, committed or not */
+    return rc ? lerr(rc) : 0;
+}
+
+int spool_alert_announced(spool *s, const char *id, int64_t *when_ms)
+{
+    alert_state a;
+    int rc = read_alert_state(s, id, &a);
+    if (rc == 0 && !a.announced_ms)
+        return -ENOENT;
+    if (rc == 0)
+        *when_ms = a.announced_ms;
+    return rc;
+}
+
+static int set_announced(alert_state *a, void *arg)
+{
+    a->announced_ms = *(int64_t *)arg;
+    return 0;
+}
+
+int spool_alert_set_announced(spool *s, const char *id, int64_t now_ms)
+{
+    return change_alert_state(s, id, set_announced, &now_ms);
+}
+
+/* --- a person's confirmation that an alert was read ----------------------- */
+
+typedef struct confirm_arg {
+    spool_confirmation  want, *was;
+} confirm_arg;
+
+static int confirm(alert_state *a, void *arg)
+{
+    confirm_arg *c = arg;
+    if (a->confirmed) {
+        *c->was = a->c;
+        return -EEXIST;
+    }
+    a->confirmed = true;
+    a->c = c->want;
     return 0;
 }
 
 int spool_alert_confirm(spool *s, const char *id, const char *by, int64_t now_ms, spool_confirmation *was)
 {
     MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (rc)
         return lerr(rc);
     MDB_val k = {strlen(id), (void *)id}, v;
-    inbox_hdr h;
-    if ((rc = mdb_get(txn, s->inbox, &k, &v)) || v.mv_size < sizeof h) {
-        mdb_txn_abort(txn);
-        return rc && rc != MDB_NOTFOUND ? lerr(rc) : -ENOENT;
-    }
-    memcpy(&h, v.mv_data, sizeof h);
-    if (strncmp(h.kind, "alert", sizeof h.kind)) {
-        mdb_txn_abort(txn);
-        return -EINVAL; /* a report: nothing to confirm */
-    }
-    if (get_confirmation(txn, s, id, was) == 0) {
-        mdb_txn_abort(txn);
-        return -EEXIST;
-    }
-    spool_confirmation c = {.at_ms = now_ms};
-    snprintf(c.by, sizeof c.by, "%s", by);
-    if ((rc = put_confirmation(txn, s, id, &c))) {
-        mdb_txn_abort(txn);
+    inbox_hdr h = {0};
+    rc = mdb_get(txn, s->inbox, &k, &v);
+    if (rc == 0 && v.mv_size >= sizeof h)
+        memcpy(&h, v.mv_data, sizeof h);
+    bool alert = !strncmp(h.kind, "alert", sizeof h.kind);
+    mdb_txn_abort(txn);
+    if (rc && rc != MDB_NOTFOUND)
         return lerr(rc);
-    }
-    rc = mdb_txn_commit(txn);
-    return rc ? lerr(rc) : 0;
+    if (rc)
+        return -ENOENT;
+    if (!alert)
+        return -EINVAL; /* a report: nothing to confirm */
+    confirm_arg c = {.was = was, .want = {.at_ms = now_ms}};
+    snprintf(c.want.by, sizeof c.want.by, "%s", by);
+    return change_alert_state(s, id, confirm, &c);
 }
 
 int spool_alert_confirmation(spool *s, const char *id, spool_confirmation *out)
 {
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return lerr(rc);
-    rc = get_confirmation(txn, s, id, out);
-    mdb_txn_abort(txn);
-    return rc == MDB_NOTFOUND ? -ENOENT : rc ? lerr(rc) : 0;
+    alert_state a;
+    int rc = read_alert_state(s, id, &a);
+    if (rc == 0 && !a.confirmed)
+        return -ENOENT;
+    if (rc == 0)
+        *out = a.c;
+    return rc;
 }
 
 int spool_alert_untold(spool *s, int (*cb)(void *ctx, const char *id, const spool_confirmation *c), void *ctx)
@@ -804,17 +865,18 @@ int spool_alert_untold(spool *s, int (*cb)(void *ctx, const char *id, const spoo
     if (rc)
         return lerr(rc);
     MDB_cursor *cur;
-    mdb_cursor_open(txn, s->confirmed, &cur);
+    mdb_cursor_open(txn, s->alerts, &cur);
     MDB_val k, v;
     int n = 0;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        alert_state a;
+        parse_alert_state(&v, &a);
+        if (!a.confirmed || a.c.told_hub)
+            continue;
         char id[256];
         snprintf(id, sizeof id, "%.*s", (int)k.mv_size, (const char *)k.mv_data);
-        spool_confirmation c;
-        if (get_confirmation(txn, s, id, &c) || c.told_hub)
-            continue;
         n++;
-        if (cb(ctx, id, &c))
+        if (cb(ctx, id, &a.c))
             break;
     }
     mdb_cursor_close(cur);
@@ -822,21 +884,15 @@ int spool_alert_untold(spool *s, int (*cb)(void *ctx, const char *id, const spoo
     return n;
 }
 
-int spool_alert_told(spool *s, const char *id)
+static int mark_told(alert_state *a, void *arg)
 {
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-    if (rc)
-        return lerr(rc);
-    spool_confirmation c;
-    if ((rc = get_confirmation(txn, s, id, &c)) == 0 && !c.told_hub) {
-        c.told_hub = true;
-        rc = put_confirmation(txn, s, id, &c);
-    }
-    if (rc) {
-        mdb_txn_abort(txn);
-        return rc == MDB_NOTFOUND ? -ENOENT : lerr(rc);
-    }
-    rc = mdb_txn_commit(txn);
-    return rc ? lerr(rc) : 0;
+    (void)arg;
+    if (!a->confirmed)
+        return -ENOENT;
+    if (a->c.told_hub)
+        return 1;
+    a->c.told_hub = true;
+    return 0;
 }
+
+int spool_alert_told(spool *s, const char *id) { return change_alert_state(s, id, mark_told, NULL); }

@@ -13,6 +13,7 @@
  *    facility reach the edge's inbox, the alert first, and the outbox
  *    empties once the edge said DELIVERED.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -299,6 +300,19 @@ static int outbox_empty(world *w)
     return store_outbox_list(w->st, FACILITY, count_cb, order) == 0 && !order[0][0];
 }
 
+static int count_untold(void *ctx, const char *id, const spool_confirmation *c)
+{
+    (void)id, (void)c;
+    ++*(int *)ctx;
+    return 0;
+}
+
+static int first_waiting(void *ctx, const store_outbox_waiting *w)
+{
+    *(store_outbox_waiting *)ctx = *w;
+    return 1;
+}
+
 static void test_reports_and_alerts_come_back_alert_first(void **state)
 {
     world *w = *state;
@@ -329,6 +343,39 @@ static void test_reports_and_alerts_come_back_alert_first(void **state)
     spool_stats ss;
     assert_int_equal(spool_get_stats(w->sp, &ss), 0);
     assert_int_equal(ss.inbox, 2);
+
+    /* what became of the alert here: announced, then read by a person;
+     * one record keeps both (the link stopped: its keep-alive would tell
+     * the hub meanwhile) */
+    edge_link_stop(&w->edge);
+    int64_t when = 0;
+    assert_int_equal(spool_alert_announced(w->sp, "alert-0001", &when), -ENOENT);
+    assert_int_equal(spool_alert_set_announced(w->sp, "alert-0001", 1234), 0);
+    assert_int_equal(spool_alert_announced(w->sp, "alert-0001", &when), 0);
+    assert_int_equal(when, 1234);
+    spool_confirmation c;
+    assert_int_equal(spool_alert_confirmation(w->sp, "alert-0001", &c), -ENOENT);
+    assert_int_equal(spool_alert_confirm(w->sp, "rpt-0001", "nurse Li", 2000, &c), -EINVAL); /* a report */
+    assert_int_equal(spool_alert_confirm(w->sp, "nosuch", "nurse Li", 2000, &c), -ENOENT);
+    assert_int_equal(spool_alert_confirm(w->sp, "alert-0001", "nurse Li", 2000, &c), 0);
+    assert_int_equal(spool_alert_confirm(w->sp, "alert-0001", "nurse Wu", 3000, &c), -EEXIST);
+    assert_string_equal(c.by, "nurse Li");
+    assert_int_equal(c.at_ms, 2000);
+    assert_int_equal(spool_alert_announced(w->sp, "alert-0001", &when), 0); /* kept beside the confirmation */
+    assert_int_equal(when, 1234);
+    int untold = 0;
+    assert_int_equal(spool_alert_untold(w->sp, count_untold, &untold), 1);
+    assert_int_equal(spool_alert_told(w->sp, "alert-0001"), 0);
+    assert_int_equal(spool_alert_untold(w->sp, count_untold, &untold), 0);
+    assert_int_equal(spool_alert_confirmation(w->sp, "alert-0001", &c), 0);
+    assert_true(c.told_hub);
+    assert_string_equal(c.by, "nurse Li");
+    /* the hub: the alert the gateway took is unread until then */
+    store_outbox_waiting unread = {0};
+    store_outbox_summary(w->st, first_waiting, &unread);
+    assert_string_equal(unread.facility, FACILITY);
+    assert_int_equal(unread.unread_alerts, 1);
+    start_edge(w);
 }
 
 /* The retries were set (a backoff of at most 5 min) before the wall clock
