@@ -151,7 +151,8 @@ static void finish_detail(audit_rec *r)
 
 static store_audit_rec as_store_rec(const audit_rec *r)
 {
-    return (store_audit_rec){r->first_ms, r->who, r->what, r->study, r->detail};
+    return (store_audit_rec){.t_ms = r->first_ms, .who = r->who, .what = r->what, .study_uid = r->study,
+                             .detail = r->detail};
 }
 
 /* An operator must hear that accesses are not being recorded: patient

@@ -703,7 +703,7 @@ static int apply_new_instance(store *s, MDB_txn *txn, put_job *job)
         st.late_arrivals++;
         if (st.state <= STUDY_QUEUED)
             st.state = STUDY_RECEIVING;
-        store_txn_audit(s, txn, job->now_ms, job->in.source, "late-arrival", st.study_uid, job->in.sop_uid);
+        store_txn_audit_of(s, txn, job->now_ms, job->in.source, "late-arrival", &st, job->in.sop_uid);
     }
     add_modality(st.modalities, sizeof st.modalities, job->series_modality);
     st.n_instances++;
@@ -713,7 +713,7 @@ static int apply_new_instance(store *s, MDB_txn *txn, put_job *job)
     if (st.state == STUDY_RECEIVING && st.expected && st.n_instances >= st.expected) {
         st.state = STUDY_COMPLETE;
         st.completed_ms = job->now_ms;
-        if ((rc = store_txn_audit(s, txn, job->now_ms, "hub", "study-complete", st.study_uid, "marker count reached")) ||
+        if ((rc = store_txn_audit_of(s, txn, job->now_ms, "hub", "study-complete", &st, "marker count reached")) ||
             (rc = store_txn_study_completed(s, txn, &st, job->now_ms)))
             return rc;
     }
@@ -729,7 +729,7 @@ static int apply_new_instance(store *s, MDB_txn *txn, put_job *job)
         if (rc && rc != MDB_KEYEXIST)
             return rc;
     }
-    return store_txn_audit(s, txn, job->now_ms, job->in.source, "store", st.study_uid, job->in.sop_uid);
+    return store_txn_audit_of(s, txn, job->now_ms, job->in.source, "store", &st, job->in.sop_uid);
 }
 
 static int apply_conflict(store *s, MDB_txn *txn, put_job *job)

@@ -232,6 +232,7 @@ int store_audit(store *s, int64_t now_ms, const char *who, const char *what,
 typedef struct store_audit_rec {
     int64_t     t_ms;
     const char *who, *what, *study_uid, *detail;
+    const char *patient; /* the study's patient when the caller has it; NULL: looked up in the study index */
 } store_audit_rec;
 /* Append n records in order in one durable transaction (one fsync for
  * all): all of them, or none and a negative code. */

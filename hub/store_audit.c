@@ -77,8 +77,9 @@ static int txn_audit_many(store *s, MDB_txn *txn, const store_audit_rec *recs, s
     char study[STORE_UID_MAX] = "", patient[STORE_UID_MAX] = "";
     for (size_t i = 0; i < n && !rc; i++, seq++) {
         char rec[1024];
-        patient_of(s, txn, recs[i].study_uid, study, patient);
-        int len = audit_line(rec, &recs[i], patient);
+        if (!recs[i].patient)
+            patient_of(s, txn, recs[i].study_uid, study, patient);
+        int len = audit_line(rec, &recs[i], recs[i].patient ? recs[i].patient : patient);
         k = (MDB_val){sizeof seq, &seq};
         v = (MDB_val){(size_t)len, rec};
         rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND);
@@ -90,7 +91,15 @@ static int txn_audit_many(store *s, MDB_txn *txn, const store_audit_rec *recs, s
 int store_txn_audit(store *s, MDB_txn *txn, int64_t now_ms, const char *who, const char *what,
                     const char *study_uid, const char *detail)
 {
-    store_audit_rec r = {now_ms, who, what, study_uid, detail};
+    store_audit_rec r = {.t_ms = now_ms, .who = who, .what = what, .study_uid = study_uid, .detail = detail};
+    return txn_audit_many(s, txn, &r, 1);
+}
+
+int store_txn_audit_of(store *s, MDB_txn *txn, int64_t now_ms, const char *who, const char *what,
+                       const store_study *st, const char *detail)
+{
+    store_audit_rec r = {.t_ms = now_ms, .who = who, .what = what, .study_uid = st->study_uid, .detail = detail,
+                         .patient = st->patient_id};
     return txn_audit_many(s, txn, &r, 1);
 }
 
@@ -112,7 +121,7 @@ int store_audit_many(store *s, const store_audit_rec *recs, size_t n)
 int store_audit(store *s, int64_t now_ms, const char *who, const char *what, const char *study_uid,
                 const char *detail)
 {
-    store_audit_rec r = {now_ms, who, what, study_uid, detail};
+    store_audit_rec r = {.t_ms = now_ms, .who = who, .what = what, .study_uid = study_uid, .detail = detail};
     return store_audit_many(s, &r, 1);
 }
 

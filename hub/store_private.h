@@ -113,6 +113,9 @@ static inline size_t store_blob_key(const store_instance *in, uint32_t n, uint8_
 /* Helpers shared by the store's files. */
 int  store_txn_audit(store *s, MDB_txn *txn, int64_t now_ms, const char *who, const char *what,
                      const char *study_uid, const char *detail);
+/* The same about st, whose patient the caller holds already (ingest). */
+int  store_txn_audit_of(store *s, MDB_txn *txn, int64_t now_ms, const char *who, const char *what,
+                        const store_study *st, const char *detail);
 int  store_txn_get_study(store *s, MDB_txn *txn, const char *uid, store_study *out);
 int  store_txn_put_study(store *s, MDB_txn *txn, const store_study *st);
 void store_count_commit(store *s, uint64_t us, unsigned n);

@@ -26,7 +26,7 @@ static int mark_complete(store *s, MDB_txn *txn, store_study *st, int64_t now_ms
             rc = 0;
     }
     if (!rc)
-        rc = store_txn_audit(s, txn, now_ms, "hub", "study-complete", st->study_uid, why);
+        rc = store_txn_audit_of(s, txn, now_ms, "hub", "study-complete", st, why);
     return rc;
 }
 
@@ -280,9 +280,9 @@ int store_evict(store *s, int64_t older_than_ms, int max_studies, int64_t now_ms
         if ((rc = store_write_begin(s, &txn)))
             break;
         store_study st;
-        /* the record first: it names the patient from the study it removes */
+        /* its record names the patient of the study it removes */
         if (store_txn_get_study(s, txn, c[best].uid, &st) == 0 &&
-            (rc = store_txn_audit(s, txn, now_ms, "hub", "evict", st.study_uid, "retention")) == 0)
+            (rc = store_txn_audit_of(s, txn, now_ms, "hub", "evict", &st, "retention")) == 0)
             rc = delete_study_rows(s, txn, &st);
         if (rc) {
             mdb_txn_abort(txn);
