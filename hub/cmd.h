@@ -50,6 +50,9 @@ void dx_signed_report_free(dx_signed_report *r);
 int dx_write_file(const char *path, const void *p, size_t n);
 /* A duration for people: "42 s", "17 min", "5 h", "3 days". */
 void   dx_human_age(int64_t ms, char *out, size_t n);
+/* Who runs this command, for an audit record: "local:<account>" (with
+ * "/sudo:<person>" when root's shell came from sudo). */
+void   dx_local_user(char *out, size_t n);
 /* t as "YYYY-MM-DDThh:mm:ssZ" (UTC), "?" for 0. */
 void   dx_fmt_time(time_t t, char *out, size_t n);
 /* "YYYY-MM-DD" or "YYYY-MM-DDThh:mm:ssZ" (UTC); 0 when malformed. */

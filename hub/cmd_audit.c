@@ -5,7 +5,8 @@
  * nothing there: the hub counts any other process's commit to its store
  * as something to alert on (dxhub_store_outside_commits_total), so who
  * reads the trail is for the operating system's audit to record, as for
- * any file holding patient data. */
+ * any file holding patient data.  --edge-data reads a clinic gateway's
+ * trail instead (spool.h), kept in the same record form. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -18,6 +19,7 @@
 #include <time.h>
 #include "hub/audit_filter.h"
 #include "hub/cmd.h"
+#include "hub/spool.h"
 #include "hub/store.h"
 
 #define FOLLOW_POLL_MS 500
@@ -26,7 +28,8 @@ static volatile sig_atomic_t stop_following;
 static void on_stop(int sig) { (void)sig; stop_following = 1; }
 
 typedef struct audit_out {
-    store       *st;
+    store       *st; /* the hub's trail, or... */
+    spool       *sp; /* ...a clinic gateway's (--edge-data) */
     audit_filter f;
     bool         json;
     uint64_t     limit, shown, read, last_seq;
@@ -46,7 +49,7 @@ static const char *field(json_t *o, const char *k)
  * before records named it; NULL when the study is gone or unknown. */
 static const char *study_patient(audit_out *o, const audit_entry *e)
 {
-    if (*e->patient || !*e->study)
+    if (*e->patient || !*e->study || !o->st)
         return NULL;
     if (strcmp(o->study, e->study) != 0) {
         store_study s;
@@ -166,10 +169,14 @@ static int each_record(void *ctx, uint64_t seq, const char *text, size_t len)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: dxhub audit [--data DIR] [--since TIME] [--until TIME] [--who WHO] [--what ACTION,...]\n"
-            "                   [--study UID] [--patient ID] [--after SEQ] [--limit N] [--json] [--follow]\n"
+            "usage: dxhub audit [--data DIR | --edge-data DIR] [--since TIME] [--until TIME] [--who WHO]\n"
+            "                   [--what ACTION,...] [--study UID] [--patient ID] [--after SEQ] [--limit N] [--json]\n"
+            "                   [--follow]\n"
             "  the hub's audit trail: who read or changed what, and when (read beside the running hub)\n"
             "  --data DIR        the hub's data folder (default ./var/hub)\n"
+            "  --edge-data DIR   a clinic gateway's trail instead: received (from which modality or account),\n"
+            "                    delivered, refused, report-received, alert-received, alert-announced,\n"
+            "                    read, export, alert-read (who: the account that ran 'dxhub reports')\n"
             "  --since, --until  YYYY-MM-DD (a whole UTC day) or YYYY-MM-DDThh:mm[:ss] with Z (UTC, the default)\n"
             "                    or an offset such as +08:00; --until is the end of the day or second it names\n"
             "  --who WHO         reader matches every reader, reader:dr-wang one, peer:county its facilities\n"
@@ -180,7 +187,7 @@ static void usage(FILE *f)
             "  --limit N         stop after N records\n"
             "  --json            one JSON object per line: seq, time, who, what, study, patient, detail\n"
             "  --follow          after the records there are, print new ones as they are written (Ctrl-C stops)\n"
-            "  It only reads: to record who reads the trail, watch the data folder with auditd.\n");
+            "  It only reads the hub's trail: to record who reads it, watch the data folder with auditd.\n");
 }
 
 static int time_option(const char *name, const char *s, bool until, int64_t *ms)
@@ -205,9 +212,10 @@ int cmd_audit(int argc, char **argv)
         {"what", required_argument, NULL, O_WHAT},    {"study", required_argument, NULL, O_STUDY},
         {"patient", required_argument, NULL, O_PATIENT}, {"after", required_argument, NULL, O_AFTER},
         {"limit", required_argument, NULL, O_LIMIT},  {"json", no_argument, NULL, O_JSON},
-        {"follow", no_argument, NULL, O_FOLLOW},      {"help", no_argument, NULL, 'h'},
-        {0, 0, 0, 0}};
-    const char *data = "./var/hub", *since = NULL, *until = NULL;
+        {"follow", no_argument, NULL, O_FOLLOW},      {"edge-data", required_argument, NULL, 'e'},
+        {"help", no_argument, NULL, 'h'},             {0, 0, 0, 0}};
+    const char *data = "./var/hub", *edge_data = NULL, *since = NULL, *until = NULL;
+    bool data_given = false;
     audit_out o = {0};
     uint64_t after = 0;
     bool follow = false;
@@ -216,7 +224,8 @@ int cmd_audit(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         char *end = NULL;
         switch (c) {
-        case 'd': data = optarg; break;
+        case 'd': data = optarg; data_given = true; break;
+        case 'e': edge_data = optarg; break;
         case O_SINCE:
             if (time_option("since", since = optarg, false, &o.f.since_ms) < 0)
                 return 2;
@@ -260,16 +269,22 @@ int cmd_audit(int argc, char **argv)
         dx_errorf("audit", "--until %s is not after --since %s", until, since);
         return 2;
     }
+    if (data_given && edge_data) {
+        dx_errorf("audit", "--data (a hub) or --edge-data (a clinic gateway): one trail at a time");
+        return 2;
+    }
+    if (edge_data)
+        data = edge_data;
     char path[4200];
     struct stat sb;
     snprintf(path, sizeof path, "%s/data.mdb", data);
     if (stat(path, &sb) < 0) {
-        dx_errorf("audit", "%s holds no hub data (no data.mdb)", data);
+        dx_errorf("audit", "%s holds no %s data (no data.mdb)", data, edge_data ? "clinic gateway" : "hub");
         return 2;
     }
-    store_config cfg = {.dir = data, .attach = true}; /* the hub may be serving it */
     char err[512];
-    if (store_open(&cfg, &o.st, err, sizeof err) < 0) {
+    store_config cfg = {.dir = data, .attach = true}; /* the hub may be serving it */
+    if ((edge_data ? spool_open(data, 0, &o.sp, err, sizeof err) : store_open(&cfg, &o.st, err, sizeof err)) < 0) {
         dx_errorf("audit", "%s", err);
         return 1;
     }
@@ -280,11 +295,13 @@ int cmd_audit(int argc, char **argv)
     }
     o.last_seq = after;
     for (;;) {
-        int rc = store_audit_walk(o.st, o.last_seq + 1, each_record, &o);
+        int rc = o.st ? store_audit_walk(o.st, o.last_seq + 1, each_record, &o)
+                      : spool_audit_walk(o.sp, o.last_seq + 1, each_record, &o);
         fflush(stdout);
         if (rc < 0) {
             dx_errorf("audit", "cannot read the audit trail in %s (%s)", data, strerror(-rc));
             store_close(&o.st);
+            spool_close(&o.sp);
             return 1;
         }
         if (!follow || stop_following || (o.limit && o.shown >= o.limit))
@@ -295,6 +312,7 @@ int cmd_audit(int argc, char **argv)
             break;
     }
     store_close(&o.st);
+    spool_close(&o.sp);
     if (o.f.what && !follow)
         say_unknown_actions(&o);
     fprintf(stderr, "%" PRIu64 " of %" PRIu64 " records shown%s\n", o.shown, o.read,

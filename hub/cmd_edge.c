@@ -459,7 +459,10 @@ int cmd_push(int argc, char **argv)
             total += file_size(files[i]);
         progress_start(&p.meter, stderr, isatty(STDERR_FILENO), "push", total, (unsigned)n, now_ms());
     }
-    edge_queue(sp, (const char *const *)files, n, prio, referral, note, "push", link_ts, 1, push_report,
+    char who[128], source[160]; /* the audit trail's "received" record names who pushed */
+    dx_local_user(who, sizeof who);
+    snprintf(source, sizeof source, "push:%s", who + strlen("local:"));
+    edge_queue(sp, (const char *const *)files, n, prio, referral, note, source, link_ts, 1, push_report,
                push_prepared, &p);
     if (p.show)
         progress_finish(&p.meter, now_ms());

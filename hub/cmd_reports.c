@@ -4,6 +4,7 @@
  * --export, which verifies each signed report and writes it out. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +17,86 @@
 #include "hub/spool.h"
 #include "hub/trust_watch.h"
 
+/* The listing: what is shown is chosen first, audited, and only then
+ * printed, so nobody at the clinic reads a patient's report unrecorded. */
+typedef struct list_ctx {
+    spool  *sp;
+    int64_t since_ms;      /* items received before are left out (0: all)... */
+    char  **ids;           /* ...except alerts nobody has confirmed reading */
+    size_t  n, cap;
+    size_t  older;         /* left out for their age */
+} list_ctx;
+
+static bool chosen(const list_ctx *l, const char *id)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (!strcmp(l->ids[i], id))
+            return true;
+    return false;
+}
+
+static int choose(void *ctx, const char *id, const char *kind, int64_t received_ms, const void *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    list_ctx *l = ctx;
+    spool_confirmation c;
+    bool unread_alert = !strcmp(kind, "alert") && spool_alert_confirmation(l->sp, id, &c) != 0;
+    if (received_ms < l->since_ms && !unread_alert) {
+        l->older++;
+        return 0;
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        char **v = realloc(l->ids, cap * sizeof *v);
+        if (!v)
+            return 1;
+        l->ids = v;
+        l->cap = cap;
+    }
+    if (!(l->ids[l->n] = strdup(id)))
+        return 1;
+    l->n++;
+    return 0;
+}
+
+/* One "read" record per item about to be shown, in one transaction. */
+static int audit_shown(list_ctx *l, const char *what, const char *where)
+{
+    if (!l->n)
+        return 0;
+    char who[160];
+    dx_local_user(who, sizeof who);
+    spool_audit_rec *r = calloc(l->n, sizeof *r);
+    char (*detail)[200] = calloc(l->n, sizeof *detail);
+    int rc = r && detail ? 0 : -ENOMEM;
+    for (size_t i = 0; i < l->n && !rc; i++) {
+        snprintf(detail[i], sizeof detail[i], "id=%s%s%s", l->ids[i], where ? " to " : " (dxhub reports)",
+                 where ? where : "");
+        r[i] = (spool_audit_rec){.t_ms = clock_wall_ms(), .who = who, .what = what, .detail = detail[i],
+                                 .inbox_id = l->ids[i]};
+    }
+    if (!rc)
+        rc = spool_audit_many(l->sp, r, l->n);
+    free(r);
+    free(detail);
+    return rc;
+}
+
+static void list_free(list_ctx *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->ids[i]);
+    free(l->ids);
+}
+
 /* One item as the nurse reads it: what, whose, and for an alert what it
  * says: a critical value's impression, or what the hub asks for. */
 static int print_inbox(void *ctx, const char *id, const char *kind, int64_t received_ms, const void *data, size_t len)
 {
+    list_ctx *l = ctx;
+    if (!chosen(l, id))
+        return 0;
     char age[32], when[32];
     dx_human_age(clock_wall_ms() - received_ms, age, sizeof age);
     dx_fmt_time((time_t)(received_ms / 1000), when, sizeof when);
@@ -34,7 +111,7 @@ static int print_inbox(void *ctx, const char *id, const char *kind, int64_t rece
     if (sum.alert && sum.text[0])
         printf("        %s: %s\n", sum.critical ? "CRITICAL" : "REQUEST", sum.text);
     spool_confirmation c;
-    if (sum.alert && spool_alert_confirmation(ctx, id, &c) == 0) {
+    if (sum.alert && spool_alert_confirmation(l->sp, id, &c) == 0) {
         dx_fmt_time((time_t)(c.at_ms / 1000), when, sizeof when);
         printf("        read by %s at %s%s\n", c.by, when, c.told_hub ? "" : " (the hub not told yet)");
     } else if (sum.alert) {
@@ -45,6 +122,7 @@ static int print_inbox(void *ctx, const char *id, const char *kind, int64_t rece
 
 /* --export: every signed report of the inbox (or the one --id names). */
 typedef struct export_ctx {
+    spool             *sp;
     report_export_opts o;
     const char        *only;
     int                exported, refused, skipped;
@@ -58,6 +136,14 @@ static int export_inbox(void *ctx, const char *id, const char *kind, int64_t rec
     export_ctx *e = ctx;
     if (e->only && strcmp(e->only, id))
         return 0;
+    char *ids[1] = {(char *)id};
+    list_ctx one = {.sp = e->sp, .ids = ids, .n = 1};
+    int arc = audit_shown(&one, "export", e->o.out_dir);
+    if (arc < 0) {
+        dx_errorf("reports", "%s: not exported: the audit trail cannot be written (%s)", id, strerror(-arc));
+        e->refused++;
+        return 0;
+    }
     char rid[REPORT_ID_MAX + 1], why[768];
     pki_identity who;
     int rc = report_export(&e->o, data, len, rid, &who, why, sizeof why);
@@ -86,7 +172,9 @@ static int confirm_read(const char *data, const char *id, const char *by)
         return 1;
     }
     spool_confirmation was;
-    int rc = spool_alert_confirm(sp, id, by, clock_wall_ms(), &was);
+    char who[160];
+    dx_local_user(who, sizeof who);
+    int rc = spool_alert_confirm(sp, id, by, who, clock_wall_ms(), &was);
     spool_close(&sp);
     char when[32];
     if (rc == -EEXIST) {
@@ -108,10 +196,12 @@ static int confirm_read(const char *data, const char *id, const char *by)
 }
 
 static const char reports_usage[] =
-    "usage: dxhub reports [--edge-data DIR]\n"
+    "usage: dxhub reports [--edge-data DIR] [--days N | --all]\n"
     "       dxhub reports [--edge-data DIR] --ack ALERT --by NAME\n"
     "       dxhub reports [--edge-data DIR] --export OUT --trust DIR [--id REPORT] [--format json,html,pdf]\n"
-    "  lists the reports and alerts this clinic received; --ack records that NAME read\n"
+    "  lists the reports and alerts this clinic received in the last --days (default 7; --all: every one),\n"
+    "  and every alert nobody has confirmed reading; each shown is recorded in the gateway's audit trail\n"
+    "  ('dxhub audit --edge-data DIR'), as who ran the command.  --ack records that NAME read\n"
     "  the alert (危急值 receipt: the hub's operator sees it unread until then); with --export writes each\n"
     "  signed report to OUT/<report id>/: report.json with report.json.sig and\n"
     "  report.json.chain.pem (as 'dxhub verify' and openssl take them) and a printable\n"
@@ -146,10 +236,14 @@ int cmd_reports(int argc, char **argv)
         {"edge-data", required_argument, NULL, 'd'}, {"export", required_argument, NULL, 'x'},
         {"trust", required_argument, NULL, 't'},     {"id", required_argument, NULL, 'i'},
         {"format", required_argument, NULL, 'f'},    {"ack", required_argument, NULL, 'a'},
-        {"by", required_argument, NULL, 'b'},        {"help", no_argument, NULL, 'h'},
+        {"by", required_argument, NULL, 'b'},        {"days", required_argument, NULL, 'D'},
+        {"all", no_argument, NULL, 'A'},             {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0}};
     const char *data = "./var/edge", *trust = NULL, *formats = "json,html,pdf", *ack = NULL, *by = NULL;
     export_ctx e = {0};
+    long days = 7;
+    bool all = false, days_given = false;
+    char *end;
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -161,6 +255,15 @@ int cmd_reports(int argc, char **argv)
         case 'f': formats = optarg; break;
         case 'a': ack = optarg; break;
         case 'b': by = optarg; break;
+        case 'D':
+            days = strtol(optarg, &end, 10);
+            days_given = true;
+            if (!*optarg || *end || days < 1 || days > 36500) {
+                dx_errorf("reports", "--days %s: a whole number of days, 1 or more", optarg);
+                return 2;
+            }
+            break;
+        case 'A': all = true; break;
         default:
             fputs(reports_usage, o == 'h' ? stdout : stderr);
             return o == 'h' ? 0 : 2;
@@ -172,6 +275,10 @@ int cmd_reports(int argc, char **argv)
             return 2;
         }
         return confirm_read(data, ack, by);
+    }
+    if (all && days_given) {
+        dx_errorf("reports", "--days and --all: one or the other");
+        return 2;
     }
     if (optind != argc || (e.o.out_dir && !trust) || ((trust || e.only) && !e.o.out_dir)) {
         dx_errorf("reports", "--export OUT needs --trust DIR (and --trust, --id go with --export)");
@@ -211,9 +318,24 @@ int cmd_reports(int argc, char **argv)
     }
     int status = 0;
     if (!e.o.out_dir) {
-        if (spool_inbox_list(sp, print_inbox, sp) == 0)
+        list_ctx l = {.sp = sp, .since_ms = all ? 0 : clock_wall_ms() - days * 86400000LL};
+        int total = spool_inbox_list(sp, choose, &l);
+        int rc = audit_shown(&l, "read", NULL);
+        if (rc < 0) {
+            dx_errorf("reports", "the audit trail in %s cannot be written (%s): nothing shown; free space for "
+                                 "the gateway or call IT", data, strerror(-rc));
+            status = 1;
+        } else if (total <= 0) {
             printf("no reports or alerts yet\n");
+        } else {
+            spool_inbox_list(sp, print_inbox, &l);
+            if (l.older)
+                printf("%zu older item(s) not shown (received more than %ld day(s) ago): --all, or --days N\n",
+                       l.older, days);
+        }
+        list_free(&l);
     } else {
+        e.sp = sp;
         spool_inbox_list(sp, export_inbox, &e);
         if (e.only && !e.exported && !e.refused) {
             dx_errorf("reports", "no signed report %s in the inbox", e.only);

@@ -79,7 +79,8 @@ int edge_queue(spool *sp, const char *const *paths, size_t n, int priority, int 
     enum { BATCH = 32 }; /* files per durable transaction */
     char *prepared[BATCH];
     spool_item meta[BATCH];
-    const char *origin[BATCH];
+    char patient[BATCH][65];
+    const char *origin[BATCH], *patients[BATCH];
     study_count *studies = NULL;
     size_t n_studies = 0;
     int queued = 0;
@@ -93,7 +94,7 @@ int edge_queue(spool *sp, const char *const *paths, size_t n, int priority, int 
             meta[k].created_ms = now_ms();
             snprintf(meta[k].note, sizeof meta[k].note, "%s", note ? note : "");
             snprintf(meta[k].source, sizeof meta[k].source, "%s", source);
-            int rc = edge_prepare(paths[i], tmp_dir, link_ts, out, sizeof out, &meta[k], err, sizeof err);
+            int rc = edge_prepare(paths[i], tmp_dir, link_ts, out, sizeof out, &meta[k], patient[k], err, sizeof err);
             if (on_prepared)
                 on_prepared(ctx, paths[i]);
             if (rc < 0) {
@@ -104,12 +105,13 @@ int edge_queue(spool *sp, const char *const *paths, size_t n, int priority, int 
             }
             prepared[k] = strdup(out);
             origin[k] = paths[i];
+            patients[k] = patient[k];
             k++;
         }
         if (k == 0)
             continue;
         char err[256];
-        int rc = spool_put_files(sp, (const char *const *)prepared, meta, k, err, sizeof err);
+        int rc = spool_put_files(sp, (const char *const *)prepared, meta, patients, k, err, sizeof err);
         edge_outcome why = rc == 0 ? EDGE_QUEUED : spool_outcome(rc, sp, meta, k, err, sizeof err);
         for (size_t j = 0; j < k; j++) {
             unlink(prepared[j]);

@@ -42,9 +42,10 @@ typedef struct edge_config {
 int edge_run(const edge_config *cfg);
 
 /* Prepare one file for the link into tmp_dir (out_path gets the prepared
- * file's name); fills meta's UIDs, transfer syntax, size, digest. */
+ * file's name); fills meta's UIDs, transfer syntax, size, digest, and
+ * patient_id with the file's Patient ID ("" when none). */
 int edge_prepare(const char *in, const char *tmp_dir, const char *link_ts, char *out_path, size_t out_len,
-                 spool_item *meta, char *err, size_t errlen);
+                 spool_item *meta, char patient_id[65], char *err, size_t errlen);
 
 /* What became of a file given to edge_queue. */
 typedef enum edge_outcome {

@@ -16,8 +16,9 @@
 #include "hub/digest.h"
 #include "hub/edge.h"
 
-/* Fill meta from the prepared file at path (UIDs, size, digest). */
-static int describe(const char *path, spool_item *meta, char *err, size_t errlen)
+/* Fill meta from the prepared file at path (UIDs, size, digest), and
+ * patient_id (for the audit trail only: it stays at the clinic). */
+static int describe(const char *path, spool_item *meta, char patient_id[65], char *err, size_t errlen)
 {
     dcm_file *f = NULL;
     dcm_err de = {0};
@@ -30,6 +31,8 @@ static int describe(const char *path, spool_item *meta, char *err, size_t errlen
     const char *why = dcm_uids_why(f, meta->sop_uid, meta->study_uid, series); /* what the hub would refuse */
     snprintf(meta->ts_uid, sizeof meta->ts_uid, "%s", dcm_file_ts(f)->uid);
     meta->dataset_offset = dcm_dataset_offset(f);
+    if (dcm_top_str(f, DCM_TAG(0x0010, 0x0020), patient_id, 65) < 0)
+        patient_id[0] = '\0';
     dcm_free(&f);
     if (why) {
         snprintf(err, errlen, "%s", why);
@@ -51,7 +54,7 @@ static int describe(const char *path, spool_item *meta, char *err, size_t errlen
 }
 
 int edge_prepare(const char *in, const char *tmp_dir, const char *link_ts, char *out_path, size_t out_len,
-                 spool_item *meta, char *err, size_t errlen)
+                 spool_item *meta, char patient_id[65], char *err, size_t errlen)
 {
     dcm_file *f = NULL;
     dcm_err de = {0};
@@ -89,7 +92,7 @@ int edge_prepare(const char *in, const char *tmp_dir, const char *link_ts, char 
         unlink(out_path);
         return rc;
     }
-    rc = describe(out_path, meta, err, errlen);
+    rc = describe(out_path, meta, patient_id, err, errlen);
     if (rc < 0)
         unlink(out_path);
     return rc;

@@ -53,6 +53,7 @@ int inbox_summary_read(const char *kind, const void *data, size_t len, inbox_sum
         return -1;
     }
     int rc = 0;
+    snprintf(out->study_uid, sizeof out->study_uid, "%s", str(j, "study"));
     if (!strcmp(str(j, "type"), "ecg-repeat-request")) {
         const char *acc = str(j, "accession");
         if (*acc)

@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 typedef struct inbox_summary {
+    char study_uid[65];                     /* the study it is about; "" when it names none */
     char patient_id[65], patient_name[200]; /* "" when the item names none */
     char exam[128];                         /* "CT 2025-06-01", "accession A123", or "" */
     char text[512];                         /* the impression, or the request; "" when none */

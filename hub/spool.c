@@ -17,16 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 #include "hub/lmdb_stamp.h"
-#include "hub/spool.h"
+#include "hub/spool_private.h"
 
 #define SPOOL_CHUNK (1u << 20)
 #define RECORD_VERSION 1
 
-struct spool {
-    char   *dir;
-    MDB_env *env;
-    MDB_dbi item, data, inbox, state, study, alerts; /* alerts: alert id → what became of it here (JSON) */
-};
 
 typedef struct item_rec {
     uint8_t    version;
@@ -61,7 +56,7 @@ int spool_priority_parse(const char *name)
     return -1;
 }
 
-static int lerr(int rc)
+int spool_lerr(int rc)
 {
     if (rc == 0)
         return 0;
@@ -72,7 +67,7 @@ static int lerr(int rc)
     return rc > 0 ? -rc : -EIO;
 }
 
-static void seq_key(uint8_t k[8], uint64_t seq)
+void spool_seq_key(uint8_t k[8], uint64_t seq)
 {
     for (int i = 0; i < 8; i++)
         k[i] = (uint8_t)(seq >> (56 - 8 * i));
@@ -99,10 +94,10 @@ int spool_open(const char *dir, uint64_t map_size, spool **out, char *err, size_
     s->dir = strdup(dir);
     int rc;
     MDB_txn *txn = NULL;
-    static const char *const names[] = {"item", "data", "inbox", "state", "study", "alerts", NULL};
+    static const char *const names[] = {"item", "data", "inbox", "state", "study", "alerts", "patient", "audit", NULL};
     const size_t sizes[] = {RECORD_VERSION, sizeof(item_rec), sizeof(study_rec), sizeof(link_rec)};
     const lmdb_stamp stamp = {"edge spool", lmdb_stamp_layout(sizes, 4), names};
-    if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 8)) ||
+    if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 12)) ||
         (rc = mdb_env_set_mapsize(s->env, map_size ? map_size : (uint64_t)8 << 30)) ||
         (rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600)) || (rc = mdb_txn_begin(s->env, NULL, 0, &txn)) ||
         (rc = lmdb_stamp_check(txn, &stamp, dir, err, errlen)) ||
@@ -111,7 +106,9 @@ int spool_open(const char *dir, uint64_t map_size, spool **out, char *err, size_
         (rc = mdb_dbi_open(txn, "inbox", MDB_CREATE, &s->inbox)) ||
         (rc = mdb_dbi_open(txn, "state", MDB_CREATE, &s->state)) ||
         (rc = mdb_dbi_open(txn, "study", MDB_CREATE, &s->study)) ||
-        (rc = mdb_dbi_open(txn, "alerts", MDB_CREATE, &s->alerts)) || (rc = commit_open(&txn))) {
+        (rc = mdb_dbi_open(txn, "alerts", MDB_CREATE, &s->alerts)) ||
+        (rc = mdb_dbi_open(txn, "patient", MDB_CREATE, &s->patient)) ||
+        (rc = mdb_dbi_open(txn, "audit", MDB_CREATE, &s->audit)) || (rc = commit_open(&txn))) {
         if (rc > 0) /* lmdb_stamp_check's refusals say why themselves */
             snprintf(err, errlen, "cannot open the spool in %s: %s", dir, mdb_strerror(rc));
         if (txn && rc)
@@ -120,7 +117,7 @@ int spool_open(const char *dir, uint64_t map_size, spool **out, char *err, size_
             mdb_env_close(s->env);
         free(s->dir);
         free(s);
-        return rc < 0 ? rc : lerr(rc);
+        return rc < 0 ? rc : spool_lerr(rc);
     }
     *out = s;
     return 0;
@@ -169,7 +166,7 @@ static uint64_t next_seq(spool *s, MDB_txn *txn)
 static int put_item(spool *s, MDB_txn *txn, const spool_item *it)
 {
     uint8_t k[8];
-    seq_key(k, it->seq);
+    spool_seq_key(k, it->seq);
     item_rec r = {.version = RECORD_VERSION, .it = *it};
     MDB_val kv = {8, k}, vv = {sizeof r, &r};
     return mdb_put(txn, s->item, &kv, &vv, 0);
@@ -179,7 +176,7 @@ static int put_data(spool *s, MDB_txn *txn, uint64_t seq, int fd, uint64_t size)
 {
     for (uint32_t c = 0; (uint64_t)c * SPOOL_CHUNK < size; c++) {
         uint8_t k[12];
-        seq_key(k, seq);
+        spool_seq_key(k, seq);
         k[8] = (uint8_t)(c >> 24);
         k[9] = (uint8_t)(c >> 16);
         k[10] = (uint8_t)(c >> 8);
@@ -251,19 +248,58 @@ static void study_prune(spool *s, MDB_txn *txn, int64_t now)
     for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         study_rec r = {0};
         memcpy(&r, v.mv_data, v.mv_size < sizeof r ? v.mv_size : sizeof r);
-        if (r.acked >= r.instances && r.last_ack_ms && now - r.last_ack_ms > STUDY_KEEP_MS)
+        if (r.acked >= r.instances && r.last_ack_ms && now - r.last_ack_ms > STUDY_KEEP_MS) {
+            char uid[65]; /* a copy: k points into the page the deletes change */
+            MDB_val pk = {k.mv_size < sizeof uid ? k.mv_size : sizeof uid, uid};
+            memcpy(uid, k.mv_data, pk.mv_size);
             mdb_cursor_del(c, 0);
+            mdb_del(txn, s->patient, &pk, NULL);
+        }
     }
     mdb_cursor_close(c);
 }
 
-int spool_put_files(spool *s, const char *const *paths, spool_item *meta, size_t n, char *err, size_t errlen)
+/* The study's patient, kept while the study is (audit records about it
+ * name the patient even when what they are about does not). */
+static int put_patient(spool *s, MDB_txn *txn, const char *study_uid, const char *patient)
+{
+    if (!study_uid[0] || !patient || !*patient)
+        return 0;
+    MDB_val k = {strlen(study_uid), (void *)study_uid}, v = {strlen(patient), (void *)patient};
+    return mdb_put(txn, s->patient, &k, &v, 0);
+}
+
+/* One "received" record per study of a batch: who sent it, how many. */
+static int audit_received(spool *s, MDB_txn *txn, const spool_item *meta, const char *const *patients, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        size_t seen = 0, count = 0;
+        for (size_t j = 0; j < n; j++) {
+            if (strcmp(meta[j].study_uid, meta[i].study_uid))
+                continue;
+            seen += j < i;
+            count++;
+        }
+        if (seen)
+            continue; /* said at the study's first instance of the batch */
+        char detail[64];
+        snprintf(detail, sizeof detail, "%zu instance(s) queued for the hub", count);
+        spool_audit_rec r = {.t_ms = wall_ms(), .who = meta[i].source, .what = "received", .detail = detail,
+                             .study_uid = meta[i].study_uid, .patient = patients ? patients[i] : NULL};
+        rc = spool_txn_audit(s, txn, &r);
+    }
+    return rc;
+}
+
+int spool_put_files(spool *s, const char *const *paths, spool_item *meta, const char *const *patients, size_t n,
+                    char *err, size_t errlen)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
     if (rc) {
         snprintf(err, errlen, "spool: %s", mdb_strerror(rc));
-        return lerr(rc);
+        return spool_lerr(rc);
     }
     for (size_t i = 0; i < n && !rc; i++) {
         int fd = open(paths[i], O_RDONLY | O_CLOEXEC);
@@ -274,20 +310,23 @@ int spool_put_files(spool *s, const char *const *paths, spool_item *meta, size_t
         }
         meta[i].seq = next_seq(s, txn);
         meta[i].kind = SPOOL_INSTANCE;
-        if ((rc = put_data(s, txn, meta[i].seq, fd, meta[i].size)) == 0 && (rc = put_item(s, txn, &meta[i])) == 0)
-            rc = study_add(s, txn, &meta[i]);
+        if ((rc = put_data(s, txn, meta[i].seq, fd, meta[i].size)) == 0 && (rc = put_item(s, txn, &meta[i])) == 0 &&
+            (rc = study_add(s, txn, &meta[i])) == 0)
+            rc = put_patient(s, txn, meta[i].study_uid, patients ? patients[i] : NULL);
         close(fd);
         if (rc)
             snprintf(err, errlen, "spool: %s", rc == MDB_MAP_FULL ? "the queue is full (its LMDB map)" : mdb_strerror(rc));
     }
+    if (!rc && (rc = audit_received(s, txn, meta, patients, n)))
+        snprintf(err, errlen, "spool: the audit trail: %s", rc == MDB_MAP_FULL ? "the spool's LMDB map is full" : mdb_strerror(rc));
     if (rc) {
         mdb_txn_abort(txn);
-        return lerr(rc);
+        return spool_lerr(rc);
     }
     study_prune(s, txn, wall_ms());
     if ((rc = mdb_txn_commit(txn))) {
         snprintf(err, errlen, "spool commit: %s", mdb_strerror(rc));
-        return lerr(rc);
+        return spool_lerr(rc);
     }
     return 0;
 }
@@ -307,7 +346,7 @@ int spool_put_marker(spool *s, spool_item *m, char *err, size_t errlen)
     }
     if (rc)
         snprintf(err, errlen, "spool: %s", mdb_strerror(rc));
-    return lerr(rc);
+    return spool_lerr(rc);
 }
 
 static int read_item(const MDB_val *v, spool_item *out)
@@ -332,7 +371,7 @@ int spool_list(spool *s, int include_failed, int (*cb)(void *ctx, const spool_it
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (rc)
-        return lerr(rc);
+        return spool_lerr(rc);
     MDB_cursor *c;
     mdb_cursor_open(txn, s->item, &c);
     MDB_val k, v;
@@ -367,15 +406,15 @@ int spool_get(spool *s, uint64_t seq, spool_item *out)
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (rc)
-        return lerr(rc);
+        return spool_lerr(rc);
     uint8_t k[8];
-    seq_key(k, seq);
+    spool_seq_key(k, seq);
     MDB_val kv = {8, k}, v;
     rc = mdb_get(txn, s->item, &kv, &v);
     if (!rc)
         read_item(&v, out);
     mdb_txn_abort(txn);
-    return lerr(rc);
+    return spool_lerr(rc);
 }
 
 long spool_read(spool *s, const spool_item *it, uint64_t offset, void *buf, size_t len)
@@ -385,13 +424,13 @@ long spool_read(spool *s, const spool_item *it, uint64_t offset, void *buf, size
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (rc)
-        return lerr(rc);
+        return spool_lerr(rc);
     size_t copied = 0;
     while (copied < len && offset + copied < it->size) {
         uint64_t pos = offset + copied;
         uint32_t c = (uint32_t)(pos / SPOOL_CHUNK);
         uint8_t k[12];
-        seq_key(k, it->seq);
+        spool_seq_key(k, it->seq);
         k[8] = (uint8_t)(c >> 24);
         k[9] = (uint8_t)(c >> 16);
         k[10] = (uint8_t)(c >> 8);
@@ -399,7 +438,7 @@ long spool_read(spool *s, const spool_item *it, uint64_t offset, void *buf, size
         MDB_val kv = {12, k}, v;
         if ((rc = mdb_get(txn, s->data, &kv, &v))) {
             mdb_txn_abort(txn);
-            return rc == MDB_NOTFOUND ? -EIO : lerr(rc);
+            return rc == MDB_NOTFOUND ? -EIO : spool_lerr(rc);
         }
         size_t in = (size_t)(pos % SPOOL_CHUNK);
         if (in >= v.mv_size)
@@ -417,17 +456,43 @@ int spool_update(spool *s, const spool_item *it)
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
     if (rc)
-        return lerr(rc);
+        return spool_lerr(rc);
     uint8_t k[8];
-    seq_key(k, it->seq);
+    spool_seq_key(k, it->seq);
     MDB_val kv = {8, k}, v;
-    if ((rc = mdb_get(txn, s->item, &kv, &v)) == 0) /* only items still queued */
+    spool_item was;
+    if ((rc = mdb_get(txn, s->item, &kv, &v)) == 0) { /* only items still queued */
+        read_item(&v, &was);
         rc = put_item(s, txn, it);
+        if (!rc && it->failed && !was.failed) {
+            char detail[300];
+            snprintf(detail, sizeof detail, "%s %s: %s", it->kind == SPOOL_MARKER ? "marker" : "instance",
+                     it->kind == SPOOL_MARKER ? "" : it->sop_uid, it->last_error);
+            spool_audit_rec r = {.t_ms = wall_ms(), .who = "hub", .what = "refused", .detail = detail,
+                                 .study_uid = it->study_uid};
+            rc = spool_txn_audit(s, txn, &r);
+        }
+    }
     if (rc) {
         mdb_txn_abort(txn);
-        return lerr(rc);
+        return spool_lerr(rc);
     }
-    return lerr(mdb_txn_commit(txn));
+    return spool_lerr(mdb_txn_commit(txn));
+}
+
+/* A record written while space is freed: in a child transaction, so that
+ * a full map (the pages this transaction frees are reusable only after it
+ * commits) loses the record, which the hub's own trail also holds, and
+ * never the removal that makes room. */
+static void audit_freeing(spool *s, MDB_txn *txn, const spool_audit_rec *r)
+{
+    MDB_txn *child;
+    if (mdb_txn_begin(s->env, txn, 0, &child) != 0)
+        return;
+    if (spool_txn_audit(s, child, r) == 0)
+        mdb_txn_commit(child);
+    else
+        mdb_txn_abort(child);
 }
 
 int spool_remove(spool *s, uint64_t seq)
@@ -435,9 +500,9 @@ int spool_remove(spool *s, uint64_t seq)
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
     if (rc)
-        return lerr(rc);
+        return spool_lerr(rc);
     uint8_t k[8];
-    seq_key(k, seq);
+    spool_seq_key(k, seq);
     MDB_val kv = {8, k}, v;
     spool_item it;
     if ((rc = mdb_get(txn, s->item, &kv, &v)) == 0) {
@@ -471,14 +536,22 @@ int spool_remove(spool *s, uint64_t seq)
                 sr.acked_bytes += it.size;
                 sr.last_ack_ms = wall_ms();
                 rc = put_study(s, txn, it.study_uid, &sr);
+                if (!rc && sr.acked == sr.instances) { /* the study is wholly at the hub */
+                    char detail[96];
+                    snprintf(detail, sizeof detail, "%u instance(s), %llu bytes, durable at the hub", sr.instances,
+                             (unsigned long long)sr.acked_bytes);
+                    spool_audit_rec r = {.t_ms = sr.last_ack_ms, .who = "hub", .what = "delivered",
+                                         .detail = detail, .study_uid = it.study_uid};
+                    audit_freeing(s, txn, &r);
+                }
             }
         }
     }
     if (rc) {
         mdb_txn_abort(txn);
-        return rc == MDB_NOTFOUND ? 0 : lerr(rc); /* already gone: idempotent */
+        return rc == MDB_NOTFOUND ? 0 : spool_lerr(rc); /* already gone: idempotent */
     }
-    return lerr(mdb_txn_commit(txn));
+    return spool_lerr(mdb_txn_commit(txn));
 }
 
 int spool_get_stats(spool *s, spool_stats *out)
@@ -487,7 +560,7 @@ int spool_get_stats(spool *s, spool_stats *out)
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (rc)
-        return lerr(rc);
+        return spool_lerr(rc);
     MDB_cursor *c;
     mdb_cursor_open(txn, s->item, &c);
     MDB_val k, v;
@@ -562,7 +635,7 @@ int spool_studies(spool *s, int (*cb)(void *ctx, const spool_study *st), void *c
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (rc)
-        return lerr(rc);
+        return spool_lerr(rc);
     study_list l = {0};
     MDB_cursor *c;
     MDB_val k, v;
@@ -615,7 +688,7 @@ int spool_set_link(spool *s, const char *state, const char *last_error, int64_t 
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
     if (rc)
-        return lerr(rc);
+        return spool_lerr(rc);
     MDB_val lk = {4, "link"}, lv;
     link_rec lr = {0};
     if (mdb_get(txn, s->state, &lk, &lv) == 0)
@@ -631,268 +704,7 @@ int spool_set_link(spool *s, const char *state, const char *last_error, int64_t 
     lv = (MDB_val){sizeof lr, &lr};
     if ((rc = mdb_put(txn, s->state, &lk, &lv, 0))) {
         mdb_txn_abort(txn);
-        return lerr(rc);
+        return spool_lerr(rc);
     }
-    return lerr(mdb_txn_commit(txn));
+    return spool_lerr(mdb_txn_commit(txn));
 }
-
-typedef struct inbox_hdr {
-    char    kind[16];
-    int64_t received_ms;
-} inbox_hdr;
-
-int spool_inbox_put(spool *s, const char *id, const char *kind, const void *data, size_t len, int64_t now_ms)
-{
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-    if (rc)
-        return lerr(rc);
-    MDB_val k = {strlen(id), (void *)id}, v;
-    if (mdb_get(txn, s->inbox, &k, &v) == 0) {
-        mdb_txn_abort(txn);
-        return 0;
-    }
-    v = (MDB_val){sizeof(inbox_hdr) + len, NULL};
-    if ((rc = mdb_put(txn, s->inbox, &k, &v, MDB_RESERVE))) {
-        mdb_txn_abort(txn);
-        return lerr(rc);
-    }
-    inbox_hdr h = {.received_ms = now_ms};
-    snprintf(h.kind, sizeof h.kind, "%s", kind);
-    memcpy(v.mv_data, &h, sizeof h);
-    memcpy((uint8_t *)v.mv_data + sizeof h, data, len);
-    rc = mdb_txn_commit(txn);
-    return rc ? lerr(rc) : 1;
-}
-
-int spool_inbox_list(spool *s, int (*cb)(void *ctx, const char *id, const char *kind, int64_t received_ms,
-                                         const void *data, size_t len), void *ctx)
-{
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return lerr(rc);
-    MDB_cursor *c;
-    mdb_cursor_open(txn, s->inbox, &c);
-    MDB_val k, v;
-    int n = 0;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (v.mv_size < sizeof(inbox_hdr))
-            continue;
-        inbox_hdr h;
-        memcpy(&h, v.mv_data, sizeof h);
-        h.kind[sizeof h.kind - 1] = '\0';
-        char id[128];
-        snprintf(id, sizeof id, "%.*s", (int)k.mv_size, (char *)k.mv_data);
-        n++;
-        if (cb(ctx, id, h.kind, h.received_ms, (uint8_t *)v.mv_data + sizeof h, v.mv_size - sizeof h))
-            break;
-    }
-    mdb_cursor_close(c);
-    mdb_txn_abort(txn);
-    return n;
-}
-
-/* --- what became of each alert at the clinic -------------------------------
- * One record per alert id in `alerts` (JSON, so a field added later reads
- * as absent): when the on-alert command announced it (edge_alert.c), and
- * who read it, when, and whether the hub has heard so. */
-
-typedef struct alert_state {
-    int64_t            announced_ms; /* 0: not yet */
-    bool               confirmed;
-    spool_confirmation c;
-} alert_state;
-
-static void parse_alert_state(const MDB_val *v, alert_state *a)
-{
-    memset(a, 0, sizeof *a);
-    json_t *j = json_loadb(v->mv_data, v->mv_size, 0, NULL);
-    a->announced_ms = (int64_t)json_integer_value(json_object_get(j, "announced"));
-    const char *by = json_string_value(json_object_get(j, "by"));
-    a->confirmed = by != NULL;
-    snprintf(a->c.by, sizeof a->c.by, "%s", by ? by : "");
-    a->c.at_ms = (int64_t)json_integer_value(json_object_get(j, "at"));
-    a->c.told_hub = json_is_true(json_object_get(j, "told"));
-    json_decref(j);
-}
-
-/* 0 with *a (all zero when there is no record yet), or an LMDB code. */
-static int get_alert_state(MDB_txn *txn, spool *s, const char *id, alert_state *a)
-{
-    MDB_val k = {strlen(id), (void *)id}, v;
-    int rc = mdb_get(txn, s->alerts, &k, &v);
-    if (rc == MDB_NOTFOUND)
-        memset(a, 0, sizeof *a);
-    else if (rc == 0)
-        parse_alert_state(&v, a);
-    return rc == MDB_NOTFOUND ? 0 : rc;
-}
-
-static int put_alert_state(MDB_txn *txn, spool *s, const char *id, const alert_state *a)
-{
-    json_t *j = json_pack("{s:I}", "announced", (json_int_t)a->announced_ms);
-    if (j && a->confirmed)
-        json_object_update_new(j, json_pack("{s:s,s:I,s:b}", "by", a->c.by, "at", (json_int_t)a->c.at_ms, "told",
-                                            a->c.told_hub));
-    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    if (!text)
-        return ENOMEM;
-    MDB_val k = {strlen(id), (void *)id}, v = {strlen(text), text};
-    int rc = mdb_put(txn, s->alerts, &k, &v, 0);
-    free(text);
-    return rc;
-}
-
-/* Reads id's record in a read transaction. */
-static int read_alert_state(spool *s, const char *id, alert_state *a)
-{
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return lerr(rc);
-    rc = get_alert_state(txn, s, id, a);
-    mdb_txn_abort(txn);
-    return rc ? lerr(rc) : 0;
-}
-
-/* change(a, arg) on id's record in one write transaction: it returns 0 to
- * write the record, 1 to leave it as it is, or a negative errno to say. */
-static int change_alert_state(spool *s, const char *id, int (*change)(alert_state *a, void *arg), void *arg)
-{
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-    if (rc)
-        return lerr(rc);
-    alert_state a;
-    if ((rc = get_alert_state(txn, s, id, &a))) {
-        mdb_txn_abort(txn);
-        return lerr(rc);
-    }
-    int verdict = change(&a, arg);
-    if (verdict != 0) {
-        mdb_txn_abort(txn);
-        return verdict < 0 ? verdict : 0;
-    }
-    if ((rc = put_alert_state(txn, s, id, &a))) {
-        mdb_txn_abort(txn);
-        return lerr(rc);
-    }
-    rc = mdb_txn_commit(txn); /* frees txn, committed or not */
-    return rc ? lerr(rc) : 0;
-}
-
-int spool_alert_announced(spool *s, const char *id, int64_t *when_ms)
-{
-    alert_state a;
-    int rc = read_alert_state(s, id, &a);
-    if (rc == 0 && !a.announced_ms)
-        return -ENOENT;
-    if (rc == 0)
-        *when_ms = a.announced_ms;
-    return rc;
-}
-
-static int set_announced(alert_state *a, void *arg)
-{
-    a->announced_ms = *(int64_t *)arg;
-    return 0;
-}
-
-int spool_alert_set_announced(spool *s, const char *id, int64_t now_ms)
-{
-    return change_alert_state(s, id, set_announced, &now_ms);
-}
-
-/* --- a person's confirmation that an alert was read ----------------------- */
-
-typedef struct confirm_arg {
-    spool_confirmation  want, *was;
-} confirm_arg;
-
-static int confirm(alert_state *a, void *arg)
-{
-    confirm_arg *c = arg;
-    if (a->confirmed) {
-        *c->was = a->c;
-        return -EEXIST;
-    }
-    a->confirmed = true;
-    a->c = c->want;
-    return 0;
-}
-
-int spool_alert_confirm(spool *s, const char *id, const char *by, int64_t now_ms, spool_confirmation *was)
-{
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return lerr(rc);
-    MDB_val k = {strlen(id), (void *)id}, v;
-    inbox_hdr h = {0};
-    rc = mdb_get(txn, s->inbox, &k, &v);
-    if (rc == 0 && v.mv_size >= sizeof h)
-        memcpy(&h, v.mv_data, sizeof h);
-    bool alert = !strncmp(h.kind, "alert", sizeof h.kind);
-    mdb_txn_abort(txn);
-    if (rc && rc != MDB_NOTFOUND)
-        return lerr(rc);
-    if (rc)
-        return -ENOENT;
-    if (!alert)
-        return -EINVAL; /* a report: nothing to confirm */
-    confirm_arg c = {.was = was, .want = {.at_ms = now_ms}};
-    snprintf(c.want.by, sizeof c.want.by, "%s", by);
-    return change_alert_state(s, id, confirm, &c);
-}
-
-int spool_alert_confirmation(spool *s, const char *id, spool_confirmation *out)
-{
-    alert_state a;
-    int rc = read_alert_state(s, id, &a);
-    if (rc == 0 && !a.confirmed)
-        return -ENOENT;
-    if (rc == 0)
-        *out = a.c;
-    return rc;
-}
-
-int spool_alert_untold(spool *s, int (*cb)(void *ctx, const char *id, const spool_confirmation *c), void *ctx)
-{
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return lerr(rc);
-    MDB_cursor *cur;
-    mdb_cursor_open(txn, s->alerts, &cur);
-    MDB_val k, v;
-    int n = 0;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        alert_state a;
-        parse_alert_state(&v, &a);
-        if (!a.confirmed || a.c.told_hub)
-            continue;
-        char id[256];
-        snprintf(id, sizeof id, "%.*s", (int)k.mv_size, (const char *)k.mv_data);
-        n++;
-        if (cb(ctx, id, &a.c))
-            break;
-    }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    return n;
-}
-
-static int mark_told(alert_state *a, void *arg)
-{
-    (void)arg;
-    if (!a->confirmed)
-        return -ENOENT;
-    if (a->c.told_hub)
-        return 1;
-    a->c.told_hub = true;
-    return 0;
-}
-
-int spool_alert_told(spool *s, const char *id) { return change_alert_state(s, id, mark_told, NULL); }

@@ -7,39 +7,8 @@
  * a patient's accesses after retention has removed the study itself. */
 #include <stdio.h>
 #include <string.h>
+#include "hub/audit_record.h"
 #include "hub/store_private.h"
-
-static void json_str(char *out, size_t n, const char *s)
-{
-    size_t o = 0;
-    for (; *s && o + 7 < n; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c < 0x20) {
-            o += (size_t)snprintf(out + o, n - o, "\\u%04x", c);
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    out[o] = '\0';
-}
-
-/* One record as a JSON line into rec; returns its length.  patient is
- * left out when empty (a record about no study, or an unknown one). */
-static int audit_line(char rec[1024], const store_audit_rec *r, const char *patient)
-{
-    char w[160], a[64], st[160], p[160], d[400];
-    json_str(w, sizeof w, r->who ? r->who : "");
-    json_str(a, sizeof a, r->what ? r->what : "");
-    json_str(st, sizeof st, r->study_uid ? r->study_uid : "");
-    json_str(p, sizeof p, patient);
-    json_str(d, sizeof d, r->detail ? r->detail : "");
-    int n = snprintf(rec, 1024, "{\"t\":%lld,\"who\":\"%s\",\"what\":\"%s\",\"study\":\"%s\"%s%s%s,\"detail\":\"%s\"}",
-                     (long long)r->t_ms, w, a, st, *p ? ",\"patient\":\"" : "", p, *p ? "\"" : "", d);
-    return n < 1024 ? n : 1023;
-}
 
 /* The patient of study_uid as txn sees the index, into out ("" when none);
  * the previous answer is kept in last/last_patient for a batch's records
@@ -76,10 +45,12 @@ static int txn_audit_many(store *s, MDB_txn *txn, const store_audit_rec *recs, s
     }
     char study[STORE_UID_MAX] = "", patient[STORE_UID_MAX] = "";
     for (size_t i = 0; i < n && !rc; i++, seq++) {
-        char rec[1024];
+        char rec[AUDIT_RECORD_MAX];
         if (!recs[i].patient)
             patient_of(s, txn, recs[i].study_uid, study, patient);
-        int len = audit_line(rec, &recs[i], recs[i].patient ? recs[i].patient : patient);
+        audit_record r = {recs[i].t_ms, recs[i].who, recs[i].what, recs[i].study_uid,
+                          recs[i].patient ? recs[i].patient : patient, recs[i].detail};
+        int len = audit_record_json(rec, &r);
         k = (MDB_val){sizeof seq, &seq};
         v = (MDB_val){(size_t)len, rec};
         rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND);

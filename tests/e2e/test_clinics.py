@@ -10,11 +10,13 @@ what since when, and the hub's log says "phone the clinic" once the alert
 has waited --alert-warn-seconds.  When the gateway comes back, the alert
 reaches it and nothing waits any more."""
 import json
+import os
 import re
 import shutil
 import subprocess
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +27,15 @@ READER = "dr-chen"
 PASS = "correct horse battery staple"
 READY = (r"dxhub serve: ready dicom=[0-9.]+:(\d+) .*http=[0-9.]+:(\d+) edge=(tcp://[0-9.]+:\d+) "
          r"readers=(tcp://[0-9.]+:\d+) .*key=(\S+)")
+
+
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+
+
+def a_week_on():
+    """The environment of a command run 8 days from now (libfaketime, Debian faketime)."""
+    assert LIBFAKETIME.exists(), "libfaketime (Debian faketime, installed by make deps) is missing"
+    return {**os.environ, "LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": "+8d"}
 
 
 def dx(*args, timeout=60):
@@ -204,6 +215,9 @@ def test_a_person_confirms_reading_the_alert_and_the_hub_hears_it(world):
     assert "NOT CONFIRMED READ: once a person has read it, dxhub reports --ack rpt-cl-1 --by NAME" in \
         reports().stdout.decode()
     assert "ALERTS NOT CONFIRMED READ: 1" in world.edge.status_text()  # the nurse's view of the gateway
+    # a week on, the list keeps to recent items, but an alert nobody has confirmed reading stays on it
+    assert "rpt-cl-1" in run([dxhub_bin(), "reports", "--edge-data", world.edge.data],
+                             env=a_week_on()).stdout.decode()
     r = reports("--ack", "nosuch", "--by", "x")
     assert r.returncode == 1 and b"nosuch: no such item in this clinic's inbox" in r.stderr
     r = reports("--ack", "rpt-cl-1")
@@ -226,3 +240,64 @@ def test_a_person_confirms_reading_the_alert_and_the_hub_hears_it(world):
     assert r.returncode == 0 and "confirmed read already, by 护士 李" in r.stdout.decode()
     st = run([dxhub_bin(), "status", "--hub", world.hub_url]).stdout.decode()
     assert "ALERT" not in st, st
+
+
+def test_the_clinics_own_audit_trail_says_who_received_sent_and_read_the_patients_data(world):
+    """The gateway holds patient data too.  Its trail names, for this
+    patient: the account that pushed the study, its delivery to the hub,
+    the alert that came back, the on-alert command that announced it, each
+    `dxhub reports` that showed it (as the account that ran it), and the
+    nurse's confirmation.  `dxhub audit --edge-data` reads it as the hub's."""
+    def trail(*a):
+        r = run([dxhub_bin(), "audit", "--edge-data", world.edge.data, "--json", *a])
+        assert r.returncode == 0, r.stderr.decode()
+        return [json.loads(x) for x in r.stdout.decode().splitlines()]
+
+    import getpass
+    me = getpass.getuser()
+    recs = trail("--patient", "P-CL-1")
+    assert all(r["patient"] == "P-CL-1" for r in recs), recs
+    by_what = {}
+    for r in recs:
+        by_what.setdefault(r["what"], []).append(r)
+    received = by_what["received"]
+    assert len(received) == 1 and received[0]["who"] == f"push:{me}", recs
+    assert received[0]["detail"] == "1 instance(s) queued for the hub", recs
+    study = received[0]["study"]
+    assert [r["who"] for r in by_what["delivered"]] == ["hub"] and by_what["delivered"][0]["study"] == study
+    assert by_what["alert-received"][0]["detail"] == "id=rpt-cl-1" and by_what["alert-received"][0]["study"] == study
+    assert [r["who"] for r in by_what["alert-announced"]] == ["on-alert"], recs
+    shown = by_what["read"]
+    assert len(shown) >= 3 and all(r["who"] == f"local:{me}" and r["detail"] == "id=rpt-cl-1 (dxhub reports)"
+                                   for r in shown), shown
+    acks = by_what["alert-read"]
+    assert len(acks) == 1 and acks[0]["who"] == f"local:{me}" and acks[0]["detail"] == "id=rpt-cl-1 by=护士 李", acks
+    seqs = [r["seq"] for r in recs]
+    assert seqs == sorted(seqs) and recs[0]["what"] == "received"
+    # each listing is recorded before it is shown: one more now
+    before = len(trail("--what", "read"))
+    out = run([dxhub_bin(), "reports", "--edge-data", world.edge.data]).stdout.decode()
+    assert "rpt-cl-1" in out
+    assert len(trail("--what", "read")) == before + 1
+    # filters as on the hub's trail; a patient with nothing here gets nothing
+    assert trail("--patient", "P-NOBODY") == []
+    assert {r["what"] for r in trail("--who", "local")} == {"read", "alert-read"}
+    r = run([dxhub_bin(), "audit", "--edge-data", world.base / "hub"])
+    assert r.returncode == 1 and b"not its edge spool" in r.stderr, r.stderr
+    r = run([dxhub_bin(), "audit", "--edge-data", world.edge.data, "--data", world.base / "hub"])
+    assert r.returncode == 2 and b"one trail at a time" in r.stderr
+
+
+def test_the_nurses_list_keeps_to_recent_items_and_every_unread_alert(world):
+    out = run([dxhub_bin(), "reports", "--edge-data", world.edge.data], env=a_week_on()).stdout.decode()
+    assert "rpt-cl-1" not in out, out  # read by now, and over 7 days old
+    assert "1 older item(s) not shown (received more than 7 day(s) ago): --all, or --days N" in out, out
+    assert "rpt-cl-1" in run([dxhub_bin(), "reports", "--edge-data", world.edge.data, "--days", "9"],
+                             env=a_week_on()).stdout.decode()
+    reports = lambda *a: run([dxhub_bin(), "reports", "--edge-data", world.edge.data, *a])  # noqa: E731
+    r = reports("--days", "0")
+    assert r.returncode == 2 and b"--days 0: a whole number of days" in r.stderr
+    r = reports("--days", "3", "--all")
+    assert r.returncode == 2 and b"one or the other" in r.stderr
+    assert "rpt-cl-1" in reports("--days", "1").stdout.decode()
+    assert "rpt-cl-1" in reports("--all").stdout.decode()

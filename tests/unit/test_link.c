@@ -38,6 +38,23 @@
 
 #define FACILITY "clinic1"
 
+#define AUDIT_LINE 1024
+
+typedef struct trail {
+    char     lines[64][AUDIT_LINE]; /* the first 64 walked */
+    int      n;
+    uint64_t last;                  /* the last sequence number walked */
+} trail;
+
+static int on_trail(void *ctx, uint64_t seq, const char *json, size_t len)
+{
+    trail *t = ctx;
+    if (t->n < 64)
+        snprintf(t->lines[t->n++], AUDIT_LINE, "%.*s", (int)len, json);
+    t->last = seq;
+    return 0;
+}
+
 static char corpus[1024];
 static char tmpdir[256];
 
@@ -355,10 +372,10 @@ static void test_reports_and_alerts_come_back_alert_first(void **state)
     assert_int_equal(when, 1234);
     spool_confirmation c;
     assert_int_equal(spool_alert_confirmation(w->sp, "alert-0001", &c), -ENOENT);
-    assert_int_equal(spool_alert_confirm(w->sp, "rpt-0001", "nurse Li", 2000, &c), -EINVAL); /* a report */
-    assert_int_equal(spool_alert_confirm(w->sp, "nosuch", "nurse Li", 2000, &c), -ENOENT);
-    assert_int_equal(spool_alert_confirm(w->sp, "alert-0001", "nurse Li", 2000, &c), 0);
-    assert_int_equal(spool_alert_confirm(w->sp, "alert-0001", "nurse Wu", 3000, &c), -EEXIST);
+    assert_int_equal(spool_alert_confirm(w->sp, "rpt-0001", "nurse Li", "local:nurse", 2000, &c), -EINVAL); /* a report */
+    assert_int_equal(spool_alert_confirm(w->sp, "nosuch", "nurse Li", "local:nurse", 2000, &c), -ENOENT);
+    assert_int_equal(spool_alert_confirm(w->sp, "alert-0001", "nurse Li", "local:nurse", 2000, &c), 0);
+    assert_int_equal(spool_alert_confirm(w->sp, "alert-0001", "nurse Wu", "local:nurse", 3000, &c), -EEXIST);
     assert_string_equal(c.by, "nurse Li");
     assert_int_equal(c.at_ms, 2000);
     assert_int_equal(spool_alert_announced(w->sp, "alert-0001", &when), 0); /* kept beside the confirmation */
@@ -370,11 +387,66 @@ static void test_reports_and_alerts_come_back_alert_first(void **state)
     assert_int_equal(spool_alert_confirmation(w->sp, "alert-0001", &c), 0);
     assert_true(c.told_hub);
     assert_string_equal(c.by, "nurse Li");
+    /* the clinic's trail: both arrivals, the announcement and the one
+     * confirmation (not the refused ones), in that order */
+    trail t = {0};
+    assert_true(spool_audit_walk(w->sp, 1, on_trail, &t) >= 4);
+    const char *want[] = {"\"what\":\"alert-received\"", "\"what\":\"report-received\"",
+                          "\"what\":\"alert-announced\"", "\"what\":\"alert-read\""};
+    int at = 0;
+    for (int i = 0; i < t.n && at < 4; i++)
+        if (strstr(t.lines[i], want[at]) || (at < 2 && strstr(t.lines[i], want[1 - at])))
+            at++;
+    assert_int_equal(at, 4);
+    assert_non_null(strstr(t.lines[t.n - 1], "\"who\":\"local:nurse\""));
+    assert_non_null(strstr(t.lines[t.n - 1], "\"detail\":\"id=alert-0001 by=nurse Li\""));
+    assert_non_null(strstr(t.lines[t.n - 2], "\"t\":1234,\"who\":\"on-alert\",\"what\":\"alert-announced\""));
     /* the hub: the alert the gateway took is unread until then */
     store_outbox_waiting unread = {0};
     store_outbox_summary(w->st, first_waiting, &unread);
     assert_string_equal(unread.facility, FACILITY);
     assert_int_equal(unread.unread_alerts, 1);
+    start_edge(w);
+}
+
+/* The clinic's trail: a study received (who pushed it, its patient), an
+ * item the hub refused for good, and the study delivered once its last
+ * instance is acknowledged. */
+static void test_the_clinics_trail_follows_a_study_received_refused_and_delivered(void **state)
+{
+    world *w = *state;
+    edge_link_stop(&w->edge); /* nothing leaves until the test says */
+    trail before = {0};
+    spool_audit_walk(w->sp, 1, on_trail, &before);
+    uint64_t from = before.last + 1; /* what this test adds */
+    queued q;
+    queue_files(w, &q, PRIO_ROUTINE, 0, "");
+    trail t = {0};
+    spool_audit_walk(w->sp, from, on_trail, &t);
+    int received = 0;
+    for (int i = 0; i < t.n; i++)
+        received += strstr(t.lines[i], "\"who\":\"push\",\"what\":\"received\"") != NULL;
+    assert_true(received >= 1 && received == t.n); /* one per study of the batch, and nothing else */
+    spool_item it = q.it[0];
+    it.failed = 1;
+    snprintf(it.last_error, sizeof it.last_error, "not a DICOM object the hub can store");
+    assert_int_equal(spool_update(w->sp, &it), 0);
+    assert_int_equal(spool_update(w->sp, &it), 0); /* still refused: said once */
+    memset(&t, 0, sizeof t);
+    spool_audit_walk(w->sp, from, on_trail, &t);
+    assert_int_equal(t.n, received + 1);
+    const char *last = t.lines[t.n - 1];
+    assert_non_null(strstr(last, "\"who\":\"hub\",\"what\":\"refused\""));
+    assert_non_null(strstr(last, it.sop_uid));
+    assert_non_null(strstr(last, "not a DICOM object the hub can store"));
+    for (int i = 0; i < q.n; i++)
+        spool_remove(w->sp, q.it[i].seq);
+    memset(&t, 0, sizeof t);
+    spool_audit_walk(w->sp, from, on_trail, &t);
+    int delivered = 0;
+    for (int i = 0; i < t.n; i++)
+        delivered += strstr(t.lines[i], "\"who\":\"hub\",\"what\":\"delivered\"") && strstr(t.lines[i], q.it[1].study_uid);
+    assert_int_equal(delivered, 1); /* (another study: the refused one was also queued by earlier tests) */
     start_edge(w);
 }
 
@@ -466,6 +538,7 @@ int main(void)
         cmocka_unit_test(test_the_same_instance_again_is_answered_have),
         cmocka_unit_test(test_reports_and_alerts_come_back_alert_first),
         cmocka_unit_test(test_retries_set_before_the_clock_went_back_are_not_waited_out),
+        cmocka_unit_test(test_the_clinics_trail_follows_a_study_received_refused_and_delivered),
         cmocka_unit_test(test_an_unacknowledged_delivery_is_sent_again),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,0 +1,37 @@
+/* spool_private.h — what the spool's files share (the LMDB handles, the
+ * inbox record's header, the audit trail's writer).  Only hub/spool*.c
+ * include it. */
+#ifndef DXHUB_SPOOL_PRIVATE_H
+#define DXHUB_SPOOL_PRIVATE_H
+
+#include <lmdb.h>
+#include <stdint.h>
+#include "hub/spool.h"
+
+struct spool {
+    char    *dir;
+    MDB_env *env;
+    MDB_dbi  item, data, inbox, state, study, alerts, /* alerts: alert id → what became of it here (JSON) */
+             patient, /* study UID → its patient's ID, as long as `study` keeps the study */
+             audit;   /* sequence (8 bytes BE) → one audit record's JSON line (audit_record.h) */
+};
+
+/* An inbox record: this header, then the bytes the hub sent. */
+typedef struct inbox_hdr {
+    char    kind[16];
+    int64_t received_ms;
+} inbox_hdr;
+
+/* An LMDB code as a negative errno (-ENOBUFS: the spool's map is full). */
+int  spool_lerr(int rc);
+void spool_seq_key(uint8_t k[8], uint64_t seq);
+
+/* Appends r to the audit trail in txn (spool_audit.c).  A record that
+ * names no patient takes its study's, when the spool knows it.  An LMDB
+ * code: the caller's transaction fails with it, so nothing happens
+ * unrecorded. */
+int spool_txn_audit(spool *s, MDB_txn *txn, const spool_audit_rec *r);
+/* The patient of study_uid as txn sees the spool, into out[65] ("" if unknown). */
+void spool_txn_patient(spool *s, MDB_txn *txn, const char *study_uid, char out[65]);
+
+#endif
