@@ -9,7 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <jansson.h>
+#include <string.h>
 #include "hub/audit_filter.h"
+#include "hub/audit_record.h"
 
 #define DAY_MS 86400000LL
 #define T_2026_11_25 1795564800000LL /* 2026-11-25T00:00:00Z */
@@ -77,6 +80,34 @@ static void test_a_lookups_detail_names_its_patient_as_a_whole_token(void **stat
     assert_false(audit_detail_names_patient("", "P1"));
 }
 
+/* A record is cut to fit, never refused; cut before a character that does
+ * not fit whole, so the line stays valid JSON (UTF-8) for `dxhub audit`. */
+static void test_a_long_chinese_detail_is_cut_at_a_character_boundary(void **state)
+{
+    (void)state;
+    char detail[1600] = "x"; /* one ASCII byte first, so the cut falls inside a 3-byte character */
+    for (int i = 0; i < 500; i++)
+        strcat(detail, "心");
+    audit_record r = {.t_ms = 42, .who = "local:护士", .what = "read", .study_uid = "1.2.3", .patient = "P\"1",
+                      .detail = detail};
+    char line[AUDIT_RECORD_MAX];
+    int n = audit_record_json(line, &r);
+    assert_int_equal((size_t)n, strlen(line));
+    json_error_t je;
+    json_t *j = json_loadb(line, (size_t)n, 0, &je);
+    assert_non_null(j);
+    const char *d = json_string_value(json_object_get(j, "detail"));
+    assert_non_null(d);
+    assert_true(strlen(d) > 300 && strlen(d) < strlen(detail));
+    assert_int_equal(strncmp(d, detail, strlen(d)), 0);
+    assert_string_equal(json_string_value(json_object_get(j, "patient")), "P\"1");
+    assert_string_equal(json_string_value(json_object_get(j, "who")), "local:护士");
+    json_decref(j);
+    r.patient = ""; /* a record about no patient names none */
+    n = audit_record_json(line, &r);
+    assert_null(strstr(line, "\"patient\""));
+}
+
 static void test_filters_together(void **state)
 {
     (void)state;
@@ -124,6 +155,7 @@ int main(void)
         cmocka_unit_test(test_who_matches_itself_or_its_prefix_up_to_a_separator),
         cmocka_unit_test(test_a_lookups_detail_names_its_patient_as_a_whole_token),
         cmocka_unit_test(test_filters_together),
+        cmocka_unit_test(test_a_long_chinese_detail_is_cut_at_a_character_boundary),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
