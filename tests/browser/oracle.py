@@ -11,6 +11,11 @@ pydicom and numpy (not by the viewer's code), for tests/browser.
         the same for the file of DIR whose SOP Instance UID is SOP, for each
         window, to OUTDIR/CENTER_WIDTH.raw; prints a JSON list of the
         objects above (one process: pydicom and numpy load once).
+    oracle.py roi DIR SOP X0 Y0 X1 Y1 [X Y]
+        the modality values (rescaled) of the pixels whose centres lie in
+        the ellipse inscribed in the box X0,Y0–X1,Y1 (image coordinates):
+        {"n", "mean", "sd" (n - 1), "min", "max"}, and with X Y the value
+        of the pixel there as "value".
 """
 import json
 import os
@@ -56,10 +61,27 @@ def windows(d, sop, outdir, *cws):
     print(json.dumps(out))
 
 
+def roi(d, sop, x0, y0, x1, y1, px=None, py=None):
+    ds = pydicom.dcmread(find(d, sop))
+    v = ds.pixel_array.astype(np.float64) * float(getattr(ds, "RescaleSlope", 1)) + float(getattr(ds, "RescaleIntercept", 0))
+    x0, y0, x1, y1 = (float(a) for a in (x0, y0, x1, y1))
+    cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
+    yy, xx = np.mgrid[0:v.shape[0], 0:v.shape[1]]
+    inside = ((xx + 0.5 - cx) / rx) ** 2 + ((yy + 0.5 - cy) / ry) ** 2 <= 1
+    sel = v[inside]
+    out = {"n": int(sel.size), "mean": float(sel.mean()), "sd": float(sel.std(ddof=1)), "min": float(sel.min()),
+           "max": float(sel.max())}
+    if px is not None:
+        out["value"] = float(v[int(float(py)), int(float(px))])
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "window":
         print(json.dumps(window(*sys.argv[2:])))
     elif len(sys.argv) >= 6 and sys.argv[1] == "windows":
         windows(*sys.argv[2:])
+    elif len(sys.argv) in (8, 10) and sys.argv[1] == "roi":
+        roi(*sys.argv[2:])
     else:
         sys.exit(__doc__)

@@ -1,11 +1,12 @@
 // stack.js — the image viewport: series thumbnails, stack scroll, window /
-// level, zoom, pan, invert, cine, length and angle measurements, corner
-// overlays.  Pixels come at full bit depth (frames.js); each draw is one
+// level, zoom, pan, invert, cine, length and angle measurements, elliptical
+// ROIs (mean, SD, area in the modality's units: HU for CT), the value
+// under the pointer, corner overlays.  Pixels come at full bit depth (frames.js); each draw is one
 // table lookup per pixel (voi.js) into an ImageData at the image's own size,
 // then one scaled drawImage onto the viewport.
 import { FrameCache } from './frames.js';
 import { PRESETS, buildLut, applyLut, defaultWindow } from './voi.js';
-import { lengthMm, angleDeg, formatLength } from './measure.js';
+import { lengthMm, angleDeg, formatLength, ellipseStats, formatStats, modalityUnit, modalityValue } from './measure.js';
 import { el, personName, dicomDate, status } from './util.js';
 
 const PREFETCH_AHEAD = 12, PREFETCH_BEHIND = 4;
@@ -301,7 +302,12 @@ export class StackViewer {
     ctx.font = `${13 * tr.dpr}px sans-serif`;
     for (const m of list) {
       ctx.beginPath();
-      m.pts.forEach((p, i) => { const [x, y] = P(p); if (i) ctx.lineTo(x, y); else ctx.moveTo(x, y); });
+      if (m.kind === 'roi') {
+        const [ax, ay] = P(m.pts[0]), [bx, by] = P(m.pts[1]);
+        ctx.ellipse((ax + bx) / 2, (ay + by) / 2, Math.abs(bx - ax) / 2, Math.abs(by - ay) / 2, 0, 0, 2 * Math.PI);
+      } else {
+        m.pts.forEach((p, i) => { const [x, y] = P(p); if (i) ctx.lineTo(x, y); else ctx.moveTo(x, y); });
+      }
       ctx.stroke();
       for (const p of m.pts) { const [x, y] = P(p); ctx.fillRect(x - 2 * tr.dpr, y - 2 * tr.dpr, 4 * tr.dpr, 4 * tr.dpr); }
       const label = this.markLabel(m);
@@ -313,13 +319,24 @@ export class StackViewer {
   markLabel(m) {
     if (m.kind === 'length' && m.pts.length === 2) return formatLength(lengthMm(m.pts[0], m.pts[1], m.spacing));
     if (m.kind === 'angle' && m.pts.length === 3) return `${angleDeg(m.pts[0], m.pts[1], m.pts[2], m.spacing).toFixed(1)}°`;
+    if (m.kind === 'roi' && 'stats' in m) return formatStats(m.stats, m.unit);
     return '';
   }
 
   refreshMarksList() {
     const list = this.current ? this.marks.get(this.current.key) || [] : [];
-    this.marksList.replaceChildren(...list.map((m, i) =>
-      el('li.mark', { dataset: { kind: m.kind }, text: `${m.kind === 'length' ? 'Length' : 'Angle'} ${i + 1}: ${this.markLabel(m)}` })));
+    const names = { length: 'Length', angle: 'Angle', roi: 'ROI' };
+    this.marksList.replaceChildren(...list.map((m, i) => {
+      let text = `${names[m.kind]} ${i + 1}: ${this.markLabel(m)}`;
+      const dataset = { kind: m.kind };
+      if (m.kind === 'roi' && m.stats) {
+        const u = m.unit ? ` ${m.unit}` : '';
+        text += ` (min ${m.stats.min.toFixed(0)}, max ${m.stats.max.toFixed(0)}${u}; ${m.stats.n} px)`;
+        Object.assign(dataset, { box: m.stats.box.join(','), mean: m.stats.mean, sd: m.stats.sd, n: m.stats.n,
+          min: m.stats.min, max: m.stats.max });
+      }
+      return el('li.mark', { dataset, text });
+    }));
   }
 
   drawOverlays(tr) {
@@ -337,7 +354,7 @@ export class StackViewer {
     const w = this.win;
     o.br.replaceChildren(el('div.wl', { text: w ? `W ${Math.round(w.width)} L ${Math.round(w.center)}` : '' }),
       el('div.zoom', { text: tr ? `Zoom ${tr.zoom.toFixed(2)}×` : 'loading…' }),
-      el('div', { text: this.view.invert ? 'Inverted' : '' }));
+      el('div', { text: this.view.invert ? 'Inverted' : '' }), el('div.probe', { text: this.probeText || '' }));
   }
 
   // ---------------------------------------------------------------- input
@@ -367,7 +384,7 @@ export class StackViewer {
     this.viewport.focus();
     const mode = e.button === 2 ? 'wl' : e.button === 1 ? 'pan' : this.tool;
     const p = this.toImage(e);
-    if (mode === 'length' || mode === 'angle') {
+    if (mode === 'length' || mode === 'angle' || mode === 'roi') {
       const spacing = this.current.inst.pixel_spacing || null;
       if (mode === 'angle' && this.pending && this.pending.kind === 'angle' && this.pending.pts.length === 3) {
         this.pending.pts[2] = p; this.commitMark(); return;      // third click ends an angle
@@ -379,7 +396,20 @@ export class StackViewer {
     e.preventDefault();
   }
 
+  // The modality value under the pointer (HU on CT), in the bottom-right
+  // corner: the one number a reader checks a density by.
+  probe(e) {
+    const it = this.current, box = this.overlays.br.querySelector('.probe');
+    if (!it || !box) return;
+    const f = this.cache.peek(it.inst.sop, it.n), p = this.toImage(e);
+    const v = modalityValue(f, p.x, p.y, it.inst.rescale);
+    const unit = modalityUnit((this.series[this.seriesIndex] || {}).modality);
+    this.probeText = v === null ? '' : `(${Math.floor(p.x)}, ${Math.floor(p.y)}) ${Number.isInteger(v) ? v : v.toFixed(1)}${unit ? ` ${unit}` : ''}`;
+    box.textContent = this.probeText;
+  }
+
   move(e) {
+    if (!this.drag) this.probe(e);
     if (this.pending && this.pending.kind === 'angle' && this.pending.pts.length === 3 && !this.drag) {
       this.pending.pts[2] = this.toImage(e); this.invalidate(); return;
     }
@@ -399,7 +429,7 @@ export class StackViewer {
         if (step) { d.acc += step * 6; this.scroll(step); }
         break;
       }
-      case 'length': case 'angle':
+      case 'length': case 'angle': case 'roi':
         this.pending.pts[1] = this.toImage(e); this.invalidate(); break;
     }
   }
@@ -407,7 +437,7 @@ export class StackViewer {
   up(e) {
     const d = this.drag; this.drag = null;
     if (!d) return;
-    if (d.mode === 'length' && this.pending) this.commitMark();
+    if ((d.mode === 'length' || d.mode === 'roi') && this.pending) this.commitMark();
     else if (d.mode === 'angle' && this.pending) this.pending.pts.push({ ...this.pending.pts[1] });   // now place the third point
   }
 
@@ -415,6 +445,13 @@ export class StackViewer {
     const m = this.pending; this.pending = null;
     const a = m.pts[0], b = m.pts[m.pts.length - 1];
     if (m.kind === 'length' && Math.hypot(a.x - b.x, a.y - b.y) < 1) { this.invalidate(); return; }   // a click, not a line
+    if (m.kind === 'roi') {
+      if (Math.abs(a.x - b.x) < 2 || Math.abs(a.y - b.y) < 2) { this.invalidate(); return; }          // a click, not an ellipse
+      // Measured once, on the frame it was drawn on: the values do not change.
+      const it = this.current, f = this.cache.peek(it.inst.sop, it.n);
+      m.stats = ellipseStats(f, a, b, it.inst.rescale, m.spacing);
+      m.unit = modalityUnit((this.series[this.seriesIndex] || {}).modality);
+    }
     const k = this.current.key;
     this.marks.set(k, [...(this.marks.get(k) || []), m]);
     this.refreshMarksList();

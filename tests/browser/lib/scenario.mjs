@@ -175,6 +175,42 @@ export async function scenario({ browser, ctx, checks, shots }) {
     await shot('ct-measurements');
   }, { needs: [LUNG] });
 
+  await checks.check('an elliptical ROI reads the mean and SD in HU that pydicom computes, and the pointer reads the HU under it', async () => {
+    const d = await dataset(page, '#image');
+    expect(Number(d.zoom) === 1, `zoom is ${d.zoom}, not 1:1`);
+    const box = await page.locator('#image').boundingBox();
+    await page.click('button[data-tool="roi"]');
+    const ax = box.x + Number(d.x0) + 200, ay = box.y + Number(d.y0) + 230, w = 90, h = 60;
+    await page.mouse.move(ax, ay); await page.mouse.down();
+    for (let i = 1; i <= 10; i++) await page.mouse.move(ax + w * i / 10, ay + h * i / 10);
+    await page.mouse.up();
+    const li = page.locator('#marks li[data-kind="roi"]');
+    const got = await li.evaluate((e) => ({ ...e.dataset, text: e.textContent }));
+    const inst = s.study.series.flatMap((x) => x.instances).filter((i) => !i.waveform)[49];
+    const [x0, y0, x1, y1] = got.box.split(',').map(Number);
+    expect(Math.abs(x1 - x0 - w) < 1.01 && Math.abs(y1 - y0 - h) < 1.01, `ROI box ${got.box} for a ${w}×${h} drag`);
+    // the pointer at a pixel's centre, well inside the image
+    const px = 260, py = 300;
+    await page.mouse.move(box.x + Number(d.x0) + px + 0.5, box.y + Number(d.y0) + py + 0.5);
+    const probe = await page.textContent('.corner.br .probe');
+    const { stdout } = await promisify(execFile)(ctx.py, [path.join(ctx.here, 'oracle.py'), 'roi', ctx.ctDir, inst.sop,
+      String(x0), String(y0), String(x1), String(y1), String(px), String(py)]);
+    const o = JSON.parse(stdout);
+    expect(o.sd > 1, `the oracle's ROI is nearly uniform (SD ${o.sd}): a weak check`);
+    expect(Number(got.n) === o.n, `ROI counts ${got.n} pixels, pydicom ${o.n}`);
+    near(Number(got.mean), o.mean, 1e-6, 'ROI mean (HU)');
+    near(Number(got.sd), o.sd, 1e-6, 'ROI SD (HU)');
+    expect(Number(got.min) === o.min && Number(got.max) === o.max, `ROI min/max ${got.min}/${got.max}, pydicom ${o.min}/${o.max}`);
+    expect(/^ROI \d+: mean -?[\d.]+ HU SD [\d.]+ · [\d.]+ mm² \(min -?\d+, max -?\d+ HU; \d+ px\)$/.test(got.text), `ROI text "${got.text}"`);
+    const wantArea = Math.PI * (x1 - x0) / 2 * (y1 - y0) / 2;   // the ellipse, in px² …
+    const mm2 = Number(got.text.match(/· ([\d.]+) mm²/)[1]);
+    const sp = inst.pixel_spacing;
+    near(mm2, wantArea * sp[0] * sp[1], 0.06, 'ROI area (mm²)');          // … × Pixel Spacing
+    expect(probe === `(${px}, ${py}) ${o.value} HU`, `the pointer reads "${probe}", pydicom ${o.value} HU at (${px}, ${py})`);
+    await page.click('button[data-tool="wl"]');
+    await shot('ct-roi');
+  }, { needs: [LUNG] });
+
   await checks.check('the STAT banner claims the ECG; it opens at 25 mm/s and 10 mm/mV with the automatic measurements', async () => {
     const banner = await page.isVisible('#stat-banner');
     if (banner) await page.click('#stat-banner button:has-text("Claim")');
