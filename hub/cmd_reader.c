@@ -36,6 +36,7 @@ static const char usage[] =
     "usage: dxhub reader --hub tcp://HOST:PORT --hub-key HUB.pub --keys DIR [OPTIONS]\n"
     "  a headless reader: takes tasks the hub offers, fetches their studies,\n"
     "  submits reports; one line per task on stdout (--json: one JSON object)\n"
+    "  --hub-key KEY       the hub's hub.pub (or the key); NOW,NEXT while the hub changes keypairs\n"
     "  --keys DIR          our CURVE keypair DIR/NAME.key (made when missing; the hub\n"
     "                      must allow DIR/NAME.pub as reader:<id>)\n"
     "  --name NAME         keypair name (default reader)\n"
@@ -524,10 +525,10 @@ int cmd_reader(int argc, char **argv)
         return 2;
     }
 
-    char err[512], hub_pub[KEY_Z85_LEN + 1];
+    char err[512], hub_pub[KEY_Z85_LEN + 1], hub_pub_next[KEY_Z85_LEN + 1];
     keypair kp;
     int rc = 2;
-    if (keys_read_public(hub_key, hub_pub, err, sizeof err) < 0) {
+    if (keys_read_hub_keys(hub_key, hub_pub, hub_pub_next, err, sizeof err) < 0) {
         dx_errorf("reader", "--hub-key %s", err);
         goto done;
     }
@@ -550,8 +551,8 @@ int cmd_reader(int argc, char **argv)
 
     rc = 1;
     hub_client *c = NULL;
-    hub_client_config cfg = {.endpoint = hub, .hub_public = hub_pub, .public_key = kp.pub, .secret_key = kp.sec,
-                             .timeout_ms = (int)timeout_s * 1000};
+    hub_client_config cfg = {.endpoint = hub, .hub_public = hub_pub, .hub_public_next = hub_pub_next,
+                             .public_key = kp.pub, .secret_key = kp.sec, .timeout_ms = (int)timeout_s * 1000};
     if (hub_client_open(&cfg, &c, err, sizeof err) < 0) {
         dx_errorf("reader", "%s", err);
         rc = 2;
@@ -562,6 +563,9 @@ int cmd_reader(int argc, char **argv)
         dx_errorf("reader", "%s: %s", hub, hub_client_error(c));
         goto close;
     }
+    if (hub_client_on_next_key(c))
+        dx_errorf("reader", "note: the hub answers to the second key of --hub-key (%s): it has its new keypair; "
+                            "give that key alone once the change is over", hub_pub_next);
     if (!take && task_id < 0) { /* nothing to do but say who we are */
         hub_reader_profile p;
         hub_client_profile(c, &p);

@@ -245,9 +245,9 @@ int edge_run(const edge_config *cfg)
         return 1;
     }
     keypair kp;
-    char hub_pub[KEY_Z85_LEN + 1];
+    char hub_pub[KEY_Z85_LEN + 1], hub_pub_next[KEY_Z85_LEN + 1];
     if (keys_load_or_create(cfg->keys_dir, "edge", &kp, err, sizeof err) < 0 ||
-        keys_read_public(cfg->hub_key, hub_pub, err, sizeof err) < 0) {
+        keys_read_hub_keys(cfg->hub_key, hub_pub, hub_pub_next, err, sizeof err) < 0) {
         log_error("%s", err);
         spool_close(&e.sp);
         return 1;
@@ -258,7 +258,8 @@ int edge_run(const edge_config *cfg)
     dimse_config dc = {.bind_addr = cfg->bind, .port = cfg->dicom_port, .aet = cfg->aet, .spool_dir = e.spool_in,
                        .accept = on_associate, .store = on_store, .spool_failed = on_spool_failed, .ctx = &e,
                        .tls_cert = cfg->dicom_tls_cert, .tls_key = cfg->dicom_tls_key, .tls_ca = cfg->dicom_tls_ca};
-    edge_link_config lc = {.zctx = zctx, .hub = cfg->hub, .kp = &kp, .hub_pub = hub_pub, .sp = e.sp,
+    edge_link_config lc = {.zctx = zctx, .hub = cfg->hub, .kp = &kp, .hub_pub = hub_pub, .hub_pub_next = hub_pub_next,
+                           .sp = e.sp,
                            .max_inflight = cfg->max_inflight, .on_alert = alert_arrived, .on_alert_ctx = &e};
     /* before the link: an alert delivered at once is announced */
     if (cfg->on_alert && cfg->on_alert[0] && (rc = edge_alerter_start(e.sp, cfg->on_alert, &e.alerter, err,

@@ -82,6 +82,8 @@ typedef struct edge_link_config {
     const char    *hub;          /* endpoint */
     const keypair *kp;           /* our CURVE keys */
     const char    *hub_pub;      /* the hub's public key, Z85 */
+    const char    *hub_pub_next; /* its next key while it changes keypairs ("" or NULL: none); tried in turn
+                                    when a handshake fails */
     spool         *sp;
     int            max_inflight;
     void         (*on_alert)(void *ctx); /* an alert is durable in the inbox (may be NULL) */

@@ -72,6 +72,8 @@ typedef struct hub_client hub_client;
 typedef struct hub_client_config {
     const char *endpoint;    /* tcp://HOST:PORT */
     const char *hub_public;  /* Z85 */
+    const char *hub_public_next; /* the hub's next key while it changes keypairs (NULL or "": none): the
+                                    other is tried when a handshake fails other than by refusing our key */
     const char *public_key;  /* ours, Z85 */
     const char *secret_key;
     int         timeout_ms;  /* per request; 0: 10000 */
@@ -108,6 +110,9 @@ const char *hub_client_error(const hub_client *c); /* last NACK/ERROR reason */
  * connected (ERROR "revoked": true): nothing will work until the hub's
  * operator allows a key again. */
 bool        hub_client_key_revoked(const hub_client *c);
+/* Connected through the second key of hub_public_next: the hub has its
+ * new keypair (the reader's configuration may drop the old key). */
+bool        hub_client_on_next_key(const hub_client *c);
 
 /* HELLO; fills our reader id as the hub knows it. */
 int hub_client_hello(hub_client *c, char *reader_id, size_t n);
@@ -174,6 +179,7 @@ int     hub_client_leases(const hub_client *c);      /* leases held, as last cou
  * public key file.  The strings a hub_client_config points at. */
 typedef struct hub_reader_keys {
     char hub_public[41], public_key[41], secret_key[41];
+    char hub_public_next[41]; /* "" unless hub_key_file names two keys, "NOW,NEXT" */
 } hub_reader_keys;
 int hub_reader_keys_load(const char *keys_dir, const char *name, const char *hub_key_file, hub_reader_keys *out,
                          int *made, char *err, size_t errlen);

@@ -47,7 +47,12 @@ struct hub_client {
     size_t    n_offers, cap_offers;
     /* handshake as the monitor saw it */
     int      handshake_failed, connected, connect_retries;
+    bool     handshake_refused;  /* the failure was ZAP refusing our key (not a wrong hub key) */
     char     handshake_why[200];
+    /* the hub's key, and its next while it changes keypairs: the other is
+     * tried when a handshake fails other than by refusing our key */
+    char     hub_keys[2][41];
+    int      n_hub_keys, key_at;
     char     endpoint[256];
     /* leases and keep-alive */
     int      leases;
@@ -194,13 +199,17 @@ static void drain_monitor(hub_client *c)
             c->connect_retries++;
         } else if (id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
             c->handshake_failed = 1;
+            c->handshake_refused = true;
             snprintf(c->handshake_why, sizeof c->handshake_why,
                      "the hub refused our key (ZAP status %u): it is not in the hub's allow-list "
                      "(dxhub allow --role reader:ID, then SIGHUP the hub)", value);
         } else if (id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || id == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
             c->handshake_failed = 1;
-            snprintf(c->handshake_why, sizeof c->handshake_why,
-                     "the CURVE handshake with the hub failed (is --hub-key the hub's hub.pub?)");
+            c->handshake_refused = false;
+            snprintf(c->handshake_why, sizeof c->handshake_why, "%s",
+                     c->n_hub_keys > 1 ? "the CURVE handshake with the hub failed with both keys of --hub-key "
+                                         "(is either the hub's hub.pub?)"
+                                       : "the CURVE handshake with the hub failed (is --hub-key the hub's hub.pub?)");
         }
     }
 }
@@ -322,6 +331,12 @@ static void retry_refused(hub_client *c)
     drain_monitor(c);
     if (!c->handshake_failed)
         return;
+    /* Not our key refused: while the hub changes keypairs it may answer
+     * to the other key of --hub-key (a socket option read at connect). */
+    if (!c->handshake_refused && c->n_hub_keys > 1) {
+        c->key_at = !c->key_at;
+        zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, c->hub_keys[c->key_at], 40);
+    }
     c->handshake_failed = 0;
     c->connect_retries = 0;
     zmq_disconnect(c->sock, c->endpoint);
@@ -338,13 +353,19 @@ static int request(hub_client *c, const char *cmd, json_t *h, const struct iovec
     if (!h)
         return fail(c, HUB_EPROTO, "out of memory");
     retry_refused(c);
-    uint64_t req = ++c->req;
-    json_object_set_new(h, "req", json_integer((json_int_t)req));
-    int rc = send_msg(c, cmd, h, frames, n);
+    int rc;
+    for (int attempt = 0;; attempt++) {
+        uint64_t req = ++c->req;
+        json_object_set_new(h, "req", json_integer((json_int_t)req));
+        if ((rc = send_msg(c, cmd, h, frames, n)) == 0)
+            rc = wait_for(c, req, cmd, c->timeout_ms, m);
+        /* the handshake failed with one key of two: once more, with the other */
+        if (rc != HUB_EREFUSED || !c->handshake_failed || c->handshake_refused || c->n_hub_keys < 2 || attempt)
+            break;
+        retry_refused(c);
+    }
     json_decref(h);
     if (rc)
-        return rc;
-    if ((rc = wait_for(c, req, cmd, c->timeout_ms, m)) != 0)
         return rc;
     if (strcmp(m->cmd, expect)) {
         rc = fail(c, HUB_EPROTO, "%s: unexpected answer %s from the hub", cmd, m->cmd);
@@ -416,6 +437,10 @@ int hub_client_open(const hub_client_config *cfg, hub_client **out, char *err, s
     int64_t maxmsg = MAX_MESSAGE;
     zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &c->timeout_ms, sizeof c->timeout_ms);
+    snprintf(c->hub_keys[0], sizeof c->hub_keys[0], "%s", cfg->hub_public);
+    c->n_hub_keys = 1;
+    if (cfg->hub_public_next && cfg->hub_public_next[0] && strlen(cfg->hub_public_next) == 40)
+        snprintf(c->hub_keys[c->n_hub_keys++], sizeof c->hub_keys[1], "%s", cfg->hub_public_next);
     if (proto_curve_client(c->sock, cfg->public_key, cfg->secret_key, cfg->hub_public) < 0) {
         snprintf(err, errlen, "CURVE setup failed (bad key?): %s", zmq_strerror(zmq_errno()));
         rc = -EINVAL;
@@ -462,6 +487,7 @@ void hub_client_close(hub_client **cp)
 }
 
 const char *hub_client_error(const hub_client *c) { return c ? c->error : "no client"; }
+bool        hub_client_on_next_key(const hub_client *c) { return c && c->connected && c->key_at == 1; }
 bool        hub_client_key_revoked(const hub_client *c) { return c && c->key_revoked; }
 
 int hub_client_hello(hub_client *c, char *reader_id, size_t n)

@@ -13,7 +13,7 @@ int hub_reader_keys_load(const char *keys_dir, const char *name, const char *hub
     _Static_assert(sizeof out->hub_public == KEY_Z85_LEN + 1, "Z85 key size");
     memset(out, 0, sizeof *out);
     char e[400];
-    if (keys_read_public(hub_key_file, out->hub_public, e, sizeof e) < 0) {
+    if (keys_read_hub_keys(hub_key_file, out->hub_public, out->hub_public_next, e, sizeof e) < 0) {
         snprintf(err, errlen, "--hub-key %s", e);
         return -1;
     }

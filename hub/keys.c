@@ -127,6 +127,30 @@ int keys_read_public(const char *path, char out[KEY_Z85_LEN + 1], char *err, siz
     return 0;
 }
 
+int keys_read_hub_keys(const char *list, char now[KEY_Z85_LEN + 1], char next[KEY_Z85_LEN + 1], char *err,
+                       size_t errlen)
+{
+    next[0] = '\0';
+    const char *comma = strchr(list, ',');
+    if (!comma)
+        return keys_read_public(list, now, err, errlen) < 0 ? -EINVAL : 1;
+    char first[4096];
+    size_t len = (size_t)(comma - list);
+    if (!len || !comma[1] || strchr(comma + 1, ',') || len >= sizeof first) {
+        snprintf(err, errlen, "%s: the hub's key, or two (its key now and its next) separated by one comma", list);
+        return -EINVAL;
+    }
+    memcpy(first, list, len);
+    first[len] = '\0';
+    if (keys_read_public(first, now, err, errlen) < 0 || keys_read_public(comma + 1, next, err, errlen) < 0)
+        return -EINVAL;
+    if (!strcmp(now, next)) {
+        snprintf(err, errlen, "%s: the same key twice", list);
+        return -EINVAL;
+    }
+    return 2;
+}
+
 int keys_role_valid(const char *role)
 {
     static const char *const kinds[] = {"edge:", "reader:", "peer:"};

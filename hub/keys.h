@@ -27,6 +27,12 @@ int keys_generate(const char *dir, const char *name, keypair *out, char *err, si
 int keys_load_or_create(const char *dir, const char *name, keypair *out, char *err, size_t errlen);
 /* Read a public key file (a .pub, or a bare Z85 string). */
 int keys_read_public(const char *path, char out[KEY_Z85_LEN + 1], char *err, size_t errlen);
+/* The hub's key as a client is given it: one key (a file or the key), or
+ * two separated by a comma while the hub changes its keypair ("NOW,NEXT":
+ * a client tries the other when the handshake fails).  Returns how many
+ * (1 or 2) into now and next ("" when one), or < 0 with the reason. */
+int keys_read_hub_keys(const char *list, char now[KEY_Z85_LEN + 1], char next[KEY_Z85_LEN + 1], char *err,
+                       size_t errlen);
 
 /* Role strings: "edge:clinic1" → kind "edge", name "clinic1". */
 int keys_role_valid(const char *role);

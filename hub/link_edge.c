@@ -62,6 +62,10 @@ struct edge_link {
     char             link_state[32];
     unsigned         rng;
     log_repeat       handshake_told; /* the last handshake failure logged; zeroed once connected */
+    int              key_at;         /* the key the next socket uses: 0 hub_pub, 1 hub_pub_next */
+    int              socket_key;     /* the key the current socket uses */
+    unsigned         keys_failed;    /* bit per key whose handshake failed since the hub last answered */
+    bool             next_key_said;  /* logged that the hub answers to its next key */
 };
 
 #define HANDSHAKE_LOG_MS 60000 /* a handshake failure that lasts is logged again this often */
@@ -163,6 +167,12 @@ static void on_message(edge_link *l, proto_msg *m)
         if (!l->connected)
             log_info("link: connected to the hub as %s", proto_str(m, "role") ? proto_str(m, "role") : "?");
         l->handshake_told = (log_repeat){0};
+        l->keys_failed = 0;
+        if (l->key_at && !l->next_key_said) {
+            log_warn("link: the hub answers to the second key of --hub-key (%s): it has its new keypair; "
+                     "give that key alone once the change is over", l->cfg.hub_pub_next);
+            l->next_key_said = true;
+        }
         l->connected = true;
         set_state(l, "connected", NULL);
         for (int i = 0; i < MAX_SLOTS; i++) /* what went out behind this HELLO needs no second offer */
@@ -376,7 +386,8 @@ static int open_socket(edge_link *l, char *err, size_t errlen)
     proto_tune(l->dealer);
     int immediate = 1;
     zmq_setsockopt(l->dealer, ZMQ_IMMEDIATE, &immediate, sizeof immediate);
-    if (proto_curve_client(l->dealer, l->cfg.kp->pub, l->cfg.kp->sec, l->cfg.hub_pub) < 0) {
+    l->socket_key = l->key_at;
+    if (proto_curve_client(l->dealer, l->cfg.kp->pub, l->cfg.kp->sec, l->key_at ? l->cfg.hub_pub_next : l->cfg.hub_pub) < 0) {
         snprintf(err, errlen, "CURVE setup failed: %s", zmq_strerror(zmq_errno()));
         return -EIO;
     }
@@ -388,6 +399,8 @@ static int open_socket(edge_link *l, char *err, size_t errlen)
     return 0;
 }
 
+static bool has_next_key(const edge_link *l) { return l->cfg.hub_pub_next && l->cfg.hub_pub_next[0]; }
+
 /* The hub answered, but not as the hub this gateway may talk to: without
  * this the clinic read "hub unreachable" and looked at the network, while
  * the hub refused its key (not in the allow-list) or the gateway held
@@ -398,8 +411,10 @@ static void handshake_failed(edge_link *l, bool refused, uint32_t status)
     /* --status keeps 159 characters: the short why there, the key in the log. */
     const char *why = refused ? "the hub refused this gateway's key: not in the hub's allow-list (on the hub: "
                                 "dxhub allow --role edge:FACILITY keys/edge.pub, then SIGHUP)"
-                              : "the encrypted handshake with the hub failed: is --hub-key the hub's own hub.pub? "
-                                "(a reinstalled hub has a new one)";
+                      : has_next_key(l) ? "the encrypted handshake with the hub failed with both keys of --hub-key: "
+                                          "is either the hub's own hub.pub?"
+                                        : "the encrypted handshake with the hub failed: is --hub-key the hub's own "
+                                          "hub.pub? (a reinstalled hub has a new one)";
     set_state(l, "down", why);
     if (log_repeat_due(&l->handshake_told, why, HANDSHAKE_LOG_MS)) {
         if (refused)
@@ -415,10 +430,23 @@ static void watch_connection(edge_link *l)
 {
     uint16_t event;
     uint32_t value;
+    bool other_key = false;
     while (proto_monitor_next(l->monitor, &event, &value)) {
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH || event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
             event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
-            handshake_failed(l, event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH, value);
+            bool refused = event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+            /* Not our key refused but the handshake failed: while the hub
+             * changes keypairs, the other key of --hub-key may be its own. */
+            if (!refused && has_next_key(l)) {
+                int k = l->socket_key;
+                l->keys_failed |= 1u << k;
+                if (!(l->keys_failed & (1u << !k))) {
+                    l->key_at = !k;
+                    other_key = true;
+                    continue;
+                }
+            }
+            handshake_failed(l, refused, value);
             continue;
         }
         if (l->connected && (event == ZMQ_EVENT_DISCONNECTED || event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)) {
@@ -428,6 +456,13 @@ static void watch_connection(edge_link *l)
                      event == ZMQ_EVENT_DISCONNECTED ? "dropped" : "renewed");
             set_state(l, "down", "connection dropped");
         }
+    }
+    if (other_key) { /* at once, on a fresh socket: libzmq would retry the same key */
+        log_info("link: the hub did not take the handshake with the %s key of --hub-key; trying the %s",
+                 l->key_at ? "first" : "second", l->key_at ? "second" : "first");
+        char err[160];
+        if (open_socket(l, err, sizeof err) < 0)
+            log_error("link: %s", err);
     }
 }
 
@@ -457,6 +492,8 @@ static void *link_main(void *arg)
             set_state(l, "down", "hub not answering");
         }
         if (!l->connected && t - l->socket_ms > 10000) {
+            if (l->keys_failed == 3) /* neither key took: try them in turn, the hub may go back */
+                l->key_at = !l->socket_key;
             char err[160];
             if (open_socket(l, err, sizeof err) < 0)
                 log_error("link: %s", err);

@@ -50,7 +50,8 @@ static const cfg_option ws_options[] = {
     {"workstation", "log-level", CFG_CHOICE, W(log_level), "info", 0, 0, LOG_LEVEL_NAMES, "LEVEL",
      "error, warn, info or debug"},
     {"hub", "hub", CFG_STRING, W(c.hub), NULL, 0, 0, NULL, "tcp://HOST:PORT", "the hub's reader port (required)"},
-    {"hub", "hub-key", CFG_STRING, W(c.hub_key), NULL, 0, 0, NULL, "FILE", "the hub's public key, hub.pub (required)"},
+    {"hub", "hub-key", CFG_STRING, W(c.hub_key), NULL, 0, 0, NULL, "FILE",
+     "the hub's public key, hub.pub (required); NOW,NEXT while the hub changes keypairs"},
     {"hub", "keys", CFG_STRING, W(c.keys_dir), NULL, 0, 0, NULL, "DIR",
      "our CURVE keypair DIR/NAME.key, made when missing; the hub allows DIR/NAME.pub as reader:ID (required)"},
     {"hub", "name", CFG_STRING, W(c.name), "reader", 1, 63, NULL, "NAME", "the keypair's file name"},
@@ -273,7 +274,8 @@ int cmd_workstation(int argc, char **argv)
         }
     }
     rc = 1;
-    hub_client_config hc = {.endpoint = c->hub, .hub_public = keys.hub_public, .public_key = keys.public_key,
+    hub_client_config hc = {.endpoint = c->hub, .hub_public = keys.hub_public, .hub_public_next = keys.hub_public_next,
+                            .public_key = keys.public_key,
                             .secret_key = keys.secret_key, .timeout_ms = c->timeout_ms};
     if (hub_client_open(&hc, &w.hc, err, sizeof err) < 0) {
         dx_errorf("workstation", "%s", err);
@@ -284,6 +286,9 @@ int cmd_workstation(int argc, char **argv)
         dx_errorf("workstation", "%s: %s", c->hub, hub_client_error(w.hc));
         goto done;
     }
+    if (hub_client_on_next_key(w.hc))
+        dx_errorf("workstation", "note: the hub answers to the second key of --hub-key: it has its new keypair; "
+                                 "give that key alone once the change is over");
     hub_client_profile(w.hc, &w.profile);
     w.connected = 1;
     int adopted = ws_adopt(&w);
