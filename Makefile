@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev \
 	libopenjph-dev openjph-tools libzmq3-dev libczmq-dev liblmdb-dev lmdb-utils \
 	libssl-dev openssl libmicrohttpd-dev libjansson-dev zlib1g-dev libzstd-dev \
 	libxml2-dev libcmocka-dev python3-pytest python3-pydicom python3-numpy \
-	python3-zmq python3-gdcm python3-pil python3-prometheus-client wrk hyperfine orthanc flac python3-biosig \
+	python3-zmq python3-gdcm python3-pil python3-prometheus-client wrk hyperfine orthanc orthanc-dicomweb flac python3-biosig \
 	libsndfile1-dev libgdcm-tools grokj2k-tools python3-pytest-xdist \
 	libsodium-dev libpango1.0-dev libcairo2-dev fonts-wqy-microhei poppler-utils libinih-dev chromium \
 	faketime

@@ -418,7 +418,8 @@ enum route_auth {
     AUTH_KEY,        /* lookups, repeats, peers: always a key */
 };
 
-/* "/prefix" exact, or "/prefix{UID}suffix" when suffix is set; peer
+/* "/prefix" exact, "/prefix{UID}suffix" when suffix is set, or any path
+ * below "/prefix" when suffix is "*"; peer
  * routes are "/api/v1/peers/{hub}" + prefix + {ID} + suffix. */
 static const struct route {
     const char *prefix, *suffix;
@@ -444,6 +445,10 @@ static const struct route {
     {"/api/v1/tasks", NULL, h_tasks, 0, AUTH_PATIENT, 0, 0},
     {"/api/v1/clinics", NULL, h_clinics, 0, AUTH_PATIENT, 0, 0},
     {"/metrics", NULL, h_metrics, ANY_PARAMS, AUTH_OPEN, 0, 0},
+    /* everything below /dicom-web/ (api_dicomweb.c sorts it out) */
+    {"/dicom-web/", "*", api_h_dicomweb,
+     PB(API_P_PATIENT_ID) | PB(API_P_STUDY_DATE) | PB(API_P_MODALITY) | PB(API_P_ACCESSION) | PB(API_P_STUDY_UID) |
+         PB(API_P_OFFSET) | PB(API_P_LIMIT) | PB(API_P_INCLUDEFIELD) | PB(API_P_FUZZY), AUTH_PATIENT, 0, 0},
 };
 
 #define PEERS_PREFIX "/api/v1/peers/"
@@ -482,6 +487,8 @@ static const struct route *route_of(req *r)
                 return rt;
             continue;
         }
+        if (!strcmp(rt->suffix, "*"))
+            return rt; /* a whole tree: the handler reads r->url */
         size_t sl = strlen(rt->suffix);
         if (ul < pl + sl + 1 || strcmp(url + ul - sl, rt->suffix))
             continue;

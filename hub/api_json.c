@@ -125,10 +125,10 @@ static void study_dxhub(jbuf *b, const store_study *st)
     jb_put(b, "}", 1);
 }
 
-void api_json_study(jbuf *b, const store_study *st)
+/* The study's attributes as DICOM JSON members, in tag order as DICOM
+ * JSON producers conventionally write them; no braces. */
+static void study_attrs(jbuf *b, const store_study *st)
 {
-    /* Members in tag order, as DICOM JSON producers conventionally write them. */
-    jb_put(b, "{", 1);
     attr_str(b, "00080020", "DA", st->study_date, false);
     jb_put(b, ",", 1);
     attr_str(b, "00080030", "TM", st->study_time, false);
@@ -152,9 +152,32 @@ void api_json_study(jbuf *b, const store_study *st)
     jb_uint(b, st->n_series);
     jb_puts(b, "]},\"00201208\":{\"vr\":\"IS\",\"Value\":[");
     jb_uint(b, st->n_instances);
-    jb_puts(b, "]},");
+    jb_puts(b, "]}");
+}
+
+void api_json_study(jbuf *b, const store_study *st)
+{
+    jb_put(b, "{", 1);
+    study_attrs(b, st);
+    jb_put(b, ",", 1);
     study_dxhub(b, st);
     jb_put(b, "}", 1);
+}
+
+void api_json_study_qido(jbuf *b, const store_study *st, const char *retrieve_url)
+{
+    jb_put(b, "{", 1);
+    study_attrs(b, st);
+    if (retrieve_url) {
+        jb_put(b, ",", 1);
+        attr_str(b, "00081190", "UR", retrieve_url, false);
+    }
+    jb_put(b, "}", 1);
+}
+
+void api_json_attr(jbuf *b, const char *tag, const char *vr, const char *value)
+{
+    attr_str(b, tag, vr, value, false);
 }
 
 static void digest_hex(const uint8_t d[32], char out[65])

@@ -131,6 +131,11 @@ void        api_lcache_put(api_lcache *c, const char *key, uint64_t gen, uint64_
 
 /* A study as a DICOM JSON object plus the non-DICOM "dxhub" member. */
 void api_json_study(jbuf *b, const store_study *st);
+/* The same without the "dxhub" member, as QIDO-RS answers it, with its
+ * Retrieve URL (0008,1190) when given. */
+void api_json_study_qido(jbuf *b, const store_study *st, const char *retrieve_url);
+/* One attribute, "TAG":{"vr":VR,"Value":[value]} (no Value when empty). */
+void api_json_attr(jbuf *b, const char *tag, const char *vr, const char *value);
 
 /* {"study":{..},"series":[{.., "instances":[..]}]} for a study read from
  * the store: each instance its full header (api_header_json) plus a
@@ -162,7 +167,10 @@ void api_auditor_stop(api_auditor **a);
 
 typedef enum api_param_id {
     API_P_PATIENT_ID, API_P_STUDY_DATE, API_P_MODALITY, API_P_ACCESSION, API_P_STUDY_UID, API_P_STATE,
-    API_P_OFFSET, API_P_LIMIT, API_P_LENGTH, API_P_SINCE, API_P_TYPE, API_P_SCOPE, API_P_COUNT
+    API_P_OFFSET, API_P_LIMIT, API_P_LENGTH, API_P_SINCE, API_P_TYPE, API_P_SCOPE,
+    API_P_INCLUDEFIELD, API_P_FUZZY, /* QIDO-RS's: taken and ignored (every attribute known is returned;
+                                        matching is exact) */
+    API_P_COUNT
 } api_param_id;
 
 typedef struct api_param_name {
@@ -323,6 +331,25 @@ int  local_exams(api_server *a, const char *patient, int64_t since, const char *
 void splice_peer(jbuf *b, peer_answer *pa, unsigned *n, unsigned *recognised, unsigned *got);
 int  report_answer(api_server *a, const char *id, const char *prefix, jbuf *b, char study[STORE_UID_MAX]);
 int api_h_repeat(api_req *r, const api_params *p);
+/* /dicom-web/... (api_dicomweb.c): QIDO-RS and WADO-RS. */
+int api_h_dicomweb(api_req *r, const api_params *p);
+
+/* What a path below /dicom-web names (api_dicomweb_path.c). */
+typedef enum api_dw_what {
+    API_DW_SEARCH_STUDIES, API_DW_SEARCH_SERIES, API_DW_SEARCH_INSTANCES, API_DW_METADATA, API_DW_RETRIEVE
+} api_dw_what;
+typedef struct api_dw_path {
+    const char *study, *series, *instance; /* NULL above the level named; point into buf */
+    api_dw_what what;
+    char        buf[3][STORE_UID_MAX + 1]; /* a longer segment is cut to STORE_UID_MAX: no longer a UID */
+} api_dw_path;
+/* rest: the path after "/dicom-web" ("/studies/..."); false when it names
+ * nothing DICOMweb defines here. */
+bool        api_dicomweb_path(const char *rest, api_dw_path *p);
+/* The transfer syntax Accept asks instances in: "*" for as stored (also
+ * when Accept is absent or names none), the UID into buf[n], or NULL when
+ * Accept takes no application/dicom part. */
+const char *api_dicomweb_accept_ts(const char *accept, char *buf, size_t n);
 int api_h_preview(api_req *r, const api_params *p);
 int api_h_peer_file(api_req *r, const api_params *p);
 int api_h_peer_preview(api_req *r, const api_params *p);

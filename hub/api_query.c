@@ -22,6 +22,8 @@ const api_param_name api_param_names[API_P_COUNT] = {
     [API_P_SINCE] = {"since", NULL},
     [API_P_TYPE] = {"type", NULL},
     [API_P_SCOPE] = {"scope", NULL},
+    [API_P_INCLUDEFIELD] = {"includefield", NULL},
+    [API_P_FUZZY] = {"fuzzymatching", NULL},
 };
 
 void api_params_add(api_params *p, const char *key, const char *value)
@@ -34,6 +36,8 @@ void api_params_add(api_params *p, const char *key, const char *value)
             continue;
         if (!(p->allowed & 1u << i))
             break;
+        if (p->v[i] && i == API_P_INCLUDEFIELD)
+            return; /* QIDO-RS lets it repeat */
         if (p->v[i]) {
             p->bad = key;
             p->bad_why = "given more than once";
@@ -175,11 +179,25 @@ static const char *take_limit(const char *v, api_list_query *q)
     return api_parse_uint(v, API_LIST_MAX, &q->limit) ? NULL : "an integer from 0 to 1000";
 }
 
+static const char *take_fuzzy(const char *v, api_list_query *q)
+{
+    (void)q;
+    return !strcmp(v, "true") || !strcmp(v, "false") ? NULL : "true or false";
+}
+
+static const char *take_ignored(const char *v, api_list_query *q)
+{
+    (void)v;
+    (void)q;
+    return NULL;
+}
+
 static const char *(*const list_takers[API_P_COUNT])(const char *, api_list_query *) = {
     [API_P_PATIENT_ID] = take_patient_id, [API_P_STUDY_DATE] = take_study_date,
     [API_P_MODALITY] = take_modality,     [API_P_ACCESSION] = take_accession,
     [API_P_STUDY_UID] = take_study_uid,   [API_P_STATE] = take_state,
     [API_P_OFFSET] = take_offset,         [API_P_LIMIT] = take_limit,
+    [API_P_INCLUDEFIELD] = take_ignored,  [API_P_FUZZY] = take_fuzzy,
 };
 
 bool api_list_query_parse(const api_params *p, api_list_query *q, const char **name, const char **why)

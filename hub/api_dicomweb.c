@@ -1,0 +1,427 @@
+/* api_dicomweb.c — DICOMweb (PS3.18) over the store, so a standard viewer
+ * or PACS reads the hub without knowing its own API:
+ *
+ *   QIDO-RS  GET /dicom-web/studies                 (PatientID, StudyDate,
+ *                                                   ModalitiesInStudy,
+ *                                                   AccessionNumber,
+ *                                                   StudyInstanceUID, limit,
+ *                                                   offset)
+ *            GET /dicom-web/studies/{s}/series
+ *            GET /dicom-web/studies/{s}[/series/{se}]/instances
+ *   WADO-RS  GET /dicom-web/studies/{s}[/series/{se}[/instances/{i}]]/metadata
+ *            GET /dicom-web/studies/{s}[/series/{se}[/instances/{i}]]
+ *
+ * Answers are application/dicom+json, and instances multipart/related;
+ * type="application/dicom", streamed part by part from the store (a study
+ * never sits in memory).  Instances go as they were received, never
+ * re-encoded: each part names its transfer syntax, and a client that asks
+ * for another gets 406 naming the one stored.  Access and audit are the
+ * API's: every answer with patient data is audited before it leaves. */
+#include <errno.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "hub/api_file.h"
+#include "hub/api_private.h"
+#include "codecs/banned.h"
+
+#define DICOM_JSON "application/dicom+json"
+#define BOUNDARY   "dxhub-dicomweb-9f6c1e4b7a2d"
+
+static const char *bad_uid(const api_dw_path *p)
+{
+    if (p->study && !api_valid_uid(p->study))
+        return "StudyInstanceUID";
+    if (p->series && !api_valid_uid(p->series))
+        return "SeriesInstanceUID";
+    if (p->instance && !api_valid_uid(p->instance))
+        return "SOPInstanceUID";
+    return NULL;
+}
+
+/* ---- the instances a path names --------------------------------------- */
+
+typedef struct inst_set {
+    store_instance *v;
+    size_t          n, cap;
+    const api_dw_path  *p;
+    int             rc;
+} inst_set;
+
+static int collect(void *ctx, const store_instance *in)
+{
+    inst_set *s = ctx;
+    if (in->conflict || (s->p->series && strcmp(in->series_uid, s->p->series)) ||
+        (s->p->instance && strcmp(in->sop_uid, s->p->instance)))
+        return 0; /* a conflicting copy is not the instance: the first stored is */
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 64;
+        store_instance *v = realloc(s->v, cap * sizeof *v);
+        if (!v) {
+            s->rc = -ENOMEM;
+            return 1;
+        }
+        s->v = v;
+        s->cap = cap;
+    }
+    s->v[s->n++] = *in;
+    return 0;
+}
+
+/* The instances under p's study (and series, and instance): 0, or < 0. */
+static int instances_of(store *st, const api_dw_path *p, inst_set *s)
+{
+    *s = (inst_set){.p = p};
+    int rc = store_list_instances(st, p->study, collect, s);
+    return rc < 0 ? rc : s->rc;
+}
+
+/* ---- answers ------------------------------------------------------------ */
+
+static int send_dicom_json(api_req *r, jbuf *b) { return api_send_body(r, MHD_HTTP_OK, b, DICOM_JSON); }
+
+/* "http(s)://host/dicom-web" from the request, for Retrieve URLs. */
+static void base_url(api_req *r, char *out, size_t n)
+{
+    const char *host = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->c, MHD_CONNECTION_INFO_PROTOCOL);
+    bool tls = ci && ci->protocol != 0;
+    if (!host || !*host || strpbrk(host, "\"\\/ "))
+        out[0] = '\0';
+    else
+        snprintf(out, n, "%s://%s/dicom-web", tls ? "https" : "http", host);
+}
+
+typedef struct study_list {
+    jbuf        b;
+    size_t      n;
+    const char *base;
+} study_list;
+
+static int list_one(void *ctx, const store_study *st)
+{
+    study_list *l = ctx;
+    char url[512];
+    if (l->n++)
+        jb_put(&l->b, ",", 1);
+    snprintf(url, sizeof url, "%s/studies/%s", l->base, st->study_uid);
+    api_json_study_qido(&l->b, st, *l->base ? url : NULL);
+    return 0;
+}
+
+static int search_studies(api_req *r, const api_params *p)
+{
+    api_list_query q;
+    const char *name, *why;
+    if (!api_list_query_parse(p, &q, &name, &why))
+        return api_send_bad_param(r, name, why);
+    char base[300];
+    base_url(r, base, sizeof base);
+    study_list l = {.base = base};
+    int total;
+    if (!q.study_uid) {
+        total = store_list_studies(r->a->st, &q.flt, (size_t)q.offset, (size_t)q.limit, list_one, &l);
+    } else {
+        store_study one;
+        total = store_get_study(r->a->st, q.study_uid, &one);
+        if (total == -ENOENT || (total == 0 && !api_study_matches(&one, &q.flt)))
+            total = 0;
+        else if (total == 0 && (total = 1) && q.offset == 0 && q.limit > 0)
+            list_one(&l, &one);
+    }
+    if (total < 0) {
+        jb_release(&l.b);
+        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
+    }
+    char detail[384];
+    api_list_audit_detail(p, l.n, total, detail, sizeof detail);
+    if (api_req_audit(r, "list-studies", q.study_uid, detail) < 0)
+        return api_send_audit_failed(r, &l.b);
+    jbuf b = {0};
+    jb_put(&b, "[", 1);
+    jb_put(&b, l.b.p, l.b.len);
+    jb_put(&b, "]", 1);
+    if (!jb_ok(&l.b))
+        b.failed = true;
+    jb_release(&l.b);
+    return send_dicom_json(r, &b);
+}
+
+/* A series object, its attributes from its first instance's header. */
+static void series_json(api_req *r, jbuf *b, const store_instance *first, size_t count)
+{
+    api_series_attrs sa = {0};
+    jbuf scratch = {0};
+    api_header_json(r->a->st, r->a->cache, first, &scratch, &sa);
+    jb_release(&scratch);
+    jb_put(b, "{", 1);
+    api_json_attr(b, "00080060", "CS", sa.modality);
+    jb_put(b, ",", 1);
+    api_json_attr(b, "0008103E", "LO", sa.description);
+    jb_put(b, ",", 1);
+    api_json_attr(b, "0020000D", "UI", first->study_uid);
+    jb_put(b, ",", 1);
+    api_json_attr(b, "0020000E", "UI", first->series_uid);
+    if (sa.has_number)
+        jb_printf(b, ",\"00200011\":{\"vr\":\"IS\",\"Value\":[%ld]}", sa.number);
+    else
+        jb_puts(b, ",\"00200011\":{\"vr\":\"IS\"}");
+    jb_printf(b, ",\"00201209\":{\"vr\":\"IS\",\"Value\":[%zu]}}", count);
+}
+
+static void instance_json(jbuf *b, const store_instance *in)
+{
+    jb_put(b, "{", 1);
+    api_json_attr(b, "00080016", "UI", in->sop_class);
+    jb_put(b, ",", 1);
+    api_json_attr(b, "00080018", "UI", in->sop_uid);
+    jb_put(b, ",", 1);
+    api_json_attr(b, "00083002", "UI", in->ts_uid); /* Available Transfer Syntax UID: how it is stored */
+    jb_put(b, ",", 1);
+    api_json_attr(b, "0020000D", "UI", in->study_uid);
+    jb_put(b, ",", 1);
+    api_json_attr(b, "0020000E", "UI", in->series_uid);
+    jb_printf(b, ",\"00200013\":{\"vr\":\"IS\",\"Value\":[%d]}}", (int)in->instance_number);
+}
+
+static int search_below(api_req *r, const api_dw_path *path)
+{
+    inst_set s;
+    if (instances_of(r->a->st, path, &s) < 0) {
+        free(s.v);
+        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
+    }
+    char detail[160];
+    snprintf(detail, sizeof detail, "dicomweb %s: %zu instance(s)",
+             path->what == API_DW_SEARCH_SERIES ? "series search" : "instance search", s.n);
+    if (api_req_audit(r, "read-study", path->study, detail) < 0) {
+        free(s.v);
+        return api_send_audit_failed(r, NULL);
+    }
+    jbuf b = {0};
+    jb_put(&b, "[", 1);
+    size_t shown = 0;
+    for (size_t i = 0; i < s.n; i++) {
+        if (path->what == API_DW_SEARCH_INSTANCES) {
+            if (shown++)
+                jb_put(&b, ",", 1);
+            instance_json(&b, &s.v[i]);
+            continue;
+        }
+        size_t j = i; /* instances come ordered by series: a series is a run */
+        while (j + 1 < s.n && !strcmp(s.v[j + 1].series_uid, s.v[i].series_uid))
+            j++;
+        if (shown++)
+            jb_put(&b, ",", 1);
+        series_json(r, &b, &s.v[i], j - i + 1);
+        i = j;
+    }
+    jb_put(&b, "]", 1);
+    free(s.v);
+    return send_dicom_json(r, &b);
+}
+
+static int metadata(api_req *r, const api_dw_path *path)
+{
+    inst_set s;
+    if (instances_of(r->a->st, path, &s) < 0) {
+        free(s.v);
+        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
+    }
+    if (!s.n) {
+        free(s.v);
+        if (api_req_audit(r, "read-study", path->study, "dicomweb metadata: none") < 0)
+            return api_send_audit_failed(r, NULL);
+        return api_send_error(r, MHD_HTTP_NOT_FOUND, "no such study, series or instance");
+    }
+    char detail[160];
+    snprintf(detail, sizeof detail, "dicomweb metadata: %zu instance(s)", s.n);
+    if (api_req_audit(r, "read-study", path->study, detail) < 0) {
+        free(s.v);
+        return api_send_audit_failed(r, NULL);
+    }
+    jbuf b = {0};
+    jb_put(&b, "[", 1);
+    size_t shown = 0;
+    for (size_t i = 0; i < s.n; i++) {
+        size_t mark = b.len;
+        if (shown)
+            jb_put(&b, ",", 1);
+        api_series_attrs sa;
+        if (api_header_json(r->a->st, r->a->cache, &s.v[i], &b, &sa) < 0)
+            b.len = mark; /* an unreadable header: left out (the API's detail names why) */
+        else
+            shown++;
+    }
+    jb_put(&b, "]", 1);
+    free(s.v);
+    return send_dicom_json(r, &b);
+}
+
+/* ---- retrieval: multipart/related, one part per instance --------------- */
+
+typedef struct mp_stream {
+    store          *st;
+    store_instance *v;
+    size_t          n, at;    /* the part being sent */
+    char            head[512];
+    size_t          head_len, head_off;
+    uint64_t        body_off; /* of v[at] */
+    int             stage;    /* 0 head, 1 body, 2 after the body, 3 the closing line, 4 done */
+} mp_stream;
+
+static void part_head(mp_stream *m)
+{
+    const store_instance *in = &m->v[m->at];
+    int l = snprintf(m->head, sizeof m->head,
+                     "%s--" BOUNDARY "\r\nContent-Type: application/dicom; transfer-syntax=%s\r\n"
+                     "Content-Length: %llu\r\nContent-Location: /dicom-web/studies/%s/series/%s/instances/%s\r\n\r\n",
+                     m->at ? "\r\n" : "", in->ts_uid, (unsigned long long)in->size, in->study_uid, in->series_uid,
+                     in->sop_uid);
+    m->head_len = l > 0 && (size_t)l < sizeof m->head ? (size_t)l : 0;
+    m->head_off = 0;
+    m->body_off = 0;
+}
+
+static ssize_t copy_text(const char *text, size_t len, size_t *off, char *buf, size_t max)
+{
+    size_t k = len - *off < max ? len - *off : max;
+    memcpy(buf, text + *off, k);
+    *off += k;
+    return (ssize_t)k;
+}
+
+static ssize_t mp_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    mp_stream *m = cls;
+    for (;;) {
+        switch (m->stage) {
+        case 0:
+            if (m->head_off < m->head_len)
+                return copy_text(m->head, m->head_len, &m->head_off, buf, max);
+            m->stage = 1;
+            continue;
+        case 1: {
+            const store_instance *in = &m->v[m->at];
+            if (m->body_off >= in->size) {
+                m->stage = 2;
+                continue;
+            }
+            size_t want = in->size - m->body_off < max ? (size_t)(in->size - m->body_off) : max;
+            long got = store_read_instance(m->st, in, m->body_off, buf, want);
+            if (got <= 0) /* the index promised these bytes: a short read is corruption */
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            m->body_off += (uint64_t)got;
+            return (ssize_t)got;
+        }
+        case 2:
+            if (++m->at < m->n) {
+                part_head(m);
+                m->stage = 0;
+                continue;
+            }
+            snprintf(m->head, sizeof m->head, "\r\n--" BOUNDARY "--\r\n");
+            m->head_len = strlen(m->head);
+            m->head_off = 0;
+            m->stage = 3;
+            continue;
+        case 3:
+            if (m->head_off < m->head_len)
+                return copy_text(m->head, m->head_len, &m->head_off, buf, max);
+            m->stage = 4;
+            continue;
+        default:
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+    }
+}
+
+static void mp_free(void *cls)
+{
+    mp_stream *m = cls;
+    free(m->v);
+    free(m);
+}
+
+static int retrieve(api_req *r, const api_dw_path *path)
+{
+    char tsbuf[80];
+    const char *ts = api_dicomweb_accept_ts(MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT), tsbuf,
+                               sizeof tsbuf);
+    if (!ts)
+        return api_send_error(r, MHD_HTTP_NOT_ACCEPTABLE,
+                              "instances are sent as multipart/related; type=\"application/dicom\"");
+    inst_set s;
+    if (instances_of(r->a->st, path, &s) < 0) {
+        free(s.v);
+        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
+    }
+    if (!s.n) {
+        free(s.v);
+        if (api_req_audit(r, "read-instance", path->study, "dicomweb retrieve: none") < 0)
+            return api_send_audit_failed(r, NULL);
+        return api_send_error(r, MHD_HTTP_NOT_FOUND, "no such study, series or instance");
+    }
+    if (strcmp(ts, "*")) {
+        for (size_t i = 0; i < s.n; i++) {
+            if (strcmp(s.v[i].ts_uid, ts)) {
+                char why[400];
+                snprintf(why, sizeof why,
+                         "instances are sent as they were received, never re-encoded: %s is stored in %s, not %s "
+                         "(ask with transfer-syntax=*)", s.v[i].sop_uid, s.v[i].ts_uid, ts);
+                free(s.v);
+                return api_send_error(r, MHD_HTTP_NOT_ACCEPTABLE, why);
+            }
+        }
+    }
+    char detail[200];
+    snprintf(detail, sizeof detail, "dicomweb retrieve %s: %zu instance(s)",
+             path->instance ? path->instance : path->series ? "series" : "study", s.n);
+    if (api_req_audit(r, "read-instance", path->study, detail) < 0) {
+        free(s.v);
+        return api_send_audit_failed(r, NULL);
+    }
+    mp_stream *m = calloc(1, sizeof *m);
+    if (!m) {
+        free(s.v);
+        return MHD_NO;
+    }
+    *m = (mp_stream){.st = r->a->st, .v = s.v, .n = s.n};
+    part_head(m);
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 256 << 10, mp_read, m, mp_free);
+    if (!resp) {
+        mp_free(m);
+        return MHD_NO;
+    }
+    return api_queue(r, MHD_HTTP_OK, resp, "multipart/related; type=\"application/dicom\"; boundary=" BOUNDARY);
+}
+
+int api_h_dicomweb(api_req *r, const api_params *p)
+{
+    api_dw_path path;
+    if (!api_dicomweb_path(r->url + strlen("/dicom-web"), &path))
+        return api_send_error(r, MHD_HTTP_NOT_FOUND,
+                              "not a DICOMweb path here: /dicom-web/studies[/{study}[/series[/{series}"
+                              "[/instances[/{instance}]]]]][/metadata]");
+    const char *bad = bad_uid(&path);
+    if (bad)
+        return api_send_bad_param(r, bad, "a UID: digits and dots, at most 64");
+    if (path.what != API_DW_SEARCH_STUDIES) { /* study-level filters and paging search studies only */
+        for (int i = 0; i < API_P_COUNT; i++)
+            if (p->v[i] && i != API_P_INCLUDEFIELD && i != API_P_FUZZY)
+                return api_send_bad_param(r, p->given[i], "not taken by this path");
+        /* fuzzymatching is still checked, as on /studies */
+        if (p->v[API_P_FUZZY] && strcmp(p->v[API_P_FUZZY], "true") && strcmp(p->v[API_P_FUZZY], "false"))
+            return api_send_bad_param(r, p->given[API_P_FUZZY], "true or false");
+    }
+    switch (path.what) {
+    case API_DW_SEARCH_STUDIES: return search_studies(r, p);
+    case API_DW_SEARCH_SERIES:
+    case API_DW_SEARCH_INSTANCES: return search_below(r, &path);
+    case API_DW_METADATA: return metadata(r, &path);
+    default: return retrieve(r, &path);
+    }
+}

@@ -1,0 +1,108 @@
+/* api_dicomweb_path.c — what a DICOMweb request names: the path below
+ * /dicom-web (a search, metadata or retrieval, at which level, of which
+ * UIDs) and the transfer syntax its Accept header asks for.  Pure
+ * functions over what the client sent (tests/fuzz/fuzz_dicomweb.c). */
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include "hub/api_private.h"
+#include "codecs/banned.h"
+
+/* Splits url (after "/dicom-web") into p; false when it names nothing here. */
+bool api_dicomweb_path(const char *url, api_dw_path *p)
+{
+    memset(p, 0, sizeof *p);
+    const char *seg[8];
+    size_t len[8];
+    int n = 0;
+    for (const char *s = url; *s && n < 8;) {
+        if (*s++ != '/')
+            return false;
+        size_t l = strcspn(s, "/");
+        if (!l)
+            return false;
+        seg[n] = s;
+        len[n++] = l;
+        s += l;
+    }
+    if (n == 8 || n == 0 || len[0] != 7 || strncmp(seg[0], "studies", 7))
+        return false;
+    const char *names[3] = {"studies", "series", "instances"};
+    const char **uids[3] = {&p->study, &p->series, &p->instance};
+    int i = 0, level = 0;
+    for (;;) {
+        if (i + 1 == n) { /* ends with a level's name: a search there */
+            if (level == 0) p->what = API_DW_SEARCH_STUDIES;
+            else if (level == 1) p->what = API_DW_SEARCH_SERIES;
+            else p->what = API_DW_SEARCH_INSTANCES;
+            return true;
+        }
+        if (len[i + 1] > STORE_UID_MAX) /* kept short: the UID check fails with 400 */
+            len[i + 1] = STORE_UID_MAX;
+        snprintf(p->buf[level], sizeof p->buf[level], "%.*s", (int)len[i + 1], seg[i + 1]);
+        *uids[level] = p->buf[level];
+        i += 2;
+        if (i == n) {
+            p->what = API_DW_RETRIEVE;
+            return true;
+        }
+        if (len[i] == 8 && !strncmp(seg[i], "metadata", 8) && i + 1 == n) {
+            p->what = API_DW_METADATA;
+            return true;
+        }
+        /* the next level's name: series after a study, instances after a
+         * study or a series */
+        if (level == 0 && len[i] == 9 && !strncmp(seg[i], "instances", 9) && i + 1 == n) {
+            p->what = API_DW_SEARCH_INSTANCES;
+            return true;
+        }
+        level++;
+        if (level > 2 || len[i] != strlen(names[level]) || strncmp(seg[i], names[level], len[i]))
+            return false;
+    }
+}
+
+/* The transfer syntax the client asks for in Accept: "*" (or nothing
+ * said) takes what is stored; NULL when Accept refuses application/dicom
+ * altogether. */
+const char *api_dicomweb_accept_ts(const char *accept, char *buf, size_t n)
+{
+    if (!accept || !*accept)
+        return "*";
+    /* Accept: a list of media ranges; the first that takes DICOM wins */
+    for (const char *a = accept; *a;) {
+        size_t l = strcspn(a, ",");
+        char range[512];
+        snprintf(range, sizeof range, "%.*s", (int)(l < sizeof range - 1 ? l : sizeof range - 1), a);
+        a += l + (a[l] == ',');
+        const char *t = range;
+        while (*t == ' ')
+            t++;
+        bool any = !strncmp(t, "*/*", 3);
+        bool multipart = !strncasecmp(t, "multipart/related", 17);
+        if (!any && !multipart)
+            continue;
+        if (multipart) {
+            const char *type = strcasestr(t, "type=");
+            if (type) {
+                type += 5;
+                if (*type == '"')
+                    type++;
+                if (strncasecmp(type, "application/dicom", 17) || (type[17] && strchr("+", type[17])))
+                    continue; /* another part type (application/octet-stream, ...) */
+            }
+        }
+        const char *ts = strcasestr(t, "transfer-syntax=");
+        if (!ts)
+            return "*";
+        ts += 16;
+        if (*ts == '"')
+            ts++;
+        size_t tl = strcspn(ts, "\";, ");
+        snprintf(buf, n, "%.*s", (int)(tl < n - 1 ? tl : n - 1), ts);
+        return buf;
+    }
+    return NULL;
+}
+
