@@ -25,13 +25,19 @@ typedef struct list_ctx {
     char  **ids;           /* ...except alerts nobody has confirmed reading */
     size_t  n, cap;
     size_t  older;         /* left out for their age */
+    size_t  next;          /* printing: the next chosen id (both walks go in key order) */
 } list_ctx;
 
-static bool chosen(const list_ctx *l, const char *id)
+/* Whether id was chosen (and audited); an item that arrived between the
+ * two walks was not, and waits for the next listing. */
+static bool chosen(list_ctx *l, const char *id)
 {
-    for (size_t i = 0; i < l->n; i++)
-        if (!strcmp(l->ids[i], id))
-            return true;
+    while (l->next < l->n && strcmp(l->ids[l->next], id) < 0)
+        l->next++; /* gone meanwhile */
+    if (l->next < l->n && !strcmp(l->ids[l->next], id)) {
+        l->next++;
+        return true;
+    }
     return false;
 }
 
