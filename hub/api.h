@@ -22,7 +22,7 @@
  *   POST /api/v1/exams/{StudyInstanceUID}/repeat     a physician repeats an exam
  *   /api/v1/peers/{hub}/instances/{uid}/file, .../preview.png, /api/v1/peers/{hub}/reports/{id}
  *                                         another hub's, through the peer link (api_peer.c)
- *   /dicom-web/studies[/{s}[/series[/{se}[/instances[/{i}]]]]][/metadata]
+ *   /dicom-web/studies[/{s}[/series[/{se}[/instances[/{i}[/frames/{n,..}]]]]]][/metadata]
  *                                         DICOMweb (api_dicomweb.c): QIDO-RS
  *                                         searches, WADO-RS metadata and
  *                                         instances as multipart/related,

@@ -10,19 +10,23 @@
  *            GET /dicom-web/studies/{s}[/series/{se}]/instances
  *   WADO-RS  GET /dicom-web/studies/{s}[/series/{se}[/instances/{i}]]/metadata
  *            GET /dicom-web/studies/{s}[/series/{se}[/instances/{i}]]
+ *            GET /dicom-web/studies/{s}/series/{se}/instances/{i}/frames/{1,2,..}
  *
  * Answers are application/dicom+json, and instances multipart/related;
  * type="application/dicom", streamed part by part from the store (a study
  * never sits in memory).  Instances go as they were received, never
  * re-encoded: each part names its transfer syntax, and a client that asks
- * for another gets 406 naming the one stored.  Access and audit are the
- * API's: every answer with patient data is audited before it leaves. */
+ * for another gets 406 naming the one stored.  Frames go as stored
+ * (transfer-syntax=*) or uncompressed (decoded when stored compressed),
+ * for viewers that draw from bulk data.  Access and audit are the API's:
+ * every answer with patient data is audited before it leaves. */
 #include <errno.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "codecs/codecs.h"
 #include "hub/api_file.h"
 #include "hub/api_private.h"
 #include "codecs/banned.h"
@@ -399,13 +403,152 @@ static int retrieve(api_req *r, const api_dw_path *path)
     return api_queue(r, MHD_HTTP_OK, resp, "multipart/related; type=\"application/dicom\"; boundary=" BOUNDARY);
 }
 
+/* ---- frames: bulk data of one instance --------------------------------- */
+
+#define FRAMES_INSTANCE_MAX ((uint64_t)512 << 20) /* read whole to find its frames; bigger: retrieve it */
+#define EXPLICIT_LE "1.2.840.10008.1.2.1"
+
+typedef struct frame_part {
+    const uint8_t *p;
+    size_t         n;
+    uint8_t       *owned;
+    const char    *ts;
+} frame_part;
+
+/* The bytes of frame k (0-based) of img as asked (want: "*", "", or a
+ * UID): as stored, or decoded when an uncompressed frame is asked of an
+ * encapsulated one.  0, or an HTTP status with why. */
+static unsigned frame_of(const cdc_image *img, uint32_t k, const char *want, frame_part *out, char *why, size_t n)
+{
+    memset(out, 0, sizeof *out);
+    dcm_err err = {0};
+    const char *stored = img->ts->uid;
+    bool as_stored = !strcmp(want, "*") || !strcmp(want, stored);
+    bool plain = !*want || !strcmp(want, EXPLICIT_LE);
+    if (!img->ts->encapsulated) {
+        if (img->ts->big_endian || img->bits_allocated % 8) {
+            snprintf(why, n, "frames of big endian or bit-packed pixel data are not served: retrieve the instance");
+            return MHD_HTTP_NOT_ACCEPTABLE;
+        }
+        if (!as_stored && !plain) {
+            snprintf(why, n, "the frames are stored uncompressed; ask with transfer-syntax=* or %s", EXPLICIT_LE);
+            return MHD_HTTP_NOT_ACCEPTABLE;
+        }
+        const dcm_elem *e = dcm_at(img->file, img->pixel_elem);
+        size_t bytes = (size_t)img->rows * img->cols * img->samples * (img->bits_allocated / 8);
+        if (!e || !e->value || (uint64_t)(k + 1) * bytes > e->value_len) {
+            snprintf(why, n, "the stored pixel data is shorter than its frames");
+            return MHD_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        *out = (frame_part){.p = e->value + (size_t)k * bytes, .n = bytes, .ts = EXPLICIT_LE};
+        return 0;
+    }
+    if (as_stored) {
+        int rc = cdc_frame_bytes(img, k, &out->p, &out->n, &out->owned, &err);
+        out->ts = stored;
+        if (rc < 0) {
+            snprintf(why, n, "frame %u: %s", k + 1, err.msg[0] ? err.msg : cdc_strerror(rc));
+            return MHD_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        return 0;
+    }
+    if (!plain) {
+        snprintf(why, n, "frames are sent as stored (%s, with transfer-syntax=*) or uncompressed, not as %s", stored,
+                 want);
+        return MHD_HTTP_NOT_ACCEPTABLE;
+    }
+    size_t bytes = cdc_frame_size(img);
+    if (!(out->owned = malloc(bytes ? bytes : 1)))
+        return MHD_HTTP_INTERNAL_SERVER_ERROR;
+    int rc = cdc_decode_frame(img, k, out->owned, bytes, &err);
+    if (rc < 0) {
+        free(out->owned);
+        out->owned = NULL;
+        snprintf(why, n, "frame %u cannot be decoded: %s", k + 1, err.msg[0] ? err.msg : cdc_strerror(rc));
+        return MHD_HTTP_UNPROCESSABLE_CONTENT;
+    }
+    *out = (frame_part){.p = out->owned, .n = bytes, .owned = out->owned, .ts = EXPLICIT_LE};
+    return 0;
+}
+
+static int frames(api_req *r, const api_dw_path *path)
+{
+    char tsbuf[80], why[300];
+    const char *want = api_dicomweb_accept_frames(MHD_lookup_connection_value(r->c, MHD_HEADER_KIND,
+                                                                              MHD_HTTP_HEADER_ACCEPT),
+                                                  tsbuf, sizeof tsbuf);
+    if (!want)
+        return api_send_error(r, MHD_HTTP_NOT_ACCEPTABLE,
+                              "frames are sent as multipart/related; type=\"application/octet-stream\"");
+    store_instance in;
+    int rc = store_get_instance(r->a->st, path->instance, &in);
+    if (rc == 0 && (strcmp(in.study_uid, path->study) || strcmp(in.series_uid, path->series)))
+        rc = -ENOENT;
+    if (rc < 0 && rc != -ENOENT)
+        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
+    snprintf(why, sizeof why, "dicomweb frames of %s", path->instance);
+    if (api_req_audit(r, "read-instance", rc == 0 ? in.study_uid : path->study, why) < 0)
+        return api_send_audit_failed(r, NULL);
+    if (rc == -ENOENT)
+        return api_send_error(r, MHD_HTTP_NOT_FOUND, "no such instance in that study and series");
+    if (in.size > FRAMES_INSTANCE_MAX)
+        return api_send_error(r, MHD_HTTP_NOT_IMPLEMENTED,
+                              "frames of an instance over 512 MiB are not served: retrieve the instance");
+    uint8_t *buf = malloc(in.size ? in.size : 1);
+    if (!buf)
+        return MHD_NO;
+    for (uint64_t off = 0; off < in.size;) {
+        long k = store_read_instance(r->a->st, &in, off, buf + off, (size_t)(in.size - off));
+        if (k <= 0) {
+            free(buf);
+            return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "stored bytes unreadable");
+        }
+        off += (uint64_t)k;
+    }
+    dcm_file *f = NULL;
+    dcm_err err = {0};
+    cdc_image img = {0};
+    unsigned status = 0;
+    if ((rc = dcm_parse(buf, (size_t)in.size, NULL, &f, &err)) < 0 || (rc = cdc_image_init(&img, f, &err)) < 0) {
+        status = rc == DCM_ENOTFOUND ? MHD_HTTP_NOT_FOUND : MHD_HTTP_UNPROCESSABLE_CONTENT;
+        snprintf(why, sizeof why, "%s", rc == DCM_ENOTFOUND ? "no pixel data in this instance"
+                                        : err.msg[0] ? err.msg : cdc_strerror(rc));
+    }
+    for (int i = 0; !status && i < path->n_frames; i++)
+        if (path->frames[i] > img.frames) {
+            status = MHD_HTTP_NOT_FOUND;
+            snprintf(why, sizeof why, "frame %u: the instance has %u", path->frames[i], img.frames);
+        }
+    jbuf b = {0};
+    for (int i = 0; !status && i < path->n_frames; i++) {
+        frame_part fp;
+        if ((status = frame_of(&img, path->frames[i] - 1, want, &fp, why, sizeof why)))
+            break;
+        jb_printf(&b, "--" BOUNDARY "\r\nContent-Type: application/octet-stream; transfer-syntax=%s\r\n"
+                      "Content-Length: %zu\r\n\r\n", fp.ts, fp.n);
+        jb_put(&b, (const char *)fp.p, fp.n);
+        jb_puts(&b, "\r\n");
+        free(fp.owned);
+    }
+    cdc_image_release(&img);
+    dcm_free(&f);
+    free(buf);
+    if (status) {
+        jb_release(&b);
+        return api_send_error(r, status, why);
+    }
+    jb_puts(&b, "--" BOUNDARY "--\r\n");
+    return api_send_body(r, MHD_HTTP_OK, &b,
+                         "multipart/related; type=\"application/octet-stream\"; boundary=" BOUNDARY);
+}
+
 int api_h_dicomweb(api_req *r, const api_params *p)
 {
     api_dw_path path;
     if (!api_dicomweb_path(r->url + strlen("/dicom-web"), &path))
         return api_send_error(r, MHD_HTTP_NOT_FOUND,
                               "not a DICOMweb path here: /dicom-web/studies[/{study}[/series[/{series}"
-                              "[/instances[/{instance}]]]]][/metadata]");
+                              "[/instances[/{instance}[/frames/{n,..}]]]]]][/metadata]");
     const char *bad = bad_uid(&path);
     if (bad)
         return api_send_bad_param(r, bad, "a UID: digits and dots, at most 64");
@@ -422,6 +565,7 @@ int api_h_dicomweb(api_req *r, const api_params *p)
     case API_DW_SEARCH_SERIES:
     case API_DW_SEARCH_INSTANCES: return search_below(r, &path);
     case API_DW_METADATA: return metadata(r, &path);
+    case API_DW_FRAMES: return frames(r, &path);
     default: return retrieve(r, &path);
     }
 }

@@ -3,20 +3,42 @@
  * UIDs) and the transfer syntax its Accept header asks for.  Pure
  * functions over what the client sent (tests/fuzz/fuzz_dicomweb.c). */
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include "hub/api_private.h"
 #include "codecs/banned.h"
 
+/* "1,3,5": frame numbers from 1, at most API_DW_FRAMES_MAX. */
+static bool frame_list(const char *s, size_t len, api_dw_path *p)
+{
+    p->what = API_DW_FRAMES;
+    for (size_t i = 0; i < len;) {
+        size_t l = 0;
+        uint64_t v = 0;
+        while (i + l < len && s[i + l] >= '0' && s[i + l] <= '9' && l < 10)
+            v = v * 10 + (uint64_t)(s[i + l++] - '0');
+        if (!l || v == 0 || v > UINT32_MAX || p->n_frames == API_DW_FRAMES_MAX)
+            return false;
+        p->frames[p->n_frames++] = (uint32_t)v;
+        i += l;
+        if (i < len && s[i++] != ',')
+            return false;
+        if (i == len && s[len - 1] == ',')
+            return false;
+    }
+    return p->n_frames > 0;
+}
+
 /* Splits url (after "/dicom-web") into p; false when it names nothing here. */
 bool api_dicomweb_path(const char *url, api_dw_path *p)
 {
     memset(p, 0, sizeof *p);
-    const char *seg[8];
-    size_t len[8];
+    const char *seg[9]; /* the longest: studies S series SE instances I frames LIST */
+    size_t len[9];
     int n = 0;
-    for (const char *s = url; *s && n < 8;) {
+    for (const char *s = url; *s && n < 9;) {
         if (*s++ != '/')
             return false;
         size_t l = strcspn(s, "/");
@@ -26,7 +48,7 @@ bool api_dicomweb_path(const char *url, api_dw_path *p)
         len[n++] = l;
         s += l;
     }
-    if (n == 8 || n == 0 || len[0] != 7 || strncmp(seg[0], "studies", 7))
+    if (n == 9 || n == 0 || len[0] != 7 || strncmp(seg[0], "studies", 7))
         return false;
     const char *names[3] = {"studies", "series", "instances"};
     const char **uids[3] = {&p->study, &p->series, &p->instance};
@@ -51,6 +73,8 @@ bool api_dicomweb_path(const char *url, api_dw_path *p)
             p->what = API_DW_METADATA;
             return true;
         }
+        if (level == 2 && len[i] == 6 && !strncmp(seg[i], "frames", 6) && i + 2 == n)
+            return frame_list(seg[i + 1], len[i + 1], p);
         /* the next level's name: series after a study, instances after a
          * study or a series */
         if (level == 0 && len[i] == 9 && !strncmp(seg[i], "instances", 9) && i + 1 == n) {
@@ -106,3 +130,39 @@ const char *api_dicomweb_accept_ts(const char *accept, char *buf, size_t n)
     return NULL;
 }
 
+
+const char *api_dicomweb_accept_frames(const char *accept, char *buf, size_t n)
+{
+    if (!accept || !*accept)
+        return "";
+    for (const char *a = accept; *a;) {
+        size_t l = strcspn(a, ",");
+        char range[512];
+        snprintf(range, sizeof range, "%.*s", (int)(l < sizeof range - 1 ? l : sizeof range - 1), a);
+        a += l + (a[l] == ',');
+        const char *t = range;
+        while (*t == ' ')
+            t++;
+        bool any = !strncmp(t, "*/*", 3);
+        if (!any && !strncasecmp(t, "multipart/related", 17)) {
+            const char *type = strcasestr(t, "type=");
+            if (type) {
+                type += 5 + (type[5] == '"');
+                if (strncasecmp(type, "application/octet-stream", 24) && strncasecmp(type, "image/", 6))
+                    continue;
+            }
+        } else if (!any && strncasecmp(t, "application/octet-stream", 24)) {
+            continue;
+        }
+        const char *ts = strcasestr(t, "transfer-syntax=");
+        if (!ts)
+            return "";
+        ts += 16;
+        if (*ts == '"')
+            ts++;
+        size_t tl = strcspn(ts, "\";, ");
+        snprintf(buf, n, "%.*s", (int)(tl < n - 1 ? tl : n - 1), ts);
+        return !strcmp(buf, "*") ? "*" : buf;
+    }
+    return NULL;
+}

@@ -336,12 +336,16 @@ int api_h_dicomweb(api_req *r, const api_params *p);
 
 /* What a path below /dicom-web names (api_dicomweb_path.c). */
 typedef enum api_dw_what {
-    API_DW_SEARCH_STUDIES, API_DW_SEARCH_SERIES, API_DW_SEARCH_INSTANCES, API_DW_METADATA, API_DW_RETRIEVE
+    API_DW_SEARCH_STUDIES, API_DW_SEARCH_SERIES, API_DW_SEARCH_INSTANCES, API_DW_METADATA, API_DW_RETRIEVE,
+    API_DW_FRAMES
 } api_dw_what;
+#define API_DW_FRAMES_MAX 64 /* frame numbers one request may list */
 typedef struct api_dw_path {
     const char *study, *series, *instance; /* NULL above the level named; point into buf */
     api_dw_what what;
     char        buf[3][STORE_UID_MAX + 1]; /* a longer segment is cut to STORE_UID_MAX: no longer a UID */
+    uint32_t    frames[API_DW_FRAMES_MAX]; /* API_DW_FRAMES: the frame numbers asked, 1-based, in order */
+    int         n_frames;
 } api_dw_path;
 /* rest: the path after "/dicom-web" ("/studies/..."); false when it names
  * nothing DICOMweb defines here. */
@@ -350,6 +354,11 @@ bool        api_dicomweb_path(const char *rest, api_dw_path *p);
  * when Accept is absent or names none), the UID into buf[n], or NULL when
  * Accept takes no application/dicom part. */
 const char *api_dicomweb_accept_ts(const char *accept, char *buf, size_t n);
+/* The same for frames (bulk data): "*" for as stored, "" when Accept
+ * names no transfer syntax (uncompressed: PS3.18's default), the UID into
+ * buf, or NULL when Accept takes neither application/octet-stream nor an
+ * image type. */
+const char *api_dicomweb_accept_frames(const char *accept, char *buf, size_t n);
 int api_h_preview(api_req *r, const api_params *p);
 int api_h_peer_file(api_req *r, const api_params *p);
 int api_h_peer_preview(api_req *r, const api_params *p);

@@ -225,7 +225,7 @@ def test_retrieval_answers_as_stored_or_says_why_not(world):
     assert status == 406 and b"is stored in 1.2.840.10008.1.2.4.80" in body, body
     status, _, body = world.get(path, accept='multipart/related; type="application/octet-stream"')
     assert status == 406
-    status, _, body = world.get(path + "/frames/1")
+    status, _, body = world.get(path + "/frames/1/x")
     assert status == 404 and b"not a DICOMweb path here" in body
     status, _, body = world.get("/dicom-web/studies/1.2.3.4")
     assert status == 404
@@ -236,3 +236,58 @@ def test_retrieval_answers_as_stored_or_says_why_not(world):
 def test_without_the_facility_key_nothing_is_answered(world):
     status, _, _ = world.get("/dicom-web/studies", token=False)
     assert status == 401
+
+
+def parts_of(status, headers, body):
+    assert status == 200, body[:300]
+    ctype = headers["Content-Type"]
+    assert ctype.startswith('multipart/related; type="application/octet-stream"'), ctype
+    boundary = ("--" + ctype.split("boundary=")[1]).encode()
+    chunks = body.split(b"\r\n" + boundary)
+    assert body.startswith(boundary) and chunks[-1].startswith(b"--"), body[-100:]
+    out = []
+    for c in [chunks[0][len(boundary):]] + chunks[1:-1]:
+        head, _, payload = c.partition(b"\r\n\r\n")
+        out.append((head.decode(), payload))
+    return out
+
+
+def frames_path(d, frames):
+    return (f"/dicom-web/studies/{d.StudyInstanceUID}/series/{d.SeriesInstanceUID}/instances/{d.SOPInstanceUID}"
+            f"/frames/{frames}")
+
+
+@pytest.mark.parametrize("name", ["CT0012.not_fragmented_bot_jpeg_ls.80.dcm", "MR-SIEMENS-DICOM-WithOverlays.dcm",
+                                  "SC_rgb_rle_2frame.dcm", "US1_J2KR.dcm"])
+def test_frames_come_uncompressed_as_pydicom_decodes_them(world, name):
+    """What a viewer that draws from bulk data asks (WADO-RS frames, the
+    default: uncompressed): pydicom's pixels, byte for byte."""
+    d = next(x for x in world.ds.values() if Path(x.filename).name == name)
+    n = int(d.get("NumberOfFrames", 1) or 1)
+    want = d.pixel_array.reshape((n,) + d.pixel_array.shape[-3 if n > 1 and d.SamplesPerPixel > 1 else -2:]
+                                 if n > 1 else d.pixel_array.shape)
+    parts = parts_of(*world.get(frames_path(d, ",".join(str(i + 1) for i in range(n))),
+                                accept='multipart/related; type="application/octet-stream"'))
+    assert len(parts) == n
+    for i, (head, payload) in enumerate(parts):
+        assert "transfer-syntax=1.2.840.10008.1.2.1" in head, head
+        frame = want[i] if n > 1 else want
+        assert payload == frame.astype(frame.dtype.newbyteorder("<")).tobytes(), (name, i, len(payload))
+
+
+def test_frames_as_stored_are_the_compressed_bitstream(world):
+    import pydicom.encaps
+    d = next(x for x in world.ds.values() if x.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.80")
+    parts = parts_of(*world.get(frames_path(d, "1"),
+                                accept='multipart/related; type="application/octet-stream"; transfer-syntax=*'))
+    assert len(parts) == 1 and "transfer-syntax=1.2.840.10008.1.2.4.80" in parts[0][0]
+    want = next(pydicom.encaps.generate_pixel_data_frame(d.PixelData, 1))
+    assert parts[0][1] == want or parts[0][1].rstrip(b"\0") == want.rstrip(b"\0")
+    n = int(d.get("NumberOfFrames", 1) or 1)
+    status, _, body = world.get(frames_path(d, str(n + 1)))
+    assert status == 404 and f"frame {n + 1}: the instance has {n}".encode() in body, body
+    status, _, body = world.get(frames_path(d, "1"), accept='multipart/related; type="application/octet-stream"; '
+                                                            'transfer-syntax=1.2.840.10008.1.2.4.90')
+    assert status == 406 and b"sent as stored (1.2.840.10008.1.2.4.80" in body
+    status, _, body = world.get(frames_path(d, "0"))
+    assert status == 404

@@ -1,9 +1,9 @@
 /* fuzz_dicomweb.c — what a DICOMweb client sends before any data is read:
  * the path below /dicom-web (api_dicomweb_path) and the Accept header
- * (api_dicomweb_accept_ts).  A parsed path must hold what the handler
+ * (api_dicomweb_accept_ts, api_dicomweb_accept_frames).  A parsed path must hold what the handler
  * relies on: the UIDs of the levels it names and none below, each a
- * NUL-terminated string of at most 64 bytes; a transfer syntax asked for
- * fits its buffer.
+ * NUL-terminated string of at most 64 bytes, and frame numbers from 1; a
+ * transfer syntax asked for fits its buffer.
  *
  * Input: the path, then '\n' and the Accept header (any byte but NUL).
  *
@@ -31,6 +31,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (p.what == API_DW_SEARCH_STUDIES && p.study)
             abort();
+        if (p.what == API_DW_FRAMES && (!p.instance || p.n_frames < 1 || p.n_frames > API_DW_FRAMES_MAX))
+            abort();
+        for (int i = 0; i < p.n_frames; i++)
+            if (p.frames[i] == 0)
+                abort(); /* frames count from 1 */
         const char *uids[3] = {p.study, p.series, p.instance};
         for (int i = 0; i < 3; i++)
             if (uids[i] && (uids[i] != p.buf[i] || strnlen(uids[i], sizeof p.buf[i]) > STORE_UID_MAX))
@@ -41,6 +46,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (want && want != ts && strcmp(want, "*"))
         abort();
     if (want == ts && strnlen(ts, sizeof ts) == sizeof ts)
+        abort();
+    want = api_dicomweb_accept_frames(accept, ts, sizeof ts);
+    if (want && want != ts && strcmp(want, "*") && strcmp(want, ""))
         abort();
     free(text);
     return 0;
