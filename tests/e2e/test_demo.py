@@ -139,6 +139,16 @@ def test_demo_runs_a_full_reading_and_stops_cleanly(tmp_path):
         r = run(["sr", str(report), "--trust", str(demo_dir / "hub/keys/trust"), "--study-dir",
                  str(fetched / task["study"]), "-o", str(tmp_path / "r1-sr.dcm")])
         assert r.returncode == 0 and "Basic Text SR" in r.stdout, r.stdout + r.stderr
+        # the audit trails the page names: the clinic's says who pushed, showed and printed the exam
+        line = re.search(r"dxhub audit (--edge-data .*)", text).group(1).split()
+        r = run(["audit"] + line + ["--json"])
+        assert r.returncode == 0, r.stderr
+        what = {json.loads(x)["what"] for x in r.stdout.splitlines()}
+        assert {"received", "delivered", "alert-received", "alert-announced", "read", "export"} <= what, what
+        # and a DICOMweb client finds the study at the lead hospital's hub
+        url = re.search(r"curl -s (http://\S+/dicom-web/studies)", text).group(1)
+        found = json.loads(urllib.request.urlopen(url, timeout=30).read())
+        assert task["study"] in [s["0020000D"]["Value"][0] for s in found], found
 
         # the county hospital looks the patient up at its own hub, as the page says: found at
         # the lead hospital's hub and recognised
