@@ -30,6 +30,7 @@ _Static_assert(PEER_FETCH_MAX <= PROTO_MAX_DATA, "a FETCH piece must fit a data 
 
 typedef struct pooled {
     peer_def def;
+    int      key;        /* 0: def.pub, 1: def.pub_next */
     void    *sock, *mon; /* mon: its connection events (proto_monitor_open), or NULL */
 } pooled;
 
@@ -53,6 +54,10 @@ struct peers {
         char    name[PEER_NAME_MAX], why[200];
         int64_t at_ms;
     } told[PEERS_MAX]; /* the last failure logged per peer (told_operator) */
+    struct {
+        char name[PEER_NAME_MAX];
+        int  key;
+    } key_at[PEERS_MAX]; /* the key a peer with two last answered to (peer_def.pub_next) */
     _Atomic uint64_t next_id;
 };
 
@@ -110,6 +115,38 @@ static bool find_def(peers *p, const char *name, peer_def *out)
 
 /* --- client sockets ------------------------------------------------------------ */
 
+/* Which of a peer's two keys to try first: the one it last answered to. */
+static int key_get(peers *p, const peer_def *d)
+{
+    if (!d->pub_next[0])
+        return 0;
+    int key = 0;
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < PEERS_MAX; i++)
+        if (!strcmp(p->key_at[i].name, d->name)) {
+            key = p->key_at[i].key;
+            break;
+        }
+    pthread_mutex_unlock(&p->lock);
+    return key;
+}
+
+static void key_set(peers *p, const char *name, int key)
+{
+    pthread_mutex_lock(&p->lock);
+    size_t i = 0, free_slot = PEERS_MAX;
+    for (; i < PEERS_MAX && strcmp(p->key_at[i].name, name); i++)
+        if (!p->key_at[i].name[0] && free_slot == PEERS_MAX)
+            free_slot = i;
+    if (i == PEERS_MAX)
+        i = free_slot;
+    if (i < PEERS_MAX) {
+        snprintf(p->key_at[i].name, sizeof p->key_at[i].name, "%s", name);
+        p->key_at[i].key = key;
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
 static void sock_close(void **sock, void **mon)
 {
     if (*mon)
@@ -120,13 +157,13 @@ static void sock_close(void **sock, void **mon)
 }
 
 /* A socket to d from the pool, or a fresh one (its handshake under way). */
-static void *sock_get(peers *p, const peer_def *d, void **mon)
+static void *sock_get(peers *p, const peer_def *d, int key, void **mon)
 {
     void *s = NULL;
     *mon = NULL;
     pthread_mutex_lock(&p->lock);
     for (size_t i = 0; i < p->npool; i++)
-        if (!memcmp(&p->pool[i].def, d, sizeof *d)) {
+        if (!memcmp(&p->pool[i].def, d, sizeof *d) && p->pool[i].key == key) {
             s = p->pool[i].sock;
             *mon = p->pool[i].mon;
             p->pool[i] = p->pool[--p->npool];
@@ -146,18 +183,18 @@ static void *sock_get(peers *p, const peer_def *d, void **mon)
                               ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
                                   ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
     proto_tune(s);
-    if (proto_curve_client(s, p->pub, p->sec, d->pub) < 0 || zmq_connect(s, d->endpoint) != 0) {
+    if (proto_curve_client(s, p->pub, p->sec, key ? d->pub_next : d->pub) < 0 || zmq_connect(s, d->endpoint) != 0) {
         sock_close(&s, mon);
         return NULL;
     }
     return s;
 }
 
-static void sock_put(peers *p, const peer_def *d, void *s, void *mon)
+static void sock_put(peers *p, const peer_def *d, int key, void *s, void *mon)
 {
     pthread_mutex_lock(&p->lock);
     if (p->npool < POOL_MAX) {
-        p->pool[p->npool++] = (pooled){.def = *d, .sock = s, .mon = mon};
+        p->pool[p->npool++] = (pooled){.def = *d, .key = key, .sock = s, .mon = mon};
         s = mon = NULL;
     }
     pthread_mutex_unlock(&p->lock);
@@ -166,18 +203,32 @@ static void sock_put(peers *p, const peer_def *d, void *s, void *mon)
 
 /* One request in flight to one peer. */
 typedef struct call {
-    peer_def  def;
-    void     *sock, *mon;
-    uint64_t  id;
-    bool      done;
-    int       status;
-    char      error[200];
-    proto_msg reply;
+    peer_def    def;
+    void       *sock, *mon;
+    uint64_t    id;
+    bool        done;
+    int         status;
+    char        error[200];
+    proto_msg   reply;
+    /* a peer with two keys (changing keypairs): the request, to send it
+     * again with the other key when the handshake with this one fails */
+    int         key;
+    bool        switched;
+    const char *cmd;
+    json_t     *hdr;
+    bool        connected, shook; /* what its monitor said, read while waiting */
+    int         failed;           /* 1: our key refused; 2: the handshake failed */
+    uint32_t    zap;
 } call;
 
 static int call_send(peers *p, call *c, const char *cmd, json_t *hdr)
 {
-    c->sock = sock_get(p, &c->def, &c->mon);
+    if (c->def.pub_next[0] && !c->hdr) { /* kept to send again (call_other_key) */
+        c->key = key_get(p, &c->def);
+        c->cmd = cmd;
+        c->hdr = json_incref(hdr);
+    }
+    c->sock = sock_get(p, &c->def, c->key, &c->mon);
     if (!c->sock) {
         c->done = true;
         c->status = -EIO;
@@ -218,7 +269,7 @@ static void call_read(peers *p, call *c)
         c->status = 0;
     }
     if (c->status == 0 || c->status == -ENOENT) {
-        sock_put(p, &c->def, c->sock, c->mon); /* in step: reusable */
+        sock_put(p, &c->def, c->key, c->sock, c->mon); /* in step: reusable */
         c->sock = c->mon = NULL;
     } else {
         sock_close(&c->sock, &c->mon);
@@ -228,24 +279,48 @@ static void call_read(peers *p, call *c)
 /* A peer that did not answer in time: what its socket saw says why. A
  * refused key or a wrong peers.conf key is an error to mend, not a peer
  * that is down (which stays "unreachable", -ETIMEDOUT). */
-static void why_silent(const peers *p, call *c, int timeout)
+/* The connection events of c's socket since the last look, into c. */
+static void read_events(call *c)
 {
-    bool connected = false, shook = false;
-    int failed = 0; /* 1: our key refused; 2: the handshake failed */
-    uint32_t zap = 0, value;
+    uint32_t value;
     uint16_t event;
-    while (proto_monitor_next(c->mon, &event, &value)) {
-        connected |= event == ZMQ_EVENT_CONNECTED;
+    while (c->mon && proto_monitor_next(c->mon, &event, &value)) {
+        c->connected |= event == ZMQ_EVENT_CONNECTED;
         if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
-            shook = true;
-            failed = 0;
+            c->shook = true;
+            c->failed = 0;
         } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
-            failed = 1;
-            zap = value;
+            c->failed = 1;
+            c->zap = value;
         } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
-            failed = failed ? failed : 2;
+            c->failed = c->failed ? c->failed : 2;
         }
     }
+}
+
+/* The handshake with one of a peer's two keys failed (not by refusing
+ * ours): the same request again on a fresh socket with the other key,
+ * once, and that key first from now on. */
+static void call_other_key(peers *p, call *c)
+{
+    sock_close(&c->sock, &c->mon);
+    c->key = !c->key;
+    c->switched = true;
+    c->connected = c->shook = false;
+    c->failed = 0;
+    key_set(p, c->def.name, c->key);
+    log_info("peers: %s did not take the handshake with its %s key in peers.conf; trying the %s", c->def.name,
+             c->key ? "first" : "second", c->key ? "second" : "first");
+    if (call_send(p, c, c->cmd, c->hdr) < 0)
+        c->done = true;
+}
+
+static void why_silent(const peers *p, call *c, int timeout)
+{
+    read_events(c);
+    bool connected = c->connected, shook = c->shook;
+    int failed = c->failed;
+    uint32_t zap = c->zap;
     c->status = failed ? -EACCES : -ETIMEDOUT;
     if (failed == 1)
         snprintf(c->error, sizeof c->error,
@@ -296,21 +371,34 @@ static void call_wait(peers *p, call *calls, size_t n)
     int timeout = p->cfg.timeout_ms > 0 ? p->cfg.timeout_ms : 2000;
     int64_t deadline = mono_ms() + timeout;
     for (;;) {
-        zmq_pollitem_t items[PEERS_MAX];
-        size_t idx[PEERS_MAX], k = 0;
+        zmq_pollitem_t items[2 * PEERS_MAX];
+        size_t idx[2 * PEERS_MAX], k = 0;
         for (size_t i = 0; i < n; i++)
             if (!calls[i].done) {
                 items[k] = (zmq_pollitem_t){calls[i].sock, 0, ZMQ_POLLIN, 0};
                 idx[k++] = i;
+                if (calls[i].hdr && !calls[i].switched && calls[i].mon) { /* its handshake, to try the other key */
+                    items[k] = (zmq_pollitem_t){calls[i].mon, 0, ZMQ_POLLIN, 0};
+                    idx[k++] = i;
+                }
             }
         int64_t left = deadline - mono_ms();
         if (!k || left <= 0)
             break;
         if (zmq_poll(items, (int)k, (long)left) < 0 && zmq_errno() != EINTR)
             break;
-        for (size_t j = 0; j < k; j++)
-            if (items[j].revents & ZMQ_POLLIN)
-                call_read(p, &calls[idx[j]]);
+        for (size_t j = 0; j < k; j++) {
+            call *c = &calls[idx[j]];
+            if (!(items[j].revents & ZMQ_POLLIN) || c->done)
+                continue;
+            if (items[j].socket == c->sock) {
+                call_read(p, c);
+            } else if (items[j].socket == c->mon) {
+                read_events(c);
+                if (c->failed == 2)
+                    call_other_key(p, c);
+            }
+        }
     }
     for (size_t i = 0; i < n; i++)
         if (!calls[i].done) {
@@ -318,8 +406,14 @@ static void call_wait(peers *p, call *calls, size_t n)
             why_silent(p, &calls[i], timeout);
             sock_close(&calls[i].sock, &calls[i].mon); /* a late answer must not meet the next request */
         }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         told_operator(p, &calls[i]);
+        if (calls[i].switched && calls[i].status == 0 && calls[i].key == 1) /* said once: later calls start there */
+            log_info("peers: %s answers to its second key in peers.conf: give that key alone once its change "
+                     "is over", calls[i].def.name);
+        json_decref(calls[i].hdr);
+        calls[i].hdr = NULL;
+    }
 }
 
 int peers_lookup_all(peers *p, const peer_lookup_q *q, peer_answer **out, size_t *nout)

@@ -5,7 +5,8 @@
  * keys with a role "peer:<hub>" in the allow-list are answered.  Client:
  * the hubs in DATA/peers.conf, one a line,
  *
- *     NAME tcp://HOST:PORT PUBLIC-KEY      (a Z85 key, or a .pub file)
+ *     NAME tcp://HOST:PORT PUBLIC-KEY      (a Z85 key, or a .pub file; NOW,NEXT
+ *                                           while that hub changes keypairs)
  *
  * reached with a DEALER per request that is kept for the next one when it
  * answered in time (our hub's own keypair is the client key, so the other
@@ -46,6 +47,7 @@ typedef struct peer_def {
     char name[PEER_NAME_MAX];
     char endpoint[256];
     char pub[KEY_Z85_LEN + 1];
+    char pub_next[KEY_Z85_LEN + 1]; /* "" or its next key: tried when a handshake with the other fails */
 } peer_def;
 
 /* Reads peers.conf (peer_conf.c) into defs[max]: 0 with *n entries (a

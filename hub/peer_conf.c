@@ -11,12 +11,12 @@ static const char *parse_peer(char *line, peer_def *d, char *kerr, size_t kerrle
 {
     char *f[3];
     if (conf_fields(line, f, 3) != 3)
-        return "expected \"NAME tcp://HOST:PORT PUBLIC-KEY\"";
+        return "expected \"NAME tcp://HOST:PORT PUBLIC-KEY[,NEXT-KEY]\"";
     if (!conf_name_ok(f[0], PEER_NAME_MAX - 1))
         return "the hub's name takes letters, digits, '-', '_' and '.' (at most 63)";
     if (strncmp(f[1], "tcp://", 6) || !f[1][6] || strlen(f[1]) >= sizeof d->endpoint)
         return "the endpoint is tcp://HOST:PORT (at most 255 bytes)";
-    if (keys_read_public(f[2], d->pub, kerr, kerrlen) < 0) /* a .pub file or the key itself */
+    if (keys_read_hub_keys(f[2], d->pub, d->pub_next, kerr, kerrlen) < 0) /* a .pub file or the key; or two */
         return kerr;
     snprintf(d->name, sizeof d->name, "%s", f[0]);
     snprintf(d->endpoint, sizeof d->endpoint, "%s", f[1]);

@@ -427,6 +427,34 @@ def test_peers_that_do_not_answer_are_reported_with_why_and_do_not_block(world, 
         world.b.hup()
 
 
+def test_a_peer_changing_keypairs_is_reached_through_its_next_key(world, tmp_path):
+    """peers.conf may name two keys for a hub changing its keypair (NOW,NEXT).
+    Here hub A is already on the second: the handshake with the first fails,
+    the same lookup goes again with the second at once, and later lookups
+    start there.  Two wrong keys are still named as the error they are."""
+    old = keygen(tmp_path / "old", "hub")
+    wrong = keygen(tmp_path / "wrong", "hub")
+    try:
+        (world.b.data / "peers.conf").write_text(f"hubA {world.a.ep('peers')} {old},{world.a.key_file}\n")
+        world.b.hup()
+        for _ in range(2):
+            ans = world.b.lookup(world.county)
+            assert ans["peers"] == [{"hub": "hubA", "status": "ok", "exams": 1}], ans
+            assert [e["report_id"] for e in ans["exams"]] == ["lk-r1"]
+        log = world.b.proc.log_tail(200000)
+        assert log.count("peers: hubA did not take the handshake with its first key in peers.conf; trying the "
+                         "second") == 1, log[-2000:]
+        assert log.count("peers: hubA answers to its second key in peers.conf") == 1
+        (world.b.data / "peers.conf").write_text(f"hubA {world.a.ep('peers')} {old},{wrong}\n")
+        world.b.hup()
+        ans = world.b.lookup(world.county)
+        assert ans["peers"][0]["status"] == "error" and "the encrypted handshake failed" in ans["peers"][0]["error"]
+    finally:
+        (world.b.data / "peers.conf").write_text(f"hubA {world.a.ep('peers')} {world.a.key_file}\n")
+        world.b.hup()
+    assert world.b.lookup(world.county)["peers"] == [{"hub": "hubA", "status": "ok", "exams": 1}]
+
+
 def test_validity_and_exam_type_come_from_the_recognition_rules(world):
     conf = world.a.data / "recognition.conf"
     try:
