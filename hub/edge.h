@@ -79,7 +79,7 @@ void edge_watch_stop(edge_watch **w);
 typedef struct edge_link edge_link;
 typedef struct edge_link_config {
     void          *zctx;
-    const char    *hub;          /* endpoint */
+    const char    *hub;          /* endpoint (the strings are borrowed until edge_link_stop) */
     const keypair *kp;           /* our CURVE keys */
     const char    *hub_pub;      /* the hub's public key, Z85 */
     const char    *hub_pub_next; /* its next key while it changes keypairs ("" or NULL: none); tried in turn

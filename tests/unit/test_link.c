@@ -68,6 +68,7 @@ typedef struct world {
     spool       *sp;
     edge_link   *edge;
     keypair      hub_kp, edge_kp;
+    char         hub_ep[64]; /* the edge link keeps a pointer to it: it must outlive the link */
 } world;
 
 static int64_t now_ms(void)
@@ -84,9 +85,9 @@ static void sub(char *out, size_t n, const char *name)
 
 static void start_edge(world *w)
 {
-    char ep[64], err[512];
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%u", link_hub_port(w->hub));
-    edge_link_config ec = {.zctx = w->edge_ctx, .hub = ep, .kp = &w->edge_kp, .hub_pub = w->hub_kp.pub,
+    char err[512];
+    snprintf(w->hub_ep, sizeof w->hub_ep, "tcp://127.0.0.1:%u", link_hub_port(w->hub));
+    edge_link_config ec = {.zctx = w->edge_ctx, .hub = w->hub_ep, .kp = &w->edge_kp, .hub_pub = w->hub_kp.pub,
                            .sp = w->sp, .max_inflight = 4};
     assert_int_equal(edge_link_start(&ec, &w->edge, err, sizeof err), 0);
 }
