@@ -125,6 +125,22 @@ typedef struct list_out {
     size_t n;
 } list_out;
 
+/* The study list of /api/v1/studies and QIDO-RS's (api_private.h). */
+int api_list_run(store *st, const api_list_query *q, int (*cb)(void *ctx, const store_study *st), void *ctx)
+{
+    if (!q->study_uid)
+        return store_list_studies(st, &q->flt, (size_t)q->offset, (size_t)q->limit, cb, ctx);
+    store_study one;
+    int rc = store_get_study(st, q->study_uid, &one);
+    if (rc == -ENOENT || (rc == 0 && !api_study_matches(&one, &q->flt)))
+        return 0;
+    if (rc < 0)
+        return rc;
+    if (q->offset == 0 && q->limit > 0)
+        cb(ctx, &one);
+    return 1;
+}
+
 static int list_one(void *ctx, const store_study *st)
 {
     list_out *o = ctx;
@@ -134,21 +150,6 @@ static int list_one(void *ctx, const store_study *st)
     return 0;
 }
 
-/* Runs the query; returns the total number of matches or a negative code. */
-static int list_run(store *st, const api_list_query *q, list_out *o)
-{
-    if (!q->study_uid)
-        return store_list_studies(st, &q->flt, (size_t)q->offset, (size_t)q->limit, list_one, o);
-    store_study one;
-    int rc = store_get_study(st, q->study_uid, &one);
-    if (rc == -ENOENT || (rc == 0 && !api_study_matches(&one, &q->flt)))
-        return 0;
-    if (rc < 0)
-        return rc;
-    if (q->offset == 0 && q->limit > 0)
-        list_one(o, &one);
-    return 1;
-}
 
 static int h_studies(req *r, const api_params *p)
 {
@@ -157,7 +158,7 @@ static int h_studies(req *r, const api_params *p)
     if (!api_list_query_parse(p, &q, &name, &why))
         return api_send_bad_param(r, name, why);
     list_out o = {0};
-    int total = list_run(r->a->st, &q, &o);
+    int total = api_list_run(r->a->st, &q, list_one, &o);
     if (total < 0) {
         jb_release(&o.b);
         return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");

@@ -84,6 +84,20 @@ static int instances_of(store *st, const api_dw_path *p, inst_set *s)
 
 /* ---- answers ------------------------------------------------------------ */
 
+/* The access's audit record, "<label>: N instance(s)", before any of them
+ * leaves; < 0 (with s freed) when it cannot be queued. */
+static int audit_count(api_req *r, const api_dw_path *path, const char *what, const char *label, inst_set *s)
+{
+    char detail[200];
+    snprintf(detail, sizeof detail, "%s: %zu instance(s)", label, s->n);
+    int rc = api_req_audit(r, what, path->study, detail);
+    if (rc < 0) {
+        free(s->v);
+        s->v = NULL;
+    }
+    return rc;
+}
+
 static int send_dicom_json(api_req *r, jbuf *b) { return api_send_body(r, MHD_HTTP_OK, b, DICOM_JSON); }
 
 /* "http(s)://host/dicom-web" from the request, for Retrieve URLs. */
@@ -124,17 +138,7 @@ static int search_studies(api_req *r, const api_params *p)
     char base[300];
     base_url(r, base, sizeof base);
     study_list l = {.base = base};
-    int total;
-    if (!q.study_uid) {
-        total = store_list_studies(r->a->st, &q.flt, (size_t)q.offset, (size_t)q.limit, list_one, &l);
-    } else {
-        store_study one;
-        total = store_get_study(r->a->st, q.study_uid, &one);
-        if (total == -ENOENT || (total == 0 && !api_study_matches(&one, &q.flt)))
-            total = 0;
-        else if (total == 0 && (total = 1) && q.offset == 0 && q.limit > 0)
-            list_one(&l, &one);
-    }
+    int total = api_list_run(r->a->st, &q, list_one, &l);
     if (total < 0) {
         jb_release(&l.b);
         return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
@@ -197,13 +201,10 @@ static int search_below(api_req *r, const api_dw_path *path)
         free(s.v);
         return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
     }
-    char detail[160];
-    snprintf(detail, sizeof detail, "dicomweb %s: %zu instance(s)",
-             path->what == API_DW_SEARCH_SERIES ? "series search" : "instance search", s.n);
-    if (api_req_audit(r, "read-study", path->study, detail) < 0) {
-        free(s.v);
+    if (audit_count(r, path, "read-study",
+                    path->what == API_DW_SEARCH_SERIES ? "dicomweb series search" : "dicomweb instance search",
+                    &s) < 0)
         return api_send_audit_failed(r, NULL);
-    }
     jbuf b = {0};
     jb_put(&b, "[", 1);
     size_t shown = 0;
@@ -227,25 +228,36 @@ static int search_below(api_req *r, const api_dw_path *path)
     return send_dicom_json(r, &b);
 }
 
+/* The instances path names into *s: true to answer from them; false
+ * with *answered queued (the store unreadable, or none: audited as `what`
+ * all the same, "<label>: none"). */
+static bool named_instances(api_req *r, const api_dw_path *path, const char *what, const char *label, inst_set *s,
+                            int *answered)
+{
+    if (instances_of(r->a->st, path, s) < 0) {
+        free(s->v);
+        *answered = api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
+        return false;
+    }
+    if (s->n)
+        return true;
+    free(s->v);
+    char detail[80];
+    snprintf(detail, sizeof detail, "%s: none", label);
+    *answered = api_req_audit(r, what, path->study, detail) < 0
+                    ? api_send_audit_failed(r, NULL)
+                    : api_send_error(r, MHD_HTTP_NOT_FOUND, "no such study, series or instance");
+    return false;
+}
+
 static int metadata(api_req *r, const api_dw_path *path)
 {
     inst_set s;
-    if (instances_of(r->a->st, path, &s) < 0) {
-        free(s.v);
-        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
-    }
-    if (!s.n) {
-        free(s.v);
-        if (api_req_audit(r, "read-study", path->study, "dicomweb metadata: none") < 0)
-            return api_send_audit_failed(r, NULL);
-        return api_send_error(r, MHD_HTTP_NOT_FOUND, "no such study, series or instance");
-    }
-    char detail[160];
-    snprintf(detail, sizeof detail, "dicomweb metadata: %zu instance(s)", s.n);
-    if (api_req_audit(r, "read-study", path->study, detail) < 0) {
-        free(s.v);
+    int answered;
+    if (!named_instances(r, path, "read-study", "dicomweb metadata", &s, &answered))
+        return answered;
+    if (audit_count(r, path, "read-study", "dicomweb metadata", &s) < 0)
         return api_send_audit_failed(r, NULL);
-    }
     jbuf b = {0};
     jb_put(&b, "[", 1);
     size_t shown = 0;
@@ -359,16 +371,9 @@ static int retrieve(api_req *r, const api_dw_path *path)
         return api_send_error(r, MHD_HTTP_NOT_ACCEPTABLE,
                               "instances are sent as multipart/related; type=\"application/dicom\"");
     inst_set s;
-    if (instances_of(r->a->st, path, &s) < 0) {
-        free(s.v);
-        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
-    }
-    if (!s.n) {
-        free(s.v);
-        if (api_req_audit(r, "read-instance", path->study, "dicomweb retrieve: none") < 0)
-            return api_send_audit_failed(r, NULL);
-        return api_send_error(r, MHD_HTTP_NOT_FOUND, "no such study, series or instance");
-    }
+    int answered;
+    if (!named_instances(r, path, "read-instance", "dicomweb retrieve", &s, &answered))
+        return answered;
     if (strcmp(ts, "*")) {
         for (size_t i = 0; i < s.n; i++) {
             if (strcmp(s.v[i].ts_uid, ts)) {
@@ -381,13 +386,11 @@ static int retrieve(api_req *r, const api_dw_path *path)
             }
         }
     }
-    char detail[200];
-    snprintf(detail, sizeof detail, "dicomweb retrieve %s: %zu instance(s)",
-             path->instance ? path->instance : path->series ? "series" : "study", s.n);
-    if (api_req_audit(r, "read-instance", path->study, detail) < 0) {
-        free(s.v);
+    char label[120];
+    snprintf(label, sizeof label, "dicomweb retrieve %s", path->instance ? path->instance
+                                                          : path->series ? "series" : "study");
+    if (audit_count(r, path, "read-instance", label, &s) < 0)
         return api_send_audit_failed(r, NULL);
-    }
     mp_stream *m = calloc(1, sizeof *m);
     if (!m) {
         free(s.v);

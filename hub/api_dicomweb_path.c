@@ -87,14 +87,41 @@ bool api_dicomweb_path(const char *url, api_dw_path *p)
     }
 }
 
-/* The transfer syntax the client asks for in Accept: "*" (or nothing
- * said) takes what is stored; NULL when Accept refuses application/dicom
- * altogether. */
-const char *api_dicomweb_accept_ts(const char *accept, char *buf, size_t n)
+/* The part type of a multipart/related media range ("type=..." without
+ * its quote), or NULL when it names none. */
+static const char *part_type(const char *range)
 {
-    if (!accept || !*accept)
-        return "*";
-    /* Accept: a list of media ranges; the first that takes DICOM wins */
+    const char *type = strcasestr(range, "type=");
+    return type ? type + 5 + (type[5] == '"') : NULL;
+}
+
+/* multipart/related of application/dicom (not application/dicom+json...), or anything. */
+static bool takes_dicom(const char *range)
+{
+    if (!strncmp(range, "*/*", 3))
+        return true;
+    if (strncasecmp(range, "multipart/related", 17))
+        return false;
+    const char *type = part_type(range);
+    return !type || (!strncasecmp(type, "application/dicom", 17) && type[17] != '+');
+}
+
+/* Bulk data: application/octet-stream or an image type, in multipart/related or alone. */
+static bool takes_bulk(const char *range)
+{
+    if (!strncmp(range, "*/*", 3) || !strncasecmp(range, "application/octet-stream", 24))
+        return true;
+    if (strncasecmp(range, "multipart/related", 17))
+        return false;
+    const char *type = part_type(range);
+    return !type || !strncasecmp(type, "application/octet-stream", 24) || !strncasecmp(type, "image/", 6);
+}
+
+/* Accept is a list of media ranges: the first that takes() accepts gives
+ * its transfer-syntax parameter into buf, or "" when it names none; NULL
+ * when none is accepted. */
+static const char *first_taken(const char *accept, bool (*takes)(const char *range), char *buf, size_t n)
+{
     for (const char *a = accept; *a;) {
         size_t l = strcspn(a, ",");
         char range[512];
@@ -103,23 +130,11 @@ const char *api_dicomweb_accept_ts(const char *accept, char *buf, size_t n)
         const char *t = range;
         while (*t == ' ')
             t++;
-        bool any = !strncmp(t, "*/*", 3);
-        bool multipart = !strncasecmp(t, "multipart/related", 17);
-        if (!any && !multipart)
+        if (!takes(t))
             continue;
-        if (multipart) {
-            const char *type = strcasestr(t, "type=");
-            if (type) {
-                type += 5;
-                if (*type == '"')
-                    type++;
-                if (strncasecmp(type, "application/dicom", 17) || (type[17] && strchr("+", type[17])))
-                    continue; /* another part type (application/octet-stream, ...) */
-            }
-        }
         const char *ts = strcasestr(t, "transfer-syntax=");
         if (!ts)
-            return "*";
+            return "";
         ts += 16;
         if (*ts == '"')
             ts++;
@@ -130,39 +145,14 @@ const char *api_dicomweb_accept_ts(const char *accept, char *buf, size_t n)
     return NULL;
 }
 
+const char *api_dicomweb_accept_ts(const char *accept, char *buf, size_t n)
+{
+    const char *ts = accept && *accept ? first_taken(accept, takes_dicom, buf, n) : "";
+    return ts && (!*ts || !strcmp(ts, "*")) ? "*" : ts; /* nothing named: as stored */
+}
 
 const char *api_dicomweb_accept_frames(const char *accept, char *buf, size_t n)
 {
-    if (!accept || !*accept)
-        return "";
-    for (const char *a = accept; *a;) {
-        size_t l = strcspn(a, ",");
-        char range[512];
-        snprintf(range, sizeof range, "%.*s", (int)(l < sizeof range - 1 ? l : sizeof range - 1), a);
-        a += l + (a[l] == ',');
-        const char *t = range;
-        while (*t == ' ')
-            t++;
-        bool any = !strncmp(t, "*/*", 3);
-        if (!any && !strncasecmp(t, "multipart/related", 17)) {
-            const char *type = strcasestr(t, "type=");
-            if (type) {
-                type += 5 + (type[5] == '"');
-                if (strncasecmp(type, "application/octet-stream", 24) && strncasecmp(type, "image/", 6))
-                    continue;
-            }
-        } else if (!any && strncasecmp(t, "application/octet-stream", 24)) {
-            continue;
-        }
-        const char *ts = strcasestr(t, "transfer-syntax=");
-        if (!ts)
-            return "";
-        ts += 16;
-        if (*ts == '"')
-            ts++;
-        size_t tl = strcspn(ts, "\";, ");
-        snprintf(buf, n, "%.*s", (int)(tl < n - 1 ? tl : n - 1), ts);
-        return !strcmp(buf, "*") ? "*" : buf;
-    }
-    return NULL;
+    const char *ts = accept && *accept ? first_taken(accept, takes_bulk, buf, n) : "";
+    return ts && !strcmp(ts, "*") ? "*" : ts;
 }

@@ -201,6 +201,9 @@ typedef struct api_list_query {
  * given) and the reason. */
 bool api_list_query_parse(const api_params *p, api_list_query *q, const char **name, const char **why);
 bool api_study_matches(const store_study *st, const store_study_filter *f);
+/* Runs q (a scan, or the one study StudyInstanceUID names; api.c): cb
+ * for each study of the page; returns the total number of matches or < 0. */
+int  api_list_run(store *st, const api_list_query *q, int (*cb)(void *ctx, const store_study *st), void *ctx);
 bool api_valid_uid(const char *s);
 bool api_parse_uint(const char *s, uint64_t max, uint64_t *out);
 /* The audit detail of a list: what was asked (IDs, never names) and how

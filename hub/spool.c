@@ -67,6 +67,20 @@ int spool_lerr(int rc)
     return rc > 0 ? -rc : -EIO;
 }
 
+uint64_t spool_seq_of(const MDB_val *k)
+{
+    uint64_t seq = 0;
+    for (size_t i = 0; k->mv_size == 8 && i < 8; i++)
+        seq = seq << 8 | ((const uint8_t *)k->mv_data)[i];
+    return seq;
+}
+
+uint64_t spool_last_seq(MDB_cursor *c)
+{
+    MDB_val k, v;
+    return mdb_cursor_get(c, &k, &v, MDB_LAST) == 0 ? spool_seq_of(&k) : 0;
+}
+
 void spool_seq_key(uint8_t k[8], uint64_t seq)
 {
     for (int i = 0; i < 8; i++)
@@ -138,16 +152,8 @@ const char *spool_dir(const spool *s) { return s->dir; }
 static uint64_t next_seq(spool *s, MDB_txn *txn)
 {
     MDB_cursor *c;
-    MDB_val k, v;
-    uint64_t seq = 1;
     mdb_cursor_open(txn, s->item, &c);
-    if (mdb_cursor_get(c, &k, &v, MDB_LAST) == 0 && k.mv_size == 8) {
-        const uint8_t *p = k.mv_data;
-        seq = 0;
-        for (int i = 0; i < 8; i++)
-            seq = seq << 8 | p[i];
-        seq++;
-    }
+    uint64_t seq = spool_last_seq(c) + 1;
     mdb_cursor_close(c);
     /* Sequences must never be reused while the hub may still hold a
      * half-sent item under an old number: keep a high-water mark too. */

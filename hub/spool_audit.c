@@ -52,15 +52,8 @@ int spool_txn_audit(spool *s, MDB_txn *txn, const spool_audit_rec *r)
     int rc = mdb_cursor_open(txn, s->audit, &cur);
     if (rc)
         return rc;
-    uint64_t seq = 1;
+    uint64_t seq = spool_last_seq(cur) + 1;
     MDB_val k, v;
-    if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0 && k.mv_size == 8) {
-        const uint8_t *p = k.mv_data;
-        seq = 0;
-        for (int i = 0; i < 8; i++)
-            seq = seq << 8 | p[i];
-        seq++;
-    }
     char line[AUDIT_RECORD_MAX];
     audit_record ar = {r->t_ms, r->who, r->what, study, patient, r->detail};
     uint8_t key[8];
@@ -106,9 +99,7 @@ int spool_audit_walk(spool *s, uint64_t from, int (*cb)(void *ctx, uint64_t seq,
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size != 8)
             continue;
-        uint64_t seq = 0;
-        for (int i = 0; i < 8; i++)
-            seq = seq << 8 | ((const uint8_t *)k.mv_data)[i];
+        uint64_t seq = spool_seq_of(&k);
         n++;
         if (cb(ctx, seq, v.mv_data, v.mv_size))
             break;

@@ -25,6 +25,8 @@ typedef struct inbox_hdr {
 /* An LMDB code as a negative errno (-ENOBUFS: the spool's map is full). */
 int  spool_lerr(int rc);
 void spool_seq_key(uint8_t k[8], uint64_t seq);
+uint64_t spool_seq_of(const MDB_val *k);  /* 0 for a key that is not a sequence */
+uint64_t spool_last_seq(MDB_cursor *c);  /* the last key of c's database, 0 when empty */
 
 /* Appends r to the audit trail in txn (spool_audit.c).  A record that
  * names no patient takes its study's, when the spool knows it.  An LMDB
