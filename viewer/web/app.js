@@ -172,6 +172,11 @@ function wireImageTools() {
   $('#reset').addEventListener('click', () => stack.reset());
   $('#cine').addEventListener('click', () => stack.toggleCine());
   $('#clear-marks').addEventListener('click', () => { stack.clearMarks(); stack.refreshMarksList(); });
+  $('#insert-marks').addEventListener('click', () => {
+    const lines = stack.measurementLines();
+    if (!lines.length) { status('No measurements to write into the report.', true); return; }
+    report.insertFindings(lines.join('\n'));
+  });
 }
 
 function wireEcgTools() {

@@ -137,6 +137,18 @@ export class ReportPanel {
     this.timer = setTimeout(() => this.save(), AUTOSAVE_MS);
   }
 
+  // Text into the findings at the cursor (or at their end), on a line of
+  // its own, saved like typing.
+  insertFindings(text) {
+    if (!text) return;
+    const f = this.f, at = f.selectionStart ?? f.value.length, end = f.selectionEnd ?? at;
+    const before = f.value.slice(0, at), after = f.value.slice(end);
+    const lead = before && !before.endsWith('\n') ? '\n' : '', tail = after && !after.startsWith('\n') ? '\n' : '';
+    f.value = before + lead + text + tail + after;
+    f.selectionStart = f.selectionEnd = (before + lead + text).length;
+    f.dispatchEvent(new Event('input'));
+  }
+
   async save() {
     clearTimeout(this.timer); this.timer = null;
     if (!this.task) return;

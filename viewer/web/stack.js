@@ -339,6 +339,15 @@ export class StackViewer {
     }));
   }
 
+  // Every measurement of the study, one line each, as a report quotes it:
+  // "ROI 1 (Se 2, Im 50): mean 35.2 HU SD 12.1 · 154.3 mm²".
+  measurementLines() {
+    const names = { length: 'Length', angle: 'Angle', roi: 'ROI' }, lines = [];
+    for (const list of this.marks.values())
+      list.forEach((m, i) => lines.push(`${names[m.kind]} ${i + 1} (${m.where}): ${this.markLabel(m)}`));
+    return lines;
+  }
+
   drawOverlays(tr) {
     const st = this.study, it = this.current, o = this.overlays;
     if (!st || !it) return;
@@ -452,6 +461,8 @@ export class StackViewer {
       m.stats = ellipseStats(f, a, b, it.inst.rescale, m.spacing);
       m.unit = modalityUnit((this.series[this.seriesIndex] || {}).modality);
     }
+    const se = this.series[this.seriesIndex] || {};
+    m.where = `Se ${se.number ?? ''}, Im ${this.index + 1}`;   // for the report (measurementLines)
     const k = this.current.key;
     this.marks.set(k, [...(this.marks.get(k) || []), m]);
     this.refreshMarksList();

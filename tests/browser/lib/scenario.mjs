@@ -210,6 +210,22 @@ export async function scenario({ browser, ctx, checks, shots }) {
     await page.click('button[data-tool="wl"]');
     await shot('ct-roi');
   }, { needs: [LUNG] });
+  const ROI = 'an elliptical ROI reads the mean and SD in HU that pydicom computes, and the pointer reads the HU under it';
+
+  await checks.check('the measurements go into the findings as the marks list reads them, where they were taken', async () => {
+    await page.fill('#findings', 'Lungs: see measurements.');
+    await page.click('#insert-marks');
+    const findings = await page.inputValue('#findings');
+    const marks = await page.$$eval('#marks li', (lis) => lis.map((l) => l.textContent));
+    const lines = findings.split('\n');
+    expect(lines[0] === 'Lungs: see measurements.' && lines.length === marks.length + 1, `findings:\n${findings}`);
+    const slice = (await page.textContent('.corner.bl .slice')).match(/^Im (\d+)/)[1];
+    const se = (await page.textContent('.corner.bl div')).match(/^Se (\S*)/)[1];
+    marks.forEach((m, i) => {
+      const [name, rest] = [m.slice(0, m.indexOf(':')), m.slice(m.indexOf(':') + 2).replace(/ \(min .*\)$/, '')];
+      expect(lines[i + 1] === `${name} (Se ${se}, Im ${slice}): ${rest}`, `line "${lines[i + 1]}" for mark "${m}"`);
+    });
+  }, { needs: [ROI] });
 
   await checks.check('the STAT banner claims the ECG; it opens at 25 mm/s and 10 mm/mV with the automatic measurements', async () => {
     const banner = await page.isVisible('#stat-banner');
