@@ -77,22 +77,23 @@ def world(tmp_path_factory):
     w.token = r.stdout.decode().strip()
     w.hub = Hub(data, log_dir=base, stable_seconds=600)
     w.hub.start()
-    contexts = [(str(w.ds[pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID].SOPClassUID),
-                 transfer_syntax_of(pydicom.dcmread(f, stop_before_pixels=True))) for f in w.files]
-    run = storescu(w.hub.dicom_port, w.files, contexts=contexts, cfg_path=base / "scu.cfg")
-    assert run.returncode == 0 and len(run.succeeded()) == len(w.files), run.output[-2000:]
-    # Orthanc, its DICOMweb plugin pointed at the hub with the facility's key
-    w.orthanc_port = free_port()
-    conf = {"Name": "oracle", "StorageDirectory": str(base / "orthanc"), "IndexDirectory": str(base / "orthanc"),
-            "HttpPort": w.orthanc_port, "DicomPort": free_port(), "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False, "Plugins": [str(PLUGIN)],
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "Servers": {"dxhub": {
-                "Url": f"http://127.0.0.1:{w.hub.http_port}/dicom-web/",
-                "HttpHeaders": {"Authorization": f"Bearer {w.token}"}}}}}
-    (base / "orthanc.json").write_text(json.dumps(conf))
-    log = open(base / "orthanc.log", "wb")
-    w.orthanc_proc = subprocess.Popen([str(ORTHANC), str(base / "orthanc.json")], stdout=log, stderr=log)
-    try:
+    w.orthanc_proc, log = None, None
+    try:  # whatever fails below, the hub and Orthanc started here are stopped (by their PIDs)
+        contexts = [(str(w.ds[pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID].SOPClassUID),
+                     transfer_syntax_of(pydicom.dcmread(f, stop_before_pixels=True))) for f in w.files]
+        run = storescu(w.hub.dicom_port, w.files, contexts=contexts, cfg_path=base / "scu.cfg")
+        assert run.returncode == 0 and len(run.succeeded()) == len(w.files), run.output[-2000:]
+        # Orthanc, its DICOMweb plugin pointed at the hub with the facility's key
+        w.orthanc_port = free_port()
+        conf = {"Name": "oracle", "StorageDirectory": str(base / "orthanc"),
+                "IndexDirectory": str(base / "orthanc"), "HttpPort": w.orthanc_port, "DicomPort": free_port(),
+                "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "Plugins": [str(PLUGIN)],
+                "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "Servers": {"dxhub": {
+                    "Url": f"http://127.0.0.1:{w.hub.http_port}/dicom-web/",
+                    "HttpHeaders": {"Authorization": f"Bearer {w.token}"}}}}}
+        (base / "orthanc.json").write_text(json.dumps(conf))
+        log = open(base / "orthanc.log", "wb")
+        w.orthanc_proc = subprocess.Popen([str(ORTHANC), str(base / "orthanc.json")], stdout=log, stderr=log)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -104,12 +105,15 @@ def world(tmp_path_factory):
                 time.sleep(0.2)
         yield w
     finally:
-        w.orthanc_proc.send_signal(signal.SIGTERM)  # only what this test started, by its PID
-        try:
-            w.orthanc_proc.wait(20)
-        except subprocess.TimeoutExpired:
-            w.orthanc_proc.kill()
-        log.close()
+        if w.orthanc_proc:
+            w.orthanc_proc.send_signal(signal.SIGTERM)
+            try:
+                w.orthanc_proc.wait(20)
+            except subprocess.TimeoutExpired:
+                w.orthanc_proc.kill()
+                w.orthanc_proc.wait()
+        if log:
+            log.close()
         w.hub.stop()
         shutil.rmtree(base / "orthanc", ignore_errors=True)
 

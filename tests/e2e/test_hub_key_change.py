@@ -50,20 +50,21 @@ def world(tmp_path_factory):
     (base / "edge").mkdir()
     allow(keys, "edge:clinic1", keygen(base / "edge" / "keys", "edge"))
     ports = (free_port(), free_port(), free_port(), free_port())
-    hub = hub_proc(base, keys, ports)
-    hub.start(30)
-    shutil.copyfile(keys / "hub.pub", base / "hub-now.pub")  # what every client was given at installation
-    keygen(base / "next", "hub")  # the hub's next keypair, made ahead; its .pub sent to every client
-    both = f"{base / 'hub-now.pub'},{base / 'next' / 'hub.pub'}"
-    edge = Edge(base / "edge", f"tcp://127.0.0.1:{ports[2]}", both, base, extra=("--facility", "clinic1"))
-    edge.start()
     w = type("World", (), {})()
-    w.base, w.keys, w.ports, w.hub, w.edge, w.both = base, keys, ports, hub, edge, both
-    w.reader_ep = f"tcp://127.0.0.1:{ports[3]}"
-    try:
+    w.base, w.keys, w.ports, w.edge = base, keys, ports, None
+    w.hub = hub_proc(base, keys, ports)
+    w.hub.start(30)
+    try:  # the hub and the gateway started here are stopped whatever fails
+        shutil.copyfile(keys / "hub.pub", base / "hub-now.pub")  # what every client was given at installation
+        keygen(base / "next", "hub")  # the hub's next keypair, made ahead; its .pub sent to every client
+        w.both = f"{base / 'hub-now.pub'},{base / 'next' / 'hub.pub'}"
+        w.edge = Edge(base / "edge", f"tcp://127.0.0.1:{ports[2]}", w.both, base, extra=("--facility", "clinic1"))
+        w.edge.start()
+        w.reader_ep = f"tcp://127.0.0.1:{ports[3]}"
         yield w
     finally:
-        edge.kill()
+        if w.edge:
+            w.edge.kill()
         w.hub.stop()
 
 
