@@ -35,10 +35,40 @@ typedef api_req req;
 
 /* ---- responses ------------------------------------------------------ */
 
+#define DICOMWEB_PREFIX "/dicom-web/"
+
+/* The request's Origin when the operator listed it for /dicom-web/
+ * (dicomweb-origins), else NULL: the browser then keeps the answer from
+ * the page that asked. */
+static const char *cors_origin(req *r)
+{
+    const char *list = r->a->dicomweb_origins;
+    if (!list || strncmp(r->url, DICOMWEB_PREFIX, strlen(DICOMWEB_PREFIX)))
+        return NULL;
+    const char *o = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "Origin");
+    size_t ol = o ? strlen(o) : 0;
+    for (const char *p = list; ol && *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t l = strcspn(p, ", ");
+        if (l == ol && !strncmp(p, o, l))
+            return o;
+        p += l;
+    }
+    return NULL;
+}
+
 int api_queue(req *r, unsigned status, struct MHD_Response *resp, const char *type)
 {
     if (!resp)
         return MHD_NO; /* out of memory: libmicrohttpd closes the connection */
+    const char *origin = cors_origin(r);
+    if (origin) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Content-Type, Content-Length");
+    }
+    if (r->a->dicomweb_origins && !strncmp(r->url, DICOMWEB_PREFIX, strlen(DICOMWEB_PREFIX)))
+        MHD_add_response_header(resp, "Vary", "Origin"); /* a cache must not hand one origin's answer to another */
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     enum MHD_Result ok = MHD_queue_response(r->c, status, resp);
@@ -650,6 +680,18 @@ static int method_not_allowed(req *r, const char *method, bool post)
 static int answer(req *r, const struct route *rt, struct MHD_Connection *c, const char *method, bool readonly,
                   bool post, void *req_ctx);
 
+/* CORS preflight from a listed origin: what its GET may carry. */
+static int preflight(req *r)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    if (resp) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, HEAD");
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Accept");
+        MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    }
+    return api_queue(r, MHD_HTTP_NO_CONTENT, resp, "text/plain");
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **req_cls)
@@ -659,6 +701,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     bool readonly = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
     bool post = !strcmp(method, MHD_HTTP_METHOD_POST);
     req r = {.a = a, .c = c, .url = url};
+    if (!*req_cls && !strcmp(method, MHD_HTTP_METHOD_OPTIONS) && cors_origin(&r)) {
+        *req_cls = a; /* a preflight: answered on the second call, as a GET */
+        return MHD_YES;
+    }
     const struct route *rt = route_of(&r);
     /* libmicrohttpd calls first with the headers alone; a response queued
      * then, before the request is complete, makes it close the connection.
@@ -704,6 +750,8 @@ static int answer(req *r, const struct route *rt, struct MHD_Connection *c, cons
 {
     if (!rt)
         return api_send_error(r, MHD_HTTP_NOT_FOUND, "not found");
+    if (!strcmp(method, MHD_HTTP_METHOD_OPTIONS) && cors_origin(r)) /* a browser's preflight */
+        return preflight(r);
     if (rt->post ? !post : !readonly)
         return method_not_allowed(r, method, rt->post);
     api_params p = {.allowed = rt->params};
@@ -874,6 +922,7 @@ int api_start(const api_config *cfg, api_server **out, char *err, size_t errlen)
         !(a->counters = api_counters_new()))
         goto nomem;
     a->max_per_address = cfg->max_per_address > 0 ? cfg->max_per_address : 0;
+    a->dicomweb_origins = cfg->dicomweb_origins && *cfg->dicomweb_origins ? strdup(cfg->dicomweb_origins) : NULL;
     if (a->max_per_address && !(a->addrs = api_addrs_new(a->max_per_address)))
         goto nomem;
     if ((rc = api_auditor_start(a->st, a->metrics, &a->auditor)) < 0) {
@@ -923,6 +972,7 @@ fail:
         api_hcache_free(&a->cache);
         api_counters_free(&a->counters);
         api_addrs_free(&a->addrs);
+        free(a->dicomweb_origins);
         free(a);
     }
     return rc;
@@ -942,6 +992,7 @@ void api_stop(api_server **ap)
     api_hcache_free(&a->cache);
     api_counters_free(&a->counters);
     api_addrs_free(&a->addrs);
+    free(a->dicomweb_origins);
     free(a);
     *ap = NULL;
 }

@@ -92,6 +92,11 @@ typedef struct api_config {
      * waiting in the outbox are listed. */
     int        (*clinics)(void *ctx, link_clinic *out, int max);
     void        *clinics_ctx;
+    /* Web origins ("https://viewer.example", comma-separated, exact) whose
+     * pages may read /dicom-web/ from a browser (CORS: the answer names the
+     * origin, a preflight OPTIONS is answered); NULL: no cross-origin reads.
+     * The key and the audit are as for any request. */
+    const char  *dicomweb_origins;
 } api_config;
 
 /* Bind, listen and start serving.  On failure returns a negative errno-like

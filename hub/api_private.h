@@ -293,6 +293,7 @@ struct api_server {
     uint16_t           port;
     int                max_per_address;   /* http-max-per-address; 0: no limit */
     api_addrs         *addrs;             /* with it, the connections each address holds */
+    char              *dicomweb_origins; /* api_config's, copied; NULL: none */
     _Atomic int64_t    refused_logged_ms; /* its refusals: last logged (monotonic) */
     _Atomic uint64_t   refused_unlogged;  /* and how many since */
 };

@@ -46,6 +46,8 @@ static const cfg_option serve_options[] = {
      "the certificate's private key (PEM, unencrypted, not readable by other users)"},
     {"http", "http-max-per-address", CFG_INT, S(c.http_max_per_address), "128", 0, 1000000, NULL, "N",
      "HTTP connections one client address may hold open (0: no limit); more are refused and counted"},
+    {"http", "dicomweb-origins", CFG_STRING, S(c.dicomweb_origins), NULL, 0, 0, NULL, "LIST",
+     "web origins (https://viewer.example, comma-separated) whose pages may read /dicom-web/ (CORS); default none"},
     {"http", "http-threads", CFG_INT, S(c.http_threads), NULL, 1, 64, NULL, "N",
      "HTTP request threads (default: one per CPU the hub may run on; two per CPU for a store larger than RAM)"},
     {"edges", "edge-port", CFG_PORT, S(c.edge_port), "5570", 0, 0, NULL, "N", "ZeroMQ port for clinic edges"},

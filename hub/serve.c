@@ -747,7 +747,7 @@ int serve_run(const serve_config *cfg)
         log_warn("failed handshakes on the ZeroMQ ports will not be logged: cannot start their thread");
     const char *http_bind = cfg->http_bind ? cfg->http_bind : cfg->bind;
     api_config ac = {.bind = http_bind, .port = cfg->http_port, .threads = cfg->http_threads,
-                     .max_per_address = cfg->http_max_per_address,
+                     .max_per_address = cfg->http_max_per_address, .dicomweb_origins = cfg->dicomweb_origins,
                      .st = h.st, .metrics = &h.metrics,
                      .keys = h.apikeys, .recog = h.recog, .peers = h.peers, .name = cfg->name,
                      .tls_cert_pem = tls.cert_pem, .tls_key_pem = tls.key_pem, .clinics = clinics_known,

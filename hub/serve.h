@@ -21,6 +21,7 @@ typedef struct serve_config {
     const char *tls_key;        /* --tls-key: its private key (PEM, unencrypted) */
     int         http_threads;   /* --http-threads; <= 0: api.h's default */
     int         http_max_per_address; /* --http-max-per-address; 0: no limit */
+    const char *dicomweb_origins;     /* --dicomweb-origins: CORS for /dicom-web/; NULL: none */
     int         stable_seconds; /* --stable-seconds, default 60 */
     int         retain_days;    /* --retain-days, -1: keep everything */
     uint64_t    map_size;       /* --map-size bytes, default 16 GiB */

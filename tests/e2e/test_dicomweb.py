@@ -31,15 +31,18 @@ FILES = ["dicom/explicit_le/CT_small.dcm", "dicom/explicit_le/MR-SIEMENS-DICOM-W
 ORTHANC = Path("/usr/sbin/Orthanc")
 PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 DICOM_JSON = "application/dicom+json"
+VIEWER = "https://viewer.lead-hospital.example"  # a web viewer's origin the hub's operator listed
 
 
 class World:
-    def get(self, path, accept=None, token=True):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.hub.http_port}{path}")
+    def get(self, path, accept=None, token=True, origin=None, method="GET"):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.hub.http_port}{path}", method=method)
         if token:
             req.add_header("Authorization", f"Bearer {self.token}")
         if accept:
             req.add_header("Accept", accept)
+        if origin:
+            req.add_header("Origin", origin)
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 return r.status, r.headers, r.read()
@@ -75,7 +78,7 @@ def world(tmp_path_factory):
     r = subprocess.run([str(dxhub_path()), "keygen", "--api-key", "pacs", "--keys", data / "keys"],
                        stdout=subprocess.PIPE, check=True)
     w.token = r.stdout.decode().strip()
-    w.hub = Hub(data, log_dir=base, stable_seconds=600)
+    w.hub = Hub(data, log_dir=base, stable_seconds=600, extra=("--dicomweb-origins", VIEWER))
     w.hub.start()
     w.orthanc_proc, log = None, None
     try:  # whatever fails below, the hub and Orthanc started here are stopped (by their PIDs)
@@ -295,3 +298,26 @@ def test_frames_as_stored_are_the_compressed_bitstream(world):
     assert status == 406 and b"sent as stored (1.2.840.10008.1.2.4.80" in body
     status, _, body = world.get(frames_path(d, "0"))
     assert status == 404
+
+
+def test_a_listed_web_viewer_may_read_dicomweb_from_a_browser_and_no_other(world):
+    """CORS: the page of a viewer served from another origin may read
+    /dicom-web/ once the operator lists that origin; any other origin's
+    page gets the answer without the header, so its browser withholds it;
+    the API's own paths never carry it."""
+    status, h, _ = world.get("/dicom-web/studies", origin=VIEWER)
+    assert status == 200 and h["Access-Control-Allow-Origin"] == VIEWER and h["Vary"] == "Origin"
+    status, h, _ = world.get("/dicom-web/studies", origin="https://elsewhere.example")
+    assert status == 200 and "Access-Control-Allow-Origin" not in h
+    status, h, _ = world.get("/api/v1/studies", origin=VIEWER)
+    assert status == 200 and "Access-Control-Allow-Origin" not in h
+    # the browser's preflight (no key: it carries none) for a GET with Authorization
+    status, h, _ = world.get("/dicom-web/studies", origin=VIEWER, method="OPTIONS", token=False)
+    assert status == 204 and h["Access-Control-Allow-Origin"] == VIEWER, dict(h)
+    assert h["Access-Control-Allow-Methods"] == "GET, HEAD" and h["Access-Control-Allow-Headers"] == \
+        "Authorization, Accept"
+    status, h, _ = world.get("/dicom-web/studies", origin="https://elsewhere.example", method="OPTIONS",
+                             token=False)
+    assert status == 405 and "Access-Control-Allow-Origin" not in h
+    status, _, _ = world.get("/dicom-web/studies", origin=VIEWER, token=False)
+    assert status == 401  # the key is still needed
