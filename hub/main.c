@@ -41,7 +41,7 @@ static const command commands[] = {
     ROLE("sr",        cmd_sr,        "export a verified signed report as a DICOM Basic Text SR for a PACS"),
     ROLE("verify",    cmd_verify,    "verify a signed report offline: signature, chain, revocation, digests"),
     ROLE("lookup",    cmd_lookup,    "a patient's exams across the consortium, each with whether it may be recognised (互认)"),
-    ROLE("audit",     cmd_audit,     "the audit trail: who read or changed what, when (by time, who, study, patient)"),
+    ROLE("audit",     cmd_audit,     "the hub's or a clinic gateway's audit trail: who read or changed what, when"),
     ROLE("backup",    cmd_backup,    "consistent online copy of the hub's store"),
     ROLE("check",     cmd_check,     "verify every stored instance against its digest"),
     HERE("dump",      cmd_dump,      "print DICOM files like dcmdump, or as DICOM JSON (--json)"),
