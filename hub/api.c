@@ -459,7 +459,7 @@ static const struct route {
     unsigned char auth, post, peer;
 } routes[] = {
     {"/api/v1/studies", NULL, h_studies,
-     PB(API_P_PATIENT_ID) | PB(API_P_STUDY_DATE) | PB(API_P_MODALITY) | PB(API_P_ACCESSION) |
+     PB(API_P_PATIENT_ID) | PB(API_P_PATIENT_NAME) | PB(API_P_STUDY_DATE) | PB(API_P_MODALITY) | PB(API_P_ACCESSION) |
          PB(API_P_STUDY_UID) | PB(API_P_STATE) | PB(API_P_OFFSET) | PB(API_P_LIMIT), AUTH_PATIENT, 0, 0},
     {"/api/v1/studies/", "", h_study, 0, AUTH_PATIENT, 0, 0},
     {"/api/v1/instances/", "/file", h_file, PB(API_P_OFFSET) | PB(API_P_LENGTH), AUTH_PATIENT, 0, 0},
@@ -478,8 +478,9 @@ static const struct route {
     {"/metrics", NULL, h_metrics, ANY_PARAMS, AUTH_OPEN, 0, 0},
     /* everything below /dicom-web/ (api_dicomweb.c sorts it out) */
     {"/dicom-web/", "*", api_h_dicomweb,
-     PB(API_P_PATIENT_ID) | PB(API_P_STUDY_DATE) | PB(API_P_MODALITY) | PB(API_P_ACCESSION) | PB(API_P_STUDY_UID) |
-         PB(API_P_OFFSET) | PB(API_P_LIMIT) | PB(API_P_INCLUDEFIELD) | PB(API_P_FUZZY), AUTH_PATIENT, 0, 0},
+     PB(API_P_PATIENT_ID) | PB(API_P_PATIENT_NAME) | PB(API_P_STUDY_DATE) | PB(API_P_MODALITY) |
+         PB(API_P_ACCESSION) | PB(API_P_STUDY_UID) | PB(API_P_OFFSET) | PB(API_P_LIMIT) | PB(API_P_INCLUDEFIELD) |
+         PB(API_P_FUZZY), AUTH_PATIENT, 0, 0},
 };
 
 #define PEERS_PREFIX "/api/v1/peers/"

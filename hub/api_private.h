@@ -170,6 +170,7 @@ typedef enum api_param_id {
     API_P_OFFSET, API_P_LIMIT, API_P_LENGTH, API_P_SINCE, API_P_TYPE, API_P_SCOPE,
     API_P_INCLUDEFIELD, API_P_FUZZY, /* QIDO-RS's: taken and ignored (every attribute known is returned;
                                         matching is exact) */
+    API_P_PATIENT_NAME,              /* wildcards as QIDO-RS has them (pn_match.h) */
     API_P_COUNT
 } api_param_id;
 

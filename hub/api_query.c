@@ -7,6 +7,7 @@
 #include <string.h>
 #include "codecs/codecs.h"
 #include "hub/api_private.h"
+#include "hub/pn_match.h"
 #include "codecs/banned.h"
 
 const api_param_name api_param_names[API_P_COUNT] = {
@@ -24,6 +25,7 @@ const api_param_name api_param_names[API_P_COUNT] = {
     [API_P_SCOPE] = {"scope", NULL},
     [API_P_INCLUDEFIELD] = {"includefield", NULL},
     [API_P_FUZZY] = {"fuzzymatching", NULL},
+    [API_P_PATIENT_NAME] = {"PatientName", "00100010"},
 };
 
 void api_params_add(api_params *p, const char *key, const char *value)
@@ -179,6 +181,18 @@ static const char *take_limit(const char *v, api_list_query *q)
     return api_parse_uint(v, API_LIST_MAX, &q->limit) ? NULL : "an integer from 0 to 1000";
 }
 
+static const char *take_patient_name(const char *v, api_list_query *q)
+{
+    size_t n = strlen(v);
+    if (!n || n > 200)
+        return "a name or a pattern (* any run, ? one character), 1 to 200 bytes";
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v[i] < 0x20)
+            return "a name or a pattern without control characters";
+    q->flt.patient_name = v;
+    return NULL;
+}
+
 static const char *take_fuzzy(const char *v, api_list_query *q)
 {
     (void)q;
@@ -198,6 +212,7 @@ static const char *(*const list_takers[API_P_COUNT])(const char *, api_list_quer
     [API_P_STUDY_UID] = take_study_uid,   [API_P_STATE] = take_state,
     [API_P_OFFSET] = take_offset,         [API_P_LIMIT] = take_limit,
     [API_P_INCLUDEFIELD] = take_ignored,  [API_P_FUZZY] = take_fuzzy,
+    [API_P_PATIENT_NAME] = take_patient_name,
 };
 
 bool api_list_query_parse(const api_params *p, api_list_query *q, const char **name, const char **why)
@@ -224,6 +239,7 @@ bool api_study_matches(const store_study *st, const store_study_filter *f)
 {
     if ((f->patient_id && strcmp(st->patient_id, f->patient_id)) ||
         (f->accession && strcmp(st->accession, f->accession)) || (f->state >= 0 && st->state != f->state) ||
+        (f->patient_name && !pn_match(f->patient_name, st->patient_name)) ||
         (f->date_from && strcmp(st->study_date, f->date_from) < 0) ||
         (f->date_to && strcmp(st->study_date, f->date_to) > 0))
         return false;
@@ -244,5 +260,6 @@ void api_list_audit_detail(const api_params *p, size_t shown, int total, char *o
     size_t len = (size_t)snprintf(out, n, "shown=%zu total=%d", shown, total);
     for (int i = 0; i < API_P_COUNT && len < n; i++)
         if (p->v[i])
-            len += (size_t)snprintf(out + len, n - len, " %s=%s", api_param_names[i].name, p->v[i]);
+            len += (size_t)snprintf(out + len, n - len, " %s=%s", api_param_names[i].name,
+                                    i == API_P_PATIENT_NAME ? "(a name: not recorded)" : p->v[i]);
 }

@@ -190,6 +190,7 @@ long store_read_instance(store *s, const store_instance *inst, uint64_t offset, 
 
 typedef struct store_study_filter {
     const char *patient_id, *accession, *modality;
+    const char *patient_name;        /* a QIDO-RS pattern (pn_match.h); NULL any */
     const char *date_from, *date_to; /* YYYYMMDD inclusive; NULL open */
     int         state;               /* -1 any */
 } store_study_filter;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "hub/disk.h"
+#include "hub/pn_match.h"
 #include "hub/store_private.h"
 
 int store_txn_get_study(store *s, MDB_txn *txn, const char *uid, store_study *out)
@@ -141,6 +142,8 @@ static bool match(const store_study *st, const store_study_filter *f)
         return false;
     if (f->accession && strcmp(st->accession, f->accession))
         return false;
+    if (f->patient_name && !pn_match(f->patient_name, st->patient_name))
+        return false;
     if (f->state >= 0 && st->state != f->state)
         return false;
     if (f->date_from && strcmp(st->study_date, f->date_from) < 0)
@@ -165,8 +168,8 @@ static bool match(const store_study *st, const store_study_filter *f)
  * studies-by-state record, so a page needs no walk past its end. */
 static bool by_state_only(const store_study_filter *f)
 {
-    return !f || (!f->patient_id && !f->accession && !f->modality && !f->date_from && !f->date_to &&
-                  f->state < STUDY_STATE_COUNT);
+    return !f || (!f->patient_id && !f->patient_name && !f->accession && !f->modality && !f->date_from &&
+                  !f->date_to && f->state < STUDY_STATE_COUNT);
 }
 
 int store_list_studies(store *s, const store_study_filter *flt, size_t offset, size_t limit,

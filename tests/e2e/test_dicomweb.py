@@ -16,6 +16,7 @@ import signal
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -147,6 +148,25 @@ def test_qido_finds_the_studies_with_the_attributes_the_files_hold(world):
         [ct.StudyInstanceUID]  # a tag as QIDO-RS allows
     assert ct.StudyInstanceUID in [ds_of(o).StudyInstanceUID for o in world.json("/dicom-web/studies?ModalitiesInStudy=CT")]
     assert world.json("/dicom-web/studies?PatientID=nobody-here") == []
+    # PatientName with QIDO-RS's wildcards, letters without case (OHIF's study list searches this way)
+    assert str(ct.PatientName) == "CompressedSamples^CT1"
+    for pattern in ("compressedsamples^ct1", "*SAMPLES*", "Compressed?amples*", "*^CT?"):
+        got = [ds_of(o).StudyInstanceUID for o in world.json(
+            f"/dicom-web/studies?PatientName={urllib.parse.quote(pattern)}&ModalitiesInStudy=CT")]
+        assert got == [ct.StudyInstanceUID], (pattern, got)
+    assert world.json("/dicom-web/studies?PatientName=Compressed") == []  # no wildcard: the whole name
+    assert len(world.json("/dicom-web/studies?PatientName=*")) == len(got_all := world.json("/dicom-web/studies"))
+    assert got_all
+    assert world.json("/dicom-web/studies?PatientName=*^CT?&ModalitiesInStudy=MR") == []
+    # the audit trail says a name was searched, never the name
+    named = lambda: [r for r in audit_records(world.hub.data)  # noqa: E731  (written behind the answers)
+                     if r["what"] == "list-studies" and "PatientName" in r["detail"]]
+    deadline = time.monotonic() + 10
+    while not any("ModalitiesInStudy=MR" in r["detail"] for r in named()) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the last search's record (identical searches share one, "accesses=N")
+    recs = named()
+    assert len(recs) >= 3 and all("(a name: not recorded)" in r["detail"] and "amples" not in r["detail"].lower()
+                        for r in recs), recs
     assert len(world.json("/dicom-web/studies?limit=2")) == 2
     status, _, body = world.get("/dicom-web/studies?PatientId=x")  # a typo must not widen the search
     assert status == 400 and json.loads(body)["parameter"] == "PatientId"

@@ -2,7 +2,8 @@
  * them: names recorded (api_params_add: unknown or repeated names refused),
  * values checked into a study filter (api_list_query_parse: dates, UIDs,
  * modality codes, paging), the filter applied to a study
- * (api_study_matches) and the audit line written into a short buffer.
+ * (api_study_matches, a patient name pattern with pn_match) and the audit
+ * line written into a short buffer.
  * A parsed query must hold what the API then relies on: a limit within
  * API_LIST_MAX, a date range that does not end before it starts, a UID of
  * digits and dots.
@@ -10,7 +11,7 @@
  * Input: key=value pairs split at '&' (libmicrohttpd hands them decoded,
  * so any byte but NUL may appear); a pair without '=' has no value.
  *
- * fuzz-objects: hub/api_query.c hub/store_state.c */
+ * fuzz-objects: hub/api_query.c hub/store_state.c hub/pn_match.c */
 #include <stdlib.h>
 #include <string.h>
 #include "hub/api_private.h"
@@ -44,6 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         store_study st = {.state = 1};
         strcpy(st.patient_id, "P1");
+        strcpy(st.patient_name, "Zhang^San=\xe5\xbc\xa0^\xe4\xb8\x89"); /* 张^三: '?' takes a whole character */
         strcpy(st.study_date, "20261124");
         strcpy(st.modalities, "CT\\SR\\\\ECG");
         (void)api_study_matches(&st, &q.flt);
