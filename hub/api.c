@@ -150,13 +150,9 @@ int api_send_audit_failed(req *r, jbuf *discard)
 
 /* ---- GET /api/v1/studies ------------------------------------------- */
 
-typedef struct list_out {
-    jbuf   b;
-    size_t n;
-} list_out;
-
-/* The study list of /api/v1/studies and QIDO-RS's (api_private.h). */
-int api_list_run(store *st, const api_list_query *q, int (*cb)(void *ctx, const store_study *st), void *ctx)
+/* Runs q (a scan, or the one study StudyInstanceUID names): cb for each
+ * study of the page; returns the total number of matches or < 0. */
+static int list_run(store *st, const api_list_query *q, int (*cb)(void *ctx, const store_study *st), void *ctx)
 {
     if (!q->study_uid)
         return store_list_studies(st, &q->flt, (size_t)q->offset, (size_t)q->limit, cb, ctx);
@@ -171,40 +167,66 @@ int api_list_run(store *st, const api_list_query *q, int (*cb)(void *ctx, const 
     return 1;
 }
 
+typedef struct list_out {
+    jbuf              *b;
+    size_t             n;
+    api_study_renderer one;
+    void              *ctx;
+} list_out;
+
 static int list_one(void *ctx, const store_study *st)
 {
     list_out *o = ctx;
     if (o->n++)
-        jb_put(&o->b, ",", 1);
-    api_json_study(&o->b, st);
+        jb_put(o->b, ",", 1);
+    o->one(o->b, st, o->ctx);
     return 0;
 }
 
+bool api_list_studies(api_req *r, const api_params *p, api_study_renderer one, void *ctx, api_list_query *q,
+                      jbuf *out, int *total, int *answered)
+{
+    const char *name, *why;
+    if (!api_list_query_parse(p, q, &name, &why)) {
+        *answered = api_send_bad_param(r, name, why);
+        return false;
+    }
+    list_out o = {.b = out, .one = one, .ctx = ctx};
+    if ((*total = list_run(r->a->st, q, list_one, &o)) < 0) {
+        jb_release(out);
+        *answered = api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
+        return false;
+    }
+    char detail[384];
+    api_list_audit_detail(p, o.n, *total, detail, sizeof detail);
+    if (api_req_audit(r, "list-studies", q->study_uid, detail) < 0) {
+        *answered = api_send_audit_failed(r, out);
+        return false;
+    }
+    return true;
+}
+
+static void study_with_dxhub(jbuf *b, const store_study *st, void *ctx)
+{
+    (void)ctx;
+    api_json_study(b, st);
+}
 
 static int h_studies(req *r, const api_params *p)
 {
     api_list_query q;
-    const char *name, *why;
-    if (!api_list_query_parse(p, &q, &name, &why))
-        return api_send_bad_param(r, name, why);
-    list_out o = {0};
-    int total = api_list_run(r->a->st, &q, list_one, &o);
-    if (total < 0) {
-        jb_release(&o.b);
-        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
-    }
-    char detail[384];
-    api_list_audit_detail(p, o.n, total, detail, sizeof detail);
-    if (api_req_audit(r, "list-studies", q.study_uid, detail) < 0)
-        return api_send_audit_failed(r, &o.b);
+    jbuf studies = {0};
+    int total, answered;
+    if (!api_list_studies(r, p, study_with_dxhub, NULL, &q, &studies, &total, &answered))
+        return answered;
     jbuf b = {0};
     jb_printf(&b, "{\"total\":%d,\"offset\":%llu,\"limit\":%llu,\"studies\":[", total,
               (unsigned long long)q.offset, (unsigned long long)q.limit);
-    jb_put(&b, o.b.p, o.b.len);
+    jb_put(&b, studies.p, studies.len);
     jb_puts(&b, "]}");
-    if (!jb_ok(&o.b))
+    if (!jb_ok(&studies))
         b.failed = true;
-    jb_release(&o.b);
+    jb_release(&studies);
     return api_send_json(r, MHD_HTTP_OK, &b);
 }
 

@@ -112,48 +112,30 @@ static void base_url(api_req *r, char *out, size_t n)
         snprintf(out, n, "%s://%s/dicom-web", tls ? "https" : "http", host);
 }
 
-typedef struct study_list {
-    jbuf        b;
-    size_t      n;
-    const char *base;
-} study_list;
-
-static int list_one(void *ctx, const store_study *st)
+/* A study as QIDO-RS lists it, with its Retrieve URL under base. */
+static void study_qido(jbuf *b, const store_study *st, void *base)
 {
-    study_list *l = ctx;
     char url[512];
-    if (l->n++)
-        jb_put(&l->b, ",", 1);
-    snprintf(url, sizeof url, "%s/studies/%s", l->base, st->study_uid);
-    api_json_study_qido(&l->b, st, *l->base ? url : NULL);
-    return 0;
+    snprintf(url, sizeof url, "%s/studies/%s", (const char *)base, st->study_uid);
+    api_json_study_qido(b, st, *(const char *)base ? url : NULL);
 }
 
 static int search_studies(api_req *r, const api_params *p)
 {
-    api_list_query q;
-    const char *name, *why;
-    if (!api_list_query_parse(p, &q, &name, &why))
-        return api_send_bad_param(r, name, why);
     char base[300];
     base_url(r, base, sizeof base);
-    study_list l = {.base = base};
-    int total = api_list_run(r->a->st, &q, list_one, &l);
-    if (total < 0) {
-        jb_release(&l.b);
-        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
-    }
-    char detail[384];
-    api_list_audit_detail(p, l.n, total, detail, sizeof detail);
-    if (api_req_audit(r, "list-studies", q.study_uid, detail) < 0)
-        return api_send_audit_failed(r, &l.b);
+    api_list_query q;
+    jbuf studies = {0};
+    int total, answered;
+    if (!api_list_studies(r, p, study_qido, base, &q, &studies, &total, &answered))
+        return answered;
     jbuf b = {0};
     jb_put(&b, "[", 1);
-    jb_put(&b, l.b.p, l.b.len);
+    jb_put(&b, studies.p, studies.len);
     jb_put(&b, "]", 1);
-    if (!jb_ok(&l.b))
+    if (!jb_ok(&studies))
         b.failed = true;
-    jb_release(&l.b);
+    jb_release(&studies);
     return send_dicom_json(r, &b);
 }
 

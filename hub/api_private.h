@@ -202,9 +202,7 @@ typedef struct api_list_query {
  * given) and the reason. */
 bool api_list_query_parse(const api_params *p, api_list_query *q, const char **name, const char **why);
 bool api_study_matches(const store_study *st, const store_study_filter *f);
-/* Runs q (a scan, or the one study StudyInstanceUID names; api.c): cb
- * for each study of the page; returns the total number of matches or < 0. */
-int  api_list_run(store *st, const api_list_query *q, int (*cb)(void *ctx, const store_study *st), void *ctx);
+
 bool api_valid_uid(const char *s);
 bool api_parse_uint(const char *s, uint64_t max, uint64_t *out);
 /* The audit detail of a list: what was asked (IDs, never names) and how
@@ -326,6 +324,14 @@ int  api_send_audit_failed(api_req *r, jbuf *discard);
 void api_count_error(api_req *r, unsigned status);
 /* Queue the access's audit record (before any patient data leaves). */
 int  api_req_audit(api_req *r, const char *what, const char *study_uid, const char *detail);
+
+/* The study list /api/v1/studies and QIDO-RS answer (api.c): the query
+ * parsed from p into *q, each study of the page rendered by one() into
+ * out (comma-separated), *total matches, the access audited.  True to
+ * answer from out; false with the answer (a refusal) queued in *answered. */
+typedef void (*api_study_renderer)(jbuf *b, const store_study *st, void *ctx);
+bool api_list_studies(api_req *r, const api_params *p, api_study_renderer one, void *ctx, api_list_query *q,
+                      jbuf *out, int *total, int *answered);
 
 /* Handlers of api_reports.c and api_peer.c. */
 int api_h_reports(api_req *r, const api_params *p);

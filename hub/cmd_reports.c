@@ -66,24 +66,25 @@ static int choose(void *ctx, const char *id, const char *kind, int64_t received_
     return 0;
 }
 
-/* One "read" record per item about to be shown, in one transaction. */
-static int audit_shown(list_ctx *l, const char *what, const char *where)
+/* One record of `what` per item (ids[n]) about to be shown or written to
+ * where, as who runs the command, in one transaction. */
+static int audit_items(spool *sp, const char *const *ids, size_t n, const char *what, const char *where)
 {
-    if (!l->n)
+    if (!n)
         return 0;
     char who[160];
     dx_local_user(who, sizeof who);
-    spool_audit_rec *r = calloc(l->n, sizeof *r);
-    char (*detail)[200] = calloc(l->n, sizeof *detail);
+    spool_audit_rec *r = calloc(n, sizeof *r);
+    char (*detail)[200] = calloc(n, sizeof *detail);
     int rc = r && detail ? 0 : -ENOMEM;
-    for (size_t i = 0; i < l->n && !rc; i++) {
-        snprintf(detail[i], sizeof detail[i], "id=%s%s%s", l->ids[i], where ? " to " : " (dxhub reports)",
+    for (size_t i = 0; i < n && !rc; i++) {
+        snprintf(detail[i], sizeof detail[i], "id=%s%s%s", ids[i], where ? " to " : " (dxhub reports)",
                  where ? where : "");
         r[i] = (spool_audit_rec){.t_ms = clock_wall_ms(), .who = who, .what = what, .detail = detail[i],
-                                 .inbox_id = l->ids[i]};
+                                 .inbox_id = ids[i]};
     }
     if (!rc)
-        rc = spool_audit_many(l->sp, r, l->n);
+        rc = spool_audit_many(sp, r, n);
     free(r);
     free(detail);
     return rc;
@@ -142,9 +143,7 @@ static int export_inbox(void *ctx, const char *id, const char *kind, int64_t rec
     export_ctx *e = ctx;
     if (e->only && strcmp(e->only, id))
         return 0;
-    char *ids[1] = {(char *)id};
-    list_ctx one = {.sp = e->sp, .ids = ids, .n = 1};
-    int arc = audit_shown(&one, "export", e->o.out_dir);
+    int arc = audit_items(e->sp, &id, 1, "export", e->o.out_dir);
     if (arc < 0) {
         dx_errorf("reports", "%s: not exported: the audit trail cannot be written (%s)", id, strerror(-arc));
         e->refused++;
@@ -326,7 +325,7 @@ int cmd_reports(int argc, char **argv)
     if (!e.o.out_dir) {
         list_ctx l = {.sp = sp, .since_ms = all ? 0 : clock_wall_ms() - days * 86400000LL};
         int total = spool_inbox_list(sp, choose, &l);
-        int rc = audit_shown(&l, "read", NULL);
+        int rc = audit_items(sp, (const char *const *)l.ids, l.n, "read", NULL);
         if (rc < 0) {
             dx_errorf("reports", "the audit trail in %s cannot be written (%s): nothing shown; free space for "
                                  "the gateway or call IT", data, strerror(-rc));
