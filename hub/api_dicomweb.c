@@ -27,7 +27,6 @@
 #include <string.h>
 #include <strings.h>
 #include "codecs/codecs.h"
-#include "hub/api_file.h"
 #include "hub/api_private.h"
 #include "codecs/banned.h"
 
@@ -482,13 +481,9 @@ static int frames(api_req *r, const api_dw_path *path)
     uint8_t *buf = malloc(in.size ? in.size : 1);
     if (!buf)
         return MHD_NO;
-    for (uint64_t off = 0; off < in.size;) {
-        long k = store_read_instance(r->a->st, &in, off, buf + off, (size_t)(in.size - off));
-        if (k <= 0) {
-            free(buf);
-            return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "stored bytes unreadable");
-        }
-        off += (uint64_t)k;
+    if (store_read_instance_all(r->a->st, &in, buf) < 0) {
+        free(buf);
+        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "stored bytes unreadable");
     }
     dcm_file *f = NULL;
     dcm_err err = {0};

@@ -715,14 +715,10 @@ static int render_preview(store *st, const char *sop, char **out, size_t *len, c
     uint8_t *buf = malloc(in.size ? in.size : 1);
     if (!buf)
         return -ENOMEM;
-    for (uint64_t off = 0; off < in.size;) {
-        long k = store_read_instance(st, &in, off, buf + off, (size_t)(in.size - off));
-        if (k <= 0) {
-            free(buf);
-            snprintf(why, whylen, "stored bytes unreadable");
-            return -EIO;
-        }
-        off += (uint64_t)k;
+    if (store_read_instance_all(st, &in, buf) < 0) {
+        free(buf);
+        snprintf(why, whylen, "stored bytes unreadable");
+        return -EIO;
     }
     dcm_file *f = NULL;
     dcm_err err;

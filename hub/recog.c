@@ -409,17 +409,6 @@ static verdict *verdict_for(recog *r, store_report_view *v, int *err, int64_t *h
 
 /* --- instance verdicts ----------------------------------------------------------- */
 
-static int read_all(store *st, const store_instance *in, uint8_t *buf)
-{
-    for (uint64_t off = 0; off < in->size;) {
-        long k = store_read_instance(st, in, off, buf + off, (size_t)(in->size - off));
-        if (k <= 0)
-            return k < 0 ? (int)k : -EIO;
-        off += (uint64_t)k;
-    }
-    return 0;
-}
-
 /* One frame (the middle one) decodes; 0 or a code with why. */
 static int decode_one(const uint8_t *buf, size_t len, char *why, size_t whylen)
 {
@@ -453,7 +442,7 @@ static void check_instance(store *st, const store_instance *in, bool decode, ins
     out->why[0] = 0;
     if (in->size <= DECODE_MAX) {
         uint8_t *buf = malloc(in->size ? in->size : 1);
-        int rc = buf ? read_all(st, in, buf) : -ENOMEM;
+        int rc = buf ? store_read_instance_all(st, in, buf) : -ENOMEM;
         if (rc == 0 && in->dataset_offset <= in->size) {
             digest_ctx *d = digest_new();
             if (d) {

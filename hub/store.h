@@ -187,6 +187,9 @@ int store_get_instance(store *s, const char *sop_uid, store_instance *out);     
 /* Copy up to len bytes of an instance's stored file from offset; returns
  * bytes copied (0 at end) or a negative code. */
 long store_read_instance(store *s, const store_instance *inst, uint64_t offset, void *buf, size_t len);
+/* All inst->size bytes into buf: 0, -EIO when fewer are stored (the index
+ * promised them: corruption), or another negative code. */
+int  store_read_instance_all(store *s, const store_instance *inst, void *buf);
 
 typedef struct store_study_filter {
     const char *patient_id, *accession, *modality;

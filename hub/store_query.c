@@ -134,6 +134,12 @@ long store_read_instance(store *s, const store_instance *inst, uint64_t offset, 
     return (long)copied;
 }
 
+int store_read_instance_all(store *s, const store_instance *inst, void *buf)
+{
+    long got = store_read_instance(s, inst, 0, buf, (size_t)inst->size);
+    return got < 0 ? (int)got : (uint64_t)got == inst->size ? 0 : -EIO;
+}
+
 static bool match(const store_study *st, const store_study_filter *f)
 {
     if (!f)
