@@ -83,7 +83,7 @@ export class StackViewer {
       if (inst.waveform) continue;
       for (let n = 1; n <= Math.max(1, inst.frames || 1); n++) this.items.push({ inst, n, key: FrameCache.key(inst.sop, n) });
     }
-    this.win = null; this.lut = null;
+    this.win = null; this.lut = null; this.lutKey = null; // a table is rebuilt for each series, even one windowed alike
     this.view = { zoom: 1, fit: true, panX: 0, panY: 0, invert: false };
     for (const b of this.strip.children) b.classList.toggle('active', Number(b.dataset.index) === i);
     this.index = 0;
