@@ -15,9 +15,12 @@
  *                                    at once, before this CLAIM's answer, which waits for its commit)
  *   HEARTBEAT {req}                → HEARTBEAT {req, leases}       keeps every lease alive
  *   RELEASE {req, task}            → OK {req} | NACK
- *   STUDY {req, task[, offset]}    → STUDY {req, task, study, offset, total, instances:[{sop, series, size, digest, ts, number}]}
+ *   STUDY {req, task[, offset][, prior]} → STUDY {req, task, study, offset, total, instances:[{sop, series, size, digest, ts, number}]}
  *                                    at most 200 instances from offset (0) of total: page with offset
- *   FETCH {req, task, sop, offset, length} → DATA {req, sop, offset, size, eof} + bytes | NACK
+ *   FETCH {req, task, sop, offset, length[, prior]} → DATA {req, sop, offset, size, eof} + bytes | NACK
+ *        prior: a Study Instance UID — another study of the task's patient (the same Patient
+ *        ID) held at this hub, listed and read to compare with the task's own (NACK when it
+ *        is not here or not that patient's); audited as the reader's read of that study
  *   SUBMIT {req, task, action, report_id[, reason]} + report bytes [+ signature] [+ certificate chain]
  *        action: "draft" (a resident's goes to review), "sign", "return" (reviewer; "reason" for
  *        the resident, at most 127 bytes kept), "addendum" (task: the signed task; the signed
@@ -131,6 +134,11 @@ int hub_client_study_uid(hub_client *c, uint64_t task, char *uid, size_t n);
  * (sink returns non-zero to stop).  Resumable: pass the offset reached. */
 int hub_client_fetch(hub_client *c, uint64_t task, const char *sop, uint64_t offset,
                      int (*sink)(void *ctx, uint64_t offset, const void *p, size_t n), void *ctx);
+/* A prior study of the task's patient held at this hub, to compare (STUDY
+ * and FETCH with "prior"): as hub_client_study and hub_client_fetch. */
+int hub_client_prior_study(hub_client *c, uint64_t task, const char *prior, hub_instance **out, size_t *n);
+int hub_client_prior_fetch(hub_client *c, uint64_t task, const char *prior, const char *sop, uint64_t offset,
+                           int (*sink)(void *ctx, uint64_t offset, const void *p, size_t n), void *ctx);
 /* Submit a report (the exact bytes to store) with an optional detached
  * signature and certificate chain (PEM).  state_out gets the task's new state. */
 int hub_client_submit(hub_client *c, uint64_t task, const char *action, const char *report_id,

@@ -623,11 +623,14 @@ int hub_client_release(hub_client *c, uint64_t task)
 }
 
 /* One page of a study listing from offset: appended to *v (grown). */
-static int study_page(hub_client *c, uint64_t task, size_t offset, hub_instance **v, size_t *n, size_t *total)
+static int study_page(hub_client *c, uint64_t task, const char *prior, size_t offset, hub_instance **v, size_t *n,
+                      size_t *total)
 {
     proto_msg m;
-    int rc = request(c, "STUDY", json_pack("{s:I,s:I}", "task", (json_int_t)task, "offset", (json_int_t)offset),
-                     NULL, 0, "STUDY", &m);
+    json_t *h = json_pack("{s:I,s:I}", "task", (json_int_t)task, "offset", (json_int_t)offset);
+    if (prior)
+        json_object_set_new(h, "prior", json_string(prior));
+    int rc = request(c, "STUDY", h, NULL, 0, "STUDY", &m);
     if (rc)
         return rc;
     json_t *list = json_object_get(m.hdr, "instances");
@@ -670,14 +673,14 @@ static int study_page(hub_client *c, uint64_t task, size_t offset, hub_instance 
     return 0;
 }
 
-int hub_client_study(hub_client *c, uint64_t task, hub_instance **out, size_t *n)
+static int study_of(hub_client *c, uint64_t task, const char *prior, hub_instance **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
     hub_instance *v = NULL;
     size_t got = 0, total = 0;
     do {
-        int rc = study_page(c, task, got, &v, &got, &total);
+        int rc = study_page(c, task, prior, got, &v, &got, &total);
         if (rc) {
             free(v);
             return rc;
@@ -688,6 +691,18 @@ int hub_client_study(hub_client *c, uint64_t task, hub_instance **out, size_t *n
     *out = v;
     *n = got;
     return 0;
+}
+
+int hub_client_study(hub_client *c, uint64_t task, hub_instance **out, size_t *n)
+{
+    return study_of(c, task, NULL, out, n);
+}
+
+int hub_client_prior_study(hub_client *c, uint64_t task, const char *prior, hub_instance **out, size_t *n)
+{
+    if (!prior || !prior[0])
+        return fail(c, HUB_EPROTO, "STUDY: no prior study named");
+    return study_of(c, task, prior, out, n);
 }
 
 int hub_client_study_uid(hub_client *c, uint64_t task, char *uid, size_t n)
@@ -706,13 +721,15 @@ int hub_client_study_uid(hub_client *c, uint64_t task, char *uid, size_t n)
     return 0;
 }
 
-int hub_client_fetch(hub_client *c, uint64_t task, const char *sop, uint64_t offset,
-                     int (*sink)(void *ctx, uint64_t offset, const void *p, size_t n), void *ctx)
+static int fetch_of(hub_client *c, uint64_t task, const char *prior, const char *sop, uint64_t offset,
+                    int (*sink)(void *ctx, uint64_t offset, const void *p, size_t n), void *ctx)
 {
     for (;;) {
         proto_msg m;
         json_t *h = json_pack("{s:I,s:s,s:I,s:I}", "task", (json_int_t)task, "sop", sop, "offset", (json_int_t)offset,
                               "length", (json_int_t)FETCH_CHUNK);
+        if (prior)
+            json_object_set_new(h, "prior", json_string(prior));
         int rc = request(c, "FETCH", h, NULL, 0, "DATA", &m);
         if (rc)
             return rc;
@@ -737,6 +754,20 @@ int hub_client_fetch(hub_client *c, uint64_t task, const char *sop, uint64_t off
         if (!n)
             return fail(c, HUB_EPROTO, "FETCH %s: no data and no end at offset %llu", sop, (unsigned long long)offset);
     }
+}
+
+int hub_client_fetch(hub_client *c, uint64_t task, const char *sop, uint64_t offset,
+                     int (*sink)(void *ctx, uint64_t offset, const void *p, size_t n), void *ctx)
+{
+    return fetch_of(c, task, NULL, sop, offset, sink, ctx);
+}
+
+int hub_client_prior_fetch(hub_client *c, uint64_t task, const char *prior, const char *sop, uint64_t offset,
+                           int (*sink)(void *ctx, uint64_t offset, const void *p, size_t n), void *ctx)
+{
+    if (!prior || !prior[0])
+        return fail(c, HUB_EPROTO, "FETCH: no prior study named");
+    return fetch_of(c, task, prior, sop, offset, sink, ctx);
 }
 
 int hub_client_submit(hub_client *c, uint64_t task, const char *action, const char *report_id, const void *report,

@@ -426,6 +426,39 @@ static int held_task(reader_link *l, proto_msg *m, const char *reader, wl_task *
     return 0;
 }
 
+/* The study STUDY and FETCH read (uid): the task's own, or with "prior"
+ * another study of the task's patient held here, which the reader opens
+ * beside it to compare.  Only the same patient's, by the Patient ID both
+ * studies carry: a reader reads no other patient's images this way.
+ * 0, or -1 NACKed. */
+static int study_to_read(reader_link *l, proto_msg *m, const wl_task *t, char uid[STORE_UID_MAX])
+{
+    const char *prior = proto_str(m, "prior");
+    if (!prior) {
+        snprintf(uid, STORE_UID_MAX, "%s", t->study_uid);
+        return 0;
+    }
+    store_study cur, old;
+    if (!prior[0] || strlen(prior) >= STORE_UID_MAX) {
+        nack(l, m, "prior: not a Study Instance UID");
+        return -1;
+    }
+    if (store_get_study(l->cfg.st, t->study_uid, &cur) != 0 || !cur.patient_id[0]) {
+        nack(l, m, "the task's study names no patient: no prior can be compared");
+        return -1;
+    }
+    if (store_get_study(l->cfg.st, prior, &old) != 0) {
+        nack(l, m, "that prior study is not held at this hub (a peer hub's prior: its report only)");
+        return -1;
+    }
+    if (strcmp(old.patient_id, cur.patient_id)) {
+        nack(l, m, "that prior study is not of this task's patient");
+        return -1;
+    }
+    snprintf(uid, STORE_UID_MAX, "%s", prior);
+    return 0;
+}
+
 /* Instances per STUDY answer: 200 entries stay well inside PROTO_MAX_HEADER
  * (about 250 bytes each); a reader pages with "offset" through larger studies. */
 #define STUDY_PAGE 200
@@ -575,34 +608,40 @@ static void on_message(reader_link *l, proto_msg *m)
                                          "modalities", r.modalities, "max_tasks", r.max_tasks),
               NULL, 0);
     } else if (!strcmp(m->cmd, "STUDY")) {
-        if (held_task(l, m, r.id, &t, true) < 0)
+        char uid[STORE_UID_MAX];
+        if (held_task(l, m, r.id, &t, true) < 0 || study_to_read(l, m, &t, uid) < 0)
             return;
         long long off = proto_int(m, "offset", 0);
         study_ctx s = {json_array(), off < 0 ? 0 : (size_t)off, 0, 0};
-        store_list_instances(l->cfg.st, t.study_uid, add_instance, &s);
+        store_list_instances(l->cfg.st, uid, add_instance, &s);
         json_t *h = json_object();
         json_object_set_new(h, "offset", json_integer((json_int_t)s.skip));
         json_object_set_new(h, "total", json_integer((json_int_t)s.total));
         json_object_set_new(h, "task", json_integer((json_int_t)t.id));
         /* Added (hub_client): the study's UID, so a reader that holds a task
          * from an earlier session knows where its files belong. */
-        json_object_set_new(h, "study", json_string(t.study_uid));
+        json_object_set_new(h, "study", json_string(uid));
         json_object_set_new(h, "instances", s.list);
-        if (reader_audit(&l->cfg, r.id, "read-study", t.study_uid, "study listing") < 0) {
+        char detail[64] = "study listing";
+        if (strcmp(uid, t.study_uid))
+            snprintf(detail, sizeof detail, "prior, compared in task %llu", (unsigned long long)t.id);
+        if (reader_audit(&l->cfg, r.id, "read-study", uid, detail) < 0) {
             json_decref(h);
             nack(l, m, READER_AUDIT_WITHHELD);
             return;
         }
         reply(l, m, "STUDY", h, NULL, 0);
     } else if (!strcmp(m->cmd, "FETCH")) {
-        if (held_task(l, m, r.id, &t, true) < 0)
+        char uid[STORE_UID_MAX];
+        if (held_task(l, m, r.id, &t, true) < 0 || study_to_read(l, m, &t, uid) < 0)
             return;
         const char *sop = proto_str(m, "sop");
         long long off = proto_int(m, "offset", 0), len = proto_int(m, "length", FETCH_MAX);
         store_instance in;
         if (!sop || off < 0 || len <= 0 || store_get_instance(l->cfg.st, sop, &in) != 0 ||
-            strcmp(in.study_uid, t.study_uid)) {
-            nack(l, m, "no such instance in this task's study");
+            strcmp(in.study_uid, uid)) {
+            nack(l, m, strcmp(uid, t.study_uid) ? "no such instance in that prior study"
+                                                : "no such instance in this task's study");
             return;
         }
         size_t want = len > FETCH_MAX ? FETCH_MAX : (size_t)len;
@@ -612,7 +651,7 @@ static void on_message(reader_link *l, proto_msg *m)
             return;
         }
         /* an instance's first chunk is its read; the rest are the same read */
-        if (off == 0 && reader_audit(&l->cfg, r.id, "read-instance", t.study_uid, sop) < 0) {
+        if (off == 0 && reader_audit(&l->cfg, r.id, "read-instance", uid, sop) < 0) {
             nack(l, m, READER_AUDIT_WITHHELD);
             return;
         }

@@ -31,6 +31,16 @@ typedef struct ws_config {
     int         http_port, prefetch, offers, timeout_ms;
 } ws_config;
 
+/* A prior study of the task's patient opened beside it to compare
+ * (ws_compare.c): one per task, replaced when another is opened. */
+typedef struct ws_compare {
+    char          study[65];   /* its Study Instance UID; "" none */
+    hub_instance *inst;        /* the hub's listing of it */
+    size_t        n_inst;
+    char         *view;        /* as /compare answers it, once wholly cached; NULL until */
+    size_t        view_len;
+} ws_compare;
+
 typedef struct ws_task {
     hub_task      t;
     int           held;        /* claimed by us (or given back to us) */
@@ -46,6 +56,7 @@ typedef struct ws_task {
     size_t        n_images;
     size_t        n_ahead;     /* of those, decoded ahead (or found decoded) so far */
     int           view_failed; /* the background could not build the view: built on request */
+    ws_compare    cmp;         /* the prior opened beside it, if any */
 } ws_task;
 
 typedef struct ws {
@@ -96,7 +107,8 @@ int  ws_task_find(ws *w, uint64_t id);
 /* Marks the list changed and wakes the waiters (mu held). */
 void ws_changed(ws *w);
 /* Eviction guards (ws_pinned_fn, take mu): 1 when a task we hold is of
- * this study; ws_study_listed also when a task offered to us is.  Fetching
+ * this study or compares with it; ws_study_listed also when a task offered
+ * to us is.  Fetching
  * for a held task may evict offered studies; prefetching an offer never
  * evicts another offer's study (no thrashing when offers do not all fit). */
 int  ws_study_held(void *w, const char *study);
@@ -116,8 +128,20 @@ int  ws_view_get(ws *w, uint64_t id, char **json, size_t *len, char *err, size_t
  * one more image of a held study decoded ahead of the reader while the
  * frame cache has room.  1 if it did something, 0 when there was nothing. */
 int  ws_view_step(ws *w);
-/* Frees what a task keeps (listing, view); the task is out of reach. */
+/* The view of the listed instances of study (the task's own, or a prior
+ * to compare) read from the cache: *json malloc'd and NUL-terminated,
+ * *complete when every listed instance was read.  0, or an HTTP status
+ * with the reason in err. */
+int  ws_view_of(ws *w, uint64_t id, const char *study, const hub_instance *list, size_t n, char **json, size_t *len,
+                int *complete, char *err, size_t errlen);
+/* Frees what a task keeps (listing, view, comparison); the task is out of reach. */
 void ws_task_release(ws_task *t);
+
+/* --- ws_compare.c: a prior opened beside the task's study ---------------------------- */
+
+/* Every instance of the prior task id compares with in the cache (fetching
+ * what is not): 0, or -1 with the reason. */
+int ws_compare_fetch(ws *w, uint64_t id, char *err, size_t errlen);
 
 /* --- ws_api_pixels.c: decoding ahead ----------------------------------------------- */
 
@@ -145,6 +169,11 @@ int ws_cert_refuses(const hub_signer_identity *c, int64_t now_s, char *why, size
 /* The study listing of task id (asked once, kept); a malloc'd copy in
  * *out.  -1 with a reason when the hub refuses. */
 int ws_study_listing(ws *w, uint64_t id, hub_instance **out, size_t *n, char *study, char *err, size_t errlen);
+/* One listed instance into the cache (nothing when it is there): of the
+ * task's study, or of the prior study it compares with (prior non-NULL).
+ * held: for a task we hold (may evict offered studies), else for an offer. */
+int ws_fetch_instance(ws *w, uint64_t id, const char *prior, const char *study, const hub_instance *in, int held,
+                      char *err, size_t errlen);
 /* Every instance of the task's study in the cache (fetching what is not). */
 int ws_fetch_study(ws *w, uint64_t id, char *err, size_t errlen);
 /* One prefetch step (held tasks first, then the best offers): 1 if it

@@ -37,6 +37,7 @@ static const route routes[] = {
     {"GET", "/api/priors", ws_api_priors},
     {"GET", "/api/tasks/{}/review", ws_api_review},
     {"GET", "/api/tasks/{}/priors/{}", ws_api_prior},
+    {"GET", "/api/tasks/{}/compare/{}", ws_api_compare},
     {"GET", "/api/events", ws_api_events},
 };
 

@@ -16,20 +16,27 @@
 
 
 /* The task held by or offered to this reader whose study lists sop (mu
- * held), or -1.  Offered too: the hub answers FETCH for an offer, and the
+ * held), or -1; *prior set when it is the prior the task compares with
+ * (ws_compare.c).  Offered too: the hub answers FETCH for an offer, and the
  * page loads the best offers' first images before the reader claims one,
  * so the first open after a claim draws without waiting for the daemon. */
-static int listed_task_of(ws *w, const char *sop, const char *study)
+static int listed_task_of(ws *w, const char *sop, const char *study, int *prior)
 {
+    *prior = 0;
     for (size_t i = 0; i < w->n_tasks; i++) {
         ws_task *t = &w->tasks[i];
         if (!t->held && !t->offered_ms)
             continue;
         if (study && study[0] && !strcmp(t->t.study_uid, study))
             return (int)i;
+        if (study && study[0] && !strcmp(t->cmp.study, study))
+            return *prior = 1, (int)i;
         for (size_t k = 0; t->inst && k < t->n_inst; k++)
             if (!strcmp(t->inst[k].sop_uid, sop))
                 return (int)i;
+        for (size_t k = 0; t->cmp.inst && k < t->cmp.n_inst; k++)
+            if (!strcmp(t->cmp.inst[k].sop_uid, sop))
+                return *prior = 1, (int)i;
     }
     return -1;
 }
@@ -45,8 +52,9 @@ static int open_instance(ws_req *r, ws_resp *o, const char *sop, ws_read **rd, c
     }
     char study[65] = "";
     if (ws_cache_get(w->cache, sop, rd, p, n, study) == 0) {
+        int prior;
         pthread_mutex_lock(&w->mu);
-        int i = listed_task_of(w, sop, study);
+        int i = listed_task_of(w, sop, study, &prior);
         pthread_mutex_unlock(&w->mu);
         if (i >= 0) {
             ws_cache_touch(w->cache, study);
@@ -56,8 +64,9 @@ static int open_instance(ws_req *r, ws_resp *o, const char *sop, ws_read **rd, c
         ws_error(o, 403, "instance %s is not of a study this reader holds or is offered", sop);
         return -1;
     }
+    int prior;
     pthread_mutex_lock(&w->mu);
-    int i = listed_task_of(w, sop, NULL);
+    int i = listed_task_of(w, sop, NULL, &prior);
     uint64_t id = i >= 0 ? w->tasks[i].t.id : 0;
     pthread_mutex_unlock(&w->mu);
     if (i < 0) {
@@ -65,7 +74,7 @@ static int open_instance(ws_req *r, ws_resp *o, const char *sop, ws_read **rd, c
         return -1;
     }
     char err[512];
-    if (ws_fetch_study(w, id, err, sizeof err) < 0) {
+    if ((prior ? ws_compare_fetch(w, id, err, sizeof err) : ws_fetch_study(w, id, err, sizeof err)) < 0) {
         ws_error(o, 502, "cannot get the instance from the hub: %s", err);
         return -1;
     }

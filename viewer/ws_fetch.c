@@ -141,9 +141,8 @@ static void recount(ws *w)
     pthread_mutex_unlock(&w->mu);
 }
 
-/* held: for a task we hold (may evict offered studies), else for an offer. */
-static int fetch_one(ws *w, uint64_t id, const char *study, const hub_instance *in, int held, char *err,
-                     size_t errlen)
+int ws_fetch_instance(ws *w, uint64_t id, const char *prior, const char *study, const hub_instance *in, int held,
+                      char *err, size_t errlen)
 {
     ws_pinned_fn pinned = held ? ws_study_held : ws_study_listed;
     if (!dcm_uid_valid(in->sop_uid)) { /* a file name: never "..", nor a slash */
@@ -172,7 +171,8 @@ static int fetch_one(ws *w, uint64_t id, const char *study, const hub_instance *
     }
     sink_ctx s = {fd, in->size};
     pthread_mutex_lock(&w->hub_mu);
-    int rc = hub_client_fetch(w->hc, id, in->sop_uid, 0, sink_pwrite, &s);
+    int rc = prior ? hub_client_prior_fetch(w->hc, id, prior, in->sop_uid, 0, sink_pwrite, &s)
+                   : hub_client_fetch(w->hc, id, in->sop_uid, 0, sink_pwrite, &s);
     if (rc)
         snprintf(err, errlen, "fetching an instance: %s", hub_client_error(w->hc));
     pthread_mutex_unlock(&w->hub_mu);
@@ -204,6 +204,8 @@ static int fetch_one(ws *w, uint64_t id, const char *study, const hub_instance *
     }
     if (rc)
         return -1;
+    if (prior)
+        return 0; /* the task's progress counts its own study */
     pthread_mutex_lock(&w->mu);
     int i = ws_task_find(w, id);
     if (i >= 0 && w->tasks[i].n_cached < w->tasks[i].n_inst) {
@@ -227,7 +229,7 @@ int ws_fetch_study(ws *w, uint64_t id, char *err, size_t errlen)
     pthread_mutex_unlock(&w->mu);
     int rc = 0;
     for (size_t k = 0; k < n && !rc; k++)
-        rc = fetch_one(w, id, study, &list[k], held, err, errlen);
+        rc = ws_fetch_instance(w, id, NULL, study, &list[k], held, err, errlen);
     free(list);
     return rc;
 }
@@ -286,7 +288,7 @@ int ws_prefetch_step(ws *w)
         if (ws_cache_has(w->cache, list[k].sop_uid))
             continue;
         missing = 1;
-        rc = fetch_one(w, id, study, &list[k], held, err, sizeof err);
+        rc = ws_fetch_instance(w, id, NULL, study, &list[k], held, err, sizeof err);
         break; /* one instance per step: claims and requests get their turn */
     }
     free(list);

@@ -65,6 +65,7 @@ void ws_api_prior(ws_req *r, ws_resp *o);
 void ws_api_review(ws_req *r, ws_resp *o);
 void ws_api_events(ws_req *r, ws_resp *o);
 void ws_api_study(ws_req *r, ws_resp *o);     /* ws_api_study.c */
+void ws_api_compare(ws_req *r, ws_resp *o);   /* ws_compare.c */
 void ws_api_frame(ws_req *r, ws_resp *o);     /* ws_api_pixels.c */
 void ws_api_ecg(ws_req *r, ws_resp *o);       /* ws_api_pixels.c */
 void ws_api_draft_get(ws_req *r, ws_resp *o); /* ws_api_report.c */

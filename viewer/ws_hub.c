@@ -64,7 +64,7 @@ static int study_pinned(ws *w, const char *study, int offers_too)
     int pinned = 0;
     pthread_mutex_lock(&w->mu);
     for (size_t i = 0; i < w->n_tasks && !pinned; i++)
-        pinned = !strcmp(w->tasks[i].t.study_uid, study) &&
+        pinned = (!strcmp(w->tasks[i].t.study_uid, study) || !strcmp(w->tasks[i].cmp.study, study)) &&
                  (w->tasks[i].held || (offers_too && w->tasks[i].offered_ms));
     pthread_mutex_unlock(&w->mu);
     return pinned;

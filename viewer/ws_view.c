@@ -179,16 +179,13 @@ static void view_release(view *v)
     *v = (view){0};
 }
 
-/* The view of task id from the cached instances of its listing; 0, or an
- * HTTP status with the reason in err. */
-static int build(ws *w, uint64_t id, view *out, char *err, size_t errlen)
+/* The view of study from the cached instances of its listing (of task
+ * id's study, or of a prior it compares with); 0, or an HTTP status with
+ * the reason in err. */
+static int build_from(ws *w, uint64_t id, const char *study, const hub_instance *list, size_t n, view *out,
+                      char *err, size_t errlen)
 {
     *out = (view){0};
-    hub_instance *list;
-    size_t n;
-    char study[65];
-    if (ws_study_listing(w, id, &list, &n, study, err, errlen) < 0)
-        return 502;
     inst_info *ii = calloc(n ? n : 1, sizeof *ii);
     json_t *patient = NULL, *st = NULL, *series_meta = json_object();
     size_t k = 0;
@@ -235,7 +232,6 @@ static int build(ws *w, uint64_t id, view *out, char *err, size_t errlen)
         ws_read_end(&rd);
         k++;
     }
-    free(list);
     if (!ii || !patient) {
         free(ii);
         json_decref(series_meta);
@@ -284,6 +280,36 @@ static int build(ws *w, uint64_t id, view *out, char *err, size_t errlen)
     }
     out->len = strlen(out->json);
     out->complete = k == n;
+    return 0;
+}
+
+/* The view of task id's own study. */
+static int build(ws *w, uint64_t id, view *out, char *err, size_t errlen)
+{
+    hub_instance *list;
+    size_t n;
+    char study[65];
+    if (ws_study_listing(w, id, &list, &n, study, err, errlen) < 0) {
+        *out = (view){0};
+        return 502;
+    }
+    int status = build_from(w, id, study, list, n, out, err, errlen);
+    free(list);
+    return status;
+}
+
+int ws_view_of(ws *w, uint64_t id, const char *study, const hub_instance *list, size_t n, char **json, size_t *len,
+               int *complete, char *err, size_t errlen)
+{
+    view v;
+    int status = build_from(w, id, study, list, n, &v, err, errlen);
+    if (status)
+        return status;
+    *json = v.json;
+    *len = v.len;
+    *complete = v.complete;
+    v.json = NULL;
+    view_release(&v);
     return 0;
 }
 
@@ -415,7 +441,10 @@ void ws_task_release(ws_task *t)
     free(t->inst);
     free(t->view);
     free(t->images);
+    free(t->cmp.inst);
+    free(t->cmp.view);
     t->inst = NULL;
     t->view = NULL;
     t->images = NULL;
+    t->cmp = (ws_compare){0};
 }

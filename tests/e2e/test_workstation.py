@@ -422,6 +422,64 @@ def test_priors_list_the_patients_earlier_signed_exam_with_its_recognition(world
     assert ws.request("GET", f"/api/tasks/{tid}/priors/no-such-report")[0] == 404
 
 
+def hub_audit(world, what):
+    r = run([dxhub_bin(), "audit", "--data", world.base / "hub", "--json", "--what", what], check=True)
+    return [json.loads(x) for x in r.stdout.decode().splitlines()]
+
+
+def test_a_prior_study_opens_beside_the_task_to_compare(world):
+    """A new CT of patient WS0001 compared with an earlier study of theirs
+    that this workstation never had (a DX nobody here reads): the hub lists
+    and sends it (STUDY and FETCH with "prior"), the workstation lays it
+    out as it lays a task's study, its frames are pydicom's pixels, and the
+    hub's trail records the reader's read of that study for that task.
+    Another patient's study, one the hub does not hold, and the task's own
+    are refused."""
+    ws = world.ws
+    src = corpus_root() / "dicom" / "explicit_le" / "CT_small.dcm"
+    prior, pfiles = ct_study(src, world.base / "cmp-prior")
+    for p in pfiles:
+        ds = pydicom.dcmread(str(p))
+        ds.Modality = "DX"
+        ds.save_as(str(p), write_like_original=False)
+    cur, cfiles = ct_study(src, world.base / "cmp-cur")
+    world.send(pfiles + cfiles)
+    ws.wait_tasks([cur], what="the patient's new CT")
+    wait_for(lambda: world.studies().get(prior) == "queued", 30, interval=0.1, what="the DX study queued")
+    tid = ws.task_of(cur)["id"]
+    assert prior not in {t["study"] for t in ws.tasks()}
+
+    j = ws.json("GET", f"/api/tasks/{tid}/compare/{prior}")
+    by_sop = {str(d.SOPInstanceUID): d for d in (pydicom.dcmread(str(p)) for p in pfiles)}
+    assert j["study_uid"] == prior and j["patient"]["id"] == "WS0001" and j["task"] == tid
+    assert sorted(i["sop"] for s in j["series"] for i in s["instances"]) == sorted(by_sop)
+    # laid out as a task's study: series by number, slices by position along the normal
+    assert [s["number"] for s in j["series"]] == [1, 2]
+    assert [i["slice_location"] for i in j["series"][0]["instances"]] == [-20.0, -7.5, 5.0]
+    assert j["study"]["modalities"] == ["DX"]
+    for sop, d in by_sop.items():
+        assert np.array_equal(frame(ws, sop), d.pixel_array), sop
+    assert ws.json("GET", f"/api/tasks/{tid}/compare/{prior}") == j  # kept: the same answer again
+
+    # the hub's trail: this reader read that study, for that task, and each of its instances
+    listing = [r for r in hub_audit(world, "read-study") if r["study"] == prior]
+    assert listing and {r["who"] for r in listing} == {"reader:ws-att"}, listing
+    assert all(r["detail"] == f"prior, compared in task {tid}" for r in listing), listing
+    reads = [r for r in hub_audit(world, "read-instance") if r["study"] == prior]
+    assert {r["detail"] for r in reads} == set(by_sop) and {r["who"] for r in reads} == {"reader:ws-att"}
+
+    # another patient's study (the MR), one the hub does not hold, the task's own, not a UID
+    status, _, body = ws.request("GET", f"/api/tasks/{tid}/compare/{world.mr}")
+    assert status == 409 and "not of this task's patient" in body.decode(), body
+    status, _, body = ws.request("GET", f"/api/tasks/{tid}/compare/1.2.826.0.1.3680043.99.1")
+    assert status == 409 and "not held at this hub" in body.decode(), body
+    assert ws.request("GET", f"/api/tasks/{tid}/compare/{cur}")[0] == 400
+    assert ws.request("GET", f"/api/tasks/{tid}/compare/1..2")[0] == 400
+    assert ws.request("GET", f"/api/tasks/424242/compare/{prior}")[0] == 404
+    # the refusals left the comparison as it was
+    assert ws.json("GET", f"/api/tasks/{tid}/compare/{prior}") == j
+
+
 def test_resident_draft_reviewed_returned_resubmitted_cosigned_then_an_addendum(world, tmp_path):
     """Two-level review end to end: the resident drafts; the attending sees
     the draft's text and the resident's name, returns it with a reason; the

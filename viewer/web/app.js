@@ -17,6 +17,13 @@ const stack = new StackViewer({
   viewport: $('#viewport'), canvas: $('#image'), strip: $('#series-strip'), marksList: $('#marks'),
   overlays: { tl: $('#ov-tl'), tr: $('#ov-tr'), bl: $('#ov-bl'), br: $('#ov-br') },
 });
+// A prior of the patient's opened beside the study (Compare in the priors
+// panel): the same viewer with its own stack, series and frame cache.
+const prior = new StackViewer({
+  viewport: $('#compare-viewport'), canvas: $('#compare-image'), strip: $('#compare-strip'), marksList: el('ul'),
+  overlays: { tl: $('#cv-tl'), tr: $('#cv-tr'), bl: $('#cv-bl'), br: $('#cv-br') }, cacheBytes: 256 << 20,
+});
+const comparing = () => !$('#compare-pane').hidden;
 const ecg = new EcgViewer({ canvas: $('#ecg'), measurements: $('#ecg-meas'), caliperOut: $('#caliper') });
 const worklist = new Worklist({ body: $('#tasks'), banner: $('#stat-banner'), count: $('#task-count'), onOpen: openTask, onTasks: warmHeld });
 const report = new ReportPanel(session, { onSubmitted: () => worklist.refresh(), onUnlocked: () => showSession(session) });
@@ -25,11 +32,12 @@ let current = null;
 wireImageTools();
 wireEcgTools();
 $('#release').addEventListener('click', () => { if (current) worklist.release(current); });
+$('#compare-close').addEventListener('click', closeCompare);
 $('#unlock-btn').addEventListener('click', () => report.unlock());
 for (const b of document.querySelectorAll('#modes button')) b.addEventListener('click', () => showMode(b.dataset.mode));
 document.addEventListener('keydown', (e) => {
   if (e.target.closest('input, textarea, select, dialog')) return;
-  if (!$('#image-mode').hidden && current && e.target !== $('#viewport')) stack.key(e);
+  if (!$('#image-mode').hidden && current && !e.target.closest('.viewport')) stack.key(e); // a viewport takes its own keys
 });
 worklist.start();
 
@@ -95,6 +103,7 @@ function showMode(mode) {
 
 async function openTask(task) {
   current = task;
+  closeCompare();
   $('#empty').hidden = true;
   stack.warmImage(task.first_image);   // beside the study listing, not after it
   let study;
@@ -113,9 +122,42 @@ async function openTask(task) {
   const panels = () => {
     if (current !== task) return;
     report.open(task, study);
-    showPriors($('#priors'), task, study.study_uid);
+    showPriors($('#priors'), task, study.study_uid, (p) => openCompare(task, p));
   };
   if (images.length) stack.later(panels); else panels();
+}
+
+// The prior's images beside the task's study: asked of the workstation,
+// which fetches them from the hub (the same patient's only; audited there).
+async function openCompare(task, p) {
+  const pane = $('#compare-pane'), what = `${p.exam_type || p.modality || ''} ${dicomDate(p.date)}`;
+  pane.hidden = false;
+  pane.dataset.study = p.study;
+  pane.dataset.state = 'loading';
+  $('#compare-title').textContent = `Prior: ${what} · opening…`;
+  let st;
+  try { st = await get(`/api/tasks/${encodeURIComponent(task.id)}/compare/${encodeURIComponent(p.study)}`); } catch (e) {
+    if (current !== task || pane.dataset.study !== p.study) return;
+    $('#compare-title').textContent = `Prior ${what}: ${e.message}`;
+    pane.dataset.state = 'error';
+    return;
+  }
+  if (current !== task || pane.dataset.study !== p.study) return;   // closed or another opened meanwhile
+  prior.wherePrefix = `prior ${dicomDate(p.date)}, `;
+  prior.setTool(stack.tool);
+  prior.load(st);
+  pane.dataset.state = 'open';
+  $('#compare-title').textContent = `Prior: ${what} · ${p.facility || p.hub || ''}${p.report_id ? ` · report ${p.report_id}` : ''}`;
+}
+
+function closeCompare() {
+  const pane = $('#compare-pane');
+  if (pane.hidden) return;
+  pane.hidden = true;
+  delete pane.dataset.study;
+  delete pane.dataset.state;
+  prior.stopCine();
+  prior.unload();
 }
 
 // Study listings of held and offered tasks, kept while they are listed (a
@@ -157,23 +199,27 @@ async function loadEcg(study, inst) {
   } catch (e) { status(`ECG: ${e.message}`, true); }
 }
 
+// The toolbar acts on the study and, while one is open beside it, on the
+// prior too: both read with the same tool, window and scale.  Cine and the
+// keys stay with the study.
 function wireImageTools() {
+  const both = (fn) => () => { fn(stack); if (comparing()) fn(prior); };
   for (const b of document.querySelectorAll('#toolbar [data-tool]')) {
     b.addEventListener('click', () => {
-      stack.setTool(b.dataset.tool);
+      stack.setTool(b.dataset.tool); prior.setTool(b.dataset.tool);
       for (const x of document.querySelectorAll('#toolbar [data-tool]')) x.classList.toggle('active', x === b);
     });
   }
   $('#presets').replaceChildren(...PRESETS.map((p) => el('button', {
-    dataset: { preset: p.name }, title: `W ${p.width} L ${p.center} (${p.key})`, text: p.label, onclick: () => stack.preset(p.name) })));
-  $('#invert').addEventListener('click', () => stack.invert());
-  $('#actual').addEventListener('click', () => stack.actualSize());
-  $('#fit').addEventListener('click', () => stack.fit());
-  $('#reset').addEventListener('click', () => stack.reset());
+    dataset: { preset: p.name }, title: `W ${p.width} L ${p.center} (${p.key})`, text: p.label, onclick: both((v) => v.preset(p.name)) })));
+  $('#invert').addEventListener('click', both((v) => v.invert()));
+  $('#actual').addEventListener('click', both((v) => v.actualSize()));
+  $('#fit').addEventListener('click', both((v) => v.fit()));
+  $('#reset').addEventListener('click', both((v) => v.reset()));
   $('#cine').addEventListener('click', () => stack.toggleCine());
-  $('#clear-marks').addEventListener('click', () => { stack.clearMarks(); stack.refreshMarksList(); });
+  $('#clear-marks').addEventListener('click', both((v) => { v.clearMarks(); v.refreshMarksList(); }));
   $('#insert-marks').addEventListener('click', () => {
-    const lines = stack.measurementLines();
+    const lines = [...stack.measurementLines(), ...(comparing() ? prior.measurementLines() : [])];
     if (!lines.length) { status('No measurements to write into the report.', true); return; }
     report.insertFindings(lines.join('\n'));
   });

@@ -1,13 +1,14 @@
 // priors.js — the patient's other signed exams from the hub's lookup (this
 // hub's and its peer hubs'), each with whether it may be recognised without
 // repeating the exam (互认) and, when not, the rules' reasons.  A row opens
-// the prior's signed report text.
+// the prior's signed report text; Compare opens an image study this hub
+// holds beside the task's own (onCompare).
 import { get } from './api.js';
 import { el, $, dicomDate } from './util.js';
 
 let shown = null; // the task whose priors are in the panel
 
-export async function showPriors(box, task, currentStudy) {
+export async function showPriors(box, task, currentStudy, onCompare) {
   shown = task;
   $('#prior-report').hidden = true;
   box.replaceChildren(el('p.muted', { text: 'Looking up priors…' }));
@@ -27,12 +28,20 @@ export async function showPriors(box, task, currentStudy) {
   const note = peers.length ? el('p.muted', { text: `Not answered: ${peers.join(', ')}` }) : '';
   if (!list.length) { box.replaceChildren(el('p.muted', { text: 'No prior signed reports for this patient.' }), note); return; }
   box.replaceChildren(el('table.priors', null,
-    el('tr', null, el('th', { text: 'Date' }), el('th', { text: 'Exam' }), el('th', { text: 'Where' }), el('th', { text: 'Recognition' })),
+    el('tr', null, el('th', { text: 'Date' }), el('th', { text: 'Exam' }), el('th', { text: 'Where' }), el('th', { text: 'Recognition' }), el('th')),
     list.map((p) => el('tr', { dataset: { study: p.study, report: p.report_id, hub: p.hub || '', recognised: p.recognised ? '1' : '0' },
       title: `report ${p.report_id}${p.version > 1 ? ` (addendum, version ${p.version})` : ''}`, onclick: (ev) => openPrior(task, p, ev.currentTarget) },
       el('td', { text: dicomDate(p.date) }), el('td', { text: p.exam_type || p.modality || '' }), el('td', { text: p.facility || p.hub || '' }),
       el('td', { class: p.recognised ? 'ok' : 'no', title: (p.reasons || []).join('; '),
-        text: p.recognised ? `recognised (互认)${p.mark ? ` ${p.mark}` : ''}` : `not recognised${p.reasons && p.reasons.length ? `: ${p.reasons.join('; ')}` : ''}` })))), note);
+        text: p.recognised ? `recognised (互认)${p.mark ? ` ${p.mark}` : ''}` : `not recognised${p.reasons && p.reasons.length ? `: ${p.reasons.join('; ')}` : ''}` }),
+      el('td', null, comparable(p, r) ? el('button.compare', { text: 'Compare', title: 'Open its images beside this study',
+        onclick: (ev) => { ev.stopPropagation(); onCompare(p); } }) : '')))), note);
+}
+
+// Images to compare: a study this hub holds (a peer hub's prior opens as
+// its report only), and not an ECG (its own viewer).
+function comparable(p, r) {
+  return (!p.hub || p.hub === r.hub) && p.modality !== 'ECG';
 }
 
 async function openPrior(task, p, row) {

@@ -12,11 +12,14 @@ import { el, personName, dicomDate, status } from './util.js';
 const PREFETCH_AHEAD = 12, PREFETCH_BEHIND = 4;
 
 export class StackViewer {
-  constructor({ viewport, canvas, strip, overlays, marksList }) {
+  // cacheBytes: the page's frame cache for this viewer (FrameCache's default
+  // when not given); wherePrefix: what a measurement's report line names
+  // before its series and image (a prior's viewer says which prior).
+  constructor({ viewport, canvas, strip, overlays, marksList, cacheBytes, wherePrefix = '' }) {
     this.viewport = viewport; this.canvas = canvas; this.strip = strip;
-    this.overlays = overlays; this.marksList = marksList;
+    this.overlays = overlays; this.marksList = marksList; this.wherePrefix = wherePrefix;
     this.ctx = canvas.getContext('2d');
-    this.cache = new FrameCache();
+    this.cache = new FrameCache(cacheBytes);
     this.tool = 'wl';
     this.study = null; this.series = []; this.items = []; this.index = 0;
     this.view = { zoom: 1, fit: true, panX: 0, panY: 0, invert: false };
@@ -63,6 +66,17 @@ export class StackViewer {
     this.buildStrip();
     if (this.series.length) this.openSeries(0);
     else { this.clear('No images in this study'); this.firstImagePending = false; this.runDeferred(); }
+  }
+
+  // Nothing shown: the study, its series and marks let go (its frames stay
+  // in the page's cache).
+  unload() {
+    this.stopCine();
+    this.study = null; this.series = []; this.marks.clear(); this.deferred = []; this.firstImagePending = false;
+    this.pending = null;
+    this.strip.replaceChildren();
+    this.clear('');
+    this.refreshMarksList();
   }
 
   clear(msg) {
@@ -462,7 +476,7 @@ export class StackViewer {
       m.unit = modalityUnit((this.series[this.seriesIndex] || {}).modality);
     }
     const se = this.series[this.seriesIndex] || {};
-    m.where = `Se ${se.number ?? ''}, Im ${this.index + 1}`;   // for the report (measurementLines)
+    m.where = `${this.wherePrefix}Se ${se.number ?? ''}, Im ${this.index + 1}`;   // for the report (measurementLines)
     const k = this.current.key;
     this.marks.set(k, [...(this.marks.get(k) || []), m]);
     this.refreshMarksList();

@@ -27,15 +27,16 @@ export async function canvasRGBA(page, sel, x, y, w, h) {
 
 export const dataset = (page, sel) => page.evaluate((sel) => ({ ...document.querySelector(sel).dataset }), sel);
 
-// Wait until the image canvas has drawn at least once more than `after`
-// and its dataset satisfies the wanted values.
-export async function waitImage(page, want = {}, after = -1, timeout = 15000) {
-  await page.waitForFunction(([want, after]) => {
-    const d = document.querySelector('#image').dataset;
+// Wait until the image canvas (sel: the study's, or the prior's beside it)
+// has drawn at least once more than `after` and its dataset satisfies the
+// wanted values.
+export async function waitImage(page, want = {}, after = -1, timeout = 15000, sel = '#image') {
+  await page.waitForFunction(([want, after, sel]) => {
+    const d = document.querySelector(sel).dataset;
     if (Number(d.draws || 0) <= after) return false;
     return Object.entries(want).every(([k, v]) => String(d[k]) === String(v));
-  }, [want, after], { timeout });
-  return dataset(page, '#image');
+  }, [want, after, sel], { timeout });
+  return dataset(page, sel);
 }
 
 // The workstation's API from inside the page (same origin, its token).

@@ -88,15 +88,15 @@ export async function scenario({ browser, ctx, checks, shots }) {
   }, { needs: [CT] });
   const AT50 = 'wheel, PageDown and arrow keys scroll to slice 50';
 
-  // Compare the canvas at 1:1 with the oracle's image where both overlap.
-  const compare = async (o, what) => {
-    const d = await dataset(page, '#image');
+  // Compare the canvas (sel) of page pg at 1:1 with the oracle's image where both overlap.
+  const compare = async (o, what, pg = page, sel = '#image') => {
+    const d = await dataset(pg, sel);
     expect(Number(d.zoom) === 1, `zoom is ${d.zoom}, not 1:1`);
-    const cw = await page.evaluate(() => [document.querySelector('#image').width, document.querySelector('#image').height]);
+    const cw = await pg.evaluate((sel) => [document.querySelector(sel).width, document.querySelector(sel).height], sel);
     const x0 = Number(d.x0), y0 = Number(d.y0);
     const ax = Math.max(0, x0), ay = Math.max(0, y0), bx = Math.min(cw[0], x0 + o.columns), by = Math.min(cw[1], y0 + o.rows);
     expect(bx - ax >= 256 && by - ay >= 256, `too little of the image visible: ${bx - ax}×${by - ay}`);
-    const got = await canvasGray(page, '#image', ax, ay, bx - ax, by - ay);
+    const got = await canvasGray(pg, sel, ax, ay, bx - ax, by - ay);
     let maxd = 0, sumd = 0, n = 0, sg = 0, se = 0;
     for (let y = ay; y < by; y++) {
       for (let x = ax; x < bx; x++) {
@@ -378,6 +378,52 @@ export async function scenario({ browser, ctx, checks, shots }) {
     await p.waitForSelector('#priors[data-state="done"]', { timeout: 15000 });
     const priors = await p.textContent('#priors');
     expect(/No prior signed reports/.test(priors), `priors panel: ${priors}`);
+  }, { needs: [SIGNED] });
+
+  await checks.check('a new CT of the patient opens the signed CT beside it: its own stack, the same window and scale, pydicom\'s pixels', async () => {
+    const p = s.page, hub = ctx.hub;
+    expect(s.study, 'the first CT\'s listing was not taken (the lung window check)');
+    hub.dx('push', '--edge-data', path.join(hub.dir, 'clinic'), '--note', 'follow-up of a nodule', hub.ct2Dir);
+    const id = await p.waitForFunction((first) => {
+      const r = [...document.querySelectorAll('tr.task[data-modality="CT"]')].find((t) => t.dataset.taskId !== first && t.querySelector('button.claim'));
+      return r && r.dataset.taskId;
+    }, s.ctTask, { timeout: 60000 }).then((h) => h.jsonValue());
+    await p.evaluate(() => { delete document.querySelector('#priors').dataset.state; });
+    await p.click(`tr.task[data-task-id="${id}"] button.claim`);
+    await waitImage(p, { slice: 1 }, 0, 30000);
+    await p.waitForSelector('#priors[data-state="done"]', { timeout: 15000 });
+    const button = `table.priors tr[data-study="${s.study.study_uid}"] button.compare`;
+    await p.waitForSelector(button, { timeout: 5000 });
+    await p.click(button);
+    await p.waitForSelector('#compare-pane[data-state="open"]', { timeout: 30000 });
+    const first = s.study.series.flatMap((x) => x.instances).filter((i) => !i.waveform)[0];
+    await waitImage(p, { slice: 1 }, 0, 30000, '#compare-image');
+    const title = await p.textContent('#compare-title');
+    expect(/^Prior: .*2024-01-15/.test(title), `the prior's title says "${title}"`);
+    const corner = await p.textContent('#cv-bl .slice');
+    expect(corner === `Im 1/${s.slices.split('/')[1]}`, `the prior's slice corner says "${corner}" (the study: ${s.slices})`);
+    // the toolbar acts on both: the lung window at 1:1, the prior's canvas as pydicom's pixels
+    const before = Number((await dataset(p, '#compare-image')).draws);
+    await p.click('button[data-preset="lung"]');
+    await p.click('#actual');
+    await waitImage(p, { window: '-600/1500', zoom: '1.0000' }, -1, 15000);
+    await waitImage(p, { window: '-600/1500', zoom: '1.0000', slice: 1 }, before, 15000, '#compare-image');
+    const tmp = fs.mkdtempSync(path.join(shots, 'oracle-'));
+    try {
+      const { stdout } = await promisify(execFile)(ctx.py, [path.join(ctx.here, 'oracle.py'), 'windows', ctx.ctDir, first.sop, tmp, '-600,1500']);
+      const o = { ...JSON.parse(stdout)[0], pixels: fs.readFileSync(path.join(tmp, '-600_1500.raw')) };
+      await compare(o, 'the prior at the lung window', p, '#compare-image');
+    } finally { fs.rmSync(tmp, { recursive: true, force: true }); }
+    // its own stack: the wheel over it scrolls the prior, not the study
+    const study = Number((await dataset(p, '#image')).slice);
+    const box = await p.locator('#compare-viewport').boundingBox();
+    await p.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    for (let i = 0; i < 3; i++) await p.mouse.wheel(0, 100);
+    await waitImage(p, { slice: 4 }, -1, 15000, '#compare-image');
+    expect(Number((await dataset(p, '#image')).slice) === study, 'the wheel over the prior scrolled the study');
+    await p.screenshot({ path: path.join(shots, 'compare.png') });
+    await p.click('#compare-close');
+    expect(await p.isHidden('#compare-pane'), 'the prior stayed open after ×');
   }, { needs: [SIGNED] });
 
   await checks.check('a resident\'s draft comes for review: read, returned with a reason the resident sees, revised, then signed naming the resident', async () => {

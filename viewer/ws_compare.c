@@ -1,0 +1,194 @@
+/* ws_compare.c — a prior study of the task's patient opened beside the
+ * task's own, to compare (GET /api/tasks/{id}/compare/{study}): "the nodule
+ * has grown since October" needs October's images, not only its report.
+ *
+ * The hub lists and sends it (STUDY and FETCH with "prior"), and refuses
+ * a study that is not the same patient's or not held there; it audits the
+ * read as this reader's.  The workstation caches it like the task's own
+ * study (pinned while the task is listed) and lays it out with the same
+ * code (ws_view.c), so the page shows it with a second stack viewer and
+ * its frames come from /api/instances/{sop}/frames/{n}.  One comparison
+ * per task: opening another replaces it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "codecs/codecs.h"
+#include "viewer/ws_http.h"
+#include "codecs/banned.h"
+
+/* The listing of the prior the task compares with, asked of the hub when
+ * it is another study than the one kept: a malloc'd copy in *out.  0, or
+ * an HTTP status with the reason. */
+static int listing(ws *w, uint64_t id, const char *study, hub_instance **out, size_t *n, char *err, size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&w->mu);
+    int i = ws_task_find(w, id);
+    ws_compare *c = i >= 0 ? &w->tasks[i].cmp : NULL;
+    if (c && c->inst && !strcmp(c->study, study)) {
+        *out = malloc((c->n_inst ? c->n_inst : 1) * sizeof **out);
+        if (*out) {
+            memcpy(*out, c->inst, c->n_inst * sizeof **out);
+            *n = c->n_inst;
+        }
+        pthread_mutex_unlock(&w->mu);
+        return *out ? 0 : 500;
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (i < 0) {
+        snprintf(err, errlen, "task %llu is neither offered to nor held by this reader", (unsigned long long)id);
+        return 404;
+    }
+    hub_instance *list = NULL;
+    size_t k = 0;
+    pthread_mutex_lock(&w->hub_mu);
+    int rc = hub_client_prior_study(w->hc, id, study, &list, &k);
+    if (rc)
+        snprintf(err, errlen, "%s", hub_client_error(w->hc));
+    pthread_mutex_unlock(&w->hub_mu);
+    if (rc)
+        return rc == HUB_EREFUSED ? 409 : rc == HUB_ETIMEDOUT ? 504 : 502;
+    if (!k) {
+        free(list);
+        snprintf(err, errlen, "the hub holds no instance of that prior study any more");
+        return 404;
+    }
+    hub_instance *keep = malloc(k * sizeof *keep);
+    if (!keep) {
+        free(list);
+        snprintf(err, errlen, "out of memory");
+        return 500;
+    }
+    memcpy(keep, list, k * sizeof *keep);
+    pthread_mutex_lock(&w->mu);
+    i = ws_task_find(w, id);
+    if (i >= 0) {
+        c = &w->tasks[i].cmp;
+        free(c->inst);
+        free(c->view);
+        *c = (ws_compare){.inst = keep, .n_inst = k};
+        snprintf(c->study, sizeof c->study, "%s", study);
+        keep = NULL;
+    }
+    pthread_mutex_unlock(&w->mu);
+    free(keep);
+    *out = list;
+    *n = k;
+    return 0;
+}
+
+/* Every listed instance of the prior in the cache. */
+static int fetch_all(ws *w, uint64_t id, const char *study, const hub_instance *list, size_t n, char *err,
+                     size_t errlen)
+{
+    pthread_mutex_lock(&w->mu);
+    int i = ws_task_find(w, id), held = i >= 0 && w->tasks[i].held;
+    pthread_mutex_unlock(&w->mu);
+    for (size_t k = 0; k < n; k++)
+        if (ws_fetch_instance(w, id, study, study, &list[k], held, err, errlen) < 0)
+            return -1;
+    return 0;
+}
+
+int ws_compare_fetch(ws *w, uint64_t id, char *err, size_t errlen)
+{
+    char study[65] = "";
+    pthread_mutex_lock(&w->mu);
+    int i = ws_task_find(w, id);
+    if (i >= 0)
+        snprintf(study, sizeof study, "%s", w->tasks[i].cmp.study);
+    pthread_mutex_unlock(&w->mu);
+    if (!study[0]) {
+        snprintf(err, errlen, "task %llu compares with no prior", (unsigned long long)id);
+        return -1;
+    }
+    hub_instance *list;
+    size_t n;
+    if (listing(w, id, study, &list, &n, err, errlen))
+        return -1;
+    int rc = fetch_all(w, id, study, list, n, err, errlen);
+    free(list);
+    return rc;
+}
+
+/* The view kept with the task for study, copied into *json; 0 when none. */
+static int kept_view(ws *w, uint64_t id, const char *study, char **json, size_t *len)
+{
+    *json = NULL;
+    pthread_mutex_lock(&w->mu);
+    int i = ws_task_find(w, id);
+    ws_compare *c = i >= 0 ? &w->tasks[i].cmp : NULL;
+    if (c && c->view && !strcmp(c->study, study) && (*json = malloc(c->view_len + 1)))
+        memcpy(*json, c->view, (*len = c->view_len) + 1);
+    pthread_mutex_unlock(&w->mu);
+    return *json != NULL;
+}
+
+static void keep_view(ws *w, uint64_t id, const char *study, const char *json, size_t len)
+{
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return;
+    memcpy(copy, json, len + 1);
+    pthread_mutex_lock(&w->mu);
+    int i = ws_task_find(w, id);
+    ws_compare *c = i >= 0 ? &w->tasks[i].cmp : NULL;
+    if (c && !c->view && !strcmp(c->study, study)) {
+        c->view = copy;
+        c->view_len = len;
+        copy = NULL;
+    }
+    pthread_mutex_unlock(&w->mu);
+    free(copy);
+}
+
+void ws_api_compare(ws_req *r, ws_resp *o)
+{
+    ws *w = r->w;
+    const char *study = r->args[1];
+    int i = ws_api_task(r, o, 1); /* as the hub: a task held or offered to this reader */
+    if (i < 0)
+        return;
+    uint64_t id = w->tasks[i].t.id;
+    int same = !strcmp(w->tasks[i].t.study_uid, study);
+    pthread_mutex_unlock(&w->mu);
+    if (!dcm_uid_valid(study)) {
+        ws_error(o, 400, "'%.80s' is not a Study Instance UID", study);
+        return;
+    }
+    if (same) {
+        ws_error(o, 400, "that is the task's own study (GET /api/tasks/%llu/study)", (unsigned long long)id);
+        return;
+    }
+    char *json, err[600];
+    size_t len;
+    if (kept_view(w, id, study, &json, &len)) {
+        ws_cache_touch(w->cache, study);
+        ws_bytes(o, 200, "application/json; charset=utf-8", json, len);
+        return;
+    }
+    hub_instance *list;
+    size_t n;
+    int status = listing(w, id, study, &list, &n, err, sizeof err);
+    if (status) {
+        ws_error(o, status, "the prior study cannot be compared: %s", err);
+        return;
+    }
+    if (fetch_all(w, id, study, list, n, err, sizeof err) < 0) {
+        free(list);
+        ws_error(o, 502, "cannot get the prior study from the hub: %s", err);
+        return;
+    }
+    int complete = 0;
+    status = ws_view_of(w, id, study, list, n, &json, &len, &complete, err, sizeof err);
+    free(list);
+    if (status) {
+        ws_error(o, status, "%s", err);
+        return;
+    }
+    if (complete)
+        keep_view(w, id, study, json, len);
+    ws_cache_touch(w->cache, study);
+    ws_bytes(o, 200, "application/json; charset=utf-8", json, len);
+}
