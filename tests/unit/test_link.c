@@ -410,6 +410,19 @@ static void test_reports_and_alerts_come_back_alert_first(void **state)
     start_edge(w);
 }
 
+typedef struct leftovers {
+    uint64_t seq[256];
+    int      n;
+} leftovers;
+
+static int on_leftover(void *ctx, const spool_item *it)
+{
+    leftovers *l = ctx;
+    if (l->n < (int)(sizeof l->seq / sizeof l->seq[0]))
+        l->seq[l->n++] = it->seq;
+    return 0;
+}
+
 /* The clinic's trail: a study received (who pushed it, its patient), an
  * item the hub refused for good, and the study delivered once its last
  * instance is acknowledged. */
@@ -417,6 +430,13 @@ static void test_the_clinics_trail_follows_a_study_received_refused_and_delivere
 {
     world *w = *state;
     edge_link_stop(&w->edge); /* nothing leaves until the test says */
+    /* Earlier tests' copies of these studies out of the way first: a study
+     * is "delivered" once none of its items is left, and theirs may still
+     * be on their way, or waiting out a retry's backoff. */
+    leftovers left = {0};
+    spool_list(w->sp, 1, on_leftover, &left);
+    for (int i = 0; i < left.n; i++)
+        spool_remove(w->sp, left.seq[i]);
     trail before = {0};
     spool_audit_walk(w->sp, 1, on_trail, &before);
     uint64_t from = before.last + 1; /* what this test adds */
@@ -447,7 +467,7 @@ static void test_the_clinics_trail_follows_a_study_received_refused_and_delivere
     int delivered = 0;
     for (int i = 0; i < t.n; i++)
         delivered += strstr(t.lines[i], "\"who\":\"hub\",\"what\":\"delivered\"") && strstr(t.lines[i], q.it[1].study_uid);
-    assert_int_equal(delivered, 1); /* (another study: the refused one was also queued by earlier tests) */
+    assert_int_equal(delivered, 1);
     start_edge(w);
 }
 
