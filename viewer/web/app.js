@@ -24,7 +24,19 @@ const prior = new StackViewer({
   overlays: { tl: $('#cv-tl'), tr: $('#cv-tr'), bl: $('#cv-bl'), br: $('#cv-br') }, cacheBytes: 256 << 20,
 });
 const comparing = () => !$('#compare-pane').hidden;
+// Linked scrolling: the prior follows the study at the offset (mm) between
+// the two slices shown when Link was pressed — the reader first brings the
+// same anatomy into both, since two exams' table positions differ.
+let linkOffset = null;
+stack.onSlice = () => {
+  const at = stack.location();
+  if (linkOffset !== null && comparing() && at !== null) prior.goToLocation(at + linkOffset);
+};
 const ecg = new EcgViewer({ canvas: $('#ecg'), measurements: $('#ecg-meas'), caliperOut: $('#caliper') });
+// A prior ECG of the patient beneath the one read (serial comparison: is
+// this ST change new?), drawn on the same paper at the same settings.
+const ecgPrior = new EcgViewer({ canvas: $('#ecg-prior'), measurements: $('#ecg-prior-meas'), caliperOut: $('#ecg-prior-caliper') });
+const comparingEcg = () => !$('#ecg-compare').hidden;
 const worklist = new Worklist({ body: $('#tasks'), banner: $('#stat-banner'), count: $('#task-count'), onOpen: openTask, onTasks: warmHeld });
 const report = new ReportPanel(session, { onSubmitted: () => worklist.refresh(), onUnlocked: () => showSession(session) });
 let current = null;
@@ -33,6 +45,10 @@ wireImageTools();
 wireEcgTools();
 $('#release').addEventListener('click', () => { if (current) worklist.release(current); });
 $('#compare-close').addEventListener('click', closeCompare);
+$('#ecg-compare-close').addEventListener('click', closeEcgCompare);
+// the prior's paper scrolls with the ECG read: the same seconds beneath each other
+$('#ecg-scroll').addEventListener('scroll', () => { if (comparingEcg()) $('#ecg-prior-scroll').scrollLeft = $('#ecg-scroll').scrollLeft; });
+$('#compare-link').addEventListener('click', () => setLink(linkOffset === null));
 $('#unlock-btn').addEventListener('click', () => report.unlock());
 for (const b of document.querySelectorAll('#modes button')) b.addEventListener('click', () => showMode(b.dataset.mode));
 document.addEventListener('keydown', (e) => {
@@ -104,6 +120,7 @@ function showMode(mode) {
 async function openTask(task) {
   current = task;
   closeCompare();
+  closeEcgCompare();
   $('#empty').hidden = true;
   stack.warmImage(task.first_image);   // beside the study listing, not after it
   let study;
@@ -122,7 +139,7 @@ async function openTask(task) {
   const panels = () => {
     if (current !== task) return;
     report.open(task, study);
-    showPriors($('#priors'), task, study.study_uid, (p) => openCompare(task, p));
+    showPriors($('#priors'), task, study.study_uid, (p) => (p.modality === 'ECG' ? openEcgCompare : openCompare)(task, p));
   };
   if (images.length) stack.later(panels); else panels();
 }
@@ -131,6 +148,7 @@ async function openTask(task) {
 // which fetches them from the hub (the same patient's only; audited there).
 async function openCompare(task, p) {
   const pane = $('#compare-pane'), what = `${p.exam_type || p.modality || ''} ${dicomDate(p.date)}`;
+  setLink(false);
   pane.hidden = false;
   pane.dataset.study = p.study;
   pane.dataset.state = 'loading';
@@ -150,8 +168,50 @@ async function openCompare(task, p) {
   $('#compare-title').textContent = `Prior: ${what} · ${p.facility || p.hub || ''}${p.report_id ? ` · report ${p.report_id}` : ''}`;
 }
 
+async function openEcgCompare(task, p) {
+  const box = $('#ecg-compare'), what = `ECG ${dicomDate(p.date)}`;
+  const stale = () => current !== task || box.dataset.study !== p.study;   // closed or another opened meanwhile
+  box.hidden = false;
+  box.dataset.study = p.study;
+  box.dataset.state = 'loading';
+  $('#ecg-compare-title').textContent = `Prior: ${what} · opening…`;
+  try {
+    const st = await get(`/api/tasks/${encodeURIComponent(task.id)}/compare/${encodeURIComponent(p.study)}`);
+    if (stale()) return;
+    const wave = (st.series || []).flatMap((s) => s.instances).find((i) => i.waveform);
+    if (!wave) throw new Error('that study holds no waveform');
+    const data = await get(`/api/instances/${encodeURIComponent(wave.sop)}/ecg`);
+    if (stale()) return;
+    ecgPrior.set({ ...ecg.opts });
+    ecgPrior.load(data);
+    box.dataset.state = 'open';
+    $('#ecg-compare-title').textContent = `Prior: ${what} · ${p.facility || p.hub || ''}${p.report_id ? ` · report ${p.report_id}` : ''}`;
+    $('#ecg-prior-scroll').scrollLeft = $('#ecg-scroll').scrollLeft;
+  } catch (e) {
+    if (stale()) return;
+    $('#ecg-compare-title').textContent = `Prior ${what}: ${e.message}`;
+    box.dataset.state = 'error';
+  }
+}
+
+function closeEcgCompare() {
+  const box = $('#ecg-compare');
+  box.hidden = true;
+  delete box.dataset.study;
+  delete box.dataset.state;
+}
+
+function setLink(on) {
+  const a = stack.location(), b = prior.location();
+  if (on && (a === null || b === null)) { status('These images say nothing of where their slices lie: they cannot be linked.', true); on = false; }
+  linkOffset = on ? b - a : null;
+  $('#compare-link').classList.toggle('active', on);
+  $('#compare-pane').dataset.linked = on ? '1' : '0';
+}
+
 function closeCompare() {
   const pane = $('#compare-pane');
+  setLink(false);
   if (pane.hidden) return;
   pane.hidden = true;
   delete pane.dataset.study;
@@ -227,8 +287,12 @@ function wireImageTools() {
 
 function wireEcgTools() {
   $('#ecg-zoom').replaceChildren(...ZOOMS.map((z) => el('option', { value: z, text: `${z}×` })));
-  const apply = () => ecg.set({ layout: $('#ecg-layout').value, speed: Number($('#ecg-speed').value),
-    gain: Number($('#ecg-gain').value), zoom: Number($('#ecg-zoom').value) });
+  const apply = () => {
+    const o = { layout: $('#ecg-layout').value, speed: Number($('#ecg-speed').value),
+      gain: Number($('#ecg-gain').value), zoom: Number($('#ecg-zoom').value) };
+    ecg.set(o);
+    if (comparingEcg()) ecgPrior.set(o);
+  };
   for (const id of ['#ecg-layout', '#ecg-speed', '#ecg-gain', '#ecg-zoom']) $(id).addEventListener('change', apply);
 }
 

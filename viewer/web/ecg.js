@@ -195,7 +195,9 @@ export class EcgViewer {
     if (st.length) notes.push(`ST deviation: ${st.join(', ')}`);
     const bad = (m.leads || []).filter((l) => l.quality && l.quality !== 'ok').map((l) => `${l.name} (${l.quality})`);
     if (bad.length) notes.push(`Lead quality: ${bad.join(', ')}`);
-    if (m.triage) notes.push(`Triage: ${typeof m.triage === 'string' ? m.triage : JSON.stringify(m.triage)}`);
+    // the triage's own sentence ("AUTO-TRIAGE (suggestion, not a diagnosis): ..."), never its raw object
+    const triage = typeof m.triage === 'string' ? m.triage : m.triage && m.triage.text;
+    if (triage) notes.push(triage);
     box.replaceChildren(table, ...notes.map((n) => el('p.note', { text: n })));
   }
 }

@@ -1,8 +1,9 @@
 // priors.js — the patient's other signed exams from the hub's lookup (this
 // hub's and its peer hubs'), each with whether it may be recognised without
 // repeating the exam (互认) and, when not, the rules' reasons.  A row opens
-// the prior's signed report text; Compare opens an image study this hub
-// holds beside the task's own (onCompare).
+// the prior's signed report text; Compare opens a study this hub holds
+// beside the task's own (onCompare): images beside images, an ECG beneath
+// an ECG.
 import { get } from './api.js';
 import { el, $, dicomDate } from './util.js';
 
@@ -34,14 +35,14 @@ export async function showPriors(box, task, currentStudy, onCompare) {
       el('td', { text: dicomDate(p.date) }), el('td', { text: p.exam_type || p.modality || '' }), el('td', { text: p.facility || p.hub || '' }),
       el('td', { class: p.recognised ? 'ok' : 'no', title: (p.reasons || []).join('; '),
         text: p.recognised ? `recognised (互认)${p.mark ? ` ${p.mark}` : ''}` : `not recognised${p.reasons && p.reasons.length ? `: ${p.reasons.join('; ')}` : ''}` }),
-      el('td', null, comparable(p, r) ? el('button.compare', { text: 'Compare', title: 'Open its images beside this study',
+      el('td', null, comparable(p, r, task) ? el('button.compare', { text: 'Compare', title: 'Open its images beside this study',
         onclick: (ev) => { ev.stopPropagation(); onCompare(p); } }) : '')))), note);
 }
 
-// Images to compare: a study this hub holds (a peer hub's prior opens as
-// its report only), and not an ECG (its own viewer).
-function comparable(p, r) {
-  return (!p.hub || p.hub === r.hub) && p.modality !== 'ECG';
+// To compare: a study this hub holds (a peer hub's prior opens as its
+// report only), an ECG with an ECG, images with images.
+function comparable(p, r, task) {
+  return (!p.hub || p.hub === r.hub) && (p.modality === 'ECG') === (task.kind === 'ecg');
 }
 
 async function openPrior(task, p, row) {

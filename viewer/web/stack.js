@@ -11,6 +11,13 @@ import { el, personName, dicomDate, status } from './util.js';
 
 const PREFETCH_AHEAD = 12, PREFETCH_BEHIND = 4;
 
+function sliceLocation(it) {
+  if (!it) return null;
+  const { slice_location: loc, image_position: pos } = it.inst;
+  if (typeof loc === 'number') return loc;
+  return Array.isArray(pos) && typeof pos[2] === 'number' ? pos[2] : null;
+}
+
 export class StackViewer {
   // cacheBytes: the page's frame cache for this viewer (FrameCache's default
   // when not given); wherePrefix: what a measurement's report line names
@@ -161,9 +168,24 @@ export class StackViewer {
     else if (!this.deferred.includes(this.prefetchLater)) this.deferred.push(this.prefetchLater);
     this.refreshMarksList();
     this.invalidate();
+    if (this.onSlice) this.onSlice(this);
   }
 
   scroll(d) { this.setSlice(this.index + d); }
+
+  // Where the shown slice lies (mm): Slice Location, else the z of Image
+  // Position (axial stacks); null when the image says neither.
+  location() { return sliceLocation(this.current); }
+
+  // Shows the slice of this series nearest to loc (mm), if any says where it lies.
+  goToLocation(loc) {
+    let best = -1, bestD = Infinity;
+    this.items.forEach((it, j) => {
+      const v = sliceLocation(it);
+      if (v !== null && Math.abs(v - loc) < bestD) { bestD = Math.abs(v - loc); best = j; }
+    });
+    if (best >= 0 && best !== this.index) this.setSlice(best);
+  }
 
   // Neighbours first (more ahead than behind), then the rest of the series
   // outwards, as much of it as half the page's frame cache holds.

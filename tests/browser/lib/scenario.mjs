@@ -236,6 +236,9 @@ export async function scenario({ browser, ctx, checks, shots }) {
     expect(d.speed === '25' && d.gain === '10' && d.layout === '3x4', `ECG opened at ${JSON.stringify(d)}`);
     const hr = await page.textContent('#ecg-meas [data-key="Heart rate"] .v', { timeout: 5000 });
     near(parseFloat(hr), ctx.ecgTruth.hr_bpm, 3, `automatic heart rate "${hr}" against the generator's`);
+    // a normal ECG: no triage line, and never a raw object a physician cannot read
+    const meas = await page.textContent('#ecg-meas');
+    expect(!/[{}"]|AUTO-TRIAGE/.test(meas), `the measurements read "${meas}"`);
     s.ecgTask = await page.getAttribute('tr.task[data-modality="ECG"]', 'data-task-id');
     const head = await page.textContent('#ecg-head');
     expect(head.includes('王芳'), `ECG header "${head}"`);
@@ -260,12 +263,15 @@ export async function scenario({ browser, ctx, checks, shots }) {
   }, { needs: [ECGOPEN] });
   const GRID = 'at zoom 1.5 the ECG grid has a line every 6 px and a bold line every 30 px (1 mm / 5 mm)';
 
-  await checks.check('the rhythm strip\'s R waves are the generator\'s RR intervals apart, and calipers between two read that interval', async () => {
-    const ppm = ECG.pxPerMm * 1.5, pxPerMs = ppm * 25 / 1000;
+  // The R waves of the lead II rhythm strip of an ECG canvas (3×4, 25 mm/s)
+  // at zoom z, found in its pixels, checked against the generator's RR
+  // intervals; their x (from x0) and the strip's geometry.
+  const rhythmPeaks = async (pg, sel, z, what) => {
+    const ppm = ECG.pxPerMm * z, pxPerMs = ppm * 25 / 1000;
     const top = Math.round((ECG.topMm + 3 * ECG.rowMm) * ppm), bottom = Math.round((ECG.topMm + 4 * ECG.rowMm) * ppm);
     const base = Math.round((ECG.topMm + 3.5 * ECG.rowMm) * ppm);
     const x0 = Math.round(ECG.leftMm * ppm) + 40, W = Math.round((ECG.leftMm + 250) * ppm) - x0;
-    const px = await canvasRGBA(page, '#ecg', x0, top, W, bottom - top);
+    const px = await canvasRGBA(pg, sel, x0, top, W, bottom - top);
     const height = new Array(W).fill(0);
     for (let x = 0; x < W; x++) {
       for (let y = 0; y < bottom - top; y++) {
@@ -281,9 +287,15 @@ export async function scenario({ browser, ctx, checks, shots }) {
       peaks.push(best);
     }
     const truth = ctx.ecgTruth.rr_ms;
-    expect(peaks.length === truth.length + 1, `${peaks.length} R waves found on the rhythm strip, the generator made ${truth.length + 1}`);
+    expect(peaks.length === truth.length + 1, `${what}: ${peaks.length} R waves found on the rhythm strip, the generator made ${truth.length + 1}`);
     const rr = peaks.slice(1).map((p, i) => (p - peaks[i]) / pxPerMs);
-    rr.forEach((v, i) => near(v, truth[i], 14, `RR ${i + 1} on the strip`));
+    rr.forEach((v, i) => near(v, truth[i], 14, `${what}: RR ${i + 1} on the strip`));
+    return { peaks, x0, base, ppm };
+  };
+
+  await checks.check('the rhythm strip\'s R waves are the generator\'s RR intervals apart, and calipers between two read that interval', async () => {
+    const { peaks, x0, base, ppm } = await rhythmPeaks(page, '#ecg', 1.5, 'the ECG');
+    const truth = ctx.ecgTruth.rr_ms;
     // Calipers from the 4th to the 5th R wave, 10 mm up (= 1 mV at 10 mm/mV).
     const xa = x0 + peaks[3], xb = x0 + peaks[4], ya = base, yb = base - 10 * ppm;
     // Scroll so both points are visible, then drag.
@@ -421,9 +433,56 @@ export async function scenario({ browser, ctx, checks, shots }) {
     for (let i = 0; i < 3; i++) await p.mouse.wheel(0, 100);
     await waitImage(p, { slice: 4 }, -1, 15000, '#compare-image');
     expect(Number((await dataset(p, '#image')).slice) === study, 'the wheel over the prior scrolled the study');
+    // linked: the study scrolls and the prior follows, keeping the offset between them
+    const loc = async (sel) => Number(/Loc (-?[\d.]+) mm/.exec(await p.textContent(sel))[1]);
+    const offset = (await loc('#cv-bl')) - (await loc('#ov-bl'));
+    await p.click('#compare-link');
+    const vbox = await p.locator('#viewport').boundingBox();
+    await p.mouse.move(vbox.x + vbox.width / 2, vbox.y + vbox.height / 2);
+    for (let i = 0; i < 2; i++) await p.mouse.wheel(0, 100);
+    await waitImage(p, { slice: study + 2 }, -1, 15000);
+    await p.waitForFunction(([off]) => {
+      const l = (sel) => Number(/Loc (-?[\d.]+) mm/.exec(document.querySelector(sel).textContent)?.[1]);
+      return Math.abs(l('#cv-bl') - l('#ov-bl') - off) < 0.5;
+    }, [offset], { timeout: 15000 });
+    expect(Number((await dataset(p, '#compare-image')).slice) === 6, `the linked prior shows slice ${(await dataset(p, '#compare-image')).slice}, not 6`);
     await p.screenshot({ path: path.join(shots, 'compare.png') });
     await p.click('#compare-close');
     expect(await p.isHidden('#compare-pane'), 'the prior stayed open after ×');
+  }, { needs: [SIGNED] });
+
+  await checks.check('a new ECG of the patient shows the signed prior ECG beneath it on the same paper, its R waves where the generator put them', async () => {
+    const p = s.page, hub = ctx.hub;
+    const first = await p.getAttribute('tr.task[data-kind="ecg"]', 'data-task-id');
+    const signed = await api(p, 'POST', `/api/tasks/${first}/submit`, { action: 'sign', findings: 'Sinus rhythm. Normal axis. No ST change.',
+      impression: 'Normal ECG.', critical: false });
+    expect(signed.status === 200, `signing the first ECG: ${signed.status} ${signed.text.slice(0, 200)}`);
+    hub.dx('push', '--edge-data', path.join(hub.dir, 'clinic'), '--priority', 'stat', '--note', 'chest pain again', hub.ecg2File);
+    const id = await p.waitForFunction((first) => {
+      const r = [...document.querySelectorAll('tr.task[data-kind="ecg"]')].find((t) => t.dataset.taskId !== first && t.querySelector('button.claim'));
+      return r && r.dataset.taskId;
+    }, first, { timeout: 60000 }).then((h) => h.jsonValue());
+    await p.evaluate(() => { delete document.querySelector('#priors').dataset.state; });
+    await p.click(`tr.task[data-task-id="${id}"] button.claim`);
+    await p.waitForSelector(`#report[data-task="${id}"]`, { timeout: 30000 });
+    await p.waitForSelector('#priors[data-state="done"]', { timeout: 15000 });
+    const rows = await p.$$eval('table.priors button.compare', (b) => b.length);
+    expect(rows >= 1, 'no Compare on the prior ECG');
+    await p.click('table.priors button.compare');
+    await p.waitForSelector('#ecg-compare[data-state="open"]', { timeout: 30000 });
+    const title = await p.textContent('#ecg-compare-title');
+    expect(/^Prior: ECG /.test(title), `the prior's title says "${title}"`);
+    // the same paper: layout, speed, gain and scale as the ECG read, and they follow its settings
+    const pick = (d) => ({ layout: d.layout, speed: d.speed, gain: d.gain, pxPerMm: d.pxPerMm });
+    expect(JSON.stringify(pick(await dataset(p, '#ecg-prior'))) === JSON.stringify(pick(await dataset(p, '#ecg'))),
+      `prior ${JSON.stringify(await dataset(p, '#ecg-prior'))} vs ${JSON.stringify(await dataset(p, '#ecg'))}`);
+    await p.selectOption('#ecg-zoom', '1.5');
+    await p.waitForFunction(() => document.querySelector('#ecg-prior').dataset.pxPerMm === '6', null, { timeout: 5000 });
+    await rhythmPeaks(p, '#ecg-prior', 1.5, 'the prior ECG');
+    await rhythmPeaks(p, '#ecg', 1.5, 'the new ECG');
+    await p.screenshot({ path: path.join(shots, 'ecg-compare.png') });
+    await p.click('#ecg-compare-close');
+    expect(await p.isHidden('#ecg-compare'), 'the prior ECG stayed open after ×');
   }, { needs: [SIGNED] });
 
   await checks.check('a resident\'s draft comes for review: read, returned with a reason the resident sees, revised, then signed naming the resident', async () => {
