@@ -461,12 +461,9 @@ int hub_client_open(const hub_client_config *cfg, hub_client **out, char *err, s
     *out = c;
     return 0;
 fail:
-    if (c->mon)
-        zmq_close(c->mon);
-    if (c->sock) {
-        zmq_socket_monitor(c->sock, NULL, 0);
+    proto_monitor_close(c->sock, &c->mon);
+    if (c->sock)
         zmq_close(c->sock);
-    }
     ctx_release();
     free(c);
     return rc;
@@ -477,8 +474,7 @@ void hub_client_close(hub_client **cp)
     if (!cp || !*cp)
         return;
     hub_client *c = *cp;
-    zmq_socket_monitor(c->sock, NULL, 0);
-    zmq_close(c->mon);
+    proto_monitor_close(c->sock, &c->mon);
     zmq_close(c->sock);
     ctx_release();
     free(c->offers);

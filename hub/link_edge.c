@@ -364,9 +364,7 @@ static void pump(edge_link *l)
  * while gets a new socket rather than waiting forever. */
 static int open_socket(edge_link *l, char *err, size_t errlen)
 {
-    if (l->monitor)
-        zmq_close(l->monitor);
-    l->monitor = NULL;
+    proto_monitor_close(l->dealer, &l->monitor);
     if (l->dealer)
         zmq_close(l->dealer);
     l->dealer = zmq_socket(l->cfg.zctx, ZMQ_DEALER);
@@ -566,8 +564,7 @@ int edge_link_start(const edge_link_config *cfg, edge_link **out, char *err, siz
     *out = l;
     return 0;
 fail:
-    if (l->monitor)
-        zmq_close(l->monitor);
+    proto_monitor_close(l->dealer, &l->monitor);
     if (l->dealer)
         zmq_close(l->dealer);
     free(l->chunk);
@@ -582,8 +579,7 @@ void edge_link_stop(edge_link **lp)
     edge_link *l = *lp;
     l->stop = 1;
     pthread_join(l->thread, NULL);
-    if (l->monitor)
-        zmq_close(l->monitor);
+    proto_monitor_close(l->dealer, &l->monitor);
     zmq_close(l->dealer);
     spool_set_link(l->cfg.sp, "stopped", NULL, clock_wall_ms());
     free(l->chunk);

@@ -149,11 +149,10 @@ static void key_set(peers *p, const char *name, int key)
 
 static void sock_close(void **sock, void **mon)
 {
-    if (*mon)
-        zmq_close(*mon);
+    proto_monitor_close(*sock, mon);
     if (*sock)
         zmq_close(*sock);
-    *sock = *mon = NULL;
+    *sock = NULL;
 }
 
 /* A socket to d from the pool, or a fresh one (its handshake under way). */

@@ -231,6 +231,16 @@ void *proto_monitor_open(void *zctx, void *sock, int events)
     return mon;
 }
 
+void proto_monitor_close(void *sock, void **mon)
+{
+    if (sock)
+        zmq_socket_monitor(sock, NULL, 0);
+    if (mon && *mon)
+        zmq_close(*mon);
+    if (mon)
+        *mon = NULL;
+}
+
 int proto_monitor_next(void *mon, uint16_t *event, uint32_t *value)
 {
     return proto_monitor_next_from(mon, event, value, NULL, 0);

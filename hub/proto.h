@@ -73,6 +73,12 @@ void proto_tune(void *sock);
  * without it).  proto_monitor_next: 1 and the event (value: its number,
  * the ZAP status for HANDSHAKE_FAILED_AUTH), 0 when none is waiting. */
 void *proto_monitor_open(void *zctx, void *sock, int events);
+/* Stops sock's monitor, then closes *mon (NULLs it; either may be NULL).
+ * In this order: an event libzmq's I/O thread sends to a monitor whose
+ * reader is gone blocks that thread, and with it every socket of the
+ * context, for good.  Call it from the thread that owns sock, before
+ * closing sock. */
+void  proto_monitor_close(void *sock, void **mon);
 int   proto_monitor_next(void *mon, uint16_t *event, uint32_t *value);
 /* The same, with the event's endpoint: for a bound socket, the client's
  * address without the "tcp://" and its port ("10.0.0.5"); "" if none. */
