@@ -55,6 +55,10 @@ VIEWER_OBJS   := $(call module_objs,viewer)
 LIB_OBJS      := $(VIEWER_OBJS) $(HUB_OBJS) $(WORKLIST_OBJS) $(CODECS_OBJS)
 LIB           := $(BUILD)/libdxhub.a
 ROLES         := $(BUILD)/dxhub-roles.so
+# transcode, render and ecg: the codecs and what those commands use, no more
+# (hub/main.c: loading dxhub-roles.so cost a small transcode four times its work).
+PIXELS_OBJS   := $(CODECS_OBJS) $(addprefix $(BUILD)/hub/,cmd_pixel.o cmd_ecg.o cmd_ecg_measure.o triage.o cmd_util.o)
+PIXELS        := $(BUILD)/dxhub-pixels.so
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
@@ -78,12 +82,16 @@ $(LIB): $(LIB_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 # build/dxhub holds what `dxhub dump` needs (libc, zlib) and loads
-# dxhub-roles.so, built beside it, for every other command (hub/main.c).
-$(BUILD)/dxhub: $(BUILD)/hub/main.o $(LIB) $(ROLES)
+# dxhub-pixels.so or dxhub-roles.so, built beside it, for every other
+# command (hub/main.c).
+$(BUILD)/dxhub: $(BUILD)/hub/main.o $(LIB) $(ROLES) $(PIXELS)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) -lz -ldl
 
 $(ROLES): $(LIB_OBJS)
 	$(CXX) -shared -Wl,-Bsymbolic -Wl,--as-needed $(LDFLAGS) -o $@ $(LIB_OBJS) $(LDLIBS)
+
+$(PIXELS): $(PIXELS_OBJS)
+	$(CXX) -shared -Wl,-Bsymbolic -Wl,--as-needed -Wl,--no-undefined $(LDFLAGS) -o $@ $(PIXELS_OBJS) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
@@ -161,6 +169,7 @@ install: $(BUILD)/dxhub
 	install -m 0755 $(BUILD)/dxhub $(DESTDIR)$(BINDIR)/dxhub
 	install -d $(DESTDIR)$(BINDIR)/../lib/dxhub
 	install -m 0644 $(ROLES) $(DESTDIR)$(BINDIR)/../lib/dxhub/dxhub-roles.so
+	install -m 0644 $(PIXELS) $(DESTDIR)$(BINDIR)/../lib/dxhub/dxhub-pixels.so
 	if [ -d viewer/web ]; then cp -R viewer/web/. $(DESTDIR)$(DATADIR)/dxhub/web/ && \
 		chmod -R u=rwX,go=rX $(DESTDIR)$(DATADIR)/dxhub/web; fi
 	install -m 0644 samples/config/*.ini $(DESTDIR)$(DATADIR)/dxhub/examples/

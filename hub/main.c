@@ -2,11 +2,13 @@
  * The command table is the one place that knows every role.
  *
  * Start-up: the file tool people run on many files (dump) is linked into
- * the executable itself, which needs only libc and zlib.  Every other
- * command lives in dxhub-roles.so beside it, loaded when one of them runs:
- * the ~50 libraries the roles need (DCMTK, ZeroMQ and its TLS/Kerberos,
- * libmicrohttpd, OpenSSL, libxml2 and ICU, the pixel codecs) took a dump
- * of a few files longer to load than to do. */
+ * the executable itself, which needs only libc and zlib.  The pixel and
+ * waveform tools (transcode, render, ecg), also run file after file, live
+ * in dxhub-pixels.so: the codecs and their libraries only (~10 ms to load).
+ * Every other command lives in dxhub-roles.so, loaded when one of them
+ * runs: the ~100 libraries the roles need (DCMTK's network and SR, ZeroMQ
+ * and its TLS/Kerberos, libmicrohttpd, OpenSSL, pango and cairo, the
+ * codecs) take ~40 ms to load, longer than a dump or a small transcode. */
 #include <dlfcn.h>
 #include <limits.h>
 #include <stdio.h>
@@ -17,15 +19,18 @@
 static int cmd_help(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 
-/* run: linked in; else sym names the function in dxhub-roles.so. */
+/* run: linked in; else sym names the function in the library lib. */
 typedef struct command {
     const char *name;
     int (*run)(int argc, char **argv);
-    const char *sym, *summary;
+    const char *sym, *summary, *lib;
 } command;
 
-#define ROLE(name, fn, summary) {name, NULL, #fn, summary}
-#define HERE(name, fn, summary) {name, fn, #fn, summary}
+#define ROLES_LIB  "dxhub-roles.so"
+#define PIXELS_LIB "dxhub-pixels.so"
+#define ROLE(name, fn, summary)  {name, NULL, #fn, summary, ROLES_LIB}
+#define PIXEL(name, fn, summary) {name, NULL, #fn, summary, PIXELS_LIB}
+#define HERE(name, fn, summary)  {name, fn, #fn, summary, NULL}
 
 static const command commands[] = {
     ROLE("serve",     cmd_serve,     "the hub: DICOM ingest into LMDB, study completeness, HTTP API"),
@@ -45,47 +50,46 @@ static const command commands[] = {
     ROLE("backup",    cmd_backup,    "consistent online copy of the hub's store"),
     ROLE("check",     cmd_check,     "verify every stored instance against its digest"),
     HERE("dump",      cmd_dump,      "print DICOM files like dcmdump, or as DICOM JSON (--json)"),
-    ROLE("transcode", cmd_transcode, "rewrite a DICOM file, optionally in another transfer syntax (--ts UID)"),
-    ROLE("render",    cmd_render,    "render a frame to PNG or JPEG through the DICOM display pipeline"),
+    PIXEL("transcode", cmd_transcode, "rewrite a DICOM file, optionally in another transfer syntax (--ts UID)"),
+    PIXEL("render",   cmd_render,    "render a frame to PNG or JPEG through the DICOM display pipeline"),
     ROLE("status",    cmd_status,    "print a running hub's health: studies by state, instances, store use, uptime"),
-    ROLE("ecg",       cmd_ecg,       "print an ECG's leads, rate, duration and ranges (DICOM, WFDB, HL7 aECG, SCP-ECG)"),
+    PIXEL("ecg",      cmd_ecg,       "print an ECG's leads, rate, duration and ranges (DICOM, WFDB, HL7 aECG, SCP-ECG)"),
     HERE("help",      cmd_help,      "list the commands"),
     HERE("version",   cmd_version,   "print the version"),
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
-/* dxhub-roles.so: beside this executable (the build tree), else in
- * ../lib/dxhub/ from it (make install). */
-static void *load_roles(void)
+/* lib: beside this executable (the build tree), else in ../lib/dxhub/
+ * from it (make install). */
+static void *load_lib(const char *lib)
 {
     char path[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 40);
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 64);
     if (n <= 0)
         return NULL;
     path[n] = '\0';
     char *slash = strrchr(path, '/');
     size_t dir = slash ? (size_t)(slash + 1 - path) : 0;
-    static const char *const where[] = {"dxhub-roles.so", "../lib/dxhub/dxhub-roles.so"};
     void *h = NULL;
-    for (size_t i = 0; i < 2 && !h; i++) {
-        snprintf(path + dir, sizeof path - dir, "%s", where[i]);
+    for (int i = 0; i < 2 && !h; i++) {
+        snprintf(path + dir, sizeof path - dir, "%s%s", i ? "../lib/dxhub/" : "", lib);
         if (access(path, F_OK) == 0 || i == 1)
             h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     }
     return h;
 }
 
-/* Run a command of dxhub-roles.so. */
+/* Run a command of its library. */
 static int run_role(const command *c, int argc, char **argv)
 {
-    void *h = load_roles();
+    void *h = load_lib(c->lib);
     int (*fn)(int, char **) = NULL;
     if (h)
         *(void **)&fn = dlsym(h, c->sym);
     if (!fn) {
         const char *why = dlerror();
         fprintf(stderr, "dxhub: cannot load the '%s' command: %s\n", c->name,
-                why ? why : "dxhub-roles.so is neither beside dxhub nor in ../lib/dxhub/");
+                why ? why : "its library is neither beside dxhub nor in ../lib/dxhub/");
         return 1;
     }
     return fn(argc, argv); /* the library stays loaded until exit */

@@ -35,6 +35,10 @@ def test_make_install_into_destdir(tmp_path):
     assert os.access(binary, os.X_OK)
     r = subprocess.run([binary, "version"], stdout=subprocess.PIPE, timeout=30)
     assert r.returncode == 0 and r.stdout.startswith(b"dxhub ")
+    # the pixel tools' library and the roles' one, each found under lib/dxhub
+    for cmd in ("transcode", "status"):
+        r = subprocess.run([binary, cmd, "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        assert r.returncode == 0 and b"cannot load" not in r.stderr, (cmd, r.stderr.decode())
     # example configurations, valid for their role
     data = {"serve": "data = /var/lib/dxhub/hub", "edge": "data = /var/lib/dxhub/edge",
             "workstation": "cache = /var/lib/dxhub/workstation/cache"}
