@@ -19,7 +19,7 @@
  *                                    at most 200 instances from offset (0) of total: page with offset
  *   FETCH {req, task, sop, offset, length[, prior]} → DATA {req, sop, offset, size, eof} + bytes | NACK
  *        prior: a Study Instance UID — another study of the task's patient (the same Patient
- *        ID) held at this hub, listed and read to compare with the task's own (NACK when it
+ *        ID and, when both give one, birth date) held at this hub, listed and read to compare with the task's own (NACK when it
  *        is not here or not that patient's); audited as the reader's read of that study
  *   SUBMIT {req, task, action, report_id[, reason]} + report bytes [+ signature] [+ certificate chain]
  *        action: "draft" (a resident's goes to review), "sign", "return" (reviewer; "reason" for

@@ -455,6 +455,13 @@ static int study_to_read(reader_link *l, proto_msg *m, const wl_task *t, char ui
         nack(l, m, "that prior study is not of this task's patient");
         return -1;
     }
+    /* Two identifiers, as at the bedside: the same Patient ID with another
+     * birth date is someone else filed under a reused or mistyped ID. */
+    if (cur.patient_birth_date[0] && old.patient_birth_date[0] &&
+        strcmp(cur.patient_birth_date, old.patient_birth_date)) {
+        nack(l, m, "that prior study has this task's Patient ID but another birth date: not compared");
+        return -1;
+    }
     snprintf(uid, STORE_UID_MAX, "%s", prior);
     return 0;
 }

@@ -433,19 +433,27 @@ def test_a_prior_study_opens_beside_the_task_to_compare(world):
     and sends it (STUDY and FETCH with "prior"), the workstation lays it
     out as it lays a task's study, its frames are pydicom's pixels, and the
     hub's trail records the reader's read of that study for that task.
-    Another patient's study, one the hub does not hold, and the task's own
-    are refused."""
+    Another patient's study, one under the same Patient ID with another
+    birth date, one the hub does not hold, and the task's own are refused."""
     ws = world.ws
     src = corpus_root() / "dicom" / "explicit_le" / "CT_small.dcm"
+    def restamp(files, modality=None, birth="19700101"):
+        for p in files:
+            ds = pydicom.dcmread(str(p))
+            ds.Modality = modality or ds.Modality
+            ds.PatientBirthDate = birth
+            ds.save_as(str(p), write_like_original=False)
     prior, pfiles = ct_study(src, world.base / "cmp-prior")
-    for p in pfiles:
-        ds = pydicom.dcmread(str(p))
-        ds.Modality = "DX"
-        ds.save_as(str(p), write_like_original=False)
+    restamp(pfiles, "DX")
+    # someone else under the same Patient ID (a reused or mistyped ID): another birth date
+    other, ofiles = ct_study(src, world.base / "cmp-other")
+    restamp(ofiles, "DX", birth="19450505")
     cur, cfiles = ct_study(src, world.base / "cmp-cur")
-    world.send(pfiles + cfiles)
+    restamp(cfiles)
+    world.send(pfiles + ofiles + cfiles)
     ws.wait_tasks([cur], what="the patient's new CT")
-    wait_for(lambda: world.studies().get(prior) == "queued", 30, interval=0.1, what="the DX study queued")
+    wait_for(lambda: all(world.studies().get(s) == "queued" for s in (prior, other)), 30, interval=0.1,
+             what="the DX studies queued")
     tid = ws.task_of(cur)["id"]
     assert prior not in {t["study"] for t in ws.tasks()}
 
@@ -471,6 +479,8 @@ def test_a_prior_study_opens_beside_the_task_to_compare(world):
     # another patient's study (the MR), one the hub does not hold, the task's own, not a UID
     status, _, body = ws.request("GET", f"/api/tasks/{tid}/compare/{world.mr}")
     assert status == 409 and "not of this task's patient" in body.decode(), body
+    status, _, body = ws.request("GET", f"/api/tasks/{tid}/compare/{other}")
+    assert status == 409 and "another birth date" in body.decode(), body
     status, _, body = ws.request("GET", f"/api/tasks/{tid}/compare/1.2.826.0.1.3680043.99.1")
     assert status == 409 and "not held at this hub" in body.decode(), body
     assert ws.request("GET", f"/api/tasks/{tid}/compare/{cur}")[0] == 400
