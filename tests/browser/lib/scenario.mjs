@@ -392,18 +392,27 @@ export async function scenario({ browser, ctx, checks, shots }) {
     expect(/No prior signed reports/.test(priors), `priors panel: ${priors}`);
   }, { needs: [SIGNED] });
 
+  // The clinic pushes a study (push's arguments); the page claims the new
+  // task of rows (not task `first`) once offered, and its report and
+  // priors panels open.  Its task id.
+  const pushAndClaim = async (p, rows, first, ...push) => {
+    ctx.hub.dx('push', '--edge-data', path.join(ctx.hub.dir, 'clinic'), ...push);
+    const id = await p.waitForFunction(([rows, first]) => {
+      const r = [...document.querySelectorAll(rows)].find((t) => t.dataset.taskId !== first && t.querySelector('button.claim'));
+      return r && r.dataset.taskId;
+    }, [rows, first], { timeout: 60000 }).then((h) => h.jsonValue());
+    await p.evaluate(() => { delete document.querySelector('#priors').dataset.state; });
+    await p.click(`tr.task[data-task-id="${id}"] button.claim`);
+    await p.waitForSelector(`#report[data-task="${id}"]`, { timeout: 30000 });
+    await p.waitForSelector('#priors[data-state="done"]', { timeout: 15000 });
+    return id;
+  };
+
   await checks.check('a new CT of the patient opens the signed CT beside it: its own stack, the same window and scale, pydicom\'s pixels', async () => {
     const p = s.page, hub = ctx.hub;
     expect(s.study, 'the first CT\'s listing was not taken (the lung window check)');
-    hub.dx('push', '--edge-data', path.join(hub.dir, 'clinic'), '--note', 'follow-up of a nodule', hub.ct2Dir);
-    const id = await p.waitForFunction((first) => {
-      const r = [...document.querySelectorAll('tr.task[data-modality="CT"]')].find((t) => t.dataset.taskId !== first && t.querySelector('button.claim'));
-      return r && r.dataset.taskId;
-    }, s.ctTask, { timeout: 60000 }).then((h) => h.jsonValue());
-    await p.evaluate(() => { delete document.querySelector('#priors').dataset.state; });
-    await p.click(`tr.task[data-task-id="${id}"] button.claim`);
+    await pushAndClaim(p, 'tr.task[data-modality="CT"]', s.ctTask, '--note', 'follow-up of a nodule', hub.ct2Dir);
     await waitImage(p, { slice: 1 }, 0, 30000);
-    await p.waitForSelector('#priors[data-state="done"]', { timeout: 15000 });
     const button = `table.priors tr[data-study="${s.study.study_uid}"] button.compare`;
     await p.waitForSelector(button, { timeout: 5000 });
     await p.click(button);
@@ -457,15 +466,7 @@ export async function scenario({ browser, ctx, checks, shots }) {
     const signed = await api(p, 'POST', `/api/tasks/${first}/submit`, { action: 'sign', findings: 'Sinus rhythm. Normal axis. No ST change.',
       impression: 'Normal ECG.', critical: false });
     expect(signed.status === 200, `signing the first ECG: ${signed.status} ${signed.text.slice(0, 200)}`);
-    hub.dx('push', '--edge-data', path.join(hub.dir, 'clinic'), '--priority', 'stat', '--note', 'chest pain again', hub.ecg2File);
-    const id = await p.waitForFunction((first) => {
-      const r = [...document.querySelectorAll('tr.task[data-kind="ecg"]')].find((t) => t.dataset.taskId !== first && t.querySelector('button.claim'));
-      return r && r.dataset.taskId;
-    }, first, { timeout: 60000 }).then((h) => h.jsonValue());
-    await p.evaluate(() => { delete document.querySelector('#priors').dataset.state; });
-    await p.click(`tr.task[data-task-id="${id}"] button.claim`);
-    await p.waitForSelector(`#report[data-task="${id}"]`, { timeout: 30000 });
-    await p.waitForSelector('#priors[data-state="done"]', { timeout: 15000 });
+    await pushAndClaim(p, 'tr.task[data-kind="ecg"]', first, '--priority', 'stat', '--note', 'chest pain again', hub.ecg2File);
     const rows = await p.$$eval('table.priors button.compare', (b) => b.length);
     expect(rows >= 1, 'no Compare on the prior ECG');
     await p.click('table.priors button.compare');
