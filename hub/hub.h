@@ -32,9 +32,12 @@
  *                                    the reviewer's reason (how a resident learns of a return)
  *   DRAFT {req, task}              → DRAFT {req, task, report_id, drafted_by, returned?, returned_by?}
  *                                    + the task's latest stored draft document (no frame when none)
- *   PRIORS {req, task}             → PRIORS {req, task, patient_id} + one frame: the lookup answer
- *                                    for the task's patient, as GET /api/v1/reports gives it (this
- *                                    hub's signed exams and its peers'), audited as the reader
+ *   PRIORS {req, task}             → PRIORS {req, task, patient_id, studies} + one frame: the lookup
+ *                                    answer for the task's patient, as GET /api/v1/reports gives it
+ *                                    (this hub's signed exams and its peers'), audited as the reader;
+ *                                    studies: [{study, date, modalities, description, state,
+ *                                    instances}] the patient's other studies this hub holds, reported
+ *                                    or not, newest first (at most 50): what STUDY "prior" may read
  *   PRIOR {req, task, report_id[, hub]} → PRIOR {req} + one frame: GET /api/v1/reports/{id}'s
  *                                    answer (a peer hub's when hub names one), for a prior of the
  *                                    task's patient
@@ -161,8 +164,11 @@ typedef struct hub_draft {
 } hub_draft;
 int hub_client_draft(hub_client *c, uint64_t task, hub_draft *out);
 /* PRIORS and PRIOR: the hub's lookup JSON (malloc'd, NUL-terminated) for
- * the patient of a task we hold or are offered; hub may be NULL. */
-int hub_client_priors(hub_client *c, uint64_t task, char **json, size_t *len);
+ * the patient of a task we hold or are offered; hub may be NULL.  PRIORS
+ * also gives, with studies non-NULL, the answer's "studies" (the patient's
+ * other studies at this hub) as compact JSON in *studies (malloc'd; "[]"
+ * from a hub that does not say). */
+int hub_client_priors(hub_client *c, uint64_t task, char **json, size_t *len, char **studies);
 int hub_client_prior(hub_client *c, uint64_t task, const char *report_id, const char *hub, char **json,
                      size_t *len);
 

@@ -886,22 +886,37 @@ int hub_client_draft(hub_client *c, uint64_t task, hub_draft *out)
 
 /* A question whose answer is one JSON frame (PRIORS, PRIOR): the frame
  * into *json; missing names what the answer lacked. */
-static int ask_for_frame(hub_client *c, const char *cmd, json_t *hdr, const char *missing, char **json, size_t *len)
+/* The answer's one frame into *json; with field non-NULL, also the
+ * header's field as compact JSON into *field_json ("[]" when absent). */
+static int ask_for_frame(hub_client *c, const char *cmd, json_t *hdr, const char *missing, char **json, size_t *len,
+                         const char *field, char **field_json)
 {
     proto_msg m;
     int rc = request(c, cmd, hdr, NULL, 0, cmd, &m);
     if (rc)
         return rc;
     rc = frame_copy(c, &m, json, len);
+    if (!rc && field_json) {
+        json_t *f = json_object_get(m.hdr, field);
+        *field_json = f ? json_dumps(f, JSON_COMPACT) : strdup("[]");
+        if (!*field_json) {
+            free(*json);
+            *json = NULL;
+            rc = fail(c, HUB_EPROTO, "out of memory");
+        }
+    }
     proto_msg_close(&m);
     if (!rc && !*json)
         return fail(c, HUB_EPROTO, "%s: the hub's answer has no %s", cmd, missing);
     return rc;
 }
 
-int hub_client_priors(hub_client *c, uint64_t task, char **json, size_t *len)
+int hub_client_priors(hub_client *c, uint64_t task, char **json, size_t *len, char **studies)
 {
-    return ask_for_frame(c, "PRIORS", json_pack("{s:I}", "task", (json_int_t)task), "lookup", json, len);
+    if (studies)
+        *studies = NULL;
+    return ask_for_frame(c, "PRIORS", json_pack("{s:I}", "task", (json_int_t)task), "lookup", json, len, "studies",
+                         studies);
 }
 
 int hub_client_prior(hub_client *c, uint64_t task, const char *report_id, const char *hub, char **json, size_t *len)
@@ -909,5 +924,5 @@ int hub_client_prior(hub_client *c, uint64_t task, const char *report_id, const 
     json_t *h = json_pack("{s:I,s:s}", "task", (json_int_t)task, "report_id", report_id ? report_id : "");
     if (h && hub && hub[0])
         json_object_set_new(h, "hub", json_string(hub));
-    return ask_for_frame(c, "PRIOR", h, "report", json, len);
+    return ask_for_frame(c, "PRIOR", h, "report", json, len, NULL, NULL);
 }

@@ -132,6 +132,61 @@ static int lookup_refused(reader_answer *a, int rc)
                                       : "the lookup failed");
 }
 
+/* The other studies of the patient this hub holds (the same Patient ID,
+ * and birth date when both give one: reader_link.c's rule for comparing),
+ * newest first, reported or not: what a reader may open beside the task's
+ * study.  At most PRIOR_STUDIES. */
+#define PRIOR_STUDIES 50
+
+typedef struct other_studies {
+    const store_study *cur;
+    json_t            *list;
+} other_studies;
+
+static int add_other(void *ctx, const store_study *st)
+{
+    other_studies *o = ctx;
+    if (!strcmp(st->study_uid, o->cur->study_uid) ||
+        (st->patient_birth_date[0] && o->cur->patient_birth_date[0] &&
+         strcmp(st->patient_birth_date, o->cur->patient_birth_date)))
+        return 0;
+    json_array_append_new(o->list, json_pack("{s:s,s:s,s:s,s:s,s:s,s:i}", "study", st->study_uid, "date",
+                                             st->study_date, "modalities", st->modalities, "description",
+                                             st->description, "state", study_state_name((study_state)st->state),
+                                             "instances", (int)st->n_instances));
+    return 0;
+}
+
+static int newest_first(const void *a, const void *b)
+{
+    const char *x = json_string_value(json_object_get(*(json_t *const *)a, "date"));
+    const char *y = json_string_value(json_object_get(*(json_t *const *)b, "date"));
+    return strcmp(y ? y : "", x ? x : "");
+}
+
+static json_t *other_studies_of(const reader_link_config *cfg, const wl_task *t)
+{
+    store_study cur;
+    other_studies o = {&cur, json_array()};
+    if (store_get_study(cfg->st, t->study_uid, &cur) == 0 && cur.patient_id[0]) {
+        store_study_filter f = {.patient_id = cur.patient_id, .state = -1};
+        store_list_studies(cfg->st, &f, 0, 1000, add_other, &o);
+    }
+    size_t n = json_array_size(o.list);
+    json_t **v = malloc((n ? n : 1) * sizeof *v);
+    json_t *out = json_array();
+    if (v) {
+        for (size_t i = 0; i < n; i++)
+            v[i] = json_array_get(o.list, i);
+        qsort(v, n, sizeof *v, newest_first);
+        for (size_t i = 0; i < n && i < PRIOR_STUDIES; i++)
+            json_array_append(out, v[i]);
+        free(v);
+    }
+    json_decref(o.list);
+    return out;
+}
+
 static int on_priors(const reader_link_config *cfg, const proto_msg *m, const wl_reader *r, reader_answer *a)
 {
     wl_task t;
@@ -145,7 +200,8 @@ static int on_priors(const reader_link_config *cfg, const proto_msg *m, const wl
     if (rc < 0)
         return lookup_refused(a, rc);
     a->cmd = "PRIORS";
-    a->hdr = json_pack("{s:I,s:s}", "task", (json_int_t)t.id, "patient_id", pid);
+    a->hdr = json_pack("{s:I,s:s,s:o}", "task", (json_int_t)t.id, "patient_id", pid, "studies",
+                       other_studies_of(cfg, &t));
     return 0;
 }
 

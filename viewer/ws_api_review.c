@@ -127,10 +127,10 @@ void ws_api_priors(ws_req *r, ws_resp *o)
     hub_task t;
     if (priors_task(r, o, &t) < 0)
         return;
-    char *text = NULL, err[600];
+    char *text = NULL, *studies = NULL, err[600];
     size_t len = 0;
     pthread_mutex_lock(&w->hub_mu);
-    int rc = hub_client_priors(w->hc, t.id, &text, &len);
+    int rc = hub_client_priors(w->hc, t.id, &text, &len, &studies);
     snprintf(err, sizeof err, "%s", rc ? hub_client_error(w->hc) : "");
     pthread_mutex_unlock(&w->hub_mu);
     if (rc == HUB_EREFUSED && strstr(err, "not configured")) {
@@ -148,9 +148,15 @@ void ws_api_priors(ws_req *r, ws_resp *o)
     json_t *e;
     json_array_foreach(json_object_get(ans, "exams"), k, e)
         json_array_append_new(list, prior_json(e));
-    json_t *j = json_pack("{s:o,s:s,s:s,s:O*,s:O*,s:O*}", "priors", list, "source", "hub", "patient_id", t.patient_id,
-                          "consortium", json_object_get(ans, "consortium"), "hub", json_object_get(ans, "hub"),
-                          "peers", json_object_get(ans, "peers"));
+    json_t *others = studies ? json_loads(studies, 0, NULL) : NULL; /* the patient's other studies here */
+    free(studies);
+    if (!json_is_array(others)) {
+        json_decref(others);
+        others = json_array();
+    }
+    json_t *j = json_pack("{s:o,s:s,s:s,s:O*,s:O*,s:O*,s:o}", "priors", list, "source", "hub", "patient_id",
+                          t.patient_id, "consortium", json_object_get(ans, "consortium"), "hub",
+                          json_object_get(ans, "hub"), "peers", json_object_get(ans, "peers"), "studies", others);
     json_decref(ans);
     ws_json(o, j ? 200 : 502, j ? j : json_pack("{s:s}", "error", "the hub's lookup answer is malformed"));
 }

@@ -456,6 +456,12 @@ def test_a_prior_study_opens_beside_the_task_to_compare(world):
              what="the DX studies queued")
     tid = ws.task_of(cur)["id"]
     assert prior not in {t["study"] for t in ws.tasks()}
+    # the priors panel lists the patient's other studies here, reported or not, not someone else's
+    studies = {x["study"]: x for x in ws.json("GET", f"/api/priors?task={tid}")["studies"]}
+    assert prior in studies and other not in studies and cur not in studies, studies
+    assert studies[prior]["modalities"] == "DX" and studies[prior]["state"] == "queued"
+    assert studies[prior]["instances"] == len(pfiles)
+    assert world.ct in studies  # the patient's first CT, signed earlier in this module
 
     j = ws.json("GET", f"/api/tasks/{tid}/compare/{prior}")
     by_sop = {str(d.SOPInstanceUID): d for d in (pydicom.dcmread(str(p)) for p in pfiles)}

@@ -27,7 +27,19 @@ export async function showPriors(box, task, currentStudy, onCompare) {
   const list = (r.priors || []).filter((p) => p.study !== currentStudy);
   const peers = (r.peers || []).filter((p) => p.status !== 'ok').map((p) => `${p.hub}: ${p.status}`);
   const note = peers.length ? el('p.muted', { text: `Not answered: ${peers.join(', ')}` }) : '';
-  if (!list.length) { box.replaceChildren(el('p.muted', { text: 'No prior signed reports for this patient.' }), note); return; }
+  // The patient's other studies here that no signed report covers yet:
+  // their images can be compared all the same.
+  const reported = new Set((r.priors || []).map((p) => p.study));
+  const unreported = (r.studies || []).filter((x) => x.study !== currentStudy && !reported.has(x.study)).map((x) => ({
+    study: x.study, date: x.date, modality: (x.modalities || '').split('\\')[0], exam_type: x.description, hub: r.hub, state: x.state }));
+  const others = unreported.length ? el('table.priors.unreported', null,
+    el('tr', null, el('th', { text: 'Date' }), el('th', { text: 'Not reported yet' }), el('th', { text: 'State' }), el('th')),
+    unreported.map((p) => el('tr', { dataset: { study: p.study } },
+      el('td', { text: dicomDate(p.date) }), el('td', { text: [p.modality, p.exam_type].filter(Boolean).join(' · ') }),
+      el('td', { text: p.state || '' }),
+      el('td', null, comparable(p, r, task) ? el('button.compare', { text: 'Compare', title: 'Open its images beside this study',
+        onclick: () => onCompare(p) }) : '')))) : '';
+  if (!list.length) { box.replaceChildren(el('p.muted', { text: 'No prior signed reports for this patient.' }), others, note); return; }
   box.replaceChildren(el('table.priors', null,
     el('tr', null, el('th', { text: 'Date' }), el('th', { text: 'Exam' }), el('th', { text: 'Where' }), el('th', { text: 'Recognition' }), el('th')),
     list.map((p) => el('tr', { dataset: { study: p.study, report: p.report_id, hub: p.hub || '', recognised: p.recognised ? '1' : '0' },
@@ -36,7 +48,7 @@ export async function showPriors(box, task, currentStudy, onCompare) {
       el('td', { class: p.recognised ? 'ok' : 'no', title: (p.reasons || []).join('; '),
         text: p.recognised ? `recognised (互认)${p.mark ? ` ${p.mark}` : ''}` : `not recognised${p.reasons && p.reasons.length ? `: ${p.reasons.join('; ')}` : ''}` }),
       el('td', null, comparable(p, r, task) ? el('button.compare', { text: 'Compare', title: 'Open its images beside this study',
-        onclick: (ev) => { ev.stopPropagation(); onCompare(p); } }) : '')))), note);
+        onclick: (ev) => { ev.stopPropagation(); onCompare(p); } }) : '')))), others, note);
 }
 
 // To compare: a study this hub holds (a peer hub's prior opens as its
