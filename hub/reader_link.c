@@ -428,9 +428,8 @@ static int held_task(reader_link *l, proto_msg *m, const char *reader, wl_task *
 
 /* The study STUDY and FETCH read (uid): the task's own, or with "prior"
  * another study of the task's patient held here, which the reader opens
- * beside it to compare.  Only the same patient's, by the Patient ID both
- * studies carry: a reader reads no other patient's images this way.
- * 0, or -1 NACKed. */
+ * beside it to compare.  Only the same patient's (reader_other_patient):
+ * a reader reads no other patient's images this way.  0, or -1 NACKed. */
 static int study_to_read(reader_link *l, proto_msg *m, const wl_task *t, char uid[STORE_UID_MAX])
 {
     const char *prior = proto_str(m, "prior");
@@ -451,15 +450,9 @@ static int study_to_read(reader_link *l, proto_msg *m, const wl_task *t, char ui
         nack(l, m, "that prior study is not held at this hub (a peer hub's prior: its report only)");
         return -1;
     }
-    if (strcmp(old.patient_id, cur.patient_id)) {
-        nack(l, m, "that prior study is not of this task's patient");
-        return -1;
-    }
-    /* Two identifiers, as at the bedside: the same Patient ID with another
-     * birth date is someone else filed under a reused or mistyped ID. */
-    if (cur.patient_birth_date[0] && old.patient_birth_date[0] &&
-        strcmp(cur.patient_birth_date, old.patient_birth_date)) {
-        nack(l, m, "that prior study has this task's Patient ID but another birth date: not compared");
+    const char *why = reader_other_patient(&cur, &old);
+    if (why) {
+        nack(l, m, why);
         return -1;
     }
     snprintf(uid, STORE_UID_MAX, "%s", prior);

@@ -132,8 +132,7 @@ static int lookup_refused(reader_answer *a, int rc)
                                       : "the lookup failed");
 }
 
-/* The other studies of the patient this hub holds (the same Patient ID,
- * and birth date when both give one: reader_link.c's rule for comparing),
+/* The other studies of the patient this hub holds (reader_other_patient),
  * newest first, reported or not: what a reader may open beside the task's
  * study.  At most PRIOR_STUDIES. */
 #define PRIOR_STUDIES 50
@@ -143,12 +142,20 @@ typedef struct other_studies {
     json_t            *list;
 } other_studies;
 
+const char *reader_other_patient(const store_study *cur, const store_study *other)
+{
+    if (!cur->patient_id[0] || strcmp(cur->patient_id, other->patient_id))
+        return "that prior study is not of this task's patient";
+    if (cur->patient_birth_date[0] && other->patient_birth_date[0] &&
+        strcmp(cur->patient_birth_date, other->patient_birth_date))
+        return "that prior study has this task's Patient ID but another birth date: not compared";
+    return NULL;
+}
+
 static int add_other(void *ctx, const store_study *st)
 {
     other_studies *o = ctx;
-    if (!strcmp(st->study_uid, o->cur->study_uid) ||
-        (st->patient_birth_date[0] && o->cur->patient_birth_date[0] &&
-         strcmp(st->patient_birth_date, o->cur->patient_birth_date)))
+    if (!strcmp(st->study_uid, o->cur->study_uid) || reader_other_patient(o->cur, st))
         return 0;
     json_array_append_new(o->list, json_pack("{s:s,s:s,s:s,s:s,s:s,s:i}", "study", st->study_uid, "date",
                                              st->study_date, "modalities", st->modalities, "description",

@@ -25,6 +25,13 @@ int reader_audit(const reader_link_config *cfg, const char *reader_id, const cha
                  const char *detail);
 #define READER_AUDIT_WITHHELD "the audit trail cannot be written; data withheld"
 
+/* Why study other is not the same patient's as the task's study cur —
+ * another Patient ID, or the same one with another birth date (where both
+ * give one: someone filed under a reused or mistyped ID) — or NULL when it
+ * is.  The one rule for what a reader may compare (STUDY and FETCH with
+ * "prior") and what PRIORS lists. */
+const char *reader_other_patient(const store_study *cur, const store_study *other);
+
 /* Is cmd one of these questions? */
 bool reader_query_known(const char *cmd);
 /* The answer to m from reader r: 0, or -1 with a->why for a NACK. */
