@@ -8,6 +8,7 @@ import { EcgViewer, ZOOMS } from './ecg.js';
 import { Worklist } from './worklist.js';
 import { ReportPanel } from './report.js';
 import { showPriors } from './priors.js';
+import { ComparePanes } from './compare.js';
 
 const session = await loadSession();
 showSession(session);
@@ -17,38 +18,15 @@ const stack = new StackViewer({
   viewport: $('#viewport'), canvas: $('#image'), strip: $('#series-strip'), marksList: $('#marks'),
   overlays: { tl: $('#ov-tl'), tr: $('#ov-tr'), bl: $('#ov-bl'), br: $('#ov-br') },
 });
-// A prior of the patient's opened beside the study (Compare in the priors
-// panel): the same viewer with its own stack, series and frame cache.
-const prior = new StackViewer({
-  viewport: $('#compare-viewport'), canvas: $('#compare-image'), strip: $('#compare-strip'), marksList: el('ul'),
-  overlays: { tl: $('#cv-tl'), tr: $('#cv-tr'), bl: $('#cv-bl'), br: $('#cv-br') }, cacheBytes: 256 << 20,
-});
-const comparing = () => !$('#compare-pane').hidden;
-// Linked scrolling: the prior follows the study at the offset (mm) between
-// the two slices shown when Link was pressed — the reader first brings the
-// same anatomy into both, since two exams' table positions differ.
-let linkOffset = null;
-stack.onSlice = () => {
-  const at = stack.location();
-  if (linkOffset !== null && comparing() && at !== null) prior.goToLocation(at + linkOffset);
-};
 const ecg = new EcgViewer({ canvas: $('#ecg'), measurements: $('#ecg-meas'), caliperOut: $('#caliper') });
-// A prior ECG of the patient beneath the one read (serial comparison: is
-// this ST change new?), drawn on the same paper at the same settings.
-const ecgPrior = new EcgViewer({ canvas: $('#ecg-prior'), measurements: $('#ecg-prior-meas'), caliperOut: $('#ecg-prior-caliper') });
-const comparingEcg = () => !$('#ecg-compare').hidden;
 const worklist = new Worklist({ body: $('#tasks'), banner: $('#stat-banner'), count: $('#task-count'), onOpen: openTask, onTasks: warmHeld });
 const report = new ReportPanel(session, { onSubmitted: () => worklist.refresh(), onUnlocked: () => showSession(session) });
 let current = null;
+const compare = new ComparePanes({ stack, ecg, current: () => current });   // a prior beside the study
 
 wireImageTools();
 wireEcgTools();
 $('#release').addEventListener('click', () => { if (current) worklist.release(current); });
-$('#compare-close').addEventListener('click', closeCompare);
-$('#ecg-compare-close').addEventListener('click', closeEcgCompare);
-// the prior's paper scrolls with the ECG read: the same seconds beneath each other
-$('#ecg-scroll').addEventListener('scroll', () => { if (comparingEcg()) $('#ecg-prior-scroll').scrollLeft = $('#ecg-scroll').scrollLeft; });
-$('#compare-link').addEventListener('click', () => setLink(linkOffset === null));
 $('#unlock-btn').addEventListener('click', () => report.unlock());
 for (const b of document.querySelectorAll('#modes button')) b.addEventListener('click', () => showMode(b.dataset.mode));
 document.addEventListener('keydown', (e) => {
@@ -119,8 +97,7 @@ function showMode(mode) {
 
 async function openTask(task) {
   current = task;
-  closeCompare();
-  closeEcgCompare();
+  compare.closeAll();
   $('#empty').hidden = true;
   stack.warmImage(task.first_image);   // beside the study listing, not after it
   let study;
@@ -139,85 +116,9 @@ async function openTask(task) {
   const panels = () => {
     if (current !== task) return;
     report.open(task, study);
-    showPriors($('#priors'), task, study.study_uid, (p) => (p.modality === 'ECG' ? openEcgCompare : openCompare)(task, p));
+    showPriors($('#priors'), task, study.study_uid, (p) => compare.open(task, p));
   };
   if (images.length) stack.later(panels); else panels();
-}
-
-// The prior's images beside the task's study: asked of the workstation,
-// which fetches them from the hub (the same patient's only; audited there).
-async function openCompare(task, p) {
-  const pane = $('#compare-pane'), what = `${p.exam_type || p.modality || ''} ${dicomDate(p.date)}`;
-  setLink(false);
-  pane.hidden = false;
-  pane.dataset.study = p.study;
-  pane.dataset.state = 'loading';
-  $('#compare-title').textContent = `Prior: ${what} · opening…`;
-  let st;
-  try { st = await get(`/api/tasks/${encodeURIComponent(task.id)}/compare/${encodeURIComponent(p.study)}`); } catch (e) {
-    if (current !== task || pane.dataset.study !== p.study) return;
-    $('#compare-title').textContent = `Prior ${what}: ${e.message}`;
-    pane.dataset.state = 'error';
-    return;
-  }
-  if (current !== task || pane.dataset.study !== p.study) return;   // closed or another opened meanwhile
-  prior.wherePrefix = `prior ${dicomDate(p.date)}, `;
-  prior.setTool(stack.tool);
-  prior.load(st);
-  pane.dataset.state = 'open';
-  $('#compare-title').textContent = `Prior: ${what} · ${p.facility || p.hub || ''}${p.report_id ? ` · report ${p.report_id}` : ''}`;
-}
-
-async function openEcgCompare(task, p) {
-  const box = $('#ecg-compare'), what = `ECG ${dicomDate(p.date)}`;
-  const stale = () => current !== task || box.dataset.study !== p.study;   // closed or another opened meanwhile
-  box.hidden = false;
-  box.dataset.study = p.study;
-  box.dataset.state = 'loading';
-  $('#ecg-compare-title').textContent = `Prior: ${what} · opening…`;
-  try {
-    const st = await get(`/api/tasks/${encodeURIComponent(task.id)}/compare/${encodeURIComponent(p.study)}`);
-    if (stale()) return;
-    const wave = (st.series || []).flatMap((s) => s.instances).find((i) => i.waveform);
-    if (!wave) throw new Error('that study holds no waveform');
-    const data = await get(`/api/instances/${encodeURIComponent(wave.sop)}/ecg`);
-    if (stale()) return;
-    ecgPrior.set({ ...ecg.opts });
-    ecgPrior.load(data);
-    box.dataset.state = 'open';
-    $('#ecg-compare-title').textContent = `Prior: ${what} · ${p.facility || p.hub || ''}${p.report_id ? ` · report ${p.report_id}` : ''}`;
-    $('#ecg-prior-scroll').scrollLeft = $('#ecg-scroll').scrollLeft;
-  } catch (e) {
-    if (stale()) return;
-    $('#ecg-compare-title').textContent = `Prior ${what}: ${e.message}`;
-    box.dataset.state = 'error';
-  }
-}
-
-function closeEcgCompare() {
-  const box = $('#ecg-compare');
-  box.hidden = true;
-  delete box.dataset.study;
-  delete box.dataset.state;
-}
-
-function setLink(on) {
-  const a = stack.location(), b = prior.location();
-  if (on && (a === null || b === null)) { status('These images say nothing of where their slices lie: they cannot be linked.', true); on = false; }
-  linkOffset = on ? b - a : null;
-  $('#compare-link').classList.toggle('active', on);
-  $('#compare-pane').dataset.linked = on ? '1' : '0';
-}
-
-function closeCompare() {
-  const pane = $('#compare-pane');
-  setLink(false);
-  if (pane.hidden) return;
-  pane.hidden = true;
-  delete pane.dataset.study;
-  delete pane.dataset.state;
-  prior.stopCine();
-  prior.unload();
 }
 
 // Study listings of held and offered tasks, kept while they are listed (a
@@ -263,10 +164,10 @@ async function loadEcg(study, inst) {
 // prior too: both read with the same tool, window and scale.  Cine and the
 // keys stay with the study.
 function wireImageTools() {
-  const both = (fn) => () => { fn(stack); if (comparing()) fn(prior); };
+  const both = (fn) => () => compare.viewers().forEach(fn);
   for (const b of document.querySelectorAll('#toolbar [data-tool]')) {
     b.addEventListener('click', () => {
-      stack.setTool(b.dataset.tool); prior.setTool(b.dataset.tool);
+      stack.setTool(b.dataset.tool); compare.prior.setTool(b.dataset.tool);
       for (const x of document.querySelectorAll('#toolbar [data-tool]')) x.classList.toggle('active', x === b);
     });
   }
@@ -279,7 +180,7 @@ function wireImageTools() {
   $('#cine').addEventListener('click', () => stack.toggleCine());
   $('#clear-marks').addEventListener('click', both((v) => { v.clearMarks(); v.refreshMarksList(); }));
   $('#insert-marks').addEventListener('click', () => {
-    const lines = [...stack.measurementLines(), ...(comparing() ? prior.measurementLines() : [])];
+    const lines = compare.measurementLines();
     if (!lines.length) { status('No measurements to write into the report.', true); return; }
     report.insertFindings(lines.join('\n'));
   });
@@ -290,8 +191,7 @@ function wireEcgTools() {
   const apply = () => {
     const o = { layout: $('#ecg-layout').value, speed: Number($('#ecg-speed').value),
       gain: Number($('#ecg-gain').value), zoom: Number($('#ecg-zoom').value) };
-    ecg.set(o);
-    if (comparingEcg()) ecgPrior.set(o);
+    compare.ecgViewers().forEach((v) => v.set(o));
   };
   for (const id of ['#ecg-layout', '#ecg-speed', '#ecg-gain', '#ecg-zoom']) $(id).addEventListener('change', apply);
 }
