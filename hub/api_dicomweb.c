@@ -11,6 +11,7 @@
  *   WADO-RS  GET /dicom-web/studies/{s}[/series/{se}[/instances/{i}]]/metadata
  *            GET /dicom-web/studies/{s}[/series/{se}[/instances/{i}]]
  *            GET /dicom-web/studies/{s}/series/{se}/instances/{i}/frames/{1,2,..}
+ *            GET /dicom-web/studies/{s}/series/{se}/instances/{i}[/frames/{n}]/rendered
  *
  * Answers are application/dicom+json, and instances multipart/related;
  * type="application/dicom", streamed part by part from the store (a study
@@ -522,13 +523,92 @@ static int frames(api_req *r, const api_dw_path *path)
                          "multipart/related; type=\"application/octet-stream\"; boundary=" BOUNDARY);
 }
 
+/* ---- rendered: one frame as a picture ------------------------------------ */
+
+typedef struct jbuf_sink {
+    jbuf *b;
+} jbuf_sink;
+
+static int to_jbuf(void *ctx, const void *p, size_t n)
+{
+    jb_put(((jbuf_sink *)ctx)->b, p, n);
+    return 0;
+}
+
+/* WADO-RS Retrieve Rendered: the frame through the DICOM display pipeline
+ * (cdc_render_8bit: the file's own window, as `dxhub render` and DCMTK's
+ * dcm2pnm), as JPEG (quality 90) or PNG. */
+static int rendered(api_req *r, const api_dw_path *path)
+{
+    const char *type = api_dicomweb_accept_rendered(MHD_lookup_connection_value(r->c, MHD_HEADER_KIND,
+                                                                                MHD_HTTP_HEADER_ACCEPT));
+    if (!type)
+        return api_send_error(r, MHD_HTTP_NOT_ACCEPTABLE, "rendered frames are sent as image/jpeg or image/png");
+    char why[300];
+    store_instance in;
+    int rc = store_get_instance(r->a->st, path->instance, &in);
+    if (rc == 0 && (strcmp(in.study_uid, path->study) || strcmp(in.series_uid, path->series)))
+        rc = -ENOENT;
+    if (rc < 0 && rc != -ENOENT)
+        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
+    snprintf(why, sizeof why, "dicomweb rendered frame %u of %s", path->frames[0], path->instance);
+    if (api_req_audit(r, "read-instance", rc == 0 ? in.study_uid : path->study, why) < 0)
+        return api_send_audit_failed(r, NULL);
+    if (rc == -ENOENT)
+        return api_send_error(r, MHD_HTTP_NOT_FOUND, "no such instance in that study and series");
+    if (in.size > FRAMES_INSTANCE_MAX)
+        return api_send_error(r, MHD_HTTP_NOT_IMPLEMENTED,
+                              "an instance over 512 MiB is not rendered: retrieve the instance");
+    uint8_t *buf = malloc(in.size ? in.size : 1);
+    if (!buf)
+        return MHD_NO;
+    if (store_read_instance_all(r->a->st, &in, buf) < 0) {
+        free(buf);
+        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "stored bytes unreadable");
+    }
+    dcm_file *f = NULL;
+    dcm_err err = {0};
+    cdc_image img = {0};
+    cdc_raster pic = {0};
+    unsigned status = 0;
+    jbuf b = {0};
+    if ((rc = dcm_parse(buf, (size_t)in.size, NULL, &f, &err)) < 0 || (rc = cdc_image_init(&img, f, &err)) < 0) {
+        status = rc == DCM_ENOTFOUND ? MHD_HTTP_NOT_FOUND : MHD_HTTP_UNPROCESSABLE_CONTENT;
+        snprintf(why, sizeof why, "%s", rc == DCM_ENOTFOUND ? "no pixel data in this instance"
+                                        : err.msg[0] ? err.msg : cdc_strerror(rc));
+    } else if (path->frames[0] > img.frames) {
+        status = MHD_HTTP_NOT_FOUND;
+        snprintf(why, sizeof why, "frame %u: the instance has %u", path->frames[0], img.frames);
+    } else {
+        cdc_render_opts ro = {.frame = path->frames[0] - 1};
+        jbuf_sink js = {&b};
+        dcm_sink sink = {to_jbuf, &js};
+        if ((rc = cdc_render_8bit(&img, &ro, &pic, &err)) < 0 ||
+            (rc = strcmp(type, "image/png") ? cdc_write_jpeg(&pic, 90, sink, &err) : cdc_write_png(&pic, sink, &err)) <
+                0) {
+            status = MHD_HTTP_UNPROCESSABLE_CONTENT;
+            snprintf(why, sizeof why, "frame %u cannot be rendered: %s", path->frames[0],
+                     err.msg[0] ? err.msg : cdc_strerror(rc));
+        }
+    }
+    cdc_raster_release(&pic);
+    cdc_image_release(&img);
+    dcm_free(&f);
+    free(buf);
+    if (status) {
+        jb_release(&b);
+        return api_send_error(r, status, why);
+    }
+    return api_send_body(r, MHD_HTTP_OK, &b, type);
+}
+
 int api_h_dicomweb(api_req *r, const api_params *p)
 {
     api_dw_path path;
     if (!api_dicomweb_path(r->url + strlen("/dicom-web"), &path))
         return api_send_error(r, MHD_HTTP_NOT_FOUND,
                               "not a DICOMweb path here: /dicom-web/studies[/{study}[/series[/{series}"
-                              "[/instances[/{instance}[/frames/{n,..}]]]]]][/metadata]");
+                              "[/instances[/{instance}[/frames/{n,..}][/rendered]]]]]][/metadata]");
     const char *bad = bad_uid(&path);
     if (bad)
         return api_send_bad_param(r, bad, "a UID: digits and dots, at most 64");
@@ -546,6 +626,7 @@ int api_h_dicomweb(api_req *r, const api_params *p)
     case API_DW_SEARCH_INSTANCES: return search_below(r, &path);
     case API_DW_METADATA: return metadata(r, &path);
     case API_DW_FRAMES: return frames(r, &path);
+    case API_DW_RENDERED: return rendered(r, &path);
     default: return retrieve(r, &path);
     }
 }

@@ -35,10 +35,10 @@ static bool frame_list(const char *s, size_t len, api_dw_path *p)
 bool api_dicomweb_path(const char *url, api_dw_path *p)
 {
     memset(p, 0, sizeof *p);
-    const char *seg[9]; /* the longest: studies S series SE instances I frames LIST */
-    size_t len[9];
+    const char *seg[10]; /* the longest: studies S series SE instances I frames LIST rendered */
+    size_t len[10];
     int n = 0;
-    for (const char *s = url; *s && n < 9;) {
+    for (const char *s = url; *s && n < 10;) {
         if (*s++ != '/')
             return false;
         size_t l = strcspn(s, "/");
@@ -48,7 +48,7 @@ bool api_dicomweb_path(const char *url, api_dw_path *p)
         len[n++] = l;
         s += l;
     }
-    if (n == 9 || n == 0 || len[0] != 7 || strncmp(seg[0], "studies", 7))
+    if (n == 10 || n == 0 || len[0] != 7 || strncmp(seg[0], "studies", 7))
         return false;
     const char *names[3] = {"studies", "series", "instances"};
     const char **uids[3] = {&p->study, &p->series, &p->instance};
@@ -73,8 +73,20 @@ bool api_dicomweb_path(const char *url, api_dw_path *p)
             p->what = API_DW_METADATA;
             return true;
         }
+        if (level == 2 && len[i] == 8 && !strncmp(seg[i], "rendered", 8) && i + 1 == n) {
+            p->what = API_DW_RENDERED; /* an instance rendered: its first frame */
+            p->frames[p->n_frames++] = 1;
+            return true;
+        }
         if (level == 2 && len[i] == 6 && !strncmp(seg[i], "frames", 6) && i + 2 == n)
             return frame_list(seg[i + 1], len[i + 1], p);
+        if (level == 2 && len[i] == 6 && !strncmp(seg[i], "frames", 6) && i + 3 == n && len[i + 2] == 8 &&
+            !strncmp(seg[i + 2], "rendered", 8)) {
+            if (!frame_list(seg[i + 1], len[i + 1], p) || p->n_frames != 1)
+                return false; /* one frame is rendered at a time */
+            p->what = API_DW_RENDERED;
+            return true;
+        }
         /* the next level's name: series after a study, instances after a
          * study or a series */
         if (level == 0 && len[i] == 9 && !strncmp(seg[i], "instances", 9) && i + 1 == n) {
@@ -155,4 +167,24 @@ const char *api_dicomweb_accept_frames(const char *accept, char *buf, size_t n)
 {
     const char *ts = accept && *accept ? first_taken(accept, takes_bulk, buf, n) : "";
     return ts && !strcmp(ts, "*") ? "*" : ts;
+}
+
+const char *api_dicomweb_accept_rendered(const char *accept)
+{
+    if (!accept || !*accept)
+        return "image/jpeg";
+    for (const char *a = accept; *a;) {
+        size_t l = strcspn(a, ",");
+        const char *t = a;
+        while (t < a + l && *t == ' ')
+            t++;
+        size_t tl = (size_t)(a + l - t);
+        if (tl >= 9 && !strncasecmp(t, "image/png", 9))
+            return "image/png";
+        if ((tl >= 10 && !strncasecmp(t, "image/jpeg", 10)) || (tl >= 7 && !strncasecmp(t, "image/*", 7)) ||
+            (tl >= 3 && !strncmp(t, "*/*", 3)))
+            return "image/jpeg";
+        a += l + (a[l] == ',');
+    }
+    return NULL;
 }

@@ -348,7 +348,7 @@ int api_h_dicomweb(api_req *r, const api_params *p);
 /* What a path below /dicom-web names (api_dicomweb_path.c). */
 typedef enum api_dw_what {
     API_DW_SEARCH_STUDIES, API_DW_SEARCH_SERIES, API_DW_SEARCH_INSTANCES, API_DW_METADATA, API_DW_RETRIEVE,
-    API_DW_FRAMES
+    API_DW_FRAMES, API_DW_RENDERED /* an instance's first frame, or frames/{n}/rendered: frames[0] */
 } api_dw_what;
 #define API_DW_FRAMES_MAX 64 /* frame numbers one request may list */
 typedef struct api_dw_path {
@@ -370,6 +370,10 @@ const char *api_dicomweb_accept_ts(const char *accept, char *buf, size_t n);
  * buf, or NULL when Accept takes neither application/octet-stream nor an
  * image type. */
 const char *api_dicomweb_accept_frames(const char *accept, char *buf, size_t n);
+/* The image type a rendered frame is sent as: "image/jpeg" (also when
+ * Accept is absent or takes any image), "image/png", or NULL when Accept
+ * takes neither. */
+const char *api_dicomweb_accept_rendered(const char *accept);
 int api_h_preview(api_req *r, const api_params *p);
 int api_h_peer_file(api_req *r, const api_params *p);
 int api_h_peer_preview(api_req *r, const api_params *p);

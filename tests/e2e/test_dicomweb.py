@@ -341,3 +341,43 @@ def test_a_listed_web_viewer_may_read_dicomweb_from_a_browser_and_no_other(world
     assert status == 405 and "Access-Control-Allow-Origin" not in h
     status, _, _ = world.get("/dicom-web/studies", origin=VIEWER, token=False)
     assert status == 401  # the key is still needed
+
+
+def rendered_path(d, frame=None):
+    base = f"/dicom-web/studies/{d.StudyInstanceUID}/series/{d.SeriesInstanceUID}/instances/{d.SOPInstanceUID}"
+    return base + (f"/frames/{frame}/rendered" if frame else "/rendered")
+
+
+@pytest.mark.parametrize("name,frame", [("MR-SIEMENS-DICOM-WithOverlays.dcm", None), ("SC_rgb_rle_2frame.dcm", 2)])
+def test_rendered_frames_are_dcm2pnms_picture(world, name, frame, tmp_path):
+    """WADO-RS Retrieve Rendered (a PACS's or portal's thumbnail): the frame
+    through the display pipeline at the file's own window, as DCMTK's dcm2pnm
+    draws it (within one grey level, two for colour), as PNG when asked, JPEG
+    by default; the read is audited as any other."""
+    from PIL import Image
+    d = next(x for x in world.ds.values() if Path(x.filename).name == name)
+    theirs = tmp_path / "dcmtk.png"
+    args = ["+F", str(frame)] if frame else ["+Wi", "1"]
+    r = subprocess.run(["dcm2pnm", "-O", "+on", *args, d.filename, str(theirs)], stderr=subprocess.PIPE)
+    assert r.returncode == 0, r.stderr.decode()
+    want = numpy.asarray(Image.open(theirs)).astype(int)
+    status, headers, body = world.get(rendered_path(d, frame), accept="image/png")
+    assert status == 200 and headers["Content-Type"] == "image/png", (status, body[:200])
+    got = numpy.asarray(Image.open(io.BytesIO(body))).astype(int)
+    assert got.shape == want.shape and numpy.abs(got - want).max() <= (2 if got.ndim == 3 else 1)
+    # JPEG unless PNG is asked: the same picture within JPEG's loss
+    status, headers, body = world.get(rendered_path(d, frame))
+    assert status == 200 and headers["Content-Type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
+    jpeg = numpy.asarray(Image.open(io.BytesIO(body))).astype(int)
+    assert jpeg.shape == want.shape and numpy.abs(jpeg - want).mean() < 3
+    # a frame the instance lacks, an image type the hub does not write, a rendered list of frames
+    n = int(d.get("NumberOfFrames", 1) or 1)
+    assert world.get(rendered_path(d, n + 1))[0] == 404
+    assert world.get(rendered_path(d, frame), accept="image/gif")[0] == 406
+    assert world.get(rendered_path(d).replace("/rendered", "/frames/1,2/rendered"))[0] == 404
+    # each rendering is a read of the patient's instance on the trail (written behind the answer)
+    what = f"dicomweb rendered frame {frame or 1} of {d.SOPInstanceUID}"
+    deadline = time.monotonic() + 10
+    while not any(r["what"] == "read-instance" and what in r["detail"] for r in audit_records(world.hub.data)):
+        assert time.monotonic() < deadline, f"no audit record '{what}'"
+        time.sleep(0.1)

@@ -1,9 +1,10 @@
 /* fuzz_dicomweb.c — what a DICOMweb client sends before any data is read:
  * the path below /dicom-web (api_dicomweb_path) and the Accept header
- * (api_dicomweb_accept_ts, api_dicomweb_accept_frames).  A parsed path must hold what the handler
- * relies on: the UIDs of the levels it names and none below, each a
- * NUL-terminated string of at most 64 bytes, and frame numbers from 1; a
- * transfer syntax asked for fits its buffer.
+ * (api_dicomweb_accept_ts, api_dicomweb_accept_frames, api_dicomweb_accept_rendered).  A parsed
+ * path must hold what the handler relies on: the UIDs of the levels it names
+ * and none below, each a NUL-terminated string of at most 64 bytes, frame
+ * numbers from 1, exactly one frame to render; a transfer syntax asked for
+ * fits its buffer, and a rendered picture is JPEG or PNG.
  *
  * Input: the path, then '\n' and the Accept header (any byte but NUL).
  *
@@ -33,6 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (p.what == API_DW_FRAMES && (!p.instance || p.n_frames < 1 || p.n_frames > API_DW_FRAMES_MAX))
             abort();
+        if (p.what == API_DW_RENDERED && (!p.instance || p.n_frames != 1))
+            abort();
         for (int i = 0; i < p.n_frames; i++)
             if (p.frames[i] == 0)
                 abort(); /* frames count from 1 */
@@ -49,6 +52,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     want = api_dicomweb_accept_frames(accept, ts, sizeof ts);
     if (want && want != ts && strcmp(want, "*") && strcmp(want, ""))
+        abort();
+    want = api_dicomweb_accept_rendered(accept);
+    if (want && strcmp(want, "image/jpeg") && strcmp(want, "image/png"))
         abort();
     free(text);
     return 0;
