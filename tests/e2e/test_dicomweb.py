@@ -374,6 +374,7 @@ def test_rendered_frames_are_dcm2pnms_picture(world, name, frame, tmp_path):
     n = int(d.get("NumberOfFrames", 1) or 1)
     assert world.get(rendered_path(d, n + 1))[0] == 404
     assert world.get(rendered_path(d, frame), accept="image/gif")[0] == 406
+    assert world.get(rendered_path(d, frame) + "?window=40,400,linear")[0] == 400  # not taken yet: said, not ignored
     assert world.get(rendered_path(d).replace("/rendered", "/frames/1,2/rendered"))[0] == 404
     # each rendering is a read of the patient's instance on the trail (written behind the answer)
     what = f"dicomweb rendered frame {frame or 1} of {d.SOPInstanceUID}"
