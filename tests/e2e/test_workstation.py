@@ -476,11 +476,14 @@ def test_a_prior_study_opens_beside_the_task_to_compare(world):
     assert ws.json("GET", f"/api/tasks/{tid}/compare/{prior}") == j  # kept: the same answer again
 
     # the hub's trail: this reader read that study, for that task, and each of its instances
+    # (records are written behind the answers: waited for)
+    reads = wait_for(lambda: (lambda rs: rs if {r["detail"] for r in rs} >= set(by_sop) else None)(
+        [r for r in hub_audit(world, "read-instance") if r["study"] == prior]), 20, interval=0.2,
+        what="the prior's instance reads on the hub's trail")
+    assert {r["detail"] for r in reads} == set(by_sop) and {r["who"] for r in reads} == {"reader:ws-att"}
     listing = [r for r in hub_audit(world, "read-study") if r["study"] == prior]
     assert listing and {r["who"] for r in listing} == {"reader:ws-att"}, listing
     assert all(r["detail"] == f"prior, compared in task {tid}" for r in listing), listing
-    reads = [r for r in hub_audit(world, "read-instance") if r["study"] == prior]
-    assert {r["detail"] for r in reads} == set(by_sop) and {r["who"] for r in reads} == {"reader:ws-att"}
 
     # another patient's study (the MR), one the hub does not hold, the task's own, not a UID
     status, _, body = ws.request("GET", f"/api/tasks/{tid}/compare/{world.mr}")
