@@ -502,7 +502,7 @@ static const struct route {
     {"/dicom-web/", "*", api_h_dicomweb,
      PB(API_P_PATIENT_ID) | PB(API_P_PATIENT_NAME) | PB(API_P_STUDY_DATE) | PB(API_P_MODALITY) |
          PB(API_P_ACCESSION) | PB(API_P_STUDY_UID) | PB(API_P_OFFSET) | PB(API_P_LIMIT) | PB(API_P_INCLUDEFIELD) |
-         PB(API_P_FUZZY), AUTH_PATIENT, 0, 0},
+         PB(API_P_FUZZY) | PB(API_P_WINDOW) | PB(API_P_QUALITY), AUTH_PATIENT, 0, 0},
 };
 
 #define PEERS_PREFIX "/api/v1/peers/"

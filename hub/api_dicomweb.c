@@ -22,6 +22,7 @@
  * for viewers that draw from bulk data.  Access and audit are the API's:
  * every answer with patient data is audited before it leaves. */
 #include <errno.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -535,11 +536,40 @@ static int to_jbuf(void *ctx, const void *p, size_t n)
     return 0;
 }
 
-/* WADO-RS Retrieve Rendered: the frame through the DICOM display pipeline
- * (cdc_render_8bit: the file's own window, as `dxhub render` and DCMTK's
- * dcm2pnm), as JPEG (quality 90) or PNG. */
-static int rendered(api_req *r, const api_dw_path *path)
+/* window=center,width[,linear] (PS3.18's LINEAR; the other functions are
+ * not drawn) into o; false when it is not that. */
+static bool window_param(const char *s, cdc_render_opts *o)
 {
+    char *end;
+    errno = 0;
+    double c = strtod(s, &end);
+    if (end == s || *end != ',' || errno)
+        return false;
+    const char *w0 = end + 1;
+    double w = strtod(w0, &end);
+    if (end == w0 || errno || !isfinite(c) || !isfinite(w) || w < 1)
+        return false;
+    if (*end == ',' && strcasecmp(end + 1, "linear"))
+        return false;
+    if (*end && *end != ',')
+        return false;
+    o->has_window = 1;
+    o->center = c;
+    o->width = w;
+    return true;
+}
+
+/* WADO-RS Retrieve Rendered: the frame through the DICOM display pipeline
+ * (cdc_render_8bit, as `dxhub render` and DCMTK's dcm2pnm: the window
+ * given, else the file's own), as JPEG (quality 90 unless given) or PNG. */
+static int rendered(api_req *r, const api_dw_path *path, const api_params *p)
+{
+    cdc_render_opts ro = {.frame = path->frames[0] - 1};
+    uint64_t quality = 90;
+    if (p->v[API_P_WINDOW] && !window_param(p->v[API_P_WINDOW], &ro))
+        return api_send_bad_param(r, p->given[API_P_WINDOW], "center,width[,linear]: a width of at least 1");
+    if (p->v[API_P_QUALITY] && (!api_parse_uint(p->v[API_P_QUALITY], 100, &quality) || quality < 1))
+        return api_send_bad_param(r, p->given[API_P_QUALITY], "a JPEG quality from 1 to 100");
     const char *type = api_dicomweb_accept_rendered(MHD_lookup_connection_value(r->c, MHD_HEADER_KIND,
                                                                                 MHD_HTTP_HEADER_ACCEPT));
     if (!type)
@@ -580,11 +610,11 @@ static int rendered(api_req *r, const api_dw_path *path)
         status = MHD_HTTP_NOT_FOUND;
         snprintf(why, sizeof why, "frame %u: the instance has %u", path->frames[0], img.frames);
     } else {
-        cdc_render_opts ro = {.frame = path->frames[0] - 1};
         jbuf_sink js = {&b};
         dcm_sink sink = {to_jbuf, &js};
         if ((rc = cdc_render_8bit(&img, &ro, &pic, &err)) < 0 ||
-            (rc = strcmp(type, "image/png") ? cdc_write_jpeg(&pic, 90, sink, &err) : cdc_write_png(&pic, sink, &err)) <
+            (rc = strcmp(type, "image/png") ? cdc_write_jpeg(&pic, (int)quality, sink, &err)
+                                             : cdc_write_png(&pic, sink, &err)) <
                 0) {
             status = MHD_HTTP_UNPROCESSABLE_CONTENT;
             snprintf(why, sizeof why, "frame %u cannot be rendered: %s", path->frames[0],
@@ -612,9 +642,14 @@ int api_h_dicomweb(api_req *r, const api_params *p)
     const char *bad = bad_uid(&path);
     if (bad)
         return api_send_bad_param(r, bad, "a UID: digits and dots, at most 64");
+    bool picture = path.what == API_DW_RENDERED; /* window and quality: a rendered picture's only */
+    for (int i = API_P_WINDOW; i <= API_P_QUALITY; i++)
+        if (p->v[i] && !picture)
+            return api_send_bad_param(r, p->given[i], "not taken by this path");
     if (path.what != API_DW_SEARCH_STUDIES) { /* study-level filters and paging search studies only */
         for (int i = 0; i < API_P_COUNT; i++)
-            if (p->v[i] && i != API_P_INCLUDEFIELD && i != API_P_FUZZY)
+            if (p->v[i] && i != API_P_INCLUDEFIELD && i != API_P_FUZZY && !(picture && (i == API_P_WINDOW ||
+                                                                                       i == API_P_QUALITY)))
                 return api_send_bad_param(r, p->given[i], "not taken by this path");
         /* fuzzymatching is still checked, as on /studies */
         if (p->v[API_P_FUZZY] && strcmp(p->v[API_P_FUZZY], "true") && strcmp(p->v[API_P_FUZZY], "false"))
@@ -626,7 +661,7 @@ int api_h_dicomweb(api_req *r, const api_params *p)
     case API_DW_SEARCH_INSTANCES: return search_below(r, &path);
     case API_DW_METADATA: return metadata(r, &path);
     case API_DW_FRAMES: return frames(r, &path);
-    case API_DW_RENDERED: return rendered(r, &path);
+    case API_DW_RENDERED: return rendered(r, &path, p);
     default: return retrieve(r, &path);
     }
 }

@@ -171,6 +171,7 @@ typedef enum api_param_id {
     API_P_INCLUDEFIELD, API_P_FUZZY, /* QIDO-RS's: taken and ignored (every attribute known is returned;
                                         matching is exact) */
     API_P_PATIENT_NAME,              /* wildcards as QIDO-RS has them (pn_match.h) */
+    API_P_WINDOW, API_P_QUALITY,     /* WADO-RS rendered: "center,width[,linear]", JPEG quality 1-100 */
     API_P_COUNT
 } api_param_id;
 

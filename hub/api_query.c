@@ -26,6 +26,8 @@ const api_param_name api_param_names[API_P_COUNT] = {
     [API_P_INCLUDEFIELD] = {"includefield", NULL},
     [API_P_FUZZY] = {"fuzzymatching", NULL},
     [API_P_PATIENT_NAME] = {"PatientName", "00100010"},
+    [API_P_WINDOW] = {"window", NULL},
+    [API_P_QUALITY] = {"quality", NULL},
 };
 
 void api_params_add(api_params *p, const char *key, const char *value)

@@ -351,9 +351,10 @@ def rendered_path(d, frame=None):
 @pytest.mark.parametrize("name,frame", [("MR-SIEMENS-DICOM-WithOverlays.dcm", None), ("SC_rgb_rle_2frame.dcm", 2)])
 def test_rendered_frames_are_dcm2pnms_picture(world, name, frame, tmp_path):
     """WADO-RS Retrieve Rendered (a PACS's or portal's thumbnail): the frame
-    through the display pipeline at the file's own window, as DCMTK's dcm2pnm
-    draws it (within one grey level, two for colour), as PNG when asked, JPEG
-    by default; the read is audited as any other."""
+    through the display pipeline at the file's own window or the one given,
+    as DCMTK's dcm2pnm draws it (within one grey level, two for colour), as
+    PNG when asked, JPEG by default at the quality given; the read is audited
+    as any other."""
     from PIL import Image
     d = next(x for x in world.ds.values() if Path(x.filename).name == name)
     theirs = tmp_path / "dcmtk.png"
@@ -374,7 +375,22 @@ def test_rendered_frames_are_dcm2pnms_picture(world, name, frame, tmp_path):
     n = int(d.get("NumberOfFrames", 1) or 1)
     assert world.get(rendered_path(d, n + 1))[0] == 404
     assert world.get(rendered_path(d, frame), accept="image/gif")[0] == 406
-    assert world.get(rendered_path(d, frame) + "?window=40,400,linear")[0] == 400  # not taken yet: said, not ignored
+    # a window given (PS3.18's window=center,width,linear): dcm2pnm's +Ww on grey images; a JPEG quality
+    if not frame:
+        r = subprocess.run(["dcm2pnm", "-O", "+on", "+Ww", "300", "600", d.filename, str(theirs)],
+                           stderr=subprocess.PIPE)
+        assert r.returncode == 0, r.stderr.decode()
+        status, _, body = world.get(rendered_path(d) + "?window=300,600,LINEAR", accept="image/png")
+        assert status == 200, body[:200]
+        windowed = numpy.asarray(Image.open(io.BytesIO(body))).astype(int)
+        assert numpy.abs(windowed - numpy.asarray(Image.open(theirs)).astype(int)).max() <= 1
+        assert numpy.abs(windowed - got).mean() > 5  # another window: another picture
+    small, q90 = world.get(rendered_path(d, frame) + "?quality=20"), world.get(rendered_path(d, frame))
+    assert small[0] == 200 and small[1]["Content-Type"] == "image/jpeg" and len(small[2]) < len(q90[2])
+    for bad in ("window=40", "window=40,0", "window=40,400,sigmoid", "window=a,b", "quality=0", "quality=101"):
+        status, _, body = world.get(rendered_path(d, frame) + "?" + bad)
+        assert status == 400 and bad.split("=")[0].encode() in body, (bad, status, body)
+    assert world.get(frames_path(d, frame or 1) + "?window=40,400")[0] == 400  # a picture's parameter only
     assert world.get(rendered_path(d).replace("/rendered", "/frames/1,2/rendered"))[0] == 404
     # each rendering is a read of the patient's instance on the trail (written behind the answer)
     what = f"dicomweb rendered frame {frame or 1} of {d.SOPInstanceUID}"
