@@ -457,6 +457,66 @@ static unsigned frame_of(const cdc_image *img, uint32_t k, const char *want, fra
     return 0;
 }
 
+/* The instance a frames or rendered request names, read whole and opened
+ * as an image, with every frame it asks for there. */
+typedef struct instance_image {
+    uint8_t  *buf;
+    dcm_file *f;
+    cdc_image img;
+} instance_image;
+
+static void instance_image_release(instance_image *ii)
+{
+    cdc_image_release(&ii->img);
+    dcm_free(&ii->f);
+    free(ii->buf);
+}
+
+/* 0 with ii open (release it); else -1 with the error answer sent and its
+ * result in *answer.  The read is audited as read-instance with detail. */
+static int open_image(api_req *r, const api_dw_path *path, const char *detail, instance_image *ii, int *answer)
+{
+    memset(ii, 0, sizeof *ii);
+    store_instance in;
+    int rc = store_get_instance(r->a->st, path->instance, &in);
+    if (rc == 0 && (strcmp(in.study_uid, path->study) || strcmp(in.series_uid, path->series)))
+        rc = -ENOENT;
+    if (rc < 0 && rc != -ENOENT)
+        return *answer = api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read"), -1;
+    if (api_req_audit(r, "read-instance", rc == 0 ? in.study_uid : path->study, detail) < 0)
+        return *answer = api_send_audit_failed(r, NULL), -1;
+    if (rc == -ENOENT)
+        return *answer = api_send_error(r, MHD_HTTP_NOT_FOUND, "no such instance in that study and series"), -1;
+    if (in.size > FRAMES_INSTANCE_MAX)
+        return *answer = api_send_error(r, MHD_HTTP_NOT_IMPLEMENTED,
+                                        "frames of an instance over 512 MiB are not served: retrieve the instance"),
+               -1;
+    if (!(ii->buf = malloc(in.size ? in.size : 1)))
+        return *answer = MHD_NO, -1;
+    char why[300] = "";
+    unsigned status = 0;
+    dcm_err err = {0};
+    if (store_read_instance_all(r->a->st, &in, ii->buf) < 0) {
+        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        snprintf(why, sizeof why, "stored bytes unreadable");
+    } else if ((rc = dcm_parse(ii->buf, (size_t)in.size, NULL, &ii->f, &err)) < 0 ||
+               (rc = cdc_image_init(&ii->img, ii->f, &err)) < 0) {
+        status = rc == DCM_ENOTFOUND ? MHD_HTTP_NOT_FOUND : MHD_HTTP_UNPROCESSABLE_CONTENT;
+        snprintf(why, sizeof why, "%s", rc == DCM_ENOTFOUND ? "no pixel data in this instance"
+                                        : err.msg[0] ? err.msg : cdc_strerror(rc));
+    }
+    for (int i = 0; !status && i < path->n_frames; i++)
+        if (path->frames[i] > ii->img.frames) {
+            status = MHD_HTTP_NOT_FOUND;
+            snprintf(why, sizeof why, "frame %u: the instance has %u", path->frames[i], ii->img.frames);
+        }
+    if (status) {
+        instance_image_release(ii);
+        return *answer = api_send_error(r, status, why), -1;
+    }
+    return 0;
+}
+
 static int frames(api_req *r, const api_dw_path *path)
 {
     char tsbuf[80], why[300];
@@ -466,45 +526,16 @@ static int frames(api_req *r, const api_dw_path *path)
     if (!want)
         return api_send_error(r, MHD_HTTP_NOT_ACCEPTABLE,
                               "frames are sent as multipart/related; type=\"application/octet-stream\"");
-    store_instance in;
-    int rc = store_get_instance(r->a->st, path->instance, &in);
-    if (rc == 0 && (strcmp(in.study_uid, path->study) || strcmp(in.series_uid, path->series)))
-        rc = -ENOENT;
-    if (rc < 0 && rc != -ENOENT)
-        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
+    instance_image ii;
+    int answer;
     snprintf(why, sizeof why, "dicomweb frames of %s", path->instance);
-    if (api_req_audit(r, "read-instance", rc == 0 ? in.study_uid : path->study, why) < 0)
-        return api_send_audit_failed(r, NULL);
-    if (rc == -ENOENT)
-        return api_send_error(r, MHD_HTTP_NOT_FOUND, "no such instance in that study and series");
-    if (in.size > FRAMES_INSTANCE_MAX)
-        return api_send_error(r, MHD_HTTP_NOT_IMPLEMENTED,
-                              "frames of an instance over 512 MiB are not served: retrieve the instance");
-    uint8_t *buf = malloc(in.size ? in.size : 1);
-    if (!buf)
-        return MHD_NO;
-    if (store_read_instance_all(r->a->st, &in, buf) < 0) {
-        free(buf);
-        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "stored bytes unreadable");
-    }
-    dcm_file *f = NULL;
-    dcm_err err = {0};
-    cdc_image img = {0};
+    if (open_image(r, path, why, &ii, &answer) < 0)
+        return answer;
     unsigned status = 0;
-    if ((rc = dcm_parse(buf, (size_t)in.size, NULL, &f, &err)) < 0 || (rc = cdc_image_init(&img, f, &err)) < 0) {
-        status = rc == DCM_ENOTFOUND ? MHD_HTTP_NOT_FOUND : MHD_HTTP_UNPROCESSABLE_CONTENT;
-        snprintf(why, sizeof why, "%s", rc == DCM_ENOTFOUND ? "no pixel data in this instance"
-                                        : err.msg[0] ? err.msg : cdc_strerror(rc));
-    }
-    for (int i = 0; !status && i < path->n_frames; i++)
-        if (path->frames[i] > img.frames) {
-            status = MHD_HTTP_NOT_FOUND;
-            snprintf(why, sizeof why, "frame %u: the instance has %u", path->frames[i], img.frames);
-        }
     jbuf b = {0};
     for (int i = 0; !status && i < path->n_frames; i++) {
         frame_part fp;
-        if ((status = frame_of(&img, path->frames[i] - 1, want, &fp, why, sizeof why)))
+        if ((status = frame_of(&ii.img, path->frames[i] - 1, want, &fp, why, sizeof why)))
             break;
         jb_printf(&b, "--" BOUNDARY "\r\nContent-Type: application/octet-stream; transfer-syntax=%s\r\n"
                       "Content-Length: %zu\r\n\r\n", fp.ts, fp.n);
@@ -512,9 +543,7 @@ static int frames(api_req *r, const api_dw_path *path)
         jb_puts(&b, "\r\n");
         free(fp.owned);
     }
-    cdc_image_release(&img);
-    dcm_free(&f);
-    free(buf);
+    instance_image_release(&ii);
     if (status) {
         jb_release(&b);
         return api_send_error(r, status, why);
@@ -575,59 +604,27 @@ static int rendered(api_req *r, const api_dw_path *path, const api_params *p)
     if (!type)
         return api_send_error(r, MHD_HTTP_NOT_ACCEPTABLE, "rendered frames are sent as image/jpeg or image/png");
     char why[300];
-    store_instance in;
-    int rc = store_get_instance(r->a->st, path->instance, &in);
-    if (rc == 0 && (strcmp(in.study_uid, path->study) || strcmp(in.series_uid, path->series)))
-        rc = -ENOENT;
-    if (rc < 0 && rc != -ENOENT)
-        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
+    instance_image ii;
+    int answer;
     snprintf(why, sizeof why, "dicomweb rendered frame %u of %s", path->frames[0], path->instance);
-    if (api_req_audit(r, "read-instance", rc == 0 ? in.study_uid : path->study, why) < 0)
-        return api_send_audit_failed(r, NULL);
-    if (rc == -ENOENT)
-        return api_send_error(r, MHD_HTTP_NOT_FOUND, "no such instance in that study and series");
-    if (in.size > FRAMES_INSTANCE_MAX)
-        return api_send_error(r, MHD_HTTP_NOT_IMPLEMENTED,
-                              "an instance over 512 MiB is not rendered: retrieve the instance");
-    uint8_t *buf = malloc(in.size ? in.size : 1);
-    if (!buf)
-        return MHD_NO;
-    if (store_read_instance_all(r->a->st, &in, buf) < 0) {
-        free(buf);
-        return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "stored bytes unreadable");
-    }
-    dcm_file *f = NULL;
+    if (open_image(r, path, why, &ii, &answer) < 0)
+        return answer;
     dcm_err err = {0};
-    cdc_image img = {0};
     cdc_raster pic = {0};
-    unsigned status = 0;
     jbuf b = {0};
-    if ((rc = dcm_parse(buf, (size_t)in.size, NULL, &f, &err)) < 0 || (rc = cdc_image_init(&img, f, &err)) < 0) {
-        status = rc == DCM_ENOTFOUND ? MHD_HTTP_NOT_FOUND : MHD_HTTP_UNPROCESSABLE_CONTENT;
-        snprintf(why, sizeof why, "%s", rc == DCM_ENOTFOUND ? "no pixel data in this instance"
-                                        : err.msg[0] ? err.msg : cdc_strerror(rc));
-    } else if (path->frames[0] > img.frames) {
-        status = MHD_HTTP_NOT_FOUND;
-        snprintf(why, sizeof why, "frame %u: the instance has %u", path->frames[0], img.frames);
-    } else {
-        jbuf_sink js = {&b};
-        dcm_sink sink = {to_jbuf, &js};
-        if ((rc = cdc_render_8bit(&img, &ro, &pic, &err)) < 0 ||
-            (rc = strcmp(type, "image/png") ? cdc_write_jpeg(&pic, (int)quality, sink, &err)
-                                             : cdc_write_png(&pic, sink, &err)) <
-                0) {
-            status = MHD_HTTP_UNPROCESSABLE_CONTENT;
-            snprintf(why, sizeof why, "frame %u cannot be rendered: %s", path->frames[0],
-                     err.msg[0] ? err.msg : cdc_strerror(rc));
-        }
-    }
+    jbuf_sink js = {&b};
+    dcm_sink sink = {to_jbuf, &js};
+    int rc;
+    if ((rc = cdc_render_8bit(&ii.img, &ro, &pic, &err)) < 0 ||
+        (rc = strcmp(type, "image/png") ? cdc_write_jpeg(&pic, (int)quality, sink, &err)
+                                         : cdc_write_png(&pic, sink, &err)) < 0)
+        snprintf(why, sizeof why, "frame %u cannot be rendered: %s", path->frames[0],
+                 err.msg[0] ? err.msg : cdc_strerror(rc));
     cdc_raster_release(&pic);
-    cdc_image_release(&img);
-    dcm_free(&f);
-    free(buf);
-    if (status) {
+    instance_image_release(&ii);
+    if (rc < 0) {
         jb_release(&b);
-        return api_send_error(r, status, why);
+        return api_send_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, why);
     }
     return api_send_body(r, MHD_HTTP_OK, &b, type);
 }
