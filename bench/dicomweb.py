@@ -10,7 +10,8 @@ DICOMWEB_BENCH_RUNS (5):
   - WADO-RS metadata of that study (every instance's header as DICOM
     JSON): ms, the second of two requests (the first fills either server's
     caches);
-  - QIDO-RS search for the study by PatientID: ms.
+  - QIDO-RS search for the study by PatientID: ms;
+  - WADO-RS rendered of the middle slice as JPEG (a thumbnail): ms.
 
 Both servers hold the study as storescu sent it (uncompressed), so both
 answer with the stored bytes.  Prints a table and writes
@@ -104,6 +105,10 @@ def main():
                           check=True).stdout.decode()
     study = re.search(r"\(0020,000d\) UI \[([0-9.]+)\]", head).group(1)
     patient = re.search(r"\(0010,0020\) LO \[([^\]]*)\]", head).group(1)
+    mid = subprocess.run(["dcmdump", "-s", "+P", "0020,000e", "+P", "0008,0018", files[len(files) // 2]],
+                         stdout=subprocess.PIPE, check=True).stdout.decode()
+    series = re.search(r"\(0020,000e\) UI \[([0-9.]+)\]", mid).group(1)
+    sop = re.search(r"\(0008,0018\) UI \[([0-9.]+)\]", mid).group(1)
     work = Path(tempfile.mkdtemp(prefix="dxhub-bench-dicomweb-"))
     procs, logs = [], []
     try:
@@ -133,7 +138,8 @@ def main():
         storescu(o_dicom, "ORTHANC", files)
         bases = {"dxhub": f"http://127.0.0.1:{hub_http}/dicom-web",
                  "peer": f"http://127.0.0.1:{o_http}/dicom-web"}
-        times = {k: {"retrieve": [], "bytes": 0, "metadata": [], "qido": []} for k in bases}
+        times = {k: {"retrieve": [], "bytes": 0, "metadata": [], "qido": [], "rendered": []} for k in bases}
+        rendered = f"/studies/{study}/series/{series}/instances/{sop}/rendered"
         for _ in range(RUNS):
             for k, base in bases.items():
                 secs, n = get(f"{base}/studies/{study}", ACCEPT)
@@ -142,7 +148,12 @@ def main():
                 get(f"{base}/studies/{study}/metadata", "application/dicom+json")
                 times[k]["metadata"].append(get(f"{base}/studies/{study}/metadata", "application/dicom+json")[0])
                 times[k]["qido"].append(get(f"{base}/studies?PatientID={patient}", "application/dicom+json")[0])
-        med = {k: {m: statistics.median(v[m]) for m in ("retrieve", "metadata", "qido")} | {"bytes": v["bytes"]}
+                secs, n = get(base + rendered, "image/jpeg")
+                if n < 1000:
+                    sys.exit(f"bench/dicomweb.py: {k} answered {n} bytes for a rendered slice")
+                times[k]["rendered"].append(secs)
+        med = {k: {m: statistics.median(v[m]) for m in ("retrieve", "metadata", "qido", "rendered")} |
+               {"bytes": v["bytes"]}
                for k, v in times.items()}
         for k in med:
             if med[k]["bytes"] < sum(os.path.getsize(f) for f in files) * 0.9:
@@ -153,6 +164,7 @@ def main():
             len(files) / med["peer"]["retrieve"])
         add("WADO-RS metadata of the study", med["dxhub"]["metadata"] * 1000, "ms", med["peer"]["metadata"] * 1000)
         add("QIDO-RS search by PatientID", med["dxhub"]["qido"] * 1000, "ms", med["peer"]["qido"] * 1000)
+        add("WADO-RS rendered slice (JPEG)", med["dxhub"]["rendered"] * 1000, "ms", med["peer"]["rendered"] * 1000)
     finally:
         for p in procs:  # only what this section started, by PID
             p.terminate()
