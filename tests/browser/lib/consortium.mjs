@@ -122,12 +122,14 @@ export class Consortium {
     this.ecgDir = path.join(this.dir, 'samples/ecg');
     this.crDir = path.join(this.dir, 'samples/cr'); // for the resident (review path)
     this.ct2Dir = path.join(this.dir, 'samples/ct2'); // the patient's follow-up CT (a prior to compare)
+    this.ct3Dir = path.join(this.dir, 'samples/ct3'); // and an exam of theirs nobody has read yet
     this.ecg2Dir = path.join(this.dir, 'samples/ecg2'); // and the ECG patient's second ECG
     this.ecg2File = path.join(this.ecg2Dir, 'normal.dcm');
     const run = promisify(execFile), opts = { cwd: this.repo, timeout: 120000 };
     await Promise.all([
       run(this.py, ['samples/gen_ct_series.py', '--slices', String(this.slices), '--out', this.ctDir], opts),
       run(this.py, ['samples/gen_ct_series.py', '--slices', '8', '--name', 'followup', '--date', '20240601', '--out', this.ct2Dir], opts),
+      run(this.py, ['samples/gen_ct_series.py', '--slices', '4', '--name', 'unread', '--date', '20240301', '--out', this.ct3Dir], opts),
       run(this.py, ['samples/gen_ecg.py', '--out', this.ecgDir, '--only', 'normal'], opts),
       run(this.py, ['samples/gen_ecg.py', '--out', this.ecg2Dir, '--only', 'normal', '--tag', 'set2', '--date', '20240610'], opts),
       run(this.py, ['samples/gen_dx_images.py', '--out', this.crDir, '--only', 'CR_chest_PA.dcm'], opts)]);

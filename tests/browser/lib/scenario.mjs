@@ -411,7 +411,7 @@ export async function scenario({ browser, ctx, checks, shots }) {
   await checks.check('a new CT of the patient opens the signed CT beside it: its own stack, the same window and scale, pydicom\'s pixels', async () => {
     const p = s.page, hub = ctx.hub;
     expect(s.study, 'the first CT\'s listing was not taken (the lung window check)');
-    await pushAndClaim(p, 'tr.task[data-modality="CT"]', s.ctTask, '--note', 'follow-up of a nodule', hub.ct2Dir);
+    s.followUp = await pushAndClaim(p, 'tr.task[data-modality="CT"]', s.ctTask, '--note', 'follow-up of a nodule', hub.ct2Dir);
     await waitImage(p, { slice: 1 }, 0, 30000);
     const button = `table.priors tr[data-study="${s.study.study_uid}"] button.compare`;
     await p.waitForSelector(button, { timeout: 5000 });
@@ -459,6 +459,27 @@ export async function scenario({ browser, ctx, checks, shots }) {
     await p.click('#compare-close');
     expect(await p.isHidden('#compare-pane'), 'the prior stayed open after ×');
   }, { needs: [SIGNED] });
+
+  await checks.check('the patient\'s CT nobody has read yet is listed under "Not reported yet" and opens beside the follow-up too', async () => {
+    const p = s.page, hub = ctx.hub;
+    expect(s.followUp, 'the follow-up CT was not claimed (previous check)');
+    hub.dx('push', '--edge-data', path.join(hub.dir, 'clinic'), '--note', 'an exam not read yet', hub.ct3Dir);
+    await p.waitForFunction((known) => [...document.querySelectorAll('tr.task[data-modality="CT"]')]
+      .some((t) => !known.includes(t.dataset.taskId)), [s.ctTask, s.followUp], { timeout: 60000 });
+    await p.evaluate(() => { delete document.querySelector('#priors').dataset.state; });
+    await p.click(`tr.task[data-task-id="${s.followUp}"] button.open`);
+    await p.waitForSelector('#priors[data-state="done"]', { timeout: 15000 });
+    const rows = await p.$$eval('table.priors.unreported tr[data-study]', (trs) => trs.map((t) => ({ study: t.dataset.study, text: t.textContent })));
+    const unread = rows.filter((r) => r.text.includes('2024-03-01'));
+    expect(unread.length === 1, `"Not reported yet" lists ${JSON.stringify(rows)}`);
+    expect(!rows.some((r) => r.study === s.study.study_uid), 'the signed CT is listed as not reported');
+    await p.click(`table.priors.unreported tr[data-study="${unread[0].study}"] button.compare`);
+    await p.waitForSelector(`#compare-pane[data-state="open"][data-study="${unread[0].study}"]`, { timeout: 30000 });
+    await waitImage(p, { slice: 1 }, 0, 30000, '#compare-image');
+    const corner = await p.textContent('#cv-bl .slice');
+    expect(corner === 'Im 1/4', `the unread prior's slice corner says "${corner}"`);
+    await p.click('#compare-close');
+  }, { needs: ['a new CT of the patient opens the signed CT beside it: its own stack, the same window and scale, pydicom\'s pixels'] });
 
   await checks.check('a new ECG of the patient shows the signed prior ECG beneath it on the same paper, its R waves where the generator put them', async () => {
     const p = s.page, hub = ctx.hub;
