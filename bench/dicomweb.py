@@ -31,6 +31,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from side_by_side import SideBySide
+
 REPO = Path(__file__).resolve().parents[1]
 os.chdir(REPO)
 BUILD = Path(os.environ.get("BUILD", "build"))
@@ -43,7 +45,7 @@ PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 PEER = "Orthanc DICOMweb plugin"
 ACCEPT = 'multipart/related; type="application/dicom"'
 os.environ.setdefault("TCP_NODELAY", "1")
-results = []
+results = SideBySide(PEER, OUT)
 
 
 def free_port():
@@ -88,10 +90,6 @@ def storescu(port, aec, files):
     if r.returncode:
         sys.exit(f"bench/dicomweb.py: storescu to {aec} failed: {r.stderr.decode()[-300:]}")
 
-
-def add(metric, value, unit, peer_value):
-    results.append({"metric": metric, "value": round(value, 3), "unit": unit, "peer": PEER,
-                    "peer_value": round(peer_value, 3), "ratio": round(value / peer_value, 3) if peer_value else None})
 
 
 def main():
@@ -159,12 +157,12 @@ def main():
             if med[k]["bytes"] < sum(os.path.getsize(f) for f in files) * 0.9:
                 sys.exit(f"bench/dicomweb.py: {k} answered {med[k]['bytes']} bytes for the study")
         mb = {k: med[k]["bytes"] / med[k]["retrieve"] / 1e6 for k in med}
-        add("WADO-RS retrieve, 300-slice CT study", mb["dxhub"], "MB/s", mb["peer"])
-        add("WADO-RS retrieve, instances per second", len(files) / med["dxhub"]["retrieve"], "instances/s",
+        results.add("WADO-RS retrieve, 300-slice CT study", mb["dxhub"], "MB/s", mb["peer"])
+        results.add("WADO-RS retrieve, instances per second", len(files) / med["dxhub"]["retrieve"], "instances/s",
             len(files) / med["peer"]["retrieve"])
-        add("WADO-RS metadata of the study", med["dxhub"]["metadata"] * 1000, "ms", med["peer"]["metadata"] * 1000)
-        add("QIDO-RS search by PatientID", med["dxhub"]["qido"] * 1000, "ms", med["peer"]["qido"] * 1000)
-        add("WADO-RS rendered slice (JPEG)", med["dxhub"]["rendered"] * 1000, "ms", med["peer"]["rendered"] * 1000)
+        results.add("WADO-RS metadata of the study", med["dxhub"]["metadata"] * 1000, "ms", med["peer"]["metadata"] * 1000)
+        results.add("QIDO-RS search by PatientID", med["dxhub"]["qido"] * 1000, "ms", med["peer"]["qido"] * 1000)
+        results.add("WADO-RS rendered slice (JPEG)", med["dxhub"]["rendered"] * 1000, "ms", med["peer"]["rendered"] * 1000)
     finally:
         for p in procs:  # only what this section started, by PID
             p.terminate()
@@ -176,11 +174,7 @@ def main():
             log.close()
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"{'metric':44} {'dxhub':>12} {'Orthanc':>12} {'ratio':>7}")
-    for r in results:
-        print(f"{r['metric']:44} {r['value']:>12.2f} {r['peer_value']:>12.2f} {r['ratio']:>7.2f}  {r['unit']}")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=1) + "\n")
+    results.report('dxhub', 'Orthanc', 44)
 
 
 if __name__ == "__main__":

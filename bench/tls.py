@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from side_by_side import SideBySide
+
 REPO = Path(__file__).resolve().parents[1]
 os.chdir(REPO)
 BUILD = Path(os.environ.get("BUILD", "build"))
@@ -38,7 +40,7 @@ RUNS = int(os.environ.get("TLS_BENCH_RUNS", "3"))
 SECONDS = int(os.environ.get("TLS_BENCH_SECONDS", "5"))
 os.environ.setdefault("TCP_NODELAY", "1")
 PEER = "dxhub without TLS"
-results = []
+results = SideBySide(PEER, OUT)
 
 
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
@@ -116,10 +118,6 @@ def wrk_lookup(url):
     return float(rate.group(1)), float(p99.group(1)) * scale
 
 
-def add(metric, value, unit, peer_value):
-    results.append({"metric": metric, "value": round(value, 3), "unit": unit, "peer": PEER,
-                    "peer_value": round(peer_value, 3), "ratio": round(value / peer_value, 3) if peer_value else None})
-
 
 def main():
     for tool in ("storescu", "wrk", "openssl"):
@@ -135,7 +133,7 @@ def main():
         for n in range(RUNS):
             plain.append(ingest(work, None, files, n))
             tls.append(ingest(work, certs, files, n))
-        add("CT ingest, DICOM TLS", statistics.median(tls), "instances/s", statistics.median(plain))
+        results.add("CT ingest, DICOM TLS", statistics.median(tls), "instances/s", statistics.median(plain))
 
         # one hub of each kind with the series, then the lookup alternating
         hubs = {"plain": Hub(work / "lookup-plain"), "tls": Hub(work / "lookup-tls", certs)}
@@ -154,16 +152,12 @@ def main():
             for hub in hubs.values():
                 hub.stop()
         med = {k: (statistics.median(r for r, _ in v), statistics.median(p for _, p in v)) for k, v in rates.items()}
-        add("study lookup over HTTPS, 16 connections", med["tls"][0], "requests/s", med["plain"][0])
-        add("study lookup over HTTPS, 16 connections, p99", med["tls"][1], "ms", med["plain"][1])
+        results.add("study lookup over HTTPS, 16 connections", med["tls"][0], "requests/s", med["plain"][0])
+        results.add("study lookup over HTTPS, 16 connections, p99", med["tls"][1], "ms", med["plain"][1])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"{'metric':48} {'with TLS':>12} {'without':>12} {'ratio':>7}")
-    for r in results:
-        print(f"{r['metric']:48} {r['value']:>12.2f} {r['peer_value']:>12.2f} {r['ratio']:>7.2f}  {r['unit']}")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=1) + "\n")
+    results.report('with TLS', 'without', 48)
 
 
 if __name__ == "__main__":
