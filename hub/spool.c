@@ -67,6 +67,28 @@ int spool_lerr(int rc)
     return rc > 0 ? -rc : -EIO;
 }
 
+int spool_each(spool *s, MDB_dbi dbi, const MDB_val *from,
+               int (*fn)(void *ctx, const MDB_val *k, const MDB_val *v), void *ctx)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return spool_lerr(rc);
+    if ((rc = mdb_cursor_open(txn, dbi, &cur))) {
+        mdb_txn_abort(txn);
+        return spool_lerr(rc);
+    }
+    MDB_val k = from ? *from : (MDB_val){0}, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, from ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        if (fn(ctx, &k, &v))
+            break;
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return 0;
+}
+
 uint64_t spool_seq_of(const MDB_val *k)
 {
     uint64_t seq = 0;
@@ -372,32 +394,39 @@ static int cmp_items(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+typedef struct item_list {
+    int         include_failed;
+    spool_item *items;
+    size_t      n, cap;
+} item_list;
+
+static int collect_item(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    (void)k;
+    item_list *l = ctx;
+    spool_item it;
+    if (read_item(v, &it) < 0 || (it.failed && !l->include_failed))
+        return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        spool_item *q = realloc(l->items, cap * sizeof *q);
+        if (!q)
+            return 1;
+        l->items = q;
+        l->cap = cap;
+    }
+    l->items[l->n++] = it;
+    return 0;
+}
+
 int spool_list(spool *s, int include_failed, int (*cb)(void *ctx, const spool_item *it), void *ctx)
 {
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return spool_lerr(rc);
-    MDB_cursor *c;
-    mdb_cursor_open(txn, s->item, &c);
-    MDB_val k, v;
-    spool_item *items = NULL;
-    size_t n = 0, cap = 0;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        spool_item it;
-        if (read_item(&v, &it) < 0 || (it.failed && !include_failed))
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            spool_item *q = realloc(items, cap * sizeof *q);
-            if (!q)
-                break;
-            items = q;
-        }
-        items[n++] = it;
-    }
-    mdb_cursor_close(c);
-    mdb_txn_abort(txn);
+    item_list l = {.include_failed = include_failed};
+    int rc = spool_each(s, s->item, NULL, collect_item, &l);
+    if (rc < 0)
+        return rc;
+    spool_item *items = l.items;
+    size_t n = l.n;
     if (n)
         qsort(items, n, sizeof *items, cmp_items);
     for (size_t i = 0; i < n; i++)

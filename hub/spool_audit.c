@@ -80,31 +80,28 @@ int spool_audit_many(spool *s, const spool_audit_rec *r, size_t n)
     return spool_lerr(mdb_txn_commit(txn));
 }
 
+typedef struct audit_walk {
+    int (*cb)(void *ctx, uint64_t seq, const char *json, size_t len);
+    void *ctx;
+    int   n;
+} audit_walk;
+
+static int audit_record_of(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    audit_walk *w = ctx;
+    if (k->mv_size != 8)
+        return 0;
+    w->n++;
+    return w->cb(w->ctx, spool_seq_of(k), v->mv_data, v->mv_size);
+}
+
 int spool_audit_walk(spool *s, uint64_t from, int (*cb)(void *ctx, uint64_t seq, const char *json, size_t len),
                      void *ctx)
 {
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return spool_lerr(rc);
-    MDB_cursor *cur;
-    if ((rc = mdb_cursor_open(txn, s->audit, &cur))) {
-        mdb_txn_abort(txn);
-        return spool_lerr(rc);
-    }
     uint8_t key[8];
     spool_seq_key(key, from);
-    MDB_val k = {8, key}, v;
-    int n = 0;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != 8)
-            continue;
-        uint64_t seq = spool_seq_of(&k);
-        n++;
-        if (cb(ctx, seq, v.mv_data, v.mv_size))
-            break;
-    }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    return n;
+    MDB_val k = {8, key};
+    audit_walk w = {cb, ctx, 0};
+    int rc = spool_each(s, s->audit, &k, audit_record_of, &w);
+    return rc < 0 ? rc : w.n;
 }

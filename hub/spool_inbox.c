@@ -42,32 +42,32 @@ int spool_inbox_put(spool *s, const char *id, const char *kind, const void *data
     return rc ? spool_lerr(rc) : 1;
 }
 
+typedef struct inbox_walk {
+    int (*cb)(void *ctx, const char *id, const char *kind, int64_t received_ms, const void *data, size_t len);
+    void *ctx;
+    int   n;
+} inbox_walk;
+
+static int inbox_item_of(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    inbox_walk *w = ctx;
+    if (v->mv_size < sizeof(inbox_hdr))
+        return 0;
+    inbox_hdr h;
+    memcpy(&h, v->mv_data, sizeof h);
+    h.kind[sizeof h.kind - 1] = '\0';
+    char id[128];
+    snprintf(id, sizeof id, "%.*s", (int)k->mv_size, (const char *)k->mv_data);
+    w->n++;
+    return w->cb(w->ctx, id, h.kind, h.received_ms, (const uint8_t *)v->mv_data + sizeof h, v->mv_size - sizeof h);
+}
+
 int spool_inbox_list(spool *s, int (*cb)(void *ctx, const char *id, const char *kind, int64_t received_ms,
                                          const void *data, size_t len), void *ctx)
 {
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return spool_lerr(rc);
-    MDB_cursor *c;
-    mdb_cursor_open(txn, s->inbox, &c);
-    MDB_val k, v;
-    int n = 0;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (v.mv_size < sizeof(inbox_hdr))
-            continue;
-        inbox_hdr h;
-        memcpy(&h, v.mv_data, sizeof h);
-        h.kind[sizeof h.kind - 1] = '\0';
-        char id[128];
-        snprintf(id, sizeof id, "%.*s", (int)k.mv_size, (char *)k.mv_data);
-        n++;
-        if (cb(ctx, id, h.kind, h.received_ms, (uint8_t *)v.mv_data + sizeof h, v.mv_size - sizeof h))
-            break;
-    }
-    mdb_cursor_close(c);
-    mdb_txn_abort(txn);
-    return n;
+    inbox_walk w = {cb, ctx, 0};
+    int rc = spool_each(s, s->inbox, NULL, inbox_item_of, &w);
+    return rc < 0 ? rc : w.n;
 }
 
 /* --- what became of each alert at the clinic -------------------------------
@@ -245,30 +245,30 @@ int spool_alert_confirmation(spool *s, const char *id, spool_confirmation *out)
     return rc;
 }
 
+typedef struct untold_walk {
+    int (*cb)(void *ctx, const char *id, const spool_confirmation *c);
+    void *ctx;
+    int   n;
+} untold_walk;
+
+static int untold_of(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    untold_walk *w = ctx;
+    alert_state a;
+    parse_alert_state(v, &a);
+    if (!a.confirmed || a.c.told_hub)
+        return 0;
+    char id[256];
+    snprintf(id, sizeof id, "%.*s", (int)k->mv_size, (const char *)k->mv_data);
+    w->n++;
+    return w->cb(w->ctx, id, &a.c);
+}
+
 int spool_alert_untold(spool *s, int (*cb)(void *ctx, const char *id, const spool_confirmation *c), void *ctx)
 {
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return spool_lerr(rc);
-    MDB_cursor *cur;
-    mdb_cursor_open(txn, s->alerts, &cur);
-    MDB_val k, v;
-    int n = 0;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        alert_state a;
-        parse_alert_state(&v, &a);
-        if (!a.confirmed || a.c.told_hub)
-            continue;
-        char id[256];
-        snprintf(id, sizeof id, "%.*s", (int)k.mv_size, (const char *)k.mv_data);
-        n++;
-        if (cb(ctx, id, &a.c))
-            break;
-    }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    return n;
+    untold_walk w = {cb, ctx, 0};
+    int rc = spool_each(s, s->alerts, NULL, untold_of, &w);
+    return rc < 0 ? rc : w.n;
 }
 
 static int mark_told(alert_state *a, void *arg)

@@ -27,6 +27,11 @@ int  spool_lerr(int rc);
 void spool_seq_key(uint8_t k[8], uint64_t seq);
 uint64_t spool_seq_of(const MDB_val *k);  /* 0 for a key that is not a sequence */
 uint64_t spool_last_seq(MDB_cursor *c);  /* the last key of c's database, 0 when empty */
+/* fn(ctx, key, value) for each record of dbi in key order, from the first
+ * key at or after from (NULL: the first), in one read transaction, until fn
+ * returns non-zero.  0, or a negative errno (spool_lerr). */
+int spool_each(spool *s, MDB_dbi dbi, const MDB_val *from,
+               int (*fn)(void *ctx, const MDB_val *k, const MDB_val *v), void *ctx);
 
 /* Appends r to the audit trail in txn (spool_audit.c).  A record that
  * names no patient takes its study's, when the spool knows it.  An LMDB
