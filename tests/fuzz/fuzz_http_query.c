@@ -15,15 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include "hub/api_private.h"
+#include "tests/fuzz/fuzz_text.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *text = malloc(size + 1);
+    char *text = fuzz_text(data, size);
     if (!text)
         return 0;
-    memcpy(text, data, size);
-    text[size] = 0;
     api_params p = {.allowed = (1u << API_P_COUNT) - 1};
     for (char *pair = text, *next; pair; pair = next) {
         next = strchr(pair, '&');
