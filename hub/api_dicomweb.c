@@ -49,10 +49,8 @@ static const char *bad_uid(const api_dw_path *p)
 /* ---- the instances a path names --------------------------------------- */
 
 typedef struct inst_set {
-    store_instance *v;
-    size_t          n, cap;
-    const api_dw_path  *p;
-    int             rc;
+    api_inst_list      l;
+    const api_dw_path *p;
 } inst_set;
 
 static int collect(void *ctx, const store_instance *in)
@@ -61,18 +59,7 @@ static int collect(void *ctx, const store_instance *in)
     if (in->conflict || (s->p->series && strcmp(in->series_uid, s->p->series)) ||
         (s->p->instance && strcmp(in->sop_uid, s->p->instance)))
         return 0; /* a conflicting copy is not the instance: the first stored is */
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 64;
-        store_instance *v = realloc(s->v, cap * sizeof *v);
-        if (!v) {
-            s->rc = -ENOMEM;
-            return 1;
-        }
-        s->v = v;
-        s->cap = cap;
-    }
-    s->v[s->n++] = *in;
-    return 0;
+    return api_inst_list_add(&s->l, in);
 }
 
 /* The instances under p's study (and series, and instance): 0, or < 0. */
@@ -80,7 +67,7 @@ static int instances_of(store *st, const api_dw_path *p, inst_set *s)
 {
     *s = (inst_set){.p = p};
     int rc = store_list_instances(st, p->study, collect, s);
-    return rc < 0 ? rc : s->rc;
+    return rc < 0 ? rc : s->l.rc;
 }
 
 /* ---- answers ------------------------------------------------------------ */
@@ -90,11 +77,11 @@ static int instances_of(store *st, const api_dw_path *p, inst_set *s)
 static int audit_count(api_req *r, const api_dw_path *path, const char *what, const char *label, inst_set *s)
 {
     char detail[200];
-    snprintf(detail, sizeof detail, "%s: %zu instance(s)", label, s->n);
+    snprintf(detail, sizeof detail, "%s: %zu instance(s)", label, s->l.n);
     int rc = api_req_audit(r, what, path->study, detail);
     if (rc < 0) {
-        free(s->v);
-        s->v = NULL;
+        free(s->l.v);
+        s->l.v = NULL;
     }
     return rc;
 }
@@ -181,7 +168,7 @@ static int search_below(api_req *r, const api_dw_path *path)
 {
     inst_set s;
     if (instances_of(r->a->st, path, &s) < 0) {
-        free(s.v);
+        free(s.l.v);
         return api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
     }
     if (audit_count(r, path, "read-study",
@@ -191,23 +178,23 @@ static int search_below(api_req *r, const api_dw_path *path)
     jbuf b = {0};
     jb_put(&b, "[", 1);
     size_t shown = 0;
-    for (size_t i = 0; i < s.n; i++) {
+    for (size_t i = 0; i < s.l.n; i++) {
         if (path->what == API_DW_SEARCH_INSTANCES) {
             if (shown++)
                 jb_put(&b, ",", 1);
-            instance_json(&b, &s.v[i]);
+            instance_json(&b, &s.l.v[i]);
             continue;
         }
         size_t j = i; /* instances come ordered by series: a series is a run */
-        while (j + 1 < s.n && !strcmp(s.v[j + 1].series_uid, s.v[i].series_uid))
+        while (j + 1 < s.l.n && !strcmp(s.l.v[j + 1].series_uid, s.l.v[i].series_uid))
             j++;
         if (shown++)
             jb_put(&b, ",", 1);
-        series_json(r, &b, &s.v[i], j - i + 1);
+        series_json(r, &b, &s.l.v[i], j - i + 1);
         i = j;
     }
     jb_put(&b, "]", 1);
-    free(s.v);
+    free(s.l.v);
     return send_dicom_json(r, &b);
 }
 
@@ -218,13 +205,13 @@ static bool named_instances(api_req *r, const api_dw_path *path, const char *wha
                             int *answered)
 {
     if (instances_of(r->a->st, path, s) < 0) {
-        free(s->v);
+        free(s->l.v);
         *answered = api_send_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the store cannot be read");
         return false;
     }
-    if (s->n)
+    if (s->l.n)
         return true;
-    free(s->v);
+    free(s->l.v);
     char detail[80];
     snprintf(detail, sizeof detail, "%s: none", label);
     *answered = api_req_audit(r, what, path->study, detail) < 0
@@ -244,18 +231,18 @@ static int metadata(api_req *r, const api_dw_path *path)
     jbuf b = {0};
     jb_put(&b, "[", 1);
     size_t shown = 0;
-    for (size_t i = 0; i < s.n; i++) {
+    for (size_t i = 0; i < s.l.n; i++) {
         size_t mark = b.len;
         if (shown)
             jb_put(&b, ",", 1);
         api_series_attrs sa;
-        if (api_header_json(r->a->st, r->a->cache, &s.v[i], &b, &sa) < 0)
+        if (api_header_json(r->a->st, r->a->cache, &s.l.v[i], &b, &sa) < 0)
             b.len = mark; /* an unreadable header: left out (the API's detail names why) */
         else
             shown++;
     }
     jb_put(&b, "]", 1);
-    free(s.v);
+    free(s.l.v);
     return send_dicom_json(r, &b);
 }
 
@@ -358,13 +345,13 @@ static int retrieve(api_req *r, const api_dw_path *path)
     if (!named_instances(r, path, "read-instance", "dicomweb retrieve", &s, &answered))
         return answered;
     if (strcmp(ts, "*")) {
-        for (size_t i = 0; i < s.n; i++) {
-            if (strcmp(s.v[i].ts_uid, ts)) {
+        for (size_t i = 0; i < s.l.n; i++) {
+            if (strcmp(s.l.v[i].ts_uid, ts)) {
                 char why[400];
                 snprintf(why, sizeof why,
                          "instances are sent as they were received, never re-encoded: %s is stored in %s, not %s "
-                         "(ask with transfer-syntax=*)", s.v[i].sop_uid, s.v[i].ts_uid, ts);
-                free(s.v);
+                         "(ask with transfer-syntax=*)", s.l.v[i].sop_uid, s.l.v[i].ts_uid, ts);
+                free(s.l.v);
                 return api_send_error(r, MHD_HTTP_NOT_ACCEPTABLE, why);
             }
         }
@@ -376,10 +363,10 @@ static int retrieve(api_req *r, const api_dw_path *path)
         return api_send_audit_failed(r, NULL);
     mp_stream *m = calloc(1, sizeof *m);
     if (!m) {
-        free(s.v);
+        free(s.l.v);
         return MHD_NO;
     }
-    *m = (mp_stream){.st = r->a->st, .v = s.v, .n = s.n};
+    *m = (mp_stream){.st = r->a->st, .v = s.l.v, .n = s.l.n};
     part_head(m);
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 256 << 10, mp_read, m, mp_free);
     if (!resp) {

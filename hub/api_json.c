@@ -287,15 +287,8 @@ static int instance_json(jbuf *b, store *st, api_hcache *cache, const store_inst
 
 /* ---- a study's series and instances -------------------------------- */
 
-typedef struct inst_list {
-    store_instance *v;
-    size_t          n, cap;
-    int             rc;
-} inst_list;
-
-static int collect(void *ctx, const store_instance *in)
+int api_inst_list_add(api_inst_list *l, const store_instance *in)
 {
-    inst_list *l = ctx;
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 64;
         store_instance *v = realloc(l->v, cap * sizeof *v);
@@ -309,6 +302,8 @@ static int collect(void *ctx, const store_instance *in)
     l->v[l->n++] = *in;
     return 0;
 }
+
+static int collect(void *ctx, const store_instance *in) { return api_inst_list_add(ctx, in); }
 
 static void series_head(jbuf *b, const char *series_uid, const api_series_attrs *sa)
 {
@@ -327,7 +322,7 @@ static void series_head(jbuf *b, const char *series_uid, const api_series_attrs 
 
 /* Instances arrive ordered by series then instance number, so a series
  * is a run; its attributes come from its first instance's header. */
-static int write_series(jbuf *b, store *st, api_hcache *cache, const inst_list *l)
+static int write_series(jbuf *b, store *st, api_hcache *cache, const api_inst_list *l)
 {
     jbuf first = {0};
     int rc = 0;
@@ -354,7 +349,7 @@ static int write_series(jbuf *b, store *st, api_hcache *cache, const inst_list *
 
 int api_json_study_detail(jbuf *b, store *st, api_hcache *cache, const store_study *study)
 {
-    inst_list l = {0};
+    api_inst_list l = {0};
     int n = store_list_instances(st, study->study_uid, collect, &l);
     int rc = n < 0 ? n : l.rc;
     if (rc == 0) {

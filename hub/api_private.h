@@ -129,6 +129,16 @@ void        api_lcache_put(api_lcache *c, const char *key, uint64_t gen, uint64_
 
 /* ---- renderers (api_json.c) ---------------------------------------- */
 
+/* Instances gathered from store_list_instances (v malloc'd: free it). */
+typedef struct api_inst_list {
+    store_instance *v;
+    size_t          n, cap;
+    int             rc; /* -ENOMEM when one could not be kept */
+} api_inst_list;
+/* Keeps a copy of in: 0, or 1 (rc set) when out of memory — a listing
+ * callback's stop. */
+int api_inst_list_add(api_inst_list *l, const store_instance *in);
+
 /* A study as a DICOM JSON object plus the non-DICOM "dxhub" member. */
 void api_json_study(jbuf *b, const store_study *st);
 /* The same without the "dxhub" member, as QIDO-RS answers it, with its
