@@ -15,8 +15,13 @@
  *                                    at once, before this CLAIM's answer, which waits for its commit)
  *   HEARTBEAT {req}                → HEARTBEAT {req, leases}       keeps every lease alive
  *   RELEASE {req, task}            → OK {req} | NACK
- *   STUDY {req, task[, offset][, prior]} → STUDY {req, task, study, offset, total, instances:[{sop, series, size, digest, ts, number}]}
- *                                    at most 200 instances from offset (0) of total: page with offset
+ *   STUDY {req, task[, offset][, prior[, prefetch]]} → STUDY {req, task, study, offset, total,
+ *                                    instances:[{sop, series, size, digest, ts, number}][, relevant_prior]}
+ *                                    at most 200 instances from offset (0) of total: page with offset;
+ *                                    relevant_prior (the task's own study, offset 0): the patient's
+ *                                    newest other study here with the task's modality, no later than
+ *                                    the task's, wholly arrived — what a workstation fetches ahead;
+ *                                    prefetch (true): a prior listed ahead, not opened (the trail says so)
  *   FETCH {req, task, sop, offset, length[, prior]} → DATA {req, sop, offset, size, eof} + bytes | NACK
  *        prior: a Study Instance UID — another study of the task's patient (the same Patient
  *        ID and, when both give one, birth date) held at this hub, listed and read to compare with the task's own (NACK when it
@@ -139,7 +144,13 @@ int hub_client_fetch(hub_client *c, uint64_t task, const char *sop, uint64_t off
                      int (*sink)(void *ctx, uint64_t offset, const void *p, size_t n), void *ctx);
 /* A prior study of the task's patient held at this hub, to compare (STUDY
  * and FETCH with "prior"): as hub_client_study and hub_client_fetch. */
-int hub_client_prior_study(hub_client *c, uint64_t task, const char *prior, hub_instance **out, size_t *n);
+int hub_client_prior_study(hub_client *c, uint64_t task, const char *prior, bool ahead, hub_instance **out,
+                           size_t *n);
+/* The prior the hub suggests fetching ahead for task (STUDY's
+ * "relevant_prior": the patient's newest earlier study of the task's
+ * modality held there) into uid, "" when there is none.  Fetched ahead,
+ * its listing is asked with ahead set: the hub's trail says "prefetched". */
+int hub_client_relevant_prior(hub_client *c, uint64_t task, char *uid, size_t n);
 int hub_client_prior_fetch(hub_client *c, uint64_t task, const char *prior, const char *sop, uint64_t offset,
                            int (*sink)(void *ctx, uint64_t offset, const void *p, size_t n), void *ctx);
 /* Submit a report (the exact bytes to store) with an optional detached

@@ -619,13 +619,15 @@ int hub_client_release(hub_client *c, uint64_t task)
 }
 
 /* One page of a study listing from offset: appended to *v (grown). */
-static int study_page(hub_client *c, uint64_t task, const char *prior, size_t offset, hub_instance **v, size_t *n,
-                      size_t *total)
+static int study_page(hub_client *c, uint64_t task, const char *prior, bool ahead, size_t offset, hub_instance **v,
+                      size_t *n, size_t *total)
 {
     proto_msg m;
     json_t *h = json_pack("{s:I,s:I}", "task", (json_int_t)task, "offset", (json_int_t)offset);
     if (prior)
         json_object_set_new(h, "prior", json_string(prior));
+    if (prior && ahead)
+        json_object_set_new(h, "prefetch", json_true()); /* the hub's trail says so */
     int rc = request(c, "STUDY", h, NULL, 0, "STUDY", &m);
     if (rc)
         return rc;
@@ -669,14 +671,14 @@ static int study_page(hub_client *c, uint64_t task, const char *prior, size_t of
     return 0;
 }
 
-static int study_of(hub_client *c, uint64_t task, const char *prior, hub_instance **out, size_t *n)
+static int study_of(hub_client *c, uint64_t task, const char *prior, bool ahead, hub_instance **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
     hub_instance *v = NULL;
     size_t got = 0, total = 0;
     do {
-        int rc = study_page(c, task, prior, got, &v, &got, &total);
+        int rc = study_page(c, task, prior, ahead, got, &v, &got, &total);
         if (rc) {
             free(v);
             return rc;
@@ -691,30 +693,43 @@ static int study_of(hub_client *c, uint64_t task, const char *prior, hub_instanc
 
 int hub_client_study(hub_client *c, uint64_t task, hub_instance **out, size_t *n)
 {
-    return study_of(c, task, NULL, out, n);
+    return study_of(c, task, NULL, false, out, n);
 }
 
-int hub_client_prior_study(hub_client *c, uint64_t task, const char *prior, hub_instance **out, size_t *n)
+int hub_client_prior_study(hub_client *c, uint64_t task, const char *prior, bool ahead, hub_instance **out,
+                           size_t *n)
 {
     if (!prior || !prior[0])
         return fail(c, HUB_EPROTO, "STUDY: no prior study named");
-    return study_of(c, task, prior, out, n);
+    return study_of(c, task, prior, ahead, out, n);
 }
 
-int hub_client_study_uid(hub_client *c, uint64_t task, char *uid, size_t n)
+/* A string field of the STUDY answer about the task's own study into uid
+ * ("" when absent); required: absent is a protocol error. */
+static int study_field(hub_client *c, uint64_t task, const char *field, bool required, char *uid, size_t n)
 {
     proto_msg m;
     int rc = request(c, "STUDY", json_pack("{s:I}", "task", (json_int_t)task), NULL, 0, "STUDY", &m);
     if (rc)
         return rc;
-    const char *s = proto_str(&m, "study");
-    if (!s || !s[0]) {
+    const char *s = proto_str(&m, field);
+    if (required && (!s || !s[0])) {
         proto_msg_close(&m);
         return fail(c, HUB_EPROTO, "STUDY: the hub's answer names no study");
     }
-    snprintf(uid, n, "%s", s);
+    snprintf(uid, n, "%s", s ? s : "");
     proto_msg_close(&m);
     return 0;
+}
+
+int hub_client_study_uid(hub_client *c, uint64_t task, char *uid, size_t n)
+{
+    return study_field(c, task, "study", true, uid, n);
+}
+
+int hub_client_relevant_prior(hub_client *c, uint64_t task, char *uid, size_t n)
+{
+    return study_field(c, task, "relevant_prior", false, uid, n);
 }
 
 static int fetch_of(hub_client *c, uint64_t task, const char *prior, const char *sop, uint64_t offset,

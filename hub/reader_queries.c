@@ -152,6 +152,68 @@ const char *reader_other_patient(const store_study *cur, const store_study *othe
     return NULL;
 }
 
+/* The prior a workstation fetches ahead for a held task (STUDY's
+ * "relevant_prior"): the newest of the patient's other studies here that
+ * has the task's modality and is no later than the task's study, and has
+ * finished arriving.  What a reader opens first beside a follow-up: the
+ * last CT under this CT, the last ECG under this ECG. */
+typedef struct relevant_ctx {
+    const store_study *cur;
+    const char        *modality;
+    store_study        best;
+    int                found;
+} relevant_ctx;
+
+/* Is m one of the backslash-separated entries of list? */
+static int has_modality(const char *list, const char *m)
+{
+    size_t n = strlen(m);
+    for (const char *p = list; n && *p;) {
+        const char *end = strchr(p, '\\');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && !strncmp(p, m, n))
+            return 1;
+        p += len + (end != NULL);
+    }
+    return 0;
+}
+
+/* a dated "newer than" b: by date, then time; an undated study is oldest */
+static int newer(const store_study *a, const store_study *b)
+{
+    int c = strcmp(a->study_date, b->study_date);
+    return c ? c > 0 : strcmp(a->study_time, b->study_time) > 0;
+}
+
+static int consider(void *ctx, const store_study *st)
+{
+    relevant_ctx *r = ctx;
+    if (!strcmp(st->study_uid, r->cur->study_uid) || reader_other_patient(r->cur, st) ||
+        st->state == STUDY_RECEIVING || !st->n_instances || !has_modality(st->modalities, r->modality))
+        return 0;
+    if (r->cur->study_date[0] && st->study_date[0] && newer(st, r->cur))
+        return 0; /* a later exam is not this one's prior */
+    if (!r->found || newer(st, &r->best)) {
+        r->best = *st;
+        r->found = 1;
+    }
+    return 0;
+}
+
+int reader_relevant_prior(store *st, const wl_task *t, char uid[STORE_UID_MAX])
+{
+    store_study cur;
+    uid[0] = 0;
+    if (!t->modality[0] || store_get_study(st, t->study_uid, &cur) != 0 || !cur.patient_id[0])
+        return 0;
+    relevant_ctx r = {.cur = &cur, .modality = t->modality};
+    store_study_filter f = {.patient_id = cur.patient_id, .state = -1};
+    store_list_studies(st, &f, 0, 1000, consider, &r);
+    if (r.found)
+        snprintf(uid, STORE_UID_MAX, "%s", r.best.study_uid);
+    return r.found;
+}
+
 static int add_other(void *ctx, const store_study *st)
 {
     other_studies *o = ctx;

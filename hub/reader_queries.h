@@ -32,6 +32,12 @@ int reader_audit(const reader_link_config *cfg, const char *reader_id, const cha
  * "prior") and what PRIORS lists. */
 const char *reader_other_patient(const store_study *cur, const store_study *other);
 
+/* The study a workstation fetches ahead to compare with held task t (STUDY
+ * answers it as "relevant_prior"): the newest other study of the patient
+ * here (reader_other_patient) with the task's modality, no later than the
+ * task's study, wholly arrived.  1 and uid filled, or 0 when none. */
+int reader_relevant_prior(store *st, const wl_task *t, char uid[STORE_UID_MAX]);
+
 /* Is cmd one of these questions? */
 bool reader_query_known(const char *cmd);
 /* The answer to m from reader r: 0, or -1 with a->why for a NACK. */

@@ -29,6 +29,7 @@ typedef struct ws_config {
     const char *cache_dir, *web_dir, *bind;
     uint64_t    cache_bytes;
     int         http_port, prefetch, offers, timeout_ms;
+    int         prefetch_prior; /* fetch each held task's relevant prior ahead */
 } ws_config;
 
 /* A prior study of the task's patient opened beside it to compare
@@ -39,6 +40,9 @@ typedef struct ws_compare {
     size_t        n_inst;
     char         *view;        /* as /compare answers it, once wholly cached; NULL until */
     size_t        view_len;
+    int           ahead;       /* the hub's relevant prior, fetched before it is opened */
+    size_t        n_cached;    /* fetched ahead: instances of the listing in the cache */
+    int           fails;       /* fetched ahead: failed steps (given up after WS_AHEAD_TRIES) */
 } ws_compare;
 
 typedef struct ws_task {
@@ -57,6 +61,7 @@ typedef struct ws_task {
     size_t        n_ahead;     /* of those, decoded ahead (or found decoded) so far */
     int           view_failed; /* the background could not build the view: built on request */
     ws_compare    cmp;         /* the prior opened beside it, if any */
+    int           prior_asked; /* held: the hub was asked which prior to fetch ahead */
 } ws_task;
 
 typedef struct ws {
@@ -142,6 +147,14 @@ void ws_task_release(ws_task *t);
 /* Every instance of the prior task id compares with in the cache (fetching
  * what is not): 0, or -1 with the reason. */
 int ws_compare_fetch(ws *w, uint64_t id, char *err, size_t errlen);
+/* Does held task t (mu held) still have its prior to fetch ahead
+ * (--prefetch-prior)?  Asked once its own study is wholly cached. */
+int ws_compare_ahead_due(const ws *w, const ws_task *t);
+/* One step of that: ask the hub which prior (once), list it, or fetch one
+ * more of its instances, not evicting what the offers keep.  0, or -1
+ * with the reason (tried again later, given up after WS_AHEAD_TRIES). */
+int ws_compare_ahead_step(ws *w, uint64_t id, char *err, size_t errlen);
+#define WS_AHEAD_TRIES 3
 
 /* --- ws_api_pixels.c: decoding ahead ----------------------------------------------- */
 

@@ -217,8 +217,9 @@ static json_t *task_json(const ws_task *t)
                      t->n_images ? t->images[0] : NULL); /* fetched beside the study when it opens */
 }
 
-/* What review adds to a task: who drafted it, and a reviewer's reason when it came back. */
-static json_t *task_json_review(const ws_task *t)
+/* What review adds to a task (who drafted it, and a reviewer's reason when
+ * it came back), and the prior fetched ahead to compare (--prefetch-prior). */
+static json_t *task_json_shown(const ws_task *t)
 {
     json_t *j = task_json(t);
     if (t->t.drafted_by[0])
@@ -227,8 +228,12 @@ static json_t *task_json_review(const ws_task *t)
         json_object_set_new(j, "returned", json_string(t->t.returned));
         json_object_set_new(j, "returned_by", json_string(t->t.returned_by));
     }
+    if (t->cmp.ahead && t->cmp.inst)
+        json_object_set_new(j, "prior_prefetch", json_pack("{s:s,s:i,s:i}", "study", t->cmp.study, "instances",
+                                                           (int)t->cmp.n_inst, "cached", (int)t->cmp.n_cached));
     return j;
 }
+
 
 static int task_order(const void *a, const void *b)
 {
@@ -251,7 +256,7 @@ void ws_api_tasks(ws_req *r, ws_resp *o)
         order[i] = &w->tasks[i];
     qsort(order, w->n_tasks, sizeof order[0], task_order);
     for (size_t i = 0; i < w->n_tasks; i++)
-        json_array_append_new(list, task_json_review(order[i]));
+        json_array_append_new(list, task_json_shown(order[i]));
     pthread_mutex_unlock(&w->mu);
     ws_json(o, 200, json_pack("{s:o,s:I}", "tasks", list, "now", (json_int_t)ws_now_ms()));
 }
@@ -282,7 +287,7 @@ void ws_api_claim(ws_req *r, ws_resp *o)
     }
     pthread_mutex_lock(&r->w->mu);
     int i = ws_task_find(r->w, id);
-    json_t *t = i >= 0 ? task_json_review(&r->w->tasks[i]) : json_null();
+    json_t *t = i >= 0 ? task_json_shown(&r->w->tasks[i]) : json_null();
     pthread_mutex_unlock(&r->w->mu);
     ws_json(o, 200, json_pack("{s:o}", "task", t));
 }

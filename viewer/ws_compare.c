@@ -8,7 +8,12 @@
  * study (pinned while the task is listed) and lays it out with the same
  * code (ws_view.c), so the page shows it with a second stack viewer and
  * its frames come from /api/instances/{sop}/frames/{n}.  One comparison
- * per task: opening another replaces it. */
+ * per task: opening another replaces it.
+ *
+ * Ahead of the reader (--prefetch-prior): once a held task's own study is
+ * cached, the prior the hub names for it (STUDY's "relevant_prior": the
+ * patient's last earlier exam of the same modality) is listed and fetched
+ * as that comparison, so Compare opens at once, even with the hub away. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,9 +22,10 @@
 #include "codecs/banned.h"
 
 /* The listing of the prior the task compares with, asked of the hub when
- * it is another study than the one kept: a malloc'd copy in *out.  0, or
- * an HTTP status with the reason. */
-static int listing(ws *w, uint64_t id, const char *study, hub_instance **out, size_t *n, char *err, size_t errlen)
+ * it is another study than the one kept (ahead: to fetch it before it is
+ * opened): a malloc'd copy in *out.  0, or an HTTP status with the reason. */
+static int listing(ws *w, uint64_t id, const char *study, int ahead, hub_instance **out, size_t *n, char *err,
+                   size_t errlen)
 {
     *out = NULL;
     *n = 0;
@@ -43,7 +49,7 @@ static int listing(ws *w, uint64_t id, const char *study, hub_instance **out, si
     hub_instance *list = NULL;
     size_t k = 0;
     pthread_mutex_lock(&w->hub_mu);
-    int rc = hub_client_prior_study(w->hc, id, study, &list, &k);
+    int rc = hub_client_prior_study(w->hc, id, study, ahead, &list, &k);
     if (rc)
         snprintf(err, errlen, "%s", hub_client_error(w->hc));
     pthread_mutex_unlock(&w->hub_mu);
@@ -63,11 +69,13 @@ static int listing(ws *w, uint64_t id, const char *study, hub_instance **out, si
     memcpy(keep, list, k * sizeof *keep);
     pthread_mutex_lock(&w->mu);
     i = ws_task_find(w, id);
-    if (i >= 0) {
-        c = &w->tasks[i].cmp;
+    c = i >= 0 ? &w->tasks[i].cmp : NULL;
+    if (c && ahead && (!c->ahead || strcmp(c->study, study)))
+        c = NULL; /* the reader opened another meanwhile: theirs stays */
+    if (c) {
         free(c->inst);
         free(c->view);
-        *c = (ws_compare){.inst = keep, .n_inst = k};
+        *c = (ws_compare){.inst = keep, .n_inst = k, .ahead = ahead};
         snprintf(c->study, sizeof c->study, "%s", study);
         keep = NULL;
     }
@@ -105,10 +113,98 @@ int ws_compare_fetch(ws *w, uint64_t id, char *err, size_t errlen)
     }
     hub_instance *list;
     size_t n;
-    if (listing(w, id, study, &list, &n, err, errlen))
+    if (listing(w, id, study, 0, &list, &n, err, errlen))
         return -1;
     int rc = fetch_all(w, id, study, list, n, err, errlen);
     free(list);
+    return rc;
+}
+
+/* ---- ahead of the reader ---------------------------------------------------------- */
+
+int ws_compare_ahead_due(const ws *w, const ws_task *t)
+{
+    if (!w->cfg.prefetch_prior || !t->held || t->done || !t->inst || t->n_cached < t->n_inst)
+        return 0;
+    return !t->prior_asked || (t->cmp.ahead && (!t->cmp.inst || t->cmp.n_cached < t->cmp.n_inst));
+}
+
+/* Which prior the hub names for task id, taken as its comparison unless
+ * the reader opened one already: 1 with study filled, 0 when none. */
+static int ask_relevant(ws *w, uint64_t id, char study[65], char *err, size_t errlen)
+{
+    char uid[65] = "";
+    pthread_mutex_lock(&w->hub_mu);
+    int rc = hub_client_relevant_prior(w->hc, id, uid, sizeof uid);
+    if (rc)
+        snprintf(err, errlen, "asking for its prior: %s", hub_client_error(w->hc));
+    pthread_mutex_unlock(&w->hub_mu);
+    if (rc)
+        return -1;
+    if (uid[0] && !dcm_uid_valid(uid)) {
+        snprintf(err, errlen, "the hub named a prior that is not a Study Instance UID");
+        uid[0] = 0;
+    }
+    int taken = 0;
+    pthread_mutex_lock(&w->mu);
+    int i = ws_task_find(w, id);
+    if (i >= 0) {
+        ws_compare *c = &w->tasks[i].cmp;
+        w->tasks[i].prior_asked = 1;
+        if (uid[0] && !c->study[0]) {
+            snprintf(c->study, sizeof c->study, "%s", uid);
+            c->ahead = taken = 1;
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    snprintf(study, 65, "%s", uid);
+    return taken;
+}
+
+int ws_compare_ahead_step(ws *w, uint64_t id, char *err, size_t errlen)
+{
+    char study[65] = "";
+    pthread_mutex_lock(&w->mu);
+    int i = ws_task_find(w, id), asked = i >= 0 && w->tasks[i].prior_asked;
+    int ahead = i >= 0 && w->tasks[i].cmp.ahead;
+    if (i >= 0)
+        snprintf(study, sizeof study, "%s", w->tasks[i].cmp.study);
+    pthread_mutex_unlock(&w->mu);
+    if (i < 0)
+        return 0;
+    if (!asked) {
+        int got = ask_relevant(w, id, study, err, errlen);
+        if (got <= 0)
+            return got;
+        ahead = 1;
+    }
+    if (!ahead)
+        return 0; /* the reader opened another prior: theirs to fetch */
+    hub_instance *list;
+    size_t n = 0, cached = 0;
+    int rc = listing(w, id, study, 1, &list, &n, err, errlen) ? -1 : 0;
+    for (size_t k = 0; rc == 0 && k < n; k++)
+        if (!ws_cache_has(w->cache, list[k].sop_uid)) {
+            /* as for an offer: what the offers keep is not evicted for it */
+            rc = ws_fetch_instance(w, id, study, study, &list[k], 0, err, errlen);
+            break; /* one instance per step: the reader's requests get their turn */
+        }
+    for (size_t k = 0; rc == 0 && k < n; k++) /* the page may have fetched some meanwhile */
+        cached += (size_t)ws_cache_has(w->cache, list[k].sop_uid);
+    free(list);
+    pthread_mutex_lock(&w->mu);
+    i = ws_task_find(w, id);
+    ws_compare *c = i >= 0 ? &w->tasks[i].cmp : NULL;
+    if (c && c->ahead && !strcmp(c->study, study)) {
+        if (rc == 0 && cached != c->n_cached) {
+            if (cached == n || cached * 10 / n != c->n_cached * 10 / n) /* by tenths: no event per instance */
+                ws_changed(w);
+            c->n_cached = cached;
+        }
+        if (rc && ++c->fails >= WS_AHEAD_TRIES)
+            c->ahead = 0; /* given up: Compare still fetches it when opened */
+    }
+    pthread_mutex_unlock(&w->mu);
     return rc;
 }
 
@@ -170,7 +266,7 @@ void ws_api_compare(ws_req *r, ws_resp *o)
     }
     hub_instance *list;
     size_t n;
-    int status = listing(w, id, study, &list, &n, err, sizeof err);
+    int status = listing(w, id, study, 0, &list, &n, err, sizeof err);
     if (status) {
         ws_error(o, status, "the prior study cannot be compared: %s", err);
         return;

@@ -234,16 +234,23 @@ int ws_fetch_study(ws *w, uint64_t id, char *err, size_t errlen)
     return rc;
 }
 
-/* The task to prefetch for next (mu held): a held one first, else the
- * best of the --prefetch best offers; -1 when none needs anything. */
-static int pick(ws *w, int64_t now)
+/* The task to prefetch for next (mu held): a held one first, then a held
+ * one's prior (*prior set), else the best of the --prefetch best offers;
+ * -1 when none needs anything. */
+static int pick(ws *w, int64_t now, int *prior)
 {
     int best = -1;
+    *prior = 0;
     for (size_t i = 0; i < w->n_tasks; i++) {
         ws_task *t = &w->tasks[i];
         if (t->held && !t->done && now >= t->retry_ms && (!t->inst || t->n_cached < t->n_inst))
             return (int)i;
     }
+    for (size_t i = 0; i < w->n_tasks; i++)
+        if (now >= w->tasks[i].retry_ms && ws_compare_ahead_due(w, &w->tasks[i])) {
+            *prior = 1;
+            return (int)i;
+        }
     /* offers in order: priority, then due */
     int used[WS_MAX_TASKS] = {0};
     for (int k = 0; k < w->cfg.prefetch; k++) {
@@ -267,11 +274,23 @@ static int pick(ws *w, int64_t now)
     return best;
 }
 
+/* A prefetch step failed (what: "" for the task's study, "'s prior"):
+ * said, and not tried again for RETRY_MS. */
+static void failed(ws *w, uint64_t id, const char *what, const char *err)
+{
+    fprintf(stderr, "dxhub workstation: prefetch of task %llu%s: %s\n", (unsigned long long)id, what, err);
+    pthread_mutex_lock(&w->mu);
+    int j = ws_task_find(w, id);
+    if (j >= 0)
+        w->tasks[j].retry_ms = ws_mono_ms() + RETRY_MS;
+    pthread_mutex_unlock(&w->mu);
+}
+
 int ws_prefetch_step(ws *w)
 {
     int64_t now = ws_mono_ms();
     pthread_mutex_lock(&w->mu);
-    int i = pick(w, now);
+    int prior, i = pick(w, now, &prior);
     if (i < 0) {
         pthread_mutex_unlock(&w->mu);
         return ws_view_step(w); /* everything cached: views and decoding ahead */
@@ -280,9 +299,14 @@ int ws_prefetch_step(ws *w)
     int held = w->tasks[i].held;
     pthread_mutex_unlock(&w->mu);
 
+    char study[65], err[512];
+    if (prior) {
+        if (ws_compare_ahead_step(w, id, err, sizeof err) < 0)
+            failed(w, id, "'s prior", err);
+        return 1;
+    }
     hub_instance *list;
     size_t n;
-    char study[65], err[512];
     int rc = ws_study_listing(w, id, &list, &n, study, err, sizeof err), missing = 0;
     for (size_t k = 0; rc == 0 && k < n; k++) {
         if (ws_cache_has(w->cache, list[k].sop_uid))
@@ -301,13 +325,7 @@ int ws_prefetch_step(ws *w)
         }
         pthread_mutex_unlock(&w->mu);
     }
-    if (rc) {
-        fprintf(stderr, "dxhub workstation: prefetch of task %llu: %s\n", (unsigned long long)id, err);
-        pthread_mutex_lock(&w->mu);
-        int j = ws_task_find(w, id);
-        if (j >= 0)
-            w->tasks[j].retry_ms = ws_mono_ms() + RETRY_MS;
-        pthread_mutex_unlock(&w->mu);
-    }
+    if (rc)
+        failed(w, id, "", err);
     return 1;
 }

@@ -11,7 +11,9 @@
   that do not fit wait; a claimed study evicts the least recently used
   offered one; the cache never holds more than its bound;
 - a workstation whose key is revoked at the hub while it runs (a stolen
-  laptop) is refused from the reload on, and its page says so.
+  laptop) is refused from the reload on, and its page says so;
+- a held CT's prior (the patient's last earlier CT at the hub) is fetched
+  ahead, so Compare opens it while the hub does not answer.
 """
 import json
 import signal
@@ -21,7 +23,7 @@ import pydicom
 import pytest
 
 from edgeutil import allow, corpus_root, dxhub_bin, run, wait_for
-from wsutil import PASS, World, big_ot_study, many_instances_study, restudy
+from wsutil import PASS, World, big_ot_study, ct_study, many_instances_study, restudy
 
 OT_ROWS, OT_COLS = 1536, 2048  # 6 MiB of 16-bit pixels per study
 CACHE_MB = 16
@@ -32,7 +34,7 @@ def world(tmp_path_factory):
     base = tmp_path_factory.mktemp("wsf")
     w = World(base, {"ws-kill": ("CR", "imaging", "李娜"), "ws-next": ("CR", "imaging", "张强"),
                      "ws-cache": ("OT", "imaging", "赵敏"), "ws-big": ("NM", "imaging", "钱多"),
-                     "ws-stolen": ("MG", "imaging", "孙丽")})
+                     "ws-stolen": ("MG", "imaging", "孙丽"), "ws-prior": ("CT", "imaging", "周明")})
     try:
         w.start()
         yield w
@@ -148,3 +150,67 @@ def test_a_workstation_whose_key_is_revoked_is_refused_and_told(world):
     allow(world.keys, "reader:ws-stolen", world.rkeys / "ws-stolen.pub")
     world.hub.signal(signal.SIGHUP)
     wait_for(lambda: ws.json("GET", "/api/session")["hub"] == "connected", 30, what="the session connected again")
+
+
+def test_a_held_tasks_prior_is_fetched_ahead_and_compares_with_the_hub_away(world):
+    """The reader claims a follow-up CT: once it is cached, the workstation
+    fetches the prior the hub names for it (the patient's last CT before
+    this one), and nothing else of theirs: not an older CT, not a later
+    one, not another modality, not a CT under the same Patient ID with
+    another birth date.  Compare then opens it from the cache, its frames
+    pydicom's, while the hub is stopped (SIGSTOP); the hub's trail says
+    the reads were a prefetch for that task."""
+    src = corpus_root() / "dicom" / "explicit_le" / "CT_small.dcm"
+
+    def study(tag, date, modality="CT", birth="19600202"):
+        uid, files = ct_study(src, world.base / f"ahead-{tag}", pid="WSP042")
+        for p in files:
+            ds = pydicom.dcmread(str(p))
+            ds.StudyDate, ds.Modality, ds.PatientBirthDate = date, modality, birth
+            ds.save_as(str(p), write_like_original=False)
+        return uid, files
+
+    cur, cur_files = study("cur", "20240601")
+    ws = world.workstation("ws-prior", "--prefetch", 0)
+    world.send(cur_files)
+    tid = ws.wait_tasks([cur])[0]["id"]
+    made = {tag: study(tag, *args) for tag, args in {
+        "older": ("20220110",), "last": ("20240115",), "dx": ("20240301", "DX"), "later": ("20250101",),
+        "reused": ("20240520", "CT", "19990909")}.items()}
+    world.send([f for _, fs in made.values() for f in fs])
+    wait_for(lambda: all(world.studies().get(u) == "queued" for u, _ in made.values()), 30, interval=0.1,
+             what="the patient's other studies queued")
+    last, last_files = made["last"]
+    ws.json("POST", f"/api/tasks/{tid}/claim")
+    ahead = wait_for(lambda: (lambda p: p if p and p["cached"] == p["instances"] else None)(
+        ws.task_of(cur).get("prior_prefetch")), 30, interval=0.1, what="the prior fetched ahead")
+    assert ahead == {"study": last, "instances": len(last_files), "cached": len(last_files)}
+
+    # the hub's trail: that study alone was read, as a prefetch for this task
+    by_sop = {str(d.SOPInstanceUID): d for d in (pydicom.dcmread(str(p)) for p in last_files)}
+    others = {u for tag, (u, _) in made.items() if tag != "last"}
+    reads = wait_for(lambda: (lambda rs: rs if {r["detail"] for r in rs} >= set(by_sop) else None)(
+        [r for r in hub_audit(world, "read-instance") if r["study"] == last]), 20, interval=0.2,
+        what="the prior's instance reads on the hub's trail")
+    assert {r["who"] for r in reads} == {"reader:ws-prior"}
+    listing = [r for r in hub_audit(world, "read-study") if r["study"] == last]
+    assert [r["detail"] for r in listing] == [f"prior, prefetched for task {tid}"], listing
+    assert not [r for w in ("read-study", "read-instance") for r in hub_audit(world, w) if r["study"] in others]
+
+    world.hub.signal(signal.SIGSTOP)  # the hub does not answer: Compare needs nothing of it
+    try:
+        status, _, body = ws.request("GET", f"/api/tasks/{tid}/compare/{last}", timeout=30)
+        assert status == 200, body[:300]
+        j = json.loads(body)
+        assert j["study_uid"] == last and j["task"] == tid
+        assert sorted(i["sop"] for s in j["series"] for i in s["instances"]) == sorted(by_sop)
+        for sop, d in by_sop.items():
+            status, h, px = ws.request("GET", f"/api/instances/{sop}/frames/1", timeout=30)
+            assert status == 200 and px == d.pixel_array.astype("<i2").tobytes(), sop
+    finally:
+        world.hub.signal(signal.SIGCONT)
+
+
+def hub_audit(world, what):
+    r = run([dxhub_bin(), "audit", "--data", world.base / "hub", "--json", "--what", what], check=True)
+    return [json.loads(x) for x in r.stdout.decode().splitlines()]

@@ -37,8 +37,7 @@ export async function showPriors(box, task, currentStudy, onCompare) {
     unreported.map((p) => el('tr', { dataset: { study: p.study } },
       el('td', { text: dicomDate(p.date) }), el('td', { text: [p.modality, p.exam_type].filter(Boolean).join(' · ') }),
       el('td', { text: p.state || '' }),
-      el('td', null, comparable(p, r, task) ? el('button.compare', { text: 'Compare', title: 'Open its images beside this study',
-        onclick: () => onCompare(p) }) : '')))) : '';
+      el('td', null, compareButton(p, r, task, onCompare))))) : '';
   if (!list.length) { box.replaceChildren(el('p.muted', { text: 'No prior signed reports for this patient.' }), others, note); return; }
   box.replaceChildren(el('table.priors', null,
     el('tr', null, el('th', { text: 'Date' }), el('th', { text: 'Exam' }), el('th', { text: 'Where' }), el('th', { text: 'Recognition' }), el('th')),
@@ -47,8 +46,19 @@ export async function showPriors(box, task, currentStudy, onCompare) {
       el('td', { text: dicomDate(p.date) }), el('td', { text: p.exam_type || p.modality || '' }), el('td', { text: p.facility || p.hub || '' }),
       el('td', { class: p.recognised ? 'ok' : 'no', title: (p.reasons || []).join('; '),
         text: p.recognised ? `recognised (互认)${p.mark ? ` ${p.mark}` : ''}` : `not recognised${p.reasons && p.reasons.length ? `: ${p.reasons.join('; ')}` : ''}` }),
-      el('td', null, comparable(p, r, task) ? el('button.compare', { text: 'Compare', title: 'Open its images beside this study',
-        onclick: (ev) => { ev.stopPropagation(); onCompare(p); } }) : '')))), others, note);
+      el('td', null, compareButton(p, r, task, onCompare))))), others, note);
+}
+
+// Compare, for a study that can be compared; "ready" when the workstation
+// fetched it ahead (the task's prior_prefetch), so it opens at once.
+function compareButton(p, r, task, onCompare) {
+  if (!comparable(p, r, task)) return '';
+  const ahead = task.prior_prefetch;
+  const ready = ahead && ahead.study === p.study && ahead.cached === ahead.instances;
+  return el(ready ? 'button.compare.ready' : 'button.compare', {
+    text: ready ? 'Compare ✓' : 'Compare',
+    title: ready ? 'Fetched ahead: opens its images beside this study at once' : 'Open its images beside this study',
+    onclick: (ev) => { ev.stopPropagation(); onCompare(p); } });
 }
 
 // To compare: a study this hub holds (a peer hub's prior opens as its

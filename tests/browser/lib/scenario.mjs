@@ -473,6 +473,11 @@ export async function scenario({ browser, ctx, checks, shots }) {
     const unread = rows.filter((r) => r.text.includes('2024-03-01'));
     expect(unread.length === 1, `"Not reported yet" lists ${JSON.stringify(rows)}`);
     expect(!rows.some((r) => r.study === s.study.study_uid), 'the signed CT is listed as not reported');
+    // the signed CT is the follow-up's prior the workstation fetched ahead: its Compare says it is ready
+    const ready = await p.$$eval('table.priors:not(.unreported) button.compare.ready',
+      (b) => b.map((x) => x.closest('tr').dataset.study));
+    // (its report and its addendum: two rows of one study)
+    expect(ready.length >= 1 && ready.every((x) => x === s.study.study_uid), `Compare marked ready on ${JSON.stringify(ready)}, not the signed CT`);
     await p.click(`table.priors.unreported tr[data-study="${unread[0].study}"] button.compare`);
     await p.waitForSelector(`#compare-pane[data-state="open"][data-study="${unread[0].study}"]`, { timeout: 30000 });
     await waitImage(p, { slice: 1 }, 0, 30000, '#compare-image');
