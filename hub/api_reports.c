@@ -24,6 +24,7 @@
 #include "hub/api_private.h"
 #include "hub/b64.h"
 #include "hub/conf_lines.h"
+#include "hub/gen_mix.h"
 #include "codecs/banned.h"
 
 #define PREVIEW_MAX ((uint64_t)256 << 20) /* instances larger than this get no preview */
@@ -283,9 +284,9 @@ static int one_exam(void *ctx, store_report_view *v)
  * snapshot (api_lookups.c says why each). */
 static uint64_t answer_gen(api_server *a, int64_t now_ms)
 {
-    uint64_t g = store_instance_gen(a->st);
-    g = (g ^ recog_generation(a->recog)) * 0x100000001b3ULL;
-    return (g ^ (uint64_t)(now_ms / 86400000)) * 0x100000001b3ULL; /* the day: validity */
+    uint64_t g = gen_fold(0, store_instance_gen(a->st));
+    g = gen_fold(g, recog_generation(a->recog));
+    return gen_fold(g, (uint64_t)(now_ms / 86400000)); /* the day: validity */
 }
 
 /* The local exams of patient as a JSON array's elements, shared (a new

@@ -31,6 +31,7 @@
 #include "codecs/codecs.h"
 #include "hub/clock.h"
 #include "hub/digest.h"
+#include "hub/gen_mix.h"
 #include "hub/recog.h"
 #include "codecs/banned.h"
 
@@ -198,8 +199,7 @@ uint64_t recog_generation(recog *r)
     pthread_mutex_lock(&r->cfg_lock);
     uint64_t g = r->cfg_gen;
     pthread_mutex_unlock(&r->cfg_lock);
-    uint64_t h = (atomic_load(&r->gen) * 0x100000001b3ULL ^ g) * 0x100000001b3ULL;
-    return h ^ atomic_load(&r->changed);
+    return gen_fold(gen_fold(gen_fold(0, atomic_load(&r->gen)), g), atomic_load(&r->changed));
 }
 
 void recog_names(recog *r, char *consortium, size_t cn, char *mark, size_t mn)
