@@ -35,6 +35,7 @@
 #include "hub/proto.h"
 #include "hub/reader_commit.h"
 #include "hub/reader_link.h"
+#include "hub/reader_aside.h"
 #include "hub/reader_queries.h"
 #include "hub/revoked.h"
 #include "hub/task_json.h"
@@ -79,6 +80,8 @@ struct reader_link {
     wl_skip_memo       pick_memo;  /* where picks on the current snapshot may start */
     reader_commit     *committer;
     int                done_fd;    /* the committer's "answers ready" */
+    reader_aside      *aside;      /* PRIORS and PRIOR, which may wait on other hubs */
+    int                aside_fd;   /* its "answers ready" */
     rc_list            done;
     offer_set         *unrecorded; /* offers sent, record not committed */
     bool               tick_queued;
@@ -525,9 +528,16 @@ static void on_submit(reader_link *l, proto_msg *m, const wl_reader *r)
         l->cfg.on_report(l->cfg.on_report_ctx, &t, t.report_id);
 }
 
-/* HELD, DRAFT, PRIORS, PRIOR (reader_queries.c): read-only, answered at once. */
+/* HELD, DRAFT (reader_queries.c): read-only, answered at once; PRIORS and
+ * PRIOR, which may wait on another hub, answered aside (reader_aside.c). */
 static void on_query(reader_link *l, proto_msg *m, const wl_reader *r)
 {
+    if (reader_aside_wants(m->cmd)) {
+        int rc = reader_aside_push(l->aside, m, r);
+        if (rc < 0)
+            nack(l, m, rc == -ENOSPC ? "the hub is busy with other lookups: try again" : "out of memory");
+        return;
+    }
     reader_answer a;
     if (reader_query(&l->cfg, m, r, &a) < 0) {
         nack(l, m, a.why);
@@ -535,6 +545,29 @@ static void on_query(reader_link *l, proto_msg *m, const wl_reader *r)
     }
     reply(l, m, a.cmd, a.hdr, a.data, a.len);
     free(a.data);
+}
+
+/* Answers from reader_aside.c: sent and freed, with the array. */
+static void send_aside_jobs(reader_link *l, aside_job *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        aside_job *j = &v[i];
+        json_t *h = j->failed ? json_pack("{s:s}", "reason", j->answer.why) : json_incref(j->answer.hdr);
+        if (h && j->req)
+            json_object_set(h, "req", j->req);
+        if (h)
+            proto_send(l->router, &j->route, j->failed ? "NACK" : j->answer.cmd, h, j->answer.data, j->answer.len);
+        json_decref(h);
+        aside_job_free(j);
+    }
+    free(v);
+}
+
+static void send_aside(reader_link *l)
+{
+    aside_job *v;
+    size_t n = reader_aside_take(l->aside, &v);
+    send_aside_jobs(l, v, n);
 }
 
 /* CLAIM, HEARTBEAT, RELEASE: applied by the committer, answered once durable. */
@@ -678,10 +711,16 @@ static void *link_main(void *arg)
     reader_link *l = arg;
     int64_t last_tick = 0, last_rescan = 0;
     while (!l->stop) {
-        zmq_pollitem_t items[3] = {{l->router, 0, ZMQ_POLLIN, 0}, {NULL, l->evfd, ZMQ_POLLIN, 0},
-                                   {NULL, l->done_fd, ZMQ_POLLIN, 0}};
-        if (zmq_poll(items, 3, 200) < 0 && zmq_errno() == ETERM)
+        zmq_pollitem_t items[4] = {{l->router, 0, ZMQ_POLLIN, 0}, {NULL, l->evfd, ZMQ_POLLIN, 0},
+                                   {NULL, l->done_fd, ZMQ_POLLIN, 0}, {NULL, l->aside_fd, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, 4, 200) < 0 && zmq_errno() == ETERM)
             break;
+        if (items[3].revents & ZMQ_POLLIN) {
+            uint64_t v;
+            ssize_t r = read(l->aside_fd, &v, sizeof v);
+            (void)r;
+            send_aside(l);
+        }
         if (items[1].revents & ZMQ_POLLIN) {
             uint64_t v;
             ssize_t r = read(l->evfd, &v, sizeof v);
@@ -748,9 +787,15 @@ int reader_link_start(const reader_link_config *cfg, reader_link **out, char *er
     l->buf = malloc(FETCH_MAX);
     l->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     l->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    l->aside_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     l->unrecorded = offer_set_new(MAX_UNRECORDED);
-    if (!l->conns || !l->buf || l->evfd < 0 || l->done_fd < 0 || !l->unrecorded) {
+    if (!l->conns || !l->buf || l->evfd < 0 || l->done_fd < 0 || l->aside_fd < 0 || !l->unrecorded) {
         snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    int arc = reader_aside_start(&l->cfg, l->aside_fd, &l->aside);
+    if (arc < 0) {
+        snprintf(err, errlen, "cannot start the threads for priors: %s", strerror(-arc));
         goto fail;
     }
     int crc = reader_commit_start(cfg->st, l->done_fd, &l->committer);
@@ -780,12 +825,15 @@ fail:
     if (l->router)
         zmq_close(l->router);
     reader_commit_stop(&l->committer, &l->done);
+    reader_aside_stop(&l->aside, NULL);
     rc_list_free(&l->done);
     offer_set_free(&l->unrecorded);
     if (l->evfd >= 0)
         close(l->evfd);
     if (l->done_fd >= 0)
         close(l->done_fd);
+    if (l->aside_fd >= 0)
+        close(l->aside_fd);
     free(l->conns);
     free(l->buf);
     free(l);
@@ -807,6 +855,9 @@ void reader_link_stop(reader_link **lp)
     reader_commit_stop(&l->committer, &l->done);
     for (size_t i = 0; i < l->done.n; i++)
         send_answer(l, &l->done.v[i]);
+    aside_job *rest;
+    size_t n_rest = reader_aside_stop(&l->aside, &rest); /* the questions under way finish */
+    send_aside_jobs(l, rest, n_rest);
     rc_list_free(&l->done);
     offer_set_free(&l->unrecorded);
     for (int i = 0; i < MAX_READERS; i++)
@@ -815,6 +866,7 @@ void reader_link_stop(reader_link **lp)
     zmq_close(l->router);
     close(l->evfd);
     close(l->done_fd);
+    close(l->aside_fd);
     free(l->conns);
     free(l->buf);
     free(l);

@@ -427,6 +427,79 @@ def test_peers_that_do_not_answer_are_reported_with_why_and_do_not_block(world, 
         world.b.hup()
 
 
+def test_a_readers_priors_waiting_on_a_silent_peer_hold_up_no_other_reader(world, tmp_path):
+    """PRIORS asks the other hubs too, and may wait --peer-timeout-ms for
+    one that does not answer.  Meanwhile the reader link serves everyone
+    else: a second reader is welcomed while the first reader's PRIORS
+    still waits, and that PRIORS then answers, naming the silent hub."""
+    dead = free_port()
+    (world.a.data / "peers.conf").write_text(f"hubC tcp://127.0.0.1:{dead} {world.b.key_file}\n")
+    allow(world.a.keys, "reader:dr-li", keygen(world.rkeys, "dr-li"))
+    readers = (world.a.data / "readers.conf").read_text()
+    (world.a.data / "readers.conf").write_text(readers + "dr-li  attending  ECG  ecg  *  4\n")
+    world.a.hup()
+    study = uid_root("lookup-slowpeer") + ".1"
+    # another patient: this module's other tests count and alter LK0001's one exam
+    f = synth_instance(tmp_path / "1.dcm", study, f"{study}.1", f"{study}.1.1", 1, patient_id="LK0099",
+                       modality="DX", rows=64, cols=64, seed=3)
+    assert world.edge.push([f], priority="routine")[0] == 0
+    ctx = zmq.Context()
+    socks = {}
+    for rid in ("dr-wang", "dr-li"):
+        s = socks[rid] = ctx.socket(zmq.DEALER)
+        s.linger = 0
+        s.curve_serverkey = world.a.key_file.read_text().strip().encode()
+        s.curve_publickey = (world.rkeys / f"{rid}.pub").read_text().strip().encode()
+        s.curve_secretkey = (world.rkeys / f"{rid}.key").read_text().strip().encode()
+        s.connect(world.a.ep("readers"))
+
+    def ask(s, cmd, timeout=10, **hdr):
+        s.send_multipart([cmd.encode(), json.dumps({"v": 1, **hdr}).encode()])
+        return recv(s, timeout)
+
+    def recv(s, timeout):
+        assert s.poll(int(timeout * 1000)), "no answer"
+        frames = s.recv_multipart()
+        return frames[0].decode(), json.loads(frames[1]), frames[2:]
+
+    wang, li = socks["dr-wang"], socks["dr-li"]
+    task = None
+    try:
+        assert ask(wang, "HELLO")[0] == "WELCOME"
+        wang.send_multipart([b"READY", json.dumps({"v": 1, "credit": 1}).encode()])
+        deadline = time.monotonic() + 30
+        while task is None and time.monotonic() < deadline:
+            cmd, h, _ = recv(wang, 30)
+            if cmd == "TASK" and h["task"]["study"] == study:
+                task = h["task"]["id"]
+        assert task is not None, "the new DX was not offered"
+        cmd, h, _ = ask(wang, "CLAIM", req=1, task=task)
+        while cmd == "TASK":
+            cmd, h, _ = recv(wang, 10)
+        assert cmd == "CLAIMED", (cmd, h)
+        wang.send_multipart([b"PRIORS", json.dumps({"v": 1, "req": 2, "task": task}).encode()])
+        time.sleep(0.3)  # the hub is asking hubC now (2 s before it gives up)
+        assert ask(li, "HELLO")[0] == "WELCOME"
+        assert not wang.poll(0), "PRIORS answered before the silent hub's timeout?"
+        cmd, h, frames = recv(wang, 15)
+        while cmd == "TASK":
+            cmd, h, frames = recv(wang, 15)
+        assert cmd == "PRIORS" and h["req"] == 2, (cmd, h)
+        peers = {p["hub"]: p["status"] for p in json.loads(frames[0])["peers"]}
+        assert peers == {"hubC": "unreachable"}, peers
+        assert ask(wang, "RELEASE", req=3, task=task)[0] == "OK"
+        task = None
+    finally:
+        if task is not None:
+            ask(wang, "RELEASE", req=4, task=task)
+        for s in socks.values():
+            s.close()
+        ctx.term()
+        (world.a.data / "peers.conf").unlink()
+        (world.a.data / "readers.conf").write_text(readers)
+        world.a.hup()
+
+
 def test_a_peer_changing_keypairs_is_reached_through_its_next_key(world, tmp_path):
     """peers.conf may name two keys for a hub changing its keypair (NOW,NEXT).
     Here hub A is already on the second: the handshake with the first fails,
