@@ -55,6 +55,10 @@ struct peers {
         int64_t at_ms;
     } told[PEERS_MAX]; /* the last failure logged per peer (told_operator) */
     struct {
+        char    name[PEER_NAME_MAX], why[200];
+        int64_t at_ms;
+    } quiet[PEERS_MAX]; /* peers that gave no answer, not asked again for PEER_QUIET_MS */
+    struct {
         char name[PEER_NAME_MAX];
         int  key;
     } key_at[PEERS_MAX]; /* the key a peer with two last answered to (peer_def.pub_next) */
@@ -86,6 +90,7 @@ int peers_reload(peers *p, char *err, size_t errlen)
         pthread_mutex_lock(&p->lock);
         memcpy(p->defs, defs, n * sizeof *defs);
         p->n = n;
+        memset(p->quiet, 0, sizeof p->quiet); /* the operator may have mended it: ask at once */
         pthread_mutex_unlock(&p->lock);
     }
     free(defs);
@@ -216,12 +221,69 @@ typedef struct call {
     const char *cmd;
     json_t     *hdr;
     bool        connected, shook; /* what its monitor said, read while waiting */
+    bool        quiet;            /* not asked: it gave no answer a moment ago (quiet_skip) */
     int         failed;           /* 1: our key refused; 2: the handshake failed */
     uint32_t    zap;
 } call;
 
+/* A peer that gave no answer is not asked again for PEER_QUIET_MS: every
+ * question meanwhile would wait the whole timeout for it, holding one of
+ * the HTTP API's few threads (two lookups at once held all of them here:
+ * no health check, no DICOMweb) or a reader's PRIORS.  It is named in the
+ * answer as unreachable, with when and why; SIGHUP forgets it. */
+#define PEER_QUIET_MS 15000
+
+/* c's peer is quiet: c is done, unreachable, saying since when. */
+static bool quiet_skip(peers *p, call *c)
+{
+    int64_t now = mono_ms();
+    bool skip = false;
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < PEERS_MAX && !skip; i++)
+        if (p->quiet[i].at_ms && !strcmp(p->quiet[i].name, c->def.name) && now - p->quiet[i].at_ms < PEER_QUIET_MS) {
+            snprintf(c->error, sizeof c->error, "not asked: it gave no answer %lld s ago (%.100s); asked again in %lld s",
+                     (long long)((now - p->quiet[i].at_ms) / 1000), p->quiet[i].why,
+                     (long long)((PEER_QUIET_MS - (now - p->quiet[i].at_ms) + 999) / 1000));
+            skip = true;
+        }
+    pthread_mutex_unlock(&p->lock);
+    if (skip) {
+        c->done = c->quiet = true;
+        c->status = -ETIMEDOUT;
+    }
+    return skip;
+}
+
+/* After a call: a peer silent till the timeout goes quiet; one that
+ * answered (or said it has no such thing) is asked as usual. */
+static void quiet_note(peers *p, const call *c)
+{
+    if (c->quiet || (c->status != -ETIMEDOUT && c->status != 0 && c->status != -ENOENT))
+        return;
+    bool silent = c->status == -ETIMEDOUT;
+    pthread_mutex_lock(&p->lock);
+    size_t i = 0, free_slot = PEERS_MAX;
+    for (; i < PEERS_MAX && strcmp(p->quiet[i].name, c->def.name); i++)
+        if (!p->quiet[i].name[0] && free_slot == PEERS_MAX)
+            free_slot = i;
+    if (i == PEERS_MAX && silent)
+        i = free_slot;
+    if (i < PEERS_MAX) {
+        if (silent) {
+            snprintf(p->quiet[i].name, sizeof p->quiet[i].name, "%s", c->def.name);
+            snprintf(p->quiet[i].why, sizeof p->quiet[i].why, "%s", c->error);
+            p->quiet[i].at_ms = mono_ms();
+        } else {
+            memset(&p->quiet[i], 0, sizeof p->quiet[i]);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
 static int call_send(peers *p, call *c, const char *cmd, json_t *hdr)
 {
+    if (!c->switched && quiet_skip(p, c))
+        return 0; /* answered already: unreachable */
     if (c->def.pub_next[0] && !c->hdr) { /* kept to send again (call_other_key) */
         c->key = key_get(p, &c->def);
         c->cmd = cmd;
@@ -406,7 +468,10 @@ static void call_wait(peers *p, call *calls, size_t n)
             sock_close(&calls[i].sock, &calls[i].mon); /* a late answer must not meet the next request */
         }
     for (size_t i = 0; i < n; i++) {
-        told_operator(p, &calls[i]);
+        if (!calls[i].quiet) { /* a quiet one was said when it went quiet */
+            quiet_note(p, &calls[i]);
+            told_operator(p, &calls[i]);
+        }
         if (calls[i].switched && calls[i].status == 0 && calls[i].key == 1) /* said once: later calls start there */
             log_info("peers: %s answers to its second key in peers.conf: give that key alone once its change "
                      "is over", calls[i].def.name);

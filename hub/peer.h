@@ -26,7 +26,9 @@
  * the asking facility in the detail.
  *
  * A peer that does not answer within the timeout is reported
- * ("unreachable") and never delays the local answer beyond it.
+ * ("unreachable") and never delays the local answer beyond it; it is not
+ * asked again for 15 s (peer.c, PEER_QUIET_MS), each answer meanwhile
+ * saying so, and peers_reload forgets that.
  */
 #ifndef DXHUB_PEER_H
 #define DXHUB_PEER_H

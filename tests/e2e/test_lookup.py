@@ -395,7 +395,9 @@ def test_peers_that_do_not_answer_are_reported_with_why_and_do_not_block(world, 
     can act on, in the answer and once in the log: nothing listening; a key
     in peers.conf that is not the peer's (the handshake fails); this hub's
     key not allowed there (hub B asking itself: it does not list its own
-    key).  The peer that answers is spliced in as ever."""
+    key).  The peer that answers is spliced in as ever.  The hub with
+    nothing listening is not asked again for a while: the next lookup says
+    so instead of waiting for it again."""
     dead = free_port()
     wrong = keygen(tmp_path / "wrong", "hub")
     (world.b.data / "peers.conf").write_text(f"hubA {world.a.ep('peers')} {world.a.key_file}\n"
@@ -419,9 +421,14 @@ def test_peers_that_do_not_answer_are_reported_with_why_and_do_not_block(world, 
         log = world.b.proc.log_tail(200000)
         for name in ("hubC", "hubD", "hubE"):
             assert f"peers: {name}: {peers[name]['error']}" in log, name
-        world.b.lookup(world.county)  # the same again: not logged again within the minute
+        again = {p["hub"]: p for p in world.b.lookup(world.county)["peers"]}  # not logged again within the minute
         log = world.b.proc.log_tail(200000)
         assert log.count(f"peers: hubE: {peers['hubE']['error']}") == 1
+        # the silent hub is not asked again for a while (each lookup would wait for it): said so, with why
+        assert again["hubC"]["status"] == "unreachable", again
+        assert again["hubC"]["error"].startswith("not asked: it gave no answer") and \
+            "no connection within" in again["hubC"]["error"], again
+        assert again["hubA"]["status"] == "ok" and "not asked" not in again["hubE"]["error"], again
     finally:
         (world.b.data / "peers.conf").write_text(f"hubA {world.a.ep('peers')} {world.a.key_file}\n")
         world.b.hup()
