@@ -324,7 +324,8 @@ static void call_read(peers *p, call *c)
         snprintf(c->error, sizeof c->error, "answer to another request");
     } else if (!strcmp(c->reply.cmd, "ERROR")) {
         const char *e = proto_str(&c->reply, "error");
-        c->status = proto_int(&c->reply, "missing", 0) ? -ENOENT : -EPROTO;
+        /* "missing" is a JSON true (not_found): the peer has no such thing */
+        c->status = json_is_true(json_object_get(c->reply.hdr, "missing")) ? -ENOENT : -EPROTO;
         snprintf(c->error, sizeof c->error, "%.150s", e ? e : "error");
     } else {
         c->status = 0;
