@@ -127,5 +127,10 @@ int api_peer_audit(void *a, const char *who, const char *what, const char *study
  * (-ENOENT: no such report). */
 int api_reader_priors(void *a, const char *patient, const char *who, char **out, size_t *len);
 int api_reader_report(void *a, const char *hub, const char *id, const char *who, char **out, size_t *len);
+/* Up to len bytes of instance sop as peer hub hub stores it, from offset,
+ * for a reader comparing that hub's exam (peers_fetch; audited there as
+ * this hub's read for who).  -ENOENT when there are no peers. */
+int api_reader_peer_fetch(void *a, const char *hub, const char *sop, uint64_t offset, size_t len, const char *who,
+                          void *buf, size_t *got, uint64_t *total, char *why, size_t whylen);
 
 #endif

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "hub/api_private.h"
+#include "hub/log.h"
 
 int api_reader_priors(void *ctx, const char *patient, const char *who, char **out, size_t *len)
 {
@@ -82,6 +83,8 @@ int api_reader_report(void *ctx, const char *hub, const char *id, const char *wh
             return -ENOENT;
         char why[160];
         int rc = peers_report(a->peers, hub, id, who, out, len, why, sizeof why);
+        if (rc < 0 && rc != -ENOENT)
+            log_warn("readers: report %.60s of hub %.60s for %s: %s", id, hub, who, why);
         char detail[160];
         snprintf(detail, sizeof detail, "%.60s via hub %.60s", id, hub);
         if (api_audit(a->auditor, api_now_ms(), who, "read-report", "", detail) < 0) {
@@ -104,4 +107,15 @@ int api_reader_report(void *ctx, const char *hub, const char *id, const char *wh
     }
     *out = jb_detach(&b, len);
     return 0;
+}
+
+int api_reader_peer_fetch(void *ctx, const char *hub, const char *sop, uint64_t offset, size_t len, const char *who,
+                          void *buf, size_t *got, uint64_t *total, char *why, size_t whylen)
+{
+    api_server *a = ctx;
+    if (!a->peers) {
+        snprintf(why, whylen, "this hub asks no other hub");
+        return -ENOENT;
+    }
+    return peers_fetch(a->peers, hub, sop, offset, len, who, buf, got, total, why, whylen);
 }

@@ -25,7 +25,10 @@
  *   FETCH {req, task, sop, offset, length[, prior]} → DATA {req, sop, offset, size, eof} + bytes | NACK
  *        prior: a Study Instance UID — another study of the task's patient (the same Patient
  *        ID and, when both give one, birth date) held at this hub, listed and read to compare with the task's own (NACK when it
- *        is not here or not that patient's); audited as the reader's read of that study
+ *        is not here or not that patient's); audited as the reader's read of that study.
+ *        With hub and report_id (STUDY and FETCH): a peer hub's exam, named by its report
+ *        there, which must be the task's patient's and of that study; listed as that report
+ *        signed its instances (size 0: DATA says), read through this hub from the peer
  *   SUBMIT {req, task, action, report_id[, reason]} + report bytes [+ signature] [+ certificate chain]
  *        action: "draft" (a resident's goes to review), "sign", "return" (reviewer; "reason" for
  *        the resident, at most 127 bytes kept), "addendum" (task: the signed task; the signed
@@ -142,16 +145,25 @@ int hub_client_study_uid(hub_client *c, uint64_t task, char *uid, size_t n);
  * (sink returns non-zero to stop).  Resumable: pass the offset reached. */
 int hub_client_fetch(hub_client *c, uint64_t task, const char *sop, uint64_t offset,
                      int (*sink)(void *ctx, uint64_t offset, const void *p, size_t n), void *ctx);
-/* A prior study of the task's patient held at this hub, to compare (STUDY
- * and FETCH with "prior"): as hub_client_study and hub_client_fetch. */
-int hub_client_prior_study(hub_client *c, uint64_t task, const char *prior, bool ahead, hub_instance **out,
-                           size_t *n);
+/* A prior of the task's patient, to compare (STUDY and FETCH with
+ * "prior"): a study this hub holds, or a peer hub's exam named by its
+ * report there (its listing has the instances and digests that report
+ * signed, each size 0 until fetched).  ahead: fetched before the reader
+ * opened it (the hub's trail says "prefetched"). */
+typedef struct hub_prior {
+    const char *study;     /* Study Instance UID */
+    const char *hub;       /* a peer hub's name, or NULL: this hub */
+    const char *report_id; /* with hub: its report of that study */
+    bool        ahead;
+} hub_prior;
+/* As hub_client_study and hub_client_fetch. */
+int hub_client_prior_study(hub_client *c, uint64_t task, const hub_prior *prior, hub_instance **out, size_t *n);
 /* The prior the hub suggests fetching ahead for task (STUDY's
  * "relevant_prior": the patient's newest earlier study of the task's
  * modality held there) into uid, "" when there is none.  Fetched ahead,
  * its listing is asked with ahead set: the hub's trail says "prefetched". */
 int hub_client_relevant_prior(hub_client *c, uint64_t task, char *uid, size_t n);
-int hub_client_prior_fetch(hub_client *c, uint64_t task, const char *prior, const char *sop, uint64_t offset,
+int hub_client_prior_fetch(hub_client *c, uint64_t task, const hub_prior *prior, const char *sop, uint64_t offset,
                            int (*sink)(void *ctx, uint64_t offset, const void *p, size_t n), void *ctx);
 /* Submit a report (the exact bytes to store) with an optional detached
  * signature and certificate chain (PEM).  state_out gets the task's new state. */

@@ -619,15 +619,27 @@ int hub_client_release(hub_client *c, uint64_t task)
 }
 
 /* One page of a study listing from offset: appended to *v (grown). */
-static int study_page(hub_client *c, uint64_t task, const char *prior, bool ahead, size_t offset, hub_instance **v,
+/* What names a prior in STUDY and FETCH: the study, and a peer hub's
+ * report when it is that hub's. */
+static void name_prior(json_t *h, const hub_prior *p)
+{
+    if (!p)
+        return;
+    json_object_set_new(h, "prior", json_string(p->study));
+    if (p->hub && p->hub[0]) {
+        json_object_set_new(h, "hub", json_string(p->hub));
+        json_object_set_new(h, "report_id", json_string(p->report_id ? p->report_id : ""));
+    }
+    if (p->ahead)
+        json_object_set_new(h, "prefetch", json_true()); /* the hub's trail says so */
+}
+
+static int study_page(hub_client *c, uint64_t task, const hub_prior *prior, size_t offset, hub_instance **v,
                       size_t *n, size_t *total)
 {
     proto_msg m;
     json_t *h = json_pack("{s:I,s:I}", "task", (json_int_t)task, "offset", (json_int_t)offset);
-    if (prior)
-        json_object_set_new(h, "prior", json_string(prior));
-    if (prior && ahead)
-        json_object_set_new(h, "prefetch", json_true()); /* the hub's trail says so */
+    name_prior(h, prior);
     int rc = request(c, "STUDY", h, NULL, 0, "STUDY", &m);
     if (rc)
         return rc;
@@ -671,14 +683,14 @@ static int study_page(hub_client *c, uint64_t task, const char *prior, bool ahea
     return 0;
 }
 
-static int study_of(hub_client *c, uint64_t task, const char *prior, bool ahead, hub_instance **out, size_t *n)
+static int study_of(hub_client *c, uint64_t task, const hub_prior *prior, hub_instance **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
     hub_instance *v = NULL;
     size_t got = 0, total = 0;
     do {
-        int rc = study_page(c, task, prior, ahead, got, &v, &got, &total);
+        int rc = study_page(c, task, prior, got, &v, &got, &total);
         if (rc) {
             free(v);
             return rc;
@@ -693,15 +705,14 @@ static int study_of(hub_client *c, uint64_t task, const char *prior, bool ahead,
 
 int hub_client_study(hub_client *c, uint64_t task, hub_instance **out, size_t *n)
 {
-    return study_of(c, task, NULL, false, out, n);
+    return study_of(c, task, NULL, out, n);
 }
 
-int hub_client_prior_study(hub_client *c, uint64_t task, const char *prior, bool ahead, hub_instance **out,
-                           size_t *n)
+int hub_client_prior_study(hub_client *c, uint64_t task, const hub_prior *prior, hub_instance **out, size_t *n)
 {
-    if (!prior || !prior[0])
+    if (!prior || !prior->study || !prior->study[0])
         return fail(c, HUB_EPROTO, "STUDY: no prior study named");
-    return study_of(c, task, prior, ahead, out, n);
+    return study_of(c, task, prior, out, n);
 }
 
 /* A string field of the STUDY answer about the task's own study into uid
@@ -732,15 +743,14 @@ int hub_client_relevant_prior(hub_client *c, uint64_t task, char *uid, size_t n)
     return study_field(c, task, "relevant_prior", false, uid, n);
 }
 
-static int fetch_of(hub_client *c, uint64_t task, const char *prior, const char *sop, uint64_t offset,
+static int fetch_of(hub_client *c, uint64_t task, const hub_prior *prior, const char *sop, uint64_t offset,
                     int (*sink)(void *ctx, uint64_t offset, const void *p, size_t n), void *ctx)
 {
     for (;;) {
         proto_msg m;
         json_t *h = json_pack("{s:I,s:s,s:I,s:I}", "task", (json_int_t)task, "sop", sop, "offset", (json_int_t)offset,
                               "length", (json_int_t)FETCH_CHUNK);
-        if (prior)
-            json_object_set_new(h, "prior", json_string(prior));
+        name_prior(h, prior);
         int rc = request(c, "FETCH", h, NULL, 0, "DATA", &m);
         if (rc)
             return rc;
@@ -773,10 +783,10 @@ int hub_client_fetch(hub_client *c, uint64_t task, const char *sop, uint64_t off
     return fetch_of(c, task, NULL, sop, offset, sink, ctx);
 }
 
-int hub_client_prior_fetch(hub_client *c, uint64_t task, const char *prior, const char *sop, uint64_t offset,
+int hub_client_prior_fetch(hub_client *c, uint64_t task, const hub_prior *prior, const char *sop, uint64_t offset,
                            int (*sink)(void *ctx, uint64_t offset, const void *p, size_t n), void *ctx)
 {
-    if (!prior || !prior[0])
+    if (!prior || !prior->study || !prior->study[0])
         return fail(c, HUB_EPROTO, "FETCH: no prior study named");
     return fetch_of(c, task, prior, sop, offset, sink, ctx);
 }

@@ -38,7 +38,12 @@ struct reader_aside {
     size_t                    n_done, cap_done;
 };
 
-bool reader_aside_wants(const char *cmd) { return !strcmp(cmd, "PRIORS") || !strcmp(cmd, "PRIOR"); }
+bool reader_aside_wants(const proto_msg *m)
+{
+    if (!strcmp(m->cmd, "PRIORS") || !strcmp(m->cmd, "PRIOR"))
+        return true;
+    return (!strcmp(m->cmd, "STUDY") || !strcmp(m->cmd, "FETCH")) && proto_str(m, "hub");
+}
 
 void aside_job_free(aside_job *j)
 {

@@ -1,5 +1,6 @@
 /* reader_aside.h — the reader link's questions that may wait on other
- * hubs (PRIORS asks each peer, PRIOR may fetch a peer's report), answered
+ * hubs (PRIORS asks each peer, PRIOR may fetch a peer's report, STUDY and
+ * FETCH with "hub" read a peer's exam), answered
  * by a few threads of their own.  A peer that does not answer keeps its
  * asker waiting up to --peer-timeout-ms; on the link's thread it kept
  * every reader waiting (offers, claims, heartbeats, fetches) as long.
@@ -28,8 +29,9 @@ typedef struct aside_job {
 
 typedef struct reader_aside reader_aside;
 
-/* Is cmd one of the questions answered aside? */
-bool reader_aside_wants(const char *cmd);
+/* Is m one of the questions answered aside (PRIORS, PRIOR, and STUDY or
+ * FETCH of a peer hub's prior)? */
+bool reader_aside_wants(const proto_msg *m);
 /* The threads write 1 to wake_fd (an eventfd) whenever answers are ready.
  * cfg must outlive the threads. */
 int  reader_aside_start(const reader_link_config *cfg, int wake_fd, reader_aside **out);

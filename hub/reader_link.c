@@ -528,11 +528,12 @@ static void on_submit(reader_link *l, proto_msg *m, const wl_reader *r)
         l->cfg.on_report(l->cfg.on_report_ctx, &t, t.report_id);
 }
 
-/* HELD, DRAFT (reader_queries.c): read-only, answered at once; PRIORS and
- * PRIOR, which may wait on another hub, answered aside (reader_aside.c). */
+/* HELD, DRAFT (reader_queries.c): read-only, answered at once; PRIORS,
+ * PRIOR and a peer hub's prior, which may wait on another hub, answered
+ * aside (reader_aside.c). */
 static void on_query(reader_link *l, proto_msg *m, const wl_reader *r)
 {
-    if (reader_aside_wants(m->cmd)) {
+    if (reader_aside_wants(m)) {
         int rc = reader_aside_push(l->aside, m, r);
         if (rc < 0)
             nack(l, m, rc == -ENOSPC ? "the hub is busy with other lookups: try again" : "out of memory");
@@ -633,7 +634,9 @@ static void on_message(reader_link *l, proto_msg *m)
         return;
     }
     flush(l); /* answers already durable go first */
-    if (!strcmp(m->cmd, "HELLO")) {
+    if (reader_aside_wants(m)) { /* a peer hub's prior too (STUDY, FETCH with "hub") */
+        on_query(l, m, &r);
+    } else if (!strcmp(m->cmd, "HELLO")) {
         static const char *const sen[] = {"resident", "attending", "chief"};
         c->credit = 0; /* Fix: a new session (maybe a new process under the same id) starts without the old credit */
         c->empty_gen = 0;

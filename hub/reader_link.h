@@ -32,6 +32,10 @@ typedef struct reader_link_config {
     /* A reader's priors (PRIORS, PRIOR; api_reader_priors/_report), NULL: not configured. */
     int        (*priors)(void *ctx, const char *patient, const char *who, char **out, size_t *len);
     int        (*prior_report)(void *ctx, const char *hub, const char *id, const char *who, char **out, size_t *len);
+    /* Bytes of an instance a peer hub holds (STUDY and FETCH of a peer's
+     * prior; api_reader_peer_fetch): as peers_fetch.  NULL: none. */
+    int        (*peer_fetch)(void *ctx, const char *hub, const char *sop, uint64_t offset, size_t len, const char *who,
+                             void *buf, size_t *got, uint64_t *total, char *why, size_t whylen);
     void        *lookup_ctx;
     struct handshake_watch *handshakes; /* told of the port's failed handshakes; NULL: nobody */
     allowlist   *allow;        /* a key revoked after its handshake is refused (revoked.h); NULL: no check */

@@ -22,7 +22,7 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int refuse(reader_answer *a, const char *why)
+int reader_refuse(reader_answer *a, const char *why)
 {
     snprintf(a->why, sizeof a->why, "%s", why);
     return -1;
@@ -39,14 +39,14 @@ int reader_audit(const reader_link_config *cfg, const char *reader_id, const cha
 }
 
 /* The task named by m, held by r or offered to it. */
-static int own_task(const reader_link_config *cfg, const proto_msg *m, const wl_reader *r, wl_task *t,
+int reader_own_task(const reader_link_config *cfg, const proto_msg *m, const wl_reader *r, wl_task *t,
                     reader_answer *a)
 {
     long long id = proto_int(m, "task", -1);
     if (id < 0 || store_task_get(cfg->st, (uint64_t)id, t) != 0)
-        return refuse(a, "no such task");
+        return reader_refuse(a, "no such task");
     if (strcmp(t->holder, r->id) || (t->state != WL_CLAIMED && t->state != WL_DRAFTED && t->state != WL_OFFERED))
-        return refuse(a, "task not yours (claim it first, or your lease lapsed)");
+        return reader_refuse(a, "task not yours (claim it first, or your lease lapsed)");
     return 0;
 }
 
@@ -79,7 +79,7 @@ static int on_held(const reader_link_config *cfg, const wl_reader *r, reader_ans
     held_ctx h = {cfg->st, json_array()};
     if (!h.list || store_task_held(cfg->st, r->id, held_one, &h) < 0) {
         json_decref(h.list);
-        return refuse(a, "the worklist cannot be read");
+        return reader_refuse(a, "the worklist cannot be read");
     }
     a->cmd = "HELD";
     a->hdr = json_pack("{s:o}", "tasks", h.list);
@@ -91,10 +91,10 @@ static int on_held(const reader_link_config *cfg, const wl_reader *r, reader_ans
 static int on_draft(const reader_link_config *cfg, const proto_msg *m, const wl_reader *r, reader_answer *a)
 {
     wl_task t;
-    if (own_task(cfg, m, r, &t, a) < 0)
+    if (reader_own_task(cfg, m, r, &t, a) < 0)
         return -1;
     if (reader_audit(cfg, r->id, "read-draft", t.study_uid, t.report_id[0] ? t.report_id : "no draft") < 0)
-        return refuse(a, READER_AUDIT_WITHHELD);
+        return reader_refuse(a, READER_AUDIT_WITHHELD);
     char why[128] = "", by[WL_ID_MAX] = "";
     store_task_returned(cfg->st, t.id, why, sizeof why, by, sizeof by);
     a->cmd = "DRAFT";
@@ -114,18 +114,18 @@ static int on_draft(const reader_link_config *cfg, const proto_msg *m, const wl_
 
 /* --- PRIORS and PRIOR ---------------------------------------------------------------- */
 
-static int patient_of(const reader_link_config *cfg, const wl_task *t, char pid[STORE_UID_MAX], reader_answer *a)
+int reader_patient_of(const reader_link_config *cfg, const wl_task *t, char pid[STORE_UID_MAX], reader_answer *a)
 {
     store_study st;
     if (store_get_study(cfg->st, t->study_uid, &st) != 0 || !st.patient_id[0])
-        return refuse(a, "the task's study names no patient");
+        return reader_refuse(a, "the task's study names no patient");
     snprintf(pid, STORE_UID_MAX, "%s", st.patient_id);
     return 0;
 }
 
-static int lookup_refused(reader_answer *a, int rc)
+int reader_lookup_refused(reader_answer *a, int rc)
 {
-    return refuse(a, rc == -ENOTSUP   ? "lookups are not configured on this hub"
+    return reader_refuse(a, rc == -ENOTSUP   ? "lookups are not configured on this hub"
                      : rc == -ENOENT  ? "no such report"
                      : rc == -EAGAIN  ? READER_AUDIT_WITHHELD
                      : rc == -ETIMEDOUT ? "the other hub did not answer"
@@ -260,14 +260,14 @@ static int on_priors(const reader_link_config *cfg, const proto_msg *m, const wl
 {
     wl_task t;
     char pid[STORE_UID_MAX], who[96];
-    if (own_task(cfg, m, r, &t, a) < 0 || patient_of(cfg, &t, pid, a) < 0)
+    if (reader_own_task(cfg, m, r, &t, a) < 0 || reader_patient_of(cfg, &t, pid, a) < 0)
         return -1;
     if (!cfg->priors)
-        return lookup_refused(a, -ENOTSUP);
+        return reader_lookup_refused(a, -ENOTSUP);
     snprintf(who, sizeof who, "reader:%s", r->id);
     int rc = cfg->priors(cfg->lookup_ctx, pid, who, &a->data, &a->len);
     if (rc < 0)
-        return lookup_refused(a, rc);
+        return reader_lookup_refused(a, rc);
     a->cmd = "PRIORS";
     a->hdr = json_pack("{s:I,s:s,s:o}", "task", (json_int_t)t.id, "patient_id", pid, "studies",
                        other_studies_of(cfg, &t));
@@ -278,20 +278,20 @@ static int on_prior(const reader_link_config *cfg, const proto_msg *m, const wl_
 {
     wl_task t;
     char pid[STORE_UID_MAX], who[96];
-    if (own_task(cfg, m, r, &t, a) < 0 || patient_of(cfg, &t, pid, a) < 0)
+    if (reader_own_task(cfg, m, r, &t, a) < 0 || reader_patient_of(cfg, &t, pid, a) < 0)
         return -1;
     const char *id = proto_str(m, "report_id"), *hub = proto_str(m, "hub");
     if (!id || !id[0] || strlen(id) > 60 || strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
                                              strlen(id))
-        return refuse(a, "PRIOR needs a report_id (letters, digits, '.', '_', '-')");
+        return reader_refuse(a, "PRIOR needs a report_id (letters, digits, '.', '_', '-')");
     if (!cfg->prior_report)
-        return lookup_refused(a, -ENOTSUP);
+        return reader_lookup_refused(a, -ENOTSUP);
     snprintf(who, sizeof who, "reader:%s", r->id);
     char *out = NULL;
     size_t len = 0;
     int rc = cfg->prior_report(cfg->lookup_ctx, hub, id, who, &out, &len);
     if (rc < 0)
-        return lookup_refused(a, rc);
+        return reader_lookup_refused(a, rc);
     /* A prior is the same patient's: a reader reads no other report this way. */
     json_t *j = json_loadb(out, len, 0, NULL);
     const char *their = json_string_value(json_object_get(json_object_get(j, "exam"), "patient_id"));
@@ -300,7 +300,7 @@ static int on_prior(const reader_link_config *cfg, const proto_msg *m, const wl_
     if (!same) {
         free(out);
         reader_audit(cfg, r->id, "prior-refused", t.study_uid, id); /* nothing is shown either way */
-        return refuse(a, "that report is not of this task's patient");
+        return reader_refuse(a, "that report is not of this task's patient");
     }
     a->cmd = "PRIOR";
     a->hdr = json_pack("{s:s}", "report_id", id);
@@ -325,5 +325,9 @@ int reader_query(const reader_link_config *cfg, const proto_msg *m, const wl_rea
         return on_priors(cfg, m, r, a);
     if (!strcmp(m->cmd, "PRIOR"))
         return on_prior(cfg, m, r, a);
-    return refuse(a, "unknown command");
+    if (!strcmp(m->cmd, "STUDY") && proto_str(m, "hub"))
+        return reader_peer_study(cfg, m, r, a);
+    if (!strcmp(m->cmd, "FETCH") && proto_str(m, "hub"))
+        return reader_peer_fetch(cfg, m, r, a);
+    return reader_refuse(a, "unknown command");
 }

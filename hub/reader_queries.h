@@ -38,6 +38,22 @@ const char *reader_other_patient(const store_study *cur, const store_study *othe
  * task's study, wholly arrived.  1 and uid filled, or 0 when none. */
 int reader_relevant_prior(store *st, const wl_task *t, char uid[STORE_UID_MAX]);
 
+/* Shared with reader_peer_prior.c: the task named by m, held by r or
+ * offered to it; the Patient ID of a task's study; a refusal with why
+ * (a->why), and one for a lookup's error code.  0, or -1 refused. */
+int reader_own_task(const reader_link_config *cfg, const proto_msg *m, const wl_reader *r, wl_task *t,
+                    reader_answer *a);
+int reader_patient_of(const reader_link_config *cfg, const wl_task *t, char pid[STORE_UID_MAX], reader_answer *a);
+int reader_refuse(reader_answer *a, const char *why);
+int reader_lookup_refused(reader_answer *a, int rc);
+
+/* STUDY and FETCH with "hub" (reader_peer_prior.c): a peer hub's exam of
+ * the task's patient, named by its report there, listed (the instances
+ * and digests that report signed) and read through this hub, to compare
+ * with the task's study.  Answered aside (reader_aside.c). */
+int reader_peer_study(const reader_link_config *cfg, const proto_msg *m, const wl_reader *r, reader_answer *a);
+int reader_peer_fetch(const reader_link_config *cfg, const proto_msg *m, const wl_reader *r, reader_answer *a);
+
 /* Is cmd one of these questions? */
 bool reader_query_known(const char *cmd);
 /* The answer to m from reader r: 0, or -1 with a->why for a NACK. */

@@ -369,6 +369,15 @@ static int reader_prior(void *ctx, const char *hub_name, const char *id, const c
     return a ? api_reader_report(a, hub_name, id, who, out, len) : -EAGAIN;
 }
 
+static int reader_peer_fetch(void *ctx, const char *hub_name, const char *sop, uint64_t offset, size_t len,
+                             const char *who, void *buf, size_t *got, uint64_t *total, char *why, size_t whylen)
+{
+    api_server *a = atomic_load(&((hub *)ctx)->api_live);
+    if (!a)
+        snprintf(why, whylen, "starting");
+    return a ? api_reader_peer_fetch(a, hub_name, sop, offset, len, who, buf, got, total, why, whylen) : -EAGAIN;
+}
+
 static int peer_preview(void *ctx, const char *sop, const char *who, char **out, size_t *len, char *why, size_t whylen)
 {
     api_server *a = atomic_load(&((hub *)ctx)->api_live);
@@ -698,7 +707,7 @@ int serve_run(const serve_config *cfg)
                                  .secret_key = h.kp.sec, .st = h.st, .profiles = h.profiles,
                                  .metrics = &h.metrics, .on_report = on_report, .on_report_ctx = &h,
                                  .verify = verify_or_refuse, .verify_ctx = &h, .priors = reader_priors,
-                                 .prior_report = reader_prior, .lookup_ctx = &h, .handshakes = h.handshakes,
+                                 .prior_report = reader_prior, .peer_fetch = reader_peer_fetch, .lookup_ctx = &h, .handshakes = h.handshakes,
                                  .audit = reader_audit_queued, .audit_ctx = &h, .allow = h.allow};
     if ((rc = reader_link_start(&rc_cfg, &h.rlink, err, sizeof err)) < 0) {
         log_error("reader link: %s", err);

@@ -36,6 +36,8 @@ typedef struct ws_config {
  * (ws_compare.c): one per task, replaced when another is opened. */
 typedef struct ws_compare {
     char          study[65];   /* its Study Instance UID; "" none */
+    char          hub[64];     /* a peer hub's exam: that hub, "" this one */
+    char          report_id[64]; /* and its report there, which lists it */
     hub_instance *inst;        /* the hub's listing of it */
     size_t        n_inst;
     char         *view;        /* as /compare answers it, once wholly cached; NULL until */
@@ -183,9 +185,10 @@ int ws_cert_refuses(const hub_signer_identity *c, int64_t now_s, char *why, size
  * *out.  -1 with a reason when the hub refuses. */
 int ws_study_listing(ws *w, uint64_t id, hub_instance **out, size_t *n, char *study, char *err, size_t errlen);
 /* One listed instance into the cache (nothing when it is there): of the
- * task's study, or of the prior study it compares with (prior non-NULL).
+ * task's study, or of the prior it compares with (prior non-NULL; a peer
+ * hub's is listed without sizes: its digest vouches for it).
  * held: for a task we hold (may evict offered studies), else for an offer. */
-int ws_fetch_instance(ws *w, uint64_t id, const char *prior, const char *study, const hub_instance *in, int held,
+int ws_fetch_instance(ws *w, uint64_t id, const hub_prior *prior, const char *study, const hub_instance *in, int held,
                       char *err, size_t errlen);
 /* Every instance of the task's study in the cache (fetching what is not). */
 int ws_fetch_study(ws *w, uint64_t id, char *err, size_t errlen);

@@ -4,7 +4,9 @@
  *
  * The hub lists and sends it (STUDY and FETCH with "prior"), and refuses
  * a study that is not the same patient's or not held there; it audits the
- * read as this reader's.  The workstation caches it like the task's own
+ * read as this reader's.  A peer hub's exam comes the same way, named by
+ * its report there (?hub=&report=): listed without sizes, each instance
+ * checked against the digest that report signed.  The workstation caches it like the task's own
  * study (pinned while the task is listed) and lays it out with the same
  * code (ws_view.c), so the page shows it with a second stack viewer and
  * its frames come from /api/instances/{sop}/frames/{n}.  One comparison
@@ -21,18 +23,49 @@
 #include "viewer/ws_http.h"
 #include "codecs/banned.h"
 
-/* The listing of the prior the task compares with, asked of the hub when
- * it is another study than the one kept (ahead: to fetch it before it is
- * opened): a malloc'd copy in *out.  0, or an HTTP status with the reason. */
-static int listing(ws *w, uint64_t id, const char *study, int ahead, hub_instance **out, size_t *n, char *err,
-                   size_t errlen)
+/* Which prior: a study this hub holds, or a peer hub's exam named by its
+ * report there; ahead when fetched before the reader opened it. */
+typedef struct prior_ref {
+    char study[65], hub[64], report_id[64];
+    int  ahead;
+} prior_ref;
+
+static hub_prior hub_prior_of(const prior_ref *p)
 {
+    return (hub_prior){.study = p->study, .hub = p->hub[0] ? p->hub : NULL,
+                       .report_id = p->hub[0] ? p->report_id : NULL, .ahead = p->ahead != 0};
+}
+
+/* Is c the comparison p names (the same study from the same hub and report)? */
+static int same_prior(const ws_compare *c, const prior_ref *p)
+{
+    return !strcmp(c->study, p->study) && !strcmp(c->hub, p->hub) && !strcmp(c->report_id, p->report_id);
+}
+
+/* The comparison task id keeps (mu held by the caller). */
+static prior_ref kept_ref(const ws_compare *c)
+{
+    prior_ref p = {.ahead = c->ahead};
+    snprintf(p.study, sizeof p.study, "%s", c->study);
+    snprintf(p.hub, sizeof p.hub, "%s", c->hub);
+    snprintf(p.report_id, sizeof p.report_id, "%s", c->report_id);
+    return p;
+}
+
+/* The listing of the prior the task compares with, asked of the hub when
+ * it is another study than the one kept (p->ahead: to fetch it before it
+ * is opened): a malloc'd copy in *out.  0, or an HTTP status with the
+ * reason. */
+static int listing(ws *w, uint64_t id, const prior_ref *p, hub_instance **out, size_t *n, char *err, size_t errlen)
+{
+    const char *study = p->study;
+    int ahead = p->ahead;
     *out = NULL;
     *n = 0;
     pthread_mutex_lock(&w->mu);
     int i = ws_task_find(w, id);
     ws_compare *c = i >= 0 ? &w->tasks[i].cmp : NULL;
-    if (c && c->inst && !strcmp(c->study, study)) {
+    if (c && c->inst && same_prior(c, p)) {
         *out = malloc((c->n_inst ? c->n_inst : 1) * sizeof **out);
         if (*out) {
             memcpy(*out, c->inst, c->n_inst * sizeof **out);
@@ -49,7 +82,8 @@ static int listing(ws *w, uint64_t id, const char *study, int ahead, hub_instanc
     hub_instance *list = NULL;
     size_t k = 0;
     pthread_mutex_lock(&w->hub_mu);
-    int rc = hub_client_prior_study(w->hc, id, study, ahead, &list, &k);
+    hub_prior hp = hub_prior_of(p);
+    int rc = hub_client_prior_study(w->hc, id, &hp, &list, &k);
     if (rc)
         snprintf(err, errlen, "%s", hub_client_error(w->hc));
     pthread_mutex_unlock(&w->hub_mu);
@@ -77,6 +111,8 @@ static int listing(ws *w, uint64_t id, const char *study, int ahead, hub_instanc
         free(c->view);
         *c = (ws_compare){.inst = keep, .n_inst = k, .ahead = ahead};
         snprintf(c->study, sizeof c->study, "%s", study);
+        snprintf(c->hub, sizeof c->hub, "%s", p->hub);
+        snprintf(c->report_id, sizeof c->report_id, "%s", p->report_id);
         keep = NULL;
     }
     pthread_mutex_unlock(&w->mu);
@@ -87,35 +123,37 @@ static int listing(ws *w, uint64_t id, const char *study, int ahead, hub_instanc
 }
 
 /* Every listed instance of the prior in the cache. */
-static int fetch_all(ws *w, uint64_t id, const char *study, const hub_instance *list, size_t n, char *err,
+static int fetch_all(ws *w, uint64_t id, const prior_ref *p, const hub_instance *list, size_t n, char *err,
                      size_t errlen)
 {
     pthread_mutex_lock(&w->mu);
     int i = ws_task_find(w, id), held = i >= 0 && w->tasks[i].held;
     pthread_mutex_unlock(&w->mu);
+    hub_prior hp = hub_prior_of(p);
     for (size_t k = 0; k < n; k++)
-        if (ws_fetch_instance(w, id, study, study, &list[k], held, err, errlen) < 0)
+        if (ws_fetch_instance(w, id, &hp, p->study, &list[k], held, err, errlen) < 0)
             return -1;
     return 0;
 }
 
 int ws_compare_fetch(ws *w, uint64_t id, char *err, size_t errlen)
 {
-    char study[65] = "";
+    prior_ref p = {0};
     pthread_mutex_lock(&w->mu);
     int i = ws_task_find(w, id);
     if (i >= 0)
-        snprintf(study, sizeof study, "%s", w->tasks[i].cmp.study);
+        p = kept_ref(&w->tasks[i].cmp);
     pthread_mutex_unlock(&w->mu);
-    if (!study[0]) {
+    if (!p.study[0]) {
         snprintf(err, errlen, "task %llu compares with no prior", (unsigned long long)id);
         return -1;
     }
+    p.ahead = 0;
     hub_instance *list;
     size_t n;
-    if (listing(w, id, study, 0, &list, &n, err, errlen))
+    if (listing(w, id, &p, &list, &n, err, errlen))
         return -1;
-    int rc = fetch_all(w, id, study, list, n, err, errlen);
+    int rc = fetch_all(w, id, &p, list, n, err, errlen);
     free(list);
     return rc;
 }
@@ -182,11 +220,14 @@ int ws_compare_ahead_step(ws *w, uint64_t id, char *err, size_t errlen)
         return 0; /* the reader opened another prior: theirs to fetch */
     hub_instance *list;
     size_t n = 0, cached = 0;
-    int rc = listing(w, id, study, 1, &list, &n, err, errlen) ? -1 : 0;
+    prior_ref p = {.ahead = 1};
+    snprintf(p.study, sizeof p.study, "%s", study);
+    hub_prior hp = hub_prior_of(&p);
+    int rc = listing(w, id, &p, &list, &n, err, errlen) ? -1 : 0;
     for (size_t k = 0; rc == 0 && k < n; k++)
         if (!ws_cache_has(w->cache, list[k].sop_uid)) {
             /* as for an offer: what the offers keep is not evicted for it */
-            rc = ws_fetch_instance(w, id, study, study, &list[k], 0, err, errlen);
+            rc = ws_fetch_instance(w, id, &hp, study, &list[k], 0, err, errlen);
             break; /* one instance per step: the reader's requests get their turn */
         }
     for (size_t k = 0; rc == 0 && k < n; k++) /* the page may have fetched some meanwhile */
@@ -209,19 +250,19 @@ int ws_compare_ahead_step(ws *w, uint64_t id, char *err, size_t errlen)
 }
 
 /* The view kept with the task for study, copied into *json; 0 when none. */
-static int kept_view(ws *w, uint64_t id, const char *study, char **json, size_t *len)
+static int kept_view(ws *w, uint64_t id, const prior_ref *p, char **json, size_t *len)
 {
     *json = NULL;
     pthread_mutex_lock(&w->mu);
     int i = ws_task_find(w, id);
     ws_compare *c = i >= 0 ? &w->tasks[i].cmp : NULL;
-    if (c && c->view && !strcmp(c->study, study) && (*json = malloc(c->view_len + 1)))
+    if (c && c->view && same_prior(c, p) && (*json = malloc(c->view_len + 1)))
         memcpy(*json, c->view, (*len = c->view_len) + 1);
     pthread_mutex_unlock(&w->mu);
     return *json != NULL;
 }
 
-static void keep_view(ws *w, uint64_t id, const char *study, const char *json, size_t len)
+static void keep_view(ws *w, uint64_t id, const prior_ref *p, const char *json, size_t len)
 {
     char *copy = malloc(len + 1);
     if (!copy)
@@ -230,7 +271,7 @@ static void keep_view(ws *w, uint64_t id, const char *study, const char *json, s
     pthread_mutex_lock(&w->mu);
     int i = ws_task_find(w, id);
     ws_compare *c = i >= 0 ? &w->tasks[i].cmp : NULL;
-    if (c && !c->view && !strcmp(c->study, study)) {
+    if (c && !c->view && same_prior(c, p)) {
         c->view = copy;
         c->view_len = len;
         copy = NULL;
@@ -242,7 +283,7 @@ static void keep_view(ws *w, uint64_t id, const char *study, const char *json, s
 void ws_api_compare(ws_req *r, ws_resp *o)
 {
     ws *w = r->w;
-    const char *study = r->args[1];
+    const char *study = r->args[1], *hub = ws_req_query(r, "hub"), *report = ws_req_query(r, "report");
     int i = ws_api_task(r, o, 1); /* as the hub: a task held or offered to this reader */
     if (i < 0)
         return;
@@ -257,21 +298,29 @@ void ws_api_compare(ws_req *r, ws_resp *o)
         ws_error(o, 400, "that is the task's own study (GET /api/tasks/%llu/study)", (unsigned long long)id);
         return;
     }
+    if (strlen(hub) >= 64 || strlen(report) >= 64 || (hub[0] && !report[0])) {
+        ws_error(o, 400, "a peer hub's prior needs ?hub=NAME&report=ID (each under 64 characters)");
+        return;
+    }
+    prior_ref p = {0};
+    snprintf(p.study, sizeof p.study, "%s", study);
+    snprintf(p.hub, sizeof p.hub, "%s", hub);
+    snprintf(p.report_id, sizeof p.report_id, "%s", hub[0] ? report : "");
     char *json, err[600];
     size_t len;
-    if (kept_view(w, id, study, &json, &len)) {
+    if (kept_view(w, id, &p, &json, &len)) {
         ws_cache_touch(w->cache, study);
         ws_bytes(o, 200, "application/json; charset=utf-8", json, len);
         return;
     }
     hub_instance *list;
     size_t n;
-    int status = listing(w, id, study, 0, &list, &n, err, sizeof err);
+    int status = listing(w, id, &p, &list, &n, err, sizeof err);
     if (status) {
         ws_error(o, status, "the prior study cannot be compared: %s", err);
         return;
     }
-    if (fetch_all(w, id, study, list, n, err, sizeof err) < 0) {
+    if (fetch_all(w, id, &p, list, n, err, sizeof err) < 0) {
         free(list);
         ws_error(o, 502, "cannot get the prior study from the hub: %s", err);
         return;
@@ -284,7 +333,7 @@ void ws_api_compare(ws_req *r, ws_resp *o)
         return;
     }
     if (complete)
-        keep_view(w, id, study, json, len);
+        keep_view(w, id, &p, json, len);
     ws_cache_touch(w->cache, study);
     ws_bytes(o, 200, "application/json; charset=utf-8", json, len);
 }

@@ -141,12 +141,19 @@ static void recount(ws *w)
     pthread_mutex_unlock(&w->mu);
 }
 
-int ws_fetch_instance(ws *w, uint64_t id, const char *prior, const char *study, const hub_instance *in, int held,
+/* A peer hub's instance is listed without its size (size 0): at most this. */
+#define UNSIZED_MAX ((uint64_t)4 << 30)
+
+int ws_fetch_instance(ws *w, uint64_t id, const hub_prior *prior, const char *study, const hub_instance *in, int held,
                       char *err, size_t errlen)
 {
     ws_pinned_fn pinned = held ? ws_study_held : ws_study_listed;
     if (!dcm_uid_valid(in->sop_uid)) { /* a file name: never "..", nor a slash */
         snprintf(err, errlen, "an instance UID is not usable as a file name");
+        return -1;
+    }
+    if (!in->size && !in->digest[0]) { /* a peer's: its signed digest is all that vouches for it */
+        snprintf(err, errlen, "an instance listed with neither its size nor its digest");
         return -1;
     }
     pthread_mutex_lock(&w->fetch_mu);
@@ -169,15 +176,15 @@ int ws_fetch_instance(ws *w, uint64_t id, const char *prior, const char *study, 
         pthread_mutex_unlock(&w->fetch_mu);
         return -1;
     }
-    sink_ctx s = {fd, in->size};
+    sink_ctx s = {fd, in->size ? in->size : UNSIZED_MAX};
     pthread_mutex_lock(&w->hub_mu);
     int rc = prior ? hub_client_prior_fetch(w->hc, id, prior, in->sop_uid, 0, sink_pwrite, &s)
                    : hub_client_fetch(w->hc, id, in->sop_uid, 0, sink_pwrite, &s);
     if (rc)
         snprintf(err, errlen, "fetching an instance: %s", hub_client_error(w->hc));
     pthread_mutex_unlock(&w->hub_mu);
-    struct stat st;
-    if (!rc && (fstat(fd, &st) < 0 || (uint64_t)st.st_size != in->size)) {
+    struct stat st = {0};
+    if (!rc && (fstat(fd, &st) < 0 || (in->size && (uint64_t)st.st_size != in->size))) {
         snprintf(err, errlen, "the hub sent %lld bytes of an instance listed with %llu", (long long)st.st_size,
                  (unsigned long long)in->size);
         rc = -1;
@@ -187,7 +194,7 @@ int ws_fetch_instance(ws *w, uint64_t id, const char *prior, const char *study, 
     ws_cache_stats before, after;
     ws_cache_stats_get(w->cache, &before);
     if (!rc)
-        rc = ws_cache_put_fd(w->cache, study, in->sop_uid, fd, in->size, pinned, w, err, errlen);
+        rc = ws_cache_put_fd(w->cache, study, in->sop_uid, fd, (uint64_t)st.st_size, pinned, w, err, errlen);
     close(fd);
     unlink(path);
     ws_cache_stats_get(w->cache, &after);

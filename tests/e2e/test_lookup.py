@@ -507,6 +507,85 @@ def test_a_readers_priors_waiting_on_a_silent_peer_hold_up_no_other_reader(world
         world.a.hup()
 
 
+def test_a_reader_at_the_county_hub_compares_the_lead_hospitals_exam(world, tmp_path):
+    """A patient's new DX at hub B; the prior exam is hub A's (signed there
+    as lk-r1).  A workstation reading at hub B opens it beside the study:
+    hub B lists it as the report signed it and reads each instance from
+    hub A, the workstation checks each against the signed digest, and the
+    frames are pydicom's pixels of the files hub A holds.  Hub B's trail
+    has the reader's reads; a report of another study, or one that does not
+    exist, is refused."""
+    from types import SimpleNamespace
+    from hubutil import storescu
+    from wsutil import Workstation
+    allow(world.b.keys, "reader:dr-wang", world.rkeys / "dr-wang.pub")
+    (world.b.data / "readers.conf").write_text("dr-wang  attending  DX  imaging  *  4\n")
+    world.b.hup()
+    study = uid_root("lookup-county") + ".1"
+    f = synth_instance(tmp_path / "new.dcm", study, f"{study}.1", f"{study}.1.1", 1, patient_id=PATIENT,
+                       modality="DX", rows=64, cols=64, seed=11)
+    assert storescu(world.b.ports["dicom"], [str(f)]).returncode == 0
+    shim = SimpleNamespace(reader_ep=world.b.ep("readers"), hub_key=world.b.key_file, rkeys=world.rkeys,
+                           pki=world.base / "pki", base=tmp_path, pass_file=world.pass_file)
+    ws = Workstation(shim, "dr-wang", "--prefetch", 0, name="county").start()
+    try:
+        tid = ws.wait_tasks([study], timeout=40)[0]["id"]
+        tid = ws.task_of(study)["id"]
+        priors = ws.json("GET", f"/api/priors?task={tid}")
+        peer = [p for p in priors["priors"] if p["hub"] == "hubA" and p["report_id"] == "lk-r1"]
+        assert peer and peer[0]["study"] == world.study, priors
+        url = f"/api/tasks/{tid}/compare/{world.study}?hub=hubA&report=lk-r1"
+        j = ws.json("GET", url)
+        assert j["study_uid"] == world.study and j["task"] == tid
+        sops = sorted(i["sop"] for s in j["series"] for i in s["instances"])
+        assert sops == sorted(world.files), j
+        for sop, path in world.files.items():
+            status, h, body = ws.request("GET", f"/api/instances/{sop}/frames/1")
+            assert status == 200, body[:300]
+            want = pydicom.dcmread(str(path)).pixel_array
+            assert np.frombuffer(body, dtype=want.dtype.newbyteorder("<")).reshape(want.shape).tolist() == \
+                want.tolist(), sop
+        # hub B's trail: the reader read hub A's exam for this task, instance by instance
+        recs = wait_for(lambda: (lambda rs: rs if len([r for r in rs if r["what"] == "read-instance" and
+                                                      r["study"] == world.study]) >= len(world.files) else None)(
+            audit_records(world.b.data)), 20, interval=0.2, what="the reads on hub B's trail (written behind)")
+        listing = [r for r in recs if r["what"] == "read-study" and r["study"] == world.study]
+        assert [r["detail"] for r in listing] == [f"prior at hub hubA, compared in task {tid}"], listing
+        assert {r["who"] for r in listing} == {"reader:dr-wang"}
+        reads = {r["detail"] for r in recs if r["what"] == "read-instance" and r["study"] == world.study}
+        assert reads == {f"{sop} at hub hubA" for sop in world.files}, reads
+        # a report that is not of that study, and one that does not exist
+        status, _, body = ws.request("GET", f"/api/tasks/{tid}/compare/{study}.9?hub=hubA&report=lk-r1")
+        assert status == 409 and "not of that study" in body.decode(), body
+        status, _, body = ws.request("GET", f"/api/tasks/{tid}/compare/{world.study}?hub=hubA&report=no-such")
+        assert status == 409 and "no such report" in body.decode(), body
+        assert ws.request("GET", f"/api/tasks/{tid}/compare/{world.study}?hub=hubA")[0] == 400
+        ws.proc.kill()
+        # only what that report lists: another instance hub A holds is not read through it
+        other = f"{uid_root('lookup-other')}.1.1.1"
+        ctx = zmq.Context()
+        s = ctx.socket(zmq.DEALER)
+        s.linger = 0
+        s.curve_serverkey = world.b.key_file.read_text().strip().encode()
+        s.curve_publickey = (world.rkeys / "dr-wang.pub").read_text().strip().encode()
+        s.curve_secretkey = (world.rkeys / "dr-wang.key").read_text().strip().encode()
+        s.connect(world.b.ep("readers"))
+        try:
+            s.send_multipart([b"FETCH", json.dumps({"v": 1, "req": 1, "task": tid, "sop": other, "offset": 0,
+                                                    "length": 4096, "prior": world.study, "hub": "hubA",
+                                                    "report_id": "lk-r1"}).encode()])
+            assert s.poll(10000), "no answer to FETCH"
+            cmd, hdr = s.recv_multipart()[:2]
+            assert cmd == b"NACK" and json.loads(hdr)["reason"] == "no such instance in that prior study", hdr
+        finally:
+            s.close()
+            ctx.term()
+    finally:
+        ws.proc.kill()
+        (world.b.data / "readers.conf").unlink()
+        world.b.hup()
+
+
 def test_a_peer_changing_keypairs_is_reached_through_its_next_key(world, tmp_path):
     """peers.conf may name two keys for a hub changing its keypair (NOW,NEXT).
     Here hub A is already on the second: the handshake with the first fails,

@@ -124,6 +124,8 @@ export class ComparePanes {
   }
 }
 
-const compareUrl = (task, p) => `/api/tasks/${encodeURIComponent(task.id)}/compare/${encodeURIComponent(p.study)}`;
+// A peer hub's exam (p.peer: that hub) is named by its report there.
+const compareUrl = (task, p) => `/api/tasks/${encodeURIComponent(task.id)}/compare/${encodeURIComponent(p.study)}` +
+  (p.peer ? `?hub=${encodeURIComponent(p.peer)}&report=${encodeURIComponent(p.report_id)}` : '');
 const title = (p) => `${p.exam_type || p.modality || ''} ${dicomDate(p.date)}`;
 const where = (p) => `${p.facility || p.hub || ''}${p.report_id ? ` · report ${p.report_id}` : ''}`;

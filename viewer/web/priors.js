@@ -1,8 +1,8 @@
 // priors.js — the patient's other signed exams from the hub's lookup (this
 // hub's and its peer hubs'), each with whether it may be recognised without
 // repeating the exam (互认) and, when not, the rules' reasons.  A row opens
-// the prior's signed report text; Compare opens a study this hub holds
-// beside the task's own (onCompare): images beside images, an ECG beneath
+// the prior's signed report text; Compare opens that exam (this hub's or a
+// peer hub's) beside the task's own (onCompare): images beside images, an ECG beneath
 // an ECG.
 import { get } from './api.js';
 import { el, $, dicomDate } from './util.js';
@@ -50,21 +50,23 @@ export async function showPriors(box, task, currentStudy, onCompare) {
 }
 
 // Compare, for a study that can be compared; "ready" when the workstation
-// fetched it ahead (the task's prior_prefetch), so it opens at once.
+// fetched it ahead (the task's prior_prefetch), so it opens at once.  A
+// peer hub's exam goes with its hub and report (read through this hub).
 function compareButton(p, r, task, onCompare) {
   if (!comparable(p, r, task)) return '';
+  const peer = p.hub && p.hub !== r.hub ? p.hub : '';
   const ahead = task.prior_prefetch;
   const ready = ahead && ahead.study === p.study && ahead.cached === ahead.instances;
   return el(ready ? 'button.compare.ready' : 'button.compare', {
     text: ready ? 'Compare ✓' : 'Compare',
     title: ready ? 'Fetched ahead: opens its images beside this study at once' : 'Open its images beside this study',
-    onclick: (ev) => { ev.stopPropagation(); onCompare(p); } });
+    onclick: (ev) => { ev.stopPropagation(); onCompare({ ...p, peer }); } });
 }
 
-// To compare: a study this hub holds (a peer hub's prior opens as its
-// report only), an ECG with an ECG, images with images.
+// To compare: a study this hub holds, or a peer hub's exam with its report
+// (its images come through this hub); an ECG with an ECG, images with images.
 function comparable(p, r, task) {
-  return (!p.hub || p.hub === r.hub) && (p.modality === 'ECG') === (task.kind === 'ecg');
+  return (!p.hub || p.hub === r.hub || !!p.report_id) && (p.modality === 'ECG') === (task.kind === 'ecg');
 }
 
 async function openPrior(task, p, row) {
