@@ -185,8 +185,8 @@ int reader_peer_study(const reader_link_config *cfg, const proto_msg *m, const w
     }
     const char *sop;
     json_t *v;
-    json_object_foreach(digests, sop, v)
-        if (json_is_string(v))
+    json_object_foreach(digests, sop, v) /* what another hub signed, checked as any input */
+        if (id_ok(sop, 64, "0123456789.") && json_is_string(v) && proto_is_hex(json_string_value(v), 64))
             sops[k++] = sop;
     qsort(sops, k, sizeof *sops, by_sop);
     long long off = proto_int(m, "offset", 0);
@@ -220,7 +220,7 @@ int reader_peer_fetch(const reader_link_config *cfg, const proto_msg *m, const w
     if (!digests)
         return -1;
     const char *sop = proto_str(m, "sop");
-    bool listed = sop && json_is_string(json_object_get(digests, sop));
+    bool listed = id_ok(sop, 64, "0123456789.") && json_is_string(json_object_get(digests, sop));
     json_decref(digests);
     long long off = proto_int(m, "offset", 0), len = proto_int(m, "length", PEER_FETCH_CHUNK);
     if (!listed || off < 0 || len <= 0)
