@@ -462,9 +462,6 @@ static int study_to_read(reader_link *l, proto_msg *m, const wl_task *t, char ui
     return 0;
 }
 
-/* Instances per STUDY answer: 200 entries stay well inside PROTO_MAX_HEADER
- * (about 250 bytes each); a reader pages with "offset" through larger studies. */
-#define STUDY_PAGE 200
 
 typedef struct study_ctx {
     json_t *list;
@@ -475,7 +472,7 @@ static int add_instance(void *ctx, const store_instance *in)
 {
     study_ctx *s = ctx;
     s->total++;
-    if (s->seen++ < s->skip || json_array_size(s->list) >= STUDY_PAGE)
+    if (s->seen++ < s->skip || json_array_size(s->list) >= READER_STUDY_PAGE)
         return 0; /* counted, not listed: the total is what tells the reader to page */
     char hex[65];
     digest_hex(in->digest, hex);

@@ -167,9 +167,6 @@ static json_t *peer_prior(const reader_link_config *cfg, const proto_msg *m, con
 
 static int by_sop(const void *x, const void *y) { return strcmp(*(const char *const *)x, *(const char *const *)y); }
 
-/* Instances per STUDY answer, as for this hub's own studies (reader_link.c). */
-#define STUDY_PAGE 200
-
 int reader_peer_study(const reader_link_config *cfg, const proto_msg *m, const wl_reader *r, reader_answer *a)
 {
     wl_task t;
@@ -192,7 +189,7 @@ int reader_peer_study(const reader_link_config *cfg, const proto_msg *m, const w
     long long off = proto_int(m, "offset", 0);
     size_t from = off < 0 ? 0 : (size_t)off;
     json_t *list = json_array();
-    for (size_t i = from; i < k && i < from + STUDY_PAGE; i++) /* size 0: known once fetched (DATA says) */
+    for (size_t i = from; i < k && i < from + READER_STUDY_PAGE; i++) /* size 0: known once fetched (DATA says) */
         json_array_append_new(list, json_pack("{s:s,s:s,s:I,s:s,s:s,s:i}", "sop", sops[i], "series", "", "size",
                                               (json_int_t)0, "digest", json_string_value(json_object_get(digests, sops[i])),
                                               "ts", "", "number", 0));

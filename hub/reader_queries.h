@@ -54,6 +54,11 @@ int reader_lookup_refused(reader_answer *a, int rc);
 int reader_peer_study(const reader_link_config *cfg, const proto_msg *m, const wl_reader *r, reader_answer *a);
 int reader_peer_fetch(const reader_link_config *cfg, const proto_msg *m, const wl_reader *r, reader_answer *a);
 
+/* Instances per STUDY answer: 200 entries stay well inside PROTO_MAX_HEADER
+ * (about 250 bytes each); a reader pages with "offset" through larger
+ * studies (reader_link.c, and a peer's in reader_peer_prior.c). */
+#define READER_STUDY_PAGE 200
+
 /* Is cmd one of these questions? */
 bool reader_query_known(const char *cmd);
 /* The answer to m from reader r: 0, or -1 with a->why for a NACK. */
