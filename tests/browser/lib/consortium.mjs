@@ -2,7 +2,8 @@
 // the viewer bench: the hub (`dxhub serve`), a clinic's gateway (`dxhub
 // edge`) that pushes a synthetic CT series and a 12-lead ECG, and the
 // reader's workstation daemon (`dxhub workstation`) whose page Chromium
-// drives.  Keys, a CA and the reader's SM2 certificate are made as
+// drives; on demand, a second hub (the county hospital's) that the first
+// asks as a peer.  Keys, a CA and the reader's SM2 certificate are made as
 // samples/demo makes them.  Every process is remembered by PID and ended by
 // stop(); nothing is killed by name.
 import { spawn, execFile, execFileSync } from 'node:child_process';
@@ -165,6 +166,45 @@ export class Consortium {
     /^dxhub workstation: ready url=(\S+)/);
     this.url = ws[1];
     return this;
+  }
+
+  // A second hub, the county hospital's, that the lead hub asks as a peer,
+  // holding a CT of the same patient read and signed there (report
+  // county-r1): a referred patient's exam from elsewhere, to compare.
+  // Returns its Study Instance UID.
+  async countyHub() {
+    const d = this.dir, data = path.join(d, 'county'), keys = path.join(data, 'keys'), rd = this.readerDir;
+    fs.mkdirSync(path.join(keys, 'trust'), { recursive: true });
+    for (const f of ['ca.pem', 'crl.pem']) fs.copyFileSync(path.join(d, 'ca', f), path.join(keys, 'trust', f));
+    this.dx('keygen', '--keys', keys, '--name', 'hub');
+    this.dx('allow', '--keys', keys, '--role', `reader:${READER.id}`, path.join(rd, 'workstation.pub'));
+    this.dx('allow', '--keys', keys, '--role', 'peer:lead', path.join(d, 'hub/keys/hub.pub'));
+    fs.writeFileSync(path.join(data, 'readers.conf'), `${READER.id}  attending  CT  imaging  *  4\n`);
+    const m = await this.start('county', [this.dxhub, 'serve', '--data', data, '--name', 'county', '--dicom-port', '0',
+      '--http-port', '0', '--edge-port', '0', '--reader-port', '0', '--peer-port', '0', '--stable-seconds', '2', '--open-dicom'],
+    /^dxhub serve: ready dicom=[\d.]+:(\d+) .*readers=(tcp:\S+) peers=(tcp:\S+)/);
+    fs.writeFileSync(path.join(d, 'hub/peers.conf'), `county ${m[3]} ${path.join(keys, 'hub.pub')}\n`);
+    this.procs.find((x) => x.name === 'hub').p.kill('SIGHUP'); // the lead hub reads peers.conf again
+    const ct = path.join(d, 'samples/county');
+    this.run([this.py, 'samples/gen_ct_series.py', '--slices', '4', '--name', 'county', '--date', '20231010', '--out', ct]);
+    const files = fs.readdirSync(ct).map((f) => path.join(ct, f));
+    this.run(['storescu', '-aec', 'DXHUB', '127.0.0.1', m[1], ...files], { env: { ...process.env, TCP_NODELAY: '1' } });
+    const hub = ['--hub', m[2], '--hub-key', path.join(keys, 'hub.pub'), '--keys', rd, '--name', 'workstation'];
+    const fetched = path.join(d, 'county-fetched');
+    const task = await this.waitFor(() => {
+      const out = this.dx('reader', ...hub, '--take', '1', '--wait', '3', '--fetch-to', fetched, '--json');
+      return out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((t) => t.claimed);
+    }, 60000, 'the county CT claimed at the county hub');
+    const report = path.join(d, 'county-r1.json');
+    this.dx('report', '--study-dir', path.join(fetched, task.study), '--report-id', 'county-r1', '--reader', READER.id,
+      '--name', READER.name, '--origin', 'county-clinic', '--reading-facility', READER.facility, '--findings', '右肺上叶结节 6 mm。',
+      '--impression', '建议随访。', '--exam-type', 'CT chest', report);
+    this.dx('sign', '--key', path.join(rd, `${READER.id}.key`), '--cert', path.join(rd, `${READER.id}.chain.pem`),
+      '--passphrase-file', path.join(d, 'passphrase'), report);
+    const out = this.dx('reader', ...hub, '--task', String(task.task), '--action', 'sign', '--report-id', 'county-r1',
+      '--submit', report, '--sig', `${report}.sig`, '--chain', `${report}.chain.pem`);
+    if (!out.includes('signed')) throw new Error(`the county report was not signed: ${out}`);
+    return task.study;
   }
 
   async hubJson(p) {

@@ -486,6 +486,28 @@ export async function scenario({ browser, ctx, checks, shots }) {
     await p.click('#compare-close');
   }, { needs: ['a new CT of the patient opens the signed CT beside it: its own stack, the same window and scale, pydicom\'s pixels'] });
 
+  await checks.check('the patient\'s CT signed at the county hospital\'s hub opens beside the follow-up, read through this hub', async () => {
+    const p = s.page, hub = ctx.hub;
+    expect(s.followUp, 'the follow-up CT was not claimed');
+    const county = await hub.countyHub();
+    const button = `table.priors tr[data-study="${county}"][data-hub="county"] button.compare`;
+    // the priors panel asks again when the task opens; the lead hub asks the county hub
+    await hub.waitFor(async () => {
+      await p.evaluate(() => { delete document.querySelector('#priors').dataset.state; });
+      await p.click(`tr.task[data-task-id="${s.followUp}"] button.open`);
+      await p.waitForSelector('#priors[data-state="done"]', { timeout: 15000 });
+      return (await p.$(button)) !== null;
+    }, 30000, 'the county exam with Compare in the priors panel');
+    await p.click(button);
+    await p.waitForSelector(`#compare-pane[data-state="open"][data-study="${county}"]`, { timeout: 30000 });
+    await waitImage(p, { slice: 1 }, 0, 30000, '#compare-image');
+    const corner = await p.textContent('#cv-bl .slice');
+    expect(corner === 'Im 1/4', `the county prior's slice corner says "${corner}"`);
+    const title = await p.textContent('#compare-title');
+    expect(title.includes('county'), `the prior's title does not say where it is from: "${title}"`);
+    await p.click('#compare-close');
+  }, { needs: ['a new CT of the patient opens the signed CT beside it: its own stack, the same window and scale, pydicom\'s pixels'] });
+
   await checks.check('a new ECG of the patient shows the signed prior ECG beneath it on the same paper, its R waves where the generator put them', async () => {
     const p = s.page, hub = ctx.hub;
     const first = await p.getAttribute('tr.task[data-kind="ecg"]', 'data-task-id');
