@@ -953,7 +953,8 @@ int api_start(const api_config *cfg, api_server **out, char *err, size_t errlen)
         goto fail;
     }
     a->status = (api_status){.st = cfg->st, .metrics = a->metrics, .started_mono_ms = api_mono_ms(),
-                             .counters = a->counters, .clinics = cfg->clinics, .clinics_ctx = cfg->clinics_ctx};
+                             .counters = a->counters, .clinics = cfg->clinics, .clinics_ctx = cfg->clinics_ctx,
+                             .peers = cfg->peers};
     api_counters_load(a->counters, a->st);
     bool tls = cfg->tls_cert_pem && cfg->tls_key_pem;
     rc = listen_on(cfg->bind ? cfg->bind : "127.0.0.1", cfg->port, tls, &fd, &a->port, &v6, err, errlen);

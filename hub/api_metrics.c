@@ -220,6 +220,26 @@ static void process_counters(jbuf *b, const hub_metrics *m)
                    atomic_load(&m->trust_deadline));
 }
 
+/* Each peer hub of peers.conf: whether its last answer came, and when it
+ * last answered (the operator's alert: a hub of the consortium is down). */
+static void peer_metrics(jbuf *b, peers *p)
+{
+    peer_state st[PEERS_MAX];
+    size_t n = p ? peers_states(p, st, PEERS_MAX) : 0;
+    family(b, "dxhub_peers", "gauge", "Other hubs in peers.conf.");
+    sample(b, "dxhub_peers", n);
+    family(b, "dxhub_peer_up", "gauge",
+           "1 when the peer hub answered the last request to it, 0 when it did not (not asked since start: absent).");
+    for (size_t i = 0; i < n; i++)
+        if (st[i].asked)
+            jb_printf(b, "dxhub_peer_up{hub=\"%s\"} %d\n", st[i].name, st[i].answered ? 1 : 0);
+    family(b, "dxhub_peer_last_answer_timestamp_seconds", "gauge", "When the peer hub last answered (Unix time).");
+    for (size_t i = 0; i < n; i++)
+        if (st[i].answer_ms)
+            jb_printf(b, "dxhub_peer_last_answer_timestamp_seconds{hub=\"%s\"} %.3f\n", st[i].name,
+                      (double)st[i].answer_ms / 1000.0);
+}
+
 int api_render_metrics(jbuf *b, api_status *s, int64_t now)
 {
     store_stats ss;
@@ -239,5 +259,6 @@ int api_render_metrics(jbuf *b, api_status *s, int64_t now)
     api_render_lookup_metrics(b, s->counters);
     if (rc == 0)
         api_render_clinic_metrics(b, s);
+    peer_metrics(b, s->peers);
     return rc;
 }

@@ -235,6 +235,7 @@ typedef struct api_status {
     _Atomic int64_t   last_full_mono_ms; /* when it last grew; 0 never */
     int             (*clinics)(void *ctx, link_clinic *out, int max); /* api_config's */
     void             *clinics_ctx;
+    peers            *peers;             /* the other hubs, for /metrics; NULL: none */
 } api_status;
 
 #define API_FULL_RATIO   0.95  /* map use above this: "store":"full" */

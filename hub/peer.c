@@ -59,6 +59,11 @@ struct peers {
         int64_t at_ms;
     } quiet[PEERS_MAX]; /* peers that gave no answer, not asked again for PEER_QUIET_MS */
     struct {
+        char    name[PEER_NAME_MAX];
+        bool    answered;
+        int64_t answer_ms; /* wall clock of its last answer; 0 none */
+    } last[PEERS_MAX];  /* how each peer's last call went (peers_states, for /metrics) */
+    struct {
         char name[PEER_NAME_MAX];
         int  key;
     } key_at[PEERS_MAX]; /* the key a peer with two last answered to (peer_def.pub_next) */
@@ -91,6 +96,7 @@ int peers_reload(peers *p, char *err, size_t errlen)
         memcpy(p->defs, defs, n * sizeof *defs);
         p->n = n;
         memset(p->quiet, 0, sizeof p->quiet); /* the operator may have mended it: ask at once */
+        memset(p->last, 0, sizeof p->last);
         pthread_mutex_unlock(&p->lock);
     }
     free(defs);
@@ -252,6 +258,51 @@ static bool quiet_skip(peers *p, call *c)
         c->status = -ETIMEDOUT;
     }
     return skip;
+}
+
+/* How c's peer answered, for peers_states. */
+static void last_note(peers *p, const call *c)
+{
+    bool answered = c->status == 0 || c->status == -ENOENT;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    pthread_mutex_lock(&p->lock);
+    size_t i = 0, free_slot = PEERS_MAX;
+    for (; i < PEERS_MAX && strcmp(p->last[i].name, c->def.name); i++)
+        if (!p->last[i].name[0] && free_slot == PEERS_MAX)
+            free_slot = i;
+    if (i == PEERS_MAX)
+        i = free_slot;
+    if (i < PEERS_MAX) {
+        snprintf(p->last[i].name, sizeof p->last[i].name, "%s", c->def.name);
+        p->last[i].answered = answered;
+        if (answered)
+            p->last[i].answer_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+size_t peers_states(peers *p, peer_state *out, size_t max)
+{
+    int64_t now = mono_ms();
+    size_t n = 0;
+    pthread_mutex_lock(&p->lock);
+    for (size_t d = 0; d < p->n && n < max; d++) {
+        peer_state *o = &out[n++];
+        memset(o, 0, sizeof *o);
+        snprintf(o->name, sizeof o->name, "%s", p->defs[d].name);
+        for (size_t i = 0; i < PEERS_MAX; i++)
+            if (!strcmp(p->last[i].name, o->name)) {
+                o->asked = true;
+                o->answered = p->last[i].answered;
+                o->answer_ms = p->last[i].answer_ms;
+            }
+        for (size_t i = 0; i < PEERS_MAX; i++)
+            if (p->quiet[i].at_ms && !strcmp(p->quiet[i].name, o->name) && now - p->quiet[i].at_ms < PEER_QUIET_MS)
+                o->quiet = true;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return n;
 }
 
 /* After a call: a peer silent till the timeout goes quiet; one that
@@ -471,6 +522,7 @@ static void call_wait(peers *p, call *calls, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (!calls[i].quiet) { /* a quiet one was said when it went quiet */
             quiet_note(p, &calls[i]);
+            last_note(p, &calls[i]);
             told_operator(p, &calls[i]);
         }
         if (calls[i].switched && calls[i].status == 0 && calls[i].key == 1) /* said once: later calls start there */

@@ -33,6 +33,7 @@
 #ifndef DXHUB_PEER_H
 #define DXHUB_PEER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "hub/keys.h"
@@ -100,6 +101,18 @@ size_t   peers_count(peers *p);
 /* Stop answering other hubs (the server thread); asking still works. */
 void     peers_quiesce(peers *p);
 void     peers_stop(peers **p); /* NULL-safe; NULLs *p */
+
+/* How each peer hub in peers.conf answered when last asked (for /metrics):
+ * asked (since start or the last SIGHUP), answered (the last call got an
+ * answer, "no such" included), quiet (not asked now: it gave no answer
+ * less than 15 s ago), answer_ms (wall clock of its last answer; 0 none).
+ * Fills out[max]; returns how many. */
+typedef struct peer_state {
+    char    name[PEER_NAME_MAX];
+    bool    asked, answered, quiet;
+    int64_t answer_ms;
+} peer_state;
+size_t peers_states(peers *p, peer_state *out, size_t max);
 
 /* --- asking the other hubs ------------------------------------------------------ */
 

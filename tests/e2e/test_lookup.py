@@ -429,6 +429,13 @@ def test_peers_that_do_not_answer_are_reported_with_why_and_do_not_block(world, 
         assert again["hubC"]["error"].startswith("not asked: it gave no answer") and \
             "no connection within" in again["hubC"]["error"], again
         assert again["hubA"]["status"] == "ok" and "not asked" not in again["hubE"]["error"], again
+        # /metrics tells the operator which hub of the consortium is down, and when each last answered
+        m = world.b.metrics()
+        up = dict(re.findall(r'^dxhub_peer_up\{hub="(\w+)"\} (\d)$', m, re.M))
+        assert up == {"hubA": "1", "hubC": "0", "hubD": "0", "hubE": "0"}, up
+        assert re.search(r"^dxhub_peers 4$", m, re.M), m
+        last = dict(re.findall(r'^dxhub_peer_last_answer_timestamp_seconds\{hub="(\w+)"\} ([\d.]+)$', m, re.M))
+        assert list(last) == ["hubA"] and abs(float(last["hubA"]) - time.time()) < 60, last
     finally:
         (world.b.data / "peers.conf").write_text(f"hubA {world.a.ep('peers')} {world.a.key_file}\n")
         world.b.hup()
