@@ -42,6 +42,27 @@ static void seconds_left(jbuf *b, const char *key, int64_t at)
         jb_printf(b, ",\"%s\":%lld", key, (long long)(at - (int64_t)time(NULL)));
 }
 
+/* "peers": each hub of peers.conf, whether it answered when last asked
+ * (null: not asked since the start) and when it last answered. */
+static void peer_health(jbuf *b, peers *p)
+{
+    peer_state st[PEERS_MAX];
+    size_t n = p ? peers_states(p, st, PEERS_MAX) : 0;
+    jb_puts(b, ",\"peers\":[");
+    for (size_t i = 0; i < n; i++) {
+        jb_printf(b, "%s{\"hub\":", i ? "," : "");
+        jb_str(b, st[i].name);
+        jb_printf(b, ",\"up\":%s,\"quiet\":%s,\"last_answer\":",
+                  !st[i].asked ? "null" : st[i].answered ? "true" : "false", st[i].quiet ? "true" : "false");
+        if (st[i].answer_ms)
+            jb_time(b, st[i].answer_ms);
+        else
+            jb_puts(b, "null");
+        jb_put(b, "}", 1);
+    }
+    jb_put(b, "]", 1);
+}
+
 int api_render_health(jbuf *b, api_status *s, int64_t now)
 {
     store_stats ss;
@@ -73,6 +94,7 @@ int api_render_health(jbuf *b, api_status *s, int64_t now)
         seconds_left(b, "dicom_tls_certificate_expires_s", atomic_load(&s->metrics->dicom_tls_not_after));
         seconds_left(b, "tls_certificate_expires_s", atomic_load(&s->metrics->tls_not_after));
     }
+    peer_health(b, s->peers);
     jb_printf(b, "}");
     return 0;
 }

@@ -136,6 +136,28 @@ static void print_clinics(const http_url *u, const char *ca_file)
     free(reply.body);
 }
 
+/* The other hubs of the consortium: which answer (a hub that does not is
+ * missing from every lookup). */
+static void print_peers(const json_t *h)
+{
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(h, "peers"), i, p) {
+        const char *name = json_string_value(json_object_get(p, "hub"));
+        const char *last = json_string_value(json_object_get(p, "last_answer"));
+        json_t *up = json_object_get(p, "up");
+        printf("peer hub   %-16s %s", name ? name : "?",
+               json_is_true(up) ? "answering" : json_is_false(up) ? "NOT ANSWERING" : "not asked since the hub started");
+        if (last)
+            printf("%s last answer %s", json_is_true(up) ? "," : ";", last);
+        else if (json_is_false(up))
+            printf("; no answer since the hub started");
+        if (json_is_true(json_object_get(p, "quiet")))
+            printf(" (not asked again for a few seconds: lookups leave it out)");
+        putchar('\n');
+    }
+}
+
 static void print_health(const char *hub, const json_t *h)
 {
     char up[48], used[32], size[32];
@@ -271,6 +293,7 @@ int cmd_status(int argc, char **argv)
         print_health(hub, h);
         print_worklist(&u, ca_file);
         print_clinics(&u, ca_file);
+        print_peers(h);
     }
     const char *status = json_string_value(json_object_get(h, "status"));
     int ok = code == 200 && status && !strcmp(status, "ok");

@@ -436,6 +436,11 @@ def test_peers_that_do_not_answer_are_reported_with_why_and_do_not_block(world, 
         assert re.search(r"^dxhub_peers 4$", m, re.M), m
         last = dict(re.findall(r'^dxhub_peer_last_answer_timestamp_seconds\{hub="(\w+)"\} ([\d.]+)$', m, re.M))
         assert list(last) == ["hubA"] and abs(float(last["hubA"]) - time.time()) < 60, last
+        # and `dxhub status` says it in a line per hub
+        r = run([dxhub_bin(), "status", "--hub", f"http://127.0.0.1:{world.b.ports['http']}"])
+        lines = {l.split()[2]: l for l in r.stdout.decode().splitlines() if l.startswith("peer hub")}
+        assert re.search(r"hubA +answering, last answer 20\d\d-", lines["hubA"]), lines
+        assert "NOT ANSWERING; no answer since the hub started (not asked again" in lines["hubC"], lines
     finally:
         (world.b.data / "peers.conf").write_text(f"hubA {world.a.ep('peers')} {world.a.key_file}\n")
         world.b.hup()
