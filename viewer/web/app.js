@@ -7,7 +7,7 @@ import { StackViewer } from './stack.js';
 import { EcgViewer, ZOOMS } from './ecg.js';
 import { Worklist } from './worklist.js';
 import { ReportPanel } from './report.js';
-import { showPriors } from './priors.js';
+import { showPriors, markPriorReady } from './priors.js';
 import { ComparePanes } from './compare.js';
 
 const session = await loadSession();
@@ -19,7 +19,8 @@ const stack = new StackViewer({
   overlays: { tl: $('#ov-tl'), tr: $('#ov-tr'), bl: $('#ov-bl'), br: $('#ov-br') },
 });
 const ecg = new EcgViewer({ canvas: $('#ecg'), measurements: $('#ecg-meas'), caliperOut: $('#caliper') });
-const worklist = new Worklist({ body: $('#tasks'), banner: $('#stat-banner'), count: $('#task-count'), onOpen: openTask, onTasks: warmHeld });
+const worklist = new Worklist({ body: $('#tasks'), banner: $('#stat-banner'), count: $('#task-count'), onOpen: openTask,
+  onTasks: (tasks) => { warmHeld(tasks); tasks.forEach(markPriorReady); } });
 const report = new ReportPanel(session, { onSubmitted: () => worklist.refresh(), onUnlocked: () => showSession(session) });
 let current = null;
 const compare = new ComparePanes({ stack, ecg, current: () => current });   // a prior beside the study

@@ -55,12 +55,31 @@ export async function showPriors(box, task, currentStudy, onCompare) {
 function compareButton(p, r, task, onCompare) {
   if (!comparable(p, r, task)) return '';
   const peer = p.hub && p.hub !== r.hub ? p.hub : '';
-  const ahead = task.prior_prefetch;
-  const ready = ahead && ahead.study === p.study && ahead.cached === ahead.instances;
-  return el(ready ? 'button.compare.ready' : 'button.compare', {
-    text: ready ? 'Compare ✓' : 'Compare',
-    title: ready ? 'Fetched ahead: opens its images beside this study at once' : 'Open its images beside this study',
-    onclick: (ev) => { ev.stopPropagation(); onCompare({ ...p, peer }); } });
+  const b = el('button.compare', { onclick: (ev) => { ev.stopPropagation(); onCompare({ ...p, peer }); } });
+  if (!peer) b.dataset.local = '1';
+  setReady(b, aheadDone(task, p.study));
+  return b;
+}
+
+const aheadDone = (task, study) => {
+  const a = task.prior_prefetch;
+  return !!a && a.study === study && a.instances > 0 && a.cached === a.instances;
+};
+
+function setReady(b, ready) {
+  b.classList.toggle('ready', ready);
+  b.textContent = ready ? 'Compare ✓' : 'Compare';
+  b.title = ready ? 'Fetched ahead: opens its images beside this study at once' : 'Open its images beside this study';
+}
+
+// The task list changed (events): the prior fetched ahead for the task in
+// the panel may have arrived since the panel was drawn.
+export function markPriorReady(task) {
+  if (!shown || String(shown.id) !== String(task.id) || !task.prior_prefetch) return;
+  for (const b of document.querySelectorAll('#priors button.compare[data-local="1"]')) {
+    const row = b.closest('tr');
+    if (row && row.dataset.study === task.prior_prefetch.study) setReady(b, aheadDone(task, row.dataset.study));
+  }
 }
 
 // To compare: a study this hub holds, or a peer hub's exam with its report

@@ -415,6 +415,8 @@ export async function scenario({ browser, ctx, checks, shots }) {
     await waitImage(p, { slice: 1 }, 0, 30000);
     const button = `table.priors tr[data-study="${s.study.study_uid}"] button.compare`;
     await p.waitForSelector(button, { timeout: 5000 });
+    // the signed CT is the prior the workstation fetches ahead: its button turns ready in the open panel
+    await p.waitForSelector(`${button}.ready`, { timeout: 20000 });
     await p.click(button);
     await p.waitForSelector('#compare-pane[data-state="open"]', { timeout: 30000 });
     const first = s.study.series.flatMap((x) => x.instances).filter((i) => !i.waveform)[0];
