@@ -34,6 +34,18 @@ typedef struct pooled {
     void    *sock, *mon; /* mon: its connection events (proto_monitor_open), or NULL */
 } pooled;
 
+/* What this hub remembers of a peer between calls, under peers.lock. */
+typedef struct peer_mem {
+    char    name[PEER_NAME_MAX];  /* "" a free slot */
+    int     key;                  /* the key a peer with two last answered to (peer_def.pub_next) */
+    char    told_why[200];        /* the last failure logged (told_operator), and when */
+    int64_t told_ms;
+    char    quiet_why[200];       /* it gave no answer at quiet_ms: not asked for PEER_QUIET_MS */
+    int64_t quiet_ms;
+    bool    asked, answered;      /* its last call (peers_states, for /metrics) */
+    int64_t answer_ms;            /* wall clock of its last answer; 0 none */
+} peer_mem;
+
 struct peers {
     peer_config      cfg;
     revoked_watch    revoked;
@@ -50,23 +62,7 @@ struct peers {
     size_t           n;
     pooled           pool[POOL_MAX];
     size_t           npool;
-    struct {
-        char    name[PEER_NAME_MAX], why[200];
-        int64_t at_ms;
-    } told[PEERS_MAX]; /* the last failure logged per peer (told_operator) */
-    struct {
-        char    name[PEER_NAME_MAX], why[200];
-        int64_t at_ms;
-    } quiet[PEERS_MAX]; /* peers that gave no answer, not asked again for PEER_QUIET_MS */
-    struct {
-        char    name[PEER_NAME_MAX];
-        bool    answered;
-        int64_t answer_ms; /* wall clock of its last answer; 0 none */
-    } last[PEERS_MAX];  /* how each peer's last call went (peers_states, for /metrics) */
-    struct {
-        char name[PEER_NAME_MAX];
-        int  key;
-    } key_at[PEERS_MAX]; /* the key a peer with two last answered to (peer_def.pub_next) */
+    peer_mem         mem[PEERS_MAX]; /* what this hub remembers of each peer (mem_of) */
     _Atomic uint64_t next_id;
 };
 
@@ -95,8 +91,10 @@ int peers_reload(peers *p, char *err, size_t errlen)
         pthread_mutex_lock(&p->lock);
         memcpy(p->defs, defs, n * sizeof *defs);
         p->n = n;
-        memset(p->quiet, 0, sizeof p->quiet); /* the operator may have mended it: ask at once */
-        memset(p->last, 0, sizeof p->last);
+        for (size_t i = 0; i < PEERS_MAX; i++) { /* the operator may have mended it: ask at once */
+            p->mem[i].quiet_ms = 0;
+            p->mem[i].asked = p->mem[i].answered = false;
+        }
         pthread_mutex_unlock(&p->lock);
     }
     free(defs);
@@ -126,18 +124,30 @@ static bool find_def(peers *p, const char *name, peer_def *out)
 
 /* --- client sockets ------------------------------------------------------------ */
 
+/* The memory of peer name (lock held), made when add and there is room;
+ * NULL when there is none. */
+static peer_mem *mem_of(peers *p, const char *name, bool add)
+{
+    peer_mem *free_slot = NULL;
+    for (size_t i = 0; i < PEERS_MAX; i++) {
+        if (!strcmp(p->mem[i].name, name))
+            return &p->mem[i];
+        if (!p->mem[i].name[0] && !free_slot)
+            free_slot = &p->mem[i];
+    }
+    if (add && free_slot)
+        snprintf(free_slot->name, sizeof free_slot->name, "%s", name);
+    return add ? free_slot : NULL;
+}
+
 /* Which of a peer's two keys to try first: the one it last answered to. */
 static int key_get(peers *p, const peer_def *d)
 {
     if (!d->pub_next[0])
         return 0;
-    int key = 0;
     pthread_mutex_lock(&p->lock);
-    for (size_t i = 0; i < PEERS_MAX; i++)
-        if (!strcmp(p->key_at[i].name, d->name)) {
-            key = p->key_at[i].key;
-            break;
-        }
+    peer_mem *m = mem_of(p, d->name, false);
+    int key = m ? m->key : 0;
     pthread_mutex_unlock(&p->lock);
     return key;
 }
@@ -145,16 +155,9 @@ static int key_get(peers *p, const peer_def *d)
 static void key_set(peers *p, const char *name, int key)
 {
     pthread_mutex_lock(&p->lock);
-    size_t i = 0, free_slot = PEERS_MAX;
-    for (; i < PEERS_MAX && strcmp(p->key_at[i].name, name); i++)
-        if (!p->key_at[i].name[0] && free_slot == PEERS_MAX)
-            free_slot = i;
-    if (i == PEERS_MAX)
-        i = free_slot;
-    if (i < PEERS_MAX) {
-        snprintf(p->key_at[i].name, sizeof p->key_at[i].name, "%s", name);
-        p->key_at[i].key = key;
-    }
+    peer_mem *m = mem_of(p, name, true);
+    if (m)
+        m->key = key;
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -243,43 +246,19 @@ typedef struct call {
 static bool quiet_skip(peers *p, call *c)
 {
     int64_t now = mono_ms();
-    bool skip = false;
     pthread_mutex_lock(&p->lock);
-    for (size_t i = 0; i < PEERS_MAX && !skip; i++)
-        if (p->quiet[i].at_ms && !strcmp(p->quiet[i].name, c->def.name) && now - p->quiet[i].at_ms < PEER_QUIET_MS) {
-            snprintf(c->error, sizeof c->error, "not asked: it gave no answer %lld s ago (%.100s); asked again in %lld s",
-                     (long long)((now - p->quiet[i].at_ms) / 1000), p->quiet[i].why,
-                     (long long)((PEER_QUIET_MS - (now - p->quiet[i].at_ms) + 999) / 1000));
-            skip = true;
-        }
+    peer_mem *m = mem_of(p, c->def.name, false);
+    bool skip = m && m->quiet_ms && now - m->quiet_ms < PEER_QUIET_MS;
+    if (skip)
+        snprintf(c->error, sizeof c->error, "not asked: it gave no answer %lld s ago (%.100s); asked again in %lld s",
+                 (long long)((now - m->quiet_ms) / 1000), m->quiet_why,
+                 (long long)((PEER_QUIET_MS - (now - m->quiet_ms) + 999) / 1000));
     pthread_mutex_unlock(&p->lock);
     if (skip) {
         c->done = c->quiet = true;
         c->status = -ETIMEDOUT;
     }
     return skip;
-}
-
-/* How c's peer answered, for peers_states. */
-static void last_note(peers *p, const call *c)
-{
-    bool answered = c->status == 0 || c->status == -ENOENT;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    pthread_mutex_lock(&p->lock);
-    size_t i = 0, free_slot = PEERS_MAX;
-    for (; i < PEERS_MAX && strcmp(p->last[i].name, c->def.name); i++)
-        if (!p->last[i].name[0] && free_slot == PEERS_MAX)
-            free_slot = i;
-    if (i == PEERS_MAX)
-        i = free_slot;
-    if (i < PEERS_MAX) {
-        snprintf(p->last[i].name, sizeof p->last[i].name, "%s", c->def.name);
-        p->last[i].answered = answered;
-        if (answered)
-            p->last[i].answer_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    }
-    pthread_mutex_unlock(&p->lock);
 }
 
 size_t peers_states(peers *p, peer_state *out, size_t max)
@@ -291,41 +270,39 @@ size_t peers_states(peers *p, peer_state *out, size_t max)
         peer_state *o = &out[n++];
         memset(o, 0, sizeof *o);
         snprintf(o->name, sizeof o->name, "%s", p->defs[d].name);
-        for (size_t i = 0; i < PEERS_MAX; i++)
-            if (!strcmp(p->last[i].name, o->name)) {
-                o->asked = true;
-                o->answered = p->last[i].answered;
-                o->answer_ms = p->last[i].answer_ms;
-            }
-        for (size_t i = 0; i < PEERS_MAX; i++)
-            if (p->quiet[i].at_ms && !strcmp(p->quiet[i].name, o->name) && now - p->quiet[i].at_ms < PEER_QUIET_MS)
-                o->quiet = true;
+        const peer_mem *m = mem_of(p, o->name, false);
+        if (m) {
+            o->asked = m->asked;
+            o->answered = m->answered;
+            o->answer_ms = m->answer_ms;
+            o->quiet = m->quiet_ms && now - m->quiet_ms < PEER_QUIET_MS;
+        }
     }
     pthread_mutex_unlock(&p->lock);
     return n;
 }
 
-/* After a call: a peer silent till the timeout goes quiet; one that
- * answered (or said it has no such thing) is asked as usual. */
-static void quiet_note(peers *p, const call *c)
+/* After a call (not a quiet one): how it went, for peers_states; a peer
+ * silent till the timeout goes quiet, one that answered (or said it has
+ * no such thing) is asked as usual.  An error (a refused key, a wrong
+ * one) is neither: it is the operator's to mend, and told. */
+static void call_note(peers *p, const call *c)
 {
-    if (c->quiet || (c->status != -ETIMEDOUT && c->status != 0 && c->status != -ENOENT))
-        return;
-    bool silent = c->status == -ETIMEDOUT;
+    bool answered = c->status == 0 || c->status == -ENOENT, silent = c->status == -ETIMEDOUT;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     pthread_mutex_lock(&p->lock);
-    size_t i = 0, free_slot = PEERS_MAX;
-    for (; i < PEERS_MAX && strcmp(p->quiet[i].name, c->def.name); i++)
-        if (!p->quiet[i].name[0] && free_slot == PEERS_MAX)
-            free_slot = i;
-    if (i == PEERS_MAX && silent)
-        i = free_slot;
-    if (i < PEERS_MAX) {
+    peer_mem *m = mem_of(p, c->def.name, true);
+    if (m) {
+        m->asked = true;
+        m->answered = answered;
+        if (answered)
+            m->answer_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
         if (silent) {
-            snprintf(p->quiet[i].name, sizeof p->quiet[i].name, "%s", c->def.name);
-            snprintf(p->quiet[i].why, sizeof p->quiet[i].why, "%s", c->error);
-            p->quiet[i].at_ms = mono_ms();
-        } else {
-            memset(&p->quiet[i], 0, sizeof p->quiet[i]);
+            snprintf(m->quiet_why, sizeof m->quiet_why, "%s", c->error);
+            m->quiet_ms = mono_ms();
+        } else if (answered) {
+            m->quiet_ms = 0;
         }
     }
     pthread_mutex_unlock(&p->lock);
@@ -461,16 +438,10 @@ static void told_operator(peers *p, const call *c)
     int64_t t = mono_ms();
     bool say = false;
     pthread_mutex_lock(&p->lock);
-    size_t i = 0, free_slot = PEERS_MAX;
-    for (; i < PEERS_MAX && strcmp(p->told[i].name, c->def.name); i++)
-        if (!p->told[i].name[0] && free_slot == PEERS_MAX)
-            free_slot = i;
-    if (i == PEERS_MAX)
-        i = free_slot;
-    if (i < PEERS_MAX && (strcmp(p->told[i].why, c->error) || t - p->told[i].at_ms >= TOLD_EVERY_MS)) {
-        snprintf(p->told[i].name, sizeof p->told[i].name, "%s", c->def.name);
-        snprintf(p->told[i].why, sizeof p->told[i].why, "%s", c->error);
-        p->told[i].at_ms = t;
+    peer_mem *m = mem_of(p, c->def.name, true);
+    if (m && (strcmp(m->told_why, c->error) || t - m->told_ms >= TOLD_EVERY_MS)) {
+        snprintf(m->told_why, sizeof m->told_why, "%s", c->error);
+        m->told_ms = t;
         say = true;
     }
     pthread_mutex_unlock(&p->lock);
@@ -521,8 +492,7 @@ static void call_wait(peers *p, call *calls, size_t n)
         }
     for (size_t i = 0; i < n; i++) {
         if (!calls[i].quiet) { /* a quiet one was said when it went quiet */
-            quiet_note(p, &calls[i]);
-            last_note(p, &calls[i]);
+            call_note(p, &calls[i]);
             told_operator(p, &calls[i]);
         }
         if (calls[i].switched && calls[i].status == 0 && calls[i].key == 1) /* said once: later calls start there */
