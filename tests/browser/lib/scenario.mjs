@@ -519,6 +519,8 @@ export async function scenario({ browser, ctx, checks, shots }) {
     await pushAndClaim(p, 'tr.task[data-kind="ecg"]', first, '--priority', 'stat', '--note', 'chest pain again', hub.ecg2File);
     const rows = await p.$$eval('table.priors button.compare', (b) => b.length);
     expect(rows >= 1, 'no Compare on the prior ECG');
+    // the earlier ECG is the one the workstation fetches ahead for this one
+    await p.waitForSelector('table.priors button.compare.ready', { timeout: 20000 });
     await p.click('table.priors button.compare');
     await p.waitForSelector('#ecg-compare[data-state="open"]', { timeout: 30000 });
     const title = await p.textContent('#ecg-compare-title');
