@@ -15,10 +15,11 @@
  *                                    at once, before this CLAIM's answer, which waits for its commit)
  *   HEARTBEAT {req}                → HEARTBEAT {req, leases}       keeps every lease alive
  *   RELEASE {req, task}            → OK {req} | NACK
- *   STUDY {req, task[, offset][, prior[, prefetch]]} → STUDY {req, task, study, offset, total,
+ *   STUDY {req, task[, offset][, want][, prior[, prefetch]]} → STUDY {req, task, study, offset, total,
  *                                    instances:[{sop, series, size, digest, ts, number}][, relevant_prior]}
  *                                    at most 200 instances from offset (0) of total: page with offset;
- *                                    relevant_prior (the task's own study, offset 0): the patient's
+ *                                    relevant_prior (the task's own study, offset 0, want
+ *                                    "relevant_prior"): the patient's
  *                                    newest other study here with the task's modality, no later than
  *                                    the task's, wholly arrived — what a workstation fetches ahead;
  *                                    prefetch (true): a prior listed ahead, not opened (the trail says so)

@@ -716,11 +716,13 @@ int hub_client_prior_study(hub_client *c, uint64_t task, const hub_prior *prior,
 }
 
 /* A string field of the STUDY answer about the task's own study into uid
- * ("" when absent); required: absent is a protocol error. */
+ * ("" when absent); required: absent is a protocol error.  The field is
+ * asked for by name ("want"): the hub works out only what is asked. */
 static int study_field(hub_client *c, uint64_t task, const char *field, bool required, char *uid, size_t n)
 {
     proto_msg m;
-    int rc = request(c, "STUDY", json_pack("{s:I}", "task", (json_int_t)task), NULL, 0, "STUDY", &m);
+    int rc = request(c, "STUDY", json_pack("{s:I,s:s}", "task", (json_int_t)task, "want", field), NULL, 0, "STUDY",
+                     &m);
     if (rc)
         return rc;
     const char *s = proto_str(&m, field);

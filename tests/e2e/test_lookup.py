@@ -541,7 +541,7 @@ def test_a_reader_at_the_county_hub_compares_the_lead_hospitals_exam(world, tmp_
                            pki=world.base / "pki", base=tmp_path, pass_file=world.pass_file)
     ws = Workstation(shim, "dr-wang", "--prefetch", 0, name="county").start()
     try:
-        tid = ws.wait_tasks([study], timeout=40)[0]["id"]
+        ws.wait_tasks([study], timeout=40)
         tid = ws.task_of(study)["id"]
         priors = ws.json("GET", f"/api/priors?task={tid}")
         peer = [p for p in priors["priors"] if p["hub"] == "hubA" and p["report_id"] == "lk-r1"]

@@ -173,7 +173,8 @@ def test_a_held_tasks_prior_is_fetched_ahead_and_compares_with_the_hub_away(worl
     cur, cur_files = study("cur", "20240601")
     ws = world.workstation("ws-prior", "--prefetch", 0)
     world.send(cur_files)
-    tid = ws.wait_tasks([cur])[0]["id"]
+    ws.wait_tasks([cur])
+    tid = ws.task_of(cur)["id"]
     made = {tag: study(tag, *args) for tag, args in {
         "older": ("20220110",), "last": ("20240115",), "dx": ("20240301", "DX"), "later": ("20250101",),
         "reused": ("20240520", "CT", "19990909")}.items()}
