@@ -15,13 +15,9 @@
  *                                    at once, before this CLAIM's answer, which waits for its commit)
  *   HEARTBEAT {req}                → HEARTBEAT {req, leases}       keeps every lease alive
  *   RELEASE {req, task}            → OK {req} | NACK
- *   STUDY {req, task[, offset][, want][, prior[, prefetch]]} → STUDY {req, task, study, offset, total,
- *                                    instances:[{sop, series, size, digest, ts, number}][, relevant_prior]}
+ *   STUDY {req, task[, offset][, prior[, prefetch]]} → STUDY {req, task, study, offset, total,
+ *                                    instances:[{sop, series, size, digest, ts, number}]}
  *                                    at most 200 instances from offset (0) of total: page with offset;
- *                                    relevant_prior (the task's own study, offset 0, want
- *                                    "relevant_prior"): the patient's
- *                                    newest other study here with the task's modality, no later than
- *                                    the task's, wholly arrived — what a workstation fetches ahead;
  *                                    prefetch (true): a prior listed ahead, not opened (the trail says so)
  *   FETCH {req, task, sop, offset, length[, prior]} → DATA {req, sop, offset, size, eof} + bytes | NACK
  *        prior: a Study Instance UID — another study of the task's patient (the same Patient
@@ -47,6 +43,12 @@
  *                                    studies: [{study, date, modalities, description, state,
  *                                    instances}] the patient's other studies this hub holds, reported
  *                                    or not, newest first (at most 50): what STUDY "prior" may read
+ *   PRIORS {req, task, want: "relevant_prior"} → PRIORS {req, task[, relevant_prior]}, no frame:
+ *                                    which prior a workstation fetches ahead — {study} the patient's
+ *                                    newest other study here with the task's modality, no later than
+ *                                    the task's, wholly arrived; or {study, hub, report_id} a later
+ *                                    one a peer hub holds, its report's signature and images good
+ *                                    there (asked as PRIORS is; this hub's alone when lookups are off)
  *   PRIOR {req, task, report_id[, hub]} → PRIOR {req} + one frame: GET /api/v1/reports/{id}'s
  *                                    answer (a peer hub's when hub names one), for a prior of the
  *                                    task's patient
@@ -159,11 +161,15 @@ typedef struct hub_prior {
 } hub_prior;
 /* As hub_client_study and hub_client_fetch. */
 int hub_client_prior_study(hub_client *c, uint64_t task, const hub_prior *prior, hub_instance **out, size_t *n);
-/* The prior the hub suggests fetching ahead for task (STUDY's
- * "relevant_prior": the patient's newest earlier study of the task's
- * modality held there) into uid, "" when there is none.  Fetched ahead,
- * its listing is asked with ahead set: the hub's trail says "prefetched". */
-int hub_client_relevant_prior(hub_client *c, uint64_t task, char *uid, size_t n);
+/* The prior the hub suggests fetching ahead for task (PRIORS's
+ * "relevant_prior": the patient's newest earlier exam of the task's
+ * modality, there or at a peer hub): study "" when there is none.
+ * Fetched ahead, its listing is asked with ahead set: the hub's trail
+ * says "prefetched". */
+typedef struct hub_relevant {
+    char study[65], hub[64], report_id[64]; /* hub "": the hub's own */
+} hub_relevant;
+int hub_client_relevant_prior(hub_client *c, uint64_t task, hub_relevant *out);
 int hub_client_prior_fetch(hub_client *c, uint64_t task, const hub_prior *prior, const char *sop, uint64_t offset,
                            int (*sink)(void *ctx, uint64_t offset, const void *p, size_t n), void *ctx);
 /* Submit a report (the exact bytes to store) with an optional detached

@@ -715,34 +715,46 @@ int hub_client_prior_study(hub_client *c, uint64_t task, const hub_prior *prior,
     return study_of(c, task, prior, out, n);
 }
 
-/* A string field of the STUDY answer about the task's own study into uid
- * ("" when absent); required: absent is a protocol error.  The field is
- * asked for by name ("want"): the hub works out only what is asked. */
-static int study_field(hub_client *c, uint64_t task, const char *field, bool required, char *uid, size_t n)
+int hub_client_study_uid(hub_client *c, uint64_t task, char *uid, size_t n)
 {
     proto_msg m;
-    int rc = request(c, "STUDY", json_pack("{s:I,s:s}", "task", (json_int_t)task, "want", field), NULL, 0, "STUDY",
-                     &m);
+    int rc = request(c, "STUDY", json_pack("{s:I}", "task", (json_int_t)task), NULL, 0, "STUDY", &m);
     if (rc)
         return rc;
-    const char *s = proto_str(&m, field);
-    if (required && (!s || !s[0])) {
+    const char *s = proto_str(&m, "study");
+    if (!s || !s[0]) {
         proto_msg_close(&m);
         return fail(c, HUB_EPROTO, "STUDY: the hub's answer names no study");
     }
-    snprintf(uid, n, "%s", s ? s : "");
+    snprintf(uid, n, "%s", s);
     proto_msg_close(&m);
     return 0;
 }
 
-int hub_client_study_uid(hub_client *c, uint64_t task, char *uid, size_t n)
+int hub_client_relevant_prior(hub_client *c, uint64_t task, hub_relevant *out)
 {
-    return study_field(c, task, "study", true, uid, n);
-}
-
-int hub_client_relevant_prior(hub_client *c, uint64_t task, char *uid, size_t n)
-{
-    return study_field(c, task, "relevant_prior", false, uid, n);
+    *out = (hub_relevant){0};
+    proto_msg m;
+    int rc = request(c, "PRIORS", json_pack("{s:I,s:s}", "task", (json_int_t)task, "want", "relevant_prior"), NULL,
+                     0, "PRIORS", &m);
+    if (rc)
+        return rc;
+    json_t *p = json_object_get(m.hdr, "relevant_prior");
+    const char *study = json_string_value(json_object_get(p, "study"));
+    const char *hub = json_string_value(json_object_get(p, "hub"));
+    const char *report = json_string_value(json_object_get(p, "report_id"));
+    if (p && (!study || strlen(study) >= sizeof out->study || (hub && (strlen(hub) >= sizeof out->hub || !report ||
+                                                                         strlen(report) >= sizeof out->report_id)))) {
+        proto_msg_close(&m);
+        return fail(c, HUB_EPROTO, "PRIORS: the hub's relevant_prior is malformed");
+    }
+    if (study) {
+        snprintf(out->study, sizeof out->study, "%s", study);
+        snprintf(out->hub, sizeof out->hub, "%s", hub ? hub : "");
+        snprintf(out->report_id, sizeof out->report_id, "%s", hub ? report : "");
+    }
+    proto_msg_close(&m);
+    return 0;
 }
 
 static int fetch_of(hub_client *c, uint64_t task, const hub_prior *prior, const char *sop, uint64_t offset,

@@ -655,14 +655,10 @@ static void on_message(reader_link *l, proto_msg *m)
          * from an earlier session knows where its files belong. */
         json_object_set_new(h, "study", json_string(uid));
         json_object_set_new(h, "instances", s.list);
-        char detail[64] = "study listing", relevant[STORE_UID_MAX];
-        const char *want;
+        char detail[64] = "study listing";
         if (strcmp(uid, t.study_uid))
             snprintf(detail, sizeof detail, "prior, %s task %llu",
                      json_is_true(json_object_get(m->hdr, "prefetch")) ? "prefetched for" : "compared in", (unsigned long long)t.id);
-        else if (!s.skip && (want = proto_str(m, "want")) && !strcmp(want, "relevant_prior") &&
-                 reader_relevant_prior(l->cfg.st, &t, relevant)) /* only when asked: a patient's studies walked */
-            json_object_set_new(h, "relevant_prior", json_string(relevant)); /* for the workstation to fetch ahead */
         if (reader_audit(&l->cfg, r.id, "read-study", uid, detail) < 0) {
             json_decref(h);
             nack(l, m, READER_AUDIT_WITHHELD);

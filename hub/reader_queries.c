@@ -142,6 +142,11 @@ typedef struct other_studies {
     json_t            *list;
 } other_studies;
 
+bool reader_id_ok(const char *s, size_t max, const char *allowed)
+{
+    return s && s[0] && strlen(s) <= max && strspn(s, allowed) == strlen(s);
+}
+
 const char *reader_other_patient(const store_study *cur, const store_study *other)
 {
     if (!cur->patient_id[0] || strcmp(cur->patient_id, other->patient_id))
@@ -150,68 +155,6 @@ const char *reader_other_patient(const store_study *cur, const store_study *othe
         strcmp(cur->patient_birth_date, other->patient_birth_date))
         return "that prior study has this task's Patient ID but another birth date: not compared";
     return NULL;
-}
-
-/* The prior a workstation fetches ahead for a held task (STUDY's
- * "relevant_prior"): the newest of the patient's other studies here that
- * has the task's modality and is no later than the task's study, and has
- * finished arriving.  What a reader opens first beside a follow-up: the
- * last CT under this CT, the last ECG under this ECG. */
-typedef struct relevant_ctx {
-    const store_study *cur;
-    const char        *modality;
-    store_study        best;
-    int                found;
-} relevant_ctx;
-
-/* Is m one of the backslash-separated entries of list? */
-static int has_modality(const char *list, const char *m)
-{
-    size_t n = strlen(m);
-    for (const char *p = list; n && *p;) {
-        const char *end = strchr(p, '\\');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == n && !strncmp(p, m, n))
-            return 1;
-        p += len + (end != NULL);
-    }
-    return 0;
-}
-
-/* a dated "newer than" b: by date, then time; an undated study is oldest */
-static int newer(const store_study *a, const store_study *b)
-{
-    int c = strcmp(a->study_date, b->study_date);
-    return c ? c > 0 : strcmp(a->study_time, b->study_time) > 0;
-}
-
-static int consider(void *ctx, const store_study *st)
-{
-    relevant_ctx *r = ctx;
-    if (!strcmp(st->study_uid, r->cur->study_uid) || reader_other_patient(r->cur, st) ||
-        st->state == STUDY_RECEIVING || !st->n_instances || !has_modality(st->modalities, r->modality))
-        return 0;
-    if (r->cur->study_date[0] && st->study_date[0] && newer(st, r->cur))
-        return 0; /* a later exam is not this one's prior */
-    if (!r->found || newer(st, &r->best)) {
-        r->best = *st;
-        r->found = 1;
-    }
-    return 0;
-}
-
-int reader_relevant_prior(store *st, const wl_task *t, char uid[STORE_UID_MAX])
-{
-    store_study cur;
-    uid[0] = 0;
-    if (!t->modality[0] || store_get_study(st, t->study_uid, &cur) != 0 || !cur.patient_id[0])
-        return 0;
-    relevant_ctx r = {.cur = &cur, .modality = t->modality};
-    store_study_filter f = {.patient_id = cur.patient_id, .state = -1};
-    store_list_studies(st, &f, 0, 1000, consider, &r);
-    if (r.found)
-        snprintf(uid, STORE_UID_MAX, "%s", r.best.study_uid);
-    return r.found;
 }
 
 static int add_other(void *ctx, const store_study *st)
@@ -256,19 +199,33 @@ static json_t *other_studies_of(const reader_link_config *cfg, const wl_task *t)
     return out;
 }
 
+/* PRIORS: the patient's exams across the consortium (the lookup answer,
+ * as data) and their other studies here.  With want "relevant_prior" (a
+ * workstation about to fetch ahead): only which one to fetch, answered
+ * from this hub's studies alone where lookups are off or failed. */
 static int on_priors(const reader_link_config *cfg, const proto_msg *m, const wl_reader *r, reader_answer *a)
 {
     wl_task t;
     char pid[STORE_UID_MAX], who[96];
     if (reader_own_task(cfg, m, r, &t, a) < 0 || reader_patient_of(cfg, &t, pid, a) < 0)
         return -1;
-    if (!cfg->priors)
+    const char *want = proto_str(m, "want");
+    bool relevant = want && !strcmp(want, "relevant_prior");
+    if (!cfg->priors && !relevant)
         return reader_lookup_refused(a, -ENOTSUP);
     snprintf(who, sizeof who, "reader:%s", r->id);
-    int rc = cfg->priors(cfg->lookup_ctx, pid, who, &a->data, &a->len);
-    if (rc < 0)
+    int rc = cfg->priors ? cfg->priors(cfg->lookup_ctx, pid, who, &a->data, &a->len) : -ENOTSUP;
+    if (rc < 0 && !relevant)
         return reader_lookup_refused(a, rc);
     a->cmd = "PRIORS";
+    if (relevant) {
+        json_t *rp = reader_relevant_prior(cfg->st, &t, rc < 0 ? NULL : a->data, a->len);
+        free(a->data);
+        a->data = NULL;
+        a->len = 0;
+        a->hdr = json_pack("{s:I,s:o*}", "task", (json_int_t)t.id, "relevant_prior", rp);
+        return 0;
+    }
     a->hdr = json_pack("{s:I,s:s,s:o}", "task", (json_int_t)t.id, "patient_id", pid, "studies",
                        other_studies_of(cfg, &t));
     return 0;
@@ -281,8 +238,7 @@ static int on_prior(const reader_link_config *cfg, const proto_msg *m, const wl_
     if (reader_own_task(cfg, m, r, &t, a) < 0 || reader_patient_of(cfg, &t, pid, a) < 0)
         return -1;
     const char *id = proto_str(m, "report_id"), *hub = proto_str(m, "hub");
-    if (!id || !id[0] || strlen(id) > 60 || strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
-                                             strlen(id))
+    if (!reader_id_ok(id, 60, READER_NAME_CHARS))
         return reader_refuse(a, "PRIOR needs a report_id (letters, digits, '.', '_', '-')");
     if (!cfg->prior_report)
         return reader_lookup_refused(a, -ENOTSUP);

@@ -32,11 +32,20 @@ int reader_audit(const reader_link_config *cfg, const char *reader_id, const cha
  * "prior") and what PRIORS lists. */
 const char *reader_other_patient(const store_study *cur, const store_study *other);
 
-/* The study a workstation fetches ahead to compare with held task t (STUDY
- * answers it as "relevant_prior"): the newest other study of the patient
- * here (reader_other_patient) with the task's modality, no later than the
- * task's study, wholly arrived.  1 and uid filled, or 0 when none. */
-int reader_relevant_prior(store *st, const wl_task *t, char uid[STORE_UID_MAX]);
+/* The prior a workstation fetches ahead to compare with held task t
+ * (reader_relevant.c; PRIORS with want "relevant_prior"): the newest
+ * other study of the patient here (reader_other_patient) with the task's
+ * modality, no later than the task's study, wholly arrived; or a later
+ * one another hub holds, from lookup (PRIORS's answer, NULL when there is
+ * none), whose report's signature and images check out there.
+ * {study[, hub, report_id]}, or NULL when none. */
+json_t *reader_relevant_prior(store *st, const wl_task *t, const char *lookup, size_t len);
+
+/* s is 1 to max characters, each of allowed: a hub's name or a report id
+ * (READER_NAME_CHARS), a UID (READER_UID_CHARS), as another hub sends them. */
+bool reader_id_ok(const char *s, size_t max, const char *allowed);
+#define READER_NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+#define READER_UID_CHARS  "0123456789."
 
 /* Shared with reader_peer_prior.c: the task named by m, held by r or
  * offered to it; the Patient ID of a task's study; a refusal with why

@@ -13,9 +13,10 @@
  * per task: opening another replaces it.
  *
  * Ahead of the reader (--prefetch-prior): once a held task's own study is
- * cached, the prior the hub names for it (STUDY's "relevant_prior": the
- * patient's last earlier exam of the same modality) is listed and fetched
- * as that comparison, so Compare opens at once, even with the hub away. */
+ * cached, the prior the hub names for it (PRIORS's "relevant_prior": the
+ * patient's last earlier exam of the same modality, there or at the hub of
+ * the hospital that referred them) is listed and fetched as that
+ * comparison, so Compare opens at once, even with the hub away. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,7 +105,7 @@ static int listing(ws *w, uint64_t id, const prior_ref *p, hub_instance **out, s
     pthread_mutex_lock(&w->mu);
     i = ws_task_find(w, id);
     c = i >= 0 ? &w->tasks[i].cmp : NULL;
-    if (c && ahead && (!c->ahead || strcmp(c->study, study)))
+    if (c && ahead && (!c->ahead || !same_prior(c, p)))
         c = NULL; /* the reader opened another meanwhile: theirs stays */
     if (c) {
         free(c->inst);
@@ -167,21 +168,22 @@ int ws_compare_ahead_due(const ws *w, const ws_task *t)
     return !t->prior_asked || (t->cmp.ahead && (!t->cmp.inst || t->cmp.n_cached < t->cmp.n_inst));
 }
 
-/* Which prior the hub names for task id, taken as its comparison unless
- * the reader opened one already: 1 with study filled, 0 when none. */
-static int ask_relevant(ws *w, uint64_t id, char study[65], char *err, size_t errlen)
+/* Which prior the hub names for task id (here or at a peer hub), taken
+ * as its comparison unless the reader opened one already: 1 with *p
+ * filled, 0 when none. */
+static int ask_relevant(ws *w, uint64_t id, prior_ref *p, char *err, size_t errlen)
 {
-    char uid[65] = "";
+    hub_relevant rel;
     pthread_mutex_lock(&w->hub_mu);
-    int rc = hub_client_relevant_prior(w->hc, id, uid, sizeof uid);
+    int rc = hub_client_relevant_prior(w->hc, id, &rel);
     if (rc)
         snprintf(err, errlen, "asking for its prior: %s", hub_client_error(w->hc));
     pthread_mutex_unlock(&w->hub_mu);
     if (rc)
         return -1;
-    if (uid[0] && !dcm_uid_valid(uid)) {
+    if (rel.study[0] && !dcm_uid_valid(rel.study)) {
         snprintf(err, errlen, "the hub named a prior that is not a Study Instance UID");
-        uid[0] = 0;
+        rel.study[0] = 0;
     }
     int taken = 0;
     pthread_mutex_lock(&w->mu);
@@ -189,45 +191,43 @@ static int ask_relevant(ws *w, uint64_t id, char study[65], char *err, size_t er
     if (i >= 0) {
         ws_compare *c = &w->tasks[i].cmp;
         w->tasks[i].prior_asked = 1;
-        if (uid[0] && !c->study[0]) {
-            snprintf(c->study, sizeof c->study, "%s", uid);
+        if (rel.study[0] && !c->study[0]) {
+            snprintf(c->study, sizeof c->study, "%s", rel.study);
+            snprintf(c->hub, sizeof c->hub, "%s", rel.hub);
+            snprintf(c->report_id, sizeof c->report_id, "%s", rel.report_id);
             c->ahead = taken = 1;
+            *p = kept_ref(c);
         }
     }
     pthread_mutex_unlock(&w->mu);
-    snprintf(study, 65, "%s", uid);
     return taken;
 }
 
 int ws_compare_ahead_step(ws *w, uint64_t id, char *err, size_t errlen)
 {
-    char study[65] = "";
+    prior_ref p = {0};
     pthread_mutex_lock(&w->mu);
     int i = ws_task_find(w, id), asked = i >= 0 && w->tasks[i].prior_asked;
-    int ahead = i >= 0 && w->tasks[i].cmp.ahead;
     if (i >= 0)
-        snprintf(study, sizeof study, "%s", w->tasks[i].cmp.study);
+        p = kept_ref(&w->tasks[i].cmp);
     pthread_mutex_unlock(&w->mu);
     if (i < 0)
         return 0;
     if (!asked) {
-        int got = ask_relevant(w, id, study, err, errlen);
+        int got = ask_relevant(w, id, &p, err, errlen);
         if (got <= 0)
             return got;
-        ahead = 1;
     }
-    if (!ahead)
+    if (!p.ahead)
         return 0; /* the reader opened another prior: theirs to fetch */
     hub_instance *list;
     size_t n = 0, cached = 0;
-    prior_ref p = {.ahead = 1};
-    snprintf(p.study, sizeof p.study, "%s", study);
     hub_prior hp = hub_prior_of(&p);
     int rc = listing(w, id, &p, &list, &n, err, errlen) ? -1 : 0;
     for (size_t k = 0; rc == 0 && k < n; k++)
         if (!ws_cache_has(w->cache, list[k].sop_uid)) {
             /* as for an offer: what the offers keep is not evicted for it */
-            rc = ws_fetch_instance(w, id, &hp, study, &list[k], 0, err, errlen);
+            rc = ws_fetch_instance(w, id, &hp, p.study, &list[k], 0, err, errlen);
             break; /* one instance per step: the reader's requests get their turn */
         }
     for (size_t k = 0; rc == 0 && k < n; k++) /* the page may have fetched some meanwhile */
@@ -236,7 +236,7 @@ int ws_compare_ahead_step(ws *w, uint64_t id, char *err, size_t errlen)
     pthread_mutex_lock(&w->mu);
     i = ws_task_find(w, id);
     ws_compare *c = i >= 0 ? &w->tasks[i].cmp : NULL;
-    if (c && c->ahead && !strcmp(c->study, study)) {
+    if (c && c->ahead && same_prior(c, &p)) {
         if (rc == 0 && cached != c->n_cached) {
             if (cached == n || cached * 10 / n != c->n_cached * 10 / n) /* by tenths: no event per instance */
                 ws_changed(w);

@@ -59,7 +59,7 @@ static const cfg_option ws_options[] = {
     {"hub", "prefetch", CFG_INT, W(c.prefetch), "3", 0, 32, NULL, "N",
      "also prefetch the N best offered studies"},
     {"hub", "prefetch-prior", CFG_CHOICE, W(c.prefetch_prior), "on", 0, 0, "off|on", "on|off",
-     "also fetch ahead, for each task held, the patient's last earlier exam of its modality at the hub, to compare"},
+     "also fetch ahead, for each task held, the patient's last earlier exam of its modality (the hub's or a peer hub's), to compare"},
     {"hub", "offers", CFG_INT, W(c.offers), "5", 0, 50, NULL, "N", "how many offers to keep in the worklist"},
     {"signing", "sign-key", CFG_STRING, W(c.sign_key), NULL, 0, 0, NULL, "FILE",
      "the reader's signing key, encrypted PKCS#8 from dxhub keygen --reader (required)"},

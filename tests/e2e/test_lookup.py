@@ -521,12 +521,13 @@ def test_a_readers_priors_waiting_on_a_silent_peer_hold_up_no_other_reader(world
 
 def test_a_reader_at_the_county_hub_compares_the_lead_hospitals_exam(world, tmp_path):
     """A patient's new DX at hub B; the prior exam is hub A's (signed there
-    as lk-r1).  A workstation reading at hub B opens it beside the study:
-    hub B lists it as the report signed it and reads each instance from
-    hub A, the workstation checks each against the signed digest, and the
-    frames are pydicom's pixels of the files hub A holds.  Hub B's trail
-    has the reader's reads; a report of another study, or one that does not
-    exist, is refused."""
+    as lk-r1), and hub B holds none.  Once the reader claims the task, the
+    workstation fetches that exam ahead: hub B names it (PRIORS), lists it
+    as the report signed it and reads each instance from hub A, and the
+    workstation checks each against the signed digest.  Compare opens it
+    from the cache; the frames are pydicom's pixels of the files hub A
+    holds.  Hub B's trail has the reader's reads, as a prefetch; a report
+    of another study, or one that does not exist, is refused."""
     from types import SimpleNamespace
     from hubutil import storescu
     from wsutil import Workstation
@@ -534,8 +535,9 @@ def test_a_reader_at_the_county_hub_compares_the_lead_hospitals_exam(world, tmp_
     (world.b.data / "readers.conf").write_text("dr-wang  attending  DX  imaging  *  4\n")
     world.b.hup()
     study = uid_root("lookup-county") + ".1"
+    today = datetime.date.today().strftime("%Y%m%d")  # a follow-up of hub A's exam, not its prior
     f = synth_instance(tmp_path / "new.dcm", study, f"{study}.1", f"{study}.1.1", 1, patient_id=PATIENT,
-                       modality="DX", rows=64, cols=64, seed=11)
+                       modality="DX", rows=64, cols=64, seed=11, study_date=today)
     assert storescu(world.b.ports["dicom"], [str(f)]).returncode == 0
     shim = SimpleNamespace(reader_ep=world.b.ep("readers"), hub_key=world.b.key_file, rkeys=world.rkeys,
                            pki=world.base / "pki", base=tmp_path, pass_file=world.pass_file)
@@ -543,6 +545,11 @@ def test_a_reader_at_the_county_hub_compares_the_lead_hospitals_exam(world, tmp_
     try:
         ws.wait_tasks([study], timeout=40)
         tid = ws.task_of(study)["id"]
+        ws.json("POST", f"/api/tasks/{tid}/claim")
+        ahead = wait_for(lambda: (lambda p: p if p and p["cached"] == p["instances"] else None)(
+            ws.task_of(study).get("prior_prefetch")), 30, interval=0.1, what="hub A's exam fetched ahead")
+        assert ahead == {"study": world.study, "hub": "hubA", "report_id": "lk-r1", "instances": len(world.files),
+                         "cached": len(world.files)}, ahead
         priors = ws.json("GET", f"/api/priors?task={tid}")
         peer = [p for p in priors["priors"] if p["hub"] == "hubA" and p["report_id"] == "lk-r1"]
         assert peer and peer[0]["study"] == world.study, priors
@@ -562,7 +569,7 @@ def test_a_reader_at_the_county_hub_compares_the_lead_hospitals_exam(world, tmp_
                                                       r["study"] == world.study]) >= len(world.files) else None)(
             audit_records(world.b.data)), 20, interval=0.2, what="the reads on hub B's trail (written behind)")
         listing = [r for r in recs if r["what"] == "read-study" and r["study"] == world.study]
-        assert [r["detail"] for r in listing] == [f"prior at hub hubA, compared in task {tid}"], listing
+        assert [r["detail"] for r in listing] == [f"prior at hub hubA, prefetched for task {tid}"], listing
         assert {r["who"] for r in listing} == {"reader:dr-wang"}
         reads = {r["detail"] for r in recs if r["what"] == "read-instance" and r["study"] == world.study}
         assert reads == {f"{sop} at hub hubA" for sop in world.files}, reads
@@ -583,6 +590,15 @@ def test_a_reader_at_the_county_hub_compares_the_lead_hospitals_exam(world, tmp_
         s.curve_secretkey = (world.rkeys / "dr-wang.key").read_text().strip().encode()
         s.connect(world.b.ep("readers"))
         try:
+            # the reader's own listing of it (not ahead) is on the trail as compared
+            s.send_multipart([b"STUDY", json.dumps({"v": 1, "req": 1, "task": tid, "prior": world.study,
+                                                    "hub": "hubA", "report_id": "lk-r1"}).encode()])
+            assert s.poll(10000), "no answer to STUDY"
+            cmd, hdr = s.recv_multipart()[:2]
+            assert cmd == b"STUDY" and json.loads(hdr)["total"] == len(world.files), hdr
+            wait_for(lambda: f"prior at hub hubA, compared in task {tid}" in
+                     [r["detail"] for r in audit_records(world.b.data) if r["what"] == "read-study"], 20,
+                     interval=0.2, what="the reader's own listing on hub B's trail")
             s.send_multipart([b"FETCH", json.dumps({"v": 1, "req": 1, "task": tid, "sop": other, "offset": 0,
                                                     "length": 4096, "prior": world.study, "hub": "hubA",
                                                     "report_id": "lk-r1"}).encode()])

@@ -56,14 +56,15 @@ function compareButton(p, r, task, onCompare) {
   if (!comparable(p, r, task)) return '';
   const peer = p.hub && p.hub !== r.hub ? p.hub : '';
   const b = el('button.compare', { onclick: (ev) => { ev.stopPropagation(); onCompare({ ...p, peer }); } });
-  if (!peer) b.dataset.local = '1';
-  setReady(b, aheadDone(task, p.study));
+  b.dataset.peer = peer;
+  setReady(b, aheadDone(task, p.study, peer));
   return b;
 }
 
-const aheadDone = (task, study) => {
+// Fetched ahead: the same study, from the same hub (peer: '' for this one).
+const aheadDone = (task, study, peer) => {
   const a = task.prior_prefetch;
-  return !!a && a.study === study && a.instances > 0 && a.cached === a.instances;
+  return !!a && a.study === study && (a.hub || '') === peer && a.instances > 0 && a.cached === a.instances;
 };
 
 function setReady(b, ready) {
@@ -76,9 +77,9 @@ function setReady(b, ready) {
 // the panel may have arrived since the panel was drawn.
 export function markPriorReady(task) {
   if (!shown || String(shown.id) !== String(task.id) || !task.prior_prefetch) return;
-  for (const b of document.querySelectorAll('#priors button.compare[data-local="1"]')) {
+  for (const b of document.querySelectorAll('#priors button.compare')) {
     const row = b.closest('tr');
-    if (row && row.dataset.study === task.prior_prefetch.study) setReady(b, aheadDone(task, row.dataset.study));
+    if (row && row.dataset.study === task.prior_prefetch.study) setReady(b, aheadDone(task, row.dataset.study, b.dataset.peer));
   }
 }
 
