@@ -125,7 +125,7 @@ int api_peer_audit(void *a, const char *who, const char *what, const char *study
  * /api/v1/reports/{id} gives it (hub: a peer's name, or NULL/this hub's
  * name for a local one).  0 with malloc'd JSON in *out, or a negative code
  * (-ENOENT: no such report). */
-int api_reader_priors(void *a, const char *patient, const char *who, char **out, size_t *len);
+int api_reader_priors(void *a, const char *patient, const char *who, const char *why, char **out, size_t *len);
 int api_reader_report(void *a, const char *hub, const char *id, const char *who, char **out, size_t *len);
 /* Up to len bytes of instance sop as peer hub hub stores it, from offset,
  * for a reader comparing that hub's exam (peers_fetch; audited there as

@@ -9,7 +9,7 @@
 #include "hub/api_private.h"
 #include "hub/log.h"
 
-int api_reader_priors(void *ctx, const char *patient, const char *who, char **out, size_t *len)
+int api_reader_priors(void *ctx, const char *patient, const char *who, const char *why, char **out, size_t *len)
 {
     api_server *a = ctx;
     if (!a->recog)
@@ -41,8 +41,9 @@ int api_reader_priors(void *ctx, const char *patient, const char *who, char **ou
         }
     }
     peer_answers_free(pa, npa);
-    char detail[160];
-    snprintf(detail, sizeof detail, "priors of PatientID=%s exams=%u recognised=%u", patient, n, recognised);
+    char detail[256];
+    snprintf(detail, sizeof detail, "priors of PatientID=%s exams=%u recognised=%u%s%.120s", patient, n, recognised,
+             why ? ", " : "", why ? why : "");
     if (rc >= 0 && api_audit(a->auditor, api_now_ms(), who, "lookup", "", detail) < 0)
         rc = -EAGAIN; /* no answer without its audit record */
     jbuf b = {0};

@@ -29,8 +29,9 @@ typedef struct reader_link_config {
     /* After a report is stored (to send it back to the clinic). */
     void       (*on_report)(void *ctx, const wl_task *t, const char *report_id);
     void        *on_report_ctx;
-    /* A reader's priors (PRIORS, PRIOR; api_reader_priors/_report), NULL: not configured. */
-    int        (*priors)(void *ctx, const char *patient, const char *who, char **out, size_t *len);
+    /* A reader's priors (PRIORS, PRIOR; api_reader_priors/_report), NULL: not configured.
+     * why: what the trail adds when not the reader's own look (NULL). */
+    int        (*priors)(void *ctx, const char *patient, const char *who, const char *why, char **out, size_t *len);
     int        (*prior_report)(void *ctx, const char *hub, const char *id, const char *who, char **out, size_t *len);
     /* Bytes of an instance a peer hub holds (STUDY and FETCH of a peer's
      * prior; api_reader_peer_fetch): as peers_fetch.  NULL: none. */

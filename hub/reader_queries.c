@@ -214,7 +214,10 @@ static int on_priors(const reader_link_config *cfg, const proto_msg *m, const wl
     if (!cfg->priors && !relevant)
         return reader_lookup_refused(a, -ENOTSUP);
     snprintf(who, sizeof who, "reader:%s", r->id);
-    int rc = cfg->priors ? cfg->priors(cfg->lookup_ctx, pid, who, &a->data, &a->len) : -ENOTSUP;
+    char why[64];
+    snprintf(why, sizeof why, "to fetch a prior ahead for task %llu", (unsigned long long)t.id);
+    int rc = cfg->priors ? cfg->priors(cfg->lookup_ctx, pid, who, relevant ? why : NULL, &a->data, &a->len)
+                         : -ENOTSUP;
     if (rc < 0 && !relevant)
         return reader_lookup_refused(a, rc);
     a->cmd = "PRIORS";

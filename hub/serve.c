@@ -357,10 +357,10 @@ static int peer_report(void *ctx, const char *id, const char *prefix, const char
 }
 
 /* A reader's priors, through the same renderers (reader_link's PRIORS, PRIOR). */
-static int reader_priors(void *ctx, const char *patient, const char *who, char **out, size_t *len)
+static int reader_priors(void *ctx, const char *patient, const char *who, const char *why, char **out, size_t *len)
 {
     api_server *a = atomic_load(&((hub *)ctx)->api_live);
-    return a ? api_reader_priors(a, patient, who, out, len) : -EAGAIN;
+    return a ? api_reader_priors(a, patient, who, why, out, len) : -EAGAIN;
 }
 
 static int reader_prior(void *ctx, const char *hub_name, const char *id, const char *who, char **out, size_t *len)

@@ -571,6 +571,9 @@ def test_a_reader_at_the_county_hub_compares_the_lead_hospitals_exam(world, tmp_
         listing = [r for r in recs if r["what"] == "read-study" and r["study"] == world.study]
         assert [r["detail"] for r in listing] == [f"prior at hub hubA, prefetched for task {tid}"], listing
         assert {r["who"] for r in listing} == {"reader:dr-wang"}
+        # and the lookup that named it, as the workstation's, not the reader's own look
+        named = [r for r in recs if r["what"] == "lookup" and r["detail"].endswith(f"prior ahead for task {tid}")]
+        assert len(named) == 1 and named[0]["who"] == "reader:dr-wang", named
         reads = {r["detail"] for r in recs if r["what"] == "read-instance" and r["study"] == world.study}
         assert reads == {f"{sop} at hub hubA" for sop in world.files}, reads
         # a report that is not of that study, and one that does not exist
