@@ -16,7 +16,8 @@
  * cached, the prior the hub names for it (PRIORS's "relevant_prior": the
  * patient's last earlier exam of the same modality, there or at the hub of
  * the hospital that referred them) is listed and fetched as that
- * comparison, so Compare opens at once, even with the hub away. */
+ * comparison, and laid out once wholly cached, so Compare opens at once,
+ * even with the hub away. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,9 @@ int ws_compare_fetch(ws *w, uint64_t id, char *err, size_t errlen)
     return rc;
 }
 
+static int  kept_view(ws *w, uint64_t id, const prior_ref *p, char **json, size_t *len);
+static void keep_view(ws *w, uint64_t id, const prior_ref *p, const char *json, size_t len);
+
 /* ---- ahead of the reader ---------------------------------------------------------- */
 
 int ws_compare_ahead_due(const ws *w, const ws_task *t)
@@ -203,6 +207,28 @@ static int ask_relevant(ws *w, uint64_t id, prior_ref *p, char *err, size_t errl
     return taken;
 }
 
+/* The prior's layout, as Compare answers it, kept with the task once the
+ * prior is wholly cached (the task's prior_prefetch says "ready"): a
+ * 300-slice prior's headers are read now, not while the reader waits. */
+static void lay_out(ws *w, uint64_t id, const prior_ref *p, const hub_instance *list, size_t n)
+{
+    char *json, err[300];
+    size_t len;
+    int complete = 0;
+    if (kept_view(w, id, p, &json, &len)) {
+        free(json);
+        return;
+    }
+    if (ws_view_of(w, id, p->study, list, n, &json, &len, &complete, err, sizeof err) == 0) {
+        if (complete)
+            keep_view(w, id, p, json, len);
+        free(json);
+    } else {
+        fprintf(stderr, "dxhub workstation: prior of task %llu, fetched ahead, cannot be laid out: %s\n",
+                (unsigned long long)id, err);
+    }
+}
+
 int ws_compare_ahead_step(ws *w, uint64_t id, char *err, size_t errlen)
 {
     prior_ref p = {0};
@@ -232,6 +258,8 @@ int ws_compare_ahead_step(ws *w, uint64_t id, char *err, size_t errlen)
         }
     for (size_t k = 0; rc == 0 && k < n; k++) /* the page may have fetched some meanwhile */
         cached += (size_t)ws_cache_has(w->cache, list[k].sop_uid);
+    if (rc == 0 && n && cached == n)
+        lay_out(w, id, &p, list, n);
     free(list);
     pthread_mutex_lock(&w->mu);
     i = ws_task_find(w, id);

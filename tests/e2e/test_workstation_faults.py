@@ -185,7 +185,7 @@ def test_a_held_tasks_prior_is_fetched_ahead_and_compares_with_the_hub_away(worl
     ws.json("POST", f"/api/tasks/{tid}/claim")
     ahead = wait_for(lambda: (lambda p: p if p and p["cached"] == p["instances"] else None)(
         ws.task_of(cur).get("prior_prefetch")), 30, interval=0.1, what="the prior fetched ahead")
-    assert ahead == {"study": last, "instances": len(last_files), "cached": len(last_files)}
+    assert ahead == {"study": last, "instances": len(last_files), "cached": len(last_files), "ready": True}
 
     # the hub's trail: that study alone was read, as a prefetch for this task
     by_sop = {str(d.SOPInstanceUID): d for d in (pydicom.dcmread(str(p)) for p in last_files)}

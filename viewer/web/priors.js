@@ -61,10 +61,11 @@ function compareButton(p, r, task, onCompare) {
   return b;
 }
 
-// Fetched ahead: the same study, from the same hub (peer: '' for this one).
+// Fetched ahead and laid out: the same study, from the same hub (peer: ''
+// for this one).
 const aheadDone = (task, study, peer) => {
   const a = task.prior_prefetch;
-  return !!a && a.study === study && (a.hub || '') === peer && a.instances > 0 && a.cached === a.instances;
+  return !!a && a.study === study && (a.hub || '') === peer && !!a.ready;
 };
 
 function setReady(b, ready) {
