@@ -43,7 +43,7 @@ typedef struct ws_compare {
     char         *view;        /* as /compare answers it, once wholly cached; NULL until */
     size_t        view_len;
     int           ahead;       /* the hub's relevant prior, fetched before it is opened */
-    size_t        n_cached;    /* fetched ahead: instances of the listing in the cache */
+    size_t        n_cached;    /* instances of the listing in the cache (by the fetches' count) */
     int           fails;       /* fetched ahead: failed steps (given up after WS_AHEAD_TRIES) */
 } ws_compare;
 

@@ -228,14 +228,15 @@ static json_t *task_json_shown(const ws_task *t)
         json_object_set_new(j, "returned", json_string(t->t.returned));
         json_object_set_new(j, "returned_by", json_string(t->t.returned_by));
     }
-    if (t->cmp.ahead && t->cmp.inst) {
-        json_t *a = json_pack("{s:s,s:i,s:i,s:b}", "study", t->cmp.study, "instances", (int)t->cmp.n_inst, "cached",
-                              (int)t->cmp.n_cached, "ready", t->cmp.view != NULL); /* laid out: opens at once */
+    if (t->cmp.inst) {
+        json_t *a = json_pack("{s:s,s:i,s:i,s:b,s:b}", "study", t->cmp.study, "instances", (int)t->cmp.n_inst,
+                              "cached", (int)t->cmp.n_cached, "ready", t->cmp.view != NULL, /* laid out: opens at once */
+                              "ahead", t->cmp.ahead != 0);
         if (a && t->cmp.hub[0]) { /* a peer hub's exam, named by its report there */
             json_object_set_new(a, "hub", json_string(t->cmp.hub));
             json_object_set_new(a, "report_id", json_string(t->cmp.report_id));
         }
-        json_object_set_new(j, "prior_prefetch", a);
+        json_object_set_new(j, "prior", a);
     }
     return j;
 }

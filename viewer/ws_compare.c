@@ -124,6 +124,23 @@ static int listing(ws *w, uint64_t id, const prior_ref *p, hub_instance **out, s
     return 0;
 }
 
+/* cached of the n instances of prior p are in the cache (up: at least,
+ * counted while fetching in order): the task list says so (its "prior"),
+ * and the page shows it while Compare opens; an event by tenths, not one
+ * per instance. */
+static void note_cached(ws *w, uint64_t id, const prior_ref *p, size_t cached, size_t n, int up)
+{
+    pthread_mutex_lock(&w->mu);
+    int i = ws_task_find(w, id);
+    ws_compare *c = i >= 0 ? &w->tasks[i].cmp : NULL;
+    if (c && n && same_prior(c, p) && (up ? cached > c->n_cached : cached != c->n_cached)) {
+        if (cached == n || cached * 10 / n != c->n_cached * 10 / n)
+            ws_changed(w);
+        c->n_cached = cached;
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
 /* Every listed instance of the prior in the cache. */
 static int fetch_all(ws *w, uint64_t id, const prior_ref *p, const hub_instance *list, size_t n, char *err,
                      size_t errlen)
@@ -132,9 +149,11 @@ static int fetch_all(ws *w, uint64_t id, const prior_ref *p, const hub_instance 
     int i = ws_task_find(w, id), held = i >= 0 && w->tasks[i].held;
     pthread_mutex_unlock(&w->mu);
     hub_prior hp = hub_prior_of(p);
-    for (size_t k = 0; k < n; k++)
+    for (size_t k = 0; k < n; k++) {
         if (ws_fetch_instance(w, id, &hp, p->study, &list[k], held, err, errlen) < 0)
             return -1;
+        note_cached(w, id, p, k + 1, n, 1);
+    }
     return 0;
 }
 
@@ -208,7 +227,7 @@ static int ask_relevant(ws *w, uint64_t id, prior_ref *p, char *err, size_t errl
 }
 
 /* The prior's layout, as Compare answers it, kept with the task once the
- * prior is wholly cached (the task's prior_prefetch says "ready"): a
+ * prior is wholly cached (the task's "prior" says ready): a
  * 300-slice prior's headers are read now, not while the reader waits. */
 static void lay_out(ws *w, uint64_t id, const prior_ref *p, const hub_instance *list, size_t n)
 {
@@ -261,18 +280,15 @@ int ws_compare_ahead_step(ws *w, uint64_t id, char *err, size_t errlen)
     if (rc == 0 && n && cached == n)
         lay_out(w, id, &p, list, n);
     free(list);
+    if (rc == 0) {
+        note_cached(w, id, &p, cached, n, 0);
+        return 0;
+    }
     pthread_mutex_lock(&w->mu);
     i = ws_task_find(w, id);
     ws_compare *c = i >= 0 ? &w->tasks[i].cmp : NULL;
-    if (c && c->ahead && same_prior(c, &p)) {
-        if (rc == 0 && cached != c->n_cached) {
-            if (cached == n || cached * 10 / n != c->n_cached * 10 / n) /* by tenths: no event per instance */
-                ws_changed(w);
-            c->n_cached = cached;
-        }
-        if (rc && ++c->fails >= WS_AHEAD_TRIES)
-            c->ahead = 0; /* given up: Compare still fetches it when opened */
-    }
+    if (c && c->ahead && same_prior(c, &p) && ++c->fails >= WS_AHEAD_TRIES)
+        c->ahead = 0; /* given up: Compare still fetches it when opened */
     pthread_mutex_unlock(&w->mu);
     return rc;
 }
@@ -303,6 +319,7 @@ static void keep_view(ws *w, uint64_t id, const prior_ref *p, const char *json, 
         c->view = copy;
         c->view_len = len;
         copy = NULL;
+        ws_changed(w); /* the task's prior is ready: the priors panel says so */
     }
     pthread_mutex_unlock(&w->mu);
     free(copy);

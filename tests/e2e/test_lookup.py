@@ -547,9 +547,9 @@ def test_a_reader_at_the_county_hub_compares_the_lead_hospitals_exam(world, tmp_
         tid = ws.task_of(study)["id"]
         ws.json("POST", f"/api/tasks/{tid}/claim")
         ahead = wait_for(lambda: (lambda p: p if p and p["cached"] == p["instances"] else None)(
-            ws.task_of(study).get("prior_prefetch")), 30, interval=0.1, what="hub A's exam fetched ahead")
+            ws.task_of(study).get("prior")), 30, interval=0.1, what="hub A's exam fetched ahead")
         assert ahead == {"study": world.study, "hub": "hubA", "report_id": "lk-r1", "instances": len(world.files),
-                         "cached": len(world.files), "ready": True}, ahead
+                         "cached": len(world.files), "ready": True, "ahead": True}, ahead
         priors = ws.json("GET", f"/api/priors?task={tid}")
         peer = [p for p in priors["priors"] if p["hub"] == "hubA" and p["report_id"] == "lk-r1"]
         assert peer and peer[0]["study"] == world.study, priors

@@ -184,8 +184,9 @@ def test_a_held_tasks_prior_is_fetched_ahead_and_compares_with_the_hub_away(worl
     last, last_files = made["last"]
     ws.json("POST", f"/api/tasks/{tid}/claim")
     ahead = wait_for(lambda: (lambda p: p if p and p["cached"] == p["instances"] else None)(
-        ws.task_of(cur).get("prior_prefetch")), 30, interval=0.1, what="the prior fetched ahead")
-    assert ahead == {"study": last, "instances": len(last_files), "cached": len(last_files), "ready": True}
+        ws.task_of(cur).get("prior")), 30, interval=0.1, what="the prior fetched ahead")
+    assert ahead == {"study": last, "instances": len(last_files), "cached": len(last_files), "ready": True,
+                     "ahead": True}
 
     # the hub's trail: that study alone was read, as a prefetch for this task
     by_sop = {str(d.SOPInstanceUID): d for d in (pydicom.dcmread(str(p)) for p in last_files)}
@@ -210,6 +211,12 @@ def test_a_held_tasks_prior_is_fetched_ahead_and_compares_with_the_hub_away(worl
             assert status == 200 and px == d.pixel_array.astype("<i2").tobytes(), sop
     finally:
         world.hub.signal(signal.SIGCONT)
+
+    # an older CT opened by hand replaces it; the task list counts it in as it arrives
+    older, older_files = made["older"]
+    assert ws.request("GET", f"/api/tasks/{tid}/compare/{older}", timeout=30)[0] == 200
+    assert ws.task_of(cur)["prior"] == {"study": older, "instances": len(older_files), "cached": len(older_files),
+                                        "ready": True, "ahead": False}
 
 
 def hub_audit(world, what):

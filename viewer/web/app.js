@@ -20,7 +20,7 @@ const stack = new StackViewer({
 });
 const ecg = new EcgViewer({ canvas: $('#ecg'), measurements: $('#ecg-meas'), caliperOut: $('#caliper') });
 const worklist = new Worklist({ body: $('#tasks'), banner: $('#stat-banner'), count: $('#task-count'), onOpen: openTask,
-  onTasks: (tasks) => { warmHeld(tasks); tasks.forEach(markPriorReady); } });
+  onTasks: (tasks) => { warmHeld(tasks); tasks.forEach((t) => { markPriorReady(t); compare.progress(t); }); } });
 const report = new ReportPanel(session, { onSubmitted: () => worklist.refresh(), onUnlocked: () => showSession(session) });
 let current = null;
 const compare = new ComparePanes({ stack, ecg, current: () => current });   // a prior beside the study

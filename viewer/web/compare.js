@@ -55,15 +55,19 @@ export class ComparePanes {
     pane.hidden = false;
     pane.dataset.study = p.study;
     pane.dataset.state = 'loading';
+    delete pane.dataset.arrived;
     $('#compare-title').textContent = `Prior: ${what} · opening…`;
     const stale = () => this.current() !== task || pane.dataset.study !== p.study;   // closed or another opened meanwhile
     let st;
+    this.opening = { task, p, what };
     try { st = await get(compareUrl(task, p)); } catch (e) {
+      if (this.opening && this.opening.p === p) this.opening = null;
       if (stale()) return;
       $('#compare-title').textContent = `Prior ${what}: ${e.message}`;
       pane.dataset.state = 'error';
       return;
     }
+    if (this.opening && this.opening.p === p) this.opening = null;
     if (stale()) return;
     this.prior.wherePrefix = `prior ${dicomDate(p.date)}, `;
     this.prior.setTool(this.stack.tool);
@@ -96,6 +100,16 @@ export class ComparePanes {
       $('#ecg-compare-title').textContent = `Prior ${what}: ${e.message}`;
       box.dataset.state = 'error';
     }
+  }
+
+  // The task list changed: while a prior's images open, how many of them
+  // the workstation has (a peer hub's CT can take a while over its link).
+  progress(task) {
+    const o = this.opening, a = task.prior, pane = $('#compare-pane');
+    if (!o || String(o.task.id) !== String(task.id) || !a || a.study !== o.p.study || pane.dataset.state !== 'loading' ||
+        pane.dataset.study !== o.p.study || !(a.instances > 0)) return;
+    pane.dataset.arrived = String(a.cached);
+    $('#compare-title').textContent = `Prior: ${o.what} · opening… ${a.cached} of ${a.instances} images here`;
   }
 
   setLink(on) {

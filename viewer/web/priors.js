@@ -50,37 +50,38 @@ export async function showPriors(box, task, currentStudy, onCompare) {
 }
 
 // Compare, for a study that can be compared; "ready" when the workstation
-// fetched it ahead (the task's prior_prefetch), so it opens at once.  A
+// has it cached and laid out (the task's prior: fetched ahead, or opened
+// before), so it opens at once.  A
 // peer hub's exam goes with its hub and report (read through this hub).
 function compareButton(p, r, task, onCompare) {
   if (!comparable(p, r, task)) return '';
   const peer = p.hub && p.hub !== r.hub ? p.hub : '';
   const b = el('button.compare', { onclick: (ev) => { ev.stopPropagation(); onCompare({ ...p, peer }); } });
   b.dataset.peer = peer;
-  setReady(b, aheadDone(task, p.study, peer));
+  setReady(b, priorReady(task, p.study, peer));
   return b;
 }
 
-// Fetched ahead and laid out: the same study, from the same hub (peer: ''
-// for this one).
-const aheadDone = (task, study, peer) => {
-  const a = task.prior_prefetch;
+// Cached and laid out: the same study, from the same hub (peer: '' for
+// this one).
+const priorReady = (task, study, peer) => {
+  const a = task.prior;
   return !!a && a.study === study && (a.hub || '') === peer && !!a.ready;
 };
 
 function setReady(b, ready) {
   b.classList.toggle('ready', ready);
   b.textContent = ready ? 'Compare ✓' : 'Compare';
-  b.title = ready ? 'Fetched ahead: opens its images beside this study at once' : 'Open its images beside this study';
+  b.title = ready ? 'Here already: opens its images beside this study at once' : 'Open its images beside this study';
 }
 
 // The task list changed (events): the prior fetched ahead for the task in
 // the panel may have arrived since the panel was drawn.
 export function markPriorReady(task) {
-  if (!shown || String(shown.id) !== String(task.id) || !task.prior_prefetch) return;
+  if (!shown || String(shown.id) !== String(task.id) || !task.prior) return;
   for (const b of document.querySelectorAll('#priors button.compare')) {
     const row = b.closest('tr');
-    if (row && row.dataset.study === task.prior_prefetch.study) setReady(b, aheadDone(task, row.dataset.study, b.dataset.peer));
+    if (row && row.dataset.study === task.prior.study) setReady(b, priorReady(task, row.dataset.study, b.dataset.peer));
   }
 }
 

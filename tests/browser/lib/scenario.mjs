@@ -508,6 +508,8 @@ export async function scenario({ browser, ctx, checks, shots }) {
     const title = await p.textContent('#compare-title');
     expect(title.includes('county'), `the prior's title does not say where it is from: "${title}"`);
     await p.click('#compare-close');
+    // opened once, it is the task's comparison, cached and laid out: Compare on its row says so
+    await p.waitForSelector(`${button}.ready`, { timeout: 15000 });
   }, { needs: ['a new CT of the patient opens the signed CT beside it: its own stack, the same window and scale, pydicom\'s pixels'] });
 
   await checks.check('a new ECG of the patient shows the signed prior ECG beneath it on the same paper, its R waves where the generator put them', async () => {
