@@ -120,7 +120,8 @@ int api_peer_audit(void *a, const char *who, const char *what, const char *study
 
 /* What a reader's workstation asks about a task's patient (the reader
  * link's PRIORS and PRIOR, ctx the api_server), audited as who
- * ("reader:<id>"): the lookup answer of GET /api/v1/reports for patient
+ * ("reader:<id>"; why, when not NULL, added to the record: asked for the
+ * workstation, not by the reader): the lookup answer of GET /api/v1/reports for patient
  * (this hub's exams and, when it has peers, theirs), and one report as GET
  * /api/v1/reports/{id} gives it (hub: a peer's name, or NULL/this hub's
  * name for a local one).  0 with malloc'd JSON in *out, or a negative code
