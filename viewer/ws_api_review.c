@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "hub/b64.h"
 #include "viewer/ws_http.h"
 #include "codecs/banned.h"
 
@@ -163,44 +164,6 @@ void ws_api_priors(ws_req *r, ws_resp *o)
 
 /* ---- GET /api/tasks/{id}/priors/{report}[?hub=NAME] ---------------------------------- */
 
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-/* RFC 4648 base64 (padding optional) into a malloc'd NUL-terminated buffer; NULL if malformed. */
-static char *b64_decode(const char *s, size_t *len)
-{
-    size_t n = strlen(s);
-    char *out = malloc(n / 4 * 3 + 4);
-    if (!out)
-        return NULL;
-    size_t k = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n && s[i] != '='; i++) {
-        int v = b64val((unsigned char)s[i]);
-        if (v < 0) {
-            free(out);
-            return NULL;
-        }
-        acc = (acc << 6) | (unsigned)v;
-        if ((bits += 6) >= 8) {
-            bits -= 8;
-            out[k++] = (char)((acc >> bits) & 0xFF);
-        }
-    }
-    out[k] = '\0';
-    *len = k;
-    return out;
-}
-
 void ws_api_prior(ws_req *r, ws_resp *o)
 {
     ws *w = r->w;
@@ -223,8 +186,10 @@ void ws_api_prior(ws_req *r, ws_resp *o)
     free(text);
     const char *b64 = json_string_value(json_object_get(ans, "report_b64"));
     size_t dl = 0;
-    char *doc_bytes = b64 ? b64_decode(b64, &dl) : NULL;
-    json_t *doc = doc_bytes ? json_loadb(doc_bytes, dl, 0, NULL) : NULL;
+    uint8_t *doc_bytes = NULL;
+    if (b64 && base64_decode(b64, strlen(b64), &doc_bytes, &dl) < 0)
+        doc_bytes = NULL;
+    json_t *doc = doc_bytes ? json_loadb((const char *)doc_bytes, dl, 0, NULL) : NULL;
     free(doc_bytes);
     if (!json_is_object(doc)) {
         json_decref(ans);
