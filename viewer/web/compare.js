@@ -55,7 +55,6 @@ export class ComparePanes {
     pane.hidden = false;
     pane.dataset.study = p.study;
     pane.dataset.state = 'loading';
-    delete pane.dataset.arrived;
     $('#compare-title').textContent = `Prior: ${what} · opening…`;
     const stale = () => this.current() !== task || pane.dataset.study !== p.study;   // closed or another opened meanwhile
     let st;
@@ -108,7 +107,6 @@ export class ComparePanes {
     const o = this.opening, a = task.prior, pane = $('#compare-pane');
     if (!o || String(o.task.id) !== String(task.id) || !a || a.study !== o.p.study || pane.dataset.state !== 'loading' ||
         pane.dataset.study !== o.p.study || !(a.instances > 0)) return;
-    pane.dataset.arrived = String(a.cached);
     $('#compare-title').textContent = `Prior: ${o.what} · opening… ${a.cached} of ${a.instances} images here`;
   }
 

@@ -75,13 +75,13 @@ function setReady(b, ready) {
   b.title = ready ? 'Here already: opens its images beside this study at once' : 'Open its images beside this study';
 }
 
-// The task list changed (events): the prior fetched ahead for the task in
-// the panel may have arrived since the panel was drawn.
+// The task list changed (events): the task's prior may have become ready,
+// or another replaced it, since the panel was drawn.
 export function markPriorReady(task) {
-  if (!shown || String(shown.id) !== String(task.id) || !task.prior) return;
+  if (!shown || String(shown.id) !== String(task.id)) return;
   for (const b of document.querySelectorAll('#priors button.compare')) {
     const row = b.closest('tr');
-    if (row && row.dataset.study === task.prior.study) setReady(b, priorReady(task, row.dataset.study, b.dataset.peer));
+    if (row) setReady(b, priorReady(task, row.dataset.study, b.dataset.peer));
   }
 }
 

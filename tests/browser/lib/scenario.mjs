@@ -485,6 +485,10 @@ export async function scenario({ browser, ctx, checks, shots }) {
     await waitImage(p, { slice: 1 }, 0, 30000, '#compare-image');
     const corner = await p.textContent('#cv-bl .slice');
     expect(corner === 'Im 1/4', `the unread prior's slice corner says "${corner}"`);
+    // it is the task's comparison now: its Compare is the one that opens at once
+    await p.waitForSelector(`table.priors.unreported tr[data-study="${unread[0].study}"] button.compare.ready`, { timeout: 15000 });
+    const still = await p.$$eval('table.priors:not(.unreported) button.compare.ready', (b) => b.length);
+    expect(still === 0, `the signed CT's Compare still says ready (${still}) after another prior replaced it`);
     await p.click('#compare-close');
   }, { needs: ['a new CT of the patient opens the signed CT beside it: its own stack, the same window and scale, pydicom\'s pixels'] });
 
