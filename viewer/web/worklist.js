@@ -81,7 +81,9 @@ export class Worklist {
           t.note ? el('div.note', { title: t.note, text: t.note }) : ''),
         el('td', null, el('span.state', { text: t.returned ? 'returned' : t.review && t.state !== 'signed' ? `${t.state} · review` : t.state,
           title: t.returned ? `Returned for revision by ${t.returned_by || 'the reviewer'}: ${t.returned}` : '' }),
-        t.mine && pct < 100 ? el('span.pf', { text: ` ${pct}%` }) : ''),
+        t.mine && pct < 100 ? el('span.pf', { text: ` ${pct}%` }) : '',
+        t.mine && t.prior && t.prior.ready
+          ? el('span.prior-ready', { title: 'The patient\'s prior is here: Compare opens it at once', text: ' prior ✓' }) : ''),
         el('td', null, action));
     });
     this.body.replaceChildren(...rows);

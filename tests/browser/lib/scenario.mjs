@@ -480,6 +480,8 @@ export async function scenario({ browser, ctx, checks, shots }) {
       (b) => b.map((x) => x.closest('tr').dataset.study));
     // (its report and its addendum: two rows of one study)
     expect(ready.length >= 1 && ready.every((x) => x === s.study.study_uid), `Compare marked ready on ${JSON.stringify(ready)}, not the signed CT`);
+    // and the worklist's row says so before the task is opened
+    await p.waitForSelector(`tr.task[data-task-id="${s.followUp}"] span.prior-ready`, { timeout: 15000 });
     await p.click(`table.priors.unreported tr[data-study="${unread[0].study}"] button.compare`);
     await p.waitForSelector(`#compare-pane[data-state="open"][data-study="${unread[0].study}"]`, { timeout: 30000 });
     await waitImage(p, { slice: 1 }, 0, 30000, '#compare-image');
