@@ -102,11 +102,11 @@ static json_t *peer_prior(const reader_link_config *cfg, const proto_msg *m, con
     if (reader_own_task(cfg, m, r, t, a) < 0 || reader_patient_of(cfg, t, pid, a) < 0)
         return NULL;
     const char *hub = proto_str(m, "hub"), *id = proto_str(m, "report_id"), *prior = proto_str(m, "prior");
-    if (!reader_id_ok(hub, 63, READER_NAME_CHARS) || !reader_id_ok(id, 60, READER_NAME_CHARS)) {
+    if (!reader_name_ok(hub, 63) || !reader_name_ok(id, 60)) {
         reader_refuse(a, "a peer hub's prior needs hub and report_id (letters, digits, '.', '_', '-')");
         return NULL;
     }
-    if (!reader_id_ok(prior, STORE_UID_MAX - 1, READER_UID_CHARS)) {
+    if (!reader_uid_ok(prior)) {
         reader_refuse(a, "prior: not a Study Instance UID");
         return NULL;
     }
@@ -176,7 +176,7 @@ int reader_peer_study(const reader_link_config *cfg, const proto_msg *m, const w
     const char *sop;
     json_t *v;
     json_object_foreach(digests, sop, v) /* what another hub signed, checked as any input */
-        if (reader_id_ok(sop, 64, READER_UID_CHARS) && json_is_string(v) && proto_is_hex(json_string_value(v), 64))
+        if (reader_uid_ok(sop) && json_is_string(v) && proto_is_hex(json_string_value(v), 64))
             sops[k++] = sop;
     qsort(sops, k, sizeof *sops, by_sop);
     long long off = proto_int(m, "offset", 0);
@@ -210,7 +210,7 @@ int reader_peer_fetch(const reader_link_config *cfg, const proto_msg *m, const w
     if (!digests)
         return -1;
     const char *sop = proto_str(m, "sop");
-    bool listed = reader_id_ok(sop, 64, READER_UID_CHARS) && json_is_string(json_object_get(digests, sop));
+    bool listed = reader_uid_ok(sop) && json_is_string(json_object_get(digests, sop));
     json_decref(digests);
     long long off = proto_int(m, "offset", 0), len = proto_int(m, "length", PEER_FETCH_CHUNK);
     if (!listed || off < 0 || len <= 0)

@@ -142,11 +142,6 @@ typedef struct other_studies {
     json_t            *list;
 } other_studies;
 
-bool reader_id_ok(const char *s, size_t max, const char *allowed)
-{
-    return s && s[0] && strlen(s) <= max && strspn(s, allowed) == strlen(s);
-}
-
 const char *reader_other_patient(const store_study *cur, const store_study *other)
 {
     if (!cur->patient_id[0] || strcmp(cur->patient_id, other->patient_id))
@@ -241,7 +236,7 @@ static int on_prior(const reader_link_config *cfg, const proto_msg *m, const wl_
     if (reader_own_task(cfg, m, r, &t, a) < 0 || reader_patient_of(cfg, &t, pid, a) < 0)
         return -1;
     const char *id = proto_str(m, "report_id"), *hub = proto_str(m, "hub");
-    if (!reader_id_ok(id, 60, READER_NAME_CHARS))
+    if (!reader_name_ok(id, 60))
         return reader_refuse(a, "PRIOR needs a report_id (letters, digits, '.', '_', '-')");
     if (!cfg->prior_report)
         return reader_lookup_refused(a, -ENOTSUP);

@@ -7,6 +7,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include "codecs/codecs.h"
+#include "hub/conf_lines.h"
 #include "hub/proto.h"
 #include "hub/reader_link.h"
 
@@ -41,11 +43,10 @@ const char *reader_other_patient(const store_study *cur, const store_study *othe
  * {study[, hub, report_id]}, or NULL when none. */
 json_t *reader_relevant_prior(store *st, const wl_task *t, const char *lookup, size_t len);
 
-/* s is 1 to max characters, each of allowed: a hub's name or a report id
- * (READER_NAME_CHARS), a UID (READER_UID_CHARS), as another hub sends them. */
-bool reader_id_ok(const char *s, size_t max, const char *allowed);
-#define READER_NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
-#define READER_UID_CHARS  "0123456789."
+/* A hub's name or a report id (conf_name_ok's rule), and a UID
+ * (dcm_uid_valid's), as a reader or another hub sends them: NULL is not. */
+static inline bool reader_name_ok(const char *s, size_t max) { return s && conf_name_ok(s, max); }
+static inline bool reader_uid_ok(const char *s) { return s && dcm_uid_valid(s); }
 
 /* Shared with reader_peer_prior.c: the task named by m, held by r or
  * offered to it; the Patient ID of a task's study; a refusal with why

@@ -98,9 +98,8 @@ static json_t *peer_prior(json_t *lookup, const wl_task *t, const store_study *c
     size_t i;
     json_array_foreach(json_object_get(lookup, "exams"), i, e) {
         const char *hub = str(e, "hub"), *date = str(e, "study_date"), *study = str(e, "study_uid");
-        if (!strcmp(hub, self) || !reader_id_ok(hub, 63, READER_NAME_CHARS) ||
-            !reader_id_ok(str(e, "report_id"), 60, READER_NAME_CHARS) ||
-            !reader_id_ok(study, STORE_UID_MAX - 1, READER_UID_CHARS) || !strcmp(study, cur->study_uid))
+        if (!strcmp(hub, self) || !reader_name_ok(hub, 63) || !reader_name_ok(str(e, "report_id"), 60) ||
+            !reader_uid_ok(study) || !strcmp(study, cur->study_uid))
             continue; /* another hub's, and named in a form this hub would accept back */
         if (!has_modality(str(e, "modality"), t->modality) || !rule_ok(e, "signature") ||
             !rule_ok(e, "images_intact"))
