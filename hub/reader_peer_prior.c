@@ -158,6 +158,14 @@ static json_t *peer_prior(const reader_link_config *cfg, const proto_msg *m, con
     return digests;
 }
 
+/* Is sop one of the instances the report signed, in a form this hub
+ * takes: what STUDY lists and FETCH reads (another hub's words, checked
+ * as any input). */
+static bool signed_instance(json_t *digests, const char *sop)
+{
+    return reader_uid_ok(sop) && proto_is_hex(json_string_value(json_object_get(digests, sop)), 64);
+}
+
 static int by_sop(const void *x, const void *y) { return strcmp(*(const char *const *)x, *(const char *const *)y); }
 
 int reader_peer_study(const reader_link_config *cfg, const proto_msg *m, const wl_reader *r, reader_answer *a)
@@ -175,8 +183,8 @@ int reader_peer_study(const reader_link_config *cfg, const proto_msg *m, const w
     }
     const char *sop;
     json_t *v;
-    json_object_foreach(digests, sop, v) /* what another hub signed, checked as any input */
-        if (reader_uid_ok(sop) && json_is_string(v) && proto_is_hex(json_string_value(v), 64))
+    json_object_foreach(digests, sop, v)
+        if (signed_instance(digests, sop))
             sops[k++] = sop;
     qsort(sops, k, sizeof *sops, by_sop);
     long long off = proto_int(m, "offset", 0);
@@ -210,7 +218,7 @@ int reader_peer_fetch(const reader_link_config *cfg, const proto_msg *m, const w
     if (!digests)
         return -1;
     const char *sop = proto_str(m, "sop");
-    bool listed = reader_uid_ok(sop) && json_is_string(json_object_get(digests, sop));
+    bool listed = signed_instance(digests, sop);
     json_decref(digests);
     long long off = proto_int(m, "offset", 0), len = proto_int(m, "length", PEER_FETCH_CHUNK);
     if (!listed || off < 0 || len <= 0)
