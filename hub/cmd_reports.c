@@ -12,97 +12,18 @@
 #include <time.h>
 #include "hub/clock.h"
 #include "hub/cmd.h"
+#include "hub/inbox_listing.h"
 #include "hub/inbox_summary.h"
 #include "hub/report_export.h"
 #include "hub/spool.h"
 #include "hub/trust_watch.h"
 
-/* The listing: what is shown is chosen first, audited, and only then
- * printed, so nobody at the clinic reads a patient's report unrecorded. */
-typedef struct list_ctx {
-    spool  *sp;
-    int64_t since_ms;      /* items received before are left out (0: all)... */
-    char  **ids;           /* ...except alerts nobody has confirmed reading */
-    size_t  n, cap;
-    size_t  older;         /* left out for their age */
-    size_t  next;          /* printing: the next chosen id (both walks go in key order) */
-} list_ctx;
-
-/* Whether id was chosen (and audited); an item that arrived between the
- * two walks was not, and waits for the next listing. */
-static bool chosen(list_ctx *l, const char *id)
-{
-    while (l->next < l->n && strcmp(l->ids[l->next], id) < 0)
-        l->next++; /* gone meanwhile */
-    if (l->next < l->n && !strcmp(l->ids[l->next], id)) {
-        l->next++;
-        return true;
-    }
-    return false;
-}
-
-static int choose(void *ctx, const char *id, const char *kind, int64_t received_ms, const void *data, size_t len)
-{
-    (void)data;
-    (void)len;
-    list_ctx *l = ctx;
-    spool_confirmation c;
-    bool unread_alert = !strcmp(kind, "alert") && spool_alert_confirmation(l->sp, id, &c) != 0;
-    if (received_ms < l->since_ms && !unread_alert) {
-        l->older++;
-        return 0;
-    }
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 64;
-        char **v = realloc(l->ids, cap * sizeof *v);
-        if (!v)
-            return 1;
-        l->ids = v;
-        l->cap = cap;
-    }
-    if (!(l->ids[l->n] = strdup(id)))
-        return 1;
-    l->n++;
-    return 0;
-}
-
-/* One record of `what` per item (ids[n]) about to be shown or written to
- * where, as who runs the command, in one transaction. */
-static int audit_items(spool *sp, const char *const *ids, size_t n, const char *what, const char *where)
-{
-    if (!n)
-        return 0;
-    char who[160];
-    dx_local_user(who, sizeof who);
-    spool_audit_rec *r = calloc(n, sizeof *r);
-    char (*detail)[200] = calloc(n, sizeof *detail);
-    int rc = r && detail ? 0 : -ENOMEM;
-    for (size_t i = 0; i < n && !rc; i++) {
-        snprintf(detail[i], sizeof detail[i], "id=%s%s%s", ids[i], where ? " to " : " (dxhub reports)",
-                 where ? where : "");
-        r[i] = (spool_audit_rec){.t_ms = clock_wall_ms(), .who = who, .what = what, .detail = detail[i],
-                                 .inbox_id = ids[i]};
-    }
-    if (!rc)
-        rc = spool_audit_many(sp, r, n);
-    free(r);
-    free(detail);
-    return rc;
-}
-
-static void list_free(list_ctx *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        free(l->ids[i]);
-    free(l->ids);
-}
-
 /* One item as the nurse reads it: what, whose, and for an alert what it
  * says: a critical value's impression, or what the hub asks for. */
 static int print_inbox(void *ctx, const char *id, const char *kind, int64_t received_ms, const void *data, size_t len)
 {
-    list_ctx *l = ctx;
-    if (!chosen(l, id))
+    inbox_listing *l = ctx;
+    if (!inbox_listing_chosen(l, id))
         return 0;
     char age[32], when[32];
     dx_human_age(clock_wall_ms() - received_ms, age, sizeof age);
@@ -143,7 +64,9 @@ static int export_inbox(void *ctx, const char *id, const char *kind, int64_t rec
     export_ctx *e = ctx;
     if (e->only && strcmp(e->only, id))
         return 0;
-    int arc = audit_items(e->sp, &id, 1, "export", e->o.out_dir);
+    char how[4200];
+    snprintf(how, sizeof how, " to %s", e->o.out_dir);
+    int arc = inbox_listing_audit(e->sp, &id, 1, "export", how);
     if (arc < 0) {
         dx_errorf("reports", "%s: not exported: the audit trail cannot be written (%s)", id, strerror(-arc));
         e->refused++;
@@ -323,9 +246,9 @@ int cmd_reports(int argc, char **argv)
     }
     int status = 0;
     if (!e.o.out_dir) {
-        list_ctx l = {.sp = sp, .since_ms = all ? 0 : clock_wall_ms() - days * 86400000LL};
-        int total = spool_inbox_list(sp, choose, &l);
-        int rc = audit_items(sp, (const char *const *)l.ids, l.n, "read", NULL);
+        inbox_listing l = {.sp = sp, .since_ms = all ? 0 : clock_wall_ms() - days * 86400000LL};
+        int total = inbox_listing_choose(&l);
+        int rc = inbox_listing_audit(sp, (const char *const *)l.ids, l.n, "read", " (dxhub reports)");
         if (rc < 0) {
             dx_errorf("reports", "the audit trail in %s cannot be written (%s): nothing shown; free space for "
                                  "the gateway or call IT", data, strerror(-rc));
@@ -338,7 +261,7 @@ int cmd_reports(int argc, char **argv)
                 printf("%zu older item(s) not shown (received more than %ld day(s) ago): --all, or --days N\n",
                        l.older, days);
         }
-        list_free(&l);
+        inbox_listing_free(&l);
     } else {
         e.sp = sp;
         spool_inbox_list(sp, export_inbox, &e);

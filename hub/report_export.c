@@ -138,58 +138,84 @@ static int make_dir(const char *path, char *why, size_t whylen)
     return 0;
 }
 
+void report_opened_clear(report_opened *r)
+{
+    if (!r)
+        return;
+    report_free(&r->doc);
+    report_bundle_clear(&r->b);
+    memset(r, 0, sizeof *r);
+}
+
+int report_open_verified(report_verifier *v, const void *data, size_t len, const char *refused, report_opened *r,
+                         char *why, size_t whylen)
+{
+    memset(r, 0, sizeof *r);
+    int rc = report_bundle_parse(data, len, &r->b, why, whylen);
+    if (rc != 0)
+        return rc;
+    const char *id = r->b.report_id;
+    char reason[512];
+    rc = report_verify(v, r->b.doc, r->b.doc_len, r->b.sig, r->b.sig_len, r->b.chain, r->b.chain_len, 0, &r->signer,
+                       &r->doc, reason, sizeof reason);
+    if (rc < 0) {
+        errbuf_fail(rc, why, whylen, "report %.60s: not verified%s: %s", id, refused, reason);
+        report_opened_clear(r);
+        return rc;
+    }
+    const report_info *in = report_doc_info(r->doc);
+    if (strcmp(in->report_id, id)) {
+        rc = errbuf_fail(REPORT_EFORMAT, why, whylen, "report %.60s: the delivery names another report than the document",
+                         id);
+        report_opened_clear(r);
+        return rc;
+    }
+    r->page = (report_page){.info = in, .exam = &r->b.exam, .signer = &r->signer, .verified_at = time(NULL)};
+    return 0;
+}
+
 int report_export(const report_export_opts *o, const void *data, size_t len, char *id, pki_identity *signer,
                   char *why, size_t whylen)
 {
-    report_bundle b;
+    report_opened r;
     id[0] = '\0';
-    int rc = report_bundle_parse(data, len, &b, why, whylen);
-    if (rc != 0)
-        return rc;
-    snprintf(id, REPORT_ID_MAX + 1, "%s", b.report_id);
-    pki_identity who;
-    report_doc *doc = NULL;
-    char reason[512];
-    rc = report_verify(o->verifier, b.doc, b.doc_len, b.sig, b.sig_len, b.chain, b.chain_len, 0, &who, &doc, reason,
-                       sizeof reason);
-    time_t verified_at = time(NULL);
+    int rc = report_open_verified(o->verifier, data, len, ", not exported", &r, why, whylen);
+    if (rc == 1)
+        return 1;
     if (rc < 0) {
-        errbuf_fail(rc, why, whylen, "report %.60s: not verified, not exported: %s", id, reason);
-        goto out;
+        report_bundle b; /* the id, to name what was refused */
+        if (report_bundle_parse(data, len, &b, NULL, 0) == 0) {
+            snprintf(id, REPORT_ID_MAX + 1, "%s", b.report_id);
+            report_bundle_clear(&b);
+        }
+        return rc;
     }
-    const report_info *in = report_doc_info(doc);
-    if (strcmp(in->report_id, b.report_id)) {
-        rc = errbuf_fail(REPORT_EFORMAT, why, whylen,
-                         "report %.60s: the delivery names another report than the document",
-                  id);
-        goto out;
-    }
+    const report_info *in = r.page.info;
+    snprintf(id, REPORT_ID_MAX + 1, "%s", in->report_id);
     /* The id names a folder: report_parse allows [A-Za-z0-9._-], so "." and ".." must be kept out here. */
     if (in->report_id[0] == '.') {
         rc = errbuf_fail(REPORT_EFORMAT, why, whylen, "report %.60s: an id starting with '.' cannot name a folder", id);
         goto out;
     }
     if (signer)
-        *signer = who;
+        *signer = r.signer;
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/%s", o->out_dir, in->report_id);
     if ((rc = make_dir(o->out_dir, why, whylen)) < 0 || (rc = make_dir(dir, why, whylen)) < 0)
         goto out;
-    if (o->json && ((rc = write_in(dir, "report.json", b.doc, b.doc_len, why, whylen)) < 0 ||
-                    (rc = write_in(dir, "report.json.sig", b.sig, b.sig_len, why, whylen)) < 0 ||
-                    (rc = write_in(dir, "report.json.chain.pem", b.chain, b.chain_len, why, whylen)) < 0))
+    if (o->json && ((rc = write_in(dir, "report.json", r.b.doc, r.b.doc_len, why, whylen)) < 0 ||
+                    (rc = write_in(dir, "report.json.sig", r.b.sig, r.b.sig_len, why, whylen)) < 0 ||
+                    (rc = write_in(dir, "report.json.chain.pem", r.b.chain, r.b.chain_len, why, whylen)) < 0))
         goto out;
-    report_page page = {.info = in, .exam = &b.exam, .signer = &who, .verified_at = verified_at};
     char path[4400];
     snprintf(path, sizeof path, "%s/report.html", dir);
-    if (o->html && (rc = report_page_html(&page, path, why, whylen)) < 0)
+    if (o->html && (rc = report_page_html(&r.page, path, why, whylen)) < 0)
         goto out;
     snprintf(path, sizeof path, "%s/report.pdf", dir);
-    if (o->pdf && (rc = report_page_pdf(&page, path, why, whylen)) < 0)
+    if (o->pdf && (rc = report_page_pdf(&r.page, path, why, whylen)) < 0)
         goto out;
     rc = 0;
 out:
-    report_free(&doc);
-    report_bundle_clear(&b);
+    report_opened_clear(&r);
     return rc;
 }

@@ -81,8 +81,29 @@ size_t report_page_items(const report_page *p, report_item *items);
 
 /* A self-contained UTF-8 HTML page (inline style, nothing fetched). */
 int report_page_html(const report_page *p, const char *path, char *why, size_t whylen);
+/* The same page in memory: 0 with *buf (malloc'd) and *len, or -ENOMEM. */
+int report_page_html_buf(const report_page *p, char **buf, size_t *len);
 /* An A4 PDF through pango and cairo with a CJK font (hub/report_pdf.c). */
 int report_page_pdf(const report_page *p, const char *path, char *why, size_t whylen);
+
+/* --- a delivered report, verified ----------------------------------------------- */
+
+/* What a verified report rests on, and its page (page.info, page.exam and
+ * page.signer point inside). */
+typedef struct report_opened {
+    report_bundle b;
+    report_doc   *doc;
+    pki_identity  signer;
+    report_page   page;
+} report_opened;
+
+/* Parses the hub's delivery and verifies its report against v: 0 with r
+ * filled (clear it with report_opened_clear); 1 when the item is not a
+ * signed report; < 0 with why ("report ID: not verified<refused>: reason"
+ * or what is malformed) and r cleared. */
+int  report_open_verified(report_verifier *v, const void *data, size_t len, const char *refused, report_opened *r,
+                          char *why, size_t whylen);
+void report_opened_clear(report_opened *r);
 
 /* --- the export ------------------------------------------------------------------------ */
 

@@ -36,17 +36,15 @@ static const char style[] =
     ".text{white-space:normal;margin:.4em 0 .8em}.note{font-size:.85em;color:#333;border-top:1px solid #999;"
     "margin-top:1.2em;padding-top:.4em}@media print{body{margin:0}}";
 
-int report_page_html(const report_page *p, const char *path, char *why, size_t whylen)
+int report_page_html_buf(const report_page *p, char **out, size_t *out_len)
 {
     report_item items[REPORT_PAGE_ITEMS];
     size_t n = report_page_items(p, items);
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
-    if (!f) {
-        snprintf(why, whylen, "out of memory");
+    if (!f)
         return -ENOMEM;
-    }
     fputs("<!DOCTYPE html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n<title>", f);
     put_escaped(f, p->info->report_id, 0);
     fprintf(f, "</title>\n<style>%s</style>\n</head>\n<body>\n", style);
@@ -80,10 +78,23 @@ int report_page_html(const report_page *p, const char *path, char *why, size_t w
     fputs("</body>\n</html>\n", f);
     if (fclose(f) != 0 || !buf) {
         free(buf);
-        snprintf(why, whylen, "out of memory");
         return -ENOMEM;
     }
-    int rc = dx_write_file(path, buf, len);
+    *out = buf;
+    *out_len = len;
+    return 0;
+}
+
+int report_page_html(const report_page *p, const char *path, char *why, size_t whylen)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = report_page_html_buf(p, &buf, &len);
+    if (rc < 0) {
+        snprintf(why, whylen, "out of memory");
+        return rc;
+    }
+    rc = dx_write_file(path, buf, len);
     free(buf);
     if (rc < 0)
         snprintf(why, whylen, "writing %s: %s", path, strerror(-rc));
