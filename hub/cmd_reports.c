@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include "hub/clinic_page.h"
 #include "hub/clock.h"
 #include "hub/cmd.h"
 #include "hub/inbox_listing.h"
@@ -66,7 +67,9 @@ static int export_inbox(void *ctx, const char *id, const char *kind, int64_t rec
         return 0;
     char how[4200];
     snprintf(how, sizeof how, " to %s", e->o.out_dir);
-    int arc = inbox_listing_audit(e->sp, &id, 1, "export", how);
+    char me[160];
+    dx_local_user(me, sizeof me);
+    int arc = inbox_listing_audit(e->sp, &id, 1, me, "export", how);
     if (arc < 0) {
         dx_errorf("reports", "%s: not exported: the audit trail cannot be written (%s)", id, strerror(-arc));
         e->refused++;
@@ -127,6 +130,7 @@ static const char reports_usage[] =
     "usage: dxhub reports [--edge-data DIR] [--days N | --all]\n"
     "       dxhub reports [--edge-data DIR] --ack ALERT --by NAME\n"
     "       dxhub reports [--edge-data DIR] --export OUT --trust DIR [--id REPORT] [--format json,html,pdf]\n"
+    "       dxhub reports [--edge-data DIR] --serve PORT --trust DIR [--bind ADDR] [--days N]\n"
     "  lists the reports and alerts this clinic received in the last --days (default 7; --all: every one),\n"
     "  and every alert nobody has confirmed reading; each shown is recorded in the gateway's audit trail\n"
     "  ('dxhub audit --edge-data DIR'), as who ran the command.  --ack records that NAME read\n"
@@ -135,7 +139,11 @@ static const char reports_usage[] =
     "  report.json.chain.pem (as 'dxhub verify' and openssl take them) and a printable\n"
     "  page, report.html and report.pdf.  A report whose signature does not verify\n"
     "  against the trust list is not exported (the reason on stderr, exit 1).\n"
+    "  --serve serves the same list as a page for the nurses' browser on this PC (it prints the link to\n"
+    "  open once): alerts nobody has confirmed reading at the top, confirmed there with the reader's\n"
+    "  name; a signed report opens once its signature verifies; the page updates itself.\n"
     "  --trust DIR    the consortium's CA certificates and CRLs\n"
+    "  --serve PORT   the page's port (0: any free one); --bind ADDR a 127.x.x.x address (default 127.0.0.1)\n"
     "  --id REPORT    only this report\n"
     "  --format LIST  what to write (default json,html,pdf)\n";
 
@@ -166,8 +174,10 @@ int cmd_reports(int argc, char **argv)
         {"format", required_argument, NULL, 'f'},    {"ack", required_argument, NULL, 'a'},
         {"by", required_argument, NULL, 'b'},        {"days", required_argument, NULL, 'D'},
         {"all", no_argument, NULL, 'A'},             {"help", no_argument, NULL, 'h'},
+        {"serve", required_argument, NULL, 'S'},     {"bind", required_argument, NULL, 'B'},
         {0, 0, 0, 0}};
     const char *data = "./var/edge", *trust = NULL, *formats = "json,html,pdf", *ack = NULL, *by = NULL;
+    const char *serve = NULL, *bind_addr = "127.0.0.1";
     export_ctx e = {0};
     long days = 7;
     bool all = false, days_given = false;
@@ -192,6 +202,8 @@ int cmd_reports(int argc, char **argv)
             }
             break;
         case 'A': all = true; break;
+        case 'S': serve = optarg; break;
+        case 'B': bind_addr = optarg; break;
         default:
             fputs(reports_usage, o == 'h' ? stdout : stderr);
             return o == 'h' ? 0 : 2;
@@ -203,6 +215,21 @@ int cmd_reports(int argc, char **argv)
             return 2;
         }
         return confirm_read(data, ack, by);
+    }
+    if (serve) {
+        long port = strtol(serve, &end, 10);
+        if (!*serve || *end || port < 0 || port > 65535 || !trust || all || e.o.out_dir || e.only || optind != argc) {
+            dx_errorf("reports", "--serve PORT (0-65535) needs --trust DIR (to verify each report it shows); "
+                                 "--bind and --days go with it");
+            return 2;
+        }
+        clinic_page_opts po = {.edge_data = data, .trust_dir = trust, .bind = bind_addr, .port = (int)port,
+                               .days = (int)days};
+        return clinic_page_serve(&po);
+    }
+    if (strcmp(bind_addr, "127.0.0.1")) {
+        dx_errorf("reports", "--bind goes with --serve");
+        return 2;
     }
     if (all && days_given) {
         dx_errorf("reports", "--days and --all: one or the other");
@@ -248,7 +275,9 @@ int cmd_reports(int argc, char **argv)
     if (!e.o.out_dir) {
         inbox_listing l = {.sp = sp, .since_ms = all ? 0 : clock_wall_ms() - days * 86400000LL};
         int total = inbox_listing_choose(&l);
-        int rc = inbox_listing_audit(sp, (const char *const *)l.ids, l.n, "read", " (dxhub reports)");
+        char who[160];
+        dx_local_user(who, sizeof who);
+        int rc = inbox_listing_audit(sp, (const char *const *)l.ids, l.n, who, "read", " (dxhub reports)");
         if (rc < 0) {
             dx_errorf("reports", "the audit trail in %s cannot be written (%s): nothing shown; free space for "
                                  "the gateway or call IT", data, strerror(-rc));

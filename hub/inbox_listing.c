@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "hub/clock.h"
-#include "hub/cmd.h"
 #include "hub/inbox_listing.h"
 #include "codecs/banned.h"
 
@@ -59,12 +58,11 @@ void inbox_listing_free(inbox_listing *l)
     l->n = l->cap = l->next = 0;
 }
 
-int inbox_listing_audit(spool *sp, const char *const *ids, size_t n, const char *what, const char *how)
+int inbox_listing_audit(spool *sp, const char *const *ids, size_t n, const char *who, const char *what,
+                        const char *how)
 {
     if (!n)
         return 0;
-    char who[160];
-    dx_local_user(who, sizeof who);
     spool_audit_rec *r = calloc(n, sizeof *r);
     char (*detail)[300] = calloc(n, sizeof *detail);
     int rc = r && detail ? 0 : -ENOMEM;

@@ -30,9 +30,10 @@ int  inbox_listing_choose(inbox_listing *l);
 bool inbox_listing_chosen(inbox_listing *l, const char *id);
 void inbox_listing_free(inbox_listing *l);
 
-/* One record of `what` per id, as who runs this program (dx_local_user),
+/* One record of `what` per id, as who (the account that shows it),
  * detail "id=ID<how>", in one durable transaction: 0, or < 0 and nothing
  * may be shown. */
-int  inbox_listing_audit(spool *sp, const char *const *ids, size_t n, const char *what, const char *how);
+int  inbox_listing_audit(spool *sp, const char *const *ids, size_t n, const char *who, const char *what,
+                         const char *how);
 
 #endif

@@ -6,24 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "hub/cmd.h"
+#include "hub/html_text.h"
 #include "hub/report_export.h"
 #include "codecs/banned.h"
-
-static void put_escaped(FILE *f, const char *s, int keep_newlines)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '&': fputs("&amp;", f); break;
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '"': fputs("&quot;", f); break;
-        case '\'': fputs("&#39;", f); break;
-        case '\n': fputs(keep_newlines ? "<br>\n" : " ", f); break;
-        case '\r': break;
-        default: fputc(*s, f);
-        }
-    }
-}
 
 static const char style[] =
     "body{font-family:\"Noto Sans CJK SC\",\"WenQuanYi Micro Hei\",\"Microsoft YaHei\",sans-serif;"
@@ -34,9 +19,9 @@ static const char style[] =
     "table{border-collapse:collapse;width:100%}th{text-align:left;width:14em;vertical-align:top;"
     "font-weight:normal;color:#444;padding:.15em .5em .15em 0}td{padding:.15em 0;word-break:break-all}"
     ".text{white-space:normal;margin:.4em 0 .8em}.note{font-size:.85em;color:#333;border-top:1px solid #999;"
-    "margin-top:1.2em;padding-top:.4em}@media print{body{margin:0}}";
+    "margin-top:1.2em;padding-top:.4em}@media print{body{margin:0}.back{display:none}}";
 
-int report_page_html_buf(const report_page *p, char **out, size_t *out_len)
+int report_page_html_buf(const report_page *p, const char *back, char **out, size_t *out_len)
 {
     report_item items[REPORT_PAGE_ITEMS];
     size_t n = report_page_items(p, items);
@@ -46,8 +31,13 @@ int report_page_html_buf(const report_page *p, char **out, size_t *out_len)
     if (!f)
         return -ENOMEM;
     fputs("<!DOCTYPE html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n<title>", f);
-    put_escaped(f, p->info->report_id, 0);
+    html_put(f, p->info->report_id, false);
     fprintf(f, "</title>\n<style>%s</style>\n</head>\n<body>\n", style);
+    if (back) {
+        fputs("<p class=\"back\"><a href=\"", f);
+        html_put(f, back, false);
+        fputs("\">&larr; back to the list</a></p>\n", f);
+    }
     int in_table = 0;
     for (size_t i = 0; i < n; i++) {
         const report_item *it = &items[i];
@@ -56,19 +46,19 @@ int report_page_html_buf(const report_page *p, char **out, size_t *out_len)
             in_table = 0;
         }
         switch (it->kind) {
-        case RI_TITLE: fputs("<h1>", f); put_escaped(f, it->text, 0); fputs("</h1>\n", f); break;
-        case RI_ALERT: fputs("<div class=\"alert\">", f); put_escaped(f, it->text, 0); fputs("</div>\n", f); break;
-        case RI_HEADING: fputs("<h2>", f); put_escaped(f, it->text, 0); fputs("</h2>\n", f); break;
-        case RI_TEXT: fputs("<p class=\"text\">", f); put_escaped(f, it->text, 1); fputs("</p>\n", f); break;
-        case RI_NOTE: fputs("<p class=\"note\">", f); put_escaped(f, it->text, 1); fputs("</p>\n", f); break;
+        case RI_TITLE: fputs("<h1>", f); html_put(f, it->text, false); fputs("</h1>\n", f); break;
+        case RI_ALERT: fputs("<div class=\"alert\">", f); html_put(f, it->text, false); fputs("</div>\n", f); break;
+        case RI_HEADING: fputs("<h2>", f); html_put(f, it->text, false); fputs("</h2>\n", f); break;
+        case RI_TEXT: fputs("<p class=\"text\">", f); html_put(f, it->text, true); fputs("</p>\n", f); break;
+        case RI_NOTE: fputs("<p class=\"note\">", f); html_put(f, it->text, true); fputs("</p>\n", f); break;
         case RI_FIELD:
             if (!in_table)
                 fputs("<table>\n", f);
             in_table = 1;
             fputs("<tr><th>", f);
-            put_escaped(f, it->label, 0);
+            html_put(f, it->label, false);
             fputs("</th><td>", f);
-            put_escaped(f, it->text, 0);
+            html_put(f, it->text, false);
             fputs("</td></tr>\n", f);
             break;
         }
@@ -89,7 +79,7 @@ int report_page_html(const report_page *p, const char *path, char *why, size_t w
 {
     char *buf = NULL;
     size_t len = 0;
-    int rc = report_page_html_buf(p, &buf, &len);
+    int rc = report_page_html_buf(p, NULL, &buf, &len);
     if (rc < 0) {
         snprintf(why, whylen, "out of memory");
         return rc;

@@ -54,6 +54,35 @@ class World:
         return {c["facility"]: c for c in json.loads(self.get("/api/v1/clinics"))["clinics"]}
 
 
+def push_and_take(w, name, patient):
+    """A one-instance STAT study pushed through the clinic's gateway, and the reader's task for it."""
+    study = uid_root(name)
+    src = w.base / f"src-{name}"
+    src.mkdir()
+    f = synth_instance(src / "1.dcm", study, f"{study}.1", f"{study}.1.1", 1, patient_id=patient, rows=32, cols=32)
+    rc, _, out = w.edge.push([f], priority="stat")
+    assert rc == 0, out
+    r = dx("reader", "--hub", w.reader_ep, "--hub-key", w.hub_key, "--keys", w.base / "rkeys", "--name", READER,
+           "--json", "--take", "1", "--wait", "30", "--fetch-to", w.base / f"fetched-{name}", timeout=90)
+    task = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    assert task["study"] == study, task
+    return task
+
+
+def sign_critical(w, task, report_id, impression):
+    """The reader reports a critical value on task, signs and submits it: the hub sends it to clinic1."""
+    base = w.base
+    report = base / f"{report_id}.json"
+    dx("report", "--study-dir", task["fetched"]["dir"], "--report-id", report_id, "--reader", READER,
+       "--name", "陈医生", "--origin", "clinic1", "--reading-facility", "LEAD", "--findings", "大量心包积液",
+       "--impression", impression, "--critical", report)
+    dx("sign", "--key", base / "pki" / f"{READER}.key", "--cert", base / "pki" / f"{READER}.chain.pem",
+       "--passphrase-file", base / "pass.txt", report)
+    dx("reader", "--hub", w.reader_ep, "--hub-key", w.hub_key, "--keys", base / "rkeys", "--name", READER,
+       "--json", "--task", str(task["task"]), "--action", "sign", "--report-id", report_id, "--submit", report,
+       "--sig", f"{report}.sig", "--chain", f"{report}.chain.pem")
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     base = tmp_path_factory.mktemp("clinics")
@@ -90,29 +119,11 @@ def world(tmp_path_factory):
         edge = Edge(base / "edge", edge_ep, hub_key, base, extra=("--facility", "clinic1", "--on-alert", cmd))
         w.edge = edge
         edge.start()
-        study = uid_root("clinics-alert")
-        src = base / "src"
-        src.mkdir()
-        f = synth_instance(src / "1.dcm", study, f"{study}.1", f"{study}.1.1", 1, patient_id="P-CL-1", rows=32,
-                           cols=32)
-        rc, _, out = edge.push([f], priority="stat")
-        assert rc == 0, out
-        r = dx("reader", "--hub", reader_ep, "--hub-key", hub_key, "--keys", base / "rkeys", "--name", READER,
-               "--json", "--take", "1", "--wait", "30", "--fetch-to", base / "fetched", timeout=90)
-        task = json.loads(r.stdout.decode().strip().splitlines()[-1])
-        assert task["study"] == study, task
+        w.reader_ep, w.hub_key = reader_ep, hub_key
+        task = push_and_take(w, "clinics-alert", "P-CL-1")
         w.heard = w.clinics()["clinic1"]  # connected, while its gateway runs
         edge.stop()  # the clinic's gateway goes down (a power cut) before the report is signed
-
-        report = base / "r.json"
-        dx("report", "--study-dir", task["fetched"]["dir"], "--report-id", "rpt-cl-1", "--reader", READER,
-           "--name", "陈医生", "--origin", "clinic1", "--reading-facility", "LEAD", "--findings", "大量心包积液",
-           "--impression", "心包填塞可能，请立即处理", "--critical", report)
-        dx("sign", "--key", base / "pki" / f"{READER}.key", "--cert", base / "pki" / f"{READER}.chain.pem",
-           "--passphrase-file", base / "pass.txt", report)
-        dx("reader", "--hub", reader_ep, "--hub-key", hub_key, "--keys", base / "rkeys", "--name", READER,
-           "--json", "--task", str(task["task"]), "--action", "sign", "--report-id", "rpt-cl-1", "--submit", report,
-           "--sig", f"{report}.sig", "--chain", f"{report}.chain.pem")
+        sign_critical(w, task, "rpt-cl-1", "心包填塞可能，请立即处理")
         w.signed_at = time.time()
         yield w
     finally:
@@ -301,3 +312,109 @@ def test_the_nurses_list_keeps_to_recent_items_and_every_unread_alert(world):
     assert r.returncode == 2 and b"one or the other" in r.stderr
     assert "rpt-cl-1" in reports("--days", "1").stdout.decode()
     assert "rpt-cl-1" in reports("--all").stdout.decode()
+
+
+class Browser:
+    """A browser's part, as urllib does it: cookies kept, redirects followed, errors as answers."""
+    def __init__(self, port):
+        import http.cookiejar
+        import urllib.request
+        self.url = f"http://127.0.0.1:{port}"
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def ask(self, path, form=None, headers=None):
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        req = urllib.request.Request(self.url + path, data=data, headers=headers or {})
+        try:
+            with self.opener.open(req, timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+
+def test_the_clinic_page_raises_a_new_alert_and_a_nurse_confirms_it_there(world):
+    """The nurse's browser, not a command line: `dxhub reports --serve` lists
+    what came back, the unread critical value at the top in red; the signed
+    report opens once it verifies; the nurse confirms reading it with her
+    name, and the hub hears it.  Only a browser that opened the page's link
+    is answered, and everything shown is in the clinic's audit trail."""
+    trust = world.base / "hubkeys" / "trust"
+    page = Proc([dxhub_bin(), "reports", "--edge-data", world.edge.data, "--serve", 0, "--trust", trust],
+                world.base / "page.log", r"clinic page: http://127\.0\.0\.1:(\d+)/\?token=([0-9a-f]{64})")
+    other = None
+    try:
+        m = page.start(20)
+        port, token = int(m.group(1)), m.group(2)
+        stranger = Browser(port)
+        status, body = stranger.ask("/")
+        assert status == 401 and "Open the clinic page&#39;s link" in body, body
+        assert stranger.ask("/?token=" + "0" * 64)[0] == 401
+        assert stranger.ask("/changes")[0] == 401 and stranger.ask("/report?id=rpt-cl-1")[0] == 401
+        nurse = Browser(port)
+        status, body = nurse.ask("/?token=" + token)
+        assert status == 200 and "Reports and alerts from the reading centre" in body, body
+        assert "read by 护士 李" in body and "P-CL-1" in body and 'class="alert"' not in body, body
+        assert nurse.ask("/", headers={"Host": "evil.example:80"})[0] == 421  # DNS rebinding
+        stamp = nurse.ask("/changes")[1]
+
+        # a second critical value arrives while the page is open: the list changes, the alert on top
+        task = push_and_take(world, "clinics-page", "P-CL-2")
+        sign_critical(world, task, "rpt-cl-2", "急性心梗，请立即转诊")
+        wait_for(lambda: nurse.ask("/changes")[1] != stamp, 30, what="the page's list changing")
+        status, body = nurse.ask("/")
+        assert status == 200 and "<title>(1 ALERT) Reports and alerts</title>" in body, body
+        alert = body[body.index('<section class="alert" id="rpt-cl-2">'):body.index("</section>")]
+        assert "CRITICAL VALUE" in alert and "P-CL-2" in alert and "急性心梗，请立即转诊" in alert, alert
+        assert 'href="/report?id=rpt-cl-2"' in alert and 'name="by"' in alert, alert
+        assert body.index("rpt-cl-2") < body.index("rpt-cl-1")  # unread first
+
+        status, report = nurse.ask("/report?id=rpt-cl-2")
+        assert status == 200 and "急性心梗，请立即转诊" in report and "back to the list" in report, report
+        assert nurse.ask("/report?id=nosuch")[0] == 404
+
+        # confirming needs a name, and a form from this page only
+        status, body = nurse.ask("/ack", {"id": "rpt-cl-2", "by": ""})
+        assert status == 400 and "Give your name" in body, body
+        status, body = nurse.ask("/ack", {"id": "rpt-cl-2", "by": "x"}, {"Origin": "http://evil.example"})
+        assert status == 403, body
+        assert 'class="alert"' in nurse.ask("/")[1]
+        status, body = nurse.ask("/ack", {"id": "rpt-cl-2", "by": "护士 王"})
+        assert status == 200 and 'class="alert"' not in body and "read by 护士 王" in body, body
+        assert "<title>Reports and alerts</title>" in body
+        wait_for(lambda: world.clinics()["clinic1"]["waiting"]["unread_alerts"] == 0, 20,
+                 what="the hub hearing the alert read on the page")
+
+        r = run([dxhub_bin(), "audit", "--edge-data", world.edge.data, "--json", "--patient", "P-CL-2"], check=True)
+        recs = [json.loads(x) for x in r.stdout.decode().splitlines()]
+        import getpass
+        me = f"clinic-page:{getpass.getuser()}"
+        reads = [x["detail"] for x in recs if x["what"] == "read" and x["who"] == me]
+        assert "id=rpt-cl-2 (clinic page)" in reads and "id=rpt-cl-2 (clinic page, the report)" in reads, recs
+        acks = [x for x in recs if x["what"] == "alert-read"]
+        assert len(acks) == 1 and acks[0]["who"] == me and acks[0]["detail"] == "id=rpt-cl-2 by=护士 王", acks
+
+        # a report whose signature does not check out against the trust list is not shown as signed
+        dx("keygen", "--ca", "--facility", "ELSEWHERE", "--keys", world.base / "other-ca")
+        wrong = world.base / "other-trust"
+        wrong.mkdir()
+        for f in ("ca.pem", "crl.pem"):
+            shutil.copyfile(world.base / "other-ca" / f, wrong / f)
+        other = Proc([dxhub_bin(), "reports", "--edge-data", world.edge.data, "--serve", 0, "--trust", wrong],
+                     world.base / "page2.log", r"clinic page: http://127\.0\.0\.1:(\d+)/")
+        elsewhere = Browser(int(other.start(20).group(1)))
+        assert elsewhere.ask("/?token=" + token)[0] == 200  # the same gateway's token: kept in its folder
+        status, body = elsewhere.ask("/report?id=rpt-cl-2")
+        assert status == 422 and "not verified" in body and "急性心梗" not in body, body
+    finally:
+        page.stop()
+        if other:
+            other.stop()
+    r = run([dxhub_bin(), "reports", "--edge-data", world.edge.data, "--serve", "0", "--trust", trust,
+             "--bind", "0.0.0.0"])
+    assert r.returncode == 1 and b"127.x.x.x address only" in r.stderr, r.stderr
+    r = run([dxhub_bin(), "reports", "--edge-data", world.edge.data, "--serve", "0"])
+    assert r.returncode == 2 and b"needs --trust DIR" in r.stderr, r.stderr

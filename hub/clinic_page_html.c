@@ -1,0 +1,214 @@
+/* clinic_page_html.c — the clinic page's list and messages as HTML
+ * (clinic_page_html.h).  Unread alerts come first, each large and red
+ * with the form that confirms reading it; the rest is a table, newest
+ * first.  Nothing is fetched from elsewhere: the style is inline and the
+ * one script comes from the page itself. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "hub/clinic_page_html.h"
+#include "hub/clock.h"
+#include "hub/cmd.h"
+#include "hub/html_text.h"
+#include "codecs/banned.h"
+
+static int row_order(const void *a, const void *b)
+{
+    const clinic_row *x = a, *y = b;
+    bool ux = x->sum.alert && !x->confirmed, uy = y->sum.alert && !y->confirmed;
+    if (ux != uy)
+        return ux ? -1 : 1;
+    if (x->received_ms != y->received_ms)
+        return x->received_ms > y->received_ms ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+void clinic_rows_sort(clinic_row *rows, size_t n)
+{
+    qsort(rows, n, sizeof *rows, row_order);
+}
+
+static const char style[] =
+    "body{font-family:\"Noto Sans CJK SC\",\"WenQuanYi Micro Hei\",\"Microsoft YaHei\",sans-serif;"
+    "max-width:60em;margin:1.5em auto;padding:0 1em;color:#111;line-height:1.45}"
+    "h1{font-size:1.5em;margin:.2em 0}.sub{color:#555;margin-top:0}"
+    ".alert{border:4px solid #c00;background:#fee;padding:.6em 1em;margin:1em 0}"
+    ".alert h2{color:#c00;margin:.1em 0 .3em;font-size:1.4em}.alert .text{font-size:1.3em;font-weight:bold}"
+    ".alert form{margin-top:.6em}.alert input{font-size:1.1em;padding:.2em}"
+    ".alert button{font-size:1.1em;padding:.25em .8em;background:#c00;color:#fff;border:0;border-radius:3px}"
+    "table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.35em .5em;"
+    "border-bottom:1px solid #ccc;vertical-align:top}th{color:#444;font-weight:normal}"
+    ".read{color:#060}.none{color:#555;font-style:italic}.msg{font-size:1.2em}";
+
+static void put_when(FILE *f, int64_t ms)
+{
+    char when[32], age[32];
+    dx_fmt_time((time_t)(ms / 1000), when, sizeof when);
+    dx_human_age(clock_wall_ms() - ms, age, sizeof age);
+    fprintf(f, "%s (%s ago)", when, age);
+}
+
+static void put_patient(FILE *f, const inbox_summary *s)
+{
+    if (s->patient_id[0]) {
+        fputs("patient ", f);
+        html_put(f, s->patient_id, false);
+        if (s->patient_name[0]) {
+            fputc(' ', f);
+            html_put(f, s->patient_name, false);
+        }
+    }
+    if (s->patient_id[0] && s->exam[0])
+        fputs(" · ", f);
+    html_put(f, s->exam, false);
+}
+
+static void put_report_link(FILE *f, const clinic_row *r, const char *label)
+{
+    if (!r->has_report)
+        return;
+    fputs("<a href=\"/report?id=", f);
+    html_put_query(f, r->id);
+    fprintf(f, "\">%s</a>", label);
+}
+
+static void put_unread_alert(FILE *f, const clinic_row *r)
+{
+    fputs("<section class=\"alert\" id=\"", f);
+    html_put(f, r->id, false);
+    fprintf(f, "\">\n<h2>%s · ", r->sum.critical ? "CRITICAL VALUE 危急值" : "REQUEST FROM THE READING CENTRE");
+    put_patient(f, &r->sum);
+    fputs("</h2>\n<p class=\"text\">", f);
+    html_put(f, r->sum.text, true);
+    fputs("</p>\n<p>received ", f);
+    put_when(f, r->received_ms);
+    fputs(" · ", f);
+    html_put(f, r->id, false);
+    fputs(" ", f);
+    put_report_link(f, r, "open the signed report");
+    fputs("</p>\n<form method=\"post\" action=\"/ack\"><input type=\"hidden\" name=\"id\" value=\"", f);
+    html_put(f, r->id, false);
+    fputs("\"><label>Your name <input name=\"by\" required maxlength=\"127\" autocomplete=\"name\"></label> "
+          "<button type=\"submit\">I have read it and acted on it</button></form>\n</section>\n",
+          f);
+}
+
+static void put_row(FILE *f, const clinic_row *r)
+{
+    fputs("<tr id=\"", f);
+    html_put(f, r->id, false);
+    fputs("\"><td>", f);
+    html_put(f, r->sum.alert ? (r->sum.critical ? "critical value" : "request") : r->kind, false);
+    fputs("</td><td>", f);
+    put_patient(f, &r->sum);
+    if (r->sum.alert && r->sum.text[0]) {
+        fputs("<br>", f);
+        html_put(f, r->sum.text, true);
+    }
+    fputs("</td><td>", f);
+    put_when(f, r->received_ms);
+    fputs("</td><td>", f);
+    if (r->confirmed) {
+        char when[32];
+        dx_fmt_time((time_t)(r->c.at_ms / 1000), when, sizeof when);
+        fputs("<span class=\"read\">read by ", f);
+        html_put(f, r->c.by, false);
+        fprintf(f, " at %s%s</span> ", when, r->c.told_hub ? "" : " (the hub not told yet)");
+    }
+    put_report_link(f, r, "open the signed report");
+    fputs("</td></tr>\n", f);
+}
+
+static void put_head(FILE *f, const char *title, bool script)
+{
+    fputs("<!DOCTYPE html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n<title>", f);
+    html_put(f, title, false);
+    fprintf(f, "</title>\n<style>%s</style>\n%s</head>\n", style,
+            script ? "<script src=\"/page.js\" defer></script>\n" : "");
+}
+
+/* The page's bytes: open_memstream sets buf and sz at fclose. */
+static char *finish(FILE *f, char **buf, const size_t *sz, size_t *len)
+{
+    if (fclose(f) != 0 || !*buf) {
+        free(*buf);
+        return NULL;
+    }
+    *len = *sz;
+    return *buf;
+}
+
+char *clinic_html_list(const clinic_row *rows, size_t n, size_t older, int days, const char *stamp, size_t *len)
+{
+    char *buf = NULL;
+    size_t sz = 0;
+    FILE *f = open_memstream(&buf, &sz);
+    if (!f)
+        return NULL;
+    size_t unread = 0;
+    while (unread < n && rows[unread].sum.alert && !rows[unread].confirmed)
+        unread++;
+    char title[96];
+    if (unread)
+        snprintf(title, sizeof title, "(%zu ALERT%s) Reports and alerts", unread, unread > 1 ? "S" : "");
+    else
+        snprintf(title, sizeof title, "Reports and alerts");
+    put_head(f, title, true);
+    fputs("<body data-stamp=\"", f);
+    html_put(f, stamp, false);
+    fputs("\">\n<h1>Reports and alerts from the reading centre</h1>\n<p class=\"sub\">", f);
+    fprintf(f, "what arrived in the last %d day%s, and every alert nobody has confirmed reading; this page "
+               "updates itself when something arrives</p>\n",
+            days, days > 1 ? "s" : "");
+    for (size_t i = 0; i < unread; i++)
+        put_unread_alert(f, &rows[i]);
+    if (n > unread) {
+        fputs("<table>\n<tr><th>what</th><th>whose exam</th><th>received</th><th></th></tr>\n", f);
+        for (size_t i = unread; i < n; i++)
+            put_row(f, &rows[i]);
+        fputs("</table>\n", f);
+    } else if (!n) {
+        fputs("<p class=\"none\">no reports or alerts</p>\n", f);
+    }
+    if (older)
+        fprintf(f, "<p class=\"none\">%zu older item(s) not shown (received more than %d day(s) ago): "
+                   "dxhub reports --all</p>\n",
+                older, days);
+    fputs("</body>\n</html>\n", f);
+    return finish(f, &buf, &sz, len);
+}
+
+char *clinic_html_message(const char *title, const char *text, size_t *len)
+{
+    char *buf = NULL;
+    size_t sz = 0;
+    FILE *f = open_memstream(&buf, &sz);
+    if (!f)
+        return NULL;
+    put_head(f, title, false);
+    fputs("<body>\n<h1>", f);
+    html_put(f, title, false);
+    fputs("</h1>\n<p class=\"msg\">", f);
+    html_put(f, text, true);
+    fputs("</p>\n<p><a href=\"/\">&larr; the list of reports and alerts</a></p>\n</body>\n</html>\n", f);
+    return finish(f, &buf, &sz, len);
+}
+
+/* Asks every 10 s whether the list changed; reloads when it did, so a new
+ * alert shows without anyone pressing anything.  A page being typed into
+ * (a name for the confirmation) is not reloaded from under the nurse. */
+const char clinic_page_js[] =
+    "'use strict';\n"
+    "(function () {\n"
+    "  const shown = document.body.dataset.stamp;\n"
+    "  if (!shown) return;\n"
+    "  setInterval(async () => {\n"
+    "    const a = document.activeElement;\n"
+    "    if (a && a.tagName === 'INPUT' && a.value) return;\n"
+    "    try {\n"
+    "      const r = await fetch('/changes', {cache: 'no-store'});\n"
+    "      if (r.ok && (await r.text()).trim() !== shown) location.reload();\n"
+    "    } catch (e) { /* the page's server restarting: ask again later */ }\n"
+    "  }, 10000);\n"
+    "})();\n";
