@@ -1,5 +1,5 @@
 /* clinic_page_html.c — the clinic page's list and messages as HTML
- * (clinic_page_html.h).  Unread alerts come first, each large and red
+ * (clinic_private.h).  Unread alerts come first, each large and red
  * with the form that confirms reading it; the rest is a table, newest
  * first.  Nothing is fetched from elsewhere: the style is inline and the
  * one script comes from the page itself. */
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "hub/clinic_page_html.h"
+#include "hub/clinic_private.h"
 #include "hub/clock.h"
 #include "hub/cmd.h"
 #include "hub/html_text.h"
@@ -195,7 +195,7 @@ char *clinic_html_message(const char *title, const char *text, size_t *len)
     return finish(f, &buf, &sz, len);
 }
 
-/* Asks every 10 s whether the list changed; reloads when it did, so a new
+/* Asks every 5 s whether the list changed; reloads when it did, so a new
  * alert shows without anyone pressing anything.  A page being typed into
  * (a name for the confirmation) is not reloaded from under the nurse. */
 const char clinic_page_js[] =
@@ -210,5 +210,5 @@ const char clinic_page_js[] =
     "      const r = await fetch('/changes', {cache: 'no-store'});\n"
     "      if (r.ok && (await r.text()).trim() !== shown) location.reload();\n"
     "    } catch (e) { /* the page's server restarting: ask again later */ }\n"
-    "  }, 10000);\n"
+    "  }, 5000);\n"
     "})();\n";

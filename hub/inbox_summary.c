@@ -5,6 +5,7 @@
 #include <string.h>
 #include "hub/b64.h"
 #include "hub/inbox_summary.h"
+#include "hub/person_name.h"
 
 static const char *str(json_t *o, const char *k)
 {
@@ -64,10 +65,7 @@ int inbox_summary_read(const char *kind, const void *data, size_t len, inbox_sum
     } else if (*str(j, "report_id")) {
         json_t *exam = json_object_get(j, "exam");
         snprintf(out->patient_id, sizeof out->patient_id, "%s", str(exam, "patient_id"));
-        snprintf(out->patient_name, sizeof out->patient_name, "%s", str(exam, "patient_name"));
-        for (char *c = out->patient_name; *c; c++)
-            if (*c == '^')
-                *c = ' '; /* DICOM PN components */
+        person_name_readable(str(exam, "patient_name"), out->patient_name, sizeof out->patient_name);
         exam_line(out->exam, sizeof out->exam, str(exam, "modalities"), str(exam, "study_date"));
         out->critical = json_is_true(json_object_get(j, "critical"));
         out->alert = out->alert || out->critical;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "hub/cmd.h"
+#include "hub/person_name.h"
 #include "hub/report_export.h"
 #include "codecs/banned.h"
 
@@ -23,38 +24,6 @@ static report_item *add(report_item *items, size_t *n, int kind, const char *lab
 static void add_text(report_item *items, size_t *n, int kind, const char *label, const char *text)
 {
     add(items, n, kind, label)->text = text && *text ? text : "—";
-}
-
-/* The lead byte of a 3-byte UTF-8 sequence in U+2E80..U+DFFF: CJK
- * ideographs, kana, Hangul (names written without spaces). */
-static int is_cjk_lead(unsigned char c)
-{
-    return c >= 0xE2 && c <= 0xED;
-}
-
-/* A DICOM PN for reading: components joined by spaces, except between two
- * CJK characters (张^三丰 -> 张三丰); representations (a=b=c) by " / ". */
-static void person_name(const char *pn, char *out, size_t n)
-{
-    size_t k = 0;
-    for (const char *p = pn; *p && k + 4 < n; p++) {
-        if (*p == '^' || *p == '=') {
-            while (p[1] == '^')
-                p++;
-            size_t last = k;
-            while (last > 0 && ((unsigned char)out[last - 1] & 0xC0) == 0x80)
-                last--;
-            int cjk_before = last > 0 && is_cjk_lead((unsigned char)out[last - 1]);
-            int cjk_after = is_cjk_lead((unsigned char)p[1]);
-            if (*p == '=' && k && p[1] && p[1] != '=')
-                k += (size_t)snprintf(out + k, n - k, " / ");
-            else if (*p == '^' && k && p[1] && p[1] != '=' && !(cjk_before && cjk_after))
-                out[k++] = ' ';
-            continue;
-        }
-        out[k++] = *p;
-    }
-    out[k] = '\0';
 }
 
 /* DA "YYYYMMDD" as "YYYY-MM-DD"; anything else as it is. */
@@ -83,7 +52,7 @@ size_t report_page_items(const report_page *p, report_item *items)
                                                                                                      : NULL;
     if (x) {
         it = add(items, &n, RI_FIELD, "姓名 Name");
-        person_name(x->patient_name, it->buf, sizeof it->buf);
+        person_name_readable(x->patient_name, it->buf, sizeof it->buf);
         size_t k = strlen(it->buf);
         if (x->sex[0] || x->birth_date[0])
             snprintf(it->buf + k, sizeof it->buf - k, " (%s%s%s)", x->sex, x->sex[0] && x->birth_date[0] ? ", " : "",

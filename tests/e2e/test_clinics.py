@@ -54,12 +54,13 @@ class World:
         return {c["facility"]: c for c in json.loads(self.get("/api/v1/clinics"))["clinics"]}
 
 
-def push_and_take(w, name, patient):
+def push_and_take(w, name, patient, patient_name="TEST^HUB"):
     """A one-instance STAT study pushed through the clinic's gateway, and the reader's task for it."""
     study = uid_root(name)
     src = w.base / f"src-{name}"
     src.mkdir()
-    f = synth_instance(src / "1.dcm", study, f"{study}.1", f"{study}.1.1", 1, patient_id=patient, rows=32, cols=32)
+    f = synth_instance(src / "1.dcm", study, f"{study}.1", f"{study}.1.1", 1, patient_id=patient, rows=32, cols=32,
+                       patient_name=patient_name)
     rc, _, out = w.edge.push([f], priority="stat")
     assert rc == 0, out
     r = dx("reader", "--hub", w.reader_ep, "--hub-key", w.hub_key, "--keys", w.base / "rkeys", "--name", READER,
@@ -362,13 +363,14 @@ def test_the_clinic_page_raises_a_new_alert_and_a_nurse_confirms_it_there(world)
         stamp = nurse.ask("/changes")[1]
 
         # a second critical value arrives while the page is open: the list changes, the alert on top
-        task = push_and_take(world, "clinics-page", "P-CL-2")
+        task = push_and_take(world, "clinics-page", "P-CL-2", "WANG^XIAOMING=WANG^XM")
         sign_critical(world, task, "rpt-cl-2", "急性心梗，请立即转诊")
         wait_for(lambda: nurse.ask("/changes")[1] != stamp, 30, what="the page's list changing")
         status, body = nurse.ask("/")
         assert status == 200 and "<title>(1 ALERT) Reports and alerts</title>" in body, body
         alert = body[body.index('<section class="alert" id="rpt-cl-2">'):body.index("</section>")]
-        assert "CRITICAL VALUE" in alert and "P-CL-2" in alert and "急性心梗，请立即转诊" in alert, alert
+        assert "CRITICAL VALUE" in alert and "急性心梗，请立即转诊" in alert, alert
+        assert "patient P-CL-2 WANG XIAOMING / WANG XM" in alert, alert  # as the printed report writes it
         assert 'href="/report?id=rpt-cl-2"' in alert and 'name="by"' in alert, alert
         assert body.index("rpt-cl-2") < body.index("rpt-cl-1")  # unread first
 

@@ -13,7 +13,7 @@
  * multipart message over an inproc PAIR.
  *
  * fuzz-objects: hub/proto.c hub/report.c hub/errbuf.c hub/digest.c hub/pki_key.c hub/pki_pass.c
- * fuzz-objects: hub/inbox_summary.c hub/b64.c */
+ * fuzz-objects: hub/inbox_summary.c hub/person_name.c hub/b64.c */
 #include <string.h>
 #include <zmq.h>
 #include <stdlib.h>

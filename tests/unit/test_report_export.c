@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "hub/b64.h"
+#include "hub/person_name.h"
 #include "hub/pki.h"
 #include "hub/report.h"
 #include "hub/report_export.h"
@@ -407,6 +408,26 @@ static int teardown(void **state)
     return system(cmd);
 }
 
+/* A person's name as the page and the clinic's list print it. */
+static void test_person_names_read_as_people_write_them(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"张^三丰", "张三丰"},                       /* no space between CJK components */
+        {"Zhang^San=张^三", "Zhang San / 张三"},     /* representations apart */
+        {"WANG^XIAOMING^^^", "WANG XIAOMING"},       /* empty components left out */
+        {"=张^三", "张三"},                          /* no alphabetic one */
+        {"", ""},
+    };
+    char out[64];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        person_name_readable(cases[i][0], out, sizeof out);
+        assert_string_equal(out, cases[i][1]);
+    }
+    person_name_readable("ABCDEFGHIJKLMNOP^QRSTUVWXYZ", out, 8); /* cut short, terminated */
+    assert_true(strlen(out) < 8);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -417,6 +438,7 @@ int main(void)
         cmocka_unit_test(test_report_id_dot_dot_never_names_a_folder),
         cmocka_unit_test(test_page_shows_the_hubs_patient_record_only_for_the_reports_patient),
         cmocka_unit_test(test_pdf_runs_long_findings_onto_more_pages_and_refuses_missing_glyphs),
+        cmocka_unit_test(test_person_names_read_as_people_write_them),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -370,6 +370,38 @@ export async function scenario({ browser, ctx, checks, shots }) {
   }, { needs: [DRAFT] });
   const SIGNED = 'signing asks the passphrase once, shows exactly what is signed and by whom, and the hub verifies the report';
 
+  // The clinic's page (`dxhub reports --serve`) in the nurse's own browser:
+  // opened from its printed link, the signed report listed and opened
+  // verified; it stays open while the reader signs the addendum.
+  await checks.check("the clinic's page, opened from its link in the nurse's browser, lists the signed report and opens it verified", async () => {
+    const clinic = path.join(ctx.hub.dir, 'clinic');
+    const m = await ctx.hub.start('clinic-page', [ctx.hub.dxhub, 'reports', '--edge-data', clinic, '--serve', '0',
+      '--trust', path.join(ctx.hub.dir, 'hub/keys/trust')], /^clinic page: (http:\/\/127\.0\.0\.1:\d+)\/\?token=[0-9a-f]+$/);
+    s.nurse = await (await browser.newContext()).newPage();
+    const scriptErrors = [];
+    s.nurse.on('pageerror', (e) => scriptErrors.push(e.message));
+    s.nurse.on('console', (msg) => { if (msg.type() === 'error') scriptErrors.push(msg.text()); });
+    s.nurseErrors = scriptErrors;
+    const stranger = await (await browser.newContext()).newPage();
+    const refused = await stranger.goto(m[1] + '/');
+    expect(refused.status() === 401, `the page without its link answered ${refused.status()}`);
+    await stranger.context().close();
+    await s.nurse.goto(m[0].slice('clinic page: '.length));
+    expect(new URL(s.nurse.url()).search === '', `the token stays in the address bar: ${s.nurse.url()}`);
+    const reportId = await s.page.getAttribute('#signed-box', 'data-report-id');
+    const row = `tr[id="${reportId}"]`;
+    await s.nurse.waitForSelector(row, { timeout: 5000 });
+    await s.nurse.click(`${row} a`);
+    await s.nurse.waitForSelector('h1', { timeout: 10000 });
+    const text = await s.nurse.textContent('body');
+    expect(text.includes(IMPRESSION) && text.includes(ctx.reader.id), `the report page lacks the impression or the signer: ${text.slice(0, 400)}`);
+    await s.nurse.screenshot({ path: path.join(shots, 'clinic-report.png') });
+    await s.nurse.click('p.back a');
+    await s.nurse.waitForSelector(row, { timeout: 5000 });
+    await s.nurse.screenshot({ path: path.join(shots, 'clinic-list.png') });
+  }, { needs: [SIGNED] });
+  const CLINIC = "the clinic's page, opened from its link in the nurse's browser, lists the signed report and opens it verified";
+
   await checks.check('an addendum to the signed report is its own signed document, and it reaches the clinic', async () => {
     const p = s.page;
     const original = await p.getAttribute('#signed-box', 'data-report-id');
@@ -382,6 +414,7 @@ export async function scenario({ browser, ctx, checks, shots }) {
     await p.waitForSelector('#addendum-done[data-report-id]', { timeout: 30000 });
     const id = await p.getAttribute('#addendum-done', 'data-report-id');
     expect(id && id !== original, `addendum id ${id} (report ${original})`);
+    s.addendumId = id;
     expect(await p.getAttribute('#signed-box', 'data-report-id') === original, 'the signed report was replaced in the panel');
     if (ctx.hub) await ctx.hub.waitFor(() => ctx.hub.dx('reports', '--edge-data', path.join(ctx.hub.dir, 'clinic')).includes(id), 30000, `addendum ${id} at the clinic`);
     // the priors panel answers from the hub's lookup for the ECG's patient (no earlier signed exam)
@@ -391,6 +424,12 @@ export async function scenario({ browser, ctx, checks, shots }) {
     const priors = await p.textContent('#priors');
     expect(/No prior signed reports/.test(priors), `priors panel: ${priors}`);
   }, { needs: [SIGNED] });
+
+  await checks.check("the clinic's page shows the addendum when it arrives, with nobody touching it", async () => {
+    await s.nurse.waitForSelector(`tr[id="${s.addendumId}"]`, { timeout: 15000 });
+    expect(s.nurseErrors.length === 0, `script errors on the clinic's page: ${s.nurseErrors.join('; ')}`);
+    await s.nurse.context().close();
+  }, { needs: [CLINIC, 'an addendum to the signed report is its own signed document, and it reaches the clinic'] });
 
   // The clinic pushes a study (push's arguments); the page claims the new
   // task of rows (not task `first`) once offered, and its report and
