@@ -78,7 +78,7 @@ def test_demo_runs_a_full_reading_and_stops_cleanly(tmp_path):
         # A workstation's decoder child is a fork with its parent's command line: count the roles the demo started.
         roles = sorted(re.search(r"dxhub (\w+)", c).group(1) for pid, c in started.items()
                        if "dxhub " in c and parent_pid(pid) not in started)
-        assert roles == ["edge", "edge", "serve", "serve", "workstation", "workstation"], started
+        assert roles == ["edge", "edge", "reports", "serve", "serve", "workstation", "workstation"], started
         text = "".join(out)
 
         # each reader's viewer URL, with its token; each lists what its reader reads
@@ -129,6 +129,11 @@ def test_demo_runs_a_full_reading_and_stops_cleanly(tmp_path):
                 break
             time.sleep(0.2)
         assert "CRITICAL VALUE: " in alerts.read_text() and "Tension pneumothorax: treat now." in alerts.read_text()
+        # the nurses' page the demo prints shows it on top, to be confirmed there
+        link = re.search(r"the nurses' page\s+(http://\S+)", text).group(1)
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        listed = opener.open(link, timeout=30).read().decode()
+        assert '<section class="alert" id="demo-r1">' in listed and "Tension pneumothorax: treat now." in listed, listed
         r = run(["verify", str(report), "--trust", str(demo_dir / "hub/keys/trust"), "--study-dir",
                  str(fetched / task["study"])])
         assert r.returncode == 0, r.stdout + r.stderr
