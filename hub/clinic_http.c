@@ -29,7 +29,7 @@
 #include "codecs/banned.h"
 
 #define TOKEN_HEX   64
-#define FIELD_MAX   128  /* a form field: an id (≤120) or a name (≤127) */
+#define FIELD_MAX   127  /* a form field: an id (≤120) or a name (≤127, as --ack --by) */
 #define COOKIE_DAYS 30   /* a bookmarked page keeps working for a month of shifts */
 
 typedef struct page {

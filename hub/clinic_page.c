@@ -198,9 +198,15 @@ void clinic_show_report(clinic_ctx *p, const char *id, clinic_answer *a)
 
 /* ---- a person confirms reading an alert ------------------------------------ */
 
-void clinic_confirm(clinic_ctx *p, const char *id, const char *by, clinic_answer *a)
+void clinic_confirm(clinic_ctx *p, const char *id, const char *by_given, clinic_answer *a)
 {
-    if (!id || !*id || !by || !*by) {
+    char by[128]; /* the name without the blanks around it: "  " is no name */
+    const char *s = by_given ? by_given : "";
+    s += strspn(s, " \t\r\n");
+    snprintf(by, sizeof by, "%s", s);
+    for (size_t n = strlen(by); n > 0 && strchr(" \t\r\n", by[n - 1]); n--)
+        by[n - 1] = '\0';
+    if (!id || !*id || !*by) {
         clinic_message(a, 400, "Not confirmed", "Give your name: the reading centre is told who read the alert.");
         return;
     }

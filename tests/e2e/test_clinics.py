@@ -379,12 +379,15 @@ def test_the_clinic_page_raises_a_new_alert_and_a_nurse_confirms_it_there(world)
         assert nurse.ask("/report?id=nosuch")[0] == 404
 
         # confirming needs a name, and a form from this page only
-        status, body = nurse.ask("/ack", {"id": "rpt-cl-2", "by": ""})
-        assert status == 400 and "Give your name" in body, body
+        for blank in ("", "  \t "):
+            status, body = nurse.ask("/ack", {"id": "rpt-cl-2", "by": blank})
+            assert status == 400 and "Give your name" in body, body
+        status, body = nurse.ask("/ack", {"id": "rpt-cl-2", "by": "x" * 128})
+        assert status == 400 and "at most 127 bytes" in body, body
         status, body = nurse.ask("/ack", {"id": "rpt-cl-2", "by": "x"}, {"Origin": "http://evil.example"})
         assert status == 403, body
         assert 'class="alert"' in nurse.ask("/")[1]
-        status, body = nurse.ask("/ack", {"id": "rpt-cl-2", "by": "护士 王"})
+        status, body = nurse.ask("/ack", {"id": "rpt-cl-2", "by": " 护士 王 "})
         assert status == 200 and 'class="alert"' not in body and "read by 护士 王" in body, body
         assert "<title>Reports and alerts</title>" in body
         wait_for(lambda: world.clinics()["clinic1"]["waiting"]["unread_alerts"] == 0, 20,
