@@ -39,12 +39,22 @@ static const char style[] =
     ".alert button{font-size:1.1em;padding:.25em .8em;background:#c00;color:#fff;border:0;border-radius:3px}"
     "table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.35em .5em;"
     "border-bottom:1px solid #ccc;vertical-align:top}th{color:#444;font-weight:normal}"
-    ".read{color:#060}.none{color:#555;font-style:italic}.msg{font-size:1.2em}";
+    ".read{color:#060}.none{color:#555;font-style:italic}.msg{font-size:1.2em}"
+    ".stale{position:sticky;top:0;background:#c00;color:#fff;font-weight:bold;padding:.5em 1em;margin:0}";
+
+/* The clinic's own clock time: the gateway's PC is at the clinic. */
+static void local_time(int64_t ms, char *out, size_t n)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (!localtime_r(&t, &tm) || !strftime(out, n, "%Y-%m-%d %H:%M", &tm))
+        snprintf(out, n, "?");
+}
 
 static void put_when(FILE *f, int64_t ms)
 {
     char when[32], age[32];
-    dx_fmt_time((time_t)(ms / 1000), when, sizeof when);
+    local_time(ms, when, sizeof when);
     dx_human_age(clock_wall_ms() - ms, age, sizeof age);
     fprintf(f, "%s (%s ago)", when, age);
 }
@@ -100,7 +110,13 @@ static void put_row(FILE *f, const clinic_row *r)
     html_put(f, r->id, false);
     fputs("\"><td>", f);
     html_put(f, r->sum.alert ? (r->sum.critical ? "critical value" : "request") : r->kind, false);
-    fputs("</td><td>", f);
+    fputs("<br><small>", f);
+    html_put(f, r->id, false);
+    if (r->sum.supersedes[0]) {
+        fputs(", addendum to ", f);
+        html_put(f, r->sum.supersedes, false);
+    }
+    fputs("</small></td><td>", f);
     put_patient(f, &r->sum);
     if (r->sum.alert && r->sum.text[0]) {
         fputs("<br>", f);
@@ -111,7 +127,7 @@ static void put_row(FILE *f, const clinic_row *r)
     fputs("</td><td>", f);
     if (r->confirmed) {
         char when[32];
-        dx_fmt_time((time_t)(r->c.at_ms / 1000), when, sizeof when);
+        local_time(r->c.at_ms, when, sizeof when);
         fputs("<span class=\"read\">read by ", f);
         html_put(f, r->c.by, false);
         fprintf(f, " at %s%s</span> ", when, r->c.told_hub ? "" : " (the hub not told yet)");
@@ -157,7 +173,8 @@ char *clinic_html_list(const clinic_row *rows, size_t n, size_t older, int days,
     put_head(f, title, true);
     fputs("<body data-stamp=\"", f);
     html_put(f, stamp, false);
-    fputs("\">\n<h1>Reports and alerts from the reading centre</h1>\n<p class=\"sub\">", f);
+    fputs("\">\n<p id=\"stale\" class=\"stale\" role=\"alert\" hidden></p>\n"
+          "<h1>Reports and alerts from the reading centre</h1>\n<p class=\"sub\">", f);
     fprintf(f, "what arrived in the last %d day%s, and every alert nobody has confirmed reading; this page "
                "updates itself when something arrives</p>\n",
             days, days > 1 ? "s" : "");
@@ -197,18 +214,32 @@ char *clinic_html_message(const char *title, const char *text, size_t *len)
 
 /* Asks every 5 s whether the list changed; reloads when it did, so a new
  * alert shows without anyone pressing anything.  A page being typed into
- * (a name for the confirmation) is not reloaded from under the nurse. */
+ * (a name for the confirmation) is not reloaded from under the nurse.  A
+ * page that cannot ask says so in red at its top: a list that silently
+ * stopped updating would hide the next critical value. */
 const char clinic_page_js[] =
     "'use strict';\n"
     "(function () {\n"
     "  const shown = document.body.dataset.stamp;\n"
-    "  if (!shown) return;\n"
+    "  const stale = document.getElementById('stale');\n"
+    "  if (!shown || !stale) return;\n"
+    "  let since = null;\n"
+    "  const lost = (why) => {\n"
+    "    if (!since) since = new Date();\n"
+    "    stale.textContent = `NOT UPDATING since ${since.toLocaleTimeString()}: ${why}. ` +\n"
+    "      'New alerts do not show here until it answers again.';\n"
+    "    stale.hidden = false;\n"
+    "  };\n"
     "  setInterval(async () => {\n"
     "    const a = document.activeElement;\n"
     "    if (a && a.tagName === 'INPUT' && a.value) return;\n"
     "    try {\n"
     "      const r = await fetch('/changes', {cache: 'no-store'});\n"
-    "      if (r.ok && (await r.text()).trim() !== shown) location.reload();\n"
-    "    } catch (e) { /* the page's server restarting: ask again later */ }\n"
+    "      if (r.status === 401) return lost('this browser is no longer let in (open the page\\'s link again)');\n"
+    "      if (!r.ok) return lost(`the page's server answered ${r.status}`);\n"
+    "      if ((await r.text()).trim() !== shown || since) location.reload();\n"
+    "    } catch (e) {\n"
+    "      lost(\"the page's server does not answer (is 'dxhub reports --serve' running?)\");\n"
+    "    }\n"
     "  }, 5000);\n"
     "})();\n";

@@ -37,6 +37,8 @@ static int print_inbox(void *ctx, const char *id, const char *kind, int64_t rece
                sum.exam[0] ? " · " : "", sum.exam);
     else if (sum.exam[0])
         printf("        %s\n", sum.exam);
+    if (sum.supersedes[0])
+        printf("        addendum to %s\n", sum.supersedes);
     if (sum.alert && sum.text[0])
         printf("        %s: %s\n", sum.critical ? "CRITICAL" : "REQUEST", sum.text);
     spool_confirmation c;

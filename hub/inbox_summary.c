@@ -38,6 +38,7 @@ static void report_text(json_t *bundle, inbox_summary *out)
         return;
     json_t *j = json_loadb((const char *)doc, n, 0, NULL);
     snprintf(out->text, sizeof out->text, "%s", str(j, "impression"));
+    snprintf(out->supersedes, sizeof out->supersedes, "%s", str(j, "supersedes"));
     out->critical = out->critical || json_is_true(json_object_get(j, "critical"));
     out->alert = out->alert || out->critical;
     json_decref(j);

@@ -16,6 +16,7 @@ typedef struct inbox_summary {
     char patient_id[65], patient_name[200]; /* "" when the item names none */
     char exam[128];                         /* "CT 2025-06-01", "accession A123", or "" */
     char text[512];                         /* the impression, or the request; "" when none */
+    char supersedes[128];                   /* an addendum: the report it follows; else "" */
     bool alert;                             /* sent as an alert: ahead of everything, to act on now */
     bool critical;                          /* a critical value (危急值) */
 } inbox_summary;

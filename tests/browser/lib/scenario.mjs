@@ -389,6 +389,7 @@ export async function scenario({ browser, ctx, checks, shots }) {
     await s.nurse.goto(m[0].slice('clinic page: '.length));
     expect(new URL(s.nurse.url()).search === '', `the token stays in the address bar: ${s.nurse.url()}`);
     const reportId = await s.page.getAttribute('#signed-box', 'data-report-id');
+    s.signedId = reportId;
     const row = `tr[id="${reportId}"]`;
     await s.nurse.waitForSelector(row, { timeout: 5000 });
     await s.nurse.click(`${row} a`);
@@ -425,9 +426,18 @@ export async function scenario({ browser, ctx, checks, shots }) {
     expect(/No prior signed reports/.test(priors), `priors panel: ${priors}`);
   }, { needs: [SIGNED] });
 
-  await checks.check("the clinic's page shows the addendum when it arrives, with nobody touching it", async () => {
+  await checks.check("the clinic's page shows the addendum when it arrives, with nobody touching it, and says so when it cannot", async () => {
     await s.nurse.waitForSelector(`tr[id="${s.addendumId}"]`, { timeout: 15000 });
+    const row = await s.nurse.textContent(`tr[id="${s.addendumId}"]`);
+    expect(row.includes(`addendum to ${s.signedId}`), `the addendum's row: ${row}`);
     expect(s.nurseErrors.length === 0, `script errors on the clinic's page: ${s.nurseErrors.join('; ')}`);
+    // the page's server stops: a list that silently stopped updating would hide the next alert
+    const server = ctx.hub.procs.find((x) => x.name === 'clinic-page').p;
+    server.kill('SIGTERM');
+    await s.nurse.waitForSelector('#stale:not([hidden])', { timeout: 12000 });
+    const said = await s.nurse.textContent('#stale');
+    expect(/^NOT UPDATING since .*does not answer/.test(said), `the page says "${said}"`);
+    await s.nurse.screenshot({ path: path.join(shots, 'clinic-not-updating.png') });
     await s.nurse.context().close();
   }, { needs: [CLINIC, 'an addendum to the signed report is its own signed document, and it reaches the clinic'] });
 
