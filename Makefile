@@ -162,7 +162,7 @@ DOCDIR     ?= $(DATADIR)/doc/dxhub
 SYSCONFDIR ?= $(PREFIX)/etc
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR?= $(PREFIX)/lib/sysusers.d
-UNITS      := dxhub-serve dxhub-edge dxhub-workstation
+UNITS      := dxhub-serve dxhub-edge dxhub-workstation dxhub-clinic-page
 install: $(BUILD)/dxhub
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/dxhub/web $(DESTDIR)$(DATADIR)/dxhub/examples \
 		$(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/dxhub $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)

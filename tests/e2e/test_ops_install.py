@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-UNITS = ("dxhub-serve", "dxhub-edge", "dxhub-workstation")
+UNITS = ("dxhub-serve", "dxhub-edge", "dxhub-workstation", "dxhub-clinic-page")
 HARDENING = ("ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes", "Restart=on-failure",
              "ExecReload=/bin/kill -HUP $MAINPID", "User=dxhub")
 
@@ -69,8 +69,15 @@ def test_make_install_into_destdir(tmp_path):
     for unit in UNITS:
         text = (root / "lib" / "systemd" / "system" / f"{unit}.service").read_text()
         role = unit.split("-")[1]
-        assert f"ExecStart=/usr/local/bin/dxhub {role} --config /usr/local/etc/dxhub/{role}.ini" in text
+        if unit == "dxhub-clinic-page":  # the nurses' page, on the gateway's data
+            role = "edge"
+            assert ("ExecStart=/usr/local/bin/dxhub reports --edge-data /var/lib/dxhub/edge --serve 8044 "
+                    "--trust /usr/local/etc/dxhub/trust\n") in text, text
+        else:
+            assert f"ExecStart=/usr/local/bin/dxhub {role} --config /usr/local/etc/dxhub/{role}.ini" in text
         for line in HARDENING:
+            if unit == "dxhub-clinic-page" and line.startswith("ExecReload="):
+                continue  # it keeps no log file to reopen
             assert re.search(rf"^{re.escape(line)}$", text, re.M), f"{unit}: no {line}"
         data = "hub" if role == "serve" else role
         assert re.search(rf"^ReadWritePaths=/var/lib/dxhub/{data}\b", text, re.M)
