@@ -6,6 +6,7 @@
  *   GET  /           the list (each item shown is audited first)
  *   GET  /changes    an opaque stamp of the list, for page.js; no patient data
  *   GET  /report?id= the signed report, once it verifies (audited)
+ *   GET  /report.pdf?id= the same as a PDF for printing (audited)
  *   POST /ack        id, by: a person confirms reading an alert
  *   GET  /page.js    the page's script */
 #include <arpa/inet.h>
@@ -135,9 +136,12 @@ static enum MHD_Result send_answer(struct MHD_Connection *c, clinic_answer *a)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
-    MHD_add_response_header(resp, "Content-Security-Policy",
-                            "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'; "
-                            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
+    if (a->type && !strncmp(a->type, "text/html", 9)) /* a PDF is left to the browser's own viewer */
+        MHD_add_response_header(resp, "Content-Security-Policy",
+                                "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; "
+                                "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
+    if (a->disposition[0])
+        MHD_add_response_header(resp, "Content-Disposition", a->disposition);
     if (a->location[0])
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, a->location);
     if (a->set_cookie[0])
@@ -180,8 +184,9 @@ static void route(page *p, struct MHD_Connection *c, const char *url, const char
         clinic_show_list(&p->ctx, a);
     } else if (get && !strcmp(url, "/changes")) {
         clinic_show_changes(&p->ctx, a);
-    } else if (get && !strcmp(url, "/report")) {
-        clinic_show_report(&p->ctx, MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "id"), a);
+    } else if (get && (!strcmp(url, "/report") || !strcmp(url, "/report.pdf"))) {
+        clinic_show_report(&p->ctx, MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "id"),
+                           !strcmp(url, "/report.pdf"), a);
     } else if (!strcmp(method, "POST") && !strcmp(url, "/ack")) {
         if (f->too_long)
             clinic_message(a, 400, "Not confirmed", "A name of at most 127 bytes, please.");

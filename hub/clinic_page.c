@@ -8,6 +8,7 @@
 #include <string.h>
 #include "hub/clinic_private.h"
 #include "hub/clock.h"
+#include "hub/html_text.h"
 #include "hub/inbox_listing.h"
 #include "hub/report_export.h"
 #include "codecs/banned.h"
@@ -155,7 +156,7 @@ static int find_item(void *ctx, const char *id, const char *kind, int64_t receiv
     return 1;
 }
 
-void clinic_show_report(clinic_ctx *p, const char *id, clinic_answer *a)
+void clinic_show_report(clinic_ctx *p, const char *id, bool pdf, clinic_answer *a)
 {
     find f = {.id = id ? id : ""};
     if (f.id[0])
@@ -173,7 +174,9 @@ void clinic_show_report(clinic_ctx *p, const char *id, clinic_answer *a)
         char text[1300];
         snprintf(text, sizeof text, "The clinic's trust list cannot be read (%s). Call IT.", why);
         clinic_message(a, 503, "Report not shown", text);
-    } else if (!f.data || (rc = inbox_listing_audit(p->sp, &id, 1, p->who, "read", " (clinic page, the report)")) < 0) {
+    } else if (!f.data || (rc = inbox_listing_audit(p->sp, &id, 1, p->who, "read",
+                                                    pdf ? " (clinic page, the report as PDF)"
+                                                        : " (clinic page, the report)")) < 0) {
         clinic_message(a, 503, "Report not shown", "The gateway's audit trail cannot be written, so no patient's data is "
                                             "shown. Free space for the gateway, or call IT.");
     } else if ((rc = report_open_verified(v, f.data, f.len, "", &r, why, sizeof why)) != 0) {
@@ -185,11 +188,31 @@ void clinic_show_report(clinic_ctx *p, const char *id, clinic_answer *a)
                                         "it is not shown as a signed report. Call the reading centre, or refresh "
                                         "the trust list if it has expired.", why);
         clinic_message(a, rc == 1 ? 404 : 422, "Report not shown", text);
-    } else {
+    } else if (pdf) {
         char *b = NULL;
         size_t len = 0;
-        rc = report_page_html_buf(&r.page, "/", &b, &len);
+        if (report_page_pdf_buf(&r.page, &b, &len, why, sizeof why) < 0) {
+            char text[1300];
+            snprintf(text, sizeof text, "The PDF cannot be made here (%s). Print the page instead, and call IT.", why);
+            clinic_message(a, 500, "No PDF", text);
+        } else {
+            a->status = 200;
+            a->type = "application/pdf";
+            a->body = b;
+            a->len = len;
+            snprintf(a->disposition, sizeof a->disposition, "inline; filename=\"%s.pdf\"", r.page.info->report_id);
+        }
+        report_opened_clear(&r);
+    } else {
+        char *b = NULL, *pdf_href = NULL;
+        size_t len = 0;
+        char *q = html_query_dup(id); /* the PDF link names the report as the list's link does */
+        if (q && asprintf(&pdf_href, "/report.pdf?id=%s", q) < 0)
+            pdf_href = NULL;
+        rc = report_page_html_buf(&r.page, "/", pdf_href, &b, &len);
         clinic_answer_html(a, 200, rc < 0 ? NULL : b, len);
+        free(q);
+        free(pdf_href);
         report_opened_clear(&r);
     }
     report_verifier_free(&v);

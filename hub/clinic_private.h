@@ -25,7 +25,7 @@ typedef struct clinic_answer {
     const char *type;
     char       *body; /* malloc'd */
     size_t      len;
-    char        location[64], set_cookie[256];
+    char        location[64], set_cookie[256], disposition[200];
 } clinic_answer;
 
 /* An HTML answer (body malloc'd; NULL: out of memory, an empty 500). */
@@ -38,7 +38,8 @@ void clinic_go_to_list(clinic_answer *a);
 /* The routes' handlers (clinic_page.c). */
 void clinic_show_list(clinic_ctx *c, clinic_answer *a);
 void clinic_show_changes(clinic_ctx *c, clinic_answer *a);
-void clinic_show_report(clinic_ctx *c, const char *id, clinic_answer *a);
+/* A signed report once it verifies: its page, or with pdf its PDF for printing. */
+void clinic_show_report(clinic_ctx *c, const char *id, bool pdf, clinic_answer *a);
 void clinic_confirm(clinic_ctx *c, const char *id, const char *by, clinic_answer *a);
 
 /* One item of the list as the nurse reads it. */

@@ -1,4 +1,5 @@
 /* html_text.c — escaping text into HTML (html_text.h). */
+#include <stdlib.h>
 #include "hub/html_text.h"
 #include "codecs/banned.h"
 
@@ -28,4 +29,19 @@ void html_put_query(FILE *f, const char *s)
         else
             fprintf(f, "%%%c%c", hex[*p >> 4], hex[*p & 15]);
     }
+}
+
+char *html_query_dup(const char *s)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+    html_put_query(f, s);
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
 }

@@ -11,5 +11,7 @@
 void html_put(FILE *f, const char *s, bool keep_newlines);
 /* s percent-encoded for a URL's query value. */
 void html_put_query(FILE *f, const char *s);
+/* The same, malloc'd (NULL when out of memory). */
+char *html_query_dup(const char *s);
 
 #endif

@@ -81,11 +81,14 @@ size_t report_page_items(const report_page *p, report_item *items);
 
 /* A self-contained UTF-8 HTML page (inline style, nothing fetched). */
 int report_page_html(const report_page *p, const char *path, char *why, size_t whylen);
-/* The same page in memory, with a link to back at its top unless NULL
- * (not printed): 0 with *buf (malloc'd) and *len, or -ENOMEM. */
-int report_page_html_buf(const report_page *p, const char *back, char **buf, size_t *len);
+/* The same page in memory, with links at its top (not printed) to back
+ * and to pdf, each unless NULL: 0 with *buf (malloc'd) and *len, or
+ * -ENOMEM. */
+int report_page_html_buf(const report_page *p, const char *back, const char *pdf, char **buf, size_t *len);
 /* An A4 PDF through pango and cairo with a CJK font (hub/report_pdf.c). */
 int report_page_pdf(const report_page *p, const char *path, char *why, size_t whylen);
+/* The same PDF in memory: 0 with *buf (malloc'd) and *len, or < 0 with why. */
+int report_page_pdf_buf(const report_page *p, char **buf, size_t *len, char *why, size_t whylen);
 
 /* --- a delivered report, verified ----------------------------------------------- */
 

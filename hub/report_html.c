@@ -21,7 +21,7 @@ static const char style[] =
     ".text{white-space:normal;margin:.4em 0 .8em}.note{font-size:.85em;color:#333;border-top:1px solid #999;"
     "margin-top:1.2em;padding-top:.4em}@media print{body{margin:0}.back{display:none}}";
 
-int report_page_html_buf(const report_page *p, const char *back, char **out, size_t *out_len)
+int report_page_html_buf(const report_page *p, const char *back, const char *pdf, char **out, size_t *out_len)
 {
     report_item items[REPORT_PAGE_ITEMS];
     size_t n = report_page_items(p, items);
@@ -33,10 +33,19 @@ int report_page_html_buf(const report_page *p, const char *back, char **out, siz
     fputs("<!DOCTYPE html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n<title>", f);
     html_put(f, p->info->report_id, false);
     fprintf(f, "</title>\n<style>%s</style>\n</head>\n<body>\n", style);
-    if (back) {
-        fputs("<p class=\"back\"><a href=\"", f);
-        html_put(f, back, false);
-        fputs("\">&larr; back to the list</a></p>\n", f);
+    if (back || pdf) {
+        fputs("<p class=\"back\">", f);
+        if (back) {
+            fputs("<a href=\"", f);
+            html_put(f, back, false);
+            fputs("\">&larr; back to the list</a>", f);
+        }
+        if (pdf) {
+            fputs(back ? " &middot; <a class=\"pdf\" href=\"" : "<a class=\"pdf\" href=\"", f);
+            html_put(f, pdf, false);
+            fputs("\">PDF for printing 打印</a>", f);
+        }
+        fputs("</p>\n", f);
     }
     int in_table = 0;
     for (size_t i = 0; i < n; i++) {
@@ -79,7 +88,7 @@ int report_page_html(const report_page *p, const char *path, char *why, size_t w
 {
     char *buf = NULL;
     size_t len = 0;
-    int rc = report_page_html_buf(p, NULL, &buf, &len);
+    int rc = report_page_html_buf(p, NULL, NULL, &buf, &len);
     if (rc < 0) {
         snprintf(why, whylen, "out of memory");
         return rc;

@@ -179,7 +179,7 @@ static void draw_item(pdf *d, const report_item *it)
     }
 }
 
-int report_page_pdf(const report_page *p, const char *path, char *why, size_t whylen)
+int report_page_pdf_buf(const report_page *p, char **out, size_t *out_len, char *why, size_t whylen)
 {
     report_item items[REPORT_PAGE_ITEMS];
     size_t n = report_page_items(p, items);
@@ -206,15 +206,31 @@ int report_page_pdf(const report_page *p, const char *path, char *why, size_t wh
     int closed = fclose(d.out);
     int rc = 0;
     if (st != CAIRO_STATUS_SUCCESS || closed != 0 || !buf) {
-        snprintf(why, whylen, "%s: cairo could not make the PDF: %s", path, cairo_status_to_string(st));
+        snprintf(why, whylen, "cairo could not make the PDF: %s", cairo_status_to_string(st));
         rc = -EIO;
     } else if (d.missing) {
-        snprintf(why, whylen, "%s: %d character(s) have no glyph in any installed font (install fonts-wqy-microhei "
-                 "or fonts-noto-cjk)", path, d.missing);
+        snprintf(why, whylen, "%d character(s) have no glyph in any installed font (install fonts-wqy-microhei "
+                 "or fonts-noto-cjk)", d.missing);
         rc = -ENOENT;
-    } else if ((rc = dx_write_file(path, buf, len)) < 0) {
-        snprintf(why, whylen, "writing %s: %s", path, strerror(-rc));
     }
+    if (rc < 0) {
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    *out_len = len;
+    return 0;
+}
+
+int report_page_pdf(const report_page *p, const char *path, char *why, size_t whylen)
+{
+    char *buf = NULL, inner[400];
+    size_t len = 0;
+    int rc = report_page_pdf_buf(p, &buf, &len, inner, sizeof inner);
+    if (rc < 0)
+        snprintf(why, whylen, "%s: %s", path, inner);
+    else if ((rc = dx_write_file(path, buf, len)) < 0)
+        snprintf(why, whylen, "writing %s: %s", path, strerror(-rc));
     free(buf);
     return rc;
 }

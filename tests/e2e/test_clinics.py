@@ -324,7 +324,7 @@ class Browser:
         self.jar = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
 
-    def ask(self, path, form=None, headers=None):
+    def ask(self, path, form=None, headers=None, raw=False):
         import urllib.error
         import urllib.parse
         import urllib.request
@@ -332,7 +332,8 @@ class Browser:
         req = urllib.request.Request(self.url + path, data=data, headers=headers or {})
         try:
             with self.opener.open(req, timeout=10) as r:
-                return r.status, r.read().decode()
+                body = r.read()
+                return (r.status, body, r.headers) if raw else (r.status, body.decode())
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
 
@@ -376,6 +377,12 @@ def test_the_clinic_page_raises_a_new_alert_and_a_nurse_confirms_it_there(world)
 
         status, report = nurse.ask("/report?id=rpt-cl-2")
         assert status == 200 and "急性心梗，请立即转诊" in report and "back to the list" in report, report
+        assert 'href="/report.pdf?id=rpt-cl-2"' in report, report
+        status, pdf, headers = nurse.ask("/report.pdf?id=rpt-cl-2", raw=True)
+        assert status == 200 and headers["Content-Type"] == "application/pdf" and pdf.startswith(b"%PDF"), headers
+        (world.base / "page.pdf").write_bytes(pdf)
+        text = run(["pdftotext", "-enc", "UTF-8", world.base / "page.pdf", "-"]).stdout.decode()
+        assert "急性心梗，请立即转诊" in text and "rpt-cl-2" in text, text  # pdftotext: the PDF's oracle
         assert nurse.ask("/report?id=nosuch")[0] == 404
 
         # confirming needs a name, and a form from this page only
@@ -399,6 +406,7 @@ def test_the_clinic_page_raises_a_new_alert_and_a_nurse_confirms_it_there(world)
         me = f"clinic-page:{getpass.getuser()}"
         reads = [x["detail"] for x in recs if x["what"] == "read" and x["who"] == me]
         assert "id=rpt-cl-2 (clinic page)" in reads and "id=rpt-cl-2 (clinic page, the report)" in reads, recs
+        assert "id=rpt-cl-2 (clinic page, the report as PDF)" in reads, recs
         acks = [x for x in recs if x["what"] == "alert-read"]
         assert len(acks) == 1 and acks[0]["who"] == me and acks[0]["detail"] == "id=rpt-cl-2 by=护士 王", acks
 
@@ -414,6 +422,7 @@ def test_the_clinic_page_raises_a_new_alert_and_a_nurse_confirms_it_there(world)
         assert elsewhere.ask("/?token=" + token)[0] == 200  # the same gateway's token: kept in its folder
         status, body = elsewhere.ask("/report?id=rpt-cl-2")
         assert status == 422 and "not verified" in body and "急性心梗" not in body, body
+        assert elsewhere.ask("/report.pdf?id=rpt-cl-2")[0] == 422  # nor printed
     finally:
         page.stop()
         if other:
