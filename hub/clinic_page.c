@@ -83,7 +83,11 @@ static int gather_list(clinic_ctx *p, walk *w, bool audit, char *why, size_t why
     *w = (walk){.p = p, .l = {.sp = p->sp, .since_ms = clock_wall_ms() - p->o->days * 86400000LL},
                 .stamp = 1469598103934665603ULL};
     int rc = inbox_listing_choose(&w->l);
-    if (rc >= 0 && audit)
+    if (rc < 0) {
+        snprintf(why, whylen, "The gateway's inbox cannot be read (%s). Call IT.", strerror(-rc));
+        return rc;
+    }
+    if (audit)
         rc = inbox_listing_audit(p->sp, (const char *const *)w->l.ids, w->l.n, p->who, "read", " (clinic page)");
     if (rc < 0) {
         snprintf(why, whylen, "The gateway's audit trail cannot be written (%s), so no patient's data is shown. "
