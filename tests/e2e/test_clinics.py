@@ -385,6 +385,20 @@ def test_the_clinic_page_raises_a_new_alert_and_a_nurse_confirms_it_there(world)
         assert "急性心梗，请立即转诊" in text and "rpt-cl-2" in text, text  # pdftotext: the PDF's oracle
         assert nurse.ask("/report?id=nosuch")[0] == 404
 
+        # garbage from the network is answered, and the page keeps serving
+        import socket
+        for junk in (b"\x00\xff garbage\r\n\r\n", b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: " + b"x" * 9000 +
+                     b"\r\n\r\n", b"POST /ack HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nid=r"):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(junk)
+                s.shutdown(socket.SHUT_WR)
+                s.recv(4096)
+        status, body = nurse.ask("/ack", {"id": "rpt-cl-2", "by": "x" * 5000})  # a body past the field's limit
+        assert status == 400, body
+        req_json = nurse.ask("/ack", headers={"Content-Type": "application/json"}, form={})  # not a form: no fields
+        assert req_json[0] == 400, req_json
+        assert nurse.ask("/")[0] == 200
+
         # confirming needs a name, and a form from this page only
         for blank in ("", "  \t "):
             status, body = nurse.ask("/ack", {"id": "rpt-cl-2", "by": blank})
