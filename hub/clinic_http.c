@@ -277,7 +277,7 @@ int clinic_page_serve(const clinic_page_opts *o)
     dx_local_user(me, sizeof me);
     snprintf(p.ctx.who, sizeof p.ctx.who, "clinic-page:%s", strchr(me, ':') ? strchr(me, ':') + 1 : me);
     snprintf(p.cookie, sizeof p.cookie, "dxhub_clinic_%d", p.port);
-    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, &p,
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, on_request, &p,
                                             MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_NOTIFY_COMPLETED,
                                             on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
                                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)32, MHD_OPTION_END);
