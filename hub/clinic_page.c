@@ -51,8 +51,44 @@ typedef struct walk {
     inbox_listing  l;
     clinic_row    *rows;
     size_t         n;
+    clinic_sent    sent;
     uint64_t       stamp;
 } walk;
+
+/* A study's state as the list says it: what a reload is worth. */
+static char sent_state(const spool_study *st)
+{
+    return st->acked >= st->instances ? 'd' : st->refused ? 'r' : st->sent_bytes ? 's' : 'w';
+}
+
+static int take_sent(void *ctx, const spool_study *st)
+{
+    clinic_sent *s = ctx;
+    if (s->n < CLINIC_SENT_MAX)
+        s->v[s->n++] = *st;
+    else
+        s->more++;
+    return 0;
+}
+
+/* One "read" record per study shown, naming its patient (from the spool). */
+static int audit_sent(clinic_ctx *p, const clinic_sent *s)
+{
+    if (!s->n)
+        return 0;
+    spool_audit_rec r[CLINIC_SENT_MAX];
+    for (size_t i = 0; i < s->n; i++)
+        r[i] = (spool_audit_rec){.t_ms = clock_wall_ms(), .who = p->who, .what = "read",
+                                 .detail = "sent to the hub (clinic page)", .study_uid = s->v[i].study_uid};
+    return spool_audit_many(p->sp, r, s->n);
+}
+
+/* The link's state as a person reads it: up, down, or the gateway stopped. */
+static char link_kind(const spool_stats *st)
+{
+    const char *s = st->link_state;
+    return !strcmp(s, "connected") || !strcmp(s, "acked") ? 'u' : !strcmp(s, "stopped") ? 'x' : !*s ? '?' : 'd';
+}
 
 static int gather(void *ctx, const char *id, const char *kind, int64_t received_ms, const void *data, size_t len)
 {
@@ -87,8 +123,19 @@ static int gather_list(clinic_ctx *p, walk *w, bool audit, char *why, size_t why
         snprintf(why, whylen, "The gateway's inbox cannot be read (%s). Call IT.", strerror(-rc));
         return rc;
     }
-    if (audit)
-        rc = inbox_listing_audit(p->sp, (const char *const *)w->l.ids, w->l.n, p->who, "read", " (clinic page)");
+    if (spool_get_stats(p->sp, &w->sent.link) < 0 || (rc = spool_studies(p->sp, take_sent, &w->sent)) < 0) {
+        snprintf(why, whylen, "The gateway's queue cannot be read. Call IT.");
+        return rc < 0 ? rc : -EIO;
+    }
+    char link[2] = {link_kind(&w->sent.link), 0};
+    w->stamp = stamp_add(w->stamp, link, 2);
+    for (size_t i = 0; i < w->sent.n; i++) {
+        char state[2] = {sent_state(&w->sent.v[i]), 0};
+        w->stamp = stamp_add(stamp_add(w->stamp, w->sent.v[i].study_uid, 65), state, 2);
+    }
+    if (audit && (rc = inbox_listing_audit(p->sp, (const char *const *)w->l.ids, w->l.n, p->who, "read",
+                                           " (clinic page)")) >= 0)
+        rc = audit_sent(p, &w->sent);
     if (rc < 0) {
         snprintf(why, whylen, "The gateway's audit trail cannot be written (%s), so no patient's data is shown. "
                               "Free space for the gateway, or call IT.", strerror(-rc));
@@ -120,7 +167,7 @@ void clinic_show_list(clinic_ctx *p, clinic_answer *a)
         snprintf(stamp, sizeof stamp, "%016llx", (unsigned long long)w.stamp);
         clinic_rows_sort(w.rows, w.n);
         size_t len = 0;
-        char *b = clinic_html_list(w.rows, w.n, w.l.older, p->o->days, stamp, &len);
+        char *b = clinic_html_list(w.rows, w.n, w.l.older, p->o->days, &w.sent, stamp, &len);
         clinic_answer_html(a, 200, b, len);
     }
     walk_free(&w);

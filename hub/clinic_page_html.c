@@ -40,6 +40,8 @@ static const char style[] =
     "table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.35em .5em;"
     "border-bottom:1px solid #ccc;vertical-align:top}th{color:#444;font-weight:normal}"
     ".read{color:#060}.none{color:#555;font-style:italic}.msg{font-size:1.2em}"
+    ".link{padding:.3em .6em;border-left:6px solid}.link.up{border-color:#060}"
+    ".link.down{border-color:#c00;background:#fee;font-weight:bold}h2{font-size:1.15em;margin-top:1.4em}"
     ".stale{position:sticky;top:0;background:#c00;color:#fff;font-weight:bold;padding:.5em 1em;margin:0}";
 
 /* The clinic's own clock time: the gateway's PC is at the clinic. */
@@ -136,6 +138,75 @@ static void put_row(FILE *f, const clinic_row *r)
     fputs("</td></tr>\n", f);
 }
 
+/* The link to the hub, as the gateway last wrote it: whether what the
+ * clinic sends is on its way. */
+static void put_link(FILE *f, const spool_stats *st)
+{
+    const char *s = st->link_state;
+    char when[32];
+    local_time(st->link_since_ms, when, sizeof when);
+    if (!strcmp(s, "connected") || !strcmp(s, "acked")) {
+        fputs("<p class=\"link up\">Connected to the reading centre.", f);
+        if (st->depth)
+            fprintf(f, " %llu image(s) or recording(s) on their way.", (unsigned long long)st->depth);
+    } else if (!strcmp(s, "stopped")) {
+        fprintf(f, "<p class=\"link down\">The gateway is stopped (since %s): exams are not being sent. Call IT.",
+                when);
+    } else if (!*s) {
+        fputs("<p class=\"link down\">The gateway has not connected to the reading centre yet.", f);
+    } else {
+        fprintf(f, "<p class=\"link down\">NOT CONNECTED to the reading centre since %s", when);
+        if (st->last_error[0]) {
+            fputs(" (", f);
+            html_put(f, st->last_error, false);
+            fputc(')', f);
+        }
+        fputs(". Exams wait here and go when it is back; for an urgent one, phone the reading centre.", f);
+    }
+    if (st->failed)
+        fprintf(f, " <strong>%llu refused by the reading centre: call IT.</strong>", (unsigned long long)st->failed);
+    fputs("</p>\n", f);
+}
+
+/* What the clinic sent: whose exam, how urgent, and where it has got. */
+static void put_sent(FILE *f, const clinic_sent *sent)
+{
+    if (!sent->n)
+        return;
+    fputs("<h2>Sent to the reading centre</h2>\n<table class=\"sent\">\n"
+          "<tr><th>whose exam</th><th>priority</th><th>queued</th><th>where it has got</th></tr>\n", f);
+    for (size_t i = 0; i < sent->n; i++) {
+        const spool_study *st = &sent->v[i];
+        char when[32];
+        fputs("<tr><td>", f);
+        if (st->patient_id[0]) {
+            fputs("patient ", f);
+            html_put(f, st->patient_id, false);
+        } else {
+            fputs("<span class=\"none\">unknown patient</span>", f);
+        }
+        fprintf(f, "</td><td>%s%s</td><td>", spool_priority_name(st->priority), st->referral ? ", referral" : "");
+        put_when(f, st->first_ms);
+        fputs("</td><td>", f);
+        if (st->acked >= st->instances) {
+            local_time(st->last_ack_ms, when, sizeof when);
+            fprintf(f, "<span class=\"read\">at the reading centre</span> since %s (%u file%s)", when, st->instances,
+                    st->instances == 1 ? "" : "s");
+        } else if (st->refused) {
+            fprintf(f, "<strong>%u of %u REFUSED by the reading centre: call IT</strong>", st->refused, st->instances);
+        } else {
+            int pct = st->bytes ? (int)(100 * (st->sent_bytes < st->bytes ? st->sent_bytes : st->bytes) / st->bytes)
+                                : 0;
+            fprintf(f, "%s: %u of %u files there (%d%% sent)", st->sent_bytes ? "sending" : "waiting", st->acked,
+                    st->instances, pct);
+        }
+        fputs("</td></tr>\n", f);
+    }
+    fputs("</table>\n", f);
+    if (sent->more)
+        fprintf(f, "<p class=\"none\">and %zu more (dxhub edge --status)</p>\n", sent->more);
+}
+
 static void put_head(FILE *f, const char *title, bool script)
 {
     fputs("<!DOCTYPE html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n<title>", f);
@@ -155,7 +226,8 @@ static char *finish(FILE *f, char **buf, const size_t *sz, size_t *len)
     return *buf;
 }
 
-char *clinic_html_list(const clinic_row *rows, size_t n, size_t older, int days, const char *stamp, size_t *len)
+char *clinic_html_list(const clinic_row *rows, size_t n, size_t older, int days, const clinic_sent *sent,
+                       const char *stamp, size_t *len)
 {
     char *buf = NULL;
     size_t sz = 0;
@@ -178,6 +250,7 @@ char *clinic_html_list(const clinic_row *rows, size_t n, size_t older, int days,
     fprintf(f, "what arrived in the last %d day%s, and every alert nobody has confirmed reading; this page "
                "updates itself when something arrives</p>\n",
             days, days > 1 ? "s" : "");
+    put_link(f, &sent->link);
     for (size_t i = 0; i < unread; i++)
         put_unread_alert(f, &rows[i]);
     if (n > unread) {
@@ -192,6 +265,7 @@ char *clinic_html_list(const clinic_row *rows, size_t n, size_t older, int days,
         fprintf(f, "<p class=\"none\">%zu older item(s) not shown (received more than %d day(s) ago): "
                    "dxhub reports --all</p>\n",
                 older, days);
+    put_sent(f, sent);
     fputs("</body>\n</html>\n", f);
     return finish(f, &buf, &sz, len);
 }

@@ -52,12 +52,23 @@ typedef struct clinic_row {
     bool               has_report; /* a signed report to open */
 } clinic_row;
 
+/* What this clinic sent: the link to the hub as the gateway last wrote
+ * it, and the studies on their way, then those delivered in the last
+ * week (spool_studies' order), at most CLINIC_SENT_MAX of them. */
+#define CLINIC_SENT_MAX 30
+typedef struct clinic_sent {
+    spool_stats link;
+    spool_study v[CLINIC_SENT_MAX];
+    size_t      n, more; /* shown, and left out */
+} clinic_sent;
+
 /* Alerts nobody has confirmed reading first, then the newest first. */
 void clinic_rows_sort(clinic_row *rows, size_t n);
 
 /* The list page; stamp is what /changes answers while the list stays as
  * shown.  NULL when out of memory. */
-char *clinic_html_list(const clinic_row *rows, size_t n, size_t older, int days, const char *stamp, size_t *len);
+char *clinic_html_list(const clinic_row *rows, size_t n, size_t older, int days, const clinic_sent *sent,
+                       const char *stamp, size_t *len);
 /* A page saying one thing (an error, or why a report does not open), with a way back to the list. */
 char *clinic_html_message(const char *title, const char *text, size_t *len);
 

@@ -694,6 +694,7 @@ int spool_studies(spool *s, int (*cb)(void *ctx, const spool_study *st), void *c
                             .sent_bytes = r.acked_bytes, .first_ms = r.first_ms, .last_ack_ms = r.last_ack_ms};
         memcpy(st->study_uid, k.mv_data, k.mv_size);
         st->study_uid[k.mv_size] = '\0';
+        spool_txn_patient(s, txn, st->study_uid, st->patient_id);
     }
     mdb_cursor_close(c);
     /* What is on its way: bytes the hub confirmed of items not yet acknowledged. */

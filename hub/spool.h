@@ -89,6 +89,7 @@ int  spool_get_stats(spool *s, spool_stats *out);
  * week (latest first).  Returns the number of studies, or < 0. */
 typedef struct spool_study {
     char     study_uid[65];
+    char     patient_id[65];  /* as the study's instances named it; "" when unknown */
     uint8_t  priority, referral;
     uint32_t instances, acked, refused;
     uint64_t bytes, sent_bytes, acked_bytes;

@@ -361,6 +361,17 @@ def test_the_clinic_page_raises_a_new_alert_and_a_nurse_confirms_it_there(world)
         assert status == 200 and "Reports and alerts from the reading centre" in body, body
         assert "read by 护士 李" in body and "P-CL-1" in body and 'class="alert"' not in body, body
         assert nurse.ask("/", headers={"Host": "evil.example:80"})[0] == 421  # DNS rebinding
+        # what the clinic sent, and whether it is on its way: the link as the gateway last wrote it
+        assert '<p class="link up">Connected to the reading centre.' in body, body
+        sent = body[body.index("<h2>Sent to the reading centre</h2>"):]
+        assert "patient P-CL-1" in sent and "stat" in sent and "at the reading centre</span> since " in sent and "(1 file)" in sent, sent
+        stamp = nurse.ask("/changes")[1]
+        world.edge.stop()
+        assert nurse.ask("/changes")[1] != stamp  # page.js reloads
+        body = nurse.ask("/")[1]
+        assert '<p class="link down">The gateway is stopped (since ' in body, body
+        world.edge.start()
+        wait_for(lambda: '<p class="link up">' in nurse.ask("/")[1], 30, what="the page seeing the gateway back")
         stamp = nurse.ask("/changes")[1]
 
         # a second critical value arrives while the page is open: the list changes, the alert on top
@@ -421,6 +432,7 @@ def test_the_clinic_page_raises_a_new_alert_and_a_nurse_confirms_it_there(world)
         reads = [x["detail"] for x in recs if x["what"] == "read" and x["who"] == me]
         assert "id=rpt-cl-2 (clinic page)" in reads and "id=rpt-cl-2 (clinic page, the report)" in reads, recs
         assert "id=rpt-cl-2 (clinic page, the report as PDF)" in reads, recs
+        assert "sent to the hub (clinic page)" in reads, recs  # the study shown as sent, naming its patient
         acks = [x for x in recs if x["what"] == "alert-read"]
         assert len(acks) == 1 and acks[0]["who"] == me and acks[0]["detail"] == "id=rpt-cl-2 by=护士 王", acks
 
