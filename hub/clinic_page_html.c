@@ -89,7 +89,7 @@ static void put_unread_alert(FILE *f, const clinic_row *r)
 {
     fputs("<section class=\"alert\" id=\"", f);
     html_put(f, r->id, false);
-    fprintf(f, "\">\n<h2>%s · ", r->sum.critical ? "CRITICAL VALUE 危急值" : "REQUEST FROM THE READING CENTRE");
+    fprintf(f, "\">\n<h2>%s · ", r->sum.critical ? "CRITICAL VALUE 危急值" : "REQUEST FROM THE READING CENTRE 上级医院要求");
     put_patient(f, &r->sum);
     fputs("</h2>\n<p class=\"text\">", f);
     html_put(f, r->sum.text, true);
@@ -98,11 +98,11 @@ static void put_unread_alert(FILE *f, const clinic_row *r)
     fputs(" · ", f);
     html_put(f, r->id, false);
     fputs(" ", f);
-    put_report_link(f, r, "open the signed report");
+    put_report_link(f, r, "open the signed report 查看报告");
     fputs("</p>\n<form method=\"post\" action=\"/ack\"><input type=\"hidden\" name=\"id\" value=\"", f);
     html_put(f, r->id, false);
-    fputs("\"><label>Your name <input name=\"by\" required maxlength=\"127\" autocomplete=\"name\"></label> "
-          "<button type=\"submit\">I have read it and acted on it</button></form>\n</section>\n",
+    fputs("\"><label>Your name 您的姓名 <input name=\"by\" required maxlength=\"127\" autocomplete=\"name\"></label> "
+          "<button type=\"submit\">I have read it and acted on it 已阅读并处理</button></form>\n</section>\n",
           f);
 }
 
@@ -134,7 +134,7 @@ static void put_row(FILE *f, const clinic_row *r)
         html_put(f, r->c.by, false);
         fprintf(f, " at %s%s</span> ", when, r->c.told_hub ? "" : " (the hub not told yet)");
     }
-    put_report_link(f, r, "open the signed report");
+    put_report_link(f, r, "open the signed report 查看报告");
     fputs("</td></tr>\n", f);
 }
 
@@ -146,14 +146,15 @@ static void put_link(FILE *f, const spool_stats *st)
     char when[32];
     local_time(st->link_since_ms, when, sizeof when);
     if (!strcmp(s, "connected") || !strcmp(s, "acked")) {
-        fputs("<p class=\"link up\">Connected to the reading centre.", f);
+        fputs("<p class=\"link up\">Connected to the reading centre. 已连接上级诊断中心。", f);
         if (st->depth)
             fprintf(f, " %llu image(s) or recording(s) on their way.", (unsigned long long)st->depth);
     } else if (!strcmp(s, "stopped")) {
-        fprintf(f, "<p class=\"link down\">The gateway is stopped (since %s): exams are not being sent. Call IT.",
+        fprintf(f, "<p class=\"link down\">The gateway is stopped (since %s): exams are not being sent. Call IT. "
+                   "网关已停止，检查未发送，请联系信息科。",
                 when);
     } else if (!*s) {
-        fputs("<p class=\"link down\">The gateway has not connected to the reading centre yet.", f);
+        fputs("<p class=\"link down\">The gateway has not connected to the reading centre yet. 尚未连接上级诊断中心。", f);
     } else {
         fprintf(f, "<p class=\"link down\">NOT CONNECTED to the reading centre since %s", when);
         if (st->last_error[0]) {
@@ -161,7 +162,8 @@ static void put_link(FILE *f, const spool_stats *st)
             html_put(f, st->last_error, false);
             fputc(')', f);
         }
-        fputs(". Exams wait here and go when it is back; for an urgent one, phone the reading centre.", f);
+        fputs(". Exams wait here and go when it is back; for an urgent one, phone the reading centre. "
+              "未连接上级诊断中心：检查在此等待，恢复后自动发送；急诊请电话联系。", f);
     }
     if (st->failed)
         fprintf(f, " <strong>%llu refused by the reading centre: call IT.</strong>", (unsigned long long)st->failed);
@@ -173,7 +175,7 @@ static void put_sent(FILE *f, const clinic_sent *sent)
 {
     if (!sent->n)
         return;
-    fputs("<h2>Sent to the reading centre</h2>\n<table class=\"sent\">\n"
+    fputs("<h2>Sent to the reading centre 已发送检查</h2>\n<table class=\"sent\">\n"
           "<tr><th>whose exam</th><th>priority</th><th>queued</th><th>where it has got</th></tr>\n", f);
     for (size_t i = 0; i < sent->n; i++) {
         const spool_study *st = &sent->v[i];
@@ -246,7 +248,7 @@ char *clinic_html_list(const clinic_row *rows, size_t n, size_t older, int days,
     fputs("<body data-stamp=\"", f);
     html_put(f, stamp, false);
     fputs("\">\n<p id=\"stale\" class=\"stale\" role=\"alert\" hidden></p>\n"
-          "<h1>Reports and alerts from the reading centre</h1>\n<p class=\"sub\">", f);
+          "<h1>Reports and alerts from the reading centre 诊断报告与危急值</h1>\n<p class=\"sub\">", f);
     fprintf(f, "what arrived in the last %d day%s, and every alert nobody has confirmed reading; this page "
                "updates itself when something arrives</p>\n",
             days, days > 1 ? "s" : "");
@@ -301,7 +303,7 @@ const char clinic_page_js[] =
     "  const lost = (why) => {\n"
     "    if (!since) since = new Date();\n"
     "    stale.textContent = `NOT UPDATING since ${since.toLocaleTimeString()}: ${why}. ` +\n"
-    "      'New alerts do not show here until it answers again.';\n"
+    "      'New alerts do not show here until it answers again. 页面未更新：新的危急值不会显示。';\n"
     "    stale.hidden = false;\n"
     "  };\n"
     "  setInterval(async () => {\n"

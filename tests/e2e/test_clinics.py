@@ -363,7 +363,7 @@ def test_the_clinic_page_raises_a_new_alert_and_a_nurse_confirms_it_there(world)
         assert nurse.ask("/", headers={"Host": "evil.example:80"})[0] == 421  # DNS rebinding
         # what the clinic sent, and whether it is on its way: the link as the gateway last wrote it
         assert '<p class="link up">Connected to the reading centre.' in body, body
-        sent = body[body.index("<h2>Sent to the reading centre</h2>"):]
+        sent = body[body.index("<h2>Sent to the reading centre"):]
         assert "patient P-CL-1" in sent and "stat" in sent and "at the reading centre</span> since " in sent and "(1 file)" in sent, sent
         stamp = nurse.ask("/changes")[1]
         world.edge.stop()
