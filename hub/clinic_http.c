@@ -95,7 +95,8 @@ static bool host_ok(const page *p, const char *host)
     const char *colon = strrchr(host, ':');
     if (colon)
         n = (size_t)(colon - host);
-    return (n == 9 && !strncasecmp(host, "localhost", 9)) || (n == strlen(p->ctx.o->bind) && !strncmp(host, p->ctx.o->bind, n));
+    const char *bind_addr = p->ctx.o->bind;
+    return (n == 9 && !strncasecmp(host, "localhost", 9)) || (n == strlen(bind_addr) && !strncmp(host, bind_addr, n));
 }
 
 /* ---- the server ------------------------------------------------------------ */

@@ -228,8 +228,9 @@ void clinic_show_report(clinic_ctx *p, const char *id, bool pdf, clinic_answer *
     } else if (!f.data || (rc = inbox_listing_audit(p->sp, &id, 1, p->who, "read",
                                                     pdf ? " (clinic page, the report as PDF)"
                                                         : " (clinic page, the report)")) < 0) {
-        clinic_message(a, 503, "Report not shown", "The gateway's audit trail cannot be written, so no patient's data is "
-                                            "shown. Free space for the gateway, or call IT.");
+        clinic_message(a, 503, "Report not shown",
+                       "The gateway's audit trail cannot be written, so no patient's data is shown. Free space for the "
+                       "gateway, or call IT.");
     } else if ((rc = report_open_verified(v, f.data, f.len, "", &r, why, sizeof why)) != 0) {
         char text[1400];
         if (rc == 1)

@@ -165,8 +165,8 @@ int report_open_verified(report_verifier *v, const void *data, size_t len, const
     }
     const report_info *in = report_doc_info(r->doc);
     if (strcmp(in->report_id, id)) {
-        rc = errbuf_fail(REPORT_EFORMAT, why, whylen, "report %.60s: the delivery names another report than the document",
-                         id);
+        rc = errbuf_fail(REPORT_EFORMAT, why, whylen,
+                         "report %.60s: the delivery names another report than the document", id);
         report_opened_clear(r);
         return rc;
     }
