@@ -1,8 +1,10 @@
 /* clinic_page_html.c — the clinic page's list and messages as HTML
- * (clinic_private.h).  Unread alerts come first, each large and red
- * with the form that confirms reading it; the rest is a table, newest
- * first.  Nothing is fetched from elsewhere: the style is inline and the
- * one script comes from the page itself. */
+ * (clinic_private.h).  At the top, whether the gateway reaches the hub;
+ * then unread alerts, each large and red with the form that confirms
+ * reading it; the rest of what came back as a table, newest first; last,
+ * the exams sent and where each has got.  Nothing is fetched from
+ * elsewhere: the style is inline and the one script comes from the page
+ * itself. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
