@@ -149,7 +149,7 @@ void api_render_clinic_metrics(jbuf *b, api_status *s)
                   rs.r[i].waiting.reports);
     }
     jb_puts(b, "# HELP dxhub_alerts_unread Alerts the clinic's gateway took that no person there has confirmed "
-               "reading (dxhub reports --ack).\n# TYPE dxhub_alerts_unread gauge\n");
+               "reading (the nurses' page, or dxhub reports --ack).\n# TYPE dxhub_alerts_unread gauge\n");
     for (int i = 0; i < rs.n; i++)
         jb_printf(b, "dxhub_alerts_unread{facility=\"%s\"} %u\n", rs.r[i].seen.facility,
                   rs.r[i].waiting.unread_alerts);

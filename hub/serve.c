@@ -469,7 +469,8 @@ static int untaken_alerts(void *ctx, const store_outbox_waiting *w)
                   gateway);
     if (unread)
         log_error("clinic %s has not confirmed reading %u critical-value alert%s for %lld min (its gateway took "
-                  "%s; nobody there ran 'dxhub reports --ack'): phone the clinic (GET /api/v1/clinics)",
+                  "%s; nobody there has confirmed reading, on the nurses' page or with 'dxhub reports --ack'): "
+                  "phone the clinic (GET /api/v1/clinics)",
                   w->facility, w->unread_alerts, w->unread_alerts == 1 ? "" : "s",
                   (long long)((now - w->oldest_unread_ms) / 60000), w->unread_alerts == 1 ? "it" : "them");
     return 0;
