@@ -3,7 +3,8 @@
  * bodies, and the routes to what clinic_page.c shows.
  *
  *   GET  /?token=T   sets the cookie and goes to the list
- *   GET  /           the list (each item shown is audited first)
+ *   GET  /           the list (each item shown is audited first); ?patient=ID
+ *                    that patient's items only, however old
  *   GET  /changes    an opaque stamp of the list, for page.js; no patient data
  *   GET  /report?id= the signed report, once it verifies (audited)
  *   GET  /report.pdf?id= the same as a PDF for printing (audited)
@@ -181,10 +182,14 @@ static void route(page *p, struct MHD_Connection *c, const char *url, const char
                 "for the link (dxhub reports --serve prints it).");
     } else if (origin && strcmp(origin, own)) { /* a form posted from another site */
         clinic_message(a, 403, "Refused", "This page takes requests from itself only.");
-    } else if (get && !strcmp(url, "/")) {
-        clinic_show_list(&p->ctx, a);
-    } else if (get && !strcmp(url, "/changes")) {
-        clinic_show_changes(&p->ctx, a);
+    } else if (get && (!strcmp(url, "/") || !strcmp(url, "/changes"))) {
+        const char *patient = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "patient");
+        if (patient && (!*patient || strlen(patient) > 64))
+            patient = NULL; /* an empty search is the whole list; a Patient ID is at most 64 bytes */
+        if (!strcmp(url, "/"))
+            clinic_show_list(&p->ctx, patient, a);
+        else
+            clinic_show_changes(&p->ctx, patient, a);
     } else if (get && (!strcmp(url, "/report") || !strcmp(url, "/report.pdf"))) {
         clinic_show_report(&p->ctx, MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "id"),
                            !strcmp(url, "/report.pdf"), a);

@@ -64,6 +64,8 @@ static char sent_state(const spool_study *st)
 static int take_sent(void *ctx, const spool_study *st)
 {
     clinic_sent *s = ctx;
+    if (s->patient && strcmp(st->patient_id, s->patient))
+        return 0;
     if (s->n < CLINIC_SENT_MAX)
         s->v[s->n++] = *st;
     else
@@ -114,9 +116,11 @@ static int gather(void *ctx, const char *id, const char *kind, int64_t received_
 }
 
 /* The chosen items (audited as shown when audit is true) gathered into w. */
-static int gather_list(clinic_ctx *p, walk *w, bool audit, char *why, size_t whylen)
+static int gather_list(clinic_ctx *p, const char *patient, walk *w, bool audit, char *why, size_t whylen)
 {
-    *w = (walk){.p = p, .l = {.sp = p->sp, .since_ms = clock_wall_ms() - p->o->days * 86400000LL},
+    *w = (walk){.p = p,
+                .l = {.sp = p->sp, .patient = patient, .since_ms = clock_wall_ms() - p->o->days * 86400000LL},
+                .sent = {.patient = patient},
                 .stamp = 1469598103934665603ULL};
     int rc = inbox_listing_choose(&w->l);
     if (rc < 0) {
@@ -156,28 +160,28 @@ static void walk_free(walk *w)
     free(w->rows);
 }
 
-void clinic_show_list(clinic_ctx *p, clinic_answer *a)
+void clinic_show_list(clinic_ctx *p, const char *patient, clinic_answer *a)
 {
     walk w;
     char why[300];
-    if (gather_list(p, &w, true, why, sizeof why) < 0) {
+    if (gather_list(p, patient, &w, true, why, sizeof why) < 0) {
         clinic_message(a, 503, "Not shown", why);
     } else {
         char stamp[20];
         snprintf(stamp, sizeof stamp, "%016llx", (unsigned long long)w.stamp);
         clinic_rows_sort(w.rows, w.n);
         size_t len = 0;
-        char *b = clinic_html_list(w.rows, w.n, w.l.older, p->o->days, &w.sent, stamp, &len);
+        char *b = clinic_html_list(w.rows, w.n, w.l.older, p->o->days, patient, &w.sent, stamp, &len);
         clinic_answer_html(a, 200, b, len);
     }
     walk_free(&w);
 }
 
-void clinic_show_changes(clinic_ctx *p, clinic_answer *a)
+void clinic_show_changes(clinic_ctx *p, const char *patient, clinic_answer *a)
 {
     walk w;
     char why[300];
-    int rc = gather_list(p, &w, false, why, sizeof why);
+    int rc = gather_list(p, patient, &w, false, why, sizeof why);
     a->status = rc < 0 ? 503 : 200;
     a->type = "text/plain; charset=utf-8";
     if (asprintf(&a->body, "%016llx\n", (unsigned long long)w.stamp) < 0)

@@ -44,6 +44,7 @@ static const char style[] =
     ".read{color:#060}.none{color:#555;font-style:italic}.msg{font-size:1.2em}"
     ".link{padding:.3em .6em;border-left:6px solid}.link.up{border-color:#060}"
     ".link.down{border-color:#c00;background:#fee;font-weight:bold}h2{font-size:1.15em;margin-top:1.4em}"
+    ".find{margin:.4em 0}.find input{padding:.15em}"
     ".stale{position:sticky;top:0;background:#c00;color:#fff;font-weight:bold;padding:.5em 1em;margin:0}";
 
 /* The clinic's own clock time: the gateway's PC is at the clinic. */
@@ -230,8 +231,8 @@ static char *finish(FILE *f, char **buf, const size_t *sz, size_t *len)
     return *buf;
 }
 
-char *clinic_html_list(const clinic_row *rows, size_t n, size_t older, int days, const clinic_sent *sent,
-                       const char *stamp, size_t *len)
+char *clinic_html_list(const clinic_row *rows, size_t n, size_t older, int days, const char *patient,
+                       const clinic_sent *sent, const char *stamp, size_t *len)
 {
     char *buf = NULL;
     size_t sz = 0;
@@ -251,9 +252,19 @@ char *clinic_html_list(const clinic_row *rows, size_t n, size_t older, int days,
     html_put(f, stamp, false);
     fputs("\">\n<p id=\"stale\" class=\"stale\" role=\"alert\" hidden></p>\n"
           "<h1>Reports and alerts from the reading centre 诊断报告与危急值</h1>\n<p class=\"sub\">", f);
-    fprintf(f, "what arrived in the last %d day%s, and every alert nobody has confirmed reading; this page "
-               "updates itself when something arrives</p>\n",
-            days, days > 1 ? "s" : "");
+    if (patient) {
+        fputs("everything about patient ", f);
+        html_put(f, patient, false);
+        fputs(", however old; <a href=\"/\">back to the recent list</a></p>\n", f);
+    } else {
+        fprintf(f, "what arrived in the last %d day%s, and every alert nobody has confirmed reading; this page "
+                   "updates itself when something arrives</p>\n",
+                days, days > 1 ? "s" : "");
+    }
+    fputs("<form class=\"find\" method=\"get\" action=\"/\"><label>Patient ID 患者ID <input name=\"patient\" "
+          "maxlength=\"64\" value=\"", f);
+    html_put(f, patient ? patient : "", false);
+    fputs("\"></label> <button type=\"submit\">Find 查找</button></form>\n", f);
     put_link(f, &sent->link);
     for (size_t i = 0; i < unread; i++)
         put_unread_alert(f, &rows[i]);
@@ -292,7 +303,8 @@ char *clinic_html_message(const char *title, const char *text, size_t *len)
 
 /* Asks every 5 s whether the list changed; reloads when it did, so a new
  * alert shows without anyone pressing anything.  A page being typed into
- * (a name for the confirmation) is not reloaded from under the nurse.  A
+ * (a name for the confirmation, a patient to find) is not reloaded from
+ * under the nurse.  A
  * page that cannot ask says so in red at its top: a list that silently
  * stopped updating would hide the next critical value. */
 const char clinic_page_js[] =
@@ -312,7 +324,7 @@ const char clinic_page_js[] =
     "    const a = document.activeElement;\n"
     "    if (a && a.tagName === 'INPUT' && a.value) return;\n"
     "    try {\n"
-    "      const r = await fetch('/changes', {cache: 'no-store'});\n"
+    "      const r = await fetch('/changes' + location.search, {cache: 'no-store'});\n"
     "      if (r.status === 401) return lost('this browser is no longer let in (open the page\\'s link again)');\n"
     "      if (!r.ok) return lost(`the page's server answered ${r.status}`);\n"
     "      if ((await r.text()).trim() !== shown || since) location.reload();\n"

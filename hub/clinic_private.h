@@ -36,8 +36,9 @@ void clinic_message(clinic_answer *a, int status, const char *title, const char 
 void clinic_go_to_list(clinic_answer *a);
 
 /* The routes' handlers (clinic_page.c). */
-void clinic_show_list(clinic_ctx *c, clinic_answer *a);
-void clinic_show_changes(clinic_ctx *c, clinic_answer *a);
+/* The list; with patient (not NULL) that patient's items only, however old. */
+void clinic_show_list(clinic_ctx *c, const char *patient, clinic_answer *a);
+void clinic_show_changes(clinic_ctx *c, const char *patient, clinic_answer *a);
 /* A signed report once it verifies: its page, or with pdf its PDF for printing. */
 void clinic_show_report(clinic_ctx *c, const char *id, bool pdf, clinic_answer *a);
 void clinic_confirm(clinic_ctx *c, const char *id, const char *by, clinic_answer *a);
@@ -57,6 +58,7 @@ typedef struct clinic_row {
  * week (spool_studies' order), at most CLINIC_SENT_MAX of them. */
 #define CLINIC_SENT_MAX 30
 typedef struct clinic_sent {
+    const char *patient; /* set: this patient's studies only */
     spool_stats link;
     spool_study v[CLINIC_SENT_MAX];
     size_t      n, more; /* shown, and left out */
@@ -67,8 +69,8 @@ void clinic_rows_sort(clinic_row *rows, size_t n);
 
 /* The list page; stamp is what /changes answers while the list stays as
  * shown.  NULL when out of memory. */
-char *clinic_html_list(const clinic_row *rows, size_t n, size_t older, int days, const clinic_sent *sent,
-                       const char *stamp, size_t *len);
+char *clinic_html_list(const clinic_row *rows, size_t n, size_t older, int days, const char *patient,
+                       const clinic_sent *sent, const char *stamp, size_t *len);
 /* A page saying one thing (an error, or why a report does not open), with a way back to the list. */
 char *clinic_html_message(const char *title, const char *text, size_t *len);
 

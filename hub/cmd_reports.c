@@ -129,12 +129,13 @@ static int confirm_read(const char *data, const char *id, const char *by)
 }
 
 static const char reports_usage[] =
-    "usage: dxhub reports [--edge-data DIR] [--days N | --all]\n"
+    "usage: dxhub reports [--edge-data DIR] [--days N | --all | --patient ID]\n"
     "       dxhub reports [--edge-data DIR] --ack ALERT --by NAME\n"
     "       dxhub reports [--edge-data DIR] --export OUT --trust DIR [--id REPORT] [--format json,html,pdf]\n"
     "       dxhub reports [--edge-data DIR] --serve PORT --trust DIR [--bind ADDR] [--days N]\n"
     "  lists the reports and alerts this clinic received in the last --days (default 7; --all: every one),\n"
-    "  and every alert nobody has confirmed reading; each shown is recorded in the gateway's audit trail\n"
+    "  and every alert nobody has confirmed reading (--patient ID: every item about that patient, however\n"
+    "  old); each shown is recorded in the gateway's audit trail\n"
     "  ('dxhub audit --edge-data DIR'), as who ran the command.  --ack records that NAME read\n"
     "  the alert (危急值 receipt: the hub's operator sees it unread until then); with --export writes each\n"
     "  signed report to OUT/<report id>/: report.json with report.json.sig and\n"
@@ -177,9 +178,10 @@ int cmd_reports(int argc, char **argv)
         {"by", required_argument, NULL, 'b'},        {"days", required_argument, NULL, 'D'},
         {"all", no_argument, NULL, 'A'},             {"help", no_argument, NULL, 'h'},
         {"serve", required_argument, NULL, 'S'},     {"bind", required_argument, NULL, 'B'},
+        {"patient", required_argument, NULL, 'P'},
         {0, 0, 0, 0}};
     const char *data = "./var/edge", *trust = NULL, *formats = "json,html,pdf", *ack = NULL, *by = NULL;
-    const char *serve = NULL, *bind_addr = "127.0.0.1";
+    const char *serve = NULL, *bind_addr = "127.0.0.1", *patient = NULL;
     export_ctx e = {0};
     long days = 7;
     bool all = false, days_given = false;
@@ -206,6 +208,7 @@ int cmd_reports(int argc, char **argv)
         case 'A': all = true; break;
         case 'S': serve = optarg; break;
         case 'B': bind_addr = optarg; break;
+        case 'P': patient = optarg; break;
         default:
             fputs(reports_usage, o == 'h' ? stdout : stderr);
             return o == 'h' ? 0 : 2;
@@ -233,8 +236,12 @@ int cmd_reports(int argc, char **argv)
         dx_errorf("reports", "--bind goes with --serve");
         return 2;
     }
-    if (all && days_given) {
-        dx_errorf("reports", "--days and --all: one or the other");
+    if (all + days_given + (patient != NULL) > 1) {
+        dx_errorf("reports", "--days, --all and --patient: one of them");
+        return 2;
+    }
+    if (patient && (!*patient || strlen(patient) > 64 || e.o.out_dir)) {
+        dx_errorf("reports", "--patient ID: a Patient ID (at most 64 bytes), to list; not with --export");
         return 2;
     }
     if (optind != argc || (e.o.out_dir && !trust) || ((trust || e.only) && !e.o.out_dir)) {
@@ -275,7 +282,7 @@ int cmd_reports(int argc, char **argv)
     }
     int status = 0;
     if (!e.o.out_dir) {
-        inbox_listing l = {.sp = sp, .since_ms = all ? 0 : clock_wall_ms() - days * 86400000LL};
+        inbox_listing l = {.sp = sp, .patient = patient, .since_ms = all ? 0 : clock_wall_ms() - days * 86400000LL};
         int total = inbox_listing_choose(&l);
         char who[160];
         dx_local_user(who, sizeof who);
@@ -286,6 +293,8 @@ int cmd_reports(int argc, char **argv)
             status = 1;
         } else if (total <= 0) {
             printf("no reports or alerts yet\n");
+        } else if (patient && !l.n) {
+            printf("no reports or alerts about patient %s\n", patient);
         } else {
             spool_inbox_list(sp, print_inbox, &l);
             if (l.older)

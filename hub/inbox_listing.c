@@ -6,16 +6,21 @@
 #include <string.h>
 #include "hub/clock.h"
 #include "hub/inbox_listing.h"
+#include "hub/inbox_summary.h"
 #include "codecs/banned.h"
 
 static int choose(void *ctx, const char *id, const char *kind, int64_t received_ms, const void *data, size_t len)
 {
-    (void)data;
-    (void)len;
     inbox_listing *l = ctx;
+    if (l->patient) {
+        inbox_summary sum;
+        inbox_summary_read(kind, data, len, &sum);
+        if (strcmp(sum.patient_id, l->patient))
+            return 0;
+    }
     spool_confirmation c;
     bool unread_alert = !strcmp(kind, "alert") && spool_alert_confirmation(l->sp, id, &c) != 0;
-    if (received_ms < l->since_ms && !unread_alert) {
+    if (!l->patient && received_ms < l->since_ms && !unread_alert) {
         l->older++;
         return 0;
     }

@@ -14,6 +14,7 @@
 
 typedef struct inbox_listing {
     spool  *sp;
+    const char *patient;   /* set: only items about this patient ID, however old */
     int64_t since_ms;      /* items received before are left out (0: all)... */
     char  **ids;           /* ...except alerts nobody has confirmed reading; in key order */
     size_t  n, cap;

@@ -310,7 +310,14 @@ def test_the_nurses_list_keeps_to_recent_items_and_every_unread_alert(world):
     r = reports("--days", "0")
     assert r.returncode == 2 and b"--days 0: a whole number of days" in r.stderr
     r = reports("--days", "3", "--all")
-    assert r.returncode == 2 and b"one or the other" in r.stderr
+    assert r.returncode == 2 and b"one of them" in r.stderr
+    # a patient come back: every item about them, however old
+    out = run([dxhub_bin(), "reports", "--edge-data", world.edge.data, "--patient", "P-CL-1"],
+              env=a_week_on()).stdout.decode()
+    assert "rpt-cl-1" in out and "not shown" not in out, out
+    assert "no reports or alerts about patient P-NOBODY" in reports("--patient", "P-NOBODY").stdout.decode()
+    r = reports("--patient", "P-CL-1", "--all")
+    assert r.returncode == 2 and b"one of them" in r.stderr
     assert "rpt-cl-1" in reports("--days", "1").stdout.decode()
     assert "rpt-cl-1" in reports("--all").stdout.decode()
 
@@ -424,6 +431,16 @@ def test_the_clinic_page_raises_a_new_alert_and_a_nurse_confirms_it_there(world)
         assert "<title>Reports and alerts</title>" in body
         wait_for(lambda: world.clinics()["clinic1"]["waiting"]["unread_alerts"] == 0, 20,
                  what="the hub hearing the alert read on the page")
+
+        # a patient found on the page: theirs only, what came back and what was sent
+        status, found = nurse.ask("/?patient=P-CL-2")
+        assert status == 200 and "rpt-cl-2" in found and "rpt-cl-1" not in found, found
+        sent = found[found.index("<h2>Sent to the reading centre"):]
+        assert "patient P-CL-2" in sent and "P-CL-1" not in sent, sent
+        assert 'name="patient" maxlength="64" value="P-CL-2"' in found, found
+        status, none = nurse.ask("/?patient=P-NOBODY")
+        assert status == 200 and "no reports or alerts" in none and "<h2>Sent" not in none, none
+        assert nurse.ask("/changes?patient=P-CL-2")[1] != nurse.ask("/changes")[1]
 
         r = run([dxhub_bin(), "audit", "--edge-data", world.edge.data, "--json", "--patient", "P-CL-2"], check=True)
         recs = [json.loads(x) for x in r.stdout.decode().splitlines()]
