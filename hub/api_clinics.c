@@ -77,6 +77,16 @@ static int collect(api_status *s, rows *rs)
     return 0;
 }
 
+/* A report's id (which alert to phone about), or null. */
+static void id_or_null(jbuf *b, const char *key, const char *id)
+{
+    jb_printf(b, ",\"%s\":", key);
+    if (*id)
+        jb_str(b, id);
+    else
+        jb_puts(b, "null");
+}
+
 static void iso_or_null(jbuf *b, const char *key, int64_t ms)
 {
     if (!ms) {
@@ -107,12 +117,14 @@ int api_render_clinics(jbuf *b, api_status *s, int64_t now_wall_ms)
         iso_or_null(b, "last_seen", r->seen.last_seen_ms);
         jb_printf(b, ",\"waiting\":{\"alerts\":%u,\"reports\":%u", r->waiting.alerts, r->waiting.reports);
         iso_or_null(b, "oldest_alert", r->waiting.oldest_alert_ms);
+        id_or_null(b, "oldest_alert_id", r->waiting.oldest_alert_id);
         iso_or_null(b, "oldest_report", r->waiting.oldest_report_ms);
         int64_t oldest = r->waiting.oldest_alert_ms, unread = r->waiting.oldest_unread_ms;
         jb_printf(b, ",\"oldest_alert_seconds\":%lld", oldest ? (long long)((now_wall_ms - oldest) / 1000) : 0LL);
         /* taken by the gateway, not yet confirmed read by a person there */
         jb_printf(b, ",\"unread_alerts\":%u", r->waiting.unread_alerts);
         iso_or_null(b, "oldest_unread_alert", unread);
+        id_or_null(b, "oldest_unread_alert_id", r->waiting.oldest_unread_id);
         jb_printf(b, ",\"oldest_unread_seconds\":%lld}}", unread ? (long long)((now_wall_ms - unread) / 1000) : 0LL);
     }
     jb_puts(b, "]}");

@@ -123,13 +123,15 @@ static void print_clinics(const http_url *u, const char *ca_file)
             printf(" %s", seen);
         if (reports)
             printf("; %lld report%s waiting", reports, reports == 1 ? "" : "s");
+        const char *first = json_string_value(json_object_get(w, "oldest_alert_id"));
         if (alerts)
-            printf("; %lld CRITICAL-VALUE ALERT%s NOT TAKEN for %lld min: phone the clinic", alerts,
-                   alerts == 1 ? "" : "S", num(w, "oldest_alert_seconds") / 60);
+            printf("; %lld CRITICAL-VALUE ALERT%s NOT TAKEN for %lld min (the oldest: %s): phone the clinic", alerts,
+                   alerts == 1 ? "" : "S", num(w, "oldest_alert_seconds") / 60, first ? first : "?");
         long long unread = num(w, "unread_alerts");
+        first = json_string_value(json_object_get(w, "oldest_unread_alert_id"));
         if (unread)
-            printf("; %lld ALERT%s NOT CONFIRMED READ for %lld min: phone the clinic", unread, unread == 1 ? "" : "S",
-                   num(w, "oldest_unread_seconds") / 60);
+            printf("; %lld ALERT%s NOT CONFIRMED READ for %lld min (the oldest: %s): phone the clinic", unread,
+                   unread == 1 ? "" : "S", num(w, "oldest_unread_seconds") / 60, first ? first : "?");
         putchar('\n');
     }
     json_decref(t);

@@ -463,16 +463,17 @@ static int untaken_alerts(void *ctx, const store_outbox_waiting *w)
         }
     }
     if (untaken)
-        log_error("clinic %s has not taken %u critical-value alert%s for %lld min; its gateway %s: phone the clinic "
-                  "(GET /api/v1/clinics)",
-                  w->facility, w->alerts, w->alerts == 1 ? "" : "s", (long long)((now - w->oldest_alert_ms) / 60000),
-                  gateway);
-    if (unread)
-        log_error("clinic %s has not confirmed reading %u critical-value alert%s for %lld min (its gateway took "
-                  "%s; nobody there has confirmed reading, on the nurses' page or with 'dxhub reports --ack'): "
+        log_error("clinic %s has not taken %u critical-value alert%s for %lld min (the oldest: %s); its gateway %s: "
                   "phone the clinic (GET /api/v1/clinics)",
+                  w->facility, w->alerts, w->alerts == 1 ? "" : "s", (long long)((now - w->oldest_alert_ms) / 60000),
+                  w->oldest_alert_id, gateway);
+    if (unread)
+        log_error("clinic %s has not confirmed reading %u critical-value alert%s for %lld min (the oldest: %s; "
+                  "its gateway took %s; nobody there has confirmed reading, on the nurses' page or with 'dxhub "
+                  "reports --ack'): phone the clinic (GET /api/v1/clinics)",
                   w->facility, w->unread_alerts, w->unread_alerts == 1 ? "" : "s",
-                  (long long)((now - w->oldest_unread_ms) / 60000), w->unread_alerts == 1 ? "it" : "them");
+                  (long long)((now - w->oldest_unread_ms) / 60000), w->oldest_unread_id,
+                  w->unread_alerts == 1 ? "it" : "them");
     return 0;
 }
 

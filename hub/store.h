@@ -285,6 +285,7 @@ typedef struct store_outbox_waiting {
     int64_t  oldest_alert_ms, oldest_report_ms;
     unsigned unread_alerts;     /* taken by the gateway, no person's confirmation yet */
     int64_t  oldest_unread_ms;  /* when the oldest of those was taken */
+    char     oldest_alert_id[128], oldest_unread_id[128]; /* which, for the phone call; "" when none */
 } store_outbox_waiting;
 /* cb once per facility with something waiting or unread, in facility
  * order; returns how many facilities, or a negative errno. */

@@ -211,10 +211,14 @@ static store_outbox_waiting *waiting_of(waiting_list *l, const char *facility, s
     return w;
 }
 
-static void oldest(int64_t *at, int64_t when)
+/* Keeps the oldest time, and the id of what has it (id: key bytes, not NUL-terminated). */
+static void oldest(int64_t *at, int64_t when, char *id_out, size_t id_size, const char *id, size_t id_len)
 {
-    if (when && (!*at || when < *at))
+    if (when && (!*at || when < *at)) {
         *at = when;
+        if (id_out)
+            snprintf(id_out, id_size, "%.*s", (int)id_len, id);
+    }
 }
 
 static int by_facility(const void *a, const void *b)
@@ -243,7 +247,12 @@ int store_outbox_summary(store *s, int (*cb)(void *ctx, const store_outbox_waiti
             if (mdb_get(txn, s->outbox_at, &k, &at) == 0 && at.mv_size == sizeof when)
                 memcpy(&when, at.mv_data, sizeof when);
             (*(alert ? &w->alerts : &w->reports))++;
-            oldest(alert ? &w->oldest_alert_ms : &w->oldest_report_ms, when);
+            const char *id = (const char *)k.mv_data + fl + 3; /* facility \0 rank \0 id */
+            size_t id_len = k.mv_size > fl + 3 ? k.mv_size - fl - 3 : 0;
+            if (alert)
+                oldest(&w->oldest_alert_ms, when, w->oldest_alert_id, sizeof w->oldest_alert_id, id, id_len);
+            else
+                oldest(&w->oldest_report_ms, when, NULL, 0, NULL, 0);
         }
         mdb_cursor_close(c);
     }
@@ -257,7 +266,8 @@ int store_outbox_summary(store *s, int (*cb)(void *ctx, const store_outbox_waiti
             if (v.mv_size == sizeof when)
                 memcpy(&when, v.mv_data, sizeof when);
             w->unread_alerts++;
-            oldest(&w->oldest_unread_ms, when);
+            oldest(&w->oldest_unread_ms, when, w->oldest_unread_id, sizeof w->oldest_unread_id,
+                   (const char *)k.mv_data + fl + 1, k.mv_size - fl - 1); /* facility \0 id */
         }
         mdb_cursor_close(c);
     }

@@ -135,8 +135,9 @@ def world(tmp_path_factory):
 
 def test_a_clinic_whose_gateway_is_down_is_shown_with_the_alert_it_has_not_taken(world):
     heard = world.heard
-    nothing = {"alerts": 0, "reports": 0, "oldest_alert": None, "oldest_report": None, "oldest_alert_seconds": 0,
-               "unread_alerts": 0, "oldest_unread_alert": None, "oldest_unread_seconds": 0}
+    nothing = {"alerts": 0, "reports": 0, "oldest_alert": None, "oldest_alert_id": None, "oldest_report": None,
+               "oldest_alert_seconds": 0, "unread_alerts": 0, "oldest_unread_alert": None,
+               "oldest_unread_alert_id": None, "oldest_unread_seconds": 0}
     assert heard["connected"] is True and heard["waiting"] == nothing
     c = world.clinics()
     assert set(c) == {"clinic1", "clinic2"}
@@ -144,6 +145,7 @@ def test_a_clinic_whose_gateway_is_down_is_shown_with_the_alert_it_has_not_taken
     seen = datetime.strptime(one["last_seen"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
     assert time.time() - 120 < seen <= time.time() + 1
     assert one["waiting"]["alerts"] == 1 and one["waiting"]["reports"] == 0, one
+    assert one["waiting"]["oldest_alert_id"] == "rpt-cl-1", one  # which report to phone about
     queued = datetime.strptime(one["waiting"]["oldest_alert"], "%Y-%m-%dT%H:%M:%SZ")
     assert abs(queued.replace(tzinfo=timezone.utc).timestamp() - world.signed_at) < 30
     # allowed, never connected
@@ -161,11 +163,12 @@ def test_a_clinic_whose_gateway_is_down_is_shown_with_the_alert_it_has_not_taken
     said = "clinic clinic1 has not taken 1 critical-value alert for"
     wait_for(lambda: said in world.hub.log_tail(200000), 20, what="the hub's log line")
     assert "phone the clinic" in world.hub.log_tail(200000)
+    assert re.search(r"for \d+ min \(the oldest: rpt-cl-1\); its gateway", world.hub.log_tail(200000))
     time.sleep(2.5)  # a check a second (--alert-warn-seconds 1): still said once
     assert world.hub.log_tail(200000).count(said) == 1
     st = run([dxhub_bin(), "status", "--hub", world.hub_url]).stdout.decode()
     line = next(x for x in st.splitlines() if x.startswith("clinic") and "clinic1" in x)
-    assert "1 CRITICAL-VALUE ALERT NOT TAKEN" in line and "phone the clinic" in line, st
+    assert "1 CRITICAL-VALUE ALERT NOT TAKEN" in line and "(the oldest: rpt-cl-1): phone the clinic" in line, st
     assert any("clinic2" in x and "not heard since the hub started" in x for x in st.splitlines()), st
 
 
@@ -185,11 +188,13 @@ def test_the_gateway_back_takes_the_alert_and_nothing_waits(world):
     assert one["connected"] is True and one["waiting"]["oldest_alert"] is None
     assert 'dxhub_outbox_waiting{facility="clinic1",kind="alert"} 0' in world.get("/metrics")
     assert one["waiting"]["unread_alerts"] == 1  # taken by the gateway; nobody has said they read it
+    assert one["waiting"]["oldest_unread_alert_id"] == "rpt-cl-1" and one["waiting"]["oldest_alert_id"] is None
     metrics = world.get("/metrics")
     assert 'dxhub_alerts_unread{facility="clinic1"} 1' in metrics
     st = run([dxhub_bin(), "status", "--hub", world.hub_url]).stdout.decode()
     line = next(x for x in st.splitlines() if x.startswith("clinic") and "clinic1" in x)
-    assert "NOT TAKEN" not in line and "1 ALERT NOT CONFIRMED READ" in line, st
+    assert "NOT TAKEN" not in line and re.search(r"1 ALERT NOT CONFIRMED READ for \d+ min \(the oldest: rpt-cl-1\)",
+                                                 line), st
 
 
 def test_the_clinics_on_alert_command_tells_a_person_once_it_works_and_only_once(world):
@@ -239,7 +244,7 @@ def test_a_person_confirms_reading_the_alert_and_the_hub_hears_it(world):
     # the gateway tells the hub at its next keep-alive (every 5 s)
     one = wait_for(lambda: (lambda c: c if c["waiting"]["unread_alerts"] == 0 else None)(world.clinics()["clinic1"]),
                    20, what="the hub hearing the alert read")
-    assert one["waiting"]["oldest_unread_alert"] is None
+    assert one["waiting"]["oldest_unread_alert"] is None and one["waiting"]["oldest_unread_alert_id"] is None
     listed = wait_for(lambda: (lambda t: t if "(the hub not told yet)" not in t else None)(reports().stdout.decode()),
                       20, what="the gateway hearing READ_OK")
     assert "read by 护士 李 at " in listed and "NOT CONFIRMED" not in listed, listed
