@@ -215,7 +215,7 @@ int cmd_reports(int argc, char **argv)
         }
     }
     if (ack || by) {
-        if (!ack || !by || !*by || strlen(by) > 127 || e.o.out_dir || optind != argc) {
+        if (!ack || !by || !*by || strlen(by) > 127 || e.o.out_dir || serve || patient || optind != argc) {
             dx_errorf("reports", "--ack ALERT needs --by NAME (who read it, at most 127 bytes), and nothing else");
             return 2;
         }
@@ -223,7 +223,8 @@ int cmd_reports(int argc, char **argv)
     }
     if (serve) {
         long port = strtol(serve, &end, 10);
-        if (!*serve || *end || port < 0 || port > 65535 || !trust || all || e.o.out_dir || e.only || optind != argc) {
+        if (!*serve || *end || port < 0 || port > 65535 || !trust || all || patient || e.o.out_dir || e.only ||
+            optind != argc) {
             dx_errorf("reports", "--serve PORT (0-65535) needs --trust DIR (to verify each report it shows); "
                                  "--bind and --days go with it");
             return 2;

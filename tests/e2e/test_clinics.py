@@ -480,3 +480,8 @@ def test_the_clinic_page_raises_a_new_alert_and_a_nurse_confirms_it_there(world)
     assert r.returncode == 1 and b"127.x.x.x address only" in r.stderr, r.stderr
     r = run([dxhub_bin(), "reports", "--edge-data", world.edge.data, "--serve", "0"])
     assert r.returncode == 2 and b"needs --trust DIR" in r.stderr, r.stderr
+    r = run([dxhub_bin(), "reports", "--edge-data", world.edge.data, "--serve", "0", "--trust", trust, "--patient",
+             "P-CL-1"])  # the page finds a patient itself
+    assert r.returncode == 2, r.stderr
+    r = run([dxhub_bin(), "reports", "--edge-data", world.edge.data, "--ack", "rpt-cl-2", "--by", "x", "--serve", "0"])
+    assert r.returncode == 2 and b"--ack ALERT needs --by NAME" in r.stderr, r.stderr
