@@ -28,7 +28,8 @@ static int row_order(const void *a, const void *b)
 
 void clinic_rows_sort(clinic_row *rows, size_t n)
 {
-    qsort(rows, n, sizeof *rows, row_order);
+    if (n) /* no rows: no array, and qsort of NULL is undefined */
+        qsort(rows, n, sizeof *rows, row_order);
 }
 
 static const char style[] =
