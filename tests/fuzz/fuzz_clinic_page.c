@@ -11,7 +11,8 @@
  *
  * Input: byte 0 chooses the row's kind and state (bit 0 alert, bit 1 a
  * confirmation, bit 2 a signed report to link, bits 3-4 the link state,
- * bit 5 the study delivered, bit 6 the list searched for the patient ID);
+ * bit 5 the study delivered, bit 6 the list searched for the patient ID,
+ * bit 7 no rows at all, as a search that found nothing);
  * the rest is split at "\xff\xfe" into the inbox item's bytes, the row's
  * id, the link's last error, the sent study's patient ID and the
  * confirmer's name.
@@ -50,9 +51,10 @@ static void count(const char *page, size_t len, size_t c[3])
     }
 }
 
-static char *render(clinic_row *row, const char *patient, clinic_sent *sent, size_t *len)
+static char *render(clinic_row *row, size_t n, const char *patient, clinic_sent *sent, size_t *len)
 {
-    return clinic_html_list(row, 1, 0, 7, patient, sent, "0123456789abcdef", len);
+    clinic_rows_sort(n ? row : NULL, n);
+    return clinic_html_list(row, n, 0, 7, patient, sent, "0123456789abcdef", len);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -98,7 +100,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char patient[65];
     field(patient, sizeof patient, part[3], plen[3]);
     const char *find = how & 0x40 ? patient : NULL; /* a patient searched for */
-    char *page1 = render(row, find, sent, &len1);
+    size_t n = how & 0x80 ? 0 : 1; /* a search that found nothing: no rows */
+    char *page1 = render(row, n, find, sent, &len1);
     if (!page1)
         goto out;
     count(page1, len1, c1);
@@ -107,7 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                        row->c.by, sent->link.last_error, sent->v[0].patient_id, patient};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         blank(strings[i]);
-    char *page2 = render(row, find, sent, &len2);
+    char *page2 = render(row, n, find, sent, &len2);
     if (page2) {
         count(page2, len2, c2);
         if (memcmp(c1, c2, sizeof c1)) {
