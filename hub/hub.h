@@ -52,6 +52,12 @@
  *   PRIOR {req, task, report_id[, hub]} → PRIOR {req} + one frame: GET /api/v1/reports/{id}'s
  *                                    answer (a peer hub's when hub names one), for a prior of the
  *                                    task's patient
+ *   ALERT {req, task}              → ALERT {req, task, report_id, facility, state, since}: what
+ *                                    became of the report the reader signed on task, when critical
+ *                                    (危急值 closed loop): state "waiting" (the clinic's gateway has
+ *                                    not taken it; since: queued), "unread" (taken; since: when; no
+ *                                    person there has confirmed reading it), "read", or
+ *                                    "not-critical"; only the report's signer may ask
  *   malformed / not allowed        → ERROR {error, to[, req]}   (req echoed when the header had one)
  *
  * Durability: a TASK offer is a proposal, sent before its "offered" record
@@ -193,6 +199,16 @@ typedef struct hub_draft {
     size_t len;
 } hub_draft;
 int hub_client_draft(hub_client *c, uint64_t task, hub_draft *out);
+/* ALERT: what became of the critical value the reader signed on task (the
+ * 危急值 closed loop): state "waiting" (the clinic's gateway has not taken
+ * it, since since_ms), "unread" (taken at since_ms, nobody there has
+ * confirmed reading it yet), "read", or "not-critical".  Only the signer
+ * of the task's report may ask. */
+typedef struct hub_alert {
+    char    state[16], facility[64], report_id[64];
+    int64_t since_ms;
+} hub_alert;
+int hub_client_alert(hub_client *c, uint64_t task, hub_alert *out);
 /* PRIORS and PRIOR: the hub's lookup JSON (malloc'd, NUL-terminated) for
  * the patient of a task we hold or are offered; hub may be NULL.  PRIORS
  * also gives, with studies non-NULL, the answer's "studies" (the patient's

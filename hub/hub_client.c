@@ -731,6 +731,28 @@ int hub_client_study_uid(hub_client *c, uint64_t task, char *uid, size_t n)
     return 0;
 }
 
+int hub_client_alert(hub_client *c, uint64_t task, hub_alert *out)
+{
+    *out = (hub_alert){0};
+    proto_msg m;
+    int rc = request(c, "ALERT", json_pack("{s:I}", "task", (json_int_t)task), NULL, 0, "ALERT", &m);
+    if (rc)
+        return rc;
+    const char *state = proto_str(&m, "state"), *facility = proto_str(&m, "facility");
+    const char *report = proto_str(&m, "report_id");
+    if (!state || strlen(state) >= sizeof out->state || !facility || strlen(facility) >= sizeof out->facility ||
+        !report || strlen(report) >= sizeof out->report_id) {
+        proto_msg_close(&m);
+        return fail(c, HUB_EPROTO, "ALERT: the hub's answer lacks its state, clinic or report");
+    }
+    snprintf(out->state, sizeof out->state, "%s", state);
+    snprintf(out->facility, sizeof out->facility, "%s", facility);
+    snprintf(out->report_id, sizeof out->report_id, "%s", report);
+    out->since_ms = (int64_t)proto_int(&m, "since", 0);
+    proto_msg_close(&m);
+    return 0;
+}
+
 int hub_client_relevant_prior(hub_client *c, uint64_t task, hub_relevant *out)
 {
     *out = (hub_relevant){0};

@@ -263,9 +263,54 @@ static int on_prior(const reader_link_config *cfg, const proto_msg *m, const wl_
     return 0;
 }
 
+/* --- ALERT: what became of a critical value the reader signed ------------------------- */
+
+/* Whether the signed report report_id says critical: 1, 0, or -1 when it cannot be read. */
+static int report_critical(store *st, const char *report_id)
+{
+    long n = store_report_get(st, report_id, NULL, 0);
+    char *doc = n > 0 ? malloc((size_t)n) : NULL;
+    if (!doc || store_report_get(st, report_id, doc, (size_t)n) != n) {
+        free(doc);
+        return -1;
+    }
+    json_t *j = json_loadb(doc, (size_t)n, 0, NULL);
+    free(doc);
+    int critical = json_is_true(json_object_get(j, "critical"));
+    json_decref(j);
+    return j ? critical : -1;
+}
+
+/* The reader who signed a critical value follows it to the clinic (危急值
+ * closed loop): waiting for the clinic's gateway, taken but not yet
+ * confirmed read there, or read.  Names no patient: nothing to audit. */
+static int on_alert(const reader_link_config *cfg, const proto_msg *m, const wl_reader *r, reader_answer *a)
+{
+    long long id = proto_int(m, "task", -1);
+    wl_task t;
+    if (id < 0 || store_task_get(cfg->st, (uint64_t)id, &t) != 0)
+        return reader_refuse(a, "no such task");
+    if (t.state != WL_SIGNED || strcmp(t.signed_by, r->id) || !t.report_id[0])
+        return reader_refuse(a, "not a task whose report you signed");
+    int critical = report_critical(cfg->st, t.report_id);
+    int64_t since = 0;
+    int where = critical == 1 ? store_alert_state(cfg->st, t.facility, t.report_id, &since) : STORE_ALERT_NONE;
+    if (critical < 0 || where < 0)
+        return reader_refuse(a, "the signed report cannot be read here");
+    const char *state = !critical                     ? "not-critical"
+                        : where == STORE_ALERT_WAITING ? "waiting"
+                        : where == STORE_ALERT_UNREAD  ? "unread"
+                                                       : "read";
+    a->cmd = "ALERT";
+    a->hdr = json_pack("{s:I,s:s,s:s,s:s,s:I}", "task", (json_int_t)t.id, "report_id", t.report_id, "facility",
+                       t.facility, "state", state, "since", (json_int_t)since);
+    return 0;
+}
+
 bool reader_query_known(const char *cmd)
 {
-    return !strcmp(cmd, "HELD") || !strcmp(cmd, "DRAFT") || !strcmp(cmd, "PRIORS") || !strcmp(cmd, "PRIOR");
+    return !strcmp(cmd, "HELD") || !strcmp(cmd, "DRAFT") || !strcmp(cmd, "PRIORS") || !strcmp(cmd, "PRIOR") ||
+           !strcmp(cmd, "ALERT");
 }
 
 int reader_query(const reader_link_config *cfg, const proto_msg *m, const wl_reader *r, reader_answer *a)
@@ -279,6 +324,8 @@ int reader_query(const reader_link_config *cfg, const proto_msg *m, const wl_rea
         return on_priors(cfg, m, r, a);
     if (!strcmp(m->cmd, "PRIOR"))
         return on_prior(cfg, m, r, a);
+    if (!strcmp(m->cmd, "ALERT"))
+        return on_alert(cfg, m, r, a);
     if (!strcmp(m->cmd, "STUDY") && proto_str(m, "hub"))
         return reader_peer_study(cfg, m, r, a);
     if (!strcmp(m->cmd, "FETCH") && proto_str(m, "hub"))

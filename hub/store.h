@@ -276,6 +276,13 @@ int store_outbox_ack(store *s, const char *facility, const char *id, int64_t now
  * says): 1 when it was unread (audited "alert-read"), 0 when it was not
  * (read already, or not an alert), or a negative errno. */
 int store_alert_read(store *s, const char *facility, const char *id, const char *by, int64_t at_ms, int64_t now_ms);
+/* Where alert id for facility is (the reader's closed loop on a critical
+ * value): STORE_ALERT_WAITING in the outbox, the gateway has not taken it
+ * (*since_ms when queued); STORE_ALERT_UNREAD taken, no person there has
+ * confirmed reading it (*since_ms when taken); STORE_ALERT_NONE neither
+ * (read, or never an alert: the caller knows which it sent); or < 0. */
+enum { STORE_ALERT_NONE = 0, STORE_ALERT_WAITING = 1, STORE_ALERT_UNREAD = 2 };
+int store_alert_state(store *s, const char *facility, const char *id, int64_t *since_ms);
 /* What waits in one facility's outbox: counts by kind and when the oldest
  * of each was queued (0: unknown, queued by a hub from before this was
  * recorded, or none). */

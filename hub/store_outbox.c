@@ -65,6 +65,35 @@ int store_alert_read(store *s, const char *facility, const char *id, const char 
     return rc ? store_lmdb_err(rc) : 1;
 }
 
+int store_alert_state(store *s, const char *facility, const char *id, int64_t *since_ms)
+{
+    char key[512];
+    size_t ql = outbox_key(key, sizeof key, facility, "alert", id);
+    if (ql >= sizeof key)
+        return -EINVAL;
+    MDB_txn *txn;
+    int rc = store_read_txn(s, &txn);
+    if (rc)
+        return rc;
+    int state = STORE_ALERT_NONE;
+    MDB_val k = {ql, key}, v;
+    *since_ms = 0;
+    if (mdb_get(txn, s->outbox, &k, &v) == 0) {
+        state = STORE_ALERT_WAITING;
+        if (mdb_get(txn, s->outbox_at, &k, &v) == 0 && v.mv_size == sizeof *since_ms)
+            memcpy(since_ms, v.mv_data, sizeof *since_ms);
+    } else {
+        k = (MDB_val){open_key(key, sizeof key, facility, id), key};
+        if (mdb_get(txn, s->alert_open, &k, &v) == 0) {
+            state = STORE_ALERT_UNREAD;
+            if (v.mv_size == sizeof *since_ms)
+                memcpy(since_ms, v.mv_data, sizeof *since_ms);
+        }
+    }
+    store_read_end(s, txn);
+    return state;
+}
+
 static int put_queued_at(store *s, MDB_txn *txn, MDB_val *key, int64_t now_ms)
 {
     MDB_val v = {sizeof now_ms, &now_ms};

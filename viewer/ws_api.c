@@ -31,6 +31,7 @@ static const route routes[] = {
     {"PUT", "/api/tasks/{}/draft", ws_api_draft_put},
     {"POST", "/api/tasks/{}/submit", ws_api_submit},
     {"GET", "/api/tasks/{}/signed", ws_api_signed},
+    {"GET", "/api/tasks/{}/alert", ws_api_alert},
     {"GET", "/api/instances/{}/frames/{}", ws_api_frame},
     {"GET", "/api/instances/{}/ecg", ws_api_ecg},
     {"GET", "/api/templates", ws_api_templates},

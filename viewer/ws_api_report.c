@@ -6,6 +6,8 @@
  * with the certificate chain, and answers only after the hub's ACK: a
  * report is signed when the hub says it is stored, not before.  The bytes
  * acknowledged are kept for GET /api/tasks/{id}/signed. */
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -359,4 +361,31 @@ void ws_api_signed(ws_req *r, ws_resp *o)
         ws_header(o, "X-Signer", "%s", who);
         free(who);
     }
+}
+
+/* GET /api/tasks/{id}/alert: what became of the critical value signed on
+ * task id (the hub's ALERT), so the reader knows whether to phone. */
+void ws_api_alert(ws_req *r, ws_resp *o)
+{
+    const char *s = r->args[0];
+    char *end;
+    errno = 0;
+    unsigned long long id = strtoull(s, &end, 10);
+    if (!isdigit((unsigned char)s[0]) || *end || errno) {
+        ws_error(o, 400, "'%.40s' is not a task id (a number)", s);
+        return;
+    }
+    ws *w = r->w;
+    hub_alert a;
+    pthread_mutex_lock(&w->hub_mu);
+    int rc = hub_client_alert(w->hc, (uint64_t)id, &a);
+    char err[600];
+    snprintf(err, sizeof err, "%s", rc ? hub_client_error(w->hc) : "");
+    pthread_mutex_unlock(&w->hub_mu);
+    if (rc) {
+        ws_error(o, rc == HUB_ETIMEDOUT ? 504 : rc == HUB_EREFUSED ? 409 : 502, "the hub cannot say: %s", err);
+        return;
+    }
+    ws_json(o, 200, json_pack("{s:s,s:s,s:s,s:I}", "state", a.state, "facility", a.facility, "report_id",
+                              a.report_id, "since", (json_int_t)a.since_ms));
 }

@@ -72,6 +72,7 @@ void ws_api_draft_get(ws_req *r, ws_resp *o); /* ws_api_report.c */
 void ws_api_draft_put(ws_req *r, ws_resp *o);
 void ws_api_submit(ws_req *r, ws_resp *o);
 void ws_api_signed(ws_req *r, ws_resp *o);
+void ws_api_alert(ws_req *r, ws_resp *o);
 
 /* A held (or offered, with offered_ok) task's id from args[0]: the index
  * in w->tasks with mu held (the caller unlocks), or -1 with o filled. */

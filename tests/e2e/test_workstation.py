@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import subprocess
+import time
 
 import numpy as np
 import pydicom
@@ -255,6 +256,7 @@ def test_sign_and_submit_then_the_hub_has_it_and_dxhub_verify_accepts(world, tmp
     assert ws.json("POST", "/api/unlock", {"passphrase": PASS}) == {"unlocked": True}
     assert ws.json("GET", "/api/session")["unlocked"] is True
     res = ws.json("POST", f"/api/tasks/{tid}/submit", body)
+    world.ct_task = tid
     assert res["state"] == "signed" and res["instances"] == len(world.files["ct"])
     assert res["signer"]["name"] == NAME and res["signer"]["reader"] == "ws-att"
     assert res["signer"]["facility"] == FACILITY and re.fullmatch(r"[0-9A-F]+", res["signer"]["serial"], re.I)
@@ -302,6 +304,7 @@ def test_ecg_drafted_then_signed(world):
     assert doc["recognition"]["exam_type"] == "ECG" and doc["impression"] == body["impression"]
     status, _, data = ws.request("POST", f"/api/tasks/{tid}/submit", dict(body, action="sign"))
     assert status == 409 and "not held" in json.loads(data)["error"]
+
 
 
 def test_garbage_requests_get_clear_4xx_and_the_daemon_keeps_serving(world):
@@ -564,3 +567,34 @@ def test_resident_draft_reviewed_returned_resubmitted_cosigned_then_an_addendum(
         sorted([(done["report_id"], 1, None), (add["report_id"], 2, done["report_id"])])
     # a second "sign" of the original is refused; an addendum to an unsigned task too
     assert att.request("POST", f"/api/tasks/{tid}/submit", dict(revised, action="sign"))[0] == 409
+
+
+def test_the_signer_follows_a_critical_value_to_the_clinic(world, tmp_path):
+    """危急值 closed loop: the reader who signed a critical value asks the
+    hub what became of it.  These studies came to the hub over DICOM with
+    no clinic gateway to take the alert, so it waits in the outbox; a
+    report that was not critical says so; only the signer may ask."""
+    ws = world.ws
+    study, files = ct_study(corpus_root() / "dicom" / "explicit_le" / "CT_small.dcm", tmp_path / "ct-critical")
+    world.send(files)
+    task = wait_for(lambda: next((t for t in ws.tasks() if t["study"] == study), None), 30, what="the new CT offered")
+    if not task["mine"]:
+        ws.json("POST", f"/api/tasks/{task['id']}/claim")
+    ws.json("POST", "/api/unlock", {"passphrase": PASS})
+    before = time.time()
+    body = {"action": "sign", "findings": "主动脉弓旁见新月形低密度影。", "impression": "主动脉夹层可能，请立即处理。",
+            "critical": True}
+    res = ws.json("POST", f"/api/tasks/{task['id']}/submit", body)
+    assert res["state"] == "signed", res
+    a = ws.json("GET", f"/api/tasks/{task['id']}/alert")
+    assert a["state"] == "waiting" and a["report_id"] == res["report_id"] and a["facility"], a
+    assert before - 5 <= a["since"] / 1000 <= time.time() + 1, a
+    assert ws.json("GET", f"/api/tasks/{world.ct_task}/alert")["state"] == "not-critical"  # signed earlier
+    status, _, data = ws.request("GET", "/api/tasks/999999/alert")
+    assert status == 409 and "no such task" in json.loads(data)["error"], data
+    status, _, data = ws.request("GET", "/api/tasks/x1/alert")
+    assert status == 400, data
+    # another reader may not follow it
+    other = world.workstation("ws-usatt")
+    status, _, data = other.request("GET", f"/api/tasks/{task['id']}/alert")
+    assert status == 409 and "not a task whose report you signed" in json.loads(data)["error"], data

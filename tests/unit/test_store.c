@@ -762,7 +762,12 @@ static void test_outbox_summary_counts_and_dates_what_waits(void **state)
     assert_int_equal(got.w[0].alerts, 2);
     assert_int_equal(got.w[0].reports, 1);
     assert_int_equal(got.w[0].oldest_alert_ms, 1000);
+    assert_string_equal(got.w[0].oldest_alert_id, "a1"); /* which to phone about */
     assert_int_equal(got.w[0].oldest_report_ms, 1500);
+    int64_t since = -1;
+    assert_int_equal(store_alert_state(s, "clinicA", "a1", &since), STORE_ALERT_WAITING);
+    assert_int_equal(since, 1000);
+    assert_int_equal(store_alert_state(s, "clinicB", "a1", &since), STORE_ALERT_NONE); /* another clinic's */
     assert_string_equal(got.w[1].facility, "clinicB");
     assert_int_equal(got.w[1].alerts, 0);
     assert_int_equal(got.w[1].oldest_report_ms, 3000);
@@ -775,6 +780,10 @@ static void test_outbox_summary_counts_and_dates_what_waits(void **state)
     assert_int_equal(got.w[0].oldest_alert_ms, 2000);
     assert_int_equal(got.w[0].unread_alerts, 1);
     assert_int_equal(got.w[0].oldest_unread_ms, 4000);
+    assert_string_equal(got.w[0].oldest_alert_id, "a2");
+    assert_string_equal(got.w[0].oldest_unread_id, "a1");
+    assert_int_equal(store_alert_state(s, "clinicA", "a1", &since), STORE_ALERT_UNREAD);
+    assert_int_equal(since, 4000);
     /* everything of clinicA taken: nothing waits there, two alerts unread;
      * a report is never "unread" */
     assert_int_equal(store_outbox_ack(s, "clinicA", "a2", 5000), 0);
@@ -790,6 +799,7 @@ static void test_outbox_summary_counts_and_dates_what_waits(void **state)
     assert_int_equal(store_alert_read(s, "clinicA", "a1", "nurse Li", 6000, 6200), 0);
     assert_int_equal(store_alert_read(s, "clinicA", "r1", "nurse Li", 6000, 6200), 0);
     assert_int_equal(store_alert_read(s, "clinicA", "a2", "nurse Wu", 6500, 6600), 1);
+    assert_int_equal(store_alert_state(s, "clinicA", "a1", &since), STORE_ALERT_NONE); /* read */
     audit_seen read = {"alert-read", "a1 read by nurse Li at", 0};
     store_audit_walk(s, 0, find_audit, &read);
     assert_int_equal(read.found, 1);

@@ -34,6 +34,8 @@ export class ReportPanel {
     delete box.dataset.task;                 // set again once the draft is in: typing waits for it
     for (const x of [this.f, this.i, this.c, this.sel]) x.disabled = true;
     $('#signed-box').hidden = true;
+    clearTimeout(this.alertTimer);
+    $('#signed-alert').hidden = true;
     $('#addendum-done').textContent = '';
     delete $('#addendum-done').dataset.reportId;
     $('#report-title').textContent = `${task.modality || ''} ${task.body_part || ''} · ${task.facility || ''}`;
@@ -251,11 +253,39 @@ export class ReportPanel {
       el('div.muted', { text: `${sg.subject || ''}${sg.serial ? ` · certificate ${sg.serial}` : ''}` }),
       el('div', { text: `at ${r.signed_at ? new Date(r.signed_at).toLocaleString() : ''} · ${r.instances ?? '?'} instances` }));
     box.dataset.reportId = r.report_id || '';
+    let critical = false;
     try {
       const s = await fetchSigned(this.task.id);
       doc.textContent = s.text;
+      critical = JSON.parse(s.text).critical === true;
     } catch (e) { doc.textContent = `(the signed bytes could not be shown: ${e.message})`; }
     box.hidden = false;
+    if (critical) this.followAlert(this.task.id);
+  }
+
+  // 危急值 closed loop: where the critical value just signed has got at
+  // the clinic, asked again every 5 s until a person there has read it.
+  async followAlert(taskId) {
+    clearTimeout(this.alertTimer);
+    const line = $('#signed-alert');
+    let text, state;
+    try {
+      const a = await get(`/api/tasks/${taskId}/alert`);
+      const since = a.since ? new Date(a.since).toLocaleTimeString() : '?';
+      state = a.state;
+      text = state === 'read' ? `Critical value: read at ${a.facility} ✓ 已阅读`
+        : state === 'unread' ? `Critical value: ${a.facility} has had it since ${since}, NOT YET READ there — phone the clinic if it stays unread`
+        : state === 'waiting' ? `Critical value: NOT YET AT ${a.facility} (waiting for its gateway since ${since}) — phone the clinic`
+        : '';
+    } catch (e) {
+      state = 'unknown';
+      text = `Critical value: the hub cannot say where it is (${e.message})`;
+    }
+    if (!this.task || this.task.id !== taskId) return;
+    line.dataset.state = state;
+    line.textContent = text;
+    line.hidden = !text;
+    if (state !== 'read' && state !== 'not-critical') this.alertTimer = setTimeout(() => this.followAlert(taskId), 5000);
   }
 }
 

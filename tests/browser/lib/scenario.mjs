@@ -634,6 +634,7 @@ export async function scenario({ browser, ctx, checks, shots }) {
     await p.click(row);
     await p.waitForFunction((f) => document.querySelector('#review-findings').textContent === f, revised.findings, { timeout: 15000 });
     await p.waitForFunction(() => !document.querySelector('#review-box').hidden && document.querySelector('#report').dataset.task, null, { timeout: 15000 });
+    await p.check('#critical'); // the next check follows it to the clinic
     await p.click('#sign');
     await p.waitForSelector('#sign-dialog[open]', { timeout: 10000 });
     const what = await p.textContent('#sign-what');
@@ -643,7 +644,19 @@ export async function scenario({ browser, ctx, checks, shots }) {
     const doc = JSON.parse(await p.textContent('#signed-doc'));
     expect(doc.drafted_by && doc.drafted_by.id === RESIDENT.id && doc.drafted_by.name === RESIDENT.name, `signed: ${JSON.stringify(doc.drafted_by)}`);
     expect(doc.reader.id === ctx.reader.id && doc.findings === revised.findings, `signed by ${doc.reader.id}: ${doc.findings}`);
+    s.criticalId = doc.report_id;
   });
+
+  await checks.check('the signer follows the critical value to the clinic: not yet read there, then read once a nurse confirms it', async () => {
+    const p = s.page;
+    expect(s.criticalId, 'no critical value signed (previous check)');
+    await p.waitForSelector('#signed-alert[data-state="unread"]', { timeout: 30000 });
+    const said = await p.textContent('#signed-alert');
+    expect(/NOT YET READ/.test(said) && /clinic1/.test(said), `the signer's page says "${said}"`);
+    await p.screenshot({ path: path.join(shots, 'critical-unread.png') });
+    ctx.hub.dx('reports', '--edge-data', path.join(ctx.hub.dir, 'clinic'), '--ack', s.criticalId, '--by', '护士 王');
+    await p.waitForSelector('#signed-alert[data-state="read"]', { timeout: 30000 });
+  }, { needs: ['a resident\'s draft comes for review: read, returned with a reason the resident sees, revised, then signed naming the resident'] });
 
   await checks.check('a signing certificate that ends within 30 days is shown with its date, one a year away not; a nearly full disk and a revoked key too', async () => {
     expect(await (s.page || page).isHidden('#cert-state'), 'the attending\'s page warns about a certificate a year away');
