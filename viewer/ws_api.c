@@ -87,27 +87,36 @@ void ws_api_route(ws_req *r, ws_resp *o)
         ws_error(o, 404, "no such API: %.200s", r->path);
 }
 
-int ws_api_task(ws_req *r, ws_resp *o, int offered_ok)
+int ws_api_task_id(ws_req *r, ws_resp *o, uint64_t *id)
 {
     const char *s = r->args[0];
     char *end;
     errno = 0;
-    unsigned long long id = strtoull(s, &end, 10);
+    unsigned long long v = strtoull(s, &end, 10);
     if (!isdigit((unsigned char)s[0]) || *end || errno) {
         ws_error(o, 400, "'%.60s' is not a task id (a number)", s);
         return -1;
     }
+    *id = v;
+    return 0;
+}
+
+int ws_api_task(ws_req *r, ws_resp *o, int offered_ok)
+{
+    uint64_t id;
+    if (ws_api_task_id(r, o, &id) < 0)
+        return -1;
     ws *w = r->w;
     pthread_mutex_lock(&w->mu);
     int i = ws_task_find(w, id);
     if (i < 0) {
         pthread_mutex_unlock(&w->mu);
-        ws_error(o, 404, "unknown task %llu (not offered to this reader, not held)", id);
+        ws_error(o, 404, "unknown task %llu (not offered to this reader, not held)", (unsigned long long)id);
         return -1;
     }
     if (!w->tasks[i].held && !offered_ok) {
         pthread_mutex_unlock(&w->mu);
-        ws_error(o, 409, "task %llu is not held by this reader (claim it first)", id);
+        ws_error(o, 409, "task %llu is not held by this reader (claim it first)", (unsigned long long)id);
         return -1;
     }
     return i;
@@ -269,24 +278,10 @@ void ws_api_tasks(ws_req *r, ws_resp *o)
     ws_json(o, 200, json_pack("{s:o,s:I}", "tasks", list, "now", (json_int_t)ws_now_ms()));
 }
 
-static int task_arg(ws_req *r, ws_resp *o, uint64_t *id)
-{
-    const char *s = r->args[0];
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (!isdigit((unsigned char)s[0]) || *end || errno) {
-        ws_error(o, 400, "'%.60s' is not a task id (a number)", s);
-        return -1;
-    }
-    *id = v;
-    return 0;
-}
-
 void ws_api_claim(ws_req *r, ws_resp *o)
 {
     uint64_t id;
-    if (task_arg(r, o, &id) < 0)
+    if (ws_api_task_id(r, o, &id) < 0)
         return;
     char err[512];
     if (ws_hub_claim(r->w, id, err, sizeof err) < 0) {
@@ -303,7 +298,7 @@ void ws_api_claim(ws_req *r, ws_resp *o)
 void ws_api_release(ws_req *r, ws_resp *o)
 {
     uint64_t id;
-    if (task_arg(r, o, &id) < 0)
+    if (ws_api_task_id(r, o, &id) < 0)
         return;
     pthread_mutex_lock(&r->w->mu);
     int known = ws_task_find(r->w, id) >= 0;

@@ -6,8 +6,6 @@
  * with the certificate chain, and answers only after the hub's ACK: a
  * report is signed when the hub says it is stored, not before.  The bytes
  * acknowledged are kept for GET /api/tasks/{id}/signed. */
-#include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -367,18 +365,13 @@ void ws_api_signed(ws_req *r, ws_resp *o)
  * task id (the hub's ALERT), so the reader knows whether to phone. */
 void ws_api_alert(ws_req *r, ws_resp *o)
 {
-    const char *s = r->args[0];
-    char *end;
-    errno = 0;
-    unsigned long long id = strtoull(s, &end, 10);
-    if (!isdigit((unsigned char)s[0]) || *end || errno) {
-        ws_error(o, 400, "'%.40s' is not a task id (a number)", s);
+    uint64_t id;
+    if (ws_api_task_id(r, o, &id) < 0)
         return;
-    }
     ws *w = r->w;
     hub_alert a;
     pthread_mutex_lock(&w->hub_mu);
-    int rc = hub_client_alert(w->hc, (uint64_t)id, &a);
+    int rc = hub_client_alert(w->hc, id, &a);
     char err[600];
     snprintf(err, sizeof err, "%s", rc ? hub_client_error(w->hc) : "");
     pthread_mutex_unlock(&w->hub_mu);

@@ -77,6 +77,8 @@ void ws_api_alert(ws_req *r, ws_resp *o);
 /* A held (or offered, with offered_ok) task's id from args[0]: the index
  * in w->tasks with mu held (the caller unlocks), or -1 with o filled. */
 int ws_api_task(ws_req *r, ws_resp *o, int offered_ok);
+/* args[0] as a task id: 0, or -1 with a 400 in o. */
+int ws_api_task_id(ws_req *r, ws_resp *o, uint64_t *id);
 
 /* The HTTP server. */
 typedef struct ws_http ws_http;
