@@ -52,6 +52,7 @@ typedef struct walk {
     clinic_row    *rows;
     size_t         n;
     clinic_sent    sent;
+    bool           shown;  /* rows for the page; else the stamp alone (/changes, every 5 s per page) */
     uint64_t       stamp;
 } walk;
 
@@ -102,12 +103,14 @@ static int gather(void *ctx, const char *id, const char *kind, int64_t received_
     snprintf(r->id, sizeof r->id, "%s", id);
     snprintf(r->kind, sizeof r->kind, "%s", kind);
     r->received_ms = received_ms;
-    inbox_summary_read(kind, data, len, &r->sum);
     r->confirmed = spool_alert_confirmation(w->p->sp, id, &r->c) == 0;
     report_bundle b;
-    if (report_bundle_parse(data, len, &b, NULL, 0) == 0) {
-        r->has_report = true;
-        report_bundle_clear(&b);
+    if (w->shown) { /* what the stamp does not need: the item's text, and whether it holds a signed report */
+        inbox_summary_read(kind, data, len, &r->sum);
+        if (report_bundle_parse(data, len, &b, NULL, 0) == 0) {
+            r->has_report = true;
+            report_bundle_clear(&b);
+        }
     }
     char state[4] = {r->confirmed ? 'c' : '-', r->c.told_hub ? 't' : '-', 0};
     w->stamp = stamp_add(stamp_add(w->stamp, id, strlen(id) + 1), state, 3);
@@ -115,12 +118,14 @@ static int gather(void *ctx, const char *id, const char *kind, int64_t received_
     return w->n == w->l.n; /* all gathered: stop */
 }
 
-/* The chosen items (audited as shown when audit is true) gathered into w. */
+/* The chosen items gathered into w: with audit, audited and read in full
+ * to be shown; without, only what the stamp covers. */
 static int gather_list(clinic_ctx *p, const char *patient, walk *w, bool audit, char *why, size_t whylen)
 {
     *w = (walk){.p = p,
                 .l = {.sp = p->sp, .patient = patient, .since_ms = clock_wall_ms() - p->o->days * 86400000LL},
                 .sent = {.patient = patient},
+                .shown = audit,
                 .stamp = 1469598103934665603ULL};
     int rc = inbox_listing_choose(&w->l);
     if (rc < 0) {

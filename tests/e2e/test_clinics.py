@@ -378,6 +378,8 @@ def test_the_clinic_page_raises_a_new_alert_and_a_nurse_confirms_it_there(world)
         sent = body[body.index("<h2>Sent to the reading centre"):]
         assert "patient P-CL-1" in sent and "stat" in sent and "at the reading centre</span> since " in sent and "(1 file)" in sent, sent
         stamp = nurse.ask("/changes")[1]
+        # the page's stamp is what /changes answers while nothing changes: else page.js would reload it forever
+        assert re.search(r'data-stamp="([0-9a-f]{16})"', nurse.ask("/")[1]).group(1) == stamp.strip()
         world.edge.stop()
         assert nurse.ask("/changes")[1] != stamp  # page.js reloads
         body = nurse.ask("/")[1]
